@@ -1,0 +1,23 @@
+import oclif from 'eslint-config-oclif'
+import prettier from 'eslint-config-prettier'
+
+export default [
+  {ignores: ['dist/', 'node_modules/', 'coverage/', 'oclif.manifest.json']},
+  ...oclif,
+  prettier,
+  {
+    // TypeScript checks names itself, and knows ambient types such as BufferEncoding that no-undef does not.
+    files: ['**/*.ts'],
+    rules: {'no-undef': 'off'},
+  },
+  {
+    files: ['test/**/*.ts', 'scripts/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-unused-expressions': 'off',
+      'mocha/no-skipped-tests': 'off',
+      'no-bitwise': 'off',
+      'no-unused-expressions': 'off',
+      'prefer-arrow-callback': 'off',
+    },
+  },
+]

@@ -1,0 +1,158 @@
+/**
+ * Exit codes are part of the CLI contract: scripts and cron wrappers branch on them.
+ * They are documented in README ("Exit codes"); change both together.
+ */
+/* eslint-disable perfectionist/sort-objects -- listed in numeric order, as documented */
+export const ExitCode = {
+  /** A backup, restore or other operation failed for a reason not listed below. */
+  Failure: 1,
+  /** Invalid flags, invalid config, unknown environment. Fix the invocation or the config. */
+  Usage: 2,
+  /** The named backup (or the latest one) does not exist. */
+  NotFound: 3,
+  /** Stored data failed authentication or a checksum: the backup cannot be trusted. */
+  Integrity: 4,
+  /** A key is missing or does not match: recipients to encrypt, or the identity to decrypt. */
+  Keys: 5,
+  /** A destructive action was not confirmed, or would overwrite existing files. */
+  Refused: 6,
+  /** A source or store could not be reached or written (server down, disk full, permissions). */
+  Unavailable: 7,
+  /** Interrupted by SIGINT/SIGTERM. */
+  Interrupted: 130,
+} as const
+/* eslint-enable perfectionist/sort-objects */
+
+export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode]
+
+export type ErrorCode =
+  | 'BACKUP_FAILED'
+  | 'BACKUP_NOT_FOUND'
+  | 'CONFIG_INVALID'
+  | 'CONFIG_NOT_FOUND'
+  | 'CONFIG_VARIABLE_UNSET'
+  | 'CONFIRMATION_REQUIRED'
+  | 'CONFIRMATION_WRONG'
+  | 'ENV_UNKNOWN'
+  | 'IDENTITY_MISSING'
+  | 'IDENTITY_WRONG'
+  | 'INTEGRITY'
+  | 'INTERNAL'
+  | 'INTERRUPTED'
+  | 'NOTHING_TO_BACK_UP'
+  | 'OUTPUT_EXISTS'
+  | 'RECIPIENTS_INVALID'
+  | 'SOURCE_UNAVAILABLE'
+  | 'STORE_UNAVAILABLE'
+  | 'USAGE'
+
+/**
+ * An error meant for the person at the terminal: one line that says what went wrong,
+ * one line that says what to do, and the exit code that scripts see.
+ * Messages must never contain secrets; callers redact before constructing.
+ */
+export class BackupError extends Error {
+  readonly code: ErrorCode
+  readonly exitCode: ExitCodeValue
+  readonly suggestion: string | undefined
+
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: {cause?: unknown; exitCode?: ExitCodeValue; suggestion?: string} = {},
+  ) {
+    super(message, options.cause === undefined ? undefined : {cause: options.cause})
+    this.name = 'BackupError'
+    this.code = code
+    this.exitCode = options.exitCode ?? defaultExitCode(code)
+    this.suggestion = options.suggestion
+  }
+
+  toJSON(): {code: ErrorCode; exitCode: number; message: string; suggestion?: string} {
+    return {
+      code: this.code,
+      exitCode: this.exitCode,
+      message: this.message,
+      ...(this.suggestion ? {suggestion: this.suggestion} : {}),
+    }
+  }
+}
+
+function defaultExitCode(code: ErrorCode): ExitCodeValue {
+  switch (code) {
+    case 'BACKUP_NOT_FOUND': {
+      return ExitCode.NotFound
+    }
+
+    case 'CONFIG_INVALID':
+    case 'CONFIG_NOT_FOUND':
+    case 'CONFIG_VARIABLE_UNSET':
+    case 'ENV_UNKNOWN':
+    case 'NOTHING_TO_BACK_UP':
+    case 'USAGE': {
+      return ExitCode.Usage
+    }
+
+    case 'CONFIRMATION_REQUIRED':
+    case 'CONFIRMATION_WRONG':
+    case 'OUTPUT_EXISTS': {
+      return ExitCode.Refused
+    }
+
+    case 'IDENTITY_MISSING':
+    case 'IDENTITY_WRONG':
+    case 'RECIPIENTS_INVALID': {
+      return ExitCode.Keys
+    }
+
+    case 'INTEGRITY': {
+      return ExitCode.Integrity
+    }
+
+    case 'INTERRUPTED': {
+      return ExitCode.Interrupted
+    }
+
+    case 'SOURCE_UNAVAILABLE':
+    case 'STORE_UNAVAILABLE': {
+      return ExitCode.Unavailable
+    }
+
+    default: {
+      return ExitCode.Failure
+    }
+  }
+}
+
+/** Maps low-level filesystem errors to something a user can act on; anything else passes through. */
+export function describeIoError(error: unknown, what: string): BackupError | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM': {
+      return new BackupError('STORE_UNAVAILABLE', `Permission denied while writing ${what}.`, {
+        cause: error,
+        suggestion: 'Check the ownership and permissions of the folder, or choose another location.',
+      })
+    }
+
+    case 'EDQUOT':
+    case 'ENOSPC': {
+      return new BackupError('STORE_UNAVAILABLE', `No space left on the device while writing ${what}.`, {
+        cause: error,
+        suggestion: 'Free some space (nothing partial was committed), then run the command again.',
+      })
+    }
+
+    case 'EROFS': {
+      return new BackupError('STORE_UNAVAILABLE', `The file system is read-only while writing ${what}.`, {
+        cause: error,
+        suggestion: 'Choose a writable location.',
+      })
+    }
+
+    default: {
+      return undefined
+    }
+  }
+}

@@ -1,0 +1,71 @@
+import {z} from 'zod'
+
+/** Names become folder names in the store, so they are kept to a portable alphabet. */
+const name = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, 'use letters, digits, "-" and "_" (at most 63 characters)')
+
+const count = z.number().int().min(0)
+
+export const onDemandRetentionSchema = z
+  .object({
+    days: count.default(30),
+    keepOlder: count.default(3),
+  })
+  .strict()
+
+export const scheduledRetentionSchema = z
+  .object({
+    daily: count.default(7),
+    monthly: count.default(12),
+    weekly: count.default(4),
+    yearly: count.default(0),
+  })
+  .strict()
+
+export const retentionSchema = z
+  .object({
+    incompleteGraceHours: z.number().positive().default(24),
+    onDemand: onDemandRetentionSchema.default({days: 30, keepOlder: 3}),
+    scheduled: scheduledRetentionSchema.default({daily: 7, monthly: 12, weekly: 4, yearly: 0}),
+  })
+  .strict()
+
+export const environmentSchema = z
+  .object({
+    database: z.string().min(1).optional(),
+    encryption: z
+      .object({
+        recipients: z.array(z.string().min(1)).min(1, 'list at least one age1… recipient'),
+      })
+      .strict()
+      .optional(),
+    media: z.string().min(1).optional(),
+    retention: retentionSchema.default({
+      incompleteGraceHours: 24,
+      onDemand: {days: 30, keepOlder: 3},
+      scheduled: {daily: 7, monthly: 12, weekly: 4, yearly: 0},
+    }),
+    schedule: z
+      .object({
+        at: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'use 24-hour HH:MM, for example "02:00"'),
+        timezone: z.string().min(1).default('UTC'),
+      })
+      .strict()
+      .optional(),
+    store: z.string().min(1),
+  })
+  .strict()
+
+export const configSchema = z
+  .object({
+    $schema: z.string().optional(),
+    app: name,
+    defaultEnvironment: name.optional(),
+    environments: z.record(name, environmentSchema).refine((environments) => Object.keys(environments).length > 0, {
+      message: 'define at least one environment',
+    }),
+  })
+  .strict()
+
+export type ConfigFile = z.infer<typeof configSchema>
+export type EnvironmentFile = z.infer<typeof environmentSchema>
+export type RetentionPolicy = z.infer<typeof retentionSchema>

@@ -1,0 +1,141 @@
+import {randomBytes} from 'node:crypto'
+import {constants, createWriteStream} from 'node:fs'
+import {mkdir, open, opendir, rename, rm, rmdir, stat} from 'node:fs/promises'
+import {dirname, join, sep} from 'node:path'
+import {Readable, Transform} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+
+const PARTIAL_MARKER = '.partial-'
+const READ_CHUNK = 1024 * 1024
+
+/**
+ * A folder on a local or mounted file system. Each object is a file at `<root>/<key>`.
+ *
+ * Durability: a put writes `<key>.partial-<random>`, fsyncs it, renames it over the key and fsyncs the
+ * folder, so a crash leaves either the old state or the new one. Partial files left by a killed process
+ * are listed under their own names, so that prune can collect them; they never shadow a real key.
+ */
+export class LocalStore implements Store {
+  readonly description: string
+
+  constructor(private readonly root: string) {
+    this.description = root
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key)
+    await rm(this.pathOf(key), {force: true})
+    await this.removeEmptyParents(dirname(this.pathOf(key)))
+  }
+
+  async get(key: string): Promise<Readable> {
+    assertValidKey(key)
+    try {
+      const handle = await open(this.pathOf(key), constants.O_RDONLY)
+      return handle.createReadStream({highWaterMark: READ_CHUNK})
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new ObjectNotFoundError(key)
+      throw error
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    // Start the walk at the deepest folder the prefix names, so listing one env does not read the others.
+    const slash = prefix.lastIndexOf('/')
+    const base = slash === -1 ? '' : prefix.slice(0, slash)
+    yield* this.walk(base, prefix)
+  }
+
+  async put(key: string, source: Readable, options: {signal?: AbortSignal} = {}): Promise<{bytes: number}> {
+    assertValidKey(key)
+    const target = this.pathOf(key)
+    const folder = dirname(target)
+    await mkdir(folder, {recursive: true})
+    const partial = `${target}${PARTIAL_MARKER}${randomBytes(6).toString('hex')}`
+    let bytes = 0
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length
+        callback(null, chunk)
+      },
+    })
+    try {
+      const output = createWriteStream(partial, {flags: 'wx', highWaterMark: READ_CHUNK, mode: 0o600})
+      await pipeline(source, counter, output, {signal: options.signal})
+      await syncFile(partial)
+      await rename(partial, target)
+      await syncFile(folder)
+      return {bytes}
+    } catch (error) {
+      await rm(partial, {force: true})
+      throw error
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    assertValidKey(key)
+    try {
+      const info = await stat(this.pathOf(key))
+      return info.isFile() ? {bytes: info.size, key, modifiedAt: info.mtime} : undefined
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw error
+    }
+  }
+
+  private pathOf(key: string): string {
+    return join(this.root, ...key.split('/'))
+  }
+
+  private async removeEmptyParents(folder: string): Promise<void> {
+    let current = folder
+    while (current.startsWith(this.root + sep)) {
+      try {
+        await rmdir(current)
+      } catch {
+        return
+      }
+
+      current = dirname(current)
+    }
+  }
+
+  private async *walk(relative: string, prefix: string): AsyncIterable<ObjectInfo> {
+    let entries: string[]
+    try {
+      const folder = await opendir(relative === '' ? this.root : this.pathOf(relative))
+      entries = []
+      for await (const entry of folder) entries.push(entry.name + (entry.isDirectory() ? '/' : ''))
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
+        return
+      throw error
+    }
+
+    // Sorting names with a trailing "/" for folders keeps the yielded keys in ascending order.
+    entries.sort()
+    for (const entry of entries) {
+      const isFolder = entry.endsWith('/')
+      const name = isFolder ? entry.slice(0, -1) : entry
+      const key = relative === '' ? name : `${relative}/${name}`
+      if (isFolder) {
+        if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.walk(key, prefix)
+      } else if (key.startsWith(prefix)) {
+        const info = await stat(this.pathOf(key)).catch(() => {})
+        if (info) yield {bytes: info.size, key, modifiedAt: info.mtime}
+      }
+    }
+  }
+}
+
+/** fsync by path: on Linux any descriptor of a file (or folder) flushes it. */
+async function syncFile(path: string): Promise<void> {
+  const handle = await open(path, constants.O_RDONLY)
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}

@@ -1,0 +1,47 @@
+import {Readable} from 'node:stream'
+
+import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+
+/** An in-process store for tests of the services; it keeps whole objects in memory. */
+export class MemoryStore implements Store {
+  readonly description = 'memory'
+  private readonly objects = new Map<string, {data: Buffer; modifiedAt: Date}>()
+
+  constructor(private readonly clock: () => Date = () => new Date()) {}
+
+  async delete(key: string): Promise<void> {
+    this.objects.delete(key)
+  }
+
+  async get(key: string): Promise<Readable> {
+    const object = this.objects.get(key)
+    if (object === undefined) throw new ObjectNotFoundError(key)
+    return Readable.from([object.data])
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const keys = [...this.objects.keys()].filter((key) => key.startsWith(prefix)).sort()
+    for (const key of keys) {
+      const object = this.objects.get(key)
+      if (object) yield {bytes: object.data.length, key, modifiedAt: object.modifiedAt}
+    }
+  }
+
+  async put(key: string, source: Readable, options: {signal?: AbortSignal} = {}): Promise<{bytes: number}> {
+    assertValidKey(key)
+    const chunks: Buffer[] = []
+    for await (const chunk of source) {
+      options.signal?.throwIfAborted()
+      chunks.push(Buffer.from(chunk as Buffer))
+    }
+
+    const data = Buffer.concat(chunks)
+    this.objects.set(key, {data, modifiedAt: this.clock()})
+    return {bytes: data.length}
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    const object = this.objects.get(key)
+    return object ? {bytes: object.data.length, key, modifiedAt: object.modifiedAt} : undefined
+  }
+}

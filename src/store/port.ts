@@ -1,0 +1,53 @@
+import {Readable} from 'node:stream'
+
+/** One stored object as listed. */
+export interface ObjectInfo {
+  bytes: number
+  /** `/`-separated, relative to the store's root, never starting with `/`. */
+  key: string
+  modifiedAt: Date
+}
+
+/** Raised by {@link Store.get} for a key that does not exist. Permanent: retrying will not help. */
+export class ObjectNotFoundError extends Error {
+  constructor(readonly key: string) {
+    super(`object not found: ${key}`)
+    this.name = 'ObjectNotFoundError'
+  }
+}
+
+/**
+ * Where backups live: a flat namespace of immutable objects addressed by `/`-separated keys.
+ *
+ * Contract, checked for every implementation by test/store/contract.ts:
+ * - `put` is atomic: readers see either no object or the whole of it, never a prefix. When the
+ *   source stream fails (or `signal` aborts), `put` rejects with that error and no object appears
+ *   under `key`. Writing an existing key replaces it.
+ * - `get` resolves to a stream of the whole object, or rejects with {@link ObjectNotFoundError}.
+ * - `stat` resolves to undefined for a missing key.
+ * - `list(prefix)` yields every object whose key starts with `prefix`, in ascending key order. It may
+ *   also yield the leftovers of interrupted writes (their keys never equal a committed key), so that
+ *   garbage collection can find them; nothing may treat such an object as a committed one.
+ * - `delete` is idempotent: deleting a missing key succeeds.
+ * - Errors other than not-found are passed through unchanged; the caller decides what is retryable.
+ */
+export interface Store {
+  delete(key: string): Promise<void>
+  /** A human-readable location for messages, with no credentials. */
+  readonly description: string
+  get(key: string): Promise<Readable>
+  list(prefix: string): AsyncIterable<ObjectInfo>
+  put(key: string, source: Readable, options?: {signal?: AbortSignal}): Promise<{bytes: number}>
+  stat(key: string): Promise<ObjectInfo | undefined>
+}
+
+export function assertValidKey(key: string): void {
+  if (
+    key === '' ||
+    key.startsWith('/') ||
+    key.endsWith('/') ||
+    key.split('/').some((part) => part === '' || part === '.' || part === '..')
+  ) {
+    throw new Error(`invalid object key: ${JSON.stringify(key)}`)
+  }
+}

@@ -1,0 +1,109 @@
+import {expect} from 'chai'
+import {Readable} from 'node:stream'
+
+import {ObjectNotFoundError, Store} from '../../src/store/port.js'
+import {collect} from '../helpers/tools.js'
+
+/** The one suite every Store implementation must pass (see the contract on the Store interface). */
+export function storeContract(name: string, makeStore: () => Promise<Store>): void {
+  describe(`store contract: ${name}`, () => {
+    let store: Store
+
+    beforeEach(async () => {
+      store = await makeStore()
+    })
+
+    it('returns exactly the bytes that were put, and their count', async () => {
+      const data = Buffer.alloc(3 * 1024 * 1024 + 7, 'ab\u00FF')
+      const {bytes} = await store.put('app/env/id/object.age', Readable.from([data.subarray(0, 10), data.subarray(10)]))
+      expect(bytes).to.equal(data.length)
+      expect((await collect(await store.get('app/env/id/object.age'))).equals(data)).to.equal(true)
+      expect((await store.stat('app/env/id/object.age'))?.bytes).to.equal(data.length)
+    })
+
+    it('stores an empty object', async () => {
+      await store.put('a/empty', Readable.from([]))
+      expect((await store.stat('a/empty'))?.bytes).to.equal(0)
+      expect((await collect(await store.get('a/empty'))).length).to.equal(0)
+    })
+
+    it('replaces an existing object', async () => {
+      await store.put('a/b', Readable.from([Buffer.from('first')]))
+      await store.put('a/b', Readable.from([Buffer.from('second')]))
+      expect((await collect(await store.get('a/b'))).toString()).to.equal('second')
+    })
+
+    it('rejects get of a missing key with ObjectNotFoundError, and stat returns undefined', async () => {
+      const error = await store.get('a/missing').catch((error_: unknown) => error_)
+      expect(error).to.be.instanceOf(ObjectNotFoundError)
+      expect(await store.stat('a/missing')).to.equal(undefined)
+    })
+
+    it('lists objects under a prefix in ascending key order, and nothing else', async () => {
+      for (const key of ['app/live/2/m', 'app/live/1/z', 'app/live/1/a', 'app/test/1/a', 'app/live.old/x', 'other']) {
+        await store.put(key, Readable.from([Buffer.from(key)]))
+      }
+
+      const keys: string[] = []
+      for await (const object of store.list('app/live/')) keys.push(object.key)
+      expect(keys).to.deep.equal(['app/live/1/a', 'app/live/1/z', 'app/live/2/m'])
+
+      const all: string[] = []
+      for await (const object of store.list('')) all.push(object.key)
+      expect(all).to.deep.equal([...all].sort())
+      expect(all).to.include.members(['app/live.old/x', 'app/test/1/a', 'other'])
+    })
+
+    it('lists nothing under a prefix that does not exist', async () => {
+      const keys: string[] = []
+      for await (const object of store.list('nothing/here/')) keys.push(object.key)
+      expect(keys).to.deep.equal([])
+    })
+
+    it('deletes idempotently', async () => {
+      await store.put('a/gone', Readable.from([Buffer.from('x')]))
+      await store.delete('a/gone')
+      await store.delete('a/gone')
+      expect(await store.stat('a/gone')).to.equal(undefined)
+    })
+
+    it('leaves no object when the source stream fails part-way', async () => {
+      const failing = new Readable({
+        read() {
+          this.push(Buffer.alloc(1024 * 1024))
+          this.destroy(new Error('source broke'))
+        },
+      })
+      const error = await store.put('a/broken', failing).catch((error_: unknown) => error_)
+      expect((error as Error).message).to.equal('source broke')
+      expect(await store.stat('a/broken')).to.equal(undefined)
+      const committed: string[] = []
+      for await (const object of store.list('a/')) committed.push(object.key)
+      expect(committed).to.not.include('a/broken')
+    })
+
+    it('leaves no object when the write is aborted', async () => {
+      const controller = new AbortController()
+      let sent = 0
+      const endless = new Readable({
+        read() {
+          sent++
+          if (sent === 3) controller.abort()
+          this.push(Buffer.alloc(64 * 1024))
+        },
+      })
+      const error = await store
+        .put('a/aborted', endless, {signal: controller.signal})
+        .catch((error_: unknown) => error_)
+      expect(error).to.be.instanceOf(Error)
+      expect(await store.stat('a/aborted')).to.equal(undefined)
+    })
+
+    it('refuses keys that could escape the store', async () => {
+      for (const key of ['../x', 'a/../../x', '/abs', 'a//b', '']) {
+        const error = await store.put(key, Readable.from([Buffer.from('x')])).catch((error_: unknown) => error_)
+        expect(error, key).to.be.instanceOf(Error)
+      }
+    })
+  })
+}

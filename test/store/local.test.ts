@@ -1,0 +1,32 @@
+import {expect} from 'chai'
+import {mkdtempSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+
+import {LocalStore} from '../../src/store/local.js'
+import {storeContract} from './contract.js'
+
+storeContract('local', async () => new LocalStore(mkdtempSync(join(tmpdir(), 'store-contract-'))))
+
+describe('local store', () => {
+  it('writes files with mode 0600 and removes emptied folders on delete', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'store-local-'))
+    const store = new LocalStore(root)
+    await store.put('app/env/id/object', Readable.from([Buffer.from('x')]))
+    expect(statSync(join(root, 'app/env/id/object')).mode & 0o777).to.equal(0o600)
+    await store.delete('app/env/id/object')
+    expect(readdirSync(root)).to.deep.equal([])
+  })
+
+  it('lists a partial file left by a killed writer under its own name, never under the real key', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'store-local-'))
+    const store = new LocalStore(root)
+    await store.put('app/env/id/manifest.json', Readable.from([Buffer.from('{}')]))
+    writeFileSync(join(root, 'app/env/id/media.tar.age.partial-abc123'), 'half')
+    const keys: string[] = []
+    for await (const object of store.list('app/env/')) keys.push(object.key)
+    expect(keys).to.deep.equal(['app/env/id/manifest.json', 'app/env/id/media.tar.age.partial-abc123'])
+    expect(await store.stat('app/env/id/media.tar.age')).to.equal(undefined)
+  })
+})

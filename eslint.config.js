@@ -7,8 +7,9 @@ export default [
   prettier,
   {
     // TypeScript checks names itself, and knows ambient types such as BufferEncoding that no-undef does not.
+    // Backups stream objects one after another on purpose: bounded memory and ordered commits.
     files: ['**/*.ts'],
-    rules: {'no-undef': 'off'},
+    rules: {'no-await-in-loop': 'off', 'no-undef': 'off'},
   },
   {
     files: ['test/**/*.ts', 'scripts/**/*.ts'],

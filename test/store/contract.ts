@@ -1,3 +1,4 @@
+/* eslint-disable mocha/no-exports -- a shared suite, run by each store's own test file */
 import {expect} from 'chai'
 import {Readable} from 'node:stream'
 

@@ -1,0 +1,103 @@
+import {Command, Flags, Interfaces} from '@oclif/core'
+import {tmpdir} from 'node:os'
+
+import {loadEnvironment, redactDsn} from '../config/load.js'
+import {BackupError} from '../errors.js'
+import {clockFrom} from '../lib/clock.js'
+import {BackupContext} from '../services/context.js'
+import {KeyRing} from '../services/keys.js'
+import {openStore} from '../store/index.js'
+import {terminalReporter} from './terminal.js'
+
+export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
+  (typeof BackupCommand)['baseFlags'] & T['flags']
+>
+
+/**
+ * Shared by every `app backup` command: --env/--config/--json, building the service context, SIGINT and
+ * SIGTERM handling, and mapping errors to one message, one suggestion and a documented exit code.
+ */
+export abstract class BackupCommand extends Command {
+  static override baseFlags = {
+    config: Flags.string({
+      description: 'Config file to use instead of the nearest .divio/backups.json.',
+      helpGroup: 'GLOBAL',
+    }),
+    env: Flags.string({
+      char: 'e',
+      description: "Environment to act on (default: the config's defaultEnvironment, or its only one).",
+      helpGroup: 'GLOBAL',
+    }),
+  }
+  static override enableJsonFlag = true
+  protected readonly abort = new AbortController()
+  private signalHandler?: (signal: NodeJS.Signals) => void
+
+  override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
+    const mapped = toUserError(error)
+    if (mapped === undefined) return super.catch(error)
+    if (this.jsonEnabled()) return super.catch(mapped)
+    process.exitCode = mapped.exitCode
+    return this.error(mapped.message, {
+      code: mapped.code,
+      exit: mapped.exitCode,
+      suggestions: mapped.suggestion ? [mapped.suggestion] : undefined,
+    })
+  }
+
+  protected async context(flags: {config?: string; env?: string}): Promise<BackupContext> {
+    const variables = process.env
+    const env = loadEnvironment({configPath: flags.config, cwd: process.cwd(), environment: flags.env, variables})
+    return {
+      env,
+      keys: new KeyRing({configured: env.recipients, variables}),
+      now: clockFrom(variables),
+      reporter: terminalReporter(),
+      signal: this.abort.signal,
+      store: openStore(env.store),
+      tempRoot: variables.DIVIO_BACKUP_TMPDIR || tmpdir(),
+      toolVersion: this.ctor.plugin?.version ?? this.config.version,
+    }
+  }
+
+  protected override async finally(error: Error | undefined): Promise<unknown> {
+    if (this.signalHandler) {
+      process.off('SIGINT', this.signalHandler)
+      process.off('SIGTERM', this.signalHandler)
+    }
+
+    return super.finally(error)
+  }
+
+  override async init(): Promise<void> {
+    await super.init()
+    // The first signal asks the running operation to stop cleanly (abort uploads, write no manifest);
+    // a second one exits at once.
+    this.signalHandler = (signal) => {
+      // eslint-disable-next-line n/no-process-exit, unicorn/no-process-exit -- the user asked twice to stop now
+      if (this.abort.signal.aborted) process.exit(130)
+      process.stderr.write(`\nReceived ${signal}: stopping cleanly (press Ctrl-C again to exit at once)…\n`)
+      this.abort.abort(new BackupError('INTERRUPTED', `Interrupted by ${signal}.`))
+    }
+
+    process.on('SIGINT', this.signalHandler)
+    process.on('SIGTERM', this.signalHandler)
+  }
+}
+
+/** Every error a user sees passes through here: typed errors as they are, anything else redacted. */
+function toUserError(error: Error & {exitCode?: number; oclif?: unknown}): BackupError | undefined {
+  if (error instanceof BackupError) {
+    return new BackupError(error.code, redactDsn(error.message), {
+      exitCode: error.exitCode,
+      suggestion: error.suggestion === undefined ? undefined : redactDsn(error.suggestion),
+    })
+  }
+
+  // oclif's own errors (unknown flags, missing arguments) already carry their message and exit code.
+  if (error.oclif !== undefined) return undefined
+  return new BackupError('INTERNAL', `Unexpected error: ${redactDsn(error.message)}`, {
+    suggestion:
+      'Run again with DEBUG=* for details; if it persists, report it with that output (check it for secrets first).',
+  })
+}

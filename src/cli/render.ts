@@ -1,0 +1,87 @@
+import {BackupView} from '../domain/backup.js'
+import {formatBytes, formatInstant, renderTable} from '../domain/format.js'
+import {FilesResult} from '../services/download.js'
+import {BackupInfo} from '../services/info.js'
+import {VerifyResult} from '../services/verify.js'
+
+export function renderCreated(view: BackupView, store: string): string {
+  return [
+    `Backup ${view.id} of ${view.app}/${view.environment} is complete (${view.trigger}).`,
+    ...componentLines(view),
+    `Stored in ${store}.`,
+  ].join('\n')
+}
+
+export function renderList(views: readonly BackupView[], context: {app: string; environment: string}): string {
+  if (views.length === 0)
+    return `No backups of ${context.app}/${context.environment} yet. Take one with \`divio app backup create\`.`
+  const rows = views.map((view) => [
+    view.id,
+    formatInstant(view.createdAt),
+    view.trigger ?? '-',
+    view.tier ?? '-',
+    view.status + (view.pinned ? ', pinned' : ''),
+    view.components.database ? formatBytes(view.components.database.bytes) : '-',
+    view.components.media ? `${formatBytes(view.components.media.bytes)} (${view.components.media.files} files)` : '-',
+    `${view.retention.keep ? 'keep' : 'remove'}: ${view.retention.reason}`,
+  ])
+  return renderTable(['ID', 'CREATED', 'TRIGGER', 'TIER', 'STATUS', 'DATABASE', 'MEDIA', 'RETENTION'], rows)
+}
+
+export function renderInfo(info: BackupInfo): string {
+  const lines = [
+    `Backup      ${info.id}`,
+    `App/env     ${info.app}/${info.environment}`,
+    `Status      ${info.status}${info.pinned ? ' (pinned)' : ''}`,
+    `Trigger     ${info.trigger}${info.tier ? `, tier ${info.tier}` : ''}`,
+    `Created     ${formatInstant(info.createdAt)}`,
+    `Completed   ${info.completedAt ? formatInstant(info.completedAt) : '-'}`,
+    `Note        ${info.note ?? '-'}`,
+    `Retention   ${info.retention.keep ? 'keep' : 'remove'}: ${info.retention.reason}`,
+    `Encryption  age v1 to ${info.encryption.recipients.join(', ')}`,
+    `Store       ${info.store.location} (${info.store.storageClass})`,
+    `Tool        ${info.tool.name} ${info.tool.version}`,
+    '',
+    renderTable(
+      ['OBJECT', 'STORED', 'SHA-256 (STORED)', 'CONTENT', 'SHA-256 (CONTENT)'],
+      info.objects.map((object) => [
+        object.name,
+        formatBytes(object.bytes),
+        object.sha256,
+        formatBytes(object.plaintextBytes),
+        object.plaintextSha256,
+      ]),
+    ),
+  ]
+  return lines.join('\n')
+}
+
+export function renderVerify(results: readonly VerifyResult[]): string {
+  return results
+    .map((result) =>
+      [
+        `${result.ok ? 'OK  ' : 'FAIL'} ${result.id}`,
+        ...result.objects.map((object) => `  ${object.ok ? 'ok  ' : 'BAD '} ${object.name}: ${object.detail}`),
+      ].join('\n'),
+    )
+    .join('\n')
+}
+
+export function renderFiles(result: FilesResult): string {
+  return [
+    'Decrypted and verified:',
+    ...result.files.map((file) => `  ${file.path}  ${formatBytes(file.bytes)}  sha256 ${file.sha256}`),
+  ].join('\n')
+}
+
+function componentLines(view: BackupView): string[] {
+  const {database, media} = view.components
+  return [
+    ...(database
+      ? [
+          `  database  ${database.engine} (${database.format})  ${formatBytes(database.bytes)}  sha256 ${database.sha256}`,
+        ]
+      : []),
+    ...(media ? [`  media     ${media.files} files, ${formatBytes(media.bytes)} tar  sha256 ${media.sha256}`] : []),
+  ]
+}

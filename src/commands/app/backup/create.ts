@@ -1,0 +1,38 @@
+import {Flags} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {renderCreated} from '../../../cli/render.js'
+import {BackupView} from '../../../domain/backup.js'
+import {createBackup} from '../../../services/create.js'
+
+export type CreateResult = BackupView
+
+export default class Create extends BackupCommand {
+  static override description = `Take a backup of the environment's database and media now.
+
+Each component is streamed through SHA-256, age encryption and into the store; the manifest is written last, so a backup that fails or is interrupted never appears as complete.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> -e live --note "before the 2.0 migration"',
+    '<%= config.bin %> <%= command.id %> --db-only --json',
+  ]
+  static override flags = {
+    'db-only': Flags.boolean({description: 'Back up only the database.', exclusive: ['media-only']}),
+    'media-only': Flags.boolean({description: 'Back up only the media files.', exclusive: ['db-only']}),
+    note: Flags.string({description: 'A note stored with the backup.'}),
+    scheduled: Flags.boolean({description: 'Record the backup as scheduled rather than on-demand.', hidden: true}),
+  }
+
+  async run(): Promise<CreateResult> {
+    const {flags} = await this.parse(Create)
+    const context = await this.context(flags)
+    const view = await createBackup(context, {
+      database: !flags['media-only'],
+      media: !flags['db-only'],
+      note: flags.note,
+      trigger: flags.scheduled ? 'scheduled' : 'on-demand',
+    })
+    this.log(renderCreated(view, context.store.description))
+    return view
+  }
+}

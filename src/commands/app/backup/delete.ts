@@ -1,0 +1,37 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {confirmEnvironment} from '../../../cli/terminal.js'
+import {deleteBackup, DeleteResult, resolveForDelete} from '../../../services/delete.js'
+
+export type DeleteCommandResult = DeleteResult
+
+export default class Delete extends BackupCommand {
+  static override args = {
+    id: Args.string({description: 'Backup id (or a unique prefix of it).', required: true}),
+  }
+  static override description = `Delete one backup: its manifest first, so it stops existing, then its data.
+
+Asks for the environment name to be typed; without a terminal, --confirm ENV is required.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa',
+    '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa -e test --confirm test',
+  ]
+  static override flags = {
+    confirm: Flags.string({description: 'Confirm without a prompt by naming the environment.'}),
+  }
+
+  async run(): Promise<DeleteCommandResult> {
+    const {args, flags} = await this.parse(Delete)
+    const context = await this.context(flags)
+    const target = await resolveForDelete(context, args.id)
+    await confirmEnvironment({
+      action: `delete ${target.status} backup ${target.id} of ${context.env.app}/${context.env.name}`,
+      confirm: flags.confirm,
+      environment: context.env.name,
+    })
+    const result = await deleteBackup(context, target.id)
+    this.log(`Deleted backup ${result.id} (${result.deleted.length} objects).`)
+    return result
+  }
+}

@@ -1,0 +1,26 @@
+import {Args} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {renderInfo} from '../../../cli/render.js'
+import {BackupInfo, backupInfo} from '../../../services/info.js'
+
+export type InfoResult = BackupInfo
+
+export default class Info extends BackupCommand {
+  static override args = {
+    id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest".', required: true}),
+  }
+  static override description =
+    'Show one backup: components, sizes, checksums, encryption recipients, storage and retention.'
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> latest',
+    '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa --json',
+  ]
+
+  async run(): Promise<InfoResult> {
+    const {args, flags} = await this.parse(Info)
+    const info = await backupInfo(await this.context(flags), args.id)
+    this.log(renderInfo(info))
+    return info
+  }
+}

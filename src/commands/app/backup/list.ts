@@ -1,0 +1,33 @@
+import {Flags} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {renderList} from '../../../cli/render.js'
+import {BackupView} from '../../../domain/backup.js'
+import {listBackups} from '../../../services/list.js'
+
+export type ListResult = BackupView[]
+
+export default class List extends BackupCommand {
+  static override description = `List the environment's backups, newest first, with what retention does with each.
+
+Incomplete backups (never committed, for example because the process was killed) are shown only with --all.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> -e live --all --json',
+  ]
+  static override flags = {
+    all: Flags.boolean({description: 'Include incomplete backups.'}),
+    trigger: Flags.option({
+      description: 'Show only backups of this trigger.',
+      options: ['on-demand', 'scheduled'] as const,
+    })(),
+  }
+
+  async run(): Promise<ListResult> {
+    const {flags} = await this.parse(List)
+    const context = await this.context(flags)
+    const views = await listBackups(context, {all: flags.all, trigger: flags.trigger})
+    this.log(renderList(views, {app: context.env.app, environment: context.env.name}))
+    return views
+  }
+}

@@ -1,0 +1,48 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {renderVerify} from '../../../cli/render.js'
+import {BackupError, ExitCode} from '../../../errors.js'
+import {verifyAllBackups, verifyBackup, VerifyResult} from '../../../services/verify.js'
+
+export type VerifyCommandResult = VerifyResult | VerifyResult[]
+
+export default class Verify extends BackupCommand {
+  static override args = {
+    id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest" (the default).'}),
+  }
+  static override description = `Read a backup back from the store and check it: every object's size and SHA-256, and age authentication of every chunk.
+
+Exits non-zero (4) naming each bad object when anything does not match.`
+  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --all --json']
+  static override flags = {
+    all: Flags.boolean({description: 'Verify every complete backup of the environment.', exclusive: ['id']}),
+  }
+
+  async run(): Promise<VerifyCommandResult> {
+    const {args, flags} = await this.parse(Verify)
+    const context = await this.context(flags)
+    const results = flags.all ? await verifyAllBackups(context) : [await verifyBackup(context, args.id ?? 'latest')]
+    const bad = results.filter((result) => !result.ok)
+    if (bad.length > 0) {
+      // The report is the useful part of a failure: print it, then fail with the integrity exit code.
+      if (this.jsonEnabled()) {
+        this.logJson(flags.all ? results : results[0])
+        process.exitCode = ExitCode.Integrity
+        return flags.all ? results : results[0]
+      }
+
+      this.log(renderVerify(results))
+      const names = bad.flatMap((result) =>
+        result.objects.filter((object) => !object.ok).map((object) => `${result.id}/${object.name}`),
+      )
+      throw new BackupError('INTEGRITY', `Verification failed: ${names.join(', ')}.`, {
+        suggestion:
+          'Do not rely on the failed backup; take a new one, and check the store for disk or transfer problems.',
+      })
+    }
+
+    this.log(renderVerify(results))
+    return flags.all ? results : results[0]
+  }
+}

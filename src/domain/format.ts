@@ -1,0 +1,33 @@
+/** Human-readable sizes, in binary units as `ls -h` and `du -h` print them. */
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`
+  const units = ['KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+  let value = bytes
+  let unit = -1
+  do {
+    value /= 1024
+    unit++
+  } while (value >= 1024 && unit < units.length - 1)
+
+  return `${value >= 100 ? value.toFixed(0) : value.toFixed(1)} ${units[unit]}`
+}
+
+/** `2026-11-28 16:24:30Z`: sortable, unambiguous, and short enough for tables. */
+export function formatInstant(iso: string): string {
+  return iso.replace('T', ' ').replace(/\.\d{3}Z$/, 'Z')
+}
+
+/** A plain-text table with a header row; columns are padded to the widest cell. */
+export function renderTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((title, column) =>
+    Math.max([...title].length, ...rows.map((row) => [...(row[column] ?? '')].length)),
+  )
+  const line = (cells: readonly string[]) =>
+    cells
+      .map((cell, column) =>
+        column === cells.length - 1 ? cell : cell.padEnd(widths[column] + cell.length - [...cell].length),
+      )
+      .join('  ')
+      .trimEnd()
+  return [line(header), ...rows.map((row) => line(row))].join('\n')
+}

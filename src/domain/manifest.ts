@@ -1,0 +1,99 @@
+import {z} from 'zod'
+
+/**
+ * manifest.json: a backup's metadata, written last. Its presence is what makes a backup exist.
+ * Plaintext on purpose, so that list, info and retention need no secret key; it holds no file names
+ * and no data, only sizes, checksums and public keys.
+ */
+
+export const MANIFEST_SCHEMA_VERSION = 1
+export const MANIFEST_NAME = 'manifest.json'
+export const PIN_NAME = 'pin'
+
+const sha256 = z.string().regex(/^[0-9a-f]{64}$/)
+
+export const storedObjectSchema = z.object({
+  bytes: z.number().int().nonnegative(),
+  name: z.string().regex(/^[\w.-]+$/),
+  sha256,
+})
+
+export const contentSchema = z.object({
+  bytes: z.number().int().nonnegative(),
+  sha256,
+})
+
+export const databaseComponentSchema = z.object({
+  compression: z.enum(['none', 'zstd']),
+  engine: z.enum(['mysql', 'postgres', 'sqlite']),
+  /** sqlite3: an SQLite database file; custom: pg_dump -Fc; sql: a SQL script. */
+  format: z.enum(['custom', 'sql', 'sqlite3']),
+  object: storedObjectSchema,
+  plaintext: contentSchema,
+  serverVersion: z.string().optional(),
+})
+
+export const mediaComponentSchema = z.object({
+  compression: z.enum(['none', 'zstd']),
+  files: z.number().int().nonnegative(),
+  /** The per-file listing (the tar's MANIFEST.json), also stored on its own, encrypted: file names are data. */
+  listing: z.object({object: storedObjectSchema, plaintext: contentSchema}),
+  object: storedObjectSchema,
+  plaintext: contentSchema,
+  source: z.enum(['filesystem', 's3']),
+  /** Sum of the sizes of the files, as opposed to the size of the tar. */
+  totalFileBytes: z.number().int().nonnegative(),
+})
+
+export const triggerSchema = z.enum(['on-demand', 'scheduled'])
+
+export const manifestSchema = z.object({
+  app: z.string(),
+  completedAt: z.string().datetime(),
+  components: z.object({
+    database: databaseComponentSchema.optional(),
+    media: mediaComponentSchema.optional(),
+  }),
+  createdAt: z.string().datetime(),
+  encryption: z.object({
+    format: z.literal('age-v1'),
+    recipients: z.array(z.string()).min(1),
+  }),
+  environment: z.string(),
+  id: z.string(),
+  note: z.string().nullable(),
+  schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
+  tool: z.object({name: z.string(), version: z.string()}),
+  trigger: triggerSchema,
+})
+
+export type Manifest = z.infer<typeof manifestSchema>
+export type DatabaseComponent = z.infer<typeof databaseComponentSchema>
+export type MediaComponent = z.infer<typeof mediaComponentSchema>
+export type StoredObject = z.infer<typeof storedObjectSchema>
+export type Trigger = z.infer<typeof triggerSchema>
+
+export type ParseManifestResult = {error: string; ok: false} | {manifest: Manifest; ok: true}
+
+export function parseManifest(text: string): ParseManifestResult {
+  let raw: unknown
+  try {
+    raw = JSON.parse(text)
+  } catch (error) {
+    return {error: `not JSON: ${(error as Error).message}`, ok: false}
+  }
+
+  const parsed = manifestSchema.safeParse(raw)
+  if (!parsed.success) {
+    const [issue] = parsed.error.issues
+    return {error: `${issue.path.join('.') || '(top level)'}: ${issue.message}`, ok: false}
+  }
+
+  return {manifest: parsed.data, ok: true}
+}
+
+/** Every stored object a manifest refers to, in the order they were written. */
+export function objectsOf(manifest: Manifest): StoredObject[] {
+  const {database, media} = manifest.components
+  return [...(database ? [database.object] : []), ...(media ? [media.object, media.listing.object] : [])]
+}

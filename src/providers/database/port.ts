@@ -1,0 +1,29 @@
+import {Readable} from 'node:stream'
+
+/** A consistent copy of a database, as a stream in the engine's own restorable format. */
+export interface DatabaseSnapshot {
+  /** Releases temp files and processes; safe to call more than once, and after a failure. */
+  cleanup(): Promise<void>
+  /** The engine's own format; `extension` names the stored object (`database.<extension>.age`). */
+  readonly extension: 'dump' | 'sql' | 'sqlite3'
+  readonly format: 'custom' | 'sql' | 'sqlite3'
+  readonly serverVersion?: string
+  /**
+   * The dump. It ends only when the dump is complete and verified; any failure of the engine or
+   * its tool (non-zero exit, short output) makes it error instead of ending.
+   */
+  readonly stream: Readable
+}
+
+/**
+ * Snapshots one kind of database. Contract:
+ * - `snapshot` rejects with a BackupError (code SOURCE_UNAVAILABLE) when the database cannot be
+ *   reached or read, with a message that names the database without its password.
+ * - Credentials never appear in argv, messages or logs.
+ */
+export interface DatabaseProvider {
+  readonly engine: 'mysql' | 'postgres' | 'sqlite'
+  /** The location with any password replaced by `***`, for messages. */
+  readonly location: string
+  snapshot(options: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot>
+}

@@ -1,0 +1,42 @@
+import {MANIFEST_NAME} from '../domain/manifest.js'
+import {BackupError} from '../errors.js'
+import {environmentPrefix, findBackup, readCatalog} from './catalog.js'
+import {BackupContext} from './context.js'
+
+export interface DeleteResult {
+  deleted: string[]
+  id: string
+}
+
+/** Resolves an id (or unique prefix) to the backup `delete` would remove, complete or not. */
+export async function resolveForDelete(
+  context: BackupContext,
+  reference: string,
+): Promise<{id: string; status: 'complete' | 'incomplete'}> {
+  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  const incomplete = catalog.incomplete.filter((backup) => backup.id.startsWith(reference))
+  const complete = catalog.complete.filter((backup) => backup.manifest.id.startsWith(reference))
+  if (reference !== 'latest' && complete.length === 0 && incomplete.length === 1)
+    return {id: incomplete[0].id, status: 'incomplete'}
+  if (reference !== 'latest' && complete.length + incomplete.length > 1) {
+    throw new BackupError('USAGE', `"${reference}" matches ${complete.length + incomplete.length} backups.`, {
+      suggestion: 'Give more of the id; `divio app backup list --all` shows them.',
+    })
+  }
+
+  return {id: findBackup(catalog, reference).manifest.id, status: 'complete'}
+}
+
+/**
+ * Removes one backup: the manifest first, so that it stops existing before any data goes, then every
+ * other object under its id. Idempotent: running it again after an interruption finishes the job.
+ */
+export async function deleteBackup(context: BackupContext, id: string): Promise<DeleteResult> {
+  const prefix = `${environmentPrefix(context.env.app, context.env.name)}${id}/`
+  const keys: string[] = []
+  for await (const object of context.store.list(prefix)) keys.push(object.key)
+  const manifestKey = `${prefix}${MANIFEST_NAME}`
+  const ordered = [...keys.filter((key) => key === manifestKey), ...keys.filter((key) => key !== manifestKey)]
+  for (const key of ordered) await context.store.delete(key)
+  return {deleted: ordered.map((key) => key.slice(prefix.length)), id}
+}

@@ -1,0 +1,40 @@
+import {BackupView} from '../domain/backup.js'
+import {objectsOf} from '../domain/manifest.js'
+import {findBackup, readCatalog} from './catalog.js'
+import {BackupContext} from './context.js'
+import {viewsOf} from './list.js'
+
+/** `info` --json: a backup object plus what it is made of. */
+export interface BackupInfo extends BackupView {
+  encryption: {format: string; recipients: string[]}
+  objects: {bytes: number; name: string; plaintextBytes: number; plaintextSha256: string; sha256: string}[]
+  store: {location: string; storageClass: string}
+  tool: {name: string; version: string}
+}
+
+export async function backupInfo(context: BackupContext, reference: string): Promise<BackupInfo> {
+  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  const {manifest} = findBackup(catalog, reference)
+  const view = viewsOf(context, catalog, {all: false}).find((candidate) => candidate.id === manifest.id)!
+  const {database, media} = manifest.components
+  const contents = [
+    ...(database ? [database.plaintext] : []),
+    ...(media ? [media.plaintext, media.listing.plaintext] : []),
+  ]
+  return {
+    ...view,
+    encryption: manifest.encryption,
+    objects: objectsOf(manifest).map((object, index) => ({
+      bytes: object.bytes,
+      name: object.name,
+      plaintextBytes: contents[index].bytes,
+      plaintextSha256: contents[index].sha256,
+      sha256: object.sha256,
+    })),
+    store: {
+      location: context.store.description,
+      storageClass: context.env.store.kind === 'local' ? 'local folder' : 'STANDARD_IA',
+    },
+    tool: manifest.tool,
+  }
+}

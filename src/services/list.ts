@@ -1,0 +1,38 @@
+import {BackupView, viewOfComplete, viewOfIncomplete} from '../domain/backup.js'
+import {applyRetention} from '../domain/retention.js'
+import {Catalog, readCatalog} from './catalog.js'
+import {BackupContext} from './context.js'
+
+export interface ListOptions {
+  /** Include incomplete backups. */
+  all: boolean
+  trigger?: 'on-demand' | 'scheduled'
+}
+
+/** The environment's backups, newest first, each with its retention decision. */
+export async function listBackups(context: BackupContext, options: ListOptions): Promise<BackupView[]> {
+  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  return viewsOf(context, catalog, options)
+}
+
+export function viewsOf(context: BackupContext, catalog: Catalog, options: ListOptions): BackupView[] {
+  const now = context.now()
+  const decisions = new Map(
+    applyRetention(catalog.complete, context.env.retention, now).map((decision) => [decision.id, decision]),
+  )
+  const complete = catalog.complete.map((backup) => viewOfComplete(backup, decisions.get(backup.manifest.id)!))
+  const graceMs = context.env.retention.incompleteGraceHours * 60 * 60 * 1000
+  const incomplete = options.all
+    ? catalog.incomplete.map((backup) =>
+        viewOfIncomplete(
+          backup,
+          now.getTime() - backup.lastModifiedAt.getTime() > graceMs
+            ? 'incomplete, older than the grace period: prune removes it'
+            : `incomplete: never committed; prune removes it once untouched for ${context.env.retention.incompleteGraceHours} h`,
+        ),
+      )
+    : []
+  return [...complete, ...incomplete]
+    .filter((view) => options.trigger === undefined || view.trigger === options.trigger)
+    .sort((a, b) => b.id.localeCompare(a.id))
+}

@@ -1,0 +1,95 @@
+import {PassThrough, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {X25519Identity} from '../archive/age-keys.js'
+import {AgeError, createDecryptStream} from '../archive/age.js'
+import {HashingStream} from '../archive/hash.js'
+import {Manifest, StoredObject} from '../domain/manifest.js'
+import {BackupError} from '../errors.js'
+import {ObjectNotFoundError} from '../store/port.js'
+import {objectKey} from './catalog.js'
+import {BackupContext} from './context.js'
+
+export interface ExpectedContent {
+  bytes: number
+  sha256: string
+}
+
+/** Why an object failed its check, in words fit for `verify` output. */
+export class ObjectCheckError extends Error {
+  constructor(
+    readonly objectName: string,
+    message: string,
+  ) {
+    super(message)
+    this.name = 'ObjectCheckError'
+  }
+}
+
+/**
+ * Streams one stored object through every check into `sink`: ciphertext size and SHA-256 against the
+ * manifest, age authentication of every chunk, and plaintext size and SHA-256. Resolves only when all
+ * hold; `sink` has then received exactly the authenticated plaintext. Anything that fails rejects with
+ * ObjectCheckError (the data is bad) or a BackupError (a key or the store is the problem).
+ */
+export async function readVerified(
+  context: BackupContext,
+  manifest: Manifest,
+  item: {identities: readonly X25519Identity[]; object: StoredObject; plaintext: ExpectedContent; sink?: Writable},
+): Promise<void> {
+  const {identities, object, plaintext, sink = discard()} = item
+  const key = objectKey(manifest.app, manifest.environment, manifest.id, object.name)
+  let source
+  try {
+    source = await context.store.get(key)
+  } catch (error) {
+    if (error instanceof ObjectNotFoundError) throw new ObjectCheckError(object.name, 'missing from the store')
+    throw error
+  }
+
+  const sealed = new HashingStream()
+  const plain = new HashingStream()
+  const progress = context.reporter.progress(object.name, object.bytes)
+  const meter = new PassThrough()
+  meter.on('data', (chunk: Buffer) => progress.advance(chunk.length))
+  try {
+    await pipeline(source, meter, sealed, createDecryptStream(identities), plain, sink, {signal: context.signal})
+  } catch (error) {
+    if (error instanceof AgeError) {
+      if (error.kind === 'no-match') throw wrongIdentity(context, manifest)
+      throw new ObjectCheckError(object.name, `decryption failed: ${error.message}`)
+    }
+
+    throw error
+  } finally {
+    progress.done()
+  }
+
+  if (sealed.bytes !== object.bytes) {
+    throw new ObjectCheckError(object.name, `stored size is ${sealed.bytes} bytes, the manifest says ${object.bytes}`)
+  }
+
+  if (sealed.sha256 !== object.sha256)
+    throw new ObjectCheckError(object.name, 'stored SHA-256 does not match the manifest')
+  if (plain.bytes !== plaintext.bytes || plain.sha256 !== plaintext.sha256) {
+    throw new ObjectCheckError(object.name, 'decrypted content does not match the manifest checksum')
+  }
+}
+
+function wrongIdentity(context: BackupContext, manifest: Manifest): BackupError {
+  return new BackupError(
+    'IDENTITY_WRONG',
+    `The identity in ${context.keys.identityPath} cannot decrypt backup ${manifest.id}.`,
+    {
+      suggestion: `It was encrypted to ${manifest.encryption.recipients.join(', ')}; set DIVIO_BACKUP_IDENTITY_FILE to the matching AGE-SECRET-KEY-1 file.`,
+    },
+  )
+}
+
+function discard(): Writable {
+  return new Writable({
+    write(_chunk, _encoding, callback) {
+      callback()
+    },
+  })
+}

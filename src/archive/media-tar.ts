@@ -141,7 +141,7 @@ function header(path: string, entry: Pick<MediaEntry, 'linkTarget' | 'mode' | 'm
   return encoded.block!
 }
 
-/** Yields exactly `size` bytes of `source`, hashing them; a file that grew is cut at its listed size. */
+// Yields exactly `size` bytes of `source`, hashing them; a file that grew is cut at its listed size.
 async function* copyExactly(source: Readable, size: number, hash: Hash, path: string): AsyncGenerator<Buffer> {
   let remaining = size
   try {

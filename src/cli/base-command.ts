@@ -36,13 +36,16 @@ export abstract class BackupCommand extends Command {
   override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     const mapped = toUserError(error)
     if (mapped === undefined) return super.catch(error)
-    if (this.jsonEnabled()) return super.catch(mapped)
     process.exitCode = mapped.exitCode
-    return this.error(mapped.message, {
-      code: mapped.code,
-      exit: mapped.exitCode,
-      suggestions: mapped.suggestion ? [mapped.suggestion] : undefined,
-    })
+    if (this.jsonEnabled()) {
+      this.logJson({error: mapped.toJSON()})
+      return
+    }
+
+    // One line for what went wrong, one for what to do; unwrapped, so that logs and grep keep them whole.
+    process.stderr.write(`Error: ${mapped.message}\n${mapped.suggestion ? `Try this: ${mapped.suggestion}\n` : ''}`)
+    if (process.env.DEBUG && error.stack) process.stderr.write(`${error.stack}\n`)
+    return this.exit(mapped.exitCode)
   }
 
   protected async context(flags: {config?: string; env?: string}): Promise<BackupContext> {

@@ -89,6 +89,12 @@ export async function downloadBackup(
       })
     }
 
+    // The media listing is not downloaded (the tar holds it), but a damaged one still fails the download.
+    if (options.media && manifest.components.media) {
+      const {listing} = manifest.components.media
+      await readVerified(context, manifest, {identities, object: listing.object, plaintext: listing.plaintext})
+    }
+
     // link() refuses to replace an existing name, so a file that appeared meanwhile is never overwritten.
     for (const file of plan) {
       await link(join(staging, file.name), join(outputDir, file.name))

@@ -27,7 +27,6 @@ Exits non-zero (4) naming each bad object when anything does not match.`
     if (bad.length > 0) {
       // The report is the useful part of a failure: print it, then fail with the integrity exit code.
       if (this.jsonEnabled()) {
-        this.logJson(flags.all ? results : results[0])
         process.exitCode = ExitCode.Integrity
         return flags.all ? results : results[0]
       }

@@ -1,0 +1,254 @@
+import Database from 'better-sqlite3'
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {generateIdentity} from '../../src/archive/age-keys.js'
+import {cli, listFiles, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {requireTool} from '../helpers/tools.js'
+
+const ID = /^\d{8}T\d{6}Z-[a-z2-7]{6}$/
+const SHA = /^[0-9a-f]{64}$/
+const ISO = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{3})?Z$/
+
+describe('end to end on the embedded default (SQLite + media folder + local store)', function () {
+  let project: Project
+  let created: Record<string, unknown>
+
+  before(function () {
+    requireTool(this, 'age', 'age')
+    requireTool(this, 'sqlite3', 'sqlite3')
+    project = makeProject()
+    const result = cli(project, ['create', '--json', '--note', 'first'])
+    expect(result.status, result.stderr).to.equal(0)
+    created = result.json() as Record<string, unknown>
+  })
+
+  it('says once, on stderr, where the generated identity is, and writes it with mode 0600', () => {
+    expect(statSync(project.identityFile).mode & 0o777).to.equal(0o600)
+    const second = cli(project, ['create', '--db-only'])
+    expect(second.status, second.stderr).to.equal(0)
+    expect(second.stderr).to.not.include('new encryption key')
+  })
+
+  it('create --json returns one backup object of the DESIGN §3 contract', () => {
+    expect(Object.keys(created).sort()).to.deep.equal(
+      ['app', 'completedAt', 'components', 'createdAt', 'environment', 'id', 'note', 'pinned', 'retention', 'status', 'tier', 'trigger'].sort(),
+    )
+    expect(created.id).to.match(ID)
+    expect(created).to.include({app: 'shop', environment: 'local', note: 'first', pinned: false, status: 'complete', tier: 'on-demand', trigger: 'on-demand'})
+    expect(created.createdAt).to.match(ISO)
+    expect(created.completedAt).to.match(ISO)
+    expect(created.retention).to.deep.equal({keep: true, reason: 'on-demand, younger than 30 days'})
+    const components = created.components as {database: Record<string, unknown>; media: Record<string, unknown>}
+    expect(components.database).to.include({engine: 'sqlite', format: 'sqlite3'})
+    expect(components.database.sha256).to.match(SHA)
+    expect(components.database.bytes).to.be.greaterThan(0)
+    expect(components.media).to.include({files: 4})
+    expect(components.media.sha256).to.match(SHA)
+  })
+
+  it('list --json returns backup objects newest first; list prints a table', () => {
+    const listed = cli(project, ['list', '--json'])
+    expect(listed.status).to.equal(0)
+    const backups = listed.json() as {id: string; status: string}[]
+    expect(backups.length).to.be.at.least(1)
+    expect(backups.map((backup) => backup.id)).to.deep.equal(backups.map((backup) => backup.id).sort().reverse())
+    expect(backups.find((backup) => backup.id === created.id)).to.deep.equal(created)
+    const table = cli(project, ['list'])
+    expect(table.stdout.split('\n')[0]).to.match(/^ID\s+CREATED\s+TRIGGER\s+TIER\s+STATUS\s+DATABASE\s+MEDIA\s+RETENTION$/)
+    expect(table.stdout).to.include(String(created.id))
+  })
+
+  it('verify --json reports every object as authenticated', () => {
+    const result = cli(project, ['verify', String(created.id), '--json'])
+    expect(result.status, result.stderr).to.equal(0)
+    expect(result.json()).to.deep.include({id: created.id, ok: true})
+    const {objects} = result.json() as {objects: {name: string; ok: boolean}[]}
+    expect(objects.map((object) => object.name)).to.deep.equal(['manifest.json', 'database.sqlite3.age', 'media.tar.age', 'media.manifest.json.age'])
+    expect(objects.every((object) => object.ok)).to.equal(true)
+  })
+
+  it('round trip: download gives a sound database, identical media, and a tar that lists MANIFEST.json', () => {
+    const out = join(project.root, 'restore-check')
+    const result = cli(project, ['download', String(created.id), '-o', out, '--json'])
+    expect(result.status, result.stderr).to.equal(0)
+    const {files} = result.json() as {files: {path: string; sha256: string}[]}
+    expect(files.map((file) => file.path)).to.deep.equal(['database.sqlite3', 'media.tar', 'manifest.json'].map((name) => join(out, name)))
+
+    const check = execFileSync('sqlite3', [join(out, 'database.sqlite3'), 'PRAGMA integrity_check;']).toString().trim()
+    expect(check).to.equal('ok')
+    const original = new Database(join(project.root, 'db.sqlite3'), {readonly: true})
+    const copy = new Database(join(out, 'database.sqlite3'), {readonly: true})
+    for (const table of ['auth_user', 'shop_product']) {
+      const query = `SELECT count(*) AS n, group_concat(id || name, ',') AS rows FROM ${table}`.replace('name', table === 'auth_user' ? 'username' : 'name')
+      expect(copy.prepare(query).get()).to.deep.equal(original.prepare(query).get())
+    }
+
+    original.close()
+    copy.close()
+
+    const members = execFileSync('tar', ['-tf', join(out, 'media.tar')]).toString().trim().split('\n')
+    expect(members.at(-1)).to.equal('MANIFEST.json')
+    const extracted = join(project.root, 'extracted')
+    mkdirSync(extracted)
+    execFileSync('tar', ['-xf', join(out, 'media.tar'), '-C', extracted])
+    expect(snapshotTree(join(extracted, 'media'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
+
+    const listing = JSON.parse(readFileSync(join(extracted, 'MANIFEST.json'), 'utf8')) as {files: {path: string; sha256?: string; type: string}[]}
+    const photo = listing.files.find((file) => file.path.endsWith('photo.bin'))
+    expect(photo?.sha256).to.match(SHA)
+    expect(listing.files.find((file) => file.path === 'latest-readme')).to.include({linkTarget: 'uploads/readme.txt', type: 'symlink'})
+  })
+
+  it('the stored objects decrypt with the stock age CLI', () => {
+    const folder = join(project.store, 'shop', 'local', String(created.id))
+    const database = execFileSync('age', ['-d', '-i', project.identityFile, join(folder, 'database.sqlite3.age')])
+    const out = join(project.root, 'restore-check')
+    expect(database.equals(readFileSync(join(out, 'database.sqlite3')))).to.equal(true)
+    const media = execFileSync('age', ['-d', '-i', project.identityFile, join(folder, 'media.tar.age')], {maxBuffer: 1 << 28})
+    expect(media.equals(readFileSync(join(out, 'media.tar')))).to.equal(true)
+    const manifest = JSON.parse(readFileSync(join(folder, 'manifest.json'), 'utf8')) as {encryption: {recipients: string[]}}
+    expect(manifest.encryption.recipients).to.deep.equal([execFileSync('age-keygen', ['-y', project.identityFile]).toString().trim()])
+  })
+
+  it('download never overwrites an existing file and writes nothing when a name is taken', () => {
+    const out = join(project.root, 'taken')
+    mkdirSync(out)
+    writeFileSync(join(out, 'media.tar'), 'mine')
+    const result = cli(project, ['download', String(created.id), '-o', out])
+    expect(result.status).to.equal(6)
+    expect(readFileSync(join(out, 'media.tar'), 'utf8')).to.equal('mine')
+    expect(readdirSync(out)).to.deep.equal(['media.tar'])
+  })
+
+  it('info shows components, checksums and recipients', () => {
+    const result = cli(project, ['info', String(created.id)])
+    expect(result.status).to.equal(0)
+    expect(result.stdout).to.match(/^Backup {6}\d{8}T\d{6}Z-[a-z2-7]{6}$/m)
+    expect(result.stdout).to.match(/Encryption {2}age v1 to age1[a-z0-9]+/)
+    expect(result.stdout).to.include('media.tar.age')
+  })
+})
+
+describe('integrity: one flipped byte in any stored object', function () {
+  for (const name of ['database.sqlite3.age', 'media.tar.age', 'media.manifest.json.age', 'manifest.json']) {
+    it(`in ${name}: verify exits non-zero naming it, and download leaves no files`, function () {
+      requireTool(this, 'age', 'age')
+      const project = makeProject()
+      const created = cli(project, ['create', '--json'])
+      expect(created.status, created.stderr).to.equal(0)
+      const {id} = created.json() as {id: string}
+      const path = join(project.store, 'shop', 'local', id, name)
+      const bytes = readFileSync(path)
+      // For the manifest, corrupt a checksum it records; elsewhere, a byte in the middle of the ciphertext.
+      const offset = name === 'manifest.json' ? bytes.indexOf('"sha256": "') + 12 : Math.floor(bytes.length / 2)
+      bytes[offset] = bytes[offset] === 0x61 ? 0x62 : 0x61
+      writeFileSync(path, bytes)
+
+      const verify = cli(project, ['verify', id])
+      expect(verify.status).to.equal(4)
+      const named = name === 'manifest.json' ? 'database.sqlite3.age' : name
+      expect(verify.stdout).to.match(new RegExp(`BAD +${named.replaceAll('.', '\\.')}:`))
+      expect(verify.stderr).to.include(`${id}/${named}`)
+
+      const verifyJson = cli(project, ['verify', id, '--json'])
+      expect(verifyJson.status).to.equal(4)
+      expect((verifyJson.json() as {ok: boolean}).ok).to.equal(false)
+
+      const out = join(project.root, 'out')
+      const download = cli(project, ['download', id, '-o', out])
+      expect(download.status).to.equal(4)
+      expect(download.stderr).to.include('No files were written')
+      expect(existsSync(out)).to.equal(false)
+    })
+  }
+})
+
+describe('clear errors with a suggestion and a non-zero exit', () => {
+  let project: Project
+  before(() => {
+    project = makeProject()
+  })
+
+  const expectOneLineError = (result: {status: null | number; stderr: string}, code: number, message: RegExp) => {
+    expect(result.status).to.equal(code)
+    const lines = result.stderr.trim().split('\n')
+    expect(lines[0]).to.match(message)
+    expect(result.stderr).to.match(/Try this: \S/)
+    expect(result.stderr).to.not.match(/\n\s+at .+:\d+:\d+/)
+  }
+
+  it('an invalid config names the JSON path', () => {
+    const config = join(project.root, '.divio', 'backups.json')
+    mkdirSync(join(project.root, '.divio'), {recursive: true})
+    writeFileSync(config, JSON.stringify({app: 'shop', environments: {live: {store: 42}}}))
+    try {
+      expectOneLineError(cli(project, ['list']), 2, /Invalid config .*backups\.json at environments\.live\.store: /)
+      const json = cli(project, ['list', '--json'])
+      expect(json.status).to.equal(2)
+      expect((json.json() as {error: {code: string}}).error.code).to.equal('CONFIG_INVALID')
+    } finally {
+      writeFileSync(config, JSON.stringify({app: 'shop', environments: {live: {database: '${SHOP_DATABASE_URL}', store: './backups'}}}))
+    }
+  })
+
+  it('an unset ${VAR} names the variable and the path', () => {
+    expectOneLineError(cli(project, ['list']), 2, /environments\.live\.database uses \$\{SHOP_DATABASE_URL\}, which is not set/)
+  })
+
+  it('an unknown env lists the known ones', () => {
+    const result = cli(project, ['list', '-e', 'staging'], {SHOP_DATABASE_URL: 'sqlite:///db.sqlite3'})
+    expectOneLineError(result, 2, /Unknown environment "staging"/)
+    expect(result.stderr).to.include('Use one of: live')
+  })
+
+  it('a missing identity on download says which file and variable', () => {
+    const other = makeProject()
+    expect(cli(other, ['create']).status).to.equal(0)
+    const result = cli(other, ['download', '-o', 'x'], {DIVIO_BACKUP_IDENTITY_FILE: join(other.home, 'nope.txt')})
+    expectOneLineError(result, 5, /No identity file at .*nope\.txt/)
+    expect(existsSync(join(other.root, 'x'))).to.equal(false)
+  })
+
+  it('a wrong identity names the recipients the backup needs', () => {
+    const other = makeProject()
+    expect(cli(other, ['create']).status).to.equal(0)
+    const wrong = generateIdentity()
+    const wrongFile = join(other.home, 'wrong.txt')
+    writeFileSync(wrongFile, wrong.fileContents(new Date()), {mode: 0o600})
+    const result = cli(other, ['verify', '--json'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile})
+    expect(result.status).to.equal(5)
+    expect((result.json() as {error: {code: string}}).error.code).to.equal('IDENTITY_WRONG')
+    expectOneLineError(cli(other, ['download', '-o', 'y'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile}), 5, /cannot decrypt backup/)
+    expect(existsSync(join(other.root, 'y'))).to.equal(false)
+    const secret = wrong.fileContents(new Date()).trim().split('\n').at(-1)!
+    expect(secret).to.match(/^AGE-SECRET-KEY-1/)
+    expect(result.stdout + result.stderr).to.not.include(secret)
+  })
+
+  it('an unknown backup id says how to find one', () => {
+    const other = makeProject()
+    expectOneLineError(cli(other, ['info', '20200101T000000Z-aaaaaa']), 3, /No backup "20200101T000000Z-aaaaaa"/)
+  })
+})
+
+describe('delete', () => {
+  it('refuses without a terminal unless --confirm names the env, then removes the backup', () => {
+    const project = makeProject()
+    const {id} = cli(project, ['create', '--json']).json() as {id: string}
+    const refused = cli(project, ['delete', id])
+    expect(refused.status).to.equal(6)
+    expect(refused.stderr).to.include('--confirm local')
+    const wrong = cli(project, ['delete', id, '--confirm', 'live'])
+    expect(wrong.status).to.equal(6)
+    expect((cli(project, ['list', '--json']).json() as unknown[]).length).to.equal(1)
+
+    const deleted = cli(project, ['delete', id, '--confirm', 'local', '--json'])
+    expect(deleted.status, deleted.stderr).to.equal(0)
+    expect((deleted.json() as {deleted: string[]}).deleted[0]).to.equal('manifest.json')
+    expect(cli(project, ['list', '--json', '--all']).json()).to.deep.equal([])
+    expect(listFiles(project.store)).to.deep.equal([])
+  })
+})

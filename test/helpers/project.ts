@@ -1,0 +1,111 @@
+import Database from 'better-sqlite3'
+import {spawn, spawnSync} from 'node:child_process'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, lstatSync, symlinkSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {dirname, join, resolve} from 'node:path'
+import {fileURLToPath} from 'node:url'
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
+export const runJs = join(repoRoot, 'bin', 'run.js')
+
+export interface Project {
+  /** Environment for the CLI: a private HOME, so the generated identity lands in the project. */
+  env: NodeJS.ProcessEnv
+  home: string
+  identityFile: string
+  root: string
+  store: string
+}
+
+/** A Django-like project on the embedded default: db.sqlite3 and a media folder. */
+export function makeProject(options: {name?: string} = {}): Project {
+  const parent = mkdtempSync(join(tmpdir(), 'divio-backup-test-'))
+  const root = join(parent, options.name ?? 'shop')
+  mkdirSync(root)
+  const home = join(parent, 'home')
+  mkdirSync(home)
+  const database = new Database(join(root, 'db.sqlite3'))
+  database.exec(`
+    CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username TEXT NOT NULL, email TEXT);
+    CREATE TABLE shop_product (id INTEGER PRIMARY KEY, name TEXT, price_cents INTEGER, image BLOB);
+  `)
+  const insertUser = database.prepare('INSERT INTO auth_user (username, email) VALUES (?, ?)')
+  for (let index = 0; index < 50; index++) insertUser.run(`user${index}`, `user${index}@example.com`)
+  const insertProduct = database.prepare('INSERT INTO shop_product (name, price_cents, image) VALUES (?, ?, ?)')
+  for (let index = 0; index < 20; index++) insertProduct.run(`Produit ${index} — café`, index * 100, Buffer.alloc(1000, index))
+  database.close()
+
+  const media = join(root, 'media')
+  mkdirSync(join(media, 'uploads', '2026', 'ünïcødé 文件'), {recursive: true})
+  mkdirSync(join(media, 'empty-folder'))
+  writeFileSync(join(media, 'uploads', 'readme.txt'), 'hello media\n')
+  writeFileSync(join(media, 'uploads', '2026', 'ünïcødé 文件', 'photo.bin'), Buffer.from(Array.from({length: 200_000}, (_, index) => (index * 7919) % 251)))
+  writeFileSync(join(media, 'uploads', 'empty.txt'), '')
+  writeFileSync(join(media, `${'long-name-'.repeat(15)}.txt`), 'a name longer than 100 bytes')
+  symlinkSync('uploads/readme.txt', join(media, 'latest-readme'))
+  return {
+    env: {...process.env, DIVIO_BACKUP_IDENTITY_FILE: '', HOME: home, NO_COLOR: '1'},
+    home,
+    identityFile: join(home, '.config', 'divio', 'backup-identity.txt'),
+    root,
+    store: join(root, '.divio', 'backups'),
+  }
+}
+
+export interface CliResult {
+  json: () => unknown
+  status: null | number
+  stderr: string
+  stdout: string
+}
+
+export function cli(project: Pick<Project, 'env' | 'root'>, args: string[], extraEnv: NodeJS.ProcessEnv = {}): CliResult {
+  const result = spawnSync(process.execPath, [runJs, 'app', 'backup', ...args], {
+    cwd: project.root,
+    encoding: 'utf8',
+    env: {...project.env, ...extraEnv},
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  return {
+    json: () => JSON.parse(result.stdout),
+    status: result.status,
+    stderr: result.stderr,
+    stdout: result.stdout,
+  }
+}
+
+export function cliAsync(project: Pick<Project, 'env' | 'root'>, args: string[]) {
+  return spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
+    cwd: project.root,
+    env: project.env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+}
+
+/** Every entry under a folder: path → file bytes (hex), symlink target, or folder marker. */
+export function snapshotTree(root: string): Map<string, string> {
+  const tree = new Map<string, string>()
+  const walk = (relative: string) => {
+    for (const name of readdirSync(join(root, relative)).sort()) {
+      const path = relative ? `${relative}/${name}` : name
+      const info = lstatSync(join(root, path))
+      if (info.isSymbolicLink()) tree.set(path, `symlink → ${readlinkSync(join(root, path))}`)
+      else if (info.isDirectory()) {
+        tree.set(path, 'folder')
+        walk(path)
+      } else tree.set(path, `file ${readFileSync(join(root, path)).toString('hex')}`)
+    }
+  }
+
+  walk('')
+  return tree
+}
+
+/** Files under a folder, relative paths, recursively. */
+export function listFiles(root: string): string[] {
+  try {
+    return readdirSync(root, {recursive: true}).map(String).sort()
+  } catch {
+    return []
+  }
+}

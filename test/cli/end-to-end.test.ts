@@ -34,10 +34,31 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
 
   it('create --json returns one backup object of the DESIGN §3 contract', () => {
     expect(Object.keys(created).sort()).to.deep.equal(
-      ['app', 'completedAt', 'components', 'createdAt', 'environment', 'id', 'note', 'pinned', 'retention', 'status', 'tier', 'trigger'].sort(),
+      [
+        'app',
+        'completedAt',
+        'components',
+        'createdAt',
+        'environment',
+        'id',
+        'note',
+        'pinned',
+        'retention',
+        'status',
+        'tier',
+        'trigger',
+      ].sort(),
     )
     expect(created.id).to.match(ID)
-    expect(created).to.include({app: 'shop', environment: 'local', note: 'first', pinned: false, status: 'complete', tier: 'on-demand', trigger: 'on-demand'})
+    expect(created).to.include({
+      app: 'shop',
+      environment: 'local',
+      note: 'first',
+      pinned: false,
+      status: 'complete',
+      tier: 'on-demand',
+      trigger: 'on-demand',
+    })
     expect(created.createdAt).to.match(ISO)
     expect(created.completedAt).to.match(ISO)
     expect(created.retention).to.deep.equal({keep: true, reason: 'on-demand, younger than 30 days'})
@@ -54,10 +75,17 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(listed.status).to.equal(0)
     const backups = listed.json() as {id: string; status: string}[]
     expect(backups.length).to.be.at.least(1)
-    expect(backups.map((backup) => backup.id)).to.deep.equal(backups.map((backup) => backup.id).sort().reverse())
+    expect(backups.map((backup) => backup.id)).to.deep.equal(
+      backups
+        .map((backup) => backup.id)
+        .sort()
+        .reverse(),
+    )
     expect(backups.find((backup) => backup.id === created.id)).to.deep.equal(created)
     const table = cli(project, ['list'])
-    expect(table.stdout.split('\n')[0]).to.match(/^ID\s+CREATED\s+TRIGGER\s+TIER\s+STATUS\s+DATABASE\s+MEDIA\s+RETENTION$/)
+    expect(table.stdout.split('\n')[0]).to.match(
+      /^ID\s+CREATED\s+TRIGGER\s+TIER\s+STATUS\s+DATABASE\s+MEDIA\s+RETENTION$/,
+    )
     expect(table.stdout).to.include(String(created.id))
   })
 
@@ -66,7 +94,12 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(result.status, result.stderr).to.equal(0)
     expect(result.json()).to.deep.include({id: created.id, ok: true})
     const {objects} = result.json() as {objects: {name: string; ok: boolean}[]}
-    expect(objects.map((object) => object.name)).to.deep.equal(['manifest.json', 'database.sqlite3.age', 'media.tar.age', 'media.manifest.json.age'])
+    expect(objects.map((object) => object.name)).to.deep.equal([
+      'manifest.json',
+      'database.sqlite3.age',
+      'media.tar.age',
+      'media.manifest.json.age',
+    ])
     expect(objects.every((object) => object.ok)).to.equal(true)
   })
 
@@ -75,31 +108,46 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     const result = cli(project, ['download', String(created.id), '-o', out, '--json'])
     expect(result.status, result.stderr).to.equal(0)
     const {files} = result.json() as {files: {path: string; sha256: string}[]}
-    expect(files.map((file) => file.path)).to.deep.equal(['database.sqlite3', 'media.tar', 'manifest.json'].map((name) => join(out, name)))
+    expect(files.map((file) => file.path)).to.deep.equal(
+      ['database.sqlite3', 'media.tar', 'manifest.json'].map((name) => join(out, name)),
+    )
 
-    const check = execFileSync('sqlite3', [join(out, 'database.sqlite3'), 'PRAGMA integrity_check;']).toString().trim()
+    const check = execFileSync('sqlite3', [join(out, 'database.sqlite3'), 'PRAGMA integrity_check;'])
+      .toString()
+      .trim()
     expect(check).to.equal('ok')
     const original = new Database(join(project.root, 'db.sqlite3'), {readonly: true})
     const copy = new Database(join(out, 'database.sqlite3'), {readonly: true})
     for (const table of ['auth_user', 'shop_product']) {
-      const query = `SELECT count(*) AS n, group_concat(id || name, ',') AS rows FROM ${table}`.replace('name', table === 'auth_user' ? 'username' : 'name')
+      const query = `SELECT count(*) AS n, group_concat(id || name, ',') AS rows FROM ${table}`.replace(
+        'name',
+        table === 'auth_user' ? 'username' : 'name',
+      )
       expect(copy.prepare(query).get()).to.deep.equal(original.prepare(query).get())
     }
 
     original.close()
     copy.close()
 
-    const members = execFileSync('tar', ['-tf', join(out, 'media.tar')]).toString().trim().split('\n')
+    const members = execFileSync('tar', ['-tf', join(out, 'media.tar')])
+      .toString()
+      .trim()
+      .split('\n')
     expect(members.at(-1)).to.equal('MANIFEST.json')
     const extracted = join(project.root, 'extracted')
     mkdirSync(extracted)
     execFileSync('tar', ['-xf', join(out, 'media.tar'), '-C', extracted])
     expect(snapshotTree(join(extracted, 'media'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
 
-    const listing = JSON.parse(readFileSync(join(extracted, 'MANIFEST.json'), 'utf8')) as {files: {path: string; sha256?: string; type: string}[]}
+    const listing = JSON.parse(readFileSync(join(extracted, 'MANIFEST.json'), 'utf8')) as {
+      files: {path: string; sha256?: string; type: string}[]
+    }
     const photo = listing.files.find((file) => file.path.endsWith('photo.bin'))
     expect(photo?.sha256).to.match(SHA)
-    expect(listing.files.find((file) => file.path === 'latest-readme')).to.include({linkTarget: 'uploads/readme.txt', type: 'symlink'})
+    expect(listing.files.find((file) => file.path === 'latest-readme')).to.include({
+      linkTarget: 'uploads/readme.txt',
+      type: 'symlink',
+    })
   })
 
   it('the stored objects decrypt with the stock age CLI', () => {
@@ -107,10 +155,16 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     const database = execFileSync('age', ['-d', '-i', project.identityFile, join(folder, 'database.sqlite3.age')])
     const out = join(project.root, 'restore-check')
     expect(database.equals(readFileSync(join(out, 'database.sqlite3')))).to.equal(true)
-    const media = execFileSync('age', ['-d', '-i', project.identityFile, join(folder, 'media.tar.age')], {maxBuffer: 1 << 28})
+    const media = execFileSync('age', ['-d', '-i', project.identityFile, join(folder, 'media.tar.age')], {
+      maxBuffer: 1 << 28,
+    })
     expect(media.equals(readFileSync(join(out, 'media.tar')))).to.equal(true)
-    const manifest = JSON.parse(readFileSync(join(folder, 'manifest.json'), 'utf8')) as {encryption: {recipients: string[]}}
-    expect(manifest.encryption.recipients).to.deep.equal([execFileSync('age-keygen', ['-y', project.identityFile]).toString().trim()])
+    const manifest = JSON.parse(readFileSync(join(folder, 'manifest.json'), 'utf8')) as {
+      encryption: {recipients: string[]}
+    }
+    expect(manifest.encryption.recipients).to.deep.equal([
+      execFileSync('age-keygen', ['-y', project.identityFile]).toString().trim(),
+    ])
   })
 
   it('download never overwrites an existing file and writes nothing when a name is taken', () => {
@@ -150,7 +204,7 @@ describe('integrity: one flipped byte in any stored object', function () {
       const verify = cli(project, ['verify', id])
       expect(verify.status).to.equal(4)
       const named = name === 'manifest.json' ? 'database.sqlite3.age' : name
-      expect(verify.stdout).to.match(new RegExp(`BAD +${named.replaceAll('.', '\\.')}:`))
+      expect(verify.stdout).to.match(new RegExp(`BAD +${named.replaceAll('.', String.raw`\.`)}:`))
       expect(verify.stderr).to.include(`${id}/${named}`)
 
       const verifyJson = cli(project, ['verify', id, '--json'])
@@ -168,6 +222,7 @@ describe('integrity: one flipped byte in any stored object', function () {
 
 describe('clear errors with a suggestion and a non-zero exit', () => {
   let project: Project
+
   before(() => {
     project = makeProject()
   })
@@ -190,12 +245,19 @@ describe('clear errors with a suggestion and a non-zero exit', () => {
       expect(json.status).to.equal(2)
       expect((json.json() as {error: {code: string}}).error.code).to.equal('CONFIG_INVALID')
     } finally {
-      writeFileSync(config, JSON.stringify({app: 'shop', environments: {live: {database: '${SHOP_DATABASE_URL}', store: './backups'}}}))
+      writeFileSync(
+        config,
+        JSON.stringify({app: 'shop', environments: {live: {database: '${SHOP_DATABASE_URL}', store: './backups'}}}),
+      )
     }
   })
 
   it('an unset ${VAR} names the variable and the path', () => {
-    expectOneLineError(cli(project, ['list']), 2, /environments\.live\.database uses \$\{SHOP_DATABASE_URL\}, which is not set/)
+    expectOneLineError(
+      cli(project, ['list']),
+      2,
+      /environments\.live\.database uses \$\{SHOP_DATABASE_URL\}, which is not set/,
+    )
   })
 
   it('an unknown env lists the known ones', () => {
@@ -221,7 +283,11 @@ describe('clear errors with a suggestion and a non-zero exit', () => {
     const result = cli(other, ['verify', '--json'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile})
     expect(result.status).to.equal(5)
     expect((result.json() as {error: {code: string}}).error.code).to.equal('IDENTITY_WRONG')
-    expectOneLineError(cli(other, ['download', '-o', 'y'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile}), 5, /cannot decrypt backup/)
+    expectOneLineError(
+      cli(other, ['download', '-o', 'y'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile}),
+      5,
+      /cannot decrypt backup/,
+    )
     expect(existsSync(join(other.root, 'y'))).to.equal(false)
     const secret = wrong.fileContents(new Date()).trim().split('\n').at(-1)!
     expect(secret).to.match(/^AGE-SECRET-KEY-1/)

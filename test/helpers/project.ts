@@ -1,6 +1,15 @@
 import Database from 'better-sqlite3'
 import {spawn, spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, lstatSync, symlinkSync, writeFileSync} from 'node:fs'
+import {
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
@@ -32,14 +41,18 @@ export function makeProject(options: {name?: string} = {}): Project {
   const insertUser = database.prepare('INSERT INTO auth_user (username, email) VALUES (?, ?)')
   for (let index = 0; index < 50; index++) insertUser.run(`user${index}`, `user${index}@example.com`)
   const insertProduct = database.prepare('INSERT INTO shop_product (name, price_cents, image) VALUES (?, ?, ?)')
-  for (let index = 0; index < 20; index++) insertProduct.run(`Produit ${index} — café`, index * 100, Buffer.alloc(1000, index))
+  for (let index = 0; index < 20; index++)
+    insertProduct.run(`Produit ${index} — café`, index * 100, Buffer.alloc(1000, index))
   database.close()
 
   const media = join(root, 'media')
   mkdirSync(join(media, 'uploads', '2026', 'ünïcødé 文件'), {recursive: true})
   mkdirSync(join(media, 'empty-folder'))
   writeFileSync(join(media, 'uploads', 'readme.txt'), 'hello media\n')
-  writeFileSync(join(media, 'uploads', '2026', 'ünïcødé 文件', 'photo.bin'), Buffer.from(Array.from({length: 200_000}, (_, index) => (index * 7919) % 251)))
+  writeFileSync(
+    join(media, 'uploads', '2026', 'ünïcødé 文件', 'photo.bin'),
+    Buffer.from(Array.from({length: 200_000}, (_, index) => (index * 7919) % 251)),
+  )
   writeFileSync(join(media, 'uploads', 'empty.txt'), '')
   writeFileSync(join(media, `${'long-name-'.repeat(15)}.txt`), 'a name longer than 100 bytes')
   symlinkSync('uploads/readme.txt', join(media, 'latest-readme'))
@@ -59,7 +72,11 @@ export interface CliResult {
   stdout: string
 }
 
-export function cli(project: Pick<Project, 'env' | 'root'>, args: string[], extraEnv: NodeJS.ProcessEnv = {}): CliResult {
+export function cli(
+  project: Pick<Project, 'env' | 'root'>,
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+): CliResult {
   const result = spawnSync(process.execPath, [runJs, 'app', 'backup', ...args], {
     cwd: project.root,
     encoding: 'utf8',

@@ -1,0 +1,82 @@
+import {expect} from 'chai'
+import {readdirSync, statSync, truncateSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {cli, cliAsync, listFiles, makeProject} from '../helpers/project.js'
+
+describe('interrupted create', () => {
+  it('a create killed with SIGKILL part-way is listed only with --all, as incomplete; a later create works', async () => {
+    const project = makeProject()
+    // A large sparse file keeps the create busy long enough to be killed in the middle of the media upload.
+    const big = join(project.root, 'media', 'big.bin')
+    writeFileSync(big, '')
+    truncateSync(big, 4 * 1024 * 1024 * 1024)
+
+    const child = cliAsync(project, ['create'])
+    const exited = new Promise<null | string>((resolve) => {
+      child.on('exit', (_code, signal) => resolve(signal))
+    })
+    const deadline = Date.now() + 30_000
+    let partial: string | undefined
+    while (partial === undefined && Date.now() < deadline) {
+      partial = listFiles(project.store).find(
+        (path) => path.includes('media.tar.age.partial-') && statSync(join(project.store, path)).size > 1024 * 1024,
+      )
+      if (partial === undefined) await sleep(20)
+    }
+
+    expect(partial, 'the media upload never started').to.be.a('string')
+    child.kill('SIGKILL')
+    expect(await exited).to.equal('SIGKILL')
+
+    expect(cli(project, ['list', '--json']).json()).to.deep.equal([])
+    const all = cli(project, ['list', '--all', '--json']).json() as {
+      components: object
+      id: string
+      status: string
+      trigger: null
+    }[]
+    expect(all).to.have.length(1)
+    expect(all[0]).to.include({status: 'incomplete', trigger: null})
+    expect(all[0].components).to.deep.equal({})
+    const table = cli(project, ['list', '--all'])
+    expect(table.stdout).to.match(/incomplete/)
+
+    // The id of the dead backup never becomes usable.
+    const info = cli(project, ['info', all[0].id])
+    expect(info.status).to.equal(3)
+    expect(info.stderr).to.include('is incomplete')
+
+    truncateSync(big, 1024)
+    const next = cli(project, ['create', '--json'])
+    expect(next.status, next.stderr).to.equal(0)
+    const listed = cli(project, ['list', '--json']).json() as {id: string}[]
+    expect(listed.map((backup) => backup.id)).to.deep.equal([(next.json() as {id: string}).id])
+    expect(cli(project, ['verify']).status).to.equal(0)
+    expect(readdirSync(join(project.store, 'shop', 'local'))).to.have.length(2)
+  })
+
+  it('SIGINT stops a create cleanly: exit 130, no manifest, and the message says nothing was committed', async () => {
+    const project = makeProject()
+    const big = join(project.root, 'media', 'big.bin')
+    writeFileSync(big, '')
+    truncateSync(big, 4 * 1024 * 1024 * 1024)
+    const child = cliAsync(project, ['create'])
+    let stderr = ''
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    const exited = new Promise<null | number>((resolve) => {
+      child.on('exit', (code) => resolve(code))
+    })
+    const deadline = Date.now() + 30_000
+    while (Date.now() < deadline && !listFiles(project.store).some((path) => path.includes('media.tar.age.partial-')))
+      await sleep(20)
+    child.kill('SIGINT')
+    expect(await exited).to.equal(130)
+    expect(stderr).to.match(/Interrupted: backup \S+ was not committed/)
+    expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+    expect(cli(project, ['list', '--all', '--json']).json()).to.deep.equal([])
+  })
+})

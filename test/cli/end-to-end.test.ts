@@ -227,14 +227,6 @@ describe('clear errors with a suggestion and a non-zero exit', () => {
     project = makeProject()
   })
 
-  const expectOneLineError = (result: {status: null | number; stderr: string}, code: number, message: RegExp) => {
-    expect(result.status).to.equal(code)
-    const lines = result.stderr.trim().split('\n')
-    expect(lines[0]).to.match(message)
-    expect(result.stderr).to.match(/Try this: \S/)
-    expect(result.stderr).to.not.match(/\n\s+at .+:\d+:\d+/)
-  }
-
   it('an invalid config names the JSON path', () => {
     const config = join(project.root, '.divio', 'backups.json')
     mkdirSync(join(project.root, '.divio'), {recursive: true})
@@ -318,3 +310,11 @@ describe('delete', () => {
     expect(listFiles(project.store)).to.deep.equal([])
   })
 })
+
+function expectOneLineError(result: {status: null | number; stderr: string}, code: number, message: RegExp): void {
+  expect(result.status).to.equal(code)
+  const lines = result.stderr.trim().split('\n')
+  expect(lines[0]).to.match(message)
+  expect(result.stderr).to.match(/Try this: \S/)
+  expect(result.stderr).to.not.match(/\n\s+at .+:\d+:\d+/)
+}

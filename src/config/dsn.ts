@@ -19,7 +19,7 @@ export type StoreLocation = {kind: 'local'; path: string} | {kind: 's3'; url: UR
  */
 export function redactDsn(dsn: string): string {
   return dsn
-    .replace(/^([a-z][\w+.-]*:\/\/[^:/@?#]*):[^@/?#]*@/i, '$1:***@')
+    .replace(/^([a-z][\w+.-]*:\/\/[^:/@?#]*):[^?#]*@/i, '$1:***@')
     .replaceAll(/([?&](?:password|secret|token|key|sig|signature)[^=&]*=)[^&#]*/gi, '$1***')
 }
 

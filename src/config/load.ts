@@ -71,8 +71,7 @@ function fromFile(configPath: string, options: LoadOptions): ResolvedEnvironment
     })
   }
 
-  const interpolated = interpolate(raw, options.variables, [], configPath)
-  const parsed = configSchema.safeParse(interpolated)
+  const parsed = configSchema.safeParse(interpolateSelected(raw, options, configPath))
   if (!parsed.success) {
     const [issue] = parsed.error.issues
     const path = formatPath(issue.path)
@@ -153,6 +152,34 @@ function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
   }
 
   return resolveEnvironment(config, root, 'embedded default', EMBEDDED_ENVIRONMENT)
+}
+
+/**
+ * Interpolates the top-level settings and the selected environment only: acting on `test` must not
+ * require the variables that only `live` uses.
+ */
+function interpolateSelected(raw: unknown, options: LoadOptions, file: string): unknown {
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw
+  const {environments, ...top} = raw as Record<string, unknown>
+  const settings = interpolate(top, options.variables, [], file) as Record<string, unknown>
+  if (environments === null || typeof environments !== 'object' || Array.isArray(environments)) {
+    return {...settings, environments}
+  }
+
+  const names = Object.keys(environments)
+  const selected =
+    options.environment ??
+    (typeof settings.defaultEnvironment === 'string' ? settings.defaultEnvironment : undefined) ??
+    (names.length === 1 ? names[0] : undefined)
+  return {
+    ...settings,
+    environments: Object.fromEntries(
+      Object.entries(environments).map(([name, value]) => [
+        name,
+        name === selected ? interpolate(value, options.variables, ['environments', name], file) : value,
+      ]),
+    ),
+  }
 }
 
 /** Replaces `${VAR}` in every string of the config; an unset variable names the JSON path that needs it. */

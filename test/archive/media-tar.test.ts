@@ -1,0 +1,106 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {createHash} from 'node:crypto'
+import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+
+import {createListingFile} from '../../src/archive/listing.js'
+import {createMediaTar, MediaEntry} from '../../src/archive/media-tar.js'
+import {collect, requireTool} from '../helpers/tools.js'
+
+function fileEntry(path: string, data: Buffer, declaredSize = data.length): MediaEntry {
+  return {
+    mode: 0o10_0644,
+    mtime: new Date('2026-01-02T03:04:05Z'),
+    open: async () => Readable.from([data]),
+    path,
+    size: declaredSize,
+    type: 'file',
+  }
+}
+
+async function* fromArray(entries: MediaEntry[]): AsyncIterable<MediaEntry> {
+  yield* entries
+}
+
+describe('media tar', () => {
+  it('is read by system tar, with every member, long and non-ASCII names, and MANIFEST.json last', async function () {
+    requireTool(this, 'tar', 'tar')
+    const folder = mkdtempSync(join(tmpdir(), 'media-tar-'))
+    const longName = `${'verzeichnis-'.repeat(12)}/${'datei-ä-'.repeat(20)}.bin`
+    const data = Buffer.from(Array.from({length: 70_000}, (_, index) => index % 256))
+    const {stream, summary} = createMediaTar(
+      fromArray([
+        {mode: 0o4_0755, mtime: new Date(0), path: 'docs', size: 0, type: 'directory'},
+        fileEntry('docs/a.txt', Buffer.from('alpha')),
+        fileEntry(longName, data),
+        fileEntry('empty', Buffer.alloc(0)),
+        {linkTarget: 'docs/a.txt', mode: 0o12_0777, mtime: new Date(0), path: 'link', size: 0, type: 'symlink'},
+      ]),
+      createListingFile(folder),
+    )
+    const archive = await collect(stream)
+    expect(await summary).to.deep.equal({files: 3, totalFileBytes: 70_005})
+    expect(archive.length % 512).to.equal(0)
+    const tarFile = join(folder, 'media.tar')
+    writeFileSync(tarFile, archive)
+    const members = execFileSync('tar', ['-tf', tarFile]).toString().trim().split('\n')
+    expect(members).to.deep.equal([
+      'media/docs/',
+      'media/docs/a.txt',
+      `media/${longName}`,
+      'media/empty',
+      'media/link',
+      'MANIFEST.json',
+    ])
+    const extracted = execFileSync('tar', ['-xOf', tarFile, `media/${longName}`], {maxBuffer: 1 << 24})
+    expect(extracted.equals(data)).to.equal(true)
+
+    const listing = JSON.parse(execFileSync('tar', ['-xOf', tarFile, 'MANIFEST.json']).toString()) as {
+      files: Record<string, unknown>[]
+      format: string
+    }
+    expect(listing.format).to.equal('divio-media-listing')
+    expect(listing.files.map((row) => row.path)).to.deep.equal(['docs', 'docs/a.txt', longName, 'empty', 'link'])
+    expect(listing.files[1]).to.deep.equal({
+      mode: '0644',
+      mtime: '2026-01-02T03:04:05.000Z',
+      path: 'docs/a.txt',
+      sha256: createHash('sha256').update('alpha').digest('hex'),
+      size: 5,
+      type: 'file',
+    })
+    expect(listing.files[4]).to.include({linkTarget: 'docs/a.txt', type: 'symlink'})
+    expect(JSON.parse(readFileSync(join(folder, 'MANIFEST.json'), 'utf8'))).to.deep.equal(listing)
+  })
+
+  it('fails, naming the file, when a file shrank while it was read', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'media-tar-'))
+    const {stream, summary} = createMediaTar(
+      fromArray([fileEntry('shrunk.bin', Buffer.alloc(10), 100)]),
+      createListingFile(folder),
+    )
+    const error = await collect(stream).catch((error_: unknown) => error_)
+    expect((error as Error).message).to.include('shrunk.bin shrank while it was being read')
+    expect(await summary.catch((error_: Error) => error_.message)).to.include('shrank')
+  })
+
+  it('archives a file that grew at the size it was listed with, and leaves out a file that vanished', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'media-tar-'))
+    const vanished: MediaEntry = {...fileEntry('gone', Buffer.alloc(1)), async open() {}}
+    const {stream} = createMediaTar(
+      fromArray([fileEntry('grown', Buffer.from('0123456789'), 4), vanished]),
+      createListingFile(folder),
+    )
+    const archive = await collect(stream)
+    const tarFile = join(folder, 'media.tar')
+    writeFileSync(tarFile, archive)
+    expect(execFileSync('tar', ['-tf', tarFile]).toString().trim().split('\n')).to.deep.equal([
+      'media/grown',
+      'MANIFEST.json',
+    ])
+    expect(execFileSync('tar', ['-xOf', tarFile, 'media/grown']).toString()).to.equal('0123')
+  })
+})

@@ -1,0 +1,148 @@
+import {expect} from 'chai'
+import {mkdirSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {redactDsn} from '../../src/config/dsn.js'
+import {loadEnvironment} from '../../src/config/load.js'
+import {BackupError} from '../../src/errors.js'
+
+function project(config?: unknown): string {
+  const root = mkdtempSync(join(tmpdir(), 'config-test-'))
+  if (config !== undefined) {
+    mkdirSync(join(root, '.divio'))
+    writeFileSync(join(root, '.divio', 'backups.json'), typeof config === 'string' ? config : JSON.stringify(config))
+  }
+
+  return root
+}
+
+function failure(action: () => unknown): BackupError {
+  try {
+    action()
+  } catch (error) {
+    expect(error).to.be.instanceOf(BackupError)
+    return error as BackupError
+  }
+
+  throw new Error('expected a BackupError')
+}
+
+const shop = {
+  app: 'shop',
+  defaultEnvironment: 'live',
+  environments: {
+    live: {database: '${DATABASE_URL}', media: 'media', store: 's3://shop-backups/shop/live?region=eu-central-1'},
+    test: {database: 'sqlite:////srv/test.sqlite3', retention: {onDemand: {days: 7}}, store: './backups'},
+  },
+}
+
+describe('config', () => {
+  it('is found by walking up from a subfolder, with paths relative to the project root', () => {
+    const root = project(shop)
+    mkdirSync(join(root, 'app', 'templates'), {recursive: true})
+    const env = loadEnvironment({cwd: join(root, 'app', 'templates'), environment: 'test', variables: {}})
+    expect(env.app).to.equal('shop')
+    expect(env.store).to.deep.equal({kind: 'local', path: join(root, 'backups')})
+    expect(env.database).to.deep.equal({engine: 'sqlite', path: '/srv/test.sqlite3'})
+    expect(env.retention.onDemand).to.deep.equal({days: 7, keepOlder: 3})
+    expect(env.retention.scheduled).to.deep.equal({daily: 7, monthly: 12, weekly: 4, yearly: 0})
+  })
+
+  it('interpolates ${VAR} and picks defaultEnvironment', () => {
+    const env = loadEnvironment({cwd: project(shop), variables: {DATABASE_URL: 'postgres://u:p@db/shop'}})
+    expect(env.name).to.equal('live')
+    expect(env.database?.engine).to.equal('postgres')
+    expect(env.store.kind).to.equal('s3')
+  })
+
+  it('reports an unset variable with its JSON path', () => {
+    const error = failure(() => loadEnvironment({cwd: project(shop), variables: {}}))
+    expect(error.code).to.equal('CONFIG_VARIABLE_UNSET')
+    expect(error.message).to.include('environments.live.database uses ${DATABASE_URL}')
+  })
+
+  it('names the JSON path of a wrong type, and of an unknown key', () => {
+    const wrongType = failure(() =>
+      loadEnvironment({
+        cwd: project({app: 'shop', environments: {live: {retention: {scheduled: {daily: 'seven'}}, store: 'x'}}}),
+        variables: {},
+      }),
+    )
+    expect(wrongType.message).to.match(/at environments\.live\.retention\.scheduled\.daily: .*expected number/)
+    const unknownKey = failure(() =>
+      loadEnvironment({cwd: project({app: 'shop', environments: {live: {store: 'x', stroe: 'y'}}}), variables: {}}),
+    )
+    expect(unknownKey.message).to.match(/environments\.live.*stroe/)
+  })
+
+  it('rejects malformed JSON with a hint', () => {
+    const error = failure(() => loadEnvironment({cwd: project('{"app": "shop",}'), variables: {}}))
+    expect(error.code).to.equal('CONFIG_INVALID')
+    expect(error.suggestion).to.include('JSON syntax')
+  })
+
+  it('lists the known environments for an unknown one, and asks for -e when there are several and no default', () => {
+    const unknown = failure(() =>
+      loadEnvironment({cwd: project(shop), environment: 'staging', variables: {DATABASE_URL: 'x'}}),
+    )
+    expect(unknown.code).to.equal('ENV_UNKNOWN')
+    expect(unknown.suggestion).to.equal('Use one of: live, test.')
+    const ambiguous = failure(() =>
+      loadEnvironment({cwd: project({...shop, defaultEnvironment: undefined}), variables: {DATABASE_URL: 'x'}}),
+    )
+    expect(ambiguous.suggestion).to.include('-e/--env')
+  })
+
+  it('takes --config instead of discovery', () => {
+    const root = project()
+    writeFileSync(join(root, 'other.json'), JSON.stringify({app: 'other', environments: {only: {store: 'b'}}}))
+    const env = loadEnvironment({configPath: 'other.json', cwd: root, variables: {}})
+    expect(env).to.include({app: 'other', name: 'only'})
+    expect(env.store).to.deep.equal({kind: 'local', path: join(root, 'b')})
+  })
+
+  describe('embedded default (no config file)', () => {
+    it('uses env local, db.sqlite3 and ./media when they exist, and ./.divio/backups', () => {
+      const root = project()
+      writeFileSync(join(root, 'db.sqlite3'), '')
+      mkdirSync(join(root, 'media'))
+      const env = loadEnvironment({cwd: root, variables: {}})
+      expect(env.name).to.equal('local')
+      expect(env.database).to.deep.equal({engine: 'sqlite', path: join(root, 'db.sqlite3')})
+      expect(env.media).to.deep.equal({kind: 'filesystem', path: join(root, 'media')})
+      expect(env.store).to.deep.equal({kind: 'local', path: join(root, '.divio', 'backups')})
+      expect(env.configSource).to.equal('embedded default')
+    })
+
+    it('prefers DATABASE_URL, MEDIA_ROOT and DIVIO_BACKUP_STORE', () => {
+      const env = loadEnvironment({
+        cwd: project(),
+        variables: {DATABASE_URL: 'mysql://u:p@db/x', DIVIO_BACKUP_STORE: '/srv/backups', MEDIA_ROOT: '/srv/media'},
+      })
+      expect(env.database?.engine).to.equal('mysql')
+      expect(env.media).to.deep.equal({kind: 'filesystem', path: '/srv/media'})
+      expect(env.store).to.deep.equal({kind: 'local', path: '/srv/backups'})
+    })
+
+    it('has no database or media when neither exists, and refuses other env names', () => {
+      const root = project()
+      const env = loadEnvironment({cwd: root, variables: {}})
+      expect(env.database).to.equal(undefined)
+      expect(env.media).to.equal(undefined)
+      expect(failure(() => loadEnvironment({cwd: root, environment: 'live', variables: {}})).code).to.equal(
+        'ENV_UNKNOWN',
+      )
+    })
+  })
+
+  it('redacts passwords and secret query values from DSNs', () => {
+    expect(redactDsn('postgres://shop:s3cret@db:5432/shop?sslmode=require')).to.equal(
+      'postgres://shop:***@db:5432/shop?sslmode=require',
+    )
+    expect(redactDsn('s3://AKIA123:wJalr/XUtn@bucket.s3.eu-central-1.amazonaws.com/?auth=s3v4')).to.equal(
+      's3://AKIA123:***@bucket.s3.eu-central-1.amazonaws.com/?auth=s3v4',
+    )
+    expect(redactDsn('https://host/x?token=abc&x=1')).to.equal('https://host/x?token=***&x=1')
+  })
+})

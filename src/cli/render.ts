@@ -1,15 +1,49 @@
 import {BackupView} from '../domain/backup.js'
 import {formatBytes, formatInstant, renderTable} from '../domain/format.js'
+import {formatInZone} from '../domain/schedule.js'
 import {FilesResult} from '../services/download.js'
 import {BackupInfo} from '../services/info.js'
+import {RetentionReport} from '../services/policy.js'
+import {PruneDecision, PruneResult} from '../services/retention.js'
 import {VerifyResult} from '../services/verify.js'
 
-export function renderCreated(view: BackupView, store: string): string {
+export function renderCreated(view: BackupView & {removedByRetention?: PruneDecision[]}, store: string): string {
   return [
     `Backup ${view.id} of ${view.app}/${view.environment} is complete (${view.trigger}).`,
     ...componentLines(view),
     `Stored in ${store}.`,
+    ...(view.removedByRetention ?? []).map(({id, reason}) => `Retention removed ${id}: ${reason}.`),
   ].join('\n')
+}
+
+export function renderPrune(result: PruneResult): string {
+  const rows = [
+    ...result.keep.map((decision) => ({...decision, action: 'keep'})),
+    ...result.remove.map((decision) => ({...decision, action: result.dryRun ? 'would remove' : 'remove'})),
+  ].sort((a, b) => b.id.localeCompare(a.id))
+  if (rows.length === 0) return 'No backups.'
+  const summary = `${result.keep.length} kept, ${result.remove.length} ${result.dryRun ? 'would be removed (dry run: nothing was changed)' : 'to remove'}.`
+  return `${renderTable(
+    ['ID', 'ACTION', 'REASON'],
+    rows.map((row) => [row.id, row.action, row.reason]),
+  )}\n${summary}`
+}
+
+export function renderRetention(report: RetentionReport): string {
+  const lines = [...report.summary]
+  if (report.simulation) {
+    const {days, keep, schedule} = report.simulation
+    lines.push(
+      '',
+      `After ${days} days of daily backups at ${schedule.at} (${schedule.timezone}), the policy holds ${keep.length}:`,
+      renderTable(
+        ['TIER', 'CREATED'],
+        keep.map(({createdAt, tier}) => [tier ?? '-', formatInZone(new Date(createdAt), schedule.timezone)]),
+      ),
+    )
+  }
+
+  return lines.join('\n')
 }
 
 export function renderList(views: readonly BackupView[], context: {app: string; environment: string}): string {

@@ -1,5 +1,7 @@
 import {z} from 'zod'
 
+import {isValidTimeZone} from '../domain/retention.js'
+
 /** Names become folder names in the store, so they are kept to a portable alphabet. */
 const name = z.string().regex(/^[a-z0-9][a-z0-9_-]{0,62}$/i, 'use letters, digits, "-" and "_" (at most 63 characters)')
 
@@ -11,6 +13,9 @@ export const onDemandRetentionSchema = z
     keepOlder: count.default(3),
   })
   .strict()
+  .refine((policy) => policy.days + policy.keepOlder > 0, {
+    message: 'this policy keeps nothing; set "days" or "keepOlder" above 0',
+  })
 
 export const scheduledRetentionSchema = z
   .object({
@@ -20,6 +25,9 @@ export const scheduledRetentionSchema = z
     yearly: count.default(0),
   })
   .strict()
+  .refine((policy) => policy.daily + policy.weekly + policy.monthly + policy.yearly > 0, {
+    message: 'this policy keeps nothing; set at least one of daily, weekly, monthly or yearly above 0',
+  })
 
 export const retentionSchema = z
   .object({
@@ -47,7 +55,11 @@ export const environmentSchema = z
     schedule: z
       .object({
         at: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'use 24-hour HH:MM, for example "02:00"'),
-        timezone: z.string().min(1).default('UTC'),
+        timezone: z
+          .string()
+          .min(1)
+          .refine((zone) => isValidTimeZone(zone), 'not an IANA time zone; use a name such as "Europe/Zurich" or "UTC"')
+          .default('UTC'),
       })
       .strict()
       .optional(),

@@ -27,6 +27,7 @@ import {objectKey} from './catalog.js'
 import {BackupContext, Progress} from './context.js'
 import {listBackups} from './list.js'
 import {putSmallObject} from './objects.js'
+import {PruneDecision, retentionAfterCreate} from './retention.js'
 
 export interface CreateOptions {
   database: boolean
@@ -234,4 +235,27 @@ function nothingToBackUp(context: BackupContext, options: CreateOptions): Backup
 
 function isPrematureClose(error: unknown): boolean {
   return (error as NodeJS.ErrnoException | undefined)?.code === 'ERR_STREAM_PREMATURE_CLOSE'
+}
+
+/** `create` --json: the backup object, plus what the trigger's retention policy removed afterwards. */
+export interface TakeBackupResult extends BackupView {
+  removedByRetention: PruneDecision[]
+}
+
+/** Takes a backup and then, only because it succeeded, applies the retention policy of its trigger. */
+export async function takeBackup(context: BackupContext, options: CreateOptions): Promise<TakeBackupResult> {
+  const view = await createBackup(context, options)
+  try {
+    return {...view, removedByRetention: await retentionAfterCreate(context, options.trigger)}
+  } catch (error) {
+    throw new BackupError(
+      'BACKUP_FAILED',
+      `Backup ${view.id} is complete, but applying retention afterwards failed: ${(error as Error).message}`,
+      {
+        cause: error,
+        suggestion:
+          'The new backup is safe. Run `divio app backup prune --dry-run` to see what retention would do, then prune.',
+      },
+    )
+  }
 }

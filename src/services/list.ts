@@ -1,7 +1,7 @@
 import {BackupView, viewOfComplete, viewOfIncomplete} from '../domain/backup.js'
-import {applyRetention} from '../domain/retention.js'
 import {Catalog, readCatalog} from './catalog.js'
 import {BackupContext} from './context.js'
+import {decideRetention, decisionsById} from './retention.js'
 
 export interface ListOptions {
   /** Include incomplete backups. */
@@ -17,10 +17,13 @@ export async function listBackups(context: BackupContext, options: ListOptions):
 
 export function viewsOf(context: BackupContext, catalog: Catalog, options: ListOptions): BackupView[] {
   const now = context.now()
-  const decisions = new Map(
-    applyRetention(catalog.complete, context.env.retention, now).map((decision) => [decision.id, decision]),
-  )
-  const complete = catalog.complete.map((backup) => viewOfComplete(backup, decisions.get(backup.manifest.id)!))
+  const decisions = decisionsById(decideRetention(context, catalog))
+  const complete = catalog.complete.map((backup) => {
+    const decision = decisions.get(backup.manifest.id)!
+    // On-demand is a tier by definition; scheduled tiers exist only while a tier keeps the backup.
+    const tier = decision.tier ?? (backup.manifest.trigger === 'on-demand' ? 'on-demand' : null)
+    return viewOfComplete(backup, {...decision, tier})
+  })
   const graceMs = context.env.retention.incompleteGraceHours * 60 * 60 * 1000
   const incomplete = options.all
     ? catalog.incomplete.map((backup) =>

@@ -2,15 +2,14 @@ import {Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
 import {renderCreated} from '../../../cli/render.js'
-import {BackupView} from '../../../domain/backup.js'
-import {createBackup} from '../../../services/create.js'
+import {takeBackup, TakeBackupResult} from '../../../services/create.js'
 
-export type CreateResult = BackupView
+export type CreateResult = TakeBackupResult
 
 export default class Create extends BackupCommand {
   static override description = `Take a backup of the environment's database and media now.
 
-Each component is streamed through SHA-256, age encryption and into the store; the manifest is written last, so a backup that fails or is interrupted never appears as complete.`
+Each component is streamed through SHA-256, age encryption and into the store; the manifest is written last, so a backup that fails or is interrupted never appears as complete. After a successful backup, the retention policy of its trigger (on-demand or scheduled) is applied, and every removal is printed with its reason.`
   static override examples = [
     '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> -e live --note "before the 2.0 migration"',
@@ -20,19 +19,21 @@ Each component is streamed through SHA-256, age encryption and into the store; t
     'db-only': Flags.boolean({description: 'Back up only the database.', exclusive: ['media-only']}),
     'media-only': Flags.boolean({description: 'Back up only the media files.', exclusive: ['db-only']}),
     note: Flags.string({description: 'A note stored with the backup.'}),
-    scheduled: Flags.boolean({description: 'Record the backup as scheduled rather than on-demand.', hidden: true}),
+    scheduled: Flags.boolean({
+      description: 'Take a scheduled backup (what `schedule run` takes), kept by the scheduled policy.',
+    }),
   }
 
   async run(): Promise<CreateResult> {
     const {flags} = await this.parse(Create)
     const context = await this.context(flags)
-    const view = await createBackup(context, {
+    const result = await takeBackup(context, {
       database: !flags['media-only'],
       media: !flags['db-only'],
       note: flags.note,
       trigger: flags.scheduled ? 'scheduled' : 'on-demand',
     })
-    this.log(renderCreated(view, context.store.description))
-    return view
+    this.log(renderCreated(result, context.store.description))
+    return result
   }
 }

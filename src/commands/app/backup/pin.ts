@@ -1,0 +1,22 @@
+import {Args} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {BackupView} from '../../../domain/backup.js'
+import {setPinned} from '../../../services/pin.js'
+
+export type PinResult = BackupView
+
+export default class Pin extends BackupCommand {
+  static override args = {
+    id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest".', required: true}),
+  }
+  static override description = 'Pin a backup: it is kept whatever the retention policy says, and takes no slot of it.'
+  static override examples = ['<%= config.bin %> <%= command.id %> latest']
+
+  async run(): Promise<PinResult> {
+    const {args, flags} = await this.parse(Pin)
+    const view = await setPinned(await this.context(flags), args.id, true)
+    this.log(`Pinned backup ${view.id}: it is kept until you unpin it.`)
+    return view
+  }
+}

@@ -1,0 +1,42 @@
+import {Flags} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {renderPrune} from '../../../cli/render.js'
+import {confirmEnvironment} from '../../../cli/terminal.js'
+import {executePrune, PruneResult, readPrunePlan} from '../../../services/retention.js'
+
+export type PruneCommandResult = PruneResult
+
+export default class Prune extends BackupCommand {
+  static override description = `Apply the retention policies: print keep or remove, with the reason, for every backup, then remove.
+
+Also removes incomplete backups that nothing has written to for the grace period (24 h by default), never younger ones. Asks for the environment name to be typed; without a terminal, --confirm ENV is required.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> --dry-run',
+    '<%= config.bin %> <%= command.id %> -e live --confirm live --json',
+  ]
+  static override flags = {
+    confirm: Flags.string({description: 'Confirm without a prompt by naming the environment.'}),
+    'dry-run': Flags.boolean({description: 'Only print what would be kept and removed.'}),
+  }
+
+  async run(): Promise<PruneCommandResult> {
+    const {flags} = await this.parse(Prune)
+    const context = await this.context(flags)
+    const plan = await readPrunePlan(context)
+    if (flags['dry-run'] || plan.remove.length === 0) {
+      this.log(renderPrune(plan))
+      return {...plan, dryRun: flags['dry-run']}
+    }
+
+    if (!this.jsonEnabled()) this.log(renderPrune(plan))
+    await confirmEnvironment({
+      action: `remove ${plan.remove.length} backup(s) of ${context.env.app}/${context.env.name}`,
+      confirm: flags.confirm,
+      environment: context.env.name,
+    })
+    const result = await executePrune(context, plan)
+    this.log(`Removed ${result.remove.length} backup(s).`)
+    return result
+  }
+}

@@ -1,0 +1,28 @@
+import {Flags} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {renderRetention} from '../../../cli/render.js'
+import {describeRetention, RetentionReport} from '../../../services/policy.js'
+
+export type RetentionCommandResult = RetentionReport
+
+export default class Retention extends BackupCommand {
+  static override description = `Show the environment's retention policies in words.
+
+With --simulate DAYS, also show what a daily schedule would hold after DAYS days, by tier and date.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %>',
+    '<%= config.bin %> <%= command.id %> --simulate 400',
+  ]
+  static override flags = {
+    simulate: Flags.integer({description: 'Simulate a daily schedule for this many days.', max: 36_600, min: 1}),
+  }
+
+  async run(): Promise<RetentionCommandResult> {
+    const {flags} = await this.parse(Retention)
+    const context = await this.context(flags)
+    const report = describeRetention(context, flags.simulate)
+    this.log(renderRetention(report))
+    return report
+  }
+}

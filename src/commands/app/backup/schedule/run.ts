@@ -1,0 +1,22 @@
+import {BackupCommand} from '../../../../cli/base-command.js'
+import {renderCreated} from '../../../../cli/render.js'
+import {runScheduleTick, ScheduleRunResult} from '../../../../services/schedule.js'
+
+export type ScheduleRunCommandResult = ScheduleRunResult
+
+export default class ScheduleRun extends BackupCommand {
+  static override description = `One idempotent cron tick: take a scheduled backup if the current slot has none, then apply the scheduled retention policy.
+
+The current slot is the most recent scheduled time at or before now. Run it as often as you like (hourly is a good choice): a slot never gets two backups.`
+  static override examples = ['<%= config.bin %> <%= command.id %> -e live']
+
+  async run(): Promise<ScheduleRunCommandResult> {
+    const {flags} = await this.parse(ScheduleRun)
+    const context = await this.context(flags)
+    const result = await runScheduleTick(context)
+    if (result.taken) this.log(renderCreated(result.taken, context.store.description))
+    else this.log(`Nothing to take: backup ${result.existing} already covers the slot of ${result.slot}.`)
+    for (const {id, reason} of result.removed) this.log(`Retention removed ${id}: ${reason}.`)
+    return result
+  }
+}

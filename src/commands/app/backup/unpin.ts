@@ -1,0 +1,24 @@
+import {Args} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {BackupView} from '../../../domain/backup.js'
+import {setPinned} from '../../../services/pin.js'
+
+export type UnpinResult = BackupView
+
+export default class Unpin extends BackupCommand {
+  static override args = {
+    id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest".', required: true}),
+  }
+  static override description = 'Unpin a backup: the retention policy decides about it again (see the reason shown).'
+  static override examples = ['<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa']
+
+  async run(): Promise<UnpinResult> {
+    const {args, flags} = await this.parse(Unpin)
+    const view = await setPinned(await this.context(flags), args.id, false)
+    this.log(
+      `Unpinned backup ${view.id}: ${view.retention.keep ? 'kept' : 'the next prune removes it'} (${view.retention.reason}).`,
+    )
+    return view
+  }
+}

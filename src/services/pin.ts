@@ -1,0 +1,19 @@
+import {BackupView} from '../domain/backup.js'
+import {PIN_NAME} from '../domain/manifest.js'
+import {findBackup, objectKey, readCatalog} from './catalog.js'
+import {BackupContext} from './context.js'
+import {viewsOf} from './list.js'
+import {putSmallObject} from './objects.js'
+
+/** Pins or unpins a backup: a `pin` object beside the manifest keeps it whatever the policy says. */
+export async function setPinned(context: BackupContext, reference: string, pinned: boolean): Promise<BackupView> {
+  const {app, name} = context.env
+  const catalog = await readCatalog(context.store, app, name)
+  const backup = findBackup(catalog, reference)
+  const key = objectKey(app, name, backup.manifest.id, PIN_NAME)
+  await (pinned
+    ? putSmallObject(context.store, key, `${JSON.stringify({pinnedAt: context.now().toISOString()})}\n`)
+    : context.store.delete(key))
+  backup.pinned = pinned
+  return viewsOf(context, catalog, {all: false}).find((view) => view.id === backup.manifest.id)!
+}

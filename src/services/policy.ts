@@ -1,0 +1,66 @@
+import {Tier} from '../domain/backup.js'
+import {simulateDailySchedule} from '../domain/retention.js'
+import {nextSlot, Schedule} from '../domain/schedule.js'
+import {BackupContext} from './context.js'
+
+/** `retention` --json. */
+export interface RetentionReport {
+  policies: {
+    incompleteGraceHours: number
+    onDemand: {days: number; keepOlder: number}
+    schedule: null | Schedule
+    scheduled: {daily: number; monthly: number; weekly: number; yearly: number}
+    timezone: string
+  }
+  simulation: null | {
+    days: number
+    keep: {createdAt: string; tier: null | Tier}[]
+    /** The schedule the simulation assumed. */
+    schedule: Schedule
+  }
+  /** The policies in words, one sentence per line. */
+  summary: string[]
+}
+
+export function describeRetention(context: BackupContext, simulateDays?: number): RetentionReport {
+  const {retention, schedule} = context.env
+  const timezone = schedule?.timezone ?? 'UTC'
+  const {daily, monthly, weekly, yearly} = retention.scheduled
+  const tiers = [
+    daily > 0 ? `the newest backup of each of the ${daily} most recent days that have one (daily)` : undefined,
+    weekly > 0 ? `the oldest of each of the ${weekly} most recent ISO weeks, Monday to Sunday (weekly)` : undefined,
+    monthly > 0 ? `the oldest of each of the ${monthly} most recent months (monthly)` : undefined,
+    yearly > 0 ? `the oldest of each of the ${yearly} most recent years (yearly)` : undefined,
+  ].filter(Boolean)
+  const summary = [
+    `On-demand backups: every one younger than ${retention.onDemand.days} days, and the ${retention.onDemand.keepOlder} newest of the older ones.`,
+    `Scheduled backups: ${tiers.join('; ')}. Days, weeks and months are counted in ${timezone}, and only periods that hold a backup count, so a paused schedule loses nothing.`,
+    'Pinned backups are always kept and take no slot. The newest complete backup is never removed.',
+    `Incomplete backups (never committed) are removed by prune once nothing has written to them for ${retention.incompleteGraceHours} h.`,
+  ]
+  const assumed: Schedule = schedule ?? {at: '02:00', timezone}
+  return {
+    policies: {
+      incompleteGraceHours: retention.incompleteGraceHours,
+      onDemand: retention.onDemand,
+      schedule: schedule ?? null,
+      scheduled: {daily, monthly, weekly, yearly},
+      timezone,
+    },
+    simulation:
+      simulateDays === undefined
+        ? null
+        : {
+            days: simulateDays,
+            keep: simulateDailySchedule(
+              retention,
+              (instant) => nextSlot(assumed, instant),
+              context.now(),
+              simulateDays,
+              timezone,
+            ).map(({createdAt, tier}) => ({createdAt, tier})),
+            schedule: assumed,
+          },
+    summary,
+  }
+}

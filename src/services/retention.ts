@@ -1,0 +1,110 @@
+import {Tier} from '../domain/backup.js'
+import {applyRetention, RetentionCandidate, RetentionResult} from '../domain/retention.js'
+import {Catalog, readCatalog} from './catalog.js'
+import {BackupContext} from './context.js'
+import {deleteBackup} from './delete.js'
+
+export interface PruneDecision {
+  id: string
+  reason: string
+}
+
+/** `prune` --json: stable contract (DESIGN §3). */
+export interface PruneResult {
+  dryRun: boolean
+  keep: PruneDecision[]
+  remove: PruneDecision[]
+}
+
+export function candidatesOf(catalog: Catalog): RetentionCandidate[] {
+  return catalog.complete.map(({manifest, pinned}) => ({
+    createdAt: manifest.createdAt,
+    id: manifest.id,
+    pinned,
+    trigger: manifest.trigger,
+  }))
+}
+
+export function timezoneOf(context: BackupContext): string {
+  return context.env.schedule?.timezone ?? 'UTC'
+}
+
+export function decideRetention(context: BackupContext, catalog: Catalog): RetentionResult {
+  return applyRetention(candidatesOf(catalog), context.env.retention, context.now(), timezoneOf(context))
+}
+
+/** id → decision, for views. */
+export function decisionsById(
+  result: RetentionResult,
+): Map<string, {keep: boolean; reason: string; tier: null | Tier}> {
+  const decisions = new Map<string, {keep: boolean; reason: string; tier: null | Tier}>()
+  for (const {id, reason, tier} of result.keep) decisions.set(id, {keep: true, reason, tier})
+  for (const {id, reason} of result.remove) decisions.set(id, {keep: false, reason, tier: null})
+  return decisions
+}
+
+/**
+ * What prune would do: every complete backup by the policy, and incomplete ones by age. An incomplete
+ * backup is removed only once nothing has written to it for the grace period, so that a backup still
+ * running elsewhere is left alone.
+ */
+export function planPrune(context: BackupContext, catalog: Catalog): PruneResult {
+  const decided = decideRetention(context, catalog)
+  const graceHours = context.env.retention.incompleteGraceHours
+  const now = context.now().getTime()
+  const keep: PruneDecision[] = decided.keep.map(({id, reason}) => ({id, reason}))
+  const remove: PruneDecision[] = decided.remove.map(({id, reason}) => ({id, reason}))
+  for (const backup of catalog.incomplete) {
+    const idleHours = (now - backup.lastModifiedAt.getTime()) / 3_600_000
+    if (idleHours > graceHours) {
+      remove.push({
+        id: backup.id,
+        reason: `incomplete, untouched for ${formatHours(idleHours)} (grace period ${graceHours} h)`,
+      })
+    } else {
+      keep.push({
+        id: backup.id,
+        reason: `incomplete, untouched for ${formatHours(idleHours)}: within the ${graceHours} h grace period, it may still be running`,
+      })
+    }
+  }
+
+  return {dryRun: true, keep: sortById(keep), remove: sortById(remove)}
+}
+
+export async function readPrunePlan(context: BackupContext): Promise<PruneResult> {
+  return planPrune(context, await readCatalog(context.store, context.env.app, context.env.name))
+}
+
+/** Deletes what a plan removes, each backup manifest-first; returns the plan as carried out. */
+export async function executePrune(context: BackupContext, plan: PruneResult): Promise<PruneResult> {
+  for (const {id} of plan.remove) {
+    context.signal.throwIfAborted()
+    await deleteBackup(context, id)
+  }
+
+  return {...plan, dryRun: false}
+}
+
+/**
+ * The retention run that follows a successful create: the policy of that trigger only, so that an
+ * on-demand backup never causes scheduled ones to be deleted, and the reverse.
+ */
+export async function retentionAfterCreate(
+  context: BackupContext,
+  trigger: 'on-demand' | 'scheduled',
+): Promise<PruneDecision[]> {
+  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  const triggers = new Map(catalog.complete.map(({manifest}) => [manifest.id, manifest.trigger]))
+  const removals = decideRetention(context, catalog).remove.filter(({id}) => triggers.get(id) === trigger)
+  for (const {id} of removals) await deleteBackup(context, id)
+  return removals.map(({id, reason}) => ({id, reason}))
+}
+
+function sortById(decisions: PruneDecision[]): PruneDecision[] {
+  return decisions.sort((a, b) => b.id.localeCompare(a.id))
+}
+
+function formatHours(hours: number): string {
+  return hours < 48 ? `${hours.toFixed(1)} h` : `${(hours / 24).toFixed(1)} days`
+}

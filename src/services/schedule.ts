@@ -1,0 +1,60 @@
+import {BackupView} from '../domain/backup.js'
+import {currentSlot, nextSlot, Schedule} from '../domain/schedule.js'
+import {BackupError} from '../errors.js'
+import {readCatalog} from './catalog.js'
+import {BackupContext} from './context.js'
+import {createBackup} from './create.js'
+import {PruneDecision, retentionAfterCreate} from './retention.js'
+
+/** `schedule show` --json. */
+export interface ScheduleInfo {
+  at: string
+  nextRun: string
+  timezone: string
+}
+
+/** `schedule run` --json. */
+export interface ScheduleRunResult {
+  /** The scheduled backup that already covered this slot, when nothing was taken. */
+  existing: null | string
+  removed: PruneDecision[]
+  slot: string
+  taken: BackupView | null
+}
+
+export function scheduleOf(context: BackupContext): Schedule {
+  if (context.env.schedule === undefined) {
+    throw new BackupError('USAGE', `Environment "${context.env.name}" has no schedule.`, {
+      suggestion:
+        context.env.configSource === 'embedded default'
+          ? 'Create .divio/backups.json with "schedule": {"at": "02:00", "timezone": "UTC"} for the environment.'
+          : `Add "schedule": {"at": "02:00", "timezone": "Europe/Zurich"} to environments.${context.env.name} in ${context.env.configSource}.`,
+    })
+  }
+
+  return context.env.schedule
+}
+
+export function scheduleInfo(context: BackupContext): ScheduleInfo {
+  const schedule = scheduleOf(context)
+  return {...schedule, nextRun: nextSlot(schedule, context.now()).toISOString()}
+}
+
+/**
+ * One cron tick, safe to run as often as you like: takes a scheduled backup when none exists for the
+ * current slot, then applies the scheduled retention policy. Two ticks in one slot take one backup.
+ */
+export async function runScheduleTick(
+  context: BackupContext,
+  take: (context: BackupContext) => Promise<BackupView> = (ctx) =>
+    createBackup(ctx, {database: true, media: true, trigger: 'scheduled'}),
+): Promise<ScheduleRunResult> {
+  const slot = currentSlot(scheduleOf(context), context.now())
+  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  const existing = catalog.complete.find(
+    ({manifest}) => manifest.trigger === 'scheduled' && Date.parse(manifest.createdAt) >= slot.getTime(),
+  )
+  const taken = existing ? null : await take(context)
+  const removed = await retentionAfterCreate(context, 'scheduled')
+  return {existing: existing?.manifest.id ?? null, removed, slot: slot.toISOString(), taken}
+}

@@ -22,6 +22,8 @@ export default [
       'no-template-curly-in-string': 'off',
       'no-unused-expressions': 'off',
       'prefer-arrow-callback': 'off',
+      // Small helpers next to the assertions that use them read better than hoisted ones.
+      'unicorn/consistent-function-scoping': 'off',
     },
   },
   {

@@ -43,6 +43,7 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
         'id',
         'note',
         'pinned',
+        'removedByRetention',
         'retention',
         'status',
         'tier',
@@ -81,7 +82,9 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
         .sort()
         .reverse(),
     )
-    expect(backups.find((backup) => backup.id === created.id)).to.deep.equal(created)
+    const {removedByRetention, ...backup} = created
+    expect(removedByRetention).to.deep.equal([])
+    expect(backups.find((listed) => listed.id === created.id)).to.deep.equal(backup)
     const table = cli(project, ['list'])
     expect(table.stdout.split('\n')[0]).to.match(
       /^ID\s+CREATED\s+TRIGGER\s+TIER\s+STATUS\s+DATABASE\s+MEDIA\s+RETENTION$/,

@@ -295,13 +295,14 @@ function plural(count: number, unit: string): string {
  * What a daily schedule would hold after `days` days, starting with the first slot after `start`, with
  * retention applied after every backup, as `schedule run` does.
  */
-export function simulateDailySchedule(
-  policies: RetentionPolicies,
-  nextSlotAfter: (instant: Date) => Date,
-  start: Date,
-  days: number,
-  timezone: string,
-): {createdAt: string; id: string; tier: null | Tier}[] {
+export function simulateDailySchedule(options: {
+  days: number
+  nextSlotAfter: (instant: Date) => Date
+  policies: RetentionPolicies
+  start: Date
+  timezone: string
+}): {createdAt: string; id: string; tier: null | Tier}[] {
+  const {days, nextSlotAfter, policies, start, timezone} = options
   let held: RetentionCandidate[] = []
   let kept: KeepDecision[] = []
   let slot = start

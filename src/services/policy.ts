@@ -52,13 +52,13 @@ export function describeRetention(context: BackupContext, simulateDays?: number)
         ? null
         : {
             days: simulateDays,
-            keep: simulateDailySchedule(
-              retention,
-              (instant) => nextSlot(assumed, instant),
-              context.now(),
-              simulateDays,
+            keep: simulateDailySchedule({
+              days: simulateDays,
+              nextSlotAfter: (instant) => nextSlot(assumed, instant),
+              policies: retention,
+              start: context.now(),
               timezone,
-            ).map(({createdAt, tier}) => ({createdAt, tier})),
+            }).map(({createdAt, tier}) => ({createdAt, tier})),
             schedule: assumed,
           },
     summary,

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import fc from 'fast-check'
+import * as fc from 'fast-check'
 import {DateTime} from 'luxon'
 import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
@@ -96,6 +96,7 @@ function render(result: RetentionResult): string {
   ].join('\n')
 }
 
+// eslint-disable-next-line max-params -- mirrors applyRetention's own arguments
 function checkInvariants(
   input: readonly RetentionCandidate[],
   result: RetentionResult,
@@ -307,13 +308,13 @@ describe('retention', () => {
 
     it('matches simulateDailySchedule, which `retention --simulate` prints', () => {
       const schedule = {at: '02:00', timezone: 'Europe/Zurich'}
-      const kept = simulateDailySchedule(
-        DEFAULTS,
-        (instant) => nextSlot(schedule, instant),
-        new Date('2024-01-01T00:00:00Z'),
-        500,
-        'Europe/Zurich',
-      )
+      const kept = simulateDailySchedule({
+        days: 500,
+        nextSlotAfter: (instant) => nextSlot(schedule, instant),
+        policies: DEFAULTS,
+        start: new Date('2024-01-01T00:00:00Z'),
+        timezone: 'Europe/Zurich',
+      })
       expect(kept).to.have.length(23)
       expect(kept.filter((backup) => backup.tier === 'daily')).to.have.length(7)
     })

@@ -74,75 +74,59 @@ export function applyRetention(
   if (problem) throw new Error(`refusing to apply retention: ${problem}`)
   if (!isValidTimeZone(timezone)) throw new Error(`unknown time zone: ${timezone}`)
 
-  const sorted: Timed[] = backups.map((backup) => ({...backup, time: Date.parse(backup.createdAt)})).sort(newestFirst)
-  const decisions = new Map<string, KeepDecision | (RemoveDecision & {remove: true})>()
-  for (const backup of sorted) {
-    if (backup.pinned)
-      decisions.set(backup.id, {
-        id: backup.id,
-        reason: 'pinned',
-        tier: backup.trigger === 'on-demand' ? 'on-demand' : null,
-      })
-  }
-
-  decideOnDemand(
-    sorted.filter((backup) => !backup.pinned && backup.trigger === 'on-demand'),
-    policies.onDemand,
-    now,
-    decisions,
-  )
-  decideScheduled(
-    sorted.filter((backup) => !backup.pinned && backup.trigger === 'scheduled'),
-    policies.scheduled,
-    timezone,
-    decisions,
-  )
-
-  const keep: KeepDecision[] = []
-  const remove: RemoveDecision[] = []
+  const sorted = newestFirst(backups)
+  const verdicts: Verdicts = {keep: new Uint8Array(sorted.length), reasons: [], tiers: []}
+  const onDemand: number[] = []
+  const scheduled: number[] = []
   for (const [index, backup] of sorted.entries()) {
-    const decision = decisions.get(backup.id)!
-    if ('remove' in decision) {
-      if (index === 0) keep.push({id: backup.id, reason: 'the newest complete backup is always kept', tier: null})
-      else remove.push({id: decision.id, reason: decision.reason})
-    } else {
-      keep.push(decision)
-    }
+    if (backup.pinned) keep(verdicts, index, 'pinned', backup.trigger === 'on-demand' ? 'on-demand' : null)
+    else if (backup.trigger === 'on-demand') onDemand.push(index)
+    else scheduled.push(index)
   }
 
-  return {keep, remove}
+  decideOnDemand({sorted, verdicts}, onDemand, policies.onDemand, now)
+  decideScheduled({sorted, verdicts}, scheduled, policies.scheduled, timezone)
+  if (sorted.length > 0 && verdicts.keep[0] === 0) keep(verdicts, 0, 'the newest complete backup is always kept', null)
+
+  const result: RetentionResult = {keep: [], remove: []}
+  for (const [index, {id}] of sorted.entries()) {
+    if (verdicts.keep[index] === 1)
+      result.keep.push({id, reason: verdicts.reasons[index], tier: verdicts.tiers[index] ?? null})
+    else result.remove.push({id, reason: verdicts.reasons[index]})
+  }
+
+  return result
+}
+
+/** Decisions by position in the newest-first order: kept or not, the reason, and the tier of kept ones. */
+interface Verdicts {
+  keep: Uint8Array
+  reasons: string[]
+  tiers: (null | Tier)[]
+}
+
+function keep(verdicts: Verdicts, index: number, reason: string, tier: null | Tier): void {
+  verdicts.keep[index] = 1
+  verdicts.reasons[index] = reason
+  verdicts.tiers[index] = tier
 }
 
 function decideOnDemand(
-  backups: readonly Timed[],
+  {sorted, verdicts}: {sorted: readonly Timed[]; verdicts: Verdicts},
+  indices: readonly number[],
   policy: RetentionPolicies['onDemand'],
   now: Date,
-  decisions: Map<string, KeepDecision | (RemoveDecision & {remove: true})>,
 ): void {
   const {days, keepOlder} = policy
-  let olderKept = 0
-  for (const backup of backups) {
-    const age = now.getTime() - backup.time
-    if (age < days * DAY_MS) {
-      decisions.set(backup.id, {
-        id: backup.id,
-        reason: `on-demand, younger than ${plural(days, 'day')}`,
-        tier: 'on-demand',
-      })
-    } else if (olderKept < keepOlder) {
-      olderKept++
-      decisions.set(backup.id, {
-        id: backup.id,
-        reason: `on-demand, older than ${plural(days, 'day')} and among the ${keepOlder} newest of those`,
-        tier: 'on-demand',
-      })
-    } else {
-      decisions.set(backup.id, {
-        id: backup.id,
-        reason: `on-demand, older than ${plural(days, 'day')} and not among the ${keepOlder} newest`,
-        remove: true,
-      })
-    }
+  const younger = `on-demand, younger than ${plural(days, 'day')}`
+  const olderKept = `on-demand, older than ${plural(days, 'day')} and among the ${keepOlder} newest of those`
+  const olderRemoved = `on-demand, older than ${plural(days, 'day')} and not among the ${keepOlder} newest`
+  const cutoff = now.getTime() - days * DAY_MS
+  let older = 0
+  for (const index of indices) {
+    if (sorted[index].time > cutoff) keep(verdicts, index, younger, 'on-demand')
+    else if (older++ < keepOlder) keep(verdicts, index, olderKept, 'on-demand')
+    else verdicts.reasons[index] = olderRemoved
   }
 }
 
@@ -157,134 +141,140 @@ interface TierRule {
 }
 
 function decideScheduled(
-  backups: readonly Timed[],
+  {sorted, verdicts}: {sorted: readonly Timed[]; verdicts: Verdicts},
+  indices: readonly number[],
   policy: RetentionPolicies['scheduled'],
   timezone: string,
-  decisions: Map<string, KeepDecision | (RemoveDecision & {remove: true})>,
 ): void {
   const rules: TierRule[] = [
     {count: policy.daily, name: 'daily', pick: 'newest', unit: 'day'},
     {count: policy.weekly, name: 'weekly', pick: 'oldest', unit: 'ISO week'},
     {count: policy.monthly, name: 'monthly', pick: 'oldest', unit: 'month'},
     {count: policy.yearly ?? 0, name: 'yearly', pick: 'oldest', unit: 'year'},
-  ]
-  const calendar = new CalendarCache(timezone)
-  let remaining = backups
-  // Per backup, why each tier passed it over; joined into the reason when nothing keeps it.
-  const passedOver = new Map<string, string[]>()
-  for (const rule of rules) {
-    if (rule.count === 0) continue
-    const groups = new Map<number, {label: string; members: Timed[]}>()
-    // `remaining` is newest first, so periods are met from the most recent one backwards.
-    for (const backup of remaining) {
-      const key = calendar.key(backup.time, rule.name)
-      const group = groups.get(key)
-      if (group) group.members.push(backup)
-      else groups.set(key, {label: calendar.label(backup.time, rule.name), members: [backup]})
-    }
-
-    const kept = new Set<string>()
-    let rank = 0
-    for (const {label, members} of groups.values()) {
-      rank++
-      if (rank > rule.count) {
-        for (const backup of members)
-          note(passedOver, backup.id, `${rule.unit} ${label} is not among the ${rule.count} most recent`)
-        continue
-      }
-
-      const chosen = rule.pick === 'newest' ? members[0] : members.at(-1)!
-      kept.add(chosen.id)
-      decisions.set(chosen.id, {id: chosen.id, reason: `${rule.name} (${rule.unit} ${label})`, tier: rule.name})
-      for (const backup of members) {
-        if (backup !== chosen)
-          note(
-            passedOver,
-            backup.id,
-            `${rule.unit} ${label} keeps ${rule.pick === 'newest' ? 'a newer' : 'an older'} one`,
-          )
-      }
-    }
-
-    remaining = remaining.filter((backup) => !kept.has(backup.id))
+  ].filter((rule) => rule.count > 0) as TierRule[]
+  const calendar = new Calendar(timezone)
+  const days: (LocalDay | undefined)[] = []
+  const dayOf = (index: number) => {
+    days[index] ??= calendar.dayOf(sorted[index].time)
+    return days[index]
   }
 
-  for (const backup of remaining) {
-    const why = passedOver.get(backup.id) ?? []
-    decisions.set(backup.id, {id: backup.id, reason: `scheduled, kept by no tier: ${why.join('; ')}`, remove: true})
+  let remaining = indices
+  // Per tier, the backups inside its window (its most recent periods); everything after them in
+  // `remaining` is older than those periods. Periods are contiguous in time and `remaining` is newest
+  // first, so the calendar is consulted only inside the windows, not for the whole history.
+  const windows: Set<number>[] = []
+  for (const rule of rules) {
+    const groups: number[][] = []
+    let lastKey: number | undefined
+    let position = 0
+    for (; position < remaining.length; position++) {
+      const key = dayOf(remaining[position])[rule.name]
+      if (key !== lastKey) {
+        if (groups.length === rule.count) break
+        groups.push([])
+        lastKey = key
+      }
+
+      groups.at(-1)!.push(remaining[position])
+    }
+
+    for (const members of groups) {
+      const chosen = rule.pick === 'newest' ? members[0] : members.at(-1)!
+      keep(verdicts, chosen, `${rule.name} (${rule.unit} ${dayOf(chosen).labels[rule.name]})`, rule.name)
+    }
+
+    windows.push(new Set(remaining.slice(0, position)))
+    remaining = remaining.filter((index) => verdicts.keep[index] === 0)
+  }
+
+  // Most removed backups are older than every window and share one reason.
+  const beyondAll = `scheduled, kept by no tier: ${rules.map((rule) => olderThanWindow(rule)).join('; ')}`
+  for (const index of remaining) {
+    if (windows.every((window) => !window.has(index))) {
+      verdicts.reasons[index] = beyondAll
+      continue
+    }
+
+    const why = rules.map((rule, ruleIndex) =>
+      windows[ruleIndex].has(index)
+        ? `${rule.unit} ${dayOf(index).labels[rule.name]} keeps ${rule.pick === 'newest' ? 'a newer' : 'an older'} one`
+        : olderThanWindow(rule),
+    )
+    verdicts.reasons[index] = `scheduled, kept by no tier: ${why.join('; ')}`
   }
 }
 
-/** Calendar periods in one time zone, computed by luxon and cached per quarter hour of UTC time. */
-class CalendarCache {
-  private readonly cache = new Map<number, DateTime>()
+function olderThanWindow(rule: TierRule): string {
+  return rule.count === 1
+    ? `older than the most recent ${rule.unit} with a backup`
+    : `older than the ${rule.count} most recent ${rule.unit}s with a backup`
+}
+
+/** The candidates with parsed times, newest first (ties by id); input already in either order is not re-sorted. */
+function newestFirst(backups: readonly RetentionCandidate[]): Timed[] {
+  const timed: Timed[] = backups.map((backup) => ({
+    createdAt: backup.createdAt,
+    id: backup.id,
+    pinned: backup.pinned,
+    time: Date.parse(backup.createdAt),
+    trigger: backup.trigger,
+  }))
+  const comesFirst = (a: Timed, b: Timed) => b.time - a.time || b.id.localeCompare(a.id)
+  let descending = true
+  let ascending = true
+  for (let index = 1; index < timed.length && (descending || ascending); index++) {
+    const order = comesFirst(timed[index - 1], timed[index])
+    if (order > 0) descending = false
+    if (order < 0) ascending = false
+  }
+
+  if (descending) return timed
+  if (ascending) return timed.reverse()
+  return timed.sort(comesFirst)
+}
+
+interface LocalDay {
+  daily: number
+  /** The local day starts at this instant (inclusive)… */
+  from: number
+  /** Period labels for reasons: 2026-11-28, 2026-W48, 2026-11, 2026. */
+  labels: Record<TierRule['name'], string>
+  monthly: number
+  /** …and ends at this one (exclusive). */
+  until: number
+  weekly: number
+  yearly: number
+}
+
+/**
+ * Calendar periods in one time zone. luxon finds each local day's bounds; instants inside known bounds
+ * reuse them, so the cost grows with the number of distinct days, not of backups.
+ */
+class Calendar {
+  private last: LocalDay | undefined
 
   constructor(private readonly zone: string) {}
 
-  key(instant: number, tier: TierRule['name']): number {
-    const local = this.local(instant)
-    switch (tier) {
-      case 'daily': {
-        return local.year * 10_000 + local.month * 100 + local.day
-      }
-
-      case 'monthly': {
-        return local.year * 100 + local.month
-      }
-
-      case 'weekly': {
-        return local.weekYear * 100 + local.weekNumber
-      }
-
-      case 'yearly': {
-        return local.year
-      }
+  dayOf(instant: number): LocalDay {
+    if (this.last && instant >= this.last.from && instant < this.last.until) return this.last
+    const local = DateTime.fromMillis(instant, {zone: this.zone}).startOf('day')
+    this.last = {
+      daily: local.year * 10_000 + local.month * 100 + local.day,
+      from: local.toMillis(),
+      labels: {
+        daily: local.toFormat('yyyy-MM-dd'),
+        monthly: local.toFormat('yyyy-MM'),
+        weekly: `${local.weekYear}-W${String(local.weekNumber).padStart(2, '0')}`,
+        yearly: String(local.year),
+      },
+      monthly: local.year * 100 + local.month,
+      until: local.plus({days: 1}).toMillis(),
+      weekly: local.weekYear * 100 + local.weekNumber,
+      yearly: local.year,
     }
+    return this.last
   }
-
-  label(instant: number, tier: TierRule['name']): string {
-    const local = this.local(instant)
-    switch (tier) {
-      case 'daily': {
-        return local.toFormat('yyyy-MM-dd')
-      }
-
-      case 'monthly': {
-        return local.toFormat('yyyy-MM')
-      }
-
-      case 'weekly': {
-        return `${local.weekYear}-W${String(local.weekNumber).padStart(2, '0')}`
-      }
-
-      case 'yearly': {
-        return String(local.year)
-      }
-    }
-  }
-
-  private local(instant: number): DateTime {
-    // Zone offsets and their changes fall on quarter hours, so every instant in a quarter hour shares
-    // its start's calendar day; caching by quarter hour keeps 100,000 backups well under 200 ms.
-    const quarter = Math.floor(instant / 900_000)
-    let local = this.cache.get(quarter)
-    if (local === undefined) {
-      local = DateTime.fromMillis(quarter * 900_000, {zone: this.zone})
-      this.cache.set(quarter, local)
-    }
-
-    return local
-  }
-}
-
-function note(map: Map<string, string[]>, id: string, text: string): void {
-  const list = map.get(id)
-  if (list) list.push(text)
-  else map.set(id, [text])
-}
-
-function newestFirst(a: Timed, b: Timed): number {
-  return b.time - a.time || b.id.localeCompare(a.id)
 }
 
 function plural(count: number, unit: string): string {

@@ -168,7 +168,7 @@ describe('retention', () => {
     const zurich = applyRetention(backups, policy({}, {daily: 1, monthly: 0, weekly: 0}), NOW, 'Europe/Zurich')
     expect(zurich.keep).to.deep.equal([{id: 'b', reason: 'daily (day 2025-07-01)', tier: 'daily'}])
     expect(zurich.remove).to.deep.equal([
-      {id: 'a', reason: 'scheduled, kept by no tier: day 2025-06-30 is not among the 1 most recent'},
+      {id: 'a', reason: 'scheduled, kept by no tier: older than the most recent day with a backup'},
     ])
     const utc = applyRetention(backups, policy({}, {daily: 1, monthly: 0, weekly: 0}), NOW, 'UTC')
     expect(utc.keep).to.deep.equal([{id: 'b', reason: 'daily (day 2025-06-30)', tier: 'daily'}])

@@ -57,7 +57,7 @@ export function renderList(views: readonly BackupView[], context: {app: string; 
     view.status + (view.pinned ? ', pinned' : ''),
     view.components.database ? formatBytes(view.components.database.bytes) : '-',
     view.components.media ? `${formatBytes(view.components.media.bytes)} (${view.components.media.files} files)` : '-',
-    `${view.retention.keep ? 'keep' : 'remove'}: ${view.retention.reason}`,
+    `${view.retention.keep ? 'keep' : 'remove'}: ${view.retention.reason}${view.retention.expiresAt ? `; until ${formatInstant(view.retention.expiresAt)}` : ''}`,
   ])
   return renderTable(['ID', 'CREATED', 'TRIGGER', 'TIER', 'STATUS', 'DATABASE', 'MEDIA', 'RETENTION'], rows)
 }
@@ -72,6 +72,7 @@ export function renderInfo(info: BackupInfo): string {
     `Completed   ${info.completedAt ? formatInstant(info.completedAt) : '-'}`,
     `Note        ${info.note ?? '-'}`,
     `Retention   ${info.retention.keep ? 'keep' : 'remove'}: ${info.retention.reason}`,
+    `Kept until  ${info.retention.expiresAt ? `${formatInstant(info.retention.expiresAt)} (${info.retention.expiry})` : info.retention.expiry}`,
     `Encryption  age v1 to ${info.encryption.recipients.join(', ')}`,
     `Store       ${info.store.location} (${info.store.storageClass})`,
     `Tool        ${info.tool.name} ${info.tool.version}`,

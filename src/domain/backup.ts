@@ -16,7 +16,14 @@ export interface BackupView {
   id: string
   note: null | string
   pinned: boolean
-  retention: {keep: boolean; reason: string}
+  retention: {
+    /** When the policy would remove it if the schedule continues; null when that cannot be known. */
+    expiresAt: null | string
+    /** The expiry in words, including why it cannot be dated. */
+    expiry: string
+    keep: boolean
+    reason: string
+  }
   status: BackupStatus
   tier: null | Tier
   trigger: null | Trigger
@@ -42,7 +49,7 @@ export interface IncompleteBackup {
 
 export function viewOfComplete(
   backup: CompleteBackup,
-  decision: {keep: boolean; reason: string; tier: null | Tier},
+  decision: {expiresAt: null | string; expiry: string; keep: boolean; reason: string; tier: null | Tier},
 ): BackupView {
   const {manifest} = backup
   const {database, media} = manifest.components
@@ -67,7 +74,7 @@ export function viewOfComplete(
     id: manifest.id,
     note: manifest.note,
     pinned: backup.pinned,
-    retention: {keep: decision.keep, reason: decision.reason},
+    retention: {expiresAt: decision.expiresAt, expiry: decision.expiry, keep: decision.keep, reason: decision.reason},
     status: 'complete',
     tier: decision.tier,
     trigger: manifest.trigger,
@@ -84,7 +91,7 @@ export function viewOfIncomplete(backup: IncompleteBackup, reason: string): Back
     id: backup.id,
     note: null,
     pinned: backup.pinned,
-    retention: {keep: true, reason},
+    retention: {expiresAt: null, expiry: reason, keep: true, reason},
     status: 'incomplete',
     tier: null,
     trigger: null,

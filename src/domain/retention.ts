@@ -258,6 +258,16 @@ class Calendar {
 
   dayOf(instant: number): LocalDay {
     if (this.last && instant >= this.last.from && instant < this.last.until) return this.last
+    // Shared across calls (simulations apply retention thousands of times over the same days). Keyed by
+    // UTC hour and checked against the day's bounds, so a zone whose midnight falls inside an hour is
+    // still exact; the cache only ever saves work.
+    const key = `${this.zone}|${Math.floor(instant / 3_600_000)}`
+    const cached = dayCache.get(key)
+    if (cached && instant >= cached.from && instant < cached.until) {
+      this.last = cached
+      return cached
+    }
+
     const local = DateTime.fromMillis(instant, {zone: this.zone}).startOf('day')
     this.last = {
       daily: local.year * 10_000 + local.month * 100 + local.day,
@@ -273,9 +283,14 @@ class Calendar {
       weekly: local.weekYear * 100 + local.weekNumber,
       yearly: local.year,
     }
+    if (dayCache.size >= DAY_CACHE_LIMIT) dayCache.clear()
+    dayCache.set(key, this.last)
     return this.last
   }
 }
+
+const DAY_CACHE_LIMIT = 100_000
+const dayCache = new Map<string, LocalDay>()
 
 function plural(count: number, unit: string): string {
   return `${count} ${unit}${count === 1 ? '' : 's'}`
@@ -311,4 +326,85 @@ export function simulateDailySchedule(options: {
 
   const createdAt = new Map(held.map((backup) => [backup.id, backup.createdAt]))
   return kept.map(({id, tier}) => ({createdAt: createdAt.get(id)!, id, tier}))
+}
+
+/** When the current policy would stop keeping a backup, as far as that can be known. */
+export interface Expiry {
+  /** The instant it would be removed; null when that depends on something that cannot be foreseen. */
+  expiresAt: null | string
+  /** The same in words. */
+  note: string
+}
+
+/**
+ * Projects, for each complete backup, when the current policy would remove it if the daily schedule
+ * continues (one scheduled backup per slot from now on) and nothing else changes. On-demand backups
+ * depend on future on-demand backups, so their expiry is described rather than dated.
+ */
+export function projectExpiry(options: {
+  backups: readonly RetentionCandidate[]
+  /** Omitted when the environment has no schedule: scheduled expiries cannot be known then. */
+  nextSlotAfter?: (instant: Date) => Date
+  now: Date
+  policies: RetentionPolicies
+  timezone: string
+}): Map<string, Expiry> {
+  const {backups, nextSlotAfter, now, policies, timezone} = options
+  const result = new Map<string, Expiry>()
+  const decided = applyRetention(backups, policies, now, timezone)
+  for (const {id, reason} of decided.remove)
+    result.set(id, {expiresAt: null, note: `removed by the next prune (${reason})`})
+  const kept = new Map(decided.keep.map((decision) => [decision.id, decision]))
+  const {days, keepOlder} = policies.onDemand
+  const scheduled: RetentionCandidate[] = []
+  for (const backup of backups) {
+    const decision = kept.get(backup.id)
+    if (decision === undefined) continue
+    if (backup.pinned) {
+      result.set(backup.id, {expiresAt: null, note: 'kept while pinned'})
+    } else if (backup.trigger === 'on-demand') {
+      const agesOut = new Date(Date.parse(backup.createdAt) + days * DAY_MS)
+      result.set(backup.id, {
+        expiresAt: null,
+        note:
+          agesOut > now
+            ? `younger than ${plural(days, 'day')} until ${agesOut.toISOString()}; after that, kept while among the ${keepOlder} newest older on-demand backups`
+            : `kept while among the ${keepOlder} newest on-demand backups older than ${plural(days, 'day')}`,
+      })
+    } else {
+      scheduled.push(backup)
+    }
+  }
+
+  if (nextSlotAfter === undefined) {
+    for (const {id} of scheduled) {
+      result.set(id, {expiresAt: null, note: 'depends on future scheduled backups; configure a schedule to project it'})
+    }
+
+    return result
+  }
+
+  const horizonDays = Math.min(3660, ((policies.scheduled.yearly ?? 0) + 2) * 366)
+  let held = scheduled
+  const pending = new Set(scheduled.map(({id}) => id))
+  let slot = now
+  for (let day = 0; day < horizonDays && pending.size > 0; day++) {
+    slot = nextSlotAfter(slot)
+    held = [...held, {createdAt: slot.toISOString(), id: `\u0000future-${day}`, pinned: false, trigger: 'scheduled'}]
+    const stillKept = new Set(applyRetention(held, policies, slot, timezone).keep.map(({id}) => id))
+    for (const backup of held) {
+      if (!stillKept.has(backup.id) && pending.delete(backup.id)) {
+        result.set(backup.id, {
+          expiresAt: slot.toISOString(),
+          note: `removed after the scheduled backup of ${slot.toISOString()}`,
+        })
+      }
+    }
+
+    held = held.filter(({id}) => stillKept.has(id))
+  }
+
+  for (const id of pending)
+    result.set(id, {expiresAt: null, note: `still kept after ${horizonDays} more days of scheduled backups`})
+  return result
 }

@@ -1,7 +1,9 @@
 import {BackupView, viewOfComplete, viewOfIncomplete} from '../domain/backup.js'
+import {projectExpiry} from '../domain/retention.js'
+import {nextSlot} from '../domain/schedule.js'
 import {Catalog, readCatalog} from './catalog.js'
 import {BackupContext} from './context.js'
-import {decideRetention, decisionsById} from './retention.js'
+import {candidatesOf, decideRetention, decisionsById, timezoneOf} from './retention.js'
 
 export interface ListOptions {
   /** Include incomplete backups. */
@@ -18,11 +20,19 @@ export async function listBackups(context: BackupContext, options: ListOptions):
 export function viewsOf(context: BackupContext, catalog: Catalog, options: ListOptions): BackupView[] {
   const now = context.now()
   const decisions = decisionsById(decideRetention(context, catalog))
+  const expiries = projectExpiry({
+    backups: candidatesOf(catalog),
+    nextSlotAfter: context.env.schedule ? (instant) => nextSlot(context.env.schedule!, instant) : undefined,
+    now,
+    policies: context.env.retention,
+    timezone: timezoneOf(context),
+  })
   const complete = catalog.complete.map((backup) => {
     const decision = decisions.get(backup.manifest.id)!
+    const {expiresAt, note} = expiries.get(backup.manifest.id)!
     // On-demand is a tier by definition; scheduled tiers exist only while a tier keeps the backup.
     const tier = decision.tier ?? (backup.manifest.trigger === 'on-demand' ? 'on-demand' : null)
-    return viewOfComplete(backup, {...decision, tier})
+    return viewOfComplete(backup, {...decision, expiresAt, expiry: note, tier})
   })
   const graceMs = context.env.retention.incompleteGraceHours * 60 * 60 * 1000
   const incomplete = options.all

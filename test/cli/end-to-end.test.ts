@@ -62,7 +62,14 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     })
     expect(created.createdAt).to.match(ISO)
     expect(created.completedAt).to.match(ISO)
-    expect(created.retention).to.deep.equal({keep: true, reason: 'on-demand, younger than 30 days'})
+    const createdAt = new Date(String(created.createdAt))
+    const agesOut = new Date(createdAt.getTime() + 30 * 86_400_000).toISOString()
+    expect(created.retention).to.deep.equal({
+      expiresAt: null,
+      expiry: `younger than 30 days until ${agesOut}; after that, kept while among the 3 newest older on-demand backups`,
+      keep: true,
+      reason: 'on-demand, younger than 30 days',
+    })
     const components = created.components as {database: Record<string, unknown>; media: Record<string, unknown>}
     expect(components.database).to.include({engine: 'sqlite', format: 'sqlite3'})
     expect(components.database.sha256).to.match(SHA)

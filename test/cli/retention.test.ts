@@ -141,7 +141,10 @@ describe('retention through the CLI', () => {
       pinned: boolean
       retention: object
     }
-    expect(pinned).to.deep.include({pinned: true, retention: {keep: true, reason: 'pinned'}})
+    expect(pinned).to.deep.include({
+      pinned: true,
+      retention: {expiresAt: null, expiry: 'kept while pinned', keep: true, reason: 'pinned'},
+    })
   })
 
   it('prune collects incomplete backups older than the grace period, and never younger ones', () => {

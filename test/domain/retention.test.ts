@@ -7,6 +7,7 @@ import {fileURLToPath} from 'node:url'
 
 import {
   applyRetention,
+  projectExpiry,
   RetentionCandidate,
   RetentionPolicies,
   RetentionResult,
@@ -344,5 +345,63 @@ describe('retention', () => {
     const after = applyRetention(held, DEFAULTS, at(414), zone)
     expect(after.remove.length).to.equal(1)
     expect(before).to.include(after.remove[0].id)
+  })
+})
+
+describe('expiry projection', () => {
+  const schedule = {at: '02:00', timezone: 'UTC'}
+  const nextSlotAfter = (instant: Date) => nextSlot(schedule, instant)
+
+  it('dates a scheduled backup by the slot whose backup pushes it out', () => {
+    const policies = policy({}, {daily: 2, monthly: 0, weekly: 0})
+    const backups: RetentionCandidate[] = [
+      {createdAt: '2026-03-01T02:00:00.000Z', id: 'd0', pinned: false, trigger: 'scheduled'},
+    ]
+    const expiry = projectExpiry({
+      backups,
+      nextSlotAfter,
+      now: new Date('2026-03-01T03:00:00Z'),
+      policies,
+      timezone: 'UTC',
+    })
+    // Kept by the backups of 2 and 3 March as one of the 2 most recent days, removed after the one of 3 March.
+    expect(expiry.get('d0')).to.deep.equal({
+      expiresAt: '2026-03-03T02:00:00.000Z',
+      note: 'removed after the scheduled backup of 2026-03-03T02:00:00.000Z',
+    })
+  })
+
+  it('follows a backup through the weekly and monthly tiers', () => {
+    const backups: RetentionCandidate[] = [
+      {createdAt: '2026-03-02T02:00:00.000Z', id: 'monday', pinned: false, trigger: 'scheduled'},
+    ]
+    const expiry = projectExpiry({
+      backups,
+      nextSlotAfter,
+      now: new Date('2026-03-02T03:00:00Z'),
+      policies: DEFAULTS,
+      timezone: 'UTC',
+    })
+    // 2 March 2026 is daily for a week, then the weekly of 2026-W10 for four weeks, then the monthly of
+    // 2026-03 until 12 newer months hold a backup outside the daily and weekly tiers. March 2027 first
+    // holds one on 9 March: 1 March 2027 is the weekly of 2027-W09, and 2 March leaves the daily tier then.
+    expect(expiry.get('monday')?.expiresAt).to.equal('2027-03-09T02:00:00.000Z')
+  })
+
+  it('describes what cannot be dated', () => {
+    const backups: RetentionCandidate[] = [
+      {createdAt: '2026-03-01T00:00:00.000Z', id: 'pinned', pinned: true, trigger: 'scheduled'},
+      {createdAt: '2026-03-01T00:00:00.000Z', id: 'manual', pinned: false, trigger: 'on-demand'},
+      {createdAt: '2026-02-28T00:00:00.000Z', id: 'scheduled', pinned: false, trigger: 'scheduled'},
+    ]
+    const expiry = projectExpiry({backups, now: new Date('2026-03-02T00:00:00Z'), policies: DEFAULTS, timezone: 'UTC'})
+    expect(expiry.get('pinned')).to.deep.equal({expiresAt: null, note: 'kept while pinned'})
+    expect(expiry.get('manual')?.note).to.equal(
+      'younger than 30 days until 2026-03-31T00:00:00.000Z; after that, kept while among the 3 newest older on-demand backups',
+    )
+    expect(expiry.get('scheduled')).to.deep.equal({
+      expiresAt: null,
+      note: 'depends on future scheduled backups; configure a schedule to project it',
+    })
   })
 })

@@ -76,6 +76,29 @@ describe('config', () => {
     expect(unknownKey.message).to.match(/environments\.live.*stroe/)
   })
 
+  it('refuses a retention policy that keeps nothing, and an unknown time zone', () => {
+    const keepsNothing = failure(() =>
+      loadEnvironment({
+        cwd: project({
+          app: 'shop',
+          environments: {live: {retention: {scheduled: {daily: 0, monthly: 0, weekly: 0}}, store: 'x'}},
+        }),
+        variables: {},
+      }),
+    )
+    expect(keepsNothing.message).to.match(/at environments\.live\.retention\.scheduled: this policy keeps nothing/)
+    const badZone = failure(() =>
+      loadEnvironment({
+        cwd: project({
+          app: 'shop',
+          environments: {live: {schedule: {at: '02:00', timezone: 'Mars/Olympus'}, store: 'x'}},
+        }),
+        variables: {},
+      }),
+    )
+    expect(badZone.message).to.match(/at environments\.live\.schedule\.timezone: not an IANA time zone/)
+  })
+
   it('rejects malformed JSON with a hint', () => {
     const error = failure(() => loadEnvironment({cwd: project('{"app": "shop",}'), variables: {}}))
     expect(error.code).to.equal('CONFIG_INVALID')

@@ -1,10 +1,15 @@
 import {DatabaseSource, redactDsn} from '../../config/dsn.js'
 import {BackupError} from '../../errors.js'
 import {DatabaseProvider} from './port.js'
+import {PostgresProvider} from './postgres.js'
 import {SqliteProvider} from './sqlite.js'
 
 export function databaseProviderFor(source: DatabaseSource): DatabaseProvider {
   switch (source.engine) {
+    case 'postgres': {
+      return new PostgresProvider(source.url, process.env.DIVIO_BACKUP_PG_BINDIR || undefined)
+    }
+
     case 'sqlite': {
       return new SqliteProvider(source.path)
     }

@@ -1,0 +1,135 @@
+import {spawn} from 'node:child_process'
+import {Readable, Transform} from 'node:stream'
+
+import {redactDsn} from '../config/dsn.js'
+
+/**
+ * The one place that starts external programs (pg_dump, pg_restore, psql, …).
+ *
+ * Secrets never go into argv, where any local user can read them in /proc/<pid>/cmdline or `ps`:
+ * callers pass them through `env` (PGPASSWORD) or a 0600 file. Every message built here is redacted.
+ */
+
+export interface RunOptions {
+  /** Added to the inherited environment. */
+  env?: NodeJS.ProcessEnv
+  /** Bytes written to stdin, if any. */
+  input?: Buffer | string
+  signal?: AbortSignal
+  /** A stream fed to stdin (streamFrom only). */
+  stdin?: Readable
+  /** Kill the process after this many milliseconds. */
+  timeoutMs?: number
+}
+
+export class ProcessError extends Error {
+  constructor(
+    readonly command: string,
+    readonly exitCode: null | number,
+    readonly signal: NodeJS.Signals | null,
+    /** The last non-empty line the program wrote to stderr, redacted. */
+    readonly lastStderrLine: string,
+  ) {
+    super(
+      `${command} ${signal ? `was killed by ${signal}` : `exited with status ${exitCode}`}${lastStderrLine ? `: ${lastStderrLine}` : ''}`,
+    )
+    this.name = 'ProcessError'
+  }
+}
+
+/** Runs a program to completion and returns its stdout; rejects with ProcessError on a non-zero exit. */
+export async function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
+  const child = spawn(command, args, {
+    env: {...process.env, ...options.env},
+    signal: options.signal,
+    stdio: ['pipe', 'pipe', 'pipe'],
+    timeout: options.timeoutMs,
+  })
+  const stdout: Buffer[] = []
+  const stderr = new StderrTail()
+  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk))
+  child.stdin.end(options.input ?? '')
+  const [exitCode, signal] = await exited(child, command)
+  if (exitCode !== 0) throw new ProcessError(command, exitCode, signal, stderr.lastLine())
+  return Buffer.concat(stdout).toString('utf8')
+}
+
+/**
+ * Starts a program whose stdout is data (a dump). The returned stream ends only if the program exits 0;
+ * a non-zero exit, a signal or a spawn failure makes it error with ProcessError instead, so a dump that
+ * stops half-way can never pass for a complete one.
+ */
+export function streamFrom(
+  command: string,
+  args: readonly string[],
+  options: RunOptions = {},
+): {pid: number | undefined; stream: Readable} {
+  const child = spawn(command, args, {
+    env: {...process.env, ...options.env},
+    signal: options.signal,
+    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+  })
+  if (options.stdin && child.stdin) {
+    // A program that exits early closes stdin; its exit status, not EPIPE, is the error worth reporting.
+    child.stdin.on('error', () => {})
+    options.stdin.pipe(child.stdin)
+  }
+
+  const stderr = new StderrTail()
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk))
+  const done = exited(child, command)
+  // Hold back the end of stdout until the exit status is known.
+  const gate = new Transform({
+    flush(callback) {
+      done.then(
+        ([exitCode, signal]) =>
+          callback(exitCode === 0 ? null : new ProcessError(command, exitCode, signal, stderr.lastLine())),
+        (error: Error) => callback(error),
+      )
+    },
+    highWaterMark: 1024 * 1024,
+    transform(chunk: Buffer, _encoding, callback) {
+      callback(null, chunk)
+    },
+  })
+  done.catch((error: Error) => gate.destroy(error))
+  child.stdout!.on('error', (error) => gate.destroy(error))
+  child.stdout!.pipe(gate)
+  gate.on('close', () => {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+  })
+  return {pid: child.pid, stream: gate}
+}
+
+function exited(child: ReturnType<typeof spawn>, command: string): Promise<[null | number, NodeJS.Signals | null]> {
+  return new Promise((resolve, reject) => {
+    child.once('error', (error: NodeJS.ErrnoException) => {
+      reject(
+        error.code === 'ENOENT'
+          ? new ProcessError(command, null, null, `${command} is not installed or not on PATH`)
+          : error,
+      )
+    })
+    child.once('close', (code, signal) => resolve([code, signal]))
+  })
+}
+
+/** Keeps the last few KiB of stderr, for the one line worth showing when a program fails. */
+class StderrTail {
+  private text = ''
+
+  /** The last line that reports an error (tools often follow it with a hint), else the last line. */
+  lastLine(): string {
+    const lines = this.text
+      .split('\n')
+      .map((line) => line.trim())
+      .filter(Boolean)
+    const report = lines.findLast((line) => /error|fatal|failed|denied|refused/i.test(line))
+    return redactDsn(report ?? lines.at(-1) ?? '')
+  }
+
+  push(chunk: Buffer): void {
+    this.text = (this.text + chunk.toString('utf8')).slice(-8192)
+  }
+}

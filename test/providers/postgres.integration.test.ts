@@ -1,0 +1,238 @@
+import {expect} from 'chai'
+import {execFileSync, spawn} from 'node:child_process'
+import {createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {PostgresProvider} from '../../src/providers/database/postgres.js'
+import {freePort, postgresBinDir, TestPostgres} from '../helpers/postgres.js'
+import {cli, cliAsync, listFiles, makeProject, Project} from '../helpers/project.js'
+
+const TABLES = ['customers', 'documents', 'events', 'bulk']
+
+function configure(project: Project): void {
+  mkdirSync(join(project.root, '.divio'), {recursive: true})
+  writeFileSync(
+    join(project.root, '.divio', 'backups.json'),
+    JSON.stringify({app: 'shop', environments: {live: {database: '${DATABASE_URL}', store: './.divio/backups'}}}),
+  )
+}
+
+function seed(pg: TestPostgres, database: string): void {
+  pg.psql('postgres', `CREATE DATABASE ${database}`)
+  pg.psql(
+    database,
+    `
+    CREATE SEQUENCE invoice_numbers START 1000;
+    CREATE TABLE customers (id serial PRIMARY KEY, name text NOT NULL, invoice bigint DEFAULT nextval('invoice_numbers'));
+    CREATE INDEX customers_name ON customers (name);
+    INSERT INTO customers (name) SELECT 'Zoë Ünïcødé 文件 ' || g FROM generate_series(1, 500) g;
+    CREATE TABLE documents (id serial PRIMARY KEY, payload bytea, meta jsonb);
+    INSERT INTO documents (payload, meta) SELECT decode(md5(g::text) || md5((g * 7)::text), 'hex'), jsonb_build_object('n', g, 'tags', jsonb_build_array('a', 'ß')) FROM generate_series(1, 2000) g;
+    CREATE TABLE events (id bigserial PRIMARY KEY, at timestamptz NOT NULL DEFAULT now(), kind text);
+    INSERT INTO events (kind) SELECT 'kind-' || (g % 13) FROM generate_series(1, 5000) g;
+    CREATE VIEW recent_customers AS SELECT id, name FROM customers WHERE id > 400;
+    CREATE TABLE bulk (id serial PRIMARY KEY, body text);
+    INSERT INTO bulk (body) SELECT repeat(md5(g::text), 6) || g FROM generate_series(1, 120000) g;
+    SELECT setval('invoice_numbers', 4242);
+    `,
+  )
+}
+
+function checksums(pg: TestPostgres, database: string): Record<string, string> {
+  return Object.fromEntries(
+    TABLES.map((table) => [
+      table,
+      pg.psql(database, `SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY id)) FROM ${table} t`).trim(),
+    ]),
+  )
+}
+
+function schema(binDir: string, pg: TestPostgres, database: string): string {
+  // Newer pg_dump releases wrap the script in \restrict/\unrestrict with a random key: not schema.
+  return execFileSync(join(binDir, 'pg_dump'), ['--schema-only', '--no-owner', `--dbname=${pg.url(database, false)}`], {
+    env: {...process.env, PGPASSWORD: pg.password},
+  })
+    .toString()
+    .replaceAll(/^\\(un)?restrict .*$/gm, '')
+}
+
+describe('PostgreSQL (real server)', function () {
+  this.timeout(180_000)
+  let binDir: string
+  let pg: TestPostgres
+
+  before(async function () {
+    const found = postgresBinDir()
+    if (found === undefined) {
+      console.log('      skipped: no PostgreSQL server is installed (apt-get install postgresql)')
+      this.skip()
+    }
+
+    binDir = found!
+    pg = await TestPostgres.start(binDir)
+    seed(pg, 'shop')
+  })
+
+  after(() => pg?.stop())
+
+  it('round trip: the dump restores into a fresh database with equal schema and data, and pg_restore -l reads it', async () => {
+    expect(Number(pg.psql('shop', "SELECT pg_total_relation_size('bulk')"))).to.be.greaterThan(20 * 1024 * 1024)
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: pg.url('shop')}
+    const created = cli(project, ['create', '--json'], env)
+    expect(created.status, created.stderr).to.equal(0)
+    const backup = created.json() as {components: {database: {engine: string; format: string}}; id: string}
+    expect(backup.components.database).to.include({engine: 'postgres', format: 'custom'})
+
+    const out = join(project.root, 'out')
+    const download = cli(project, ['download', '-o', out], env)
+    expect(download.status, download.stderr).to.equal(0)
+    expect(readdirSync(out).sort()).to.deep.equal(['database.dump', 'manifest.json'])
+    const listing = execFileSync(join(binDir, 'pg_restore'), ['-l', join(out, 'database.dump')]).toString()
+    for (const name of [
+      'TABLE public bulk',
+      'VIEW public recent_customers',
+      'SEQUENCE public invoice_numbers',
+      'INDEX public customers_name',
+    ]) {
+      expect(listing).to.include(name)
+    }
+
+    pg.psql('postgres', 'CREATE DATABASE restored')
+    await new PostgresProvider(new URL(pg.url('restored')), binDir).restore(
+      createReadStream(join(out, 'database.dump')),
+    )
+    expect(checksums(pg, 'restored')).to.deep.equal(checksums(pg, 'shop'))
+    expect(pg.psql('restored', 'SELECT last_value FROM invoice_numbers').trim()).to.equal('4242')
+    expect(schema(binDir, pg, 'restored')).to.equal(schema(binDir, pg, 'shop'))
+  })
+
+  it('a restore that fails part-way is rolled back whole', async () => {
+    const dumpDir = mkdtempSync(join(tmpdir(), 'pg-dump-'))
+    const dumpFile = join(dumpDir, 'shop.dump')
+    execFileSync(
+      join(binDir, 'pg_dump'),
+      ['--format=custom', `--file=${dumpFile}`, `--dbname=${pg.url('shop', false)}`],
+      {env: {...process.env, PGPASSWORD: pg.password}},
+    )
+    pg.psql('postgres', 'CREATE DATABASE half')
+    // A conflicting object makes the restore fail after it has already created other tables.
+    pg.psql(
+      'half',
+      'CREATE TABLE keepme (x int); INSERT INTO keepme VALUES (1); CREATE FUNCTION customers() RETURNS int LANGUAGE sql AS $$SELECT 1$$; CREATE TYPE events AS (a int)',
+    )
+    const error = await new PostgresProvider(new URL(pg.url('half')), binDir)
+      .restore(createReadStream(dumpFile))
+      .catch((error_: Error) => error_)
+    expect(error?.message).to.match(/failed and was rolled back/)
+    expect(
+      pg
+        .psql('half', "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables WHERE schemaname = 'public'")
+        .trim(),
+    ).to.equal('keepme')
+  })
+
+  it('keeps the password out of argv, output, errors and --json, and fails cleanly when the server dies mid-dump', async () => {
+    const project = makeProject()
+    configure(project)
+    project.env.DATABASE_URL = pg.url('shop')
+    // Hold a lock so that pg_dump waits inside the dump: the server can then be killed while it runs.
+    const locker = spawn(join(binDir, 'psql'), ['-XAtq', `--dbname=${pg.url('shop', false)}`], {
+      env: {...process.env, PGPASSWORD: pg.password},
+      stdio: ['pipe', 'ignore', 'ignore'],
+    })
+    locker.stdin.write('BEGIN; LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);\n')
+    await sleep(500)
+
+    const child = cliAsync(project, ['create', '--json'])
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString()
+    })
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    const exited = new Promise<null | number>((resolve) => {
+      child.on('exit', (code) => resolve(code))
+    })
+
+    let cmdline: string | undefined
+    let environ = ''
+    for (let attempt = 0; attempt < 200 && cmdline === undefined; attempt++) {
+      for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+        try {
+          const args = readFileSync(`/proc/${pid}/cmdline`).toString().split('\0')
+          if (args[0].endsWith('pg_dump') && args.some((arg) => arg.includes(`:${pg.port}/shop`))) {
+            cmdline = args.join(' ')
+            environ = readFileSync(`/proc/${pid}/environ`).toString()
+          }
+        } catch {}
+      }
+
+      if (cmdline === undefined) await sleep(50)
+    }
+
+    expect(cmdline, 'pg_dump never started').to.be.a('string')
+    expect(cmdline).to.not.include(pg.password)
+    expect(cmdline).to.not.include(encodeURIComponent(pg.password))
+    expect(environ).to.include(`PGPASSWORD=${pg.password}`)
+
+    pg.kill()
+    locker.kill()
+    expect(await exited).to.equal(1)
+    const {error} = JSON.parse(stdout) as {error: {code: string; message: string}}
+    expect(error.code).to.equal('BACKUP_FAILED')
+    expect(error.message).to.match(/The database dump did not finish: pg_dump exited with status 1: pg_dump: .+/)
+    for (const text of [stdout, stderr]) {
+      expect(text).to.not.include(pg.password)
+      expect(text).to.not.include(encodeURIComponent(pg.password))
+    }
+
+    expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+    pg.start()
+  })
+
+  it('a wrong password and an unreachable server each fail fast with a clear error and no stack trace', async () => {
+    const project = makeProject()
+    configure(project)
+    const wrong = new URL(pg.url('shop'))
+    wrong.password = 'not-the-password'
+    const started = Date.now()
+    const denied = cli(project, ['create'], {DATABASE_URL: wrong.href})
+    expect(denied.status).to.equal(7)
+    expect(denied.stderr).to.match(
+      /^Error: .*Cannot connect to the PostgreSQL database postgres:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop.*password authentication failed/m,
+    )
+    expect(denied.stderr).to.match(/^Try this: /m)
+    expect(denied.stderr).to.not.include('not-the-password')
+    expect(denied.stderr).to.not.match(/\n\s+at .+:\d+:\d+/)
+
+    const closed = `postgres://backup_admin:secret@127.0.0.1:${await freePort()}/shop`
+    const refused = cli(project, ['create', '--json'], {DATABASE_URL: closed})
+    expect(refused.status).to.equal(7)
+    expect((refused.json() as {error: {code: string; message: string}}).error.message).to.match(
+      /Cannot connect to the PostgreSQL database postgres:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop: psql exited with status 2: .*Connection refused\./,
+    )
+    expect(refused.stdout).to.not.include('secret')
+    expect(Date.now() - started).to.be.lessThan(30_000)
+  })
+
+  it('refuses a pg_dump older than the server, naming the version needed', () => {
+    const fakeBin = mkdtempSync(join(tmpdir(), 'old-pg-dump-'))
+    writeFileSync(join(fakeBin, 'pg_dump'), '#!/bin/sh\necho "pg_dump (PostgreSQL) 9.6.24"\n', {mode: 0o755})
+    symlinkSync(join(binDir, 'psql'), join(fakeBin, 'psql'))
+    const project = makeProject()
+    configure(project)
+    const server = Number(pg.psql('postgres', 'SHOW server_version_num')) / 10_000
+    const result = cli(project, ['create'], {DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_PG_BINDIR: fakeBin})
+    expect(result.status).to.equal(7)
+    expect(result.stderr).to.include(
+      `pg_dump 9 cannot dump a PostgreSQL ${Math.floor(server)} server: pg_dump ${Math.floor(server)} or newer is needed.`,
+    )
+    expect(result.stderr).to.include(`postgresql-client-${Math.floor(server)}`)
+  })
+})

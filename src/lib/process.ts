@@ -1,5 +1,5 @@
-import {spawn} from 'node:child_process'
-import {Readable, Transform} from 'node:stream'
+import {ChildProcess, spawn} from 'node:child_process'
+import {Duplex, Readable, Transform} from 'node:stream'
 
 import {redactDsn} from '../config/dsn.js'
 
@@ -65,17 +65,30 @@ export function streamFrom(
   args: readonly string[],
   options: RunOptions = {},
 ): {pid: number | undefined; stream: Readable} {
+  const {child, output} = start(command, args, options, options.stdin ? 'pipe' : 'ignore')
+  if (options.stdin && child.stdin) options.stdin.pipe(child.stdin)
+  return {pid: child.pid, stream: output}
+}
+
+/** A program as a stream stage (zstd, for example): bytes in through stdin, out through stdout, checked like streamFrom. */
+export function through(command: string, args: readonly string[], options: RunOptions = {}): Duplex {
+  const {child, output} = start(command, args, options, 'pipe')
+  return Duplex.from({readable: output, writable: child.stdin!})
+}
+
+function start(
+  command: string,
+  args: readonly string[],
+  options: RunOptions,
+  stdin: 'ignore' | 'pipe',
+): {child: ChildProcess; output: Readable} {
   const child = spawn(command, args, {
     env: {...process.env, ...options.env},
     signal: options.signal,
-    stdio: [options.stdin ? 'pipe' : 'ignore', 'pipe', 'pipe'],
+    stdio: [stdin, 'pipe', 'pipe'],
   })
-  if (options.stdin && child.stdin) {
-    // A program that exits early closes stdin; its exit status, not EPIPE, is the error worth reporting.
-    child.stdin.on('error', () => {})
-    options.stdin.pipe(child.stdin)
-  }
-
+  // A program that exits early closes stdin; its exit status, not EPIPE, is the error worth reporting.
+  child.stdin?.on('error', () => {})
   const stderr = new StderrTail()
   child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk))
   const done = exited(child, command)
@@ -99,10 +112,10 @@ export function streamFrom(
   gate.on('close', () => {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
   })
-  return {pid: child.pid, stream: gate}
+  return {child, output: gate}
 }
 
-function exited(child: ReturnType<typeof spawn>, command: string): Promise<[null | number, NodeJS.Signals | null]> {
+function exited(child: ChildProcess, command: string): Promise<[null | number, NodeJS.Signals | null]> {
   return new Promise((resolve, reject) => {
     child.once('error', (error: NodeJS.ErrnoException) => {
       reject(

@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {mkdtemp, rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {PassThrough, Readable, Transform} from 'node:stream'
+import {Duplex, PassThrough, Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {createEncryptStream} from '../archive/age.js'
@@ -21,6 +21,7 @@ import {
   Trigger,
 } from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
+import {through} from '../lib/process.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {objectKey} from './catalog.js'
@@ -70,6 +71,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
     name: string,
     source: Readable,
     progress: Progress,
+    compression: 'none' | 'zstd' = 'none',
   ): Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}> => {
     const plain = new HashingStream()
     const sealed = new HashingStream()
@@ -82,7 +84,9 @@ export async function createBackup(context: BackupContext, options: CreateOption
     written.push(key(name))
     const output = new PassThrough({highWaterMark: 1024 * 1024})
     const [piped, stored] = await Promise.allSettled([
-      pipeline(source, plain, meter, createEncryptStream(recipients.publicKeys), sealed, output),
+      compression === 'zstd'
+        ? pipeline(source, plain, meter, compressor(), createEncryptStream(recipients.publicKeys), sealed, output)
+        : pipeline(source, plain, meter, createEncryptStream(recipients.publicKeys), sealed, output),
       store.put(key(name), output, {signal}),
     ])
     // A failing side makes the other report only a premature close: report the error that is the cause.
@@ -132,6 +136,7 @@ type Put = (
   name: string,
   source: Readable,
   progress: Progress,
+  compression?: 'none' | 'zstd',
 ) => Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}>
 
 async function backUpDatabase(context: BackupContext, tempDir: string, put: Put): Promise<DatabaseComponent> {
@@ -142,9 +147,10 @@ async function backUpDatabase(context: BackupContext, tempDir: string, put: Put)
       `database.${snapshot.extension}.age`,
       snapshot.stream,
       context.reporter.progress('database'),
+      snapshot.compression,
     )
     return {
-      compression: 'none',
+      compression: snapshot.compression,
       engine: provider.engine,
       format: snapshot.format,
       ...stored,
@@ -231,6 +237,11 @@ function nothingToBackUp(context: BackupContext, options: CreateOptions): Backup
           : `Set "database" and/or "media" for ${env.name} in ${env.configSource}.`,
     },
   )
+}
+
+/** zstd level 3 (its default), through the system binary: the output is a standard .zst that `zstd -d` reads. */
+function compressor(): Duplex {
+  return through('zstd', ['-q', '-c', '-3', '-T1'])
 }
 
 function isPrematureClose(error: unknown): boolean {

@@ -76,6 +76,7 @@ export async function downloadBackup(
       }
 
       await readVerified(context, manifest, {
+        compression: file.content.compression,
         identities,
         object: file.content.object,
         plaintext: file.content.plaintext,
@@ -112,7 +113,11 @@ export async function downloadBackup(
 }
 
 interface PlannedFile {
-  content?: {object: {bytes: number; name: string; sha256: string}; plaintext: {bytes: number; sha256: string}}
+  content?: {
+    compression?: 'none' | 'zstd'
+    object: {bytes: number; name: string; sha256: string}
+    plaintext: {bytes: number; sha256: string}
+  }
   name: string
 }
 

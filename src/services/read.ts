@@ -6,6 +6,7 @@ import {AgeError, createDecryptStream} from '../archive/age.js'
 import {HashingStream} from '../archive/hash.js'
 import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
+import {through} from '../lib/process.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
@@ -35,9 +36,15 @@ export class ObjectCheckError extends Error {
 export async function readVerified(
   context: BackupContext,
   manifest: Manifest,
-  item: {identities: readonly X25519Identity[]; object: StoredObject; plaintext: ExpectedContent; sink?: Writable},
+  item: {
+    compression?: 'none' | 'zstd'
+    identities: readonly X25519Identity[]
+    object: StoredObject
+    plaintext: ExpectedContent
+    sink?: Writable
+  },
 ): Promise<void> {
-  const {identities, object, plaintext, sink = discard()} = item
+  const {compression = 'none', identities, object, plaintext, sink = discard()} = item
   const key = objectKey(manifest.app, manifest.environment, manifest.id, object.name)
   let source
   try {
@@ -53,7 +60,20 @@ export async function readVerified(
   const meter = new PassThrough()
   meter.on('data', (chunk: Buffer) => progress.advance(chunk.length))
   try {
-    await pipeline(source, meter, sealed, createDecryptStream(identities), plain, sink, {signal: context.signal})
+    await (compression === 'zstd'
+      ? pipeline(
+          source,
+          meter,
+          sealed,
+          createDecryptStream(identities),
+          through('zstd', ['-d', '-q', '-c']),
+          plain,
+          sink,
+          {
+            signal: context.signal,
+          },
+        )
+      : pipeline(source, meter, sealed, createDecryptStream(identities), plain, sink, {signal: context.signal}))
   } catch (error) {
     if (error instanceof AgeError) {
       if (error.kind === 'no-match') throw wrongIdentity(context, manifest)

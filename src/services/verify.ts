@@ -1,4 +1,4 @@
-import {Manifest, MANIFEST_NAME} from '../domain/manifest.js'
+import {Manifest, MANIFEST_NAME, StoredObject} from '../domain/manifest.js'
 import {findBackup, readCatalog} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
@@ -27,13 +27,13 @@ async function verifyManifest(context: BackupContext, manifest: Manifest): Promi
   const identities = await context.keys.identities()
   const objects: VerifyResult['objects'] = [{detail: 'schema valid', name: MANIFEST_NAME, ok: true}]
   const {database, media} = manifest.components
-  const checks = [
-    ...(database ? [{object: database.object, plaintext: database.plaintext}] : []),
+  const checks: {compression?: 'none' | 'zstd'; object: StoredObject; plaintext: {bytes: number; sha256: string}}[] = [
+    ...(database ? [{compression: database.compression, object: database.object, plaintext: database.plaintext}] : []),
     ...(media ? [{object: media.object, plaintext: media.plaintext}, media.listing] : []),
   ]
-  for (const {object, plaintext} of checks) {
+  for (const {compression, object, plaintext} of checks) {
     try {
-      await readVerified(context, manifest, {identities, object, plaintext})
+      await readVerified(context, manifest, {compression, identities, object, plaintext})
       objects.push({
         detail: `authenticated; ${plaintext.bytes} bytes, sha256 ${plaintext.sha256.slice(0, 12)}… matches`,
         name: object.name,

@@ -4,8 +4,10 @@ import {Readable} from 'node:stream'
 export interface DatabaseSnapshot {
   /** Releases temp files and processes; safe to call more than once, and after a failure. */
   cleanup(): Promise<void>
+  /** zstd where it pays (SQL text); custom-format dumps are compressed already. */
+  readonly compression: 'none' | 'zstd'
   /** The engine's own format; `extension` names the stored object (`database.<extension>.age`). */
-  readonly extension: 'dump' | 'sql' | 'sqlite3'
+  readonly extension: 'dump' | 'sql.zst' | 'sqlite3'
   readonly format: 'custom' | 'sql' | 'sqlite3'
   readonly serverVersion?: string
   /**

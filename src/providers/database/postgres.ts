@@ -121,6 +121,7 @@ export class PostgresProvider implements DatabaseProvider {
       async cleanup() {
         if (!stream.destroyed) stream.destroy()
       },
+      compression: 'none',
       extension: 'dump',
       format: 'custom',
       serverVersion: String(server),

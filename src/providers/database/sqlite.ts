@@ -69,6 +69,7 @@ export class SqliteProvider implements DatabaseProvider {
         await handle.close().catch(() => {})
         await rm(copyPath, {force: true})
       },
+      compression: 'none',
       extension: 'sqlite3',
       format: 'sqlite3',
       stream: handle.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}),

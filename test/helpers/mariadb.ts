@@ -1,0 +1,116 @@
+import {ChildProcess, execFileSync, spawn, spawnSync} from 'node:child_process'
+import {chownSync, existsSync, mkdirSync, mkdtempSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {freePort} from './postgres.js'
+
+export function hasMariadbServer(): boolean {
+  return ['mariadbd', 'mariadb-install-db'].every(
+    (tool) => spawnSync('sh', ['-c', `command -v ${tool} || test -x /usr/sbin/${tool}`]).status === 0,
+  )
+}
+
+/**
+ * A throwaway MariaDB server on a free loopback port in a temp folder, started by the tests themselves,
+ * with a password-authenticated user for the code under test. As root it runs as the `mysql` user.
+ */
+export class TestMariadb {
+  readonly password = String.raw`my-S3cret"pw\x`
+  readonly user = 'backup_admin'
+
+  private constructor(
+    private readonly process: ChildProcess,
+    readonly port: number,
+    private readonly socket: string,
+  ) {}
+
+  static async start(): Promise<TestMariadb> {
+    const root = mkdtempSync(join(tmpdir(), 'mariadb-test-'))
+    const dataDir = join(root, 'data')
+    mkdirSync(dataDir)
+    const asRoot = process.getuid?.() === 0
+    if (asRoot) {
+      const [uid, gid] = ['-u', '-g'].map((flag) => Number(execFileSync('id', [flag, 'mysql']).toString().trim()))
+      chownSync(root, uid, gid)
+      chownSync(dataDir, uid, gid)
+    }
+
+    const user = asRoot ? ['--user=mysql'] : []
+    execFileSync(
+      'mariadb-install-db',
+      [...user, `--datadir=${dataDir}`, '--auth-root-authentication-method=normal', '--skip-test-db'],
+      {
+        env: {...process.env, PATH: `${process.env.PATH}:/usr/sbin`},
+        stdio: 'ignore',
+      },
+    )
+    const port = await freePort()
+    const socket = join(root, 'mysqld.sock')
+    const server = spawn(
+      existsSync('/usr/sbin/mariadbd') ? '/usr/sbin/mariadbd' : 'mariadbd',
+      [
+        '--no-defaults',
+        ...user,
+        `--datadir=${dataDir}`,
+        `--port=${port}`,
+        '--bind-address=127.0.0.1',
+        `--socket=${socket}`,
+        `--pid-file=${join(root, 'mysqld.pid')}`,
+        `--log-error=${join(root, 'error.log')}`,
+        '--innodb-buffer-pool-size=64M',
+        '--skip-log-bin',
+      ],
+      {stdio: 'ignore'},
+    )
+    const db = new TestMariadb(server, port, socket)
+    for (let attempt = 0; attempt < 300; attempt++) {
+      if (
+        existsSync(socket) &&
+        spawnSync('mariadb', ['--no-defaults', `--socket=${socket}`, '-uroot', '-e', 'SELECT 1']).status === 0
+      )
+        break
+      await sleep(100)
+    }
+
+    const escaped = db.password.replaceAll('\\', '\\\\').replaceAll("'", String.raw`\'`)
+    db.asRoot(
+      `CREATE USER '${db.user}'@'127.0.0.1' IDENTIFIED BY '${escaped}'; GRANT ALL ON *.* TO '${db.user}'@'127.0.0.1'`,
+    )
+    return db
+  }
+
+  /** SQL as the server's root user over the socket; returns stdout. */
+  asRoot(sql: string, database = ''): string {
+    return execFileSync(
+      'mariadb',
+      [
+        '--no-defaults',
+        `--socket=${this.socket}`,
+        '--default-character-set=utf8mb4',
+        '-uroot',
+        '--batch',
+        '--skip-column-names',
+        '-e',
+        sql,
+        ...(database ? [database] : []),
+      ],
+      {
+        maxBuffer: 1 << 28,
+      },
+    ).toString()
+  }
+
+  kill(): void {
+    this.process.kill('SIGKILL')
+  }
+
+  stop(): void {
+    this.process.kill('SIGTERM')
+  }
+
+  url(database: string): string {
+    return `mysql://${this.user}:${encodeURIComponent(this.password)}@127.0.0.1:${this.port}/${database}`
+  }
+}

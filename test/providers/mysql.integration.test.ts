@@ -1,0 +1,177 @@
+import {expect} from 'chai'
+import {spawn} from 'node:child_process'
+import {createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {MysqlProvider} from '../../src/providers/database/mysql.js'
+import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
+import {cli, cliAsync, listFiles, makeProject, Project} from '../helpers/project.js'
+
+const TABLES = ['customers', 'files', 'audit']
+
+function configure(project: Project): void {
+  mkdirSync(join(project.root, '.divio'), {recursive: true})
+  writeFileSync(
+    join(project.root, '.divio', 'backups.json'),
+    JSON.stringify({app: 'shop', environments: {live: {database: '${DATABASE_URL}', store: './.divio/backups'}}}),
+  )
+}
+
+function seed(db: TestMariadb, database: string): void {
+  db.asRoot(`CREATE DATABASE ${database} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci`)
+  db.asRoot(
+    `
+    CREATE TABLE customers (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(200) NOT NULL, updated INT NOT NULL DEFAULT 0) ENGINE=InnoDB;
+    CREATE TABLE files (id INT AUTO_INCREMENT PRIMARY KEY, body LONGBLOB) ENGINE=InnoDB;
+    CREATE TABLE audit (id INT AUTO_INCREMENT PRIMARY KEY, customer INT, note VARCHAR(100)) ENGINE=InnoDB;
+    CREATE TRIGGER customers_audit AFTER INSERT ON customers FOR EACH ROW INSERT INTO audit (customer, note) VALUES (NEW.id, CONCAT('new ', NEW.name));
+    CREATE FUNCTION double_it (x INT) RETURNS INT DETERMINISTIC RETURN x * 2;
+    INSERT INTO customers (name) VALUES ('Zoë 🦊 Ünïcødé 文件'), ('O''Brien'), ('back\\\\slash');
+    INSERT INTO customers (name) SELECT CONCAT('customer ', seq) FROM seq_1_to_3000;
+    INSERT INTO files (body) SELECT UNHEX(REPEAT(MD5(seq), 64)) FROM seq_1_to_2000;
+    INSERT INTO files (body) VALUES (0x00FF00FE), ('');
+    `,
+    database,
+  )
+}
+
+function checksums(db: TestMariadb, database: string): string {
+  return db
+    .asRoot(`CHECKSUM TABLE ${TABLES.map((table) => `${database}.${table}`).join(', ')}`, database)
+    .replaceAll(`${database}.`, '')
+}
+
+describe('MySQL/MariaDB (real server)', function () {
+  this.timeout(180_000)
+  let db: TestMariadb
+
+  before(async function () {
+    if (!hasMariadbServer()) {
+      console.log('      skipped: no MariaDB server is installed (apt-get install mariadb-server)')
+      this.skip()
+    }
+
+    db = await TestMariadb.start()
+    seed(db, 'shop')
+  })
+
+  after(() => db?.stop())
+
+  it('round trip: the zstd-compressed SQL dump restores with equal CHECKSUM TABLE, trigger and routine', async () => {
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: db.url('shop')}
+    const created = cli(project, ['create', '--json'], env)
+    expect(created.status, created.stderr).to.equal(0)
+    const {components, id} = created.json() as {components: {database: {engine: string; format: string}}; id: string}
+    expect(components.database).to.include({engine: 'mysql', format: 'sql'})
+    expect(readdirSync(join(project.store, 'shop', 'live', id))).to.include('database.sql.zst.age')
+    expect(cli(project, ['verify'], env).status).to.equal(0)
+
+    const out = join(project.root, 'out')
+    const download = cli(project, ['download', '-o', out], env)
+    expect(download.status, download.stderr).to.equal(0)
+    const sql = readFileSync(join(out, 'database.sql'), 'utf8')
+    expect(sql).to.include('CREATE TABLE `customers`')
+    expect(sql).to.include('0x00FF00FE')
+
+    db.asRoot('CREATE DATABASE restored CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci')
+    await new MysqlProvider(new URL(db.url('restored'))).restore(createReadStream(join(out, 'database.sql')), {
+      tempDir: mkdtempSync(join(tmpdir(), 'mysql-restore-')),
+    })
+    expect(checksums(db, 'restored')).to.equal(checksums(db, 'shop'))
+    expect(db.asRoot('SELECT double_it(21)', 'restored').trim()).to.equal('42')
+    expect(
+      db.asRoot("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'restored'").trim(),
+    ).to.equal('1')
+    expect(db.asRoot('SELECT name FROM customers WHERE id = 1', 'restored').trim()).to.equal('Zoë 🦊 Ünïcødé 文件')
+  })
+
+  it('a restore stops at the first error', async () => {
+    db.asRoot('CREATE DATABASE broken')
+    const script = 'CREATE TABLE one (x INT);\nINSERT INTO nowhere VALUES (1);\nCREATE TABLE two (x INT);\n'
+    const error = await new MysqlProvider(new URL(db.url('broken')))
+      .restore(Readable.from([Buffer.from(script)]), {tempDir: mkdtempSync(join(tmpdir(), 'mysql-restore-'))})
+      .catch((error_: Error) => error_)
+    expect(error?.message).to.match(/stopped at the first error: .*nowhere/)
+    expect(
+      db.asRoot("SELECT GROUP_CONCAT(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'broken'").trim(),
+    ).to.equal('one')
+  })
+
+  it('keeps the password out of argv and output, and fails cleanly when the server dies mid-dump', async () => {
+    const project = makeProject()
+    configure(project)
+    project.env.DATABASE_URL = db.url('shop')
+    // A write lock held by another session makes the dump wait inside the server: it can then be killed.
+    const locker = spawn('mariadb', ['--no-defaults', '-h', '127.0.0.1', `-P${db.port}`, `-u${db.user}`, 'shop'], {
+      env: {...process.env, MYSQL_PWD: db.password},
+      stdio: ['pipe', 'ignore', 'ignore'],
+    })
+    locker.stdin.write('LOCK TABLES files WRITE; SELECT SLEEP(120);\n')
+    await sleep(500)
+
+    const child = cliAsync(project, ['create', '--json'])
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => {
+      stdout += chunk.toString()
+    })
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    const exited = new Promise<null | number>((resolve) => {
+      child.on('exit', (code) => resolve(code))
+    })
+
+    let cmdline: string | undefined
+    for (let attempt = 0; attempt < 200 && cmdline === undefined; attempt++) {
+      for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+        try {
+          const args = readFileSync(`/proc/${pid}/cmdline`).toString().split('\0')
+          if (/(mariadb-dump|mysqldump)$/.test(args[0]) && args.includes('--single-transaction'))
+            cmdline = args.join(' ')
+        } catch {}
+      }
+
+      if (cmdline === undefined) await sleep(50)
+    }
+
+    expect(cmdline, 'the dump never started').to.be.a('string')
+    expect(cmdline).to.match(/--defaults-extra-file=\S+\.cnf/)
+    expect(cmdline).to.not.include(db.password)
+    expect(cmdline).to.not.include(encodeURIComponent(db.password))
+
+    db.kill()
+    locker.kill()
+    expect(await exited).to.equal(1)
+    const {error} = JSON.parse(stdout) as {error: {code: string; message: string}}
+    expect(error.code).to.equal('BACKUP_FAILED')
+    expect(error.message, error.message).to.match(
+      /The database dump did not finish: mariadb-dump exited with status \d+: .+/,
+    )
+    for (const text of [stdout, stderr]) expect(text).to.not.include(db.password)
+    expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+    db = await TestMariadb.start()
+    seed(db, 'shop')
+  })
+
+  it('a wrong password fails fast with a clear error and no stack trace', () => {
+    const project = makeProject()
+    configure(project)
+    const wrong = new URL(db.url('shop'))
+    wrong.password = 'nope-nope'
+    const started = Date.now()
+    const result = cli(project, ['create'], {DATABASE_URL: wrong.href})
+    expect(result.status).to.equal(7)
+    expect(result.stderr, result.stderr).to.match(
+      /^Error: .*Cannot connect to the MySQL database mysql:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop: .*Access denied/m,
+    )
+    expect(result.stderr).to.not.include('nope-nope')
+    expect(result.stderr).to.not.match(/\n\s+at .+:\d+:\d+/)
+    expect(Date.now() - started).to.be.lessThan(30_000)
+  })
+})

@@ -8,6 +8,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {MysqlProvider} from '../../src/providers/database/mysql.js'
 import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
+import {freePort} from '../helpers/postgres.js'
 import {cli, cliAsync, listFiles, makeProject, Project} from '../helpers/project.js'
 
 const TABLES = ['customers', 'files', 'audit']
@@ -172,6 +173,23 @@ describe('MySQL/MariaDB (real server)', function () {
     )
     expect(result.stderr).to.not.include('nope-nope')
     expect(result.stderr).to.not.match(/\n\s+at .+:\d+:\d+/)
+    expect(Date.now() - started).to.be.lessThan(30_000)
+  })
+
+  it('an unreachable server fails fast with a clear error', async () => {
+    const project = makeProject()
+    configure(project)
+    const started = Date.now()
+    const result = cli(project, ['create', '--json'], {
+      DATABASE_URL: `mysql://backup_admin:s3cret@127.0.0.1:${await freePort()}/shop`,
+    })
+    expect(result.status).to.equal(7)
+    const {error} = result.json() as {error: {code: string; message: string}}
+    expect(error.code).to.equal('SOURCE_UNAVAILABLE')
+    expect(error.message).to.match(
+      /Cannot connect to the MySQL database mysql:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop: .*Can't connect/,
+    )
+    expect(result.stdout).to.not.include('s3cret')
     expect(Date.now() - started).to.be.lessThan(30_000)
   })
 })

@@ -42,14 +42,19 @@ export async function run(command: string, args: readonly string[], options: Run
   const child = spawn(command, args, {
     env: {...process.env, ...options.env},
     signal: options.signal,
-    stdio: ['pipe', 'pipe', 'pipe'],
+    stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     timeout: options.timeoutMs,
   })
   const stdout: Buffer[] = []
   const stderr = new StderrTail()
-  child.stdout.on('data', (chunk: Buffer) => stdout.push(chunk))
+  child.stdout!.on('data', (chunk: Buffer) => stdout.push(chunk))
   child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk))
-  child.stdin.end(options.input ?? '')
+  if (child.stdin) {
+    // A program that exits without reading its input closes the pipe; its exit status tells the story.
+    child.stdin.on('error', () => {})
+    child.stdin.end(options.input)
+  }
+
   const [exitCode, signal] = await exited(child, command)
   if (exitCode !== 0) throw new ProcessError(command, exitCode, signal, stderr.lastLine())
   return Buffer.concat(stdout).toString('utf8')

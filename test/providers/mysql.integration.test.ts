@@ -9,6 +9,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {MysqlProvider} from '../../src/providers/database/mysql.js'
 import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
 import {freePort} from '../helpers/postgres.js'
+import {waitForProcess, watch} from '../helpers/processes.js'
 import {cli, cliAsync, listFiles, makeProject, Project} from '../helpers/project.js'
 
 const TABLES = ['customers', 'files', 'audit']
@@ -115,32 +116,12 @@ describe('MySQL/MariaDB (real server)', function () {
     locker.stdin.write('LOCK TABLES files WRITE; SELECT SLEEP(120);\n')
     await sleep(500)
 
-    const child = cliAsync(project, ['create', '--json'])
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString()
-    })
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    const exited = new Promise<null | number>((resolve) => {
-      child.on('exit', (code) => resolve(code))
-    })
-
-    let cmdline: string | undefined
-    for (let attempt = 0; attempt < 200 && cmdline === undefined; attempt++) {
-      for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
-        try {
-          const args = readFileSync(`/proc/${pid}/cmdline`).toString().split('\0')
-          if (/(mariadb-dump|mysqldump)$/.test(args[0]) && args.includes('--single-transaction'))
-            cmdline = args.join(' ')
-        } catch {}
-      }
-
-      if (cmdline === undefined) await sleep(50)
-    }
-
+    const run = watch(cliAsync(project, ['create', '--json']))
+    const dump = await waitForProcess(
+      run.pid,
+      (argv) => /(mariadb-dump|mysqldump)$/.test(argv[0]) && argv.includes('--single-transaction'),
+    )
+    const cmdline = dump?.argv.join(' ')
     expect(cmdline, 'the dump never started').to.be.a('string')
     expect(cmdline).to.match(/--defaults-extra-file=\S+\.cnf/)
     expect(cmdline).to.not.include(db.password)
@@ -148,7 +129,8 @@ describe('MySQL/MariaDB (real server)', function () {
 
     db.kill()
     locker.kill()
-    expect(await exited).to.equal(1)
+    expect(await run.exited).to.equal(1)
+    const {stderr, stdout} = run.output()
     const {error} = JSON.parse(stdout) as {error: {code: string; message: string}}
     expect(error.code).to.equal('BACKUP_FAILED')
     expect(error.message, error.message).to.match(

@@ -1,12 +1,13 @@
 import {expect} from 'chai'
 import {execFileSync, spawn} from 'node:child_process'
-import {createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createReadStream, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {PostgresProvider} from '../../src/providers/database/postgres.js'
 import {freePort, postgresBinDir, TestPostgres} from '../helpers/postgres.js'
+import {waitForProcess, watch} from '../helpers/processes.js'
 import {cli, cliAsync, listFiles, makeProject, Project} from '../helpers/project.js'
 
 const TABLES = ['customers', 'documents', 'events', 'bulk']
@@ -147,35 +148,13 @@ describe('PostgreSQL (real server)', function () {
     locker.stdin.write('BEGIN; LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);\n')
     await sleep(500)
 
-    const child = cliAsync(project, ['create', '--json'])
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => {
-      stdout += chunk.toString()
-    })
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    const exited = new Promise<null | number>((resolve) => {
-      child.on('exit', (code) => resolve(code))
-    })
-
-    let cmdline: string | undefined
-    let environ = ''
-    for (let attempt = 0; attempt < 200 && cmdline === undefined; attempt++) {
-      for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
-        try {
-          const args = readFileSync(`/proc/${pid}/cmdline`).toString().split('\0')
-          if (args[0].endsWith('pg_dump') && args.some((arg) => arg.includes(`:${pg.port}/shop`))) {
-            cmdline = args.join(' ')
-            environ = readFileSync(`/proc/${pid}/environ`).toString()
-          }
-        } catch {}
-      }
-
-      if (cmdline === undefined) await sleep(50)
-    }
-
+    const run = watch(cliAsync(project, ['create', '--json']))
+    const dump = await waitForProcess(
+      run.pid,
+      (argv) => argv[0].endsWith('pg_dump') && argv.some((arg) => arg.includes(`:${pg.port}/shop`)),
+    )
+    const cmdline = dump?.argv.join(' ')
+    const environ = dump?.environ ?? ''
     expect(cmdline, 'pg_dump never started').to.be.a('string')
     expect(cmdline).to.not.include(pg.password)
     expect(cmdline).to.not.include(encodeURIComponent(pg.password))
@@ -183,7 +162,8 @@ describe('PostgreSQL (real server)', function () {
 
     pg.kill()
     locker.kill()
-    expect(await exited).to.equal(1)
+    expect(await run.exited).to.equal(1)
+    const {stderr, stdout} = run.output()
     const {error} = JSON.parse(stdout) as {error: {code: string; message: string}}
     expect(error.code).to.equal('BACKUP_FAILED')
     expect(error.message).to.match(/The database dump did not finish: pg_dump exited with status 1: pg_dump: .+/)
@@ -229,7 +209,7 @@ describe('PostgreSQL (real server)', function () {
     configure(project)
     const server = Number(pg.psql('postgres', 'SHOW server_version_num')) / 10_000
     const result = cli(project, ['create'], {DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_PG_BINDIR: fakeBin})
-    expect(result.status).to.equal(7)
+    expect(result.status, result.stderr).to.equal(7)
     expect(result.stderr).to.include(
       `pg_dump 9 cannot dump a PostgreSQL ${Math.floor(server)} server: pg_dump ${Math.floor(server)} or newer is needed.`,
     )

@@ -5,7 +5,8 @@ import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
 import {BackupError} from '../../errors.js'
-import {ProcessError, run, streamFrom} from '../../lib/process.js'
+import {run, streamFrom} from '../../lib/process.js'
+import {describeToolError, dumpStream} from './dump-stream.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
 
 /**
@@ -43,7 +44,7 @@ export class MysqlProvider implements DatabaseProvider {
     } catch (error) {
       throw new BackupError(
         'BACKUP_FAILED',
-        `The restore into ${this.location} stopped at the first error: ${describe(error)}`,
+        `The restore into ${this.location} stopped at the first error: ${describeToolError(error)}`,
         {
           cause: error,
           suggestion:
@@ -73,7 +74,7 @@ export class MysqlProvider implements DatabaseProvider {
       await rm(defaults, {force: true})
       throw new BackupError(
         'SOURCE_UNAVAILABLE',
-        `Cannot connect to the MySQL database ${this.location}: ${describe(error)}`,
+        `Cannot connect to the MySQL database ${this.location}: ${describeToolError(error)}`,
         {
           cause: error,
           suggestion:
@@ -97,16 +98,6 @@ export class MysqlProvider implements DatabaseProvider {
       ],
       {signal},
     )
-    const output = new PassThrough({highWaterMark: 1024 * 1024})
-    stream.on('error', (error) => {
-      output.destroy(
-        new BackupError('BACKUP_FAILED', `The database dump did not finish: ${describe(error)}`, {
-          cause: error,
-          suggestion: 'Check that the database server stayed up and reachable during the backup, then run it again.',
-        }),
-      )
-    })
-    stream.pipe(output)
     return {
       async cleanup() {
         if (!stream.destroyed) stream.destroy()
@@ -116,7 +107,7 @@ export class MysqlProvider implements DatabaseProvider {
       extension: 'sql.zst',
       format: 'sql',
       serverVersion: version,
-      stream: output,
+      stream: dumpStream(stream),
     }
   }
 
@@ -157,9 +148,4 @@ export class MysqlProvider implements DatabaseProvider {
 /** A value for a MySQL option file: double-quoted, with backslashes and quotes escaped. */
 function quote(value: string): string {
   return `"${value.replaceAll('\\', '\\\\').replaceAll('"', String.raw`\"`)}"`
-}
-
-function describe(error: unknown): string {
-  const text = error instanceof ProcessError ? error.message : redactDsn((error as Error).message)
-  return /[.?!]$/.test(text) ? text : `${text}.`
 }

@@ -4,7 +4,8 @@ import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
 import {BackupError} from '../../errors.js'
-import {ProcessError, run, streamFrom} from '../../lib/process.js'
+import {run, streamFrom} from '../../lib/process.js'
+import {describeToolError, dumpStream} from './dump-stream.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
 
 const CONNECT_TIMEOUT_SECONDS = '10'
@@ -57,7 +58,7 @@ export class PostgresProvider implements DatabaseProvider {
     } catch (error) {
       throw new BackupError(
         'BACKUP_FAILED',
-        `The restore into ${this.location} failed and was rolled back: ${sentence(describe(error))}`,
+        `The restore into ${this.location} failed and was rolled back: ${describeToolError(error)}`,
         {
           cause: error,
           suggestion: 'Nothing was changed in the target database. Fix the cause above and run the restore again.',
@@ -78,7 +79,7 @@ export class PostgresProvider implements DatabaseProvider {
     } catch (error) {
       throw new BackupError(
         'SOURCE_UNAVAILABLE',
-        `Cannot connect to the PostgreSQL database ${this.location}: ${sentence(describe(error))}`,
+        `Cannot connect to the PostgreSQL database ${this.location}: ${describeToolError(error)}`,
         {
           cause: error,
           suggestion:
@@ -107,16 +108,6 @@ export class PostgresProvider implements DatabaseProvider {
       env: this.env(),
       signal,
     })
-    const output = new PassThrough({highWaterMark: 1024 * 1024})
-    stream.on('error', (error) => {
-      output.destroy(
-        new BackupError('BACKUP_FAILED', `The database dump did not finish: ${sentence(describe(error))}`, {
-          cause: error,
-          suggestion: 'Check that the database server stayed up and reachable during the backup, then run it again.',
-        }),
-      )
-    })
-    stream.pipe(output)
     return {
       async cleanup() {
         if (!stream.destroyed) stream.destroy()
@@ -125,13 +116,13 @@ export class PostgresProvider implements DatabaseProvider {
       extension: 'dump',
       format: 'custom',
       serverVersion: String(server),
-      stream: output,
+      stream: dumpStream(stream),
     }
   }
 
   private async dumpMajorVersion(): Promise<number> {
     const output = await run(this.tool('pg_dump'), ['--version']).catch((error: unknown) => {
-      throw new BackupError('SOURCE_UNAVAILABLE', `Cannot run pg_dump: ${sentence(describe(error))}`, {
+      throw new BackupError('SOURCE_UNAVAILABLE', `Cannot run pg_dump: ${describeToolError(error)}`, {
         suggestion: 'Install the PostgreSQL client tools (apt-get install postgresql-client).',
       })
     })
@@ -152,13 +143,4 @@ export class PostgresProvider implements DatabaseProvider {
   private tool(name: string): string {
     return this.binDir ? join(this.binDir, name) : name
   }
-}
-
-function sentence(text: string): string {
-  return /[.?!]$/.test(text) ? text : `${text}.`
-}
-
-function describe(error: unknown): string {
-  if (error instanceof ProcessError) return error.message
-  return redactDsn((error as Error).message)
 }

@@ -1,0 +1,51 @@
+import {ChildProcess} from 'node:child_process'
+import {readdirSync, readFileSync} from 'node:fs'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+/**
+ * Waits (up to 10 s) for a running child of `parent` whose argv matches, and returns its argv and
+ * environment. Matching on the parent keeps concurrent test runs on one machine from confusing each other.
+ */
+export async function waitForProcess(
+  parent: number | undefined,
+  matches: (argv: string[]) => boolean,
+): Promise<undefined | {argv: string[]; environ: string}> {
+  for (let attempt = 0; attempt < 200; attempt++) {
+    for (const pid of readdirSync('/proc').filter((entry) => /^\d+$/.test(entry))) {
+      try {
+        // /proc/<pid>/stat is "pid (comm) state ppid …"; comm may hold spaces, so read after the last ")".
+        const stat = readFileSync(`/proc/${pid}/stat`).toString()
+        const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1])
+        if (ppid !== parent) continue
+        const argv = readFileSync(`/proc/${pid}/cmdline`).toString().split('\0')
+        if (matches(argv)) return {argv, environ: readFileSync(`/proc/${pid}/environ`).toString()}
+      } catch {
+        // The process ended between listing and reading.
+      }
+    }
+
+    await sleep(50)
+  }
+
+  return undefined
+}
+
+/** Collects what a child prints; `exited` resolves with its exit code. */
+export function watch(child: ChildProcess): {
+  exited: Promise<null | number>
+  output: () => {stderr: string; stdout: string}
+  pid: number | undefined
+} {
+  let stdout = ''
+  let stderr = ''
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString()
+  })
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString()
+  })
+  const exited = new Promise<null | number>((resolve) => {
+    child.on('exit', (code) => resolve(code))
+  })
+  return {exited, output: () => ({stderr, stdout}), pid: child.pid}
+}

@@ -3,7 +3,7 @@ import {mkdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {applyRetention, RetentionCandidate, RetentionPolicies} from '../../src/domain/retention.js'
-import {cli, makeProject, Project} from '../helpers/project.js'
+import {cli, makeProject, Project, writeConfig} from '../helpers/project.js'
 
 const POLICIES: RetentionPolicies = {
   onDemand: {days: 30, keepOlder: 3},
@@ -11,22 +11,13 @@ const POLICIES: RetentionPolicies = {
 }
 
 function configure(project: Project): void {
-  mkdirSync(join(project.root, '.divio'), {recursive: true})
-  writeFileSync(
-    join(project.root, '.divio', 'backups.json'),
-    JSON.stringify({
-      app: 'shop',
-      environments: {
-        live: {
-          database: 'sqlite:///db.sqlite3',
-          media: 'media',
-          retention: {onDemand: POLICIES.onDemand, scheduled: POLICIES.scheduled},
-          schedule: {at: '02:00', timezone: 'Europe/Zurich'},
-          store: './.divio/backups',
-        },
-      },
-    }),
-  )
+  writeConfig(project, {
+    database: 'sqlite:///db.sqlite3',
+    media: 'media',
+    retention: {onDemand: POLICIES.onDemand, scheduled: POLICIES.scheduled},
+    schedule: {at: '02:00', timezone: 'Europe/Zurich'},
+    store: './.divio/backups',
+  })
 }
 
 const at = (now: string) => ({DIVIO_BACKUP_NOW: now})

@@ -126,3 +126,9 @@ export function listFiles(root: string): string[] {
     return []
   }
 }
+
+/** Writes `.divio/backups.json` for app `shop` with one environment, `live`. */
+export function writeConfig(project: Pick<Project, 'root'>, live: Record<string, unknown>): void {
+  mkdirSync(join(project.root, '.divio'), {recursive: true})
+  writeFileSync(join(project.root, '.divio', 'backups.json'), JSON.stringify({app: 'shop', environments: {live}}))
+}

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
-import {createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {createReadStream, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -10,16 +10,12 @@ import {MysqlProvider} from '../../src/providers/database/mysql.js'
 import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
 import {freePort} from '../helpers/postgres.js'
 import {waitForProcess, watch} from '../helpers/processes.js'
-import {cli, cliAsync, listFiles, makeProject, Project} from '../helpers/project.js'
+import {cli, cliAsync, listFiles, makeProject, Project, writeConfig} from '../helpers/project.js'
 
 const TABLES = ['customers', 'files', 'audit']
 
 function configure(project: Project): void {
-  mkdirSync(join(project.root, '.divio'), {recursive: true})
-  writeFileSync(
-    join(project.root, '.divio', 'backups.json'),
-    JSON.stringify({app: 'shop', environments: {live: {database: '${DATABASE_URL}', store: './.divio/backups'}}}),
-  )
+  writeConfig(project, {database: '${DATABASE_URL}', store: './.divio/backups'})
 }
 
 function seed(db: TestMariadb, database: string): void {

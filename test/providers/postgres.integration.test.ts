@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync, spawn} from 'node:child_process'
-import {createReadStream, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createReadStream, mkdtempSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -8,16 +8,12 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {PostgresProvider} from '../../src/providers/database/postgres.js'
 import {freePort, postgresBinDir, TestPostgres} from '../helpers/postgres.js'
 import {waitForProcess, watch} from '../helpers/processes.js'
-import {cli, cliAsync, listFiles, makeProject, Project} from '../helpers/project.js'
+import {cli, cliAsync, listFiles, makeProject, Project, writeConfig} from '../helpers/project.js'
 
 const TABLES = ['customers', 'documents', 'events', 'bulk']
 
 function configure(project: Project): void {
-  mkdirSync(join(project.root, '.divio'), {recursive: true})
-  writeFileSync(
-    join(project.root, '.divio', 'backups.json'),
-    JSON.stringify({app: 'shop', environments: {live: {database: '${DATABASE_URL}', store: './.divio/backups'}}}),
-  )
+  writeConfig(project, {database: '${DATABASE_URL}', store: './.divio/backups'})
 }
 
 function seed(pg: TestPostgres, database: string): void {

@@ -6,7 +6,7 @@ import {AgeError, createDecryptStream} from '../archive/age.js'
 import {HashingStream} from '../archive/hash.js'
 import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
-import {through} from '../lib/process.js'
+import {ProcessError, through} from '../lib/process.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
@@ -78,6 +78,17 @@ export async function readVerified(
     if (error instanceof AgeError) {
       if (error.kind === 'no-match') throw wrongIdentity(context, manifest)
       throw new ObjectCheckError(object.name, `decryption failed: ${error.message}`)
+    }
+
+    if (error instanceof ProcessError) {
+      // The data authenticated, so zstd failing means it is missing here, or the stored content is not zstd.
+      if (error.exitCode === null && error.signal === null) {
+        throw new BackupError('SOURCE_UNAVAILABLE', `Cannot decompress ${object.name}: ${error.lastStderrLine}.`, {
+          suggestion: 'Install zstd (apt-get install zstd) and run the command again.',
+        })
+      }
+
+      throw new ObjectCheckError(object.name, `decompression failed: ${error.message}`)
     }
 
     throw error

@@ -230,6 +230,21 @@ describe('integrity: one flipped byte in any stored object', function () {
   }
 })
 
+describe('integrity: content that authenticates but does not decompress', () => {
+  it('verify names the object instead of failing with an unexpected error', function () {
+    requireTool(this, 'zstd', 'zstd')
+    const project = makeProject()
+    const {id} = cli(project, ['create', '--db-only', '--json']).json() as {id: string}
+    const path = join(project.store, 'shop', 'local', id, 'manifest.json')
+    const manifest = JSON.parse(readFileSync(path, 'utf8')) as {components: {database: {compression: string}}}
+    manifest.components.database.compression = 'zstd'
+    writeFileSync(path, JSON.stringify(manifest))
+    const verify = cli(project, ['verify', id])
+    expect(verify.status).to.equal(4)
+    expect(verify.stdout).to.match(/BAD +database\.sqlite3\.age: decompression failed: zstd exited with status 1/)
+  })
+})
+
 describe('clear errors with a suggestion and a non-zero exit', () => {
   let project: Project
 

@@ -31,7 +31,7 @@ export class ProcessError extends Error {
     readonly lastStderrLine: string,
   ) {
     super(
-      `${command} ${signal ? `was killed by ${signal}` : `exited with status ${exitCode}`}${lastStderrLine ? `: ${lastStderrLine}` : ''}`,
+      `${command} ${signal ? `was killed by ${signal}` : `exited with status ${exitCode}`}${lastStderrLine ? `: ${lastStderrLine}` : ' without an error message'}`,
     )
     this.name = 'ProcessError'
   }

@@ -125,17 +125,22 @@ describe('MySQL/MariaDB (real server)', function () {
 
     db.kill()
     locker.kill()
-    expect(await run.exited).to.equal(1)
-    const {stderr, stdout} = run.output()
-    const {error} = JSON.parse(stdout) as {error: {code: string; message: string}}
-    expect(error.code).to.equal('BACKUP_FAILED')
-    expect(error.message, error.message).to.match(
-      /The database dump did not finish: mariadb-dump exited with status \d+: .+/,
-    )
-    for (const text of [stdout, stderr]) expect(text).to.not.include(db.password)
-    expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
-    db = await TestMariadb.start()
-    seed(db, 'shop')
+    try {
+      expect(await run.exited).to.equal(1)
+      const {stderr, stdout} = run.output()
+      const {error} = JSON.parse(stdout) as {error: {code: string; message: string}}
+      expect(error.code).to.equal('BACKUP_FAILED')
+      expect(error.message, error.message).to.match(
+        // Killed at some moments (between the handshake and the first query), mariadb-dump exits 2 without a word.
+        /The database dump did not finish: mariadb-dump exited with status \d+(: .+| without an error message)\./,
+      )
+      for (const text of [stdout, stderr]) expect(text).to.not.include(db.password)
+      expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+    } finally {
+      // The next tests need a server: start a new one even when an assertion above failed.
+      db = await TestMariadb.start()
+      seed(db, 'shop')
+    }
   })
 
   it('a wrong password fails fast with a clear error and no stack trace', () => {

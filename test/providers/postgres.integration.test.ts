@@ -158,18 +158,22 @@ describe('PostgreSQL (real server)', function () {
 
     pg.kill()
     locker.kill()
-    expect(await run.exited).to.equal(1)
-    const {stderr, stdout} = run.output()
-    const {error} = JSON.parse(stdout) as {error: {code: string; message: string}}
-    expect(error.code).to.equal('BACKUP_FAILED')
-    expect(error.message).to.match(/The database dump did not finish: pg_dump exited with status 1: pg_dump: .+/)
-    for (const text of [stdout, stderr]) {
-      expect(text).to.not.include(pg.password)
-      expect(text).to.not.include(encodeURIComponent(pg.password))
-    }
+    try {
+      expect(await run.exited).to.equal(1)
+      const {stderr, stdout} = run.output()
+      const {error} = JSON.parse(stdout) as {error: {code: string; message: string}}
+      expect(error.code).to.equal('BACKUP_FAILED')
+      expect(error.message).to.match(/The database dump did not finish: pg_dump exited with status 1: pg_dump: .+/)
+      for (const text of [stdout, stderr]) {
+        expect(text).to.not.include(pg.password)
+        expect(text).to.not.include(encodeURIComponent(pg.password))
+      }
 
-    expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
-    pg.start()
+      expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+    } finally {
+      // The next tests need the server, even when an assertion above failed.
+      pg.start()
+    }
   })
 
   it('a wrong password and an unreachable server each fail fast with a clear error and no stack trace', async () => {

@@ -2,16 +2,17 @@ import {isAbsolute, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
 import {BackupError} from '../errors.js'
+import {parseS3Location, S3Location} from './s3-location.js'
 
 /** Where a database lives, in the forms dj-database-url accepts. */
 export type DatabaseSource =
   {engine: 'mysql'; url: URL} | {engine: 'postgres'; url: URL} | {engine: 'sqlite'; path: string}
 
 /** Where the media files live. */
-export type MediaSource = {kind: 'filesystem'; path: string} | {kind: 's3'; url: URL}
+export type MediaSource = {kind: 'filesystem'; path: string} | {kind: 's3'; location: S3Location; url: URL}
 
 /** Where backups are written. */
-export type StoreLocation = {kind: 'local'; path: string} | {kind: 's3'; url: URL}
+export type StoreLocation = {kind: 'local'; path: string} | {kind: 's3'; location: S3Location; url: URL}
 
 /**
  * Replaces the password (and any secret-looking query value) of a URL-like string with `***`,
@@ -58,14 +59,19 @@ export function parseDatabaseDsn(dsn: string, root: string, where: string): Data
 
 export function parseMediaDsn(dsn: string, root: string, where: string): MediaSource {
   const scheme = schemeOf(dsn)
-  if (scheme === 's3') return {kind: 's3', url: parseUrl(dsn, where)}
+  if (scheme === 's3') return {kind: 's3', ...parseS3(dsn, where)}
   return {kind: 'filesystem', path: parsePath(dsn, root, where)}
 }
 
 export function parseStoreLocation(dsn: string, root: string, where: string): StoreLocation {
   const scheme = schemeOf(dsn)
-  if (scheme === 's3') return {kind: 's3', url: parseUrl(dsn, where)}
+  if (scheme === 's3') return {kind: 's3', ...parseS3(dsn, where)}
   return {kind: 'local', path: parsePath(dsn, root, where)}
+}
+
+function parseS3(dsn: string, where: string): {location: S3Location; url: URL} {
+  const url = parseUrl(dsn, where)
+  return {location: parseS3Location(url, where), url}
 }
 
 function parsePath(dsn: string, root: string, where: string): string {

@@ -1,7 +1,7 @@
-import {StoreLocation} from '../config/dsn.js'
-import {BackupError} from '../errors.js'
+import {redactDsn, StoreLocation} from '../config/dsn.js'
 import {LocalStore} from './local.js'
 import {Store} from './port.js'
+import {S3Store} from './s3.js'
 
 export function openStore(location: StoreLocation): Store {
   switch (location.kind) {
@@ -10,9 +10,7 @@ export function openStore(location: StoreLocation): Store {
     }
 
     case 's3': {
-      throw new BackupError('CONFIG_INVALID', 'S3 stores are not available in this version.', {
-        suggestion: 'Use a local folder for "store" for now.',
-      })
+      return new S3Store(location.location, redactDsn(location.url.href))
     }
   }
 }

@@ -29,7 +29,9 @@ export class ObjectNotFoundError extends Error {
  *   also yield the leftovers of interrupted writes (their keys never equal a committed key), so that
  *   garbage collection can find them; nothing may treat such an object as a committed one.
  * - `delete` is idempotent: deleting a missing key succeeds.
- * - Errors other than not-found are passed through unchanged; the caller decides what is retryable.
+ * - An error of the source stream, or the abort of `signal`, rejects `put` with that same error.
+ * - Transient failures of the store itself are retried inside the store where it can (S3); what is
+ *   left is reported as a BackupError (STORE_UNAVAILABLE) or, for the local store, the file system's error.
  */
 export interface Store {
   delete(key: string): Promise<void>

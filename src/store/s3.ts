@@ -1,0 +1,240 @@
+import type {S3Client} from '@aws-sdk/client-s3'
+
+import {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {S3Location} from '../config/s3-location.js'
+import {createS3Client, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
+import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+import {ObjectSettings, uploadStream} from './s3-upload.js'
+
+/** Parts of one object in flight at once. */
+const UPLOAD_CONCURRENCY = 4
+/** How often one read may pick up again, from where it stopped, after the connection broke. */
+const READ_RESUMES = 5
+/** Multipart uploads in progress are listed under `<key>.partial-<upload id>`, like the local store's partial files. */
+const PARTIAL_MARKER = '.partial-'
+
+/**
+ * A bucket and prefix on S3 or an S3-compatible service. Objects are `<prefix><key>`.
+ *
+ * - Every object is written with the configured storage class and server-side encryption.
+ * - Writes stream as multipart uploads (see {@link uploadStream}); the object exists only once the upload
+ *   completes, so put is atomic. A failed or aborted write aborts its upload.
+ * - Uploads still in progress, or abandoned by a killed process, are listed as `<key>.partial-<id>` with
+ *   the time they started, so prune can see and collect them; deleting such a key aborts the upload.
+ * - A read whose connection breaks resumes with a ranged GET pinned to the object's ETag.
+ * - Failures of S3 itself (after the SDK's retries) are reported as BackupError STORE_UNAVAILABLE.
+ */
+export class S3Store implements Store {
+  readonly description: string
+  private clientPromise: Promise<S3Client> | undefined
+  private readonly settings: ObjectSettings
+
+  constructor(
+    private readonly location: S3Location,
+    /** The DSN as shown to users, already redacted. */
+    description: string,
+  ) {
+    this.description = description
+    const {sse} = location
+    this.settings = {
+      StorageClass: location.storageClass,
+      ...(sse.kind === 'none' ? {} : {ServerSideEncryption: sse.kind}),
+      ...(sse.kind === 'aws:kms' && sse.keyId ? {SSEKMSKeyId: sse.keyId} : {}),
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    assertValidKey(key)
+    const {AbortMultipartUploadCommand, DeleteObjectCommand} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    const marker = key.lastIndexOf(PARTIAL_MARKER)
+    try {
+      if (marker === -1) {
+        await client.send(new DeleteObjectCommand({Bucket: this.location.bucket, Key: this.keyOf(key)}))
+        return
+      }
+
+      const UploadId = decodeURIComponent(key.slice(marker + PARTIAL_MARKER.length))
+      await client.send(
+        new AbortMultipartUploadCommand({
+          Bucket: this.location.bucket,
+          Key: this.keyOf(key.slice(0, marker)),
+          UploadId,
+        }),
+      )
+    } catch (error) {
+      if (s3ErrorCode(error) === 'NoSuchUpload' || httpStatusOf(error) === 404) return
+      throw s3Failure(error, `delete ${key}`, this.description)
+    }
+  }
+
+  async get(key: string): Promise<Readable> {
+    assertValidKey(key)
+    const {GetObjectCommand} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    const {bucket} = this.location
+    const Key = this.keyOf(key)
+    const first = await client.send(new GetObjectCommand({Bucket: bucket, Key})).catch((error: unknown) => {
+      if (s3ErrorCode(error) === 'NoSuchKey' || httpStatusOf(error) === 404) throw new ObjectNotFoundError(key)
+      throw s3Failure(error, `read ${key}`, this.description)
+    })
+    const total = first.ContentLength ?? 0
+    const etag = first.ETag
+    const {description} = this
+
+    async function* resumable(): AsyncGenerator<Buffer> {
+      let body = first.Body as Readable
+      let offset = 0
+      let resumes = 0
+      try {
+        for (;;) {
+          try {
+            for await (const chunk of body as AsyncIterable<Buffer>) {
+              offset += chunk.length
+              yield chunk
+            }
+
+            if (offset === total) return
+            throw new Error(`the connection closed after ${offset} of ${total} bytes`)
+          } catch (error) {
+            body.destroy()
+            if (resumes >= READ_RESUMES || offset > total) throw s3Failure(error, `read ${key}`, description)
+            resumes++
+            await sleep(200 * 2 ** resumes)
+            const next = await client
+              .send(new GetObjectCommand({Bucket: bucket, IfMatch: etag, Key, Range: `bytes=${offset}-`}))
+              .catch((error_: unknown) => {
+                throw s3Failure(error_, `read ${key}`, description)
+              })
+            body = next.Body as Readable
+          }
+        }
+      } finally {
+        body.destroy()
+      }
+    }
+
+    return Readable.from(resumable(), {highWaterMark: 1, objectMode: false})
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const uploads = await this.uploadsUnder(prefix)
+    let next = 0
+    for await (const object of this.objectsUnder(prefix)) {
+      while (next < uploads.length && uploads[next].key < object.key) yield uploads[next++]
+      yield object
+    }
+
+    yield* uploads.slice(next)
+  }
+
+  async put(key: string, source: Readable, options: {signal?: AbortSignal} = {}): Promise<{bytes: number}> {
+    assertValidKey(key)
+    const client = await this.client()
+    // Errors of the source or the signal pass through as they are; only S3's own are translated.
+    let sourceError: unknown
+    source.once('error', (error) => {
+      sourceError = error
+    })
+    try {
+      return await uploadStream({
+        bucket: this.location.bucket,
+        client,
+        concurrency: UPLOAD_CONCURRENCY,
+        key: this.keyOf(key),
+        settings: this.settings,
+        signal: options.signal,
+        source,
+      })
+    } catch (error) {
+      if (error === sourceError || options.signal?.aborted) throw error
+      throw s3Failure(error, `write ${key}`, this.description)
+    }
+  }
+
+  async stat(key: string): Promise<ObjectInfo | undefined> {
+    assertValidKey(key)
+    const {HeadObjectCommand} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    try {
+      const head = await client.send(new HeadObjectCommand({Bucket: this.location.bucket, Key: this.keyOf(key)}))
+      return {bytes: head.ContentLength ?? 0, key, modifiedAt: head.LastModified ?? new Date(0)}
+    } catch (error) {
+      if (httpStatusOf(error) === 404) return undefined
+      throw s3Failure(error, `read ${key}`, this.description)
+    }
+  }
+
+  private client(): Promise<S3Client> {
+    this.clientPromise ??= createS3Client(this.location)
+    return this.clientPromise
+  }
+
+  private keyOf(key: string): string {
+    return `${this.location.prefix}${key}`
+  }
+
+  private async *objectsUnder(prefix: string): AsyncIterable<ObjectInfo> {
+    const {ListObjectsV2Command} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    let ContinuationToken: string | undefined
+    do {
+      const page = await client
+        .send(new ListObjectsV2Command({Bucket: this.location.bucket, ContinuationToken, Prefix: this.keyOf(prefix)}))
+        .catch((error: unknown) => {
+          throw s3Failure(error, 'list backups', this.description)
+        })
+      for (const object of page.Contents ?? []) {
+        yield {
+          bytes: object.Size ?? 0,
+          key: object.Key!.slice(this.location.prefix.length),
+          modifiedAt: object.LastModified ?? new Date(0),
+        }
+      }
+
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
+    } while (ContinuationToken)
+  }
+
+  /** Multipart uploads under the prefix, as partial objects in key order. Few exist, so they are read at once. */
+  private async uploadsUnder(prefix: string): Promise<ObjectInfo[]> {
+    const {ListMultipartUploadsCommand} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    const uploads: ObjectInfo[] = []
+    let KeyMarker: string | undefined
+    let UploadIdMarker: string | undefined
+    do {
+      let page
+      try {
+        page = await client.send(
+          new ListMultipartUploadsCommand({
+            Bucket: this.location.bucket,
+            KeyMarker,
+            Prefix: this.keyOf(prefix),
+            UploadIdMarker,
+          }),
+        )
+      } catch (error) {
+        // Without s3:ListBucketMultipartUploads the uploads stay invisible; a bucket lifecycle rule
+        // (AbortIncompleteMultipartUpload) still removes them, and nothing else depends on seeing them.
+        if (s3ErrorCode(error) === 'AccessDenied' || s3ErrorCode(error) === 'NotImplemented') return []
+        throw s3Failure(error, 'list backups', this.description)
+      }
+
+      for (const upload of page.Uploads ?? []) {
+        uploads.push({
+          bytes: 0,
+          key: `${upload.Key!.slice(this.location.prefix.length)}${PARTIAL_MARKER}${encodeURIComponent(upload.UploadId!)}`,
+          modifiedAt: upload.Initiated ?? new Date(0),
+        })
+      }
+
+      KeyMarker = page.IsTruncated ? page.NextKeyMarker : undefined
+      UploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined
+    } while (KeyMarker)
+
+    return uploads.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+  }
+}

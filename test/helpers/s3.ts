@@ -1,0 +1,226 @@
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from '@aws-sdk/client-s3'
+import {mkdtempSync} from 'node:fs'
+import {readdir, readFile, rm, stat} from 'node:fs/promises'
+import {AddressInfo} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import S3rver from 's3rver'
+
+import {collect} from './tools.js'
+
+process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+
+/** What the server saw of one request: enough to check the headers the code under test sent. */
+export interface RecordedRequest {
+  headers: Record<string, string | string[] | undefined>
+  method: string
+  path: string
+  query: Record<string, string | string[] | undefined>
+}
+
+// Koa's context, as far as the added operations use it.
+interface KoaContext {
+  body: unknown
+  method: string
+  path: string
+  query: Record<string, string | string[] | undefined>
+  request: {headers: Record<string, string | string[] | undefined>}
+  status: number
+}
+type Middleware = (context: KoaContext, next: () => Promise<void>) => Promise<void>
+
+/**
+ * s3rver in this process on a free loopback port, so the real AWS SDK speaks real HTTP to it.
+ *
+ * s3rver 3.7 implements multipart uploads but not ListMultipartUploads or AbortMultipartUpload; both
+ * are added here, on its own file layout, so tests can check that no upload is left open.
+ */
+export class TestS3 {
+  static readonly accessKeyId = 'S3RVER'
+  static readonly secretAccessKey = 'S3RVER'
+
+  private constructor(
+    private readonly server: S3rver,
+    private readonly root: string,
+    readonly port: number,
+    /** Every request the server received, in order. */
+    readonly requests: RecordedRequest[],
+  ) {}
+
+  static async start(): Promise<TestS3> {
+    const root = mkdtempSync(join(tmpdir(), 's3rver-'))
+    const server = new S3rver({address: '127.0.0.1', directory: root, port: 0, silent: true})
+    const {middleware} = server as unknown as {middleware: Middleware[]}
+    const requests: RecordedRequest[] = []
+    middleware.unshift(async (context, next) => {
+      requests.push({
+        headers: {...context.request.headers},
+        method: context.method,
+        path: decodeURIComponent(context.path),
+        query: {...context.query},
+      })
+      await next()
+    })
+    // Before the router, after the XML encoder: a plain object body is sent as XML.
+    middleware.splice(-1, 0, multipartOperations(root))
+    sortListings(server)
+    const address = (await server.run()) as AddressInfo
+    return new TestS3(server, root, address.port, requests)
+  }
+
+  get endpoint(): string {
+    return `http://127.0.0.1:${this.port}`
+  }
+
+  client(): S3Client {
+    return new S3Client({
+      credentials: {accessKeyId: TestS3.accessKeyId, secretAccessKey: TestS3.secretAccessKey},
+      endpoint: this.endpoint,
+      forcePathStyle: true,
+      region: 'us-east-1',
+    })
+  }
+
+  async createBucket(name: string): Promise<void> {
+    await this.client().send(new CreateBucketCommand({Bucket: name}))
+  }
+
+  /** An s3:// DSN for the code under test, with the credentials in it. */
+  dsn(bucket: string, prefix = '', parameters: Record<string, string> = {}): string {
+    const query = new URLSearchParams({endpoint: this.endpoint, ...parameters})
+    return `s3://${TestS3.accessKeyId}:${TestS3.secretAccessKey}@${bucket}/${prefix}?${query}`
+  }
+
+  async keys(bucket: string, prefix = ''): Promise<string[]> {
+    const keys: string[] = []
+    let ContinuationToken: string | undefined
+    do {
+      const page = await this.client().send(
+        new ListObjectsV2Command({Bucket: bucket, ContinuationToken, Prefix: prefix}),
+      )
+      for (const object of page.Contents ?? []) keys.push(object.Key!)
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
+    } while (ContinuationToken)
+
+    return keys
+  }
+
+  async read(bucket: string, key: string): Promise<Buffer> {
+    const {Body} = await this.client().send(new GetObjectCommand({Bucket: bucket, Key: key}))
+    return collect(Body as Readable)
+  }
+
+  async stop(): Promise<void> {
+    await this.server.close()
+    await rm(this.root, {force: true, recursive: true})
+  }
+
+  /** Multipart uploads still open in the bucket, through the SDK's ListMultipartUploads. */
+  async uploads(bucket: string): Promise<string[]> {
+    const page = await this.client().send(new ListMultipartUploadsCommand({Bucket: bucket}))
+    return (page.Uploads ?? []).map((upload) => upload.Key!)
+  }
+}
+
+interface ListOptions {
+  delimiter?: string
+  maxKeys?: number
+  prefix?: string
+  startAfter?: string
+}
+interface FilesystemStore {
+  listObjects(
+    bucket: string,
+    options: ListOptions,
+  ): Promise<{commonPrefixes: string[]; isTruncated: boolean; objects: {key: string}[]}>
+}
+
+/**
+ * s3rver walks its folders in directory order, so its listings are not sorted, and pages after the
+ * first miss or repeat keys. S3 lists in ascending UTF-8 byte order; this lists the whole bucket through
+ * s3rver itself, then sorts and pages the way S3 does.
+ */
+function sortListings(server: S3rver): void {
+  const {store} = server as unknown as {store: FilesystemStore}
+  const listAll = store.listObjects.bind(store)
+  store.listObjects = async (bucket, options) => {
+    const {delimiter = '', maxKeys = Infinity, prefix = '', startAfter = ''} = options
+    const everything = await listAll(bucket, {prefix})
+    const objects = everything.objects.sort((a, b) => Buffer.compare(Buffer.from(a.key), Buffer.from(b.key)))
+    const page: typeof objects = []
+    const commonPrefixes = new Set<string>()
+    let isTruncated = false
+    for (const object of objects) {
+      if (Buffer.compare(Buffer.from(object.key), Buffer.from(startAfter)) <= 0) continue
+      const cut = delimiter ? object.key.indexOf(delimiter, prefix.length) : -1
+      if (cut !== -1) {
+        commonPrefixes.add(object.key.slice(0, cut + delimiter.length))
+        continue
+      }
+
+      if (page.length === maxKeys) {
+        isTruncated = true
+        break
+      }
+
+      page.push(object)
+    }
+
+    return {commonPrefixes: [...commonPrefixes].sort(), isTruncated, objects: page}
+  }
+}
+
+function multipartOperations(root: string): Middleware {
+  const uploadsOf = (bucket: string) => join(root, bucket, '._S3rver_uploads')
+  return async (context, next) => {
+    const [, bucket, ...keyParts] = context.path.split('/')
+    const key = decodeURIComponent(keyParts.join('/'))
+    if (context.method === 'GET' && key === '' && 'uploads' in context.query) {
+      const prefix = String(context.query.prefix ?? '')
+      const ids = await readdir(uploadsOf(bucket)).catch(() => [] as string[])
+      const uploads = []
+      for (const id of ids) {
+        const uploadKey = await readFile(join(uploadsOf(bucket), id, 'key'), 'utf8').catch(() => {})
+        if (uploadKey === undefined || !uploadKey.startsWith(prefix)) continue
+        const {birthtime} = await stat(join(uploadsOf(bucket), id))
+        uploads.push({Initiated: birthtime.toISOString(), Key: uploadKey, StorageClass: 'STANDARD', UploadId: id})
+      }
+
+      uploads.sort((a, b) => (a.Key < b.Key ? -1 : a.Key > b.Key ? 1 : 0))
+      context.body = {
+        ListMultipartUploadsResult: {
+          '@': {xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/'},
+          Bucket: bucket,
+          IsTruncated: false,
+          MaxUploads: 1000,
+          Prefix: prefix,
+          Upload: uploads,
+        },
+      }
+      return
+    }
+
+    if (context.method === 'DELETE' && key !== '' && typeof context.query.uploadId === 'string') {
+      const folder = join(uploadsOf(bucket), context.query.uploadId)
+      const uploadKey = await readFile(join(folder, 'key'), 'utf8').catch(() => {})
+      if (uploadKey !== key) {
+        context.status = 404
+        context.body = {Error: {Code: 'NoSuchUpload', Message: 'The specified upload does not exist.'}}
+        return
+      }
+
+      await rm(folder, {force: true, recursive: true})
+      context.status = 204
+      return
+    }
+
+    await next()
+  }
+}

@@ -1,0 +1,161 @@
+import {CreateMultipartUploadCommand} from '@aws-sdk/client-s3'
+import {expect} from 'chai'
+import {randomBytes} from 'node:crypto'
+import {Readable} from 'node:stream'
+
+import {parseS3Location} from '../../src/config/s3-location.js'
+import {S3Store} from '../../src/store/s3.js'
+import {FaultyProxy} from '../helpers/faulty-proxy.js'
+import {RecordedRequest, TestS3} from '../helpers/s3.js'
+import {collect} from '../helpers/tools.js'
+import {storeContract} from './contract.js'
+
+describe('S3 store (s3rver)', () => {
+  let s3: TestS3
+  let buckets = 0
+
+  before(async () => {
+    s3 = await TestS3.start()
+  })
+
+  after(async () => {
+    await s3?.stop()
+  })
+
+  async function freshStore(
+    prefix = 'backups/',
+    parameters: Record<string, string> = {},
+  ): Promise<{bucket: string; store: S3Store}> {
+    const bucket = `store-${++buckets}`
+    await s3.createBucket(bucket)
+    const url = new URL(s3.dsn(bucket, prefix, parameters))
+    return {bucket, store: new S3Store(parseS3Location(url, 'store'), `s3://${bucket}/${prefix}`)}
+  }
+
+  /** Requests that create objects: PutObject and CreateMultipartUpload (not CreateBucket). */
+  function writesTo(bucket: string): RecordedRequest[] {
+    return s3.requests.filter(
+      (request) =>
+        request.path.startsWith(`/${bucket}/`) &&
+        request.path !== `/${bucket}/` &&
+        ((request.method === 'PUT' && request.query.uploadId === undefined) ||
+          (request.method === 'POST' && 'uploads' in request.query)),
+    )
+  }
+
+  storeContract('s3', async () => (await freshStore()).store)
+
+  it('streams a large object as a multipart upload, with storage class and encryption on every object', async () => {
+    const {bucket, store} = await freshStore()
+    const data = randomBytes(21 * 1024 * 1024)
+    const chunks = Array.from({length: 21}, (_, index) => data.subarray(index * 1024 * 1024, (index + 1) * 1024 * 1024))
+    expect((await store.put('app/live/id/media.tar.age', Readable.from(chunks))).bytes).to.equal(data.length)
+    await store.put('app/live/id/manifest.json', Readable.from([Buffer.from('{}')]))
+
+    expect((await collect(await store.get('app/live/id/media.tar.age'))).equals(data)).to.equal(true)
+    const parts = s3.requests.filter((request) => request.method === 'PUT' && request.query.partNumber !== undefined)
+    expect(parts.filter((request) => request.path.startsWith(`/${bucket}/`))).to.have.length(3)
+    const writes = writesTo(bucket)
+    expect(writes).to.have.length(2)
+    for (const request of writes) {
+      expect(request.headers['x-amz-storage-class'], request.path).to.equal('STANDARD_IA')
+      expect(request.headers['x-amz-server-side-encryption'], request.path).to.equal('AES256')
+    }
+
+    expect(await s3.uploads(bucket)).to.deep.equal([])
+  })
+
+  it('sends aws:kms with its key id, and the storage class the DSN names', async () => {
+    const {bucket, store} = await freshStore('', {
+      kmsKeyId: 'alias/backups',
+      sse: 'aws:kms',
+      storageClass: 'ONEZONE_IA',
+    })
+    await store.put('a/b', Readable.from([Buffer.from('x')]))
+    const [write] = writesTo(bucket)
+    expect(write.headers['x-amz-storage-class']).to.equal('ONEZONE_IA')
+    expect(write.headers['x-amz-server-side-encryption']).to.equal('aws:kms')
+    expect(write.headers['x-amz-server-side-encryption-aws-kms-key-id']).to.equal('alias/backups')
+  })
+
+  it('aborts the multipart upload when the source fails after some parts were sent', async () => {
+    const {bucket, store} = await freshStore()
+    let sent = 0
+    const failing = new Readable({
+      read() {
+        sent++
+        if (sent > 20) this.destroy(new Error('dump died'))
+        else this.push(randomBytes(1024 * 1024))
+      },
+    })
+    const error = await store.put('app/live/id/database.dump.age', failing).catch((error_: Error) => error_)
+    expect((error as Error).message).to.equal('dump died')
+    expect(
+      s3.requests.some((request) => request.path.startsWith(`/${bucket}/`) && 'uploads' in request.query),
+    ).to.equal(true)
+    expect(await s3.uploads(bucket)).to.deep.equal([])
+    expect(await store.stat('app/live/id/database.dump.age')).to.equal(undefined)
+  })
+
+  it('lists an open multipart upload as a partial object, and deleting it aborts the upload', async () => {
+    const {bucket, store} = await freshStore('shop/')
+    await store.put('app/live/20261101T020000Z-aaaaaa/database.dump.age', Readable.from([Buffer.from('done')]))
+    await s3
+      .client()
+      .send(
+        new CreateMultipartUploadCommand({Bucket: bucket, Key: 'shop/app/live/20261101T020000Z-aaaaaa/media.tar.age'}),
+      )
+    const listed = []
+    for await (const object of store.list('app/live/')) listed.push(object)
+    expect(listed.map((object) => object.key.replace(/partial-.+$/, 'partial-…'))).to.deep.equal([
+      'app/live/20261101T020000Z-aaaaaa/database.dump.age',
+      'app/live/20261101T020000Z-aaaaaa/media.tar.age.partial-…',
+    ])
+    expect(Date.now() - listed[1].modifiedAt.getTime()).to.be.lessThan(60_000)
+
+    await store.delete(listed[1].key)
+    await store.delete(listed[1].key)
+    expect(await s3.uploads(bucket)).to.deep.equal([])
+  })
+
+  it('rides out transient faults: 503, SlowDown and resets on writes, a connection cut mid-read', async () => {
+    const {bucket} = await freshStore()
+    const seen = new Map<string, number>()
+    const proxy = await FaultyProxy.start(s3.port, ({method, query}) => {
+      const kind = `${method} ${query.has('uploads') ? 'create' : query.has('partNumber') ? `part ${query.get('partNumber')}` : query.has('uploadId') ? 'complete' : 'object'}`
+      const count = (seen.get(kind) ?? 0) + 1
+      seen.set(kind, count)
+      if (count > 1) return
+      if (kind === 'POST create') return {code: 'SlowDown', status: 503}
+      if (kind === 'PUT part 1') return 'reset'
+      if (kind === 'PUT part 2') return {code: 'InternalError', status: 500}
+      if (kind === 'POST complete') return {code: 'ServiceUnavailable', status: 503}
+      if (kind === 'GET object') return 'cut'
+    })
+    try {
+      const url = new URL(s3.dsn(bucket, 'backups/', {endpoint: proxy.endpoint}))
+      const store = new S3Store(parseS3Location(url, 'store'), 'the test store')
+      const data = randomBytes(20 * 1024 * 1024)
+      await store.put('app/live/id/media.tar.age', Readable.from([data]))
+      expect((await collect(await store.get('app/live/id/media.tar.age'))).equals(data)).to.equal(true)
+      expect(proxy.injected.map(({fault}) => (typeof fault === 'object' ? fault.code : fault))).to.have.members([
+        'SlowDown',
+        'reset',
+        'InternalError',
+        'ServiceUnavailable',
+        'cut',
+      ])
+      expect(await s3.uploads(bucket)).to.deep.equal([])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  it('names the bucket that does not exist, without the secret', async () => {
+    const url = new URL(s3.dsn('no-such-bucket', 'x/'))
+    const store = new S3Store(parseS3Location(url, 'store'), 's3://no-such-bucket/x/')
+    const error = await store.put('a/b', Readable.from([Buffer.from('x')])).catch((error_: Error) => error_)
+    expect((error as Error).message).to.equal('Cannot write a/b: the bucket of s3://no-such-bucket/x/ does not exist.')
+    expect(JSON.stringify(error)).to.not.include(TestS3.secretAccessKey)
+  })
+})

@@ -197,7 +197,7 @@ class EncryptTransform extends Transform {
 
   override _flush(callback: TransformCallback): void {
     this.emitPrefix()
-    this.push(this.seal(this.consume(this.pendingBytes), true))
+    this.seal(this.consume(this.pendingBytes), true)
     callback()
   }
 
@@ -206,7 +206,7 @@ class EncryptTransform extends Transform {
     this.pending.push(data)
     this.pendingBytes += data.length
     // Hold back at least one byte: the last chunk is sealed differently and we only know it at the end.
-    while (this.pendingBytes > CHUNK) this.push(this.seal(this.consume(CHUNK), false))
+    while (this.pendingBytes > CHUNK) this.seal(this.consume(CHUNK), false)
     callback()
   }
 
@@ -223,10 +223,13 @@ class EncryptTransform extends Transform {
     }
   }
 
-  private seal(plaintext: Buffer, last: boolean): Buffer {
-    const sealed = aeadSeal(this.key, chunkNonce(this.counter, last), plaintext)
+  /** Pushes one sealed chunk: ciphertext, then tag, as two buffers (joining them would copy every byte). */
+  private seal(plaintext: Buffer, last: boolean): void {
+    const cipher = createCipheriv('chacha20-poly1305', this.key, chunkNonce(this.counter, last), {authTagLength: TAG})
+    this.push(cipher.update(plaintext))
+    cipher.final()
+    this.push(cipher.getAuthTag())
     this.counter++
-    return sealed
   }
 }
 

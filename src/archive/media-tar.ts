@@ -16,19 +16,26 @@ import {Header, Pax} from 'tar'
 export const MEDIA_PREFIX = 'media/'
 export const LISTING_MEMBER = 'MANIFEST.json'
 const BLOCK = 512
-const READ_CHUNK = 1024 * 1024
+const READ_CHUNK = 64 * 1024
 
 export type MediaEntryType = 'directory' | 'file' | 'symlink'
 
 /** One thing to archive, as a media provider yields it. */
 export interface MediaEntry {
+  /** S3 media: the object's ETag, recorded in the listing. */
+  etag?: string
+  /** S3 media: the object's full key, recorded in the listing. */
+  key?: string
   /** Target of a symlink, stored as it is (never followed). */
   linkTarget?: string
   mode: number
+  /** For S3 media, the object's Last-Modified. */
   mtime: Date
   /**
    * Opens the file's contents; only called for files. The stream must yield `size` bytes.
    * Resolves to undefined when the file has disappeared since it was listed: it is then left out.
+   * It may update `size`, `mtime` and `etag` to those of what it opened (an S3 object replaced since
+   * the listing); the archive records what was read.
    */
   open?: () => Promise<Readable | undefined>
   /** `/`-separated and relative to the media root; folders have no trailing slash. */
@@ -39,6 +46,10 @@ export interface MediaEntry {
 
 /** One row of MANIFEST.json. */
 export interface ListingRow {
+  etag?: string
+  key?: string
+  /** S3 media: the object's Last-Modified, as S3 reported it (also in `mtime`). */
+  lastModified?: string
   linkTarget?: string
   mode: string
   mtime: string
@@ -166,6 +177,8 @@ function padding(size: number): Buffer {
 
 function row(entry: MediaEntry, sha256?: string): ListingRow {
   return {
+    ...(entry.etag === undefined ? {} : {etag: entry.etag}),
+    ...(entry.key === undefined ? {} : {key: entry.key, lastModified: entry.mtime.toISOString()}),
     ...(entry.linkTarget === undefined ? {} : {linkTarget: entry.linkTarget}),
     mode: (entry.mode % 0o1_0000).toString(8).padStart(4, '0'),
     mtime: entry.mtime.toISOString(),

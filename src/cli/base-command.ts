@@ -4,6 +4,7 @@ import {tmpdir} from 'node:os'
 import {loadEnvironment, redactDsn} from '../config/load.js'
 import {BackupError} from '../errors.js'
 import {clockFrom} from '../lib/clock.js'
+import {keepMemoryFlat} from '../lib/memory.js'
 import {BackupContext} from '../services/context.js'
 import {KeyRing} from '../services/keys.js'
 import {openStore} from '../store/index.js'
@@ -74,6 +75,7 @@ export abstract class BackupCommand extends Command {
 
   override async init(): Promise<void> {
     await super.init()
+    keepMemoryFlat()
     // The first signal asks the running operation to stop cleanly (abort uploads, write no manifest);
     // a second one exits at once.
     this.signalHandler = (signal) => {

@@ -1,10 +1,15 @@
-import type {S3Client} from '@aws-sdk/client-s3'
+import type {GetObjectCommandOutput, S3Client} from '@aws-sdk/client-s3'
+
+import {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {S3Location} from '../config/s3-location.js'
-import {BackupError} from '../errors.js'
+import {BackupError, ErrorCode} from '../errors.js'
 
 /** Attempts per request, the first included. The SDK's standard strategy backs off exponentially with jitter. */
 export const S3_MAX_ATTEMPTS = 8
+/** How often one read may pick up again, from where it stopped, after its connection broke. */
+const READ_RESUMES = 5
 
 /**
  * An S3 client for one location. The SDK is loaded on first use, so that commands on a local store do
@@ -57,21 +62,31 @@ export function httpStatusOf(error: unknown): number | undefined {
  * A failed S3 request as a user-facing error: what failed, where, and what to check. `what` is a
  * phrase such as "write the backup".
  */
-export function s3Failure(error: unknown, what: string, where: string): BackupError {
+export function s3Failure(
+  error: unknown,
+  what: string,
+  where: string,
+  code: ErrorCode = 'STORE_UNAVAILABLE',
+): BackupError {
   if (error instanceof BackupError) return error
-  const code = s3ErrorCode(error)
+  const s3Code = s3ErrorCode(error)
   const status = httpStatusOf(error)
   const detail = (error as Error)?.message ?? String(error)
   const cause = error
-  if (code === 'NoSuchBucket') {
-    return new BackupError('STORE_UNAVAILABLE', `Cannot ${what}: the bucket of ${where} does not exist.`, {
+  if (s3Code === 'NoSuchBucket') {
+    return new BackupError(code, `Cannot ${what}: the bucket of ${where} does not exist.`, {
       cause,
       suggestion: 'Create the bucket, or fix its name in the config.',
     })
   }
 
-  if (code === 'AccessDenied' || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch' || status === 403) {
-    return new BackupError('STORE_UNAVAILABLE', `Cannot ${what}: S3 refused the credentials for ${where} (${code}).`, {
+  if (
+    s3Code === 'AccessDenied' ||
+    s3Code === 'InvalidAccessKeyId' ||
+    s3Code === 'SignatureDoesNotMatch' ||
+    status === 403
+  ) {
+    return new BackupError(code, `Cannot ${what}: S3 refused the credentials for ${where} (${s3Code}).`, {
       cause,
       suggestion:
         'Check the access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the profile, or the DSN) and the bucket policy.',
@@ -79,7 +94,7 @@ export function s3Failure(error: unknown, what: string, where: string): BackupEr
   }
 
   if ((error as Error)?.name === 'CredentialsProviderError') {
-    return new BackupError('STORE_UNAVAILABLE', `Cannot ${what}: no AWS credentials were found for ${where}.`, {
+    return new BackupError(code, `Cannot ${what}: no AWS credentials were found for ${where}.`, {
       cause,
       suggestion: 'Set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or put KEY:SECRET@ in the DSN.',
     })
@@ -92,9 +107,81 @@ export function s3Failure(error: unknown, what: string, where: string): BackupEr
     })
   }
 
-  const reason = code === undefined ? detail : `${code}${status ? ` (HTTP ${status})` : ''}`
-  return new BackupError('STORE_UNAVAILABLE', `Cannot ${what} at ${where}: ${reason}.`, {
+  const reason = s3Code === undefined ? detail : `${s3Code}${status ? ` (HTTP ${status})` : ''}`
+  return new BackupError(code, `Cannot ${what} at ${where}: ${reason}.`, {
     cause,
     suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.`,
   })
+}
+
+/** An object being read; `undefined` from {@link getObject} means it does not exist. */
+export interface ObjectRead {
+  body: Readable
+  etag?: string
+  lastModified?: Date
+  size: number
+}
+
+/**
+ * Reads an object as a stream that survives broken connections: when the body stops early, the read
+ * resumes with a ranged GET pinned to the object's ETag (so a replaced object fails instead of mixing
+ * two versions), up to a few times with backoff. Errors are reported through `fail`.
+ */
+export async function getObject(
+  client: S3Client,
+  target: {bucket: string; key: string},
+  fail: (error: unknown) => BackupError,
+  signal?: AbortSignal,
+): Promise<ObjectRead | undefined> {
+  const {GetObjectCommand} = await import('@aws-sdk/client-s3')
+  const Bucket = target.bucket
+  const Key = target.key
+  let first: GetObjectCommandOutput
+  try {
+    first = await client.send(new GetObjectCommand({Bucket, Key}), {abortSignal: signal})
+  } catch (error) {
+    if (s3ErrorCode(error) === 'NoSuchKey' || httpStatusOf(error) === 404) return undefined
+    throw fail(error)
+  }
+
+  const size = first.ContentLength ?? 0
+  const etag = first.ETag
+  async function* resumable(): AsyncGenerator<Buffer> {
+    let body = first.Body as Readable
+    let offset = 0
+    let resumes = 0
+    try {
+      for (;;) {
+        try {
+          for await (const chunk of body as AsyncIterable<Buffer>) {
+            offset += chunk.length
+            yield chunk
+          }
+
+          if (offset === size) return
+          throw new Error(`the connection closed after ${offset} of ${size} bytes`)
+        } catch (error) {
+          body.destroy()
+          if (resumes >= READ_RESUMES || offset > size || signal?.aborted) throw fail(error)
+          resumes++
+          await sleep(200 * 2 ** resumes)
+          const next = await client
+            .send(new GetObjectCommand({Bucket, IfMatch: etag, Key, Range: `bytes=${offset}-`}), {abortSignal: signal})
+            .catch((error_: unknown) => {
+              throw fail(error_)
+            })
+          body = next.Body as Readable
+        }
+      }
+    } finally {
+      body.destroy()
+    }
+  }
+
+  return {
+    body: Readable.from(resumable(), {highWaterMark: 1, objectMode: false}),
+    etag,
+    lastModified: first.LastModified,
+    size,
+  }
 }

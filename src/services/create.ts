@@ -21,6 +21,7 @@ import {
   Trigger,
 } from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
+import {MemoryPacer} from '../lib/memory.js'
 import {through} from '../lib/process.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
@@ -75,14 +76,16 @@ export async function createBackup(context: BackupContext, options: CreateOption
   ): Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}> => {
     const plain = new HashingStream()
     const sealed = new HashingStream()
+    const pacer = new MemoryPacer()
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
         progress.advance(chunk.length)
+        pacer.advance(chunk.length)
         callback(null, chunk)
       },
     })
     written.push(key(name))
-    const output = new PassThrough({highWaterMark: 1024 * 1024})
+    const output = new PassThrough({highWaterMark: 256 * 1024})
     const [piped, stored] = await Promise.allSettled([
       compression === 'zstd'
         ? pipeline(source, plain, meter, compressor(), createEncryptStream(recipients.publicKeys), sealed, output)

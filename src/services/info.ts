@@ -33,7 +33,7 @@ export async function backupInfo(context: BackupContext, reference: string): Pro
     })),
     store: {
       location: context.store.description,
-      storageClass: context.env.store.kind === 'local' ? 'local folder' : 'STANDARD_IA',
+      storageClass: context.env.store.kind === 'local' ? 'local folder' : context.env.store.location.storageClass,
     },
     tool: manifest.tool,
   }

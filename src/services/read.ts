@@ -6,6 +6,7 @@ import {AgeError, createDecryptStream} from '../archive/age.js'
 import {HashingStream} from '../archive/hash.js'
 import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
+import {MemoryPacer} from '../lib/memory.js'
 import {ProcessError, through} from '../lib/process.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {objectKey} from './catalog.js'
@@ -58,7 +59,11 @@ export async function readVerified(
   const plain = new HashingStream()
   const progress = context.reporter.progress(object.name, object.bytes)
   const meter = new PassThrough()
-  meter.on('data', (chunk: Buffer) => progress.advance(chunk.length))
+  const pacer = new MemoryPacer()
+  meter.on('data', (chunk: Buffer) => {
+    progress.advance(chunk.length)
+    pacer.advance(chunk.length)
+  })
   try {
     await (compression === 'zstd'
       ? pipeline(

@@ -8,18 +8,23 @@ export const MAX_PARTS = 10_000
 export const MIN_PART_SIZE = 5 * MiB
 export const MAX_PART_SIZE = 5 * 1024 * MiB
 
-/** The first parts are small, so small objects use little memory; the size doubles every this many parts. */
-export const FIRST_PART_SIZE = 8 * MiB
-export const PARTS_PER_DOUBLING = 1000
+/** Parts start at S3's minimum size and keep it for the first {@link PARTS_AT_FIRST_SIZE} parts (9.8 GiB). */
+export const FIRST_PART_SIZE = MIN_PART_SIZE
+export const PARTS_AT_FIRST_SIZE = 2000
+/** After that, the part size doubles every this many parts. */
+export const PARTS_PER_DOUBLING = 800
 
 /**
  * The size of part `partNumber` (1-based) of a stream whose length is unknown in advance.
  *
- * 1,000 parts of 8 MiB, then 1,000 of 16 MiB, and so on: 10,000 parts hold 8 TiB, more than S3's 5 TiB
- * object limit, while a stream under 7.8 GiB never buffers more than 8 MiB per part in flight.
+ * 2,000 parts of 5 MiB, then 800 of 10 MiB, 800 of 20 MiB, and so on up to 5 GiB: 10,000 parts hold
+ * 7.8 TiB, more than S3's 5 TiB object limit. Streams up to 9.8 GiB, nearly every backup, never buffer
+ * more than 5 MiB per part, so memory stays flat over that whole range.
  */
 export function partSizeFor(partNumber: number): number {
-  return Math.min(MAX_PART_SIZE, FIRST_PART_SIZE * 2 ** Math.floor((partNumber - 1) / PARTS_PER_DOUBLING))
+  if (partNumber <= PARTS_AT_FIRST_SIZE) return FIRST_PART_SIZE
+  const doublings = 1 + Math.floor((partNumber - PARTS_AT_FIRST_SIZE - 1) / PARTS_PER_DOUBLING)
+  return Math.min(MAX_PART_SIZE, FIRST_PART_SIZE * 2 ** doublings)
 }
 
 /** The headers every object gets: storage class and server-side encryption. */
@@ -57,14 +62,26 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
   const {bucket, client, key, settings, signal, source} = upload
   const {AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand} =
     await import('@aws-sdk/client-s3')
-  const parts = new PartCutter()
+  const buffers = new PartBuffers(partSizeFor)
   const iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
+  let bytes = 0
+  /** The parts the next chunk completed, or undefined at the end of the stream. */
+  const read = async (): Promise<Buffer[] | undefined> => {
+    const {done, value} = await iterator.next()
+    if (done) return undefined
+    bytes += value.length
+    return buffers.fill(value)
+  }
 
   // A stream that ends before the first part is full goes up as one plain PUT.
-  const first = await readPart(iterator, parts, partSizeFor(1), signal)
-  let bytes = (first?.length ?? 0) + parts.length
-  if (first === undefined) {
-    const body = parts.rest()
+  let ready: Buffer[] | undefined = []
+  while (ready?.length === 0) {
+    signal?.throwIfAborted()
+    ready = await read()
+  }
+
+  if (ready === undefined) {
+    const body = buffers.rest()
     await client.send(
       new PutObjectCommand({Body: body, Bucket: bucket, ContentLength: body.length, Key: key, ...settings}),
       {abortSignal: signal},
@@ -81,47 +98,40 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
   const completed: CompletedPart[] = []
   const inFlight = new Set<Promise<void>>()
   let failure: unknown
-  const send = (body: Buffer, partNumber: number) => {
-    const sending = sendPart(client, {bucket, key, partNumber, uploadId: UploadId!}, body, cancel.signal).then(
-      (part) => {
-        completed.push(part)
-      },
-      (error: unknown) => {
-        failure ??= error
-        cancel.abort(error)
-      },
-    )
-    const tracked = sending.finally(() => inFlight.delete(tracked))
+  let partNumber = 0
+  const send = async (body: Buffer) => {
+    // Backpressure: read no further while every slot is busy.
+    while (inFlight.size >= upload.concurrency) await Promise.race(inFlight)
+    if (failure !== undefined) throw failure
+    if (++partNumber > MAX_PARTS) throw new Error(`the stream needs more than ${MAX_PARTS} parts`)
+    const target = {bucket, key, partNumber, uploadId: UploadId!}
+    const tracked: Promise<void> = sendPart(client, target, body, cancel.signal)
+      .then(
+        (part) => {
+          completed.push(part)
+        },
+        (error: unknown) => {
+          failure ??= error
+          cancel.abort(error)
+        },
+      )
+      .finally(() => {
+        inFlight.delete(tracked)
+        buffers.release(body)
+      })
     inFlight.add(tracked)
   }
 
   try {
-    let partNumber = 1
-    send(first, partNumber)
-    for (;;) {
+    while (ready !== undefined) {
+      for (const body of ready) await send(body)
       if (failure !== undefined) throw failure
       cancel.signal.throwIfAborted()
-      const {done, value} = await iterator.next()
-      if (done) break
-      bytes += value.length
-      parts.push(value)
-      for (let body = parts.take(partSizeFor(partNumber + 1)); body; body = parts.take(partSizeFor(partNumber + 1))) {
-        partNumber++
-        if (partNumber > MAX_PARTS) throw new Error(`the stream needs more than ${MAX_PARTS} parts`)
-        // Backpressure: read no further while every slot is busy.
-        while (inFlight.size >= upload.concurrency) await Promise.race(inFlight)
-        if (failure !== undefined) throw failure
-        send(body, partNumber)
-      }
+      ready = await read()
     }
 
-    const last = parts.rest()
-    if (last.length > 0) {
-      partNumber++
-      if (partNumber > MAX_PARTS) throw new Error(`the stream needs more than ${MAX_PARTS} parts`)
-      send(last, partNumber)
-    }
-
+    const last = buffers.rest()
+    if (last.length > 0) await send(last)
     await Promise.all(inFlight)
     if (failure !== undefined) throw failure
     signal?.throwIfAborted()
@@ -140,23 +150,6 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
   } finally {
     signal?.removeEventListener('abort', onAbort)
     await iterator.return?.().catch(() => {})
-  }
-}
-
-/** Reads until a part of `size` bytes is full; undefined when the source ends first (the bytes stay in `parts`). */
-async function readPart(
-  iterator: AsyncIterator<Buffer>,
-  parts: PartCutter,
-  size: number,
-  signal: AbortSignal | undefined,
-): Promise<Buffer | undefined> {
-  for (;;) {
-    signal?.throwIfAborted()
-    const {done, value} = await iterator.next()
-    if (done) return undefined
-    parts.push(value)
-    const part = parts.take(size)
-    if (part) return part
   }
 }
 
@@ -182,32 +175,55 @@ async function sendPart(
   return {ETag, PartNumber: target.partNumber}
 }
 
-/** Cuts a stream of chunks into parts of given sizes, copying each byte once. */
-class PartCutter {
-  /** Bytes pushed and not yet taken. */
-  length = 0
-  private chunks: Buffer[] = []
+/**
+ * Copies a stream's chunks into part-sized buffers, and takes back the buffers of sent parts for the
+ * next ones. Memory stays at (parts in flight + 1) buffers and no garbage is made per part, which keeps
+ * the process's peak RSS flat however long the stream is.
+ */
+class PartBuffers {
+  private current: Buffer | undefined
+  private filled = 0
+  private produced = 0
+  private spare: Buffer[] = []
 
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk)
-    this.length += chunk.length
+  constructor(private readonly sizeOf: (partNumber: number) => number) {}
+
+  /** Copies `chunk` in; returns the parts it completed (usually none, sometimes one). */
+  fill(chunk: Buffer): Buffer[] {
+    const full: Buffer[] = []
+    let offset = 0
+    while (offset < chunk.length) {
+      this.current ??= this.acquire(this.sizeOf(this.produced + 1))
+      const copied = chunk.copy(this.current, this.filled, offset)
+      offset += copied
+      this.filled += copied
+      if (this.filled === this.current.length) {
+        full.push(this.current)
+        this.produced++
+        this.current = undefined
+        this.filled = 0
+      }
+    }
+
+    return full
   }
 
+  /** Takes back a part's buffer once it has been sent. */
+  release(part: Buffer): void {
+    if (part.byteOffset === 0 && part.length === part.buffer.byteLength) this.spare.push(part)
+  }
+
+  /** The bytes of the part being filled (possibly none). */
   rest(): Buffer {
-    const body = Buffer.concat(this.chunks, this.length)
-    this.chunks = []
-    this.length = 0
-    return body
+    const rest = this.current?.subarray(0, this.filled) ?? Buffer.alloc(0)
+    this.current = undefined
+    this.filled = 0
+    return rest
   }
 
-  /** A part of exactly `size` bytes, once that many have been pushed. */
-  take(size: number): Buffer | undefined {
-    if (this.length < size) return undefined
-    const joined = Buffer.concat(this.chunks, this.length)
-    // Keep the remainder as a copy, so the part's memory is freed as soon as it has been sent.
-    const rest = joined.subarray(size)
-    this.chunks = rest.length > 0 ? [Buffer.from(rest)] : []
-    this.length = rest.length
-    return joined.subarray(0, size)
+  private acquire(size: number): Buffer {
+    // Parts only grow: spares of another size will not be used again.
+    this.spare = this.spare.filter((buffer) => buffer.length === size)
+    return this.spare.pop() ?? Buffer.allocUnsafeSlow(size)
   }
 }

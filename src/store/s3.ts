@@ -1,17 +1,14 @@
 import type {S3Client} from '@aws-sdk/client-s3'
 
 import {Readable} from 'node:stream'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {S3Location} from '../config/s3-location.js'
-import {createS3Client, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
+import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 import {ObjectSettings, uploadStream} from './s3-upload.js'
 
-/** Parts of one object in flight at once. */
+/** Parts of one object in flight at once: with the part being filled, 5 × 5 MiB of memory. */
 const UPLOAD_CONCURRENCY = 4
-/** How often one read may pick up again, from where it stopped, after the connection broke. */
-const READ_RESUMES = 5
 /** Multipart uploads in progress are listed under `<key>.partial-<upload id>`, like the local store's partial files. */
 const PARTIAL_MARKER = '.partial-'
 
@@ -72,51 +69,12 @@ export class S3Store implements Store {
 
   async get(key: string): Promise<Readable> {
     assertValidKey(key)
-    const {GetObjectCommand} = await import('@aws-sdk/client-s3')
     const client = await this.client()
-    const {bucket} = this.location
-    const Key = this.keyOf(key)
-    const first = await client.send(new GetObjectCommand({Bucket: bucket, Key})).catch((error: unknown) => {
-      if (s3ErrorCode(error) === 'NoSuchKey' || httpStatusOf(error) === 404) throw new ObjectNotFoundError(key)
-      throw s3Failure(error, `read ${key}`, this.description)
-    })
-    const total = first.ContentLength ?? 0
-    const etag = first.ETag
-    const {description} = this
-
-    async function* resumable(): AsyncGenerator<Buffer> {
-      let body = first.Body as Readable
-      let offset = 0
-      let resumes = 0
-      try {
-        for (;;) {
-          try {
-            for await (const chunk of body as AsyncIterable<Buffer>) {
-              offset += chunk.length
-              yield chunk
-            }
-
-            if (offset === total) return
-            throw new Error(`the connection closed after ${offset} of ${total} bytes`)
-          } catch (error) {
-            body.destroy()
-            if (resumes >= READ_RESUMES || offset > total) throw s3Failure(error, `read ${key}`, description)
-            resumes++
-            await sleep(200 * 2 ** resumes)
-            const next = await client
-              .send(new GetObjectCommand({Bucket: bucket, IfMatch: etag, Key, Range: `bytes=${offset}-`}))
-              .catch((error_: unknown) => {
-                throw s3Failure(error_, `read ${key}`, description)
-              })
-            body = next.Body as Readable
-          }
-        }
-      } finally {
-        body.destroy()
-      }
-    }
-
-    return Readable.from(resumable(), {highWaterMark: 1, objectMode: false})
+    const read = await getObject(client, {bucket: this.location.bucket, key: this.keyOf(key)}, (error) =>
+      s3Failure(error, `read ${key}`, this.description),
+    )
+    if (read === undefined) throw new ObjectNotFoundError(key)
+    return read.body
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {

@@ -91,6 +91,34 @@ export function cli(
   }
 }
 
+/**
+ * Like {@link cli}, without blocking this process: needed when the CLI talks to a server that runs in
+ * the test process itself (s3rver).
+ */
+export async function cliInBackground(
+  project: Pick<Project, 'env' | 'root'>,
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+): Promise<CliResult> {
+  const child = spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
+    cwd: project.root,
+    env: {...project.env, ...extraEnv},
+    stdio: ['ignore', 'pipe', 'pipe'],
+  })
+  let stdout = ''
+  let stderr = ''
+  child.stdout.setEncoding('utf8').on('data', (text: string) => {
+    stdout += text
+  })
+  child.stderr.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text
+  })
+  const status = await new Promise<null | number>((resolve) => {
+    child.on('close', resolve)
+  })
+  return {json: () => JSON.parse(stdout), status, stderr, stdout}
+}
+
 export function cliAsync(project: Pick<Project, 'env' | 'root'>, args: string[]) {
   return spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
     cwd: project.root,

@@ -7,6 +7,7 @@ import {
 } from '@aws-sdk/client-s3'
 import {mkdtempSync} from 'node:fs'
 import {readdir, readFile, rm, stat} from 'node:fs/promises'
+import {createRequire} from 'node:module'
 import {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -16,6 +17,15 @@ import S3rver from 's3rver'
 import {collect} from './tools.js'
 
 process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED = 'true'
+
+const ACCESS_KEY_ID = 'AKIATESTBACKUPS'
+// With "/" and "+", so that DSNs must percent-encode it; distinct from everything else, so a leak shows.
+const SECRET_ACCESS_KEY = 'tEsT/S3cret+9f3aQ'
+// s3rver checks signatures against its own registry of accounts; add ours beside its default one.
+const {DUMMY_ACCOUNT} = createRequire(import.meta.url)('s3rver/lib/models/account.js') as {
+  DUMMY_ACCOUNT: {createKeyPair(accessKeyId: string, secretAccessKey: string): void}
+}
+DUMMY_ACCOUNT.createKeyPair(ACCESS_KEY_ID, SECRET_ACCESS_KEY)
 
 /** What the server saw of one request: enough to check the headers the code under test sent. */
 export interface RecordedRequest {
@@ -43,8 +53,8 @@ type Middleware = (context: KoaContext, next: () => Promise<void>) => Promise<vo
  * are added here, on its own file layout, so tests can check that no upload is left open.
  */
 export class TestS3 {
-  static readonly accessKeyId = 'S3RVER'
-  static readonly secretAccessKey = 'S3RVER'
+  static readonly accessKeyId = ACCESS_KEY_ID
+  static readonly secretAccessKey = SECRET_ACCESS_KEY
 
   private constructor(
     private readonly server: S3rver,
@@ -95,7 +105,7 @@ export class TestS3 {
   /** An s3:// DSN for the code under test, with the credentials in it. */
   dsn(bucket: string, prefix = '', parameters: Record<string, string> = {}): string {
     const query = new URLSearchParams({endpoint: this.endpoint, ...parameters})
-    return `s3://${TestS3.accessKeyId}:${TestS3.secretAccessKey}@${bucket}/${prefix}?${query}`
+    return `s3://${TestS3.accessKeyId}:${encodeURIComponent(TestS3.secretAccessKey)}@${bucket}/${prefix}?${query}`
   }
 
   async keys(bucket: string, prefix = ''): Promise<string[]> {

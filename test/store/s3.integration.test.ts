@@ -54,7 +54,7 @@ describe('S3 store (s3rver)', () => {
 
     expect((await collect(await store.get('app/live/id/media.tar.age'))).equals(data)).to.equal(true)
     const parts = s3.requests.filter((request) => request.method === 'PUT' && request.query.partNumber !== undefined)
-    expect(parts.filter((request) => request.path.startsWith(`/${bucket}/`))).to.have.length(3)
+    expect(parts.filter((request) => request.path.startsWith(`/${bucket}/`))).to.have.length(5)
     const writes = writesTo(bucket)
     expect(writes).to.have.length(2)
     for (const request of writes) {

@@ -1,0 +1,228 @@
+import {CreateMultipartUploadCommand, HeadObjectCommand} from '@aws-sdk/client-s3'
+import Database from 'better-sqlite3'
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {mkdirSync, readFileSync, truncateSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {Fault, FaultyProxy, ProxiedRequest} from '../helpers/faulty-proxy.js'
+import {cliInBackground, makeProject, Project, repoRoot, snapshotTree} from '../helpers/project.js'
+import {TestS3} from '../helpers/s3.js'
+
+const MiB = 1024 * 1024
+const ID = /^\d{8}T\d{6}Z-[a-z2-7]{6}$/
+
+interface Created {
+  id: string
+}
+
+describe('S3 store through the CLI (s3rver)', function () {
+  this.timeout(180_000)
+  let s3: TestS3
+  let buckets = 0
+
+  before(async () => {
+    s3 = await TestS3.start()
+  })
+
+  after(async () => {
+    await s3?.stop()
+  })
+
+  /** A project whose store is a fresh bucket, reached directly or through `endpoint` (a proxy). */
+  async function s3Project(endpoint?: string): Promise<{bucket: string; project: Project}> {
+    const bucket = `backups-${++buckets}`
+    await s3.createBucket(bucket)
+    const project = makeProject()
+    // Over one part, so that media goes up as a multipart upload.
+    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(20 * MiB))
+    project.env.DIVIO_BACKUP_STORE = s3.dsn(bucket, 'divio', endpoint ? {endpoint} : {})
+    return {bucket, project}
+  }
+
+  it('round trip: create, list, verify, download; objects named as DESIGN §6 and stored as STANDARD_IA', async () => {
+    const {bucket, project} = await s3Project()
+    const created = await cliInBackground(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as Created
+    expect(id).to.match(ID)
+    expect(created.stdout + created.stderr).to.not.include(TestS3.secretAccessKey)
+
+    const listed = await cliInBackground(project, ['list', '--json'])
+    expect(listed.status, listed.stderr).to.equal(0)
+    expect((listed.json() as Created[]).map((backup) => backup.id)).to.deep.equal([id])
+
+    const verified = await cliInBackground(project, ['verify', id, '--json'])
+    expect(verified.status, verified.stderr).to.equal(0)
+
+    const info = await cliInBackground(project, ['info', id, '--json'])
+    expect((info.json() as {store: unknown}).store).to.deep.equal({
+      location: `s3://${TestS3.accessKeyId}:***@${bucket}/divio?endpoint=${encodeURIComponent(s3.endpoint)}`,
+      storageClass: 'STANDARD_IA',
+    })
+
+    const names = ['database.sqlite3.age', 'manifest.json', 'media.manifest.json.age', 'media.tar.age']
+    expect(await s3.keys(bucket)).to.deep.equal(names.map((name) => `divio/shop/local/${id}/${name}`))
+    const client = s3.client()
+    for (const name of names) {
+      const head = await client.send(new HeadObjectCommand({Bucket: bucket, Key: `divio/shop/local/${id}/${name}`}))
+      expect(head.StorageClass, name).to.equal('STANDARD_IA')
+    }
+
+    const writes = s3.requests.filter(
+      (request) =>
+        request.path.startsWith(`/${bucket}/divio/`) &&
+        ((request.method === 'PUT' && request.query.uploadId === undefined) ||
+          (request.method === 'POST' && 'uploads' in request.query)),
+    )
+    expect(writes.length).to.be.at.least(names.length)
+    for (const write of writes) expect(write.headers['x-amz-server-side-encryption'], write.path).to.equal('AES256')
+    expect(s3.requests.some((request) => request.query.partNumber === '3')).to.equal(true)
+
+    const out = join(project.root, 'downloaded')
+    const downloaded = await cliInBackground(project, ['download', id, '-o', out])
+    expect(downloaded.status, downloaded.stderr).to.equal(0)
+    const original = new Database(join(project.root, 'db.sqlite3'), {readonly: true})
+    const copy = new Database(join(out, 'database.sqlite3'), {readonly: true})
+    const rows = 'SELECT group_concat(id || username || email) AS rows FROM auth_user'
+    expect(copy.prepare(rows).get()).to.deep.equal(original.prepare(rows).get())
+    original.close()
+    copy.close()
+    const extracted = join(project.root, 'extracted')
+    mkdirSync(extracted)
+    execFileSync('tar', ['-xf', join(out, 'media.tar'), '-C', extracted])
+    expect(snapshotTree(join(extracted, 'media'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
+  })
+
+  it('transient 500, 503 SlowDown and connection resets: the backup still completes and verifies', async () => {
+    const counts = new Map<string, number>()
+    // The first request of each kind fails once, in turn: every operation of the backup meets a fault.
+    const plan: Fault[] = [
+      {code: 'SlowDown', status: 503},
+      'reset',
+      {code: 'InternalError', status: 500},
+      {code: 'ServiceUnavailable', status: 503},
+    ]
+    let next = 0
+    const proxy = await FaultyProxy.start(s3.port, (request) => {
+      const kind = operationOf(request)
+      const seen = (counts.get(kind) ?? 0) + 1
+      counts.set(kind, seen)
+      if (seen !== 1) return
+      if (kind === 'get') return 'cut'
+      return plan[next++ % plan.length]
+    })
+    try {
+      const {bucket, project} = await s3Project(proxy.endpoint)
+      const created = await cliInBackground(project, ['create', '--json'])
+      expect(created.status, created.stderr).to.equal(0)
+      const {id} = created.json() as Created
+      const verified = await cliInBackground(project, ['verify', id, '--json'])
+      expect(verified.status, verified.stderr).to.equal(0)
+
+      const injected = proxy.injected.map(({fault, request}) => `${operationOf(request)}: ${faultName(fault)}`)
+      for (const operation of ['put', 'create-upload', 'part', 'complete-upload', 'list', 'get']) {
+        expect(
+          injected.some((line) => line.startsWith(`${operation}:`)),
+          `${operation} in ${injected}`,
+        ).to.equal(true)
+      }
+
+      for (const fault of ['SlowDown', 'reset', 'InternalError', 'ServiceUnavailable', 'cut']) {
+        expect(
+          injected.some((line) => line.endsWith(fault)),
+          `${fault} in ${injected}`,
+        ).to.equal(true)
+      }
+
+      expect(await s3.uploads(bucket)).to.deep.equal([])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  it('a persistent failure: exit 7, a clear message, no manifest and no open multipart upload', async () => {
+    const proxy = await FaultyProxy.start(s3.port, (request) =>
+      operationOf(request) === 'part' && request.query.get('partNumber') === '2'
+        ? {code: 'InternalError', status: 500}
+        : undefined,
+    )
+    try {
+      const {bucket, project} = await s3Project(proxy.endpoint)
+      const created = await cliInBackground(project, ['create', '--json'])
+      expect(created.status, created.stderr).to.equal(7)
+      const {error} = created.json() as {error: {code: string; message: string; suggestion: string}}
+      expect(error.code).to.equal('STORE_UNAVAILABLE')
+      expect(error.message).to.match(
+        /^Backup \S+ failed and was not committed: Cannot write shop\/local\/\S+\/media\.tar\.age at s3:\/\/AKIATESTBACKUPS:\*\*\*@backups-\d+\/divio\?endpoint=\S+: InternalError \(HTTP 500\)\.$/,
+      )
+      expect(error.suggestion).to.match(/retried 8 times/)
+      expect(proxy.injected.length).to.equal(8)
+      for (const secret of [TestS3.secretAccessKey, encodeURIComponent(TestS3.secretAccessKey)])
+        expect(created.stdout + created.stderr).to.not.include(secret)
+      expect((await s3.keys(bucket)).filter((key) => key.endsWith('manifest.json'))).to.deep.equal([])
+      expect(await s3.uploads(bucket)).to.deep.equal([])
+    } finally {
+      await proxy.stop()
+    }
+  })
+
+  it('prune aborts multipart uploads older than the grace period, and leaves younger ones', async () => {
+    const {bucket, project} = await s3Project()
+    const created = await cliInBackground(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const client = s3.client()
+    const abandoned = 'divio/shop/local/20261101T020000Z-aaaaaa/media.tar.age'
+    await client.send(new CreateMultipartUploadCommand({Bucket: bucket, Key: abandoned}))
+    expect(await s3.uploads(bucket)).to.deep.equal([abandoned])
+
+    const soon = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'])
+    expect(soon.status, soon.stderr).to.equal(0)
+    expect(await s3.uploads(bucket)).to.deep.equal([abandoned])
+
+    const later = new Date(Date.now() + 25 * 3600 * 1000).toISOString()
+    const pruned = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'], {DIVIO_BACKUP_NOW: later})
+    expect(pruned.status, pruned.stderr).to.equal(0)
+    const {remove} = pruned.json() as {remove: {id: string; reason: string}[]}
+    expect(remove.map((entry) => entry.id)).to.deep.equal(['20261101T020000Z-aaaaaa'])
+    expect(remove[0].reason).to.match(/^incomplete, untouched for/)
+    expect(await s3.uploads(bucket)).to.deep.equal([])
+  })
+
+  it('peak RSS stays under 150 MiB while 1 GiB of media streams to S3', async () => {
+    const {bucket, project} = await s3Project()
+    const path = join(project.root, 'media', 'large.bin')
+    writeFileSync(path, '')
+    truncateSync(path, 1024 * MiB)
+    const report = join(project.root, 'rss.txt')
+    const created = await cliInBackground(project, ['create', '--media-only', '--json'], {
+      NODE_OPTIONS: `--import=${join(repoRoot, 'test', 'fixtures', 'report-rss.mjs')}`,
+      RSS_REPORT: report,
+    })
+    expect(created.status, created.stderr).to.equal(0)
+    const peak = Number(readFileSync(report, 'utf8')) / 1024
+    console.log(`      peak RSS: ${peak.toFixed(0)} MiB for 1 GiB of media to S3`)
+    expect(peak).to.be.lessThan(150)
+    const {id} = created.json() as Created
+    const head = await s3
+      .client()
+      .send(new HeadObjectCommand({Bucket: bucket, Key: `divio/shop/local/${id}/media.tar.age`}))
+    expect(head.ContentLength).to.be.greaterThan(1024 * MiB)
+  })
+})
+
+/** The S3 operation a request is. */
+function operationOf({method, query}: ProxiedRequest): string {
+  if (method === 'POST' && query.has('uploads')) return 'create-upload'
+  if (method === 'POST' && query.has('uploadId')) return 'complete-upload'
+  if (method === 'PUT' && query.has('partNumber')) return 'part'
+  if (method === 'PUT') return 'put'
+  if (method === 'GET' && (query.has('list-type') || query.has('uploads'))) return 'list'
+  if (method === 'GET') return 'get'
+  return method.toLowerCase()
+}
+
+function faultName(fault: Exclude<Fault, undefined>): string {
+  return typeof fault === 'object' ? fault.code : fault
+}

@@ -124,8 +124,8 @@ export function unknownEnvironment(name: string, known: readonly string[]): Back
 }
 
 /**
- * With no config file: env `local`, database from DATABASE_URL or ./db.sqlite3, media from MEDIA_ROOT or
- * ./media, store from DIVIO_BACKUP_STORE or ./.divio/backups. The app is named after the project folder so
+ * With no config file: env `local`, database from DATABASE_URL or ./db.sqlite3, media from MEDIA_ROOT, the
+ * platform's DEFAULT_STORAGE_DSN or ./media, store from DIVIO_BACKUP_STORE or ./.divio/backups. The app is named after the project folder so
  * that two projects sharing one store never see (or prune) each other's backups.
  */
 function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
@@ -134,7 +134,7 @@ function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
   const sqlitePath = join(root, 'db.sqlite3')
   const mediaPath = join(root, 'media')
   const database = variables.DATABASE_URL || (isFile(sqlitePath) ? 'sqlite:///db.sqlite3' : undefined)
-  const media = variables.MEDIA_ROOT || (isFolder(mediaPath) ? mediaPath : undefined)
+  const media = variables.MEDIA_ROOT || variables.DEFAULT_STORAGE_DSN || (isFolder(mediaPath) ? mediaPath : undefined)
   const store = variables.DIVIO_BACKUP_STORE || join(root, '.divio', 'backups')
   const app =
     basename(root)

@@ -148,6 +148,18 @@ describe('config', () => {
       expect(env.store).to.deep.equal({kind: 'local', path: '/srv/backups'})
     })
 
+    it("takes media from the platform's DEFAULT_STORAGE_DSN when MEDIA_ROOT is unset", () => {
+      const dsn = 's3://AKIAKEY:se%2Fcret@shop-media.s3.eu-central-1.amazonaws.com/?auth=s3v4&domain=x.example'
+      const env = loadEnvironment({cwd: project(), variables: {DEFAULT_STORAGE_DSN: dsn}})
+      expect(env.media?.kind).to.equal('s3')
+      expect(env.media?.kind === 's3' && env.media.location).to.include({bucket: 'shop-media', region: 'eu-central-1'})
+      const preferred = loadEnvironment({
+        cwd: project(),
+        variables: {DEFAULT_STORAGE_DSN: dsn, MEDIA_ROOT: '/srv/media'},
+      })
+      expect(preferred.media).to.deep.equal({kind: 'filesystem', path: '/srv/media'})
+    })
+
     it('has no database or media when neither exists, and refuses other env names', () => {
       const root = project()
       const env = loadEnvironment({cwd: root, variables: {}})

@@ -79,8 +79,9 @@ export class TestS3 {
       await next()
     })
     // Before the router, after the XML encoder: a plain object body is sent as XML.
-    middleware.splice(-1, 0, multipartOperations(root))
-    sortListings(server)
+    const {store} = server as unknown as {store: FilesystemStore}
+    sortListings(store)
+    middleware.splice(-1, 0, missingOperations(root, store))
     const address = (await server.run()) as AddressInfo
     return new TestS3(server, root, address.port, requests)
   }
@@ -145,11 +146,17 @@ interface ListOptions {
   prefix?: string
   startAfter?: string
 }
+interface StoredObject {
+  key: string
+  lastModifiedDate: Date
+  metadata: Record<string, string>
+  size: number
+}
 interface FilesystemStore {
   listObjects(
     bucket: string,
     options: ListOptions,
-  ): Promise<{commonPrefixes: string[]; isTruncated: boolean; objects: {key: string}[]}>
+  ): Promise<{commonPrefixes: string[]; isTruncated: boolean; objects: StoredObject[]}>
 }
 
 /**
@@ -157,8 +164,7 @@ interface FilesystemStore {
  * first miss or repeat keys. S3 lists in ascending UTF-8 byte order; this lists the whole bucket through
  * s3rver itself, then sorts and pages the way S3 does.
  */
-function sortListings(server: S3rver): void {
-  const {store} = server as unknown as {store: FilesystemStore}
+function sortListings(store: FilesystemStore): void {
   const listAll = store.listObjects.bind(store)
   store.listObjects = async (bucket, options) => {
     const {delimiter = '', maxKeys = Infinity, prefix = '', startAfter = ''} = options
@@ -187,50 +193,91 @@ function sortListings(server: S3rver): void {
   }
 }
 
-function multipartOperations(root: string): Middleware {
-  const uploadsOf = (bucket: string) => join(root, bucket, '._S3rver_uploads')
+/**
+ * What s3rver 3.7 lacks or gets wrong on Node 20: ListMultipartUploads, AbortMultipartUpload, and the
+ * continuation tokens of ListObjectsV2 (it encrypts them with DES, which OpenSSL 3 no longer offers).
+ */
+function missingOperations(root: string, store: FilesystemStore): Middleware {
   return async (context, next) => {
     const [, bucket, ...keyParts] = context.path.split('/')
     const key = decodeURIComponent(keyParts.join('/'))
-    if (context.method === 'GET' && key === '' && 'uploads' in context.query) {
-      const prefix = String(context.query.prefix ?? '')
-      const ids = await readdir(uploadsOf(bucket)).catch(() => [] as string[])
-      const uploads = []
-      for (const id of ids) {
-        const uploadKey = await readFile(join(uploadsOf(bucket), id, 'key'), 'utf8').catch(() => {})
-        if (uploadKey === undefined || !uploadKey.startsWith(prefix)) continue
-        const {birthtime} = await stat(join(uploadsOf(bucket), id))
-        uploads.push({Initiated: birthtime.toISOString(), Key: uploadKey, StorageClass: 'STANDARD', UploadId: id})
-      }
-
-      uploads.sort((a, b) => (a.Key < b.Key ? -1 : a.Key > b.Key ? 1 : 0))
-      context.body = {
-        ListMultipartUploadsResult: {
-          '@': {xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/'},
-          Bucket: bucket,
-          IsTruncated: false,
-          MaxUploads: 1000,
-          Prefix: prefix,
-          Upload: uploads,
-        },
-      }
-      return
+    const uploads = join(root, bucket, '._S3rver_uploads')
+    if (context.method === 'GET' && key === '' && context.query['list-type'] === '2') {
+      await listObjects(context, bucket, store)
+    } else if (context.method === 'GET' && key === '' && 'uploads' in context.query) {
+      await listUploads(context, bucket, uploads)
+    } else if (context.method === 'DELETE' && key !== '' && typeof context.query.uploadId === 'string') {
+      await abortUpload(context, key, join(uploads, context.query.uploadId))
+    } else {
+      await next()
     }
-
-    if (context.method === 'DELETE' && key !== '' && typeof context.query.uploadId === 'string') {
-      const folder = join(uploadsOf(bucket), context.query.uploadId)
-      const uploadKey = await readFile(join(folder, 'key'), 'utf8').catch(() => {})
-      if (uploadKey !== key) {
-        context.status = 404
-        context.body = {Error: {Code: 'NoSuchUpload', Message: 'The specified upload does not exist.'}}
-        return
-      }
-
-      await rm(folder, {force: true, recursive: true})
-      context.status = 204
-      return
-    }
-
-    await next()
   }
+}
+
+async function listObjects(context: KoaContext, bucket: string, store: FilesystemStore): Promise<void> {
+  const token = context.query['continuation-token']
+  const prefix = String(context.query.prefix ?? '')
+  const maxKeys = Math.min(1000, Number(context.query['max-keys'] ?? 1000))
+  const startAfter =
+    typeof token === 'string'
+      ? Buffer.from(token, 'base64url').toString('utf8')
+      : String(context.query['start-after'] ?? '')
+  const page = await store.listObjects(bucket, {maxKeys, prefix, startAfter})
+  const last = page.objects.at(-1)?.key
+  context.body = {
+    ListBucketResult: {
+      '@': {xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/'},
+      Contents: page.objects.map((object) => ({
+        ETag: object.metadata.etag,
+        Key: object.key,
+        LastModified: object.lastModifiedDate.toISOString(),
+        Size: object.size,
+        StorageClass: object.metadata['x-amz-storage-class'] ?? 'STANDARD',
+      })),
+      ContinuationToken: token,
+      IsTruncated: page.isTruncated,
+      KeyCount: page.objects.length,
+      MaxKeys: maxKeys,
+      Name: bucket,
+      NextContinuationToken:
+        page.isTruncated && last !== undefined ? Buffer.from(last, 'utf8').toString('base64url') : undefined,
+      Prefix: prefix,
+    },
+  }
+}
+
+async function listUploads(context: KoaContext, bucket: string, folder: string): Promise<void> {
+  const prefix = String(context.query.prefix ?? '')
+  const ids = await readdir(folder).catch(() => [] as string[])
+  const uploads = []
+  for (const id of ids) {
+    const uploadKey = await readFile(join(folder, id, 'key'), 'utf8').catch(() => {})
+    if (uploadKey === undefined || !uploadKey.startsWith(prefix)) continue
+    const {birthtime} = await stat(join(folder, id))
+    uploads.push({Initiated: birthtime.toISOString(), Key: uploadKey, StorageClass: 'STANDARD', UploadId: id})
+  }
+
+  uploads.sort((a, b) => (a.Key < b.Key ? -1 : a.Key > b.Key ? 1 : 0))
+  context.body = {
+    ListMultipartUploadsResult: {
+      '@': {xmlns: 'http://s3.amazonaws.com/doc/2006-03-01/'},
+      Bucket: bucket,
+      IsTruncated: false,
+      MaxUploads: 1000,
+      Prefix: prefix,
+      Upload: uploads,
+    },
+  }
+}
+
+async function abortUpload(context: KoaContext, key: string, folder: string): Promise<void> {
+  const uploadKey = await readFile(join(folder, 'key'), 'utf8').catch(() => {})
+  if (uploadKey !== key) {
+    context.status = 404
+    context.body = {Error: {Code: 'NoSuchUpload', Message: 'The specified upload does not exist.'}}
+    return
+  }
+
+  await rm(folder, {force: true, recursive: true})
+  context.status = 204
 }

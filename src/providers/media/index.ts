@@ -1,7 +1,7 @@
 import {MediaSource, redactDsn} from '../../config/dsn.js'
-import {BackupError} from '../../errors.js'
 import {FilesystemMediaProvider} from './filesystem.js'
 import {MediaProvider} from './port.js'
+import {S3MediaProvider} from './s3.js'
 
 export function mediaProviderFor(source: MediaSource): MediaProvider {
   switch (source.kind) {
@@ -10,13 +10,7 @@ export function mediaProviderFor(source: MediaSource): MediaProvider {
     }
 
     case 's3': {
-      throw new BackupError(
-        'CONFIG_INVALID',
-        `Media in S3 (${redactDsn(source.url.href)}) is not supported by this version.`,
-        {
-          suggestion: 'Use a media folder for now, or back up the database only with --db-only.',
-        },
-      )
+      return new S3MediaProvider(source.location, redactDsn(source.url.href))
     }
   }
 }

@@ -1,0 +1,310 @@
+import type {S3Client} from '@aws-sdk/client-s3'
+
+import {createHash} from 'node:crypto'
+import {Readable, Transform} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {LISTING_MEMBER, MEDIA_PREFIX, MediaEntry} from '../../archive/media-tar.js'
+import {readTar, TarMember} from '../../archive/tar-reader.js'
+import {S3Location} from '../../config/s3-location.js'
+import {BackupError} from '../../errors.js'
+import {createS3Client, getObject, s3Failure} from '../../lib/s3.js'
+import {MediaProvider} from './port.js'
+
+/** Small objects downloaded ahead of the archive writer, at most this many at once. */
+const PREFETCH = 8
+/**
+ * Objects up to this size are held in memory whole: downloaded ahead on backup, uploaded several at
+ * a time on restore. Larger ones stream, one at a time. Memory: about 16 × this.
+ */
+const SMALL_OBJECT = 1024 * 1024
+const UPLOADS_IN_FLIGHT = 8
+
+export interface S3RestoreSummary {
+  bytes: number
+  /** Keys under the prefix that the archive did not hold and `clean` removed. */
+  deleted: number
+  objects: number
+}
+
+/**
+ * Media in an S3 bucket under a prefix (the platform's DEFAULT_STORAGE_DSN). Every object becomes a
+ * file member `media/<key without the prefix>`; zero-byte "folder" objects whose key ends in `/` become
+ * folders. The archive's MANIFEST.json records each object's key, size, ETag, Last-Modified and SHA-256.
+ */
+export class S3MediaProvider implements MediaProvider {
+  readonly kind = 's3'
+  readonly location: string
+  private clientPromise: Promise<S3Client> | undefined
+
+  constructor(
+    private readonly s3: S3Location,
+    /** The DSN as shown to users, already redacted. */
+    description: string,
+  ) {
+    this.location = description
+  }
+
+  async *entries({
+    onSkip,
+    signal,
+  }: {
+    onSkip?: (path: string, why: string) => void
+    signal: AbortSignal
+  }): AsyncIterable<MediaEntry> {
+    // Small objects are downloaded ahead, a few at a time, while the archive takes the current one:
+    // on S3 a request's latency, not its bytes, is what makes many small files slow.
+    const window: Array<{entry: MediaEntry; prefetched?: Promise<Readable | undefined>}> = []
+    const listing = this.list(signal)[Symbol.asyncIterator]()
+    let listed = false
+    try {
+      for (;;) {
+        while (!listed && window.length < PREFETCH) {
+          const next = await listing.next()
+          if (next.done) listed = true
+          else window.push({entry: next.value})
+        }
+
+        for (const slot of window) {
+          if (slot.entry.type === 'file' && slot.entry.size <= SMALL_OBJECT && slot.prefetched === undefined) {
+            slot.prefetched = this.download(slot.entry, onSkip, signal)
+            slot.prefetched.catch(() => {})
+          }
+        }
+
+        const slot = window.shift()
+        if (slot === undefined) return
+        const {entry, prefetched} = slot
+        if (entry.type === 'file') entry.open = () => prefetched ?? this.download(entry, onSkip, signal)
+        yield entry
+      }
+    } finally {
+      await listing.return?.()
+    }
+  }
+
+  /**
+   * Uploads the members of a media tar back under the prefix: files as objects, folders as `…/`
+   * markers; symlinks and other members are skipped (`onSkip`), S3 has no such thing. Every file's
+   * SHA-256 is checked against the archive's MANIFEST.json. With `clean`, objects under the prefix that
+   * the archive does not hold are deleted afterwards, and only if everything else succeeded.
+   */
+  async restore(
+    tar: Readable,
+    options: {clean?: boolean; onSkip?: (path: string, why: string) => void; signal?: AbortSignal},
+  ): Promise<S3RestoreSummary> {
+    const client = await this.client()
+    const {Upload} = await import('@aws-sdk/lib-storage')
+    const uploaded = new Map<string, string>()
+    const inFlight = new Set<Promise<void>>()
+    let failure: unknown
+    let bytes = 0
+    let listing: Buffer | undefined
+    const track = (upload: Promise<void>) => {
+      const tracked: Promise<void> = upload
+        .catch((error: unknown) => {
+          failure ??= error
+        })
+        .finally(() => inFlight.delete(tracked))
+      inFlight.add(tracked)
+    }
+
+    for await (const member of readMediaArchive(tar)) {
+      options.signal?.throwIfAborted()
+      if (failure !== undefined) throw this.failure(failure, 'restore the media')
+      if (member.path === LISTING_MEMBER) {
+        listing = await collect(member.body)
+        continue
+      }
+
+      if (!member.path.startsWith(MEDIA_PREFIX)) continue
+      const path = member.path.slice(MEDIA_PREFIX.length).replace(/\/$/, '')
+      if (member.type === 'directory') {
+        if (path !== '') track(this.putSmall(`${path}/`, Buffer.alloc(0), options.signal))
+        continue
+      }
+
+      if (member.type !== 'file') {
+        options.onSkip?.(path, `a ${member.type} cannot be stored in S3`)
+        continue
+      }
+
+      const hash = createHash('sha256')
+      bytes += member.size
+      if (member.size <= SMALL_OBJECT) {
+        const body = await collect(member.body)
+        uploaded.set(path, hash.update(body).digest('hex'))
+        while (inFlight.size >= UPLOADS_IN_FLIGHT) await Promise.race(inFlight)
+        track(this.putSmall(path, body, options.signal))
+        continue
+      }
+
+      const hashing = new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          hash.update(chunk)
+          callback(null, chunk)
+        },
+      })
+      const upload = new Upload({
+        client,
+        params: {Body: hashing, Bucket: this.s3.bucket, ContentLength: member.size, Key: `${this.s3.prefix}${path}`},
+      })
+      await Promise.all([pipeline(member.body, hashing), upload.done()]).catch((error: unknown) => {
+        throw this.failure(error, `restore ${path}`)
+      })
+      uploaded.set(path, hash.digest('hex'))
+    }
+
+    await Promise.all(inFlight)
+    if (failure !== undefined) throw this.failure(failure, 'restore the media')
+    checkAgainstListing(listing, uploaded)
+    const deleted = options.clean ? await this.deleteExtras(new Set(uploaded.keys()), options.signal) : 0
+    return {bytes, deleted, objects: uploaded.size}
+  }
+
+  private client(): Promise<S3Client> {
+    // Objects are fetched PREFETCH at a time, plus the listing.
+    this.clientPromise ??= createS3Client(this.s3, PREFETCH + UPLOADS_IN_FLIGHT + 2)
+    return this.clientPromise
+  }
+
+  private async deleteExtras(keep: Set<string>, signal?: AbortSignal): Promise<number> {
+    const {DeleteObjectCommand} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    let deleted = 0
+    const extras: string[] = []
+    for await (const entry of this.list(signal ?? new AbortController().signal)) {
+      if (entry.type === 'file' && !keep.has(entry.path)) extras.push(entry.key!)
+    }
+
+    for (const key of extras) {
+      await client.send(new DeleteObjectCommand({Bucket: this.s3.bucket, Key: key}), {abortSignal: signal})
+      deleted++
+    }
+
+    return deleted
+  }
+
+  /**
+   * Opens one object: a small one is read whole (it is waiting in the prefetch window), a large one
+   * streams and resumes if its connection breaks. Resolves to undefined when the object was deleted
+   * since the listing (it is left out); when it was replaced, the entry takes the new size, ETag and date.
+   */
+  private async download(
+    entry: MediaEntry,
+    onSkip: ((path: string, why: string) => void) | undefined,
+    signal: AbortSignal,
+  ): Promise<Readable | undefined> {
+    const client = await this.client()
+    const read = await getObject(
+      client,
+      {bucket: this.s3.bucket, key: entry.key!},
+      (error) => this.failure(error, `read ${entry.key}`),
+      signal,
+    )
+    if (read === undefined) {
+      onSkip?.(entry.path, 'deleted while the backup ran')
+      return undefined
+    }
+
+    if (read.etag !== entry.etag) {
+      entry.etag = read.etag
+      entry.size = read.size
+      entry.mtime = read.lastModified ?? entry.mtime
+    }
+
+    return read.size <= SMALL_OBJECT ? Readable.from([await collect(read.body)]) : read.body
+  }
+
+  private failure(error: unknown, what: string): BackupError {
+    return s3Failure(error, what, this.location, 'SOURCE_UNAVAILABLE')
+  }
+
+  // Every object under the prefix, in key order, as media entries without contents.
+  private async *list(signal: AbortSignal): AsyncIterable<MediaEntry & {key: string}> {
+    const {ListObjectsV2Command} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    let ContinuationToken: string | undefined
+    do {
+      const page = await client
+        .send(new ListObjectsV2Command({Bucket: this.s3.bucket, ContinuationToken, Prefix: this.s3.prefix}), {
+          abortSignal: signal,
+        })
+        .catch((error: unknown) => {
+          throw this.failure(error, 'list the media')
+        })
+      for (const object of page.Contents ?? []) {
+        const key = object.Key!
+        const path = key.slice(this.s3.prefix.length)
+        if (path === '') continue
+        const common = {etag: object.ETag, key, mode: 0o644, mtime: object.LastModified ?? new Date(0)}
+        yield path.endsWith('/')
+          ? {...common, mode: 0o755, path: path.slice(0, -1), size: 0, type: 'directory'}
+          : {...common, path, size: object.Size ?? 0, type: 'file'}
+      }
+
+      ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
+    } while (ContinuationToken)
+  }
+
+  private async putSmall(path: string, body: Buffer, signal?: AbortSignal): Promise<void> {
+    const {PutObjectCommand} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    await client.send(
+      new PutObjectCommand({
+        Body: body,
+        Bucket: this.s3.bucket,
+        ContentLength: body.length,
+        Key: `${this.s3.prefix}${path}`,
+      }),
+      {abortSignal: signal},
+    )
+  }
+}
+
+// The archive's members; a damaged or truncated archive is an integrity error.
+async function* readMediaArchive(tar: Readable): AsyncGenerator<TarMember> {
+  try {
+    yield* readTar(tar)
+  } catch (error) {
+    if (error instanceof BackupError) throw error
+    throw new BackupError('INTEGRITY', `The media archive is damaged: ${(error as Error).message}.`, {
+      cause: error,
+      suggestion: 'Nothing after the damage was restored; restore from another backup.',
+    })
+  }
+}
+
+/** Every file of the listing was restored with its recorded SHA-256, and nothing else was. */
+function checkAgainstListing(listing: Buffer | undefined, uploaded: Map<string, string>): void {
+  if (listing === undefined) {
+    throw new BackupError('INTEGRITY', `The media archive has no ${LISTING_MEMBER}: it is damaged or not ours.`, {
+      suggestion: 'Restore from another backup; `divio app backup verify` checks them all.',
+    })
+  }
+
+  const {files} = JSON.parse(listing.toString('utf8')) as {files: Array<{path: string; sha256?: string; type: string}>}
+  const expected = new Map(files.filter((file) => file.type === 'file').map((file) => [file.path, file.sha256]))
+  for (const [path, sha256] of uploaded) {
+    if (expected.get(path) !== sha256) {
+      throw new BackupError('INTEGRITY', `Restored media file ${path} does not match the archive's listing.`, {
+        suggestion: 'The archive is damaged; restore from another backup.',
+      })
+    }
+  }
+
+  const missing = [...expected.keys()].filter((path) => !uploaded.has(path))
+  if (missing.length > 0) {
+    throw new BackupError(
+      'INTEGRITY',
+      `The media archive lacks ${missing.length} file(s) its listing names, such as ${missing[0]}.`,
+      {suggestion: 'The archive is damaged; restore from another backup.'},
+    )
+  }
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk)
+  return Buffer.concat(chunks)
+}

@@ -5,9 +5,11 @@ import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdirSync, readFileSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Fault, FaultyProxy, ProxiedRequest} from '../helpers/faulty-proxy.js'
-import {cliInBackground, makeProject, Project, repoRoot, snapshotTree} from '../helpers/project.js'
+import {watch} from '../helpers/processes.js'
+import {cliAsync, cliInBackground, makeProject, Project, repoRoot, snapshotTree} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 
 const MiB = 1024 * 1024
@@ -188,6 +190,23 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(remove.map((entry) => entry.id)).to.deep.equal(['20261101T020000Z-aaaaaa'])
     expect(remove[0].reason).to.match(/^incomplete, untouched for/)
     expect(await s3.uploads(bucket)).to.deep.equal([])
+  })
+
+  it('SIGINT during a multipart upload: exit 130, the upload aborted, nothing committed', async () => {
+    const {bucket, project} = await s3Project()
+    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(200 * MiB))
+    const seen = s3.requests.length
+    const run = watch(cliAsync(project, ['create', '--json']))
+    const partSent = () =>
+      s3.requests.slice(seen).some((request) => request.path.startsWith(`/${bucket}/`) && request.query.partNumber)
+    for (let waited = 0; !partSent() && waited < 60_000; waited += 20) await sleep(20)
+    expect(partSent(), 'no part was ever uploaded').to.equal(true)
+    process.kill(run.pid!, 'SIGINT')
+    expect(await run.exited).to.equal(130)
+    const {error} = JSON.parse(run.output().stdout) as {error: {code: string; message: string}}
+    expect(error.code).to.equal('INTERRUPTED')
+    expect(await s3.uploads(bucket)).to.deep.equal([])
+    expect((await s3.keys(bucket)).filter((key) => key.endsWith('manifest.json'))).to.deep.equal([])
   })
 
   it('peak RSS stays under 150 MiB while 1 GiB of media streams to S3', async () => {

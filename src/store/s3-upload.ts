@@ -37,7 +37,7 @@ export interface ObjectSettings {
 export interface StreamUpload {
   bucket: string
   client: S3Client
-  /** Parts in flight at once; memory is about (concurrency + 1) × the current part size. */
+  /** Parts in flight at once; memory is about concurrency × the current part size. */
   concurrency: number
   key: string
   settings: ObjectSettings
@@ -125,6 +125,8 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
   try {
     while (ready !== undefined) {
       for (const body of ready) await send(body)
+      // Fill the next part only once a slot is free: `concurrency` buffers in all, not one more.
+      while (inFlight.size >= upload.concurrency) await Promise.race(inFlight)
       if (failure !== undefined) throw failure
       cancel.signal.throwIfAborted()
       ready = await read()
@@ -177,7 +179,7 @@ async function sendPart(
 
 /**
  * Copies a stream's chunks into part-sized buffers, and takes back the buffers of sent parts for the
- * next ones. Memory stays at (parts in flight + 1) buffers and no garbage is made per part, which keeps
+ * next ones. Memory stays at one buffer per part in flight and no garbage is made per part, which keeps
  * the process's peak RSS flat however long the stream is.
  */
 class PartBuffers {

@@ -1,9 +1,13 @@
+import {createHash} from 'node:crypto'
 import {once} from 'node:events'
 import {createWriteStream, WriteStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
+import {createInterface} from 'node:readline'
+import {Readable} from 'node:stream'
 
-import {ListingRow, ListingSink} from './media-tar.js'
+import {BackupError} from '../errors.js'
+import {LISTING_MEMBER, ListingRow, ListingSink} from './media-tar.js'
 
 export const LISTING_FORMAT = 'divio-media-listing'
 
@@ -39,5 +43,55 @@ export function createListingFile(folder: string): ListingSink {
       if (failure) throw failure
       return {bytes: (await stat(path)).size, path}
     },
+  }
+}
+
+/**
+ * Checks extracted files against an archive's MANIFEST.json in constant memory: both sides are folded
+ * into a digest of (path, SHA-256) in archive order, which is the order the listing was written in.
+ */
+export class ListingCheck {
+  private count = 0
+  private readonly digest = createHash('sha256')
+
+  /** Records a file as it was extracted or uploaded, in archive order. */
+  add(path: string, sha256: string): void {
+    this.digest.update(`${JSON.stringify(path)} ${sha256}\n`)
+    this.count++
+  }
+
+  /** Reads the listing (the archive's last member) and throws an INTEGRITY error unless it matches. */
+  async verify(listing?: Readable): Promise<void> {
+    if (listing === undefined) {
+      throw new BackupError('INTEGRITY', `The media archive has no ${LISTING_MEMBER}: it is damaged or not ours.`, {
+        suggestion: 'Restore from another backup; `divio app backup verify` checks them all.',
+      })
+    }
+
+    const expected = createHash('sha256')
+    let listed = 0
+    try {
+      for await (const line of createInterface({crlfDelay: Infinity, input: listing})) {
+        const text = line.replace(/,$/, '')
+        if (!text.startsWith('{') || text.startsWith(`{"format"`)) continue
+        const row = JSON.parse(text) as ListingRow
+        if (row.type !== 'file') continue
+        expected.update(`${JSON.stringify(row.path)} ${row.sha256}\n`)
+        listed++
+      }
+    } catch (error) {
+      throw new BackupError('INTEGRITY', `The media archive's ${LISTING_MEMBER} cannot be read.`, {
+        cause: error,
+        suggestion: 'The archive is damaged; restore from another backup.',
+      })
+    }
+
+    if (listed !== this.count || expected.digest('hex') !== this.digest.digest('hex')) {
+      throw new BackupError(
+        'INTEGRITY',
+        `The media files do not match the archive's listing (${this.count} extracted, ${listed} listed, or different contents).`,
+        {suggestion: 'The archive is damaged; restore from another backup.'},
+      )
+    }
   }
 }

@@ -10,6 +10,8 @@ export interface TarMember {
   mode: number
   mtime: Date
   path: string
+  /** node-tar's name for the member type (`File`, `Link`, `CharacterDevice`, …), for messages. */
+  rawType: string
   size: number
   type: 'directory' | 'file' | 'other' | 'symlink'
 }
@@ -67,6 +69,7 @@ export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
           mode: entry.mode ?? 0o644,
           mtime: entry.mtime ?? new Date(0),
           path: entry.path,
+          rawType: entry.type,
           size: entry.size ?? 0,
           type: typeOf(entry.type),
         }

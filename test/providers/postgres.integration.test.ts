@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync, spawn} from 'node:child_process'
-import {createReadStream, mkdtempSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createReadStream, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -174,6 +174,54 @@ describe('PostgreSQL (real server)', function () {
       // The next tests need the server, even when an assertion above failed.
       pg.start()
     }
+  })
+
+  it('restore live → test through the CLI: equal data, a safety backup, and a failure part-way rolled back', () => {
+    const project = makeProject()
+    pg.psql('postgres', 'CREATE DATABASE shop_test')
+    pg.psql(
+      'shop_test',
+      "CREATE TABLE customers (id serial PRIMARY KEY, name text); INSERT INTO customers (name) VALUES ('test only')",
+    )
+    mkdirSync(join(project.root, '.divio'), {recursive: true})
+    writeFileSync(
+      join(project.root, '.divio', 'backups.json'),
+      JSON.stringify({
+        app: 'shop',
+        defaultEnvironment: 'live',
+        environments: {
+          live: {database: '${LIVE_URL}', store: './.divio/backups'},
+          test: {database: '${TEST_URL}', store: './.divio/backups'},
+        },
+      }),
+    )
+    Object.assign(project.env, {LIVE_URL: pg.url('shop'), TEST_URL: pg.url('shop_test')})
+    const created = cli(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+
+    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    expect(restored.status, restored.stderr).to.equal(0)
+    expect(checksums(pg, 'shop_test')).to.deep.equal(checksums(pg, 'shop'))
+    expect(restored.stdout + restored.stderr).to.not.include(pg.password)
+    const {safetyBackup} = restored.json() as {safetyBackup: string}
+    const listed = cli(project, ['list', '-e', 'test', '--json']).json() as Array<{id: string; note: string}>
+    expect(listed).to.have.length(1)
+    expect(listed[0]).to.include({id: safetyBackup, note: `before restore of ${id}`})
+
+    // A view that pg_restore --clean cannot drop around makes the restore fail part-way through.
+    pg.psql(
+      'shop_test',
+      "CREATE VIEW blocker AS SELECT count(*) AS n FROM bulk; UPDATE customers SET name = 'changed in test' WHERE id = 1",
+    )
+    const before = checksums(pg, 'shop_test')
+    const failed = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup'])
+    expect(failed.status).to.equal(1)
+    expect(failed.stderr).to.match(
+      /^Error: The restore into postgres(ql)?:\/\/backup_admin:\*\*\*@\S+ failed and was rolled back: pg_restore/m,
+    )
+    expect(checksums(pg, 'shop_test')).to.deep.equal(before)
+    expect(pg.psql('shop_test', 'SELECT n FROM blocker').trim()).to.equal('120000')
   })
 
   it('a wrong password and an unreachable server each fail fast with a clear error and no stack trace', async () => {

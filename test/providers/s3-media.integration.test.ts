@@ -114,7 +114,7 @@ describe('S3 media (s3rver)', function () {
       's3://restored-media/media/',
     )
     const summary = await target.restore(createReadStream(tar), {})
-    expect(summary.objects).to.equal(objects.size - 1)
+    expect(summary.files).to.equal(objects.size - 1)
     expect(await contentsOf(s3, 'restored-media', 'media/')).to.deep.equal(original)
   })
 
@@ -154,14 +154,13 @@ describe('S3 media (s3rver)', function () {
       'the tampered media',
     )
     const broken = await victim.restore(Readable.from([damaged]), {}).catch((error_: BackupError) => error_)
-    expect(broken).to.include({
-      code: 'INTEGRITY',
-      message: 'The media archive is damaged: TAR_ENTRY_INVALID: checksum failure.',
-    })
+    // Depending on where the parser notices, the damage or the missing file is reported.
+    expect(broken).to.have.property('code', 'INTEGRITY')
+    expect((broken as Error).message).to.match(/checksum failure|do not match the archive's listing/)
     const mismatch = await victim.restore(createReadStream(forged), {}).catch((error_: BackupError) => error_)
     expect(mismatch).to.include({
       code: 'INTEGRITY',
-      message: "Restored media file keep.txt does not match the archive's listing.",
+      message: "The media files do not match the archive's listing (1 extracted, 1 listed, or different contents).",
     })
   })
 })

@@ -27,5 +27,12 @@ export interface DatabaseProvider {
   readonly engine: 'mysql' | 'postgres' | 'sqlite'
   /** The location with any password replaced by `***`, for messages. */
   readonly location: string
+  /**
+   * Replaces the database's contents with a dump in this provider's format (uncompressed). PostgreSQL
+   * applies it in one transaction and SQLite swaps the file atomically, so a failure leaves the database
+   * as it was; MySQL stops at the first error (statements before it stay applied). Rejects with a
+   * BackupError that says which of these happened.
+   */
+  restore(dump: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void>
   snapshot(options: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot>
 }

@@ -39,7 +39,7 @@ export class PostgresProvider implements DatabaseProvider {
   }
 
   /** Restores a custom-format dump into the database, in one transaction: all of it, or nothing. */
-  async restore(dump: Readable, options: {signal?: AbortSignal} = {}): Promise<void> {
+  async restore(dump: Readable, options: {signal?: AbortSignal; tempDir?: string} = {}): Promise<void> {
     const {stream} = streamFrom(
       this.tool('pg_restore'),
       [

@@ -1,6 +1,10 @@
 import Database from 'better-sqlite3'
-import {open, rm, stat} from 'node:fs/promises'
-import {join} from 'node:path'
+import {randomBytes} from 'node:crypto'
+import {createWriteStream} from 'node:fs'
+import {open, rename, rm, stat} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
+import {Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../../errors.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
@@ -18,6 +22,39 @@ export class SqliteProvider implements DatabaseProvider {
 
   constructor(private readonly path: string) {
     this.location = path
+  }
+
+  /**
+   * Writes the restored database beside the target, checks it, and renames it over the target: readers
+   * see the old file or the new one, never a mix. The old file's -wal and -shm belong to the old
+   * database, so they are removed. The app should be stopped while its database is replaced.
+   */
+  async restore(dump: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void> {
+    const fresh = join(dirname(this.path), `.${basename(this.path)}.restore-${randomBytes(6).toString('hex')}`)
+    const mode = (await stat(this.path).catch(() => {}))?.mode ?? 0o644
+    try {
+      await pipeline(dump, createWriteStream(fresh, {flags: 'wx', mode: mode % 0o1000}), {signal: options.signal})
+      await syncPath(fresh)
+      const check = new Database(fresh, {fileMustExist: true, readonly: true})
+      try {
+        const result = check.pragma('quick_check', {simple: true})
+        if (result !== 'ok') throw new Error(`quick_check says ${String(result)}`)
+      } finally {
+        check.close()
+      }
+
+      await rename(fresh, this.path)
+    } catch (error) {
+      await rm(fresh, {force: true})
+      throw new BackupError(
+        'BACKUP_FAILED',
+        `The restore of ${this.path} failed before the swap: ${(error as Error).message}.`,
+        {cause: error, suggestion: 'The database file was not changed. Fix the cause above and run the restore again.'},
+      )
+    }
+
+    await Promise.all([rm(`${this.path}-wal`, {force: true}), rm(`${this.path}-shm`, {force: true})])
+    await syncPath(dirname(this.path))
   }
 
   async snapshot({tempDir}: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot> {
@@ -74,5 +111,14 @@ export class SqliteProvider implements DatabaseProvider {
       format: 'sqlite3',
       stream: handle.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}),
     }
+  }
+}
+
+async function syncPath(path: string): Promise<void> {
+  const handle = await open(path, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
   }
 }

@@ -1,9 +1,12 @@
-import {lstat, readdir, readlink} from 'node:fs/promises'
-import {join} from 'node:path'
+import {randomBytes} from 'node:crypto'
+import {lstat, mkdir, readdir, readlink, realpath, rename, rm} from 'node:fs/promises'
+import {basename, dirname, join} from 'node:path'
+import {Readable} from 'node:stream'
 
+import {extractMediaArchive} from '../../archive/extract.js'
 import {MediaEntry, openLocalFile} from '../../archive/media-tar.js'
 import {BackupError} from '../../errors.js'
-import {MediaProvider} from './port.js'
+import {MediaProvider, MediaRestoreSummary} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
 export class FilesystemMediaProvider implements MediaProvider {
@@ -29,6 +32,46 @@ export class FilesystemMediaProvider implements MediaProvider {
     }
 
     yield* this.walk('', signal, onSkip)
+  }
+
+  /**
+   * Extracts the archive into a new folder beside the media folder, then swaps the two with renames and
+   * removes the old one. Until the swap the media folder is untouched; a symlinked media folder keeps
+   * its link, and the folder it points to is the one replaced.
+   */
+  async restore(tar: Readable): Promise<MediaRestoreSummary> {
+    const target = await realpath(this.root).catch(() => this.root)
+    const parent = dirname(target)
+    const suffix = randomBytes(6).toString('hex')
+    const fresh = join(parent, `.${basename(target)}.restore-${suffix}`)
+    const previous = join(parent, `.${basename(target)}.before-restore-${suffix}`)
+    await mkdir(parent, {recursive: true})
+    let summary
+    try {
+      summary = await extractMediaArchive(tar, fresh)
+    } catch (error) {
+      await rm(fresh, {force: true, recursive: true})
+      throw error instanceof BackupError
+        ? new BackupError(error.code, `${error.message} The media folder ${target} was not changed.`, {
+            cause: error,
+            exitCode: error.exitCode,
+            suggestion: error.suggestion,
+          })
+        : error
+    }
+
+    const existed = (await lstat(target).catch(() => {})) !== undefined
+    if (existed) await rename(target, previous)
+    try {
+      await rename(fresh, target)
+    } catch (error) {
+      if (existed) await rename(previous, target)
+      await rm(fresh, {force: true, recursive: true})
+      throw error
+    }
+
+    if (existed) await rm(previous, {force: true, recursive: true})
+    return {...summary, deleted: 0}
   }
 
   private async *walk(

@@ -4,12 +4,13 @@ import {createHash} from 'node:crypto'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import {ListingCheck} from '../../archive/listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX, MediaEntry} from '../../archive/media-tar.js'
 import {readTar, TarMember} from '../../archive/tar-reader.js'
 import {S3Location} from '../../config/s3-location.js'
 import {BackupError} from '../../errors.js'
 import {createS3Client, getObject, s3Failure} from '../../lib/s3.js'
-import {MediaProvider} from './port.js'
+import {MediaProvider, MediaRestoreSummary} from './port.js'
 
 /** Small objects downloaded ahead of the archive writer, at most this many at once. */
 const PREFETCH = 8
@@ -19,13 +20,6 @@ const PREFETCH = 8
  */
 const SMALL_OBJECT = 1024 * 1024
 const UPLOADS_IN_FLIGHT = 8
-
-export interface S3RestoreSummary {
-  bytes: number
-  /** Keys under the prefix that the archive did not hold and `clean` removed. */
-  deleted: number
-  objects: number
-}
 
 /**
  * Media in an S3 bucket under a prefix (the platform's DEFAULT_STORAGE_DSN). Every object becomes a
@@ -92,14 +86,17 @@ export class S3MediaProvider implements MediaProvider {
   async restore(
     tar: Readable,
     options: {clean?: boolean; onSkip?: (path: string, why: string) => void; signal?: AbortSignal},
-  ): Promise<S3RestoreSummary> {
+  ): Promise<MediaRestoreSummary> {
     const client = await this.client()
     const {Upload} = await import('@aws-sdk/lib-storage')
-    const uploaded = new Map<string, string>()
+    const check = new ListingCheck()
+    // Only `clean` needs the restored keys; without it, memory does not grow with the number of files.
+    const restored = options.clean ? new Set<string>() : undefined
+    let objects = 0
     const inFlight = new Set<Promise<void>>()
     let failure: unknown
     let bytes = 0
-    let listing: Buffer | undefined
+    let listed = false
     const track = (upload: Promise<void>) => {
       const tracked: Promise<void> = upload
         .catch((error: unknown) => {
@@ -113,8 +110,9 @@ export class S3MediaProvider implements MediaProvider {
       options.signal?.throwIfAborted()
       if (failure !== undefined) throw this.failure(failure, 'restore the media')
       if (member.path === LISTING_MEMBER) {
-        listing = await collect(member.body)
-        continue
+        await check.verify(member.body)
+        listed = true
+        break
       }
 
       if (!member.path.startsWith(MEDIA_PREFIX)) continue
@@ -133,7 +131,9 @@ export class S3MediaProvider implements MediaProvider {
       bytes += member.size
       if (member.size <= SMALL_OBJECT) {
         const body = await collect(member.body)
-        uploaded.set(path, hash.update(body).digest('hex'))
+        check.add(path, hash.update(body).digest('hex'))
+        restored?.add(path)
+        objects++
         while (inFlight.size >= UPLOADS_IN_FLIGHT) await Promise.race(inFlight)
         track(this.putSmall(path, body, options.signal))
         continue
@@ -152,14 +152,16 @@ export class S3MediaProvider implements MediaProvider {
       await Promise.all([pipeline(member.body, hashing), upload.done()]).catch((error: unknown) => {
         throw this.failure(error, `restore ${path}`)
       })
-      uploaded.set(path, hash.digest('hex'))
+      check.add(path, hash.digest('hex'))
+      restored?.add(path)
+      objects++
     }
 
     await Promise.all(inFlight)
     if (failure !== undefined) throw this.failure(failure, 'restore the media')
-    checkAgainstListing(listing, uploaded)
-    const deleted = options.clean ? await this.deleteExtras(new Set(uploaded.keys()), options.signal) : 0
-    return {bytes, deleted, objects: uploaded.size}
+    if (!listed) await check.verify()
+    const deleted = restored ? await this.deleteExtras(restored, options.signal) : 0
+    return {bytes, deleted, files: objects}
   }
 
   private client(): Promise<S3Client> {
@@ -272,34 +274,6 @@ async function* readMediaArchive(tar: Readable): AsyncGenerator<TarMember> {
       cause: error,
       suggestion: 'Nothing after the damage was restored; restore from another backup.',
     })
-  }
-}
-
-/** Every file of the listing was restored with its recorded SHA-256, and nothing else was. */
-function checkAgainstListing(listing: Buffer | undefined, uploaded: Map<string, string>): void {
-  if (listing === undefined) {
-    throw new BackupError('INTEGRITY', `The media archive has no ${LISTING_MEMBER}: it is damaged or not ours.`, {
-      suggestion: 'Restore from another backup; `divio app backup verify` checks them all.',
-    })
-  }
-
-  const {files} = JSON.parse(listing.toString('utf8')) as {files: Array<{path: string; sha256?: string; type: string}>}
-  const expected = new Map(files.filter((file) => file.type === 'file').map((file) => [file.path, file.sha256]))
-  for (const [path, sha256] of uploaded) {
-    if (expected.get(path) !== sha256) {
-      throw new BackupError('INTEGRITY', `Restored media file ${path} does not match the archive's listing.`, {
-        suggestion: 'The archive is damaged; restore from another backup.',
-      })
-    }
-  }
-
-  const missing = [...expected.keys()].filter((path) => !uploaded.has(path))
-  if (missing.length > 0) {
-    throw new BackupError(
-      'INTEGRITY',
-      `The media archive lacks ${missing.length} file(s) its listing names, such as ${missing[0]}.`,
-      {suggestion: 'The archive is damaged; restore from another backup.'},
-    )
   }
 }
 

@@ -1,0 +1,82 @@
+import {Args, Flags} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {confirmEnvironment} from '../../../cli/terminal.js'
+import {applyRestore, planRestore, RestoreResult, stageRestore} from '../../../services/restore.js'
+
+export type RestoreCommandResult = RestoreResult
+
+export default class Restore extends BackupCommand {
+  static override args = {
+    id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest".', required: true}),
+  }
+  static override description = `Restore a backup into its own environment or another one.
+
+The backup is downloaded, decrypted and checked in a staging folder first; a damaged backup stops there. Then the target environment is named and must be confirmed: by typing its name on a terminal, or with --confirm ENV. Before anything is overwritten, a safety backup of the target is taken (on-demand, note "before restore of ID").
+
+PostgreSQL is restored in one transaction, SQLite files and media folders are swapped in with an atomic rename, and S3 media is uploaded (objects the backup does not hold are deleted only with --clean). MySQL/MariaDB stops at the first error.`
+  static override examples = [
+    {
+      command: '<%= config.bin %> <%= command.id %> latest -e live --to-env test --confirm test',
+      description: 'Copy the newest live backup into test.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa --db-only',
+      description: 'Put the database of an older backup back in place (asks for the environment name).',
+    },
+  ]
+  static override flags = {
+    clean: Flags.boolean({description: 'S3 media: delete objects under the prefix that the backup does not hold.'}),
+    confirm: Flags.string({description: 'Confirm without a prompt by naming the target environment.'}),
+    'db-only': Flags.boolean({description: 'Restore only the database.', exclusive: ['media-only']}),
+    'media-only': Flags.boolean({description: 'Restore only the media.', exclusive: ['db-only']}),
+    'safety-backup': Flags.boolean({
+      allowNo: true,
+      default: true,
+      description: 'Back up the target before overwriting it (--no-safety-backup to skip).',
+    }),
+    'to-env': Flags.string({description: 'Environment to restore into (default: the backup’s own, --env).'}),
+  }
+
+  async run(): Promise<RestoreCommandResult> {
+    const {args, flags} = await this.parse(Restore)
+    const source = await this.context(flags)
+    const target = flags['to-env'] ? await this.context({...flags, env: flags['to-env']}) : source
+    const options = {
+      clean: flags.clean,
+      database: !flags['media-only'],
+      media: !flags['db-only'],
+      reference: args.id,
+      safetyBackup: flags['safety-backup'],
+    }
+    const plan = await planRestore(source, target, options)
+    const confirmation = {action: plan.summary, confirm: flags.confirm, environment: target.env.name}
+    // A refusal that needs no download happens before the download.
+    const prompt = flags.confirm === undefined && process.stdin.isTTY && process.stderr.isTTY
+    if (!prompt) await confirmEnvironment(confirmation)
+    const staged = await stageRestore(source, plan)
+    try {
+      if (prompt) await confirmEnvironment(confirmation)
+      const result = await applyRestore(target, plan, staged, options)
+      this.log(renderRestored(result))
+      return result
+    } finally {
+      await staged.cleanup()
+    }
+  }
+}
+
+function renderRestored(result: RestoreResult): string {
+  return [
+    `Restored backup ${result.id} of ${result.from} into ${result.to}.`,
+    ...(result.database ? [`  database  ${result.database.engine} ${result.database.location}`] : []),
+    ...(result.media
+      ? [
+          `  media     ${result.media.files} files into ${result.media.location}${result.media.deleted ? `, ${result.media.deleted} extra objects deleted` : ''}`,
+        ]
+      : []),
+    result.safetyBackup
+      ? `  The previous state of ${result.to} is in backup ${result.safetyBackup}.`
+      : '  No safety backup was taken.',
+  ].join('\n')
+}

@@ -1,0 +1,236 @@
+import {createReadStream} from 'node:fs'
+import {mkdtemp, rm, stat} from 'node:fs/promises'
+import {join} from 'node:path'
+
+import {Manifest} from '../domain/manifest.js'
+import {BackupError} from '../errors.js'
+import {databaseProviderFor} from '../providers/database/index.js'
+import {mediaProviderFor} from '../providers/media/index.js'
+import {findBackup, readCatalog} from './catalog.js'
+import {BackupContext} from './context.js'
+import {createBackup} from './create.js'
+import {downloadBackup, extensionOf} from './download.js'
+
+export interface RestoreOptions {
+  /** S3 media: delete objects the backup does not hold. */
+  clean: boolean
+  database: boolean
+  media: boolean
+  reference: string
+  safetyBackup: boolean
+}
+
+/** `restore --json`: what was restored where, and the backup that holds the target's previous state. */
+export interface RestoreResult {
+  database: null | {engine: string; location: string}
+  from: string
+  id: string
+  media: null | {bytes: number; deleted: number; files: number; location: string}
+  /** The on-demand backup of the target taken just before; null when skipped or there was nothing. */
+  safetyBackup: null | string
+  to: string
+}
+
+/** What a restore will do, worked out before anything is downloaded or changed. */
+export interface RestorePlan {
+  database: boolean
+  manifest: Manifest
+  media: boolean
+  /** One sentence naming the target environment and everything that will be overwritten. */
+  summary: string
+}
+
+/**
+ * Checks that the backup exists and that the target environment can take it: same database engine,
+ * a media location when media is restored. Reads only the catalog.
+ */
+export async function planRestore(
+  source: BackupContext,
+  target: BackupContext,
+  options: RestoreOptions,
+): Promise<RestorePlan> {
+  const {manifest} = findBackup(await readCatalog(source.store, source.env.app, source.env.name), options.reference)
+  const {components} = manifest
+  const database = options.database && components.database !== undefined
+  const media = options.media && components.media !== undefined
+  if (!database && !media) {
+    throw new BackupError('USAGE', `Backup ${manifest.id} holds nothing of what was asked to restore.`, {
+      suggestion: `Run \`divio app backup info ${manifest.id}\` to see its components.`,
+    })
+  }
+
+  const to = target.env
+  const where = `environment "${to.name}" (${to.configSource})`
+  if (database && to.database === undefined) {
+    throw new BackupError('USAGE', `The ${where} has no database to restore into.`, {
+      suggestion: 'Set "database" for it in the config, or restore with --media-only.',
+    })
+  }
+
+  if (database && to.database!.engine !== components.database!.engine) {
+    throw new BackupError(
+      'USAGE',
+      `Backup ${manifest.id} holds a ${components.database!.engine} database, but ${where} uses ${to.database!.engine}.`,
+      {suggestion: 'Restore into an environment with the same database engine, or use --media-only.'},
+    )
+  }
+
+  if (media && to.media === undefined) {
+    throw new BackupError('USAGE', `The ${where} has no media location to restore into.`, {
+      suggestion: 'Set "media" for it in the config, or restore with --db-only.',
+    })
+  }
+
+  const overwritten = [
+    database ? `the ${to.database!.engine} database ${databaseProviderFor(to.database!).location}` : undefined,
+    media ? `the media in ${mediaProviderFor(to.media!).location}` : undefined,
+  ].filter(Boolean)
+  return {
+    database,
+    manifest,
+    media,
+    summary: `restore backup ${manifest.id} of ${manifest.app}/${manifest.environment} (taken ${manifest.createdAt}) over ${overwritten.join(' and ')} of ${to.app}/${to.name}`,
+  }
+}
+
+/** Downloaded, decrypted and verified copies of the backup's files, ready to apply. */
+export interface StagedRestore {
+  cleanup(): Promise<void>
+  database?: string
+  media?: string
+}
+
+/**
+ * Downloads, decrypts and authenticates everything the restore needs into a staging folder, checking
+ * every checksum against the manifest. A damaged backup fails here, before the target is touched.
+ */
+export async function stageRestore(source: BackupContext, plan: RestorePlan): Promise<StagedRestore> {
+  const staging = await mkdtemp(join(source.tempRoot, 'divio-restore-'))
+  const cleanup = () => rm(staging, {force: true, recursive: true})
+  try {
+    const folder = join(staging, 'files')
+    await downloadBackup(source, staging, {
+      database: plan.database,
+      media: plan.media,
+      outputDir: folder,
+      reference: plan.manifest.id,
+    })
+    const {database} = plan.manifest.components
+    return {
+      cleanup,
+      database: plan.database ? join(folder, `database.${extensionOf(database!.format)}`) : undefined,
+      media: plan.media ? join(folder, 'media.tar') : undefined,
+    }
+  } catch (error) {
+    await cleanup()
+    throw error instanceof BackupError
+      ? new BackupError(error.code, `${error.message} The target was not touched.`, {
+          cause: error,
+          exitCode: error.exitCode,
+          suggestion: error.suggestion,
+        })
+      : error
+  }
+}
+
+/**
+ * Takes the safety backup of the target, then applies the staged files: the database first, then the
+ * media. Each step either completes or leaves its part of the target as it was (MySQL excepted, which
+ * stops at the first error); a failure says what was already changed and where the previous state is.
+ */
+export async function applyRestore(
+  target: BackupContext,
+  plan: RestorePlan,
+  staged: StagedRestore,
+  options: RestoreOptions,
+): Promise<RestoreResult> {
+  const {manifest} = plan
+  const safetyBackup = options.safetyBackup ? await takeSafetyBackup(target, plan) : null
+  const kept = safetyBackup ? ` Its previous state is in backup ${safetyBackup}.` : ''
+  const result: RestoreResult = {
+    database: null,
+    from: manifest.environment,
+    id: manifest.id,
+    media: null,
+    safetyBackup,
+    to: target.env.name,
+  }
+  const tempDir = await mkdtemp(join(target.tempRoot, 'divio-restore-apply-'))
+  try {
+    if (plan.database) {
+      const provider = databaseProviderFor(target.env.database!)
+      try {
+        await provider.restore(createReadStream(staged.database!), {signal: target.signal, tempDir})
+      } catch (error) {
+        throw stepFailure(error, `${kept} Nothing else was changed.`)
+      }
+
+      result.database = {engine: provider.engine, location: provider.location}
+    }
+
+    if (plan.media) {
+      const provider = mediaProviderFor(target.env.media!)
+      const done = result.database ? ` The database was already restored.${kept}` : kept
+      try {
+        const summary = await provider.restore(createReadStream(staged.media!), {
+          clean: options.clean,
+          onSkip: (path, why) => target.reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
+          signal: target.signal,
+        })
+        result.media = {...summary, location: provider.location}
+      } catch (error) {
+        throw stepFailure(error, done)
+      }
+    }
+
+    return result
+  } finally {
+    await rm(tempDir, {force: true, recursive: true})
+  }
+}
+
+async function takeSafetyBackup(target: BackupContext, plan: RestorePlan): Promise<null | string> {
+  const {env} = target
+  // A target that does not exist yet (a new SQLite file or media folder) has nothing to keep.
+  const database = plan.database && (await exists(env.database!))
+  const media = plan.media && (await exists(env.media!))
+  if (!database && !media) {
+    target.reporter.notice(`The target holds no ${plan.database ? 'database' : 'media'} yet: no safety backup needed.`)
+    return null
+  }
+
+  try {
+    const backup = await createBackup(target, {
+      database,
+      media,
+      note: `before restore of ${plan.manifest.id}`,
+      trigger: 'on-demand',
+    })
+    return backup.id
+  } catch (error) {
+    if (!(error instanceof BackupError)) throw error
+    throw new BackupError(error.code, `The safety backup of ${env.app}/${env.name} failed: ${error.message}`, {
+      cause: error,
+      exitCode: error.exitCode,
+      suggestion:
+        `Nothing was restored and the target was not touched. ${error.suggestion ?? ''} To restore without a safety backup, pass --no-safety-backup.`.trim(),
+    })
+  }
+}
+
+async function exists(
+  location: NonNullable<BackupContext['env']['database']> | NonNullable<BackupContext['env']['media']>,
+): Promise<boolean> {
+  if ('engine' in location)
+    return location.engine !== 'sqlite' || (await stat(location.path).catch(() => {})) !== undefined
+  return location.kind !== 'filesystem' || (await stat(location.path).catch(() => {})) !== undefined
+}
+
+function stepFailure(error: unknown, afterwards: string): unknown {
+  if (!(error instanceof BackupError)) return error
+  return new BackupError(error.code, `${error.message}${afterwards}`, {
+    cause: error,
+    exitCode: error.exitCode,
+    suggestion: error.suggestion,
+  })
+}

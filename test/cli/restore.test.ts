@@ -1,0 +1,165 @@
+import Database from 'better-sqlite3'
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {createHash} from 'node:crypto'
+import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {Header} from 'tar'
+
+import {parseRecipient} from '../../src/archive/age-keys.js'
+import {createEncryptStream} from '../../src/archive/age.js'
+import {cli, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {collect} from '../helpers/tools.js'
+
+interface Listed {
+  id: string
+  note: null | string
+}
+
+/** A project with two environments, live and test, each with its own SQLite file and media folder. */
+function twoEnvironments(): Project {
+  const project = makeProject()
+  execFileSync('cp', ['-a', join(project.root, 'db.sqlite3'), join(project.root, 'live.sqlite3')])
+  execFileSync('cp', ['-a', join(project.root, 'media'), join(project.root, 'live-media')])
+  const test = new Database(join(project.root, 'test.sqlite3'))
+  test.exec(
+    "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username TEXT); INSERT INTO auth_user VALUES (1, 'tester')",
+  )
+  test.close()
+  mkdirSync(join(project.root, 'test-media'))
+  writeFileSync(join(project.root, 'test-media', 'only-in-test.txt'), 'test data\n')
+  mkdirSync(join(project.root, '.divio'), {recursive: true})
+  const store = './.divio/backups'
+  writeFileSync(
+    join(project.root, '.divio', 'backups.json'),
+    JSON.stringify({
+      app: 'shop',
+      defaultEnvironment: 'live',
+      environments: {
+        live: {database: 'sqlite:///live.sqlite3', media: 'live-media', store},
+        test: {database: 'sqlite:///test.sqlite3', media: 'test-media', store},
+      },
+    }),
+  )
+  return project
+}
+
+function rowsOf(path: string): unknown {
+  const database = new Database(path, {readonly: true})
+  try {
+    return database.prepare("SELECT group_concat(id || username, ',') AS rows FROM auth_user").get()
+  } finally {
+    database.close()
+  }
+}
+
+/** Everything restore could touch in the test environment. */
+function testState(project: Project): string {
+  return JSON.stringify({
+    database: createHash('sha256')
+      .update(readFileSync(join(project.root, 'test.sqlite3')))
+      .digest('hex'),
+    media: [...snapshotTree(join(project.root, 'test-media'))],
+  })
+}
+
+function backupsOf(project: Project, environment: string): Listed[] {
+  const result = cli(project, ['list', '-e', environment, '--json'])
+  expect(result.status, result.stderr).to.equal(0)
+  return result.json() as Listed[]
+}
+
+describe('restore', function () {
+  this.timeout(120_000)
+
+  it('live → test: refuses without the right --confirm, then restores the database and media exactly, after a safety backup', () => {
+    const project = twoEnvironments()
+    const created = cli(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as Listed
+    const before = testState(project)
+    const rowsBefore = rowsOf(join(project.root, 'test.sqlite3'))
+    const mediaBefore = snapshotTree(join(project.root, 'test-media'))
+
+    const unconfirmed = cli(project, ['restore', id, '--to-env', 'test'])
+    expect(unconfirmed.status).to.equal(6)
+    expect(unconfirmed.stderr).to.match(
+      /^Error: Refusing to restore backup \S+ of shop\/live .* of shop\/test without confirmation/m,
+    )
+    expect(unconfirmed.stderr).to.include('Try this: Pass --confirm test')
+    const wrong = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'live'])
+    expect(wrong.status).to.equal(6)
+    expect(wrong.stderr).to.include('--confirm live does not match the target environment "test"; nothing was changed.')
+    expect(testState(project)).to.equal(before)
+    expect(backupsOf(project, 'test')).to.deep.equal([])
+
+    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    expect(restored.status, restored.stderr).to.equal(0)
+    const result = restored.json() as {database: {engine: string}; from: string; safetyBackup: string; to: string}
+    expect(result).to.include({from: 'live', to: 'test'})
+    expect(result.database.engine).to.equal('sqlite')
+
+    expect(rowsOf(join(project.root, 'test.sqlite3'))).to.deep.equal(rowsOf(join(project.root, 'live.sqlite3')))
+    expect(snapshotTree(join(project.root, 'test-media'))).to.deep.equal(snapshotTree(join(project.root, 'live-media')))
+    const [safety] = backupsOf(project, 'test')
+    expect(safety).to.include({id: result.safetyBackup, note: `before restore of ${id}`})
+
+    // The safety backup holds the test environment as it was: restoring it brings that back.
+    const back = cli(project, ['restore', result.safetyBackup, '-e', 'test', '--confirm', 'test', '--no-safety-backup'])
+    expect(back.status, back.stderr).to.equal(0)
+    expect(rowsOf(join(project.root, 'test.sqlite3'))).to.deep.equal(rowsBefore)
+    expect(snapshotTree(join(project.root, 'test-media'))).to.deep.equal(mediaBefore)
+  })
+
+  it('a corrupt last chunk is caught in staging: the target is untouched and no safety backup is taken', () => {
+    const project = twoEnvironments()
+    const created = cli(project, ['create', '--db-only', '--json'])
+    const {id} = created.json() as Listed
+    const object = join(project.store, 'shop', 'live', id, 'database.sqlite3.age')
+    const bytes = readFileSync(object)
+    bytes[bytes.length - 1] ^= 0x01
+    writeFileSync(object, bytes)
+    const before = testState(project)
+
+    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
+    expect(restored.status).to.equal(4)
+    expect(restored.stderr).to.match(/database\.sqlite3\.age.*The target was not touched\./)
+    expect(testState(project)).to.equal(before)
+    expect(backupsOf(project, 'test')).to.deep.equal([])
+  })
+
+  it('a media archive that fails during extraction leaves the media folder as it was, and writes nothing outside', async () => {
+    const project = twoEnvironments()
+    const created = cli(project, ['create', '--media-only', '--json'])
+    const {id} = created.json() as Listed
+    // Replace the media archive by one with a ".." member, encrypted and checksummed like a real one.
+    const header = new Header({mode: 0o644, mtime: new Date(), path: 'media/../../escaped.txt', size: 3, type: 'File'})
+    header.encode()
+    const tar = Buffer.concat([header.block!, Buffer.from('bad'), Buffer.alloc(509), Buffer.alloc(1024)])
+    const recipient = readFileSync(project.identityFile, 'utf8').match(/# public key: (\S+)/)![1]
+    const sealed = await collect(Readable.from([tar]).pipe(createEncryptStream([parseRecipient(recipient)])))
+    const folder = join(project.store, 'shop', 'live', id)
+    writeFileSync(join(folder, 'media.tar.age'), sealed)
+    const manifestPath = join(folder, 'manifest.json')
+    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+      components: {media: {object: {bytes: number; sha256: string}; plaintext: {bytes: number; sha256: string}}}
+    }
+    const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')
+    manifest.components.media.object = {...manifest.components.media.object, bytes: sealed.length, sha256: sha(sealed)}
+    manifest.components.media.plaintext = {bytes: tar.length, sha256: sha(tar)}
+    writeFileSync(manifestPath, JSON.stringify(manifest))
+    const outside = snapshotTree(join(project.root, '..'))
+    const before = testState(project)
+
+    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup'])
+    expect(restored.status).to.equal(4)
+    expect(restored.stderr).to.include('member "media/../../escaped.txt" is refused')
+    expect(restored.stderr).to.include(`The media folder ${join(project.root, 'test-media')} was not changed.`)
+    expect(testState(project)).to.equal(before)
+    const after = snapshotTree(join(project.root, '..'))
+    const staged = (path: string) => path.startsWith('shop/.divio/backups/') || path.startsWith('home/')
+    expect([...after].filter(([path]) => !staged(path))).to.deep.equal([...outside].filter(([path]) => !staged(path)))
+    rmSync(join(project.root, '..'), {force: true, recursive: true})
+  })
+})

@@ -2,8 +2,10 @@ import {BackupView} from '../domain/backup.js'
 import {formatBytes, formatInstant, renderTable} from '../domain/format.js'
 import {formatInZone} from '../domain/schedule.js'
 import {FilesResult} from '../services/download.js'
+import {ExportResult} from '../services/export.js'
 import {BackupInfo} from '../services/info.js'
 import {RetentionReport} from '../services/policy.js'
+import {RestoreResult} from '../services/restore.js'
 import {PruneDecision, PruneResult} from '../services/retention.js'
 import {VerifyResult} from '../services/verify.js'
 
@@ -106,6 +108,33 @@ export function renderFiles(result: FilesResult): string {
   return [
     'Decrypted and verified:',
     ...result.files.map((file) => `  ${file.path}  ${formatBytes(file.bytes)}  sha256 ${file.sha256}`),
+  ].join('\n')
+}
+
+export function renderExport(result: ExportResult): string {
+  const exported = result.files.filter((file) => file.status === 'exported')
+  const backups = new Set(result.files.map((file) => file.backup)).size
+  return [
+    `Exported ${backups} backup(s) into ${result.outputDir}: ${exported.length} file(s) written, ${result.files.length - exported.length} already present and verified.`,
+    ...result.files.map(
+      (file) => `  ${file.status === 'exported' ? 'wrote' : 'kept '}  ${file.path}  ${formatBytes(file.bytes)}`,
+    ),
+    `Index: ${result.index}; README.txt there explains how to restore without this tool.`,
+  ].join('\n')
+}
+
+export function renderRestored(result: RestoreResult): string {
+  return [
+    `Restored backup ${result.id} of ${result.from} into ${result.to}.`,
+    ...(result.database ? [`  database  ${result.database.engine} ${result.database.location}`] : []),
+    ...(result.media
+      ? [
+          `  media     ${result.media.files} files into ${result.media.location}${result.media.deleted ? `, ${result.media.deleted} extra objects deleted` : ''}`,
+        ]
+      : []),
+    result.safetyBackup
+      ? `  The previous state of ${result.to} is in backup ${result.safetyBackup}.`
+      : '  No safety backup was taken.',
   ].join('\n')
 }
 

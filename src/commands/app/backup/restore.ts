@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
+import {renderRestored} from '../../../cli/render.js'
 import {confirmEnvironment} from '../../../cli/terminal.js'
 import {applyRestore, planRestore, RestoreResult, stageRestore} from '../../../services/restore.js'
 
@@ -64,19 +65,4 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
       await staged.cleanup()
     }
   }
-}
-
-function renderRestored(result: RestoreResult): string {
-  return [
-    `Restored backup ${result.id} of ${result.from} into ${result.to}.`,
-    ...(result.database ? [`  database  ${result.database.engine} ${result.database.location}`] : []),
-    ...(result.media
-      ? [
-          `  media     ${result.media.files} files into ${result.media.location}${result.media.deleted ? `, ${result.media.deleted} extra objects deleted` : ''}`,
-        ]
-      : []),
-    result.safetyBackup
-      ? `  The previous state of ${result.to} is in backup ${result.safetyBackup}.`
-      : '  No safety backup was taken.',
-  ].join('\n')
 }

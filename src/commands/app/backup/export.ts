@@ -1,0 +1,39 @@
+import {Flags} from '@oclif/core'
+
+import {BackupCommand} from '../../../cli/base-command.js'
+import {renderExport} from '../../../cli/render.js'
+import {exportBackups, ExportResult} from '../../../services/export.js'
+
+export type ExportCommandResult = ExportResult
+
+export default class Export extends BackupCommand {
+  static override description = `Export backups into standard files, for migrating away.
+
+Each backup goes into DIR/<env>/<id>/ as database.dump / database.sql / database.sqlite3, media.tar and manifest.json, decrypted and verified. DIR/index.json and DIR/SHA256SUMS list every file with its checksum, and DIR/README.txt explains how to restore each kind by hand with pg_restore, mysql, sqlite3 and tar.
+
+With --raw, the encrypted .age objects are exported as stored instead, with instructions for age -d; no secret key is needed.
+
+An interrupted export resumes when run again: files already present and matching their checksum are kept.`
+  static override examples = [
+    '<%= config.bin %> <%= command.id %> -o ./shop-export',
+    '<%= config.bin %> <%= command.id %> -e live --latest -o ./shop-latest',
+    '<%= config.bin %> <%= command.id %> --raw -o ./shop-encrypted',
+  ]
+  static override flags = {
+    all: Flags.boolean({description: 'Export every complete backup (the default).', exclusive: ['latest']}),
+    latest: Flags.boolean({description: 'Export only the newest complete backup.', exclusive: ['all']}),
+    output: Flags.string({char: 'o', description: 'Folder to export into (default: ./divio-export-<app>).'}),
+    raw: Flags.boolean({description: 'Export the encrypted objects as stored, instead of decrypted files.'}),
+  }
+
+  async run(): Promise<ExportCommandResult> {
+    const {flags} = await this.parse(Export)
+    const result = await exportBackups(await this.context(flags), process.cwd(), {
+      latest: flags.latest,
+      outputDir: flags.output,
+      raw: flags.raw,
+    })
+    this.log(renderExport(result))
+    return result
+  }
+}

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
-import {createReadStream, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
+import {createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -98,6 +98,39 @@ describe('MySQL/MariaDB (real server)', function () {
     expect(
       db.asRoot("SELECT GROUP_CONCAT(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'broken'").trim(),
     ).to.equal('one')
+  })
+
+  it('restore live → test through the CLI gives equal tables, after a safety backup of test', () => {
+    const project = makeProject()
+    db.asRoot('CREATE DATABASE shop_test')
+    db.asRoot(
+      "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20)); INSERT INTO customers VALUES (1, 'test only')",
+      'shop_test',
+    )
+    mkdirSync(join(project.root, '.divio'), {recursive: true})
+    writeFileSync(
+      join(project.root, '.divio', 'backups.json'),
+      JSON.stringify({
+        app: 'shop',
+        defaultEnvironment: 'live',
+        environments: {
+          live: {database: '${LIVE_URL}', store: './.divio/backups'},
+          test: {database: '${TEST_URL}', store: './.divio/backups'},
+        },
+      }),
+    )
+    Object.assign(project.env, {LIVE_URL: db.url('shop'), TEST_URL: db.url('shop_test')})
+    const created = cli(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+
+    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    expect(restored.status, restored.stderr).to.equal(0)
+    expect(checksums(db, 'shop_test')).to.equal(checksums(db, 'shop'))
+    expect(restored.stdout + restored.stderr).to.not.include(db.password)
+    const {safetyBackup} = restored.json() as {safetyBackup: string}
+    const listed = cli(project, ['list', '-e', 'test', '--json']).json() as Array<{id: string; note: string}>
+    expect(listed.map((backup) => [backup.id, backup.note])).to.deep.equal([[safetyBackup, `before restore of ${id}`]])
   })
 
   it('keeps the password out of argv and output, and fails cleanly when the server dies mid-dump', async () => {

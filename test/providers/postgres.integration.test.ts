@@ -222,6 +222,23 @@ describe('PostgreSQL (real server)', function () {
     )
     expect(checksums(pg, 'shop_test')).to.deep.equal(before)
     expect(pg.psql('shop_test', 'SELECT n FROM blocker').trim()).to.equal('120000')
+
+    // Leaving: the exported database.dump goes back with the stock pg_restore alone.
+    const out = join(project.root, 'export')
+    expect(cli(project, ['export', '--latest', '-o', out]).status).to.equal(0)
+    pg.psql('postgres', 'CREATE DATABASE shop_by_hand')
+    execFileSync(
+      join(binDir, 'pg_restore'),
+      [
+        '--no-owner',
+        '--no-privileges',
+        '--single-transaction',
+        `--dbname=${pg.url('shop_by_hand', false)}`,
+        join(out, 'live', id, 'database.dump'),
+      ],
+      {env: {...process.env, PGPASSWORD: pg.password}},
+    )
+    expect(checksums(pg, 'shop_by_hand')).to.deep.equal(checksums(pg, 'shop'))
   })
 
   it('a wrong password and an unreachable server each fail fast with a clear error and no stack trace', async () => {

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
-import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -120,6 +120,7 @@ describe('export', function () {
       .map(String)
       .filter((path) => path.endsWith('.partial'))
     expect(leftovers).to.deep.equal([])
+    rmSync(join(project.root, '..'), {force: true, recursive: true})
   })
 })
 

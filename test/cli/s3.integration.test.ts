@@ -3,7 +3,7 @@ import Database from 'better-sqlite3'
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, readFileSync, truncateSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -207,6 +207,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(error.code).to.equal('INTERRUPTED')
     expect(await s3.uploads(bucket)).to.deep.equal([])
     expect((await s3.keys(bucket)).filter((key) => key.endsWith('manifest.json'))).to.deep.equal([])
+    rmSync(join(project.root, '..'), {force: true, recursive: true})
   })
 
   it('peak RSS stays under 150 MiB while 1 GiB of media streams to S3', async () => {
@@ -228,6 +229,7 @@ describe('S3 store through the CLI (s3rver)', function () {
       .client()
       .send(new HeadObjectCommand({Bucket: bucket, Key: `divio/shop/local/${id}/media.tar.age`}))
     expect(head.ContentLength).to.be.greaterThan(1024 * MiB)
+    rmSync(join(project.root, '..'), {force: true, recursive: true})
   })
 })
 

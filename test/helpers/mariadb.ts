@@ -42,7 +42,8 @@ export class TestMariadb {
       'mariadb-install-db',
       [...user, `--datadir=${dataDir}`, '--auth-root-authentication-method=normal', '--skip-test-db'],
       {
-        env: {...process.env, PATH: `${process.env.PATH}:/usr/sbin`},
+        // The server writes its temp files as the mysql user: into its own folder, not the run's.
+        env: {...process.env, PATH: `${process.env.PATH}:/usr/sbin`, TMPDIR: root},
         stdio: 'ignore',
       },
     )
@@ -59,6 +60,7 @@ export class TestMariadb {
         `--socket=${socket}`,
         `--pid-file=${join(root, 'mysqld.pid')}`,
         `--log-error=${join(root, 'error.log')}`,
+        `--tmpdir=${root}`,
         '--innodb-buffer-pool-size=64M',
         '--skip-log-bin',
       ],

@@ -7,8 +7,8 @@ import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '.
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 import {ObjectSettings, uploadStream} from './s3-upload.js'
 
-/** Parts of one object in flight (or being filled) at once: 3 × 5 MiB of memory. */
-const UPLOAD_CONCURRENCY = 3
+/** Parts of one object in flight (or being filled) at once: 2 × 5 MiB of memory. */
+const UPLOAD_CONCURRENCY = 2
 /** Multipart uploads in progress are listed under `<key>.partial-<upload id>`, like the local store's partial files. */
 const PARTIAL_MARKER = '.partial-'
 

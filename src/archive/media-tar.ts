@@ -1,4 +1,5 @@
 import {createHash, Hash} from 'node:crypto'
+import {closeSync, openSync, readSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 import {Header, Pax} from 'tar'
@@ -161,7 +162,9 @@ async function* copyExactly(source: Readable, size: number, hash: Hash, path: st
       remaining -= part.length
       hash.update(part)
       if (part.length > 0) yield part
-      if (remaining === 0) break
+      // Stop early only for a file that grew; otherwise let the stream end by itself, because an
+      // iterator left early destroys it with an AbortError, whose stack trace costs more than a read.
+      if (remaining === 0 && part.length < chunk.length) break
     }
   } finally {
     source.destroy()
@@ -189,10 +192,36 @@ function row(entry: MediaEntry, sha256?: string): ListingRow {
   }
 }
 
-/** Convenience for providers: a file entry whose contents come from the local file system. */
-export function openLocalFile(path: string): () => Promise<Readable | undefined> {
+/** Files up to this size are read in one synchronous call. */
+const SMALL_FILE = 256 * 1024
+
+/**
+ * Convenience for providers: a file entry whose contents come from the local file system.
+ *
+ * Media is mostly small files, and each asynchronous read costs several round trips through libuv's
+ * thread pool (open, read, read to EOF, close), which dominated the backup of many small files. A
+ * small file is therefore read whole with one blocking call, which takes microseconds from the page
+ * cache; larger ones stream. Only the expected `size` is read; the archive checks the byte count.
+ */
+export function openLocalFile(path: string, size: number): () => Promise<Readable | undefined> {
   return async () => {
     try {
+      if (size <= SMALL_FILE) {
+        // One byte more than expected, so that a file that grew is still cut at its listed size.
+        const buffer = Buffer.allocUnsafe(size + 1)
+        const descriptor = openSync(path, 'r')
+        let read = 0
+        try {
+          for (let bytes = -1; bytes !== 0 && read < buffer.length; read += bytes) {
+            bytes = readSync(descriptor, buffer, read, buffer.length - read, null)
+          }
+        } finally {
+          closeSync(descriptor)
+        }
+
+        return Readable.from([buffer.subarray(0, read)], {objectMode: false})
+      }
+
       const handle = await open(path)
       return handle.createReadStream({highWaterMark: READ_CHUNK})
     } catch (error) {

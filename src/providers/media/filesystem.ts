@@ -1,4 +1,5 @@
 import {randomBytes} from 'node:crypto'
+import {lstatSync} from 'node:fs'
 import {lstat, mkdir, readdir, readlink, realpath, rename, rm} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -86,10 +87,9 @@ export class FilesystemMediaProvider implements MediaProvider {
     for (const name of names) {
       const path = relative === '' ? name : `${relative}/${name}`
       const absolute = join(folder, name)
-      const info = await lstat(absolute).catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return
-        throw error
-      })
+      // Synchronous: from the inode cache it takes microseconds, where a thread-pool round trip per
+      // file dominated the backup of many small files.
+      const info = lstatSync(absolute, {throwIfNoEntry: false})
       if (info === undefined) {
         onSkip?.(path, 'deleted while the backup ran')
         continue
@@ -100,7 +100,7 @@ export class FilesystemMediaProvider implements MediaProvider {
         yield {...common, size: 0, type: 'directory'}
         yield* this.walk(path, signal, onSkip)
       } else if (info.isFile()) {
-        yield {...common, open: openLocalFile(absolute), size: info.size, type: 'file'}
+        yield {...common, open: openLocalFile(absolute, info.size), size: info.size, type: 'file'}
       } else if (info.isSymbolicLink()) {
         yield {...common, linkTarget: await readlink(absolute), size: 0, type: 'symlink'}
       } else {

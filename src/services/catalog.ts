@@ -53,7 +53,11 @@ export async function readCatalog(store: Store, app: string, environment: string
     }
   }
 
-  complete.sort((a, b) => b.manifest.id.localeCompare(a.manifest.id))
+  // Newest first by creation time: ids only resolve to the second, and two backups can share one.
+  complete.sort(
+    (a, b) =>
+      Date.parse(b.manifest.createdAt) - Date.parse(a.manifest.createdAt) || b.manifest.id.localeCompare(a.manifest.id),
+  )
   incomplete.sort((a, b) => b.id.localeCompare(a.id))
   return {complete, incomplete}
 }

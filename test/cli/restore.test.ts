@@ -9,7 +9,7 @@ import {Header} from 'tar'
 
 import {parseRecipient} from '../../src/archive/age-keys.js'
 import {createEncryptStream} from '../../src/archive/age.js'
-import {cli, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {cli, makeProject, Project, snapshotTree, writeEnvironments} from '../helpers/project.js'
 import {collect} from '../helpers/tools.js'
 
 interface Listed {
@@ -29,19 +29,11 @@ function twoEnvironments(): Project {
   test.close()
   mkdirSync(join(project.root, 'test-media'))
   writeFileSync(join(project.root, 'test-media', 'only-in-test.txt'), 'test data\n')
-  mkdirSync(join(project.root, '.divio'), {recursive: true})
   const store = './.divio/backups'
-  writeFileSync(
-    join(project.root, '.divio', 'backups.json'),
-    JSON.stringify({
-      app: 'shop',
-      defaultEnvironment: 'live',
-      environments: {
-        live: {database: 'sqlite:///live.sqlite3', media: 'live-media', store},
-        test: {database: 'sqlite:///test.sqlite3', media: 'test-media', store},
-      },
-    }),
-  )
+  writeEnvironments(project, {
+    live: {database: 'sqlite:///live.sqlite3', media: 'live-media', store},
+    test: {database: 'sqlite:///test.sqlite3', media: 'test-media', store},
+  })
   return project
 }
 

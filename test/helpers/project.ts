@@ -157,6 +157,18 @@ export function listFiles(root: string): string[] {
 
 /** Writes `.divio/backups.json` for app `shop` with one environment, `live`. */
 export function writeConfig(project: Pick<Project, 'root'>, live: Record<string, unknown>): void {
+  writeEnvironments(project, {live})
+}
+
+/** Writes `.divio/backups.json` for app `shop` with these environments; the first is the default. */
+export function writeEnvironments(
+  project: Pick<Project, 'root'>,
+  environments: Record<string, Record<string, unknown>>,
+): void {
   mkdirSync(join(project.root, '.divio'), {recursive: true})
-  writeFileSync(join(project.root, '.divio', 'backups.json'), JSON.stringify({app: 'shop', environments: {live}}))
+  const [defaultEnvironment] = Object.keys(environments)
+  writeFileSync(
+    join(project.root, '.divio', 'backups.json'),
+    JSON.stringify({app: 'shop', defaultEnvironment, environments}),
+  )
 }

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
-import {createReadStream, mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {createReadStream, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -10,7 +10,7 @@ import {MysqlProvider} from '../../src/providers/database/mysql.js'
 import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
 import {freePort} from '../helpers/postgres.js'
 import {waitForProcess, watch} from '../helpers/processes.js'
-import {cli, cliAsync, listFiles, makeProject, Project, writeConfig} from '../helpers/project.js'
+import {cli, cliAsync, listFiles, makeProject, Project, writeConfig, writeEnvironments} from '../helpers/project.js'
 
 const TABLES = ['customers', 'files', 'audit']
 
@@ -107,18 +107,10 @@ describe('MySQL/MariaDB (real server)', function () {
       "CREATE TABLE customers (id INT PRIMARY KEY, name VARCHAR(20)); INSERT INTO customers VALUES (1, 'test only')",
       'shop_test',
     )
-    mkdirSync(join(project.root, '.divio'), {recursive: true})
-    writeFileSync(
-      join(project.root, '.divio', 'backups.json'),
-      JSON.stringify({
-        app: 'shop',
-        defaultEnvironment: 'live',
-        environments: {
-          live: {database: '${LIVE_URL}', store: './.divio/backups'},
-          test: {database: '${TEST_URL}', store: './.divio/backups'},
-        },
-      }),
-    )
+    writeEnvironments(project, {
+      live: {database: '${LIVE_URL}', store: './.divio/backups'},
+      test: {database: '${TEST_URL}', store: './.divio/backups'},
+    })
     Object.assign(project.env, {LIVE_URL: db.url('shop'), TEST_URL: db.url('shop_test')})
     const created = cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync, spawn} from 'node:child_process'
-import {createReadStream, mkdirSync, mkdtempSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createReadStream, mkdtempSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -8,7 +8,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {PostgresProvider} from '../../src/providers/database/postgres.js'
 import {freePort, postgresBinDir, TestPostgres} from '../helpers/postgres.js'
 import {waitForProcess, watch} from '../helpers/processes.js'
-import {cli, cliAsync, listFiles, makeProject, Project, writeConfig} from '../helpers/project.js'
+import {cli, cliAsync, listFiles, makeProject, Project, writeConfig, writeEnvironments} from '../helpers/project.js'
 
 const TABLES = ['customers', 'documents', 'events', 'bulk']
 
@@ -183,18 +183,10 @@ describe('PostgreSQL (real server)', function () {
       'shop_test',
       "CREATE TABLE customers (id serial PRIMARY KEY, name text); INSERT INTO customers (name) VALUES ('test only')",
     )
-    mkdirSync(join(project.root, '.divio'), {recursive: true})
-    writeFileSync(
-      join(project.root, '.divio', 'backups.json'),
-      JSON.stringify({
-        app: 'shop',
-        defaultEnvironment: 'live',
-        environments: {
-          live: {database: '${LIVE_URL}', store: './.divio/backups'},
-          test: {database: '${TEST_URL}', store: './.divio/backups'},
-        },
-      }),
-    )
+    writeEnvironments(project, {
+      live: {database: '${LIVE_URL}', store: './.divio/backups'},
+      test: {database: '${TEST_URL}', store: './.divio/backups'},
+    })
     Object.assign(project.env, {LIVE_URL: pg.url('shop'), TEST_URL: pg.url('shop_test')})
     const created = cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)

@@ -5,6 +5,9 @@ import {BackupError} from '../errors.js'
 import {ObjectInfo, ObjectNotFoundError, Store} from '../store/port.js'
 import {readSmallObject} from './objects.js'
 
+/** Manifest reads in flight at once. */
+const MANIFEST_READS = 16
+
 export interface Catalog {
   /** Newest first. */
   complete: CompleteBackup[]
@@ -34,11 +37,12 @@ export async function readCatalog(store: Store, app: string, environment: string
 
   const complete: CompleteBackup[] = []
   const incomplete: IncompleteBackup[] = []
+  const manifests: Array<{id: string; pinned: boolean}> = []
   for (const [id, objects] of groups) {
     const names = new Set(objects.map((object) => object.key.slice(prefix.length + id.length + 1)))
     const pinned = names.has(PIN_NAME)
     if (names.has(MANIFEST_NAME)) {
-      complete.push({manifest: await readManifest(store, `${prefix}${id}/${MANIFEST_NAME}`, id), pinned})
+      manifests.push({id, pinned})
     } else {
       incomplete.push({
         app,
@@ -51,6 +55,14 @@ export async function readCatalog(store: Store, app: string, environment: string
         pinned,
       })
     }
+  }
+
+  // Manifests are small and each read waits on the store (a file system round trip, an S3 request):
+  // read several at once.
+  for (let start = 0; start < manifests.length; start += MANIFEST_READS) {
+    const batch = manifests.slice(start, start + MANIFEST_READS)
+    const read = await Promise.all(batch.map(({id}) => readManifest(store, `${prefix}${id}/${MANIFEST_NAME}`, id)))
+    for (const [index, manifest] of read.entries()) complete.push({manifest, pinned: batch[index].pinned})
   }
 
   // Newest first by creation time: ids only resolve to the second, and two backups can share one.

@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
-import {constants, createWriteStream} from 'node:fs'
-import {mkdir, open, opendir, rename, rm, rmdir, stat} from 'node:fs/promises'
+import {constants, createWriteStream, Dirent} from 'node:fs'
+import {mkdir, open, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -9,6 +9,8 @@ import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
 const READ_CHUNK = 1024 * 1024
+/** Folders listed and files stat'ed at once while listing. */
+const PARALLEL_READS = 32
 
 /**
  * A folder on a local or mounted file system. Each object is a file at `<root>/<key>`.
@@ -103,11 +105,9 @@ export class LocalStore implements Store {
   }
 
   private async *walk(relative: string, prefix: string): AsyncIterable<ObjectInfo> {
-    let entries: string[]
+    let entries: Dirent[]
     try {
-      const folder = await opendir(relative === '' ? this.root : this.pathOf(relative))
-      entries = []
-      for await (const entry of folder) entries.push(entry.name + (entry.isDirectory() ? '/' : ''))
+      entries = await readdir(relative === '' ? this.root : this.pathOf(relative), {withFileTypes: true})
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
         return
@@ -115,17 +115,32 @@ export class LocalStore implements Store {
     }
 
     // Sorting names with a trailing "/" for folders keeps the yielded keys in ascending order.
-    entries.sort()
-    for (const entry of entries) {
-      const isFolder = entry.endsWith('/')
-      const name = isFolder ? entry.slice(0, -1) : entry
-      const key = relative === '' ? name : `${relative}/${name}`
-      if (isFolder) {
-        if (`${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`)) yield* this.walk(key, prefix)
-      } else if (key.startsWith(prefix)) {
-        const info = await stat(this.pathOf(key)).catch(() => {})
-        if (info) yield {bytes: info.size, key, modifiedAt: info.mtime}
-      }
+    const children = entries
+      .map((entry) => {
+        const key = relative === '' ? entry.name : `${relative}/${entry.name}`
+        return {isFolder: entry.isDirectory(), key, sortKey: entry.name + (entry.isDirectory() ? '/' : '')}
+      })
+      .filter(({isFolder, key}) =>
+        isFolder ? `${key}/`.startsWith(prefix) || prefix.startsWith(`${key}/`) : key.startsWith(prefix),
+      )
+      .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0))
+    // A backup is a folder of a few files: read many of them at once, since each read waits on the
+    // file system, and yield the results in order.
+    for (let start = 0; start < children.length; start += PARALLEL_READS) {
+      const batch = children.slice(start, start + PARALLEL_READS)
+      const results = await Promise.all(
+        batch.map(async ({isFolder, key}) => {
+          if (isFolder) {
+            const objects: ObjectInfo[] = []
+            for await (const object of this.walk(key, prefix)) objects.push(object)
+            return objects
+          }
+
+          const info = await stat(this.pathOf(key)).catch(() => {})
+          return info ? [{bytes: info.size, key, modifiedAt: info.mtime}] : []
+        }),
+      )
+      for (const objects of results) yield* objects
     }
   }
 }

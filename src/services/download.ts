@@ -1,10 +1,11 @@
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {link, lstat, mkdir, mkdtemp, open, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
+import {link, lstat, mkdir, mkdtemp, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {Manifest, MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
+import {syncPath} from '../lib/fsync.js'
 import {findBackup, readCatalog} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
@@ -82,7 +83,7 @@ export async function downloadBackup(
         plaintext: file.content.plaintext,
         sink: createWriteStream(stagedPath, {flags: 'wx', mode: 0o600}),
       })
-      await fsync(stagedPath)
+      await syncPath(stagedPath)
       files.push({
         bytes: file.content.plaintext.bytes,
         path: join(outputDir, file.name),
@@ -163,13 +164,4 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   )
-}
-
-async function fsync(path: string): Promise<void> {
-  const handle = await open(path, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
 }

@@ -1,12 +1,13 @@
 import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {mkdir, open, rename, stat, writeFile} from 'node:fs/promises'
+import {mkdir, rename, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, relative, resolve} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
 import {HashingStream} from '../archive/hash.js'
 import {Manifest, MANIFEST_NAME, objectsOf} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
+import {syncPath} from '../lib/fsync.js'
 import {objectKey, readCatalog} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf} from './download.js'
@@ -91,7 +92,7 @@ async function exportFile(file: PlannedFile, path: string, outputDir: string): P
     })
   }
 
-  await syncFile(partial)
+  await syncPath(partial)
   await rename(partial, path)
   return 'exported'
 }
@@ -202,15 +203,6 @@ async function atomicWrite(path: string, text: string): Promise<void> {
   await mkdir(dirname(path), {recursive: true})
   await writeFile(`${path}.partial`, text, {mode: 0o644})
   await rename(`${path}.partial`, path)
-}
-
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
-  }
 }
 
 function readme(app: string, raw: boolean): string {

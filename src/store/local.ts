@@ -5,6 +5,7 @@ import {dirname, join, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import {syncPath} from '../lib/fsync.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
@@ -66,9 +67,9 @@ export class LocalStore implements Store {
     try {
       const output = createWriteStream(partial, {flags: 'wx', highWaterMark: READ_CHUNK, mode: 0o600})
       await pipeline(source, counter, output, {signal: options.signal})
-      await syncFile(partial)
+      await syncPath(partial)
       await rename(partial, target)
-      await syncFile(folder)
+      await syncPath(folder)
       return {bytes}
     } catch (error) {
       await rm(partial, {force: true})
@@ -142,15 +143,5 @@ export class LocalStore implements Store {
       )
       for (const objects of results) yield* objects
     }
-  }
-}
-
-/** fsync by path: on Linux any descriptor of a file (or folder) flushes it. */
-async function syncFile(path: string): Promise<void> {
-  const handle = await open(path, constants.O_RDONLY)
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
   }
 }

@@ -7,6 +7,7 @@ import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../../errors.js'
+import {syncPath} from '../../lib/fsync.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
 
 const READ_CHUNK = 1024 * 1024
@@ -111,14 +112,5 @@ export class SqliteProvider implements DatabaseProvider {
       format: 'sqlite3',
       stream: handle.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}),
     }
-  }
-}
-
-async function syncPath(path: string): Promise<void> {
-  const handle = await open(path, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
   }
 }

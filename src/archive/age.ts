@@ -48,13 +48,65 @@ interface Stanza {
 
 /** Encrypts a byte stream to X25519 recipients (raw 32-byte public keys). */
 export function createEncryptStream(recipients: readonly Uint8Array[]): Transform {
-  if (recipients.length === 0) throw new Error('age: at least one recipient is required')
-  const fileKey = randomBytes(16)
-  const stanzas = recipients.map((recipient) => wrapFileKey(fileKey, recipient))
-  const header = encodeHeader(fileKey, stanzas)
-  const nonce = randomBytes(16)
-  const payloadKey = deriveKey(fileKey, nonce, 'payload')
-  return new EncryptTransform(Buffer.concat([header, nonce]), payloadKey)
+  return new EncryptTransform(new AgeSealer(recipients))
+}
+
+/**
+ * The synchronous core of encryption, for callers that move bytes themselves (a worker thread): takes
+ * plaintext in pieces of any size and returns the age file's bytes, header first, in order.
+ */
+export class AgeSealer {
+  private counter = 0n
+  private readonly key: Buffer
+  private pending: Buffer[] = []
+  private pendingBytes = 0
+  private prefix: Buffer | undefined
+
+  constructor(recipients: readonly Uint8Array[]) {
+    if (recipients.length === 0) throw new Error('age: at least one recipient is required')
+    const fileKey = randomBytes(16)
+    const stanzas = recipients.map((recipient) => wrapFileKey(fileKey, recipient))
+    const nonce = randomBytes(16)
+    this.prefix = Buffer.concat([encodeHeader(fileKey, stanzas), nonce])
+    this.key = deriveKey(fileKey, nonce, 'payload')
+  }
+
+  /** Seals the rest, including the last chunk (which is sealed differently), and ends the file. */
+  final(): Buffer[] {
+    const out = this.takePrefix()
+    this.seal(out, this.consume(this.pendingBytes), true)
+    return out
+  }
+
+  update(data: Buffer): Buffer[] {
+    const out = this.takePrefix()
+    this.pending.push(data)
+    this.pendingBytes += data.length
+    // Hold back at least one byte: the last chunk is sealed differently and is only known at the end.
+    while (this.pendingBytes > CHUNK) this.seal(out, this.consume(CHUNK), false)
+    return out
+  }
+
+  private consume(bytes: number): Buffer {
+    const out = takeBytes(this.pending, bytes)
+    this.pendingBytes -= bytes
+    return out
+  }
+
+  /** Appends one sealed chunk: ciphertext, then tag, as two buffers (joining them would copy every byte). */
+  private seal(out: Buffer[], plaintext: Buffer, last: boolean): void {
+    const cipher = createCipheriv('chacha20-poly1305', this.key, chunkNonce(this.counter, last), {authTagLength: TAG})
+    out.push(cipher.update(plaintext))
+    cipher.final()
+    out.push(cipher.getAuthTag())
+    this.counter++
+  }
+
+  private takePrefix(): Buffer[] {
+    const {prefix} = this
+    this.prefix = undefined
+    return prefix ? [prefix] : []
+  }
 }
 
 /**
@@ -182,54 +234,18 @@ function findFileKey(stanzas: readonly Stanza[], identities: readonly X25519Iden
 }
 
 class EncryptTransform extends Transform {
-  private counter = 0n
-  private pending: Buffer[] = []
-  private pendingBytes = 0
-  private prefix: Buffer | undefined
-
-  constructor(
-    prefix: Buffer,
-    private readonly key: Buffer,
-  ) {
+  constructor(private readonly sealer: AgeSealer) {
     super({readableHighWaterMark: 4 * CHUNK, writableHighWaterMark: 4 * CHUNK})
-    this.prefix = prefix
   }
 
   override _flush(callback: TransformCallback): void {
-    this.emitPrefix()
-    this.seal(this.consume(this.pendingBytes), true)
+    for (const piece of this.sealer.final()) this.push(piece)
     callback()
   }
 
   override _transform(data: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.emitPrefix()
-    this.pending.push(data)
-    this.pendingBytes += data.length
-    // Hold back at least one byte: the last chunk is sealed differently and we only know it at the end.
-    while (this.pendingBytes > CHUNK) this.seal(this.consume(CHUNK), false)
+    for (const piece of this.sealer.update(data)) this.push(piece)
     callback()
-  }
-
-  private consume(bytes: number): Buffer {
-    const out = takeBytes(this.pending, bytes)
-    this.pendingBytes -= bytes
-    return out
-  }
-
-  private emitPrefix(): void {
-    if (this.prefix) {
-      this.push(this.prefix)
-      this.prefix = undefined
-    }
-  }
-
-  /** Pushes one sealed chunk: ciphertext, then tag, as two buffers (joining them would copy every byte). */
-  private seal(plaintext: Buffer, last: boolean): void {
-    const cipher = createCipheriv('chacha20-poly1305', this.key, chunkNonce(this.counter, last), {authTagLength: TAG})
-    this.push(cipher.update(plaintext))
-    cipher.final()
-    this.push(cipher.getAuthTag())
-    this.counter++
   }
 }
 

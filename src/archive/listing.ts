@@ -10,6 +10,7 @@ import {BackupError} from '../errors.js'
 import {LISTING_MEMBER, ListingRow, ListingSink} from './media-tar.js'
 
 export const LISTING_FORMAT = 'divio-media-listing'
+const SPOOL_BYTES = 64 * 1024
 
 /**
  * Spools MANIFEST.json to a file, one row per line, so that a million files cost disk, not memory.
@@ -18,13 +19,13 @@ export const LISTING_FORMAT = 'divio-media-listing'
 export function createListingFile(folder: string): ListingSink {
   const path = join(folder, 'MANIFEST.json')
   const output: WriteStream = createWriteStream(path, {flags: 'wx', mode: 0o600})
-  let first = true
   let failure: Error | undefined
   output.on('error', (error) => {
     failure = error
   })
-
-  output.write(`{"format":"${LISTING_FORMAT}","version":1,"files":[\n`)
+  // Rows are gathered into writes of about SPOOL_BYTES: one write per row cost more than the row.
+  let pending = `{"format":"${LISTING_FORMAT}","version":1,"files":[\n`
+  let separator = ''
 
   async function write(text: string): Promise<void> {
     if (failure) throw failure
@@ -32,12 +33,18 @@ export function createListingFile(folder: string): ListingSink {
   }
 
   return {
-    async add(row: ListingRow) {
-      await write(`${first ? '' : ',\n'}${JSON.stringify(row)}`)
-      first = false
+    add(row: ListingRow) {
+      if (failure) throw failure
+      pending += `${separator}${JSON.stringify(row)}`
+      separator = ',\n'
+      if (pending.length < SPOOL_BYTES) return
+      const text = pending
+      pending = ''
+      return write(text)
     },
     async finish() {
-      await write(`${first ? '' : '\n'}]}\n`)
+      await write(`${pending}${separator === '' ? '' : '\n'}]}\n`)
+      pending = ''
       output.end()
       await once(output, 'finish')
       if (failure) throw failure

@@ -2,7 +2,8 @@ import {createHash, Hash} from 'node:crypto'
 import {closeSync, openSync, readSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
-import {Header, Pax} from 'tar'
+
+import {encodeTarHeader} from './tar-header.js'
 
 /**
  * The media archive: a POSIX (pax) tar whose members are `media/<path>` for every file, folder and
@@ -10,14 +11,16 @@ import {Header, Pax} from 'tar'
  * mode and SHA-256. Any `tar` reads it; `tar -xf media.tar media/` restores the files by hand.
  *
  * The archive is produced here, entry by entry, so that each file's SHA-256 is taken from the very
- * bytes that go into the archive (one read, no race between hashing and archiving); node-tar encodes
- * the headers.
+ * bytes that go into the archive (one read, no race between hashing and archiving). Headers are
+ * node-tar's encoding (see tar-header.ts).
  */
 
 export const MEDIA_PREFIX = 'media/'
 export const LISTING_MEMBER = 'MANIFEST.json'
 const BLOCK = 512
 const READ_CHUNK = 64 * 1024
+/** The archive stream's chunk size: few, large chunks keep the per-chunk cost of every later stage small. */
+const BATCH = 128 * 1024
 
 export type MediaEntryType = 'directory' | 'file' | 'symlink'
 
@@ -29,11 +32,16 @@ export interface MediaEntry {
   key?: string
   /** Target of a symlink, stored as it is (never followed). */
   linkTarget?: string
+  /**
+   * A file on this machine: the archive opens and reads it itself, straight into its output. A file
+   * that has disappeared since it was listed is left out; one that grew is cut at `size`.
+   */
+  localPath?: string
   mode: number
   /** For S3 media, the object's Last-Modified. */
   mtime: Date
   /**
-   * Opens the file's contents; only called for files. The stream must yield `size` bytes.
+   * Opens the file's contents; only called for files without `localPath`. The stream must yield `size` bytes.
    * Resolves to undefined when the file has disappeared since it was listed: it is then left out.
    * It may update `size`, `mtime` and `etag` to those of what it opened (an S3 object replaced since
    * the listing); the archive records what was read.
@@ -61,7 +69,8 @@ export interface ListingRow {
 }
 
 export interface ListingSink {
-  add(row: ListingRow): Promise<void>
+  /** Returns a promise only when the caller must wait (the spool is behind). */
+  add(row: ListingRow): Promise<void> | void
   /** Closes the listing and returns its path and size, to be appended to the tar. */
   finish(): Promise<{bytes: number; path: string}>
 }
@@ -74,6 +83,10 @@ export interface MediaTarSummary {
 /**
  * Streams the tar of `entries`. The listing is spooled through `sink` (a temp file), so memory does
  * not grow with the number of files. `summary` resolves when the archive has been fully produced.
+ *
+ * The archive comes out in batches of {@link BATCH} bytes. Local files are read straight into the
+ * batch, in one blocking call per file or per batch, and hashed there: media is mostly small files, and
+ * a thread-pool round trip and a stream per file cost more than reading them.
  */
 export function createMediaTar(
   entries: AsyncIterable<MediaEntry>,
@@ -88,33 +101,40 @@ export function createMediaTar(
   summary.catch(() => {})
 
   async function* generate(): AsyncGenerator<Buffer> {
+    const out = new Batches()
     let files = 0
     let totalFileBytes = 0
     for await (const entry of entries) {
       if (entry.type === 'file') {
-        const source = await entry.open!()
-        if (source === undefined) continue
         const hash = createHash('sha256')
-        yield header(`${MEDIA_PREFIX}${entry.path}`, entry)
-        yield* copyExactly(source, entry.size, hash, entry.path)
-        yield padding(entry.size)
+        const included =
+          entry.localPath === undefined
+            ? yield* copyStreamed(entry, hash, out)
+            : yield* copyLocal(entry, entry.localPath, hash, out)
+        if (!included) continue
+        out.append(padding(entry.size))
         files++
         totalFileBytes += entry.size
-        await sink.add(row(entry, hash.digest('hex')))
+        const spooled = sink.add(row(entry, hash.digest('hex')))
+        if (spooled) await spooled
       } else {
-        yield header(`${MEDIA_PREFIX}${entry.path}${entry.type === 'directory' ? '/' : ''}`, entry)
-        await sink.add(row(entry))
+        out.append(header(`${MEDIA_PREFIX}${entry.path}${entry.type === 'directory' ? '/' : ''}`, entry))
+        const spooled = sink.add(row(entry))
+        if (spooled) await spooled
       }
+
+      if (out.ready.length > 0) yield* out.take()
     }
 
     const listing = await sink.finish()
-    yield header(LISTING_MEMBER, {mode: 0o644, mtime: new Date(), size: listing.bytes, type: 'file'})
+    out.append(header(LISTING_MEMBER, {mode: 0o644, mtime: new Date(), size: listing.bytes, type: 'file'}))
     const handle = await open(listing.path)
     try {
       let copied = 0
       for await (const chunk of handle.createReadStream({highWaterMark: READ_CHUNK}) as AsyncIterable<Buffer>) {
         copied += chunk.length
-        yield chunk
+        out.append(chunk)
+        if (out.ready.length > 0) yield* out.take()
       }
 
       if (copied !== listing.bytes) throw new Error('the media listing changed while it was being archived')
@@ -122,46 +142,119 @@ export function createMediaTar(
       await handle.close().catch(() => {})
     }
 
-    yield padding(listing.bytes)
+    out.append(padding(listing.bytes))
     // Two zero blocks end a tar archive.
-    yield Buffer.alloc(2 * BLOCK)
+    out.append(Buffer.alloc(2 * BLOCK))
+    yield* out.take()
+    yield* out.rest()
     resolveSummary({files, totalFileBytes})
   }
 
-  const stream = Readable.from(generate(), {highWaterMark: 4, objectMode: false})
+  const stream = Readable.from(generate(), {highWaterMark: 1, objectMode: false})
   stream.on('error', (error) => rejectSummary(error))
   return {stream, summary}
 }
 
+/** The archive's output: bytes appended or read into fixed-size buffers, handed out when full. */
+class Batches {
+  readonly ready: Buffer[] = []
+  private batch = Buffer.allocUnsafeSlow(BATCH)
+  private filled = 0
+
+  append(data: Buffer): void {
+    let offset = 0
+    while (offset < data.length) {
+      const copied = data.copy(this.batch, this.filled, offset)
+      this.filled += copied
+      offset += copied
+      if (this.filled === BATCH) this.next()
+    }
+  }
+
+  /** Reads up to `limit` bytes of an open file into the current batch, hashing them; 0 at end of file. */
+  readFrom(descriptor: number, limit: number, hash: Hash): number {
+    const wanted = Math.min(limit, BATCH - this.filled)
+    const read = readSync(descriptor, this.batch, this.filled, wanted, null)
+    hash.update(this.batch.subarray(this.filled, this.filled + read))
+    this.filled += read
+    if (this.filled === BATCH) this.next()
+    return read
+  }
+
+  *rest(): Generator<Buffer> {
+    if (this.filled > 0) yield this.batch.subarray(0, this.filled)
+    this.filled = 0
+  }
+
+  *take(): Generator<Buffer> {
+    while (this.ready.length > 0) yield this.ready.shift()!
+  }
+
+  private next(): void {
+    this.ready.push(this.batch)
+    this.batch = Buffer.allocUnsafeSlow(BATCH)
+    this.filled = 0
+  }
+}
+
 function header(path: string, entry: Pick<MediaEntry, 'linkTarget' | 'mode' | 'mtime' | 'size' | 'type'>): Buffer {
-  const type = entry.type === 'directory' ? 'Directory' : entry.type === 'symlink' ? 'SymbolicLink' : 'File'
-  const fields = {
+  return encodeTarHeader({
     linkpath: entry.linkTarget,
     mode: entry.mode % 0o1_0000,
     mtime: entry.mtime,
     path,
     size: entry.type === 'file' ? entry.size : 0,
-    type,
-  } as const
-  const encoded = new Header(fields)
-  // encode() returns true when a field does not fit the ustar header (long or non-ASCII names, big sizes).
-  if (encoded.encode()) {
-    const pax = new Pax({linkpath: fields.linkpath, mtime: fields.mtime, path: fields.path, size: fields.size})
-    return Buffer.concat([pax.encode(), encoded.block!])
-  }
-
-  return encoded.block!
+    type: entry.type === 'directory' ? 'Directory' : entry.type === 'symlink' ? 'SymbolicLink' : 'File',
+  })
 }
 
-// Yields exactly `size` bytes of `source`, hashing them; a file that grew is cut at its listed size.
-async function* copyExactly(source: Readable, size: number, hash: Hash, path: string): AsyncGenerator<Buffer> {
-  let remaining = size
+/**
+ * Appends the member of a file on this machine, header and contents, reading exactly its listed size
+ * straight into the output and hashing it. Returns false, appending nothing, when the file has
+ * disappeared since it was listed.
+ * @yields The output batches that filled up meanwhile.
+ */
+function* copyLocal(entry: MediaEntry, path: string, hash: Hash, out: Batches): Generator<Buffer, boolean> {
+  let descriptor: number
+  try {
+    descriptor = openSync(path, 'r')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
+    throw error
+  }
+
+  try {
+    out.append(header(`${MEDIA_PREFIX}${entry.path}`, entry))
+    for (let remaining = entry.size; remaining > 0;) {
+      const read = out.readFrom(descriptor, remaining, hash)
+      if (read === 0) throw shrank(entry.path)
+      remaining -= read
+      if (out.ready.length > 0) yield* out.take()
+    }
+  } finally {
+    closeSync(descriptor)
+  }
+
+  return true
+}
+
+/**
+ * Appends the member of a file read through `entry.open()`, taking exactly its listed size (a file that
+ * grew is cut there) and hashing it. Returns false when the file has disappeared since it was listed.
+ * @yields The output batches that filled up meanwhile.
+ */
+async function* copyStreamed(entry: MediaEntry, hash: Hash, out: Batches): AsyncGenerator<Buffer, boolean> {
+  const source = await entry.open!()
+  if (source === undefined) return false
+  out.append(header(`${MEDIA_PREFIX}${entry.path}`, entry))
+  let remaining = entry.size
   try {
     for await (const chunk of source as AsyncIterable<Buffer>) {
       const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk
       remaining -= part.length
       hash.update(part)
-      if (part.length > 0) yield part
+      out.append(part)
+      if (out.ready.length > 0) yield* out.take()
       // Stop early only for a file that grew; otherwise let the stream end by itself, because an
       // iterator left early destroys it with an AbortError, whose stack trace costs more than a read.
       if (remaining === 0 && part.length < chunk.length) break
@@ -170,7 +263,12 @@ async function* copyExactly(source: Readable, size: number, hash: Hash, path: st
     source.destroy()
   }
 
-  if (remaining > 0) throw new Error(`media file ${path} shrank while it was being read; run the backup again`)
+  if (remaining > 0) throw shrank(entry.path)
+  return true
+}
+
+function shrank(path: string): Error {
+  return new Error(`media file ${path} shrank while it was being read; run the backup again`)
 }
 
 function padding(size: number): Buffer {
@@ -189,44 +287,5 @@ function row(entry: MediaEntry, sha256?: string): ListingRow {
     ...(sha256 === undefined ? {} : {sha256}),
     size: entry.type === 'file' ? entry.size : 0,
     type: entry.type,
-  }
-}
-
-/** Files up to this size are read in one synchronous call. */
-const SMALL_FILE = 256 * 1024
-
-/**
- * Convenience for providers: a file entry whose contents come from the local file system.
- *
- * Media is mostly small files, and each asynchronous read costs several round trips through libuv's
- * thread pool (open, read, read to EOF, close), which dominated the backup of many small files. A
- * small file is therefore read whole with one blocking call, which takes microseconds from the page
- * cache; larger ones stream. Only the expected `size` is read; the archive checks the byte count.
- */
-export function openLocalFile(path: string, size: number): () => Promise<Readable | undefined> {
-  return async () => {
-    try {
-      if (size <= SMALL_FILE) {
-        // One byte more than expected, so that a file that grew is still cut at its listed size.
-        const buffer = Buffer.allocUnsafe(size + 1)
-        const descriptor = openSync(path, 'r')
-        let read = 0
-        try {
-          for (let bytes = -1; bytes !== 0 && read < buffer.length; read += bytes) {
-            bytes = readSync(descriptor, buffer, read, buffer.length - read, null)
-          }
-        } finally {
-          closeSync(descriptor)
-        }
-
-        return Readable.from([buffer.subarray(0, read)], {objectMode: false})
-      }
-
-      const handle = await open(path)
-      return handle.createReadStream({highWaterMark: READ_CHUNK})
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return
-      throw error
-    }
   }
 }

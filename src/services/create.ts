@@ -5,10 +5,10 @@ import {join} from 'node:path'
 import {Duplex, PassThrough, Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {createEncryptStream} from '../archive/age.js'
 import {HashingStream} from '../archive/hash.js'
 import {createListingFile} from '../archive/listing.js'
 import {createMediaTar} from '../archive/media-tar.js'
+import {createSealStream, startSealWorker} from '../archive/seal.js'
 import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
 import {
@@ -49,6 +49,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
   const wantDatabase = options.database && env.database !== undefined
   const wantMedia = options.media && env.media !== undefined
   if (!wantDatabase && !wantMedia) throw nothingToBackUp(context, options)
+  startSealWorker()
 
   const recipients = await context.keys.recipients(context.now(), (path, recipient) => {
     reporter.notice(
@@ -74,8 +75,6 @@ export async function createBackup(context: BackupContext, options: CreateOption
     progress: Progress,
     compression: 'none' | 'zstd' = 'none',
   ): Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}> => {
-    const plain = new HashingStream()
-    const sealed = new HashingStream()
     const pacer = new MemoryPacer()
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
@@ -85,21 +84,31 @@ export async function createBackup(context: BackupContext, options: CreateOption
       },
     })
     written.push(key(name))
+    // Compressed data is hashed before it leaves for zstd; otherwise the seal stream hashes its input.
+    const plain = compression === 'zstd' ? new HashingStream() : undefined
+    const seal = createSealStream(recipients.publicKeys, {
+      hashPlaintext: plain === undefined,
+      offThread: store.local,
+    })
     const output = new PassThrough({highWaterMark: 256 * 1024})
     const [piped, stored] = await Promise.allSettled([
-      compression === 'zstd'
-        ? pipeline(source, plain, meter, compressor(), createEncryptStream(recipients.publicKeys), sealed, output)
-        : pipeline(source, plain, meter, createEncryptStream(recipients.publicKeys), sealed, output),
+      plain ? pipeline(source, plain, meter, compressor(), seal, output) : pipeline(source, meter, seal, output),
       store.put(key(name), output, {signal}),
     ])
     // A failing side makes the other report only a premature close: report the error that is the cause.
     const errors = [stored, piped].flatMap((result) => (result.status === 'rejected' ? [result.reason as unknown] : []))
     if (errors.length > 0 || stored.status === 'rejected')
       throw errors.find((error) => !isPrematureClose(error)) ?? errors[0]
+    const sealed = await seal.result
     const {bytes} = stored.value
     progress.done()
-    if (bytes !== sealed.bytes) throw new Error(`${name}: the store accepted ${bytes} bytes of ${sealed.bytes}`)
-    return {object: {bytes, name, sha256: sealed.sha256}, plaintext: {bytes: plain.bytes, sha256: plain.sha256}}
+    if (bytes !== sealed.sealed.bytes)
+      throw new Error(`${name}: the store accepted ${bytes} bytes of ${sealed.sealed.bytes}`)
+    const plaintext = plain ? {bytes: plain.bytes, sha256: plain.sha256} : sealed.plaintext
+    return {
+      object: {bytes, name, sha256: sealed.sealed.sha256},
+      plaintext: {bytes: plaintext.bytes, sha256: plaintext.sha256!},
+    }
   }
 
   try {

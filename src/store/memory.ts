@@ -5,6 +5,7 @@ import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 /** An in-process store for tests of the services; it keeps whole objects in memory. */
 export class MemoryStore implements Store {
   readonly description = 'memory'
+  readonly local = true
   private readonly objects = new Map<string, {data: Buffer; modifiedAt: Date}>()
 
   constructor(private readonly clock: () => Date = () => new Date()) {}

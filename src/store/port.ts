@@ -39,6 +39,12 @@ export interface Store {
   readonly description: string
   get(key: string): Promise<Readable>
   list(prefix: string): AsyncIterable<ObjectInfo>
+  /**
+   * True when puts go to a file system on this machine, which takes data as fast as it can be
+   * encrypted: `create` then encrypts on a second thread. A remote store is bound by the network and
+   * needs memory for its upload buffers, so the work stays on one thread.
+   */
+  readonly local: boolean
   put(key: string, source: Readable, options?: {signal?: AbortSignal}): Promise<{bytes: number}>
   stat(key: string): Promise<ObjectInfo | undefined>
 }

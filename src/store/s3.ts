@@ -25,6 +25,7 @@ const PARTIAL_MARKER = '.partial-'
  */
 export class S3Store implements Store {
   readonly description: string
+  readonly local = false
   private clientPromise: Promise<S3Client> | undefined
   private readonly settings: ObjectSettings
 

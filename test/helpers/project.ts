@@ -72,6 +72,8 @@ export interface CliResult {
   stdout: string
 }
 
+const CLI_TIMEOUT_MS = 120_000
+
 export function cli(
   project: Pick<Project, 'env' | 'root'>,
   args: string[],
@@ -81,8 +83,15 @@ export function cli(
     cwd: project.root,
     encoding: 'utf8',
     env: {...project.env, ...extraEnv},
+    killSignal: 'SIGKILL',
     stdio: ['ignore', 'pipe', 'pipe'],
+    // A CLI that does not exit is a bug to report, not a reason for the suite to hang.
+    timeout: CLI_TIMEOUT_MS,
   })
+  if ((result.error as NodeJS.ErrnoException | undefined)?.code === 'ETIMEDOUT') {
+    throw new Error(`divio app backup ${args.join(' ')} did not exit within ${CLI_TIMEOUT_MS / 1000} s`)
+  }
+
   return {
     json: () => JSON.parse(result.stdout),
     status: result.status,

@@ -5,7 +5,7 @@ import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {extractMediaArchive} from '../../archive/extract.js'
-import {MediaEntry, openLocalFile} from '../../archive/media-tar.js'
+import {MediaEntry} from '../../archive/media-tar.js'
 import {BackupError} from '../../errors.js'
 import {MediaProvider, MediaRestoreSummary} from './port.js'
 
@@ -100,7 +100,7 @@ export class FilesystemMediaProvider implements MediaProvider {
         yield {...common, size: 0, type: 'directory'}
         yield* this.walk(path, signal, onSkip)
       } else if (info.isFile()) {
-        yield {...common, open: openLocalFile(absolute, info.size), size: info.size, type: 'file'}
+        yield {...common, localPath: absolute, size: info.size, type: 'file'}
       } else if (info.isSymbolicLink()) {
         yield {...common, linkTarget: await readlink(absolute), size: 0, type: 'symlink'}
       } else {

@@ -1,0 +1,89 @@
+import {createHash, Hash} from 'node:crypto'
+import {parentPort} from 'node:worker_threads'
+
+import type {SealReply, SealRequest} from './seal.js'
+
+import {keepMemoryFlat, MemoryPacer} from '../lib/memory.js'
+import {AgeSealer} from './age.js'
+
+/**
+ * The worker side of createSealStream (seal.ts): hashes the plaintext and encrypts it, one job per stream.
+ * Every reply carries the job's id; a job's batches are answered in order, one sealed batch each.
+ */
+
+interface Job {
+  pacer: MemoryPacer
+  plainBytes: number
+  plainHash?: Hash
+  readonly sealer: AgeSealer
+}
+
+const port = parentPort!
+const jobs = new Map<number, Job>()
+keepMemoryFlat()
+
+port.on('message', (request: SealRequest) => {
+  try {
+    handle(request)
+  } catch (error) {
+    jobs.delete(request.id)
+    post({id: request.id, kind: 'error', message: (error as Error).message})
+  }
+})
+
+function handle(request: SealRequest): void {
+  switch (request.kind) {
+    case 'cancel': {
+      jobs.delete(request.id)
+      break
+    }
+
+    case 'data': {
+      const job = jobs.get(request.id)
+      if (job === undefined) return
+      const plaintext = Buffer.from(request.batch, 0, request.length)
+      job.plainHash?.update(plaintext)
+      job.plainBytes += plaintext.length
+      job.pacer.advance(plaintext.length)
+      reply(request.id, job.sealer.update(plaintext))
+      break
+    }
+
+    case 'end': {
+      const job = jobs.get(request.id)
+      if (job === undefined) return
+      reply(request.id, job.sealer.final())
+      jobs.delete(request.id)
+      post({
+        id: request.id,
+        kind: 'done',
+        plaintext: {bytes: job.plainBytes, sha256: job.plainHash?.digest('hex')},
+      })
+      break
+    }
+
+    case 'start': {
+      jobs.set(request.id, {
+        pacer: new MemoryPacer(),
+        plainBytes: 0,
+        plainHash: request.hashPlaintext ? createHash('sha256') : undefined,
+        sealer: new AgeSealer(request.recipients),
+      })
+      break
+    }
+  }
+}
+
+/** Joins the sealed pieces into one buffer that is handed over without a copy. */
+function reply(id: number, pieces: Buffer[]): void {
+  let length = 0
+  for (const piece of pieces) length += piece.length
+  const joined = Buffer.allocUnsafeSlow(length)
+  let offset = 0
+  for (const piece of pieces) offset += piece.copy(joined, offset)
+  post({batch: joined.buffer, id, kind: 'sealed', length}, [joined.buffer])
+}
+
+function post(message: SealReply, transfer: ArrayBuffer[] = []): void {
+  port.postMessage(message, transfer)
+}

@@ -1,0 +1,290 @@
+import {createHash, Hash} from 'node:crypto'
+import {Duplex, Transform, TransformCallback} from 'node:stream'
+import {Worker} from 'node:worker_threads'
+
+import {AgeSealer} from './age.js'
+
+/** What a seal stream measured: its input and its age output, each with its byte count and SHA-256. */
+export interface SealResult {
+  /** Undefined sha256 when the stream was created with `hashPlaintext: false`. */
+  plaintext: {bytes: number; sha256?: string}
+  sealed: {bytes: number; sha256: string}
+}
+
+/** Messages to the worker (see seal-worker.ts). `batch` is transferred, not copied. */
+export type SealRequest =
+  | {batch: ArrayBuffer; id: number; kind: 'data'; length: number}
+  | {hashPlaintext: boolean; id: number; kind: 'start'; recipients: Uint8Array[]}
+  | {id: number; kind: 'cancel'}
+  | {id: number; kind: 'end'}
+
+/** Messages from the worker. */
+export type SealReply =
+  | {batch: ArrayBuffer; id: number; kind: 'sealed'; length: number}
+  | {id: number; kind: 'done'; plaintext: SealResult['plaintext']}
+  | {id: number; kind: 'error'; message: string}
+
+/** Plaintext travels to the worker in batches of this size: few messages, and each is one transfer. */
+const BATCH = 256 * 1024
+/**
+ * The worker holds a few batches and no long-lived objects: a small heap keeps its share of the
+ * process's memory small.
+ */
+const WORKER_LIMITS = {maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 2}
+/** Batches handed to the worker and not yet back: enough to keep both threads busy, and bounded. */
+const MAX_IN_FLIGHT = 2
+
+/**
+ * A duplex that takes plaintext and yields the age encryption of it to `recipients`, taking the SHA-256
+ * of both sides on the way. `result` resolves after the last sealed byte has been pushed, and rejects
+ * if the stream fails.
+ *
+ * With `offThread` (the default) the plaintext hash and the cipher run on a worker thread, so that a
+ * backup uses a second core while this thread reads and archives; memory stays bounded, since at most
+ * {@link MAX_IN_FLIGHT} batches are with the worker and writes wait while the reader is behind. The
+ * worker costs its own heap, about 15 MiB, so callers whose output is slower than one core anyway (an
+ * upload) can keep the work on this thread.
+ */
+export function createSealStream(
+  recipients: readonly Uint8Array[],
+  options: {hashPlaintext?: boolean; offThread?: boolean} = {},
+): Duplex & {result: Promise<SealResult>} {
+  const hashPlaintext = options.hashPlaintext ?? true
+  return options.offThread === false
+    ? new InThreadSealStream(recipients, hashPlaintext)
+    : new SealStream(recipients, hashPlaintext)
+}
+
+/** The same work as {@link SealStream}, on the calling thread. */
+class InThreadSealStream extends Transform {
+  readonly result: Promise<SealResult>
+  private plainBytes = 0
+  private readonly plainHash: Hash | undefined
+  private rejectResult!: (error: Error) => void
+  private resolveResult!: (result: SealResult) => void
+  private sealedBytes = 0
+  private readonly sealedHash = createHash('sha256')
+  private readonly sealer: AgeSealer
+
+  constructor(recipients: readonly Uint8Array[], hashPlaintext: boolean) {
+    super({readableHighWaterMark: BATCH, writableHighWaterMark: BATCH})
+    this.result = new Promise((resolve, reject) => {
+      this.resolveResult = resolve
+      this.rejectResult = reject
+    })
+    this.result.catch(() => {})
+    this.sealer = new AgeSealer(recipients)
+    this.plainHash = hashPlaintext ? createHash('sha256') : undefined
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.rejectResult(error ?? new Error('the encryption stream was closed before it finished'))
+    callback(error)
+  }
+
+  override _flush(callback: TransformCallback): void {
+    this.pushSealed(this.sealer.final())
+    this.resolveResult({
+      plaintext: {bytes: this.plainBytes, sha256: this.plainHash?.digest('hex')},
+      sealed: {bytes: this.sealedBytes, sha256: this.sealedHash.digest('hex')},
+    })
+    callback()
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    this.plainHash?.update(chunk)
+    this.plainBytes += chunk.length
+    this.pushSealed(this.sealer.update(chunk))
+    callback()
+  }
+
+  private pushSealed(pieces: Buffer[]): void {
+    for (const piece of pieces) {
+      this.sealedHash.update(piece)
+      this.sealedBytes += piece.length
+      this.push(piece)
+    }
+  }
+}
+
+class SealStream extends Duplex {
+  readonly result: Promise<SealResult>
+  private batch = Buffer.allocUnsafeSlow(BATCH)
+  private ending = false
+  private filled = 0
+  private readonly id: number
+  private inFlight = 0
+  private parked: (() => void) | undefined
+  private readerBehind = false
+  private rejectResult!: (error: Error) => void
+  private resolveResult!: (result: SealResult) => void
+  private sealedBytes = 0
+  private readonly sealedHash = createHash('sha256')
+  private readonly worker: SealWorker
+
+  constructor(recipients: readonly Uint8Array[], hashPlaintext: boolean) {
+    super({readableHighWaterMark: BATCH, writableHighWaterMark: BATCH})
+    this.result = new Promise((resolve, reject) => {
+      this.resolveResult = resolve
+      this.rejectResult = reject
+    })
+    this.result.catch(() => {})
+    this.worker = sealWorker()
+    this.id = this.worker.start(this, {hashPlaintext, recipients: recipients.map((key) => Uint8Array.from(key))})
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.worker.cancel(this.id)
+    this.rejectResult(error ?? new Error('the encryption stream was closed before it finished'))
+    callback(error)
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.flushBatch()
+    this.ending = true
+    this.parked = callback
+    this.worker.send({id: this.id, kind: 'end'})
+  }
+
+  override _read(): void {
+    this.readerBehind = false
+    this.release()
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    let offset = 0
+    while (offset < chunk.length) {
+      const copied = chunk.copy(this.batch, this.filled, offset)
+      this.filled += copied
+      offset += copied
+      if (this.filled === BATCH) this.flushBatch()
+    }
+
+    this.parked = callback
+    this.release()
+  }
+
+  /** Called by the worker wrapper for each reply of this stream's job. */
+  receive(reply: SealReply): void {
+    switch (reply.kind) {
+      case 'done': {
+        this.push(null)
+        this.resolveResult({
+          plaintext: reply.plaintext,
+          sealed: {bytes: this.sealedBytes, sha256: this.sealedHash.digest('hex')},
+        })
+        this.takeParked()?.()
+        break
+      }
+
+      case 'error': {
+        this.destroy(new Error(`encryption failed: ${reply.message}`))
+        break
+      }
+
+      case 'sealed': {
+        this.inFlight--
+        const sealed = Buffer.from(reply.batch, 0, reply.length)
+        this.sealedHash.update(sealed)
+        this.sealedBytes += sealed.length
+        if (!this.push(sealed)) this.readerBehind = true
+        this.release()
+        break
+      }
+    }
+  }
+
+  private flushBatch(): void {
+    if (this.filled === 0) return
+    const {batch, filled} = this
+    this.batch = Buffer.allocUnsafeSlow(BATCH)
+    this.filled = 0
+    this.inFlight++
+    this.worker.send({batch: batch.buffer, id: this.id, kind: 'data', length: filled}, [batch.buffer])
+  }
+
+  /** Lets the writer go on once the worker and the reader have room; the end waits for 'done' instead. */
+  private release(): void {
+    if (this.ending) return
+    if (this.inFlight < MAX_IN_FLIGHT && !this.readerBehind) this.takeParked()?.()
+  }
+
+  private takeParked(): (() => void) | undefined {
+    const {parked} = this
+    this.parked = undefined
+    return parked
+  }
+}
+
+/**
+ * One worker thread per process, shared by the seal streams of a backup (they run one after another,
+ * but need not). It only keeps the process alive while a job is open. If it dies, its open jobs fail
+ * and the next stream starts a new one.
+ */
+class SealWorker {
+  private readonly jobs = new Map<number, SealStream>()
+  private nextId = 1
+  private readonly worker: Worker
+
+  constructor(onExit: () => void) {
+    // The worker runs the sibling module of this one: seal-worker.js when built. From source (tests,
+    // scripts) it is seal-worker.ts, and the worker registers tsx itself: a loader given to the parent
+    // with --import does not apply to workers on Node 20.
+    const url = new URL(`seal-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url)
+    this.worker = url.pathname.endsWith('.ts')
+      ? new Worker(
+          `import('tsx/esm/api').then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
+          {eval: true},
+        )
+      : new Worker(url, {resourceLimits: WORKER_LIMITS})
+    this.worker.on('message', (reply: SealReply) => this.jobs.get(reply.id)?.receive(reply))
+    const fail = (error: Error) => {
+      onExit()
+      for (const stream of this.jobs.values()) stream.destroy(new Error(`encryption failed: ${error.message}`))
+      this.jobs.clear()
+    }
+
+    this.worker.on('error', fail)
+    this.worker.on('exit', (code) => fail(new Error(`the encryption thread stopped (exit code ${code})`)))
+    // After the listeners: adding a 'message' listener refs the worker again.
+    this.worker.unref()
+  }
+
+  cancel(id: number): void {
+    if (!this.jobs.delete(id)) return
+    this.send({id, kind: 'cancel'})
+    if (this.jobs.size === 0) this.worker.unref()
+  }
+
+  send(request: SealRequest, transfer: ArrayBuffer[] = []): void {
+    this.worker.postMessage(request, transfer)
+  }
+
+  start(stream: SealStream, options: {hashPlaintext: boolean; recipients: Uint8Array[]}): number {
+    const id = this.nextId++
+    this.jobs.set(id, stream)
+    this.worker.ref()
+    this.send({id, kind: 'start', ...options})
+    stream.once('end', () => this.finish(id))
+    return id
+  }
+
+  private finish(id: number): void {
+    this.jobs.delete(id)
+    if (this.jobs.size === 0) this.worker.unref()
+  }
+}
+
+let shared: SealWorker | undefined
+
+/** Starts the worker thread ahead of the first stream, so that its start-up overlaps other work. */
+export function startSealWorker(): void {
+  sealWorker()
+}
+
+function sealWorker(): SealWorker {
+  shared ??= new SealWorker(() => {
+    shared = undefined
+  })
+  return shared
+}

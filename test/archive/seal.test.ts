@@ -1,0 +1,138 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import {mkdtempSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {setTimeout as delay} from 'node:timers/promises'
+
+import {generateIdentity} from '../../src/archive/age-keys.js'
+import {createDecryptStream} from '../../src/archive/age.js'
+import {createSealStream} from '../../src/archive/seal.js'
+import {requireTool, through} from '../helpers/tools.js'
+
+const CHUNK = 64 * 1024
+const BATCH = 1024 * 1024
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
+
+/** Cuts data into pieces of random sizes, some larger than a batch. */
+function pieces(data: Buffer): Buffer[] {
+  const out: Buffer[] = []
+  for (let offset = 0; offset < data.length;) {
+    const size = Math.min(data.length - offset, 1 + Math.floor(Math.random() * 1.5 * BATCH))
+    out.push(data.subarray(offset, offset + size))
+    offset += size
+  }
+
+  return out
+}
+
+async function seal(
+  data: Buffer[],
+  recipients: Uint8Array[],
+  options?: {hashPlaintext?: boolean; offThread?: boolean},
+) {
+  const stream = createSealStream(recipients, options)
+  const chunks: Buffer[] = []
+  await pipeline(
+    Readable.from(data),
+    stream,
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk)
+        callback()
+      },
+    }),
+  )
+  return {output: Buffer.concat(chunks), result: await stream.result}
+}
+
+describe('seal stream (age encryption and hashing on a worker thread)', () => {
+  const {fileContents, identity} = generateIdentity()
+
+  for (const size of [0, 1, CHUNK, CHUNK + 1, BATCH - 1, BATCH, BATCH + 1, 3 * BATCH + 17]) {
+    it(`seals ${size} bytes that decrypt to the input, and measures both sides`, async () => {
+      const plaintext = randomBytes(size)
+      const {output, result} = await seal(pieces(plaintext), [identity.publicKey])
+      expect((await through(output, createDecryptStream([identity]))).equals(plaintext)).to.equal(true)
+      expect(result).to.deep.equal({
+        plaintext: {bytes: size, sha256: sha256(plaintext)},
+        sealed: {bytes: output.length, sha256: sha256(output)},
+      })
+    })
+  }
+
+  it('gives the same kind of result on the calling thread (offThread: false)', async () => {
+    for (const size of [0, CHUNK + 1, 2 * BATCH + 3]) {
+      const plaintext = randomBytes(size)
+      const {output, result} = await seal(pieces(plaintext), [identity.publicKey], {offThread: false})
+      expect((await through(output, createDecryptStream([identity]))).equals(plaintext)).to.equal(true)
+      expect(result).to.deep.equal({
+        plaintext: {bytes: size, sha256: sha256(plaintext)},
+        sealed: {bytes: output.length, sha256: sha256(output)},
+      })
+    }
+  })
+
+  it('writes what the stock age CLI decrypts', async function () {
+    requireTool(this, 'age', 'age')
+    const folder = mkdtempSync(join(tmpdir(), 'seal-'))
+    const identityFile = join(folder, 'identity.txt')
+    writeFileSync(identityFile, fileContents(new Date()), {mode: 0o600})
+    const plaintext = randomBytes(2 * BATCH + 12_345)
+    const {output} = await seal(pieces(plaintext), [identity.publicKey, generateIdentity().identity.publicKey])
+    const decrypted = execFileSync('age', ['-d', '-i', identityFile], {input: output, maxBuffer: 1 << 26})
+    expect(decrypted.equals(plaintext)).to.equal(true)
+  })
+
+  it('leaves the plaintext hash out when asked to, and runs streams side by side', async () => {
+    const [first, second] = [randomBytes(BATCH + 5), randomBytes(2 * BATCH + 7)]
+    const [a, b] = await Promise.all([
+      seal(pieces(first), [identity.publicKey], {hashPlaintext: false}),
+      seal(pieces(second), [identity.publicKey]),
+    ])
+    expect(a.result.plaintext).to.deep.equal({bytes: first.length, sha256: undefined})
+    expect((await through(a.output, createDecryptStream([identity]))).equals(first)).to.equal(true)
+    expect((await through(b.output, createDecryptStream([identity]))).equals(second)).to.equal(true)
+  })
+
+  it('takes in only a few batches while its reader does not read', async () => {
+    let produced = 0
+    const source = Readable.from(
+      (function* () {
+        for (let index = 0; index < 64; index++) {
+          produced += BATCH
+          yield randomBytes(BATCH)
+        }
+      })(),
+    )
+    const stream = createSealStream([identity.publicKey])
+    source.pipe(stream)
+    await delay(500)
+    // Bounded: the batches with the worker, the sealed ones waiting to be read, and stream buffers.
+    expect(produced).to.be.at.most(12 * BATCH)
+    let sealed = 0
+    for await (const chunk of stream) sealed += (chunk as Buffer).length
+    expect(produced).to.equal(64 * BATCH)
+    expect((await stream.result).sealed.bytes).to.equal(sealed)
+  })
+
+  it('fails with the source’s error, and the next stream still works', async () => {
+    const failing = new Readable({
+      read() {
+        this.push(randomBytes(BATCH))
+        this.destroy(new Error('disk went away'))
+      },
+    })
+    const stream = createSealStream([identity.publicKey])
+    const outcome = await pipeline(failing, stream, new Writable({write: (_chunk, _encoding, done) => done()})).catch(
+      (error: Error) => error,
+    )
+    expect((outcome as Error).message).to.equal('disk went away')
+    expect(await stream.result.catch((error: Error) => error)).to.be.instanceOf(Error)
+    const {output} = await seal([Buffer.from('still here')], [identity.publicKey])
+    expect((await through(output, createDecryptStream([identity]))).toString()).to.equal('still here')
+  })
+})

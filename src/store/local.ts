@@ -1,8 +1,8 @@
 import {randomBytes} from 'node:crypto'
-import {constants, Dirent} from 'node:fs'
+import {constants, createWriteStream, Dirent} from 'node:fs'
 import {mkdir, open, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
-import {Readable, Transform, Writable} from 'node:stream'
+import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {syncPath} from '../lib/fsync.js'
@@ -10,7 +10,6 @@ import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
 const READ_CHUNK = 1024 * 1024
-const EARLY_SYNC_BYTES = 32 * 1024 * 1024
 /** Folders listed and files stat'ed at once while listing. */
 const PARALLEL_READS = 32
 
@@ -60,52 +59,16 @@ export class LocalStore implements Store {
     await mkdir(folder, {recursive: true})
     const partial = `${target}${PARTIAL_MARKER}${randomBytes(6).toString('hex')}`
     let bytes = 0
+    const counter = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length
+        callback(null, chunk)
+      },
+    })
     try {
-      const handle = await open(partial, 'wx', 0o600)
-      // Written data is flushed to disk every EARLY_SYNC_BYTES, in the background, so that the fsync
-      // that makes the object durable at the end waits only for the tail, not for the whole file.
-      let unsynced = 0
-      let syncing: Promise<void> = Promise.resolve()
-      const counter = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          bytes += chunk.length
-          unsynced += chunk.length
-          if (unsynced >= EARLY_SYNC_BYTES) {
-            unsynced = 0
-            syncing = syncing.then(() => handle.datasync())
-          }
-
-          callback(null, chunk)
-        },
-      })
-      try {
-        const output = new Writable({
-          highWaterMark: READ_CHUNK,
-          async writev(chunks, callback) {
-            try {
-              const buffers = chunks.map(({chunk}) => chunk as Buffer)
-              let remaining = buffers.reduce((sum, buffer) => sum + buffer.length, 0)
-              // writev may write less than asked (a full disk writes what fits, then fails).
-              while (remaining > 0) {
-                const {bytesWritten} = await handle.writev(buffers)
-                remaining -= bytesWritten
-                dropWritten(buffers, bytesWritten)
-              }
-
-              callback()
-            } catch (error) {
-              callback(error as Error)
-            }
-          },
-        })
-        await pipeline(source, counter, output, {signal: options.signal})
-        await syncing
-        await handle.sync()
-      } finally {
-        await syncing.catch(() => {})
-        await handle.close()
-      }
-
+      const output = createWriteStream(partial, {flags: 'wx', highWaterMark: READ_CHUNK, mode: 0o600})
+      await pipeline(source, counter, output, {signal: options.signal})
+      await syncPath(partial)
       await rename(partial, target)
       await syncPath(folder)
       return {bytes}
@@ -180,20 +143,6 @@ export class LocalStore implements Store {
         }),
       )
       for (const objects of results) yield* objects
-    }
-  }
-}
-
-/** Removes the first `bytes` bytes from a list of buffers, after a partial write. */
-function dropWritten(buffers: Buffer[], bytes: number): void {
-  let left = bytes
-  while (left > 0 && buffers.length > 0) {
-    if (buffers[0].length <= left) {
-      left -= buffers[0].length
-      buffers.shift()
-    } else {
-      buffers[0] = buffers[0].subarray(left)
-      left = 0
     }
   }
 }

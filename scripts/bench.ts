@@ -61,6 +61,9 @@ function requireTools(): void {
 
 /** Runs a shell command under GNU time: wall seconds and the peak RSS of the whole process tree. */
 function measure(command: string, options: {cwd?: string; env?: NodeJS.ProcessEnv} = {}): Measurement {
+  // Start from no dirty pages: otherwise an fsync in one command waits for the writeback of what the
+  // command before it wrote (ext4 commits them together), and one side pays for the other.
+  execFileSync('sync')
   const result = spawnSync('/usr/bin/time', ['-f', 'BENCH %e %M', 'bash', '-c', `set -o pipefail; ${command}`], {
     cwd: options.cwd,
     encoding: 'utf8',
@@ -357,6 +360,7 @@ async function s3Scenario(project: string, env: NodeJS.ProcessEnv, bytes: number
     await s3.createBucket('bench')
     const child = await import('node:child_process')
     // The CLI must run without blocking this process, which serves s3rver.
+    execFileSync('sync')
     const started = performance.now()
     const code = await new Promise<null | number>((done) => {
       child

@@ -1,5 +1,3 @@
-import {input} from '@inquirer/prompts'
-
 import {formatBytes} from '../domain/format.js'
 import {BackupError} from '../errors.js'
 import {Progress, Reporter} from '../services/context.js'
@@ -88,6 +86,8 @@ export async function confirmEnvironment(options: {
     )
   }
 
+  // Loaded only here: the prompt library and its encodings cost every command's start-up otherwise.
+  const {input} = await import('@inquirer/prompts')
   const typed = await input(
     {message: `This will ${action}. Type the environment name (${environment}) to confirm:`},
     {output: process.stderr},

@@ -3,6 +3,7 @@ import {closeSync, openSync, readSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 
+import {limitOldGenerationGrowth} from '../lib/memory.js'
 import {encodeTarHeader} from './tar-header.js'
 
 /**
@@ -101,6 +102,7 @@ export function createMediaTar(
   summary.catch(() => {})
 
   async function* generate(): AsyncGenerator<Buffer> {
+    limitOldGenerationGrowth()
     const out = new Batches()
     let files = 0
     let totalFileBytes = 0

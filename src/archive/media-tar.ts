@@ -3,6 +3,7 @@ import {closeSync, openSync, readSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 
+import {deferred} from '../lib/deferred.js'
 import {limitOldGenerationGrowth} from '../lib/memory.js'
 import {encodeTarHeader} from './tar-header.js'
 
@@ -93,13 +94,7 @@ export function createMediaTar(
   entries: AsyncIterable<MediaEntry>,
   sink: ListingSink,
 ): {stream: Readable; summary: Promise<MediaTarSummary>} {
-  let resolveSummary!: (summary: MediaTarSummary) => void
-  let rejectSummary!: (error: Error) => void
-  const summary = new Promise<MediaTarSummary>((resolve, reject) => {
-    resolveSummary = resolve
-    rejectSummary = reject
-  })
-  summary.catch(() => {})
+  const summary = deferred<MediaTarSummary>()
 
   async function* generate(): AsyncGenerator<Buffer> {
     limitOldGenerationGrowth()
@@ -149,12 +144,12 @@ export function createMediaTar(
     out.append(Buffer.alloc(2 * BLOCK))
     yield* out.take()
     yield* out.rest()
-    resolveSummary({files, totalFileBytes})
+    summary.resolve({files, totalFileBytes})
   }
 
   const stream = Readable.from(generate(), {highWaterMark: 1, objectMode: false})
-  stream.on('error', (error) => rejectSummary(error))
-  return {stream, summary}
+  stream.on('error', (error) => summary.reject(error))
+  return {stream, summary: summary.promise}
 }
 
 /** The archive's output: bytes appended or read into fixed-size buffers, handed out when full. */

@@ -2,6 +2,7 @@ import {createHash, Hash} from 'node:crypto'
 import {Duplex, Transform, TransformCallback} from 'node:stream'
 import {Worker} from 'node:worker_threads'
 
+import {deferred} from '../lib/deferred.js'
 import {AgeSealer} from './age.js'
 
 /** What a seal stream measured: its input and its age output, each with its byte count and SHA-256. */
@@ -58,33 +59,28 @@ export function createSealStream(
 /** The same work as {@link SealStream}, on the calling thread. */
 class InThreadSealStream extends Transform {
   readonly result: Promise<SealResult>
+  private readonly outcome = deferred<SealResult>()
   private plainBytes = 0
   private readonly plainHash: Hash | undefined
-  private rejectResult!: (error: Error) => void
-  private resolveResult!: (result: SealResult) => void
   private sealedBytes = 0
   private readonly sealedHash = createHash('sha256')
   private readonly sealer: AgeSealer
 
   constructor(recipients: readonly Uint8Array[], hashPlaintext: boolean) {
     super({readableHighWaterMark: BATCH, writableHighWaterMark: BATCH})
-    this.result = new Promise((resolve, reject) => {
-      this.resolveResult = resolve
-      this.rejectResult = reject
-    })
-    this.result.catch(() => {})
+    this.result = this.outcome.promise
     this.sealer = new AgeSealer(recipients)
     this.plainHash = hashPlaintext ? createHash('sha256') : undefined
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.rejectResult(error ?? new Error('the encryption stream was closed before it finished'))
+    this.outcome.reject(error ?? new Error('the encryption stream was closed before it finished'))
     callback(error)
   }
 
   override _flush(callback: TransformCallback): void {
     this.pushSealed(this.sealer.final())
-    this.resolveResult({
+    this.outcome.resolve({
       plaintext: {bytes: this.plainBytes, sha256: this.plainHash?.digest('hex')},
       sealed: {bytes: this.sealedBytes, sha256: this.sealedHash.digest('hex')},
     })
@@ -114,28 +110,23 @@ class SealStream extends Duplex {
   private filled = 0
   private readonly id: number
   private inFlight = 0
+  private readonly outcome = deferred<SealResult>()
   private parked: (() => void) | undefined
   private readerBehind = false
-  private rejectResult!: (error: Error) => void
-  private resolveResult!: (result: SealResult) => void
   private sealedBytes = 0
   private readonly sealedHash = createHash('sha256')
   private readonly worker: SealWorker
 
   constructor(recipients: readonly Uint8Array[], hashPlaintext: boolean) {
     super({readableHighWaterMark: BATCH, writableHighWaterMark: BATCH})
-    this.result = new Promise((resolve, reject) => {
-      this.resolveResult = resolve
-      this.rejectResult = reject
-    })
-    this.result.catch(() => {})
+    this.result = this.outcome.promise
     this.worker = sealWorker()
     this.id = this.worker.start(this, {hashPlaintext, recipients: recipients.map((key) => Uint8Array.from(key))})
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
     this.worker.cancel(this.id)
-    this.rejectResult(error ?? new Error('the encryption stream was closed before it finished'))
+    this.outcome.reject(error ?? new Error('the encryption stream was closed before it finished'))
     callback(error)
   }
 
@@ -169,7 +160,7 @@ class SealStream extends Duplex {
     switch (reply.kind) {
       case 'done': {
         this.push(null)
-        this.resolveResult({
+        this.outcome.resolve({
           plaintext: reply.plaintext,
           sealed: {bytes: this.sealedBytes, sha256: this.sealedHash.digest('hex')},
         })

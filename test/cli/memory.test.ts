@@ -1,19 +1,15 @@
 import {expect} from 'chai'
-import {readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {cli, makeProject, repoRoot} from '../helpers/project.js'
 
 const MiB = 1024 * 1024
 
-/** Peak RSS (MiB) of `create --media-only` over `files` media files of `size` bytes each. */
-function peakRssOfCreate(files: number, size: number): number {
+/** Peak RSS (MiB) of `create --media-only` over a media folder that `fill` writes. */
+function peakRssOfCreate(fill: (media: string) => void): number {
   const project = makeProject()
-  for (let index = 0; index < files; index++) {
-    const path = join(project.root, 'media', `large-${index}.bin`)
-    writeFileSync(path, '')
-    truncateSync(path, size)
-  }
+  fill(join(project.root, 'media'))
 
   const report = join(project.root, 'rss.txt')
   const result = cli(project, ['create', '--media-only'], {
@@ -27,12 +23,34 @@ function peakRssOfCreate(files: number, size: number): number {
   return peak
 }
 
+/** Fills a media folder with `files` sparse files of `size` bytes each. */
+const sparseFiles = (files: number, size: number) => (media: string) => {
+  for (let index = 0; index < files; index++) {
+    const path = join(media, `large-${index}.bin`)
+    writeFileSync(path, '')
+    truncateSync(path, size)
+  }
+}
+
 describe('memory', () => {
   it('peak RSS of create does not grow with media size (50 MB vs 500 MB within 30 MB)', () => {
-    const small = peakRssOfCreate(1, 50 * MiB)
-    const large = peakRssOfCreate(10, 50 * MiB)
+    const small = peakRssOfCreate(sparseFiles(1, 50 * MiB))
+    const large = peakRssOfCreate(sparseFiles(10, 50 * MiB))
     console.log(`      peak RSS: ${small.toFixed(0)} MiB at 50 MB of media, ${large.toFixed(0)} MiB at 500 MB`)
     expect(Math.abs(large - small)).to.be.lessThan(30)
     expect(large).to.be.lessThan(150)
+  })
+
+  it('peak RSS of create stays under 150 MiB over 100,000 tiny files', function () {
+    this.timeout(180_000)
+    const peak = peakRssOfCreate((media) => {
+      for (let index = 0; index < 100_000; index++) {
+        const folder = join(media, String(index % 100))
+        if (index < 100) mkdirSync(folder)
+        writeFileSync(join(folder, `f${index}`), String(index))
+      }
+    })
+    console.log(`      peak RSS: ${peak.toFixed(0)} MiB over 100,000 tiny files`)
+    expect(peak).to.be.lessThan(150)
   })
 })

@@ -49,7 +49,8 @@ export async function createBackup(context: BackupContext, options: CreateOption
   const wantDatabase = options.database && env.database !== undefined
   const wantMedia = options.media && env.media !== undefined
   if (!wantDatabase && !wantMedia) throw nothingToBackUp(context, options)
-  startSealWorker()
+  // Only stores that take data at disk speed encrypt on a second thread (see Store.local).
+  if (store.local) startSealWorker()
 
   const recipients = await context.keys.recipients(context.now(), (path, recipient) => {
     reporter.notice(

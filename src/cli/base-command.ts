@@ -5,6 +5,7 @@ import {loadEnvironment, redactDsn} from '../config/load.js'
 import {BackupError} from '../errors.js'
 import {clockFrom} from '../lib/clock.js'
 import {keepMemoryFlat} from '../lib/memory.js'
+import {stallTimeoutMs} from '../lib/stall.js'
 import {BackupContext} from '../services/context.js'
 import {KeyRing} from '../services/keys.js'
 import {openStore} from '../store/index.js'
@@ -32,20 +33,15 @@ export abstract class BackupCommand extends Command {
   }
   static override enableJsonFlag = true
   protected readonly abort = new AbortController()
+  private drainHandler?: () => void
   private signalHandler?: (signal: NodeJS.Signals) => void
 
   override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     const mapped = toUserError(error)
     if (mapped === undefined) return super.catch(error)
-    process.exitCode = mapped.exitCode
-    if (this.jsonEnabled()) {
-      this.logJson({error: mapped.toJSON()})
-      return
-    }
-
-    // One line for what went wrong, one for what to do; unwrapped, so that logs and grep keep them whole.
-    process.stderr.write(`Error: ${mapped.message}\n${mapped.suggestion ? `Try this: ${mapped.suggestion}\n` : ''}`)
+    this.report(mapped)
     if (process.env.DEBUG && error.stack) process.stderr.write(`${error.stack}\n`)
+    if (this.jsonEnabled()) return
     return this.exit(mapped.exitCode)
   }
 
@@ -54,10 +50,11 @@ export abstract class BackupCommand extends Command {
     const env = loadEnvironment({configPath: flags.config, cwd: process.cwd(), environment: flags.env, variables})
     return {
       env,
-      keys: new KeyRing({configured: env.recipients, variables}),
+      keys: new KeyRing({configured: env.recipients, configuredWriters: env.writers, variables}),
       now: clockFrom(variables),
       reporter: terminalReporter(),
       signal: this.abort.signal,
+      stallTimeoutMs: stallTimeoutMs(variables),
       store: openStore(env.store),
       tempRoot: variables.DIVIO_BACKUP_TMPDIR || tmpdir(),
       toolVersion: this.ctor.plugin?.version ?? this.config.version,
@@ -69,6 +66,8 @@ export abstract class BackupCommand extends Command {
       process.off('SIGINT', this.signalHandler)
       process.off('SIGTERM', this.signalHandler)
     }
+
+    if (this.drainHandler) process.off('beforeExit', this.drainHandler)
 
     return super.finally(error)
   }
@@ -87,6 +86,31 @@ export abstract class BackupCommand extends Command {
 
     process.on('SIGINT', this.signalHandler)
     process.on('SIGTERM', this.signalHandler)
+    // Node exits when nothing is left to wait for, even while a promise is pending: with code 13 and no
+    // output at all. That is always a bug (a stage that neither ended nor failed), and it must still
+    // read as a failure that says so, never as silence.
+    this.drainHandler = () => {
+      process.off('beforeExit', this.drainHandler!)
+      this.report(
+        new BackupError('INTERNAL', 'The command stopped before it finished: a stage neither completed nor failed.', {
+          suggestion:
+            'Nothing was committed by this run. Run it again with DEBUG=* and report the output (check it for secrets first).',
+        }),
+      )
+    }
+
+    process.on('beforeExit', this.drainHandler)
+  }
+
+  /** One line for what went wrong, one for what to do; unwrapped, so that logs and grep keep them whole. */
+  private report(error: BackupError): void {
+    process.exitCode = error.exitCode
+    if (this.jsonEnabled()) {
+      this.logJson({error: error.toJSON()})
+      return
+    }
+
+    process.stderr.write(`Error: ${error.message}\n${error.suggestion ? `Try this: ${error.suggestion}\n` : ''}`)
   }
 }
 

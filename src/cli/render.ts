@@ -76,6 +76,7 @@ export function renderInfo(info: BackupInfo): string {
     `Retention   ${info.retention.keep ? 'keep' : 'remove'}: ${info.retention.reason}`,
     `Kept until  ${info.retention.expiresAt ? `${formatInstant(info.retention.expiresAt)} (${info.retention.expiry})` : info.retention.expiry}`,
     `Encryption  age v1 to ${info.encryption.recipients.join(', ')}`,
+    `Writer      ${info.writer.id ?? '-'} (${info.writer.status === 'authentic' ? 'signature valid, trusted' : info.writer.detail})`,
     `Store       ${info.store.location} (${info.store.storageClass})`,
     `Tool        ${info.tool.name} ${info.tool.version}`,
     '',

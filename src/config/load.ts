@@ -23,6 +23,8 @@ export interface ResolvedEnvironment {
   retention: RetentionPolicy
   schedule?: {at: string; timezone: string}
   store: StoreLocation
+  /** Trusted writer ids from the config; undefined means "use the key ring's defaults". */
+  writers?: string[]
 }
 
 export interface LoadOptions {
@@ -114,6 +116,7 @@ function resolveEnvironment(
     retention: settings.retention,
     schedule: settings.schedule ? {at: settings.schedule.at, timezone: settings.schedule.timezone} : undefined,
     store: parseStoreLocation(settings.store, root, where('store')),
+    writers: settings.encryption?.writers,
   }
 }
 

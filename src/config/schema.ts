@@ -42,7 +42,9 @@ export const environmentSchema = z
     database: z.string().min(1).optional(),
     encryption: z
       .object({
-        recipients: z.array(z.string().min(1)).min(1, 'list at least one age1… recipient'),
+        recipients: z.array(z.string().min(1)).min(1, 'list at least one age1… recipient').optional(),
+        /** Writer ids (divio-writer1…) whose signed backups are trusted (DESIGN §13). */
+        writers: z.array(z.string().min(1)).min(1, 'list at least one divio-writer1… id').optional(),
       })
       .strict()
       .optional(),

@@ -1,6 +1,8 @@
+import {Authenticity} from './authenticity.js'
 import {Manifest, Trigger} from './manifest.js'
 
-export type BackupStatus = 'complete' | 'failed' | 'incomplete'
+/** `damaged`: committed, but its manifest cannot be read or authenticated (see Authenticity). */
+export type BackupStatus = 'complete' | 'damaged' | 'failed' | 'incomplete'
 export type Tier = 'daily' | 'monthly' | 'on-demand' | 'weekly' | 'yearly'
 
 /** The stable JSON shape of a backup (DESIGN §3): additions are fine, renames are not. */
@@ -27,12 +29,41 @@ export interface BackupView {
   status: BackupStatus
   tier: null | Tier
   trigger: null | Trigger
+  /** Who signed the manifest, and whether that signature holds and is trusted here. */
+  writer: {
+    /** Why a damaged backup is damaged; for a complete one, who signed it. */
+    detail: string
+    id: null | string
+    status: 'authentic' | 'bad-signature' | 'not-applicable' | 'unreadable' | 'unsigned' | 'untrusted-writer'
+  }
 }
 
 /** What the catalog knows about a complete backup; the input to retention and to views. */
 export interface CompleteBackup {
+  /** Always `authentic` in Catalog.complete; other values only after an explicit --trust-writer. */
+  authenticity: Authenticity
   manifest: Manifest
   pinned: boolean
+}
+
+/**
+ * A committed backup (it has a manifest) that cannot be trusted: the manifest is unreadable, or it
+ * does not authenticate. Nothing in it is believed, so its fields are only shown, never acted on.
+ */
+export interface DamagedBackup {
+  app: string
+  /** Set when the manifest authenticated poorly but could be read: what it claims, unverified. */
+  authenticity?: Authenticity
+  /** From the id, which is the folder name: the only time known without believing the manifest. */
+  createdAt: Date
+  environment: string
+  id: string
+  /** Set when the manifest parsed. Its fields are claims, not facts. */
+  manifest?: Manifest
+  objects: string[]
+  pinned: boolean
+  /** Why it is damaged, in words. */
+  reason: string
 }
 
 export interface IncompleteBackup {
@@ -78,6 +109,33 @@ export function viewOfComplete(
     status: 'complete',
     tier: decision.tier,
     trigger: manifest.trigger,
+    writer: {
+      detail: `signed by ${backup.authenticity.writer ?? 'nobody'}`,
+      id: backup.authenticity.writer,
+      status: backup.authenticity.status,
+    },
+  }
+}
+
+export function viewOfDamaged(backup: DamagedBackup, reason: string): BackupView {
+  return {
+    app: backup.app,
+    completedAt: null,
+    components: {},
+    createdAt: backup.createdAt.toISOString(),
+    environment: backup.environment,
+    id: backup.id,
+    note: null,
+    pinned: backup.pinned,
+    retention: {expiresAt: null, expiry: reason, keep: true, reason},
+    status: 'damaged',
+    tier: null,
+    trigger: null,
+    writer: {
+      detail: backup.reason,
+      id: backup.authenticity?.writer ?? null,
+      status: backup.authenticity?.status ?? 'unreadable',
+    },
   }
 }
 
@@ -95,5 +153,6 @@ export function viewOfIncomplete(backup: IncompleteBackup, reason: string): Back
     status: 'incomplete',
     tier: null,
     trigger: null,
+    writer: {detail: 'no manifest', id: null, status: 'not-applicable'},
   }
 }

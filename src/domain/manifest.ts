@@ -6,7 +6,8 @@ import {z} from 'zod'
  * and no data, only sizes, checksums and public keys.
  */
 
-export const MANIFEST_SCHEMA_VERSION = 1
+/** 2: signed by a writer key (DESIGN §13). 1: unsigned, written before signing; still read. */
+export const MANIFEST_SCHEMA_VERSION = 2
 export const MANIFEST_NAME = 'manifest.json'
 export const PIN_NAME = 'pin'
 
@@ -47,6 +48,17 @@ export const mediaComponentSchema = z.object({
 
 export const triggerSchema = z.enum(['on-demand', 'scheduled'])
 
+/** Who wrote the backup: an Ed25519 signature over every other field (see canonicalManifestBytes). */
+export const signatureSchema = z.object({
+  algorithm: z.literal('ed25519'),
+  /** The writer's age recipient, for what later creates of this writer must read back. */
+  recipient: z.string(),
+  /** Base64 of the 64-byte signature. */
+  value: z.string(),
+  /** `divio-writer1…`: the writer's public key. */
+  writer: z.string(),
+})
+
 export const manifestSchema = z.object({
   app: z.string(),
   completedAt: z.string().datetime(),
@@ -62,7 +74,8 @@ export const manifestSchema = z.object({
   environment: z.string(),
   id: z.string(),
   note: z.string().nullable(),
-  schemaVersion: z.literal(MANIFEST_SCHEMA_VERSION),
+  schemaVersion: z.union([z.literal(1), z.literal(MANIFEST_SCHEMA_VERSION)]),
+  signature: signatureSchema.optional(),
   tool: z.object({name: z.string(), version: z.string()}),
   trigger: triggerSchema,
 })
@@ -72,6 +85,7 @@ export type DatabaseComponent = z.infer<typeof databaseComponentSchema>
 export type MediaComponent = z.infer<typeof mediaComponentSchema>
 export type StoredObject = z.infer<typeof storedObjectSchema>
 export type Trigger = z.infer<typeof triggerSchema>
+export type ManifestSignature = z.infer<typeof signatureSchema>
 
 export type ParseManifestResult = {error: string; ok: false} | {manifest: Manifest; ok: true}
 
@@ -96,4 +110,30 @@ export function parseManifest(text: string): ParseManifestResult {
 export function objectsOf(manifest: Manifest): StoredObject[] {
   const {database, media} = manifest.components
   return [...(database ? [database.object] : []), ...(media ? [media.object, media.listing.object] : [])]
+}
+
+/**
+ * The bytes a writer signs: a fixed context line, then the manifest without `signature` as JSON with
+ * keys sorted at every level and no whitespace. Parsing and re-serializing cannot change them, so the
+ * signature survives pretty-printing, and any edit of any field breaks it.
+ */
+export function canonicalManifestBytes(
+  manifest: Record<string, unknown>,
+  signer: Omit<ManifestSignature, 'value'>,
+): Buffer {
+  const fields = {...manifest}
+  delete fields.signature
+  return Buffer.from(`divio-backup manifest signature v1\n${canonicalJson({...fields, signer})}`, 'utf8')
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item)).join(',')}]`
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, item]) => item !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`
+  }
+
+  return JSON.stringify(value)
 }

@@ -71,7 +71,7 @@ export function s3Failure(
   if (error instanceof BackupError) return error
   const s3Code = s3ErrorCode(error)
   const status = httpStatusOf(error)
-  const detail = (error as Error)?.message ?? String(error)
+  const detail = describeNetworkError(error)
   const cause = error
   if (s3Code === 'NoSuchBucket') {
     return new BackupError(code, `Cannot ${what}: the bucket of ${where} does not exist.`, {
@@ -107,11 +107,39 @@ export function s3Failure(
     })
   }
 
-  const reason = s3Code === undefined ? detail : `${s3Code}${status ? ` (HTTP ${status})` : ''}`
+  // Without an HTTP status no response came back (refused, reset, timed out): the network error says why.
+  const reason =
+    s3Code === undefined || status === undefined
+      ? `no response from S3: ${detail}`
+      : `${s3Code}${status ? ` (HTTP ${status})` : ''}`
   return new BackupError(code, `Cannot ${what} at ${where}: ${reason}.`, {
     cause,
     suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.`,
   })
+}
+
+/**
+ * The cause of a failed request in words. Connection failures often arrive as an AggregateError (one
+ * per address tried) or with an empty message, which would print as a bare "Error": dig out the codes.
+ */
+export function describeNetworkError(error: unknown): string {
+  const seen = new Set<string>()
+  const visit = (value: unknown, depth: number): void => {
+    if (depth > 4 || typeof value !== 'object' || value === null) return
+    const {address, cause, code, errors, message, port} = value as NodeJS.ErrnoException & {
+      address?: string
+      errors?: unknown[]
+      port?: number
+    }
+    if (typeof code === 'string') seen.add(`${code}${address ? ` (${address}${port ? `:${port}` : ''})` : ''}`)
+    else if (message && message !== 'Error') seen.add(message)
+    for (const inner of errors ?? []) visit(inner, depth + 1)
+    visit(cause, depth + 1)
+  }
+
+  visit(error, 0)
+  const text = [...seen].join('; ')
+  return text === '' ? `${(error as Error)?.name ?? 'unknown error'} without details` : text
 }
 
 /** An object being read; `undefined` from {@link getObject} means it does not exist. */

@@ -1,16 +1,26 @@
-import {CompleteBackup, IncompleteBackup} from '../domain/backup.js'
+import {
+  authenticate,
+  Authenticity,
+  describeAuthenticity,
+  trustOverrides,
+  UNSIGNED_WRITER,
+} from '../domain/authenticity.js'
+import {CompleteBackup, DamagedBackup, IncompleteBackup} from '../domain/backup.js'
 import {isBackupId, timeOfBackupId} from '../domain/ids.js'
 import {Manifest, MANIFEST_NAME, parseManifest, PIN_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {ObjectInfo, ObjectNotFoundError, Store} from '../store/port.js'
-import {readSmallObject} from './objects.js'
+import {BackupContext} from './context.js'
+import {ObjectTooLargeError, readSmallObject} from './objects.js'
 
 /** Manifest reads in flight at once. */
 const MANIFEST_READS = 16
 
 export interface Catalog {
-  /** Newest first. */
+  /** Newest first. Only backups whose manifest authenticated: the only ones anything acts on. */
   complete: CompleteBackup[]
+  /** Newest first by id. Committed, but the manifest cannot be read or authenticated. */
+  damaged: DamagedBackup[]
   /** Newest first. Backups without a manifest: still being written, or abandoned. */
   incomplete: IncompleteBackup[]
 }
@@ -23,8 +33,22 @@ export function objectKey(app: string, environment: string, id: string, name: st
   return `${environmentPrefix(app, environment)}${id}/${name}`
 }
 
-/** Reads what the store holds for one environment. One listing, then one small read per manifest. */
-export async function readCatalog(store: Store, app: string, environment: string): Promise<Catalog> {
+/** The catalog of the context's environment, authenticated against the writers trusted there. */
+export async function catalogOf(context: BackupContext): Promise<Catalog> {
+  return readCatalog(context.store, context.env.app, context.env.name, await context.keys.trustedWriters())
+}
+
+/**
+ * Reads what the store holds for one environment. One listing, then one small read per manifest.
+ * A manifest that cannot be read, parsed or authenticated makes its backup `damaged` instead of
+ * failing the whole read: one bad backup must not lock the user out of all the others.
+ */
+export async function readCatalog(
+  store: Store,
+  app: string,
+  environment: string,
+  trusted: ReadonlySet<string>,
+): Promise<Catalog> {
   const prefix = environmentPrefix(app, environment)
   const groups = new Map<string, ObjectInfo[]>()
   for await (const object of store.list(prefix)) {
@@ -36,13 +60,14 @@ export async function readCatalog(store: Store, app: string, environment: string
   }
 
   const complete: CompleteBackup[] = []
+  const damaged: DamagedBackup[] = []
   const incomplete: IncompleteBackup[] = []
-  const manifests: Array<{id: string; pinned: boolean}> = []
+  const manifests: Array<{id: string; objects: ObjectInfo[]; pinned: boolean}> = []
   for (const [id, objects] of groups) {
     const names = new Set(objects.map((object) => object.key.slice(prefix.length + id.length + 1)))
     const pinned = names.has(PIN_NAME)
     if (names.has(MANIFEST_NAME)) {
-      manifests.push({id, pinned})
+      manifests.push({id, objects, pinned})
     } else {
       incomplete.push({
         app,
@@ -61,8 +86,29 @@ export async function readCatalog(store: Store, app: string, environment: string
   // read several at once.
   for (let start = 0; start < manifests.length; start += MANIFEST_READS) {
     const batch = manifests.slice(start, start + MANIFEST_READS)
-    const read = await Promise.all(batch.map(({id}) => readManifest(store, `${prefix}${id}/${MANIFEST_NAME}`, id)))
-    for (const [index, manifest] of read.entries()) complete.push({manifest, pinned: batch[index].pinned})
+    const read = await Promise.all(
+      batch.map(({id}) => readManifest(store, {app, environment, id, key: `${prefix}${id}/${MANIFEST_NAME}`}, trusted)),
+    )
+    for (const [index, result] of read.entries()) {
+      const {id, objects, pinned} = batch[index]
+      if (result.kind === 'gone') continue
+      if (result.kind === 'authentic') {
+        complete.push({authenticity: result.authenticity, manifest: result.manifest, pinned})
+        continue
+      }
+
+      damaged.push({
+        app,
+        authenticity: result.authenticity,
+        createdAt: timeOfBackupId(id),
+        environment,
+        id,
+        manifest: result.manifest,
+        objects: objects.map((object) => object.key),
+        pinned,
+        reason: result.reason,
+      })
+    }
   }
 
   // Newest first by creation time: ids only resolve to the second, and two backups can share one.
@@ -71,41 +117,52 @@ export async function readCatalog(store: Store, app: string, environment: string
       Date.parse(b.manifest.createdAt) - Date.parse(a.manifest.createdAt) || b.manifest.id.localeCompare(a.manifest.id),
   )
   incomplete.sort((a, b) => b.id.localeCompare(a.id))
-  return {complete, incomplete}
+  damaged.sort((a, b) => b.id.localeCompare(a.id))
+  return {complete, damaged, incomplete}
 }
 
-async function readManifest(store: Store, key: string, id: string): Promise<Manifest> {
+type ManifestRead =
+  | {authenticity: Authenticity; kind: 'authentic'; manifest: Manifest}
+  | {authenticity?: Authenticity; kind: 'damaged'; manifest?: Manifest; reason: string}
+  | {kind: 'gone'}
+
+async function readManifest(
+  store: Store,
+  {app, environment, id, key}: {app: string; environment: string; id: string; key: string},
+  trusted: ReadonlySet<string>,
+): Promise<ManifestRead> {
   let text: string
   try {
     text = (await readSmallObject(store, key)).toString('utf8')
   } catch (error) {
-    if (error instanceof ObjectNotFoundError) {
-      throw new BackupError('STORE_UNAVAILABLE', `Backup ${id} disappeared while it was being read.`, {
-        suggestion: 'Another process is deleting backups (a prune or delete); run the command again.',
-      })
-    }
-
+    // Deleted since the listing (a concurrent prune or delete): it no longer exists.
+    if (error instanceof ObjectNotFoundError) return {kind: 'gone'}
+    if (error instanceof ObjectTooLargeError) return {kind: 'damaged', reason: `manifest unreadable: ${error.message}`}
     throw error
   }
 
   const parsed = parseManifest(text)
-  if (!parsed.ok) {
-    throw new BackupError('INTEGRITY', `The manifest of backup ${id} is damaged (${parsed.error}).`, {
-      suggestion: `Inspect ${key} in the store; delete the backup with \`divio app backup delete ${id}\` if it cannot be repaired.`,
-    })
+  if (!parsed.ok) return {kind: 'damaged', reason: `manifest unreadable: ${parsed.error}`}
+  const {manifest} = parsed
+  // A manifest copied from elsewhere is as wrong as a forged one, whoever signed it.
+  if (manifest.id !== id || manifest.app !== app || manifest.environment !== environment) {
+    return {
+      kind: 'damaged',
+      manifest,
+      reason: `manifest describes backup ${manifest.app}/${manifest.environment}/${manifest.id}, not this one: it was moved or copied`,
+    }
   }
 
-  if (parsed.manifest.id !== id) {
-    throw new BackupError('INTEGRITY', `The manifest stored under ${id} describes backup ${parsed.manifest.id}.`, {
-      suggestion: 'The store was edited by hand; move the folder back to its own id.',
-    })
-  }
-
-  return parsed.manifest
+  const authenticity = authenticate(JSON.parse(text) as Record<string, unknown>, trusted)
+  if (authenticity.status === 'authentic') return {authenticity, kind: 'authentic', manifest}
+  return {authenticity, kind: 'damaged', manifest, reason: `not authentic: ${describeAuthenticity(authenticity)}`}
 }
 
-/** Finds a backup by full id, unique prefix, or `latest`. */
-export function findBackup(catalog: Catalog, reference: string): CompleteBackup {
+/**
+ * Finds a backup by full id, unique prefix, or `latest`. A damaged backup is refused (INTEGRITY), unless
+ * its manifest parsed and `trustWriters` names its writer (or `unsigned`): the user's explicit word.
+ */
+export function findBackup(catalog: Catalog, reference: string, trustWriters: readonly string[] = []): CompleteBackup {
   if (reference === 'latest') {
     const [latest] = catalog.complete
     if (latest === undefined) {
@@ -118,12 +175,15 @@ export function findBackup(catalog: Catalog, reference: string): CompleteBackup 
   }
 
   const matches = catalog.complete.filter((backup) => backup.manifest.id.startsWith(reference))
-  if (matches.length === 1) return matches[0]
-  if (matches.length > 1) {
-    throw new BackupError('USAGE', `"${reference}" matches ${matches.length} backups.`, {
+  const damaged = catalog.damaged.filter((backup) => backup.id.startsWith(reference))
+  if (matches.length + damaged.length > 1) {
+    throw new BackupError('USAGE', `"${reference}" matches ${matches.length + damaged.length} backups.`, {
       suggestion: 'Give more of the id; `divio app backup list` shows them.',
     })
   }
+
+  if (matches.length === 1) return matches[0]
+  if (damaged.length === 1) return trustedDamaged(damaged[0], trustWriters)
 
   const incomplete = catalog.incomplete.find((backup) => backup.id.startsWith(reference))
   if (incomplete) {
@@ -139,5 +199,21 @@ export function findBackup(catalog: Catalog, reference: string): CompleteBackup 
 
   throw new BackupError('BACKUP_NOT_FOUND', `No backup "${reference}".`, {
     suggestion: '`divio app backup list` shows the backups of this environment.',
+  })
+}
+
+function trustedDamaged(backup: DamagedBackup, trustWriters: readonly string[]): CompleteBackup {
+  const {authenticity, manifest} = backup
+  if (manifest && authenticity && trustOverrides(authenticity, trustWriters)) {
+    return {authenticity, manifest, pinned: backup.pinned}
+  }
+
+  const writer = authenticity?.status === 'unsigned' ? UNSIGNED_WRITER : authenticity?.writer
+  const canTrust =
+    manifest !== undefined && (authenticity?.status === 'untrusted-writer' || authenticity?.status === 'unsigned')
+  throw new BackupError('INTEGRITY', `Backup ${backup.id} is damaged: ${backup.reason}.`, {
+    suggestion: canTrust
+      ? `If you know that writer ${writer} made it, pass --trust-writer ${writer}, or add it to encryption.writers (DIVIO_BACKUP_WRITERS). Otherwise delete it with \`divio app backup delete ${backup.id}\`.`
+      : `Nothing was read from it. Delete it with \`divio app backup delete ${backup.id}\`, and use another backup (\`divio app backup list\`).`,
   })
 }

@@ -22,6 +22,8 @@ export interface BackupContext {
   now: () => Date
   reporter: Reporter
   signal: AbortSignal
+  /** How long a streaming stage may move no data before it is failed as stalled. */
+  stallTimeoutMs: number
   store: Store
   /** Where snapshots are staged before upload (TMPDIR by default). */
   tempRoot: string

@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {mkdtemp, rm} from 'node:fs/promises'
+import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Duplex, PassThrough, Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -9,6 +9,7 @@ import {HashingStream} from '../archive/hash.js'
 import {createListingFile} from '../archive/listing.js'
 import {createMediaTar} from '../archive/media-tar.js'
 import {createSealStream, startSealWorker} from '../archive/seal.js'
+import {signManifest} from '../domain/authenticity.js'
 import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
 import {
@@ -23,6 +24,8 @@ import {
 import {BackupError, describeIoError} from '../errors.js'
 import {MemoryPacer} from '../lib/memory.js'
 import {through} from '../lib/process.js'
+import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
+import {StallWatchdog} from '../lib/stall.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {objectKey} from './catalog.js'
@@ -65,17 +68,27 @@ export async function createBackup(context: BackupContext, options: CreateOption
     )
   })
 
+  const writer = await context.keys.writerKey(context.now(), (path, writerId) => {
+    reporter.notice(
+      [
+        '',
+        '!!! A new writer key was created: it signs the backups this machine makes.',
+        `!!! Writer key: ${path} (mode 0600). Writer id: ${writerId}`,
+        '!!! Machines that verify or restore trust this id (encryption.writers, or DIVIO_BACKUP_WRITERS).',
+        '',
+      ].join('\n'),
+    )
+  })
+  const trusted = await context.keys.trustedWriters()
+  if (!trusted.has(writer.id)) throw untrustedWriter(context, writer.id)
+
   const createdAt = context.now()
   const id = newBackupId(createdAt, randomBytes(6))
   const written: string[] = []
-  const tempDir = await mkdtemp(join(context.tempRoot, 'divio-backup-'))
+  await sweepStaleStaging(context.tempRoot)
+  const tempDir = await makeStagingDir(context.tempRoot, 'backup')
   const key = (name: string) => objectKey(env.app, env.name, id, name)
-  const put = async (
-    name: string,
-    source: Readable,
-    progress: Progress,
-    compression: 'none' | 'zstd' = 'none',
-  ): Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}> => {
+  const put: Put = async (name, source, progress, {compression = 'none', location}) => {
     const pacer = new MemoryPacer()
     const meter = new Transform({
       transform(chunk: Buffer, _encoding, callback) {
@@ -92,16 +105,44 @@ export async function createBackup(context: BackupContext, options: CreateOption
       offThread: store.local,
     })
     const output = new PassThrough({highWaterMark: 256 * 1024})
-    const [piped, stored] = await Promise.allSettled([
-      plain ? pipeline(source, plain, meter, compressor(), seal, output) : pipeline(source, meter, seal, output),
-      store.put(key(name), output, {signal}),
-    ])
-    // A failing side makes the other report only a premature close: report the error that is the cause.
-    const errors = [stored, piped].flatMap((result) => (result.status === 'rejected' ? [result.reason as unknown] : []))
-    if (errors.length > 0 || stored.status === 'rejected')
-      throw errors.find((error) => !isPrematureClose(error)) ?? errors[0]
+    const zstd = plain ? compressor() : undefined
+    // Every stage settles the whole transfer: the first failure, wherever it happens, destroys every
+    // stream, so no stage is left waiting for data that will never come or a reader that is gone.
+    const failures = new FirstFailure()
+    const watchdog = new StallWatchdog({
+      middle: zstd ? 'the compressor (zstd) or the encryption' : 'the encryption',
+      onStall(error) {
+        failures.note('stall', error)
+        source.destroy(error)
+        output.destroy(error)
+      },
+      source: location,
+      store: `the store ${store.description}`,
+      timeoutMs: context.stallTimeoutMs,
+    })
+    const stages: Array<[Stage, Duplex | Readable]> = [
+      ['source', source],
+      ['encryption', seal],
+    ]
+    if (zstd) stages.push(['compressor', zstd])
+    for (const [stage, stream] of stages) stream.once('error', (error: Error) => failures.note(stage, error))
+    const streams = [source, watchdog.source, ...(plain ? [plain, meter, zstd!] : [meter]), seal, watchdog.sink, output]
+    const stored = store.put(key(name), output, {signal}).catch((error: unknown) => {
+      failures.note('store', error)
+      output.destroy(error as Error)
+      throw error
+    })
+    const [piped, storedResult] = await Promise.allSettled([
+      pipeline(streams as unknown as [Readable, ...Duplex[]], {signal}),
+      stored,
+    ]).finally(() => watchdog.stop())
+    if (piped.status === 'rejected' || storedResult.status === 'rejected') {
+      const fallback = piped.status === 'rejected' ? piped.reason : (storedResult as PromiseRejectedResult).reason
+      throw failures.explain(fallback, {location, name, store: store.description})
+    }
+
     const sealed = await seal.result
-    const {bytes} = stored.value
+    const {bytes} = storedResult.value
     progress.done()
     if (bytes !== sealed.sealed.bytes)
       throw new Error(`${name}: the store accepted ${bytes} bytes of ${sealed.sealed.bytes}`)
@@ -112,12 +153,14 @@ export async function createBackup(context: BackupContext, options: CreateOption
     }
   }
 
+  const manifestKey = key(MANIFEST_NAME)
+  let manifest: Manifest
   try {
     const components: Manifest['components'] = {}
     if (wantDatabase) components.database = await backUpDatabase(context, tempDir, put)
     if (wantMedia) components.media = await backUpMedia(context, tempDir, put)
     signal.throwIfAborted()
-    const manifest: Manifest = {
+    const fields: Omit<Manifest, 'signature'> = {
       app: env.app,
       completedAt: context.now().toISOString(),
       components,
@@ -130,26 +173,40 @@ export async function createBackup(context: BackupContext, options: CreateOption
       tool: {name: '@divio/plugin-app-backup', version: context.toolVersion},
       trigger: options.trigger,
     }
+    manifest = signManifest(fields, writer)
     // The commit point: before this write the backup does not exist; after it, it is complete.
-    await putSmallObject(store, key(MANIFEST_NAME), `${JSON.stringify(manifest, null, 2)}\n`)
-    const backups = await listBackups(context, {all: false})
-    const view = backups.find((backup) => backup.id === id)
-    if (view === undefined)
-      throw new BackupError('STORE_UNAVAILABLE', `Backup ${id} was written but cannot be listed back.`)
-    return view
+    written.unshift(manifestKey)
+    await putSmallObject(store, manifestKey, `${JSON.stringify(manifest, null, 2)}\n`)
   } catch (error) {
-    const leftovers = await removeObjects(context, written)
+    const leftovers = await removeUncommitted(context, written, manifestKey)
     throw failure(error, id, leftovers, signal)
   } finally {
     await rm(tempDir, {force: true, recursive: true})
   }
+
+  // Committed. Nothing below may remove any of it: a failure from here on is reported as what it is.
+  try {
+    const view = (await listBackups(context, {all: false})).find((backup) => backup.id === id)
+    if (view === undefined) throw new Error('it is missing from the listing')
+    return view
+  } catch (error) {
+    throw new BackupError(
+      'STORE_UNAVAILABLE',
+      `Backup ${id} is complete and committed, but reading it back failed: ${describeCause(error)}.`,
+      {
+        cause: error,
+        suggestion: `Nothing was removed. Run \`divio app backup verify ${id}\` once the store is reachable.`,
+      },
+    )
+  }
 }
 
+/** Streams one component into the store; `location` names its source in messages. */
 type Put = (
   name: string,
   source: Readable,
   progress: Progress,
-  compression?: 'none' | 'zstd',
+  options: {compression?: 'none' | 'zstd'; location: string},
 ) => Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}>
 
 async function backUpDatabase(context: BackupContext, tempDir: string, put: Put): Promise<DatabaseComponent> {
@@ -160,7 +217,10 @@ async function backUpDatabase(context: BackupContext, tempDir: string, put: Put)
       `database.${snapshot.extension}.age`,
       snapshot.stream,
       context.reporter.progress('database'),
-      snapshot.compression,
+      {
+        compression: snapshot.compression,
+        location: `the ${provider.engine} database ${provider.location}`,
+      },
     )
     return {
       compression: snapshot.compression,
@@ -182,19 +242,35 @@ async function backUpMedia(context: BackupContext, tempDir: string, put: Put): P
     signal: context.signal,
   })
   const {stream, summary} = createMediaTar(entries, listingSink)
-  const archive = await put('media.tar.age', stream, context.reporter.progress('media'))
+  const archive = await put('media.tar.age', stream, context.reporter.progress('media'), {
+    location: `the media ${provider.location}`,
+  })
   const {files, totalFileBytes} = await summary
   const listing = await put(
     'media.manifest.json.age',
     createReadStream(join(tempDir, 'MANIFEST.json')),
     context.reporter.progress('media listing'),
+    {location: `the media listing in the temp folder ${tempDir}`},
   )
   return {compression: 'none', files, listing, ...archive, source: provider.kind, totalFileBytes}
 }
 
-async function removeObjects(context: BackupContext, keys: readonly string[]): Promise<string[]> {
+/**
+ * Removes what a failed create wrote, the manifest first. When the manifest cannot be removed, the
+ * backup may be committed after all (a write that landed but reported an error), so its data stays.
+ */
+async function removeUncommitted(
+  context: BackupContext,
+  keys: readonly string[],
+  manifestKey: string,
+): Promise<string[]> {
   const leftovers: string[] = []
   for (const key of keys) {
+    if (leftovers.includes(manifestKey)) {
+      leftovers.push(key)
+      continue
+    }
+
     try {
       await context.store.delete(key)
     } catch {
@@ -203,6 +279,20 @@ async function removeObjects(context: BackupContext, keys: readonly string[]): P
   }
 
   return leftovers
+}
+
+function untrustedWriter(context: BackupContext, writerId: string): BackupError {
+  return new BackupError(
+    'IDENTITY_WRONG',
+    `This machine's writer key (${writerId}) is not a trusted writer of ${context.env.app}/${context.env.name}: its backups would be refused.`,
+    {
+      suggestion: `Add ${writerId} to encryption.writers in ${context.env.configSource} (or to DIVIO_BACKUP_WRITERS), or use a trusted writer key (DIVIO_BACKUP_WRITER_KEY_FILE).`,
+    },
+  )
+}
+
+function describeCause(error: unknown): string {
+  return error instanceof Error ? error.message.replace(/\.$/, '') : String(error)
 }
 
 function failure(error: unknown, id: string, leftovers: readonly string[], signal: AbortSignal): BackupError {
@@ -281,5 +371,57 @@ export async function takeBackup(context: BackupContext, options: CreateOptions)
           'The new backup is safe. Run `divio app backup prune --dry-run` to see what retention would do, then prune.',
       },
     )
+  }
+}
+
+type Stage = 'compressor' | 'encryption' | 'source' | 'stall' | 'store'
+
+/**
+ * Remembers which stage of a transfer failed first. Once one stage fails, the others fail as a
+ * consequence (a premature close, an aborted upload), so the first failure is the cause to report.
+ */
+class FirstFailure {
+  private first: undefined | {error: unknown; stage: Stage}
+
+  /** The user-facing error: the cause, named by the location that failed. */
+  explain(fallback: unknown, where: {location: string; name: string; store: string}): unknown {
+    const {error, stage} = this.first ?? {error: fallback, stage: 'source' as Stage}
+    if (error instanceof BackupError) return error
+    const cause = describeCause(error)
+    switch (stage) {
+      case 'compressor': {
+        return new BackupError('BACKUP_FAILED', `The compressor (zstd) failed on ${where.name}: ${cause}.`, {
+          cause: error,
+          suggestion: 'Check that zstd is installed (apt-get install zstd) and that the temp folder has space.',
+        })
+      }
+
+      case 'encryption': {
+        return new BackupError('BACKUP_FAILED', `Encrypting ${where.name} failed: ${cause}.`, {cause: error})
+      }
+
+      case 'store': {
+        return (
+          describeIoError(error, `${where.name} to the store ${where.store}`) ??
+          new BackupError('STORE_UNAVAILABLE', `Cannot write ${where.name} to the store ${where.store}: ${cause}.`, {
+            cause: error,
+            suggestion:
+              'Check that the store location exists, is writable and is reachable, then run the command again.',
+          })
+        )
+      }
+
+      default: {
+        return new BackupError('SOURCE_UNAVAILABLE', `Reading ${where.location} failed: ${cause}.`, {
+          cause: error,
+          suggestion: 'Check that the source is reachable and readable, then run the command again.',
+        })
+      }
+    }
+  }
+
+  note(stage: Stage, error: unknown): void {
+    if (this.first === undefined && !isPrematureClose(error) && (error as Error)?.name !== 'AbortError')
+      this.first = {error, stage}
   }
 }

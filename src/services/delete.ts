@@ -1,6 +1,6 @@
 import {MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
-import {environmentPrefix, findBackup, readCatalog} from './catalog.js'
+import {catalogOf, environmentPrefix, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 
 export interface DeleteResult {
@@ -12,14 +12,18 @@ export interface DeleteResult {
 export async function resolveForDelete(
   context: BackupContext,
   reference: string,
-): Promise<{id: string; status: 'complete' | 'incomplete'}> {
-  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+): Promise<{id: string; status: 'complete' | 'damaged' | 'incomplete'}> {
+  const catalog = await catalogOf(context)
   const incomplete = catalog.incomplete.filter((backup) => backup.id.startsWith(reference))
+  const damaged = catalog.damaged.filter((backup) => backup.id.startsWith(reference))
   const complete = catalog.complete.filter((backup) => backup.manifest.id.startsWith(reference))
-  if (reference !== 'latest' && complete.length === 0 && incomplete.length === 1)
-    return {id: incomplete[0].id, status: 'incomplete'}
-  if (reference !== 'latest' && complete.length + incomplete.length > 1) {
-    throw new BackupError('USAGE', `"${reference}" matches ${complete.length + incomplete.length} backups.`, {
+  const others = incomplete.length + damaged.length
+  if (reference !== 'latest' && complete.length === 0 && others === 1)
+    return incomplete.length === 1
+      ? {id: incomplete[0].id, status: 'incomplete'}
+      : {id: damaged[0].id, status: 'damaged'}
+  if (reference !== 'latest' && complete.length + others > 1) {
+    throw new BackupError('USAGE', `"${reference}" matches ${complete.length + others} backups.`, {
       suggestion: 'Give more of the id; `divio app backup list --all` shows them.',
     })
   }

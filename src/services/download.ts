@@ -1,17 +1,20 @@
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {link, lstat, mkdir, mkdtemp, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
+import {link, lstat, mkdir, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {Manifest, MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
 import {syncPath} from '../lib/fsync.js'
-import {findBackup, readCatalog} from './catalog.js'
+import {makeStagingDir} from '../lib/staging.js'
+import {Catalog, catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface DownloadOptions {
   database: boolean
+  /** The backup, already found (and its writer accepted) by the caller; else `reference` is looked up. */
+  manifest?: {manifest: Manifest}
   media: boolean
   /** Folder to write into; created when missing. */
   outputDir?: string
@@ -34,8 +37,7 @@ export async function downloadBackup(
   cwd: string,
   options: DownloadOptions,
 ): Promise<FilesResult> {
-  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
-  const {manifest} = findBackup(catalog, options.reference)
+  const {manifest} = options.manifest ?? findDownloadable(await catalogOf(context), options.reference)
   const outputDir = resolve(cwd, options.outputDir ?? `backup-${manifest.id}`)
   const plan = planFiles(manifest, options)
   if (plan.length === 1) {
@@ -59,7 +61,7 @@ export async function downloadBackup(
   const identities = await context.keys.identities()
   const createdOutput = !(await exists(outputDir))
   await mkdir(outputDir, {recursive: true})
-  const staging = await mkdtemp(join(outputDir, '.divio-download-'))
+  const staging = await makeStagingDir(outputDir, 'download', true)
   const placed: string[] = []
   try {
     const files: FilesResult['files'] = []
@@ -164,4 +166,16 @@ async function exists(path: string): Promise<boolean> {
     () => true,
     () => false,
   )
+}
+
+function findDownloadable(catalog: Catalog, reference: string): {manifest: Manifest} {
+  try {
+    return findBackup(catalog, reference)
+  } catch (error) {
+    if (!(error instanceof BackupError) || error.code !== 'INTEGRITY') throw error
+    throw new BackupError(error.code, `${error.message} No files were written.`, {
+      cause: error,
+      suggestion: error.suggestion,
+    })
+  }
 }

@@ -8,7 +8,7 @@ import {HashingStream} from '../archive/hash.js'
 import {Manifest, MANIFEST_NAME, objectsOf} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
 import {syncPath} from '../lib/fsync.js'
-import {objectKey, readCatalog} from './catalog.js'
+import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf} from './download.js'
 import {ObjectCheckError, readVerified} from './read.js'
@@ -51,7 +51,9 @@ export async function exportBackups(
   options: ExportOptions,
 ): Promise<ExportResult> {
   const {app, name: environment} = context.env
-  const {complete} = await readCatalog(context.store, app, environment)
+  const {complete, damaged} = await catalogOf(context)
+  for (const backup of damaged)
+    context.reporter.notice(`warning: backup ${backup.id} is not exported: it is damaged (${backup.reason}).`)
   if (complete.length === 0) {
     throw new BackupError('BACKUP_NOT_FOUND', `There are no complete backups of ${app}/${environment} to export.`, {
       suggestion: 'Take one with `divio app backup create`.',

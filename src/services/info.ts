@@ -1,6 +1,6 @@
 import {BackupView} from '../domain/backup.js'
 import {objectsOf} from '../domain/manifest.js'
-import {findBackup, readCatalog} from './catalog.js'
+import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {viewsOf} from './list.js'
 
@@ -13,7 +13,7 @@ export interface BackupInfo extends BackupView {
 }
 
 export async function backupInfo(context: BackupContext, reference: string): Promise<BackupInfo> {
-  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  const catalog = await catalogOf(context)
   const {manifest} = findBackup(catalog, reference)
   const view = viewsOf(context, catalog, {all: false}).find((candidate) => candidate.id === manifest.id)!
   const {database, media} = manifest.components

@@ -3,6 +3,7 @@ import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
 
 import {AgeKeyError, generateIdentity, parseIdentityFile, parseRecipient, X25519Identity} from '../archive/age-keys.js'
+import {generateWriterKey, isWriterId, parseWriterKey, WriterKey} from '../archive/writer-key.js'
 import {BackupError} from '../errors.js'
 
 export interface Recipients {
@@ -15,23 +16,34 @@ export interface Recipients {
 export interface KeyRingOptions {
   /** Recipients from the environment's config, if any. */
   configured?: string[]
+  /** Trusted writer ids from the environment's config, if any. */
+  configuredWriters?: string[]
   variables: NodeJS.ProcessEnv
 }
 
 /**
- * Where keys come from (DESIGN §4):
+ * Where keys come from (DESIGN §4 and §13):
  * - recipients: the config, else DIVIO_BACKUP_RECIPIENTS, else the public key of the identity file;
- * - identity: DIVIO_BACKUP_IDENTITY_FILE, else ~/.config/divio/backup-identity.txt.
- * Only `create` may generate an identity, and only when nothing at all is configured.
+ * - identity: DIVIO_BACKUP_IDENTITY_FILE, else ~/.config/divio/backup-identity.txt;
+ * - writer key: DIVIO_BACKUP_WRITER_KEY (the key itself, for containers), else the file
+ *   DIVIO_BACKUP_WRITER_KEY_FILE, else ~/.config/divio/backup-writer-key.txt;
+ * - trusted writers: the config's encryption.writers, else DIVIO_BACKUP_WRITERS, else this machine's
+ *   own writer id.
+ * Only `create` may generate an identity or a writer key, and only when none is configured.
  */
 export class KeyRing {
   readonly identityPath: string
+  readonly writerKeyPath: string
   private readonly identityPathIsExplicit: boolean
+  private readonly writerKeyPathIsExplicit: boolean
 
   constructor(private readonly options: KeyRingOptions) {
     const explicit = options.variables.DIVIO_BACKUP_IDENTITY_FILE
     this.identityPathIsExplicit = Boolean(explicit)
     this.identityPath = explicit || join(homedir(), '.config', 'divio', 'backup-identity.txt')
+    const writerFile = options.variables.DIVIO_BACKUP_WRITER_KEY_FILE
+    this.writerKeyPathIsExplicit = Boolean(writerFile)
+    this.writerKeyPath = writerFile || join(homedir(), '.config', 'divio', 'backup-writer-key.txt')
   }
 
   /** The secret keys, for anything that decrypts. */
@@ -108,6 +120,78 @@ export class KeyRing {
     await chmod(this.identityPath, 0o600)
     onGenerated?.(this.identityPath, identity.recipient)
     return {names: [identity.recipient], publicKeys: [identity.publicKey]}
+  }
+
+  /**
+   * The writers whose backups are authentic here. Invalid entries are an error rather than ignored:
+   * a typo would otherwise silently distrust every backup.
+   */
+  async trustedWriters(): Promise<Set<string>> {
+    const configured = this.options.configuredWriters ?? splitList(this.options.variables.DIVIO_BACKUP_WRITERS)
+    if (configured.length > 0) {
+      const invalid = configured.find((writer) => !isWriterId(writer))
+      if (invalid !== undefined) {
+        throw new BackupError('RECIPIENTS_INVALID', `Invalid trusted writer id: ${JSON.stringify(invalid)}.`, {
+          suggestion:
+            'Writer ids start with divio-writer1; `divio app backup info` shows the writer of a backup, and the first lines of a writer key file show its id.',
+        })
+      }
+
+      return new Set(configured)
+    }
+
+    const own = await this.readWriterKey()
+    return new Set(own ? [own.id] : [])
+  }
+
+  /**
+   * This machine's writer key, which signs what it writes. Generated (and `onGenerated` called with its
+   * path and id) when none is configured and the default file does not exist.
+   */
+  async writerKey(now: Date, onGenerated?: (path: string, writerId: string) => void): Promise<WriterKey> {
+    const existing = await this.readWriterKey()
+    if (existing) return existing
+    if (this.writerKeyPathIsExplicit) {
+      throw new BackupError(
+        'IDENTITY_MISSING',
+        `DIVIO_BACKUP_WRITER_KEY_FILE points at ${this.writerKeyPath}, which does not exist.`,
+        {suggestion: 'Restore that file, fix the variable, or unset it to use (or create) the default writer key.'},
+      )
+    }
+
+    const {fileContents, key} = generateWriterKey()
+    await mkdir(dirname(this.writerKeyPath), {mode: 0o700, recursive: true})
+    await writeFile(this.writerKeyPath, fileContents(now), {flag: 'wx', mode: 0o600})
+    await chmod(this.writerKeyPath, 0o600)
+    onGenerated?.(this.writerKeyPath, key.id)
+    return key
+  }
+
+  private async readWriterKey(): Promise<undefined | WriterKey> {
+    const inline = this.options.variables.DIVIO_BACKUP_WRITER_KEY
+    const source = inline ? 'DIVIO_BACKUP_WRITER_KEY' : this.writerKeyPath
+    const contents =
+      inline ||
+      (await readFile(this.writerKeyPath, 'utf8').catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return
+        throw new BackupError('IDENTITY_MISSING', `Cannot read the writer key ${this.writerKeyPath}: ${error.code}.`, {
+          suggestion: 'Check its permissions, or point DIVIO_BACKUP_WRITER_KEY_FILE at a readable copy.',
+        })
+      }))
+    if (contents === undefined) return undefined
+    try {
+      return parseWriterKey(contents)
+    } catch (error) {
+      // Never echo the value: it is a secret.
+      throw new BackupError(
+        'IDENTITY_WRONG',
+        `${source} does not hold a writer key: ${(error as AgeKeyError).message}.`,
+        {
+          suggestion:
+            'Use the file the first `create` wrote (a line starting with DIVIO-WRITER-KEY-1), or its contents.',
+        },
+      )
+    }
   }
 }
 

@@ -1,7 +1,7 @@
-import {BackupView, viewOfComplete, viewOfIncomplete} from '../domain/backup.js'
+import {BackupView, viewOfComplete, viewOfDamaged, viewOfIncomplete} from '../domain/backup.js'
 import {projectExpiry} from '../domain/retention.js'
 import {nextSlot} from '../domain/schedule.js'
-import {Catalog, readCatalog} from './catalog.js'
+import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {candidatesOf, decideRetention, decisionsById, timezoneOf} from './retention.js'
 
@@ -13,7 +13,7 @@ export interface ListOptions {
 
 /** The environment's backups, newest first, each with its retention decision. */
 export async function listBackups(context: BackupContext, options: ListOptions): Promise<BackupView[]> {
-  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  const catalog = await catalogOf(context)
   return viewsOf(context, catalog, options)
 }
 
@@ -45,7 +45,11 @@ export function viewsOf(context: BackupContext, catalog: Catalog, options: ListO
         ),
       )
     : []
-  return [...complete, ...incomplete]
+  // Damaged backups are always shown: they are committed, and the user has to decide about them.
+  const damaged = catalog.damaged.map((backup) =>
+    viewOfDamaged(backup, 'damaged: kept until you delete it; prune never removes what it cannot authenticate'),
+  )
+  return [...complete, ...damaged, ...incomplete]
     .filter((view) => options.trigger === undefined || view.trigger === options.trigger)
     .sort((a, b) => b.id.localeCompare(a.id))
 }

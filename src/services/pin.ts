@@ -1,6 +1,6 @@
 import {BackupView} from '../domain/backup.js'
 import {PIN_NAME} from '../domain/manifest.js'
-import {findBackup, objectKey, readCatalog} from './catalog.js'
+import {catalogOf, findBackup, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {viewsOf} from './list.js'
 import {putSmallObject} from './objects.js'
@@ -8,7 +8,7 @@ import {putSmallObject} from './objects.js'
 /** Pins or unpins a backup: a `pin` object beside the manifest keeps it whatever the policy says. */
 export async function setPinned(context: BackupContext, reference: string, pinned: boolean): Promise<BackupView> {
   const {app, name} = context.env
-  const catalog = await readCatalog(context.store, app, name)
+  const catalog = await catalogOf(context)
   const backup = findBackup(catalog, reference)
   const key = objectKey(app, name, backup.manifest.id, PIN_NAME)
   await (pinned

@@ -1,12 +1,13 @@
 import {createReadStream} from 'node:fs'
-import {mkdtemp, rm, stat} from 'node:fs/promises'
+import {rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
+import {makeStagingDir} from '../lib/staging.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
-import {findBackup, readCatalog} from './catalog.js'
+import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {createBackup} from './create.js'
 import {downloadBackup, extensionOf} from './download.js'
@@ -18,6 +19,8 @@ export interface RestoreOptions {
   media: boolean
   reference: string
   safetyBackup: boolean
+  /** Writer ids (or `unsigned`) to accept although they are not trusted: the user's explicit word. */
+  trustWriters?: string[]
 }
 
 /** `restore --json`: what was restored where, and the backup that holds the target's previous state. */
@@ -49,7 +52,7 @@ export async function planRestore(
   target: BackupContext,
   options: RestoreOptions,
 ): Promise<RestorePlan> {
-  const {manifest} = findBackup(await readCatalog(source.store, source.env.app, source.env.name), options.reference)
+  const {manifest} = findBackup(await catalogOf(source), options.reference, options.trustWriters)
   const {components} = manifest
   const database = options.database && components.database !== undefined
   const media = options.media && components.media !== undefined
@@ -105,12 +108,13 @@ export interface StagedRestore {
  * every checksum against the manifest. A damaged backup fails here, before the target is touched.
  */
 export async function stageRestore(source: BackupContext, plan: RestorePlan): Promise<StagedRestore> {
-  const staging = await mkdtemp(join(source.tempRoot, 'divio-restore-'))
+  const staging = await makeStagingDir(source.tempRoot, 'restore')
   const cleanup = () => rm(staging, {force: true, recursive: true})
   try {
     const folder = join(staging, 'files')
     await downloadBackup(source, staging, {
       database: plan.database,
+      manifest: plan,
       media: plan.media,
       outputDir: folder,
       reference: plan.manifest.id,
@@ -155,7 +159,7 @@ export async function applyRestore(
     safetyBackup,
     to: target.env.name,
   }
-  const tempDir = await mkdtemp(join(target.tempRoot, 'divio-restore-apply-'))
+  const tempDir = await makeStagingDir(target.tempRoot, 'restore-apply')
   try {
     if (plan.database) {
       const provider = databaseProviderFor(target.env.database!)

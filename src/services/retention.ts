@@ -1,6 +1,6 @@
 import {Tier} from '../domain/backup.js'
 import {applyRetention, RetentionCandidate, RetentionResult} from '../domain/retention.js'
-import {Catalog, readCatalog} from './catalog.js'
+import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
 
@@ -54,6 +54,14 @@ export function planPrune(context: BackupContext, catalog: Catalog): PruneResult
   const now = context.now().getTime()
   const keep: PruneDecision[] = decided.keep.map(({id, reason}) => ({id, reason}))
   const remove: PruneDecision[] = decided.remove.map(({id, reason}) => ({id, reason}))
+  // Nothing in a damaged backup can be believed, its dates and trigger least of all: keep it, and say so.
+  for (const backup of catalog.damaged) {
+    keep.push({
+      id: backup.id,
+      reason: `damaged (${backup.reason}); prune never removes what it cannot authenticate: check it with \`divio app backup verify ${backup.id}\`, then delete it by hand`,
+    })
+  }
+
   for (const backup of catalog.incomplete) {
     const idleHours = (now - backup.lastModifiedAt.getTime()) / 3_600_000
     if (idleHours > graceHours) {
@@ -73,7 +81,7 @@ export function planPrune(context: BackupContext, catalog: Catalog): PruneResult
 }
 
 export async function readPrunePlan(context: BackupContext): Promise<PruneResult> {
-  return planPrune(context, await readCatalog(context.store, context.env.app, context.env.name))
+  return planPrune(context, await catalogOf(context))
 }
 
 /** Deletes what a plan removes, each backup manifest-first; returns the plan as carried out. */
@@ -94,7 +102,7 @@ export async function retentionAfterCreate(
   context: BackupContext,
   trigger: 'on-demand' | 'scheduled',
 ): Promise<PruneDecision[]> {
-  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  const catalog = await catalogOf(context)
   const triggers = new Map(catalog.complete.map(({manifest}) => [manifest.id, manifest.trigger]))
   const removals = decideRetention(context, catalog).remove.filter(({id}) => triggers.get(id) === trigger)
   for (const {id} of removals) await deleteBackup(context, id)

@@ -1,7 +1,7 @@
 import {BackupView} from '../domain/backup.js'
 import {currentSlot, nextSlot, Schedule} from '../domain/schedule.js'
 import {BackupError} from '../errors.js'
-import {readCatalog} from './catalog.js'
+import {catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {createBackup} from './create.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
@@ -50,7 +50,7 @@ export async function runScheduleTick(
     createBackup(ctx, {database: true, media: true, trigger: 'scheduled'}),
 ): Promise<ScheduleRunResult> {
   const slot = currentSlot(scheduleOf(context), context.now())
-  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
+  const catalog = await catalogOf(context)
   const existing = catalog.complete.find(
     ({manifest}) => manifest.trigger === 'scheduled' && Date.parse(manifest.createdAt) >= slot.getTime(),
   )

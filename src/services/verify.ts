@@ -1,5 +1,8 @@
-import {Manifest, MANIFEST_NAME, StoredObject} from '../domain/manifest.js'
-import {findBackup, readCatalog} from './catalog.js'
+import {describeAuthenticity} from '../domain/authenticity.js'
+import {CompleteBackup, DamagedBackup} from '../domain/backup.js'
+import {MANIFEST_NAME, StoredObject} from '../domain/manifest.js'
+import {BackupError} from '../errors.js'
+import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
@@ -12,20 +15,41 @@ export interface VerifyResult {
 
 /** Reads back every object of one backup and checks sizes, checksums and age authentication. */
 export async function verifyBackup(context: BackupContext, reference: string): Promise<VerifyResult> {
-  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
-  return verifyManifest(context, findBackup(catalog, reference).manifest)
+  const catalog = await catalogOf(context)
+  const damaged = catalog.damaged.find((backup) => backup.id === reference)
+  if (damaged) return damagedResult(damaged)
+  try {
+    return await verifyManifest(context, findBackup(catalog, reference))
+  } catch (error) {
+    // A damaged backup found by prefix: report it like any other failed check.
+    const prefixed = catalog.damaged.find((backup) => backup.id.startsWith(reference))
+    if (prefixed && error instanceof BackupError && error.code === 'INTEGRITY') return damagedResult(prefixed)
+    throw error
+  }
 }
 
 export async function verifyAllBackups(context: BackupContext): Promise<VerifyResult[]> {
-  const catalog = await readCatalog(context.store, context.env.app, context.env.name)
-  const results: VerifyResult[] = []
-  for (const backup of catalog.complete) results.push(await verifyManifest(context, backup.manifest))
-  return results
+  const catalog = await catalogOf(context)
+  const results: VerifyResult[] = catalog.damaged.map((backup) => damagedResult(backup))
+  for (const backup of catalog.complete) results.push(await verifyManifest(context, backup))
+  return results.sort((a, b) => b.id.localeCompare(a.id))
 }
 
-async function verifyManifest(context: BackupContext, manifest: Manifest): Promise<VerifyResult> {
+/** A damaged backup fails at its manifest: nothing it names can be trusted, so nothing else is read. */
+function damagedResult(backup: DamagedBackup): VerifyResult {
+  return {
+    id: backup.id,
+    objects: [{detail: `damaged: ${backup.reason}`, name: MANIFEST_NAME, ok: false}],
+    ok: false,
+  }
+}
+
+async function verifyManifest(context: BackupContext, backup: CompleteBackup): Promise<VerifyResult> {
+  const {manifest} = backup
   const identities = await context.keys.identities()
-  const objects: VerifyResult['objects'] = [{detail: 'schema valid', name: MANIFEST_NAME, ok: true}]
+  const objects: VerifyResult['objects'] = [
+    {detail: `schema valid; ${describeAuthenticity(backup.authenticity)}`, name: MANIFEST_NAME, ok: true},
+  ]
   const {database, media} = manifest.components
   const checks: {compression?: 'none' | 'zstd'; object: StoredObject; plaintext: {bytes: number; sha256: string}}[] = [
     ...(database ? [{compression: database.compression, object: database.object, plaintext: database.plaintext}] : []),

@@ -30,7 +30,14 @@ export class LocalStore implements Store {
 
   async delete(key: string): Promise<void> {
     assertValidKey(key)
-    await rm(this.pathOf(key), {force: true})
+    try {
+      await rm(this.pathOf(key), {force: true})
+    } catch (error) {
+      // A path through a file cannot hold the object: it is as absent as a missing one.
+      if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return
+      throw error
+    }
+
     await this.removeEmptyParents(dirname(this.pathOf(key)))
   }
 
@@ -40,7 +47,7 @@ export class LocalStore implements Store {
       const handle = await open(this.pathOf(key), constants.O_RDONLY)
       return handle.createReadStream({highWaterMark: READ_CHUNK})
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new ObjectNotFoundError(key)
+      if (isMissing(error)) throw new ObjectNotFoundError(key)
       throw error
     }
   }
@@ -84,7 +91,7 @@ export class LocalStore implements Store {
       const info = await stat(this.pathOf(key))
       return info.isFile() ? {bytes: info.size, key, modifiedAt: info.mtime} : undefined
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      if (isMissing(error)) return undefined
       throw error
     }
   }
@@ -145,4 +152,9 @@ export class LocalStore implements Store {
       for (const objects of results) yield* objects
     }
   }
+}
+
+function isMissing(error: unknown): boolean {
+  const {code} = error as NodeJS.ErrnoException
+  return code === 'ENOENT' || code === 'ENOTDIR'
 }

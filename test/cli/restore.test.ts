@@ -9,7 +9,7 @@ import {Header} from 'tar'
 
 import {parseRecipient} from '../../src/archive/age-keys.js'
 import {createEncryptStream} from '../../src/archive/age.js'
-import {cli, makeProject, Project, snapshotTree, writeEnvironments} from '../helpers/project.js'
+import {cli, makeProject, Project, snapshotTree, writeEnvironments, writeSignedManifest} from '../helpers/project.js'
 import {collect} from '../helpers/tools.js'
 
 interface Listed {
@@ -140,7 +140,7 @@ describe('restore', function () {
     const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')
     manifest.components.media.object = {...manifest.components.media.object, bytes: sealed.length, sha256: sha(sealed)}
     manifest.components.media.plaintext = {bytes: tar.length, sha256: sha(tar)}
-    writeFileSync(manifestPath, JSON.stringify(manifest))
+    writeSignedManifest(project, manifestPath, manifest)
     const outside = snapshotTree(join(project.root, '..'))
     const before = testState(project)
 

@@ -14,6 +14,10 @@ import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {fileURLToPath} from 'node:url'
 
+import {parseWriterKey} from '../../src/archive/writer-key.js'
+import {signManifest} from '../../src/domain/authenticity.js'
+import {Manifest} from '../../src/domain/manifest.js'
+
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const runJs = join(repoRoot, 'bin', 'run.js')
 
@@ -180,4 +184,20 @@ export function writeEnvironments(
     join(project.root, '.divio', 'backups.json'),
     JSON.stringify({app: 'shop', defaultEnvironment, environments}),
   )
+}
+
+/** The project's writer key, as the first `create` wrote it into its private HOME. */
+export function writerKeyFile(project: Pick<Project, 'home'>): string {
+  return join(project.home, '.config', 'divio', 'backup-writer-key.txt')
+}
+
+/**
+ * Writes `manifest` to `path` signed with the project's writer key: what an attacker who stole the
+ * writer key could do. Tests of the checks behind the signature (checksums, tar safety) use it.
+ */
+export function writeSignedManifest(project: Pick<Project, 'home'>, path: string, manifest: unknown): void {
+  const key = parseWriterKey(readFileSync(writerKeyFile(project), 'utf8'))
+  const fields: Partial<Manifest> = {...(manifest as Manifest)}
+  delete fields.signature
+  writeFileSync(path, JSON.stringify(signManifest(fields as Manifest, key), null, 2))
 }

@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3'
 import {randomBytes} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {open, rename, rm, stat} from 'node:fs/promises'
+import {open, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -67,12 +67,19 @@ export class SqliteProvider implements DatabaseProvider {
     }
 
     const copyPath = join(tempDir, 'database.sqlite3')
+    // Created first, so that SQLite writes the plaintext copy into a file only its owner can read.
+    await writeFile(copyPath, '', {flag: 'wx', mode: 0o600}).catch((error: unknown) => {
+      throw stagingFailure(error, tempDir)
+    })
     let source: Database.Database | undefined
+    let opened = false
     try {
       source = new Database(this.path, {fileMustExist: true, readonly: true})
+      opened = true
       await source.backup(copyPath)
     } catch (error) {
       await rm(copyPath, {force: true})
+      if (opened && isWriteFailure(error)) throw stagingFailure(error, tempDir)
       throw new BackupError(
         'SOURCE_UNAVAILABLE',
         `Cannot read the SQLite database ${this.path}: ${(error as Error).message}.`,
@@ -113,4 +120,24 @@ export class SqliteProvider implements DatabaseProvider {
       stream: handle.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}),
     }
   }
+}
+
+/** SQLite's codes for a copy it could not write: the temp folder's fault, not the database's. */
+function isWriteFailure(error: unknown): boolean {
+  const code = String((error as {code?: unknown}).code ?? '')
+  return ['ENOSPC', 'SQLITE_CANTOPEN', 'SQLITE_FULL', 'SQLITE_IOERR_FSYNC', 'SQLITE_IOERR_WRITE'].includes(code)
+}
+
+function stagingFailure(error: unknown, tempDir: string): BackupError {
+  const full = /FULL|ENOSPC|EDQUOT/.test(String((error as {code?: unknown}).code ?? ''))
+  return new BackupError(
+    'SOURCE_UNAVAILABLE',
+    `Cannot write the database snapshot into the temp folder ${tempDir}: ${full ? 'the disk is full' : (error as Error).message}.`,
+    {
+      cause: error,
+      suggestion: full
+        ? 'Free space there, or point DIVIO_BACKUP_TMPDIR at a folder with room for a copy of the database.'
+        : 'Check that the temp folder is writable, or point DIVIO_BACKUP_TMPDIR elsewhere.',
+    },
+  )
 }

@@ -13,7 +13,7 @@ export default class Restore extends BackupCommand {
   }
   static override description = `Restore a backup into its own environment or another one.
 
-The backup is downloaded, decrypted and checked in a staging folder first; a damaged backup stops there. Then the target environment is named and must be confirmed: by typing its name on a terminal, or with --confirm ENV. Before anything is overwritten, a safety backup of the target is taken (on-demand, note "before restore of ID").
+The backup's manifest must be signed by a trusted writer (see --trust-writer). The backup is downloaded, decrypted and checked in a staging folder first; a damaged backup stops there. Then the target environment is named and must be confirmed: by typing its name on a terminal, or with --confirm ENV. Before anything is overwritten, a safety backup of the target is taken (on-demand, note "before restore of ID").
 
 PostgreSQL is restored in one transaction, SQLite files and media folders are swapped in with an atomic rename, and S3 media is uploaded (objects the backup does not hold are deleted only with --clean). MySQL/MariaDB stops at the first error.`
   static override examples = [
@@ -37,6 +37,11 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
       description: 'Back up the target before overwriting it (--no-safety-backup to skip).',
     }),
     'to-env': Flags.string({description: 'Environment to restore into (default: the backup’s own, --env).'}),
+    'trust-writer': Flags.string({
+      description:
+        'Accept a backup signed by this writer id although it is not a trusted writer ("unsigned" for backups made before signing). Repeatable.',
+      multiple: true,
+    }),
   }
 
   async run(): Promise<RestoreCommandResult> {
@@ -49,6 +54,7 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
       media: !flags['db-only'],
       reference: args.id,
       safetyBackup: flags['safety-backup'],
+      trustWriters: flags['trust-writer'] ?? [],
     }
     const plan = await planRestore(source, target, options)
     const confirmation = {action: plan.summary, confirm: flags.confirm, environment: target.env.name}

@@ -1,0 +1,97 @@
+import {Transform} from 'node:stream'
+
+import {BackupError} from '../errors.js'
+
+/** How long a stage may move no data before the pipeline is failed, unless DIVIO_BACKUP_STALL_SECONDS says. */
+export const DEFAULT_STALL_SECONDS = 120
+
+export function stallTimeoutMs(variables: NodeJS.ProcessEnv): number {
+  const seconds = Number(variables.DIVIO_BACKUP_STALL_SECONDS)
+  return (Number.isFinite(seconds) && seconds > 0 ? seconds : DEFAULT_STALL_SECONDS) * 1000
+}
+
+/** A point in a pipeline that the watchdog observes: bytes pass through it unchanged. */
+export interface Probe extends Transform {
+  /** True when what comes after this point has stopped taking data: its buffer is full. */
+  readonly blocked: boolean
+}
+
+/**
+ * Fails a streaming transfer that stops moving, and says which stage stopped. A stalled database, a
+ * hung NFS read or an S3 endpoint that accepts a connection but never answers would otherwise leave
+ * the command waiting forever.
+ *
+ * Two probes are placed in the pipeline: one right after the source and one right before the store.
+ * When neither has seen a byte for the timeout, the blame goes to the first stage, from the store
+ * backwards, that holds data it cannot pass on: the store when the probe before it is blocked, the
+ * stages in between when only the source probe is blocked, and otherwise the source. After the last
+ * byte, the store has the same time to confirm the write.
+ */
+export class StallWatchdog {
+  /** Place right before the store. */
+  readonly sink: Probe
+  /** Place right after the source. */
+  readonly source: Probe
+  private lastActivity = Date.now()
+  private readonly timer: NodeJS.Timeout
+  private readonly touch = (): void => {
+    this.lastActivity = Date.now()
+  }
+
+  constructor(
+    private readonly options: {
+      middle: string
+      onStall: (error: BackupError) => void
+      source: string
+      store: string
+      timeoutMs: number
+    },
+  ) {
+    this.sink = this.probe()
+    this.source = this.probe()
+    const interval = Math.min(1000, Math.max(50, options.timeoutMs / 4))
+    this.timer = setInterval(() => this.check(), interval)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+  }
+
+  private check(): void {
+    const idle = Date.now() - this.lastActivity
+    if (idle < this.options.timeoutMs) return
+    this.stop()
+    const seconds = Math.round(idle / 1000)
+    const {middle, source, store} = this.options
+    const [where, what] = this.sink.writableEnded
+      ? [store, `did not confirm the write within ${seconds} s of the last byte`]
+      : this.sink.blocked
+        ? [store, `accepted no data for ${seconds} s`]
+        : this.source.blocked
+          ? [middle, `passed no data on for ${seconds} s`]
+          : [source, `sent no data for ${seconds} s`]
+    this.options.onStall(
+      new BackupError('SOURCE_UNAVAILABLE', `Stalled: ${where} ${what}.`, {
+        exitCode: 7,
+        suggestion: `Check that ${where} is reachable and responding, then run the command again. DIVIO_BACKUP_STALL_SECONDS sets how long a stage may stall (now ${Math.round(this.options.timeoutMs / 1000)} s).`,
+      }),
+    )
+  }
+
+  private probe(): Probe {
+    const {touch} = this
+    const probe = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        touch()
+        callback(null, chunk)
+      },
+    }) as Probe
+    // Reading counts as progress too: a slow consumer that still takes data is not stalled.
+    probe.on('drain', touch)
+    Object.defineProperty(probe, 'blocked', {
+      get: () => probe.readableLength >= probe.readableHighWaterMark || probe.writableNeedDrain,
+    })
+    return probe
+  }
+}

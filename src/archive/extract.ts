@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {lstat, mkdir, symlink, utimes} from 'node:fs/promises'
-import {dirname, isAbsolute, join, relative, resolve} from 'node:path'
+import {lstat, mkdir, readlink, rm, symlink, utimes} from 'node:fs/promises'
+import {dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
@@ -23,18 +23,35 @@ export interface ExtractSummary {
  * absolute paths, `..` and other odd path segments, symlinks whose target leaves the folder, any path
  * that would pass through a symlink, hard links, device nodes, FIFOs, and members outside `media/`.
  * Our own archives contain none of these, so meeting one means the archive was crafted or damaged.
+ *
+ * Symlinks are created last, once every file and folder is in place, so nothing is ever written
+ * through one; then each is resolved the way the kernel will resolve it, following the links it
+ * passes through, and any that leads outside `target` fails the extraction. On failure `target`
+ * is removed.
  */
 export async function extractMediaArchive(tar: Readable, target: string): Promise<ExtractSummary> {
   const root = resolve(target)
   await mkdir(root, {mode: 0o755})
+  try {
+    return await extractInto(tar, root)
+  } catch (error) {
+    await rm(root, {force: true, recursive: true})
+    throw error
+  }
+}
+
+async function extractInto(tar: Readable, root: string): Promise<ExtractSummary> {
   const check = new ListingCheck()
+  const links: Array<{destination: string; member: TarMember; target: string}> = []
   let files = 0
   let bytes = 0
+  let listed = false
   try {
     for await (const member of readTar(tar)) {
       if (member.path === LISTING_MEMBER) {
         await check.verify(member.body)
-        return {bytes, files}
+        listed = true
+        break
       }
 
       const path = safePath(member)
@@ -57,11 +74,11 @@ export async function extractMediaArchive(tar: Readable, target: string): Promis
         case 'symlink': {
           const linkTarget = member.linkTarget ?? ''
           const resolved = resolve(dirname(destination), linkTarget)
-          if (isAbsolute(linkTarget) || !isInside(root, resolved)) {
+          if (isAbsolute(linkTarget) || !isInside(root, resolved) || linkTarget.includes('\0')) {
             throw unsafe(member, `it is a symlink to ${JSON.stringify(linkTarget)}, outside the media folder`)
           }
 
-          await symlink(linkTarget, destination)
+          links.push({destination, member, target: linkTarget})
           break
         }
 
@@ -79,8 +96,75 @@ export async function extractMediaArchive(tar: Readable, target: string): Promis
   }
 
   // The listing is the last member: an archive without one is incomplete.
-  await check.verify()
+  if (!listed) await check.verify()
+  for (const {destination, member, target} of links) {
+    await symlink(target, destination).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST') throw unsafe(member, 'a file, folder or link of that name was already extracted')
+      throw error
+    })
+  }
+
+  for (const {destination, member, target} of links) {
+    if (!(await staysInside(root, dirname(destination), target))) {
+      throw unsafe(
+        member,
+        `it is a symlink to ${JSON.stringify(target)}, which leads outside the media folder through other links`,
+      )
+    }
+  }
+
   return {bytes, files}
+}
+
+/** How many links one resolution may follow; the kernel gives up at 40 (ELOOP), and so do we. */
+const MAX_LINK_HOPS = 40
+
+/**
+ * Whether `target`, read as a symlink in `folder`, resolves inside `root` when the kernel follows it:
+ * segment by segment, each link replaced by its own target, `..` applied to where a link led rather
+ * than to the text. Past a name that does not exist the rest is read as text, since whatever is
+ * created there later must not lead outside either. A loop resolves nowhere, which is safe.
+ */
+async function staysInside(root: string, folder: string, target: string): Promise<boolean> {
+  let hops = 0
+  const walk = async (start: string[], text: string): Promise<string[] | undefined> => {
+    const parts = [...start]
+    let missing = false
+    for (const segment of text.split('/')) {
+      if (segment === '' || segment === '.') continue
+      if (segment === '..') {
+        if (parts.length === 0) return undefined
+        parts.pop()
+        continue
+      }
+
+      if (missing) {
+        parts.push(segment)
+        continue
+      }
+
+      const path = join(root, ...parts, segment)
+      const info = await lstat(path).catch(() => {})
+      if (info === undefined) {
+        missing = true
+        parts.push(segment)
+      } else if (info.isSymbolicLink()) {
+        if (++hops > MAX_LINK_HOPS) return parts
+        const next = await readlink(path)
+        if (isAbsolute(next)) return undefined
+        const resolved = await walk(parts, next)
+        if (resolved === undefined) return undefined
+        parts.splice(0, parts.length, ...resolved)
+      } else {
+        parts.push(segment)
+      }
+    }
+
+    return parts
+  }
+
+  const start = relative(root, folder)
+  return (await walk(start === '' ? [] : start.split(sep), target)) !== undefined
 }
 
 /** The member's path below `media/`, or throws when it could reach outside the target. */

@@ -1,6 +1,18 @@
 import {expect} from 'chai'
+import fc from 'fast-check'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, writeFileSync} from 'node:fs'
+import {
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  realpathSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -113,8 +125,31 @@ describe('media extraction', () => {
         {path: 'media/dir/', type: 'Directory'},
         {linkpath: 'dir', path: 'media/link', type: 'SymbolicLink'},
         {body: 'x', path: 'media/link/through.txt', type: 'File'},
+        listingFor([{body: 'x', path: 'link/through.txt'}]),
       ],
-      /would be written through a symlink/,
+      // The file comes first and makes "link" a real folder, so the symlink meets a taken name.
+      /already extracted/,
+    ],
+    [
+      'a chain of links whose ".." the kernel applies after following a link (as text it stays inside)',
+      [
+        {path: 'media/sub/sub2/', type: 'Directory'},
+        {linkpath: '..', path: 'media/sub/sub2/l3', type: 'SymbolicLink'},
+        // As text, sub/sub2/l3/../../.. is the media folder; the kernel follows l3 to sub first, and lands two levels above it.
+        {linkpath: 'sub/sub2/l3/../../../etc/passwd', path: 'media/pw', type: 'SymbolicLink'},
+        listingFor([]),
+      ],
+      /"media\/pw" is refused: .*leads outside the media folder through other links/,
+    ],
+    [
+      'a link whose target names a link created after it',
+      [
+        {linkpath: 'later/../../outside/keep.txt', path: 'media/early', type: 'SymbolicLink'},
+        {path: 'media/deep/er/', type: 'Directory'},
+        {linkpath: 'deep/er', path: 'media/later', type: 'SymbolicLink'},
+        listingFor([]),
+      ],
+      /"media\/early" is refused/,
     ],
     ['a hard link out', [{linkpath: '/etc/passwd', path: 'media/hard', type: 'Link'}], /hard link/],
     ['a device node', [{path: 'media/null', type: 'CharacterDevice'}], /character device/],
@@ -137,3 +172,143 @@ describe('media extraction', () => {
     })
   }
 })
+
+/**
+ * The class of the symlink-chain escape: random trees of folders, files and symlinks, whose targets are
+ * random relative paths (through "..", ".", and names that are themselves links, created before or after)
+ * or absolute paths. Whatever the archive holds, after extraction, successful or refused:
+ * - the real path of every entry left in the target is inside the target;
+ * - writing through every link left there, as an app would, changes nothing outside;
+ * - nothing outside the target changed.
+ * The oracle is the kernel itself (realpath, open), not the extractor's own reasoning.
+ */
+describe('media extraction: symlinks resolve inside the target, whatever the tree (property)', () => {
+  const name = fc.constantFrom('a', 'b', 'l')
+  const relativePath = fc.array(name, {maxLength: 3, minLength: 1}).map((parts) => parts.join('/'))
+  // ".." is drawn often: escapes need a link that climbs, followed by more climbing through it.
+  const segment = fc.oneof(
+    {arbitrary: fc.constant('..'), weight: 4},
+    {arbitrary: fc.constantFrom('.', 'a', 'b', 'l', 'l', 'outside', 'keep.txt'), weight: 5},
+  )
+  const linkTarget = fc.oneof(
+    {arbitrary: fc.array(segment, {maxLength: 8, minLength: 1}).map((parts) => parts.join('/')), weight: 9},
+    {arbitrary: fc.constantFrom('/etc/passwd', '/tmp', '/'), weight: 1},
+  )
+  const member = fc.oneof(
+    {arbitrary: fc.record({kind: fc.constant('dir' as const), path: relativePath}), weight: 2},
+    {
+      arbitrary: fc.record({body: fc.string({maxLength: 8}), kind: fc.constant('file' as const), path: relativePath}),
+      weight: 1,
+    },
+    {arbitrary: fc.record({kind: fc.constant('link' as const), path: relativePath, target: linkTarget}), weight: 4},
+  )
+
+  // A climbing chain, the shape of the reported escape: folder D, a link in D to one of D's ancestors,
+  // and a link elsewhere whose target goes through that link and climbs on. Many are escapes that
+  // text alone does not show; some stay inside. Random members around it add noise.
+  const chain = fc
+    .record({
+      climb: fc.integer({max: 4, min: 0}),
+      folder: fc.array(name, {maxLength: 3, minLength: 1}),
+      from: relativePath,
+      tail: fc.array(fc.constantFrom('a', 'b', 'l'), {maxLength: 2}),
+      up: fc.integer({max: 3, min: 1}),
+    })
+    .map(({climb, folder, from, tail, up}) => [
+      {kind: 'dir' as const, path: folder.join('/')},
+      {kind: 'link' as const, path: `${folder.join('/')}/l`, target: Array.from({length: up}, () => '..').join('/')},
+      {
+        kind: 'link' as const,
+        path: from,
+        target: [...folder, 'l', ...Array.from({length: climb}, () => '..'), ...tail].join('/'),
+      },
+    ])
+  const tree = fc
+    .tuple(fc.array(chain, {maxLength: 2}), fc.array(member, {maxLength: 8}))
+    .map(([chains, members]) => [...chains.flat(), ...members])
+    .chain((entries) => fc.shuffledSubarray(entries, {maxLength: entries.length, minLength: entries.length}))
+    .filter((entries) => entries.length > 0)
+
+  it('no entry resolves outside, and nothing outside changes', async () => {
+    await fc.assert(
+      fc.asyncProperty(tree, async (entries) => {
+        const parent = mkdtempSync(join(tmpdir(), 'extract-property-'))
+        try {
+          mkdirSync(join(parent, 'outside'))
+          writeFileSync(join(parent, 'outside', 'keep.txt'), 'untouched')
+          // Two levels of folders above the target: a link that climbs out lands on something that exists.
+          // Named like the tree's own entries, so that an escape lands on something real that realpath resolves.
+          for (const name of ['a', 'b', 'l']) mkdirSync(join(parent, 'up', 'a', name), {recursive: true})
+          for (const name of ['b', 'l']) mkdirSync(join(parent, 'up', name))
+          const target = join(parent, 'up', 'a', 'restored')
+          const files = entries.flatMap((entry) =>
+            entry.kind === 'file' ? [{body: entry.body, path: entry.path}] : [],
+          )
+          const tar = craftTar([
+            ...entries.map((entry): Member =>
+              entry.kind === 'dir'
+                ? {path: `media/${entry.path}/`, type: 'Directory'}
+                : entry.kind === 'file'
+                  ? {body: entry.body, path: `media/${entry.path}`, type: 'File'}
+                  : {linkpath: entry.target, path: `media/${entry.path}`, type: 'SymbolicLink'},
+            ),
+            listingFor(files),
+          ])
+          const outsideOf = (tree: Map<string, string>) =>
+            [...tree].filter(([path]) => path !== 'up/a/restored' && !path.startsWith('up/a/restored/'))
+          const before = outsideOf(snapshotTree(parent))
+          const error = await extractMediaArchive(Readable.from([tar]), target).then(
+            () => {},
+            (error_: unknown) => error_,
+          )
+          if (error !== undefined) {
+            expect(error, String(error)).to.be.instanceOf(BackupError)
+            expect(existsSync(target), 'a refused extraction removes its target').to.equal(false)
+          }
+
+          const root = existsSync(target) ? realpathSync(target) : target
+          for (const path of walk(target)) {
+            let real: string | undefined
+            try {
+              real = realpathSync(path)
+            } catch {
+              // Dangling (or a loop): nothing to resolve now; the writes below check where it would lead.
+            }
+
+            if (real !== undefined)
+              expect(real === root || real.startsWith(`${root}/`), `${path} → ${real}`).to.equal(true)
+            if (lstatSync(path).isSymbolicLink()) {
+              for (const probe of [path, join(path, 'probe.txt')]) {
+                try {
+                  writeFileSync(probe, 'written through a link', {flag: 'a'})
+                } catch {
+                  // Not writable that way (a folder, a loop, a missing parent): nothing was written.
+                }
+              }
+            }
+          }
+
+          expect(outsideOf(snapshotTree(parent))).to.deep.equal(before)
+        } finally {
+          rmSync(parent, {force: true, recursive: true})
+        }
+      }),
+      {numRuns: 1000},
+    )
+  })
+})
+
+function walk(root: string): string[] {
+  if (!existsSync(root)) return []
+  const found: string[] = []
+  const visit = (folder: string) => {
+    for (const entry of readdirSync(folder, {withFileTypes: true})) {
+      const path = join(folder, entry.name)
+      found.push(path)
+      if (entry.isDirectory()) visit(path)
+    }
+  }
+
+  visit(root)
+  return found
+}

@@ -2,11 +2,13 @@ import {createReadStream} from 'node:fs'
 import {rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
+import {extractMediaArchive} from '../archive/extract.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
+import {MediaProvider, PreparedMediaRestore} from '../providers/media/port.js'
 import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {createBackup} from './create.js'
@@ -149,7 +151,17 @@ export async function applyRestore(
   options: RestoreOptions,
 ): Promise<RestoreResult> {
   const {manifest} = plan
-  const safetyBackup = options.safetyBackup ? await takeSafetyBackup(target, plan) : null
+  // Everything that can be checked is checked before the safety backup: a refused archive must not
+  // cost a backup of the target, let alone touch it.
+  const media = plan.media ? await prepareMedia(target, staged) : undefined
+  let safetyBackup: null | string
+  try {
+    safetyBackup = options.safetyBackup ? await takeSafetyBackup(target, plan) : null
+  } catch (error) {
+    await media?.prepared?.discard()
+    throw error
+  }
+
   const kept = safetyBackup ? ` Its previous state is in backup ${safetyBackup}.` : ''
   const result: RestoreResult = {
     database: null,
@@ -172,15 +184,17 @@ export async function applyRestore(
       result.database = {engine: provider.engine, location: provider.location}
     }
 
-    if (plan.media) {
-      const provider = mediaProviderFor(target.env.media!)
+    if (media) {
+      const {prepared, provider} = media
       const done = result.database ? ` The database was already restored.${kept}` : kept
       try {
-        const summary = await provider.restore(createReadStream(staged.media!), {
-          clean: options.clean,
-          onSkip: (path, why) => target.reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
-          signal: target.signal,
-        })
+        const summary = prepared
+          ? await prepared.commit()
+          : await provider.restore(createReadStream(staged.media!), {
+              clean: options.clean,
+              onSkip: (path, why) => target.reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
+              signal: target.signal,
+            })
         result.media = {...summary, location: provider.location}
       } catch (error) {
         throw stepFailure(error, done)
@@ -189,8 +203,38 @@ export async function applyRestore(
 
     return result
   } finally {
+    await media?.prepared?.discard()
     await rm(tempDir, {force: true, recursive: true})
   }
+}
+
+/**
+ * Extracts and checks the staged media archive before anything else happens: tar safety and every
+ * file against MANIFEST.json. A folder target keeps the extraction, ready to swap in; for a bucket,
+ * the check runs in a staging folder that is removed again.
+ */
+async function prepareMedia(
+  target: BackupContext,
+  staged: StagedRestore,
+): Promise<{prepared?: PreparedMediaRestore; provider: MediaProvider}> {
+  const provider = mediaProviderFor(target.env.media!)
+  if (provider.prepare) return {prepared: await provider.prepare(createReadStream(staged.media!)), provider}
+  const check = await makeStagingDir(target.tempRoot, 'restore-apply')
+  try {
+    await extractMediaArchive(createReadStream(staged.media!), join(check, 'media'))
+  } catch (error) {
+    throw error instanceof BackupError
+      ? new BackupError(error.code, `${error.message} The media in ${provider.location} was not changed.`, {
+          cause: error,
+          exitCode: error.exitCode,
+          suggestion: error.suggestion,
+        })
+      : error
+  } finally {
+    await rm(check, {force: true, recursive: true})
+  }
+
+  return {provider}
 }
 
 async function takeSafetyBackup(target: BackupContext, plan: RestorePlan): Promise<null | string> {

@@ -121,7 +121,7 @@ describe('restore', function () {
     expect(backupsOf(project, 'test')).to.deep.equal([])
   })
 
-  it('a media archive that fails during extraction leaves the media folder as it was, and writes nothing outside', async () => {
+  it('a media archive refused during extraction: refused before the safety backup, the media folder as it was, nothing written outside', async () => {
     const project = twoEnvironments()
     const created = cli(project, ['create', '--media-only', '--json'])
     const {id} = created.json() as Listed
@@ -144,9 +144,10 @@ describe('restore', function () {
     const outside = snapshotTree(join(project.root, '..'))
     const before = testState(project)
 
-    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup'])
+    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
     expect(restored.status).to.equal(4)
     expect(restored.stderr).to.include('member "media/../../escaped.txt" is refused')
+    expect(backupsOf(project, 'test'), 'no safety backup is taken for a restore that is refused').to.deep.equal([])
     expect(restored.stderr).to.include(`The media folder ${join(project.root, 'test-media')} was not changed.`)
     expect(testState(project)).to.equal(before)
     const after = snapshotTree(join(project.root, '..'))

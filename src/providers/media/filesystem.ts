@@ -7,7 +7,7 @@ import {Readable} from 'node:stream'
 import {extractMediaArchive} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 import {BackupError} from '../../errors.js'
-import {MediaProvider, MediaRestoreSummary} from './port.js'
+import {MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
 export class FilesystemMediaProvider implements MediaProvider {
@@ -35,12 +35,8 @@ export class FilesystemMediaProvider implements MediaProvider {
     yield* this.walk('', signal, onSkip)
   }
 
-  /**
-   * Extracts the archive into a new folder beside the media folder, then swaps the two with renames and
-   * removes the old one. Until the swap the media folder is untouched; a symlinked media folder keeps
-   * its link, and the folder it points to is the one replaced.
-   */
-  async restore(tar: Readable): Promise<MediaRestoreSummary> {
+  /** Extracts and checks the archive into a new folder beside the media folder; see restore. */
+  async prepare(tar: Readable): Promise<PreparedMediaRestore> {
     const target = await realpath(this.root).catch(() => this.root)
     const parent = dirname(target)
     const suffix = randomBytes(6).toString('hex')
@@ -61,18 +57,33 @@ export class FilesystemMediaProvider implements MediaProvider {
         : error
     }
 
-    const existed = (await lstat(target).catch(() => {})) !== undefined
-    if (existed) await rename(target, previous)
-    try {
-      await rename(fresh, target)
-    } catch (error) {
-      if (existed) await rename(previous, target)
-      await rm(fresh, {force: true, recursive: true})
-      throw error
-    }
+    const extracted = summary
+    return {
+      async commit() {
+        const existed = (await lstat(target).catch(() => {})) !== undefined
+        if (existed) await rename(target, previous)
+        try {
+          await rename(fresh, target)
+        } catch (error) {
+          if (existed) await rename(previous, target)
+          await rm(fresh, {force: true, recursive: true})
+          throw error
+        }
 
-    if (existed) await rm(previous, {force: true, recursive: true})
-    return {...summary, deleted: 0}
+        if (existed) await rm(previous, {force: true, recursive: true})
+        return {...extracted, deleted: 0}
+      },
+      discard: () => rm(fresh, {force: true, recursive: true}),
+    }
+  }
+
+  /**
+   * Extracts the archive into a new folder beside the media folder, then swaps the two with renames and
+   * removes the old one. Until the swap the media folder is untouched; a symlinked media folder keeps
+   * its link, and the folder it points to is the one replaced.
+   */
+  async restore(tar: Readable): Promise<MediaRestoreSummary> {
+    return (await this.prepare(tar)).commit()
   }
 
   private async *walk(

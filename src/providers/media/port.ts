@@ -9,6 +9,14 @@ export interface MediaRestoreSummary {
   files: number
 }
 
+/** Media extracted and checked beside its target, waiting to be swapped in. */
+export interface PreparedMediaRestore {
+  /** Swaps the prepared media in; the previous media is gone afterwards. */
+  commit(): Promise<MediaRestoreSummary>
+  /** Removes what was prepared; the target was never touched. Safe to call more than once. */
+  discard(): Promise<void>
+}
+
 /**
  * Enumerates an app's media files. Contract:
  * - `entries` yields every folder, file and symlink exactly once, parents before children, in a
@@ -22,6 +30,12 @@ export interface MediaProvider {
   readonly kind: 'filesystem' | 's3'
   /** The location, without credentials, for messages. */
   readonly location: string
+  /**
+   * Where the target allows it (a folder), does all the work of a restore but the final swap: the
+   * archive is extracted and checked beside the target, which is not touched. A refused or damaged
+   * archive rejects here, so that nothing (not even a safety backup) happens before it is known good.
+   */
+  prepare?(tar: Readable): Promise<PreparedMediaRestore>
   /**
    * Puts the media of an archive (as createMediaTar writes it) in place, checked against its listing.
    * A folder is replaced whole by an atomic swap, so a failure before the swap leaves it as it was;

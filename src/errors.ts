@@ -156,3 +156,8 @@ export function describeIoError(error: unknown, what: string): BackupError | und
     }
   }
 }
+
+/** An error's message as a clause: for "…failed: <cause>." */
+export function describeCause(error: unknown): string {
+  return error instanceof Error ? error.message.replace(/\.$/, '') : String(error)
+}

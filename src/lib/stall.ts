@@ -90,7 +90,11 @@ export class StallWatchdog {
     // Reading counts as progress too: a slow consumer that still takes data is not stalled.
     probe.on('drain', touch)
     Object.defineProperty(probe, 'blocked', {
-      get: () => probe.readableLength >= probe.readableHighWaterMark || probe.writableNeedDrain,
+      // Paused by its consumer (backpressure), or holding as much as it may.
+      get: () =>
+        probe.readableFlowing === false ||
+        probe.readableLength >= probe.readableHighWaterMark ||
+        probe.writableNeedDrain,
     })
     return probe
   }

@@ -2,13 +2,11 @@ import {randomBytes} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {Duplex, PassThrough, Readable, Transform} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
+import {Readable} from 'node:stream'
 
-import {HashingStream} from '../archive/hash.js'
 import {createListingFile} from '../archive/listing.js'
 import {createMediaTar} from '../archive/media-tar.js'
-import {createSealStream, startSealWorker} from '../archive/seal.js'
+import {startSealWorker} from '../archive/seal.js'
 import {signManifest} from '../domain/authenticity.js'
 import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
@@ -21,11 +19,8 @@ import {
   StoredObject,
   Trigger,
 } from '../domain/manifest.js'
-import {BackupError, describeIoError} from '../errors.js'
-import {MemoryPacer} from '../lib/memory.js'
-import {through} from '../lib/process.js'
+import {BackupError, describeCause, describeIoError} from '../errors.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
-import {StallWatchdog} from '../lib/stall.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {objectKey} from './catalog.js'
@@ -33,6 +28,7 @@ import {BackupContext, Progress} from './context.js'
 import {listBackups} from './list.js'
 import {putSmallObject} from './objects.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
+import {transferComponent} from './transfer.js'
 
 export interface CreateOptions {
   database: boolean
@@ -89,68 +85,19 @@ export async function createBackup(context: BackupContext, options: CreateOption
   const tempDir = await makeStagingDir(context.tempRoot, 'backup')
   const key = (name: string) => objectKey(env.app, env.name, id, name)
   const put: Put = async (name, source, progress, {compression = 'none', location}) => {
-    const pacer = new MemoryPacer()
-    const meter = new Transform({
-      transform(chunk: Buffer, _encoding, callback) {
-        progress.advance(chunk.length)
-        pacer.advance(chunk.length)
-        callback(null, chunk)
-      },
-    })
     written.push(key(name))
-    // Compressed data is hashed before it leaves for zstd; otherwise the seal stream hashes its input.
-    const plain = compression === 'zstd' ? new HashingStream() : undefined
-    const seal = createSealStream(recipients.publicKeys, {
-      hashPlaintext: plain === undefined,
-      offThread: store.local,
+    return transferComponent({
+      compression,
+      key: key(name),
+      location,
+      name,
+      progress,
+      recipients: recipients.publicKeys,
+      signal,
+      source,
+      stallTimeoutMs: context.stallTimeoutMs,
+      store,
     })
-    const output = new PassThrough({highWaterMark: 256 * 1024})
-    const zstd = plain ? compressor() : undefined
-    // Every stage settles the whole transfer: the first failure, wherever it happens, destroys every
-    // stream, so no stage is left waiting for data that will never come or a reader that is gone.
-    const failures = new FirstFailure()
-    const watchdog = new StallWatchdog({
-      middle: zstd ? 'the compressor (zstd) or the encryption' : 'the encryption',
-      onStall(error) {
-        failures.note('stall', error)
-        source.destroy(error)
-        output.destroy(error)
-      },
-      source: location,
-      store: `the store ${store.description}`,
-      timeoutMs: context.stallTimeoutMs,
-    })
-    const stages: Array<[Stage, Duplex | Readable]> = [
-      ['source', source],
-      ['encryption', seal],
-    ]
-    if (zstd) stages.push(['compressor', zstd])
-    for (const [stage, stream] of stages) stream.once('error', (error: Error) => failures.note(stage, error))
-    const streams = [source, watchdog.source, ...(plain ? [plain, meter, zstd!] : [meter]), seal, watchdog.sink, output]
-    const stored = store.put(key(name), output, {signal}).catch((error: unknown) => {
-      failures.note('store', error)
-      output.destroy(error as Error)
-      throw error
-    })
-    const [piped, storedResult] = await Promise.allSettled([
-      pipeline(streams as unknown as [Readable, ...Duplex[]], {signal}),
-      stored,
-    ]).finally(() => watchdog.stop())
-    if (piped.status === 'rejected' || storedResult.status === 'rejected') {
-      const fallback = piped.status === 'rejected' ? piped.reason : (storedResult as PromiseRejectedResult).reason
-      throw failures.explain(fallback, {location, name, store: store.description})
-    }
-
-    const sealed = await seal.result
-    const {bytes} = storedResult.value
-    progress.done()
-    if (bytes !== sealed.sealed.bytes)
-      throw new Error(`${name}: the store accepted ${bytes} bytes of ${sealed.sealed.bytes}`)
-    const plaintext = plain ? {bytes: plain.bytes, sha256: plain.sha256} : sealed.plaintext
-    return {
-      object: {bytes, name, sha256: sealed.sealed.sha256},
-      plaintext: {bytes: plaintext.bytes, sha256: plaintext.sha256!},
-    }
   }
 
   const manifestKey = key(MANIFEST_NAME)
@@ -291,10 +238,6 @@ function untrustedWriter(context: BackupContext, writerId: string): BackupError 
   )
 }
 
-function describeCause(error: unknown): string {
-  return error instanceof Error ? error.message.replace(/\.$/, '') : String(error)
-}
-
 function failure(error: unknown, id: string, leftovers: readonly string[], signal: AbortSignal): BackupError {
   const left =
     leftovers.length === 0
@@ -342,15 +285,6 @@ function nothingToBackUp(context: BackupContext, options: CreateOptions): Backup
   )
 }
 
-/** zstd level 3 (its default), through the system binary: the output is a standard .zst that `zstd -d` reads. */
-function compressor(): Duplex {
-  return through('zstd', ['-q', '-c', '-3', '-T1'])
-}
-
-function isPrematureClose(error: unknown): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === 'ERR_STREAM_PREMATURE_CLOSE'
-}
-
 /** `create` --json: the backup object, plus what the trigger's retention policy removed afterwards. */
 export interface TakeBackupResult extends BackupView {
   removedByRetention: PruneDecision[]
@@ -371,57 +305,5 @@ export async function takeBackup(context: BackupContext, options: CreateOptions)
           'The new backup is safe. Run `divio app backup prune --dry-run` to see what retention would do, then prune.',
       },
     )
-  }
-}
-
-type Stage = 'compressor' | 'encryption' | 'source' | 'stall' | 'store'
-
-/**
- * Remembers which stage of a transfer failed first. Once one stage fails, the others fail as a
- * consequence (a premature close, an aborted upload), so the first failure is the cause to report.
- */
-class FirstFailure {
-  private first: undefined | {error: unknown; stage: Stage}
-
-  /** The user-facing error: the cause, named by the location that failed. */
-  explain(fallback: unknown, where: {location: string; name: string; store: string}): unknown {
-    const {error, stage} = this.first ?? {error: fallback, stage: 'source' as Stage}
-    if (error instanceof BackupError) return error
-    const cause = describeCause(error)
-    switch (stage) {
-      case 'compressor': {
-        return new BackupError('BACKUP_FAILED', `The compressor (zstd) failed on ${where.name}: ${cause}.`, {
-          cause: error,
-          suggestion: 'Check that zstd is installed (apt-get install zstd) and that the temp folder has space.',
-        })
-      }
-
-      case 'encryption': {
-        return new BackupError('BACKUP_FAILED', `Encrypting ${where.name} failed: ${cause}.`, {cause: error})
-      }
-
-      case 'store': {
-        return (
-          describeIoError(error, `${where.name} to the store ${where.store}`) ??
-          new BackupError('STORE_UNAVAILABLE', `Cannot write ${where.name} to the store ${where.store}: ${cause}.`, {
-            cause: error,
-            suggestion:
-              'Check that the store location exists, is writable and is reachable, then run the command again.',
-          })
-        )
-      }
-
-      default: {
-        return new BackupError('SOURCE_UNAVAILABLE', `Reading ${where.location} failed: ${cause}.`, {
-          cause: error,
-          suggestion: 'Check that the source is reachable and readable, then run the command again.',
-        })
-      }
-    }
-  }
-
-  note(stage: Stage, error: unknown): void {
-    if (this.first === undefined && !isPrematureClose(error) && (error as Error)?.name !== 'AbortError')
-      this.first = {error, stage}
   }
 }

@@ -1,0 +1,184 @@
+import {Duplex, PassThrough, Readable, Transform} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {HashingStream} from '../archive/hash.js'
+import {createSealStream, SealResult} from '../archive/seal.js'
+import {StoredObject} from '../domain/manifest.js'
+import {BackupError, describeCause, describeIoError} from '../errors.js'
+import {deferred} from '../lib/deferred.js'
+import {MemoryPacer} from '../lib/memory.js'
+import {through} from '../lib/process.js'
+import {StallWatchdog} from '../lib/stall.js'
+import {Store} from '../store/port.js'
+import {Progress} from './context.js'
+
+export interface TransferOptions {
+  compression: 'none' | 'zstd'
+  /** The object's key in the store. */
+  key: string
+  /** The source in words, for messages: "the sqlite database /srv/app/db.sqlite3". */
+  location: string
+  /** The object's name, for messages. */
+  name: string
+  progress: Progress
+  recipients: readonly Uint8Array[]
+  signal: AbortSignal
+  source: Readable
+  /** Replaces a stage; for fault injection in tests. */
+  stages?: {compressor?: () => Duplex; encryption?: (seal: Duplex & {result: Promise<SealResult>}) => Duplex}
+  stallTimeoutMs: number
+  store: Store
+}
+
+export interface TransferResult {
+  object: StoredObject
+  plaintext: {bytes: number; sha256: string}
+}
+
+/**
+ * Streams one component from its source through hashing, optional compression and age encryption
+ * into the store, and returns what the manifest records of it.
+ *
+ * Every stage settles the whole transfer: the first failure, wherever it happens, destroys every
+ * stream, so no stage is left waiting for data that will never come or for a reader that is gone; a
+ * stage that stops moving data is failed by a watchdog. The error names the stage that failed first,
+ * and the location, with the documented exit code: 7 for a source or store that is unavailable.
+ */
+export async function transferComponent(options: TransferOptions): Promise<TransferResult> {
+  const {compression, key, location, name, progress, signal, source, store} = options
+  const pacer = new MemoryPacer()
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      progress.advance(chunk.length)
+      pacer.advance(chunk.length)
+      callback(null, chunk)
+    },
+  })
+  // Compressed data is hashed before it leaves for zstd; otherwise the seal stream hashes its input.
+  const plain = compression === 'zstd' ? new HashingStream() : undefined
+  const seal = createSealStream(options.recipients, {hashPlaintext: plain === undefined, offThread: store.local})
+  const encryption = options.stages?.encryption?.(seal) ?? seal
+  const zstd = plain ? (options.stages?.compressor ?? compressor)() : undefined
+  const output = new PassThrough({highWaterMark: 256 * 1024})
+  const failures = new FirstFailure()
+  // A store that hangs without reading or settling must not hold the transfer: a stall or an
+  // interruption settles it.
+  const stalled = deferred<never>()
+  const onAbort = () => stalled.reject(signal.reason as Error)
+  signal.addEventListener('abort', onAbort, {once: true})
+  const watchdog = new StallWatchdog({
+    middle: zstd ? 'the compressor (zstd) or the encryption' : 'the encryption',
+    onStall(error) {
+      failures.note('stall', error)
+      source.destroy(error)
+      output.destroy(error)
+      stalled.reject(error)
+    },
+    source: location,
+    store: `the store ${store.description}`,
+    timeoutMs: options.stallTimeoutMs,
+  })
+  const stages: Array<[Stage, Duplex | Readable]> = [
+    ['source', source],
+    ['encryption', encryption],
+  ]
+  if (encryption !== seal) stages.push(['encryption', seal])
+  if (zstd) stages.push(['compressor', zstd])
+  for (const [stage, stream] of stages) stream.once('error', (error: Error) => failures.note(stage, error))
+  const streams = [
+    source,
+    watchdog.source,
+    ...(plain ? [plain, meter, zstd!] : [meter]),
+    encryption,
+    watchdog.sink,
+    output,
+  ]
+  const stored = store.put(key, output, {signal}).catch((error: unknown) => {
+    failures.note('store', error)
+    output.destroy(error as Error)
+    throw error
+  })
+  const [piped, storedResult] = await Promise.allSettled([
+    Promise.race([pipeline(streams as unknown as [Readable, ...Duplex[]], {signal}), stalled.promise]),
+    Promise.race([stored, stalled.promise]),
+  ]).finally(() => {
+    watchdog.stop()
+    signal.removeEventListener('abort', onAbort)
+  })
+  if (piped.status === 'rejected' || storedResult.status === 'rejected') {
+    const fallback = piped.status === 'rejected' ? piped.reason : (storedResult as PromiseRejectedResult).reason
+    throw failures.explain(fallback, {location, name, store: store.description})
+  }
+
+  const sealed = await seal.result
+  const {bytes} = storedResult.value
+  progress.done()
+  if (bytes !== sealed.sealed.bytes)
+    throw new Error(`${name}: the store accepted ${bytes} bytes of ${sealed.sealed.bytes}`)
+  const plaintext = plain ? {bytes: plain.bytes, sha256: plain.sha256} : sealed.plaintext
+  return {
+    object: {bytes, name, sha256: sealed.sealed.sha256},
+    plaintext: {bytes: plaintext.bytes, sha256: plaintext.sha256!},
+  }
+}
+
+/** zstd level 3 (its default), through the system binary: the output is a standard .zst that `zstd -d` reads. */
+function compressor(): Duplex {
+  return through('zstd', ['-q', '-c', '-3', '-T1'])
+}
+
+type Stage = 'compressor' | 'encryption' | 'source' | 'stall' | 'store'
+
+/**
+ * Remembers which stage of a transfer failed first. Once one stage fails, the others fail as a
+ * consequence (a premature close, an aborted upload), so the first failure is the cause to report.
+ */
+class FirstFailure {
+  private first: undefined | {error: unknown; stage: Stage}
+
+  /** The user-facing error: the cause, named by the location that failed. */
+  explain(fallback: unknown, where: {location: string; name: string; store: string}): unknown {
+    const {error, stage} = this.first ?? {error: fallback, stage: 'source' as Stage}
+    if (error instanceof BackupError) return error
+    const cause = describeCause(error)
+    switch (stage) {
+      case 'compressor': {
+        return new BackupError('BACKUP_FAILED', `The compressor (zstd) failed on ${where.name}: ${cause}.`, {
+          cause: error,
+          suggestion: 'Check that zstd is installed (apt-get install zstd) and that the temp folder has space.',
+        })
+      }
+
+      case 'encryption': {
+        return new BackupError('BACKUP_FAILED', `Encrypting ${where.name} failed: ${cause}.`, {cause: error})
+      }
+
+      case 'store': {
+        return (
+          describeIoError(error, `${where.name} to the store ${where.store}`) ??
+          new BackupError('STORE_UNAVAILABLE', `Cannot write ${where.name} to the store ${where.store}: ${cause}.`, {
+            cause: error,
+            suggestion:
+              'Check that the store location exists, is writable and is reachable, then run the command again.',
+          })
+        )
+      }
+
+      default: {
+        return new BackupError('SOURCE_UNAVAILABLE', `Reading ${where.location} failed: ${cause}.`, {
+          cause: error,
+          suggestion: 'Check that the source is reachable and readable, then run the command again.',
+        })
+      }
+    }
+  }
+
+  note(stage: Stage, error: unknown): void {
+    if (this.first === undefined && !isPrematureClose(error) && (error as Error)?.name !== 'AbortError')
+      this.first = {error, stage}
+  }
+}
+
+function isPrematureClose(error: unknown): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === 'ERR_STREAM_PREMATURE_CLOSE'
+}

@@ -1,0 +1,318 @@
+import {expect} from 'chai'
+import {randomBytes} from 'node:crypto'
+import {mkdirSync, mkdtempSync, readdirSync, writeFileSync} from 'node:fs'
+import {createServer, Server, Socket} from 'node:net'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Duplex, Readable, Transform} from 'node:stream'
+
+import {generateIdentity} from '../../src/archive/age-keys.js'
+import {createListingFile} from '../../src/archive/listing.js'
+import {createMediaTar} from '../../src/archive/media-tar.js'
+import {parseS3Location} from '../../src/config/s3-location.js'
+import {BackupError} from '../../src/errors.js'
+import {FilesystemMediaProvider} from '../../src/providers/media/filesystem.js'
+import {transferComponent} from '../../src/services/transfer.js'
+import {LocalStore} from '../../src/store/local.js'
+import {ObjectInfo, Store} from '../../src/store/port.js'
+import {S3Store} from '../../src/store/s3.js'
+import {TestS3} from '../helpers/s3.js'
+import {hasTool} from '../helpers/tools.js'
+
+/**
+ * Every stage of a backup transfer × {fails at once, fails mid-stream, stalls}, for the local store and
+ * for S3, on the database path (compressed, as for MySQL) and on the media path (a real media tar).
+ * Each case asserts the exit code, that the message names the failing location, and a time bound: no
+ * fault may leave the transfer waiting. Faults are injected at each stage's boundary; the stores, the
+ * media archive, zstd and the encryption around them are the real ones.
+ */
+const STALL_MS = 1500
+/** Generous for a loaded machine, and far below "forever". */
+const BOUND_MS = STALL_MS + 8000
+const FAULT_AFTER = 512 * 1024
+
+type Fault = 'at once' | 'mid-stream' | 'stalls'
+type Stage = 'compressor' | 'encryption' | 'source' | 'store'
+
+/** Passes data through, then fails or stops as told. */
+function faultyTransform(fault: Fault, label: string): Transform {
+  let seen = 0
+  return new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      if (fault === 'at once') return callback(new Error(`${label}: injected failure at once`))
+      seen += chunk.length
+      if (seen <= FAULT_AFTER) return callback(null, chunk)
+      if (fault === 'mid-stream') return callback(new Error(`${label}: injected failure mid-stream`))
+      // Stalls: never calls back, so nothing more passes.
+    },
+  })
+}
+
+function faultySource(fault: Fault, inner: Readable): Readable {
+  return inner.pipe(faultyTransform(fault, 'source'))
+}
+
+/** A store that fails or stalls in front of a real one. A stalled put never reads again and never settles. */
+class FaultyStore implements Store {
+  readonly description: string
+  readonly local: boolean
+
+  constructor(
+    private readonly inner: Store,
+    private readonly fault: Fault,
+  ) {
+    this.description = inner.description
+    this.local = inner.local
+  }
+
+  delete(key: string): Promise<void> {
+    return this.inner.delete(key)
+  }
+
+  get(key: string): Promise<Readable> {
+    return this.inner.get(key)
+  }
+
+  list(prefix: string): AsyncIterable<ObjectInfo> {
+    return this.inner.list(prefix)
+  }
+
+  async put(key: string, source: Readable, options?: {signal?: AbortSignal}): Promise<{bytes: number}> {
+    if (this.fault === 'at once') throw Object.assign(new Error('EIO: injected store failure'), {code: 'EIO'})
+    if (this.fault === 'stalls') {
+      source.on('data', () => {})
+      await new Promise((resolve) => {
+        source.once('data', resolve)
+      })
+      source.pause()
+      return new Promise(() => {})
+    }
+
+    return this.inner.put(key, source.pipe(faultyTransform('mid-stream', 'store')), options)
+  }
+
+  stat(key: string): Promise<ObjectInfo | undefined> {
+    return this.inner.stat(key)
+  }
+}
+
+const recipient = generateIdentity().identity.publicKey
+
+describe('a fault in any stage settles the whole transfer promptly, naming where it failed', function () {
+  this.timeout(60_000)
+  let s3: TestS3
+  let buckets = 0
+  let root: string
+  let media: string
+
+  before(async () => {
+    s3 = await TestS3.start()
+    root = mkdtempSync(join(tmpdir(), 'transfer-faults-'))
+    media = join(root, 'media')
+    mkdirSync(join(media, 'uploads'), {recursive: true})
+    for (let index = 0; index < 8; index++) writeFileSync(join(media, 'uploads', `${index}.bin`), randomBytes(300_000))
+  })
+
+  after(async () => {
+    await s3?.stop()
+  })
+
+  async function realStore(kind: 'local' | 's3'): Promise<Store> {
+    if (kind === 'local') return new LocalStore(mkdtempSync(join(root, 'store-')))
+    const bucket = `faults-${++buckets}`
+    await s3.createBucket(bucket)
+    return new S3Store(parseS3Location(new URL(s3.dsn(bucket, 'backups/')), 'store'), `s3://${bucket}/backups/`)
+  }
+
+  function databaseSource(): Readable {
+    // A dump as the database provider streams it: a few MiB that arrive over time.
+    return Readable.from(
+      (function* () {
+        for (let index = 0; index < 16; index++) yield randomBytes(256 * 1024)
+      })(),
+    )
+  }
+
+  function mediaSource(): Readable {
+    const provider = new FilesystemMediaProvider(media)
+    const listing = createListingFile(mkdtempSync(join(root, 'listing-')))
+    return createMediaTar(provider.entries({signal: new AbortController().signal}), listing).stream
+  }
+
+  const stages: Stage[] = ['source', 'compressor', 'encryption', 'store']
+  const faults: Fault[] = ['at once', 'mid-stream', 'stalls']
+  for (const storeKind of ['local', 's3'] as const) {
+    for (const path of ['database', 'media'] as const) {
+      for (const stage of stages) {
+        // Media is not compressed: there is no compressor stage on that path.
+        if (stage === 'compressor' && path === 'media') continue
+        for (const fault of faults) {
+          it(`${storeKind} store, ${path}: ${stage} ${fault}`, async function () {
+            if (stage === 'compressor' && !hasTool('zstd')) this.skip()
+            const store = await realStore(storeKind)
+            const inner = path === 'database' ? databaseSource() : mediaSource()
+            const source = stage === 'source' ? faultySource(fault, inner) : inner
+            const location = path === 'database' ? 'the mysql database shop@db.internal' : `the media ${media}`
+            const started = Date.now()
+            const error = await transferComponent({
+              compression: path === 'database' ? 'zstd' : 'none',
+              key: `shop/live/20261202T000000Z-aaaaaa/${path}.age`,
+              location,
+              name: `${path}.age`,
+              progress: {advance() {}, done() {}},
+              recipients: [recipient],
+              signal: new AbortController().signal,
+              source,
+              stages: {
+                compressor:
+                  stage === 'compressor' ? () => Duplex.from(faultyTransform(fault, 'compressor')) : undefined,
+                encryption:
+                  stage === 'encryption'
+                    ? (seal) => {
+                        seal.destroy()
+                        return faultyTransform(fault, 'encryption')
+                      }
+                    : undefined,
+              },
+              stallTimeoutMs: STALL_MS,
+              store: stage === 'store' ? new FaultyStore(store, fault) : store,
+            }).then(
+              () => {},
+              (error_: unknown) => error_,
+            )
+            const elapsed = Date.now() - started
+            expect(error, 'the transfer must fail').to.be.instanceOf(BackupError)
+            const {exitCode, message} = error as BackupError
+            expect(elapsed, message).to.be.below(BOUND_MS)
+            const expected = {
+              compressor: {code: 1, where: /compressor \(zstd\)/},
+              encryption: {code: 1, where: /encrypt/i},
+              source: {code: 7, where: new RegExp(location.replaceAll(/[.*+?^${}()|[\]\\]/g, String.raw`\$&`))},
+              store: {
+                code: 7,
+                where: new RegExp(`store ${store.description.replaceAll(/[.*+?^${}()|[\]\\]/g, String.raw`\$&`)}`),
+              },
+            }[stage]
+            if (fault === 'stalls') {
+              // A stall is reported as one, with the stage it was found at, and exit 7 (unavailable).
+              expect(exitCode, message).to.equal(7)
+              expect(message).to.match(/^Stalled: /)
+              if (stage === 'source' || stage === 'store') expect(message).to.match(expected.where)
+              else expect(message).to.match(/compressor|encryption/)
+            } else {
+              expect(exitCode, message).to.equal(expected.code)
+              expect(message).to.match(expected.where)
+              expect(message).to.match(/injected|EIO/)
+            }
+
+            // Nothing is left under the backup's key: a failed transfer stores no object.
+            const left: string[] = []
+            for await (const object of store.list('shop/')) left.push(object.key)
+            expect(left.filter((key) => !key.includes('.partial-'))).to.deep.equal([])
+          })
+        }
+      }
+    }
+  }
+
+  describe('real unreachable and unresponsive stores', () => {
+    let blackHole: Server
+    const sockets = new Set<Socket>()
+
+    before(async () => {
+      // Accepts connections and never answers: an S3 endpoint that hangs.
+      blackHole = createServer((socket) => {
+        sockets.add(socket)
+        socket.on('error', () => {})
+      })
+      await new Promise<void>((resolve) => {
+        blackHole.listen(0, '127.0.0.1', resolve)
+      })
+    })
+
+    after(() => {
+      for (const socket of sockets) socket.destroy()
+      blackHole?.close()
+    })
+
+    function s3At(endpoint: string): S3Store {
+      const url = new URL(
+        `s3://hang/backups/?endpoint=${encodeURIComponent(endpoint)}&forcePathStyle=true&region=us-east-1`,
+      )
+      process.env.AWS_ACCESS_KEY_ID ??= 'test'
+      process.env.AWS_SECRET_ACCESS_KEY ??= 'test'
+      return new S3Store(parseS3Location(url, 'store'), 's3://hang/backups/')
+    }
+
+    it('an S3 endpoint that accepts and never answers fails as a stall of the store, promptly', async () => {
+      const {port} = blackHole.address() as {port: number}
+      const started = Date.now()
+      const store = s3At(`http://127.0.0.1:${port}`)
+      const error = await transferComponent({
+        compression: 'none',
+        key: 'shop/live/20261202T000000Z-aaaaaa/database.sqlite3.age',
+        location: 'the sqlite database db.sqlite3',
+        name: 'database.sqlite3.age',
+        progress: {advance() {}, done() {}},
+        recipients: [recipient],
+        signal: new AbortController().signal,
+        source: databaseSource(),
+        stallTimeoutMs: STALL_MS,
+        store,
+      }).then(
+        () => {},
+        (error_: unknown) => error_,
+      )
+      expect(error).to.be.instanceOf(BackupError)
+      expect((error as BackupError).exitCode).to.equal(7)
+      expect((error as BackupError).message).to.match(/^Stalled: the store s3:\/\/hang\/backups\//)
+      expect(Date.now() - started).to.be.below(BOUND_MS)
+    })
+
+    it('an abort (SIGINT/SIGTERM) settles a transfer whose store hangs, at once', async () => {
+      const {port} = blackHole.address() as {port: number}
+      const controller = new AbortController()
+      const started = Date.now()
+      setTimeout(() => controller.abort(new BackupError('INTERRUPTED', 'Interrupted by SIGTERM.')), 300)
+      const error = await transferComponent({
+        compression: 'none',
+        key: 'shop/live/20261202T000000Z-aaaaaa/media.tar.age',
+        location: `the media ${media}`,
+        name: 'media.tar.age',
+        progress: {advance() {}, done() {}},
+        recipients: [recipient],
+        signal: controller.signal,
+        source: mediaSource(),
+        stallTimeoutMs: 60_000,
+        store: s3At(`http://127.0.0.1:${port}`),
+      }).then(
+        () => {},
+        (error_: unknown) => error_,
+      )
+      expect(error).to.be.instanceOf(Error)
+      expect(Date.now() - started).to.be.below(3000)
+    })
+  })
+
+  it('leaves no partial file in a local store after a failed transfer', async () => {
+    const folder = mkdtempSync(join(root, 'store-'))
+    const store = new LocalStore(folder)
+    await transferComponent({
+      compression: 'none',
+      key: 'shop/live/20261202T000000Z-aaaaaa/media.tar.age',
+      location: 'the media',
+      name: 'media.tar.age',
+      progress: {advance() {}, done() {}},
+      recipients: [recipient],
+      signal: new AbortController().signal,
+      source: faultySource('mid-stream', databaseSource()),
+      stallTimeoutMs: STALL_MS,
+      store,
+    }).catch(() => {})
+    const walk = (path: string): string[] =>
+      readdirSync(path, {withFileTypes: true}).flatMap((entry) =>
+        entry.isDirectory() ? walk(join(path, entry.name)) : [join(path, entry.name)],
+      )
+    expect(walk(folder)).to.deep.equal([])
+  })
+})

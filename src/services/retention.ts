@@ -1,5 +1,6 @@
 import {Tier} from '../domain/backup.js'
 import {applyRetention, RetentionCandidate, RetentionResult} from '../domain/retention.js'
+import {sweepStaleStaging} from '../lib/staging.js'
 import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
@@ -80,7 +81,12 @@ export function planPrune(context: BackupContext, catalog: Catalog): PruneResult
   return {dryRun: true, keep: sortById(keep), remove: sortById(remove)}
 }
 
-export async function readPrunePlan(context: BackupContext): Promise<PruneResult> {
+/**
+ * The plan for the store. Unless `dryRun`, it also removes the staging folders of processes that no
+ * longer run (a killed create's plaintext snapshot, for one); a running process's are left alone.
+ */
+export async function readPrunePlan(context: BackupContext, options: {dryRun?: boolean} = {}): Promise<PruneResult> {
+  if (!options.dryRun) await sweepStaleStaging(context.tempRoot)
   return planPrune(context, await catalogOf(context))
 }
 

@@ -23,7 +23,7 @@ Also removes incomplete backups that nothing has written to for the grace period
   async run(): Promise<PruneCommandResult> {
     const {flags} = await this.parse(Prune)
     const context = await this.context(flags)
-    const plan = await readPrunePlan(context)
+    const plan = await readPrunePlan(context, {dryRun: flags['dry-run']})
     if (flags['dry-run'] || plan.remove.length === 0) {
       this.log(renderPrune(plan))
       return {...plan, dryRun: flags['dry-run']}

@@ -1,0 +1,103 @@
+import {expect} from 'chai'
+import {spawn} from 'node:child_process'
+import {mkdirSync, readdirSync, statSync, truncateSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {cli, makeProject, Project, runJs} from '../helpers/project.js'
+
+/** Every file and folder under `root`, with its mode. */
+function modes(root: string): Array<{mode: number; path: string}> {
+  const found: Array<{mode: number; path: string}> = []
+  const visit = (folder: string) => {
+    for (const entry of readdirSync(folder, {withFileTypes: true})) {
+      const path = join(folder, entry.name)
+      found.push({mode: statSync(path).mode & 0o777, path})
+      if (entry.isDirectory()) visit(path)
+    }
+  }
+
+  visit(root)
+  return found
+}
+
+function start(project: Project, args: string[], tmp: string) {
+  return spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
+    cwd: project.root,
+    env: {...project.env, DIVIO_BACKUP_TMPDIR: tmp},
+    stdio: ['ignore', 'ignore', 'ignore'],
+  })
+}
+
+async function killAfter(child: ReturnType<typeof start>, ms: number): Promise<void> {
+  const exited = new Promise<void>((resolve) => {
+    child.on('exit', () => resolve())
+  })
+  await sleep(ms)
+  child.kill('SIGKILL')
+  await exited
+}
+
+/**
+ * SIGKILL at many points of `create` (from start-up to the commit) and of `prune`: whatever the point,
+ * `list` never shows a partial backup, every backup it shows verifies, nothing in staging is readable by
+ * other users, and the next create or prune removes the staging of the dead process, never a live one's.
+ */
+describe('SIGKILL sweep: create and prune killed at many points', function () {
+  this.timeout(300_000)
+
+  it('leaves no partial backup in list, nothing unverifiable, and no readable plaintext in staging', async () => {
+    const project = makeProject()
+    const tmp = join(project.root, '..', 'tmp')
+    mkdirSync(tmp, {mode: 0o700})
+    // A sparse file makes the media stage long enough to be hit at many points.
+    const big = join(project.root, 'media', 'big.bin')
+    writeFileSync(big, '')
+    truncateSync(big, 160 * 1024 * 1024)
+    expect(cli(project, ['create']).status, 'a first, complete backup').to.equal(0)
+
+    const points = [30, 150, 300, 450, 600, 800, 1000, 1300, 1700, 2200]
+    for (const ms of points) {
+      await killAfter(start(project, ['create'], tmp), ms)
+      for (const {mode, path} of modes(tmp)) {
+        expect(
+          mode & 0o077,
+          `${path} is readable by others (mode ${mode.toString(8)}) after a kill at ${ms} ms`,
+        ).to.equal(0)
+      }
+
+      const listed = cli(project, ['list', '--json'], {DIVIO_BACKUP_TMPDIR: tmp})
+      expect(listed.status, listed.stderr).to.equal(0)
+      for (const backup of listed.json() as Array<{id: string; status: string}>)
+        expect(backup.status).to.equal('complete')
+    }
+
+    const verify = cli(project, ['verify', '--all'], {DIVIO_BACKUP_TMPDIR: tmp})
+    expect(verify.status, verify.stdout + verify.stderr).to.equal(0)
+
+    // Prune killed at a few points, then run to the end with an expired grace period.
+    for (const ms of [50, 400, 900]) await killAfter(start(project, ['prune', '--confirm', 'local'], tmp), ms)
+    expect(cli(project, ['verify', '--all']).status).to.equal(0)
+
+    // A live create's staging is left alone by a sweep; a dead one's is removed.
+    const live = start(project, ['create'], tmp)
+    let liveStaging: string[] = []
+    const deadline = Date.now() + 20_000
+    while (liveStaging.length === 0 && Date.now() < deadline) {
+      liveStaging = readdirSync(tmp).filter((name) => name.startsWith(`divio-backup-${live.pid}-`))
+      await sleep(20)
+    }
+
+    expect(liveStaging, 'the live create made its staging folder').to.have.length(1)
+    const dead = readdirSync(tmp).filter((name) => !name.startsWith(`divio-backup-${live.pid}-`))
+    const pruned = cli(project, ['prune', '--confirm', 'local'], {DIVIO_BACKUP_TMPDIR: tmp})
+    expect(pruned.status, pruned.stderr).to.equal(0)
+    const after = readdirSync(tmp)
+    expect(after, 'the live staging survives the sweep').to.include(liveStaging[0])
+    for (const name of dead) expect(after, `dead staging ${name} is removed`).to.not.include(name)
+    await killAfter(live, 0)
+    truncateSync(big, 1024)
+    expect(cli(project, ['create'], {DIVIO_BACKUP_TMPDIR: tmp}).status).to.equal(0)
+    expect(readdirSync(tmp), 'the next create removes the staging of the killed one').to.deep.equal([])
+  })
+})

@@ -41,6 +41,7 @@ export type ErrorCode =
   | 'INTERRUPTED'
   | 'NOTHING_TO_BACK_UP'
   | 'OUTPUT_EXISTS'
+  | 'OUTPUT_UNAVAILABLE'
   | 'RECIPIENTS_INVALID'
   | 'SOURCE_UNAVAILABLE'
   | 'STORE_UNAVAILABLE'
@@ -113,6 +114,7 @@ function defaultExitCode(code: ErrorCode): ExitCodeValue {
       return ExitCode.Interrupted
     }
 
+    case 'OUTPUT_UNAVAILABLE':
     case 'SOURCE_UNAVAILABLE':
     case 'STORE_UNAVAILABLE': {
       return ExitCode.Unavailable
@@ -124,13 +126,23 @@ function defaultExitCode(code: ErrorCode): ExitCodeValue {
   }
 }
 
-/** Maps low-level filesystem errors to something a user can act on; anything else passes through. */
-export function describeIoError(error: unknown, what: string): BackupError | undefined {
-  const code = (error as NodeJS.ErrnoException | undefined)?.code
-  switch (code) {
+/**
+ * Maps low-level filesystem errors to something a user can act on, naming `what` was being written and
+ * the path that failed; anything else passes through. `code` says whose fault it is (the store by
+ * default; an output folder for download and export).
+ */
+export function describeIoError(
+  error: unknown,
+  what: string,
+  code: 'OUTPUT_UNAVAILABLE' | 'STORE_UNAVAILABLE' = 'STORE_UNAVAILABLE',
+): BackupError | undefined {
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code
+  const path = (error as NodeJS.ErrnoException | undefined)?.path
+  const at = path ? ` (${path})` : ''
+  switch (errno) {
     case 'EACCES':
     case 'EPERM': {
-      return new BackupError('STORE_UNAVAILABLE', `Permission denied while writing ${what}.`, {
+      return new BackupError(code, `Permission denied while writing ${what}${at}.`, {
         cause: error,
         suggestion: 'Check the ownership and permissions of the folder, or choose another location.',
       })
@@ -138,14 +150,41 @@ export function describeIoError(error: unknown, what: string): BackupError | und
 
     case 'EDQUOT':
     case 'ENOSPC': {
-      return new BackupError('STORE_UNAVAILABLE', `No space left on the device while writing ${what}.`, {
+      return new BackupError(code, `No space left on the device while writing ${what}${at}.`, {
         cause: error,
         suggestion: 'Free some space (nothing partial was committed), then run the command again.',
       })
     }
 
+    case 'EEXIST':
+    case 'EISDIR':
+    case 'ENOTDIR': {
+      return new BackupError(
+        code,
+        `Cannot write ${what}: ${errno === 'ENOTDIR' ? 'a part of the path is a file, not a folder' : errno === 'EISDIR' ? 'a folder is where a file should go' : 'something already exists where a folder should go'}${at}.`,
+        {
+          cause: error,
+          suggestion: 'Choose a folder path whose parents are folders, or move the file that is in the way.',
+        },
+      )
+    }
+
+    case 'EIO': {
+      return new BackupError(code, `An input/output error occurred while writing ${what}${at}.`, {
+        cause: error,
+        suggestion: 'The disk or network file system failed; check it, then run the command again.',
+      })
+    }
+
+    case 'ENOENT': {
+      return new BackupError(code, `A folder disappeared while writing ${what}${at}.`, {
+        cause: error,
+        suggestion: 'Something removed it meanwhile; run the command again.',
+      })
+    }
+
     case 'EROFS': {
-      return new BackupError('STORE_UNAVAILABLE', `The file system is read-only while writing ${what}.`, {
+      return new BackupError(code, `The file system is read-only while writing ${what}${at}.`, {
         cause: error,
         suggestion: 'Choose a writable location.',
       })

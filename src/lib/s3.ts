@@ -35,7 +35,7 @@ export async function createS3Client(location: S3Location, maxSockets = 32): Pro
     // S3-compatible services often reject the newer CRC checksum headers; our own SHA-256 of every
     // object, checked on read, is the integrity guarantee in any case.
     requestChecksumCalculation: location.endpoint === undefined ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
-    requestHandler: {connectionTimeout: 10_000, httpAgent: agent, httpsAgent: agent, requestTimeout: 300_000},
+    requestHandler: {connectionTimeout: 10_000, httpAgent: agent, httpsAgent: agent, requestTimeout: 60_000},
     responseChecksumValidation: location.endpoint === undefined ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
     retryMode: 'standard',
   })

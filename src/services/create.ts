@@ -30,6 +30,9 @@ import {putSmallObject} from './objects.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
 import {transferComponent} from './transfer.js'
 
+/** How long removing a failed backup's objects may take before they are left for prune. */
+const CLEANUP_TIMEOUT_MS = 3000
+
 export interface CreateOptions {
   database: boolean
   media: boolean
@@ -211,6 +214,9 @@ async function removeUncommitted(
   keys: readonly string[],
   manifestKey: string,
 ): Promise<string[]> {
+  // Bounded, and independent of the (possibly aborted) command signal: a store that stopped answering
+  // must not hold an interrupted or failed command. What is left, prune collects.
+  const signal = AbortSignal.timeout(CLEANUP_TIMEOUT_MS)
   const leftovers: string[] = []
   for (const key of keys) {
     if (leftovers.includes(manifestKey)) {
@@ -219,7 +225,8 @@ async function removeUncommitted(
     }
 
     try {
-      await context.store.delete(key)
+      if (signal.aborted) throw signal.reason
+      await context.store.delete(key, {signal})
     } catch {
       leftovers.push(key)
     }

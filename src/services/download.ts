@@ -60,8 +60,11 @@ export async function downloadBackup(
 
   const identities = await context.keys.identities()
   const createdOutput = !(await exists(outputDir))
-  await mkdir(outputDir, {recursive: true})
-  const staging = await makeStagingDir(outputDir, 'download', true)
+  const staging = await mkdir(outputDir, {recursive: true})
+    .then(() => makeStagingDir(outputDir, 'download', true))
+    .catch((error: unknown) => {
+      throw downloadFailure(error, manifest.id, outputDir)
+    })
   const placed: string[] = []
   try {
     const files: FilesResult['files'] = []
@@ -158,7 +161,7 @@ function downloadFailure(error: unknown, id: string, outputDir: string): unknown
     )
   }
 
-  return describeIoError(error, `the download into ${outputDir}`) ?? error
+  return describeIoError(error, `the download into ${outputDir}`, 'OUTPUT_UNAVAILABLE') ?? error
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -264,7 +264,7 @@ function exportFailure(error: unknown, outputDir: string): unknown {
   }
 
   if (error instanceof BackupError) return error
-  const io = describeIoError(error, `the export into ${outputDir}`)
+  const io = describeIoError(error, `the export into ${outputDir}`, 'OUTPUT_UNAVAILABLE')
   if (io) {
     return new BackupError(io.code, io.message, {
       cause: error,

@@ -64,6 +64,8 @@ export async function transferComponent(options: TransferOptions): Promise<Trans
   // A store that hangs without reading or settling must not hold the transfer: a stall or an
   // interruption settles it.
   const stalled = deferred<never>()
+  // Stopping the store's requests as well frees their sockets: a hung request would keep the process alive.
+  const stopStore = new AbortController()
   const onAbort = () => stalled.reject(signal.reason as Error)
   signal.addEventListener('abort', onAbort, {once: true})
   const watchdog = new StallWatchdog({
@@ -72,6 +74,7 @@ export async function transferComponent(options: TransferOptions): Promise<Trans
       failures.note('stall', error)
       source.destroy(error)
       output.destroy(error)
+      stopStore.abort(error)
       stalled.reject(error)
     },
     source: location,
@@ -93,11 +96,13 @@ export async function transferComponent(options: TransferOptions): Promise<Trans
     watchdog.sink,
     output,
   ]
-  const stored = store.put(key, output, {signal}).catch((error: unknown) => {
-    failures.note('store', error)
-    output.destroy(error as Error)
-    throw error
-  })
+  const stored = store
+    .put(key, output, {signal: AbortSignal.any([signal, stopStore.signal])})
+    .catch((error: unknown) => {
+      failures.note('store', error)
+      output.destroy(error as Error)
+      throw error
+    })
   const [piped, storedResult] = await Promise.allSettled([
     Promise.race([pipeline(streams as unknown as [Readable, ...Duplex[]], {signal}), stalled.promise]),
     Promise.race([stored, stalled.promise]),

@@ -34,7 +34,8 @@ export class ObjectNotFoundError extends Error {
  *   left is reported as a BackupError (STORE_UNAVAILABLE) or, for the local store, the file system's error.
  */
 export interface Store {
-  delete(key: string): Promise<void>
+  /** `signal` bounds the call: an aborted delete rejects with the signal's reason, and may or may not have happened. */
+  delete(key: string, options?: {signal?: AbortSignal}): Promise<void>
   /** A human-readable location for messages, with no credentials. */
   readonly description: string
   get(key: string): Promise<Readable>

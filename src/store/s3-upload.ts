@@ -3,6 +3,9 @@ import type {Readable} from 'node:stream'
 
 const MiB = 1024 * 1024
 
+/** How long the abort of a failed upload may take before it is left for prune. */
+const CLEANUP_TIMEOUT_MS = 3000
+
 /** S3's limits for one multipart upload. */
 export const MAX_PARTS = 10_000
 export const MIN_PART_SIZE = 5 * MiB
@@ -146,8 +149,14 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
   } catch (error) {
     cancel.abort(error)
     await Promise.allSettled(inFlight)
-    // Aborting must work even when the caller's signal has fired: it gets no signal of its own.
-    await client.send(new AbortMultipartUploadCommand({Bucket: bucket, Key: key, UploadId})).catch(() => {})
+    // Aborting must work even when the caller's signal has fired, so it gets a signal of its own: a
+    // bounded one, so that an endpoint that stopped answering cannot hold the command. An upload left
+    // open is listed, and prune aborts it.
+    await client
+      .send(new AbortMultipartUploadCommand({Bucket: bucket, Key: key, UploadId}), {
+        abortSignal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS),
+      })
+      .catch(() => {})
     throw error
   } finally {
     signal?.removeEventListener('abort', onAbort)

@@ -43,14 +43,16 @@ export class S3Store implements Store {
     }
   }
 
-  async delete(key: string): Promise<void> {
+  async delete(key: string, options: {signal?: AbortSignal} = {}): Promise<void> {
     assertValidKey(key)
     const {AbortMultipartUploadCommand, DeleteObjectCommand} = await import('@aws-sdk/client-s3')
     const client = await this.client()
     const marker = key.lastIndexOf(PARTIAL_MARKER)
     try {
       if (marker === -1) {
-        await client.send(new DeleteObjectCommand({Bucket: this.location.bucket, Key: this.keyOf(key)}))
+        await client.send(new DeleteObjectCommand({Bucket: this.location.bucket, Key: this.keyOf(key)}), {
+          abortSignal: options.signal,
+        })
         return
       }
 
@@ -61,6 +63,7 @@ export class S3Store implements Store {
           Key: this.keyOf(key.slice(0, marker)),
           UploadId,
         }),
+        {abortSignal: options.signal},
       )
     } catch (error) {
       if (s3ErrorCode(error) === 'NoSuchUpload' || httpStatusOf(error) === 404) return

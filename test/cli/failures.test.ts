@@ -1,0 +1,176 @@
+import Database from 'better-sqlite3'
+import {expect} from 'chai'
+import {spawn, spawnSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {mkdirSync, writeFileSync} from 'node:fs'
+import {createServer, Server, Socket} from 'node:net'
+import {join} from 'node:path'
+
+import {cli, makeProject, Project, runJs} from '../helpers/project.js'
+
+/** An SQLite database of about 600 KB: more than every stream buffer between the source and the store. */
+function growDatabase(project: Project): void {
+  const database = new Database(join(project.root, 'db.sqlite3'))
+  database.exec('CREATE TABLE filler (data BLOB)')
+  const insert = database.prepare('INSERT INTO filler (data) VALUES (?)')
+  for (let index = 0; index < 600; index++) insert.run(randomBytes(1000))
+  database.close()
+}
+
+function timed(project: Project, args: string[], env: NodeJS.ProcessEnv = {}) {
+  const started = Date.now()
+  const result = cli(project, args, env)
+  return {...result, elapsed: Date.now() - started}
+}
+
+/**
+ * The failures the review reproduced, each with the documented exit code, a message that names the
+ * location that failed and its cause, one JSON error with --json, and no hang.
+ */
+describe('failures name their location and cause, with the documented exit code, promptly', function () {
+  this.timeout(120_000)
+
+  it('a store path under a regular file (ENOTDIR): exit 7 at once, plain and --json', () => {
+    const project = makeProject()
+    growDatabase(project)
+    const file = join(project.root, 'not-a-folder')
+    writeFileSync(file, 'x')
+    const env = {DIVIO_BACKUP_STORE: join(file, 'store')}
+    const plain = timed(project, ['create', '--db-only'], env)
+    expect(plain.status, plain.stderr).to.equal(7)
+    expect(plain.elapsed).to.be.below(20_000)
+    expect(plain.stderr).to.include(`to the store ${join(file, 'store')}`)
+    expect(plain.stderr).to.match(/ENOTDIR|not a folder/)
+    expect(plain.stderr).to.include('Nothing was left in the store.')
+    const json = timed(project, ['create', '--db-only', '--json'], env)
+    expect(json.status).to.equal(7)
+    expect(Object.keys(json.json() as object)).to.deep.equal(['error'])
+    expect((json.json() as {error: {exitCode: number}}).error.exitCode).to.equal(7)
+  })
+
+  it('an S3 store on a closed port: exit 7 naming S3 and the refused connection, plain and --json', () => {
+    const project = makeProject()
+    growDatabase(project)
+    const env = {
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+      DIVIO_BACKUP_STORE: 's3://backups/shop?endpoint=http%3A%2F%2F127.0.0.1%3A1&forcePathStyle=true&region=us-east-1',
+    }
+    for (const json of [false, true]) {
+      const result = timed(project, ['create', '--db-only', ...(json ? ['--json'] : [])], env)
+      expect(result.status, result.stderr + result.stdout).to.equal(7)
+      const message = json ? (result.json() as {error: {message: string}}).error.message : result.stderr
+      expect(message).to.match(/no response from S3: ECONNREFUSED/)
+      expect(message).to.not.match(/: Error\./)
+      expect(result.elapsed).to.be.below(60_000)
+    }
+  })
+
+  it('export and download into a path under a regular file: exit 7 naming the path', () => {
+    const project = makeProject()
+    expect(cli(project, ['create']).status).to.equal(0)
+    const file = join(project.root, 'a-file')
+    writeFileSync(file, 'x')
+    for (const args of [
+      ['export', '-o', join(file, 'out')],
+      ['download', 'latest', '-o', join(file, 'out')],
+    ]) {
+      const result = cli(project, args)
+      expect(result.status, result.stderr).to.equal(7)
+      expect(result.stderr).to.include('a part of the path is a file, not a folder')
+      expect(result.stderr).to.include(join(file, 'out'))
+      expect(result.stderr).to.not.include('Unexpected error')
+    }
+  })
+
+  it('a full temp folder is blamed, not the SQLite database', function () {
+    const project = makeProject()
+    growDatabase(project)
+    const tmp = join(project.root, '..', 'full-tmp')
+    mkdirSync(tmp)
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', tmp])
+    if (mounted.status !== 0) {
+      console.log('      (skipped: mounting a small tmpfs needs root; run the suite as root to check this case)')
+      this.skip()
+    }
+
+    try {
+      const result = cli(project, ['create', '--db-only'], {DIVIO_BACKUP_TMPDIR: tmp})
+      expect(result.status, result.stderr).to.equal(7)
+      expect(result.stderr).to.include(`temp folder ${tmp}`)
+      expect(result.stderr).to.include('the disk is full')
+      expect(result.stderr).to.not.include('Check that the file is an SQLite database')
+    } finally {
+      spawnSync('umount', [tmp])
+    }
+  })
+
+  describe('a store that accepts connections and never answers', () => {
+    let blackHole: Server
+    const sockets = new Set<Socket>()
+
+    before(async () => {
+      blackHole = createServer((socket) => {
+        sockets.add(socket)
+        socket.on('error', () => {})
+      })
+      await new Promise<void>((resolve) => {
+        blackHole.listen(0, '127.0.0.1', resolve)
+      })
+    })
+
+    after(() => {
+      for (const socket of sockets) socket.destroy()
+      blackHole?.close()
+    })
+
+    function run(project: Project, env: NodeJS.ProcessEnv) {
+      const {port} = blackHole.address() as {port: number}
+      const child = spawn(process.execPath, [runJs, 'app', 'backup', 'create', '--media-only'], {
+        cwd: project.root,
+        env: {
+          ...project.env,
+          AWS_ACCESS_KEY_ID: 'test',
+          AWS_SECRET_ACCESS_KEY: 'test',
+          DIVIO_BACKUP_STORE: `s3://backups/shop?endpoint=${encodeURIComponent(`http://127.0.0.1:${port}`)}&forcePathStyle=true&region=us-east-1`,
+          ...env,
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let stderr = ''
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString()
+      })
+      const exited = new Promise<{code: null | number; stderr: string}>((resolve) => {
+        child.on('exit', (code) => resolve({code, stderr}))
+      })
+      return {child, exited}
+    }
+
+    it('fails as a stall of the store after DIVIO_BACKUP_STALL_SECONDS, with exit 7', async () => {
+      const project = makeProject()
+      writeFileSync(join(project.root, 'media', 'big.bin'), randomBytes(8 * 1024 * 1024))
+      const started = Date.now()
+      const {exited} = run(project, {DIVIO_BACKUP_STALL_SECONDS: '2'})
+      const {code, stderr} = await exited
+      expect(code, stderr).to.equal(7)
+      expect(stderr).to.match(/Stalled: the store s3:\/\/backups\/shop/)
+      expect(Date.now() - started).to.be.below(30_000)
+    })
+
+    it('SIGTERM ends it within seconds, with exit 130', async () => {
+      const project = makeProject()
+      writeFileSync(join(project.root, 'media', 'big.bin'), randomBytes(8 * 1024 * 1024))
+      const {child, exited} = run(project, {})
+      await new Promise((resolve) => {
+        setTimeout(resolve, 2500)
+      })
+      const signalled = Date.now()
+      child.kill('SIGTERM')
+      const {code, stderr} = await exited
+      expect(code, stderr).to.equal(130)
+      expect(Date.now() - signalled, 'within seconds, cleanup included').to.be.below(8000)
+      expect(stderr).to.match(/Interrupted: backup \S+ was not committed/)
+    })
+  })
+})

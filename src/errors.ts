@@ -138,7 +138,7 @@ export function describeIoError(
 ): BackupError | undefined {
   const errno = (error as NodeJS.ErrnoException | undefined)?.code
   const path = (error as NodeJS.ErrnoException | undefined)?.path
-  const at = path ? ` (${path})` : ''
+  const at = ` (${errno}${path ? `: ${path}` : ''})`
   switch (errno) {
     case 'EACCES':
     case 'EPERM': {

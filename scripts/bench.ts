@@ -21,7 +21,10 @@ import {dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'
 import {fileURLToPath} from 'node:url'
 
+import {parseWriterKey} from '../src/archive/writer-key.js'
+import {signManifest} from '../src/domain/authenticity.js'
 import {newBackupId} from '../src/domain/ids.js'
+import {Manifest} from '../src/domain/manifest.js'
 import {applyRetention, RetentionCandidate} from '../src/domain/retention.js'
 import {postgresBinDir, TestPostgres} from '../test/helpers/postgres.js'
 import {TestS3} from '../test/helpers/s3.js'
@@ -391,7 +394,7 @@ async function s3Scenario(project: string, env: NodeJS.ProcessEnv, bytes: number
   }
 }
 
-/** A store with `count` complete backups: copies of one real manifest under new ids. */
+/** A store with `count` complete backups: copies of one real manifest under new ids, signed as the real one is. */
 function seedBackups(project: string, env: NodeJS.ProcessEnv, store: string, count: number): void {
   execFileSync('node', [runJs, 'app', 'backup', 'create', '--media-only', '--json'], {
     cwd: project,
@@ -400,16 +403,16 @@ function seedBackups(project: string, env: NodeJS.ProcessEnv, store: string, cou
   })
   const folder = join(store, readdirSync(store)[0], 'local')
   const [first] = readdirSync(folder)
-  const manifest = JSON.parse(readFileSync(join(folder, first, 'manifest.json'), 'utf8')) as {
-    createdAt: string
-    id: string
-  }
+  const manifest = JSON.parse(readFileSync(join(folder, first, 'manifest.json'), 'utf8')) as Manifest
+  const writer = parseWriterKey(readFileSync(join(env.HOME!, '.config', 'divio', 'backup-writer-key.txt'), 'utf8'))
   const start = Date.parse('2026-01-01T00:00:00Z')
   for (let index = 1; index < count; index++) {
     const at = new Date(start + index * 3_600_000)
     const id = newBackupId(at, createHash('sha256').update(String(index)).digest().subarray(0, 6))
     mkdirSync(join(folder, id))
-    writeFileSync(join(folder, id, 'manifest.json'), JSON.stringify({...manifest, createdAt: at.toISOString(), id}))
+    const fields: Partial<Manifest> = {...manifest, createdAt: at.toISOString(), id}
+    delete fields.signature
+    writeFileSync(join(folder, id, 'manifest.json'), JSON.stringify(signManifest(fields as Manifest, writer)))
   }
 }
 

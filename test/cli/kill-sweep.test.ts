@@ -1,10 +1,12 @@
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
 import {mkdirSync, readdirSync, statSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {cli, makeProject, Project, runJs} from '../helpers/project.js'
+import {cli, cliInBackground, makeProject, Project, runJs} from '../helpers/project.js'
+import {TestS3} from '../helpers/s3.js'
 
 /** Every file and folder under `root`, with its mode. */
 function modes(root: string): Array<{mode: number; path: string}> {
@@ -21,10 +23,10 @@ function modes(root: string): Array<{mode: number; path: string}> {
   return found
 }
 
-function start(project: Project, args: string[], tmp: string) {
+function start(project: Project, args: string[], tmp: string, extra: NodeJS.ProcessEnv = {}) {
   return spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
     cwd: project.root,
-    env: {...project.env, DIVIO_BACKUP_TMPDIR: tmp},
+    env: {...project.env, DIVIO_BACKUP_TMPDIR: tmp, ...extra},
     stdio: ['ignore', 'ignore', 'ignore'],
   })
 }
@@ -99,5 +101,61 @@ describe('SIGKILL sweep: create and prune killed at many points', function () {
     truncateSync(big, 1024)
     expect(cli(project, ['create'], {DIVIO_BACKUP_TMPDIR: tmp}).status).to.equal(0)
     expect(readdirSync(tmp), 'the next create removes the staging of the killed one').to.deep.equal([])
+  })
+})
+
+describe('SIGKILL sweep against S3 (s3rver)', function () {
+  this.timeout(300_000)
+  let s3: TestS3
+
+  before(async () => {
+    s3 = await TestS3.start()
+  })
+
+  after(async () => {
+    await s3?.stop()
+  })
+
+  it('create killed at many points: list shows only complete backups, each verifies, and prune collects the rest', async () => {
+    await s3.createBucket('kill-sweep')
+    const project = makeProject()
+    // Several parts, so that kills land before, during and after the multipart upload.
+    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(24 * 1024 * 1024))
+    project.env.DIVIO_BACKUP_STORE = s3.dsn('kill-sweep', 'divio')
+    const tmp = join(project.root, '..', 'tmp')
+    mkdirSync(tmp, {mode: 0o700})
+    const first = await cliInBackground(project, ['create'])
+    expect(first.status, first.stderr).to.equal(0)
+
+    for (const ms of [40, 200, 400, 600, 800, 1100, 1500, 2000, 2600]) {
+      await killAfter(start(project, ['create'], tmp), ms)
+      for (const {mode, path} of modes(tmp)) expect(mode & 0o077, `${path} after a kill at ${ms} ms`).to.equal(0)
+      const listed = await cliInBackground(project, ['list', '--json'])
+      expect(listed.status, listed.stderr).to.equal(0)
+      for (const backup of listed.json() as Array<{status: string}>) expect(backup.status).to.equal('complete')
+    }
+
+    const verify = await cliInBackground(project, ['verify', '--all'])
+    expect(verify.status, verify.stdout + verify.stderr).to.equal(0)
+
+    // Past the grace period, prune collects every incomplete backup and open upload, and nothing else.
+    const complete = new Set(
+      ((await cliInBackground(project, ['list', '--json'])).json() as Array<{id: string}>).map(({id}) => id),
+    )
+    const before = (await cliInBackground(project, ['list', '--all', '--json'])).json() as Array<{status: string}>
+    expect(
+      before.some(({status}) => status === 'incomplete'),
+      'some kills landed mid-upload',
+    ).to.equal(true)
+    const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 48 * 3_600_000).toISOString()}
+    const pruned = await cliInBackground({...project, env: {...project.env, ...later}}, ['prune', '--confirm', 'local'])
+    expect(pruned.status, pruned.stderr).to.equal(0)
+    const all = (await cliInBackground(project, ['list', '--all', '--json'])).json() as Array<{
+      id: string
+      status: string
+    }>
+    expect(all.filter(({status}) => status !== 'complete')).to.deep.equal([])
+    expect(all.map(({id}) => id).filter((id) => complete.has(id)).length).to.be.greaterThan(0)
+    expect(readdirSync(tmp), 'prune removed the staging of the killed creates').to.deep.equal([])
   })
 })

@@ -105,9 +105,17 @@ export function signBytes(key: WriterKey, message: Buffer): string {
   return sign(null, message, key.signingKey).toString('base64')
 }
 
+/** Decoded writer ids: a listing checks many manifests of the same few writers. */
+const publicKeys = new Map<string, KeyObject | undefined>()
+
 /** True when `signature` (base64) is the writer's Ed25519 signature of `message`. */
 export function verifyBytes(writerId: string, message: Buffer, signature: string): boolean {
-  const publicKey = parseWriterId(writerId)
+  if (!publicKeys.has(writerId)) {
+    if (publicKeys.size > 1000) publicKeys.clear()
+    publicKeys.set(writerId, parseWriterId(writerId))
+  }
+
+  const publicKey = publicKeys.get(writerId)
   if (publicKey === undefined) return false
   const raw = Buffer.from(signature, 'base64')
   if (raw.length !== 64 || raw.toString('base64') !== signature) return false

@@ -48,6 +48,28 @@ describe('failures name their location and cause, with the documented exit code,
     expect((json.json() as {error: {exitCode: number}}).error.exitCode).to.equal(7)
   })
 
+  it('a read-only store (EROFS): exit 7 at once, naming the store and the read-only file system', function () {
+    const project = makeProject()
+    growDatabase(project)
+    const readOnly = join(project.root, '..', 'read-only')
+    mkdirSync(readOnly)
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', readOnly])
+    if (mounted.status !== 0) {
+      console.log('      (skipped: mounting a read-only tmpfs needs root; run the suite as root to check this case)')
+      this.skip()
+    }
+
+    try {
+      const result = timed(project, ['create', '--db-only'], {DIVIO_BACKUP_STORE: join(readOnly, 'store')})
+      expect(result.status, result.stderr).to.equal(7)
+      expect(result.stderr).to.include(`store ${join(readOnly, 'store')}`)
+      expect(result.stderr).to.match(/read-only/)
+      expect(result.elapsed).to.be.below(20_000)
+    } finally {
+      spawnSync('umount', [readOnly])
+    }
+  })
+
   it('an S3 store on a closed port: exit 7 naming S3 and the refused connection, plain and --json', () => {
     const project = makeProject()
     growDatabase(project)

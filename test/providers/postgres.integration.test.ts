@@ -258,6 +258,56 @@ describe('PostgreSQL (real server)', function () {
     expect(Date.now() - started).to.be.lessThan(30_000)
   })
 
+  it('a dump larger than every buffer, to an S3 store on a closed port: exit 7 naming the cause, never a silent exit', () => {
+    const project = makeProject()
+    writeConfig(project, {
+      database: '${DATABASE_URL}',
+      store: 's3://backups/shop?endpoint=http%3A%2F%2F127.0.0.1%3A1&forcePathStyle=true&region=us-east-1',
+    })
+    const env = {AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', DATABASE_URL: pg.url('shop')}
+    for (const json of [false, true]) {
+      const result = cli(project, ['create', '--db-only', ...(json ? ['--json'] : [])], env)
+      expect(result.status, result.stdout + result.stderr).to.equal(7)
+      const output = json ? (result.json() as {error: {message: string}}).error.message : result.stderr
+      expect(output).to.match(/no response from S3: ECONNREFUSED/)
+      expect(output).to.not.include(pg.password)
+    }
+  })
+
+  it('a dump that stalls (pg_dump waiting on a lock) fails as a stall of the database, with exit 7', async () => {
+    const project = makeProject()
+    configure(project)
+    const locker = spawn(join(binDir, 'psql'), ['-XAtq', `--dbname=${pg.url('shop', false)}`], {
+      env: {...process.env, PGPASSWORD: pg.password},
+      stdio: ['pipe', 'ignore', 'ignore'],
+    })
+    locker.stdin.write('BEGIN; LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);\n')
+    const locked = () =>
+      pg
+        .psql(
+          'shop',
+          "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'bulk'::regclass",
+        )
+        .trim()
+    for (let tries = 0; tries < 100 && locked() === '0'; tries++) await sleep(100)
+    expect(locked(), 'the lock is held').to.equal('1')
+    try {
+      const started = Date.now()
+      const result = cli(project, ['create', '--db-only'], {
+        DATABASE_URL: pg.url('shop'),
+        DIVIO_BACKUP_STALL_SECONDS: '2',
+      })
+      expect(result.status, result.stderr).to.equal(7)
+      expect(result.stderr).to.match(
+        /Stalled: the postgres database postgres:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop sent no data for \d+ s/,
+      )
+      expect(Date.now() - started).to.be.lessThan(30_000)
+      expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+    } finally {
+      locker.kill()
+    }
+  })
+
   it('refuses a pg_dump older than the server, naming the version needed', () => {
     const fakeBin = mkdtempSync(join(tmpdir(), 'old-pg-dump-'))
     writeFileSync(join(fakeBin, 'pg_dump'), '#!/bin/sh\necho "pg_dump (PostgreSQL) 9.6.24"\n', {mode: 0o755})

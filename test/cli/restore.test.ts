@@ -121,38 +121,72 @@ describe('restore', function () {
     expect(backupsOf(project, 'test')).to.deep.equal([])
   })
 
-  it('a media archive refused during extraction: refused before the safety backup, the media folder as it was, nothing written outside', async () => {
-    const project = twoEnvironments()
-    const created = cli(project, ['create', '--media-only', '--json'])
-    const {id} = created.json() as Listed
-    // Replace the media archive by one with a ".." member, encrypted and checksummed like a real one.
-    const header = new Header({mode: 0o644, mtime: new Date(), path: 'media/../../escaped.txt', size: 3, type: 'File'})
+  // Archives that authenticate (encrypted and checksummed like real ones, the manifest signed) but that
+  // extraction refuses: only the extraction can tell, and it must tell before the safety backup.
+  const sha = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
+  const member = (path: string, body: string) => {
+    const header = new Header({
+      mode: 0o644,
+      mtime: new Date('2026-11-01T00:00:00Z'),
+      path,
+      size: body.length,
+      type: 'File',
+    })
     header.encode()
-    const tar = Buffer.concat([header.block!, Buffer.from('bad'), Buffer.alloc(509), Buffer.alloc(1024)])
-    const recipient = readFileSync(project.identityFile, 'utf8').match(/# public key: (\S+)/)![1]
-    const sealed = await collect(Readable.from([tar]).pipe(createEncryptStream([parseRecipient(recipient)])))
-    const folder = join(project.store, 'shop', 'live', id)
-    writeFileSync(join(folder, 'media.tar.age'), sealed)
-    const manifestPath = join(folder, 'manifest.json')
-    const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
-      components: {media: {object: {bytes: number; sha256: string}; plaintext: {bytes: number; sha256: string}}}
-    }
-    const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')
-    manifest.components.media.object = {...manifest.components.media.object, bytes: sealed.length, sha256: sha(sealed)}
-    manifest.components.media.plaintext = {bytes: tar.length, sha256: sha(tar)}
-    writeSignedManifest(project, manifestPath, manifest)
-    const outside = snapshotTree(join(project.root, '..'))
-    const before = testState(project)
+    return [header.block!, Buffer.from(body), Buffer.alloc((512 - (body.length % 512)) % 512)]
+  }
 
-    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
-    expect(restored.status).to.equal(4)
-    expect(restored.stderr).to.include('member "media/../../escaped.txt" is refused')
-    expect(backupsOf(project, 'test'), 'no safety backup is taken for a restore that is refused').to.deep.equal([])
-    expect(restored.stderr).to.include(`The media folder ${join(project.root, 'test-media')} was not changed.`)
-    expect(testState(project)).to.equal(before)
-    const after = snapshotTree(join(project.root, '..'))
-    const staged = (path: string) => path.startsWith('shop/.divio/backups/') || path.startsWith('home/')
-    expect([...after].filter(([path]) => !staged(path))).to.deep.equal([...outside].filter(([path]) => !staged(path)))
-    rmSync(join(project.root, '..'), {force: true, recursive: true})
-  })
+  const refusedArchives: Array<{label: string; message: string; tar: Buffer}> = [
+    {
+      label: 'an unsafe member',
+      message: 'member "media/../../escaped.txt" is refused',
+      tar: Buffer.concat([...member('media/../../escaped.txt', 'bad'), Buffer.alloc(1024)]),
+    },
+    {
+      label: 'a file that does not match MANIFEST.json',
+      message: "do not match the archive's listing",
+      tar: Buffer.concat([
+        ...member('media/a.txt', 'bad'),
+        ...member(
+          'MANIFEST.json',
+          `{"format":"divio-media-listing","version":1,"files":[\n${JSON.stringify({mode: '0644', mtime: '2026-11-01T00:00:00.000Z', path: 'a.txt', sha256: sha('good'), size: 3, type: 'file'})}\n]}\n`,
+        ),
+        Buffer.alloc(1024),
+      ]),
+    },
+  ]
+  for (const {label, message, tar} of refusedArchives)
+    it(`an archive with ${label}: refused before the safety backup, the media folder as it was, nothing written outside`, async () => {
+      const project = twoEnvironments()
+      const created = cli(project, ['create', '--media-only', '--json'])
+      const {id} = created.json() as Listed
+      const recipient = readFileSync(project.identityFile, 'utf8').match(/# public key: (\S+)/)![1]
+      const sealed = await collect(Readable.from([tar]).pipe(createEncryptStream([parseRecipient(recipient)])))
+      const folder = join(project.store, 'shop', 'live', id)
+      writeFileSync(join(folder, 'media.tar.age'), sealed)
+      const manifestPath = join(folder, 'manifest.json')
+      const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
+        components: {media: {object: {bytes: number; sha256: string}; plaintext: {bytes: number; sha256: string}}}
+      }
+      manifest.components.media.object = {
+        ...manifest.components.media.object,
+        bytes: sealed.length,
+        sha256: sha(sealed),
+      }
+      manifest.components.media.plaintext = {bytes: tar.length, sha256: sha(tar)}
+      writeSignedManifest(project, manifestPath, manifest)
+      const outside = snapshotTree(join(project.root, '..'))
+      const before = testState(project)
+
+      const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
+      expect(restored.status).to.equal(4)
+      expect(restored.stderr).to.include(message)
+      expect(backupsOf(project, 'test'), 'no safety backup is taken for a restore that is refused').to.deep.equal([])
+      expect(restored.stderr).to.include(`The media folder ${join(project.root, 'test-media')} was not changed.`)
+      expect(testState(project)).to.equal(before)
+      const after = snapshotTree(join(project.root, '..'))
+      const staged = (path: string) => path.startsWith('shop/.divio/backups/') || path.startsWith('home/')
+      expect([...after].filter(([path]) => !staged(path))).to.deep.equal([...outside].filter(([path]) => !staged(path)))
+      rmSync(join(project.root, '..'), {force: true, recursive: true})
+    })
 })

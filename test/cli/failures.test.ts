@@ -3,9 +3,9 @@ import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdirSync, writeFileSync} from 'node:fs'
-import {createServer, Server, Socket} from 'node:net'
 import {join} from 'node:path'
 
+import {BlackHole} from '../helpers/black-hole.js'
 import {cli, makeProject, Project, runJs} from '../helpers/project.js'
 
 /** An SQLite database of about 600 KB: more than every stream buffer between the source and the store. */
@@ -15,6 +15,17 @@ function growDatabase(project: Project): void {
   const insert = database.prepare('INSERT INTO filler (data) VALUES (?)')
   for (let index = 0; index < 600; index++) insert.run(randomBytes(1000))
   database.close()
+}
+
+/** A small tmpfs at `folder`, to make a full or read-only file system; skips (saying why) where mounting is not allowed. */
+function mountTmpfs(context: Mocha.Context, folder: string, options: string): string {
+  mkdirSync(folder)
+  if (spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', folder]).status !== 0) {
+    console.log('      (skipped: mounting a tmpfs needs root; CI runs the suite as root)')
+    context.skip()
+  }
+
+  return folder
 }
 
 function timed(project: Project, args: string[], env: NodeJS.ProcessEnv = {}) {
@@ -51,14 +62,7 @@ describe('failures name their location and cause, with the documented exit code,
   it('a read-only store (EROFS): exit 7 at once, naming the store and the read-only file system', function () {
     const project = makeProject()
     growDatabase(project)
-    const readOnly = join(project.root, '..', 'read-only')
-    mkdirSync(readOnly)
-    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro,size=64k', 'tmpfs', readOnly])
-    if (mounted.status !== 0) {
-      console.log('      (skipped: mounting a read-only tmpfs needs root; run the suite as root to check this case)')
-      this.skip()
-    }
-
+    const readOnly = mountTmpfs(this, join(project.root, '..', 'read-only'), 'ro,size=64k')
     try {
       const result = timed(project, ['create', '--db-only'], {DIVIO_BACKUP_STORE: join(readOnly, 'store')})
       expect(result.status, result.stderr).to.equal(7)
@@ -108,14 +112,7 @@ describe('failures name their location and cause, with the documented exit code,
   it('a full temp folder is blamed, not the SQLite database', function () {
     const project = makeProject()
     growDatabase(project)
-    const tmp = join(project.root, '..', 'full-tmp')
-    mkdirSync(tmp)
-    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', tmp])
-    if (mounted.status !== 0) {
-      console.log('      (skipped: mounting a small tmpfs needs root; run the suite as root to check this case)')
-      this.skip()
-    }
-
+    const tmp = mountTmpfs(this, join(project.root, '..', 'full-tmp'), 'size=64k')
     try {
       const result = cli(project, ['create', '--db-only'], {DIVIO_BACKUP_TMPDIR: tmp})
       expect(result.status, result.stderr).to.equal(7)
@@ -128,33 +125,22 @@ describe('failures name their location and cause, with the documented exit code,
   })
 
   describe('a store that accepts connections and never answers', () => {
-    let blackHole: Server
-    const sockets = new Set<Socket>()
+    let blackHole: BlackHole
 
     before(async () => {
-      blackHole = createServer((socket) => {
-        sockets.add(socket)
-        socket.on('error', () => {})
-      })
-      await new Promise<void>((resolve) => {
-        blackHole.listen(0, '127.0.0.1', resolve)
-      })
+      blackHole = await BlackHole.start()
     })
 
-    after(() => {
-      for (const socket of sockets) socket.destroy()
-      blackHole?.close()
-    })
+    after(() => blackHole?.stop())
 
     function run(project: Project, env: NodeJS.ProcessEnv) {
-      const {port} = blackHole.address() as {port: number}
       const child = spawn(process.execPath, [runJs, 'app', 'backup', 'create', '--media-only'], {
         cwd: project.root,
         env: {
           ...project.env,
           AWS_ACCESS_KEY_ID: 'test',
           AWS_SECRET_ACCESS_KEY: 'test',
-          DIVIO_BACKUP_STORE: `s3://backups/shop?endpoint=${encodeURIComponent(`http://127.0.0.1:${port}`)}&forcePathStyle=true&region=us-east-1`,
+          DIVIO_BACKUP_STORE: `s3://backups/shop?endpoint=${encodeURIComponent(blackHole.endpoint)}&forcePathStyle=true&region=us-east-1`,
           ...env,
         },
         stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,7 +1,6 @@
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
 import {mkdirSync, mkdtempSync, readdirSync, writeFileSync} from 'node:fs'
-import {createServer, Server, Socket} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Duplex, Readable, Transform} from 'node:stream'
@@ -16,6 +15,7 @@ import {transferComponent} from '../../src/services/transfer.js'
 import {LocalStore} from '../../src/store/local.js'
 import {ObjectInfo, Store} from '../../src/store/port.js'
 import {S3Store} from '../../src/store/s3.js'
+import {BlackHole} from '../helpers/black-hole.js'
 import {TestS3} from '../helpers/s3.js'
 import {hasTool} from '../helpers/tools.js'
 
@@ -216,24 +216,13 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
   }
 
   describe('real unreachable and unresponsive stores', () => {
-    let blackHole: Server
-    const sockets = new Set<Socket>()
+    let blackHole: BlackHole
 
     before(async () => {
-      // Accepts connections and never answers: an S3 endpoint that hangs.
-      blackHole = createServer((socket) => {
-        sockets.add(socket)
-        socket.on('error', () => {})
-      })
-      await new Promise<void>((resolve) => {
-        blackHole.listen(0, '127.0.0.1', resolve)
-      })
+      blackHole = await BlackHole.start()
     })
 
-    after(() => {
-      for (const socket of sockets) socket.destroy()
-      blackHole?.close()
-    })
+    after(() => blackHole?.stop())
 
     function s3At(endpoint: string): S3Store {
       const url = new URL(
@@ -245,9 +234,8 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
     }
 
     it('an S3 endpoint that accepts and never answers fails as a stall of the store, promptly', async () => {
-      const {port} = blackHole.address() as {port: number}
       const started = Date.now()
-      const store = s3At(`http://127.0.0.1:${port}`)
+      const store = s3At(blackHole.endpoint)
       const error = await transferComponent({
         compression: 'none',
         key: 'shop/live/20261202T000000Z-aaaaaa/database.sqlite3.age',
@@ -270,7 +258,6 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
     })
 
     it('an abort (SIGINT/SIGTERM) settles a transfer whose store hangs, at once', async () => {
-      const {port} = blackHole.address() as {port: number}
       const controller = new AbortController()
       const started = Date.now()
       setTimeout(() => controller.abort(new BackupError('INTERRUPTED', 'Interrupted by SIGTERM.')), 300)
@@ -284,7 +271,7 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
         signal: controller.signal,
         source: mediaSource(),
         stallTimeoutMs: 60_000,
-        store: s3At(`http://127.0.0.1:${port}`),
+        store: s3At(blackHole.endpoint),
       }).then(
         () => {},
         (error_: unknown) => error_,

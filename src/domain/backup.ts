@@ -118,28 +118,24 @@ export function viewOfComplete(
 }
 
 export function viewOfDamaged(backup: DamagedBackup, reason: string): BackupView {
-  return {
-    app: backup.app,
-    completedAt: null,
-    components: {},
-    createdAt: backup.createdAt.toISOString(),
-    environment: backup.environment,
-    id: backup.id,
-    note: null,
-    pinned: backup.pinned,
-    retention: {expiresAt: null, expiry: reason, keep: true, reason},
-    status: 'damaged',
-    tier: null,
-    trigger: null,
-    writer: {
-      detail: backup.reason,
-      id: backup.authenticity?.writer ?? null,
-      status: backup.authenticity?.status ?? 'unreadable',
-    },
-  }
+  return viewWithoutManifest(backup, reason, 'damaged', {
+    detail: backup.reason,
+    id: backup.authenticity?.writer ?? null,
+    status: backup.authenticity?.status ?? 'unreadable',
+  })
 }
 
 export function viewOfIncomplete(backup: IncompleteBackup, reason: string): BackupView {
+  return viewWithoutManifest(backup, reason, 'incomplete', {detail: 'no manifest', id: null, status: 'not-applicable'})
+}
+
+/** A backup whose manifest is missing or not believed: only what its id and listing say is shown. */
+function viewWithoutManifest(
+  backup: DamagedBackup | IncompleteBackup,
+  reason: string,
+  status: 'damaged' | 'incomplete',
+  writer: BackupView['writer'],
+): BackupView {
   return {
     app: backup.app,
     completedAt: null,
@@ -150,9 +146,9 @@ export function viewOfIncomplete(backup: IncompleteBackup, reason: string): Back
     note: null,
     pinned: backup.pinned,
     retention: {expiresAt: null, expiry: reason, keep: true, reason},
-    status: 'incomplete',
+    status,
     tier: null,
     trigger: null,
-    writer: {detail: 'no manifest', id: null, status: 'not-applicable'},
+    writer,
   }
 }

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {existsSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {cli, makeProject, snapshotTree} from '../helpers/project.js'
+import {cli, cliInBackground, makeProject, snapshotTree} from '../helpers/project.js'
 
 type Damage = 'end' | 'middle' | 'missing' | 'start' | 'truncated'
 
@@ -23,7 +23,7 @@ function damage(path: string, kind: Damage): void {
 describe('corruption sweep: every object, every kind of damage, every reader', function () {
   this.timeout(600_000)
 
-  it('is caught by verify, download and restore with exit 4, leaving nothing behind', () => {
+  it('is caught by verify, download and restore with exit 4, leaving nothing behind', async () => {
     const project = makeProject()
     const created = cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)
@@ -55,15 +55,16 @@ describe('corruption sweep: every object, every kind of damage, every reader', f
       apply()
       const before = target()
 
-      const verify = cli(project, ['verify', id])
-      expect(verify.status, `verify, ${label}`).to.equal(4)
-
+      // The three readers only read the store, and write to places of their own: run them side by side.
       const out = join(project.root, '..', 'download-out')
-      const download = cli(project, ['download', id, '-o', out])
+      const [verify, download, restore] = await Promise.all([
+        cliInBackground(project, ['verify', id]),
+        cliInBackground(project, ['download', id, '-o', out]),
+        cliInBackground(project, ['restore', id, '--confirm', 'local']),
+      ])
+      expect(verify.status, `verify, ${label}`).to.equal(4)
       expect(download.status, `download, ${label}: ${download.stderr}`).to.equal(4)
       expect(existsSync(out), `download leaves nothing, ${label}`).to.equal(false)
-
-      const restore = cli(project, ['restore', id, '--confirm', 'local'])
       expect(restore.status, `restore, ${label}: ${restore.stderr}`).to.equal(4)
       // No safety backup, and the project (database, media, store) exactly as before.
       expect(target(), `restore changed nothing, ${label}`).to.deep.equal(before)

@@ -58,7 +58,7 @@ describe('SIGKILL sweep: create and prune killed at many points', function () {
     truncateSync(big, 160 * 1024 * 1024)
     expect(cli(project, ['create']).status, 'a first, complete backup').to.equal(0)
 
-    const points = [30, 150, 300, 450, 600, 800, 1000, 1300, 1700, 2200]
+    const points = [30, 200, 400, 650, 900, 1200, 1600, 2100]
     for (const ms of points) {
       await killAfter(start(project, ['create'], tmp), ms)
       for (const {mode, path} of modes(tmp)) {
@@ -127,7 +127,7 @@ describe('SIGKILL sweep against S3 (s3rver)', function () {
     const first = await cliInBackground(project, ['create'])
     expect(first.status, first.stderr).to.equal(0)
 
-    for (const ms of [40, 200, 400, 600, 800, 1100, 1500, 2000, 2600]) {
+    for (const ms of [40, 250, 500, 800, 1100, 1500, 2000, 2600]) {
       await killAfter(start(project, ['create'], tmp), ms)
       for (const {mode, path} of modes(tmp)) expect(mode & 0o077, `${path} after a kill at ${ms} ms`).to.equal(0)
       const listed = await cliInBackground(project, ['list', '--json'])

@@ -265,13 +265,12 @@ describe('PostgreSQL (real server)', function () {
       store: 's3://backups/shop?endpoint=http%3A%2F%2F127.0.0.1%3A1&forcePathStyle=true&region=us-east-1',
     })
     const env = {AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', DATABASE_URL: pg.url('shop')}
-    for (const json of [false, true]) {
-      const result = cli(project, ['create', '--db-only', ...(json ? ['--json'] : [])], env)
-      expect(result.status, result.stdout + result.stderr).to.equal(7)
-      const output = json ? (result.json() as {error: {message: string}}).error.message : result.stderr
-      expect(output).to.match(/no response from S3: ECONNREFUSED/)
-      expect(output).to.not.include(pg.password)
-    }
+    // --json, since an unsettled pipeline used to end with exit 13 and not a byte on stdout.
+    const result = cli(project, ['create', '--db-only', '--json'], env)
+    expect(result.status, result.stdout + result.stderr).to.equal(7)
+    const {error} = result.json() as {error: {message: string}}
+    expect(error.message).to.match(/no response from S3: ECONNREFUSED/)
+    expect(result.stdout + result.stderr).to.not.include(pg.password)
   })
 
   it('a dump that stalls (pg_dump waiting on a lock) fails as a stall of the database, with exit 7', async () => {

@@ -37,7 +37,7 @@ export abstract class BackupCommand extends Command {
   private signalHandler?: (signal: NodeJS.Signals) => void
 
   override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
-    const mapped = toUserError(error)
+    const mapped = this.usageError(error) ?? toUserError(error)
     if (mapped === undefined) return super.catch(error)
     this.report(mapped)
     if (process.env.DEBUG && error.stack) process.stderr.write(`${error.stack}\n`)
@@ -112,6 +112,31 @@ export abstract class BackupCommand extends Command {
 
     process.stderr.write(`Error: ${error.message}\n${error.suggestion ? `Try this: ${error.suggestion}\n` : ''}`)
   }
+
+  /**
+   * oclif's parse errors (an unknown flag, a missing argument, a bad option value) as the same two
+   * lines and JSON error as every other error, with exit 2, the nearest flag for a typo, and the help
+   * command spelled the way this host spells it.
+   */
+  private usageError(error: Error): BackupError | undefined {
+    const parse = error as Error & {code?: string; flags?: string[]; oclif?: {exit?: number}; parse?: unknown}
+    if (parse.parse === undefined && (parse.oclif?.exit !== 2 || parse.code === 'EEXIT')) return undefined
+    let lines = error.message
+      .split('\n')
+      .map((line) => line.trim())
+      .filter((line) => line !== '' && !line.startsWith('See more help') && !line.startsWith('Note:'))
+      .filter((line) => !/^(provide all arguments|Alternatively, you can use|beginning of arguments)/.test(line))
+    // Several problems at once: the first is enough to act on.
+    if (lines[0]?.startsWith('The following errors occurred')) lines = lines.slice(1, 2)
+    const message = lines.join(' ').replaceAll(/\s+/g, ' ')
+    const help = `Run \`${this.config.bin} ${(this.id ?? '').split(':').join(this.config.topicSeparator)} --help\` for the usage.`
+    const known = Object.keys({...this.ctor.baseFlags, ...this.ctor.flags, json: true})
+    const typos = (parse.flags ?? []).map((flag) => flag.replace(/^--?/, '').split('=')[0])
+    const nearest = typos.map((typo) => nearestName(typo, known)).find((name) => name !== undefined)
+    return new BackupError('USAGE', message.endsWith('.') ? message : `${message}.`, {
+      suggestion: nearest ? `Did you mean --${nearest}? ${help}` : help,
+    })
+  }
 }
 
 /** Every error a user sees passes through here: typed errors as they are, anything else redacted. */
@@ -129,4 +154,28 @@ function toUserError(error: Error & {exitCode?: number; oclif?: unknown}): Backu
     suggestion:
       'Run again with DEBUG=* for details; if it persists, report it with that output (check it for secrets first).',
   })
+}
+
+/** The known name closest to `typo` (edit distance at most a third of its length, and at least 1), if any. */
+function nearestName(typo: string, known: readonly string[]): string | undefined {
+  let best: undefined | {distance: number; name: string}
+  for (const name of known) {
+    const distance = editDistance(typo, name)
+    if (distance <= Math.max(1, Math.floor(name.length / 3)) && (best === undefined || distance < best.distance))
+      best = {distance, name}
+  }
+
+  return best?.name
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({length: b.length + 1}, (_, index) => index)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++)
+      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
+    previous = current
+  }
+
+  return previous[b.length]
 }

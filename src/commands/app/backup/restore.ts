@@ -41,6 +41,7 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
       description:
         'Accept a backup signed by this writer id although it is not a trusted writer ("unsigned" for backups made before signing). Repeatable.',
       multiple: true,
+      multipleNonGreedy: true,
     }),
   }
 

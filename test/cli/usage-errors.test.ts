@@ -1,0 +1,67 @@
+import {expect} from 'chai'
+
+import {cli, makeProject, Project} from '../helpers/project.js'
+
+/**
+ * Mistakes on the command line get the same contract as every other error: two lines (`Error:` and
+ * `Try this:`) and exit 2, or exactly one `{"error": {code, message, suggestion, exitCode}}` with --json;
+ * never oclif's internals or a page of help.
+ */
+describe('usage errors: exit 2, two lines, one JSON error', function () {
+  this.timeout(120_000)
+  let project: Project
+
+  before(() => {
+    project = makeProject()
+  })
+
+  const mistakes: Array<{args: string[]; message: RegExp; suggestion: RegExp}> = [
+    {args: ['create', '--nots', 'x'], message: /^Nonexistent flag: --nots\.$/, suggestion: /^Did you mean --note\? /},
+    {args: ['list', '--trigger', 'bogus'], message: /to be one of: on-demand, scheduled/, suggestion: /list --help/},
+    {args: ['restore'], message: /^Missing 1 required arg: id/, suggestion: /restore --help/},
+    {args: ['create', '--db-only', '--media-only'], message: /cannot also be provided/, suggestion: /create --help/},
+    {args: ['verify', 'one', 'two'], message: /^Unexpected argument: two\.$/, suggestion: /verify --help/},
+    {args: ['create', '--note'], message: /^Flag --note expects a value\.$/, suggestion: /create --help/},
+    {
+      args: ['prune', '--dry-rum'],
+      message: /^Nonexistent flag: --dry-rum\.$/,
+      suggestion: /^Did you mean --dry-run\? /,
+    },
+  ]
+  for (const {args, message, suggestion} of mistakes) {
+    it(`${args.join(' ')}`, () => {
+      const plain = cli(project, args)
+      expect(plain.status).to.equal(2)
+      expect(plain.stdout).to.equal('')
+      const lines = plain.stderr.split('\n')
+      expect(lines, plain.stderr).to.have.length(3)
+      expect(lines[0].replace(/^Error: /, '')).to.match(message)
+      expect(lines[0]).to.match(/^Error: /)
+      expect(lines[1].replace(/^Try this: /, '')).to.match(suggestion)
+      expect(lines[1]).to.match(/^Try this: .*`divio app backup \S+.* --help` for the usage\.$/)
+      expect(lines[2]).to.equal('')
+
+      const json = cli(project, [...args, '--json'])
+      expect(json.status).to.equal(2)
+      const parsed = json.json() as {error: Record<string, unknown>}
+      expect(Object.keys(parsed)).to.deep.equal(['error'])
+      expect(Object.keys(parsed.error).sort()).to.deep.equal(['code', 'exitCode', 'message', 'suggestion'])
+      expect(parsed.error).to.include({code: 'USAGE', exitCode: 2})
+      expect(String(parsed.error.message)).to.match(message)
+      expect(json.stdout.length, 'one small object, not a dump of the parser').to.be.below(1000)
+    })
+  }
+
+  it('restore takes the id after a --trust-writer value, instead of swallowing it', () => {
+    const result = cli(project, [
+      'restore',
+      '--trust-writer',
+      'divio-writer1x',
+      '20261128T020000Z-k3m9qa',
+      '--confirm',
+      'local',
+    ])
+    expect(result.status, result.stderr).to.equal(3)
+    expect(result.stderr).to.include('No backup "20261128T020000Z-k3m9qa"')
+  })
+})

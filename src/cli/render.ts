@@ -58,7 +58,9 @@ export function renderList(views: readonly BackupView[], context: {app: string; 
     view.tier ?? '-',
     view.status + (view.pinned ? ', pinned' : ''),
     view.components.database ? formatBytes(view.components.database.bytes) : '-',
-    view.components.media ? `${formatBytes(view.components.media.bytes)} (${view.components.media.files} files)` : '-',
+    view.components.media
+      ? `${formatBytes(view.components.media.bytes)} (${view.components.media.files} ${view.components.media.files === 1 ? 'file' : 'files'})`
+      : '-',
     `${view.retention.keep ? 'keep' : 'remove'}: ${view.retention.reason}${view.retention.expiresAt ? `; until ${formatInstant(view.retention.expiresAt)}` : ''}`,
   ])
   return renderTable(['ID', 'CREATED', 'TRIGGER', 'TIER', 'STATUS', 'DATABASE', 'MEDIA', 'RETENTION'], rows)

@@ -32,6 +32,7 @@ export function partSizeFor(partNumber: number): number {
 
 /** The headers every object gets: storage class and server-side encryption. */
 export interface ObjectSettings {
+  ContentType?: string
   ServerSideEncryption?: 'AES256' | 'aws:kms'
   SSEKMSKeyId?: string
   StorageClass?: StorageClass

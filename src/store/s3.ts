@@ -106,7 +106,8 @@ export class S3Store implements Store {
         client,
         concurrency: UPLOAD_CONCURRENCY,
         key: this.keyOf(key),
-        settings: this.settings,
+        // JSON is served as JSON, so that a browser or `curl` of a manifest shows it as text.
+        settings: key.endsWith('.json') ? {...this.settings, ContentType: 'application/json'} : this.settings,
         signal: options.signal,
         source,
       })

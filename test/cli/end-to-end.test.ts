@@ -188,6 +188,13 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(readdirSync(out)).to.deep.equal(['media.tar'])
   })
 
+  it('info without an id shows the latest backup', () => {
+    const [latest] = cli(project, ['list', '--json']).json() as {id: string}[]
+    const result = cli(project, ['info', '--json'])
+    expect(result.status, result.stderr).to.equal(0)
+    expect(result.json()).to.include({id: latest.id})
+  })
+
   it('info shows components, checksums and recipients', () => {
     const result = cli(project, ['info', String(created.id)])
     expect(result.status).to.equal(0)

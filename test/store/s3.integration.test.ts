@@ -60,6 +60,10 @@ describe('S3 store (s3rver)', () => {
     for (const request of writes) {
       expect(request.headers['x-amz-storage-class'], request.path).to.equal('STANDARD_IA')
       expect(request.headers['x-amz-server-side-encryption'], request.path).to.equal('AES256')
+      // manifest.json is served as JSON; the encrypted objects are opaque bytes.
+      expect(request.headers['content-type'], request.path).to.equal(
+        request.path.endsWith('.json') ? 'application/json' : undefined,
+      )
     }
 
     expect(await s3.uploads(bucket)).to.deep.equal([])

@@ -8,12 +8,15 @@ export type InfoResult = BackupInfo
 
 export default class Info extends BackupCommand {
   static override args = {
-    id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest".', required: true}),
+    id: Args.string({
+      default: 'latest',
+      description: 'Backup id (or a unique prefix of it), or "latest" (the default).',
+    }),
   }
   static override description =
     'Show one backup: components, sizes, checksums, encryption recipients, storage and retention.'
   static override examples = [
-    '<%= config.bin %> <%= command.id %> latest',
+    '<%= config.bin %> <%= command.id %>',
     '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa --json',
   ]
 

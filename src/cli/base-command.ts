@@ -9,6 +9,7 @@ import {stallTimeoutMs} from '../lib/stall.js'
 import {BackupContext} from '../services/context.js'
 import {KeyRing} from '../services/keys.js'
 import {openStore} from '../store/index.js'
+import {spellCommands} from './host.js'
 import {terminalReporter} from './terminal.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
@@ -103,7 +104,16 @@ export abstract class BackupCommand extends Command {
   }
 
   /** One line for what went wrong, one for what to do; unwrapped, so that logs and grep keep them whole. */
-  private report(error: BackupError): void {
+  /** Human output, with commands spelled the way this host spells them. */
+  override log(message = '', ...args: unknown[]): void {
+    super.log(spellCommands(message, this.config), ...args)
+  }
+
+  private report(unspelled: BackupError): void {
+    const error = new BackupError(unspelled.code, spellCommands(unspelled.message, this.config), {
+      exitCode: unspelled.exitCode,
+      suggestion: unspelled.suggestion === undefined ? undefined : spellCommands(unspelled.suggestion, this.config),
+    })
     process.exitCode = error.exitCode
     if (this.jsonEnabled()) {
       this.logJson({error: error.toJSON()})

@@ -80,6 +80,52 @@ export function s3Failure(
     })
   }
 
+  if (s3Code === 'RequestTimeTooSkewed') {
+    return new BackupError(
+      code,
+      `Cannot ${what}: S3 refused the request because this machine's clock is off (RequestTimeTooSkewed).`,
+      {
+        cause,
+        suggestion:
+          'Set the clock right (enable NTP, for example with `timedatectl set-ntp true`), then run the command again.',
+      },
+    )
+  }
+
+  if (s3Code === 'ExpiredToken' || s3Code === 'TokenRefreshRequired' || s3Code === 'ExpiredTokenException') {
+    return new BackupError(code, `Cannot ${what}: the S3 credentials for ${where} have expired (${s3Code}).`, {
+      cause,
+      suggestion:
+        'Renew the session (for example `aws sso login`, or new temporary credentials), then run the command again.',
+    })
+  }
+
+  if (
+    s3Code === 'PermanentRedirect' ||
+    s3Code === 'AuthorizationHeaderMalformed' ||
+    s3Code === 'IllegalLocationConstraintException' ||
+    status === 301
+  ) {
+    const region = regionOf(error)
+    return new BackupError(
+      'CONFIG_INVALID',
+      `Cannot ${what}: the bucket of ${where} is in ${region ? `region ${region}` : 'another region'}, not the one configured (${s3Code ?? `HTTP ${status}`}).`,
+      {cause, suggestion: `Set ?region=${region ?? '…'} on the S3 location (or AWS_REGION).`},
+    )
+  }
+
+  if (s3Code === 'SlowDown' || s3Code === 'Throttling' || status === 503) {
+    return new BackupError(
+      code,
+      `Cannot ${what}: S3 kept asking to slow down (${s3Code ?? 'HTTP 503'}) after ${S3_MAX_ATTEMPTS} attempts.`,
+      {
+        cause,
+        suggestion:
+          'The bucket is throttled (too many requests now, or a new prefix warming up); wait a few minutes and run the command again.',
+      },
+    )
+  }
+
   if (
     s3Code === 'AccessDenied' ||
     s3Code === 'InvalidAccessKeyId' ||
@@ -140,6 +186,12 @@ export function describeNetworkError(error: unknown): string {
   visit(error, 0)
   const text = [...seen].join('; ')
   return text === '' ? `${(error as Error)?.name ?? 'unknown error'} without details` : text
+}
+
+/** The bucket's real region, where S3 says it: the x-amz-bucket-region header, or a <Region> in the error. */
+function regionOf(error: unknown): string | undefined {
+  const {$response, Region} = error as {$response?: {headers?: Record<string, string>}; Region?: string}
+  return $response?.headers?.['x-amz-bucket-region'] ?? Region
 }
 
 /** An object being read; `undefined` from {@link getObject} means it does not exist. */

@@ -12,7 +12,9 @@ function errorXml(code: string, extra = ''): string {
 }
 
 async function failureOf(operation: (store: S3Store) => Promise<unknown>): Promise<BackupError> {
-  const url = new URL(`s3://KEY:wJalr-s3cr3t-Value@shop-backups/live?endpoint=${encodeURIComponent(ENDPOINT)}&region=eu-central-1`)
+  const url = new URL(
+    `s3://KEY:wJalr-s3cr3t-Value@shop-backups/live?endpoint=${encodeURIComponent(ENDPOINT)}&region=eu-central-1`,
+  )
   const store = new S3Store(parseS3Location(url, 'store'), 's3://shop-backups/live')
   const error = await operation(store).then(
     () => {},

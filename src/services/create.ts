@@ -70,7 +70,6 @@ export async function createBackup(context: BackupContext, options: CreateOption
   const writer = await context.keys.writerKey(context.now(), (path, writerId) => {
     reporter.notice(
       [
-        '',
         '!!! A new writer key was created: it signs the backups this machine makes.',
         `!!! Writer key: ${path} (mode 0600). Writer id: ${writerId}`,
         '!!! Machines that verify or restore trust this id (encryption.writers, or DIVIO_BACKUP_WRITERS).',

@@ -113,7 +113,7 @@ describe('retention through the CLI', () => {
     expect(ids(project)).to.deep.equal(before)
 
     const human = cli(project, ['prune', '--dry-run'], at('2026-03-15T12:00:00Z'))
-    expect(human.stdout).to.include('3 kept, 3 would be removed (dry run: nothing was changed).')
+    expect(human.stdout).to.match(/\n3 kept, 3 would be removed \(dry run: nothing was changed\)\.\n$/)
 
     // Without a terminal, a real prune needs --confirm naming the environment.
     expect(cli(project, ['prune'], at('2026-03-15T12:00:00Z')).status).to.equal(6)

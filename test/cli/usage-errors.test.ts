@@ -52,6 +52,18 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     })
   }
 
+  it('verify with both an id and --all says to pick one, and its usage line shows no empty alternative', () => {
+    const both = cli(project, ['verify', 'latest', '--all'])
+    expect(both.status).to.equal(2)
+    expect(both.stderr).to.equal(
+      'Error: Give a backup ID or --all, not both.\n' +
+        'Try this: Run `divio app backup verify latest` for one backup, or `divio app backup verify --all` for every one.\n',
+    )
+    const help = cli(project, ['verify', '--help'])
+    expect(help.stdout).to.include('[--all]')
+    expect(help.stdout).not.to.match(/\|\s*\]/)
+  })
+
   it('restore takes the id after a --trust-writer value, instead of swallowing it', () => {
     const result = cli(project, [
       'restore',

@@ -11,9 +11,18 @@ export default class Create extends BackupCommand {
 
 Each component is streamed through SHA-256, age encryption and into the store; the manifest is written last, so a backup that fails or is interrupted never appears as complete. After a successful backup, the retention policy of its trigger (on-demand or scheduled) is applied, and every removal is printed with its reason.`
   static override examples = [
-    '<%= config.bin %> <%= command.id %>',
-    '<%= config.bin %> <%= command.id %> -e live --note "before the 2.0 migration"',
-    '<%= config.bin %> <%= command.id %> --db-only --json',
+    {
+      command: '<%= config.bin %> <%= command.id %>',
+      description: 'Back up the database and the media of the default environment.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live --note "before the 2.0 migration"',
+      description: 'Back up live, with a note that list and info show.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> --db-only --json',
+      description: 'Back up only the database, and print the backup as JSON.',
+    },
   ]
   static override flags = {
     'db-only': Flags.boolean({description: 'Back up only the database.', exclusive: ['media-only']}),

@@ -14,8 +14,14 @@ export default class Delete extends BackupCommand {
 
 Asks for the environment name to be typed; without a terminal, --confirm ENV is required.`
   static override examples = [
-    '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa',
-    '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa -e test --confirm test',
+    {
+      command: '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa',
+      description: 'Remove one backup (asks for the environment name).',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa -e test --confirm test',
+      description: 'Remove a backup of test from a script, without a prompt.',
+    },
   ]
   static override flags = {
     confirm: Flags.string({description: 'Confirm without a prompt by naming the environment.'}),

@@ -14,8 +14,14 @@ export default class Download extends BackupCommand {
 
 Writes database.sqlite3 / database.dump / database.sql, media.tar and manifest.json. Everything is authenticated and checked against the manifest in a staging folder before it is moved into place; existing files are never overwritten.`
   static override examples = [
-    '<%= config.bin %> <%= command.id %>',
-    '<%= config.bin %> <%= command.id %> latest -o ./restore-check --db-only',
+    {
+      command: '<%= config.bin %> <%= command.id %>',
+      description: 'Decrypt and check the newest backup into ./<backup id>/.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> latest -o ./restore-check --db-only',
+      description: 'Fetch only the database of the newest backup into ./restore-check.',
+    },
   ]
   static override flags = {
     'db-only': Flags.boolean({description: 'Download only the database.', exclusive: ['media-only']}),

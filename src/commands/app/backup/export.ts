@@ -15,9 +15,18 @@ With --raw, the encrypted .age objects are exported as stored instead, with inst
 
 An interrupted export resumes when run again: files already present and matching their checksum are kept.`
   static override examples = [
-    '<%= config.bin %> <%= command.id %> -o ./shop-export',
-    '<%= config.bin %> <%= command.id %> -e live --latest -o ./shop-latest',
-    '<%= config.bin %> <%= command.id %> --raw -o ./shop-encrypted',
+    {
+      command: '<%= config.bin %> <%= command.id %> -o ./shop-export',
+      description: 'Decrypt every backup into standard files, with index.json and a README on restoring by hand.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live --latest -o ./shop-latest',
+      description: 'Export only the newest backup of live.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> --raw -o ./shop-encrypted',
+      description: 'Copy the encrypted objects as they are stored, to decrypt later with age.',
+    },
   ]
   static override flags = {
     all: Flags.boolean({description: 'Export every complete backup (the default).', exclusive: ['latest']}),

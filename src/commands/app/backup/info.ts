@@ -16,8 +16,14 @@ export default class Info extends BackupCommand {
   static override description =
     'Show one backup: components, sizes, checksums, encryption recipients, storage and retention.'
   static override examples = [
-    '<%= config.bin %> <%= command.id %>',
-    '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa --json',
+    {
+      command: '<%= config.bin %> <%= command.id %>',
+      description: 'Show the newest backup: components, sizes, checksums, writer and retention.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa --json',
+      description: 'Show one backup as JSON.',
+    },
   ]
 
   async run(): Promise<InfoResult> {

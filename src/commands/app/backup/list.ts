@@ -12,8 +12,18 @@ export default class List extends BackupCommand {
 
 Incomplete backups (never committed, for example because the process was killed) are shown only with --all.`
   static override examples = [
-    '<%= config.bin %> <%= command.id %>',
-    '<%= config.bin %> <%= command.id %> -e live --all --json',
+    {
+      command: '<%= config.bin %> <%= command.id %>',
+      description: 'List the complete backups of the default environment, newest first.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live --trigger scheduled',
+      description: 'List only the scheduled backups of live.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live --all --json',
+      description: 'Include incomplete and damaged backups, as JSON.',
+    },
   ]
   static override flags = {
     all: Flags.boolean({description: 'Include incomplete backups.'}),

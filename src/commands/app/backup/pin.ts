@@ -11,7 +11,16 @@ export default class Pin extends BackupCommand {
     id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest".', required: true}),
   }
   static override description = 'Pin a backup: it is kept whatever the retention policy says, and takes no slot of it.'
-  static override examples = ['<%= config.bin %> <%= command.id %> latest']
+  static override examples = [
+    {
+      command: '<%= config.bin %> <%= command.id %> latest',
+      description: 'Keep the newest backup whatever the retention policy says.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa -e live',
+      description: 'Keep one backup of live.',
+    },
+  ]
 
   async run(): Promise<PinResult> {
     const {args, flags} = await this.parse(Pin)

@@ -12,8 +12,14 @@ export default class Prune extends BackupCommand {
 
 Also removes incomplete backups that nothing has written to for the grace period (24 h by default), never younger ones. Asks for the environment name to be typed; without a terminal, --confirm ENV is required.`
   static override examples = [
-    '<%= config.bin %> <%= command.id %> --dry-run',
-    '<%= config.bin %> <%= command.id %> -e live --confirm live --json',
+    {
+      command: '<%= config.bin %> <%= command.id %> --dry-run',
+      description: 'Show what the retention policies keep and remove, with reasons, and change nothing.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live --confirm live --json',
+      description: 'Apply the policies to live from a script, and print the decisions as JSON.',
+    },
   ]
   static override flags = {
     confirm: Flags.string({description: 'Confirm without a prompt by naming the environment.'}),

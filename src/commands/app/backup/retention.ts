@@ -11,8 +11,14 @@ export default class Retention extends BackupCommand {
 
 With --simulate DAYS, also show what a daily schedule would hold after DAYS days, by tier and date.`
   static override examples = [
-    '<%= config.bin %> <%= command.id %>',
-    '<%= config.bin %> <%= command.id %> --simulate 400',
+    {
+      command: '<%= config.bin %> <%= command.id %>',
+      description: "Describe the environment's retention policies in words.",
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> --simulate 400',
+      description: 'Show which backups a daily schedule would hold after 400 days.',
+    },
   ]
   static override flags = {
     simulate: Flags.integer({description: 'Simulate a daily schedule for this many days.', max: 36_600, min: 1}),

@@ -11,7 +11,16 @@ export default class Unpin extends BackupCommand {
     id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest".', required: true}),
   }
   static override description = 'Unpin a backup: the retention policy decides about it again (see the reason shown).'
-  static override examples = ['<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa']
+  static override examples = [
+    {
+      command: '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa',
+      description: 'Let the retention policy decide about this backup again.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> latest -e live',
+      description: 'Unpin the newest backup of live.',
+    },
+  ]
 
   async run(): Promise<UnpinResult> {
     const {args, flags} = await this.parse(Unpin)

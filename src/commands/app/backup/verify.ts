@@ -14,13 +14,33 @@ export default class Verify extends BackupCommand {
   static override description = `Read a backup back from the store and check it: every object's size and SHA-256, and age authentication of every chunk.
 
 Exits non-zero (4) naming each bad object when anything does not match.`
-  static override examples = ['<%= config.bin %> <%= command.id %>', '<%= config.bin %> <%= command.id %> --all --json']
+  static override examples = [
+    {
+      command: '<%= config.bin %> <%= command.id %>',
+      description: 'Read the newest backup back and check every checksum and signature.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> 20261128T020000Z-k3m9qa',
+      description: 'Check one backup.',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> --all --json',
+      description: 'Check every complete backup, and print the results as JSON (exit 4 if any is bad).',
+    },
+  ]
   static override flags = {
-    all: Flags.boolean({description: 'Verify every complete backup of the environment.', exclusive: ['id']}),
+    all: Flags.boolean({description: 'Verify every complete backup of the environment (instead of one ID).'}),
   }
 
   async run(): Promise<VerifyCommandResult> {
     const {args, flags} = await this.parse(Verify)
+    // Checked here rather than with oclif's `exclusive`, which cannot name an argument in the usage line.
+    if (flags.all && args.id !== undefined) {
+      throw new BackupError('USAGE', `Give a backup ID or --all, not both.`, {
+        suggestion: `Run \`divio app backup verify ${args.id}\` for one backup, or \`divio app backup verify --all\` for every one.`,
+      })
+    }
+
     const context = await this.context(flags)
     const results = flags.all ? await verifyAllBackups(context) : [await verifyBackup(context, args.id ?? 'latest')]
     const bad = results.filter((result) => !result.ok)

@@ -8,7 +8,16 @@ export default class ScheduleRun extends BackupCommand {
   static override description = `One idempotent cron tick: take a scheduled backup if the current slot has none, then apply the scheduled retention policy.
 
 The current slot is the most recent scheduled time at or before now. Run it as often as you like (hourly is a good choice): a slot never gets two backups.`
-  static override examples = ['<%= config.bin %> <%= command.id %> -e live']
+  static override examples = [
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live',
+      description: 'Take the scheduled backup of live if this slot has none yet, then apply retention (for cron).',
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live --json',
+      description: 'The same, with the result as JSON.',
+    },
+  ]
 
   async run(): Promise<ScheduleRunCommandResult> {
     const {flags} = await this.parse(ScheduleRun)

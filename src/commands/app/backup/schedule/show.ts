@@ -7,7 +7,16 @@ export type ScheduleShowResult = ScheduleInfo
 export default class ScheduleShow extends BackupCommand {
   static override description =
     "Show the environment's backup schedule and its next run, in the schedule's time zone and in UTC."
-  static override examples = ['<%= config.bin %> <%= command.id %> -e live']
+  static override examples = [
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live',
+      description: "Show live's schedule and when it next runs.",
+    },
+    {
+      command: '<%= config.bin %> <%= command.id %> -e live --json',
+      description: 'The same, as JSON.',
+    },
+  ]
 
   async run(): Promise<ScheduleShowResult> {
     const {flags} = await this.parse(ScheduleShow)

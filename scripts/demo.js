@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Builds a small Django-like app in a temp folder (SQLite database + media folder) and runs
 // create → list → verify → download through bin/run.js, printing each command and its real output.
-import Database from 'better-sqlite3'
 import {spawnSync} from 'node:child_process'
+import {createRequire} from 'node:module'
 import {mkdirSync, mkdtempSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
@@ -13,7 +13,20 @@ const workspace = mkdtempSync(join(tmpdir(), 'divio-backup-demo-'))
 const app = join(workspace, 'shop')
 mkdirSync(app)
 
-const db = new Database(join(app, 'db.sqlite3'))
+// better-sqlite3 where it is installed and built for this Node.js, else node:sqlite (Node 22).
+function openDatabase(path) {
+  const require = createRequire(import.meta.url)
+  try {
+    const Database = require('better-sqlite3')
+    return new Database(path)
+  } catch {
+    process.removeAllListeners('warning') // node:sqlite's ExperimentalWarning is not the demo's business
+    const {DatabaseSync} = require('node:sqlite')
+    return new DatabaseSync(path)
+  }
+}
+
+const db = openDatabase(join(app, 'db.sqlite3'))
 db.exec(`
   CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username TEXT NOT NULL UNIQUE, date_joined TEXT NOT NULL);
   CREATE TABLE shop_product (id INTEGER PRIMARY KEY, name TEXT NOT NULL, price_cents INTEGER NOT NULL);

@@ -219,12 +219,14 @@ class SealWorker {
 
   constructor(onExit: () => void) {
     // The worker runs the sibling module of this one: seal-worker.js when built. From source (tests,
-    // scripts) it is seal-worker.ts, and the worker registers tsx itself: a loader given to the parent
-    // with --import does not apply to workers on Node 20.
+    // scripts, and a plugin linked into a host, which oclif loads from src/) it is seal-worker.ts, and
+    // the worker registers tsx itself: a loader given to the parent with --import does not apply to
+    // workers on Node 20. tsx is resolved here, from this module: an eval worker would resolve it
+    // from the current folder, which is the user's app, not this plugin.
     const url = new URL(`seal-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url)
     this.worker = url.pathname.endsWith('.ts')
       ? new Worker(
-          `import('tsx/esm/api').then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
+          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
           {eval: true},
         )
       : new Worker(url, {resourceLimits: WORKER_LIMITS})

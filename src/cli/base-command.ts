@@ -1,4 +1,4 @@
-import {Command, Flags, Interfaces} from '@oclif/core'
+import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 import {tmpdir} from 'node:os'
 
 import {loadEnvironment, redactDsn} from '../config/load.js'
@@ -43,7 +43,11 @@ export abstract class BackupCommand extends Command {
     this.report(mapped)
     if (process.env.DEBUG && error.stack) process.stderr.write(`${error.stack}\n`)
     if (this.jsonEnabled()) return
-    return this.exit(mapped.exitCode)
+    // The error is printed: the exit must add nothing. A host checks `instanceof ExitError` against its
+    // own copy of @oclif/core, so it would print ours as "EEXIT: 3"; this flag is read across copies.
+    const exit = new Errors.ExitError(mapped.exitCode)
+    exit.skipOclifErrorHandling = true
+    throw exit
   }
 
   protected async context(flags: {config?: string; env?: string}): Promise<BackupContext> {

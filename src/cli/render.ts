@@ -1,5 +1,5 @@
 import {BackupView} from '../domain/backup.js'
-import {formatBytes, formatInstant, renderTable} from '../domain/format.js'
+import {countOf, formatBytes, formatInstant, renderTable} from '../domain/format.js'
 import {formatInZone} from '../domain/schedule.js'
 import {FilesResult} from '../services/download.js'
 import {ExportResult} from '../services/export.js'
@@ -59,7 +59,7 @@ export function renderList(views: readonly BackupView[], context: {app: string; 
     view.status + (view.pinned ? ', pinned' : ''),
     view.components.database ? formatBytes(view.components.database.bytes) : '-',
     view.components.media
-      ? `${formatBytes(view.components.media.bytes)} (${view.components.media.files} ${view.components.media.files === 1 ? 'file' : 'files'})`
+      ? `${formatBytes(view.components.media.bytes)} (${countOf(view.components.media.files, 'file')})`
       : '-',
     `${view.retention.keep ? 'keep' : 'remove'}: ${view.retention.reason}${view.retention.expiresAt ? `; until ${formatInstant(view.retention.expiresAt)}` : ''}`,
   ])
@@ -118,7 +118,7 @@ export function renderExport(result: ExportResult): string {
   const exported = result.files.filter((file) => file.status === 'exported')
   const backups = new Set(result.files.map((file) => file.backup)).size
   return [
-    `Exported ${backups} backup(s) into ${result.outputDir}: ${exported.length} file(s) written, ${result.files.length - exported.length} already present and verified.`,
+    `Exported ${countOf(backups, 'backup')} into ${result.outputDir}: ${countOf(exported.length, 'file')} written, ${result.files.length - exported.length} already present and verified.`,
     ...result.files.map(
       (file) => `  ${file.status === 'exported' ? 'wrote' : 'kept '}  ${file.path}  ${formatBytes(file.bytes)}`,
     ),
@@ -132,7 +132,7 @@ export function renderRestored(result: RestoreResult): string {
     ...(result.database ? [`  database  ${result.database.engine} ${result.database.location}`] : []),
     ...(result.media
       ? [
-          `  media     ${result.media.files} files into ${result.media.location}${result.media.deleted ? `, ${result.media.deleted} extra objects deleted` : ''}`,
+          `  media     ${countOf(result.media.files, 'file')} into ${result.media.location}${result.media.deleted ? `, ${countOf(result.media.deleted, 'extra object')} deleted` : ''}`,
         ]
       : []),
     result.safetyBackup
@@ -149,6 +149,8 @@ function componentLines(view: BackupView): string[] {
           `  database  ${database.engine} (${database.format})  ${formatBytes(database.bytes)}  sha256 ${database.sha256}`,
         ]
       : []),
-    ...(media ? [`  media     ${media.files} files, ${formatBytes(media.bytes)} tar  sha256 ${media.sha256}`] : []),
+    ...(media
+      ? [`  media     ${countOf(media.files, 'file')}, ${formatBytes(media.bytes)} tar  sha256 ${media.sha256}`]
+      : []),
   ]
 }

@@ -31,3 +31,8 @@ export function renderTable(header: readonly string[], rows: readonly (readonly 
       .trimEnd()
   return [line(header), ...rows.map((row) => line(row))].join('\n')
 }
+
+/** "1 file", "2 files": a count with its noun, in the plural where English wants it. */
+export function countOf(count: number, singular: string, plural = `${singular}s`): string {
+  return `${count} ${count === 1 ? singular : plural}`
+}

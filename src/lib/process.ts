@@ -11,6 +11,8 @@ import {redactDsn} from '../config/dsn.js'
  */
 
 export interface RunOptions {
+  /** The working folder of the program; the current one if not given. */
+  cwd?: string
   /** Added to the inherited environment. */
   env?: NodeJS.ProcessEnv
   /** Bytes written to stdin, if any. */
@@ -40,6 +42,7 @@ export class ProcessError extends Error {
 /** Runs a program to completion and returns its stdout; rejects with ProcessError on a non-zero exit. */
 export async function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
   const child = spawn(command, args, {
+    cwd: options.cwd,
     env: {...process.env, ...options.env},
     signal: options.signal,
     stdio: [options.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],

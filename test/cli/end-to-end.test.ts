@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3'
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
@@ -6,6 +5,7 @@ import {join} from 'node:path'
 
 import {generateIdentity} from '../../src/archive/age-keys.js'
 import {cli, listFiles, makeProject, Project, snapshotTree, writeSignedManifest} from '../helpers/project.js'
+import {openTestDatabase} from '../helpers/sqlite.js'
 import {requireTool} from '../helpers/tools.js'
 
 const ID = /^\d{8}T\d{6}Z-[a-z2-7]{6}$/
@@ -127,8 +127,8 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
       .toString()
       .trim()
     expect(check).to.equal('ok')
-    const original = new Database(join(project.root, 'db.sqlite3'), {readonly: true})
-    const copy = new Database(join(out, 'database.sqlite3'), {readonly: true})
+    const original = openTestDatabase(join(project.root, 'db.sqlite3'), {readonly: true})
+    const copy = openTestDatabase(join(out, 'database.sqlite3'), {readonly: true})
     for (const table of ['auth_user', 'shop_product']) {
       const query = `SELECT count(*) AS n, group_concat(id || name, ',') AS rows FROM ${table}`.replace(
         'name',

@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3'
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
@@ -7,10 +6,11 @@ import {join} from 'node:path'
 
 import {BlackHole} from '../helpers/black-hole.js'
 import {cli, makeProject, Project, runJs} from '../helpers/project.js'
+import {openTestDatabase} from '../helpers/sqlite.js'
 
 /** An SQLite database of about 600 KB: more than every stream buffer between the source and the store. */
 function growDatabase(project: Project): void {
-  const database = new Database(join(project.root, 'db.sqlite3'))
+  const database = openTestDatabase(join(project.root, 'db.sqlite3'))
   database.exec('CREATE TABLE filler (data BLOB)')
   const insert = database.prepare('INSERT INTO filler (data) VALUES (?)')
   for (let index = 0; index < 600; index++) insert.run(randomBytes(1000))

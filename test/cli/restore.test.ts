@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3'
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
@@ -10,6 +9,7 @@ import {Header} from 'tar'
 import {parseRecipient} from '../../src/archive/age-keys.js'
 import {createEncryptStream} from '../../src/archive/age.js'
 import {cli, makeProject, Project, snapshotTree, writeEnvironments, writeSignedManifest} from '../helpers/project.js'
+import {openTestDatabase} from '../helpers/sqlite.js'
 import {collect} from '../helpers/tools.js'
 
 interface Listed {
@@ -22,7 +22,7 @@ function twoEnvironments(): Project {
   const project = makeProject()
   execFileSync('cp', ['-a', join(project.root, 'db.sqlite3'), join(project.root, 'live.sqlite3')])
   execFileSync('cp', ['-a', join(project.root, 'media'), join(project.root, 'live-media')])
-  const test = new Database(join(project.root, 'test.sqlite3'))
+  const test = openTestDatabase(join(project.root, 'test.sqlite3'))
   test.exec(
     "CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username TEXT); INSERT INTO auth_user VALUES (1, 'tester')",
   )
@@ -38,7 +38,7 @@ function twoEnvironments(): Project {
 }
 
 function rowsOf(path: string): unknown {
-  const database = new Database(path, {readonly: true})
+  const database = openTestDatabase(path, {readonly: true})
   try {
     return database.prepare("SELECT group_concat(id || username, ',') AS rows FROM auth_user").get()
   } finally {

@@ -1,5 +1,4 @@
 import {CreateMultipartUploadCommand, HeadObjectCommand} from '@aws-sdk/client-s3'
-import Database from 'better-sqlite3'
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
@@ -11,6 +10,7 @@ import {Fault, FaultyProxy, ProxiedRequest} from '../helpers/faulty-proxy.js'
 import {watch} from '../helpers/processes.js'
 import {cliAsync, cliInBackground, makeProject, Project, repoRoot, snapshotTree} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
+import {openTestDatabase} from '../helpers/sqlite.js'
 
 const MiB = 1024 * 1024
 const ID = /^\d{8}T\d{6}Z-[a-z2-7]{6}$/
@@ -85,8 +85,8 @@ describe('S3 store through the CLI (s3rver)', function () {
     const out = join(project.root, 'downloaded')
     const downloaded = await cliInBackground(project, ['download', id, '-o', out])
     expect(downloaded.status, downloaded.stderr).to.equal(0)
-    const original = new Database(join(project.root, 'db.sqlite3'), {readonly: true})
-    const copy = new Database(join(out, 'database.sqlite3'), {readonly: true})
+    const original = openTestDatabase(join(project.root, 'db.sqlite3'), {readonly: true})
+    const copy = openTestDatabase(join(out, 'database.sqlite3'), {readonly: true})
     const rows = 'SELECT group_concat(id || username || email) AS rows FROM auth_user'
     expect(copy.prepare(rows).get()).to.deep.equal(original.prepare(rows).get())
     original.close()

@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3'
 import {spawn, spawnSync} from 'node:child_process'
 import {
   lstatSync,
@@ -17,6 +16,7 @@ import {fileURLToPath} from 'node:url'
 import {parseWriterKey} from '../../src/archive/writer-key.js'
 import {signManifest} from '../../src/domain/authenticity.js'
 import {Manifest} from '../../src/domain/manifest.js'
+import {openTestDatabase} from './sqlite.js'
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const runJs = join(repoRoot, 'bin', 'run.js')
@@ -37,7 +37,7 @@ export function makeProject(options: {name?: string} = {}): Project {
   mkdirSync(root)
   const home = join(parent, 'home')
   mkdirSync(home)
-  const database = new Database(join(root, 'db.sqlite3'))
+  const database = openTestDatabase(join(root, 'db.sqlite3'))
   database.exec(`
     CREATE TABLE auth_user (id INTEGER PRIMARY KEY, username TEXT NOT NULL, email TEXT);
     CREATE TABLE shop_product (id INTEGER PRIMARY KEY, name TEXT, price_cents INTEGER, image BLOB);

@@ -1,4 +1,3 @@
-import Database from 'better-sqlite3'
 import {randomBytes} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
 import {open, rename, rm, stat, writeFile} from 'node:fs/promises'
@@ -9,12 +8,14 @@ import {pipeline} from 'node:stream/promises'
 import {BackupError} from '../../errors.js'
 import {syncPath} from '../../lib/fsync.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
+import {sqliteEngine} from './sqlite-engine.js'
 
 const READ_CHUNK = 1024 * 1024
 
 /**
- * SQLite through its online backup API: the copy is consistent even while the app writes, and it is
- * an ordinary database file that `sqlite3` opens. The copy is checked with `PRAGMA quick_check` before
+ * SQLite through its online backup API (node:sqlite, better-sqlite3 or the sqlite3 program; see
+ * sqlite-engine.ts): the copy is consistent even while the app writes, and it is an ordinary database
+ * file that `sqlite3` opens. The copy is checked with `PRAGMA quick_check` before
  * it is streamed, so a damaged source fails the backup instead of being preserved as if it were good.
  */
 export class SqliteProvider implements DatabaseProvider {
@@ -36,13 +37,8 @@ export class SqliteProvider implements DatabaseProvider {
     try {
       await pipeline(dump, createWriteStream(fresh, {flags: 'wx', mode: mode % 0o1000}), {signal: options.signal})
       await syncPath(fresh)
-      const check = new Database(fresh, {fileMustExist: true, readonly: true})
-      try {
-        const result = check.pragma('quick_check', {simple: true})
-        if (result !== 'ok') throw new Error(`quick_check says ${String(result)}`)
-      } finally {
-        check.close()
-      }
+      const result = await (await sqliteEngine()).quickCheck(fresh, {signal: options.signal})
+      if (result !== 'ok') throw new Error(`quick_check says ${result}`)
 
       await rename(fresh, this.path)
     } catch (error) {
@@ -58,7 +54,7 @@ export class SqliteProvider implements DatabaseProvider {
     await syncPath(dirname(this.path))
   }
 
-  async snapshot({tempDir}: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot> {
+  async snapshot({signal, tempDir}: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot> {
     const info = await stat(this.path).catch(() => {})
     if (!info?.isFile()) {
       throw new BackupError('SOURCE_UNAVAILABLE', `The SQLite database ${this.path} does not exist.`, {
@@ -71,15 +67,12 @@ export class SqliteProvider implements DatabaseProvider {
     await writeFile(copyPath, '', {flag: 'wx', mode: 0o600}).catch((error: unknown) => {
       throw stagingFailure(error, tempDir)
     })
-    let source: Database.Database | undefined
-    let opened = false
+    const engine = await sqliteEngine()
     try {
-      source = new Database(this.path, {fileMustExist: true, readonly: true})
-      opened = true
-      await source.backup(copyPath)
+      await engine.backup(this.path, copyPath, {signal})
     } catch (error) {
       await rm(copyPath, {force: true})
-      if (opened && isWriteFailure(error)) throw stagingFailure(error, tempDir)
+      if (engine.isWriteFailure(error)) throw stagingFailure(error, tempDir)
       throw new BackupError(
         'SOURCE_UNAVAILABLE',
         `Cannot read the SQLite database ${this.path}: ${(error as Error).message}.`,
@@ -88,24 +81,21 @@ export class SqliteProvider implements DatabaseProvider {
           suggestion: 'Check that the file is an SQLite database and readable by this user.',
         },
       )
-    } finally {
-      source?.close()
     }
 
-    const check = new Database(copyPath, {readonly: true})
-    try {
-      const result = check.pragma('quick_check', {simple: true})
-      if (result !== 'ok') {
-        throw new BackupError(
-          'BACKUP_FAILED',
-          `The SQLite database ${this.path} failed its integrity check: ${String(result)}.`,
-          {
-            suggestion: 'Repair the database (for example with sqlite3 ".recover") before backing it up.',
-          },
-        )
-      }
-    } finally {
-      check.close()
+    const result = await engine.quickCheck(copyPath, {signal}).catch(async (error: unknown) => {
+      await rm(copyPath, {force: true})
+      throw error
+    })
+    if (result !== 'ok') {
+      await rm(copyPath, {force: true})
+      throw new BackupError(
+        'BACKUP_FAILED',
+        `The SQLite database ${this.path} failed its integrity check: ${result}.`,
+        {
+          suggestion: 'Repair the database (for example with sqlite3 ".recover") before backing it up.',
+        },
+      )
     }
 
     const handle = await open(copyPath)
@@ -120,12 +110,6 @@ export class SqliteProvider implements DatabaseProvider {
       stream: handle.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}),
     }
   }
-}
-
-/** SQLite's codes for a copy it could not write: the temp folder's fault, not the database's. */
-function isWriteFailure(error: unknown): boolean {
-  const code = String((error as {code?: unknown}).code ?? '')
-  return ['ENOSPC', 'SQLITE_CANTOPEN', 'SQLITE_FULL', 'SQLITE_IOERR_FSYNC', 'SQLITE_IOERR_WRITE'].includes(code)
 }
 
 function stagingFailure(error: unknown, tempDir: string): BackupError {

@@ -2,6 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
 import {confirmEnvironment} from '../../../cli/terminal.js'
+import {countOf} from '../../../domain/format.js'
 import {deleteBackup, DeleteResult, resolveForDelete} from '../../../services/delete.js'
 
 export type DeleteCommandResult = DeleteResult
@@ -37,7 +38,7 @@ Asks for the environment name to be typed; without a terminal, --confirm ENV is 
       environment: context.env.name,
     })
     const result = await deleteBackup(context, target.id)
-    this.log(`Deleted backup ${result.id} (${result.deleted.length} objects).`)
+    this.log(`Deleted backup ${result.id} (${countOf(result.deleted.length, 'object')}).`)
     return result
   }
 }

@@ -3,6 +3,7 @@ import {Flags} from '@oclif/core'
 import {BackupCommand} from '../../../cli/base-command.js'
 import {renderPrune} from '../../../cli/render.js'
 import {confirmEnvironment} from '../../../cli/terminal.js'
+import {countOf} from '../../../domain/format.js'
 import {executePrune, PruneResult, readPrunePlan} from '../../../services/retention.js'
 
 export type PruneCommandResult = PruneResult
@@ -37,12 +38,12 @@ Also removes incomplete backups that nothing has written to for the grace period
 
     if (!this.jsonEnabled()) this.log(renderPrune(plan))
     await confirmEnvironment({
-      action: `remove ${plan.remove.length} backup(s) of ${context.env.app}/${context.env.name}`,
+      action: `remove ${countOf(plan.remove.length, 'backup')} of ${context.env.app}/${context.env.name}`,
       confirm: flags.confirm,
       environment: context.env.name,
     })
     const result = await executePrune(context, plan)
-    this.log(`Removed ${result.remove.length} backup(s).`)
+    this.log(`Removed ${countOf(result.remove.length, 'backup')}.`)
     return result
   }
 }

@@ -1,0 +1,228 @@
+import {createRequire} from 'node:module'
+import {basename, dirname, resolve} from 'node:path'
+
+import {BackupError} from '../../errors.js'
+import {ProcessError, run} from '../../lib/process.js'
+
+/**
+ * What the SQLite provider needs from an SQLite implementation: an online backup (a consistent copy
+ * while the app writes) and an integrity check. Three implementations, so that no compiler is needed:
+ * - `node`: node:sqlite, built into Node.js from 22.16 (its `backup()` is SQLite's online backup API);
+ * - `better-sqlite3`: the optional native module, where it is installed and built for this Node.js;
+ * - `cli`: the stock `sqlite3` program's `.backup`, which uses the same online backup API.
+ * The first that works on this machine is used; `DIVIO_BACKUP_SQLITE` names one to force it.
+ */
+export interface SqliteEngine {
+  /**
+   * Copies the database at `source` into `destination`, an existing empty file (created beforehand so
+   * that its mode is the caller's). Rejects with the engine's error; `isWriteFailure` tells whether
+   * the destination, rather than the source, was at fault.
+   */
+  backup(source: string, destination: string, options: {signal?: AbortSignal}): Promise<void>
+  /** Whether a failure of `backup` was in writing the copy (a full or unwritable folder). */
+  isWriteFailure(error: unknown): boolean
+  readonly name: SqliteEngineName
+  /** `PRAGMA quick_check` on a database file: 'ok', or SQLite's description of the damage. Opens it read-only. */
+  quickCheck(path: string, options: {signal?: AbortSignal}): Promise<string>
+}
+
+export type SqliteEngineName = 'better-sqlite3' | 'cli' | 'node'
+
+export const SQLITE_ENGINES: readonly SqliteEngineName[] = ['node', 'better-sqlite3', 'cli']
+
+const require = createRequire(import.meta.url)
+
+/** SQLite's codes for a copy it could not write: the destination's fault, not the database's. */
+const WRITE_FAILURE_CODES = new Set([
+  'ENOSPC',
+  'SQLITE_CANTOPEN',
+  'SQLITE_FULL',
+  'SQLITE_IOERR_FSYNC',
+  'SQLITE_IOERR_WRITE',
+])
+
+interface NodeSqlite {
+  backup(source: NodeSqliteDatabase, path: string): Promise<number>
+  DatabaseSync: new (path: string, options?: {readOnly?: boolean}) => NodeSqliteDatabase
+}
+interface NodeSqliteDatabase {
+  close(): void
+  prepare(sql: string): {get(): Record<string, unknown> | undefined}
+}
+
+function nodeEngine(): SqliteEngine | undefined {
+  const sqlite = loadQuietly<NodeSqlite>('node:sqlite')
+  if (typeof sqlite?.backup !== 'function') return undefined
+  return {
+    async backup(source, destination) {
+      const database = new sqlite.DatabaseSync(source, {readOnly: true})
+      try {
+        await sqlite.backup(database, destination)
+      } finally {
+        database.close()
+      }
+    },
+    isWriteFailure: (error) =>
+      isWriteCode(error) || /disk is full|unable to open database file/i.test(messageOf(error)),
+    name: 'node',
+    async quickCheck(path) {
+      const database = new sqlite.DatabaseSync(path, {readOnly: true})
+      try {
+        return String(Object.values(database.prepare('PRAGMA quick_check').get() ?? {})[0])
+      } finally {
+        database.close()
+      }
+    },
+  }
+}
+
+interface BetterSqlite3 {
+  new (
+    path: string,
+    options?: {fileMustExist?: boolean; readonly?: boolean},
+  ): {
+    backup(path: string): Promise<unknown>
+    close(): void
+    pragma(source: string, options: {simple: true}): unknown
+  }
+}
+
+function betterSqlite3Engine(): SqliteEngine | undefined {
+  const Database = loadQuietly<BetterSqlite3>('better-sqlite3')
+  if (Database === undefined) return undefined
+  try {
+    // Loading the package does not load its compiled part; opening a database does, and fails when it
+    // was built for another Node.js (NODE_MODULE_VERSION) or not at all.
+    new Database(':memory:').close()
+  } catch {
+    return undefined
+  }
+
+  return {
+    async backup(source, destination) {
+      const database = new Database(source, {fileMustExist: true, readonly: true})
+      try {
+        await database.backup(destination)
+      } finally {
+        database.close()
+      }
+    },
+    isWriteFailure: isWriteCode,
+    name: 'better-sqlite3',
+    async quickCheck(path) {
+      const database = new Database(path, {fileMustExist: true, readonly: true})
+      try {
+        return String(database.pragma('quick_check', {simple: true}))
+      } finally {
+        database.close()
+      }
+    },
+  }
+}
+
+async function cliEngine(): Promise<SqliteEngine | undefined> {
+  try {
+    await run('sqlite3', ['-version'], {timeoutMs: 10_000})
+  } catch {
+    return undefined
+  }
+
+  return {
+    async backup(source, destination, {signal}) {
+      // The destination is named relative to its folder, so that no path needs quoting in a dot-command.
+      await run('sqlite3', ['-batch', '-bail', '-readonly', resolve(source), `.backup ${basename(destination)}`], {
+        cwd: dirname(destination),
+        signal,
+      })
+    },
+    isWriteFailure: (error) =>
+      error instanceof ProcessError &&
+      /disk is full|disk I\/O error|cannot open "|unable to open database "/i.test(error.message),
+    name: 'cli',
+    async quickCheck(path, {signal}) {
+      return (await run('sqlite3', ['-batch', '-readonly', resolve(path), 'PRAGMA quick_check'], {signal})).trim()
+    },
+  }
+}
+
+let chosen: Promise<SqliteEngine> | undefined
+
+/** The SQLite engine of this process: the one `DIVIO_BACKUP_SQLITE` names, else the first that works here. */
+export async function sqliteEngine(variables: NodeJS.ProcessEnv = process.env): Promise<SqliteEngine> {
+  chosen ??= chooseEngine(variables.DIVIO_BACKUP_SQLITE)
+  return chosen
+}
+
+/** The engine called `name`, or undefined where this machine cannot run it. For tests and `sqliteEngine`. */
+export async function loadSqliteEngine(name: SqliteEngineName): Promise<SqliteEngine | undefined> {
+  switch (name) {
+    case 'better-sqlite3': {
+      return betterSqlite3Engine()
+    }
+
+    case 'cli': {
+      return cliEngine()
+    }
+
+    case 'node': {
+      return nodeEngine()
+    }
+  }
+}
+
+async function chooseEngine(forced: string | undefined): Promise<SqliteEngine> {
+  if (forced) {
+    if (!(SQLITE_ENGINES as readonly string[]).includes(forced)) {
+      throw new BackupError('CONFIG_INVALID', `DIVIO_BACKUP_SQLITE is "${forced}", which is no SQLite engine.`, {
+        suggestion: `Set it to one of ${SQLITE_ENGINES.join(', ')}, or unset it to use the first that works.`,
+      })
+    }
+
+    const engine = await loadSqliteEngine(forced as SqliteEngineName)
+    if (engine) return engine
+    throw unavailable(`DIVIO_BACKUP_SQLITE asks for "${forced}", which does not work on this machine.`)
+  }
+
+  for (const name of SQLITE_ENGINES) {
+    const engine = await loadSqliteEngine(name)
+    if (engine) return engine
+  }
+
+  throw unavailable('No SQLite engine is available to copy the database.')
+}
+
+function unavailable(message: string): BackupError {
+  return new BackupError('SOURCE_UNAVAILABLE', message, {
+    suggestion:
+      'Install the sqlite3 program (apt-get install -y sqlite3), or run on Node.js 22.16 or later, which has SQLite built in.',
+  })
+}
+
+/**
+ * require() that keeps a module's ExperimentalWarning (node:sqlite prints one on Node 22) off the
+ * user's terminal, and answers undefined for a module that is not there or does not load.
+ */
+function loadQuietly<T>(id: string): T | undefined {
+  const {emitWarning} = process
+  process.emitWarning = ((warning: unknown, ...rest: unknown[]) => {
+    const type = typeof rest[0] === 'string' ? rest[0] : (rest[0] as undefined | {type?: string})?.type
+    if (type === 'ExperimentalWarning' || (warning as Error)?.name === 'ExperimentalWarning') return
+    return (emitWarning as (...args: unknown[]) => void).call(process, warning, ...rest)
+  }) as typeof process.emitWarning
+  try {
+    const loaded = require(id) as T & {default?: T}
+    return loaded
+  } catch {
+    return undefined
+  } finally {
+    process.emitWarning = emitWarning
+  }
+}
+
+function isWriteCode(error: unknown): boolean {
+  return WRITE_FAILURE_CODES.has(String((error as {code?: unknown}).code ?? ''))
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error)
+}

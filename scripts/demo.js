@@ -2,8 +2,8 @@
 // Builds a small Django-like app in a temp folder (SQLite database + media folder) and runs
 // create → list → verify → download through bin/run.js, printing each command and its real output.
 import {spawnSync} from 'node:child_process'
-import {createRequire} from 'node:module'
 import {mkdirSync, mkdtempSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {fileURLToPath} from 'node:url'

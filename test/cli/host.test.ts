@@ -1,19 +1,29 @@
 import {expect} from 'chai'
-import {spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {execFileSync, spawnSync} from 'node:child_process'
+import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {cli, makeProject, repoRoot} from '../helpers/project.js'
+import {cli, CliResult, makeProject, Project, repoRoot} from '../helpers/project.js'
+import {requireTool} from '../helpers/tools.js'
+
+/** The packages a host brings itself: real copies, so that the host's @oclif/core is not the plugin's. */
+const HOST_PACKAGES = ['core', 'plugin-help', 'plugin-plugins']
+
+interface Host {
+  root: string
+  run(args: string[], project: Pick<Project, 'env' | 'root'>): CliResult
+}
 
 /**
- * A minimal host CLI named `divio`, as the platform ships it (oclif with plugin-plugins), with this
- * plugin linked into it the way a user or the platform would: `divio plugins link`.
+ * A minimal host CLI named `divio`, as the platform ships it: oclif with plugin-help and
+ * plugin-plugins, with its own copy of @oclif/core (as every real host has; a shared copy hides the
+ * errors that come from two). npm runs offline with an empty cache, so nothing may need the network.
  */
-function makeHost(): {env: NodeJS.ProcessEnv; run: (args: string[], cwd: string) => ReturnType<typeof spawnSync>} {
-  const host = mkdtempSync(join(tmpdir(), 'divio-host-'))
+function makeHost(): Host {
+  const root = mkdtempSync(join(tmpdir(), 'divio-host-'))
   writeFileSync(
-    join(host, 'package.json'),
+    join(root, 'package.json'),
     JSON.stringify({
       dependencies: {'@oclif/core': '^4', '@oclif/plugin-help': '^6', '@oclif/plugin-plugins': '^5'},
       name: 'divio',
@@ -27,58 +37,178 @@ function makeHost(): {env: NodeJS.ProcessEnv; run: (args: string[], cwd: string)
       version: '3.0.0',
     }),
   )
-  mkdirSync(join(host, 'bin'))
+  mkdirSync(join(root, 'bin'))
   writeFileSync(
-    join(host, 'bin', 'run.js'),
+    join(root, 'bin', 'run.js'),
     "import {execute} from '@oclif/core'\nawait execute({dir: import.meta.url})\n",
   )
-  mkdirSync(join(host, 'node_modules', '@oclif'), {recursive: true})
-  for (const name of ['core', 'plugin-help', 'plugin-plugins']) {
-    symlinkSync(join(repoRoot, 'node_modules', '@oclif', name), join(host, 'node_modules', '@oclif', name))
+  const modules = join(root, 'node_modules')
+  mkdirSync(join(modules, '@oclif'), {recursive: true})
+  for (const name of HOST_PACKAGES) {
+    execFileSync('cp', ['-RL', join(repoRoot, 'node_modules', '@oclif', name), join(modules, '@oclif', name)])
   }
 
-  const state = join(host, 'state')
-  const env = {
-    ...process.env,
-    NODE_ENV: 'production',
-    XDG_CACHE_HOME: join(state, 'cache'),
-    XDG_CONFIG_HOME: join(state, 'config'),
-    XDG_DATA_HOME: join(state, 'data'),
+  // Their own dependencies are shared with this checkout, which changes nothing about which copy runs.
+  for (const entry of readdirSync(join(repoRoot, 'node_modules'))) {
+    if (entry !== '@oclif' && entry !== '.bin') symlinkSync(join(repoRoot, 'node_modules', entry), join(modules, entry))
   }
-  const run = (args: string[], cwd: string) =>
-    spawnSync(process.execPath, [join(host, 'bin', 'run.js'), ...args], {
-      cwd,
-      encoding: 'utf8',
-      env: {...env, HOME: join(state, 'home')},
-    })
-  return {env, run}
+
+  const state = join(root, 'state')
+  return {
+    root,
+    run(args, project) {
+      const result = spawnSync(process.execPath, [join(root, 'bin', 'run.js'), ...args], {
+        cwd: project.root,
+        encoding: 'utf8',
+        env: {
+          ...project.env,
+          NODE_ENV: 'production',
+          XDG_CACHE_HOME: join(state, 'cache'),
+          XDG_CONFIG_HOME: join(state, 'config'),
+          XDG_DATA_HOME: join(state, 'data'),
+          ...npmConfig({audit: 'false', cache: join(state, 'npm-cache'), fund: 'false', offline: 'true'}),
+        },
+        timeout: 240_000,
+      })
+      return {
+        json: () => JSON.parse(result.stdout),
+        status: result.status,
+        stderr: result.stderr,
+        stdout: result.stdout,
+      }
+    },
+  }
 }
 
-describe('through the host CLI `divio`', function () {
-  it('links the plugin and runs `divio app backup --help` and `divio app backup list --json`', () => {
-    const host = makeHost()
-    const packageJson = readFileSync(join(repoRoot, 'package.json'), 'utf8')
-    const link = host.run(['plugins', 'link', repoRoot, '--no-install'], repoRoot)
-    expect(link.status, String(link.stderr)).to.equal(0)
+/** npm settings as environment variables (npm_config_*), with the update check off. */
+function npmConfig(settings: Record<string, string>): NodeJS.ProcessEnv {
+  return Object.fromEntries(
+    Object.entries({...settings, 'update-notifier': 'false'}).map(([key, value]) => [`npm_config_${key}`, value]),
+  )
+}
 
-    const plugins = host.run(['plugins'], repoRoot)
-    expect(String(plugins.stdout)).to.include('@divio/plugin-app-backup')
+/**
+ * The tarball `npm pack` makes (what a registry would serve), built from a copy of the package so
+ * that packing writes nothing into this checkout: oclif.manifest.json, then `npm pack`.
+ */
+function packPlugin(): string {
+  const staging = mkdtempSync(join(tmpdir(), 'divio-pack-'))
+  for (const name of ['package.json', 'README.md', 'LICENSE', 'bin', 'dist']) {
+    execFileSync('cp', ['-R', join(repoRoot, name), join(staging, name)])
+  }
 
-    const help = host.run(['app', 'backup', '--help'], repoRoot)
-    expect(help.status, String(help.stderr)).to.equal(0)
-    for (const command of ['create', 'list', 'info', 'download', 'verify', 'delete']) {
-      expect(String(help.stdout)).to.match(new RegExp(`^  app backup ${command} `, 'm'))
+  symlinkSync(join(repoRoot, 'node_modules'), join(staging, 'node_modules'))
+  execFileSync(process.execPath, [join(repoRoot, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], {
+    cwd: staging,
+    stdio: 'ignore',
+  })
+  const output = execFileSync('npm', ['pack', '--ignore-scripts', '--json', '--pack-destination', staging], {
+    cwd: staging,
+    encoding: 'utf8',
+    env: {...process.env, ...npmConfig({})},
+  })
+  const [{filename}] = JSON.parse(output) as {filename: string}[]
+  return join(staging, filename)
+}
+
+const distributions: Array<{install: (host: Host, project: Project) => CliResult; name: string}> = [
+  {
+    // How every plugin developer works: oclif loads a linked plugin from src/ through tsx.
+    install: (host, project) => host.run(['plugins', 'link', repoRoot, '--no-install'], project),
+    name: 'linked (`divio plugins link <checkout>`)',
+  },
+  {
+    install: (host, project) => host.run(['plugins', 'install', `file:${packPlugin()}`], project),
+    name: 'packed and installed (`npm pack`, then `divio plugins install file:<tgz>`, offline)',
+  },
+]
+
+for (const {install, name} of distributions) {
+  describe(`inside a host CLI \`divio\`: ${name}`, function () {
+    this.timeout(600_000)
+    let host: Host
+    let project: Project
+
+    before(function () {
+      requireTool(this, 'age', 'age')
+      host = makeHost()
+      project = makeProject()
+      const packageJson = readFileSync(join(repoRoot, 'package.json'), 'utf8')
+      const installed = install(host, project)
+      expect(installed.status, installed.stderr).to.equal(0)
+      expect(readFileSync(join(repoRoot, 'package.json'), 'utf8'), 'installing must not edit the plugin').to.equal(
+        packageJson,
+      )
+    })
+
+    it('lists the plugin, and shows the topic with every command', () => {
+      expect(host.run(['plugins'], project).stdout).to.include('@divio/plugin-app-backup')
+      const help = host.run(['app', 'backup', '--help'], project)
+      expect(help.status, help.stderr).to.equal(0)
+      for (const command of ['create', 'list', 'info', 'download', 'verify', 'restore', 'delete']) {
+        expect(help.stdout).to.match(new RegExp(`^  app backup ${command} `, 'm'))
+      }
+    })
+
+    it('create, list, verify, download and restore run on a sample app', () => {
+      const created = host.run(['app', 'backup', 'create', '--json'], project)
+      expect(created.status, created.stderr).to.equal(0)
+      const {id} = created.json() as {id: string}
+
+      const listed = host.run(['app', 'backup', 'list', '--json'], project)
+      expect(listed.status, listed.stderr).to.equal(0)
+      expect((listed.json() as {id: string}[]).map((backup) => backup.id)).to.deep.equal([id])
+
+      const verified = host.run(['app', 'backup', 'verify', id], project)
+      expect(verified.status, verified.stderr).to.equal(0)
+      expect(verified.stdout).to.match(/ok +database\.sqlite3\.age: authenticated/)
+
+      const out = join(project.root, 'downloaded')
+      const downloaded = host.run(['app', 'backup', 'download', id, '-o', out], project)
+      expect(downloaded.status, downloaded.stderr).to.equal(0)
+      expect(readdirSync(out).sort()).to.deep.equal(['database.sqlite3', 'manifest.json', 'media.tar'])
+      expect(execFileSync('tar', ['-tf', join(out, 'media.tar')], {encoding: 'utf8'})).to.include('MANIFEST.json')
+
+      const readme = join(project.root, 'media', 'uploads', 'readme.txt')
+      writeFileSync(readme, 'changed after the backup\n')
+      const restored = host.run(['app', 'backup', 'restore', id, '--confirm', 'local', '--no-safety-backup'], project)
+      expect(restored.status, restored.stderr).to.equal(0)
+      expect(readFileSync(readme, 'utf8')).to.equal('hello media\n')
+      // The same store, read by the plugin on its own: the host wrote ordinary backups.
+      expect(cli(project, ['verify', id]).status).to.equal(0)
+    })
+
+    const failures: Array<{args: string[]; status: number}> = [
+      {args: ['info', '20200101T000000Z-aaaaaa'], status: 3},
+      {args: ['create', '--nots', 'x'], status: 2},
+      {args: ['verify', 'latest', '--all'], status: 2},
+      {args: ['restore'], status: 2},
+      {args: ['download', '20200101T000000Z-aaaaaa', '--json'], status: 3},
+    ]
+    for (const {args, status} of failures) {
+      it(`\`${args.join(' ')}\` prints exactly what bin/run.js prints, and exits ${status}`, () => {
+        const alone = cli(project, args)
+        const inHost = host.run(['app', 'backup', ...args], project)
+        expect(alone.status).to.equal(status)
+        expect(inHost.status).to.equal(status)
+        expect(inHost.stderr).to.equal(alone.stderr)
+        expect(inHost.stdout).to.equal(alone.stdout)
+        expect(inHost.stderr).to.not.include('EEXIT')
+      })
     }
+  })
+}
 
-    const project = makeProject()
-    const created = cli(project, ['create', '--json'])
-    expect(created.status, created.stderr).to.equal(0)
-    const listed = host.run(['app', 'backup', 'list', '--json'], project.root)
-    expect(listed.status, String(listed.stderr)).to.equal(0)
-    const backups = JSON.parse(String(listed.stdout)) as {id: string}[]
-    expect(backups.map((backup) => backup.id)).to.deep.equal([(created.json() as {id: string}).id])
-    expect(readFileSync(join(repoRoot, 'package.json'), 'utf8'), 'linking must not edit the plugin').to.equal(
-      packageJson,
-    )
+describe('the packed plugin', () => {
+  it('bundles its dependencies, except the optional native SQLite module', () => {
+    const packageJson = JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as {
+      bundleDependencies: string[]
+      dependencies: Record<string, string>
+      optionalDependencies: Record<string, string>
+    }
+    expect(packageJson.bundleDependencies).to.have.members(Object.keys(packageJson.dependencies))
+    expect(packageJson.bundleDependencies).to.not.include('better-sqlite3')
+    expect(Object.keys(packageJson.optionalDependencies)).to.deep.equal(['better-sqlite3'])
+    expect(existsSync(join(repoRoot, 'LICENSE'))).to.equal(true)
   })
 })

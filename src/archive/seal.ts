@@ -1,5 +1,7 @@
 import {createHash, Hash} from 'node:crypto'
+import {createRequire} from 'node:module'
 import {Duplex, Transform, TransformCallback} from 'node:stream'
+import {pathToFileURL} from 'node:url'
 import {Worker} from 'node:worker_threads'
 
 import {deferred} from '../lib/deferred.js'
@@ -226,7 +228,7 @@ class SealWorker {
     const url = new URL(`seal-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url)
     this.worker = url.pathname.endsWith('.ts')
       ? new Worker(
-          `import(${JSON.stringify(import.meta.resolve('tsx/esm/api'))}).then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
+          `import(${JSON.stringify(tsxApiUrl())}).then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
           {eval: true},
         )
       : new Worker(url, {resourceLimits: WORKER_LIMITS})
@@ -266,6 +268,11 @@ class SealWorker {
     this.jobs.delete(id)
     if (this.jobs.size === 0) this.worker.unref()
   }
+}
+
+/** tsx's loader API, found from this module (import.meta.resolve is not there when tsx runs this file as CommonJS). */
+function tsxApiUrl(): string {
+  return pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href
 }
 
 let shared: SealWorker | undefined

@@ -1,35 +1,45 @@
 import {formatBytes} from '../domain/format.js'
 import {BackupError} from '../errors.js'
-import {Progress, Reporter} from '../services/context.js'
+import {noProgress, Progress, Reporter} from '../services/context.js'
 
 /** Progress goes to stderr, and is drawn only when stderr is a terminal; notices always go to stderr. */
 export function terminalReporter(stream: NodeJS.WriteStream = process.stderr): Reporter {
+  const interactive = stream.isTTY === true
   return {
+    interactive,
     notice(message) {
       stream.write(`${message}\n`)
     },
     progress(label, totalBytes) {
-      if (!stream.isTTY) return {advance() {}, done() {}}
-      return new TerminalProgress(stream, label, totalBytes)
+      return interactive ? new TerminalProgress(stream, label, totalBytes) : noProgress
     },
   }
 }
 
+/** How often the line is redrawn, and how much of the start is ignored for the rate (ramp-up). */
+const REDRAW_MS = 100
+const BAR_WIDTH = 24
+
+/**
+ * One line, redrawn in place: `media  [#####.....] 12.0 MiB / ~31.5 MiB  45.1 MiB/s  0:03 left`. A total
+ * that is an estimate is marked `~`; once the bytes pass it, only the bytes and the rate are shown.
+ */
 class TerminalProgress implements Progress {
   private bytes = 0
   private drawnAt = 0
+  private estimated = false
   private readonly startedAt = Date.now()
 
   constructor(
     private readonly stream: NodeJS.WriteStream,
     private readonly label: string,
-    private readonly totalBytes?: number,
+    private totalBytes?: number,
   ) {}
 
   advance(bytes: number): void {
     this.bytes += bytes
     const now = Date.now()
-    if (now - this.drawnAt < 100) return
+    if (now - this.drawnAt < REDRAW_MS) return
     this.drawnAt = now
     this.draw(now)
   }
@@ -38,18 +48,39 @@ class TerminalProgress implements Progress {
     this.stream.write('\r\u001B[2K')
   }
 
+  expect(totalBytes: number, options: {estimated?: boolean} = {}): void {
+    this.totalBytes = totalBytes
+    this.estimated = options.estimated ?? false
+  }
+
   private draw(now: number): void {
     const seconds = Math.max((now - this.startedAt) / 1000, 0.001)
-    const rate = `${formatBytes(this.bytes / seconds)}/s`
-    const width = 24
-    let bar = ''
-    if (this.totalBytes) {
-      const filled = Math.min(width, Math.round((this.bytes / this.totalBytes) * width))
-      bar = `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] `
+    const rate = this.bytes / seconds
+    const parts = [this.label.padEnd(14)]
+    const total = this.totalBytes
+    if (total !== undefined && total > 0 && this.bytes <= total) {
+      const filled = Math.min(BAR_WIDTH, Math.round((this.bytes / total) * BAR_WIDTH))
+      parts.push(
+        `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH - filled)}]`,
+        `${formatBytes(this.bytes)} / ${this.estimated ? '~' : ''}${formatBytes(total)}`,
+        ` ${formatBytes(rate)}/s`,
+      )
+      if (this.bytes > 0) parts.push(` ${formatDuration((total - this.bytes) / rate)} left`)
+    } else {
+      parts.push(formatBytes(this.bytes), ` ${formatBytes(rate)}/s`)
     }
 
-    this.stream.write(`\r\u001B[2K${this.label.padEnd(14)} ${bar}${formatBytes(this.bytes)}  ${rate}`)
+    this.stream.write(`\r\u001B[2K${parts.join(' ')}`)
   }
+}
+
+/** Time left as `m:ss`, or `h:mm:ss` from an hour. */
+export function formatDuration(seconds: number): string {
+  const whole = Math.max(0, Math.ceil(seconds))
+  const hours = Math.floor(whole / 3600)
+  const minutes = Math.floor((whole % 3600) / 60)
+  const rest = String(whole % 60).padStart(2, '0')
+  return hours > 0 ? `${hours}:${String(minutes).padStart(2, '0')}:${rest}` : `${minutes}:${rest}`
 }
 
 /**

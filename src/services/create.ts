@@ -106,8 +106,9 @@ export async function createBackup(context: BackupContext, options: CreateOption
   let manifest: Manifest
   try {
     const components: Manifest['components'] = {}
-    if (wantDatabase) components.database = await backUpDatabase(context, tempDir, put)
-    if (wantMedia) components.media = await backUpMedia(context, tempDir, put)
+    const previous = previousSizes(context)
+    if (wantDatabase) components.database = await backUpDatabase(context, tempDir, put, previous)
+    if (wantMedia) components.media = await backUpMedia(context, tempDir, put, previous)
     signal.throwIfAborted()
     const fields: Omit<Manifest, 'signature'> = {
       app: env.app,
@@ -158,19 +159,40 @@ type Put = (
   options: {compression?: 'none' | 'zstd'; location: string},
 ) => Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}>
 
-async function backUpDatabase(context: BackupContext, tempDir: string, put: Put): Promise<DatabaseComponent> {
+/** The sizes of the newest complete backup, as estimates for progress; read only when progress is drawn. */
+type PreviousSizes = () => Promise<{database?: number; media?: number}>
+
+function previousSizes(context: BackupContext): PreviousSizes {
+  let sizes: ReturnType<PreviousSizes> | undefined
+  return async () => {
+    if (!context.reporter.interactive) return {}
+    sizes ??= listBackups(context, {all: false}).then(
+      ([newest]) => ({database: newest?.components.database?.bytes, media: newest?.components.media?.bytes}),
+      () => ({}),
+    )
+    return sizes
+  }
+}
+
+async function backUpDatabase(
+  context: BackupContext,
+  tempDir: string,
+  put: Put,
+  previous: PreviousSizes,
+): Promise<DatabaseComponent> {
   const provider = databaseProviderFor(context.env.database!)
   const snapshot = await provider.snapshot({signal: context.signal, tempDir})
   try {
-    const stored = await put(
-      `database.${snapshot.extension}.age`,
-      snapshot.stream,
-      context.reporter.progress('database'),
-      {
-        compression: snapshot.compression,
-        location: `the ${provider.engine} database ${provider.location}`,
-      },
-    )
+    const progress = context.reporter.progress('database', snapshot.bytes)
+    if (snapshot.bytes === undefined) {
+      const estimate = (await previous()).database
+      if (estimate) progress.expect(estimate, {estimated: true})
+    }
+
+    const stored = await put(`database.${snapshot.extension}.age`, snapshot.stream, progress, {
+      compression: snapshot.compression,
+      location: `the ${provider.engine} database ${provider.location}`,
+    })
     return {
       compression: snapshot.compression,
       engine: provider.engine,
@@ -183,17 +205,36 @@ async function backUpDatabase(context: BackupContext, tempDir: string, put: Put)
   }
 }
 
-async function backUpMedia(context: BackupContext, tempDir: string, put: Put): Promise<MediaComponent> {
+async function backUpMedia(
+  context: BackupContext,
+  tempDir: string,
+  put: Put,
+  previous: PreviousSizes,
+): Promise<MediaComponent> {
   const provider = mediaProviderFor(context.env.media!)
+  const progress = context.reporter.progress('media')
+  // The estimate runs beside the backup and never holds it up: a walk that reads no content, else the
+  // previous backup's size. It stops with the archive.
+  const estimating = new AbortController()
+  if (context.reporter.interactive) {
+    const estimate = provider.estimateArchiveBytes
+      ? provider.estimateArchiveBytes(AbortSignal.any([context.signal, estimating.signal]))
+      : previous().then((sizes) => sizes.media ?? 0)
+    estimate.then(
+      (bytes) => bytes > 0 && progress.expect(bytes, {estimated: true}),
+      () => {},
+    )
+  }
+
   const listingSink = createListingFile(tempDir)
   const entries = provider.entries({
     onSkip: (path, why) => context.reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
     signal: context.signal,
   })
   const {stream, summary} = createMediaTar(entries, listingSink)
-  const archive = await put('media.tar.age', stream, context.reporter.progress('media'), {
+  const archive = await put('media.tar.age', stream, progress, {
     location: `the media ${provider.location}`,
-  })
+  }).finally(() => estimating.abort())
   const {files, totalFileBytes} = await summary
   const listing = await put(
     'media.manifest.json.age',

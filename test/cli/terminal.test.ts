@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {spawnSync} from 'node:child_process'
 import {PassThrough} from 'node:stream'
 
-import {terminalReporter} from '../../src/cli/terminal.js'
+import {formatDuration, terminalReporter} from '../../src/cli/terminal.js'
 import {cli, makeProject, runJs} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
@@ -29,8 +29,70 @@ describe('terminal output', () => {
     await new Promise((resolve) => {
       setImmediate(resolve)
     })
-    expect(tty.written()).to.match(/media +\[#{12}\.{12}\] 2\.0 MiB/)
+    expect(tty.written()).to.match(/media +\[#{12}\.{12}\] 2\.0 MiB \/ 4\.0 MiB +\d.* \d+:\d\d left/)
     expect(pipe.written()).to.equal('')
+  })
+
+  it('marks an estimated total with ~, and drops the bar and the time left once the bytes pass it', async () => {
+    const tty = fakeStderr(true)
+    const progress = terminalReporter(tty.stream).progress('media')
+    progress.expect(1024 * 1024, {estimated: true})
+    progress.advance(512 * 1024)
+    await new Promise((resolve) => {
+      setTimeout(resolve, 120)
+    })
+    progress.advance(1024 * 1024)
+    progress.done()
+    const [first, second] = tty.written().split('\r\u001B[2K').filter(Boolean)
+    expect(first).to.match(/^media +\[#{12}\.{12}\] 512 KiB \/ ~1\.0 MiB +\S+ \S+\/s +\d+:\d\d left$/)
+    expect(second).to.match(/^media +1\.5 MiB +\S+ \S+\/s$/)
+  })
+
+  it('formats the time left as m:ss, and h:mm:ss from an hour', () => {
+    expect([0, 0.2, 59.5, 61, 3599, 3600, 3661 + 3600 * 10].map((seconds) => formatDuration(seconds))).to.deep.equal([
+      '0:00',
+      '0:01',
+      '1:00',
+      '1:01',
+      '59:59',
+      '1:00:00',
+      '11:01:01',
+    ])
+  })
+
+  it('on a pseudo-terminal, create, download and verify show a total and the time left; piped, nothing', function () {
+    requireTool(this, 'script', 'bsdutils')
+    const project = makeProject()
+    expect(cli(project, ['create']).status).to.equal(0)
+    // Keys exist now: a piped create writes not one byte to stderr.
+    const piped = cli(project, ['create', '--json'])
+    expect(piped.status).to.equal(0)
+    expect(piped.stderr).to.equal('')
+    const {id} = piped.json() as {id: string}
+
+    const onTerminal = (args: string) => {
+      const result = spawnSync('script', ['-qec', `${process.execPath} ${runJs} app backup ${args}`, '/dev/null'], {
+        cwd: project.root,
+        encoding: 'utf8',
+        env: project.env,
+        timeout: 60_000,
+      })
+      expect(result.status, result.stdout).to.equal(0)
+      // eslint-disable-next-line no-control-regex -- each redraw starts with a carriage return and an erase
+      return result.stdout.split(/\r\u001B\[2K/)
+    }
+
+    const total = (label: string) =>
+      new RegExp(`^${label} +\\[[#.]{24}\\] [\\d.]+ \\S+ / ~?[\\d.]+ \\S+ +\\S+ \\S+/s +\\d+:\\d\\d left$`)
+    expect(onTerminal('create --db-only')).to.satisfy((lines: string[]) =>
+      lines.some((line) => total('database').test(line)),
+    )
+    expect(onTerminal(`download ${id} -o out`)).to.satisfy((lines: string[]) =>
+      lines.some((line) => total(String.raw`media\.tar\.age`).test(line)),
+    )
+    expect(onTerminal(`verify ${id}`)).to.satisfy((lines: string[]) =>
+      lines.some((line) => total(String.raw`database\.sqlite3\.age`).test(line)),
+    )
   })
 
   it('delete on a terminal asks for the environment name, and refuses a wrong one', function () {

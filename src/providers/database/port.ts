@@ -2,6 +2,8 @@ import {Readable} from 'node:stream'
 
 /** A consistent copy of a database, as a stream in the engine's own restorable format. */
 export interface DatabaseSnapshot {
+  /** The size of the stream in bytes, where it is known before streaming (an SQLite copy). */
+  readonly bytes?: number
   /** Releases temp files and processes; safe to call more than once, and after a failure. */
   cleanup(): Promise<void>
   /** zstd where it pays (SQL text); custom-format dumps are compressed already. */

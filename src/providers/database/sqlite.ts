@@ -100,6 +100,7 @@ export class SqliteProvider implements DatabaseProvider {
 
     const handle = await open(copyPath)
     return {
+      bytes: (await handle.stat()).size,
       async cleanup() {
         await handle.close().catch(() => {})
         await rm(copyPath, {force: true})

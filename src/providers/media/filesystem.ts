@@ -10,6 +10,10 @@ import {BackupError} from '../../errors.js'
 import {MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
+/** A tar header block, and the two zero blocks that end an archive: enough for an estimate. */
+const TAR_HEADER_BYTES = 512
+const TAR_END_BYTES = 1024
+
 export class FilesystemMediaProvider implements MediaProvider {
   readonly kind = 'filesystem'
   readonly location: string
@@ -33,6 +37,12 @@ export class FilesystemMediaProvider implements MediaProvider {
     }
 
     yield* this.walk('', signal, onSkip)
+  }
+
+  async estimateArchiveBytes(signal: AbortSignal): Promise<number> {
+    let bytes = TAR_END_BYTES
+    for await (const entry of this.walk('', signal)) bytes += TAR_HEADER_BYTES + Math.ceil(entry.size / 512) * 512
+    return bytes
   }
 
   /** Extracts and checks the archive into a new folder beside the media folder; see restore. */

@@ -27,6 +27,11 @@ export interface PreparedMediaRestore {
  */
 export interface MediaProvider {
   entries(options: {onSkip?: (path: string, why: string) => void; signal: AbortSignal}): AsyncIterable<MediaEntry>
+  /**
+   * The approximate size of the archive that `entries` makes, from a walk that reads no content (for
+   * progress only; may be off when the tree changes). Absent where that costs more than it helps.
+   */
+  estimateArchiveBytes?(signal: AbortSignal): Promise<number>
   readonly kind: 'filesystem' | 's3'
   /** The location, without credentials, for messages. */
   readonly location: string

@@ -7,6 +7,7 @@ import {BackupInfo} from '../services/info.js'
 import {RetentionReport} from '../services/policy.js'
 import {RestoreResult} from '../services/restore.js'
 import {PruneDecision, PruneResult} from '../services/retention.js'
+import {BackupUrls} from '../services/url.js'
 import {VerifyResult} from '../services/verify.js'
 
 export function renderCreated(view: BackupView & {removedByRetention?: PruneDecision[]}, store: string): string {
@@ -153,4 +154,13 @@ function componentLines(view: BackupView): string[] {
       ? [`  media     ${countOf(media.files, 'file')}, ${formatBytes(media.bytes)} tar  sha256 ${media.sha256}`]
       : []),
   ]
+}
+
+export function renderUrls(result: BackupUrls): string {
+  const width = Math.max(...result.objects.map((object) => object.name.length))
+  return [
+    `Links to backup ${result.id}, valid until ${result.expiresAt}. Anyone with a link can fetch that (encrypted) object:`,
+    ...result.objects.map((object) => `  ${object.name.padEnd(width)}  ${object.url}`),
+    'Fetch and decrypt one with: curl -s "URL" | age -d -i <identity file> > <name without .age>',
+  ].join('\n')
 }

@@ -27,3 +27,12 @@ export function timeOfBackupId(id: string): Date {
   const [, year, month, day, hour, minute, second] = match
   return new Date(`${year}-${month}-${day}T${hour}:${minute}:${second}Z`)
 }
+
+/**
+ * The one order of backups, newest first: by creation instant, then by id. Ids alone resolve only to
+ * the second, so two backups of one second would otherwise sort by their random suffix, and `list`
+ * could disagree with `latest` and with retention about which one is newest.
+ */
+export function newestFirst(a: {createdAt: string; id: string}, b: {createdAt: string; id: string}): number {
+  return Date.parse(b.createdAt) - Date.parse(a.createdAt) || b.id.localeCompare(a.id)
+}

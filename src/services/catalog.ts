@@ -6,7 +6,7 @@ import {
   UNSIGNED_WRITER,
 } from '../domain/authenticity.js'
 import {CompleteBackup, DamagedBackup, IncompleteBackup} from '../domain/backup.js'
-import {isBackupId, timeOfBackupId} from '../domain/ids.js'
+import {isBackupId, newestFirst, timeOfBackupId} from '../domain/ids.js'
 import {Manifest, MANIFEST_NAME, parseManifest, PIN_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {ObjectInfo, ObjectNotFoundError, Store} from '../store/port.js'
@@ -112,10 +112,7 @@ export async function readCatalog(
   }
 
   // Newest first by creation time: ids only resolve to the second, and two backups can share one.
-  complete.sort(
-    (a, b) =>
-      Date.parse(b.manifest.createdAt) - Date.parse(a.manifest.createdAt) || b.manifest.id.localeCompare(a.manifest.id),
-  )
+  complete.sort((a, b) => newestFirst(a.manifest, b.manifest))
   incomplete.sort((a, b) => b.id.localeCompare(a.id))
   damaged.sort((a, b) => b.id.localeCompare(a.id))
   return {complete, damaged, incomplete}

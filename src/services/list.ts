@@ -1,4 +1,5 @@
 import {BackupView, viewOfComplete, viewOfDamaged, viewOfIncomplete} from '../domain/backup.js'
+import {newestFirst} from '../domain/ids.js'
 import {projectExpiry} from '../domain/retention.js'
 import {nextSlot} from '../domain/schedule.js'
 import {Catalog, catalogOf} from './catalog.js'
@@ -51,5 +52,5 @@ export function viewsOf(context: BackupContext, catalog: Catalog, options: ListO
   )
   return [...complete, ...damaged, ...incomplete]
     .filter((view) => options.trigger === undefined || view.trigger === options.trigger)
-    .sort((a, b) => b.id.localeCompare(a.id))
+    .sort(newestFirst)
 }

@@ -46,6 +46,12 @@ export interface Store {
    * needs memory for its upload buffers, so the work stays on one thread.
    */
   readonly local: boolean
+  /**
+   * A URL that reads the object with a plain HTTP GET, without credentials, until `expiresInSeconds`
+   * have passed (S3: a presigned GetObject). Only stores that can give such links implement it; the
+   * URL is a bearer credential for that one object, so it is for the user, never for logs.
+   */
+  presign?(key: string, options: {expiresInSeconds: number}): Promise<string>
   put(key: string, source: Readable, options?: {signal?: AbortSignal}): Promise<{bytes: number}>
   stat(key: string): Promise<ObjectInfo | undefined>
 }

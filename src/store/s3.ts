@@ -92,6 +92,20 @@ export class S3Store implements Store {
     yield* uploads.slice(next)
   }
 
+  async presign(key: string, {expiresInSeconds}: {expiresInSeconds: number}): Promise<string> {
+    assertValidKey(key)
+    const [{GetObjectCommand}, {getSignedUrl}] = await Promise.all([
+      import('@aws-sdk/client-s3'),
+      import('@aws-sdk/s3-request-presigner'),
+    ])
+    const command = new GetObjectCommand({Bucket: this.location.bucket, Key: this.keyOf(key)})
+    try {
+      return await getSignedUrl(await this.client(), command, {expiresIn: expiresInSeconds})
+    } catch (error) {
+      throw s3Failure(error, `sign a link to ${key}`, this.description)
+    }
+  }
+
   async put(key: string, source: Readable, options: {signal?: AbortSignal} = {}): Promise<{bytes: number}> {
     assertValidKey(key)
     const client = await this.client()

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
-import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {generateIdentity} from '../../src/archive/age-keys.js'
@@ -82,14 +82,10 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
   it('list --json returns backup objects newest first; list prints a table', () => {
     const listed = cli(project, ['list', '--json'])
     expect(listed.status).to.equal(0)
-    const backups = listed.json() as {id: string; status: string}[]
+    const backups = listed.json() as {createdAt: string; id: string; status: string}[]
     expect(backups.length).to.be.at.least(1)
-    expect(backups.map((backup) => backup.id)).to.deep.equal(
-      backups
-        .map((backup) => backup.id)
-        .sort()
-        .reverse(),
-    )
+    const instants = backups.map((backup) => Date.parse(backup.createdAt))
+    expect(instants).to.deep.equal([...instants].sort((a, b) => b - a))
     const {removedByRetention, ...backup} = created
     expect(removedByRetention).to.deep.equal([])
     expect(backups.find((listed) => listed.id === created.id)).to.deep.equal(backup)
@@ -186,6 +182,33 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(result.status).to.equal(6)
     expect(readFileSync(join(out, 'media.tar'), 'utf8')).to.equal('mine')
     expect(readdirSync(out)).to.deep.equal(['media.tar'])
+  })
+
+  it('backups of the same second: list, latest and retention agree on which is newest (by instant, not by id)', () => {
+    const same = makeProject()
+    const first = cli(same, ['create', '--json'])
+    expect(first.status, first.stderr).to.equal(0)
+    const {createdAt, id} = first.json() as {createdAt: string; id: string}
+    const folder = join(same.store, 'shop', 'local')
+    const manifest = JSON.parse(readFileSync(join(folder, id, 'manifest.json'), 'utf8')) as Record<string, unknown>
+    // Eight backups in one second, whose random suffixes sort in another order than their instants.
+    const suffixes = ['qqqqqq', 'bbbbbb', 'zzzzzz', 'aaaaaa', 'mmmmmm', 'cccccc', 'yyyyyy', 'dddddd']
+    const copies = suffixes.map((suffix, index) => ({
+      createdAt: `${createdAt.slice(0, 19)}.${String(100 + index * 100).padStart(3, '0')}Z`,
+      id: `${id.slice(0, 16)}-${suffix}`,
+    }))
+    for (const copy of copies) {
+      execFileSync('cp', ['-R', join(folder, id), join(folder, copy.id)])
+      writeSignedManifest(same, join(folder, copy.id, 'manifest.json'), {...manifest, ...copy})
+    }
+
+    rmSync(join(folder, id), {recursive: true})
+    const newestFirst = copies.map((copy) => copy.id).reverse()
+    const listed = cli(same, ['list', '--json']).json() as {id: string}[]
+    expect(listed.map((backup) => backup.id)).to.deep.equal(newestFirst)
+    expect(cli(same, ['info', '--json']).json()).to.include({id: newestFirst[0]})
+    const plan = cli(same, ['prune', '--dry-run', '--json']).json() as {keep: {id: string; reason: string}[]}
+    expect(plan.keep.map((decision) => decision.id)).to.have.members(newestFirst)
   })
 
   it('info without an id shows the latest backup', () => {

@@ -1,18 +1,21 @@
 import {CreateMultipartUploadCommand, HeadObjectCommand} from '@aws-sdk/client-s3'
 import {expect} from 'chai'
-import {execFileSync} from 'node:child_process'
+import {execFile, execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
+import {promisify} from 'node:util'
 
 import {Fault, FaultyProxy, ProxiedRequest} from '../helpers/faulty-proxy.js'
 import {watch} from '../helpers/processes.js'
 import {cliAsync, cliInBackground, makeProject, Project, repoRoot, snapshotTree} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
+import {requireTool} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
+const execFileAsync = promisify(execFile)
 const ID = /^\d{8}T\d{6}Z-[a-z2-7]{6}$/
 
 interface Created {
@@ -95,6 +98,61 @@ describe('S3 store through the CLI (s3rver)', function () {
     mkdirSync(extracted)
     execFileSync('tar', ['-xf', join(out, 'media.tar'), '-C', extracted])
     expect(snapshotTree(join(extracted, 'media'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
+  })
+
+  it('url prints a time-limited link to each object: curl | age -d gives what download gives', async function () {
+    requireTool(this, 'curl', 'curl')
+    requireTool(this, 'age', 'age')
+    const {project} = await s3Project()
+    const created = await cliInBackground(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as Created
+
+    const linked = await cliInBackground(project, ['url', id, '--expires', '600', '--json'])
+    expect(linked.status, linked.stderr).to.equal(0)
+    const urls = linked.json() as {expiresAt: string; id: string; objects: {bytes: number; name: string; url: string}[]}
+    expect(urls.id).to.equal(id)
+    expect(new Date(urls.expiresAt).getTime() - Date.now()).to.be.within(590_000, 600_000)
+    expect(urls.objects.map((object) => object.name)).to.deep.equal([
+      'manifest.json',
+      'database.sqlite3.age',
+      'media.tar.age',
+      'media.manifest.json.age',
+    ])
+    for (const object of urls.objects) {
+      expect(object.url).to.include('X-Amz-Expires=600').and.to.include('X-Amz-Signature=')
+      expect(object.url, 'a link carries no secret key').to.not.include(TestS3.secretAccessKey)
+    }
+
+    const out = join(project.root, 'downloaded')
+    expect((await cliInBackground(project, ['download', id, '-o', out])).status).to.equal(0)
+    // Asynchronous: s3rver answers from this process, so a blocking child would wait for itself.
+    const fetchAndDecrypt = async (name: string, decrypt: boolean): Promise<Buffer> => {
+      const {url} = urls.objects.find((object) => object.name === name)!
+      const pipeline = decrypt ? `curl -sSf "$URL" | age -d -i "$IDENTITY"` : 'curl -sSf "$URL"'
+      const {stdout} = await execFileAsync('bash', ['-c', `set -o pipefail; ${pipeline}`], {
+        encoding: 'buffer',
+        env: {IDENTITY: project.identityFile, PATH: process.env.PATH, URL: url},
+        maxBuffer: 64 * MiB,
+      })
+      return stdout
+    }
+
+    const manifest = JSON.parse((await fetchAndDecrypt('manifest.json', false)).toString()) as {id: string}
+    expect(manifest.id).to.equal(id)
+    for (const [name, file] of [
+      ['database.sqlite3.age', 'database.sqlite3'],
+      ['media.tar.age', 'media.tar'],
+    ]) {
+      const plain = await fetchAndDecrypt(name, true)
+      expect(plain.equals(readFileSync(join(out, file))), name).to.equal(true)
+    }
+
+    const human = await cliInBackground(project, ['url', id])
+    expect(human.stdout).to.match(new RegExp(`^Links to backup ${id}, valid until \\S+\\. Anyone with a link`))
+    expect(human.stdout).to.match(/^ {2}media\.tar\.age {12}http:\/\/\S+:\d+\/\S+$/m)
+    const tooLong = await cliInBackground(project, ['url', id, '--expires', '604801'])
+    expect(tooLong.status).to.equal(2)
   })
 
   it('transient 500, 503 SlowDown and connection resets: the backup still completes and verifies', async () => {

@@ -64,6 +64,15 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     expect(help.stdout).not.to.match(/\|\s*\]/)
   })
 
+  it('url on a local store refuses clearly: a folder has no links to give out', () => {
+    const refused = cli(project, ['url'])
+    expect(refused.status).to.equal(2)
+    expect(refused.stderr).to.match(/^Error: The store \S+ is a local folder: it has no URLs to give out\.\n/)
+    expect(refused.stderr).to.match(
+      /\nTry this: Read the files there directly, or run `divio app backup download latest` to decrypt and check them\.\n$/,
+    )
+  })
+
   it('restore takes the id after a --trust-writer value, instead of swallowing it', () => {
     const result = cli(project, [
       'restore',

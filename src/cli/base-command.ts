@@ -5,6 +5,7 @@ import {loadEnvironment, redactDsn} from '../config/load.js'
 import {BackupError} from '../errors.js'
 import {clockFrom} from '../lib/clock.js'
 import {keepMemoryFlat} from '../lib/memory.js'
+import {traceProcesses} from '../lib/process.js'
 import {stallTimeoutMs} from '../lib/stall.js'
 import {BackupContext} from '../services/context.js'
 import {KeyRing} from '../services/keys.js'
@@ -31,6 +32,11 @@ export abstract class BackupCommand extends Command {
       description: "Environment to act on (default: the config's defaultEnvironment, or its only one).",
       helpGroup: 'GLOBAL',
     }),
+    verbose: Flags.boolean({
+      description:
+        'Show each stage with its timing, and every program started with its arguments (never secrets), on stderr.',
+      helpGroup: 'GLOBAL',
+    }),
   }
   static override enableJsonFlag = true
   protected readonly abort = new AbortController()
@@ -50,14 +56,16 @@ export abstract class BackupCommand extends Command {
     throw exit
   }
 
-  protected async context(flags: {config?: string; env?: string}): Promise<BackupContext> {
+  protected async context(flags: {config?: string; env?: string; verbose?: boolean}): Promise<BackupContext> {
     const variables = process.env
     const env = loadEnvironment({configPath: flags.config, cwd: process.cwd(), environment: flags.env, variables})
+    const reporter = terminalReporter(process.stderr, {verbose: flags.verbose})
+    if (flags.verbose) traceProcesses((line) => reporter.detail(`run ${line}`))
     return {
       env,
       keys: new KeyRing({configured: env.recipients, configuredWriters: env.writers, variables}),
       now: clockFrom(variables),
-      reporter: terminalReporter(),
+      reporter,
       signal: this.abort.signal,
       stallTimeoutMs: stallTimeoutMs(variables),
       store: openStore(env.store),
@@ -73,6 +81,7 @@ export abstract class BackupCommand extends Command {
     }
 
     if (this.drainHandler) process.off('beforeExit', this.drainHandler)
+    traceProcesses()
 
     return super.finally(error)
   }

@@ -3,9 +3,16 @@ import {BackupError} from '../errors.js'
 import {noProgress, Progress, Reporter} from '../services/context.js'
 
 /** Progress goes to stderr, and is drawn only when stderr is a terminal; notices always go to stderr. */
-export function terminalReporter(stream: NodeJS.WriteStream = process.stderr): Reporter {
+export function terminalReporter(
+  stream: NodeJS.WriteStream = process.stderr,
+  options: {verbose?: boolean} = {},
+): Reporter {
   const interactive = stream.isTTY === true
   return {
+    detail(message) {
+      // On its own line: a progress line being drawn is cleared first, and redrawn by its next update.
+      if (options.verbose) stream.write(`${interactive ? '\r\u001B[2K' : ''}verbose: ${message}\n`)
+    },
     interactive,
     notice(message) {
       stream.write(`${message}\n`)

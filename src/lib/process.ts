@@ -24,6 +24,30 @@ export interface RunOptions {
   timeoutMs?: number
 }
 
+/**
+ * Receives every program this process starts, as one redacted line (`pg_dump --format=custom …`),
+ * for `--verbose`. Only names and arguments: secrets never reach argv (see above), and the line is
+ * redacted once more on the way out.
+ */
+let trace: ((line: string) => void) | undefined
+
+export function traceProcesses(sink?: (line: string) => void): void {
+  trace = sink
+}
+
+/** One argument as a shell would need it, so that a traced line can be pasted. */
+function shellWord(word: string): string {
+  return /^[\w@%+=:,./-]+$/.test(word) ? word : `'${word.replaceAll("'", String.raw`'\''`)}'`
+}
+
+function traced(command: string, args: readonly string[], options: RunOptions): void {
+  if (trace === undefined) return
+  trace(
+    redactDsn([command, ...args].map((word) => shellWord(word)).join(' ')) +
+      (options.cwd ? `  (in ${options.cwd})` : ''),
+  )
+}
+
 export class ProcessError extends Error {
   constructor(
     readonly command: string,
@@ -41,6 +65,7 @@ export class ProcessError extends Error {
 
 /** Runs a program to completion and returns its stdout; rejects with ProcessError on a non-zero exit. */
 export async function run(command: string, args: readonly string[], options: RunOptions = {}): Promise<string> {
+  traced(command, args, options)
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: {...process.env, ...options.env},
@@ -90,6 +115,7 @@ function start(
   options: RunOptions,
   stdin: 'ignore' | 'pipe',
 ): {child: ChildProcess; output: Readable} {
+  traced(command, args, options)
   const child = spawn(command, args, {
     env: {...process.env, ...options.env},
     signal: options.signal,

@@ -16,6 +16,8 @@ export interface Progress {
 /** How services talk to the person running them, without knowing about terminals. */
 export interface Reporter {
   /** A line for stderr: warnings and one-time notices. */
+  /** A line for --verbose (a stage and its timing, a program started); nothing otherwise. */
+  detail(message: string): void
   /** Whether progress is drawn: services skip the work of estimating totals when nobody sees them. */
   readonly interactive: boolean
   notice(message: string): void
@@ -37,10 +39,28 @@ export interface BackupContext {
   toolVersion: string
 }
 
+/**
+ * Runs one stage of a command and, with --verbose, says how long it took: `stage database: 1.24 s`.
+ * A failed stage is reported too, with its time, before the error goes on.
+ */
+export async function timedStage<T>(reporter: Reporter, name: string, work: () => Promise<T>): Promise<T> {
+  const started = performance.now()
+  const took = () => `${((performance.now() - started) / 1000).toFixed(2)} s`
+  try {
+    const result = await work()
+    reporter.detail(`stage ${name}: ${took()}`)
+    return result
+  } catch (error) {
+    reporter.detail(`stage ${name}: failed after ${took()}`)
+    throw error
+  }
+}
+
 /** Progress for nobody: what a reporter returns when nothing is drawn. */
 export const noProgress: Progress = {advance() {}, done() {}, expect() {}}
 
 export const silentReporter: Reporter = {
+  detail() {},
   interactive: false,
   notice() {},
   progress: () => noProgress,

@@ -24,7 +24,7 @@ import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {objectKey} from './catalog.js'
-import {BackupContext, Progress} from './context.js'
+import {BackupContext, Progress, timedStage} from './context.js'
 import {listBackups} from './list.js'
 import {putSmallObject} from './objects.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
@@ -107,8 +107,16 @@ export async function createBackup(context: BackupContext, options: CreateOption
   try {
     const components: Manifest['components'] = {}
     const previous = previousSizes(context)
-    if (wantDatabase) components.database = await backUpDatabase(context, tempDir, put, previous)
-    if (wantMedia) components.media = await backUpMedia(context, tempDir, put, previous)
+    if (wantDatabase) {
+      components.database = await timedStage(reporter, 'database', () =>
+        backUpDatabase(context, tempDir, put, previous),
+      )
+    }
+
+    if (wantMedia) {
+      components.media = await timedStage(reporter, 'media', () => backUpMedia(context, tempDir, put, previous))
+    }
+
     signal.throwIfAborted()
     const fields: Omit<Manifest, 'signature'> = {
       app: env.app,
@@ -126,7 +134,9 @@ export async function createBackup(context: BackupContext, options: CreateOption
     manifest = signManifest(fields, writer)
     // The commit point: before this write the backup does not exist; after it, it is complete.
     written.unshift(manifestKey)
-    await putSmallObject(store, manifestKey, `${JSON.stringify(manifest, null, 2)}\n`)
+    await timedStage(reporter, 'commit (manifest.json)', () =>
+      putSmallObject(store, manifestKey, `${JSON.stringify(manifest, null, 2)}\n`),
+    )
   } catch (error) {
     const leftovers = await removeUncommitted(context, written, manifestKey)
     throw failure(error, id, leftovers, signal)
@@ -341,7 +351,10 @@ export interface TakeBackupResult extends BackupView {
 export async function takeBackup(context: BackupContext, options: CreateOptions): Promise<TakeBackupResult> {
   const view = await createBackup(context, options)
   try {
-    return {...view, removedByRetention: await retentionAfterCreate(context, options.trigger)}
+    const removedByRetention = await timedStage(context.reporter, 'retention', () =>
+      retentionAfterCreate(context, options.trigger),
+    )
+    return {...view, removedByRetention}
   } catch (error) {
     throw new BackupError(
       'BACKUP_FAILED',

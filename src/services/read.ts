@@ -10,7 +10,7 @@ import {MemoryPacer} from '../lib/memory.js'
 import {ProcessError, through} from '../lib/process.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {objectKey} from './catalog.js'
-import {BackupContext} from './context.js'
+import {BackupContext, timedStage} from './context.js'
 
 export interface ExpectedContent {
   bytes: number
@@ -34,17 +34,19 @@ export class ObjectCheckError extends Error {
  * hold; `sink` has then received exactly the authenticated plaintext. Anything that fails rejects with
  * ObjectCheckError (the data is bad) or a BackupError (a key or the store is the problem).
  */
-export async function readVerified(
-  context: BackupContext,
-  manifest: Manifest,
-  item: {
-    compression?: 'none' | 'zstd'
-    identities: readonly X25519Identity[]
-    object: StoredObject
-    plaintext: ExpectedContent
-    sink?: Writable
-  },
-): Promise<void> {
+export async function readVerified(context: BackupContext, manifest: Manifest, item: ReadItem): Promise<void> {
+  return timedStage(context.reporter, `read ${item.object.name}`, () => readVerifiedObject(context, manifest, item))
+}
+
+interface ReadItem {
+  compression?: 'none' | 'zstd'
+  identities: readonly X25519Identity[]
+  object: StoredObject
+  plaintext: ExpectedContent
+  sink?: Writable
+}
+
+async function readVerifiedObject(context: BackupContext, manifest: Manifest, item: ReadItem): Promise<void> {
   const {compression = 'none', identities, object, plaintext, sink = discard()} = item
   const key = objectKey(manifest.app, manifest.environment, manifest.id, object.name)
   let source

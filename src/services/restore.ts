@@ -10,7 +10,7 @@ import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {MediaProvider, PreparedMediaRestore} from '../providers/media/port.js'
 import {catalogOf, findBackup} from './catalog.js'
-import {BackupContext} from './context.js'
+import {BackupContext, timedStage} from './context.js'
 import {createBackup} from './create.js'
 import {downloadBackup, extensionOf} from './download.js'
 
@@ -153,10 +153,14 @@ export async function applyRestore(
   const {manifest} = plan
   // Everything that can be checked is checked before the safety backup: a refused archive must not
   // cost a backup of the target, let alone touch it.
-  const media = plan.media ? await prepareMedia(target, staged) : undefined
+  const media = plan.media
+    ? await timedStage(target.reporter, 'check media', () => prepareMedia(target, staged))
+    : undefined
   let safetyBackup: null | string
   try {
-    safetyBackup = options.safetyBackup ? await takeSafetyBackup(target, plan) : null
+    safetyBackup = options.safetyBackup
+      ? await timedStage(target.reporter, 'safety backup', () => takeSafetyBackup(target, plan))
+      : null
   } catch (error) {
     await media?.prepared?.discard()
     throw error
@@ -176,7 +180,9 @@ export async function applyRestore(
     if (plan.database) {
       const provider = databaseProviderFor(target.env.database!)
       try {
-        await provider.restore(createReadStream(staged.database!), {signal: target.signal, tempDir})
+        await timedStage(target.reporter, 'apply database', () =>
+          provider.restore(createReadStream(staged.database!), {signal: target.signal, tempDir}),
+        )
       } catch (error) {
         throw stepFailure(error, `${kept} Nothing else was changed.`)
       }
@@ -188,13 +194,15 @@ export async function applyRestore(
       const {prepared, provider} = media
       const done = result.database ? ` The database was already restored.${kept}` : kept
       try {
-        const summary = prepared
-          ? await prepared.commit()
-          : await provider.restore(createReadStream(staged.media!), {
-              clean: options.clean,
-              onSkip: (path, why) => target.reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
-              signal: target.signal,
-            })
+        const summary = await timedStage(target.reporter, 'apply media', () =>
+          prepared
+            ? prepared.commit()
+            : provider.restore(createReadStream(staged.media!), {
+                clean: options.clean,
+                onSkip: (path, why) => target.reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
+                signal: target.signal,
+              }),
+        )
         result.media = {...summary, location: provider.location}
       } catch (error) {
         throw stepFailure(error, done)

@@ -79,10 +79,27 @@ describe('PostgreSQL (real server)', function () {
     const project = makeProject()
     configure(project)
     const env = {DATABASE_URL: pg.url('shop')}
-    const created = cli(project, ['create', '--json'], env)
+    const created = cli(project, ['create', '--json', '--verbose'], env)
     expect(created.status, created.stderr).to.equal(0)
     const backup = created.json() as {components: {database: {engine: string; format: string}}; id: string}
     expect(backup.components.database).to.include({engine: 'postgres', format: 'custom'})
+    // --verbose: every program with its arguments, each stage with its time; never the password.
+    const verbose = created.stderr.split('\n').filter((line) => line.startsWith('verbose: '))
+    expect(
+      verbose.some((line) => /^verbose: run \S*pg_dump .*--format=custom/.test(line)),
+      created.stderr,
+    ).to.equal(true)
+    expect(verbose.some((line) => /^verbose: run \S*pg_dump .*shop/.test(line))).to.equal(true)
+    for (const stage of ['database', String.raw`commit \(manifest\.json\)`, 'retention']) {
+      expect(
+        verbose.some((line) => new RegExp(`^verbose: stage ${stage}: \\d+\\.\\d\\d s$`).test(line)),
+        stage,
+      ).to.equal(true)
+    }
+
+    expect(created.stderr).to.not.include(pg.password)
+    expect(created.stderr).to.not.include(encodeURIComponent(pg.password))
+    expect(cli(project, ['create', '--db-only'], env).stderr, 'quiet without --verbose').to.not.include('verbose:')
 
     const out = join(project.root, 'out')
     const download = cli(project, ['download', '-o', out], env)

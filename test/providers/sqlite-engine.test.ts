@@ -86,8 +86,11 @@ for (const name of available) {
     it('create, download and restore through the CLI with DIVIO_BACKUP_SQLITE=' + name, () => {
       const project = makeProject()
       const env = {DIVIO_BACKUP_SQLITE: name}
-      const created = cli(project, ['create', '--db-only', '--json'], env)
+      const created = cli(project, ['create', '--db-only', '--json', '--verbose'], env)
       expect(created.status, created.stderr).to.equal(0)
+      // Only the sqlite3 program is a program: --verbose names it exactly when it is the engine.
+      expect(created.stderr.includes('verbose: run sqlite3 -batch -bail -readonly ')).to.equal(name === 'cli')
+      expect(created.stderr).to.match(/^verbose: stage database: \d+\.\d\d s$/m)
       const {id} = created.json() as {id: string}
       const out = join(project.root, 'out')
       expect(cli(project, ['download', id, '-o', out], env).status).to.equal(0)

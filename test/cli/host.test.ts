@@ -20,18 +20,19 @@ interface Host {
  * plugin-plugins, with its own copy of @oclif/core (as every real host has; a shared copy hides the
  * errors that come from two). npm runs offline with an empty cache, so nothing may need the network.
  */
-function makeHost(): Host {
-  const root = mkdtempSync(join(tmpdir(), 'divio-host-'))
+function makeHost(options: {bin?: string; topicSeparator?: string} = {}): Host {
+  const spelling = {bin: options.bin ?? 'divio', topicSeparator: options.topicSeparator ?? ' '}
+  const root = mkdtempSync(join(tmpdir(), `${spelling.bin}-host-`))
   writeFileSync(
     join(root, 'package.json'),
     JSON.stringify({
       dependencies: {'@oclif/core': '^4', '@oclif/plugin-help': '^6', '@oclif/plugin-plugins': '^5'},
-      name: 'divio',
+      name: spelling.bin,
       oclif: {
-        bin: 'divio',
-        dirname: 'divio-host-test',
+        bin: spelling.bin,
+        dirname: `${spelling.bin}-host-test`,
         plugins: ['@oclif/plugin-help', '@oclif/plugin-plugins'],
-        topicSeparator: ' ',
+        topicSeparator: spelling.topicSeparator,
       },
       type: 'module',
       version: '3.0.0',
@@ -198,6 +199,28 @@ for (const {install, name} of distributions) {
     }
   })
 }
+
+describe('inside a host that spells commands its own way (heroku, with `:`)', function () {
+  this.timeout(120_000)
+
+  it('suggests commands as that host runs them, and otherwise prints what bin/run.js prints', function () {
+    requireTool(this, 'age', 'age')
+    const host = makeHost({bin: 'heroku', topicSeparator: ':'})
+    const project = makeProject()
+    const linked = host.run(['plugins:link', repoRoot, '--no-install'], project)
+    expect(linked.status, linked.stderr).to.equal(0)
+    const missing = host.run(['app:backup:info', '20200101T000000Z-aaaaaa'], project)
+    expect(missing.status).to.equal(3)
+    const alone = cli(project, ['info', '20200101T000000Z-aaaaaa'])
+    expect(missing.stderr).to.equal(alone.stderr.replaceAll('divio app backup ', 'heroku app:backup:'))
+    expect(missing.stderr).to.include('heroku app:backup:list')
+    const typo = host.run(['app:backup:create', '--nots', 'x'], project)
+    expect(typo.status).to.equal(2)
+    expect(typo.stderr).to.equal(
+      'Error: Nonexistent flag: --nots.\nTry this: Did you mean --note? Run `heroku app:backup:create --help` for the usage.\n',
+    )
+  })
+})
 
 describe('the packed plugin', () => {
   it('bundles its dependencies, except the optional native SQLite module', () => {

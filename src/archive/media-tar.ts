@@ -28,8 +28,11 @@ export type MediaEntryType = 'directory' | 'file' | 'symlink'
 
 /** One thing to archive, as a media provider yields it. */
 export interface MediaEntry {
+  ctimeMs?: number
   /** S3 media: the object's ETag, recorded in the listing. */
   etag?: string
+  /** A media folder: the inode and change time, by which an incremental backup knows an unchanged file. */
+  ino?: number
   /** S3 media: the object's full key, recorded in the listing. */
   key?: string
   /** Target of a symlink, stored as it is (never followed). */

@@ -4,6 +4,7 @@ import {formatInZone} from '../domain/schedule.js'
 import {FilesResult} from '../services/download.js'
 import {ExportResult} from '../services/export.js'
 import {BackupInfo} from '../services/info.js'
+import {PackCollectionResult} from '../services/media-packs.js'
 import {RetentionReport} from '../services/policy.js'
 import {RestoreResult} from '../services/restore.js'
 import {PruneDecision, PruneResult} from '../services/retention.js'
@@ -24,12 +25,24 @@ export function renderPrune(result: PruneResult): string {
     ...result.keep.map((decision) => ({...decision, action: 'keep'})),
     ...result.remove.map((decision) => ({...decision, action: result.dryRun ? 'would remove' : 'remove'})),
   ].sort((a, b) => b.id.localeCompare(a.id))
-  if (rows.length === 0) return 'No backups.'
+  const packs = result.packs ? `\n${renderPackCollection(result.packs, result.dryRun)}` : ''
+  if (rows.length === 0) return `No backups.${packs}`
   const summary = `${result.keep.length} kept, ${result.remove.length} ${result.dryRun ? 'would be removed (dry run: nothing was changed)' : 'to remove'}.`
   return `${renderTable(
     ['ID', 'ACTION', 'REASON'],
     rows.map((row) => [row.id, row.action, row.reason]),
-  )}\n${summary}`
+  )}\n${summary}${packs}`
+}
+
+/** One line on the packs of incremental media: what is condemned, deleted, pardoned or waiting. */
+export function renderPackCollection(packs: PackCollectionResult, dryRun: boolean): string {
+  if (packs.skipped) return `Packs: none collected: ${packs.skipped}.`
+  const would = dryRun ? 'would be ' : ''
+  return (
+    `Packs: ${countOf(packs.condemned.length, 'unreferenced pack')} ${would}condemned, ` +
+    `${packs.deleted.length} ${would}deleted (condemned a grace period ago), ` +
+    `${packs.pardoned.length} ${would}pardoned (referenced again), ${packs.waiting} waiting out the grace period.`
+  )
 }
 
 export function renderRetention(report: RetentionReport): string {

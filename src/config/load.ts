@@ -3,7 +3,7 @@ import {basename, dirname, join, resolve} from 'node:path'
 
 import {BackupError} from '../errors.js'
 import {DatabaseSource, MediaSource, parseDatabaseDsn, parseMediaDsn, parseStoreLocation, StoreLocation} from './dsn.js'
-import {ConfigFile, configSchema, environmentSchema, RetentionPolicy} from './schema.js'
+import {ConfigFile, configSchema, RetentionPolicy} from './schema.js'
 
 export const CONFIG_RELATIVE_PATH = join('.divio', 'backups.json')
 export const EMBEDDED_ENVIRONMENT = 'local'
@@ -17,6 +17,8 @@ export interface ResolvedEnvironment {
   /** The environment names the config defines, for messages. */
   knownEnvironments: string[]
   media?: MediaSource
+  /** `tar` unless the config or DIVIO_BACKUP_MEDIA_FORMAT asks for `packs`. */
+  mediaFormat: 'packs' | 'tar'
   name: string
   /** Explicit recipients from the config; undefined means "use the key ring's defaults". */
   recipients?: string[]
@@ -111,6 +113,7 @@ function resolveEnvironment(
     database: settings.database ? parseDatabaseDsn(settings.database, root, where('database')) : undefined,
     knownEnvironments: names,
     media: settings.media ? parseMediaDsn(settings.media, root, where('media')) : undefined,
+    mediaFormat: settings.mediaFormat ?? 'tar',
     name,
     recipients: settings.encryption?.recipients,
     retention: settings.retention,
@@ -139,6 +142,17 @@ function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
   const database = variables.DATABASE_URL || (isFile(sqlitePath) ? 'sqlite:///db.sqlite3' : undefined)
   const media = variables.MEDIA_ROOT || variables.DEFAULT_STORAGE_DSN || (isFolder(mediaPath) ? mediaPath : undefined)
   const store = variables.DIVIO_BACKUP_STORE || join(root, '.divio', 'backups')
+  const mediaFormat = variables.DIVIO_BACKUP_MEDIA_FORMAT || undefined
+  if (mediaFormat !== undefined && mediaFormat !== 'tar' && mediaFormat !== 'packs') {
+    throw new BackupError(
+      'CONFIG_INVALID',
+      `DIVIO_BACKUP_MEDIA_FORMAT is "${mediaFormat}", which is no media format.`,
+      {
+        suggestion: 'Set it to "packs" (incremental) or "tar" (one archive a backup), or unset it.',
+      },
+    )
+  }
+
   const app =
     basename(root)
       .replaceAll(/[^a-z0-9_-]+/gi, '-')
@@ -146,7 +160,7 @@ function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
       .slice(0, 63) || 'app'
   const config = configSchema.parse({
     app,
-    environments: {[EMBEDDED_ENVIRONMENT]: environmentSchema.parse({database, media, store})},
+    environments: {[EMBEDDED_ENVIRONMENT]: {database, media, mediaFormat, store}},
   })
   if (options.environment !== undefined && options.environment !== EMBEDDED_ENVIRONMENT) {
     throw new BackupError('ENV_UNKNOWN', `Unknown environment "${options.environment}".`, {

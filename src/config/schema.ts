@@ -49,6 +49,11 @@ export const environmentSchema = z
       .strict()
       .optional(),
     media: z.string().min(1).optional(),
+    /**
+     * How media is stored: `tar` (one encrypted media.tar a backup) or `packs` (incremental: content
+     * stored once in packs, DESIGN §14; a media folder only, for now).
+     */
+    mediaFormat: z.enum(['packs', 'tar']).optional(),
     retention: retentionSchema.default({
       incompleteGraceHours: 24,
       onDemand: {days: 30, keepOlder: 3},

@@ -1,5 +1,5 @@
 import {Authenticity} from './authenticity.js'
-import {Manifest, Trigger} from './manifest.js'
+import {isPacked, Manifest, MediaComponent, Trigger} from './manifest.js'
 
 /** `damaged`: committed, but its manifest cannot be read or authenticated (see Authenticity). */
 export type BackupStatus = 'complete' | 'damaged' | 'failed' | 'incomplete'
@@ -98,7 +98,7 @@ export function viewOfComplete(
             },
           }
         : {}),
-      ...(media ? {media: {bytes: media.plaintext.bytes, files: media.files, sha256: media.plaintext.sha256}} : {}),
+      ...(media ? {media: mediaView(media)} : {}),
     },
     createdAt: manifest.createdAt,
     environment: manifest.environment,
@@ -151,4 +151,14 @@ function viewWithoutManifest(
     trigger: null,
     writer,
   }
+}
+
+/**
+ * bytes and sha256 of a backup's media: of its media.tar for a tar backup; for a packed one, of its
+ * files' contents and of its index (its media.tar is built on download, so it has no stored hash).
+ */
+function mediaView(media: MediaComponent): {bytes: number; files: number; sha256: string} {
+  return isPacked(media)
+    ? {bytes: media.totalFileBytes, files: media.files, sha256: media.index.plaintext.sha256}
+    : {bytes: media.plaintext.bytes, files: media.files, sha256: media.plaintext.sha256}
 }

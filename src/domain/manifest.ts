@@ -34,7 +34,7 @@ export const databaseComponentSchema = z.object({
   serverVersion: z.string().optional(),
 })
 
-export const mediaComponentSchema = z.object({
+export const mediaTarComponentSchema = z.object({
   compression: z.enum(['none', 'zstd']),
   files: z.number().int().nonnegative(),
   /** The per-file listing (the tar's MANIFEST.json), also stored on its own, encrypted: file names are data. */
@@ -45,6 +45,25 @@ export const mediaComponentSchema = z.object({
   /** Sum of the sizes of the files, as opposed to the size of the tar. */
   totalFileBytes: z.number().int().nonnegative(),
 })
+
+/**
+ * Incremental media (DESIGN §14): file contents live once in packs shared by backups; the backup's own
+ * object is its index (media.index.age), which lists every file with its blobs. The index's SHA-256
+ * is here, and every blob's is in the index, so the signature covers every byte.
+ */
+export const mediaPacksComponentSchema = z.object({
+  files: z.number().int().nonnegative(),
+  format: z.literal('packs'),
+  index: z.object({object: storedObjectSchema, plaintext: contentSchema}),
+  /** Every pack the index refers to: what prune must keep, readable without a key. Random names only. */
+  packs: z.array(z.string().regex(/^[\da-f]{32}\.age$/)),
+  source: z.literal('filesystem'),
+  /** What this backup added: bytes of new blobs, and files whose content was read. */
+  stored: z.object({blobBytes: z.number().int().nonnegative(), filesRead: z.number().int().nonnegative()}),
+  totalFileBytes: z.number().int().nonnegative(),
+})
+
+export const mediaComponentSchema = z.union([mediaPacksComponentSchema, mediaTarComponentSchema])
 
 export const triggerSchema = z.enum(['on-demand', 'scheduled'])
 
@@ -83,6 +102,13 @@ export const manifestSchema = z.object({
 export type Manifest = z.infer<typeof manifestSchema>
 export type DatabaseComponent = z.infer<typeof databaseComponentSchema>
 export type MediaComponent = z.infer<typeof mediaComponentSchema>
+export type MediaTarComponent = z.infer<typeof mediaTarComponentSchema>
+export type MediaPacksComponent = z.infer<typeof mediaPacksComponentSchema>
+
+export function isPacked(media: MediaComponent): media is MediaPacksComponent {
+  return 'format' in media && media.format === 'packs'
+}
+
 export type StoredObject = z.infer<typeof storedObjectSchema>
 export type Trigger = z.infer<typeof triggerSchema>
 export type ManifestSignature = z.infer<typeof signatureSchema>
@@ -109,7 +135,8 @@ export function parseManifest(text: string): ParseManifestResult {
 /** Every stored object a manifest refers to, in the order they were written. */
 export function objectsOf(manifest: Manifest): StoredObject[] {
   const {database, media} = manifest.components
-  return [...(database ? [database.object] : []), ...(media ? [media.object, media.listing.object] : [])]
+  const mediaObjects = media ? (isPacked(media) ? [media.index.object] : [media.object, media.listing.object]) : []
+  return [...(database ? [database.object] : []), ...mediaObjects]
 }
 
 /**

@@ -12,6 +12,7 @@ import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
 import {
   DatabaseComponent,
+  isPacked,
   Manifest,
   MANIFEST_NAME,
   MANIFEST_SCHEMA_VERSION,
@@ -23,9 +24,10 @@ import {BackupError, describeCause, describeIoError} from '../errors.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
-import {objectKey} from './catalog.js'
+import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext, Progress, timedStage} from './context.js'
 import {listBackups} from './list.js'
+import {backUpMediaPacks} from './media-packs.js'
 import {putSmallObject} from './objects.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
 import {transferComponent} from './transfer.js'
@@ -86,7 +88,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
   await sweepStaleStaging(context.tempRoot)
   const tempDir = await makeStagingDir(context.tempRoot, 'backup')
   const key = (name: string) => objectKey(env.app, env.name, id, name)
-  const put: Put = async (name, source, progress, {compression = 'none', location}) => {
+  const put: Put = async (name, source, progress, {compression = 'none', location, to = recipients.publicKeys}) => {
     written.push(key(name))
     return transferComponent({
       compression,
@@ -94,7 +96,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
       location,
       name,
       progress,
-      recipients: recipients.publicKeys,
+      recipients: to,
       signal,
       source,
       stallTimeoutMs: context.stallTimeoutMs,
@@ -113,7 +115,19 @@ export async function createBackup(context: BackupContext, options: CreateOption
       )
     }
 
-    if (wantMedia) {
+    if (wantMedia && env.mediaFormat === 'packs') {
+      components.media = await timedStage(reporter, 'media', async () =>
+        backUpMediaPacks(context, {
+          previous: await previousPacked(context, writer.id),
+          progress: reporter.progress('media'),
+          put: (name, source, progress, to) =>
+            put(name, source, progress, {location: `the media index in ${tempDir}`, to}),
+          recipients: recipients.publicKeys,
+          tempDir,
+          writer,
+        }),
+      )
+    } else if (wantMedia) {
       components.media = await timedStage(reporter, 'media', () => backUpMedia(context, tempDir, put, previous))
     }
 
@@ -166,8 +180,22 @@ type Put = (
   name: string,
   source: Readable,
   progress: Progress,
-  options: {compression?: 'none' | 'zstd'; location: string},
+  options: {compression?: 'none' | 'zstd'; location: string; to?: readonly Uint8Array[]},
 ) => Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}>
+
+/**
+ * The newest complete backup whose media this writer packed: its index is encrypted to this writer, so
+ * it can be read without the owner's identity. Another writer's index cannot, and is not needed.
+ */
+async function previousPacked(context: BackupContext, writerId: string): Promise<Manifest | undefined> {
+  const {complete} = await catalogOf(context)
+  return complete.find(
+    ({manifest}) =>
+      manifest.signature?.writer === writerId &&
+      manifest.components.media !== undefined &&
+      isPacked(manifest.components.media),
+  )?.manifest
+}
 
 /** The sizes of the newest complete backup, as estimates for progress; read only when progress is drawn. */
 type PreviousSizes = () => Promise<{database?: number; media?: number}>

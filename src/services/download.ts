@@ -2,13 +2,17 @@ import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
 import {link, lstat, mkdir, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
+import {pipeline} from 'node:stream/promises'
 
-import {Manifest, MANIFEST_NAME} from '../domain/manifest.js'
+import {X25519Identity} from '../archive/age-keys.js'
+import {HashingStream} from '../archive/hash.js'
+import {isPacked, Manifest, MANIFEST_NAME, MediaPacksComponent} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
 import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {Catalog, catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
+import {packedMediaTar} from './media-packs.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface DownloadOptions {
@@ -70,6 +74,14 @@ export async function downloadBackup(
     const files: FilesResult['files'] = []
     for (const file of plan) {
       const stagedPath = join(staging, file.name)
+      if (file.packed) {
+        files.push({
+          ...(await writePackedMedia(context, manifest, {identities, path: stagedPath, tempDir: staging})),
+          path: join(outputDir, file.name),
+        })
+        continue
+      }
+
       if (file.content === undefined) {
         const text = `${JSON.stringify(manifest, null, 2)}\n`
         await writeFile(stagedPath, text, {flag: 'wx', mode: 0o600})
@@ -97,7 +109,7 @@ export async function downloadBackup(
     }
 
     // The media listing is not downloaded (the tar holds it), but a damaged one still fails the download.
-    if (options.media && manifest.components.media) {
+    if (options.media && manifest.components.media && !isPacked(manifest.components.media)) {
       const {listing} = manifest.components.media
       await readVerified(context, manifest, {identities, object: listing.object, plaintext: listing.plaintext})
     }
@@ -125,13 +137,17 @@ interface PlannedFile {
     plaintext: {bytes: number; sha256: string}
   }
   name: string
+  /** media.tar of a packed backup: built from its index and packs, so its size and hash come from writing it. */
+  packed?: boolean
 }
 
 function planFiles(manifest: Manifest, options: DownloadOptions): PlannedFile[] {
   const {database, media} = manifest.components
   return [
     ...(database && options.database ? [{content: database, name: `database.${extensionOf(database.format)}`}] : []),
-    ...(media && options.media ? [{content: media, name: 'media.tar'}] : []),
+    ...(media && options.media
+      ? [isPacked(media) ? {name: 'media.tar', packed: true} : {content: media, name: 'media.tar'}]
+      : []),
     {name: MANIFEST_NAME},
   ]
 }
@@ -181,4 +197,28 @@ function findDownloadable(catalog: Catalog, reference: string): {manifest: Manif
       suggestion: error.suggestion,
     })
   }
+}
+
+/** Writes a packed backup's media.tar, checking every blob and file; resolves with its size and SHA-256. */
+export async function writePackedMedia(
+  context: BackupContext,
+  manifest: Manifest,
+  options: {identities: readonly X25519Identity[]; path: string; tempDir: string},
+): Promise<{bytes: number; sha256: string}> {
+  const media = manifest.components.media as MediaPacksComponent
+  const {stream, summary} = await packedMediaTar(context, manifest, options)
+  const progress = context.reporter.progress('media.tar', media.totalFileBytes)
+  const hashing = new HashingStream()
+  hashing.on('data', (chunk: Buffer) => progress.advance(chunk.length))
+  try {
+    await pipeline(stream, hashing, createWriteStream(options.path, {flags: 'wx', mode: 0o600}), {
+      signal: context.signal,
+    })
+    await summary
+  } finally {
+    progress.done()
+  }
+
+  await syncPath(options.path)
+  return {bytes: hashing.bytes, sha256: hashing.sha256}
 }

@@ -1,16 +1,17 @@
 import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {mkdir, rename, stat, writeFile} from 'node:fs/promises'
+import {mkdir, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, relative, resolve} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
 import {HashingStream} from '../archive/hash.js'
-import {Manifest, MANIFEST_NAME, objectsOf} from '../domain/manifest.js'
+import {DatabaseComponent, isPacked, Manifest, MANIFEST_NAME, MediaTarComponent, objectsOf} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
 import {syncPath} from '../lib/fsync.js'
+import {makeStagingDir} from '../lib/staging.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
-import {extensionOf} from './download.js'
+import {extensionOf, writePackedMedia} from './download.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface ExportOptions {
@@ -33,6 +34,13 @@ interface PlannedFile {
   name: string
   sha256: string
   write(path: string): Promise<void>
+}
+
+/** A file whose size and hash are known only once it is written (a packed backup's media.tar). */
+interface BuiltFile {
+  built: true
+  name: string
+  write(path: string): Promise<{bytes: number; sha256: string}>
 }
 
 /**
@@ -71,6 +79,15 @@ export async function exportBackups(
       const plan = options.raw ? rawFiles(context, manifest) : plainFiles(context, manifest, identities)
       for (const file of plan) {
         const path = join(folder, file.name)
+        if ('built' in file) {
+          // Not resumable: with no stored hash to compare with, it is built again on every run.
+          const partial = `${path}.partial`
+          const digest = await file.write(partial)
+          await rename(partial, path)
+          files.push({backup: manifest.id, ...digest, path, status: 'exported'})
+          continue
+        }
+
         const status = await exportFile(file, path, outputDir)
         files.push({backup: manifest.id, bytes: file.bytes, path, sha256: file.sha256, status})
       }
@@ -103,9 +120,9 @@ function plainFiles(
   context: BackupContext,
   manifest: Manifest,
   identities: Awaited<ReturnType<BackupContext['keys']['identities']>>,
-): PlannedFile[] {
+): Array<BuiltFile | PlannedFile> {
   const {database, media} = manifest.components
-  const decrypted = (content: NonNullable<typeof database | typeof media>, name: string): PlannedFile => ({
+  const decrypted = (content: DatabaseComponent | MediaTarComponent, name: string): PlannedFile => ({
     bytes: content.plaintext.bytes,
     name,
     sha256: content.plaintext.sha256,
@@ -120,9 +137,30 @@ function plainFiles(
   })
   return [
     ...(database ? [decrypted(database, `database.${extensionOf(database.format)}`)] : []),
-    ...(media ? [decrypted(media, 'media.tar')] : []),
+    ...(media && !isPacked(media) ? [decrypted(media, 'media.tar')] : []),
+    ...(media && isPacked(media) ? [packedMediaFile(context, manifest, identities)] : []),
     manifestFile(manifest),
   ]
+}
+
+function packedMediaFile(
+  context: BackupContext,
+  manifest: Manifest,
+  identities: Awaited<ReturnType<BackupContext['keys']['identities']>>,
+): BuiltFile {
+  return {
+    built: true,
+    name: 'media.tar',
+    async write(path) {
+      const tempDir = await makeStagingDir(context.tempRoot, 'export')
+      try {
+        await rm(path, {force: true})
+        return await writePackedMedia(context, manifest, {identities, path, tempDir})
+      } finally {
+        await rm(tempDir, {force: true, recursive: true})
+      }
+    },
+  }
 }
 
 function rawFiles(context: BackupContext, manifest: Manifest): PlannedFile[] {

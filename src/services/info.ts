@@ -1,5 +1,5 @@
 import {BackupView} from '../domain/backup.js'
-import {objectsOf} from '../domain/manifest.js'
+import {isPacked, objectsOf} from '../domain/manifest.js'
 import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {viewsOf} from './list.js'
@@ -19,7 +19,7 @@ export async function backupInfo(context: BackupContext, reference: string): Pro
   const {database, media} = manifest.components
   const contents = [
     ...(database ? [database.plaintext] : []),
-    ...(media ? [media.plaintext, media.listing.plaintext] : []),
+    ...(media ? (isPacked(media) ? [media.index.plaintext] : [media.plaintext, media.listing.plaintext]) : []),
   ]
   return {
     ...view,

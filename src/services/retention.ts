@@ -4,6 +4,7 @@ import {sweepStaleStaging} from '../lib/staging.js'
 import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
+import {collectPacks, PackCollectionResult} from './media-packs.js'
 
 export interface PruneDecision {
   id: string
@@ -14,6 +15,8 @@ export interface PruneDecision {
 export interface PruneResult {
   dryRun: boolean
   keep: PruneDecision[]
+  /** Incremental media only: the packs that no kept backup references, collected in two phases. */
+  packs?: PackCollectionResult
   remove: PruneDecision[]
 }
 
@@ -87,7 +90,11 @@ export function planPrune(context: BackupContext, catalog: Catalog): PruneResult
  */
 export async function readPrunePlan(context: BackupContext, options: {dryRun?: boolean} = {}): Promise<PruneResult> {
   if (!options.dryRun) await sweepStaleStaging(context.tempRoot)
-  return planPrune(context, await catalogOf(context))
+  const catalog = await catalogOf(context)
+  const plan = planPrune(context, catalog)
+  const removing = new Set(plan.remove.map((decision) => decision.id))
+  const packs = await collectPacks(context, catalog, {dryRun: true, removing})
+  return packs ? {...plan, packs} : plan
 }
 
 /** Deletes what a plan removes, each backup manifest-first; returns the plan as carried out. */
@@ -97,7 +104,9 @@ export async function executePrune(context: BackupContext, plan: PruneResult): P
     await deleteBackup(context, id)
   }
 
-  return {...plan, dryRun: false}
+  // Packs last, from a fresh reading of the store: a backup committed meanwhile keeps what it references.
+  const packs = await collectPacks(context, await catalogOf(context), {dryRun: false, removing: new Set()})
+  return {...plan, dryRun: false, ...(packs ? {packs} : {})}
 }
 
 /**

@@ -1,9 +1,16 @@
+import {rm} from 'node:fs/promises'
+import {Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {X25519Identity} from '../archive/age-keys.js'
 import {describeAuthenticity} from '../domain/authenticity.js'
 import {CompleteBackup, DamagedBackup} from '../domain/backup.js'
-import {MANIFEST_NAME, StoredObject} from '../domain/manifest.js'
+import {isPacked, Manifest, MANIFEST_NAME, MediaPacksComponent, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
+import {makeStagingDir} from '../lib/staging.js'
 import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
+import {packedMediaTar} from './media-packs.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 /** `verify` --json: stable contract (DESIGN §3). */
@@ -53,7 +60,11 @@ async function verifyManifest(context: BackupContext, backup: CompleteBackup): P
   const {database, media} = manifest.components
   const checks: {compression?: 'none' | 'zstd'; object: StoredObject; plaintext: {bytes: number; sha256: string}}[] = [
     ...(database ? [{compression: database.compression, object: database.object, plaintext: database.plaintext}] : []),
-    ...(media ? [{object: media.object, plaintext: media.plaintext}, media.listing] : []),
+    ...(media
+      ? isPacked(media)
+        ? [media.index]
+        : [{object: media.object, plaintext: media.plaintext}, media.listing]
+      : []),
   ]
   for (const {compression, object, plaintext} of checks) {
     try {
@@ -69,5 +80,33 @@ async function verifyManifest(context: BackupContext, backup: CompleteBackup): P
     }
   }
 
+  if (media && isPacked(media) && objects.every((object) => object.ok))
+    objects.push(await verifyPacks(context, manifest, identities))
   return {id: manifest.id, objects, ok: objects.every((object) => object.ok)}
+}
+
+/**
+ * A packed backup's media is checked by building its media.tar and throwing it away: every blob the
+ * index names is read from its pack, authenticated by age and checked against its id, and every file
+ * against its SHA-256.
+ */
+async function verifyPacks(
+  context: BackupContext,
+  manifest: Manifest,
+  identities: readonly X25519Identity[],
+): Promise<VerifyResult['objects'][number]> {
+  const media = manifest.components.media as MediaPacksComponent
+  const name = `packs (${media.packs.length})`
+  const tempDir = await makeStagingDir(context.tempRoot, 'verify')
+  try {
+    const {stream, summary} = await packedMediaTar(context, manifest, {identities, tempDir})
+    await pipeline(stream, new Writable({write: (_chunk, _encoding, callback) => callback()}), {signal: context.signal})
+    await summary
+    return {detail: `every blob of ${media.files} files authenticated and matches`, name, ok: true}
+  } catch (error) {
+    if (!(error instanceof ObjectCheckError)) throw error
+    return {detail: `${error.objectName}: ${error.message}`, name, ok: false}
+  } finally {
+    await rm(tempDir, {force: true, recursive: true})
+  }
 }

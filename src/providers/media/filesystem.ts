@@ -116,7 +116,7 @@ export class FilesystemMediaProvider implements MediaProvider {
         continue
       }
 
-      const common = {mode: info.mode, mtime: info.mtime, path}
+      const common = {ctimeMs: info.ctimeMs, ino: info.ino, mode: info.mode, mtime: info.mtime, path}
       if (info.isDirectory()) {
         yield {...common, size: 0, type: 'directory'}
         yield* this.walk(path, signal, onSkip)

@@ -1,7 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
-import {renderPrune} from '../../../cli/render.js'
+import {renderPackCollection, renderPrune} from '../../../cli/render.js'
 import {confirmEnvironment} from '../../../cli/terminal.js'
 import {countOf} from '../../../domain/format.js'
 import {executePrune, PruneResult, readPrunePlan} from '../../../services/retention.js'
@@ -31,19 +31,27 @@ Also removes incomplete backups that nothing has written to for the grace period
     const {flags} = await this.parse(Prune)
     const context = await this.context(flags)
     const plan = await readPrunePlan(context, {dryRun: flags['dry-run']})
-    if (flags['dry-run'] || plan.remove.length === 0) {
+    const packWork = plan.packs
+      ? plan.packs.condemned.length + plan.packs.deleted.length + plan.packs.pardoned.length
+      : 0
+    if (flags['dry-run'] || (plan.remove.length === 0 && packWork === 0)) {
       this.log(renderPrune(plan))
       return {...plan, dryRun: flags['dry-run']}
     }
 
     if (!this.jsonEnabled()) this.log(renderPrune(plan))
     await confirmEnvironment({
-      action: `remove ${countOf(plan.remove.length, 'backup')} of ${context.env.app}/${context.env.name}`,
+      action:
+        plan.remove.length > 0
+          ? `remove ${countOf(plan.remove.length, 'backup')} of ${context.env.app}/${context.env.name}`
+          : `collect the unreferenced packs of ${context.env.app}/${context.env.name}`,
       confirm: flags.confirm,
       environment: context.env.name,
     })
     const result = await executePrune(context, plan)
-    this.log(`Removed ${countOf(result.remove.length, 'backup')}.`)
+    this.log(
+      `Removed ${countOf(result.remove.length, 'backup')}.${result.packs ? ` ${renderPackCollection(result.packs, false)}` : ''}`,
+    )
     return result
   }
 }

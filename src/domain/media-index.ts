@@ -1,0 +1,112 @@
+import {z} from 'zod'
+
+/**
+ * The media index of an incremental backup (DESIGN §14): one JSON line a media entry, in archive order
+ * (the order a media.tar of the backup lists them), after a header line. It is stored encrypted, as
+ * media.index.age: file names and content hashes are data.
+ *
+ * A file's content is a list of blobs, each `[blob id, pack name]`: the blob id is the SHA-256 of the
+ * blob's bytes, the pack is where it is stored. The file's own SHA-256 is kept too, for MANIFEST.json
+ * and for checking the file as a whole when it is put back together.
+ */
+
+export const INDEX_HEADER = {format: 'divio-media-index', version: 1} as const
+export const INDEX_NAME = 'media.index.age'
+
+/** Files are cut into blobs of this size (the last one shorter): see the README on the choice. */
+export const BLOB_BYTES = 1024 * 1024
+
+const sha256 = z.string().regex(/^[\da-f]{64}$/)
+
+export const indexEntrySchema = z
+  .object({
+    blobs: z.array(z.tuple([sha256, z.string().regex(/^[\da-f]{32}\.age$/)])).optional(),
+    ctimeMs: z.number().optional(),
+    ino: z.number().optional(),
+    linkTarget: z.string().optional(),
+    mode: z.number().int(),
+    mtimeMs: z.number(),
+    path: z.string().min(1),
+    sha256: sha256.optional(),
+    size: z.number().int().nonnegative(),
+    type: z.enum(['directory', 'file', 'symlink']),
+  })
+  .strict()
+
+export type IndexEntry = z.infer<typeof indexEntrySchema>
+
+export function indexHeaderLine(): string {
+  return `${JSON.stringify(INDEX_HEADER)}\n`
+}
+
+export function indexLine(entry: IndexEntry): string {
+  return `${JSON.stringify(entry)}\n`
+}
+
+export class IndexFormatError extends Error {}
+
+/** Parses one line after the header; a damaged line is an error (the index authenticated, so it is a bug). */
+export function parseIndexLine(line: string): IndexEntry {
+  let raw: unknown
+  try {
+    raw = JSON.parse(line)
+  } catch (error) {
+    throw new IndexFormatError(`not JSON: ${(error as Error).message}`)
+  }
+
+  const parsed = indexEntrySchema.safeParse(raw)
+  if (!parsed.success) throw new IndexFormatError(parsed.error.issues[0].message)
+  if (parsed.data.type === 'file' && (parsed.data.sha256 === undefined || parsed.data.blobs === undefined)) {
+    throw new IndexFormatError(`file ${parsed.data.path} has no content`)
+  }
+
+  return parsed.data
+}
+
+export function checkIndexHeader(line: string): void {
+  let header: unknown
+  try {
+    header = JSON.parse(line)
+  } catch {
+    header = undefined
+  }
+
+  const {format, version} = (header ?? {}) as {format?: unknown; version?: unknown}
+  if (format !== INDEX_HEADER.format || version !== INDEX_HEADER.version) {
+    throw new IndexFormatError('not a divio media index (version 1)')
+  }
+}
+
+/**
+ * True when a file can keep the previous backup's blobs without being read: same path (the caller
+ * matches paths), type, size, modification time, inode and change time. The change time moves on any
+ * write or metadata change, and cannot be set back by the app, so an edit that restores the mtime is
+ * still seen.
+ */
+export function isUnchanged(previous: IndexEntry, current: Omit<IndexEntry, 'blobs' | 'sha256'>): boolean {
+  return (
+    previous.type === 'file' &&
+    current.type === 'file' &&
+    previous.size === current.size &&
+    previous.mtimeMs === current.mtimeMs &&
+    previous.ino !== undefined &&
+    previous.ino === current.ino &&
+    previous.ctimeMs !== undefined &&
+    previous.ctimeMs === current.ctimeMs
+  )
+}
+
+/**
+ * The order of a media walk: depth first, each folder's names sorted by code unit, a folder right
+ * before its contents. Both the walk and the index are in this order, so the previous index can be
+ * merged with the walk as two sorted streams, in constant memory.
+ */
+export function walkOrder(a: string, b: string): number {
+  const left = a.split('/')
+  const right = b.split('/')
+  for (let index = 0; index < Math.min(left.length, right.length); index++) {
+    if (left[index] !== right[index]) return left[index] < right[index] ? -1 : 1
+  }
+
+  return left.length - right.length
+}

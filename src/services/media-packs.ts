@@ -1,0 +1,476 @@
+import {createHash} from 'node:crypto'
+import {once} from 'node:events'
+import {createReadStream, createWriteStream} from 'node:fs'
+import {open, rm} from 'node:fs/promises'
+import {join} from 'node:path'
+import {createInterface} from 'node:readline'
+import {Readable, Writable} from 'node:stream'
+
+import {X25519Identity} from '../archive/age-keys.js'
+import {createListingFile} from '../archive/listing.js'
+import {createMediaTar, MediaEntry} from '../archive/media-tar.js'
+import {WriterKey} from '../archive/writer-key.js'
+import {formatBytes} from '../domain/format.js'
+import {Manifest, MediaPacksComponent, StoredObject} from '../domain/manifest.js'
+import {
+  BLOB_BYTES,
+  checkIndexHeader,
+  INDEX_NAME,
+  IndexEntry,
+  indexHeaderLine,
+  indexLine,
+  isUnchanged,
+  parseIndexLine,
+  walkOrder,
+} from '../domain/media-index.js'
+import {CondemnMarker, ListedPack, planPackCollection} from '../domain/pack-collection.js'
+import {BackupError} from '../errors.js'
+import {FilesystemMediaProvider} from '../providers/media/filesystem.js'
+import {Catalog, environmentPrefix} from './catalog.js'
+import {BackupContext, Progress} from './context.js'
+import {putSmallObject} from './objects.js'
+import {PackReader, PackWriter} from './packs.js'
+import {ObjectCheckError, readVerified} from './read.js'
+
+/** Blobs at least this large are remembered within a run, so that a copy of a big file is stored once. */
+const DEDUPE_MIN_BYTES = 16 * 1024
+const CONDEMNED_SUFFIX = '.condemned'
+
+/** `<app>/<env>`, without the slash: where an environment's backups and its packs folder live. */
+export function packsPrefix(app: string, environment: string): string {
+  return environmentPrefix(app, environment).slice(0, -1)
+}
+
+/** The packs prune has condemned: their blobs must not be reused (DESIGN §14, two-phase collection). */
+export async function condemnedPacks(context: BackupContext, prefix: string): Promise<Set<string>> {
+  const condemned = new Set<string>()
+  for await (const object of context.store.list(`${prefix}/packs/`)) {
+    if (object.key.endsWith(CONDEMNED_SUFFIX))
+      condemned.add(object.key.slice(`${prefix}/packs/`.length, -CONDEMNED_SUFFIX.length))
+  }
+
+  return condemned
+}
+
+export function condemnedMarkerKey(prefix: string, pack: string): string {
+  return `${prefix}/packs/${pack}${CONDEMNED_SUFFIX}`
+}
+
+/** Uploads one staged file as a backup object (the caller's put: it records what to undo on failure). */
+export type PutFile = (
+  name: string,
+  source: Readable,
+  progress: Progress,
+  recipients: readonly Uint8Array[],
+) => Promise<{
+  object: StoredObject
+  plaintext: {bytes: number; sha256: string}
+}>
+
+/**
+ * Backs up a media folder incrementally. The previous backup of this writer is read through its
+ * index, merged with the walk (both are in walk order, so memory stays flat): a file whose size, mtime,
+ * inode and ctime are unchanged keeps its blobs and is not opened. Everything else is read, cut into
+ * blobs of BLOB_BYTES, and only blobs this run has not stored yet go into new packs. Packs that prune
+ * has condemned are never reused. The index goes last, encrypted to the owner and to this writer.
+ */
+export async function backUpMediaPacks(
+  context: BackupContext,
+  options: {
+    previous?: Manifest
+    progress: Progress
+    put: PutFile
+    recipients: readonly Uint8Array[]
+    tempDir: string
+    writer: WriterKey
+  },
+): Promise<MediaPacksComponent> {
+  const {env, reporter, signal} = context
+  if (env.media?.kind !== 'filesystem') {
+    throw new BackupError(
+      'CONFIG_INVALID',
+      'The "packs" media format backs up a media folder; this media is a bucket.',
+      {
+        suggestion: 'Set "mediaFormat" to "tar" for this environment (the default).',
+      },
+    )
+  }
+
+  const provider = new FilesystemMediaProvider(env.media.path)
+  const prefix = packsPrefix(env.app, env.name)
+  const condemned = await condemnedPacks(context, prefix)
+  const previous = await previousEntries(context, options.previous, options.writer.ageIdentity, options.tempDir)
+  const packs = new PackWriter({
+    prefix,
+    recipients: options.recipients,
+    signal,
+    stallTimeoutMs: context.stallTimeoutMs,
+    store: context.store,
+  })
+  const indexPath = join(options.tempDir, 'media.index')
+  const index = createWriteStream(indexPath, {flags: 'wx', mode: 0o600})
+  const stats = {blobBytes: 0, files: 0, filesRead: 0, totalFileBytes: 0}
+  const referenced = new Set<string>()
+  const stored = new Map<string, string>()
+  /** A file's index line: the previous blobs when it is unchanged, else what reading it stored; undefined when it is gone. */
+  const fileLine = async (
+    current: Omit<IndexEntry, 'blobs' | 'sha256'>,
+    localPath: string,
+    before: IndexEntry | undefined,
+  ): Promise<IndexEntry | undefined> => {
+    let line: IndexEntry
+    if (before && isUnchanged(before, current) && before.blobs!.every(([, pack]) => !condemned.has(pack))) {
+      line = {...current, blobs: before.blobs, sha256: before.sha256}
+    } else {
+      // A changed file keeps the blobs of its previous version that are still in it (an edit in place
+      // stores the blobs it touched); blobs of condemned packs are stored again.
+      const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => !condemned.has(pack)))
+      const read = await storeFile(localPath, packs, {known, stored}, options.progress)
+      if (read === undefined) {
+        reporter.notice(`warning: media ${JSON.stringify(current.path)} skipped: deleted while the backup ran`)
+        return undefined
+      }
+
+      stats.filesRead++
+      stats.blobBytes += read.newBytes
+      line = {...current, blobs: read.blobs, sha256: read.sha256, size: read.size}
+    }
+
+    for (const [, pack] of line.blobs!) referenced.add(pack)
+    stats.files++
+    stats.totalFileBytes += line.size
+    return line
+  }
+
+  try {
+    await writeLine(index, indexHeaderLine())
+    for await (const entry of provider.entries({
+      onSkip: (path, why) => reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
+      signal,
+    })) {
+      const before = await previous.seek(entry.path)
+      const common = {
+        ctimeMs: entry.ctimeMs,
+        ino: entry.ino,
+        mode: entry.mode,
+        mtimeMs: entry.mtime.getTime(),
+        path: entry.path,
+      }
+      let line: IndexEntry | undefined
+      if (entry.type === 'file') {
+        line = await fileLine({...common, size: entry.size, type: 'file'}, entry.localPath!, before)
+        if (line === undefined) continue
+      } else if (entry.type === 'symlink') {
+        line = {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
+      } else {
+        line = {...common, size: 0, type: 'directory'}
+      }
+
+      await writeLine(index, indexLine(line))
+    }
+
+    const written = await packs.close()
+    await new Promise<void>((resolve, reject) => {
+      index.end((error?: Error | null) => (error ? reject(error) : resolve()))
+    })
+    const uploaded = await options.put(INDEX_NAME, createReadStream(indexPath), options.progress, [
+      ...options.recipients,
+      options.writer.ageIdentity.publicKey,
+    ])
+    reporter.detail(
+      `media: ${stats.files} files, ${stats.filesRead} read, ${stats.files - stats.filesRead} unchanged and not read; ` +
+        `${formatBytes(stats.blobBytes)} of new blobs in ${written.length} new pack(s)`,
+    )
+    return {
+      files: stats.files,
+      format: 'packs',
+      index: uploaded,
+      packs: [...referenced].sort(),
+      source: 'filesystem',
+      stored: {blobBytes: stats.blobBytes, filesRead: stats.filesRead},
+      totalFileBytes: stats.totalFileBytes,
+    }
+  } catch (error) {
+    packs.destroy(error as Error)
+    index.destroy()
+    throw error
+  } finally {
+    await previous.close()
+    await rm(indexPath, {force: true})
+  }
+}
+
+async function writeLine(stream: Writable, line: string): Promise<void> {
+  if (!stream.write(line)) await once(stream, 'drain')
+}
+
+/**
+ * Reads one file into blobs. Resolves undefined when the file is gone. A file that changes while it is
+ * read is stored as read (its SHA-256 is of what was stored), like tar does.
+ */
+async function storeFile(
+  path: string,
+  packs: PackWriter,
+  blobs: {known: ReadonlyMap<string, string>; stored: Map<string, string>},
+  progress: Progress,
+): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256: string; size: number}> {
+  const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return
+    throw error
+  })
+  if (handle === undefined) return undefined
+  try {
+    const whole = createHash('sha256')
+    const content: [string, string][] = []
+    let size = 0
+    let newBytes = 0
+    for (;;) {
+      // A fresh buffer a blob: the pack writer holds on to it until the upload has taken it.
+      const buffer = Buffer.allocUnsafe(BLOB_BYTES)
+      let filled = 0
+      while (filled < BLOB_BYTES) {
+        const {bytesRead} = await handle.read(buffer, filled, BLOB_BYTES - filled, null)
+        if (bytesRead === 0) break
+        filled += bytesRead
+      }
+
+      if (filled === 0 && size > 0) break
+      const blob = buffer.subarray(0, filled)
+      whole.update(blob)
+      size += filled
+      progress.advance(filled)
+      const id = createHash('sha256').update(blob).digest('hex')
+      let pack = blobs.known.get(id) ?? blobs.stored.get(id)
+      if (pack === undefined) {
+        pack = await packs.add(id, blob)
+        newBytes += filled
+        if (filled >= DEDUPE_MIN_BYTES) blobs.stored.set(id, pack)
+      }
+
+      content.push([id, pack])
+      if (filled < BLOB_BYTES) break
+    }
+
+    return {blobs: content, newBytes, sha256: whole.digest('hex'), size}
+  } finally {
+    await handle.close()
+  }
+}
+
+interface IndexCursor {
+  close(): Promise<void>
+  /** The previous entry with this path, if any; paths must be asked for in walk order. */
+  seek(path: string): Promise<IndexEntry | undefined>
+}
+
+const NO_PREVIOUS: IndexCursor = {
+  async close() {},
+  seek: async () => undefined as IndexEntry | undefined,
+}
+
+/** The previous backup's index as a cursor that moves forward with the walk. */
+async function previousEntries(
+  context: BackupContext,
+  previous: Manifest | undefined,
+  identity: X25519Identity,
+  tempDir: string,
+): Promise<IndexCursor> {
+  const media = previous?.components.media
+  if (previous === undefined || media === undefined || !('format' in media)) return NO_PREVIOUS
+  const path = join(tempDir, 'previous.index')
+  try {
+    await readVerified(context, previous, {
+      identities: [identity],
+      object: media.index.object,
+      plaintext: media.index.plaintext,
+      sink: createWriteStream(path, {flags: 'wx', mode: 0o600}),
+    })
+  } catch (error) {
+    // Not fatal: without the previous index every file is read, and the backup is still whole.
+    await rm(path, {force: true})
+    context.reporter.notice(
+      `warning: the index of backup ${previous.id} could not be read (${(error as Error).message}); every media file is read again.`,
+    )
+    return NO_PREVIOUS
+  }
+
+  const lines = readIndexLines(path)
+  let pending: IndexEntry | undefined
+  let done = false
+  return {
+    async close() {
+      await lines.return()
+      await rm(path, {force: true})
+    },
+    async seek(target) {
+      while (!done) {
+        if (pending === undefined) {
+          const next = await lines.next()
+          if (next.done) {
+            done = true
+            break
+          }
+
+          pending = next.value
+        }
+
+        const order = walkOrder(pending.path, target)
+        if (order === 0) return pending
+        if (order > 0) return
+        pending = undefined
+      }
+    },
+  }
+}
+
+/**
+ * The entries of a decrypted index file, one at a time, after checking its header.
+ *
+ * @yields each entry, in archive order
+ */
+export async function* readIndexLines(path: string): AsyncGenerator<IndexEntry, void> {
+  const lines = createInterface({crlfDelay: Number.POSITIVE_INFINITY, input: createReadStream(path)})
+  let first = true
+  for await (const line of lines) {
+    if (first) {
+      checkIndexHeader(line)
+      first = false
+      continue
+    }
+
+    if (line !== '') yield parseIndexLine(line)
+  }
+}
+
+/**
+ * media.tar of a packed backup, built from its index and its packs: the same archive a tar backup
+ * stores (MANIFEST.json last), streamed. Every blob is authenticated by age and checked against its
+ * id, and every file against its SHA-256, before its bytes are passed on; a failure is an
+ * ObjectCheckError naming the index or the pack.
+ */
+export async function packedMediaTar(
+  context: BackupContext,
+  manifest: Manifest,
+  options: {identities: readonly X25519Identity[]; tempDir: string},
+): Promise<{stream: Readable; summary: Promise<unknown>}> {
+  const media = manifest.components.media as MediaPacksComponent
+  const indexPath = join(options.tempDir, `${manifest.id}.index`)
+  await readVerified(context, manifest, {
+    identities: options.identities,
+    object: media.index.object,
+    plaintext: media.index.plaintext,
+    sink: createWriteStream(indexPath, {flags: 'wx', mode: 0o600}),
+  })
+  const reader = new PackReader({
+    identities: options.identities,
+    prefix: packsPrefix(manifest.app, manifest.environment),
+    store: context.store,
+  })
+
+  async function* entries(): AsyncGenerator<MediaEntry> {
+    try {
+      for await (const entry of readIndexLines(indexPath)) {
+        const common = {mode: entry.mode, mtime: new Date(entry.mtimeMs), path: entry.path}
+        if (entry.type === 'directory') yield {...common, size: 0, type: 'directory'}
+        else if (entry.type === 'symlink') yield {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
+        else
+          yield {...common, open: async () => Readable.from(fileContent(reader, entry)), size: entry.size, type: 'file'}
+      }
+    } finally {
+      await reader.close().catch(() => {})
+      await rm(indexPath, {force: true})
+    }
+  }
+
+  return createMediaTar(entries(), createListingFile(options.tempDir))
+}
+
+async function* fileContent(reader: PackReader, entry: IndexEntry): AsyncGenerator<Buffer> {
+  const whole = createHash('sha256')
+  for (const [blob, pack] of entry.blobs!) {
+    let data: Buffer
+    try {
+      data = await reader.read(pack, blob)
+    } catch (error) {
+      throw new ObjectCheckError(`packs/${pack}`, (error as Error).message)
+    }
+
+    whole.update(data)
+    yield data
+  }
+
+  if (whole.digest('hex') !== entry.sha256) {
+    throw new ObjectCheckError(INDEX_NAME, `${entry.path}: its blobs do not add up to the file the index records`)
+  }
+}
+
+/** What prune did, or would do, with the packs of an environment. */
+export interface PackCollectionResult {
+  condemned: string[]
+  deleted: string[]
+  pardoned: string[]
+  /** Why nothing was collected, when that is the case for a reason other than "nothing to collect". */
+  skipped?: string
+  waiting: number
+}
+
+/**
+ * Two-phase collection of the packs that no backup references (see domain/pack-collection.ts). The
+ * referenced set is every pack named by a committed backup that is not being removed, damaged ones
+ * included; when a damaged manifest cannot be read at all, nothing is collected, since it may
+ * reference any pack. Markers are written before anything is deleted, and a pack's marker goes only
+ * after the pack, so an interrupted prune leaves at worst a marker that the next one removes.
+ */
+export async function collectPacks(
+  context: BackupContext,
+  catalog: Catalog,
+  options: {dryRun: boolean; removing: ReadonlySet<string>},
+): Promise<PackCollectionResult | undefined> {
+  const prefix = packsPrefix(context.env.app, context.env.name)
+  const packs: ListedPack[] = []
+  const markers: CondemnMarker[] = []
+  for await (const object of context.store.list(`${prefix}/packs/`)) {
+    const name = object.key.slice(`${prefix}/packs/`.length)
+    if (name.endsWith(CONDEMNED_SUFFIX))
+      markers.push({condemnedAt: object.modifiedAt, pack: name.slice(0, -CONDEMNED_SUFFIX.length)})
+    else if (/^[\da-f]{32}\.age$/.test(name)) packs.push({modifiedAt: object.modifiedAt, name})
+  }
+
+  if (packs.length === 0 && markers.length === 0) return undefined
+  const unreadable = catalog.damaged.find((backup) => backup.manifest === undefined)
+  if (unreadable) {
+    return {
+      condemned: [],
+      deleted: [],
+      pardoned: [],
+      skipped: `backup ${unreadable.id} is damaged and its manifest unreadable, so any pack may be its`,
+      waiting: 0,
+    }
+  }
+
+  const referenced = new Set<string>()
+  const manifests = [
+    ...catalog.complete.filter(({manifest}) => !options.removing.has(manifest.id)).map(({manifest}) => manifest),
+    ...catalog.damaged.map((backup) => backup.manifest!),
+  ]
+  for (const manifest of manifests) {
+    const {media} = manifest.components
+    if (media && 'format' in media) for (const pack of media.packs) referenced.add(pack)
+  }
+
+  const graceMs = context.env.retention.incompleteGraceHours * 3_600_000
+  const plan = planPackCollection({graceMs, markers, now: context.now(), packs, referenced})
+  const result = {condemned: plan.condemn, deleted: plan.delete, pardoned: plan.pardon, waiting: plan.waiting.length}
+  if (options.dryRun) return result
+  for (const pack of plan.condemn)
+    await putSmallObject(context.store, condemnedMarkerKey(prefix, pack), `${context.now().toISOString()}\n`)
+  for (const pack of plan.pardon) await context.store.delete(condemnedMarkerKey(prefix, pack))
+  for (const pack of plan.delete) {
+    context.signal.throwIfAborted()
+    await context.store.delete(`${prefix}/packs/${pack}`)
+    await context.store.delete(condemnedMarkerKey(prefix, pack))
+  }
+
+  for (const pack of plan.dropMarkers) await context.store.delete(condemnedMarkerKey(prefix, pack))
+  return result
+}

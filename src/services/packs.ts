@@ -1,0 +1,198 @@
+import {createHash, randomBytes} from 'node:crypto'
+import {once} from 'node:events'
+import {PassThrough, Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {X25519Identity} from '../archive/age-keys.js'
+import {createDecryptStream} from '../archive/age.js'
+import {encodeTarHeader} from '../archive/tar-header.js'
+import {readTar} from '../archive/tar-reader.js'
+import {StoredObject} from '../domain/manifest.js'
+import {Store} from '../store/port.js'
+import {noProgress} from './context.js'
+import {transferComponent} from './transfer.js'
+
+/**
+ * Packs (DESIGN §14): immutable objects that hold many blobs, so that the store sees a few objects of
+ * about PACK_TARGET_BYTES instead of one per file (S3 Standard-IA bills at least 128 KiB an object).
+ *
+ * A pack is an age-encrypted tar whose members are blobs, each named by the SHA-256 of its content
+ * (hex). Anyone with the identity opens one with `age -d -i KEY PACK | tar -x`, without this tool.
+ * The pack's own name is random, so a listing of the store shows neither names nor content hashes.
+ */
+
+/** About where a pack is closed: big enough to amortise per-object costs, small enough to rewrite. */
+export const PACK_TARGET_BYTES = 16 * 1024 * 1024
+const BLOCK = 512
+const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK)
+/** The blobs' mtime in the tar: constant, so that a pack says nothing about when files changed. */
+const EPOCH = new Date(0)
+
+/** `packs/<32 hex>.age`, relative to an environment's folder. */
+export function packKey(prefix: string, name: string): string {
+  return `${prefix}/packs/${name}`
+}
+
+export function newPackName(): string {
+  return `${randomBytes(16).toString('hex')}.age`
+}
+
+export interface WrittenPack {
+  blobs: number
+  name: string
+  object: StoredObject
+}
+
+/**
+ * Appends blobs into packs and uploads each pack as it fills, one at a time: memory holds at most the
+ * blob being written and the upload's own buffers. `add` resolves once the blob is accepted (the pack
+ * it lands in is not durable until `close` or the pack's rollover resolves); `close` resolves with
+ * every pack written, each complete in the store. A failure of any upload rejects the next call.
+ */
+export class PackWriter {
+  private current:
+    undefined | {blobs: number; bytes: number; input: PassThrough; name: string; upload: Promise<WrittenPack>}
+  private readonly written: WrittenPack[] = []
+
+  constructor(
+    private readonly options: {
+      packBytes?: number
+      /** Folder of the packs' environment in the store: `<app>/<env>`. */
+      prefix: string
+      recipients: readonly Uint8Array[]
+      signal: AbortSignal
+      stallTimeoutMs: number
+      store: Store
+    },
+  ) {}
+
+  /** Adds one blob, whose id is the SHA-256 of `data` (hex); returns the name of the pack it goes into. */
+  async add(id: string, data: Buffer): Promise<string> {
+    const pack = this.current ?? this.open()
+    const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size: data.length, type: 'File'})
+    const padding = (BLOCK - (data.length % BLOCK)) % BLOCK
+    await write(pack.input, header)
+    await write(pack.input, data)
+    if (padding > 0) await write(pack.input, Buffer.alloc(padding))
+    pack.blobs++
+    pack.bytes += header.length + data.length + padding
+    if (pack.bytes >= (this.options.packBytes ?? PACK_TARGET_BYTES)) await this.finish()
+    return pack.name
+  }
+
+  /** Finishes the open pack, and resolves with every pack this writer wrote, in order. */
+  async close(): Promise<WrittenPack[]> {
+    await this.finish()
+    return this.written
+  }
+
+  /** Stops an unfinished pack's upload, which leaves no object (the store's put contract). */
+  destroy(error: Error): void {
+    this.current?.input.destroy(error)
+    this.current = undefined
+  }
+
+  private async finish(): Promise<void> {
+    const pack = this.current
+    if (pack === undefined) return
+    this.current = undefined
+    pack.input.end(END_OF_ARCHIVE)
+    this.written.push(await pack.upload)
+  }
+
+  private open(): NonNullable<PackWriter['current']> {
+    const {prefix, recipients, signal, stallTimeoutMs, store} = this.options
+    const name = newPackName()
+    const input = new PassThrough({highWaterMark: 1024 * 1024})
+    const upload = transferComponent({
+      compression: 'none',
+      key: packKey(prefix, name),
+      location: 'a pack of media blobs',
+      name,
+      progress: noProgress,
+      recipients,
+      signal,
+      source: input,
+      stallTimeoutMs,
+      store,
+    }).then(({object}) => ({blobs: 0, name, object}))
+    // A rejected upload is reported by finish(); until then the rejection must not go unhandled.
+    upload.catch(() => {})
+    this.current = {blobs: 0, bytes: 0, input, name, upload}
+    return this.current
+  }
+}
+
+async function write(stream: PassThrough, chunk: Buffer): Promise<void> {
+  if (stream.destroyed) throw stream.errored ?? new Error('the pack upload stopped')
+  if (!stream.write(chunk)) await Promise.race([once(stream, 'drain'), once(stream, 'close')])
+}
+
+export class BlobCheckError extends Error {
+  constructor(
+    readonly pack: string,
+    readonly blob: string,
+    reason: string,
+  ) {
+    super(`pack ${pack}, blob ${blob.slice(0, 12)}…: ${reason}`)
+    this.name = 'BlobCheckError'
+  }
+}
+
+/**
+ * Reads blobs out of packs in the order they are asked for, keeping one pack open: asking for a blob
+ * further on in the same pack skips forward, anything else opens that pack from its start. Reads in
+ * the order the blobs were written therefore read each pack once. Every blob is authenticated by age
+ * and checked against its id (SHA-256) before it is returned.
+ */
+export class PackReader {
+  private open: undefined | {members: AsyncGenerator<{body: Readable; path: string}, void>; name: string}
+
+  constructor(private readonly options: {identities: readonly X25519Identity[]; prefix: string; store: Store}) {}
+
+  async close(): Promise<void> {
+    await this.open?.members.return()
+    this.open = undefined
+  }
+
+  async read(pack: string, blob: string): Promise<Buffer> {
+    // Forward from where the open pack is; if the blob is not ahead, once more from the pack's start.
+    const fromStart = this.open?.name !== pack
+    if (fromStart) await this.reopen(pack)
+    const found = (await this.scanFor(pack, blob)) ?? (fromStart ? undefined : await this.reopenAndScan(pack, blob))
+    if (found === undefined) throw new BlobCheckError(pack, blob, 'not in the pack')
+    return found
+  }
+
+  private async reopen(pack: string): Promise<void> {
+    await this.close()
+    const source = await this.options.store.get(packKey(this.options.prefix, pack))
+    const plain = new PassThrough()
+    pipeline(source, createDecryptStream(this.options.identities), plain).catch((error: Error) => plain.destroy(error))
+    this.open = {members: readTar(plain), name: pack}
+  }
+
+  private async reopenAndScan(pack: string, blob: string): Promise<Buffer | undefined> {
+    await this.reopen(pack)
+    return this.scanFor(pack, blob)
+  }
+
+  private async scanFor(pack: string, blob: string): Promise<Buffer | undefined> {
+    const {members} = this.open!
+    for (let member = await members.next(); !member.done; member = await members.next()) {
+      if (member.value.path !== blob) continue
+      const data = await collect(member.value.body)
+      const actual = createHash('sha256').update(data).digest('hex')
+      if (actual !== blob) throw new BlobCheckError(pack, blob, `its content hashes to ${actual.slice(0, 12)}…`)
+      return data
+    }
+
+    return undefined
+  }
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of stream) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
+}

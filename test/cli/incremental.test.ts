@@ -1,0 +1,207 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {cli, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {requireTool} from '../helpers/tools.js'
+
+const MiB = 1024 * 1024
+const PACKS = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
+
+interface Created {
+  components: {media: {files: number}}
+  id: string
+}
+
+function create(project: Project, extra: string[] = []): {id: string; stderr: string} {
+  const result = cli(project, ['create', '--media-only', '--json', '--verbose', ...extra], PACKS)
+  expect(result.status, result.stderr).to.equal(0)
+  return {id: (result.json() as Created).id, stderr: result.stderr}
+}
+
+/** The counters `create --verbose` prints for packed media. */
+function counters(stderr: string): {newBytes: string; read: number; unchanged: number} {
+  const line = /^verbose: media: (\d+) files, (\d+) read, (\d+) unchanged and not read; (.+) of new blobs/m.exec(stderr)
+  expect(line, stderr).to.not.equal(null)
+  return {newBytes: line![4], read: Number(line![2]), unchanged: Number(line![3])}
+}
+
+/** The tree a media.tar holds, extracted by system tar, and its MANIFEST.json checked file by file. */
+function treeOfTar(project: Project, tar: string): Map<string, string> {
+  const out = join(project.root, `extracted-${randomBytes(4).toString('hex')}`)
+  mkdirSync(out)
+  execFileSync('tar', ['-xf', tar, '-C', out])
+  const listing = JSON.parse(readFileSync(join(out, 'MANIFEST.json'), 'utf8')) as {
+    files: {path: string; sha256?: string; type: string}[]
+  }
+  for (const file of listing.files.filter((row) => row.type === 'file')) {
+    const digest = createHash('sha256')
+      .update(readFileSync(join(out, 'media', file.path)))
+      .digest('hex')
+    expect(digest, file.path).to.equal(file.sha256)
+  }
+
+  return snapshotTree(join(out, 'media'))
+}
+
+describe('incremental media (packs)', function () {
+  this.timeout(300_000)
+
+  before(function () {
+    requireTool(this, 'age', 'age')
+    requireTool(this, 'tar', 'tar')
+  })
+
+  it('three backups with changes between them: each downloads and restores to exactly its tree', () => {
+    const project = makeProject()
+    const media = join(project.root, 'media')
+    const large = join(media, 'uploads', 'large.bin')
+    writeFileSync(large, randomBytes(5 * MiB))
+    const trees: Map<string, string>[] = []
+    const ids: string[] = []
+    const snapshot = () => {
+      trees.push(snapshotTree(media))
+      ids.push(create(project).id)
+    }
+
+    snapshot()
+    // A new file, a file changed in place, a file deleted, a file renamed, bytes inserted mid-file.
+    writeFileSync(join(media, 'uploads', 'new.txt'), 'a new file\n')
+    const readme = join(media, 'uploads', 'readme.txt')
+    writeFileSync(readme, 'HELLO media\n')
+    rmSync(join(media, 'uploads', 'empty.txt'))
+    renameSync(join(media, 'uploads', '2026', 'ünïcødé 文件', 'photo.bin'), join(media, 'uploads', 'photo-renamed.bin'))
+    const bytes = readFileSync(large)
+    writeFileSync(
+      large,
+      Buffer.concat([bytes.subarray(0, 2 * MiB + 7), randomBytes(1000), bytes.subarray(2 * MiB + 7)]),
+    )
+    snapshot()
+    writeFileSync(join(media, 'uploads', 'third.bin'), randomBytes(100_000))
+    snapshot()
+
+    for (const [index, id] of ids.entries()) {
+      const out = join(project.root, `download-${index}`)
+      const downloaded = cli(project, ['download', id, '-o', out], PACKS)
+      expect(downloaded.status, downloaded.stderr).to.equal(0)
+      expect(treeOfTar(project, join(out, 'media.tar')), `backup ${index + 1}`).to.deep.equal(trees[index])
+    }
+
+    for (const [index, id] of ids.entries()) {
+      const restored = cli(project, ['restore', id, '--confirm', 'local', '--no-safety-backup'], PACKS)
+      expect(restored.status, restored.stderr).to.equal(0)
+      expect(snapshotTree(media), `restore of backup ${index + 1}`).to.deep.equal(trees[index])
+    }
+
+    const verified = cli(project, ['verify', '--all', '--json'], PACKS)
+    expect(verified.status, verified.stderr).to.equal(0)
+  })
+
+  it('an unchanged re-backup reads no file and stores no blob; a 1 KiB change stores one blob', () => {
+    const project = makeProject()
+    writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(8 * MiB))
+    const first = counters(create(project).stderr)
+    expect(first.unchanged).to.equal(0)
+    expect(first.read).to.be.greaterThan(0)
+
+    const again = counters(create(project).stderr)
+    expect(again).to.deep.equal({newBytes: '0 B', read: 0, unchanged: first.read})
+
+    const large = join(project.root, 'media', 'uploads', 'large.bin')
+    const content = readFileSync(large)
+    content.write('x'.repeat(1024), 3 * MiB)
+    writeFileSync(large, content)
+    const changed = counters(create(project).stderr)
+    expect(changed.read).to.equal(1)
+    expect(changed.newBytes).to.equal('1.0 MiB')
+  })
+
+  it('never reuses a blob of a condemned pack: the file is read and stored again', () => {
+    const project = makeProject()
+    const {id} = create(project)
+    const packs = join(project.store, 'shop', 'local', 'packs')
+    const [pack] = readdirSync(packs)
+    // As a prune racing with this create would have left it.
+    writeFileSync(join(packs, `${pack}.condemned`), '2026-12-01T00:00:00Z\n')
+    const second = counters(create(project).stderr)
+    expect(second.unchanged).to.equal(0)
+    expect(readdirSync(packs).filter((name) => name.endsWith('.age'))).to.have.length(2)
+
+    // The first backup still references the old pack: prune pardons it instead of deleting it.
+    const pruned = cli(project, ['prune', '--confirm', 'local', '--json'], PACKS)
+    expect(pruned.status, pruned.stderr).to.equal(0)
+    expect((pruned.json() as {packs: {pardoned: string[]}}).packs.pardoned).to.deep.equal([pack])
+    expect(cli(project, ['verify', id], PACKS).status).to.equal(0)
+  })
+
+  it('prune collects unreferenced packs in two phases, a grace period apart, and what is left verifies', () => {
+    const project = makeProject()
+    const media = join(project.root, 'media')
+    rmSync(media, {recursive: true})
+    mkdirSync(media)
+    writeFileSync(join(media, 'gone.bin'), randomBytes(300_000))
+    const old = create(project).id
+    rmSync(join(media, 'gone.bin'))
+    writeFileSync(join(media, 'kept.bin'), randomBytes(300_000))
+    const kept = create(project).id
+    expect(cli(project, ['delete', old, '--confirm', 'local']).status).to.equal(0)
+    const packs = join(project.store, 'shop', 'local', 'packs')
+    const before = readdirSync(packs).filter((name) => name.endsWith('.age'))
+    expect(before).to.have.length(2)
+
+    const first = cli(project, ['prune', '--confirm', 'local', '--json'], PACKS)
+    expect(first.status, first.stderr).to.equal(0)
+    const condemned = (first.json() as {packs: {condemned: string[]; deleted: string[]}}).packs
+    expect(condemned.deleted).to.deep.equal([])
+    expect(condemned.condemned).to.have.length(1)
+    expect(readdirSync(packs).filter((name) => name.endsWith('.age'))).to.have.length(2)
+
+    const later = {...PACKS, DIVIO_BACKUP_NOW: new Date(Date.now() + 25 * 3_600_000).toISOString()}
+    const second = cli(project, ['prune', '--confirm', 'local', '--json'], later)
+    expect(second.status, second.stderr).to.equal(0)
+    expect((second.json() as {packs: {deleted: string[]}}).packs.deleted).to.deep.equal(condemned.condemned)
+    expect(readdirSync(packs)).to.deep.equal(before.filter((name) => !condemned.condemned.includes(name)))
+    expect(cli(project, ['verify', kept], PACKS).status).to.equal(0)
+  })
+
+  it('the store shows no file name and no content hash, in object names or in any plaintext object', () => {
+    const project = makeProject()
+    const {id} = create(project)
+    const out = join(project.root, 'out')
+    expect(cli(project, ['download', id, '-o', out], PACKS).status).to.equal(0)
+    const listing = JSON.parse(
+      execFileSync('tar', ['-xOf', join(out, 'media.tar'), 'MANIFEST.json'], {encoding: 'utf8'}),
+    ) as {files: {path: string; sha256?: string}[]}
+    const secrets = listing.files.flatMap((file) => [
+      // Whole names; a year-only folder (2026) is also in every backup id, which is a time, not a name.
+      ...file.path.split('/').filter((part) => part.length >= 4 && !/^\d+$/.test(part)),
+      ...(file.sha256 ? [file.sha256, file.sha256.slice(0, 16)] : []),
+    ])
+    expect(secrets.length).to.be.greaterThan(4)
+    const objects = readdirSync(project.store, {recursive: true}).map(String)
+    const names = objects.join('\n')
+    const plaintext = objects
+      .filter((name) => name.endsWith('.json') || name.endsWith('.condemned'))
+      .map((name) => readFileSync(join(project.store, name), 'utf8'))
+      .join('\n')
+    for (const secret of secrets) {
+      expect(names, secret).to.not.include(secret)
+      expect(plaintext, secret).to.not.include(secret)
+    }
+  })
+
+  it('export writes the standard media.tar of every packed backup', () => {
+    const project = makeProject()
+    create(project)
+    const tree = snapshotTree(join(project.root, 'media'))
+    const out = join(project.root, 'export')
+    const exported = cli(project, ['export', '-o', out, '--json'], PACKS)
+    expect(exported.status, exported.stderr).to.equal(0)
+    const {files} = exported.json() as {files: {path: string; sha256: string}[]}
+    const tar = files.find((file) => file.path.endsWith('media.tar'))!
+    expect(createHash('sha256').update(readFileSync(tar.path)).digest('hex')).to.equal(tar.sha256)
+    expect(treeOfTar(project, tar.path)).to.deep.equal(tree)
+  })
+})

@@ -53,7 +53,7 @@ describe('packs: blobs in age-encrypted tars', function () {
     blobs = []
     for (let seed = 1; seed <= 40; seed++) {
       const blob = blobOf(seed)
-       
+
       blobs.push({...blob, pack: await writer.add(blob.id, blob.data)})
     }
 
@@ -89,7 +89,6 @@ describe('packs: blobs in age-encrypted tars', function () {
     const {gets, store: counted} = counting(store)
     const reader = new PackReader({identities: [identity], prefix: PREFIX, store: counted})
     for (const blob of blobs) {
-       
       expect((await reader.read(blob.pack, blob.id)).equals(blob.data)).to.equal(true)
     }
 
@@ -104,7 +103,6 @@ describe('packs: blobs in age-encrypted tars', function () {
     const reader = new PackReader({identities: [identity], prefix: PREFIX, store})
     const shuffled = [...blobs].sort((a, b) => a.id.localeCompare(b.id))
     for (const blob of shuffled) {
-       
       expect((await reader.read(blob.pack, blob.id)).equals(blob.data)).to.equal(true)
     }
 
@@ -128,7 +126,6 @@ describe('packs: blobs in age-encrypted tars', function () {
     const inDamagedPack = blobs.filter((blob) => blob.pack === blobs[0].pack)
     let failure: unknown
     for (const blob of inDamagedPack) {
-       
       failure = await damagedReader.read(blob.pack, blob.id).then(
         (data) => (data.equals(blob.data) ? undefined : new Error('wrong data returned')),
         (error: unknown) => error,

@@ -57,6 +57,8 @@ export const mediaPacksComponentSchema = z.object({
   index: z.object({object: storedObjectSchema, plaintext: contentSchema}),
   /** Every pack the index refers to: what prune must keep, readable without a key. Random names only. */
   packs: z.array(z.string().regex(/^[\da-f]{32}\.age$/)),
+  /** The index as an sh script that rebuilds the tree from extracted packs (export --raw). */
+  rebuild: z.object({object: storedObjectSchema, plaintext: contentSchema}),
   source: z.literal('filesystem'),
   /** What this backup added: bytes of new blobs, and files whose content was read. */
   stored: z.object({blobBytes: z.number().int().nonnegative(), filesRead: z.number().int().nonnegative()}),
@@ -135,7 +137,11 @@ export function parseManifest(text: string): ParseManifestResult {
 /** Every stored object a manifest refers to, in the order they were written. */
 export function objectsOf(manifest: Manifest): StoredObject[] {
   const {database, media} = manifest.components
-  const mediaObjects = media ? (isPacked(media) ? [media.index.object] : [media.object, media.listing.object]) : []
+  const mediaObjects = media
+    ? isPacked(media)
+      ? [media.index.object, media.rebuild.object]
+      : [media.object, media.listing.object]
+    : []
   return [...(database ? [database.object] : []), ...mediaObjects]
 }
 

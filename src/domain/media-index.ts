@@ -12,6 +12,8 @@ import {z} from 'zod'
 
 export const INDEX_HEADER = {format: 'divio-media-index', version: 1} as const
 export const INDEX_NAME = 'media.index.age'
+/** The same as an sh script that rebuilds the tree from extracted packs, for leaving without this tool. */
+export const REBUILD_NAME = 'media.rebuild.sh.age'
 
 /** Files are cut into blobs of this size (the last one shorter): see the README on the choice. */
 export const BLOB_BYTES = 1024 * 1024

@@ -2,6 +2,7 @@ import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
 import {mkdir, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, relative, resolve} from 'node:path'
+import {PassThrough} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {HashingStream} from '../archive/hash.js'
@@ -12,6 +13,7 @@ import {makeStagingDir} from '../lib/staging.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf, writePackedMedia} from './download.js'
+import {packsPrefix} from './media-packs.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface ExportOptions {
@@ -93,6 +95,7 @@ export async function exportBackups(
       }
     }
 
+    if (options.raw) files.push(...(await exportPacks(context, manifests, outputDir)))
     const index = await writeIndex(context, {files, manifests, outputDir, raw: options.raw})
     return {files, index, outputDir}
   } catch (error) {
@@ -182,6 +185,59 @@ function rawFiles(context: BackupContext, manifest: Manifest): PlannedFile[] {
   ]
 }
 
+/**
+ * The packs that the exported backups of incremental media refer to, as stored (age-encrypted tars of
+ * blobs), into `<env>/packs/`, once each. A pack is immutable, so one already there with its size is kept.
+ */
+async function exportPacks(
+  context: BackupContext,
+  manifests: readonly Manifest[],
+  outputDir: string,
+): Promise<ExportResult['files']> {
+  const names = new Set<string>()
+  for (const manifest of manifests) {
+    const {media} = manifest.components
+    if (media && isPacked(media)) for (const pack of media.packs) names.add(pack)
+  }
+
+  const folder = join(outputDir, context.env.name, 'packs')
+  const prefix = packsPrefix(context.env.app, context.env.name)
+  const files: ExportResult['files'] = []
+  for (const name of [...names].sort()) {
+    await mkdir(folder, {recursive: true})
+    const path = join(folder, name)
+    const key = `${prefix}/packs/${name}`
+    const stored = await context.store.stat(key)
+    if (stored === undefined) {
+      throw new BackupError(
+        'INTEGRITY',
+        `Pack ${name}, which an exported backup refers to, is missing from the store.`,
+        {
+          suggestion: 'Run `divio app backup verify --all` to see which backups are affected.',
+        },
+      )
+    }
+
+    const present = await stat(path).catch(() => {})
+    const hashing = new HashingStream()
+    if (present?.size === stored.bytes) {
+      await pipeline(createReadStream(path), hashing, new PassThrough().resume())
+      files.push({backup: 'packs', bytes: hashing.bytes, path, sha256: hashing.sha256, status: 'present'})
+      continue
+    }
+
+    const partial = `${path}.partial`
+    await pipeline(await context.store.get(key), hashing, createWriteStream(partial, {mode: 0o600}), {
+      signal: context.signal,
+    })
+    await syncPath(partial)
+    await rename(partial, path)
+    files.push({backup: 'packs', bytes: hashing.bytes, path, sha256: hashing.sha256, status: 'exported'})
+  }
+
+  return files
+}
+
 function manifestFile(manifest: Manifest): PlannedFile {
   const text = `${JSON.stringify(manifest, null, 2)}\n`
   return {
@@ -257,6 +313,17 @@ The files are age-encrypted exactly as they were stored. Decrypt each with the s
     age -d -i backup-identity.txt -o database.sqlite3 database.sqlite3.age
 
 media.manifest.json.age is the media listing on its own; media.tar holds the same as MANIFEST.json.
+
+Incremental media (a backup with media.index.age instead of media.tar.age): the file contents are in
+<environment>/packs/, age-encrypted tars of blobs shared by backups, and media.rebuild.sh.age is an sh
+script that puts one backup's media folder back together from them:
+
+    mkdir blobs
+    for pack in packs/*.age; do age -d -i backup-identity.txt "$pack" | tar -x -C blobs; done
+    age -d -i backup-identity.txt -o rebuild.sh <backup id>/media.rebuild.sh.age
+    sh rebuild.sh blobs media
+
+(run in the <environment> folder). media.index.age holds the same as JSON lines, with each file's SHA-256.
 After decrypting, restore as below.
 `
     : ''

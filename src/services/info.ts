@@ -19,7 +19,11 @@ export async function backupInfo(context: BackupContext, reference: string): Pro
   const {database, media} = manifest.components
   const contents = [
     ...(database ? [database.plaintext] : []),
-    ...(media ? (isPacked(media) ? [media.index.plaintext] : [media.plaintext, media.listing.plaintext]) : []),
+    ...(media
+      ? isPacked(media)
+        ? [media.index.plaintext, media.rebuild.plaintext]
+        : [media.plaintext, media.listing.plaintext]
+      : []),
   ]
   return {
     ...view,

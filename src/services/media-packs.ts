@@ -21,6 +21,7 @@ import {
   indexLine,
   isUnchanged,
   parseIndexLine,
+  REBUILD_NAME,
   walkOrder,
 } from '../domain/media-index.js'
 import {CondemnMarker, ListedPack, planPackCollection} from '../domain/pack-collection.js'
@@ -109,6 +110,8 @@ export async function backUpMediaPacks(
   })
   const indexPath = join(options.tempDir, 'media.index')
   const index = createWriteStream(indexPath, {flags: 'wx', mode: 0o600})
+  const scriptPath = join(options.tempDir, 'media.rebuild.sh')
+  const script = createWriteStream(scriptPath, {flags: 'wx', mode: 0o600})
   const stats = {blobBytes: 0, files: 0, filesRead: 0, totalFileBytes: 0}
   const referenced = new Set<string>()
   const stored = new Map<string, string>()
@@ -144,6 +147,7 @@ export async function backUpMediaPacks(
 
   try {
     await writeLine(index, indexHeaderLine())
+    await writeLine(script, rebuildScriptHeader())
     for await (const entry of provider.entries({
       onSkip: (path, why) => reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
       signal,
@@ -167,16 +171,16 @@ export async function backUpMediaPacks(
       }
 
       await writeLine(index, indexLine(line))
+      await writeLine(script, rebuildScriptLine(line))
     }
 
     const written = await packs.close()
-    await new Promise<void>((resolve, reject) => {
-      index.end((error?: Error | null) => (error ? reject(error) : resolve()))
-    })
+    await Promise.all([finish(index), finish(script)])
     const uploaded = await options.put(INDEX_NAME, createReadStream(indexPath), options.progress, [
       ...options.recipients,
       options.writer.ageIdentity.publicKey,
     ])
+    const rebuild = await options.put(REBUILD_NAME, createReadStream(scriptPath), options.progress, options.recipients)
     reporter.detail(
       `media: ${stats.files} files, ${stats.filesRead} read, ${stats.files - stats.filesRead} unchanged and not read; ` +
         `${formatBytes(stats.blobBytes)} of new blobs in ${written.length} new pack(s)`,
@@ -186,6 +190,7 @@ export async function backUpMediaPacks(
       format: 'packs',
       index: uploaded,
       packs: [...referenced].sort(),
+      rebuild,
       source: 'filesystem',
       stored: {blobBytes: stats.blobBytes, filesRead: stats.filesRead},
       totalFileBytes: stats.totalFileBytes,
@@ -193,11 +198,54 @@ export async function backUpMediaPacks(
   } catch (error) {
     packs.destroy(error as Error)
     index.destroy()
+    script.destroy()
     throw error
   } finally {
     await previous.close()
     await rm(indexPath, {force: true})
+    await rm(scriptPath, {force: true})
   }
+}
+
+async function finish(stream: Writable): Promise<void> {
+  await new Promise<void>((resolve, reject) => {
+    stream.end((error?: Error | null) => (error ? reject(error) : resolve()))
+  })
+}
+
+/** A word for sh: in single quotes, which keep everything literal but a single quote. */
+function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", String.raw`'\''`)}'`
+}
+
+/**
+ * The rebuild script of a backup: what its index says, as sh commands that put the media tree back
+ * together from the blobs of its packs, with nothing but a POSIX shell (`export --raw`'s README):
+ *
+ *     for pack in packs/*.age; do age -d -i KEY "$pack" | tar -x -C blobs; done
+ *     age -d -i KEY media.rebuild.sh.age > rebuild.sh && sh rebuild.sh blobs media
+ */
+function rebuildScriptHeader(): string {
+  return [
+    '#!/bin/sh',
+    '# Rebuilds the media of one backup from the blobs of its packs. Usage: sh rebuild.sh BLOBS TARGET',
+    '# BLOBS: a folder where every pack was extracted (age -d -i KEY PACK | tar -x -C BLOBS).',
+    'set -eu',
+    'B=$1',
+    'T=$2',
+    'mkdir -p "$T"',
+    'd() { mkdir -p -- "$T/$1"; }',
+    'f() { p=$1; m=$2; shift 2; : > "$T/$p"; for b in "$@"; do cat -- "$B/$b" >> "$T/$p"; done; chmod "$m" "$T/$p"; }',
+    'l() { ln -s -- "$2" "$T/$1"; }',
+    '',
+  ].join('\n')
+}
+
+function rebuildScriptLine(entry: IndexEntry): string {
+  const mode = (entry.mode % 0o1_0000).toString(8)
+  if (entry.type === 'directory') return `d ${shellQuote(entry.path)} ${mode}\n`
+  if (entry.type === 'symlink') return `l ${shellQuote(entry.path)} ${shellQuote(entry.linkTarget ?? '')}\n`
+  return `f ${shellQuote(entry.path)} ${mode}${entry.blobs!.map(([blob]) => ` ${blob}`).join('')}\n`
 }
 
 async function writeLine(stream: Writable, line: string): Promise<void> {

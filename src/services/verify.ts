@@ -62,7 +62,7 @@ async function verifyManifest(context: BackupContext, backup: CompleteBackup): P
     ...(database ? [{compression: database.compression, object: database.object, plaintext: database.plaintext}] : []),
     ...(media
       ? isPacked(media)
-        ? [media.index]
+        ? [media.index, media.rebuild]
         : [{object: media.object, plaintext: media.plaintext}, media.listing]
       : []),
   ]

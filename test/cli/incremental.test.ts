@@ -1,10 +1,11 @@
 import {expect} from 'chai'
-import {execFileSync} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
-import {cli, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {cli, makeProject, Project, runJs, snapshotTree} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
@@ -203,5 +204,105 @@ describe('incremental media (packs)', function () {
     const tar = files.find((file) => file.path.endsWith('media.tar'))!
     expect(createHash('sha256').update(readFileSync(tar.path)).digest('hex')).to.equal(tar.sha256)
     expect(treeOfTar(project, tar.path)).to.deep.equal(tree)
+  })
+
+  it('export --raw gives the packs and a script: age, tar and sh rebuild each backup, as its README says', () => {
+    const project = makeProject()
+    const first = create(project).id
+    const firstTree = snapshotTree(join(project.root, 'media'))
+    writeFileSync(join(project.root, 'media', 'uploads', "it's new.txt"), 'quoted name\n')
+    const second = create(project).id
+    const secondTree = snapshotTree(join(project.root, 'media'))
+    const out = join(project.root, 'raw')
+    const exported = cli(project, ['export', '--raw', '-o', out], PACKS)
+    expect(exported.status, exported.stderr).to.equal(0)
+    const readme = readFileSync(join(out, 'README.txt'), 'utf8')
+    expect(readme).to.include('sh rebuild.sh blobs media')
+    const environment = join(out, 'local')
+    for (const [id, tree] of [
+      [first, firstTree],
+      [second, secondTree],
+    ] as const) {
+      const target = `media-${id}`
+      // The README's recipe, word for word but for the names.
+      execFileSync(
+        'sh',
+        [
+          '-c',
+          [
+            'set -e',
+            'mkdir -p blobs',
+            'for pack in packs/*.age; do age -d -i "$KEY" "$pack" | tar -x -C blobs; done',
+            `age -d -i "$KEY" -o rebuild-${id}.sh ${id}/media.rebuild.sh.age`,
+            `sh rebuild-${id}.sh blobs ${target}`,
+          ].join('\n'),
+        ],
+        {cwd: environment, env: {KEY: project.identityFile, PATH: process.env.PATH}},
+      )
+      expect(snapshotTree(join(environment, target)), id).to.deep.equal(tree)
+    }
+  })
+})
+
+/** Starts a command in the background, to be killed part-way. */
+function startCommand(project: Project, args: string[], extra: NodeJS.ProcessEnv = {}) {
+  return spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
+    cwd: project.root,
+    env: {...project.env, ...PACKS, ...extra},
+    stdio: ['ignore', 'ignore', 'ignore'],
+  })
+}
+
+async function killAfter(child: ReturnType<typeof startCommand>, ms: number): Promise<void> {
+  const exited = new Promise<void>((resolve) => {
+    child.on('exit', () => resolve())
+  })
+  await sleep(ms)
+  child.kill('SIGKILL')
+  await exited
+}
+
+describe('incremental media: SIGKILL sweep of create and prune', function () {
+  this.timeout(300_000)
+
+  it('never leaves a committed backup that refers to a missing pack; every listed backup verifies', async function () {
+    requireTool(this, 'age', 'age')
+    const project = makeProject()
+    const media = join(project.root, 'media')
+    writeFileSync(join(media, 'base.bin'), randomBytes(40 * MiB))
+    const churn = join(media, 'churn.bin')
+    writeFileSync(churn, randomBytes(40 * MiB))
+    expect(cli(project, ['create'], PACKS).status).to.equal(0)
+
+    // New content each time, so that every create writes packs, and is killed while it does.
+    for (const ms of [30, 200, 400, 650, 900, 1200, 1600, 2100]) {
+      writeFileSync(churn, randomBytes(40 * MiB))
+      await killAfter(startCommand(project, ['create']), ms)
+      const listed = cli(project, ['list', '--all', '--json'], PACKS)
+      expect(listed.status, listed.stderr).to.equal(0)
+      for (const backup of listed.json() as Array<{status: string}>) expect(backup.status).to.not.equal('damaged')
+    }
+
+    expect(cli(project, ['create'], PACKS).status).to.equal(0)
+    const complete = cli(project, ['list', '--json'], PACKS).json() as Array<{id: string}>
+    // Everything but the newest goes, so that prune has packs to condemn and then delete.
+    for (const {id} of complete.slice(1)) expect(cli(project, ['delete', id, '--confirm', 'local']).status).to.equal(0)
+    const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 25 * 3_600_000).toISOString()}
+    for (const ms of [50, 300, 600]) await killAfter(startCommand(project, ['prune', '--confirm', 'local']), ms)
+    for (const ms of [50, 300, 600]) await killAfter(startCommand(project, ['prune', '--confirm', 'local'], later), ms)
+    expect(cli(project, ['prune', '--confirm', 'local'], PACKS).status).to.equal(0)
+    expect(cli(project, ['prune', '--confirm', 'local'], {...PACKS, ...later}).status).to.equal(0)
+
+    const verified = cli(project, ['verify', '--all', '--json'], PACKS)
+    expect(verified.status, verified.stdout + verified.stderr).to.equal(0)
+    expect((verified.json() as unknown[]).length).to.equal(1)
+    // What is left is what the one backup refers to: its packs, and nothing condemned.
+    const [kept] = cli(project, ['list', '--json'], PACKS).json() as Array<{id: string}>
+    const manifest = JSON.parse(
+      readFileSync(join(project.store, 'shop', 'local', kept.id, 'manifest.json'), 'utf8'),
+    ) as {components: {media: {packs: string[]}}}
+    expect(readdirSync(join(project.store, 'shop', 'local', 'packs')).sort()).to.deep.equal(
+      [...manifest.components.media.packs].sort(),
+    )
   })
 })

@@ -13,6 +13,7 @@ import {
   readdirSync,
   readFileSync,
   rmSync,
+  statSync,
   truncateSync,
   writeFileSync,
 } from 'node:fs'
@@ -241,6 +242,9 @@ async function main(): Promise<void> {
     rmSync(join(work, 'x2'), {force: true, recursive: true})
     rmSync(join(work, 'dl'), {force: true, recursive: true})
 
+    // 2b. Incremental media (packs) against restic, on the same tree.
+    incrementalScenario(work, project, env, bytes)
+
     // 3. Database backup.
     await databaseScenario(work, env, quick ? 50 : 500)
 
@@ -312,6 +316,107 @@ async function main(): Promise<void> {
 
   writeFileSync(outFile, `${JSON.stringify({machine: machine(), quick, rows}, null, 2)}\n`)
   console.log(`\nResults written to ${outFile}`)
+}
+
+/** Bytes under a folder (what a store holds). */
+function folderBytes(folder: string): number {
+  return Number(execFileSync('du', ['-sb', folder], {encoding: 'utf8'}).split('\t')[0])
+}
+
+/**
+ * DESIGN §14's targets: the first packed backup against today's tar backup, an unchanged re-backup and
+ * what it stores against restic's, and what a 1 KiB change stores. restic is the Debian package.
+ */
+function incrementalScenario(work: string, project: string, env: NodeJS.ProcessEnv, bytes: number): void {
+  const store = join(work, 'packs-store')
+  const packed = {...env, DIVIO_BACKUP_MEDIA_FORMAT: 'packs', DIVIO_BACKUP_STORE: store}
+  const first = measure(cliCommand('create --media-only'), {cwd: project, env: packed})
+  const tarBackup = measure(cliCommand('create --media-only'), {
+    cwd: project,
+    env: {...env, DIVIO_BACKUP_STORE: join(work, 'tar-store')},
+  })
+  row({
+    baseline: {...tarBackup, command: 'create (tar format)'},
+    note: `${(bytes / MiB / first.seconds).toFixed(0)} vs ${(bytes / MiB / tarBackup.seconds).toFixed(0)} MiB/s`,
+    ours: {...first, command: 'create (packs), first'},
+    ratio: tarBackup.seconds / first.seconds,
+    scenario: 'first backup, packs vs tar',
+    target: '≥ 1.0×',
+  })
+
+  const afterFirst = folderBytes(store)
+  const again = measure(cliCommand('create --media-only'), {cwd: project, env: packed})
+  const storedAgain = folderBytes(store) - afterFirst
+  const hasRestic = spawnSync('sh', ['-c', 'command -v restic']).status === 0
+  let resticAgain: Measurement | undefined
+  let resticStored: number | undefined
+  if (hasRestic) {
+    const repository = join(work, 'restic')
+    const resticEnv = {RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: repository}
+    execFileSync('restic', ['init', '--quiet'], {env: {...process.env, ...resticEnv}})
+    const resticFirst = measure(`restic backup --quiet ${join(project, 'media')}`, {env: resticEnv})
+    row({
+      baseline: {...resticFirst, command: 'restic backup, first'},
+      ours: {...first, command: 'create (packs), first'},
+      ratio: resticFirst.seconds / first.seconds,
+      scenario: 'first backup vs restic',
+      target: '≥ 1.5× (DESIGN §12)',
+    })
+    const before = folderBytes(repository)
+    resticAgain = measure(`restic backup --quiet ${join(project, 'media')}`, {env: resticEnv})
+    resticStored = folderBytes(repository) - before
+  } else {
+    console.log('restic: not installed (apt-get install restic); its baselines are left out')
+  }
+
+  row({
+    ...(resticAgain
+      ? {baseline: {...resticAgain, command: 'restic backup, unchanged'}, ratio: resticAgain.seconds / again.seconds}
+      : {}),
+    note: `stored ${(storedAgain / 1024).toFixed(0)} KiB = ${((storedAgain / bytes) * 100).toFixed(3)}% of the tree${resticStored === undefined ? '' : `; restic ${(resticStored / 1024).toFixed(0)} KiB`}`,
+    ours: {...again, command: 'create (packs), unchanged'},
+    scenario: 'unchanged re-backup',
+    target: '≥ 1.0× restic; ≤ 1% stored',
+  })
+
+  // A 1 KiB change in place, in the largest file.
+  const largest = readdirSync(join(project, 'media'), {recursive: true, withFileTypes: true})
+    .filter((entry) => entry.isFile())
+    .map((entry) => join(entry.parentPath, entry.name))
+    .sort((a, b) => statSync(b).size - statSync(a).size)[0]
+  const content = readFileSync(largest)
+  const original = Buffer.from(content.subarray(0, 1024))
+  content.fill(0x5a, 0, 1024)
+  writeFileSync(largest, content)
+  const beforeChange = folderBytes(store)
+  const changed = measure(cliCommand('create --media-only'), {cwd: project, env: packed})
+  const storedChange = folderBytes(store) - beforeChange
+  original.copy(content)
+  writeFileSync(largest, content)
+  row({
+    note: `stored ${(storedChange / MiB).toFixed(2)} MiB`,
+    ours: {...changed, command: 'create (packs) after 1 KiB'},
+    scenario: 'stored after a 1 KiB change',
+    target: '≤ 4 MiB',
+  })
+
+  const download = measure(`${cliCommand(`download latest --media-only -o ${work}/packs-dl`)} >/dev/null`, {
+    cwd: project,
+    env: packed,
+  })
+  const tarDownload = measure(`${cliCommand(`download latest --media-only -o ${work}/tar-dl`)} >/dev/null`, {
+    cwd: project,
+    env: {...env, DIVIO_BACKUP_STORE: join(work, 'tar-store')},
+  })
+  row({
+    baseline: {...tarDownload, command: 'download (tar format)'},
+    ours: {...download, command: 'download (packs)'},
+    ratio: tarDownload.seconds / download.seconds,
+    scenario: 'download, packs vs tar',
+    target: '≥ 1.0×',
+  })
+  for (const folder of ['packs-store', 'tar-store', 'restic', 'packs-dl', 'tar-dl'])
+    rmSync(join(work, folder), {force: true, recursive: true})
 }
 
 async function databaseScenario(work: string, env: NodeJS.ProcessEnv, megabytes: number): Promise<void> {

@@ -155,6 +155,26 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(tooLong.status).to.equal(2)
   })
 
+  it('incremental media (packs) in an S3 store: an unchanged re-backup uploads no pack, and both restore', async () => {
+    const {bucket, project} = await s3Project()
+    const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
+    const first = await cliInBackground(project, ['create', '--media-only', '--json'], packed)
+    expect(first.status, first.stderr).to.equal(0)
+    const packsAfterFirst = (await s3.keys(bucket)).filter((key) => key.includes('/packs/'))
+    expect(packsAfterFirst.length).to.be.at.least(2)
+    const second = await cliInBackground(project, ['create', '--media-only', '--json', '--verbose'], packed)
+    expect(second.status, second.stderr).to.equal(0)
+    expect(second.stderr).to.match(/ 0 read, \d+ unchanged and not read; 0 B of new blobs in 0 new pack/)
+    expect((await s3.keys(bucket)).filter((key) => key.includes('/packs/'))).to.deep.equal(packsAfterFirst)
+    const tree = snapshotTree(join(project.root, 'media'))
+    rmSync(join(project.root, 'media'), {recursive: true})
+    mkdirSync(join(project.root, 'media'))
+    const {id} = second.json() as Created
+    const restored = await cliInBackground(project, ['restore', id, '--confirm', 'local', '--no-safety-backup'], packed)
+    expect(restored.status, restored.stderr).to.equal(0)
+    expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(tree)
+  })
+
   it('transient 500, 503 SlowDown and connection resets: the backup still completes and verifies', async () => {
     const counts = new Map<string, number>()
     // The first request of each kind fails once, in turn: every operation of the backup meets a fault.

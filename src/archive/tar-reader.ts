@@ -39,10 +39,16 @@ export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
     queue.push(entry)
     notify()
   })
-  parser.on('error', (error: Error) => {
+  // The member being read, if any: a failure of the source must end its body too, or a consumer in
+  // the middle of a member would wait for bytes that never come.
+  let current: ReadEntry | undefined
+  const fail = (error: Error) => {
     failure ??= error
+    current?.emit('error', failure)
     notify()
-  })
+  }
+
+  parser.on('error', fail)
   parser.on('end', () => {
     finished = true
     notify()
@@ -53,15 +59,13 @@ export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
     }
 
     parser.end()
-  })().catch((error: Error) => {
-    failure ??= error
-    notify()
-  })
+  })().catch(fail)
 
   try {
     for (;;) {
       const entry = queue.shift()
       if (entry) {
+        current = entry
         const body = Readable.from(exactly(entry, entry.size ?? 0, entry.path), {objectMode: false})
         yield {
           body,
@@ -75,6 +79,7 @@ export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
         }
         // Whatever the consumer did not read is drained, so the parser moves on.
         body.destroy()
+        current = undefined
         entry.resume()
         continue
       }

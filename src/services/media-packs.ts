@@ -4,11 +4,14 @@ import {createReadStream, createWriteStream} from 'node:fs'
 import {open, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
-import {Readable, Writable} from 'node:stream'
+import {PassThrough, Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../archive/age-keys.js'
+import {createDecryptStream} from '../archive/age.js'
 import {createListingFile} from '../archive/listing.js'
 import {createMediaTar, MediaEntry} from '../archive/media-tar.js'
+import {readTar} from '../archive/tar-reader.js'
 import {WriterKey} from '../archive/writer-key.js'
 import {formatBytes} from '../domain/format.js'
 import {Manifest, MediaPacksComponent, StoredObject} from '../domain/manifest.js'
@@ -27,6 +30,7 @@ import {
 import {CondemnMarker, ListedPack, planPackCollection} from '../domain/pack-collection.js'
 import {BackupError} from '../errors.js'
 import {FilesystemMediaProvider} from '../providers/media/filesystem.js'
+import {ObjectNotFoundError} from '../store/port.js'
 import {Catalog, environmentPrefix} from './catalog.js'
 import {BackupContext, Progress} from './context.js'
 import {putSmallObject} from './objects.js'
@@ -477,14 +481,17 @@ export async function collectPacks(
   const prefix = packsPrefix(context.env.app, context.env.name)
   const packs: ListedPack[] = []
   const markers: CondemnMarker[] = []
+  // Anything else in the folder is what an interrupted write left (a killed create's half pack).
+  const leftovers: {key: string; modifiedAt: Date}[] = []
   for await (const object of context.store.list(`${prefix}/packs/`)) {
     const name = object.key.slice(`${prefix}/packs/`.length)
     if (name.endsWith(CONDEMNED_SUFFIX))
       markers.push({condemnedAt: object.modifiedAt, pack: name.slice(0, -CONDEMNED_SUFFIX.length)})
     else if (/^[\da-f]{32}\.age$/.test(name)) packs.push({modifiedAt: object.modifiedAt, name})
+    else leftovers.push(object)
   }
 
-  if (packs.length === 0 && markers.length === 0) return undefined
+  if (packs.length === 0 && markers.length === 0 && leftovers.length === 0) return undefined
   const unreadable = catalog.damaged.find((backup) => backup.manifest === undefined)
   if (unreadable) {
     return {
@@ -508,6 +515,8 @@ export async function collectPacks(
 
   const graceMs = context.env.retention.incompleteGraceHours * 3_600_000
   const plan = planPackCollection({graceMs, markers, now: context.now(), packs, referenced})
+  // Like an incomplete backup: left alone for the grace period, in case its writer is still running.
+  const staleLeftovers = leftovers.filter((object) => context.now().getTime() - object.modifiedAt.getTime() > graceMs)
   const result = {condemned: plan.condemn, deleted: plan.delete, pardoned: plan.pardon, waiting: plan.waiting.length}
   if (options.dryRun) return result
   for (const pack of plan.condemn)
@@ -520,5 +529,42 @@ export async function collectPacks(
   }
 
   for (const pack of plan.dropMarkers) await context.store.delete(condemnedMarkerKey(prefix, pack))
+  for (const {key} of staleLeftovers) await context.store.delete(key)
   return result
+}
+
+/** Reads one pack whole: every member authenticated by age and checked against its name; the count of blobs. */
+export async function checkPack(
+  context: BackupContext,
+  manifest: Manifest,
+  identities: readonly X25519Identity[],
+  pack: string,
+): Promise<number> {
+  const prefix = packsPrefix(manifest.app, manifest.environment)
+  const where = `packs/${pack}`
+  let source: Readable
+  try {
+    source = await context.store.get(`${prefix}/packs/${pack}`)
+  } catch (error) {
+    if (error instanceof ObjectNotFoundError) throw new ObjectCheckError(where, 'missing from the store')
+    throw error
+  }
+
+  const plain = new PassThrough()
+  pipeline(source, createDecryptStream(identities), plain).catch((error: Error) => plain.destroy(error))
+  let blobs = 0
+  try {
+    for await (const member of readTar(plain)) {
+      const hash = createHash('sha256')
+      for await (const chunk of member.body) hash.update(chunk as Buffer)
+      if (hash.digest('hex') !== member.path)
+        throw new ObjectCheckError(where, `blob ${member.path.slice(0, 12)}… does not match its id`)
+      blobs++
+    }
+  } catch (error) {
+    if (error instanceof ObjectCheckError) throw error
+    throw new ObjectCheckError(where, (error as Error).message)
+  }
+
+  return blobs
 }

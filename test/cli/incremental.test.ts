@@ -193,6 +193,32 @@ describe('incremental media (packs)', function () {
     }
   })
 
+  it('verify --sample reads a share of the packs; a damaged pack fails verify, naming it, with exit 4', () => {
+    const project = makeProject()
+    writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(40 * MiB))
+    const {id} = create(project)
+    const sampled = cli(project, ['verify', id, '--sample', '34', '--json'], PACKS)
+    expect(sampled.status, sampled.stderr).to.equal(0)
+    const {objects} = (sampled.json() as {objects: {name: string; ok: boolean}[]})
+    expect(objects.map((object) => object.name)).to.deep.equal([
+      'manifest.json',
+      'media.index.age',
+      'media.rebuild.sh.age',
+      'packs (sample of 2 of 3)',
+    ])
+
+    const packs = join(project.store, 'shop', 'local', 'packs')
+    const [pack] = readdirSync(packs)
+    const bytes = readFileSync(join(packs, pack))
+    bytes[Math.floor(bytes.length / 2)] ^= 0x01
+    writeFileSync(join(packs, pack), bytes)
+    for (const args of [[], ['--sample', '100']]) {
+      const failed = cli(project, ['verify', id, ...args], PACKS)
+      expect(failed.status, args.join(' ')).to.equal(4)
+      expect(failed.stdout).to.include(`packs/${pack}`)
+    }
+  })
+
   it('export writes the standard media.tar of every packed backup', () => {
     const project = makeProject()
     create(project)

@@ -30,6 +30,12 @@ Exits non-zero (4) naming each bad object when anything does not match.`
   ]
   static override flags = {
     all: Flags.boolean({description: 'Verify every complete backup of the environment (instead of one ID).'}),
+    sample: Flags.integer({
+      description:
+        "Incremental media: read this percentage of each backup's packs (at least one), chosen at random, instead of every blob.",
+      max: 100,
+      min: 1,
+    }),
   }
 
   async run(): Promise<VerifyCommandResult> {
@@ -42,7 +48,10 @@ Exits non-zero (4) naming each bad object when anything does not match.`
     }
 
     const context = await this.context(flags)
-    const results = flags.all ? await verifyAllBackups(context) : [await verifyBackup(context, args.id ?? 'latest')]
+    const options = {samplePercent: flags.sample}
+    const results = flags.all
+      ? await verifyAllBackups(context, options)
+      : [await verifyBackup(context, args.id ?? 'latest', options)]
     const bad = results.filter((result) => !result.ok)
     if (bad.length > 0) {
       // The report is the useful part of a failure: print it, then fail with the integrity exit code.

@@ -199,7 +199,7 @@ describe('incremental media (packs)', function () {
     const {id} = create(project)
     const sampled = cli(project, ['verify', id, '--sample', '34', '--json'], PACKS)
     expect(sampled.status, sampled.stderr).to.equal(0)
-    const {objects} = (sampled.json() as {objects: {name: string; ok: boolean}[]})
+    const {objects} = sampled.json() as {objects: {name: string; ok: boolean}[]}
     expect(objects.map((object) => object.name)).to.deep.equal([
       'manifest.json',
       'media.index.age',

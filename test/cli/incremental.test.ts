@@ -1,11 +1,11 @@
 import {expect} from 'chai'
-import {execFileSync, spawn} from 'node:child_process'
+import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
 import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 
-import {cli, makeProject, Project, runJs, snapshotTree} from '../helpers/project.js'
+import {killAfter, startCli} from '../helpers/kill.js'
+import {cli, makeProject, Project, snapshotTree} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
@@ -270,22 +270,9 @@ describe('incremental media (packs)', function () {
   })
 })
 
-/** Starts a command in the background, to be killed part-way. */
+/** A command of the sweep, on packed media. */
 function startCommand(project: Project, args: string[], extra: NodeJS.ProcessEnv = {}) {
-  return spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
-    cwd: project.root,
-    env: {...project.env, ...PACKS, ...extra},
-    stdio: ['ignore', 'ignore', 'ignore'],
-  })
-}
-
-async function killAfter(child: ReturnType<typeof startCommand>, ms: number): Promise<void> {
-  const exited = new Promise<void>((resolve) => {
-    child.on('exit', () => resolve())
-  })
-  await sleep(ms)
-  child.kill('SIGKILL')
-  await exited
+  return startCli(project, args, {...PACKS, ...extra})
 }
 
 describe('incremental media: SIGKILL sweep of create and prune', function () {

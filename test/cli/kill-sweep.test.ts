@@ -1,11 +1,11 @@
 import {expect} from 'chai'
-import {spawn} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdirSync, readdirSync, statSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {cli, cliInBackground, makeProject, Project, runJs} from '../helpers/project.js'
+import {killAfter, startCli} from '../helpers/kill.js'
+import {cli, cliInBackground, makeProject, Project} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 
 /** Every file and folder under `root`, with its mode. */
@@ -24,20 +24,7 @@ function modes(root: string): Array<{mode: number; path: string}> {
 }
 
 function start(project: Project, args: string[], tmp: string, extra: NodeJS.ProcessEnv = {}) {
-  return spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
-    cwd: project.root,
-    env: {...project.env, DIVIO_BACKUP_TMPDIR: tmp, ...extra},
-    stdio: ['ignore', 'ignore', 'ignore'],
-  })
-}
-
-async function killAfter(child: ReturnType<typeof start>, ms: number): Promise<void> {
-  const exited = new Promise<void>((resolve) => {
-    child.on('exit', () => resolve())
-  })
-  await sleep(ms)
-  child.kill('SIGKILL')
-  await exited
+  return startCli(project, args, {DIVIO_BACKUP_TMPDIR: tmp, ...extra})
 }
 
 /**

@@ -1,5 +1,4 @@
 import {createHash, randomBytes} from 'node:crypto'
-import {once} from 'node:events'
 import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
@@ -125,7 +124,19 @@ export class PackWriter {
 
 async function write(stream: PassThrough, chunk: Buffer): Promise<void> {
   if (stream.destroyed) throw stream.errored ?? new Error('the pack upload stopped')
-  if (!stream.write(chunk)) await Promise.race([once(stream, 'drain'), once(stream, 'close')])
+  if (stream.write(chunk)) return
+  // Whichever comes first; both listeners go, so that a long pack does not pile them up.
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
+    }
+
+    stream.on('drain', done)
+    stream.on('close', done)
+  })
+  if (stream.destroyed) throw stream.errored ?? new Error('the pack upload stopped')
 }
 
 export class BlobCheckError extends Error {

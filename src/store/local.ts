@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
-import {constants, createWriteStream, Dirent} from 'node:fs'
-import {mkdir, open, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
+import {constants, Dirent} from 'node:fs'
+import {FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -63,7 +63,6 @@ export class LocalStore implements Store {
     assertValidKey(key)
     const target = this.pathOf(key)
     const folder = dirname(target)
-    await mkdir(folder, {recursive: true})
     const partial = `${target}${PARTIAL_MARKER}${randomBytes(6).toString('hex')}`
     let bytes = 0
     const counter = new Transform({
@@ -72,8 +71,9 @@ export class LocalStore implements Store {
         callback(null, chunk)
       },
     })
+    const handle = await openPartial(folder, partial)
     try {
-      const output = createWriteStream(partial, {flags: 'wx', highWaterMark: READ_CHUNK, mode: 0o600})
+      const output = handle.createWriteStream({highWaterMark: READ_CHUNK})
       await pipeline(source, counter, output, {signal: options.signal})
       await syncPath(partial)
       await rename(partial, target)
@@ -150,6 +150,23 @@ export class LocalStore implements Store {
         }),
       )
       for (const objects of results) yield* objects
+    }
+  }
+}
+
+/**
+ * Creates the partial file of a put, 0600. A delete elsewhere removes folders that it leaves empty
+ * (a prune deleting the last pack of packs/), which can happen between making the folder and creating
+ * the file in it: then the folder is made again. Once the partial exists, the folder is not empty,
+ * and no delete removes it.
+ */
+async function openPartial(folder: string, partial: string): Promise<FileHandle> {
+  for (let attempt = 1; ; attempt++) {
+    await mkdir(folder, {recursive: true})
+    try {
+      return await open(partial, 'wx', 0o600)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw error
     }
   }
 }

@@ -1,11 +1,12 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {killAfter, startCli} from '../helpers/kill.js'
-import {cli, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {cli, cliInBackground, makeProject, Project, snapshotTree} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
@@ -165,6 +166,40 @@ describe('incremental media (packs)', function () {
     expect((second.json() as {packs: {deleted: string[]}}).packs.deleted).to.deep.equal(condemned.condemned)
     expect(readdirSync(packs)).to.deep.equal(before.filter((name) => !condemned.condemned.includes(name)))
     expect(cli(project, ['verify', kept], PACKS).status).to.equal(0)
+  })
+
+  it('a create that runs while prune deletes packs commits a backup that verifies', async () => {
+    const project = makeProject()
+    const media = join(project.root, 'media')
+    // First in the walk, so that its first pack holds nothing else.
+    writeFileSync(join(media, 'aaa-old.bin'), randomBytes(20 * MiB))
+    const old = create(project).id
+    rmSync(join(media, 'aaa-old.bin'))
+    writeFileSync(join(media, 'kept.bin'), randomBytes(20 * MiB))
+    create(project)
+    expect(cli(project, ['delete', old, '--confirm', 'local']).status).to.equal(0)
+    const condemned = cli(project, ['prune', '--confirm', 'local', '--json'], PACKS)
+    expect((condemned.json() as {packs: {condemned: string[]}}).packs.condemned.length).to.be.greaterThan(0)
+
+    // The marks are a grace period old (the store's own times, as a later prune would find them).
+    const packs = join(project.store, 'shop', 'local', 'packs')
+    const dayAgo = new Date(Date.now() - 25 * 3_600_000)
+    for (const name of readdirSync(packs).filter((entry) => entry.endsWith('.condemned'))) {
+      utimesSync(join(packs, name), dayAgo, dayAgo)
+    }
+
+    // A long create (new content to read and pack) and, while it runs, the prune that deletes.
+    writeFileSync(join(media, 'new.bin'), randomBytes(60 * MiB))
+    const running = cliInBackground(project, ['create', '--media-only', '--json'], PACKS)
+    await sleep(300)
+    const deleting = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'], PACKS)
+    expect(deleting.status, deleting.stderr).to.equal(0)
+    expect((deleting.json() as {packs: {deleted: string[]}}).packs.deleted.length).to.be.greaterThan(0)
+    const created = await running
+    expect(created.status, created.stdout + created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const verified = cli(project, ['verify', id], PACKS)
+    expect(verified.status, verified.stdout).to.equal(0)
   })
 
   it('the store shows no file name and no content hash, in object names or in any plaintext object', () => {

@@ -22,18 +22,6 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       expect((await store.stat('app/env/id/object.age'))?.bytes).to.equal(data.length)
     })
 
-    it('a put succeeds while a delete empties its folder: writers and prune share packs/', async () => {
-      // Each round deletes the folder's only object while the next one is being put beside it.
-      await store.put('env/packs/0', Readable.from([Buffer.from('0')]))
-      for (let round = 1; round <= 40; round++) {
-        await Promise.all([
-          store.delete(`env/packs/${round - 1}`),
-          store.put(`env/packs/${round}`, Readable.from([Buffer.from(String(round))])),
-        ])
-        expect((await collect(await store.get(`env/packs/${round}`))).toString()).to.equal(String(round))
-      }
-    })
-
     it('stores an empty object', async () => {
       await store.put('a/empty', Readable.from([]))
       expect((await store.stat('a/empty'))?.bytes).to.equal(0)

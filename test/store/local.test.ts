@@ -5,11 +5,25 @@ import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {LocalStore} from '../../src/store/local.js'
+import {collect} from '../helpers/tools.js'
 import {storeContract} from './contract.js'
 
 storeContract('local', async () => new LocalStore(mkdtempSync(join(tmpdir(), 'store-contract-'))))
 
 describe('local store', () => {
+  it('a put succeeds while a delete empties its folder (writers and prune share packs/)', async () => {
+    const store = new LocalStore(mkdtempSync(join(tmpdir(), 'store-local-')))
+    // Each round deletes the folder's only object while the next one is being put beside it.
+    await store.put('env/packs/0', Readable.from([Buffer.from('0')]))
+    for (let round = 1; round <= 40; round++) {
+      await Promise.all([
+        store.delete(`env/packs/${round - 1}`),
+        store.put(`env/packs/${round}`, Readable.from([Buffer.from(String(round))])),
+      ])
+      expect((await collect(await store.get(`env/packs/${round}`))).toString()).to.equal(String(round))
+    }
+  })
+
   it('writes files with mode 0600 and removes emptied folders on delete', async () => {
     const root = mkdtempSync(join(tmpdir(), 'store-local-'))
     const store = new LocalStore(root)

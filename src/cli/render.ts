@@ -41,7 +41,8 @@ export function renderPackCollection(packs: PackCollectionResult, dryRun: boolea
   return (
     `Packs: ${countOf(packs.condemned.length, 'unreferenced pack')} ${would}condemned, ` +
     `${packs.deleted.length} ${would}deleted (condemned a grace period ago), ` +
-    `${packs.pardoned.length} ${would}pardoned (referenced again), ${packs.waiting} waiting out the grace period.`
+    `${packs.pardoned.length} ${would}pardoned (referenced again), ${packs.waiting} waiting out the grace period` +
+    (packs.leftovers.length > 0 ? `; ${countOf(packs.leftovers.length, 'half-written pack')} ${would}removed.` : '.')
   )
 }
 

@@ -460,6 +460,8 @@ async function* fileContent(reader: PackReader, entry: IndexEntry): AsyncGenerat
 export interface PackCollectionResult {
   condemned: string[]
   deleted: string[]
+  /** Half-written packs of killed creates, untouched for the grace period: removed. */
+  leftovers: string[]
   pardoned: string[]
   /** Why nothing was collected, when that is the case for a reason other than "nothing to collect". */
   skipped?: string
@@ -497,6 +499,7 @@ export async function collectPacks(
     return {
       condemned: [],
       deleted: [],
+      leftovers: [],
       pardoned: [],
       skipped: `backup ${unreadable.id} is damaged and its manifest unreadable, so any pack may be its`,
       waiting: 0,
@@ -517,7 +520,13 @@ export async function collectPacks(
   const plan = planPackCollection({graceMs, markers, now: context.now(), packs, referenced})
   // Like an incomplete backup: left alone for the grace period, in case its writer is still running.
   const staleLeftovers = leftovers.filter((object) => context.now().getTime() - object.modifiedAt.getTime() > graceMs)
-  const result = {condemned: plan.condemn, deleted: plan.delete, pardoned: plan.pardon, waiting: plan.waiting.length}
+  const result = {
+    condemned: plan.condemn,
+    deleted: plan.delete,
+    leftovers: staleLeftovers.map((object) => object.key.slice(`${prefix}/packs/`.length)),
+    pardoned: plan.pardon,
+    waiting: plan.waiting.length,
+  }
   if (options.dryRun) return result
   for (const pack of plan.condemn)
     await putSmallObject(context.store, condemnedMarkerKey(prefix, pack), `${context.now().toISOString()}\n`)

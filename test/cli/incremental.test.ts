@@ -160,11 +160,26 @@ describe('incremental media (packs)', function () {
     expect(condemned.condemned).to.have.length(1)
     expect(readdirSync(packs).filter((name) => name.endsWith('.age'))).to.have.length(2)
 
+    // What a create killed mid-pack leaves: kept while it may still be written, removed after the grace period.
+    const half = `${'ab'.repeat(16)}.age.partial-0123456789ab`
+    writeFileSync(join(packs, half), 'half a pack')
+    const fresh = cli(project, ['prune', '--confirm', 'local', '--json'], PACKS)
+    expect((fresh.json() as {packs: {leftovers: string[]}}).packs.leftovers).to.deep.equal([])
+    expect(readdirSync(packs)).to.include(half)
+
     const later = {...PACKS, DIVIO_BACKUP_NOW: new Date(Date.now() + 25 * 3_600_000).toISOString()}
     const second = cli(project, ['prune', '--confirm', 'local', '--json'], later)
     expect(second.status, second.stderr).to.equal(0)
-    expect((second.json() as {packs: {deleted: string[]}}).packs.deleted).to.deep.equal(condemned.condemned)
+    const collected = (second.json() as {packs: {deleted: string[]; leftovers: string[]}}).packs
+    expect(collected.deleted).to.deep.equal(condemned.condemned)
+    expect(collected.leftovers).to.deep.equal([half])
     expect(readdirSync(packs)).to.deep.equal(before.filter((name) => !condemned.condemned.includes(name)))
+
+    // A leftover alone is work enough for prune (nothing else to remove).
+    writeFileSync(join(packs, half), 'half a pack')
+    const alone = cli(project, ['prune', '--confirm', 'local'], later)
+    expect(alone.stdout).to.include('1 half-written pack removed.')
+    expect(readdirSync(packs)).to.not.include(half)
     expect(cli(project, ['verify', kept], PACKS).status).to.equal(0)
   })
 

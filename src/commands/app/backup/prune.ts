@@ -32,7 +32,10 @@ Also removes incomplete backups that nothing has written to for the grace period
     const context = await this.context(flags)
     const plan = await readPrunePlan(context, {dryRun: flags['dry-run']})
     const packWork = plan.packs
-      ? plan.packs.condemned.length + plan.packs.deleted.length + plan.packs.pardoned.length
+      ? plan.packs.condemned.length +
+        plan.packs.deleted.length +
+        plan.packs.pardoned.length +
+        plan.packs.leftovers.length
       : 0
     if (flags['dry-run'] || (plan.remove.length === 0 && packWork === 0)) {
       this.log(renderPrune(plan))

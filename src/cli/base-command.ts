@@ -51,9 +51,9 @@ export abstract class BackupCommand extends Command {
     if (this.jsonEnabled()) return
     // The error is printed: the exit must add nothing. A host checks `instanceof ExitError` against its
     // own copy of @oclif/core, so it would print ours as "EEXIT: 3"; this flag is read across copies.
-    const exit = new Errors.ExitError(mapped.exitCode)
-    exit.skipOclifErrorHandling = true
-    throw exit
+    const alreadyReported = new Errors.ExitError(mapped.exitCode)
+    alreadyReported.skipOclifErrorHandling = true
+    throw alreadyReported
   }
 
   protected async context(flags: {config?: string; env?: string; verbose?: boolean}): Promise<BackupContext> {

@@ -59,7 +59,7 @@ export const mediaPacksComponentSchema = z.object({
   packs: z.array(z.string().regex(/^[\da-f]{32}\.age$/)),
   /** The index as an sh script that rebuilds the tree from extracted packs (export --raw). */
   rebuild: z.object({object: storedObjectSchema, plaintext: contentSchema}),
-  source: z.literal('filesystem'),
+  source: z.enum(['filesystem', 's3']),
   /** What this backup added: bytes of new blobs, and files whose content was read. */
   stored: z.object({blobBytes: z.number().int().nonnegative(), filesRead: z.number().int().nonnegative()}),
   totalFileBytes: z.number().int().nonnegative(),

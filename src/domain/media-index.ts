@@ -24,7 +24,11 @@ export const indexEntrySchema = z
   .object({
     blobs: z.array(z.tuple([sha256, z.string().regex(/^[\da-f]{32}\.age$/)])).optional(),
     ctimeMs: z.number().optional(),
+    /** S3 media: the object's ETag, by which an unchanged object is known without downloading it. */
+    etag: z.string().optional(),
     ino: z.number().optional(),
+    /** S3 media: the object's full key, for MANIFEST.json. */
+    key: z.string().optional(),
     linkTarget: z.string().optional(),
     mode: z.number().int(),
     mtimeMs: z.number(),
@@ -80,16 +84,19 @@ export function checkIndexHeader(line: string): void {
 }
 
 /**
- * True when a file can keep the previous backup's blobs without being read: same path (the caller
- * matches paths), type, size, modification time, inode and change time. The change time moves on any
- * write or metadata change, and cannot be set back by the app, so an edit that restores the mtime is
- * still seen.
+ * True when a file can keep the previous backup's blobs without being read (the caller matches paths).
+ *
+ * - A file in a folder: same type, size, modification time, inode and change time. The change time
+ *   moves on any write or metadata change, and cannot be set back by the app, so an edit that restores
+ *   the mtime is still seen.
+ * - An S3 object: same size and ETag. S3 gives a rewritten object a new ETag (for a multipart upload,
+ *   too: it is computed over the parts' digests).
  */
 export function isUnchanged(previous: IndexEntry, current: Omit<IndexEntry, 'blobs' | 'sha256'>): boolean {
+  if (previous.type !== 'file' || current.type !== 'file' || previous.size !== current.size) return false
+  if (current.etag !== undefined) return previous.etag === current.etag
   return (
-    previous.type === 'file' &&
-    current.type === 'file' &&
-    previous.size === current.size &&
+    previous.etag === undefined &&
     previous.mtimeMs === current.mtimeMs &&
     previous.ino !== undefined &&
     previous.ino === current.ino &&
@@ -111,4 +118,16 @@ export function walkOrder(a: string, b: string): number {
   }
 
   return left.length - right.length
+}
+
+/**
+ * The order of an S3 listing: by key, as UTF-8 bytes (a folder marker's key ends in `/`). An S3 media
+ * index is in this order, since that is the order the bucket is listed in.
+ */
+export function keyOrder(a: {path: string; type: string}, b: {path: string; type: string}): number {
+  return Buffer.compare(Buffer.from(keyOf(a)), Buffer.from(keyOf(b)))
+}
+
+function keyOf(entry: {path: string; type: string}): string {
+  return entry.type === 'directory' ? `${entry.path}/` : entry.path
 }

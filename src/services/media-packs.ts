@@ -14,7 +14,7 @@ import {createMediaTar, MediaEntry} from '../archive/media-tar.js'
 import {readTar} from '../archive/tar-reader.js'
 import {WriterKey} from '../archive/writer-key.js'
 import {formatBytes} from '../domain/format.js'
-import {Manifest, MediaPacksComponent, StoredObject} from '../domain/manifest.js'
+import {isPacked, Manifest, MediaPacksComponent, StoredObject} from '../domain/manifest.js'
 import {
   BLOB_BYTES,
   checkIndexHeader,
@@ -23,13 +23,13 @@ import {
   indexHeaderLine,
   indexLine,
   isUnchanged,
+  keyOrder,
   parseIndexLine,
   REBUILD_NAME,
   walkOrder,
 } from '../domain/media-index.js'
 import {CondemnMarker, ListedPack, planPackCollection} from '../domain/pack-collection.js'
-import {BackupError} from '../errors.js'
-import {FilesystemMediaProvider} from '../providers/media/filesystem.js'
+import {mediaProviderFor} from '../providers/media/index.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {Catalog, environmentPrefix} from './catalog.js'
 import {BackupContext, Progress} from './context.js'
@@ -91,20 +91,12 @@ export async function backUpMediaPacks(
   },
 ): Promise<MediaPacksComponent> {
   const {env, reporter, signal} = context
-  if (env.media?.kind !== 'filesystem') {
-    throw new BackupError(
-      'CONFIG_INVALID',
-      'The "packs" media format backs up a media folder; this media is a bucket.',
-      {
-        suggestion: 'Set "mediaFormat" to "tar" for this environment (the default).',
-      },
-    )
-  }
-
-  const provider = new FilesystemMediaProvider(env.media.path)
+  const provider = mediaProviderFor(env.media!)
+  // Both the index and the walk are in the provider's order, so that they merge as sorted streams.
+  const order = provider.kind === 's3' ? keyOrder : (a: {path: string}, b: {path: string}) => walkOrder(a.path, b.path)
   const prefix = packsPrefix(env.app, env.name)
   const condemned = await condemnedPacks(context, prefix)
-  const previous = await previousEntries(context, options.previous, options.writer.ageIdentity, options.tempDir)
+  const previous = await previousIndex(context, options.previous, options.writer.ageIdentity, options.tempDir)
   const packs = new PackWriter({
     prefix,
     recipients: options.recipients,
@@ -119,28 +111,29 @@ export async function backUpMediaPacks(
   const stats = {blobBytes: 0, files: 0, filesRead: 0, totalFileBytes: 0}
   const referenced = new Set<string>()
   const stored = new Map<string, string>()
+  const reusable = (before: IndexEntry | undefined, current: MediaEntry): boolean =>
+    before !== undefined &&
+    isUnchanged(before, describe(current)) &&
+    before.blobs!.every(([, pack]) => !condemned.has(pack))
   /** A file's index line: the previous blobs when it is unchanged, else what reading it stored; undefined when it is gone. */
-  const fileLine = async (
-    current: Omit<IndexEntry, 'blobs' | 'sha256'>,
-    localPath: string,
-    before: IndexEntry | undefined,
-  ): Promise<IndexEntry | undefined> => {
+  const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
     let line: IndexEntry
-    if (before && isUnchanged(before, current) && before.blobs!.every(([, pack]) => !condemned.has(pack))) {
-      line = {...current, blobs: before.blobs, sha256: before.sha256}
+    if (before !== undefined && reusable(before, entry)) {
+      line = {...describe(entry), blobs: before.blobs, sha256: before.sha256}
     } else {
       // A changed file keeps the blobs of its previous version that are still in it (an edit in place
       // stores the blobs it touched); blobs of condemned packs are stored again.
       const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => !condemned.has(pack)))
-      const read = await storeFile(localPath, packs, {known, stored}, options.progress)
+      const read = await storeFile(entry, packs, {known, stored}, options.progress)
       if (read === undefined) {
-        reporter.notice(`warning: media ${JSON.stringify(current.path)} skipped: deleted while the backup ran`)
+        reporter.notice(`warning: media ${JSON.stringify(entry.path)} skipped: deleted while the backup ran`)
         return undefined
       }
 
       stats.filesRead++
       stats.blobBytes += read.newBytes
-      line = {...current, blobs: read.blobs, sha256: read.sha256, size: read.size}
+      // describe() after reading: an S3 object replaced since the listing is recorded as read.
+      line = {...describe(entry), blobs: read.blobs, sha256: read.sha256, size: read.size}
     }
 
     for (const [, pack] of line.blobs!) referenced.add(pack)
@@ -149,29 +142,26 @@ export async function backUpMediaPacks(
     return line
   }
 
+  // A second cursor over the previous index, for the provider's read-ahead: an S3 object that will be
+  // reused is not downloaded.
+  const ahead = previous.cursor(order)
+  const current = previous.cursor(order)
+  const needsContent = async (entry: MediaEntry) => !reusable(await ahead.seek(entry), entry)
   try {
     await writeLine(index, indexHeaderLine())
     await writeLine(script, rebuildScriptHeader())
     for await (const entry of provider.entries({
+      needsContent,
       onSkip: (path, why) => reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
       signal,
     })) {
-      const before = await previous.seek(entry.path)
-      const common = {
-        ctimeMs: entry.ctimeMs,
-        ino: entry.ino,
-        mode: entry.mode,
-        mtimeMs: entry.mtime.getTime(),
-        path: entry.path,
-      }
+      const before = await current.seek(entry)
       let line: IndexEntry | undefined
       if (entry.type === 'file') {
-        line = await fileLine({...common, size: entry.size, type: 'file'}, entry.localPath!, before)
+        line = await fileLine(entry, before)
         if (line === undefined) continue
-      } else if (entry.type === 'symlink') {
-        line = {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
       } else {
-        line = {...common, size: 0, type: 'directory'}
+        line = describe(entry)
       }
 
       await writeLine(index, indexLine(line))
@@ -195,7 +185,7 @@ export async function backUpMediaPacks(
       index: uploaded,
       packs: [...referenced].sort(),
       rebuild,
-      source: 'filesystem',
+      source: provider.kind,
       stored: {blobBytes: stats.blobBytes, filesRead: stats.filesRead},
       totalFileBytes: stats.totalFileBytes,
     }
@@ -256,79 +246,149 @@ async function writeLine(stream: Writable, line: string): Promise<void> {
   if (!stream.write(line)) await once(stream, 'drain')
 }
 
+/** An entry's index line without its content: what an unchanged file is known by. */
+function describe(entry: MediaEntry): IndexEntry {
+  return {
+    ...(entry.ctimeMs === undefined ? {} : {ctimeMs: entry.ctimeMs}),
+    ...(entry.etag === undefined ? {} : {etag: entry.etag}),
+    ...(entry.ino === undefined ? {} : {ino: entry.ino}),
+    ...(entry.key === undefined ? {} : {key: entry.key}),
+    ...(entry.linkTarget === undefined ? {} : {linkTarget: entry.linkTarget}),
+    mode: entry.mode,
+    mtimeMs: entry.mtime.getTime(),
+    path: entry.path,
+    size: entry.type === 'file' ? entry.size : 0,
+    type: entry.type,
+  }
+}
+
 /**
  * Reads one file into blobs. Resolves undefined when the file is gone. A file that changes while it is
  * read is stored as read (its SHA-256 is of what was stored), like tar does.
  */
 async function storeFile(
-  path: string,
+  entry: MediaEntry,
   packs: PackWriter,
   blobs: {known: ReadonlyMap<string, string>; stored: Map<string, string>},
   progress: Progress,
 ): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256: string; size: number}> {
+  let source: AsyncIterable<Buffer> | undefined
+  if (entry.localPath === undefined) {
+    const stream = await entry.open!()
+    source = stream && cutIntoBlobs(stream)
+  } else {
+    source = await openLocal(entry.localPath)
+  }
+
+  if (source === undefined) return undefined
+  const whole = createHash('sha256')
+  const content: [string, string][] = []
+  let size = 0
+  let newBytes = 0
+  for await (const blob of source) {
+    whole.update(blob)
+    size += blob.length
+    progress.advance(blob.length)
+    const id = createHash('sha256').update(blob).digest('hex')
+    let pack = blobs.known.get(id) ?? blobs.stored.get(id)
+    if (pack === undefined) {
+      pack = await packs.add(id, blob)
+      newBytes += blob.length
+      if (blob.length >= DEDUPE_MIN_BYTES) blobs.stored.set(id, pack)
+    }
+
+    content.push([id, pack])
+  }
+
+  return {blobs: content, newBytes, sha256: whole.digest('hex'), size}
+}
+
+/**
+ * A local file's blobs, each read straight into its own buffer (the pack writer holds on to a blob
+ * until the upload has taken it): BLOB_BYTES each, the last one shorter, and one empty blob for an
+ * empty file. Undefined when the file is gone.
+ */
+async function openLocal(path: string): Promise<AsyncIterable<Buffer> | undefined> {
   const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return
     throw error
   })
   if (handle === undefined) return undefined
-  try {
-    const whole = createHash('sha256')
-    const content: [string, string][] = []
-    let size = 0
-    let newBytes = 0
-    for (;;) {
-      // A fresh buffer a blob: the pack writer holds on to it until the upload has taken it.
-      const buffer = Buffer.allocUnsafe(BLOB_BYTES)
-      let filled = 0
-      while (filled < BLOB_BYTES) {
-        const {bytesRead} = await handle.read(buffer, filled, BLOB_BYTES - filled, null)
-        if (bytesRead === 0) break
-        filled += bytesRead
-      }
+  return (async function* () {
+    try {
+      let size = 0
+      for (;;) {
+        const buffer = Buffer.allocUnsafe(BLOB_BYTES)
+        let filled = 0
+        while (filled < BLOB_BYTES) {
+          const {bytesRead} = await handle.read(buffer, filled, BLOB_BYTES - filled, null)
+          if (bytesRead === 0) break
+          filled += bytesRead
+        }
 
-      if (filled === 0 && size > 0) break
-      const blob = buffer.subarray(0, filled)
-      whole.update(blob)
-      size += filled
-      progress.advance(filled)
-      const id = createHash('sha256').update(blob).digest('hex')
-      let pack = blobs.known.get(id) ?? blobs.stored.get(id)
-      if (pack === undefined) {
-        pack = await packs.add(id, blob)
-        newBytes += filled
-        if (filled >= DEDUPE_MIN_BYTES) blobs.stored.set(id, pack)
+        if (filled === 0 && size > 0) return
+        size += filled
+        yield buffer.subarray(0, filled)
+        if (filled < BLOB_BYTES) return
       }
-
-      content.push([id, pack])
-      if (filled < BLOB_BYTES) break
+    } finally {
+      await handle.close()
     }
+  })()
+}
 
-    return {blobs: content, newBytes, sha256: whole.digest('hex'), size}
-  } finally {
-    await handle.close()
+/**
+ * A stream cut into blobs the same way as a local file (see openLocal).
+ *
+ * @yields each blob, in a buffer of its own
+ */
+export async function* cutIntoBlobs(stream: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let buffer = Buffer.allocUnsafe(BLOB_BYTES)
+  let filled = 0
+  let size = 0
+  for await (const chunk of stream) {
+    let offset = 0
+    while (offset < chunk.length) {
+      const copied = chunk.copy(buffer, filled, offset)
+      filled += copied
+      offset += copied
+      if (filled === BLOB_BYTES) {
+        size += filled
+        yield buffer
+        buffer = Buffer.allocUnsafe(BLOB_BYTES)
+        filled = 0
+      }
+    }
   }
+
+  if (filled > 0 || size === 0) yield buffer.subarray(0, filled)
 }
 
 interface IndexCursor {
+  /** The previous entry of this path and type's place, if any; entries must be asked for in order. */
+  seek(entry: {path: string; type: string}): Promise<IndexEntry | undefined>
+}
+
+interface PreviousIndex {
   close(): Promise<void>
-  /** The previous entry with this path, if any; paths must be asked for in walk order. */
-  seek(path: string): Promise<IndexEntry | undefined>
+  /** A new cursor from the start of the index, which is in `order`. */
+  cursor(order: (a: {path: string; type: string}, b: {path: string; type: string}) => number): IndexCursor
 }
 
-const NO_PREVIOUS: IndexCursor = {
+const NO_PREVIOUS: PreviousIndex = {
   async close() {},
-  seek: async () => undefined as IndexEntry | undefined,
+  cursor: () => ({seek: async () => undefined as IndexEntry | undefined}),
 }
 
-/** The previous backup's index as a cursor that moves forward with the walk. */
-async function previousEntries(
+/** The previous backup's index, decrypted to a temp file, read by cursors that move forward with the walk. */
+async function previousIndex(
   context: BackupContext,
   previous: Manifest | undefined,
   identity: X25519Identity,
   tempDir: string,
-): Promise<IndexCursor> {
+): Promise<PreviousIndex> {
   const media = previous?.components.media
-  if (previous === undefined || media === undefined || !('format' in media)) return NO_PREVIOUS
+  if (previous === undefined || media === undefined || !isPacked(media)) return NO_PREVIOUS
   const path = join(tempDir, 'previous.index')
   try {
     await readVerified(context, previous, {
@@ -346,30 +406,36 @@ async function previousEntries(
     return NO_PREVIOUS
   }
 
-  const lines = readIndexLines(path)
-  let pending: IndexEntry | undefined
-  let done = false
+  const readers: AsyncGenerator<IndexEntry, void>[] = []
   return {
     async close() {
-      await lines.return()
+      for (const lines of readers) await lines.return()
       await rm(path, {force: true})
     },
-    async seek(target) {
-      while (!done) {
-        if (pending === undefined) {
-          const next = await lines.next()
-          if (next.done) {
-            done = true
-            break
+    cursor(order) {
+      const lines = readIndexLines(path)
+      readers.push(lines)
+      let pending: IndexEntry | undefined
+      let done = false
+      return {
+        async seek(target) {
+          while (!done) {
+            if (pending === undefined) {
+              const next = await lines.next()
+              if (next.done) {
+                done = true
+                break
+              }
+
+              pending = next.value
+            }
+
+            const position = order(pending, target)
+            if (position === 0) return pending
+            if (position > 0) return
+            pending = undefined
           }
-
-          pending = next.value
-        }
-
-        const order = walkOrder(pending.path, target)
-        if (order === 0) return pending
-        if (order > 0) return
-        pending = undefined
+        },
       }
     },
   }
@@ -422,7 +488,13 @@ export async function packedMediaTar(
   async function* entries(): AsyncGenerator<MediaEntry> {
     try {
       for await (const entry of readIndexLines(indexPath)) {
-        const common = {mode: entry.mode, mtime: new Date(entry.mtimeMs), path: entry.path}
+        const common = {
+          ...(entry.etag === undefined ? {} : {etag: entry.etag}),
+          ...(entry.key === undefined ? {} : {key: entry.key}),
+          mode: entry.mode,
+          mtime: new Date(entry.mtimeMs),
+          path: entry.path,
+        }
         if (entry.type === 'directory') yield {...common, size: 0, type: 'directory'}
         else if (entry.type === 'symlink') yield {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
         else

@@ -1,4 +1,4 @@
-import {PutObjectCommand} from '@aws-sdk/client-s3'
+import {DeleteObjectCommand, PutObjectCommand} from '@aws-sdk/client-s3'
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
@@ -162,5 +162,121 @@ describe('S3 media (s3rver)', function () {
       code: 'INTEGRITY',
       message: "The media files do not match the archive's listing (1 extracted, 1 listed, or different contents).",
     })
+  })
+})
+
+describe('S3 media, incremental (packs, s3rver)', function () {
+  this.timeout(300_000)
+  let s3: TestS3
+
+  before(async () => {
+    s3 = await TestS3.start()
+  })
+
+  after(async () => {
+    await s3?.stop()
+  })
+
+  /** GetObject requests for media objects (not the listings, which are GETs too), from `since` on. */
+  function objectReads(bucket: string, since: number): string[] {
+    return s3.requests
+      .slice(since)
+      .filter((request) => request.method === 'GET' && request.path.startsWith(`/${bucket}/`))
+      .filter((request) => request.query['list-type'] === undefined)
+      .map((request) => request.path.slice(`/${bucket}/`.length))
+  }
+
+  it('an unchanged re-backup downloads no object (0 GetObject); a change downloads only what changed; every backup downloads as the tar format does', async () => {
+    const bucket = 'packed-media'
+    await s3.createBucket(bucket)
+    const objects = new Map<string, Buffer>()
+    for (let index = 0; index < 120; index++)
+      objects.set(`uploads/${index % 5}/file-${index}.bin`, randomBytes(index * 37))
+    // Key order is not the walk order of a folder ("a.b" before "a/b" in S3); the index follows the listing.
+    objects.set('a.b', Buffer.from('dot'))
+    objects.set('a/b', Buffer.from('slash'))
+    objects.set('ünïcødé/文件 ✓.txt', Buffer.from('unicode key\n'))
+    objects.set('empty.txt', Buffer.alloc(0))
+    objects.set('folder-marker/', Buffer.alloc(0))
+    // Larger than one blob and than the provider's in-memory limit: streamed and cut into blobs.
+    objects.set('videos/clip.mp4', randomBytes(3 * MiB + 5))
+    await putAll(s3, bucket, 'media/', objects)
+
+    const project = makeProject()
+    project.env.DEFAULT_STORAGE_DSN = s3.dsn(bucket, 'media/')
+    const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
+    const backUp = async () => {
+      const since = s3.requests.length
+      const created = await cliInBackground(project, ['create', '--media-only', '--json', '--verbose'], packed)
+      expect(created.status, created.stderr).to.equal(0)
+      const {id} = created.json() as {id: string}
+      // The incremental format's own report (a tar backup has none).
+      expect(created.stderr).to.match(/media: \d+ files, \d+ read/)
+      return {id, reads: objectReads(bucket, since), stderr: created.stderr}
+    }
+
+    const first = await backUp()
+    expect(first.reads).to.have.length(objects.size - 1) // every object but the folder marker
+
+    const unchanged = await backUp()
+    expect(unchanged.reads).to.deep.equal([])
+    expect(unchanged.stderr).to.include(`${objects.size - 1} files, 0 read`)
+    expect(unchanged.stderr).to.include('0 B of new blobs in 0 new pack(s)')
+
+    // Rewrite one object (same size, new content), add one, delete one.
+    const changed = new Map([
+      ['uploads/3/file-3.bin', randomBytes(3 * 37)],
+      ['uploads/new.bin', Buffer.from('added')],
+    ])
+    await putAll(s3, bucket, 'media/', changed)
+    await s3.client().send(new DeleteObjectCommand({Bucket: bucket, Key: 'media/a.b'}))
+    for (const [key, body] of changed) objects.set(key, body)
+    objects.delete('a.b')
+    const third = await backUp()
+    expect(third.reads.sort()).to.deep.equal(['media/uploads/3/file-3.bin', 'media/uploads/new.bin'])
+
+    // The same bucket in today's format, for comparison.
+    const plain = await cliInBackground(project, ['create', '--media-only', '--json'])
+    expect(plain.status, plain.stderr).to.equal(0)
+    const listingOf = async (id: string) => {
+      const out = join(project.root, `download-${id}`)
+      const downloaded = await cliInBackground(project, ['download', id, '--media-only', '-o', out])
+      expect(downloaded.status, downloaded.stderr).to.equal(0)
+      const tar = join(out, 'media.tar')
+      const extracted = join(out, 'tree')
+      mkdirSync(extracted)
+      execFileSync('tar', ['-xf', tar, '-C', extracted])
+      return {
+        listing: JSON.parse(readFileSync(join(extracted, 'MANIFEST.json'), 'utf8')) as {
+          files: Record<string, unknown>[]
+        },
+        tree: extracted,
+      }
+    }
+
+    const fromPacks = await listingOf(third.id)
+    const fromTar = await listingOf((plain.json() as {id: string}).id)
+    expect(fromPacks.listing).to.deep.equal(fromTar.listing)
+    for (const [key, body] of objects) {
+      if (key.endsWith('/')) continue
+      expect(readFileSync(join(fromPacks.tree, 'media', key)).equals(body), key).to.equal(true)
+    }
+
+    const verified = await cliInBackground(project, ['verify', '--all'])
+    expect(verified.status, verified.stderr).to.equal(0)
+
+    // Restore the first backup into the bucket: the deleted object is back, the changed one as it was.
+    const before = await cliInBackground(project, [
+      'restore',
+      first.id,
+      '--media-only',
+      '--confirm',
+      'local',
+      '--no-safety-backup',
+    ])
+    expect(before.status, before.stderr).to.equal(0)
+    const restored = await contentsOf(s3, bucket, 'media/')
+    expect(restored.get('a.b')).to.equal(createHash('sha256').update('dot').digest('hex'))
+    expect(restored.has('uploads/new.bin')).to.equal(true) // restore without --clean keeps what is new
   })
 })

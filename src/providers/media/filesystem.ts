@@ -7,7 +7,7 @@ import {Readable} from 'node:stream'
 import {extractMediaArchive} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 import {BackupError} from '../../errors.js'
-import {MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
+import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
 /** A tar header block, and the two zero blocks that end an archive: enough for an estimate. */
@@ -22,13 +22,7 @@ export class FilesystemMediaProvider implements MediaProvider {
     this.location = root
   }
 
-  async *entries({
-    onSkip,
-    signal,
-  }: {
-    onSkip?: (path: string, why: string) => void
-    signal: AbortSignal
-  }): AsyncIterable<MediaEntry> {
+  async *entries({onSkip, signal}: EntriesOptions): AsyncIterable<MediaEntry> {
     const info = await lstat(this.root).catch(() => {})
     if (!info?.isDirectory()) {
       throw new BackupError('SOURCE_UNAVAILABLE', `The media folder ${this.root} does not exist.`, {

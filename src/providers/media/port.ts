@@ -17,6 +17,17 @@ export interface PreparedMediaRestore {
   discard(): Promise<void>
 }
 
+export interface EntriesOptions {
+  /**
+   * Asked once for each file, in the order of the listing, before the provider reads it ahead of
+   * `open`: a file for which it resolves false is read only if it is opened. An incremental backup
+   * answers false for what it will not read (an unchanged S3 object is then never downloaded).
+   */
+  needsContent?: (entry: MediaEntry) => Promise<boolean>
+  onSkip?: (path: string, why: string) => void
+  signal: AbortSignal
+}
+
 /**
  * Enumerates an app's media files. Contract:
  * - `entries` yields every folder, file and symlink exactly once, parents before children, in a
@@ -26,7 +37,7 @@ export interface PreparedMediaRestore {
  * - `entries` rejects with a BackupError (SOURCE_UNAVAILABLE) when the root itself cannot be read.
  */
 export interface MediaProvider {
-  entries(options: {onSkip?: (path: string, why: string) => void; signal: AbortSignal}): AsyncIterable<MediaEntry>
+  entries(options: EntriesOptions): AsyncIterable<MediaEntry>
   /**
    * The approximate size of the archive that `entries` makes, from a walk that reads no content (for
    * progress only; may be off when the tree changes). Absent where that costs more than it helps.

@@ -10,7 +10,7 @@ import {readTar, TarMember} from '../../archive/tar-reader.js'
 import {S3Location} from '../../config/s3-location.js'
 import {BackupError} from '../../errors.js'
 import {createS3Client, getObject, s3Failure} from '../../lib/s3.js'
-import {MediaProvider, MediaRestoreSummary} from './port.js'
+import {EntriesOptions, MediaProvider, MediaRestoreSummary} from './port.js'
 
 /** Small objects downloaded ahead of the archive writer, at most this many at once. */
 const PREFETCH = 8
@@ -39,16 +39,10 @@ export class S3MediaProvider implements MediaProvider {
     this.location = description
   }
 
-  async *entries({
-    onSkip,
-    signal,
-  }: {
-    onSkip?: (path: string, why: string) => void
-    signal: AbortSignal
-  }): AsyncIterable<MediaEntry> {
+  async *entries({needsContent, onSkip, signal}: EntriesOptions): AsyncIterable<MediaEntry> {
     // Small objects are downloaded ahead, a few at a time, while the archive takes the current one:
     // on S3 a request's latency, not its bytes, is what makes many small files slow.
-    const window: Array<{entry: MediaEntry; prefetched?: Promise<Readable | undefined>}> = []
+    const window: Array<{entry: MediaEntry; prefetched?: Promise<Readable | undefined>; wanted: boolean}> = []
     const listing = this.list(signal)[Symbol.asyncIterator]()
     let listed = false
     try {
@@ -56,11 +50,15 @@ export class S3MediaProvider implements MediaProvider {
         while (!listed && window.length < PREFETCH) {
           const next = await listing.next()
           if (next.done) listed = true
-          else window.push({entry: next.value})
+          else {
+            const entry = next.value
+            const wanted = entry.type === 'file' && (needsContent === undefined || (await needsContent(entry)))
+            window.push({entry, wanted})
+          }
         }
 
         for (const slot of window) {
-          if (slot.entry.type === 'file' && slot.entry.size <= SMALL_OBJECT && slot.prefetched === undefined) {
+          if (slot.wanted && slot.entry.size <= SMALL_OBJECT && slot.prefetched === undefined) {
             slot.prefetched = this.download(slot.entry, onSkip, signal)
             slot.prefetched.catch(() => {})
           }

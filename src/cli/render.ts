@@ -42,7 +42,19 @@ export function renderPackCollection(packs: PackCollectionResult, dryRun: boolea
     `Packs: ${countOf(packs.condemned.length, 'unreferenced pack')} ${would}condemned, ` +
     `${packs.deleted.length} ${would}deleted (condemned a grace period ago), ` +
     `${packs.pardoned.length} ${would}pardoned (referenced again), ${packs.waiting} waiting out the grace period` +
-    (packs.leftovers.length > 0 ? `; ${countOf(packs.leftovers.length, 'half-written pack')} ${would}removed.` : '.')
+    (packs.leftovers.length > 0 ? `; ${countOf(packs.leftovers.length, 'half-written pack')} ${would}removed.` : '.') +
+    renderRepack(packs.repacked, would)
+  )
+}
+
+function renderRepack(repacked: PackCollectionResult['repacked'], would: string): string {
+  if (repacked === undefined) return ''
+  if (repacked.skipped) return ` Not repacked: ${repacked.skipped}.`
+  if (repacked.from.length === 0) return ''
+  return (
+    ` ${countOf(repacked.from.length, 'mostly dead pack')} ${would}repacked: ${formatBytes(repacked.liveBytes)} live ` +
+    `copied${would ? '' : ` into ${countOf(repacked.into.length, 'new pack')}`}, ${formatBytes(repacked.freedBytes)} ` +
+    `to be freed once they are deleted (two phases, like unreferenced packs).`
   )
 }
 

@@ -12,7 +12,7 @@ const STAGING_PATTERN = /^\.?divio-(?:backup|download|restore|restore-apply)-(\d
 const UNOWNED_PATTERN = /^\.?divio-(?:backup|download|restore|restore-apply)-[\w-]{6}$/
 const UNOWNED_GRACE_MS = 24 * 60 * 60 * 1000
 
-export type StagingPurpose = 'backup' | 'download' | 'export' | 'restore' | 'restore-apply' | 'verify'
+export type StagingPurpose = 'backup' | 'download' | 'export' | 'repack' | 'restore' | 'restore-apply' | 'verify'
 
 export async function makeStagingDir(parent: string, purpose: StagingPurpose, hidden = false): Promise<string> {
   const folder = await mkdtemp(join(parent, `${hidden ? '.' : ''}divio-${purpose}-${process.pid}-`))

@@ -13,7 +13,7 @@ import {makeStagingDir} from '../lib/staging.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf, writePackedMedia} from './download.js'
-import {packsPrefix} from './media-packs.js'
+import {locatePacks, packsPrefix, readPackFolder} from './pack-folder.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface ExportOptions {
@@ -202,8 +202,20 @@ async function exportPacks(
 
   const folder = join(outputDir, context.env.name, 'packs')
   const prefix = packsPrefix(context.env.app, context.env.name)
+  // A pack that repacking superseded and prune deleted is read from where its live blobs went.
+  const {missing, stored: located} = locatePacks(names, await readPackFolder(context.store, prefix))
+  if (missing.length > 0) {
+    throw new BackupError(
+      'INTEGRITY',
+      `Pack ${missing[0]}, which an exported backup refers to, is missing from the store.`,
+      {
+        suggestion: 'Run `divio app backup verify --all` to see which backups are affected.',
+      },
+    )
+  }
+
   const files: ExportResult['files'] = []
-  for (const name of [...names].sort()) {
+  for (const name of located) {
     await mkdir(folder, {recursive: true})
     const path = join(folder, name)
     const key = `${prefix}/packs/${name}`

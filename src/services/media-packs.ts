@@ -28,38 +28,26 @@ import {
   REBUILD_NAME,
   walkOrder,
 } from '../domain/media-index.js'
-import {CondemnMarker, ListedPack, planPackCollection} from '../domain/pack-collection.js'
+import {PackForward, planPackCollection} from '../domain/pack-collection.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {ObjectNotFoundError} from '../store/port.js'
-import {Catalog, environmentPrefix} from './catalog.js'
+import {Catalog} from './catalog.js'
 import {BackupContext, Progress} from './context.js'
 import {putSmallObject} from './objects.js'
-import {PackReader, PackWriter} from './packs.js'
+import {
+  condemnedMarkerKey,
+  forwardKey,
+  forwardTargets,
+  packsPrefix,
+  readForward,
+  readPackFolder,
+  unusablePacks,
+} from './pack-folder.js'
+import {openPack, PackReader, PackWriter} from './packs.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 /** Blobs at least this large are remembered within a run, so that a copy of a big file is stored once. */
 const DEDUPE_MIN_BYTES = 16 * 1024
-const CONDEMNED_SUFFIX = '.condemned'
-
-/** `<app>/<env>`, without the slash: where an environment's backups and its packs folder live. */
-export function packsPrefix(app: string, environment: string): string {
-  return environmentPrefix(app, environment).slice(0, -1)
-}
-
-/** The packs prune has condemned: their blobs must not be reused (DESIGN §14, two-phase collection). */
-export async function condemnedPacks(context: BackupContext, prefix: string): Promise<Set<string>> {
-  const condemned = new Set<string>()
-  for await (const object of context.store.list(`${prefix}/packs/`)) {
-    if (object.key.endsWith(CONDEMNED_SUFFIX))
-      condemned.add(object.key.slice(`${prefix}/packs/`.length, -CONDEMNED_SUFFIX.length))
-  }
-
-  return condemned
-}
-
-export function condemnedMarkerKey(prefix: string, pack: string): string {
-  return `${prefix}/packs/${pack}${CONDEMNED_SUFFIX}`
-}
 
 /** Uploads one staged file as a backup object (the caller's put: it records what to undo on failure). */
 export type PutFile = (
@@ -77,7 +65,7 @@ export type PutFile = (
  * index, merged with the walk (both are in walk order, so memory stays flat): a file whose size, mtime,
  * inode and ctime are unchanged keeps its blobs and is not opened. Everything else is read, cut into
  * blobs of BLOB_BYTES, and only blobs this run has not stored yet go into new packs. Packs that prune
- * has condemned are never reused. The index goes last, encrypted to the owner and to this writer.
+ * has condemned, or copied elsewhere (superseded), are never reused. The index goes last, encrypted to the owner and to this writer.
  */
 export async function backUpMediaPacks(
   context: BackupContext,
@@ -95,7 +83,7 @@ export async function backUpMediaPacks(
   // Both the index and the walk are in the provider's order, so that they merge as sorted streams.
   const order = provider.kind === 's3' ? keyOrder : (a: {path: string}, b: {path: string}) => walkOrder(a.path, b.path)
   const prefix = packsPrefix(env.app, env.name)
-  const condemned = await condemnedPacks(context, prefix)
+  const unusable = await unusablePacks(context.store, prefix)
   const previous = await previousIndex(context, options.previous, options.writer.ageIdentity, options.tempDir)
   const packs = new PackWriter({
     prefix,
@@ -114,7 +102,7 @@ export async function backUpMediaPacks(
   const reusable = (before: IndexEntry | undefined, current: MediaEntry): boolean =>
     before !== undefined &&
     isUnchanged(before, describe(current)) &&
-    before.blobs!.every(([, pack]) => !condemned.has(pack))
+    before.blobs!.every(([, pack]) => !unusable.has(pack))
   /** A file's index line: the previous blobs when it is unchanged, else what reading it stored; undefined when it is gone. */
   const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
     let line: IndexEntry
@@ -122,8 +110,8 @@ export async function backUpMediaPacks(
       line = {...describe(entry), blobs: before.blobs, sha256: before.sha256}
     } else {
       // A changed file keeps the blobs of its previous version that are still in it (an edit in place
-      // stores the blobs it touched); blobs of condemned packs are stored again.
-      const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => !condemned.has(pack)))
+      // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
+      const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => !unusable.has(pack)))
       const read = await storeFile(entry, packs, {known, stored}, options.progress)
       if (read === undefined) {
         reporter.notice(`warning: media ${JSON.stringify(entry.path)} skipped: deleted while the backup ran`)
@@ -479,9 +467,11 @@ export async function packedMediaTar(
     plaintext: media.index.plaintext,
     sink: createWriteStream(indexPath, {flags: 'wx', mode: 0o600}),
   })
+  const prefix = packsPrefix(manifest.app, manifest.environment)
   const reader = new PackReader({
+    forwards: forwardTargets((await readPackFolder(context.store, prefix)).forwards),
     identities: options.identities,
-    prefix: packsPrefix(manifest.app, manifest.environment),
+    prefix,
     store: context.store,
   })
 
@@ -535,17 +525,32 @@ export interface PackCollectionResult {
   /** Half-written packs of killed creates, untouched for the grace period: removed. */
   leftovers: string[]
   pardoned: string[]
+  /** Mostly dead packs whose live blobs were copied into new packs (a prune with the identity). */
+  repacked?: RepackResult
   /** Why nothing was collected, when that is the case for a reason other than "nothing to collect". */
   skipped?: string
   waiting: number
 }
 
+export interface RepackResult {
+  /** Bytes of the superseded packs that are freed once they are deleted. */
+  freedBytes: number
+  /** The superseded packs. */
+  from: string[]
+  /** The new packs holding their live blobs. */
+  into: string[]
+  liveBytes: number
+  /** When repacking did not run, why (no identity, a damaged backup). */
+  skipped?: string
+}
+
 /**
- * Two-phase collection of the packs that no backup references (see domain/pack-collection.ts). The
- * referenced set is every pack named by a committed backup that is not being removed, damaged ones
- * included; when a damaged manifest cannot be read at all, nothing is collected, since it may
- * reference any pack. Markers are written before anything is deleted, and a pack's marker goes only
- * after the pack, so an interrupted prune leaves at worst a marker that the next one removes.
+ * Two-phase collection of the packs that no backup references or that repacking superseded (see
+ * domain/pack-collection.ts). The references are every pack named by a committed backup that is not
+ * being removed, damaged ones included; when a damaged manifest cannot be read at all, nothing is
+ * collected, since it may reference any pack. Markers are written before anything is deleted, and a
+ * pack's marker goes only after the pack, so an interrupted prune leaves at worst a marker that the
+ * next one removes.
  */
 export async function collectPacks(
   context: BackupContext,
@@ -553,19 +558,10 @@ export async function collectPacks(
   options: {dryRun: boolean; removing: ReadonlySet<string>},
 ): Promise<PackCollectionResult | undefined> {
   const prefix = packsPrefix(context.env.app, context.env.name)
-  const packs: ListedPack[] = []
-  const markers: CondemnMarker[] = []
-  // Anything else in the folder is what an interrupted write left (a killed create's half pack).
-  const leftovers: {key: string; modifiedAt: Date}[] = []
-  for await (const object of context.store.list(`${prefix}/packs/`)) {
-    const name = object.key.slice(`${prefix}/packs/`.length)
-    if (name.endsWith(CONDEMNED_SUFFIX))
-      markers.push({condemnedAt: object.modifiedAt, pack: name.slice(0, -CONDEMNED_SUFFIX.length)})
-    else if (/^[\da-f]{32}\.age$/.test(name)) packs.push({modifiedAt: object.modifiedAt, name})
-    else leftovers.push(object)
-  }
-
-  if (packs.length === 0 && markers.length === 0 && leftovers.length === 0) return undefined
+  const folder = await readPackFolder(context.store, prefix)
+  const {leftovers, markers, packs} = folder
+  if (packs.length === 0 && markers.length === 0 && leftovers.length === 0 && folder.forwards.length === 0)
+    return undefined
   const unreadable = catalog.damaged.find((backup) => backup.manifest === undefined)
   if (unreadable) {
     return {
@@ -578,18 +574,15 @@ export async function collectPacks(
     }
   }
 
-  const referenced = new Set<string>()
-  const manifests = [
-    ...catalog.complete.filter(({manifest}) => !options.removing.has(manifest.id)).map(({manifest}) => manifest),
-    ...catalog.damaged.map((backup) => backup.manifest!),
-  ]
-  for (const manifest of manifests) {
-    const {media} = manifest.components
-    if (media && 'format' in media) for (const pack of media.packs) referenced.add(pack)
+  const references = packReferences(catalog, options.removing)
+  const forwards: PackForward[] = []
+  for (const listed of folder.forwards) {
+    const forward = await readForward(context.store, listed)
+    if (forward) forwards.push(forward)
   }
 
   const graceMs = context.env.retention.incompleteGraceHours * 3_600_000
-  const plan = planPackCollection({graceMs, markers, now: context.now(), packs, referenced})
+  const plan = planPackCollection({forwards, graceMs, markers, now: context.now(), packs, references})
   // Like an incomplete backup: left alone for the grace period, in case its writer is still running.
   const staleLeftovers = leftovers.filter((object) => context.now().getTime() - object.modifiedAt.getTime() > graceMs)
   const result = {
@@ -602,6 +595,8 @@ export async function collectPacks(
   if (options.dryRun) return result
   for (const pack of plan.condemn)
     await putSmallObject(context.store, condemnedMarkerKey(prefix, pack), `${context.now().toISOString()}\n`)
+  // A pardoned pack loses its forwards first: readers read it, and creates may use it again.
+  for (const {from, to} of plan.unforward) await context.store.delete(forwardKey(prefix, from, to))
   for (const pack of plan.pardon) await context.store.delete(condemnedMarkerKey(prefix, pack))
   for (const pack of plan.delete) {
     context.signal.throwIfAborted()
@@ -614,18 +609,40 @@ export async function collectPacks(
   return result
 }
 
-/** Reads one pack whole: every member authenticated by age and checked against its name; the count of blobs. */
+/** Every pack named by a committed backup that is not being removed (damaged ones included), with who names it. */
+export function packReferences(catalog: Catalog, removing: ReadonlySet<string>): Map<string, string[]> {
+  const references = new Map<string, string[]>()
+  const manifests = [
+    ...catalog.complete.filter(({manifest}) => !removing.has(manifest.id)).map(({manifest}) => manifest),
+    ...catalog.damaged.map((backup) => backup.manifest!),
+  ]
+  for (const manifest of manifests) {
+    const {media} = manifest.components
+    if (media && isPacked(media))
+      for (const pack of media.packs) references.set(pack, [...(references.get(pack) ?? []), manifest.id])
+  }
+
+  return references
+}
+
+/**
+ * Reads one pack whole (or, once it is gone, the pack its live blobs were copied into): every member
+ * authenticated by age and checked against its name; the count of blobs.
+ */
 export async function checkPack(
   context: BackupContext,
   manifest: Manifest,
-  identities: readonly X25519Identity[],
   pack: string,
+  keys: {forwards?: ReadonlyMap<string, readonly string[]>; identities: readonly X25519Identity[]},
 ): Promise<number> {
+  const {forwards, identities} = keys
   const prefix = packsPrefix(manifest.app, manifest.environment)
-  const where = `packs/${pack}`
+  let where = `packs/${pack}`
   let source: Readable
   try {
-    source = await context.store.get(`${prefix}/packs/${pack}`)
+    const opened = await openPack(context.store, prefix, pack, forwards)
+    source = opened.source
+    where = `packs/${opened.stored}`
   } catch (error) {
     if (error instanceof ObjectNotFoundError) throw new ObjectCheckError(where, 'missing from the store')
     throw error

@@ -7,7 +7,7 @@ import {createDecryptStream} from '../archive/age.js'
 import {encodeTarHeader} from '../archive/tar-header.js'
 import {readTar} from '../archive/tar-reader.js'
 import {StoredObject} from '../domain/manifest.js'
-import {Store} from '../store/port.js'
+import {ObjectNotFoundError, Store} from '../store/port.js'
 import {noProgress} from './context.js'
 import {transferComponent} from './transfer.js'
 
@@ -65,6 +65,11 @@ export class PackWriter {
     },
   ) {}
 
+  /** Bytes written into the open pack so far (0 when none is open). */
+  get openBytes(): number {
+    return this.current?.bytes ?? 0
+  }
+
   /** Adds one blob, whose id is the SHA-256 of `data` (hex); returns the name of the pack it goes into. */
   async add(id: string, data: Buffer): Promise<string> {
     const pack = this.current ?? this.open()
@@ -89,6 +94,11 @@ export class PackWriter {
   destroy(error: Error): void {
     this.current?.input.destroy(error)
     this.current = undefined
+  }
+
+  /** Finishes the open pack now, whatever its size: the next blob starts a new one. */
+  async rollover(): Promise<void> {
+    await this.finish()
   }
 
   private async finish(): Promise<void> {
@@ -155,11 +165,22 @@ export class BlobCheckError extends Error {
  * further on in the same pack skips forward, anything else opens that pack from its start. Reads in
  * the order the blobs were written therefore read each pack once. Every blob is authenticated by age
  * and checked against its id (SHA-256) before it is returned.
+ *
+ * A pack that is gone is looked for where repacking copied it (`forwards`: pack → the packs that hold
+ * its live blobs, in the same order).
  */
 export class PackReader {
-  private open: undefined | {members: AsyncGenerator<{body: Readable; path: string}, void>; name: string}
+  private open:
+    undefined | {members: AsyncGenerator<{body: Readable; path: string}, void>; name: string; stored: string}
 
-  constructor(private readonly options: {identities: readonly X25519Identity[]; prefix: string; store: Store}) {}
+  constructor(
+    private readonly options: {
+      forwards?: ReadonlyMap<string, readonly string[]>
+      identities: readonly X25519Identity[]
+      prefix: string
+      store: Store
+    },
+  ) {}
 
   async close(): Promise<void> {
     await this.open?.members.return()
@@ -170,36 +191,69 @@ export class PackReader {
     // Forward from where the open pack is; if the blob is not ahead, once more from the pack's start.
     const fromStart = this.open?.name !== pack
     if (fromStart) await this.reopen(pack)
-    const found = (await this.scanFor(pack, blob)) ?? (fromStart ? undefined : await this.reopenAndScan(pack, blob))
-    if (found === undefined) throw new BlobCheckError(pack, blob, 'not in the pack')
+    const found = (await this.scanFor(blob)) ?? (fromStart ? undefined : await this.reopenAndScan(pack, blob))
+    if (found === undefined) throw new BlobCheckError(this.open!.stored, blob, 'not in the pack')
     return found
   }
 
   private async reopen(pack: string): Promise<void> {
     await this.close()
-    const source = await this.options.store.get(packKey(this.options.prefix, pack))
+    const {source, stored} = await openPack(this.options.store, this.options.prefix, pack, this.options.forwards)
     const plain = new PassThrough()
     pipeline(source, createDecryptStream(this.options.identities), plain).catch((error: Error) => plain.destroy(error))
-    this.open = {members: readTar(plain), name: pack}
+    this.open = {members: readTar(plain), name: pack, stored}
   }
 
   private async reopenAndScan(pack: string, blob: string): Promise<Buffer | undefined> {
     await this.reopen(pack)
-    return this.scanFor(pack, blob)
+    return this.scanFor(blob)
   }
 
-  private async scanFor(pack: string, blob: string): Promise<Buffer | undefined> {
-    const {members} = this.open!
+  private async scanFor(blob: string): Promise<Buffer | undefined> {
+    const {members, stored} = this.open!
     for (let member = await members.next(); !member.done; member = await members.next()) {
       if (member.value.path !== blob) continue
       const data = await collect(member.value.body)
       const actual = createHash('sha256').update(data).digest('hex')
-      if (actual !== blob) throw new BlobCheckError(pack, blob, `its content hashes to ${actual.slice(0, 12)}…`)
+      if (actual !== blob) throw new BlobCheckError(stored, blob, `its content hashes to ${actual.slice(0, 12)}…`)
       return data
     }
 
     return undefined
   }
+}
+
+/**
+ * Opens a pack, or, when it is gone, the first pack its forwards lead to that is there; `stored` is
+ * the pack actually read. Rejects with ObjectNotFoundError for the pack asked for when none is.
+ */
+export async function openPack(
+  store: Store,
+  prefix: string,
+  pack: string,
+  forwards: ReadonlyMap<string, readonly string[]> = new Map(),
+): Promise<{source: Readable; stored: string}> {
+  const seen = new Set<string>()
+  const attempt = async (name: string): Promise<{source: Readable; stored: string}> => {
+    try {
+      return {source: await store.get(packKey(prefix, name)), stored: name}
+    } catch (error) {
+      if (!(error instanceof ObjectNotFoundError)) throw error
+      seen.add(name)
+      for (const target of forwards.get(name) ?? []) {
+        if (seen.has(target)) continue
+        try {
+          return await attempt(target)
+        } catch (error_) {
+          if (!(error_ instanceof ObjectNotFoundError)) throw error_
+        }
+      }
+
+      throw error
+    }
+  }
+
+  return attempt(pack)
 }
 
 async function collect(stream: Readable): Promise<Buffer> {

@@ -1,10 +1,12 @@
 import {Tier} from '../domain/backup.js'
 import {applyRetention, RetentionCandidate, RetentionResult} from '../domain/retention.js'
+import {BackupError} from '../errors.js'
 import {sweepStaleStaging} from '../lib/staging.js'
 import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
-import {collectPacks, PackCollectionResult} from './media-packs.js'
+import {collectPacks, PackCollectionResult, RepackResult} from './media-packs.js'
+import {repackPacks} from './repack.js'
 
 export interface PruneDecision {
   id: string
@@ -94,7 +96,9 @@ export async function readPrunePlan(context: BackupContext, options: {dryRun?: b
   const plan = planPrune(context, catalog)
   const removing = new Set(plan.remove.map((decision) => decision.id))
   const packs = await collectPacks(context, catalog, {dryRun: true, removing})
-  return packs ? {...plan, packs} : plan
+  if (packs === undefined) return plan
+  const repacked = await repack(context, catalog, {dryRun: true, removing})
+  return {...plan, packs: {...packs, ...(repacked ? {repacked} : {})}}
 }
 
 /** Deletes what a plan removes, each backup manifest-first; returns the plan as carried out. */
@@ -104,9 +108,35 @@ export async function executePrune(context: BackupContext, plan: PruneResult): P
     await deleteBackup(context, id)
   }
 
-  // Packs last, from a fresh reading of the store: a backup committed meanwhile keeps what it references.
+  if (plan.packs === undefined) return {...plan, dryRun: false}
+  // Packs last, each step from a fresh reading of the store: a backup committed meanwhile keeps what
+  // it references. Repacking first, so that the packs it supersedes are condemned in the same run.
+  const repacked = await repack(context, await catalogOf(context), {dryRun: false, removing: new Set()})
   const packs = await collectPacks(context, await catalogOf(context), {dryRun: false, removing: new Set()})
-  return {...plan, dryRun: false, ...(packs ? {packs} : {})}
+  return {...plan, dryRun: false, ...(packs ? {packs: {...packs, ...(repacked ? {repacked} : {})}} : {})}
+}
+
+/** Repacking needs the identity to read the indexes; without it, prune only deletes whole packs. */
+async function repack(
+  context: BackupContext,
+  catalog: Catalog,
+  options: {dryRun: boolean; removing: ReadonlySet<string>},
+): Promise<RepackResult | undefined> {
+  let identities
+  try {
+    identities = await context.keys.identities()
+  } catch (error) {
+    if (!(error instanceof BackupError)) throw error
+    return {
+      freedBytes: 0,
+      from: [],
+      into: [],
+      liveBytes: 0,
+      skipped: `no identity to read the indexes with (${error.message})`,
+    }
+  }
+
+  return repackPacks(context, catalog, {...options, identities})
 }
 
 /**

@@ -12,6 +12,7 @@ import {makeStagingDir} from '../lib/staging.js'
 import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {checkPack, packedMediaTar} from './media-packs.js'
+import {forwardTargets, packsPrefix, readPackFolder} from './pack-folder.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 /** `verify` --json: stable contract (DESIGN §3). */
@@ -151,7 +152,9 @@ async function verifyPackSample(
   const name = `packs (sample of ${count} of ${media.packs.length})`
   try {
     let blobs = 0
-    for (const pack of chosen) blobs += await checkPack(context, manifest, identities, pack)
+    const prefix = packsPrefix(manifest.app, manifest.environment)
+    const forwards = forwardTargets((await readPackFolder(context.store, prefix)).forwards)
+    for (const pack of chosen) blobs += await checkPack(context, manifest, pack, {forwards, identities})
     return {detail: `${blobs} blobs in ${count} packs authenticated and match`, name, ok: true}
   } catch (error) {
     if (!(error instanceof ObjectCheckError)) throw error

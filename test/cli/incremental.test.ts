@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, utimesSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -46,6 +46,16 @@ function treeOfTar(project: Project, tar: string): Map<string, string> {
   }
 
   return snapshotTree(join(out, 'media'))
+}
+
+/** Bytes of every file under a folder. */
+function sizeOfTree(folder: string): number {
+  let bytes = 0
+  for (const entry of readdirSync(folder, {recursive: true, withFileTypes: true})) {
+    if (entry.isFile()) bytes += statSync(join(entry.parentPath, entry.name)).size
+  }
+
+  return bytes
 }
 
 describe('incremental media (packs)', function () {
@@ -181,6 +191,80 @@ describe('incremental media (packs)', function () {
     expect(alone.stdout).to.include('1 half-written pack removed.')
     expect(readdirSync(packs)).to.not.include(half)
     expect(cli(project, ['verify', kept], PACKS).status).to.equal(0)
+  })
+
+  it('prune with the identity repacks mostly dead packs: two prunes a grace period apart leave at most 1.2x the one remaining backup', () => {
+    const project = makeProject()
+    const media = join(project.root, 'media')
+    rmSync(media, {recursive: true})
+    mkdirSync(media)
+    // 24 files of 1 MiB: two packs. Then half of them go, in two steps, and new ones come.
+    const write = (name: string) => writeFileSync(join(media, name), randomBytes(MiB))
+    for (let index = 0; index < 24; index++) write(`a-${String(index).padStart(2, '0')}.bin`)
+    const first = create(project).id
+    for (let index = 0; index < 24; index += 2) rmSync(join(media, `a-${String(index).padStart(2, '0')}.bin`))
+    for (let index = 0; index < 6; index++) write(`b-${index}.bin`)
+    const second = create(project).id
+    for (let index = 0; index < 6; index += 2) rmSync(join(media, `b-${index}.bin`))
+    write('c.bin')
+    const last = create(project).id
+    const tree = snapshotTree(media)
+    const data = readdirSync(media).length * MiB
+    for (const id of [first, second]) expect(cli(project, ['delete', id, '--confirm', 'local']).status).to.equal(0)
+
+    const environment = join(project.store, 'shop', 'local')
+    const packs = join(environment, 'packs')
+    const storeBytes = () => sizeOfTree(environment)
+    interface Pruned {
+      packs: {deleted: string[]; repacked?: {from: string[]; into: string[]; skipped?: string}}
+    }
+    const prune = (extra: NodeJS.ProcessEnv = {}) => {
+      const result = cli(project, ['prune', '--confirm', 'local', '--json'], {...PACKS, ...extra})
+      expect(result.status, result.stderr).to.equal(0)
+      return (result.json() as Pruned).packs
+    }
+
+    // Without the identity only whole packs go: the half-dead ones stay, and the store is well over 1.2x.
+    const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 25 * 3_600_000).toISOString()}
+    const noIdentity = {DIVIO_BACKUP_IDENTITY_FILE: join(project.root, 'no-such-identity.txt')}
+    expect(prune(noIdentity).repacked?.skipped).to.match(/no identity/)
+    expect(prune({...noIdentity, ...later}).repacked?.skipped).to.match(/no identity/)
+    expect(storeBytes()).to.be.greaterThan(1.3 * data)
+
+    const repacking = prune()
+    expect(repacking.repacked?.from).to.have.length(3) // each half dead: two of the first backup's, one of the second's
+    expect(repacking.repacked?.into).to.have.length(1)
+    expect(readdirSync(packs).filter((name) => name.includes('.to.'))).to.have.length(3)
+    // Until the superseded packs are deleted, a backup reads them; afterwards, their copy.
+    expect(cli(project, ['verify', last], PACKS).status).to.equal(0)
+    const collected = prune(later)
+    expect(collected.deleted).to.include.members(repacking.repacked!.from)
+    expect(storeBytes()).to.be.at.most(1.2 * data)
+
+    const verified = cli(project, ['verify', '--all'], PACKS)
+    expect(verified.status, verified.stdout).to.equal(0)
+    expect(cli(project, ['verify', last, '--sample', '100'], PACKS).status).to.equal(0)
+    const out = join(project.root, 'out')
+    expect(cli(project, ['download', last, '-o', out], PACKS).status).to.equal(0)
+    expect(treeOfTar(project, join(out, 'media.tar'))).to.deep.equal(tree)
+    // The raw export copies the packs the backup's blobs are in now, and its recipe still works.
+    const raw = join(project.root, 'raw')
+    expect(cli(project, ['export', '--raw', '-o', raw], PACKS).status).to.equal(0)
+    execFileSync(
+      'sh',
+      [
+        '-c',
+        [
+          'set -e',
+          'mkdir -p blobs',
+          'for pack in packs/*.age; do age -d -i "$KEY" "$pack" | tar -x -C blobs; done',
+          `age -d -i "$KEY" -o rebuild.sh ${last}/media.rebuild.sh.age`,
+          'sh rebuild.sh blobs media',
+        ].join('\n'),
+      ],
+      {cwd: join(raw, 'local'), env: {KEY: project.identityFile, PATH: process.env.PATH}},
+    )
+    expect(snapshotTree(join(raw, 'local', 'media'))).to.deep.equal(tree)
   })
 
   it('a create that runs while prune deletes packs commits a backup that verifies', async () => {
@@ -351,7 +435,9 @@ describe('incremental media: SIGKILL sweep of create and prune', function () {
     // Everything but the newest goes, so that prune has packs to condemn and then delete.
     for (const {id} of complete.slice(1)) expect(cli(project, ['delete', id, '--confirm', 'local']).status).to.equal(0)
     const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 25 * 3_600_000).toISOString()}
-    for (const ms of [50, 300, 600]) await killAfter(startCommand(project, ['prune', '--confirm', 'local']), ms)
+    // Eight points of prune: reading indexes, repacking the half-dead pack, condemning; then deleting.
+    for (const ms of [50, 150, 300, 450, 600])
+      await killAfter(startCommand(project, ['prune', '--confirm', 'local']), ms)
     for (const ms of [50, 300, 600]) await killAfter(startCommand(project, ['prune', '--confirm', 'local'], later), ms)
     expect(cli(project, ['prune', '--confirm', 'local'], PACKS).status).to.equal(0)
     expect(cli(project, ['prune', '--confirm', 'local'], {...PACKS, ...later}).status).to.equal(0)
@@ -359,13 +445,23 @@ describe('incremental media: SIGKILL sweep of create and prune', function () {
     const verified = cli(project, ['verify', '--all', '--json'], PACKS)
     expect(verified.status, verified.stdout + verified.stderr).to.equal(0)
     expect((verified.json() as unknown[]).length).to.equal(1)
-    // What is left is what the one backup refers to: its packs, and nothing condemned.
+    // What is left is what the one backup reaches: the packs it names, or, for those that repacking
+    // superseded and prune deleted, the packs their forwards lead to; nothing condemned, nothing else.
     const [kept] = cli(project, ['list', '--json'], PACKS).json() as Array<{id: string}>
     const manifest = JSON.parse(
       readFileSync(join(project.store, 'shop', 'local', kept.id, 'manifest.json'), 'utf8'),
     ) as {components: {media: {packs: string[]}}}
-    expect(readdirSync(join(project.store, 'shop', 'local', 'packs')).sort()).to.deep.equal(
-      [...manifest.components.media.packs].sort(),
-    )
+    const names = readdirSync(join(project.store, 'shop', 'local', 'packs'))
+    const present = new Set(names.filter((name) => /^[\da-f]{32}\.age$/.test(name)))
+    const forwards = names.filter((name) => name.includes('.to.')).map((name) => name.split('.to.'))
+    const reached = new Set<string>()
+    const reach = (pack: string): void => {
+      if (present.has(pack)) reached.add(pack)
+      else for (const [from, to] of forwards) if (from === pack) reach(to)
+    }
+
+    for (const pack of manifest.components.media.packs) reach(pack)
+    expect([...present].sort()).to.deep.equal([...reached].sort())
+    expect(names.filter((name) => !present.has(name) && !name.includes('.to.'))).to.deep.equal([])
   })
 })

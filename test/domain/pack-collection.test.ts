@@ -22,13 +22,17 @@ describe('pack collection (two phases)', () => {
       markers: [marker('b', 30), marker('c', 2), marker('d', 30), marker('gone', 30)],
       now: NOW,
       packs: [pack('a'), pack('b'), pack('c'), pack('d'), pack('kept')],
-      referenced: new Set(['d', 'kept']),
+      references: new Map([
+        ['d', ['b1']],
+        ['kept', ['b1']],
+      ]),
     })
     expect(plan).to.deep.equal({
       condemn: ['a'],
       delete: ['b'],
       dropMarkers: ['gone'],
       pardon: ['d'],
+      unforward: [],
       waiting: [{deletableFrom: new Date(NOW.getTime() + 22 * HOUR), pack: 'c'}],
     })
   })
@@ -53,7 +57,7 @@ describe('pack collection (two phases)', () => {
       ),
       now: NOW,
       packs: packs.map((name) => pack(name)),
-      referenced: new Set(packs.filter((_, index) => referencedShare[index])),
+      references: new Map(packs.filter((_, index) => referencedShare[index]).map((name) => [name, ['b1']])),
     }
   }
 
@@ -62,7 +66,7 @@ describe('pack collection (two phases)', () => {
       fc.property(scenario, (generated) => {
         const input = inputOf(generated)
         const plan = planPackCollection(input)
-        for (const name of [...plan.condemn, ...plan.delete]) expect(input.referenced.has(name)).to.equal(false)
+        for (const name of [...plan.condemn, ...plan.delete]) expect(input.references.has(name)).to.equal(false)
         const condemnedAt = new Map(input.markers.map((marker) => [marker.pack, marker.condemnedAt.getTime()]))
         for (const name of plan.delete) {
           expect(NOW.getTime() - condemnedAt.get(name)!).to.be.at.least(GRACE)
@@ -73,7 +77,7 @@ describe('pack collection (two phases)', () => {
           ...plan.condemn,
           ...plan.delete,
           ...plan.waiting.map((entry) => entry.pack),
-          ...input.packs.map((listed) => listed.name).filter((name) => input.referenced.has(name)),
+          ...input.packs.map((listed) => listed.name).filter((name) => input.references.has(name)),
         ].sort()
         expect(placed).to.deep.equal(input.packs.map((listed) => listed.name).sort())
       }),
@@ -91,10 +95,250 @@ describe('pack collection (two phases)', () => {
           markers: first.condemn.map((name) => ({condemnedAt: NOW, pack: name})),
           now: later,
         })
-        const unreferenced = input.packs.map((listed) => listed.name).filter((name) => !input.referenced.has(name))
+        const unreferenced = input.packs.map((listed) => listed.name).filter((name) => !input.references.has(name))
         expect(first.delete).to.deep.equal([])
         expect(second.delete.sort()).to.deep.equal(unreferenced.sort())
       }),
     )
+  })
+})
+
+describe('pack collection with repacking (forwards)', () => {
+  const forward = (from: string, to: string, accounted: string[]) => ({accounted: new Set(accounted), from, to})
+
+  it('a superseded pack is condemned, then deleted when its forward accounts for every backup that reaches it', () => {
+    const input = {
+      forwards: [forward('p', 'x', ['b1', 'b2'])],
+      graceMs: GRACE,
+      markers: [marker('p', 30)],
+      now: NOW,
+      packs: [pack('p'), pack('x')],
+      references: new Map([['p', ['b1', 'b2']]]),
+    }
+    expect(planPackCollection({...input, markers: []}).condemn).to.deep.equal(['p'])
+    const plan = planPackCollection(input)
+    expect(plan.delete).to.deep.equal(['p'])
+    expect(plan.unforward).to.deep.equal([])
+    // x is reached through the forward, so it stays.
+    expect([...plan.condemn, ...plan.delete, ...plan.waiting.map((entry) => entry.pack)]).to.not.include('x')
+    // Once p is gone and nothing names it, the forward has done its work.
+    const later = planPackCollection({...input, markers: [], packs: [pack('x')], references: new Map()})
+    expect(later.unforward).to.deep.equal([{from: 'p', to: 'x'}])
+    expect(later.condemn).to.deep.equal(['x'])
+  })
+
+  it('a backup the forward does not account for (it committed during the copy) pardons the pack and drops its forward', () => {
+    const plan = planPackCollection({
+      forwards: [forward('p', 'x', ['b1'])],
+      graceMs: GRACE,
+      markers: [marker('p', 30)],
+      now: NOW,
+      packs: [pack('p'), pack('x')],
+      references: new Map([['p', ['b1', 'late']]]),
+    })
+    expect(plan.delete).to.deep.equal([])
+    expect(plan.pardon).to.deep.equal(['p'])
+    expect(plan.unforward).to.deep.equal([{from: 'p', to: 'x'}])
+  })
+
+  it('a forward to a pack that is not there is dropped, and does not supersede', () => {
+    const plan = planPackCollection({
+      forwards: [forward('p', 'gone', ['b1'])],
+      graceMs: GRACE,
+      markers: [marker('p', 30)],
+      now: NOW,
+      packs: [pack('p')],
+      references: new Map([['p', ['b1']]]),
+    })
+    expect(plan).to.deep.include({delete: [], pardon: ['p'], unforward: [{from: 'p', to: 'gone'}]})
+  })
+
+  /**
+   * A model of the store at the level of blobs, driven by random operations: creates that start (and
+   * read what they may reuse) and commit up to a grace period later, backups that expire, repacks of
+   * one pack, prunes, and time passing. After every step, every blob of every committed backup must be
+   * readable the way PackReader reads it: from the pack it names, or, when that is gone, through its
+   * forwards.
+   */
+  it('no sequence of creates, repacks, expiries and prunes leaves a committed backup with a blob it cannot read (model)', () => {
+    type Op =
+      | {at: number; kind: 'commit'}
+      | {at: number; kind: 'expire'}
+      | {at: number; kind: 'prune'}
+      | {at: number; kind: 'repack'}
+      | {hours: number; kind: 'tick'}
+      | {keep: number; kind: 'start'}
+    // Weighted towards what makes races: several creates in flight, expiries, and long ticks.
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      {arbitrary: fc.record({keep: fc.nat(255), kind: fc.constant('start' as const)}), weight: 4},
+      {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('commit' as const)}), weight: 4},
+      {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('expire' as const)}), weight: 3},
+      {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('repack' as const)}), weight: 2},
+      {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('prune' as const)}), weight: 1},
+      {arbitrary: fc.record({hours: fc.integer({max: 30, min: 1}), kind: fc.constant('tick' as const)}), weight: 2},
+    )
+    const run = (ops: Op[]) => {
+      let now = NOW.getTime()
+      let serial = 0
+      const packs = new Map<string, Set<string>>()
+      const markers = new Map<string, number>()
+      let forwards: {accounted: Set<string>; from: string; to: string}[] = []
+      const backups = new Map<string, Map<string, string>>() // id → blob → named pack
+      const pending: {blobs: Map<string, string>; id: string; startedAt: number}[] = []
+      const newPack = (blobs: string[]) => {
+        const name = `pack-${serial++}`
+        packs.set(name, new Set(blobs))
+        return name
+      }
+
+      const unusable = () => new Set([...forwards.map((entry) => entry.from), ...markers.keys()])
+      const read = (named: string, blob: string, seen = new Set<string>()): boolean => {
+        if (packs.has(named)) return packs.get(named)!.has(blob)
+        seen.add(named)
+        const next = forwards.find((entry) => entry.from === named && !seen.has(entry.to) && reachable(entry.to, seen))
+        return next !== undefined && read(next.to, blob, seen)
+      }
+
+      const reachable = (name: string, seen: Set<string>): boolean =>
+        packs.has(name) ||
+        forwards.some(
+          (entry) => entry.from === name && !seen.has(entry.to) && reachable(entry.to, new Set([name, ...seen])),
+        )
+      const commit = (create: (typeof pending)[number]) => {
+        backups.set(create.id, create.blobs)
+        pending.splice(pending.indexOf(create), 1)
+      }
+
+      const repack = () => {
+        // Every present, unsuperseded, uncondemned pack with a dead blob: its live blobs are copied.
+        const blocked = unusable()
+        for (const source of [...packs.keys()].filter((name) => !blocked.has(name))) {
+          const live = new Set<string>()
+          for (const blobs of backups.values()) {
+            for (const [blob, named] of blobs) {
+              if (named === source || forwards.some((entry) => entry.from === named && entry.to === source))
+                live.add(blob)
+            }
+          }
+
+          const held = [...live].filter((blob) => packs.get(source)!.has(blob))
+          if (held.length === 0 || held.length === packs.get(source)!.size) continue
+          forwards.push({accounted: new Set(backups.keys()), from: source, to: newPack(held)})
+        }
+      }
+
+      const prune = () => {
+        const references = new Map<string, string[]>()
+        for (const [id, blobs] of backups) {
+          for (const named of new Set(blobs.values())) references.set(named, [...(references.get(named) ?? []), id])
+        }
+
+        const plan = planPackCollection({
+          forwards,
+          graceMs: GRACE,
+          markers: [...markers].map(([name, at]) => ({condemnedAt: new Date(at), pack: name})),
+          now: new Date(now),
+          packs: [...packs.keys()].map((name) => ({modifiedAt: new Date(now), name})),
+          references,
+        })
+        for (const name of plan.condemn) markers.set(name, now)
+        forwards = forwards.filter(
+          (entry) => !plan.unforward.some((gone) => gone.from === entry.from && gone.to === entry.to),
+        )
+        for (const name of plan.pardon) markers.delete(name)
+        for (const name of plan.delete) {
+          packs.delete(name)
+          markers.delete(name)
+        }
+      }
+
+      const first = newPack(['a', 'b', 'c'])
+      backups.set('b0', new Map(['a', 'b', 'c'].map((blob) => [blob, first])))
+      for (const step of ops) {
+        const ids = [...backups.keys()]
+        switch (step.kind) {
+          case 'commit': {
+            if (pending.length > 0) commit(pending[step.at % pending.length])
+            break
+          }
+
+          case 'expire': {
+            // Mostly the oldest, as retention does; sometimes another (a delete).
+            if (ids.length > 0) backups.delete(ids[step.at % 3 === 0 ? step.at % ids.length : 0])
+            break
+          }
+
+          case 'prune': {
+            prune()
+            break
+          }
+
+          case 'repack': {
+            repack()
+            break
+          }
+
+          case 'start': {
+            // Reuse some blobs of an earlier backup (the newest of this writer, which need not be the
+            // newest, nor outlive the create), from packs a create may use; store new ones.
+            const previous = backups.get(ids[step.keep % Math.max(1, ids.length)]) ?? new Map<string, string>()
+            const blocked = unusable()
+            const reused = [...previous].filter(
+              ([, named], index) => !blocked.has(named) && ((step.keep >> index) & 1) === 0,
+            )
+            const fresh = [`blob-${serial}`, `blob-${serial + 1}`]
+            const stored = newPack(fresh)
+            pending.push({
+              blobs: new Map([...reused, ...fresh.map((blob) => [blob, stored] as [string, string])]),
+              id: `b${serial++}`,
+              startedAt: now,
+            })
+            break
+          }
+
+          case 'tick': {
+            // A create commits within the grace period of its start (the protocol's one assumption).
+            const due = pending.filter((create) => create.startedAt + GRACE <= now + step.hours * HOUR)
+            for (const create of due) commit(create)
+            now += step.hours * HOUR
+            repack()
+            prune()
+            break
+          }
+        }
+
+        for (const [id, blobs] of backups) {
+          for (const [blob, named] of blobs) expect(read(named, blob), `${id}: ${blob} in ${named}`).to.equal(true)
+        }
+      }
+    }
+
+    // The race the forwards' accounting exists for: a create reuses blobs of an older backup, that
+    // backup expires, a repack copies only what another backup still uses, and the create commits.
+    run([
+      {keep: 0b110, kind: 'start'}, // reuses only "a" of b0
+      {at: 0, kind: 'commit'},
+      {keep: 0, kind: 'start'}, // reuses "a", "b" and "c" of b0
+      {at: 0, kind: 'expire'}, // b0
+      {at: 0, kind: 'repack'}, // b0's pack: only "a" is live; the others have nothing dead
+      {at: 0, kind: 'commit'},
+      {at: 0, kind: 'prune'},
+      {hours: 25, kind: 'tick'}, // and repack and prune
+    ])
+    // A copy of a copy: once both superseded packs are gone, the first forward still leads on.
+    run([
+      {keep: 0b001, kind: 'start'}, // reuses "b" and "c" of b0
+      {keep: 0b011, kind: 'start'}, // reuses "c" of b0
+      {at: 0, kind: 'commit'},
+      {at: 0, kind: 'commit'},
+      {at: 0, kind: 'expire'}, // b0
+      {at: 0, kind: 'repack'}, // b0's pack: "b" and "c" copied
+      {at: 0, kind: 'expire'}, // the first create's backup
+      {at: 0, kind: 'repack'}, // the copy: only "c" copied again
+      {hours: 1, kind: 'tick'},
+      {hours: 24, kind: 'tick'}, // both superseded packs deleted
+      {hours: 1, kind: 'tick'},
+    ])
+    fc.assert(fc.property(fc.array(op, {maxLength: 60, minLength: 20}), run), {numRuns: 400})
   })
 })

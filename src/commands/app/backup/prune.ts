@@ -35,7 +35,8 @@ Also removes incomplete backups that nothing has written to for the grace period
       ? plan.packs.condemned.length +
         plan.packs.deleted.length +
         plan.packs.pardoned.length +
-        plan.packs.leftovers.length
+        plan.packs.leftovers.length +
+        (plan.packs.repacked?.from.length ?? 0)
       : 0
     if (flags['dry-run'] || (plan.remove.length === 0 && packWork === 0)) {
       this.log(renderPrune(plan))

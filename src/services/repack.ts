@@ -1,0 +1,266 @@
+import {createHash} from 'node:crypto'
+import {createWriteStream} from 'node:fs'
+import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
+import {PassThrough, Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {parseRecipient, X25519Identity} from '../archive/age-keys.js'
+import {createDecryptStream} from '../archive/age.js'
+import {readTar} from '../archive/tar-reader.js'
+import {isPacked, Manifest, MediaPacksComponent} from '../domain/manifest.js'
+import {BLOB_BYTES, IndexEntry} from '../domain/media-index.js'
+import {makeStagingDir} from '../lib/staging.js'
+import {Catalog} from './catalog.js'
+import {BackupContext} from './context.js'
+import {readIndexLines, RepackResult} from './media-packs.js'
+import {forwardTargets, PackFolder, packsPrefix, readPackFolder, writeForward} from './pack-folder.js'
+import {openPack, PACK_TARGET_BYTES, PackWriter} from './packs.js'
+import {readVerified} from './read.js'
+
+/**
+ * A pack is rewritten once more than this share of it is dead: then no pack that is kept holds more
+ * than 1.2× its live data (dead ≤ 1/6 of the pack ⇔ dead ≤ 1/5 of the live data).
+ */
+export const REPACK_DEAD_SHARE = 1 / 6
+const TAR_BLOCK = 512
+
+/**
+ * Repacking (DESIGN §14), for a prune that has the identity: the live blobs of every mostly dead pack
+ * are copied into new packs, and each such pack gets a forward to its copy, which supersedes it (see
+ * domain/pack-collection.ts). Collection then deletes it, two-phase, as if nothing referenced it.
+ *
+ * What is live is read from the index of every remaining backup: a blob is live in the pack that holds
+ * it now (a pack, or where its forwards lead). Each old pack's live blobs go into one new pack, in
+ * their order, so a forward names one pack and a reader reads it in one pass. Nothing is deleted here,
+ * and the forwards are written only once every new pack is complete in the store: a prune killed at
+ * any point leaves at worst a pack that nothing references, which collection removes.
+ */
+export async function repackPacks(
+  context: BackupContext,
+  catalog: Catalog,
+  options: {dryRun: boolean; identities: readonly X25519Identity[]; removing: ReadonlySet<string>},
+): Promise<RepackResult | undefined> {
+  const prefix = packsPrefix(context.env.app, context.env.name)
+  const folder = await readPackFolder(context.store, prefix)
+  if (folder.packs.length === 0) return undefined
+  const empty = {freedBytes: 0, from: [], into: [], liveBytes: 0}
+  const [damaged] = catalog.damaged
+  if (damaged) return {...empty, skipped: `backup ${damaged.id} is damaged, so what its blobs are is not known`}
+  const manifests = catalog.complete
+    .map(({manifest}) => manifest)
+    .filter((manifest): manifest is PackedManifest => !options.removing.has(manifest.id) && hasPacks(manifest))
+  const job: RepackJob = {context, identities: options.identities, prefix}
+  const tempDir = await makeStagingDir(context.tempRoot, 'repack')
+  try {
+    let live: LiveBlobs
+    try {
+      live = await liveBlobs(job, manifests, folder, tempDir)
+    } catch (error) {
+      return {...empty, skipped: `an index could not be read (${(error as Error).message})`}
+    }
+
+    const candidates = folder.packs.filter((pack) => {
+      const liveBytes = live.bytes.get(pack.name) ?? 0
+      return liveBytes > 0 && 1 - liveBytes / pack.bytes > REPACK_DEAD_SHARE
+    })
+    const result: RepackResult = {
+      freedBytes: candidates.reduce((sum, pack) => sum + pack.bytes, 0),
+      from: candidates.map((pack) => pack.name),
+      into: [],
+      liveBytes: candidates.reduce((sum, pack) => sum + live.bytes.get(pack.name)!, 0),
+    }
+    if (options.dryRun || candidates.length === 0) return result
+    // To everyone who can read any of the backups the copies serve (recipients may have changed over time).
+    const recipients = [...new Set(manifests.flatMap((manifest) => manifest.encryption.recipients))].map((name) =>
+      parseRecipient(name),
+    )
+    const copied = await copyLiveBlobs(job, candidates, live, recipients)
+    const written = new Set(copied.map(({to}) => to))
+    const at = context.now()
+    const accounted = manifests.map((manifest) => manifest.id)
+    for (const {from, to} of copied) await writeForward(context.store, prefix, {accounted, at, from, to})
+    return {...result, from: copied.map(({from}) => from), into: [...written].sort()}
+  } finally {
+    await rm(tempDir, {force: true, recursive: true})
+  }
+}
+
+type PackedManifest = Manifest & {components: {media: MediaPacksComponent}}
+
+function hasPacks(manifest: Manifest): manifest is PackedManifest {
+  const {media} = manifest.components
+  return media !== undefined && isPacked(media)
+}
+
+interface LiveBlobs {
+  /** Bytes the live blobs take in each pack, tar headers and padding included. */
+  bytes: Map<string, number>
+  /** Each pack's live blobs, by the first 16 bytes of their id (a collision only keeps a dead blob). */
+  ids: Map<string, Set<string>>
+}
+
+/** The 16 bytes that stand for a blob id in memory: a flat one-byte string, a quarter of the hex. */
+function shortId(hex: string): string {
+  return Buffer.from(hex.slice(0, 32), 'hex').toString('latin1')
+}
+
+interface RepackJob {
+  context: BackupContext
+  identities: readonly X25519Identity[]
+  prefix: string
+}
+
+async function liveBlobs(
+  {context, identities}: RepackJob,
+  manifests: readonly PackedManifest[],
+  folder: PackFolder,
+  tempDir: string,
+): Promise<LiveBlobs> {
+  const present = new Set(folder.packs.map((pack) => pack.name))
+  const superseded = new Set(folder.forwards.map((forward) => forward.from))
+  const condemned = new Set(folder.markers.map((marker) => marker.pack))
+  const targets = forwardTargets(folder.forwards)
+  // Where a blob named as in `pack` is held now, if in a pack that may be rewritten.
+  const homes = new Map<string, string | undefined>()
+  const home = (pack: string): string | undefined => {
+    if (!homes.has(pack)) {
+      let found: string | undefined
+      const pending = [pack]
+      const seen = new Set<string>()
+      while (pending.length > 0 && found === undefined) {
+        const next = pending.shift()!
+        if (seen.has(next)) continue
+        seen.add(next)
+        if (present.has(next) && !superseded.has(next)) found = next
+        else pending.push(...(targets.get(next) ?? []))
+      }
+
+      // A condemned pack is not copied: a create may not use it, and a backup that names it pardons it.
+      homes.set(pack, found !== undefined && condemned.has(found) ? undefined : found)
+    }
+
+    return homes.get(pack)
+  }
+
+  const live: LiveBlobs = {bytes: new Map(), ids: new Map()}
+  for (const manifest of manifests) {
+    context.signal.throwIfAborted()
+    const {index} = manifest.components.media
+    const path = join(tempDir, `${manifest.id}.index`)
+    await readVerified(context, manifest, {
+      identities,
+      object: index.object,
+      plaintext: index.plaintext,
+      sink: createWriteStream(path, {flags: 'wx', mode: 0o600}),
+    })
+    try {
+      for await (const entry of readIndexLines(path)) addLiveOfEntry(live, entry, home)
+    } finally {
+      await rm(path, {force: true})
+    }
+  }
+
+  return live
+}
+
+function addLiveOfEntry(live: LiveBlobs, entry: IndexEntry, home: (pack: string) => string | undefined): void {
+  for (const [position, [id, named]] of (entry.blobs ?? []).entries()) {
+    const pack = home(named)
+    if (pack === undefined) continue
+    const ids = live.ids.get(pack) ?? new Set<string>()
+    live.ids.set(pack, ids)
+    const key = shortId(id)
+    if (ids.has(key)) continue
+    ids.add(key)
+    const size = Math.min(BLOB_BYTES, entry.size - position * BLOB_BYTES)
+    live.bytes.set(pack, (live.bytes.get(pack) ?? 0) + TAR_BLOCK + Math.ceil(size / TAR_BLOCK) * TAR_BLOCK)
+  }
+}
+
+/**
+ * Copies the live blobs of each candidate into new packs, each old pack's into one new pack. A blob is
+ * checked against its id before it is copied; a pack that fails (damaged, or missing a live blob) is
+ * not superseded, and the next verify names it.
+ */
+async function copyLiveBlobs(
+  job: RepackJob,
+  candidates: readonly {name: string}[],
+  live: LiveBlobs,
+  recipients: readonly Uint8Array[],
+): Promise<{from: string; to: string}[]> {
+  const {context, prefix} = job
+  const writer = new PackWriter({
+    // Packs are closed here, between old packs, never inside one.
+    packBytes: Number.POSITIVE_INFINITY,
+    prefix,
+    recipients,
+    signal: context.signal,
+    stallTimeoutMs: context.stallTimeoutMs,
+    store: context.store,
+  })
+  const copied: {from: string; to: string}[] = []
+  try {
+    for (const {name} of candidates) {
+      context.signal.throwIfAborted()
+      const wanted = live.ids.get(name)!
+      const liveBytes = live.bytes.get(name)!
+      if (writer.openBytes > 0 && writer.openBytes + liveBytes > PACK_TARGET_BYTES) await writer.rollover()
+      const to = await copyPack(job, name, wanted, writer)
+      if (to !== undefined) copied.push({from: name, to})
+    }
+
+    await writer.close()
+  } catch (error) {
+    writer.destroy(error as Error)
+    throw error
+  }
+
+  return copied
+}
+
+async function copyPack(
+  {context, identities, prefix}: RepackJob,
+  name: string,
+  wanted: ReadonlySet<string>,
+  writer: PackWriter,
+): Promise<string | undefined> {
+  const {source} = await openPack(context.store, prefix, name)
+  const plain = new PassThrough()
+  pipeline(source, createDecryptStream(identities), plain).catch((error: Error) => plain.destroy(error))
+  let to: string | undefined
+  const found = new Set<string>()
+  try {
+    for await (const member of readTar(plain)) {
+      const key = /^[\da-f]{64}$/.test(member.path) ? shortId(member.path) : undefined
+      if (key === undefined || !wanted.has(key) || found.has(key)) {
+        member.body.resume()
+        continue
+      }
+
+      const data = await collect(member.body)
+      if (createHash('sha256').update(data).digest('hex') !== member.path)
+        throw new Error('a blob does not match its id')
+      to = await writer.add(member.path, data)
+      found.add(key)
+    }
+  } catch (error) {
+    context.reporter.notice(`warning: pack ${name} was not repacked: ${(error as Error).message}`)
+    return undefined
+  }
+
+  if (found.size < wanted.size) {
+    context.reporter.notice(
+      `warning: pack ${name} was not repacked: ${wanted.size - found.size} live blob(s) are not in it`,
+    )
+    return undefined
+  }
+
+  return to
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of stream) chunks.push(chunk as Buffer)
+  return Buffer.concat(chunks)
+}

@@ -48,13 +48,14 @@ export const mediaTarComponentSchema = z.object({
 
 /**
  * Incremental media (DESIGN §14): file contents live once in packs shared by backups; the backup's own
- * object is its index (media.index.age), which lists every file with its blobs. The index's SHA-256
+ * object is its index (media.index.gz.age), which lists every file with its blobs. The index's SHA-256
  * is here, and every blob's is in the index, so the signature covers every byte.
  */
 export const mediaPacksComponentSchema = z.object({
   files: z.number().int().nonnegative(),
   format: z.literal('packs'),
-  index: z.object({object: storedObjectSchema, plaintext: contentSchema}),
+  /** `gzip`: the index is gzipped JSON lines (from 0.1 on); absent: plain JSON lines. */
+  index: z.object({encoding: z.literal('gzip').optional(), object: storedObjectSchema, plaintext: contentSchema}),
   /** Every pack the index refers to: what prune must keep, readable without a key. Random names only. */
   packs: z.array(z.string().regex(/^[\da-f]{32}\.age$/)),
   /** The index as an sh script that rebuilds the tree from extracted packs (export --raw). */

@@ -2,8 +2,8 @@ import {z} from 'zod'
 
 /**
  * The media index of an incremental backup (DESIGN §14): one JSON line a media entry, in archive order
- * (the order a media.tar of the backup lists them), after a header line. It is stored encrypted, as
- * media.index.age: file names and content hashes are data.
+ * (the order a media.tar of the backup lists them), after a header line. It is stored gzipped and
+ * encrypted, as media.index.gz.age: file names and content hashes are data.
  *
  * A file's content is a list of blobs, each `[blob id, pack name]`: the blob id is the SHA-256 of the
  * blob's bytes, the pack is where it is stored. The file's own SHA-256 is kept too, for MANIFEST.json
@@ -11,7 +11,8 @@ import {z} from 'zod'
  */
 
 export const INDEX_HEADER = {format: 'divio-media-index', version: 1} as const
-export const INDEX_NAME = 'media.index.age'
+/** Gzipped JSON lines: file names and hashes repeat, and the index is most of what an unchanged backup stores. */
+export const INDEX_NAME = 'media.index.gz.age'
 /** The same as an sh script that rebuilds the tree from extracted packs, for leaving without this tool. */
 export const REBUILD_NAME = 'media.rebuild.sh.age'
 

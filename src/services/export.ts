@@ -326,7 +326,7 @@ The files are age-encrypted exactly as they were stored. Decrypt each with the s
 
 media.manifest.json.age is the media listing on its own; media.tar holds the same as MANIFEST.json.
 
-Incremental media (a backup with media.index.age instead of media.tar.age): the file contents are in
+Incremental media (a backup with media.index.gz.age instead of media.tar.age): the file contents are in
 <environment>/packs/, age-encrypted tars of blobs shared by backups, and media.rebuild.sh.age is an sh
 script that puts one backup's media folder back together from them:
 
@@ -335,7 +335,8 @@ script that puts one backup's media folder back together from them:
     age -d -i backup-identity.txt -o rebuild.sh <backup id>/media.rebuild.sh.age
     sh rebuild.sh blobs media
 
-(run in the <environment> folder). media.index.age holds the same as JSON lines, with each file's SHA-256.
+(run in the <environment> folder). media.index.gz.age holds the same as gzipped JSON lines, with each
+file's SHA-256 (age -d ... | gunzip); backups made before it was gzipped have media.index.age.
 After decrypting, restore as below.
 `
     : ''

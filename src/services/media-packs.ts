@@ -6,6 +6,7 @@ import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {PassThrough, Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
+import {createGunzip, createGzip} from 'node:zlib'
 
 import {X25519Identity} from '../archive/age-keys.js'
 import {createDecryptStream} from '../archive/age.js'
@@ -92,8 +93,10 @@ export async function backUpMediaPacks(
     stallTimeoutMs: context.stallTimeoutMs,
     store: context.store,
   })
-  const indexPath = join(options.tempDir, 'media.index')
-  const index = createWriteStream(indexPath, {flags: 'wx', mode: 0o600})
+  const indexPath = join(options.tempDir, 'media.index.gz')
+  const index = createGzip()
+  const indexWritten = pipeline(index, createWriteStream(indexPath, {flags: 'wx', mode: 0o600}))
+  indexWritten.catch(() => {})
   const scriptPath = join(options.tempDir, 'media.rebuild.sh')
   const script = createWriteStream(scriptPath, {flags: 'wx', mode: 0o600})
   const stats = {blobBytes: 0, files: 0, filesRead: 0, totalFileBytes: 0}
@@ -157,7 +160,7 @@ export async function backUpMediaPacks(
     }
 
     const written = await packs.close()
-    await Promise.all([finish(index), finish(script)])
+    await Promise.all([finish(index), finish(script), indexWritten])
     const uploaded = await options.put(INDEX_NAME, createReadStream(indexPath), options.progress, [
       ...options.recipients,
       options.writer.ageIdentity.publicKey,
@@ -170,7 +173,7 @@ export async function backUpMediaPacks(
     return {
       files: stats.files,
       format: 'packs',
-      index: uploaded,
+      index: {...uploaded, encoding: 'gzip'},
       packs: [...referenced].sort(),
       rebuild,
       source: provider.kind,
@@ -379,12 +382,7 @@ async function previousIndex(
   if (previous === undefined || media === undefined || !isPacked(media)) return NO_PREVIOUS
   const path = join(tempDir, 'previous.index')
   try {
-    await readVerified(context, previous, {
-      identities: [identity],
-      object: media.index.object,
-      plaintext: media.index.plaintext,
-      sink: createWriteStream(path, {flags: 'wx', mode: 0o600}),
-    })
+    await readIndexFile(context, previous, [identity], path)
   } catch (error) {
     // Not fatal: without the previous index every file is read, and the backup is still whole.
     await rm(path, {force: true})
@@ -430,6 +428,38 @@ async function previousIndex(
 }
 
 /**
+ * Reads a packed backup's index, authenticated and checked, into a file at `path` as JSON lines
+ * (gunzipped when it was stored gzipped). Rejects with ObjectCheckError when it does not check.
+ */
+export async function readIndexFile(
+  context: BackupContext,
+  manifest: Manifest,
+  identities: readonly X25519Identity[],
+  path: string,
+): Promise<void> {
+  const {index} = manifest.components.media as MediaPacksComponent
+  const file = createWriteStream(path, {flags: 'wx', mode: 0o600})
+  if (index.encoding !== 'gzip') {
+    await readVerified(context, manifest, {identities, object: index.object, plaintext: index.plaintext, sink: file})
+    return
+  }
+
+  const gunzip = createGunzip()
+  const unzipped = pipeline(gunzip, file)
+  unzipped.catch(() => {})
+  try {
+    await readVerified(context, manifest, {identities, object: index.object, plaintext: index.plaintext, sink: gunzip})
+  } catch (error) {
+    file.destroy()
+    throw error
+  }
+
+  await unzipped.catch((error: Error) => {
+    throw new ObjectCheckError(index.object.name, `not a gzipped index: ${error.message}`)
+  })
+}
+
+/**
  * The entries of a decrypted index file, one at a time, after checking its header.
  *
  * @yields each entry, in archive order
@@ -461,12 +491,7 @@ export async function packedMediaTar(
 ): Promise<{stream: Readable; summary: Promise<unknown>}> {
   const media = manifest.components.media as MediaPacksComponent
   const indexPath = join(options.tempDir, `${manifest.id}.index`)
-  await readVerified(context, manifest, {
-    identities: options.identities,
-    object: media.index.object,
-    plaintext: media.index.plaintext,
-    sink: createWriteStream(indexPath, {flags: 'wx', mode: 0o600}),
-  })
+  await readIndexFile(context, manifest, options.identities, indexPath)
   const prefix = packsPrefix(manifest.app, manifest.environment)
   const reader = new PackReader({
     forwards: forwardTargets((await readPackFolder(context.store, prefix)).forwards),
@@ -488,7 +513,7 @@ export async function packedMediaTar(
         if (entry.type === 'directory') yield {...common, size: 0, type: 'directory'}
         else if (entry.type === 'symlink') yield {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
         else
-          yield {...common, open: async () => Readable.from(fileContent(reader, entry)), size: entry.size, type: 'file'}
+          yield {...common, open: async () => Readable.from(fileContent(reader, entry, media.index.object.name)), size: entry.size, type: 'file'}
       }
     } finally {
       await reader.close().catch(() => {})
@@ -499,7 +524,7 @@ export async function packedMediaTar(
   return createMediaTar(entries(), createListingFile(options.tempDir))
 }
 
-async function* fileContent(reader: PackReader, entry: IndexEntry): AsyncGenerator<Buffer> {
+async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: string): AsyncGenerator<Buffer> {
   const whole = createHash('sha256')
   for (const [blob, pack] of entry.blobs!) {
     let data: Buffer
@@ -514,7 +539,7 @@ async function* fileContent(reader: PackReader, entry: IndexEntry): AsyncGenerat
   }
 
   if (whole.digest('hex') !== entry.sha256) {
-    throw new ObjectCheckError(INDEX_NAME, `${entry.path}: its blobs do not add up to the file the index records`)
+    throw new ObjectCheckError(indexName, `${entry.path}: its blobs do not add up to the file the index records`)
   }
 }
 

@@ -1,5 +1,4 @@
 import {createHash} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {PassThrough, Readable} from 'node:stream'
@@ -13,10 +12,9 @@ import {BLOB_BYTES, IndexEntry} from '../domain/media-index.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {Catalog} from './catalog.js'
 import {BackupContext} from './context.js'
-import {readIndexLines, RepackResult} from './media-packs.js'
+import {readIndexFile, readIndexLines, RepackResult} from './media-packs.js'
 import {forwardTargets, PackFolder, packsPrefix, readPackFolder, writeForward} from './pack-folder.js'
 import {openPack, PACK_TARGET_BYTES, PackWriter} from './packs.js'
-import {readVerified} from './read.js'
 
 /**
  * A pack is rewritten once more than this share of it is dead: then no pack that is kept holds more
@@ -146,14 +144,8 @@ async function liveBlobs(
   const live: LiveBlobs = {bytes: new Map(), ids: new Map()}
   for (const manifest of manifests) {
     context.signal.throwIfAborted()
-    const {index} = manifest.components.media
     const path = join(tempDir, `${manifest.id}.index`)
-    await readVerified(context, manifest, {
-      identities,
-      object: index.object,
-      plaintext: index.plaintext,
-      sink: createWriteStream(path, {flags: 'wx', mode: 0o600}),
-    })
+    await readIndexFile(context, manifest, identities, path)
     try {
       for await (const entry of readIndexLines(path)) addLiveOfEntry(live, entry, home)
     } finally {

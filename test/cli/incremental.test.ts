@@ -336,7 +336,7 @@ describe('incremental media (packs)', function () {
     const {objects} = sampled.json() as {objects: {name: string; ok: boolean}[]}
     expect(objects.map((object) => object.name)).to.deep.equal([
       'manifest.json',
-      'media.index.age',
+      'media.index.gz.age',
       'media.rebuild.sh.age',
       'packs (sample of 2 of 3)',
     ])

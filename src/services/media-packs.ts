@@ -513,7 +513,12 @@ export async function packedMediaTar(
         if (entry.type === 'directory') yield {...common, size: 0, type: 'directory'}
         else if (entry.type === 'symlink') yield {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
         else
-          yield {...common, open: async () => Readable.from(fileContent(reader, entry, media.index.object.name)), size: entry.size, type: 'file'}
+          yield {
+            ...common,
+            open: async () => Readable.from(fileContent(reader, entry, media.index.object.name)),
+            size: entry.size,
+            type: 'file',
+          }
       }
     } finally {
       await reader.close().catch(() => {})

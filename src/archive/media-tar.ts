@@ -54,6 +54,11 @@ export interface MediaEntry {
   open?: () => Promise<Readable | undefined>
   /** `/`-separated and relative to the media root; folders have no trailing slash. */
   path: string
+  /**
+   * The file's SHA-256, when `open` checks the bytes it yields against it (an incremental backup's
+   * authenticated blobs): the listing records it, and the archive does not hash the bytes again.
+   */
+  sha256?: string
   size: number
   type: MediaEntryType
 }
@@ -106,16 +111,16 @@ export function createMediaTar(
     let totalFileBytes = 0
     for await (const entry of entries) {
       if (entry.type === 'file') {
-        const hash = createHash('sha256')
+        const hash = entry.sha256 === undefined ? createHash('sha256') : undefined
         const included =
           entry.localPath === undefined
             ? yield* copyStreamed(entry, hash, out)
-            : yield* copyLocal(entry, entry.localPath, hash, out)
+            : yield* copyLocal(entry, entry.localPath, hash ?? createHash('sha256'), out)
         if (!included) continue
         out.append(padding(entry.size))
         files++
         totalFileBytes += entry.size
-        const spooled = sink.add(row(entry, hash.digest('hex')))
+        const spooled = sink.add(row(entry, entry.sha256 ?? hash!.digest('hex')))
         if (spooled) await spooled
       } else {
         out.append(header(`${MEDIA_PREFIX}${entry.path}${entry.type === 'directory' ? '/' : ''}`, entry))
@@ -240,10 +245,10 @@ function* copyLocal(entry: MediaEntry, path: string, hash: Hash, out: Batches): 
 
 /**
  * Appends the member of a file read through `entry.open()`, taking exactly its listed size (a file that
- * grew is cut there) and hashing it. Returns false when the file has disappeared since it was listed.
+ * grew is cut there) and hashing it (unless its digest is known: `hash` undefined). Returns false when the file has disappeared since it was listed.
  * @yields The output batches that filled up meanwhile.
  */
-async function* copyStreamed(entry: MediaEntry, hash: Hash, out: Batches): AsyncGenerator<Buffer, boolean> {
+async function* copyStreamed(entry: MediaEntry, hash: Hash | undefined, out: Batches): AsyncGenerator<Buffer, boolean> {
   const source = await entry.open!()
   if (source === undefined) return false
   out.append(header(`${MEDIA_PREFIX}${entry.path}`, entry))
@@ -252,7 +257,7 @@ async function* copyStreamed(entry: MediaEntry, hash: Hash, out: Batches): Async
     for await (const chunk of source as AsyncIterable<Buffer>) {
       const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk
       remaining -= part.length
-      hash.update(part)
+      hash?.update(part)
       out.append(part)
       if (out.ready.length > 0) yield* out.take()
       // Stop early only for a file that grew; otherwise let the stream end by itself, because an

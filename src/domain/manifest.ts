@@ -54,7 +54,7 @@ export const mediaTarComponentSchema = z.object({
 export const mediaPacksComponentSchema = z.object({
   files: z.number().int().nonnegative(),
   format: z.literal('packs'),
-  /** `gzip`: the index is gzipped JSON lines (from 0.1 on); absent: plain JSON lines. */
+  /** `gzip`: the index is gzipped JSON lines; absent (older backups): plain JSON lines. */
   index: z.object({encoding: z.literal('gzip').optional(), object: storedObjectSchema, plaintext: contentSchema}),
   /** Every pack the index refers to: what prune must keep, readable without a key. Random names only. */
   packs: z.array(z.string().regex(/^[\da-f]{32}\.age$/)),

@@ -6,8 +6,9 @@ import {z} from 'zod'
  * encrypted, as media.index.gz.age: file names and content hashes are data.
  *
  * A file's content is a list of blobs, each `[blob id, pack name]`: the blob id is the SHA-256 of the
- * blob's bytes, the pack is where it is stored. The file's own SHA-256 is kept too, for MANIFEST.json
- * and for checking the file as a whole when it is put back together.
+ * blob's bytes, the pack is where it is stored. A file of one blob also records its SHA-256 (the
+ * blob's id); a larger file's is computed when it is read back, for MANIFEST.json. (Older indexes
+ * record it for every file, and it is then checked over the whole.)
  */
 
 export const INDEX_HEADER = {format: 'divio-media-index', version: 1} as const
@@ -63,7 +64,7 @@ export function parseIndexLine(line: string): IndexEntry {
 
   const parsed = indexEntrySchema.safeParse(raw)
   if (!parsed.success) throw new IndexFormatError(parsed.error.issues[0].message)
-  if (parsed.data.type === 'file' && (parsed.data.sha256 === undefined || parsed.data.blobs === undefined)) {
+  if (parsed.data.type === 'file' && (parsed.data.blobs === undefined || parsed.data.blobs.length === 0)) {
     throw new IndexFormatError(`file ${parsed.data.path} has no content`)
   }
 

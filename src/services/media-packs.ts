@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 import {once} from 'node:events'
-import {createReadStream, createWriteStream} from 'node:fs'
-import {open, rm} from 'node:fs/promises'
+import {closeSync, createReadStream, createWriteStream, openSync, readSync} from 'node:fs'
+import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {PassThrough, Readable, Writable} from 'node:stream'
@@ -49,6 +49,11 @@ import {ObjectCheckError, readVerified} from './read.js'
 
 /** Blobs at least this large are remembered within a run, so that a copy of a big file is stored once. */
 const DEDUPE_MIN_BYTES = 16 * 1024
+/**
+ * At most this many (about 10 MiB of memory): past 64 GiB of new content in one run, later copies of
+ * it are stored again rather than memory growing with the data.
+ */
+const DEDUPE_MAX_BLOBS = 65_536
 
 /** Uploads one staged file as a backup object (the caller's put: it records what to undo on failure). */
 export type PutFile = (
@@ -110,7 +115,7 @@ export async function backUpMediaPacks(
   const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
     let line: IndexEntry
     if (before !== undefined && reusable(before, entry)) {
-      line = {...describe(entry), blobs: before.blobs, sha256: before.sha256}
+      line = {...describe(entry), blobs: before.blobs, ...(before.sha256 === undefined ? {} : {sha256: before.sha256})}
     } else {
       // A changed file keeps the blobs of its previous version that are still in it (an edit in place
       // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
@@ -124,7 +129,12 @@ export async function backUpMediaPacks(
       stats.filesRead++
       stats.blobBytes += read.newBytes
       // describe() after reading: an S3 object replaced since the listing is recorded as read.
-      line = {...describe(entry), blobs: read.blobs, sha256: read.sha256, size: read.size}
+      line = {
+        ...describe(entry),
+        blobs: read.blobs,
+        ...(read.sha256 === undefined ? {} : {sha256: read.sha256}),
+        size: read.size,
+      }
     }
 
     for (const [, pack] of line.blobs!) referenced.add(pack)
@@ -262,22 +272,20 @@ async function storeFile(
   packs: PackWriter,
   blobs: {known: ReadonlyMap<string, string>; stored: Map<string, string>},
   progress: Progress,
-): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256: string; size: number}> {
-  let source: AsyncIterable<Buffer> | undefined
+): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256?: string; size: number}> {
+  let source: AsyncIterable<Buffer> | Iterable<Buffer> | undefined
   if (entry.localPath === undefined) {
     const stream = await entry.open!()
     source = stream && cutIntoBlobs(stream)
   } else {
-    source = await openLocal(entry.localPath)
+    source = readLocal(entry.localPath, entry.size)
   }
 
   if (source === undefined) return undefined
-  const whole = createHash('sha256')
   const content: [string, string][] = []
   let size = 0
   let newBytes = 0
   for await (const blob of source) {
-    whole.update(blob)
     size += blob.length
     progress.advance(blob.length)
     const id = createHash('sha256').update(blob).digest('hex')
@@ -285,45 +293,52 @@ async function storeFile(
     if (pack === undefined) {
       pack = await packs.add(id, blob)
       newBytes += blob.length
-      if (blob.length >= DEDUPE_MIN_BYTES) blobs.stored.set(id, pack)
+      if (blob.length >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS) blobs.stored.set(id, pack)
     }
 
     content.push([id, pack])
   }
 
-  return {blobs: content, newBytes, sha256: whole.digest('hex'), size}
+  // A file of one blob (most media files) has the blob's id for its SHA-256. A larger file's is not
+  // taken here: reading it back (download, restore, verify) computes it from the authenticated blobs,
+  // so a backup hashes each byte once.
+  return {blobs: content, newBytes, ...(content.length === 1 ? {sha256: content[0][0]} : {}), size}
 }
 
 /**
- * A local file's blobs, each read straight into its own buffer (the pack writer holds on to a blob
- * until the upload has taken it): BLOB_BYTES each, the last one shorter, and one empty blob for an
- * empty file. Undefined when the file is gone.
+ * A local file's blobs, up to its listed size (a file that grew is cut there, like the tar format
+ * does; one that shrank is stored as read): BLOB_BYTES each, the last one shorter, and one empty blob
+ * for an empty file. Each is read straight into its own buffer (the pack writer holds on to it until
+ * the upload has taken it), with blocking reads: media is mostly small files, and a thread-pool round
+ * trip for each open, read and close costs more than the read. Undefined when the file is gone.
  */
-async function openLocal(path: string): Promise<AsyncIterable<Buffer> | undefined> {
-  const handle = await open(path, 'r').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return
+function readLocal(path: string, listedSize: number): Iterable<Buffer> | undefined {
+  let descriptor: number
+  try {
+    descriptor = openSync(path, 'r')
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
     throw error
-  })
-  if (handle === undefined) return undefined
-  return (async function* () {
+  }
+
+  return (function* () {
     try {
-      let size = 0
-      for (;;) {
-        const buffer = Buffer.allocUnsafe(BLOB_BYTES)
+      let remaining = listedSize
+      do {
+        const buffer = Buffer.allocUnsafe(Math.min(BLOB_BYTES, remaining))
         let filled = 0
-        while (filled < BLOB_BYTES) {
-          const {bytesRead} = await handle.read(buffer, filled, BLOB_BYTES - filled, null)
-          if (bytesRead === 0) break
-          filled += bytesRead
+        while (filled < buffer.length) {
+          const read = readSync(descriptor, buffer, filled, buffer.length - filled, null)
+          if (read === 0) break
+          filled += read
         }
 
-        if (filled === 0 && size > 0) return
-        size += filled
         yield buffer.subarray(0, filled)
-        if (filled < BLOB_BYTES) return
-      }
+        if (filled < buffer.length) return
+        remaining -= filled
+      } while (remaining > 0)
     } finally {
-      await handle.close()
+      closeSync(descriptor)
     }
   })()
 }
@@ -516,6 +531,8 @@ export async function packedMediaTar(
           yield {
             ...common,
             open: async () => Readable.from(fileContent(reader, entry, media.index.object.name)),
+            // Checked by fileContent as the bytes go by: the archive need not hash them again.
+            sha256: entry.sha256 ?? (entry.blobs!.length === 1 ? entry.blobs![0][0] : undefined),
             size: entry.size,
             type: 'file',
           }
@@ -530,20 +547,27 @@ export async function packedMediaTar(
 }
 
 async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: string): AsyncGenerator<Buffer> {
-  const whole = createHash('sha256')
-  for (const [blob, pack] of entry.blobs!) {
-    let data: Buffer
-    try {
-      data = await reader.read(pack, blob)
-    } catch (error) {
-      throw new ObjectCheckError(`packs/${pack}`, (error as Error).message)
-    }
-
-    whole.update(data)
-    yield data
+  const blobs = entry.blobs!
+  // Each blob is checked against its id. A recorded SHA-256 of a one-blob file is that id; one of a
+  // larger file (older indexes record it) is checked over the whole.
+  const whole = entry.sha256 !== undefined && blobs.length > 1 ? createHash('sha256') : undefined
+  if (entry.sha256 !== undefined && blobs.length === 1 && blobs[0][0] !== entry.sha256) {
+    throw new ObjectCheckError(indexName, `${entry.path}: its blob is not the file the index records`)
   }
 
-  if (whole.digest('hex') !== entry.sha256) {
+  for (const [blob, pack] of blobs) {
+    try {
+      for await (const chunk of reader.stream(pack, blob)) {
+        whole?.update(chunk)
+        yield chunk
+      }
+    } catch (error) {
+      if (error instanceof ObjectCheckError) throw error
+      throw new ObjectCheckError(`packs/${pack}`, (error as Error).message)
+    }
+  }
+
+  if (whole && whole.digest('hex') !== entry.sha256) {
     throw new ObjectCheckError(indexName, `${entry.path}: its blobs do not add up to the file the index records`)
   }
 }

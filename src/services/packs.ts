@@ -188,12 +188,38 @@ export class PackReader {
   }
 
   async read(pack: string, blob: string): Promise<Buffer> {
+    const chunks: Buffer[] = []
+    for await (const chunk of this.stream(pack, blob)) chunks.push(chunk)
+    return Buffer.concat(chunks)
+  }
+
+  /**
+   * A blob's bytes as they are decrypted, without gathering them: each chunk is authenticated by age
+   * before it is yielded, and the blob as a whole is checked against its id at its end (a mismatch
+   * rejects there, so a consumer must not act on a blob before the generator has finished).
+   *
+   * @yields the blob's bytes, in order
+   */
+  async *stream(pack: string, blob: string): AsyncGenerator<Buffer> {
     // Forward from where the open pack is; if the blob is not ahead, once more from the pack's start.
     const fromStart = this.open?.name !== pack
     if (fromStart) await this.reopen(pack)
-    const found = (await this.scanFor(blob)) ?? (fromStart ? undefined : await this.reopenAndScan(pack, blob))
-    if (found === undefined) throw new BlobCheckError(this.open!.stored, blob, 'not in the pack')
-    return found
+    let body = await this.seek(blob)
+    if (body === undefined && !fromStart) {
+      await this.reopen(pack)
+      body = await this.seek(blob)
+    }
+
+    const {stored} = this.open!
+    if (body === undefined) throw new BlobCheckError(stored, blob, 'not in the pack')
+    const hash = createHash('sha256')
+    for await (const chunk of body) {
+      hash.update(chunk as Buffer)
+      yield chunk as Buffer
+    }
+
+    const actual = hash.digest('hex')
+    if (actual !== blob) throw new BlobCheckError(stored, blob, `its content hashes to ${actual.slice(0, 12)}…`)
   }
 
   private async reopen(pack: string): Promise<void> {
@@ -204,19 +230,11 @@ export class PackReader {
     this.open = {members: readTar(plain), name: pack, stored}
   }
 
-  private async reopenAndScan(pack: string, blob: string): Promise<Buffer | undefined> {
-    await this.reopen(pack)
-    return this.scanFor(blob)
-  }
-
-  private async scanFor(blob: string): Promise<Buffer | undefined> {
-    const {members, stored} = this.open!
+  /** Skips to the member named `blob` in the open pack; its body, or undefined at the pack's end. */
+  private async seek(blob: string): Promise<Readable | undefined> {
+    const {members} = this.open!
     for (let member = await members.next(); !member.done; member = await members.next()) {
-      if (member.value.path !== blob) continue
-      const data = await collect(member.value.body)
-      const actual = createHash('sha256').update(data).digest('hex')
-      if (actual !== blob) throw new BlobCheckError(stored, blob, `its content hashes to ${actual.slice(0, 12)}…`)
-      return data
+      if (member.value.path === blob) return member.value.body
     }
 
     return undefined
@@ -254,10 +272,4 @@ export async function openPack(
   }
 
   return attempt(pack)
-}
-
-async function collect(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = []
-  for await (const chunk of stream) chunks.push(chunk as Buffer)
-  return Buffer.concat(chunks)
 }

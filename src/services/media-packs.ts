@@ -30,6 +30,7 @@ import {
   walkOrder,
 } from '../domain/media-index.js'
 import {PackForward, planPackCollection} from '../domain/pack-collection.js'
+import {limitOldGenerationGrowth} from '../lib/memory.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {Catalog} from './catalog.js'
@@ -85,6 +86,8 @@ export async function backUpMediaPacks(
   },
 ): Promise<MediaPacksComponent> {
   const {env, reporter, signal} = context
+  // Like the tar format: many small files, each leaving a little behind in the old generation.
+  limitOldGenerationGrowth()
   const provider = mediaProviderFor(env.media!)
   // Both the index and the walk are in the provider's order, so that they merge as sorted streams.
   const order = provider.kind === 's3' ? keyOrder : (a: {path: string}, b: {path: string}) => walkOrder(a.path, b.path)

@@ -43,14 +43,16 @@ export interface WrittenPack {
 }
 
 /**
- * Appends blobs into packs and uploads each pack as it fills, one at a time: memory holds at most the
- * blob being written and the upload's own buffers. `add` resolves once the blob is accepted (the pack
+ * Appends blobs into packs and uploads each pack as it fills, one at a time, while the previous one
+ * may still be completing: memory holds at most the blob being written and two uploads' buffers. `add` resolves once the blob is accepted (the pack
  * it lands in is not durable until `close` or the pack's rollover resolves); `close` resolves with
  * every pack written, each complete in the store. A failure of any upload rejects the next call.
  */
 export class PackWriter {
   private current:
     undefined | {blobs: number; bytes: number; input: PassThrough; name: string; upload: Promise<WrittenPack>}
+  /** Packs ended and still being stored, oldest first. */
+  private readonly finishing: Promise<WrittenPack>[] = []
   private readonly written: WrittenPack[] = []
 
   constructor(
@@ -87,6 +89,7 @@ export class PackWriter {
   /** Finishes the open pack, and resolves with every pack this writer wrote, in order. */
   async close(): Promise<WrittenPack[]> {
     await this.finish()
+    while (this.finishing.length > 0) this.written.push(await this.finishing.shift()!)
     return this.written
   }
 
@@ -106,13 +109,16 @@ export class PackWriter {
     if (pack === undefined) return
     this.current = undefined
     pack.input.end(END_OF_ARCHIVE)
-    this.written.push(await pack.upload)
+    this.finishing.push(pack.upload)
+    // One pack may complete in the background while the next one fills: its last writes (and the
+    // store's fsync) overlap the reading of the next blobs, instead of stalling them at every pack.
+    while (this.finishing.length > 1) this.written.push(await this.finishing.shift()!)
   }
 
   private open(): NonNullable<PackWriter['current']> {
     const {prefix, recipients, signal, stallTimeoutMs, store} = this.options
     const name = newPackName()
-    const input = new PassThrough({highWaterMark: 1024 * 1024})
+    const input = new PassThrough({highWaterMark: 256 * 1024})
     const upload = transferComponent({
       compression: 'none',
       key: packKey(prefix, name),

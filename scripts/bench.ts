@@ -286,6 +286,18 @@ async function main(): Promise<void> {
       scenario: `memory: ${tiny.toLocaleString('en')} tiny files`,
       target: '≤ 150 MB',
     })
+    // The same tree incrementally: the first backup, then an unchanged one (it merges the previous
+    // index with the walk, both of every file).
+    const packedMany = {...env, DIVIO_BACKUP_MEDIA_FORMAT: 'packs', DIVIO_BACKUP_STORE: join(many, 'packs-store')}
+    for (const run of ['first', 'unchanged']) {
+      const packedFiles = measure(cliCommand('create --media-only'), {cwd: many, env: packedMany})
+      row({
+        ours: {...packedFiles, command: `create (packs), ${run}`},
+        scenario: `memory: ${tiny.toLocaleString('en')} tiny files, packs, ${run}`,
+        target: '≤ 150 MB',
+      })
+    }
+
     rmSync(many, {force: true, recursive: true})
 
     // 6. Start-up: a cold list over 1,000 backups.

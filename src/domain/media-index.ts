@@ -133,3 +133,17 @@ export function keyOrder(a: {path: string; type: string}, b: {path: string; type
 function keyOf(entry: {path: string; type: string}): string {
   return entry.type === 'directory' ? `${entry.path}/` : entry.path
 }
+
+/**
+ * A blob id as a memory key: its first 16 bytes, as a flat one-byte string (a quarter of the hex). Two
+ * blobs that share them are as unlikely as a SHA-256 collision; where a key could still mislead, the
+ * full id is what gets recorded and checked.
+ */
+export function blobKey(id: string): string {
+  return Buffer.from(id.slice(0, 32), 'hex').toString('latin1')
+}
+
+/** The size of a file's blob at `position`: BLOB_BYTES, the last one shorter. */
+export function blobSize(fileSize: number, position: number): number {
+  return Math.min(BLOB_BYTES, fileSize - position * BLOB_BYTES)
+}

@@ -18,6 +18,8 @@ import {formatBytes} from '../domain/format.js'
 import {isPacked, Manifest, MediaPacksComponent, StoredObject} from '../domain/manifest.js'
 import {
   BLOB_BYTES,
+  blobKey,
+  blobSize,
   checkIndexHeader,
   INDEX_NAME,
   IndexEntry,
@@ -48,11 +50,15 @@ import {
 import {openPack, PackReader, PackWriter} from './packs.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
-/** Blobs at least this large are remembered within a run, so that a copy of a big file is stored once. */
+/**
+ * Blobs at least this large, of the previous backup and of this run, are looked up by content, so that
+ * a renamed or copied file is stored once. (Smaller ones are matched by path only: a lookup table of
+ * every tiny file would cost more memory than storing them again costs space.)
+ */
 const DEDUPE_MIN_BYTES = 16 * 1024
 /**
- * At most this many (about 10 MiB of memory): past 64 GiB of new content in one run, later copies of
- * it are stored again rather than memory growing with the data.
+ * At most this many (a few MiB of memory): past 64 GiB of content, further renames and copies are
+ * stored again rather than memory growing with the data.
  */
 const DEDUPE_MAX_BLOBS = 65_536
 
@@ -144,6 +150,14 @@ export async function backUpMediaPacks(
     stats.files++
     stats.totalFileBytes += line.size
     return line
+  }
+
+  // The previous backup's larger blobs, so that a file renamed or copied since is read but not stored again.
+  for await (const entry of previous.entries()) {
+    for (const [position, [id, pack]] of (entry.blobs ?? []).entries()) {
+      if (stored.size < DEDUPE_MAX_BLOBS && !unusable.has(pack) && blobSize(entry.size, position) >= DEDUPE_MIN_BYTES)
+        stored.set(blobKey(id), pack)
+    }
   }
 
   // A second cursor over the previous index, for the provider's read-ahead: an S3 object that will be
@@ -292,11 +306,11 @@ async function storeFile(
     size += blob.length
     progress.advance(blob.length)
     const id = createHash('sha256').update(blob).digest('hex')
-    let pack = blobs.known.get(id) ?? blobs.stored.get(id)
+    let pack = blobs.known.get(id) ?? (blob.length >= DEDUPE_MIN_BYTES ? blobs.stored.get(blobKey(id)) : undefined)
     if (pack === undefined) {
       pack = await packs.add(id, blob)
       newBytes += blob.length
-      if (blob.length >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS) blobs.stored.set(id, pack)
+      if (blob.length >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS) blobs.stored.set(blobKey(id), pack)
     }
 
     content.push([id, pack])
@@ -382,11 +396,14 @@ interface PreviousIndex {
   close(): Promise<void>
   /** A new cursor from the start of the index, which is in `order`. */
   cursor(order: (a: {path: string; type: string}, b: {path: string; type: string}) => number): IndexCursor
+  /** Every entry, once through, in the index's order. */
+  entries(): AsyncGenerator<IndexEntry, void>
 }
 
 const NO_PREVIOUS: PreviousIndex = {
   async close() {},
   cursor: () => ({seek: async () => undefined as IndexEntry | undefined}),
+  async *entries() {},
 }
 
 /** The previous backup's index, decrypted to a temp file, read by cursors that move forward with the walk. */
@@ -441,6 +458,11 @@ async function previousIndex(
           }
         },
       }
+    },
+    entries() {
+      const lines = readIndexLines(path)
+      readers.push(lines)
+      return lines
     },
   }
 }

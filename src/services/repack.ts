@@ -8,7 +8,7 @@ import {parseRecipient, X25519Identity} from '../archive/age-keys.js'
 import {createDecryptStream} from '../archive/age.js'
 import {readTar} from '../archive/tar-reader.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../domain/manifest.js'
-import {BLOB_BYTES, IndexEntry} from '../domain/media-index.js'
+import {blobKey, blobSize, IndexEntry} from '../domain/media-index.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {Catalog} from './catalog.js'
 import {BackupContext} from './context.js'
@@ -98,11 +98,6 @@ interface LiveBlobs {
   ids: Map<string, Set<string>>
 }
 
-/** The 16 bytes that stand for a blob id in memory: a flat one-byte string, a quarter of the hex. */
-function shortId(hex: string): string {
-  return Buffer.from(hex.slice(0, 32), 'hex').toString('latin1')
-}
-
 interface RepackJob {
   context: BackupContext
   identities: readonly X25519Identity[]
@@ -162,10 +157,10 @@ function addLiveOfEntry(live: LiveBlobs, entry: IndexEntry, home: (pack: string)
     if (pack === undefined) continue
     const ids = live.ids.get(pack) ?? new Set<string>()
     live.ids.set(pack, ids)
-    const key = shortId(id)
+    const key = blobKey(id)
     if (ids.has(key)) continue
     ids.add(key)
-    const size = Math.min(BLOB_BYTES, entry.size - position * BLOB_BYTES)
+    const size = blobSize(entry.size, position)
     live.bytes.set(pack, (live.bytes.get(pack) ?? 0) + TAR_BLOCK + Math.ceil(size / TAR_BLOCK) * TAR_BLOCK)
   }
 }
@@ -224,7 +219,7 @@ async function copyPack(
   const found = new Set<string>()
   try {
     for await (const member of readTar(plain)) {
-      const key = /^[\da-f]{64}$/.test(member.path) ? shortId(member.path) : undefined
+      const key = /^[\da-f]{64}$/.test(member.path) ? blobKey(member.path) : undefined
       if (key === undefined || !wanted.has(key) || found.has(key)) {
         member.body.resume()
         continue

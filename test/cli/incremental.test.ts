@@ -111,7 +111,7 @@ describe('incremental media (packs)', function () {
     expect(verified.status, verified.stderr).to.equal(0)
   })
 
-  it('an unchanged re-backup reads no file and stores no blob; a 1 KiB change stores one blob', () => {
+  it('an unchanged re-backup reads no file and stores no blob; a 1 KiB change stores one blob; a rename or copy stores none', () => {
     const project = makeProject()
     writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(8 * MiB))
     const first = counters(create(project).stderr)
@@ -128,6 +128,15 @@ describe('incremental media (packs)', function () {
     const changed = counters(create(project).stderr)
     expect(changed.read).to.equal(1)
     expect(changed.newBytes).to.equal('1.0 MiB')
+
+    // A rename and a copy are read (their paths are new) but store nothing: their blobs are known.
+    renameSync(large, join(project.root, 'media', 'moved.bin'))
+    writeFileSync(join(project.root, 'media', 'copy.bin'), content)
+    const moved = counters(create(project).stderr)
+    expect(moved).to.include({newBytes: '0 B', read: 2})
+    const out = join(project.root, 'moved')
+    expect(cli(project, ['download', 'latest', '-o', out], PACKS).status).to.equal(0)
+    expect(treeOfTar(project, join(out, 'media.tar'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
   })
 
   it('never reuses a blob of a condemned pack: the file is read and stored again', () => {

@@ -61,6 +61,7 @@ const DEDUPE_MIN_BYTES = 16 * 1024
  * stored again rather than memory growing with the data.
  */
 const DEDUPE_MAX_BLOBS = 65_536
+const SPOOL_BYTES = 64 * 1024
 
 /** Uploads one staged file as a backup object (the caller's put: it records what to undo on failure). */
 export type PutFile = (
@@ -108,11 +109,13 @@ export async function backUpMediaPacks(
     store: context.store,
   })
   const indexPath = join(options.tempDir, 'media.index.gz')
-  const index = createGzip()
-  const indexWritten = pipeline(index, createWriteStream(indexPath, {flags: 'wx', mode: 0o600}))
+  const gzip = createGzip()
+  const indexWritten = pipeline(gzip, createWriteStream(indexPath, {flags: 'wx', mode: 0o600}))
   indexWritten.catch(() => {})
+  const index = new LineSpool(gzip)
   const scriptPath = join(options.tempDir, 'media.rebuild.sh')
-  const script = createWriteStream(scriptPath, {flags: 'wx', mode: 0o600})
+  const scriptFile = createWriteStream(scriptPath, {flags: 'wx', mode: 0o600})
+  const script = new LineSpool(scriptFile)
   const stats = {blobBytes: 0, files: 0, filesRead: 0, totalFileBytes: 0}
   const referenced = new Set<string>()
   const stored = new Map<string, string>()
@@ -124,7 +127,9 @@ export async function backUpMediaPacks(
   const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
     let line: IndexEntry
     if (before !== undefined && reusable(before, entry)) {
-      line = {...describe(entry), blobs: before.blobs, ...(before.sha256 === undefined ? {} : {sha256: before.sha256})}
+      line = describe(entry)
+      line.blobs = before.blobs
+      if (before.sha256 !== undefined) line.sha256 = before.sha256
     } else {
       // A changed file keeps the blobs of its previous version that are still in it (an edit in place
       // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
@@ -138,12 +143,10 @@ export async function backUpMediaPacks(
       stats.filesRead++
       stats.blobBytes += read.newBytes
       // describe() after reading: an S3 object replaced since the listing is recorded as read.
-      line = {
-        ...describe(entry),
-        blobs: read.blobs,
-        ...(read.sha256 === undefined ? {} : {sha256: read.sha256}),
-        size: read.size,
-      }
+      line = describe(entry)
+      line.blobs = read.blobs
+      line.size = read.size
+      if (read.sha256 !== undefined) line.sha256 = read.sha256
     }
 
     for (const [, pack] of line.blobs!) referenced.add(pack)
@@ -166,8 +169,8 @@ export async function backUpMediaPacks(
   const current = previous.cursor(order)
   const needsContent = async (entry: MediaEntry) => !reusable(await ahead.seek(entry), entry)
   try {
-    await writeLine(index, indexHeaderLine())
-    await writeLine(script, rebuildScriptHeader())
+    await index.add(indexHeaderLine())
+    await script.add(rebuildScriptHeader())
     for await (const entry of provider.entries({
       needsContent,
       onSkip: (path, why) => reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
@@ -182,12 +185,12 @@ export async function backUpMediaPacks(
         line = describe(entry)
       }
 
-      await writeLine(index, indexLine(line))
-      await writeLine(script, rebuildScriptLine(line))
+      await index.add(indexLine(line))
+      await script.add(rebuildScriptLine(line))
     }
 
     const written = await packs.close()
-    await Promise.all([finish(index), finish(script), indexWritten])
+    await Promise.all([index.end(), script.end(), indexWritten])
     const uploaded = await options.put(INDEX_NAME, createReadStream(indexPath), options.progress, [
       ...options.recipients,
       options.writer.ageIdentity.publicKey,
@@ -209,8 +212,8 @@ export async function backUpMediaPacks(
     }
   } catch (error) {
     packs.destroy(error as Error)
-    index.destroy()
-    script.destroy()
+    gzip.destroy()
+    scriptFile.destroy()
     throw error
   } finally {
     await previous.close()
@@ -219,10 +222,48 @@ export async function backUpMediaPacks(
   }
 }
 
-async function finish(stream: Writable): Promise<void> {
-  await new Promise<void>((resolve, reject) => {
-    stream.end((error?: Error | null) => (error ? reject(error) : resolve()))
-  })
+/**
+ * Lines gathered into 64 KiB writes: a write (and, into gzip, a compression call) for each line of a
+ * million-file index costs more than the line.
+ */
+class LineSpool {
+  private buffer = Buffer.allocUnsafe(SPOOL_BYTES)
+  private failure: Error | undefined
+  private filled = 0
+
+  constructor(private readonly stream: Writable) {
+    // Reported by the next add or end (a full disk, say), not thrown from an event.
+    stream.on('error', (error: Error) => {
+      this.failure ??= error
+    })
+  }
+
+  async add(line: string): Promise<void> {
+    if (this.failure) throw this.failure
+    if (SPOOL_BYTES - this.filled < Buffer.byteLength(line)) await this.flush()
+    if (Buffer.byteLength(line) > SPOOL_BYTES) await this.write(Buffer.from(line))
+    else this.filled += this.buffer.write(line, this.filled)
+  }
+
+  async end(): Promise<void> {
+    await this.flush()
+    if (this.failure) throw this.failure
+    await new Promise<void>((resolve, reject) => {
+      this.stream.end((error?: Error | null) => (error ? reject(error) : resolve()))
+    })
+  }
+
+  private async flush(): Promise<void> {
+    if (this.filled === 0) return
+    const full = this.buffer.subarray(0, this.filled)
+    this.buffer = Buffer.allocUnsafe(SPOOL_BYTES)
+    this.filled = 0
+    await this.write(full)
+  }
+
+  private async write(data: Buffer): Promise<void> {
+    if (!this.stream.write(data)) await once(this.stream, 'drain')
+  }
 }
 
 /** A word for sh: in single quotes, which keep everything literal but a single quote. */
@@ -260,24 +301,22 @@ function rebuildScriptLine(entry: IndexEntry): string {
   return `f ${shellQuote(entry.path)} ${mode}${entry.blobs!.map(([blob]) => ` ${blob}`).join('')}\n`
 }
 
-async function writeLine(stream: Writable, line: string): Promise<void> {
-  if (!stream.write(line)) await once(stream, 'drain')
-}
-
 /** An entry's index line without its content: what an unchanged file is known by. */
 function describe(entry: MediaEntry): IndexEntry {
-  return {
-    ...(entry.ctimeMs === undefined ? {} : {ctimeMs: entry.ctimeMs}),
-    ...(entry.etag === undefined ? {} : {etag: entry.etag}),
-    ...(entry.ino === undefined ? {} : {ino: entry.ino}),
-    ...(entry.key === undefined ? {} : {key: entry.key}),
-    ...(entry.linkTarget === undefined ? {} : {linkTarget: entry.linkTarget}),
+  // Assigned, not spread: this runs for every file of every backup.
+  const line: IndexEntry = {
     mode: entry.mode,
     mtimeMs: entry.mtime.getTime(),
     path: entry.path,
     size: entry.type === 'file' ? entry.size : 0,
     type: entry.type,
   }
+  if (entry.ctimeMs !== undefined) line.ctimeMs = entry.ctimeMs
+  if (entry.etag !== undefined) line.etag = entry.etag
+  if (entry.ino !== undefined) line.ino = entry.ino
+  if (entry.key !== undefined) line.key = entry.key
+  if (entry.linkTarget !== undefined) line.linkTarget = entry.linkTarget
+  return line
 }
 
 /**

@@ -4,7 +4,14 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {IndexEntry, isUnchanged, keyOrder, walkOrder} from '../../src/domain/media-index.js'
+import {
+  IndexEntry,
+  indexEntrySchema,
+  isUnchanged,
+  keyOrder,
+  looksLikeIndexEntry,
+  walkOrder,
+} from '../../src/domain/media-index.js'
 import {FilesystemMediaProvider} from '../../src/providers/media/filesystem.js'
 
 const file = (fields: Partial<IndexEntry>): IndexEntry => ({
@@ -93,5 +100,74 @@ describe('media index', () => {
         {numRuns: 40},
       )
     })
+  })
+})
+
+describe('media index lines', () => {
+  it('the quick check accepts exactly what the schema accepts (property)', () => {
+    const hex = (length: number) =>
+      fc.string({maxLength: length, minLength: length, unit: fc.constantFrom(...'0123456789abcdef')})
+    const valid = fc.record(
+      {
+        blobs: fc.array(
+          fc.tuple(
+            hex(64),
+            hex(32).map((name) => `${name}.age`),
+          ),
+          {maxLength: 3},
+        ),
+        ctimeMs: fc.double({noNaN: true}),
+        etag: fc.string(),
+        ino: fc.integer(),
+        key: fc.string(),
+        linkTarget: fc.string(),
+        mode: fc.integer(),
+        mtimeMs: fc.double({noNaN: true}),
+        path: fc.string({minLength: 1}),
+        sha256: hex(64),
+        size: fc.nat(),
+        type: fc.constantFrom('directory', 'file', 'symlink'),
+      },
+      {requiredKeys: ['mode', 'mtimeMs', 'path', 'size', 'type']},
+    )
+    // Valid entries, then each damaged in one field: a wrong type, a bad value, or an unknown key.
+    const damage = fc.tuple(
+      fc.constantFrom(
+        'blobs',
+        'ctimeMs',
+        'etag',
+        'extra',
+        'ino',
+        'key',
+        'linkTarget',
+        'mode',
+        'mtimeMs',
+        'path',
+        'sha256',
+        'size',
+        'type',
+      ),
+      fc.oneof(
+        fc.constant(),
+        fc.constant(null),
+        fc.constant(''),
+        fc.constant(-1),
+        fc.constant(1.5),
+        fc.constant('file'),
+        fc.constant([['x', 'y']]),
+        fc.constant([[`${'a'.repeat(64)}`, `${'b'.repeat(32)}.age`, 'z']]),
+        hex(63),
+        fc.constant({}),
+      ),
+    )
+    fc.assert(
+      fc.property(valid, fc.option(damage), (entry, change) => {
+        const candidate: Record<string, unknown> = {...entry}
+        if (change) candidate[change[0]] = change[1]
+        if (change && change[1] === undefined) delete candidate[change[0]]
+        expect(looksLikeIndexEntry(candidate)).to.equal(indexEntrySchema.safeParse(candidate).success)
+      }),
+      {numRuns: 2000},
+    )
   })
 })

@@ -24,6 +24,9 @@ import {transferComponent} from './transfer.js'
 export const PACK_TARGET_BYTES = 16 * 1024 * 1024
 const BLOCK = 512
 const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK)
+const ZEROS = Buffer.alloc(BLOCK)
+/** Small blobs and headers are written in batches of this size. */
+const BATCH_BYTES = 128 * 1024
 /** The blobs' mtime in the tar: constant, so that a pack says nothing about when files changed. */
 const EPOCH = new Date(0)
 
@@ -34,6 +37,17 @@ export function packKey(prefix: string, name: string): string {
 
 export function newPackName(): string {
   return `${randomBytes(16).toString('hex')}.age`
+}
+
+interface OpenPack {
+  /** Headers and small blobs, gathered before they are written. */
+  batch: Buffer
+  blobs: number
+  bytes: number
+  filled: number
+  input: PassThrough
+  name: string
+  upload: Promise<WrittenPack>
 }
 
 export interface WrittenPack {
@@ -49,8 +63,7 @@ export interface WrittenPack {
  * every pack written, each complete in the store. A failure of any upload rejects the next call.
  */
 export class PackWriter {
-  private current:
-    undefined | {blobs: number; bytes: number; input: PassThrough; name: string; upload: Promise<WrittenPack>}
+  private current: OpenPack | undefined
   /** Packs ended and still being stored, oldest first. */
   private readonly finishing: Promise<WrittenPack>[] = []
   private readonly written: WrittenPack[] = []
@@ -77,9 +90,17 @@ export class PackWriter {
     const pack = this.current ?? this.open()
     const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size: data.length, type: 'File'})
     const padding = (BLOCK - (data.length % BLOCK)) % BLOCK
-    await write(pack.input, header)
-    await write(pack.input, data)
-    if (padding > 0) await write(pack.input, Buffer.alloc(padding))
+    // Small blobs are gathered into batches: a stream write per tiny file (and a message to the
+    // encryption thread for each) cost more than the file. A large blob goes as it is, uncopied.
+    await this.append(pack, header)
+    if (data.length >= BATCH_BYTES / 2) {
+      await this.flushBatch(pack)
+      await write(pack.input, data)
+    } else {
+      await this.append(pack, data)
+    }
+
+    if (padding > 0) await this.append(pack, ZEROS.subarray(0, padding))
     pack.blobs++
     pack.bytes += header.length + data.length + padding
     if (pack.bytes >= (this.options.packBytes ?? PACK_TARGET_BYTES)) await this.finish()
@@ -104,10 +125,16 @@ export class PackWriter {
     await this.finish()
   }
 
+  private async append(pack: OpenPack, bytes: Buffer): Promise<void> {
+    if (BATCH_BYTES - pack.filled < bytes.length) await this.flushBatch(pack)
+    pack.filled += bytes.copy(pack.batch, pack.filled)
+  }
+
   private async finish(): Promise<void> {
     const pack = this.current
     if (pack === undefined) return
     this.current = undefined
+    await this.flushBatch(pack)
     pack.input.end(END_OF_ARCHIVE)
     this.finishing.push(pack.upload)
     // One pack may complete in the background while the next one fills: its last writes (and the
@@ -115,7 +142,15 @@ export class PackWriter {
     while (this.finishing.length > 1) this.written.push(await this.finishing.shift()!)
   }
 
-  private open(): NonNullable<PackWriter['current']> {
+  private async flushBatch(pack: OpenPack): Promise<void> {
+    if (pack.filled === 0) return
+    const full = pack.batch.subarray(0, pack.filled)
+    pack.batch = Buffer.allocUnsafe(BATCH_BYTES)
+    pack.filled = 0
+    await write(pack.input, full)
+  }
+
+  private open(): OpenPack {
     const {prefix, recipients, signal, stallTimeoutMs, store} = this.options
     const name = newPackName()
     const input = new PassThrough({highWaterMark: 256 * 1024})
@@ -133,7 +168,7 @@ export class PackWriter {
     }).then(({object}) => ({blobs: 0, name, object}))
     // A rejected upload is reported by finish(); until then the rejection must not go unhandled.
     upload.catch(() => {})
-    this.current = {blobs: 0, bytes: 0, input, name, upload}
+    this.current = {batch: Buffer.allocUnsafe(BATCH_BYTES), blobs: 0, bytes: 0, filled: 0, input, name, upload}
     return this.current
   }
 }

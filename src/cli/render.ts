@@ -50,11 +50,15 @@ export function renderPackCollection(packs: PackCollectionResult, dryRun: boolea
 function renderRepack(repacked: PackCollectionResult['repacked'], would: string): string {
   if (repacked === undefined) return ''
   if (repacked.skipped) return ` Not repacked: ${repacked.skipped}.`
-  if (repacked.from.length === 0) return ''
+  const deferred =
+    repacked.deferred > 0
+      ? ` ${countOf(repacked.deferred, 'mostly dead pack')} left for later: younger than the store's minimum storage duration.`
+      : ''
+  if (repacked.from.length === 0) return deferred
   return (
     ` ${countOf(repacked.from.length, 'mostly dead pack')} ${would}repacked: ${formatBytes(repacked.liveBytes)} live ` +
     `copied${would ? '' : ` into ${countOf(repacked.into.length, 'new pack')}`}, ${formatBytes(repacked.freedBytes)} ` +
-    `to be freed once they are deleted (two phases, like unreferenced packs).`
+    `to be freed once they are deleted (two phases, like unreferenced packs).${deferred}`
   )
 }
 

@@ -11,6 +11,16 @@ export const STORAGE_CLASSES = [
 ] as const
 export type StorageClass = (typeof STORAGE_CLASSES)[number]
 
+/** Days an object of each class is billed for at least, however soon it is deleted (AWS's S3 pricing). */
+export const MINIMUM_STORAGE_DAYS: Record<StorageClass, number> = {
+  GLACIER_IR: 90,
+  INTELLIGENT_TIERING: 0,
+  ONEZONE_IA: 30,
+  REDUCED_REDUNDANCY: 0,
+  STANDARD: 0,
+  STANDARD_IA: 30,
+}
+
 export type ServerSideEncryption = {keyId?: string; kind: 'aws:kms'} | {kind: 'AES256'} | {kind: 'none'}
 
 /** A bucket and key prefix, and everything needed to reach it. */

@@ -651,6 +651,8 @@ export interface PackCollectionResult {
 }
 
 export interface RepackResult {
+  /** Mostly dead packs left for later: younger than the store's minimum storage duration (S3 Standard-IA: 30 days). */
+  deferred: number
   /** Bytes of the superseded packs that are freed once they are deleted. */
   freedBytes: number
   /** The superseded packs. */

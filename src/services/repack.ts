@@ -42,7 +42,7 @@ export async function repackPacks(
   const prefix = packsPrefix(context.env.app, context.env.name)
   const folder = await readPackFolder(context.store, prefix)
   if (folder.packs.length === 0) return undefined
-  const empty = {freedBytes: 0, from: [], into: [], liveBytes: 0}
+  const empty = {deferred: 0, freedBytes: 0, from: [], into: [], liveBytes: 0}
   const [damaged] = catalog.damaged
   if (damaged) return {...empty, skipped: `backup ${damaged.id} is damaged, so what its blobs are is not known`}
   const manifests = catalog.complete
@@ -58,11 +58,17 @@ export async function repackPacks(
       return {...empty, skipped: `an index could not be read (${(error as Error).message})`}
     }
 
-    const candidates = folder.packs.filter((pack) => {
+    const mostlyDead = folder.packs.filter((pack) => {
       const liveBytes = live.bytes.get(pack.name) ?? 0
       return liveBytes > 0 && 1 - liveBytes / pack.bytes > REPACK_DEAD_SHARE
     })
+    // A pack deleted before its minimum storage duration is billed for the rest of it anyway: rewriting
+    // it sooner would pay for both copies.
+    const billedUntil = (pack: {modifiedAt: Date}) =>
+      pack.modifiedAt.getTime() + (context.store.minimumStorageDays ?? 0) * 86_400_000
+    const candidates = mostlyDead.filter((pack) => billedUntil(pack) <= context.now().getTime())
     const result: RepackResult = {
+      deferred: mostlyDead.length - candidates.length,
       freedBytes: candidates.reduce((sum, pack) => sum + pack.bytes, 0),
       from: candidates.map((pack) => pack.name),
       into: [],

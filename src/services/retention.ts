@@ -128,6 +128,7 @@ async function repack(
   } catch (error) {
     if (!(error instanceof BackupError)) throw error
     return {
+      deferred: 0,
       freedBytes: 0,
       from: [],
       into: [],

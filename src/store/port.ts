@@ -47,6 +47,11 @@ export interface Store {
    */
   readonly local: boolean
   /**
+   * Days an object is billed for at least, however soon it is deleted (S3 Standard-IA: 30); absent
+   * where deleting early costs nothing. Repacking leaves younger packs alone.
+   */
+  readonly minimumStorageDays?: number
+  /**
    * A URL that reads the object with a plain HTTP GET, without credentials, until `expiresInSeconds`
    * have passed (S3: a presigned GetObject). Only stores that can give such links implement it; the
    * URL is a bearer credential for that one object, so it is for the user, never for logs.

@@ -2,7 +2,7 @@ import type {S3Client} from '@aws-sdk/client-s3'
 
 import {Readable} from 'node:stream'
 
-import {S3Location} from '../config/s3-location.js'
+import {MINIMUM_STORAGE_DAYS, S3Location} from '../config/s3-location.js'
 import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 import {ObjectSettings, uploadStream} from './s3-upload.js'
@@ -26,6 +26,7 @@ const PARTIAL_MARKER = '.partial-'
 export class S3Store implements Store {
   readonly description: string
   readonly local = false
+  readonly minimumStorageDays: number
   private clientPromise: Promise<S3Client> | undefined
   private readonly settings: ObjectSettings
 
@@ -35,6 +36,7 @@ export class S3Store implements Store {
     description: string,
   ) {
     this.description = description
+    this.minimumStorageDays = MINIMUM_STORAGE_DAYS[location.storageClass]
     const {sse} = location
     this.settings = {
       StorageClass: location.storageClass,

@@ -175,6 +175,30 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(tree)
   })
 
+  it("repacking leaves packs younger than Standard-IA's 30 billed days alone, and rewrites them after", async () => {
+    const {project} = await s3Project()
+    const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
+    const first = await cliInBackground(project, ['create', '--media-only', '--json'], packed)
+    expect(first.status, first.stderr).to.equal(0)
+    // The video is replaced: its old blobs die, and the pack they share with the small files is mostly dead.
+    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(20 * MiB))
+    expect((await cliInBackground(project, ['create', '--media-only'], packed)).status).to.equal(0)
+    const {id} = first.json() as Created
+    expect((await cliInBackground(project, ['delete', id, '--confirm', 'local'])).status).to.equal(0)
+    const prune = async (extra: NodeJS.ProcessEnv = {}) => {
+      const result = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'], {...packed, ...extra})
+      expect(result.status, result.stderr).to.equal(0)
+      return (result.json() as {packs: {repacked: {deferred: number; from: string[]}}}).packs.repacked
+    }
+
+    const young = await prune()
+    expect(young).to.include({deferred: 1})
+    expect(young.from).to.deep.equal([])
+    const month = await prune({DIVIO_BACKUP_NOW: new Date(Date.now() + 31 * 86_400_000).toISOString()})
+    expect(month).to.include({deferred: 0})
+    expect(month.from).to.have.length(1)
+  })
+
   it('transient 500, 503 SlowDown and connection resets: the backup still completes and verifies', async () => {
     const counts = new Map<string, number>()
     // The first request of each kind fails once, in turn: every operation of the backup meets a fault.

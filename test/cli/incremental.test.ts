@@ -48,6 +48,27 @@ function treeOfTar(project: Project, tar: string): Map<string, string> {
   return snapshotTree(join(out, 'media'))
 }
 
+/**
+ * The raw export README's recipe, word for word but for the names: every pack into `blobs`, then the
+ * backup's rebuild script into `target`, in the export's environment folder.
+ */
+function followRawRecipe(environment: string, id: string, target: string, identityFile: string): void {
+  execFileSync(
+    'sh',
+    [
+      '-c',
+      [
+        'set -e',
+        'mkdir -p blobs',
+        'for pack in packs/*.age; do age -d -i "$KEY" "$pack" | tar -x -C blobs; done',
+        `age -d -i "$KEY" -o rebuild-${id}.sh ${id}/media.rebuild.sh.age`,
+        `sh rebuild-${id}.sh blobs ${target}`,
+      ].join('\n'),
+    ],
+    {cwd: environment, env: {KEY: identityFile, PATH: process.env.PATH}},
+  )
+}
+
 /** Bytes of every file under a folder. */
 function sizeOfTree(folder: string): number {
   let bytes = 0
@@ -259,20 +280,7 @@ describe('incremental media (packs)', function () {
     // The raw export copies the packs the backup's blobs are in now, and its recipe still works.
     const raw = join(project.root, 'raw')
     expect(cli(project, ['export', '--raw', '-o', raw], PACKS).status).to.equal(0)
-    execFileSync(
-      'sh',
-      [
-        '-c',
-        [
-          'set -e',
-          'mkdir -p blobs',
-          'for pack in packs/*.age; do age -d -i "$KEY" "$pack" | tar -x -C blobs; done',
-          `age -d -i "$KEY" -o rebuild.sh ${last}/media.rebuild.sh.age`,
-          'sh rebuild.sh blobs media',
-        ].join('\n'),
-      ],
-      {cwd: join(raw, 'local'), env: {KEY: project.identityFile, PATH: process.env.PATH}},
-    )
+    followRawRecipe(join(raw, 'local'), last, 'media', project.identityFile)
     expect(snapshotTree(join(raw, 'local', 'media'))).to.deep.equal(tree)
   })
 
@@ -393,21 +401,7 @@ describe('incremental media (packs)', function () {
       [second, secondTree],
     ] as const) {
       const target = `media-${id}`
-      // The README's recipe, word for word but for the names.
-      execFileSync(
-        'sh',
-        [
-          '-c',
-          [
-            'set -e',
-            'mkdir -p blobs',
-            'for pack in packs/*.age; do age -d -i "$KEY" "$pack" | tar -x -C blobs; done',
-            `age -d -i "$KEY" -o rebuild-${id}.sh ${id}/media.rebuild.sh.age`,
-            `sh rebuild-${id}.sh blobs ${target}`,
-          ].join('\n'),
-        ],
-        {cwd: environment, env: {KEY: project.identityFile, PATH: process.env.PATH}},
-      )
+      followRawRecipe(environment, id, target, project.identityFile)
       expect(snapshotTree(join(environment, target)), id).to.deep.equal(tree)
     }
   })

@@ -163,19 +163,6 @@ describe('S3 media (s3rver)', function () {
       message: "The media files do not match the archive's listing (1 extracted, 1 listed, or different contents).",
     })
   })
-})
-
-describe('S3 media, incremental (packs, s3rver)', function () {
-  this.timeout(300_000)
-  let s3: TestS3
-
-  before(async () => {
-    s3 = await TestS3.start()
-  })
-
-  after(async () => {
-    await s3?.stop()
-  })
 
   /** GetObject requests for media objects (not the listings, which are GETs too), from `since` on. */
   function objectReads(bucket: string, since: number): string[] {
@@ -186,7 +173,7 @@ describe('S3 media, incremental (packs, s3rver)', function () {
       .map((request) => request.path.slice(`/${bucket}/`.length))
   }
 
-  it('an unchanged re-backup downloads no object (0 GetObject); a change downloads only what changed; every backup downloads as the tar format does', async () => {
+  it('incremental media (packs): an unchanged re-backup downloads no object (0 GetObject), a change only what changed, and every backup downloads as the tar format does', async () => {
     const bucket = 'packed-media'
     await s3.createBucket(bucket)
     const objects = new Map<string, Buffer>()

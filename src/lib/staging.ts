@@ -7,12 +7,21 @@ import {join} from 'node:path'
  * `divio-<purpose>-<pid>-<random>`, so that a later run can tell a folder left by a killed process
  * from one that a running process still uses.
  */
-const STAGING_PATTERN = /^\.?divio-(?:backup|download|restore|restore-apply)-(\d+)-[\w-]+$/
+export const STAGING_PURPOSES = [
+  'backup',
+  'download',
+  'export',
+  'repack',
+  'restore',
+  'restore-apply',
+  'verify',
+] as const
+export type StagingPurpose = (typeof STAGING_PURPOSES)[number]
+// Built from the one list: a purpose added later is swept too (a repack's decrypted indexes were not).
+const STAGING_PATTERN = new RegExp(String.raw`^\.?divio-(?:${STAGING_PURPOSES.join('|')})-(\d+)-[\w-]+$`)
 /** Folders of older versions carry no pid: they are removed once nothing has touched them for this long. */
 const UNOWNED_PATTERN = /^\.?divio-(?:backup|download|restore|restore-apply)-[\w-]{6}$/
 const UNOWNED_GRACE_MS = 24 * 60 * 60 * 1000
-
-export type StagingPurpose = 'backup' | 'download' | 'export' | 'repack' | 'restore' | 'restore-apply' | 'verify'
 
 export async function makeStagingDir(parent: string, purpose: StagingPurpose, hidden = false): Promise<string> {
   const folder = await mkdtemp(join(parent, `${hidden ? '.' : ''}divio-${purpose}-${process.pid}-`))

@@ -1,11 +1,13 @@
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {lstat, mkdir, readlink, rm, symlink, utimes} from 'node:fs/promises'
-import {dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
+import {chmod, lstat, lutimes, mkdir, readlink, rm, symlink, unlink, utimes} from 'node:fs/promises'
+import {dirname, isAbsolute, join, relative, resolve} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
+import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
+import {writeNewFile} from '../lib/file-io.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX} from './media-tar.js'
 import {readTar, TarMember} from './tar-reader.js'
@@ -13,59 +15,98 @@ import {readTar, TarMember} from './tar-reader.js'
 export interface ExtractSummary {
   bytes: number
   files: number
+  /** Members left out, each with the reason (symlinks that lead outside the media folder). */
+  skipped: SkippedMember[]
+}
+
+export interface SkippedMember {
+  path: string
+  why: string
 }
 
 /**
  * Extracts the `media/` members of a media archive into `target`, a folder that must not exist yet,
- * and checks every file against the archive's MANIFEST.json.
+ * and checks every file against the archive's MANIFEST.json. The archive is read to its very end, so
+ * that a source which authenticates at its end (age) has been authenticated before this resolves.
  *
  * Nothing is ever written outside `target`. Refused, with an INTEGRITY error naming the member:
- * absolute paths, `..` and other odd path segments, symlinks whose target leaves the folder, any path
- * that would pass through a symlink, hard links, device nodes, FIFOs, and members outside `media/`.
- * Our own archives contain none of these, so meeting one means the archive was crafted or damaged.
+ * absolute paths, `..` and other odd path segments, any path that would pass through a symlink, hard
+ * links, device nodes, FIFOs, members outside `media/`, and members after the listing. Our own archives
+ * contain none of these, so meeting one means the archive was crafted or damaged.
  *
  * Symlinks are created last, once every file and folder is in place, so nothing is ever written
- * through one; then each is resolved the way the kernel will resolve it, following the links it
- * passes through, and any that leads outside `target` fails the extraction. On failure `target`
- * is removed.
+ * through one. A symlink whose target leads outside the media folder (an absolute target, `..` past
+ * the top, or through other links, resolved the way the kernel resolves it) is not created: it is
+ * reported in `skipped`, and everything else is restored. A media folder can hold such links (to a
+ * shared folder of the machine), and a backup of it must restore; a link to the media folder itself
+ * stays inside and is created.
+ *
+ * Names are bytes (see byte-names.ts), and each file, folder and link gets the archive's mode and mtime
+ * (folders last, once nothing more is written into them). The target is created with mode 0700 and
+ * removed on any failure, so no plaintext copy is left behind.
  */
-export async function extractMediaArchive(tar: Readable, target: string): Promise<ExtractSummary> {
+export async function extractMediaArchive(
+  tar: Readable,
+  target: string,
+  options: {signal?: AbortSignal} = {},
+): Promise<ExtractSummary> {
   const root = resolve(target)
-  await mkdir(root, {mode: 0o755})
+  await mkdir(root, {mode: 0o700})
+  const abort = () => tar.destroy(options.signal?.reason as Error)
+  options.signal?.addEventListener('abort', abort, {once: true})
   try {
+    options.signal?.throwIfAborted()
     return await extractInto(tar, root)
   } catch (error) {
     await rm(root, {force: true, recursive: true})
+    if (options.signal?.aborted && !(error instanceof BackupError && error.code === 'INTEGRITY')) {
+      throw options.signal.reason
+    }
+
     throw error
+  } finally {
+    options.signal?.removeEventListener('abort', abort)
   }
+}
+
+interface FolderTimes {
+  destination: Buffer
+  mode: number
+  mtime: Date
 }
 
 async function extractInto(tar: Readable, root: string): Promise<ExtractSummary> {
   const check = new ListingCheck()
-  const links: Array<{destination: string; member: TarMember; target: string}> = []
+  const writes = new SmallFileWrites()
+  const parents = new Set<string>()
+  const links: PendingLink[] = []
+  const folders: FolderTimes[] = []
+  const skipped: SkippedMember[] = []
   let files = 0
   let bytes = 0
   let listed = false
   try {
     for await (const member of readTar(tar)) {
+      if (listed) throw unsafe(member, `it follows ${LISTING_MEMBER}, which is the last member`)
       if (member.path === LISTING_MEMBER) {
         await check.verify(member.body)
         listed = true
-        break
+        continue
       }
 
       const path = safePath(member)
       if (path === '') continue
-      const destination = join(root, ...path.split('/'))
-      await ensureParents(root, path)
+      const destination = fsPath(root, path)
+      await ensureParents(root, path, parents)
       switch (member.type) {
         case 'directory': {
           await mkdirNoFollow(destination, member)
+          folders.push({destination, mode: member.mode % 0o1_0000, mtime: member.mtime})
           break
         }
 
         case 'file': {
-          check.add(path, await writeFile(member, destination))
+          check.add(path, await writeFile(member, destination, writes))
           files++
           bytes += member.size
           break
@@ -73,12 +114,14 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
 
         case 'symlink': {
           const linkTarget = member.linkTarget ?? ''
-          const resolved = resolve(dirname(destination), linkTarget)
-          if (isAbsolute(linkTarget) || !isInside(root, resolved) || linkTarget.includes('\0')) {
-            throw unsafe(member, `it is a symlink to ${JSON.stringify(linkTarget)}, outside the media folder`)
+          if (linkTarget === '' || linkTarget.includes('\0')) throw unsafe(member, 'it is a symlink with no target')
+          const resolved = resolve(dirname(join(root, path)), linkTarget)
+          if (isAbsolute(linkTarget) || !isInsideOrRoot(root, resolved)) {
+            skipped.push({path, why: leadsOutside(linkTarget)})
+          } else {
+            links.push({destination, member, path, target: linkTarget})
           }
 
-          links.push({destination, member, target: linkTarget})
           break
         }
 
@@ -87,7 +130,10 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
         }
       }
     }
+
+    await writes.finish()
   } catch (error) {
+    await writes.finish().catch(() => {})
     if (error instanceof BackupError) throw error
     throw new BackupError('INTEGRITY', `The media archive is damaged: ${(error as Error).message}.`, {
       cause: error,
@@ -97,35 +143,72 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
 
   // The listing is the last member: an archive without one is incomplete.
   if (!listed) await check.verify()
+  await createLinks(root, links, skipped)
+  // Deepest first, so that setting a folder's time is the last change inside its parent.
+  for (const {destination, mode, mtime} of folders.reverse()) {
+    await chmod(destination, mode)
+    await utimes(destination, mtime, mtime)
+  }
+
+  return {bytes, files, skipped}
+}
+
+interface PendingLink {
+  destination: Buffer
+  member: TarMember
+  path: string
+  target: string
+}
+
+/**
+ * Creates the links, then removes, and reports, each one that leads outside the root through other
+ * links. Removing one can change where another leads, so the check repeats until nothing changes.
+ */
+async function createLinks(root: string, links: PendingLink[], skipped: SkippedMember[]): Promise<void> {
   for (const {destination, member, target} of links) {
-    await symlink(target, destination).catch((error: NodeJS.ErrnoException) => {
+    await symlink(encodeName(target), destination).catch((error: NodeJS.ErrnoException) => {
       if (error.code === 'EEXIST') throw unsafe(member, 'a file, folder or link of that name was already extracted')
       throw error
     })
   }
 
-  for (const {destination, member, target} of links) {
-    if (!(await staysInside(root, dirname(destination), target))) {
-      throw unsafe(
-        member,
-        `it is a symlink to ${JSON.stringify(target)}, which leads outside the media folder through other links`,
-      )
+  let remaining = links
+  for (let changed = true; changed;) {
+    changed = false
+    const kept: PendingLink[] = []
+    for (const link of remaining) {
+      if (await staysInside(root, dirname(link.path), link.target)) {
+        kept.push(link)
+      } else {
+        await unlink(link.destination)
+        skipped.push({path: link.path, why: `${leadsOutside(link.target)}, through other links`})
+        changed = true
+      }
     }
+
+    remaining = kept
   }
 
-  return {bytes, files}
+  for (const {destination, member} of remaining) {
+    await lutimes(destination, member.mtime, member.mtime)
+  }
+}
+
+function leadsOutside(target: string): string {
+  return `it is a symlink to ${JSON.stringify(printableName(target))}, which leads outside the media folder`
 }
 
 /** How many links one resolution may follow; the kernel gives up at 40 (ELOOP), and so do we. */
 const MAX_LINK_HOPS = 40
 
 /**
- * Whether `target`, read as a symlink in `folder`, resolves inside `root` when the kernel follows it:
- * segment by segment, each link replaced by its own target, `..` applied to where a link led rather
- * than to the text. Past a name that does not exist the rest is read as text, since whatever is
- * created there later must not lead outside either. A loop resolves nowhere, which is safe.
+ * Whether `target`, read as a symlink in the folder `from` (relative to `root`; `.` for the top),
+ * resolves inside `root` when the kernel follows it: segment by segment, each link replaced by its own
+ * target, `..` applied to where a link led rather than to the text. Past a name that does not exist the
+ * rest is read as text, since whatever is created there later must not lead outside either. A loop
+ * resolves nowhere, which is safe.
  */
-async function staysInside(root: string, folder: string, target: string): Promise<boolean> {
+async function staysInside(root: string, from: string, target: string): Promise<boolean> {
   let hops = 0
   const walk = async (start: string[], text: string): Promise<string[] | undefined> => {
     const parts = [...start]
@@ -143,14 +226,14 @@ async function staysInside(root: string, folder: string, target: string): Promis
         continue
       }
 
-      const path = join(root, ...parts, segment)
+      const path = fsPath(root, [...parts, segment].join('/'))
       const info = await lstat(path).catch(() => {})
       if (info === undefined) {
         missing = true
         parts.push(segment)
       } else if (info.isSymbolicLink()) {
         if (++hops > MAX_LINK_HOPS) return parts
-        const next = await readlink(path)
+        const next = decodeName(await readlink(path, {encoding: 'buffer'}))
         if (isAbsolute(next)) return undefined
         const resolved = await walk(parts, next)
         if (resolved === undefined) return undefined
@@ -163,8 +246,7 @@ async function staysInside(root: string, folder: string, target: string): Promis
     return parts
   }
 
-  const start = relative(root, folder)
-  return (await walk(start === '' ? [] : start.split(sep), target)) !== undefined
+  return (await walk(from === '.' ? [] : from.split('/'), target)) !== undefined
 }
 
 /** The member's path below `media/`, or throws when it could reach outside the target. */
@@ -176,7 +258,7 @@ function safePath(member: TarMember): string {
 
   const path = raw.slice(MEDIA_PREFIX.length).replace(/\/$/, '')
   if (path === '') return ''
-  if (path.includes('\0') || path.includes('\\')) throw unsafe(member, 'its name holds a NUL or backslash')
+  if (path.includes('\0')) throw unsafe(member, 'its name holds a NUL')
   if (path.split('/').some((segment) => segment === '' || segment === '.' || segment === '..')) {
     throw unsafe(member, 'its path has an empty, "." or ".." segment')
   }
@@ -184,33 +266,80 @@ function safePath(member: TarMember): string {
   return path
 }
 
+/** The file system path of `relative` (in the string form of byte-names.ts) below `root`, as bytes. */
+function fsPath(root: string, relative: string): Buffer {
+  return relative === '' ? Buffer.from(root) : Buffer.concat([Buffer.from(`${root}/`), encodeName(relative)])
+}
+
 /** Creates the member's parent folders, refusing any existing component that is not a real folder. */
-async function ensureParents(root: string, path: string): Promise<void> {
+async function ensureParents(root: string, path: string, known: Set<string>): Promise<void> {
   const segments = path.split('/').slice(0, -1)
-  let current = root
-  for (const segment of segments) {
-    current = join(current, segment)
+  // Folders already checked or made: nothing but this extraction writes here, and symlinks come last,
+  // so a folder stays a folder. Archive order keeps a file's siblings together: one check per folder.
+  if (known.has(segments.join('/'))) return
+  for (let index = 1; index <= segments.length; index++) {
+    const relativeFolder = segments.slice(0, index).join('/')
+    if (known.has(relativeFolder)) continue
+    const current = fsPath(root, relativeFolder)
     const info = await lstat(current).catch(() => {})
     if (info === undefined) {
-      await mkdir(current)
+      await mkdir(current, {mode: 0o700})
     } else if (!info.isDirectory()) {
       throw new BackupError(
         'INTEGRITY',
-        `The media archive is unsafe: ${path} would be written through ${info.isSymbolicLink() ? 'a symlink' : 'a file'} (${relative(root, current)}).`,
+        `The media archive is unsafe: ${printableName(path)} would be written through ${info.isSymbolicLink() ? 'a symlink' : 'a file'} (${printableName(relativeFolder)}).`,
         {suggestion: 'Nothing was written outside the target. Restore from another backup.'},
       )
     }
+
+    known.add(relativeFolder)
   }
 }
 
-async function mkdirNoFollow(destination: string, member: TarMember): Promise<void> {
+/** Folders are made 0700 while they fill (a read-only one must still take its files); modes come last. */
+async function mkdirNoFollow(destination: Buffer, member: TarMember): Promise<void> {
   const info = await lstat(destination).catch(() => {})
-  if (info === undefined) await mkdir(destination, {mode: member.mode % 0o1000})
+  if (info === undefined) await mkdir(destination, {mode: 0o700})
   else if (!info.isDirectory()) throw unsafe(member, 'a file or link of that name was already extracted')
 }
 
+/** Small files are written a window at a time on the thread pool, so their round trips overlap. */
+const SMALL_FILE_BYTES = 256 * 1024
+const WRITES_IN_FLIGHT = 16
+
+/** Writes in flight; the first failure is raised by the next add, or by finish. */
+class SmallFileWrites {
+  private failure: Error | undefined
+  private readonly inFlight = new Set<Promise<void>>()
+
+  async add(write: Promise<void>): Promise<void> {
+    const tracked: Promise<void> = write
+      .catch((error: Error) => {
+        this.failure ??= error
+      })
+      .finally(() => this.inFlight.delete(tracked))
+    this.inFlight.add(tracked)
+    while (this.inFlight.size >= WRITES_IN_FLIGHT) await Promise.race(this.inFlight)
+    if (this.failure) throw this.failure
+  }
+
+  async finish(): Promise<void> {
+    await Promise.all(this.inFlight)
+    if (this.failure) throw this.failure
+  }
+}
+
 /** Writes a file that must not exist yet (never through a link), returning its SHA-256. */
-async function writeFile(member: TarMember, destination: string): Promise<string> {
+async function writeFile(member: TarMember, destination: Buffer, writes: SmallFileWrites): Promise<string> {
+  if (member.size <= SMALL_FILE_BYTES) {
+    const chunks: Buffer[] = []
+    for await (const chunk of member.body) chunks.push(chunk as Buffer)
+    // A copy: the chunks may be views of a buffer that the archive reader goes on to reuse.
+    const data = Buffer.concat(chunks)
+    await writes.add(writeNewFile(destination, data, member.mode % 0o1_0000, member.mtime))
+    return createHash('sha256').update(data).digest('hex')
+  }
+
   const hash = createHash('sha256')
   const hashing = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -219,20 +348,23 @@ async function writeFile(member: TarMember, destination: string): Promise<string
     },
   })
   // "wx" fails on any existing name, a symlink included, so nothing is written through one.
-  await pipeline(member.body, hashing, createWriteStream(destination, {flags: 'wx', mode: member.mode % 0o1000}))
+  await pipeline(member.body, hashing, createWriteStream(destination, {flags: 'wx', mode: 0o600}))
+  // The exact mode, whatever the umask; then the time, which the writes above would otherwise change.
+  await chmod(destination, member.mode % 0o1_0000)
   await utimes(destination, member.mtime, member.mtime)
   return hash.digest('hex')
 }
 
-function isInside(root: string, path: string): boolean {
+/** True for `root` itself and anything below it: a link to the media folder stays inside. */
+function isInsideOrRoot(root: string, path: string): boolean {
   const from = relative(root, path)
-  return from !== '' && !from.startsWith('..') && !isAbsolute(from)
+  return from === '' || (!from.startsWith('..') && !isAbsolute(from))
 }
 
 function unsafe(member: TarMember, why: string): BackupError {
   return new BackupError(
     'INTEGRITY',
-    `The media archive is unsafe: member ${JSON.stringify(member.path)} is refused: ${why}.`,
+    `The media archive is unsafe: member ${JSON.stringify(printableName(member.path))} is refused: ${why}.`,
     {
       suggestion:
         'Nothing was written outside the target. The archive was crafted or damaged; restore from another backup.',

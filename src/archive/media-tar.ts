@@ -1,9 +1,9 @@
 import {createHash, Hash} from 'node:crypto'
-import {closeSync, openSync, readSync} from 'node:fs'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 
 import {deferred} from '../lib/deferred.js'
+import {closeFile, openForReading, readInto} from '../lib/file-io.js'
 import {limitOldGenerationGrowth} from '../lib/memory.js'
 import {encodeTarHeader} from './tar-header.js'
 
@@ -41,7 +41,7 @@ export interface MediaEntry {
    * A file on this machine: the archive opens and reads it itself, straight into its output. A file
    * that has disappeared since it was listed is left out; one that grew is cut at `size`.
    */
-  localPath?: string
+  localPath?: Buffer | string
   mode: number
   /** For S3 media, the object's Last-Modified. */
   mtime: Date
@@ -54,6 +54,12 @@ export interface MediaEntry {
   open?: () => Promise<Readable | undefined>
   /** `/`-separated and relative to the media root; folders have no trailing slash. */
   path: string
+  /**
+   * A small local file's contents, already being read by the provider's read-ahead (the thread pool
+   * reads several files at once, which hides each read's round trip). Resolves to undefined when the
+   * file has disappeared; to fewer than `size` bytes when it shrank. Takes precedence over `localPath`.
+   */
+  prefetched?: Promise<Buffer | undefined>
   /**
    * The file's SHA-256, when `open` checks the bytes it yields against it (an incremental backup's
    * authenticated blobs): the listing records it, and the archive does not hash the bytes again.
@@ -95,8 +101,8 @@ export interface MediaTarSummary {
  * not grow with the number of files. `summary` resolves when the archive has been fully produced.
  *
  * The archive comes out in batches of {@link BATCH} bytes. Local files are read straight into the
- * batch, in one blocking call per file or per batch, and hashed there: media is mostly small files, and
- * a thread-pool round trip and a stream per file cost more than reading them.
+ * batch through the thread pool, one read per file or per batch, and hashed there: no stream per file,
+ * and nothing blocks the main thread.
  */
 export function createMediaTar(
   entries: AsyncIterable<MediaEntry>,
@@ -112,8 +118,9 @@ export function createMediaTar(
     for await (const entry of entries) {
       if (entry.type === 'file') {
         const hash = entry.sha256 === undefined ? createHash('sha256') : undefined
-        const included =
-          entry.localPath === undefined
+        const included = entry.prefetched
+          ? await copyPrefetched(entry, entry.prefetched, hash ?? createHash('sha256'), out)
+          : entry.localPath === undefined
             ? yield* copyStreamed(entry, hash, out)
             : yield* copyLocal(entry, entry.localPath, hash ?? createHash('sha256'), out)
         if (!included) continue
@@ -177,9 +184,9 @@ class Batches {
   }
 
   /** Reads up to `limit` bytes of an open file into the current batch, hashing them; 0 at end of file. */
-  readFrom(descriptor: number, limit: number, hash: Hash): number {
+  async readFrom(descriptor: number, limit: number, hash: Hash): Promise<number> {
     const wanted = Math.min(limit, BATCH - this.filled)
-    const read = readSync(descriptor, this.batch, this.filled, wanted, null)
+    const read = await readInto(descriptor, this.batch, this.filled, wanted)
     hash.update(this.batch.subarray(this.filled, this.filled + read))
     this.filled += read
     if (this.filled === BATCH) this.next()
@@ -216,30 +223,42 @@ function header(path: string, entry: Pick<MediaEntry, 'linkTarget' | 'mode' | 'm
 /**
  * Appends the member of a file on this machine, header and contents, reading exactly its listed size
  * straight into the output and hashing it. Returns false, appending nothing, when the file has
- * disappeared since it was listed.
+ * disappeared since it was listed. Reads go through the thread pool: a hung mount blocks a pool thread,
+ * not the main thread, where the stall watchdog and the signal handlers run.
  * @yields The output batches that filled up meanwhile.
  */
-function* copyLocal(entry: MediaEntry, path: string, hash: Hash, out: Batches): Generator<Buffer, boolean> {
-  let descriptor: number
-  try {
-    descriptor = openSync(path, 'r')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
-    throw error
-  }
-
+async function* copyLocal(
+  entry: MediaEntry,
+  path: Buffer | string,
+  hash: Hash,
+  out: Batches,
+): AsyncGenerator<Buffer, boolean> {
+  const file = await openForReading(path)
+  if (file === undefined) return false
   try {
     out.append(header(`${MEDIA_PREFIX}${entry.path}`, entry))
     for (let remaining = entry.size; remaining > 0;) {
-      const read = out.readFrom(descriptor, remaining, hash)
+      const read = await out.readFrom(file, remaining, hash)
       if (read === 0) throw shrank(entry.path)
       remaining -= read
       if (out.ready.length > 0) yield* out.take()
     }
   } finally {
-    closeSync(descriptor)
+    await closeFile(file)
   }
 
+  return true
+}
+
+/** Appends the member of a file that the provider read ahead; false when it has disappeared. */
+async function copyPrefetched(entry: MediaEntry, prefetched: Promise<Buffer | undefined>, hash: Hash, out: Batches) {
+  const content = await prefetched
+  if (content === undefined) return false
+  if (content.length < entry.size) throw shrank(entry.path)
+  const exact = content.length > entry.size ? content.subarray(0, entry.size) : content
+  hash.update(exact)
+  out.append(header(`${MEDIA_PREFIX}${entry.path}`, entry))
+  out.append(exact)
   return true
 }
 

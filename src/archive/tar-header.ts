@@ -1,5 +1,7 @@
 import {Header, Pax} from 'tar'
 
+import {encodeName, isUtf8Name} from '../lib/byte-names.js'
+
 /** What a media archive member's header records. */
 export interface TarHeaderFields {
   linkpath?: string
@@ -12,6 +14,7 @@ export interface TarHeaderFields {
 
 const BLOCK = 512
 const TYPE_FLAG = {Directory: 0x35, File: 0x30, SymbolicLink: 0x32} as const
+const PAX_TYPE_FLAG = 0x78
 /** Largest number a 12-byte octal field holds (8 GiB - 1); beyond it a pax record is needed. */
 const MAX_OCTAL_12 = 0o777_7777_7777
 /** Printable ASCII: anything else (non-ASCII, control characters) takes node-tar's general path. */
@@ -33,7 +36,81 @@ TEMPLATE.write('000000 \0', 337, 'latin1')
  * that both paths give node-tar's bytes, and that system tar reads them.
  */
 export function encodeTarHeader(fields: TarHeaderFields): Buffer {
-  return fitsUstar(fields) ? ustarHeader(fields) : headerWithPax(fields)
+  if (fitsUstar(fields)) return ustarHeader(fields)
+  if (!isUtf8Name(fields.path) || (fields.linkpath !== undefined && !isUtf8Name(fields.linkpath))) {
+    return byteNameHeader(fields)
+  }
+
+  return headerWithPax(fields)
+}
+
+/**
+ * The header of a member whose name (or link target) is not UTF-8, written byte for byte (node-tar would
+ * write U+FFFD instead). A name of up to 100 bytes goes into the ustar field as it is; a longer one
+ * into a pax `path`/`linkpath` record holding the raw bytes, which GNU tar extracts as they are.
+ */
+function byteNameHeader({linkpath = '', mode, mtime, path, size, type}: TarHeaderFields): Buffer {
+  const name = encodeName(path)
+  const link = encodeName(linkpath)
+  const seconds = Math.floor(mtime.getTime() / 1000)
+  const records: Buffer[] = []
+  if (name.length > 100) records.push(paxRecord('path', name))
+  if (link.length > 100) records.push(paxRecord('linkpath', link))
+  if (size > MAX_OCTAL_12) records.push(paxRecord('size', Buffer.from(String(size))))
+  if (seconds < 0 || seconds > MAX_OCTAL_12) records.push(paxRecord('mtime', Buffer.from(String(seconds))))
+  const member = rawHeader({
+    link: link.subarray(0, 100),
+    mode,
+    name: name.subarray(0, 100),
+    seconds: Math.min(Math.max(seconds, 0), MAX_OCTAL_12),
+    size: Math.min(size, MAX_OCTAL_12),
+    typeFlag: TYPE_FLAG[type],
+  })
+  if (records.length === 0) return member
+  const body = Buffer.concat(records)
+  const paxHeader = rawHeader({
+    link: Buffer.alloc(0),
+    mode: 0o644,
+    name: Buffer.from('PaxHeader'),
+    seconds: 0,
+    size: body.length,
+    typeFlag: PAX_TYPE_FLAG,
+  })
+  const padding = Buffer.alloc((BLOCK - (body.length % BLOCK)) % BLOCK)
+  return Buffer.concat([paxHeader, body, padding, member])
+}
+
+/** One pax record: `LENGTH key=value\n`, where LENGTH counts the whole record, itself included. */
+function paxRecord(key: string, value: Buffer): Buffer {
+  const rest = Buffer.byteLength(` ${key}=`) + value.length + 1
+  let length = rest + String(rest).length
+  if (String(length).length !== String(rest).length) length = rest + String(length).length
+  return Buffer.concat([Buffer.from(`${length} ${key}=`), value, Buffer.from('\n')])
+}
+
+interface RawHeaderFields {
+  link: Buffer
+  mode: number
+  name: Buffer
+  seconds: number
+  size: number
+  typeFlag: number
+}
+
+function rawHeader({link, mode, name, seconds, size, typeFlag}: RawHeaderFields): Buffer {
+  const block = Buffer.allocUnsafe(BLOCK)
+  TEMPLATE.copy(block)
+  name.copy(block, 0)
+  block.write(octal(mode, 8), 100, 'latin1')
+  block.write(octal(size, 12), 124, 'latin1')
+  block.write(octal(seconds, 12), 136, 'latin1')
+  block[156] = typeFlag
+  link.copy(block, 157)
+  let sum = 8 * 0x20
+  for (let index = 0; index < 148; index++) sum += block[index]
+  for (let index = 156; index < BLOCK; index++) sum += block[index]
+  block.write(octal(sum, 8), 148, 'latin1')
+  return block
 }
 
 /** True when the fields take the fast path: a plain ustar header, written from the template. */

@@ -1,14 +1,16 @@
-import {once} from 'node:events'
 import {Readable} from 'node:stream'
-import {Parser, ReadEntry} from 'tar'
+
+import {decodeName} from '../lib/byte-names.js'
 
 /** One member of a tar archive, as {@link readTar} yields it. */
 export interface TarMember {
-  /** Must be read to the end (or the member skipped by not touching it) before the next one arrives. */
+  /** The member's contents. Read it or leave it; the reader skips what is left when asked for the next member. */
   body: Readable
+  /** A symlink's or hard link's target, in the string form of byte-names.ts. */
   linkTarget?: string
   mode: number
   mtime: Date
+  /** The member's name, byte for byte, in the string form of byte-names.ts (folders end in `/`). */
   path: string
   /** node-tar's name for the member type (`File`, `Link`, `CharacterDevice`, …), for messages. */
   rawType: string
@@ -16,107 +18,389 @@ export interface TarMember {
   type: 'directory' | 'file' | 'other' | 'symlink'
 }
 
+const BLOCK = 512
+
 /**
- * Reads a tar stream member by member, with node-tar's parser in strict mode: a damaged or truncated
- * archive is an error, never a shorter list. A member's body that the consumer leaves unread is skipped.
- * Memory stays flat: the parser waits while the consumer reads a member.
+ * Reads a tar stream member by member. A damaged or truncated archive is an error, never a shorter list:
+ * every header's checksum is checked, a member's body must have all its bytes, and the archive must
+ * end with its end-of-archive blocks, after which only zeros may follow.
+ *
+ * Names are kept byte for byte (ustar name and prefix, pax `path`/`linkpath`, GNU long names), since a
+ * file name need not be UTF-8. The whole source is always read, to its end, before the generator
+ * finishes: a source that authenticates at its end (age) has then been authenticated. A consumer that
+ * stops early (break, or an error of its own) has the source destroyed, and nothing is left running
+ * that could fail later with nobody listening. Memory stays flat: nothing is read ahead of the consumer.
  *
  * @yields each member in archive order
  */
 export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
-  const parser = new Parser({strict: true})
-  const queue: ReadEntry[] = []
-  let failure: Error | undefined
-  let finished = false
-  let wake: (() => void) | undefined
-  const notify = () => {
-    wake?.()
-    wake = undefined
-  }
-
-  parser.on('entry', (entry: ReadEntry) => {
-    entry.pause()
-    queue.push(entry)
-    notify()
-  })
-  // The member being read, if any: a failure of the source must end its body too, or a consumer in
-  // the middle of a member would wait for bytes that never come.
-  let current: ReadEntry | undefined
-  const fail = (error: Error) => {
-    failure ??= error
-    current?.emit('error', failure)
-    notify()
-  }
-
-  parser.on('error', fail)
-  parser.on('end', () => {
-    finished = true
-    notify()
-  })
-  const feeding = (async () => {
-    for await (const chunk of source as AsyncIterable<Buffer>) {
-      if (!parser.write(chunk)) await once(parser, 'drain')
-    }
-
-    parser.end()
-  })().catch(fail)
-
+  const input = new ChunkInput(source)
+  let completed = false
   try {
+    let local: PaxRecords = {}
+    let global: PaxRecords = {}
     for (;;) {
-      const entry = queue.shift()
-      if (entry) {
-        current = entry
-        const body = Readable.from(exactly(entry, entry.size ?? 0, entry.path), {objectMode: false})
-        yield {
-          body,
-          linkTarget: entry.linkpath || undefined,
-          mode: entry.mode ?? 0o644,
-          mtime: entry.mtime ?? new Date(0),
-          path: entry.path,
-          rawType: entry.type,
-          size: entry.size ?? 0,
-          type: typeOf(entry.type),
+      const block = await input.read(BLOCK)
+      if (block.length < BLOCK) throw truncated('the archive ends before its end-of-archive blocks')
+      if (isZero(block)) {
+        await input.expectZerosToEnd()
+        break
+      }
+
+      const header = parseHeader(block)
+      if (header.typeFlag === 'x' || header.typeFlag === 'g' || header.typeFlag === 'L' || header.typeFlag === 'K') {
+        const data = await input.readExactly(header.size, () =>
+          truncated(`the archive ends inside a ${header.rawType}`),
+        )
+        await input.skip(padding(header.size))
+        switch (header.typeFlag) {
+          case 'g': {
+            global = {...global, ...parsePax(data)}
+            break
+          }
+
+          case 'L': {
+            local = {...local, path: untilNul(data)}
+            break
+          }
+
+          case 'x': {
+            local = {...local, ...parsePax(data)}
+            break
+          }
+
+          default: {
+            local = {...local, linkpath: untilNul(data)}
+          }
         }
-        // Whatever the consumer did not read is drained, so the parser moves on.
-        body.destroy()
-        current = undefined
-        entry.resume()
+
         continue
       }
 
-      if (failure) throw failure
-      if (finished) break
-      await new Promise<void>((resolve) => {
-        wake = resolve
-      })
+      const records = {...global, ...local}
+      local = {}
+      const size = records.size === undefined ? header.size : numberRecord('size', records.size)
+      const mtime =
+        records.mtime === undefined ? header.mtime : new Date(numberRecord('mtime', records.mtime, true) * 1000)
+      const path = decodeName(records.path ?? header.path)
+      const linkBytes = records.linkpath ?? header.linkpath
+      const hasBody = header.typeFlag !== '1' && header.typeFlag !== '2' && header.typeFlag !== '5'
+      const bodySize = hasBody ? size : 0
+      const body = new MemberBody(input, bodySize, path)
+      yield {
+        body,
+        linkTarget: linkBytes.length > 0 ? decodeName(linkBytes) : undefined,
+        mode: header.mode,
+        mtime,
+        path,
+        rawType: header.rawType,
+        size: bodySize,
+        type: typeOf(header.typeFlag),
+      }
+      await body.finish()
+      await input.skip(padding(bodySize))
     }
 
-    await feeding
-    if (failure) throw failure
+    completed = true
   } finally {
-    source.destroy()
+    if (!completed) input.abandon()
   }
 }
 
-// A truncated archive ends a member's body early; say so there, not only after the last member.
-async function* exactly(entry: ReadEntry, size: number, path: string): AsyncGenerator<Buffer> {
-  let read = 0
-  for await (const chunk of entry as AsyncIterable<Buffer>) {
-    read += chunk.length
-    yield chunk
+interface Header {
+  linkpath: Buffer
+  mode: number
+  mtime: Date
+  path: Buffer
+  rawType: string
+  size: number
+  typeFlag: string
+}
+
+type PaxRecords = Partial<Record<'linkpath' | 'mtime' | 'path' | 'size', Buffer>>
+
+function parseHeader(block: Buffer): Header {
+  const stored = parseNumber(block, 148, 8)
+  let unsigned = 8 * 0x20
+  let signed = 8 * 0x20
+  for (let index = 0; index < BLOCK; index++) {
+    if (index >= 148 && index < 156) continue
+    unsigned += block[index]
+    signed += block[index] > 127 ? block[index] - 256 : block[index]
   }
 
-  if (read < size) throw new Error(`the archive is truncated: ${path} has ${read} of its ${size} bytes`)
+  if (stored !== unsigned && stored !== signed) {
+    throw new Error('the archive is damaged: a header fails its checksum (not a tar archive, or corrupted)')
+  }
+
+  const typeFlag = block[156] === 0 ? '\0' : String.fromCodePoint(block[156])
+  const name = untilNul(block.subarray(0, 100))
+  const ustar = block.toString('latin1', 257, 262) === 'ustar'
+  const prefix = ustar ? untilNul(block.subarray(345, 500)) : Buffer.alloc(0)
+  return {
+    linkpath: untilNul(block.subarray(157, 257)),
+    mode: parseNumber(block, 100, 8),
+    mtime: new Date(parseNumber(block, 136, 12) * 1000),
+    path: prefix.length > 0 ? Buffer.concat([prefix, Buffer.from('/'), name]) : name,
+    rawType: TYPE_NAMES[typeFlag] ?? `unknown type ${JSON.stringify(typeFlag)}`,
+    size: parseNumber(block, 124, 12),
+    typeFlag,
+  }
 }
 
-const MEMBER_TYPES: Record<string, TarMember['type']> = {
-  ContiguousFile: 'file',
-  Directory: 'directory',
-  File: 'file',
-  OldFile: 'file',
-  SymbolicLink: 'symlink',
+/** An octal field (digits, then spaces or NULs), or a base-256 one (first byte's high bit set). */
+function parseNumber(block: Buffer, offset: number, length: number): number {
+  const field = block.subarray(offset, offset + length)
+  if (field[0] >= 0x80) {
+    if (field[0] !== 0x80) throw new Error('the archive is damaged: a header holds a negative number')
+    let value = 0
+    for (let index = 1; index < length; index++) value = value * 256 + field[index]
+    if (!Number.isSafeInteger(value)) throw new Error('the archive is damaged: a header number is too large')
+    return value
+  }
+
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .replace(/^ +/, '')
+  if (text === '') return 0
+  if (!/^[0-7]+$/.test(text)) throw new Error('the archive is damaged: a header field is not a number')
+  return Number.parseInt(text, 8)
 }
 
-function typeOf(type: string): TarMember['type'] {
-  return MEMBER_TYPES[type] ?? 'other'
+/** Pax records, `LENGTH KEY=VALUE\n` each; values stay bytes. */
+function parsePax(data: Buffer): PaxRecords {
+  const records: PaxRecords = {}
+  let offset = 0
+  while (offset < data.length) {
+    const space = data.indexOf(0x20, offset)
+    const length = space === -1 ? Number.NaN : Number(data.toString('latin1', offset, space))
+    if (!Number.isSafeInteger(length) || length <= space - offset || offset + length > data.length) {
+      throw new Error('the archive is damaged: a pax extended header is malformed')
+    }
+
+    const record = data.subarray(space + 1, offset + length - 1)
+    if (data[offset + length - 1] !== 0x0a) throw new Error('the archive is damaged: a pax record is malformed')
+    const equals = record.indexOf(0x3d)
+    if (equals === -1) throw new Error('the archive is damaged: a pax record has no "="')
+    const key = record.toString('utf8', 0, equals)
+    if (key === 'path' || key === 'linkpath' || key === 'size' || key === 'mtime')
+      records[key] = record.subarray(equals + 1)
+    offset += length
+  }
+
+  return records
+}
+
+function numberRecord(key: string, value: Buffer, fraction = false): number {
+  const text = value.toString('latin1')
+  const valid = fraction ? /^-?\d+(\.\d+)?$/ : /^\d+$/
+  const number = Number(text)
+  if (!valid.test(text) || !Number.isFinite(number) || (!fraction && !Number.isSafeInteger(number))) {
+    throw new Error(`the archive is damaged: its pax "${key}" is not a number`)
+  }
+
+  return number
+}
+
+function untilNul(bytes: Buffer): Buffer {
+  const end = bytes.indexOf(0)
+  return Buffer.from(end === -1 ? bytes : bytes.subarray(0, end))
+}
+
+function isZero(block: Buffer): boolean {
+  for (const byte of block) if (byte !== 0) return false
+  return true
+}
+
+function padding(size: number): number {
+  const remainder = size % BLOCK
+  return remainder === 0 ? 0 : BLOCK - remainder
+}
+
+function truncated(what: string): Error {
+  return new Error(`the archive is truncated: ${what}`)
+}
+
+/** node-tar's names for the type flags, which messages and callers use. */
+const TYPE_NAMES: Record<string, string> = {
+  '\0': 'OldFile',
+  '0': 'File',
+  '1': 'Link',
+  '2': 'SymbolicLink',
+  '3': 'CharacterDevice',
+  '4': 'BlockDevice',
+  '5': 'Directory',
+  '6': 'FIFO',
+  '7': 'ContiguousFile',
+  g: 'GlobalExtendedHeader',
+  K: 'NextFileHasLongLinkpath',
+  L: 'NextFileHasLongPath',
+  x: 'ExtendedHeader',
+}
+
+function typeOf(typeFlag: string): TarMember['type'] {
+  if (typeFlag === '0' || typeFlag === '\0' || typeFlag === '7') return 'file'
+  if (typeFlag === '5') return 'directory'
+  if (typeFlag === '2') return 'symlink'
+  return 'other'
+}
+
+/**
+ * The source, read in whatever chunks it yields, with the ability to take exactly N bytes. Only one
+ * reader at a time: the member body while the consumer reads it, then the archive reader.
+ */
+class ChunkInput {
+  private ended = false
+  private readonly iterator: AsyncIterator<Buffer>
+  private pending: Buffer = Buffer.alloc(0)
+
+  constructor(private readonly source: Readable) {
+    this.iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
+  }
+
+  /** Stops reading: the source is destroyed, and an error it then raises has a listener. */
+  abandon(): void {
+    this.source.on('error', () => {})
+    this.source.destroy()
+    // The iterator's own clean-up may reject (premature close); nobody needs that error.
+    this.iterator.return?.().catch(() => {})
+  }
+
+  /** Up to `limit` bytes, as soon as any are there; undefined at the end of the source. */
+  async chunk(limit: number): Promise<Buffer | undefined> {
+    if (this.pending.length === 0) {
+      if (this.ended) return undefined
+      const next = await this.iterator.next()
+      if (next.done) {
+        this.ended = true
+        return undefined
+      }
+
+      this.pending = next.value
+    }
+
+    const taken = this.pending.length <= limit ? this.pending : this.pending.subarray(0, limit)
+    this.pending = this.pending.subarray(taken.length)
+    return taken
+  }
+
+  /** Reads the rest of the source, which must be zeros (end-of-archive blocks and record padding). */
+  async expectZerosToEnd(): Promise<void> {
+    for (;;) {
+      const chunk = await this.chunk(Number.POSITIVE_INFINITY)
+      if (chunk === undefined) return
+      if (!isZero(chunk)) throw new Error('the archive is damaged: data follows its end-of-archive block')
+    }
+  }
+
+  /** Exactly `size` bytes, or fewer only at the end of the source. */
+  async read(size: number): Promise<Buffer> {
+    if (this.pending.length >= size) {
+      const taken = this.pending.subarray(0, size)
+      this.pending = this.pending.subarray(size)
+      return taken
+    }
+
+    const parts: Buffer[] = []
+    let total = 0
+    while (total < size) {
+      const chunk = await this.chunk(size - total)
+      if (chunk === undefined) break
+      parts.push(chunk)
+      total += chunk.length
+    }
+
+    return parts.length === 1 ? parts[0] : Buffer.concat(parts, total)
+  }
+
+  async readExactly(size: number, short: () => Error): Promise<Buffer> {
+    if (size > 16 * 1024 * 1024) throw new Error('the archive is damaged: an extended header is implausibly large')
+    const data = await this.read(size)
+    if (data.length < size) throw short()
+    return data
+  }
+
+  async skip(size: number): Promise<void> {
+    let left = size
+    while (left > 0) {
+      const chunk = await this.chunk(left)
+      if (chunk === undefined) throw truncated('the archive ends inside a member')
+      left -= chunk.length
+    }
+  }
+}
+
+/**
+ * A member's contents: a Readable that pulls from the archive only while the consumer reads, so the
+ * archive reader can take over the rest when the consumer is done, without two readers at once.
+ */
+class MemberBody extends Readable {
+  /** Set once the archive reader takes over: the body pulls nothing more. */
+  private closing = false
+  private failure: Error | undefined
+  private left: number
+  private pulling: Promise<void> | undefined
+  private wanted = false
+
+  constructor(
+    private readonly input: ChunkInput,
+    size: number,
+    private readonly path: string,
+  ) {
+    super({highWaterMark: 64 * 1024})
+    this.left = size
+    // Errors reach whoever reads the body through its own listeners; the archive reader raises them
+    // as well, so one raised while nobody reads must not become an uncaught exception.
+    this.on('error', () => {})
+  }
+
+  override _read(): void {
+    if (this.closing) return
+    if (this.pulling) this.wanted = true
+    else this.pulling = this.pullWhileWanted()
+  }
+
+  /** Waits for a pull under way, then skips whatever the consumer left, and ends the body. */
+  async finish(): Promise<void> {
+    this.closing = true
+    this.wanted = false
+    await this.pulling
+    if (this.failure) throw this.failure
+    while (this.left > 0) {
+      const chunk = await this.input.chunk(this.left)
+      if (chunk === undefined) throw this.shortError()
+      this.left -= chunk.length
+    }
+
+    if (!this.destroyed) this.destroy()
+  }
+
+  /** Never rejects: a failure is kept for finish() and destroys the body with it. */
+  private async pullWhileWanted(): Promise<void> {
+    try {
+      do {
+        this.wanted = false
+        if (this.destroyed || this.closing) return
+        if (this.left === 0) {
+          this.push(null)
+          return
+        }
+
+        const chunk = await this.input.chunk(this.left)
+        if (chunk === undefined) throw this.shortError()
+        this.left -= chunk.length
+        if (!this.destroyed) this.push(chunk)
+      } while (this.wanted)
+    } catch (error) {
+      this.failure = error as Error
+      this.destroy(this.failure)
+    } finally {
+      this.pulling = undefined
+    }
+  }
+
+  private shortError(): Error {
+    return truncated(`${this.path} is cut short`)
+  }
 }

@@ -2,7 +2,7 @@ import {BackupView} from '../domain/backup.js'
 import {countOf, formatBytes, formatInstant, renderTable} from '../domain/format.js'
 import {formatInZone} from '../domain/schedule.js'
 import {FilesResult} from '../services/download.js'
-import {ExportResult} from '../services/export.js'
+import {ExportResult, SHARED_PACKS} from '../services/export.js'
 import {BackupInfo} from '../services/info.js'
 import {PackCollectionResult} from '../services/media-packs.js'
 import {RetentionReport} from '../services/policy.js'
@@ -147,7 +147,8 @@ export function renderFiles(result: FilesResult): string {
 
 export function renderExport(result: ExportResult): string {
   const exported = result.files.filter((file) => file.status === 'exported')
-  const backups = new Set(result.files.map((file) => file.backup)).size
+  // Packs are shared by the backups of an env, and are listed under SHARED_PACKS, which is no backup.
+  const backups = new Set(result.files.map((file) => file.backup).filter((backup) => backup !== SHARED_PACKS)).size
   return [
     `Exported ${countOf(backups, 'backup')} into ${result.outputDir}: ${countOf(exported.length, 'file')} written, ${result.files.length - exported.length} already present and verified.`,
     ...result.files.map(

@@ -73,7 +73,8 @@ export function parseIndexLine(line: string): IndexEntry {
     entry = parsed.data
   }
 
-  if (entry.type === 'file' && (entry.blobs === undefined || entry.blobs.length === 0)) {
+  // An empty file needs no blob; any other file has at least one.
+  if (entry.type === 'file' && (entry.blobs === undefined || (entry.blobs.length === 0 && entry.size > 0))) {
     throw new IndexFormatError(`file ${entry.path} has no content`)
   }
 

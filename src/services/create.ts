@@ -21,6 +21,7 @@ import {
   Trigger,
 } from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
+import {printableName} from '../lib/byte-names.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
@@ -266,7 +267,9 @@ async function backUpMedia(
 
   const listingSink = createListingFile(tempDir)
   const entries = provider.entries({
-    onSkip: (path, why) => context.reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
+    onSkip: (path, why) =>
+      context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`),
+    onWarning: (path, what) => context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} ${what}`),
     signal: context.signal,
   })
   const {stream, summary} = createMediaTar(entries, listingSink)

@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {link, lstat, mkdir, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
+import {link, lstat, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
@@ -8,6 +8,7 @@ import {X25519Identity} from '../archive/age-keys.js'
 import {HashingStream} from '../archive/hash.js'
 import {isPacked, Manifest, MANIFEST_NAME, MediaPacksComponent} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
+import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {Catalog, catalogOf, findBackup} from './catalog.js'
@@ -64,7 +65,7 @@ export async function downloadBackup(
 
   const identities = await context.keys.identities()
   const createdOutput = !(await exists(outputDir))
-  const staging = await mkdir(outputDir, {recursive: true})
+  const staging = await makeFolders(outputDir)
     .then(() => makeStagingDir(outputDir, 'download', true))
     .catch((error: unknown) => {
       throw downloadFailure(error, manifest.id, outputDir)

@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {mkdir, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {rename, rm, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, relative, resolve} from 'node:path'
 import {PassThrough} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -8,6 +8,7 @@ import {pipeline} from 'node:stream/promises'
 import {HashingStream} from '../archive/hash.js'
 import {DatabaseComponent, isPacked, Manifest, MANIFEST_NAME, MediaTarComponent, objectsOf} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
+import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {catalogOf, objectKey} from './catalog.js'
@@ -25,6 +26,9 @@ export interface ExportOptions {
 }
 
 /** `export --json`: every file of the export, and whether this run wrote it or found it already verified. */
+/** The `backup` of exported packs, which the backups of an env share. */
+export const SHARED_PACKS = 'packs'
+
 export interface ExportResult {
   files: Array<{backup: string; bytes: number; path: string; sha256: string; status: 'exported' | 'present'}>
   index: string
@@ -77,7 +81,7 @@ export async function exportBackups(
   try {
     for (const manifest of manifests) {
       const folder = join(outputDir, environment, manifest.id)
-      await mkdir(folder, {recursive: true})
+      await makeFolders(folder)
       const plan = options.raw ? rawFiles(context, manifest) : plainFiles(context, manifest, identities)
       for (const file of plan) {
         const path = join(folder, file.name)
@@ -216,7 +220,7 @@ async function exportPacks(
 
   const files: ExportResult['files'] = []
   for (const name of located) {
-    await mkdir(folder, {recursive: true})
+    await makeFolders(folder)
     const path = join(folder, name)
     const key = `${prefix}/packs/${name}`
     const stored = await context.store.stat(key)
@@ -234,7 +238,7 @@ async function exportPacks(
     const hashing = new HashingStream()
     if (present?.size === stored.bytes) {
       await pipeline(createReadStream(path), hashing, new PassThrough().resume())
-      files.push({backup: 'packs', bytes: hashing.bytes, path, sha256: hashing.sha256, status: 'present'})
+      files.push({backup: SHARED_PACKS, bytes: hashing.bytes, path, sha256: hashing.sha256, status: 'present'})
       continue
     }
 
@@ -244,7 +248,7 @@ async function exportPacks(
     })
     await syncPath(partial)
     await rename(partial, path)
-    files.push({backup: 'packs', bytes: hashing.bytes, path, sha256: hashing.sha256, status: 'exported'})
+    files.push({backup: SHARED_PACKS, bytes: hashing.bytes, path, sha256: hashing.sha256, status: 'exported'})
   }
 
   return files
@@ -308,7 +312,7 @@ async function writeIndex(
 }
 
 async function atomicWrite(path: string, text: string): Promise<void> {
-  await mkdir(dirname(path), {recursive: true})
+  await makeFolders(dirname(path))
   await writeFile(`${path}.partial`, text, {mode: 0o644})
   await rename(`${path}.partial`, path)
 }

@@ -1,10 +1,11 @@
-import {chmod, mkdir, readFile, writeFile} from 'node:fs/promises'
+import {chmod, readFile, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
 
 import {AgeKeyError, generateIdentity, parseIdentityFile, parseRecipient, X25519Identity} from '../archive/age-keys.js'
 import {generateWriterKey, isWriterId, parseWriterKey, WriterKey} from '../archive/writer-key.js'
 import {BackupError} from '../errors.js'
+import {makeFolders} from '../lib/folders.js'
 
 export interface Recipients {
   /** The `age1…` strings, recorded in the manifest. */
@@ -115,7 +116,7 @@ export class KeyRing {
     }
 
     const {fileContents, identity} = generateIdentity()
-    await mkdir(dirname(this.identityPath), {mode: 0o700, recursive: true})
+    await makeFolders(dirname(this.identityPath), 0o700)
     await writeFile(this.identityPath, fileContents(now), {flag: 'wx', mode: 0o600})
     await chmod(this.identityPath, 0o600)
     onGenerated?.(this.identityPath, identity.recipient)
@@ -160,7 +161,7 @@ export class KeyRing {
     }
 
     const {fileContents, key} = generateWriterKey()
-    await mkdir(dirname(this.writerKeyPath), {mode: 0o700, recursive: true})
+    await makeFolders(dirname(this.writerKeyPath), 0o700)
     await writeFile(this.writerKeyPath, fileContents(now), {flag: 'wx', mode: 0o600})
     await chmod(this.writerKeyPath, 0o600)
     onGenerated?.(this.writerKeyPath, key.id)

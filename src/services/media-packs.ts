@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 import {once} from 'node:events'
-import {closeSync, createReadStream, createWriteStream, openSync, readSync} from 'node:fs'
+import {createReadStream, createWriteStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
@@ -32,6 +32,8 @@ import {
   walkOrder,
 } from '../domain/media-index.js'
 import {PackForward, planPackCollection} from '../domain/pack-collection.js'
+import {encodeName, printableName} from '../lib/byte-names.js'
+import {closeFile, openForReading, readInto} from '../lib/file-io.js'
 import {limitOldGenerationGrowth} from '../lib/memory.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {ObjectNotFoundError} from '../store/port.js'
@@ -136,7 +138,9 @@ export async function backUpMediaPacks(
       const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => !unusable.has(pack)))
       const read = await storeFile(entry, packs, {known, stored}, options.progress)
       if (read === undefined) {
-        reporter.notice(`warning: media ${JSON.stringify(entry.path)} skipped: deleted while the backup ran`)
+        reporter.notice(
+          `warning: media ${JSON.stringify(printableName(entry.path))} skipped: deleted while the backup ran`,
+        )
         return undefined
       }
 
@@ -173,7 +177,8 @@ export async function backUpMediaPacks(
     await script.add(rebuildScriptHeader())
     for await (const entry of provider.entries({
       needsContent,
-      onSkip: (path, why) => reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
+      onSkip: (path, why) => reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`),
+      onWarning: (path, what) => reporter.notice(`warning: media ${JSON.stringify(printableName(path))} ${what}`),
       signal,
     })) {
       const before = await current.seek(entry)
@@ -186,7 +191,7 @@ export async function backUpMediaPacks(
       }
 
       await index.add(indexLine(line))
-      await script.add(rebuildScriptLine(line))
+      await script.add(encodeName(rebuildScriptLine(line)))
     }
 
     const written = await packs.close()
@@ -238,11 +243,14 @@ class LineSpool {
     })
   }
 
-  async add(line: string): Promise<void> {
+  /** A line of text, or of bytes (a rebuild script line, whose file names need not be UTF-8). */
+  async add(line: Buffer | string): Promise<void> {
     if (this.failure) throw this.failure
-    if (SPOOL_BYTES - this.filled < Buffer.byteLength(line)) await this.flush()
-    if (Buffer.byteLength(line) > SPOOL_BYTES) await this.write(Buffer.from(line))
-    else this.filled += this.buffer.write(line, this.filled)
+    const bytes = typeof line === 'string' ? Buffer.byteLength(line) : line.length
+    if (SPOOL_BYTES - this.filled < bytes) await this.flush()
+    if (bytes > SPOOL_BYTES) await this.write(typeof line === 'string' ? Buffer.from(line) : line)
+    else if (typeof line === 'string') this.filled += this.buffer.write(line, this.filled)
+    else this.filled += line.copy(this.buffer, this.filled)
   }
 
   async end(): Promise<void> {
@@ -319,6 +327,9 @@ function describe(entry: MediaEntry): IndexEntry {
   return line
 }
 
+/** The SHA-256 of no bytes: an empty file's, which needs no blob. */
+const EMPTY_SHA256 = createHash('sha256').digest('hex')
+
 /**
  * Reads one file into blobs. Resolves undefined when the file is gone. A file that changes while it is
  * read is stored as read (its SHA-256 is of what was stored), like tar does.
@@ -330,11 +341,15 @@ async function storeFile(
   progress: Progress,
 ): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256?: string; size: number}> {
   let source: AsyncIterable<Buffer> | Iterable<Buffer> | undefined
-  if (entry.localPath === undefined) {
+  if (entry.prefetched) {
+    // Read ahead by the provider: small enough for one blob, or none when empty.
+    const content = await entry.prefetched
+    source = content && (content.length > 0 ? [content.subarray(0, entry.size)] : [])
+  } else if (entry.localPath === undefined) {
     const stream = await entry.open!()
     source = stream && cutIntoBlobs(stream)
   } else {
-    source = readLocal(entry.localPath, entry.size)
+    source = await readLocal(entry.localPath, entry.size)
   }
 
   if (source === undefined) return undefined
@@ -355,46 +370,42 @@ async function storeFile(
     content.push([id, pack])
   }
 
-  // A file of one blob (most media files) has the blob's id for its SHA-256. A larger file's is not
-  // taken here: reading it back (download, restore, verify) computes it from the authenticated blobs,
-  // so a backup hashes each byte once.
-  return {blobs: content, newBytes, ...(content.length === 1 ? {sha256: content[0][0]} : {}), size}
+  // A file of one blob (most media files) has the blob's id for its SHA-256, and an empty file, which
+  // needs no blob, has the SHA-256 of nothing. A larger file's is not taken here: reading it back
+  // (download, restore, verify) computes it from the authenticated blobs, so a backup hashes each byte once.
+  const sha256 = content.length === 1 ? content[0][0] : content.length === 0 ? EMPTY_SHA256 : undefined
+  return {blobs: content, newBytes, ...(sha256 === undefined ? {} : {sha256}), size}
 }
 
 /**
  * A local file's blobs, up to its listed size (a file that grew is cut there, like the tar format
- * does; one that shrank is stored as read): BLOB_BYTES each, the last one shorter, and one empty blob
- * for an empty file. Each is read straight into its own buffer (the pack writer holds on to it until
- * the upload has taken it), with blocking reads: media is mostly small files, and a thread-pool round
- * trip for each open, read and close costs more than the read. Undefined when the file is gone.
+ * does; one that shrank is stored as read): BLOB_BYTES each, the last one shorter; an empty file has
+ * none. Each is read straight into its own buffer (the pack writer holds on to it until the upload has
+ * taken it). Reads go through the thread pool, so a hung mount never blocks the main thread, where the
+ * stall watchdog and the signal handlers run. Undefined when the file is gone.
  */
-function readLocal(path: string, listedSize: number): Iterable<Buffer> | undefined {
-  let descriptor: number
-  try {
-    descriptor = openSync(path, 'r')
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw error
-  }
+async function readLocal(path: Buffer | string, listedSize: number): Promise<AsyncIterable<Buffer> | undefined> {
+  const descriptor = await openForReading(path)
+  if (descriptor === undefined) return undefined
 
-  return (function* () {
+  return (async function* () {
     try {
       let remaining = listedSize
-      do {
+      while (remaining > 0) {
         const buffer = Buffer.allocUnsafe(Math.min(BLOB_BYTES, remaining))
         let filled = 0
         while (filled < buffer.length) {
-          const read = readSync(descriptor, buffer, filled, buffer.length - filled, null)
-          if (read === 0) break
-          filled += read
+          const bytesRead = await readInto(descriptor, buffer, filled, buffer.length - filled)
+          if (bytesRead === 0) break
+          filled += bytesRead
         }
 
-        yield buffer.subarray(0, filled)
+        if (filled > 0) yield buffer.subarray(0, filled)
         if (filled < buffer.length) return
         remaining -= filled
-      } while (remaining > 0)
+      }
     } finally {
-      closeSync(descriptor)
+      await closeFile(descriptor)
     }
   })()
 }

@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import {extractMediaArchive} from '../archive/extract.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
+import {printableName} from '../lib/byte-names.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
@@ -30,7 +31,14 @@ export interface RestoreResult {
   database: null | {engine: string; location: string}
   from: string
   id: string
-  media: null | {bytes: number; deleted: number; files: number; location: string}
+  /** `skipped`: members of the backup left out, each with why (symlinks that lead outside the media folder). */
+  media: null | {
+    bytes: number
+    deleted: number
+    files: number
+    location: string
+    skipped: Array<{path: string; why: string}>
+  }
   /** The on-demand backup of the target taken just before; null when skipped or there was nothing. */
   safetyBackup: null | string
   to: string
@@ -199,10 +207,14 @@ export async function applyRestore(
             ? prepared.commit()
             : provider.restore(createReadStream(staged.media!), {
                 clean: options.clean,
-                onSkip: (path, why) => target.reporter.notice(`warning: media ${JSON.stringify(path)} skipped: ${why}`),
+                onSkip: (path, why) => target.reporter.notice(skippedWarning(path, why)),
                 signal: target.signal,
               }),
         )
+        if (prepared) {
+          for (const {path, why} of summary.skipped) target.reporter.notice(skippedWarning(path, why))
+        }
+
         result.media = {...summary, location: provider.location}
       } catch (error) {
         throw stepFailure(error, done)
@@ -226,10 +238,13 @@ async function prepareMedia(
   staged: StagedRestore,
 ): Promise<{prepared?: PreparedMediaRestore; provider: MediaProvider}> {
   const provider = mediaProviderFor(target.env.media!)
-  if (provider.prepare) return {prepared: await provider.prepare(createReadStream(staged.media!)), provider}
+  if (provider.prepare) {
+    return {prepared: await provider.prepare(createReadStream(staged.media!), {signal: target.signal}), provider}
+  }
+
   const check = await makeStagingDir(target.tempRoot, 'restore-apply')
   try {
-    await extractMediaArchive(createReadStream(staged.media!), join(check, 'media'))
+    await extractMediaArchive(createReadStream(staged.media!), join(check, 'media'), {signal: target.signal})
   } catch (error) {
     throw error instanceof BackupError
       ? new BackupError(error.code, `${error.message} The media in ${provider.location} was not changed.`, {
@@ -280,6 +295,10 @@ async function exists(
   if ('engine' in location)
     return location.engine !== 'sqlite' || (await stat(location.path).catch(() => {})) !== undefined
   return location.kind !== 'filesystem' || (await stat(location.path).catch(() => {})) !== undefined
+}
+
+function skippedWarning(path: string, why: string): string {
+  return `warning: media ${JSON.stringify(printableName(path))} not restored: ${why}`
 }
 
 function stepFailure(error: unknown, afterwards: string): unknown {

@@ -112,7 +112,7 @@ export async function transferComponent(options: TransferOptions): Promise<Trans
   })
   if (piped.status === 'rejected' || storedResult.status === 'rejected') {
     const fallback = piped.status === 'rejected' ? piped.reason : (storedResult as PromiseRejectedResult).reason
-    throw failures.explain(fallback, {location, name, store: store.description})
+    throw failures.explain(fallback, {location, name, store: store.description, storeIsLocal: store.local})
   }
 
   const sealed = await seal.result
@@ -132,6 +132,9 @@ function compressor(): Duplex {
   return through('zstd', ['-q', '-c', '-3', '-T1'])
 }
 
+/** Errors of the file system written to, not of the data or the program. */
+const STORAGE_ERRORS = new Set(['EDQUOT', 'ENOSPC', 'EROFS'])
+
 type Stage = 'compressor' | 'encryption' | 'source' | 'stall' | 'store'
 
 /**
@@ -142,10 +145,21 @@ class FirstFailure {
   private first: undefined | {error: unknown; stage: Stage}
 
   /** The user-facing error: the cause, named by the location that failed. */
-  explain(fallback: unknown, where: {location: string; name: string; store: string}): unknown {
+  explain(fallback: unknown, where: {location: string; name: string; store: string; storeIsLocal?: boolean}): unknown {
     const {error, stage} = this.first ?? {error: fallback, stage: 'source' as Stage}
     if (error instanceof BackupError) return error
     const cause = describeCause(error)
+    // A full or read-only file system is the store's, whichever stage saw it first (the encryption
+    // stage, when its write to the store is what failed); a temp file that fails this way says so.
+    if (STORAGE_ERRORS.has((error as NodeJS.ErrnoException)?.code ?? '')) {
+      const {path} = error as NodeJS.ErrnoException
+      const elsewhere = path !== undefined && where.storeIsLocal && !path.startsWith(where.store)
+      return describeIoError(
+        error,
+        elsewhere ? `a temp file for ${where.name}` : `${where.name} to the store ${where.store}`,
+      )
+    }
+
     switch (stage) {
       case 'compressor': {
         return new BackupError('BACKUP_FAILED', `The compressor (zstd) failed on ${where.name}: ${cause}.`, {

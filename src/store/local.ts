@@ -1,10 +1,11 @@
 import {randomBytes} from 'node:crypto'
 import {constants, Dirent} from 'node:fs'
-import {FileHandle, mkdir, open, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
+import {FileHandle, open, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 
@@ -162,7 +163,7 @@ export class LocalStore implements Store {
  */
 async function openPartial(folder: string, partial: string): Promise<FileHandle> {
   for (let attempt = 1; ; attempt++) {
-    await mkdir(folder, {recursive: true})
+    await makeFolders(folder)
     try {
       return await open(partial, 'wx', 0o600)
     } catch (error) {

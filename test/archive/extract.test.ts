@@ -86,7 +86,7 @@ describe('media extraction', () => {
       {linkpath: 'a/one.txt', path: 'media/latest', type: 'SymbolicLink'},
       listingFor([{body: 'hello', path: 'a/one.txt'}]),
     ])
-    expect(await extractMediaArchive(Readable.from([tar]), target)).to.deep.equal({bytes: 5, files: 1})
+    expect(await extractMediaArchive(Readable.from([tar]), target)).to.deep.equal({bytes: 5, files: 1, skipped: []})
     expect(readFileSync(join(target, 'a', 'one.txt'), 'utf8')).to.equal('hello')
     expect(readlinkSync(join(target, 'latest'))).to.equal('a/one.txt')
   })
@@ -104,22 +104,6 @@ describe('media extraction', () => {
     ['an absolute path', [{body: 'x', path: '/tmp/escaped.txt', type: 'File'}], /outside media\//],
     ['a ".." path', [{body: 'x', path: 'media/../../outside/escaped.txt', type: 'File'}], /"\.\." segment/],
     [
-      'a symlink out, then a file through it',
-      [
-        {linkpath: '../outside', path: 'media/link', type: 'SymbolicLink'},
-        {body: 'x', path: 'media/link/escaped.txt', type: 'File'},
-      ],
-      /symlink to "\.\.\/outside", outside the media folder/,
-    ],
-    [
-      'an absolute symlink, then a file through it',
-      [
-        {linkpath: '/tmp', path: 'media/link', type: 'SymbolicLink'},
-        {body: 'x', path: 'media/link/escaped.txt', type: 'File'},
-      ],
-      /symlink to "\/tmp"/,
-    ],
-    [
       'an inside symlink to a folder, then a file through it',
       [
         {path: 'media/dir/', type: 'Directory'},
@@ -130,6 +114,33 @@ describe('media extraction', () => {
       // The file comes first and makes "link" a real folder, so the symlink meets a taken name.
       /already extracted/,
     ],
+    ['a hard link out', [{linkpath: '/etc/passwd', path: 'media/hard', type: 'Link'}], /hard link/],
+    ['a device node', [{path: 'media/null', type: 'CharacterDevice'}], /character device/],
+    ['a FIFO', [{path: 'media/pipe', type: 'FIFO'}], /FIFO/],
+  ]
+  // Links that lead outside are left out, with the reason, and everything else is restored: a media
+  // folder can hold such links, and its backup must restore. Nothing is ever written through them.
+  const leavingLinks: Array<[string, Member[], string, RegExp]> = [
+    [
+      'a symlink out, then a file through it',
+      [
+        {linkpath: '../outside', path: 'media/link', type: 'SymbolicLink'},
+        {body: 'x', path: 'media/link/escaped.txt', type: 'File'},
+        listingFor([{body: 'x', path: 'link/escaped.txt'}]),
+      ],
+      'link',
+      /symlink to "\.\.\/outside", which leads outside the media folder/,
+    ],
+    [
+      'an absolute symlink, then a file through it',
+      [
+        {linkpath: '/tmp', path: 'media/link', type: 'SymbolicLink'},
+        {body: 'x', path: 'media/link/escaped.txt', type: 'File'},
+        listingFor([{body: 'x', path: 'link/escaped.txt'}]),
+      ],
+      'link',
+      /symlink to "\/tmp"/,
+    ],
     [
       'a chain of links whose ".." the kernel applies after following a link (as text it stays inside)',
       [
@@ -139,7 +150,8 @@ describe('media extraction', () => {
         {linkpath: 'sub/sub2/l3/../../../etc/passwd', path: 'media/pw', type: 'SymbolicLink'},
         listingFor([]),
       ],
-      /"media\/pw" is refused: .*leads outside the media folder through other links/,
+      'pw',
+      /leads outside the media folder, through other links/,
     ],
     [
       'a link whose target names a link created after it',
@@ -149,12 +161,51 @@ describe('media extraction', () => {
         {linkpath: 'deep/er', path: 'media/later', type: 'SymbolicLink'},
         listingFor([]),
       ],
-      /"media\/early" is refused/,
+      'early',
+      /"later\/\.\.\/\.\.\/outside\/keep\.txt", which leads outside the media folder/,
     ],
-    ['a hard link out', [{linkpath: '/etc/passwd', path: 'media/hard', type: 'Link'}], /hard link/],
-    ['a device node', [{path: 'media/null', type: 'CharacterDevice'}], /character device/],
-    ['a FIFO', [{path: 'media/pipe', type: 'FIFO'}], /FIFO/],
   ]
+  for (const [name, members, skippedPath, reason] of leavingLinks) {
+    it(`leaves out ${name}, names it, restores the rest, and writes nothing outside the target`, async () => {
+      const before = snapshotTree(parent)
+      const summary = await extractMediaArchive(Readable.from([craftTar(members)]), target)
+      expect(summary.skipped.map(({path}) => path)).to.deep.equal([skippedPath])
+      expect(summary.skipped[0].why).to.match(reason)
+      expect(existsSync(join(target, skippedPath)) && lstatSync(join(target, skippedPath)).isSymbolicLink()).to.equal(
+        false,
+      )
+      const outside = (tree: Map<string, string>) =>
+        [...tree].filter(([path]) => path !== 'restored' && !path.startsWith('restored/'))
+      expect(outside(snapshotTree(parent))).to.deep.equal(outside(before))
+      expect(existsSync('/tmp/escaped.txt')).to.equal(false)
+    })
+  }
+
+  it('creates a link to the media folder itself (it stays inside)', async () => {
+    const summary = await extractMediaArchive(
+      Readable.from([
+        craftTar([
+          {path: 'media/a/', type: 'Directory'},
+          {linkpath: '..', path: 'media/a/top', type: 'SymbolicLink'},
+          listingFor([]),
+        ]),
+      ]),
+      target,
+    )
+    expect(summary.skipped).to.deep.equal([])
+    expect(readlinkSync(join(target, 'a', 'top'))).to.equal('..')
+  })
+
+  it('refuses a member after MANIFEST.json', async () => {
+    const error = await extractMediaArchive(
+      Readable.from([craftTar([listingFor([]), {body: 'late', path: 'media/late.txt', type: 'File'}])]),
+      target,
+    ).catch((error_: unknown) => error_)
+    expect(error).to.be.instanceOf(BackupError).and.to.have.property('code', 'INTEGRITY')
+    expect((error as BackupError).message).to.match(/follows MANIFEST\.json/)
+    expect(existsSync(target)).to.equal(false)
+  })
+
   for (const [name, members, reason] of attacks) {
     it(`refuses ${name}, and writes nothing outside the target`, async () => {
       const before = snapshotTree(parent)

@@ -31,8 +31,8 @@ export interface Project {
 }
 
 /** A Django-like project on the embedded default: db.sqlite3 and a media folder. */
-export function makeProject(options: {name?: string} = {}): Project {
-  const parent = mkdtempSync(join(tmpdir(), 'divio-backup-test-'))
+export function makeProject(options: {name?: string; under?: string} = {}): Project {
+  const parent = mkdtempSync(join(options.under ?? tmpdir(), 'divio-backup-test-'))
   const root = join(parent, options.name ?? 'shop')
   mkdirSync(root)
   const home = join(parent, 'home')

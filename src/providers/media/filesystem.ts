@@ -1,12 +1,14 @@
 import {randomBytes} from 'node:crypto'
-import {lstatSync} from 'node:fs'
-import {lstat, mkdir, readdir, readlink, realpath, rename, rm} from 'node:fs/promises'
-import {basename, dirname, join} from 'node:path'
+import {chmod, lstat, readdir, readlink, realpath, rename, rm} from 'node:fs/promises'
+import {basename, dirname, isAbsolute, join, posix} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {extractMediaArchive} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 import {BackupError} from '../../errors.js'
+import {decodeName, encodeName, printableName} from '../../lib/byte-names.js'
+import {readSmallFile} from '../../lib/file-io.js'
+import {makeFolders} from '../../lib/folders.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
@@ -17,12 +19,15 @@ const TAR_END_BYTES = 1024
 export class FilesystemMediaProvider implements MediaProvider {
   readonly kind = 'filesystem'
   readonly location: string
+  private realRoot: string | undefined
+  private readonly rootPrefix: Buffer
 
   constructor(private readonly root: string) {
     this.location = root
+    this.rootPrefix = Buffer.from(`${root}/`)
   }
 
-  async *entries({onSkip, signal}: EntriesOptions): AsyncIterable<MediaEntry> {
+  async *entries({needsContent, onSkip, onWarning, signal}: EntriesOptions): AsyncIterable<MediaEntry> {
     const info = await lstat(this.root).catch(() => {})
     if (!info?.isDirectory()) {
       throw new BackupError('SOURCE_UNAVAILABLE', `The media folder ${this.root} does not exist.`, {
@@ -30,7 +35,7 @@ export class FilesystemMediaProvider implements MediaProvider {
       })
     }
 
-    yield* this.walk('', signal, onSkip)
+    yield* readAhead(this.walk('', signal, onSkip, onWarning), needsContent)
   }
 
   async estimateArchiveBytes(signal: AbortSignal): Promise<number> {
@@ -40,16 +45,16 @@ export class FilesystemMediaProvider implements MediaProvider {
   }
 
   /** Extracts and checks the archive into a new folder beside the media folder; see restore. */
-  async prepare(tar: Readable): Promise<PreparedMediaRestore> {
+  async prepare(tar: Readable, options: {signal?: AbortSignal} = {}): Promise<PreparedMediaRestore> {
     const target = await realpath(this.root).catch(() => this.root)
     const parent = dirname(target)
     const suffix = randomBytes(6).toString('hex')
     const fresh = join(parent, `.${basename(target)}.restore-${suffix}`)
     const previous = join(parent, `.${basename(target)}.before-restore-${suffix}`)
-    await mkdir(parent, {recursive: true})
+    await makeFolders(parent)
     let summary
     try {
-      summary = await extractMediaArchive(tar, fresh)
+      summary = await extractMediaArchive(tar, fresh, options)
     } catch (error) {
       await rm(fresh, {force: true, recursive: true})
       throw error instanceof BackupError
@@ -64,7 +69,10 @@ export class FilesystemMediaProvider implements MediaProvider {
     const extracted = summary
     return {
       async commit() {
-        const existed = (await lstat(target).catch(() => {})) !== undefined
+        const before = await lstat(target).catch(() => {})
+        const existed = before !== undefined
+        // The extraction was private (0700) while it held plaintext; it takes the folder's own mode now.
+        await chmod(fresh, before?.isDirectory() ? before.mode % 0o1_0000 : 0o755)
         if (existed) await rename(target, previous)
         try {
           await rename(fresh, target)
@@ -86,41 +94,134 @@ export class FilesystemMediaProvider implements MediaProvider {
    * removes the old one. Until the swap the media folder is untouched; a symlinked media folder keeps
    * its link, and the folder it points to is the one replaced.
    */
-  async restore(tar: Readable): Promise<MediaRestoreSummary> {
-    return (await this.prepare(tar)).commit()
+  async restore(tar: Readable, options: {signal?: AbortSignal} = {}): Promise<MediaRestoreSummary> {
+    return (await this.prepare(tar, options)).commit()
+  }
+
+  /**
+   * Whether a link would be left out by restore: its target is absolute, climbs above the media folder,
+   * or resolves outside it through other links (checked with realpath while the link exists).
+   */
+  private async leadsOutside(path: string, target: string): Promise<boolean> {
+    if (isAbsolute(target)) return true
+    const lexical = posix.normalize(posix.join(posix.dirname(path), target))
+    if (lexical === '..' || lexical.startsWith('../')) return true
+    const real = await realpath(this.pathOf(path), {encoding: 'buffer'}).catch(() => {})
+    if (real === undefined) return false
+    this.realRoot ??= await realpath(this.root).catch(() => this.root)
+    const inside = Buffer.from(`${this.realRoot}/`)
+    return !(real.equals(Buffer.from(this.realRoot)) || real.subarray(0, inside.length).equals(inside))
+  }
+
+  /** The file system path of a media path (byte-names.ts form), as bytes. */
+  private pathOf(relative: string): Buffer {
+    return relative === '' ? Buffer.from(this.root) : Buffer.concat([this.rootPrefix, encodeName(relative)])
   }
 
   private async *walk(
     relative: string,
     signal: AbortSignal,
     onSkip?: (path: string, why: string) => void,
+    onWarning?: (path: string, what: string) => void,
   ): AsyncIterable<MediaEntry> {
     signal.throwIfAborted()
-    const folder = relative === '' ? this.root : join(this.root, relative)
-    // One folder's names at a time: memory follows the widest folder, not the whole tree.
-    const names = (await readdir(folder)).sort()
-    for (const name of names) {
-      const path = relative === '' ? name : `${relative}/${name}`
-      const absolute = join(folder, name)
-      // Synchronous: from the inode cache it takes microseconds, where a thread-pool round trip per
-      // file dominated the backup of many small files.
-      const info = lstatSync(absolute, {throwIfNoEntry: false})
-      if (info === undefined) {
-        onSkip?.(path, 'deleted while the backup ran')
-        continue
-      }
+    const folder = this.pathOf(relative)
+    // One folder's names at a time: memory follows the widest folder, not the whole tree. Names are
+    // bytes (byte-names.ts), sorted as strings, the order walkOrder() expects.
+    const names = (await readdir(folder, {encoding: 'buffer'})).map((name) => decodeName(name)).sort()
+    // Metadata is read on the thread pool, a window of names at a time: a hung mount blocks a pool
+    // thread, never the main thread, so the stall watchdog and SIGTERM still work.
+    for (let start = 0; start < names.length; start += STAT_WINDOW) {
+      const window = names.slice(start, start + STAT_WINDOW)
+      const infos = await Promise.all(
+        window.map((name) => lstat(this.pathOf(relative === '' ? name : `${relative}/${name}`)).catch(missing)),
+      )
+      for (const [index, name] of window.entries()) {
+        const path = relative === '' ? name : `${relative}/${name}`
+        const info = infos[index]
+        if (info === undefined) {
+          onSkip?.(path, 'deleted while the backup ran')
+          continue
+        }
 
-      const common = {ctimeMs: info.ctimeMs, ino: info.ino, mode: info.mode, mtime: info.mtime, path}
-      if (info.isDirectory()) {
-        yield {...common, size: 0, type: 'directory'}
-        yield* this.walk(path, signal, onSkip)
-      } else if (info.isFile()) {
-        yield {...common, localPath: absolute, size: info.size, type: 'file'}
-      } else if (info.isSymbolicLink()) {
-        yield {...common, linkTarget: await readlink(absolute), size: 0, type: 'symlink'}
-      } else {
-        onSkip?.(path, 'not a regular file, folder or symlink')
+        const absolute = this.pathOf(path)
+        const common = {ctimeMs: info.ctimeMs, ino: info.ino, mode: info.mode, mtime: info.mtime, path}
+        if (info.isDirectory()) {
+          yield {...common, size: 0, type: 'directory'}
+          yield* this.walk(path, signal, onSkip, onWarning)
+        } else if (info.isFile()) {
+          yield {...common, localPath: absolute, size: info.size, type: 'file'}
+        } else if (info.isSymbolicLink()) {
+          const linkTarget = decodeName(await readlink(absolute, {encoding: 'buffer'}))
+          if (onWarning && (await this.leadsOutside(path, linkTarget))) {
+            onWarning(
+              path,
+              `is a symlink to ${JSON.stringify(printableName(linkTarget))}, outside the media folder: the backup keeps the link, and restore leaves it out`,
+            )
+          }
+
+          yield {...common, linkTarget, size: 0, type: 'symlink'}
+        } else {
+          onSkip?.(path, 'not a regular file, folder or symlink')
+        }
       }
     }
   }
+}
+
+/**
+ * Starts reading small files a window ahead of the consumer, in walk order, so that their reads
+ * (open, read, close on the thread pool) overlap instead of costing a round trip each in turn. Only
+ * files that `needsContent` wants are read (an incremental backup reads only what changed).
+ */
+async function* readAhead(
+  entries: AsyncIterable<MediaEntry>,
+  needsContent: ((entry: MediaEntry) => Promise<boolean>) | undefined,
+): AsyncGenerator<MediaEntry> {
+  const window: MediaEntry[] = []
+  const iterator = entries[Symbol.asyncIterator]()
+  let exhausted = false
+  try {
+    for (;;) {
+      while (!exhausted && window.length < READ_AHEAD_FILES) {
+        const next = await iterator.next()
+        if (next.done) {
+          exhausted = true
+          break
+        }
+
+        const entry = next.value
+        if (
+          entry.type === 'file' &&
+          entry.localPath !== undefined &&
+          entry.size <= READ_AHEAD_MAX_BYTES &&
+          (needsContent === undefined || (await needsContent(entry)))
+        ) {
+          entry.prefetched = readSmallFile(entry.localPath, entry.size)
+          // Awaited by the consumer; one left behind by an abandoned walk must not go unhandled.
+          entry.prefetched.catch(() => {})
+        }
+
+        window.push(entry)
+      }
+
+      const entry = window.shift()
+      if (entry === undefined) return
+      yield entry
+    }
+  } finally {
+    await iterator.return?.()
+  }
+}
+
+/** Files read ahead at once, and the largest read whole: 32 × 256 KiB bounds the memory to 8 MiB. */
+const READ_AHEAD_FILES = 32
+const READ_AHEAD_MAX_BYTES = 256 * 1024
+
+/** How many lstat calls a walk keeps in flight. */
+const STAT_WINDOW = 32
+
+function missing(error: NodeJS.ErrnoException): undefined {
+  if (error.code === 'ENOENT') return undefined
+  throw error
 }

@@ -7,6 +7,8 @@ export interface MediaRestoreSummary {
   /** Files that were there before and that the archive does not hold, removed (S3 with `clean`). */
   deleted: number
   files: number
+  /** Members of the backup that were not restored, each with the reason (symlinks leading outside). */
+  skipped: Array<{path: string; why: string}>
 }
 
 /** Media extracted and checked beside its target, waiting to be swapped in. */
@@ -25,6 +27,8 @@ export interface EntriesOptions {
    */
   needsContent?: (entry: MediaEntry) => Promise<boolean>
   onSkip?: (path: string, why: string) => void
+  /** An entry that is backed up, but that the user should know about (a symlink that restore leaves out). */
+  onWarning?: (path: string, what: string) => void
   signal: AbortSignal
 }
 
@@ -51,7 +55,7 @@ export interface MediaProvider {
    * archive is extracted and checked beside the target, which is not touched. A refused or damaged
    * archive rejects here, so that nothing (not even a safety backup) happens before it is known good.
    */
-  prepare?(tar: Readable): Promise<PreparedMediaRestore>
+  prepare?(tar: Readable, options?: {signal?: AbortSignal}): Promise<PreparedMediaRestore>
   /**
    * Puts the media of an archive (as createMediaTar writes it) in place, checked against its listing.
    * A folder is replaced whole by an atomic swap, so a failure before the swap leaves it as it was;

@@ -95,6 +95,7 @@ export class S3MediaProvider implements MediaProvider {
     let failure: unknown
     let bytes = 0
     let listed = false
+    const skipped: MediaRestoreSummary['skipped'] = []
     const track = (upload: Promise<void>) => {
       const tracked: Promise<void> = upload
         .catch((error: unknown) => {
@@ -107,10 +108,12 @@ export class S3MediaProvider implements MediaProvider {
     for await (const member of readMediaArchive(tar)) {
       options.signal?.throwIfAborted()
       if (failure !== undefined) throw this.failure(failure, 'restore the media')
+      if (listed) throw new BackupError('INTEGRITY', `The media archive holds a member after ${LISTING_MEMBER}.`)
       if (member.path === LISTING_MEMBER) {
+        // Not a break: the archive is read to its end, as the reader requires of a complete archive.
         await check.verify(member.body)
         listed = true
-        break
+        continue
       }
 
       if (!member.path.startsWith(MEDIA_PREFIX)) continue
@@ -121,7 +124,9 @@ export class S3MediaProvider implements MediaProvider {
       }
 
       if (member.type !== 'file') {
-        options.onSkip?.(path, `a ${member.type} cannot be stored in S3`)
+        const why = `a ${member.type} cannot be stored in S3`
+        skipped.push({path, why})
+        options.onSkip?.(path, why)
         continue
       }
 
@@ -159,7 +164,7 @@ export class S3MediaProvider implements MediaProvider {
     if (failure !== undefined) throw this.failure(failure, 'restore the media')
     if (!listed) await check.verify()
     const deleted = restored ? await this.deleteExtras(restored, options.signal) : 0
-    return {bytes, deleted, files: objects}
+    return {bytes, deleted, files: objects, skipped}
   }
 
   private client(): Promise<S3Client> {

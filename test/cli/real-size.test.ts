@@ -1,0 +1,121 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {existsSync, mkdirSync, readdirSync, rmSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {
+  BIG_TREE_FILES,
+  bigTree,
+  bigTreeParent,
+  copyTree,
+  describeTree,
+  removeBigTree,
+  treeDifferences,
+} from '../helpers/big-tree.js'
+import {cliInBackground, makeProject, writeEnvironments} from '../helpers/project.js'
+import {TestS3} from '../helpers/s3.js'
+import {requireTool} from '../helpers/tools.js'
+
+interface Created {
+  id: string
+}
+
+interface Restored {
+  media: {files: number; skipped: Array<{path: string; why: string}>}
+  safetyBackup: null | string
+}
+
+/**
+ * Every path a user takes, on a media folder of ordinary size (see big-tree.ts): create → verify →
+ * download → restore in place (with its safety backup) and into another env, for both media formats,
+ * on a local store and on S3. After each restore the target must equal the source byte for byte:
+ * names (non-UTF-8 included), contents, modes, mtimes (to the second) and links. The one link that
+ * leads outside the media folder is kept by the backup and left out by restore, which names it.
+ */
+describe('real-size media: 20,000 files through every command, both formats, both stores', function () {
+  // Generous: a slow machine must never fail this test; the CLI's own timeout catches a hang.
+  this.timeout(900_000)
+  let s3: TestS3
+  let buckets = 0
+
+  before(async function () {
+    requireTool(this, 'tar', 'tar')
+    bigTree()
+    s3 = await TestS3.start()
+  })
+
+  after(async () => {
+    await s3?.stop()
+    removeBigTree()
+  })
+
+  for (const format of ['tar', 'packs'] as const) {
+    for (const storeKind of ['local', 's3'] as const) {
+      it(`${format} format, ${storeKind} store`, async () => {
+        const tree = bigTree()
+        const project = makeProject({under: bigTreeParent()})
+        rmSync(join(project.root, 'media'), {force: true, recursive: true})
+        copyTree(tree.root, join(project.root, 'media'))
+        let store = './.divio/backups'
+        if (storeKind === 's3') {
+          const bucket = `real-size-${++buckets}`
+          await s3.createBucket(bucket)
+          store = s3.dsn(bucket, 'divio')
+        }
+
+        const environment = {media: 'media', mediaFormat: format, store}
+        // The first environment is the default: live.
+        // eslint-disable-next-line perfectionist/sort-objects -- the order picks the default environment
+        writeEnvironments(project, {live: environment, copy: {...environment, media: 'copy-of-media'}})
+        const run = async (args: string[]) => {
+          const result = await cliInBackground(project, args)
+          expect(result.status, `${args.join(' ')}:\n${result.stderr}`).to.equal(0)
+          return result
+        }
+
+        const source = describeTree(tree.root)
+        const restorable = describeTree(tree.root, {leaveOut: [tree.outsideLink]})
+        expect(source.size).to.be.greaterThan(BIG_TREE_FILES)
+
+        const created = await run(['create', '--media-only', '--json'])
+        const {id} = created.json() as Created
+        expect(created.stderr).to.match(
+          /warning: media "shared" is a symlink to "\/usr\/share", outside the media folder/,
+        )
+        expect(created.stderr).to.not.match(/skipped/)
+
+        await run(['verify', id])
+
+        // download: media.tar, which stock tar extracts byte for byte, the outside link included.
+        const out = join(project.root, 'downloaded')
+        await run(['download', id, '-o', out])
+        const extracted = join(project.root, 'extracted')
+        mkdirSync(extracted)
+        execFileSync('tar', ['-xf', join(out, 'media.tar'), '-C', extracted], {env: {...process.env, LC_ALL: 'C'}})
+        expect(treeDifferences(source, describeTree(join(extracted, 'media')))).to.deep.equal([])
+
+        // restore into another env, then in place with a safety backup.
+        const toCopy = await run(['restore', id, '--to-env', 'copy', '--confirm', 'copy', '--media-only', '--json'])
+        const copied = toCopy.json() as Restored
+        expect(copied.media.skipped.map(({path}) => path)).to.deep.equal([tree.outsideLink])
+        expect(toCopy.stderr).to.match(/warning: media "shared" not restored: it is a symlink to "\/usr\/share"/)
+        expect(treeDifferences(restorable, describeTree(join(project.root, 'copy-of-media')))).to.deep.equal([])
+
+        const inPlace = await run(['restore', id, '--confirm', 'live', '--media-only', '--json'])
+        const restored = inPlace.json() as Restored
+        expect(restored.safetyBackup).to.be.a('string')
+        expect(restored.media.files).to.be.greaterThan(BIG_TREE_FILES)
+        expect(treeDifferences(restorable, describeTree(join(project.root, 'media')))).to.deep.equal([])
+        // Nothing is left beside the targets: no staging folder, no plaintext copy.
+        expect(readdirSync(project.root).filter((name) => name.includes('restore'))).to.deep.equal([])
+
+        // The safety backup (of the restored tree) verifies too, and the export of one backup says so.
+        await run(['verify', restored.safetyBackup!])
+        const exported = await run(['export', '--latest', '-o', join(project.root, 'export')])
+        expect(exported.stdout).to.match(/^Exported 1 backup into /)
+        expect(existsSync(join(project.root, 'export', 'index.json'))).to.equal(true)
+        rmSync(join(project.root, '..'), {force: true, recursive: true})
+      })
+    }
+  }
+})

@@ -11,7 +11,8 @@ import {close, fchmod, futimes, open, read, write} from 'node:fs'
 export function openForReading(path: Buffer | string): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
     open(path, 'r', (error, descriptor) => {
-      if (error?.code === 'ENOENT') resolve()
+      // eslint-disable-next-line unicorn/no-useless-undefined -- undefined is the answer: no such file
+      if (error?.code === 'ENOENT') resolve(undefined)
       else if (error) reject(error)
       else resolve(descriptor)
     })

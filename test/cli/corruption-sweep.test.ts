@@ -21,8 +21,6 @@ function damage(path: string, kind: Damage): void {
  * file, restore leaves the target as it was and takes no safety backup.
  */
 describe('corruption sweep: every object, every kind of damage, every reader', function () {
-  this.timeout(600_000)
-
   it('is caught by verify, download and restore with exit 4, leaving nothing behind', async () => {
     const project = makeProject()
     const created = cli(project, ['create', '--json'])

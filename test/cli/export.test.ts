@@ -28,8 +28,6 @@ function recoverByHand(project: Project, database: string, mediaTar: string): {m
 }
 
 describe('export', function () {
-  this.timeout(120_000)
-
   it('writes decrypted standard files that sqlite3 and tar open, with index.json, SHA256SUMS and README.txt', () => {
     const project = makeProject()
     expect(cli(project, ['create']).status).to.equal(0)

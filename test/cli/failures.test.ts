@@ -39,8 +39,6 @@ function timed(project: Project, args: string[], env: NodeJS.ProcessEnv = {}) {
  * location that failed and its cause, one JSON error with --json, and no hang.
  */
 describe('failures name their location and cause, with the documented exit code, promptly', function () {
-  this.timeout(120_000)
-
   it('a store path under a regular file (ENOTDIR): exit 7 at once, plain and --json', () => {
     const project = makeProject()
     growDatabase(project)

@@ -126,7 +126,6 @@ const distributions: Array<{install: (host: Host, project: Project) => CliResult
 
 for (const {install, name} of distributions) {
   describe(`inside a host CLI \`divio\`: ${name}`, function () {
-    this.timeout(600_000)
     let host: Host
     let project: Project
 
@@ -201,8 +200,6 @@ for (const {install, name} of distributions) {
 }
 
 describe('inside a host that spells commands its own way (heroku, with `:`)', function () {
-  this.timeout(120_000)
-
   it('suggests commands as that host runs them, and otherwise prints what bin/run.js prints', function () {
     requireTool(this, 'age', 'age')
     const host = makeHost({bin: 'heroku', topicSeparator: ':'})

@@ -80,8 +80,6 @@ function sizeOfTree(folder: string): number {
 }
 
 describe('incremental media (packs)', function () {
-  this.timeout(300_000)
-
   before(function () {
     requireTool(this, 'age', 'age')
     requireTool(this, 'tar', 'tar')
@@ -414,8 +412,6 @@ function startCommand(project: Project, args: string[], extra: NodeJS.ProcessEnv
 }
 
 describe('incremental media: SIGKILL sweep of create and prune', function () {
-  this.timeout(300_000)
-
   it('never leaves a committed backup that refers to a missing pack; every listed backup verifies', async function () {
     requireTool(this, 'age', 'age')
     const project = makeProject()

@@ -33,8 +33,6 @@ function start(project: Project, args: string[], tmp: string, extra: NodeJS.Proc
  * other users, and the next create or prune removes the staging of the dead process, never a live one's.
  */
 describe('SIGKILL sweep: create and prune killed at many points', function () {
-  this.timeout(300_000)
-
   it('leaves no partial backup in list, nothing unverifiable, and no readable plaintext in staging', async () => {
     const project = makeProject()
     const tmp = join(project.root, '..', 'tmp')
@@ -92,7 +90,6 @@ describe('SIGKILL sweep: create and prune killed at many points', function () {
 })
 
 describe('SIGKILL sweep against S3 (s3rver)', function () {
-  this.timeout(300_000)
   let s3: TestS3
 
   before(async () => {

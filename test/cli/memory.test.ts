@@ -42,7 +42,6 @@ describe('memory', () => {
   })
 
   it('peak RSS of create stays under 150 MiB over 100,000 tiny files', function () {
-    this.timeout(180_000)
     const peak = peakRssOfCreate((media) => {
       for (let index = 0; index < 100_000; index++) {
         const folder = join(media, String(index % 100))

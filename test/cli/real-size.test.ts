@@ -33,8 +33,6 @@ interface Restored {
  * leads outside the media folder is kept by the backup and left out by restore, which names it.
  */
 describe('real-size media: 20,000 files through every command, both formats, both stores', function () {
-  // Generous: a slow machine must never fail this test; the CLI's own timeout catches a hang.
-  this.timeout(900_000)
   let s3: TestS3
   let buckets = 0
 

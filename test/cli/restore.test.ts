@@ -63,8 +63,6 @@ function backupsOf(project: Project, environment: string): Listed[] {
 }
 
 describe('restore', function () {
-  this.timeout(120_000)
-
   it('live → test: refuses without the right --confirm, then restores the database and media exactly, after a safety backup', () => {
     const project = twoEnvironments()
     const created = cli(project, ['create', '--json'])

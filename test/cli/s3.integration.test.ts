@@ -23,7 +23,6 @@ interface Created {
 }
 
 describe('S3 store through the CLI (s3rver)', function () {
-  this.timeout(180_000)
   let s3: TestS3
   let buckets = 0
 

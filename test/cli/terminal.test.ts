@@ -75,7 +75,7 @@ describe('terminal output', () => {
         cwd: project.root,
         encoding: 'utf8',
         env: project.env,
-        timeout: 60_000,
+        timeout: 600_000,
       })
       expect(result.status, result.stdout).to.equal(0)
       // eslint-disable-next-line no-control-regex -- each redraw starts with a carriage return and an erase
@@ -107,7 +107,7 @@ describe('terminal output', () => {
         encoding: 'utf8',
         env: project.env,
         input: `${answer}\r`,
-        timeout: 30_000,
+        timeout: 600_000,
       })
         // eslint-disable-next-line no-control-regex -- terminal escape sequences are what is being removed
         .stdout.replaceAll(/\u001B\[[\d;?]*[A-Za-z]/g, '')

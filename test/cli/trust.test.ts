@@ -22,8 +22,6 @@ function manifestPath(project: Project, id: string): string {
 }
 
 describe('trust: damaged and forged manifests', function () {
-  this.timeout(120_000)
-
   it('a damaged manifest breaks nothing: the next create commits, the damaged one is shown, kept and deletable', () => {
     const project = makeProject()
     const first = cli(project, ['create', '--json'])

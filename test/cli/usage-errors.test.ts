@@ -8,7 +8,6 @@ import {cli, makeProject, Project} from '../helpers/project.js'
  * never oclif's internals or a page of help.
  */
 describe('usage errors: exit 2, two lines, one JSON error', function () {
-  this.timeout(120_000)
   let project: Project
 
   before(() => {

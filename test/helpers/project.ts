@@ -76,7 +76,7 @@ export interface CliResult {
   stdout: string
 }
 
-const CLI_TIMEOUT_MS = 120_000
+const CLI_TIMEOUT_MS = 600_000
 
 export function cli(
   project: Pick<Project, 'env' | 'root'>,

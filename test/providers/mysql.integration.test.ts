@@ -43,7 +43,6 @@ function checksums(db: TestMariadb, database: string): string {
 }
 
 describe('MySQL/MariaDB (real server)', function () {
-  this.timeout(180_000)
   let db: TestMariadb
 
   before(async function () {

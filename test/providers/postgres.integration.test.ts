@@ -56,7 +56,6 @@ function schema(binDir: string, pg: TestPostgres, database: string): string {
 }
 
 describe('PostgreSQL (real server)', function () {
-  this.timeout(180_000)
   let binDir: string
   let pg: TestPostgres
 

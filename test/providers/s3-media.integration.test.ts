@@ -59,7 +59,6 @@ async function contentsOf(s3: TestS3, bucket: string, prefix: string): Promise<M
 }
 
 describe('S3 media (s3rver)', function () {
-  this.timeout(300_000)
   let s3: TestS3
 
   before(async () => {

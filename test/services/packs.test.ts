@@ -33,7 +33,6 @@ function counting(store: Store): {gets: Map<string, number>; store: Store} {
 }
 
 describe('packs: blobs in age-encrypted tars', function () {
-  this.timeout(60_000)
   const {fileContents, identity} = generateIdentity()
   let folder: string
   let store: LocalStore

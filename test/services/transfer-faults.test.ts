@@ -99,7 +99,6 @@ class FaultyStore implements Store {
 const recipient = generateIdentity().identity.publicKey
 
 describe('a fault in any stage settles the whole transfer promptly, naming where it failed', function () {
-  this.timeout(60_000)
   let s3: TestS3
   let buckets = 0
   let root: string

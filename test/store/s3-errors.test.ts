@@ -35,8 +35,6 @@ async function listAll(store: S3Store): Promise<string[]> {
  * gives a message that says what is wrong and what to do, the documented exit code, and no secret.
  */
 describe('S3 service errors, as S3 sends them (nock)', function () {
-  this.timeout(60_000)
-
   before(() => {
     nock.disableNetConnect()
   })

@@ -60,6 +60,9 @@ export async function transferComponent(options: TransferOptions): Promise<Trans
   const encryption = options.stages?.encryption?.(seal) ?? seal
   const zstd = plain ? (options.stages?.compressor ?? compressor)() : undefined
   const output = new PassThrough({highWaterMark: 256 * 1024})
+  // Its error is the store's, reported through `stored` and the pipeline; a store that fails before
+  // the pipeline reaches it (a folder it cannot make) must not leave that error without a listener.
+  output.on('error', () => {})
   const failures = new FirstFailure()
   // A store that hangs without reading or settling must not hold the transfer: a stall or an
   // interruption settles it.
@@ -153,7 +156,8 @@ class FirstFailure {
     // stage, when its write to the store is what failed); a temp file that fails this way says so.
     if (STORAGE_ERRORS.has((error as NodeJS.ErrnoException)?.code ?? '')) {
       const {path} = error as NodeJS.ErrnoException
-      const elsewhere = path !== undefined && where.storeIsLocal && !path.startsWith(where.store)
+      const elsewhere =
+        path !== undefined && where.storeIsLocal && !path.startsWith(where.store) && !where.store.startsWith(path)
       return describeIoError(
         error,
         elsewhere ? `a temp file for ${where.name}` : `${where.name} to the store ${where.store}`,

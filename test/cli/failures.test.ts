@@ -122,6 +122,70 @@ describe('failures name their location and cause, with the documented exit code,
     }
   })
 
+  // The store's file system fails, whichever stage of the transfer sees it first: exit 7, naming the
+  // store and the object, never a stage that only passed the error on.
+  for (const format of ['tar', 'packs']) {
+    it(`a full store (ENOSPC), ${format} media: exit 7 naming the store and the object, not encryption`, function () {
+      const project = makeProject()
+      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      const full = mountTmpfs(this, join(project.root, '..', 'full-store'), 'size=1m')
+      try {
+        const store = join(full, 'store')
+        const env = {DIVIO_BACKUP_MEDIA_FORMAT: format, DIVIO_BACKUP_STORE: store}
+        const result = cli(project, ['create', '--media-only'], env)
+        expect(result.status, result.stderr).to.equal(7)
+        expect(result.stderr).to.include(`to the store ${store}`)
+        expect(result.stderr).to.match(/No space left on the device while writing \S+ to the store/)
+        expect(result.stderr).to.not.match(/Encrypting|BACKUP_FAILED/)
+        const json = cli(project, ['create', '--media-only', '--json'], env)
+        expect(json.status).to.equal(7)
+        expect((json.json() as {error: {code: string}}).error.code).to.equal('STORE_UNAVAILABLE')
+      } finally {
+        spawnSync('umount', [full])
+      }
+    })
+  }
+
+  it('a read-only bind mount as the store, with folders still to make: exit 7 naming it read-only', function () {
+    const project = makeProject()
+    const source = join(project.root, '..', 'bind-source')
+    mkdirSync(source)
+    const readOnly = join(project.root, '..', 'read-only-bind')
+    mkdirSync(readOnly)
+    if (
+      spawnSync('mount', ['--bind', source, readOnly]).status !== 0 ||
+      spawnSync('mount', ['-o', 'remount,bind,ro', readOnly]).status !== 0
+    ) {
+      spawnSync('umount', [readOnly])
+      console.log('      (skipped: a bind mount needs root; CI runs the suite as root)')
+      this.skip()
+    }
+
+    try {
+      const store = join(readOnly, 'deep', 'store')
+      const result = cli(project, ['create', '--db-only'], {DIVIO_BACKUP_STORE: store})
+      expect(result.status, result.stderr).to.equal(7)
+      expect(result.stderr).to.include(`store ${store}`)
+      expect(result.stderr).to.match(/read-only/)
+      expect(result.stderr).to.not.match(/disappeared|ENOENT/)
+    } finally {
+      spawnSync('umount', [readOnly])
+    }
+  })
+
+  it('a store on a file system that takes no folders (/proc): exit 7 at once, not a stall', () => {
+    const project = makeProject()
+    // A stall would take this long to be reported: the failure must come from the file system instead.
+    const result = cli(project, ['create', '--db-only'], {
+      DIVIO_BACKUP_STALL_SECONDS: '3600',
+      DIVIO_BACKUP_STORE: '/proc/divio-store',
+    })
+    expect(result.status, result.stderr).to.equal(7)
+    expect(result.stderr).to.include('/proc/divio-store')
+    expect(result.stderr).to.match(/read-only while writing database\.sqlite3\.age to the store \/proc\/divio-store/)
+    expect(result.stderr).to.not.match(/Stalled|Unhandled|node:internal/)
+  })
+
   describe('a store that accepts connections and never answers', () => {
     let blackHole: BlackHole
 

@@ -99,3 +99,55 @@ export class StallWatchdog {
     return probe
   }
 }
+
+/**
+ * The watchdog of work that is not a stream: a loop of reads (incremental media reads file by file).
+ * `race` makes each awaited step fail once nothing has called `touch` for the timeout, or once the
+ * command is interrupted, so a read that hangs (a hung mount) fails the backup instead of holding it
+ * forever; the read itself is left to its thread-pool thread.
+ */
+export class ActivityWatchdog {
+  private lastActivity = Date.now()
+  private readonly stalled: Promise<never>
+  private readonly timer: NodeJS.Timeout
+
+  /** `signal`: an interruption (SIGINT/SIGTERM) ends the step at once too. */
+  constructor(options: {signal?: AbortSignal; source: string; timeoutMs: number}) {
+    let fail: (error: Error) => void = () => {}
+    this.stalled = new Promise<never>((_resolve, reject) => {
+      fail = reject
+    })
+    this.stalled.catch(() => {})
+    options.signal?.addEventListener('abort', () => fail(options.signal!.reason as Error), {once: true})
+    const interval = Math.min(1000, Math.max(50, options.timeoutMs / 4))
+    this.timer = setInterval(() => {
+      const idle = Date.now() - this.lastActivity
+      if (idle < options.timeoutMs) return
+      this.stop()
+      fail(
+        new BackupError(
+          'SOURCE_UNAVAILABLE',
+          `Stalled: ${options.source} sent no data for ${Math.round(idle / 1000)} s.`,
+          {
+            exitCode: 7,
+            suggestion: `Check that ${options.source} is reachable and responding, then run the command again. DIVIO_BACKUP_STALL_SECONDS sets how long a stage may stall (now ${Math.round(options.timeoutMs / 1000)} s).`,
+          },
+        ),
+      )
+    }, interval)
+    this.timer.unref()
+  }
+
+  /** Resolves as `step` does, or rejects with the stall error first. */
+  race<T>(step: Promise<T>): Promise<T> {
+    return Promise.race([step, this.stalled])
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+  }
+
+  readonly touch = (): void => {
+    this.lastActivity = Date.now()
+  }
+}

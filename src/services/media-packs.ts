@@ -35,6 +35,7 @@ import {PackForward, planPackCollection} from '../domain/pack-collection.js'
 import {encodeName, printableName} from '../lib/byte-names.js'
 import {closeFile, openForReading, readInto} from '../lib/file-io.js'
 import {limitOldGenerationGrowth} from '../lib/memory.js'
+import {ActivityWatchdog} from '../lib/stall.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {Catalog} from './catalog.js'
@@ -110,6 +111,11 @@ export async function backUpMediaPacks(
     stallTimeoutMs: context.stallTimeoutMs,
     store: context.store,
   })
+  const watchdog = new ActivityWatchdog({
+    signal,
+    source: `the media ${provider.location}`,
+    timeoutMs: context.stallTimeoutMs,
+  })
   const indexPath = join(options.tempDir, 'media.index.gz')
   const gzip = createGzip()
   const indexWritten = pipeline(gzip, createWriteStream(indexPath, {flags: 'wx', mode: 0o600}))
@@ -136,7 +142,7 @@ export async function backUpMediaPacks(
       // A changed file keeps the blobs of its previous version that are still in it (an edit in place
       // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
       const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => !unusable.has(pack)))
-      const read = await storeFile(entry, packs, {known, stored}, options.progress)
+      const read = await storeFile(entry, packs, {known, stored}, options.progress, watchdog)
       if (read === undefined) {
         reporter.notice(
           `warning: media ${JSON.stringify(printableName(entry.path))} skipped: deleted while the backup ran`,
@@ -175,12 +181,20 @@ export async function backUpMediaPacks(
   try {
     await index.add(indexHeaderLine())
     await script.add(rebuildScriptHeader())
-    for await (const entry of provider.entries({
-      needsContent,
-      onSkip: (path, why) => reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`),
-      onWarning: (path, what) => reporter.notice(`warning: media ${JSON.stringify(printableName(path))} ${what}`),
-      signal,
-    })) {
+    const entries = provider
+      .entries({
+        needsContent,
+        onSkip: (path, why) => reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`),
+        onWarning: (path, what) => reporter.notice(`warning: media ${JSON.stringify(printableName(path))} ${what}`),
+        signal,
+      })
+      [Symbol.asyncIterator]()
+    for (;;) {
+      // Reads of the walk and of file contents are watched: a hung mount fails the backup as stalled.
+      const next = await watchdog.race(entries.next())
+      if (next.done) break
+      watchdog.touch()
+      const entry = next.value
       const before = await current.seek(entry)
       let line: IndexEntry | undefined
       if (entry.type === 'file') {
@@ -194,6 +208,7 @@ export async function backUpMediaPacks(
       await script.add(encodeName(rebuildScriptLine(line)))
     }
 
+    watchdog.stop()
     const written = await packs.close()
     await Promise.all([index.end(), script.end(), indexWritten])
     const uploaded = await options.put(INDEX_NAME, createReadStream(indexPath), options.progress, [
@@ -216,6 +231,7 @@ export async function backUpMediaPacks(
       totalFileBytes: stats.totalFileBytes,
     }
   } catch (error) {
+    watchdog.stop()
     packs.destroy(error as Error)
     gzip.destroy()
     scriptFile.destroy()
@@ -327,6 +343,22 @@ function describe(entry: MediaEntry): IndexEntry {
   return line
 }
 
+/** Each item of `source` as the watchdog allows: a read that hangs fails as a stall. */
+async function* watched<T>(source: AsyncIterable<T> | Iterable<T>, watchdog: ActivityWatchdog): AsyncGenerator<T> {
+  const iterator =
+    Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<T>)[Symbol.iterator]()
+  try {
+    for (;;) {
+      const next = await watchdog.race(Promise.resolve(iterator.next()))
+      if (next.done) return
+      yield next.value
+    }
+  } finally {
+    // Not awaited: a read that hangs must not hold the caller; the iterator cleans up when it can.
+    Promise.resolve(iterator.return?.()).catch(() => {})
+  }
+}
+
 /** The SHA-256 of no bytes: an empty file's, which needs no blob. */
 const EMPTY_SHA256 = createHash('sha256').digest('hex')
 
@@ -339,24 +371,26 @@ async function storeFile(
   packs: PackWriter,
   blobs: {known: ReadonlyMap<string, string>; stored: Map<string, string>},
   progress: Progress,
+  watchdog: ActivityWatchdog,
 ): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256?: string; size: number}> {
   let source: AsyncIterable<Buffer> | Iterable<Buffer> | undefined
   if (entry.prefetched) {
     // Read ahead by the provider: small enough for one blob, or none when empty.
-    const content = await entry.prefetched
+    const content = await watchdog.race(entry.prefetched)
     source = content && (content.length > 0 ? [content.subarray(0, entry.size)] : [])
   } else if (entry.localPath === undefined) {
     const stream = await entry.open!()
     source = stream && cutIntoBlobs(stream)
   } else {
-    source = await readLocal(entry.localPath, entry.size)
+    source = await watchdog.race(readLocal(entry.localPath, entry.size))
   }
 
   if (source === undefined) return undefined
   const content: [string, string][] = []
   let size = 0
   let newBytes = 0
-  for await (const blob of source) {
+  for await (const blob of watched(source, watchdog)) {
+    watchdog.touch()
     size += blob.length
     progress.advance(blob.length)
     const id = createHash('sha256').update(blob).digest('hex')

@@ -1,7 +1,17 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeFileSync} from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -156,6 +166,24 @@ describe('incremental media (packs)', function () {
     const out = join(project.root, 'moved')
     expect(cli(project, ['download', 'latest', '-o', out], PACKS).status).to.equal(0)
     expect(treeOfTar(project, join(out, 'media.tar'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
+  })
+
+  it('empty files need no blob: 2,000 of them store no pack, and come back from download and restore', () => {
+    const project = makeProject()
+    const media = join(project.root, 'media')
+    rmSync(media, {force: true, recursive: true})
+    mkdirSync(join(media, 'empty'), {recursive: true})
+    for (let index = 0; index < 2000; index++) writeFileSync(join(media, 'empty', `${index}.txt`), '')
+    const {id} = create(project)
+    // No content, so no pack: a blob header per empty file would have cost 1 MB of packs.
+    expect(existsSync(join(project.store, 'shop', 'local', 'packs'))).to.equal(false)
+    const out = join(project.root, 'out')
+    expect(cli(project, ['download', id, '-o', out], PACKS).status).to.equal(0)
+    expect(treeOfTar(project, join(out, 'media.tar'))).to.deep.equal(snapshotTree(media))
+    rmSync(join(media, 'empty'), {force: true, recursive: true})
+    const restored = cli(project, ['restore', id, '--confirm', 'local', '--media-only'], PACKS)
+    expect(restored.status, restored.stderr).to.equal(0)
+    expect(readdirSync(join(media, 'empty'))).to.have.length(2000)
   })
 
   it('never reuses a blob of a condemned pack: the file is read and stored again', () => {

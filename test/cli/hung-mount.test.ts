@@ -1,0 +1,113 @@
+import {expect} from 'chai'
+import {ChildProcess, spawn, spawnSync} from 'node:child_process'
+import {existsSync, mkdirSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+import {fileURLToPath} from 'node:url'
+
+import {cliAsync, makeProject, Project} from '../helpers/project.js'
+
+const slowFs = fileURLToPath(new URL('../fixtures/slowfs.py', import.meta.url))
+const SYSTEM_PYTHON = '/usr/bin/python3'
+
+/** True when this machine can mount the test's FUSE file system (python3-fuse and /dev/fuse). */
+function fuseAvailable(): boolean {
+  return (
+    existsSync('/dev/fuse') &&
+    spawnSync(SYSTEM_PYTHON, ['-c', 'import fuse'], {stdio: 'ignore'}).status === 0 &&
+    spawnSync('fusermount', ['-V'], {stdio: 'ignore'}).status === 0
+  )
+}
+
+/** Waits until `condition` holds, checking often; a hang guard only, far above any honest wait. */
+async function until(what: string, condition: () => boolean): Promise<void> {
+  for (let waited = 0; !condition(); waited += 50) {
+    if (waited > 120_000) throw new Error(`gave up waiting for ${what}`)
+    await sleep(50)
+  }
+}
+
+/**
+ * A media file on a mount whose reads hang (a FUSE file system that answers only when the test says
+ * so): the reads must not block the main thread, so the stall watchdog and SIGTERM still act while the
+ * read hangs. Each test observes the command's reaction *while* the read is still blocked, then lets
+ * it go; the kernel itself holds a process until a read of its own is answered, so the exit follows.
+ */
+describe('a media file on a hung mount', () => {
+  let project: Project
+  let control: string
+  let mountpoint: string
+  let server: ChildProcess | undefined
+
+  before(function () {
+    if (!fuseAvailable()) {
+      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
+      this.skip()
+    }
+  })
+
+  beforeEach(async () => {
+    project = makeProject()
+    control = join(project.root, '..', 'control')
+    mkdirSync(control)
+    mountpoint = join(project.root, 'media', 'hung-mount')
+    mkdirSync(mountpoint)
+    server = spawn(SYSTEM_PYTHON, [slowFs, mountpoint, '-f'], {
+      env: {...process.env, SLOWFS_CONTROL: control},
+      stdio: 'ignore',
+    })
+    await until('the FUSE mount', () => existsSync(join(mountpoint, 'slow.bin')))
+  })
+
+  afterEach(async () => {
+    writeFileSync(join(control, 'release'), '')
+    spawnSync('fusermount', ['-u', '-z', mountpoint])
+    server?.kill()
+    await sleep(100)
+  })
+
+  function start(args: string[], env: NodeJS.ProcessEnv) {
+    const child = cliAsync({...project, env: {...project.env, ...env}}, args)
+    let stderr = ''
+    child.stderr.setEncoding('utf8').on('data', (text: string) => {
+      stderr += text
+    })
+    const exited = new Promise<null | number>((resolve) => {
+      child.on('close', resolve)
+    })
+    return {child, exited, stderr: () => stderr}
+  }
+
+  for (const format of ['tar', 'packs']) {
+    it(`${format} format: the stall watchdog fails the backup while the read still hangs`, async () => {
+      const run = start(['create', '--media-only'], {
+        DIVIO_BACKUP_MEDIA_FORMAT: format,
+        DIVIO_BACKUP_STALL_SECONDS: '2',
+      })
+      await until('the read to start', () => existsSync(join(control, 'reading')))
+      await until('the stall to be reported', () => /Stalled/.test(run.stderr()))
+      // Reported while the read is still blocked: nothing was waiting on it but a pool thread.
+      expect(existsSync(join(control, 'release'))).to.equal(false)
+      writeFileSync(join(control, 'release'), '')
+      expect(await run.exited).to.equal(7)
+      expect(run.stderr()).to.match(/Stalled: .*hung-mount|Stalled: the media/)
+    })
+  }
+
+  for (const format of ['tar', 'packs']) {
+    it(`${format} format: SIGTERM is handled while the read hangs, and the command exits 130`, async () => {
+      const run = start(['create', '--media-only'], {
+        DIVIO_BACKUP_MEDIA_FORMAT: format,
+        DIVIO_BACKUP_STALL_SECONDS: '3600',
+      })
+      await until('the read to start', () => existsSync(join(control, 'reading')))
+      run.child.kill('SIGTERM')
+      await until('the interruption to be reported', () =>
+        /Error: Interrupted: backup \S+ was not committed/.test(run.stderr()),
+      )
+      expect(existsSync(join(control, 'release'))).to.equal(false)
+      writeFileSync(join(control, 'release'), '')
+      expect(await run.exited).to.equal(130)
+    })
+  }
+})

@@ -1,6 +1,7 @@
 import {Transform} from 'node:stream'
 
 import {BackupError} from '../errors.js'
+import {deferred} from './deferred.js'
 
 /** How long a stage may move no data before the pipeline is failed, unless DIVIO_BACKUP_STALL_SECONDS says. */
 export const DEFAULT_STALL_SECONDS = 120
@@ -107,16 +108,17 @@ export class StallWatchdog {
  * forever; the read itself is left to its thread-pool thread.
  */
 export class ActivityWatchdog {
+  readonly touch = (): void => {
+    this.lastActivity = Date.now()
+  }
   private lastActivity = Date.now()
   private readonly stalled: Promise<never>
-  private readonly timer: NodeJS.Timeout
+private readonly timer: NodeJS.Timeout
 
   /** `signal`: an interruption (SIGINT/SIGTERM) ends the step at once too. */
   constructor(options: {signal?: AbortSignal; source: string; timeoutMs: number}) {
-    let fail: (error: Error) => void = () => {}
-    this.stalled = new Promise<never>((_resolve, reject) => {
-      fail = reject
-    })
+    const {promise, reject: fail} = deferred<never>()
+    this.stalled = promise
     this.stalled.catch(() => {})
     options.signal?.addEventListener('abort', () => fail(options.signal!.reason as Error), {once: true})
     const interval = Math.min(1000, Math.max(50, options.timeoutMs / 4))
@@ -145,9 +147,5 @@ export class ActivityWatchdog {
 
   stop(): void {
     clearInterval(this.timer)
-  }
-
-  readonly touch = (): void => {
-    this.lastActivity = Date.now()
   }
 }

@@ -113,7 +113,7 @@ export class ActivityWatchdog {
   }
   private lastActivity = Date.now()
   private readonly stalled: Promise<never>
-private readonly timer: NodeJS.Timeout
+  private readonly timer: NodeJS.Timeout
 
   /** `signal`: an interruption (SIGINT/SIGTERM) ends the step at once too. */
   constructor(options: {signal?: AbortSignal; source: string; timeoutMs: number}) {

@@ -227,6 +227,18 @@ async function main(): Promise<void> {
       scenario: 'restore (download + extract)',
       target: '≥ 1.0×',
     })
+    // The restore command itself, into the media folder (in place; the safety backup is another create).
+    const restoreCommand = measure(cliCommand('restore latest --media-only --confirm local --no-safety-backup'), {
+      cwd: project,
+      env,
+    })
+    row({
+      baseline: {...restoreBase, command: 'age -d | zstd -d | tar -x'},
+      ours: {...restoreCommand, command: 'restore --media-only (folder target)'},
+      ratio: restoreBase.seconds / restoreCommand.seconds,
+      scenario: 'restore command',
+      target: '≥ 1.0×',
+    })
     const verifyOurs = measure(cliCommand('verify latest'), {cwd: project, env})
     const verifyBase = measure(
       `age -d -i ${identity} ${join(work, 'baseline.tar.zst.age')} | zstd -d -q | sha256sum >/dev/null`,

@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
-import {Readable} from 'node:stream'
+import {PassThrough, Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 
 import {encodeTarHeader} from '../../src/archive/tar-header.js'
 import {readTar} from '../../src/archive/tar-reader.js'
@@ -58,10 +59,68 @@ describe('tar reader', () => {
           (error: Error) => error.message,
         ),
         new Promise<string>((resolve) => {
-          setTimeout(() => resolve('hung'), 2000)
+          // A hang guard far above the microseconds this takes: the answer, not the time, is checked.
+          setTimeout(() => resolve('hung'), 60_000).unref()
         }),
       ])
       expect(outcome, `cut at ${cut}`).to.equal(`source failed at byte ${cut}`)
     }
   })
+
+  it('a consumer that stops early (restore at MANIFEST.json) destroys the source, and leaves no error unheard', async () => {
+    // The shape of the restore crash: many members, read from a file stream behind a pipeline, and
+    // the consumer leaving after a few. A source destroyed while still fed must not raise an error
+    // on a stream nobody listens to (mocha fails the test on any uncaught exception).
+    const members = Array.from({length: 1000}, (_, index) => ({data: randomBytes(2048), path: `media/f${index}`}))
+    const bytes = archive(members)
+    const source = new PassThrough()
+    const feeding = pipeline(Readable.from(chunks(bytes, 4096)), source).catch((error: Error) => error)
+    let seen = 0
+    for await (const member of readTar(source)) {
+      seen++
+      if (member.path === 'media/f9') break
+    }
+
+    expect(seen).to.equal(10)
+    expect(source.destroyed).to.equal(true)
+    expect(await feeding).to.be.an('error')
+    for (let tick = 0; tick < 5; tick++) await new Promise((resolve) => setImmediate(resolve))
+  })
+
+  it('reads the archive to its end: zero padding after the end blocks is accepted, anything else refused', async () => {
+    const bytes = archive([{data: Buffer.from('hello'), path: 'a'}])
+    const read = async (input: Buffer) => {
+      const paths: string[] = []
+      for await (const member of readTar(Readable.from([input]))) paths.push(member.path)
+      return paths
+    }
+
+    expect(await read(Buffer.concat([bytes, Buffer.alloc(8192)]))).to.deep.equal(['a'])
+    const trailing = await read(Buffer.concat([bytes, Buffer.from('not zero')])).catch((error: Error) => error)
+    expect(trailing)
+      .to.be.an('error')
+      .with.property('message')
+      .that.matches(/data follows its end-of-archive block/)
+    const cut = await read(bytes.subarray(0, 512 + 5)).catch((error: Error) => error)
+    expect(cut)
+      .to.be.an('error')
+      .with.property('message')
+      .that.matches(/truncated/)
+  })
+
+  it('keeps names byte for byte, from ustar fields and pax records alike', async () => {
+    const short = 'caf\uDCE9'
+    const long = `${'\uDCE9'.repeat(150)}/x`
+    const input = archive([
+      {data: Buffer.from('1'), path: short},
+      {data: Buffer.from('2'), path: long},
+    ])
+    const paths: string[] = []
+    for await (const member of readTar(Readable.from([input]))) paths.push(member.path)
+    expect(paths).to.deep.equal([short, long])
+  })
 })
+
+function* chunks(bytes: Buffer, size: number): Generator<Buffer> {
+  for (let offset = 0; offset < bytes.length; offset += size) yield bytes.subarray(offset, offset + size)
+}

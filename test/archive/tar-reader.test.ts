@@ -2,6 +2,7 @@ import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
 import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
+import {setImmediate as setImmediatePromise} from 'node:timers/promises'
 
 import {encodeTarHeader} from '../../src/archive/tar-header.js'
 import {readTar} from '../../src/archive/tar-reader.js'
@@ -84,7 +85,7 @@ describe('tar reader', () => {
     expect(seen).to.equal(10)
     expect(source.destroyed).to.equal(true)
     expect(await feeding).to.be.an('error')
-    for (let tick = 0; tick < 5; tick++) await new Promise((resolve) => setImmediate(resolve))
+    for (let tick = 0; tick < 5; tick++) await setImmediatePromise()
   })
 
   it('reads the archive to its end: zero padding after the end blocks is accepted, anything else refused', async () => {

@@ -37,7 +37,9 @@ export async function readSmallFile(path: Buffer | string, size: number): Promis
   const descriptor = await openForReading(path)
   if (descriptor === undefined) return undefined
   try {
-    const buffer = Buffer.allocUnsafe(size)
+    // Not from the shared pool: an incremental backup keeps small blobs until their pack is stored,
+    // and a pooled slice would keep its whole 8 KiB slab alive with it.
+    const buffer = Buffer.allocUnsafeSlow(size)
     let filled = 0
     while (filled < size) {
       const bytesRead = await readInto(descriptor, buffer, filled, size - filled)

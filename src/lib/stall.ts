@@ -1,7 +1,6 @@
 import {Transform} from 'node:stream'
 
 import {BackupError} from '../errors.js'
-import {deferred} from './deferred.js'
 
 /** How long a stage may move no data before the pipeline is failed, unless DIVIO_BACKUP_STALL_SECONDS says. */
 export const DEFAULT_STALL_SECONDS = 120
@@ -111,22 +110,25 @@ export class ActivityWatchdog {
   readonly touch = (): void => {
     this.lastActivity = Date.now()
   }
+  private failure: Error | undefined
   private lastActivity = Date.now()
-  private readonly stalled: Promise<never>
   private readonly timer: NodeJS.Timeout
+  /**
+   * The steps awaited now. Each race registers here rather than on one long-lived pending promise:
+   * Promise.race against such a promise leaves a reaction on it for every call, and with it the
+   * step's result (a blob), for as long as the watchdog lives.
+   */
+  private readonly waiting = new Set<(error: Error) => void>()
 
   /** `signal`: an interruption (SIGINT/SIGTERM) ends the step at once too. */
   constructor(options: {signal?: AbortSignal; source: string; timeoutMs: number}) {
-    const {promise, reject: fail} = deferred<never>()
-    this.stalled = promise
-    this.stalled.catch(() => {})
-    options.signal?.addEventListener('abort', () => fail(options.signal!.reason as Error), {once: true})
+    options.signal?.addEventListener('abort', () => this.fail(options.signal!.reason as Error), {once: true})
     const interval = Math.min(1000, Math.max(50, options.timeoutMs / 4))
     this.timer = setInterval(() => {
       const idle = Date.now() - this.lastActivity
       if (idle < options.timeoutMs) return
       this.stop()
-      fail(
+      this.fail(
         new BackupError(
           'SOURCE_UNAVAILABLE',
           `Stalled: ${options.source} sent no data for ${Math.round(idle / 1000)} s.`,
@@ -140,12 +142,31 @@ export class ActivityWatchdog {
     this.timer.unref()
   }
 
-  /** Resolves as `step` does, or rejects with the stall error first. */
+  /** Resolves as `step` does, or rejects with the stall (or interruption) error first. */
   race<T>(step: Promise<T>): Promise<T> {
-    return Promise.race([step, this.stalled])
+    if (this.failure) return Promise.reject(this.failure)
+    return new Promise<T>((resolve, reject) => {
+      this.waiting.add(reject)
+      step.then(
+        (value) => {
+          this.waiting.delete(reject)
+          resolve(value)
+        },
+        (error: unknown) => {
+          this.waiting.delete(reject)
+          reject(error)
+        },
+      )
+    })
   }
 
   stop(): void {
     clearInterval(this.timer)
+  }
+
+  private fail(error: Error): void {
+    this.failure ??= error
+    for (const reject of this.waiting) reject(this.failure)
+    this.waiting.clear()
   }
 }

@@ -172,6 +172,24 @@ describe('S3 media (s3rver)', function () {
       .map((request) => request.path.slice(`/${bucket}/`.length))
   }
 
+  it('restoring a folder backup into a bucket leaves out a name that is not UTF-8 (no S3 key can hold it), and says so', async () => {
+    const project = makeProject()
+    writeFileSync(Buffer.from(`${join(project.root, 'media')}/caf\u00E9.txt`, 'latin1'), 'latin-1 name')
+    const created = await cliInBackground(project, ['create', '--media-only', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const out = join(project.root, 'downloaded')
+    expect((await cliInBackground(project, ['download', 'latest', '-o', out])).status).to.equal(0)
+    await s3.createBucket('latin1-media')
+    const provider = new S3MediaProvider(parseS3Location(new URL(s3.dsn('latin1-media', 'm')), 'media'), 'the media')
+    const restored = await provider.restore(createReadStream(join(out, 'media.tar')), {})
+    expect(restored.skipped).to.deep.include({
+      path: 'caf\uDCE9.txt',
+      why: 'its name is not UTF-8, and an S3 key must be',
+    })
+    expect(await s3.keys('latin1-media', 'm/')).to.include('m/uploads/readme.txt')
+    expect((await s3.keys('latin1-media', 'm/')).some((key) => key.includes('caf'))).to.equal(false)
+  })
+
   it('incremental media (packs): an unchanged re-backup downloads no object (0 GetObject), a change only what changed, and every backup downloads as the tar format does', async () => {
     const bucket = 'packed-media'
     await s3.createBucket(bucket)

@@ -9,6 +9,7 @@ import {traceProcesses} from '../lib/process.js'
 import {stallTimeoutMs} from '../lib/stall.js'
 import {BackupContext} from '../services/context.js'
 import {KeyRing} from '../services/keys.js'
+import {stateFilePath} from '../services/machine-state.js'
 import {openStore} from '../store/index.js'
 import {spellCommands} from './host.js'
 import {terminalReporter} from './terminal.js'
@@ -68,6 +69,7 @@ export abstract class BackupCommand extends Command {
       reporter,
       signal: this.abort.signal,
       stallTimeoutMs: stallTimeoutMs(variables),
+      statePath: stateFilePath(variables),
       store: openStore(env.store),
       tempRoot: variables.DIVIO_BACKUP_TMPDIR || tmpdir(),
       toolVersion: this.ctor.plugin?.version ?? this.config.version,

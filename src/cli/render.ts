@@ -2,9 +2,10 @@ import {BackupView} from '../domain/backup.js'
 import {countOf, formatBytes, formatInstant, renderTable} from '../domain/format.js'
 import {formatInZone} from '../domain/schedule.js'
 import {FilesResult} from '../services/download.js'
-import {ExportResult, SHARED_PACKS} from '../services/export.js'
+import {SHARED_PACKS} from '../services/export-packs.js'
+import {ExportResult} from '../services/export.js'
 import {BackupInfo} from '../services/info.js'
-import {PackCollectionResult} from '../services/media-packs.js'
+import {PackCollectionResult} from '../services/pack-collection.js'
 import {RetentionReport} from '../services/policy.js'
 import {RestoreResult} from '../services/restore.js'
 import {PruneDecision, PruneResult} from '../services/retention.js'
@@ -43,7 +44,11 @@ export function renderPackCollection(packs: PackCollectionResult, dryRun: boolea
     `${packs.deleted.length} ${would}deleted (condemned a grace period ago), ` +
     `${packs.pardoned.length} ${would}pardoned (referenced again), ${packs.waiting} waiting out the grace period` +
     (packs.leftovers.length > 0 ? `; ${countOf(packs.leftovers.length, 'half-written pack')} ${would}removed.` : '.') +
-    renderRepack(packs.repacked, would)
+    renderRepack(packs.repacked, would) +
+    packs.held.map(({pack, why}) => `\n  Pack ${pack}: ${why}.`).join('') +
+    (packs.ignored.length > 0
+      ? `\n  Ignored ${countOf(packs.ignored.length, 'marker or forward')} not signed by a trusted writer (they decide nothing).`
+      : '')
   )
 }
 

@@ -1,5 +1,5 @@
 import {signBytes, verifyBytes, WriterKey} from '../archive/writer-key.js'
-import {canonicalManifestBytes, Manifest, ManifestSignature} from './manifest.js'
+import {canonicalJson, canonicalManifestBytes, Manifest, ManifestSignature} from './manifest.js'
 
 /**
  * Whether a manifest was written by a trusted writer (DESIGN §13). Only `authentic` manifests are
@@ -72,4 +72,46 @@ export function describeAuthenticity(authenticity: Authenticity): string {
       return `it is signed by writer ${authenticity.writer}, which is not trusted here`
     }
   }
+}
+
+/**
+ * The objects beside the packs that decide what prune deletes (condemned markers and forwards, DESIGN
+ * §14) are signed like manifests, by the writer key of the prune that wrote them: a store writer
+ * without a key can plant such an object, but not one that a reader acts on.
+ */
+export type PackNoteKind = 'condemned' | 'forward'
+
+export interface SignedNote {
+  [field: string]: unknown
+  signature: {algorithm: 'ed25519'; value: string; writer: string}
+}
+
+export function signNote(kind: PackNoteKind, fields: Record<string, unknown>, key: WriterKey): SignedNote {
+  const signer = {algorithm: 'ed25519' as const, writer: key.id}
+  const value = signBytes(key, noteBytes(kind, fields, signer))
+  return {...fields, signature: {...signer, value}}
+}
+
+/** The writer of a note whose signature checks and whose writer is trusted; otherwise why not. */
+export function authenticateNote(
+  kind: PackNoteKind,
+  raw: unknown,
+  trusted: ReadonlySet<string>,
+): {ok: false; why: string} | {ok: true; writer: string} {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return {ok: false, why: 'not a signed note'}
+  const {signature} = raw as {signature?: Partial<SignedNote['signature']>}
+  if (signature === undefined || signature === null) return {ok: false, why: 'unsigned'}
+  const {algorithm, value, writer} = signature
+  if (algorithm !== 'ed25519' || typeof value !== 'string' || typeof writer !== 'string')
+    return {ok: false, why: 'its signature is malformed'}
+  if (!verifyBytes(writer, noteBytes(kind, raw as Record<string, unknown>, {algorithm, writer}), value))
+    return {ok: false, why: 'its signature does not match its contents'}
+  if (!trusted.has(writer)) return {ok: false, why: `signed by writer ${writer}, which is not trusted here`}
+  return {ok: true, writer}
+}
+
+function noteBytes(kind: PackNoteKind, fields: Record<string, unknown>, signer: {algorithm: string; writer: string}) {
+  const unsigned = {...fields}
+  delete unsigned.signature
+  return Buffer.from(`divio-backup ${kind} signature v1\n${canonicalJson({...unsigned, signer})}`, 'utf8')
 }

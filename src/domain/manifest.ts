@@ -56,6 +56,12 @@ export const mediaPacksComponentSchema = z.object({
   format: z.literal('packs'),
   /** `gzip`: the index is gzipped JSON lines; absent (older backups): plain JSON lines. */
   index: z.object({encoding: z.literal('gzip').optional(), object: storedObjectSchema, plaintext: contentSchema}),
+  /**
+   * The same packs with the size and SHA-256 of each as stored, so that the signature covers them:
+   * a pack planted or swapped in the store is told apart before it is opened (`export --raw`, and the
+   * recipe of its README). Absent in backups written before it was recorded.
+   */
+  packObjects: z.array(storedObjectSchema).optional(),
   /** Every pack the index refers to: what prune must keep, readable without a key. Random names only. */
   packs: z.array(z.string().regex(/^[\da-f]{32}\.age$/)),
   /** The index as an sh script that rebuilds the tree from extracted packs (export --raw). */
@@ -160,7 +166,8 @@ export function canonicalManifestBytes(
   return Buffer.from(`divio-backup manifest signature v1\n${canonicalJson({...fields, signer})}`, 'utf8')
 }
 
-function canonicalJson(value: unknown): string {
+/** JSON with keys sorted at every level and no whitespace: the same bytes however it was formatted. */
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map((item) => canonicalJson(item)).join(',')}]`
   if (value !== null && typeof value === 'object') {
     const entries = Object.entries(value as Record<string, unknown>)

@@ -33,6 +33,8 @@ export interface BackupContext {
   signal: AbortSignal
   /** How long a streaming stage may move no data before it is failed as stalled. */
   stallTimeoutMs: number
+  /** This machine's memory of the stores it has seen (services/machine-state.ts). */
+  statePath: string
   store: Store
   /** Where snapshots are staged before upload (TMPDIR by default). */
   tempRoot: string

@@ -2,7 +2,6 @@ import {createHash} from 'node:crypto'
 import {createReadStream, createWriteStream} from 'node:fs'
 import {rename, rm, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, relative, resolve} from 'node:path'
-import {PassThrough} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {HashingStream} from '../archive/hash.js'
@@ -14,7 +13,7 @@ import {makeStagingDir} from '../lib/staging.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf, writePackedMedia} from './download.js'
-import {locatePacks, packsPrefix, readPackFolder} from './pack-folder.js'
+import {exportPacks} from './export-packs.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface ExportOptions {
@@ -26,9 +25,6 @@ export interface ExportOptions {
 }
 
 /** `export --json`: every file of the export, and whether this run wrote it or found it already verified. */
-/** The `backup` of exported packs, which the backups of an env share. */
-export const SHARED_PACKS = 'packs'
-
 export interface ExportResult {
   files: Array<{backup: string; bytes: number; path: string; sha256: string; status: 'exported' | 'present'}>
   index: string
@@ -189,71 +185,6 @@ function rawFiles(context: BackupContext, manifest: Manifest): PlannedFile[] {
   ]
 }
 
-/**
- * The packs that the exported backups of incremental media refer to, as stored (age-encrypted tars of
- * blobs), into `<env>/packs/`, once each. A pack is immutable, so one already there with its size is kept.
- */
-async function exportPacks(
-  context: BackupContext,
-  manifests: readonly Manifest[],
-  outputDir: string,
-): Promise<ExportResult['files']> {
-  const names = new Set<string>()
-  for (const manifest of manifests) {
-    const {media} = manifest.components
-    if (media && isPacked(media)) for (const pack of media.packs) names.add(pack)
-  }
-
-  const folder = join(outputDir, context.env.name, 'packs')
-  const prefix = packsPrefix(context.env.app, context.env.name)
-  // A pack that repacking superseded and prune deleted is read from where its live blobs went.
-  const {missing, stored: located} = locatePacks(names, await readPackFolder(context.store, prefix))
-  if (missing.length > 0) {
-    throw new BackupError(
-      'INTEGRITY',
-      `Pack ${missing[0]}, which an exported backup refers to, is missing from the store.`,
-      {
-        suggestion: 'Run `divio app backup verify --all` to see which backups are affected.',
-      },
-    )
-  }
-
-  const files: ExportResult['files'] = []
-  for (const name of located) {
-    await makeFolders(folder)
-    const path = join(folder, name)
-    const key = `${prefix}/packs/${name}`
-    const stored = await context.store.stat(key)
-    if (stored === undefined) {
-      throw new BackupError(
-        'INTEGRITY',
-        `Pack ${name}, which an exported backup refers to, is missing from the store.`,
-        {
-          suggestion: 'Run `divio app backup verify --all` to see which backups are affected.',
-        },
-      )
-    }
-
-    const present = await stat(path).catch(() => {})
-    const hashing = new HashingStream()
-    if (present?.size === stored.bytes) {
-      await pipeline(createReadStream(path), hashing, new PassThrough().resume())
-      files.push({backup: SHARED_PACKS, bytes: hashing.bytes, path, sha256: hashing.sha256, status: 'present'})
-      continue
-    }
-
-    const partial = `${path}.partial`
-    await pipeline(await context.store.get(key), hashing, createWriteStream(partial, {mode: 0o600}), {
-      signal: context.signal,
-    })
-    await syncPath(partial)
-    await rename(partial, path)
-    files.push({backup: SHARED_PACKS, bytes: hashing.bytes, path, sha256: hashing.sha256, status: 'exported'})
-  }
-
-  return files
-}
-
 function manifestFile(manifest: Manifest): PlannedFile {
   const text = `${JSON.stringify(manifest, null, 2)}\n`
   return {
@@ -332,15 +263,38 @@ media.manifest.json.age is the media listing on its own; media.tar holds the sam
 
 Incremental media (a backup with media.index.gz.age instead of media.tar.age): the file contents are in
 <environment>/packs/, age-encrypted tars of blobs shared by backups, and media.rebuild.sh.age is an sh
-script that puts one backup's media folder back together from them:
+script that puts one backup's media folder back together from them. Save this as rebuild-media.sh in
+the export's folder, set its first line to your identity file, the backup and its environment, and
+run \`sh rebuild-media.sh\`; it rebuilds the media into $OUT:
 
-    mkdir blobs
-    for pack in packs/*.age; do age -d -i backup-identity.txt "$pack" | tar -x -C blobs; done
-    age -d -i backup-identity.txt -o rebuild.sh <backup id>/media.rebuild.sh.age
-    sh rebuild.sh blobs media
+    KEY=backup-identity.txt ID='<backup id>' ENV='<environment>' OUT=media
+    set -eu
+    sha256sum -c --quiet SHA256SUMS
+    # Every pack must be one that a manifest (or a forward of a repacked pack) records, and hold
+    # nothing but blobs named by their SHA-256: checked for all before anything is extracted. Each
+    # pack goes into a folder of its own, in a temporary folder: blobs hold your media in plaintext.
+    B=$(mktemp -d)
+    for pack in "$ENV"/packs/*.age; do
+      sum=$(sha256sum < "$pack" | cut -c1-64)
+      grep -qs "\\"sha256\\": *\\"$sum\\"" "$ENV"/*/manifest.json "$ENV"/packs/*.json ||
+        { echo "$pack is not recorded in any manifest: stopping" >&2; exit 1; }
+      tar=$B/$(basename "$pack" .age).tar
+      age -d -i "$KEY" -o "$tar" "$pack"
+      if tar -tvf "$tar" | grep -v '^-' >&2 || tar -tf "$tar" | grep -qvE '^[0-9a-f]{64}$'; then
+        echo "$pack holds something other than blobs: stopping" >&2; exit 1
+      fi
+    done
+    for tar in "$B"/*.tar; do
+      mkdir "\${tar%.tar}" && tar -xf "$tar" -C "\${tar%.tar}" && rm "$tar"
+    done
+    age -d -i "$KEY" -o "$B/rebuild.sh" "$ENV/$ID/media.rebuild.sh.age"
+    sh "$B/rebuild.sh" "$B" "$OUT"
+    rm -rf "$B"
 
-(run in the <environment> folder). media.index.gz.age holds the same as gzipped JSON lines, with each
-file's SHA-256 (age -d ... | gunzip); backups made before it was gzipped have media.index.age.
+The rebuild script is code: \`divio app backup verify\` (or this export, when it had the identity)
+checks that it is exactly the one the backup's index derives. media.index.gz.age holds the same as
+gzipped JSON lines, with each file's SHA-256 (age -d ... | gunzip); backups made before it was
+gzipped have media.index.age.
 After decrypting, restore as below.
 `
     : ''

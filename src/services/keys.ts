@@ -47,6 +47,34 @@ export class KeyRing {
     this.writerKeyPath = writerFile || join(homedir(), '.config', 'divio', 'backup-writer-key.txt')
   }
 
+  /** This machine's writer key if it has one; never generates one. */
+  async existingWriterKey(): Promise<undefined | WriterKey> {
+    const inline = this.options.variables.DIVIO_BACKUP_WRITER_KEY
+    const source = inline ? 'DIVIO_BACKUP_WRITER_KEY' : this.writerKeyPath
+    const contents =
+      inline ||
+      (await readFile(this.writerKeyPath, 'utf8').catch((error: NodeJS.ErrnoException) => {
+        if (error.code === 'ENOENT') return
+        throw new BackupError('IDENTITY_MISSING', `Cannot read the writer key ${this.writerKeyPath}: ${error.code}.`, {
+          suggestion: 'Check its permissions, or point DIVIO_BACKUP_WRITER_KEY_FILE at a readable copy.',
+        })
+      }))
+    if (contents === undefined) return undefined
+    try {
+      return parseWriterKey(contents)
+    } catch (error) {
+      // Never echo the value: it is a secret.
+      throw new BackupError(
+        'IDENTITY_WRONG',
+        `${source} does not hold a writer key: ${(error as AgeKeyError).message}.`,
+        {
+          suggestion:
+            'Use the file the first `create` wrote (a line starting with DIVIO-WRITER-KEY-1), or its contents.',
+        },
+      )
+    }
+  }
+
   /** The secret keys, for anything that decrypts. */
   async identities(): Promise<X25519Identity[]> {
     const contents = await readFile(this.identityPath, 'utf8').catch((error: NodeJS.ErrnoException) => {
@@ -141,7 +169,7 @@ export class KeyRing {
       return new Set(configured)
     }
 
-    const own = await this.readWriterKey()
+    const own = await this.existingWriterKey()
     return new Set(own ? [own.id] : [])
   }
 
@@ -150,7 +178,7 @@ export class KeyRing {
    * path and id) when none is configured and the default file does not exist.
    */
   async writerKey(now: Date, onGenerated?: (path: string, writerId: string) => void): Promise<WriterKey> {
-    const existing = await this.readWriterKey()
+    const existing = await this.existingWriterKey()
     if (existing) return existing
     if (this.writerKeyPathIsExplicit) {
       throw new BackupError(
@@ -166,33 +194,6 @@ export class KeyRing {
     await chmod(this.writerKeyPath, 0o600)
     onGenerated?.(this.writerKeyPath, key.id)
     return key
-  }
-
-  private async readWriterKey(): Promise<undefined | WriterKey> {
-    const inline = this.options.variables.DIVIO_BACKUP_WRITER_KEY
-    const source = inline ? 'DIVIO_BACKUP_WRITER_KEY' : this.writerKeyPath
-    const contents =
-      inline ||
-      (await readFile(this.writerKeyPath, 'utf8').catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return
-        throw new BackupError('IDENTITY_MISSING', `Cannot read the writer key ${this.writerKeyPath}: ${error.code}.`, {
-          suggestion: 'Check its permissions, or point DIVIO_BACKUP_WRITER_KEY_FILE at a readable copy.',
-        })
-      }))
-    if (contents === undefined) return undefined
-    try {
-      return parseWriterKey(contents)
-    } catch (error) {
-      // Never echo the value: it is a secret.
-      throw new BackupError(
-        'IDENTITY_WRONG',
-        `${source} does not hold a writer key: ${(error as AgeKeyError).message}.`,
-        {
-          suggestion:
-            'Use the file the first `create` wrote (a line starting with DIVIO-WRITER-KEY-1), or its contents.',
-        },
-      )
-    }
   }
 }
 

@@ -4,15 +4,13 @@ import {createReadStream, createWriteStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
-import {PassThrough, Readable, Writable} from 'node:stream'
+import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {createGunzip, createGzip} from 'node:zlib'
 
 import {X25519Identity} from '../archive/age-keys.js'
-import {createDecryptStream} from '../archive/age.js'
 import {createListingFile} from '../archive/listing.js'
 import {createMediaTar, MediaEntry} from '../archive/media-tar.js'
-import {readTar} from '../archive/tar-reader.js'
 import {WriterKey} from '../archive/writer-key.js'
 import {formatBytes} from '../domain/format.js'
 import {isPacked, Manifest, MediaPacksComponent, StoredObject} from '../domain/manifest.js'
@@ -31,26 +29,18 @@ import {
   REBUILD_NAME,
   walkOrder,
 } from '../domain/media-index.js'
-import {PackForward, planPackCollection} from '../domain/pack-collection.js'
-import {encodeName, printableName} from '../lib/byte-names.js'
+import {rebuildScriptHeader, rebuildScriptLine} from '../domain/rebuild-script.js'
+import {BackupError} from '../errors.js'
+import {printableName} from '../lib/byte-names.js'
 import {closeFile, openForReading, readInto} from '../lib/file-io.js'
 import {limitOldGenerationGrowth} from '../lib/memory.js'
 import {ActivityWatchdog} from '../lib/stall.js'
 import {mediaProviderFor} from '../providers/media/index.js'
-import {ObjectNotFoundError} from '../store/port.js'
-import {Catalog} from './catalog.js'
 import {BackupContext, Progress} from './context.js'
-import {putSmallObject} from './objects.js'
-import {
-  condemnedMarkerKey,
-  forwardKey,
-  forwardTargets,
-  packsPrefix,
-  readForward,
-  readPackFolder,
-  unusablePacks,
-} from './pack-folder.js'
-import {openPack, PackReader, PackWriter} from './packs.js'
+import {failedPacks} from './machine-state.js'
+import {packObjectsOf, readPackTrust} from './pack-check.js'
+import {packsForCreate, packsPrefix} from './pack-folder.js'
+import {PackReader, PackWriter} from './packs.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 /**
@@ -102,7 +92,7 @@ export async function backUpMediaPacks(
   // Both the index and the walk are in the provider's order, so that they merge as sorted streams.
   const order = provider.kind === 's3' ? keyOrder : (a: {path: string}, b: {path: string}) => walkOrder(a.path, b.path)
   const prefix = packsPrefix(env.app, env.name)
-  const unusable = await unusablePacks(context.store, prefix)
+  const usable = await usablePacks(context, prefix, options.previous)
   const previous = await previousIndex(context, options.previous, options.writer.ageIdentity, options.tempDir)
   const packs = new PackWriter({
     prefix,
@@ -130,7 +120,7 @@ export async function backUpMediaPacks(
   const reusable = (before: IndexEntry | undefined, current: MediaEntry): boolean =>
     before !== undefined &&
     isUnchanged(before, describe(current)) &&
-    before.blobs!.every(([, pack]) => !unusable.has(pack))
+    before.blobs!.every(([, pack]) => usable.has(pack))
   /** A file's index line: the previous blobs when it is unchanged, else what reading it stored; undefined when it is gone. */
   const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
     let line: IndexEntry
@@ -141,7 +131,7 @@ export async function backUpMediaPacks(
     } else {
       // A changed file keeps the blobs of its previous version that are still in it (an edit in place
       // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
-      const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => !unusable.has(pack)))
+      const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => usable.has(pack)))
       const read = await storeFile(entry, packs, {known, stored}, options.progress, watchdog)
       if (read === undefined) {
         reporter.notice(
@@ -168,7 +158,7 @@ export async function backUpMediaPacks(
   // The previous backup's larger blobs, so that a file renamed or copied since is read but not stored again.
   for await (const entry of previous.entries()) {
     for (const [position, [id, pack]] of (entry.blobs ?? []).entries()) {
-      if (stored.size < DEDUPE_MAX_BLOBS && !unusable.has(pack) && blobSize(entry.size, position) >= DEDUPE_MIN_BYTES)
+      if (stored.size < DEDUPE_MAX_BLOBS && usable.has(pack) && blobSize(entry.size, position) >= DEDUPE_MIN_BYTES)
         stored.set(blobKey(id), pack)
     }
   }
@@ -205,11 +195,13 @@ export async function backUpMediaPacks(
       }
 
       await index.add(indexLine(line))
-      await script.add(encodeName(rebuildScriptLine(line)))
+      await script.add(rebuildScriptLine(line))
     }
 
     watchdog.stop()
     const written = await packs.close()
+    const packObjects = new Map([...usable, ...written.map((pack) => [pack.name, pack.object] as const)])
+    await checkPacksStillThere(context, prefix, [...referenced].map((pack) => packObjects.get(pack)!))
     await Promise.all([index.end(), script.end(), indexWritten])
     const uploaded = await options.put(INDEX_NAME, createReadStream(indexPath), options.progress, [
       ...options.recipients,
@@ -224,6 +216,7 @@ export async function backUpMediaPacks(
       files: stats.files,
       format: 'packs',
       index: {...uploaded, encoding: 'gzip'},
+      packObjects: [...referenced].sort().map((pack) => packObjects.get(pack)!),
       packs: [...referenced].sort(),
       rebuild,
       source: provider.kind,
@@ -241,6 +234,48 @@ export async function backUpMediaPacks(
     await rm(indexPath, {force: true})
     await rm(scriptPath, {force: true})
   }
+}
+
+/**
+ * The packs of the previous backup that this one may build on, with their signed size and SHA-256:
+ * those the store lists at that size, that no marker condemns and no forward supersedes, that this
+ * machine has not seen fail a check, and whose digest the previous manifest records. The files whose
+ * blobs are anywhere else are read again, so that no backup is built on a pack that is missing,
+ * damaged or about to go.
+ */
+async function usablePacks(
+  context: BackupContext,
+  prefix: string,
+  previous: Manifest | undefined,
+): Promise<Map<string, StoredObject>> {
+  const {present, unusable} = await packsForCreate(context.store, prefix)
+  const failed = await failedPacks(context)
+  const usable = new Map<string, StoredObject>()
+  for (const object of previous ? packObjectsOf(previous) : []) {
+    if (present.get(object.name) === object.bytes && !unusable.has(object.name) && !failed.has(object.name))
+      usable.set(object.name, object)
+  }
+
+  return usable
+}
+
+/**
+ * The last look before the commit: every pack the backup names is still listed, at its size. A pack
+ * deleted while the backup ran (by hand, a lifecycle rule, or a prune misled) fails the backup instead
+ * of committing one that cannot be restored.
+ */
+async function checkPacksStillThere(context: BackupContext, prefix: string, needed: StoredObject[]): Promise<void> {
+  const {present} = await packsForCreate(context.store, prefix)
+  const gone = needed.find((object) => present.get(object.name) !== object.bytes)
+  if (gone === undefined) return
+  throw new BackupError(
+    'INTEGRITY',
+    `Pack ${gone.name}, which this backup uses, is missing from the store or has changed since it was written: nothing was committed.`,
+    {
+      suggestion:
+        'Take the backup again: it does not reuse a pack that is missing, and stores those files anew. If packs keep disappearing, look for a lifecycle rule or another tool deleting from the store.',
+    },
+  )
 }
 
 /**
@@ -288,41 +323,6 @@ class LineSpool {
   private async write(data: Buffer): Promise<void> {
     if (!this.stream.write(data)) await once(this.stream, 'drain')
   }
-}
-
-/** A word for sh: in single quotes, which keep everything literal but a single quote. */
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", String.raw`'\''`)}'`
-}
-
-/**
- * The rebuild script of a backup: what its index says, as sh commands that put the media tree back
- * together from the blobs of its packs, with nothing but a POSIX shell (`export --raw`'s README):
- *
- *     for pack in packs/*.age; do age -d -i KEY "$pack" | tar -x -C blobs; done
- *     age -d -i KEY media.rebuild.sh.age > rebuild.sh && sh rebuild.sh blobs media
- */
-function rebuildScriptHeader(): string {
-  return [
-    '#!/bin/sh',
-    '# Rebuilds the media of one backup from the blobs of its packs. Usage: sh rebuild.sh BLOBS TARGET',
-    '# BLOBS: a folder where every pack was extracted (age -d -i KEY PACK | tar -x -C BLOBS).',
-    'set -eu',
-    'B=$1',
-    'T=$2',
-    'mkdir -p "$T"',
-    'd() { mkdir -p -- "$T/$1"; }',
-    'f() { p=$1; m=$2; shift 2; : > "$T/$p"; for b in "$@"; do cat -- "$B/$b" >> "$T/$p"; done; chmod "$m" "$T/$p"; }',
-    'l() { ln -s -- "$2" "$T/$1"; }',
-    '',
-  ].join('\n')
-}
-
-function rebuildScriptLine(entry: IndexEntry): string {
-  const mode = (entry.mode % 0o1_0000).toString(8)
-  if (entry.type === 'directory') return `d ${shellQuote(entry.path)} ${mode}\n`
-  if (entry.type === 'symlink') return `l ${shellQuote(entry.path)} ${shellQuote(entry.linkTarget ?? '')}\n`
-  return `f ${shellQuote(entry.path)} ${mode}${entry.blobs!.map(([blob]) => ` ${blob}`).join('')}\n`
 }
 
 /** An entry's index line without its content: what an unchanged file is known by. */
@@ -611,14 +611,19 @@ export async function* readIndexLines(path: string): AsyncGenerator<IndexEntry, 
 export async function packedMediaTar(
   context: BackupContext,
   manifest: Manifest,
-  options: {identities: readonly X25519Identity[]; tempDir: string},
+  options: {
+    identities: readonly X25519Identity[]
+    /** Sees every entry of the index as the archive is built (verify derives the rebuild script from them). */
+    onEntry?: (entry: IndexEntry) => void
+    tempDir: string
+  },
 ): Promise<{stream: Readable; summary: Promise<unknown>}> {
   const media = manifest.components.media as MediaPacksComponent
   const indexPath = join(options.tempDir, `${manifest.id}.index`)
   await readIndexFile(context, manifest, options.identities, indexPath)
   const prefix = packsPrefix(manifest.app, manifest.environment)
   const reader = new PackReader({
-    forwards: forwardTargets((await readPackFolder(context.store, prefix)).forwards),
+    forwards: (await readPackTrust(context, {app: manifest.app, environment: manifest.environment})).targets,
     identities: options.identities,
     prefix,
     store: context.store,
@@ -627,6 +632,7 @@ export async function packedMediaTar(
   async function* entries(): AsyncGenerator<MediaEntry> {
     try {
       for await (const entry of readIndexLines(indexPath)) {
+        options.onEntry?.(entry)
         const common = {
           ...(entry.etag === undefined ? {} : {etag: entry.etag}),
           ...(entry.key === undefined ? {} : {key: entry.key}),
@@ -679,155 +685,4 @@ async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: st
   if (whole && whole.digest('hex') !== entry.sha256) {
     throw new ObjectCheckError(indexName, `${entry.path}: its blobs do not add up to the file the index records`)
   }
-}
-
-/** What prune did, or would do, with the packs of an environment. */
-export interface PackCollectionResult {
-  condemned: string[]
-  deleted: string[]
-  /** Half-written packs of killed creates, untouched for the grace period: removed. */
-  leftovers: string[]
-  pardoned: string[]
-  /** Mostly dead packs whose live blobs were copied into new packs (a prune with the identity). */
-  repacked?: RepackResult
-  /** Why nothing was collected, when that is the case for a reason other than "nothing to collect". */
-  skipped?: string
-  waiting: number
-}
-
-export interface RepackResult {
-  /** Mostly dead packs left for later: younger than the store's minimum storage duration (S3 Standard-IA: 30 days). */
-  deferred: number
-  /** Bytes of the superseded packs that are freed once they are deleted. */
-  freedBytes: number
-  /** The superseded packs. */
-  from: string[]
-  /** The new packs holding their live blobs. */
-  into: string[]
-  liveBytes: number
-  /** When repacking did not run, why (no identity, a damaged backup). */
-  skipped?: string
-}
-
-/**
- * Two-phase collection of the packs that no backup references or that repacking superseded (see
- * domain/pack-collection.ts). The references are every pack named by a committed backup that is not
- * being removed, damaged ones included; when a damaged manifest cannot be read at all, nothing is
- * collected, since it may reference any pack. Markers are written before anything is deleted, and a
- * pack's marker goes only after the pack, so an interrupted prune leaves at worst a marker that the
- * next one removes.
- */
-export async function collectPacks(
-  context: BackupContext,
-  catalog: Catalog,
-  options: {dryRun: boolean; removing: ReadonlySet<string>},
-): Promise<PackCollectionResult | undefined> {
-  const prefix = packsPrefix(context.env.app, context.env.name)
-  const folder = await readPackFolder(context.store, prefix)
-  const {leftovers, markers, packs} = folder
-  if (packs.length === 0 && markers.length === 0 && leftovers.length === 0 && folder.forwards.length === 0)
-    return undefined
-  const unreadable = catalog.damaged.find((backup) => backup.manifest === undefined)
-  if (unreadable) {
-    return {
-      condemned: [],
-      deleted: [],
-      leftovers: [],
-      pardoned: [],
-      skipped: `backup ${unreadable.id} is damaged and its manifest unreadable, so any pack may be its`,
-      waiting: 0,
-    }
-  }
-
-  const references = packReferences(catalog, options.removing)
-  const forwards: PackForward[] = []
-  for (const listed of folder.forwards) {
-    const forward = await readForward(context.store, listed)
-    if (forward) forwards.push(forward)
-  }
-
-  const graceMs = context.env.retention.incompleteGraceHours * 3_600_000
-  const plan = planPackCollection({forwards, graceMs, markers, now: context.now(), packs, references})
-  // Like an incomplete backup: left alone for the grace period, in case its writer is still running.
-  const staleLeftovers = leftovers.filter((object) => context.now().getTime() - object.modifiedAt.getTime() > graceMs)
-  const result = {
-    condemned: plan.condemn,
-    deleted: plan.delete,
-    leftovers: staleLeftovers.map((object) => object.key.slice(`${prefix}/packs/`.length)),
-    pardoned: plan.pardon,
-    waiting: plan.waiting.length,
-  }
-  if (options.dryRun) return result
-  for (const pack of plan.condemn)
-    await putSmallObject(context.store, condemnedMarkerKey(prefix, pack), `${context.now().toISOString()}\n`)
-  // A pardoned pack loses its forwards first: readers read it, and creates may use it again.
-  for (const {from, to} of plan.unforward) await context.store.delete(forwardKey(prefix, from, to))
-  for (const pack of plan.pardon) await context.store.delete(condemnedMarkerKey(prefix, pack))
-  for (const pack of plan.delete) {
-    context.signal.throwIfAborted()
-    await context.store.delete(`${prefix}/packs/${pack}`)
-    await context.store.delete(condemnedMarkerKey(prefix, pack))
-  }
-
-  for (const pack of plan.dropMarkers) await context.store.delete(condemnedMarkerKey(prefix, pack))
-  for (const {key} of staleLeftovers) await context.store.delete(key)
-  return result
-}
-
-/** Every pack named by a committed backup that is not being removed (damaged ones included), with who names it. */
-export function packReferences(catalog: Catalog, removing: ReadonlySet<string>): Map<string, string[]> {
-  const references = new Map<string, string[]>()
-  const manifests = [
-    ...catalog.complete.filter(({manifest}) => !removing.has(manifest.id)).map(({manifest}) => manifest),
-    ...catalog.damaged.map((backup) => backup.manifest!),
-  ]
-  for (const manifest of manifests) {
-    const {media} = manifest.components
-    if (media && isPacked(media))
-      for (const pack of media.packs) references.set(pack, [...(references.get(pack) ?? []), manifest.id])
-  }
-
-  return references
-}
-
-/**
- * Reads one pack whole (or, once it is gone, the pack its live blobs were copied into): every member
- * authenticated by age and checked against its name; the count of blobs.
- */
-export async function checkPack(
-  context: BackupContext,
-  manifest: Manifest,
-  pack: string,
-  keys: {forwards?: ReadonlyMap<string, readonly string[]>; identities: readonly X25519Identity[]},
-): Promise<number> {
-  const {forwards, identities} = keys
-  const prefix = packsPrefix(manifest.app, manifest.environment)
-  let where = `packs/${pack}`
-  let source: Readable
-  try {
-    const opened = await openPack(context.store, prefix, pack, forwards)
-    source = opened.source
-    where = `packs/${opened.stored}`
-  } catch (error) {
-    if (error instanceof ObjectNotFoundError) throw new ObjectCheckError(where, 'missing from the store')
-    throw error
-  }
-
-  const plain = new PassThrough()
-  pipeline(source, createDecryptStream(identities), plain).catch((error: Error) => plain.destroy(error))
-  let blobs = 0
-  try {
-    for await (const member of readTar(plain)) {
-      const hash = createHash('sha256')
-      for await (const chunk of member.body) hash.update(chunk as Buffer)
-      if (hash.digest('hex') !== member.path)
-        throw new ObjectCheckError(where, `blob ${member.path.slice(0, 12)}… does not match its id`)
-      blobs++
-    }
-  } catch (error) {
-    if (error instanceof ObjectCheckError) throw error
-    throw new ObjectCheckError(where, (error as Error).message)
-  }
-
-  return blobs
 }

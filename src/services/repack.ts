@@ -12,9 +12,11 @@ import {blobKey, blobSize, IndexEntry} from '../domain/media-index.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {Catalog} from './catalog.js'
 import {BackupContext} from './context.js'
-import {readIndexFile, readIndexLines, RepackResult} from './media-packs.js'
-import {forwardTargets, PackFolder, packsPrefix, readPackFolder, writeForward} from './pack-folder.js'
-import {openPack, PACK_TARGET_BYTES, PackWriter} from './packs.js'
+import {readIndexFile, readIndexLines} from './media-packs.js'
+import {PackTrust, readPackTrust} from './pack-check.js'
+import {RepackResult} from './pack-collection.js'
+import {packsPrefix, writeForward} from './pack-folder.js'
+import {openPack, PACK_TARGET_BYTES, PackWriter, WrittenPack} from './packs.js'
 
 /**
  * A pack is rewritten once more than this share of it is dead: then no pack that is kept holds more
@@ -39,8 +41,10 @@ export async function repackPacks(
   catalog: Catalog,
   options: {dryRun: boolean; identities: readonly X25519Identity[]; removing: ReadonlySet<string>},
 ): Promise<RepackResult | undefined> {
-  const prefix = packsPrefix(context.env.app, context.env.name)
-  const folder = await readPackFolder(context.store, prefix)
+  const scope = {app: context.env.app, environment: context.env.name}
+  const prefix = packsPrefix(scope.app, scope.environment)
+  const trust = await readPackTrust(context, scope)
+  const {folder} = trust
   if (folder.packs.length === 0) return undefined
   const empty = {deferred: 0, freedBytes: 0, from: [], into: [], liveBytes: 0}
   const [damaged] = catalog.damaged
@@ -53,7 +57,7 @@ export async function repackPacks(
   try {
     let live: LiveBlobs
     try {
-      live = await liveBlobs(job, manifests, folder, tempDir)
+      live = await liveBlobs(job, manifests, trust, tempDir)
     } catch (error) {
       return {...empty, skipped: `an index could not be read (${(error as Error).message})`}
     }
@@ -75,16 +79,23 @@ export async function repackPacks(
       liveBytes: candidates.reduce((sum, pack) => sum + live.bytes.get(pack.name)!, 0),
     }
     if (options.dryRun || candidates.length === 0) return result
+    // Forwards are signed: a prune without a writer key copies nothing it could not vouch for.
+    const writer = await context.keys.existingWriterKey()
+    if (writer === undefined) return {...result, skipped: 'this machine has no writer key to sign forwards with'}
     // To everyone who can read any of the backups the copies serve (recipients may have changed over time).
     const recipients = [...new Set(manifests.flatMap((manifest) => manifest.encryption.recipients))].map((name) =>
       parseRecipient(name),
     )
     const copied = await copyLiveBlobs(job, candidates, live, recipients)
-    const written = new Set(copied.map(({to}) => to))
     const at = context.now()
     const accounted = manifests.map((manifest) => manifest.id)
-    for (const {from, to} of copied) await writeForward(context.store, prefix, {accounted, at, from, to})
-    return {...result, from: copied.map(({from}) => from), into: [...written].sort()}
+    for (const {from, to} of copied)
+      await writeForward(context.store, prefix, {accounted, at, from, scope, to: to.object}, writer)
+    return {
+      ...result,
+      from: copied.map(({from}) => from),
+      into: [...new Set(copied.map(({to}) => to.name))].sort(),
+    }
   } finally {
     await rm(tempDir, {force: true, recursive: true})
   }
@@ -113,13 +124,13 @@ interface RepackJob {
 async function liveBlobs(
   {context, identities}: RepackJob,
   manifests: readonly PackedManifest[],
-  folder: PackFolder,
+  {folder, forwards, targets}: PackTrust,
   tempDir: string,
 ): Promise<LiveBlobs> {
   const present = new Set(folder.packs.map((pack) => pack.name))
-  const superseded = new Set(folder.forwards.map((forward) => forward.from))
+  const superseded = new Set(forwards.map((forward) => forward.from))
+  // Any marker, trusted or not: a pack that may be deleted is not one to copy into a new home.
   const condemned = new Set(folder.markers.map((marker) => marker.pack))
-  const targets = forwardTargets(folder.forwards)
   // Where a blob named as in `pack` is held now, if in a pack that may be rewritten.
   const homes = new Map<string, string | undefined>()
   const home = (pack: string): string | undefined => {
@@ -181,7 +192,7 @@ async function copyLiveBlobs(
   candidates: readonly {name: string}[],
   live: LiveBlobs,
   recipients: readonly Uint8Array[],
-): Promise<{from: string; to: string}[]> {
+): Promise<{from: string; to: WrittenPack}[]> {
   const {context, prefix} = job
   const writer = new PackWriter({
     // Packs are closed here, between old packs, never inside one.
@@ -203,13 +214,12 @@ async function copyLiveBlobs(
       if (to !== undefined) copied.push({from: name, to})
     }
 
-    await writer.close()
+    const written = new Map((await writer.close()).map((pack) => [pack.name, pack]))
+    return copied.map(({from, to}) => ({from, to: written.get(to)!}))
   } catch (error) {
     writer.destroy(error as Error)
     throw error
   }
-
-  return copied
 }
 
 async function copyPack(

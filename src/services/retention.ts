@@ -1,3 +1,4 @@
+import {X25519Identity} from '../archive/age-keys.js'
 import {Tier} from '../domain/backup.js'
 import {applyRetention, RetentionCandidate, RetentionResult} from '../domain/retention.js'
 import {BackupError} from '../errors.js'
@@ -5,7 +6,7 @@ import {sweepStaleStaging} from '../lib/staging.js'
 import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
-import {collectPacks, PackCollectionResult, RepackResult} from './media-packs.js'
+import {collectPacks, PackCollectionResult, RepackResult} from './pack-collection.js'
 import {repackPacks} from './repack.js'
 
 export interface PruneDecision {
@@ -97,7 +98,7 @@ export async function readPrunePlan(context: BackupContext, options: {dryRun?: b
   const removing = new Set(plan.remove.map((decision) => decision.id))
   const packs = await collectPacks(context, catalog, {dryRun: true, removing})
   if (packs === undefined) return plan
-  const repacked = await repack(context, catalog, {dryRun: true, removing})
+  const repacked = await repack(context, catalog, {dryRun: true, identities: await identitiesIfAny(context), removing})
   return {...plan, packs: {...packs, ...(repacked ? {repacked} : {})}}
 }
 
@@ -111,29 +112,41 @@ export async function executePrune(context: BackupContext, plan: PruneResult): P
   if (plan.packs === undefined) return {...plan, dryRun: false}
   // Packs last, each step from a fresh reading of the store: a backup committed meanwhile keeps what
   // it references. Repacking first, so that the packs it supersedes are condemned in the same run.
-  const repacked = await repack(context, await catalogOf(context), {dryRun: false, removing: new Set()})
-  const packs = await collectPacks(context, await catalogOf(context), {dryRun: false, removing: new Set()})
+  const identities = await identitiesIfAny(context)
+  const repacked = await repack(context, await catalogOf(context), {dryRun: false, identities, removing: new Set()})
+  const packs = await collectPacks(context, await catalogOf(context), {
+    dryRun: false,
+    identities: typeof identities === 'string' ? undefined : identities,
+    removing: new Set(),
+  })
   return {...plan, dryRun: false, ...(packs ? {packs: {...packs, ...(repacked ? {repacked} : {})}} : {})}
+}
+
+/** The identity, or why there is none: repacking and checking a copy need it; collecting does not. */
+async function identitiesIfAny(context: BackupContext): Promise<string | X25519Identity[]> {
+  try {
+    return await context.keys.identities()
+  } catch (error) {
+    if (!(error instanceof BackupError)) throw error
+    return error.message
+  }
 }
 
 /** Repacking needs the identity to read the indexes; without it, prune only deletes whole packs. */
 async function repack(
   context: BackupContext,
   catalog: Catalog,
-  options: {dryRun: boolean; removing: ReadonlySet<string>},
+  options: {dryRun: boolean; identities: string | X25519Identity[]; removing: ReadonlySet<string>},
 ): Promise<RepackResult | undefined> {
-  let identities
-  try {
-    identities = await context.keys.identities()
-  } catch (error) {
-    if (!(error instanceof BackupError)) throw error
+  const {identities} = options
+  if (typeof identities === 'string') {
     return {
       deferred: 0,
       freedBytes: 0,
       from: [],
       into: [],
       liveBytes: 0,
-      skipped: `no identity to read the indexes with (${error.message})`,
+      skipped: `no identity to read the indexes with (${identities})`,
     }
   }
 

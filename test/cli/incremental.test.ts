@@ -9,7 +9,6 @@ import {
   renameSync,
   rmSync,
   statSync,
-  utimesSync,
   writeFileSync,
 } from 'node:fs'
 import {join} from 'node:path'
@@ -59,24 +58,22 @@ function treeOfTar(project: Project, tar: string): Map<string, string> {
 }
 
 /**
- * The raw export README's recipe, word for word but for the names: every pack into `blobs`, then the
- * backup's rebuild script into `target`, in the export's environment folder.
+ * The raw export README's recipe, word for word but for its first line (the key, the backup, its
+ * environment and the target), run in the export's folder. Returns what it printed to stderr.
  */
-function followRawRecipe(environment: string, id: string, target: string, identityFile: string): void {
-  execFileSync(
-    'sh',
-    [
-      '-c',
-      [
-        'set -e',
-        'mkdir -p blobs',
-        'for pack in packs/*.age; do age -d -i "$KEY" "$pack" | tar -x -C blobs; done',
-        `age -d -i "$KEY" -o rebuild-${id}.sh ${id}/media.rebuild.sh.age`,
-        `sh rebuild-${id}.sh blobs ${target}`,
-      ].join('\n'),
-    ],
-    {cwd: environment, env: {KEY: identityFile, PATH: process.env.PATH}},
+function followRawRecipe(exportDir: string, id: string, target: string, identityFile: string): string {
+  const script = rawRecipe(exportDir)
+  const path = join(exportDir, `rebuild-media-${randomBytes(4).toString('hex')}.sh`)
+  writeFileSync(
+    path,
+    script.replace(/^KEY=.*$/m, `KEY='${identityFile}' ID='${id}' ENV='local' OUT='${target}'`),
   )
+  try {
+    execFileSync('sh', [path], {cwd: exportDir, env: {PATH: process.env.PATH}, stdio: 'pipe'})
+    return ''
+  } finally {
+    rmSync(path)
+  }
 }
 
 /** Bytes of every file under a folder. */
@@ -87,6 +84,14 @@ function sizeOfTree(folder: string): number {
   }
 
   return bytes
+}
+
+/** The recipe block of the raw export's README.txt, as a script. */
+function rawRecipe(exportDir: string): string {
+  const readme = readFileSync(join(exportDir, 'README.txt'), 'utf8')
+  const block = /\n( {4}KEY=[^\n]*\n(?: {4}[^\n]*\n)+)/.exec(readme)
+  expect(block, 'the recipe in README.txt').to.not.equal(null)
+  return block![1].replaceAll(/^ {4}/gm, '')
 }
 
 describe('incremental media (packs)', function () {
@@ -307,8 +312,8 @@ describe('incremental media (packs)', function () {
     // The raw export copies the packs the backup's blobs are in now, and its recipe still works.
     const raw = join(project.root, 'raw')
     expect(cli(project, ['export', '--raw', '-o', raw], PACKS).status).to.equal(0)
-    followRawRecipe(join(raw, 'local'), last, 'media', project.identityFile)
-    expect(snapshotTree(join(raw, 'local', 'media'))).to.deep.equal(tree)
+    followRawRecipe(raw, last, 'media', project.identityFile)
+    expect(snapshotTree(join(raw, 'media'))).to.deep.equal(tree)
   })
 
   it('a create that runs while prune deletes packs commits a backup that verifies', async () => {
@@ -324,18 +329,13 @@ describe('incremental media (packs)', function () {
     const condemned = cli(project, ['prune', '--confirm', 'local', '--json'], PACKS)
     expect((condemned.json() as {packs: {condemned: string[]}}).packs.condemned.length).to.be.greaterThan(0)
 
-    // The marks are a grace period old (the store's own times, as a later prune would find them).
-    const packs = join(project.store, 'shop', 'local', 'packs')
-    const dayAgo = new Date(Date.now() - 25 * 3_600_000)
-    for (const name of readdirSync(packs).filter((entry) => entry.endsWith('.condemned'))) {
-      utimesSync(join(packs, name), dayAgo, dayAgo)
-    }
-
+    // The prune that deletes runs a grace period later, by its clock: the marks' times are the store's.
+    const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 25 * 3_600_000).toISOString()}
     // A long create (new content to read and pack) and, while it runs, the prune that deletes.
     writeFileSync(join(media, 'new.bin'), randomBytes(60 * MiB))
     const running = cliInBackground(project, ['create', '--media-only', '--json'], PACKS)
     await sleep(300)
-    const deleting = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'], PACKS)
+    const deleting = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'], {...PACKS, ...later})
     expect(deleting.status, deleting.stderr).to.equal(0)
     expect((deleting.json() as {packs: {deleted: string[]}}).packs.deleted.length).to.be.greaterThan(0)
     const created = await running
@@ -382,6 +382,7 @@ describe('incremental media (packs)', function () {
       'manifest.json',
       'media.index.gz.age',
       'media.rebuild.sh.age',
+      'media.rebuild.sh.age (derived)',
       'packs (sample of 2 of 3)',
     ])
 
@@ -420,16 +421,13 @@ describe('incremental media (packs)', function () {
     const out = join(project.root, 'raw')
     const exported = cli(project, ['export', '--raw', '-o', out], PACKS)
     expect(exported.status, exported.stderr).to.equal(0)
-    const readme = readFileSync(join(out, 'README.txt'), 'utf8')
-    expect(readme).to.include('sh rebuild.sh blobs media')
-    const environment = join(out, 'local')
     for (const [id, tree] of [
       [first, firstTree],
       [second, secondTree],
     ] as const) {
       const target = `media-${id}`
-      followRawRecipe(environment, id, target, project.identityFile)
-      expect(snapshotTree(join(environment, target)), id).to.deep.equal(tree)
+      followRawRecipe(out, id, target, project.identityFile)
+      expect(snapshotTree(join(out, target)), id).to.deep.equal(tree)
     }
   })
 })

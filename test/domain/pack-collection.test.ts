@@ -12,7 +12,8 @@ function pack(name: string, hoursAgo = 48): ListedPack {
 }
 
 function marker(name: string, hoursAgo: number): CondemnMarker {
-  return {condemnedAt: new Date(NOW.getTime() - hoursAgo * HOUR), pack: name}
+  const at = new Date(NOW.getTime() - hoursAgo * HOUR)
+  return {pack: name, signedAt: at, storedAt: at, trusted: true}
 }
 
 describe('pack collection (two phases)', () => {
@@ -30,9 +31,11 @@ describe('pack collection (two phases)', () => {
     expect(plan).to.deep.equal({
       condemn: ['a'],
       delete: ['b'],
+      deleteAfterCheck: [],
       dropMarkers: ['gone'],
       pardon: ['d'],
       unforward: [],
+      untrusted: {forwards: [], markers: []},
       waiting: [{deletableFrom: new Date(NOW.getTime() + 22 * HOUR), pack: 'c'}],
     })
   })
@@ -67,7 +70,7 @@ describe('pack collection (two phases)', () => {
         const input = inputOf(generated)
         const plan = planPackCollection(input)
         for (const name of [...plan.condemn, ...plan.delete]) expect(input.references.has(name)).to.equal(false)
-        const condemnedAt = new Map(input.markers.map((marker) => [marker.pack, marker.condemnedAt.getTime()]))
+        const condemnedAt = new Map(input.markers.map((marker) => [marker.pack, marker.storedAt.getTime()]))
         for (const name of plan.delete) {
           expect(NOW.getTime() - condemnedAt.get(name)!).to.be.at.least(GRACE)
         }
@@ -92,7 +95,7 @@ describe('pack collection (two phases)', () => {
         const later = new Date(NOW.getTime() + GRACE)
         const second = planPackCollection({
           ...input,
-          markers: first.condemn.map((name) => ({condemnedAt: NOW, pack: name})),
+          markers: first.condemn.map((name) => ({pack: name, signedAt: NOW, storedAt: NOW, trusted: true})),
           now: later,
         })
         const unreferenced = input.packs.map((listed) => listed.name).filter((name) => !input.references.has(name))
@@ -104,7 +107,12 @@ describe('pack collection (two phases)', () => {
 })
 
 describe('pack collection with repacking (forwards)', () => {
-  const forward = (from: string, to: string, accounted: string[]) => ({accounted: new Set(accounted), from, to})
+  const forward = (from: string, to: string, accounted: string[]) => ({
+    accounted: new Set(accounted),
+    from,
+    to,
+    trusted: true,
+  })
 
   it('a superseded pack is condemned, then deleted when its forward accounts for every backup that reaches it', () => {
     const input = {
@@ -117,7 +125,9 @@ describe('pack collection with repacking (forwards)', () => {
     }
     expect(planPackCollection({...input, markers: []}).condemn).to.deep.equal(['p'])
     const plan = planPackCollection(input)
-    expect(plan.delete).to.deep.equal(['p'])
+    // Backups still reach p: it goes only once a prune with the identity has checked the copy.
+    expect(plan.delete).to.deep.equal([])
+    expect(plan.deleteAfterCheck).to.deep.equal(['p'])
     expect(plan.unforward).to.deep.equal([])
     // x is reached through the forward, so it stays.
     expect([...plan.condemn, ...plan.delete, ...plan.waiting.map((entry) => entry.pack)]).to.not.include('x')
@@ -153,192 +163,332 @@ describe('pack collection with repacking (forwards)', () => {
     expect(plan).to.deep.include({delete: [], pardon: ['p'], unforward: [{from: 'p', to: 'gone'}]})
   })
 
+  type Op =
+    | {at: number; hoursAgo: number; kind: 'plant-marker';}
+    | {at: number; kind: 'commit'}
+    | {at: number; kind: 'expire'}
+    | {at: number; kind: 'plant-forward'; to: number}
+    | {at: number; kind: 'prune'}
+    | {at: number; kind: 'repack'}
+    | {at: number; kind: 'replay'}
+    | {hours: number; kind: 'tick'}
+    | {keep: number; kind: 'start'}
+
+  /**
+   * The two checks that stand between a store writer without a key and deleted data: only signed
+   * markers and forwards count, and a prune with the identity reads a copy before the pack it replaces
+   * goes. The model can switch each off, to show what it holds up.
+   */
+  interface Checks {
+    copies: boolean
+    signatures: boolean
+  }
+
   /**
    * A model of the store at the level of blobs, driven by random operations: creates that start (and
    * read what they may reuse) and commit up to a grace period later, backups that expire, repacks of
-   * one pack, prunes, and time passing. After every step, every blob of every committed backup must be
-   * readable the way PackReader reads it: from the pack it names, or, when that is gone, through its
-   * forwards.
+   * one pack, prunes, and time passing; and an adversary who can write to the store without a key:
+   * it plants unsigned markers (claiming any time) and forwards (claiming to account for every backup
+   * id it can see, committed or not), and replays any signed marker or forward written earlier. After
+   * every step, every blob of every committed backup must be readable the way PackReader reads it:
+   * from the pack it names, or, when that is gone, through its trusted forwards.
    */
-  it('no sequence of creates, repacks, expiries and prunes leaves a committed backup with a blob it cannot read (model)', () => {
-    type Op =
-      | {at: number; kind: 'commit'}
-      | {at: number; kind: 'expire'}
-      | {at: number; kind: 'prune'}
-      | {at: number; kind: 'repack'}
-      | {hours: number; kind: 'tick'}
-      | {keep: number; kind: 'start'}
-    // Weighted towards what makes races: several creates in flight, expiries, and long ticks.
-    const op: fc.Arbitrary<Op> = fc.oneof(
-      {arbitrary: fc.record({keep: fc.nat(255), kind: fc.constant('start' as const)}), weight: 4},
-      {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('commit' as const)}), weight: 4},
-      {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('expire' as const)}), weight: 3},
-      {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('repack' as const)}), weight: 2},
-      {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('prune' as const)}), weight: 1},
-      {arbitrary: fc.record({hours: fc.integer({max: 30, min: 1}), kind: fc.constant('tick' as const)}), weight: 2},
-    )
-    const run = (ops: Op[]) => {
-      let now = NOW.getTime()
-      let serial = 0
-      const packs = new Map<string, Set<string>>()
-      const markers = new Map<string, number>()
-      let forwards: {accounted: Set<string>; from: string; to: string}[] = []
-      const backups = new Map<string, Map<string, string>>() // id → blob → named pack
-      const pending: {blobs: Map<string, string>; id: string; startedAt: number}[] = []
-      const newPack = (blobs: string[]) => {
-        const name = `pack-${serial++}`
-        packs.set(name, new Set(blobs))
-        return name
-      }
+  function runModel(ops: Op[], checks: Checks): void {
+    let now = NOW.getTime()
+    let serial = 0
+    const packs = new Map<string, {blobs: Set<string>; writtenAt: number}>()
+    const markers = new Map<string, {signed: boolean; signedAt: number; storedAt: number}>()
+    let forwards: {accounted: Set<string>; from: string; signed: boolean; to: string}[] = []
+    const signedHistory: ({accounted: Set<string>; from: string; kind: 'forward'; to: string} | {at: number; kind: 'marker'; pack: string})[] = []
+    const backups = new Map<string, Map<string, string>>() // id → blob → named pack
+    const pending: {blobs: Map<string, string>; id: string; startedAt: number}[] = []
+    const newPack = (blobs: string[]) => {
+      const name = `pack-${serial++}`
+      packs.set(name, {blobs: new Set(blobs), writtenAt: now})
+      return name
+    }
 
-      const unusable = () => new Set([...forwards.map((entry) => entry.from), ...markers.keys()])
-      const read = (named: string, blob: string, seen = new Set<string>()): boolean => {
-        if (packs.has(named)) return packs.get(named)!.has(blob)
-        seen.add(named)
-        const next = forwards.find((entry) => entry.from === named && !seen.has(entry.to) && reachable(entry.to, seen))
-        return next !== undefined && read(next.to, blob, seen)
-      }
+    const trusted = (signed: boolean) => signed || !checks.signatures
+    const followed = () => forwards.filter((entry) => trusted(entry.signed))
+    // Creates are wary of any marker or forward, signed or not: being wrong only costs a read.
+    const unusable = () => new Set([...forwards.map((entry) => entry.from), ...markers.keys()])
+    const read = (named: string, blob: string, without?: string, seen = new Set<string>()): boolean => {
+      if (packs.has(named) && named !== without) return packs.get(named)!.blobs.has(blob)
+      seen.add(named)
+      const next = followed().find(
+        (entry) => entry.from === named && !seen.has(entry.to) && reachable(entry.to, without, seen),
+      )
+      return next !== undefined && read(next.to, blob, without, seen)
+    }
 
-      const reachable = (name: string, seen: Set<string>): boolean =>
-        packs.has(name) ||
-        forwards.some(
-          (entry) => entry.from === name && !seen.has(entry.to) && reachable(entry.to, new Set([name, ...seen])),
-        )
-      const commit = (create: (typeof pending)[number]) => {
-        backups.set(create.id, create.blobs)
-        pending.splice(pending.indexOf(create), 1)
-      }
+    const reachable = (name: string, without: string | undefined, seen: Set<string>): boolean =>
+      (packs.has(name) && name !== without) ||
+      followed().some(
+        (entry) =>
+          entry.from === name && !seen.has(entry.to) && reachable(entry.to, without, new Set([name, ...seen])),
+      )
+    const commit = (create: (typeof pending)[number]) => {
+      pending.splice(pending.indexOf(create), 1)
+      // The last look before the commit: a named pack that is gone fails the create instead.
+      if ([...create.blobs.values()].every((named) => packs.has(named))) backups.set(create.id, create.blobs)
+    }
 
-      const repack = () => {
-        // Every present, unsuperseded, uncondemned pack with a dead blob: its live blobs are copied.
-        const blocked = unusable()
-        for (const source of [...packs.keys()].filter((name) => !blocked.has(name))) {
-          const live = new Set<string>()
-          for (const blobs of backups.values()) {
-            for (const [blob, named] of blobs) {
-              if (named === source || forwards.some((entry) => entry.from === named && entry.to === source))
-                live.add(blob)
-            }
-          }
-
-          const held = [...live].filter((blob) => packs.get(source)!.has(blob))
-          if (held.length === 0 || held.length === packs.get(source)!.size) continue
-          forwards.push({accounted: new Set(backups.keys()), from: source, to: newPack(held)})
-        }
-      }
-
-      const prune = () => {
-        const references = new Map<string, string[]>()
-        for (const [id, blobs] of backups) {
-          for (const named of new Set(blobs.values())) references.set(named, [...(references.get(named) ?? []), id])
-        }
-
-        const plan = planPackCollection({
-          forwards,
-          graceMs: GRACE,
-          markers: [...markers].map(([name, at]) => ({condemnedAt: new Date(at), pack: name})),
-          now: new Date(now),
-          packs: [...packs.keys()].map((name) => ({modifiedAt: new Date(now), name})),
-          references,
-        })
-        for (const name of plan.condemn) markers.set(name, now)
-        forwards = forwards.filter(
-          (entry) => !plan.unforward.some((gone) => gone.from === entry.from && gone.to === entry.to),
-        )
-        for (const name of plan.pardon) markers.delete(name)
-        for (const name of plan.delete) {
-          packs.delete(name)
-          markers.delete(name)
-        }
-      }
-
-      const first = newPack(['a', 'b', 'c'])
-      backups.set('b0', new Map(['a', 'b', 'c'].map((blob) => [blob, first])))
-      for (const step of ops) {
-        const ids = [...backups.keys()]
-        switch (step.kind) {
-          case 'commit': {
-            if (pending.length > 0) commit(pending[step.at % pending.length])
-            break
-          }
-
-          case 'expire': {
-            // Mostly the oldest, as retention does; sometimes another (a delete).
-            if (ids.length > 0) backups.delete(ids[step.at % 3 === 0 ? step.at % ids.length : 0])
-            break
-          }
-
-          case 'prune': {
-            prune()
-            break
-          }
-
-          case 'repack': {
-            repack()
-            break
-          }
-
-          case 'start': {
-            // Reuse some blobs of an earlier backup (the newest of this writer, which need not be the
-            // newest, nor outlive the create), from packs a create may use; store new ones.
-            const previous = backups.get(ids[step.keep % Math.max(1, ids.length)]) ?? new Map<string, string>()
-            const blocked = unusable()
-            const reused = [...previous].filter(
-              ([, named], index) => !blocked.has(named) && ((step.keep >> index) & 1) === 0,
-            )
-            const fresh = [`blob-${serial}`, `blob-${serial + 1}`]
-            const stored = newPack(fresh)
-            pending.push({
-              blobs: new Map([...reused, ...fresh.map((blob) => [blob, stored] as [string, string])]),
-              id: `b${serial++}`,
-              startedAt: now,
-            })
-            break
-          }
-
-          case 'tick': {
-            // A create commits within the grace period of its start (the protocol's one assumption).
-            const due = pending.filter((create) => create.startedAt + GRACE <= now + step.hours * HOUR)
-            for (const create of due) commit(create)
-            now += step.hours * HOUR
-            repack()
-            prune()
-            break
+    const repack = () => {
+      // Every present, unsuperseded, uncondemned pack with a dead blob: its live blobs are copied.
+      const blocked = new Set([...followed().map((entry) => entry.from), ...markers.keys()])
+      for (const source of [...packs.keys()].filter((name) => !blocked.has(name))) {
+        const live = new Set<string>()
+        for (const blobs of backups.values()) {
+          for (const [blob, named] of blobs) {
+            if (named === source || followed().some((entry) => entry.from === named && entry.to === source))
+              live.add(blob)
           }
         }
 
-        for (const [id, blobs] of backups) {
-          for (const [blob, named] of blobs) expect(read(named, blob), `${id}: ${blob} in ${named}`).to.equal(true)
-        }
+        const held = [...live].filter((blob) => packs.get(source)!.blobs.has(blob))
+        if (held.length === 0 || held.length === packs.get(source)!.blobs.size) continue
+        const written = {accounted: new Set(backups.keys()), from: source, kind: 'forward' as const, to: newPack(held)}
+        signedHistory.push(written)
+        forwards.push({...written, signed: true})
       }
     }
 
+    const prune = () => {
+      const references = new Map<string, string[]>()
+      for (const [id, blobs] of backups) {
+        for (const named of new Set(blobs.values())) references.set(named, [...(references.get(named) ?? []), id])
+      }
+
+      const plan = planPackCollection({
+        forwards: forwards.map((entry) => ({...entry, trusted: trusted(entry.signed)})),
+        graceMs: GRACE,
+        markers: [...markers].map(([name, marker]) => ({
+          pack: name,
+          signedAt: new Date(marker.signedAt),
+          storedAt: new Date(marker.storedAt),
+          trusted: trusted(marker.signed),
+        })),
+        now: new Date(now),
+        packs: [...packs].map(([name, {writtenAt}]) => ({modifiedAt: new Date(writtenAt), name})),
+        references,
+      })
+      for (const name of plan.condemn) {
+        markers.set(name, {signed: true, signedAt: now, storedAt: now})
+        signedHistory.push({at: now, kind: 'marker', pack: name})
+      }
+
+      const gone = (entry: {from: string; to: string}) =>
+        plan.unforward.some((dropped) => dropped.from === entry.from && dropped.to === entry.to)
+      forwards = forwards.filter((entry) => !gone(entry))
+      for (const name of plan.pardon) markers.delete(name)
+      const deleted = [...plan.delete]
+      for (const name of plan.deleteAfterCheck) {
+        // Every blob a backup would read from it is readable without it; else it is pardoned.
+        const whole = [...backups.values()].every((blobs) =>
+          [...blobs].every(([blob, named]) => !read(named, blob) || read(named, blob, name)),
+        )
+        if (whole || !checks.copies) {
+          deleted.push(name)
+        } else {
+          markers.delete(name)
+          forwards = forwards.filter((entry) => entry.from !== name)
+        }
+      }
+
+      for (const name of deleted) {
+        packs.delete(name)
+        markers.delete(name)
+      }
+
+      for (const name of plan.dropMarkers) markers.delete(name)
+    }
+
+    const first = newPack(['a', 'b', 'c'])
+    backups.set('b0', new Map(['a', 'b', 'c'].map((blob) => [blob, first])))
+    for (const step of ops) {
+      const ids = [...backups.keys()]
+      const names = [...packs.keys()]
+      switch (step.kind) {
+        case 'commit': {
+          if (pending.length > 0) commit(pending[step.at % pending.length])
+          break
+        }
+
+        case 'expire': {
+          // Mostly the oldest, as retention does; sometimes another (a delete).
+          if (ids.length > 0) backups.delete(ids[step.at % 3 === 0 ? step.at % ids.length : 0])
+          break
+        }
+
+        case 'plant-forward': {
+          // Claims to account for every id in the listing, including creates still running.
+          if (names.length > 1) {
+            const from = names[step.at % names.length]
+            const to = names[step.to % names.length]
+            if (from !== to)
+              forwards.push({accounted: new Set([...ids, ...pending.map((create) => create.id)]), from, signed: false, to})
+          }
+
+          break
+        }
+
+        case 'plant-marker': {
+          // Any claimed time; the store stamps it with its own clock.
+          if (names.length > 0)
+            markers.set(names[step.at % names.length], {
+              signed: false,
+              signedAt: now - step.hoursAgo * HOUR,
+              storedAt: now,
+            })
+          break
+        }
+
+        case 'prune': {
+          prune()
+          break
+        }
+
+        case 'repack': {
+          repack()
+          break
+        }
+
+        case 'replay': {
+          const note = signedHistory[step.at % Math.max(1, signedHistory.length)]
+          if (note?.kind === 'marker') markers.set(note.pack, {signed: true, signedAt: note.at, storedAt: now})
+          else if (note?.kind === 'forward') forwards.push({...note, signed: true})
+          break
+        }
+
+        case 'start': {
+          // Reuse some blobs of an earlier backup (the newest of this writer, which need not be the
+          // newest, nor outlive the create), from packs a create may use; store new ones.
+          const previous = backups.get(ids[step.keep % Math.max(1, ids.length)]) ?? new Map<string, string>()
+          const blocked = unusable()
+          const reused = [...previous].filter(
+            ([, named], index) => packs.has(named) && !blocked.has(named) && ((step.keep >> index) & 1) === 0,
+          )
+          const fresh = [`blob-${serial}`, `blob-${serial + 1}`]
+          const stored = newPack(fresh)
+          pending.push({
+            blobs: new Map([...reused, ...fresh.map((blob) => [blob, stored] as [string, string])]),
+            id: `b${serial++}`,
+            startedAt: now,
+          })
+          break
+        }
+
+        case 'tick': {
+          // A create commits within the grace period of its start (the protocol's one assumption).
+          const due = pending.filter((create) => create.startedAt + GRACE <= now + step.hours * HOUR)
+          for (const create of due) commit(create)
+          now += step.hours * HOUR
+          repack()
+          prune()
+          break
+        }
+      }
+
+      for (const [id, blobs] of backups) {
+        for (const [blob, named] of blobs) expect(read(named, blob), `${id}: ${blob} in ${named}`).to.equal(true)
+      }
+    }
+  }
+
+  // Weighted towards what makes races: several creates in flight, expiries, long ticks, and planting.
+  const op: fc.Arbitrary<Op> = fc.oneof(
+    {arbitrary: fc.record({keep: fc.nat(255), kind: fc.constant('start' as const)}), weight: 4},
+    {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('commit' as const)}), weight: 4},
+    {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('expire' as const)}), weight: 3},
+    {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('repack' as const)}), weight: 2},
+    {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('prune' as const)}), weight: 1},
+    {arbitrary: fc.record({hours: fc.integer({max: 30, min: 1}), kind: fc.constant('tick' as const)}), weight: 2},
+    {
+      arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('plant-forward' as const), to: fc.nat(100)}),
+      weight: 2,
+    },
+    {
+      arbitrary: fc.record({
+        at: fc.nat(100),
+        hoursAgo: fc.integer({max: 200, min: 0}),
+        kind: fc.constant('plant-marker' as const),
+      }),
+      weight: 2,
+    },
+    {arbitrary: fc.record({at: fc.nat(100), kind: fc.constant('replay' as const)}), weight: 2},
+  )
+  const sequences = fc.array(op, {maxLength: 60, minLength: 20})
+
+  it('no sequence of creates, repacks, expiries, prunes and planted or replayed objects leaves a committed backup with a blob it cannot read (model)', () => {
+    const checks = {copies: true, signatures: true}
     // The race the forwards' accounting exists for: a create reuses blobs of an older backup, that
     // backup expires, a repack copies only what another backup still uses, and the create commits.
-    run([
-      {keep: 0b110, kind: 'start'}, // reuses only "a" of b0
-      {at: 0, kind: 'commit'},
-      {keep: 0, kind: 'start'}, // reuses "a", "b" and "c" of b0
-      {at: 0, kind: 'expire'}, // b0
-      {at: 0, kind: 'repack'}, // b0's pack: only "a" is live; the others have nothing dead
-      {at: 0, kind: 'commit'},
-      {at: 0, kind: 'prune'},
-      {hours: 25, kind: 'tick'}, // and repack and prune
-    ])
+    runModel(
+      [
+        {keep: 0b110, kind: 'start'}, // reuses only "a" of b0
+        {at: 0, kind: 'commit'},
+        {keep: 0, kind: 'start'}, // reuses "a", "b" and "c" of b0
+        {at: 0, kind: 'expire'}, // b0
+        {at: 0, kind: 'repack'}, // b0's pack: only "a" is live; the others have nothing dead
+        {at: 0, kind: 'commit'},
+        {at: 0, kind: 'prune'},
+        {hours: 25, kind: 'tick'}, // and repack and prune
+      ],
+      checks,
+    )
     // A copy of a copy: once both superseded packs are gone, the first forward still leads on.
-    run([
-      {keep: 0b001, kind: 'start'}, // reuses "b" and "c" of b0
-      {keep: 0b011, kind: 'start'}, // reuses "c" of b0
-      {at: 0, kind: 'commit'},
-      {at: 0, kind: 'commit'},
-      {at: 0, kind: 'expire'}, // b0
-      {at: 0, kind: 'repack'}, // b0's pack: "b" and "c" copied
-      {at: 0, kind: 'expire'}, // the first create's backup
-      {at: 0, kind: 'repack'}, // the copy: only "c" copied again
-      {hours: 1, kind: 'tick'},
-      {hours: 24, kind: 'tick'}, // both superseded packs deleted
-      {hours: 1, kind: 'tick'},
+    runModel(
+      [
+        {keep: 0b001, kind: 'start'}, // reuses "b" and "c" of b0
+        {keep: 0b011, kind: 'start'}, // reuses "c" of b0
+        {at: 0, kind: 'commit'},
+        {at: 0, kind: 'commit'},
+        {at: 0, kind: 'expire'}, // b0
+        {at: 0, kind: 'repack'}, // b0's pack: "b" and "c" copied
+        {at: 0, kind: 'expire'}, // the first create's backup
+        {at: 0, kind: 'repack'}, // the copy: only "c" copied again
+        {hours: 1, kind: 'tick'},
+        {hours: 24, kind: 'tick'}, // both superseded packs deleted
+        {hours: 1, kind: 'tick'},
+      ],
+      checks,
+    )
+    fc.assert(
+      fc.property(sequences, (ops) => runModel(ops, checks)),
+      {numRuns: 400},
+    )
+  })
+
+  it('each check holds alone: signatures without the copy check, and the copy check without signatures (a stolen writer key)', () => {
+    for (const checks of [
+      {copies: false, signatures: true},
+      {copies: true, signatures: false},
     ])
-    fc.assert(fc.property(fc.array(op, {maxLength: 60, minLength: 20}), run), {numRuns: 400})
+      fc.assert(
+        fc.property(sequences, (ops) => runModel(ops, checks)),
+        {numRuns: 200},
+      )
+  })
+
+  it('with neither, planted forwards lose data: the model finds it', () => {
+    // The forged pair of the review: two packs, each "forwarded" to the other.
+    expect(() =>
+      runModel(
+        [
+          {keep: 0, kind: 'start'},
+          {at: 0, kind: 'commit'}, // b1: b0's blobs in pack-0, and its own in pack-1
+          {at: 0, kind: 'plant-forward', to: 1}, // pack-0 → pack-1
+          {at: 1, kind: 'plant-forward', to: 0}, // pack-1 → pack-0
+          {hours: 25, kind: 'tick'}, // condemned
+          {hours: 25, kind: 'tick'}, // deleted
+        ],
+        {copies: false, signatures: false},
+      ),
+    ).to.throw(/in pack-/)
+    const found = fc.check(
+      fc.property(sequences, (ops) => runModel(ops, {copies: false, signatures: false})),
+      {numRuns: 400},
+    )
+    expect(found.failed, 'a sequence that loses data').to.equal(true)
   })
 })

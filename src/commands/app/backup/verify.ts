@@ -65,8 +65,9 @@ Exits non-zero (4) naming each bad object when anything does not match.`
         result.objects.filter((object) => !object.ok).map((object) => `${result.id}/${object.name}`),
       )
       throw new BackupError('INTEGRITY', `Verification failed: ${names.join(', ')}.`, {
-        suggestion:
-          'Do not rely on the failed backup; take a new one, and check the store for disk or transfer problems.',
+        suggestion: names.some((name) => name.includes('/packs'))
+          ? 'Do not rely on the failed backup. Take a new one: `create` does not build on a pack that is missing, or that failed a check here, and stores those files again. Delete the failed backup once the new one verifies, and look for what removes or changes objects in the store.'
+          : 'Do not rely on the failed backup; take a new one, and check the store for disk or transfer problems.',
       })
     }
 

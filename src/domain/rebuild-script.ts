@@ -1,0 +1,85 @@
+import {createHash, Hash} from 'node:crypto'
+
+import {encodeName} from '../lib/byte-names.js'
+import {IndexEntry} from './media-index.js'
+
+/**
+ * The rebuild script of a packed backup (media.rebuild.sh.age): what its index says, as sh commands
+ * that put the media tree back together from the blobs of its packs, with nothing but a POSIX shell
+ * (`export --raw`'s README):
+ *
+ *     mkdir blobs/<pack>; age -d -i KEY packs/<pack> | tar -x -C blobs/<pack>     (each pack)
+ *     age -d -i KEY media.rebuild.sh.age > rebuild.sh && sh rebuild.sh blobs media
+ *
+ * It is code that the machine that holds the identity runs, written by a create machine, which holds
+ * no more than a writer key. So it is never trusted: it is a function of the index, and `verify`
+ * derives it again and compares (`RebuildScriptCheck`). Lines are bytes: file names need not be UTF-8.
+ */
+
+/** A word for sh: in single quotes, which keep everything literal but a single quote. */
+function shellQuote(text: string): string {
+  return `'${text.replaceAll("'", String.raw`'\''`)}'`
+}
+
+const COMMON_HEAD = ['#!/bin/sh']
+const COMMON_TAIL = [
+  'set -eu',
+  'B=$1',
+  'T=$2',
+  'mkdir -p "$T"',
+  'd() { mkdir -p -- "$T/$1"; }',
+]
+
+/** Each pack extracted into a folder of its own under BLOBS; a blob is found in whichever holds it. */
+const HEADER = [
+  ...COMMON_HEAD,
+  '# Rebuilds the media of one backup from the blobs of its packs. Usage: sh rebuild.sh BLOBS TARGET',
+  '# BLOBS: a folder with one folder a pack, where the pack was extracted (age -d -i KEY PACK | tar -x -C BLOBS/PACK).',
+  ...COMMON_TAIL,
+  'blob() { for x in "$B"/*/"$1"; do cat -- "$x"; return; done; }',
+  'f() { p=$1; m=$2; shift 2; : > "$T/$p"; for b in "$@"; do blob "$b" >> "$T/$p"; done; chmod "$m" "$T/$p"; }',
+  'l() { ln -s -- "$2" "$T/$1"; }',
+  '',
+].join('\n')
+
+/** What backups written before packs were extracted apart carry: every pack into one folder. */
+const HEADER_V1 = [
+  ...COMMON_HEAD,
+  '# Rebuilds the media of one backup from the blobs of its packs. Usage: sh rebuild.sh BLOBS TARGET',
+  '# BLOBS: a folder where every pack was extracted (age -d -i KEY PACK | tar -x -C BLOBS).',
+  ...COMMON_TAIL,
+  'f() { p=$1; m=$2; shift 2; : > "$T/$p"; for b in "$@"; do cat -- "$B/$b" >> "$T/$p"; done; chmod "$m" "$T/$p"; }',
+  'l() { ln -s -- "$2" "$T/$1"; }',
+  '',
+].join('\n')
+
+export function rebuildScriptHeader(): string {
+  return HEADER
+}
+
+/** One entry's line, as bytes. */
+export function rebuildScriptLine(entry: IndexEntry): Buffer {
+  const mode = (entry.mode % 0o1_0000).toString(8)
+  const path = shellQuote(entry.path)
+  if (entry.type === 'directory') return encodeName(`d ${path} ${mode}\n`)
+  if (entry.type === 'symlink') return encodeName(`l ${path} ${shellQuote(entry.linkTarget ?? '')}\n`)
+  return encodeName(`f ${path} ${mode}${entry.blobs!.map(([blob]) => ` ${blob}`).join('')}\n`)
+}
+
+/**
+ * The script derived again from an index, entry by entry, as SHA-256 of each header this tool has
+ * written: a stored script matches one of them, or it is not the index's.
+ */
+export class RebuildScriptCheck {
+  private readonly hashes: Hash[] = [createHash('sha256').update(HEADER), createHash('sha256').update(HEADER_V1)]
+
+  add(entry: IndexEntry): void {
+    const line = rebuildScriptLine(entry)
+    for (const hash of this.hashes) hash.update(line)
+  }
+
+  /** Whether `sha256` (of the stored script's plaintext) is the script of the entries added. Call once. */
+  matches(sha256: string): boolean {
+    return this.hashes.some((hash) => hash.digest('hex') === sha256)
+  }
+}

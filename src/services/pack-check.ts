@@ -1,0 +1,108 @@
+import {createHash} from 'node:crypto'
+import {PassThrough, Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {X25519Identity} from '../archive/age-keys.js'
+import {createDecryptStream} from '../archive/age.js'
+import {HashingStream} from '../archive/hash.js'
+import {readTar} from '../archive/tar-reader.js'
+import {isPacked, Manifest, StoredObject} from '../domain/manifest.js'
+import {ObjectNotFoundError} from '../store/port.js'
+import {BackupContext} from './context.js'
+import {forwardTargets, PackFolder, packsPrefix, readForward, ReadForward, readPackFolder} from './pack-folder.js'
+import {openPack} from './packs.js'
+import {ObjectCheckError} from './read.js'
+
+/**
+ * What readers of packs trust beside the packs (DESIGN §14): the forwards signed by a trusted writer,
+ * and the size and SHA-256 of every pack, from signed manifests and signed forwards. An untrusted
+ * forward is never followed; each one is named in a warning.
+ */
+export interface PackTrust {
+  /** The SHA-256 and size of each pack, as signed; packs of older backups may have none. */
+  digests: Map<string, StoredObject>
+  folder: PackFolder
+  /** The trusted forwards, read and checked. */
+  forwards: ReadForward[]
+  /** Where to look for a pack once it is gone: its trusted forwards' targets. */
+  targets: Map<string, string[]>
+}
+
+export async function readPackTrust(
+  context: BackupContext,
+  scope: {app: string; environment: string},
+  manifests: readonly Manifest[] = [],
+): Promise<PackTrust> {
+  const prefix = packsPrefix(scope.app, scope.environment)
+  const folder = await readPackFolder(context.store, prefix)
+  const trusted = await context.keys.trustedWriters()
+  const forwards: ReadForward[] = []
+  for (const listed of folder.forwards) {
+    const forward = await readForward(context.store, listed, {scope, trusted})
+    if (forward === undefined) continue
+    if (forward.trusted) forwards.push(forward)
+    else context.reporter.notice(`warning: ignored packs/${listed.from}.to.${listed.to}: ${forward.why}`)
+  }
+
+  const digests = new Map<string, StoredObject>()
+  for (const manifest of manifests) for (const object of packObjectsOf(manifest)) digests.set(object.name, object)
+  for (const forward of forwards) if (forward.object) digests.set(forward.to, forward.object)
+  return {digests, folder, forwards, targets: forwardTargets(forwards)}
+}
+
+/** The packs a backup's signed manifest records with their size and SHA-256 (none for older backups). */
+export function packObjectsOf(manifest: Manifest): StoredObject[] {
+  const {media} = manifest.components
+  return media && isPacked(media) ? (media.packObjects ?? []) : []
+}
+
+/**
+ * Reads one pack whole (or, once it is gone, the pack its trusted forwards lead to): its size and
+ * SHA-256 against the signed record when there is one, every member authenticated by age and checked
+ * against its name. Resolves with the ids of the blobs it holds, and the pack actually read.
+ */
+export async function checkPack(
+  context: BackupContext,
+  prefix: string,
+  pack: string,
+  keys: {identities: readonly X25519Identity[]; trust: PackTrust},
+): Promise<{ids: Set<string>; stored: string}> {
+  const {identities, trust} = keys
+  let where = `packs/${pack}`
+  let source: Readable
+  let stored: string
+  try {
+    const opened = await openPack(context.store, prefix, pack, trust.targets)
+    source = opened.source
+    stored = opened.stored
+    where = `packs/${opened.stored}`
+  } catch (error) {
+    if (error instanceof ObjectNotFoundError) throw new ObjectCheckError(where, 'missing from the store')
+    throw error
+  }
+
+  const ciphertext = new HashingStream()
+  const plain = new PassThrough()
+  const read = pipeline(source, ciphertext, createDecryptStream(identities), plain)
+  read.catch((error: Error) => plain.destroy(error))
+  const ids = new Set<string>()
+  try {
+    for await (const member of readTar(plain)) {
+      const hash = createHash('sha256')
+      for await (const chunk of member.body) hash.update(chunk as Buffer)
+      if (hash.digest('hex') !== member.path)
+        throw new ObjectCheckError(where, `blob ${member.path.slice(0, 12)}… does not match its id`)
+      ids.add(member.path)
+    }
+
+    await read
+  } catch (error) {
+    if (error instanceof ObjectCheckError) throw error
+    throw new ObjectCheckError(where, (error as Error).message)
+  }
+
+  const expected = trust.digests.get(stored)
+  if (expected && (ciphertext.bytes !== expected.bytes || ciphertext.sha256 !== expected.sha256))
+    throw new ObjectCheckError(where, 'its size or SHA-256 is not the one signed for it: it was replaced')
+  return {ids, stored}
+}

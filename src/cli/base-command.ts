@@ -64,7 +64,12 @@ export abstract class BackupCommand extends Command {
     if (flags.verbose) traceProcesses((line) => reporter.detail(`run ${line}`))
     return {
       env,
-      keys: new KeyRing({configured: env.recipients, configuredWriters: env.writers, variables}),
+      keys: new KeyRing({
+        configured: env.recipients,
+        configuredWriters: env.writers,
+        variables,
+        warn: (message) => reporter.notice(message),
+      }),
       now: clockFrom(variables),
       reporter,
       signal: this.abort.signal,

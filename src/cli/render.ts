@@ -198,5 +198,11 @@ export function renderUrls(result: BackupUrls): string {
     `Links to backup ${result.id}, valid until ${result.expiresAt}. Anyone with a link can fetch that (encrypted) object:`,
     ...result.objects.map((object) => `  ${object.name.padEnd(width)}  ${object.url}`),
     'Fetch and decrypt one with: curl -s "URL" | age -d -i <identity file> > <name without .age>',
+    ...(result.recipe
+      ? [
+          'The media is incremental: this sh script fetches what it needs and rebuilds it (set KEY to your identity file):',
+          result.recipe.trimEnd(),
+        ]
+      : []),
   ].join('\n')
 }

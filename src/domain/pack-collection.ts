@@ -105,9 +105,7 @@ export function planPackCollection(input: {
     pardon: [],
     unforward: [],
     untrusted: {
-      forwards: (input.forwards ?? [])
-        .filter((forward) => !forward.trusted)
-        .map(({from, to}) => ({from, to})),
+      forwards: (input.forwards ?? []).filter((forward) => !forward.trusted).map(({from, to}) => ({from, to})),
       markers: input.markers.filter((marker) => !marker.trusted).map((marker) => marker.pack),
     },
     waiting: [],

@@ -22,13 +22,7 @@ function shellQuote(text: string): string {
 }
 
 const COMMON_HEAD = ['#!/bin/sh']
-const COMMON_TAIL = [
-  'set -eu',
-  'B=$1',
-  'T=$2',
-  'mkdir -p "$T"',
-  'd() { mkdir -p -- "$T/$1"; }',
-]
+const COMMON_TAIL = ['set -eu', 'B=$1', 'T=$2', 'mkdir -p "$T"', 'd() { mkdir -p -- "$T/$1"; }']
 
 /** Each pack extracted into a folder of its own under BLOBS; a blob is found in whichever holds it. */
 const HEADER = [

@@ -1,11 +1,17 @@
-import {chmod, lstat, mkdtemp, readdir, rm} from 'node:fs/promises'
+import {chmod, lstat, mkdtemp, readdir, readFile, readlink, rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
 /**
  * Staging folders hold plaintext: database snapshots, media listings, decrypted downloads. They are
  * created 0700 (their files 0600) and named after the process that owns them,
- * `divio-<purpose>-<pid>-<random>`, so that a later run can tell a folder left by a killed process
- * from one that a running process still uses.
+ * `divio-<purpose>-<pid>-<pid namespace>-<start time>-<random>`, so that a later run can tell a folder
+ * left by a killed process from one that a running process still uses.
+ *
+ * A pid alone says neither: in a container sharing the folder (DIVIO_BACKUP_TMPDIR), the same number is
+ * another process, and a pid is reused once its process is gone. So a folder is ours to judge only when
+ * it was made in our pid namespace; its process is alive only when that pid runs now with the start time
+ * the name records (in clock ticks since boot, from /proc). A folder of another namespace, or whose pid
+ * now belongs to another process, is removed once nothing in it has changed for a day.
  */
 export const STAGING_PURPOSES = [
   'backup',
@@ -17,39 +23,69 @@ export const STAGING_PURPOSES = [
   'verify',
 ] as const
 export type StagingPurpose = (typeof STAGING_PURPOSES)[number]
+const PURPOSES = STAGING_PURPOSES.join('|')
 // Built from the one list: a purpose added later is swept too (a repack's decrypted indexes were not).
-const STAGING_PATTERN = new RegExp(String.raw`^\.?divio-(?:${STAGING_PURPOSES.join('|')})-(\d+)-[\w-]+$`)
-/** Folders of older versions carry no pid: they are removed once nothing has touched them for this long. */
-const UNOWNED_PATTERN = /^\.?divio-(?:backup|download|restore|restore-apply)-[\w-]{6}$/
-const UNOWNED_GRACE_MS = 24 * 60 * 60 * 1000
+const OWNED_PATTERN = new RegExp(String.raw`^\.?divio-(?:${PURPOSES})-(\d+)-(\d+)-(\d+)-[\w-]{6}$`)
+/** Folders of older versions carry a pid only, or nothing: they follow the age rule. */
+const LEGACY_PATTERN = new RegExp(String.raw`^\.?divio-(?:${PURPOSES})-(?:\d+-)?[\w-]{6}$`)
+const AGE_RULE_MS = 24 * 60 * 60 * 1000
+
+interface ProcessIdentity {
+  /** The inode of the pid namespace (0 where /proc does not say). */
+  namespace: string
+  /** Start time in clock ticks since boot (0 where /proc does not say). */
+  startTime: string
+}
+
+let own: Promise<ProcessIdentity> | undefined
+
+function ownIdentity(): Promise<ProcessIdentity> {
+  own ??= identityOf('self')
+  return own
+}
+
+async function identityOf(pid: 'self' | number): Promise<ProcessIdentity> {
+  const namespace = await readlink(`/proc/${pid}/ns/pid`)
+    .then((link) => /\[(\d+)]/.exec(link)?.[1] ?? '0')
+    .catch(() => '0')
+  return {namespace, startTime: (await startTimeOf(pid)) ?? '0'}
+}
+
+/** Field 22 of /proc/<pid>/stat, after the command name (which may hold spaces and parentheses). */
+async function startTimeOf(pid: 'self' | number): Promise<string | undefined> {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => {})
+  if (stat === undefined) return undefined
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+}
 
 export async function makeStagingDir(parent: string, purpose: StagingPurpose, hidden = false): Promise<string> {
-  const folder = await mkdtemp(join(parent, `${hidden ? '.' : ''}divio-${purpose}-${process.pid}-`))
+  const {namespace, startTime} = await ownIdentity()
+  const folder = await mkdtemp(
+    join(parent, `${hidden ? '.' : ''}divio-${purpose}-${process.pid}-${namespace}-${startTime}-`),
+  )
   // mkdtemp already uses 0700; say so explicitly, whatever the platform's default.
   await chmod(folder, 0o700)
   return folder
 }
 
 /**
- * Removes the staging folders in `parent` whose process no longer runs. A folder whose process is
- * alive (or that belongs to another user's process) is left alone. Best effort: it never fails the
- * command that calls it, and returns the folders it removed.
+ * Removes the staging folders in `parent` whose process no longer runs, and those it cannot judge
+ * (another pid namespace, a reused pid, an older version's) once untouched for a day. A folder whose
+ * process is alive (or that belongs to another user's process) is left alone. Best effort: it never
+ * fails the command that calls it, and returns the folders it removed.
  */
 export async function sweepStaleStaging(parent: string, now = Date.now()): Promise<string[]> {
   const names = await readdir(parent).catch(() => [] as string[])
   const removed: string[] = []
+  const self = await ownIdentity()
   for (const name of names) {
-    const owned = STAGING_PATTERN.exec(name)
     const path = join(parent, name)
-    if (owned) {
-      if (isRunning(Number(owned[1]))) continue
-    } else if (UNOWNED_PATTERN.test(name)) {
-      const info = await lstat(path).catch(() => {})
-      if (info === undefined || now - info.mtimeMs < UNOWNED_GRACE_MS) continue
-    } else {
-      continue
-    }
-
+    const owned = OWNED_PATTERN.exec(name)
+    let verdict: 'age rule' | 'keep' | 'remove'
+    if (owned) verdict = await judge(Number(owned[1]), {namespace: owned[2], startTime: owned[3]}, self)
+    else if (LEGACY_PATTERN.test(name)) verdict = 'age rule'
+    else continue
+    if (verdict === 'keep' || (verdict === 'age rule' && !(await untouchedFor(path, AGE_RULE_MS, now)))) continue
     try {
       await rm(path, {force: true, recursive: true})
       removed.push(path)
@@ -61,8 +97,35 @@ export async function sweepStaleStaging(parent: string, now = Date.now()): Promi
   return removed
 }
 
+async function judge(
+  pid: number,
+  recorded: ProcessIdentity,
+  self: ProcessIdentity,
+): Promise<'age rule' | 'keep' | 'remove'> {
+  if (recorded.namespace !== self.namespace || recorded.namespace === '0') return 'age rule'
+  if (pid === process.pid) return recorded.startTime === self.startTime ? 'keep' : 'age rule'
+  if (!isRunning(pid)) return 'remove'
+  const startTime = await startTimeOf(pid)
+  // Running with the recorded start time: its owner. Running as another user: it cannot be read.
+  if (startTime === recorded.startTime || startTime === undefined) return 'keep'
+  return 'age rule'
+}
+
+/** Whether nothing in the folder (it, or an entry directly in it) has changed for `ms`. */
+async function untouchedFor(path: string, ms: number, now: number): Promise<boolean> {
+  const times: number[] = []
+  const info = await lstat(path).catch(() => {})
+  if (info === undefined) return false
+  times.push(info.mtimeMs, info.ctimeMs)
+  for (const entry of await readdir(path).catch(() => [] as string[])) {
+    const child = await lstat(join(path, entry)).catch(() => {})
+    if (child) times.push(child.mtimeMs, child.ctimeMs)
+  }
+
+  return now - Math.max(...times) >= ms
+}
+
 function isRunning(pid: number): boolean {
-  if (pid === process.pid) return true
   try {
     process.kill(pid, 0)
     return true

@@ -2,6 +2,7 @@ import {MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {catalogOf, environmentPrefix, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
+import {forgetDeleted} from './machine-state.js'
 
 export interface DeleteResult {
   deleted: string[]
@@ -42,5 +43,6 @@ export async function deleteBackup(context: BackupContext, id: string): Promise<
   const manifestKey = `${prefix}${MANIFEST_NAME}`
   const ordered = [...keys.filter((key) => key === manifestKey), ...keys.filter((key) => key !== manifestKey)]
   for (const key of ordered) await context.store.delete(key)
+  await forgetDeleted(context, id, async () => catalogOf(context))
   return {deleted: ordered.map((key) => key.slice(prefix.length)), id}
 }

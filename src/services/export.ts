@@ -15,6 +15,7 @@ import {BackupContext} from './context.js'
 import {extensionOf, writePackedMedia} from './download.js'
 import {exportPacks} from './export-packs.js'
 import {ObjectCheckError, readVerified} from './read.js'
+import {exportRecipe} from './rebuild-recipe.js'
 
 export interface ExportOptions {
   /** Only the newest complete backup, instead of all of them. */
@@ -267,29 +268,9 @@ script that puts one backup's media folder back together from them. Save this as
 the export's folder, set its first line to your identity file, the backup and its environment, and
 run \`sh rebuild-media.sh\`; it rebuilds the media into $OUT:
 
-    KEY=backup-identity.txt ID='<backup id>' ENV='<environment>' OUT=media
-    set -eu
-    sha256sum -c --quiet SHA256SUMS
-    # Every pack must be one that a manifest (or a forward of a repacked pack) records, and hold
-    # nothing but blobs named by their SHA-256: checked for all before anything is extracted. Each
-    # pack goes into a folder of its own, in a temporary folder: blobs hold your media in plaintext.
-    B=$(mktemp -d)
-    for pack in "$ENV"/packs/*.age; do
-      sum=$(sha256sum < "$pack" | cut -c1-64)
-      grep -qs "\\"sha256\\": *\\"$sum\\"" "$ENV"/*/manifest.json "$ENV"/packs/*.json ||
-        { echo "$pack is not recorded in any manifest: stopping" >&2; exit 1; }
-      tar=$B/$(basename "$pack" .age).tar
-      age -d -i "$KEY" -o "$tar" "$pack"
-      if tar -tvf "$tar" | grep -v '^-' >&2 || tar -tf "$tar" | grep -qvE '^[0-9a-f]{64}$'; then
-        echo "$pack holds something other than blobs: stopping" >&2; exit 1
-      fi
-    done
-    for tar in "$B"/*.tar; do
-      mkdir "\${tar%.tar}" && tar -xf "$tar" -C "\${tar%.tar}" && rm "$tar"
-    done
-    age -d -i "$KEY" -o "$B/rebuild.sh" "$ENV/$ID/media.rebuild.sh.age"
-    sh "$B/rebuild.sh" "$B" "$OUT"
-    rm -rf "$B"
+${exportRecipe()
+  .map((line) => `    ${line}`)
+  .join('\n')}
 
 The rebuild script is code: \`divio app backup verify\` (or this export, when it had the identity)
 checks that it is exactly the one the backup's index derives. media.index.gz.age holds the same as

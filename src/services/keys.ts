@@ -1,4 +1,4 @@
-import {chmod, readFile, writeFile} from 'node:fs/promises'
+import {chmod, lstat, readFile, readlink, stat, writeFile} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {dirname, join} from 'node:path'
 
@@ -20,6 +20,8 @@ export interface KeyRingOptions {
   /** Trusted writer ids from the environment's config, if any. */
   configuredWriters?: string[]
   variables: NodeJS.ProcessEnv
+  /** Where warnings go (a key file that others can read). */
+  warn?: (message: string) => void
 }
 
 /**
@@ -52,13 +54,7 @@ export class KeyRing {
     const inline = this.options.variables.DIVIO_BACKUP_WRITER_KEY
     const source = inline ? 'DIVIO_BACKUP_WRITER_KEY' : this.writerKeyPath
     const contents =
-      inline ||
-      (await readFile(this.writerKeyPath, 'utf8').catch((error: NodeJS.ErrnoException) => {
-        if (error.code === 'ENOENT') return
-        throw new BackupError('IDENTITY_MISSING', `Cannot read the writer key ${this.writerKeyPath}: ${error.code}.`, {
-          suggestion: 'Check its permissions, or point DIVIO_BACKUP_WRITER_KEY_FILE at a readable copy.',
-        })
-      }))
+      inline || (await this.readKeyFile(this.writerKeyPath, 'writer key', 'DIVIO_BACKUP_WRITER_KEY_FILE'))
     if (contents === undefined) return undefined
     try {
       return parseWriterKey(contents)
@@ -77,12 +73,7 @@ export class KeyRing {
 
   /** The secret keys, for anything that decrypts. */
   async identities(): Promise<X25519Identity[]> {
-    const contents = await readFile(this.identityPath, 'utf8').catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'ENOENT') return
-      throw new BackupError('IDENTITY_MISSING', `Cannot read the identity file ${this.identityPath}: ${error.code}.`, {
-        suggestion: 'Check its permissions, or point DIVIO_BACKUP_IDENTITY_FILE at a readable copy.',
-      })
-    })
+    const contents = await this.readKeyFile(this.identityPath, 'identity file', 'DIVIO_BACKUP_IDENTITY_FILE')
     if (contents === undefined) {
       throw new BackupError(
         'IDENTITY_MISSING',
@@ -123,7 +114,7 @@ export class KeyRing {
       }
     }
 
-    const existing = await readFile(this.identityPath, 'utf8').catch(() => {})
+    const existing = await this.readKeyFile(this.identityPath, 'identity file', 'DIVIO_BACKUP_IDENTITY_FILE')
     if (existing !== undefined) {
       const identities = await this.identities()
       return {
@@ -195,7 +186,54 @@ export class KeyRing {
     onGenerated?.(this.writerKeyPath, key.id)
     return key
   }
+
+  /**
+   * A key file's contents, or undefined when there is none. A link to nothing is an error, not an
+   * absent key: generating one there would fail, and a key may be on a volume that is not mounted. A
+   * file that others can read is used, with a warning (see README: Keys).
+   */
+  private async readKeyFile(path: string, what: string, variable: string): Promise<string | undefined> {
+    const unreadable = (error: NodeJS.ErrnoException) =>
+      new BackupError('IDENTITY_MISSING', `Cannot read the ${what} ${path}: ${error.code}.`, {
+        suggestion: `Check its permissions, or point ${variable} at a readable copy.`,
+      })
+    const link = await lstat(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return
+      throw unreadable(error)
+    })
+    if (link === undefined) return undefined
+    const info = await stat(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code !== 'ENOENT') throw unreadable(error)
+    })
+    if (info === undefined) {
+      const target = await readlink(path).catch(() => '?')
+      throw new BackupError(
+        'IDENTITY_MISSING',
+        `The ${what} ${path} is a symbolic link to ${target}, which does not exist.`,
+        {
+          suggestion: `Mount or restore ${target}, or point ${variable} at the ${what}. Nothing is generated in its place.`,
+        },
+      )
+    }
+
+    const contents = await readFile(path, 'utf8').catch((error: NodeJS.ErrnoException) => {
+      throw unreadable(error)
+    })
+    const permissions = info.mode % 0o1000
+    // Any bit for the group or others: 0o077 is everything below the owner's three.
+    if (permissions % 0o100 !== 0 && !warned.has(path)) {
+      warned.add(path)
+      this.options.warn?.(
+        `warning: the ${what} ${path} can be read by others (mode ${permissions.toString(8).padStart(4, '0')}). Try this: chmod 600 ${path}`,
+      )
+    }
+
+    return contents
+  }
 }
+
+/** Each key file is warned about once a process, however often it is read. */
+const warned = new Set<string>()
 
 function splitList(text: string | undefined): string[] {
   return (text ?? '').split(/[\s,]+/).filter((item) => item !== '')

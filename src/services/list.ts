@@ -4,6 +4,7 @@ import {projectExpiry} from '../domain/retention.js'
 import {nextSlot} from '../domain/schedule.js'
 import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
+import {checkForRollback} from './machine-state.js'
 import {candidatesOf, decideRetention, decisionsById, timezoneOf} from './retention.js'
 
 export interface ListOptions {
@@ -15,6 +16,11 @@ export interface ListOptions {
 /** The environment's backups, newest first, each with its retention decision. */
 export async function listBackups(context: BackupContext, options: ListOptions): Promise<BackupView[]> {
   const catalog = await catalogOf(context)
+  const rollback = await checkForRollback(context, catalog)
+  if (rollback)
+    context.reporter.notice(
+      `warning: the store may have been rolled back: ${rollback.why}. \`restore latest\` refuses until you pass --allow-rollback.`,
+    )
   return viewsOf(context, catalog, options)
 }
 

@@ -131,3 +131,12 @@ export async function acceptStoreState(context: BackupContext, catalog: Catalog)
     return next
   })
 }
+
+/**
+ * This machine deleted `id`: if it was the newest remembered, the store's newest now takes its place,
+ * so that a deletion of one's own is not taken for a roll-back.
+ */
+export async function forgetDeleted(context: BackupContext, id: string, catalog: () => Promise<Catalog>) {
+  if ((await environmentState(context)).newest?.id !== id) return
+  await acceptStoreState(context, await catalog())
+}

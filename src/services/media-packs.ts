@@ -201,7 +201,11 @@ export async function backUpMediaPacks(
     watchdog.stop()
     const written = await packs.close()
     const packObjects = new Map([...usable, ...written.map((pack) => [pack.name, pack.object] as const)])
-    await checkPacksStillThere(context, prefix, [...referenced].map((pack) => packObjects.get(pack)!))
+    await checkPacksStillThere(
+      context,
+      prefix,
+      [...referenced].map((pack) => packObjects.get(pack)!),
+    )
     await Promise.all([index.end(), script.end(), indexWritten])
     const uploaded = await options.put(INDEX_NAME, createReadStream(indexPath), options.progress, [
       ...options.recipients,

@@ -32,6 +32,7 @@ export async function readPackTrust(
   context: BackupContext,
   scope: {app: string; environment: string},
   manifests: readonly Manifest[] = [],
+  options: {quiet?: boolean} = {},
 ): Promise<PackTrust> {
   const prefix = packsPrefix(scope.app, scope.environment)
   const folder = await readPackFolder(context.store, prefix)
@@ -41,7 +42,8 @@ export async function readPackTrust(
     const forward = await readForward(context.store, listed, {scope, trusted})
     if (forward === undefined) continue
     if (forward.trusted) forwards.push(forward)
-    else context.reporter.notice(`warning: ignored packs/${listed.from}.to.${listed.to}: ${forward.why}`)
+    else if (!options.quiet)
+      context.reporter.notice(`warning: ignored packs/${listed.from}.to.${listed.to}: ${forward.why}`)
   }
 
   const digests = new Map<string, StoredObject>()

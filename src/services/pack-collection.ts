@@ -69,7 +69,7 @@ export async function collectPacks(
   const scope = {app: context.env.app, environment: context.env.name}
   const prefix = packsPrefix(scope.app, scope.environment)
   const kept = catalog.complete.filter(({manifest}) => !options.removing.has(manifest.id)).map((b) => b.manifest)
-  const trust = await readPackTrust(context, scope, kept)
+  const trust = await readPackTrust(context, scope, kept, {quiet: true})
   const {folder} = trust
   const {leftovers, packs} = folder
   if (packs.length === 0 && folder.markers.length === 0 && leftovers.length === 0 && folder.forwards.length === 0)
@@ -106,12 +106,12 @@ export async function collectPacks(
   const ignored = [
     ...markers
       .filter((marker) => !marker.trusted)
-      .map((marker) => `${marker.pack}.condemned (${marker.why ?? 'untrusted'})`),
+      .map((marker) => `${marker.pack}.condemned: ${marker.why ?? 'untrusted'}`),
     ...forwards
       .filter((forward) => !forward.trusted)
-      .map((forward) => `${forward.from}.to.${forward.to} (${forward.why ?? 'untrusted'})`),
+      .map((forward) => `${forward.from}.to.${forward.to}: ${forward.why ?? 'untrusted'}`),
   ]
-  for (const note of ignored) context.reporter.notice(`warning: ignored packs/${note}`)
+  if (!options.dryRun) for (const note of ignored) context.reporter.notice(`warning: ignored packs/${note}`)
   // Like an incomplete backup: left alone for the grace period, in case its writer is still running.
   const staleLeftovers = leftovers.filter((object) => context.now().getTime() - object.modifiedAt.getTime() > graceMs)
   const held: PackCollectionResult['held'] = []

@@ -10,12 +10,15 @@ import {makeStagingDir} from '../lib/staging.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {MediaProvider, PreparedMediaRestore} from '../providers/media/port.js'
-import {catalogOf, findBackup} from './catalog.js'
+import {Catalog, catalogOf, findBackup} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
 import {createBackup} from './create.js'
 import {downloadBackup, extensionOf} from './download.js'
+import {acceptStoreState, checkForRollback} from './machine-state.js'
 
 export interface RestoreOptions {
+  /** Restore `latest` even when the store shows less than this machine has seen. */
+  allowRollback?: boolean
   /** S3 media: delete objects the backup does not hold. */
   clean: boolean
   database: boolean
@@ -62,7 +65,9 @@ export async function planRestore(
   target: BackupContext,
   options: RestoreOptions,
 ): Promise<RestorePlan> {
-  const {manifest} = findBackup(await catalogOf(source), options.reference, options.trustWriters)
+  const catalog = await catalogOf(source)
+  if (options.reference === 'latest') await refuseRollback(source, catalog, options.allowRollback === true)
+  const {manifest} = findBackup(catalog, options.reference, options.trustWriters)
   const {components} = manifest
   const database = options.database && components.database !== undefined
   const media = options.media && components.media !== undefined
@@ -308,4 +313,26 @@ function stepFailure(error: unknown, afterwards: string): unknown {
     exitCode: error.exitCode,
     suggestion: error.suggestion,
   })
+}
+
+/**
+ * "latest" is only what the store shows. When it shows less than this machine has seen, someone may
+ * have hidden the newest backups so that an older state gets restored: refuse, unless the user says so.
+ */
+async function refuseRollback(context: BackupContext, catalog: Catalog, allowed: boolean): Promise<void> {
+  const rollback = await checkForRollback(context, catalog)
+  if (rollback === undefined) return
+  if (allowed) {
+    context.reporter.notice(`warning: ${rollback.why}; restoring the store's newest, as --allow-rollback says.`)
+    await acceptStoreState(context, catalog)
+    return
+  }
+
+  throw new BackupError(
+    'INTEGRITY',
+    `The store may have been rolled back: ${rollback.why}, so "latest" would be ${rollback.storeNewest ? `the older ${rollback.storeNewest.id}` : 'nothing'}.`,
+    {
+      suggestion: `If that backup was deleted on purpose (on another machine), run the restore again with --allow-rollback, or name the backup to restore. Otherwise, look at who changed the store before restoring anything.`,
+    },
+  )
 }

@@ -1,7 +1,10 @@
-import {objectsOf} from '../domain/manifest.js'
+import {isPacked, objectsOf} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {catalogOf, findBackup, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
+import {readPackTrust} from './pack-check.js'
+import {forwardKey, locatePacks, packsPrefix} from './pack-folder.js'
+import {linkRecipe} from './rebuild-recipe.js'
 
 /** The longest a link may live: SigV4 presigned URLs are valid for at most seven days. */
 export const MAX_URL_SECONDS = 7 * 24 * 3600
@@ -10,7 +13,13 @@ export const MAX_URL_SECONDS = 7 * 24 * 3600
 export interface BackupUrls {
   expiresAt: string
   id: string
+  /**
+   * Every object the backup needs: its own, then, for incremental media, each pack that holds its
+   * blobs (`packs/<pack>`) and each signed forward that leads to one (`packs/<from>.to.<to>.json`).
+   */
   objects: {bytes: number; name: string; url: string}[]
+  /** Incremental media: an sh script that fetches the links and rebuilds the media (age, tar, sh). */
+  recipe?: string
 }
 
 /**
@@ -32,14 +41,43 @@ export async function backupUrls(
   const {manifest} = findBackup(await catalogOf(context), reference)
   const {app, environment, id} = manifest
   const expiresAt = new Date(context.now().getTime() + options.expiresInSeconds * 1000).toISOString()
-  const names = ['manifest.json', ...objectsOf(manifest).map((object) => object.name)]
   const sizes = new Map(objectsOf(manifest).map((object) => [object.name, object.bytes]))
+  const keys = ['manifest.json', ...sizes.keys()].map((name) => ({
+    bytes: sizes.get(name),
+    key: objectKey(app, environment, id, name),
+    name,
+  }))
+  const {media} = manifest.components
+  if (media && isPacked(media)) {
+    const trust = await readPackTrust(context, {app, environment}, [manifest])
+    const listed = new Map(trust.folder.packs.map((pack) => [pack.name, pack.bytes]))
+    const {missing, stored, via} = locatePacks(media.packs, new Set(listed.keys()), trust.targets)
+    if (missing.length > 0) {
+      throw new BackupError('INTEGRITY', `Pack ${missing[0]}, which backup ${id} needs, is missing from the store.`, {
+        suggestion: `Run \`divio app backup verify ${id}\` to see what is affected.`,
+      })
+    }
+
+    const prefix = packsPrefix(app, environment)
+    for (const pack of stored)
+      keys.push({bytes: listed.get(pack), key: `${prefix}/packs/${pack}`, name: `packs/${pack}`})
+    for (const {from, to} of via)
+      keys.push({bytes: undefined, key: forwardKey(prefix, from, to), name: `packs/${from}.to.${to}.json`})
+  }
+
   const objects = await Promise.all(
-    names.map(async (name) => {
-      const key = objectKey(app, environment, id, name)
-      const bytes = sizes.get(name) ?? (await store.stat(key))?.bytes ?? 0
-      return {bytes, name, url: await store.presign!(key, options)}
-    }),
+    keys.map(async ({bytes, key, name}) => ({
+      bytes: bytes ?? (await store.stat(key))?.bytes ?? 0,
+      name,
+      url: await store.presign!(key, options),
+    })),
   )
-  return {expiresAt, id, objects}
+  if (!media || !isPacked(media)) return {expiresAt, id, objects}
+  const links = objects
+    .filter(
+      (object) =>
+        object.name.startsWith('packs/') || ['manifest.json', media.rebuild.object.name].includes(object.name),
+    )
+    .map(({name, url}) => ({path: name.startsWith('packs/') ? name : `$ID/${name}`, url}))
+  return {expiresAt, id, objects, recipe: `${linkRecipe({environment, id, links}).join('\n')}\n`}
 }

@@ -210,7 +210,11 @@ async function verifyPackSample(
 
     return [
       scriptResult(media, script),
-      {detail: `${blobs} blobs in ${count} packs authenticated, and every blob the index places there found`, name, ok: true},
+      {
+        detail: `${blobs} blobs in ${count} packs authenticated, and every blob the index places there found`,
+        name,
+        ok: true,
+      },
     ]
   } catch (error) {
     if (!(error instanceof ObjectCheckError)) throw error

@@ -90,7 +90,7 @@ export class LocalStore implements Store {
     assertValidKey(key)
     try {
       const info = await stat(this.pathOf(key))
-      return info.isFile() ? {bytes: info.size, key, modifiedAt: info.mtime} : undefined
+      return info.isFile() ? {bytes: info.size, key, modifiedAt: storeTime(info)} : undefined
     } catch (error) {
       if (isMissing(error)) return undefined
       throw error
@@ -147,7 +147,7 @@ export class LocalStore implements Store {
           }
 
           const info = await stat(this.pathOf(key)).catch(() => {})
-          return info ? [{bytes: info.size, key, modifiedAt: info.mtime}] : []
+          return info ? [{bytes: info.size, key, modifiedAt: storeTime(info)}] : []
         }),
       )
       for (const objects of results) yield* objects
@@ -175,4 +175,13 @@ async function openPartial(folder: string, partial: string): Promise<FileHandle>
 function isMissing(error: unknown): boolean {
   const {code} = error as NodeJS.ErrnoException
   return code === 'ENOENT' || code === 'ENOTDIR'
+}
+
+/**
+ * When the store wrote a file, by a clock its writers cannot set back: the later of its mtime and its
+ * ctime. Anyone who can write the folder can set an mtime (utimes), but the kernel sets the ctime on
+ * every change, so a planted file reads as planted now. A copied store reads as written when copied.
+ */
+function storeTime(info: {ctimeMs: number; mtimeMs: number}): Date {
+  return new Date(Math.max(info.mtimeMs, info.ctimeMs))
 }

@@ -5,6 +5,10 @@ export interface ObjectInfo {
   bytes: number
   /** `/`-separated, relative to the store's root, never starting with `/`. */
   key: string
+  /**
+   * When the store wrote the object, by the store's own clock, which a writer of the store cannot set
+   * back (S3's LastModified; a folder's later of mtime and ctime). Grace periods count from it.
+   */
   modifiedAt: Date
 }
 

@@ -1,16 +1,7 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash, randomBytes} from 'node:crypto'
-import {
-  existsSync,
-  mkdirSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-  writeFileSync,
-} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -64,10 +55,7 @@ function treeOfTar(project: Project, tar: string): Map<string, string> {
 function followRawRecipe(exportDir: string, id: string, target: string, identityFile: string): string {
   const script = rawRecipe(exportDir)
   const path = join(exportDir, `rebuild-media-${randomBytes(4).toString('hex')}.sh`)
-  writeFileSync(
-    path,
-    script.replace(/^KEY=.*$/m, `KEY='${identityFile}' ID='${id}' ENV='local' OUT='${target}'`),
-  )
+  writeFileSync(path, script.replace(/^KEY=.*$/m, `KEY='${identityFile}' ID='${id}' ENV='local' OUT='${target}'`))
   try {
     execFileSync('sh', [path], {cwd: exportDir, env: {PATH: process.env.PATH}, stdio: 'pipe'})
     return ''

@@ -154,6 +154,40 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(tooLong.status).to.equal(2)
   })
 
+  it('url for incremental media links every pack, and its printed recipe rebuilds the media from the links alone', async function () {
+    requireTool(this, 'curl', 'curl')
+    requireTool(this, 'age', 'age')
+    const {project} = await s3Project()
+    const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
+    expect((await cliInBackground(project, ['create', '--media-only'], packed)).status).to.equal(0)
+    writeFileSync(join(project.root, 'media', 'added.bin'), randomBytes(300_000))
+    const created = await cliInBackground(project, ['create', '--media-only', '--json'], packed)
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as Created
+    const tree = snapshotTree(join(project.root, 'media'))
+    const linked = await cliInBackground(project, ['url', id, '--json'], packed)
+    expect(linked.status, linked.stderr).to.equal(0)
+    const urls = linked.json() as {objects: {name: string; url: string}[]; recipe: string}
+    const manifest = JSON.parse(
+      (await execFileAsync('curl', ['-sSf', urls.objects[0].url], {encoding: 'utf8'})).stdout,
+    ) as {components: {media: {packs: string[]}}}
+    // Both backups' packs: the second builds on the first's.
+    expect(manifest.components.media.packs.length).to.be.at.least(2)
+    expect(urls.objects.map((object) => object.name)).to.include.members(
+      manifest.components.media.packs.map((pack) => `packs/${pack}`),
+    )
+    const human = await cliInBackground(project, ['url', id], packed)
+    // The same script (links are signed anew on each run).
+    for (const line of urls.recipe.split('\n').filter((text) => !text.startsWith('curl ')))
+      expect(human.stdout).to.include(line)
+    const script = join(project.root, 'from-links.sh')
+    const target = join(project.root, 'rebuilt')
+    writeFileSync(script, urls.recipe.replace(/^KEY=.*$/m, `KEY='${project.identityFile}' OUT='${target}'`))
+    // With nothing but the links: no store credentials, no tool.
+    await execFileAsync('sh', [script], {env: {PATH: process.env.PATH}})
+    expect(snapshotTree(target)).to.deep.equal(tree)
+  })
+
   it('incremental media (packs) in an S3 store: an unchanged re-backup uploads no pack, and both restore', async () => {
     const {bucket, project} = await s3Project()
     const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}

@@ -164,7 +164,7 @@ describe('pack collection with repacking (forwards)', () => {
   })
 
   type Op =
-    | {at: number; hoursAgo: number; kind: 'plant-marker';}
+    | {at: number; hoursAgo: number; kind: 'plant-marker'}
     | {at: number; kind: 'commit'}
     | {at: number; kind: 'expire'}
     | {at: number; kind: 'plant-forward'; to: number}
@@ -199,7 +199,9 @@ describe('pack collection with repacking (forwards)', () => {
     const packs = new Map<string, {blobs: Set<string>; writtenAt: number}>()
     const markers = new Map<string, {signed: boolean; signedAt: number; storedAt: number}>()
     let forwards: {accounted: Set<string>; from: string; signed: boolean; to: string}[] = []
-    const signedHistory: ({accounted: Set<string>; from: string; kind: 'forward'; to: string} | {at: number; kind: 'marker'; pack: string})[] = []
+    const signedHistory: (
+      {accounted: Set<string>; from: string; kind: 'forward'; to: string} | {at: number; kind: 'marker'; pack: string}
+    )[] = []
     const backups = new Map<string, Map<string, string>>() // id → blob → named pack
     const pending: {blobs: Map<string, string>; id: string; startedAt: number}[] = []
     const newPack = (blobs: string[]) => {
@@ -224,8 +226,7 @@ describe('pack collection with repacking (forwards)', () => {
     const reachable = (name: string, without: string | undefined, seen: Set<string>): boolean =>
       (packs.has(name) && name !== without) ||
       followed().some(
-        (entry) =>
-          entry.from === name && !seen.has(entry.to) && reachable(entry.to, without, new Set([name, ...seen])),
+        (entry) => entry.from === name && !seen.has(entry.to) && reachable(entry.to, without, new Set([name, ...seen])),
       )
     const commit = (create: (typeof pending)[number]) => {
       pending.splice(pending.indexOf(create), 1)
@@ -326,7 +327,12 @@ describe('pack collection with repacking (forwards)', () => {
             const from = names[step.at % names.length]
             const to = names[step.to % names.length]
             if (from !== to)
-              forwards.push({accounted: new Set([...ids, ...pending.map((create) => create.id)]), from, signed: false, to})
+              forwards.push({
+                accounted: new Set([...ids, ...pending.map((create) => create.id)]),
+                from,
+                signed: false,
+                to,
+              })
           }
 
           break

@@ -1,28 +1,115 @@
 import {expect} from 'chai'
-import {spawnSync} from 'node:child_process'
-import {mkdirSync, mkdtempSync, readdirSync, rmSync} from 'node:fs'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {makeStagingDir, STAGING_PURPOSES, sweepStaleStaging} from '../../src/lib/staging.js'
+import {repoRoot} from '../helpers/project.js'
 
-describe('staging folders', () => {
-  it('a folder of every purpose is swept once its process is gone, and kept while it runs', async () => {
+const DAY = 24 * 3_600_000
+const namespace = /\[(\d+)]/.exec(readlinkSync('/proc/self/ns/pid'))![1]
+
+/** Field 22 of /proc/<pid>/stat: the process's start time. */
+function startTimeOf(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+}
+
+function withParent(run: (parent: string) => Promise<void>): () => Promise<void> {
+  return async () => {
     const parent = mkdtempSync(join(tmpdir(), 'staging-sweep-'))
     try {
+      await run(parent)
+    } finally {
+      rmSync(parent, {force: true, recursive: true})
+    }
+  }
+}
+
+function canUnshare(): boolean {
+  return spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0
+}
+
+/** Runs `code` (a module body that may use sweepStaleStaging and makeStagingDir) in a new pid namespace. */
+function inNewPidNamespace(code: string): string {
+  const script = join(mkdtempSync(join(tmpdir(), 'staging-ns-')), 'run.mts')
+  writeFileSync(
+    script,
+    `import {makeStagingDir, sweepStaleStaging} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'staging.ts'))}\n${code}\n`,
+  )
+  try {
+    return execFileSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, '--import', 'tsx', script], {
+      cwd: repoRoot,
+      encoding: 'utf8',
+    })
+  } finally {
+    rmSync(join(script, '..'), {force: true, recursive: true})
+  }
+}
+
+describe('staging folders', () => {
+  it(
+    'a folder of every purpose is swept once its process is gone, and kept while it runs',
+    withParent(async (parent) => {
       // A pid that no longer runs: a process that has exited.
       const gone = spawnSync(process.execPath, ['-e', '0']).pid!
       const alive: string[] = []
       for (const purpose of STAGING_PURPOSES) {
-        mkdirSync(join(parent, `divio-${purpose}-${gone}-abc123`))
+        mkdirSync(join(parent, `divio-${purpose}-${gone}-${namespace}-12345-abc123`))
         alive.push((await makeStagingDir(parent, purpose)).slice(parent.length + 1))
       }
 
       const removed = await sweepStaleStaging(parent)
       expect(removed).to.have.length(STAGING_PURPOSES.length)
       expect(readdirSync(parent).sort()).to.deep.equal(alive.sort())
-    } finally {
-      rmSync(parent, {force: true, recursive: true})
-    }
-  })
+      // Its name says which process, in which pid namespace, started when.
+      expect(alive[0]).to.match(new RegExp(`^divio-backup-${process.pid}-${namespace}-${startTimeOf(process.pid)}-`))
+    }),
+  )
+
+  it(
+    'a folder whose pid now belongs to a younger process follows the age rule, plaintext and all',
+    withParent(async (parent) => {
+      const other = spawn('sleep', ['60'])
+      try {
+        const reused = join(parent, `divio-backup-${other.pid}-${namespace}-1-abc123`)
+        const owned = join(parent, `divio-backup-${other.pid}-${namespace}-${startTimeOf(other.pid!)}-def456`)
+        for (const folder of [reused, owned]) {
+          mkdirSync(folder)
+          writeFileSync(join(folder, 'snapshot.sqlite3'), 'plaintext')
+        }
+
+        expect(await sweepStaleStaging(parent)).to.deep.equal([])
+        // A day on, by the sweep's clock: the reused pid's folder goes; the live process's stays.
+        expect(await sweepStaleStaging(parent, Date.now() + DAY + 60_000)).to.deep.equal([reused])
+      } finally {
+        other.kill()
+      }
+    }),
+  )
+
+  it(
+    'a sweep in another pid namespace leaves a running process’s folder alone, and the age rule takes what it cannot judge',
+    withParent(async function (this: Mocha.Context, parent) {
+      if (!canUnshare()) this.skip()
+      // This process is alive, but its pid means nothing in the new namespace.
+      const live = await makeStagingDir(parent, 'backup')
+      writeFileSync(join(live, 'snapshot.sqlite3'), 'plaintext')
+      const removedThere = inNewPidNamespace(
+        `console.log(JSON.stringify(await sweepStaleStaging(${JSON.stringify(parent)}, Date.now())))`,
+      )
+      expect(JSON.parse(removedThere)).to.deep.equal([])
+      expect(readdirSync(live)).to.deep.equal(['snapshot.sqlite3'])
+
+      // The reverse: a process of another namespace made a folder and is gone. This side cannot tell.
+      const foreign = inNewPidNamespace(
+        `console.log(await makeStagingDir(${JSON.stringify(parent)}, 'restore'))`,
+      ).trim()
+      expect(foreign).to.not.include(`-${namespace}-`)
+      expect(await sweepStaleStaging(parent)).to.deep.equal([])
+      expect(await sweepStaleStaging(parent, Date.now() + DAY + 60_000)).to.deep.equal([foreign])
+      expect(readdirSync(live)).to.deep.equal(['snapshot.sqlite3'])
+    }),
+  )
 })

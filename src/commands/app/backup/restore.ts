@@ -27,6 +27,10 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
     },
   ]
   static override flags = {
+    'allow-rollback': Flags.boolean({
+      description:
+        'Restore "latest" although the store shows less than this machine has seen (its newest backup gone or older): the store may have been rolled back.',
+    }),
     clean: Flags.boolean({description: 'S3 media: delete objects under the prefix that the backup does not hold.'}),
     confirm: Flags.string({description: 'Confirm without a prompt by naming the target environment.'}),
     'db-only': Flags.boolean({description: 'Restore only the database.', exclusive: ['media-only']}),
@@ -50,6 +54,7 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
     const source = await this.context(flags)
     const target = flags['to-env'] ? await this.context({...flags, env: flags['to-env']}) : source
     const options = {
+      allowRollback: flags['allow-rollback'],
       clean: flags.clean,
       database: !flags['media-only'],
       media: !flags['db-only'],

@@ -1,0 +1,430 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {createHash, randomBytes} from 'node:crypto'
+import {
+  chmodSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from 'node:fs'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+
+import {parseWriterKey} from '../../src/archive/writer-key.js'
+import {loadEnvironment} from '../../src/config/load.js'
+import {signNote} from '../../src/domain/authenticity.js'
+import {BackupError} from '../../src/errors.js'
+import {BackupContext, silentReporter} from '../../src/services/context.js'
+import {createBackup} from '../../src/services/create.js'
+import {KeyRing} from '../../src/services/keys.js'
+import {LocalStore} from '../../src/store/local.js'
+import {Store} from '../../src/store/port.js'
+import {cli, makeProject, Project, writerKeyFile, writeSignedManifest} from '../helpers/project.js'
+import {requireTool} from '../helpers/tools.js'
+
+/**
+ * The store under a writer who holds no key (or, where said, a stolen writer key): nothing it plants
+ * or edits decides what prune deletes or what a reader trusts, no backup is built on a pack that is
+ * gone, and what a store writer can still do is noticed.
+ */
+
+const PACKS = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
+const HOUR = 3_600_000
+const at = (hours: number) => ({...PACKS, DIVIO_BACKUP_NOW: new Date(Date.now() + hours * HOUR).toISOString()})
+/** A prune machine without the identity: it can collect, but not read a copy. */
+const NO_IDENTITY = {DIVIO_BACKUP_IDENTITY_FILE: '/nonexistent/identity.txt'}
+
+interface Manifest {
+  components: {
+    media: {
+      packObjects: {bytes: number; name: string; sha256: string}[]
+      packs: string[]
+      rebuild: {object: {bytes: number; name: string; sha256: string}; plaintext: {bytes: number; sha256: string}}
+    }
+  }
+}
+
+function packsFolder(project: Project): string {
+  return join(project.store, 'shop', 'local', 'packs')
+}
+
+function manifestPath(project: Project, id: string): string {
+  return join(project.store, 'shop', 'local', id, 'manifest.json')
+}
+
+function manifestOf(project: Project, id: string): Manifest {
+  return JSON.parse(readFileSync(manifestPath(project, id), 'utf8')) as Manifest
+}
+
+function create(project: Project): string {
+  const result = cli(project, ['create', '--media-only', '--json'], PACKS)
+  expect(result.status, result.stderr).to.equal(0)
+  return (result.json() as {id: string}).id
+}
+
+function prune(project: Project, extra: NodeJS.ProcessEnv = PACKS) {
+  const result = cli(project, ['prune', '--confirm', 'local', '--json'], {...PACKS, ...extra})
+  expect(result.status, result.stderr).to.equal(0)
+  return {
+    packs: (result.json() as {packs: {condemned: string[]; deleted: string[]; held: unknown[]; ignored: string[]}})
+      .packs,
+    stderr: result.stderr,
+  }
+}
+
+function sha256(data: Buffer | string): string {
+  return createHash('sha256').update(data).digest('hex')
+}
+
+/**
+ * Two backups on two packs, as in the review: B1 uses P1, B2 uses P1 and P2. Each file is alone in
+ * its pack, so the packs are told apart by content.
+ */
+function twoBackups(): {b1: string; b2: string; p1: string; p2: string; project: Project} {
+  const project = makeProject()
+  const media = join(project.root, 'media')
+  rmSync(media, {recursive: true})
+  mkdirSync(media)
+  writeFileSync(join(media, 'first.bin'), randomBytes(300_000))
+  const b1 = create(project)
+  writeFileSync(join(media, 'second.bin'), randomBytes(300_000))
+  const b2 = create(project)
+  const [p1] = manifestOf(project, b1).components.media.packs
+  const p2 = manifestOf(project, b2).components.media.packs.find((pack) => pack !== p1)!
+  expect(manifestOf(project, b2).components.media.packs.sort()).to.deep.equal([p1, p2].sort())
+  return {b1, b2, p1, p2, project}
+}
+
+function verifyAll(project: Project): null | number {
+  return cli(project, ['verify', '--all'], PACKS).status
+}
+
+function writerKey(project: Project) {
+  return parseWriterKey(readFileSync(writerKeyFile(project), 'utf8'))
+}
+
+/** `age -r` to the project's own recipient: what anyone who has read the store can do. */
+function encryptToOwner(project: Project, plaintext: Buffer): Buffer {
+  const recipient = execFileSync('age-keygen', ['-y', project.identityFile]).toString().trim()
+  return execFileSync('age', ['-r', recipient], {input: plaintext})
+}
+
+describe('a hostile store writer', function () {
+  before(function () {
+    requireTool(this, 'age', 'age')
+  })
+
+  it('forged forwards between two live packs are ignored: no prune, with or without the identity, deletes a pack', () => {
+    const {b1, b2, p1, p2, project} = twoBackups()
+    const forged = `${JSON.stringify({accounted: [b1, b2], at: new Date().toISOString()})}\n`
+    writeFileSync(join(packsFolder(project), `${p1}.to.${p2}`), forged)
+    writeFileSync(join(packsFolder(project), `${p2}.to.${p1}`), forged)
+    const now = prune(project)
+    expect(now.packs.condemned).to.deep.equal([])
+    expect(now.packs.ignored).to.have.length(2)
+    for (const [from, to] of [
+      [p1, p2],
+      [p2, p1],
+    ])
+      expect(now.stderr).to.include(`warning: ignored packs/${from}.to.${to}: unsigned`)
+    for (const later of [{...at(25), ...NO_IDENTITY}, at(50)])
+      expect(prune(project, later).packs.deleted).to.deep.equal([])
+    expect(readdirSync(packsFolder(project))).to.include.members([p1, p2])
+    expect(verifyAll(project)).to.equal(0)
+  })
+
+  it('a lying forward signed with a stolen writer key: the pack waits for the identity, whose check of the copy pardons it', () => {
+    const {b1, b2, p1, p2, project} = twoBackups()
+    const bytes = readFileSync(join(packsFolder(project), p2))
+    const fields = {
+      accounted: [b1, b2].sort(),
+      app: 'shop',
+      at: new Date().toISOString(),
+      environment: 'local',
+      from: p1,
+      to: {bytes: bytes.length, name: p2, sha256: sha256(bytes)},
+    }
+    writeFileSync(
+      join(packsFolder(project), `${p1}.to.${p2}`),
+      JSON.stringify(signNote('forward', fields, writerKey(project))),
+    )
+    expect(prune(project).packs.condemned).to.deep.equal([p1])
+    // Without the identity, nothing can check the copy: the pack is held, not deleted.
+    const blind = prune(project, {...at(25), ...NO_IDENTITY}).packs
+    expect(blind.deleted).to.deep.equal([])
+    expect(JSON.stringify(blind.held)).to.include('kept until a prune with the identity checks')
+    // With it, the copy is read: it does not hold P1's blobs, so P1 is pardoned and the forward goes.
+    const checked = prune(project, at(26)).packs
+    expect(checked.deleted).to.deep.equal([])
+    expect(JSON.stringify(checked.held)).to.include('pardoned: its copy does not hold every live blob')
+    expect(readdirSync(packsFolder(project)))
+      .to.include(p1)
+      .and.not.include(`${p1}.to.${p2}`)
+    expect(prune(project, at(60)).packs.deleted).to.deep.equal([])
+    expect(verifyAll(project)).to.equal(0)
+  })
+
+  it('a back-dated or replayed marker does not shorten the grace period; one on a live pack is removed', () => {
+    const {b2, p1, p2, project} = twoBackups()
+    expect(cli(project, ['delete', b2, '--confirm', 'local']).status).to.equal(0)
+    const threeDaysAgo = new Date(Date.now() - 72 * HOUR)
+    const plant = (pack: string, body: string) => {
+      const path = join(packsFolder(project), `${pack}.condemned`)
+      writeFileSync(path, body)
+      utimesSync(path, threeDaysAgo, threeDaysAgo)
+    }
+
+    // Unsigned, with a file time three days back: ignored, and P2 is condemned from now.
+    plant(p2, `${threeDaysAgo.toISOString()}\n`)
+    plant(p1, `${threeDaysAgo.toISOString()}\n`)
+    const first = prune(project)
+    expect(first.packs.deleted).to.deep.equal([])
+    expect(first.packs.condemned).to.deep.equal([p2])
+    expect(readdirSync(packsFolder(project)))
+      .to.include(p2)
+      .and.not.include(`${p1}.condemned`)
+    // Signed three days back (a stolen key, or a replay) and back-dated: the store's clock says now.
+    const marker = signNote(
+      'condemned',
+      {app: 'shop', at: threeDaysAgo.toISOString(), environment: 'local', pack: p2},
+      writerKey(project),
+    )
+    plant(p2, JSON.stringify(marker))
+    expect(prune(project).packs.deleted).to.deep.equal([])
+    expect(prune(project, at(25)).packs.deleted).to.deep.equal([p2])
+    expect(verifyAll(project)).to.equal(0)
+  })
+
+  it('create does not build on a pack that is missing or that failed a check, and verify says what works', () => {
+    const {b2, p1, p2, project} = twoBackups()
+    // A pack deleted by hand (a lifecycle rule, an old copy put back).
+    rmSync(join(packsFolder(project), p1))
+    const failed = cli(project, ['verify', b2], PACKS)
+    expect(failed.status).to.equal(4)
+    expect(failed.stderr).to.include('does not build on a pack that is missing')
+    const next = create(project)
+    expect(manifestOf(project, next).components.media.packs).to.not.include(p1)
+    expect(cli(project, ['verify', next], PACKS).status).to.equal(0)
+
+    // A pack damaged in place, at its size: verify finds it, and this machine's creates store anew.
+    const path = join(packsFolder(project), p2)
+    const bytes = readFileSync(path)
+    bytes[bytes.length >> 1] ^= 1
+    writeFileSync(path, bytes)
+    expect(manifestOf(project, next).components.media.packs).to.include(p2)
+    expect(cli(project, ['verify', next], PACKS).status).to.equal(4)
+    const after = create(project)
+    expect(manifestOf(project, after).components.media.packs).to.not.include(p2)
+    expect(cli(project, ['verify', after], PACKS).status).to.equal(0)
+  })
+
+  it('verify --sample checks a pack against the index: a pack swapped for a copy of another fails', () => {
+    const {b2, p1, p2, project} = twoBackups()
+    writeFileSync(join(packsFolder(project), p2), readFileSync(join(packsFolder(project), p1)))
+    const sampled = cli(project, ['verify', b2, '--sample', '100'], PACKS)
+    expect(sampled.status, sampled.stdout).to.equal(4)
+    expect(sampled.stdout).to.include(`packs/${p2}`)
+  })
+
+  it('a rebuild script with one command more, signed with a stolen writer key, fails verify and export --raw', () => {
+    const {b2, project} = twoBackups()
+    const folder = join(project.store, 'shop', 'local', b2)
+    const stored = join(folder, 'media.rebuild.sh.age')
+    const script = execFileSync('age', ['-d', '-i', project.identityFile, stored])
+    const evil = Buffer.concat([script, Buffer.from('touch "$T/../planted"\n')])
+    const encrypted = encryptToOwner(project, evil)
+    writeFileSync(stored, encrypted)
+    const manifest = manifestOf(project, b2)
+    manifest.components.media.rebuild = {
+      object: {bytes: encrypted.length, name: 'media.rebuild.sh.age', sha256: sha256(encrypted)},
+      plaintext: {bytes: evil.length, sha256: sha256(evil)},
+    }
+    writeSignedManifest(project, manifestPath(project, b2), manifest)
+    const verified = cli(project, ['verify', b2], PACKS)
+    expect(verified.status, verified.stdout).to.equal(4)
+    expect(verified.stdout).to.match(/media\.rebuild\.sh\.age \(derived\).*not the script its index derives/)
+    const exported = cli(project, ['export', '--raw', '-o', join(project.root, 'raw')], PACKS)
+    expect(exported.status).to.equal(4)
+    expect(exported.stderr).to.include(`The rebuild script of backup ${b2} is not the one its index derives`)
+  })
+
+  /** An age-encrypted tar whose one member is `member` (built by GNU tar from `root`). */
+  function forgedPack(project: Project, root: string, member: string): Buffer {
+    return encryptToOwner(project, execFileSync('tar', ['-c', '-C', root, member]))
+  }
+
+  it('export --raw refuses a planted pack before anything is written, and the recipe refuses one before extracting anything', () => {
+    const {b2, p1, p2, project} = twoBackups()
+    const outside = join(project.root, 'outside')
+    mkdirSync(outside)
+    // Pack 1 of the attack: a "blob" that is a link to a folder outside the export.
+    const stage = join(project.root, 'stage')
+    mkdirSync(stage)
+    const linkName = 'a'.repeat(64)
+    symlinkSync(outside, join(stage, linkName))
+    const linkPack = forgedPack(project, stage, linkName)
+    const original = readFileSync(join(packsFolder(project), p1))
+    writeFileSync(join(packsFolder(project), p1), linkPack)
+    const raw = join(project.root, 'raw')
+    const refused = cli(project, ['export', '--raw', '-o', raw], PACKS)
+    expect(refused.status, refused.stderr).to.equal(4)
+    expect(refused.stderr).to.include(`Pack ${p1} in the store is not the one signed for it`)
+    expect(existsSync(join(raw, 'local', 'packs', p1))).to.equal(false)
+
+    // An honest export, then the same planted pack in the export itself, SHA256SUMS and all.
+    writeFileSync(join(packsFolder(project), p1), original)
+    expect(cli(project, ['export', '--raw', '-o', raw], PACKS).status).to.equal(0)
+    writeFileSync(join(raw, 'local', 'packs', p1), linkPack)
+    const sums = readFileSync(join(raw, 'SHA256SUMS'), 'utf8').replace(
+      new RegExp(`^[\\da-f]{64}(  local/packs/${p1})$`, 'm'),
+      `${sha256(linkPack)}$1`,
+    )
+    writeFileSync(join(raw, 'SHA256SUMS'), sums)
+    expect(() => followRecipe(project, raw, b2)).to.throw(/is not recorded in any manifest: stopping/)
+    expect(readdirSync(outside)).to.deep.equal([])
+
+    // Signed for with a stolen writer key: the recipe still refuses a pack that holds anything but files.
+    const manifest = manifestOf(project, b2)
+    manifest.components.media.packObjects = manifest.components.media.packObjects.map((object) =>
+      object.name === p1 ? {...object, bytes: linkPack.length, sha256: sha256(linkPack)} : object,
+    )
+    writeSignedManifest(project, join(raw, 'local', b2, 'manifest.json'), manifest)
+    const resummed = readFileSync(join(raw, 'SHA256SUMS'), 'utf8').replace(
+      new RegExp(`^[\\da-f]{64}(  local/${b2}/manifest.json)$`, 'm'),
+      `${sha256(readFileSync(join(raw, 'local', b2, 'manifest.json')))}$1`,
+    )
+    writeFileSync(join(raw, 'SHA256SUMS'), resummed)
+    expect(() => followRecipe(project, raw, b2)).to.throw(/holds something other than blobs: stopping/)
+    expect(readdirSync(outside)).to.deep.equal([])
+    expect(existsSync(join(raw, 'media'))).to.equal(false)
+    expect(readdirSync(packsFolder(project))).to.include(p2)
+  })
+
+  it('keys: a writer key path that is a link to nothing exits 5; a key file others can read is named with chmod 600', () => {
+    const project = makeProject()
+    mkdirSync(join(project.home, '.config', 'divio'), {recursive: true})
+    symlinkSync('/nonexistent/writer-key.txt', writerKeyFile(project))
+    const dangling = cli(project, ['create'])
+    expect(dangling.status, dangling.stderr).to.equal(5)
+    expect(dangling.stderr).to.include(
+      `The writer key ${writerKeyFile(project)} is a symbolic link to /nonexistent/writer-key.txt, which does not exist.`,
+    )
+    rmSync(writerKeyFile(project))
+    expect(cli(project, ['create']).status).to.equal(0)
+    chmodSync(project.identityFile, 0o644)
+    const listed = cli(project, ['verify'])
+    expect(listed.status).to.equal(0)
+    expect(listed.stderr).to.include(
+      `warning: the identity file ${project.identityFile} can be read by others (mode 0644). Try this: chmod 600 ${project.identityFile}`,
+    )
+  })
+
+  it('roll-back: with the newest backup hidden, list warns and restore latest refuses until --allow-rollback', () => {
+    const {b1, b2, project} = twoBackups()
+    expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
+    const hidden = join(project.root, 'hidden')
+    renameSync(join(project.store, 'shop', 'local', b2), hidden)
+    const listed = cli(project, ['list'], PACKS)
+    expect(listed.status).to.equal(0)
+    expect(listed.stderr).to.include(`the store may have been rolled back: backup ${b2}`)
+    const refused = cli(project, ['restore', 'latest', '--confirm', 'local', '--no-safety-backup'], PACKS)
+    expect(refused.status, refused.stderr).to.equal(4)
+    expect(refused.stderr).to.include(`so "latest" would be the older ${b1}`)
+    const allowed = cli(
+      project,
+      ['restore', 'latest', '--confirm', 'local', '--no-safety-backup', '--allow-rollback'],
+      PACKS,
+    )
+    expect(allowed.status, allowed.stderr).to.equal(0)
+    // Accepted once: the store as it is now is what this machine remembers.
+    expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
+    // A deletion of this machine's own is not a roll-back.
+    renameSync(hidden, join(project.store, 'shop', 'local', b2))
+    expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
+    expect(cli(project, ['delete', b2, '--confirm', 'local']).status).to.equal(0)
+    expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
+  })
+})
+
+/** The raw export README's recipe for one backup, as a user would run it; throws with its stderr. */
+function followRecipe(project: Project, exportDir: string, id: string): void {
+  const readme = readFileSync(join(exportDir, 'README.txt'), 'utf8')
+  const block = /\n( {4}KEY=[^\n]*\n(?: {4}[^\n]*\n)+)/.exec(readme)![1].replaceAll(/^ {4}/gm, '')
+  const script = join(exportDir, 'rebuild-media.sh')
+  writeFileSync(script, block.replace(/^KEY=.*$/m, `KEY='${project.identityFile}' ID='${id}' ENV='local' OUT='media'`))
+  try {
+    execFileSync('sh', [script], {cwd: exportDir, encoding: 'utf8', stdio: 'pipe'})
+  } catch (error) {
+    throw new Error((error as {stderr: string}).stderr)
+  }
+}
+
+describe('a pack that goes while a create runs', function () {
+  before(function () {
+    requireTool(this, 'age', 'age')
+  })
+
+  /**
+   * A store that, when this create stores its first pack, deletes a pack: the one just written, or
+   * one the previous backup named, as a prune misled by a planted marker or a lifecycle rule would.
+   */
+  function losing(store: LocalStore, victim: (written: string) => string): Store {
+    let armed = true
+    return Object.assign(Object.create(store) as Store, {
+      async put(key: string, source: Readable, options?: {signal?: AbortSignal}) {
+        const result = await store.put(key, source, options)
+        if (armed && /\/packs\/[\da-f]{32}\.age$/.test(key)) {
+          armed = false
+          await store.delete(`${key.slice(0, key.lastIndexOf('/'))}/${victim(key.slice(key.lastIndexOf('/') + 1))}`)
+        }
+
+        return result
+      },
+    })
+  }
+
+  for (const which of ['the pack it just wrote', 'a pack of the previous backup it builds on'] as const) {
+    it(`fails instead of committing when ${which} is gone before the commit`, async () => {
+      const {p1, project} = twoBackups()
+      writeFileSync(join(project.root, 'media', 'third.bin'), randomBytes(300_000))
+      const variables = {
+        ...project.env,
+        ...PACKS,
+        DIVIO_BACKUP_IDENTITY_FILE: project.identityFile,
+        DIVIO_BACKUP_WRITER_KEY_FILE: writerKeyFile(project),
+      }
+      const env = loadEnvironment({cwd: project.root, variables})
+      const store = losing(new LocalStore(project.store), (written) =>
+        which === 'the pack it just wrote' ? written : p1,
+      )
+      const context: BackupContext = {
+        env,
+        keys: new KeyRing({variables}),
+        now: () => new Date(),
+        reporter: silentReporter,
+        signal: new AbortController().signal,
+        stallTimeoutMs: 60_000,
+        statePath: join(project.home, 'state.json'),
+        store,
+        tempRoot: project.root,
+        toolVersion: 'test',
+      }
+      const before = readdirSync(join(project.store, 'shop', 'local')).sort()
+      const failure = await createBackup(context, {database: false, media: true, trigger: 'on-demand'}).then(
+        () => {},
+        (error: unknown) => error as BackupError,
+      )
+      expect(failure?.code).to.equal('INTEGRITY')
+      expect(failure?.message).to.match(/Pack [\da-f]{32}\.age, which this backup uses, is missing from the store/)
+      // Nothing was committed: the environment holds the same backups as before.
+      expect(readdirSync(join(project.store, 'shop', 'local')).sort()).to.deep.equal(before)
+      expect(verifyAll(project)).to.equal(which === 'the pack it just wrote' ? 0 : 4)
+    })
+  }
+})

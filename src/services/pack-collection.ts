@@ -3,21 +3,24 @@ import {join} from 'node:path'
 
 import {X25519Identity} from '../archive/age-keys.js'
 import {isPacked, Manifest} from '../domain/manifest.js'
+import {blobKey, IndexEntry} from '../domain/media-index.js'
 import {CondemnMarker, planPackCollection} from '../domain/pack-collection.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {Catalog} from './catalog.js'
 import {BackupContext} from './context.js'
-import {readIndexFile, readIndexLines} from './media-packs.js'
+import {readIndexFile, readIndexLines} from './media-packs-read.js'
 import {checkPack, PackTrust, readPackTrust} from './pack-check.js'
 import {
   condemnedMarkerKey,
   forwardKey,
+  NoteScope,
   packsPrefix,
   readForward,
   ReadForward,
   readMarker,
   writeCondemnedMarker,
 } from './pack-folder.js'
+import {packCandidates} from './packs.js'
 import {ObjectCheckError} from './read.js'
 
 /** What prune did, or would do, with the packs of an environment. */
@@ -79,21 +82,7 @@ export async function collectPacks(
   if (unreadable)
     return {...empty, skipped: `backup ${unreadable.id} is damaged and its manifest unreadable, so any pack may be its`}
 
-  const trusted = await context.keys.trustedWriters()
-  const markers: (CondemnMarker & {why?: string})[] = []
-  for (const listed of folder.markers) {
-    const marker = await readMarker(context.store, listed, {scope, trusted})
-    if (marker) markers.push(marker)
-  }
-
-  // Untrusted forwards too: the plan removes those of packs that are still there.
-  const forwards: ReadForward[] = [...trust.forwards]
-  for (const listed of folder.forwards) {
-    if (trust.forwards.some((forward) => forward.from === listed.from && forward.to === listed.to)) continue
-    const forward = await readForward(context.store, listed, {scope, trusted})
-    if (forward) forwards.push(forward)
-  }
-
+  const {forwards, ignored, markers} = await readNotes(context, trust, scope)
   const graceMs = context.env.retention.incompleteGraceHours * 3_600_000
   const plan = planPackCollection({
     forwards,
@@ -103,14 +92,6 @@ export async function collectPacks(
     packs,
     references: packReferences(catalog, options.removing),
   })
-  const ignored = [
-    ...markers
-      .filter((marker) => !marker.trusted)
-      .map((marker) => `${marker.pack}.condemned: ${marker.why ?? 'untrusted'}`),
-    ...forwards
-      .filter((forward) => !forward.trusted)
-      .map((forward) => `${forward.from}.to.${forward.to}: ${forward.why ?? 'untrusted'}`),
-  ]
   if (!options.dryRun) for (const note of ignored) context.reporter.notice(`warning: ignored packs/${note}`)
   // Like an incomplete backup: left alone for the grace period, in case its writer is still running.
   const staleLeftovers = leftovers.filter((object) => context.now().getTime() - object.modifiedAt.getTime() > graceMs)
@@ -132,7 +113,7 @@ export async function collectPacks(
   const deleteNow = [...plan.delete, ...[...checked].filter(([, failure]) => failure === undefined).map(([p]) => p)]
   const failedChecks = [...checked].filter(([, failure]) => failure !== undefined)
   for (const [pack, failure] of failedChecks)
-    held.push({pack, why: `pardoned: its copy does not hold every live blob (${failure}); its forwards are removed`})
+    held.push({pack, why: `pardoned: its copy does not hold every live blob (${failure})`})
   const result: PackCollectionResult = {
     condemned: plan.condemn,
     deleted: options.dryRun ? [...plan.delete, ...plan.deleteAfterCheck] : deleteNow.sort(),
@@ -145,22 +126,77 @@ export async function collectPacks(
   if (options.dryRun) return result
   for (const pack of plan.condemn)
     await writeCondemnedMarker(context.store, prefix, {at: context.now(), pack, scope}, writer!)
-  // A pardoned pack loses its forwards first: readers read it, and creates may use it again.
-  const unforward = [
-    ...plan.unforward,
-    ...failedChecks.flatMap(([pack]) => trust.forwards.filter((forward) => forward.from === pack)),
-  ]
-  for (const {from, to} of unforward) await context.store.delete(forwardKey(prefix, from, to))
-  for (const pack of result.pardoned) await context.store.delete(condemnedMarkerKey(prefix, pack))
-  for (const pack of deleteNow) {
+  // A pack pardoned by the plan loses its forwards first: readers read it, and creates may use it
+  // again. One whose copy failed the check keeps them: a forward that is partly false may still lead
+  // to blobs only its target holds. The next prune condemns it again, and says so again.
+  const {unforward} = plan
+  await removeInOrder(context, prefix, {
+    dropMarkers: plan.dropMarkers,
+    leftovers: staleLeftovers.map(({key}) => key),
+    packs: deleteNow,
+    pardoned: result.pardoned,
+    unforward,
+  })
+  return result
+}
+
+/** Forwards, then markers of pardoned packs, then each pack before its marker, then what is left over. */
+async function removeInOrder(
+  context: BackupContext,
+  prefix: string,
+  remove: {
+    dropMarkers: string[]
+    leftovers: string[]
+    packs: string[]
+    pardoned: string[]
+    unforward: {from: string; to: string}[]
+  },
+): Promise<void> {
+  const {store} = context
+  for (const {from, to} of remove.unforward) await store.delete(forwardKey(prefix, from, to))
+  for (const pack of remove.pardoned) await store.delete(condemnedMarkerKey(prefix, pack))
+  for (const pack of remove.packs) {
     context.signal.throwIfAborted()
-    await context.store.delete(`${prefix}/packs/${pack}`)
-    await context.store.delete(condemnedMarkerKey(prefix, pack))
+    await store.delete(`${prefix}/packs/${pack}`)
+    await store.delete(condemnedMarkerKey(prefix, pack))
   }
 
-  for (const pack of plan.dropMarkers) await context.store.delete(condemnedMarkerKey(prefix, pack))
-  for (const {key} of staleLeftovers) await context.store.delete(key)
-  return result
+  for (const pack of remove.dropMarkers) await store.delete(condemnedMarkerKey(prefix, pack))
+  for (const key of remove.leftovers) await store.delete(key)
+}
+
+/**
+ * Every marker and forward beside the packs, read and checked, untrusted ones included (the plan
+ * removes or overwrites them), with a line for each untrusted one.
+ */
+async function readNotes(
+  context: BackupContext,
+  trust: PackTrust,
+  scope: NoteScope,
+): Promise<{forwards: ReadForward[]; ignored: string[]; markers: (CondemnMarker & {why?: string})[]}> {
+  const trusted = await context.keys.trustedWriters()
+  const markers: (CondemnMarker & {why?: string})[] = []
+  for (const listed of trust.folder.markers) {
+    const marker = await readMarker(context.store, listed, {scope, trusted})
+    if (marker) markers.push(marker)
+  }
+
+  const forwards: ReadForward[] = [...trust.forwards]
+  for (const listed of trust.folder.forwards) {
+    if (trust.forwards.some((forward) => forward.from === listed.from && forward.to === listed.to)) continue
+    const forward = await readForward(context.store, listed, {scope, trusted})
+    if (forward) forwards.push(forward)
+  }
+
+  const ignored = [
+    ...markers
+      .filter((marker) => !marker.trusted)
+      .map((marker) => `${marker.pack}.condemned: ${marker.why ?? 'untrusted'}`),
+    ...forwards
+      .filter((forward) => !forward.trusted)
+      .map((forward) => `${forward.from}.to.${forward.to}: ${forward.why ?? 'untrusted'}`),
+  ]
+  return {forwards, ignored, markers}
 }
 
 /** Every pack named by a committed backup that is not being removed (damaged ones included), with who names it. */
@@ -194,23 +230,88 @@ async function checkCopies(
   keys: {identities: readonly X25519Identity[]; trust: PackTrust},
   candidates: readonly string[],
 ): Promise<Map<string, string | undefined>> {
-  const {folder, targets} = keys.trust
-  const present = new Set(folder.packs.map((pack) => pack.name))
-  // Where a reader finds the blobs named as in `pack`: as openPack looks, depth first, in order.
-  const resolve = (pack: string, without?: string, seen = new Set<string>()): string | undefined => {
-    if (present.has(pack) && pack !== without) return pack
-    seen.add(pack)
-    for (const target of targets.get(pack) ?? []) {
-      if (seen.has(target)) continue
-      const found = resolve(target, without, seen)
-      if (found !== undefined) return found
-    }
-
-    return undefined
+  const present = new Set(keys.trust.folder.packs.map((pack) => pack.name))
+  const failures = new Map<string, string | undefined>(candidates.map((pack) => [pack, undefined]))
+  // Where a reader looks for the blobs named as in `named`: the packs there, in PackReader's order.
+  const where = (named: string) => packCandidates(named, keys.trust.targets).filter((pack) => present.has(pack))
+  const involved = await blobsInvolving(context, catalog, {failures, identities: keys.identities, where})
+  // The candidates go together: every blob one of them may serve now must be found in a pack that
+  // stays, so two forwards that point at each other cannot each vouch for the other's pack. The pack
+  // that holds a blob found nowhere else stays, and the rest are checked again, until all hold.
+  const going = new Set(candidates.filter((pack) => failures.get(pack) === undefined))
+  const holdings = new Map<string, Set<string>>()
+  const holds = async (pack: string, id: string) => {
+    if (!holdings.has(pack)) holdings.set(pack, await blobsOf(context, pack, keys))
+    return holdings.get(pack)!.has(id)
   }
 
-  const failures = new Map<string, string | undefined>(candidates.map((pack) => [pack, undefined]))
-  const wanted = new Map<string, Map<string, Set<string>>>(candidates.map((pack) => [pack, new Map()]))
+  for (let changed = true; changed;) {
+    changed = false
+    for (const [id, packs] of involved) {
+      const leaving = packs.filter((pack) => going.has(pack))
+      if (leaving.length === 0) continue
+      if (
+        await someAsync(
+          packs.filter((pack) => !going.has(pack)),
+          (pack) => holds(pack, id),
+        )
+      )
+        continue
+      const keeper = (await findAsync(leaving, (pack) => holds(pack, id))) ?? leaving[0]
+      failures.set(keeper, `blob ${id.slice(0, 12)}… would be found in no pack that stays`)
+      going.delete(keeper)
+      changed = true
+      break
+    }
+  }
+
+  return failures
+}
+
+async function someAsync<T>(items: readonly T[], test: (item: T) => Promise<boolean>): Promise<boolean> {
+  return (await findAsync(items, test)) !== undefined
+}
+
+async function findAsync<T>(items: readonly T[], test: (item: T) => Promise<boolean>): Promise<T | undefined> {
+  for (const item of items) if (await test(item)) return item
+  return undefined
+}
+
+/** The ids of the blobs a pack holds, each checked; none when it fails its check. */
+async function blobsOf(
+  context: BackupContext,
+  pack: string,
+  keys: {identities: readonly X25519Identity[]; trust: PackTrust},
+): Promise<Set<string>> {
+  try {
+    return (await checkPack(context, prefixOf(context), pack, keys)).ids
+  } catch (error) {
+    if (!(error instanceof ObjectCheckError)) throw error
+    context.reporter.notice(`warning: ${error.objectName} failed its check (${error.message}): no copy counts on it`)
+    return new Set()
+  }
+}
+
+/**
+ * Every blob of every backup that a reader may look for in one of the candidates, with the packs it
+ * looks in, in order. A candidate whose blobs cannot all be known (an index that cannot be read) fails.
+ */
+async function blobsInvolving(
+  context: BackupContext,
+  catalog: Catalog,
+  {
+    failures,
+    identities,
+    where,
+  }: {
+    failures: Map<string, string | undefined>
+    identities: readonly X25519Identity[]
+    where: (named: string) => string[]
+  },
+): Promise<[string, string[]][]> {
+  // Once each: a blob many backups share is checked once.
+  const involved = new Map<string, [string, string[]]>()
+  const places = new Map<string, string[]>()
   const manifests = referringManifests(catalog, new Set()).filter((manifest) => {
     const {media} = manifest.components
     return media !== undefined && isPacked(media)
@@ -220,48 +321,42 @@ async function checkCopies(
     for (const manifest of manifests) {
       const path = join(tempDir, `${manifest.id}.index`)
       try {
-        await readIndexFile(context, manifest, keys.identities, path)
-        for await (const entry of readIndexLines(path)) {
-          for (const [id, named] of entry.blobs ?? []) {
-            const from = resolve(named)
-            if (from === undefined || !failures.has(from) || failures.get(from) !== undefined) continue
-            const home = resolve(named, from)
-            if (home === undefined) {
-              failures.set(from, `no copy of blob ${id.slice(0, 12)}… is stored`)
-              continue
-            }
-
-            const byHome = wanted.get(from)!
-            byHome.set(home, (byHome.get(home) ?? new Set()).add(id))
-          }
-        }
+        await readIndexFile(context, manifest, identities, path)
+        for await (const entry of readIndexLines(path)) noteInvolved(entry, {failures, involved, places, where})
       } catch (error) {
         // What an unreadable index holds is not known: none of the candidates may go.
         const why = `the index of backup ${manifest.id} could not be read (${(error as Error).message})`
-        for (const pack of candidates) failures.set(pack, failures.get(pack) ?? why)
+        for (const pack of failures.keys()) failures.set(pack, failures.get(pack) ?? why)
       } finally {
         await rm(path, {force: true})
-      }
-    }
-
-    for (const [pack, byHome] of wanted) {
-      for (const [home, ids] of byHome) {
-        if (failures.get(pack) !== undefined) break
-        try {
-          const held = await checkPack(context, prefixOf(context), home, keys)
-          const missing = [...ids].filter((id) => !held.ids.has(id))
-          if (missing.length > 0) failures.set(pack, `${missing.length} live blob(s) are not in ${home}`)
-        } catch (error) {
-          if (!(error instanceof ObjectCheckError)) throw error
-          failures.set(pack, `${error.objectName}: ${error.message}`)
-        }
       }
     }
   } finally {
     await rm(tempDir, {force: true, recursive: true})
   }
 
-  return failures
+  return [...involved.values()]
+}
+
+function noteInvolved(
+  entry: IndexEntry,
+  {
+    failures,
+    involved,
+    places,
+    where,
+  }: {
+    failures: ReadonlyMap<string, unknown>
+    involved: Map<string, [string, string[]]>
+    places: Map<string, string[]>
+    where: (named: string) => string[]
+  },
+): void {
+  for (const [id, named] of entry.blobs ?? []) {
+    if (!places.has(named)) places.set(named, where(named))
+    const packs = places.get(named)!
+    if (packs.some((pack) => failures.has(pack))) involved.set(`${blobKey(id)}${named}`, [id, packs])
+  }
 }
 
 function prefixOf(context: BackupContext): string {

@@ -207,8 +207,10 @@ export class BlobCheckError extends Error {
  * the order the blobs were written therefore read each pack once. Every blob is authenticated by age
  * and checked against its id (SHA-256) before it is returned.
  *
- * A pack that is gone is looked for where repacking copied it (`forwards`: pack → the packs that hold
- * its live blobs, in the same order).
+ * A blob is looked for in the pack its index names and, when it is not there (the pack is gone, or a
+ * copy holds it), in the packs that pack's trusted forwards lead to, depth first, in order
+ * (`forwards`: pack → the packs that hold its live blobs). Each is tried until one holds it, so a
+ * forward that leads to a pack without the blob costs a read, never the blob.
  */
 export class PackReader {
   private open:
@@ -242,17 +244,8 @@ export class PackReader {
    * @yields the blob's bytes, in order
    */
   async *stream(pack: string, blob: string): AsyncGenerator<Buffer> {
-    // Forward from where the open pack is; if the blob is not ahead, once more from the pack's start.
-    const fromStart = this.open?.name !== pack
-    if (fromStart) await this.reopen(pack)
-    let body = await this.seek(blob)
-    if (body === undefined && !fromStart) {
-      await this.reopen(pack)
-      body = await this.seek(blob)
-    }
-
+    const body = await this.locate(pack, blob)
     const {stored} = this.open!
-    if (body === undefined) throw new BlobCheckError(stored, blob, 'not in the pack')
     const hash = createHash('sha256')
     for await (const chunk of body) {
       hash.update(chunk as Buffer)
@@ -263,12 +256,30 @@ export class PackReader {
     if (actual !== blob) throw new BlobCheckError(stored, blob, `its content hashes to ${actual.slice(0, 12)}…`)
   }
 
-  private async reopen(pack: string): Promise<void> {
-    await this.close()
-    const {source, stored} = await openPack(this.options.store, this.options.prefix, pack, this.options.forwards)
-    const plain = new PassThrough()
-    pipeline(source, createDecryptStream(this.options.identities), plain).catch((error: Error) => plain.destroy(error))
-    this.open = {members: readTar(plain), name: pack, stored}
+  /** The body of `blob`: forward from where the open pack is, else from the start of each candidate. */
+  private async locate(pack: string, blob: string): Promise<Readable> {
+    if (this.open?.name === pack) {
+      const body = await this.seek(blob)
+      if (body !== undefined) return body
+    }
+
+    let found = false
+    for (const candidate of packCandidates(pack, this.options.forwards)) {
+      const source = await getIfThere(this.options.store, packKey(this.options.prefix, candidate))
+      if (source === undefined) continue
+      found = true
+      await this.close()
+      const plain = new PassThrough()
+      pipeline(source, createDecryptStream(this.options.identities), plain).catch((error: Error) =>
+        plain.destroy(error),
+      )
+      this.open = {members: readTar(plain), name: pack, stored: candidate}
+      const body = await this.seek(blob)
+      if (body !== undefined) return body
+    }
+
+    if (!found) throw new ObjectNotFoundError(packKey(this.options.prefix, pack))
+    throw new BlobCheckError(this.open?.stored ?? pack, blob, 'not in the pack')
   }
 
   /** Skips to the member named `blob` in the open pack; its body, or undefined at the pack's end. */
@@ -283,6 +294,31 @@ export class PackReader {
 }
 
 /**
+ * Where the blobs named as in `pack` may be: the pack itself, then, depth first and in order, the
+ * packs its forwards lead to. Readers try them in this order.
+ */
+export function packCandidates(pack: string, forwards: ReadonlyMap<string, readonly string[]> = new Map()): string[] {
+  const order: string[] = []
+  const visit = (name: string) => {
+    if (order.includes(name)) return
+    order.push(name)
+    for (const target of forwards.get(name) ?? []) visit(target)
+  }
+
+  visit(pack)
+  return order
+}
+
+async function getIfThere(store: Store, key: string): Promise<Readable | undefined> {
+  try {
+    return await store.get(key)
+  } catch (error) {
+    if (error instanceof ObjectNotFoundError) return undefined
+    throw error
+  }
+}
+
+/**
  * Opens a pack, or, when it is gone, the first pack its forwards lead to that is there; `stored` is
  * the pack actually read. Rejects with ObjectNotFoundError for the pack asked for when none is.
  */
@@ -292,25 +328,10 @@ export async function openPack(
   pack: string,
   forwards: ReadonlyMap<string, readonly string[]> = new Map(),
 ): Promise<{source: Readable; stored: string}> {
-  const seen = new Set<string>()
-  const attempt = async (name: string): Promise<{source: Readable; stored: string}> => {
-    try {
-      return {source: await store.get(packKey(prefix, name)), stored: name}
-    } catch (error) {
-      if (!(error instanceof ObjectNotFoundError)) throw error
-      seen.add(name)
-      for (const target of forwards.get(name) ?? []) {
-        if (seen.has(target)) continue
-        try {
-          return await attempt(target)
-        } catch (error_) {
-          if (!(error_ instanceof ObjectNotFoundError)) throw error_
-        }
-      }
-
-      throw error
-    }
+  for (const candidate of packCandidates(pack, forwards)) {
+    const source = await getIfThere(store, packKey(prefix, candidate))
+    if (source !== undefined) return {source, stored: candidate}
   }
 
-  return attempt(pack)
+  throw new ObjectNotFoundError(packKey(prefix, pack))
 }

@@ -1,0 +1,160 @@
+import {createHash} from 'node:crypto'
+import {createReadStream, createWriteStream} from 'node:fs'
+import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
+import {createInterface} from 'node:readline'
+import {Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+import {createGunzip} from 'node:zlib'
+
+import {X25519Identity} from '../archive/age-keys.js'
+import {createListingFile} from '../archive/listing.js'
+import {createMediaTar, MediaEntry} from '../archive/media-tar.js'
+import {Manifest, MediaPacksComponent} from '../domain/manifest.js'
+import {checkIndexHeader, IndexEntry, parseIndexLine} from '../domain/media-index.js'
+import {BackupContext} from './context.js'
+import {readPackTrust} from './pack-check.js'
+import {packsPrefix} from './pack-folder.js'
+import {PackReader} from './packs.js'
+import {ObjectCheckError, readVerified} from './read.js'
+
+/**
+ * Reading incremental media (DESIGN §14): a backup's index, and the standard media.tar built from the
+ * index and the packs.
+ */
+
+/**
+ * Reads a packed backup's index, authenticated and checked, into a file at `path` as JSON lines
+ * (gunzipped when it was stored gzipped). Rejects with ObjectCheckError when it does not check.
+ */
+export async function readIndexFile(
+  context: BackupContext,
+  manifest: Manifest,
+  identities: readonly X25519Identity[],
+  path: string,
+): Promise<void> {
+  const {index} = manifest.components.media as MediaPacksComponent
+  const file = createWriteStream(path, {flags: 'wx', mode: 0o600})
+  if (index.encoding !== 'gzip') {
+    await readVerified(context, manifest, {identities, object: index.object, plaintext: index.plaintext, sink: file})
+    return
+  }
+
+  const gunzip = createGunzip()
+  const unzipped = pipeline(gunzip, file)
+  unzipped.catch(() => {})
+  try {
+    await readVerified(context, manifest, {identities, object: index.object, plaintext: index.plaintext, sink: gunzip})
+  } catch (error) {
+    file.destroy()
+    throw error
+  }
+
+  await unzipped.catch((error: Error) => {
+    throw new ObjectCheckError(index.object.name, `not a gzipped index: ${error.message}`)
+  })
+}
+
+/**
+ * The entries of a decrypted index file, one at a time, after checking its header.
+ *
+ * @yields each entry, in archive order
+ */
+export async function* readIndexLines(path: string): AsyncGenerator<IndexEntry, void> {
+  const lines = createInterface({crlfDelay: Number.POSITIVE_INFINITY, input: createReadStream(path)})
+  let first = true
+  for await (const line of lines) {
+    if (first) {
+      checkIndexHeader(line)
+      first = false
+      continue
+    }
+
+    if (line !== '') yield parseIndexLine(line)
+  }
+}
+
+/**
+ * media.tar of a packed backup, built from its index and its packs: the same archive a tar backup
+ * stores (MANIFEST.json last), streamed. Every blob is authenticated by age and checked against its
+ * id, and every file against its SHA-256, before its bytes are passed on; a failure is an
+ * ObjectCheckError naming the index or the pack.
+ */
+export async function packedMediaTar(
+  context: BackupContext,
+  manifest: Manifest,
+  options: {
+    identities: readonly X25519Identity[]
+    /** Sees every entry of the index as the archive is built (verify derives the rebuild script from them). */
+    onEntry?: (entry: IndexEntry) => void
+    tempDir: string
+  },
+): Promise<{stream: Readable; summary: Promise<unknown>}> {
+  const media = manifest.components.media as MediaPacksComponent
+  const indexPath = join(options.tempDir, `${manifest.id}.index`)
+  await readIndexFile(context, manifest, options.identities, indexPath)
+  const prefix = packsPrefix(manifest.app, manifest.environment)
+  const reader = new PackReader({
+    forwards: (await readPackTrust(context, {app: manifest.app, environment: manifest.environment})).targets,
+    identities: options.identities,
+    prefix,
+    store: context.store,
+  })
+
+  async function* entries(): AsyncGenerator<MediaEntry> {
+    try {
+      for await (const entry of readIndexLines(indexPath)) {
+        options.onEntry?.(entry)
+        const common = {
+          ...(entry.etag === undefined ? {} : {etag: entry.etag}),
+          ...(entry.key === undefined ? {} : {key: entry.key}),
+          mode: entry.mode,
+          mtime: new Date(entry.mtimeMs),
+          path: entry.path,
+        }
+        if (entry.type === 'directory') yield {...common, size: 0, type: 'directory'}
+        else if (entry.type === 'symlink') yield {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
+        else
+          yield {
+            ...common,
+            open: async () => Readable.from(fileContent(reader, entry, media.index.object.name)),
+            // Checked by fileContent as the bytes go by: the archive need not hash them again.
+            sha256: entry.sha256 ?? (entry.blobs!.length === 1 ? entry.blobs![0][0] : undefined),
+            size: entry.size,
+            type: 'file',
+          }
+      }
+    } finally {
+      await reader.close().catch(() => {})
+      await rm(indexPath, {force: true})
+    }
+  }
+
+  return createMediaTar(entries(), createListingFile(options.tempDir))
+}
+
+async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: string): AsyncGenerator<Buffer> {
+  const blobs = entry.blobs!
+  // Each blob is checked against its id. A recorded SHA-256 of a one-blob file is that id; one of a
+  // larger file (older indexes record it) is checked over the whole.
+  const whole = entry.sha256 !== undefined && blobs.length > 1 ? createHash('sha256') : undefined
+  if (entry.sha256 !== undefined && blobs.length === 1 && blobs[0][0] !== entry.sha256) {
+    throw new ObjectCheckError(indexName, `${entry.path}: its blob is not the file the index records`)
+  }
+
+  for (const [blob, pack] of blobs) {
+    try {
+      for await (const chunk of reader.stream(pack, blob)) {
+        whole?.update(chunk)
+        yield chunk
+      }
+    } catch (error) {
+      if (error instanceof ObjectCheckError) throw error
+      throw new ObjectCheckError(`packs/${pack}`, (error as Error).message)
+    }
+  }
+
+  if (whole && whole.digest('hex') !== entry.sha256) {
+    throw new ObjectCheckError(indexName, `${entry.path}: its blobs do not add up to the file the index records`)
+  }
+}

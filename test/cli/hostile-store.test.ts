@@ -26,6 +26,7 @@ import {KeyRing} from '../../src/services/keys.js'
 import {LocalStore} from '../../src/store/local.js'
 import {Store} from '../../src/store/port.js'
 import {cli, makeProject, Project, writerKeyFile, writeSignedManifest} from '../helpers/project.js'
+import {followRawRecipe} from '../helpers/raw-recipe.js'
 import {requireTool} from '../helpers/tools.js'
 
 /**
@@ -285,7 +286,7 @@ describe('a hostile store writer', function () {
       `${sha256(linkPack)}$1`,
     )
     writeFileSync(join(raw, 'SHA256SUMS'), sums)
-    expect(() => followRecipe(project, raw, b2)).to.throw(/is not recorded in any manifest: stopping/)
+    expect(() => followRawRecipe(raw, {id: b2, identityFile: project.identityFile, target: 'media'})).to.throw(/is not recorded in any manifest: stopping/)
     expect(readdirSync(outside)).to.deep.equal([])
 
     // Signed for with a stolen writer key: the recipe still refuses a pack that holds anything but files.
@@ -299,7 +300,7 @@ describe('a hostile store writer', function () {
       `${sha256(readFileSync(join(raw, 'local', b2, 'manifest.json')))}$1`,
     )
     writeFileSync(join(raw, 'SHA256SUMS'), resummed)
-    expect(() => followRecipe(project, raw, b2)).to.throw(/holds something other than blobs: stopping/)
+    expect(() => followRawRecipe(raw, {id: b2, identityFile: project.identityFile, target: 'media'})).to.throw(/holds something other than blobs: stopping/)
     expect(readdirSync(outside)).to.deep.equal([])
     expect(existsSync(join(raw, 'media'))).to.equal(false)
     expect(readdirSync(packsFolder(project))).to.include(p2)
@@ -350,19 +351,6 @@ describe('a hostile store writer', function () {
     expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
   })
 })
-
-/** The raw export README's recipe for one backup, as a user would run it; throws with its stderr. */
-function followRecipe(project: Project, exportDir: string, id: string): void {
-  const readme = readFileSync(join(exportDir, 'README.txt'), 'utf8')
-  const block = /\n( {4}KEY=[^\n]*\n(?: {4}[^\n]*\n)+)/.exec(readme)![1].replaceAll(/^ {4}/gm, '')
-  const script = join(exportDir, 'rebuild-media.sh')
-  writeFileSync(script, block.replace(/^KEY=.*$/m, `KEY='${project.identityFile}' ID='${id}' ENV='local' OUT='media'`))
-  try {
-    execFileSync('sh', [script], {cwd: exportDir, encoding: 'utf8', stdio: 'pipe'})
-  } catch (error) {
-    throw new Error((error as {stderr: string}).stderr)
-  }
-}
 
 describe('a pack that goes while a create runs', function () {
   before(function () {

@@ -7,6 +7,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {killAfter, startCli} from '../helpers/kill.js'
 import {cli, cliInBackground, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {followRawRecipe} from '../helpers/raw-recipe.js'
 import {requireTool} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
@@ -48,22 +49,6 @@ function treeOfTar(project: Project, tar: string): Map<string, string> {
   return snapshotTree(join(out, 'media'))
 }
 
-/**
- * The raw export README's recipe, word for word but for its first line (the key, the backup, its
- * environment and the target), run in the export's folder. Returns what it printed to stderr.
- */
-function followRawRecipe(exportDir: string, id: string, target: string, identityFile: string): string {
-  const script = rawRecipe(exportDir)
-  const path = join(exportDir, `rebuild-media-${randomBytes(4).toString('hex')}.sh`)
-  writeFileSync(path, script.replace(/^KEY=.*$/m, `KEY='${identityFile}' ID='${id}' ENV='local' OUT='${target}'`))
-  try {
-    execFileSync('sh', [path], {cwd: exportDir, env: {PATH: process.env.PATH}, stdio: 'pipe'})
-    return ''
-  } finally {
-    rmSync(path)
-  }
-}
-
 /** Bytes of every file under a folder. */
 function sizeOfTree(folder: string): number {
   let bytes = 0
@@ -72,14 +57,6 @@ function sizeOfTree(folder: string): number {
   }
 
   return bytes
-}
-
-/** The recipe block of the raw export's README.txt, as a script. */
-function rawRecipe(exportDir: string): string {
-  const readme = readFileSync(join(exportDir, 'README.txt'), 'utf8')
-  const block = /\n( {4}KEY=[^\n]*\n(?: {4}[^\n]*\n)+)/.exec(readme)
-  expect(block, 'the recipe in README.txt').to.not.equal(null)
-  return block![1].replaceAll(/^ {4}/gm, '')
 }
 
 describe('incremental media (packs)', function () {
@@ -300,7 +277,7 @@ describe('incremental media (packs)', function () {
     // The raw export copies the packs the backup's blobs are in now, and its recipe still works.
     const raw = join(project.root, 'raw')
     expect(cli(project, ['export', '--raw', '-o', raw], PACKS).status).to.equal(0)
-    followRawRecipe(raw, last, 'media', project.identityFile)
+    followRawRecipe(raw, {id: last, identityFile: project.identityFile, target: 'media'})
     expect(snapshotTree(join(raw, 'media'))).to.deep.equal(tree)
   })
 
@@ -414,7 +391,7 @@ describe('incremental media (packs)', function () {
       [second, secondTree],
     ] as const) {
       const target = `media-${id}`
-      followRawRecipe(out, id, target, project.identityFile)
+      followRawRecipe(out, {id, identityFile: project.identityFile, target})
       expect(snapshotTree(join(out, target)), id).to.deep.equal(tree)
     }
   })

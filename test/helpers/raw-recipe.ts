@@ -1,0 +1,29 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+/**
+ * Runs the raw export README's recipe for one backup, word for word but for its first line (the key,
+ * the backup, its environment and the target), as a user would: saved as a script in the export's
+ * folder and run with sh. Throws with what it printed to stderr when it stops.
+ */
+export function followRawRecipe(
+  exportDir: string,
+  options: {environment?: string; id: string; identityFile: string; target: string},
+): void {
+  const readme = readFileSync(join(exportDir, 'README.txt'), 'utf8')
+  const block = /\n( {4}KEY=[^\n]*\n(?: {4}[^\n]*\n)+)/.exec(readme)
+  expect(block, 'the recipe in README.txt').to.not.equal(null)
+  const script = join(exportDir, `rebuild-media-${randomBytes(4).toString('hex')}.sh`)
+  const first = `KEY='${options.identityFile}' ID='${options.id}' ENV='${options.environment ?? 'local'}' OUT='${options.target}'`
+  writeFileSync(script, block![1].replaceAll(/^ {4}/gm, '').replace(/^KEY=.*$/m, first))
+  try {
+    execFileSync('sh', [script], {cwd: exportDir, encoding: 'utf8', env: {PATH: process.env.PATH}, stdio: 'pipe'})
+  } catch (error) {
+    throw new Error((error as {stderr?: string}).stderr || (error as Error).message)
+  } finally {
+    rmSync(script, {force: true})
+  }
+}

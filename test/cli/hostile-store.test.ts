@@ -286,7 +286,9 @@ describe('a hostile store writer', function () {
       `${sha256(linkPack)}$1`,
     )
     writeFileSync(join(raw, 'SHA256SUMS'), sums)
-    expect(() => followRawRecipe(raw, {id: b2, identityFile: project.identityFile, target: 'media'})).to.throw(/is not recorded in any manifest: stopping/)
+    expect(() => followRawRecipe(raw, {id: b2, identityFile: project.identityFile, target: 'media'})).to.throw(
+      /is not recorded in any manifest: stopping/,
+    )
     expect(readdirSync(outside)).to.deep.equal([])
 
     // Signed for with a stolen writer key: the recipe still refuses a pack that holds anything but files.
@@ -300,7 +302,9 @@ describe('a hostile store writer', function () {
       `${sha256(readFileSync(join(raw, 'local', b2, 'manifest.json')))}$1`,
     )
     writeFileSync(join(raw, 'SHA256SUMS'), resummed)
-    expect(() => followRawRecipe(raw, {id: b2, identityFile: project.identityFile, target: 'media'})).to.throw(/holds something other than blobs: stopping/)
+    expect(() => followRawRecipe(raw, {id: b2, identityFile: project.identityFile, target: 'media'})).to.throw(
+      /holds something other than blobs: stopping/,
+    )
     expect(readdirSync(outside)).to.deep.equal([])
     expect(existsSync(join(raw, 'media'))).to.equal(false)
     expect(readdirSync(packsFolder(project))).to.include(p2)

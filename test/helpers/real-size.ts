@@ -1,3 +1,4 @@
+/* eslint-disable mocha/no-exports -- a shared suite, run by each format's own test file */
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync} from 'node:fs'
@@ -11,11 +12,11 @@ import {
   describeTree,
   removeBigTree,
   treeDifferences,
-} from '../helpers/big-tree.js'
-import {cliInBackground, makeProject, writeEnvironments} from '../helpers/project.js'
-import {followRawRecipe} from '../helpers/raw-recipe.js'
-import {TestS3} from '../helpers/s3.js'
-import {requireTool} from '../helpers/tools.js'
+} from './big-tree.js'
+import {cliInBackground, makeProject, writeEnvironments} from './project.js'
+import {followRawRecipe} from './raw-recipe.js'
+import {TestS3} from './s3.js'
+import {requireTool} from './tools.js'
 
 interface Created {
   id: string
@@ -28,27 +29,28 @@ interface Restored {
 
 /**
  * Every path a user takes, on a media folder of ordinary size (see big-tree.ts): create → verify →
- * download → restore in place (with its safety backup) and into another env, for both media formats,
+ * download → restore in place (with its safety backup) and into another env, for one media format,
  * on a local store and on S3. After each restore the target must equal the source byte for byte:
  * names (non-UTF-8 included), contents, modes, mtimes (to the second) and links. The one link that
  * leads outside the media folder is kept by the backup and left out by restore, which names it.
+ * Each format has a test file of its own, so that they run side by side.
  */
-describe('real-size media: 20,000 files through every command, both formats, both stores', function () {
-  let s3: TestS3
-  let buckets = 0
+export function realSizeSuite(format: 'packs' | 'tar'): void {
+  describe(`real-size media: 20,000 files through every command, ${format} format, both stores`, function () {
+    let s3: TestS3
+    let buckets = 0
 
-  before(async function () {
-    requireTool(this, 'tar', 'tar')
-    bigTree()
-    s3 = await TestS3.start()
-  })
+    before(async function () {
+      requireTool(this, 'tar', 'tar')
+      bigTree()
+      s3 = await TestS3.start()
+    })
 
-  after(async () => {
-    await s3?.stop()
-    removeBigTree()
-  })
+    after(async () => {
+      await s3?.stop()
+      removeBigTree()
+    })
 
-  for (const format of ['tar', 'packs'] as const) {
     for (const storeKind of ['local', 's3'] as const) {
       it(`${format} format, ${storeKind} store`, async () => {
         const tree = bigTree()
@@ -121,7 +123,12 @@ describe('real-size media: 20,000 files through every command, both formats, bot
           await run(['export', '--raw', '--latest', '-o', raw])
           const latest = (JSON.parse(readFileSync(join(raw, 'index.json'), 'utf8')) as {backups: {id: string}[]})
             .backups[0].id
-          followRawRecipe(raw, {environment: 'live', id: latest, identityFile: project.identityFile, target: 'rebuilt'})
+          followRawRecipe(raw, {
+            environment: 'live',
+            id: latest,
+            identityFile: project.identityFile,
+            target: 'rebuilt',
+          })
           const withoutTimes = (tree: Map<string, string>) =>
             new Map(
               [...tree].map(([key, value]) => [
@@ -148,5 +155,5 @@ describe('real-size media: 20,000 files through every command, both formats, bot
         rmSync(join(project.root, '..'), {force: true, recursive: true})
       })
     }
-  }
-})
+  })
+}

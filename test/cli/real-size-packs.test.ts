@@ -1,0 +1,3 @@
+import {realSizeSuite} from '../helpers/real-size.js'
+
+realSizeSuite('packs')

@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {killAfter, startCli} from '../helpers/kill.js'
-import {cli, cliInBackground, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {cli, cliInBackground, makeProject, Project, snapshotTree, writeConfig} from '../helpers/project.js'
 import {followRawRecipe} from '../helpers/raw-recipe.js'
 import {requireTool} from '../helpers/tools.js'
 
@@ -283,6 +283,15 @@ describe('incremental media (packs)', function () {
 
   it('a create that runs while prune deletes packs commits a backup that verifies', async () => {
     const project = makeProject()
+    // A grace period of seconds, so that the prune that deletes runs on the real clock: a prune whose
+    // clock ran ahead would take the running create's half-written pack for a killed one's.
+    const graceMs = 10_000
+    writeConfig(project, {
+      media: 'media',
+      mediaFormat: 'packs',
+      retention: {incompleteGraceHours: graceMs / 3_600_000},
+      store: './.divio/backups',
+    })
     const media = join(project.root, 'media')
     // First in the walk, so that its first pack holds nothing else.
     writeFileSync(join(media, 'aaa-old.bin'), randomBytes(20 * MiB))
@@ -290,23 +299,22 @@ describe('incremental media (packs)', function () {
     rmSync(join(media, 'aaa-old.bin'))
     writeFileSync(join(media, 'kept.bin'), randomBytes(20 * MiB))
     create(project)
-    expect(cli(project, ['delete', old, '--confirm', 'local']).status).to.equal(0)
-    const condemned = cli(project, ['prune', '--confirm', 'local', '--json'], PACKS)
+    expect(cli(project, ['delete', old, '--confirm', 'live']).status).to.equal(0)
+    const condemned = cli(project, ['prune', '--confirm', 'live', '--json'])
     expect((condemned.json() as {packs: {condemned: string[]}}).packs.condemned.length).to.be.greaterThan(0)
+    await sleep(graceMs + 500)
 
-    // The prune that deletes runs a grace period later, by its clock: the marks' times are the store's.
-    const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 25 * 3_600_000).toISOString()}
     // A long create (new content to read and pack) and, while it runs, the prune that deletes.
     writeFileSync(join(media, 'new.bin'), randomBytes(60 * MiB))
-    const running = cliInBackground(project, ['create', '--media-only', '--json'], PACKS)
+    const running = cliInBackground(project, ['create', '--media-only', '--json'])
     await sleep(300)
-    const deleting = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'], {...PACKS, ...later})
+    const deleting = await cliInBackground(project, ['prune', '--confirm', 'live', '--json'])
     expect(deleting.status, deleting.stderr).to.equal(0)
     expect((deleting.json() as {packs: {deleted: string[]}}).packs.deleted.length).to.be.greaterThan(0)
     const created = await running
     expect(created.status, created.stdout + created.stderr).to.equal(0)
     const {id} = created.json() as {id: string}
-    const verified = cli(project, ['verify', id], PACKS)
+    const verified = cli(project, ['verify', id])
     expect(verified.status, verified.stdout).to.equal(0)
   })
 

@@ -12,6 +12,8 @@
  */
 const CORE = [
   'B=$(mktemp -d)',
+  // The blobs are plaintext: gone however the script ends, a refused pack included.
+  `trap 'rm -rf -- "$B" "\${TMPR:-$B}"' EXIT`,
   'for pack in "$R/$ENV"/packs/*.age; do',
   '  sum=$(sha256sum < "$pack" | cut -c1-64)',
   String.raw`  grep -qs "\"sha256\": *\"$sum\"" "$R/$ENV"/*/manifest.json "$R/$ENV"/packs/*.json ||`,
@@ -28,7 +30,6 @@ const CORE = [
   'done',
   'age -d -i "$KEY" -o "$B/rebuild.sh" "$R/$ENV/$ID/media.rebuild.sh.age"',
   'sh "$B/rebuild.sh" "$B" "$OUT"',
-  'rm -rf "$B"',
 ]
 
 /** For the raw export's README: run in the export's folder, first line set by the user. */
@@ -48,9 +49,9 @@ export function linkRecipe(options: {environment: string; id: string; links: {pa
     'KEY=backup-identity.txt OUT=media',
     'set -eu',
     `R=$(mktemp -d) ID='${options.id}' ENV='${options.environment}'`,
+    'TMPR=$R',
     'mkdir -p "$R/$ENV/$ID" "$R/$ENV/packs"',
     ...options.links.map(({path, url}) => `curl -fsS -o "$R/$ENV/${path}" '${url}'`),
     ...CORE,
-    'rm -rf "$R"',
   ]
 }

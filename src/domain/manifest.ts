@@ -51,6 +51,10 @@ export const mediaTarComponentSchema = z.object({
  * object is its index (media.index.gz.age), which lists every file with its blobs. The index's SHA-256
  * is here, and every blob's is in the index, so the signature covers every byte.
  */
+/** A pack as a manifest records it: its stored size and SHA-256, and `zstd` when its tar is compressed. */
+export const packObjectSchema = storedObjectSchema.extend({compression: z.literal('zstd').optional()})
+export type PackObject = z.infer<typeof packObjectSchema>
+
 export const mediaPacksComponentSchema = z.object({
   files: z.number().int().nonnegative(),
   format: z.literal('packs'),
@@ -59,9 +63,10 @@ export const mediaPacksComponentSchema = z.object({
   /**
    * The same packs with the size and SHA-256 of each as stored, so that the signature covers them:
    * a pack planted or swapped in the store is told apart before it is opened (`export --raw`, and the
-   * recipe of its README). Absent in backups written before it was recorded.
+   * recipe of its README). Absent in backups written before it was recorded. `compression: zstd`
+   * marks a pack whose tar is compressed (absent: stored as it is; readers also tell by its first bytes).
    */
-  packObjects: z.array(storedObjectSchema).optional(),
+  packObjects: z.array(packObjectSchema).optional(),
   /** Every pack the index refers to: what prune must keep, readable without a key. Random names only. */
   packs: z.array(z.string().regex(/^[\da-f]{32}\.age$/)),
   /** The index as an sh script that rebuilds the tree from extracted packs (export --raw). */

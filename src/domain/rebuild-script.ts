@@ -8,7 +8,7 @@ import {IndexEntry} from './media-index.js'
  * that put the media tree back together from the blobs of its packs, with nothing but a POSIX shell
  * (`export --raw`'s README):
  *
- *     mkdir blobs/<pack>; age -d -i KEY packs/<pack> | tar -x -C blobs/<pack>     (each pack)
+ *     mkdir blobs/<pack>; age -d -i KEY packs/<pack> | zstd -dcf | tar -x -C blobs/<pack>     (each pack)
  *     age -d -i KEY media.rebuild.sh.age > rebuild.sh && sh rebuild.sh blobs media
  *
  * It is code that the machine that holds the identity runs, written by a create machine, which holds
@@ -24,7 +24,10 @@ function shellQuote(text: string): string {
 const COMMON_HEAD = ['#!/bin/sh']
 const COMMON_TAIL = ['set -eu', 'B=$1', 'T=$2', 'mkdir -p "$T"', 'd() { mkdir -p -- "$T/$1"; }']
 
-/** Each pack extracted into a folder of its own under BLOBS; a blob is found in whichever holds it. */
+/**
+ * Each pack extracted into a folder of its own under BLOBS; a blob is found in whichever holds it.
+ * Fixed text: verify compares a backup's script byte for byte with the one it derives.
+ */
 const HEADER = [
   ...COMMON_HEAD,
   '# Rebuilds the media of one backup from the blobs of its packs. Usage: sh rebuild.sh BLOBS TARGET',

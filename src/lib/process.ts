@@ -106,7 +106,14 @@ export function streamFrom(
 /** A program as a stream stage (zstd, for example): bytes in through stdin, out through stdout, checked like streamFrom. */
 export function through(command: string, args: readonly string[], options: RunOptions = {}): Duplex {
   const {child, output} = start(command, args, options, 'pipe')
-  return Duplex.from({readable: output, writable: child.stdin!})
+  const stage = Duplex.from({readable: output, writable: child.stdin!})
+  // A stage destroyed before its end (its reader stopped early) ends the program too: left waiting
+  // for input, it would keep this process alive.
+  stage.once('close', () => {
+    output.destroy()
+    child.stdin?.destroy()
+  })
+  return stage
 }
 
 function start(

@@ -11,7 +11,7 @@ import {X25519Identity} from '../archive/age-keys.js'
 import {MediaEntry} from '../archive/media-tar.js'
 import {WriterKey} from '../archive/writer-key.js'
 import {formatBytes} from '../domain/format.js'
-import {isPacked, Manifest, MediaPacksComponent, StoredObject} from '../domain/manifest.js'
+import {isPacked, Manifest, MediaPacksComponent, PackObject, StoredObject} from '../domain/manifest.js'
 import {
   BLOB_BYTES,
   blobKey,
@@ -91,6 +91,7 @@ export async function backUpMediaPacks(
   const usable = await usablePacks(context, prefix, options.previous)
   const previous = await previousIndex(context, options.previous, options.writer.ageIdentity, options.tempDir)
   const packs = new PackWriter({
+    codec: 'auto',
     prefix,
     recipients: options.recipients,
     signal,
@@ -247,10 +248,10 @@ async function usablePacks(
   context: BackupContext,
   prefix: string,
   previous: Manifest | undefined,
-): Promise<Map<string, StoredObject>> {
+): Promise<Map<string, PackObject>> {
   const {present, unusable} = await packsForCreate(context.store, prefix)
   const failed = await failedPacks(context)
-  const usable = new Map<string, StoredObject>()
+  const usable = new Map<string, PackObject>()
   for (const object of previous ? packObjectsOf(previous) : []) {
     if (present.get(object.name) === object.bytes && !unusable.has(object.name) && !failed.has(object.name))
       usable.set(object.name, object)

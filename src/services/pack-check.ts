@@ -1,16 +1,14 @@
 import {createHash} from 'node:crypto'
-import {PassThrough, Readable} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
+import {Readable} from 'node:stream'
 
 import {X25519Identity} from '../archive/age-keys.js'
-import {createDecryptStream} from '../archive/age.js'
 import {HashingStream} from '../archive/hash.js'
 import {readTar} from '../archive/tar-reader.js'
-import {isPacked, Manifest, StoredObject} from '../domain/manifest.js'
+import {isPacked, Manifest, PackObject, StoredObject} from '../domain/manifest.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {BackupContext} from './context.js'
 import {forwardTargets, PackFolder, packsPrefix, readForward, ReadForward, readPackFolder} from './pack-folder.js'
-import {openPack} from './packs.js'
+import {openPack, packPlaintext} from './packs.js'
 import {ObjectCheckError} from './read.js'
 
 /**
@@ -53,7 +51,7 @@ export async function readPackTrust(
 }
 
 /** The packs a backup's signed manifest records with their size and SHA-256 (none for older backups). */
-export function packObjectsOf(manifest: Manifest): StoredObject[] {
+export function packObjectsOf(manifest: Manifest): PackObject[] {
   const {media} = manifest.components
   return media && isPacked(media) ? (media.packObjects ?? []) : []
 }
@@ -84,12 +82,12 @@ export async function checkPack(
   }
 
   const ciphertext = new HashingStream()
-  const plain = new PassThrough()
-  const read = pipeline(source, ciphertext, createDecryptStream(identities), plain)
-  read.catch((error: Error) => plain.destroy(error))
   const ids = new Set<string>()
+  let tar: Readable | undefined
   try {
-    for await (const member of readTar(plain)) {
+    const opened = await packPlaintext(source, identities, ciphertext)
+    tar = opened.tar
+    for await (const member of readTar(tar)) {
       const hash = createHash('sha256')
       for await (const chunk of member.body) hash.update(chunk as Buffer)
       if (hash.digest('hex') !== member.path)
@@ -97,10 +95,12 @@ export async function checkPack(
       ids.add(member.path)
     }
 
-    await read
+    await opened.done
   } catch (error) {
     if (error instanceof ObjectCheckError) throw error
     throw new ObjectCheckError(where, (error as Error).message)
+  } finally {
+    tar?.destroy()
   }
 
   const expected = trust.digests.get(stored)

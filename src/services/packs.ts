@@ -1,12 +1,14 @@
 import {createHash, randomBytes} from 'node:crypto'
-import {PassThrough, Readable} from 'node:stream'
+import {PassThrough, Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../archive/age-keys.js'
 import {createDecryptStream} from '../archive/age.js'
 import {encodeTarHeader} from '../archive/tar-header.js'
 import {readTar} from '../archive/tar-reader.js'
-import {StoredObject} from '../domain/manifest.js'
+import {PackObject} from '../domain/manifest.js'
+import {looksCompressible} from '../lib/compressibility.js'
+import {canCompress, ZSTD_MAGIC, zstdDecompressor} from '../lib/zstd.js'
 import {ObjectNotFoundError, Store} from '../store/port.js'
 import {noProgress} from './context.js'
 import {transferComponent} from './transfer.js'
@@ -16,7 +18,10 @@ import {transferComponent} from './transfer.js'
  * about PACK_TARGET_BYTES instead of one per file (S3 Standard-IA bills at least 128 KiB an object).
  *
  * A pack is an age-encrypted tar whose members are blobs, each named by the SHA-256 of its content
- * (hex). Anyone with the identity opens one with `age -d -i KEY PACK | tar -x`, without this tool.
+ * (hex); the tar is compressed with zstd when its blobs are (see PackWriter). Anyone with the
+ * identity opens one with `age -d -i KEY PACK | zstd -dcf | tar -x`, without this tool (`-f` passes an
+ * uncompressed tar through). Readers tell the two apart by the zstd magic number: a tar of blobs
+ * begins with a blob's hex name, never with it. The manifest records which packs are compressed.
  * The pack's own name is random, so a listing of the store shows neither names nor content hashes.
  */
 
@@ -39,11 +44,15 @@ export function newPackName(): string {
   return `${randomBytes(16).toString('hex')}.age`
 }
 
+/** How a pack's plaintext (a tar of blobs) is stored inside its age encryption. */
+export type PackCodec = 'none' | 'zstd'
+
 interface OpenPack {
   /** Headers and small blobs, gathered before they are written. */
   batch: Buffer
   blobs: number
   bytes: number
+  codec: PackCodec
   filled: number
   input: PassThrough
   name: string
@@ -52,24 +61,32 @@ interface OpenPack {
 
 export interface WrittenPack {
   blobs: number
+  codec: PackCodec
   name: string
-  object: StoredObject
+  object: PackObject
 }
 
 /**
- * Appends blobs into packs and uploads each pack as it fills, one at a time, while the previous one
- * may still be completing: memory holds at most the blob being written and two uploads' buffers. `add` resolves once the blob is accepted (the pack
- * it lands in is not durable until `close` or the pack's rollover resolves); `close` resolves with
- * every pack written, each complete in the store. A failure of any upload rejects the next call.
+ * Appends blobs into packs and uploads each pack as it fills, while the previous one may still be
+ * completing. With `codec: 'auto'` (backups), blobs that look compressible go into zstd packs and the
+ * rest (photos, videos, archives) into plain ones, so that no CPU goes into compressing what does not
+ * shrink: two packs may be open at once, one of each kind. Memory holds at most the blob being
+ * written, the open packs' batches and their uploads' buffers.
+ *
+ * `add` resolves once the blob is accepted (the pack it lands in is not durable until `close` or the
+ * pack's rollover resolves); `close` resolves with every pack written, each complete in the store. A
+ * failure of any upload rejects the next call.
  */
 export class PackWriter {
-  private current: OpenPack | undefined
+  private readonly current = new Map<PackCodec, OpenPack>()
   /** Packs ended and still being stored, oldest first. */
   private readonly finishing: Promise<WrittenPack>[] = []
   private readonly written: WrittenPack[] = []
 
   constructor(
     private readonly options: {
+      /** `auto`: each blob by whether it looks compressible (see looksCompressible). */
+      codec: 'auto' | PackCodec
       packBytes?: number
       /** Folder of the packs' environment in the store: `<app>/<env>`. */
       prefix: string
@@ -80,14 +97,17 @@ export class PackWriter {
     },
   ) {}
 
-  /** Bytes written into the open pack so far (0 when none is open). */
+  /** Bytes written into the open packs so far (0 when none is open). */
   get openBytes(): number {
-    return this.current?.bytes ?? 0
+    let bytes = 0
+    for (const pack of this.current.values()) bytes += pack.bytes
+    return bytes
   }
 
   /** Adds one blob, whose id is the SHA-256 of `data` (hex); returns the name of the pack it goes into. */
   async add(id: string, data: Buffer): Promise<string> {
-    const pack = this.current ?? this.open()
+    const codec = this.options.codec === 'auto' ? autoCodec(data) : this.options.codec
+    const pack = this.current.get(codec) ?? this.open(codec)
     const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size: data.length, type: 'File'})
     const padding = (BLOCK - (data.length % BLOCK)) % BLOCK
     // Small blobs are gathered into batches: a stream write per tiny file (and a message to the
@@ -103,26 +123,26 @@ export class PackWriter {
     if (padding > 0) await this.append(pack, ZEROS.subarray(0, padding))
     pack.blobs++
     pack.bytes += header.length + data.length + padding
-    if (pack.bytes >= (this.options.packBytes ?? PACK_TARGET_BYTES)) await this.finish()
+    if (pack.bytes >= (this.options.packBytes ?? PACK_TARGET_BYTES)) await this.finish(pack)
     return pack.name
   }
 
-  /** Finishes the open pack, and resolves with every pack this writer wrote, in order. */
+  /** Finishes the open packs, and resolves with every pack this writer wrote, in order. */
   async close(): Promise<WrittenPack[]> {
-    await this.finish()
+    await this.rollover()
     while (this.finishing.length > 0) this.written.push(await this.finishing.shift()!)
     return this.written
   }
 
-  /** Stops an unfinished pack's upload, which leaves no object (the store's put contract). */
+  /** Stops the unfinished packs' uploads, which leaves no object (the store's put contract). */
   destroy(error: Error): void {
-    this.current?.input.destroy(error)
-    this.current = undefined
+    for (const pack of this.current.values()) pack.input.destroy(error)
+    this.current.clear()
   }
 
-  /** Finishes the open pack now, whatever its size: the next blob starts a new one. */
+  /** Finishes the open packs now, whatever their size: the next blob starts a new one. */
   async rollover(): Promise<void> {
-    await this.finish()
+    for (const pack of this.current.values()) await this.finish(pack)
   }
 
   private async append(pack: OpenPack, bytes: Buffer): Promise<void> {
@@ -130,10 +150,8 @@ export class PackWriter {
     pack.filled += bytes.copy(pack.batch, pack.filled)
   }
 
-  private async finish(): Promise<void> {
-    const pack = this.current
-    if (pack === undefined) return
-    this.current = undefined
+  private async finish(pack: OpenPack): Promise<void> {
+    this.current.delete(pack.codec)
     await this.flushBatch(pack)
     pack.input.end(END_OF_ARCHIVE)
     this.finishing.push(pack.upload)
@@ -150,12 +168,12 @@ export class PackWriter {
     await write(pack.input, full)
   }
 
-  private open(): OpenPack {
+  private open(codec: PackCodec): OpenPack {
     const {prefix, recipients, signal, stallTimeoutMs, store} = this.options
     const name = newPackName()
     const input = new PassThrough({highWaterMark: 256 * 1024})
     const upload = transferComponent({
-      compression: 'none',
+      compression: codec,
       key: packKey(prefix, name),
       location: 'a pack of media blobs',
       name,
@@ -165,12 +183,23 @@ export class PackWriter {
       source: input,
       stallTimeoutMs,
       store,
-    }).then(({object}) => ({blobs: 0, name, object}))
+    }).then(({object}): WrittenPack => ({
+      blobs: 0,
+      codec,
+      name,
+      object: codec === 'zstd' ? {...object, compression: 'zstd'} : object,
+    }))
     // A rejected upload is reported by finish(); until then the rejection must not go unhandled.
     upload.catch(() => {})
-    this.current = {batch: Buffer.allocUnsafe(BATCH_BYTES), blobs: 0, bytes: 0, filled: 0, input, name, upload}
-    return this.current
+    const pack = {batch: Buffer.allocUnsafe(BATCH_BYTES), blobs: 0, bytes: 0, codec, filled: 0, input, name, upload}
+    this.current.set(codec, pack)
+    return pack
   }
+}
+
+/** zstd for what looks compressible, when this process can write zstd at all (see canCompress). */
+function autoCodec(data: Buffer): PackCodec {
+  return canCompress() && looksCompressible(data) ? 'zstd' : 'none'
 }
 
 async function write(stream: PassThrough, chunk: Buffer): Promise<void> {
@@ -202,9 +231,9 @@ export class BlobCheckError extends Error {
 }
 
 /**
- * Reads blobs out of packs in the order they are asked for, keeping one pack open: asking for a blob
- * further on in the same pack skips forward, anything else opens that pack from its start. Reads in
- * the order the blobs were written therefore read each pack once. Every blob is authenticated by age
+ * Reads blobs out of packs in the order they are asked for, keeping a few packs open (OPEN_PACKS):
+ * asking for a blob further on in an open pack skips forward, anything else opens that pack from its
+ * start. Reads in the order the blobs were written therefore read each pack once. Every blob is authenticated by age
  * and checked against its id (SHA-256) before it is returned.
  *
  * A blob is looked for in the pack its index names and, when it is not there (the pack is gone, or a
@@ -213,8 +242,8 @@ export class BlobCheckError extends Error {
  * forward that leads to a pack without the blob costs a read, never the blob.
  */
 export class PackReader {
-  private open:
-    undefined | {members: AsyncGenerator<{body: Readable; path: string}, void>; name: string; stored: string}
+  /** The packs open for reading, the most recently used last. */
+  private readonly open: OpenForReading[] = []
 
   constructor(
     private readonly options: {
@@ -226,8 +255,7 @@ export class PackReader {
   ) {}
 
   async close(): Promise<void> {
-    await this.open?.members.return()
-    this.open = undefined
+    for (const pack of this.open.splice(0)) await release(pack)
   }
 
   async read(pack: string, blob: string): Promise<Buffer> {
@@ -244,8 +272,7 @@ export class PackReader {
    * @yields the blob's bytes, in order
    */
   async *stream(pack: string, blob: string): AsyncGenerator<Buffer> {
-    const body = await this.locate(pack, blob)
-    const {stored} = this.open!
+    const {body, stored} = await this.locate(pack, blob)
     const hash = createHash('sha256')
     for await (const chunk of body) {
       hash.update(chunk as Buffer)
@@ -256,41 +283,77 @@ export class PackReader {
     if (actual !== blob) throw new BlobCheckError(stored, blob, `its content hashes to ${actual.slice(0, 12)}…`)
   }
 
-  /** The body of `blob`: forward from where the open pack is, else from the start of each candidate. */
-  private async locate(pack: string, blob: string): Promise<Readable> {
-    if (this.open?.name === pack) {
-      const body = await this.seek(blob)
-      if (body !== undefined) return body
+  private async drop(pack: OpenForReading): Promise<void> {
+    const at = this.open.indexOf(pack)
+    if (at !== -1) this.open.splice(at, 1)
+    await release(pack)
+  }
+
+  /** The body of `blob`: forward from where an open pack is, else from the start of each candidate. */
+  private async locate(pack: string, blob: string): Promise<{body: Readable; stored: string}> {
+    const opened = this.open.find((candidate) => candidate.name === pack)
+    if (opened !== undefined) {
+      this.touch(opened)
+      const body = await seek(opened, blob)
+      if (body !== undefined) return {body, stored: opened.stored}
+      await this.drop(opened)
     }
 
     let found = false
+    let last: string | undefined
     for (const candidate of packCandidates(pack, this.options.forwards)) {
       const source = await getIfThere(this.options.store, packKey(this.options.prefix, candidate))
       if (source === undefined) continue
       found = true
-      await this.close()
-      const plain = new PassThrough()
-      pipeline(source, createDecryptStream(this.options.identities), plain).catch((error: Error) =>
-        plain.destroy(error),
-      )
-      this.open = {members: readTar(plain), name: pack, stored: candidate}
-      const body = await this.seek(blob)
-      if (body !== undefined) return body
+      last = candidate
+      const {tar} = await packPlaintext(source, this.options.identities)
+      const reading: OpenForReading = {members: readTar(tar), name: pack, stored: candidate, tar}
+      if (this.open.length >= OPEN_PACKS) await this.drop(this.open[0])
+      this.open.push(reading)
+      const body = await seek(reading, blob)
+      if (body !== undefined) return {body, stored: candidate}
+      await this.drop(reading)
     }
 
     if (!found) throw new ObjectNotFoundError(packKey(this.options.prefix, pack))
-    throw new BlobCheckError(this.open?.stored ?? pack, blob, 'not in the pack')
+    throw new BlobCheckError(last ?? pack, blob, 'not in the pack')
   }
 
-  /** Skips to the member named `blob` in the open pack; its body, or undefined at the pack's end. */
-  private async seek(blob: string): Promise<Readable | undefined> {
-    const {members} = this.open!
-    for (let member = await members.next(); !member.done; member = await members.next()) {
-      if (member.value.path === blob) return member.value.body
-    }
-
-    return undefined
+  private touch(pack: OpenForReading): void {
+    this.open.splice(this.open.indexOf(pack), 1)
+    this.open.push(pack)
   }
+}
+
+/**
+ * Packs kept open at once by a reader. Backups write compressible and incompressible blobs into packs
+ * of their own at the same time, so a folder read in order alternates between two packs; a few more
+ * cover files copied from earlier backups. Each costs its streams' buffers, a few hundred KiB.
+ */
+const OPEN_PACKS = 4
+
+interface OpenForReading {
+  members: AsyncGenerator<{body: Readable; path: string}, void>
+  /** The pack asked for, by its name in the index. */
+  name: string
+  /** The pack actually read: the same, or one its forwards lead to. */
+  stored: string
+  tar: Readable
+}
+
+/** Stops reading a pack: its streams, and the decompressor's thread or process with them, end here. */
+async function release(pack: OpenForReading): Promise<void> {
+  await pack.members.return()
+  pack.tar.destroy()
+}
+
+/** Skips to the member named `blob` in an open pack; its body, or undefined at the pack's end. */
+async function seek(pack: OpenForReading, blob: string): Promise<Readable | undefined> {
+  for (let member = await pack.members.next(); !member.done; member = await pack.members.next()) {
+    if (member.value.path === blob) return member.value.body
+  }
+
+  return undefined
 }
 
 /**
@@ -307,6 +370,66 @@ export function packCandidates(pack: string, forwards: ReadonlyMap<string, reado
 
   visit(pack)
   return order
+}
+
+/**
+ * A pack's tar, decrypted and, when it is compressed, decompressed. Resolves once the first bytes are
+ * decrypted (they tell the codec); an error of any stage reaches `tar`, and `done` settles when every
+ * stage has (`ciphertext`, a stage the stored bytes pass through first: a hash, say). A reader that
+ * stops early destroys `tar`, which stops every stage: a decompressor left waiting for input would
+ * keep the process alive.
+ */
+export async function packPlaintext(
+  source: Readable,
+  identities: readonly X25519Identity[],
+  ciphertext: Transform = new PassThrough(),
+): Promise<{done: Promise<void>; tar: Readable}> {
+  const decrypted = new PassThrough()
+  const decrypting = pipeline(source, ciphertext, createDecryptStream(identities), decrypted)
+  decrypting.catch((error: Error) => decrypted.destroy(error))
+  const head = await peek(decrypted, ZSTD_MAGIC.length)
+  if (!head.equals(ZSTD_MAGIC)) return {done: decrypting, tar: decrypted}
+  const tar = new PassThrough()
+  const decompressing = pipeline(decrypted, zstdDecompressor(), tar)
+  decompressing.catch((error: Error) => tar.destroy(error))
+  const done = Promise.all([decrypting, decompressing]).then(() => {})
+  done.catch(() => {})
+  return {done, tar}
+}
+
+/** The first `length` bytes of a stream (fewer if it ends first), left in it to be read again. */
+async function peek(stream: Readable, length: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let bytes = 0
+  try {
+    while (bytes < length && !stream.readableEnded) {
+      const chunk = stream.read() as Buffer | null
+      if (chunk === null) {
+        await new Promise<void>((resolve, reject) => {
+          const settle = () => {
+            stream.off('readable', settle)
+            stream.off('end', settle)
+            stream.off('error', settle)
+            if (stream.errored) reject(stream.errored)
+            else resolve()
+          }
+
+          stream.on('readable', settle)
+          stream.on('end', settle)
+          stream.on('error', settle)
+        })
+        if (stream.destroyed && stream.errored) throw stream.errored
+        continue
+      }
+
+      chunks.push(chunk)
+      bytes += chunk.length
+    }
+  } finally {
+    if (chunks.length > 0) stream.unshift(Buffer.concat(chunks))
+  }
+
+  return Buffer.concat(chunks).subarray(0, length)
 }
 
 async function getIfThere(store: Store, key: string): Promise<Readable | undefined> {

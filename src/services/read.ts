@@ -7,7 +7,8 @@ import {HashingStream} from '../archive/hash.js'
 import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {MemoryPacer} from '../lib/memory.js'
-import {ProcessError, through} from '../lib/process.js'
+import {ProcessError} from '../lib/process.js'
+import {isZstdDataError, zstdDecompressor} from '../lib/zstd.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
@@ -68,18 +69,9 @@ async function readVerifiedObject(context: BackupContext, manifest: Manifest, it
   })
   try {
     await (compression === 'zstd'
-      ? pipeline(
-          source,
-          meter,
-          sealed,
-          createDecryptStream(identities),
-          through('zstd', ['-d', '-q', '-c']),
-          plain,
-          sink,
-          {
-            signal: context.signal,
-          },
-        )
+      ? pipeline(source, meter, sealed, createDecryptStream(identities), zstdDecompressor(), plain, sink, {
+          signal: context.signal,
+        })
       : pipeline(source, meter, sealed, createDecryptStream(identities), plain, sink, {signal: context.signal}))
   } catch (error) {
     if (error instanceof AgeError) {
@@ -97,6 +89,9 @@ async function readVerifiedObject(context: BackupContext, manifest: Manifest, it
 
       throw new ObjectCheckError(object.name, `decompression failed: ${error.message}`)
     }
+
+    if (isZstdDataError(error))
+      throw new ObjectCheckError(object.name, `decompression failed: ${(error as Error).message}`)
 
     throw error
   } finally {

@@ -19,7 +19,9 @@ const CORE = [
   String.raw`  grep -qs "\"sha256\": *\"$sum\"" "$R/$ENV"/*/manifest.json "$R/$ENV"/packs/*.json ||`,
   '    { echo "$pack is not recorded in any manifest: stopping" >&2; exit 1; }',
   '  tar=$B/$(basename "$pack" .age).tar',
-  '  age -d -i "$KEY" -o "$tar" "$pack"',
+  '  age -d -i "$KEY" -o "$B/pack" "$pack"',
+  // A compressed pack is a zstd frame; -f passes an uncompressed tar through as it is.
+  '  zstd -dcqf "$B/pack" > "$tar" && rm "$B/pack"',
   `  if tar -tvf "$tar" | grep -v '^-' >&2 || tar -tf "$tar" | grep -qvE '^[0-9a-f]{64}$'; then`,
   '    echo "$pack holds something other than blobs: stopping" >&2; exit 1',
   '  fi',

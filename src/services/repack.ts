@@ -1,22 +1,21 @@
 import {createHash} from 'node:crypto'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {PassThrough, Readable} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
+import {Readable} from 'node:stream'
 
 import {parseRecipient, X25519Identity} from '../archive/age-keys.js'
-import {createDecryptStream} from '../archive/age.js'
 import {readTar} from '../archive/tar-reader.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../domain/manifest.js'
 import {blobKey, blobSize, IndexEntry} from '../domain/media-index.js'
 import {makeStagingDir} from '../lib/staging.js'
+import {canCompress} from '../lib/zstd.js'
 import {Catalog} from './catalog.js'
 import {BackupContext} from './context.js'
 import {readIndexFile, readIndexLines} from './media-packs-read.js'
 import {PackTrust, readPackTrust} from './pack-check.js'
 import {RepackResult} from './pack-collection.js'
 import {packsPrefix, writeForward} from './pack-folder.js'
-import {openPack, PACK_TARGET_BYTES, PackWriter, WrittenPack} from './packs.js'
+import {openPack, PACK_TARGET_BYTES, packPlaintext, PackWriter, WrittenPack} from './packs.js'
 
 /**
  * A pack is rewritten once more than this share of it is dead: then no pack that is kept holds more
@@ -195,6 +194,8 @@ async function copyLiveBlobs(
 ): Promise<{from: string; to: WrittenPack}[]> {
   const {context, prefix} = job
   const writer = new PackWriter({
+    // One codec, so that each old pack's blobs go into one new pack: zstd costs little on what does not shrink.
+    codec: canCompress() ? 'zstd' : 'none',
     // Packs are closed here, between old packs, never inside one.
     packBytes: Number.POSITIVE_INFINITY,
     prefix,
@@ -229,12 +230,12 @@ async function copyPack(
   writer: PackWriter,
 ): Promise<string | undefined> {
   const {source} = await openPack(context.store, prefix, name)
-  const plain = new PassThrough()
-  pipeline(source, createDecryptStream(identities), plain).catch((error: Error) => plain.destroy(error))
   let to: string | undefined
   const found = new Set<string>()
+  let tar: Readable | undefined
   try {
-    for await (const member of readTar(plain)) {
+    tar = (await packPlaintext(source, identities)).tar
+    for await (const member of readTar(tar)) {
       const key = /^[\da-f]{64}$/.test(member.path) ? blobKey(member.path) : undefined
       if (key === undefined || !wanted.has(key) || found.has(key)) {
         member.body.resume()
@@ -250,6 +251,8 @@ async function copyPack(
   } catch (error) {
     context.reporter.notice(`warning: pack ${name} was not repacked: ${(error as Error).message}`)
     return undefined
+  } finally {
+    tar?.destroy()
   }
 
   if (found.size < wanted.size) {

@@ -7,8 +7,8 @@ import {StoredObject} from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
 import {deferred} from '../lib/deferred.js'
 import {MemoryPacer} from '../lib/memory.js'
-import {through} from '../lib/process.js'
 import {StallWatchdog} from '../lib/stall.js'
+import {zstdCompressor} from '../lib/zstd.js'
 import {Store} from '../store/port.js'
 import {Progress} from './context.js'
 
@@ -130,9 +130,9 @@ export async function transferComponent(options: TransferOptions): Promise<Trans
   }
 }
 
-/** zstd level 3 (its default), through the system binary: the output is a standard .zst that `zstd -d` reads. */
+/** zstd level 3 (its default): the output is a standard .zst that `zstd -d` reads. */
 function compressor(): Duplex {
-  return through('zstd', ['-q', '-c', '-3', '-T1'])
+  return zstdCompressor(3)
 }
 
 /** Errors of the file system written to, not of the data or the program. */

@@ -28,7 +28,7 @@ describe('corruption sweep: every object, every kind of damage, every reader', f
     const {id} = created.json() as {id: string}
     const folder = join(project.store, 'shop', 'local', id)
     const objects = readdirSync(folder).filter((name) => name.endsWith('.age'))
-    expect(objects).to.have.members(['database.sqlite3.age', 'media.manifest.json.age', 'media.tar.age'])
+    expect(objects).to.have.members(['database.sqlite3.zst.age', 'media.manifest.json.age', 'media.tar.age'])
     const target = () => snapshotTree(project.root)
     const cases: Array<{apply: () => void; label: string}> = [
       ...objects.flatMap((name) =>

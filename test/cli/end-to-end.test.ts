@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
+import {createHash} from 'node:crypto'
 import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
@@ -103,7 +104,7 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     const {objects} = result.json() as {objects: {name: string; ok: boolean}[]}
     expect(objects.map((object) => object.name)).to.deep.equal([
       'manifest.json',
-      'database.sqlite3.age',
+      'database.sqlite3.zst.age',
       'media.tar.age',
       'media.manifest.json.age',
     ])
@@ -159,7 +160,8 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
 
   it('the stored objects decrypt with the stock age CLI', () => {
     const folder = join(project.store, 'shop', 'local', String(created.id))
-    const database = execFileSync('age', ['-d', '-i', project.identityFile, join(folder, 'database.sqlite3.age')])
+    const compressed = execFileSync('age', ['-d', '-i', project.identityFile, join(folder, 'database.sqlite3.zst.age')])
+    const database = execFileSync('zstd', ['-dcq'], {input: compressed, maxBuffer: 1 << 28})
     const out = join(project.root, 'restore-check')
     expect(database.equals(readFileSync(join(out, 'database.sqlite3')))).to.equal(true)
     const media = execFileSync('age', ['-d', '-i', project.identityFile, join(folder, 'media.tar.age')], {
@@ -228,7 +230,7 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
 })
 
 describe('integrity: one flipped byte in any stored object', function () {
-  for (const name of ['database.sqlite3.age', 'media.tar.age', 'media.manifest.json.age', 'manifest.json']) {
+  for (const name of ['database.sqlite3.zst.age', 'media.tar.age', 'media.manifest.json.age', 'manifest.json']) {
     it(`in ${name}: verify exits non-zero naming it, and download leaves no files`, function () {
       requireTool(this, 'age', 'age')
       const project = makeProject()
@@ -267,13 +269,26 @@ describe('integrity: content that authenticates but does not decompress', () => 
     requireTool(this, 'zstd', 'zstd')
     const project = makeProject()
     const {id} = cli(project, ['create', '--db-only', '--json']).json() as {id: string}
-    const path = join(project.store, 'shop', 'local', id, 'manifest.json')
-    const manifest = JSON.parse(readFileSync(path, 'utf8')) as {components: {database: {compression: string}}}
-    manifest.components.database.compression = 'zstd'
+    const folder = join(project.store, 'shop', 'local', id)
+    const path = join(folder, 'manifest.json')
+    const manifest = JSON.parse(readFileSync(path, 'utf8')) as {
+      components: {database: {compression: string; object: {bytes: number; name: string; sha256: string}}}
+    }
+    const {database} = manifest.components
+    expect(database.compression).to.equal('zstd')
+    // The snapshot sealed again without its compression, to the same key, and signed for.
+    const objectPath = join(folder, database.object.name)
+    const compressed = execFileSync('age', ['-d', '-i', project.identityFile, objectPath])
+    const plain = execFileSync('zstd', ['-dcq'], {input: compressed, maxBuffer: 1 << 30})
+    const recipient = execFileSync('age-keygen', ['-y', project.identityFile]).toString().trim()
+    const sealed = execFileSync('age', ['-r', recipient], {input: plain, maxBuffer: 1 << 30})
+    writeFileSync(objectPath, sealed)
+    database.object.bytes = sealed.length
+    database.object.sha256 = createHash('sha256').update(sealed).digest('hex')
     writeSignedManifest(project, path, manifest)
     const verify = cli(project, ['verify', id])
     expect(verify.status).to.equal(4)
-    expect(verify.stdout).to.match(/BAD +database\.sqlite3\.age: decompression failed: zstd exited with status 1/)
+    expect(verify.stdout).to.match(/BAD +database\.sqlite3\.zst\.age: decompression failed: /)
   })
 })
 

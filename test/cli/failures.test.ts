@@ -182,7 +182,9 @@ describe('failures name their location and cause, with the documented exit code,
     })
     expect(result.status, result.stderr).to.equal(7)
     expect(result.stderr).to.include('/proc/divio-store')
-    expect(result.stderr).to.match(/read-only while writing database\.sqlite3\.age to the store \/proc\/divio-store/)
+    expect(result.stderr).to.match(
+      /read-only while writing database\.sqlite3\.zst\.age to the store \/proc\/divio-store/,
+    )
     expect(result.stderr).to.not.match(/Stalled|Unhandled|node:internal/)
   })
 

@@ -161,7 +161,7 @@ for (const {install, name} of distributions) {
 
       const verified = host.run(['app', 'backup', 'verify', id], project)
       expect(verified.status, verified.stderr).to.equal(0)
-      expect(verified.stdout).to.match(/ok +database\.sqlite3\.age: authenticated/)
+      expect(verified.stdout).to.match(/ok +database\.sqlite3\.zst\.age: authenticated/)
 
       const out = join(project.root, 'downloaded')
       const downloaded = host.run(['app', 'backup', 'download', id, '-o', out], project)

@@ -106,7 +106,7 @@ describe('restore', function () {
     const project = twoEnvironments()
     const created = cli(project, ['create', '--db-only', '--json'])
     const {id} = created.json() as Listed
-    const object = join(project.store, 'shop', 'live', id, 'database.sqlite3.age')
+    const object = join(project.store, 'shop', 'live', id, 'database.sqlite3.zst.age')
     const bytes = readFileSync(object)
     bytes[bytes.length - 1] ^= 0x01
     writeFileSync(object, bytes)
@@ -114,7 +114,7 @@ describe('restore', function () {
 
     const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
     expect(restored.status).to.equal(4)
-    expect(restored.stderr).to.match(/database\.sqlite3\.age.*The target was not touched\./)
+    expect(restored.stderr).to.match(/database\.sqlite3\.zst\.age.*The target was not touched\./)
     expect(testState(project)).to.equal(before)
     expect(backupsOf(project, 'test')).to.deep.equal([])
   })

@@ -66,7 +66,7 @@ describe('S3 store through the CLI (s3rver)', function () {
       storageClass: 'STANDARD_IA',
     })
 
-    const names = ['database.sqlite3.age', 'manifest.json', 'media.manifest.json.age', 'media.tar.age']
+    const names = ['database.sqlite3.zst.age', 'manifest.json', 'media.manifest.json.age', 'media.tar.age']
     expect(await s3.keys(bucket)).to.deep.equal(names.map((name) => `divio/shop/local/${id}/${name}`))
     const client = s3.client()
     for (const name of names) {
@@ -114,7 +114,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(new Date(urls.expiresAt).getTime() - Date.now()).to.be.within(590_000, 600_000)
     expect(urls.objects.map((object) => object.name)).to.deep.equal([
       'manifest.json',
-      'database.sqlite3.age',
+      'database.sqlite3.zst.age',
       'media.tar.age',
       'media.manifest.json.age',
     ])
@@ -140,16 +140,18 @@ describe('S3 store through the CLI (s3rver)', function () {
     const manifest = JSON.parse((await fetchAndDecrypt('manifest.json', false)).toString()) as {id: string}
     expect(manifest.id).to.equal(id)
     for (const [name, file] of [
-      ['database.sqlite3.age', 'database.sqlite3'],
+      ['database.sqlite3.zst.age', 'database.sqlite3'],
       ['media.tar.age', 'media.tar'],
     ]) {
-      const plain = await fetchAndDecrypt(name, true)
+      const fetched = await fetchAndDecrypt(name, true)
+      const plain = name.endsWith('.zst.age') ? execFileSync('zstd', ['-dcq'], {input: fetched}) : fetched
       expect(plain.equals(readFileSync(join(out, file))), name).to.equal(true)
     }
 
     const human = await cliInBackground(project, ['url', id])
     expect(human.stdout).to.match(new RegExp(`^Links to backup ${id}, valid until \\S+\\. Anyone with a link`))
-    expect(human.stdout).to.match(/^ {2}media\.tar\.age {12}http:\/\/\S+:\d+\/\S+$/m)
+    // Names padded to the longest, database.sqlite3.zst.age.
+    expect(human.stdout).to.match(/^ {2}media\.tar\.age {13}http:\/\/\S+:\d+\/\S+$/m)
     const tooLong = await cliInBackground(project, ['url', id, '--expires', '604801'])
     expect(tooLong.status).to.equal(2)
   })

@@ -91,7 +91,7 @@ describe('terminal output', () => {
       lines.some((line) => total(String.raw`media\.tar\.age`).test(line)),
     )
     expect(onTerminal(`verify ${id}`)).to.satisfy((lines: string[]) =>
-      lines.some((line) => total(String.raw`database\.sqlite3\.age`).test(line)),
+      lines.some((line) => total(String.raw`database\.sqlite3\.zst\.age`).test(line)),
     )
   })
 

@@ -34,7 +34,7 @@ describe('trust: damaged and forged manifests', function () {
     const second = cli(project, ['create', '--json'])
     expect(second.status, second.stderr).to.equal(0)
     const good = (second.json() as {id: string}).id
-    expect(existsSync(join(project.store, 'shop', 'local', good, 'database.sqlite3.age'))).to.equal(true)
+    expect(existsSync(join(project.store, 'shop', 'local', good, 'database.sqlite3.zst.age'))).to.equal(true)
 
     const listed = list(project)
     expect(listed.map(({id, status}) => ({id, status}))).to.have.deep.members([

@@ -1,5 +1,5 @@
 import {execFileSync} from 'node:child_process'
-import {createHash} from 'node:crypto'
+import {createCipheriv, createHash} from 'node:crypto'
 import {
   accessSync,
   constants,
@@ -107,11 +107,15 @@ export function bigTree(): BigTree {
     utimesSync(path, mtime, new Date(mtime.getTime() + index * 1000))
   }
 
-  // A few large files, over one 1 MiB blob and several archive batches.
+  // A few large files, over one 1 MiB blob and several archive batches: two that compress, and two
+  // like videos, which do not (a deterministic keystream), so that packs of both kinds are made.
   for (let index = 0; index < 4; index++) {
     const path = join(root, 'alpha', `large-${index}.bin`)
     const block = createHash('sha256').update(String(index)).digest()
-    writeFileSync(path, Buffer.alloc((3 + index) * 1024 * 1024 + 17, block))
+    const size = (3 + index) * 1024 * 1024 + 17
+    const keystream = () =>
+      createCipheriv('aes-128-ctr', block.subarray(0, 16), Buffer.alloc(16)).update(Buffer.alloc(size))
+    writeFileSync(path, index % 2 === 0 ? Buffer.alloc(size, block) : keystream())
   }
 
   // A name of 250 bytes, not UTF-8, over the 100 bytes of a ustar name field.

@@ -8,12 +8,13 @@ import {join} from 'node:path'
  * Runs the raw export README's recipe for one backup, word for word but for its first line (the key,
  * the backup, its environment and the target), as a user would: saved as a script in the export's
  * folder and run with sh. Throws with what it printed to stderr when it stops; either way, it must
- * leave nothing in its temp folder.
+ * leave nothing in its temp folder. Resolves with how many of the backup's packs are compressed, and
+ * how many are not, as its manifest records them.
  */
 export function followRawRecipe(
   exportDir: string,
   options: {environment?: string; id: string; identityFile: string; target: string},
-): void {
+): {compressed: number; plain: number} {
   const readme = readFileSync(join(exportDir, 'README.txt'), 'utf8')
   const block = /\n( {4}KEY=[^\n]*\n(?: {4}[^\n]*\n)+)/.exec(readme)
   expect(block, 'the recipe in README.txt').to.not.equal(null)
@@ -36,4 +37,11 @@ export function followRawRecipe(
     expect(readdirSync(temp), 'what the recipe left in its temp folder').to.deep.equal([])
     rmSync(temp, {recursive: true})
   }
+
+  const manifest = JSON.parse(
+    readFileSync(join(exportDir, options.environment ?? 'local', options.id, 'manifest.json'), 'utf8'),
+  ) as {components: {media: {packObjects: {compression?: string}[]}}}
+  const {packObjects} = manifest.components.media
+  const compressed = packObjects.filter((pack) => pack.compression === 'zstd').length
+  return {compressed, plain: packObjects.length - compressed}
 }

@@ -123,12 +123,15 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
           await run(['export', '--raw', '--latest', '-o', raw])
           const latest = (JSON.parse(readFileSync(join(raw, 'index.json'), 'utf8')) as {backups: {id: string}[]})
             .backups[0].id
-          followRawRecipe(raw, {
+          const packs = followRawRecipe(raw, {
             environment: 'live',
             id: latest,
             identityFile: project.identityFile,
             target: 'rebuilt',
           })
+          // The recipe met both kinds of pack: zstd-compressed, and stored as they are.
+          expect(packs.compressed).to.be.greaterThan(0)
+          expect(packs.plain).to.be.greaterThan(0)
           const withoutTimes = (tree: Map<string, string>) =>
             new Map(
               [...tree].map(([key, value]) => [

@@ -6,15 +6,22 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {generateIdentity} from '../../src/archive/age-keys.js'
-import {BlobCheckError, PackReader, PackWriter} from '../../src/services/packs.js'
+import {BlobCheckError, PackReader, PackWriter, WrittenPack} from '../../src/services/packs.js'
 import {LocalStore} from '../../src/store/local.js'
 import {Store} from '../../src/store/port.js'
 import {requireTool} from '../helpers/tools.js'
 
 const PREFIX = 'shop/live'
 
+/** Odd seeds: random bytes, which do not compress; even ones: text, which does. */
 function blobOf(seed: number): {data: Buffer; id: string} {
-  const data = randomBytes(1 + ((seed * 7919) % 40_000))
+  const size = 1 + ((seed * 7919) % 40_000)
+  const data =
+    seed % 2 === 1
+      ? randomBytes(size)
+      : Buffer.from(
+          `{"row": ${seed}, "name": "customer ${seed}", "note": "lorem ipsum"}\n`.repeat(size / 60 + 1),
+        ).subarray(0, size)
   return {data, id: createHash('sha256').update(data).digest('hex')}
 }
 
@@ -37,11 +44,13 @@ describe('packs: blobs in age-encrypted tars', function () {
   let folder: string
   let store: LocalStore
   let blobs: {data: Buffer; id: string; pack: string}[]
+  let written: WrittenPack[]
 
   before(async () => {
     folder = mkdtempSync(join(tmpdir(), 'divio-packs-'))
     store = new LocalStore(folder)
     const writer = new PackWriter({
+      codec: 'auto',
       packBytes: 128 * 1024,
       prefix: PREFIX,
       recipients: [identity.publicKey],
@@ -56,20 +65,42 @@ describe('packs: blobs in age-encrypted tars', function () {
       blobs.push({...blob, pack: await writer.add(blob.id, blob.data)})
     }
 
-    const written = await writer.close()
+    written = await writer.close()
     expect(written.length).to.be.at.least(3)
     expect(new Set(blobs.map((blob) => blob.pack))).to.deep.equal(new Set(written.map((pack) => pack.name)))
   })
 
-  it('open without this tool: age -d | tar -x gives files named by the SHA-256 of their content', function () {
+  it('puts blobs that compress into zstd packs and the rest into plain ones, and records which is which', () => {
+    const codecOf = new Map(written.map((pack) => [pack.name, pack.codec]))
+    for (const [index, blob] of blobs.entries()) {
+      const small = blob.data.length < 512
+      if (!small) expect(codecOf.get(blob.pack), `blob ${index}`).to.equal(index % 2 === 0 ? 'none' : 'zstd')
+    }
+
+    for (const pack of written) {
+      expect(pack.object.compression).to.equal(pack.codec === 'zstd' ? 'zstd' : undefined)
+      const stored = readFileSync(join(folder, PREFIX, 'packs', pack.name))
+      expect(stored.length).to.equal(pack.object.bytes)
+    }
+
+    // The text packs hold far more text than their size: they are compressed.
+    const textPacks = written.filter((pack) => pack.codec === 'zstd')
+    const textBytes = blobs.filter((blob) => textPacks.some((pack) => pack.name === blob.pack))
+    const stored = textPacks.reduce((sum, pack) => sum + pack.object.bytes, 0)
+    expect(stored * 4).to.be.below(textBytes.reduce((sum, blob) => sum + blob.data.length, 0))
+  })
+
+  it('open without this tool: age -d | zstd -dcf | tar -x gives files named by the SHA-256 of their content', function () {
     requireTool(this, 'age', 'age')
+    requireTool(this, 'zstd', 'zstd')
     const identityFile = join(folder, 'identity.txt')
     writeFileSync(identityFile, fileContents(new Date()), {mode: 0o600})
     const packs = readdirSync(join(folder, PREFIX, 'packs'))
     const out = join(folder, 'extracted')
     mkdirSync(out)
     for (const pack of packs) {
-      const tar = execFileSync('age', ['-d', '-i', identityFile, join(folder, PREFIX, 'packs', pack)])
+      const plaintext = execFileSync('age', ['-d', '-i', identityFile, join(folder, PREFIX, 'packs', pack)])
+      const tar = execFileSync('zstd', ['-dcqf'], {input: plaintext})
       execFileSync('tar', ['-x', '-C', out], {input: tar})
     }
 

@@ -9,7 +9,7 @@ export interface DatabaseSnapshot {
   /** zstd where it pays (SQL text); custom-format dumps are compressed already. */
   readonly compression: 'none' | 'zstd'
   /** The engine's own format; `extension` names the stored object (`database.<extension>.age`). */
-  readonly extension: 'dump' | 'sql.zst' | 'sqlite3'
+  readonly extension: 'dump' | 'sql.zst' | 'sqlite3' | 'sqlite3.zst'
   readonly format: 'custom' | 'sql' | 'sqlite3'
   readonly serverVersion?: string
   /**

@@ -1,0 +1,47 @@
+import {expect} from 'chai'
+import fc from 'fast-check'
+import {randomBytes} from 'node:crypto'
+import {readFileSync} from 'node:fs'
+import {gzipSync} from 'node:zlib'
+
+import {looksCompressible, sampleEntropy} from '../../src/lib/compressibility.js'
+
+describe('compressibility: which blobs go into zstd packs', () => {
+  it('random, gzipped and encrypted-looking data are stored as they are', () => {
+    fc.assert(
+      fc.property(fc.integer({max: 2_000_000, min: 512}), (size) => !looksCompressible(randomBytes(size))),
+      {numRuns: 40},
+    )
+    const source = readFileSync(new URL('../../src/services/packs.ts', import.meta.url))
+    expect(looksCompressible(gzipSync(Buffer.concat([source, source, source])))).to.equal(false)
+  })
+
+  it('text, code, JSON, zeros and repeated structures are compressed', () => {
+    expect(looksCompressible(readFileSync(new URL('../../src/services/packs.ts', import.meta.url)))).to.equal(true)
+    expect(looksCompressible(Buffer.alloc(1 << 20))).to.equal(true)
+    const rows = Array.from({length: 5000}, (_, id) => ({
+      email: `user${id}@example.com`,
+      id,
+      joined: 1_700_000_000 + id,
+    }))
+    expect(looksCompressible(Buffer.from(JSON.stringify(rows)))).to.equal(true)
+    fc.assert(
+      fc.property(fc.string({maxLength: 3000, minLength: 600, unit: 'grapheme-ascii'}), (value) =>
+        looksCompressible(Buffer.from(value)),
+      ),
+      {numRuns: 60},
+    )
+  })
+
+  it('samples the middle of a blob, past a file header', () => {
+    // A photo: a few KiB of low-entropy header, then compressed data.
+    const photo = Buffer.concat([Buffer.alloc(6000, 0x20), randomBytes(200_000)])
+    expect(looksCompressible(photo)).to.equal(false)
+    expect(sampleEntropy(randomBytes(1 << 20))).to.be.within(7.9, 8)
+    expect(sampleEntropy(Buffer.alloc(4096))).to.equal(0)
+  })
+
+  it('tiny blobs are always tried: the probe would be guessing', () => {
+    expect(looksCompressible(randomBytes(100))).to.equal(true)
+  })
+})

@@ -1,0 +1,97 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {once} from 'node:events'
+import {PassThrough, Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {through} from '../../src/lib/process.js'
+import {isZstdDataError, zstdCompressor, zstdDecompressor, zstdImplementation} from '../../src/lib/zstd.js'
+import {requireTool} from '../helpers/tools.js'
+
+async function run(stage: () => NodeJS.ReadWriteStream, input: Buffer): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  // In uneven pieces, as a stream delivers them.
+  const pieces = [input.subarray(0, 1), input.subarray(1, 70_001), input.subarray(70_001)]
+  await pipeline(
+    Readable.from(pieces),
+    stage(),
+    new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(chunk)
+        callback()
+      },
+    }),
+  )
+  return Buffer.concat(chunks)
+}
+
+const text = Buffer.from('INSERT INTO auth_user VALUES (1, "ada", "ada@example.com");\n'.repeat(40_000))
+const inputs = {empty: Buffer.alloc(0), random: randomBytes(3 * 1024 * 1024 + 17), text}
+// Every implementation this Node.js offers: the program always, node:zlib's on 22.15 and later (the lanes).
+const implementations = [...new Set(['zstd program', zstdImplementation] as const)]
+
+for (const implementation of implementations) {
+  describe(`zstd through ${implementation}: standard frames, both ways with the stock zstd`, function () {
+    before(function () {
+      requireTool(this, 'zstd', 'zstd')
+    })
+
+    for (const [name, input] of Object.entries(inputs)) {
+      it(`${name}: what it writes, zstd -d reads, with a checksum; what zstd writes, it reads`, async () => {
+        const compressed = await run(() => zstdCompressor(3, implementation), input)
+        expect(compressed.subarray(0, 4).toString('hex')).to.equal('28b52ffd')
+        expect(execFileSync('zstd', ['-dcq'], {input: compressed, maxBuffer: 1 << 30}).equals(input)).to.equal(true)
+        // Frame header descriptor, bit 2: the content checksum is present.
+        expect(compressed[4] & 0b100).to.equal(0b100)
+        if (name === 'text') expect(compressed.length * 50).to.be.below(input.length)
+        const stock = execFileSync('zstd', ['-cq', '-19'], {input, maxBuffer: 1 << 30})
+        expect((await run(() => zstdDecompressor(implementation), stock)).equals(input)).to.equal(true)
+      })
+    }
+
+    it('a damaged frame is an error, never other bytes', async () => {
+      const compressed = await run(() => zstdCompressor(3, implementation), text)
+      for (const offset of [5, Math.floor(compressed.length / 2), compressed.length - 2]) {
+        const damaged = Buffer.from(compressed)
+        damaged[offset] ^= 0x40
+        const outcome = await run(() => zstdDecompressor(implementation), damaged).catch((error: unknown) => error)
+        if (Buffer.isBuffer(outcome)) expect.fail(`offset ${offset}: decompressed to ${outcome.length} bytes`)
+        if (implementation === 'node:zlib') expect(isZstdDataError(outcome), String(outcome)).to.equal(true)
+      }
+    })
+  })
+}
+
+describe('a program as a stream stage', () => {
+  it('ends with its reader: a stage destroyed mid-stream leaves no process behind to hold the CLI open', async () => {
+    // The shell prints its pid, then becomes cat, which would wait for input forever.
+    const stage = through('sh', ['-c', 'echo $$; exec cat'])
+    const input = new PassThrough()
+    const output = new PassThrough()
+    pipeline(input, stage, output).catch(() => {})
+    const [first] = (await once(output, 'data')) as [Buffer]
+    const pid = Number.parseInt(first.toString(), 10)
+    expect(pid).to.be.greaterThan(1)
+    // Back-pressure all the way: the output is not read, the program blocks, its input fills.
+    output.pause()
+    for (let chunk = 0; chunk < 64 && input.write(Buffer.alloc(64 * 1024)); chunk++);
+    // As a reader that stops early does: the last stream goes, the pipeline destroys the rest.
+    output.destroy()
+    // Polled without a deadline of its own: the suite's timeout is the bound.
+    const alive = () => {
+      try {
+        process.kill(pid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+
+    while (alive())
+      await new Promise((resolve) => {
+        setTimeout(resolve, 20)
+      })
+    expect(alive()).to.equal(false)
+  })
+})

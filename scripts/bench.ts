@@ -255,7 +255,11 @@ async function main(): Promise<void> {
     rmSync(join(work, 'dl'), {force: true, recursive: true})
 
     // 2b. Incremental media (packs) against restic, on the same tree.
-    incrementalScenario(work, project, env, bytes)
+    incrementalScenario(work, project, env, bytes, {
+      backup: baseline,
+      restore: restoreBase,
+      storedBytes: statSync(join(work, 'baseline.tar.zst.age')).size,
+    })
 
     // 3. Database backup.
     await databaseScenario(work, env, quick ? 50 : 500)
@@ -351,10 +355,39 @@ function folderBytes(folder: string): number {
  * DESIGN §14's targets: the first packed backup against today's tar backup, an unchanged re-backup and
  * what it stores against restic's, and what a 1 KiB change stores. restic is the Debian package.
  */
-function incrementalScenario(work: string, project: string, env: NodeJS.ProcessEnv, bytes: number): void {
+/** The shell pipeline's numbers on the same tree: `tar | zstd -1 | age` and back. */
+interface Pipeline {
+  backup: Measurement
+  restore: Measurement
+  storedBytes: number
+}
+
+function incrementalScenario(
+  work: string,
+  project: string,
+  env: NodeJS.ProcessEnv,
+  bytes: number,
+  pipeline: Pipeline,
+): void {
   const store = join(work, 'packs-store')
   const packed = {...env, DIVIO_BACKUP_MEDIA_FORMAT: 'packs', DIVIO_BACKUP_STORE: store}
   const first = measure(cliCommand('create --media-only'), {cwd: project, env: packed})
+  const storedFirst = folderBytes(store)
+  row({
+    baseline: {...pipeline.backup, command: 'tar -cf - | zstd -1 | age -r'},
+    note: `${(bytes / MiB / first.seconds).toFixed(0)} vs ${(bytes / MiB / pipeline.backup.seconds).toFixed(0)} MiB/s`,
+    ours: {...first, command: 'create (packs), first'},
+    ratio: pipeline.backup.seconds / first.seconds,
+    scenario: 'first backup, packs vs the pipeline',
+    target: '≥ 1.0×',
+  })
+  row({
+    note: `${(storedFirst / MiB).toFixed(1)} MiB vs the pipeline's ${(pipeline.storedBytes / MiB).toFixed(1)} MiB`,
+    ours: {...first, command: 'bytes stored by create (packs)'},
+    ratio: storedFirst / pipeline.storedBytes,
+    scenario: 'bytes stored, packs vs the pipeline',
+    target: '≤ 1.0× (the ratio is ours ÷ theirs)',
+  })
   const tarBackup = measure(cliCommand('create --media-only'), {
     cwd: project,
     env: {...env, DIVIO_BACKUP_STORE: join(work, 'tar-store')},
@@ -386,6 +419,7 @@ function incrementalScenario(work: string, project: string, env: NodeJS.ProcessE
       scenario: 'first backup vs restic',
       target: '≥ 1.5× (DESIGN §12)',
     })
+    console.log(`restic stored ${(folderBytes(repository) / MiB).toFixed(1)} MiB for the first backup`)
     const before = folderBytes(repository)
     resticAgain = measure(`restic backup --quiet ${join(project, 'media')}`, {env: resticEnv})
     resticStored = folderBytes(repository) - before
@@ -439,7 +473,30 @@ function incrementalScenario(work: string, project: string, env: NodeJS.ProcessE
     scenario: 'download, packs vs tar',
     target: '≥ 1.0×',
   })
-  for (const folder of ['packs-store', 'tar-store', 'restic', 'packs-dl', 'tar-dl'])
+  const restoreCommand = measure(cliCommand('restore latest --media-only --confirm local --no-safety-backup'), {
+    cwd: project,
+    env: packed,
+  })
+  row({
+    baseline: {...pipeline.restore, command: 'age -d | zstd -d | tar -x'},
+    ours: {...restoreCommand, command: 'restore --media-only (packs)'},
+    ratio: pipeline.restore.seconds / restoreCommand.seconds,
+    scenario: 'restore command (packs) vs the pipeline',
+    target: '≥ 1.0×',
+  })
+  if (hasRestic) {
+    const resticEnv = {RESTIC_PASSWORD: 'bench', RESTIC_REPOSITORY: join(work, 'restic')}
+    const resticRestore = measure(`restic restore latest --quiet --target ${work}/restic-out`, {env: resticEnv})
+    row({
+      baseline: {...resticRestore, command: 'restic restore'},
+      ours: {...download, command: 'download (packs)'},
+      ratio: resticRestore.seconds / download.seconds,
+      scenario: 'download (packs) vs restic restore',
+      target: '≥ 1.0×',
+    })
+  }
+
+  for (const folder of ['packs-store', 'tar-store', 'restic', 'restic-out', 'packs-dl', 'tar-dl'])
     rmSync(join(work, folder), {force: true, recursive: true})
 }
 

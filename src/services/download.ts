@@ -13,7 +13,7 @@ import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {Catalog, catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
-import {packedMediaTar} from './media-packs-read.js'
+import {packedMediaTar} from '../media-format/packs/read.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface DownloadOptions {

@@ -13,9 +13,9 @@ import {makeStagingDir} from '../lib/staging.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf, writePackedMedia} from './download.js'
-import {exportPacks} from './export-packs.js'
+import {exportPacks} from '../media-format/packs/export.js'
 import {ObjectCheckError, readVerified} from './read.js'
-import {exportRecipe} from './rebuild-recipe.js'
+import {exportRecipe} from '../media-format/packs/recipe.js'
 
 export interface ExportOptions {
   /** Only the newest complete backup, instead of all of them. */

@@ -6,8 +6,8 @@ import {sweepStaleStaging} from '../lib/staging.js'
 import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
-import {collectPacks, PackCollectionResult, RepackResult} from './pack-collection.js'
-import {repackPacks} from './repack.js'
+import {collectPacks, PackCollectionResult, RepackResult} from '../media-format/packs/collection.js'
+import {repackPacks} from '../media-format/packs/repack.js'
 
 export interface PruneDecision {
   id: string

@@ -2,9 +2,9 @@ import {isPacked, objectsOf} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {catalogOf, findBackup, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
-import {readPackTrust} from './pack-check.js'
-import {forwardKey, locatePacks, packsPrefix} from './pack-folder.js'
-import {linkRecipe} from './rebuild-recipe.js'
+import {readPackTrust} from '../media-format/packs/check.js'
+import {forwardKey, locatePacks, packsPrefix} from '../media-format/packs/folder.js'
+import {linkRecipe} from '../media-format/packs/recipe.js'
 
 /** The longest a link may live: SigV4 presigned URLs are valid for at most seven days. */
 export const MAX_URL_SECONDS = 7 * 24 * 3600

@@ -11,7 +11,7 @@ import {
   keyOrder,
   looksLikeIndexEntry,
   walkOrder,
-} from '../../src/domain/media-index.js'
+} from '../../src/media-format/packs/media-index.js'
 import {FilesystemMediaProvider} from '../../src/providers/media/filesystem.js'
 
 const file = (fields: Partial<IndexEntry>): IndexEntry => ({

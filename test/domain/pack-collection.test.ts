@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import * as fc from 'fast-check'
 
-import {CondemnMarker, ListedPack, planPackCollection} from '../../src/domain/pack-collection.js'
+import {CondemnMarker, ListedPack, planPackCollection} from '../../src/media-format/packs/planner.js'
 
 const HOUR = 3_600_000
 const GRACE = 24 * HOUR

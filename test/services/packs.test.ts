@@ -6,7 +6,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {generateIdentity} from '../../src/archive/age-keys.js'
-import {BlobCheckError, PackReader, PackWriter, WrittenPack} from '../../src/services/packs.js'
+import {BlobCheckError, PackReader, PackWriter, WrittenPack} from '../../src/media-format/packs/packs.js'
 import {LocalStore} from '../../src/store/local.js'
 import {Store} from '../../src/store/port.js'
 import {requireTool} from '../helpers/tools.js'

@@ -1,15 +1,15 @@
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {X25519Identity} from '../archive/age-keys.js'
-import {isPacked, Manifest} from '../domain/manifest.js'
-import {blobKey, IndexEntry} from '../domain/media-index.js'
-import {CondemnMarker, planPackCollection} from '../domain/pack-collection.js'
-import {makeStagingDir} from '../lib/staging.js'
-import {Catalog} from './catalog.js'
-import {BackupContext} from './context.js'
-import {readIndexFile, readIndexLines} from './media-packs-read.js'
-import {checkPack, PackTrust, readPackTrust} from './pack-check.js'
+import {X25519Identity} from '../../archive/age-keys.js'
+import {isPacked, Manifest} from '../../domain/manifest.js'
+import {blobKey, IndexEntry} from './media-index.js'
+import {CondemnMarker, planPackCollection} from './planner.js'
+import {makeStagingDir} from '../../lib/staging.js'
+import {Catalog} from '../../services/catalog.js'
+import {BackupContext} from '../../services/context.js'
+import {readIndexFile, readIndexLines} from './read.js'
+import {checkPack, PackTrust, readPackTrust} from './check.js'
 import {
   condemnedMarkerKey,
   forwardKey,
@@ -19,9 +19,9 @@ import {
   ReadForward,
   readMarker,
   writeCondemnedMarker,
-} from './pack-folder.js'
+} from './folder.js'
 import {packCandidates} from './packs.js'
-import {ObjectCheckError} from './read.js'
+import {ObjectCheckError} from '../../services/read.js'
 
 /** What prune did, or would do, with the packs of an environment. */
 export interface PackCollectionResult {

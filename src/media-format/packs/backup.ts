@@ -7,11 +7,11 @@ import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
 
-import {X25519Identity} from '../archive/age-keys.js'
-import {MediaEntry} from '../archive/media-tar.js'
-import {WriterKey} from '../archive/writer-key.js'
-import {formatBytes} from '../domain/format.js'
-import {isPacked, Manifest, MediaPacksComponent, PackObject, StoredObject} from '../domain/manifest.js'
+import {X25519Identity} from '../../archive/age-keys.js'
+import {MediaEntry} from '../../archive/media-tar.js'
+import {WriterKey} from '../../archive/writer-key.js'
+import {formatBytes} from '../../domain/format.js'
+import {isPacked, Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
 import {
   BLOB_BYTES,
   blobKey,
@@ -24,19 +24,19 @@ import {
   keyOrder,
   REBUILD_NAME,
   walkOrder,
-} from '../domain/media-index.js'
-import {rebuildScriptHeader, rebuildScriptLine} from '../domain/rebuild-script.js'
-import {BackupError} from '../errors.js'
-import {printableName} from '../lib/byte-names.js'
-import {closeFile, openForReading, readInto} from '../lib/file-io.js'
-import {limitOldGenerationGrowth} from '../lib/memory.js'
-import {ActivityWatchdog} from '../lib/stall.js'
-import {mediaProviderFor} from '../providers/media/index.js'
-import {BackupContext, Progress} from './context.js'
-import {failedPacks} from './machine-state.js'
-import {readIndexFile, readIndexLines} from './media-packs-read.js'
-import {packObjectsOf} from './pack-check.js'
-import {packsForCreate, packsPrefix} from './pack-folder.js'
+} from './media-index.js'
+import {rebuildScriptHeader, rebuildScriptLine} from './rebuild-script.js'
+import {BackupError} from '../../errors.js'
+import {printableName} from '../../lib/byte-names.js'
+import {closeFile, openForReading, readInto} from '../../lib/file-io.js'
+import {limitOldGenerationGrowth} from '../../lib/memory.js'
+import {ActivityWatchdog} from '../../lib/stall.js'
+import {mediaProviderFor} from '../../providers/media/index.js'
+import {BackupContext, Progress} from '../../services/context.js'
+import {failedPacks} from '../../services/machine-state.js'
+import {readIndexFile, readIndexLines} from './read.js'
+import {packObjectsOf} from './check.js'
+import {packsForCreate, packsPrefix} from './folder.js'
 import {PackWriter} from './packs.js'
 
 /**

@@ -1,6 +1,6 @@
 import {createHash, Hash} from 'node:crypto'
 
-import {encodeName} from '../lib/byte-names.js'
+import {encodeName} from '../../lib/byte-names.js'
 import {IndexEntry} from './media-index.js'
 
 /**

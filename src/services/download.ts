@@ -11,9 +11,9 @@ import {BackupError, describeIoError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
+import {packedMediaTar} from '../media-format/packs/read.js'
 import {Catalog, catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
-import {packedMediaTar} from '../media-format/packs/read.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface DownloadOptions {

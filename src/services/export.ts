@@ -10,12 +10,12 @@ import {BackupError, describeIoError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
+import {exportPacks} from '../media-format/packs/export.js'
+import {exportRecipe} from '../media-format/packs/recipe.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf, writePackedMedia} from './download.js'
-import {exportPacks} from '../media-format/packs/export.js'
 import {ObjectCheckError, readVerified} from './read.js'
-import {exportRecipe} from '../media-format/packs/recipe.js'
 
 export interface ExportOptions {
   /** Only the newest complete backup, instead of all of them. */

@@ -3,11 +3,11 @@ import {Tier} from '../domain/backup.js'
 import {applyRetention, RetentionCandidate, RetentionResult} from '../domain/retention.js'
 import {BackupError} from '../errors.js'
 import {sweepStaleStaging} from '../lib/staging.js'
+import {collectPacks, PackCollectionResult, RepackResult} from '../media-format/packs/collection.js'
+import {repackPacks} from '../media-format/packs/repack.js'
 import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
-import {collectPacks, PackCollectionResult, RepackResult} from '../media-format/packs/collection.js'
-import {repackPacks} from '../media-format/packs/repack.js'
 
 export interface PruneDecision {
   id: string

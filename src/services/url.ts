@@ -1,10 +1,10 @@
 import {isPacked, objectsOf} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
-import {catalogOf, findBackup, objectKey} from './catalog.js'
-import {BackupContext} from './context.js'
 import {readPackTrust} from '../media-format/packs/check.js'
 import {forwardKey, locatePacks, packsPrefix} from '../media-format/packs/folder.js'
 import {linkRecipe} from '../media-format/packs/recipe.js'
+import {catalogOf, findBackup, objectKey} from './catalog.js'
+import {BackupContext} from './context.js'
 
 /** The longest a link may live: SigV4 presigned URLs are valid for at most seven days. */
 export const MAX_URL_SECONDS = 7 * 24 * 3600

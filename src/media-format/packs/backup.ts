@@ -12,6 +12,16 @@ import {MediaEntry} from '../../archive/media-tar.js'
 import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
 import {isPacked, Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
+import {BackupError} from '../../errors.js'
+import {printableName} from '../../lib/byte-names.js'
+import {closeFile, openForReading, readInto} from '../../lib/file-io.js'
+import {limitOldGenerationGrowth} from '../../lib/memory.js'
+import {ActivityWatchdog} from '../../lib/stall.js'
+import {mediaProviderFor} from '../../providers/media/index.js'
+import {BackupContext, Progress} from '../../services/context.js'
+import {failedPacks} from '../../services/machine-state.js'
+import {packObjectsOf} from './check.js'
+import {packsForCreate, packsPrefix} from './folder.js'
 import {
   BLOB_BYTES,
   blobKey,
@@ -25,19 +35,9 @@ import {
   REBUILD_NAME,
   walkOrder,
 } from './media-index.js'
-import {rebuildScriptHeader, rebuildScriptLine} from './rebuild-script.js'
-import {BackupError} from '../../errors.js'
-import {printableName} from '../../lib/byte-names.js'
-import {closeFile, openForReading, readInto} from '../../lib/file-io.js'
-import {limitOldGenerationGrowth} from '../../lib/memory.js'
-import {ActivityWatchdog} from '../../lib/stall.js'
-import {mediaProviderFor} from '../../providers/media/index.js'
-import {BackupContext, Progress} from '../../services/context.js'
-import {failedPacks} from '../../services/machine-state.js'
-import {readIndexFile, readIndexLines} from './read.js'
-import {packObjectsOf} from './check.js'
-import {packsForCreate, packsPrefix} from './folder.js'
 import {PackWriter} from './packs.js'
+import {readIndexFile, readIndexLines} from './read.js'
+import {rebuildScriptHeader, rebuildScriptLine} from './rebuild-script.js'
 
 /**
  * Blobs at least this large, of the previous backup and of this run, are looked up by content, so that

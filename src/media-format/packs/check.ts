@@ -5,11 +5,11 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {HashingStream} from '../../archive/hash.js'
 import {readTar} from '../../archive/tar-reader.js'
 import {isPacked, Manifest, PackObject, StoredObject} from '../../domain/manifest.js'
-import {ObjectNotFoundError} from '../../store/port.js'
 import {BackupContext} from '../../services/context.js'
+import {ObjectCheckError} from '../../services/read.js'
+import {ObjectNotFoundError} from '../../store/port.js'
 import {forwardTargets, PackFolder, packsPrefix, readForward, ReadForward, readPackFolder} from './folder.js'
 import {openPack, packPlaintext} from './packs.js'
-import {ObjectCheckError} from '../../services/read.js'
 
 /**
  * What readers of packs trust beside the packs (DESIGN §14): the forwards signed by a trusted writer,

@@ -3,12 +3,10 @@ import {join} from 'node:path'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {isPacked, Manifest} from '../../domain/manifest.js'
-import {blobKey, IndexEntry} from './media-index.js'
-import {CondemnMarker, planPackCollection} from './planner.js'
 import {makeStagingDir} from '../../lib/staging.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
-import {readIndexFile, readIndexLines} from './read.js'
+import {ObjectCheckError} from '../../services/read.js'
 import {checkPack, PackTrust, readPackTrust} from './check.js'
 import {
   condemnedMarkerKey,
@@ -20,8 +18,10 @@ import {
   readMarker,
   writeCondemnedMarker,
 } from './folder.js'
+import {blobKey, IndexEntry} from './media-index.js'
 import {packCandidates} from './packs.js'
-import {ObjectCheckError} from '../../services/read.js'
+import {CondemnMarker, planPackCollection} from './planner.js'
+import {readIndexFile, readIndexLines} from './read.js'
 
 /** What prune did, or would do, with the packs of an environment. */
 export interface PackCollectionResult {

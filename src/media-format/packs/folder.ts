@@ -1,10 +1,10 @@
 import {WriterKey} from '../../archive/writer-key.js'
 import {authenticateNote, PackNoteKind, signNote} from '../../domain/authenticity.js'
 import {StoredObject} from '../../domain/manifest.js'
-import {CondemnMarker, ListedPack, PackForward} from './planner.js'
-import {ObjectInfo, ObjectNotFoundError, Store} from '../../store/port.js'
 import {environmentPrefix} from '../../services/catalog.js'
 import {putSmallObject, readSmallObject} from '../../services/objects.js'
+import {ObjectInfo, ObjectNotFoundError, Store} from '../../store/port.js'
+import {CondemnMarker, ListedPack, PackForward} from './planner.js'
 
 /**
  * What `<app>/<env>/packs/` holds, read from one listing (DESIGN §14):

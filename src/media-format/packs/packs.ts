@@ -9,9 +9,9 @@ import {readTar} from '../../archive/tar-reader.js'
 import {PackObject} from '../../domain/manifest.js'
 import {looksCompressible} from '../../lib/compressibility.js'
 import {canCompress, ZSTD_MAGIC, zstdDecompressor} from '../../lib/zstd.js'
-import {ObjectNotFoundError, Store} from '../../store/port.js'
 import {noProgress} from '../../services/context.js'
 import {transferComponent} from '../../services/transfer.js'
+import {ObjectNotFoundError, Store} from '../../store/port.js'
 
 /**
  * Packs (DESIGN §14): immutable objects that hold many blobs, so that the store sees a few objects of

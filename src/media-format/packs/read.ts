@@ -11,12 +11,12 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {createListingFile} from '../../archive/listing.js'
 import {createMediaTar, MediaEntry} from '../../archive/media-tar.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
-import {checkIndexHeader, IndexEntry, parseIndexLine} from './media-index.js'
 import {BackupContext} from '../../services/context.js'
+import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {readPackTrust} from './check.js'
 import {packsPrefix} from './folder.js'
+import {checkIndexHeader, IndexEntry, parseIndexLine} from './media-index.js'
 import {PackReader} from './packs.js'
-import {ObjectCheckError, readVerified} from '../../services/read.js'
 
 /**
  * Reading incremental media (DESIGN §14): a backup's index, and the standard media.tar built from the

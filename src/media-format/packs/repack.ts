@@ -6,16 +6,16 @@ import {Readable} from 'node:stream'
 import {parseRecipient, X25519Identity} from '../../archive/age-keys.js'
 import {readTar} from '../../archive/tar-reader.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
-import {blobKey, blobSize, IndexEntry} from './media-index.js'
 import {makeStagingDir} from '../../lib/staging.js'
 import {canCompress} from '../../lib/zstd.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
-import {readIndexFile, readIndexLines} from './read.js'
 import {PackTrust, readPackTrust} from './check.js'
 import {RepackResult} from './collection.js'
 import {packsPrefix, writeForward} from './folder.js'
+import {blobKey, blobSize, IndexEntry} from './media-index.js'
 import {openPack, PACK_TARGET_BYTES, packPlaintext, PackWriter, WrittenPack} from './packs.js'
+import {readIndexFile, readIndexLines} from './read.js'
 
 /**
  * A pack is rewritten once more than this share of it is dead: then no pack that is kept holds more

@@ -1,33 +1,18 @@
 import {randomBytes} from 'node:crypto'
-import {createReadStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
-import {join} from 'node:path'
-import {Readable} from 'node:stream'
 
-import {createListingFile} from '../archive/listing.js'
-import {createMediaTar} from '../archive/media-tar.js'
 import {startSealWorker} from '../archive/seal.js'
 import {signManifest} from '../domain/authenticity.js'
 import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
-import {
-  DatabaseComponent,
-  isPacked,
-  Manifest,
-  MANIFEST_NAME,
-  MANIFEST_SCHEMA_VERSION,
-  MediaComponent,
-  StoredObject,
-  Trigger,
-} from '../domain/manifest.js'
+import {DatabaseComponent, Manifest, MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, Trigger} from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
-import {printableName} from '../lib/byte-names.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
-import {backUpMediaPacks} from '../media-format/packs/backup.js'
+import {chooseMediaFormat} from '../media-format/index.js'
+import {PutObject} from '../media-format/port.js'
 import {databaseProviderFor} from '../providers/database/index.js'
-import {mediaProviderFor} from '../providers/media/index.js'
-import {catalogOf, objectKey} from './catalog.js'
-import {BackupContext, Progress, timedStage} from './context.js'
+import {objectKey} from './catalog.js'
+import {BackupContext, timedStage} from './context.js'
 import {listBackups} from './list.js'
 import {putSmallObject} from './objects.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
@@ -116,20 +101,16 @@ export async function createBackup(context: BackupContext, options: CreateOption
       )
     }
 
-    if (wantMedia && env.mediaFormat === 'packs') {
-      components.media = await timedStage(reporter, 'media', async () =>
-        backUpMediaPacks(context, {
-          previous: await previousPacked(context, writer.id),
-          progress: reporter.progress('media'),
-          put: (name, source, progress, to) =>
-            put(name, source, progress, {location: `the media index in ${tempDir}`, to}),
+    if (wantMedia) {
+      components.media = await timedStage(reporter, 'media', () =>
+        chooseMediaFormat(env).backUp(context, {
+          previousMediaBytes: async () => (await previous()).media,
+          put,
           recipients: recipients.publicKeys,
           tempDir,
           writer,
         }),
       )
-    } else if (wantMedia) {
-      components.media = await timedStage(reporter, 'media', () => backUpMedia(context, tempDir, put, previous))
     }
 
     signal.throwIfAborted()
@@ -177,26 +158,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
 }
 
 /** Streams one component into the store; `location` names its source in messages. */
-type Put = (
-  name: string,
-  source: Readable,
-  progress: Progress,
-  options: {compression?: 'none' | 'zstd'; location: string; to?: readonly Uint8Array[]},
-) => Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}>
-
-/**
- * The newest complete backup whose media this writer packed: its index is encrypted to this writer, so
- * it can be read without the owner's identity. Another writer's index cannot, and is not needed.
- */
-async function previousPacked(context: BackupContext, writerId: string): Promise<Manifest | undefined> {
-  const {complete} = await catalogOf(context)
-  return complete.find(
-    ({manifest}) =>
-      manifest.signature?.writer === writerId &&
-      manifest.components.media !== undefined &&
-      isPacked(manifest.components.media),
-  )?.manifest
-}
+type Put = PutObject
 
 /** The sizes of the newest complete backup, as estimates for progress; read only when progress is drawn. */
 type PreviousSizes = () => Promise<{database?: number; media?: number}>
@@ -242,48 +204,6 @@ async function backUpDatabase(
   } finally {
     await snapshot.cleanup()
   }
-}
-
-async function backUpMedia(
-  context: BackupContext,
-  tempDir: string,
-  put: Put,
-  previous: PreviousSizes,
-): Promise<MediaComponent> {
-  const provider = mediaProviderFor(context.env.media!)
-  const progress = context.reporter.progress('media')
-  // The estimate runs beside the backup and never holds it up: a walk that reads no content, else the
-  // previous backup's size. It stops with the archive.
-  const estimating = new AbortController()
-  if (context.reporter.interactive) {
-    const estimate = provider.estimateArchiveBytes
-      ? provider.estimateArchiveBytes(AbortSignal.any([context.signal, estimating.signal]))
-      : previous().then((sizes) => sizes.media ?? 0)
-    estimate.then(
-      (bytes) => bytes > 0 && progress.expect(bytes, {estimated: true}),
-      () => {},
-    )
-  }
-
-  const listingSink = createListingFile(tempDir)
-  const entries = provider.entries({
-    onSkip: (path, why) =>
-      context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`),
-    onWarning: (path, what) => context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} ${what}`),
-    signal: context.signal,
-  })
-  const {stream, summary} = createMediaTar(entries, listingSink)
-  const archive = await put('media.tar.age', stream, progress, {
-    location: `the media ${provider.location}`,
-  }).finally(() => estimating.abort())
-  const {files, totalFileBytes} = await summary
-  const listing = await put(
-    'media.manifest.json.age',
-    createReadStream(join(tempDir, 'MANIFEST.json')),
-    context.reporter.progress('media listing'),
-    {location: `the media listing in the temp folder ${tempDir}`},
-  )
-  return {compression: 'none', files, listing, ...archive, source: provider.kind, totalFileBytes}
 }
 
 /**

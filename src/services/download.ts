@@ -2,16 +2,14 @@ import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
 import {link, lstat, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
-import {pipeline} from 'node:stream/promises'
 
-import {X25519Identity} from '../archive/age-keys.js'
-import {HashingStream} from '../archive/hash.js'
-import {isPacked, Manifest, MANIFEST_NAME, MediaPacksComponent} from '../domain/manifest.js'
+import {Manifest, MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
-import {packedMediaTar} from '../media-format/packs/read.js'
+import {storedMedia} from '../media-format/index.js'
+import {OwnObject, StoredMedia} from '../media-format/port.js'
 import {Catalog, catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
@@ -75,9 +73,9 @@ export async function downloadBackup(
     const files: FilesResult['files'] = []
     for (const file of plan) {
       const stagedPath = join(staging, file.name)
-      if (file.packed) {
+      if (file.build) {
         files.push({
-          ...(await writePackedMedia(context, manifest, {identities, path: stagedPath, tempDir: staging})),
+          ...(await file.build(context, identities, stagedPath, staging)),
           path: join(outputDir, file.name),
         })
         continue
@@ -109,10 +107,9 @@ export async function downloadBackup(
       })
     }
 
-    // The media listing is not downloaded (the tar holds it), but a damaged one still fails the download.
-    if (options.media && manifest.components.media && !isPacked(manifest.components.media)) {
-      const {listing} = manifest.components.media
-      await readVerified(context, manifest, {identities, object: listing.object, plaintext: listing.plaintext})
+    // Objects not written out (the media listing: the tar holds it) still fail the download when damaged.
+    for (const {object, plaintext} of plan.flatMap((file) => file.alsoCheck ?? [])) {
+      await readVerified(context, manifest, {identities, object, plaintext})
     }
 
     // link() refuses to replace an existing name, so a file that appeared meanwhile is never overwritten.
@@ -132,25 +129,30 @@ export async function downloadBackup(
 }
 
 interface PlannedFile {
-  content?: {
-    compression?: 'none' | 'zstd'
-    object: {bytes: number; name: string; sha256: string}
-    plaintext: {bytes: number; sha256: string}
-  }
+  alsoCheck?: readonly OwnObject[]
+  /** media.tar built from the store (packed media): its size and hash come from writing it. */
+  build?: BuildTar
+  content?: OwnObject
   name: string
-  /** media.tar of a packed backup: built from its index and packs, so its size and hash come from writing it. */
-  packed?: boolean
 }
 
+type BuildTar = Extract<StoredMedia['tar'], {build: unknown}>['build']
+
 function planFiles(manifest: Manifest, options: DownloadOptions): PlannedFile[] {
-  const {database, media} = manifest.components
+  const {database} = manifest.components
+  const media = storedMedia(manifest)
   return [
     ...(database && options.database ? [{content: database, name: `database.${extensionOf(database.format)}`}] : []),
-    ...(media && options.media
-      ? [isPacked(media) ? {name: 'media.tar', packed: true} : {content: media, name: 'media.tar'}]
-      : []),
+    ...(media && options.media ? [mediaTarFile(media.tar)] : []),
     {name: MANIFEST_NAME},
   ]
+}
+
+/** media.tar as the media's format gives it: an object to decrypt, or a file to build. */
+function mediaTarFile(tar: StoredMedia['tar']): PlannedFile {
+  return 'build' in tar
+    ? {build: tar.build, name: 'media.tar'}
+    : {alsoCheck: tar.alsoCheck, content: tar.object, name: 'media.tar'}
 }
 
 export function extensionOf(format: 'custom' | 'sql' | 'sqlite3'): string {
@@ -198,28 +200,4 @@ function findDownloadable(catalog: Catalog, reference: string): {manifest: Manif
       suggestion: error.suggestion,
     })
   }
-}
-
-/** Writes a packed backup's media.tar, checking every blob and file; resolves with its size and SHA-256. */
-export async function writePackedMedia(
-  context: BackupContext,
-  manifest: Manifest,
-  options: {identities: readonly X25519Identity[]; path: string; tempDir: string},
-): Promise<{bytes: number; sha256: string}> {
-  const media = manifest.components.media as MediaPacksComponent
-  const {stream, summary} = await packedMediaTar(context, manifest, options)
-  const progress = context.reporter.progress('media.tar', media.totalFileBytes)
-  const hashing = new HashingStream()
-  hashing.on('data', (chunk: Buffer) => progress.advance(chunk.length))
-  try {
-    await pipeline(stream, hashing, createWriteStream(options.path, {flags: 'wx', mode: 0o600}), {
-      signal: context.signal,
-    })
-    await summary
-  } finally {
-    progress.done()
-  }
-
-  await syncPath(options.path)
-  return {bytes: hashing.bytes, sha256: hashing.sha256}
 }

@@ -5,16 +5,18 @@ import {dirname, join, relative, resolve} from 'node:path'
 import {pipeline} from 'node:stream/promises'
 
 import {HashingStream} from '../archive/hash.js'
-import {DatabaseComponent, isPacked, Manifest, MANIFEST_NAME, MediaTarComponent, objectsOf} from '../domain/manifest.js'
+import {Manifest, MANIFEST_NAME, objectsOf} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
+import {storedMedia} from '../media-format/index.js'
 import {exportPacks} from '../media-format/packs/export.js'
 import {exportRecipe} from '../media-format/packs/recipe.js'
+import {OwnObject, StoredMedia} from '../media-format/port.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
-import {extensionOf, writePackedMedia} from './download.js'
+import {extensionOf} from './download.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface ExportOptions {
@@ -125,8 +127,9 @@ function plainFiles(
   manifest: Manifest,
   identities: Awaited<ReturnType<BackupContext['keys']['identities']>>,
 ): Array<BuiltFile | PlannedFile> {
-  const {database, media} = manifest.components
-  const decrypted = (content: DatabaseComponent | MediaTarComponent, name: string): PlannedFile => ({
+  const {database} = manifest.components
+  const media = storedMedia(manifest)
+  const decrypted = (content: OwnObject, name: string): PlannedFile => ({
     bytes: content.plaintext.bytes,
     name,
     sha256: content.plaintext.sha256,
@@ -141,16 +144,21 @@ function plainFiles(
   })
   return [
     ...(database ? [decrypted(database, `database.${extensionOf(database.format)}`)] : []),
-    ...(media && !isPacked(media) ? [decrypted(media, 'media.tar')] : []),
-    ...(media && isPacked(media) ? [packedMediaFile(context, manifest, identities)] : []),
+    ...(media
+      ? [
+          'build' in media.tar
+            ? builtMediaFile(context, identities, media.tar.build)
+            : decrypted(media.tar.object, 'media.tar'),
+        ]
+      : []),
     manifestFile(manifest),
   ]
 }
 
-function packedMediaFile(
+function builtMediaFile(
   context: BackupContext,
-  manifest: Manifest,
   identities: Awaited<ReturnType<BackupContext['keys']['identities']>>,
+  build: Extract<StoredMedia['tar'], {build: unknown}>['build'],
 ): BuiltFile {
   return {
     built: true,
@@ -159,7 +167,7 @@ function packedMediaFile(
       const tempDir = await makeStagingDir(context.tempRoot, 'export')
       try {
         await rm(path, {force: true})
-        return await writePackedMedia(context, manifest, {identities, path, tempDir})
+        return await build(context, identities, path, tempDir)
       } finally {
         await rm(tempDir, {force: true, recursive: true})
       }

@@ -1,5 +1,6 @@
 import {BackupView} from '../domain/backup.js'
-import {isPacked, objectsOf} from '../domain/manifest.js'
+import {objectsOf} from '../domain/manifest.js'
+import {storedMedia} from '../media-format/index.js'
 import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {viewsOf} from './list.js'
@@ -16,14 +17,10 @@ export async function backupInfo(context: BackupContext, reference: string): Pro
   const catalog = await catalogOf(context)
   const {manifest} = findBackup(catalog, reference)
   const view = viewsOf(context, catalog, {all: false}).find((candidate) => candidate.id === manifest.id)!
-  const {database, media} = manifest.components
+  const {database} = manifest.components
   const contents = [
     ...(database ? [database.plaintext] : []),
-    ...(media
-      ? isPacked(media)
-        ? [media.index.plaintext, media.rebuild.plaintext]
-        : [media.plaintext, media.listing.plaintext]
-      : []),
+    ...(storedMedia(manifest)?.ownObjects.map((object) => object.plaintext) ?? []),
   ]
   return {
     ...view,

@@ -1,8 +1,7 @@
-import {isPacked, objectsOf} from '../domain/manifest.js'
+import {objectsOf} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
-import {readPackTrust} from '../media-format/packs/check.js'
-import {forwardKey, locatePacks, packsPrefix} from '../media-format/packs/folder.js'
-import {linkRecipe} from '../media-format/packs/recipe.js'
+import {storedMedia} from '../media-format/index.js'
+import {LinkTarget} from '../media-format/port.js'
 import {catalogOf, findBackup, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 
@@ -42,29 +41,13 @@ export async function backupUrls(
   const {app, environment, id} = manifest
   const expiresAt = new Date(context.now().getTime() + options.expiresInSeconds * 1000).toISOString()
   const sizes = new Map(objectsOf(manifest).map((object) => [object.name, object.bytes]))
-  const keys = ['manifest.json', ...sizes.keys()].map((name) => ({
+  const keys: LinkTarget[] = ['manifest.json', ...sizes.keys()].map((name) => ({
     bytes: sizes.get(name),
     key: objectKey(app, environment, id, name),
     name,
   }))
-  const {media} = manifest.components
-  if (media && isPacked(media)) {
-    const trust = await readPackTrust(context, {app, environment}, [manifest])
-    const listed = new Map(trust.folder.packs.map((pack) => [pack.name, pack.bytes]))
-    const {missing, stored, via} = locatePacks(media.packs, new Set(listed.keys()), trust.targets)
-    if (missing.length > 0) {
-      throw new BackupError('INTEGRITY', `Pack ${missing[0]}, which backup ${id} needs, is missing from the store.`, {
-        suggestion: `Run \`divio app backup verify ${id}\` to see what is affected.`,
-      })
-    }
-
-    const prefix = packsPrefix(app, environment)
-    for (const pack of stored)
-      keys.push({bytes: listed.get(pack), key: `${prefix}/packs/${pack}`, name: `packs/${pack}`})
-    for (const {from, to} of via)
-      keys.push({bytes: undefined, key: forwardKey(prefix, from, to), name: `packs/${from}.to.${to}.json`})
-  }
-
+  const media = await storedMedia(manifest)?.links(context)
+  keys.push(...(media?.targets ?? []))
   const objects = await Promise.all(
     keys.map(async ({bytes, key, name}) => ({
       bytes: bytes ?? (await store.stat(key))?.bytes ?? 0,
@@ -72,12 +55,5 @@ export async function backupUrls(
       url: await store.presign!(key, options),
     })),
   )
-  if (!media || !isPacked(media)) return {expiresAt, id, objects}
-  const links = objects
-    .filter(
-      (object) =>
-        object.name.startsWith('packs/') || ['manifest.json', media.rebuild.object.name].includes(object.name),
-    )
-    .map(({name, url}) => ({path: name.startsWith('packs/') ? name : `$ID/${name}`, url}))
-  return {expiresAt, id, objects, recipe: `${linkRecipe({environment, id, links}).join('\n')}\n`}
+  return {expiresAt, id, objects, ...(media?.recipe ? {recipe: media.recipe(objects)} : {})}
 }

@@ -12,12 +12,12 @@ describe('compressibility: which blobs go into zstd packs', () => {
       fc.property(fc.integer({max: 2_000_000, min: 512}), (size) => !looksCompressible(randomBytes(size))),
       {numRuns: 40},
     )
-    const source = readFileSync(new URL('../../src/services/packs.ts', import.meta.url))
+    const source = readFileSync(new URL('../../src/lib/compressibility.ts', import.meta.url))
     expect(looksCompressible(gzipSync(Buffer.concat([source, source, source])))).to.equal(false)
   })
 
   it('text, code, JSON, zeros and repeated structures are compressed', () => {
-    expect(looksCompressible(readFileSync(new URL('../../src/services/packs.ts', import.meta.url)))).to.equal(true)
+    expect(looksCompressible(readFileSync(new URL('../../src/lib/compressibility.ts', import.meta.url)))).to.equal(true)
     expect(looksCompressible(Buffer.alloc(1 << 20))).to.equal(true)
     const rows = Array.from({length: 5000}, (_, id) => ({
       email: `user${id}@example.com`,

@@ -35,9 +35,9 @@ import {
   REBUILD_NAME,
   walkOrder,
 } from './media-index.js'
-import {PackWriter} from './packs.js'
 import {readIndexFile, readIndexLines} from './read.js'
 import {rebuildScriptHeader, rebuildScriptLine} from './rebuild-script.js'
+import {PackWriter} from './writer.js'
 
 /**
  * Blobs at least this large, of the previous backup and of this run, are looked up by content, so that

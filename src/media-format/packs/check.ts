@@ -9,7 +9,7 @@ import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError} from '../../services/read.js'
 import {ObjectNotFoundError} from '../../store/port.js'
 import {forwardTargets, PackFolder, packsPrefix, readForward, ReadForward, readPackFolder} from './folder.js'
-import {openPack, packPlaintext} from './packs.js'
+import {openPack, packPlaintext} from './reader.js'
 
 /**
  * What readers of packs trust beside the packs (DESIGN §14): the forwards signed by a trusted writer,

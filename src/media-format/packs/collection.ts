@@ -19,9 +19,9 @@ import {
   writeCondemnedMarker,
 } from './folder.js'
 import {blobKey, IndexEntry} from './media-index.js'
-import {packCandidates} from './packs.js'
 import {CondemnMarker, planPackCollection} from './planner.js'
 import {readIndexFile, readIndexLines} from './read.js'
+import {packCandidates} from './reader.js'
 
 /** What prune did, or would do, with the packs of an environment. */
 export interface PackCollectionResult {

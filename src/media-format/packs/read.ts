@@ -16,7 +16,7 @@ import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {readPackTrust} from './check.js'
 import {packsPrefix} from './folder.js'
 import {checkIndexHeader, IndexEntry, parseIndexLine} from './media-index.js'
-import {PackReader} from './packs.js'
+import {PackReader} from './reader.js'
 
 /**
  * Reading incremental media (DESIGN §14): a backup's index, and the standard media.tar built from the

@@ -14,8 +14,9 @@ import {PackTrust, readPackTrust} from './check.js'
 import {RepackResult} from './collection.js'
 import {packsPrefix, writeForward} from './folder.js'
 import {blobKey, blobSize, IndexEntry} from './media-index.js'
-import {openPack, PACK_TARGET_BYTES, packPlaintext, PackWriter, WrittenPack} from './packs.js'
 import {readIndexFile, readIndexLines} from './read.js'
+import {openPack, packPlaintext} from './reader.js'
+import {PACK_TARGET_BYTES, PackWriter, WrittenPack} from './writer.js'
 
 /**
  * A pack is rewritten once more than this share of it is dead: then no pack that is kept holds more

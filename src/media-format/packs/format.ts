@@ -1,0 +1,127 @@
+import {createWriteStream} from 'node:fs'
+import {pipeline} from 'node:stream/promises'
+
+import {X25519Identity} from '../../archive/age-keys.js'
+import {HashingStream} from '../../archive/hash.js'
+import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
+import {BackupError} from '../../errors.js'
+import {syncPath} from '../../lib/fsync.js'
+import {catalogOf} from '../../services/catalog.js'
+import {BackupContext} from '../../services/context.js'
+import {BackUpJob, LinkTarget, MediaFormat, StoredMedia} from '../port.js'
+import {backUpMediaPacks} from './backup.js'
+import {readPackTrust} from './check.js'
+import {forwardKey, locatePacks, packsPrefix} from './folder.js'
+import {packedMediaTar} from './read.js'
+import {linkRecipe} from './recipe.js'
+import {verifyPacks, verifyPackSample} from './verify.js'
+
+/**
+ * The packs format (incremental media): file contents are cut into blobs, stored once in packs that
+ * backups share; a backup's own objects are its index and its rebuild script.
+ */
+export const packsFormat: MediaFormat = {
+  async backUp(context: BackupContext, job: BackUpJob): Promise<MediaPacksComponent> {
+    return backUpMediaPacks(context, {
+      previous: await previousPacked(context, job.writer.id),
+      progress: context.reporter.progress('media'),
+      put: (name, source, progress, to) =>
+        job.put(name, source, progress, {location: `the media index in ${job.tempDir}`, to}),
+      recipients: job.recipients,
+      tempDir: job.tempDir,
+      writer: job.writer,
+    })
+  },
+}
+
+/** A packed backup's media: its index and script, and the packs they lead to. */
+export function storedPacks(manifest: Manifest, media: MediaPacksComponent): StoredMedia {
+  return {
+    async checkContent(context, identities, {samplePercent}) {
+      return samplePercent === undefined
+        ? verifyPacks(context, manifest, identities)
+        : verifyPackSample(context, manifest, identities, samplePercent)
+    },
+    links: (context) => packLinks(context, manifest, media),
+    manifest,
+    ownObjects: [media.index, media.rebuild],
+    tar: {
+      build: (context, identities, path, tempDir) => writePackedMedia(context, manifest, {identities, path, tempDir}),
+    },
+  }
+}
+
+/**
+ * What `url` links to beyond the backup's folder: each pack that holds its blobs (`packs/<pack>`),
+ * or the copy its signed forward leads to, with that forward; and the recipe that fetches and rebuilds.
+ */
+async function packLinks(
+  context: BackupContext,
+  manifest: Manifest,
+  media: MediaPacksComponent,
+): Promise<{recipe: (links: {name: string; url: string}[]) => string; targets: LinkTarget[]}> {
+  const {app, environment, id} = manifest
+  const trust = await readPackTrust(context, {app, environment}, [manifest])
+  const listed = new Map(trust.folder.packs.map((pack) => [pack.name, pack.bytes]))
+  const {missing, stored, via} = locatePacks(media.packs, new Set(listed.keys()), trust.targets)
+  if (missing.length > 0) {
+    throw new BackupError('INTEGRITY', `Pack ${missing[0]}, which backup ${id} needs, is missing from the store.`, {
+      suggestion: `Run \`divio app backup verify ${id}\` to see what is affected.`,
+    })
+  }
+
+  const prefix = packsPrefix(app, environment)
+  const targets: LinkTarget[] = [
+    ...stored.map((pack) => ({bytes: listed.get(pack), key: `${prefix}/packs/${pack}`, name: `packs/${pack}`})),
+    ...via.map(({from, to}) => ({key: forwardKey(prefix, from, to), name: `packs/${from}.to.${to}.json`})),
+  ]
+  const recipe = (objects: {name: string; url: string}[]) => {
+    const links = objects
+      .filter(
+        (object) =>
+          object.name.startsWith('packs/') || ['manifest.json', media.rebuild.object.name].includes(object.name),
+      )
+      .map(({name, url}) => ({path: name.startsWith('packs/') ? name : `$ID/${name}`, url}))
+    return `${linkRecipe({environment, id, links}).join('\n')}\n`
+  }
+
+  return {recipe, targets}
+}
+
+/**
+ * The newest complete backup whose media this writer packed: its index is encrypted to this writer, so
+ * it can be read without the owner's identity. Another writer's index cannot, and is not needed.
+ */
+async function previousPacked(context: BackupContext, writerId: string): Promise<Manifest | undefined> {
+  const {complete} = await catalogOf(context)
+  return complete.find(
+    ({manifest}) =>
+      manifest.signature?.writer === writerId &&
+      manifest.components.media !== undefined &&
+      isPacked(manifest.components.media),
+  )?.manifest
+}
+
+/** Writes a packed backup's media.tar, checking every blob and file; resolves with its size and SHA-256. */
+async function writePackedMedia(
+  context: BackupContext,
+  manifest: Manifest,
+  options: {identities: readonly X25519Identity[]; path: string; tempDir: string},
+): Promise<{bytes: number; sha256: string}> {
+  const media = manifest.components.media as MediaPacksComponent
+  const {stream, summary} = await packedMediaTar(context, manifest, options)
+  const progress = context.reporter.progress('media.tar', media.totalFileBytes)
+  const hashing = new HashingStream()
+  hashing.on('data', (chunk: Buffer) => progress.advance(chunk.length))
+  try {
+    await pipeline(stream, hashing, createWriteStream(options.path, {flags: 'wx', mode: 0o600}), {
+      signal: context.signal,
+    })
+    await summary
+  } finally {
+    progress.done()
+  }
+
+  await syncPath(options.path)
+  return {bytes: hashing.bytes, sha256: hashing.sha256}
+}

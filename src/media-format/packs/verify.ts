@@ -1,0 +1,137 @@
+import {randomInt} from 'node:crypto'
+import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
+import {Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
+
+import {X25519Identity} from '../../archive/age-keys.js'
+import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
+import {makeStagingDir} from '../../lib/staging.js'
+import {BackupContext} from '../../services/context.js'
+import {rememberFailedPacks} from '../../services/machine-state.js'
+import {ObjectCheckError} from '../../services/read.js'
+import {CheckReport} from '../port.js'
+import {checkPack, readPackTrust} from './check.js'
+import {packsPrefix} from './folder.js'
+import {blobKey, IndexEntry} from './media-index.js'
+import {packedMediaTar, readIndexFile, readIndexLines} from './read.js'
+import {RebuildScriptCheck} from './rebuild-script.js'
+
+/**
+ * A packed backup's media is checked by building its media.tar and throwing it away: every blob the
+ * index names is read from its pack, authenticated by age and checked against its id, and every file
+ * against its SHA-256. The rebuild script is derived from the index on the way and compared with the
+ * stored one: a script that does anything else was not written by this tool.
+ */
+export async function verifyPacks(
+  context: BackupContext,
+  manifest: Manifest,
+  identities: readonly X25519Identity[],
+): Promise<CheckReport[]> {
+  const media = manifest.components.media as MediaPacksComponent
+  const name = `packs (${media.packs.length})`
+  const tempDir = await makeStagingDir(context.tempRoot, 'verify')
+  const script = new RebuildScriptCheck()
+  try {
+    const onEntry = (entry: IndexEntry) => script.add(entry)
+    const {stream, summary} = await packedMediaTar(context, manifest, {identities, onEntry, tempDir})
+    await pipeline(stream, new Writable({write: (_chunk, _encoding, callback) => callback()}), {signal: context.signal})
+    await summary
+    return [
+      scriptResult(media, script),
+      {detail: `every blob of ${media.files} files authenticated and matches`, name, ok: true},
+    ]
+  } catch (error) {
+    if (!(error instanceof ObjectCheckError)) throw error
+    await rememberFailed(context, error)
+    return [{detail: `${error.objectName}: ${error.message}`, name, ok: false}]
+  } finally {
+    await rm(tempDir, {force: true, recursive: true})
+  }
+}
+
+function scriptResult(media: MediaPacksComponent, script: RebuildScriptCheck): CheckReport {
+  const {name} = media.rebuild.object
+  return script.matches(media.rebuild.plaintext.sha256)
+    ? {detail: 'the script its index derives, line for line', name: `${name} (derived)`, ok: true}
+    : {
+        detail:
+          'not the script its index derives: it would run something else. Do not run it; the media is restorable with this tool',
+        name: `${name} (derived)`,
+        ok: false,
+      }
+}
+
+/** A pack that failed a check is remembered, so that this machine's creates store its files anew. */
+async function rememberFailed(context: BackupContext, error: ObjectCheckError): Promise<void> {
+  const pack = /^packs\/([\da-f]{32}\.age)$/.exec(error.objectName)
+  if (pack) await rememberFailedPacks(context, [pack[1]])
+}
+
+/**
+ * `--sample PCT`: a random share of a packed backup's packs (at least one), each read whole: its size
+ * and SHA-256 against the signed manifest, every blob authenticated by age and checked against its id,
+ * and every blob that the index places in it found there. Cheaper than a full check, and over
+ * repeated runs it reaches every pack. The rebuild script is derived from the index and compared too.
+ */
+export async function verifyPackSample(
+  context: BackupContext,
+  manifest: Manifest,
+  identities: readonly X25519Identity[],
+  percent: number,
+): Promise<CheckReport[]> {
+  const media = manifest.components.media as MediaPacksComponent
+  const count = Math.min(media.packs.length, Math.max(1, Math.ceil((media.packs.length * percent) / 100)))
+  const chosen = new Set(
+    [...media.packs]
+      .map((pack) => ({key: randomInt(2 ** 30), pack}))
+      .sort((a, b) => a.key - b.key)
+      .slice(0, count)
+      .map(({pack}) => pack),
+  )
+  const name = `packs (sample of ${count} of ${media.packs.length})`
+  const tempDir = await makeStagingDir(context.tempRoot, 'verify')
+  try {
+    // What the index places in each sampled pack (by 16-byte keys: a full sample of a million files
+    // must not hold a million hex ids), and the script it derives.
+    const expected = new Map<string, Set<string>>([...chosen].map((pack) => [pack, new Set()]))
+    const script = new RebuildScriptCheck()
+    const indexPath = join(tempDir, 'index')
+    await readIndexFile(context, manifest, identities, indexPath)
+    for await (const entry of readIndexLines(indexPath)) {
+      script.add(entry)
+      for (const [id, pack] of entry.blobs ?? []) expected.get(pack)?.add(blobKey(id))
+    }
+
+    const trust = await readPackTrust(context, {app: manifest.app, environment: manifest.environment}, [manifest])
+    const prefix = packsPrefix(manifest.app, manifest.environment)
+    let blobs = 0
+    for (const pack of chosen) {
+      const {ids, stored} = await checkPack(context, prefix, pack, {identities, trust})
+      const held = new Set([...ids].map((id) => blobKey(id)))
+      const missing = [...expected.get(pack)!].filter((key) => !held.has(key))
+      expected.delete(pack)
+      if (missing.length > 0)
+        throw new ObjectCheckError(
+          `packs/${stored}`,
+          `${missing.length} blob(s) that the index places in it are not there (blob ${Buffer.from(missing[0], 'latin1').toString('hex').slice(0, 12)}…)`,
+        )
+      blobs += ids.size
+    }
+
+    return [
+      scriptResult(media, script),
+      {
+        detail: `${blobs} blobs in ${count} packs authenticated, and every blob the index places there found`,
+        name,
+        ok: true,
+      },
+    ]
+  } catch (error) {
+    if (!(error instanceof ObjectCheckError)) throw error
+    await rememberFailed(context, error)
+    return [{detail: `${error.objectName}: ${error.message}`, name, ok: false}]
+  } finally {
+    await rm(tempDir, {force: true, recursive: true})
+  }
+}

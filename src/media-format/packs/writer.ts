@@ -1,0 +1,216 @@
+import {randomBytes} from 'node:crypto'
+import {PassThrough} from 'node:stream'
+
+import {encodeTarHeader} from '../../archive/tar-header.js'
+import {PackObject} from '../../domain/manifest.js'
+import {looksCompressible} from '../../lib/compressibility.js'
+import {canCompress} from '../../lib/zstd.js'
+import {noProgress} from '../../services/context.js'
+import {transferComponent} from '../../services/transfer.js'
+import {Store} from '../../store/port.js'
+
+/**
+ * Packs (DESIGN §14): immutable objects that hold many blobs, so that the store sees a few objects of
+ * about PACK_TARGET_BYTES instead of one per file (S3 Standard-IA bills at least 128 KiB an object).
+ *
+ * A pack is an age-encrypted tar whose members are blobs, each named by the SHA-256 of its content
+ * (hex); the tar is compressed with zstd when its blobs are (see PackWriter). Anyone with the
+ * identity opens one with `age -d -i KEY PACK | zstd -dcf | tar -x`, without this tool (`-f` passes an
+ * uncompressed tar through). Readers tell the two apart by the zstd magic number: a tar of blobs
+ * begins with a blob's hex name, never with it. The manifest records which packs are compressed.
+ * The pack's own name is random, so a listing of the store shows neither names nor content hashes.
+ */
+
+/** About where a pack is closed: big enough to amortise per-object costs, small enough to rewrite. */
+export const PACK_TARGET_BYTES = 16 * 1024 * 1024
+const BLOCK = 512
+const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK)
+const ZEROS = Buffer.alloc(BLOCK)
+/** Small blobs and headers are written in batches of this size. */
+const BATCH_BYTES = 128 * 1024
+/** The blobs' mtime in the tar: constant, so that a pack says nothing about when files changed. */
+const EPOCH = new Date(0)
+
+/** `packs/<32 hex>.age`, relative to an environment's folder. */
+export function packKey(prefix: string, name: string): string {
+  return `${prefix}/packs/${name}`
+}
+
+export function newPackName(): string {
+  return `${randomBytes(16).toString('hex')}.age`
+}
+
+/** How a pack's plaintext (a tar of blobs) is stored inside its age encryption. */
+export type PackCodec = 'none' | 'zstd'
+
+interface OpenPack {
+  /** Headers and small blobs, gathered before they are written. */
+  batch: Buffer
+  blobs: number
+  bytes: number
+  codec: PackCodec
+  filled: number
+  input: PassThrough
+  name: string
+  upload: Promise<WrittenPack>
+}
+
+export interface WrittenPack {
+  blobs: number
+  codec: PackCodec
+  name: string
+  object: PackObject
+}
+
+/**
+ * Appends blobs into packs and uploads each pack as it fills, while the previous one may still be
+ * completing. With `codec: 'auto'` (backups), blobs that look compressible go into zstd packs and the
+ * rest (photos, videos, archives) into plain ones, so that no CPU goes into compressing what does not
+ * shrink: two packs may be open at once, one of each kind. Memory holds at most the blob being
+ * written, the open packs' batches and their uploads' buffers.
+ *
+ * `add` resolves once the blob is accepted (the pack it lands in is not durable until `close` or the
+ * pack's rollover resolves); `close` resolves with every pack written, each complete in the store. A
+ * failure of any upload rejects the next call.
+ */
+export class PackWriter {
+  private readonly current = new Map<PackCodec, OpenPack>()
+  /** Packs ended and still being stored, oldest first. */
+  private readonly finishing: Promise<WrittenPack>[] = []
+  private readonly written: WrittenPack[] = []
+
+  constructor(
+    private readonly options: {
+      /** `auto`: each blob by whether it looks compressible (see looksCompressible). */
+      codec: 'auto' | PackCodec
+      packBytes?: number
+      /** Folder of the packs' environment in the store: `<app>/<env>`. */
+      prefix: string
+      recipients: readonly Uint8Array[]
+      signal: AbortSignal
+      stallTimeoutMs: number
+      store: Store
+    },
+  ) {}
+
+  /** Bytes written into the open packs so far (0 when none is open). */
+  get openBytes(): number {
+    let bytes = 0
+    for (const pack of this.current.values()) bytes += pack.bytes
+    return bytes
+  }
+
+  /** Adds one blob, whose id is the SHA-256 of `data` (hex); returns the name of the pack it goes into. */
+  async add(id: string, data: Buffer): Promise<string> {
+    const codec = this.options.codec === 'auto' ? autoCodec(data) : this.options.codec
+    const pack = this.current.get(codec) ?? this.open(codec)
+    const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size: data.length, type: 'File'})
+    const padding = (BLOCK - (data.length % BLOCK)) % BLOCK
+    // Small blobs are gathered into batches: a stream write per tiny file (and a message to the
+    // encryption thread for each) cost more than the file. A large blob goes as it is, uncopied.
+    await this.append(pack, header)
+    if (data.length >= BATCH_BYTES / 2) {
+      await this.flushBatch(pack)
+      await write(pack.input, data)
+    } else {
+      await this.append(pack, data)
+    }
+
+    if (padding > 0) await this.append(pack, ZEROS.subarray(0, padding))
+    pack.blobs++
+    pack.bytes += header.length + data.length + padding
+    if (pack.bytes >= (this.options.packBytes ?? PACK_TARGET_BYTES)) await this.finish(pack)
+    return pack.name
+  }
+
+  /** Finishes the open packs, and resolves with every pack this writer wrote, in order. */
+  async close(): Promise<WrittenPack[]> {
+    await this.rollover()
+    while (this.finishing.length > 0) this.written.push(await this.finishing.shift()!)
+    return this.written
+  }
+
+  /** Stops the unfinished packs' uploads, which leaves no object (the store's put contract). */
+  destroy(error: Error): void {
+    for (const pack of this.current.values()) pack.input.destroy(error)
+    this.current.clear()
+  }
+
+  /** Finishes the open packs now, whatever their size: the next blob starts a new one. */
+  async rollover(): Promise<void> {
+    for (const pack of this.current.values()) await this.finish(pack)
+  }
+
+  private async append(pack: OpenPack, bytes: Buffer): Promise<void> {
+    if (BATCH_BYTES - pack.filled < bytes.length) await this.flushBatch(pack)
+    pack.filled += bytes.copy(pack.batch, pack.filled)
+  }
+
+  private async finish(pack: OpenPack): Promise<void> {
+    this.current.delete(pack.codec)
+    await this.flushBatch(pack)
+    pack.input.end(END_OF_ARCHIVE)
+    this.finishing.push(pack.upload)
+    // One pack may complete in the background while the next one fills: its last writes (and the
+    // store's fsync) overlap the reading of the next blobs, instead of stalling them at every pack.
+    while (this.finishing.length > 1) this.written.push(await this.finishing.shift()!)
+  }
+
+  private async flushBatch(pack: OpenPack): Promise<void> {
+    if (pack.filled === 0) return
+    const full = pack.batch.subarray(0, pack.filled)
+    pack.batch = Buffer.allocUnsafe(BATCH_BYTES)
+    pack.filled = 0
+    await write(pack.input, full)
+  }
+
+  private open(codec: PackCodec): OpenPack {
+    const {prefix, recipients, signal, stallTimeoutMs, store} = this.options
+    const name = newPackName()
+    const input = new PassThrough({highWaterMark: 256 * 1024})
+    const upload = transferComponent({
+      compression: codec,
+      key: packKey(prefix, name),
+      location: 'a pack of media blobs',
+      name,
+      progress: noProgress,
+      recipients,
+      signal,
+      source: input,
+      stallTimeoutMs,
+      store,
+    }).then(({object}): WrittenPack => ({
+      blobs: 0,
+      codec,
+      name,
+      object: codec === 'zstd' ? {...object, compression: 'zstd'} : object,
+    }))
+    // A rejected upload is reported by finish(); until then the rejection must not go unhandled.
+    upload.catch(() => {})
+    const pack = {batch: Buffer.allocUnsafe(BATCH_BYTES), blobs: 0, bytes: 0, codec, filled: 0, input, name, upload}
+    this.current.set(codec, pack)
+    return pack
+  }
+}
+
+/** zstd for what looks compressible, when this process can write zstd at all (see canCompress). */
+function autoCodec(data: Buffer): PackCodec {
+  return canCompress() && looksCompressible(data) ? 'zstd' : 'none'
+}
+
+async function write(stream: PassThrough, chunk: Buffer): Promise<void> {
+  if (stream.destroyed) throw stream.errored ?? new Error('the pack upload stopped')
+  if (stream.write(chunk)) return
+  // Whichever comes first; both listeners go, so that a long pack does not pile them up.
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
+    }
+
+    stream.on('drain', done)
+    stream.on('close', done)
+  })
+  if (stream.destroyed) throw stream.errored ?? new Error('the pack upload stopped')
+}

@@ -1,0 +1,89 @@
+import {Readable} from 'node:stream'
+
+import {X25519Identity} from '../archive/age-keys.js'
+import {WriterKey} from '../archive/writer-key.js'
+import {Manifest, MediaComponent, StoredObject} from '../domain/manifest.js'
+import {BackupContext, Progress} from '../services/context.js'
+
+/**
+ * A media format: how a backup's media is stored, and how it is read back. Two implement it: `tar`
+ * (one media.tar.age a backup, in `tar/`) and `packs` (incremental: blobs in packs that backups share,
+ * and an index a backup, in `packs/`). The services hold one of these and never ask which.
+ */
+export interface MediaFormat {
+  /** Backs up the environment's media into the store, and returns what the manifest records. */
+  backUp(context: BackupContext, job: BackUpJob): Promise<MediaComponent>
+}
+
+/** What a create gives the format: where to put objects of the backup's folder, and its keys. */
+export interface BackUpJob {
+  /** The newest backup's media size, as an estimate for progress (read only when it is drawn). */
+  previousMediaBytes: () => Promise<number | undefined>
+  put: PutObject
+  /** The owner's recipients: every object is encrypted to them. */
+  recipients: readonly Uint8Array[]
+  tempDir: string
+  writer: WriterKey
+}
+
+/** Stores one object of the backup's folder: encrypted to `to` (default: the owner's recipients). */
+export type PutObject = (
+  name: string,
+  source: Readable,
+  progress: Progress,
+  options: {compression?: 'none' | 'zstd'; location: string; to?: readonly Uint8Array[]},
+) => Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}>
+
+/** An object of the backup's own folder, with what its plaintext must be. */
+export interface OwnObject {
+  compression?: 'none' | 'zstd'
+  object: StoredObject
+  plaintext: {bytes: number; sha256: string}
+}
+
+/** One line of a verify report. */
+export interface CheckReport {
+  detail: string
+  name: string
+  ok: boolean
+}
+
+/** A link for `url`: an object of the store outside the backup's folder, by its key. */
+export interface LinkTarget {
+  bytes?: number
+  key: string
+  /** As the recipe and the report name it: `packs/<pack>`, say. */
+  name: string
+}
+
+/** The media of one backup, whatever its format: what verify, download, export, url and info need of it. */
+export interface StoredMedia {
+  /** Checks what the own objects lead to (every pack, or a sample of them), once those have checked out. */
+  checkContent(
+    context: BackupContext,
+    identities: readonly X25519Identity[],
+    options: {samplePercent?: number},
+  ): Promise<CheckReport[]>
+  /** Objects outside the backup's folder that `url` links to, and the sh recipe that uses the links. */
+  links(
+    context: BackupContext,
+  ): Promise<{recipe?: (links: {name: string; url: string}[]) => string; targets: LinkTarget[]}>
+  readonly manifest: Manifest
+  /** The objects of the backup's folder that hold the media, in the manifest's order. */
+  readonly ownObjects: readonly OwnObject[]
+  /**
+   * media.tar for download and export: either one of the own objects, decrypted as it is (`object`),
+   * or a file built from the store (`build`, which checks everything it reads). `alsoCheck`: own
+   * objects that are not written out, whose damage still fails the download.
+   */
+  readonly tar:
+    | {alsoCheck: readonly OwnObject[]; object: OwnObject}
+    | {
+        build(
+          context: BackupContext,
+          identities: readonly X25519Identity[],
+          path: string,
+          tempDir: string,
+        ): Promise<{bytes: number; sha256: string}>
+      }
+}

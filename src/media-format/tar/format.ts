@@ -1,0 +1,74 @@
+import {createReadStream} from 'node:fs'
+import {join} from 'node:path'
+
+import {createListingFile} from '../../archive/listing.js'
+import {createMediaTar} from '../../archive/media-tar.js'
+import {Manifest, MediaTarComponent} from '../../domain/manifest.js'
+import {printableName} from '../../lib/byte-names.js'
+import {mediaProviderFor} from '../../providers/media/index.js'
+import {BackupContext} from '../../services/context.js'
+import {BackUpJob, MediaFormat, StoredMedia} from '../port.js'
+
+/**
+ * The tar format: a backup's media is one object, media.tar.age, a standard tar whose last member is
+ * MANIFEST.json, with the same listing also stored on its own (media.manifest.json.age). A backup is
+ * a full copy: nothing is shared between backups.
+ */
+export const tarFormat: MediaFormat = {
+  backUp: backUpMediaTar,
+}
+
+/** A tar-format backup's media: its two objects are all there is to check, link or read. */
+export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredMedia {
+  const archive = {compression: media.compression, object: media.object, plaintext: media.plaintext}
+  return {
+    async checkContent() {
+      return []
+    },
+    async links() {
+      return {targets: []}
+    },
+    manifest,
+    ownObjects: [archive, media.listing],
+    // The listing is not written out (the tar holds it as MANIFEST.json), but damage to it still fails.
+    tar: {alsoCheck: [media.listing], object: archive},
+  }
+}
+
+async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<MediaTarComponent> {
+  const {put, tempDir} = job
+  const provider = mediaProviderFor(context.env.media!)
+  const progress = context.reporter.progress('media')
+  // The estimate runs beside the backup and never holds it up: a walk that reads no content, else the
+  // previous backup's size. It stops with the archive.
+  const estimating = new AbortController()
+  if (context.reporter.interactive) {
+    const estimate = provider.estimateArchiveBytes
+      ? provider.estimateArchiveBytes(AbortSignal.any([context.signal, estimating.signal]))
+      : job.previousMediaBytes().then((bytes) => bytes ?? 0)
+    estimate.then(
+      (bytes) => bytes > 0 && progress.expect(bytes, {estimated: true}),
+      () => {},
+    )
+  }
+
+  const listingSink = createListingFile(tempDir)
+  const entries = provider.entries({
+    onSkip: (path, why) =>
+      context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`),
+    onWarning: (path, what) => context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} ${what}`),
+    signal: context.signal,
+  })
+  const {stream, summary} = createMediaTar(entries, listingSink)
+  const archive = await put('media.tar.age', stream, progress, {
+    location: `the media ${provider.location}`,
+  }).finally(() => estimating.abort())
+  const {files, totalFileBytes} = await summary
+  const listing = await put(
+    'media.manifest.json.age',
+    createReadStream(join(tempDir, 'MANIFEST.json')),
+    context.reporter.progress('media listing'),
+    {location: `the media listing in the temp folder ${tempDir}`},
+  )
+  return {compression: 'none', files, listing, ...archive, source: provider.kind, totalFileBytes}
+}

@@ -1,0 +1,148 @@
+import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {loadEnvironment} from '../../src/config/load.js'
+import {Manifest} from '../../src/domain/manifest.js'
+import {storedMedia} from '../../src/media-format/index.js'
+import {StoredMedia} from '../../src/media-format/port.js'
+import {BackupContext, silentReporter} from '../../src/services/context.js'
+import {createBackup} from '../../src/services/create.js'
+import {KeyRing} from '../../src/services/keys.js'
+import {readVerified} from '../../src/services/read.js'
+import {LocalStore} from '../../src/store/local.js'
+import {cli, makeProject, Project, snapshotTree, writerKeyFile} from '../helpers/project.js'
+
+/**
+ * The media-format port's contract: what verify, download, export, url and info rely on, held by
+ * each format the same way, through the port alone.
+ */
+for (const format of ['tar', 'packs'] as const) {
+  describe(`media format contract: ${format}`, function () {
+    let project: Project
+    let context: BackupContext
+    let manifest: Manifest
+    let media: StoredMedia
+
+    const identities = () => context.keys.identities()
+
+    before(async () => {
+      project = makeProject()
+      // The first create makes the owner's identity and this machine's writer key.
+      expect(cli(project, ['create', '--db-only']).status).to.equal(0)
+      const folder = join(project.root, 'media')
+      mkdirSync(join(folder, 'photos'), {recursive: true})
+      // Text, which compresses, and a "video", which does not: both kinds of pack, in the packs format.
+      writeFileSync(join(folder, 'notes.txt'), 'A line of notes, again and again.\n'.repeat(20_000))
+      writeFileSync(join(folder, 'photos', 'clip.mp4'), randomBytes(3 * 1024 * 1024 + 5))
+      const variables = {
+        ...project.env,
+        DIVIO_BACKUP_IDENTITY_FILE: project.identityFile,
+        DIVIO_BACKUP_MEDIA_FORMAT: format,
+        DIVIO_BACKUP_WRITER_KEY_FILE: writerKeyFile(project),
+      }
+      context = {
+        env: loadEnvironment({cwd: project.root, variables}),
+        keys: new KeyRing({variables}),
+        now: () => new Date(),
+        reporter: silentReporter,
+        signal: new AbortController().signal,
+        stallTimeoutMs: 60_000,
+        statePath: join(project.home, 'state.json'),
+        store: new LocalStore(project.store),
+        tempRoot: project.root,
+        toolVersion: 'test',
+      }
+      const {id} = await createBackup(context, {database: false, media: true, trigger: 'on-demand'})
+      manifest = JSON.parse(readFileSync(join(project.store, 'shop', 'local', id, 'manifest.json'), 'utf8')) as Manifest
+      media = storedMedia(manifest)!
+    })
+
+    it('backs up in the format the environment asks for', () => {
+      expect(media).to.not.equal(undefined)
+      expect('format' in manifest.components.media! ? 'packs' : 'tar').to.equal(format)
+    })
+
+    it('names its own objects, each of which authenticates to the plaintext it records', async () => {
+      const names = readdirSync(join(project.store, 'shop', 'local', manifest.id))
+      expect(media.ownObjects.length).to.be.greaterThan(0)
+      for (const {compression, object, plaintext} of media.ownObjects) {
+        expect(names).to.include(object.name)
+        await readVerified(context, manifest, {compression, identities: await identities(), object, plaintext})
+      }
+    })
+
+    it('checks out in full and by sample', async () => {
+      for (const samplePercent of [undefined, 100]) {
+        const reports = await media.checkContent(context, await identities(), {samplePercent})
+        expect(
+          reports.every((report) => report.ok),
+          JSON.stringify(reports),
+        ).to.equal(true)
+      }
+    })
+
+    it('gives back media.tar: a standard tar of the tree, MANIFEST.json last', async () => {
+      const path = join(project.root, `media-${format}.tar`)
+      const {tar} = media
+      if ('build' in tar) {
+        const tempDir = join(project.root, 'build-temp')
+        mkdirSync(tempDir)
+        await tar.build(context, await identities(), path, tempDir)
+      } else {
+        const {compression, object, plaintext} = tar.object
+        const sink = createWriteStream(path)
+        await readVerified(context, manifest, {compression, identities: await identities(), object, plaintext, sink})
+      }
+
+      const members = execFileSync('tar', ['-tf', path], {encoding: 'utf8'}).trim().split('\n')
+      expect(members.at(-1)).to.equal('MANIFEST.json')
+      const out = join(project.root, `extracted-${format}`)
+      mkdirSync(out)
+      execFileSync('tar', ['-xf', path, '-C', out])
+      expect(snapshotTree(join(out, 'media'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
+    })
+
+    it('links only to objects the store holds', async () => {
+      const {targets} = await media.links(context)
+      if (format === 'packs') expect(targets.length).to.be.greaterThan(1)
+      for (const target of targets) expect(await context.store.stat(target.key), target.key).to.not.equal(undefined)
+    })
+
+    it('a flipped byte in any media object it stores fails its own objects or its content check', async () => {
+      const environment = join(project.store, 'shop', 'local')
+      const stored = [
+        ...media.ownObjects.map((own) => join(environment, manifest.id, own.object.name)),
+        ...(existsSync(join(environment, 'packs')) ? readdirSync(join(environment, 'packs')) : [])
+          .filter((name) => name.endsWith('.age'))
+          .map((name) => join(environment, 'packs', name)),
+      ]
+      for (const path of stored) {
+        const original = readFileSync(path)
+        const damaged = Buffer.from(original)
+        damaged[Math.floor(damaged.length / 2)] ^= 0x01
+        writeFileSync(path, damaged)
+        try {
+          const ownFailed = await Promise.all(
+            media.ownObjects.map(async ({compression, object, plaintext}) =>
+              readVerified(context, manifest, {compression, identities: await identities(), object, plaintext}).then(
+                () => false,
+                () => true,
+              ),
+            ),
+          )
+          const reports = ownFailed.includes(true)
+            ? []
+            : await media.checkContent(context, await identities(), {samplePercent: undefined})
+          expect(ownFailed.includes(true) || reports.some((report) => !report.ok), path).to.equal(true)
+        } finally {
+          writeFileSync(path, original)
+          // A pack that failed is remembered on this machine; the next check starts afresh.
+          rmSync(context.statePath, {force: true})
+        }
+      }
+    })
+  })
+}

@@ -1,4 +1,4 @@
-/* eslint-disable camelcase, n/no-unsupported-features/node-builtins -- node:zlib's zstd names, used only where the running Node.js has them (zstdImplementation) */
+/* eslint-disable camelcase, n/no-unsupported-features/node-builtins -- node:zlib's zstd names, used only where the running Node.js has them (zstdImplementations) */
 import {accessSync, constants} from 'node:fs'
 import {delimiter, join} from 'node:path'
 import {Duplex} from 'node:stream'
@@ -10,10 +10,13 @@ import {through} from './process.js'
  * zstd as a stream stage, writing and reading standard zstd frames (RFC 8878) with a content
  * checksum: what `zstd -d` reads, and what it writes is what these read.
  *
- * Node.js 22.15 and later have zstd in node:zlib; it runs in the thread pool, off the main thread, and
- * measured faster than piping through the zstd program (half the time on incompressible data, a
- * third less on text, with no copies through pipes). On older Node.js (20, past its end of life) the
- * zstd program is the stage instead, as a separate process.
+ * Two implementations, chosen by measuring `create` of a 282 MiB tree of packs on Node.js 22:
+ * - the zstd program as a pipe stage, where it is on PATH: 2.95 s and 167 MiB peak RSS. It compresses
+ *   in a process of its own, on the second core, and its memory is its own;
+ * - node:zlib's zstd (Node.js 22.15 and later), in the thread pool: 3.28 s and 205 MiB. It is faster in
+ *   isolation (no copies through pipes), but each compression context's native memory stays in the
+ *   thread pool's malloc arenas, about 3 MiB a pack, which breaks the 150 MB memory budget.
+ * So the program comes first, and node:zlib serves where the program is missing.
  */
 
 /** node:zlib's zstd API (Node.js 22.15 and later), which the types of the oldest supported Node.js lack. */
@@ -24,20 +27,26 @@ interface ZlibZstd {
 }
 const zlibZstd = zlib as unknown as ZlibZstd
 
-/** What the running Node.js offers: node:zlib's zstd (22.15 and later), else the zstd program. */
-export const zstdImplementation: 'node:zlib' | 'zstd program' =
-  typeof zlibZstd.createZstdCompress === 'function' ? 'node:zlib' : 'zstd program'
+export type ZstdImplementation = 'node:zlib' | 'zstd program'
 
-let programOnPath: boolean | undefined
+/** Every implementation this process has: the program when it is on PATH, node:zlib's when Node.js has it. */
+export function zstdImplementations(): ZstdImplementation[] {
+  return [
+    ...(programOnPath() ? (['zstd program'] as const) : []),
+    ...(typeof zlibZstd.createZstdCompress === 'function' ? (['node:zlib'] as const) : []),
+  ]
+}
 
-/**
- * Whether this process can write zstd: always on Node.js 22.15 and later; on older ones, when the zstd
- * program is on PATH (looked up once, without starting it). Writers that can do without compression
- * (packs, SQLite snapshots) store data as it is otherwise; readers need zstd only for compressed data.
- */
-export function canCompress(): boolean {
-  if (zstdImplementation === 'node:zlib') return true
-  programOnPath ??= (process.env.PATH ?? '').split(delimiter).some((folder) => {
+/** The one to use (see above), or undefined when there is none: then writers store data as it is. */
+export function zstdImplementation(): undefined | ZstdImplementation {
+  return zstdImplementations()[0]
+}
+
+let onPath: boolean | undefined
+
+/** Whether `zstd` is on PATH, looked up once without starting it. */
+function programOnPath(): boolean {
+  onPath ??= (process.env.PATH ?? '').split(delimiter).some((folder) => {
     try {
       accessSync(join(folder || '.', 'zstd'), constants.X_OK)
       return true
@@ -45,7 +54,15 @@ export function canCompress(): boolean {
       return false
     }
   })
-  return programOnPath
+  return onPath
+}
+
+/**
+ * Whether this process can write zstd. Writers that can do without compression (packs, SQLite
+ * snapshots) store data as it is otherwise; readers need zstd only for compressed data.
+ */
+export function canCompress(): boolean {
+  return zstdImplementation() !== undefined
 }
 
 /** The first four bytes of every zstd frame. */
@@ -54,7 +71,7 @@ export const ZSTD_MAGIC = Buffer.from([0x28, 0xb5, 0x2f, 0xfd])
 /** Large enough that a chunk costs one trip to the thread pool, not dozens. */
 const CHUNK_BYTES = 256 * 1024
 
-export function zstdCompressor(level: number, implementation = zstdImplementation): Duplex {
+export function zstdCompressor(level: number, implementation = zstdImplementation() ?? 'zstd program'): Duplex {
   if (implementation === 'zstd program') return through('zstd', ['-q', '-c', `-${level}`, '-T1', '--check'])
   const {ZSTD_c_checksumFlag, ZSTD_c_compressionLevel} = zlibZstd.constants
   return zlibZstd.createZstdCompress!({
@@ -68,7 +85,7 @@ export function zstdCompressor(level: number, implementation = zstdImplementatio
  * always checked by its reader (the plaintext's SHA-256 and size in the manifest, a pack's blob ids
  * and tar end), and the ciphertext around it is authenticated by age, so neither can pass unnoticed.
  */
-export function zstdDecompressor(implementation = zstdImplementation): Duplex {
+export function zstdDecompressor(implementation = zstdImplementation() ?? 'zstd program'): Duplex {
   if (implementation === 'zstd program') return through('zstd', ['-d', '-q', '-c'])
   return zlibZstd.createZstdDecompress!({chunkSize: CHUNK_BYTES})
 }

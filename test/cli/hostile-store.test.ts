@@ -17,14 +17,12 @@ import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {parseWriterKey} from '../../src/archive/writer-key.js'
-import {loadEnvironment} from '../../src/config/load.js'
 import {signNote} from '../../src/domain/authenticity.js'
 import {BackupError} from '../../src/errors.js'
-import {BackupContext, silentReporter} from '../../src/services/context.js'
 import {createBackup} from '../../src/services/create.js'
-import {KeyRing} from '../../src/services/keys.js'
 import {LocalStore} from '../../src/store/local.js'
 import {Store} from '../../src/store/port.js'
+import {contextFor} from '../helpers/context.js'
 import {cli, makeProject, Project, writerKeyFile, writeSignedManifest} from '../helpers/project.js'
 import {followRawRecipe} from '../helpers/raw-recipe.js'
 import {requireTool} from '../helpers/tools.js'
@@ -390,22 +388,10 @@ describe('a pack that goes while a create runs', function () {
         DIVIO_BACKUP_IDENTITY_FILE: project.identityFile,
         DIVIO_BACKUP_WRITER_KEY_FILE: writerKeyFile(project),
       }
-      const env = loadEnvironment({cwd: project.root, variables})
       const store = losing(new LocalStore(project.store), (written) =>
         which === 'the pack it just wrote' ? written : p1,
       )
-      const context: BackupContext = {
-        env,
-        keys: new KeyRing({variables}),
-        now: () => new Date(),
-        reporter: silentReporter,
-        signal: new AbortController().signal,
-        stallTimeoutMs: 60_000,
-        statePath: join(project.home, 'state.json'),
-        store,
-        tempRoot: project.root,
-        toolVersion: 'test',
-      }
+      const context = contextFor(project, variables, store)
       const before = readdirSync(join(project.store, 'shop', 'local')).sort()
       const failure = await createBackup(context, {database: false, media: true, trigger: 'on-demand'}).then(
         () => {},

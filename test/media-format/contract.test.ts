@@ -4,15 +4,13 @@ import {randomBytes} from 'node:crypto'
 import {createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {loadEnvironment} from '../../src/config/load.js'
 import {Manifest} from '../../src/domain/manifest.js'
 import {storedMedia} from '../../src/media-format/index.js'
 import {StoredMedia} from '../../src/media-format/port.js'
-import {BackupContext, silentReporter} from '../../src/services/context.js'
+import {BackupContext} from '../../src/services/context.js'
 import {createBackup} from '../../src/services/create.js'
-import {KeyRing} from '../../src/services/keys.js'
 import {readVerified} from '../../src/services/read.js'
-import {LocalStore} from '../../src/store/local.js'
+import {contextFor} from '../helpers/context.js'
 import {cli, makeProject, Project, snapshotTree, writerKeyFile} from '../helpers/project.js'
 
 /**
@@ -43,18 +41,7 @@ for (const format of ['tar', 'packs'] as const) {
         DIVIO_BACKUP_MEDIA_FORMAT: format,
         DIVIO_BACKUP_WRITER_KEY_FILE: writerKeyFile(project),
       }
-      context = {
-        env: loadEnvironment({cwd: project.root, variables}),
-        keys: new KeyRing({variables}),
-        now: () => new Date(),
-        reporter: silentReporter,
-        signal: new AbortController().signal,
-        stallTimeoutMs: 60_000,
-        statePath: join(project.home, 'state.json'),
-        store: new LocalStore(project.store),
-        tempRoot: project.root,
-        toolVersion: 'test',
-      }
+      context = contextFor(project, variables)
       const {id} = await createBackup(context, {database: false, media: true, trigger: 'on-demand'})
       manifest = JSON.parse(readFileSync(join(project.store, 'shop', 'local', id, 'manifest.json'), 'utf8')) as Manifest
       media = storedMedia(manifest)!

@@ -4,6 +4,7 @@ import {createHash, randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
+import zlib from 'node:zlib'
 
 import {killAfter, startCli} from '../helpers/kill.js'
 import {cli, cliInBackground, makeProject, Project, snapshotTree, writeConfig} from '../helpers/project.js'
@@ -154,6 +155,31 @@ describe('incremental media (packs)', function () {
     const restored = cli(project, ['restore', id, '--confirm', 'local', '--media-only'], PACKS)
     expect(restored.status, restored.stderr).to.equal(0)
     expect(readdirSync(join(media, 'empty'))).to.have.length(2000)
+  })
+
+  it('on a machine without the zstd program, compressed packs are read with node:zlib, or the error says what to install', () => {
+    const project = makeProject()
+    writeFileSync(join(project.root, 'media', 'notes.txt'), 'a line that compresses well\n'.repeat(10_000))
+    const {id} = create(project)
+    const manifest = JSON.parse(readFileSync(join(project.store, 'shop', 'local', id, 'manifest.json'), 'utf8')) as {
+      components: {media: {packObjects: {compression?: string}[]}}
+    }
+    expect(manifest.components.media.packObjects.some((pack) => pack.compression === 'zstd')).to.equal(true)
+    // Nothing on PATH: no zstd program (the CLI itself needs no other).
+    const empty = join(project.root, 'empty-path')
+    mkdirSync(empty)
+    const result = cli(project, ['download', id, '-o', 'out'], {...PACKS, PATH: empty})
+    if ('createZstdDecompress' in zlib) {
+      expect(result.status, result.stderr).to.equal(0)
+      expect(treeOfTar(project, join(project.root, 'out', 'media.tar'))).to.deep.equal(
+        snapshotTree(join(project.root, 'media')),
+      )
+    } else {
+      expect(result.status, result.stderr).to.equal(7)
+      expect(result.stderr).to.match(/packs compressed with zstd, and this machine cannot decompress them/)
+      expect(result.stderr).to.include('apt-get install zstd')
+      expect(existsSync(join(project.root, 'out', 'media.tar'))).to.equal(false)
+    }
   })
 
   it('never reuses a blob of a condemned pack: the file is read and stored again', () => {

@@ -5,6 +5,7 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {HashingStream} from '../../archive/hash.js'
 import {readTar} from '../../archive/tar-reader.js'
 import {isPacked, Manifest, PackObject, StoredObject} from '../../domain/manifest.js'
+import {BackupError} from '../../errors.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError} from '../../services/read.js'
 import {ObjectNotFoundError} from '../../store/port.js'
@@ -97,7 +98,8 @@ export async function checkPack(
 
     await opened.done
   } catch (error) {
-    if (error instanceof ObjectCheckError) throw error
+    // A machine that cannot read the pack (no zstd here) says so; it is not the pack's fault.
+    if (error instanceof ObjectCheckError || error instanceof BackupError) throw error
     throw new ObjectCheckError(where, (error as Error).message)
   } finally {
     tar?.destroy()

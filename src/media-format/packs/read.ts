@@ -11,6 +11,7 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {createListingFile} from '../../archive/listing.js'
 import {createMediaTar, MediaEntry} from '../../archive/media-tar.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
+import {BackupError} from '../../errors.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {readPackTrust} from './check.js'
@@ -149,7 +150,9 @@ async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: st
         yield chunk
       }
     } catch (error) {
-      if (error instanceof ObjectCheckError) throw error
+      // A typed error (a store that is down, no zstd here) says what is wrong with the machine or the
+      // network; only the rest is the pack's fault.
+      if (error instanceof ObjectCheckError || error instanceof BackupError) throw error
       throw new ObjectCheckError(`packs/${pack}`, (error as Error).message)
     }
   }

@@ -5,7 +5,8 @@ import {pipeline} from 'node:stream/promises'
 import {X25519Identity} from '../../archive/age-keys.js'
 import {createDecryptStream} from '../../archive/age.js'
 import {readTar} from '../../archive/tar-reader.js'
-import {ZSTD_MAGIC, zstdDecompressor} from '../../lib/zstd.js'
+import {BackupError} from '../../errors.js'
+import {ZSTD_MAGIC, zstdDecompressor, zstdImplementation} from '../../lib/zstd.js'
 import {ObjectNotFoundError, Store} from '../../store/port.js'
 import {packKey} from './writer.js'
 
@@ -179,6 +180,15 @@ export async function packPlaintext(
   decrypting.catch((error: Error) => decrypted.destroy(error))
   const head = await peek(decrypted, ZSTD_MAGIC.length)
   if (!head.equals(ZSTD_MAGIC)) return {done: decrypting, tar: decrypted}
+  if (zstdImplementation() === undefined) {
+    decrypted.destroy()
+    throw new BackupError(
+      'SOURCE_UNAVAILABLE',
+      'This backup has packs compressed with zstd, and this machine cannot decompress them: the zstd program is not on PATH, and this Node.js has no zstd of its own.',
+      {suggestion: 'Install zstd (apt-get install zstd), or run the command with Node.js 22.15 or later.'},
+    )
+  }
+
   const tar = new PassThrough()
   const decompressing = pipeline(decrypted, zstdDecompressor(), tar)
   decompressing.catch((error: Error) => tar.destroy(error))

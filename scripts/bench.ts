@@ -7,7 +7,6 @@
 import {execFileSync, spawnSync} from 'node:child_process'
 import {createCipheriv, createHash} from 'node:crypto'
 import {
-  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -167,16 +166,9 @@ function cliCommand(args: string): string {
 
 async function main(): Promise<void> {
   requireTools()
+  // The build writes oclif.manifest.json, as a packed plugin ships it: without it oclif loads every
+  // command at start-up to learn their flags, which users of a release never pay for.
   execFileSync('npm', ['run', 'build'], {cwd: root, stdio: 'ignore'})
-  // Measure the CLI as users install it: a packed plugin ships oclif.manifest.json, without which
-  // oclif loads every command at start-up to learn their flags. Removed again at the end, as after pack.
-  const manifestFile = join(root, 'oclif.manifest.json')
-  const hadManifest = existsSync(manifestFile)
-  if (!hadManifest)
-    execFileSync(process.execPath, [join(root, 'node_modules', 'oclif', 'bin', 'run.js'), 'manifest'], {
-      cwd: root,
-      stdio: 'ignore',
-    })
   const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'divio-bench-'))
   const scale = Number(process.env.BENCH_SCALE ?? (quick ? 0.1 : 1))
   console.log(
@@ -339,7 +331,6 @@ async function main(): Promise<void> {
     })
   } finally {
     rmSync(work, {force: true, recursive: true})
-    if (!hadManifest) rmSync(manifestFile, {force: true})
   }
 
   writeFileSync(outFile, `${JSON.stringify({machine: machine(), quick, rows}, null, 2)}\n`)

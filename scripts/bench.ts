@@ -6,16 +6,7 @@
 // JSON. Needs GNU time (/usr/bin/time), tar, zstd and age; PostgreSQL for the database scenario.
 import {execFileSync, spawnSync} from 'node:child_process'
 import {createCipheriv, createHash} from 'node:crypto'
-import {
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  statSync,
-  truncateSync,
-  writeFileSync,
-} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync} from 'node:fs'
 import {availableParallelism, tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
 import {performance} from 'node:perf_hooks'

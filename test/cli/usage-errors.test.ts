@@ -51,6 +51,41 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     })
   }
 
+  // A cron line written with the flags first must fail loudly: oclif would show the topic's help and exit 0.
+  const misplaced: Array<{args: string[]; meant: null | string}> = [
+    {args: ['-e', 'local', 'schedule', 'run'], meant: 'divio app backup schedule run -e local'},
+    {args: ['--verbose', 'create', '--note', 'x'], meant: 'divio app backup create --verbose --note x'},
+    {args: ['schedule', '-e', 'local', 'run'], meant: 'divio app backup schedule run -e local'},
+    {args: ['-e', 'local'], meant: null},
+  ]
+  for (const {args, meant} of misplaced) {
+    it(`flags before the command (${args.join(' ')}): exit 2, naming the command meant, and nothing ran`, () => {
+      const plain = cli(project, args)
+      expect(plain.status, plain.stdout).to.equal(2)
+      expect(plain.stdout).to.equal('')
+      const [error, suggestion, end] = plain.stderr.split('\n')
+      expect(error).to.match(/^Error: /)
+      expect(suggestion).to.equal(
+        meant
+          ? `Try this: Run \`${meant}\`.`
+          : 'Try this: Run `divio app backup --help` for the commands; flags go after the command.',
+      )
+      expect(end).to.equal('')
+      const json = cli(project, [...args, '--json'])
+      expect(json.status).to.equal(2)
+      expect((json.json() as {error: {code: string}}).error.code).to.equal('USAGE')
+      expect(cli(project, ['list', '--json']).json()).to.deep.equal([])
+    })
+  }
+
+  it('the topic alone, or with --help, still shows the help and exits 0', () => {
+    for (const args of [[], ['--help'], ['schedule']]) {
+      const result = cli(project, args)
+      expect(result.status, args.join(' ')).to.equal(0)
+      expect(result.stdout).to.match(/^USAGE$/m)
+    }
+  })
+
   it('verify with both an id and --all says to pick one, and its usage line shows no empty alternative', () => {
     const both = cli(project, ['verify', 'latest', '--all'])
     expect(both.status).to.equal(2)

@@ -21,14 +21,24 @@ export function renderCreated(view: BackupView & {removedByRetention?: PruneDeci
   ].join('\n')
 }
 
-export function renderPrune(result: PruneResult): string {
+/**
+ * The decisions of prune. `plan` is what a prune will do once confirmed; `dry-run` what it would do,
+ * with nothing changed. (The service's result says dryRun for both: neither has changed anything yet.)
+ */
+export function renderPrune(
+  result: PruneResult,
+  stage: 'dry-run' | 'plan' = result.dryRun ? 'dry-run' : 'plan',
+): string {
+  const dryRun = stage === 'dry-run'
   const rows = [
     ...result.keep.map((decision) => ({...decision, action: 'keep'})),
-    ...result.remove.map((decision) => ({...decision, action: result.dryRun ? 'would remove' : 'remove'})),
+    ...result.remove.map((decision) => ({...decision, action: dryRun ? 'would remove' : 'remove'})),
   ].sort((a, b) => b.id.localeCompare(a.id))
-  const packs = result.packs ? `\n${renderPackCollection(result.packs, result.dryRun)}` : ''
+  const packs = result.packs ? `\n${renderPackCollection(result.packs, true)}` : ''
   if (rows.length === 0) return `No backups.${packs}`
-  const summary = `${result.keep.length} kept, ${result.remove.length} ${result.dryRun ? 'would be removed (dry run: nothing was changed)' : 'to remove'}.`
+  const summary = dryRun
+    ? `${result.keep.length} kept, ${result.remove.length} would be removed (dry run: nothing was changed).`
+    : `${result.keep.length} kept, ${result.remove.length === 0 ? 'nothing to remove' : `${result.remove.length} to remove once confirmed`}.`
   return `${renderTable(
     ['ID', 'ACTION', 'REASON'],
     rows.map((row) => [row.id, row.action, row.reason]),

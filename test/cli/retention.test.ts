@@ -115,19 +115,23 @@ describe('retention through the CLI', () => {
     const human = cli(project, ['prune', '--dry-run'], at('2026-03-15T12:00:00Z'))
     expect(human.stdout).to.match(/\n3 kept, 3 would be removed \(dry run: nothing was changed\)\.\n$/)
 
-    // Without a terminal, a real prune needs --confirm naming the environment.
-    expect(cli(project, ['prune'], at('2026-03-15T12:00:00Z')).status).to.equal(6)
+    // Without a terminal, a real prune needs --confirm naming the environment. The plan it shows first
+    // is no dry run, and says so: it is what happens once confirmed.
+    const refused = cli(project, ['prune'], at('2026-03-15T12:00:00Z'))
+    expect(refused.status).to.equal(6)
+    expect(refused.stdout).to.match(/\n3 kept, 3 to remove once confirmed\.\n$/)
+    expect(refused.stdout).to.not.match(/dry run|would/)
     expect(ids(project)).to.deep.equal(before)
 
     // A pin keeps a backup that the policy would remove, and takes no slot.
     expect(cli(project, ['pin', before[0]]).status).to.equal(0)
-    const pruned = cli(project, ['prune', '--confirm', 'live', '--json'], at('2026-03-15T12:00:00Z'))
+    const pruned = cli(project, ['prune', '--confirm', 'live'], at('2026-03-15T12:00:00Z'))
     expect(pruned.status, pruned.stderr).to.equal(0)
-    expect((pruned.json() as {remove: {id: string}[]}).remove.map((removal) => removal.id)).to.deep.equal([
-      before[2],
-      before[1],
-    ])
+    expect(pruned.stdout).to.match(new RegExp(`\\nRemoved 2 backups: ${before[2]}, ${before[1]}\\.\\n$`))
     expect(ids(project)).to.deep.equal([before[0], ...before.slice(3)])
+    // Nothing left to remove: a plain prune says so, and removes nothing.
+    const again = cli(project, ['prune', '--confirm', 'live'], at('2026-03-15T12:00:00Z'))
+    expect(again.stdout).to.match(/\n4 kept, nothing to remove\.\n$/)
     const pinned = cli(project, ['info', before[0], '--json'], at('2026-03-15T12:00:00Z')).json() as {
       pinned: boolean
       retention: object

@@ -39,11 +39,11 @@ Also removes incomplete backups that nothing has written to for the grace period
         (plan.packs.repacked?.from.length ?? 0)
       : 0
     if (flags['dry-run'] || (plan.remove.length === 0 && packWork === 0)) {
-      this.log(renderPrune(plan))
+      this.log(renderPrune(plan, flags['dry-run'] ? 'dry-run' : 'plan'))
       return {...plan, dryRun: flags['dry-run']}
     }
 
-    if (!this.jsonEnabled()) this.log(renderPrune(plan))
+    if (!this.jsonEnabled()) this.log(renderPrune(plan, 'plan'))
     await confirmEnvironment({
       action:
         plan.remove.length > 0
@@ -53,8 +53,9 @@ Also removes incomplete backups that nothing has written to for the grace period
       environment: context.env.name,
     })
     const result = await executePrune(context, plan)
+    const removed = result.remove.map(({id}) => id)
     this.log(
-      `Removed ${countOf(result.remove.length, 'backup')}.${result.packs ? ` ${renderPackCollection(result.packs, false)}` : ''}`,
+      `Removed ${countOf(removed.length, 'backup')}${removed.length > 0 ? `: ${removed.join(', ')}` : ''}.${result.packs ? ` ${renderPackCollection(result.packs, false)}` : ''}`,
     )
     return result
   }

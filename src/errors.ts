@@ -44,6 +44,7 @@ export type ErrorCode =
   | 'OUTPUT_UNAVAILABLE'
   | 'RECIPIENTS_INVALID'
   | 'SOURCE_UNAVAILABLE'
+  | 'STORE_NOT_FOUND'
   | 'STORE_UNAVAILABLE'
   | 'USAGE'
 
@@ -116,6 +117,7 @@ function defaultExitCode(code: ErrorCode): ExitCodeValue {
 
     case 'OUTPUT_UNAVAILABLE':
     case 'SOURCE_UNAVAILABLE':
+    case 'STORE_NOT_FOUND':
     case 'STORE_UNAVAILABLE': {
       return ExitCode.Unavailable
     }

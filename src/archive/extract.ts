@@ -1,13 +1,14 @@
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
 import {chmod, lstat, lutimes, mkdir, readlink, rm, symlink, unlink, utimes} from 'node:fs/promises'
-import {dirname, isAbsolute, join, relative, resolve} from 'node:path'
+import {dirname, isAbsolute, join, resolve} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
 import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
 import {writeNewFile} from '../lib/file-io.js'
+import {isInside} from '../lib/paths.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX} from './media-tar.js'
 import {readTar, TarMember} from './tar-reader.js'
@@ -116,7 +117,7 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
           const linkTarget = member.linkTarget ?? ''
           if (linkTarget === '' || linkTarget.includes('\0')) throw unsafe(member, 'it is a symlink with no target')
           const resolved = resolve(dirname(join(root, path)), linkTarget)
-          if (isAbsolute(linkTarget) || !isInsideOrRoot(root, resolved)) {
+          if (isAbsolute(linkTarget) || !isInside(resolved, root)) {
             skipped.push({path, why: leadsOutside(linkTarget)})
           } else {
             links.push({destination, member, path, target: linkTarget})
@@ -353,12 +354,6 @@ async function writeFile(member: TarMember, destination: Buffer, writes: SmallFi
   await chmod(destination, member.mode % 0o1_0000)
   await utimes(destination, member.mtime, member.mtime)
   return hash.digest('hex')
-}
-
-/** True for `root` itself and anything below it: a link to the media folder stays inside. */
-function isInsideOrRoot(root: string, path: string): boolean {
-  const from = relative(root, path)
-  return from === '' || (!from.startsWith('..') && !isAbsolute(from))
 }
 
 function unsafe(member: TarMember, why: string): BackupError {

@@ -7,11 +7,12 @@ import {clockFrom} from '../lib/clock.js'
 import {keepMemoryFlat} from '../lib/memory.js'
 import {traceProcesses} from '../lib/process.js'
 import {stallTimeoutMs} from '../lib/stall.js'
-import {BackupContext} from '../services/context.js'
+import {BackupContext, ServiceSetup} from '../services/context.js'
 import {KeyRing} from '../services/keys.js'
 import {stateFilePath} from '../services/machine-state.js'
 import {openStore} from '../store/index.js'
 import {spellCommands} from './host.js'
+import {nearestName} from './nearest.js'
 import {terminalReporter} from './terminal.js'
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
@@ -33,6 +34,7 @@ export abstract class BackupCommand extends Command {
       description: "Environment to act on (default: the config's defaultEnvironment, or its only one).",
       helpGroup: 'GLOBAL',
     }),
+    help: Flags.help({char: 'h', description: 'Show this help.', helpGroup: 'GLOBAL'}),
     verbose: Flags.boolean({
       description:
         'Show each stage with its timing, and every program started with its arguments (never secrets), on stderr.',
@@ -58,24 +60,18 @@ export abstract class BackupCommand extends Command {
   }
 
   protected async context(flags: {config?: string; env?: string; verbose?: boolean}): Promise<BackupContext> {
-    const variables = process.env
+    const setup = this.setup(flags)
+    const {variables} = setup
     const env = loadEnvironment({configPath: flags.config, cwd: process.cwd(), environment: flags.env, variables})
-    const reporter = terminalReporter(process.stderr, {verbose: flags.verbose})
-    if (flags.verbose) traceProcesses((line) => reporter.detail(`run ${line}`))
     return {
       env,
-      keys: new KeyRing({
-        configured: env.recipients,
-        configuredWriters: env.writers,
-        variables,
-        warn: (message) => reporter.notice(message),
-      }),
-      now: clockFrom(variables),
-      reporter,
-      signal: this.abort.signal,
-      stallTimeoutMs: stallTimeoutMs(variables),
+      keys: setup.keys(env),
+      now: setup.now,
+      reporter: setup.reporter,
+      signal: setup.signal,
+      stallTimeoutMs: setup.stallTimeoutMs,
       statePath: stateFilePath(variables),
-      store: openStore(env.store),
+      store: openStore(env.store, env.root),
       tempRoot: variables.DIVIO_BACKUP_TMPDIR || tmpdir(),
       toolVersion: this.ctor.plugin?.version ?? this.config.version,
     }
@@ -127,6 +123,28 @@ export abstract class BackupCommand extends Command {
   /** Human output, with commands spelled the way this host spells them. */
   override log(message = '', ...args: unknown[]): void {
     super.log(spellCommands(message, this.config), ...args)
+  }
+
+  /** What every service gets from the command line and the process, before any config is read. */
+  protected setup(flags: {verbose?: boolean}): ServiceSetup {
+    const variables = process.env
+    const reporter = terminalReporter(process.stderr, {verbose: flags.verbose})
+    if (flags.verbose) traceProcesses((line) => reporter.detail(`run ${line}`))
+    return {
+      cwd: process.cwd(),
+      keys: (env) =>
+        new KeyRing({
+          configured: env.recipients,
+          configuredWriters: env.writers,
+          variables,
+          warn: (message) => reporter.notice(message),
+        }),
+      now: clockFrom(variables),
+      reporter,
+      signal: this.abort.signal,
+      stallTimeoutMs: stallTimeoutMs(variables),
+      variables,
+    }
   }
 
   private report(unspelled: BackupError): void {
@@ -186,26 +204,3 @@ function toUserError(error: Error & {exitCode?: number; oclif?: unknown}): Backu
   })
 }
 
-/** The known name closest to `typo` (edit distance at most a third of its length, and at least 1), if any. */
-function nearestName(typo: string, known: readonly string[]): string | undefined {
-  let best: undefined | {distance: number; name: string}
-  for (const name of known) {
-    const distance = editDistance(typo, name)
-    if (distance <= Math.max(1, Math.floor(name.length / 3)) && (best === undefined || distance < best.distance))
-      best = {distance, name}
-  }
-
-  return best?.name
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({length: b.length + 1}, (_, index) => index)
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i]
-    for (let j = 1; j <= b.length; j++)
-      current[j] = Math.min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1))
-    previous = current
-  }
-
-  return previous[b.length]
-}

@@ -4,7 +4,7 @@
  * such mention for the host that runs the plugin. With `divio` and a space it changes nothing.
  */
 const MENTION =
-  /\bdivio app backup(?: (schedule (?:run|show)|create|delete|download|export|info|list|pin|prune|restore|retention|unpin|verify))?\b/g
+  /\bdivio app backup(?: (schedule (?:run|show)|create|delete|download|export|info|init|list|pin|prune|restore|retention|unpin|verify))?\b/g
 
 export function spellCommands(text: string, host: {bin: string; topicSeparator: string}): string {
   if (host.bin === 'divio' && host.topicSeparator === ' ') return text

@@ -6,6 +6,7 @@ import {SHARED_PACKS} from '../media-format/packs/export.js'
 import {FilesResult} from '../services/download.js'
 import {ExportResult} from '../services/export.js'
 import {BackupInfo} from '../services/info.js'
+import {InitResult} from '../services/init.js'
 import {RetentionReport} from '../services/policy.js'
 import {RestoreResult} from '../services/restore.js'
 import {PruneDecision, PruneResult} from '../services/retention.js'
@@ -151,6 +152,34 @@ export function renderVerify(results: readonly VerifyResult[]): string {
       ].join('\n'),
     )
     .join('\n')
+}
+
+export function renderInit(result: InitResult): string {
+  const {environment, keys} = result
+  return [
+    `Wrote ${result.configPath} for ${environment.app}/${environment.name}, storing in ${environment.store}.`,
+    `Keys: ${keys.identityGenerated ? 'new' : 'existing'} identity ${keys.identityFile} (recipient ${keys.recipient.join(', ')}); writer ${keys.writerId}${keys.writerKeyGenerated ? ' (new)' : ''}.`,
+    '',
+    'To take scheduled backups, install one of these. The tick runs hourly; each slot of the schedule gets one backup.',
+    '',
+    'crontab -e:',
+    `  ${result.cron}`,
+    '',
+    'systemd:',
+    ...`${result.systemd.service}\n\n${result.systemd.timer}`.split('\n').map((line) => (line ? `  ${line}` : '')),
+    '',
+    'Then: systemctl daemon-reload && systemctl enable --now divio-backup.timer',
+  ].join('\n')
+}
+
+/** The closing line of `verify --all`: how many of the backups passed, failed, or could not be checked. */
+export function renderVerifySummary(results: readonly VerifyResult[]): string {
+  const passed = results.filter((result) => result.ok).length
+  const unchecked = results.filter((result) => result.error !== undefined).length
+  const failed = results.length - passed - unchecked
+  const parts = [`${passed} passed`, `${failed} failed`]
+  if (unchecked > 0) parts.push(`${unchecked} could not be checked here (no key for them)`)
+  return `Verified ${countOf(results.length, 'backup')}: ${parts.join(', ')}.`
 }
 
 export function renderFiles(result: FilesResult): string {

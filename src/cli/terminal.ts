@@ -136,3 +136,18 @@ export async function confirmEnvironment(options: {
     })
   }
 }
+
+/** What `init` asks on a terminal for the settings its flags left out; an empty answer keeps the default. */
+export async function askForSetup<T extends {env?: string; schedule?: string; store?: string; timezone?: string}>(
+  flags: T,
+): Promise<T> {
+  const {input} = await import('@inquirer/prompts')
+  const ask = async (message: string, given: string | undefined) =>
+    given ?? ((await input({message}, {output: process.stderr})).trim() || undefined)
+  const env = await ask('Environment name (empty: local):', flags.env)
+  const store = await ask('Store, a folder or s3://bucket/prefix (empty: ./.divio/backups):', flags.store)
+  const schedule = await ask('Daily backup time, HH:MM (empty: no schedule):', flags.schedule)
+  const timezone =
+    schedule === undefined ? undefined : await ask('Time zone of that time (empty: UTC):', flags.timezone)
+  return {...flags, env, schedule, store, timezone}
+}

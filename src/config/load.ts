@@ -2,11 +2,13 @@ import {existsSync, readFileSync, statSync} from 'node:fs'
 import {basename, dirname, join, resolve} from 'node:path'
 
 import {BackupError} from '../errors.js'
+import {resolvesInside} from '../lib/paths.js'
 import {DatabaseSource, MediaSource, parseDatabaseDsn, parseMediaDsn, parseStoreLocation, StoreLocation} from './dsn.js'
-import {ConfigFile, configSchema, RetentionPolicy} from './schema.js'
+import {ConfigFile, configSchema, environmentSchema, RetentionPolicy} from './schema.js'
 
 export const CONFIG_RELATIVE_PATH = join('.divio', 'backups.json')
 export const EMBEDDED_ENVIRONMENT = 'local'
+const EMBEDDED_CONFIG = 'embedded default'
 
 /** Everything a command needs to know about one environment, with defaults applied and paths resolved. */
 export interface ResolvedEnvironment {
@@ -23,6 +25,8 @@ export interface ResolvedEnvironment {
   /** Explicit recipients from the config; undefined means "use the key ring's defaults". */
   recipients?: string[]
   retention: RetentionPolicy
+  /** The app's folder: the one that holds `.divio/`, or the working folder without a config file. */
+  root: string
   schedule?: {at: string; timezone: string}
   store: StoreLocation
   /** Trusted writer ids from the config; undefined means "use the key ring's defaults". */
@@ -75,7 +79,19 @@ function fromFile(configPath: string, options: LoadOptions): ResolvedEnvironment
     })
   }
 
-  const parsed = configSchema.safeParse(interpolateSelected(raw, options, configPath))
+  return environmentFromConfig(interpolateSelected(raw, options, configPath), configPath, options)
+}
+
+/**
+ * One environment of a config (parsed JSON, interpolated) that is, or is about to be, at `configPath`:
+ * `init` checks a config this way before it writes it.
+ */
+export function environmentFromConfig(
+  raw: unknown,
+  configPath: string,
+  options: Pick<LoadOptions, 'environment' | 'variables'>,
+): ResolvedEnvironment {
+  const parsed = configSchema.safeParse(raw)
   if (!parsed.success) {
     const [issue] = parsed.error.issues
     const path = formatPath(issue.path)
@@ -87,16 +103,31 @@ function fromFile(configPath: string, options: LoadOptions): ResolvedEnvironment
   // The project root is the folder that holds .divio/; relative paths in the file are relative to it.
   const folder = dirname(configPath)
   const root = basename(folder) === '.divio' ? dirname(folder) : folder
-  return resolveEnvironment(parsed.data, root, configPath, options.environment)
+  return resolveEnvironment(parsed.data, {
+    configSource: configPath,
+    requested: options.environment,
+    root,
+    variables: options.variables,
+  })
 }
 
+interface Resolution {
+  /** A config file's path, or `embedded default`. */
+  configSource: string
+  /** `-e/--env`. */
+  requested: string | undefined
+  /** The app folder: relative paths are relative to it, and the defaults are found in it. */
+  root: string
+  variables: NodeJS.ProcessEnv
+}
+
+/** One environment of `config`, with every field the config leaves out set to its zero-config default. */
 function resolveEnvironment(
   config: ConfigFile,
-  root: string,
-  configSource: string,
-  requested: string | undefined,
+  {configSource, requested, root, variables}: Resolution,
 ): ResolvedEnvironment {
-  const names = Object.keys(config.environments)
+  const environments = config.environments ?? {[EMBEDDED_ENVIRONMENT]: environmentSchema.parse({})}
+  const names = Object.keys(environments)
   const name = requested ?? config.defaultEnvironment ?? (names.length === 1 ? names[0] : undefined)
   if (name === undefined) {
     throw new BackupError('USAGE', `No environment given, and ${configSource} defines several: ${names.join(', ')}.`, {
@@ -104,44 +135,41 @@ function resolveEnvironment(
     })
   }
 
-  const settings = config.environments[name]
-  if (settings === undefined) throw unknownEnvironment(name, names)
+  const settings = environments[name]
+  if (settings === undefined) throw unknownEnvironment(name, names, configSource)
   const where = (key: string) => `environments.${name}.${key}`
+  const defaults = zeroConfigDefaults(root, variables)
+  const database = settings.database ?? defaults.database
+  const mediaDsn = settings.media ?? defaults.media
+  const media = mediaDsn ? parseMediaDsn(mediaDsn, root, where('media')) : undefined
+  const store = parseStoreLocation(settings.store ?? defaults.store, root, where('store'))
+  refuseStoreInsideMedia(store, media)
   return {
-    app: config.app,
+    app: config.app ?? defaults.app,
     configSource,
-    database: settings.database ? parseDatabaseDsn(settings.database, root, where('database')) : undefined,
+    database: database ? parseDatabaseDsn(database, root, where('database')) : undefined,
     knownEnvironments: names,
-    media: settings.media ? parseMediaDsn(settings.media, root, where('media')) : undefined,
-    mediaFormat: settings.mediaFormat ?? 'tar',
+    media,
+    mediaFormat: settings.mediaFormat ?? defaults.mediaFormat ?? 'tar',
     name,
     recipients: settings.encryption?.recipients,
     retention: settings.retention,
+    root,
     schedule: settings.schedule ? {at: settings.schedule.at, timezone: settings.schedule.timezone} : undefined,
-    store: parseStoreLocation(settings.store, root, where('store')),
+    store,
     writers: settings.encryption?.writers,
   }
 }
 
-export function unknownEnvironment(name: string, known: readonly string[]): BackupError {
-  return new BackupError('ENV_UNKNOWN', `Unknown environment "${name}".`, {
-    suggestion: `Use one of: ${known.join(', ')}.`,
-  })
-}
-
 /**
- * With no config file: env `local`, database from DATABASE_URL or ./db.sqlite3, media from MEDIA_ROOT, the
- * platform's DEFAULT_STORAGE_DSN or ./media, store from DIVIO_BACKUP_STORE or ./.divio/backups. The app is named after the project folder so
- * that two projects sharing one store never see (or prune) each other's backups.
+ * What a setting is when nobody set it: the app is named after its folder (so that two apps sharing
+ * one store never see, or prune, each other's backups); the database is DATABASE_URL, else
+ * ./db.sqlite3 if it exists; media is MEDIA_ROOT, else the platform's DEFAULT_STORAGE_DSN, else ./media
+ * if it exists; the store is DIVIO_BACKUP_STORE, else ./.divio/backups.
  */
-function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
-  const root = resolve(options.cwd)
-  const {variables} = options
+function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
   const sqlitePath = join(root, 'db.sqlite3')
   const mediaPath = join(root, 'media')
-  const database = variables.DATABASE_URL || (isFile(sqlitePath) ? 'sqlite:///db.sqlite3' : undefined)
-  const media = variables.MEDIA_ROOT || variables.DEFAULT_STORAGE_DSN || (isFolder(mediaPath) ? mediaPath : undefined)
-  const store = variables.DIVIO_BACKUP_STORE || join(root, '.divio', 'backups')
   const mediaFormat = variables.DIVIO_BACKUP_MEDIA_FORMAT || undefined
   if (mediaFormat !== undefined && mediaFormat !== 'tar' && mediaFormat !== 'packs') {
     throw new BackupError(
@@ -153,22 +181,68 @@ function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
     )
   }
 
-  const app =
-    basename(root)
-      .replaceAll(/[^a-z0-9_-]+/gi, '-')
-      .replace(/^[-_]+/, '')
-      .slice(0, 63) || 'app'
-  const config = configSchema.parse({
-    app,
-    environments: {[EMBEDDED_ENVIRONMENT]: {database, media, mediaFormat, store}},
+  return {
+    app:
+      basename(root)
+        .replaceAll(/[^a-z0-9_-]+/gi, '-')
+        .replace(/^[-_]+/, '')
+        .slice(0, 63) || 'app',
+    database: variables.DATABASE_URL || (isFile(sqlitePath) ? 'sqlite:///db.sqlite3' : undefined),
+    media: variables.MEDIA_ROOT || variables.DEFAULT_STORAGE_DSN || (isFolder(mediaPath) ? mediaPath : undefined),
+    mediaFormat: mediaFormat as 'packs' | 'tar' | undefined,
+    store: variables.DIVIO_BACKUP_STORE || join(root, '.divio', 'backups'),
+  }
+}
+
+/**
+ * A store inside the media folder would be backed up into itself (each backup holding the ones before
+ * it), and a restore of the media would replace the store it reads from.
+ */
+function refuseStoreInsideMedia(store: StoreLocation, media: MediaSource | undefined): void {
+  if (store.kind !== 'local' || media?.kind !== 'filesystem' || !resolvesInside(store.path, media.path)) return
+  throw new BackupError('CONFIG_INVALID', `The store ${store.path} is inside the media folder ${media.path}.`, {
+    suggestion:
+      'Move the store out of the media folder (its backups stay valid where they are moved) and point DIVIO_BACKUP_STORE, or "store" in the config, at its new place.',
   })
-  if (options.environment !== undefined && options.environment !== EMBEDDED_ENVIRONMENT) {
-    throw new BackupError('ENV_UNKNOWN', `Unknown environment "${options.environment}".`, {
-      suggestion: `No ${CONFIG_RELATIVE_PATH} was found, so the only environment is "${EMBEDDED_ENVIRONMENT}". Create the config file to define others.`,
+}
+
+export function unknownEnvironment(name: string, known: readonly string[], configSource?: string): BackupError {
+  if (configSource === EMBEDDED_CONFIG) {
+    return new BackupError('ENV_UNKNOWN', `Unknown environment "${name}".`, {
+      suggestion: `No ${CONFIG_RELATIVE_PATH} was found, so the only environment is "${EMBEDDED_ENVIRONMENT}". Run \`divio app backup init\` to define others.`,
     })
   }
 
-  return resolveEnvironment(config, root, 'embedded default', EMBEDDED_ENVIRONMENT)
+  return new BackupError('ENV_UNKNOWN', `Unknown environment "${name}".`, {
+    suggestion: `Use one of: ${known.join(', ')}.`,
+  })
+}
+
+/** With no config file: the zero-config defaults, in the app folder found from the working folder. */
+function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
+  return resolveEnvironment(
+    {},
+    {
+      configSource: EMBEDDED_CONFIG,
+      requested: options.environment,
+      root: findAppFolder(options.cwd),
+      variables: options.variables,
+    },
+  )
+}
+
+/**
+ * The app folder of a working folder with no config file above it: the nearest folder, from there up,
+ * that holds the default store (`.divio/backups/`) or Django's `manage.py`, as git finds its
+ * repository; else the working folder. Run from `media/`, a command acts on the app, not on a new one
+ * named "media". (Not any `.divio/`: other tools keep one in the home folder.)
+ */
+export function findAppFolder(cwd: string): string {
+  const start = resolve(cwd)
+  for (let folder = start; ; folder = dirname(folder)) {
+    if (isFolder(join(folder, '.divio', 'backups')) || isFile(join(folder, 'manage.py'))) return folder
+    if (dirname(folder) === folder) return start
+  }
 }
 
 /**

@@ -70,18 +70,28 @@ export const environmentSchema = z
       })
       .strict()
       .optional(),
-    store: z.string().min(1),
+    /** Unset: DIVIO_BACKUP_STORE, else ./.divio/backups (the zero-config default). */
+    store: z.string().min(1).optional(),
   })
   .strict()
 
+/**
+ * Every field is optional: what a file leaves out keeps its zero-config default (see load.ts), so that
+ * `{"environments": {"live": {"schedule": {"at": "02:00"}}}}` is a whole config.
+ */
 export const configSchema = z
   .object({
     $schema: z.string().optional(),
-    app: name,
+    /** Unset: the app folder's name. */
+    app: name.optional(),
     defaultEnvironment: name.optional(),
-    environments: z.record(name, environmentSchema).refine((environments) => Object.keys(environments).length > 0, {
-      message: 'define at least one environment',
-    }),
+    /** Unset: one environment, `local`, with every default. */
+    environments: z
+      .record(name, environmentSchema)
+      .refine((environments) => Object.keys(environments).length > 0, {
+        message: 'define at least one environment, or leave "environments" out for the default one',
+      })
+      .optional(),
   })
   .strict()
 

@@ -170,3 +170,38 @@ export class ActivityWatchdog {
     this.waiting.clear()
   }
 }
+
+/**
+ * `work`, bounded like a streaming stage: it fails when `signal` aborts (SIGINT/SIGTERM), and as a
+ * stall of `where` when it has not settled within `timeoutMs`. For the store's small calls that
+ * precede a transfer (a listing), which no watchdog observes: an endpoint that accepts a connection
+ * and never answers must not hold a command forever.
+ */
+export async function withinStallTimeout<T>(
+  work: Promise<T>,
+  options: {signal: AbortSignal; timeoutMs: number; what: string; where: string},
+): Promise<T> {
+  const {signal, timeoutMs, what, where} = options
+  let timer: NodeJS.Timeout | undefined
+  let onAbort: (() => void) | undefined
+  const bound = new Promise<never>((_resolve, reject) => {
+    onAbort = () => reject(signal.reason)
+    if (signal.aborted) onAbort()
+    signal.addEventListener('abort', onAbort, {once: true})
+    timer = setTimeout(() => {
+      const seconds = Math.round(timeoutMs / 1000)
+      reject(
+        new BackupError('STORE_UNAVAILABLE', `Stalled: ${where} did not answer ${what} within ${seconds} s.`, {
+          suggestion: `Check that ${where} is reachable and responding, then run the command again. DIVIO_BACKUP_STALL_SECONDS sets how long a stage may stall (now ${seconds} s).`,
+        }),
+      )
+    }, timeoutMs)
+    timer.unref()
+  })
+  try {
+    return await Promise.race([work, bound])
+  } finally {
+    clearTimeout(timer)
+    signal.removeEventListener('abort', onAbort!)
+  }
+}

@@ -24,6 +24,21 @@ export interface Reporter {
   progress(label: string, totalBytes?: number): Progress
 }
 
+/**
+ * What a command has before it reads any config: the process's variables, the clock, the terminal,
+ * the signal of SIGINT/SIGTERM, and how to build the key ring of an environment. `init` works from
+ * this alone, since the config it reads is the one it writes; every other service gets a BackupContext.
+ */
+export interface ServiceSetup {
+  cwd: string
+  keys: (env: ResolvedEnvironment) => KeyRing
+  now: () => Date
+  reporter: Reporter
+  signal: AbortSignal
+  stallTimeoutMs: number
+  variables: NodeJS.ProcessEnv
+}
+
 /** The collaborators a service needs; commands build it, tests pass their own. */
 export interface BackupContext {
   env: ResolvedEnvironment

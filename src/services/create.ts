@@ -13,9 +13,11 @@ import {PutObject} from '../media-format/port.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
+import {identityCreatedNotice, writerKeyCreatedNotice} from './keys.js'
 import {listBackups} from './list.js'
 import {putSmallObject} from './objects.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
+import {isEmptyStore, newStoreNotice, refuseNewIdentity, storeCall} from './store-setup.js'
 import {transferComponent} from './transfer.js'
 
 /** How long removing a failed backup's objects may take before they are left for prune. */
@@ -41,30 +43,22 @@ export async function createBackup(context: BackupContext, options: CreateOption
   if (!wantDatabase && !wantMedia) throw nothingToBackUp(context, options)
   // Only stores that take data at disk speed encrypt on a second thread (see Store.local).
   if (store.local) startSealWorker()
+  // Whether this backup starts the store: asked now, awaited only where needed (a new key, the notice
+  // after the commit), so that the listing overlaps the work instead of preceding it.
+  const newStore = storeCall(context, 'its listing', isEmptyStore(context))
+  newStore.catch(() => {})
 
-  const recipients = await context.keys.recipients(context.now(), (path, recipient) => {
-    reporter.notice(
-      [
-        '',
-        '!!! A new encryption key was created for your backups.',
-        `!!! Secret key: ${path} (mode 0600). Public key: ${recipient}`,
-        '!!! Without this file the backups cannot be decrypted. Copy it somewhere safe now,',
-        '!!! away from this machine, for example into a password manager.',
-        '',
-      ].join('\n'),
-    )
-  })
+  const recipients = await context.keys.recipients(
+    context.now(),
+    (path, recipient) => reporter.notice(identityCreatedNotice(path, recipient)),
+    async () => {
+      if (!(await newStore)) await refuseNewIdentity(context)
+    },
+  )
 
-  const writer = await context.keys.writerKey(context.now(), (path, writerId) => {
-    reporter.notice(
-      [
-        '!!! A new writer key was created: it signs the backups this machine makes.',
-        `!!! Writer key: ${path} (mode 0600). Writer id: ${writerId}`,
-        '!!! Machines that verify or restore trust this id (encryption.writers, or DIVIO_BACKUP_WRITERS).',
-        '',
-      ].join('\n'),
-    )
-  })
+  const writer = await context.keys.writerKey(context.now(), (path, writerId) =>
+    reporter.notice(writerKeyCreatedNotice(path, writerId)),
+  )
   const trusted = await context.keys.trustedWriters()
   if (!trusted.has(writer.id)) throw untrustedWriter(context, writer.id)
 
@@ -141,6 +135,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
   }
 
   // Committed. Nothing below may remove any of it: a failure from here on is reported as what it is.
+  if (await newStore.catch(() => false)) reporter.notice(newStoreNotice(context))
   try {
     const view = (await listBackups(context, {all: false})).find((backup) => backup.id === id)
     if (view === undefined) throw new Error('it is missing from the listing')

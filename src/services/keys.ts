@@ -100,9 +100,14 @@ export class KeyRing {
 
   /**
    * The public keys to encrypt to. `onGenerated` is called once, with the path, when a new identity had
-   * to be created because nothing was configured.
+   * to be created because nothing was configured and no identity file exists.
    */
-  async recipients(now: Date, onGenerated?: (path: string, recipient: string) => void): Promise<Recipients> {
+  async recipients(
+    now: Date,
+    onGenerated?: (path: string, recipient: string) => void,
+    /** Called before a new identity is generated; it throws to refuse (create: the store holds backups). */
+    beforeGenerating?: () => Promise<void>,
+  ): Promise<Recipients> {
     const configured = this.options.configured ?? splitList(this.options.variables.DIVIO_BACKUP_RECIPIENTS)
     if (configured.length > 0) {
       try {
@@ -134,6 +139,7 @@ export class KeyRing {
       )
     }
 
+    await beforeGenerating?.()
     const {fileContents, identity} = generateIdentity()
     await makeFolders(dirname(this.identityPath), 0o700)
     await writeFile(this.identityPath, fileContents(now), {flag: 'wx', mode: 0o600})
@@ -237,4 +243,26 @@ const warned = new Set<string>()
 
 function splitList(text: string | undefined): string[] {
   return (text ?? '').split(/[\s,]+/).filter((item) => item !== '')
+}
+
+/** Said once, loudly, when a new identity was generated: losing that file loses the backups. */
+export function identityCreatedNotice(path: string, recipient: string): string {
+  return [
+    '',
+    '!!! A new encryption key was created for your backups.',
+    `!!! Secret key: ${path} (mode 0600). Public key: ${recipient}`,
+    '!!! Without this file the backups cannot be decrypted. Copy it somewhere safe now,',
+    '!!! away from this machine, for example into a password manager.',
+    '',
+  ].join('\n')
+}
+
+/** Said once when a new writer key was generated, with the id that machines which restore must trust. */
+export function writerKeyCreatedNotice(path: string, writerId: string): string {
+  return [
+    '!!! A new writer key was created: it signs the backups this machine makes.',
+    `!!! Writer key: ${path} (mode 0600). Writer id: ${writerId}`,
+    '!!! Machines that verify or restore trust this id (encryption.writers, or DIVIO_BACKUP_WRITERS).',
+    '',
+  ].join('\n')
 }

@@ -1,5 +1,7 @@
 import {BackupView, viewOfComplete, viewOfDamaged, viewOfIncomplete} from '../domain/backup.js'
+import {countOf} from '../domain/format.js'
 import {newestFirst} from '../domain/ids.js'
+import {MANIFEST_NAME} from '../domain/manifest.js'
 import {projectExpiry} from '../domain/retention.js'
 import {nextSlot} from '../domain/schedule.js'
 import {Catalog, catalogOf} from './catalog.js'
@@ -10,6 +12,8 @@ import {candidatesOf, decideRetention, decisionsById, timezoneOf} from './retent
 export interface ListOptions {
   /** Include incomplete backups. */
   all: boolean
+  /** When the environment has no backups, say which other environments the store holds (`list`). */
+  hintAtOthers?: boolean
   trigger?: 'on-demand' | 'scheduled'
 }
 
@@ -21,7 +25,41 @@ export async function listBackups(context: BackupContext, options: ListOptions):
     context.reporter.notice(
       `warning: the store may have been rolled back: ${rollback.why}. \`restore latest\` refuses until you pass --allow-rollback.`,
     )
-  return viewsOf(context, catalog, options)
+  const views = viewsOf(context, catalog, options)
+  if (options.hintAtOthers && catalog.complete.length === 0 && catalog.damaged.length === 0)
+    await hintAtOtherEnvironments(context)
+  return views
+}
+
+/** How far the hint below looks into a store: enough for any store of one app, bounded for a shared one. */
+const HINT_SCAN_LIMIT = 10_000
+
+/**
+ * An environment with no backups, in a store that holds other ones: most likely a config that names
+ * another environment (or app) than the backups were taken as. Says which, so that the user is not left
+ * to think the backups are gone.
+ */
+async function hintAtOtherEnvironments(context: BackupContext): Promise<void> {
+  const found = new Map<string, number>()
+  let scanned = 0
+  for await (const {key} of context.store.list('')) {
+    if (++scanned > HINT_SCAN_LIMIT) break
+    const parts = key.split('/')
+    if (parts.length !== 4 || parts[3] !== MANIFEST_NAME) continue
+    const environment = `${parts[0]}/${parts[1]}`
+    found.set(environment, (found.get(environment) ?? 0) + 1)
+  }
+
+  if (found.size === 0) return
+  const {app, configSource, name} = context.env
+  const listed = [...found].map(([environment, count]) => `${environment} (${countOf(count, 'backup')})`).join(', ')
+  const sameApp = [...found.keys()].filter((environment) => environment.startsWith(`${app}/`))
+  context.reporter.notice(
+    `hint: ${app}/${name} has no backups, but the store holds ${listed}. ` +
+      (sameApp.length > 0
+        ? `Pass -e ${sameApp[0].split('/')[1]}, or check the environment names in ${configSource}.`
+        : `Check "app" in ${configSource}: backups are kept by app name.`),
+  )
 }
 
 export function viewsOf(context: BackupContext, catalog: Catalog, options: ListOptions): BackupView[] {

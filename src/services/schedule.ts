@@ -27,7 +27,7 @@ export function scheduleOf(context: BackupContext): Schedule {
     throw new BackupError('USAGE', `Environment "${context.env.name}" has no schedule.`, {
       suggestion:
         context.env.configSource === 'embedded default'
-          ? 'Create .divio/backups.json with "schedule": {"at": "02:00", "timezone": "UTC"} for the environment.'
+          ? 'Run `divio app backup init --schedule 02:00` (add --env NAME and --timezone ZONE as needed) to write a config with a schedule.'
           : `Add "schedule": {"at": "02:00", "timezone": "Europe/Zurich"} to environments.${context.env.name} in ${context.env.configSource}.`,
     })
   }

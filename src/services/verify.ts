@@ -1,7 +1,7 @@
 import {describeAuthenticity} from '../domain/authenticity.js'
 import {CompleteBackup, DamagedBackup} from '../domain/backup.js'
 import {MANIFEST_NAME} from '../domain/manifest.js'
-import {BackupError} from '../errors.js'
+import {BackupError, ErrorCode} from '../errors.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject} from '../media-format/port.js'
 import {catalogOf, findBackup} from './catalog.js'
@@ -10,6 +10,11 @@ import {ObjectCheckError, readVerified} from './read.js'
 
 /** `verify` --json: stable contract (DESIGN §3). */
 export interface VerifyResult {
+  /**
+   * Set when the backup could not be checked at all on this machine (its key is missing or another
+   * one): the backup is not known to be damaged, but it is not known to be good either.
+   */
+  error?: {code: ErrorCode; exitCode: number; message: string}
   id: string
   objects: {detail: string; name: string; ok: boolean}[]
   ok: boolean
@@ -42,9 +47,27 @@ export async function verifyBackup(
 export async function verifyAllBackups(context: BackupContext, options: VerifyOptions = {}): Promise<VerifyResult[]> {
   const catalog = await catalogOf(context)
   const results: VerifyResult[] = catalog.damaged.map((backup) => damagedResult(backup))
-  for (const backup of catalog.complete) results.push(await verifyManifest(context, backup, options))
+  // Each backup is checked whatever happened to the ones before: a key that opens only some of them
+  // must not hide what the others hold.
+  for (const backup of catalog.complete) {
+    try {
+      results.push(await verifyManifest(context, backup, options))
+    } catch (error) {
+      if (!(error instanceof BackupError) || !KEY_ERRORS.has(error.code)) throw error
+      const {code, exitCode, message} = error
+      results.push({
+        error: {code, exitCode, message},
+        id: backup.manifest.id,
+        objects: [{detail: `not checked: ${message}`, name: 'keys', ok: false}],
+        ok: false,
+      })
+    }
+  }
+
   return results.sort((a, b) => b.id.localeCompare(a.id))
 }
+
+const KEY_ERRORS = new Set<ErrorCode>(['IDENTITY_MISSING', 'IDENTITY_WRONG'])
 
 /** A damaged backup fails at its manifest: nothing it names can be trusted, so nothing else is read. */
 function damagedResult(backup: DamagedBackup): VerifyResult {

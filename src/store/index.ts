@@ -1,12 +1,17 @@
 import {redactDsn, StoreLocation} from '../config/dsn.js'
+import {isInside} from '../lib/paths.js'
 import {LocalStore} from './local.js'
 import {Store} from './port.js'
 import {S3Store} from './s3.js'
 
-export function openStore(location: StoreLocation): Store {
+/**
+ * The store at `location`. A local store inside `appFolder` (the default `.divio/backups`) is made by
+ * the first backup; anywhere else its folder must exist (see LocalStoreOptions.createRoot).
+ */
+export function openStore(location: StoreLocation, appFolder: string): Store {
   switch (location.kind) {
     case 'local': {
-      return new LocalStore(location.path)
+      return new LocalStore(location.path, {createRoot: isInside(location.path, appFolder)})
     }
 
     case 's3': {

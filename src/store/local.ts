@@ -5,6 +5,7 @@ import {dirname, join, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import {BackupError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
@@ -14,8 +15,20 @@ const READ_CHUNK = 1024 * 1024
 /** Folders listed and files stat'ed at once while listing. */
 const PARALLEL_READS = 32
 
+export interface LocalStoreOptions {
+  /**
+   * Whether a missing root folder may be made by the first put. Only for a store inside the app's own
+   * folder (the default `.divio/backups`): anywhere else a missing root is most likely a disk or share
+   * that is not mounted, and making the folder would quietly fill the system disk instead.
+   */
+  createRoot?: boolean
+}
+
 /**
  * A folder on a local or mounted file system. Each object is a file at `<root>/<key>`.
+ *
+ * The root must exist and be a folder; otherwise every operation fails with STORE_NOT_FOUND, naming it
+ * (see {@link LocalStoreOptions.createRoot} for the one exception), rather than listing nothing.
  *
  * Durability: a put writes `<key>.partial-<random>`, fsyncs it, renames it over the key and fsyncs the
  * folder, so a crash leaves either the old state or the new one. Partial files left by a killed process
@@ -24,13 +37,18 @@ const PARALLEL_READS = 32
 export class LocalStore implements Store {
   readonly description: string
   readonly local = true
+  private rootChecked = false
 
-  constructor(private readonly root: string) {
+  constructor(
+    private readonly root: string,
+    private readonly options: LocalStoreOptions = {},
+  ) {
     this.description = root
   }
 
   async delete(key: string): Promise<void> {
     assertValidKey(key)
+    if (!(await this.rootExists())) return
     try {
       await rm(this.pathOf(key), {force: true})
     } catch (error) {
@@ -44,6 +62,7 @@ export class LocalStore implements Store {
 
   async get(key: string): Promise<Readable> {
     assertValidKey(key)
+    if (!(await this.rootExists())) throw new ObjectNotFoundError(key)
     try {
       const handle = await open(this.pathOf(key), constants.O_RDONLY)
       return handle.createReadStream({highWaterMark: READ_CHUNK})
@@ -57,6 +76,7 @@ export class LocalStore implements Store {
     // Start the walk at the deepest folder the prefix names, so listing one env does not read the others.
     const slash = prefix.lastIndexOf('/')
     const base = slash === -1 ? '' : prefix.slice(0, slash)
+    if (!(await this.rootExists())) return
     yield* this.walk(base, prefix)
   }
 
@@ -72,6 +92,7 @@ export class LocalStore implements Store {
         callback(null, chunk)
       },
     })
+    if (!(await this.rootExists())) await makeFolders(this.root)
     const handle = await openPartial(folder, partial)
     try {
       const output = handle.createWriteStream({highWaterMark: READ_CHUNK})
@@ -88,6 +109,7 @@ export class LocalStore implements Store {
 
   async stat(key: string): Promise<ObjectInfo | undefined> {
     assertValidKey(key)
+    if (!(await this.rootExists())) return undefined
     try {
       const info = await stat(this.pathOf(key))
       return info.isFile() ? {bytes: info.size, key, modifiedAt: storeTime(info)} : undefined
@@ -112,6 +134,34 @@ export class LocalStore implements Store {
 
       current = dirname(current)
     }
+  }
+
+  /**
+   * Whether the root folder is there. False only for a root that {@link LocalStoreOptions.createRoot}
+   * allows to be missing (a store with no backups yet); any other missing root, or a root that is no
+   * folder, is an error. Checked until it is seen once, since a put makes it.
+   */
+  private async rootExists(): Promise<boolean> {
+    if (this.rootChecked) return true
+    let info
+    try {
+      info = await stat(this.root)
+    } catch (error) {
+      const {code} = error as NodeJS.ErrnoException
+      if (code === 'ENOENT' && this.options.createRoot) return false
+      if (code === 'ENOENT') {
+        throw new BackupError('STORE_NOT_FOUND', `The store folder ${this.root} does not exist.`, {
+          suggestion: `If it is on a disk or a share that is not mounted, mount it. To start a new store there, make the folder first: mkdir -p '${this.root}'.`,
+        })
+      }
+
+      if (code === 'ENOTDIR') throw notAFolder(this.root, 'a part of its path is a file, not a folder')
+      throw error
+    }
+
+    if (!info.isDirectory()) throw notAFolder(this.root, 'it is a file, not a folder')
+    this.rootChecked = true
+    return true
   }
 
   private async *walk(relative: string, prefix: string): AsyncIterable<ObjectInfo> {
@@ -170,6 +220,12 @@ async function openPartial(folder: string, partial: string): Promise<FileHandle>
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw error
     }
   }
+}
+
+function notAFolder(root: string, why: string): BackupError {
+  return new BackupError('STORE_UNAVAILABLE', `The store ${root} cannot be used: ${why}.`, {
+    suggestion: 'Point the store (DIVIO_BACKUP_STORE, or "store" in the config) at a folder.',
+  })
 }
 
 function isMissing(error: unknown): boolean {

@@ -1,6 +1,7 @@
 import {createHash, Hash} from 'node:crypto'
 
 import {encodeName} from '../../lib/byte-names.js'
+import {shellQuote} from '../../lib/shell.js'
 import {IndexEntry} from './media-index.js'
 
 /**
@@ -15,11 +16,6 @@ import {IndexEntry} from './media-index.js'
  * no more than a writer key. So it is never trusted: it is a function of the index, and `verify`
  * derives it again and compares (`RebuildScriptCheck`). Lines are bytes: file names need not be UTF-8.
  */
-
-/** A word for sh: in single quotes, which keep everything literal but a single quote. */
-function shellQuote(text: string): string {
-  return `'${text.replaceAll("'", String.raw`'\''`)}'`
-}
 
 const COMMON_HEAD = ['#!/bin/sh']
 const COMMON_TAIL = ['set -eu', 'B=$1', 'T=$2', 'mkdir -p "$T"', 'd() { mkdir -p -- "$T/$1"; }']

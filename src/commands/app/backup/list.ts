@@ -36,7 +36,7 @@ Incomplete backups (never committed, for example because the process was killed)
   async run(): Promise<ListResult> {
     const {flags} = await this.parse(List)
     const context = await this.context(flags)
-    const views = await listBackups(context, {all: flags.all, trigger: flags.trigger})
+    const views = await listBackups(context, {all: flags.all, hintAtOthers: true, trigger: flags.trigger})
     this.log(renderList(views, {app: context.env.app, environment: context.env.name}))
     return views
   }

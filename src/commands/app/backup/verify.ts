@@ -1,8 +1,9 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
-import {renderVerify} from '../../../cli/render.js'
-import {BackupError, ExitCode} from '../../../errors.js'
+import {renderVerify, renderVerifySummary} from '../../../cli/render.js'
+import {countOf} from '../../../domain/format.js'
+import {BackupError} from '../../../errors.js'
 import {verifyAllBackups, verifyBackup, VerifyResult} from '../../../services/verify.js'
 
 export type VerifyCommandResult = VerifyResult | VerifyResult[]
@@ -53,25 +54,43 @@ Exits non-zero (4) naming each bad object when anything does not match.`
       ? await verifyAllBackups(context, options)
       : [await verifyBackup(context, args.id ?? 'latest', options)]
     const bad = results.filter((result) => !result.ok)
-    if (bad.length > 0) {
-      // The report is the useful part of a failure: print it, then fail with the integrity exit code.
-      if (this.jsonEnabled()) {
-        process.exitCode = ExitCode.Integrity
-        return flags.all ? results : results[0]
-      }
-
-      this.log(renderVerify(results))
-      const names = bad.flatMap((result) =>
-        result.objects.filter((object) => !object.ok).map((object) => `${result.id}/${object.name}`),
-      )
-      throw new BackupError('INTEGRITY', `Verification failed: ${names.join(', ')}.`, {
-        suggestion: names.some((name) => name.includes('/packs'))
-          ? 'Do not rely on the failed backup. Take a new one: `create` does not build on a pack that is missing, or that failed a check here, and stores those files again. Delete the failed backup once the new one verifies, and look for what removes or changes objects in the store.'
-          : 'Do not rely on the failed backup; take a new one, and check the store for disk or transfer problems.',
-      })
+    const damaged = bad.filter((result) => result.error === undefined)
+    const unchecked = bad.filter((result) => result.error !== undefined)
+    // Damage outranks a missing key: exit 4 if any backup failed its checks, else 5 if some could not
+    // be opened here. The report is the useful part of a failure: it is printed either way.
+    const failure =
+      damaged.length > 0 ? integrityFailure(damaged) : unchecked.length > 0 ? keysFailure(unchecked) : undefined
+    if (failure && this.jsonEnabled()) {
+      process.exitCode = failure.exitCode
+      return flags.all ? results : results[0]
     }
 
     this.log(renderVerify(results))
+    if (flags.all) this.log(renderVerifySummary(results))
+    if (failure) throw failure
     return flags.all ? results : results[0]
   }
+}
+
+function integrityFailure(damaged: readonly VerifyResult[]): BackupError {
+  const names = damaged.flatMap((result) =>
+    result.objects.filter((object) => !object.ok).map((object) => `${result.id}/${object.name}`),
+  )
+  return new BackupError('INTEGRITY', `Verification failed: ${names.join(', ')}.`, {
+    suggestion: names.some((name) => name.includes('/packs'))
+      ? 'Do not rely on the failed backup. Take a new one: `create` does not build on a pack that is missing, or that failed a check here, and stores those files again. Delete the failed backup once the new one verifies, and look for what removes or changes objects in the store.'
+      : 'Do not rely on the failed backup; take a new one, and check the store for disk or transfer problems.',
+  })
+}
+
+function keysFailure(unchecked: readonly VerifyResult[]): BackupError {
+  const [first] = unchecked
+  return new BackupError(
+    first.error!.code,
+    `${countOf(unchecked.length, 'backup')} could not be checked with the keys of this machine: ${unchecked.map(({id}) => id).join(', ')}.`,
+    {
+      suggestion:
+        'Point DIVIO_BACKUP_IDENTITY_FILE at the secret key those backups were encrypted to, and verify again.',
+    },
+  )
 }

@@ -13,7 +13,7 @@ export interface DeleteResult {
 export async function resolveForDelete(
   context: BackupContext,
   reference: string,
-): Promise<{id: string; status: 'complete' | 'damaged' | 'incomplete'}> {
+): Promise<{id: string; pinned: boolean; status: 'complete' | 'damaged' | 'incomplete'}> {
   const catalog = await catalogOf(context)
   const incomplete = catalog.incomplete.filter((backup) => backup.id.startsWith(reference))
   const damaged = catalog.damaged.filter((backup) => backup.id.startsWith(reference))
@@ -21,15 +21,16 @@ export async function resolveForDelete(
   const others = incomplete.length + damaged.length
   if (reference !== 'latest' && complete.length === 0 && others === 1)
     return incomplete.length === 1
-      ? {id: incomplete[0].id, status: 'incomplete'}
-      : {id: damaged[0].id, status: 'damaged'}
+      ? {id: incomplete[0].id, pinned: false, status: 'incomplete'}
+      : {id: damaged[0].id, pinned: damaged[0].pinned, status: 'damaged'}
   if (reference !== 'latest' && complete.length + others > 1) {
     throw new BackupError('USAGE', `"${reference}" matches ${complete.length + others} backups.`, {
       suggestion: 'Give more of the id; `divio app backup list --all` shows them.',
     })
   }
 
-  return {id: findBackup(catalog, reference).manifest.id, status: 'complete'}
+  const backup = findBackup(catalog, reference)
+  return {id: backup.manifest.id, pinned: backup.pinned, status: 'complete'}
 }
 
 /**

@@ -107,7 +107,7 @@ export async function planRestore(
     database,
     manifest,
     media,
-    summary: `restore backup ${manifest.id} of ${manifest.app}/${manifest.environment} (taken ${manifest.createdAt}) over ${overwritten.join(' and ')} of ${to.app}/${to.name}`,
+    summary: `restore backup ${manifest.id} of ${manifest.app}/${manifest.environment} (taken ${manifest.createdAt}) over ${overwritten.join(' and ')} of ${to.app}/${to.name} (${options.safetyBackup ? 'a safety backup of it is taken first' : 'with NO safety backup of it: --no-safety-backup'})`,
   }
 }
 

@@ -1,7 +1,8 @@
 import {Config} from '@oclif/core'
 import {expect} from 'chai'
+import {existsSync} from 'node:fs'
 
-import {repoRoot} from '../helpers/project.js'
+import {cli, makeProject, repoRoot} from '../helpers/project.js'
 
 /** Help is where a new user starts: every command shows what it is for with worked, explained examples. */
 describe('help', () => {
@@ -29,5 +30,19 @@ describe('help', () => {
         }
       }
     }
+  })
+
+  it('-h works as --help on every command: the usage, exit 0, nothing run', async () => {
+    const config = await Config.load(repoRoot)
+    const project = makeProject()
+    for (const {id} of config.commands.filter((command) => command.id.startsWith('app:backup:'))) {
+      const words = id.split(':').slice(2)
+      const result = cli(project, [...words, '-h'])
+      expect(result.status, `${words.join(' ')} -h: ${result.stderr}`).to.equal(0)
+      expect(result.stdout, words.join(' ')).to.match(/^USAGE$/m)
+      expect(result.stdout, words.join(' ')).to.include(`app backup ${words.join(' ')}`)
+    }
+
+    expect(existsSync(project.store), 'a command ran').to.equal(false)
   })
 })

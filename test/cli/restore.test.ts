@@ -75,7 +75,7 @@ describe('restore', function () {
     const unconfirmed = cli(project, ['restore', id, '--to-env', 'test'])
     expect(unconfirmed.status).to.equal(6)
     expect(unconfirmed.stderr).to.match(
-      /^Error: Refusing to restore backup \S+ of shop\/live .* of shop\/test without confirmation/m,
+      /^Error: Refusing to restore backup \S+ of shop\/live .* of shop\/test \(a safety backup of it is taken first\) without confirmation/m,
     )
     expect(unconfirmed.stderr).to.include('Try this: Pass --confirm test')
     const wrong = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'live'])

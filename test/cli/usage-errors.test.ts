@@ -78,6 +78,29 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     })
   }
 
+  const typos: Array<{args: string[]; nearest: null | string}> = [
+    {args: ['craete'], nearest: 'divio app backup create'},
+    {args: ['schedule', 'rn'], nearest: 'divio app backup schedule run'},
+    {args: ['lst', '--json'], nearest: 'divio app backup list'},
+    {args: ['frobnicate'], nearest: null},
+  ]
+  for (const {args, nearest} of typos) {
+    it(`an unknown command (${args.join(' ')}): exit 2, the nearest command in the host's spelling`, () => {
+      const result = cli(project, args)
+      expect(result.status, result.stdout + result.stderr).to.equal(2)
+      const typed = args.filter((argument) => !argument.startsWith('-')).join(' ')
+      const message = `Unknown command: \`divio app backup ${typed}\`.`
+      const topic = args[0] === 'schedule' ? 'divio app backup schedule' : 'divio app backup'
+      const help = `Run \`${topic} --help\` for the commands.`
+      const suggestion = nearest ? `Did you mean \`${nearest}\`? ${help}` : help
+      if (args.includes('--json')) {
+        expect(result.json()).to.deep.equal({error: {code: 'USAGE', exitCode: 2, message, suggestion}})
+      } else {
+        expect(result.stderr).to.equal(`Error: ${message}\nTry this: ${suggestion}\n`)
+      }
+    })
+  }
+
   it('the topic alone, or with --help, still shows the help and exits 0', () => {
     for (const args of [[], ['--help'], ['schedule']]) {
       const result = cli(project, args)

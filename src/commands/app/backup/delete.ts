@@ -3,6 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BackupCommand} from '../../../cli/base-command.js'
 import {confirmEnvironment} from '../../../cli/terminal.js'
 import {countOf} from '../../../domain/format.js'
+import {BackupError} from '../../../errors.js'
 import {deleteBackup, DeleteResult, resolveForDelete} from '../../../services/delete.js'
 
 export type DeleteCommandResult = DeleteResult
@@ -26,14 +27,25 @@ Asks for the environment name to be typed; without a terminal, --confirm ENV is 
   ]
   static override flags = {
     confirm: Flags.string({description: 'Confirm without a prompt by naming the environment.'}),
+    force: Flags.boolean({
+      description: 'Delete a pinned backup with --confirm (a typed confirmation needs no --force).',
+    }),
   }
 
   async run(): Promise<DeleteCommandResult> {
     const {args, flags} = await this.parse(Delete)
     const context = await this.context(flags)
     const target = await resolveForDelete(context, args.id)
+    // A pin says "keep this whatever happens": a script's --confirm alone does not overrule it.
+    if (target.pinned && flags.confirm !== undefined && !flags.force) {
+      throw new BackupError('CONFIRMATION_REQUIRED', `Backup ${target.id} is pinned; nothing was deleted.`, {
+        suggestion: `Unpin it first (\`divio app backup unpin ${target.id}\`), or pass --force with --confirm.`,
+      })
+    }
+
+    if (target.pinned) process.stderr.write(`warning: backup ${target.id} is pinned.\n`)
     await confirmEnvironment({
-      action: `delete ${target.status} backup ${target.id} of ${context.env.app}/${context.env.name}`,
+      action: `delete ${target.pinned ? 'pinned ' : ''}${target.status} backup ${target.id} of ${context.env.app}/${context.env.name}`,
       confirm: flags.confirm,
       environment: context.env.name,
     })

@@ -1,10 +1,9 @@
 import {Args} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
-import {BackupView} from '../../../domain/backup.js'
-import {setPinned} from '../../../services/pin.js'
+import {setPinned, PinResult as SetPinnedResult} from '../../../services/pin.js'
 
-export type PinResult = BackupView
+export type PinResult = SetPinnedResult
 
 export default class Pin extends BackupCommand {
   static override args = {
@@ -25,7 +24,11 @@ export default class Pin extends BackupCommand {
   async run(): Promise<PinResult> {
     const {args, flags} = await this.parse(Pin)
     const view = await setPinned(await this.context(flags), args.id, true)
-    this.log(`Pinned backup ${view.id}: it is kept until you unpin it.`)
+    this.log(
+      view.changed
+        ? `Pinned backup ${view.id}: it is kept until you unpin it.`
+        : `Backup ${view.id} is already pinned: it is kept until you unpin it.`,
+    )
     return view
   }
 }

@@ -1,10 +1,9 @@
 import {Args} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
-import {BackupView} from '../../../domain/backup.js'
-import {setPinned} from '../../../services/pin.js'
+import {setPinned, PinResult as SetPinnedResult} from '../../../services/pin.js'
 
-export type UnpinResult = BackupView
+export type UnpinResult = SetPinnedResult
 
 export default class Unpin extends BackupCommand {
   static override args = {
@@ -25,9 +24,8 @@ export default class Unpin extends BackupCommand {
   async run(): Promise<UnpinResult> {
     const {args, flags} = await this.parse(Unpin)
     const view = await setPinned(await this.context(flags), args.id, false)
-    this.log(
-      `Unpinned backup ${view.id}: ${view.retention.keep ? 'kept' : 'the next prune removes it'} (${view.retention.reason}).`,
-    )
+    const fate = `${view.retention.keep ? 'kept' : 'the next prune removes it'} (${view.retention.reason})`
+    this.log(view.changed ? `Unpinned backup ${view.id}: ${fate}.` : `Backup ${view.id} was not pinned: ${fate}.`)
     return view
   }
 }

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {commandWithin} from '../../src/hooks/init/misplaced-flags.js'
+import {commandWithin} from '../../src/hooks/init/command-line.js'
 
 const COMMANDS = new Set([
   'app:backup:create',

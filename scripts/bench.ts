@@ -334,7 +334,7 @@ function folderBytes(folder: string): number {
 }
 
 /**
- * DESIGN §14's targets: the first packed backup against today's tar backup, an unchanged re-backup and
+ * The targets of incremental media: the first packed backup against today's tar backup, an unchanged re-backup and
  * what it stores against restic's, and what a 1 KiB change stores. restic is the Debian package.
  */
 /** The shell pipeline's numbers on the same tree: `tar | zstd -1 | age` and back. */
@@ -399,7 +399,7 @@ function incrementalScenario(
       ours: {...first, command: 'create (packs), first'},
       ratio: resticFirst.seconds / first.seconds,
       scenario: 'first backup vs restic',
-      target: '≥ 1.5× (DESIGN §12)',
+      target: '≥ 1.5×',
     })
     console.log(`restic stored ${(folderBytes(repository) / MiB).toFixed(1)} MiB for the first backup`)
     const before = folderBytes(repository)

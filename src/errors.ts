@@ -1,6 +1,6 @@
 /**
  * Exit codes are part of the CLI contract: scripts and cron wrappers branch on them.
- * They are documented in README ("Exit codes"); change both together.
+ * They are documented in docs/output.md; change both together.
  */
 /* eslint-disable perfectionist/sort-objects -- listed in numeric order, as documented */
 export const ExitCode = {

@@ -4,7 +4,7 @@ import {createPrivateKey, createPublicKey, hkdfSync, KeyObject, randomBytes, sig
 import {AgeKeyError, parseIdentity, X25519Identity} from './age-keys.js'
 
 /**
- * The writer key (DESIGN §13): one 32-byte secret held by the machines that create backups. Two keys
+ * The writer key (docs/keys.md): one 32-byte secret held by the machines that create backups. Two keys
  * are derived from it with HKDF-SHA-256, so that one line in one file is all a machine needs:
  * - an Ed25519 key that signs every manifest, whose public half is the **writer id**;
  * - an X25519 age identity, to which writers also encrypt what later creates must read back.

@@ -96,7 +96,7 @@ export function environmentFromConfig(
     const [issue] = parsed.error.issues
     const path = formatPath(issue.path)
     throw new BackupError('CONFIG_INVALID', `Invalid config ${configPath} at ${path}: ${issue.message}.`, {
-      suggestion: `Fix the value at ${path}; README "Configuration" lists every setting.`,
+      suggestion: `Fix the value at ${path}; docs/configuration.md lists every setting.`,
     })
   }
 

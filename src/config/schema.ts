@@ -43,7 +43,7 @@ export const environmentSchema = z
     encryption: z
       .object({
         recipients: z.array(z.string().min(1)).min(1, 'list at least one age1… recipient').optional(),
-        /** Writer ids (divio-writer1…) whose signed backups are trusted (DESIGN §13). */
+        /** Writer ids (divio-writer1…) whose signed backups are trusted (docs/keys.md). */
         writers: z.array(z.string().min(1)).min(1, 'list at least one divio-writer1… id').optional(),
       })
       .strict()
@@ -51,7 +51,7 @@ export const environmentSchema = z
     media: z.string().min(1).optional(),
     /**
      * How media is stored: `tar` (one encrypted media.tar a backup) or `packs` (incremental: content
-     * stored once in packs, DESIGN §14; a media folder only, for now).
+     * stored once in packs: docs/storage.md).
      */
     mediaFormat: z.enum(['packs', 'tar']).optional(),
     retention: retentionSchema.default({

@@ -2,7 +2,7 @@ import {signBytes, verifyBytes, WriterKey} from '../archive/writer-key.js'
 import {canonicalJson, canonicalManifestBytes, Manifest, ManifestSignature} from './manifest.js'
 
 /**
- * Whether a manifest was written by a trusted writer (DESIGN §13). Only `authentic` manifests are
+ * Whether a manifest was written by a trusted writer (docs/keys.md). Only `authentic` manifests are
  * acted on; every other status makes the backup `damaged`: shown, never `latest`, never counted or
  * removed by retention, and refused by restore unless the user names the writer with --trust-writer.
  */
@@ -75,8 +75,8 @@ export function describeAuthenticity(authenticity: Authenticity): string {
 }
 
 /**
- * The objects beside the packs that decide what prune deletes (condemned markers and forwards, DESIGN
- * §14) are signed like manifests, by the writer key of the prune that wrote them: a store writer
+ * The objects beside the packs that decide what prune deletes (condemned markers and forwards,
+ * docs/storage.md) are signed like manifests, by the writer key of the prune that wrote them: a store writer
  * without a key can plant such an object, but not one that a reader acts on.
  */
 export type PackNoteKind = 'condemned' | 'forward'

@@ -5,7 +5,7 @@ import {isPacked, Manifest, MediaComponent, Trigger} from './manifest.js'
 export type BackupStatus = 'complete' | 'damaged' | 'failed' | 'incomplete'
 export type Tier = 'daily' | 'monthly' | 'on-demand' | 'weekly' | 'yearly'
 
-/** The stable JSON shape of a backup (DESIGN §3): additions are fine, renames are not. */
+/** The stable JSON shape of a backup (docs/output.md): additions are fine, renames are not. */
 export interface BackupView {
   app: string
   completedAt: null | string

@@ -6,7 +6,7 @@ import {z} from 'zod'
  * and no data, only sizes, checksums and public keys.
  */
 
-/** 2: signed by a writer key (DESIGN §13). 1: unsigned, written before signing; still read. */
+/** 2: signed by a writer key (docs/keys.md). 1: unsigned, written before signing; still read. */
 export const MANIFEST_SCHEMA_VERSION = 2
 export const MANIFEST_NAME = 'manifest.json'
 export const PIN_NAME = 'pin'
@@ -47,7 +47,7 @@ export const mediaTarComponentSchema = z.object({
 })
 
 /**
- * Incremental media (DESIGN §14): file contents live once in packs shared by backups; the backup's own
+ * Incremental media (docs/storage.md): file contents live once in packs shared by backups; the backup's own
  * object is its index (media.index.gz.age), which lists every file with its blobs. The index's SHA-256
  * is here, and every blob's is in the index, so the signature covers every byte.
  */

@@ -4,7 +4,7 @@ import {Tier} from './backup.js'
 import {Trigger} from './manifest.js'
 
 /**
- * Retention (DESIGN §8): which complete backups a policy keeps, and why. Pure: no clock, no I/O, and
+ * Retention (docs/retention-and-schedules.md): which complete backups a policy keeps, and why. Pure: no clock, no I/O, and
  * tiers are derived from timestamps on every run, never stored.
  *
  * - On-demand: every on-demand backup younger than `days`; of the older ones, the `keepOlder` newest.

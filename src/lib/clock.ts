@@ -2,7 +2,7 @@ import {BackupError} from '../errors.js'
 
 /**
  * The clock every command uses: DIVIO_BACKUP_NOW (an ISO-8601 instant) when set, else the system clock.
- * The variable exists for retention simulations and tests; it is documented as such in README.
+ * The variable exists for retention simulations and tests; it is documented as such in docs/configuration.md.
  */
 export function clockFrom(variables: NodeJS.ProcessEnv): () => Date {
   const fixed = variables.DIVIO_BACKUP_NOW

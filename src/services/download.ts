@@ -24,7 +24,7 @@ export interface DownloadOptions {
   reference: string
 }
 
-/** `download`/`export` --json: stable contract (DESIGN §3). */
+/** `download`/`export` --json: stable contract (docs/output.md). */
 export interface FilesResult {
   files: {bytes: number; path: string; sha256: string}[]
 }

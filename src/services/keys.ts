@@ -25,7 +25,7 @@ export interface KeyRingOptions {
 }
 
 /**
- * Where keys come from (DESIGN §4 and §13):
+ * Where keys come from (docs/keys.md):
  * - recipients: the config, else DIVIO_BACKUP_RECIPIENTS, else the public key of the identity file;
  * - identity: DIVIO_BACKUP_IDENTITY_FILE, else ~/.config/divio/backup-identity.txt;
  * - writer key: DIVIO_BACKUP_WRITER_KEY (the key itself, for containers), else the file
@@ -196,7 +196,7 @@ export class KeyRing {
   /**
    * A key file's contents, or undefined when there is none. A link to nothing is an error, not an
    * absent key: generating one there would fail, and a key may be on a volume that is not mounted. A
-   * file that others can read is used, with a warning (see README: Keys).
+   * file that others can read is used, with a warning (see docs/keys.md).
    */
   private async readKeyFile(path: string, what: string, variable: string): Promise<string | undefined> {
     const unreadable = (error: NodeJS.ErrnoException) =>

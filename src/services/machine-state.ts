@@ -8,7 +8,7 @@ import {Catalog} from './catalog.js'
 import {BackupContext} from './context.js'
 
 /**
- * What this machine remembers of each environment it has seen, between runs (DESIGN §13):
+ * What this machine remembers of each environment it has seen, between runs (docs/threat-model.md):
  * - the newest backup it has seen, so that a store rolled back to an older state (the newest backups
  *   hidden, or an old copy of the store put back) is noticed instead of silently restored from;
  * - the packs it has seen fail a check, which its creates no longer build on.

@@ -14,7 +14,7 @@ export interface PruneDecision {
   reason: string
 }
 
-/** `prune` --json: stable contract (DESIGN §3). */
+/** `prune` --json: stable contract (docs/output.md). */
 export interface PruneResult {
   dryRun: boolean
   keep: PruneDecision[]

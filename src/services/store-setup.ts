@@ -36,7 +36,7 @@ export function newStoreNotice({env, store}: StoreSetupContext): string {
   if (env.store.kind !== 'local' || !isInside(env.store.path, env.root)) return created
   return [
     `${created} It is inside the app folder, on the app's own disk: it is not off-site, and it is lost with the disk.`,
-    'Copy it elsewhere regularly, or keep the backups in S3 (DIVIO_BACKUP_STORE=s3://bucket/prefix; see README "Configuration").',
+    'Copy it elsewhere regularly, or keep the backups in S3 (DIVIO_BACKUP_STORE=s3://bucket/prefix; see docs/s3.md).',
   ].join('\n')
 }
 

@@ -8,7 +8,7 @@ import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
-/** `verify` --json: stable contract (DESIGN §3). */
+/** `verify` --json: stable contract (docs/output.md). */
 export interface VerifyResult {
   /**
    * Set when the backup could not be checked at all on this machine (its key is missing or another

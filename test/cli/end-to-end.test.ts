@@ -33,7 +33,7 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(second.stderr).to.not.include('new encryption key')
   })
 
-  it('create --json returns one backup object of the DESIGN §3 contract', () => {
+  it('create --json returns one backup object of the --json contract (docs/output.md)', () => {
     expect(Object.keys(created).sort()).to.deep.equal(
       [
         'app',

@@ -45,7 +45,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     return {bucket, project}
   }
 
-  it('round trip: create, list, verify, download; objects named as DESIGN §6 and stored as STANDARD_IA', async () => {
+  it('round trip: create, list, verify, download; objects named as docs/storage.md says and stored as STANDARD_IA', async () => {
     const {bucket, project} = await s3Project()
     const created = await cliInBackground(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)

@@ -39,7 +39,7 @@ describe('S3 part-size schedule', () => {
     expect(partsFor(MiB)).to.deep.equal({largest: MiB, parts: 1})
     expect(partsFor(100 * MiB)).to.deep.equal({largest: FIRST_PART_SIZE, parts: 20})
     expect(partsFor(1024 * MiB).largest).to.equal(FIRST_PART_SIZE)
-    // 10 GB, the top of the range DESIGN §12 wants flat memory for, still uses the smallest parts.
+    // 10 GB, the top of the range where memory must stay flat, still uses the smallest parts.
     expect(partsFor(10 * 1000 ** 3).largest).to.equal(FIRST_PART_SIZE)
     expect(partsFor(11 * 1024 * MiB).largest).to.equal(2 * FIRST_PART_SIZE)
   })

@@ -13,7 +13,7 @@ import {forwardTargets, PackFolder, packsPrefix, readForward, ReadForward, readP
 import {openPack, packPlaintext} from './reader.js'
 
 /**
- * What readers of packs trust beside the packs (DESIGN §14): the forwards signed by a trusted writer,
+ * What readers of packs trust beside the packs (docs/storage.md): the forwards signed by a trusted writer,
  * and the size and SHA-256 of every pack, from signed manifests and signed forwards. An untrusted
  * forward is never followed; each one is named in a warning.
  */

@@ -7,7 +7,7 @@ import {ObjectInfo, ObjectNotFoundError, Store} from '../../store/port.js'
 import {CondemnMarker, ListedPack, PackForward} from './planner.js'
 
 /**
- * What `<app>/<env>/packs/` holds, read from one listing (DESIGN §14):
+ * What `<app>/<env>/packs/` holds, read from one listing (docs/storage.md):
  *
  *     <32 hex>.age                  a pack
  *     <pack>.condemned              prune's mark: unreferenced since the marker's time

@@ -1,7 +1,7 @@
 import {z} from 'zod'
 
 /**
- * The media index of an incremental backup (DESIGN §14): one JSON line a media entry, in archive order
+ * The media index of an incremental backup (docs/storage.md): one JSON line a media entry, in archive order
  * (the order a media.tar of the backup lists them), after a header line. It is stored gzipped and
  * encrypted, as media.index.gz.age: file names and content hashes are data.
  *
@@ -17,7 +17,7 @@ export const INDEX_NAME = 'media.index.gz.age'
 /** The same as an sh script that rebuilds the tree from extracted packs, for leaving without this tool. */
 export const REBUILD_NAME = 'media.rebuild.sh.age'
 
-/** Files are cut into blobs of this size (the last one shorter): see the README on the choice. */
+/** Files are cut into blobs of this size (the last one shorter): see docs/storage.md on the choice. */
 export const BLOB_BYTES = 1024 * 1024
 
 const sha256 = z.string().regex(/^[\da-f]{64}$/)

@@ -1,5 +1,5 @@
 /**
- * Two-phase garbage collection of packs (DESIGN §14), as a pure function of what the store holds.
+ * Two-phase garbage collection of packs (docs/storage.md), as a pure function of what the store holds.
  *
  * A pack that no committed backup references is first *condemned*: a signed marker object is written
  * beside it. Only a later run, at least `graceMs` after the marker, deletes the pack, and only if
@@ -20,7 +20,7 @@
  * then, a P that a committed backup reaches is deleted only after a prune with the identity has read
  * the copy and found every live blob of P in it (`deleteAfterCheck`).
  *
- * Markers and forwards are signed (DESIGN §14); only those of a trusted writer decide anything. What
+ * Markers and forwards are signed (docs/storage.md); only those of a trusted writer decide anything. What
  * a store writer without a key can plant is ignored, and at worst keeps a pack longer.
  */
 

@@ -20,7 +20,7 @@ import {checkIndexHeader, IndexEntry, parseIndexLine} from './media-index.js'
 import {PackReader} from './reader.js'
 
 /**
- * Reading incremental media (DESIGN §14): a backup's index, and the standard media.tar built from the
+ * Reading incremental media (docs/storage.md): a backup's index, and the standard media.tar built from the
  * index and the packs.
  */
 

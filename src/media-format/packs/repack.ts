@@ -26,7 +26,7 @@ export const REPACK_DEAD_SHARE = 1 / 6
 const TAR_BLOCK = 512
 
 /**
- * Repacking (DESIGN §14), for a prune that has the identity: the live blobs of every mostly dead pack
+ * Repacking (docs/storage.md), for a prune that has the identity: the live blobs of every mostly dead pack
  * are copied into new packs, and each such pack gets a forward to its copy, which supersedes it (see
  * domain/pack-collection.ts). Collection then deletes it, two-phase, as if nothing referenced it.
  *

@@ -10,7 +10,7 @@ import {transferComponent} from '../../services/transfer.js'
 import {Store} from '../../store/port.js'
 
 /**
- * Packs (DESIGN §14): immutable objects that hold many blobs, so that the store sees a few objects of
+ * Packs (docs/storage.md): immutable objects that hold many blobs, so that the store sees a few objects of
  * about PACK_TARGET_BYTES instead of one per file (S3 Standard-IA bills at least 128 KiB an object).
  *
  * A pack is an age-encrypted tar whose members are blobs, each named by the SHA-256 of its content

@@ -17,7 +17,7 @@ Each component is streamed through SHA-256, age encryption and into the store; t
     },
     {
       command: '<%= config.bin %> <%= command.id %> -e live --note "before the 2.0 migration"',
-      description: 'Back up live, with a note that list and info show.',
+      description: 'Back up live, with a note that info shows (and list --json).',
     },
     {
       command: '<%= config.bin %> <%= command.id %> --db-only --json',

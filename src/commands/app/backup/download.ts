@@ -16,7 +16,7 @@ Writes database.sqlite3 / database.dump / database.sql, media.tar and manifest.j
   static override examples = [
     {
       command: '<%= config.bin %> <%= command.id %>',
-      description: 'Decrypt and check the newest backup into ./<backup id>/.',
+      description: 'Decrypt and check the newest backup into ./backup-<backup id>/.',
     },
     {
       command: '<%= config.bin %> <%= command.id %> latest -o ./restore-check --db-only',

@@ -7,7 +7,7 @@ export type ScheduleRunCommandResult = ScheduleRunResult
 export default class ScheduleRun extends BackupCommand {
   static override description = `One idempotent cron tick: take a scheduled backup if the current slot has none, then apply the scheduled retention policy.
 
-The current slot is the most recent scheduled time at or before now. Run it as often as you like (hourly is a good choice): a slot never gets two backups.`
+The current slot is the most recent scheduled time at or before now. Run it as often as you like (hourly is a good choice): a tick never takes a second backup for a slot it finds covered. Two ticks that run at the same time can each take one; let one run at a time (docs/retention-and-schedules.md).`
   static override examples = [
     {
       command: '<%= config.bin %> <%= command.id %> -e live',

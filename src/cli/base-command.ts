@@ -203,4 +203,3 @@ function toUserError(error: Error & {exitCode?: number; oclif?: unknown}): Backu
       'Run again with DEBUG=* for details; if it persists, report it with that output (check it for secrets first).',
   })
 }
-

@@ -21,10 +21,7 @@ export function storeCall<T>(context: StoreSetupContext, what: string, work: Pro
 
 /** Whether the store holds nothing at all yet: then this backup starts it, and says so. */
 export async function isEmptyStore({store}: StoreSetupContext): Promise<boolean> {
-  const objects = store.list('')[Symbol.asyncIterator]()
-  const first = await objects.next()
-  await objects.return?.()
-  return first.done === true
+  return store.isEmpty()
 }
 
 /**
@@ -35,8 +32,10 @@ export function newStoreNotice({env, store}: StoreSetupContext): string {
   const created = `Created a new store at ${store.description}.`
   if (env.store.kind !== 'local' || !isInside(env.store.path, env.root)) return created
   return [
-    `${created} It is inside the app folder, on the app's own disk: it is not off-site, and it is lost with the disk.`,
-    'Copy it elsewhere regularly, or keep the backups in S3 (DIVIO_BACKUP_STORE=s3://bucket/prefix; see docs/s3.md).',
+    created,
+    "It is inside the app folder, on the app's own disk: it is not off-site, and is lost with the disk.",
+    'Copy it elsewhere regularly, or keep the backups in S3 (DIVIO_BACKUP_STORE=s3://bucket/prefix;',
+    'see docs/s3.md).',
   ].join('\n')
 }
 

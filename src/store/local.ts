@@ -1,6 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {constants, Dirent} from 'node:fs'
-import {FileHandle, open, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
+import {FileHandle, open, opendir, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -69,6 +69,16 @@ export class LocalStore implements Store {
     } catch (error) {
       if (isMissing(error)) throw new ObjectNotFoundError(key)
       throw error
+    }
+  }
+
+  async isEmpty(): Promise<boolean> {
+    if (!(await this.rootExists())) return true
+    const folder = await opendir(this.root)
+    try {
+      return (await folder.read()) === null
+    } finally {
+      await folder.close()
     }
   }
 

@@ -20,6 +20,10 @@ export class MemoryStore implements Store {
     return Readable.from([object.data])
   }
 
+  async isEmpty(): Promise<boolean> {
+    return this.objects.size === 0
+  }
+
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const keys = [...this.objects.keys()].filter((key) => key.startsWith(prefix)).sort()
     for (const key of keys) {

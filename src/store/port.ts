@@ -43,6 +43,11 @@ export interface Store {
   /** A human-readable location for messages, with no credentials. */
   readonly description: string
   get(key: string): Promise<Readable>
+  /**
+   * Whether the store holds no object at all, in one cheap call (a folder's first entry, one listing
+   * of one key): what `create` and `init` ask before they say that they started a store.
+   */
+  isEmpty(): Promise<boolean>
   list(prefix: string): AsyncIterable<ObjectInfo>
   /**
    * True when puts go to a file system on this machine, which takes data as fast as it can be

@@ -83,6 +83,17 @@ export class S3Store implements Store {
     return read.body
   }
 
+  async isEmpty(): Promise<boolean> {
+    const {ListObjectsV2Command} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    const page = await client
+      .send(new ListObjectsV2Command({Bucket: this.location.bucket, MaxKeys: 1, Prefix: this.keyOf('')}))
+      .catch((error: unknown) => {
+        throw s3Failure(error, 'list backups', this.description)
+      })
+    return (page.KeyCount ?? page.Contents?.length ?? 0) === 0
+  }
+
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
     const uploads = await this.uploadsUnder(prefix)
     let next = 0

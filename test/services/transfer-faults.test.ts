@@ -73,6 +73,10 @@ class FaultyStore implements Store {
     return this.inner.get(key)
   }
 
+  isEmpty(): Promise<boolean> {
+    return this.inner.isEmpty()
+  }
+
   list(prefix: string): AsyncIterable<ObjectInfo> {
     return this.inner.list(prefix)
   }

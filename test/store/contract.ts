@@ -55,6 +55,14 @@ export function storeContract(name: string, makeStore: () => Promise<Store>): vo
       expect(all).to.include.members(['app/live.old/x', 'app/test/1/a', 'other'])
     })
 
+    it('is empty until the first put, and again after the last delete', async () => {
+      expect(await store.isEmpty()).to.equal(true)
+      await store.put('app/env/id/one', Readable.from([Buffer.from('1')]))
+      expect(await store.isEmpty()).to.equal(false)
+      await store.delete('app/env/id/one')
+      expect(await store.isEmpty()).to.equal(true)
+    })
+
     it('lists nothing under a prefix that does not exist', async () => {
       const keys: string[] = []
       for await (const object of store.list('nothing/here/')) keys.push(object.key)

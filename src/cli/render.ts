@@ -1,5 +1,7 @@
+import {dirname, relative} from 'node:path'
+
 import {BackupView} from '../domain/backup.js'
-import {countOf, formatBytes, formatInstant, renderTable} from '../domain/format.js'
+import {countOf, formatBytes, formatDay, formatInstant, renderTable, shortHash, truncate} from '../domain/format.js'
 import {formatInZone} from '../domain/schedule.js'
 import {PackCollectionResult} from '../media-format/packs/collection.js'
 import {SHARED_PACKS} from '../media-format/packs/export.js'
@@ -79,7 +81,8 @@ function renderRepack(repacked: PackCollectionResult['repacked'], would: string)
 }
 
 export function renderRetention(report: RetentionReport): string {
-  const lines = [...report.summary]
+  // A policy in words is a paragraph: wrapped, with what follows its first line indented under it.
+  const lines = report.summary.map((line) => wrap(line, OUTPUT_WIDTH, 2))
   if (report.simulation) {
     const {days, keep, schedule} = report.simulation
     lines.push(
@@ -95,51 +98,111 @@ export function renderRetention(report: RetentionReport): string {
   return lines.join('\n')
 }
 
+/** The width `list` keeps to, whatever the terminal: 80 columns, the narrowest one people still use. */
+const LIST_WIDTH = 80
+/** The width of every other human output. */
+export const OUTPUT_WIDTH = 100
+
+/**
+ * `list`: one line a backup, within 80 columns. The id carries the creation time; the tier says how
+ * it was taken (on-demand, or the scheduled tier that keeps it); KEPT UNTIL is the day the policy
+ * removes it, with `+` where it is kept at least until then (an on-demand backup may then be among the
+ * newest older ones). The note is cut to what fits; `info` and --json give it whole.
+ */
 export function renderList(views: readonly BackupView[], context: {app: string; environment: string}): string {
   if (views.length === 0)
     return `No backups of ${context.app}/${context.environment} yet. Take one with \`divio app backup create\`.`
   const rows = views.map((view) => [
     view.id,
-    formatInstant(view.createdAt),
-    view.trigger ?? '-',
-    view.tier ?? '-',
-    view.status + (view.pinned ? ', pinned' : ''),
-    view.components.database ? formatBytes(view.components.database.bytes) : '-',
-    view.components.media
-      ? `${formatBytes(view.components.media.bytes)} (${countOf(view.components.media.files, 'file')})`
+    view.status === 'complete' ? (view.tier ?? view.trigger ?? '-') : view.status,
+    view.components.database || view.components.media
+      ? formatBytes((view.components.database?.bytes ?? 0) + (view.components.media?.bytes ?? 0))
       : '-',
-    `${view.retention.keep ? 'keep' : 'remove'}: ${view.retention.reason}${view.retention.expiresAt ? `; until ${formatInstant(view.retention.expiresAt)}` : ''}`,
+    keptUntil(view),
+    view.note ?? '',
   ])
-  return renderTable(['ID', 'CREATED', 'TRIGGER', 'TIER', 'STATUS', 'DATABASE', 'MEDIA', 'RETENTION'], rows)
+  const header = ['ID', 'TIER', 'SIZE', 'KEPT UNTIL', 'NOTE']
+  const fixed = header
+    .slice(0, -1)
+    .map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)))
+  const noteWidth = LIST_WIDTH - fixed.reduce((sum, width) => sum + width + 2, 0)
+  const table = renderTable(
+    header,
+    rows.map((row) => [...row.slice(0, -1), truncate(row.at(-1)!, noteWidth)]),
+  )
+  const legend = rows.some((row) => row[3].endsWith('+'))
+    ? '\n+: kept at least until that day, then while among the newest older ones.'
+    : ''
+  return table + legend
 }
 
-export function renderInfo(info: BackupInfo): string {
+function keptUntil(view: BackupView): string {
+  if (view.status !== 'complete') return '-'
+  if (view.pinned) return 'pinned'
+  if (!view.retention.keep) return 'next prune'
+  if (view.retention.expiresAt) return formatDay(view.retention.expiresAt)
+  if (view.retention.keptAtLeastUntil) return `${formatDay(view.retention.keptAtLeastUntil)}+`
+  return '-'
+}
+
+export function renderInfo(info: BackupInfo, options: {verbose?: boolean} = {}): string {
+  const hash = options.verbose ? (sha256: string) => sha256 : shortHash
+  const keptUntilText = info.retention.expiresAt
+    ? `${formatInstant(info.retention.expiresAt)} (${info.retention.expiry})`
+    : info.retention.expiry
   const lines = [
-    `Backup      ${info.id}`,
-    `App/env     ${info.app}/${info.environment}`,
-    `Status      ${info.status}${info.pinned ? ' (pinned)' : ''}`,
-    `Trigger     ${info.trigger}${info.tier ? `, tier ${info.tier}` : ''}`,
-    `Created     ${formatInstant(info.createdAt)}`,
-    `Completed   ${info.completedAt ? formatInstant(info.completedAt) : '-'}`,
-    `Note        ${info.note ?? '-'}`,
-    `Retention   ${info.retention.keep ? 'keep' : 'remove'}: ${info.retention.reason}`,
-    `Kept until  ${info.retention.expiresAt ? `${formatInstant(info.retention.expiresAt)} (${info.retention.expiry})` : info.retention.expiry}`,
-    `Encryption  age v1 to ${info.encryption.recipients.join(', ')}`,
-    `Writer      ${info.writer.id ?? '-'} (${info.writer.status === 'authentic' ? 'signature valid, trusted' : info.writer.detail})`,
-    `Store       ${info.store.location} (${info.store.storageClass})`,
-    `Tool        ${info.tool.name} ${info.tool.version}`,
+    field('Backup', info.id),
+    field('App/env', `${info.app}/${info.environment}`),
+    field('Status', `${info.status}${info.pinned ? ' (pinned)' : ''}`),
+    field('Trigger', `${info.trigger}${info.tier ? `, tier ${info.tier}` : ''}`),
+    field('Created', formatInstant(info.createdAt)),
+    field('Completed', info.completedAt ? formatInstant(info.completedAt) : '-'),
+    field('Note', info.note ?? '-'),
+    field('Retention', `${info.retention.keep ? 'keep' : 'remove'}: ${info.retention.reason}`),
+    field('Kept until', keptUntilText),
+    field('Encryption', `age v1 to ${info.encryption.recipients.join(', ')}`),
+    field(
+      'Writer',
+      `${info.writer.id ?? '-'} (${info.writer.status === 'authentic' ? 'signature valid, trusted' : info.writer.detail})`,
+    ),
+    field('Store', `${info.store.location} (${info.store.storageClass})`),
+    field('Tool', `${info.tool.name} ${info.tool.version}`),
     '',
     renderTable(
       ['OBJECT', 'STORED', 'SHA-256 (STORED)', 'CONTENT', 'SHA-256 (CONTENT)'],
       info.objects.map((object) => [
         object.name,
         formatBytes(object.bytes),
-        object.sha256,
+        hash(object.sha256),
         formatBytes(object.plaintextBytes),
-        object.plaintextSha256,
+        hash(object.plaintextSha256),
       ]),
     ),
   ]
+  return lines.join('\n')
+}
+
+/** One `Label       value` line of info, wrapped to the output width under its value. */
+function field(label: string, value: string): string {
+  return wrap(`${label.padEnd(12)}${value}`, OUTPUT_WIDTH, 12)
+}
+
+/** Breaks `text` at spaces into lines of at most `width`, the later ones indented by `indent`. */
+export function wrap(text: string, width: number, indent: number): string {
+  const lines: string[] = []
+  let line = ''
+  for (const word of text.split(' ')) {
+    const candidate = line === '' ? word : `${line} ${word}`
+    if ([...candidate].length <= width || line.trim() === '') {
+      line = candidate
+      continue
+    }
+
+    lines.push(line)
+    line = `${' '.repeat(indent)}${word}`
+  }
+
+  lines.push(line)
   return lines.join('\n')
 }
 
@@ -157,10 +220,14 @@ export function renderVerify(results: readonly VerifyResult[]): string {
 export function renderInit(result: InitResult): string {
   const {environment, keys} = result
   return [
-    `Wrote ${result.configPath} for ${environment.app}/${environment.name}, storing in ${environment.store}.`,
-    `Keys: ${keys.identityGenerated ? 'new' : 'existing'} identity ${keys.identityFile} (recipient ${keys.recipient.join(', ')}); writer ${keys.writerId}${keys.writerKeyGenerated ? ' (new)' : ''}.`,
+    `Wrote ${result.configPath}`,
+    `for ${environment.app}/${environment.name}, storing in ${environment.store}.`,
+    `Identity (${keys.identityGenerated ? 'new' : 'existing'}): ${keys.identityFile}`,
+    `Recipient: ${keys.recipient.join(', ')}`,
+    `Writer${keys.writerKeyGenerated ? ' (new)' : ''}: ${keys.writerId}`,
     '',
-    'To take scheduled backups, install one of these. The tick runs hourly; each slot of the schedule gets one backup.',
+    'To take scheduled backups, install one of these. The tick runs hourly;',
+    'it takes the one backup of each slot.',
     '',
     'crontab -e:',
     `  ${result.cron}`,
@@ -183,9 +250,13 @@ export function renderVerifySummary(results: readonly VerifyResult[]): string {
 }
 
 export function renderFiles(result: FilesResult): string {
+  // The files share their folder: it is named once, and each file by its name in it.
+  const folder = result.files.length > 0 ? dirname(result.files[0].path) : ''
   return [
-    'Decrypted and verified:',
-    ...result.files.map((file) => `  ${file.path}  ${formatBytes(file.bytes)}  sha256 ${file.sha256}`),
+    `Decrypted and verified into ${folder}:`,
+    ...result.files.map(
+      (file) => `  ${relative(folder, file.path)}  ${formatBytes(file.bytes)}  sha256 ${shortHash(file.sha256)}`,
+    ),
   ].join('\n')
 }
 
@@ -194,11 +265,13 @@ export function renderExport(result: ExportResult): string {
   // Packs are shared by the backups of an env, and are listed under SHARED_PACKS, which is no backup.
   const backups = new Set(result.files.map((file) => file.backup).filter((backup) => backup !== SHARED_PACKS)).size
   return [
-    `Exported ${countOf(backups, 'backup')} into ${result.outputDir}: ${countOf(exported.length, 'file')} written, ${result.files.length - exported.length} already present and verified.`,
+    `Exported ${countOf(backups, 'backup')} into ${result.outputDir}:`,
+    `${countOf(exported.length, 'file')} written, ${result.files.length - exported.length} already present and verified.`,
     ...result.files.map(
-      (file) => `  ${file.status === 'exported' ? 'wrote' : 'kept '}  ${file.path}  ${formatBytes(file.bytes)}`,
+      (file) =>
+        `  ${file.status === 'exported' ? 'wrote' : 'kept '}  ${relative(result.outputDir, file.path)}  ${formatBytes(file.bytes)}`,
     ),
-    `Index: ${result.index}; README.txt there explains how to restore without this tool.`,
+    `Index: ${relative(result.outputDir, result.index)}; README.txt there explains how to restore without this tool.`,
   ].join('\n')
 }
 
@@ -222,11 +295,13 @@ function componentLines(view: BackupView): string[] {
   return [
     ...(database
       ? [
-          `  database  ${database.engine} (${database.format})  ${formatBytes(database.bytes)}  sha256 ${database.sha256}`,
+          `  database  ${database.engine} (${database.format})  ${formatBytes(database.bytes)}  sha256 ${shortHash(database.sha256)}`,
         ]
       : []),
     ...(media
-      ? [`  media     ${countOf(media.files, 'file')}, ${formatBytes(media.bytes)} tar  sha256 ${media.sha256}`]
+      ? [
+          `  media     ${countOf(media.files, 'file')}, ${formatBytes(media.bytes)} tar  sha256 ${shortHash(media.sha256)}`,
+        ]
       : []),
   ]
 }

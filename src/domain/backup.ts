@@ -24,6 +24,8 @@ export interface BackupView {
     /** The expiry in words, including why it cannot be dated. */
     expiry: string
     keep: boolean
+    /** Surely kept until then (see Expiry.keptAtLeastUntil); null when that cannot be said. */
+    keptAtLeastUntil: null | string
     reason: string
   }
   status: BackupStatus
@@ -80,7 +82,14 @@ export interface IncompleteBackup {
 
 export function viewOfComplete(
   backup: CompleteBackup,
-  decision: {expiresAt: null | string; expiry: string; keep: boolean; reason: string; tier: null | Tier},
+  decision: {
+    expiresAt: null | string
+    expiry: string
+    keep: boolean
+    keptAtLeastUntil: null | string
+    reason: string
+    tier: null | Tier
+  },
 ): BackupView {
   const {manifest} = backup
   const {database, media} = manifest.components
@@ -105,7 +114,13 @@ export function viewOfComplete(
     id: manifest.id,
     note: manifest.note,
     pinned: backup.pinned,
-    retention: {expiresAt: decision.expiresAt, expiry: decision.expiry, keep: decision.keep, reason: decision.reason},
+    retention: {
+      expiresAt: decision.expiresAt,
+      expiry: decision.expiry,
+      keep: decision.keep,
+      keptAtLeastUntil: decision.keptAtLeastUntil,
+      reason: decision.reason,
+    },
     status: 'complete',
     tier: decision.tier,
     trigger: manifest.trigger,
@@ -145,7 +160,7 @@ function viewWithoutManifest(
     id: backup.id,
     note: null,
     pinned: backup.pinned,
-    retention: {expiresAt: null, expiry: reason, keep: true, reason},
+    retention: {expiresAt: null, expiry: reason, keep: true, keptAtLeastUntil: null, reason},
     status,
     tier: null,
     trigger: null,

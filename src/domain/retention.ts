@@ -1,6 +1,7 @@
 import {DateTime, IANAZone} from 'luxon'
 
 import {Tier} from './backup.js'
+import {formatInstant} from './format.js'
 import {Trigger} from './manifest.js'
 
 /**
@@ -332,6 +333,11 @@ export function simulateDailySchedule(options: {
 export interface Expiry {
   /** The instant it would be removed; null when that depends on something that cannot be foreseen. */
   expiresAt: null | string
+  /**
+   * The instant before which it is surely kept: `expiresAt` where that is known, and for an on-demand
+   * backup the end of its days (after which the newest older ones are still kept); else null.
+   */
+  keptAtLeastUntil: null | string
   /** The same in words. */
   note: string
 }
@@ -353,7 +359,7 @@ export function projectExpiry(options: {
   const result = new Map<string, Expiry>()
   const decided = applyRetention(backups, policies, now, timezone)
   for (const {id, reason} of decided.remove)
-    result.set(id, {expiresAt: null, note: `removed by the next prune (${reason})`})
+    result.set(id, {expiresAt: null, keptAtLeastUntil: null, note: `removed by the next prune (${reason})`})
   const kept = new Map(decided.keep.map((decision) => [decision.id, decision]))
   const {days, keepOlder} = policies.onDemand
   const scheduled: RetentionCandidate[] = []
@@ -361,14 +367,15 @@ export function projectExpiry(options: {
     const decision = kept.get(backup.id)
     if (decision === undefined) continue
     if (backup.pinned) {
-      result.set(backup.id, {expiresAt: null, note: 'kept while pinned'})
+      result.set(backup.id, {expiresAt: null, keptAtLeastUntil: null, note: 'kept while pinned'})
     } else if (backup.trigger === 'on-demand') {
       const agesOut = new Date(Date.parse(backup.createdAt) + days * DAY_MS)
       result.set(backup.id, {
         expiresAt: null,
+        keptAtLeastUntil: agesOut > now ? agesOut.toISOString() : null,
         note:
           agesOut > now
-            ? `younger than ${plural(days, 'day')} until ${agesOut.toISOString()}; after that, kept while among the ${keepOlder} newest older on-demand backups`
+            ? `younger than ${plural(days, 'day')} until ${formatInstant(agesOut.toISOString())}; after that, kept while among the ${keepOlder} newest older on-demand backups`
             : `kept while among the ${keepOlder} newest on-demand backups older than ${plural(days, 'day')}`,
       })
     } else {
@@ -378,7 +385,11 @@ export function projectExpiry(options: {
 
   if (nextSlotAfter === undefined) {
     for (const {id} of scheduled) {
-      result.set(id, {expiresAt: null, note: 'depends on future scheduled backups; configure a schedule to project it'})
+      result.set(id, {
+        expiresAt: null,
+        keptAtLeastUntil: null,
+        note: 'depends on future scheduled backups; configure a schedule to project it',
+      })
     }
 
     return result
@@ -396,7 +407,8 @@ export function projectExpiry(options: {
       if (!stillKept.has(backup.id) && pending.delete(backup.id)) {
         result.set(backup.id, {
           expiresAt: slot.toISOString(),
-          note: `removed after the scheduled backup of ${slot.toISOString()}`,
+          keptAtLeastUntil: slot.toISOString(),
+          note: `removed after the scheduled backup of ${formatInstant(slot.toISOString())}`,
         })
       }
     }
@@ -405,6 +417,10 @@ export function projectExpiry(options: {
   }
 
   for (const id of pending)
-    result.set(id, {expiresAt: null, note: `still kept after ${horizonDays} more days of scheduled backups`})
+    result.set(id, {
+      expiresAt: null,
+      keptAtLeastUntil: null,
+      note: `still kept after ${horizonDays} more days of scheduled backups`,
+    })
   return result
 }

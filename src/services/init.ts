@@ -137,7 +137,7 @@ const STORE_MARKER = 'divio-backup-store.json'
 function scheduleLines(root: string, environment: string): Pick<InitResult, 'cron' | 'systemd'> {
   const command = `divio app backup schedule run -e ${environment}`
   return {
-    cron: `17 * * * * cd ${shellQuote(root)} && ${command} >> /var/log/divio-backup.log 2>&1`,
+    cron: `17 * * * * cd ${shellQuote(root)} && ${command}`,
     systemd: {
       service: [
         '# /etc/systemd/system/divio-backup.service',

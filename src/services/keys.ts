@@ -250,7 +250,9 @@ export function identityCreatedNotice(path: string, recipient: string): string {
   return [
     '',
     '!!! A new encryption key was created for your backups.',
-    `!!! Secret key: ${path} (mode 0600). Public key: ${recipient}`,
+    '!!! Secret key (mode 0600):',
+    `!!!   ${path}`,
+    `!!! Public key: ${recipient}`,
     '!!! Without this file the backups cannot be decrypted. Copy it somewhere safe now,',
     '!!! away from this machine, for example into a password manager.',
     '',
@@ -261,7 +263,9 @@ export function identityCreatedNotice(path: string, recipient: string): string {
 export function writerKeyCreatedNotice(path: string, writerId: string): string {
   return [
     '!!! A new writer key was created: it signs the backups this machine makes.',
-    `!!! Writer key: ${path} (mode 0600). Writer id: ${writerId}`,
+    '!!! Writer key (mode 0600):',
+    `!!!   ${path}`,
+    `!!! Writer id: ${writerId}`,
     '!!! Machines that verify or restore trust this id (encryption.writers, or DIVIO_BACKUP_WRITERS).',
     '',
   ].join('\n')

@@ -74,10 +74,10 @@ export function viewsOf(context: BackupContext, catalog: Catalog, options: ListO
   })
   const complete = catalog.complete.map((backup) => {
     const decision = decisions.get(backup.manifest.id)!
-    const {expiresAt, note} = expiries.get(backup.manifest.id)!
+    const {expiresAt, keptAtLeastUntil, note} = expiries.get(backup.manifest.id)!
     // On-demand is a tier by definition; scheduled tiers exist only while a tier keeps the backup.
     const tier = decision.tier ?? (backup.manifest.trigger === 'on-demand' ? 'on-demand' : null)
-    return viewOfComplete(backup, {...decision, expiresAt, expiry: note, tier})
+    return viewOfComplete(backup, {...decision, expiresAt, expiry: note, keptAtLeastUntil, tier})
   })
   const graceMs = context.env.retention.incompleteGraceHours * 60 * 60 * 1000
   const incomplete = options.all

@@ -3,6 +3,7 @@ import {rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {extractMediaArchive} from '../archive/extract.js'
+import {formatInstant} from '../domain/format.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {printableName} from '../lib/byte-names.js'
@@ -107,7 +108,7 @@ export async function planRestore(
     database,
     manifest,
     media,
-    summary: `restore backup ${manifest.id} of ${manifest.app}/${manifest.environment} (taken ${manifest.createdAt}) over ${overwritten.join(' and ')} of ${to.app}/${to.name} (${options.safetyBackup ? 'a safety backup of it is taken first' : 'with NO safety backup of it: --no-safety-backup'})`,
+    summary: `restore backup ${manifest.id} of ${manifest.app}/${manifest.environment} (taken ${formatInstant(manifest.createdAt)}) over ${overwritten.join(' and ')} of ${to.app}/${to.name} (${options.safetyBackup ? 'a safety backup of it is taken first' : 'with NO safety backup of it: --no-safety-backup'})`,
   }
 }
 

@@ -1,5 +1,6 @@
 import {describeAuthenticity} from '../domain/authenticity.js'
 import {CompleteBackup, DamagedBackup} from '../domain/backup.js'
+import {formatBytes, shortHash, truncate} from '../domain/format.js'
 import {MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError, ErrorCode} from '../errors.js'
 import {storedMedia} from '../media-format/index.js'
@@ -67,6 +68,16 @@ export async function verifyAllBackups(context: BackupContext, options: VerifyOp
   return results.sort((a, b) => b.id.localeCompare(a.id))
 }
 
+/**
+ * Who signed a manifest that checked out, as a line of the report: a trusted writer by the start of
+ * its id (`info` and --json give it whole), since that is enough to tell a machine's backups apart.
+ */
+function manifestSigner(authenticity: CompleteBackup['authenticity']): string {
+  if (authenticity.status !== 'authentic' || authenticity.writer === undefined)
+    return describeAuthenticity(authenticity)
+  return `signed by trusted writer ${truncate(authenticity.writer, 25)}`
+}
+
 const KEY_ERRORS = new Set<ErrorCode>(['IDENTITY_MISSING', 'IDENTITY_WRONG'])
 
 /** A damaged backup fails at its manifest: nothing it names can be trusted, so nothing else is read. */
@@ -86,7 +97,7 @@ async function verifyManifest(
   const {manifest} = backup
   const identities = await context.keys.identities()
   const objects: VerifyResult['objects'] = [
-    {detail: `schema valid; ${describeAuthenticity(backup.authenticity)}`, name: MANIFEST_NAME, ok: true},
+    {detail: `schema valid; ${manifestSigner(backup.authenticity)}`, name: MANIFEST_NAME, ok: true},
   ]
   const {database} = manifest.components
   const media = storedMedia(manifest)
@@ -98,7 +109,7 @@ async function verifyManifest(
     try {
       await readVerified(context, manifest, {compression, identities, object, plaintext})
       objects.push({
-        detail: `authenticated; ${plaintext.bytes} bytes, sha256 ${plaintext.sha256.slice(0, 12)}… matches`,
+        detail: `authenticated; ${formatBytes(plaintext.bytes)}, sha256 ${shortHash(plaintext.sha256)} matches`,
         name: object.name,
         ok: true,
       })

@@ -68,8 +68,9 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     const agesOut = new Date(createdAt.getTime() + 30 * 86_400_000).toISOString()
     expect(created.retention).to.deep.equal({
       expiresAt: null,
-      expiry: `younger than 30 days until ${agesOut}; after that, kept while among the 3 newest older on-demand backups`,
+      expiry: `younger than 30 days until ${agesOut.slice(0, 10)} ${agesOut.slice(11, 16)} UTC; after that, kept while among the 3 newest older on-demand backups`,
       keep: true,
+      keptAtLeastUntil: agesOut,
       reason: 'on-demand, younger than 30 days',
     })
     const components = created.components as {database: Record<string, unknown>; media: Record<string, unknown>}
@@ -91,9 +92,7 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(removedByRetention).to.deep.equal([])
     expect(backups.find((listed) => listed.id === created.id)).to.deep.equal(backup)
     const table = cli(project, ['list'])
-    expect(table.stdout.split('\n')[0]).to.match(
-      /^ID\s+CREATED\s+TRIGGER\s+TIER\s+STATUS\s+DATABASE\s+MEDIA\s+RETENTION$/,
-    )
+    expect(table.stdout.split('\n')[0]).to.match(/^ID\s+TIER\s+SIZE\s+KEPT UNTIL\s+NOTE$/)
     expect(table.stdout).to.include(String(created.id))
   })
 

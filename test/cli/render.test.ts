@@ -1,30 +1,117 @@
 import {expect} from 'chai'
+import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {dirname, join} from 'node:path'
+import {fileURLToPath} from 'node:url'
 
-import {renderList} from '../../src/cli/render.js'
+import {renderInfo, renderList, wrap} from '../../src/cli/render.js'
 import {BackupView} from '../../src/domain/backup.js'
+import {BackupInfo} from '../../src/services/info.js'
 
-function view(files: number): BackupView {
+const goldenDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'golden', 'render')
+
+/** Compares with test/golden/render/<name>.txt; UPDATE_GOLDEN=1 rewrites it (never on CI). */
+function expectGolden(name: string, text: string): void {
+  const file = join(goldenDir, `${name}.txt`)
+  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) {
+    if (process.env.CI && !existsSync(file)) throw new Error(`missing golden file ${file}`)
+    mkdirSync(goldenDir, {recursive: true})
+    writeFileSync(file, `${text}\n`)
+  }
+
+  expect(`${text}\n`).to.equal(readFileSync(file, 'utf8'))
+}
+
+function view(overrides: Partial<BackupView> & {id: string}): BackupView {
   return {
     app: 'shop',
     completedAt: '2026-12-01T02:00:05.000Z',
-    components: {media: {bytes: 2048, files, sha256: 'a'.repeat(64)}},
+    components: {database: {bytes: 5 * 1024 * 1024, engine: 'postgres', format: 'custom', sha256: 'b'.repeat(64)}},
     createdAt: '2026-12-01T02:00:00.000Z',
     environment: 'live',
-    id: '20261201T020000Z-abcdef',
     note: null,
     pinned: false,
-    retention: {expiresAt: null, expiry: 'kept', keep: true, reason: 'on-demand, younger than 30 days'},
+    retention: {
+      expiresAt: '2026-12-08T01:00:00.000Z',
+      expiry: 'removed after the scheduled backup of 2026-12-08 01:00 UTC',
+      keep: true,
+      keptAtLeastUntil: '2026-12-08T01:00:00.000Z',
+      reason: 'daily (2026-12-01)',
+    },
     status: 'complete',
-    tier: 'on-demand',
-    trigger: 'on-demand',
+    tier: 'daily',
+    trigger: 'scheduled',
     writer: {detail: 'signed', id: 'divio-writer1x', status: 'authentic'},
-  }
+    ...overrides,
+  } as BackupView
 }
 
-describe('list rendering', () => {
-  it('counts files in words that agree with the number', () => {
-    expect(renderList([view(1)], {app: 'shop', environment: 'live'})).to.include('2.0 KiB (1 file)')
-    expect(renderList([view(0)], {app: 'shop', environment: 'live'})).to.include('2.0 KiB (0 files)')
-    expect(renderList([view(2)], {app: 'shop', environment: 'live'})).to.include('2.0 KiB (2 files)')
+const views: BackupView[] = [
+  view({
+    components: {
+      database: {bytes: 5 * 1024 * 1024, engine: 'postgres', format: 'custom', sha256: 'b'.repeat(64)},
+      media: {bytes: 3 * 1024 ** 3, files: 20_412, sha256: 'a'.repeat(64)},
+    },
+    id: '20261203T091500Z-k3m9qa',
+    note: 'before the migration of the orders table to the new schema, with a long explanation',
+    retention: {
+      expiresAt: null,
+      expiry:
+        'younger than 30 days until 2027-01-02 09:15 UTC; after that, kept while among the 3 newest older on-demand backups',
+      keep: true,
+      keptAtLeastUntil: '2027-01-02T09:15:00.000Z',
+      reason: 'on-demand, younger than 30 days',
+    },
+    tier: 'on-demand',
+    trigger: 'on-demand',
+  }),
+  view({id: '20261203T010000Z-ab12cd'}),
+  view({id: '20261201T010000Z-pinned', note: 'keep: audit', pinned: true}),
+  view({
+    id: '20261101T010000Z-gone00',
+    retention: {expiresAt: null, expiry: 'removed by the next prune', keep: false, keptAtLeastUntil: null, reason: 'x'},
+    tier: null,
+  }),
+  view({components: {}, id: '20261202T010000Z-broken', status: 'damaged', tier: null, trigger: null}),
+  view({components: {}, id: '20261203T100000Z-inprog', status: 'incomplete', tier: null, trigger: null}),
+]
+
+describe('rendering (golden files; UPDATE_GOLDEN=1 rewrites them)', () => {
+  it('list: one line a backup within 80 columns, the note cut to fit, a legend for "+"', () => {
+    const text = renderList(views, {app: 'shop', environment: 'live'})
+    expectGolden('list', text)
+    for (const line of text.split('\n')) expect([...line].length, line).to.be.at.most(80)
+    expect(text).to.include('2027-01-02+')
+    expect(text).to.include('…')
+    expect(text).to.match(/^20261201T010000Z-pinned +daily +5\.0 MiB +pinned +keep: audit$/m)
+  })
+
+  it('info: short hashes within 100 columns, and all 64 digits with --verbose', () => {
+    const info = {
+      ...views[0],
+      encryption: {format: 'age-v1', recipients: ['age1'.padEnd(62, 'q'), 'age1'.padEnd(62, 'z')]},
+      objects: [
+        {
+          bytes: 3 * 1024 ** 3 + 4096,
+          name: 'media.tar.age',
+          plaintextBytes: 3 * 1024 ** 3,
+          plaintextSha256: 'a'.repeat(64),
+          sha256: 'c'.repeat(64),
+        },
+      ],
+      store: {location: '/srv/backups/shop/live/20261203T091500Z-k3m9qa', storageClass: 'local folder'},
+      tool: {name: '@divio/plugin-app-backup', version: '0.1.0'},
+    } as unknown as BackupInfo
+    const text = renderInfo(info)
+    expectGolden('info', text)
+    for (const line of text.split('\n')) expect([...line].length, line).to.be.at.most(100)
+    expect(text).to.not.include('c'.repeat(13))
+    expect(renderInfo(info, {verbose: true})).to.include('c'.repeat(64))
+  })
+
+  it('wrap breaks at spaces, indents what follows, and keeps a word longer than the width whole', () => {
+    expect(wrap('Label       one two three four', 16, 12)).to.equal(
+      'Label       one\n            two\n            three\n            four',
+    )
+    expect(wrap('x '.repeat(3) + 'y'.repeat(30), 10, 2)).to.equal(`x x x\n  ${'y'.repeat(30)}`)
   })
 })

@@ -61,10 +61,13 @@ describe('retention through the CLI', () => {
     expect(ids(project)).to.deep.equal(predicted.map((backup) => backup.id).sort())
     expect(predicted.length).to.equal(3 + 2 + 2)
 
+    // list names the tier that keeps each one, and the day it goes; info says why.
     const list = cli(project, ['list'], at(last))
-    expect(list.stdout).to.match(/scheduled +daily +complete .*keep: daily \(day 2026-04-01\)/)
-    expect(list.stdout).to.match(/keep: weekly \(ISO week 2026-W\d\d\)/)
-    expect(list.stdout).to.match(/keep: monthly \(month 2026-0\d\)/)
+    expect(list.stdout).to.match(/^\S+ +daily +\S+ \S+ +2026-04-0\d\s*$/m)
+    expect(list.stdout).to.match(/^\S+ +weekly +/m)
+    expect(list.stdout).to.match(/^\S+ +monthly +/m)
+    const daily = /^(\S+) +daily/m.exec(list.stdout)![1]
+    expect(cli(project, ['info', daily], at(last)).stdout).to.match(/^Retention {3}keep: daily \(day 2026-04-0\d\)$/m)
   })
 
   it('schedule run takes one backup per slot, however often it runs', () => {
@@ -138,7 +141,7 @@ describe('retention through the CLI', () => {
     }
     expect(pinned).to.deep.include({
       pinned: true,
-      retention: {expiresAt: null, expiry: 'kept while pinned', keep: true, reason: 'pinned'},
+      retention: {expiresAt: null, expiry: 'kept while pinned', keep: true, keptAtLeastUntil: null, reason: 'pinned'},
     })
   })
 

@@ -27,7 +27,7 @@ describe('setup: from zero to a schedule in one command', function () {
     expect(init.stderr).to.include(`Created a new store at ${project.store}.`)
     expect(init.stderr).to.include('A new encryption key was created')
     expect(existsSync(project.identityFile)).to.equal(true)
-    expect(init.stdout).to.include(`17 * * * * cd '${project.root}' && divio app backup schedule run -e live`)
+    expect(init.stdout).to.include(`\n  17 * * * * cd '${project.root}' && divio app backup schedule run -e live\n`)
     expect(init.stdout).to.include('OnCalendar=hourly')
     expect(init.stdout).to.include(`WorkingDirectory=${project.root}`)
 

@@ -367,7 +367,8 @@ describe('expiry projection', () => {
     // Kept by the backups of 2 and 3 March as one of the 2 most recent days, removed after the one of 3 March.
     expect(expiry.get('d0')).to.deep.equal({
       expiresAt: '2026-03-03T02:00:00.000Z',
-      note: 'removed after the scheduled backup of 2026-03-03T02:00:00.000Z',
+      keptAtLeastUntil: '2026-03-03T02:00:00.000Z',
+      note: 'removed after the scheduled backup of 2026-03-03 02:00 UTC',
     })
   })
 
@@ -395,12 +396,15 @@ describe('expiry projection', () => {
       {createdAt: '2026-02-28T00:00:00.000Z', id: 'scheduled', pinned: false, trigger: 'scheduled'},
     ]
     const expiry = projectExpiry({backups, now: new Date('2026-03-02T00:00:00Z'), policies: DEFAULTS, timezone: 'UTC'})
-    expect(expiry.get('pinned')).to.deep.equal({expiresAt: null, note: 'kept while pinned'})
+    expect(expiry.get('pinned')).to.deep.equal({expiresAt: null, keptAtLeastUntil: null, note: 'kept while pinned'})
+    // An on-demand backup is surely kept to the end of its days; after that it depends on newer ones.
+    expect(expiry.get('manual')?.keptAtLeastUntil).to.equal('2026-03-31T00:00:00.000Z')
     expect(expiry.get('manual')?.note).to.equal(
-      'younger than 30 days until 2026-03-31T00:00:00.000Z; after that, kept while among the 3 newest older on-demand backups',
+      'younger than 30 days until 2026-03-31 00:00 UTC; after that, kept while among the 3 newest older on-demand backups',
     )
     expect(expiry.get('scheduled')).to.deep.equal({
       expiresAt: null,
+      keptAtLeastUntil: null,
       note: 'depends on future scheduled backups; configure a schedule to project it',
     })
   })

@@ -29,7 +29,7 @@ export default class Info extends BackupCommand {
   async run(): Promise<InfoResult> {
     const {args, flags} = await this.parse(Info)
     const info = await backupInfo(await this.context(flags), args.id)
-    this.log(renderInfo(info))
+    this.log(renderInfo(info, {verbose: flags.verbose}))
     return info
   }
 }

@@ -1,5 +1,6 @@
 import {BackupCommand} from '../../../../cli/base-command.js'
 import {renderCreated} from '../../../../cli/render.js'
+import {formatInstant} from '../../../../domain/format.js'
 import {runScheduleTick, ScheduleRunResult} from '../../../../services/schedule.js'
 
 export type ScheduleRunCommandResult = ScheduleRunResult
@@ -24,7 +25,8 @@ The current slot is the most recent scheduled time at or before now. Run it as o
     const context = await this.context(flags)
     const result = await runScheduleTick(context)
     if (result.taken) this.log(renderCreated(result.taken, context.store.description))
-    else this.log(`Nothing to take: backup ${result.existing} already covers the slot of ${result.slot}.`)
+    else
+      this.log(`Nothing to take: backup ${result.existing} already covers the slot of ${formatInstant(result.slot)}.`)
     for (const {id, reason} of result.removed) this.log(`Retention removed ${id}: ${reason}.`)
     return result
   }

@@ -1,4 +1,4 @@
-import {formatBytes} from '../domain/format.js'
+import {formatBytes, truncate} from '../domain/format.js'
 import {BackupError} from '../errors.js'
 import {noProgress, Progress, Reporter} from '../services/context.js'
 
@@ -24,6 +24,8 @@ export function terminalReporter(
 }
 
 /** How often the line is redrawn, and how much of the start is ignored for the rate (ramp-up). */
+/** The width of a progress line's label: `database.sqlite3.zst.age`, the longest object name, fits. */
+const LABEL_WIDTH = 24
 const REDRAW_MS = 100
 const BAR_WIDTH = 24
 
@@ -63,7 +65,8 @@ class TerminalProgress implements Progress {
   private draw(now: number): void {
     const seconds = Math.max((now - this.startedAt) / 1000, 0.001)
     const rate = this.bytes / seconds
-    const parts = [this.label.padEnd(14)]
+    // One width for every label (the longest object name is 24 characters), so that bars line up.
+    const parts = [truncate(this.label, LABEL_WIDTH).padEnd(LABEL_WIDTH)]
     const total = this.totalBytes
     if (total !== undefined && total > 0 && this.bytes <= total) {
       const filled = Math.min(BAR_WIDTH, Math.round((this.bytes / total) * BAR_WIDTH))
@@ -126,8 +129,12 @@ export async function confirmEnvironment(options: {
 
   // Loaded only here: the prompt library and its encodings cost every command's start-up otherwise.
   const {input} = await import('@inquirer/prompts')
+  // The answer is judged below: the prompt must not mark it done with a green tick, right or wrong.
   const typed = await input(
-    {message: `This will ${action}. Type the environment name (${environment}) to confirm:`},
+    {
+      message: `This will ${action}. Type the environment name (${environment}) to confirm:`,
+      theme: {prefix: {done: '?', idle: '?'}},
+    },
     {output: process.stderr},
   )
   if (typed.trim() !== environment) {

@@ -173,7 +173,12 @@ export async function applyRestore(
   let safetyBackup: null | string
   try {
     safetyBackup = options.safetyBackup
-      ? await timedStage(target.reporter, 'safety backup', () => takeSafetyBackup(target, plan))
+      ? await timedStage(target.reporter, 'safety backup', () => {
+          // The progress bars that follow are of the safety backup: say so, on a terminal.
+          if (target.reporter.interactive)
+            target.reporter.notice(`Safety backup of ${target.env.app}/${target.env.name}:`)
+          return takeSafetyBackup(target, plan)
+        })
       : null
   } catch (error) {
     await media?.prepared?.discard()

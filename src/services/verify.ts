@@ -51,6 +51,8 @@ export async function verifyAllBackups(context: BackupContext, options: VerifyOp
   // Each backup is checked whatever happened to the ones before: a key that opens only some of them
   // must not hide what the others hold.
   for (const backup of catalog.complete) {
+    // The progress bars below are of this backup's objects: say which, on a terminal.
+    if (context.reporter.interactive) context.reporter.notice(`Backup ${backup.manifest.id}:`)
     try {
       results.push(await verifyManifest(context, backup, options))
     } catch (error) {

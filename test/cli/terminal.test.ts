@@ -95,6 +95,32 @@ describe('terminal output', () => {
     )
   })
 
+  it('on a pseudo-terminal, bars line up whatever the label, and verify --all and the safety backup say whose bars follow', function () {
+    requireTool(this, 'script', 'bsdutils')
+    const project = makeProject()
+    const ids = [1, 2].map(() => (cli(project, ['create', '--json']).json() as {id: string}).id)
+    const screen = (args: string) => {
+      const result = spawnSync('script', ['-qec', `${process.execPath} ${runJs} app backup ${args}`, '/dev/null'], {
+        cwd: project.root,
+        encoding: 'utf8',
+        env: project.env,
+        timeout: 600_000,
+      })
+      expect(result.status, result.stdout).to.equal(0)
+      // eslint-disable-next-line no-control-regex -- each redraw starts with a carriage return and an erase
+      return result.stdout.split(/\r\u001B\[2K|\r?\n/)
+    }
+
+    const verified = screen('verify --all')
+    for (const id of ids) expect(verified).to.include(`Backup ${id}:`)
+    const bars = verified.filter((line) => /\[[#.]+\]/.test(line))
+    expect(new Set(bars.map((line) => line.split(' ')[0])).size, 'bars of several objects').to.be.at.least(2)
+    expect([...new Set(bars.map((line) => line.indexOf('[')))]).to.deep.equal([25])
+
+    const restored = screen('restore latest --confirm local --media-only')
+    expect(restored).to.include('Safety backup of shop/local:')
+  })
+
   it('delete on a terminal asks for the environment name, and refuses a wrong one', function () {
     requireTool(this, 'script', 'bsdutils')
     const project = makeProject()
@@ -116,6 +142,7 @@ describe('terminal output', () => {
     const wrong = typed('live')
     expect(wrong).to.include('Type the environment name (local) to confirm')
     expect(wrong).to.include('"live" is not "local"; nothing was changed.')
+    expect(wrong, 'a tick before the refusal').to.not.include('✔')
     expect((cli(project, ['list', '--json']).json() as unknown[]).length).to.equal(1)
 
     const right = typed('local')

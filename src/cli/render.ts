@@ -14,6 +14,7 @@ import {RestoreResult} from '../services/restore.js'
 import {PruneDecision, PruneResult} from '../services/retention.js'
 import {BackupUrls} from '../services/url.js'
 import {VerifyResult} from '../services/verify.js'
+import {CalendarMark, CalendarOptions, renderCalendar} from './calendar.js'
 
 export function renderCreated(view: BackupView & {removedByRetention?: PruneDecision[]}, store: string): string {
   return [
@@ -31,6 +32,7 @@ export function renderCreated(view: BackupView & {removedByRetention?: PruneDeci
 export function renderPrune(
   result: PruneResult,
   stage: 'dry-run' | 'plan' = result.dryRun ? 'dry-run' : 'plan',
+  calendar?: CalendarOptions,
 ): string {
   const dryRun = stage === 'dry-run'
   const rows = [
@@ -42,10 +44,23 @@ export function renderPrune(
   const summary = dryRun
     ? `${result.keep.length} kept, ${result.remove.length} would be removed (dry run: nothing was changed).`
     : `${result.keep.length} kept, ${result.remove.length === 0 ? 'nothing to remove' : `${result.remove.length} to remove once confirmed`}.`
+  const marks = [
+    ...result.keep.flatMap(({id, reason, tier}) => {
+      const mark: CalendarMark | undefined = reason === 'pinned' ? 'pinned' : (tier ?? undefined)
+      return mark ? [{day: dayOfId(id), mark}] : []
+    }),
+    ...result.remove.map(({id}) => ({day: dayOfId(id), mark: 'removed' as const})),
+  ]
+  const picture = calendar && marks.length > 0 ? `\n\n${renderCalendar(marks, calendar)}` : ''
   return `${renderTable(
     ['ID', 'ACTION', 'REASON'],
     rows.map((row) => [row.id, row.action, row.reason]),
-  )}\n${summary}${packs}`
+  )}\n${summary}${packs}${picture}`
+}
+
+/** `2026-12-02` from a backup id, which starts with its creation time (20261202T…). */
+function dayOfId(id: string): string {
+  return `${id.slice(0, 4)}-${id.slice(4, 6)}-${id.slice(6, 8)}`
 }
 
 /** One line on the packs of incremental media: what is condemned, deleted, pardoned or waiting. */
@@ -80,7 +95,7 @@ function renderRepack(repacked: PackCollectionResult['repacked'], would: string)
   )
 }
 
-export function renderRetention(report: RetentionReport): string {
+export function renderRetention(report: RetentionReport, options: {colour?: boolean} = {}): string {
   // A policy in words is a paragraph: wrapped, with what follows its first line indented under it.
   const lines = report.summary.map((line) => wrap(line, OUTPUT_WIDTH, 2))
   if (report.simulation) {
@@ -93,6 +108,14 @@ export function renderRetention(report: RetentionReport): string {
         keep.map(({createdAt, tier}) => [tier ?? '-', formatInZone(new Date(createdAt), schedule.timezone)]),
       ),
     )
+    const marks = keep.flatMap(({createdAt, tier}) => (tier ? [{day: formatDay(createdAt), mark: tier}] : []))
+    if (marks.length > 0) {
+      const lastDay = marks
+        .map(({day}) => day)
+        .sort()
+        .at(-1)!
+      lines.push('', renderCalendar(marks, {colour: options.colour ?? false, lastDay}))
+    }
   }
 
   return lines.join('\n')

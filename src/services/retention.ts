@@ -12,6 +12,8 @@ import {deleteBackup} from './delete.js'
 export interface PruneDecision {
   id: string
   reason: string
+  /** For a kept complete backup, the tier that keeps it (null for a pin); absent otherwise. */
+  tier?: null | Tier
 }
 
 /** `prune` --json: stable contract (docs/output.md). */
@@ -59,7 +61,7 @@ export function planPrune(context: BackupContext, catalog: Catalog): PruneResult
   const decided = decideRetention(context, catalog)
   const graceHours = context.env.retention.incompleteGraceHours
   const now = context.now().getTime()
-  const keep: PruneDecision[] = decided.keep.map(({id, reason}) => ({id, reason}))
+  const keep: PruneDecision[] = decided.keep.map(({id, reason, tier}) => ({id, reason, tier}))
   const remove: PruneDecision[] = decided.remove.map(({id, reason}) => ({id, reason}))
   // Nothing in a damaged backup can be believed, its dates and trigger least of all: keep it, and say so.
   for (const backup of catalog.damaged) {

@@ -116,13 +116,15 @@ describe('retention through the CLI', () => {
     expect(ids(project)).to.deep.equal(before)
 
     const human = cli(project, ['prune', '--dry-run'], at('2026-03-15T12:00:00Z'))
-    expect(human.stdout).to.match(/\n3 kept, 3 would be removed \(dry run: nothing was changed\)\.\n$/)
+    expect(human.stdout).to.match(/\n3 kept, 3 would be removed \(dry run: nothing was changed\)\.\n\nWeeks of /)
+    // The picture: the three kept ones as on-demand days, the three removed as x.
+    expect(human.stdout).to.match(/^x removed {2}o on-demand {2}\. none\n$/m)
 
     // Without a terminal, a real prune needs --confirm naming the environment. The plan it shows first
     // is no dry run, and says so: it is what happens once confirmed.
     const refused = cli(project, ['prune'], at('2026-03-15T12:00:00Z'))
     expect(refused.status).to.equal(6)
-    expect(refused.stdout).to.match(/\n3 kept, 3 to remove once confirmed\.\n$/)
+    expect(refused.stdout).to.match(/\n3 kept, 3 to remove once confirmed\.\n\nWeeks of /)
     expect(refused.stdout).to.not.match(/dry run|would/)
     expect(ids(project)).to.deep.equal(before)
 
@@ -134,7 +136,7 @@ describe('retention through the CLI', () => {
     expect(ids(project)).to.deep.equal([before[0], ...before.slice(3)])
     // Nothing left to remove: a plain prune says so, and removes nothing.
     const again = cli(project, ['prune', '--confirm', 'live'], at('2026-03-15T12:00:00Z'))
-    expect(again.stdout).to.match(/\n4 kept, nothing to remove\.\n$/)
+    expect(again.stdout).to.match(/\n4 kept, nothing to remove\.\n/)
     const pinned = cli(project, ['info', before[0], '--json'], at('2026-03-15T12:00:00Z')).json() as {
       pinned: boolean
       retention: object

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
+import {colourFor} from '../../../cli/calendar.js'
 import {renderPackCollection, renderPrune} from '../../../cli/render.js'
 import {confirmEnvironment} from '../../../cli/terminal.js'
 import {countOf} from '../../../domain/format.js'
@@ -31,6 +32,7 @@ Also removes incomplete backups that nothing has written to for the grace period
     const {flags} = await this.parse(Prune)
     const context = await this.context(flags)
     const plan = await readPrunePlan(context, {dryRun: flags['dry-run']})
+    const calendar = {colour: colourFor(process.stdout, process.env), lastDay: context.now().toISOString().slice(0, 10)}
     const packWork = plan.packs
       ? plan.packs.condemned.length +
         plan.packs.deleted.length +
@@ -39,11 +41,11 @@ Also removes incomplete backups that nothing has written to for the grace period
         (plan.packs.repacked?.from.length ?? 0)
       : 0
     if (flags['dry-run'] || (plan.remove.length === 0 && packWork === 0)) {
-      this.log(renderPrune(plan, flags['dry-run'] ? 'dry-run' : 'plan'))
+      this.log(renderPrune(plan, flags['dry-run'] ? 'dry-run' : 'plan', calendar))
       return {...plan, dryRun: flags['dry-run']}
     }
 
-    if (!this.jsonEnabled()) this.log(renderPrune(plan, 'plan'))
+    if (!this.jsonEnabled()) this.log(renderPrune(plan, 'plan', calendar))
     await confirmEnvironment({
       action:
         plan.remove.length > 0

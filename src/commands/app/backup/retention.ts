@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
+import {colourFor} from '../../../cli/calendar.js'
 import {renderRetention} from '../../../cli/render.js'
 import {describeRetention, RetentionReport} from '../../../services/policy.js'
 
@@ -28,7 +29,7 @@ With --simulate DAYS, also show what a daily schedule would hold after DAYS days
     const {flags} = await this.parse(Retention)
     const context = await this.context(flags)
     const report = describeRetention(context, flags.simulate)
-    this.log(renderRetention(report))
+    this.log(renderRetention(report, {colour: colourFor(process.stdout, process.env)}))
     return report
   }
 }

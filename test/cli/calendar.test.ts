@@ -1,26 +1,10 @@
 import {expect} from 'chai'
-import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
-import {dirname, join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {colourFor, renderCalendar} from '../../src/cli/calendar.js'
 import {renderPrune} from '../../src/cli/render.js'
 import {RetentionPolicies, simulateDailySchedule} from '../../src/domain/retention.js'
 import {nextSlot} from '../../src/domain/schedule.js'
-
-const goldenDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'golden', 'render')
-
-/** Compares with test/golden/render/<name>.txt; UPDATE_GOLDEN=1 rewrites it (never on CI). */
-function expectGolden(name: string, text: string): void {
-  const file = join(goldenDir, `${name}.txt`)
-  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) {
-    if (process.env.CI && !existsSync(file)) throw new Error(`missing golden file ${file}`)
-    mkdirSync(goldenDir, {recursive: true})
-    writeFileSync(file, `${text}\n`)
-  }
-
-  expect(`${text}\n`).to.equal(readFileSync(file, 'utf8'))
-}
+import {expectGolden} from '../helpers/golden.js'
 
 const DEFAULTS: RetentionPolicies = {
   onDemand: {days: 30, keepOlder: 3},
@@ -48,7 +32,7 @@ describe('the retention calendar (golden files; UPDATE_GOLDEN=1 rewrites them)',
       .sort()
       .at(-1)!
     const text = renderCalendar(marks, {colour: false, lastDay})
-    expectGolden('calendar-default-policy', text)
+    expectGolden('render/calendar-default-policy', `${text}\n`)
     // Plain ASCII without colour, and within the width of every other output.
     expect(text).to.match(/^[\u0020-\u007E\n]*$/)
     for (const line of text.split('\n')) expect(line.length).to.be.at.most(100)
@@ -69,7 +53,7 @@ describe('the retention calendar (golden files; UPDATE_GOLDEN=1 rewrites them)',
       .sort()
       .at(-1)!
     const coloured = renderCalendar(marks, {colour: true, lastDay})
-    expectGolden('calendar-default-policy-colour', coloured)
+    expectGolden('render/calendar-default-policy-colour', `${coloured}\n`)
     // eslint-disable-next-line no-control-regex -- the colour codes are what is being removed
     expect(coloured.replaceAll(/\u001B\[\d+m/g, '')).to.equal(renderCalendar(marks, {colour: false, lastDay}))
   })

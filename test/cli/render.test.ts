@@ -1,25 +1,9 @@
 import {expect} from 'chai'
-import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
-import {dirname, join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {renderInfo, renderList, wrap} from '../../src/cli/render.js'
 import {BackupView} from '../../src/domain/backup.js'
 import {BackupInfo} from '../../src/services/info.js'
-
-const goldenDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'golden', 'render')
-
-/** Compares with test/golden/render/<name>.txt; UPDATE_GOLDEN=1 rewrites it (never on CI). */
-function expectGolden(name: string, text: string): void {
-  const file = join(goldenDir, `${name}.txt`)
-  if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) {
-    if (process.env.CI && !existsSync(file)) throw new Error(`missing golden file ${file}`)
-    mkdirSync(goldenDir, {recursive: true})
-    writeFileSync(file, `${text}\n`)
-  }
-
-  expect(`${text}\n`).to.equal(readFileSync(file, 'utf8'))
-}
+import {expectGolden} from '../helpers/golden.js'
 
 function view(overrides: Partial<BackupView> & {id: string}): BackupView {
   return {
@@ -78,7 +62,7 @@ const views: BackupView[] = [
 describe('rendering (golden files; UPDATE_GOLDEN=1 rewrites them)', () => {
   it('list: one line a backup within 80 columns, the note cut to fit, a legend for "+"', () => {
     const text = renderList(views, {app: 'shop', environment: 'live'})
-    expectGolden('list', text)
+    expectGolden('render/list', `${text}\n`)
     for (const line of text.split('\n')) expect([...line].length, line).to.be.at.most(80)
     expect(text).to.include('2027-01-02+')
     expect(text).to.include('…')
@@ -102,7 +86,7 @@ describe('rendering (golden files; UPDATE_GOLDEN=1 rewrites them)', () => {
       tool: {name: '@divio/plugin-app-backup', version: '0.1.0'},
     } as unknown as BackupInfo
     const text = renderInfo(info)
-    expectGolden('info', text)
+    expectGolden('render/info', `${text}\n`)
     for (const line of text.split('\n')) expect([...line].length, line).to.be.at.most(100)
     expect(text).to.not.include('c'.repeat(13))
     expect(renderInfo(info, {verbose: true})).to.include('c'.repeat(64))

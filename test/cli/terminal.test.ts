@@ -3,7 +3,7 @@ import {spawnSync} from 'node:child_process'
 import {PassThrough} from 'node:stream'
 
 import {formatDuration, terminalReporter} from '../../src/cli/terminal.js'
-import {cli, makeProject, runJs} from '../helpers/project.js'
+import {cli, makeProject, Project, runJs} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
 function fakeStderr(isTTY: boolean): {stream: NodeJS.WriteStream; written: () => string} {
@@ -70,17 +70,7 @@ describe('terminal output', () => {
     expect(piped.stderr).to.equal('')
     const {id} = piped.json() as {id: string}
 
-    const onTerminal = (args: string) => {
-      const result = spawnSync('script', ['-qec', `${process.execPath} ${runJs} app backup ${args}`, '/dev/null'], {
-        cwd: project.root,
-        encoding: 'utf8',
-        env: project.env,
-        timeout: 600_000,
-      })
-      expect(result.status, result.stdout).to.equal(0)
-      // eslint-disable-next-line no-control-regex -- each redraw starts with a carriage return and an erase
-      return result.stdout.split(/\r\u001B\[2K/)
-    }
+    const onTerminal = (args: string) => onPseudoTerminal(project, args).split(REDRAW)
 
     const total = (label: string) =>
       new RegExp(`^${label} +\\[[#.]{24}\\] [\\d.]+ \\S+ / ~?[\\d.]+ \\S+ +\\S+ \\S+/s +\\d+:\\d\\d left$`)
@@ -99,17 +89,7 @@ describe('terminal output', () => {
     requireTool(this, 'script', 'bsdutils')
     const project = makeProject()
     const ids = [1, 2].map(() => (cli(project, ['create', '--json']).json() as {id: string}).id)
-    const screen = (args: string) => {
-      const result = spawnSync('script', ['-qec', `${process.execPath} ${runJs} app backup ${args}`, '/dev/null'], {
-        cwd: project.root,
-        encoding: 'utf8',
-        env: project.env,
-        timeout: 600_000,
-      })
-      expect(result.status, result.stdout).to.equal(0)
-      // eslint-disable-next-line no-control-regex -- each redraw starts with a carriage return and an erase
-      return result.stdout.split(/\r\u001B\[2K|\r?\n/)
-    }
+    const screen = (args: string) => onPseudoTerminal(project, args).split(REDRAW_OR_LINE)
 
     const verified = screen('verify --all')
     for (const id of ids) expect(verified).to.include(`Backup ${id}:`)
@@ -150,3 +130,24 @@ describe('terminal output', () => {
     expect(cli(project, ['list', '--json']).json()).to.deep.equal([])
   })
 })
+
+/**
+ * What `app backup ARGS` writes on a pseudo-terminal (util-linux `script`), stdout and stderr as one
+ * screen, each redraw of a progress line starting with a carriage return and an erase.
+ */
+/** A progress line's redraw: a carriage return, then an erase of the line. */
+// eslint-disable-next-line no-control-regex -- the escape sequence is what is being matched
+const REDRAW = /\r\u001B\[2K/
+// eslint-disable-next-line no-control-regex -- the same, or a new line
+const REDRAW_OR_LINE = /\r\u001B\[2K|\r?\n/
+
+function onPseudoTerminal(project: Project, args: string): string {
+  const result = spawnSync('script', ['-qec', `${process.execPath} ${runJs} app backup ${args}`, '/dev/null'], {
+    cwd: project.root,
+    encoding: 'utf8',
+    env: project.env,
+    timeout: 600_000,
+  })
+  expect(result.status, result.stdout).to.equal(0)
+  return result.stdout
+}

@@ -1,9 +1,6 @@
 import {expect} from 'chai'
 import * as fc from 'fast-check'
 import {DateTime} from 'luxon'
-import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
-import {dirname, join} from 'node:path'
-import {fileURLToPath} from 'node:url'
 
 import {
   applyRetention,
@@ -14,9 +11,9 @@ import {
   simulateDailySchedule,
 } from '../../src/domain/retention.js'
 import {nextSlot} from '../../src/domain/schedule.js'
+import {expectGolden} from '../helpers/golden.js'
 import {irregularHistory} from './retention-history.js'
 
-const goldenDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'golden', 'retention')
 const DEFAULTS: RetentionPolicies = {
   onDemand: {days: 30, keepOlder: 3},
   scheduled: {daily: 7, monthly: 12, weekly: 4, yearly: 0},
@@ -141,16 +138,8 @@ describe('retention', () => {
         const now = variant.now ?? NOW
         const input = history.filter((backup) => Date.parse(backup.createdAt) <= now.getTime())
         const result = applyRetention(input, variant.policies, now, variant.timezone)
-        const file = join(goldenDir, `${variant.name}.txt`)
         const header = `# ${JSON.stringify({now: now.toISOString(), policies: variant.policies, timezone: variant.timezone})}\n`
-        const actual = `${header}${render(result)}\n`
-        if (process.env.UPDATE_GOLDEN === '1' || !existsSync(file)) {
-          if (process.env.CI && !existsSync(file)) throw new Error(`missing golden file ${file}`)
-          mkdirSync(goldenDir, {recursive: true})
-          writeFileSync(file, actual)
-        }
-
-        expect(actual).to.equal(readFileSync(file, 'utf8'))
+        expectGolden(`retention/${variant.name}`, `${header}${render(result)}\n`)
         checkInvariants(input, result, variant.policies, now, variant.timezone)
       })
     }

@@ -88,3 +88,22 @@ function isoDay(instant: number): string {
 export function colourFor(stream: {isTTY?: boolean}, variables: NodeJS.ProcessEnv): boolean {
   return stream.isTTY === true && !variables.NO_COLOR && variables.TERM !== 'dumb'
 }
+
+const BLOCKS = '▁▂▃▄▅▆▇█'
+const ASCII_LEVELS = '_.-~=+*#'
+
+/**
+ * A sparkline of `values` (oldest first), one character each, scaled between their least and their
+ * most: growth and sudden drops stand out. Block characters on a terminal that takes them, ASCII
+ * otherwise.
+ */
+export function renderSparkline(values: readonly number[], options: {unicode: boolean}): string {
+  const levels = options.unicode ? BLOCKS : ASCII_LEVELS
+  const low = Math.min(...values)
+  const high = Math.max(...values)
+  return values
+    .map((value) =>
+      high === low ? levels[0] : levels[Math.round(((value - low) / (high - low)) * (levels.length - 1))],
+    )
+    .join('')
+}

@@ -14,7 +14,7 @@ import {RestoreResult} from '../services/restore.js'
 import {PruneDecision, PruneResult} from '../services/retention.js'
 import {BackupUrls} from '../services/url.js'
 import {VerifyResult} from '../services/verify.js'
-import {CalendarMark, CalendarOptions, renderCalendar} from './calendar.js'
+import {CalendarMark, CalendarOptions, renderCalendar, renderSparkline} from './calendar.js'
 
 export function renderCreated(view: BackupView & {removedByRetention?: PruneDecision[]}, store: string): string {
   return [
@@ -132,7 +132,10 @@ export const OUTPUT_WIDTH = 100
  * removes it, with `+` where it is kept at least until then (an on-demand backup may then be among the
  * newest older ones). The note is cut to what fits; `info` and --json give it whole.
  */
-export function renderList(views: readonly BackupView[], context: {app: string; environment: string}): string {
+export function renderList(
+  views: readonly BackupView[],
+  context: {app: string; environment: string; unicode?: boolean},
+): string {
   if (views.length === 0)
     return `No backups of ${context.app}/${context.environment} yet. Take one with \`divio app backup create\`.`
   const rows = views.map((view) => [
@@ -156,7 +159,22 @@ export function renderList(views: readonly BackupView[], context: {app: string; 
   const legend = rows.some((row) => row[3].endsWith('+'))
     ? '\n+: kept at least until that day, then while among the newest older ones.'
     : ''
-  return table + legend
+  return table + legend + sizeTrend(views, context.unicode ?? false)
+}
+
+/** How many backups the size line covers: the newest, as many as fit beside its label in 80 columns. */
+const TREND_BACKUPS = 32
+
+/** `Size, oldest to newest: ▁▂▃▅▇ (1.0 MiB to 5.0 MiB)`, of the complete backups that hold both parts. */
+function sizeTrend(views: readonly BackupView[], unicode: boolean): string {
+  const sizes = views
+    .filter((view) => view.status === 'complete')
+    .slice(0, TREND_BACKUPS)
+    .reverse()
+    .map((view) => (view.components.database?.bytes ?? 0) + (view.components.media?.bytes ?? 0))
+  if (sizes.length < 3) return ''
+  const range = `${formatBytes(Math.min(...sizes))} to ${formatBytes(Math.max(...sizes))}`
+  return `\nSize, oldest to newest: ${renderSparkline(sizes, {unicode})} (${range})`
 }
 
 function keptUntil(view: BackupView): string {

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {colourFor, renderCalendar} from '../../src/cli/calendar.js'
+import {colourFor, renderCalendar, renderSparkline} from '../../src/cli/calendar.js'
 import {renderPrune} from '../../src/cli/render.js'
 import {RetentionPolicies, simulateDailySchedule} from '../../src/domain/retention.js'
 import {nextSlot} from '../../src/domain/schedule.js'
@@ -100,5 +100,12 @@ describe('the retention calendar (golden files; UPDATE_GOLDEN=1 rewrites them)',
     expect(colourFor({}, {})).to.equal(false)
     expect(colourFor({isTTY: true}, {NO_COLOR: '1'})).to.equal(false)
     expect(colourFor({isTTY: true}, {TERM: 'dumb'})).to.equal(false)
+  })
+
+  it('a sparkline scales sizes between their least and most, in blocks or in ASCII', () => {
+    const sizes = [10, 12, 11, 40, 41, 5, 80]
+    expect(renderSparkline(sizes, {unicode: true})).to.equal('▁▂▂▄▄▁█')
+    expect(renderSparkline(sizes, {unicode: false})).to.equal('_..~~_#')
+    expect(renderSparkline([7, 7, 7], {unicode: true})).to.equal('▁▁▁')
   })
 })

@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
+import {colourFor} from '../../../cli/calendar.js'
 import {renderList} from '../../../cli/render.js'
 import {BackupView} from '../../../domain/backup.js'
 import {listBackups} from '../../../services/list.js'
@@ -37,7 +38,8 @@ Incomplete backups (never committed, for example because the process was killed)
     const {flags} = await this.parse(List)
     const context = await this.context(flags)
     const views = await listBackups(context, {all: flags.all, hintAtOthers: true, trigger: flags.trigger})
-    this.log(renderList(views, {app: context.env.app, environment: context.env.name}))
+    const unicode = colourFor(process.stdout, process.env)
+    this.log(renderList(views, {app: context.env.app, environment: context.env.name, unicode}))
     return views
   }
 }

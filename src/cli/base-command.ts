@@ -25,6 +25,11 @@ export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
  */
 export abstract class BackupCommand extends Command {
   static override baseFlags = {
+    color: Flags.boolean({
+      allowNo: true,
+      description: 'Colour the pictures (default: on a terminal, unless NO_COLOR is set); --no-color for plain ASCII.',
+      helpGroup: 'GLOBAL',
+    }),
     config: Flags.string({
       description: 'Config file to use instead of the nearest .divio/backups.json.',
       helpGroup: 'GLOBAL',

@@ -84,8 +84,12 @@ function isoDay(instant: number): string {
   return new Date(instant).toISOString().slice(0, 10)
 }
 
-/** Whether output to `stream` may be coloured: a terminal, and no NO_COLOR (https://no-color.org). */
-export function colourFor(stream: {isTTY?: boolean}, variables: NodeJS.ProcessEnv): boolean {
+/**
+ * Whether output to `stream` is coloured: as `--color`/`--no-color` say, else on a terminal without
+ * NO_COLOR (https://no-color.org) or TERM=dumb.
+ */
+export function colourFor(stream: {isTTY?: boolean}, variables: NodeJS.ProcessEnv, requested?: boolean): boolean {
+  if (requested !== undefined) return requested
   return stream.isTTY === true && !variables.NO_COLOR && variables.TERM !== 'dumb'
 }
 

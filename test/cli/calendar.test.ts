@@ -94,12 +94,15 @@ describe('the retention calendar (golden files; UPDATE_GOLDEN=1 rewrites them)',
     expect(drawn).to.match(/^x removed {2}d daily {2}\. none$/m)
   })
 
-  it('colours only a terminal, and never with NO_COLOR or TERM=dumb', () => {
+  it('colours only a terminal, and never with NO_COLOR or TERM=dumb, unless --color or --no-color says', () => {
     expect(colourFor({isTTY: true}, {})).to.equal(true)
     expect(colourFor({isTTY: false}, {})).to.equal(false)
     expect(colourFor({}, {})).to.equal(false)
     expect(colourFor({isTTY: true}, {NO_COLOR: '1'})).to.equal(false)
     expect(colourFor({isTTY: true}, {TERM: 'dumb'})).to.equal(false)
+    // --color and --no-color decide, whatever the stream and the variables.
+    expect(colourFor({isTTY: false}, {NO_COLOR: '1'}, true)).to.equal(true)
+    expect(colourFor({isTTY: true}, {}, false)).to.equal(false)
   })
 
   it('a sparkline scales sizes between their least and most, in blocks or in ASCII', () => {

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {cli, makeProject} from '../helpers/project.js'
+import {cli, makeProject, writeEnvironments} from '../helpers/project.js'
 
 interface Created {
   id: string
@@ -44,5 +44,19 @@ describe('commands say what they did', function () {
       /^ {2}ok {3}media\.tar\.age: read whole: --sample applies to incremental media, and this is one archive$/m,
     )
     expect(cli(project, ['verify']).stdout).to.not.include('--sample')
+  })
+
+  it('the retention picture is plain ASCII in a pipe and with --no-color, and coloured with --color', () => {
+    const project = makeProject()
+    writeEnvironments(project, {live: {media: 'media', schedule: {at: '02:00'}, store: './.divio/backups'}})
+    const piped = cli(project, ['retention', '--simulate', '60'])
+    expect(piped.stdout).to.match(/^Weeks of \d{4}-\d\d-\d\d to \d{4}-\d\d-\d\d:$/m)
+    // eslint-disable-next-line no-control-regex -- an escape sequence is what must not be there
+    expect(piped.stdout).to.not.match(/\u001B\[/)
+    expect(cli(project, ['retention', '--simulate', '60', '--no-color']).stdout).to.equal(piped.stdout)
+    const coloured = cli(project, ['retention', '--simulate', '60', '--color']).stdout
+    expect(coloured).to.include('\u001B[32md\u001B[0m')
+    // eslint-disable-next-line no-control-regex -- the colour codes are what is being removed
+    expect(coloured.replaceAll(/\u001B\[\d+m/g, '')).to.equal(piped.stdout)
   })
 })

@@ -38,7 +38,7 @@ Incomplete backups (never committed, for example because the process was killed)
     const {flags} = await this.parse(List)
     const context = await this.context(flags)
     const views = await listBackups(context, {all: flags.all, hintAtOthers: true, trigger: flags.trigger})
-    const unicode = colourFor(process.stdout, process.env)
+    const unicode = colourFor(process.stdout, process.env, flags.color)
     this.log(renderList(views, {app: context.env.app, environment: context.env.name, unicode}))
     return views
   }

@@ -32,7 +32,10 @@ Also removes incomplete backups that nothing has written to for the grace period
     const {flags} = await this.parse(Prune)
     const context = await this.context(flags)
     const plan = await readPrunePlan(context, {dryRun: flags['dry-run']})
-    const calendar = {colour: colourFor(process.stdout, process.env), lastDay: context.now().toISOString().slice(0, 10)}
+    const calendar = {
+      colour: colourFor(process.stdout, process.env, flags.color),
+      lastDay: context.now().toISOString().slice(0, 10),
+    }
     const packWork = plan.packs
       ? plan.packs.condemned.length +
         plan.packs.deleted.length +

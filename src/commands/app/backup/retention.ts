@@ -29,7 +29,7 @@ With --simulate DAYS, also show what a daily schedule would hold after DAYS days
     const {flags} = await this.parse(Retention)
     const context = await this.context(flags)
     const report = describeRetention(context, flags.simulate)
-    this.log(renderRetention(report, {colour: colourFor(process.stdout, process.env)}))
+    this.log(renderRetention(report, {colour: colourFor(process.stdout, process.env, flags.color)}))
     return report
   }
 }

@@ -9,19 +9,13 @@ import {spawn} from 'node:child_process'
 /** The versions the lanes pin: the maintenance LTS and the active LTS. */
 const LANES = {22: '22.23.5', 24: '24.22.3'}
 
-// --with-main also runs the main suite (every test, under this Node.js) at the same time, its report
-// streaming as it goes: the lanes use the cores that the main run leaves idle while it waits on child
-// processes and disks, so `npm test` takes about as long as the main run alone.
-const withMain = process.argv.includes('--with-main')
-const majors = process.argv.slice(2).filter((argument) => argument !== '--with-main')
+const majors = process.argv.slice(2)
 const unknown = majors.filter((major) => LANES[major] === undefined)
 if (majors.length === 0 || unknown.length > 0) {
-  console.error(`Usage: node scripts/test-lane.js [--with-main] ${Object.keys(LANES).join('|')} [...]`)
+  console.error(`Usage: node scripts/test-lane.js ${Object.keys(LANES).join('|')} [...]`)
   process.exitCode = 2
 } else {
-  const main = withMain ? runMain() : Promise.resolve(0)
   const results = await Promise.all(majors.map((major) => runLane(major)))
-  const mainStatus = await main
   for (const {major, output, status} of results) {
     process.stdout.write(`\n=== Node.js ${LANES[major]} lane ===\n${output}`)
     if (status !== 0) {
@@ -29,19 +23,6 @@ if (majors.length === 0 || unknown.length > 0) {
       process.exitCode = 1
     }
   }
-
-  if (mainStatus !== 0) {
-    console.error(`\nThe main run failed (exit ${mainStatus}).`)
-    process.exitCode = 1
-  }
-}
-
-/** The main suite under this Node.js, with its output as it comes. */
-function runMain() {
-  const child = spawn(process.execPath, ['node_modules/mocha/bin/mocha.js', 'test/**/*.test.ts'], {stdio: 'inherit'})
-  return new Promise((resolve) => {
-    child.on('close', (status, signal) => resolve(status ?? signal))
-  })
 }
 
 /** One lane, its output gathered so that lanes running at once do not interleave. */

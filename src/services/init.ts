@@ -43,7 +43,8 @@ export interface InitResult {
  * Sets an app up in one step: a minimal config (only what was asked for; every other field keeps its
  * zero-config default), a store that is checked (and made, saying so), and keys (made if there are
  * none, refused if the store already holds backups that a lost key encrypted). The config is written
- * last, so that a failed check leaves nothing behind.
+ * last, so that a failed check leaves no config behind; a store folder it made stays, holding only its
+ * marker, and the next init or create uses it.
  */
 export async function initApp(setup: ServiceSetup, options: InitOptions): Promise<InitResult> {
   const existing = findConfigFile(setup.cwd)

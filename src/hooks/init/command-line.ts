@@ -71,10 +71,10 @@ function fail(error: BackupError, argv: readonly string[]): never {
     process.stderr.write(`Error: ${error.message}\nTry this: ${error.suggestion}\n`)
   }
 
-  const exit = new Errors.ExitError(error.exitCode)
+  const stop = new Errors.ExitError(error.exitCode)
   // Reported above: oclif must add nothing (see BackupCommand.catch).
-  exit.skipOclifErrorHandling = true
-  throw exit
+  stop.skipOclifErrorHandling = true
+  throw stop
 }
 
 /**

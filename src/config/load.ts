@@ -1,9 +1,11 @@
 import {existsSync, readFileSync, statSync} from 'node:fs'
+import {homedir} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 
 import {BackupError} from '../errors.js'
 import {resolvesInside} from '../lib/paths.js'
 import {DatabaseSource, MediaSource, parseDatabaseDsn, parseMediaDsn, parseStoreLocation, StoreLocation} from './dsn.js'
+import {S3Location} from './s3-location.js'
 import {ConfigFile, configSchema, environmentSchema, RetentionPolicy} from './schema.js'
 
 export const CONFIG_RELATIVE_PATH = join('.divio', 'backups.json')
@@ -196,13 +198,31 @@ function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
 
 /**
  * A store inside the media folder would be backed up into itself (each backup holding the ones before
- * it), and a restore of the media would replace the store it reads from.
+ * it), and a restore of the media would replace the store it reads from. On S3 "inside" is the same
+ * service and bucket, under the media's prefix.
  */
 function refuseStoreInsideMedia(store: StoreLocation, media: MediaSource | undefined): void {
-  if (store.kind !== 'local' || media?.kind !== 'filesystem' || !resolvesInside(store.path, media.path)) return
-  throw new BackupError('CONFIG_INVALID', `The store ${store.path} is inside the media folder ${media.path}.`, {
-    suggestion:
-      'Move the store out of the media folder (its backups stay valid where they are moved) and point DIVIO_BACKUP_STORE, or "store" in the config, at its new place.',
+  if (store.kind === 'local' && media?.kind === 'filesystem' && resolvesInside(store.path, media.path)) {
+    throw storeInsideMedia(store.path, media.path, 'folder')
+  }
+
+  if (store.kind === 's3' && media?.kind === 's3' && s3Contains(media.location, store.location)) {
+    const url = (location: S3Location) => `s3://${location.bucket}/${location.prefix}`
+    throw storeInsideMedia(url(store.location), url(media.location), 'bucket')
+  }
+}
+
+function s3Contains(outer: S3Location, inner: S3Location): boolean {
+  return (
+    outer.bucket === inner.bucket &&
+    (outer.endpoint ?? '') === (inner.endpoint ?? '') &&
+    inner.prefix.startsWith(outer.prefix)
+  )
+}
+
+function storeInsideMedia(store: string, media: string, kind: 'bucket' | 'folder'): BackupError {
+  return new BackupError('CONFIG_INVALID', `The store ${store} is inside the media ${kind} ${media}.`, {
+    suggestion: `Move the store out of the media ${kind} (its backups stay valid where they are moved) and point DIVIO_BACKUP_STORE, or "store" in the config, at its new place.`,
   })
 }
 
@@ -235,11 +255,15 @@ function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
  * The app folder of a working folder with no config file above it: the nearest folder, from there up,
  * that holds the default store (`.divio/backups/`) or Django's `manage.py`, as git finds its
  * repository; else the working folder. Run from `media/`, a command acts on the app, not on a new one
- * named "media". (Not any `.divio/`: other tools keep one in the home folder.)
+ * named "media". (Not any `.divio/`: other tools keep one in the home folder.) The search stops below
+ * the home folder, as git's ceiling does: a store kept in `~/.divio/backups` must not turn every
+ * project under the home folder into one app.
  */
-export function findAppFolder(cwd: string): string {
+export function findAppFolder(cwd: string, home = homedir()): string {
   const start = resolve(cwd)
+  const ceiling = resolve(home)
   for (let folder = start; ; folder = dirname(folder)) {
+    if (folder === ceiling && folder !== start) return start
     if (isFolder(join(folder, '.divio', 'backups')) || isFile(join(folder, 'manage.py'))) return folder
     if (dirname(folder) === folder) return start
   }

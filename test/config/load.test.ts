@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {redactDsn} from '../../src/config/dsn.js'
-import {loadEnvironment} from '../../src/config/load.js'
+import {findAppFolder, loadEnvironment} from '../../src/config/load.js'
 import {BackupError} from '../../src/errors.js'
 
 function project(config?: unknown): string {
@@ -168,6 +168,56 @@ describe('config', () => {
       expect(failure(() => loadEnvironment({cwd: root, environment: 'live', variables: {}})).code).to.equal(
         'ENV_UNKNOWN',
       )
+    })
+  })
+
+  it('refuses a store inside the media bucket: same service and bucket, under the media prefix', () => {
+    const media = 's3://AKIAKEY:secret@shop-media.s3.eu-central-1.amazonaws.com/?auth=s3v4&domain=x.example'
+    const refused = ['s3://shop-media/backups/?region=eu-central-1', 's3://shop-media/?region=eu-central-1']
+    for (const store of refused) {
+      const error = failure(() =>
+        loadEnvironment({cwd: project(), variables: {DEFAULT_STORAGE_DSN: media, DIVIO_BACKUP_STORE: store}}),
+      )
+      expect(error.code).to.equal('CONFIG_INVALID')
+      expect(error.message).to.match(
+        /^The store s3:\/\/shop-media\/\S* is inside the media bucket s3:\/\/shop-media\/\.$/,
+      )
+      expect(error.message).not.to.include('secret')
+    }
+
+    const prefixed = 's3://shop-media/media/?region=eu-central-1'
+    expect(
+      failure(() =>
+        loadEnvironment({
+          cwd: project(),
+          variables: {DEFAULT_STORAGE_DSN: prefixed, DIVIO_BACKUP_STORE: 's3://shop-media/media/bk/'},
+        }),
+      ).code,
+    ).to.equal('CONFIG_INVALID')
+    const allowed = [
+      's3://other-bucket/backups/?region=eu-central-1',
+      's3://shop-media/media-backups/?region=eu-central-1',
+      's3://shop-media/media/?endpoint=http://127.0.0.1:9000&forcePathStyle=true',
+    ]
+    for (const store of allowed) {
+      const env = loadEnvironment({
+        cwd: project(),
+        variables: {DEFAULT_STORAGE_DSN: prefixed, DIVIO_BACKUP_STORE: store},
+      })
+      expect(env.store.kind, store).to.equal('s3')
+    }
+  })
+
+  describe('the app folder, found upward', () => {
+    it('is the nearest folder with manage.py or .divio/backups, and stops below the home folder', () => {
+      const home = project()
+      mkdirSync(join(home, '.divio', 'backups'), {recursive: true})
+      const app = join(home, 'code', 'shop')
+      mkdirSync(join(app, 'media', 'uploads'), {recursive: true})
+      expect(findAppFolder(join(app, 'media', 'uploads'), home)).to.equal(join(app, 'media', 'uploads'))
+      writeFileSync(join(app, 'manage.py'), '')
+      expect(findAppFolder(join(app, 'media', 'uploads'), home)).to.equal(app)
+      expect(findAppFolder(home, home)).to.equal(home)
     })
   })
 

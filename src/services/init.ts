@@ -57,7 +57,7 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
   }
 
   const config = minimalConfig(options)
-  const env = environmentFromConfig(config, configPath, {variables: setup.variables})
+  const env = inTermsOfFlags(() => environmentFromConfig(config, configPath, {variables: setup.variables}))
   const context = {...setup, env, keys: setup.keys(env), store: openStore(env.store, env.root)}
 
   const storeCreated = await prepareStore(context)
@@ -95,6 +95,35 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
     storeCreated,
   }
 }
+
+/**
+ * The config that init writes is checked as any config is, but what the user typed were flags: an
+ * error at `environments.live.schedule.at` is about --schedule, and names it, not a file that does not
+ * exist yet.
+ */
+function inTermsOfFlags<T>(check: () => T): T {
+  try {
+    return check()
+  } catch (error) {
+    if (!(error instanceof BackupError) || error.code !== 'CONFIG_INVALID') throw error
+    const flag = FLAG_OF_SETTING.find(([pattern]) => pattern.test(error.message))?.[1]
+    if (flag === undefined) throw error
+    const reason = error.message.replace(/^.*? at [\w.[\]-]+: /, '').replace(/^[\w.[\]-]+: /, '')
+    const specific = error.suggestion?.startsWith('Fix the value at') ? undefined : error.suggestion
+    throw new BackupError('USAGE', `${flag}: ${reason} Nothing was written.`, {
+      suggestion: specific ?? `Run init again with another ${flag}.`,
+    })
+  }
+}
+
+/** Which init flag sets which config setting, by the path a config error names. */
+const FLAG_OF_SETTING: ReadonlyArray<readonly [RegExp, string]> = [
+  [/\.schedule\.timezone\b/, '--timezone'],
+  [/\.schedule\b/, '--schedule'],
+  [/\.store\b/, '--store'],
+  [/(?:^|[ .])app\b/, '--app'],
+  [/\benvironments\b|defaultEnvironment/, '--env'],
+]
 
 /** The config file for `options`: what was asked for and nothing else. */
 function minimalConfig(options: InitOptions): Record<string, unknown> {

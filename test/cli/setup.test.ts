@@ -62,6 +62,24 @@ describe('setup: from zero to a schedule in one command', function () {
     expect(result.config).to.deep.equal(configOf(project))
   })
 
+  it('init names the flag of a bad value, not the config file it did not write', () => {
+    const project = makeProject()
+    const cases: Array<[string[], string]> = [
+      [['--env', 'Bad!'], '--env'],
+      [['--app', 'x y'], '--app'],
+      [['--schedule', '25:00'], '--schedule'],
+      [['--schedule', '02:00', '--timezone', 'Mars/Base'], '--timezone'],
+      [['--store', 'ftp://x'], '--store'],
+    ]
+    for (const [flags, flag] of cases) {
+      const refused = cli(project, ['init', ...flags])
+      expect(refused.status, flags.join(' ')).to.equal(2)
+      expect(refused.stderr).to.match(new RegExp(`^Error: ${flag}: .*Nothing was written\\.\nTry this: `))
+      expect(refused.stderr).not.to.include('backups.json')
+      expect(existsSync(join(project.root, '.divio')), 'something was written').to.equal(false)
+    }
+  })
+
   it('init with a lost key refuses to make a new one where the store holds backups', () => {
     const project = makeProject()
     expect(cli(project, ['create']).status).to.equal(0)

@@ -15,11 +15,11 @@ export interface Progress {
 
 /** How services talk to the person running them, without knowing about terminals. */
 export interface Reporter {
-  /** A line for stderr: warnings and one-time notices. */
   /** A line for --verbose (a stage and its timing, a program started); nothing otherwise. */
   detail(message: string): void
   /** Whether progress is drawn: services skip the work of estimating totals when nobody sees them. */
   readonly interactive: boolean
+  /** A line for stderr: warnings and one-time notices. */
   notice(message: string): void
   progress(label: string, totalBytes?: number): Progress
 }

@@ -8,6 +8,7 @@ import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {checkForRollback} from './machine-state.js'
 import {candidatesOf, decideRetention, decisionsById, timezoneOf} from './retention.js'
+import {storeCall} from './store-setup.js'
 
 export interface ListOptions {
   /** Include incomplete backups. */
@@ -40,16 +41,11 @@ const HINT_SCAN_LIMIT = 10_000
  * to think the backups are gone.
  */
 async function hintAtOtherEnvironments(context: BackupContext): Promise<void> {
-  const found = new Map<string, number>()
-  let scanned = 0
-  for await (const {key} of context.store.list('')) {
-    if (++scanned > HINT_SCAN_LIMIT) break
-    const parts = key.split('/')
-    if (parts.length !== 4 || parts[3] !== MANIFEST_NAME) continue
-    const environment = `${parts[0]}/${parts[1]}`
-    found.set(environment, (found.get(environment) ?? 0) + 1)
-  }
-
+  // Only a hint: bounded as the calls before a transfer are, and silent when the store does not answer.
+  const found = await storeCall(context, 'its listing', environmentsInStore(context)).catch((error: unknown) => {
+    if (context.signal.aborted) throw error
+    return new Map<string, number>()
+  })
   if (found.size === 0) return
   const {app, configSource, name} = context.env
   const listed = [...found].map(([environment, count]) => `${environment} (${countOf(count, 'backup')})`).join(', ')
@@ -60,6 +56,21 @@ async function hintAtOtherEnvironments(context: BackupContext): Promise<void> {
         ? `Pass -e ${sameApp[0].split('/')[1]}, or check the environment names in ${configSource}.`
         : `Check "app" in ${configSource}: backups are kept by app name.`),
   )
+}
+
+/** The app/environment pairs the store holds backups of, with how many, from the first keys of its listing. */
+async function environmentsInStore(context: BackupContext): Promise<Map<string, number>> {
+  const found = new Map<string, number>()
+  let scanned = 0
+  for await (const {key} of context.store.list('')) {
+    if (++scanned > HINT_SCAN_LIMIT) break
+    const parts = key.split('/')
+    if (parts.length !== 4 || parts[3] !== MANIFEST_NAME) continue
+    const environment = `${parts[0]}/${parts[1]}`
+    found.set(environment, (found.get(environment) ?? 0) + 1)
+  }
+
+  return found
 }
 
 export function viewsOf(context: BackupContext, catalog: Catalog, options: ListOptions): BackupView[] {

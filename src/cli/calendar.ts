@@ -37,6 +37,8 @@ const MAX_WEEKS = 53
 
 export interface CalendarOptions {
   colour: boolean
+  /** A day to single out (`YYYY-MM-DD`): the backup that `info` shows, drawn as `*` in reverse video. */
+  highlight?: string
   /** The last day shown (`YYYY-MM-DD`, UTC): today, or the end of a simulation. */
   lastDay: string
 }
@@ -60,18 +62,24 @@ export function renderCalendar(
   const paint = (mark: CalendarMark) =>
     options.colour ? `\u001B[${COLOURS[mark]}m${SYMBOLS[mark]}\u001B[0m` : SYMBOLS[mark]
 
+  const highlighted = options.colour ? '\u001B[7m*\u001B[0m' : '*'
   const rows = WEEKDAYS.map((name, row) => {
     let cells = ''
     for (let week = 0; week < weeks; week++) {
       const day = firstMonday + (week * 7 + row) * DAY_MS
       const mark = byDay.get(isoDay(day))
-      cells += day > last ? ' ' : mark === undefined ? '.' : paint(mark)
+      cells +=
+        day > last ? ' ' : isoDay(day) === options.highlight ? highlighted : mark === undefined ? '.' : paint(mark)
     }
 
     return `${name} ${cells}`.trimEnd()
   })
   const present = PRECEDENCE.filter((mark) => [...byDay.values()].includes(mark))
-  const legend = [...present.map((mark) => `${paint(mark)} ${mark}`), '. none'].join('  ')
+  const legend = [
+    ...(options.highlight === undefined ? [] : [`${highlighted} this backup`]),
+    ...present.map((mark) => `${paint(mark)} ${mark}`),
+    '. none',
+  ].join('  ')
   return [`Weeks of ${isoDay(firstMonday)} to ${isoDay(lastMonday)}:`, ...rows, legend].join('\n')
 }
 

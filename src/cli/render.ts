@@ -186,7 +186,10 @@ function keptUntil(view: BackupView): string {
   return '-'
 }
 
-export function renderInfo(info: BackupInfo, options: {verbose?: boolean} = {}): string {
+export function renderInfo(
+  info: BackupInfo,
+  options: {calendar?: CalendarOptions & {siblings: readonly BackupView[]}; verbose?: boolean} = {},
+): string {
   const hash = options.verbose ? (sha256: string) => sha256 : shortHash
   const keptUntilText = info.retention.expiresAt
     ? `${formatInstant(info.retention.expiresAt)} (${info.retention.expiry})`
@@ -220,7 +223,22 @@ export function renderInfo(info: BackupInfo, options: {verbose?: boolean} = {}):
       ]),
     ),
   ]
+  if (options.calendar) {
+    const {siblings, ...calendar} = options.calendar
+    const marks = siblings
+      .filter((view) => view.status === 'complete')
+      .map((view) => ({day: dayOfId(view.id), mark: calendarMarkOf(view)}))
+    lines.push('', renderCalendar(marks, {...calendar, highlight: dayOfId(info.id)}))
+  }
+
   return lines.join('\n')
+}
+
+/** How a backup shows in a calendar: by its pin, by its removal, or by what keeps it. */
+function calendarMarkOf(view: BackupView): CalendarMark {
+  if (view.pinned) return 'pinned'
+  if (!view.retention.keep) return 'removed'
+  return view.tier ?? 'on-demand'
 }
 
 /** One `Label       value` line of info, wrapped to the output width under its value. */

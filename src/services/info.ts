@@ -13,16 +13,23 @@ export interface BackupInfo extends BackupView {
   tool: {name: string; version: string}
 }
 
-export async function backupInfo(context: BackupContext, reference: string): Promise<BackupInfo> {
+/** One backup, and the environment's backups around it (for the picture of retention; not in --json). */
+export interface Inspection {
+  info: BackupInfo
+  siblings: BackupView[]
+}
+
+export async function inspectBackup(context: BackupContext, reference: string): Promise<Inspection> {
   const catalog = await catalogOf(context)
   const {manifest} = findBackup(catalog, reference)
-  const view = viewsOf(context, catalog, {all: false}).find((candidate) => candidate.id === manifest.id)!
+  const siblings = viewsOf(context, catalog, {all: false})
+  const view = siblings.find((candidate) => candidate.id === manifest.id)!
   const {database} = manifest.components
   const contents = [
     ...(database ? [database.plaintext] : []),
     ...(storedMedia(manifest)?.ownObjects.map((object) => object.plaintext) ?? []),
   ]
-  return {
+  const info: BackupInfo = {
     ...view,
     encryption: manifest.encryption,
     objects: objectsOf(manifest).map((object, index) => ({
@@ -38,4 +45,5 @@ export async function backupInfo(context: BackupContext, reference: string): Pro
     },
     tool: manifest.tool,
   }
+  return {info, siblings}
 }

@@ -85,8 +85,11 @@ describe('rendering (golden files; UPDATE_GOLDEN=1 rewrites them)', () => {
       store: {location: '/srv/backups/shop/live/20261203T091500Z-k3m9qa', storageClass: 'local folder'},
       tool: {name: '@divio/plugin-app-backup', version: '0.1.0'},
     } as unknown as BackupInfo
-    const text = renderInfo(info)
+    const text = renderInfo(info, {calendar: {colour: false, lastDay: '2026-12-03', siblings: views}})
     expectGolden('render/info', `${text}\n`)
+    expect(text).to.match(/^Thu \.+\*$/m)
+    expect(text).to.match(/^Sun x\.+$/m)
+    expect(text).to.include('* this backup')
     for (const line of text.split('\n')) expect([...line].length, line).to.be.at.most(100)
     expect(text).to.not.include('c'.repeat(13))
     expect(renderInfo(info, {verbose: true})).to.include('c'.repeat(64))

@@ -1,8 +1,9 @@
 import {Args} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
+import {colourFor} from '../../../cli/calendar.js'
 import {renderInfo} from '../../../cli/render.js'
-import {BackupInfo, backupInfo} from '../../../services/info.js'
+import {BackupInfo, inspectBackup} from '../../../services/info.js'
 
 export type InfoResult = BackupInfo
 
@@ -28,8 +29,14 @@ export default class Info extends BackupCommand {
 
   async run(): Promise<InfoResult> {
     const {args, flags} = await this.parse(Info)
-    const info = await backupInfo(await this.context(flags), args.id)
-    this.log(renderInfo(info, {verbose: flags.verbose}))
+    const context = await this.context(flags)
+    const {info, siblings} = await inspectBackup(context, args.id)
+    const calendar = {
+      colour: colourFor(process.stdout, process.env, flags.color),
+      lastDay: context.now().toISOString().slice(0, 10),
+      siblings,
+    }
+    this.log(renderInfo(info, {calendar, verbose: flags.verbose}))
     return info
   }
 }

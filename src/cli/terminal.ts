@@ -23,9 +23,9 @@ export function terminalReporter(
   }
 }
 
-/** How often the line is redrawn, and how much of the start is ignored for the rate (ramp-up). */
 /** The width of a progress line's label: `database.sqlite3.zst.age`, the longest object name, fits. */
 const LABEL_WIDTH = 24
+/** How often the line is redrawn. */
 const REDRAW_MS = 100
 const BAR_WIDTH = 24
 

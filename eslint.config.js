@@ -8,8 +8,9 @@ export default [
   {
     // TypeScript checks names itself, and knows ambient types such as BufferEncoding that no-undef does not.
     // Backups stream objects one after another on purpose (bounded memory, ordered commits): awaits in loops are the point.
+    // import/namespace re-parses every imported module, node_modules included, to check what TypeScript checks already.
     files: ['**/*.ts'],
-    rules: {'no-await-in-loop': 'off', 'no-undef': 'off'},
+    rules: {'import/namespace': 'off', 'no-await-in-loop': 'off', 'no-undef': 'off'},
   },
   {
     files: ['test/**/*.ts', 'scripts/**/*.ts'],

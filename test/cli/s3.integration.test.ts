@@ -347,11 +347,12 @@ describe('S3 store through the CLI (s3rver)', function () {
     rmSync(join(project.root, '..'), {force: true, recursive: true})
   })
 
-  it('peak RSS stays under 150 MiB while 1 GiB of media streams to S3', async () => {
+  // 512 MiB is a hundred parts: enough to show that what is held does not grow with what is sent.
+  it('peak RSS stays under 150 MiB while 512 MiB of media streams to S3', async () => {
     const {bucket, project} = await s3Project()
     const path = join(project.root, 'media', 'large.bin')
     writeFileSync(path, '')
-    truncateSync(path, 1024 * MiB)
+    truncateSync(path, 512 * MiB)
     const report = join(project.root, 'rss.txt')
     const created = await cliInBackground(project, ['create', '--media-only', '--json'], {
       NODE_OPTIONS: `--import=${join(repoRoot, 'test', 'fixtures', 'report-rss.mjs')}`,
@@ -359,13 +360,13 @@ describe('S3 store through the CLI (s3rver)', function () {
     })
     expect(created.status, created.stderr).to.equal(0)
     const peak = Number(readFileSync(report, 'utf8')) / 1024
-    console.log(`      peak RSS: ${peak.toFixed(0)} MiB for 1 GiB of media to S3`)
+    console.log(`      peak RSS: ${peak.toFixed(0)} MiB for 512 MiB of media to S3`)
     expect(peak).to.be.lessThan(150)
     const {id} = created.json() as Created
     const head = await s3
       .client()
       .send(new HeadObjectCommand({Bucket: bucket, Key: `divio/shop/local/${id}/media.tar.age`}))
-    expect(head.ContentLength).to.be.greaterThan(1024 * MiB)
+    expect(head.ContentLength).to.be.greaterThan(512 * MiB)
     rmSync(join(project.root, '..'), {force: true, recursive: true})
   })
 })

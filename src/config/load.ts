@@ -63,6 +63,28 @@ export function loadEnvironment(options: LoadOptions): ResolvedEnvironment {
 }
 
 function fromFile(configPath: string, options: LoadOptions): ResolvedEnvironment {
+  return environmentFromConfig(
+    interpolateSelected(readConfigJson(configPath), options, configPath),
+    configPath,
+    options,
+  )
+}
+
+/**
+ * The names of the environments that `options` would choose from (`status` reports each), without
+ * resolving any: one that needs a variable that is not set here must not hide the others.
+ */
+export function environmentNames(options: Omit<LoadOptions, 'environment'>): string[] {
+  const configPath = options.configPath ? resolve(options.cwd, options.configPath) : findConfigFile(options.cwd)
+  if (configPath === undefined) return [EMBEDDED_ENVIRONMENT]
+  const raw = readConfigJson(configPath) as null | {environments?: unknown}
+  const environments = raw?.environments
+  return environments !== null && typeof environments === 'object' && !Array.isArray(environments)
+    ? Object.keys(environments)
+    : [EMBEDDED_ENVIRONMENT]
+}
+
+function readConfigJson(configPath: string): unknown {
   let text: string
   try {
     text = readFileSync(configPath, 'utf8')
@@ -72,16 +94,13 @@ function fromFile(configPath: string, options: LoadOptions): ResolvedEnvironment
     })
   }
 
-  let raw: unknown
   try {
-    raw = JSON.parse(text)
+    return JSON.parse(text)
   } catch (error) {
     throw new BackupError('CONFIG_INVALID', `${configPath} is not valid JSON: ${(error as Error).message}.`, {
       suggestion: 'Fix the JSON syntax (a trailing comma or a missing quote is the usual cause).',
     })
   }
-
-  return environmentFromConfig(interpolateSelected(raw, options, configPath), configPath, options)
 }
 
 /**

@@ -172,7 +172,7 @@ function viewWithoutManifest(
  * bytes and sha256 of a backup's media: of its media.tar for a tar backup; for a packed one, of its
  * files' contents and of its index (its media.tar is built on download, so it has no stored hash).
  */
-function mediaView(media: MediaComponent): {bytes: number; files: number; sha256: string} {
+export function mediaView(media: MediaComponent): {bytes: number; files: number; sha256: string} {
   return isPacked(media)
     ? {bytes: media.totalFileBytes, files: media.files, sha256: media.index.plaintext.sha256}
     : {bytes: media.plaintext.bytes, files: media.files, sha256: media.plaintext.sha256}

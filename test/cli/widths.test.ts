@@ -62,6 +62,7 @@ describe('output fits a terminal', function () {
     run(['retention'])
     run(['retention', '--simulate', '60'])
     run(['schedule', 'show'])
+    run(['status'])
     run(['pin', newest])
     run(['pin', newest])
     run(['unpin', newest])

@@ -17,6 +17,8 @@ export interface ResolvedEnvironment {
   app: string
   /** Where the settings came from: a config file path, or `embedded default`. */
   configSource: string
+  /** Record row counts and a schema hash with each database backup (config `countRows`, default true). */
+  countRows: boolean
   database?: DatabaseSource
   /** The environment names the config defines, for messages. */
   knownEnvironments: string[]
@@ -168,6 +170,7 @@ function resolveEnvironment(
   return {
     app: config.app ?? defaults.app,
     configSource,
+    countRows: settings.countRows ?? true,
     database: database ? parseDatabaseDsn(database, root, where('database')) : undefined,
     knownEnvironments: names,
     media,

@@ -39,6 +39,11 @@ export const retentionSchema = z
 
 export const environmentSchema = z
   .object({
+    /**
+     * Count every table's rows, and hash the schema, in the dump's snapshot and record them in the
+     * manifest for drills (default true). Off for databases where counting costs too much.
+     */
+    countRows: z.boolean().optional(),
     database: z.string().min(1).optional(),
     encryption: z
       .object({

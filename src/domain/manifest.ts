@@ -24,9 +24,23 @@ export const contentSchema = z.object({
   sha256,
 })
 
+/**
+ * What the database held when it was dumped, taken in the dump's own snapshot: the rows of every
+ * table and a hash of the normalised schema. A drill compares a restored copy with it. `approximate`
+ * where the counts could not share the dump's snapshot (docs/monitoring.md says when).
+ */
+export const databaseFactsSchema = z.object({
+  counted: z.enum(['approximate', 'exact']),
+  rows: z.number().int().nonnegative(),
+  schemaSha256: sha256,
+  tables: z.record(z.string(), z.number().int().nonnegative()),
+})
+export type DatabaseFacts = z.infer<typeof databaseFactsSchema>
+
 export const databaseComponentSchema = z.object({
   compression: z.enum(['none', 'zstd']),
   engine: z.enum(['mysql', 'postgres', 'sqlite']),
+  facts: databaseFactsSchema.optional(),
   /** sqlite3: an SQLite database file; custom: pg_dump -Fc; sql: a SQL script. */
   format: z.enum(['custom', 'sql', 'sqlite3']),
   object: storedObjectSchema,

@@ -177,7 +177,7 @@ async function backUpDatabase(
   previous: PreviousSizes,
 ): Promise<DatabaseComponent> {
   const provider = databaseProviderFor(context.env.database!)
-  const snapshot = await provider.snapshot({signal: context.signal, tempDir})
+  const snapshot = await provider.snapshot({countRows: context.env.countRows, signal: context.signal, tempDir})
   try {
     const progress = context.reporter.progress('database', snapshot.bytes)
     if (snapshot.bytes === undefined) {
@@ -192,6 +192,7 @@ async function backUpDatabase(
     return {
       compression: snapshot.compression,
       engine: provider.engine,
+      ...(snapshot.facts ? {facts: snapshot.facts} : {}),
       format: snapshot.format,
       ...stored,
       ...(snapshot.serverVersion ? {serverVersion: snapshot.serverVersion} : {}),

@@ -1,5 +1,7 @@
 import {Readable} from 'node:stream'
 
+import {DatabaseFacts} from '../../domain/manifest.js'
+
 /** A consistent copy of a database, as a stream in the engine's own restorable format. */
 export interface DatabaseSnapshot {
   /** The size of the stream in bytes, where it is known before streaming (an SQLite copy). */
@@ -8,6 +10,8 @@ export interface DatabaseSnapshot {
   cleanup(): Promise<void>
   /** zstd where it pays (SQL text); custom-format dumps are compressed already. */
   readonly compression: 'none' | 'zstd'
+  /** What the database held, counted in the dump's own snapshot; absent where counting is off. */
+  readonly facts?: DatabaseFacts
   /** The engine's own format; `extension` names the stored object (`database.<extension>.age`). */
   readonly extension: 'dump' | 'sql.zst' | 'sqlite3' | 'sqlite3.zst'
   readonly format: 'custom' | 'sql' | 'sqlite3'
@@ -36,5 +40,6 @@ export interface DatabaseProvider {
    * BackupError that says which of these happened.
    */
   restore(dump: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void>
-  snapshot(options: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot>
+  /** `countRows: false` leaves out the facts (config `database.facts: false`): for very large databases. */
+  snapshot(options: {countRows?: boolean; signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot>
 }

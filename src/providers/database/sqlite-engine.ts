@@ -24,6 +24,8 @@ export interface SqliteEngine {
   readonly name: SqliteEngineName
   /** `PRAGMA quick_check` on a database file: 'ok', or SQLite's description of the damage. Opens it read-only. */
   quickCheck(path: string, options: {signal?: AbortSignal}): Promise<string>
+  /** The rows of one read-only query, each as column → value (numbers as numbers, text as text). */
+  rows(path: string, sql: string, options: {signal?: AbortSignal}): Promise<Record<string, unknown>[]>
 }
 
 export type SqliteEngineName = 'better-sqlite3' | 'cli' | 'node'
@@ -47,7 +49,7 @@ interface NodeSqlite {
 }
 interface NodeSqliteDatabase {
   close(): void
-  prepare(sql: string): {get(): Record<string, unknown> | undefined}
+  prepare(sql: string): {all(): Record<string, unknown>[]; get(): Record<string, unknown> | undefined}
 }
 
 function nodeEngine(): SqliteEngine | undefined {
@@ -73,6 +75,14 @@ function nodeEngine(): SqliteEngine | undefined {
         database.close()
       }
     },
+    async rows(path, sql) {
+      const database = new sqlite.DatabaseSync(path, {readOnly: true})
+      try {
+        return database.prepare(sql).all()
+      } finally {
+        database.close()
+      }
+    },
   }
 }
 
@@ -84,6 +94,7 @@ interface BetterSqlite3 {
     backup(path: string): Promise<unknown>
     close(): void
     pragma(source: string, options: {simple: true}): unknown
+    prepare(sql: string): {all(): Record<string, unknown>[]}
   }
 }
 
@@ -117,6 +128,14 @@ function betterSqlite3Engine(): SqliteEngine | undefined {
         database.close()
       }
     },
+    async rows(path, sql) {
+      const database = new Database(path, {fileMustExist: true, readonly: true})
+      try {
+        return database.prepare(sql).all()
+      } finally {
+        database.close()
+      }
+    },
   }
 }
 
@@ -141,6 +160,11 @@ async function cliEngine(): Promise<SqliteEngine | undefined> {
     name: 'cli',
     async quickCheck(path, {signal}) {
       return (await run('sqlite3', ['-batch', '-readonly', resolve(path), 'PRAGMA quick_check'], {signal})).trim()
+    },
+    async rows(path, sql, {signal}) {
+      // -json prints nothing at all for no rows, and an array of objects otherwise.
+      const output = await run('sqlite3', ['-batch', '-bail', '-readonly', '-json', resolve(path), sql], {signal})
+      return output.trim() === '' ? [] : (JSON.parse(output) as Record<string, unknown>[])
     },
   }
 }

@@ -8,6 +8,7 @@ import {pipeline} from 'node:stream/promises'
 import {BackupError} from '../../errors.js'
 import {syncPath} from '../../lib/fsync.js'
 import {canCompress} from '../../lib/zstd.js'
+import {sqliteFacts} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
 import {sqliteEngine} from './sqlite-engine.js'
 
@@ -55,7 +56,15 @@ export class SqliteProvider implements DatabaseProvider {
     await syncPath(dirname(this.path))
   }
 
-  async snapshot({signal, tempDir}: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot> {
+  async snapshot({
+    countRows = true,
+    signal,
+    tempDir,
+  }: {
+    countRows?: boolean
+    signal: AbortSignal
+    tempDir: string
+  }): Promise<DatabaseSnapshot> {
     const info = await stat(this.path).catch(() => {})
     if (!info?.isFile()) {
       throw new BackupError('SOURCE_UNAVAILABLE', `The SQLite database ${this.path} does not exist.`, {
@@ -99,6 +108,13 @@ export class SqliteProvider implements DatabaseProvider {
       )
     }
 
+    // Counted on the copy: the same state as the file that is stored, whatever the app writes meanwhile.
+    const facts = countRows
+      ? await sqliteFacts(engine, copyPath, {signal}).catch(async (error: unknown) => {
+          await rm(copyPath, {force: true})
+          throw error
+        })
+      : undefined
     const handle = await open(copyPath)
     return {
       bytes: (await handle.stat()).size,
@@ -110,6 +126,7 @@ export class SqliteProvider implements DatabaseProvider {
       ...(canCompress()
         ? {compression: 'zstd', extension: 'sqlite3.zst'}
         : {compression: 'none', extension: 'sqlite3'}),
+      ...(facts ? {facts} : {}),
       format: 'sqlite3',
       stream: handle.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}),
     }

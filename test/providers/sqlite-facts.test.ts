@@ -74,8 +74,18 @@ describe('facts recorded at backup time: SQLite', () => {
     }
 
     const [first, second] = manifests()
-    expect(first?.tables).to.deep.equal({'auth_user': 50, 'shop_product': 20})
-    expect(second?.tables).to.deep.equal({'auth_user': 45, 'shop_product': 21})
+    expect(first?.tables).to.deep.equal(
+      Object.fromEntries([
+        ['auth_user', 50],
+        ['shop_product', 20],
+      ]),
+    )
+    expect(second?.tables).to.deep.equal(
+      Object.fromEntries([
+        ['auth_user', 45],
+        ['shop_product', 21],
+      ]),
+    )
     expect(second?.rows).to.equal(66)
     expect(second?.schemaSha256).to.equal(first?.schemaSha256)
 

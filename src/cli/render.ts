@@ -138,6 +138,8 @@ export function renderList(
 ): string {
   if (views.length === 0)
     return `No backups of ${context.app}/${context.environment} yet. Take one with \`divio app backup create\`.`
+  // The DRILL column only once a drill has run: until then it would be a column of dashes.
+  const drilled = views.some((view) => view.drill !== null)
   const rows = views.map((view) => [
     view.id,
     view.status === 'complete' ? (view.tier ?? view.trigger ?? '-') : view.status,
@@ -145,9 +147,10 @@ export function renderList(
       ? formatBytes((view.components.database?.bytes ?? 0) + (view.components.media?.bytes ?? 0))
       : '-',
     keptUntil(view),
+    ...(drilled ? [view.drill === null ? '-' : view.drill.passed ? 'passed' : 'FAILED'] : []),
     view.note ?? '',
   ])
-  const header = ['ID', 'TIER', 'SIZE', 'KEPT UNTIL', 'NOTE']
+  const header = ['ID', 'TIER', 'SIZE', 'KEPT UNTIL', ...(drilled ? ['DRILL'] : []), 'NOTE']
   const fixed = header
     .slice(0, -1)
     .map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)))
@@ -159,7 +162,13 @@ export function renderList(
   const legend = rows.some((row) => row[3].endsWith('+'))
     ? '\n+: kept at least until that day, then while among the newest older ones.'
     : ''
-  return table + legend + sizeTrend(views, context.unicode ?? false)
+  const newestDrill = views
+    .filter((view) => view.drill !== null)
+    .sort((a, b) => b.drill!.endedAt.localeCompare(a.drill!.endedAt))[0]
+  const drillLine = newestDrill
+    ? `\n${wrap(`Last drill: ${newestDrill.id} ${newestDrill.drill!.summary}.`, LIST_WIDTH, 2)}`
+    : ''
+  return table + legend + drillLine + sizeTrend(views, context.unicode ?? false)
 }
 
 /** How many backups the size line covers: the newest, as many as fit beside its label in 80 columns. */
@@ -204,6 +213,7 @@ export function renderInfo(
     field('Note', info.note ?? '-'),
     field('Retention', `${info.retention.keep ? 'keep' : 'remove'}: ${info.retention.reason}`),
     field('Kept until', keptUntilText),
+    field('Drill', info.drill ? info.drill.summary : 'never drilled (`divio app backup drill`)'),
     field('Encryption', `age v1 to ${info.encryption.recipients.join(', ')}`),
     field(
       'Writer',

@@ -20,6 +20,8 @@ export interface ResolvedEnvironment {
   /** Record row counts and a schema hash with each database backup (config `countRows`, default true). */
   countRows: boolean
   database?: DatabaseSource
+  /** `drill`'s query of the restored database (config `drill`). */
+  drill?: {expect?: string; query: string}
   /** The environment names the config defines, for messages. */
   knownEnvironments: string[]
   media?: MediaSource
@@ -172,6 +174,7 @@ function resolveEnvironment(
     configSource,
     countRows: settings.countRows ?? true,
     database: database ? parseDatabaseDsn(database, root, where('database')) : undefined,
+    ...(settings.drill ? {drill: settings.drill} : {}),
     knownEnvironments: names,
     media,
     mediaFormat: settings.mediaFormat ?? defaults.mediaFormat ?? 'tar',

@@ -45,6 +45,11 @@ export const environmentSchema = z
      */
     countRows: z.boolean().optional(),
     database: z.string().min(1).optional(),
+    /** `drill`'s own check of the restored database: a query whose first value must be there (and be `expect`). */
+    drill: z
+      .object({expect: z.string().optional(), query: z.string().min(1)})
+      .strict()
+      .optional(),
     encryption: z
       .object({
         recipients: z.array(z.string().min(1)).min(1, 'list at least one age1… recipient').optional(),

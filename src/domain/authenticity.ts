@@ -79,7 +79,7 @@ export function describeAuthenticity(authenticity: Authenticity): string {
  * docs/storage.md) are signed like manifests, by the writer key of the prune that wrote them: a store writer
  * without a key can plant such an object, but not one that a reader acts on.
  */
-export type PackNoteKind = 'condemned' | 'forward'
+export type PackNoteKind = 'condemned' | 'drill-receipt' | 'forward'
 
 export interface SignedNote {
   [field: string]: unknown

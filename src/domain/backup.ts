@@ -14,6 +14,8 @@ export interface BackupView {
     media?: {bytes: number; files: number; sha256: string}
   }
   createdAt: string
+  /** The newest drill whose signed receipt authenticates here; null when none does. */
+  drill: null | {endedAt: string; passed: boolean; summary: string}
   environment: string
   id: string
   note: null | string
@@ -46,6 +48,8 @@ export interface CompleteBackup {
   authenticity: Authenticity
   manifest: Manifest
   pinned: boolean
+  /** Names of the drill receipts stored beside it (`drill-<time>.json`), oldest first; not yet authenticated. */
+  receipts?: string[]
 }
 
 /**
@@ -90,6 +94,7 @@ export function viewOfComplete(
     reason: string
     tier: null | Tier
   },
+  drill: BackupView['drill'] = null,
 ): BackupView {
   const {manifest} = backup
   const {database, media} = manifest.components
@@ -110,6 +115,7 @@ export function viewOfComplete(
       ...(media ? {media: mediaView(media)} : {}),
     },
     createdAt: manifest.createdAt,
+    drill,
     environment: manifest.environment,
     id: manifest.id,
     note: manifest.note,
@@ -156,6 +162,7 @@ function viewWithoutManifest(
     completedAt: null,
     components: {},
     createdAt: backup.createdAt.toISOString(),
+    drill: null,
     environment: backup.environment,
     id: backup.id,
     note: null,

@@ -16,6 +16,7 @@ import {join} from 'node:path'
 export const STAGING_PURPOSES = [
   'backup',
   'download',
+  'drill',
   'export',
   'repack',
   'restore',

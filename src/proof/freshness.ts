@@ -28,12 +28,19 @@ export interface Freshness {
   components: {database?: ComponentFreshness; media?: ComponentFreshness}
   /** Committed backups whose manifest cannot be read or authenticated. */
   damaged: number
+  /** The newest passed drill of any of its backups, per component it covered. */
+  lastPassedDrill: null | {backupId: string; components: Array<'database' | 'media'>; endedAt: string}
   /** Set only when a maximum age was given: whether the newest complete backup is older, or missing. */
   late?: boolean
   newest: NewestBackup | null
 }
 
-export function freshnessOf(catalog: Catalog, now: Date, maxAgeSeconds?: number): Freshness {
+export function freshnessOf(
+  catalog: Catalog,
+  now: Date,
+  maxAgeSeconds?: number,
+  drills: ReadonlyMap<string, {endedAt: string; passed: boolean}> = new Map(),
+): Freshness {
   const [newest] = catalog.complete
   const seconds = (from: string, to: Date | string) => (new Date(to).getTime() - new Date(from).getTime()) / 1000
   const components: Freshness['components'] = {}
@@ -61,9 +68,22 @@ export function freshnessOf(catalog: Catalog, now: Date, maxAgeSeconds?: number)
           durationSeconds: seconds(newest.manifest.createdAt, newest.manifest.completedAt),
           id: newest.manifest.id,
         }
+  const passed = catalog.complete
+    .flatMap(({manifest}) => {
+      const drill = drills.get(manifest.id)
+      return drill?.passed ? [{drill, manifest}] : []
+    })
+    .sort((a, b) => b.drill.endedAt.localeCompare(a.drill.endedAt))[0]
   return {
     components,
     damaged: catalog.damaged.length,
+    lastPassedDrill: passed
+      ? {
+          backupId: passed.manifest.id,
+          components: (['database', 'media'] as const).filter((name) => passed.manifest.components[name] !== undefined),
+          endedAt: passed.drill.endedAt,
+        }
+      : null,
     ...(maxAgeSeconds === undefined ? {} : {late: newestBackup === null || newestBackup.ageSeconds > maxAgeSeconds}),
     newest: newestBackup,
   }

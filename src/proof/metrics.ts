@@ -15,8 +15,8 @@ export interface EnvironmentMetrics {
   environment: string
   /** Set when the environment could not be read: then only `divio_backup_store_up 0` is said of it. */
   error?: unknown
-  /** Unix seconds of the newest passed drill, per component; absent while none has passed. */
-  lastDrill?: {database?: number; media?: number}
+  /** The newest passed drill, and the components it covered; null while none has passed. */
+  lastPassedDrill?: null | {components: ReadonlyArray<'database' | 'media'>; endedAt: string}
 }
 
 interface Family {
@@ -44,7 +44,7 @@ export function renderMetrics(environments: readonly EnvironmentMetrics[]): stri
     'divio_backup_damaged_backups',
     'Committed backups whose manifest cannot be read or authenticated.',
   )
-  for (const {app, components, damaged: damagedCount, environment, error, lastDrill} of environments) {
+  for (const {app, components, damaged: damagedCount, environment, error, lastPassedDrill} of environments) {
     const base = {app, env: environment}
     up.samples.push({labels: base, value: error === undefined ? 1 : 0})
     if (error !== undefined) continue
@@ -58,8 +58,9 @@ export function renderMetrics(environments: readonly EnvironmentMetrics[]): stri
         size.samples.push({labels, value: newest.bytes})
       }
 
-      const drilled = lastDrill?.[component]
-      if (drilled !== undefined) drill.samples.push({labels, value: drilled})
+      if (lastPassedDrill?.components.includes(component)) {
+        drill.samples.push({labels, value: Date.parse(lastPassedDrill.endedAt) / 1000})
+      }
     }
   }
 

@@ -9,6 +9,7 @@ import {CompleteBackup, DamagedBackup, IncompleteBackup} from '../domain/backup.
 import {isBackupId, newestFirst, timeOfBackupId} from '../domain/ids.js'
 import {Manifest, MANIFEST_NAME, parseManifest, PIN_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
+import {isReceiptName} from '../proof/receipt.js'
 import {ObjectInfo, ObjectNotFoundError, Store} from '../store/port.js'
 import {BackupContext} from './context.js'
 import {ObjectTooLargeError, readSmallObject} from './objects.js'
@@ -62,12 +63,12 @@ export async function readCatalog(
   const complete: CompleteBackup[] = []
   const damaged: DamagedBackup[] = []
   const incomplete: IncompleteBackup[] = []
-  const manifests: Array<{id: string; objects: ObjectInfo[]; pinned: boolean}> = []
+  const manifests: Array<{id: string; objects: ObjectInfo[]; pinned: boolean; receipts: string[]}> = []
   for (const [id, objects] of groups) {
     const names = new Set(objects.map((object) => object.key.slice(prefix.length + id.length + 1)))
     const pinned = names.has(PIN_NAME)
     if (names.has(MANIFEST_NAME)) {
-      manifests.push({id, objects, pinned})
+      manifests.push({id, objects, pinned, receipts: [...names].filter((name) => isReceiptName(name)).sort()})
     } else {
       incomplete.push({
         app,
@@ -90,10 +91,10 @@ export async function readCatalog(
       batch.map(({id}) => readManifest(store, {app, environment, id, key: `${prefix}${id}/${MANIFEST_NAME}`}, trusted)),
     )
     for (const [index, result] of read.entries()) {
-      const {id, objects, pinned} = batch[index]
+      const {id, objects, pinned, receipts} = batch[index]
       if (result.kind === 'gone') continue
       if (result.kind === 'authentic') {
-        complete.push({authenticity: result.authenticity, manifest: result.manifest, pinned})
+        complete.push({authenticity: result.authenticity, manifest: result.manifest, pinned, receipts})
         continue
       }
 

@@ -3,7 +3,7 @@ import {objectsOf} from '../domain/manifest.js'
 import {storedMedia} from '../media-format/index.js'
 import {catalogOf, findBackup} from './catalog.js'
 import {BackupContext} from './context.js'
-import {viewsOf} from './list.js'
+import {lastDrills, viewsOf} from './list.js'
 
 /** `info` --json: a backup object plus what it is made of. */
 export interface BackupInfo extends BackupView {
@@ -22,7 +22,7 @@ export interface Inspection {
 export async function inspectBackup(context: BackupContext, reference: string): Promise<Inspection> {
   const catalog = await catalogOf(context)
   const {manifest} = findBackup(catalog, reference)
-  const siblings = viewsOf(context, catalog, {all: false})
+  const siblings = viewsOf(context, catalog, {all: false}, await lastDrills(context, catalog))
   const view = siblings.find((candidate) => candidate.id === manifest.id)!
   const {database} = manifest.components
   const contents = [

@@ -4,9 +4,11 @@ import {newestFirst} from '../domain/ids.js'
 import {MANIFEST_NAME} from '../domain/manifest.js'
 import {projectExpiry} from '../domain/retention.js'
 import {nextSlot} from '../domain/schedule.js'
-import {Catalog, catalogOf} from './catalog.js'
+import {describeReceipt, readReceipt} from '../proof/receipt.js'
+import {Catalog, catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {checkForRollback} from './machine-state.js'
+import {readSmallObject} from './objects.js'
 import {candidatesOf, decideRetention, decisionsById, timezoneOf} from './retention.js'
 import {storeCall} from './store-setup.js'
 
@@ -26,10 +28,45 @@ export async function listBackups(context: BackupContext, options: ListOptions):
     context.reporter.notice(
       `warning: the store may have been rolled back: ${rollback.why}. \`restore latest\` refuses until you pass --allow-rollback.`,
     )
-  const views = viewsOf(context, catalog, options)
+  const views = viewsOf(context, catalog, options, await lastDrills(context, catalog))
   if (options.hintAtOthers && catalog.complete.length === 0 && catalog.damaged.length === 0)
     await hintAtOtherEnvironments(context)
   return views
+}
+
+/** Receipts read at once. */
+const RECEIPT_READS = 16
+
+/**
+ * The newest drill of each backup that has receipts: the newest receipt whose signature holds and
+ * whose writer is trusted here. A receipt that does not authenticate is not shown at all: it could
+ * have been planted by anyone who can write to the store.
+ */
+export async function lastDrills(
+  context: Pick<BackupContext, 'keys' | 'store'>,
+  catalog: Catalog,
+): Promise<Map<string, NonNullable<BackupView['drill']>>> {
+  const trusted = await context.keys.trustedWriters()
+  const drilled = catalog.complete.filter((backup) => (backup.receipts?.length ?? 0) > 0)
+  const found = new Map<string, NonNullable<BackupView['drill']>>()
+  for (let start = 0; start < drilled.length; start += RECEIPT_READS) {
+    await Promise.all(
+      drilled.slice(start, start + RECEIPT_READS).map(async ({manifest, receipts}) => {
+        for (const name of [...receipts!].reverse()) {
+          const key = objectKey(manifest.app, manifest.environment, manifest.id, name)
+          const raw = await readSmallObject(context.store, key)
+            .then((data) => JSON.parse(data.toString('utf8')) as unknown)
+            .catch(() => {})
+          const receipt = readReceipt(raw, manifest.id, trusted)
+          if (receipt === undefined) continue
+          found.set(manifest.id, {endedAt: receipt.endedAt, passed: receipt.passed, summary: describeReceipt(receipt)})
+          return
+        }
+      }),
+    )
+  }
+
+  return found
 }
 
 /** How far the hint below looks into a store: enough for any store of one app, bounded for a shared one. */
@@ -73,7 +110,12 @@ async function environmentsInStore(context: BackupContext): Promise<Map<string, 
   return found
 }
 
-export function viewsOf(context: BackupContext, catalog: Catalog, options: ListOptions): BackupView[] {
+export function viewsOf(
+  context: BackupContext,
+  catalog: Catalog,
+  options: ListOptions,
+  drills: ReadonlyMap<string, BackupView['drill']> = new Map(),
+): BackupView[] {
   const now = context.now()
   const decisions = decisionsById(decideRetention(context, catalog))
   const expiries = projectExpiry({
@@ -88,7 +130,11 @@ export function viewsOf(context: BackupContext, catalog: Catalog, options: ListO
     const {expiresAt, keptAtLeastUntil, note} = expiries.get(backup.manifest.id)!
     // On-demand is a tier by definition; scheduled tiers exist only while a tier keeps the backup.
     const tier = decision.tier ?? (backup.manifest.trigger === 'on-demand' ? 'on-demand' : null)
-    return viewOfComplete(backup, {...decision, expiresAt, expiry: note, keptAtLeastUntil, tier})
+    return viewOfComplete(
+      backup,
+      {...decision, expiresAt, expiry: note, keptAtLeastUntil, tier},
+      drills.get(backup.manifest.id) ?? null,
+    )
   })
   const graceMs = context.env.retention.incompleteGraceHours * 60 * 60 * 1000
   const incomplete = options.all

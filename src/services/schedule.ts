@@ -4,6 +4,7 @@ import {BackupError} from '../errors.js'
 import {catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {createBackup} from './create.js'
+import {drillBackup, DrillResult} from './drill.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
 
 /** `schedule show` --json. */
@@ -15,6 +16,8 @@ export interface ScheduleInfo {
 
 /** `schedule run` --json. */
 export interface ScheduleRunResult {
+  /** With --drill: the drill of the newest scheduled backup, when it had none yet; else null. */
+  drill: DrillResult | null
   /** The scheduled backup that already covered this slot, when nothing was taken. */
   existing: null | string
   removed: PruneDecision[]
@@ -48,6 +51,7 @@ export async function runScheduleTick(
   context: BackupContext,
   take: (context: BackupContext) => Promise<BackupView> = (ctx) =>
     createBackup(ctx, {database: true, media: true, trigger: 'scheduled'}),
+  options: {drill?: boolean} = {},
 ): Promise<ScheduleRunResult> {
   const slot = currentSlot(scheduleOf(context), context.now())
   const catalog = await catalogOf(context)
@@ -56,5 +60,16 @@ export async function runScheduleTick(
   )
   const taken = existing ? null : await take(context)
   const removed = await retentionAfterCreate(context, 'scheduled')
-  return {existing: existing?.manifest.id ?? null, removed, slot: slot.toISOString(), taken}
+  const drill = options.drill ? await drillNewestScheduled(context) : null
+  return {drill, existing: existing?.manifest.id ?? null, removed, slot: slot.toISOString(), taken}
+}
+
+/**
+ * Drills the newest scheduled backup unless it has a receipt already: run hourly, a tick drills each
+ * night's backup once, and a drill that could not run (the machine was off) is made up by the next tick.
+ */
+async function drillNewestScheduled(context: BackupContext): Promise<DrillResult | null> {
+  const newest = (await catalogOf(context)).complete.find(({manifest}) => manifest.trigger === 'scheduled')
+  if (newest === undefined || (newest.receipts?.length ?? 0) > 0) return null
+  return drillBackup(context, {reference: newest.manifest.id})
 }

@@ -5,6 +5,7 @@ import {Freshness, freshnessOf} from '../proof/freshness.js'
 import {openStore} from '../store/index.js'
 import {readCatalog} from './catalog.js'
 import {ServiceSetup} from './context.js'
+import {lastDrills} from './list.js'
 import {storeCall} from './store-setup.js'
 
 export interface StatusOptions {
@@ -97,7 +98,8 @@ async function statusOf(
       'its listing',
       (async () => readCatalog(store, env.app, env.name, await keys.trustedWriters()))(),
     )
-    return {...row, ...freshnessOf(catalog, now, maxAgeSeconds)}
+    const drills = await storeCall(context, 'a read', lastDrills({keys, store}, catalog))
+    return {...row, ...freshnessOf(catalog, now, maxAgeSeconds, drills)}
   } catch (error) {
     if (setup.signal.aborted) throw error
     return {...row, error: errorOf(error), ...(maxAgeSeconds === undefined ? {} : {late: true})}

@@ -40,6 +40,7 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
         'completedAt',
         'components',
         'createdAt',
+        'drill',
         'environment',
         'id',
         'note',

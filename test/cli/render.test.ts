@@ -11,6 +11,7 @@ function view(overrides: Partial<BackupView> & {id: string}): BackupView {
     completedAt: '2026-12-01T02:00:05.000Z',
     components: {database: {bytes: 5 * 1024 * 1024, engine: 'postgres', format: 'custom', sha256: 'b'.repeat(64)}},
     createdAt: '2026-12-01T02:00:00.000Z',
+    drill: null,
     environment: 'live',
     note: null,
     pinned: false,
@@ -48,7 +49,14 @@ const views: BackupView[] = [
     tier: 'on-demand',
     trigger: 'on-demand',
   }),
-  view({id: '20261203T010000Z-ab12cd'}),
+  view({
+    drill: {
+      endedAt: '2026-12-03T04:00:00.000Z',
+      passed: true,
+      summary: 'drilled 2026-12-03: 14 tables, 1,204,331 rows match',
+    },
+    id: '20261203T010000Z-ab12cd',
+  }),
   view({id: '20261201T010000Z-pinned', note: 'keep: audit', pinned: true}),
   view({
     id: '20261101T010000Z-gone00',
@@ -66,7 +74,7 @@ describe('rendering (golden files; UPDATE_GOLDEN=1 rewrites them)', () => {
     for (const line of text.split('\n')) expect([...line].length, line).to.be.at.most(80)
     expect(text).to.include('2027-01-02+')
     expect(text).to.include('…')
-    expect(text).to.match(/^20261201T010000Z-pinned +daily +5\.0 MiB +pinned +keep: audit$/m)
+    expect(text).to.match(/^20261201T010000Z-pinned +daily +5\.0 MiB +pinned +- +keep: audit$/m)
   })
 
   it('info: short hashes within 100 columns, and all 64 digits with --verbose', () => {

@@ -10,10 +10,10 @@ export interface DatabaseSnapshot {
   cleanup(): Promise<void>
   /** zstd where it pays (SQL text); custom-format dumps are compressed already. */
   readonly compression: 'none' | 'zstd'
-  /** What the database held, counted in the dump's own snapshot; absent where counting is off. */
-  readonly facts?: DatabaseFacts
   /** The engine's own format; `extension` names the stored object (`database.<extension>.age`). */
   readonly extension: 'dump' | 'sql.zst' | 'sqlite3' | 'sqlite3.zst'
+  /** What the database held, counted in the dump's own snapshot; absent where counting is off. */
+  readonly facts?: DatabaseFacts
   readonly format: 'custom' | 'sql' | 'sqlite3'
   readonly serverVersion?: string
   /**

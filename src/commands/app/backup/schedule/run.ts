@@ -1,6 +1,10 @@
+import {Flags} from '@oclif/core'
+
 import {BackupCommand} from '../../../../cli/base-command.js'
+import {renderDrill} from '../../../../cli/render-status.js'
 import {renderCreated} from '../../../../cli/render.js'
 import {formatInstant} from '../../../../domain/format.js'
+import {drillFailure} from '../../../../proof/receipt.js'
 import {runScheduleTick, ScheduleRunResult} from '../../../../services/schedule.js'
 
 export type ScheduleRunCommandResult = ScheduleRunResult
@@ -19,15 +23,30 @@ The current slot is the most recent scheduled time at or before now. Run it as o
       description: 'The same, with the result as JSON.',
     },
   ]
+  static override flags = {
+    drill: Flags.boolean({
+      description:
+        'After the tick, drill the newest scheduled backup unless it has a receipt already (see `drill`); a failed drill exits 4.',
+    }),
+  }
 
   async run(): Promise<ScheduleRunCommandResult> {
     const {flags} = await this.parse(ScheduleRun)
     const context = await this.context(flags)
-    const result = await runScheduleTick(context)
+    const result = await runScheduleTick(context, undefined, {drill: flags.drill})
     if (result.taken) this.log(renderCreated(result.taken, context.store.description))
     else
       this.log(`Nothing to take: backup ${result.existing} already covers the slot of ${formatInstant(result.slot)}.`)
     for (const {id, reason} of result.removed) this.log(`Retention removed ${id}: ${reason}.`)
+    if (result.drill) {
+      this.log(renderDrill(result.drill))
+      if (!result.drill.passed) {
+        const failure = drillFailure(result.drill)
+        if (!this.jsonEnabled()) throw failure
+        process.exitCode = failure.exitCode
+      }
+    }
+
     return result
   }
 }

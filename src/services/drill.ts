@@ -1,0 +1,256 @@
+import {createHash, randomInt} from 'node:crypto'
+import {createReadStream} from 'node:fs'
+import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
+import {createInterface} from 'node:readline'
+import {pipeline} from 'node:stream/promises'
+
+import {extractMediaArchive} from '../archive/extract.js'
+import {LISTING_MEMBER, ListingRow} from '../archive/media-tar.js'
+import {readTar} from '../archive/tar-reader.js'
+import {Manifest} from '../domain/manifest.js'
+import {BackupError} from '../errors.js'
+import {encodeName} from '../lib/byte-names.js'
+import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
+import {compareFacts} from '../proof/compare.js'
+import {DrillCheck, DrillReceipt, receiptName, signReceipt} from '../proof/receipt.js'
+import {sqliteFacts} from '../providers/database/facts.js'
+import {sqliteEngine} from '../providers/database/sqlite-engine.js'
+import {catalogOf, findBackup, objectKey} from './catalog.js'
+import {BackupContext, timedStage} from './context.js'
+import {downloadBackup} from './download.js'
+import {putSmallObject} from './objects.js'
+
+export interface DrillOptions {
+  /** Re-read this share of the extracted media files from disk (every file is checked as it is extracted). */
+  mediaSamplePercent?: number
+  reference: string
+}
+
+/** `drill` --json: the receipt as stored, and where. */
+export interface DrillResult extends DrillReceipt {
+  receiptKey: string
+}
+
+/**
+ * Proves that a backup restores: restores it into scratch (never the environment's own database or
+ * media), runs the engine's own checks on the copy, compares it with the facts recorded when the backup
+ * was taken, runs the user's query, and checks the media against its listing. The result is a receipt,
+ * signed with this machine's writer key and stored beside the backup, pass or fail. The scratch folder
+ * is a staging folder: removed on every exit path, and by the next command after a kill.
+ */
+export async function drillBackup(context: BackupContext, options: DrillOptions): Promise<DrillResult> {
+  const startedAt = context.now()
+  const started = performance.now()
+  const {manifest} = findBackup(await catalogOf(context), options.reference)
+  const {database} = manifest.components
+  if (database !== undefined && database.engine !== 'sqlite') {
+    throw new BackupError(
+      'USAGE',
+      `Backup ${manifest.id} holds a ${database.engine} database, which drill cannot restore yet.`,
+      {
+        suggestion: 'Drill a backup of an SQLite database, or check this one with `divio app backup verify`.',
+      },
+    )
+  }
+
+  const writer = await context.keys.writerKey(startedAt)
+  await sweepStaleStaging(context.tempRoot)
+  const scratch = await makeStagingDir(context.tempRoot, 'drill')
+  const checks: DrillCheck[] = []
+  const tools: Record<string, string> = {}
+  let databaseSummary: DrillReceipt['database']
+  let mediaSummary: DrillReceipt['media']
+  try {
+    const downloaded = await timedStage(context.reporter, 'restore into scratch', () =>
+      restoreIntoScratch(context, manifest, scratch),
+    )
+    checks.push(downloaded.check)
+    if (downloaded.check.ok && database !== undefined) {
+      const result = await drillSqlite(context, manifest, join(scratch, 'files', 'database.sqlite3'))
+      checks.push(...result.checks)
+      databaseSummary = result.summary
+      tools.sqlite = result.engine
+    }
+
+    if (downloaded.check.ok && manifest.components.media !== undefined) {
+      const result = await drillMedia(context, join(scratch, 'files', 'media.tar'), join(scratch, 'media'), options)
+      checks.push(...result.checks)
+      mediaSummary = result.summary
+    }
+  } catch (error) {
+    // Streams stopped by SIGINT/SIGTERM fail with their own AbortError; the user asked to stop.
+    if (context.signal.aborted) throw context.signal.reason
+    throw error
+  } finally {
+    await rm(scratch, {force: true, recursive: true})
+  }
+
+  const endedAt = context.now()
+  const receipt: DrillReceipt = {
+    app: manifest.app,
+    backupId: manifest.id,
+    checks,
+    ...(databaseSummary ? {database: databaseSummary} : {}),
+    durationSeconds: Math.round(performance.now() - started) / 1000,
+    endedAt: endedAt.toISOString(),
+    environment: manifest.environment,
+    ...(mediaSummary ? {media: mediaSummary} : {}),
+    passed: checks.every((check) => check.ok),
+    startedAt: startedAt.toISOString(),
+    tool: {name: '@divio/plugin-app-backup', version: context.toolVersion},
+    tools: {node: process.version, ...tools},
+    version: 1,
+  }
+  const receiptKey = objectKey(manifest.app, manifest.environment, manifest.id, receiptName(endedAt))
+  await putSmallObject(context.store, receiptKey, `${JSON.stringify(signReceipt(receipt, writer), null, 2)}\n`)
+  return {...receipt, receiptKey}
+}
+
+/** The backup's files, decrypted and checked against the manifest (as `download` writes them). */
+async function restoreIntoScratch(
+  context: BackupContext,
+  manifest: Manifest,
+  scratch: string,
+): Promise<{check: DrillCheck}> {
+  try {
+    await downloadBackup(context, scratch, {
+      database: true,
+      manifest: {manifest},
+      media: true,
+      outputDir: 'files',
+      reference: manifest.id,
+    })
+    return {check: {detail: 'every object decrypted and matched the manifest', name: 'objects', ok: true}}
+  } catch (error) {
+    if (error instanceof BackupError && error.code === 'INTEGRITY') {
+      return {check: {detail: error.message, name: 'objects', ok: false}}
+    }
+
+    throw error
+  }
+}
+
+async function drillSqlite(
+  context: BackupContext,
+  manifest: Manifest,
+  path: string,
+): Promise<{checks: DrillCheck[]; engine: string; summary: DrillReceipt['database']}> {
+  const engine = await sqliteEngine()
+  const options = {signal: context.signal}
+  const [integrity] = await engine.rows(path, 'PRAGMA integrity_check', options)
+  const verdict = String(Object.values(integrity ?? {})[0] ?? 'no answer')
+  const checks: DrillCheck[] = [
+    {
+      detail: verdict === 'ok' ? 'PRAGMA integrity_check: ok' : `PRAGMA integrity_check: ${verdict}`,
+      name: 'integrity',
+      ok: verdict === 'ok',
+    },
+  ]
+  const restored = await sqliteFacts(engine, path, options)
+  const recorded = manifest.components.database!.facts
+  checks.push(
+    ...(recorded
+      ? compareFacts(recorded, restored)
+      : [
+          {
+            detail: 'this backup recorded no row counts (taken before they were, or with countRows: false)',
+            name: 'row counts',
+            ok: true,
+          },
+        ]),
+  )
+  const {drill} = context.env
+  if (drill?.query) checks.push(await userQuery(drill, (sql) => engine.rows(path, sql, options)))
+  return {
+    checks,
+    engine: `${engine.name}`,
+    summary: {engine: 'sqlite', rows: restored.rows, tables: Object.keys(restored.tables).length},
+  }
+}
+
+/** The user's query from config: its first value must be there, and be `expect` when that is set. */
+async function userQuery(
+  drill: {expect?: string; query: string},
+  rows: (sql: string) => Promise<Record<string, unknown>[]>,
+): Promise<DrillCheck> {
+  let value: unknown
+  try {
+    const [first] = await rows(drill.query)
+    value = first === undefined ? undefined : Object.values(first)[0]
+  } catch (error) {
+    return {detail: `the query failed: ${(error as Error).message}`, name: 'query', ok: false}
+  }
+
+  if (value === undefined || value === null || value === '') {
+    return {detail: `the query returned nothing: ${drill.query}`, name: 'query', ok: false}
+  }
+
+  const ok = drill.expect === undefined || String(value) === drill.expect
+  return {
+    detail: ok ? `the query returned ${String(value)}` : `the query returned ${String(value)}, not ${drill.expect}`,
+    name: 'query',
+    ok,
+  }
+}
+
+/** Extracts media.tar (every file checked against its listing as it is written), then re-reads a share. */
+async function drillMedia(
+  context: BackupContext,
+  tarPath: string,
+  target: string,
+  options: DrillOptions,
+): Promise<{checks: DrillCheck[]; summary: DrillReceipt['media']}> {
+  try {
+    const summary = await extractMediaArchive(createReadStream(tarPath), target, {signal: context.signal})
+    const percent = options.mediaSamplePercent ?? 100
+    let listed = 0
+    let reread = 0
+    const differing: string[] = []
+    for await (const row of listingRows(tarPath)) {
+      if (row.type !== 'file') continue
+      listed++
+      if (percent < 100 && randomInt(100) >= percent) continue
+      reread++
+      const path = Buffer.concat([Buffer.from(`${target}/`), encodeName(row.path)])
+      const hash = createHash('sha256')
+      await pipeline(createReadStream(path), hash)
+      if (hash.digest('hex') !== row.sha256) differing.push(row.path)
+    }
+
+    return {
+      checks: [
+        {
+          detail:
+            differing.length === 0
+              ? `${summary.files} files extracted and checked against ${LISTING_MEMBER}; ${reread} of ${listed} read back from disk`
+              : `read back from disk, ${differing.length} files differ from ${LISTING_MEMBER}: ${differing.slice(0, 3).join(', ')}`,
+          name: 'media',
+          ok: differing.length === 0,
+        },
+      ],
+      summary: {checkedFiles: summary.files, files: listed},
+    }
+  } catch (error) {
+    if (error instanceof BackupError && error.code === 'INTEGRITY') {
+      return {checks: [{detail: error.message, name: 'media', ok: false}], summary: undefined}
+    }
+
+    throw error
+  }
+}
+
+/**
+ * The rows of a media tar's listing, its last member, read in constant memory.
+ *
+ * @yields each row of the listing, in archive order
+ */
+async function* listingRows(tarPath: string): AsyncGenerator<ListingRow> {
+  for await (const member of readTar(createReadStream(tarPath))) {
+    if (member.path !== LISTING_MEMBER) continue
+    for await (const line of createInterface({crlfDelay: Infinity, input: member.body})) {
+      const text = line.replace(/,$/, '')
+      if (text.startsWith('{') && !text.startsWith('{"format"')) yield JSON.parse(text) as ListingRow
+    }
+  }
+}

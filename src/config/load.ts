@@ -4,6 +4,7 @@ import {basename, dirname, join, resolve} from 'node:path'
 
 import {BackupError} from '../errors.js'
 import {resolvesInside} from '../lib/paths.js'
+import {HookSettings} from '../proof/hooks.js'
 import {DatabaseSource, MediaSource, parseDatabaseDsn, parseMediaDsn, parseStoreLocation, StoreLocation} from './dsn.js'
 import {S3Location} from './s3-location.js'
 import {ConfigFile, configSchema, environmentSchema, RetentionPolicy} from './schema.js'
@@ -28,6 +29,8 @@ export interface ResolvedEnvironment {
   /** `tar` unless the config or DIVIO_BACKUP_MEDIA_FORMAT asks for `packs`. */
   mediaFormat: 'packs' | 'tar'
   name: string
+  /** Notification hooks (config `notify`). */
+  notify?: HookSettings
   /** Explicit recipients from the config; undefined means "use the key ring's defaults". */
   recipients?: string[]
   retention: RetentionPolicy
@@ -179,6 +182,7 @@ function resolveEnvironment(
     media,
     mediaFormat: settings.mediaFormat ?? defaults.mediaFormat ?? 'tar',
     name,
+    ...(settings.notify ? {notify: settings.notify} : {}),
     recipients: settings.encryption?.recipients,
     retention: settings.retention,
     root,

@@ -37,6 +37,15 @@ export const retentionSchema = z
   })
   .strict()
 
+/** An http(s) URL; the message never repeats it, since hook URLs carry secrets. */
+const httpUrl = z.string().refine((text) => {
+  try {
+    return ['http:', 'https:'].includes(new URL(text).protocol)
+  } catch {
+    return false
+  }
+}, 'use an http:// or https:// URL')
+
 export const environmentSchema = z
   .object({
     /**
@@ -64,6 +73,19 @@ export const environmentSchema = z
      * stored once in packs: docs/storage.md).
      */
     mediaFormat: z.enum(['packs', 'tar']).optional(),
+    /** Hooks told of start, success, failure and drill-failed (docs/monitoring.md#notifications). */
+    notify: z
+      .object({
+        command: z.string().min(1).optional(),
+        events: z
+          .array(z.enum(['start', 'success', 'failure', 'drill-failed']))
+          .min(1)
+          .optional(),
+        ping: httpUrl.optional(),
+        webhook: httpUrl.optional(),
+      })
+      .strict()
+      .optional(),
     retention: retentionSchema.default({
       incompleteGraceHours: 24,
       onDemand: {days: 30, keepOlder: 3},

@@ -10,11 +10,13 @@ import {BackupError, describeCause, describeIoError} from '../errors.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {chooseMediaFormat} from '../media-format/index.js'
 import {PutObject} from '../media-format/port.js'
+import {HookOutcome} from '../proof/hooks.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
 import {identityCreatedNotice, writerKeyCreatedNotice} from './keys.js'
 import {listBackups} from './list.js'
+import {withHooks} from './notify.js'
 import {putSmallObject} from './objects.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
 import {isEmptyStore, newStoreNotice, refuseNewIdentity, storeCall} from './store-setup.js'
@@ -291,11 +293,29 @@ function nothingToBackUp(context: BackupContext, options: CreateOptions): Backup
 
 /** `create` --json: the backup object, plus what the trigger's retention policy removed afterwards. */
 export interface TakeBackupResult extends BackupView {
+  /** With --notify: the hooks that ran, and how they fared. */
+  notifications?: HookOutcome[]
   removedByRetention: PruneDecision[]
 }
 
-/** Takes a backup and then, only because it succeeded, applies the retention policy of its trigger. */
-export async function takeBackup(context: BackupContext, options: CreateOptions): Promise<TakeBackupResult> {
+/**
+ * Takes a backup and then, only because it succeeded, applies the retention policy of its trigger.
+ * With `notify`, the environment's hooks are told of the start and of the outcome.
+ */
+export async function takeBackup(
+  context: BackupContext,
+  options: CreateOptions & {notify?: boolean},
+): Promise<TakeBackupResult> {
+  if (!options.notify) return takeAndApplyRetention(context, options)
+  const {notifications, result} = await withHooks(
+    context,
+    () => takeAndApplyRetention(context, options),
+    (taken) => ({backup: taken}),
+  )
+  return {...result, notifications}
+}
+
+async function takeAndApplyRetention(context: BackupContext, options: CreateOptions): Promise<TakeBackupResult> {
   const view = await createBackup(context, options)
   try {
     const removedByRetention = await timedStage(context.reporter, 'retention', () =>

@@ -1,10 +1,12 @@
 import {BackupView} from '../domain/backup.js'
 import {currentSlot, nextSlot, Schedule} from '../domain/schedule.js'
 import {BackupError} from '../errors.js'
+import {HookOutcome} from '../proof/hooks.js'
 import {catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {createBackup} from './create.js'
 import {drillBackup, DrillResult} from './drill.js'
+import {withHooks} from './notify.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
 
 /** `schedule show` --json. */
@@ -20,6 +22,8 @@ export interface ScheduleRunResult {
   drill: DrillResult | null
   /** The scheduled backup that already covered this slot, when nothing was taken. */
   existing: null | string
+  /** The notification hooks that ran, and how they fared (config `notify`). */
+  notifications: HookOutcome[]
   removed: PruneDecision[]
   slot: string
   taken: BackupView | null
@@ -53,6 +57,23 @@ export async function runScheduleTick(
     createBackup(ctx, {database: true, media: true, trigger: 'scheduled'}),
   options: {drill?: boolean} = {},
 ): Promise<ScheduleRunResult> {
+  const {notifications, result} = await withHooks(
+    context,
+    () => tick(context, take, options),
+    (ticked) => ({
+      backup: ticked.taken,
+      ...(ticked.drill ? {drill: {checks: ticked.drill.checks, passed: ticked.drill.passed}} : {}),
+      drillFailed: ticked.drill !== null && !ticked.drill.passed,
+    }),
+  )
+  return {...result, notifications}
+}
+
+async function tick(
+  context: BackupContext,
+  take: (context: BackupContext) => Promise<BackupView>,
+  options: {drill?: boolean},
+): Promise<Omit<ScheduleRunResult, 'notifications'>> {
   const slot = currentSlot(scheduleOf(context), context.now())
   const catalog = await catalogOf(context)
   const existing = catalog.complete.find(

@@ -40,7 +40,7 @@ describe('status: is every environment fresh?', () => {
 
     const pastIt = cli(project, ['status', '--max-age', '26h'], later(26 * HOUR + 1000))
     expect(pastIt.status).to.equal(1)
-    expect(pastIt.stdout).to.match(/^shop\/local +2026-12-01 02:00 UTC +1d 2h +0 +LATE +-$/m)
+    expect(pastIt.stdout).to.match(/^shop\/local +2026-12-01 02:00 UTC +1d 2h +never +0 +LATE +-$/m)
     expect(pastIt.stderr).to.equal(
       "Late: shop/local's newest complete backup is 1d 2h old, older than --max-age 26h.\n",
     )

@@ -28,6 +28,10 @@ Each component is streamed through SHA-256, age encryption and into the store; t
     'db-only': Flags.boolean({description: 'Back up only the database.', exclusive: ['media-only']}),
     'media-only': Flags.boolean({description: 'Back up only the media files.', exclusive: ['db-only']}),
     note: Flags.string({description: 'A note stored with the backup.'}),
+    notify: Flags.boolean({
+      description:
+        "Tell the environment's notification hooks (config notify) of the start and the outcome; schedule run always does.",
+    }),
     scheduled: Flags.boolean({
       description: 'Take a scheduled backup (what `schedule run` takes), kept by the scheduled policy.',
     }),
@@ -40,6 +44,7 @@ Each component is streamed through SHA-256, age encryption and into the store; t
       database: !flags['media-only'],
       media: !flags['db-only'],
       note: flags.note,
+      notify: flags.notify,
       trigger: flags.scheduled ? 'scheduled' : 'on-demand',
     })
     this.log(renderCreated(result, context.store.description))

@@ -116,6 +116,77 @@ export function through(command: string, args: readonly string[], options: RunOp
   return stage
 }
 
+/** A program held open for a conversation (psql holding a transaction): lines in, lines out. */
+export interface Session {
+  /** Ends its input and waits for it to exit; rejects with ProcessError on a non-zero exit. */
+  close(): Promise<void>
+  /** Stops it at once (on a failure elsewhere); safe to call more than once. */
+  kill(): void
+  /** The next line it writes to stdout; rejects if it exits first. */
+  readLine(): Promise<string>
+  send(text: string): void
+}
+
+/** Starts a program to talk to through stdin and stdout, a line at a time. */
+export function session(command: string, args: readonly string[], options: RunOptions = {}): Session {
+  traced(command, args, options)
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: {...process.env, ...options.env},
+    signal: options.signal,
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
+  child.stdin!.on('error', () => {})
+  const stderr = new StderrTail()
+  child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk))
+  const done = exited(child, command)
+  const lines: string[] = []
+  let partial = ''
+  let waiting: undefined | {reject: (error: Error) => void; resolve: (line: string) => void}
+  let ended: Error | undefined
+  const failure = async (): Promise<Error> => {
+    const [exitCode, signal] = await done.catch(() => [null, null] as const)
+    return new ProcessError(command, exitCode, signal, stderr.lastLine() || 'it stopped before answering')
+  }
+
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    const parts = (partial + text).split('\n')
+    partial = parts.pop()!
+    lines.push(...parts)
+    if (waiting && lines.length > 0) {
+      const {resolve} = waiting
+      waiting = undefined
+      resolve(lines.shift()!)
+    }
+  })
+  child.stdout!.on('end', async () => {
+    ended = await failure()
+    waiting?.reject(ended)
+    waiting = undefined
+  })
+  done.catch(() => {})
+  return {
+    async close() {
+      child.stdin!.end()
+      const [exitCode, signal] = await done
+      if (exitCode !== 0) throw new ProcessError(command, exitCode, signal, stderr.lastLine())
+    },
+    kill() {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM')
+    },
+    readLine() {
+      if (lines.length > 0) return Promise.resolve(lines.shift()!)
+      if (ended) return Promise.reject(ended)
+      return new Promise((resolve, reject) => {
+        waiting = {reject, resolve}
+      })
+    },
+    send(text) {
+      child.stdin!.write(text)
+    },
+  }
+}
+
 function start(
   command: string,
   args: readonly string[],

@@ -8,6 +8,7 @@ import {newBackupId} from '../domain/ids.js'
 import {DatabaseComponent, Manifest, MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, Trigger} from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
+import {withinStallTimeout} from '../lib/stall.js'
 import {chooseMediaFormat} from '../media-format/index.js'
 import {PutObject} from '../media-format/port.js'
 import {HookOutcome} from '../proof/hooks.js'
@@ -191,10 +192,19 @@ async function backUpDatabase(
       compression: snapshot.compression,
       location: `the ${provider.engine} database ${provider.location}`,
     })
+    // Counted alongside the dump; once the dump is stored, waiting longer than a stall means a hang.
+    const facts = snapshot.facts
+      ? await withinStallTimeout(snapshot.facts(), {
+          signal: context.signal,
+          timeoutMs: context.stallTimeoutMs,
+          what: 'its row counts',
+          where: `the ${provider.engine} database ${provider.location}`,
+        })
+      : undefined
     return {
       compression: snapshot.compression,
       engine: provider.engine,
-      ...(snapshot.facts ? {facts: snapshot.facts} : {}),
+      ...(facts ? {facts} : {}),
       format: snapshot.format,
       ...stored,
       ...(snapshot.serverVersion ? {serverVersion: snapshot.serverVersion} : {}),

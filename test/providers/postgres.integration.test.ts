@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync, spawn} from 'node:child_process'
-import {createReadStream, mkdtempSync, readdirSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createReadStream, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -8,7 +8,16 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {PostgresProvider} from '../../src/providers/database/postgres.js'
 import {freePort, postgresBinDir, TestPostgres} from '../helpers/postgres.js'
 import {waitForProcess, watch} from '../helpers/processes.js'
-import {cli, cliAsync, listFiles, makeProject, Project, writeConfig, writeEnvironments} from '../helpers/project.js'
+import {
+  cli,
+  cliAsync,
+  listFiles,
+  makeProject,
+  Project,
+  runJs,
+  writeConfig,
+  writeEnvironments,
+} from '../helpers/project.js'
 
 const TABLES = ['customers', 'documents', 'events', 'bulk']
 
@@ -121,6 +130,87 @@ describe('PostgreSQL (real server)', function () {
     expect(checksums(pg, 'restored')).to.deep.equal(checksums(pg, 'shop'))
     expect(pg.psql('restored', 'SELECT last_value FROM invoice_numbers').trim()).to.equal('4242')
     expect(schema(binDir, pg, 'restored')).to.equal(schema(binDir, pg, 'shop'))
+  })
+
+  it("records every table's rows and the schema hash, counted in the dump's own snapshot while writes go on", async () => {
+    pg.psql('postgres', 'CREATE DATABASE facts')
+    pg.psql(
+      'facts',
+      `CREATE SCHEMA "Other";
+       CREATE TABLE "Other"."we|ird ""name""" (id int);
+       INSERT INTO "Other"."we|ird ""name""" SELECT generate_series(1, 3);
+       CREATE TABLE busy (id bigserial PRIMARY KEY, body text);
+       INSERT INTO busy (body) SELECT repeat(md5(g::text), 8) FROM generate_series(1, 150000) g;`,
+    )
+    const project = makeProject()
+    configure(project)
+    const env = {...project.env, DATABASE_URL: pg.url('facts')}
+    // Rows are added all through the dump: the counts must be those of the dump's snapshot, not of any
+    // moment of the counting.
+    const writes = {on: true}
+    const writer = (async () => {
+      while (writes.on) {
+        pg.psql('facts', "INSERT INTO busy (body) SELECT 'late' FROM generate_series(1, 50)")
+        await sleep(5)
+      }
+    })()
+    const created = await new Promise<{code: null | number; stdout: string}>((resolve) => {
+      const child = spawn(process.execPath, [runJs, 'app', 'backup', 'create', '--db-only', '--json'], {
+        cwd: project.root,
+        env,
+        stdio: ['ignore', 'pipe', 'ignore'],
+      })
+      let stdout = ''
+      child.stdout.setEncoding('utf8').on('data', (text: string) => {
+        stdout += text
+      })
+      child.on('close', (code) => resolve({code, stdout}))
+    })
+    writes.on = false
+    await writer
+    expect(created.code).to.equal(0)
+    const {id} = JSON.parse(created.stdout) as {id: string}
+    const facts = () =>
+      readdirSync(join(project.store, 'shop', 'live'))
+        .map(
+          (name) =>
+            JSON.parse(readFileSync(join(project.store, 'shop', 'live', name, 'manifest.json'), 'utf8')) as {
+              components: {
+                database: {facts: {counted: string; rows: number; schemaSha256: string; tables: Record<string, number>}}
+              }
+              createdAt: string
+              id: string
+            },
+        )
+        .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
+        .map((manifest) => ({id: manifest.id, ...manifest.components.database.facts}))
+    const [first] = facts()
+    expect(first.id).to.equal(id)
+    expect(first.counted).to.equal('exact')
+    expect(Object.keys(first.tables)).to.deep.equal(['Other.we|ird "name"', 'public.busy'])
+    expect(first.tables['Other.we|ird "name"']).to.equal(3)
+
+    // What the dump holds is what was counted.
+    const out = join(project.root, 'out')
+    expect(cli(project, ['download', '-o', out], env).status).to.equal(0)
+    pg.psql('postgres', 'CREATE DATABASE facts_restored')
+    await new PostgresProvider(new URL(pg.url('facts_restored')), binDir).restore(
+      createReadStream(join(out, 'database.dump')),
+    )
+    expect(Number(pg.psql('facts_restored', 'SELECT count(*) FROM busy'))).to.equal(first.tables['public.busy'])
+    expect(Number(pg.psql('facts', 'SELECT count(*) FROM busy')), 'writes went on during the dump').to.be.greaterThan(
+      first.tables['public.busy'],
+    )
+
+    // A changed table shows in the next backup's counts; a changed schema in its hash.
+    pg.psql('facts', 'DELETE FROM "Other"."we|ird ""name""" WHERE id = 1')
+    expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+    pg.psql('facts', 'ALTER TABLE busy ADD COLUMN extra int')
+    expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+    const [, second, third] = facts()
+    expect(second.tables['Other.we|ird "name"']).to.equal(2)
+    expect(second.schemaSha256).to.equal(first.schemaSha256)
+    expect(third.schemaSha256).to.not.equal(first.schemaSha256)
   })
 
   it('a restore that fails part-way is rolled back whole', async () => {

@@ -67,6 +67,19 @@ export function schemaHash(statements: readonly string[]): string {
   return createHash('sha256').update(normalised.join('\n')).digest('hex')
 }
 
+/**
+ * The statements of a `pg_dump --schema-only --no-owner --no-privileges` script that describe the
+ * schema: comments, blank lines, session settings and the `\restrict` lines of newer releases (a random
+ * key each run) are left out, so that the same schema always hashes the same.
+ */
+export function postgresSchemaStatements(script: string): string[] {
+  const kept = script
+    .split('\n')
+    .filter((line) => !/^(--|SET |SELECT pg_catalog\.set_config\(|\\(un)?restrict )/.test(line))
+    .join('\n')
+  return kept.split(/;\s*\n/).filter((statement) => statement.trim() !== '')
+}
+
 function quoteIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`
 }

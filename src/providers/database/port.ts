@@ -12,8 +12,11 @@ export interface DatabaseSnapshot {
   readonly compression: 'none' | 'zstd'
   /** The engine's own format; `extension` names the stored object (`database.<extension>.age`). */
   readonly extension: 'dump' | 'sql.zst' | 'sqlite3' | 'sqlite3.zst'
-  /** What the database held, counted in the dump's own snapshot; absent where counting is off. */
-  readonly facts?: DatabaseFacts
+  /**
+   * What the database held, counted in the dump's own snapshot; absent where counting is off. Called
+   * once the stream has ended: counting may run alongside the dump, in the same snapshot.
+   */
+  readonly facts?: () => Promise<DatabaseFacts>
   readonly format: 'custom' | 'sql' | 'sqlite3'
   readonly serverVersion?: string
   /**

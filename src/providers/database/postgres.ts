@@ -3,12 +3,18 @@ import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
+import {DatabaseFacts} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
-import {run, streamFrom} from '../../lib/process.js'
+import {run, Session, session, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
+import {factsOf, postgresSchemaStatements} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
 
 const CONNECT_TIMEOUT_SECONDS = '10'
+/** How long the server may take to open the transaction and export its snapshot. */
+const SNAPSHOT_TIMEOUT_MS = 30_000
+/** The line psql prints after the last count. */
+const END_OF_COUNTS = 'divio-backup: end of counts'
 
 /**
  * PostgreSQL through its own tools: `pg_dump --format=custom`, which `pg_restore` reads without us.
@@ -91,7 +97,14 @@ export class PostgresProvider implements DatabaseProvider {
     return Math.floor(Number(output.trim()) / 10_000)
   }
 
-  async snapshot({signal}: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot> {
+  async snapshot({
+    countRows = true,
+    signal,
+  }: {
+    countRows?: boolean
+    signal: AbortSignal
+    tempDir: string
+  }): Promise<DatabaseSnapshot> {
     const server = await this.serverMajorVersion(signal)
     const client = await this.dumpMajorVersion()
     if (client < server) {
@@ -104,19 +117,76 @@ export class PostgresProvider implements DatabaseProvider {
       )
     }
 
-    const {stream} = streamFrom(this.tool('pg_dump'), ['--format=custom', '--no-password', `--dbname=${this.uri}`], {
-      env: this.env(),
-      signal,
-    })
+    const held = countRows ? await this.holdSnapshot(signal) : undefined
+    const snapshotArgs = held ? [`--snapshot=${held.id}`] : []
+    const {stream} = streamFrom(
+      this.tool('pg_dump'),
+      ['--format=custom', '--no-password', ...snapshotArgs, `--dbname=${this.uri}`],
+      {env: this.env(), signal},
+    )
+    // Counted while the dump runs, in the transaction whose snapshot the dump uses: the same rows.
+    const facts = held ? this.countInSnapshot(held, signal) : undefined
+    facts?.catch(() => {})
     return {
       async cleanup() {
         if (!stream.destroyed) stream.destroy()
+        held?.session.kill()
       },
       compression: 'none',
       extension: 'dump',
+      ...(facts
+        ? {
+            async facts() {
+              const counted = await facts
+              // Only now may the transaction end: pg_dump has long imported its snapshot.
+              held!.session.send('COMMIT;\n')
+              await held!.session.close()
+              return counted
+            },
+          }
+        : {}),
       format: 'custom',
       serverVersion: String(server),
       stream: dumpStream(stream),
+    }
+  }
+
+  /** Every table's rows, counted in the held transaction, and the schema, dumped in its snapshot. */
+  private async countInSnapshot(held: {id: string; session: Session}, signal: AbortSignal): Promise<DatabaseFacts> {
+    try {
+      const schema = run(
+        this.tool('pg_dump'),
+        [
+          '--schema-only',
+          '--no-owner',
+          '--no-privileges',
+          '--no-password',
+          `--snapshot=${held.id}`,
+          `--dbname=${this.uri}`,
+        ],
+        {env: this.env(), signal},
+      )
+      schema.catch(() => {})
+      held.session.send(
+        [
+          "SELECT format('SELECT %L || ''|'' || count(*) FROM %I.%I', n.nspname || '.' || c.relname, n.nspname, c.relname)",
+          'FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace',
+          String.raw`WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\_%'`,
+          String.raw`ORDER BY 1 \gexec`,
+          `SELECT '${END_OF_COUNTS}';`,
+          '',
+        ].join('\n'),
+      )
+      const tables: Record<string, number> = {}
+      for (let line = await held.session.readLine(); line !== END_OF_COUNTS; line = await held.session.readLine()) {
+        const bar = line.lastIndexOf('|')
+        if (bar > 0) tables[line.slice(0, bar)] = Number(line.slice(bar + 1))
+      }
+
+      return factsOf(tables, postgresSchemaStatements(await schema), 'exact')
+    } catch (error) {
+      held.session.kill()
+      throw this.factsFailure(error)
     }
   }
 
@@ -140,7 +210,53 @@ export class PostgresProvider implements DatabaseProvider {
     }
   }
 
+  private factsFailure(error: unknown): BackupError {
+    return new BackupError(
+      'BACKUP_FAILED',
+      `Cannot count the rows of ${this.location} in the dump's snapshot: ${describeToolError(error)}`,
+      {
+        cause: error,
+        suggestion:
+          'Check that the user may read every table, or set "countRows": false for this environment to back up without the counts that drills compare.',
+      },
+    )
+  }
+
+  /**
+   * Opens a read-only repeatable-read transaction in psql and exports its snapshot; the transaction
+   * stays open (psql waits on its input) until the facts are read.
+   */
+  private async holdSnapshot(signal: AbortSignal): Promise<{id: string; session: Session}> {
+    const held = session(this.tool('psql'), ['-XAtq', '-v', 'ON_ERROR_STOP=1', `--dbname=${this.uri}`], {
+      env: this.env(),
+      signal,
+    })
+    try {
+      held.send('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n')
+      const id = (await withTimeout(held.readLine(), SNAPSHOT_TIMEOUT_MS, 'no snapshot within 30 s')).trim()
+      if (!/^[\dA-F-]+$/i.test(id)) throw new Error(`psql answered "${id}" for a snapshot`)
+      return {id, session: held}
+    } catch (error) {
+      held.kill()
+      throw this.factsFailure(error)
+    }
+  }
+
   private tool(name: string): string {
     return this.binDir ? join(this.binDir, name) : name
+  }
+}
+
+async function withTimeout<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  try {
+    return await Promise.race([
+      work,
+      new Promise<never>((_resolve, reject) => {
+        timer = setTimeout(() => reject(new Error(message)), ms)
+      }),
+    ])
+  } finally {
+    clearTimeout(timer)
   }
 }

@@ -126,7 +126,7 @@ export class SqliteProvider implements DatabaseProvider {
       ...(canCompress()
         ? {compression: 'zstd', extension: 'sqlite3.zst'}
         : {compression: 'none', extension: 'sqlite3'}),
-      ...(facts ? {facts} : {}),
+      ...(facts ? {facts: async () => facts} : {}),
       format: 'sqlite3',
       stream: handle.createReadStream({autoClose: false, highWaterMark: READ_CHUNK}),
     }

@@ -116,6 +116,30 @@ export function through(command: string, args: readonly string[], options: RunOp
   return stage
 }
 
+/**
+ * A guard that cleans up after this process however it ends, SIGKILL included: `sh -c script` waits on
+ * a pipe from this process and runs the rest of the script when the pipe closes, which the kernel does
+ * when this process is gone. `release()` closes it on purpose, once the caller has cleaned up itself.
+ * The guard runs in its own process group, so that a signal to this one's group does not stop it.
+ */
+export function startReaper(script: string, args: readonly string[]): {release(): void} {
+  traced('sh', ['-c', script, 'reaper', ...args], {})
+  const child = spawn('sh', ['-c', `read _ignored; ${script}`, 'reaper', ...args], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  })
+  child.on('error', () => {})
+  child.stdin!.on('error', () => {})
+  // It must not keep this process alive: it is there for when this process is gone.
+  child.unref()
+  ;(child.stdin as unknown as {unref?: () => void}).unref?.()
+  return {
+    release() {
+      child.stdin!.end()
+    },
+  }
+}
+
 /** A program held open for a conversation (psql holding a transaction): lines in, lines out. */
 export interface Session {
   /** Ends its input and waits for it to exit; rejects with ProcessError on a non-zero exit. */

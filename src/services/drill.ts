@@ -14,11 +14,10 @@ import {encodeName} from '../lib/byte-names.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {compareFacts} from '../proof/compare.js'
 import {DrillCheck, DrillReceipt, receiptName, signReceipt} from '../proof/receipt.js'
-import {sqliteFacts} from '../providers/database/facts.js'
-import {sqliteEngine} from '../providers/database/sqlite-engine.js'
+import {assertDrillable, openScratch} from '../proof/scratch/index.js'
 import {catalogOf, findBackup, objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
-import {downloadBackup} from './download.js'
+import {downloadBackup, extensionOf} from './download.js'
 import {putSmallObject} from './objects.js'
 
 export interface DrillOptions {
@@ -44,16 +43,7 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
   const started = performance.now()
   const {manifest} = findBackup(await catalogOf(context), options.reference)
   const {database} = manifest.components
-  if (database !== undefined && database.engine !== 'sqlite') {
-    throw new BackupError(
-      'USAGE',
-      `Backup ${manifest.id} holds a ${database.engine} database, which drill cannot restore yet.`,
-      {
-        suggestion: 'Drill a backup of an SQLite database, or check this one with `divio app backup verify`.',
-      },
-    )
-  }
-
+  assertDrillable(database)
   const writer = await context.keys.writerKey(startedAt)
   await sweepStaleStaging(context.tempRoot)
   const scratch = await makeStagingDir(context.tempRoot, 'drill')
@@ -67,10 +57,13 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
     )
     checks.push(downloaded.check)
     if (downloaded.check.ok && database !== undefined) {
-      const result = await drillSqlite(context, manifest, join(scratch, 'files', 'database.sqlite3'))
+      const dumpPath = join(scratch, 'files', `database.${extensionOf(database.format)}`)
+      const result = await timedStage(context.reporter, 'database drill', () =>
+        drillDatabase(context, manifest, {dumpPath, scratch}),
+      )
       checks.push(...result.checks)
       databaseSummary = result.summary
-      tools.sqlite = result.engine
+      Object.assign(tools, result.tools)
     }
 
     if (downloaded.check.ok && manifest.components.media !== undefined) {
@@ -131,58 +124,60 @@ async function restoreIntoScratch(
   }
 }
 
-async function drillSqlite(
+async function drillDatabase(
   context: BackupContext,
   manifest: Manifest,
-  path: string,
-): Promise<{checks: DrillCheck[]; engine: string; summary: DrillReceipt['database']}> {
-  const engine = await sqliteEngine()
-  const options = {signal: context.signal}
-  const [integrity] = await engine.rows(path, 'PRAGMA integrity_check', options)
-  const verdict = String(Object.values(integrity ?? {})[0] ?? 'no answer')
-  const checks: DrillCheck[] = [
-    {
-      detail: verdict === 'ok' ? 'PRAGMA integrity_check: ok' : `PRAGMA integrity_check: ${verdict}`,
-      name: 'integrity',
-      ok: verdict === 'ok',
-    },
-  ]
-  const restored = await sqliteFacts(engine, path, options)
-  const recorded = manifest.components.database!.facts
-  checks.push(
-    ...(recorded
-      ? compareFacts(recorded, restored)
-      : [
-          {
-            detail: 'this backup recorded no row counts (taken before they were, or with countRows: false)',
-            name: 'row counts',
-            ok: true,
-          },
-        ]),
-  )
-  const {drill} = context.env
-  if (drill?.query) checks.push(await userQuery(drill, (sql) => engine.rows(path, sql, options)))
-  return {
-    checks,
-    engine: `${engine.name}`,
-    summary: {engine: 'sqlite', rows: restored.rows, tables: Object.keys(restored.tables).length},
+  paths: {dumpPath: string; scratch: string},
+): Promise<{checks: DrillCheck[]; summary: DrillReceipt['database']; tools: Record<string, string>}> {
+  const database = manifest.components.database!
+  const scratch = await openScratch(database, paths, context.signal)
+  try {
+    const checks: DrillCheck[] = []
+    // Counted before the engine's check, which may install what it needs (pg_amcheck's extension).
+    const restored = await scratch.facts()
+    const integrity = await scratch.integrity()
+    checks.push(
+      integrity === undefined
+        ? {detail: 'no integrity checker is installed for this engine', name: 'integrity', ok: true}
+        : {detail: `${integrity.tool}: ${integrity.result}`, name: 'integrity', ok: integrity.result === 'ok'},
+    )
+    const recorded = database.facts
+    checks.push(
+      ...(recorded
+        ? compareFacts(recorded, restored)
+        : [
+            {
+              detail: 'this backup recorded no row counts (taken before they were, or with countRows: false)',
+              name: 'row counts',
+              ok: true,
+            },
+          ]),
+    )
+    const {drill} = context.env
+    if (drill?.query) checks.push(await userQuery(drill, (sql) => scratch.firstValue(sql)))
+    return {
+      checks,
+      summary: {engine: database.engine, rows: restored.rows, tables: Object.keys(restored.tables).length},
+      tools: scratch.tools,
+    }
+  } finally {
+    await scratch.close()
   }
 }
 
 /** The user's query from config: its first value must be there, and be `expect` when that is set. */
 async function userQuery(
   drill: {expect?: string; query: string},
-  rows: (sql: string) => Promise<Record<string, unknown>[]>,
+  firstValue: (sql: string) => Promise<string | undefined>,
 ): Promise<DrillCheck> {
-  let value: unknown
+  let value: string | undefined
   try {
-    const [first] = await rows(drill.query)
-    value = first === undefined ? undefined : Object.values(first)[0]
+    value = await firstValue(drill.query)
   } catch (error) {
     return {detail: `the query failed: ${(error as Error).message}`, name: 'query', ok: false}
   }
 
-  if (value === undefined || value === null || value === '') {
+  if (value === undefined || value === '') {
     return {detail: `the query returned nothing: ${drill.query}`, name: 'query', ok: false}
   }
 

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {execFileSync, spawn} from 'node:child_process'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {createReadStream, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -426,5 +426,62 @@ describe('PostgreSQL (real server)', function () {
       `pg_dump 9 cannot dump a PostgreSQL ${Math.floor(server)} server: pg_dump ${Math.floor(server)} or newer is needed.`,
     )
     expect(result.stderr).to.include(`postgresql-client-${Math.floor(server)}`)
+  })
+
+  describe('drill: restored into a throwaway server the command starts itself', () => {
+    /** Processes whose command line names `path`: the scratch server's, while it runs. */
+    const processesUsing = (path: string) =>
+      spawnSync('pgrep', ['-f', path], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean)
+
+    it('passes on a good backup: pg_amcheck, every row count and the schema as recorded', () => {
+      const project = makeProject()
+      configure(project)
+      const env = {DATABASE_URL: pg.url('shop')}
+      expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+      const drilled = cli(project, ['drill', '--json'], env)
+      expect(drilled.status, drilled.stderr).to.equal(0)
+      const result = drilled.json() as {
+        checks: Array<{detail: string; name: string; ok: boolean}>
+        database: {engine: string; rows: number; tables: number}
+        passed: boolean
+        tools: Record<string, string>
+      }
+      expect(result.passed).to.equal(true)
+      expect(result.checks.find(({name}) => name === 'integrity')?.detail).to.equal('pg_amcheck: ok')
+      expect(result.database).to.deep.equal({engine: 'postgres', rows: 500 + 2000 + 5000 + 120_000, tables: 4})
+      expect(result.tools.postgres).to.match(/^postgres \(PostgreSQL\) \d+/)
+      expect(cli(project, ['info'], env).stdout).to.match(/^Drill {7}drilled \S+: 4 tables, 127,500 rows match$/m)
+    })
+
+    for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
+      it(`leaves no scratch server and no scratch file after ${signal}`, async () => {
+        const project = makeProject()
+        configure(project)
+        const tmp = mkdtempSync(join(tmpdir(), 'divio-drill-tmp-'))
+        const env = {...project.env, DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_TMPDIR: tmp}
+        expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+        const child = spawn(process.execPath, [runJs, 'app', 'backup', 'drill'], {
+          cwd: project.root,
+          env,
+          stdio: 'ignore',
+        })
+        const exited = new Promise<null | number>((resolve) => {
+          child.on('exit', (code) => resolve(code))
+        })
+        // Stopped once its server runs: the moment there is most to clean up.
+        for (let waited = 0; processesUsing(tmp).length === 0; waited += 20) {
+          expect(waited, 'the drill started its server').to.be.below(60_000)
+          await sleep(20)
+        }
+
+        child.kill(signal)
+        const code = await exited
+        if (signal === 'SIGTERM') expect(code).to.equal(130)
+        for (let waited = 0; processesUsing(tmp).length > 0 || readdirSync(tmp).length > 0; waited += 50) {
+          expect(waited, `the scratch server and its files are gone after ${signal}`).to.be.below(30_000)
+          await sleep(50)
+        }
+      })
+    }
   })
 })

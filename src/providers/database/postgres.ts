@@ -223,6 +223,51 @@ export class PostgresProvider implements DatabaseProvider {
   }
 
   /**
+   * What the database holds now, by the same queries as at backup time, in one snapshot: `drill`
+   * compares a restored copy with the facts its backup recorded.
+   */
+  async facts(signal: AbortSignal): Promise<DatabaseFacts> {
+    const held = await this.holdSnapshot(signal)
+    try {
+      const counted = await this.countInSnapshot(held, signal)
+      held.session.send('COMMIT;\n')
+      await held.session.close()
+      return counted
+    } finally {
+      held.session.kill()
+    }
+  }
+
+  /** The first value of a read-only query's first row (a drill's own check), or undefined. */
+  async firstValue(sql: string, signal: AbortSignal): Promise<string | undefined> {
+    const output = await run(this.tool('psql'), ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql, `--dbname=${this.uri}`], {
+      env: this.env(),
+      signal,
+    })
+    const [first] = output.split('\n')
+    return first === undefined || first === '' ? undefined : first.split('|')[0]
+  }
+
+  /** pg_amcheck on every table and index, where the tool is installed: 'ok', the damage, or undefined. */
+  async amcheck(signal: AbortSignal): Promise<string | undefined> {
+    try {
+      await run(this.tool('pg_amcheck'), ['--version'])
+    } catch {
+      return undefined
+    }
+
+    try {
+      await run(this.tool('pg_amcheck'), ['--install-missing', '--no-password', this.uri], {
+        env: this.env(),
+        signal,
+      })
+      return 'ok'
+    } catch (error) {
+      return describeToolError(error)
+    }
+  }
+
+  /**
    * Opens a read-only repeatable-read transaction in psql and exports its snapshot; the transaction
    * stays open (psql waits on its input) until the facts are read.
    */

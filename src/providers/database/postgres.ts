@@ -44,6 +44,51 @@ export class PostgresProvider implements DatabaseProvider {
     this.location = redactDsn(url.href)
   }
 
+  /** pg_amcheck on every table and index, where the tool is installed: 'ok', the damage, or undefined. */
+  async amcheck(signal: AbortSignal): Promise<string | undefined> {
+    try {
+      await run(this.tool('pg_amcheck'), ['--version'])
+    } catch {
+      return undefined
+    }
+
+    try {
+      await run(this.tool('pg_amcheck'), ['--install-missing', '--no-password', this.uri], {
+        env: this.env(),
+        signal,
+      })
+      return 'ok'
+    } catch (error) {
+      return describeToolError(error)
+    }
+  }
+
+  /**
+   * What the database holds now, by the same queries as at backup time, in one snapshot: `drill`
+   * compares a restored copy with the facts its backup recorded.
+   */
+  async facts(signal: AbortSignal): Promise<DatabaseFacts> {
+    const held = await this.holdSnapshot(signal)
+    try {
+      const counted = await this.countInSnapshot(held, signal)
+      held.session.send('COMMIT;\n')
+      await held.session.close()
+      return counted
+    } finally {
+      held.session.kill()
+    }
+  }
+
+  /** The first value of a read-only query's first row (a drill's own check), or undefined. */
+  async firstValue(sql: string, signal: AbortSignal): Promise<string | undefined> {
+    const output = await run(this.tool('psql'), ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql, `--dbname=${this.uri}`], {
+      env: this.env(),
+      signal,
+    })
+    const [first] = output.split('\n')
+    return first === undefined || first === '' ? undefined : first.split('|')[0]
+  }
+
   /** Restores a custom-format dump into the database, in one transaction: all of it, or nothing. */
   async restore(dump: Readable, options: {signal?: AbortSignal; tempDir?: string} = {}): Promise<void> {
     const {stream} = streamFrom(
@@ -220,51 +265,6 @@ export class PostgresProvider implements DatabaseProvider {
           'Check that the user may read every table, or set "countRows": false for this environment to back up without the counts that drills compare.',
       },
     )
-  }
-
-  /**
-   * What the database holds now, by the same queries as at backup time, in one snapshot: `drill`
-   * compares a restored copy with the facts its backup recorded.
-   */
-  async facts(signal: AbortSignal): Promise<DatabaseFacts> {
-    const held = await this.holdSnapshot(signal)
-    try {
-      const counted = await this.countInSnapshot(held, signal)
-      held.session.send('COMMIT;\n')
-      await held.session.close()
-      return counted
-    } finally {
-      held.session.kill()
-    }
-  }
-
-  /** The first value of a read-only query's first row (a drill's own check), or undefined. */
-  async firstValue(sql: string, signal: AbortSignal): Promise<string | undefined> {
-    const output = await run(this.tool('psql'), ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', sql, `--dbname=${this.uri}`], {
-      env: this.env(),
-      signal,
-    })
-    const [first] = output.split('\n')
-    return first === undefined || first === '' ? undefined : first.split('|')[0]
-  }
-
-  /** pg_amcheck on every table and index, where the tool is installed: 'ok', the damage, or undefined. */
-  async amcheck(signal: AbortSignal): Promise<string | undefined> {
-    try {
-      await run(this.tool('pg_amcheck'), ['--version'])
-    } catch {
-      return undefined
-    }
-
-    try {
-      await run(this.tool('pg_amcheck'), ['--install-missing', '--no-password', this.uri], {
-        env: this.env(),
-        signal,
-      })
-      return 'ok'
-    } catch (error) {
-      return describeToolError(error)
-    }
   }
 
   /**

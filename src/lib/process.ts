@@ -140,6 +140,36 @@ export function startReaper(script: string, args: readonly string[]): {release()
   }
 }
 
+/** A server started in the background (a drill's scratch database): stopped with `stop`, or by a guard. */
+export interface BackgroundServer {
+  readonly pid: number | undefined
+  /** SIGTERM, then SIGKILL after `graceMs`; resolves once it has exited. */
+  stop(graceMs?: number): Promise<void>
+}
+
+export function startServer(command: string, args: readonly string[], options: RunOptions = {}): BackgroundServer {
+  traced(command, args, options)
+  const child = spawn(command, args, {
+    cwd: options.cwd,
+    env: {...process.env, ...options.env},
+    stdio: 'ignore',
+  })
+  const done = new Promise<void>((resolve) => {
+    child.once('error', () => resolve())
+    child.once('close', () => resolve())
+  })
+  return {
+    pid: child.pid,
+    async stop(graceMs = 10_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return
+      child.kill('SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), graceMs)
+      await done
+      clearTimeout(timer)
+    },
+  }
+}
+
 /** A program held open for a conversation (psql holding a transaction): lines in, lines out. */
 export interface Session {
   /** Ends its input and waits for it to exit; rejects with ProcessError on a non-zero exit. */

@@ -14,7 +14,7 @@ import {encodeName} from '../lib/byte-names.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {compareFacts} from '../proof/compare.js'
 import {DrillCheck, DrillReceipt, receiptName, signReceipt} from '../proof/receipt.js'
-import {assertDrillable, openScratch} from '../proof/scratch/index.js'
+import {openScratch} from '../proof/scratch/index.js'
 import {catalogOf, findBackup, objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
 import {downloadBackup, extensionOf} from './download.js'
@@ -43,7 +43,6 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
   const started = performance.now()
   const {manifest} = findBackup(await catalogOf(context), options.reference)
   const {database} = manifest.components
-  assertDrillable(database)
   const writer = await context.keys.writerKey(startedAt)
   await sweepStaleStaging(context.tempRoot)
   const scratch = await makeStagingDir(context.tempRoot, 'drill')

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {spawn} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {createReadStream, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -10,7 +10,16 @@ import {MysqlProvider} from '../../src/providers/database/mysql.js'
 import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
 import {freePort} from '../helpers/postgres.js'
 import {waitForProcess, watch} from '../helpers/processes.js'
-import {cli, cliAsync, listFiles, makeProject, Project, writeConfig, writeEnvironments} from '../helpers/project.js'
+import {
+  cli,
+  cliAsync,
+  listFiles,
+  makeProject,
+  Project,
+  runJs,
+  writeConfig,
+  writeEnvironments,
+} from '../helpers/project.js'
 
 const TABLES = ['customers', 'files', 'audit']
 
@@ -85,6 +94,47 @@ describe('MySQL/MariaDB (real server)', function () {
       db.asRoot("SELECT COUNT(*) FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = 'restored'").trim(),
     ).to.equal('1')
     expect(db.asRoot('SELECT name FROM customers WHERE id = 1', 'restored').trim()).to.equal('Zoë 🦊 Ünïcødé 文件')
+  })
+
+  it("records every table's rows (approximate: counted alongside the dump, in a transaction of its own) and the schema's hash", () => {
+    db.asRoot('CREATE DATABASE facts CHARACTER SET utf8mb4')
+    db.asRoot(
+      'CREATE TABLE `we``ird` (id INT AUTO_INCREMENT PRIMARY KEY); INSERT INTO `we``ird` () VALUES (), (), (); CREATE TABLE two (x INT); INSERT INTO two VALUES (1), (2);',
+      'facts',
+    )
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: db.url('facts')}
+    const facts = () =>
+      readdirSync(join(project.store, 'shop', 'live'))
+        .map(
+          (id) =>
+            JSON.parse(readFileSync(join(project.store, 'shop', 'live', id, 'manifest.json'), 'utf8')) as {
+              components: {database: {facts: {counted: string; schemaSha256: string; tables: Record<string, number>}}}
+              createdAt: string
+            },
+        )
+        .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
+        .map((manifest) => manifest.components.database.facts)
+    expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+    db.asRoot('DELETE FROM two WHERE x = 1; INSERT INTO `we``ird` () VALUES ()', 'facts')
+    expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+    const [first, second] = facts()
+    expect(first.counted).to.equal('approximate')
+    expect(first.tables).to.deep.equal(
+      Object.fromEntries([
+        ['two', 2],
+        ['we`ird', 3],
+      ]),
+    )
+    expect(second.tables).to.deep.equal(
+      Object.fromEntries([
+        ['two', 1],
+        ['we`ird', 4],
+      ]),
+    )
+    // A new AUTO_INCREMENT value is data, not schema.
+    expect(second.schemaSha256).to.equal(first.schemaSha256)
   })
 
   it('a restore stops at the first error', async () => {
@@ -198,5 +248,55 @@ describe('MySQL/MariaDB (real server)', function () {
     )
     expect(result.stdout).to.not.include('s3cret')
     expect(Date.now() - started).to.be.lessThan(30_000)
+  })
+
+  describe('drill: restored into a throwaway server the command starts itself', () => {
+    const processesUsing = (path: string) =>
+      spawnSync('pgrep', ['-f', path], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean)
+
+    it('passes on a good backup: mariadb-check, and the tables and schema as recorded', () => {
+      const project = makeProject()
+      configure(project)
+      const env = {DATABASE_URL: db.url('shop')}
+      expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+      const drilled = cli(project, ['drill', '--json'], env)
+      expect(drilled.status, drilled.stderr).to.equal(0)
+      const result = drilled.json() as {
+        checks: Array<{detail: string; name: string; ok: boolean}>
+        database: {engine: string; tables: number}
+        passed: boolean
+      }
+      expect(result.passed, JSON.stringify(result.checks)).to.equal(true)
+      expect(result.checks.find(({name}) => name === 'integrity')?.detail).to.equal('mariadb-check: ok')
+      expect(result.checks.find(({name}) => name === 'row counts')?.detail).to.match(/\(approximately\)$/)
+      expect(result.database).to.deep.include({engine: 'mysql', tables: 3})
+    })
+
+    it('leaves no scratch server and no scratch file after SIGKILL', async () => {
+      const project = makeProject()
+      configure(project)
+      const tmp = mkdtempSync(join(tmpdir(), 'divio-drill-tmp-'))
+      const env = {...project.env, DATABASE_URL: db.url('shop'), DIVIO_BACKUP_TMPDIR: tmp}
+      expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+      const child = spawn(process.execPath, [runJs, 'app', 'backup', 'drill'], {
+        cwd: project.root,
+        env,
+        stdio: 'ignore',
+      })
+      const exited = new Promise<void>((resolve) => {
+        child.on('exit', () => resolve())
+      })
+      for (let waited = 0; processesUsing(tmp).length === 0; waited += 20) {
+        expect(waited, 'the drill started its server').to.be.below(60_000)
+        await sleep(20)
+      }
+
+      child.kill('SIGKILL')
+      await exited
+      for (let waited = 0; processesUsing(tmp).length > 0 || readdirSync(tmp).length > 0; waited += 50) {
+        expect(waited, 'the scratch server and its files are gone').to.be.below(30_000)
+        await sleep(50)
+      }
+    })
   })
 })

@@ -1,7 +1,7 @@
 import {join} from 'node:path'
 
 import {DatabaseComponent} from '../../domain/manifest.js'
-import {BackupError} from '../../errors.js'
+import {mysqlScratch} from './mysql.js'
 import {ScratchDatabase} from './port.js'
 import {postgresScratch} from './postgres.js'
 import {sqliteScratch} from './sqlite.js'
@@ -17,7 +17,7 @@ export async function openScratch(
 ): Promise<ScratchDatabase> {
   switch (database.engine) {
     case 'mysql': {
-      throw cannotDrill(database.engine)
+      return mysqlScratch(join(paths.scratch, 'mariadb'), paths.dumpPath, signal)
     }
 
     case 'postgres': {
@@ -28,19 +28,4 @@ export async function openScratch(
       return sqliteScratch(paths.dumpPath, signal)
     }
   }
-}
-
-/** Whether a drill can restore this engine's dumps: checked before anything is downloaded. */
-export function assertDrillable(database: DatabaseComponent | undefined): void {
-  if (database?.engine === 'mysql') throw cannotDrill(database.engine)
-}
-
-function cannotDrill(engine: string): BackupError {
-  return new BackupError(
-    'USAGE',
-    `drill cannot restore a ${engine === 'mysql' ? 'MySQL/MariaDB' : engine} backup yet.`,
-    {
-      suggestion: 'Check it with `divio app backup verify`, which reads every byte against the signed manifest.',
-    },
-  )
 }

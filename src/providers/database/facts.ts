@@ -80,6 +80,20 @@ export function postgresSchemaStatements(script: string): string[] {
   return kept.split(/;\s*\n/).filter((statement) => statement.trim() !== '')
 }
 
+/**
+ * The statements of a `mariadb-dump --no-data --skip-comments` script that describe the schema: the
+ * next AUTO_INCREMENT value of a table changes with its rows, not its schema, and is left out, as are
+ * comments and the session settings around the statements.
+ */
+export function mysqlSchemaStatements(script: string): string[] {
+  const kept = script
+    .split('\n')
+    .filter((line) => !/^(--|\/\*![0-9]{5} SET |SET |\/\*M!999999)/.test(line))
+    .map((line) => line.replaceAll(/ AUTO_INCREMENT=\d+/g, ''))
+    .join('\n')
+  return kept.split(/;\s*\n/).filter((statement) => statement.trim() !== '')
+}
+
 function quoteIdentifier(name: string): string {
   return `"${name.replaceAll('"', '""')}"`
 }

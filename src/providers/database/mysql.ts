@@ -4,9 +4,11 @@ import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
+import {DatabaseFacts} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {run, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
+import {factsOf, mysqlSchemaStatements} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
 
 /**
@@ -28,6 +30,101 @@ export class MysqlProvider implements DatabaseProvider {
 
   private get database(): string {
     return decodeURIComponent(this.url.pathname.replace(/^\//, ''))
+  }
+
+  /** `mariadb-check` of every table: 'ok', or the first table it does not call OK. */
+  async check(tempDir: string, signal?: AbortSignal): Promise<string> {
+    const defaults = await this.writeDefaults(tempDir)
+    try {
+      const checker = await this.pickTool(['mariadb-check', 'mysqlcheck'])
+      const output = await run(checker, [`--defaults-extra-file=${defaults}`, this.database], {signal})
+      const bad = output.split('\n').find((line) => line.trim() !== '' && !/\s+OK$/.test(line))
+      return bad === undefined ? 'ok' : bad.trim()
+    } finally {
+      await rm(defaults, {force: true})
+    }
+  }
+
+  /**
+   * Every base table's rows, in a consistent-snapshot transaction of its own, and the schema
+   * (`--no-data`): the same queries at backup time and in a drill's scratch server. Marked approximate:
+   * mariadb-dump opens its own transaction, which no client can share, so rows written while both
+   * start may differ.
+   */
+  async facts(tempDir: string, signal?: AbortSignal): Promise<DatabaseFacts> {
+    const defaults = await this.writeDefaults(tempDir)
+    try {
+      const client = await this.pickTool(['mariadb', 'mysql'])
+      const query = (sql: string) =>
+        run(
+          client,
+          [`--defaults-extra-file=${defaults}`, '--batch', '--skip-column-names', '--raw', '-e', sql, this.database],
+          {
+            signal,
+          },
+        )
+      const names = (
+        await query(
+          `SELECT table_name FROM information_schema.tables WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE' ORDER BY table_name`,
+        )
+      )
+        .split('\n')
+        .filter(Boolean)
+      const tables: Record<string, number> = {}
+      if (names.length > 0) {
+        const counts = names
+          .map((name, index) => `SELECT ${index}, COUNT(*) FROM ${quoteIdentifier(name)}`)
+          .join(' UNION ALL ')
+        const output = await query(`START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY; ${counts}; COMMIT`)
+        for (const line of output.split('\n').filter(Boolean)) {
+          const [index, count] = line.split('\t')
+          tables[names[Number(index)]] = Number(count)
+        }
+      }
+
+      const dumper = await this.pickTool(['mariadb-dump', 'mysqldump'])
+      const schema = await run(
+        dumper,
+        [
+          `--defaults-extra-file=${defaults}`,
+          '--no-data',
+          '--skip-comments',
+          '--skip-dump-date',
+          '--routines',
+          '--triggers',
+          '--events',
+          this.database,
+        ],
+        {signal},
+      )
+      return factsOf(tables, mysqlSchemaStatements(schema), 'approximate')
+    } catch (error) {
+      throw new BackupError('BACKUP_FAILED', `Cannot count the rows of ${this.location}: ${describeToolError(error)}`, {
+        cause: error,
+        suggestion:
+          'Check that the user may read every table, or set "countRows": false for this environment to back up without the counts that drills compare.',
+      })
+    } finally {
+      await rm(defaults, {force: true})
+    }
+  }
+
+  /** The first value of a query's first row (a drill's own check), or undefined. */
+  async firstValue(sql: string, tempDir: string, signal?: AbortSignal): Promise<string | undefined> {
+    const defaults = await this.writeDefaults(tempDir)
+    try {
+      const client = await this.pickTool(['mariadb', 'mysql'])
+      const output = await run(
+        client,
+        [`--defaults-extra-file=${defaults}`, '--batch', '--skip-column-names', '--raw', '-e', sql, this.database],
+        {signal},
+      )
+      const [first] = output.split('\n')
+      const value = first?.split('\t')[0]
+      return value === undefined || value === '' || value === 'NULL' ? undefined : value
+    } finally {
+      await rm(defaults, {force: true})
+    }
   }
 
   /** Replays a SQL dump into the database; the client stops at the first error. */
@@ -56,7 +153,15 @@ export class MysqlProvider implements DatabaseProvider {
     }
   }
 
-  async snapshot({signal, tempDir}: {signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot> {
+  async snapshot({
+    countRows = true,
+    signal,
+    tempDir,
+  }: {
+    countRows?: boolean
+    signal: AbortSignal
+    tempDir: string
+  }): Promise<DatabaseSnapshot> {
     const defaults = await this.writeDefaults(tempDir)
     let version: string
     try {
@@ -98,13 +203,21 @@ export class MysqlProvider implements DatabaseProvider {
       ],
       {signal},
     )
+    // Counted alongside the dump, in a transaction of its own (see facts). A table locked by someone
+    // else holds both; the dump's stall watchdog reports it, and cleanup stops the counting.
+    const counting = new AbortController()
+    const facts = countRows ? this.facts(tempDir, AbortSignal.any([signal, counting.signal])) : undefined
+    facts?.catch(() => {})
     return {
       async cleanup() {
         if (!stream.destroyed) stream.destroy()
+        counting.abort()
+        await facts?.catch(() => {})
         await rm(defaults, {force: true})
       },
       compression: 'zstd',
       extension: 'sql.zst',
+      ...(facts ? {facts: () => facts} : {}),
       format: 'sql',
       serverVersion: version,
       stream: dumpStream(stream),
@@ -138,11 +251,18 @@ export class MysqlProvider implements DatabaseProvider {
       ...(this.url.username ? [`user=${quote(decodeURIComponent(this.url.username))}`] : []),
       ...(this.url.password ? [`password=${quote(decodeURIComponent(this.url.password))}`] : []),
     ]
+    // A Unix socket (a drill's scratch server listens on nothing else).
+    const socket = this.url.searchParams.get('socket')
+    if (socket) lines.push(`socket=${quote(socket)}`)
     const ssl = this.url.searchParams.get('ssl-mode') ?? this.url.searchParams.get('ssl_mode')
     if (ssl) lines.push(`ssl-mode=${ssl}`)
     await writeFile(path, `${lines.join('\n')}\n`, {flag: 'wx', mode: 0o600})
     return path
   }
+}
+
+function quoteIdentifier(name: string): string {
+  return `\`${name.replaceAll('`', '``')}\``
 }
 
 /** A value for a MySQL option file: double-quoted, with backslashes and quotes escaped. */

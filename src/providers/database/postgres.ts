@@ -170,12 +170,16 @@ export class PostgresProvider implements DatabaseProvider {
       {env: this.env(), signal},
     )
     // Counted while the dump runs, in the transaction whose snapshot the dump uses: the same rows.
-    const facts = held ? this.countInSnapshot(held, signal) : undefined
+    // Cleanup stops whatever counting is left (a table locked by someone else holds it).
+    const counting = new AbortController()
+    const facts = held ? this.countInSnapshot(held, AbortSignal.any([signal, counting.signal])) : undefined
     facts?.catch(() => {})
     return {
       async cleanup() {
         if (!stream.destroyed) stream.destroy()
+        counting.abort()
         held?.session.kill()
+        await facts?.catch(() => {})
       },
       compression: 'none',
       extension: 'dump',

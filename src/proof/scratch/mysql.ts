@@ -1,0 +1,133 @@
+import {createReadStream, existsSync} from 'node:fs'
+import {chmod, chown, mkdir, readFile, rm} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {BackupError} from '../../errors.js'
+import {run, startReaper, startServer} from '../../lib/process.js'
+import {MysqlProvider} from '../../providers/database/mysql.js'
+import {ScratchDatabase} from './port.js'
+
+/** How long the scratch server may take to accept connections. */
+const START_TIMEOUT_MS = 60_000
+
+/**
+ * A throwaway MariaDB server for a drill: mariadb-install-db into the drill's staging folder, and
+ * mariadbd with networking off, on a Unix socket in that folder. The dump is replayed into it with the
+ * client, as `restore` would. A guard kills the server and removes the folder if this process is
+ * killed before it can. As root, the server runs as the `mysql` user, as the Debian packages arrange it.
+ */
+export async function mysqlScratch(folder: string, dumpPath: string, signal: AbortSignal): Promise<ScratchDatabase> {
+  const staging = dirname(folder)
+  const serverUser = process.getuid?.() === 0 ? await systemUser('mysql') : undefined
+  const dataDir = join(folder, 'data')
+  const socket = join(folder, 'mysqld.sock')
+  await mkdir(dataDir, {mode: 0o700, recursive: true})
+  if (serverUser) {
+    await chmod(staging, 0o711)
+    await chown(folder, serverUser.uid, serverUser.gid)
+    await chown(dataDir, serverUser.uid, serverUser.gid)
+  }
+
+  const asUser = serverUser ? ['--user=mysql'] : []
+  const pidFile = join(folder, 'mysqld.pid')
+  // Started first: a kill at any point leaves the guard to stop the server (by its pid file, which it
+  // waits a moment for, in case the server was just starting) and to remove the staging folder.
+  const guard = startReaper(
+    'for _ in 1 2 3 4; do [ -f "$1" ] && kill -KILL "$(cat "$1")" 2>/dev/null; sleep 0.5; done; rm -rf "$2"',
+    [pidFile, staging],
+  )
+  try {
+    await run(
+      sbin('mariadb-install-db'),
+      [...asUser, `--datadir=${dataDir}`, '--auth-root-authentication-method=normal', '--skip-test-db'],
+      {env: {PATH: `${process.env.PATH}:/usr/sbin`, TMPDIR: folder}, signal},
+    )
+  } catch (error) {
+    await rm(folder, {force: true, recursive: true})
+    guard.release()
+    throw unavailable(error)
+  }
+
+  const server = startServer(sbin('mariadbd'), [
+    '--no-defaults',
+    ...asUser,
+    `--datadir=${dataDir}`,
+    '--skip-networking',
+    `--socket=${socket}`,
+    `--pid-file=${pidFile}`,
+    `--log-error=${join(folder, 'error.log')}`,
+    `--tmpdir=${folder}`,
+    '--innodb-buffer-pool-size=64M',
+    '--skip-log-bin',
+  ])
+  const stop = async () => {
+    await server.stop()
+    await rm(folder, {force: true, recursive: true})
+    guard.release()
+  }
+
+  try {
+    const url = (database: string) => new URL(`mysql://root@localhost/${database}?socket=${encodeURIComponent(socket)}`)
+    const admin = new MysqlProvider(url(''))
+    for (let waited = 0; ; waited += 100) {
+      signal.throwIfAborted()
+      if (existsSync(socket) && (await admin.firstValue('SELECT 1', folder).catch(() => {})) === '1') break
+      if (waited > START_TIMEOUT_MS)
+        throw new Error(`it did not accept connections within ${START_TIMEOUT_MS / 1000} s`)
+      await sleep(100)
+    }
+
+    await admin.firstValue('CREATE DATABASE drill CHARACTER SET utf8mb4', folder, signal)
+    const provider = new MysqlProvider(url('drill'))
+    await provider.restore(createReadStream(dumpPath), {signal, tempDir: folder})
+    const version = (await admin.firstValue('SELECT VERSION()', folder, signal)) ?? 'unknown'
+    return {
+      close: stop,
+      facts: () => provider.facts(folder, signal),
+      firstValue: (sql) => provider.firstValue(sql, folder, signal),
+      async integrity() {
+        return {result: await provider.check(folder, signal), tool: 'mariadb-check'}
+      },
+      tools: {mariadb: version},
+    }
+  } catch (error) {
+    await stop()
+    if (signal.aborted || error instanceof BackupError) throw error
+    throw unavailable(error)
+  }
+}
+
+/** Debian installs the server programs in /usr/sbin, which an ordinary user's PATH may not hold. */
+function sbin(name: string): string {
+  return existsSync(`/usr/sbin/${name}`) ? `/usr/sbin/${name}` : name
+}
+
+function unavailable(error: unknown): BackupError {
+  return new BackupError(
+    'SOURCE_UNAVAILABLE',
+    `Cannot start a scratch MariaDB server for the drill: ${(error as Error).message}`,
+    {
+      cause: error,
+      suggestion:
+        'Check the MariaDB server installation (mariadb-install-db, mariadbd: apt-get install mariadb-server).',
+    },
+  )
+}
+
+async function systemUser(name: string): Promise<{gid: number; uid: number}> {
+  const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '')
+  const entry = passwd.split('\n').find((line) => line.startsWith(`${name}:`))
+  if (entry === undefined) {
+    throw new BackupError(
+      'SOURCE_UNAVAILABLE',
+      `As root, a drill runs its scratch server as the user ${name}, which does not exist.`,
+      {
+        suggestion: 'Run the drill as an ordinary user, or install the server package, which creates the user.',
+      },
+    )
+  }
+
+  const fields = entry.split(':')
+  return {gid: Number(fields[3]), uid: Number(fields[2])}
+}

@@ -520,6 +520,29 @@ async function databaseScenario(work: string, env: NodeJS.ProcessEnv, megabytes:
       scenario: `database backup, PostgreSQL ~${megabytes} MB`,
       target: '≤ 1.1× (time ratio, ours ÷ baseline)',
     })
+
+    // The facts a drill compares (row counts and the schema, in the dump's snapshot), against the same
+    // backup with "countRows": false.
+    const uncounted = join(work, 'db-uncounted')
+    mkdirSync(join(uncounted, '.divio'), {recursive: true})
+    writeFileSync(
+      join(uncounted, '.divio', 'backups.json'),
+      JSON.stringify({environments: {local: {countRows: false}}}),
+    )
+    const databaseEnv = {
+      ...env,
+      DATABASE_URL: pg.url('bench'),
+      DIVIO_BACKUP_PG_BINDIR: binDir,
+      DIVIO_BACKUP_STORE: join(uncounted, 'store'),
+    }
+    const without = measure(cliCommand('create --db-only'), {cwd: uncounted, env: databaseEnv})
+    row({
+      baseline: {...without, command: 'create --db-only, countRows: false'},
+      ours: {...ours, command: 'create --db-only (counts rows)'},
+      ratio: ours.seconds / without.seconds,
+      scenario: `row counts, PostgreSQL ~${megabytes} MB`,
+      target: '≤ 1.1× (time ratio, with counts ÷ without)',
+    })
   } finally {
     pg.stop()
   }

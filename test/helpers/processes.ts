@@ -1,4 +1,4 @@
-import {ChildProcess} from 'node:child_process'
+import {ChildProcess, spawnSync} from 'node:child_process'
 import {readdirSync, readFileSync} from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -48,4 +48,38 @@ export function watch(child: ChildProcess): {
     child.on('exit', (code) => resolve(code))
   })
   return {exited, output: () => ({stderr, stdout}), pid: child.pid}
+}
+
+/** The pids of processes whose command line names `path` (a drill's scratch server, while it runs). */
+export function processesUsing(path: string): string[] {
+  return spawnSync('pgrep', ['-f', path], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean)
+}
+
+/**
+ * Starts `drill` with DIVIO_BACKUP_TMPDIR=`tmp`, sends `signal` once its scratch server runs (the
+ * moment there is most to clean up), and resolves with its exit code once every process and file of
+ * the scratch is gone; fails if they are still there after 30 s.
+ */
+export async function drillStoppedOnceItsServerRuns(
+  start: () => ChildProcess,
+  tmp: string,
+  signal: NodeJS.Signals,
+): Promise<null | number> {
+  const child = start()
+  const exited = new Promise<null | number>((resolve) => {
+    child.on('exit', (code) => resolve(code))
+  })
+  for (let waited = 0; processesUsing(tmp).length === 0; waited += 20) {
+    if (waited > 60_000) throw new Error('the drill did not start its server within 60 s')
+    await sleep(20)
+  }
+
+  child.kill(signal)
+  const code = await exited
+  for (let waited = 0; processesUsing(tmp).length > 0 || readdirSync(tmp).length > 0; waited += 50) {
+    if (waited > 30_000) throw new Error(`the scratch server or its files were left after ${signal}`)
+    await sleep(50)
+  }
+
+  return code
 }

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {spawn, spawnSync} from 'node:child_process'
+import {spawn} from 'node:child_process'
 import {createReadStream, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -9,7 +9,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {MysqlProvider} from '../../src/providers/database/mysql.js'
 import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
 import {freePort} from '../helpers/postgres.js'
-import {waitForProcess, watch} from '../helpers/processes.js'
+import {drillStoppedOnceItsServerRuns, waitForProcess, watch} from '../helpers/processes.js'
 import {
   cli,
   cliAsync,
@@ -251,9 +251,6 @@ describe('MySQL/MariaDB (real server)', function () {
   })
 
   describe('drill: restored into a throwaway server the command starts itself', () => {
-    const processesUsing = (path: string) =>
-      spawnSync('pgrep', ['-f', path], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean)
-
     it('passes on a good backup: mariadb-check, and the tables and schema as recorded', () => {
       const project = makeProject()
       configure(project)
@@ -278,25 +275,11 @@ describe('MySQL/MariaDB (real server)', function () {
       const tmp = mkdtempSync(join(tmpdir(), 'divio-drill-tmp-'))
       const env = {...project.env, DATABASE_URL: db.url('shop'), DIVIO_BACKUP_TMPDIR: tmp}
       expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
-      const child = spawn(process.execPath, [runJs, 'app', 'backup', 'drill'], {
-        cwd: project.root,
-        env,
-        stdio: 'ignore',
-      })
-      const exited = new Promise<void>((resolve) => {
-        child.on('exit', () => resolve())
-      })
-      for (let waited = 0; processesUsing(tmp).length === 0; waited += 20) {
-        expect(waited, 'the drill started its server').to.be.below(60_000)
-        await sleep(20)
-      }
-
-      child.kill('SIGKILL')
-      await exited
-      for (let waited = 0; processesUsing(tmp).length > 0 || readdirSync(tmp).length > 0; waited += 50) {
-        expect(waited, 'the scratch server and its files are gone').to.be.below(30_000)
-        await sleep(50)
-      }
+      await drillStoppedOnceItsServerRuns(
+        () => spawn(process.execPath, [runJs, 'app', 'backup', 'drill'], {cwd: project.root, env, stdio: 'ignore'}),
+        tmp,
+        'SIGKILL',
+      )
     })
   })
 })

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import {createReadStream, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -7,7 +7,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {PostgresProvider} from '../../src/providers/database/postgres.js'
 import {freePort, postgresBinDir, TestPostgres} from '../helpers/postgres.js'
-import {waitForProcess, watch} from '../helpers/processes.js'
+import {drillStoppedOnceItsServerRuns, waitForProcess, watch} from '../helpers/processes.js'
 import {
   cli,
   cliAsync,
@@ -435,10 +435,6 @@ describe('PostgreSQL (real server)', function () {
   })
 
   describe('drill: restored into a throwaway server the command starts itself', () => {
-    /** Processes whose command line names `path`: the scratch server's, while it runs. */
-    const processesUsing = (path: string) =>
-      spawnSync('pgrep', ['-f', path], {encoding: 'utf8'}).stdout.split('\n').filter(Boolean)
-
     it('passes on a good backup: pg_amcheck, every row count and the schema as recorded', () => {
       const project = makeProject()
       configure(project)
@@ -466,27 +462,12 @@ describe('PostgreSQL (real server)', function () {
         const tmp = mkdtempSync(join(tmpdir(), 'divio-drill-tmp-'))
         const env = {...project.env, DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_TMPDIR: tmp}
         expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
-        const child = spawn(process.execPath, [runJs, 'app', 'backup', 'drill'], {
-          cwd: project.root,
-          env,
-          stdio: 'ignore',
-        })
-        const exited = new Promise<null | number>((resolve) => {
-          child.on('exit', (code) => resolve(code))
-        })
-        // Stopped once its server runs: the moment there is most to clean up.
-        for (let waited = 0; processesUsing(tmp).length === 0; waited += 20) {
-          expect(waited, 'the drill started its server').to.be.below(60_000)
-          await sleep(20)
-        }
-
-        child.kill(signal)
-        const code = await exited
+        const code = await drillStoppedOnceItsServerRuns(
+          () => spawn(process.execPath, [runJs, 'app', 'backup', 'drill'], {cwd: project.root, env, stdio: 'ignore'}),
+          tmp,
+          signal,
+        )
         if (signal === 'SIGTERM') expect(code).to.equal(130)
-        for (let waited = 0; processesUsing(tmp).length > 0 || readdirSync(tmp).length > 0; waited += 50) {
-          expect(waited, `the scratch server and its files are gone after ${signal}`).to.be.below(30_000)
-          await sleep(50)
-        }
       })
     }
   })

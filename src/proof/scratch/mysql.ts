@@ -1,5 +1,5 @@
 import {createReadStream, existsSync} from 'node:fs'
-import {chmod, chown, mkdir, readFile, rm} from 'node:fs/promises'
+import {chmod, chown, mkdir, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -7,6 +7,7 @@ import {BackupError} from '../../errors.js'
 import {run, startReaper, startServer} from '../../lib/process.js'
 import {MysqlProvider} from '../../providers/database/mysql.js'
 import {ScratchDatabase} from './port.js'
+import {systemUser} from './system-user.js'
 
 /** How long the scratch server may take to accept connections. */
 const START_TIMEOUT_MS = 60_000
@@ -113,21 +114,4 @@ function unavailable(error: unknown): BackupError {
         'Check the MariaDB server installation (mariadb-install-db, mariadbd: apt-get install mariadb-server).',
     },
   )
-}
-
-async function systemUser(name: string): Promise<{gid: number; uid: number}> {
-  const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '')
-  const entry = passwd.split('\n').find((line) => line.startsWith(`${name}:`))
-  if (entry === undefined) {
-    throw new BackupError(
-      'SOURCE_UNAVAILABLE',
-      `As root, a drill runs its scratch server as the user ${name}, which does not exist.`,
-      {
-        suggestion: 'Run the drill as an ordinary user, or install the server package, which creates the user.',
-      },
-    )
-  }
-
-  const fields = entry.split(':')
-  return {gid: Number(fields[3]), uid: Number(fields[2])}
 }

@@ -1,11 +1,12 @@
 import {createReadStream, existsSync, readdirSync} from 'node:fs'
-import {chmod, chown, mkdir, readFile, rm} from 'node:fs/promises'
+import {chmod, chown, mkdir, rm} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
 import {BackupError} from '../../errors.js'
 import {run, startReaper} from '../../lib/process.js'
 import {PostgresProvider} from '../../providers/database/postgres.js'
 import {ScratchDatabase} from './port.js'
+import {systemUser} from './system-user.js'
 
 /**
  * A throwaway PostgreSQL server for a drill: initdb into the drill's staging folder, listening on a
@@ -25,7 +26,7 @@ export async function postgresScratch(
   // After a kill, the guard removes the whole staging folder of the drill: it holds the plaintext dump.
   const staging = dirname(folder)
   const binDir = serverBinDir(variables)
-  const serverUser = process.getuid?.() === 0 ? await postgresUser() : undefined
+  const serverUser = process.getuid?.() === 0 ? await systemUser('postgres') : undefined
   const asServer = (tool: string, args: string[]) =>
     serverUser
       ? run('runuser', ['-u', 'postgres', '--', join(binDir, tool), ...args], {signal})
@@ -120,21 +121,4 @@ function serverBinDir(variables: NodeJS.ProcessEnv): string {
       suggestion: 'Install them (apt-get install postgresql), or point DIVIO_BACKUP_PG_BINDIR at their bin folder.',
     },
   )
-}
-
-async function postgresUser(): Promise<{gid: number; uid: number}> {
-  const passwd = await readFile('/etc/passwd', 'utf8').catch(() => '')
-  const entry = passwd.split('\n').find((line) => line.startsWith('postgres:'))
-  if (entry === undefined) {
-    throw new BackupError(
-      'SOURCE_UNAVAILABLE',
-      'As root, a drill runs its scratch PostgreSQL server as the user postgres, which does not exist.',
-      {
-        suggestion: 'Run the drill as an ordinary user, or install the postgresql package, which creates the user.',
-      },
-    )
-  }
-
-  const fields = entry.split(':')
-  return {gid: Number(fields[3]), uid: Number(fields[2])}
 }

@@ -1,7 +1,9 @@
 import {environmentNames, loadEnvironment, redactDsn} from '../config/load.js'
 import {nextSlot} from '../domain/schedule.js'
 import {BackupError} from '../errors.js'
+import {writeFileAtomically} from '../lib/atomic-write.js'
 import {Freshness, freshnessOf} from '../proof/freshness.js'
+import {renderMetrics} from '../proof/metrics.js'
 import {openStore} from '../store/index.js'
 import {readCatalog} from './catalog.js'
 import {ServiceSetup} from './context.js'
@@ -15,6 +17,8 @@ export interface StatusOptions {
   environment?: string
   /** `--max-age`, in seconds: each environment is then `late` or not. */
   maxAgeSeconds?: number
+  /** `--format prometheus --output FILE`: the metrics are written there, replacing it in one step. */
+  metricsFile?: string
 }
 
 /** One environment in `status --json`. */
@@ -54,6 +58,7 @@ export async function backupStatus(setup: ServiceSetup, options: StatusOptions):
   }
 
   const ok = environments.every((status) => status.error === undefined && status.late !== true)
+  if (options.metricsFile !== undefined) await writeFileAtomically(options.metricsFile, renderMetrics(environments))
   return {
     checkedAt: now.toISOString(),
     environments,

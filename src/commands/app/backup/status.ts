@@ -4,7 +4,6 @@ import {BackupCommand} from '../../../cli/base-command.js'
 import {renderStatus} from '../../../cli/render-status.js'
 import {formatDuration, parseDuration} from '../../../domain/duration.js'
 import {BackupError, ExitCode} from '../../../errors.js'
-import {writeFileAtomically} from '../../../lib/atomic-write.js'
 import {renderMetrics} from '../../../proof/metrics.js'
 import {backupStatus, StatusResult} from '../../../services/status.js'
 
@@ -60,14 +59,11 @@ With --max-age it is a dead man's switch for cron and monitors: it exits 1 when 
       configPath: flags.config,
       environment: flags.env,
       maxAgeSeconds,
+      metricsFile: flags.output,
     })
-    if (flags.format === 'prometheus') {
-      const metrics = renderMetrics(result.environments)
-      if (flags.output === undefined) process.stdout.write(metrics)
-      else await writeFileAtomically(flags.output, metrics)
-    } else {
-      this.log(renderStatus(result))
-    }
+    if (flags.format === 'human') this.log(renderStatus(result))
+    // With --json, stdout is the JSON result alone; --output still gets the metrics.
+    else if (flags.output === undefined && !this.jsonEnabled()) process.stdout.write(renderMetrics(result.environments))
 
     const late = result.environments.filter((status) => status.late === true || status.error !== undefined)
     if (!result.ok && !this.jsonEnabled()) {

@@ -8,6 +8,7 @@ import {pipeline} from 'node:stream/promises'
 import {extractMediaArchive} from '../archive/extract.js'
 import {LISTING_MEMBER, ListingRow} from '../archive/media-tar.js'
 import {readTar} from '../archive/tar-reader.js'
+import {DatabaseSource, parseDatabaseDsn, redactDsn} from '../config/dsn.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {encodeName} from '../lib/byte-names.js'
@@ -24,6 +25,8 @@ export interface DrillOptions {
   /** Re-read this share of the extracted media files from disk (every file is checked as it is extracted). */
   mediaSamplePercent?: number
   reference: string
+  /** `--scratch-url`: a database of the user's to restore into, instead of a server the drill starts. */
+  scratchUrl?: string
 }
 
 /** `drill` --json: the receipt as stored, and where. */
@@ -43,6 +46,7 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
   const started = performance.now()
   const {manifest} = findBackup(await catalogOf(context), options.reference)
   const {database} = manifest.components
+  const given = scratchDatabase(context, options.scratchUrl)
   const writer = await context.keys.writerKey(startedAt)
   await sweepStaleStaging(context.tempRoot)
   const scratch = await makeStagingDir(context.tempRoot, 'drill')
@@ -58,7 +62,7 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
     if (downloaded.check.ok && database !== undefined) {
       const dumpPath = join(scratch, 'files', `database.${extensionOf(database.format)}`)
       const result = await timedStage(context.reporter, 'database drill', () =>
-        drillDatabase(context, manifest, {dumpPath, scratch}),
+        drillDatabase(context, manifest, {dumpPath, scratch}, given),
       )
       checks.push(...result.checks)
       databaseSummary = result.summary
@@ -123,13 +127,36 @@ async function restoreIntoScratch(
   }
 }
 
+/**
+ * `--scratch-url`, checked before anything is read: a database URL that is not the environment's own
+ * database (same server and database name), which a drill must never touch.
+ */
+function scratchDatabase(context: BackupContext, url: string | undefined): DatabaseSource | undefined {
+  if (url === undefined) return undefined
+  const given = parseDatabaseDsn(url, context.env.root, '--scratch-url')
+  const own = context.env.database
+  const place = (source: DatabaseSource) =>
+    source.engine === 'sqlite'
+      ? source.path
+      : `${source.url.hostname}:${source.url.port}/${source.url.pathname}?${source.url.searchParams.get('host') ?? ''}`
+  if (own !== undefined && own.engine === given.engine && place(own) === place(given)) {
+    throw new BackupError('USAGE', `--scratch-url names the environment's own database, ${redactDsn(url)}.`, {
+      suggestion:
+        'A drill restores into scratch, never into the database it backs up: give an empty database of its own.',
+    })
+  }
+
+  return given
+}
+
 async function drillDatabase(
   context: BackupContext,
   manifest: Manifest,
   paths: {dumpPath: string; scratch: string},
+  given?: DatabaseSource,
 ): Promise<{checks: DrillCheck[]; summary: DrillReceipt['database']; tools: Record<string, string>}> {
   const database = manifest.components.database!
-  const scratch = await openScratch(database, paths, context.signal)
+  const scratch = await openScratch(database, paths, context.signal, given)
   try {
     const checks: DrillCheck[] = []
     // Counted before the engine's check, which may install what it needs (pg_amcheck's extension).

@@ -455,6 +455,23 @@ describe('PostgreSQL (real server)', function () {
       expect(cli(project, ['info'], env).stdout).to.match(/^Drill {7}drilled \S+: 4 tables, 127,500 rows match$/m)
     })
 
+    it("--scratch-url restores into a database of the user's, and refuses the environment's own", () => {
+      const project = makeProject()
+      configure(project)
+      const env = {DATABASE_URL: pg.url('shop')}
+      expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+      pg.psql('postgres', 'CREATE DATABASE given_scratch')
+      const drilled = cli(project, ['drill', '--scratch-url', pg.url('given_scratch'), '--json'], env)
+      expect(drilled.status, drilled.stderr).to.equal(0)
+      expect((drilled.json() as {passed: boolean}).passed).to.equal(true)
+      expect(Number(pg.psql('given_scratch', 'SELECT count(*) FROM customers'))).to.equal(500)
+
+      const refused = cli(project, ['drill', '--scratch-url', pg.url('shop')], env)
+      expect(refused.status).to.equal(2)
+      expect(refused.stderr).to.match(/^Error: --scratch-url names the environment's own database/)
+      expect(refused.stderr).to.not.include(pg.password)
+    })
+
     for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
       it(`leaves no scratch server and no scratch file after ${signal}`, async () => {
         const project = makeProject()

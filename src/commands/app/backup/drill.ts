@@ -34,6 +34,10 @@ The database is restored into scratch, never the environment's own: a temp file 
       max: 100,
       min: 1,
     }),
+    'scratch-url': Flags.string({
+      description:
+        "PostgreSQL or MariaDB: restore into this database of your own (it is replaced; never the environment's) instead of a server the drill starts.",
+    }),
   }
 
   async run(): Promise<DrillCommandResult> {
@@ -41,6 +45,7 @@ The database is restored into scratch, never the environment's own: a temp file 
     const result = await drillBackup(await this.context(flags), {
       mediaSamplePercent: flags['media-sample'],
       reference: args.id,
+      scratchUrl: flags['scratch-url'],
     })
     if (!this.jsonEnabled()) this.log(renderDrill(result))
     if (result.passed) return result

@@ -22,7 +22,7 @@ export interface ResolvedEnvironment {
   countRows: boolean
   database?: DatabaseSource
   /** `drill`'s query of the restored database (config `drill`). */
-  drill?: {expect?: string; query: string}
+  drill?: {every?: 'daily' | 'weekly'; expect?: string; query?: string}
   /** The environment names the config defines, for messages. */
   knownEnvironments: string[]
   media?: MediaSource
@@ -177,12 +177,12 @@ function resolveEnvironment(
     configSource,
     countRows: settings.countRows ?? true,
     database: database ? parseDatabaseDsn(database, root, where('database')) : undefined,
-    ...(settings.drill ? {drill: settings.drill} : {}),
+    drill: settings.drill,
     knownEnvironments: names,
     media,
     mediaFormat: settings.mediaFormat ?? defaults.mediaFormat ?? 'tar',
     name,
-    ...(settings.notify ? {notify: settings.notify} : {}),
+    notify: settings.notify,
     recipients: settings.encryption?.recipients,
     retention: settings.retention,
     root,

@@ -56,7 +56,12 @@ export const environmentSchema = z
     database: z.string().min(1).optional(),
     /** `drill`'s own check of the restored database: a query whose first value must be there (and be `expect`). */
     drill: z
-      .object({expect: z.string().optional(), query: z.string().min(1)})
+      .object({
+        /** `schedule run` drills the newest scheduled backup this often (without --drill). */
+        every: z.enum(['daily', 'weekly']).optional(),
+        expect: z.string().optional(),
+        query: z.string().min(1).optional(),
+      })
       .strict()
       .optional(),
     encryption: z

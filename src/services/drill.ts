@@ -180,7 +180,7 @@ async function drillDatabase(
           ]),
     )
     const {drill} = context.env
-    if (drill?.query) checks.push(await userQuery(drill, (sql) => scratch.firstValue(sql)))
+    if (drill?.query) checks.push(await userQuery({...drill, query: drill.query}, (sql) => scratch.firstValue(sql)))
     return {
       checks,
       summary: {engine: database.engine, rows: restored.rows, tables: Object.keys(restored.tables).length},

@@ -6,6 +6,7 @@ import {catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {createBackup} from './create.js'
 import {drillBackup, DrillResult} from './drill.js'
+import {lastDrills} from './list.js'
 import {withHooks} from './notify.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
 
@@ -81,16 +82,31 @@ async function tick(
   )
   const taken = existing ? null : await take(context)
   const removed = await retentionAfterCreate(context, 'scheduled')
-  const drill = options.drill ? await drillNewestScheduled(context) : null
+  const every = context.env.drill?.every
+  const drill = options.drill || every ? await drillNewestScheduled(context, options.drill ? undefined : every) : null
   return {drill, existing: existing?.manifest.id ?? null, removed, slot: slot.toISOString(), taken}
 }
+
+/** How long after a drill the `drill.every` setting waits before the next one. */
+const DRILL_INTERVAL_MS = {daily: 86_400_000, weekly: 7 * 86_400_000} as const
 
 /**
  * Drills the newest scheduled backup unless it has a receipt already: run hourly, a tick drills each
  * night's backup once, and a drill that could not run (the machine was off) is made up by the next tick.
+ * With `every` (the config's `drill.every`), only once that long has passed since the environment's
+ * newest drill.
  */
-async function drillNewestScheduled(context: BackupContext): Promise<DrillResult | null> {
-  const newest = (await catalogOf(context)).complete.find(({manifest}) => manifest.trigger === 'scheduled')
+async function drillNewestScheduled(
+  context: BackupContext,
+  every?: keyof typeof DRILL_INTERVAL_MS,
+): Promise<DrillResult | null> {
+  const catalog = await catalogOf(context)
+  const newest = catalog.complete.find(({manifest}) => manifest.trigger === 'scheduled')
   if (newest === undefined || (newest.receipts?.length ?? 0) > 0) return null
+  if (every !== undefined) {
+    const drilled = [...(await lastDrills(context, catalog)).values()].map(({endedAt}) => Date.parse(endedAt))
+    if (drilled.some((endedAt) => context.now().getTime() - endedAt < DRILL_INTERVAL_MS[every])) return null
+  }
+
   return drillBackup(context, {reference: newest.manifest.id})
 }

@@ -162,6 +162,21 @@ describe('drill: proof that a backup restores', function () {
     expect((second.json() as {drill: Drilled | null}).drill, 'drilled once').to.equal(null)
   })
 
+  it('drill.every: weekly drills a scheduled backup from schedule run once a week, without --drill', () => {
+    const project = makeProject()
+    writeEnvironments(project, {local: {drill: {every: 'weekly'}, schedule: {at: '02:00', timezone: 'UTC'}}})
+    const drilledOn = (day: string) => {
+      const ran = cli(project, ['schedule', 'run', '--json'], {DIVIO_BACKUP_NOW: `${day}T03:00:00Z`})
+      expect(ran.status, ran.stderr).to.equal(0)
+      return (ran.json() as {drill: Drilled | null}).drill !== null
+    }
+
+    expect(drilledOn('2026-12-01'), 'the first backup').to.equal(true)
+    expect(drilledOn('2026-12-02'), 'a day later').to.equal(false)
+    expect(drilledOn('2026-12-07'), 'six days later').to.equal(false)
+    expect(drilledOn('2026-12-08'), 'a week later').to.equal(true)
+  })
+
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
     it(`leaves no scratch file after ${signal}`, async () => {
       const project = makeProject()

@@ -12,6 +12,7 @@ import {DatabaseSource, parseDatabaseDsn, redactDsn} from '../config/dsn.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {encodeName} from '../lib/byte-names.js'
+import {startReaper} from '../lib/process.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {compareFacts} from '../proof/compare.js'
 import {DrillCheck, DrillReceipt, receiptName, signReceipt} from '../proof/receipt.js'
@@ -50,6 +51,9 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
   const writer = await context.keys.writerKey(startedAt)
   await sweepStaleStaging(context.tempRoot)
   const scratch = await makeStagingDir(context.tempRoot, 'drill')
+  // The scratch holds a plaintext copy of the backup: a guard removes it even if this process is
+  // killed (SIGKILL runs no cleanup here), as the next command's sweep would, only at once.
+  const guard = startReaper('rm -rf "$1"', [scratch])
   const checks: DrillCheck[] = []
   const tools: Record<string, string> = {}
   let databaseSummary: DrillReceipt['database']
@@ -80,6 +84,7 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
     throw error
   } finally {
     await rm(scratch, {force: true, recursive: true})
+    guard.release()
   }
 
   const endedAt = context.now()

@@ -30,7 +30,7 @@ interface Restored {
 /**
  * Every path a user takes, on a media folder of ordinary size (see big-tree.ts): create → verify →
  * download → restore into another env → prune, for one media format, on a local store and on S3; on
- * the local store also restore in place (with its safety backup) and export. After each restore the
+ * the local store also restore in place (with its safety backup), drill and export. After each restore the
  * target must equal the source byte for byte: names (non-UTF-8 included), contents, modes, mtimes (to
  * the second) and links. The one link that leads outside the media folder is kept by the backup and
  * left out by restore, which names it. Each format has a test file of its own, so that they run side
@@ -113,6 +113,14 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
           expect(treeDifferences(restorable, describeTree(join(project.root, 'media')))).to.deep.equal([])
           // Nothing is left beside the targets: no staging folder, no plaintext copy.
           expect(readdirSync(project.root).filter((name) => name.includes('restore'))).to.deep.equal([])
+
+          // A drill restores the same tree into scratch and reads every file back: names of any bytes
+          // included, the outside link left out as restore leaves it.
+          const drilled = await run(['drill', id, '--json'])
+          const drill = drilled.json() as {media: {checkedFiles: number; files: number}; passed: boolean}
+          expect(drill.passed).to.equal(true)
+          expect(drill.media.checkedFiles).to.be.greaterThan(BIG_TREE_FILES)
+          expect(drill.media.files).to.equal(drill.media.checkedFiles)
 
           // The safety backup (of the restored tree) verifies too, and the export of one backup says so.
           await run(['verify', restored.safetyBackup!])

@@ -1,3 +1,4 @@
+import {createHash} from 'node:crypto'
 import {close, fchmod, futimes, open, read, write} from 'node:fs'
 
 /**
@@ -48,6 +49,27 @@ export async function readSmallFile(path: Buffer | string, size: number): Promis
     }
 
     return filled < size ? buffer.subarray(0, filled) : buffer
+  } finally {
+    await closeFile(descriptor)
+  }
+}
+
+/**
+ * The SHA-256 of a file's content, read through `buffer` (the caller's, reused from file to file);
+ * undefined when the file does not exist. One open, a read per buffer's length, and one close: a
+ * stream per file would cost several more round trips, which for tens of thousands of small files is
+ * most of the time.
+ */
+export async function sha256OfFile(path: Buffer | string, buffer: Buffer): Promise<string | undefined> {
+  const descriptor = await openForReading(path)
+  if (descriptor === undefined) return undefined
+  try {
+    const hash = createHash('sha256')
+    for (;;) {
+      const bytesRead = await readInto(descriptor, buffer, 0, buffer.length)
+      if (bytesRead === 0) return hash.digest('hex')
+      hash.update(buffer.subarray(0, bytesRead))
+    }
   } finally {
     await closeFile(descriptor)
   }

@@ -1,10 +1,11 @@
 import {dirname, relative} from 'node:path'
 
+import type {PackCollectionResult} from '../media-format/packs/collection.js'
+
 import {BackupView} from '../domain/backup.js'
 import {countOf, formatBytes, formatDay, formatInstant, renderTable, shortHash, truncate} from '../domain/format.js'
 import {formatInZone} from '../domain/schedule.js'
-import {PackCollectionResult} from '../media-format/packs/collection.js'
-import {SHARED_PACKS} from '../media-format/packs/export.js'
+import {SHARED_PACKS} from '../media-format/port.js'
 import {FilesResult} from '../services/download.js'
 import {ExportResult} from '../services/export.js'
 import {BackupInfo} from '../services/info.js'

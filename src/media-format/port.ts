@@ -6,6 +6,12 @@ import {Manifest, MediaComponent, StoredObject} from '../domain/manifest.js'
 import {BackupContext, Progress} from '../services/context.js'
 
 /**
+ * What `export` names the objects that the backups of an environment share (the packs of incremental
+ * media) in place of a backup id: they belong to no one backup.
+ */
+export const SHARED_PACKS = 'packs'
+
+/**
  * A media format: how a backup's media is stored, and how it is read back. Two implement it: `tar`
  * (one media.tar.age a backup, in `tar/`) and `packs` (incremental: blobs in packs that backups share,
  * and an index a backup, in `packs/`). The services hold one of these and never ask which.

@@ -13,13 +13,13 @@ import {syncPath} from '../../lib/fsync.js'
 import {makeStagingDir} from '../../lib/staging.js'
 import {BackupContext} from '../../services/context.js'
 import {readSmallObject} from '../../services/objects.js'
+import {SHARED_PACKS} from '../port.js'
 import {readPackTrust} from './check.js'
 import {forwardKey, locatePacks, packsPrefix} from './folder.js'
 import {readIndexFile, readIndexLines} from './read.js'
 import {RebuildScriptCheck} from './rebuild-script.js'
 
 /** The `backup` of exported packs, which the backups of an env share. */
-export const SHARED_PACKS = 'packs'
 
 export type ExportedFile = {
   backup: string

@@ -122,6 +122,8 @@ const failures: Array<{args: string[]; status: number}> = [
 
 const distributions: Array<{
   failures: typeof failures
+  /** The whole path of a user (the packed plugin), or what differs when it is loaded from src/. */
+  full: boolean
   install: (host: Host, project: Project) => CliResult
   name: string
 }> = [
@@ -129,18 +131,20 @@ const distributions: Array<{
     // The output of errors is the same code whichever way the plugin is loaded: a linked plugin checks
     // one error of the service and one of parsing (each call compiles src/ through tsx, a second apiece).
     failures: failures.slice(0, 2),
+    full: false,
     // How every plugin developer works: oclif loads a linked plugin from src/ through tsx.
     install: (host, project) => host.run(['plugins', 'link', repoRoot, '--no-install'], project),
     name: 'linked (`divio plugins link <checkout>`)',
   },
   {
     failures,
+    full: true,
     install: (host, project) => host.run(['plugins', 'install', `file:${packPlugin()}`], project),
     name: 'packed and installed (`npm pack`, then `divio plugins install file:<tgz>`, offline)',
   },
 ]
 
-for (const {failures, install, name} of distributions) {
+for (const {failures, full, install, name} of distributions) {
   describe(`inside a host CLI \`divio\`: ${name}`, function () {
     let host: Host
     let project: Project
@@ -166,10 +170,17 @@ for (const {failures, install, name} of distributions) {
       }
     })
 
-    it('create, list, verify, download and restore run on a sample app', () => {
+    it(`${full ? 'create, list, verify, download and restore run' : 'create and verify run'} on a sample app`, () => {
       const created = host.run(['app', 'backup', 'create', '--json'], project)
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as {id: string}
+      if (!full) {
+        // Loaded from src/, the encryption thread registers tsx itself (archive/seal.ts): what a create
+        // and a verify show. The other commands run the same code as the packed plugin's.
+        const verified = host.run(['app', 'backup', 'verify', id], project)
+        expect(verified.status, verified.stderr).to.equal(0)
+        return
+      }
 
       const listed = host.run(['app', 'backup', 'list', '--json'], project)
       expect(listed.status, listed.stderr).to.equal(0)

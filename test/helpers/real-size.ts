@@ -29,8 +29,8 @@ interface Restored {
 
 /**
  * Every path a user takes, on a media folder of ordinary size (see big-tree.ts): create → verify →
- * download → restore into another env → prune, for one media format, on a local store and on S3; on
- * the local store also restore in place (with its safety backup), drill and export. After each restore the
+ * download → prune → verify --all, for one media format, on a local store and on S3; on the local
+ * store also restore into another env and in place (with its safety backup), drill and export. After each restore the
  * target must equal the source byte for byte: names (non-UTF-8 included), contents, modes, mtimes (to
  * the second) and links. The one link that leads outside the media folder is kept by the backup and
  * left out by restore, which names it. Each format has a test file of its own, so that they run side
@@ -79,6 +79,7 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
         const restorable = describeTree(tree.root, {leaveOut: [tree.outsideLink]})
         expect(source.size).to.be.greaterThan(BIG_TREE_FILES)
 
+        let safetyBackup: string | undefined
         const created = await run(['create', '--media-only', '--json'])
         const {id} = created.json() as Created
         expect(created.stderr).to.match(
@@ -96,19 +97,20 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
         execFileSync('tar', ['-xf', join(out, 'media.tar'), '-C', extracted], {env: {...process.env, LC_ALL: 'C'}})
         expect(treeDifferences(source, describeTree(join(extracted, 'media')))).to.deep.equal([])
 
-        // restore into another env, then in place with a safety backup.
-        const toCopy = await run(['restore', id, '--to-env', 'copy', '--confirm', 'copy', '--media-only', '--json'])
-        const copied = toCopy.json() as Restored
-        expect(copied.media.skipped.map(({path}) => path)).to.deep.equal([tree.outsideLink])
-        expect(toCopy.stderr).to.match(/warning: media "shared" not restored: it is a symlink to "\/usr\/share"/)
-        expect(treeDifferences(restorable, describeTree(join(project.root, 'copy-of-media')))).to.deep.equal([])
-
-        // In place, with its safety backup, and the exports: what they add to the path above does not
-        // depend on the store, so they run once, on the local one.
+        // Restore, into another env and in place with a safety backup, and the exports: what they add
+        // to the path above (which read the whole backup from the store) does not depend on the store,
+        // so they run once, on the local one.
         if (storeKind === 'local') {
+          const toCopy = await run(['restore', id, '--to-env', 'copy', '--confirm', 'copy', '--media-only', '--json'])
+          const copied = toCopy.json() as Restored
+          expect(copied.media.skipped.map(({path}) => path)).to.deep.equal([tree.outsideLink])
+          expect(toCopy.stderr).to.match(/warning: media "shared" not restored: it is a symlink to "\/usr\/share"/)
+          expect(treeDifferences(restorable, describeTree(join(project.root, 'copy-of-media')))).to.deep.equal([])
+
           const inPlace = await run(['restore', id, '--confirm', 'live', '--media-only', '--json'])
           const restored = inPlace.json() as Restored
           expect(restored.safetyBackup).to.be.a('string')
+          safetyBackup = restored.safetyBackup!
           expect(restored.media.files).to.be.greaterThan(BIG_TREE_FILES)
           expect(treeDifferences(restorable, describeTree(join(project.root, 'media')))).to.deep.equal([])
           // Nothing is left beside the targets: no staging folder, no plaintext copy.
@@ -122,8 +124,8 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
           expect(drill.media.checkedFiles).to.be.greaterThan(BIG_TREE_FILES)
           expect(drill.media.files).to.equal(drill.media.checkedFiles)
 
-          // The safety backup (of the restored tree) verifies too, and the export of one backup says so.
-          await run(['verify', restored.safetyBackup!])
+          // The safety backup (of the restored tree) verifies too: `verify --all` below checks it. The
+          // export of one backup says so.
           const exported = await run(['export', '--latest', '-o', join(project.root, 'export')])
           expect(exported.stdout).to.match(/^Exported 1 backup into /)
           expect(existsSync(join(project.root, 'export', 'index.json'))).to.equal(true)
@@ -157,7 +159,8 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
           }
         }
 
-        // prune over the whole store, now and a grace period on: the two backups are kept, and verify.
+        // prune over the whole store, now and a grace period on: the backups are kept, and verify (the
+        // safety backup too, on the local store).
         for (const hours of [0, 25]) {
           const clock = new Date(Date.now() + hours * 3_600_000).toISOString()
           const pruned = await cliInBackground(project, ['prune', '--confirm', 'live', '--json'], {
@@ -167,7 +170,9 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
           expect((pruned.json() as {remove: unknown[]}).remove).to.deep.equal([])
         }
 
-        await run(['verify', '--all'])
+        const verified = (await run(['verify', '--all', '--json'])).json() as Array<{id: string; ok: boolean}>
+        expect(verified.map((backup) => backup.ok)).to.deep.equal(verified.map(() => true))
+        expect(verified.map((backup) => backup.id)).to.include.members([id, ...(safetyBackup ? [safetyBackup] : [])])
         rmSync(join(project.root, '..'), {force: true, recursive: true})
       })
     }

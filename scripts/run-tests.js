@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// npm test's test run: every test/**/*.test.ts under this Node.js (mocha, the files in parallel), and
-// at the same time the lanes of the other supported Node.js lines (scripts/test-lane.js), whose report
-// follows the main one. Usage: run-tests.js [mocha options...].
+// npm test after the build: every test/**/*.test.ts under this Node.js (mocha, the files in parallel),
+// and at the same time the type check of the tests, the linters, and the lanes of the other supported
+// Node.js lines (scripts/test-lane.js), whose reports follow the main one. Any of them failing fails
+// the run. Usage: run-tests.js [mocha options...].
 //
-// Most test files wait on child processes, servers and disks as much as they compute, so the lanes
-// fill time the main run leaves idle instead of starting after it. The main run's files are handed to
-// its workers longest first: a long file that started last would run alone at the end, on one core.
+// Most test files wait on child processes, servers and disks as much as they compute, and the checks
+// and the lanes fill that time instead of each waiting for the one before. The main run's files are
+// handed to its workers longest first: a long file that started last would run alone at the end.
 import {spawn} from 'node:child_process'
 import {readdirSync} from 'node:fs'
 import {join, relative} from 'node:path'
@@ -43,17 +44,25 @@ const files = [
   ...all.filter((file) => !LONGEST_FIRST.includes(file)),
 ]
 
-const lanes = spawn(process.execPath, ['scripts/test-lane.js', '22', '24'], {stdio: ['ignore', 'pipe', 'pipe']})
-let laneOutput = ''
-lanes.stdout.setEncoding('utf8').on('data', (text) => {
-  laneOutput += text
-})
-lanes.stderr.setEncoding('utf8').on('data', (text) => {
-  laneOutput += text
-})
-const lanesDone = new Promise((resolve) => {
-  lanes.on('close', (status, signal) => resolve(status ?? signal))
-})
+/** A command whose output is kept, and shown after the main run's. */
+function inBackground(name, command, args) {
+  const child = spawn(command, args, {stdio: ['ignore', 'pipe', 'pipe']})
+  let output = ''
+  const gather = (text) => {
+    output += text
+  }
+
+  child.stdout.setEncoding('utf8').on('data', gather)
+  child.stderr.setEncoding('utf8').on('data', gather)
+  return new Promise((resolve) => {
+    child.on('close', (status, signal) => resolve({name, output: () => output, status: status ?? signal}))
+  })
+}
+
+const background = [
+  inBackground('The type check and the linters', 'sh', ['-c', 'npm run --silent typecheck && npm run --silent lint']),
+  inBackground('A Node.js lane', process.execPath, ['scripts/test-lane.js', '22', '24']),
+]
 
 const main = spawn(process.execPath, ['node_modules/mocha/bin/mocha.js', ...process.argv.slice(2), ...files], {
   stdio: 'inherit',
@@ -61,8 +70,14 @@ const main = spawn(process.execPath, ['node_modules/mocha/bin/mocha.js', ...proc
 const mainStatus = await new Promise((resolve) => {
   main.on('close', (status, signal) => resolve(status ?? signal))
 })
-const laneStatus = await lanesDone
-process.stdout.write(laneOutput)
-if (mainStatus !== 0) console.error(`\nThe main test run failed (exit ${mainStatus}).`)
-if (laneStatus !== 0) console.error(`\nA Node.js lane failed (exit ${laneStatus}).`)
-process.exitCode = mainStatus === 0 && laneStatus === 0 ? 0 : 1
+let failed = mainStatus !== 0
+if (failed) console.error(`\nThe main test run failed (exit ${mainStatus}).`)
+for (const {name, output, status} of await Promise.all(background)) {
+  process.stdout.write(`\n${output()}`)
+  if (status !== 0) {
+    console.error(`\n${name} failed (exit ${status}).`)
+    failed = true
+  }
+}
+
+process.exitCode = failed ? 1 : 0

@@ -144,14 +144,12 @@ export function copyTree(from: string, to: string): void {
  * Every entry of a tree, by its name's bytes (hex, as the key): type, mode, mtime to the second, and
  * the SHA-256 of a file's content or a link's target. Two trees are equal when these maps are.
  */
-export function describeTree(root: string, options: {leaveOut?: string[]} = {}): Map<string, string> {
+export function describeTree(root: string): Map<string, string> {
   const tree = new Map<string, string>()
-  const leaveOut = new Set(options.leaveOut ?? [])
   const visit = (relative: Buffer) => {
     const folder = relative.length === 0 ? Buffer.from(root) : Buffer.concat([Buffer.from(`${root}/`), relative])
     for (const name of readdirSync(folder, {encoding: 'buffer'})) {
       const path = relative.length === 0 ? name : Buffer.concat([relative, Buffer.from('/'), name])
-      if (leaveOut.has(path.toString('latin1'))) continue
       const absolute = Buffer.concat([Buffer.from(`${root}/`), path])
       const info = lstatSync(absolute)
       const common = `mode ${(info.mode & 0o7777).toString(8)} mtime ${Math.floor(info.mtimeMs / 1000)}`

@@ -7,6 +7,7 @@ import {clockFrom} from '../lib/clock.js'
 import {keepMemoryFlat} from '../lib/memory.js'
 import {traceProcesses} from '../lib/process.js'
 import {stallTimeoutMs} from '../lib/stall.js'
+import {hookTimeoutMs} from '../proof/hooks.js'
 import {BackupContext, ServiceSetup} from '../services/context.js'
 import {KeyRing} from '../services/keys.js'
 import {stateFilePath} from '../services/machine-state.js'
@@ -70,6 +71,7 @@ export abstract class BackupCommand extends Command {
     const env = loadEnvironment({configPath: flags.config, cwd: process.cwd(), environment: flags.env, variables})
     return {
       env,
+      hookTimeoutMs: hookTimeoutMs(variables),
       keys: setup.keys(env),
       now: setup.now,
       reporter: setup.reporter,

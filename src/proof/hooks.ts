@@ -62,14 +62,15 @@ export interface HookLimits {
 
 export const DEFAULT_HOOK_LIMITS: HookLimits = {attempts: 3, backoffMs: 1000, timeoutMs: 10_000}
 
-/** The hook limits, where DIVIO_BACKUP_HOOK_TIMEOUT_SECONDS shortens (or lengthens) each try. */
-export function hookLimits(variables: NodeJS.ProcessEnv, signal?: AbortSignal): HookLimits {
+/** DIVIO_BACKUP_HOOK_TIMEOUT_SECONDS, which shortens (or lengthens) each try of a hook; undefined when unset. */
+export function hookTimeoutMs(variables: NodeJS.ProcessEnv): number | undefined {
   const seconds = Number(variables.DIVIO_BACKUP_HOOK_TIMEOUT_SECONDS)
-  return {
-    ...DEFAULT_HOOK_LIMITS,
-    signal,
-    ...(Number.isFinite(seconds) && seconds > 0 ? {timeoutMs: seconds * 1000} : {}),
-  }
+  return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined
+}
+
+/** The hook limits: the defaults, with one try's limit when the command was given one. */
+export function hookLimits(timeoutMs: number | undefined, signal?: AbortSignal): HookLimits {
+  return {...DEFAULT_HOOK_LIMITS, signal, ...(timeoutMs === undefined ? {} : {timeoutMs})}
 }
 
 /** Fires every hook of `settings` that takes `body.event`; resolves when each has succeeded or given up. */

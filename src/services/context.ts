@@ -42,6 +42,8 @@ export interface ServiceSetup {
 /** The collaborators a service needs; commands build it, tests pass their own. */
 export interface BackupContext {
   env: ResolvedEnvironment
+  /** How long one try of a notification hook may take (DIVIO_BACKUP_HOOK_TIMEOUT_SECONDS); unset: 10 s. */
+  hookTimeoutMs?: number
   keys: KeyRing
   now: () => Date
   reporter: Reporter

@@ -28,7 +28,7 @@ export async function withHooks<T>(
         time: context.now().toISOString(),
         ...extra,
       },
-      hookLimits(process.env, context.signal),
+      hookLimits(context.hookTimeoutMs, context.signal),
     )
     for (const outcome of outcomes.filter(({ok}) => !ok)) {
       context.reporter.notice(

@@ -170,7 +170,7 @@ for (const {failures, full, install, name} of distributions) {
       }
     })
 
-    it(`${full ? 'create, list, verify, download and restore run' : 'create and verify run'} on a sample app`, () => {
+    it(`${full ? 'create, list, verify, download, restore, drill and status run' : 'create and verify run'} on a sample app`, () => {
       const created = host.run(['app', 'backup', 'create', '--json'], project)
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as {id: string}
@@ -201,6 +201,13 @@ for (const {failures, full, install, name} of distributions) {
       const restored = host.run(['app', 'backup', 'restore', id, '--confirm', 'local', '--no-safety-backup'], project)
       expect(restored.status, restored.stderr).to.equal(0)
       expect(readFileSync(readme, 'utf8')).to.equal('hello media\n')
+      // The proof commands: a drill restores into scratch and stores its receipt, which status shows.
+      const drilled = host.run(['app', 'backup', 'drill', id, '--json'], project)
+      expect(drilled.status, drilled.stderr).to.equal(0)
+      expect((drilled.json() as {passed: boolean}).passed).to.equal(true)
+      const status = host.run(['app', 'backup', 'status', '--json'], project)
+      expect(status.status, status.stderr).to.equal(0)
+      expect(JSON.stringify(status.json())).to.include(id)
       // The same store, read by the plugin on its own: the host wrote ordinary backups.
       expect(cli(project, ['verify', id]).status).to.equal(0)
     })

@@ -99,8 +99,9 @@ export async function createBackup(context: BackupContext, options: CreateOption
     }
 
     if (wantMedia) {
+      const format = await chooseMediaFormat(env)
       components.media = await timedStage(reporter, 'media', () =>
-        chooseMediaFormat(env).backUp(context, {
+        format.backUp(context, {
           previousMediaBytes: async () => (await previous()).media,
           put,
           recipients: recipients.publicKeys,

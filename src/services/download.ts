@@ -42,7 +42,7 @@ export async function downloadBackup(
 ): Promise<FilesResult> {
   const {manifest} = options.manifest ?? findDownloadable(await catalogOf(context), options.reference)
   const outputDir = resolve(cwd, options.outputDir ?? `backup-${manifest.id}`)
-  const plan = planFiles(manifest, options)
+  const plan = await planFiles(manifest, options)
   if (plan.length === 1) {
     throw new BackupError(
       'USAGE',
@@ -138,9 +138,9 @@ interface PlannedFile {
 
 type BuildTar = Extract<StoredMedia['tar'], {build: unknown}>['build']
 
-function planFiles(manifest: Manifest, options: DownloadOptions): PlannedFile[] {
+async function planFiles(manifest: Manifest, options: DownloadOptions): Promise<PlannedFile[]> {
   const {database} = manifest.components
-  const media = storedMedia(manifest)
+  const media = await storedMedia(manifest)
   return [
     ...(database && options.database ? [{content: database, name: `database.${extensionOf(database.format)}`}] : []),
     ...(media && options.media ? [mediaTarFile(media.tar)] : []),

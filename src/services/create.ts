@@ -99,9 +99,8 @@ export async function createBackup(context: BackupContext, options: CreateOption
     }
 
     if (wantMedia) {
-      const format = await chooseMediaFormat(env)
       components.media = await timedStage(reporter, 'media', () =>
-        format.backUp(context, {
+        chooseMediaFormat(env).backUp(context, {
           previousMediaBytes: async () => (await previous()).media,
           put,
           recipients: recipients.publicKeys,

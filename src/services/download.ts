@@ -42,7 +42,7 @@ export async function downloadBackup(
 ): Promise<FilesResult> {
   const {manifest} = options.manifest ?? findDownloadable(await catalogOf(context), options.reference)
   const outputDir = resolve(cwd, options.outputDir ?? `backup-${manifest.id}`)
-  const plan = await planFiles(manifest, options)
+  const plan = planFiles(manifest, options)
   if (plan.length === 1) {
     throw new BackupError(
       'USAGE',
@@ -138,9 +138,9 @@ interface PlannedFile {
 
 type BuildTar = Extract<StoredMedia['tar'], {build: unknown}>['build']
 
-async function planFiles(manifest: Manifest, options: DownloadOptions): Promise<PlannedFile[]> {
+function planFiles(manifest: Manifest, options: DownloadOptions): PlannedFile[] {
   const {database} = manifest.components
-  const media = await storedMedia(manifest)
+  const media = storedMedia(manifest)
   return [
     ...(database && options.database ? [{content: database, name: `database.${extensionOf(database.format)}`}] : []),
     ...(media && options.media ? [mediaTarFile(media.tar)] : []),

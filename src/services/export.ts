@@ -81,7 +81,7 @@ export async function exportBackups(
     for (const manifest of manifests) {
       const folder = join(outputDir, environment, manifest.id)
       await makeFolders(folder)
-      const plan = options.raw ? rawFiles(context, manifest) : await plainFiles(context, manifest, identities)
+      const plan = options.raw ? rawFiles(context, manifest) : plainFiles(context, manifest, identities)
       for (const file of plan) {
         const path = join(folder, file.name)
         if ('built' in file) {
@@ -122,13 +122,13 @@ async function exportFile(file: PlannedFile, path: string, outputDir: string): P
   return 'exported'
 }
 
-async function plainFiles(
+function plainFiles(
   context: BackupContext,
   manifest: Manifest,
   identities: Awaited<ReturnType<BackupContext['keys']['identities']>>,
-): Promise<Array<BuiltFile | PlannedFile>> {
+): Array<BuiltFile | PlannedFile> {
   const {database} = manifest.components
-  const media = await storedMedia(manifest)
+  const media = storedMedia(manifest)
   const decrypted = (content: OwnObject, name: string): PlannedFile => ({
     bytes: content.plaintext.bytes,
     name,

@@ -27,7 +27,7 @@ export async function inspectBackup(context: BackupContext, reference: string): 
   const {database} = manifest.components
   const contents = [
     ...(database ? [database.plaintext] : []),
-    ...((await storedMedia(manifest))?.ownObjects.map((object) => object.plaintext) ?? []),
+    ...(storedMedia(manifest)?.ownObjects.map((object) => object.plaintext) ?? []),
   ]
   const info: BackupInfo = {
     ...view,

@@ -46,7 +46,7 @@ export async function backupUrls(
     key: objectKey(app, environment, id, name),
     name,
   }))
-  const media = await (await storedMedia(manifest))?.links(context)
+  const media = await storedMedia(manifest)?.links(context)
   keys.push(...(media?.targets ?? []))
   const objects = await Promise.all(
     keys.map(async ({bytes, key, name}) => ({

@@ -102,7 +102,7 @@ async function verifyManifest(
     {detail: `schema valid; ${manifestSigner(backup.authenticity)}`, name: MANIFEST_NAME, ok: true},
   ]
   const {database} = manifest.components
-  const media = await storedMedia(manifest)
+  const media = storedMedia(manifest)
   const checks: OwnObject[] = [
     ...(database ? [{compression: database.compression, object: database.object, plaintext: database.plaintext}] : []),
     ...(media?.ownObjects ?? []),

@@ -44,7 +44,7 @@ for (const format of ['tar', 'packs'] as const) {
       context = contextFor(project, variables)
       const {id} = await createBackup(context, {database: false, media: true, trigger: 'on-demand'})
       manifest = JSON.parse(readFileSync(join(project.store, 'shop', 'local', id, 'manifest.json'), 'utf8')) as Manifest
-      media = (await storedMedia(manifest))!
+      media = storedMedia(manifest)!
     })
 
     it('backs up in the format the environment asks for', () => {

@@ -1,10 +1,10 @@
-import type {PackCollectionResult, RepackResult} from '../media-format/packs/collection.js'
-
 import {X25519Identity} from '../archive/age-keys.js'
 import {Tier} from '../domain/backup.js'
 import {applyRetention, RetentionCandidate, RetentionResult} from '../domain/retention.js'
 import {BackupError} from '../errors.js'
 import {sweepStaleStaging} from '../lib/staging.js'
+import {collectPacks, PackCollectionResult, RepackResult} from '../media-format/packs/collection.js'
+import {repackPacks} from '../media-format/packs/repack.js'
 import {Catalog, catalogOf} from './catalog.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
@@ -98,7 +98,6 @@ export async function readPrunePlan(context: BackupContext, options: {dryRun?: b
   const catalog = await catalogOf(context)
   const plan = planPrune(context, catalog)
   const removing = new Set(plan.remove.map((decision) => decision.id))
-  const {collectPacks} = await import('../media-format/packs/collection.js')
   const packs = await collectPacks(context, catalog, {dryRun: true, removing})
   if (packs === undefined) return plan
   const repacked = await repack(context, catalog, {dryRun: true, identities: await identitiesIfAny(context), removing})
@@ -117,7 +116,6 @@ export async function executePrune(context: BackupContext, plan: PruneResult): P
   // it references. Repacking first, so that the packs it supersedes are condemned in the same run.
   const identities = await identitiesIfAny(context)
   const repacked = await repack(context, await catalogOf(context), {dryRun: false, identities, removing: new Set()})
-  const {collectPacks} = await import('../media-format/packs/collection.js')
   const packs = await collectPacks(context, await catalogOf(context), {
     dryRun: false,
     identities: typeof identities === 'string' ? undefined : identities,
@@ -154,7 +152,6 @@ async function repack(
     }
   }
 
-  const {repackPacks} = await import('../media-format/packs/repack.js')
   return repackPacks(context, catalog, {...options, identities})
 }
 

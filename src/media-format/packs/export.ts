@@ -19,8 +19,6 @@ import {forwardKey, locatePacks, packsPrefix} from './folder.js'
 import {readIndexFile, readIndexLines} from './read.js'
 import {RebuildScriptCheck} from './rebuild-script.js'
 
-/** The `backup` of exported packs, which the backups of an env share. */
-
 export type ExportedFile = {
   backup: string
   bytes: number

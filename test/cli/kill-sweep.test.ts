@@ -119,6 +119,16 @@ describe('SIGKILL sweep against S3 (s3rver)', function () {
       for (const backup of listed.json() as Array<{status: string}>) expect(backup.status).to.equal('complete')
     }
 
+    // One kill that lands mid-upload whatever the machine's speed: once the store shows an open upload.
+    const midUpload = start(project, ['create'], tmp)
+    const uploadsBefore = new Set(await s3.uploads('kill-sweep'))
+    const deadline = Date.now() + 60_000
+    while (Date.now() < deadline && (await s3.uploads('kill-sweep')).every((key) => uploadsBefore.has(key))) {
+      await sleep(20)
+    }
+
+    await killAfter(midUpload, 0)
+
     const verify = await cliInBackground(project, ['verify', '--all'])
     expect(verify.status, verify.stdout + verify.stderr).to.equal(0)
 
@@ -131,7 +141,7 @@ describe('SIGKILL sweep against S3 (s3rver)', function () {
       before.some(({status}) => status === 'incomplete'),
       'some kills landed mid-upload',
     ).to.equal(true)
-    const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 48 * 3_600_000).toISOString()}
+    const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 48 * 3_600_000).toISOString(), DIVIO_BACKUP_TMPDIR: tmp}
     const pruned = await cliInBackground({...project, env: {...project.env, ...later}}, ['prune', '--confirm', 'local'])
     expect(pruned.status, pruned.stderr).to.equal(0)
     const all = (await cliInBackground(project, ['list', '--all', '--json'])).json() as Array<{

@@ -54,6 +54,12 @@ export interface CheckReport {
   ok: boolean
 }
 
+/** media.tar being read from the store: see {@link StoredMedia.openTar}. */
+export interface TarStream {
+  checked: Promise<void>
+  stream: Readable
+}
+
 /** A link for `url`: an object of the store outside the backup's folder, by its key. */
 export interface LinkTarget {
   bytes?: number
@@ -75,6 +81,15 @@ export interface StoredMedia {
     context: BackupContext,
   ): Promise<{recipe?: (links: {name: string; url: string}[]) => string; targets: LinkTarget[]}>
   readonly manifest: Manifest
+  /**
+   * media.tar as a stream, checked as it goes, for a consumer that checks what it reads in turn
+   * (restore's extraction). `checked` settles once everything behind the bytes has been checked, which
+   * can be after the stream has ended (an object's hash is known at its end): what the consumer made of
+   * the stream counts only once `checked` resolves. It rejects with ObjectCheckError when the backup is
+   * damaged, and settles too when the consumer destroys the stream. `tempDir` is the caller's, and
+   * outlives the stream.
+   */
+  openTar(context: BackupContext, identities: readonly X25519Identity[], tempDir: string): Promise<TarStream>
   /** The objects of the backup's folder that hold the media, in the manifest's order. */
   readonly ownObjects: readonly OwnObject[]
   /**

@@ -8,6 +8,8 @@ import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {printableName} from '../lib/byte-names.js'
 import {makeStagingDir} from '../lib/staging.js'
+import {storedMedia} from '../media-format/index.js'
+import {TarStream} from '../media-format/port.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {MediaProvider, PreparedMediaRestore} from '../providers/media/port.js'
@@ -16,6 +18,7 @@ import {BackupContext, timedStage} from './context.js'
 import {createBackup} from './create.js'
 import {downloadBackup, extensionOf} from './download.js'
 import {acceptStoreState, checkForRollback} from './machine-state.js'
+import {ObjectCheckError} from './read.js'
 
 export interface RestoreOptions {
   /** Restore `latest` even when the store shows less than this machine has seen. */
@@ -112,35 +115,54 @@ export async function planRestore(
   }
 }
 
-/** Downloaded, decrypted and verified copies of the backup's files, ready to apply. */
+/** What a restore applies: the database downloaded and checked, and the media archive to extract. */
 export interface StagedRestore {
   cleanup(): Promise<void>
   database?: string
-  media?: string
+  /** Opens media.tar: a staged copy, or the backup's own, read from the store as it is extracted. */
+  media?: () => Promise<TarStream>
 }
 
 /**
- * Downloads, decrypts and authenticates everything the restore needs into a staging folder, checking
- * every checksum against the manifest. A damaged backup fails here, before the target is touched.
+ * Downloads, decrypts and authenticates what the restore reads before it changes anything into a
+ * staging folder, checking every checksum against the manifest: the database, and the media archive
+ * when the target reads it twice (a bucket is checked in full before the first upload). A damaged
+ * backup fails here, before the target is touched. A media folder needs no staged archive: it is
+ * extracted beside the target straight from the store, and swapped in only once all of it checked.
  */
-export async function stageRestore(source: BackupContext, plan: RestorePlan): Promise<StagedRestore> {
+export async function stageRestore(
+  source: BackupContext,
+  target: BackupContext,
+  plan: RestorePlan,
+): Promise<StagedRestore> {
   const staging = await makeStagingDir(source.tempRoot, 'restore')
   const cleanup = () => rm(staging, {force: true, recursive: true})
+  const streamed = plan.media && mediaProviderFor(target.env.media!).prepare !== undefined
   try {
     const folder = join(staging, 'files')
-    await downloadBackup(source, staging, {
-      database: plan.database,
-      manifest: plan,
-      media: plan.media,
-      outputDir: folder,
-      reference: plan.manifest.id,
-    })
+    if (plan.database || (plan.media && !streamed)) {
+      await downloadBackup(source, staging, {
+        database: plan.database,
+        manifest: plan,
+        media: plan.media && !streamed,
+        outputDir: folder,
+        reference: plan.manifest.id,
+      })
+    }
+
     const {database} = plan.manifest.components
-    return {
+    const staged: StagedRestore = {
       cleanup,
       database: plan.database ? join(folder, `database.${extensionOf(database!.format)}`) : undefined,
-      media: plan.media ? join(folder, 'media.tar') : undefined,
     }
+    if (streamed) {
+      const media = storedMedia(plan.manifest)!
+      staged.media = async () => media.openTar(source, await source.keys.identities(), staging)
+    } else if (plan.media) {
+      staged.media = async () => ({checked: Promise.resolve(), stream: createReadStream(join(folder, 'media.tar'))})
+    }
+
+    return staged
   } catch (error) {
     await cleanup()
     throw error instanceof BackupError
@@ -168,7 +190,7 @@ export async function applyRestore(
   // Everything that can be checked is checked before the safety backup: a refused archive must not
   // cost a backup of the target, let alone touch it.
   const media = plan.media
-    ? await timedStage(target.reporter, 'check media', () => prepareMedia(target, staged))
+    ? await timedStage(target.reporter, 'check media', () => prepareMedia(target, plan, staged))
     : undefined
   let safetyBackup: null | string
   try {
@@ -213,10 +235,10 @@ export async function applyRestore(
       const {prepared, provider} = media
       const done = result.database ? ` The database was already restored.${kept}` : kept
       try {
-        const summary = await timedStage(target.reporter, 'apply media', () =>
+        const summary = await timedStage(target.reporter, 'apply media', async () =>
           prepared
             ? prepared.commit()
-            : provider.restore(createReadStream(staged.media!), {
+            : provider.restore((await staged.media!()).stream, {
                 clean: options.clean,
                 onSkip: (path, why) => target.reporter.notice(skippedWarning(path, why)),
                 signal: target.signal,
@@ -240,35 +262,61 @@ export async function applyRestore(
 }
 
 /**
- * Extracts and checks the staged media archive before anything else happens: tar safety and every
- * file against MANIFEST.json. A folder target keeps the extraction, ready to swap in; for a bucket,
- * the check runs in a staging folder that is removed again.
+ * Extracts and checks the media archive before anything else happens: tar safety, every file against
+ * MANIFEST.json, and everything the archive was read from. A folder target keeps the extraction, ready
+ * to swap in; for a bucket, the check runs in a staging folder that is removed again.
  */
 async function prepareMedia(
   target: BackupContext,
+  plan: RestorePlan,
   staged: StagedRestore,
 ): Promise<{prepared?: PreparedMediaRestore; provider: MediaProvider}> {
   const provider = mediaProviderFor(target.env.media!)
-  if (provider.prepare) {
-    return {prepared: await provider.prepare(createReadStream(staged.media!), {signal: target.signal}), provider}
-  }
-
-  const check = await makeStagingDir(target.tempRoot, 'restore-apply')
+  const check = provider.prepare ? undefined : await makeStagingDir(target.tempRoot, 'restore-apply')
+  let prepared: PreparedMediaRestore | undefined
   try {
-    await extractMediaArchive(createReadStream(staged.media!), join(check, 'media'), {signal: target.signal})
+    const {checked, stream} = await staged.media!()
+    try {
+      if (provider.prepare) prepared = await provider.prepare(stream, {signal: target.signal})
+      else await extractMediaArchive(stream, join(check!, 'media'), {signal: target.signal})
+    } catch (error) {
+      // A read that failed explains it better: damage in the backup, or a store that went away,
+      // reaches the extraction as a broken stream, and the read says where. Once the stream is
+      // destroyed, a read that had not failed ends with a premature close, which says nothing.
+      stream.destroy()
+      await checked.catch((error_: unknown) => {
+        if (error_ instanceof ObjectCheckError || error_ instanceof BackupError) throw error_
+      })
+      throw error
+    }
+
+    await checked
   } catch (error) {
-    throw error instanceof BackupError
-      ? new BackupError(error.code, `${error.message} The media in ${provider.location} was not changed.`, {
-          cause: error,
-          exitCode: error.exitCode,
-          suggestion: error.suggestion,
-        })
-      : error
+    await prepared?.discard()
+    throw untouched(error, plan.manifest.id, provider.location, check === undefined)
   } finally {
-    await rm(check, {force: true, recursive: true})
+    if (check) await rm(check, {force: true, recursive: true})
   }
 
-  return {provider}
+  return {prepared, provider}
+}
+
+/** A failure of the media check, saying that nothing was changed (a folder's provider says so itself). */
+function untouched(error: unknown, id: string, location: string, saysSo: boolean): unknown {
+  if (error instanceof ObjectCheckError) {
+    return new BackupError(
+      'INTEGRITY',
+      `Backup ${id} failed verification: ${error.objectName}: ${error.message}. The target was not touched.`,
+      {suggestion: `Run \`divio app backup verify ${id}\` for a full report, and restore from another backup.`},
+    )
+  }
+
+  if (!(error instanceof BackupError) || saysSo) return error
+  return new BackupError(error.code, `${error.message} The media in ${location} was not changed.`, {
+    cause: error,
+    exitCode: error.exitCode,
+    suggestion: error.suggestion,
+  })
 }
 
 async function takeSafetyBackup(target: BackupContext, plan: RestorePlan): Promise<null | string> {

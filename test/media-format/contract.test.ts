@@ -1,15 +1,26 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {createWriteStream, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {once} from 'node:events'
+import {
+  createWriteStream,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs'
 import {join} from 'node:path'
+import {pipeline} from 'node:stream/promises'
 
 import {Manifest} from '../../src/domain/manifest.js'
 import {storedMedia} from '../../src/media-format/index.js'
 import {StoredMedia} from '../../src/media-format/port.js'
 import {BackupContext} from '../../src/services/context.js'
 import {createBackup} from '../../src/services/create.js'
-import {readVerified} from '../../src/services/read.js'
+import {ObjectCheckError, readVerified} from '../../src/services/read.js'
 import {contextFor} from '../helpers/context.js'
 import {cli, makeProject, Project, snapshotTree, writerKeyFile} from '../helpers/project.js'
 
@@ -92,6 +103,36 @@ for (const format of ['tar', 'packs'] as const) {
       expect(snapshotTree(join(out, 'media'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
     })
 
+    it('streams the same media.tar, and says when all of it has checked out', async () => {
+      const tempDir = join(project.root, `open-temp-${format}`)
+      mkdirSync(tempDir)
+      const {checked, stream} = await media.openTar(context, await identities(), tempDir)
+      const path = join(tempDir, 'streamed.tar')
+      await pipeline(stream, createWriteStream(path))
+      await checked
+      const out = join(tempDir, 'extracted')
+      mkdirSync(out)
+      execFileSync('tar', ['-xf', path, '-C', out])
+      expect(snapshotTree(join(out, 'media'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
+      expect(execFileSync('tar', ['-tf', path], {encoding: 'utf8'})).to.equal(
+        execFileSync('tar', ['-tf', join(project.root, `media-${format}.tar`)], {encoding: 'utf8'}),
+      )
+    })
+
+    it('a consumer that stops reading settles the check, rather than leaving it hanging', async () => {
+      const tempDir = join(project.root, `stopped-temp-${format}`)
+      mkdirSync(tempDir)
+      const {checked, stream} = await media.openTar(context, await identities(), tempDir)
+      await once(stream, 'readable')
+      stream.destroy()
+      // Settling at all is the point: a hang fails the test by its timeout.
+      const outcome = await checked.then(
+        () => 'resolved',
+        () => 'rejected',
+      )
+      expect(outcome).to.equal('rejected')
+    })
+
     it('links only to objects the store holds', async () => {
       const {targets} = await media.links(context)
       if (format === 'packs') expect(targets.length).to.be.greaterThan(1)
@@ -124,6 +165,23 @@ for (const format of ['tar', 'packs'] as const) {
             ? []
             : await media.checkContent(context, await identities(), {samplePercent: undefined})
           expect(ownFailed.includes(true) || reports.some((report) => !report.ok), path).to.equal(true)
+          // A stream of media.tar reads all of it: the damage fails the stream or its check, by name.
+          const tempDir = mkdtempSync(join(project.root, 'damaged-'))
+          const checkFailure = await media.openTar(context, await identities(), tempDir).then(
+            async ({checked, stream}) => {
+              const reading = (async () => {
+                for await (const chunk of stream) expect(chunk).to.be.instanceOf(Buffer)
+              })().catch(() => {})
+              const failure = await checked.then(
+                () => {},
+                (error: unknown) => error,
+              )
+              await reading
+              return failure
+            },
+            (error: unknown) => error,
+          )
+          expect(checkFailure, path).to.be.instanceOf(ObjectCheckError)
         } finally {
           writeFileSync(path, original)
           // A pack that failed is remembered on this machine; the next check starts afresh.

@@ -1,5 +1,6 @@
 import {createWriteStream} from 'node:fs'
-import {pipeline} from 'node:stream/promises'
+import {pipeline as pipelineCallback, Transform} from 'node:stream'
+import {finished, pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {HashingStream} from '../../archive/hash.js'
@@ -8,7 +9,8 @@ import {BackupError} from '../../errors.js'
 import {syncPath} from '../../lib/fsync.js'
 import {catalogOf} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
-import {BackUpJob, LinkTarget, MediaFormat, StoredMedia} from '../port.js'
+import {readVerified} from '../../services/read.js'
+import {BackUpJob, LinkTarget, MediaFormat, StoredMedia, TarStream} from '../port.js'
 import {backUpMediaPacks} from './backup.js'
 import {readPackTrust} from './check.js'
 import {forwardKey, locatePacks, packsPrefix} from './folder.js'
@@ -44,6 +46,7 @@ export function storedPacks(manifest: Manifest, media: MediaPacksComponent): Sto
     },
     links: (context) => packLinks(context, manifest, media),
     manifest,
+    openTar: (context, identities, tempDir) => openPackedMedia(context, manifest, {identities, tempDir}),
     ownObjects: [media.index, media.rebuild],
     tar: {
       build: (context, identities, path, tempDir) => writePackedMedia(context, manifest, {identities, path, tempDir}),
@@ -102,26 +105,53 @@ async function previousPacked(context: BackupContext, writerId: string): Promise
   )?.manifest
 }
 
+/** A packed backup's media.tar, built as it is read, with progress by the bytes of its files. */
+async function openPackedMedia(
+  context: BackupContext,
+  manifest: Manifest,
+  options: {identities: readonly X25519Identity[]; tempDir: string},
+): Promise<TarStream> {
+  const media = manifest.components.media as MediaPacksComponent
+  const {stream: archive, summary} = await packedMediaTar(context, manifest, options)
+  const progress = context.reporter.progress('media.tar', media.totalFileBytes)
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      progress.advance(chunk.length)
+      callback(null, chunk)
+    },
+  })
+  // Destroying what the consumer holds (the meter) stops the archive too, through the pipeline.
+  const stream = pipelineCallback(archive, meter, () => {})
+  // The archive's summary settles only when the archive is read to its end; a consumer that stops
+  // early destroys the stream, which settles `checked` with a premature close.
+  // The rebuild script is not part of the tar, but damage to it still fails whatever reads the backup.
+  const script = readVerified(context, manifest, {...media.rebuild, identities: options.identities})
+  const checked = Promise.all([summary, finished(stream), script]).then(
+    () => progress.done(),
+    (error: unknown) => {
+      progress.done()
+      throw error
+    },
+  )
+  summary.catch(() => {})
+  script.catch(() => {})
+  // A failure reaches a consumer that is still reading, by the stream, as in the tar format.
+  checked.catch((error: unknown) => stream.destroy(error as Error))
+  return {checked, stream}
+}
+
 /** Writes a packed backup's media.tar, checking every blob and file; resolves with its size and SHA-256. */
 async function writePackedMedia(
   context: BackupContext,
   manifest: Manifest,
   options: {identities: readonly X25519Identity[]; path: string; tempDir: string},
 ): Promise<{bytes: number; sha256: string}> {
-  const media = manifest.components.media as MediaPacksComponent
-  const {stream, summary} = await packedMediaTar(context, manifest, options)
-  const progress = context.reporter.progress('media.tar', media.totalFileBytes)
+  const {checked, stream} = await openPackedMedia(context, manifest, options)
   const hashing = new HashingStream()
-  hashing.on('data', (chunk: Buffer) => progress.advance(chunk.length))
-  try {
-    await pipeline(stream, hashing, createWriteStream(options.path, {flags: 'wx', mode: 0o600}), {
-      signal: context.signal,
-    })
-    await summary
-  } finally {
-    progress.done()
-  }
-
+  await Promise.all([
+    pipeline(stream, hashing, createWriteStream(options.path, {flags: 'wx', mode: 0o600}), {signal: context.signal}),
+    checked,
+  ])
   await syncPath(options.path)
   return {bytes: hashing.bytes, sha256: hashing.sha256}
 }

@@ -1,5 +1,6 @@
 import {createReadStream} from 'node:fs'
 import {join} from 'node:path'
+import {PassThrough} from 'node:stream'
 
 import {createListingFile} from '../../archive/listing.js'
 import {createMediaTar} from '../../archive/media-tar.js'
@@ -7,6 +8,7 @@ import {Manifest, MediaTarComponent} from '../../domain/manifest.js'
 import {printableName} from '../../lib/byte-names.js'
 import {mediaProviderFor} from '../../providers/media/index.js'
 import {BackupContext} from '../../services/context.js'
+import {readVerified} from '../../services/read.js'
 import {BackUpJob, MediaFormat, StoredMedia} from '../port.js'
 
 /**
@@ -38,6 +40,18 @@ export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredM
       return {targets: []}
     },
     manifest,
+    async openTar(context, identities) {
+      const stream = new PassThrough()
+      const checked = (async () => {
+        await readVerified(context, manifest, {...archive, identities, sink: stream})
+        await readVerified(context, manifest, {...media.listing, identities})
+      })()
+      // A failure reaches a consumer that is still reading, by the stream; one that has not started
+      // yet meets a destroyed stream, and `checked` says why (hence no 'error' event goes unheard).
+      stream.on('error', () => {})
+      checked.catch((error: unknown) => stream.destroy(error as Error))
+      return {checked, stream}
+    },
     ownObjects: [archive, media.listing],
     // The listing is not written out (the tar holds it as MANIFEST.json), but damage to it still fails.
     tar: {alsoCheck: [media.listing], object: archive},

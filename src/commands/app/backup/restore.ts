@@ -67,7 +67,7 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
     // A refusal that needs no download happens before the download.
     const prompt = flags.confirm === undefined && process.stdin.isTTY && process.stderr.isTTY
     if (!prompt) await confirmEnvironment(confirmation)
-    const staged = await stageRestore(source, plan)
+    const staged = await stageRestore(source, target, plan)
     try {
       if (prompt) await confirmEnvironment(confirmation)
       const result = await applyRestore(target, plan, staged, options)

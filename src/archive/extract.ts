@@ -7,7 +7,7 @@ import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
 import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
-import {writeNewFile} from '../lib/file-io.js'
+import {readUmask, writeNewFile} from '../lib/file-io.js'
 import {isInside} from '../lib/paths.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX} from './media-tar.js'
@@ -78,7 +78,7 @@ interface FolderTimes {
 
 async function extractInto(tar: Readable, root: string): Promise<ExtractSummary> {
   const check = new ListingCheck()
-  const writes = new SmallFileWrites()
+  const writes = new SmallFileWrites(await readUmask())
   const parents = new Set<string>()
   const links: PendingLink[] = []
   const folders: FolderTimes[] = []
@@ -313,6 +313,9 @@ class SmallFileWrites {
   private failure: Error | undefined
   private readonly inFlight = new Set<Promise<void>>()
 
+  /** The process's umask, when known: see writeNewFile. */
+  constructor(readonly umask: number | undefined) {}
+
   async add(write: Promise<void>): Promise<void> {
     const tracked: Promise<void> = write
       .catch((error: Error) => {
@@ -337,7 +340,7 @@ async function writeFile(member: TarMember, destination: Buffer, writes: SmallFi
     for await (const chunk of member.body) chunks.push(chunk as Buffer)
     // A copy: the chunks may be views of a buffer that the archive reader goes on to reuse.
     const data = Buffer.concat(chunks)
-    await writes.add(writeNewFile(destination, data, member.mode % 0o1_0000, member.mtime))
+    await writes.add(writeNewFile(destination, data, member.mode % 0o1_0000, member.mtime, writes.umask))
     return createHash('sha256').update(data).digest('hex')
   }
 

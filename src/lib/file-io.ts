@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {close, fchmod, futimes, open, read, write} from 'node:fs'
+import {close, fchmod, futimes, open, read, readFile, write} from 'node:fs'
 
 /**
  * Reads and writes of media files through the thread pool, with the callback API: a hung mount blocks a pool
@@ -24,6 +24,19 @@ export function openForReading(path: Buffer | string): Promise<number | undefine
 export function readInto(descriptor: number, buffer: Buffer, offset: number, length: number): Promise<number> {
   return new Promise((resolve, reject) => {
     read(descriptor, buffer, offset, length, null, (error, bytesRead) => (error ? reject(error) : resolve(bytesRead)))
+  })
+}
+
+/**
+ * The process's umask, from /proc (Linux); undefined where that cannot be read. Read afresh by each
+ * caller that needs it, since node:process only reads it by changing it.
+ */
+export function readUmask(): Promise<number | undefined> {
+  return new Promise((resolve) => {
+    readFile('/proc/self/status', 'latin1', (error, status) => {
+      const match = error ? null : /^Umask:\s+([0-7]+)$/m.exec(status)
+      resolve(match ? Number.parseInt(match[1], 8) : undefined)
+    })
   })
 }
 
@@ -77,11 +90,20 @@ export async function sha256OfFile(path: Buffer | string, buffer: Buffer): Promi
 
 /**
  * Writes a file that must not exist yet ("wx": never through a symlink), with exactly `mode` (whatever
- * the umask) and `mtime`, all on the one descriptor.
+ * the umask) and `mtime`, all on the one descriptor. `umask` is the process's, when known: a mode that
+ * it leaves whole is given at creation, which saves a round trip a file (the descriptor that creates a
+ * file may write it, even a read-only one).
  */
-export async function writeNewFile(path: Buffer | string, data: Buffer, mode: number, mtime: Date): Promise<void> {
+export async function writeNewFile(
+  path: Buffer | string,
+  data: Buffer,
+  mode: number,
+  mtime: Date,
+  umask?: number,
+): Promise<void> {
+  const givenAtCreation = umask !== undefined && mode <= 0o777 && (mode & umask) === 0
   const descriptor = await new Promise<number>((resolve, reject) => {
-    open(path, 'wx', 0o600, (error, opened) => (error ? reject(error) : resolve(opened)))
+    open(path, 'wx', givenAtCreation ? mode : 0o600, (error, opened) => (error ? reject(error) : resolve(opened)))
   })
   try {
     for (let offset = 0; offset < data.length;) {
@@ -92,9 +114,12 @@ export async function writeNewFile(path: Buffer | string, data: Buffer, mode: nu
       })
     }
 
-    await new Promise<void>((resolve, reject) => {
-      fchmod(descriptor, mode, (error) => (error ? reject(error) : resolve()))
-    })
+    if (!givenAtCreation) {
+      await new Promise<void>((resolve, reject) => {
+        fchmod(descriptor, mode, (error) => (error ? reject(error) : resolve()))
+      })
+    }
+
     await new Promise<void>((resolve, reject) => {
       futimes(descriptor, mtime, mtime, (error) => (error ? reject(error) : resolve()))
     })

@@ -25,6 +25,7 @@ import {snapshotTree} from '../helpers/project.js'
 interface Member {
   body?: string
   linkpath?: string
+  mode?: number
   path: string
   type: 'CharacterDevice' | 'Directory' | 'FIFO' | 'File' | 'Link' | 'SymbolicLink'
 }
@@ -38,7 +39,7 @@ function craftTar(members: Member[]): Buffer {
       devmaj: 1,
       devmin: 3,
       linkpath: member.linkpath,
-      mode: 0o644,
+      mode: member.mode ?? 0o644,
       mtime: new Date('2026-11-01T00:00:00Z'),
       path: member.path,
       size: member.type === 'File' ? body.length : 0,
@@ -90,6 +91,29 @@ describe('media extraction', () => {
     expect(readFileSync(join(target, 'a', 'one.txt'), 'utf8')).to.equal('hello')
     expect(readlinkSync(join(target, 'latest'))).to.equal('a/one.txt')
   })
+
+  // Every kind of mode a file can have: the ones the umask leaves whole, and the ones it does not.
+  const FILE_MODES = [0o644, 0o600, 0o640, 0o666, 0o200, 0o444, 0o400, 0o000, 0o755, 0o700, 0o4755, 0o2644, 0o1666]
+  for (const umask of [0o022, 0o077, 0o000]) {
+    it(`gives every file exactly its mode, whatever the umask (${umask.toString(8).padStart(3, '0')})`, async () => {
+      const files = FILE_MODES.map((mode) => ({body: `mode ${mode.toString(8)}`, mode, path: `m${mode.toString(8)}`}))
+      const tar = craftTar([
+        ...files.map(({body, mode, path}) => ({body, mode, path: `media/${path}`, type: 'File' as const})),
+        listingFor(files),
+      ])
+      const before = process.umask(umask)
+      try {
+        await extractMediaArchive(Readable.from([tar]), target)
+      } finally {
+        process.umask(before)
+      }
+
+      for (const {body, mode, path} of files) {
+        expect(lstatSync(join(target, path)).mode & 0o7777, path).to.equal(mode)
+        if (mode & 0o400) expect(readFileSync(join(target, path), 'utf8')).to.equal(body)
+      }
+    })
+  }
 
   it('refuses a file whose contents differ from the listing', async () => {
     const tar = craftTar([

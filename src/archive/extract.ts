@@ -336,10 +336,7 @@ class SmallFileWrites {
 /** Writes a file that must not exist yet (never through a link), returning its SHA-256. */
 async function writeFile(member: TarMember, destination: Buffer, writes: SmallFileWrites): Promise<string> {
   if (member.size <= SMALL_FILE_BYTES) {
-    const chunks: Buffer[] = []
-    for await (const chunk of member.body) chunks.push(chunk as Buffer)
-    // A copy: the chunks may be views of a buffer that the archive reader goes on to reuse.
-    const data = Buffer.concat(chunks)
+    const data = await member.contents()
     await writes.add(writeNewFile(destination, data, member.mode % 0o1_0000, member.mtime, writes.umask))
     return createHash('sha256').update(data).digest('hex')
   }

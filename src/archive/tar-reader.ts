@@ -5,7 +5,12 @@ import {decodeName} from '../lib/byte-names.js'
 /** One member of a tar archive, as {@link readTar} yields it. */
 export interface TarMember {
   /** The member's contents. Read it or leave it; the reader skips what is left when asked for the next member. */
-  body: Readable
+  readonly body: Readable
+  /**
+   * The member's contents whole, in a buffer of its own: for a small member, instead of `body`, which
+   * costs a stream a member. Use one or the other.
+   */
+  contents(): Promise<Buffer>
   /** A symlink's or hard link's target, in the string form of byte-names.ts. */
   linkTarget?: string
   mode: number
@@ -86,18 +91,15 @@ export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
       const linkBytes = records.linkpath ?? header.linkpath
       const hasBody = header.typeFlag !== '1' && header.typeFlag !== '2' && header.typeFlag !== '5'
       const bodySize = hasBody ? size : 0
-      const body = new MemberBody(input, bodySize, path)
-      yield {
-        body,
+      const member = new Member(input, bodySize, path, {
         linkTarget: linkBytes.length > 0 ? decodeName(linkBytes) : undefined,
         mode: header.mode,
         mtime,
-        path,
         rawType: header.rawType,
-        size: bodySize,
         type: typeOf(header.typeFlag),
-      }
-      await body.finish()
+      })
+      yield member
+      await member.finish()
       await input.skip(padding(bodySize))
     }
 
@@ -328,6 +330,57 @@ class ChunkInput {
       if (chunk === undefined) throw truncated('the archive ends inside a member')
       left -= chunk.length
     }
+  }
+}
+
+/** A member as readTar yields it: its body is made only when it is asked for. */
+class Member implements TarMember {
+  readonly linkTarget: string | undefined
+  readonly mode: number
+  readonly mtime: Date
+  readonly rawType: string
+  readonly type: TarMember['type']
+  private opened: MemberBody | undefined
+  private taken = false
+
+  constructor(
+    private readonly input: ChunkInput,
+    readonly size: number,
+    readonly path: string,
+    fields: Pick<TarMember, 'linkTarget' | 'mode' | 'mtime' | 'rawType' | 'type'>,
+  ) {
+    this.linkTarget = fields.linkTarget
+    this.mode = fields.mode
+    this.mtime = fields.mtime
+    this.rawType = fields.rawType
+    this.type = fields.type
+  }
+
+  get body(): Readable {
+    if (this.taken) throw new Error(`${this.path}: its contents were already read whole`)
+    this.opened ??= new MemberBody(this.input, this.size, this.path)
+    return this.opened
+  }
+
+  async contents(): Promise<Buffer> {
+    if (this.opened || this.taken) throw new Error(`${this.path}: its contents were already read`)
+    this.taken = true
+    // A copy: what the input holds may be a view of a buffer that its source goes on to reuse.
+    const data = Buffer.allocUnsafeSlow(this.size)
+    let filled = 0
+    while (filled < this.size) {
+      const chunk = await this.input.chunk(this.size - filled)
+      if (chunk === undefined) throw truncated(`${this.path} is cut short`)
+      filled += chunk.copy(data, filled)
+    }
+
+    return data
+  }
+
+  /** Skips whatever the consumer left of the contents. */
+  async finish(): Promise<void> {
+    if (this.opened) await this.opened.finish()
+    else if (!this.taken) await this.input.skip(this.size)
   }
 }
 

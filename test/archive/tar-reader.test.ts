@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import * as fc from 'fast-check'
 import {randomBytes} from 'node:crypto'
 import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -34,7 +35,47 @@ function failingAt(bytes: Buffer, cut: number): Readable {
   })
 }
 
+/** `bytes` in chunks of `size` bytes, as a source of any chunking would give them. */
+function inChunks(bytes: Buffer, size: number): Readable {
+  const chunks: Buffer[] = []
+  for (let offset = 0; offset < bytes.length; offset += size) chunks.push(bytes.subarray(offset, offset + size))
+  return Readable.from(chunks)
+}
+
 describe('tar reader', () => {
+  it('gives every member whole, by body, by contents or skipped, in any mix and any chunking (property)', async () => {
+    const member = fc.record({
+      data: fc.uint8Array({maxLength: 3000}).map((bytes) => Buffer.from(bytes)),
+      read: fc.constantFrom('body', 'contents', 'skip'),
+    })
+    await fc.assert(
+      fc.asyncProperty(fc.array(member, {maxLength: 8}), fc.integer({max: 1500, min: 1}), async (members, chunk) => {
+        const bytes = archive(members.map(({data}, index) => ({data, path: `m${index}`})))
+        let index = 0
+        for await (const read of readTar(inChunks(bytes, chunk))) {
+          const {data, read: how} = members[index++]
+          expect(read.size).to.equal(data.length)
+          if (how === 'contents') expect((await read.contents()).equals(data)).to.equal(true)
+          if (how === 'body') expect(Buffer.concat(await read.body.toArray()).equals(data)).to.equal(true)
+        }
+
+        expect(index).to.equal(members.length)
+      }),
+      {numRuns: 200},
+    )
+  })
+
+  it('a member cut short fails its contents, naming it', async () => {
+    const bytes = archive([{data: randomBytes(5000), path: 'photo.jpg'}])
+    const reading = (async () => {
+      for await (const member of readTar(Readable.from([bytes.subarray(0, 3000)]))) await member.contents()
+    })()
+    await reading.then(
+      () => expect.fail('a member cut short was read whole'),
+      (error: Error) => expect(error.message).to.equal('the archive is truncated: photo.jpg is cut short'),
+    )
+  })
+
   it('a source that fails at any byte fails the reader promptly, even in the middle of a member body', async function () {
     const members = [
       {data: randomBytes(3000), path: 'a'},

@@ -4,7 +4,7 @@ import {pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {createDecryptStream} from '../../archive/age.js'
-import {readTar} from '../../archive/tar-reader.js'
+import {readTar, TarMember} from '../../archive/tar-reader.js'
 import {BackupError} from '../../errors.js'
 import {ZSTD_MAGIC, zstdDecompressor, zstdImplementation} from '../../lib/zstd.js'
 import {ObjectNotFoundError, Store} from '../../store/port.js'
@@ -63,11 +63,18 @@ export class PackReader {
    * @yields the blob's bytes, in order
    */
   async *stream(pack: string, blob: string): AsyncGenerator<Buffer> {
-    const {body, stored} = await this.locate(pack, blob)
+    const {member, stored} = await this.locate(pack, blob)
     const hash = createHash('sha256')
-    for await (const chunk of body) {
-      hash.update(chunk as Buffer)
-      yield chunk as Buffer
+    if (member.size <= WHOLE_BLOB_BYTES) {
+      // Most blobs are small files whole: one buffer, not a stream a blob.
+      const data = await member.contents()
+      hash.update(data)
+      yield data
+    } else {
+      for await (const chunk of member.body) {
+        hash.update(chunk as Buffer)
+        yield chunk as Buffer
+      }
     }
 
     const actual = hash.digest('hex')
@@ -80,13 +87,13 @@ export class PackReader {
     await release(pack)
   }
 
-  /** The body of `blob`: forward from where an open pack is, else from the start of each candidate. */
-  private async locate(pack: string, blob: string): Promise<{body: Readable; stored: string}> {
+  /** The member `blob`: forward from where an open pack is, else from the start of each candidate. */
+  private async locate(pack: string, blob: string): Promise<{member: TarMember; stored: string}> {
     const opened = this.open.find((candidate) => candidate.name === pack)
     if (opened !== undefined) {
       this.touch(opened)
-      const body = await seek(opened, blob)
-      if (body !== undefined) return {body, stored: opened.stored}
+      const member = await seek(opened, blob)
+      if (member !== undefined) return {member, stored: opened.stored}
       await this.drop(opened)
     }
 
@@ -101,8 +108,8 @@ export class PackReader {
       const reading: OpenForReading = {members: readTar(tar), name: pack, stored: candidate, tar}
       if (this.open.length >= OPEN_PACKS) await this.drop(this.open[0])
       this.open.push(reading)
-      const body = await seek(reading, blob)
-      if (body !== undefined) return {body, stored: candidate}
+      const member = await seek(reading, blob)
+      if (member !== undefined) return {member, stored: candidate}
       await this.drop(reading)
     }
 
@@ -123,8 +130,11 @@ export class PackReader {
  */
 const OPEN_PACKS = 4
 
+/** Blobs up to this size are read into one buffer of their own; larger ones are streamed. */
+const WHOLE_BLOB_BYTES = 256 * 1024
+
 interface OpenForReading {
-  members: AsyncGenerator<{body: Readable; path: string}, void>
+  members: AsyncGenerator<TarMember, void>
   /** The pack asked for, by its name in the index. */
   name: string
   /** The pack actually read: the same, or one its forwards lead to. */
@@ -138,10 +148,10 @@ async function release(pack: OpenForReading): Promise<void> {
   pack.tar.destroy()
 }
 
-/** Skips to the member named `blob` in an open pack; its body, or undefined at the pack's end. */
-async function seek(pack: OpenForReading, blob: string): Promise<Readable | undefined> {
+/** Skips to the member named `blob` in an open pack; undefined at the pack's end. */
+async function seek(pack: OpenForReading, blob: string): Promise<TarMember | undefined> {
   for (let member = await pack.members.next(); !member.done; member = await pack.members.next()) {
-    if (member.value.path === blob) return member.value.body
+    if (member.value.path === blob) return member.value
   }
 
   return undefined

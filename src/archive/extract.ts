@@ -337,7 +337,9 @@ class SmallFileWrites {
 async function writeFile(member: TarMember, destination: Buffer, writes: SmallFileWrites): Promise<string> {
   if (member.size <= SMALL_FILE_BYTES) {
     const data = await member.contents()
-    await writes.add(writeNewFile(destination, data, member.mode % 0o1_0000, member.mtime, writes.umask))
+    await writes.add(
+      writeNewFile(destination, data, {mode: member.mode % 0o1_0000, mtime: member.mtime, umask: writes.umask}),
+    )
     return createHash('sha256').update(data).digest('hex')
   }
 

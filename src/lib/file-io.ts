@@ -97,10 +97,9 @@ export async function sha256OfFile(path: Buffer | string, buffer: Buffer): Promi
 export async function writeNewFile(
   path: Buffer | string,
   data: Buffer,
-  mode: number,
-  mtime: Date,
-  umask?: number,
+  {mode, mtime, umask}: {mode: number; mtime: Date; umask?: number},
 ): Promise<void> {
+  // eslint-disable-next-line no-bitwise -- permission bits are a bit mask
   const givenAtCreation = umask !== undefined && mode <= 0o777 && (mode & umask) === 0
   const descriptor = await new Promise<number>((resolve, reject) => {
     open(path, 'wx', givenAtCreation ? mode : 0o600, (error, opened) => (error ? reject(error) : resolve(opened)))

@@ -27,6 +27,7 @@ const LONGEST_FIRST = [
   'test/cli/kill-sweep.test.ts', // [40]
   'test/cli/hostile-store.test.ts', // [35]
   'test/cli/end-to-end.test.ts', // [33]
+  'test/cli/corruption-sweep-packs.test.ts', // [30]
   'test/services/transfer-faults.test.ts', // [30]
 ]
 

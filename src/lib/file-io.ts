@@ -94,35 +94,34 @@ export async function sha256OfFile(path: Buffer | string, buffer: Buffer): Promi
  * it leaves whole is given at creation, which saves a round trip a file (the descriptor that creates a
  * file may write it, even a read-only one).
  */
-export async function writeNewFile(
+export function writeNewFile(
   path: Buffer | string,
   data: Buffer,
   {mode, mtime, umask}: {mode: number; mtime: Date; umask?: number},
 ): Promise<void> {
   // eslint-disable-next-line no-bitwise -- permission bits are a bit mask
   const givenAtCreation = umask !== undefined && mode <= 0o777 && (mode & umask) === 0
-  const descriptor = await new Promise<number>((resolve, reject) => {
-    open(path, 'wx', givenAtCreation ? mode : 0o600, (error, opened) => (error ? reject(error) : resolve(opened)))
-  })
-  try {
-    for (let offset = 0; offset < data.length;) {
-      offset += await new Promise<number>((resolve, reject) => {
-        write(descriptor, data, offset, data.length - offset, null, (error, written) =>
-          error ? reject(error) : resolve(written),
-        )
-      })
-    }
+  // Plain callbacks, one promise a file: restore writes tens of thousands of small files, and a
+  // promise a step costs the main thread more than the step itself.
+  return new Promise((resolve, reject) => {
+    open(path, 'wx', givenAtCreation ? mode : 0o600, (openError, descriptor) => {
+      if (openError) return reject(openError)
+      const finish = (error: Error | null) =>
+        close(descriptor, (closeError) => (error || closeError ? reject(error ?? closeError) : resolve()))
+      const times = () => futimes(descriptor, mtime, mtime, finish)
+      const written = (offset: number) => {
+        if (offset < data.length) {
+          write(descriptor, data, offset, data.length - offset, null, (error, bytes) =>
+            error ? finish(error) : written(offset + bytes),
+          )
+        } else if (givenAtCreation) {
+          times()
+        } else {
+          fchmod(descriptor, mode, (error) => (error ? finish(error) : times()))
+        }
+      }
 
-    if (!givenAtCreation) {
-      await new Promise<void>((resolve, reject) => {
-        fchmod(descriptor, mode, (error) => (error ? reject(error) : resolve()))
-      })
-    }
-
-    await new Promise<void>((resolve, reject) => {
-      futimes(descriptor, mtime, mtime, (error) => (error ? reject(error) : resolve()))
+      written(0)
     })
-  } finally {
-    await closeFile(descriptor)
-  }
+  })
 }

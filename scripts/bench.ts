@@ -178,6 +178,9 @@ async function main(): Promise<void> {
       HOME: home,
       NO_COLOR: '1',
     }
+    // Stores outside the app folder are made by the user first (the CLI refuses to guess at a
+    // mount point that is not there): so here.
+    for (const store of ['store', 'packs-store', 'tar-store']) mkdirSync(join(work, store))
     const bytes = generateMedia(join(project, 'media'), scale)
     console.log(`media tree: ${(bytes / MiB).toFixed(0)} MiB in ${countFiles(join(project, 'media'))} files\n`)
 
@@ -587,6 +590,7 @@ async function s3Scenario(project: string, env: NodeJS.ProcessEnv, bytes: number
 
 /** A store with `count` complete backups: copies of one real manifest under new ids, signed as the real one is. */
 function seedBackups(project: string, env: NodeJS.ProcessEnv, store: string, count: number): void {
+  mkdirSync(store, {recursive: true})
   execFileSync('node', [runJs, 'app', 'backup', 'create', '--media-only', '--json'], {
     cwd: project,
     env: {...process.env, ...env, DIVIO_BACKUP_STORE: store},

@@ -135,7 +135,8 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
     await writes.finish()
   } catch (error) {
     await writes.finish().catch(() => {})
-    if (error instanceof BackupError) throw error
+    // A source stopped by SIGINT/SIGTERM ends with an AbortError: the archive is not damaged.
+    if (error instanceof BackupError || (error as Error).name === 'AbortError') throw error
     throw new BackupError('INTEGRITY', `The media archive is damaged: ${(error as Error).message}.`, {
       cause: error,
       suggestion: 'Restore from another backup; `divio app backup verify` checks them all.',

@@ -293,6 +293,8 @@ async function prepareMedia(
     await checked
   } catch (error) {
     await prepared?.discard()
+    // Stopped by SIGINT/SIGTERM: whatever broke on the way down, the user asked to stop.
+    if (target.signal.aborted) throw target.signal.reason
     throw untouched(error, plan.manifest.id, provider.location, check === undefined)
   } finally {
     if (check) await rm(check, {force: true, recursive: true})

@@ -115,6 +115,24 @@ describe('media extraction', () => {
     })
   }
 
+  it('a source stopped by a signal (an AbortError) is not reported as a damaged archive, and leaves nothing', async () => {
+    const tar = craftTar([{body: 'x'.repeat(4000), path: 'media/a.txt', type: 'File'}])
+    let reads = 0
+    // Half the archive, then the error a stream stopped by an AbortSignal fails with.
+    const source = new Readable({
+      read() {
+        if (reads++ === 0) this.push(tar.subarray(0, 1024))
+        else this.destroy(Object.assign(new Error('The operation was aborted'), {name: 'AbortError'}))
+      },
+    })
+    const error = await extractMediaArchive(source, target).then(
+      () => expect.fail('an aborted source extracted'),
+      (error_: Error) => error_,
+    )
+    expect(error.name).to.equal('AbortError')
+    expect(existsSync(target)).to.equal(false)
+  })
+
   it('refuses a file whose contents differ from the listing', async () => {
     const tar = craftTar([
       {body: 'HELLO', path: 'media/one.txt', type: 'File'},

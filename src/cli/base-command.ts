@@ -53,7 +53,13 @@ export abstract class BackupCommand extends Command {
   private signalHandler?: (signal: NodeJS.Signals) => void
 
   override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
-    const mapped = this.usageError(error) ?? toUserError(error)
+    // After SIGINT/SIGTERM, whatever a stage failed with on the way down (an AbortError, a stream cut
+    // short that looks damaged) is the interruption the user asked for, unless it says so itself.
+    const interrupted =
+      this.abort.signal.aborted && !(error instanceof BackupError && error.code === 'INTERRUPTED')
+        ? (this.abort.signal.reason as BackupError)
+        : undefined
+    const mapped = interrupted ?? this.usageError(error) ?? toUserError(error)
     if (mapped === undefined) return super.catch(error)
     this.report(mapped)
     if (process.env.DEBUG && error.stack) process.stderr.write(`${error.stack}\n`)

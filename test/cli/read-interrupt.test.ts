@@ -1,0 +1,165 @@
+import {expect} from 'chai'
+import {ChildProcess, execFileSync, spawn} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
+import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
+
+const MiB = 1024 * 1024
+
+/** Starts the CLI with its stderr gathered; `exited` resolves with its code, or 'hung' after `ms`. */
+function start(project: Project, args: string[], ms = 120_000) {
+  const child: ChildProcess = cliAsync(project, args)
+  let stderr = ''
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text
+  })
+  const exited = new Promise<'hung' | null | number>((resolve) => {
+    const timer = setTimeout(() => resolve('hung'), ms)
+    child.on('exit', (code) => {
+      clearTimeout(timer)
+      resolve(code)
+    })
+  })
+  return {child, exited, stderr: () => stderr}
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline && !condition()) await sleep(20)
+  expect(condition(), what).to.equal(true)
+}
+
+/**
+ * A backup whose largest media object (the archive, or the pack that holds a video) is replaced by a
+ * FIFO that gives the first half of it and then nothing: whatever reads the backup is held part-way
+ * through, whatever the machine's speed. `held()` turns true once the reader has taken that half;
+ * `letGo()` closes the FIFO, which ends the read that waits in the kernel.
+ */
+function holdHalfway(project: Project, format: 'packs' | 'tar', id: string) {
+  const environment = join(project.store, 'shop', 'local')
+  const candidates =
+    format === 'tar'
+      ? [join(environment, id, 'media.tar.age')]
+      : readdirSync(join(environment, 'packs')).map((name) => join(environment, 'packs', name))
+  const object = candidates.sort((a, b) => statSync(b).size - statSync(a).size)[0]
+  const original = `${object}.original`
+  renameSync(object, original)
+  execFileSync('mkfifo', [object])
+  const half = Math.floor(statSync(original).size / 2)
+  const marker = join(project.root, '..', 'half-read')
+  // `head` ends once the reader has taken all but a pipe's buffer of the half; the writer then stays.
+  const feeder = spawn('sh', [
+    '-c',
+    `{ head -c ${half} "$1"; touch "$3"; exec sleep 600; } > "$2"`,
+    'feeder',
+    original,
+    object,
+    marker,
+  ])
+  return {
+    held: () => existsSync(marker),
+    letGo: () => feeder.kill('SIGKILL'),
+    release() {
+      feeder.kill('SIGKILL')
+      execFileSync('rm', ['-f', object, marker])
+      renameSync(original, object)
+    },
+  }
+}
+
+/**
+ * The interruption is reported while the read still waits in the kernel; the process exits once the
+ * kernel lets the read go (Node.js waits for its thread pool on the way out, and nothing in it can
+ * end a read the kernel holds: the same holds for a hung mount).
+ */
+async function interrupted(run: ReturnType<typeof start>, object: {held: () => boolean; letGo: () => void}) {
+  await until(() => /Error: Interrupted/.test(run.stderr()), 'the interruption is reported while the read waits')
+  expect(object.held(), 'the read was still held when the interruption was reported').to.equal(true)
+  object.letGo()
+}
+
+function backedUp(format: 'packs' | 'tar') {
+  const project = makeProject()
+  project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
+  const tmp = join(project.root, '..', 'tmp')
+  mkdirSync(tmp, {mode: 0o700})
+  project.env.DIVIO_BACKUP_TMPDIR = tmp
+  writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(8 * MiB))
+  const created = cli(project, ['create', '--media-only', '--json'])
+  expect(created.status, created.stderr).to.equal(0)
+  return {id: (created.json() as {id: string}).id, project, tmp}
+}
+
+/**
+ * Every command that reads a backup, stopped by a signal while it reads: the interruption reported at
+ * once, while the read is still stuck in the kernel, and exit 130 (never 4, as if the backup were
+ * damaged, nor an unexpected error), with no staging folder left behind. Restore, which
+ * extracts media straight from the store beside the target, also leaves the media folder as it was,
+ * no extraction beside it, and no safety backup.
+ */
+describe('reading commands interrupted part-way through a backup', function () {
+  for (const format of ['tar', 'packs'] as const) {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+      it(`restore, ${format} format, ${signal}: exit 130, the media folder as it was, nothing left beside it`, async () => {
+        const {id, project, tmp} = backedUp(format)
+        writeFileSync(join(project.root, 'media', 'after-the-backup.txt'), 'the state to keep\n')
+        const before = snapshotTree(join(project.root, 'media'))
+        const object = holdHalfway(project, format, id)
+        try {
+          const restore = start(project, ['restore', id, '--confirm', 'local', '--media-only'])
+          const besideTarget = () => readdirSync(project.root).filter((name) => name.startsWith('.media.restore-'))
+          await until(object.held, 'the restore read half of the object')
+          expect(besideTarget(), 'the extraction is under way beside the target').to.have.length(1)
+
+          restore.child.kill(signal)
+          await interrupted(restore, object)
+          expect(await restore.exited, 'the restore ends on the signal').to.equal(130)
+          expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(before)
+          expect(besideTarget(), 'no extraction is left beside the target').to.deep.equal([])
+          expect(readdirSync(tmp), 'no staging folder is left').to.deep.equal([])
+          const listed = cli(project, ['list', '--json']).json() as Array<{id: string}>
+          expect(
+            listed.map((backup) => backup.id),
+            'no safety backup was taken',
+          ).to.deep.equal([id])
+        } finally {
+          object.release()
+        }
+
+        // With the object whole again, the same restore completes.
+        const restored = cli(project, ['restore', id, '--confirm', 'local', '--media-only', '--no-safety-backup'])
+        expect(restored.status, restored.stderr).to.equal(0)
+        expect(existsSync(join(project.root, 'media', 'after-the-backup.txt'))).to.equal(false)
+        expect(readFileSync(join(project.root, 'media', 'uploads', 'readme.txt'), 'utf8')).to.equal('hello media\n')
+      })
+    }
+
+    it(`verify, download, export and drill, ${format} format, SIGINT: exit 130, no staging left`, async () => {
+      const {id, project, tmp} = backedUp(format)
+      const commands = [
+        ['verify', id],
+        ['download', id, '-o', join(project.root, 'downloaded')],
+        ['export', '--latest', '-o', join(project.root, 'exported')],
+        ['drill', id],
+      ]
+      for (const args of commands) {
+        const object = holdHalfway(project, format, id)
+        try {
+          const reader = start(project, args)
+          await until(object.held, `${args[0]} read half of the object`)
+          reader.child.kill('SIGINT')
+          await interrupted(reader, object)
+          expect(await reader.exited, `${args[0]} ends on the signal`).to.equal(130)
+          expect(readdirSync(tmp), `${args[0]} leaves no staging folder`).to.deep.equal([])
+        } finally {
+          object.release()
+        }
+      }
+
+      expect(existsSync(join(project.root, 'downloaded')), 'download leaves nothing').to.equal(false)
+    })
+  }
+})

@@ -7,8 +7,9 @@ import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
 import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
-import {readUmask, writeNewFile} from '../lib/file-io.js'
+import {readUmask} from '../lib/file-io.js'
 import {isInside} from '../lib/paths.js'
+import {FileWriteError, SmallFileWriter} from './file-writer.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX} from './media-tar.js'
 import {readTar, TarMember} from './tar-reader.js'
@@ -78,7 +79,7 @@ interface FolderTimes {
 
 async function extractInto(tar: Readable, root: string): Promise<ExtractSummary> {
   const check = new ListingCheck()
-  const writes = new SmallFileWrites(await readUmask())
+  const writer = new SmallFileWriter(await readUmask(), (path, sha256) => check.add(path, sha256))
   const parents = new Set<string>()
   const links: PendingLink[] = []
   const folders: FolderTimes[] = []
@@ -90,6 +91,7 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
     for await (const member of readTar(tar)) {
       if (listed) throw unsafe(member, `it follows ${LISTING_MEMBER}, which is the last member`)
       if (member.path === LISTING_MEMBER) {
+        await writer.drain()
         await check.verify(member.body)
         listed = true
         continue
@@ -107,7 +109,7 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
         }
 
         case 'file': {
-          check.add(path, await writeFile(member, destination, writes))
+          await extractFile(member, {check, destination, path, writer})
           files++
           bytes += member.size
           break
@@ -132,15 +134,10 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
       }
     }
 
-    await writes.finish()
+    await writer.drain()
   } catch (error) {
-    await writes.finish().catch(() => {})
-    // A source stopped by SIGINT/SIGTERM ends with an AbortError: the archive is not damaged.
-    if (error instanceof BackupError || (error as Error).name === 'AbortError') throw error
-    throw new BackupError('INTEGRITY', `The media archive is damaged: ${(error as Error).message}.`, {
-      cause: error,
-      suggestion: 'Restore from another backup; `divio app backup verify` checks them all.',
-    })
+    await writer.settle()
+    throw extractionError(error as Error)
   }
 
   // The listing is the last member: an archive without one is incomplete.
@@ -305,45 +302,26 @@ async function mkdirNoFollow(destination: Buffer, member: TarMember): Promise<vo
   else if (!info.isDirectory()) throw unsafe(member, 'a file or link of that name was already extracted')
 }
 
-/** Small files are written a window at a time on the thread pool, so their round trips overlap. */
+/** Files up to this size are read whole and written on the writer thread; larger ones stream. */
 const SMALL_FILE_BYTES = 256 * 1024
-const WRITES_IN_FLIGHT = 16
 
-/** Writes in flight; the first failure is raised by the next add, or by finish. */
-class SmallFileWrites {
-  private failure: Error | undefined
-  private readonly inFlight = new Set<Promise<void>>()
-
-  /** The process's umask, when known: see writeNewFile. */
-  constructor(readonly umask: number | undefined) {}
-
-  async add(write: Promise<void>): Promise<void> {
-    const tracked: Promise<void> = write
-      .catch((error: Error) => {
-        this.failure ??= error
-      })
-      .finally(() => this.inFlight.delete(tracked))
-    this.inFlight.add(tracked)
-    while (this.inFlight.size >= WRITES_IN_FLIGHT) await Promise.race(this.inFlight)
-    if (this.failure) throw this.failure
+/** Writes a file member: a small one on the writer thread, a large one streamed, both checked in archive order. */
+async function extractFile(
+  member: TarMember,
+  {check, destination, path, writer}: {check: ListingCheck; destination: Buffer; path: string; writer: SmallFileWriter},
+): Promise<void> {
+  if (member.size <= SMALL_FILE_BYTES) {
+    await writer.add(path, destination, await member.contents(), {mode: member.mode % 0o1_0000, mtime: member.mtime})
+    return
   }
 
-  async finish(): Promise<void> {
-    await Promise.all(this.inFlight)
-    if (this.failure) throw this.failure
-  }
+  // The small files before this one are checked first.
+  await writer.drain()
+  check.add(path, await writeLargeFile(member, destination))
 }
 
-/** Writes a file that must not exist yet (never through a link), returning its SHA-256. */
-async function writeFile(member: TarMember, destination: Buffer, writes: SmallFileWrites): Promise<string> {
-  if (member.size <= SMALL_FILE_BYTES) {
-    const data = await member.contents()
-    await writes.add(
-      writeNewFile(destination, data, {mode: member.mode % 0o1_0000, mtime: member.mtime, umask: writes.umask}),
-    )
-    return createHash('sha256').update(data).digest('hex')
-  }
-
+/** Streams a large file that must not exist yet (never through a link), returning its SHA-256. */
+async function writeLargeFile(member: TarMember, destination: Buffer): Promise<string> {
   const hash = createHash('sha256')
   const hashing = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
@@ -359,10 +337,25 @@ async function writeFile(member: TarMember, destination: Buffer, writes: SmallFi
   return hash.digest('hex')
 }
 
-function unsafe(member: TarMember, why: string): BackupError {
+/** What a failure while extracting means for the user: the archive is damaged or unsafe, unless it was stopped. */
+function extractionError(error: Error): Error {
+  // A source stopped by SIGINT/SIGTERM ends with an AbortError: the archive is not damaged.
+  if (error instanceof BackupError || error.name === 'AbortError') return error
+  if (error instanceof FileWriteError && (error.code === 'EEXIST' || error.code === 'EISDIR')) {
+    return unsafe(`${MEDIA_PREFIX}${error.label}`, 'a file, folder or link of that name was already extracted')
+  }
+
+  return new BackupError('INTEGRITY', `The media archive is damaged: ${error.message}.`, {
+    cause: error,
+    suggestion: 'Restore from another backup; `divio app backup verify` checks them all.',
+  })
+}
+
+function unsafe(member: string | TarMember, why: string): BackupError {
+  const name = typeof member === 'string' ? member : member.path
   return new BackupError(
     'INTEGRITY',
-    `The media archive is unsafe: member ${JSON.stringify(printableName(member.path))} is refused: ${why}.`,
+    `The media archive is unsafe: member ${JSON.stringify(printableName(name))} is refused: ${why}.`,
     {
       suggestion:
         'Nothing was written outside the target. The archive was crafted or damaged; restore from another backup.',

@@ -1,10 +1,9 @@
 import {createHash, Hash} from 'node:crypto'
-import {createRequire} from 'node:module'
 import {Duplex, Transform, TransformCallback} from 'node:stream'
-import {pathToFileURL} from 'node:url'
 import {Worker} from 'node:worker_threads'
 
 import {deferred} from '../lib/deferred.js'
+import {startModuleWorker} from '../lib/worker.js'
 import {AgeSealer} from './age.js'
 
 /** What a seal stream measured: its input and its age output, each with its byte count and SHA-256. */
@@ -220,18 +219,7 @@ class SealWorker {
   private readonly worker: Worker
 
   constructor(onExit: () => void) {
-    // The worker runs the sibling module of this one: seal-worker.js when built. From source (tests,
-    // scripts, and a plugin linked into a host, which oclif loads from src/) it is seal-worker.ts, and
-    // the worker registers tsx itself: a loader given to the parent with --import does not apply to
-    // workers on Node 20. tsx is resolved here, from this module: an eval worker would resolve it
-    // from the current folder, which is the user's app, not this plugin.
-    const url = new URL(`seal-worker${import.meta.url.endsWith('.ts') ? '.ts' : '.js'}`, import.meta.url)
-    this.worker = url.pathname.endsWith('.ts')
-      ? new Worker(
-          `import(${JSON.stringify(tsxApiUrl())}).then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
-          {eval: true},
-        )
-      : new Worker(url, {resourceLimits: WORKER_LIMITS})
+    this.worker = startModuleWorker('seal-worker', import.meta.url, {resourceLimits: WORKER_LIMITS})
     this.worker.on('message', (reply: SealReply) => this.jobs.get(reply.id)?.receive(reply))
     const fail = (error: Error) => {
       onExit()
@@ -268,11 +256,6 @@ class SealWorker {
     this.jobs.delete(id)
     if (this.jobs.size === 0) this.worker.unref()
   }
-}
-
-/** tsx's loader API, found from this module (import.meta.resolve is not there when tsx runs this file as CommonJS). */
-function tsxApiUrl(): string {
-  return pathToFileURL(createRequire(import.meta.url).resolve('tsx/esm/api')).href
 }
 
 let shared: SealWorker | undefined

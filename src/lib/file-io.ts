@@ -1,8 +1,8 @@
 import {createHash} from 'node:crypto'
-import {close, fchmod, futimes, open, read, readFile, write} from 'node:fs'
+import {close, open, read, readFile} from 'node:fs'
 
 /**
- * Reads and writes of media files through the thread pool, with the callback API: a hung mount blocks a pool
+ * Reads of media files through the thread pool, with the callback API: a hung mount blocks a pool
  * thread, never the main thread (where the stall watchdog and the signal handlers run). The callback
  * API costs a third of what FileHandle promises cost per call, which matters at one open, read and
  * close per file for tens of thousands of files.
@@ -86,42 +86,4 @@ export async function sha256OfFile(path: Buffer | string, buffer: Buffer): Promi
   } finally {
     await closeFile(descriptor)
   }
-}
-
-/**
- * Writes a file that must not exist yet ("wx": never through a symlink), with exactly `mode` (whatever
- * the umask) and `mtime`, all on the one descriptor. `umask` is the process's, when known: a mode that
- * it leaves whole is given at creation, which saves a round trip a file (the descriptor that creates a
- * file may write it, even a read-only one).
- */
-export function writeNewFile(
-  path: Buffer | string,
-  data: Buffer,
-  {mode, mtime, umask}: {mode: number; mtime: Date; umask?: number},
-): Promise<void> {
-  // eslint-disable-next-line no-bitwise -- permission bits are a bit mask
-  const givenAtCreation = umask !== undefined && mode <= 0o777 && (mode & umask) === 0
-  // Plain callbacks, one promise a file: restore writes tens of thousands of small files, and a
-  // promise a step costs the main thread more than the step itself.
-  return new Promise((resolve, reject) => {
-    open(path, 'wx', givenAtCreation ? mode : 0o600, (openError, descriptor) => {
-      if (openError) return reject(openError)
-      const finish = (error: Error | null) =>
-        close(descriptor, (closeError) => (error || closeError ? reject(error ?? closeError) : resolve()))
-      const times = () => futimes(descriptor, mtime, mtime, finish)
-      const written = (offset: number) => {
-        if (offset < data.length) {
-          write(descriptor, data, offset, data.length - offset, null, (error, bytes) =>
-            error ? finish(error) : written(offset + bytes),
-          )
-        } else if (givenAtCreation) {
-          times()
-        } else {
-          fchmod(descriptor, mode, (error) => (error ? finish(error) : times()))
-        }
-      }
-
-      written(0)
-    })
-  })
 }

@@ -20,8 +20,8 @@ let collectGarbage: CollectGarbage | undefined
  */
 export function keepMemoryFlat(): void {
   if (collectGarbage !== undefined) return
-  setFlagsFromString('--semi-space-growth-factor=1')
-  setFlagsFromString('--expose-gc')
+  setFlag('--semi-space-growth-factor=1')
+  setFlag('--expose-gc')
   // The flag exposes `gc` to contexts created from now on; this one only serves to fetch it.
   collectGarbage = runInNewContext('gc') as CollectGarbage
 }
@@ -33,7 +33,24 @@ export function keepMemoryFlat(): void {
  * start-up, where module loading would pay for many more full collections (a cold `list` 30% slower).
  */
 export function limitOldGenerationGrowth(): void {
-  setFlagsFromString('--heap-growing-percent=20')
+  setFlag('--heap-growing-percent=20')
+}
+
+const flagsSet = new Set<string>()
+
+function setFlag(flag: string): void {
+  setFlagsFromString(flag)
+  flagsSet.add(flag)
+}
+
+/**
+ * Sets the flags above again. Starting a worker thread puts V8's flags back to those of the command
+ * line, for the whole process: after a restore had started its writing thread, the main thread's young
+ * generation grew to 16 MiB semi-spaces, and its peak RSS by 30 MiB. startModuleWorker calls this once
+ * the worker is online.
+ */
+export function setMemoryFlagsAgain(): void {
+  for (const flag of flagsSet) setFlagsFromString(flag)
 }
 
 /** Counts streamed bytes and collects young garbage at a steady pace; a no-op until keepMemoryFlat ran. */

@@ -156,6 +156,32 @@ describe('media extraction', () => {
       // The file comes first and makes "link" a real folder, so the symlink meets a taken name.
       /already extracted/,
     ],
+    // Files are written on a thread of their own, a batch at a time: whichever of the two names is
+    // written second meets the first, and the archive is refused either way.
+    [
+      'the same file twice',
+      [
+        {body: 'x', path: 'media/twice.txt', type: 'File'},
+        {body: 'y', path: 'media/twice.txt', type: 'File'},
+      ],
+      /already extracted/,
+    ],
+    [
+      'a file, then a folder of the same name',
+      [
+        {body: 'x', path: 'media/name', type: 'File'},
+        {path: 'media/name/', type: 'Directory'},
+      ],
+      /already extracted/,
+    ],
+    [
+      'a file, then a file inside it',
+      [
+        {body: 'x', path: 'media/name', type: 'File'},
+        {body: 'y', path: 'media/name/inner', type: 'File'},
+      ],
+      /already extracted|written through a file/,
+    ],
     ['a hard link out', [{linkpath: '/etc/passwd', path: 'media/hard', type: 'Link'}], /hard link/],
     ['a device node', [{path: 'media/null', type: 'CharacterDevice'}], /character device/],
     ['a FIFO', [{path: 'media/pipe', type: 'FIFO'}], /FIFO/],

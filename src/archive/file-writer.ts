@@ -1,0 +1,200 @@
+import {Worker} from 'node:worker_threads'
+
+import {deferred, Deferred} from '../lib/deferred.js'
+import {startModuleWorker} from '../lib/worker.js'
+
+/**
+ * Files for the worker (file-writer-worker.ts): each file's path bytes and then its content, back to
+ * back in `buffer`, which is transferred, not copied; and FILE_FIELDS numbers a file in `files`.
+ */
+export interface WriteBatch {
+  buffer: ArrayBuffer
+  /** Per file: path length, content length, mode, mtime in seconds, and 1 when the mode is given at creation. */
+  files: number[]
+  id: number
+}
+
+/** The worker's answer: the SHA-256 of each file written, in order, up to the first that failed. */
+export interface WrittenBatch {
+  buffer: ArrayBuffer
+  failure?: {code?: string; index: number; message: string}
+  hashes: string[]
+  id: number
+}
+
+export const FILE_FIELDS = 5
+
+/** A file that failed to be written, with the label it was added under. */
+export class FileWriteError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+    readonly label: string,
+  ) {
+    super(message)
+  }
+}
+
+/** A batch is sent when it holds this many bytes or files: few messages, each one transfer. */
+const BATCH_BYTES = 1024 * 1024
+const BATCH_FILES = 64
+/** Batches with the worker and not yet back: both threads stay busy, and memory stays bounded. */
+const BATCHES_IN_FLIGHT = 2
+
+interface Filling {
+  bytes: Buffer
+  files: number[]
+  filled: number
+  labels: string[]
+}
+
+interface Sent {
+  done: Deferred<void>
+  labels: string[]
+}
+
+/**
+ * Writes small files that must not exist yet on a worker thread, in batches, with their mode and mtime,
+ * and hashes each as it goes. Tens of thousands of small files cost the main thread little this way: a
+ * copy into the batch, instead of a thread-pool round trip for each open, write, futimes and close, and
+ * the hashing. At most three batch buffers exist, reused from batch to batch.
+ *
+ * `written(label, sha256)` is called for every file, in the order the files were added. Folders a file
+ * goes into must exist before it is added. A failure is thrown by the next `add`, or by `drain`, as a
+ * FileWriteError naming the file's label; nothing added after it is written.
+ */
+export class SmallFileWriter {
+  /** The largest path and content that fit in one batch. */
+  static readonly MAX_FILE_BYTES = BATCH_BYTES
+  private current: Filling | undefined
+  private failure: Error | undefined
+  private readonly sent: Sent[] = []
+  private readonly spare: ArrayBuffer[] = []
+
+  constructor(
+    private readonly umask: number | undefined,
+    private readonly written: (label: string, sha256: string) => void,
+  ) {}
+
+  async add(label: string, path: Buffer, data: Buffer, {mode, mtime}: {mode: number; mtime: Date}): Promise<void> {
+    if (this.failure) throw this.failure
+    const size = path.length + data.length
+    if (size > BATCH_BYTES) throw new Error(`a file of ${data.length} bytes is too large for a write batch`)
+    if (this.current && (this.current.filled + size > BATCH_BYTES || this.current.labels.length >= BATCH_FILES)) {
+      await this.send()
+    }
+
+    this.current ??= this.fresh()
+    const batch = this.current
+    path.copy(batch.bytes, batch.filled)
+    data.copy(batch.bytes, batch.filled + path.length)
+    batch.filled += size
+    // eslint-disable-next-line no-bitwise -- permission bits are a bit mask
+    const atCreation = this.umask !== undefined && mode <= 0o777 && (mode & this.umask) === 0
+    batch.files.push(path.length, data.length, mode, mtime.getTime() / 1000, atCreation ? 1 : 0)
+    batch.labels.push(label)
+  }
+
+  /** Writes what has been added; resolves once every file is written, or throws the first failure. */
+  async drain(): Promise<void> {
+    if (this.current && !this.failure) await this.send(0)
+    while (this.sent.length > 0) await this.sent[0].done.promise
+    if (this.failure) throw this.failure
+  }
+
+  /** Waits for the batches with the worker, and never throws: for clean-up after another failure. */
+  async settle(): Promise<void> {
+    this.current = undefined
+    await this.drain().catch(() => {})
+  }
+
+  private fresh(): Filling {
+    const buffer = this.spare.pop() ?? new ArrayBuffer(BATCH_BYTES)
+    return {bytes: Buffer.from(buffer), files: [], filled: 0, labels: []}
+  }
+
+  private receive(reply: WrittenBatch): void {
+    const sent = this.sent.shift()!
+    this.spare.push(reply.buffer)
+    for (const [index, sha256] of reply.hashes.entries()) this.written(sent.labels[index], sha256)
+    if (reply.failure && !this.failure) {
+      const {code, index, message} = reply.failure
+      this.failure = new FileWriteError(message, code, sent.labels[index])
+    }
+
+    sent.done.resolve()
+  }
+
+  /** Sends the current batch, and waits while more than `inFlight` batches are with the worker. */
+  private async send(inFlight = BATCHES_IN_FLIGHT - 1): Promise<void> {
+    const batch = this.current!
+    this.current = undefined
+    const done = deferred<void>()
+    this.sent.push({done, labels: batch.labels})
+    writerThread().write(
+      {buffer: batch.bytes.buffer as ArrayBuffer, files: batch.files, id: 0},
+      (reply) => this.receive(reply),
+      (error) => {
+        this.failure ??= error
+        this.sent.shift()
+        done.resolve()
+      },
+    )
+    while (this.sent.length > inFlight) await this.sent[0].done.promise
+    if (this.failure) throw this.failure
+  }
+}
+
+interface Waiting {
+  fail: (error: Error) => void
+  receive: (reply: WrittenBatch) => void
+}
+
+/**
+ * One worker thread per process, shared by every writer. It keeps the process alive only while a batch
+ * is with it. If it dies, the batches with it fail, and the next batch starts a new one.
+ */
+class WriterThread {
+  private nextId = 1
+  private readonly waiting = new Map<number, Waiting>()
+  private readonly worker: Worker
+
+  constructor(onExit: () => void) {
+    this.worker = startModuleWorker('file-writer-worker', import.meta.url, {resourceLimits: WORKER_LIMITS})
+    this.worker.on('message', (reply: WrittenBatch) => {
+      const waiting = this.waiting.get(reply.id)
+      this.waiting.delete(reply.id)
+      if (this.waiting.size === 0) this.worker.unref()
+      waiting?.receive(reply)
+    })
+    const fail = (error: Error) => {
+      onExit()
+      for (const waiting of this.waiting.values()) waiting.fail(new Error(`writing files failed: ${error.message}`))
+      this.waiting.clear()
+    }
+
+    this.worker.on('error', fail)
+    this.worker.on('exit', (code) => fail(new Error(`the writing thread stopped (exit code ${code})`)))
+    // After the listeners: adding a 'message' listener refs the worker again.
+    this.worker.unref()
+  }
+
+  write(batch: WriteBatch, receive: Waiting['receive'], fail: Waiting['fail']): void {
+    const id = this.nextId++
+    this.waiting.set(id, {fail, receive})
+    this.worker.ref()
+    this.worker.postMessage({...batch, id}, [batch.buffer])
+  }
+}
+
+/** The worker holds a few batches at a time: a small heap is plenty. */
+const WORKER_LIMITS = {maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1}
+
+let shared: undefined | WriterThread
+
+function writerThread(): WriterThread {
+  shared ??= new WriterThread(() => {
+    shared = undefined
+  })
+  return shared
+}

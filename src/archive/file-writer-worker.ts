@@ -12,7 +12,7 @@ import {FILE_FIELDS, WriteBatch, WrittenBatch} from './file-writer.js'
 
 const port = parentPort!
 
-port.on('message', (batch: WriteBatch) => {
+port.on('message', (batch: WriteBatch & {id: number}) => {
   const bytes = Buffer.from(batch.buffer)
   const hashes: string[] = []
   let failure: WrittenBatch['failure']

@@ -1,7 +1,5 @@
-import {Worker} from 'node:worker_threads'
-
 import {deferred, Deferred} from '../lib/deferred.js'
-import {startModuleWorker} from '../lib/worker.js'
+import {RequestThread} from '../lib/worker.js'
 
 /**
  * Files for the worker (file-writer-worker.ts): each file's path bytes and then its content, back to
@@ -11,7 +9,6 @@ export interface WriteBatch {
   buffer: ArrayBuffer
   /** Per file: path length, content length, mode, mtime in seconds, and 1 when the mode is given at creation. */
   files: number[]
-  id: number
 }
 
 /** The worker's answer: the SHA-256 of each file written, in order, up to the first that failed. */
@@ -131,70 +128,25 @@ export class SmallFileWriter {
     this.current = undefined
     const done = deferred<void>()
     this.sent.push({done, labels: batch.labels})
-    writerThread().write(
-      {buffer: batch.bytes.buffer as ArrayBuffer, files: batch.files, id: 0},
-      (reply) => this.receive(reply),
-      (error) => {
-        this.failure ??= error
-        this.sent.shift()
-        done.resolve()
-      },
-    )
+    const buffer = batch.bytes.buffer as ArrayBuffer
+    writerThread()
+      .request({buffer, files: batch.files}, [buffer])
+      .then(
+        (reply) => this.receive(reply),
+        (error: Error) => {
+          this.failure ??= error
+          this.sent.shift()
+          done.resolve()
+        },
+      )
     while (this.sent.length > inFlight) await this.sent[0].done.promise
     if (this.failure) throw this.failure
   }
 }
 
-interface Waiting {
-  fail: (error: Error) => void
-  receive: (reply: WrittenBatch) => void
-}
-
-/**
- * One worker thread per process, shared by every writer. It keeps the process alive only while a batch
- * is with it. If it dies, the batches with it fail, and the next batch starts a new one.
- */
-class WriterThread {
-  private nextId = 1
-  private readonly waiting = new Map<number, Waiting>()
-  private readonly worker: Worker
-
-  constructor(onExit: () => void) {
-    this.worker = startModuleWorker('file-writer-worker', import.meta.url, {resourceLimits: WORKER_LIMITS})
-    this.worker.on('message', (reply: WrittenBatch) => {
-      const waiting = this.waiting.get(reply.id)
-      this.waiting.delete(reply.id)
-      if (this.waiting.size === 0) this.worker.unref()
-      waiting?.receive(reply)
-    })
-    const fail = (error: Error) => {
-      onExit()
-      for (const waiting of this.waiting.values()) waiting.fail(new Error(`writing files failed: ${error.message}`))
-      this.waiting.clear()
-    }
-
-    this.worker.on('error', fail)
-    this.worker.on('exit', (code) => fail(new Error(`the writing thread stopped (exit code ${code})`)))
-    // After the listeners: adding a 'message' listener refs the worker again.
-    this.worker.unref()
-  }
-
-  write(batch: WriteBatch, receive: Waiting['receive'], fail: Waiting['fail']): void {
-    const id = this.nextId++
-    this.waiting.set(id, {fail, receive})
-    this.worker.ref()
-    this.worker.postMessage({...batch, id}, [batch.buffer])
-  }
-}
-
 /** The worker holds a few batches at a time: a small heap is plenty. */
-const WORKER_LIMITS = {maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1}
+const WORKER_LIMITS = {maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2}
 
-let shared: undefined | WriterThread
-
-function writerThread(): WriterThread {
-  shared ??= new WriterThread(() => {
-    shared = undefined
-  })
-  return shared
+function writerThread(): RequestThread<WriteBatch, WrittenBatch> {
+  return RequestThread.of('file-writer-worker', import.meta.url, {resourceLimits: WORKER_LIMITS})
 }

@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {chmod, lstat, readdir, readlink, realpath, rename, rm} from 'node:fs/promises'
+import {chmod, lstat, readlink, realpath, rename, rm} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, join, posix} from 'node:path'
 import {Readable} from 'node:stream'
 
@@ -7,7 +7,7 @@ import {extractMediaArchive} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 import {BackupError} from '../../errors.js'
 import {decodeName, encodeName, printableName} from '../../lib/byte-names.js'
-import {readSmallFile} from '../../lib/file-io.js'
+import {EntryKind, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {makeFolders} from '../../lib/folders.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
@@ -125,33 +125,41 @@ export class FilesystemMediaProvider implements MediaProvider {
     onWarning?: (path: string, what: string) => void,
   ): AsyncIterable<MediaEntry> {
     signal.throwIfAborted()
-    const folder = this.pathOf(relative)
-    // One folder's names at a time: memory follows the widest folder, not the whole tree. Names are
-    // bytes (byte-names.ts), sorted as strings, the order walkOrder() expects.
-    const names = (await readdir(folder, {encoding: 'buffer'})).map((name) => decodeName(name)).sort()
-    // Metadata is read on the thread pool, a window of names at a time: a hung mount blocks a pool
-    // thread, never the main thread, so the stall watchdog and SIGTERM still work.
-    for (let start = 0; start < names.length; start += STAT_WINDOW) {
-      const window = names.slice(start, start + STAT_WINDOW)
-      const infos = await Promise.all(
-        window.map((name) => lstat(this.pathOf(relative === '' ? name : `${relative}/${name}`)).catch(missing)),
-      )
-      for (const [index, name] of window.entries()) {
-        const path = relative === '' ? name : `${relative}/${name}`
-        const info = infos[index]
-        if (info === undefined) {
-          onSkip?.(path, 'deleted while the backup ran')
-          continue
-        }
+    // One folder at a time, listed with each name's lstat on the reader thread: a hung mount blocks
+    // that thread, never the main thread, so the stall watchdog and SIGTERM still work. Memory follows
+    // the widest folder, not the whole tree. Names are bytes (byte-names.ts), sorted as strings, the
+    // order walkOrder() expects.
+    const listed = await listFolder(this.pathOf(relative))
+    const names = Array.from({length: listed.count}, (_, index) => decodeName(listed.name(index)))
+    const order = Uint32Array.from(names.keys()).sort((one, other) =>
+      names[one] < names[other] ? -1 : names[one] > names[other] ? 1 : 0,
+    )
+    for (const index of order) {
+      const name = names[index]
+      const info = listed.info(index)
+      const path = relative === '' ? name : `${relative}/${name}`
+      if (info.kind === EntryKind.Gone) {
+        onSkip?.(path, 'deleted while the backup ran')
+        continue
+      }
 
-        const absolute = this.pathOf(path)
-        const common = {ctimeMs: info.ctimeMs, ino: info.ino, mode: info.mode, mtime: info.mtime, path}
-        if (info.isDirectory()) {
+      const absolute = this.pathOf(path)
+      const common = {ctimeMs: info.ctimeMs, ino: info.ino, mode: info.mode, mtime: new Date(info.mtimeMs), path}
+      switch (info.kind) {
+        case EntryKind.Directory: {
           yield {...common, size: 0, type: 'directory'}
           yield* this.walk(path, signal, onSkip, onWarning)
-        } else if (info.isFile()) {
+
+          break
+        }
+
+        case EntryKind.File: {
           yield {...common, localPath: absolute, size: info.size, type: 'file'}
-        } else if (info.isSymbolicLink()) {
+
+          break
+        }
+
+        case EntryKind.Symlink: {
           const linkTarget = decodeName(await readlink(absolute, {encoding: 'buffer'}))
           if (onWarning && (await this.leadsOutside(path, linkTarget))) {
             onWarning(
@@ -161,7 +169,11 @@ export class FilesystemMediaProvider implements MediaProvider {
           }
 
           yield {...common, linkTarget, size: 0, type: 'symlink'}
-        } else {
+
+          break
+        }
+
+        default: {
           onSkip?.(path, 'not a regular file, folder or symlink')
         }
       }
@@ -170,39 +182,25 @@ export class FilesystemMediaProvider implements MediaProvider {
 }
 
 /**
- * Starts reading small files a window ahead of the consumer, in walk order, so that their reads
- * (open, read, close on the thread pool) overlap instead of costing a round trip each in turn. Only
- * files that `needsContent` wants are read (an incremental backup reads only what changed).
+ * Reads small files a window ahead of the consumer, in walk order, on the reader thread
+ * (SmallFileReader): the window is refilled once half of it has been consumed, and what it adds goes
+ * to the thread as one batch. Only files that `needsContent` wants are read (an incremental backup
+ * reads only what changed).
+ * @yields each entry of `entries`, in order, a small file with its read under way
  */
 async function* readAhead(
   entries: AsyncIterable<MediaEntry>,
   needsContent: ((entry: MediaEntry) => Promise<boolean>) | undefined,
 ): AsyncGenerator<MediaEntry> {
+  const reader = new SmallFileReader()
   const window: MediaEntry[] = []
   const iterator = entries[Symbol.asyncIterator]()
   let exhausted = false
   try {
     for (;;) {
-      while (!exhausted && window.length < READ_AHEAD_FILES) {
-        const next = await iterator.next()
-        if (next.done) {
-          exhausted = true
-          break
-        }
-
-        const entry = next.value
-        if (
-          entry.type === 'file' &&
-          entry.localPath !== undefined &&
-          entry.size <= READ_AHEAD_MAX_BYTES &&
-          (needsContent === undefined || (await needsContent(entry)))
-        ) {
-          entry.prefetched = readSmallFile(entry.localPath, entry.size)
-          // Awaited by the consumer; one left behind by an abandoned walk must not go unhandled.
-          entry.prefetched.catch(() => {})
-        }
-
-        window.push(entry)
+      if (!exhausted && window.length <= READ_AHEAD_FILES / 2) {
+        exhausted = await fillWindow(window, iterator, reader, needsContent)
+        await reader.flush()
       }
 
       const entry = window.shift()
@@ -214,14 +212,37 @@ async function* readAhead(
   }
 }
 
-/** Files read ahead at once, and the largest read whole: 32 × 256 KiB bounds the memory to 8 MiB. */
+/** Adds entries to the window until it is full, queueing the reads of small files; true once `entries` ended. */
+async function fillWindow(
+  window: MediaEntry[],
+  entries: AsyncIterator<MediaEntry>,
+  reader: SmallFileReader,
+  needsContent: ((entry: MediaEntry) => Promise<boolean>) | undefined,
+): Promise<boolean> {
+  while (window.length < READ_AHEAD_FILES) {
+    const next = await entries.next()
+    if (next.done) return true
+    const entry = next.value
+    if (
+      entry.type === 'file' &&
+      entry.localPath !== undefined &&
+      entry.size <= READ_AHEAD_MAX_BYTES &&
+      (needsContent === undefined || (await needsContent(entry)))
+    ) {
+      entry.prefetched = reader.read(entry.localPath, entry.size)
+      // Awaited by the consumer; one left behind by an abandoned walk must not go unhandled.
+      entry.prefetched.catch(() => {})
+    }
+
+    window.push(entry)
+  }
+
+  return false
+}
+
+/**
+ * Files read ahead at most, and the largest read whole: 32 × 256 KiB bounds the window's memory to
+ * 8 MiB, and the batches with the reader thread to as much again.
+ */
 const READ_AHEAD_FILES = 32
 const READ_AHEAD_MAX_BYTES = 256 * 1024
-
-/** How many lstat calls a walk keeps in flight. */
-const STAT_WINDOW = 32
-
-function missing(error: NodeJS.ErrnoException): undefined {
-  if (error.code === 'ENOENT') return undefined
-  throw error
-}

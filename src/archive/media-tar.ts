@@ -55,11 +55,11 @@ export interface MediaEntry {
   /** `/`-separated and relative to the media root; folders have no trailing slash. */
   path: string
   /**
-   * A small local file's contents, already being read by the provider's read-ahead (the thread pool
-   * reads several files at once, which hides each read's round trip). Resolves to undefined when the
+   * A small local file's contents and their SHA-256, already being read and hashed by the provider's
+   * read-ahead (on the reader thread, a batch of files at a time). Resolves to undefined when the
    * file has disappeared; to fewer than `size` bytes when it shrank. Takes precedence over `localPath`.
    */
-  prefetched?: Promise<Buffer | undefined>
+  prefetched?: Promise<PrefetchedFile | undefined>
   /**
    * The file's SHA-256, when `open` checks the bytes it yields against it (an incremental backup's
    * authenticated blobs): the listing records it, and the archive does not hash the bytes again.
@@ -67,6 +67,12 @@ export interface MediaEntry {
   sha256?: string
   size: number
   type: MediaEntryType
+}
+
+/** A small file read whole, with the SHA-256 of what was read. */
+export interface PrefetchedFile {
+  content: Buffer
+  sha256: string
 }
 
 /** One row of MANIFEST.json. */
@@ -118,8 +124,9 @@ export function createMediaTar(
     for await (const entry of entries) {
       if (entry.type === 'file') {
         const hash = entry.sha256 === undefined ? createHash('sha256') : undefined
+        // Prefetched files were hashed as they were read; the others are hashed here.
         const included = entry.prefetched
-          ? await copyPrefetched(entry, entry.prefetched, hash ?? createHash('sha256'), out)
+          ? await copyPrefetched(entry, entry.prefetched, out)
           : entry.localPath === undefined
             ? yield* copyStreamed(entry, hash, out)
             : yield* copyLocal(entry, entry.localPath, hash ?? createHash('sha256'), out)
@@ -127,7 +134,8 @@ export function createMediaTar(
         out.append(padding(entry.size))
         files++
         totalFileBytes += entry.size
-        const spooled = sink.add(row(entry, entry.sha256 ?? hash!.digest('hex')))
+        const sha256 = typeof included === 'string' ? included : (entry.sha256 ?? hash!.digest('hex'))
+        const spooled = sink.add(row(entry, sha256))
         if (spooled) await spooled
       } else {
         out.append(header(`${MEDIA_PREFIX}${entry.path}${entry.type === 'directory' ? '/' : ''}`, entry))
@@ -251,15 +259,14 @@ async function* copyLocal(
 }
 
 /** Appends the member of a file that the provider read ahead; false when it has disappeared. */
-async function copyPrefetched(entry: MediaEntry, prefetched: Promise<Buffer | undefined>, hash: Hash, out: Batches) {
-  const content = await prefetched
-  if (content === undefined) return false
-  if (content.length < entry.size) throw shrank(entry.path)
-  const exact = content.length > entry.size ? content.subarray(0, entry.size) : content
-  hash.update(exact)
+async function copyPrefetched(entry: MediaEntry, prefetched: Promise<PrefetchedFile | undefined>, out: Batches) {
+  const read = await prefetched
+  if (read === undefined) return false
+  // The reader never gives more than the listed size: a file that grew is cut there.
+  if (read.content.length < entry.size) throw shrank(entry.path)
   out.append(header(`${MEDIA_PREFIX}${entry.path}`, entry))
-  out.append(exact)
-  return true
+  out.append(read.content)
+  return read.sha256
 }
 
 /**

@@ -1,4 +1,3 @@
-import {createHash} from 'node:crypto'
 import {close, open, read, readFile} from 'node:fs'
 
 /**
@@ -44,46 +43,4 @@ export function closeFile(descriptor: number): Promise<void> {
   return new Promise((resolve, reject) => {
     close(descriptor, (error) => (error ? reject(error) : resolve()))
   })
-}
-
-/** A small file whole: at most `size` bytes (fewer when it shrank); undefined when it is gone. */
-export async function readSmallFile(path: Buffer | string, size: number): Promise<Buffer | undefined> {
-  const descriptor = await openForReading(path)
-  if (descriptor === undefined) return undefined
-  try {
-    // Not from the shared pool: an incremental backup keeps small blobs until their pack is stored,
-    // and a pooled slice would keep its whole 8 KiB slab alive with it.
-    const buffer = Buffer.allocUnsafeSlow(size)
-    let filled = 0
-    while (filled < size) {
-      const bytesRead = await readInto(descriptor, buffer, filled, size - filled)
-      if (bytesRead === 0) break
-      filled += bytesRead
-    }
-
-    return filled < size ? buffer.subarray(0, filled) : buffer
-  } finally {
-    await closeFile(descriptor)
-  }
-}
-
-/**
- * The SHA-256 of a file's content, read through `buffer` (the caller's, reused from file to file);
- * undefined when the file does not exist. One open, a read per buffer's length, and one close: a
- * stream per file would cost several more round trips, which for tens of thousands of small files is
- * most of the time.
- */
-export async function sha256OfFile(path: Buffer | string, buffer: Buffer): Promise<string | undefined> {
-  const descriptor = await openForReading(path)
-  if (descriptor === undefined) return undefined
-  try {
-    const hash = createHash('sha256')
-    for (;;) {
-      const bytesRead = await readInto(descriptor, buffer, 0, buffer.length)
-      if (bytesRead === 0) return hash.digest('hex')
-      hash.update(buffer.subarray(0, bytesRead))
-    }
-  } finally {
-    await closeFile(descriptor)
-  }
 }

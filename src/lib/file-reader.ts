@@ -12,6 +12,8 @@ export interface ReadBatch {
 /** Per file, the bytes it gave (-1: gone, or failed as `failures` says); both buffers come back for reuse. */
 export interface ReadReply {
   contents: ArrayBuffer
+  /** The SHA-256 of each file read or hashed, at its index. */
+  digests: Array<string | undefined>
   failures: Array<{code?: string; index: number; message: string}>
   id: number
   lengths: number[]
@@ -25,12 +27,14 @@ export interface ListRequest {
 
 /** What a folder holds: names back to back in `nameBytes`, and ENTRY_FIELDS numbers a name in `entries`. */
 export interface FolderListing {
+  count: number
   /** Per name: EntryKind, mode, size, mtimeMs, ctimeMs, ino (a Float64Array's buffer). */
   entries: ArrayBuffer
   failure?: {code?: string; message: string}
   id: number
   nameBytes: ArrayBuffer
-  nameLengths: number[]
+  /** A Uint32Array's buffer: the length of each name in `nameBytes`. */
+  nameLengths: ArrayBuffer
 }
 
 export const ENTRY_FIELDS = 6
@@ -65,8 +69,9 @@ export class ListedFolder {
   constructor(listing: FolderListing) {
     this.fields = new Float64Array(listing.entries)
     this.nameBytes = Buffer.from(listing.nameBytes)
-    this.offsets = new Uint32Array(listing.nameLengths.length + 1)
-    for (const [index, length] of listing.nameLengths.entries()) this.offsets[index + 1] = this.offsets[index] + length
+    const lengths = new Uint32Array(listing.nameLengths)
+    this.offsets = new Uint32Array(listing.count + 1)
+    for (const [index, length] of lengths.entries()) this.offsets[index + 1] = this.offsets[index] + length
   }
 
   get count(): number {
@@ -102,9 +107,19 @@ export async function listFolder(folder: Buffer | string): Promise<ListedFolder>
 
 interface Queued {
   path: Buffer
-  result: Deferred<Buffer | undefined>
+  result: Deferred<ReadFile | string | undefined>
+  /** HASH_WHOLE_FILE: the file's SHA-256 is wanted, not its bytes. */
   size: number
 }
+
+/** A file read whole, with the SHA-256 of what was read (the worker hashes it as it reads). */
+export interface ReadFile {
+  content: Buffer
+  sha256: string
+}
+
+/** A size in ReadBatch.sizes that asks for the file's SHA-256 (ReadReply.digests) instead of its bytes. */
+export const HASH_WHOLE_FILE = -1
 
 /** Batches with the worker at once: the walk and the reads overlap, and memory stays bounded. */
 const BATCHES_IN_FLIGHT = 2
@@ -116,7 +131,8 @@ const BATCHES_IN_FLIGHT = 2
  * where the stall watchdog and the signal handlers run.
  *
  * `read` queues a file and `flush` sends what is queued; a read resolves with the file's bytes (fewer
- * than `size` when it shrank, never more), or undefined when the file is gone. Each file gets a buffer
+ * than `size` when it shrank, never more) and their SHA-256, or undefined when the file is gone. `hash` reads a file of
+ * any size on the thread, and resolves with its SHA-256. Each file gets a buffer
  * of its own, outside the shared pool, since an incremental backup keeps small blobs until their pack
  * is stored. The batch buffers go back and forth, reused.
  */
@@ -127,6 +143,11 @@ export class SmallFileReader {
   private readonly waiting: Array<() => void> = []
 
   constructor(private readonly thread = readerThread()) {}
+
+  /** How many reads and hashes are queued and not yet sent. */
+  get queuedCount(): number {
+    return this.queued.length
+  }
 
   /** Sends what is queued, once fewer than BATCHES_IN_FLIGHT batches are with the worker. */
   async flush(): Promise<void> {
@@ -164,10 +185,17 @@ export class SmallFileReader {
       })
   }
 
-  read(path: Buffer | string, size: number): Promise<Buffer | undefined> {
-    const result = deferred<Buffer | undefined>()
+  /** Queues the SHA-256 of a whole file of any size; undefined when the file is gone. */
+  hash(path: Buffer | string): Promise<string | undefined> {
+    const result = deferred<ReadFile | string | undefined>()
+    this.queued.push({path: Buffer.from(path), result, size: HASH_WHOLE_FILE})
+    return result.promise as Promise<string | undefined>
+  }
+
+  read(path: Buffer | string, size: number): Promise<ReadFile | undefined> {
+    const result = deferred<ReadFile | string | undefined>()
     this.queued.push({path: Buffer.from(path), result, size})
-    return result.promise
+    return result.promise as Promise<ReadFile | undefined>
   }
 
   /** A spare pair of buffers large enough for the batch, or new ones. */
@@ -175,7 +203,7 @@ export class SmallFileReader {
     let contentBytes = 0
     let pathBytes = 0
     for (const {path, size} of batch) {
-      contentBytes += size
+      contentBytes += Math.max(size, 0)
       pathBytes += path.length
     }
 
@@ -194,10 +222,12 @@ export class SmallFileReader {
     let offset = 0
     for (const [index, {result, size}] of batch.entries()) {
       const length = reply.lengths[index]
-      if (length >= 0) {
-        const copy = Buffer.allocUnsafeSlow(length)
-        contents.copy(copy, 0, offset, offset + length)
-        result.resolve(copy)
+      if (length >= 0 && size === HASH_WHOLE_FILE) {
+        result.resolve(reply.digests[index])
+      } else if (length >= 0) {
+        const content = Buffer.allocUnsafeSlow(length)
+        contents.copy(content, 0, offset, offset + length)
+        result.resolve({content, sha256: reply.digests[index]!})
       } else {
         const failure = reply.failures.find((failed) => failed.index === index)
         // eslint-disable-next-line unicorn/no-useless-undefined -- undefined is the answer: the file is gone
@@ -205,7 +235,7 @@ export class SmallFileReader {
         else result.reject(Object.assign(new Error(failure.message), {code: failure.code}))
       }
 
-      offset += size
+      offset += Math.max(size, 0)
     }
 
     // Only buffers of ordinary size are kept: one batch of large files must not hold memory for the rest of the run.

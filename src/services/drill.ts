@@ -11,7 +11,7 @@ import {DatabaseSource, parseDatabaseDsn, redactDsn} from '../config/dsn.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {encodeName} from '../lib/byte-names.js'
-import {sha256OfFile} from '../lib/file-io.js'
+import {SmallFileReader} from '../lib/file-reader.js'
 import {startReaper} from '../lib/process.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {compareFacts} from '../proof/compare.js'
@@ -220,9 +220,8 @@ async function userQuery(
   }
 }
 
-/** How many files a drill reads back from disk at once, and the buffer each reads through. */
-const REREAD_AT_ONCE = 16
-const REREAD_BUFFER_BYTES = 256 * 1024
+/** How many files a drill hands the reader thread at once to read back from disk. */
+const REREAD_BATCH = 64
 
 /** Extracts media.tar (every file checked against its listing as it is written), then re-reads a share. */
 async function drillMedia(
@@ -237,9 +236,9 @@ async function drillMedia(
     let listed = 0
     let reread = 0
     const differing: string[] = []
-    // A few files are read back at once, each reader with a buffer of its own, so that the round trips
-    // of opening, reading and closing tens of thousands of small files overlap.
-    const readers = Array.from({length: REREAD_AT_ONCE}, () => Buffer.allocUnsafe(REREAD_BUFFER_BYTES))
+    // Files are read back and hashed on the reader thread, a batch at a time: for tens of thousands of
+    // small files, a round trip each on the main thread cost more than the reading.
+    const reader = new SmallFileReader()
     const reading = new Set<Promise<void>>()
     // A read that fails (a file the drill cannot open) ends the drill, after the reads in flight settle.
     let failure: unknown
@@ -248,11 +247,10 @@ async function drillMedia(
       listed++
       if (percent < 100 && randomInt(100) >= percent) continue
       reread++
-      if (reading.size === REREAD_AT_ONCE) await Promise.race(reading)
       if (failure !== undefined || context.signal.aborted) break
-      const buffer = readers.pop()!
       const path = Buffer.concat([Buffer.from(`${target}/`), encodeName(row.path)])
-      const read: Promise<void> = sha256OfFile(path, buffer)
+      const read: Promise<void> = reader
+        .hash(path)
         .then(
           (sha256) => {
             if (sha256 !== row.sha256) differing.push(row.path)
@@ -261,13 +259,12 @@ async function drillMedia(
             failure ??= error
           },
         )
-        .finally(() => {
-          readers.push(buffer)
-          reading.delete(read)
-        })
+        .finally(() => reading.delete(read))
       reading.add(read)
+      if (reader.queuedCount >= REREAD_BATCH) await reader.flush()
     }
 
+    await reader.flush()
     await Promise.all(reading)
     context.signal.throwIfAborted()
     if (failure !== undefined) throw failure

@@ -1,9 +1,11 @@
 import {expect} from 'chai'
-import {lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {createHash} from 'node:crypto'
+import {closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {EntryKind, listFolder, SmallFileReader} from '../../src/lib/file-reader.js'
+import {EntryKind, listFolder, ReadFile, SmallFileReader} from '../../src/lib/file-reader.js'
+import {bigTreeParent} from '../helpers/big-tree.js'
 
 describe('the reader thread: folders listed and small files read off the main thread', () => {
   let root: string
@@ -40,6 +42,19 @@ describe('the reader thread: folders listed and small files read off the main th
     expect(byName.get('link')!.kind).to.equal(EntryKind.Symlink)
   })
 
+  it('lists a folder of 250,000 names, which as objects would not fit a 16 MiB heap of the thread', async () => {
+    // On a memory file system where there is one: creating this many files on a disk costs seconds.
+    const wide = mkdtempSync(join(bigTreeParent(), 'file-reader-wide-'))
+    try {
+      for (let index = 0; index < 250_000; index++) closeSync(openSync(join(wide, `f${index}`), 'w'))
+      const listed = await listFolder(wide)
+      expect(listed.count).to.equal(250_000)
+      expect(listed.info(0).kind).to.equal(EntryKind.File)
+    } finally {
+      rmSync(wide, {force: true, recursive: true})
+    }
+  })
+
   it('a folder that cannot be listed fails with the system error', async () => {
     const error = await listFolder(join(root, 'missing')).then(
       () => expect.fail('listed a missing folder'),
@@ -54,7 +69,7 @@ describe('the reader thread: folders listed and small files read off the main th
     const sizes = Array.from({length: 200}, (_, index) => (index * 977) % 5000)
     for (const [index, size] of sizes.entries()) writeFileSync(join(root, `f${index}`), Buffer.alloc(size, index))
     writeFileSync(join(root, 'grew'), 'twelve bytes')
-    const reads: Array<Promise<Buffer | undefined>> = []
+    const reads: Array<Promise<ReadFile | undefined>> = []
     for (const [index, size] of sizes.entries()) {
       reads.push(reader.read(join(root, `f${index}`), size))
       // Several batches, at most two with the thread at once.
@@ -66,10 +81,26 @@ describe('the reader thread: folders listed and small files read off the main th
     const folder = reader.read(root, 10)
     const shrank = reader.read(join(root, 'f1'), 5000)
     await reader.flush()
-    for (const [index, read] of reads.entries()) expect(await read).to.deep.equal(Buffer.alloc(sizes[index], index))
+    const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
+    for (const [index, read] of reads.entries()) {
+      const content = Buffer.alloc(sizes[index], index)
+      expect(await read).to.deep.equal({content, sha256: sha256(content)})
+    }
+
     expect(await gone).to.equal(undefined)
-    expect((await grew)!.toString()).to.equal('twelve')
+    expect(await grew).to.deep.equal({content: Buffer.from('twelve'), sha256: sha256('twelve')})
     expect(((await folder.catch((error: unknown) => error)) as NodeJS.ErrnoException).code).to.equal('EISDIR')
-    expect(await shrank).to.deep.equal(Buffer.alloc(977, 1))
+    expect(await shrank).to.deep.equal({content: Buffer.alloc(977, 1), sha256: sha256(Buffer.alloc(977, 1))})
+  })
+
+  it('hashes files of any size on the thread, as the drill reads them back', async () => {
+    const reader = new SmallFileReader()
+    const large = Buffer.alloc(3 * 1024 * 1024 + 17, 7)
+    writeFileSync(join(root, 'large'), large)
+    writeFileSync(join(root, 'empty'), '')
+    const hashes = [reader.hash(join(root, 'large')), reader.hash(join(root, 'empty')), reader.hash(join(root, 'gone'))]
+    await reader.flush()
+    const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
+    expect(await Promise.all(hashes)).to.deep.equal([sha256(large), sha256(''), undefined])
   })
 })

@@ -8,7 +8,7 @@ import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
 
 import {X25519Identity} from '../../archive/age-keys.js'
-import {MediaEntry} from '../../archive/media-tar.js'
+import {MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
 import {isPacked, Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
@@ -376,10 +376,14 @@ async function storeFile(
 ): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256?: string; size: number}> {
   let source: AsyncIterable<Buffer> | Iterable<Buffer> | undefined
   if (entry.prefetched) {
-    // Read ahead by the provider: small enough for one blob, or none when empty.
-    const content = await watchdog.race(entry.prefetched)
-    source = content && (content.length > 0 ? [content.subarray(0, entry.size)] : [])
-  } else if (entry.localPath === undefined) {
+    // Read and hashed ahead by the provider: small enough for one blob, whose id is its SHA-256.
+    const read = await watchdog.race(entry.prefetched)
+    if (read === undefined) return undefined
+    watchdog.touch()
+    return storePrefetched(read, packs, blobs, progress)
+  }
+
+  if (entry.localPath === undefined) {
     const stream = await entry.open!()
     source = stream && cutIntoBlobs(stream)
   } else {
@@ -410,6 +414,28 @@ async function storeFile(
   // (download, restore, verify) computes it from the authenticated blobs, so a backup hashes each byte once.
   const sha256 = content.length === 1 ? content[0][0] : content.length === 0 ? EMPTY_SHA256 : undefined
   return {blobs: content, newBytes, ...(sha256 === undefined ? {} : {sha256}), size}
+}
+
+/** Stores a file read whole by the provider (PrefetchedFile): one blob, or none when it is empty. */
+async function storePrefetched(
+  {content, sha256}: PrefetchedFile,
+  packs: PackWriter,
+  blobs: {known: ReadonlyMap<string, string>; stored: Map<string, string>},
+  progress: Progress,
+): Promise<{blobs: [string, string][]; newBytes: number; sha256: string; size: number}> {
+  if (content.length === 0) return {blobs: [], newBytes: 0, sha256: EMPTY_SHA256, size: 0}
+  progress.advance(content.length)
+  let pack =
+    blobs.known.get(sha256) ?? (content.length >= DEDUPE_MIN_BYTES ? blobs.stored.get(blobKey(sha256)) : undefined)
+  let newBytes = 0
+  if (pack === undefined) {
+    pack = await packs.add(sha256, content)
+    newBytes = content.length
+    if (content.length >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS)
+      blobs.stored.set(blobKey(sha256), pack)
+  }
+
+  return {blobs: [[sha256, pack]], newBytes, sha256, size: content.length}
 }
 
 /**

@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import * as fc from 'fast-check'
 import {execFileSync} from 'node:child_process'
+import {createHash} from 'node:crypto'
 import {mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -67,7 +68,10 @@ describe('byte names (PEP 383 surrogateescape)', () => {
               mode: 0o644,
               mtime: new Date(1_700_000_000_000),
               path: decodeName(name),
-              prefetched: Promise.resolve(Buffer.from(`file ${index}`)),
+              prefetched: Promise.resolve({
+                content: Buffer.from(`file ${index}`),
+                sha256: createHash('sha256').update(`file ${index}`).digest('hex'),
+              }),
               size: Buffer.byteLength(`file ${index}`),
               type: 'file',
             }))

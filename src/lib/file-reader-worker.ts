@@ -14,11 +14,12 @@ import {
 
 /**
  * The worker side of file-reader.ts, with plain system calls: lists a folder with the lstat of each
- * name, or reads each file of a batch whole into the batch's buffer and hashes it. A file that is gone is answered
- * with -1; any other failure is that file's alone.
+ * name, or reads each file of a batch whole into the batch's buffer and hashes it. A file that is gone
+ * is answered with -1; any other failure is that file's alone.
  */
 
 const port = parentPort!
+const SLASH = 0x2f
 
 port.on('message', (request: (ListRequest | ReadBatch) & {id: number}) => {
   if ('folder' in request) list(request)
@@ -26,16 +27,17 @@ port.on('message', (request: (ListRequest | ReadBatch) & {id: number}) => {
 })
 
 /**
- * Lists a folder, names and fields copied into growing buffers as the directory is read: a folder of a
- * million names must not be a million objects in this thread's small heap.
+ * Lists a folder, names and fields copied into buffers that grow to the widest folder and are reused
+ * from folder to folder: a folder of a million names must not be a million objects in this thread's
+ * small heap, and buffers made a folder would be garbage that this thread, which allocates little else,
+ * would collect only after tens of MiB. What goes to the main thread is an exact copy of each, transferred.
  */
 function list(request: ListRequest & {id: number}): void {
   let reply: FolderListing
   try {
     const folder = Buffer.from(request.folder)
-    const names = new GrowingBytes(64 * 1024)
-    let lengths = new Uint32Array(1024)
-    let fields = new Float64Array(1024 * ENTRY_FIELDS)
+    const path = scratch.path.start(folder)
+    scratch.names.start()
     let count = 0
     // Names as bytes: they need not be UTF-8. Node.js gives Buffer names for this encoding, as readdir
     // does, though its types only name string encodings.
@@ -43,15 +45,12 @@ function list(request: ListRequest & {id: number}): void {
     try {
       for (let entry = directory.readSync(); entry !== null; entry = directory.readSync()) {
         const name = entry.name as unknown as Buffer
-        if (count === lengths.length) {
-          lengths = grown(lengths, new Uint32Array(count * 2))
-          fields = grown(fields, new Float64Array(count * 2 * ENTRY_FIELDS))
-        }
-
-        names.append(name)
-        lengths[count] = name.length
-        const info = lstatSync(Buffer.concat([folder, SLASH, name]), {throwIfNoEntry: false})
+        scratch.room(count + 1)
+        scratch.names.append(name)
+        scratch.lengths[count] = name.length
+        const info = lstatSync(path.with(name), {throwIfNoEntry: false})
         const at = count * ENTRY_FIELDS
+        const {fields} = scratch
         fields[at] = kindOf(info)
         if (info) {
           fields[at + 1] = info.mode
@@ -69,10 +68,10 @@ function list(request: ListRequest & {id: number}): void {
 
     reply = {
       count,
-      entries: fields.buffer.slice(0, count * ENTRY_FIELDS * 8),
+      entries: scratch.fields.buffer.slice(0, count * ENTRY_FIELDS * 8),
       id: request.id,
-      nameBytes: names.take(),
-      nameLengths: lengths.buffer.slice(0, count * 4),
+      nameBytes: scratch.names.copy(),
+      nameLengths: scratch.lengths.buffer.slice(0, count * 4),
     }
   } catch (error) {
     const {code, message, path} = error as NodeJS.ErrnoException
@@ -93,37 +92,77 @@ function kindOf(info: Stats | undefined): EntryKind {
   return EntryKind.Other
 }
 
-function grown<T extends Float64Array | Uint32Array>(from: T, to: T): T {
-  to.set(from)
-  return to
-}
-
-/** Bytes appended to a buffer that doubles when full. */
+/** Bytes appended to a buffer that doubles when full, and is reused from one use to the next. */
 class GrowingBytes {
-  private buffer: Buffer
+  private buffer = Buffer.allocUnsafeSlow(64 * 1024)
   private used = 0
 
-  constructor(size: number) {
-    this.buffer = Buffer.allocUnsafeSlow(size)
-  }
-
   append(bytes: Buffer): void {
-    if (this.used + bytes.length > this.buffer.length) {
-      const larger = Buffer.allocUnsafeSlow(Math.max(this.buffer.length * 2, this.used + bytes.length))
-      this.buffer.copy(larger, 0, 0, this.used)
-      this.buffer = larger
-    }
-
+    this.reserve(this.used + bytes.length)
     this.used += bytes.copy(this.buffer, this.used)
   }
 
-  /** The bytes appended, in an ArrayBuffer of their own (to transfer). */
-  take(): ArrayBuffer {
+  /** The bytes appended since start, in an ArrayBuffer of their own (to transfer). */
+  copy(): ArrayBuffer {
     return this.buffer.buffer.slice(this.buffer.byteOffset, this.buffer.byteOffset + this.used) as ArrayBuffer
+  }
+
+  start(): void {
+    this.used = 0
+  }
+
+  private reserve(size: number): void {
+    if (size <= this.buffer.length) return
+    const larger = Buffer.allocUnsafeSlow(Math.max(this.buffer.length * 2, size))
+    this.buffer.copy(larger, 0, 0, this.used)
+    this.buffer = larger
   }
 }
 
-const SLASH = Buffer.from('/')
+/** A folder's path and a slash, followed by one name at a time: no allocation a name. */
+class PathBuffer {
+  private buffer = Buffer.allocUnsafeSlow(4096)
+  private prefix = 0
+
+  start(folder: Buffer): this {
+    this.reserve(folder.length + 1)
+    folder.copy(this.buffer)
+    this.buffer[folder.length] = SLASH
+    this.prefix = folder.length + 1
+    return this
+  }
+
+  with(name: Buffer): Buffer {
+    this.reserve(this.prefix + name.length)
+    name.copy(this.buffer, this.prefix)
+    return this.buffer.subarray(0, this.prefix + name.length)
+  }
+
+  private reserve(size: number): void {
+    if (size <= this.buffer.length) return
+    const larger = Buffer.allocUnsafeSlow(size * 2)
+    this.buffer.copy(larger, 0, 0, this.prefix)
+    this.buffer = larger
+  }
+}
+
+/** The listing's buffers, grown to the widest folder so far. */
+const scratch = {
+  fields: new Float64Array(1024 * ENTRY_FIELDS),
+  lengths: new Uint32Array(1024),
+  names: new GrowingBytes(),
+  path: new PathBuffer(),
+  /** Makes room for `count` entries. */
+  room(count: number): void {
+    if (count <= this.lengths.length) return
+    const lengths = new Uint32Array(this.lengths.length * 2)
+    lengths.set(this.lengths)
+    this.lengths = lengths
+    const fields = new Float64Array(lengths.length * ENTRY_FIELDS)
+    fields.set(this.fields)
+    this.fields = fields
+  },
+}
 
 function read(batch: ReadBatch & {id: number}): void {
   const paths = Buffer.from(batch.paths)

@@ -250,7 +250,7 @@ const MIN_PATH_BYTES = 16 * 1024
 const MAX_SPARE_BYTES = 2 * 1024 * 1024
 
 /** The worker holds a batch or two at a time: a small heap is plenty. */
-const WORKER_LIMITS = {maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2}
+const WORKER_LIMITS = {maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1}
 
 function readerThread(): RequestThread<ListRequest | ReadBatch, FolderListing | ReadReply> {
   return RequestThread.of('file-reader-worker', import.meta.url, {resourceLimits: WORKER_LIMITS})

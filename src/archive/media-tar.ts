@@ -106,9 +106,10 @@ export interface MediaTarSummary {
  * Streams the tar of `entries`. The listing is spooled through `sink` (a temp file), so memory does
  * not grow with the number of files. `summary` resolves when the archive has been fully produced.
  *
- * The archive comes out in batches of {@link BATCH} bytes. Local files are read straight into the
- * batch through the thread pool, one read per file or per batch, and hashed there: no stream per file,
- * and nothing blocks the main thread.
+ * The archive comes out in batches of {@link BATCH} bytes. Small files come read and hashed by the
+ * provider's read-ahead (`prefetched`, on the reader thread); larger local files are read straight
+ * into the batch through the thread pool, one read per batch, and hashed here: no stream per file, and
+ * nothing blocks the main thread.
  */
 export function createMediaTar(
   entries: AsyncIterable<MediaEntry>,

@@ -69,7 +69,11 @@ export class RequestThread<Request extends object, Reply extends {id: number}> {
     const key = new URL(name, from).href
     let thread = RequestThread.running.get(key)
     if (thread === undefined) {
-      thread = new RequestThread(name, from, options, () => RequestThread.running.delete(key))
+      // A dead thread reports both 'error' and 'exit'; by the second, a new thread may hold the key.
+      const started: RequestThread<object, {id: number}> = new RequestThread(name, from, options, () => {
+        if (RequestThread.running.get(key) === started) RequestThread.running.delete(key)
+      })
+      thread = started
       RequestThread.running.set(key, thread)
     }
 

@@ -148,5 +148,5 @@ export class SmallFileWriter {
 const WORKER_LIMITS = {maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2}
 
 function writerThread(): RequestThread<WriteBatch, WrittenBatch> {
-  return RequestThread.of('file-writer-worker', import.meta.url, {resourceLimits: WORKER_LIMITS})
+  return RequestThread.of('archive/file-writer-worker', {resourceLimits: WORKER_LIMITS})
 }

@@ -219,7 +219,7 @@ class SealWorker {
   private readonly worker: Worker
 
   constructor(onExit: () => void) {
-    this.worker = startModuleWorker('seal-worker', import.meta.url, {resourceLimits: WORKER_LIMITS})
+    this.worker = startModuleWorker('archive/seal-worker', {resourceLimits: WORKER_LIMITS})
     this.worker.on('message', (reply: SealReply) => this.jobs.get(reply.id)?.receive(reply))
     const fail = (error: Error) => {
       onExit()

@@ -253,5 +253,5 @@ const MAX_SPARE_BYTES = 2 * 1024 * 1024
 const WORKER_LIMITS = {maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1}
 
 function readerThread(): RequestThread<ListRequest | ReadBatch, FolderListing | ReadReply> {
-  return RequestThread.of('file-reader-worker', import.meta.url, {resourceLimits: WORKER_LIMITS})
+  return RequestThread.of('lib/file-reader-worker', {resourceLimits: WORKER_LIMITS})
 }

@@ -1,4 +1,5 @@
 import {createRequire} from 'node:module'
+import {basename} from 'node:path'
 import {pathToFileURL} from 'node:url'
 import {Worker, WorkerOptions} from 'node:worker_threads'
 
@@ -6,14 +7,19 @@ import {deferred, Deferred} from './deferred.js'
 import {setMemoryFlagsAgain} from './memory.js'
 
 /**
- * A worker thread running `name`, the sibling module of `from` (a module's import.meta.url): name.js
- * when built. From source (tests, scripts, and a plugin linked into a host, which oclif loads from src/)
- * it is name.ts, and the worker registers tsx itself: a loader given to the parent with --import does
- * not apply to workers on Node 20. tsx is resolved here, from this module: an eval worker would resolve
- * it from the current folder, which is the user's app, not this plugin.
+ * A worker thread running `module`, named from the source root without extension
+ * (`archive/seal-worker`): src/archive/seal-worker.ts from source, dist/archive/seal-worker.js when
+ * built. Every `*-worker.ts` module is an entry point of the build (scripts/build.js), at that path,
+ * while the code that starts it is bundled wherever the bundler puts it; so the path is taken from the
+ * root, not from the caller.
+ *
+ * From source (tests, scripts, and a plugin linked into a host, which oclif loads from src/), the
+ * worker registers tsx itself: a loader given to the parent with --import does not apply to workers on
+ * Node 20. tsx is resolved here, from this module: an eval worker would resolve it from the current
+ * folder, which is the user's app, not this plugin.
  */
-export function startModuleWorker(name: string, from: string, options: WorkerOptions = {}): Worker {
-  const url = new URL(`${name}${from.endsWith('.ts') ? '.ts' : '.js'}`, from)
+export function startModuleWorker(module: string, options: WorkerOptions = {}): Worker {
+  const url = workerModuleUrl(module)
   const worker = url.pathname.endsWith('.ts')
     ? new Worker(
         `import(${JSON.stringify(tsxApiUrl())}).then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
@@ -22,6 +28,17 @@ export function startModuleWorker(name: string, from: string, options: WorkerOpt
     : new Worker(url, options)
   worker.once('online', setMemoryFlagsAgain)
   return worker
+}
+
+/**
+ * From source this module is src/lib/worker.ts. Built, its code is in some file under dist/ (a shared
+ * chunk or a command's entry): the root is the last `/dist/` of its URL, the plugin's own.
+ */
+export function workerModuleUrl(module: string, from: string = import.meta.url): URL {
+  if (from.endsWith('.ts')) return new URL(`../${module}.ts`, from)
+  const root = from.lastIndexOf('/dist/')
+  if (root === -1) throw new Error(`cannot locate the worker ${module}: ${from} is not under dist/`)
+  return new URL(`${module}.js`, from.slice(0, root + '/dist/'.length))
 }
 
 /** tsx's loader API, found from this module (import.meta.resolve is not there when tsx runs this file as CommonJS). */
@@ -40,8 +57,8 @@ export class RequestThread<Request extends object, Reply extends {id: number}> {
   private readonly open = new Map<number, Deferred<Reply>>()
   private readonly worker: Worker
 
-  private constructor(name: string, from: string, options: WorkerOptions, onExit: () => void) {
-    this.worker = startModuleWorker(name, from, options)
+  private constructor(module: string, options: WorkerOptions, onExit: () => void) {
+    this.worker = startModuleWorker(module, options)
     this.worker.on('message', (reply: Reply) => {
       const waiting = this.open.get(reply.id)
       this.open.delete(reply.id)
@@ -50,7 +67,8 @@ export class RequestThread<Request extends object, Reply extends {id: number}> {
     })
     const fail = (error: Error) => {
       onExit()
-      for (const waiting of this.open.values()) waiting.reject(new Error(`the ${name} thread failed: ${error.message}`))
+      for (const waiting of this.open.values())
+        waiting.reject(new Error(`the ${basename(module)} thread failed: ${error.message}`))
       this.open.clear()
     }
 
@@ -60,21 +78,19 @@ export class RequestThread<Request extends object, Reply extends {id: number}> {
     this.worker.unref()
   }
 
-  /** The thread running `name` (see startModuleWorker), started on first use. */
+  /** The thread running `module` (see startModuleWorker), started on first use. */
   static of<Request extends object, Reply extends {id: number}>(
-    name: string,
-    from: string,
+    module: string,
     options: WorkerOptions = {},
   ): RequestThread<Request, Reply> {
-    const key = new URL(name, from).href
-    let thread = RequestThread.running.get(key)
+    let thread = RequestThread.running.get(module)
     if (thread === undefined) {
       // A dead thread reports both 'error' and 'exit'; by the second, a new thread may hold the key.
-      const started: RequestThread<object, {id: number}> = new RequestThread(name, from, options, () => {
-        if (RequestThread.running.get(key) === started) RequestThread.running.delete(key)
+      const started: RequestThread<object, {id: number}> = new RequestThread(module, options, () => {
+        if (RequestThread.running.get(module) === started) RequestThread.running.delete(module)
       })
       thread = started
-      RequestThread.running.set(key, thread)
+      RequestThread.running.set(module, thread)
     }
 
     return thread as unknown as RequestThread<Request, Reply>

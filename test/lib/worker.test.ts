@@ -1,0 +1,42 @@
+import {expect} from 'chai'
+import {existsSync, readdirSync} from 'node:fs'
+import {join} from 'node:path'
+import {fileURLToPath, pathToFileURL} from 'node:url'
+
+import {workerModuleUrl} from '../../src/lib/worker.js'
+import {repoRoot} from '../helpers/project.js'
+
+const WORKERS = ['archive/seal-worker', 'archive/file-writer-worker', 'lib/file-reader-worker']
+
+describe('worker modules', () => {
+  it('are found from the source root, and from the last dist/ of wherever the bundler put the caller', () => {
+    const source = pathToFileURL(join(repoRoot, 'src', 'lib', 'worker.ts')).href
+    expect(workerModuleUrl('archive/seal-worker', source).href).to.equal(
+      pathToFileURL(join(repoRoot, 'src', 'archive', 'seal-worker.ts')).href,
+    )
+    for (const from of ['chunks/chunk-ABC.js', 'commands/app/backup/create.js']) {
+      const built = `file:///home/u/dist/node_modules/@divio/plugin-app-backup/dist/${from}`
+      expect(workerModuleUrl('lib/file-reader-worker', built).href).to.equal(
+        'file:///home/u/dist/node_modules/@divio/plugin-app-backup/dist/lib/file-reader-worker.js',
+      )
+    }
+
+    expect(() => workerModuleUrl('archive/seal-worker', 'file:///elsewhere/worker.js')).to.throw(/not under dist/)
+  })
+
+  it('every *-worker module is one of them, and exists in the source and in the build', () => {
+    const sources = (folder: string): string[] =>
+      readdirSync(folder, {withFileTypes: true}).flatMap((entry) =>
+        entry.isDirectory() ? sources(join(folder, entry.name)) : [join(folder, entry.name)],
+      )
+    const found = sources(join(repoRoot, 'src'))
+      .filter((path) => path.endsWith('-worker.ts'))
+      .map((path) => path.slice(join(repoRoot, 'src').length + 1, -'.ts'.length))
+    expect(found.sort()).to.deep.equal([...WORKERS].sort())
+    for (const module of WORKERS) {
+      expect(existsSync(fileURLToPath(workerModuleUrl(module)))).to.equal(true)
+      // npm test builds first: the bundle writes each worker where startModuleWorker looks for it.
+      expect(existsSync(join(repoRoot, 'dist', `${module}.js`)), `dist/${module}.js`).to.equal(true)
+    }
+  })
+})

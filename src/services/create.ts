@@ -1,7 +1,6 @@
 import {randomBytes} from 'node:crypto'
 import {rm} from 'node:fs/promises'
 
-import {startSealWorker} from '../archive/seal.js'
 import {signManifest} from '../domain/authenticity.js'
 import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
@@ -44,8 +43,6 @@ export async function createBackup(context: BackupContext, options: CreateOption
   const wantDatabase = options.database && env.database !== undefined
   const wantMedia = options.media && env.media !== undefined
   if (!wantDatabase && !wantMedia) throw nothingToBackUp(context, options)
-  // Only stores that take data at disk speed encrypt on a second thread (see Store.local).
-  if (store.local) startSealWorker()
   // Whether this backup starts the store: asked now, awaited only where needed (a new key, the notice
   // after the commit), so that the listing overlaps the work instead of preceding it.
   const newStore = storeCall(context, 'its listing', isEmptyStore(context))

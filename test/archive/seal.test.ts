@@ -15,6 +15,8 @@ import {requireTool, through} from '../helpers/tools.js'
 
 const CHUNK = 64 * 1024
 const BATCH = 1024 * 1024
+/** What the stream hands the worker at a time: a stream that ends within it is sealed on its own thread. */
+const WORKER_BATCH = 256 * 1024
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
 /** Cuts data into pieces of random sizes, some larger than a batch. */
@@ -52,7 +54,19 @@ async function seal(
 describe('seal stream (age encryption and hashing on a worker thread)', () => {
   const {fileContents, identity} = generateIdentity()
 
-  for (const size of [0, 1, CHUNK, CHUNK + 1, BATCH - 1, BATCH, BATCH + 1, 3 * BATCH + 17]) {
+  for (const size of [
+    0,
+    1,
+    CHUNK,
+    CHUNK + 1,
+    WORKER_BATCH - 1,
+    WORKER_BATCH,
+    WORKER_BATCH + 1,
+    BATCH - 1,
+    BATCH,
+    BATCH + 1,
+    3 * BATCH + 17,
+  ]) {
     it(`seals ${size} bytes that decrypt to the input, and measures both sides`, async () => {
       const plaintext = randomBytes(size)
       const {output, result} = await seal(pieces(plaintext), [identity.publicKey])
@@ -81,19 +95,25 @@ describe('seal stream (age encryption and hashing on a worker thread)', () => {
     const folder = mkdtempSync(join(tmpdir(), 'seal-'))
     const identityFile = join(folder, 'identity.txt')
     writeFileSync(identityFile, fileContents(new Date()), {mode: 0o600})
-    const plaintext = randomBytes(2 * BATCH + 12_345)
-    const {output} = await seal(pieces(plaintext), [identity.publicKey, generateIdentity().identity.publicKey])
-    const decrypted = execFileSync('age', ['-d', '-i', identityFile], {input: output, maxBuffer: 1 << 26})
-    expect(decrypted.equals(plaintext)).to.equal(true)
+    // Sealed on this thread (within one batch), and on the worker.
+    for (const size of [12_345, 2 * BATCH + 12_345]) {
+      const plaintext = randomBytes(size)
+      const {output} = await seal(pieces(plaintext), [identity.publicKey, generateIdentity().identity.publicKey])
+      const decrypted = execFileSync('age', ['-d', '-i', identityFile], {input: output, maxBuffer: 1 << 26})
+      expect(decrypted.equals(plaintext)).to.equal(true)
+    }
   })
 
   it('leaves the plaintext hash out when asked to, and runs streams side by side', async () => {
-    const [first, second] = [randomBytes(BATCH + 5), randomBytes(2 * BATCH + 7)]
-    const [a, b] = await Promise.all([
+    const [first, second, small] = [randomBytes(BATCH + 5), randomBytes(2 * BATCH + 7), randomBytes(1000)]
+    const [a, b, c] = await Promise.all([
       seal(pieces(first), [identity.publicKey], {hashPlaintext: false}),
       seal(pieces(second), [identity.publicKey]),
+      seal([small], [identity.publicKey], {hashPlaintext: false}),
     ])
     expect(a.result.plaintext).to.deep.equal({bytes: first.length, sha256: undefined})
+    expect(c.result.plaintext).to.deep.equal({bytes: small.length, sha256: undefined})
+    expect((await through(c.output, createDecryptStream([identity]))).equals(small)).to.equal(true)
     expect((await through(a.output, createDecryptStream([identity]))).equals(first)).to.equal(true)
     expect((await through(b.output, createDecryptStream([identity]))).equals(second)).to.equal(true)
   })

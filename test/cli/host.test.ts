@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync, spawnSync} from 'node:child_process'
+import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -171,12 +172,15 @@ for (const {failures, full, install, name} of distributions) {
     })
 
     it(`${full ? 'create, list, verify, download, restore, drill and status run' : 'create and verify run'} on a sample app`, () => {
+      // More media than one batch of the cipher (256 KiB), so that the linked plugin's create starts the
+      // encryption thread too: a smaller stream is sealed on the main thread.
+      if (!full) writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(1024 * 1024))
       const created = host.run(['app', 'backup', 'create', '--json'], project)
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as {id: string}
       if (!full) {
-        // Loaded from src/, the encryption thread registers tsx itself (archive/seal.ts): what a create
-        // and a verify show. The other commands run the same code as the packed plugin's.
+        // Loaded from src/, the reader and the encryption threads register tsx themselves (lib/worker.ts):
+        // what a create and a verify show. The other commands run the same code as the packed plugin's.
         const verified = host.run(['app', 'backup', 'verify', id], project)
         expect(verified.status, verified.stderr).to.equal(0)
         return

@@ -11,7 +11,7 @@
 // - better-sqlite3, a native module that may be absent (node:sqlite then takes its place).
 import {build} from 'esbuild'
 import {readdirSync, rmSync} from 'node:fs'
-import {join, relative} from 'node:path'
+import {join} from 'node:path'
 
 const EXTERNAL = ['@oclif/core', '@aws-sdk/*', '@inquirer/prompts', 'better-sqlite3']
 
@@ -43,4 +43,4 @@ await build({
   splitting: true,
   target: 'node20',
 })
-console.log(`dist/: ${entryPoints.length} entry points from ${all.length} modules of ${relative('.', 'src')}/`)
+console.log(`dist/: ${entryPoints.length} entry points from ${all.length} modules of src/`)

@@ -45,7 +45,8 @@ const MAX_IN_FLIGHT = 2
  * backup uses a second core while this thread reads and archives; memory stays bounded, since at most
  * {@link MAX_IN_FLIGHT} batches are with the worker and writes wait while the reader is behind. The
  * worker costs its own heap, about 15 MiB, so callers whose output is slower than one core anyway (an
- * upload) can keep the work on this thread.
+ * upload) can keep the work on this thread. A stream that ends within its first batch never reaches the
+ * worker (see {@link SealStream}).
  */
 export function createSealStream(
   recipients: readonly Uint8Array[],

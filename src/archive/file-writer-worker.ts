@@ -2,35 +2,29 @@ import {createHash} from 'node:crypto'
 import {closeSync, fchmodSync, futimesSync, openSync, writeSync} from 'node:fs'
 import {parentPort} from 'node:worker_threads'
 
-import {FILE_FIELDS, WriteBatch, WrittenBatch} from './file-writer.js'
+import {BatchFile, batchFiles, WriteBatch, WrittenBatch} from './file-writer-protocol.js'
 
 /**
- * The worker side of SmallFileWriter (file-writer.ts): writes each file of a batch with plain system
+ * The writer thread of SmallFileWriter (file-writer.ts): writes each file of a batch with plain system
  * calls, in order, and hashes it. A batch stops at its first failure and reports which file failed;
- * the batch's buffer always goes back, for reuse.
+ * the batch's buffer always goes back, for reuse. file-writer-inline.ts does the same on the main thread.
  */
 
 const port = parentPort!
 
 port.on('message', (batch: WriteBatch & {id: number}) => {
-  const bytes = Buffer.from(batch.buffer)
   const hashes: string[] = []
   let failure: WrittenBatch['failure']
-  let offset = 0
-  for (let index = 0; index < batch.files.length; index += FILE_FIELDS) {
-    const [pathLength, dataLength, mode, mtimeSeconds, atCreation] = batch.files.slice(index, index + FILE_FIELDS)
-    const path = bytes.subarray(offset, offset + pathLength)
-    const data = bytes.subarray(offset + pathLength, offset + pathLength + dataLength)
-    offset += pathLength + dataLength
+  for (const file of batchFiles(batch)) {
     try {
-      writeNewFile(path, data, {atCreation: atCreation === 1, mode, mtimeSeconds})
+      writeNewFile(file)
     } catch (error) {
       const {code, message} = error as NodeJS.ErrnoException
       failure = {code, index: hashes.length, message}
       break
     }
 
-    hashes.push(createHash('sha256').update(data).digest('hex'))
+    hashes.push(createHash('sha256').update(file.data).digest('hex'))
   }
 
   const reply: WrittenBatch = {buffer: batch.buffer, failure, hashes, id: batch.id}
@@ -43,11 +37,7 @@ port.on('message', (batch: WriteBatch & {id: number}) => {
  * saves a call; otherwise the file is made private and gets its mode once written (the descriptor that
  * creates a file may write it, even a read-only one).
  */
-function writeNewFile(
-  path: Buffer,
-  data: Buffer,
-  {atCreation, mode, mtimeSeconds}: {atCreation: boolean; mode: number; mtimeSeconds: number},
-): void {
+function writeNewFile({atCreation, data, mode, mtimeSeconds, path}: BatchFile): void {
   const descriptor = openSync(path, 'wx', atCreation ? mode : 0o600)
   try {
     for (let written = 0; written < data.length;) {

@@ -1,25 +1,7 @@
 import {deferred, Deferred} from '../lib/deferred.js'
 import {RequestThread} from '../lib/worker.js'
-
-/**
- * Files for the worker (file-writer-worker.ts): each file's path bytes and then its content, back to
- * back in `buffer`, which is transferred, not copied; and FILE_FIELDS numbers a file in `files`.
- */
-export interface WriteBatch {
-  buffer: ArrayBuffer
-  /** Per file: path length, content length, mode, mtime in seconds, and 1 when the mode is given at creation. */
-  files: number[]
-}
-
-/** The worker's answer: the SHA-256 of each file written, in order, up to the first that failed. */
-export interface WrittenBatch {
-  buffer: ArrayBuffer
-  failure?: {code?: string; index: number; message: string}
-  hashes: string[]
-  id: number
-}
-
-export const FILE_FIELDS = 5
+import {writeHere} from './file-writer-inline.js'
+import {FILE_FIELDS, WriteBatch, WrittenBatch} from './file-writer-protocol.js'
 
 /** A file that failed to be written, with the label it was added under. */
 export class FileWriteError extends Error {
@@ -51,10 +33,11 @@ interface Sent {
 }
 
 /**
- * Writes small files that must not exist yet on a worker thread, in batches, with their mode and mtime,
- * and hashes each as it goes. Tens of thousands of small files cost the main thread little this way: a
- * copy into the batch, instead of a thread-pool round trip for each open, write, futimes and close, and
- * the hashing. At most three batch buffers exist, reused from batch to batch.
+ * Writes small files that must not exist yet on the writer thread, in batches, with their mode and
+ * mtime, and hashes each as it goes. Tens of thousands of small files cost the main thread little this
+ * way: a copy into the batch, instead of a thread-pool round trip for each open, write, futimes and
+ * close, and the hashing (a small restore's are written here, with the pool: see {@link SmallWritesHere}).
+ * At most three batch buffers exist, reused from batch to batch.
  *
  * `written(label, sha256)` is called for every file, in the order the files were added. Folders a file
  * goes into must exist before it is added. A failure is thrown by the next `add`, or by `drain`, as a
@@ -71,6 +54,7 @@ export class SmallFileWriter {
   constructor(
     private readonly umask: number | undefined,
     private readonly written: (label: string, sha256: string) => void,
+    private readonly route: WriterRoute = smallWorkHere(),
   ) {}
 
   async add(label: string, path: Buffer, data: Buffer, {mode, mtime}: {mode: number; mtime: Date}): Promise<void> {
@@ -129,16 +113,14 @@ export class SmallFileWriter {
     const done = deferred<void>()
     this.sent.push({done, labels: batch.labels})
     const buffer = batch.bytes.buffer as ArrayBuffer
-    writerThread()
-      .request({buffer, files: batch.files}, [buffer])
-      .then(
-        (reply) => this.receive(reply),
-        (error: Error) => {
-          this.failure ??= error
-          this.sent.shift()
-          done.resolve()
-        },
-      )
+    this.route.write({buffer, files: batch.files}).then(
+      (reply) => this.receive(reply),
+      (error: Error) => {
+        this.failure ??= error
+        this.sent.shift()
+        done.resolve()
+      },
+    )
     while (this.sent.length > inFlight) await this.sent[0].done.promise
     if (this.failure) throw this.failure
   }
@@ -146,6 +128,72 @@ export class SmallFileWriter {
 
 /** The worker holds a few batches at a time: a small heap is plenty. */
 const WORKER_LIMITS = {maxOldGenerationSizeMb: 16, maxYoungGenerationSizeMb: 2}
+
+/** Who writes the batches: the writer thread, or this thread (file-writer-inline.ts). */
+export interface WriterRoute {
+  write(batch: WriteBatch): Promise<WrittenBatch>
+}
+
+/** Always the writer thread (file-writer-worker.ts), started on first use and shared by the process. */
+export const onTheWriterThread: WriterRoute = {
+  write: (batch) => writerThread().request(batch, [batch.buffer]),
+}
+
+/**
+ * The writes of a small restore cost less on this thread than starting the writer thread does (about
+ * 0.1 CPU-s and 8 MiB). Files are counted against a budget (a file also a unit per 64 KiB); the batch
+ * that would spend past it, and every one after it, goes to the thread.
+ *
+ * Batches are written one after the other, in the order given, wherever they are written: SmallFileWriter
+ * takes the answers in that order, and a batch that fails must not be overtaken by the next.
+ */
+export class SmallWritesHere implements WriterRoute {
+  private budget: number
+  /** The last batch written here, settled: what the next batch waits for. */
+  private writtenHere: Promise<unknown> = Promise.resolve()
+
+  constructor(budget = SMALL_WORK_UNITS) {
+    this.budget = budget
+  }
+
+  /** Whether batches now go to the writer thread. */
+  get onThread(): boolean {
+    return this.budget <= 0
+  }
+
+  write(batch: WriteBatch): Promise<WrittenBatch> {
+    let units = 0
+    for (let index = 1; index < batch.files.length; index += FILE_FIELDS) {
+      units += 1 + Math.floor(batch.files[index] / UNIT_BYTES)
+    }
+
+    if (units <= this.budget) {
+      this.budget -= units
+      const written = this.writtenHere.then(() => writeHere(batch))
+      this.writtenHere = written.catch(() => {})
+      return written
+    }
+
+    // The thread writes what it is sent in order; it is sent this batch once those written here are done.
+    this.budget = 0
+    return this.writtenHere.then(() => onTheWriterThread.write(batch))
+  }
+}
+
+/** Always this thread, with asynchronous calls: for tests. */
+export const onThisThread: WriterRoute = new SmallWritesHere(Number.POSITIVE_INFINITY)
+
+/** About where writing here costs the main thread as much as the writer thread's start. */
+const SMALL_WORK_UNITS = 2000
+const UNIT_BYTES = 64 * 1024
+
+let processRoute: SmallWritesHere | undefined
+
+/** The process's route: one budget for the whole command. */
+function smallWorkHere(): SmallWritesHere {
+  processRoute ??= new SmallWritesHere()
+  return processRoute
+}
 
 function writerThread(): RequestThread<WriteBatch, WrittenBatch> {
   return RequestThread.of('archive/file-writer-worker', {resourceLimits: WORKER_LIMITS})

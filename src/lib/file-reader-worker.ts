@@ -1,19 +1,19 @@
 import {createHash} from 'node:crypto'
-import {closeSync, lstatSync, opendirSync, openSync, readSync, Stats} from 'node:fs'
+import {closeSync, lstatSync, opendirSync, openSync, readSync} from 'node:fs'
 import {parentPort} from 'node:worker_threads'
 
 import {
   ENTRY_FIELDS,
-  EntryKind,
+  entryKind,
   FolderListing,
   HASH_WHOLE_FILE,
   ListRequest,
   ReadBatch,
   ReadReply,
-} from './file-reader.js'
+} from './file-reader-protocol.js'
 
 /**
- * The worker side of file-reader.ts, with plain system calls: lists a folder with the lstat of each
+ * The reader thread of file-reader.ts, with plain system calls: lists a folder with the lstat of each
  * name, or reads each file of a batch whole into the batch's buffer and hashes it. A file that is gone
  * is answered with -1; any other failure is that file's alone.
  */
@@ -51,7 +51,7 @@ function list(request: ListRequest & {id: number}): void {
         const info = lstatSync(path.with(name), {throwIfNoEntry: false})
         const at = count * ENTRY_FIELDS
         const {fields} = scratch
-        fields[at] = kindOf(info)
+        fields[at] = entryKind(info)
         if (info) {
           fields[at + 1] = info.mode
           fields[at + 2] = info.size
@@ -82,14 +82,6 @@ function list(request: ListRequest & {id: number}): void {
   }
 
   port.postMessage(reply, [reply.entries, reply.nameBytes, reply.nameLengths])
-}
-
-function kindOf(info: Stats | undefined): EntryKind {
-  if (info === undefined) return EntryKind.Gone
-  if (info.isFile()) return EntryKind.File
-  if (info.isDirectory()) return EntryKind.Directory
-  if (info.isSymbolicLink()) return EntryKind.Symlink
-  return EntryKind.Other
 }
 
 /** Bytes appended to a buffer that doubles when full, and is reused from one use to the next. */

@@ -1,51 +1,17 @@
 import {deferred, Deferred} from './deferred.js'
+import {listHere, readHere} from './file-reader-inline.js'
+import {
+  ENTRY_FIELDS,
+  EntryKind,
+  FolderListing,
+  HASH_WHOLE_FILE,
+  ListRequest,
+  ReadBatch,
+  ReadReply,
+} from './file-reader-protocol.js'
 import {RequestThread} from './worker.js'
 
-/** Files for the worker (file-reader-worker.ts): paths back to back, and room for each file's expected size. */
-export interface ReadBatch {
-  contents: ArrayBuffer
-  pathLengths: number[]
-  paths: ArrayBuffer
-  sizes: number[]
-}
-
-/** Per file, the bytes it gave (-1: gone, or failed as `failures` says); both buffers come back for reuse. */
-export interface ReadReply {
-  contents: ArrayBuffer
-  /** The SHA-256 of each file read or hashed, at its index. */
-  digests: Array<string | undefined>
-  failures: Array<{code?: string; index: number; message: string}>
-  id: number
-  lengths: number[]
-  paths: ArrayBuffer
-}
-
-/** A folder to list (its path's bytes). */
-export interface ListRequest {
-  folder: ArrayBuffer
-}
-
-/** What a folder holds: names back to back in `nameBytes`, and ENTRY_FIELDS numbers a name in `entries`. */
-export interface FolderListing {
-  count: number
-  /** Per name: EntryKind, mode, size, mtimeMs, ctimeMs, ino (a Float64Array's buffer). */
-  entries: ArrayBuffer
-  failure?: {code?: string; message: string}
-  id: number
-  nameBytes: ArrayBuffer
-  /** A Uint32Array's buffer: the length of each name in `nameBytes`. */
-  nameLengths: ArrayBuffer
-}
-
-export const ENTRY_FIELDS = 6
-
-export enum EntryKind {
-  Directory = 2,
-  File = 1,
-  Gone = 0,
-  Other = 4,
-  Symlink = 3,
-}
+export {EntryKind} from './file-reader-protocol.js'
 
 /** What lstat said of a name in a folder (kind Gone: deleted since the folder was read). */
 export interface EntryInfo {
@@ -96,11 +62,11 @@ export class ListedFolder {
   }
 }
 
-/** Lists a folder on the reader thread: its names, each with its lstat, in one round trip instead of one a name. */
-export async function listFolder(folder: Buffer | string): Promise<ListedFolder> {
+/** Lists a folder with each name's lstat: on the reader thread, one round trip instead of one a name. */
+export async function listFolder(folder: Buffer | string, route: ReaderRoute = smallWorkHere()): Promise<ListedFolder> {
   const path = Buffer.from(folder)
   const request: ListRequest = {folder: path.buffer.slice(path.byteOffset, path.byteOffset + path.length)}
-  const listing = (await readerThread().request(request, [request.folder])) as FolderListing
+  const listing = await route.list(request)
   if (listing.failure) throw Object.assign(new Error(listing.failure.message), {code: listing.failure.code})
   return new ListedFolder(listing)
 }
@@ -118,23 +84,21 @@ export interface ReadFile {
   sha256: string
 }
 
-/** A size in ReadBatch.sizes that asks for the file's SHA-256 (ReadReply.digests) instead of its bytes. */
-export const HASH_WHOLE_FILE = -1
-
 /** Batches with the worker at once: the walk and the reads overlap, and memory stays bounded. */
 const BATCHES_IN_FLIGHT = 2
 
 /**
- * Reads small files whole on a worker thread, in batches: for tens of thousands of small files, one
+ * Reads small files whole on the reader thread, in batches: for tens of thousands of small files, one
  * message a batch costs the main thread far less than an open, a read and a close each on the thread
- * pool. Like the thread pool, a read that hangs (a dead mount) blocks that thread, never the main one,
- * where the stall watchdog and the signal handlers run.
+ * pool (a small tree's are read here, with the pool: see {@link SmallWorkHere}). Like the thread pool,
+ * a read that hangs (a dead mount) blocks that thread, never the main one, where the stall watchdog and
+ * the signal handlers run.
  *
  * `read` queues a file and `flush` sends what is queued; a read resolves with the file's bytes (fewer
- * than `size` when it shrank, never more) and their SHA-256, or undefined when the file is gone. `hash` reads a file of
- * any size on the thread, and resolves with its SHA-256. Each file gets a buffer
- * of its own, outside the shared pool, since an incremental backup keeps small blobs until their pack
- * is stored. The batch buffers go back and forth, reused.
+ * than `size` when it shrank, never more) and their SHA-256, or undefined when the file is gone.
+ * `hash` reads a file of any size, and resolves with its SHA-256. Each file gets a buffer of its own,
+ * outside the shared pool, since an incremental backup keeps small blobs until their pack is stored.
+ * The batch buffers go back and forth, reused.
  */
 export class SmallFileReader {
   private inFlight = 0
@@ -142,7 +106,7 @@ export class SmallFileReader {
   private readonly spare: Array<{contents: ArrayBuffer; paths: ArrayBuffer}> = []
   private readonly waiting: Array<() => void> = []
 
-  constructor(private readonly thread = readerThread()) {}
+  constructor(private readonly route: ReaderRoute = smallWorkHere()) {}
 
   /** How many reads and hashes are queued and not yet sent. */
   get queuedCount(): number {
@@ -171,10 +135,10 @@ export class SmallFileReader {
       paths,
       sizes: batch.map(({size}) => size),
     }
-    this.thread
-      .request(request, [contents, paths])
+    this.route
+      .read(request)
       .then(
-        (reply) => this.receive(batch, reply as ReadReply),
+        (reply) => this.receive(batch, reply),
         (error: Error) => {
           for (const {result} of batch) result.reject(error)
         },
@@ -251,6 +215,87 @@ const MAX_SPARE_BYTES = 2 * 1024 * 1024
 
 /** The worker holds a batch or two at a time: a small heap is plenty. */
 const WORKER_LIMITS = {maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1}
+
+/** Who answers the reader's requests: the reader thread, or this thread (file-reader-inline.ts). */
+export interface ReaderRoute {
+  list(request: ListRequest): Promise<FolderListing>
+  read(batch: ReadBatch): Promise<ReadReply>
+}
+
+/** Always the reader thread (file-reader-worker.ts), started on first use and shared by the process. */
+export const onTheReaderThread: ReaderRoute = {
+  async list(request) {
+    return (await readerThread().request(request, [request.folder])) as FolderListing
+  },
+  async read(batch) {
+    return (await readerThread().request(batch, [batch.contents, batch.paths])) as ReadReply
+  },
+}
+
+/** Always this thread, with asynchronous calls: for tests, and the start of {@link smallWorkHere}. */
+export const onThisThread: ReaderRoute = {
+  async list(request) {
+    return (await listHere(request, Number.POSITIVE_INFINITY))!
+  },
+  read: readHere,
+}
+
+/**
+ * The work of a small tree costs less on this thread than starting the reader thread does (about
+ * 0.1 CPU-s and 8 MiB, which every backup of a small app would pay). Names listed and files read are
+ * counted against a budget (a file also a unit per 64 KiB); the request that would spend past it, and
+ * every one after it, goes to the thread. A folder wider than what is left of the budget is listed on
+ * the thread, never held here as an object a name.
+ */
+export class SmallWorkHere implements ReaderRoute {
+  private budget: number
+
+  constructor(budget = SMALL_WORK_UNITS) {
+    this.budget = budget
+  }
+
+  /** Whether requests now go to the reader thread. */
+  get onThread(): boolean {
+    return this.budget <= 0
+  }
+
+  async list(request: ListRequest): Promise<FolderListing> {
+    if (this.budget > 0) {
+      const listing = await listHere(request, this.budget)
+      if (listing !== undefined) {
+        this.budget -= Math.max(listing.count, 1)
+        return listing
+      }
+
+      this.budget = 0
+    }
+
+    return onTheReaderThread.list(request)
+  }
+
+  async read(batch: ReadBatch): Promise<ReadReply> {
+    const units = batch.sizes.reduce((sum, size) => sum + 1 + Math.floor(Math.max(size, 0) / UNIT_BYTES), 0)
+    if (units <= this.budget) {
+      this.budget -= units
+      return readHere(batch)
+    }
+
+    this.budget = 0
+    return onTheReaderThread.read(batch)
+  }
+}
+
+/** About where listing and reading here costs the main thread as much as the reader thread's start. */
+const SMALL_WORK_UNITS = 2000
+const UNIT_BYTES = 64 * 1024
+
+let processRoute: SmallWorkHere | undefined
+
+/** The process's route: one budget for the whole command. */
+function smallWorkHere(): SmallWorkHere {
+  processRoute ??= new SmallWorkHere()
+  return processRoute
+}
 
 function readerThread(): RequestThread<ListRequest | ReadBatch, FolderListing | ReadReply> {
   return RequestThread.of('lib/file-reader-worker', {resourceLimits: WORKER_LIMITS})

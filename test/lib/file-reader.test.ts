@@ -4,10 +4,128 @@ import {closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkS
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {EntryKind, listFolder, ReadFile, SmallFileReader} from '../../src/lib/file-reader.js'
+import {
+  EntryKind,
+  listFolder,
+  onTheReaderThread,
+  onThisThread,
+  ReaderRoute,
+  ReadFile,
+  SmallFileReader,
+  SmallWorkHere,
+} from '../../src/lib/file-reader.js'
 import {bigTreeParent} from '../helpers/big-tree.js'
 
-describe('the reader thread: folders listed and small files read off the main thread', () => {
+const routes: Array<[string, ReaderRoute]> = [
+  ['on the reader thread', onTheReaderThread],
+  ['on this thread, as for a small tree', onThisThread],
+]
+
+for (const [where, route] of routes)
+  describe(`the reader, ${where}: folders listed and files read whole`, () => {
+    let root: string
+
+    beforeEach(() => {
+      root = mkdtempSync(join(tmpdir(), 'file-reader-'))
+    })
+
+    afterEach(() => {
+      rmSync(root, {force: true, recursive: true})
+    })
+
+    it('lists every name as bytes, with what lstat says of it', async () => {
+      const latin1 = Buffer.from('r\u00E9sum\u00E9.txt', 'latin1')
+      writeFileSync(Buffer.concat([Buffer.from(`${root}/`), latin1]), 'not UTF-8')
+      writeFileSync(join(root, 'file'), 'twelve bytes', {mode: 0o640})
+      mkdirSync(join(root, 'folder'))
+      symlinkSync('file', join(root, 'link'))
+      const listed = await listFolder(root, route)
+      const byName = new Map(
+        Array.from({length: listed.count}, (_, index) => [listed.name(index).toString('latin1'), listed.info(index)]),
+      )
+      expect([...byName.keys()].sort()).to.deep.equal(['file', 'folder', 'link', latin1.toString('latin1')].sort())
+      const stat = lstatSync(join(root, 'file'))
+      expect(byName.get('file')).to.deep.equal({
+        ctimeMs: stat.ctimeMs,
+        ino: stat.ino,
+        kind: EntryKind.File,
+        mode: stat.mode,
+        mtimeMs: stat.mtimeMs,
+        size: 12,
+      })
+      expect(byName.get('folder')!.kind).to.equal(EntryKind.Directory)
+      expect(byName.get('link')!.kind).to.equal(EntryKind.Symlink)
+    })
+
+    if (route === onTheReaderThread)
+      it('lists a folder of 250,000 names, which as objects would not fit a 16 MiB heap of the thread', async () => {
+        // On a memory file system where there is one: creating this many files on a disk costs seconds.
+        const wide = mkdtempSync(join(bigTreeParent(), 'file-reader-wide-'))
+        try {
+          for (let index = 0; index < 250_000; index++) closeSync(openSync(join(wide, `f${index}`), 'w'))
+          const listed = await listFolder(wide, route)
+          expect(listed.count).to.equal(250_000)
+          expect(listed.info(0).kind).to.equal(EntryKind.File)
+        } finally {
+          rmSync(wide, {force: true, recursive: true})
+        }
+      })
+
+    it('a folder that cannot be listed fails with the system error', async () => {
+      const error = await listFolder(join(root, 'missing'), route).then(
+        () => expect.fail('listed a missing folder'),
+        (error_: NodeJS.ErrnoException) => error_,
+      )
+      expect(error.code).to.equal('ENOENT')
+      expect(error.message).to.include('missing')
+    })
+
+    it('reads files whole across batches: gone is undefined, a file that grew is cut, and a failure is its file alone', async () => {
+      const reader = new SmallFileReader(route)
+      const sizes = Array.from({length: 200}, (_, index) => (index * 977) % 5000)
+      for (const [index, size] of sizes.entries()) writeFileSync(join(root, `f${index}`), Buffer.alloc(size, index))
+      writeFileSync(join(root, 'grew'), 'twelve bytes')
+      const reads: Array<Promise<ReadFile | undefined>> = []
+      for (const [index, size] of sizes.entries()) {
+        reads.push(reader.read(join(root, `f${index}`), size))
+        // Several batches, at most two with the thread at once.
+        if (index % 50 === 49) await reader.flush()
+      }
+
+      const gone = reader.read(join(root, 'gone'), 10)
+      const grew = reader.read(join(root, 'grew'), 6)
+      const folder = reader.read(root, 10)
+      const shrank = reader.read(join(root, 'f1'), 5000)
+      await reader.flush()
+      const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
+      for (const [index, read] of reads.entries()) {
+        const content = Buffer.alloc(sizes[index], index)
+        expect(await read).to.deep.equal({content, sha256: sha256(content)})
+      }
+
+      expect(await gone).to.equal(undefined)
+      expect(await grew).to.deep.equal({content: Buffer.from('twelve'), sha256: sha256('twelve')})
+      expect(((await folder.catch((error: unknown) => error)) as NodeJS.ErrnoException).code).to.equal('EISDIR')
+      expect(await shrank).to.deep.equal({content: Buffer.alloc(977, 1), sha256: sha256(Buffer.alloc(977, 1))})
+    })
+
+    it('hashes files of any size, as the drill reads them back', async () => {
+      const reader = new SmallFileReader(route)
+      const large = Buffer.alloc(3 * 1024 * 1024 + 17, 7)
+      writeFileSync(join(root, 'large'), large)
+      writeFileSync(join(root, 'empty'), '')
+      const hashes = [
+        reader.hash(join(root, 'large')),
+        reader.hash(join(root, 'empty')),
+        reader.hash(join(root, 'gone')),
+      ]
+      await reader.flush()
+      const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
+      expect(await Promise.all(hashes)).to.deep.equal([sha256(large), sha256(''), undefined])
+    })
+  })
+
+describe('the reader of a command: small work on this thread, the rest on the reader thread', () => {
   let root: string
 
   beforeEach(() => {
@@ -18,89 +136,38 @@ describe('the reader thread: folders listed and small files read off the main th
     rmSync(root, {force: true, recursive: true})
   })
 
-  it('lists every name as bytes, with what lstat says of it', async () => {
-    const latin1 = Buffer.from('r\u00E9sum\u00E9.txt', 'latin1')
-    writeFileSync(Buffer.concat([Buffer.from(`${root}/`), latin1]), 'not UTF-8')
-    writeFileSync(join(root, 'file'), 'twelve bytes', {mode: 0o640})
-    mkdirSync(join(root, 'folder'))
-    symlinkSync('file', join(root, 'link'))
-    const listed = await listFolder(root)
-    const byName = new Map(
-      Array.from({length: listed.count}, (_, index) => [listed.name(index).toString('latin1'), listed.info(index)]),
-    )
-    expect([...byName.keys()].sort()).to.deep.equal(['file', 'folder', 'link', latin1.toString('latin1')].sort())
-    const stat = lstatSync(join(root, 'file'))
-    expect(byName.get('file')).to.deep.equal({
-      ctimeMs: stat.ctimeMs,
-      ino: stat.ino,
-      kind: EntryKind.File,
-      mode: stat.mode,
-      mtimeMs: stat.mtimeMs,
-      size: 12,
-    })
-    expect(byName.get('folder')!.kind).to.equal(EntryKind.Directory)
-    expect(byName.get('link')!.kind).to.equal(EntryKind.Symlink)
-  })
-
-  it('lists a folder of 250,000 names, which as objects would not fit a 16 MiB heap of the thread', async () => {
-    // On a memory file system where there is one: creating this many files on a disk costs seconds.
-    const wide = mkdtempSync(join(bigTreeParent(), 'file-reader-wide-'))
-    try {
-      for (let index = 0; index < 250_000; index++) closeSync(openSync(join(wide, `f${index}`), 'w'))
-      const listed = await listFolder(wide)
-      expect(listed.count).to.equal(250_000)
-      expect(listed.info(0).kind).to.equal(EntryKind.File)
-    } finally {
-      rmSync(wide, {force: true, recursive: true})
-    }
-  })
-
-  it('a folder that cannot be listed fails with the system error', async () => {
-    const error = await listFolder(join(root, 'missing')).then(
-      () => expect.fail('listed a missing folder'),
-      (error_: NodeJS.ErrnoException) => error_,
-    )
-    expect(error.code).to.equal('ENOENT')
-    expect(error.message).to.include('missing')
-  })
-
-  it('reads files whole across batches: gone is undefined, a file that grew is cut, and a failure is its file alone', async () => {
-    const reader = new SmallFileReader()
-    const sizes = Array.from({length: 200}, (_, index) => (index * 977) % 5000)
-    for (const [index, size] of sizes.entries()) writeFileSync(join(root, `f${index}`), Buffer.alloc(size, index))
-    writeFileSync(join(root, 'grew'), 'twelve bytes')
+  it('lists and reads here until its budget is spent, then on the thread, with the same answers', async () => {
+    for (let index = 0; index < 40; index++) writeFileSync(join(root, `f${index}`), Buffer.alloc(100, index))
+    const route = new SmallWorkHere(60)
+    const listed = await listFolder(root, route)
+    expect(listed.count).to.equal(40)
+    expect(route.onThread).to.equal(false)
+    const reader = new SmallFileReader(route)
+    // Two batches of 15: the first fits what is left of the budget (20 units), the second does not.
     const reads: Array<Promise<ReadFile | undefined>> = []
-    for (const [index, size] of sizes.entries()) {
-      reads.push(reader.read(join(root, `f${index}`), size))
-      // Several batches, at most two with the thread at once.
-      if (index % 50 === 49) await reader.flush()
+    for (let index = 0; index < 30; index++) {
+      reads.push(reader.read(join(root, `f${index}`), 100))
+      if (index % 15 === 14) await reader.flush()
     }
 
-    const gone = reader.read(join(root, 'gone'), 10)
-    const grew = reader.read(join(root, 'grew'), 6)
-    const folder = reader.read(root, 10)
-    const shrank = reader.read(join(root, 'f1'), 5000)
-    await reader.flush()
-    const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
-    for (const [index, read] of reads.entries()) {
-      const content = Buffer.alloc(sizes[index], index)
-      expect(await read).to.deep.equal({content, sha256: sha256(content)})
-    }
-
-    expect(await gone).to.equal(undefined)
-    expect(await grew).to.deep.equal({content: Buffer.from('twelve'), sha256: sha256('twelve')})
-    expect(((await folder.catch((error: unknown) => error)) as NodeJS.ErrnoException).code).to.equal('EISDIR')
-    expect(await shrank).to.deep.equal({content: Buffer.alloc(977, 1), sha256: sha256(Buffer.alloc(977, 1))})
+    const contents = await Promise.all(reads)
+    expect(route.onThread).to.equal(true)
+    expect(contents.map((read) => read?.content)).to.deep.equal(
+      Array.from({length: 30}, (_, index) => Buffer.alloc(100, index)),
+    )
+    expect((await listFolder(root, route)).count).to.equal(40)
   })
 
-  it('hashes files of any size on the thread, as the drill reads them back', async () => {
-    const reader = new SmallFileReader()
-    const large = Buffer.alloc(3 * 1024 * 1024 + 17, 7)
-    writeFileSync(join(root, 'large'), large)
-    writeFileSync(join(root, 'empty'), '')
-    const hashes = [reader.hash(join(root, 'large')), reader.hash(join(root, 'empty')), reader.hash(join(root, 'gone'))]
-    await reader.flush()
-    const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
-    expect(await Promise.all(hashes)).to.deep.equal([sha256(large), sha256(''), undefined])
+  it('lists a folder wider than what is left of its budget on the thread', async () => {
+    for (let index = 0; index < 150; index++) closeSync(openSync(join(root, `f${index}`), 'w'))
+    const route = new SmallWorkHere(100)
+    const listed = await listFolder(root, route)
+    expect(listed.count).to.equal(150)
+    expect(route.onThread).to.equal(true)
+    expect(
+      Array.from({length: listed.count}, (_, index) => listed.name(index).toString())
+        .sort()
+        .slice(0, 2),
+    ).to.deep.equal(['f0', 'f1'])
   })
 })

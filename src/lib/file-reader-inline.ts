@@ -1,0 +1,153 @@
+import {createHash} from 'node:crypto'
+import {Stats} from 'node:fs'
+import {lstat, open, opendir} from 'node:fs/promises'
+
+import {
+  ENTRY_FIELDS,
+  entryKind,
+  FolderListing,
+  HASH_WHOLE_FILE,
+  ListRequest,
+  ReadBatch,
+  ReadReply,
+} from './file-reader-protocol.js'
+
+/**
+ * The reader's requests answered on this thread with the thread pool's asynchronous calls, in the
+ * replies file-reader-worker.ts gives: for a small tree, a round trip a call costs less than starting
+ * the reader thread. Nothing here blocks this thread: a call that hangs (a dead mount) holds a pool
+ * thread, as the large files' streams do.
+ */
+
+/**
+ * Lists a folder with the lstat of each name, or answers undefined as soon as it holds more than
+ * `maxNames` names: a folder that wide is the thread's work, in buffers, not an object a name here.
+ */
+export async function listHere(request: ListRequest, maxNames: number): Promise<FolderListing | undefined> {
+  const folder = Buffer.from(request.folder)
+  const names: Buffer[] = []
+  try {
+    // Names as bytes (they need not be UTF-8): Node.js gives Buffer names for this encoding, though
+    // its types only name string encodings.
+    const directory = await opendir(folder, {encoding: 'buffer' as BufferEncoding})
+    for await (const entry of directory) {
+      // Leaving the loop closes the folder.
+      if (names.length === maxNames) return undefined
+
+      names.push(entry.name as unknown as Buffer)
+    }
+
+    const prefix = Buffer.concat([folder, Buffer.from('/')])
+    const fields = new Float64Array(names.length * ENTRY_FIELDS)
+    const infos = await Promise.all(
+      names.map((name) =>
+        lstat(Buffer.concat([prefix, name])).catch((error: NodeJS.ErrnoException): Stats | undefined => {
+          // Deleted since the folder was read: the walk reports it, as the thread's `throwIfNoEntry: false`.
+          if (error.code === 'ENOENT') return
+          throw error
+        }),
+      ),
+    )
+    for (const [index, info] of infos.entries()) {
+      const at = index * ENTRY_FIELDS
+      fields[at] = entryKind(info)
+      if (info === undefined) continue
+      fields[at + 1] = info.mode
+      fields[at + 2] = info.size
+      fields[at + 3] = info.mtimeMs
+      fields[at + 4] = info.ctimeMs
+      fields[at + 5] = info.ino
+    }
+
+    const nameBytes = Buffer.concat(names)
+    return {
+      count: names.length,
+      entries: fields.buffer,
+      id: 0,
+      nameBytes: nameBytes.buffer.slice(nameBytes.byteOffset, nameBytes.byteOffset + nameBytes.length),
+      nameLengths: Uint32Array.from(names, (name) => name.length).buffer,
+    }
+  } catch (error) {
+    const {code, message, path} = error as NodeJS.ErrnoException
+    // As the thread words it: opendir's errors do not name the folder, as readdir's do.
+    return {
+      count: 0,
+      entries: new ArrayBuffer(0),
+      failure: {code, message: path === undefined ? `${message} '${folder.toString()}'` : message},
+      id: 0,
+      nameBytes: new ArrayBuffer(0),
+      nameLengths: new ArrayBuffer(0),
+    }
+  }
+}
+
+/** Reads each file of the batch whole into its place in the batch's buffer, or hashes it, as the thread does. */
+export async function readHere(batch: ReadBatch): Promise<ReadReply> {
+  const paths = Buffer.from(batch.paths)
+  const contents = Buffer.from(batch.contents)
+  const lengths: number[] = []
+  const digests: ReadReply['digests'] = []
+  const failures: ReadReply['failures'] = []
+  let pathOffset = 0
+  let contentOffset = 0
+  for (const [index, size] of batch.sizes.entries()) {
+    const path = paths.subarray(pathOffset, pathOffset + batch.pathLengths[index])
+    pathOffset += path.length
+    try {
+      if (size === HASH_WHOLE_FILE) {
+        const {bytes, sha256} = await hashWhole(path)
+        lengths.push(bytes)
+        digests[index] = sha256
+      } else {
+        const into = contents.subarray(contentOffset, contentOffset + size)
+        const bytes = await readWhole(path, into)
+        lengths.push(bytes)
+        digests[index] = createHash('sha256').update(into.subarray(0, bytes)).digest('hex')
+      }
+    } catch (error) {
+      const {code, message} = error as NodeJS.ErrnoException
+      lengths.push(-1)
+      if (code !== 'ENOENT') failures.push({code, index, message})
+    }
+
+    contentOffset += Math.max(size, 0)
+  }
+
+  return {contents: batch.contents, digests, failures, id: 0, lengths, paths: batch.paths}
+}
+
+/** Reads the file into `into`, up to its length (a file that grew is cut there); returns how many bytes it had. */
+async function readWhole(path: Buffer, into: Buffer): Promise<number> {
+  const file = await open(path, 'r')
+  try {
+    let filled = 0
+    while (filled < into.length) {
+      const {bytesRead} = await file.read(into, filled, into.length - filled, null)
+      if (bytesRead === 0) break
+      filled += bytesRead
+    }
+
+    return filled
+  } finally {
+    await file.close()
+  }
+}
+
+async function hashWhole(path: Buffer): Promise<{bytes: number; sha256: string}> {
+  const file = await open(path, 'r')
+  try {
+    const hash = createHash('sha256')
+    const buffer = Buffer.allocUnsafe(HASH_CHUNK_BYTES)
+    let bytes = 0
+    for (;;) {
+      const {bytesRead} = await file.read(buffer, 0, buffer.length, null)
+      if (bytesRead === 0) return {bytes, sha256: hash.digest('hex')}
+      hash.update(buffer.subarray(0, bytesRead))
+      bytes += bytesRead
+    }
+  } finally {
+    await file.close()
+  }
+}
+
+const HASH_CHUNK_BYTES = 256 * 1024

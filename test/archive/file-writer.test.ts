@@ -1,0 +1,117 @@
+import {expect} from 'chai'
+import {createHash} from 'node:crypto'
+import {lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+
+import {
+  FileWriteError,
+  onTheWriterThread,
+  onThisThread,
+  SmallFileWriter,
+  SmallWritesHere,
+  WriterRoute,
+} from '../../src/archive/file-writer.js'
+
+const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
+const UMASK = 0o022
+
+/** Writes `count` files named f0… of `size` bytes each through `route`; resolves with what `written` reported. */
+async function writeFiles(root: string, route: WriterRoute, count: number, size = 100): Promise<Map<string, string>> {
+  const written = new Map<string, string>()
+  const writer = new SmallFileWriter(UMASK, (label, hash) => written.set(label, hash), route)
+  for (let index = 0; index < count; index++) {
+    const mode = index % 2 === 0 ? 0o644 : 0o600
+    await writer.add(`f${index}`, Buffer.from(join(root, `f${index}`)), Buffer.alloc(size, index), {
+      mode,
+      mtime: new Date(Date.UTC(2020, 0, 1, 0, 0, index)),
+    })
+  }
+
+  await writer.drain()
+  return written
+}
+
+const routes: Array<[string, WriterRoute]> = [
+  ['on the writer thread', onTheWriterThread],
+  ['on this thread, as for a small restore', onThisThread],
+]
+
+for (const [where, route] of routes) {
+  describe(`the writer, ${where}: new files with their mode and mtime, hashed`, () => {
+    let root: string
+
+    beforeEach(() => {
+      root = mkdtempSync(join(tmpdir(), 'file-writer-'))
+    })
+
+    afterEach(() => {
+      rmSync(root, {force: true, recursive: true})
+    })
+
+    it('writes every file across batches, with its bytes, mode and mtime, in the order added', async () => {
+      const written = await writeFiles(root, route, 150)
+      expect([...written.keys()]).to.deep.equal(Array.from({length: 150}, (_, index) => `f${index}`))
+      for (let index = 0; index < 150; index++) {
+        const path = join(root, `f${index}`)
+        expect(readFileSync(path)).to.deep.equal(Buffer.alloc(100, index))
+        expect(written.get(`f${index}`)).to.equal(sha256(Buffer.alloc(100, index)))
+        const stat = lstatSync(path)
+        expect(stat.mode % 0o1000).to.equal(index % 2 === 0 ? 0o644 : 0o600)
+        expect(stat.mtimeMs).to.equal(Date.UTC(2020, 0, 1, 0, 0, index))
+      }
+    })
+
+    it('a read-only mode is set once the file is written; a mode the umask would cut, too', async () => {
+      const writer = new SmallFileWriter(UMASK, () => {}, route)
+      const mtime = new Date(0)
+      await writer.add('ro', Buffer.from(join(root, 'ro')), Buffer.from('x'), {mode: 0o444, mtime})
+      await writer.add('gw', Buffer.from(join(root, 'gw')), Buffer.from('y'), {mode: 0o664, mtime})
+      await writer.drain()
+      expect(lstatSync(join(root, 'ro')).mode % 0o1000).to.equal(0o444)
+      expect(lstatSync(join(root, 'gw')).mode % 0o1000).to.equal(0o664)
+    })
+
+    it('never writes through what is already there: the first failure names its file, and what follows is not written', async () => {
+      writeFileSync(join(root, 'f2'), 'already here')
+      const error = await writeFiles(root, route, 5).then(
+        () => expect.fail('wrote over an existing file'),
+        (error_: unknown) => error_,
+      )
+      expect(error).to.be.instanceOf(FileWriteError)
+      expect((error as FileWriteError).label).to.equal('f2')
+      expect((error as FileWriteError).code).to.equal('EEXIST')
+      expect(readFileSync(join(root, 'f2'), 'utf8')).to.equal('already here')
+      expect(() => lstatSync(join(root, 'f3'))).to.throw(/ENOENT/)
+    })
+  })
+}
+
+describe('the writer of a command: a small restore on this thread, the rest on the writer thread', () => {
+  it('writes here until its budget is spent, then on the thread, with the same results', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'file-writer-'))
+    try {
+      const route = new SmallWritesHere(100)
+      // Batches of 64 files: the first fits the budget, the second and third do not.
+      const written = await writeFiles(root, route, 150)
+      expect(route.onThread).to.equal(true)
+      expect(written.size).to.equal(150)
+      for (let index = 0; index < 150; index++) {
+        expect(readFileSync(join(root, `f${index}`))).to.deep.equal(Buffer.alloc(100, index))
+      }
+    } finally {
+      rmSync(root, {force: true, recursive: true})
+    }
+  })
+
+  it('a small restore never starts the thread', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'file-writer-'))
+    try {
+      const route = new SmallWritesHere(100)
+      await writeFiles(root, route, 50)
+      expect(route.onThread).to.equal(false)
+    } finally {
+      rmSync(root, {force: true, recursive: true})
+    }
+  })
+})

@@ -15,6 +15,21 @@ import {join} from 'node:path'
 
 const EXTERNAL = ['@oclif/core', '@aws-sdk/*', '@inquirer/prompts', 'better-sqlite3']
 
+/**
+ * zod's namespace `z` carries `z.locales`, the messages of some 60 languages (a third of the bundle, read
+ * by every command), which esbuild cannot leave out of a namespace. This plugin never uses them: zod's
+ * own English messages are imported apart (classic/schemas.js), and users see this plugin's messages.
+ */
+const withoutZodLocales = {
+  name: 'without-zod-locales',
+  setup(build) {
+    build.onResolve({filter: /\/locales\/index\.js$/}, ({importer}) =>
+      /[/\\]node_modules[/\\]zod[/\\]/.test(importer) ? {namespace: 'zod-locales', path: 'none'} : undefined,
+    )
+    build.onLoad({filter: /.*/, namespace: 'zod-locales'}, () => ({contents: 'export {}', loader: 'js'}))
+  },
+}
+
 function sources(folder) {
   return readdirSync(folder, {withFileTypes: true}).flatMap((entry) => {
     const path = join(folder, entry.name)
@@ -39,6 +54,7 @@ await build({
   outbase: 'src',
   outdir: 'dist',
   platform: 'node',
+  plugins: [withoutZodLocales],
   sourcemap: true,
   splitting: true,
   target: 'node20',

@@ -3,13 +3,14 @@ import {Stats} from 'node:fs'
 import {lstat, open, opendir} from 'node:fs/promises'
 
 import {
+  batchReads,
   ENTRY_FIELDS,
   entryKind,
   FolderListing,
-  HASH_WHOLE_FILE,
   ListRequest,
   ReadBatch,
   ReadReply,
+  ReadReplyBuilder,
 } from './file-reader-protocol.js'
 
 /**
@@ -83,37 +84,22 @@ export async function listHere(request: ListRequest, maxNames: number): Promise<
 
 /** Reads each file of the batch whole into its place in the batch's buffer, or hashes it, as the thread does. */
 export async function readHere(batch: ReadBatch): Promise<ReadReply> {
-  const paths = Buffer.from(batch.paths)
-  const contents = Buffer.from(batch.contents)
-  const lengths: number[] = []
-  const digests: ReadReply['digests'] = []
-  const failures: ReadReply['failures'] = []
-  let pathOffset = 0
-  let contentOffset = 0
-  for (const [index, size] of batch.sizes.entries()) {
-    const path = paths.subarray(pathOffset, pathOffset + batch.pathLengths[index])
-    pathOffset += path.length
+  const answers = new ReadReplyBuilder()
+  for (const {index, into, path} of batchReads(batch)) {
     try {
-      if (size === HASH_WHOLE_FILE) {
+      if (into === undefined) {
         const {bytes, sha256} = await hashWhole(path)
-        lengths.push(bytes)
-        digests[index] = sha256
+        answers.read(index, bytes, sha256)
       } else {
-        const into = contents.subarray(contentOffset, contentOffset + size)
         const bytes = await readWhole(path, into)
-        lengths.push(bytes)
-        digests[index] = createHash('sha256').update(into.subarray(0, bytes)).digest('hex')
+        answers.read(index, bytes, createHash('sha256').update(into.subarray(0, bytes)).digest('hex'))
       }
     } catch (error) {
-      const {code, message} = error as NodeJS.ErrnoException
-      lengths.push(-1)
-      if (code !== 'ENOENT') failures.push({code, index, message})
+      answers.failed(index, error)
     }
-
-    contentOffset += Math.max(size, 0)
   }
 
-  return {contents: batch.contents, digests, failures, id: 0, lengths, paths: batch.paths}
+  return answers.reply(batch, 0)
 }
 
 /** Reads the file into `into`, up to its length (a file that grew is cut there); returns how many bytes it had. */

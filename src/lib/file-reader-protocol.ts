@@ -63,3 +63,55 @@ export function entryKind(info: Stats | undefined): EntryKind {
   if (info.isSymbolicLink()) return EntryKind.Symlink
   return EntryKind.Other
 }
+
+/** One file of a read batch: its path, and the part of the batch's buffer its bytes go to (none: hash it whole). */
+export interface BatchRead {
+  index: number
+  into?: Buffer
+  path: Buffer
+}
+
+/**
+ * The files of a read batch, in order.
+ * @yields each file, its path and buffer as views of the batch's buffers
+ */
+export function* batchReads(batch: ReadBatch): Generator<BatchRead> {
+  const paths = Buffer.from(batch.paths)
+  const contents = Buffer.from(batch.contents)
+  let pathOffset = 0
+  let contentOffset = 0
+  for (const [index, size] of batch.sizes.entries()) {
+    const path = paths.subarray(pathOffset, pathOffset + batch.pathLengths[index])
+    pathOffset += path.length
+    if (size === HASH_WHOLE_FILE) {
+      yield {index, path}
+    } else {
+      yield {index, into: contents.subarray(contentOffset, contentOffset + size), path}
+      contentOffset += size
+    }
+  }
+}
+
+/** A read batch's answers, file by file, in the reply's shape: a file that is gone is -1 with no failure. */
+export class ReadReplyBuilder {
+  private readonly digests: ReadReply['digests'] = []
+  private readonly failures: ReadReply['failures'] = []
+  private readonly lengths: number[] = []
+
+  failed(index: number, error: unknown): void {
+    const {code, message} = error as NodeJS.ErrnoException
+    this.lengths[index] = -1
+    if (code !== 'ENOENT') this.failures.push({code, index, message})
+  }
+
+  read(index: number, bytes: number, sha256: string): void {
+    this.lengths[index] = bytes
+    this.digests[index] = sha256
+  }
+
+  /** The reply, which gives the batch's buffers back. */
+  reply(batch: ReadBatch, id: number): ReadReply {
+    const {digests, failures, lengths} = this
+    return {contents: batch.contents, digests, failures, id, lengths, paths: batch.paths}
+  }
+}

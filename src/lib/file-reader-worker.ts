@@ -3,13 +3,13 @@ import {closeSync, lstatSync, opendirSync, openSync, readSync} from 'node:fs'
 import {parentPort} from 'node:worker_threads'
 
 import {
+  batchReads,
   ENTRY_FIELDS,
   entryKind,
   FolderListing,
-  HASH_WHOLE_FILE,
   ListRequest,
   ReadBatch,
-  ReadReply,
+  ReadReplyBuilder,
 } from './file-reader-protocol.js'
 
 /**
@@ -157,38 +157,22 @@ const scratch = {
 }
 
 function read(batch: ReadBatch & {id: number}): void {
-  const paths = Buffer.from(batch.paths)
-  const contents = Buffer.from(batch.contents)
-  const lengths: number[] = []
-  const digests: ReadReply['digests'] = []
-  const failures: ReadReply['failures'] = []
-  let pathOffset = 0
-  let contentOffset = 0
-  for (const [index, size] of batch.sizes.entries()) {
-    const path = paths.subarray(pathOffset, pathOffset + batch.pathLengths[index])
-    pathOffset += path.length
+  const answers = new ReadReplyBuilder()
+  for (const {index, into, path} of batchReads(batch)) {
     try {
-      if (size === HASH_WHOLE_FILE) {
+      if (into === undefined) {
         const {bytes, sha256} = hashWhole(path)
-        lengths.push(bytes)
-        digests[index] = sha256
+        answers.read(index, bytes, sha256)
       } else {
-        const into = contents.subarray(contentOffset, contentOffset + size)
         const bytes = readWhole(path, into)
-        lengths.push(bytes)
-        digests[index] = createHash('sha256').update(into.subarray(0, bytes)).digest('hex')
+        answers.read(index, bytes, createHash('sha256').update(into.subarray(0, bytes)).digest('hex'))
       }
     } catch (error) {
-      const {code, message} = error as NodeJS.ErrnoException
-      lengths.push(-1)
-      if (code !== 'ENOENT') failures.push({code, index, message})
+      answers.failed(index, error)
     }
-
-    contentOffset += Math.max(size, 0)
   }
 
-  const reply: ReadReply = {contents: batch.contents, digests, failures, id: batch.id, lengths, paths: batch.paths}
-  port.postMessage(reply, [batch.contents, batch.paths])
+  port.postMessage(answers.reply(batch, batch.id), [batch.contents, batch.paths])
 }
 
 /** Reads the file into `into`, up to its length (a file that grew is cut there); returns how many bytes it had. */

@@ -78,36 +78,55 @@ describe('a media file on a hung mount', () => {
     return {child, exited, stderr: () => stderr}
   }
 
-  for (const format of ['tar', 'packs']) {
-    it(`${format} format: the stall watchdog fails the backup while the read still hangs`, async () => {
-      const run = start(['create', '--media-only'], {
-        DIVIO_BACKUP_MEDIA_FORMAT: format,
-        DIVIO_BACKUP_STALL_SECONDS: '2',
-      })
-      await until('the read to start', () => existsSync(join(control, 'reading')))
-      await until('the stall to be reported', () => /Stalled/.test(run.stderr()))
-      // Reported while the read is still blocked: nothing was waiting on it but a pool thread.
-      expect(existsSync(join(control, 'release'))).to.equal(false)
-      writeFileSync(join(control, 'release'), '')
-      expect(await run.exited).to.equal(7)
-      expect(run.stderr()).to.match(/Stalled: .*hung-mount|Stalled: the media/)
-    })
+  /**
+   * A small tree is read with the thread pool's calls, a larger one on the reader thread (file-reader.ts):
+   * files sorted before the mount's folder spend the small tree's budget before the hung read.
+   */
+  const trees = [
+    {files: 0, label: 'a small tree'},
+    {files: 2500, label: 'past 2,000 files'},
+  ]
+  const fillTree = (files: number) => {
+    if (files === 0) return
+    const folder = join(project.root, 'media', 'aaa-many')
+    mkdirSync(folder)
+    for (let index = 0; index < files; index++) writeFileSync(join(folder, `f${index}`), String(index))
   }
 
-  for (const format of ['tar', 'packs']) {
-    it(`${format} format: SIGTERM is handled while the read hangs, and the command exits 130`, async () => {
-      const run = start(['create', '--media-only'], {
-        DIVIO_BACKUP_MEDIA_FORMAT: format,
-        DIVIO_BACKUP_STALL_SECONDS: '3600',
+  for (const {files, label} of trees)
+    for (const format of ['tar', 'packs']) {
+      it(`${format} format, ${label}: the stall watchdog fails the backup while the read still hangs`, async () => {
+        fillTree(files)
+        const run = start(['create', '--media-only'], {
+          DIVIO_BACKUP_MEDIA_FORMAT: format,
+          DIVIO_BACKUP_STALL_SECONDS: '2',
+        })
+        await until('the read to start', () => existsSync(join(control, 'reading')))
+        await until('the stall to be reported', () => /Stalled/.test(run.stderr()))
+        // Reported while the read is still blocked: nothing was waiting on it but a pool thread.
+        expect(existsSync(join(control, 'release'))).to.equal(false)
+        writeFileSync(join(control, 'release'), '')
+        expect(await run.exited).to.equal(7)
+        expect(run.stderr()).to.match(/Stalled: .*hung-mount|Stalled: the media/)
       })
-      await until('the read to start', () => existsSync(join(control, 'reading')))
-      run.child.kill('SIGTERM')
-      await until('the interruption to be reported', () =>
-        /Error: Interrupted: backup \S+ was not committed/.test(run.stderr()),
-      )
-      expect(existsSync(join(control, 'release'))).to.equal(false)
-      writeFileSync(join(control, 'release'), '')
-      expect(await run.exited).to.equal(130)
-    })
-  }
+    }
+
+  for (const {files, label} of trees)
+    for (const format of ['tar', 'packs']) {
+      it(`${format} format, ${label}: SIGTERM is handled while the read hangs, and the command exits 130`, async () => {
+        fillTree(files)
+        const run = start(['create', '--media-only'], {
+          DIVIO_BACKUP_MEDIA_FORMAT: format,
+          DIVIO_BACKUP_STALL_SECONDS: '3600',
+        })
+        await until('the read to start', () => existsSync(join(control, 'reading')))
+        run.child.kill('SIGTERM')
+        await until('the interruption to be reported', () =>
+          /Error: Interrupted: backup \S+ was not committed/.test(run.stderr()),
+        )
+        expect(existsSync(join(control, 'release'))).to.equal(false)
+        writeFileSync(join(control, 'release'), '')
+        expect(await run.exited).to.equal(130)
+      })
+    }
 })

@@ -81,13 +81,19 @@ async function interrupted(run: ReturnType<typeof start>, object: {held: () => b
   object.letGo()
 }
 
-function backedUp(format: 'packs' | 'tar') {
+/** A backup of the sample app with an 8 MiB video, and `files` tiny files sorted before everything else. */
+function backedUp(format: 'packs' | 'tar', files = 0) {
   const project = makeProject()
   project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
   const tmp = join(project.root, '..', 'tmp')
   mkdirSync(tmp, {mode: 0o700})
   project.env.DIVIO_BACKUP_TMPDIR = tmp
   writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(8 * MiB))
+  if (files > 0) mkdirSync(join(project.root, 'media', 'aaa-many'))
+  for (let index = 0; index < files; index++) {
+    writeFileSync(join(project.root, 'media', 'aaa-many', `f${index}`), String(index))
+  }
+
   const created = cli(project, ['create', '--media-only', '--json'])
   expect(created.status, created.stderr).to.equal(0)
   return {id: (created.json() as {id: string}).id, project, tmp}
@@ -101,13 +107,17 @@ function backedUp(format: 'packs' | 'tar') {
  * no extraction beside it, and no safety backup.
  */
 describe('reading commands interrupted part-way through a backup', function () {
-  // One signal a format: both go to the same handler.
-  for (const [format, signal] of [
-    ['tar', 'SIGINT'],
-    ['packs', 'SIGTERM'],
+  // One signal a format: both go to the same handler. A small tree is written with the thread pool's
+  // calls; past 2,000 files, as here before the video, on the writer thread (file-writer.ts).
+  for (const [format, signal, files] of [
+    ['tar', 'SIGINT', 0],
+    ['packs', 'SIGTERM', 0],
+    ['tar', 'SIGTERM', 2500],
+    ['packs', 'SIGINT', 2500],
   ] as const) {
-    it(`restore, ${format} format, ${signal}: exit 130, the media folder as it was, nothing left beside it`, async () => {
-      const {id, project, tmp} = backedUp(format)
+    const tree = files === 0 ? 'a small tree' : 'past 2,000 files'
+    it(`restore, ${format} format, ${tree}, ${signal}: exit 130, the media folder as it was, nothing left beside it`, async () => {
+      const {id, project, tmp} = backedUp(format, files)
       writeFileSync(join(project.root, 'media', 'after-the-backup.txt'), 'the state to keep\n')
       const before = snapshotTree(join(project.root, 'media'))
       const object = holdHalfway(project, format, id)
@@ -139,6 +149,7 @@ describe('reading commands interrupted part-way through a backup', function () {
       expect(readFileSync(join(project.root, 'media', 'uploads', 'readme.txt'), 'utf8')).to.equal('hello media\n')
     })
 
+    if (files > 0) continue
     it(`verify, download, export and drill, ${format} format, SIGINT: exit 130, no staging left`, async () => {
       const {id, project, tmp} = backedUp(format)
       const commands = [

@@ -40,16 +40,16 @@ export async function listHere(request: ListRequest, maxNames: number): Promise<
 
     const prefix = Buffer.concat([folder, Buffer.from('/')])
     const fields = new Float64Array(names.length * ENTRY_FIELDS)
-    const infos = await Promise.all(
-      names.map((name) =>
-        lstat(Buffer.concat([prefix, name])).catch((error: NodeJS.ErrnoException): Stats | undefined => {
+    // One lstat at a time: on a dead mount, an lstat holds a pool thread until the mount answers, and
+    // the pool's other threads must stay free for what a stalled or interrupted command cleans up.
+    for (const [index, name] of names.entries()) {
+      const info = await lstat(Buffer.concat([prefix, name])).catch(
+        (error: NodeJS.ErrnoException): Stats | undefined => {
           // Deleted since the folder was read: the walk reports it, as the thread's `throwIfNoEntry: false`.
           if (error.code === 'ENOENT') return
           throw error
-        }),
-      ),
-    )
-    for (const [index, info] of infos.entries()) {
+        },
+      )
       const at = index * ENTRY_FIELDS
       fields[at] = entryKind(info)
       if (info === undefined) continue

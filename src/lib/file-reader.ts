@@ -232,7 +232,7 @@ export const onTheReaderThread: ReaderRoute = {
   },
 }
 
-/** Always this thread, with asynchronous calls: for tests, and the start of {@link smallWorkHere}. */
+/** Always this thread, with asynchronous calls (what {@link SmallWorkHere} does within its budget): for tests. */
 export const onThisThread: ReaderRoute = {
   async list(request) {
     return (await listHere(request, Number.POSITIVE_INFINITY))!
@@ -243,7 +243,8 @@ export const onThisThread: ReaderRoute = {
 /**
  * The work of a small tree costs less on this thread than starting the reader thread does (about
  * 0.1 CPU-s and 8 MiB, which every backup of a small app would pay). Names listed and files read are
- * counted against a budget (a file also a unit per 64 KiB); the request that would spend past it, and
+ * counted against a budget (a file read also a unit per 64 KiB; a file hashed whole, whose size the
+ * request does not say, one); the request that would spend past it, and
  * every one after it, goes to the thread. A folder wider than what is left of the budget is listed on
  * the thread, never held here as an object a name.
  */

@@ -5,15 +5,23 @@
 // time was Node.js loading ~170 small modules (ours and zod's) one by one. Here each oclif entry point
 // (every command, the init hook) and every worker thread (`*-worker.ts`, see src/lib/worker.ts) is
 // written at its own path under dist/, as oclif and the workers look them up, and what they share goes
-// into chunks under dist/chunks/. Left out of the bundle, and loaded as they are:
-// - @oclif/core, which a host shares with its plugins;
-// - the AWS SDK and @inquirer/prompts, imported lazily, only by the commands that need them;
+// into chunks under dist/chunks/. The AWS SDK and @inquirer/prompts are in the bundle too, in chunks of
+// their own that only the commands that import them (lazily) load: a command on S3 reads a few files
+// instead of some 300 modules, and the package ships its own code and oclif, nothing else (its
+// other dependencies are devDependencies: the bundle holds them). Left out, and loaded as they are:
+// - @oclif/core, which a host shares with its plugins (package.json bundles it, with plugin-help);
 // - better-sqlite3, a native module that may be absent (node:sqlite then takes its place).
 import {build} from 'esbuild'
 import {readdirSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 
-const EXTERNAL = ['@oclif/core', '@aws-sdk/*', '@inquirer/prompts', 'better-sqlite3']
+const EXTERNAL = ['@oclif/core', 'better-sqlite3']
+
+/**
+ * What a CommonJS module inside the bundle needs in an ES module: `require`, for the Node.js built-ins
+ * it loads (a few of the AWS SDK's helpers are CommonJS only). Every output file gets its own.
+ */
+const REQUIRE = "import {createRequire as __createRequire} from 'node:module'; const require = __createRequire(import.meta.url);"
 
 /**
  * zod's namespace `z` carries `z.locales`, the messages of some 60 languages (a third of the bundle, read
@@ -50,7 +58,9 @@ await build({
   entryPoints,
   external: EXTERNAL,
   format: 'esm',
+  banner: {js: REQUIRE},
   logLevel: 'warning',
+  mainFields: ['module', 'main'],
   outbase: 'src',
   outdir: 'dist',
   platform: 'node',

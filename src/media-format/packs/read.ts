@@ -9,7 +9,7 @@ import {createGunzip} from 'node:zlib'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {createListingFile} from '../../archive/listing.js'
-import {createMediaTar, MediaEntry} from '../../archive/media-tar.js'
+import {createMediaTar, MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {BackupContext} from '../../services/context.js'
@@ -17,7 +17,7 @@ import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {readPackTrust} from './check.js'
 import {packsPrefix} from './folder.js'
 import {checkIndexHeader, IndexEntry, parseIndexLine} from './media-index.js'
-import {PackReader} from './reader.js'
+import {PackReader, WHOLE_BLOB_BYTES} from './reader.js'
 
 /**
  * Reading incremental media (docs/storage.md): a backup's index, and the standard media.tar built from the
@@ -115,6 +115,13 @@ export async function packedMediaTar(
         }
         if (entry.type === 'directory') yield {...common, size: 0, type: 'directory'}
         else if (entry.type === 'symlink') yield {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
+        else if (isSmallWholeBlob(entry))
+          yield {
+            ...common,
+            prefetched: smallFileContent(reader, entry, media.index.object.name),
+            size: entry.size,
+            type: 'file',
+          }
         else
           yield {
             ...common,
@@ -134,6 +141,38 @@ export async function packedMediaTar(
   return createMediaTar(entries(), createListingFile(options.tempDir))
 }
 
+/**
+ * Most media files are one small blob: read whole, with no stream of their own (a stream and its
+ * generators cost more than the bytes of a file of a few KiB).
+ */
+function isSmallWholeBlob(entry: IndexEntry): boolean {
+  return entry.blobs!.length === 1 && entry.size <= WHOLE_BLOB_BYTES
+}
+
+/**
+ * A one-blob file's content, checked against its id (which is its SHA-256). Started as the archive
+ * takes the entry, which awaits it before it asks for the next: one read at a time, in order, as the
+ * reader needs.
+ */
+function smallFileContent(reader: PackReader, entry: IndexEntry, indexName: string): Promise<PrefetchedFile> {
+  const [[blob, pack]] = entry.blobs!
+  const content = (async () => {
+    if (entry.sha256 !== undefined && blob !== entry.sha256) {
+      throw new ObjectCheckError(indexName, `${entry.path}: its blob is not the file the index records`)
+    }
+
+    try {
+      return {content: await reader.read(pack, blob), sha256: blob}
+    } catch (error) {
+      throw packError(error, pack)
+    }
+  })()
+  // Settled by the archive; this only keeps a read that a stopped archive never awaits from being an
+  // unhandled rejection.
+  content.catch(() => {})
+  return content
+}
+
 async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: string): AsyncGenerator<Buffer> {
   const blobs = entry.blobs!
   // Each blob is checked against its id. A recorded SHA-256 of a one-blob file is that id; one of a
@@ -150,14 +189,20 @@ async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: st
         yield chunk
       }
     } catch (error) {
-      // A typed error (a store that is down, no zstd here) says what is wrong with the machine or the
-      // network; only the rest is the pack's fault.
-      if (error instanceof ObjectCheckError || error instanceof BackupError) throw error
-      throw new ObjectCheckError(`packs/${pack}`, (error as Error).message)
+      throw packError(error, pack)
     }
   }
 
   if (whole && whole.digest('hex') !== entry.sha256) {
     throw new ObjectCheckError(indexName, `${entry.path}: its blobs do not add up to the file the index records`)
   }
+}
+
+/**
+ * A failed read of a blob as the error to report. A typed error (a store that is down, no zstd here)
+ * says what is wrong with the machine or the network; only the rest is the pack's fault.
+ */
+function packError(error: unknown, pack: string): Error {
+  if (error instanceof ObjectCheckError || error instanceof BackupError) return error
+  return new ObjectCheckError(`packs/${pack}`, (error as Error).message)
 }

@@ -52,7 +52,7 @@ export class PackReader {
   async read(pack: string, blob: string): Promise<Buffer> {
     const chunks: Buffer[] = []
     for await (const chunk of this.stream(pack, blob)) chunks.push(chunk)
-    return Buffer.concat(chunks)
+    return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
   }
 
   /**
@@ -131,7 +131,7 @@ export class PackReader {
 const OPEN_PACKS = 4
 
 /** Blobs up to this size are read into one buffer of their own; larger ones are streamed. */
-const WHOLE_BLOB_BYTES = 256 * 1024
+export const WHOLE_BLOB_BYTES = 256 * 1024
 
 interface OpenForReading {
   members: AsyncGenerator<TarMember, void>

@@ -53,12 +53,12 @@ const entryPoints = all.filter(
 
 rmSync('dist', {force: true, recursive: true})
 await build({
+  banner: {js: REQUIRE},
   bundle: true,
   chunkNames: 'chunks/[name]-[hash]',
   entryPoints,
   external: EXTERNAL,
   format: 'esm',
-  banner: {js: REQUIRE},
   logLevel: 'warning',
   mainFields: ['module', 'main'],
   outbase: 'src',

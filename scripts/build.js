@@ -21,7 +21,8 @@ const EXTERNAL = ['@oclif/core', 'better-sqlite3']
  * What a CommonJS module inside the bundle needs in an ES module: `require`, for the Node.js built-ins
  * it loads (a few of the AWS SDK's helpers are CommonJS only). Every output file gets its own.
  */
-const REQUIRE = "import {createRequire as __createRequire} from 'node:module'; const require = __createRequire(import.meta.url);"
+const REQUIRE =
+  "import {createRequire as __createRequire} from 'node:module'; const require = __createRequire(import.meta.url);"
 
 /**
  * zod's namespace `z` carries `z.locales`, the messages of some 60 languages (a third of the bundle, read

@@ -99,6 +99,48 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(snapshotTree(join(extracted, 'media'))).to.deep.equal(snapshotTree(join(project.root, 'media')))
   })
 
+  it('without credentials in the DSN, the standard AWS chain finds them: the environment, or a profile of the credentials file', async () => {
+    // The chain's providers are loaded lazily, from chunks of the bundle: this is the path most users
+    // take, with keys in the environment, a profile, or a role.
+    const bucket = `backups-${++buckets}`
+    await s3.createBucket(bucket)
+    const project = makeProject()
+    const withoutAws = Object.fromEntries(Object.entries(project.env).filter(([name]) => !name.startsWith('AWS_')))
+    const credentialsFile = join(project.home, 'aws-credentials')
+    writeFileSync(
+      credentialsFile,
+      `[default]\naws_access_key_id = AKIAWRONGWRONG\naws_secret_access_key = wrong\n\n[backups]\naws_access_key_id = ${TestS3.accessKeyId}\naws_secret_access_key = ${TestS3.secretAccessKey}\n`,
+    )
+    const base = {
+      ...withoutAws,
+      AWS_CONFIG_FILE: join(project.home, 'no-aws-config'),
+      AWS_EC2_METADATA_DISABLED: 'true',
+      AWS_SHARED_CREDENTIALS_FILE: credentialsFile,
+      DIVIO_BACKUP_STORE: `s3://${bucket}/divio?endpoint=${encodeURIComponent(s3.endpoint)}`,
+    }
+    const run = (args: string[], env: NodeJS.ProcessEnv) => cliInBackground({...project, env}, args)
+
+    const fromEnvironment = await run(['create', '--json'], {
+      ...base,
+      AWS_ACCESS_KEY_ID: TestS3.accessKeyId,
+      AWS_SECRET_ACCESS_KEY: TestS3.secretAccessKey,
+    })
+    expect(fromEnvironment.status, fromEnvironment.stderr).to.equal(0)
+    const {id} = fromEnvironment.json() as Created
+
+    const fromProfile = await run(['list', '--json'], {...base, AWS_PROFILE: 'backups'})
+    expect(fromProfile.status, fromProfile.stderr).to.equal(0)
+    expect((fromProfile.json() as Created[]).map((backup) => backup.id)).to.deep.equal([id])
+
+    // The default profile's keys are wrong, and without AWS_PROFILE they are the ones used: S3 refuses
+    // them, and the error says where to look.
+    const refused = await run(['list'], base)
+    expect(refused.status).to.not.equal(0)
+    expect(refused.stderr).to.match(/S3 refused the credentials/)
+    expect(refused.stderr).to.include('the profile')
+    expect(refused.stdout + refused.stderr).to.not.include(TestS3.secretAccessKey)
+  })
+
   it('url prints a time-limited link to each object: curl | age -d gives what download gives', async function () {
     requireTool(this, 'curl', 'curl')
     requireTool(this, 'age', 'age')

@@ -11,8 +11,9 @@
 // other dependencies are devDependencies: the bundle holds them). Left out, and loaded as they are:
 // - @oclif/core, which a host shares with its plugins (package.json bundles it, with plugin-help);
 // - better-sqlite3, a native module that may be absent (node:sqlite then takes its place).
+// The licenses of the bundled packages go into dist/THIRD-PARTY-NOTICES.txt.
 import {build} from 'esbuild'
-import {readdirSync, rmSync} from 'node:fs'
+import {readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 const EXTERNAL = ['@oclif/core', 'better-sqlite3']
@@ -52,8 +53,39 @@ const entryPoints = all.filter(
     path.startsWith(join('src', 'commands')) || path.startsWith(join('src', 'hooks')) || path.endsWith('-worker.ts'),
 )
 
+/**
+ * The license of every package whose code the bundle holds, as the licenses ask of a copy that is
+ * passed on (Apache-2.0's NOTICE included): the package shipped them in its own folder, and the
+ * bundle takes the code out of it.
+ */
+function thirdPartyNotices(inputs) {
+  const folders = new Set()
+  for (const input of Object.keys(inputs)) {
+    const found = /^(.*node_modules\/(?:@[^/]+\/)?[^/]+)\//.exec(input)
+    if (found) folders.add(found[1])
+  }
+
+  const sections = [...folders]
+    .map((folder) => {
+      const {license, name, version} = JSON.parse(readFileSync(join(folder, 'package.json'), 'utf8'))
+      const texts = readdirSync(folder)
+        .filter((file) => /^(licen[cs]e|notice)(\.(md|txt))?$/i.test(file))
+        .sort()
+        .map((file) => readFileSync(join(folder, file), 'utf8').trim())
+      return {
+        name,
+        text: `${name}@${version} (${license ?? 'see its package'})\n\n${texts.join('\n\n') || '(no license file in the package)'}`,
+      }
+    })
+    .sort((one, other) => one.name.localeCompare(other.name))
+  return [
+    'Third-party code in this bundle: each package, its version and license, and its license files.',
+    ...sections.map(({text}) => text),
+  ].join(`\n\n${'-'.repeat(78)}\n\n`)
+}
+
 rmSync('dist', {force: true, recursive: true})
-await build({
+const {metafile} = await build({
   banner: {js: REQUIRE},
   bundle: true,
   chunkNames: 'chunks/[name]-[hash]',
@@ -62,6 +94,7 @@ await build({
   format: 'esm',
   logLevel: 'warning',
   mainFields: ['module', 'main'],
+  metafile: true,
   outbase: 'src',
   outdir: 'dist',
   platform: 'node',
@@ -70,4 +103,5 @@ await build({
   splitting: true,
   target: 'node20',
 })
+writeFileSync(join('dist', 'THIRD-PARTY-NOTICES.txt'), `${thirdPartyNotices(metafile.inputs)}\n`)
 console.log(`dist/: ${entryPoints.length} entry points from ${all.length} modules of src/`)

@@ -262,4 +262,18 @@ describe('the packed plugin', () => {
     expect(Object.keys(packageJson.optionalDependencies)).to.deep.equal(['better-sqlite3'])
     expect(existsSync(join(repoRoot, 'LICENSE'))).to.equal(true)
   })
+
+  it('ships the licenses of the code its bundle holds', () => {
+    const notices = readFileSync(join(repoRoot, 'dist', 'THIRD-PARTY-NOTICES.txt'), 'utf8')
+    for (const name of ['@aws-sdk/client-s3', '@inquirer/prompts', 'bech32', 'luxon', 'tar', 'zod']) {
+      const {license, version} = JSON.parse(
+        readFileSync(join(repoRoot, 'node_modules', name, 'package.json'), 'utf8'),
+      ) as {license: string; version: string}
+      expect(notices, name).to.include(`\n${name}@${version} (${license})\n`)
+    }
+
+    // Apache-2.0's text, for the AWS SDK; nothing of oclif, which is shipped as its own package.
+    expect(notices).to.include('Apache License')
+    expect(notices).to.not.include('@oclif/core@')
+  })
 })

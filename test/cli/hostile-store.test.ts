@@ -15,6 +15,7 @@ import {
 } from 'node:fs'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
+import {gunzipSync, gzipSync} from 'node:zlib'
 
 import {parseWriterKey} from '../../src/archive/writer-key.js'
 import {signNote} from '../../src/domain/authenticity.js'
@@ -251,6 +252,54 @@ describe('a hostile store writer', function () {
     expect(exported.status).to.equal(4)
     expect(exported.stderr).to.include(`The rebuild script of backup ${b2} is not the one its index derives`)
   })
+
+  // A file's member in media.tar gets the size its index line records: blobs that hold more or less
+  // must fail every reader, for files read whole (up to 256 KiB) and streamed alike.
+  for (const {file, recorded, size} of [
+    {file: 'uploads/readme.txt', recorded: 11, size: 12},
+    {file: 'uploads/readme.txt', recorded: 13, size: 12},
+    {file: 'large.bin', recorded: 299_999, size: 300_000},
+    {file: 'large.bin', recorded: 300_001, size: 300_000},
+  ]) {
+    it(`an index that records ${recorded} bytes for ${file} of ${size}, signed with a stolen writer key, fails verify, download and restore`, () => {
+      const project = makeProject()
+      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(300_000))
+      const id = create(project)
+      const stored = join(project.store, 'shop', 'local', id, 'media.index.gz.age')
+      const lines = gunzipSync(execFileSync('age', ['-d', '-i', project.identityFile, stored]))
+        .toString()
+        .split('\n')
+      const at = lines.findIndex((line) => line.includes(`"path":"${file}"`))
+      expect(lines[at]).to.include(`"size":${size},`)
+      lines[at] = lines[at].replace(`"size":${size},`, `"size":${recorded},`)
+      const gzipped = gzipSync(lines.join('\n'))
+      const encrypted = encryptToOwner(project, gzipped)
+      writeFileSync(stored, encrypted)
+      const manifest = manifestOf(project, id) as unknown as {components: {media: {index: object}}}
+      manifest.components.media.index = {
+        encoding: 'gzip',
+        object: {bytes: encrypted.length, name: 'media.index.gz.age', sha256: sha256(encrypted)},
+        plaintext: {bytes: gzipped.length, sha256: sha256(gzipped)},
+      }
+      writeSignedManifest(project, manifestPath(project, id), manifest)
+      const readme = join(project.root, 'media', 'uploads', 'readme.txt')
+      writeFileSync(readme, 'changed since\n')
+      // "its blob holds …" (read whole) or "its blobs hold …" (streamed), naming the file.
+      const complaint = `${file}: its blob`
+
+      const verified = cli(project, ['verify', id], PACKS)
+      expect(verified.status, verified.stdout).to.equal(4)
+      expect(verified.stdout).to.include(complaint)
+      const out = join(project.root, 'out')
+      const downloaded = cli(project, ['download', id, '-o', out], PACKS)
+      expect(downloaded.status, downloaded.stderr).to.equal(4)
+      expect(existsSync(out)).to.equal(false)
+      const restored = cli(project, ['restore', id, '--confirm', 'local', '--media-only'], PACKS)
+      expect(restored.status, restored.stderr).to.equal(4)
+      expect(restored.stderr).to.include(complaint)
+      expect(readFileSync(readme, 'utf8')).to.equal('changed since\n')
+    })
+  }
 
   /** An age-encrypted tar whose one member is `member` (built by GNU tar from `root`). */
   function forgedPack(project: Project, root: string, member: string): Buffer {

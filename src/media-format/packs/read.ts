@@ -161,11 +161,19 @@ function smallFileContent(reader: PackReader, entry: IndexEntry, indexName: stri
       throw new ObjectCheckError(indexName, `${entry.path}: its blob is not the file the index records`)
     }
 
+    let content: Buffer
     try {
-      return {content: await reader.read(pack, blob), sha256: blob}
+      content = await reader.read(pack, blob)
     } catch (error) {
       throw packError(error, pack)
     }
+
+    // The archive takes a read-ahead as it is, behind a header with the size the index records.
+    if (content.length !== entry.size) {
+      throw new ObjectCheckError(indexName, `${entry.path}: its blob holds ${content.length} bytes, not ${entry.size}`)
+    }
+
+    return {content, sha256: blob}
   })()
   // Settled by the archive; this only keeps a read that a stopped archive never awaits from being an
   // unhandled rejection.
@@ -182,15 +190,27 @@ async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: st
     throw new ObjectCheckError(indexName, `${entry.path}: its blob is not the file the index records`)
   }
 
+  // The archive writes the size the index records into the member's header: blobs that hold more or
+  // less would leave a member that is not the file, which only an extraction would notice.
+  let bytes = 0
   for (const [blob, pack] of blobs) {
     try {
       for await (const chunk of reader.stream(pack, blob)) {
+        bytes += chunk.length
+        if (bytes > entry.size) {
+          throw new ObjectCheckError(indexName, `${entry.path}: its blobs hold more than ${entry.size} bytes`)
+        }
+
         whole?.update(chunk)
         yield chunk
       }
     } catch (error) {
       throw packError(error, pack)
     }
+  }
+
+  if (bytes !== entry.size) {
+    throw new ObjectCheckError(indexName, `${entry.path}: its blobs hold ${bytes} bytes, not ${entry.size}`)
   }
 
   if (whole && whole.digest('hex') !== entry.sha256) {

@@ -135,7 +135,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     // The default profile's keys are wrong, and without AWS_PROFILE they are the ones used: S3 refuses
     // them, and the error says where to look.
     const refused = await run(['list'], base)
-    expect(refused.status).to.not.equal(0)
+    expect(refused.status, refused.stderr).to.equal(7)
     expect(refused.stderr).to.match(/S3 refused the credentials/)
     expect(refused.stderr).to.include('the profile')
     expect(refused.stdout + refused.stderr).to.not.include(TestS3.secretAccessKey)

@@ -253,15 +253,23 @@ describe('a hostile store writer', function () {
     expect(exported.stderr).to.include(`The rebuild script of backup ${b2} is not the one its index derives`)
   })
 
-  // A file's member in media.tar gets the size its index line records: blobs that hold more or less
-  // must fail every reader, for files read whole (up to 256 KiB) and streamed alike.
-  for (const {file, recorded, size} of [
-    {file: 'uploads/readme.txt', recorded: 11, size: 12},
-    {file: 'uploads/readme.txt', recorded: 13, size: 12},
-    {file: 'large.bin', recorded: 299_999, size: 300_000},
-    {file: 'large.bin', recorded: 300_001, size: 300_000},
-  ]) {
-    it(`an index that records ${recorded} bytes for ${file} of ${size}, signed with a stolen writer key, fails verify, download and restore`, () => {
+  // What an index line says of a file must be what its blobs hold: the size (a member of media.tar
+  // gets it in its header) and, where recorded, the SHA-256. Every reader refuses a line that lies,
+  // for files read whole (up to 256 KiB) and streamed alike.
+  const digest = (line: string) => /"sha256":"([\da-f]{64})"/.exec(line)![1]
+  const lies: Array<{edit: (line: string) => string; file: string; lie: string}> = [
+    {edit: (line) => line.replace('"size":12,', '"size":11,'), file: 'uploads/readme.txt', lie: 'records 11 bytes'},
+    {edit: (line) => line.replace('"size":12,', '"size":13,'), file: 'uploads/readme.txt', lie: 'records 13 bytes'},
+    {edit: (line) => line.replace('"size":300000,', '"size":299999,'), file: 'large.bin', lie: 'records 299,999 bytes'},
+    {edit: (line) => line.replace('"size":300000,', '"size":300001,'), file: 'large.bin', lie: 'records 300,001 bytes'},
+    {
+      edit: (line) => line.replace(digest(line), 'e'.repeat(64)),
+      file: 'uploads/readme.txt',
+      lie: 'records another SHA-256',
+    },
+  ]
+  for (const {edit, file, lie} of lies) {
+    it(`an index that ${lie} for ${file}, signed with a stolen writer key, fails verify, download and restore`, () => {
       const project = makeProject()
       writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(300_000))
       const id = create(project)
@@ -270,8 +278,9 @@ describe('a hostile store writer', function () {
         .toString()
         .split('\n')
       const at = lines.findIndex((line) => line.includes(`"path":"${file}"`))
-      expect(lines[at]).to.include(`"size":${size},`)
-      lines[at] = lines[at].replace(`"size":${size},`, `"size":${recorded},`)
+      const edited = edit(lines[at])
+      expect(edited).to.not.equal(lines[at])
+      lines[at] = edited
       const gzipped = gzipSync(lines.join('\n'))
       const encrypted = encryptToOwner(project, gzipped)
       writeFileSync(stored, encrypted)
@@ -284,7 +293,7 @@ describe('a hostile store writer', function () {
       writeSignedManifest(project, manifestPath(project, id), manifest)
       const readme = join(project.root, 'media', 'uploads', 'readme.txt')
       writeFileSync(readme, 'changed since\n')
-      // "its blob holds …" (read whole) or "its blobs hold …" (streamed), naming the file.
+      // "its blob holds …", "its blobs hold …" or "its blob is not the file …", naming the file.
       const complaint = `${file}: its blob`
 
       const verified = cli(project, ['verify', id], PACKS)

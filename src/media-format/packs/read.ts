@@ -156,11 +156,8 @@ function isSmallWholeBlob(entry: IndexEntry): boolean {
  */
 function smallFileContent(reader: PackReader, entry: IndexEntry, indexName: string): Promise<PrefetchedFile> {
   const [[blob, pack]] = entry.blobs!
-  const content = (async () => {
-    if (entry.sha256 !== undefined && blob !== entry.sha256) {
-      throw new ObjectCheckError(indexName, `${entry.path}: its blob is not the file the index records`)
-    }
-
+  const reading = (async () => {
+    checkRecordedDigest(entry, indexName)
     let content: Buffer
     try {
       content = await reader.read(pack, blob)
@@ -177,8 +174,8 @@ function smallFileContent(reader: PackReader, entry: IndexEntry, indexName: stri
   })()
   // Settled by the archive; this only keeps a read that a stopped archive never awaits from being an
   // unhandled rejection.
-  content.catch(() => {})
-  return content
+  reading.catch(() => {})
+  return reading
 }
 
 async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: string): AsyncGenerator<Buffer> {
@@ -186,9 +183,7 @@ async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: st
   // Each blob is checked against its id. A recorded SHA-256 of a one-blob file is that id; one of a
   // larger file (older indexes record it) is checked over the whole.
   const whole = entry.sha256 !== undefined && blobs.length > 1 ? createHash('sha256') : undefined
-  if (entry.sha256 !== undefined && blobs.length === 1 && blobs[0][0] !== entry.sha256) {
-    throw new ObjectCheckError(indexName, `${entry.path}: its blob is not the file the index records`)
-  }
+  checkRecordedDigest(entry, indexName)
 
   // The archive writes the size the index records into the member's header: blobs that hold more or
   // less would leave a member that is not the file, which only an extraction would notice.
@@ -215,6 +210,14 @@ async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: st
 
   if (whole && whole.digest('hex') !== entry.sha256) {
     throw new ObjectCheckError(indexName, `${entry.path}: its blobs do not add up to the file the index records`)
+  }
+}
+
+/** A one-blob file's recorded SHA-256, where the index records one, must be its blob's id. */
+function checkRecordedDigest(entry: IndexEntry, indexName: string): void {
+  const {blobs, sha256} = entry
+  if (sha256 !== undefined && blobs!.length === 1 && blobs![0][0] !== sha256) {
+    throw new ObjectCheckError(indexName, `${entry.path}: its blob is not the file the index records`)
   }
 }
 

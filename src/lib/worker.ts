@@ -17,9 +17,14 @@ import {setMemoryFlagsAgain} from './memory.js'
  * worker registers tsx itself: a loader given to the parent with --import does not apply to workers on
  * Node 20. tsx is resolved here, from this module: an eval worker would resolve it from the current
  * folder, which is the user's app, not this plugin.
+ *
+ * The worker gets the process's Node.js options without its module loaders: those are the host's,
+ * for the host's code, and Node.js resolves them again in each worker from the current folder, where
+ * a relative or package name (`--import=tsx`) is not found, and the worker fails to start.
  */
 export function startModuleWorker(module: string, options: WorkerOptions = {}): Worker {
   const url = workerModuleUrl(module)
+  options = {execArgv: withoutLoaders(process.execArgv), ...options}
   const worker = url.pathname.endsWith('.ts')
     ? new Worker(
         `import(${JSON.stringify(tsxApiUrl())}).then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
@@ -28,6 +33,20 @@ export function startModuleWorker(module: string, options: WorkerOptions = {}): 
     : new Worker(url, options)
   worker.once('online', setMemoryFlagsAgain)
   return worker
+}
+
+const LOADER_OPTIONS = new Set(['--experimental-loader', '--import', '--loader', '--require', '-r'])
+
+/** Node.js options without those that load modules, in either spelling (`--import=x`, `--import x`). */
+export function withoutLoaders(execArgv: readonly string[]): string[] {
+  const kept: string[] = []
+  for (let index = 0; index < execArgv.length; index++) {
+    const option = execArgv[index]
+    if (LOADER_OPTIONS.has(option)) index++
+    else if (!LOADER_OPTIONS.has(option.split('=')[0])) kept.push(option)
+  }
+
+  return kept
 }
 
 /**

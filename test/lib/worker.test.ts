@@ -3,7 +3,7 @@ import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
 
-import {workerModuleUrl} from '../../src/lib/worker.js'
+import {withoutLoaders, workerModuleUrl} from '../../src/lib/worker.js'
 import {repoRoot} from '../helpers/project.js'
 
 const WORKERS = ['archive/seal-worker', 'archive/file-writer-worker', 'lib/file-reader-worker']
@@ -38,5 +38,14 @@ describe('worker modules', () => {
       // npm test builds first: the bundle writes each worker where startModuleWorker looks for it.
       expect(existsSync(join(repoRoot, 'dist', `${module}.js`)), `dist/${module}.js`).to.equal(true)
     }
+  })
+
+  it("get the host's Node.js options without its module loaders, in either spelling", () => {
+    const host = ['--import=tsx', '--enable-source-maps', '--require', './setup.cjs', '-r', 'x', '--loader=ts-node/esm']
+    expect(withoutLoaders([...host, '--experimental-loader', 'y', '--no-warnings', '--import', 'z'])).to.deep.equal([
+      '--enable-source-maps',
+      '--no-warnings',
+    ])
+    expect(withoutLoaders(['--max-old-space-size=512'])).to.deep.equal(['--max-old-space-size=512'])
   })
 })

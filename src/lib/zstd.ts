@@ -42,11 +42,15 @@ export function zstdImplementation(): undefined | ZstdImplementation {
   return zstdImplementations()[0]
 }
 
-let onPath: boolean | undefined
+/** Whether `zstd` is on PATH, by the PATH it was looked up on: a host may run commands with different ones. */
+const onPath = new Map<string, boolean>()
 
-/** Whether `zstd` is on PATH, looked up once without starting it. */
+/** Whether `zstd` is on PATH, looked up once per PATH without starting it. */
 function programOnPath(): boolean {
-  onPath ??= (process.env.PATH ?? '').split(delimiter).some((folder) => {
+  const path = process.env.PATH ?? ''
+  const known = onPath.get(path)
+  if (known !== undefined) return known
+  const found = path.split(delimiter).some((folder) => {
     try {
       accessSync(join(folder || '.', 'zstd'), constants.X_OK)
       return true
@@ -54,7 +58,8 @@ function programOnPath(): boolean {
       return false
     }
   })
-  return onPath
+  onPath.set(path, found)
+  return found
 }
 
 /**

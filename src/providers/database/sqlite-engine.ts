@@ -169,12 +169,23 @@ async function cliEngine(): Promise<SqliteEngine | undefined> {
   }
 }
 
-let chosen: Promise<SqliteEngine> | undefined
+/**
+ * The engines chosen in this process, by the value of `DIVIO_BACKUP_SQLITE` they were chosen for: a
+ * host runs many commands in one process, each with its own variables. A failed choice is not kept.
+ */
+const chosen = new Map<string, Promise<SqliteEngine>>()
 
 /** The SQLite engine of this process: the one `DIVIO_BACKUP_SQLITE` names, else the first that works here. */
 export async function sqliteEngine(variables: NodeJS.ProcessEnv = process.env): Promise<SqliteEngine> {
-  chosen ??= chooseEngine(variables.DIVIO_BACKUP_SQLITE)
-  return chosen
+  const forced = variables.DIVIO_BACKUP_SQLITE ?? ''
+  let engine = chosen.get(forced)
+  if (engine === undefined) {
+    engine = chooseEngine(forced || undefined)
+    chosen.set(forced, engine)
+    engine.catch(() => chosen.delete(forced))
+  }
+
+  return engine
 }
 
 /** The engine called `name`, or undefined where this machine cannot run it. For tests and `sqliteEngine`. */

@@ -29,8 +29,8 @@ function backupFolder(project: Project, id: string): string {
   return join(project.store, 'shop', 'local', id)
 }
 
-function created(project: Project, args: string[] = [], env: NodeJS.ProcessEnv = {}): string {
-  const result = cli(project, ['create', '--json', ...args], env)
+async function created(project: Project, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  const result = await cli(project, ['create', '--json', ...args], env)
   expect(result.status, result.stderr).to.equal(0)
   return (result.json() as {id: string}).id
 }
@@ -43,10 +43,10 @@ describe('drill: proof that a backup restores', function () {
     requireTool(this, 'zstd', 'zstd')
   })
 
-  it('passes on a good backup, stores a receipt that verifies with the writer key, and list and info show it', () => {
+  it('passes on a good backup, stores a receipt that verifies with the writer key, and list and info show it', async () => {
     const project = makeProject()
-    const id = created(project)
-    const drilled = cli(project, ['drill', '--json'])
+    const id = await created(project)
+    const drilled = await cli(project, ['drill', '--json'])
     expect(drilled.status, drilled.stderr).to.equal(0)
     const result = drilled.json() as Drilled
     expect(result.passed).to.equal(true)
@@ -63,25 +63,27 @@ describe('drill: proof that a backup restores', function () {
       false,
     )
 
-    const list = cli(project, ['list'])
+    const list = await cli(project, ['list'])
     expect(list.stdout).to.match(new RegExp(`^${id} .* passed`, 'm'))
     expect(list.stdout).to.include(`Last drill: ${id} drilled `)
     expect(list.stdout.replaceAll(/\n +/g, ' ')).to.match(/2 tables, 70 rows match, 4 media files match\.$/m)
-    expect(cli(project, ['info']).stdout).to.match(/^Drill {7}drilled \d{4}-\d\d-\d\d: 2 tables, 70 rows match/m)
-    const listed = cli(project, ['list', '--json']).json() as Listed[]
+    expect((await cli(project, ['info'])).stdout).to.match(
+      /^Drill {7}drilled \d{4}-\d\d-\d\d: 2 tables, 70 rows match/m,
+    )
+    const listed = (await cli(project, ['list', '--json'])).json() as Listed[]
     expect(listed[0].drill?.passed).to.equal(true)
 
     // A receipt planted without the writer key is not shown.
     const planted = {...(receipt as object), signature: {algorithm: 'ed25519', value: 'AAAA', writer}}
-    const other = created(project)
+    const other = await created(project)
     writeFileSync(join(backupFolder(project, other), 'drill-20261201T000000Z.json'), JSON.stringify(planted))
-    const again = cli(project, ['list', '--json']).json() as Listed[]
+    const again = (await cli(project, ['list', '--json'])).json() as Listed[]
     expect(again.find((view) => view.id === other)?.drill).to.equal(null)
   })
 
-  it('catches a dump that lost rows, forged as a writer would and re-signed, which verify passes', () => {
+  it('catches a dump that lost rows, forged as a writer would and re-signed, which verify passes', async () => {
     const project = makeProject()
-    const id = created(project, ['--db-only'])
+    const id = await created(project, ['--db-only'])
     const folder = backupFolder(project, id)
     const manifestPath = join(folder, 'manifest.json')
     const manifest = JSON.parse(readFileSync(manifestPath, 'utf8')) as {
@@ -109,72 +111,72 @@ describe('drill: proof that a backup restores', function () {
     database.plaintext = {bytes: forgedFile.length, sha256: sha256(forgedFile)}
     writeSignedManifest(project, manifestPath, manifest)
 
-    const verified = cli(project, ['verify', id])
+    const verified = await cli(project, ['verify', id])
     expect(verified.status, `verify cannot tell: ${verified.stderr}`).to.equal(0)
-    const drilled = cli(project, ['drill', id])
+    const drilled = await cli(project, ['drill', id])
     expect(drilled.status).to.equal(4)
     expect(drilled.stdout).to.match(/^FAILED {2}row counts: auth_user has 47 rows, not 50$/m)
     expect(drilled.stderr).to.match(
       /^Error: The drill of backup \S+ failed: row counts: auth_user has 47 rows, not 50\.\nTry this: /,
     )
     // The failure is on record too, and list says so.
-    expect((cli(project, ['list', '--json']).json() as Listed[])[0].drill?.passed).to.equal(false)
+    expect(((await cli(project, ['list', '--json'])).json() as Listed[])[0].drill?.passed).to.equal(false)
   })
 
-  it('fails on a damaged media file, with exit 4 naming the object', () => {
+  it('fails on a damaged media file, with exit 4 naming the object', async () => {
     const project = makeProject()
-    const id = created(project, ['--media-only'])
+    const id = await created(project, ['--media-only'])
     const media = join(backupFolder(project, id), 'media.tar.age')
     const bytes = readFileSync(media)
     bytes[Math.floor(bytes.length / 2)] ^= 0xff
     writeFileSync(media, bytes)
-    const drilled = cli(project, ['drill'])
+    const drilled = await cli(project, ['drill'])
     expect(drilled.status).to.equal(4)
     expect(drilled.stderr).to.match(/^Error: The drill of backup \S+ failed: objects: .*media\.tar\.age/m)
   })
 
-  it("fails when the config's query returns nothing, and passes when it returns the expected value", () => {
+  it("fails when the config's query returns nothing, and passes when it returns the expected value", async () => {
     const project = makeProject()
     const drill = (query: string, expected?: string) => {
       writeEnvironments(project, {local: {drill: {query, ...(expected ? {expect: expected} : {})}}})
       return cli(project, ['drill'])
     }
 
-    created(project, ['--db-only'])
-    const empty = drill('SELECT max(email) FROM auth_user WHERE id < 0')
+    await created(project, ['--db-only'])
+    const empty = await drill('SELECT max(email) FROM auth_user WHERE id < 0')
     expect(empty.status).to.equal(4)
     expect(empty.stdout).to.match(/^FAILED {2}query: the query returned nothing: SELECT max\(email\)/m)
-    expect(drill('SELECT count(*) FROM shop_product', '20').status).to.equal(0)
-    const wrong = drill('SELECT count(*) FROM shop_product', '21')
+    expect((await drill('SELECT count(*) FROM shop_product', '20')).status).to.equal(0)
+    const wrong = await drill('SELECT count(*) FROM shop_product', '21')
     expect(wrong.status).to.equal(4)
     expect(wrong.stdout).to.include('query: the query returned 20, not 21')
   })
 
-  it('schedule run --drill drills the newest scheduled backup once', () => {
+  it('schedule run --drill drills the newest scheduled backup once', async () => {
     const project = makeProject()
     writeEnvironments(project, {local: {schedule: {at: '02:00', timezone: 'UTC'}}})
     const tick = (instant: string) =>
       cli(project, ['schedule', 'run', '--drill', '--json'], {DIVIO_BACKUP_NOW: instant})
-    const first = tick('2026-12-01T03:00:00Z')
+    const first = await tick('2026-12-01T03:00:00Z')
     expect(first.status, first.stderr).to.equal(0)
     expect((first.json() as {drill: Drilled | null}).drill?.passed).to.equal(true)
-    const second = tick('2026-12-01T04:00:00Z')
+    const second = await tick('2026-12-01T04:00:00Z')
     expect((second.json() as {drill: Drilled | null}).drill, 'drilled once').to.equal(null)
   })
 
-  it('drill.every: weekly drills a scheduled backup from schedule run once a week, without --drill', () => {
+  it('drill.every: weekly drills a scheduled backup from schedule run once a week, without --drill', async () => {
     const project = makeProject()
     writeEnvironments(project, {local: {drill: {every: 'weekly'}, schedule: {at: '02:00', timezone: 'UTC'}}})
-    const drilledOn = (day: string) => {
-      const ran = cli(project, ['schedule', 'run', '--json'], {DIVIO_BACKUP_NOW: `${day}T03:00:00Z`})
+    const drilledOn = async (day: string) => {
+      const ran = await cli(project, ['schedule', 'run', '--json'], {DIVIO_BACKUP_NOW: `${day}T03:00:00Z`})
       expect(ran.status, ran.stderr).to.equal(0)
       return (ran.json() as {drill: Drilled | null}).drill !== null
     }
 
-    expect(drilledOn('2026-12-01'), 'the first backup').to.equal(true)
-    expect(drilledOn('2026-12-02'), 'a day later').to.equal(false)
-    expect(drilledOn('2026-12-07'), 'six days later').to.equal(false)
-    expect(drilledOn('2026-12-08'), 'a week later').to.equal(true)
+    expect(await drilledOn('2026-12-01'), 'the first backup').to.equal(true)
+    expect(await drilledOn('2026-12-02'), 'a day later').to.equal(false)
+    expect(await drilledOn('2026-12-07'), 'six days later').to.equal(false)
+    expect(await drilledOn('2026-12-08'), 'a week later').to.equal(true)
   })
 
   for (const signal of ['SIGTERM', 'SIGKILL'] as const) {
@@ -186,7 +188,7 @@ describe('drill: proof that a backup restores', function () {
       const tmp = join(project.root, '..', 'tmp')
       mkdirSync(tmp)
       const env = {DIVIO_BACKUP_TMPDIR: tmp}
-      created(project, ['--media-only'], env)
+      await created(project, ['--media-only'], env)
       const scratch = () => readdirSync(tmp).filter((name) => name.includes('divio-drill-'))
       const child = startCli(project, ['drill'], env)
       const exited = new Promise<null | number>((resolve) => {

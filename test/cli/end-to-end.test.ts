@@ -17,18 +17,18 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
   let project: Project
   let created: Record<string, unknown>
 
-  before(function () {
+  before(async function () {
     requireTool(this, 'age', 'age')
     requireTool(this, 'sqlite3', 'sqlite3')
     project = makeProject()
-    const result = cli(project, ['create', '--json', '--note', 'first'])
+    const result = await cli(project, ['create', '--json', '--note', 'first'])
     expect(result.status, result.stderr).to.equal(0)
     created = result.json() as Record<string, unknown>
   })
 
-  it('says once, on stderr, where the generated identity is, and writes it with mode 0600', () => {
+  it('says once, on stderr, where the generated identity is, and writes it with mode 0600', async () => {
     expect(statSync(project.identityFile).mode & 0o777).to.equal(0o600)
-    const second = cli(project, ['create', '--db-only'])
+    const second = await cli(project, ['create', '--db-only'])
     expect(second.status, second.stderr).to.equal(0)
     expect(second.stderr).to.not.include('new encryption key')
   })
@@ -82,8 +82,8 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(components.media.sha256).to.match(SHA)
   })
 
-  it('list --json returns backup objects newest first; list prints a table', () => {
-    const listed = cli(project, ['list', '--json'])
+  it('list --json returns backup objects newest first; list prints a table', async () => {
+    const listed = await cli(project, ['list', '--json'])
     expect(listed.status).to.equal(0)
     const backups = listed.json() as {createdAt: string; id: string; status: string}[]
     expect(backups.length).to.be.at.least(1)
@@ -92,13 +92,13 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     const {removedByRetention, ...backup} = created
     expect(removedByRetention).to.deep.equal([])
     expect(backups.find((listed) => listed.id === created.id)).to.deep.equal(backup)
-    const table = cli(project, ['list'])
+    const table = await cli(project, ['list'])
     expect(table.stdout.split('\n')[0]).to.match(/^ID\s+TIER\s+SIZE\s+KEPT UNTIL\s+NOTE$/)
     expect(table.stdout).to.include(String(created.id))
   })
 
-  it('verify --json reports every object as authenticated', () => {
-    const result = cli(project, ['verify', String(created.id), '--json'])
+  it('verify --json reports every object as authenticated', async () => {
+    const result = await cli(project, ['verify', String(created.id), '--json'])
     expect(result.status, result.stderr).to.equal(0)
     expect(result.json()).to.deep.include({id: created.id, ok: true})
     const {objects} = result.json() as {objects: {name: string; ok: boolean}[]}
@@ -111,9 +111,9 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(objects.every((object) => object.ok)).to.equal(true)
   })
 
-  it('round trip: download gives a sound database, identical media, and a tar that lists MANIFEST.json', () => {
+  it('round trip: download gives a sound database, identical media, and a tar that lists MANIFEST.json', async () => {
     const out = join(project.root, 'restore-check')
-    const result = cli(project, ['download', String(created.id), '-o', out, '--json'])
+    const result = await cli(project, ['download', String(created.id), '-o', out, '--json'])
     expect(result.status, result.stderr).to.equal(0)
     const {files} = result.json() as {files: {path: string; sha256: string}[]}
     expect(files.map((file) => file.path)).to.deep.equal(
@@ -176,19 +176,19 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     ])
   })
 
-  it('download never overwrites an existing file and writes nothing when a name is taken', () => {
+  it('download never overwrites an existing file and writes nothing when a name is taken', async () => {
     const out = join(project.root, 'taken')
     mkdirSync(out)
     writeFileSync(join(out, 'media.tar'), 'mine')
-    const result = cli(project, ['download', String(created.id), '-o', out])
+    const result = await cli(project, ['download', String(created.id), '-o', out])
     expect(result.status).to.equal(6)
     expect(readFileSync(join(out, 'media.tar'), 'utf8')).to.equal('mine')
     expect(readdirSync(out)).to.deep.equal(['media.tar'])
   })
 
-  it('backups of the same second: list, latest and retention agree on which is newest (by instant, not by id)', () => {
+  it('backups of the same second: list, latest and retention agree on which is newest (by instant, not by id)', async () => {
     const same = makeProject()
-    const first = cli(same, ['create', '--json'])
+    const first = await cli(same, ['create', '--json'])
     expect(first.status, first.stderr).to.equal(0)
     const {createdAt, id} = first.json() as {createdAt: string; id: string}
     const folder = join(same.store, 'shop', 'local')
@@ -206,22 +206,22 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
 
     rmSync(join(folder, id), {recursive: true})
     const newestFirst = copies.map((copy) => copy.id).reverse()
-    const listed = cli(same, ['list', '--json']).json() as {id: string}[]
+    const listed = (await cli(same, ['list', '--json'])).json() as {id: string}[]
     expect(listed.map((backup) => backup.id)).to.deep.equal(newestFirst)
-    expect(cli(same, ['info', '--json']).json()).to.include({id: newestFirst[0]})
-    const plan = cli(same, ['prune', '--dry-run', '--json']).json() as {keep: {id: string; reason: string}[]}
+    expect((await cli(same, ['info', '--json'])).json()).to.include({id: newestFirst[0]})
+    const plan = (await cli(same, ['prune', '--dry-run', '--json'])).json() as {keep: {id: string; reason: string}[]}
     expect(plan.keep.map((decision) => decision.id)).to.have.members(newestFirst)
   })
 
-  it('info without an id shows the latest backup', () => {
-    const [latest] = cli(project, ['list', '--json']).json() as {id: string}[]
-    const result = cli(project, ['info', '--json'])
+  it('info without an id shows the latest backup', async () => {
+    const [latest] = (await cli(project, ['list', '--json'])).json() as {id: string}[]
+    const result = await cli(project, ['info', '--json'])
     expect(result.status, result.stderr).to.equal(0)
     expect(result.json()).to.include({id: latest.id})
   })
 
-  it('info shows components, checksums and recipients', () => {
-    const result = cli(project, ['info', String(created.id)])
+  it('info shows components, checksums and recipients', async () => {
+    const result = await cli(project, ['info', String(created.id)])
     expect(result.status).to.equal(0)
     expect(result.stdout).to.match(/^Backup {6}\d{8}T\d{6}Z-[a-z2-7]{6}$/m)
     expect(result.stdout).to.match(/Encryption {2}age v1 to age1[a-z0-9]+/)
@@ -231,10 +231,10 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
 
 describe('integrity: one flipped byte in any stored object', function () {
   for (const name of ['database.sqlite3.zst.age', 'media.tar.age', 'media.manifest.json.age', 'manifest.json']) {
-    it(`in ${name}: verify exits non-zero naming it, and download leaves no files`, function () {
+    it(`in ${name}: verify exits non-zero naming it, and download leaves no files`, async function () {
       requireTool(this, 'age', 'age')
       const project = makeProject()
-      const created = cli(project, ['create', '--json'])
+      const created = await cli(project, ['create', '--json'])
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as {id: string}
       const path = join(project.store, 'shop', 'local', id, name)
@@ -244,19 +244,19 @@ describe('integrity: one flipped byte in any stored object', function () {
       bytes[offset] = bytes[offset] === 0x61 ? 0x62 : 0x61
       writeFileSync(path, bytes)
 
-      const verify = cli(project, ['verify', id])
+      const verify = await cli(project, ['verify', id])
       expect(verify.status).to.equal(4)
       // An edited manifest fails its signature before anything it names is read.
       const named = name
       expect(verify.stdout).to.match(new RegExp(`BAD +${named.replaceAll('.', String.raw`\.`)}:`))
       expect(verify.stderr).to.include(`${id}/${named}`)
 
-      const verifyJson = cli(project, ['verify', id, '--json'])
+      const verifyJson = await cli(project, ['verify', id, '--json'])
       expect(verifyJson.status).to.equal(4)
       expect((verifyJson.json() as {ok: boolean}).ok).to.equal(false)
 
       const out = join(project.root, 'out')
-      const download = cli(project, ['download', id, '-o', out])
+      const download = await cli(project, ['download', id, '-o', out])
       expect(download.status).to.equal(4)
       expect(download.stderr).to.include('No files were written')
       expect(existsSync(out)).to.equal(false)
@@ -265,10 +265,10 @@ describe('integrity: one flipped byte in any stored object', function () {
 })
 
 describe('integrity: content that authenticates but does not decompress', () => {
-  it('verify names the object instead of failing with an unexpected error', function () {
+  it('verify names the object instead of failing with an unexpected error', async function () {
     requireTool(this, 'zstd', 'zstd')
     const project = makeProject()
-    const {id} = cli(project, ['create', '--db-only', '--json']).json() as {id: string}
+    const {id} = (await cli(project, ['create', '--db-only', '--json'])).json() as {id: string}
     const folder = join(project.store, 'shop', 'local', id)
     const path = join(folder, 'manifest.json')
     const manifest = JSON.parse(readFileSync(path, 'utf8')) as {
@@ -286,7 +286,7 @@ describe('integrity: content that authenticates but does not decompress', () => 
     database.object.bytes = sealed.length
     database.object.sha256 = createHash('sha256').update(sealed).digest('hex')
     writeSignedManifest(project, path, manifest)
-    const verify = cli(project, ['verify', id])
+    const verify = await cli(project, ['verify', id])
     expect(verify.status).to.equal(4)
     expect(verify.stdout).to.match(/BAD +database\.sqlite3\.zst\.age: decompression failed: /)
   })
@@ -299,13 +299,17 @@ describe('clear errors with a suggestion and a non-zero exit', () => {
     project = makeProject()
   })
 
-  it('an invalid config names the JSON path', () => {
+  it('an invalid config names the JSON path', async () => {
     const config = join(project.root, '.divio', 'backups.json')
     mkdirSync(join(project.root, '.divio'), {recursive: true})
     writeFileSync(config, JSON.stringify({app: 'shop', environments: {live: {store: 42}}}))
     try {
-      expectOneLineError(cli(project, ['list']), 2, /Invalid config .*backups\.json at environments\.live\.store: /)
-      const json = cli(project, ['list', '--json'])
+      expectOneLineError(
+        await cli(project, ['list']),
+        2,
+        /Invalid config .*backups\.json at environments\.live\.store: /,
+      )
+      const json = await cli(project, ['list', '--json'])
       expect(json.status).to.equal(2)
       expect((json.json() as {error: {code: string}}).error.code).to.equal('CONFIG_INVALID')
     } finally {
@@ -316,39 +320,39 @@ describe('clear errors with a suggestion and a non-zero exit', () => {
     }
   })
 
-  it('an unset ${VAR} names the variable and the path', () => {
+  it('an unset ${VAR} names the variable and the path', async () => {
     expectOneLineError(
-      cli(project, ['list']),
+      await cli(project, ['list']),
       2,
       /environments\.live\.database uses \$\{SHOP_DATABASE_URL\}, which is not set/,
     )
   })
 
-  it('an unknown env lists the known ones', () => {
-    const result = cli(project, ['list', '-e', 'staging'], {SHOP_DATABASE_URL: 'sqlite:///db.sqlite3'})
+  it('an unknown env lists the known ones', async () => {
+    const result = await cli(project, ['list', '-e', 'staging'], {SHOP_DATABASE_URL: 'sqlite:///db.sqlite3'})
     expectOneLineError(result, 2, /Unknown environment "staging"/)
     expect(result.stderr).to.include('Use one of: live')
   })
 
-  it('a missing identity on download says which file and variable', () => {
+  it('a missing identity on download says which file and variable', async () => {
     const other = makeProject()
-    expect(cli(other, ['create']).status).to.equal(0)
-    const result = cli(other, ['download', '-o', 'x'], {DIVIO_BACKUP_IDENTITY_FILE: join(other.home, 'nope.txt')})
+    expect((await cli(other, ['create'])).status).to.equal(0)
+    const result = await cli(other, ['download', '-o', 'x'], {DIVIO_BACKUP_IDENTITY_FILE: join(other.home, 'nope.txt')})
     expectOneLineError(result, 5, /No identity file at .*nope\.txt/)
     expect(existsSync(join(other.root, 'x'))).to.equal(false)
   })
 
-  it('a wrong identity names the recipients the backup needs', () => {
+  it('a wrong identity names the recipients the backup needs', async () => {
     const other = makeProject()
-    expect(cli(other, ['create']).status).to.equal(0)
+    expect((await cli(other, ['create'])).status).to.equal(0)
     const wrong = generateIdentity()
     const wrongFile = join(other.home, 'wrong.txt')
     writeFileSync(wrongFile, wrong.fileContents(new Date()), {mode: 0o600})
-    const result = cli(other, ['verify', '--json'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile})
+    const result = await cli(other, ['verify', '--json'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile})
     expect(result.status).to.equal(5)
     expect((result.json() as {error: {code: string}}).error.code).to.equal('IDENTITY_WRONG')
     expectOneLineError(
-      cli(other, ['download', '-o', 'y'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile}),
+      await cli(other, ['download', '-o', 'y'], {DIVIO_BACKUP_IDENTITY_FILE: wrongFile}),
       5,
       /cannot decrypt backup/,
     )
@@ -358,27 +362,27 @@ describe('clear errors with a suggestion and a non-zero exit', () => {
     expect(result.stdout + result.stderr).to.not.include(secret)
   })
 
-  it('an unknown backup id says how to find one', () => {
+  it('an unknown backup id says how to find one', async () => {
     const other = makeProject()
-    expectOneLineError(cli(other, ['info', '20200101T000000Z-aaaaaa']), 3, /No backup "20200101T000000Z-aaaaaa"/)
+    expectOneLineError(await cli(other, ['info', '20200101T000000Z-aaaaaa']), 3, /No backup "20200101T000000Z-aaaaaa"/)
   })
 })
 
 describe('delete', () => {
-  it('refuses without a terminal unless --confirm names the env, then removes the backup', () => {
+  it('refuses without a terminal unless --confirm names the env, then removes the backup', async () => {
     const project = makeProject()
-    const {id} = cli(project, ['create', '--json']).json() as {id: string}
-    const refused = cli(project, ['delete', id])
+    const {id} = (await cli(project, ['create', '--json'])).json() as {id: string}
+    const refused = await cli(project, ['delete', id])
     expect(refused.status).to.equal(6)
     expect(refused.stderr).to.include('--confirm local')
-    const wrong = cli(project, ['delete', id, '--confirm', 'live'])
+    const wrong = await cli(project, ['delete', id, '--confirm', 'live'])
     expect(wrong.status).to.equal(6)
-    expect((cli(project, ['list', '--json']).json() as unknown[]).length).to.equal(1)
+    expect(((await cli(project, ['list', '--json'])).json() as unknown[]).length).to.equal(1)
 
-    const deleted = cli(project, ['delete', id, '--confirm', 'local', '--json'])
+    const deleted = await cli(project, ['delete', id, '--confirm', 'local', '--json'])
     expect(deleted.status, deleted.stderr).to.equal(0)
     expect((deleted.json() as {deleted: string[]}).deleted[0]).to.equal('manifest.json')
-    expect(cli(project, ['list', '--json', '--all']).json()).to.deep.equal([])
+    expect((await cli(project, ['list', '--json', '--all'])).json()).to.deep.equal([])
     expect(listFiles(project.store)).to.deep.equal([])
   })
 })

@@ -28,12 +28,12 @@ function recoverByHand(project: Project, database: string, mediaTar: string): {m
 }
 
 describe('export', function () {
-  it('writes decrypted standard files that sqlite3 and tar open, with index.json, SHA256SUMS and README.txt', () => {
+  it('writes decrypted standard files that sqlite3 and tar open, with index.json, SHA256SUMS and README.txt', async () => {
     const project = makeProject()
-    expect(cli(project, ['create']).status).to.equal(0)
-    expect(cli(project, ['create', '--note', 'second']).status).to.equal(0)
+    expect((await cli(project, ['create'])).status).to.equal(0)
+    expect((await cli(project, ['create', '--note', 'second'])).status).to.equal(0)
     const out = join(project.root, '..', 'export')
-    const result = cli(project, ['export', '-o', out, '--json'])
+    const result = await cli(project, ['export', '-o', out, '--json'])
     expect(result.status, result.stderr).to.equal(0)
     const {files} = result.json() as Exported
     expect(files).to.have.length(6)
@@ -56,12 +56,12 @@ describe('export', function () {
     for (const tool of ['pg_restore', 'mysql', 'sqlite3', 'tar -xf']) expect(readme).to.include(tool)
   })
 
-  it('--raw exports the age objects as stored, which age -d, sqlite3 and tar turn back into the data', () => {
+  it('--raw exports the age objects as stored, which age -d, sqlite3 and tar turn back into the data', async () => {
     const project = makeProject()
-    expect(cli(project, ['create']).status).to.equal(0)
+    expect((await cli(project, ['create'])).status).to.equal(0)
     const out = join(project.root, '..', 'raw-export')
     // No secret key is needed for a raw export.
-    const result = cli(project, ['export', '--raw', '--latest', '-o', out], {
+    const result = await cli(project, ['export', '--raw', '--latest', '-o', out], {
       DIVIO_BACKUP_IDENTITY_FILE: '/nonexistent',
     })
     expect(result.status, result.stderr).to.equal(0)
@@ -98,8 +98,8 @@ describe('export', function () {
     const project = makeProject()
     for (let index = 0; index < 4; index++)
       writeFileSync(join(project.root, 'media', `big-${index}.bin`), Buffer.alloc(40 * 1024 * 1024, index))
-    expect(cli(project, ['create']).status).to.equal(0)
-    expect(cli(project, ['create']).status).to.equal(0)
+    expect((await cli(project, ['create'])).status).to.equal(0)
+    expect((await cli(project, ['create'])).status).to.equal(0)
     const out = join(project.root, '..', 'resumed')
     const run = watch(cliAsync(project, ['export', '-o', out]))
     // Kill it once the first backup's media archive is complete, while the second one is in progress.
@@ -115,7 +115,7 @@ describe('export', function () {
     const [first] = readdirSync(join(out, 'local')).sort()
     const mtime = statSync(join(out, 'local', first, 'media.tar')).mtimeMs
 
-    const resumed = cli(project, ['export', '-o', out, '--json'])
+    const resumed = await cli(project, ['export', '-o', out, '--json'])
     expect(resumed.status, resumed.stderr).to.equal(0)
     const {files} = resumed.json() as Exported
     const statusOf = (backup: string, name: string) =>

@@ -29,9 +29,9 @@ function mountTmpfs(context: Mocha.Context, folder: string, options: string): st
   return folder
 }
 
-function timed(project: Project, args: string[], env: NodeJS.ProcessEnv = {}) {
+async function timed(project: Project, args: string[], env: NodeJS.ProcessEnv = {}) {
   const started = Date.now()
-  const result = cli(project, args, env)
+  const result = await cli(project, args, env)
   return {...result, elapsed: Date.now() - started}
 }
 
@@ -40,29 +40,29 @@ function timed(project: Project, args: string[], env: NodeJS.ProcessEnv = {}) {
  * location that failed and its cause, one JSON error with --json, and no hang.
  */
 describe('failures name their location and cause, with the documented exit code, promptly', function () {
-  it('a store path under a regular file (ENOTDIR): exit 7 at once, plain and --json', () => {
+  it('a store path under a regular file (ENOTDIR): exit 7 at once, plain and --json', async () => {
     const project = makeProject()
     growDatabase(project)
     const file = join(project.root, 'not-a-folder')
     writeFileSync(file, 'x')
     const env = {DIVIO_BACKUP_STORE: join(file, 'store')}
-    const plain = timed(project, ['create', '--db-only'], env)
+    const plain = await timed(project, ['create', '--db-only'], env)
     expect(plain.status, plain.stderr).to.equal(7)
     expect(plain.elapsed).to.be.below(20_000)
     expect(plain.stderr).to.include(`The store ${join(file, 'store')} cannot be used`)
     expect(plain.stderr).to.match(/a part of its path is a file, not a folder/)
-    const json = timed(project, ['create', '--db-only', '--json'], env)
+    const json = await timed(project, ['create', '--db-only', '--json'], env)
     expect(json.status).to.equal(7)
     expect(Object.keys(json.json() as object)).to.deep.equal(['error'])
     expect((json.json() as {error: {exitCode: number}}).error.exitCode).to.equal(7)
   })
 
-  it('a read-only store (EROFS): exit 7 at once, naming the store and the read-only file system', function () {
+  it('a read-only store (EROFS): exit 7 at once, naming the store and the read-only file system', async function () {
     const project = makeProject()
     growDatabase(project)
     const readOnly = mountTmpfs(this, join(project.root, '..', 'read-only'), 'ro,size=64k')
     try {
-      const result = timed(project, ['create', '--db-only'], {DIVIO_BACKUP_STORE: readOnly})
+      const result = await timed(project, ['create', '--db-only'], {DIVIO_BACKUP_STORE: readOnly})
       expect(result.status, result.stderr).to.equal(7)
       expect(result.stderr).to.include(`store ${readOnly}`)
       expect(result.stderr).to.match(/read-only/)
@@ -72,7 +72,7 @@ describe('failures name their location and cause, with the documented exit code,
     }
   })
 
-  it('an S3 store on a closed port: exit 7 naming S3 and the refused connection, plain and --json', () => {
+  it('an S3 store on a closed port: exit 7 naming S3 and the refused connection, plain and --json', async () => {
     const project = makeProject()
     growDatabase(project)
     const env = {
@@ -81,7 +81,7 @@ describe('failures name their location and cause, with the documented exit code,
       DIVIO_BACKUP_STORE: 's3://backups/shop?endpoint=http%3A%2F%2F127.0.0.1%3A1&forcePathStyle=true&region=us-east-1',
     }
     for (const json of [false, true]) {
-      const result = timed(project, ['create', '--db-only', ...(json ? ['--json'] : [])], env)
+      const result = await timed(project, ['create', '--db-only', ...(json ? ['--json'] : [])], env)
       expect(result.status, result.stderr + result.stdout).to.equal(7)
       const message = json ? (result.json() as {error: {message: string}}).error.message : result.stderr
       expect(message).to.match(/no response from S3: ECONNREFUSED/)
@@ -90,16 +90,16 @@ describe('failures name their location and cause, with the documented exit code,
     }
   })
 
-  it('export and download into a path under a regular file: exit 7 naming the path', () => {
+  it('export and download into a path under a regular file: exit 7 naming the path', async () => {
     const project = makeProject()
-    expect(cli(project, ['create']).status).to.equal(0)
+    expect((await cli(project, ['create'])).status).to.equal(0)
     const file = join(project.root, 'a-file')
     writeFileSync(file, 'x')
     for (const args of [
       ['export', '-o', join(file, 'out')],
       ['download', 'latest', '-o', join(file, 'out')],
     ]) {
-      const result = cli(project, args)
+      const result = await cli(project, args)
       expect(result.status, result.stderr).to.equal(7)
       expect(result.stderr).to.include('a part of the path is a file, not a folder')
       expect(result.stderr).to.include(join(file, 'out'))
@@ -107,12 +107,12 @@ describe('failures name their location and cause, with the documented exit code,
     }
   })
 
-  it('a full temp folder is blamed, not the SQLite database', function () {
+  it('a full temp folder is blamed, not the SQLite database', async function () {
     const project = makeProject()
     growDatabase(project)
     const tmp = mountTmpfs(this, join(project.root, '..', 'full-tmp'), 'size=64k')
     try {
-      const result = cli(project, ['create', '--db-only'], {DIVIO_BACKUP_TMPDIR: tmp})
+      const result = await cli(project, ['create', '--db-only'], {DIVIO_BACKUP_TMPDIR: tmp})
       expect(result.status, result.stderr).to.equal(7)
       expect(result.stderr).to.include(`temp folder ${tmp}`)
       expect(result.stderr).to.include('the disk is full')
@@ -125,19 +125,19 @@ describe('failures name their location and cause, with the documented exit code,
   // The store's file system fails, whichever stage of the transfer sees it first: exit 7, naming the
   // store and the object, never a stage that only passed the error on.
   for (const format of ['tar', 'packs']) {
-    it(`a full store (ENOSPC), ${format} media: exit 7 naming the store and the object, not encryption`, function () {
+    it(`a full store (ENOSPC), ${format} media: exit 7 naming the store and the object, not encryption`, async function () {
       const project = makeProject()
       writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
       const full = mountTmpfs(this, join(project.root, '..', 'full-store'), 'size=1m')
       try {
         const store = full
         const env = {DIVIO_BACKUP_MEDIA_FORMAT: format, DIVIO_BACKUP_STORE: store}
-        const result = cli(project, ['create', '--media-only'], env)
+        const result = await cli(project, ['create', '--media-only'], env)
         expect(result.status, result.stderr).to.equal(7)
         expect(result.stderr).to.include(`to the store ${store}`)
         expect(result.stderr).to.match(/No space left on the device while writing \S+ to the store/)
         expect(result.stderr).to.not.match(/Encrypting|BACKUP_FAILED/)
-        const json = cli(project, ['create', '--media-only', '--json'], env)
+        const json = await cli(project, ['create', '--media-only', '--json'], env)
         expect(json.status).to.equal(7)
         expect((json.json() as {error: {code: string}}).error.code).to.equal('STORE_UNAVAILABLE')
       } finally {
@@ -146,7 +146,7 @@ describe('failures name their location and cause, with the documented exit code,
     })
   }
 
-  it('a read-only bind mount as the store, with folders still to make: exit 7 naming it read-only', function () {
+  it('a read-only bind mount as the store, with folders still to make: exit 7 naming it read-only', async function () {
     const project = makeProject()
     const source = join(project.root, '..', 'bind-source')
     mkdirSync(source)
@@ -164,7 +164,7 @@ describe('failures name their location and cause, with the documented exit code,
     try {
       // The store's folder exists (a mounted disk); the folders of the app and the backup are still to make.
       const store = readOnly
-      const result = cli(project, ['create', '--db-only'], {DIVIO_BACKUP_STORE: store})
+      const result = await cli(project, ['create', '--db-only'], {DIVIO_BACKUP_STORE: store})
       expect(result.status, result.stderr).to.equal(7)
       expect(result.stderr).to.include(`store ${store}`)
       expect(result.stderr).to.match(/read-only/)
@@ -174,12 +174,12 @@ describe('failures name their location and cause, with the documented exit code,
     }
   })
 
-  it('a store on a file system that takes no folders (/proc): exit 7 at once, not a stall', () => {
+  it('a store on a file system that takes no folders (/proc): exit 7 at once, not a stall', async () => {
     const project = makeProject()
     // A folder that exists, on a file system where no folder can be made below it. A stall would take
     // this long to be reported: the failure must come from the file system instead.
     const store = '/proc/self/fdinfo'
-    const result = cli(project, ['create', '--db-only'], {
+    const result = await cli(project, ['create', '--db-only'], {
       DIVIO_BACKUP_STALL_SECONDS: '3600',
       DIVIO_BACKUP_STORE: store,
     })

@@ -37,7 +37,7 @@ describe('help', () => {
     const project = makeProject()
     for (const {id} of config.commands.filter((command) => command.id.startsWith('app:backup:'))) {
       const words = id.split(':').slice(2)
-      const result = cli(project, [...words, '-h'])
+      const result = await cli(project, [...words, '-h'])
       expect(result.status, `${words.join(' ')} -h: ${result.stderr}`).to.equal(0)
       expect(result.stdout, words.join(' ')).to.match(/^USAGE$/m)
       expect(result.stdout, words.join(' ')).to.include(`app backup ${words.join(' ')}`)

@@ -171,7 +171,7 @@ for (const {failures, full, install, name} of distributions) {
       }
     })
 
-    it(`${full ? 'create, list, verify, download, restore, drill and status run' : 'create and verify run'} on a sample app`, () => {
+    it(`${full ? 'create, list, verify, download, restore, drill and status run' : 'create and verify run'} on a sample app`, async () => {
       // More media than one batch of the cipher (256 KiB), so that the linked plugin's create starts the
       // encryption thread too: a smaller stream is sealed on the main thread.
       if (!full) writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(1024 * 1024))
@@ -213,12 +213,12 @@ for (const {failures, full, install, name} of distributions) {
       expect(status.status, status.stderr).to.equal(0)
       expect(JSON.stringify(status.json())).to.include(id)
       // The same store, read by the plugin on its own: the host wrote ordinary backups.
-      expect(cli(project, ['verify', id]).status).to.equal(0)
+      expect((await cli(project, ['verify', id])).status).to.equal(0)
     })
 
     for (const {args, status} of failures) {
-      it(`\`${args.join(' ')}\` prints exactly what bin/run.js prints, and exits ${status}`, () => {
-        const alone = cli(project, args)
+      it(`\`${args.join(' ')}\` prints exactly what bin/run.js prints, and exits ${status}`, async () => {
+        const alone = await cli(project, args)
         const inHost = host.run(['app', 'backup', ...args], project)
         expect(alone.status).to.equal(status)
         expect(inHost.status).to.equal(status)
@@ -231,7 +231,7 @@ for (const {failures, full, install, name} of distributions) {
 }
 
 describe('inside a host that spells commands its own way (heroku, with `:`)', function () {
-  it('suggests commands as that host runs them, and otherwise prints what bin/run.js prints', function () {
+  it('suggests commands as that host runs them, and otherwise prints what bin/run.js prints', async function () {
     requireTool(this, 'age', 'age')
     const host = makeHost({bin: 'heroku', topicSeparator: ':'})
     const project = makeProject()
@@ -239,7 +239,7 @@ describe('inside a host that spells commands its own way (heroku, with `:`)', fu
     expect(linked.status, linked.stderr).to.equal(0)
     const missing = host.run(['app:backup:info', '20200101T000000Z-aaaaaa'], project)
     expect(missing.status).to.equal(3)
-    const alone = cli(project, ['info', '20200101T000000Z-aaaaaa'])
+    const alone = await cli(project, ['info', '20200101T000000Z-aaaaaa'])
     expect(missing.stderr).to.equal(alone.stderr.replaceAll('divio app backup ', 'heroku app:backup:'))
     expect(missing.stderr).to.include('heroku app:backup:list')
     const typo = host.run(['app:backup:create', '--nots', 'x'], project)

@@ -62,14 +62,14 @@ function manifestOf(project: Project, id: string): Manifest {
   return JSON.parse(readFileSync(manifestPath(project, id), 'utf8')) as Manifest
 }
 
-function create(project: Project): string {
-  const result = cli(project, ['create', '--media-only', '--json'], PACKS)
+async function create(project: Project): Promise<string> {
+  const result = await cli(project, ['create', '--media-only', '--json'], PACKS)
   expect(result.status, result.stderr).to.equal(0)
   return (result.json() as {id: string}).id
 }
 
-function prune(project: Project, extra: NodeJS.ProcessEnv = PACKS) {
-  const result = cli(project, ['prune', '--confirm', 'local', '--json'], {...PACKS, ...extra})
+async function prune(project: Project, extra: NodeJS.ProcessEnv = PACKS) {
+  const result = await cli(project, ['prune', '--confirm', 'local', '--json'], {...PACKS, ...extra})
   expect(result.status, result.stderr).to.equal(0)
   return {
     packs: (result.json() as {packs: {condemned: string[]; deleted: string[]; held: unknown[]; ignored: string[]}})
@@ -86,23 +86,23 @@ function sha256(data: Buffer | string): string {
  * Two backups on two packs, as in the review: B1 uses P1, B2 uses P1 and P2. Each file is alone in
  * its pack, so the packs are told apart by content.
  */
-function twoBackups(): {b1: string; b2: string; p1: string; p2: string; project: Project} {
+async function twoBackups(): Promise<{b1: string; b2: string; p1: string; p2: string; project: Project}> {
   const project = makeProject()
   const media = join(project.root, 'media')
   rmSync(media, {recursive: true})
   mkdirSync(media)
   writeFileSync(join(media, 'first.bin'), randomBytes(300_000))
-  const b1 = create(project)
+  const b1 = await create(project)
   writeFileSync(join(media, 'second.bin'), randomBytes(300_000))
-  const b2 = create(project)
+  const b2 = await create(project)
   const [p1] = manifestOf(project, b1).components.media.packs
   const p2 = manifestOf(project, b2).components.media.packs.find((pack) => pack !== p1)!
   expect(manifestOf(project, b2).components.media.packs.sort()).to.deep.equal([p1, p2].sort())
   return {b1, b2, p1, p2, project}
 }
 
-function verifyAll(project: Project): null | number {
-  return cli(project, ['verify', '--all'], PACKS).status
+async function verifyAll(project: Project): Promise<null | number> {
+  return (await cli(project, ['verify', '--all'], PACKS)).status
 }
 
 function writerKey(project: Project) {
@@ -120,12 +120,12 @@ describe('a hostile store writer', function () {
     requireTool(this, 'age', 'age')
   })
 
-  it('forged forwards between two live packs are ignored: no prune, with or without the identity, deletes a pack', () => {
-    const {b1, b2, p1, p2, project} = twoBackups()
+  it('forged forwards between two live packs are ignored: no prune, with or without the identity, deletes a pack', async () => {
+    const {b1, b2, p1, p2, project} = await twoBackups()
     const forged = `${JSON.stringify({accounted: [b1, b2], at: new Date().toISOString()})}\n`
     writeFileSync(join(packsFolder(project), `${p1}.to.${p2}`), forged)
     writeFileSync(join(packsFolder(project), `${p2}.to.${p1}`), forged)
-    const now = prune(project)
+    const now = await prune(project)
     expect(now.packs.condemned).to.deep.equal([])
     expect(now.packs.ignored).to.have.length(2)
     for (const [from, to] of [
@@ -134,13 +134,13 @@ describe('a hostile store writer', function () {
     ])
       expect(now.stderr).to.include(`warning: ignored packs/${from}.to.${to}: unsigned`)
     for (const later of [{...at(25), ...NO_IDENTITY}, at(50)])
-      expect(prune(project, later).packs.deleted).to.deep.equal([])
+      expect((await prune(project, later)).packs.deleted).to.deep.equal([])
     expect(readdirSync(packsFolder(project))).to.include.members([p1, p2])
-    expect(verifyAll(project)).to.equal(0)
+    expect(await verifyAll(project)).to.equal(0)
   })
 
-  it('a lying forward signed with a stolen writer key: the pack waits for the identity, whose check of the copy pardons it', () => {
-    const {b1, b2, p1, p2, project} = twoBackups()
+  it('a lying forward signed with a stolen writer key: the pack waits for the identity, whose check of the copy pardons it', async () => {
+    const {b1, b2, p1, p2, project} = await twoBackups()
     const bytes = readFileSync(join(packsFolder(project), p2))
     const fields = {
       accounted: [b1, b2].sort(),
@@ -154,24 +154,24 @@ describe('a hostile store writer', function () {
       join(packsFolder(project), `${p1}.to.${p2}`),
       JSON.stringify(signNote('forward', fields, writerKey(project))),
     )
-    expect(prune(project).packs.condemned).to.deep.equal([p1])
+    expect((await prune(project)).packs.condemned).to.deep.equal([p1])
     // Without the identity, nothing can check the copy: the pack is held, not deleted.
-    const blind = prune(project, {...at(25), ...NO_IDENTITY}).packs
+    const blind = (await prune(project, {...at(25), ...NO_IDENTITY})).packs
     expect(blind.deleted).to.deep.equal([])
     expect(JSON.stringify(blind.held)).to.include('kept until a prune with the identity checks')
     // With it, the copy is read: it does not hold P1's blobs, so P1 is pardoned, each time it comes up.
-    const checked = prune(project, at(26)).packs
+    const checked = (await prune(project, at(26))).packs
     expect(checked.deleted).to.deep.equal([])
     expect(JSON.stringify(checked.held)).to.include('pardoned: its copy does not hold every live blob')
     expect(readdirSync(packsFolder(project))).to.include(p1)
-    expect(prune(project, at(27)).packs.condemned).to.deep.equal([p1])
-    expect(JSON.stringify(prune(project, at(52)).packs.held)).to.include('pardoned: its copy does not hold')
-    expect(verifyAll(project)).to.equal(0)
+    expect((await prune(project, at(27))).packs.condemned).to.deep.equal([p1])
+    expect(JSON.stringify((await prune(project, at(52))).packs.held)).to.include('pardoned: its copy does not hold')
+    expect(await verifyAll(project)).to.equal(0)
   })
 
-  it('a back-dated or replayed marker does not shorten the grace period; one on a live pack is removed', () => {
-    const {b2, p1, p2, project} = twoBackups()
-    expect(cli(project, ['delete', b2, '--confirm', 'local']).status).to.equal(0)
+  it('a back-dated or replayed marker does not shorten the grace period; one on a live pack is removed', async () => {
+    const {b2, p1, p2, project} = await twoBackups()
+    expect((await cli(project, ['delete', b2, '--confirm', 'local'])).status).to.equal(0)
     const threeDaysAgo = new Date(Date.now() - 72 * HOUR)
     const plant = (pack: string, body: string) => {
       const path = join(packsFolder(project), `${pack}.condemned`)
@@ -182,7 +182,7 @@ describe('a hostile store writer', function () {
     // Unsigned, with a file time three days back: ignored, and P2 is condemned from now.
     plant(p2, `${threeDaysAgo.toISOString()}\n`)
     plant(p1, `${threeDaysAgo.toISOString()}\n`)
-    const first = prune(project)
+    const first = await prune(project)
     expect(first.packs.deleted).to.deep.equal([])
     expect(first.packs.condemned).to.deep.equal([p2])
     expect(readdirSync(packsFolder(project)))
@@ -195,21 +195,21 @@ describe('a hostile store writer', function () {
       writerKey(project),
     )
     plant(p2, JSON.stringify(marker))
-    expect(prune(project).packs.deleted).to.deep.equal([])
-    expect(prune(project, at(25)).packs.deleted).to.deep.equal([p2])
-    expect(verifyAll(project)).to.equal(0)
+    expect((await prune(project)).packs.deleted).to.deep.equal([])
+    expect((await prune(project, at(25))).packs.deleted).to.deep.equal([p2])
+    expect(await verifyAll(project)).to.equal(0)
   })
 
-  it('create does not build on a pack that is missing or that failed a check, and verify says what works', () => {
-    const {b2, p1, p2, project} = twoBackups()
+  it('create does not build on a pack that is missing or that failed a check, and verify says what works', async () => {
+    const {b2, p1, p2, project} = await twoBackups()
     // A pack deleted by hand (a lifecycle rule, an old copy put back).
     rmSync(join(packsFolder(project), p1))
-    const failed = cli(project, ['verify', b2], PACKS)
+    const failed = await cli(project, ['verify', b2], PACKS)
     expect(failed.status).to.equal(4)
     expect(failed.stderr).to.include('does not build on a pack that is missing')
-    const next = create(project)
+    const next = await create(project)
     expect(manifestOf(project, next).components.media.packs).to.not.include(p1)
-    expect(cli(project, ['verify', next], PACKS).status).to.equal(0)
+    expect((await cli(project, ['verify', next], PACKS)).status).to.equal(0)
 
     // A pack damaged in place, at its size: verify finds it, and this machine's creates store anew.
     const path = join(packsFolder(project), p2)
@@ -217,22 +217,22 @@ describe('a hostile store writer', function () {
     bytes[bytes.length >> 1] ^= 1
     writeFileSync(path, bytes)
     expect(manifestOf(project, next).components.media.packs).to.include(p2)
-    expect(cli(project, ['verify', next], PACKS).status).to.equal(4)
-    const after = create(project)
+    expect((await cli(project, ['verify', next], PACKS)).status).to.equal(4)
+    const after = await create(project)
     expect(manifestOf(project, after).components.media.packs).to.not.include(p2)
-    expect(cli(project, ['verify', after], PACKS).status).to.equal(0)
+    expect((await cli(project, ['verify', after], PACKS)).status).to.equal(0)
   })
 
-  it('verify --sample checks a pack against the index: a pack swapped for a copy of another fails', () => {
-    const {b2, p1, p2, project} = twoBackups()
+  it('verify --sample checks a pack against the index: a pack swapped for a copy of another fails', async () => {
+    const {b2, p1, p2, project} = await twoBackups()
     writeFileSync(join(packsFolder(project), p2), readFileSync(join(packsFolder(project), p1)))
-    const sampled = cli(project, ['verify', b2, '--sample', '100'], PACKS)
+    const sampled = await cli(project, ['verify', b2, '--sample', '100'], PACKS)
     expect(sampled.status, sampled.stdout).to.equal(4)
     expect(sampled.stdout).to.include(`packs/${p2}`)
   })
 
-  it('a rebuild script with one command more, signed with a stolen writer key, fails verify and export --raw', () => {
-    const {b2, project} = twoBackups()
+  it('a rebuild script with one command more, signed with a stolen writer key, fails verify and export --raw', async () => {
+    const {b2, project} = await twoBackups()
     const folder = join(project.store, 'shop', 'local', b2)
     const stored = join(folder, 'media.rebuild.sh.age')
     const script = execFileSync('age', ['-d', '-i', project.identityFile, stored])
@@ -245,10 +245,10 @@ describe('a hostile store writer', function () {
       plaintext: {bytes: evil.length, sha256: sha256(evil)},
     }
     writeSignedManifest(project, manifestPath(project, b2), manifest)
-    const verified = cli(project, ['verify', b2], PACKS)
+    const verified = await cli(project, ['verify', b2], PACKS)
     expect(verified.status, verified.stdout).to.equal(4)
     expect(verified.stdout).to.match(/media\.rebuild\.sh\.age \(derived\).*not the script its index derives/)
-    const exported = cli(project, ['export', '--raw', '-o', join(project.root, 'raw')], PACKS)
+    const exported = await cli(project, ['export', '--raw', '-o', join(project.root, 'raw')], PACKS)
     expect(exported.status).to.equal(4)
     expect(exported.stderr).to.include(`The rebuild script of backup ${b2} is not the one its index derives`)
   })
@@ -269,10 +269,10 @@ describe('a hostile store writer', function () {
     },
   ]
   for (const {edit, file, lie} of lies) {
-    it(`an index that ${lie} for ${file}, signed with a stolen writer key, fails verify, download and restore`, () => {
+    it(`an index that ${lie} for ${file}, signed with a stolen writer key, fails verify, download and restore`, async () => {
       const project = makeProject()
       writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(300_000))
-      const id = create(project)
+      const id = await create(project)
       const stored = join(project.store, 'shop', 'local', id, 'media.index.gz.age')
       const lines = gunzipSync(execFileSync('age', ['-d', '-i', project.identityFile, stored]))
         .toString()
@@ -296,14 +296,14 @@ describe('a hostile store writer', function () {
       // "its blob holds …", "its blobs hold …" or "its blob is not the file …", naming the file.
       const complaint = `${file}: its blob`
 
-      const verified = cli(project, ['verify', id], PACKS)
+      const verified = await cli(project, ['verify', id], PACKS)
       expect(verified.status, verified.stdout).to.equal(4)
       expect(verified.stdout).to.include(complaint)
       const out = join(project.root, 'out')
-      const downloaded = cli(project, ['download', id, '-o', out], PACKS)
+      const downloaded = await cli(project, ['download', id, '-o', out], PACKS)
       expect(downloaded.status, downloaded.stderr).to.equal(4)
       expect(existsSync(out)).to.equal(false)
-      const restored = cli(project, ['restore', id, '--confirm', 'local', '--media-only'], PACKS)
+      const restored = await cli(project, ['restore', id, '--confirm', 'local', '--media-only'], PACKS)
       expect(restored.status, restored.stderr).to.equal(4)
       expect(restored.stderr).to.include(complaint)
       expect(readFileSync(readme, 'utf8')).to.equal('changed since\n')
@@ -315,8 +315,8 @@ describe('a hostile store writer', function () {
     return encryptToOwner(project, execFileSync('tar', ['-c', '-C', root, member]))
   }
 
-  it('export --raw refuses a planted pack before anything is written, and the recipe refuses one before extracting anything', () => {
-    const {b2, p1, p2, project} = twoBackups()
+  it('export --raw refuses a planted pack before anything is written, and the recipe refuses one before extracting anything', async () => {
+    const {b2, p1, p2, project} = await twoBackups()
     const outside = join(project.root, 'outside')
     mkdirSync(outside)
     // Pack 1 of the attack: a "blob" that is a link to a folder outside the export.
@@ -328,14 +328,14 @@ describe('a hostile store writer', function () {
     const original = readFileSync(join(packsFolder(project), p1))
     writeFileSync(join(packsFolder(project), p1), linkPack)
     const raw = join(project.root, 'raw')
-    const refused = cli(project, ['export', '--raw', '-o', raw], PACKS)
+    const refused = await cli(project, ['export', '--raw', '-o', raw], PACKS)
     expect(refused.status, refused.stderr).to.equal(4)
     expect(refused.stderr).to.include(`Pack ${p1} in the store is not the one signed for it`)
     expect(existsSync(join(raw, 'local', 'packs', p1))).to.equal(false)
 
     // An honest export, then the same planted pack in the export itself, SHA256SUMS and all.
     writeFileSync(join(packsFolder(project), p1), original)
-    expect(cli(project, ['export', '--raw', '-o', raw], PACKS).status).to.equal(0)
+    expect((await cli(project, ['export', '--raw', '-o', raw], PACKS)).status).to.equal(0)
     writeFileSync(join(raw, 'local', 'packs', p1), linkPack)
     const sums = readFileSync(join(raw, 'SHA256SUMS'), 'utf8').replace(
       new RegExp(`^[\\da-f]{64}(  local/packs/${p1})$`, 'm'),
@@ -366,49 +366,49 @@ describe('a hostile store writer', function () {
     expect(readdirSync(packsFolder(project))).to.include(p2)
   })
 
-  it('keys: a writer key path that is a link to nothing exits 5; a key file others can read is named with chmod 600', () => {
+  it('keys: a writer key path that is a link to nothing exits 5; a key file others can read is named with chmod 600', async () => {
     const project = makeProject()
     mkdirSync(join(project.home, '.config', 'divio'), {recursive: true})
     symlinkSync('/nonexistent/writer-key.txt', writerKeyFile(project))
-    const dangling = cli(project, ['create'])
+    const dangling = await cli(project, ['create'])
     expect(dangling.status, dangling.stderr).to.equal(5)
     expect(dangling.stderr).to.include(
       `The writer key ${writerKeyFile(project)} is a symbolic link to /nonexistent/writer-key.txt, which does not exist.`,
     )
     rmSync(writerKeyFile(project))
-    expect(cli(project, ['create']).status).to.equal(0)
+    expect((await cli(project, ['create'])).status).to.equal(0)
     chmodSync(project.identityFile, 0o644)
-    const listed = cli(project, ['verify'])
+    const listed = await cli(project, ['verify'])
     expect(listed.status).to.equal(0)
     expect(listed.stderr).to.include(
       `warning: the identity file ${project.identityFile} can be read by others (mode 0644). Try this: chmod 600 ${project.identityFile}`,
     )
   })
 
-  it('roll-back: with the newest backup hidden, list warns and restore latest refuses until --allow-rollback', () => {
-    const {b1, b2, project} = twoBackups()
-    expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
+  it('roll-back: with the newest backup hidden, list warns and restore latest refuses until --allow-rollback', async () => {
+    const {b1, b2, project} = await twoBackups()
+    expect((await cli(project, ['list'], PACKS)).stderr).to.not.include('rolled back')
     const hidden = join(project.root, 'hidden')
     renameSync(join(project.store, 'shop', 'local', b2), hidden)
-    const listed = cli(project, ['list'], PACKS)
+    const listed = await cli(project, ['list'], PACKS)
     expect(listed.status).to.equal(0)
     expect(listed.stderr).to.include(`the store may have been rolled back: backup ${b2}`)
-    const refused = cli(project, ['restore', 'latest', '--confirm', 'local', '--no-safety-backup'], PACKS)
+    const refused = await cli(project, ['restore', 'latest', '--confirm', 'local', '--no-safety-backup'], PACKS)
     expect(refused.status, refused.stderr).to.equal(4)
     expect(refused.stderr).to.include(`so "latest" would be the older ${b1}`)
-    const allowed = cli(
+    const allowed = await cli(
       project,
       ['restore', 'latest', '--confirm', 'local', '--no-safety-backup', '--allow-rollback'],
       PACKS,
     )
     expect(allowed.status, allowed.stderr).to.equal(0)
     // Accepted once: the store as it is now is what this machine remembers.
-    expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
+    expect((await cli(project, ['list'], PACKS)).stderr).to.not.include('rolled back')
     // A deletion of this machine's own is not a roll-back.
     renameSync(hidden, join(project.store, 'shop', 'local', b2))
-    expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
-    expect(cli(project, ['delete', b2, '--confirm', 'local']).status).to.equal(0)
-    expect(cli(project, ['list'], PACKS).stderr).to.not.include('rolled back')
+    expect((await cli(project, ['list'], PACKS)).stderr).to.not.include('rolled back')
+    expect((await cli(project, ['delete', b2, '--confirm', 'local'])).status).to.equal(0)
+    expect((await cli(project, ['list'], PACKS)).stderr).to.not.include('rolled back')
   })
 })
 
@@ -438,7 +438,7 @@ describe('a pack that goes while a create runs', function () {
 
   for (const which of ['the pack it just wrote', 'a pack of the previous backup it builds on'] as const) {
     it(`fails instead of committing when ${which} is gone before the commit`, async () => {
-      const {p1, project} = twoBackups()
+      const {p1, project} = await twoBackups()
       writeFileSync(join(project.root, 'media', 'third.bin'), randomBytes(300_000))
       const variables = {
         ...project.env,
@@ -459,7 +459,7 @@ describe('a pack that goes while a create runs', function () {
       expect(failure?.message).to.match(/Pack [\da-f]{32}\.age, which this backup uses, is missing from the store/)
       // Nothing was committed: the environment holds the same backups as before.
       expect(readdirSync(join(project.store, 'shop', 'local')).sort()).to.deep.equal(before)
-      expect(verifyAll(project)).to.equal(which === 'the pack it just wrote' ? 0 : 4)
+      expect(await verifyAll(project)).to.equal(which === 'the pack it just wrote' ? 0 : 4)
     })
   }
 })

@@ -30,8 +30,8 @@ describe('interrupted create', () => {
     child.kill('SIGKILL')
     expect(await exited).to.equal('SIGKILL')
 
-    expect(cli(project, ['list', '--json']).json()).to.deep.equal([])
-    const all = cli(project, ['list', '--all', '--json']).json() as {
+    expect((await cli(project, ['list', '--json'])).json()).to.deep.equal([])
+    const all = (await cli(project, ['list', '--all', '--json'])).json() as {
       components: object
       id: string
       status: string
@@ -40,20 +40,20 @@ describe('interrupted create', () => {
     expect(all).to.have.length(1)
     expect(all[0]).to.include({status: 'incomplete', trigger: null})
     expect(all[0].components).to.deep.equal({})
-    const table = cli(project, ['list', '--all'])
+    const table = await cli(project, ['list', '--all'])
     expect(table.stdout).to.match(/incomplete/)
 
     // The id of the dead backup never becomes usable.
-    const info = cli(project, ['info', all[0].id])
+    const info = await cli(project, ['info', all[0].id])
     expect(info.status).to.equal(3)
     expect(info.stderr).to.include('is incomplete')
 
     truncateSync(big, 1024)
-    const next = cli(project, ['create', '--json'])
+    const next = await cli(project, ['create', '--json'])
     expect(next.status, next.stderr).to.equal(0)
-    const listed = cli(project, ['list', '--json']).json() as {id: string}[]
+    const listed = (await cli(project, ['list', '--json'])).json() as {id: string}[]
     expect(listed.map((backup) => backup.id)).to.deep.equal([(next.json() as {id: string}).id])
-    expect(cli(project, ['verify']).status).to.equal(0)
+    expect((await cli(project, ['verify'])).status).to.equal(0)
     expect(readdirSync(join(project.store, 'shop', 'local'))).to.have.length(2)
   })
 
@@ -77,6 +77,6 @@ describe('interrupted create', () => {
     expect(await exited).to.equal(130)
     expect(stderr).to.match(/Interrupted: backup \S+ was not committed/)
     expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
-    expect(cli(project, ['list', '--all', '--json']).json()).to.deep.equal([])
+    expect((await cli(project, ['list', '--all', '--json'])).json()).to.deep.equal([])
   })
 })

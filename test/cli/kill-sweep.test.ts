@@ -41,7 +41,7 @@ describe('SIGKILL sweep: create and prune killed at many points', function () {
     const big = join(project.root, 'media', 'big.bin')
     writeFileSync(big, '')
     truncateSync(big, 160 * 1024 * 1024)
-    expect(cli(project, ['create']).status, 'a first, complete backup').to.equal(0)
+    expect((await cli(project, ['create'])).status, 'a first, complete backup').to.equal(0)
 
     const points = [30, 200, 400, 650, 900, 1200, 1600, 2100]
     for (const ms of points) {
@@ -53,18 +53,18 @@ describe('SIGKILL sweep: create and prune killed at many points', function () {
         ).to.equal(0)
       }
 
-      const listed = cli(project, ['list', '--json'], {DIVIO_BACKUP_TMPDIR: tmp})
+      const listed = await cli(project, ['list', '--json'], {DIVIO_BACKUP_TMPDIR: tmp})
       expect(listed.status, listed.stderr).to.equal(0)
       for (const backup of listed.json() as Array<{id: string; status: string}>)
         expect(backup.status).to.equal('complete')
     }
 
-    const verify = cli(project, ['verify', '--all'], {DIVIO_BACKUP_TMPDIR: tmp})
+    const verify = await cli(project, ['verify', '--all'], {DIVIO_BACKUP_TMPDIR: tmp})
     expect(verify.status, verify.stdout + verify.stderr).to.equal(0)
 
     // Prune killed at a few points, then run to the end with an expired grace period.
     for (const ms of [50, 400, 900]) await killAfter(start(project, ['prune', '--confirm', 'local'], tmp), ms)
-    expect(cli(project, ['verify', '--all']).status).to.equal(0)
+    expect((await cli(project, ['verify', '--all'])).status).to.equal(0)
 
     // A live create's staging is left alone by a sweep; a dead one's is removed.
     const live = start(project, ['create'], tmp)
@@ -77,14 +77,14 @@ describe('SIGKILL sweep: create and prune killed at many points', function () {
 
     expect(liveStaging, 'the live create made its staging folder').to.have.length(1)
     const dead = readdirSync(tmp).filter((name) => !name.startsWith(`divio-backup-${live.pid}-`))
-    const pruned = cli(project, ['prune', '--confirm', 'local'], {DIVIO_BACKUP_TMPDIR: tmp})
+    const pruned = await cli(project, ['prune', '--confirm', 'local'], {DIVIO_BACKUP_TMPDIR: tmp})
     expect(pruned.status, pruned.stderr).to.equal(0)
     const after = readdirSync(tmp)
     expect(after, 'the live staging survives the sweep').to.include(liveStaging[0])
     for (const name of dead) expect(after, `dead staging ${name} is removed`).to.not.include(name)
     await killAfter(live, 0)
     truncateSync(big, 1024)
-    expect(cli(project, ['create'], {DIVIO_BACKUP_TMPDIR: tmp}).status).to.equal(0)
+    expect((await cli(project, ['create'], {DIVIO_BACKUP_TMPDIR: tmp})).status).to.equal(0)
     expect(readdirSync(tmp), 'the next create removes the staging of the killed one').to.deep.equal([])
   })
 })

@@ -93,10 +93,10 @@ describe('notifications from schedule run and create --notify', () => {
     expect(server.received).to.have.length(3)
   })
 
-  it('a hook URL that is not http(s) is a config error that does not repeat it', () => {
+  it('a hook URL that is not http(s) is a config error that does not repeat it', async () => {
     const project = makeProject()
     writeEnvironments(project, {local: {notify: {webhook: `ftp://example.com/${SECRET}`}}})
-    const refused = cli(project, ['list'])
+    const refused = await cli(project, ['list'])
     expect(refused.status).to.equal(2)
     expect(refused.stderr).to.match(/environments\.local\.notify\.webhook: use an http:\/\/ or https:\/\/ URL/)
     expect(refused.stderr).to.not.include(SECRET)

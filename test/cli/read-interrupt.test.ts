@@ -82,7 +82,7 @@ async function interrupted(run: ReturnType<typeof start>, object: {held: () => b
 }
 
 /** A backup of the sample app with an 8 MiB video, and `files` tiny files sorted before everything else. */
-function backedUp(format: 'packs' | 'tar', files = 0) {
+async function backedUp(format: 'packs' | 'tar', files = 0) {
   const project = makeProject()
   project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
   const tmp = join(project.root, '..', 'tmp')
@@ -94,7 +94,7 @@ function backedUp(format: 'packs' | 'tar', files = 0) {
     writeFileSync(join(project.root, 'media', 'aaa-many', `f${index}`), String(index))
   }
 
-  const created = cli(project, ['create', '--media-only', '--json'])
+  const created = await cli(project, ['create', '--media-only', '--json'])
   expect(created.status, created.stderr).to.equal(0)
   return {id: (created.json() as {id: string}).id, project, tmp}
 }
@@ -117,7 +117,7 @@ describe('reading commands interrupted part-way through a backup', function () {
   ] as const) {
     const tree = files === 0 ? 'a small tree' : 'past 2,000 files'
     it(`restore, ${format} format, ${tree}, ${signal}: exit 130, the media folder as it was, nothing left beside it`, async () => {
-      const {id, project, tmp} = backedUp(format, files)
+      const {id, project, tmp} = await backedUp(format, files)
       writeFileSync(join(project.root, 'media', 'after-the-backup.txt'), 'the state to keep\n')
       const before = snapshotTree(join(project.root, 'media'))
       const object = holdHalfway(project, format, id)
@@ -133,7 +133,7 @@ describe('reading commands interrupted part-way through a backup', function () {
         expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(before)
         expect(besideTarget(), 'no extraction is left beside the target').to.deep.equal([])
         expect(readdirSync(tmp), 'no staging folder is left').to.deep.equal([])
-        const listed = cli(project, ['list', '--json']).json() as Array<{id: string}>
+        const listed = (await cli(project, ['list', '--json'])).json() as Array<{id: string}>
         expect(
           listed.map((backup) => backup.id),
           'no safety backup was taken',
@@ -143,7 +143,7 @@ describe('reading commands interrupted part-way through a backup', function () {
       }
 
       // With the object whole again, the same restore completes.
-      const restored = cli(project, ['restore', id, '--confirm', 'local', '--media-only', '--no-safety-backup'])
+      const restored = await cli(project, ['restore', id, '--confirm', 'local', '--media-only', '--no-safety-backup'])
       expect(restored.status, restored.stderr).to.equal(0)
       expect(existsSync(join(project.root, 'media', 'after-the-backup.txt'))).to.equal(false)
       expect(readFileSync(join(project.root, 'media', 'uploads', 'readme.txt'), 'utf8')).to.equal('hello media\n')
@@ -151,7 +151,7 @@ describe('reading commands interrupted part-way through a backup', function () {
 
     if (files > 0) continue
     it(`verify, download, export and drill, ${format} format, SIGINT: exit 130, no staging left`, async () => {
-      const {id, project, tmp} = backedUp(format)
+      const {id, project, tmp} = await backedUp(format)
       const commands = [
         ['verify', id],
         ['download', id, '-o', join(project.root, 'downloaded')],

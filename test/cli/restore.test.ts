@@ -56,35 +56,35 @@ function testState(project: Project): string {
   })
 }
 
-function backupsOf(project: Project, environment: string): Listed[] {
-  const result = cli(project, ['list', '-e', environment, '--json'])
+async function backupsOf(project: Project, environment: string): Promise<Listed[]> {
+  const result = await cli(project, ['list', '-e', environment, '--json'])
   expect(result.status, result.stderr).to.equal(0)
   return result.json() as Listed[]
 }
 
 describe('restore', function () {
-  it('live → test: refuses without the right --confirm, then restores the database and media exactly, after a safety backup', () => {
+  it('live → test: refuses without the right --confirm, then restores the database and media exactly, after a safety backup', async () => {
     const project = twoEnvironments()
-    const created = cli(project, ['create', '--json'])
+    const created = await cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     const {id} = created.json() as Listed
     const before = testState(project)
     const rowsBefore = rowsOf(join(project.root, 'test.sqlite3'))
     const mediaBefore = snapshotTree(join(project.root, 'test-media'))
 
-    const unconfirmed = cli(project, ['restore', id, '--to-env', 'test'])
+    const unconfirmed = await cli(project, ['restore', id, '--to-env', 'test'])
     expect(unconfirmed.status).to.equal(6)
     expect(unconfirmed.stderr).to.match(
       /^Error: Refusing to restore backup \S+ of shop\/live .* of shop\/test \(a safety backup of it is taken first\) without confirmation/m,
     )
     expect(unconfirmed.stderr).to.include('Try this: Pass --confirm test')
-    const wrong = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'live'])
+    const wrong = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'live'])
     expect(wrong.status).to.equal(6)
     expect(wrong.stderr).to.include('--confirm live does not match the target environment "test"; nothing was changed.')
     expect(testState(project)).to.equal(before)
-    expect(backupsOf(project, 'test')).to.deep.equal([])
+    expect(await backupsOf(project, 'test')).to.deep.equal([])
 
-    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
     expect(restored.status, restored.stderr).to.equal(0)
     const result = restored.json() as {database: {engine: string}; from: string; safetyBackup: string; to: string}
     expect(result).to.include({from: 'live', to: 'test'})
@@ -92,19 +92,27 @@ describe('restore', function () {
 
     expect(rowsOf(join(project.root, 'test.sqlite3'))).to.deep.equal(rowsOf(join(project.root, 'live.sqlite3')))
     expect(snapshotTree(join(project.root, 'test-media'))).to.deep.equal(snapshotTree(join(project.root, 'live-media')))
-    const [safety] = backupsOf(project, 'test')
+    const [safety] = await backupsOf(project, 'test')
     expect(safety).to.include({id: result.safetyBackup, note: `before restore of ${id}`})
 
     // The safety backup holds the test environment as it was: restoring it brings that back.
-    const back = cli(project, ['restore', result.safetyBackup, '-e', 'test', '--confirm', 'test', '--no-safety-backup'])
+    const back = await cli(project, [
+      'restore',
+      result.safetyBackup,
+      '-e',
+      'test',
+      '--confirm',
+      'test',
+      '--no-safety-backup',
+    ])
     expect(back.status, back.stderr).to.equal(0)
     expect(rowsOf(join(project.root, 'test.sqlite3'))).to.deep.equal(rowsBefore)
     expect(snapshotTree(join(project.root, 'test-media'))).to.deep.equal(mediaBefore)
   })
 
-  it('a corrupt last chunk is caught in staging: the target is untouched and no safety backup is taken', () => {
+  it('a corrupt last chunk is caught in staging: the target is untouched and no safety backup is taken', async () => {
     const project = twoEnvironments()
-    const created = cli(project, ['create', '--db-only', '--json'])
+    const created = await cli(project, ['create', '--db-only', '--json'])
     const {id} = created.json() as Listed
     const object = join(project.store, 'shop', 'live', id, 'database.sqlite3.zst.age')
     const bytes = readFileSync(object)
@@ -112,11 +120,11 @@ describe('restore', function () {
     writeFileSync(object, bytes)
     const before = testState(project)
 
-    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
+    const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
     expect(restored.status).to.equal(4)
     expect(restored.stderr).to.match(/database\.sqlite3\.zst\.age.*The target was not touched\./)
     expect(testState(project)).to.equal(before)
-    expect(backupsOf(project, 'test')).to.deep.equal([])
+    expect(await backupsOf(project, 'test')).to.deep.equal([])
   })
 
   // Archives that authenticate (encrypted and checksummed like real ones, the manifest signed) but that
@@ -156,7 +164,7 @@ describe('restore', function () {
   for (const {label, message, tar} of refusedArchives)
     it(`an archive with ${label}: refused before the safety backup, the media folder as it was, nothing written outside`, async () => {
       const project = twoEnvironments()
-      const created = cli(project, ['create', '--media-only', '--json'])
+      const created = await cli(project, ['create', '--media-only', '--json'])
       const {id} = created.json() as Listed
       const recipient = readFileSync(project.identityFile, 'utf8').match(/# public key: (\S+)/)![1]
       const sealed = await collect(Readable.from([tar]).pipe(createEncryptStream([parseRecipient(recipient)])))
@@ -176,10 +184,12 @@ describe('restore', function () {
       const outside = snapshotTree(join(project.root, '..'))
       const before = testState(project)
 
-      const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
+      const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
       expect(restored.status).to.equal(4)
       expect(restored.stderr).to.include(message)
-      expect(backupsOf(project, 'test'), 'no safety backup is taken for a restore that is refused').to.deep.equal([])
+      expect(await backupsOf(project, 'test'), 'no safety backup is taken for a restore that is refused').to.deep.equal(
+        [],
+      )
       expect(restored.stderr).to.include(`The media folder ${join(project.root, 'test-media')} was not changed.`)
       expect(testState(project)).to.equal(before)
       const after = snapshotTree(join(project.root, '..'))

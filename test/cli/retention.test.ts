@@ -21,11 +21,11 @@ function configure(project: Project): void {
 }
 
 const at = (now: string) => ({DIVIO_BACKUP_NOW: now})
-const ids = (project: Project, extra: string[] = []) =>
-  (cli(project, ['list', '--json', ...extra]).json() as {id: string}[]).map((backup) => backup.id).sort()
+const ids = async (project: Project, extra: string[] = []) =>
+  ((await cli(project, ['list', '--json', ...extra])).json() as {id: string}[]).map((backup) => backup.id).sort()
 
 describe('retention through the CLI', () => {
-  it('create --scheduled at many instants, then prune, leaves exactly what applyRetention predicts', () => {
+  it('create --scheduled at many instants, then prune, leaves exactly what applyRetention predicts', async () => {
     const project = makeProject()
     configure(project)
     let predicted: RetentionCandidate[] = []
@@ -35,7 +35,7 @@ describe('retention through the CLI', () => {
     ]
     for (const offset of offsets) {
       const now = new Date(Date.parse('2026-01-01T01:30:00Z') + offset * 86_400_000).toISOString()
-      const result = cli(project, ['create', '--scheduled', '--media-only', '--json'], at(now))
+      const result = await cli(project, ['create', '--scheduled', '--media-only', '--json'], at(now))
       expect(result.status, result.stderr).to.equal(0)
       const created = result.json() as {
         createdAt: string
@@ -55,89 +55,91 @@ describe('retention through the CLI', () => {
     }
 
     const last = new Date(Date.parse('2026-01-01T01:30:00Z') + 90 * 86_400_000).toISOString()
-    const prune = cli(project, ['prune', '--confirm', 'live', '--json'], at(last))
+    const prune = await cli(project, ['prune', '--confirm', 'live', '--json'], at(last))
     expect(prune.status, prune.stderr).to.equal(0)
     expect((prune.json() as {remove: unknown[]}).remove).to.deep.equal([])
-    expect(ids(project)).to.deep.equal(predicted.map((backup) => backup.id).sort())
+    expect(await ids(project)).to.deep.equal(predicted.map((backup) => backup.id).sort())
     expect(predicted.length).to.equal(3 + 2 + 2)
 
     // list names the tier that keeps each one, and the day it goes; info says why.
-    const list = cli(project, ['list'], at(last))
+    const list = await cli(project, ['list'], at(last))
     expect(list.stdout).to.match(/^\S+ +daily +\S+ \S+ +2026-04-0\d\s*$/m)
     expect(list.stdout).to.match(/^\S+ +weekly +/m)
     expect(list.stdout).to.match(/^\S+ +monthly +/m)
     const daily = /^(\S+) +daily/m.exec(list.stdout)![1]
-    expect(cli(project, ['info', daily], at(last)).stdout).to.match(/^Retention {3}keep: daily \(day 2026-04-0\d\)$/m)
+    expect((await cli(project, ['info', daily], at(last))).stdout).to.match(
+      /^Retention {3}keep: daily \(day 2026-04-0\d\)$/m,
+    )
   })
 
-  it('schedule run takes one backup per slot, however often it runs', () => {
+  it('schedule run takes one backup per slot, however often it runs', async () => {
     const project = makeProject()
     configure(project)
     // 02:00 in Zurich is 01:00 UTC in winter.
-    const first = cli(project, ['schedule', 'run', '--json'], at('2026-02-10T05:00:00Z'))
+    const first = await cli(project, ['schedule', 'run', '--json'], at('2026-02-10T05:00:00Z'))
     expect(first.status, first.stderr).to.equal(0)
     expect((first.json() as {slot: string; taken: {id: string}}).slot).to.equal('2026-02-10T01:00:00.000Z')
-    const again = cli(project, ['schedule', 'run', '--json'], at('2026-02-10T23:59:00Z'))
+    const again = await cli(project, ['schedule', 'run', '--json'], at('2026-02-10T23:59:00Z'))
     expect(again.json()).to.deep.include({existing: (first.json() as {taken: {id: string}}).taken.id, taken: null})
-    expect(cli(project, ['schedule', 'run'], at('2026-02-11T00:59:59Z')).stdout).to.match(/^Nothing to take/)
-    expect(ids(project)).to.have.length(1)
+    expect((await cli(project, ['schedule', 'run'], at('2026-02-11T00:59:59Z'))).stdout).to.match(/^Nothing to take/)
+    expect(await ids(project)).to.have.length(1)
 
-    const next = cli(project, ['schedule', 'run', '--json'], at('2026-02-11T01:00:00Z'))
+    const next = await cli(project, ['schedule', 'run', '--json'], at('2026-02-11T01:00:00Z'))
     expect((next.json() as {taken: null | object}).taken).to.not.equal(null)
-    expect(ids(project)).to.have.length(2)
+    expect(await ids(project)).to.have.length(2)
 
-    const show = cli(project, ['schedule', 'show'], at('2026-02-11T01:00:00Z'))
+    const show = await cli(project, ['schedule', 'show'], at('2026-02-11T01:00:00Z'))
     expect(show.stdout).to.equal(
       'Daily at 02:00 (Europe/Zurich).\nNext run: 2026-02-12 02:00 GMT+1 = 2026-02-12 01:00 UTC.\n',
     )
   })
 
-  it('a failed create removes nothing, and prune --dry-run removes nothing', () => {
+  it('a failed create removes nothing, and prune --dry-run removes nothing', async () => {
     const project = makeProject()
     configure(project)
     for (let day = 0; day < 6; day++) {
-      const result = cli(project, ['create', '--db-only', '--json'], at(`2026-01-0${day + 1}T12:00:00Z`))
+      const result = await cli(project, ['create', '--db-only', '--json'], at(`2026-01-0${day + 1}T12:00:00Z`))
       expect(result.status, result.stderr).to.equal(0)
     }
 
-    const before = ids(project)
+    const before = await ids(project)
     expect(before).to.have.length(6)
     rmSync(join(project.root, 'db.sqlite3'))
-    const failed = cli(project, ['create', '--db-only'], at('2026-03-15T12:00:00Z'))
+    const failed = await cli(project, ['create', '--db-only'], at('2026-03-15T12:00:00Z'))
     expect(failed.status).to.equal(7)
-    expect(ids(project)).to.deep.equal(before)
+    expect(await ids(project)).to.deep.equal(before)
 
-    const dryRun = cli(project, ['prune', '--dry-run', '--json'], at('2026-03-15T12:00:00Z'))
+    const dryRun = await cli(project, ['prune', '--dry-run', '--json'], at('2026-03-15T12:00:00Z'))
     expect(dryRun.status).to.equal(0)
     const plan = dryRun.json() as {dryRun: boolean; keep: {id: string}[]; remove: {id: string; reason: string}[]}
     expect(plan.dryRun).to.equal(true)
     expect(plan.remove.map((removal) => removal.id)).to.deep.equal(before.slice(0, 3).reverse())
     expect(plan.remove[0].reason).to.equal('on-demand, older than 30 days and not among the 3 newest')
-    expect(ids(project)).to.deep.equal(before)
+    expect(await ids(project)).to.deep.equal(before)
 
-    const human = cli(project, ['prune', '--dry-run'], at('2026-03-15T12:00:00Z'))
+    const human = await cli(project, ['prune', '--dry-run'], at('2026-03-15T12:00:00Z'))
     expect(human.stdout).to.match(/\n3 kept, 3 would be removed \(dry run: nothing was changed\)\.\n\nWeeks of /)
     // The picture: the three kept ones as on-demand days, the three removed as x.
     expect(human.stdout).to.match(/^x removed {2}o on-demand {2}\. none\n$/m)
 
     // Without a terminal, a real prune needs --confirm naming the environment. The plan it shows first
     // is no dry run, and says so: it is what happens once confirmed.
-    const refused = cli(project, ['prune'], at('2026-03-15T12:00:00Z'))
+    const refused = await cli(project, ['prune'], at('2026-03-15T12:00:00Z'))
     expect(refused.status).to.equal(6)
     expect(refused.stdout).to.match(/\n3 kept, 3 to remove once confirmed\.\n\nWeeks of /)
     expect(refused.stdout).to.not.match(/dry run|would/)
-    expect(ids(project)).to.deep.equal(before)
+    expect(await ids(project)).to.deep.equal(before)
 
     // A pin keeps a backup that the policy would remove, and takes no slot.
-    expect(cli(project, ['pin', before[0]]).status).to.equal(0)
-    const pruned = cli(project, ['prune', '--confirm', 'live'], at('2026-03-15T12:00:00Z'))
+    expect((await cli(project, ['pin', before[0]])).status).to.equal(0)
+    const pruned = await cli(project, ['prune', '--confirm', 'live'], at('2026-03-15T12:00:00Z'))
     expect(pruned.status, pruned.stderr).to.equal(0)
     expect(pruned.stdout).to.match(new RegExp(`\\nRemoved 2 backups: ${before[2]}, ${before[1]}\\.\\n$`))
-    expect(ids(project)).to.deep.equal([before[0], ...before.slice(3)])
+    expect(await ids(project)).to.deep.equal([before[0], ...before.slice(3)])
     // Nothing left to remove: a plain prune says so, and removes nothing.
-    const again = cli(project, ['prune', '--confirm', 'live'], at('2026-03-15T12:00:00Z'))
+    const again = await cli(project, ['prune', '--confirm', 'live'], at('2026-03-15T12:00:00Z'))
     expect(again.stdout).to.match(/\n4 kept, nothing to remove\.\n/)
-    const pinned = cli(project, ['info', before[0], '--json'], at('2026-03-15T12:00:00Z')).json() as {
+    const pinned = (await cli(project, ['info', before[0], '--json'], at('2026-03-15T12:00:00Z'))).json() as {
       pinned: boolean
       retention: object
     }
@@ -147,7 +149,7 @@ describe('retention through the CLI', () => {
     })
   })
 
-  it('prune collects incomplete backups older than the grace period, and never younger ones', () => {
+  it('prune collects incomplete backups older than the grace period, and never younger ones', async () => {
     const project = makeProject()
     configure(project)
     const folder = join(project.root, '.divio', 'backups', 'shop', 'live')
@@ -158,22 +160,22 @@ describe('retention through the CLI', () => {
 
     // Both partial files were written just now; 23 hours later both are within the grace period.
     const soon = new Date(Date.now() + 23 * 3_600_000).toISOString()
-    const early = cli(project, ['prune', '--confirm', 'live', '--json'], at(soon))
+    const early = await cli(project, ['prune', '--confirm', 'live', '--json'], at(soon))
     expect((early.json() as {remove: unknown[]}).remove).to.deep.equal([])
-    expect(ids(project, ['--all'])).to.have.length(2)
+    expect(await ids(project, ['--all'])).to.have.length(2)
 
     const later = new Date(Date.now() + 25 * 3_600_000).toISOString()
-    const collected = cli(project, ['prune', '--confirm', 'live', '--json'], at(later))
+    const collected = await cli(project, ['prune', '--confirm', 'live', '--json'], at(later))
     const removed = (collected.json() as {remove: {id: string; reason: string}[]}).remove
     expect(removed.map((removal) => removal.id)).to.deep.equal(['20260301T000000Z-bbbbbb', '20260101T000000Z-aaaaaa'])
     expect(removed[0].reason).to.match(/^incomplete, untouched for 25\.0 h \(grace period 24 h\)$/)
-    expect(ids(project, ['--all'])).to.deep.equal([])
+    expect(await ids(project, ['--all'])).to.deep.equal([])
   })
 
-  it('retention prints the policy, and --simulate what a daily schedule would hold', () => {
+  it('retention prints the policy, and --simulate what a daily schedule would hold', async () => {
     const project = makeProject()
     configure(project)
-    const report = cli(project, ['retention', '--simulate', '200', '--json'], at('2026-01-01T00:00:00Z'))
+    const report = await cli(project, ['retention', '--simulate', '200', '--json'], at('2026-01-01T00:00:00Z'))
     expect(report.status, report.stderr).to.equal(0)
     const {policies, simulation} = report.json() as {
       policies: {timezone: string}
@@ -191,7 +193,7 @@ describe('retention through the CLI', () => {
       'monthly',
     ])
     expect(simulation.keep[0].createdAt).to.equal('2026-07-19T00:00:00.000Z')
-    const words = cli(project, ['retention'])
+    const words = await cli(project, ['retention'])
     expect(words.stdout).to.include(
       'On-demand backups: every one younger than 30 days, and the 3 newest of the older ones.',
     )

@@ -27,11 +27,11 @@ function filesBelow(folder: string): string[] {
  */
 describe('nothing silently goes wrong: the store, the key, verify --all', function () {
   describe('the store', () => {
-    it('a store folder outside the app that does not exist (a disk not mounted) is an error, and is not made', () => {
+    it('a store folder outside the app that does not exist (a disk not mounted) is an error, and is not made', async () => {
       const project = makeProject()
       const store = join(project.root, '..', 'backupdisk')
       for (const args of [['create'], ['list'], ['info', 'latest'], ['verify', '--all'], ['create', '--json']]) {
-        const result = cli(project, args, {DIVIO_BACKUP_STORE: store})
+        const result = await cli(project, args, {DIVIO_BACKUP_STORE: store})
         expect(result.status, `${args.join(' ')}: ${result.stderr}`).to.equal(7)
         const message = args.includes('--json')
           ? (result.json() as {error: {code: string; message: string}}).error.message
@@ -40,10 +40,10 @@ describe('nothing silently goes wrong: the store, the key, verify --all', functi
         expect(existsSync(store), 'the missing folder was made').to.equal(false)
       }
 
-      expect(cli(project, ['create'], {DIVIO_BACKUP_STORE: store}).stderr).to.include(`mkdir -p '${store}'`)
+      expect((await cli(project, ['create'], {DIVIO_BACKUP_STORE: store})).stderr).to.include(`mkdir -p '${store}'`)
     })
 
-    it('a store path that is a file, or runs through one, is an error for every command, not "no backups"', () => {
+    it('a store path that is a file, or runs through one, is an error for every command, not "no backups"', async () => {
       const project = makeProject()
       const file = join(project.root, '..', 'a-file')
       writeFileSync(file, 'not a store')
@@ -52,7 +52,7 @@ describe('nothing silently goes wrong: the store, the key, verify --all', functi
         [join(file, 'store'), 'a part of its path is a file, not a folder'],
       ]) {
         for (const args of [['list'], ['create']]) {
-          const result = cli(project, args, {DIVIO_BACKUP_STORE: store})
+          const result = await cli(project, args, {DIVIO_BACKUP_STORE: store})
           expect(result.status, result.stderr).to.equal(7)
           expect(result.stderr).to.include(`The store ${store} cannot be used: ${why}.`)
           expect(result.stdout).to.not.match(/No backups/)
@@ -62,14 +62,14 @@ describe('nothing silently goes wrong: the store, the key, verify --all', functi
       expect(readFileSync(file, 'utf8')).to.equal('not a store')
     })
 
-    it('a store inside the media folder is refused before anything is written or read', () => {
+    it('a store inside the media folder is refused before anything is written or read', async () => {
       const project = makeProject()
       const media = join(project.root, 'media')
       const before = filesBelow(media)
       // Also through a link: ./backups leads into the media folder.
       execFileSync('ln', ['-s', 'media/uploads', join(project.root, 'backups')])
       for (const store of ['./media/bk', join(media, 'bk'), media, './backups/store']) {
-        const result = cli(project, ['create'], {DIVIO_BACKUP_STORE: store})
+        const result = await cli(project, ['create'], {DIVIO_BACKUP_STORE: store})
         expect(result.status, `${store}: ${result.stderr}`).to.equal(2)
         expect(result.stderr).to.match(
           /^Error: The store \S+ is inside the media folder \S+\.\nTry this: Move the store/,
@@ -79,20 +79,20 @@ describe('nothing silently goes wrong: the store, the key, verify --all', functi
       expect(filesBelow(media)).to.deep.equal(before)
     })
 
-    it('the first backup says that it created the store, and once that one inside the app folder is not off-site', () => {
+    it('the first backup says that it created the store, and once that one inside the app folder is not off-site', async () => {
       const project = makeProject()
-      const first = cli(project, ['create'])
+      const first = await cli(project, ['create'])
       expect(first.status, first.stderr).to.equal(0)
       expect(first.stderr).to.include(`Created a new store at ${project.store}.`)
       expect(first.stderr).to.include('not off-site')
-      const second = cli(project, ['create'])
+      const second = await cli(project, ['create'])
       expect(second.status, second.stderr).to.equal(0)
       expect(second.stderr).to.not.match(/Created a new store|off-site/)
 
       // An empty folder elsewhere (a mounted disk) becomes a store with the first backup, which says so.
       const disk = join(project.root, '..', 'disk')
       mkdirSync(disk)
-      const onDisk = cli(project, ['create'], {DIVIO_BACKUP_STORE: disk})
+      const onDisk = await cli(project, ['create'], {DIVIO_BACKUP_STORE: disk})
       expect(onDisk.status, onDisk.stderr).to.equal(0)
       expect(onDisk.stderr).to.include(`Created a new store at ${disk}.`)
       expect(onDisk.stderr).to.not.include('off-site')
@@ -104,10 +104,10 @@ describe('nothing silently goes wrong: the store, the key, verify --all', functi
     let recipient: string
     const ids: string[] = []
 
-    before(() => {
+    before(async () => {
       project = makeProject()
       for (let index = 0; index < 2; index++) {
-        const created = cli(project, ['create', '--json'])
+        const created = await cli(project, ['create', '--json'])
         expect(created.status, created.stderr).to.equal(0)
         ids.push((created.json() as Created).id)
       }
@@ -115,12 +115,12 @@ describe('nothing silently goes wrong: the store, the key, verify --all', functi
       recipient = /# public key: (age1\w+)/.exec(readFileSync(project.identityFile, 'utf8'))![1]
     })
 
-    it('is not replaced by create while the store holds backups: exit 5, naming the key the backups use', () => {
+    it('is not replaced by create while the store holds backups: exit 5, naming the key the backups use', async () => {
       const moved = `${project.identityFile}.away`
       renameSync(project.identityFile, moved)
       try {
         for (const json of [false, true]) {
-          const result = cli(project, ['create', ...(json ? ['--json'] : [])])
+          const result = await cli(project, ['create', ...(json ? ['--json'] : [])])
           expect(result.status, result.stderr).to.equal(5)
           const error = json
             ? (result.json() as {error: {code: string; message: string; suggestion: string}}).error
@@ -132,29 +132,29 @@ describe('nothing silently goes wrong: the store, the key, verify --all', functi
           expect(existsSync(project.identityFile), 'a new key was generated').to.equal(false)
         }
 
-        expect((cli(project, ['list', '--json']).json() as unknown[]).length).to.equal(2)
+        expect(((await cli(project, ['list', '--json'])).json() as unknown[]).length).to.equal(2)
       } finally {
         renameSync(moved, project.identityFile)
       }
     })
 
-    it('verify --all checks every backup, whichever cannot be opened here, and ends with a summary', function () {
+    it('verify --all checks every backup, whichever cannot be opened here, and ends with a summary', async function () {
       requireTool(this, 'age-keygen', 'age')
       // A third backup encrypted to another key, which this machine does not have.
       const other = join(project.root, '..', 'other-key.txt')
       execFileSync('age-keygen', ['-o', other], {stdio: 'ignore'})
-      const third = cli(project, ['create', '--json'], {DIVIO_BACKUP_IDENTITY_FILE: other})
+      const third = await cli(project, ['create', '--json'], {DIVIO_BACKUP_IDENTITY_FILE: other})
       expect(third.status, third.stderr).to.equal(0)
       const thirdId = (third.json() as Created).id
 
-      const plain = cli(project, ['verify', '--all'])
+      const plain = await cli(project, ['verify', '--all'])
       expect(plain.status, plain.stderr).to.equal(5)
       for (const id of ids) expect(plain.stdout).to.match(new RegExp(`^OK {3}${id}$`, 'm'))
       expect(plain.stdout).to.match(new RegExp(`^FAIL ${thirdId}$`, 'm'))
       expect(plain.stdout).to.match(/^Verified 3 backups: 2 passed, 0 failed, 1 could not be checked here/m)
       expect(plain.stderr).to.include(`1 backup could not be checked with the keys of this machine: ${thirdId}.`)
 
-      const json = cli(project, ['verify', '--all', '--json'])
+      const json = await cli(project, ['verify', '--all', '--json'])
       expect(json.status).to.equal(5)
       const results = json.json() as Verified[]
       expect(results.map(({id, ok}) => ({id, ok}))).to.have.deep.members([
@@ -170,7 +170,7 @@ describe('nothing silently goes wrong: the store, the key, verify --all', functi
       const bytes = readFileSync(path)
       bytes[bytes.length - 100] ^= 1
       writeFileSync(path, bytes)
-      const damaged = cli(project, ['verify', '--all'])
+      const damaged = await cli(project, ['verify', '--all'])
       expect(damaged.status).to.equal(4)
       expect(damaged.stdout).to.match(/^Verified 3 backups: 1 passed, 1 failed, 1 could not be checked here/m)
     })

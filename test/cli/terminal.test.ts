@@ -60,12 +60,12 @@ describe('terminal output', () => {
     ])
   })
 
-  it('on a pseudo-terminal, create, download and verify show a total and the time left; piped, nothing', function () {
+  it('on a pseudo-terminal, create, download and verify show a total and the time left; piped, nothing', async function () {
     requireTool(this, 'script', 'bsdutils')
     const project = makeProject()
-    expect(cli(project, ['create']).status).to.equal(0)
+    expect((await cli(project, ['create'])).status).to.equal(0)
     // Keys exist now: a piped create writes not one byte to stderr.
-    const piped = cli(project, ['create', '--json'])
+    const piped = await cli(project, ['create', '--json'])
     expect(piped.status).to.equal(0)
     expect(piped.stderr).to.equal('')
     const {id} = piped.json() as {id: string}
@@ -85,10 +85,12 @@ describe('terminal output', () => {
     )
   })
 
-  it('on a pseudo-terminal, bars line up whatever the label, and verify --all and the safety backup say whose bars follow', function () {
+  it('on a pseudo-terminal, bars line up whatever the label, and verify --all and the safety backup say whose bars follow', async function () {
     requireTool(this, 'script', 'bsdutils')
     const project = makeProject()
-    const ids = [1, 2].map(() => (cli(project, ['create', '--json']).json() as {id: string}).id)
+    const ids: string[] = []
+    for (let count = 0; count < 2; count++)
+      ids.push(((await cli(project, ['create', '--json'])).json() as {id: string}).id)
     const screen = (args: string) => onPseudoTerminal(project, args).split(REDRAW_OR_LINE)
 
     const verified = screen('verify --all')
@@ -101,10 +103,10 @@ describe('terminal output', () => {
     expect(restored).to.include('Safety backup of shop/local:')
   })
 
-  it('delete on a terminal asks for the environment name, and refuses a wrong one', function () {
+  it('delete on a terminal asks for the environment name, and refuses a wrong one', async function () {
     requireTool(this, 'script', 'bsdutils')
     const project = makeProject()
-    const {id} = cli(project, ['create', '--json']).json() as {id: string}
+    const {id} = (await cli(project, ['create', '--json'])).json() as {id: string}
     const command = `${process.execPath} ${runJs} app backup delete ${id}`
     // The screen as text: escape sequences dropped and line wraps joined.
     const typed = (answer: string) =>
@@ -123,11 +125,11 @@ describe('terminal output', () => {
     expect(wrong).to.include('Type the environment name (local) to confirm')
     expect(wrong).to.include('"live" is not "local"; nothing was changed.')
     expect(wrong, 'a tick before the refusal').to.not.include('✔')
-    expect((cli(project, ['list', '--json']).json() as unknown[]).length).to.equal(1)
+    expect(((await cli(project, ['list', '--json'])).json() as unknown[]).length).to.equal(1)
 
     const right = typed('local')
     expect(right).to.include(`Deleted backup ${id}`)
-    expect(cli(project, ['list', '--json']).json()).to.deep.equal([])
+    expect((await cli(project, ['list', '--json'])).json()).to.deep.equal([])
   })
 })
 

@@ -11,8 +11,8 @@ interface Listed {
   writer: {detail: string; id: null | string; status: string}
 }
 
-function list(project: Project, extra: NodeJS.ProcessEnv = {}): Listed[] {
-  const result = cli(project, ['list', '--all', '--json'], extra)
+async function list(project: Project, extra: NodeJS.ProcessEnv = {}): Promise<Listed[]> {
+  const result = await cli(project, ['list', '--all', '--json'], extra)
   expect(result.status, result.stderr).to.equal(0)
   return result.json() as Listed[]
 }
@@ -22,81 +22,81 @@ function manifestPath(project: Project, id: string): string {
 }
 
 describe('trust: damaged and forged manifests', function () {
-  it('a damaged manifest breaks nothing: the next create commits, the damaged one is shown, kept and deletable', () => {
+  it('a damaged manifest breaks nothing: the next create commits, the damaged one is shown, kept and deletable', async () => {
     const project = makeProject()
-    const first = cli(project, ['create', '--json'])
+    const first = await cli(project, ['create', '--json'])
     expect(first.status, first.stderr).to.equal(0)
     const damaged = (first.json() as {id: string}).id
     // The reviewer's reproduction: drop the manifest's last line.
     const path = manifestPath(project, damaged)
     writeFileSync(path, readFileSync(path, 'utf8').trimEnd().split('\n').slice(0, -1).join('\n'))
 
-    const second = cli(project, ['create', '--json'])
+    const second = await cli(project, ['create', '--json'])
     expect(second.status, second.stderr).to.equal(0)
     const good = (second.json() as {id: string}).id
     expect(existsSync(join(project.store, 'shop', 'local', good, 'database.sqlite3.zst.age'))).to.equal(true)
 
-    const listed = list(project)
+    const listed = await list(project)
     expect(listed.map(({id, status}) => ({id, status}))).to.have.deep.members([
       {id: damaged, status: 'damaged'},
       {id: good, status: 'complete'},
     ])
     expect(listed.find(({id}) => id === damaged)!.writer.detail).to.match(/manifest unreadable/)
-    expect(cli(project, ['info', 'latest', '--json']).json()).to.include({id: good})
-    expect(cli(project, ['verify', good]).status).to.equal(0)
-    const verifyDamaged = cli(project, ['verify', damaged])
+    expect((await cli(project, ['info', 'latest', '--json'])).json()).to.include({id: good})
+    expect((await cli(project, ['verify', good])).status).to.equal(0)
+    const verifyDamaged = await cli(project, ['verify', damaged])
     expect(verifyDamaged.status).to.equal(4)
     expect(verifyDamaged.stdout).to.match(/BAD +manifest\.json: damaged: manifest unreadable/)
-    expect(cli(project, ['verify', '--all']).status).to.equal(4)
+    expect((await cli(project, ['verify', '--all'])).status).to.equal(4)
 
-    const prune = cli(project, ['prune', '--dry-run', '--json'])
+    const prune = await cli(project, ['prune', '--dry-run', '--json'])
     expect(prune.status, prune.stderr).to.equal(0)
     const plan = prune.json() as {keep: {id: string; reason: string}[]; remove: unknown[]}
     expect(plan.remove).to.deep.equal([])
     expect(plan.keep.find(({id}) => id === damaged)!.reason).to.match(/never removes what it cannot authenticate/)
 
-    const restore = cli(project, ['restore', damaged, '--confirm', 'local'])
+    const restore = await cli(project, ['restore', damaged, '--confirm', 'local'])
     expect(restore.status).to.equal(4)
     expect(restore.stderr).to.include(`Backup ${damaged} is damaged`)
 
-    const deleted = cli(project, ['delete', damaged, '--confirm', 'local'])
+    const deleted = await cli(project, ['delete', damaged, '--confirm', 'local'])
     expect(deleted.status, deleted.stderr).to.equal(0)
-    expect(list(project).map(({id}) => id)).to.deep.equal([good])
+    expect((await list(project)).map(({id}) => id)).to.deep.equal([good])
   })
 
-  it('an edited field (createdAt, trigger, note) breaks the signature: damaged, and prune does not act on it', () => {
+  it('an edited field (createdAt, trigger, note) breaks the signature: damaged, and prune does not act on it', async () => {
     const project = makeProject()
-    const ids = ['first', 'second'].map(
-      (note) => (cli(project, ['create', '--note', note, '--json']).json() as {id: string}).id,
-    )
+    const ids: string[] = []
+    for (const note of ['first', 'second'])
+      ids.push(((await cli(project, ['create', '--note', note, '--json'])).json() as {id: string}).id)
     const path = manifestPath(project, ids[0])
     const manifest = JSON.parse(readFileSync(path, 'utf8')) as {createdAt: string; note: string}
     // Made to look old enough for the on-demand policy to remove it.
     manifest.createdAt = '2020-01-01T00:00:00.000Z'
     manifest.note = 'edited'
     writeFileSync(path, JSON.stringify(manifest, null, 2))
-    const listed = list(project)
+    const listed = await list(project)
     const edited = listed.find(({id}) => id === ids[0])!
     expect(edited.status).to.equal('damaged')
     expect(edited.writer.status).to.equal('bad-signature')
-    const prune = cli(project, ['prune', '--confirm', 'local', '--json'])
+    const prune = await cli(project, ['prune', '--confirm', 'local', '--json'])
     expect(prune.status, prune.stderr).to.equal(0)
     expect((prune.json() as {remove: unknown[]}).remove).to.deep.equal([])
     expect(existsSync(path)).to.equal(true)
   })
 
-  it('a backup forged by someone who can write to the store and knows the recipient is not authentic', () => {
+  it('a backup forged by someone who can write to the store and knows the recipient is not authentic', async () => {
     const victim = makeProject()
-    const made = cli(victim, ['create', '--json'])
+    const made = await cli(victim, ['create', '--json'])
     expect(made.status, made.stderr).to.equal(0)
     const recipient = readFileSync(victim.identityFile, 'utf8').match(/# public key: (\S+)/)![1]
     // The forger: another machine with its own writer key, writing into the victim's store, encrypting to
     // the victim's public key, and trusting itself so that its create goes through.
     const forger = makeProject()
-    const forgerFirst = cli(forger, ['create', '--db-only', '--json'])
+    const forgerFirst = await cli(forger, ['create', '--db-only', '--json'])
     expect(forgerFirst.status, forgerFirst.stderr).to.equal(0)
     const forgerId = readFileSync(writerKeyFile(forger), 'utf8').match(/# writer id: (\S+)/)![1]
-    const forged = cli(victim, ['create', '--db-only', '--json'], {
+    const forged = await cli(victim, ['create', '--db-only', '--json'], {
       DIVIO_BACKUP_RECIPIENTS: recipient,
       DIVIO_BACKUP_WRITER_KEY_FILE: writerKeyFile(forger),
       DIVIO_BACKUP_WRITERS: forgerId,
@@ -104,52 +104,52 @@ describe('trust: damaged and forged manifests', function () {
     expect(forged.status, forged.stderr).to.equal(0)
     const forgedId = (forged.json() as {id: string}).id
 
-    const listed = list(victim).find(({id}) => id === forgedId)!
+    const listed = (await list(victim)).find(({id}) => id === forgedId)!
     expect(listed.status).to.equal('damaged')
     expect(listed.writer).to.include({id: forgerId, status: 'untrusted-writer'})
-    expect(cli(victim, ['info', 'latest', '--json']).json()).to.include({id: (made.json() as {id: string}).id})
+    expect((await cli(victim, ['info', 'latest', '--json'])).json()).to.include({id: (made.json() as {id: string}).id})
 
-    const verify = cli(victim, ['verify', forgedId])
+    const verify = await cli(victim, ['verify', forgedId])
     expect(verify.status).to.equal(4)
     expect(verify.stdout).to.include(forgerId)
 
     const before = readFileSync(join(victim.root, 'db.sqlite3'))
-    const restore = cli(victim, ['restore', forgedId, '--confirm', 'local'])
+    const restore = await cli(victim, ['restore', forgedId, '--confirm', 'local'])
     expect(restore.status).to.equal(4)
     expect(restore.stderr).to.include(`--trust-writer ${forgerId}`)
     expect(readFileSync(join(victim.root, 'db.sqlite3')).equals(before)).to.equal(true)
-    expect(list(victim).filter(({status}) => status === 'complete')).to.have.length(1)
+    expect((await list(victim)).filter(({status}) => status === 'complete')).to.have.length(1)
 
     // The user's explicit word accepts it.
-    const trusted = cli(victim, ['restore', forgedId, '--confirm', 'local', '--trust-writer', forgerId, '--json'])
+    const trusted = await cli(victim, ['restore', forgedId, '--confirm', 'local', '--trust-writer', forgerId, '--json'])
     expect(trusted.status, trusted.stderr).to.equal(0)
   })
 
-  it('the writer key can come inline from DIVIO_BACKUP_WRITER_KEY (containers, cron), and is never echoed', () => {
+  it('the writer key can come inline from DIVIO_BACKUP_WRITER_KEY (containers, cron), and is never echoed', async () => {
     const source = makeProject()
-    expect(cli(source, ['create', '--db-only']).status).to.equal(0)
+    expect((await cli(source, ['create', '--db-only'])).status).to.equal(0)
     const keyText = readFileSync(writerKeyFile(source), 'utf8')
     const writerId = keyText.match(/# writer id: (\S+)/)![1]
     const secret = keyText.split('\n').find((line) => line.startsWith('DIVIO-WRITER-KEY-1'))!
 
     const container = makeProject()
-    const created = cli(container, ['create', '--db-only', '--json'], {DIVIO_BACKUP_WRITER_KEY: secret})
+    const created = await cli(container, ['create', '--db-only', '--json'], {DIVIO_BACKUP_WRITER_KEY: secret})
     expect(created.status, created.stderr).to.equal(0)
     expect(existsSync(writerKeyFile(container)), 'no key file is written').to.equal(false)
     expect((created.json() as Listed).writer).to.include({id: writerId, status: 'authentic'})
 
-    const wrong = cli(container, ['create', '--db-only'], {DIVIO_BACKUP_WRITER_KEY: `${secret.slice(0, -4)}QQQQ`})
+    const wrong = await cli(container, ['create', '--db-only'], {DIVIO_BACKUP_WRITER_KEY: `${secret.slice(0, -4)}QQQQ`})
     expect(wrong.status).to.equal(5)
     expect(wrong.stderr).to.include('DIVIO_BACKUP_WRITER_KEY does not hold a writer key')
     expect(wrong.stderr).to.not.include(secret.slice(20, 40))
   })
 
-  it('a create machine whose writer is not among the configured trusted writers refuses before writing', () => {
+  it('a create machine whose writer is not among the configured trusted writers refuses before writing', async () => {
     const project = makeProject()
     const other = makeProject()
-    expect(cli(other, ['create', '--db-only']).status).to.equal(0)
+    expect((await cli(other, ['create', '--db-only'])).status).to.equal(0)
     const otherId = readFileSync(writerKeyFile(other), 'utf8').match(/# writer id: (\S+)/)![1]
-    const refused = cli(project, ['create'], {DIVIO_BACKUP_WRITERS: otherId})
+    const refused = await cli(project, ['create'], {DIVIO_BACKUP_WRITERS: otherId})
     expect(refused.status).to.equal(5)
     expect(refused.stderr).to.match(/writer key \(divio-writer1\S+\) is not a trusted writer/)
     expect(existsSync(join(project.store, 'shop'))).to.equal(false)

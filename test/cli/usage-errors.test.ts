@@ -28,8 +28,8 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     },
   ]
   for (const {args, message, suggestion} of mistakes) {
-    it(`${args.join(' ')}`, () => {
-      const plain = cli(project, args)
+    it(`${args.join(' ')}`, async () => {
+      const plain = await cli(project, args)
       expect(plain.status).to.equal(2)
       expect(plain.stdout).to.equal('')
       const lines = plain.stderr.split('\n')
@@ -40,7 +40,7 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
       expect(lines[1]).to.match(/^Try this: .*`divio app backup \S+.* --help` for the usage\.$/)
       expect(lines[2]).to.equal('')
 
-      const json = cli(project, [...args, '--json'])
+      const json = await cli(project, [...args, '--json'])
       expect(json.status).to.equal(2)
       const parsed = json.json() as {error: Record<string, unknown>}
       expect(Object.keys(parsed)).to.deep.equal(['error'])
@@ -59,8 +59,8 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     {args: ['-e', 'local'], meant: null},
   ]
   for (const {args, meant} of misplaced) {
-    it(`flags before the command (${args.join(' ')}): exit 2, naming the command meant, and nothing ran`, () => {
-      const plain = cli(project, args)
+    it(`flags before the command (${args.join(' ')}): exit 2, naming the command meant, and nothing ran`, async () => {
+      const plain = await cli(project, args)
       expect(plain.status, plain.stdout).to.equal(2)
       expect(plain.stdout).to.equal('')
       const [error, suggestion, end] = plain.stderr.split('\n')
@@ -71,10 +71,10 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
           : 'Try this: Run `divio app backup --help` for the commands; flags go after the command.',
       )
       expect(end).to.equal('')
-      const json = cli(project, [...args, '--json'])
+      const json = await cli(project, [...args, '--json'])
       expect(json.status).to.equal(2)
       expect((json.json() as {error: {code: string}}).error.code).to.equal('USAGE')
-      expect(cli(project, ['list', '--json']).json()).to.deep.equal([])
+      expect((await cli(project, ['list', '--json'])).json()).to.deep.equal([])
     })
   }
 
@@ -85,8 +85,8 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     {args: ['frobnicate'], nearest: null},
   ]
   for (const {args, nearest} of typos) {
-    it(`an unknown command (${args.join(' ')}): exit 2, the nearest command in the host's spelling`, () => {
-      const result = cli(project, args)
+    it(`an unknown command (${args.join(' ')}): exit 2, the nearest command in the host's spelling`, async () => {
+      const result = await cli(project, args)
       expect(result.status, result.stdout + result.stderr).to.equal(2)
       const typed = args.filter((argument) => !argument.startsWith('-')).join(' ')
       const message = `Unknown command: \`divio app backup ${typed}\`.`
@@ -101,28 +101,28 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     })
   }
 
-  it('the topic alone, or with --help, still shows the help and exits 0', () => {
+  it('the topic alone, or with --help, still shows the help and exits 0', async () => {
     for (const args of [[], ['--help'], ['schedule']]) {
-      const result = cli(project, args)
+      const result = await cli(project, args)
       expect(result.status, args.join(' ')).to.equal(0)
       expect(result.stdout).to.match(/^USAGE$/m)
     }
   })
 
-  it('verify with both an id and --all says to pick one, and its usage line shows no empty alternative', () => {
-    const both = cli(project, ['verify', 'latest', '--all'])
+  it('verify with both an id and --all says to pick one, and its usage line shows no empty alternative', async () => {
+    const both = await cli(project, ['verify', 'latest', '--all'])
     expect(both.status).to.equal(2)
     expect(both.stderr).to.equal(
       'Error: Give a backup ID or --all, not both.\n' +
         'Try this: Run `divio app backup verify latest` for one backup, or `divio app backup verify --all` for every one.\n',
     )
-    const help = cli(project, ['verify', '--help'])
+    const help = await cli(project, ['verify', '--help'])
     expect(help.stdout).to.include('[--all]')
     expect(help.stdout).not.to.match(/\|\s*\]/)
   })
 
-  it('url on a local store refuses clearly: a folder has no links to give out', () => {
-    const refused = cli(project, ['url'])
+  it('url on a local store refuses clearly: a folder has no links to give out', async () => {
+    const refused = await cli(project, ['url'])
     expect(refused.status).to.equal(2)
     expect(refused.stderr).to.match(/^Error: The store \S+ is a local folder: it has no URLs to give out\.\n/)
     expect(refused.stderr).to.match(
@@ -130,8 +130,8 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     )
   })
 
-  it('restore takes the id after a --trust-writer value, instead of swallowing it', () => {
-    const result = cli(project, [
+  it('restore takes the id after a --trust-writer value, instead of swallowing it', async () => {
+    const result = await cli(project, [
       'restore',
       '--trust-writer',
       'divio-writer1x',

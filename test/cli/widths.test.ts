@@ -24,7 +24,7 @@ function tooWide(args: string[], result: CliResult, width: number): string[] {
  * data, and one much longer than an app's usual folder can still take a line past the width.
  */
 describe('output fits a terminal', function () {
-  it('every command fits 100 columns, and list fits 80', () => {
+  it('every command fits 100 columns, and list fits 80', async () => {
     const project = makeProject({under: mkdtempSync('/tmp/w')})
     writeEnvironments(project, {
       live: {media: 'media', schedule: {at: '02:00', timezone: 'Europe/Zurich'}, store: './.divio/backups'},
@@ -34,8 +34,8 @@ describe('output fits a terminal', function () {
     writeFileSync(join(project.root, 'test-media', 'x.txt'), 'x')
     const clock = (day: number) => ({DIVIO_BACKUP_NOW: `2026-12-${String(day).padStart(2, '0')}T03:00:00Z`})
     const wide: string[] = []
-    const run = (args: string[], width = 100, env: NodeJS.ProcessEnv = clock(20)) => {
-      const result = cli(project, args, env)
+    const run = async (args: string[], width = 100, env: NodeJS.ProcessEnv = clock(20)) => {
+      const result = await cli(project, args, env)
       wide.push(...tooWide(args, result, width))
       return result
     }
@@ -43,36 +43,36 @@ describe('output fits a terminal', function () {
     const note = 'before the migration of the orders table to the new schema, with a long explanation'
     const fresh = makeProject({under: mkdtempSync('/tmp/w')})
     const init = ['init', '--env', 'live', '--schedule', '02:00', '--timezone', 'Europe/Zurich']
-    wide.push(...tooWide(init, cli(fresh, init), 100))
-    for (let day = 1; day <= 9; day++) run(['schedule', 'run'], 100, clock(day))
-    run(['create', '--note', note], 100, clock(10))
-    run(['create', '--db-only'], 100, clock(11))
-    const [newest] = (run(['list', '--json']).json() as Array<{id: string}>).map(({id}) => id)
+    wide.push(...tooWide(init, await cli(fresh, init), 100))
+    for (let day = 1; day <= 9; day++) await run(['schedule', 'run'], 100, clock(day))
+    await run(['create', '--note', note], 100, clock(10))
+    await run(['create', '--db-only'], 100, clock(11))
+    const [newest] = ((await run(['list', '--json'])).json() as Array<{id: string}>).map(({id}) => id)
 
-    run(['list'], 80)
-    run(['list', '--all'], 80)
-    run(['list', '--trigger', 'scheduled'], 80)
-    run(['info'])
-    run(['info', newest])
-    run(['verify'])
-    run(['verify', '--all'])
-    run(['verify', '--sample', '10'])
-    run(['download', 'latest', '-o', join(project.root, 'out')])
-    run(['export', '-o', join(project.root, 'export')])
-    run(['retention'])
-    run(['retention', '--simulate', '60'])
-    run(['schedule', 'show'])
-    run(['status'])
-    run(['drill'])
-    run(['list'], 80)
-    run(['info'])
-    run(['pin', newest])
-    run(['pin', newest])
-    run(['unpin', newest])
-    run(['prune', '--dry-run'], 100, clock(25))
-    run(['prune', '--confirm', 'live'], 100, clock(25))
-    run(['restore', 'latest', '--to-env', 'test', '--confirm', 'test', '--db-only'])
-    run(['delete', newest, '--confirm', 'live'])
+    await run(['list'], 80)
+    await run(['list', '--all'], 80)
+    await run(['list', '--trigger', 'scheduled'], 80)
+    await run(['info'])
+    await run(['info', newest])
+    await run(['verify'])
+    await run(['verify', '--all'])
+    await run(['verify', '--sample', '10'])
+    await run(['download', 'latest', '-o', join(project.root, 'out')])
+    await run(['export', '-o', join(project.root, 'export')])
+    await run(['retention'])
+    await run(['retention', '--simulate', '60'])
+    await run(['schedule', 'show'])
+    await run(['status'])
+    await run(['drill'])
+    await run(['list'], 80)
+    await run(['info'])
+    await run(['pin', newest])
+    await run(['pin', newest])
+    await run(['unpin', newest])
+    await run(['prune', '--dry-run'], 100, clock(25))
+    await run(['prune', '--confirm', 'live'], 100, clock(25))
+    await run(['restore', 'latest', '--to-env', 'test', '--confirm', 'test', '--db-only'])
+    await run(['delete', newest, '--confirm', 'live'])
     expect(wide).to.deep.equal([])
   })
 })

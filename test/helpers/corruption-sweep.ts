@@ -29,7 +29,7 @@ export async function corruptionSweep(
 ): Promise<void> {
   const project = makeProject()
   project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
-  const created = cli(project, ['create', '--json'])
+  const created = await cli(project, ['create', '--json'])
   expect(created.status, created.stderr).to.equal(0)
   const {id} = created.json() as {id: string}
   const folder = join(project.store, 'shop', 'local', id)
@@ -82,5 +82,5 @@ export async function corruptionSweep(
     for (const [path, bytes] of pristine) writeFileSync(path, bytes)
   }
 
-  expect(cli(project, ['verify', id]).status, 'the undamaged backup verifies').to.equal(0)
+  expect((await cli(project, ['verify', id])).status, 'the undamaged backup verifies').to.equal(0)
 }

@@ -16,6 +16,7 @@ import {fileURLToPath} from 'node:url'
 import {parseWriterKey} from '../../src/archive/writer-key.js'
 import {signManifest} from '../../src/domain/authenticity.js'
 import {Manifest} from '../../src/domain/manifest.js'
+import {runInThisProcess} from './in-process.js'
 import {openTestDatabase} from './sqlite.js'
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
@@ -78,7 +79,29 @@ export interface CliResult {
 
 const CLI_TIMEOUT_MS = 600_000
 
-export function cli(
+/**
+ * `divio app backup ARGS` in the project, with its environment plus `extraEnv`. The command runs inside
+ * this process, as a host runs it (see {@link runInThisProcess}): a Node.js start saved per command, and
+ * a check that the plugin leaves the process as it found it. With DIVIO_TEST_CLI=process set, or
+ * `{process: true}`, it runs as a process of its own instead.
+ */
+export async function cli(
+  project: Pick<Project, 'env' | 'root'>,
+  args: string[],
+  extraEnv: NodeJS.ProcessEnv = {},
+  options: {process?: boolean} = {},
+): Promise<CliResult> {
+  if (options.process || process.env.DIVIO_TEST_CLI === 'process') return cliInProcessOfItsOwn(project, args, extraEnv)
+  const {status, stderr, stdout} = await runInThisProcess(runJs, project.root, {...project.env, ...extraEnv}, [
+    'app',
+    'backup',
+    ...args,
+  ])
+  return {json: () => JSON.parse(stdout), status, stderr, stdout}
+}
+
+/** Like {@link cli}, always as a process of its own, which blocks this one until it exits. */
+export function cliInProcessOfItsOwn(
   project: Pick<Project, 'env' | 'root'>,
   args: string[],
   extraEnv: NodeJS.ProcessEnv = {},

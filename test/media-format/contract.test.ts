@@ -40,7 +40,7 @@ for (const format of ['tar', 'packs'] as const) {
     before(async () => {
       project = makeProject()
       // The first create makes the owner's identity and this machine's writer key.
-      expect(cli(project, ['create', '--db-only']).status).to.equal(0)
+      expect((await cli(project, ['create', '--db-only'])).status).to.equal(0)
       const folder = join(project.root, 'media')
       mkdirSync(join(folder, 'photos'), {recursive: true})
       // Text, which compresses, and a "video", which does not: both kinds of pack, in the packs format.

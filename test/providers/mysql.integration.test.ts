@@ -70,15 +70,15 @@ describe('MySQL/MariaDB (real server)', function () {
     const project = makeProject()
     configure(project)
     const env = {DATABASE_URL: db.url('shop')}
-    const created = cli(project, ['create', '--json'], env)
+    const created = await cli(project, ['create', '--json'], env)
     expect(created.status, created.stderr).to.equal(0)
     const {components, id} = created.json() as {components: {database: {engine: string; format: string}}; id: string}
     expect(components.database).to.include({engine: 'mysql', format: 'sql'})
     expect(readdirSync(join(project.store, 'shop', 'live', id))).to.include('database.sql.zst.age')
-    expect(cli(project, ['verify'], env).status).to.equal(0)
+    expect((await cli(project, ['verify'], env)).status).to.equal(0)
 
     const out = join(project.root, 'out')
-    const download = cli(project, ['download', '-o', out], env)
+    const download = await cli(project, ['download', '-o', out], env)
     expect(download.status, download.stderr).to.equal(0)
     const sql = readFileSync(join(out, 'database.sql'), 'utf8')
     expect(sql).to.include('CREATE TABLE `customers`')
@@ -96,7 +96,7 @@ describe('MySQL/MariaDB (real server)', function () {
     expect(db.asRoot('SELECT name FROM customers WHERE id = 1', 'restored').trim()).to.equal('Zoë 🦊 Ünïcødé 文件')
   })
 
-  it("records every table's rows (approximate: counted alongside the dump, in a transaction of its own) and the schema's hash", () => {
+  it("records every table's rows (approximate: counted alongside the dump, in a transaction of its own) and the schema's hash", async () => {
     db.asRoot('CREATE DATABASE facts CHARACTER SET utf8mb4')
     db.asRoot(
       'CREATE TABLE `we``ird` (id INT AUTO_INCREMENT PRIMARY KEY); INSERT INTO `we``ird` () VALUES (), (), (); CREATE TABLE two (x INT); INSERT INTO two VALUES (1), (2);',
@@ -116,9 +116,9 @@ describe('MySQL/MariaDB (real server)', function () {
         )
         .sort((a, b) => a.createdAt.localeCompare(b.createdAt))
         .map((manifest) => manifest.components.database.facts)
-    expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+    expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
     db.asRoot('DELETE FROM two WHERE x = 1; INSERT INTO `we``ird` () VALUES ()', 'facts')
-    expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+    expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
     const [first, second] = facts()
     expect(first.counted).to.equal('approximate')
     expect(first.tables).to.deep.equal(
@@ -149,7 +149,7 @@ describe('MySQL/MariaDB (real server)', function () {
     ).to.equal('one')
   })
 
-  it('restore live → test through the CLI gives equal tables, after a safety backup of test', () => {
+  it('restore live → test through the CLI gives equal tables, after a safety backup of test', async () => {
     const project = makeProject()
     db.asRoot('CREATE DATABASE shop_test')
     db.asRoot(
@@ -161,16 +161,16 @@ describe('MySQL/MariaDB (real server)', function () {
       test: {database: '${TEST_URL}', store: './.divio/backups'},
     })
     Object.assign(project.env, {LIVE_URL: db.url('shop'), TEST_URL: db.url('shop_test')})
-    const created = cli(project, ['create', '--json'])
+    const created = await cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     const {id} = created.json() as {id: string}
 
-    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
     expect(restored.status, restored.stderr).to.equal(0)
     expect(checksums(db, 'shop_test')).to.equal(checksums(db, 'shop'))
     expect(restored.stdout + restored.stderr).to.not.include(db.password)
     const {safetyBackup} = restored.json() as {safetyBackup: string}
-    const listed = cli(project, ['list', '-e', 'test', '--json']).json() as Array<{id: string; note: string}>
+    const listed = (await cli(project, ['list', '-e', 'test', '--json'])).json() as Array<{id: string; note: string}>
     expect(listed.map((backup) => [backup.id, backup.note])).to.deep.equal([[safetyBackup, `before restore of ${id}`]])
   })
 
@@ -217,13 +217,13 @@ describe('MySQL/MariaDB (real server)', function () {
     }
   })
 
-  it('a wrong password fails fast with a clear error and no stack trace', () => {
+  it('a wrong password fails fast with a clear error and no stack trace', async () => {
     const project = makeProject()
     configure(project)
     const wrong = new URL(db.url('shop'))
     wrong.password = 'nope-nope'
     const started = Date.now()
-    const result = cli(project, ['create'], {DATABASE_URL: wrong.href})
+    const result = await cli(project, ['create'], {DATABASE_URL: wrong.href})
     expect(result.status).to.equal(7)
     expect(result.stderr, result.stderr).to.match(
       /^Error: .*Cannot connect to the MySQL database mysql:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop: .*Access denied/m,
@@ -237,7 +237,7 @@ describe('MySQL/MariaDB (real server)', function () {
     const project = makeProject()
     configure(project)
     const started = Date.now()
-    const result = cli(project, ['create', '--json'], {
+    const result = await cli(project, ['create', '--json'], {
       DATABASE_URL: `mysql://backup_admin:s3cret@127.0.0.1:${await freePort()}/shop`,
     })
     expect(result.status).to.equal(7)
@@ -251,12 +251,12 @@ describe('MySQL/MariaDB (real server)', function () {
   })
 
   describe('drill: restored into a throwaway server the command starts itself', () => {
-    it('passes on a good backup: mariadb-check, and the tables and schema as recorded', () => {
+    it('passes on a good backup: mariadb-check, and the tables and schema as recorded', async () => {
       const project = makeProject()
       configure(project)
       const env = {DATABASE_URL: db.url('shop')}
-      expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
-      const drilled = cli(project, ['drill', '--json'], env)
+      expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
+      const drilled = await cli(project, ['drill', '--json'], env)
       expect(drilled.status, drilled.stderr).to.equal(0)
       const result = drilled.json() as {
         checks: Array<{detail: string; name: string; ok: boolean}>
@@ -274,7 +274,7 @@ describe('MySQL/MariaDB (real server)', function () {
       configure(project)
       const tmp = mkdtempSync(join(tmpdir(), 'divio-drill-tmp-'))
       const env = {...project.env, DATABASE_URL: db.url('shop'), DIVIO_BACKUP_TMPDIR: tmp}
-      expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+      expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
       await drillStoppedOnceItsServerRuns(
         () => spawn(process.execPath, [runJs, 'app', 'backup', 'drill'], {cwd: project.root, env, stdio: 'ignore'}),
         tmp,

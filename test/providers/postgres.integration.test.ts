@@ -87,7 +87,7 @@ describe('PostgreSQL (real server)', function () {
     const project = makeProject()
     configure(project)
     const env = {DATABASE_URL: pg.url('shop')}
-    const created = cli(project, ['create', '--json', '--verbose'], env)
+    const created = await cli(project, ['create', '--json', '--verbose'], env)
     expect(created.status, created.stderr).to.equal(0)
     const backup = created.json() as {components: {database: {engine: string; format: string}}; id: string}
     expect(backup.components.database).to.include({engine: 'postgres', format: 'custom'})
@@ -107,10 +107,12 @@ describe('PostgreSQL (real server)', function () {
 
     expect(created.stderr).to.not.include(pg.password)
     expect(created.stderr).to.not.include(encodeURIComponent(pg.password))
-    expect(cli(project, ['create', '--db-only'], env).stderr, 'quiet without --verbose').to.not.include('verbose:')
+    expect((await cli(project, ['create', '--db-only'], env)).stderr, 'quiet without --verbose').to.not.include(
+      'verbose:',
+    )
 
     const out = join(project.root, 'out')
-    const download = cli(project, ['download', '-o', out], env)
+    const download = await cli(project, ['download', '-o', out], env)
     expect(download.status, download.stderr).to.equal(0)
     expect(readdirSync(out).sort()).to.deep.equal(['database.dump', 'manifest.json'])
     const listing = execFileSync(join(binDir, 'pg_restore'), ['-l', join(out, 'database.dump')]).toString()
@@ -192,7 +194,7 @@ describe('PostgreSQL (real server)', function () {
 
     // What the dump holds is what was counted.
     const out = join(project.root, 'out')
-    expect(cli(project, ['download', '-o', out], env).status).to.equal(0)
+    expect((await cli(project, ['download', '-o', out], env)).status).to.equal(0)
     pg.psql('postgres', 'CREATE DATABASE facts_restored')
     await new PostgresProvider(new URL(pg.url('facts_restored')), binDir).restore(
       createReadStream(join(out, 'database.dump')),
@@ -204,9 +206,9 @@ describe('PostgreSQL (real server)', function () {
 
     // A changed table shows in the next backup's counts; a changed schema in its hash.
     pg.psql('facts', 'DELETE FROM "Other"."we|ird ""name""" WHERE id = 1')
-    expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+    expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
     pg.psql('facts', 'ALTER TABLE busy ADD COLUMN extra int')
-    expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+    expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
     const [, second, third] = facts()
     expect(second.tables['Other.we|ird "name"']).to.equal(2)
     expect(second.schemaSha256).to.equal(first.schemaSha256)
@@ -282,7 +284,7 @@ describe('PostgreSQL (real server)', function () {
     }
   })
 
-  it('restore live → test through the CLI: equal data, a safety backup, and a failure part-way rolled back', () => {
+  it('restore live → test through the CLI: equal data, a safety backup, and a failure part-way rolled back', async () => {
     const project = makeProject()
     pg.psql('postgres', 'CREATE DATABASE shop_test')
     pg.psql(
@@ -294,16 +296,16 @@ describe('PostgreSQL (real server)', function () {
       test: {database: '${TEST_URL}', store: './.divio/backups'},
     })
     Object.assign(project.env, {LIVE_URL: pg.url('shop'), TEST_URL: pg.url('shop_test')})
-    const created = cli(project, ['create', '--json'])
+    const created = await cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     const {id} = created.json() as {id: string}
 
-    const restored = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
     expect(restored.status, restored.stderr).to.equal(0)
     expect(checksums(pg, 'shop_test')).to.deep.equal(checksums(pg, 'shop'))
     expect(restored.stdout + restored.stderr).to.not.include(pg.password)
     const {safetyBackup} = restored.json() as {safetyBackup: string}
-    const listed = cli(project, ['list', '-e', 'test', '--json']).json() as Array<{id: string; note: string}>
+    const listed = (await cli(project, ['list', '-e', 'test', '--json'])).json() as Array<{id: string; note: string}>
     expect(listed).to.have.length(1)
     expect(listed[0]).to.include({id: safetyBackup, note: `before restore of ${id}`})
 
@@ -313,7 +315,7 @@ describe('PostgreSQL (real server)', function () {
       "CREATE VIEW blocker AS SELECT count(*) AS n FROM bulk; UPDATE customers SET name = 'changed in test' WHERE id = 1",
     )
     const before = checksums(pg, 'shop_test')
-    const failed = cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup'])
+    const failed = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup'])
     expect(failed.status).to.equal(1)
     expect(failed.stderr).to.match(
       /^Error: The restore into postgres(ql)?:\/\/backup_admin:\*\*\*@\S+ failed and was rolled back: pg_restore/m,
@@ -323,7 +325,7 @@ describe('PostgreSQL (real server)', function () {
 
     // Leaving: the exported database.dump goes back with the stock pg_restore alone.
     const out = join(project.root, 'export')
-    expect(cli(project, ['export', '--latest', '-o', out]).status).to.equal(0)
+    expect((await cli(project, ['export', '--latest', '-o', out])).status).to.equal(0)
     pg.psql('postgres', 'CREATE DATABASE shop_by_hand')
     execFileSync(
       join(binDir, 'pg_restore'),
@@ -345,7 +347,7 @@ describe('PostgreSQL (real server)', function () {
     const wrong = new URL(pg.url('shop'))
     wrong.password = 'not-the-password'
     const started = Date.now()
-    const denied = cli(project, ['create'], {DATABASE_URL: wrong.href})
+    const denied = await cli(project, ['create'], {DATABASE_URL: wrong.href})
     expect(denied.status).to.equal(7)
     expect(denied.stderr).to.match(
       /^Error: .*Cannot connect to the PostgreSQL database postgres:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop.*password authentication failed/m,
@@ -355,7 +357,7 @@ describe('PostgreSQL (real server)', function () {
     expect(denied.stderr).to.not.match(/\n\s+at .+:\d+:\d+/)
 
     const closed = `postgres://backup_admin:secret@127.0.0.1:${await freePort()}/shop`
-    const refused = cli(project, ['create', '--json'], {DATABASE_URL: closed})
+    const refused = await cli(project, ['create', '--json'], {DATABASE_URL: closed})
     expect(refused.status).to.equal(7)
     expect((refused.json() as {error: {code: string; message: string}}).error.message).to.match(
       /Cannot connect to the PostgreSQL database postgres:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop: psql exited with status 2: .*Connection refused\./,
@@ -364,7 +366,7 @@ describe('PostgreSQL (real server)', function () {
     expect(Date.now() - started).to.be.lessThan(30_000)
   })
 
-  it('a dump larger than every buffer, to an S3 store on a closed port: exit 7 naming the cause, never a silent exit', () => {
+  it('a dump larger than every buffer, to an S3 store on a closed port: exit 7 naming the cause, never a silent exit', async () => {
     const project = makeProject()
     writeConfig(project, {
       database: '${DATABASE_URL}',
@@ -372,7 +374,7 @@ describe('PostgreSQL (real server)', function () {
     })
     const env = {AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', DATABASE_URL: pg.url('shop')}
     // --json, since an unsettled pipeline used to end with exit 13 and not a byte on stdout.
-    const result = cli(project, ['create', '--db-only', '--json'], env)
+    const result = await cli(project, ['create', '--db-only', '--json'], env)
     expect(result.status, result.stdout + result.stderr).to.equal(7)
     const {error} = result.json() as {error: {message: string}}
     expect(error.message).to.match(/no response from S3: ECONNREFUSED/)
@@ -398,7 +400,7 @@ describe('PostgreSQL (real server)', function () {
     expect(locked(), 'the lock is held').to.equal('1')
     try {
       const started = Date.now()
-      const result = cli(project, ['create', '--db-only'], {
+      const result = await cli(project, ['create', '--db-only'], {
         DATABASE_URL: pg.url('shop'),
         DIVIO_BACKUP_STALL_SECONDS: '2',
       })
@@ -419,14 +421,14 @@ describe('PostgreSQL (real server)', function () {
     }
   })
 
-  it('refuses a pg_dump older than the server, naming the version needed', () => {
+  it('refuses a pg_dump older than the server, naming the version needed', async () => {
     const fakeBin = mkdtempSync(join(tmpdir(), 'old-pg-dump-'))
     writeFileSync(join(fakeBin, 'pg_dump'), '#!/bin/sh\necho "pg_dump (PostgreSQL) 9.6.24"\n', {mode: 0o755})
     symlinkSync(join(binDir, 'psql'), join(fakeBin, 'psql'))
     const project = makeProject()
     configure(project)
     const server = Number(pg.psql('postgres', 'SHOW server_version_num')) / 10_000
-    const result = cli(project, ['create'], {DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_PG_BINDIR: fakeBin})
+    const result = await cli(project, ['create'], {DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_PG_BINDIR: fakeBin})
     expect(result.status, result.stderr).to.equal(7)
     expect(result.stderr).to.include(
       `pg_dump 9 cannot dump a PostgreSQL ${Math.floor(server)} server: pg_dump ${Math.floor(server)} or newer is needed.`,
@@ -435,12 +437,12 @@ describe('PostgreSQL (real server)', function () {
   })
 
   describe('drill: restored into a throwaway server the command starts itself', () => {
-    it('passes on a good backup: pg_amcheck, every row count and the schema as recorded', () => {
+    it('passes on a good backup: pg_amcheck, every row count and the schema as recorded', async () => {
       const project = makeProject()
       configure(project)
       const env = {DATABASE_URL: pg.url('shop')}
-      expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
-      const drilled = cli(project, ['drill', '--json'], env)
+      expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
+      const drilled = await cli(project, ['drill', '--json'], env)
       expect(drilled.status, drilled.stderr).to.equal(0)
       const result = drilled.json() as {
         checks: Array<{detail: string; name: string; ok: boolean}>
@@ -452,21 +454,23 @@ describe('PostgreSQL (real server)', function () {
       expect(result.checks.find(({name}) => name === 'integrity')?.detail).to.equal('pg_amcheck: ok')
       expect(result.database).to.deep.equal({engine: 'postgres', rows: 500 + 2000 + 5000 + 120_000, tables: 4})
       expect(result.tools.postgres).to.match(/^postgres \(PostgreSQL\) \d+/)
-      expect(cli(project, ['info'], env).stdout).to.match(/^Drill {7}drilled \S+: 4 tables, 127,500 rows match$/m)
+      expect((await cli(project, ['info'], env)).stdout).to.match(
+        /^Drill {7}drilled \S+: 4 tables, 127,500 rows match$/m,
+      )
     })
 
-    it("--scratch-url restores into a database of the user's, and refuses the environment's own", () => {
+    it("--scratch-url restores into a database of the user's, and refuses the environment's own", async () => {
       const project = makeProject()
       configure(project)
       const env = {DATABASE_URL: pg.url('shop')}
-      expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+      expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
       pg.psql('postgres', 'CREATE DATABASE given_scratch')
-      const drilled = cli(project, ['drill', '--scratch-url', pg.url('given_scratch'), '--json'], env)
+      const drilled = await cli(project, ['drill', '--scratch-url', pg.url('given_scratch'), '--json'], env)
       expect(drilled.status, drilled.stderr).to.equal(0)
       expect((drilled.json() as {passed: boolean}).passed).to.equal(true)
       expect(Number(pg.psql('given_scratch', 'SELECT count(*) FROM customers'))).to.equal(500)
 
-      const refused = cli(project, ['drill', '--scratch-url', pg.url('shop')], env)
+      const refused = await cli(project, ['drill', '--scratch-url', pg.url('shop')], env)
       expect(refused.status).to.equal(2)
       expect(refused.stderr).to.match(/^Error: --scratch-url names the environment's own database/)
       expect(refused.stderr).to.not.include(pg.password)
@@ -478,7 +482,7 @@ describe('PostgreSQL (real server)', function () {
         configure(project)
         const tmp = mkdtempSync(join(tmpdir(), 'divio-drill-tmp-'))
         const env = {...project.env, DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_TMPDIR: tmp}
-        expect(cli(project, ['create', '--db-only'], env).status).to.equal(0)
+        expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
         const code = await drillStoppedOnceItsServerRuns(
           () => spawn(process.execPath, [runJs, 'app', 'backup', 'drill'], {cwd: project.root, env, stdio: 'ignore'}),
           tmp,

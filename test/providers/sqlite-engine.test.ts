@@ -83,23 +83,23 @@ for (const name of available) {
       expect(failure, 'a missing source must fail').to.be.instanceOf(Error)
     })
 
-    it('create, download and restore through the CLI with DIVIO_BACKUP_SQLITE=' + name, () => {
+    it('create, download and restore through the CLI with DIVIO_BACKUP_SQLITE=' + name, async () => {
       const project = makeProject()
       const env = {DIVIO_BACKUP_SQLITE: name}
-      const created = cli(project, ['create', '--db-only', '--json', '--verbose'], env)
+      const created = await cli(project, ['create', '--db-only', '--json', '--verbose'], env)
       expect(created.status, created.stderr).to.equal(0)
       // Only the sqlite3 program is a program: --verbose names it exactly when it is the engine.
       expect(created.stderr.includes('verbose: run sqlite3 -batch -bail -readonly ')).to.equal(name === 'cli')
       expect(created.stderr).to.match(/^verbose: stage database: \d+\.\d\d s$/m)
       const {id} = created.json() as {id: string}
       const out = join(project.root, 'out')
-      expect(cli(project, ['download', id, '-o', out], env).status).to.equal(0)
+      expect((await cli(project, ['download', id, '-o', out], env)).status).to.equal(0)
       const query = 'SELECT count(*), group_concat(username) FROM auth_user'
       const expected = execFileSync('sqlite3', [join(project.root, 'db.sqlite3'), query], {encoding: 'utf8'})
       expect(execFileSync('sqlite3', [join(out, 'database.sqlite3'), query], {encoding: 'utf8'})).to.equal(expected)
 
       execFileSync('sqlite3', [join(project.root, 'db.sqlite3'), 'DELETE FROM auth_user'])
-      const restored = cli(project, ['restore', id, '--db-only', '--confirm', 'local', '--no-safety-backup'], env)
+      const restored = await cli(project, ['restore', id, '--db-only', '--confirm', 'local', '--no-safety-backup'], env)
       expect(restored.status, restored.stderr).to.equal(0)
       expect(execFileSync('sqlite3', [join(project.root, 'db.sqlite3'), query], {encoding: 'utf8'})).to.equal(expected)
     })
@@ -116,9 +116,9 @@ describe('SQLite engine choice', () => {
     expect(available.length).to.be.at.least(2)
   })
 
-  it('DIVIO_BACKUP_SQLITE naming no engine is a config error that lists the engines', () => {
+  it('DIVIO_BACKUP_SQLITE naming no engine is a config error that lists the engines', async () => {
     const project = makeProject()
-    const result = cli(project, ['create', '--db-only'], {DIVIO_BACKUP_SQLITE: 'postgres'})
+    const result = await cli(project, ['create', '--db-only'], {DIVIO_BACKUP_SQLITE: 'postgres'})
     expect(result.status).to.equal(2)
     expect(result.stderr).to.match(
       /\nError: Backup \S+ failed and was not committed: DIVIO_BACKUP_SQLITE is "postgres", which is no SQLite engine\.\n/,

@@ -52,13 +52,13 @@ describe('facts recorded at backup time: SQLite', () => {
     expect(schemaHash(['CREATE TABLE a (x)', 'CREATE TABLE b (y, z)'])).to.not.equal(a)
   })
 
-  it('a table changed between two backups shows in their manifests; countRows: false records none', () => {
+  it('a table changed between two backups shows in their manifests; countRows: false records none', async () => {
     const project = makeProject()
-    expect(cli(project, ['create', '--db-only']).status).to.equal(0)
+    expect((await cli(project, ['create', '--db-only'])).status).to.equal(0)
     const database = openTestDatabase(join(project.root, 'db.sqlite3'))
     database.exec("DELETE FROM auth_user WHERE id <= 5; INSERT INTO shop_product (name) VALUES ('new')")
     database.close()
-    expect(cli(project, ['create', '--db-only']).status).to.equal(0)
+    expect((await cli(project, ['create', '--db-only'])).status).to.equal(0)
     const manifests = () => {
       const folder = join(project.store, 'shop', 'local')
       return readdirSync(folder)
@@ -92,7 +92,7 @@ describe('facts recorded at backup time: SQLite', () => {
     const config = {environments: {local: {countRows: false}}}
     execFileSync('mkdir', ['-p', join(project.root, '.divio')])
     execFileSync('sh', ['-c', `printf '%s' '${JSON.stringify(config)}' > .divio/backups.json`], {cwd: project.root})
-    expect(cli(project, ['create', '--db-only']).status).to.equal(0)
+    expect((await cli(project, ['create', '--db-only'])).status).to.equal(0)
     expect(manifests()[2]).to.equal(undefined)
   })
 })

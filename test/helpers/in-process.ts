@@ -1,0 +1,135 @@
+import {run} from '@oclif/core'
+import {Exit, handle} from '@oclif/core/handle'
+import {pathToFileURL} from 'node:url'
+
+/** What one command printed, and how it ended. */
+export interface Outcome {
+  status: number
+  stderr: string
+  stdout: string
+}
+
+/** Process-wide events a command may listen to while it runs; it must leave them as it found them. */
+const PROCESS_EVENTS = ['SIGINT', 'SIGTERM', 'beforeExit', 'exit', 'uncaughtException', 'unhandledRejection'] as const
+
+let busy = false
+
+/**
+ * Runs one command of the built plugin inside this process, the way a host such as the divio CLI runs
+ * it: oclif's `run` (on a config loaded afresh, from modules loaded once), then oclif's own error
+ * handling, with its process exit turned into a status. The command gets `cwd` and exactly `env` as the process's working folder and
+ * environment, no terminal, and its own stdout and stderr; all of them are put back afterwards.
+ *
+ * Besides saving a Node.js start per command (most of what a short command costs), this checks that
+ * the plugin is a good guest: a command that leaves a signal or exit listener behind fails here, as it
+ * would pile up in a long-lived host.
+ *
+ * One command at a time: the working folder and the environment belong to the whole process. Tests of
+ * signals, of commands running side by side and of the process boundary itself start real processes.
+ */
+export async function runInThisProcess(executable: string, cwd: string, env: NodeJS.ProcessEnv, argv: string[]) {
+  if (busy)
+    throw new Error(
+      'a command is still running in this process (one that a test did not await?): start a process for a second one',
+    )
+  busy = true
+  try {
+    return await runWith(pathToFileURL(executable).href, cwd, env, argv)
+  } finally {
+    busy = false
+  }
+}
+
+async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, argv: string[]): Promise<Outcome> {
+  const listeners = PROCESS_EVENTS.map((event) => process.listenerCount(event))
+  const restoreEnvironment = replaceEnvironment(env)
+  const previousCwd = process.cwd()
+  process.chdir(cwd)
+  const stdout = capture(process.stdout)
+  const stderr = capture(process.stderr)
+  const restoreTerminal = withoutTerminal()
+  const {exit} = Exit
+  let exitedWith: number | undefined
+  Exit.exit = ((code = 0) => {
+    exitedWith ??= code
+  }) as typeof Exit.exit
+
+  let status: number
+  try {
+    try {
+      // Its output is captured whole as it is written: there is nothing to flush.
+      await run(argv, executable)
+    } catch (error) {
+      await handle(error as Error)
+    }
+
+    status = exitedWith ?? Number(process.exitCode ?? 0)
+  } finally {
+    Exit.exit = exit
+    process.exitCode = undefined
+    restoreTerminal()
+    stderr.restore()
+    stdout.restore()
+    process.chdir(previousCwd)
+    restoreEnvironment()
+  }
+
+  const left = PROCESS_EVENTS.filter((event, index) => process.listenerCount(event) !== listeners[index])
+  if (left.length > 0) {
+    throw new Error(`divio ${argv.join(' ')} changed the process's ${left.join(', ')} listeners and left them so`)
+  }
+
+  return {status, stderr: stderr.text(), stdout: stdout.text()}
+}
+
+/** Sets the process's environment (the C-level one too, which os.homedir() reads) to `env` for a while. */
+function replaceEnvironment(env: NodeJS.ProcessEnv): () => void {
+  const saved = {...process.env}
+  const set = (variables: NodeJS.ProcessEnv) => {
+    for (const name of Object.keys(process.env)) if (!(name in variables)) delete process.env[name]
+    for (const [name, value] of Object.entries(variables)) if (value !== undefined) process.env[name] = value
+  }
+
+  set(env)
+  return () => set(saved)
+}
+
+/** Collects what is written to `stream` instead of letting it through. */
+function capture(stream: NodeJS.WriteStream) {
+  const chunks: Buffer[] = []
+  const write = (chunk: string | Uint8Array, encoding?: unknown, callback?: unknown): boolean => {
+    chunks.push(
+      typeof chunk === 'string'
+        ? Buffer.from(chunk, typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8')
+        : Buffer.from(chunk),
+    )
+    const done = typeof encoding === 'function' ? encoding : callback
+    if (typeof done === 'function') queueMicrotask(() => done())
+    return true
+  }
+
+  const own = Object.getOwnPropertyDescriptor(stream, 'write')
+  Object.defineProperty(stream, 'write', {configurable: true, value: write, writable: true})
+  return {
+    restore() {
+      if (own) Object.defineProperty(stream, 'write', own)
+      else delete (stream as {write?: unknown}).write
+    },
+    text: () => Buffer.concat(chunks).toString('utf8'),
+  }
+}
+
+/** No terminal on any of the three streams, as for a command whose output a script reads. */
+function withoutTerminal(): () => void {
+  const streams = [process.stdin, process.stdout, process.stderr]
+  const saved = streams.map((stream) => Object.getOwnPropertyDescriptor(stream, 'isTTY'))
+  for (const stream of streams)
+    Object.defineProperty(stream, 'isTTY', {configurable: true, value: false, writable: true})
+  return () => {
+    for (const [index, stream] of streams.entries()) {
+      const own = saved[index]
+      if (own) Object.defineProperty(stream, 'isTTY', own)
+      else delete (stream as {isTTY?: boolean}).isTTY
+    }
+  }
+}

@@ -249,7 +249,7 @@ async function staysInside(root: string, from: string, target: string): Promise<
 }
 
 /** The member's path below `media/`, or throws when it could reach outside the target. */
-function safePath(member: TarMember): string {
+export function safePath(member: TarMember): string {
   const raw = member.path
   if (!raw.startsWith(MEDIA_PREFIX) && `${raw}/` !== MEDIA_PREFIX) {
     throw unsafe(member, 'it is outside media/')
@@ -351,7 +351,7 @@ function extractionError(error: Error): Error {
   })
 }
 
-function unsafe(member: string | TarMember, why: string): BackupError {
+export function unsafe(member: string | TarMember, why: string): BackupError {
   const name = typeof member === 'string' ? member : member.path
   return new BackupError(
     'INTEGRITY',
@@ -363,7 +363,7 @@ function unsafe(member: string | TarMember, why: string): BackupError {
   )
 }
 
-function describeType(rawType: string): string {
+export function describeType(rawType: string): string {
   const names: Record<string, string> = {
     BlockDevice: 'block device',
     CharacterDevice: 'character device',

@@ -1,4 +1,4 @@
-import {Readable} from 'node:stream'
+import {Readable, Writable} from 'node:stream'
 
 import {X25519Identity} from '../archive/age-keys.js'
 import {WriterKey} from '../archive/writer-key.js'
@@ -43,6 +43,12 @@ export type PutObject = (
 /** An object of the backup's own folder, with what its plaintext must be. */
 export interface OwnObject {
   compression?: 'none' | 'zstd'
+  /**
+   * For verify: a check of what the plaintext holds, beyond its checksum, that reads it as it streams
+   * by. `sink` takes the plaintext; `done` resolves with a line of its own for the report, or rejects
+   * with an ObjectCheckError saying what is wrong.
+   */
+  contentCheck?: () => {done: Promise<{detail: string; name: string}>; sink: Writable}
   object: StoredObject
   plaintext: {bytes: number; sha256: string}
 }

@@ -107,14 +107,19 @@ async function verifyManifest(
     ...(database ? [{compression: database.compression, object: database.object, plaintext: database.plaintext}] : []),
     ...(media?.ownObjects ?? []),
   ]
-  for (const {compression, object, plaintext} of checks) {
+  for (const {compression, contentCheck, object, plaintext} of checks) {
+    const content = contentCheck?.()
+    // Awaited once the object has checked out; if it did not, that failure is the one to report.
+    content?.done.catch(() => {})
     try {
-      await readVerified(context, manifest, {compression, identities, object, plaintext})
+      await readVerified(context, manifest, {compression, identities, object, plaintext, sink: content?.sink})
+      const holds = await content?.done
       objects.push({
         detail: `authenticated; ${formatBytes(plaintext.bytes)}, sha256 ${shortHash(plaintext.sha256)} matches`,
         name: object.name,
         ok: true,
       })
+      if (holds) objects.push({...holds, ok: true})
     } catch (error) {
       if (!(error instanceof ObjectCheckError)) throw error
       objects.push({detail: error.message, name: object.name, ok: false})

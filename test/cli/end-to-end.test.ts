@@ -97,18 +97,20 @@ describe('end to end on the embedded default (SQLite + media folder + local stor
     expect(table.stdout).to.include(String(created.id))
   })
 
-  it('verify --json reports every object as authenticated', async () => {
+  it("verify --json reports every object as authenticated, and the archive's members as listed", async () => {
     const result = await cli(project, ['verify', String(created.id), '--json'])
     expect(result.status, result.stderr).to.equal(0)
     expect(result.json()).to.deep.include({id: created.id, ok: true})
-    const {objects} = result.json() as {objects: {name: string; ok: boolean}[]}
+    const {objects} = result.json() as {objects: {detail: string; name: string; ok: boolean}[]}
     expect(objects.map((object) => object.name)).to.deep.equal([
       'manifest.json',
       'database.sqlite3.zst.age',
       'media.tar.age',
+      'media.tar.age (members)',
       'media.manifest.json.age',
     ])
     expect(objects.every((object) => object.ok)).to.equal(true)
+    expect(objects[3].detail).to.match(/^4 files \(.+\) match its MANIFEST\.json$/)
   })
 
   it('round trip: download gives a sound database, identical media, and a tar that lists MANIFEST.json', async () => {

@@ -130,19 +130,26 @@ describe('restore', function () {
   // Archives that authenticate (encrypted and checksummed like real ones, the manifest signed) but that
   // extraction refuses: only the extraction can tell, and it must tell before the safety backup.
   const sha = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
-  const member = (path: string, body: string) => {
+  const member = (path: string, body: string, type: 'FIFO' | 'File' | 'SymbolicLink' = 'File', linkpath?: string) => {
     const header = new Header({
+      linkpath,
       mode: 0o644,
       mtime: new Date('2026-11-01T00:00:00Z'),
       path,
       size: body.length,
-      type: 'File',
+      type,
     })
     header.encode()
     return [header.block!, Buffer.from(body), Buffer.alloc((512 - (body.length % 512)) % 512)]
   }
 
-  const refusedArchives: Array<{label: string; message: string; tar: Buffer}> = [
+  const listing = (...files: Array<{body: string; path: string}>) =>
+    member(
+      'MANIFEST.json',
+      `{"format":"divio-media-listing","version":1,"files":[\n${files.map(({body, path}) => JSON.stringify({mode: '0644', mtime: '2026-11-01T00:00:00.000Z', path, sha256: sha(body), size: body.length, type: 'file'})).join(',\n')}\n]}\n`,
+    )
+  // What restore refuses, verify fails too (`verify`: its words, where they differ from extraction's).
+  const refusedArchives: Array<{label: string; message: string; tar: Buffer; verify?: string}> = [
     {
       label: 'an unsafe member',
       message: 'member "media/../../escaped.txt" is refused',
@@ -153,15 +160,38 @@ describe('restore', function () {
       message: "do not match the archive's listing",
       tar: Buffer.concat([
         ...member('media/a.txt', 'bad'),
-        ...member(
-          'MANIFEST.json',
-          `{"format":"divio-media-listing","version":1,"files":[\n${JSON.stringify({mode: '0644', mtime: '2026-11-01T00:00:00.000Z', path: 'a.txt', sha256: sha('good'), size: 3, type: 'file'})}\n]}\n`,
-        ),
+        ...listing({body: 'goo', path: 'a.txt'}),
         Buffer.alloc(1024),
       ]),
     },
+    {
+      label: 'a member after MANIFEST.json',
+      message: 'it follows MANIFEST.json, which is the last member',
+      tar: Buffer.concat([...listing(), ...member('media/late.txt', 'late'), Buffer.alloc(1024)]),
+    },
+    {
+      label: 'no MANIFEST.json',
+      message: 'The media archive has no MANIFEST.json',
+      tar: Buffer.concat([...member('media/a.txt', 'good'), Buffer.alloc(1024)]),
+    },
+    {
+      label: 'a FIFO',
+      message: 'it is a FIFO, which media never contains',
+      tar: Buffer.concat([...member('media/pipe', '', 'FIFO'), ...listing(), Buffer.alloc(1024)]),
+    },
+    {
+      label: 'a file under a symlink',
+      message: 'a file, folder or link of that name was already extracted',
+      tar: Buffer.concat([
+        ...member('media/sub', '', 'SymbolicLink', 'elsewhere'),
+        ...member('media/sub/a.txt', 'good'),
+        ...listing({body: 'good', path: 'sub/a.txt'}),
+        Buffer.alloc(1024),
+      ]),
+      verify: 'its path passes through a symlink',
+    },
   ]
-  for (const {label, message, tar} of refusedArchives)
+  for (const {label, message, tar, verify} of refusedArchives)
     it(`an archive with ${label}: refused before the safety backup, the media folder as it was, nothing written outside`, async () => {
       const project = twoEnvironments()
       const created = await cli(project, ['create', '--media-only', '--json'])
@@ -184,6 +214,9 @@ describe('restore', function () {
       const outside = snapshotTree(join(project.root, '..'))
       const before = testState(project)
 
+      const verified = await cli(project, ['verify', id])
+      expect(verified.status, 'what restore refuses, verify fails').to.equal(4)
+      expect(verified.stdout).to.include(verify ?? message)
       const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
       expect(restored.status).to.equal(4)
       expect(restored.stderr).to.include(message)

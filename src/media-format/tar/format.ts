@@ -2,14 +2,17 @@ import {createReadStream} from 'node:fs'
 import {join} from 'node:path'
 import {PassThrough} from 'node:stream'
 
+import {checkMediaArchive} from '../../archive/archive-check.js'
 import {createListingFile} from '../../archive/listing.js'
 import {createMediaTar} from '../../archive/media-tar.js'
+import {formatBytes} from '../../domain/format.js'
 import {Manifest, MediaTarComponent} from '../../domain/manifest.js'
+import {BackupError} from '../../errors.js'
 import {printableName} from '../../lib/byte-names.js'
 import {mediaProviderFor} from '../../providers/media/index.js'
 import {BackupContext} from '../../services/context.js'
-import {readVerified} from '../../services/read.js'
-import {BackUpJob, MediaFormat, StoredMedia} from '../port.js'
+import {ObjectCheckError, readVerified} from '../../services/read.js'
+import {BackUpJob, MediaFormat, OwnObject, StoredMedia} from '../port.js'
 
 /**
  * The tar format: a backup's media is one object, media.tar.age, a standard tar whose last member is
@@ -22,10 +25,15 @@ export const tarFormat: MediaFormat = {
 
 /** A tar-format backup's media: its two objects are all there is to check, link or read. */
 export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredMedia {
-  const archive = {compression: media.compression, object: media.object, plaintext: media.plaintext}
+  const archive: OwnObject = {
+    compression: media.compression,
+    contentCheck: () => archiveContentCheck(media.object.name),
+    object: media.object,
+    plaintext: media.plaintext,
+  }
   return {
-    // The archive is one of the own objects, read and checked whole before this is called: there is
-    // nothing further, and no share of it to sample. Said, so that --sample is not taken for a sample.
+    // The archive is one of the own objects, read and checked whole, members and listing included
+    // (archiveContentCheck), before this is called: there is nothing further, and no share of it to sample. Said, so that --sample is not taken for a sample.
     async checkContent(_context, _identities, {samplePercent}) {
       if (samplePercent === undefined) return []
       return [
@@ -94,4 +102,26 @@ async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<M
     {location: `the media listing in the temp folder ${tempDir}`},
   )
   return {compression: 'none', files, listing, ...archive, source: provider.kind, totalFileBytes}
+}
+
+/**
+ * Verify's check of the archive's members as its plaintext streams by: what restore would refuse
+ * (an unsafe member, a file that does not match MANIFEST.json) fails verify too.
+ */
+function archiveContentCheck(name: string): {done: Promise<{detail: string; name: string}>; sink: PassThrough} {
+  const sink = new PassThrough()
+  const done = checkMediaArchive(sink).then(
+    ({bytes, files}) => {
+      // Whatever follows the end of the archive (zero padding) still has to flow for the read to finish.
+      sink.resume()
+      return {detail: `${files} files (${formatBytes(bytes)}) match its MANIFEST.json`, name: `${name} (members)`}
+    },
+    (error: unknown) => {
+      const failure =
+        error instanceof BackupError && error.code === 'INTEGRITY' ? new ObjectCheckError(name, error.message) : error
+      sink.destroy(failure as Error)
+      throw failure
+    },
+  )
+  return {done, sink}
 }

@@ -117,6 +117,8 @@ describe('failures name their location and cause, with the documented exit code,
       expect(result.stderr).to.include(`temp folder ${tmp}`)
       expect(result.stderr).to.include('the disk is full')
       expect(result.stderr).to.not.include('Check that the file is an SQLite database')
+      const unmounted = spawnSync('umount', [tmp], {encoding: 'utf8'})
+      expect(unmounted.status, `umount: ${unmounted.stderr}`).to.equal(0)
     } finally {
       spawnSync('umount', [tmp])
     }
@@ -140,6 +142,9 @@ describe('failures name their location and cause, with the documented exit code,
         const json = await cli(project, ['create', '--media-only', '--json'], env)
         expect(json.status).to.equal(7)
         expect((json.json() as {error: {code: string}}).error.code).to.equal('STORE_UNAVAILABLE')
+        // A failed command returns once nothing of it writes to the store or holds a file open there.
+        const unmounted = spawnSync('umount', [full], {encoding: 'utf8'})
+        expect(unmounted.status, `umount: ${unmounted.stderr}`).to.equal(0)
       } finally {
         spawnSync('umount', [full])
       }

@@ -226,7 +226,7 @@ export async function backUpMediaPacks(
     }
   } catch (error) {
     watchdog.stop()
-    packs.destroy(error as Error)
+    await packs.abandon(error as Error)
     gzip.destroy()
     scriptFile.destroy()
     throw error

@@ -219,7 +219,7 @@ async function copyLiveBlobs(
     const written = new Map((await writer.close()).map((pack) => [pack.name, pack]))
     return copied.map(({from, to}) => ({from, to: written.get(to)!}))
   } catch (error) {
-    writer.destroy(error as Error)
+    await writer.abandon(error as Error)
     throw error
   }
 }

@@ -100,6 +100,19 @@ export class PackWriter {
     return bytes
   }
 
+  /**
+   * Stops the unfinished packs' uploads, which leaves no object (the store's put contract), and waits
+   * until every upload has settled, those of ended packs too: a command that fails returns only once
+   * nothing of it still writes to the store or holds a file open there (a host process outlives it).
+   */
+  async abandon(error: Error): Promise<void> {
+    const uploads = [...this.finishing, ...[...this.current.values()].map((pack) => pack.upload)]
+    for (const pack of this.current.values()) pack.input.destroy(error)
+    this.current.clear()
+    this.finishing.length = 0
+    await Promise.allSettled(uploads)
+  }
+
   /** Adds one blob, whose id is the SHA-256 of `data` (hex); returns the name of the pack it goes into. */
   async add(id: string, data: Buffer): Promise<string> {
     const codec = this.options.codec === 'auto' ? autoCodec(data) : this.options.codec
@@ -128,12 +141,6 @@ export class PackWriter {
     await this.rollover()
     while (this.finishing.length > 0) this.written.push(await this.finishing.shift()!)
     return this.written
-  }
-
-  /** Stops the unfinished packs' uploads, which leaves no object (the store's put contract). */
-  destroy(error: Error): void {
-    for (const pack of this.current.values()) pack.input.destroy(error)
-    this.current.clear()
   }
 
   /** Finishes the open packs now, whatever their size: the next blob starts a new one. */

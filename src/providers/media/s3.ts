@@ -106,72 +106,79 @@ export class S3MediaProvider implements MediaProvider {
       inFlight.add(tracked)
     }
 
-    for await (const member of readMediaArchive(tar)) {
-      options.signal?.throwIfAborted()
-      if (failure !== undefined) throw this.failure(failure, 'restore the media')
-      if (listed) throw new BackupError('INTEGRITY', `The media archive holds a member after ${LISTING_MEMBER}.`)
-      if (member.path === LISTING_MEMBER) {
-        // Not a break: the archive is read to its end, as the reader requires of a complete archive.
-        await check.verify(member.body)
-        listed = true
-        continue
-      }
+    try {
+      for await (const member of readMediaArchive(tar)) {
+        options.signal?.throwIfAborted()
+        if (failure !== undefined) throw this.failure(failure, 'restore the media')
+        if (listed) throw new BackupError('INTEGRITY', `The media archive holds a member after ${LISTING_MEMBER}.`)
+        if (member.path === LISTING_MEMBER) {
+          // Not a break: the archive is read to its end, as the reader requires of a complete archive.
+          await check.verify(member.body)
+          listed = true
+          continue
+        }
 
-      if (!member.path.startsWith(MEDIA_PREFIX)) continue
-      const path = member.path.slice(MEDIA_PREFIX.length).replace(/\/$/, '')
-      if (member.type === 'directory') {
-        if (path !== '') track(this.putSmall(`${path}/`, Buffer.alloc(0), options.signal))
-        continue
-      }
+        if (!member.path.startsWith(MEDIA_PREFIX)) continue
+        const path = member.path.slice(MEDIA_PREFIX.length).replace(/\/$/, '')
+        if (member.type === 'directory') {
+          if (path !== '') track(this.putSmall(`${path}/`, Buffer.alloc(0), options.signal))
+          continue
+        }
 
-      if (member.type !== 'file') {
-        const why = `a ${member.type} cannot be stored in S3`
-        skipped.push({path, why})
-        options.onSkip?.(path, why)
-        continue
-      }
+        if (member.type !== 'file') {
+          const why = `a ${member.type} cannot be stored in S3`
+          skipped.push({path, why})
+          options.onSkip?.(path, why)
+          continue
+        }
 
-      const hash = createHash('sha256')
-      if (!isUtf8Name(path)) {
-        // An S3 key is UTF-8: this name has no key. Its content is still checked against the listing.
-        for await (const chunk of member.body) hash.update(chunk as Buffer)
+        const hash = createHash('sha256')
+        if (!isUtf8Name(path)) {
+          // An S3 key is UTF-8: this name has no key. Its content is still checked against the listing.
+          for await (const chunk of member.body) hash.update(chunk as Buffer)
+          check.add(path, hash.digest('hex'))
+          const why = 'its name is not UTF-8, and an S3 key must be'
+          skipped.push({path, why})
+          options.onSkip?.(path, why)
+          continue
+        }
+
+        bytes += member.size
+        if (member.size <= SMALL_OBJECT) {
+          const body = await collect(member.body)
+          check.add(path, hash.update(body).digest('hex'))
+          restored?.add(path)
+          objects++
+          while (inFlight.size >= UPLOADS_IN_FLIGHT) await Promise.race(inFlight)
+          track(this.putSmall(path, body, options.signal))
+          continue
+        }
+
+        const hashing = new Transform({
+          transform(chunk: Buffer, _encoding, callback) {
+            hash.update(chunk)
+            callback(null, chunk)
+          },
+        })
+        const upload = new Upload({
+          client,
+          params: {Body: hashing, Bucket: this.s3.bucket, ContentLength: member.size, Key: `${this.s3.prefix}${path}`},
+        })
+        await Promise.all([pipeline(member.body, hashing), upload.done()]).catch((error: unknown) => {
+          throw this.failure(error, `restore ${path}`)
+        })
         check.add(path, hash.digest('hex'))
-        const why = 'its name is not UTF-8, and an S3 key must be'
-        skipped.push({path, why})
-        options.onSkip?.(path, why)
-        continue
-      }
-
-      bytes += member.size
-      if (member.size <= SMALL_OBJECT) {
-        const body = await collect(member.body)
-        check.add(path, hash.update(body).digest('hex'))
         restored?.add(path)
         objects++
-        while (inFlight.size >= UPLOADS_IN_FLIGHT) await Promise.race(inFlight)
-        track(this.putSmall(path, body, options.signal))
-        continue
       }
 
-      const hashing = new Transform({
-        transform(chunk: Buffer, _encoding, callback) {
-          hash.update(chunk)
-          callback(null, chunk)
-        },
-      })
-      const upload = new Upload({
-        client,
-        params: {Body: hashing, Bucket: this.s3.bucket, ContentLength: member.size, Key: `${this.s3.prefix}${path}`},
-      })
-      await Promise.all([pipeline(member.body, hashing), upload.done()]).catch((error: unknown) => {
-        throw this.failure(error, `restore ${path}`)
-      })
-      check.add(path, hash.digest('hex'))
-      restored?.add(path)
-      objects++
+      await Promise.all(inFlight)
+    } catch (error) {
+      // Nothing of a failed restore may go on writing to the bucket once it has returned.
+      await Promise.allSettled(inFlight)
+      throw error
     }
 
-    await Promise.all(inFlight)
     if (failure !== undefined) throw this.failure(failure, 'restore the media')
     if (!listed) await check.verify()
     const deleted = restored ? await this.deleteExtras(restored, options.signal) : 0

@@ -63,11 +63,17 @@ export function createListingFile(folder: string): ListingSink {
       // A row larger than the spool (a very long path) is written on its own, after what came before.
       return Promise.all([flushed, write(text)]).then(() => {})
     },
+    async discard() {
+      output.destroy()
+      if (!output.closed) await once(output, 'close')
+    },
     async finish() {
       await flush()
       await write(`${separator === '' ? '' : '\n'}]}\n`)
       output.end()
-      await once(output, 'finish')
+      // 'close', not 'finish': the file is closed before its folder can be removed, so no descriptor
+      // of a deleted plaintext file outlives the command in a host's process.
+      await once(output, 'close')
       if (failure) throw failure
       return {bytes: (await stat(path)).size, path}
     },

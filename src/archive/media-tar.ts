@@ -93,6 +93,8 @@ export interface ListingRow {
 export interface ListingSink {
   /** Returns a promise only when the caller must wait (the spool is behind). */
   add(row: ListingRow): Promise<void> | void
+  /** Closes the listing of an archive that will not be finished, its file included. */
+  discard(): Promise<void>
   /** Closes the listing and returns its path and size, to be appended to the tar. */
   finish(): Promise<{bytes: number; path: string}>
 }
@@ -122,53 +124,60 @@ export function createMediaTar(
     const out = new Batches()
     let files = 0
     let totalFileBytes = 0
-    for await (const entry of entries) {
-      if (entry.type === 'file') {
-        const hash = entry.sha256 === undefined ? createHash('sha256') : undefined
-        // Prefetched files were hashed as they were read; the others are hashed here.
-        const included = entry.prefetched
-          ? await copyPrefetched(entry, entry.prefetched, out)
-          : entry.localPath === undefined
-            ? yield* copyStreamed(entry, hash, out)
-            : yield* copyLocal(entry, entry.localPath, hash ?? createHash('sha256'), out)
-        if (!included) continue
-        out.append(padding(entry.size))
-        files++
-        totalFileBytes += entry.size
-        const sha256 = typeof included === 'string' ? included : (entry.sha256 ?? hash!.digest('hex'))
-        const spooled = sink.add(row(entry, sha256))
-        if (spooled) await spooled
-      } else {
-        out.append(header(`${MEDIA_PREFIX}${entry.path}${entry.type === 'directory' ? '/' : ''}`, entry))
-        const spooled = sink.add(row(entry))
-        if (spooled) await spooled
-      }
-
-      if (out.ready.length > 0) yield* out.take()
-    }
-
-    const listing = await sink.finish()
-    out.append(header(LISTING_MEMBER, {mode: 0o644, mtime: new Date(), size: listing.bytes, type: 'file'}))
-    const handle = await open(listing.path)
+    let listed = false
     try {
-      let copied = 0
-      for await (const chunk of handle.createReadStream({highWaterMark: READ_CHUNK}) as AsyncIterable<Buffer>) {
-        copied += chunk.length
-        out.append(chunk)
+      for await (const entry of entries) {
+        if (entry.type === 'file') {
+          const hash = entry.sha256 === undefined ? createHash('sha256') : undefined
+          // Prefetched files were hashed as they were read; the others are hashed here.
+          const included = entry.prefetched
+            ? await copyPrefetched(entry, entry.prefetched, out)
+            : entry.localPath === undefined
+              ? yield* copyStreamed(entry, hash, out)
+              : yield* copyLocal(entry, entry.localPath, hash ?? createHash('sha256'), out)
+          if (!included) continue
+          out.append(padding(entry.size))
+          files++
+          totalFileBytes += entry.size
+          const sha256 = typeof included === 'string' ? included : (entry.sha256 ?? hash!.digest('hex'))
+          const spooled = sink.add(row(entry, sha256))
+          if (spooled) await spooled
+        } else {
+          out.append(header(`${MEDIA_PREFIX}${entry.path}${entry.type === 'directory' ? '/' : ''}`, entry))
+          const spooled = sink.add(row(entry))
+          if (spooled) await spooled
+        }
+
         if (out.ready.length > 0) yield* out.take()
       }
 
-      if (copied !== listing.bytes) throw new Error('the media listing changed while it was being archived')
-    } finally {
-      await handle.close().catch(() => {})
-    }
+      listed = true
+      const listing = await sink.finish()
+      out.append(header(LISTING_MEMBER, {mode: 0o644, mtime: new Date(), size: listing.bytes, type: 'file'}))
+      const handle = await open(listing.path)
+      try {
+        let copied = 0
+        for await (const chunk of handle.createReadStream({highWaterMark: READ_CHUNK}) as AsyncIterable<Buffer>) {
+          copied += chunk.length
+          out.append(chunk)
+          if (out.ready.length > 0) yield* out.take()
+        }
 
-    out.append(padding(listing.bytes))
-    // Two zero blocks end a tar archive.
-    out.append(Buffer.alloc(2 * BLOCK))
-    yield* out.take()
-    yield* out.rest()
-    summary.resolve({files, totalFileBytes})
+        if (copied !== listing.bytes) throw new Error('the media listing changed while it was being archived')
+      } finally {
+        await handle.close().catch(() => {})
+      }
+
+      out.append(padding(listing.bytes))
+      // Two zero blocks end a tar archive.
+      out.append(Buffer.alloc(2 * BLOCK))
+      yield* out.take()
+      yield* out.rest()
+      summary.resolve({files, totalFileBytes})
+    } finally {
+      // Stopped or failed before the listing was finished: its file must not stay open.
+      if (!listed) await sink.discard()
+    }
   }
 
   const stream = Readable.from(generate(), {highWaterMark: 1, objectMode: false})

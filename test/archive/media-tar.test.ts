@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -23,6 +23,18 @@ function fileEntry(path: string, data: Buffer, declaredSize = data.length): Medi
 
 async function* fromArray(entries: MediaEntry[]): AsyncIterable<MediaEntry> {
   yield* entries
+}
+
+/** This process's open descriptors on files under `folder`: a host's process outlives the command. */
+function openUnder(folder: string): string[] {
+  return readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`)
+      return target.startsWith(`${folder}/`) ? [target] : []
+    } catch {
+      return []
+    }
+  })
 }
 
 describe('media tar', () => {
@@ -103,5 +115,30 @@ describe('media tar', () => {
       'MANIFEST.json',
     ])
     expect(execFileSync('tar', ['-xOf', tarFile, 'media/grown']).toString()).to.equal('0123')
+  })
+
+  it('leaves no descriptor open on its listing: finished, failed, or stopped by its consumer', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'media-tar-'))
+    const many = Array.from({length: 2000}, (_, index) => fileEntry(`f${index}`, Buffer.alloc(1000, index)))
+    const finished = createMediaTar(fromArray(many), createListingFile(mkdtempSync(join(folder, 'finished-'))))
+    await collect(finished.stream)
+    await finished.summary
+    expect(openUnder(folder), 'finished').to.deep.equal([])
+
+    const failed = createMediaTar(
+      fromArray([...many, fileEntry('shrunk.bin', Buffer.alloc(10), 100)]),
+      createListingFile(mkdtempSync(join(folder, 'failed-'))),
+    )
+    await collect(failed.stream).catch(() => {})
+    await failed.summary.catch(() => {})
+    expect(openUnder(folder), 'failed').to.deep.equal([])
+
+    const stopped = createMediaTar(fromArray(many), createListingFile(mkdtempSync(join(folder, 'stopped-'))))
+    stopped.summary.catch(() => {})
+    for await (const chunk of stopped.stream) if (chunk) break
+    await new Promise((resolve) => {
+      stopped.stream.once('close', resolve)
+    })
+    expect(openUnder(folder), 'stopped').to.deep.equal([])
   })
 })

@@ -165,6 +165,7 @@ function memorySink(folder: string): ListingSink {
     add(row) {
       rows.push(JSON.stringify(row))
     },
+    async discard() {},
     async finish() {
       const path = join(folder, 'MANIFEST.json')
       writeFileSync(path, `{"files":[${rows.join(',\n')}]}\n`)

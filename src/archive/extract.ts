@@ -116,8 +116,7 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
         }
 
         case 'symlink': {
-          const linkTarget = member.linkTarget ?? ''
-          if (linkTarget === '' || linkTarget.includes('\0')) throw unsafe(member, 'it is a symlink with no target')
+          const linkTarget = symlinkTarget(member)
           const resolved = resolve(dirname(join(root, path)), linkTarget)
           if (isAbsolute(linkTarget) || !isInside(resolved, root)) {
             skipped.push({path, why: leadsOutside(linkTarget)})
@@ -349,6 +348,13 @@ function extractionError(error: Error): Error {
     cause: error,
     suggestion: 'Restore from another backup; `divio app backup verify` checks them all.',
   })
+}
+
+/** A symlink member's target, or throws when it has none a link could hold. */
+export function symlinkTarget(member: TarMember): string {
+  const target = member.linkTarget ?? ''
+  if (target === '' || target.includes('\0')) throw unsafe(member, 'it is a symlink with no target')
+  return target
 }
 
 export function unsafe(member: string | TarMember, why: string): BackupError {

@@ -42,9 +42,10 @@ export async function runInThisProcess(executable: string, cwd: string, env: Nod
 
 async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, argv: string[]): Promise<Outcome> {
   const listeners = PROCESS_EVENTS.map((event) => process.listenerCount(event))
-  const restoreEnvironment = replaceEnvironment(env)
   const previousCwd = process.cwd()
+  // First: a folder that is not there throws here, before anything of the process has been changed.
   process.chdir(cwd)
+  const restoreEnvironment = replaceEnvironment(env)
   const stdout = capture(process.stdout)
   const stderr = capture(process.stderr)
   const restoreTerminal = withoutTerminal()

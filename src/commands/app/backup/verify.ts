@@ -12,7 +12,7 @@ export default class Verify extends BackupCommand {
   static override args = {
     id: Args.string({description: 'Backup id (or a unique prefix of it), or "latest" (the default).'}),
   }
-  static override description = `Read a backup back from the store and check it: every object's size and SHA-256, and age authentication of every chunk.
+  static override description = `Read a backup back from the store and check it: every object's size and SHA-256, age authentication of every chunk, and every media file against the backup's listing.
 
 Exits non-zero (4) naming each bad object when anything does not match.`
   static override examples = [

@@ -175,6 +175,11 @@ describe('restore', function () {
       tar: Buffer.concat([...member('media/a.txt', 'good'), Buffer.alloc(1024)]),
     },
     {
+      label: 'a header that is not a tar header',
+      message: 'The media archive is damaged',
+      tar: Buffer.concat([Buffer.alloc(512, 0x41), Buffer.alloc(1024)]),
+    },
+    {
       label: 'a FIFO',
       message: 'it is a FIFO, which media never contains',
       tar: Buffer.concat([...member('media/pipe', '', 'FIFO'), ...listing(), Buffer.alloc(1024)]),

@@ -117,8 +117,13 @@ function archiveContentCheck(name: string): {done: Promise<{detail: string; name
       return {detail: `${files} files (${formatBytes(bytes)}) match its MANIFEST.json`, name: `${name} (members)`}
     },
     (error: unknown) => {
+      // What reaches the check has been authenticated: an archive it cannot read was written so.
       const failure =
-        error instanceof BackupError && error.code === 'INTEGRITY' ? new ObjectCheckError(name, error.message) : error
+        error instanceof BackupError && error.code === 'INTEGRITY'
+          ? new ObjectCheckError(name, error.message)
+          : (error as Error).name === 'AbortError'
+            ? error
+            : new ObjectCheckError(name, `The media archive is damaged: ${(error as Error).message}.`)
       sink.destroy(failure as Error)
       throw failure
     },

@@ -20,19 +20,43 @@ import {setMemoryFlagsAgain} from './memory.js'
  *
  * The worker gets the process's Node.js options without its module loaders: those are the host's,
  * for the host's code, and Node.js resolves them again in each worker from the current folder, where
- * a relative or package name (`--import=tsx`) is not found, and the worker fails to start.
+ * a relative or package name (`--import=tsx`) is not found, and the worker fails to start. See
+ * {@link constructWorker} for the options a worker refuses.
  */
 export function startModuleWorker(module: string, options: WorkerOptions = {}): Worker {
   const url = workerModuleUrl(module)
-  options = {execArgv: withoutLoaders(process.execArgv), ...options}
   const worker = url.pathname.endsWith('.ts')
-    ? new Worker(
+    ? constructWorker(
         `import(${JSON.stringify(tsxApiUrl())}).then(({register}) => { register(); return import(${JSON.stringify(url.href)}) })`,
         {...options, eval: true},
       )
-    : new Worker(url, options)
+    : constructWorker(url, options)
   worker.once('online', setMemoryFlagsAgain)
   return worker
+}
+
+/**
+ * Options given to a worker explicitly are checked, and V8's (`--max-old-space-size`, `--trace-gc`)
+ * and the process's own are refused, while inherited ones are not: so the process's options are
+ * inherited as they are when there is no loader among them, and otherwise given without the loaders
+ * and without what Node.js names as refused. V8's options apply to the whole process anyway.
+ */
+export function constructWorker(target: string | URL, options: WorkerOptions, execArgv = process.execArgv): Worker {
+  if (options.execArgv !== undefined) return new Worker(target, options)
+  const kept = withoutLoaders(execArgv)
+  if (kept.length === execArgv.length) return new Worker(target, options)
+  try {
+    return new Worker(target, {...options, execArgv: kept})
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'ERR_WORKER_INVALID_EXEC_ARGV') throw error
+    const refused = new Set(/: (.*)$/.exec((error as Error).message)?.[1].split(', '))
+    const accepted = kept.filter((option) => !refused.has(option))
+    try {
+      return new Worker(target, {...options, execArgv: accepted})
+    } catch {
+      return new Worker(target, {...options, execArgv: []})
+    }
+  }
 }
 
 const LOADER_OPTIONS = new Set(['--experimental-loader', '--import', '--loader', '--require', '-r'])

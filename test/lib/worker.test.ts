@@ -2,8 +2,9 @@ import {expect} from 'chai'
 import {existsSync, readdirSync} from 'node:fs'
 import {join} from 'node:path'
 import {fileURLToPath, pathToFileURL} from 'node:url'
+import {Worker} from 'node:worker_threads'
 
-import {withoutLoaders, workerModuleUrl} from '../../src/lib/worker.js'
+import {constructWorker, withoutLoaders, workerModuleUrl} from '../../src/lib/worker.js'
 import {repoRoot} from '../helpers/project.js'
 
 const WORKERS = ['archive/seal-worker', 'archive/file-writer-worker', 'lib/file-reader-worker']
@@ -47,5 +48,21 @@ describe('worker modules', () => {
       '--no-warnings',
     ])
     expect(withoutLoaders(['--max-old-space-size=512'])).to.deep.equal(['--max-old-space-size=512'])
+  })
+
+  it("start under V8's options and the process's own, which a worker refuses when they are given explicitly", async () => {
+    const echo = "require('node:worker_threads').parentPort.postMessage(process.execArgv)"
+    const started = (worker: Worker) =>
+      new Promise<string[]>((resolve, reject) => {
+        worker.once('message', resolve).once('error', reject)
+      })
+    // With a loader to drop, the rest is given explicitly, and Node.js refuses V8's options there.
+    const host = ['--import=tsx', '--max-old-space-size=300', '--no-warnings', '--trace-gc', '--stack-size=900']
+    expect(() => new Worker(echo, {eval: true, execArgv: withoutLoaders(host)})).to.throw(/invalid execArgv/)
+    expect(await started(constructWorker(echo, {eval: true}, host))).to.deep.equal(['--no-warnings'])
+    // Without one, the process's options are inherited as they are (V8's included).
+    expect(await started(constructWorker(echo, {eval: true}, ['--max-old-space-size=300']))).to.deep.equal(
+      process.execArgv,
+    )
   })
 })

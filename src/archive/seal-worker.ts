@@ -7,14 +7,17 @@ import {keepMemoryFlat, MemoryPacer} from '../lib/memory.js'
 import {AgeSealer} from './age.js'
 
 /**
- * The worker side of createSealStream (seal.ts): hashes the plaintext and encrypts it, one job per stream.
- * Every reply carries the job's id; a job's batches are answered in order, one sealed batch each.
+ * The worker side of createSealStream (seal.ts): hashes the plaintext, encrypts it and hashes what it
+ * sealed, one job per stream. Every reply carries the job's id; a job's batches are answered in order,
+ * one sealed batch each.
  */
 
 interface Job {
   pacer: MemoryPacer
   plainBytes: number
   plainHash?: Hash
+  sealedBytes: number
+  readonly sealedHash: Hash
   readonly sealer: AgeSealer
 }
 
@@ -45,19 +48,20 @@ function handle(request: SealRequest): void {
       job.plainHash?.update(plaintext)
       job.plainBytes += plaintext.length
       job.pacer.advance(plaintext.length)
-      reply(request.id, job.sealer.update(plaintext))
+      reply(request.id, job, job.sealer.update(plaintext))
       break
     }
 
     case 'end': {
       const job = jobs.get(request.id)
       if (job === undefined) return
-      reply(request.id, job.sealer.final())
+      reply(request.id, job, job.sealer.final())
       jobs.delete(request.id)
       post({
         id: request.id,
         kind: 'done',
         plaintext: {bytes: job.plainBytes, sha256: job.plainHash?.digest('hex')},
+        sealed: {bytes: job.sealedBytes, sha256: job.sealedHash.digest('hex')},
       })
       break
     }
@@ -67,6 +71,8 @@ function handle(request: SealRequest): void {
         pacer: new MemoryPacer(),
         plainBytes: 0,
         plainHash: request.hashPlaintext ? createHash('sha256') : undefined,
+        sealedBytes: 0,
+        sealedHash: createHash('sha256'),
         sealer: new AgeSealer(request.recipients),
       })
       break
@@ -74,13 +80,15 @@ function handle(request: SealRequest): void {
   }
 }
 
-/** Joins the sealed pieces into one buffer that is handed over without a copy. */
-function reply(id: number, pieces: Buffer[]): void {
+/** Hashes the sealed pieces and joins them into one buffer that is handed over without a copy. */
+function reply(id: number, job: Job, pieces: Buffer[]): void {
   let length = 0
   for (const piece of pieces) length += piece.length
   const joined = Buffer.allocUnsafeSlow(length)
   let offset = 0
   for (const piece of pieces) offset += piece.copy(joined, offset)
+  job.sealedHash.update(joined)
+  job.sealedBytes += length
   post({batch: joined.buffer, id, kind: 'sealed', length}, [joined.buffer])
 }
 

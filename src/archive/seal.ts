@@ -22,8 +22,8 @@ export type SealRequest =
 
 /** Messages from the worker. */
 export type SealReply =
+  | (SealResult & {id: number; kind: 'done'})
   | {batch: ArrayBuffer; id: number; kind: 'sealed'; length: number}
-  | {id: number; kind: 'done'; plaintext: SealResult['plaintext']}
   | {id: number; kind: 'error'; message: string}
 
 /** Plaintext travels to the worker in batches of this size: few messages, and each is one transfer. */
@@ -41,7 +41,7 @@ const MAX_IN_FLIGHT = 2
  * of both sides on the way. `result` resolves after the last sealed byte has been pushed, and rejects
  * if the stream fails.
  *
- * With `offThread` (the default) the plaintext hash and the cipher run on a worker thread, so that a
+ * With `offThread` (the default) both hashes and the cipher run on a worker thread, so that a
  * backup uses a second core while this thread reads and archives; memory stays bounded, since at most
  * {@link MAX_IN_FLIGHT} batches are with the worker and writes wait while the reader is behind. The
  * worker costs its own heap, about 15 MiB, so callers whose output is slower than one core anyway (an
@@ -120,8 +120,6 @@ class SealStream extends Duplex {
   private readonly outcome = deferred<SealResult>()
   private parked: (() => void) | undefined
   private readerBehind = false
-  private sealedBytes = 0
-  private readonly sealedHash = createHash('sha256')
 
   constructor(
     private readonly recipients: readonly Uint8Array[],
@@ -172,10 +170,7 @@ class SealStream extends Duplex {
     switch (reply.kind) {
       case 'done': {
         this.push(null)
-        this.outcome.resolve({
-          plaintext: reply.plaintext,
-          sealed: {bytes: this.sealedBytes, sha256: this.sealedHash.digest('hex')},
-        })
+        this.outcome.resolve({plaintext: reply.plaintext, sealed: reply.sealed})
         this.takeParked()?.()
         break
       }
@@ -187,10 +182,7 @@ class SealStream extends Duplex {
 
       case 'sealed': {
         this.inFlight--
-        const sealed = Buffer.from(reply.batch, 0, reply.length)
-        this.sealedHash.update(sealed)
-        this.sealedBytes += sealed.length
-        if (!this.push(sealed)) this.readerBehind = true
+        if (!this.push(Buffer.from(reply.batch, 0, reply.length))) this.readerBehind = true
         this.release()
         break
       }
@@ -217,9 +209,11 @@ class SealStream extends Duplex {
   private sealHere(callback: (error?: Error | null) => void): void {
     const plaintext = this.batch.subarray(0, this.filled)
     const sealer = new AgeSealer(this.recipients)
+    const sealedHash = createHash('sha256')
+    let sealedBytes = 0
     for (const piece of [...sealer.update(plaintext), ...sealer.final()]) {
-      this.sealedHash.update(piece)
-      this.sealedBytes += piece.length
+      sealedHash.update(piece)
+      sealedBytes += piece.length
       this.push(piece)
     }
 
@@ -229,7 +223,7 @@ class SealStream extends Duplex {
         bytes: plaintext.length,
         sha256: this.hashPlaintext ? createHash('sha256').update(plaintext).digest('hex') : undefined,
       },
-      sealed: {bytes: this.sealedBytes, sha256: this.sealedHash.digest('hex')},
+      sealed: {bytes: sealedBytes, sha256: sealedHash.digest('hex')},
     })
     callback()
   }

@@ -1,10 +1,12 @@
 import {createHash} from 'node:crypto'
 import {Readable} from 'node:stream'
 
+import {printableName} from '../lib/byte-names.js'
 import {describeType, safePath, symlinkTarget, unsafe} from './extract.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER} from './media-tar.js'
-import {readTar} from './tar-reader.js'
+import {PathKind, PathTable} from './path-table.js'
+import {readTar, TarMember} from './tar-reader.js'
 
 /** What a media archive holds, once it checked out. */
 export interface ArchiveSummary {
@@ -15,19 +17,24 @@ export interface ArchiveSummary {
 /**
  * Checks a media archive the way extractMediaArchive (extract.ts) does as it extracts, without writing
  * anything: every member under `media/` with a safe path, of a type media holds, never below a symlink,
- * MANIFEST.json last, and every file's SHA-256 against it. Verify runs it on a tar-format backup, so
- * that an archive that verifies also restores: one written by a holder of a writer key, whose
- * checksums in the signed manifest are right, can still list other contents than it holds.
+ * no name twice, MANIFEST.json last, and every file's SHA-256 against it. Verify runs it on a
+ * tar-format backup, so that an archive that verifies also restores: one written by a holder of a
+ * writer key, whose checksums in the signed manifest are right, can still list other contents than it
+ * holds.
  *
- * A name that appears twice, or a file that a later member uses as a folder, is left to extraction to
- * refuse: finding those here would take memory that grows with the tree.
+ * The media of a folder (`source` filesystem) is also checked as a tree, as extraction into a folder
+ * finds it: no member below a file, and no file or link where a folder is. A bucket's keys may be both
+ * (`photos` and `photos/1.jpg`), and go back to a bucket as they are. Every path is remembered in a
+ * {@link PathTable}, 12 bytes each.
  */
-export async function checkMediaArchive(tar: Readable): Promise<ArchiveSummary> {
+export async function checkMediaArchive(tar: Readable, source: 'filesystem' | 's3'): Promise<ArchiveSummary> {
   const check = new ListingCheck()
-  const links = new Set<string>()
+  const paths = new PathTable()
+  const tree = source === 'filesystem'
   let files = 0
   let bytes = 0
   let listed = false
+  let parent: string | undefined
   for await (const member of readTar(tar)) {
     if (listed) throw unsafe(member, `it follows ${LISTING_MEMBER}, which is the last member`)
     if (member.path === LISTING_MEMBER) {
@@ -38,7 +45,14 @@ export async function checkMediaArchive(tar: Readable): Promise<ArchiveSummary> 
 
     const path = safePath(member)
     if (path === '') continue
-    if (links.size > 0 && underLink(path, links)) throw unsafe(member, 'its path passes through a symlink')
+    // Siblings follow each other: their folders were checked with the first of them.
+    const folder = path.slice(0, Math.max(0, path.lastIndexOf('/')))
+    if (folder !== parent) {
+      checkFolders(member, folder, paths, tree)
+      parent = folder
+    }
+
+    checkName(member, path, paths, tree)
     switch (member.type) {
       case 'directory': {
         break
@@ -55,7 +69,6 @@ export async function checkMediaArchive(tar: Readable): Promise<ArchiveSummary> 
 
       case 'symlink': {
         symlinkTarget(member)
-        links.add(path)
         break
       }
 
@@ -70,10 +83,39 @@ export async function checkMediaArchive(tar: Readable): Promise<ArchiveSummary> 
   return {bytes, files}
 }
 
-function underLink(path: string, links: ReadonlySet<string>): boolean {
-  for (let slash = path.indexOf('/'); slash !== -1; slash = path.indexOf('/', slash + 1)) {
-    if (links.has(path.slice(0, slash))) return true
+/** Each folder on the way to a member: none a link, none a file in a tree; recorded as folders. */
+function checkFolders(member: TarMember, folder: string, paths: PathTable, tree: boolean): void {
+  if (folder === '') return
+  for (let slash = 0; slash !== -1;) {
+    slash = folder.indexOf('/', slash + 1)
+    const ancestor = slash === -1 ? folder : folder.slice(0, slash)
+    const kind = paths.get(ancestor)
+    if (kind === PathKind.Link) throw unsafe(member, 'its path passes through a symlink')
+    if (kind === PathKind.File && tree) {
+      throw unsafe(member, `it would be written through a file (${printableName(ancestor)})`)
+    }
+
+    if (kind === undefined) paths.set(ancestor, PathKind.Folder)
+  }
+}
+
+/**
+ * The member's own name. Extraction takes an existing folder as it is, so a folder may repeat one
+ * (and a bucket's "folder" object share a key's name); a second file or link of a name is never
+ * written, nor, in a tree, one where a folder is.
+ */
+function checkName(member: TarMember, path: string, paths: PathTable, tree: boolean): void {
+  const kind = memberKind(member)
+  const existing = paths.get(path)
+  if (existing !== undefined) {
+    const clash = kind === PathKind.Folder ? existing !== PathKind.Folder && tree : existing !== PathKind.Folder || tree
+    if (clash) throw unsafe(member, 'the archive already holds a file, folder or link of that name')
+    if (kind === PathKind.Folder) return
   }
 
-  return false
+  paths.set(path, kind)
+}
+
+function memberKind(member: TarMember): PathKind {
+  return member.type === 'directory' ? PathKind.Folder : member.type === 'symlink' ? PathKind.Link : PathKind.File
 }

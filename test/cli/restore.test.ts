@@ -195,6 +195,28 @@ describe('restore', function () {
       ]),
       verify: 'its path passes through a symlink',
     },
+    {
+      label: 'a file twice (and twice in MANIFEST.json)',
+      message: 'a file, folder or link of that name was already extracted',
+      tar: Buffer.concat([
+        ...member('media/a.txt', 'good'),
+        ...member('media/a.txt', 'good'),
+        ...listing({body: 'good', path: 'a.txt'}, {body: 'good', path: 'a.txt'}),
+        Buffer.alloc(1024),
+      ]),
+      verify: 'the archive already holds a file, folder or link of that name',
+    },
+    {
+      label: 'a file under a file',
+      message: 'a file, folder or link of that name was already extracted',
+      tar: Buffer.concat([
+        ...member('media/a', 'good'),
+        ...member('media/a/b.txt', 'good'),
+        ...listing({body: 'good', path: 'a'}, {body: 'good', path: 'a/b.txt'}),
+        Buffer.alloc(1024),
+      ]),
+      verify: 'it would be written through a file (a)',
+    },
   ]
   for (const {label, message, tar, verify} of refusedArchives)
     it(`an archive with ${label}: refused before the safety backup, the media folder as it was, nothing written outside`, async () => {

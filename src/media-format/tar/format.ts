@@ -27,7 +27,7 @@ export const tarFormat: MediaFormat = {
 export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredMedia {
   const archive: OwnObject = {
     compression: media.compression,
-    contentCheck: () => archiveContentCheck(media.object.name),
+    contentCheck: () => archiveContentCheck(media.object.name, media.source),
     object: media.object,
     plaintext: media.plaintext,
   }
@@ -108,9 +108,12 @@ async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<M
  * Verify's check of the archive's members as its plaintext streams by: what restore would refuse
  * (an unsafe member, a file that does not match MANIFEST.json) fails verify too.
  */
-function archiveContentCheck(name: string): {done: Promise<{detail: string; name: string}>; sink: PassThrough} {
+function archiveContentCheck(
+  name: string,
+  source: MediaTarComponent['source'],
+): {done: Promise<{detail: string; name: string}>; sink: PassThrough} {
   const sink = new PassThrough()
-  const done = checkMediaArchive(sink).then(
+  const done = checkMediaArchive(sink, source).then(
     ({bytes, files}) => {
       // Whatever follows the end of the archive (zero padding) still has to flow for the read to finish.
       sink.resume()

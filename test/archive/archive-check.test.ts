@@ -1,0 +1,175 @@
+import {expect} from 'chai'
+import * as fc from 'fast-check'
+import {createHash} from 'node:crypto'
+import {mkdtempSync, rmSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
+import {Readable} from 'node:stream'
+import {Header} from 'tar'
+
+import {checkMediaArchive} from '../../src/archive/archive-check.js'
+import {extractMediaArchive} from '../../src/archive/extract.js'
+import {PathKind, PathTable} from '../../src/archive/path-table.js'
+
+type MemberType = 'Directory' | 'File' | 'SymbolicLink'
+
+interface Member {
+  path: string
+  type: MemberType
+}
+
+const BODY = 'same'
+
+/** A tar of `members` (files hold BODY, links point at `c`), with the listing of its files last. */
+function archive(members: Member[]): Buffer {
+  const blocks: Buffer[] = []
+  const add = (path: string, type: MemberType, body = '', linkpath?: string) => {
+    const header = new Header({
+      linkpath,
+      mode: 0o644,
+      mtime: new Date('2026-11-01T00:00:00Z'),
+      path,
+      size: body.length,
+      type,
+    })
+    header.encode()
+    blocks.push(header.block!, Buffer.from(body), Buffer.alloc((512 - (body.length % 512)) % 512))
+  }
+
+  const sha256 = createHash('sha256').update(BODY).digest('hex')
+  const rows: string[] = []
+  for (const {path, type} of members) {
+    if (type === 'File') {
+      add(path, type, BODY)
+      rows.push(
+        JSON.stringify({
+          mode: '0644',
+          mtime: '2026-11-01T00:00:00.000Z',
+          path: path.slice('media/'.length),
+          sha256,
+          size: BODY.length,
+          type: 'file',
+        }),
+      )
+    } else {
+      add(type === 'Directory' ? `${path}/` : path, type, '', type === 'SymbolicLink' ? 'c' : undefined)
+    }
+  }
+
+  add('MANIFEST.json', 'File', `{"format":"divio-media-listing","version":1,"files":[\n${rows.join(',\n')}\n]}\n`)
+  blocks.push(Buffer.alloc(1024))
+  return Buffer.concat(blocks)
+}
+
+async function verdict(run: () => Promise<unknown>): Promise<string> {
+  return run().then(
+    () => 'ok',
+    (error: Error) => error.message,
+  )
+}
+
+describe('media archive check (verify)', () => {
+  it('agrees with extraction into a folder on every archive of up to three members over a small tree', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'archive-check-'))
+    const alphabet: Member[] = []
+    for (const path of ['media/a', 'media/a/b', 'media/c'])
+      for (const type of ['File', 'Directory', 'SymbolicLink'] as const) alphabet.push({path, type})
+    const sequences: Member[][] = [[]]
+    for (let length = 1; length <= 3; length++)
+      for (const sequence of sequences.filter((candidate) => candidate.length === length - 1))
+        for (const member of alphabet) sequences.push([...sequence, member])
+
+    let refused = 0
+    try {
+      for (const [index, members] of sequences.entries()) {
+        const tar = archive(members)
+        const checked = await verdict(() => checkMediaArchive(Readable.from([tar]), 'filesystem'))
+        const extracted = await verdict(() => extractMediaArchive(Readable.from([tar]), join(parent, String(index))))
+        const described = members.map(({path, type}) => `${type} ${path}`).join(', ')
+        // What verifies restores, and what restore refuses, verify fails: the same verdict either way.
+        expect(checked === 'ok', `[${described}]: verify ${checked}; extraction ${extracted}`).to.equal(
+          extracted === 'ok',
+        )
+        if (checked !== 'ok') refused++
+      }
+    } finally {
+      rmSync(parent, {force: true, recursive: true})
+    }
+
+    expect(sequences.length).to.equal(1 + 9 + 81 + 729)
+    // Most of them clash somewhere: the matrix covers both verdicts.
+    expect(refused).to.be.within(300, sequences.length - 100)
+  })
+
+  it("takes a bucket's keys as they are: a name both a key and a folder, but never one key twice", async () => {
+    const both = archive([
+      {path: 'media/photos', type: 'File'},
+      {path: 'media/photos/1.jpg', type: 'File'},
+      {path: 'media/photos', type: 'Directory'},
+    ])
+    expect(await verdict(() => checkMediaArchive(Readable.from([both]), 's3'))).to.equal('ok')
+    expect(await verdict(() => checkMediaArchive(Readable.from([both]), 'filesystem'))).to.match(
+      /would be written through a file \(photos\)/,
+    )
+    for (const twice of [
+      [
+        {path: 'media/a', type: 'File'},
+        {path: 'media/a', type: 'File'},
+      ],
+      [
+        {path: 'media/a/b', type: 'File'},
+        {path: 'media/a', type: 'File'},
+        {path: 'media/a', type: 'File'},
+      ],
+    ] as Member[][]) {
+      expect(await verdict(() => checkMediaArchive(Readable.from([archive(twice)]), 's3'))).to.match(
+        /already holds a file, folder or link of that name/,
+      )
+    }
+  })
+})
+
+describe('path table', () => {
+  it('gives back the kind last recorded for each path, and nothing for the others', () => {
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.tuple(
+            fc.string({maxLength: 12, unit: 'grapheme'}),
+            fc.constantFrom(PathKind.File, PathKind.Folder, PathKind.Link),
+          ),
+          {maxLength: 300},
+        ),
+        fc.array(fc.string({maxLength: 12}), {maxLength: 50}),
+        (records, others) => {
+          const table = new PathTable()
+          const expected = new Map<string, PathKind>()
+          for (const [path, kind] of records) {
+            table.set(path, kind)
+            expected.set(path, kind)
+          }
+
+          for (const [path, kind] of expected) expect(table.get(path)).to.equal(kind)
+          for (const path of others) expect(table.get(path)).to.equal(expected.get(path))
+        },
+      ),
+    )
+  })
+
+  it('tells apart names that differ only in bytes that are not UTF-8', () => {
+    const table = new PathTable()
+    table.set('photo-\uDC80.jpg', PathKind.File)
+    expect(table.get('photo-\uDC80.jpg')).to.equal(PathKind.File)
+    for (const other of ['photo-\uDC81.jpg', 'photo-\uFFFD.jpg', 'photo-.jpg'])
+      expect(table.get(other)).to.equal(undefined)
+  })
+
+  it('grows past its first size without losing a path', () => {
+    const table = new PathTable()
+    for (let index = 0; index < 50_000; index++) table.set(`media/${index % 97}/f${index}`, PathKind.File)
+    for (let index = 0; index < 50_000; index++) {
+      expect(table.get(`media/${index % 97}/f${index}`)).to.equal(PathKind.File)
+      expect(table.get(`media/${index % 97}/g${index}`)).to.equal(undefined)
+    }
+  })
+})

@@ -329,7 +329,15 @@ async function writeLargeFile(member: TarMember, destination: Buffer): Promise<s
     },
   })
   // "wx" fails on any existing name, a symlink included, so nothing is written through one.
-  await pipeline(member.body, hashing, createWriteStream(destination, {flags: 'wx', mode: 0o600}))
+  await pipeline(member.body, hashing, createWriteStream(destination, {flags: 'wx', mode: 0o600})).catch(
+    (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EEXIST' || error.code === 'EISDIR') {
+        throw unsafe(member, 'a file, folder or link of that name was already extracted')
+      }
+
+      throw error
+    },
+  )
   // The exact mode, whatever the umask; then the time, which the writes above would otherwise change.
   await chmod(destination, member.mode % 0o1_0000)
   await utimes(destination, member.mtime, member.mtime)

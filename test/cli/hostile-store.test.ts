@@ -310,6 +310,55 @@ describe('a hostile store writer', function () {
     })
   }
 
+  // What verifies restores: an index can name a file twice, or one below another file, and every blob
+  // still authenticates. Restore refuses the archive it builds from it; verify must too.
+  const shapes: Array<{edit: (lines: string[], at: number) => void; shape: string; verify: string}> = [
+    {
+      edit: (lines, at) => lines.splice(at + 1, 0, lines[at]),
+      shape: 'names a file twice',
+      verify: 'the archive already holds a file, folder or link of that name',
+    },
+    {
+      edit: (lines, at) =>
+        lines.splice(at + 1, 0, lines[at].replace('"path":"large.bin"', '"path":"large.bin/inside"')),
+      shape: 'places a file below another file',
+      verify: 'it would be written through a file (large.bin)',
+    },
+  ]
+  for (const {edit, shape, verify} of shapes) {
+    it(`an index that ${shape}, signed with a stolen writer key, fails verify, as restore refuses it`, async () => {
+      const project = makeProject()
+      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(300_000))
+      const id = await create(project)
+      const stored = join(project.store, 'shop', 'local', id, 'media.index.gz.age')
+      const lines = gunzipSync(execFileSync('age', ['-d', '-i', project.identityFile, stored]))
+        .toString()
+        .split('\n')
+      edit(
+        lines,
+        lines.findIndex((line) => line.includes('"path":"large.bin"')),
+      )
+      const gzipped = gzipSync(lines.join('\n'))
+      const encrypted = encryptToOwner(project, gzipped)
+      writeFileSync(stored, encrypted)
+      const manifest = manifestOf(project, id) as unknown as {components: {media: {index: object}}}
+      manifest.components.media.index = {
+        encoding: 'gzip',
+        object: {bytes: encrypted.length, name: 'media.index.gz.age', sha256: sha256(encrypted)},
+        plaintext: {bytes: gzipped.length, sha256: sha256(gzipped)},
+      }
+      writeSignedManifest(project, manifestPath(project, id), manifest)
+
+      const verified = await cli(project, ['verify', id], PACKS)
+      expect(verified.status, verified.stdout + verified.stderr).to.equal(4)
+      expect(verified.stdout).to.include(`media.index.gz.age: The media archive is unsafe`)
+      expect(verified.stdout).to.include(verify)
+      const restored = await cli(project, ['restore', id, '--confirm', 'local', '--media-only'], PACKS)
+      expect(restored.status, restored.stderr).to.equal(4)
+      expect(restored.stderr).to.include('The media archive is unsafe')
+    })
+  }
+
   /** An age-encrypted tar whose one member is `member` (built by GNU tar from `root`). */
   function forgedPack(project: Project, root: string, member: string): Buffer {
     return encryptToOwner(project, execFileSync('tar', ['-c', '-C', root, member]))

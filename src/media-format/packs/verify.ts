@@ -1,11 +1,13 @@
 import {randomInt} from 'node:crypto'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {Writable} from 'node:stream'
+import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
+import {checkMediaArchive} from '../../archive/archive-check.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
+import {BackupError} from '../../errors.js'
 import {makeStagingDir} from '../../lib/staging.js'
 import {BackupContext} from '../../services/context.js'
 import {rememberFailedPacks} from '../../services/machine-state.js'
@@ -35,7 +37,7 @@ export async function verifyPacks(
   try {
     const onEntry = (entry: IndexEntry) => script.add(entry)
     const {stream, summary} = await packedMediaTar(context, manifest, {identities, onEntry, tempDir})
-    await pipeline(stream, new Writable({write: (_chunk, _encoding, callback) => callback()}), {signal: context.signal})
+    await checkShape(stream, media, context.signal)
     await summary
     return [
       scriptResult(media, script),
@@ -48,6 +50,35 @@ export async function verifyPacks(
   } finally {
     await rm(tempDir, {force: true, recursive: true})
   }
+}
+
+/**
+ * Reads the media.tar that restore would extract, and checks it as extraction does (checkMediaArchive):
+ * an index signed with a writer key can name a file twice, or one below another file, and what
+ * verifies must restore. Its contents were checked as it was built. Of the failures, a blob's (naming
+ * its pack) is reported first, then what the check refused, then whatever stopped the stream.
+ */
+async function checkShape(stream: Readable, media: MediaPacksComponent, signal: AbortSignal): Promise<void> {
+  const sink = new PassThrough()
+  const checked = checkMediaArchive(sink, media.source, {contents: 'checked'}).then(
+    () => {
+      // Whatever follows the end of the archive still has to flow for the build to finish.
+      sink.resume()
+    },
+    (error: Error) => {
+      // Stops the build, which would otherwise wait for a reader.
+      sink.destroy(error)
+      throw error
+    },
+  )
+  const outcomes = await Promise.allSettled([pipeline(stream, sink, {signal}), checked])
+  const failures = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as Error] : []))
+  if (failures.length === 0) return
+  const unsafe = failures.find((error) => error instanceof BackupError && error.code === 'INTEGRITY')
+  throw (
+    failures.find((error) => error instanceof ObjectCheckError) ??
+    (unsafe ? new ObjectCheckError(media.index.object.name, unsafe.message) : failures[0])
+  )
 }
 
 function scriptResult(media: MediaPacksComponent, script: RebuildScriptCheck): CheckReport {

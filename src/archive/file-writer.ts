@@ -142,18 +142,23 @@ export const onTheWriterThread: WriterRoute = {
 /**
  * The writes of a small restore cost less on this thread than starting the writer thread does (about
  * 0.1 CPU-s and 8 MiB). Files are counted against a budget (a file also a unit per 64 KiB); the batch
- * that would spend past it, and every one after it, goes to the thread.
+ * that would spend past it, and every one after it, goes to the thread. The thread takes about 0.1 s
+ * to start, which the restore would wait for: so it is started in the background once half the budget
+ * is spent, and takes over as soon as it is up.
  *
  * Batches are written one after the other, in the order given, wherever they are written: SmallFileWriter
  * takes the answers in that order, and a batch that fails must not be overtaken by the next.
  */
 export class SmallWritesHere implements WriterRoute {
   private budget: number
+  private warming = false
+  private readonly warmUpBelow: number
   /** The last batch written here, settled: what the next batch waits for. */
   private writtenHere: Promise<unknown> = Promise.resolve()
 
   constructor(budget = SMALL_WORK_UNITS) {
     this.budget = budget
+    this.warmUpBelow = budget / 2
   }
 
   /** Whether batches now go to the writer thread. */
@@ -167,8 +172,14 @@ export class SmallWritesHere implements WriterRoute {
       units += 1 + Math.floor(batch.files[index] / UNIT_BYTES)
     }
 
+    if (this.warming && writerThread().online) this.budget = 0
     if (units <= this.budget) {
       this.budget -= units
+      if (this.budget < this.warmUpBelow && !this.warming) {
+        this.warming = true
+        writerThread()
+      }
+
       const written = this.writtenHere.then(() => writeHere(batch))
       this.writtenHere = written.catch(() => {})
       return written

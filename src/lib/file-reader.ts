@@ -247,12 +247,18 @@ export const onThisThread: ReaderRoute = {
  * request does not say, one); the request that would spend past it, and
  * every one after it, goes to the thread. A folder wider than what is left of the budget is listed on
  * the thread, never held here as an object a name.
+ *
+ * The thread takes about 0.1 s to start, which the walk would wait for: so it is started in the
+ * background once half the budget is spent, and takes over as soon as it is up.
  */
 export class SmallWorkHere implements ReaderRoute {
   private budget: number
+  private warming = false
+  private readonly warmUpBelow: number
 
   constructor(budget = SMALL_WORK_UNITS) {
     this.budget = budget
+    this.warmUpBelow = budget / 2
   }
 
   /** Whether requests now go to the reader thread. */
@@ -261,10 +267,10 @@ export class SmallWorkHere implements ReaderRoute {
   }
 
   async list(request: ListRequest): Promise<FolderListing> {
-    if (this.budget > 0) {
+    if (this.here()) {
       const listing = await listHere(request, this.budget)
       if (listing !== undefined) {
-        this.budget -= Math.max(listing.count, 1)
+        this.spend(Math.max(listing.count, 1))
         return listing
       }
 
@@ -276,13 +282,27 @@ export class SmallWorkHere implements ReaderRoute {
 
   async read(batch: ReadBatch): Promise<ReadReply> {
     const units = batch.sizes.reduce((sum, size) => sum + 1 + Math.floor(Math.max(size, 0) / UNIT_BYTES), 0)
-    if (units <= this.budget) {
-      this.budget -= units
+    if (this.here() && units <= this.budget) {
+      this.spend(units)
       return readHere(batch)
     }
 
     this.budget = 0
     return onTheReaderThread.read(batch)
+  }
+
+  /** Whether this request is done here: within the budget, and the thread not up yet. */
+  private here(): boolean {
+    if (this.warming && readerThread().online) this.budget = 0
+    return this.budget > 0
+  }
+
+  private spend(units: number): void {
+    this.budget -= units
+    if (this.budget < this.warmUpBelow && !this.warming) {
+      this.warming = true
+      readerThread()
+    }
   }
 }
 

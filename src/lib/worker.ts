@@ -98,10 +98,14 @@ export class RequestThread<Request extends object, Reply extends {id: number}> {
   private static readonly running = new Map<string, RequestThread<object, {id: number}>>()
   private nextId = 1
   private readonly open = new Map<number, Deferred<Reply>>()
+  private up = false
   private readonly worker: Worker
 
   private constructor(module: string, options: WorkerOptions, onExit: () => void) {
     this.worker = startModuleWorker(module, options)
+    this.worker.once('online', () => {
+      this.up = true
+    })
     this.worker.on('message', (reply: Reply) => {
       const waiting = this.open.get(reply.id)
       this.open.delete(reply.id)
@@ -137,6 +141,11 @@ export class RequestThread<Request extends object, Reply extends {id: number}> {
     }
 
     return thread as unknown as RequestThread<Request, Reply>
+  }
+
+  /** Whether the thread has started and runs its module: until then, requests wait for it. */
+  get online(): boolean {
+    return this.up
   }
 
   /** Sends `request` with an `id` of its own, transferring `transfer`; resolves with the reply that names that id. */

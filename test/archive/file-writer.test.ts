@@ -1,8 +1,9 @@
 import {expect} from 'chai'
 import {createHash} from 'node:crypto'
-import {lstatSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {setTimeout as delay} from 'node:timers/promises'
 
 import {
   FileWriteError,
@@ -12,6 +13,7 @@ import {
   SmallWritesHere,
   WriterRoute,
 } from '../../src/archive/file-writer.js'
+import {RequestThread} from '../../src/lib/worker.js'
 
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 const UMASK = 0o022
@@ -99,6 +101,28 @@ describe('the writer of a command: a small restore on this thread, the rest on t
       for (let index = 0; index < 150; index++) {
         expect(readFileSync(join(root, `f${index}`))).to.deep.equal(Buffer.alloc(100, index))
       }
+    } finally {
+      rmSync(root, {force: true, recursive: true})
+    }
+  })
+
+  it('starts the thread once half its budget is spent, and hands over to it as soon as it is up', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'file-writer-'))
+    try {
+      const route = new SmallWritesHere(100)
+      mkdirSync(join(root, 'a'))
+      mkdirSync(join(root, 'b'))
+      // One batch of 64 files: 36 units are left, below half.
+      await writeFiles(join(root, 'a'), route, 64)
+      expect(route.onThread).to.equal(false)
+      const thread = RequestThread.of('archive/file-writer-worker')
+      for (let waited = 0; !thread.online && waited < 200; waited++) await delay(50)
+      expect(thread.online).to.equal(true)
+      // Ten files fit what is left of the budget, and go to the thread, which is up.
+      const written = await writeFiles(join(root, 'b'), route, 10)
+      expect(route.onThread).to.equal(true)
+      expect(written.size).to.equal(10)
+      expect(readFileSync(join(root, 'b', 'f9'))).to.deep.equal(Buffer.alloc(100, 9))
     } finally {
       rmSync(root, {force: true, recursive: true})
     }

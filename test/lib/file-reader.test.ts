@@ -3,6 +3,7 @@ import {createHash} from 'node:crypto'
 import {closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {setTimeout as delay} from 'node:timers/promises'
 
 import {
   EntryKind,
@@ -14,6 +15,7 @@ import {
   SmallFileReader,
   SmallWorkHere,
 } from '../../src/lib/file-reader.js'
+import {RequestThread} from '../../src/lib/worker.js'
 import {bigTreeParent} from '../helpers/big-tree.js'
 
 const routes: Array<[string, ReaderRoute]> = [
@@ -156,6 +158,28 @@ describe('the reader of a command: small work on this thread, the rest on the re
       Array.from({length: 30}, (_, index) => Buffer.alloc(100, index)),
     )
     expect((await listFolder(root, route)).count).to.equal(40)
+  })
+
+  it('starts the thread once half its budget is spent, and hands over to it as soon as it is up', async () => {
+    for (let index = 0; index < 60; index++) writeFileSync(join(root, `f${index}`), Buffer.alloc(10, index))
+    const route = new SmallWorkHere(100)
+    const reader = new SmallFileReader(route)
+    const readOne = async (index: number) => {
+      const read = reader.read(join(root, `f${index}`), 10)
+      await reader.flush()
+      return (await read)?.content
+    }
+
+    expect(await readOne(0)).to.deep.equal(Buffer.alloc(10, 0))
+    // Whether or not the thread already runs (other tests start it), work stays here before then.
+    expect(route.onThread, 'before half the budget is spent').to.equal(false)
+    expect((await listFolder(root, route)).count).to.equal(60)
+    const thread = RequestThread.of('lib/file-reader-worker')
+    for (let waited = 0; !thread.online && waited < 200; waited++) await delay(50)
+    expect(thread.online).to.equal(true)
+    // 39 units are left, and this read needs one: it goes to the thread, which is up.
+    expect(await readOne(1)).to.deep.equal(Buffer.alloc(10, 1))
+    expect(route.onThread, 'once the thread is up').to.equal(true)
   })
 
   it('lists a folder wider than what is left of its budget on the thread', async () => {

@@ -1,15 +1,14 @@
 import {expect} from 'chai'
 import * as fc from 'fast-check'
-import {createHash} from 'node:crypto'
 import {mkdtempSync, rmSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
-import {Header} from 'tar'
 
 import {checkMediaArchive} from '../../src/archive/archive-check.js'
 import {extractMediaArchive} from '../../src/archive/extract.js'
 import {PathKind, PathTable} from '../../src/archive/path-table.js'
+import {craftTar, listingFor} from '../helpers/crafted-tar.js'
 
 type MemberType = 'Directory' | 'File' | 'SymbolicLink'
 
@@ -22,43 +21,15 @@ const BODY = 'same'
 
 /** A tar of `members` (files hold BODY, links point at `c`), with the listing of its files last. */
 function archive(members: Member[]): Buffer {
-  const blocks: Buffer[] = []
-  const add = (path: string, type: MemberType, body = '', linkpath?: string) => {
-    const header = new Header({
-      linkpath,
-      mode: 0o644,
-      mtime: new Date('2026-11-01T00:00:00Z'),
-      path,
-      size: body.length,
-      type,
-    })
-    header.encode()
-    blocks.push(header.block!, Buffer.from(body), Buffer.alloc((512 - (body.length % 512)) % 512))
-  }
-
-  const sha256 = createHash('sha256').update(BODY).digest('hex')
-  const rows: string[] = []
-  for (const {path, type} of members) {
-    if (type === 'File') {
-      add(path, type, BODY)
-      rows.push(
-        JSON.stringify({
-          mode: '0644',
-          mtime: '2026-11-01T00:00:00.000Z',
-          path: path.slice('media/'.length),
-          sha256,
-          size: BODY.length,
-          type: 'file',
-        }),
-      )
-    } else {
-      add(type === 'Directory' ? `${path}/` : path, type, '', type === 'SymbolicLink' ? 'c' : undefined)
-    }
-  }
-
-  add('MANIFEST.json', 'File', `{"format":"divio-media-listing","version":1,"files":[\n${rows.join(',\n')}\n]}\n`)
-  blocks.push(Buffer.alloc(1024))
-  return Buffer.concat(blocks)
+  const files = members.filter(({type}) => type === 'File')
+  return craftTar([
+    ...members.map(({path, type}) =>
+      type === 'File'
+        ? {body: BODY, path, type}
+        : {linkpath: type === 'SymbolicLink' ? 'c' : undefined, path: type === 'Directory' ? `${path}/` : path, type},
+    ),
+    listingFor(files.map(({path}) => ({body: BODY, path: path.slice('media/'.length)}))),
+  ])
 }
 
 async function verdict(run: () => Promise<unknown>): Promise<string> {

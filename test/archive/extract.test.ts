@@ -1,6 +1,5 @@
 import {expect} from 'chai'
 import * as fc from 'fast-check'
-import {createHash} from 'node:crypto'
 import {
   existsSync,
   lstatSync,
@@ -16,57 +15,11 @@ import {
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
-import {Header} from 'tar'
 
 import {extractMediaArchive} from '../../src/archive/extract.js'
 import {BackupError} from '../../src/errors.js'
+import {craftTar, listingFor, CraftedMember as Member} from '../helpers/crafted-tar.js'
 import {snapshotTree} from '../helpers/project.js'
-
-interface Member {
-  body?: string
-  linkpath?: string
-  mode?: number
-  path: string
-  type: 'CharacterDevice' | 'Directory' | 'FIFO' | 'File' | 'Link' | 'SymbolicLink'
-}
-
-/** A tar built member by member, the way an attacker would: any path, any type. */
-function craftTar(members: Member[]): Buffer {
-  const blocks: Buffer[] = []
-  for (const member of members) {
-    const body = Buffer.from(member.body ?? '')
-    const header = new Header({
-      devmaj: 1,
-      devmin: 3,
-      linkpath: member.linkpath,
-      mode: member.mode ?? 0o644,
-      mtime: new Date('2026-11-01T00:00:00Z'),
-      path: member.path,
-      size: member.type === 'File' ? body.length : 0,
-      type: member.type,
-    })
-    header.encode()
-    blocks.push(header.block!)
-    if (member.type === 'File') blocks.push(body, Buffer.alloc((512 - (body.length % 512)) % 512))
-  }
-
-  blocks.push(Buffer.alloc(1024))
-  return Buffer.concat(blocks)
-}
-
-function listingFor(files: Array<{body: string; path: string}>): Member {
-  const rows = files.map(({body, path}) => ({
-    mode: '0644',
-    mtime: '2026-11-01T00:00:00.000Z',
-    path,
-    sha256: createHash('sha256').update(body).digest('hex'),
-    size: body.length,
-    type: 'file',
-  }))
-  // The layout createListingFile writes: one row per line.
-  const body = `{"format":"divio-media-listing","version":1,"files":[\n${rows.map((row) => JSON.stringify(row)).join(',\n')}\n]}\n`
-  return {body, path: 'MANIFEST.json', type: 'File'}
-}
 
 describe('media extraction', () => {
   let parent: string

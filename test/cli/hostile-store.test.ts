@@ -253,6 +253,32 @@ describe('a hostile store writer', function () {
     expect(exported.stderr).to.include(`The rebuild script of backup ${b2} is not the one its index derives`)
   })
 
+  /**
+   * A packed backup (with large.bin, 300,000 bytes) whose index `edit` changed, line by line, then
+   * encrypted and signed again as the holder of a stolen writer key would.
+   */
+  async function backupWithIndexEdited(edit: (lines: string[]) => void): Promise<{id: string; project: Project}> {
+    const project = makeProject()
+    writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(300_000))
+    const id = await create(project)
+    const stored = join(project.store, 'shop', 'local', id, 'media.index.gz.age')
+    const lines = gunzipSync(execFileSync('age', ['-d', '-i', project.identityFile, stored]))
+      .toString()
+      .split('\n')
+    edit(lines)
+    const gzipped = gzipSync(lines.join('\n'))
+    const encrypted = encryptToOwner(project, gzipped)
+    writeFileSync(stored, encrypted)
+    const manifest = manifestOf(project, id) as unknown as {components: {media: {index: object}}}
+    manifest.components.media.index = {
+      encoding: 'gzip',
+      object: {bytes: encrypted.length, name: 'media.index.gz.age', sha256: sha256(encrypted)},
+      plaintext: {bytes: gzipped.length, sha256: sha256(gzipped)},
+    }
+    writeSignedManifest(project, manifestPath(project, id), manifest)
+    return {id, project}
+  }
+
   // What an index line says of a file must be what its blobs hold: the size (a member of media.tar
   // gets it in its header) and, where recorded, the SHA-256. Every reader refuses a line that lies,
   // for files read whole (up to 256 KiB) and streamed alike.
@@ -270,27 +296,12 @@ describe('a hostile store writer', function () {
   ]
   for (const {edit, file, lie} of lies) {
     it(`an index that ${lie} for ${file}, signed with a stolen writer key, fails verify, download and restore`, async () => {
-      const project = makeProject()
-      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(300_000))
-      const id = await create(project)
-      const stored = join(project.store, 'shop', 'local', id, 'media.index.gz.age')
-      const lines = gunzipSync(execFileSync('age', ['-d', '-i', project.identityFile, stored]))
-        .toString()
-        .split('\n')
-      const at = lines.findIndex((line) => line.includes(`"path":"${file}"`))
-      const edited = edit(lines[at])
-      expect(edited).to.not.equal(lines[at])
-      lines[at] = edited
-      const gzipped = gzipSync(lines.join('\n'))
-      const encrypted = encryptToOwner(project, gzipped)
-      writeFileSync(stored, encrypted)
-      const manifest = manifestOf(project, id) as unknown as {components: {media: {index: object}}}
-      manifest.components.media.index = {
-        encoding: 'gzip',
-        object: {bytes: encrypted.length, name: 'media.index.gz.age', sha256: sha256(encrypted)},
-        plaintext: {bytes: gzipped.length, sha256: sha256(gzipped)},
-      }
-      writeSignedManifest(project, manifestPath(project, id), manifest)
+      const {id, project} = await backupWithIndexEdited((lines) => {
+        const at = lines.findIndex((line) => line.includes(`"path":"${file}"`))
+        const edited = edit(lines[at])
+        expect(edited).to.not.equal(lines[at])
+        lines[at] = edited
+      })
       const readme = join(project.root, 'media', 'uploads', 'readme.txt')
       writeFileSync(readme, 'changed since\n')
       // "its blob holds …", "its blobs hold …" or "its blob is not the file …", naming the file.
@@ -327,27 +338,12 @@ describe('a hostile store writer', function () {
   ]
   for (const {edit, shape, verify} of shapes) {
     it(`an index that ${shape}, signed with a stolen writer key, fails verify, as restore refuses it`, async () => {
-      const project = makeProject()
-      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(300_000))
-      const id = await create(project)
-      const stored = join(project.store, 'shop', 'local', id, 'media.index.gz.age')
-      const lines = gunzipSync(execFileSync('age', ['-d', '-i', project.identityFile, stored]))
-        .toString()
-        .split('\n')
-      edit(
-        lines,
-        lines.findIndex((line) => line.includes('"path":"large.bin"')),
+      const {id, project} = await backupWithIndexEdited((lines) =>
+        edit(
+          lines,
+          lines.findIndex((line) => line.includes('"path":"large.bin"')),
+        ),
       )
-      const gzipped = gzipSync(lines.join('\n'))
-      const encrypted = encryptToOwner(project, gzipped)
-      writeFileSync(stored, encrypted)
-      const manifest = manifestOf(project, id) as unknown as {components: {media: {index: object}}}
-      manifest.components.media.index = {
-        encoding: 'gzip',
-        object: {bytes: encrypted.length, name: 'media.index.gz.age', sha256: sha256(encrypted)},
-        plaintext: {bytes: gzipped.length, sha256: sha256(gzipped)},
-      }
-      writeSignedManifest(project, manifestPath(project, id), manifest)
 
       const verified = await cli(project, ['verify', id], PACKS)
       expect(verified.status, verified.stdout + verified.stderr).to.equal(4)

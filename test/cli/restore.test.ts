@@ -4,10 +4,10 @@ import {createHash} from 'node:crypto'
 import {mkdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
-import {Header} from 'tar'
 
 import {parseRecipient} from '../../src/archive/age-keys.js'
 import {createEncryptStream} from '../../src/archive/age.js'
+import {CraftedMember, craftTar, listingFor} from '../helpers/crafted-tar.js'
 import {cli, makeProject, Project, snapshotTree, writeEnvironments, writeSignedManifest} from '../helpers/project.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
 import {collect} from '../helpers/tools.js'
@@ -130,49 +130,28 @@ describe('restore', function () {
   // Archives that authenticate (encrypted and checksummed like real ones, the manifest signed) but that
   // extraction refuses: only the extraction can tell, and it must tell before the safety backup.
   const sha = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
-  const member = (path: string, body: string, type: 'FIFO' | 'File' | 'SymbolicLink' = 'File', linkpath?: string) => {
-    const header = new Header({
-      linkpath,
-      mode: 0o644,
-      mtime: new Date('2026-11-01T00:00:00Z'),
-      path,
-      size: body.length,
-      type,
-    })
-    header.encode()
-    return [header.block!, Buffer.from(body), Buffer.alloc((512 - (body.length % 512)) % 512)]
-  }
-
-  const listing = (...files: Array<{body: string; path: string}>) =>
-    member(
-      'MANIFEST.json',
-      `{"format":"divio-media-listing","version":1,"files":[\n${files.map(({body, path}) => JSON.stringify({mode: '0644', mtime: '2026-11-01T00:00:00.000Z', path, sha256: sha(body), size: body.length, type: 'file'})).join(',\n')}\n]}\n`,
-    )
+  const file = (path: string, body: string): CraftedMember => ({body, path, type: 'File'})
   // What restore refuses, verify fails too (`verify`: its words, where they differ from extraction's).
   const refusedArchives: Array<{label: string; message: string; tar: Buffer; verify?: string}> = [
     {
       label: 'an unsafe member',
       message: 'member "media/../../escaped.txt" is refused',
-      tar: Buffer.concat([...member('media/../../escaped.txt', 'bad'), Buffer.alloc(1024)]),
+      tar: craftTar([file('media/../../escaped.txt', 'bad')]),
     },
     {
       label: 'a file that does not match MANIFEST.json',
       message: "do not match the archive's listing",
-      tar: Buffer.concat([
-        ...member('media/a.txt', 'bad'),
-        ...listing({body: 'goo', path: 'a.txt'}),
-        Buffer.alloc(1024),
-      ]),
+      tar: craftTar([file('media/a.txt', 'bad'), listingFor([{body: 'goo', path: 'a.txt'}])]),
     },
     {
       label: 'a member after MANIFEST.json',
       message: 'it follows MANIFEST.json, which is the last member',
-      tar: Buffer.concat([...listing(), ...member('media/late.txt', 'late'), Buffer.alloc(1024)]),
+      tar: craftTar([listingFor([]), file('media/late.txt', 'late')]),
     },
     {
       label: 'no MANIFEST.json',
       message: 'The media archive has no MANIFEST.json',
-      tar: Buffer.concat([...member('media/a.txt', 'good'), Buffer.alloc(1024)]),
+      tar: craftTar([file('media/a.txt', 'good')]),
     },
     {
       label: 'a header that is not a tar header',
@@ -182,38 +161,41 @@ describe('restore', function () {
     {
       label: 'a FIFO',
       message: 'it is a FIFO, which media never contains',
-      tar: Buffer.concat([...member('media/pipe', '', 'FIFO'), ...listing(), Buffer.alloc(1024)]),
+      tar: craftTar([{path: 'media/pipe', type: 'FIFO'}, listingFor([])]),
     },
     {
       label: 'a file under a symlink',
       message: 'a file, folder or link of that name was already extracted',
-      tar: Buffer.concat([
-        ...member('media/sub', '', 'SymbolicLink', 'elsewhere'),
-        ...member('media/sub/a.txt', 'good'),
-        ...listing({body: 'good', path: 'sub/a.txt'}),
-        Buffer.alloc(1024),
+      tar: craftTar([
+        {linkpath: 'elsewhere', path: 'media/sub', type: 'SymbolicLink'},
+        file('media/sub/a.txt', 'good'),
+        listingFor([{body: 'good', path: 'sub/a.txt'}]),
       ]),
       verify: 'its path passes through a symlink',
     },
     {
       label: 'a file twice (and twice in MANIFEST.json)',
       message: 'a file, folder or link of that name was already extracted',
-      tar: Buffer.concat([
-        ...member('media/a.txt', 'good'),
-        ...member('media/a.txt', 'good'),
-        ...listing({body: 'good', path: 'a.txt'}, {body: 'good', path: 'a.txt'}),
-        Buffer.alloc(1024),
+      tar: craftTar([
+        file('media/a.txt', 'good'),
+        file('media/a.txt', 'good'),
+        listingFor([
+          {body: 'good', path: 'a.txt'},
+          {body: 'good', path: 'a.txt'},
+        ]),
       ]),
       verify: 'the archive already holds a file, folder or link of that name',
     },
     {
       label: 'a file under a file',
       message: 'a file, folder or link of that name was already extracted',
-      tar: Buffer.concat([
-        ...member('media/a', 'good'),
-        ...member('media/a/b.txt', 'good'),
-        ...listing({body: 'good', path: 'a'}, {body: 'good', path: 'a/b.txt'}),
-        Buffer.alloc(1024),
+      tar: craftTar([
+        file('media/a', 'good'),
+        file('media/a/b.txt', 'good'),
+        listingFor([
+          {body: 'good', path: 'a'},
+          {body: 'good', path: 'a/b.txt'},
+        ]),
       ]),
       verify: 'it would be written through a file (a)',
     },

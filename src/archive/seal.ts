@@ -13,6 +13,9 @@ export interface SealResult {
   sealed: {bytes: number; sha256: string}
 }
 
+/** A seal stream: `offThread` says where its cipher runs, `result` what it measured. */
+export type Sealing = Duplex & {readonly offThread: boolean; result: Promise<SealResult>}
+
 /** Messages to the worker (see seal-worker.ts). `batch` is transferred, not copied. */
 export type SealRequest =
   | {batch: ArrayBuffer; id: number; kind: 'data'; length: number}
@@ -51,7 +54,7 @@ const MAX_IN_FLIGHT = 2
 export function createSealStream(
   recipients: readonly Uint8Array[],
   options: {hashPlaintext?: boolean; offThread?: boolean} = {},
-): Duplex & {result: Promise<SealResult>} {
+): Sealing {
   const hashPlaintext = options.hashPlaintext ?? true
   return options.offThread === false
     ? new InThreadSealStream(recipients, hashPlaintext)
@@ -60,6 +63,7 @@ export function createSealStream(
 
 /** The same work as {@link SealStream}, on the calling thread. */
 class InThreadSealStream extends Transform {
+  readonly offThread = false
   readonly result: Promise<SealResult>
   private readonly outcome = deferred<SealResult>()
   private plainBytes = 0
@@ -111,6 +115,7 @@ class InThreadSealStream extends Transform {
  * worker thread costs more CPU (about 0.1 s, a V8 isolate of its own) than sealing a batch.
  */
 class SealStream extends Duplex {
+  readonly offThread = true
   readonly result: Promise<SealResult>
   private batch = Buffer.allocUnsafeSlow(BATCH)
   private ending = false

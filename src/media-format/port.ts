@@ -37,7 +37,13 @@ export type PutObject = (
   name: string,
   source: Readable,
   progress: Progress,
-  options: {compression?: 'none' | 'zstd'; location: string; to?: readonly Uint8Array[]},
+  options: {
+    /** The plaintext's size, when it is known ahead (a staged file): see TransferOptions. */
+    bytes?: number
+    compression?: 'none' | 'zstd'
+    location: string
+    to?: readonly Uint8Array[]
+  },
 ) => Promise<{object: StoredObject; plaintext: {bytes: number; sha256: string}}>
 
 /** An object of the backup's own folder, with what its plaintext must be. */

@@ -68,9 +68,15 @@ export async function createBackup(context: BackupContext, options: CreateOption
   await sweepStaleStaging(context.tempRoot)
   const tempDir = await makeStagingDir(context.tempRoot, 'backup')
   const key = (name: string) => objectKey(env.app, env.name, id, name)
-  const put: Put = async (name, source, progress, {compression = 'none', location, to = recipients.publicKeys}) => {
+  const put: Put = async (
+    name,
+    source,
+    progress,
+    {bytes, compression = 'none', location, to = recipients.publicKeys},
+  ) => {
     written.push(key(name))
     return transferComponent({
+      bytes,
       compression,
       key: key(name),
       location,

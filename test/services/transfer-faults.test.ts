@@ -284,6 +284,39 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
     })
   })
 
+  it('seals an object it knows to be small on this thread, and any other for a local store on the cipher thread', async () => {
+    const store = new LocalStore(mkdtempSync(join(root, 'store-')))
+    let objects = 0
+    const sealedOffThread = async (bytes?: number) => {
+      let offThread: boolean | undefined
+      await transferComponent({
+        bytes,
+        compression: 'none',
+        key: `shop/live/20261202T000000Z-aaaaaa/object-${++objects}.age`,
+        location: 'a staged file',
+        name: 'object.age',
+        progress: {advance() {}, done() {}, expect() {}},
+        recipients: [recipient],
+        signal: new AbortController().signal,
+        source: Readable.from([randomBytes(1000)]),
+        stages: {
+          encryption(seal) {
+            offThread = seal.offThread
+            return seal
+          },
+        },
+        stallTimeoutMs: STALL_MS,
+        store,
+      })
+      return offThread
+    }
+
+    expect(await sealedOffThread(1000), 'a staged index of 1,000 bytes').to.equal(false)
+    expect(await sealedOffThread(4 * 1024 * 1024), 'one of 4 MiB').to.equal(false)
+    expect(await sealedOffThread(4 * 1024 * 1024 + 1), 'one of more').to.equal(true)
+    expect(await sealedOffThread(), 'a stream of unknown size').to.equal(true)
+  })
+
   it('leaves no partial file in a local store after a failed transfer', async () => {
     const folder = mkdtempSync(join(root, 'store-'))
     const store = new LocalStore(folder)

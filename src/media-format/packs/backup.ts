@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 import {once} from 'node:events'
 import {createReadStream, createWriteStream} from 'node:fs'
-import {rm} from 'node:fs/promises'
+import {rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -58,6 +58,8 @@ export type PutFile = (
   source: Readable,
   progress: Progress,
   recipients: readonly Uint8Array[],
+  /** The file's size. */
+  bytes: number,
 ) => Promise<{
   object: StoredObject
   plaintext: {bytes: number; sha256: string}
@@ -204,11 +206,20 @@ export async function backUpMediaPacks(
       [...referenced].map((pack) => packObjects.get(pack)!),
     )
     await Promise.all([index.end(), script.end(), indexWritten])
-    const uploaded = await options.put(INDEX_NAME, createReadStream(indexPath), options.progress, [
-      ...options.recipients,
-      options.writer.ageIdentity.publicKey,
-    ])
-    const rebuild = await options.put(REBUILD_NAME, createReadStream(scriptPath), options.progress, options.recipients)
+    const uploaded = await options.put(
+      INDEX_NAME,
+      createReadStream(indexPath),
+      options.progress,
+      [...options.recipients, options.writer.ageIdentity.publicKey],
+      (await stat(indexPath)).size,
+    )
+    const rebuild = await options.put(
+      REBUILD_NAME,
+      createReadStream(scriptPath),
+      options.progress,
+      options.recipients,
+      (await stat(scriptPath)).size,
+    )
     reporter.detail(
       `media: ${stats.files} files, ${stats.filesRead} read, ${stats.files - stats.filesRead} unchanged and not read; ` +
         `${formatBytes(stats.blobBytes)} of new blobs in ${written.length} new pack(s)`,

@@ -27,8 +27,8 @@ export const packsFormat: MediaFormat = {
     return backUpMediaPacks(context, {
       previous: await previousPacked(context, job.writer.id),
       progress: context.reporter.progress('media'),
-      put: (name, source, progress, to) =>
-        job.put(name, source, progress, {location: `the media index in ${job.tempDir}`, to}),
+      put: (name, source, progress, to, bytes) =>
+        job.put(name, source, progress, {bytes, location: `the media index in ${job.tempDir}`, to}),
       recipients: job.recipients,
       tempDir: job.tempDir,
       writer: job.writer,

@@ -1,4 +1,5 @@
 import {createReadStream} from 'node:fs'
+import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {PassThrough} from 'node:stream'
 
@@ -95,11 +96,15 @@ async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<M
     location: `the media ${provider.location}`,
   }).finally(() => estimating.abort())
   const {files, totalFileBytes} = await summary
+  const listingPath = join(tempDir, 'MANIFEST.json')
   const listing = await put(
     'media.manifest.json.age',
-    createReadStream(join(tempDir, 'MANIFEST.json')),
+    createReadStream(listingPath),
     context.reporter.progress('media listing'),
-    {location: `the media listing in the temp folder ${tempDir}`},
+    {
+      bytes: (await stat(listingPath)).size,
+      location: `the media listing in the temp folder ${tempDir}`,
+    },
   )
   return {compression: 'none', files, listing, ...archive, source: provider.kind, totalFileBytes}
 }

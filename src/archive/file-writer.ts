@@ -141,29 +141,29 @@ export const onTheWriterThread: WriterRoute = {
 
 /**
  * The writes of a small restore cost less on this thread than starting the writer thread does (about
- * 0.1 CPU-s and 8 MiB). Files are counted against a budget (a file also a unit per 64 KiB); the batch
- * that would spend past it, and every one after it, goes to the thread. The thread takes about 0.1 s
- * to start, which the restore would wait for: so it is started in the background once half the budget
- * is spent, and takes over as soon as it is up.
+ * 0.1 CPU-s and 8 MiB). Files are counted against a budget (a file also a unit per 64 KiB). Once it is
+ * spent, the thread starts in the background (it takes about 0.1 s, which the restore would wait for),
+ * and batches are written here until it is up, within as much again; then they go to the thread.
  *
  * Batches are written one after the other, in the order given, wherever they are written: SmallFileWriter
  * takes the answers in that order, and a batch that fails must not be overtaken by the next.
  */
 export class SmallWritesHere implements WriterRoute {
-  private budget: number
-  private warming = false
-  private readonly warmUpBelow: number
+  /** Units that may still be written here: the budget, then as much again while the thread starts. */
+  private left: number
+  private readonly startAt: number
+  private started = false
   /** The last batch written here, settled: what the next batch waits for. */
   private writtenHere: Promise<unknown> = Promise.resolve()
 
   constructor(budget = SMALL_WORK_UNITS) {
-    this.budget = budget
-    this.warmUpBelow = budget / 2
+    this.left = 2 * budget
+    this.startAt = Number.isFinite(budget) ? budget : Number.NEGATIVE_INFINITY
   }
 
   /** Whether batches now go to the writer thread. */
   get onThread(): boolean {
-    return this.budget <= 0
+    return this.left <= 0
   }
 
   write(batch: WriteBatch): Promise<WrittenBatch> {
@@ -172,11 +172,11 @@ export class SmallWritesHere implements WriterRoute {
       units += 1 + Math.floor(batch.files[index] / UNIT_BYTES)
     }
 
-    if (this.warming && writerThread().online) this.budget = 0
-    if (units <= this.budget) {
-      this.budget -= units
-      if (this.budget < this.warmUpBelow && !this.warming) {
-        this.warming = true
+    if (this.started && writerThread().online) this.left = 0
+    if (units <= this.left) {
+      this.left -= units
+      if (this.left <= this.startAt && !this.started) {
+        this.started = true
         writerThread()
       }
 
@@ -186,7 +186,7 @@ export class SmallWritesHere implements WriterRoute {
     }
 
     // The thread writes what it is sent in order; it is sent this batch once those written here are done.
-    this.budget = 0
+    this.left = 0
     return this.writtenHere.then(() => onTheWriterThread.write(batch))
   }
 }

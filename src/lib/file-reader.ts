@@ -248,33 +248,34 @@ export const onThisThread: ReaderRoute = {
  * every one after it, goes to the thread. A folder wider than what is left of the budget is listed on
  * the thread, never held here as an object a name.
  *
- * The thread takes about 0.1 s to start, which the walk would wait for: so it is started in the
- * background once half the budget is spent, and takes over as soon as it is up.
+ * The thread takes about 0.1 s to start, which the walk would wait for: so once the budget is spent,
+ * the thread starts in the background, and the work goes on here until it is up, within as much again.
  */
 export class SmallWorkHere implements ReaderRoute {
-  private budget: number
-  private warming = false
-  private readonly warmUpBelow: number
+  /** Units that may still be spent here: the budget, then as much again while the thread starts. */
+  private left: number
+  private readonly startAt: number
+  private started = false
 
   constructor(budget = SMALL_WORK_UNITS) {
-    this.budget = budget
-    this.warmUpBelow = budget / 2
+    this.left = 2 * budget
+    this.startAt = Number.isFinite(budget) ? budget : Number.NEGATIVE_INFINITY
   }
 
   /** Whether requests now go to the reader thread. */
   get onThread(): boolean {
-    return this.budget <= 0
+    return this.left <= 0
   }
 
   async list(request: ListRequest): Promise<FolderListing> {
     if (this.here()) {
-      const listing = await listHere(request, this.budget)
+      const listing = await listHere(request, this.left)
       if (listing !== undefined) {
         this.spend(Math.max(listing.count, 1))
         return listing
       }
 
-      this.budget = 0
+      this.left = 0
     }
 
     return onTheReaderThread.list(request)
@@ -282,25 +283,25 @@ export class SmallWorkHere implements ReaderRoute {
 
   async read(batch: ReadBatch): Promise<ReadReply> {
     const units = batch.sizes.reduce((sum, size) => sum + 1 + Math.floor(Math.max(size, 0) / UNIT_BYTES), 0)
-    if (this.here() && units <= this.budget) {
+    if (this.here() && units <= this.left) {
       this.spend(units)
       return readHere(batch)
     }
 
-    this.budget = 0
+    this.left = 0
     return onTheReaderThread.read(batch)
   }
 
-  /** Whether this request is done here: within the budget, and the thread not up yet. */
+  /** Whether the next request is done here: units are left, and the thread is not up yet. */
   private here(): boolean {
-    if (this.warming && readerThread().online) this.budget = 0
-    return this.budget > 0
+    if (this.started && readerThread().online) this.left = 0
+    return this.left > 0
   }
 
   private spend(units: number): void {
-    this.budget -= units
-    if (this.budget < this.warmUpBelow && !this.warming) {
-      this.warming = true
+    this.left -= units
+    if (this.left <= this.startAt && !this.started) {
+      this.started = true
       readerThread()
     }
   }

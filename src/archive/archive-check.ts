@@ -17,10 +17,10 @@ export interface ArchiveSummary {
 /**
  * Checks a media archive the way extractMediaArchive (extract.ts) does as it extracts, without writing
  * anything: every member under `media/` with a safe path, of a type media holds, never below a symlink,
- * no name twice, MANIFEST.json last, and every file's SHA-256 against it. Verify runs it on a
- * tar-format backup, so that an archive that verifies also restores: one written by a holder of a
- * writer key, whose checksums in the signed manifest are right, can still list other contents than it
- * holds.
+ * no name twice, MANIFEST.json last, and every file's SHA-256 against it. Verify runs it on every
+ * backup's media.tar (a packed backup's as it is built from the index), so that an archive that
+ * verifies also restores: one written by a holder of a writer key, whose checksums in the signed
+ * manifest are right, can still list other contents than it holds.
  *
  * The media of a folder (`source` filesystem) is also checked as a tree, as extraction into a folder
  * finds it: no member below a file, and no file or link where a folder is. A bucket's keys may be both

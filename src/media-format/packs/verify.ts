@@ -74,6 +74,8 @@ async function checkShape(stream: Readable, media: MediaPacksComponent, signal: 
   const outcomes = await Promise.allSettled([pipeline(stream, sink, {signal}), checked])
   const failures = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as Error] : []))
   if (failures.length === 0) return
+  // A stopped read is an interruption, whatever the half-read archive then looked like to the check.
+  if (signal.aborted) throw signal.reason
   const unsafe = failures.find((error) => error instanceof BackupError && error.code === 'INTEGRITY')
   throw (
     failures.find((error) => error instanceof ObjectCheckError) ??

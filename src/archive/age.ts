@@ -61,6 +61,8 @@ export class AgeSealer {
   private pending: Buffer[] = []
   private pendingBytes = 0
   private prefix: Buffer | undefined
+  /** Two buffers for the held-back tail of borrowed input, used in turn (see {@link update}). */
+  private tails: Buffer[] | undefined
 
   constructor(recipients: readonly Uint8Array[]) {
     if (recipients.length === 0) throw new Error('age: at least one recipient is required')
@@ -74,29 +76,43 @@ export class AgeSealer {
   /** Seals the rest, including the last chunk (which is sealed differently), and ends the file. */
   final(): Buffer[] {
     const out = this.takePrefix()
-    this.seal(out, this.consume(this.pendingBytes), true)
+    this.seal(out, takePieces(this.pending, this.pendingBytes), true)
+    this.pendingBytes = 0
     return out
   }
 
-  update(data: Buffer): Buffer[] {
+  /**
+   * Seals what `data` completes. With `borrowed`, the caller reuses `data` as soon as this returns:
+   * the bytes held back for the next call are copied out of it first.
+   */
+  update(data: Buffer, options: {borrowed?: boolean} = {}): Buffer[] {
     const out = this.takePrefix()
     this.pending.push(data)
     this.pendingBytes += data.length
     // Hold back at least one byte: the last chunk is sealed differently and is only known at the end.
-    while (this.pendingBytes > CHUNK) this.seal(out, this.consume(CHUNK), false)
+    while (this.pendingBytes > CHUNK) {
+      this.seal(out, takePieces(this.pending, CHUNK), false)
+      this.pendingBytes -= CHUNK
+    }
+
+    if (options.borrowed) this.keepTail()
     return out
   }
 
-  private consume(bytes: number): Buffer {
-    const out = takeBytes(this.pending, bytes)
-    this.pendingBytes -= bytes
-    return out
+  /** Copies the held-back bytes (at most a chunk) into a buffer of this sealer's own. */
+  private keepTail(): void {
+    this.tails ??= [Buffer.allocUnsafeSlow(CHUNK), Buffer.allocUnsafeSlow(CHUNK)]
+    // The other buffer than last time: the held-back bytes may be in the one used last time.
+    const tail = this.pending[0]?.buffer === this.tails[0].buffer ? this.tails[1] : this.tails[0]
+    let filled = 0
+    for (const piece of this.pending) filled += piece.copy(tail, filled)
+    this.pending = filled === 0 ? [] : [tail.subarray(0, filled)]
   }
 
-  /** Appends one sealed chunk: ciphertext, then tag, as two buffers (joining them would copy every byte). */
-  private seal(out: Buffer[], plaintext: Buffer, last: boolean): void {
+  /** Appends one sealed chunk: ciphertext, then tag, as separate buffers (joining them would copy every byte). */
+  private seal(out: Buffer[], plaintext: Buffer[], last: boolean): void {
     const cipher = createCipheriv('chacha20-poly1305', this.key, chunkNonce(this.counter, last), {authTagLength: TAG})
-    out.push(cipher.update(plaintext))
+    for (const piece of plaintext) out.push(cipher.update(piece))
     cipher.final()
     out.push(cipher.getAuthTag())
     this.counter++
@@ -365,6 +381,26 @@ function takeBytes(list: Buffer[], bytes: number): Buffer {
   }
 
   return out
+}
+
+/** Removes `bytes` bytes from the front of a list of buffers, as views: nothing is copied. */
+function takePieces(list: Buffer[], bytes: number): Buffer[] {
+  const pieces: Buffer[] = []
+  let needed = bytes
+  while (needed > 0) {
+    const head = list[0]
+    if (head.length <= needed) {
+      pieces.push(head)
+      needed -= head.length
+      list.shift()
+    } else {
+      pieces.push(head.subarray(0, needed))
+      list[0] = head.subarray(needed)
+      needed = 0
+    }
+  }
+
+  return pieces
 }
 
 function chunkNonce(counter: bigint, last: boolean): Buffer {

@@ -2,6 +2,7 @@ import {createHash, Hash} from 'node:crypto'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 
+import {BufferLender} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
 import {closeFile, openForReading, readInto} from '../lib/file-io.js'
 import {limitOldGenerationGrowth} from '../lib/memory.js'
@@ -21,6 +22,8 @@ export const MEDIA_PREFIX = 'media/'
 export const LISTING_MEMBER = 'MANIFEST.json'
 const BLOCK = 512
 const READ_CHUNK = 64 * 1024
+/** Two blocks of zeros: what ends a tar, and more than any member's padding. */
+const ZEROS = Buffer.alloc(2 * BLOCK)
 /** The archive stream's chunk size: few, large chunks keep the per-chunk cost of every later stage small. */
 const BATCH = 128 * 1024
 
@@ -72,6 +75,8 @@ export interface MediaEntry {
 /** A small file read whole, with the SHA-256 of what was read. */
 export interface PrefetchedFile {
   content: Buffer
+  /** Called once `content` has been copied, when the reader wants its buffer back to reuse it. */
+  release?: () => void
   sha256: string
 }
 
@@ -170,7 +175,7 @@ export function createMediaTar(
 
       out.append(padding(listing.bytes))
       // Two zero blocks end a tar archive.
-      out.append(Buffer.alloc(2 * BLOCK))
+      out.append(ZEROS)
       yield* out.take()
       yield* out.rest()
       summary.resolve({files, totalFileBytes})
@@ -185,11 +190,18 @@ export function createMediaTar(
   return {stream, summary: summary.promise}
 }
 
-/** The archive's output: bytes appended or read into fixed-size buffers, handed out when full. */
+/** Batches given back by the stages after the archive, kept for reuse: about as many as those stages hold. */
+const SPARE_BATCHES = 8
+
+/**
+ * The archive's output: bytes appended or read into fixed-size buffers, handed out when full. They
+ * are lent (buffer-loan.ts): a batch given back is filled again.
+ */
 class Batches {
   readonly ready: Buffer[] = []
   private batch = Buffer.allocUnsafeSlow(BATCH)
   private filled = 0
+  private readonly lender = new BufferLender(SPARE_BATCHES)
 
   append(data: Buffer): void {
     let offset = 0
@@ -212,7 +224,7 @@ class Batches {
   }
 
   *rest(): Generator<Buffer> {
-    if (this.filled > 0) yield this.batch.subarray(0, this.filled)
+    if (this.filled > 0) yield this.lender.lend(this.batch.subarray(0, this.filled))
     this.filled = 0
   }
 
@@ -221,8 +233,9 @@ class Batches {
   }
 
   private next(): void {
-    this.ready.push(this.batch)
-    this.batch = Buffer.allocUnsafeSlow(BATCH)
+    this.ready.push(this.lender.lend(this.batch))
+    const spare = this.lender.borrowBack()
+    this.batch = spare === undefined ? Buffer.allocUnsafeSlow(BATCH) : Buffer.from(spare)
     this.filled = 0
   }
 }
@@ -276,6 +289,7 @@ async function copyPrefetched(entry: MediaEntry, prefetched: Promise<PrefetchedF
   if (read.content.length < entry.size) throw shrank(entry.path)
   out.append(header(`${MEDIA_PREFIX}${entry.path}`, entry))
   out.append(read.content)
+  read.release?.()
   return read.sha256
 }
 
@@ -312,9 +326,10 @@ function shrank(path: string): Error {
   return new Error(`media file ${path} shrank while it was being read; run the backup again`)
 }
 
+/** A member's padding to a whole block: a view of constant zeros, copied into the batch like any bytes. */
 function padding(size: number): Buffer {
   const remainder = size % BLOCK
-  return Buffer.alloc(remainder === 0 ? 0 : BLOCK - remainder)
+  return ZEROS.subarray(0, remainder === 0 ? 0 : BLOCK - remainder)
 }
 
 function row(entry: MediaEntry, sha256?: string): ListingRow {

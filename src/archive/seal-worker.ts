@@ -9,7 +9,8 @@ import {AgeSealer} from './age.js'
 /**
  * The worker side of createSealStream (seal.ts): hashes the plaintext, encrypts it and hashes what it
  * sealed, one job per stream. Every reply carries the job's id; a job's batches are answered in order,
- * one sealed batch each.
+ * one sealed batch each, which gives the plaintext's buffer back and carries the sealed bytes in the
+ * buffer the request brought for them: the same few buffers go round, whatever the size of the stream.
  */
 
 interface Job {
@@ -48,14 +49,14 @@ function handle(request: SealRequest): void {
       job.plainHash?.update(plaintext)
       job.plainBytes += plaintext.length
       job.pacer.advance(plaintext.length)
-      reply(request.id, job, job.sealer.update(plaintext))
+      reply(request.id, job, job.sealer.update(plaintext, {borrowed: true}), request.output, request.batch)
       break
     }
 
     case 'end': {
       const job = jobs.get(request.id)
       if (job === undefined) return
-      reply(request.id, job, job.sealer.final())
+      reply(request.id, job, job.sealer.final(), request.output)
       jobs.delete(request.id)
       post({
         id: request.id,
@@ -80,16 +81,22 @@ function handle(request: SealRequest): void {
   }
 }
 
-/** Hashes the sealed pieces and joins them into one buffer that is handed over without a copy. */
-function reply(id: number, job: Job, pieces: Buffer[]): void {
+/**
+ * Hashes the sealed pieces and joins them into `output` (a new buffer when there is none, or it is too
+ * small), which is handed over without a copy, with the spent plaintext buffer.
+ */
+function reply(id: number, job: Job, pieces: Buffer[], output?: ArrayBuffer, spent?: ArrayBuffer): void {
   let length = 0
   for (const piece of pieces) length += piece.length
-  const joined = Buffer.allocUnsafeSlow(length)
+  const joined =
+    output !== undefined && output.byteLength >= length ? Buffer.from(output) : Buffer.allocUnsafeSlow(length)
   let offset = 0
   for (const piece of pieces) offset += piece.copy(joined, offset)
-  job.sealedHash.update(joined)
+  const sealed = joined.subarray(0, length)
+  job.sealedHash.update(sealed)
   job.sealedBytes += length
-  post({batch: joined.buffer, id, kind: 'sealed', length}, [joined.buffer])
+  const transfer = spent === undefined ? [joined.buffer] : [joined.buffer, spent]
+  post({batch: joined.buffer, id, kind: 'sealed', length, spent}, transfer)
 }
 
 function post(message: SealReply, transfer: ArrayBuffer[] = []): void {

@@ -2,6 +2,7 @@ import {createHash, Hash} from 'node:crypto'
 import {Duplex, Transform, TransformCallback} from 'node:stream'
 import {Worker} from 'node:worker_threads'
 
+import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
 import {startModuleWorker} from '../lib/worker.js'
 import {AgeSealer} from './age.js'
@@ -16,17 +17,20 @@ export interface SealResult {
 /** A seal stream: `offThread` says where its cipher runs, `result` what it measured. */
 export type Sealing = Duplex & {readonly offThread: boolean; result: Promise<SealResult>}
 
-/** Messages to the worker (see seal-worker.ts). `batch` is transferred, not copied. */
+/**
+ * Messages to the worker (see seal-worker.ts). Buffers are transferred, not copied: `batch` holds
+ * plaintext, and `output`, when there is one, is room for the sealed bytes.
+ */
 export type SealRequest =
-  | {batch: ArrayBuffer; id: number; kind: 'data'; length: number}
+  | {batch: ArrayBuffer; id: number; kind: 'data'; length: number; output?: ArrayBuffer}
   | {hashPlaintext: boolean; id: number; kind: 'start'; recipients: Uint8Array[]}
   | {id: number; kind: 'cancel'}
-  | {id: number; kind: 'end'}
+  | {id: number; kind: 'end'; output?: ArrayBuffer}
 
-/** Messages from the worker. */
+/** Messages from the worker: sealed bytes in `batch`, and the plaintext's buffer given back as `spent`. */
 export type SealReply =
   | (SealResult & {id: number; kind: 'done'})
-  | {batch: ArrayBuffer; id: number; kind: 'sealed'; length: number}
+  | {batch: ArrayBuffer; id: number; kind: 'sealed'; length: number; spent?: ArrayBuffer}
   | {id: number; kind: 'error'; message: string}
 
 /** Plaintext travels to the worker in batches of this size: few messages, and each is one transfer. */
@@ -38,6 +42,13 @@ const BATCH = 256 * 1024
 const WORKER_LIMITS = {maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 2}
 /** Batches handed to the worker and not yet back: enough to keep both threads busy, and bounded. */
 const MAX_IN_FLIGHT = 2
+/**
+ * Room for the sealed bytes of a batch: its plaintext, a tag per 64 KiB and, in the first, the header
+ * (about 100 bytes a recipient). A batch that needs more gets a buffer of its own.
+ */
+const SEALED_BATCH = BATCH + 4096
+/** Sealed buffers given back and kept for the next batches: as many as the stages after this one hold. */
+const SPARE_SEALED = 8
 
 /**
  * A duplex that takes plaintext and yields the age encryption of it to `recipients`, taking the SHA-256
@@ -125,6 +136,9 @@ class SealStream extends Duplex {
   private readonly outcome = deferred<SealResult>()
   private parked: (() => void) | undefined
   private readerBehind = false
+  /** Lends the sealed batches to the stages after this one; the last gives them back (buffer-loan.ts). */
+  private readonly sealedLender = new BufferLender(SPARE_SEALED)
+  private readonly spareBatches: ArrayBuffer[] = []
 
   constructor(
     private readonly recipients: readonly Uint8Array[],
@@ -166,6 +180,8 @@ class SealStream extends Duplex {
       if (this.filled === BATCH) this.flushBatch()
     }
 
+    // Copied: the stage that lent it may write its next bytes into it.
+    giveBack(chunk)
     this.parked = callback
     this.release()
   }
@@ -187,7 +203,9 @@ class SealStream extends Duplex {
 
       case 'sealed': {
         this.inFlight--
-        if (!this.push(Buffer.from(reply.batch, 0, reply.length))) this.readerBehind = true
+        if (reply.spent !== undefined) this.spareBatches.push(reply.spent)
+        const sealed = this.sealedLender.lend(Buffer.from(reply.batch, 0, reply.length))
+        if (!this.push(sealed)) this.readerBehind = true
         this.release()
         break
       }
@@ -197,11 +215,16 @@ class SealStream extends Duplex {
   private flushBatch(): void {
     if (this.filled === 0) return
     const {batch, filled} = this
-    this.batch = Buffer.allocUnsafeSlow(BATCH)
+    const spare = this.spareBatches.pop()
+    this.batch = spare === undefined ? Buffer.allocUnsafeSlow(BATCH) : Buffer.from(spare)
     this.filled = 0
     this.inFlight++
     this.job ??= this.startJob()
-    this.job.worker.send({batch: batch.buffer, id: this.job.id, kind: 'data', length: filled}, [batch.buffer])
+    const output = this.sealedLender.borrowBack() ?? Buffer.allocUnsafeSlow(SEALED_BATCH).buffer
+    this.job.worker.send({batch: batch.buffer, id: this.job.id, kind: 'data', length: filled, output}, [
+      batch.buffer,
+      output,
+    ])
   }
 
   /** Lets the writer go on once the worker and the reader have room; the end waits for 'done' instead. */

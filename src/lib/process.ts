@@ -1,7 +1,8 @@
 import {ChildProcess, spawn} from 'node:child_process'
-import {Duplex, Readable, Transform} from 'node:stream'
+import {Duplex, Readable, Transform, Writable} from 'node:stream'
 
 import {redactDsn} from '../config/dsn.js'
+import {giveBack} from './buffer-loan.js'
 
 /**
  * The one place that starts external programs (pg_dump, pg_restore, psql, …).
@@ -106,7 +107,7 @@ export function streamFrom(
 /** A program as a stream stage (zstd, for example): bytes in through stdin, out through stdout, checked like streamFrom. */
 export function through(command: string, args: readonly string[], options: RunOptions = {}): Duplex {
   const {child, output} = start(command, args, options, 'pipe')
-  const stage = Duplex.from({readable: output, writable: child.stdin!})
+  const stage = Duplex.from({readable: output, writable: givingBack(child.stdin!)})
   // A stage destroyed before its end (its reader stopped early) ends the program too: left waiting
   // for input, it would keep this process alive.
   stage.once('close', () => {
@@ -114,6 +115,25 @@ export function through(command: string, args: readonly string[], options: RunOp
     child.stdin?.destroy()
   })
   return stage
+}
+
+/** A pipe to a program, as a writable that gives each chunk back once the pipe has taken it (buffer-loan.ts). */
+function givingBack(stdin: Writable): Writable {
+  return new Writable({
+    destroy(error, callback) {
+      stdin.destroy()
+      callback(error)
+    },
+    final(callback) {
+      stdin.end(callback)
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      stdin.write(chunk, (error) => {
+        if (!error) giveBack(chunk)
+        callback(error)
+      })
+    },
+  })
 }
 
 /**

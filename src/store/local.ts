@@ -2,10 +2,11 @@ import {randomBytes} from 'node:crypto'
 import {constants, Dirent} from 'node:fs'
 import {FileHandle, open, opendir, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
-import {Readable, Transform} from 'node:stream'
+import {Readable, Transform, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
+import {giveBack} from '../lib/buffer-loan.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
@@ -105,8 +106,12 @@ export class LocalStore implements Store {
     if (!(await this.rootExists())) await makeFolders(this.root)
     const handle = await openPartial(folder, partial)
     try {
-      const output = handle.createWriteStream({highWaterMark: READ_CHUNK})
-      await pipeline(source, counter, output, {signal: options.signal})
+      try {
+        await pipeline(source, counter, fileSink(handle), {signal: options.signal})
+      } finally {
+        await handle.close()
+      }
+
       await syncPath(partial)
       await rename(partial, target)
       await syncPath(folder)
@@ -250,4 +255,39 @@ function isMissing(error: unknown): boolean {
  */
 function storeTime(info: {ctimeMs: number; mtimeMs: number}): Date {
   return new Date(Math.max(info.mtimeMs, info.ctimeMs))
+}
+
+/**
+ * Writes a stream's chunks to `handle` in order, and gives each back once it is written (see
+ * buffer-loan.ts). Chunks that wait together go in one writev.
+ */
+function fileSink(handle: FileHandle): Writable {
+  return new Writable({
+    highWaterMark: READ_CHUNK,
+    write(chunk: Buffer, _encoding, callback) {
+      writeAll(handle, [chunk]).then(() => callback(), callback)
+    },
+    writev(chunks, callback) {
+      writeAll(
+        handle,
+        chunks.map(({chunk}) => chunk as Buffer),
+      ).then(() => callback(), callback)
+    },
+  })
+}
+
+async function writeAll(handle: FileHandle, chunks: Buffer[]): Promise<void> {
+  let total = 0
+  for (const chunk of chunks) total += chunk.length
+  const {bytesWritten} = await handle.writev(chunks)
+  // A file system may write less than asked (a disk that has just filled up says so on the next write).
+  if (bytesWritten < total) {
+    let rest = Buffer.concat(chunks).subarray(bytesWritten)
+    while (rest.length > 0) {
+      const written = await handle.write(rest)
+      rest = rest.subarray(written.bytesWritten)
+    }
+  }
+
+  for (const chunk of chunks) giveBack(chunk)
 }

@@ -1,6 +1,8 @@
 import type {CompletedPart, S3Client, StorageClass} from '@aws-sdk/client-s3'
 import type {Readable} from 'node:stream'
 
+import {giveBack} from '../lib/buffer-loan.js'
+
 const MiB = 1024 * 1024
 
 /** How long the abort of a failed upload may take before it is left for prune. */
@@ -74,7 +76,10 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
     const {done, value} = await iterator.next()
     if (done) return undefined
     bytes += value.length
-    return buffers.fill(value)
+    const parts = buffers.fill(value)
+    // Copied into the part: the stage that lent it may write its next bytes into it.
+    giveBack(value)
+    return parts
   }
 
   // A stream that ends before the first part is full goes up as one plain PUT.

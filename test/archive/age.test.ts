@@ -8,7 +8,7 @@ import {join} from 'node:path'
 import {inflateSync} from 'node:zlib'
 
 import {generateIdentity, parseIdentity, parseRecipient} from '../../src/archive/age-keys.js'
-import {AgeError, createDecryptStream, createEncryptStream} from '../../src/archive/age.js'
+import {AgeError, AgeSealer, createDecryptStream, createEncryptStream} from '../../src/archive/age.js'
 import {requireTool, through} from '../helpers/tools.js'
 
 const CHUNK = 64 * 1024
@@ -30,6 +30,29 @@ describe('age', () => {
         expect(opened.equals(plaintext)).to.equal(true)
       })
     }
+
+    it('seals borrowed input, which the caller overwrites after each call, as it seals a copy', async () => {
+      for (const size of [...sizes, 5 * CHUNK + 3]) {
+        const plaintext = randomBytes(size)
+        const sealer = new AgeSealer([identity.publicKey])
+        const scratch = Buffer.allocUnsafe(3 * CHUNK)
+        const sealed: Buffer[] = []
+        for (const piece of splitRandomly(plaintext)) {
+          for (let offset = 0; offset < piece.length; offset += scratch.length) {
+            const part = piece.subarray(offset, offset + scratch.length)
+            part.copy(scratch)
+            sealed.push(
+              ...sealer.update(scratch.subarray(0, part.length), {borrowed: true}).map((out) => Buffer.from(out)),
+            )
+            scratch.fill(0xa5)
+          }
+        }
+
+        sealed.push(...sealer.final())
+        const opened = await through(splitRandomly(Buffer.concat(sealed)), createDecryptStream([identity]))
+        expect(opened.equals(plaintext)).to.equal(true)
+      }
+    })
 
     it('encrypts to several recipients, each of which can decrypt', async () => {
       const other = generateIdentity().identity

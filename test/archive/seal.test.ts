@@ -11,6 +11,8 @@ import {setTimeout as delay} from 'node:timers/promises'
 import {generateIdentity} from '../../src/archive/age-keys.js'
 import {createDecryptStream} from '../../src/archive/age.js'
 import {createSealStream} from '../../src/archive/seal.js'
+import {giveBack} from '../../src/lib/buffer-loan.js'
+import {lendingSource} from '../helpers/lending-source.js'
 import {requireTool, through} from '../helpers/tools.js'
 
 const CHUNK = 64 * 1024
@@ -116,6 +118,31 @@ describe('seal stream (age encryption and hashing on a worker thread)', () => {
     expect((await through(c.output, createDecryptStream([identity]))).equals(small)).to.equal(true)
     expect((await through(a.output, createDecryptStream([identity]))).equals(first)).to.equal(true)
     expect((await through(b.output, createDecryptStream([identity]))).equals(second)).to.equal(true)
+  })
+
+  it('copies lent chunks before it gives them back, on the worker; on the calling thread it keeps them', async () => {
+    for (const offThread of [true, false]) {
+      const plaintext = randomBytes(4 * BATCH + 4321)
+      // An odd size: the source's chunks, the batches and age's chunks never line up.
+      const source = lendingSource(plaintext, 100_000)
+      const stream = createSealStream([identity.publicKey], {offThread})
+      const sealed: Buffer[] = []
+      await pipeline(
+        source.stream,
+        stream,
+        new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            sealed.push(Buffer.from(chunk))
+            giveBack(chunk)
+            callback()
+          },
+        }),
+      )
+      expect((await through(Buffer.concat(sealed), createDecryptStream([identity]))).equals(plaintext)).to.equal(true)
+      // The calling thread's cipher holds views of what it was given across writes: it never gives back.
+      if (offThread) expect(source.reused()).to.be.greaterThan(20)
+      else expect(source.reused()).to.equal(0)
+    }
   })
 
   it('takes in only a few batches while its reader does not read', async () => {

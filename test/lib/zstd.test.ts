@@ -1,12 +1,13 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
+import {createHash, randomBytes} from 'node:crypto'
 import {once} from 'node:events'
 import {PassThrough, Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {through} from '../../src/lib/process.js'
 import {isZstdDataError, zstdCompressor, zstdDecompressor, zstdImplementations} from '../../src/lib/zstd.js'
+import {lendingSource} from '../helpers/lending-source.js'
 import {requireTool} from '../helpers/tools.js'
 
 async function run(stage: () => NodeJS.ReadWriteStream, input: Buffer): Promise<Buffer> {
@@ -64,6 +65,25 @@ for (const implementation of implementations) {
 }
 
 describe('a program as a stream stage', () => {
+  it('gives lent chunks back once the pipe has taken them, and the program sees every byte as it came', async function () {
+    requireTool(this, 'sha256sum', 'coreutils')
+    const data = randomBytes(8 * 1024 * 1024 + 5)
+    const source = lendingSource(data, 128 * 1024)
+    const chunks: Buffer[] = []
+    await pipeline(
+      source.stream,
+      through('sha256sum', []),
+      new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk)
+          callback()
+        },
+      }),
+    )
+    expect(Buffer.concat(chunks).toString().split(' ')[0]).to.equal(createHash('sha256').update(data).digest('hex'))
+    expect(source.reused()).to.be.greaterThan(32)
+  })
+
   it('ends with its reader: a stage destroyed mid-stream leaves no process behind to hold the CLI open', async () => {
     // The shell prints its pid, then becomes cat, which would wait for input forever.
     const stage = through('sh', ['-c', 'echo $$; exec cat'])

@@ -8,7 +8,7 @@ import {LocalStore} from '../../src/store/local.js'
 import {collect} from '../helpers/tools.js'
 import {storeContract} from './contract.js'
 
-storeContract('local', async () => new LocalStore(mkdtempSync(join(tmpdir(), 'store-contract-'))))
+storeContract('local', async () => new LocalStore(mkdtempSync(join(tmpdir(), 'store-contract-'))), {givesBack: true})
 
 describe('local store', () => {
   it('a put succeeds while a delete empties its folder (writers and prune share packs/)', async () => {

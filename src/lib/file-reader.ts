@@ -80,7 +80,13 @@ interface Queued {
 
 /** A file read whole, with the SHA-256 of what was read (the worker hashes it as it reads). */
 export interface ReadFile {
+  /** A view of the batch the file was read in: valid until `release`, or for as long as it is kept. */
   content: Buffer
+  /**
+   * Says that `content` is no longer needed (it was copied): once every file of its batch has said so,
+   * the batch's buffer reads the next files. A reader that keeps the content does not call it.
+   */
+  release: () => void
   sha256: string
 }
 
@@ -96,9 +102,10 @@ const BATCHES_IN_FLIGHT = 2
  *
  * `read` queues a file and `flush` sends what is queued; a read resolves with the file's bytes (fewer
  * than `size` when it shrank, never more) and their SHA-256, or undefined when the file is gone.
- * `hash` reads a file of any size, and resolves with its SHA-256. Each file gets a buffer of its own,
- * outside the shared pool, since an incremental backup keeps small blobs until their pack is stored.
- * The batch buffers go back and forth, reused.
+ * `hash` reads a file of any size, and resolves with its SHA-256. A file's content is a view of its
+ * batch's buffer, which goes back to the reader thread for the next batch once every file of it has
+ * been released (see ReadFile): the same few buffers carry every file of a tree, and no buffer is
+ * made per file.
  */
 export class SmallFileReader {
   private inFlight = 0
@@ -181,17 +188,36 @@ export class SmallFileReader {
     }
   }
 
+  private keepSpare(reply: ReadReply): void {
+    // Only buffers of ordinary size are kept: one batch of large files must not hold memory for the rest of the run.
+    if (this.spare.length < BATCHES_IN_FLIGHT + 1 && reply.contents.byteLength <= MAX_SPARE_BYTES) {
+      this.spare.push({contents: reply.contents, paths: reply.paths})
+    }
+  }
+
   private receive(batch: Queued[], reply: ReadReply): void {
     const contents = Buffer.from(reply.contents)
+    // The buffers are reused once every view of them is released; one for this loop, which lends them.
+    let views = 1
+    const releaseOne = () => {
+      if (--views === 0) this.keepSpare(reply)
+    }
+
     let offset = 0
     for (const [index, {result, size}] of batch.entries()) {
       const length = reply.lengths[index]
       if (length >= 0 && size === HASH_WHOLE_FILE) {
         result.resolve(reply.digests[index])
       } else if (length >= 0) {
-        const content = Buffer.allocUnsafeSlow(length)
-        contents.copy(content, 0, offset, offset + length)
-        result.resolve({content, sha256: reply.digests[index]!})
+        views++
+        let released = false
+        const release = () => {
+          if (released) return
+          released = true
+          releaseOne()
+        }
+
+        result.resolve({content: contents.subarray(offset, offset + length), release, sha256: reply.digests[index]!})
       } else {
         const failure = reply.failures.find((failed) => failed.index === index)
         // eslint-disable-next-line unicorn/no-useless-undefined -- undefined is the answer: the file is gone
@@ -202,10 +228,7 @@ export class SmallFileReader {
       offset += Math.max(size, 0)
     }
 
-    // Only buffers of ordinary size are kept: one batch of large files must not hold memory for the rest of the run.
-    if (this.spare.length < BATCHES_IN_FLIGHT + 1 && reply.contents.byteLength <= MAX_SPARE_BYTES) {
-      this.spare.push({contents: reply.contents, paths: reply.paths})
-    }
+    releaseOne()
   }
 }
 

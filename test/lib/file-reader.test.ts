@@ -18,6 +18,11 @@ import {
 import {RequestThread} from '../../src/lib/worker.js'
 import {bigTreeParent} from '../helpers/big-tree.js'
 
+/** A read's content and digest, without its release. */
+function contentOf(read: ReadFile | undefined): Omit<ReadFile, 'release'> | undefined {
+  return read && {content: read.content, sha256: read.sha256}
+}
+
 const routes: Array<[string, ReaderRoute]> = [
   ['on the reader thread', onTheReaderThread],
   ['on this thread, as for a small tree', onThisThread],
@@ -102,13 +107,56 @@ for (const [where, route] of routes)
       const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
       for (const [index, read] of reads.entries()) {
         const content = Buffer.alloc(sizes[index], index)
-        expect(await read).to.deep.equal({content, sha256: sha256(content)})
+        expect(contentOf(await read)).to.deep.equal({content, sha256: sha256(content)})
       }
 
       expect(await gone).to.equal(undefined)
-      expect(await grew).to.deep.equal({content: Buffer.from('twelve'), sha256: sha256('twelve')})
+      expect(contentOf(await grew)).to.deep.equal({content: Buffer.from('twelve'), sha256: sha256('twelve')})
       expect(((await folder.catch((error: unknown) => error)) as NodeJS.ErrnoException).code).to.equal('EISDIR')
-      expect(await shrank).to.deep.equal({content: Buffer.alloc(977, 1), sha256: sha256(Buffer.alloc(977, 1))})
+      expect(contentOf(await shrank)).to.deep.equal({
+        content: Buffer.alloc(977, 1),
+        sha256: sha256(Buffer.alloc(977, 1)),
+      })
+    })
+
+    it('lends each file from its batch, whose buffer reads later files only once every file of it is released', async () => {
+      const sent: ArrayBuffer[] = []
+      const answered: ArrayBuffer[] = []
+      const watched: ReaderRoute = {
+        list: (request) => route.list(request),
+        async read(batch) {
+          sent.push(batch.contents)
+          const reply = await route.read(batch)
+          answered.push(reply.contents)
+          return reply
+        },
+      }
+      const reader = new SmallFileReader(watched)
+      const contentAt = (index: number) => Buffer.alloc(100 + index, index)
+      for (let index = 0; index < 40; index++) writeFileSync(join(root, `f${index}`), contentAt(index))
+      const readBatch = async (indexes: number[]) => {
+        const reads = indexes.map((index) => reader.read(join(root, `f${index}`), 100 + index))
+        await reader.flush()
+        return (await Promise.all(reads)) as ReadFile[]
+      }
+
+      const range = (from: number) => Array.from({length: 10}, (_, index) => from + index)
+      const first = await readBatch(range(0))
+      // All but one released: the batch must not be reused, however many batches follow.
+      for (const read of first.slice(1)) read.release()
+      const second = await readBatch(range(10))
+      const third = await readBatch(range(20))
+      expect(sent.slice(1)).to.not.include(answered[0])
+      expect(first[0].content).to.deep.equal(contentAt(0))
+      for (const [index, read] of [...second, ...third].entries())
+        expect(read.content).to.deep.equal(contentAt(10 + index))
+
+      // Released, a second time too: the next batch reads into that buffer, once.
+      first[0].release()
+      first[0].release()
+      const fourth = await readBatch(range(30))
+      expect(sent.at(-1)).to.equal(answered[0])
+      expect(fourth.map(({content}) => content)).to.deep.equal(range(30).map((index) => contentAt(index)))
     })
 
     it('hashes files of any size, as the drill reads them back', async () => {

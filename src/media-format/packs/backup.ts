@@ -13,6 +13,7 @@ import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
 import {isPacked, Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
+import {BufferLender} from '../../lib/buffer-loan.js'
 import {printableName} from '../../lib/byte-names.js'
 import {closeFile, openForReading, readInto} from '../../lib/file-io.js'
 import {limitOldGenerationGrowth} from '../../lib/memory.js'
@@ -429,31 +430,39 @@ async function storeFile(
 
 /** Stores a file read whole by the provider (PrefetchedFile): one blob, or none when it is empty. */
 async function storePrefetched(
-  {content, sha256}: PrefetchedFile,
+  {content, release, sha256}: PrefetchedFile,
   packs: PackWriter,
   blobs: {known: ReadonlyMap<string, string>; stored: Map<string, string>},
   progress: Progress,
 ): Promise<{blobs: [string, string][]; newBytes: number; sha256: string; size: number}> {
-  if (content.length === 0) return {blobs: [], newBytes: 0, sha256: EMPTY_SHA256, size: 0}
-  progress.advance(content.length)
-  let pack =
-    blobs.known.get(sha256) ?? (content.length >= DEDUPE_MIN_BYTES ? blobs.stored.get(blobKey(sha256)) : undefined)
-  let newBytes = 0
-  if (pack === undefined) {
-    pack = await packs.add(sha256, content)
-    newBytes = content.length
-    if (content.length >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS)
-      blobs.stored.set(blobKey(sha256), pack)
-  }
+  try {
+    if (content.length === 0) return {blobs: [], newBytes: 0, sha256: EMPTY_SHA256, size: 0}
+    progress.advance(content.length)
+    let pack =
+      blobs.known.get(sha256) ?? (content.length >= DEDUPE_MIN_BYTES ? blobs.stored.get(blobKey(sha256)) : undefined)
+    let newBytes = 0
+    if (pack === undefined) {
+      // Borrowed: the reader reuses the content's buffer once it is released below.
+      pack = await packs.add(sha256, content, {borrowed: release !== undefined})
+      newBytes = content.length
+      if (content.length >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS)
+        blobs.stored.set(blobKey(sha256), pack)
+    }
 
-  return {blobs: [[sha256, pack]], newBytes, sha256, size: content.length}
+    return {blobs: [[sha256, pack]], newBytes, sha256, size: content.length}
+  } finally {
+    release?.()
+  }
 }
+
+/** Lends the blobs read from local files to the packs' uploads, which give them back (buffer-loan.ts). */
+const blobBuffers = new BufferLender(4)
 
 /**
  * A local file's blobs, up to its listed size (a file that grew is cut there, like the tar format
  * does; one that shrank is stored as read): BLOB_BYTES each, the last one shorter; an empty file has
- * none. Each is read straight into its own buffer (the pack writer holds on to it until the upload has
- * taken it). Reads go through the thread pool, so a hung mount never blocks the main thread, where the
+ * none. Each is read straight into a buffer of its own until the upload has taken it, which then reads
+ * later blobs. Reads go through the thread pool, so a hung mount never blocks the main thread, where the
  * stall watchdog and the signal handlers run. Undefined when the file is gone.
  */
 async function readLocal(path: Buffer | string, listedSize: number): Promise<AsyncIterable<Buffer> | undefined> {
@@ -464,16 +473,18 @@ async function readLocal(path: Buffer | string, listedSize: number): Promise<Asy
     try {
       let remaining = listedSize
       while (remaining > 0) {
-        const buffer = Buffer.allocUnsafe(Math.min(BLOB_BYTES, remaining))
+        const spare = blobBuffers.borrowBack()
+        const buffer = spare === undefined ? Buffer.allocUnsafeSlow(BLOB_BYTES) : Buffer.from(spare)
+        const wanted = Math.min(BLOB_BYTES, remaining)
         let filled = 0
-        while (filled < buffer.length) {
-          const bytesRead = await readInto(descriptor, buffer, filled, buffer.length - filled)
+        while (filled < wanted) {
+          const bytesRead = await readInto(descriptor, buffer, filled, wanted - filled)
           if (bytesRead === 0) break
           filled += bytesRead
         }
 
-        if (filled > 0) yield buffer.subarray(0, filled)
-        if (filled < buffer.length) return
+        if (filled > 0) yield blobBuffers.lend(buffer.subarray(0, filled))
+        if (filled < wanted) return
         remaining -= filled
       }
     } finally {

@@ -3,6 +3,7 @@ import {PassThrough} from 'node:stream'
 
 import {encodeTarHeader} from '../../archive/tar-header.js'
 import {PackObject} from '../../domain/manifest.js'
+import {BufferLender} from '../../lib/buffer-loan.js'
 import {looksCompressible} from '../../lib/compressibility.js'
 import {canCompress} from '../../lib/zstd.js'
 import {noProgress} from '../../services/context.js'
@@ -28,6 +29,8 @@ const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK)
 const ZEROS = Buffer.alloc(BLOCK)
 /** Small blobs and headers are written in batches of this size. */
 const BATCH_BYTES = 128 * 1024
+/** Batches given back by the uploads and kept for reuse: about as many as an upload's stages hold. */
+const SPARE_BATCHES = 8
 /** The blobs' mtime in the tar: constant, so that a pack says nothing about when files changed. */
 const EPOCH = new Date(0)
 
@@ -74,6 +77,8 @@ export interface WrittenPack {
  * failure of any upload rejects the next call.
  */
 export class PackWriter {
+  /** Lends the open packs' batches to their uploads, which give them back (buffer-loan.ts). */
+  private readonly batches = new BufferLender(SPARE_BATCHES)
   private readonly current = new Map<PackCodec, OpenPack>()
   /** Packs ended and still being stored, oldest first. */
   private readonly finishing: Promise<WrittenPack>[] = []
@@ -113,8 +118,11 @@ export class PackWriter {
     await Promise.allSettled(uploads)
   }
 
-  /** Adds one blob, whose id is the SHA-256 of `data` (hex); returns the name of the pack it goes into. */
-  async add(id: string, data: Buffer): Promise<string> {
+  /**
+   * Adds one blob, whose id is the SHA-256 of `data` (hex); returns the name of the pack it goes into.
+   * `borrowed`: the caller reuses `data` once this resolves, so it is copied, never held.
+   */
+  async add(id: string, data: Buffer, options: {borrowed?: boolean} = {}): Promise<string> {
     const codec = this.options.codec === 'auto' ? autoCodec(data) : this.options.codec
     const pack = this.current.get(codec) ?? this.open(codec)
     const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size: data.length, type: 'File'})
@@ -124,7 +132,7 @@ export class PackWriter {
     await this.append(pack, header)
     if (data.length >= BATCH_BYTES / 2) {
       await this.flushBatch(pack)
-      await write(pack.input, data)
+      await write(pack.input, options.borrowed ? Buffer.from(data) : data)
     } else {
       await this.append(pack, data)
     }
@@ -165,10 +173,15 @@ export class PackWriter {
 
   private async flushBatch(pack: OpenPack): Promise<void> {
     if (pack.filled === 0) return
-    const full = pack.batch.subarray(0, pack.filled)
-    pack.batch = Buffer.allocUnsafe(BATCH_BYTES)
+    const full = this.batches.lend(pack.batch.subarray(0, pack.filled))
+    pack.batch = this.newBatch()
     pack.filled = 0
     await write(pack.input, full)
+  }
+
+  private newBatch(): Buffer {
+    const spare = this.batches.borrowBack()
+    return spare === undefined ? Buffer.allocUnsafeSlow(BATCH_BYTES) : Buffer.from(spare)
   }
 
   private open(codec: PackCodec): OpenPack {
@@ -194,7 +207,7 @@ export class PackWriter {
     }))
     // A rejected upload is reported by finish(); until then the rejection must not go unhandled.
     upload.catch(() => {})
-    const pack = {batch: Buffer.allocUnsafe(BATCH_BYTES), blobs: 0, bytes: 0, codec, filled: 0, input, name, upload}
+    const pack = {batch: this.newBatch(), blobs: 0, bytes: 0, codec, filled: 0, input, name, upload}
     this.current.set(codec, pack)
     return pack
   }

@@ -10,6 +10,7 @@ import {
 } from 'node:crypto'
 import {Transform, TransformCallback} from 'node:stream'
 
+import {giveBack, isLent} from '../lib/buffer-loan.js'
 import {formatRecipient, publicKeyObject, rawPublicKey, x25519, X25519Identity} from './age-keys.js'
 
 /**
@@ -271,6 +272,8 @@ class DecryptTransform extends Transform {
   private key: Buffer | undefined
   private pending: Buffer[] = []
   private pendingBytes = 0
+  /** Buffers for the held-back bytes of lent chunks, used in turn (see keepTail). */
+  private tails: Buffer[] = []
 
   constructor(private readonly identities: readonly X25519Identity[]) {
     super({readableHighWaterMark: 4 * CHUNK, writableHighWaterMark: 4 * CHUNK})
@@ -295,14 +298,13 @@ class DecryptTransform extends Transform {
     try {
       this.pending.push(data)
       this.pendingBytes += data.length
-      if (this.fileKey === undefined && !this.readHeader()) return callback()
-      if (this.key === undefined) {
-        if (this.pendingBytes < 16) return callback()
-        this.key = deriveKey(this.fileKey!, this.consume(16), 'payload')
+      this.openPending()
+      // A lent chunk goes back to its stage once this one holds no view of it (buffer-loan.ts).
+      if (isLent(data)) {
+        this.keepTail()
+        giveBack(data)
       }
 
-      // A full chunk is only known not to be the last one once a byte beyond it has arrived.
-      while (this.pendingBytes > CHUNK + TAG) this.push(this.open(this.consume(CHUNK + TAG), false))
       callback()
     } catch (error) {
       callback(error as Error)
@@ -315,6 +317,18 @@ class DecryptTransform extends Transform {
     return out
   }
 
+  /** Copies what is held back for the next chunk (less than a sealed chunk, or a header) into a buffer of this stream's own. */
+  private keepTail(): void {
+    const bytes = this.pendingBytes
+    // The other buffer than last time: the held-back bytes may be in the one used last time.
+    const index = this.tails[0] !== undefined && this.pending[0]?.buffer === this.tails[0].buffer ? 1 : 0
+    if (!(this.tails[index]?.length >= bytes)) this.tails[index] = Buffer.allocUnsafeSlow(Math.max(bytes, CHUNK + TAG))
+    const into = this.tails[index]
+    let filled = 0
+    for (const piece of this.pending) filled += piece.copy(into, filled)
+    this.pending = filled === 0 ? [] : [into.subarray(0, filled)]
+  }
+
   private open(sealed: Buffer, last: boolean): Buffer {
     const nonce = chunkNonce(this.counter, last)
     const plaintext = aeadOpen(this.key!, nonce, sealed)
@@ -324,6 +338,18 @@ class DecryptTransform extends Transform {
 
     this.counter++
     return plaintext
+  }
+
+  /** Reads the header, then opens every chunk known not to be the last one. */
+  private openPending(): void {
+    if (this.fileKey === undefined && !this.readHeader()) return
+    if (this.key === undefined) {
+      if (this.pendingBytes < 16) return
+      this.key = deriveKey(this.fileKey!, this.consume(16), 'payload')
+    }
+
+    // A full chunk is only known not to be the last one once a byte beyond it has arrived.
+    while (this.pendingBytes > CHUNK + TAG) this.push(this.open(this.consume(CHUNK + TAG), false))
   }
 
   private readHeader(): boolean {

@@ -39,15 +39,21 @@ export class BufferLender {
   }
 }
 
+/** Whether `chunk` is a lent buffer (the whole of what was lent), which its consumer may give back. */
+export function isLent(chunk: Uint8Array): boolean {
+  const loan = loans.get(chunk.buffer as ArrayBuffer)
+  return loan !== undefined && loan.byteOffset === chunk.byteOffset && loan.length === chunk.length
+}
+
 /**
  * Called by the last consumer of `chunk` once it no longer needs its bytes. Does nothing for a chunk
  * that was not lent, or that is not the whole of what was lent (a stage split it: another part may
  * still be on its way). A chunk is taken back once: a second call for it does nothing.
  */
 export function giveBack(chunk: Uint8Array): void {
+  if (!isLent(chunk)) return
   const whole = chunk.buffer as ArrayBuffer
-  const loan = loans.get(whole)
-  if (loan === undefined || loan.byteOffset !== chunk.byteOffset || loan.length !== chunk.length) return
+  const {lender} = loans.get(whole)!
   loans.delete(whole)
-  loan.lender.receive(whole)
+  lender.receive(whole)
 }

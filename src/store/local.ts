@@ -6,7 +6,7 @@ import {Readable, Transform, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
-import {giveBack} from '../lib/buffer-loan.js'
+import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
@@ -65,8 +65,7 @@ export class LocalStore implements Store {
     assertValidKey(key)
     if (!(await this.rootExists())) throw new ObjectNotFoundError(key)
     try {
-      const handle = await open(this.pathOf(key), constants.O_RDONLY)
-      return handle.createReadStream({highWaterMark: READ_CHUNK})
+      return new FileSource(await open(this.pathOf(key), constants.O_RDONLY))
     } catch (error) {
       if (isMissing(error)) throw new ObjectNotFoundError(key)
       throw error
@@ -255,6 +254,37 @@ function isMissing(error: unknown): boolean {
  */
 function storeTime(info: {ctimeMs: number; mtimeMs: number}): Date {
   return new Date(Math.max(info.mtimeMs, info.ctimeMs))
+}
+
+/**
+ * Reads a file in chunks of READ_CHUNK, lent (buffer-loan.ts): a chunk given back reads a later one.
+ * The file is closed before the stream says 'close', so nothing of it is open once a command is done.
+ */
+class FileSource extends Readable {
+  private readonly lender = new BufferLender(4)
+
+  constructor(private readonly handle: FileHandle) {
+    super({highWaterMark: READ_CHUNK})
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.handle.close().then(
+      () => callback(error),
+      (closeError: Error) => callback(error ?? closeError),
+    )
+  }
+
+  override _read(): void {
+    const spare = this.lender.borrowBack()
+    const buffer = spare === undefined ? Buffer.allocUnsafeSlow(READ_CHUNK) : Buffer.from(spare)
+    this.handle.read(buffer, 0, READ_CHUNK, null).then(
+      ({bytesRead}) => {
+        if (this.destroyed) return
+        this.push(bytesRead === 0 ? null : this.lender.lend(buffer.subarray(0, bytesRead)))
+      },
+      (error: Error) => this.destroy(error),
+    )
+  }
 }
 
 /**

@@ -5,10 +5,12 @@ import {createHash, randomBytes} from 'node:crypto'
 import {mkdtempSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {pipeline} from 'node:stream/promises'
 import {inflateSync} from 'node:zlib'
 
 import {generateIdentity, parseIdentity, parseRecipient} from '../../src/archive/age-keys.js'
 import {AgeError, AgeSealer, createDecryptStream, createEncryptStream} from '../../src/archive/age.js'
+import {lendingSource} from '../helpers/lending-source.js'
 import {requireTool, through} from '../helpers/tools.js'
 
 const CHUNK = 64 * 1024
@@ -51,6 +53,24 @@ describe('age', () => {
         sealed.push(...sealer.final())
         const opened = await through(splitRandomly(Buffer.concat(sealed)), createDecryptStream([identity]))
         expect(opened.equals(plaintext)).to.equal(true)
+      }
+    })
+
+    it('opens lent chunks, giving each back once it holds no view of it', async () => {
+      for (const size of [0, 1, CHUNK, 5 * CHUNK + 3, 40 * CHUNK]) {
+        const plaintext = randomBytes(size)
+        const sealed = await through([plaintext], createEncryptStream([identity.publicKey]))
+        for (const chunkBytes of [7, 100, CHUNK + 16, 100_000]) {
+          const source = lendingSource(sealed, chunkBytes)
+          const opened: Buffer[] = []
+          await pipeline(source.stream, createDecryptStream([identity]), async (chunks: AsyncIterable<Buffer>) => {
+            for await (const chunk of chunks) opened.push(chunk)
+          })
+          expect(Buffer.concat(opened).equals(plaintext), `${size} bytes in chunks of ${chunkBytes}`).to.equal(true)
+          // Most: the rest are those the stream's input buffer held when they were made.
+          const chunks = Math.ceil(sealed.length / chunkBytes)
+          if (chunks >= 8) expect(source.reused()).to.be.above(chunks / 2)
+        }
       }
     })
 

@@ -1,9 +1,11 @@
 import {expect} from 'chai'
-import {mkdtempSync, readdirSync, statSync, writeFileSync} from 'node:fs'
+import {randomBytes} from 'node:crypto'
+import {mkdtempSync, readdirSync, readlinkSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
+import {giveBack} from '../../src/lib/buffer-loan.js'
 import {LocalStore} from '../../src/store/local.js'
 import {collect} from '../helpers/tools.js'
 import {storeContract} from './contract.js'
@@ -22,6 +24,34 @@ describe('local store', () => {
       ])
       expect((await collect(await store.get(`env/packs/${round}`))).toString()).to.equal(String(round))
     }
+  })
+
+  it('lends the chunks of a get: a reader that gives them back has the rest read into them, and closes the file', async () => {
+    const store = new LocalStore(mkdtempSync(join(tmpdir(), 'store-local-')))
+    const data = randomBytes(5 * 1024 * 1024 + 3)
+    await store.put('app/env/id/object', Readable.from([data]))
+    const stream = await store.get('app/env/id/object')
+    const seen = new Set<ArrayBufferLike>()
+    const copies: Buffer[] = []
+    let reused = 0
+    for await (const chunk of stream as AsyncIterable<Buffer>) {
+      if (seen.has(chunk.buffer)) reused++
+      seen.add(chunk.buffer)
+      copies.push(Buffer.from(chunk))
+      giveBack(chunk)
+    }
+
+    expect(Buffer.concat(copies).equals(data)).to.equal(true)
+    expect(reused).to.be.at.least(3)
+    expect(stream.destroyed).to.equal(true)
+    const descriptors = readdirSync('/proc/self/fd').map((fd) => {
+      try {
+        return readlinkSync(join('/proc/self/fd', fd))
+      } catch {
+        return ''
+      }
+    })
+    expect(descriptors.filter((target) => target.endsWith('app/env/id/object'))).to.deep.equal([])
   })
 
   it('writes files with mode 0600 and removes emptied folders on delete', async () => {

@@ -13,6 +13,7 @@ import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
 const READ_CHUNK = 1024 * 1024
+const FIRST_READ = 16 * 1024
 /** Folders listed and files stat'ed at once while listing. */
 const PARALLEL_READS = 32
 
@@ -257,11 +258,15 @@ function storeTime(info: {ctimeMs: number; mtimeMs: number}): Date {
 }
 
 /**
- * Reads a file in chunks of READ_CHUNK, lent (buffer-loan.ts): a chunk given back reads a later one.
- * The file is closed before the stream says 'close', so nothing of it is open once a command is done.
+ * Reads a file in chunks lent (buffer-loan.ts): a chunk given back reads a later one. The first read
+ * is small and each full one doubles the next, up to READ_CHUNK: most objects read whole are small
+ * (manifests), and a buffer of READ_CHUNK for each of a thousand of them made V8 collect its whole
+ * heap dozens of times in a `list`. The file is closed before the stream says 'close', so nothing of
+ * it is open once a command is done.
  */
 class FileSource extends Readable {
   private readonly lender = new BufferLender(4)
+  private nextRead = FIRST_READ
 
   constructor(private readonly handle: FileHandle) {
     super({highWaterMark: READ_CHUNK})
@@ -275,11 +280,13 @@ class FileSource extends Readable {
   }
 
   override _read(): void {
+    const wanted = this.nextRead
     const spare = this.lender.borrowBack()
-    const buffer = spare === undefined ? Buffer.allocUnsafeSlow(READ_CHUNK) : Buffer.from(spare)
-    this.handle.read(buffer, 0, READ_CHUNK, null).then(
+    const buffer = spare !== undefined && spare.byteLength >= wanted ? Buffer.from(spare) : Buffer.allocUnsafeSlow(wanted)
+    this.handle.read(buffer, 0, wanted, null).then(
       ({bytesRead}) => {
         if (this.destroyed) return
+        if (bytesRead === wanted) this.nextRead = Math.min(2 * wanted, READ_CHUNK)
         this.push(bytesRead === 0 ? null : this.lender.lend(buffer.subarray(0, bytesRead)))
       },
       (error: Error) => this.destroy(error),

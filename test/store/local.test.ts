@@ -54,6 +54,23 @@ describe('local store', () => {
     expect(descriptors.filter((target) => target.endsWith('app/env/id/object'))).to.deep.equal([])
   })
 
+  it('reads a small object into a small buffer, and a large one in chunks that grow to 1 MiB', async () => {
+    // A buffer of 1 MiB for each manifest made V8 collect its whole heap dozens of times in a `list`.
+    const store = new LocalStore(mkdtempSync(join(tmpdir(), 'store-local-')))
+    await store.put('app/env/small', Readable.from([randomBytes(3000)]))
+    await store.put('app/env/large', Readable.from([randomBytes(4 * 1024 * 1024)]))
+    const buffers = async (key: string) => {
+      const sizes: number[] = []
+      for await (const chunk of (await store.get(key)) as AsyncIterable<Buffer>) sizes.push(chunk.buffer.byteLength)
+      return sizes
+    }
+
+    expect(Math.max(...(await buffers('app/env/small')))).to.be.at.most(16 * 1024)
+    const large = await buffers('app/env/large')
+    expect(large.slice(0, 3)).to.deep.equal([16 * 1024, 32 * 1024, 64 * 1024])
+    expect(large.at(-1)).to.equal(1024 * 1024)
+  })
+
   it('writes files with mode 0600 and removes emptied folders on delete', async () => {
     const root = mkdtempSync(join(tmpdir(), 'store-local-'))
     const store = new LocalStore(root)

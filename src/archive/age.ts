@@ -62,7 +62,7 @@ export class AgeSealer {
   private pending: Buffer[] = []
   private pendingBytes = 0
   private prefix: Buffer | undefined
-  /** Two buffers for the held-back tail of borrowed input, used in turn (see {@link update}). */
+  /** Two buffers for the held-back tail of borrowed input, used in turn (see `update`). */
   private tails: Buffer[] | undefined
 
   constructor(recipients: readonly Uint8Array[]) {

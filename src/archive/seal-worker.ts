@@ -49,14 +49,17 @@ function handle(request: SealRequest): void {
       job.plainHash?.update(plaintext)
       job.plainBytes += plaintext.length
       job.pacer.advance(plaintext.length)
-      reply(request.id, job, job.sealer.update(plaintext, {borrowed: true}), request.output, request.batch)
+      reply(request.id, job, job.sealer.update(plaintext, {borrowed: true}), {
+        output: request.output,
+        spent: request.batch,
+      })
       break
     }
 
     case 'end': {
       const job = jobs.get(request.id)
       if (job === undefined) return
-      reply(request.id, job, job.sealer.final(), request.output)
+      reply(request.id, job, job.sealer.final(), {output: request.output})
       jobs.delete(request.id)
       post({
         id: request.id,
@@ -85,7 +88,8 @@ function handle(request: SealRequest): void {
  * Hashes the sealed pieces and joins them into `output` (a new buffer when there is none, or it is too
  * small), which is handed over without a copy, with the spent plaintext buffer.
  */
-function reply(id: number, job: Job, pieces: Buffer[], output?: ArrayBuffer, spent?: ArrayBuffer): void {
+function reply(id: number, job: Job, pieces: Buffer[], buffers: {output?: ArrayBuffer; spent?: ArrayBuffer}): void {
+  const {output, spent} = buffers
   let length = 0
   for (const piece of pieces) length += piece.length
   const joined =

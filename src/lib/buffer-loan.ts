@@ -33,7 +33,7 @@ export class BufferLender {
     return buffer
   }
 
-  /** @internal, for giveBack */
+  /** Takes back a buffer; only giveBack calls it. */
   receive(buffer: ArrayBuffer): void {
     if (this.spare.length < this.maxSpare) this.spare.push(buffer)
   }

@@ -282,7 +282,8 @@ class FileSource extends Readable {
   override _read(): void {
     const wanted = this.nextRead
     const spare = this.lender.borrowBack()
-    const buffer = spare !== undefined && spare.byteLength >= wanted ? Buffer.from(spare) : Buffer.allocUnsafeSlow(wanted)
+    const buffer =
+      spare !== undefined && spare.byteLength >= wanted ? Buffer.from(spare) : Buffer.allocUnsafeSlow(wanted)
     this.handle.read(buffer, 0, wanted, null).then(
       ({bytesRead}) => {
         if (this.destroyed) return

@@ -2,7 +2,7 @@ import {createHash, Hash} from 'node:crypto'
 import {Duplex, Transform, TransformCallback} from 'node:stream'
 import {Worker} from 'node:worker_threads'
 
-import {BufferLender, giveBack} from '../lib/buffer-loan.js'
+import {BufferLender, giveBack, isLent} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
 import {startModuleWorker} from '../lib/worker.js'
 import {AgeSealer} from './age.js'
@@ -107,7 +107,10 @@ class InThreadSealStream extends Transform {
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     this.plainHash?.update(chunk)
     this.plainBytes += chunk.length
-    this.pushSealed(this.sealer.update(chunk))
+    // A lent chunk goes back once sealed: the sealer copies out the bytes it holds for the next one.
+    const lent = isLent(chunk)
+    this.pushSealed(this.sealer.update(chunk, {borrowed: lent}))
+    if (lent) giveBack(chunk)
     callback()
   }
 

@@ -47,8 +47,27 @@ const MAX_IN_FLIGHT = 2
  * (about 100 bytes a recipient). A batch that needs more gets a buffer of its own.
  */
 const SEALED_BATCH = BATCH + 4096
-/** Sealed buffers given back and kept for the next batches: as many as the stages after this one hold. */
-const SPARE_SEALED = 8
+/**
+ * Sealed buffers given back and kept for the next batches: about as many as the stages after the seal
+ * streams hold at once, and a backup of packs has up to three streams going (a pack of each kind
+ * filling while the one before is stored).
+ */
+const SPARE_SEALED = 16
+/** Plaintext batches the cipher thread gave back, kept for the next ones: a few per stream going. */
+const SPARE_BATCHES = 8
+
+/**
+ * The buffers that go round between the seal streams and the cipher thread, shared by every stream of
+ * the process as the thread is: a backup of packs seals an object every 16 MiB, and pools of their
+ * own made each stream fill new ones before any came back (about a thousand buffers for 700 MiB).
+ */
+const sealedLender = new BufferLender(SPARE_SEALED)
+const spareBatches: ArrayBuffer[] = []
+
+function plaintextBatch(): Buffer<ArrayBuffer> {
+  const spare = spareBatches.pop()
+  return spare === undefined ? Buffer.allocUnsafeSlow(BATCH) : Buffer.from(spare)
+}
 
 /**
  * A duplex that takes plaintext and yields the age encryption of it to `recipients`, taking the SHA-256
@@ -131,7 +150,7 @@ class InThreadSealStream extends Transform {
 class SealStream extends Duplex {
   readonly offThread = true
   readonly result: Promise<SealResult>
-  private batch = Buffer.allocUnsafeSlow(BATCH)
+  private batch = plaintextBatch()
   private ending = false
   private filled = 0
   private inFlight = 0
@@ -139,9 +158,6 @@ class SealStream extends Duplex {
   private readonly outcome = deferred<SealResult>()
   private parked: (() => void) | undefined
   private readerBehind = false
-  /** Lends the sealed batches to the stages after this one; the last gives them back (buffer-loan.ts). */
-  private readonly sealedLender = new BufferLender(SPARE_SEALED)
-  private readonly spareBatches: ArrayBuffer[] = []
 
   constructor(
     private readonly recipients: readonly Uint8Array[],
@@ -206,8 +222,9 @@ class SealStream extends Duplex {
 
       case 'sealed': {
         this.inFlight--
-        if (reply.spent !== undefined) this.spareBatches.push(reply.spent)
-        const sealed = this.sealedLender.lend(Buffer.from(reply.batch, 0, reply.length))
+        if (reply.spent !== undefined && spareBatches.length < SPARE_BATCHES) spareBatches.push(reply.spent)
+        // Lent to the stages after this one; the last gives it back (buffer-loan.ts).
+        const sealed = sealedLender.lend(Buffer.from(reply.batch, 0, reply.length))
         if (!this.push(sealed)) this.readerBehind = true
         this.release()
         break
@@ -218,12 +235,16 @@ class SealStream extends Duplex {
   private flushBatch(): void {
     if (this.filled === 0) return
     const {batch, filled} = this
-    const spare = this.spareBatches.pop()
-    this.batch = spare === undefined ? Buffer.allocUnsafeSlow(BATCH) : Buffer.from(spare)
+    this.batch = plaintextBatch()
     this.filled = 0
     this.inFlight++
     this.job ??= this.startJob()
-    const output = this.sealedLender.borrowBack() ?? Buffer.allocUnsafeSlow(SEALED_BATCH).buffer
+    // A stream's last sealed bytes come in a buffer of their size: one too small for a batch is dropped.
+    const spareOutput = sealedLender.borrowBack()
+    const output =
+      spareOutput !== undefined && spareOutput.byteLength >= SEALED_BATCH
+        ? spareOutput
+        : Buffer.allocUnsafeSlow(SEALED_BATCH).buffer
     this.job.worker.send({batch: batch.buffer, id: this.job.id, kind: 'data', length: filled, output}, [
       batch.buffer,
       output,

@@ -29,8 +29,8 @@ const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK)
 const ZEROS = Buffer.alloc(BLOCK)
 /** Small blobs and headers are written in batches of this size. */
 const BATCH_BYTES = 128 * 1024
-/** Batches given back by the uploads and kept for reuse: about as many as an upload's stages hold. */
-const SPARE_BATCHES = 8
+/** Batches given back by the uploads and kept for reuse: about as many as the uploads going at once (up to three) hold. */
+const SPARE_BATCHES = 16
 /** The blobs' mtime in the tar: constant, so that a pack says nothing about when files changed. */
 const EPOCH = new Date(0)
 

@@ -64,6 +64,12 @@ const SPARE_BATCHES = 8
 const sealedLender = new BufferLender(SPARE_SEALED)
 const spareBatches: ArrayBuffer[] = []
 
+/** Once no stream is going: a host's process keeps none of these buffers between commands. */
+function releasePools(): void {
+  sealedLender.clear()
+  spareBatches.length = 0
+}
+
 function plaintextBatch(): Buffer<ArrayBuffer> {
   const spare = spareBatches.pop()
   return spare === undefined ? Buffer.allocUnsafeSlow(BATCH) : Buffer.from(spare)
@@ -321,7 +327,7 @@ class SealWorker {
   cancel(id: number): void {
     if (!this.jobs.delete(id)) return
     this.send({id, kind: 'cancel'})
-    if (this.jobs.size === 0) this.worker.unref()
+    if (this.jobs.size === 0) this.idle()
   }
 
   send(request: SealRequest, transfer: ArrayBuffer[] = []): void {
@@ -339,7 +345,12 @@ class SealWorker {
 
   private finish(id: number): void {
     this.jobs.delete(id)
-    if (this.jobs.size === 0) this.worker.unref()
+    if (this.jobs.size === 0) this.idle()
+  }
+
+  private idle(): void {
+    this.worker.unref()
+    releasePools()
   }
 }
 

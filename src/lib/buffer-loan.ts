@@ -18,6 +18,7 @@ const loans = new WeakMap<ArrayBuffer, {byteOffset: number; lender: BufferLender
 
 /** A lender's spare buffers: those given back, ready to be written again. */
 export class BufferLender {
+  private accepting = true
   private readonly spare: ArrayBuffer[] = []
 
   constructor(private readonly maxSpare: number) {}
@@ -27,15 +28,25 @@ export class BufferLender {
     return this.spare.pop()
   }
 
+  /**
+   * Drops the spare buffers, and those given back until the next `lend`: for a lender that outlives
+   * its work (one per process), so that a host's process keeps no buffers between commands.
+   */
+  clear(): void {
+    this.spare.length = 0
+    this.accepting = false
+  }
+
   /** Hands `buffer` (a view of a whole ArrayBuffer, or part of one) down the stream. */
   lend(buffer: Buffer): Buffer {
+    this.accepting = true
     loans.set(buffer.buffer as ArrayBuffer, {byteOffset: buffer.byteOffset, lender: this, length: buffer.length})
     return buffer
   }
 
   /** Takes back a buffer; only giveBack calls it. */
   receive(buffer: ArrayBuffer): void {
-    if (this.spare.length < this.maxSpare) this.spare.push(buffer)
+    if (this.accepting && this.spare.length < this.maxSpare) this.spare.push(buffer)
   }
 }
 

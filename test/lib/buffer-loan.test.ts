@@ -32,4 +32,19 @@ describe('buffer loans', () => {
     for (const buffer of lent) giveBack(buffer)
     expect([lender.borrowBack(), lender.borrowBack(), lender.borrowBack()].filter(Boolean)).to.have.length(2)
   })
+
+  it('keeps nothing once cleared, until it lends again', () => {
+    const lender = new BufferLender(4)
+    const early = lender.lend(Buffer.allocUnsafeSlow(16))
+    const late = lender.lend(Buffer.allocUnsafeSlow(16))
+    giveBack(early)
+    lender.clear()
+    expect(lender.borrowBack()).to.equal(undefined)
+    // Given back after the work is done: dropped, so that nothing stays in a host's process.
+    giveBack(late)
+    expect(lender.borrowBack()).to.equal(undefined)
+    const next = lender.lend(Buffer.allocUnsafeSlow(16))
+    giveBack(next)
+    expect(lender.borrowBack()).to.equal(next.buffer)
+  })
 })

@@ -117,6 +117,8 @@ export async function backUpMediaPacks(
   const stats = {blobBytes: 0, files: 0, filesRead: 0, totalFileBytes: 0}
   const referenced = new Set<string>()
   const stored = new Map<string, string>()
+  // This backup's own: a host process keeps no buffers of it once the command is done.
+  const blobBuffers = new BufferLender(4)
   const reusable = (before: IndexEntry | undefined, current: MediaEntry): boolean =>
     before !== undefined &&
     isUnchanged(before, describe(current)) &&
@@ -132,7 +134,7 @@ export async function backUpMediaPacks(
       // A changed file keeps the blobs of its previous version that are still in it (an edit in place
       // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
       const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => usable.has(pack)))
-      const read = await storeFile(entry, packs, {known, stored}, options.progress, watchdog)
+      const read = await storeFile(entry, packs, {buffers: blobBuffers, known, stored}, options.progress, watchdog)
       if (read === undefined) {
         reporter.notice(
           `warning: media ${JSON.stringify(printableName(entry.path))} skipped: deleted while the backup ran`,
@@ -382,7 +384,7 @@ const EMPTY_SHA256 = createHash('sha256').digest('hex')
 async function storeFile(
   entry: MediaEntry,
   packs: PackWriter,
-  blobs: {known: ReadonlyMap<string, string>; stored: Map<string, string>},
+  blobs: {buffers: BufferLender; known: ReadonlyMap<string, string>; stored: Map<string, string>},
   progress: Progress,
   watchdog: ActivityWatchdog,
 ): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256?: string; size: number}> {
@@ -399,7 +401,7 @@ async function storeFile(
     const stream = await entry.open!()
     source = stream && cutIntoBlobs(stream)
   } else {
-    source = await watchdog.race(readLocal(entry.localPath, entry.size))
+    source = await watchdog.race(readLocal(entry.localPath, entry.size, blobs.buffers))
   }
 
   if (source === undefined) return undefined
@@ -455,17 +457,18 @@ async function storePrefetched(
   }
 }
 
-/** Lends the blobs read from local files to the packs' uploads, which give them back (buffer-loan.ts). */
-const blobBuffers = new BufferLender(4)
-
 /**
  * A local file's blobs, up to its listed size (a file that grew is cut there, like the tar format
  * does; one that shrank is stored as read): BLOB_BYTES each, the last one shorter; an empty file has
  * none. Each is read straight into a buffer of its own until the upload has taken it, which then reads
- * later blobs. Reads go through the thread pool, so a hung mount never blocks the main thread, where the
+ * later blobs (`blobBuffers` lends them: buffer-loan.ts). Reads go through the thread pool, so a hung mount never blocks the main thread, where the
  * stall watchdog and the signal handlers run. Undefined when the file is gone.
  */
-async function readLocal(path: Buffer | string, listedSize: number): Promise<AsyncIterable<Buffer> | undefined> {
+async function readLocal(
+  path: Buffer | string,
+  listedSize: number,
+  blobBuffers: BufferLender,
+): Promise<AsyncIterable<Buffer> | undefined> {
   const descriptor = await openForReading(path)
   if (descriptor === undefined) return undefined
 

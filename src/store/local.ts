@@ -50,7 +50,7 @@ export class LocalStore implements Store {
 
   async delete(key: string): Promise<void> {
     assertValidKey(key)
-    if (!(await this.rootExists())) return
+    if (!(await this.rootHoldsObjects())) return
     try {
       await rm(this.pathOf(key), {force: true})
     } catch (error) {
@@ -151,11 +151,6 @@ export class LocalStore implements Store {
     }
   }
 
-  /**
-   * Whether the root folder is there. False only for a root that {@link LocalStoreOptions.createRoot}
-   * allows to be missing (a store with no backups yet); any other missing root, or a root that is no
-   * folder, is an error. Checked until it is seen once, since a put makes it.
-   */
   private async rootExists(): Promise<boolean> {
     if (this.rootChecked) return true
     let info
@@ -177,6 +172,24 @@ export class LocalStore implements Store {
     if (!info.isDirectory()) throw notAFolder(this.root, 'it is a file, not a folder')
     this.rootChecked = true
     return true
+  }
+
+  /**
+   * Whether the root folder is there. False only for a root that {@link LocalStoreOptions.createRoot}
+   * allows to be missing (a store with no backups yet); any other missing root, or a root that is no
+   * folder, is an error. Checked until it is seen once, since a put makes it.
+   */
+  /**
+   * Like rootExists, but a missing root is no error: it holds nothing, so there is nothing to
+   * delete (a backup that failed because the store folder is missing left nothing there).
+   */
+  private async rootHoldsObjects(): Promise<boolean> {
+    try {
+      return await this.rootExists()
+    } catch (error) {
+      if (error instanceof BackupError && error.code === 'STORE_NOT_FOUND') return false
+      throw error
+    }
   }
 
   private async *walk(relative: string, prefix: string): AsyncIterable<ObjectInfo> {

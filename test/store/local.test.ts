@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
-import {mkdtempSync, readdirSync, readlinkSync, statSync, writeFileSync} from 'node:fs'
+import {existsSync, mkdtempSync, readdirSync, readlinkSync, statSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -69,6 +69,15 @@ describe('local store', () => {
     const large = await buffers('app/env/large')
     expect(large.slice(0, 3)).to.deep.equal([16 * 1024, 32 * 1024, 64 * 1024])
     expect(large.at(-1)).to.equal(1024 * 1024)
+  })
+
+  it('deletes nothing, and says nothing is there, from a store folder that does not exist', async () => {
+    const root = join(mkdtempSync(join(tmpdir(), 'store-local-')), 'not-mounted')
+    const store = new LocalStore(root)
+    await store.delete('app/env/id/object')
+    expect(existsSync(root)).to.equal(false)
+    const error = await store.get('app/env/id/object').catch((error_: unknown) => error_)
+    expect((error as Error).message).to.include('does not exist')
   })
 
   it('writes files with mode 0600 and removes emptied folders on delete', async () => {

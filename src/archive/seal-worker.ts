@@ -3,6 +3,7 @@ import {parentPort} from 'node:worker_threads'
 
 import type {SealReply, SealRequest} from './seal.js'
 
+import {freeNow} from '../lib/buffer-loan.js'
 import {keepMemoryFlat, MemoryPacer} from '../lib/memory.js'
 import {AgeSealer} from './age.js'
 
@@ -22,6 +23,8 @@ interface Job {
   readonly sealer: AgeSealer
 }
 
+/** Bytes between the young collections of this thread: about one batch (seal.ts). */
+const BATCH_PACE = 256 * 1024
 const port = parentPort!
 const jobs = new Map<number, Job>()
 keepMemoryFlat()
@@ -72,7 +75,12 @@ function handle(request: SealRequest): void {
 
     case 'start': {
       jobs.set(request.id, {
-        pacer: new MemoryPacer(),
+        // A young collection every batch, not every 4 MiB: this thread's garbage is almost all
+        // node:crypto's spent output, and on Node.js 20, where freeNow cannot free it, collecting it
+        // this soon lets the allocator reuse its memory while it is still mapped (a backup of 739 MiB
+        // took 4.6-4.8 s instead of 6.2-6.5, and 6.5 CPU-s instead of 8.7). The heap here is small,
+        // so a collection takes well under a millisecond.
+        pacer: new MemoryPacer(BATCH_PACE),
         plainBytes: 0,
         plainHash: request.hashPlaintext ? createHash('sha256') : undefined,
         sealedBytes: 0,
@@ -95,7 +103,12 @@ function reply(id: number, job: Job, pieces: Buffer[], buffers: {output?: ArrayB
   const joined =
     output !== undefined && output.byteLength >= length ? Buffer.from(output) : Buffer.allocUnsafeSlow(length)
   let offset = 0
-  for (const piece of pieces) offset += piece.copy(joined, offset)
+  for (const piece of pieces) {
+    offset += piece.copy(joined, offset)
+    // The sealer's output (node:crypto's new buffers) is spent once copied.
+    freeNow(piece)
+  }
+
   const sealed = joined.subarray(0, length)
   job.sealedHash.update(sealed)
   job.sealedBytes += length

@@ -2,7 +2,7 @@ import {createHash, Hash} from 'node:crypto'
 import {Duplex, Transform, TransformCallback} from 'node:stream'
 import {Worker} from 'node:worker_threads'
 
-import {BufferLender, giveBack, isLent} from '../lib/buffer-loan.js'
+import {BufferLender, giveBack, isLent, lendToFree} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
 import {startModuleWorker} from '../lib/worker.js'
 import {AgeSealer} from './age.js'
@@ -143,7 +143,8 @@ class InThreadSealStream extends Transform {
     for (const piece of pieces) {
       this.sealedHash.update(piece)
       this.sealedBytes += piece.length
-      this.push(piece)
+      // node:crypto's output, made for this chunk: the stage that writes it away frees it.
+      this.push(lendToFree(piece))
     }
   }
 }
@@ -272,7 +273,7 @@ class SealStream extends Duplex {
     for (const piece of [...sealer.update(plaintext), ...sealer.final()]) {
       sealedHash.update(piece)
       sealedBytes += piece.length
-      this.push(piece)
+      this.push(lendToFree(piece))
     }
 
     this.push(null)

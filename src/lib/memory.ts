@@ -63,9 +63,12 @@ export function setMemoryFlagsAgain(): void {
 export class MemoryPacer {
   private since = 0
 
+  /** `pace`: the bytes between collections; a thread whose heap is small can afford fewer. */
+  constructor(private readonly pace = PACE_BYTES) {}
+
   advance(bytes: number): void {
     this.since += bytes
-    if (this.since < PACE_BYTES) return
+    if (this.since < this.pace) return
     this.since = 0
     collectGarbage?.({type: 'minor'})
   }

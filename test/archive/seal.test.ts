@@ -143,6 +143,36 @@ describe('seal stream (age encryption and hashing on a worker thread)', () => {
     }
   })
 
+  it("frees node:crypto's output when the last stage gives it back (Node.js 22 and later), and never before", async () => {
+    const canFree = typeof (ArrayBuffer.prototype as {transfer?: unknown}).transfer === 'function'
+    for (const givesBack of [false, true]) {
+      const plaintext = randomBytes(3 * CHUNK + 99)
+      const stream = createSealStream([identity.publicKey], {offThread: false})
+      const chunks: Buffer[] = []
+      const copies: Buffer[] = []
+      await pipeline(
+        Readable.from([plaintext]),
+        stream,
+        new Writable({
+          write(chunk: Buffer, _encoding, callback) {
+            chunks.push(chunk)
+            copies.push(Buffer.from(chunk))
+            if (givesBack) giveBack(chunk)
+            callback()
+          },
+        }),
+      )
+      expect((await through(Buffer.concat(copies), createDecryptStream([identity]))).equals(plaintext)).to.equal(true)
+      // A freed chunk's memory is gone: its view now has no bytes.
+      const freed = copies.filter((_copy, index) => chunks[index].buffer.byteLength === 0)
+      const ciphertexts = copies.filter((copy) => copy.length === CHUNK)
+      expect(ciphertexts).to.have.length(3)
+      // Each full age chunk's ciphertext at least (and, on some versions, the tags); nothing not given back.
+      expect(freed, `given back: ${givesBack}`).to.include.members(givesBack && canFree ? ciphertexts : [])
+      if (!givesBack || !canFree) expect(freed).to.deep.equal([])
+    }
+  })
+
   it('takes in only a few batches while its reader does not read', async () => {
     let produced = 0
     const source = Readable.from(

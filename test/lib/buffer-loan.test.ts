@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {BufferLender, giveBack} from '../../src/lib/buffer-loan.js'
+import {BufferLender, freeNow, giveBack, lendToFree} from '../../src/lib/buffer-loan.js'
 
 describe('buffer loans', () => {
   it('takes back a lent buffer once, whole, and only into the lender that lent it', () => {
@@ -46,5 +46,34 @@ describe('buffer loans', () => {
     const next = lender.lend(Buffer.allocUnsafeSlow(16))
     giveBack(next)
     expect(lender.borrowBack()).to.equal(next.buffer)
+  })
+
+  describe('freeing now (Node.js 22 and later; nothing on Node.js 20)', () => {
+    const canFree = typeof (ArrayBuffer.prototype as {transfer?: unknown}).transfer === 'function'
+
+    it('frees a buffer that owns all its memory, and leaves a view or a small pooled buffer whole', () => {
+      const own = Buffer.allocUnsafeSlow(64 * 1024)
+      const whole = Buffer.alloc(8192, 7)
+      const pooled = Buffer.from('abc')
+      freeNow(whole.subarray(1))
+      freeNow(whole.subarray(0, 100))
+      freeNow(pooled)
+      freeNow(own)
+      expect(own.buffer.byteLength).to.equal(canFree ? 0 : 64 * 1024)
+      expect(whole.every((byte) => byte === 7)).to.equal(true)
+      expect(pooled.toString()).to.equal('abc')
+    })
+
+    it('frees a chunk lent to be freed once it is given back, whole, and not before', () => {
+      const chunk = lendToFree(Buffer.allocUnsafeSlow(4096))
+      giveBack(chunk.subarray(1))
+      expect(chunk.buffer.byteLength).to.equal(4096)
+      giveBack(chunk)
+      expect(chunk.buffer.byteLength).to.equal(canFree ? 0 : 4096)
+      // A view is handed on as it is, not lent: giving it back frees nothing.
+      const whole = Buffer.allocUnsafeSlow(4096)
+      giveBack(lendToFree(whole.subarray(0, 10)))
+      expect(whole.buffer.byteLength).to.equal(4096)
+    })
   })
 })

@@ -10,7 +10,7 @@ import {
 } from 'node:crypto'
 import {Transform, TransformCallback} from 'node:stream'
 
-import {giveBack, isLent} from '../lib/buffer-loan.js'
+import {giveBack, isLent, lendToFree} from '../lib/buffer-loan.js'
 import {formatRecipient, publicKeyObject, rawPublicKey, x25519, X25519Identity} from './age-keys.js'
 
 /**
@@ -349,7 +349,7 @@ class DecryptTransform extends Transform {
     }
 
     // A full chunk is only known not to be the last one once a byte beyond it has arrived.
-    while (this.pendingBytes > CHUNK + TAG) this.push(this.open(this.consume(CHUNK + TAG), false))
+    while (this.pendingBytes > CHUNK + TAG) this.push(lendToFree(this.open(this.consume(CHUNK + TAG), false)))
   }
 
   private readHeader(): boolean {

@@ -1,10 +1,10 @@
 import {createHash} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
 import {link, lstat, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {Manifest, MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
+import {createFileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir} from '../lib/staging.js'
@@ -97,7 +97,7 @@ export async function downloadBackup(
         identities,
         object: file.content.object,
         plaintext: file.content.plaintext,
-        sink: createWriteStream(stagedPath, {flags: 'wx', mode: 0o600}),
+        sink: createFileSink(stagedPath, {flags: 'wx', mode: 0o600}),
       })
       await syncPath(stagedPath)
       files.push({

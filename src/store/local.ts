@@ -2,11 +2,12 @@ import {randomBytes} from 'node:crypto'
 import {constants, Dirent} from 'node:fs'
 import {FileHandle, open, opendir, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
-import {Readable, Transform, Writable} from 'node:stream'
+import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
-import {BufferLender, giveBack} from '../lib/buffer-loan.js'
+import {BufferLender} from '../lib/buffer-loan.js'
+import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
@@ -306,39 +307,4 @@ class FileSource extends Readable {
       (error: Error) => this.destroy(error),
     )
   }
-}
-
-/**
- * Writes a stream's chunks to `handle` in order, and gives each back once it is written (see
- * buffer-loan.ts). Chunks that wait together go in one writev.
- */
-function fileSink(handle: FileHandle): Writable {
-  return new Writable({
-    highWaterMark: READ_CHUNK,
-    write(chunk: Buffer, _encoding, callback) {
-      writeAll(handle, [chunk]).then(() => callback(), callback)
-    },
-    writev(chunks, callback) {
-      writeAll(
-        handle,
-        chunks.map(({chunk}) => chunk as Buffer),
-      ).then(() => callback(), callback)
-    },
-  })
-}
-
-async function writeAll(handle: FileHandle, chunks: Buffer[]): Promise<void> {
-  let total = 0
-  for (const chunk of chunks) total += chunk.length
-  const {bytesWritten} = await handle.writev(chunks)
-  // A file system may write less than asked (a disk that has just filled up says so on the next write).
-  if (bytesWritten < total) {
-    let rest = Buffer.concat(chunks).subarray(bytesWritten)
-    while (rest.length > 0) {
-      const written = await handle.write(rest)
-      rest = rest.subarray(written.bytesWritten)
-    }
-  }
-
-  for (const chunk of chunks) giveBack(chunk)
 }

@@ -173,6 +173,30 @@ describe('seal stream (age encryption and hashing on a worker thread)', () => {
     }
   })
 
+  it('decrypts into chunks that are freed when the last stage gives them back (Node.js 22 and later)', async () => {
+    const canFree = typeof (ArrayBuffer.prototype as {transfer?: unknown}).transfer === 'function'
+    const plaintext = randomBytes(3 * CHUNK + 99)
+    const {output} = await seal([plaintext], [identity.publicKey], {offThread: false})
+    const chunks: Buffer[] = []
+    const copies: Buffer[] = []
+    await pipeline(
+      Readable.from([output]),
+      createDecryptStream([identity]),
+      new Writable({
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk)
+          copies.push(Buffer.from(chunk))
+          giveBack(chunk)
+          callback()
+        },
+      }),
+    )
+    expect(Buffer.concat(copies).equals(plaintext)).to.equal(true)
+    const freed = copies.filter((_copy, index) => chunks[index].buffer.byteLength === 0)
+    // Every full chunk but the last, which is only known to be the last at the end.
+    expect(freed.map((copy) => copy.length)).to.deep.equal(canFree ? [CHUNK, CHUNK, CHUNK] : [])
+  })
+
   it('takes in only a few batches while its reader does not read', async () => {
     let produced = 0
     const source = Readable.from(

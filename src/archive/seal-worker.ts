@@ -1,20 +1,29 @@
 import {createHash, Hash} from 'node:crypto'
 import {parentPort} from 'node:worker_threads'
 
-import type {SealReply, SealRequest} from './seal.js'
+import type {CipherReply, CipherRequest} from './cipher-thread.js'
 
 import {freeNow} from '../lib/buffer-loan.js'
 import {keepMemoryFlat, MemoryPacer} from '../lib/memory.js'
 import {AgeSealer} from './age.js'
 
 /**
- * The worker side of createSealStream (seal.ts): hashes the plaintext, encrypts it and hashes what it
- * sealed, one job per stream. Every reply carries the job's id; a job's batches are answered in order,
+ * The cipher thread (cipher-thread.ts). For createSealStream (seal.ts) it hashes the plaintext,
+ * encrypts it and hashes what it sealed, one job per stream; for an off-thread HashingStream (hash.ts)
+ * it only hashes. Every reply carries the job's id; a job's batches are answered in order,
  * one sealed batch each, which gives the plaintext's buffer back and carries the sealed bytes in the
  * buffer the request brought for them: the same few buffers go round, whatever the size of the stream.
  */
 
-interface Job {
+/** A hash alone: each batch goes back once hashed, and the end brings the digest. */
+interface HashJob {
+  bytes: number
+  readonly hash: Hash
+  readonly kind: 'hash'
+}
+
+interface SealJob {
+  readonly kind: 'seal'
   pacer: MemoryPacer
   plainBytes: number
   plainHash?: Hash
@@ -26,10 +35,10 @@ interface Job {
 /** Bytes between the young collections of this thread: about one batch (seal.ts). */
 const BATCH_PACE = 256 * 1024
 const port = parentPort!
-const jobs = new Map<number, Job>()
+const jobs = new Map<number, HashJob | SealJob>()
 keepMemoryFlat()
 
-port.on('message', (request: SealRequest) => {
+port.on('message', (request: CipherRequest) => {
   try {
     handle(request)
   } catch (error) {
@@ -38,7 +47,7 @@ port.on('message', (request: SealRequest) => {
   }
 })
 
-function handle(request: SealRequest): void {
+function handle(request: CipherRequest): void {
   switch (request.kind) {
     case 'cancel': {
       jobs.delete(request.id)
@@ -48,6 +57,13 @@ function handle(request: SealRequest): void {
     case 'data': {
       const job = jobs.get(request.id)
       if (job === undefined) return
+      if (job.kind === 'hash') {
+        job.hash.update(new Uint8Array(request.batch, 0, request.length))
+        job.bytes += request.length
+        post({id: request.id, kind: 'hashed', spent: request.batch}, [request.batch])
+        break
+      }
+
       const plaintext = Buffer.from(request.batch, 0, request.length)
       job.plainHash?.update(plaintext)
       job.plainBytes += plaintext.length
@@ -62,6 +78,12 @@ function handle(request: SealRequest): void {
     case 'end': {
       const job = jobs.get(request.id)
       if (job === undefined) return
+      if (job.kind === 'hash') {
+        jobs.delete(request.id)
+        post({bytes: job.bytes, id: request.id, kind: 'digest', sha256: job.hash.digest('hex')})
+        break
+      }
+
       reply(request.id, job, job.sealer.final(), {output: request.output})
       jobs.delete(request.id)
       post({
@@ -73,8 +95,14 @@ function handle(request: SealRequest): void {
       break
     }
 
+    case 'hash': {
+      jobs.set(request.id, {bytes: 0, hash: createHash('sha256'), kind: 'hash'})
+      break
+    }
+
     case 'start': {
       jobs.set(request.id, {
+        kind: 'seal',
         // A young collection every batch, not every 4 MiB: this thread's garbage is almost all
         // node:crypto's spent output, and on Node.js 20, where freeNow cannot free it, collecting it
         // this soon lets the allocator reuse its memory while it is still mapped (a backup of 739 MiB
@@ -96,7 +124,7 @@ function handle(request: SealRequest): void {
  * Hashes the sealed pieces and joins them into `output` (a new buffer when there is none, or it is too
  * small), which is handed over without a copy, with the spent plaintext buffer.
  */
-function reply(id: number, job: Job, pieces: Buffer[], buffers: {output?: ArrayBuffer; spent?: ArrayBuffer}): void {
+function reply(id: number, job: SealJob, pieces: Buffer[], buffers: {output?: ArrayBuffer; spent?: ArrayBuffer}): void {
   const {output, spent} = buffers
   let length = 0
   for (const piece of pieces) length += piece.length
@@ -116,6 +144,6 @@ function reply(id: number, job: Job, pieces: Buffer[], buffers: {output?: ArrayB
   post({batch: joined.buffer, id, kind: 'sealed', length, spent}, transfer)
 }
 
-function post(message: SealReply, transfer: ArrayBuffer[] = []): void {
+function post(message: CipherReply, transfer: ArrayBuffer[] = []): void {
   port.postMessage(message, transfer)
 }

@@ -1,11 +1,10 @@
 import {createHash, Hash} from 'node:crypto'
 import {Duplex, Transform, TransformCallback} from 'node:stream'
-import {Worker} from 'node:worker_threads'
 
 import {BufferLender, giveBack, isLent, lendToFree} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
-import {startModuleWorker} from '../lib/worker.js'
 import {AgeSealer} from './age.js'
+import {CipherReply, cipherThread, whenCipherThreadIdle} from './cipher-thread.js'
 
 /** What a seal stream measured: its input and its age output, each with its byte count and SHA-256. */
 export interface SealResult {
@@ -17,29 +16,8 @@ export interface SealResult {
 /** A seal stream: `offThread` says where its cipher runs, `result` what it measured. */
 export type Sealing = Duplex & {readonly offThread: boolean; result: Promise<SealResult>}
 
-/**
- * Messages to the worker (see seal-worker.ts). Buffers are transferred, not copied: `batch` holds
- * plaintext, and `output`, when there is one, is room for the sealed bytes.
- */
-export type SealRequest =
-  | {batch: ArrayBuffer; id: number; kind: 'data'; length: number; output?: ArrayBuffer}
-  | {hashPlaintext: boolean; id: number; kind: 'start'; recipients: Uint8Array[]}
-  | {id: number; kind: 'cancel'}
-  | {id: number; kind: 'end'; output?: ArrayBuffer}
-
-/** Messages from the worker: sealed bytes in `batch`, and the plaintext's buffer given back as `spent`. */
-export type SealReply =
-  | (SealResult & {id: number; kind: 'done'})
-  | {batch: ArrayBuffer; id: number; kind: 'sealed'; length: number; spent?: ArrayBuffer}
-  | {id: number; kind: 'error'; message: string}
-
 /** Plaintext travels to the worker in batches of this size: few messages, and each is one transfer. */
 const BATCH = 256 * 1024
-/**
- * The worker holds a few batches and no long-lived objects: a small heap keeps its share of the
- * process's memory small.
- */
-const WORKER_LIMITS = {maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 2}
 /** Batches handed to the worker and not yet back: enough to keep both threads busy, and bounded. */
 const MAX_IN_FLIGHT = 2
 /**
@@ -64,11 +42,11 @@ const SPARE_BATCHES = 8
 const sealedLender = new BufferLender(SPARE_SEALED)
 const spareBatches: ArrayBuffer[] = []
 
-/** Once no stream is going: a host's process keeps none of these buffers between commands. */
-function releasePools(): void {
+// Once no stream is going: a host's process keeps none of these buffers between commands.
+whenCipherThreadIdle(() => {
   sealedLender.clear()
   spareBatches.length = 0
-}
+})
 
 function plaintextBatch(): Buffer<ArrayBuffer> {
   const spare = spareBatches.pop()
@@ -161,7 +139,7 @@ class SealStream extends Duplex {
   private ending = false
   private filled = 0
   private inFlight = 0
-  private job: undefined | {id: number; worker: SealWorker}
+  private job: undefined | {id: number; worker: ReturnType<typeof cipherThread>}
   private readonly outcome = deferred<SealResult>()
   private parked: (() => void) | undefined
   private readerBehind = false
@@ -213,7 +191,7 @@ class SealStream extends Duplex {
   }
 
   /** Called by the worker wrapper for each reply of this stream's job. */
-  receive(reply: SealReply): void {
+  receive(reply: CipherReply): void {
     switch (reply.kind) {
       case 'done': {
         this.push(null)
@@ -287,10 +265,10 @@ class SealStream extends Duplex {
     callback()
   }
 
-  private startJob(): {id: number; worker: SealWorker} {
-    const worker = sealWorker()
+  private startJob(): {id: number; worker: ReturnType<typeof cipherThread>} {
+    const worker = cipherThread()
     const recipients = this.recipients.map((key) => Uint8Array.from(key))
-    return {id: worker.start(this, {hashPlaintext: this.hashPlaintext, recipients}), worker}
+    return {id: worker.start(this, {hashPlaintext: this.hashPlaintext, kind: 'start', recipients}), worker}
   }
 
   private takeParked(): (() => void) | undefined {
@@ -298,68 +276,4 @@ class SealStream extends Duplex {
     this.parked = undefined
     return parked
   }
-}
-
-/**
- * One worker thread per process, shared by the seal streams of a backup (they run one after another,
- * but need not). It only keeps the process alive while a job is open. If it dies, its open jobs fail
- * and the next stream starts a new one.
- */
-class SealWorker {
-  private readonly jobs = new Map<number, SealStream>()
-  private nextId = 1
-  private readonly worker: Worker
-
-  constructor(onExit: () => void) {
-    this.worker = startModuleWorker('archive/seal-worker', {resourceLimits: WORKER_LIMITS})
-    this.worker.on('message', (reply: SealReply) => this.jobs.get(reply.id)?.receive(reply))
-    const fail = (error: Error) => {
-      onExit()
-      for (const stream of this.jobs.values()) stream.destroy(new Error(`encryption failed: ${error.message}`))
-      this.jobs.clear()
-    }
-
-    this.worker.on('error', fail)
-    this.worker.on('exit', (code) => fail(new Error(`the encryption thread stopped (exit code ${code})`)))
-    // After the listeners: adding a 'message' listener refs the worker again.
-    this.worker.unref()
-  }
-
-  cancel(id: number): void {
-    if (!this.jobs.delete(id)) return
-    this.send({id, kind: 'cancel'})
-    if (this.jobs.size === 0) this.idle()
-  }
-
-  send(request: SealRequest, transfer: ArrayBuffer[] = []): void {
-    this.worker.postMessage(request, transfer)
-  }
-
-  start(stream: SealStream, options: {hashPlaintext: boolean; recipients: Uint8Array[]}): number {
-    const id = this.nextId++
-    this.jobs.set(id, stream)
-    this.worker.ref()
-    this.send({id, kind: 'start', ...options})
-    stream.once('end', () => this.finish(id))
-    return id
-  }
-
-  private finish(id: number): void {
-    this.jobs.delete(id)
-    if (this.jobs.size === 0) this.idle()
-  }
-
-  private idle(): void {
-    this.worker.unref()
-    releasePools()
-  }
-}
-
-let shared: SealWorker | undefined
-
-function sealWorker(): SealWorker {
-  shared ??= new SealWorker(() => {
-    shared = undefined
-  })
-  return shared
 }

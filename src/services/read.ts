@@ -3,7 +3,7 @@ import {pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../archive/age-keys.js'
 import {AgeError, createDecryptStream} from '../archive/age.js'
-import {HashingStream} from '../archive/hash.js'
+import {OffThreadHashingStream} from '../archive/hash.js'
 import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {MemoryPacer} from '../lib/memory.js'
@@ -58,8 +58,9 @@ async function readVerifiedObject(context: BackupContext, manifest: Manifest, it
     throw error
   }
 
-  const sealed = new HashingStream()
-  const plain = new HashingStream()
+  // Both hashes on the cipher thread: this one decrypts, and then parses or writes what it read.
+  const sealed = new OffThreadHashingStream()
+  const plain = new OffThreadHashingStream()
   const progress = context.reporter.progress(object.name, object.bytes)
   const meter = new PassThrough()
   const pacer = new MemoryPacer()

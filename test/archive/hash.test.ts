@@ -4,22 +4,13 @@ import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {HashingStream, OffThreadHashingStream} from '../../src/archive/hash.js'
+import {randomPieces} from '../helpers/tools.js'
 
 /** What a hashing stream hands the cipher thread at a time. */
 const BATCH = 256 * 1024
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
-/** Cuts data into pieces of random sizes, some larger than a batch. */
-function pieces(data: Buffer): Buffer[] {
-  const out: Buffer[] = []
-  for (let offset = 0; offset < data.length;) {
-    const size = Math.min(data.length - offset, 1 + Math.floor(Math.random() * 1.5 * BATCH))
-    out.push(data.subarray(offset, offset + size))
-    offset += size
-  }
-
-  return out
-}
+const pieces = (data: Buffer) => randomPieces(data, BATCH)
 
 async function hashThrough(stream: HashingStream | OffThreadHashingStream, data: Buffer[]): Promise<Buffer> {
   const passed: Buffer[] = []

@@ -13,7 +13,7 @@ import {createDecryptStream} from '../../src/archive/age.js'
 import {createSealStream} from '../../src/archive/seal.js'
 import {giveBack} from '../../src/lib/buffer-loan.js'
 import {lendingSource} from '../helpers/lending-source.js'
-import {requireTool, through} from '../helpers/tools.js'
+import {randomPieces, requireTool, through} from '../helpers/tools.js'
 
 const CHUNK = 64 * 1024
 const BATCH = 1024 * 1024
@@ -21,17 +21,7 @@ const BATCH = 1024 * 1024
 const WORKER_BATCH = 256 * 1024
 const sha256 = (data: Buffer) => createHash('sha256').update(data).digest('hex')
 
-/** Cuts data into pieces of random sizes, some larger than a batch. */
-function pieces(data: Buffer): Buffer[] {
-  const out: Buffer[] = []
-  for (let offset = 0; offset < data.length;) {
-    const size = Math.min(data.length - offset, 1 + Math.floor(Math.random() * 1.5 * BATCH))
-    out.push(data.subarray(offset, offset + size))
-    offset += size
-  }
-
-  return out
-}
+const pieces = (data: Buffer) => randomPieces(data, BATCH)
 
 async function seal(
   data: Buffer[],

@@ -43,3 +43,15 @@ export async function through(input: Buffer | Buffer[], transform: Transform): P
   )
   return Buffer.concat(chunks)
 }
+
+/** Cuts `data` into pieces of random sizes up to 1.5 × `batch`, so that some span a whole batch. */
+export function randomPieces(data: Buffer, batch: number): Buffer[] {
+  const out: Buffer[] = []
+  for (let offset = 0; offset < data.length;) {
+    const size = Math.min(data.length - offset, 1 + Math.floor(Math.random() * 1.5 * batch))
+    out.push(data.subarray(offset, offset + size))
+    offset += size
+  }
+
+  return out
+}

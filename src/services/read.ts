@@ -3,7 +3,7 @@ import {pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../archive/age-keys.js'
 import {AgeError, createDecryptStream} from '../archive/age.js'
-import {OffThreadHashingStream} from '../archive/hash.js'
+import {HashingStream, OffThreadHashingStream} from '../archive/hash.js'
 import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {MemoryPacer} from '../lib/memory.js'
@@ -41,6 +41,12 @@ export async function readVerified(context: BackupContext, manifest: Manifest, i
 
 interface ReadItem {
   compression?: 'none' | 'zstd'
+  /**
+   * Hash here instead of on the cipher thread: for an object read before the work that would use
+   * that thread (a packed backup's index), whose isolate would only add to the command's peak (an
+   * unchanged backup of 1,000,000 files: 145 MiB against 135).
+   */
+  hashHere?: boolean
   identities: readonly X25519Identity[]
   object: StoredObject
   plaintext: ExpectedContent
@@ -59,8 +65,8 @@ async function readVerifiedObject(context: BackupContext, manifest: Manifest, it
   }
 
   // Both hashes on the cipher thread: this one decrypts, and then parses or writes what it read.
-  const sealed = new OffThreadHashingStream()
-  const plain = new OffThreadHashingStream()
+  const sealed = item.hashHere ? new HashingStream() : new OffThreadHashingStream()
+  const plain = item.hashHere ? new HashingStream() : new OffThreadHashingStream()
   const progress = context.reporter.progress(object.name, object.bytes)
   const meter = new PassThrough()
   const pacer = new MemoryPacer()

@@ -37,7 +37,13 @@ export async function readIndexFile(
   const {index} = manifest.components.media as MediaPacksComponent
   const file = createWriteStream(path, {flags: 'wx', mode: 0o600})
   if (index.encoding !== 'gzip') {
-    await readVerified(context, manifest, {identities, object: index.object, plaintext: index.plaintext, sink: file})
+    await readVerified(context, manifest, {
+      hashHere: true,
+      identities,
+      object: index.object,
+      plaintext: index.plaintext,
+      sink: file,
+    })
     return
   }
 
@@ -45,7 +51,13 @@ export async function readIndexFile(
   const unzipped = pipeline(gunzip, file)
   unzipped.catch(() => {})
   try {
-    await readVerified(context, manifest, {identities, object: index.object, plaintext: index.plaintext, sink: gunzip})
+    await readVerified(context, manifest, {
+      hashHere: true,
+      identities,
+      object: index.object,
+      plaintext: index.plaintext,
+      sink: gunzip,
+    })
   } catch (error) {
     file.destroy()
     throw error

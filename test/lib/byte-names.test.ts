@@ -11,7 +11,7 @@ import {createMediaTar, ListingSink, MediaEntry} from '../../src/archive/media-t
 import {readTar} from '../../src/archive/tar-reader.js'
 import {decodeName, encodeName, isUtf8Name, printableName} from '../../src/lib/byte-names.js'
 import {describeTree, treeDifferences} from '../helpers/big-tree.js'
-import {cliInBackground, makeProject, writeEnvironments} from '../helpers/project.js'
+import {cli, makeProject, writeEnvironments} from '../helpers/project.js'
 import {collect, requireTool} from '../helpers/tools.js'
 
 /** One path segment as a file system allows it: 1–255 bytes, no `/`, no NUL, not `.` or `..`. */
@@ -124,20 +124,20 @@ describe('byte names (PEP 383 surrogateescape)', () => {
             const environment = {media: 'media', mediaFormat: format, store: './.divio/backups'}
             // eslint-disable-next-line perfectionist/sort-objects -- the order picks the default environment
             writeEnvironments(project, {live: environment, copy: {...environment, media: 'copy'}})
-            const created = await cliInBackground(project, ['create', '--media-only', '--json'])
+            const created = await cli(project, ['create', '--media-only', '--json'])
             expect(created.status, created.stderr).to.equal(0)
             expect(created.stderr).to.not.match(/skipped/)
             const {id} = created.json() as {id: string}
             const source = describeTree(media)
 
-            const downloaded = await cliInBackground(project, ['download', id, '-o', 'out'])
+            const downloaded = await cli(project, ['download', id, '-o', 'out'])
             expect(downloaded.status, downloaded.stderr).to.equal(0)
             const extracted = join(project.root, 'extracted')
             mkdirSync(extracted)
             execFileSync('tar', ['-xf', join(project.root, 'out', 'media.tar'), '-C', extracted])
             expect(treeDifferences(source, describeTree(join(extracted, 'media')))).to.deep.equal([])
 
-            const restored = await cliInBackground(project, [
+            const restored = await cli(project, [
               'restore',
               id,
               '--to-env',

@@ -9,7 +9,7 @@ import {promisify} from 'node:util'
 
 import {Fault, FaultyProxy, ProxiedRequest} from '../helpers/faulty-proxy.js'
 import {watch} from '../helpers/processes.js'
-import {cliAsync, cliInBackground, makeProject, Project, repoRoot, snapshotTree} from '../helpers/project.js'
+import {cli, cliAsync, cliInBackground, makeProject, Project, repoRoot, snapshotTree} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
 import {requireTool} from '../helpers/tools.js'
@@ -47,20 +47,20 @@ describe('S3 store through the CLI (s3rver)', function () {
 
   it('round trip: create, list, verify, download; objects named as docs/storage.md says and stored as STANDARD_IA', async () => {
     const {bucket, project} = await s3Project()
-    const created = await cliInBackground(project, ['create', '--json'])
+    const created = await cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     const {id} = created.json() as Created
     expect(id).to.match(ID)
     expect(created.stdout + created.stderr).to.not.include(TestS3.secretAccessKey)
 
-    const listed = await cliInBackground(project, ['list', '--json'])
+    const listed = await cli(project, ['list', '--json'])
     expect(listed.status, listed.stderr).to.equal(0)
     expect((listed.json() as Created[]).map((backup) => backup.id)).to.deep.equal([id])
 
-    const verified = await cliInBackground(project, ['verify', id, '--json'])
+    const verified = await cli(project, ['verify', id, '--json'])
     expect(verified.status, verified.stderr).to.equal(0)
 
-    const info = await cliInBackground(project, ['info', id, '--json'])
+    const info = await cli(project, ['info', id, '--json'])
     expect((info.json() as {store: unknown}).store).to.deep.equal({
       location: `s3://${TestS3.accessKeyId}:***@${bucket}/divio?endpoint=${encodeURIComponent(s3.endpoint)}`,
       storageClass: 'STANDARD_IA',
@@ -85,7 +85,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(s3.requests.some((request) => request.query.partNumber === '3')).to.equal(true)
 
     const out = join(project.root, 'downloaded')
-    const downloaded = await cliInBackground(project, ['download', id, '-o', out])
+    const downloaded = await cli(project, ['download', id, '-o', out])
     expect(downloaded.status, downloaded.stderr).to.equal(0)
     const original = openTestDatabase(join(project.root, 'db.sqlite3'), {readonly: true})
     const copy = openTestDatabase(join(out, 'database.sqlite3'), {readonly: true})
@@ -118,6 +118,7 @@ describe('S3 store through the CLI (s3rver)', function () {
       AWS_SHARED_CREDENTIALS_FILE: credentialsFile,
       DIVIO_BACKUP_STORE: `s3://${bucket}/divio?endpoint=${encodeURIComponent(s3.endpoint)}`,
     }
+    // A process of its own: in the test process, another test may already have loaded those chunks.
     const run = (args: string[], env: NodeJS.ProcessEnv) => cliInBackground({...project, env}, args)
 
     const fromEnvironment = await run(['create', '--json'], {
@@ -145,11 +146,11 @@ describe('S3 store through the CLI (s3rver)', function () {
     requireTool(this, 'curl', 'curl')
     requireTool(this, 'age', 'age')
     const {project} = await s3Project()
-    const created = await cliInBackground(project, ['create', '--json'])
+    const created = await cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     const {id} = created.json() as Created
 
-    const linked = await cliInBackground(project, ['url', id, '--expires', '600', '--json'])
+    const linked = await cli(project, ['url', id, '--expires', '600', '--json'])
     expect(linked.status, linked.stderr).to.equal(0)
     const urls = linked.json() as {expiresAt: string; id: string; objects: {bytes: number; name: string; url: string}[]}
     expect(urls.id).to.equal(id)
@@ -166,7 +167,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     }
 
     const out = join(project.root, 'downloaded')
-    expect((await cliInBackground(project, ['download', id, '-o', out])).status).to.equal(0)
+    expect((await cli(project, ['download', id, '-o', out])).status).to.equal(0)
     // Asynchronous: s3rver answers from this process, so a blocking child would wait for itself.
     const fetchAndDecrypt = async (name: string, decrypt: boolean): Promise<Buffer> => {
       const {url} = urls.objects.find((object) => object.name === name)!
@@ -190,11 +191,11 @@ describe('S3 store through the CLI (s3rver)', function () {
       expect(plain.equals(readFileSync(join(out, file))), name).to.equal(true)
     }
 
-    const human = await cliInBackground(project, ['url', id])
+    const human = await cli(project, ['url', id])
     expect(human.stdout).to.match(new RegExp(`^Links to backup ${id}, valid until \\S+\\. Anyone with a link`))
     // Names padded to the longest, database.sqlite3.zst.age.
     expect(human.stdout).to.match(/^ {2}media\.tar\.age {13}http:\/\/\S+:\d+\/\S+$/m)
-    const tooLong = await cliInBackground(project, ['url', id, '--expires', '604801'])
+    const tooLong = await cli(project, ['url', id, '--expires', '604801'])
     expect(tooLong.status).to.equal(2)
   })
 
@@ -203,13 +204,13 @@ describe('S3 store through the CLI (s3rver)', function () {
     requireTool(this, 'age', 'age')
     const {project} = await s3Project()
     const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
-    expect((await cliInBackground(project, ['create', '--media-only'], packed)).status).to.equal(0)
+    expect((await cli(project, ['create', '--media-only'], packed)).status).to.equal(0)
     writeFileSync(join(project.root, 'media', 'added.bin'), randomBytes(300_000))
-    const created = await cliInBackground(project, ['create', '--media-only', '--json'], packed)
+    const created = await cli(project, ['create', '--media-only', '--json'], packed)
     expect(created.status, created.stderr).to.equal(0)
     const {id} = created.json() as Created
     const tree = snapshotTree(join(project.root, 'media'))
-    const linked = await cliInBackground(project, ['url', id, '--json'], packed)
+    const linked = await cli(project, ['url', id, '--json'], packed)
     expect(linked.status, linked.stderr).to.equal(0)
     const urls = linked.json() as {objects: {name: string; url: string}[]; recipe: string}
     const manifest = JSON.parse(
@@ -220,7 +221,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(urls.objects.map((object) => object.name)).to.include.members(
       manifest.components.media.packs.map((pack) => `packs/${pack}`),
     )
-    const human = await cliInBackground(project, ['url', id], packed)
+    const human = await cli(project, ['url', id], packed)
     // The same script (links are signed anew on each run).
     for (const line of urls.recipe.split('\n').filter((text) => !text.startsWith('curl ')))
       expect(human.stdout).to.include(line)
@@ -235,11 +236,11 @@ describe('S3 store through the CLI (s3rver)', function () {
   it('incremental media (packs) in an S3 store: an unchanged re-backup uploads no pack, and both restore', async () => {
     const {bucket, project} = await s3Project()
     const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
-    const first = await cliInBackground(project, ['create', '--media-only', '--json'], packed)
+    const first = await cli(project, ['create', '--media-only', '--json'], packed)
     expect(first.status, first.stderr).to.equal(0)
     const packsAfterFirst = (await s3.keys(bucket)).filter((key) => key.includes('/packs/'))
     expect(packsAfterFirst.length).to.be.at.least(2)
-    const second = await cliInBackground(project, ['create', '--media-only', '--json', '--verbose'], packed)
+    const second = await cli(project, ['create', '--media-only', '--json', '--verbose'], packed)
     expect(second.status, second.stderr).to.equal(0)
     expect(second.stderr).to.match(/ 0 read, \d+ unchanged and not read; 0 B of new blobs in 0 new pack/)
     expect((await s3.keys(bucket)).filter((key) => key.includes('/packs/'))).to.deep.equal(packsAfterFirst)
@@ -247,7 +248,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     rmSync(join(project.root, 'media'), {recursive: true})
     mkdirSync(join(project.root, 'media'))
     const {id} = second.json() as Created
-    const restored = await cliInBackground(project, ['restore', id, '--confirm', 'local', '--no-safety-backup'], packed)
+    const restored = await cli(project, ['restore', id, '--confirm', 'local', '--no-safety-backup'], packed)
     expect(restored.status, restored.stderr).to.equal(0)
     expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(tree)
   })
@@ -255,15 +256,15 @@ describe('S3 store through the CLI (s3rver)', function () {
   it("repacking leaves packs younger than Standard-IA's 30 billed days alone, and rewrites them after", async () => {
     const {project} = await s3Project()
     const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
-    const first = await cliInBackground(project, ['create', '--media-only', '--json'], packed)
+    const first = await cli(project, ['create', '--media-only', '--json'], packed)
     expect(first.status, first.stderr).to.equal(0)
     // The video is replaced: its old blobs die, and the pack they share with the small files is mostly dead.
     writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(20 * MiB))
-    expect((await cliInBackground(project, ['create', '--media-only'], packed)).status).to.equal(0)
+    expect((await cli(project, ['create', '--media-only'], packed)).status).to.equal(0)
     const {id} = first.json() as Created
-    expect((await cliInBackground(project, ['delete', id, '--confirm', 'local'])).status).to.equal(0)
+    expect((await cli(project, ['delete', id, '--confirm', 'local'])).status).to.equal(0)
     const prune = async (extra: NodeJS.ProcessEnv = {}) => {
-      const result = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'], {...packed, ...extra})
+      const result = await cli(project, ['prune', '--confirm', 'local', '--json'], {...packed, ...extra})
       expect(result.status, result.stderr).to.equal(0)
       return (result.json() as {packs: {repacked: {deferred: number; from: string[]}}}).packs.repacked
     }
@@ -296,10 +297,10 @@ describe('S3 store through the CLI (s3rver)', function () {
     })
     try {
       const {bucket, project} = await s3Project(proxy.endpoint)
-      const created = await cliInBackground(project, ['create', '--json'])
+      const created = await cli(project, ['create', '--json'])
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as Created
-      const verified = await cliInBackground(project, ['verify', id, '--json'])
+      const verified = await cli(project, ['verify', id, '--json'])
       expect(verified.status, verified.stderr).to.equal(0)
 
       const injected = proxy.injected.map(({fault, request}) => `${operationOf(request)}: ${faultName(fault)}`)
@@ -331,7 +332,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     )
     try {
       const {bucket, project} = await s3Project(proxy.endpoint)
-      const created = await cliInBackground(project, ['create', '--json'])
+      const created = await cli(project, ['create', '--json'])
       expect(created.status, created.stderr).to.equal(7)
       const {error} = created.json() as {error: {code: string; message: string; suggestion: string}}
       expect(error.code).to.equal('STORE_UNAVAILABLE')
@@ -351,19 +352,19 @@ describe('S3 store through the CLI (s3rver)', function () {
 
   it('prune aborts multipart uploads older than the grace period, and leaves younger ones', async () => {
     const {bucket, project} = await s3Project()
-    const created = await cliInBackground(project, ['create', '--json'])
+    const created = await cli(project, ['create', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     const client = s3.client()
     const abandoned = 'divio/shop/local/20261101T020000Z-aaaaaa/media.tar.age'
     await client.send(new CreateMultipartUploadCommand({Bucket: bucket, Key: abandoned}))
     expect(await s3.uploads(bucket)).to.deep.equal([abandoned])
 
-    const soon = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'])
+    const soon = await cli(project, ['prune', '--confirm', 'local', '--json'])
     expect(soon.status, soon.stderr).to.equal(0)
     expect(await s3.uploads(bucket)).to.deep.equal([abandoned])
 
     const later = new Date(Date.now() + 25 * 3600 * 1000).toISOString()
-    const pruned = await cliInBackground(project, ['prune', '--confirm', 'local', '--json'], {DIVIO_BACKUP_NOW: later})
+    const pruned = await cli(project, ['prune', '--confirm', 'local', '--json'], {DIVIO_BACKUP_NOW: later})
     expect(pruned.status, pruned.stderr).to.equal(0)
     const {remove} = pruned.json() as {remove: {id: string; reason: string}[]}
     expect(remove.map((entry) => entry.id)).to.deep.equal(['20261101T020000Z-aaaaaa'])

@@ -128,8 +128,9 @@ export function cliInProcessOfItsOwn(
 }
 
 /**
- * Like {@link cli}, without blocking this process: needed when the CLI talks to a server that runs in
- * the test process itself (s3rver).
+ * Like {@link cli}, as a process of its own that does not block this one, so that a server running in
+ * the test process (s3rver) still answers it: for what only a process of its own shows, such as its
+ * peak RSS or modules loaded afresh. {@link cli} talks to such servers too.
  */
 export async function cliInBackground(
   project: Pick<Project, 'env' | 'root'>,

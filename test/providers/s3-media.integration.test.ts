@@ -9,7 +9,7 @@ import {Readable} from 'node:stream'
 import {parseS3Location} from '../../src/config/s3-location.js'
 import {BackupError} from '../../src/errors.js'
 import {S3MediaProvider} from '../../src/providers/media/s3.js'
-import {cliInBackground, makeProject} from '../helpers/project.js'
+import {cli, makeProject} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 
 const MiB = 1024 * 1024
@@ -80,7 +80,7 @@ describe('S3 media (s3rver)', function () {
 
     const project = makeProject()
     project.env.DEFAULT_STORAGE_DSN = s3.dsn('shop-media', 'media/')
-    const created = await cliInBackground(project, ['create', '--media-only', '--json'])
+    const created = await cli(project, ['create', '--media-only', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     for (const secret of [TestS3.secretAccessKey, encodeURIComponent(TestS3.secretAccessKey)]) {
       expect(created.stdout + created.stderr).to.not.include(secret)
@@ -91,7 +91,7 @@ describe('S3 media (s3rver)', function () {
     expect(components.media.files).to.equal(objects.size - 1)
 
     const out = join(project.root, 'downloaded')
-    const downloaded = await cliInBackground(project, ['download', id, '-o', out])
+    const downloaded = await cli(project, ['download', id, '-o', out])
     expect(downloaded.status, downloaded.stderr).to.equal(0)
     const tar = join(out, 'media.tar')
     const listing = JSON.parse(execFileSync('tar', ['-xOf', tar, 'MANIFEST.json']).toString()) as {
@@ -122,11 +122,11 @@ describe('S3 media (s3rver)', function () {
     await putAll(s3, 'clean-media', 'm/', new Map([['keep.txt', Buffer.from('keep')]]))
     const project = makeProject()
     project.env.DEFAULT_STORAGE_DSN = s3.dsn('clean-media', 'm')
-    const created = await cliInBackground(project, ['create', '--media-only', '--json'])
+    const created = await cli(project, ['create', '--media-only', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     const {id} = created.json() as {id: string}
     const out = join(project.root, 'downloaded')
-    expect((await cliInBackground(project, ['download', id, '-o', out])).status).to.equal(0)
+    expect((await cli(project, ['download', id, '-o', out])).status).to.equal(0)
 
     await putAll(s3, 'clean-media', 'm/', new Map([['added-later.txt', Buffer.from('new')]]))
     const provider = new S3MediaProvider(parseS3Location(new URL(s3.dsn('clean-media', 'm')), 'media'), 'the media')
@@ -175,10 +175,10 @@ describe('S3 media (s3rver)', function () {
   it('restoring a folder backup into a bucket leaves out a name that is not UTF-8 (no S3 key can hold it), and says so', async () => {
     const project = makeProject()
     writeFileSync(Buffer.from(`${join(project.root, 'media')}/caf\u00E9.txt`, 'latin1'), 'latin-1 name')
-    const created = await cliInBackground(project, ['create', '--media-only', '--json'])
+    const created = await cli(project, ['create', '--media-only', '--json'])
     expect(created.status, created.stderr).to.equal(0)
     const out = join(project.root, 'downloaded')
-    expect((await cliInBackground(project, ['download', 'latest', '-o', out])).status).to.equal(0)
+    expect((await cli(project, ['download', 'latest', '-o', out])).status).to.equal(0)
     await s3.createBucket('latin1-media')
     const provider = new S3MediaProvider(parseS3Location(new URL(s3.dsn('latin1-media', 'm')), 'media'), 'the media')
     const restored = await provider.restore(createReadStream(join(out, 'media.tar')), {})
@@ -211,7 +211,7 @@ describe('S3 media (s3rver)', function () {
     const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
     const backUp = async () => {
       const since = s3.requests.length
-      const created = await cliInBackground(project, ['create', '--media-only', '--json', '--verbose'], packed)
+      const created = await cli(project, ['create', '--media-only', '--json', '--verbose'], packed)
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as {id: string}
       // The incremental format's own report (a tar backup has none).
@@ -240,11 +240,11 @@ describe('S3 media (s3rver)', function () {
     expect(third.reads.sort()).to.deep.equal(['media/uploads/3/file-3.bin', 'media/uploads/new.bin'])
 
     // The same bucket in today's format, for comparison.
-    const plain = await cliInBackground(project, ['create', '--media-only', '--json'])
+    const plain = await cli(project, ['create', '--media-only', '--json'])
     expect(plain.status, plain.stderr).to.equal(0)
     const listingOf = async (id: string) => {
       const out = join(project.root, `download-${id}`)
-      const downloaded = await cliInBackground(project, ['download', id, '--media-only', '-o', out])
+      const downloaded = await cli(project, ['download', id, '--media-only', '-o', out])
       expect(downloaded.status, downloaded.stderr).to.equal(0)
       const tar = join(out, 'media.tar')
       const extracted = join(out, 'tree')
@@ -266,18 +266,11 @@ describe('S3 media (s3rver)', function () {
       expect(readFileSync(join(fromPacks.tree, 'media', key)).equals(body), key).to.equal(true)
     }
 
-    const verified = await cliInBackground(project, ['verify', '--all'])
+    const verified = await cli(project, ['verify', '--all'])
     expect(verified.status, verified.stderr).to.equal(0)
 
     // Restore the first backup into the bucket: the deleted object is back, the changed one as it was.
-    const before = await cliInBackground(project, [
-      'restore',
-      first.id,
-      '--media-only',
-      '--confirm',
-      'local',
-      '--no-safety-backup',
-    ])
+    const before = await cli(project, ['restore', first.id, '--media-only', '--confirm', 'local', '--no-safety-backup'])
     expect(before.status, before.stderr).to.equal(0)
     const restored = await contentsOf(s3, bucket, 'media/')
     expect(restored.get('a.b')).to.equal(createHash('sha256').update('dot').digest('hex'))

@@ -277,6 +277,8 @@ export const onThisThread: ReaderRoute = {
 export class SmallWorkHere implements ReaderRoute {
   /** Units that may still be spent here: the budget, then as much again while the thread starts. */
   private left: number
+  /** Settles when the last listing asked for here is done. */
+  private listing: Promise<void> = Promise.resolve()
   private readonly startAt: number
   private started = false
 
@@ -290,15 +292,28 @@ export class SmallWorkHere implements ReaderRoute {
     return this.left <= 0
   }
 
+  /**
+   * Listings here go one at a time, though a walk asks for the next folders ahead (FoldersAhead):
+   * listHere holds one pool thread at a time (see there), and each listing spends from what the one
+   * before left of the budget.
+   */
   async list(request: ListRequest): Promise<FolderListing> {
-    if (this.here()) {
-      const listing = await listHere(request, this.left)
-      if (listing !== undefined) {
-        this.spend(Math.max(listing.count, 1))
-        return listing
-      }
+    const before = this.listing
+    const done = deferred<void>()
+    this.listing = done.promise
+    try {
+      await before
+      if (this.here()) {
+        const listing = await listHere(request, this.left)
+        if (listing !== undefined) {
+          this.spend(Math.max(listing.count, 1))
+          return listing
+        }
 
-      this.left = 0
+        this.left = 0
+      }
+    } finally {
+      done.resolve()
     }
 
     return onTheReaderThread.list(request)

@@ -7,7 +7,7 @@ import {extractMediaArchive} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 import {BackupError} from '../../errors.js'
 import {decodeName, encodeName, printableName} from '../../lib/byte-names.js'
-import {EntryKind, listFolder, SmallFileReader} from '../../lib/file-reader.js'
+import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {makeFolders} from '../../lib/folders.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
@@ -35,12 +35,12 @@ export class FilesystemMediaProvider implements MediaProvider {
       })
     }
 
-    yield* readAhead(this.walk('', signal, onSkip, onWarning), needsContent)
+    yield* readAhead(this.walk(signal, onSkip, onWarning), needsContent)
   }
 
   async estimateArchiveBytes(signal: AbortSignal): Promise<number> {
     let bytes = TAR_END_BYTES
-    for await (const entry of this.walk('', signal)) bytes += TAR_HEADER_BYTES + Math.ceil(entry.size / 512) * 512
+    for await (const entry of this.walk(signal)) bytes += TAR_HEADER_BYTES + Math.ceil(entry.size / 512) * 512
     return bytes
   }
 
@@ -118,66 +118,140 @@ export class FilesystemMediaProvider implements MediaProvider {
     return relative === '' ? Buffer.from(this.root) : Buffer.concat([this.rootPrefix, encodeName(relative)])
   }
 
-  private async *walk(
-    relative: string,
+  /** Every entry under the media folder, depth first, each folder's names in walkOrder(). */
+  private walk(
     signal: AbortSignal,
     onSkip?: (path: string, why: string) => void,
     onWarning?: (path: string, what: string) => void,
   ): AsyncIterable<MediaEntry> {
+    const ahead = new FoldersAhead((folder) => listFolder(this.pathOf(folder)))
+    return this.walkFolder('', {ahead, onSkip, onWarning, signal})
+  }
+
+  private async *walkFolder(relative: string, walk: Walk): AsyncIterable<MediaEntry> {
+    const {ahead, onSkip, onWarning, signal} = walk
     signal.throwIfAborted()
     // One folder at a time, listed with each name's lstat on the reader thread: a hung mount blocks
     // that thread, never the main thread, so the stall watchdog and SIGTERM still work. Memory follows
-    // the widest folder, not the whole tree. Names are bytes (byte-names.ts), sorted as strings, the
+    // the widest folders, not the whole tree. Names are bytes (byte-names.ts), sorted as strings, the
     // order walkOrder() expects.
-    const listed = await listFolder(this.pathOf(relative))
+    const listed = await ahead.take(relative)
     const names = Array.from({length: listed.count}, (_, index) => decodeName(listed.name(index)))
     const order = Uint32Array.from(names.keys()).sort((one, other) =>
       names[one] < names[other] ? -1 : names[one] > names[other] ? 1 : 0,
     )
+    const subfolders: string[] = []
     for (const index of order) {
-      const name = names[index]
-      const info = listed.info(index)
-      const path = relative === '' ? name : `${relative}/${name}`
-      if (info.kind === EntryKind.Gone) {
-        onSkip?.(path, 'deleted while the backup ran')
-        continue
-      }
-
-      const absolute = this.pathOf(path)
-      const common = {ctimeMs: info.ctimeMs, ino: info.ino, mode: info.mode, mtime: new Date(info.mtimeMs), path}
-      switch (info.kind) {
-        case EntryKind.Directory: {
-          yield {...common, size: 0, type: 'directory'}
-          yield* this.walk(path, signal, onSkip, onWarning)
-
-          break
-        }
-
-        case EntryKind.File: {
-          yield {...common, localPath: absolute, size: info.size, type: 'file'}
-
-          break
-        }
-
-        case EntryKind.Symlink: {
-          const linkTarget = decodeName(await readlink(absolute, {encoding: 'buffer'}))
-          if (onWarning && (await this.leadsOutside(path, linkTarget))) {
-            onWarning(
-              path,
-              `is a symlink to ${JSON.stringify(printableName(linkTarget))}, outside the media folder: the backup keeps the link, and restore leaves it out`,
-            )
-          }
-
-          yield {...common, linkTarget, size: 0, type: 'symlink'}
-
-          break
-        }
-
-        default: {
-          onSkip?.(path, 'not a regular file, folder or symlink')
-        }
+      if (listed.info(index).kind === EntryKind.Directory) {
+        subfolders.push(relative === '' ? names[index] : `${relative}/${names[index]}`)
       }
     }
+
+    ahead.enter(subfolders)
+    try {
+      for (const index of order) {
+        const name = names[index]
+        const info = listed.info(index)
+        const path = relative === '' ? name : `${relative}/${name}`
+        if (info.kind === EntryKind.Gone) {
+          onSkip?.(path, 'deleted while the backup ran')
+          continue
+        }
+
+        const absolute = this.pathOf(path)
+        const common = {ctimeMs: info.ctimeMs, ino: info.ino, mode: info.mode, mtime: new Date(info.mtimeMs), path}
+        switch (info.kind) {
+          case EntryKind.Directory: {
+            yield {...common, size: 0, type: 'directory'}
+            yield* this.walkFolder(path, walk)
+
+            break
+          }
+
+          case EntryKind.File: {
+            yield {...common, localPath: absolute, size: info.size, type: 'file'}
+
+            break
+          }
+
+          case EntryKind.Symlink: {
+            const linkTarget = decodeName(await readlink(absolute, {encoding: 'buffer'}))
+            if (onWarning && (await this.leadsOutside(path, linkTarget))) {
+              onWarning(
+                path,
+                `is a symlink to ${JSON.stringify(printableName(linkTarget))}, outside the media folder: the backup keeps the link, and restore leaves it out`,
+              )
+            }
+
+            yield {...common, linkTarget, size: 0, type: 'symlink'}
+
+            break
+          }
+
+          default: {
+            onSkip?.(path, 'not a regular file, folder or symlink')
+          }
+        }
+      }
+    } finally {
+      ahead.leave()
+    }
+  }
+}
+
+/** What every folder of one walk shares. */
+interface Walk {
+  ahead: FoldersAhead
+  onSkip?: (path: string, why: string) => void
+  onWarning?: (path: string, what: string) => void
+  signal: AbortSignal
+}
+
+/**
+ * Lists the folder a depth-first walk will enter next while it works through the one it is in. The
+ * walk and the reader thread otherwise take turns, each idle while the other works: an unchanged
+ * packed backup of 16,002 files in 165 folders left the main thread idle for a quarter of its time,
+ * waiting for listings. The folders known and not yet entered form a stack, one level a folder being
+ * walked (its subfolders not yet entered, in walk order); once a folder's listing is taken and its
+ * subfolders known, the first folder of the deepest level that has one left is the next the walk
+ * enters, and the only one listed ahead: memory holds one listing besides those of the folders
+ * being walked, and every listing but the first is under way before the walk needs it.
+ */
+export class FoldersAhead<Listing = ListedFolder> {
+  private ahead: undefined | {folder: string; listing: Promise<Listing>}
+  private readonly levels: Array<{folders: string[]; next: number}> = []
+
+  constructor(private readonly list: (folder: string) => Promise<Listing>) {}
+
+  /** Called once a folder's listing has been taken: its subfolders, in the order the walk enters them. */
+  enter(subfolders: string[]): void {
+    this.levels.push({folders: subfolders, next: 0})
+    if (this.ahead !== undefined) return
+    for (let depth = this.levels.length - 1; depth >= 0; depth--) {
+      const {folders, next} = this.levels[depth]
+      if (next === folders.length) continue
+      const folder = folders[next]
+      const listing = this.list(folder)
+      // Taken, and its failure reported, when the walk gets there; a walk that stops first leaves it.
+      listing.catch(() => {})
+      this.ahead = {folder, listing}
+      return
+    }
+  }
+
+  /** Called when the walk leaves the folder last entered. */
+  leave(): void {
+    this.levels.pop()
+  }
+
+  /** The listing of `folder`, the next one the walk enters: started ahead, or now. */
+  take(folder: string): Promise<Listing> {
+    const level = this.levels.at(-1)
+    if (level !== undefined && level.folders[level.next] === folder) level.next++
+    if (this.ahead?.folder !== folder) return this.list(folder)
+    const {listing} = this.ahead
+    this.ahead = undefined
+    return listing
   }
 }
 

@@ -72,7 +72,12 @@ export async function listFolder(folder: Buffer | string, route: ReaderRoute = s
 }
 
 interface Queued {
-  path: Buffer
+  /**
+   * As the caller gave it, never copied: a copy a file, from Node.js's shared pool of small buffers,
+   * outlived enough young collections to keep whole pool slabs (64 KiB on Node.js 24) alive until a
+   * full one.
+   */
+  path: Buffer | string
   result: Deferred<ReadFile | string | undefined>
   /** HASH_WHOLE_FILE: the file's SHA-256 is wanted, not its bytes. */
   size: number
@@ -135,10 +140,11 @@ export class SmallFileReader {
     const {contents, paths} = this.buffers(batch)
     const pathBytes = Buffer.from(paths)
     let offset = 0
-    for (const {path} of batch) offset += path.copy(pathBytes, offset)
+    for (const {path} of batch)
+      offset += typeof path === 'string' ? pathBytes.write(path, offset) : path.copy(pathBytes, offset)
     const request: ReadBatch = {
       contents,
-      pathLengths: batch.map(({path}) => path.length),
+      pathLengths: batch.map(({path}) => byteLength(path)),
       paths,
       sizes: batch.map(({size}) => size),
     }
@@ -159,13 +165,13 @@ export class SmallFileReader {
   /** Queues the SHA-256 of a whole file of any size; undefined when the file is gone. */
   hash(path: Buffer | string): Promise<string | undefined> {
     const result = deferred<ReadFile | string | undefined>()
-    this.queued.push({path: Buffer.from(path), result, size: HASH_WHOLE_FILE})
+    this.queued.push({path, result, size: HASH_WHOLE_FILE})
     return result.promise as Promise<string | undefined>
   }
 
   read(path: Buffer | string, size: number): Promise<ReadFile | undefined> {
     const result = deferred<ReadFile | string | undefined>()
-    this.queued.push({path: Buffer.from(path), result, size})
+    this.queued.push({path, result, size})
     return result.promise as Promise<ReadFile | undefined>
   }
 
@@ -175,7 +181,7 @@ export class SmallFileReader {
     let pathBytes = 0
     for (const {path, size} of batch) {
       contentBytes += Math.max(size, 0)
-      pathBytes += path.length
+      pathBytes += byteLength(path)
     }
 
     const index = this.spare.findIndex(
@@ -230,6 +236,11 @@ export class SmallFileReader {
 
     releaseOne()
   }
+}
+
+/** A path's length in bytes; a string path is UTF-8 (a name that is not is given as bytes). */
+function byteLength(path: Buffer | string): number {
+  return typeof path === 'string' ? Buffer.byteLength(path) : path.length
 }
 
 const MIN_CONTENT_BYTES = 256 * 1024

@@ -9,6 +9,7 @@ import {BackupError} from '../../errors.js'
 import {decodeName, encodeName, isUtf8Name, printableName} from '../../lib/byte-names.js'
 import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {makeFolders} from '../../lib/folders.js'
+import {syncFileSystem, syncPath} from '../../lib/fsync.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
@@ -55,6 +56,9 @@ export class FilesystemMediaProvider implements MediaProvider {
     let summary
     try {
       summary = await extractMediaArchive(tar, fresh, options)
+      // On disk before the swap: the previous media is removed right after it, and a crash must not
+      // leave a media folder of files whose contents were still only in memory.
+      await syncFileSystem(fresh, options.signal)
     } catch (error) {
       await rm(fresh, {force: true, recursive: true})
       throw error instanceof BackupError
@@ -82,6 +86,8 @@ export class FilesystemMediaProvider implements MediaProvider {
           throw error
         }
 
+        // The renames on disk before the previous media goes.
+        await syncPath(parent)
         if (existed) await rm(previous, {force: true, recursive: true})
         return {...extracted, deleted: 0}
       },

@@ -1,0 +1,72 @@
+import {expect} from 'chai'
+import {spawnSync} from 'node:child_process'
+import {readFileSync, realpathSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
+
+import {cli, makeProject, runJs} from '../helpers/project.js'
+import {requireTool} from '../helpers/tools.js'
+
+/** The system calls of one command and of the programs it starts, in order, with paths for descriptors. */
+function traceOf(project: {env: NodeJS.ProcessEnv; root: string}, args: string[]): string[] {
+  const log = join(project.root, '..', 'strace.log')
+  const traced = spawnSync(
+    'strace',
+    [
+      '-f',
+      '-qq',
+      '-y',
+      '-s',
+      '4096',
+      '-e',
+      'trace=execve,rename,renameat,renameat2,fsync,unlink,unlinkat,rmdir',
+      '-o',
+      log,
+      process.execPath,
+      runJs,
+      'app',
+      'backup',
+      ...args,
+    ],
+    {cwd: project.root, encoding: 'utf8', env: project.env},
+  )
+  expect(traced.status, traced.stderr).to.equal(0)
+  return readFileSync(log, 'utf8').split('\n')
+}
+
+describe('restore of a media folder is on disk before the previous media goes', () => {
+  it('flushes the extracted tree before the swap, and the swap before the old tree is removed', async function () {
+    requireTool(this, 'strace', 'strace')
+    const project = makeProject()
+    writeFileSync(join(project.root, 'media', 'kept.txt'), 'the backed-up version\n')
+    const created = await cli(project, ['create', '--media-only'])
+    expect(created.status, created.stderr).to.equal(0)
+    writeFileSync(join(project.root, 'media', 'kept.txt'), 'changed since\n')
+
+    const calls = traceOf(project, ['restore', 'latest', '--media-only', '--confirm', 'local', '--no-safety-backup'])
+    expect(readFileSync(join(project.root, 'media', 'kept.txt'), 'utf8')).to.equal('the backed-up version\n')
+
+    const parent = realpathSync(project.root)
+    const at = (what: string, matches: (line: string) => boolean) => {
+      const index = calls.findIndex((line) => matches(line))
+      expect(index, `${what} in:\n${calls.join('\n')}`).to.be.above(-1)
+      return index
+    }
+
+    const flushed = at('syncfs of the extracted tree', (line) =>
+      new RegExp(String.raw`execve\("[^"]*sync", \["sync", "-f", "${parent}/\.media\.restore-.*= 0$`).test(line),
+    )
+    const swapped = at('the rename of the extracted tree', (line) =>
+      new RegExp(String.raw`rename(at2?)?\(.*"${parent}/\.media\.restore-[^"]*", .*"${parent}/media"`).test(line),
+    )
+    const renamesSynced = at(
+      'the fsync of the folder that holds both',
+      (line) => line.includes(`fsync(`) && line.includes(`<${parent}>)`),
+    )
+    const oldRemoved = at('the removal of the previous media', (line) =>
+      /(unlink|unlinkat|rmdir)\(.*\.media\.before-restore-/.test(line),
+    )
+    expect(flushed).to.be.below(swapped)
+    expect(swapped).to.be.below(renamesSynced)
+    expect(renamesSynced).to.be.below(oldRemoved)
+  })
+})

@@ -58,7 +58,9 @@ export class ProcessError extends Error {
     readonly lastStderrLine: string,
   ) {
     super(
-      `${command} ${signal ? `was killed by ${signal}` : `exited with status ${exitCode}`}${lastStderrLine ? `: ${lastStderrLine}` : ' without an error message'}`,
+      exitCode === null && signal === null
+        ? `${command} could not be started: ${lastStderrLine}`
+        : `${command} ${signal ? `was killed by ${signal}` : `exited with status ${exitCode}`}${lastStderrLine ? `: ${lastStderrLine}` : ' without an error message'}`,
     )
     this.name = 'ProcessError'
   }

@@ -1,9 +1,10 @@
 import {expect} from 'chai'
 import {spawnSync} from 'node:child_process'
-import {readFileSync, realpathSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {cli, makeProject, runJs} from '../helpers/project.js'
+import {cli, makeProject, runJs, snapshotTree} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
 /** The system calls of one command and of the programs it starts, in order, with paths for descriptors. */
@@ -68,5 +69,31 @@ describe('restore of a media folder is on disk before the previous media goes', 
     expect(flushed).to.be.below(swapped)
     expect(swapped).to.be.below(renamesSynced)
     expect(renamesSynced).to.be.below(oldRemoved)
+  })
+})
+
+describe('restore of a media folder that cannot be flushed to disk', () => {
+  it('fails, saying so and what to check, and leaves the media as it was', async () => {
+    const project = makeProject()
+    const created = await cli(project, ['create', '--media-only'])
+    expect(created.status, created.stderr).to.equal(0)
+    writeFileSync(join(project.root, 'media', 'kept.txt'), 'changed since\n')
+    const before = [...snapshotTree(join(project.root, 'media'))]
+
+    // A PATH without `sync`: the flush cannot run.
+    const noPrograms = mkdtempSync(join(tmpdir(), 'divio-no-programs-'))
+    const result = await cli(
+      project,
+      ['restore', 'latest', '--media-only', '--confirm', 'local', '--no-safety-backup'],
+      {PATH: noPrograms},
+    )
+    expect(result.status, result.stderr).to.not.equal(0)
+    expect(result.stderr).to.include(
+      'could not be flushed to disk: sync could not be started: sync is not installed or not on PATH',
+    )
+    expect(result.stderr).to.include('was not changed')
+    expect(result.stderr).to.include('`sync` is on PATH')
+    expect([...snapshotTree(join(project.root, 'media'))]).to.deep.equal(before)
+    expect(readdirSync(project.root).filter((name) => name.startsWith('.media.'))).to.deep.equal([])
   })
 })

@@ -5,7 +5,7 @@ import {Readable} from 'node:stream'
 
 import {extractMediaArchive} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
-import {BackupError} from '../../errors.js'
+import {BackupError, describeCause} from '../../errors.js'
 import {decodeName, encodeName, isUtf8Name, printableName} from '../../lib/byte-names.js'
 import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {makeFolders} from '../../lib/folders.js'
@@ -58,7 +58,18 @@ export class FilesystemMediaProvider implements MediaProvider {
       summary = await extractMediaArchive(tar, fresh, options)
       // On disk before the swap: the previous media is removed right after it, and a crash must not
       // leave a media folder of files whose contents were still only in memory.
-      await syncFileSystem(fresh, options.signal)
+      await syncFileSystem(fresh, options.signal).catch((error: unknown) => {
+        if (options.signal?.aborted) throw error
+        throw new BackupError(
+          'OUTPUT_UNAVAILABLE',
+          `The restored media could not be flushed to disk: ${describeCause(error)}.`,
+          {
+            cause: error,
+            suggestion:
+              'Check the disk that holds the media folder, and that `sync` is on PATH, then run the restore again.',
+          },
+        )
+      })
     } catch (error) {
       await rm(fresh, {force: true, recursive: true})
       throw error instanceof BackupError

@@ -277,8 +277,8 @@ export const onThisThread: ReaderRoute = {
 /**
  * The work of a small tree costs less on this thread than starting the reader thread does (about
  * 0.1 CPU-s and 8 MiB, which every backup of a small app would pay). Names listed and files read are
- * counted against a budget (a name {@link UNITS_A_NAME} units; a file read one, and one more per 64 KiB;
- * a file hashed whole, whose size the request does not say, one); the request that would spend past it, and
+ * counted against a budget (a file read also a unit per 64 KiB; a file hashed whole, whose size the
+ * request does not say, one); the request that would spend past it, and
  * every one after it, goes to the thread. A folder wider than what is left of the budget is listed on
  * the thread, never held here as an object a name.
  *
@@ -315,9 +315,9 @@ export class SmallWorkHere implements ReaderRoute {
     try {
       await before
       if (this.here()) {
-        const listing = await listHere(request, Math.floor(this.left / UNITS_A_NAME))
+        const listing = await listHere(request, this.left)
         if (listing !== undefined) {
-          this.spend(Math.max(listing.count * UNITS_A_NAME, 1))
+          this.spend(Math.max(listing.count, 1))
           return listing
         }
 
@@ -356,17 +356,15 @@ export class SmallWorkHere implements ReaderRoute {
   }
 }
 
-/** About where listing and reading here costs the main thread as much as the reader thread's start. */
+/**
+ * About where listing and reading here costs the main thread as much as the reader thread's start. A
+ * name listed here counts one unit, though the walk waits for each one's lstat: counted three, so that
+ * the thread started sooner, an unchanged packed backup of the bench tree took 1.76 s instead of 1.87,
+ * but a backup that read one changed 128 MiB file again peaked at up to 170 MiB instead of 144 (more
+ * of its work in flight at once).
+ */
 const SMALL_WORK_UNITS = 2000
 const UNIT_BYTES = 64 * 1024
-/**
- * A name listed here costs the walk a round trip through the thread pool for its lstat, which it waits
- * for (listHere does one at a time): on the bench tree the first 3,000 names, listed here, took as
- * long as the next 13,000 on the thread. Counted three times, they start the thread after about 700
- * names, and an unchanged packed backup of the tree took 1.76 s instead of 1.87 (medians of eight
- * paired runs).
- */
-const UNITS_A_NAME = 3
 
 let processRoute: SmallWorkHere | undefined
 

@@ -188,13 +188,11 @@ describe('the reader of a command: small work on this thread, the rest on the re
 
   it('lists and reads here until its budget is spent, then starts the thread, which takes over once it is up', async () => {
     for (let index = 0; index < 40; index++) writeFileSync(join(root, `f${index}`), Buffer.alloc(100, index))
-    const route = new SmallWorkHere(140)
-    // Three units a name: 160 of the 280 units (twice the budget) are left.
+    const route = new SmallWorkHere(60)
     const listed = await listFolder(root, route)
     expect(listed.count).to.equal(40)
-    expect(route.onThread).to.equal(false)
     const reader = new SmallFileReader(route)
-    // Two batches of 15: the first fits the budget (5 units are left), the second spends past it.
+    // Two batches of 15: the first fits the budget (20 units are left), the second spends past it.
     const reads: Array<Promise<ReadFile | undefined>> = []
     for (let index = 0; index < 30; index++) {
       reads.push(reader.read(join(root, `f${index}`), 100))
@@ -221,7 +219,7 @@ describe('the reader of a command: small work on this thread, the rest on the re
     expect(route.onThread).to.equal(false)
   })
 
-  it('lists a folder wider than what is left of its budget on the thread', async () => {
+  it('lists a folder wider than twice its budget on the thread', async () => {
     for (let index = 0; index < 250; index++) closeSync(openSync(join(root, `f${index}`), 'w'))
     const route = new SmallWorkHere(100)
     const listed = await listFolder(root, route)

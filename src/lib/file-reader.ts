@@ -360,7 +360,7 @@ export class SmallWorkHere implements ReaderRoute {
  * About where listing and reading here costs the main thread as much as the reader thread's start. A
  * name listed here counts one unit, though the walk waits for each one's lstat: counted three, so that
  * the thread started sooner, an unchanged packed backup of the bench tree took 1.76 s instead of 1.87,
- * but a backup that read one changed 128 MiB file again peaked at up to 170 MiB instead of 144 (more
+ * but a backup that read one changed 128 MiB file again peaked at up to 166 MiB instead of 140 (more
  * of its work in flight at once).
  */
 const SMALL_WORK_UNITS = 2000

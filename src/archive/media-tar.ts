@@ -5,7 +5,6 @@ import {Readable} from 'node:stream'
 import {BufferLender} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
 import {closeFile, openForReading, readInto} from '../lib/file-io.js'
-import {limitOldGenerationGrowth} from '../lib/memory.js'
 import {encodeTarHeader} from './tar-header.js'
 
 /**
@@ -125,7 +124,6 @@ export function createMediaTar(
   const summary = deferred<MediaTarSummary>()
 
   async function* generate(): AsyncGenerator<Buffer> {
-    limitOldGenerationGrowth()
     const out = new Batches()
     let files = 0
     let totalFileBytes = 0

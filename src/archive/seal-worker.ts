@@ -4,7 +4,6 @@ import {parentPort} from 'node:worker_threads'
 import type {CipherReply, CipherRequest} from './cipher-thread.js'
 
 import {freeNow} from '../lib/buffer-loan.js'
-import {keepMemoryFlat, MemoryPacer} from '../lib/memory.js'
 import {AgeSealer} from './age.js'
 
 /**
@@ -24,7 +23,6 @@ interface HashJob {
 
 interface SealJob {
   readonly kind: 'seal'
-  pacer: MemoryPacer
   plainBytes: number
   plainHash?: Hash
   sealedBytes: number
@@ -32,11 +30,8 @@ interface SealJob {
   readonly sealer: AgeSealer
 }
 
-/** Bytes between the young collections of this thread: about one batch (seal.ts). */
-const BATCH_PACE = 256 * 1024
 const port = parentPort!
 const jobs = new Map<number, HashJob | SealJob>()
-keepMemoryFlat()
 
 port.on('message', (request: CipherRequest) => {
   try {
@@ -67,7 +62,6 @@ function handle(request: CipherRequest): void {
       const plaintext = Buffer.from(request.batch, 0, request.length)
       job.plainHash?.update(plaintext)
       job.plainBytes += plaintext.length
-      job.pacer.advance(plaintext.length)
       reply(request.id, job, job.sealer.update(plaintext, {borrowed: true}), {
         output: request.output,
         spent: request.batch,
@@ -103,12 +97,6 @@ function handle(request: CipherRequest): void {
     case 'start': {
       jobs.set(request.id, {
         kind: 'seal',
-        // A young collection every batch, not every 4 MiB: this thread's garbage is almost all
-        // node:crypto's spent output, and on Node.js 20, where freeNow cannot free it, collecting it
-        // this soon lets the allocator reuse its memory while it is still mapped (a backup of 739 MiB
-        // took 4.6-4.8 s instead of 6.2-6.5, and 6.5 CPU-s instead of 8.7). The heap here is small,
-        // so a collection takes well under a millisecond.
-        pacer: new MemoryPacer(BATCH_PACE),
         plainBytes: 0,
         plainHash: request.hashPlaintext ? createHash('sha256') : undefined,
         sealedBytes: 0,

@@ -1,17 +1,13 @@
 import {Command, Errors, Flags, Interfaces} from '@oclif/core'
-import {tmpdir} from 'node:os'
 
-import {loadEnvironment, redactDsn} from '../config/load.js'
+import {redactDsn} from '../config/load.js'
 import {BackupError} from '../errors.js'
-import {clockFrom} from '../lib/clock.js'
-import {keepMemoryFlat} from '../lib/memory.js'
 import {traceProcesses} from '../lib/process.js'
-import {stallTimeoutMs} from '../lib/stall.js'
-import {hookTimeoutMs} from '../proof/hooks.js'
+import {onServiceThread} from '../service-thread/run.js'
+import {ThreadServiceName, ThreadServiceOptions, ThreadServiceResult} from '../service-thread/services.js'
 import {BackupContext, ServiceSetup} from '../services/context.js'
-import {KeyRing} from '../services/keys.js'
-import {stateFilePath} from '../services/machine-state.js'
-import {openStore} from '../store/index.js'
+import {RestoreConfirmation} from '../services/restore.js'
+import {ContextRequest, serviceContext, serviceSetup} from './context.js'
 import {spellCommands} from './host.js'
 import {nearestName} from './nearest.js'
 import {terminalReporter} from './terminal.js'
@@ -72,20 +68,14 @@ export abstract class BackupCommand extends Command {
   }
 
   protected async context(flags: {config?: string; env?: string; verbose?: boolean}): Promise<BackupContext> {
-    const setup = this.setup(flags)
-    const {variables} = setup
-    const env = loadEnvironment({configPath: flags.config, cwd: process.cwd(), environment: flags.env, variables})
+    return serviceContext(this.setup(flags), this.contextRequest(flags))
+  }
+
+  /** Which environment the flags name, for a context built here or on the service thread. */
+  protected contextRequest(flags: {config?: string; env?: string}): ContextRequest {
     return {
-      env,
-      hookTimeoutMs: hookTimeoutMs(variables),
-      keys: setup.keys(env),
-      now: setup.now,
-      reporter: setup.reporter,
-      signal: setup.signal,
-      stallTimeoutMs: setup.stallTimeoutMs,
-      statePath: stateFilePath(variables),
-      store: openStore(env.store, env.root),
-      tempRoot: variables.DIVIO_BACKUP_TMPDIR || tmpdir(),
+      configPath: flags.config,
+      environment: flags.env,
       toolVersion: this.ctor.plugin?.version ?? this.config.version,
     }
   }
@@ -104,7 +94,6 @@ export abstract class BackupCommand extends Command {
 
   override async init(): Promise<void> {
     await super.init()
-    keepMemoryFlat()
     // The first signal asks the running operation to stop cleanly (abort uploads, write no manifest);
     // a second one exits at once.
     this.signalHandler = (signal) => {
@@ -138,26 +127,34 @@ export abstract class BackupCommand extends Command {
     super.log(spellCommands(message, this.config), ...args)
   }
 
+  /**
+   * Runs a service that streams a backup's data on the service thread (service-thread/run.ts), with the
+   * environment the flags name, this command's reporter and its SIGINT/SIGTERM signal.
+   */
+  protected onServiceThread<Name extends ThreadServiceName>(
+    service: Name,
+    flags: {config?: string; env?: string; verbose?: boolean},
+    options: ThreadServiceOptions<Name>,
+    confirm?: (confirmation: RestoreConfirmation) => Promise<void>,
+  ): Promise<ThreadServiceResult<Name>> {
+    return onServiceThread(service, options, {
+      confirm,
+      context: this.contextRequest(flags),
+      reporter: this.setup(flags).reporter,
+      signal: this.abort.signal,
+      verbose: flags.verbose === true,
+    })
+  }
+
   /** What every service gets from the command line and the process, before any config is read. */
   protected setup(flags: {verbose?: boolean}): ServiceSetup {
-    const variables = process.env
-    const reporter = terminalReporter(process.stderr, {verbose: flags.verbose})
-    if (flags.verbose) traceProcesses((line) => reporter.detail(`run ${line}`))
-    return {
+    return serviceSetup({
       cwd: process.cwd(),
-      keys: (env) =>
-        new KeyRing({
-          configured: env.recipients,
-          configuredWriters: env.writers,
-          variables,
-          warn: (message) => reporter.notice(message),
-        }),
-      now: clockFrom(variables),
-      reporter,
+      reporter: terminalReporter(process.stderr, {verbose: flags.verbose}),
       signal: this.abort.signal,
-      stallTimeoutMs: stallTimeoutMs(variables),
-      variables,
-    }
+      variables: process.env,
+      verbose: flags.verbose,
+    })
   }
 
   private report(unspelled: BackupError): void {

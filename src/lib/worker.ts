@@ -4,7 +4,6 @@ import {pathToFileURL} from 'node:url'
 import {Worker, WorkerOptions} from 'node:worker_threads'
 
 import {deferred, Deferred} from './deferred.js'
-import {setMemoryFlagsAgain} from './memory.js'
 
 /**
  * A worker thread running `module`, named from the source root without extension
@@ -31,7 +30,6 @@ export function startModuleWorker(module: string, options: WorkerOptions = {}): 
         {...options, eval: true},
       )
     : constructWorker(url, options)
-  worker.once('online', setMemoryFlagsAgain)
   return worker
 }
 

@@ -6,7 +6,6 @@ import {AgeError, createDecryptStream} from '../archive/age.js'
 import {HashingStream, OffThreadHashingStream} from '../archive/hash.js'
 import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
-import {MemoryPacer} from '../lib/memory.js'
 import {ProcessError} from '../lib/process.js'
 import {isZstdDataError, zstdDecompressor} from '../lib/zstd.js'
 import {ObjectNotFoundError} from '../store/port.js'
@@ -69,10 +68,8 @@ async function readVerifiedObject(context: BackupContext, manifest: Manifest, it
   const plain = item.hashHere ? new HashingStream() : new OffThreadHashingStream()
   const progress = context.reporter.progress(object.name, object.bytes)
   const meter = new PassThrough()
-  const pacer = new MemoryPacer()
   meter.on('data', (chunk: Buffer) => {
     progress.advance(chunk.length)
-    pacer.advance(chunk.length)
   })
   try {
     await (compression === 'zstd'

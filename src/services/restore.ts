@@ -60,6 +60,37 @@ export interface RestorePlan {
   summary: string
 }
 
+/** What the person restoring must confirm, and how they did (--confirm) if they did. */
+export interface RestoreConfirmation {
+  action: string
+  confirm?: string
+  environment: string
+}
+
+/**
+ * A whole restore: plan, stage, confirm, apply. `confirm` asks for the target's name (or checks
+ * --confirm) and throws if it is not given. With `prompt` (a person at a terminal) it is asked once the
+ * backup has been staged and checked, so that they are not kept waiting after answering; otherwise
+ * first, so that a refusal costs no download. The staging is removed on every path.
+ */
+export async function restoreBackup(
+  source: BackupContext,
+  target: BackupContext,
+  options: RestoreOptions & {confirm?: string; prompt: boolean},
+  confirm: (confirmation: RestoreConfirmation) => Promise<void>,
+): Promise<RestoreResult> {
+  const plan = await planRestore(source, target, options)
+  const confirmation = {action: plan.summary, confirm: options.confirm, environment: target.env.name}
+  if (!options.prompt) await confirm(confirmation)
+  const staged = await stageRestore(source, target, plan)
+  try {
+    if (options.prompt) await confirm(confirmation)
+    return await applyRestore(target, plan, staged, options)
+  } finally {
+    await staged.cleanup()
+  }
+}
+
 /**
  * Checks that the backup exists and that the target environment can take it: same database engine,
  * a media location when media is restored. Reads only the catalog.

@@ -6,7 +6,6 @@ import {createSealStream, Sealing} from '../archive/seal.js'
 import {StoredObject} from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
 import {deferred} from '../lib/deferred.js'
-import {MemoryPacer} from '../lib/memory.js'
 import {StallWatchdog} from '../lib/stall.js'
 import {zstdCompressor} from '../lib/zstd.js'
 import {Store} from '../store/port.js'
@@ -57,11 +56,9 @@ export interface TransferResult {
  */
 export async function transferComponent(options: TransferOptions): Promise<TransferResult> {
   const {compression, key, location, name, progress, signal, source, store} = options
-  const pacer = new MemoryPacer()
   const meter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       progress.advance(chunk.length)
-      pacer.advance(chunk.length)
       callback(null, chunk)
     },
   })

@@ -1,5 +1,7 @@
 import {expect} from 'chai'
 import {spawnSync} from 'node:child_process'
+import {readdirSync, writeFileSync} from 'node:fs'
+import {join} from 'node:path'
 import {PassThrough} from 'node:stream'
 
 import {formatDuration, terminalReporter} from '../../src/cli/terminal.js'
@@ -107,19 +109,7 @@ describe('terminal output', () => {
     requireTool(this, 'script', 'bsdutils')
     const project = makeProject()
     const {id} = (await cli(project, ['create', '--json'])).json() as {id: string}
-    const command = `${process.execPath} ${runJs} app backup delete ${id}`
-    // The screen as text: escape sequences dropped and line wraps joined.
-    const typed = (answer: string) =>
-      spawnSync('script', ['-qec', command, '/dev/null'], {
-        cwd: project.root,
-        encoding: 'utf8',
-        env: project.env,
-        input: `${answer}\r`,
-        timeout: 600_000,
-      })
-        // eslint-disable-next-line no-control-regex -- terminal escape sequences are what is being removed
-        .stdout.replaceAll(/\u001B\[[\d;?]*[A-Za-z]/g, '')
-        .replaceAll(/\s+/g, ' ')
+    const typed = (answer: string) => answeredOnPseudoTerminal(project, `delete ${id}`, answer)
 
     const wrong = typed('live')
     expect(wrong).to.include('Type the environment name (local) to confirm')
@@ -131,7 +121,43 @@ describe('terminal output', () => {
     expect(right).to.include(`Deleted backup ${id}`)
     expect((await cli(project, ['list', '--json'])).json()).to.deep.equal([])
   })
+
+  // The restore runs on the service thread, and the terminal is the main thread's: the question
+  // crosses, once the backup is staged, and so does the answer.
+  it('restore on a terminal asks for the environment name once the backup is staged, and refuses a wrong one', async function () {
+    requireTool(this, 'script', 'bsdutils')
+    const project = makeProject()
+    const {id} = (await cli(project, ['create', '--json'])).json() as {id: string}
+    const media = join(project.root, 'media')
+    const before = readdirSync(media).sort()
+    writeFileSync(join(media, 'added-after-the-backup.txt'), 'new')
+
+    const wrong = answeredOnPseudoTerminal(project, `restore ${id} --media-only --no-safety-backup`, 'live')
+    expect(wrong).to.include('Type the environment name (local) to confirm')
+    expect(wrong).to.include('"live" is not "local"; nothing was changed.')
+    expect(readdirSync(media)).to.include('added-after-the-backup.txt')
+
+    const right = answeredOnPseudoTerminal(project, `restore ${id} --media-only --no-safety-backup`, 'local')
+    expect(right).to.include(`Restored backup ${id} of local into local.`)
+    expect(readdirSync(media).sort()).to.deep.equal(before)
+  })
 })
+
+/** The screen of `app backup ARGS` on a pseudo-terminal where `answer` is typed, as text: escape sequences dropped and line wraps joined. */
+function answeredOnPseudoTerminal(project: Project, args: string, answer: string): string {
+  return (
+    spawnSync('script', ['-qec', `${process.execPath} ${runJs} app backup ${args}`, '/dev/null'], {
+      cwd: project.root,
+      encoding: 'utf8',
+      env: project.env,
+      input: `${answer}\r`,
+      timeout: 600_000,
+    })
+      // eslint-disable-next-line no-control-regex -- terminal escape sequences are what is being removed
+      .stdout.replaceAll(/\u001B\[[\d;?]*[A-Za-z]/g, '')
+      .replaceAll(/\s+/g, ' ')
+  )
+}
 
 /**
  * What `app backup ARGS` writes on a pseudo-terminal (util-linux `script`), stdout and stderr as one

@@ -7,7 +7,12 @@ import {Worker} from 'node:worker_threads'
 import {constructWorker, withoutLoaders, workerModuleUrl} from '../../src/lib/worker.js'
 import {repoRoot} from '../helpers/project.js'
 
-const WORKERS = ['archive/seal-worker', 'archive/file-writer-worker', 'lib/file-reader-worker']
+const WORKERS = [
+  'archive/seal-worker',
+  'archive/file-writer-worker',
+  'lib/file-reader-worker',
+  'service-thread/service-worker',
+]
 
 describe('worker modules', () => {
   it('are found from the source root, and from the last dist/ of wherever the bundler put the caller', () => {

@@ -2,7 +2,6 @@ import {Errors, Hook, Interfaces} from '@oclif/core'
 
 import {nearestName} from '../../cli/nearest.js'
 import {BackupError} from '../../errors.js'
-import {keepMemoryFlat} from '../../lib/memory.js'
 
 const TOPIC = 'app:backup'
 
@@ -16,14 +15,10 @@ const TOPIC = 'app:backup'
  * Both become usage errors (exit 2) in the contract of every other error: `Error:` and `Try this:`, or
  * one JSON error with --json, naming the command meant in the host's spelling. The hook runs in the
  * host's process before the command is looked up. It acts only on this plugin's topics: `divio app
- * backup` alone, and every `--help`, keep oclif's help. For those topics it also sets the memory
- * flags of memory.ts, early.
+ * backup` alone, and every `--help`, keep oclif's help.
  */
 const hook: Hook.Init = async function ({argv, config, id}) {
   if (id === undefined || !(id === TOPIC || id.startsWith(`${TOPIC}:`))) return
-  // Before the command's modules load: loading them grew the young generation to 16 MiB semi-spaces,
-  // which it then kept for the whole command (see memory.ts). Set here, they stay at 4 MiB.
-  keepMemoryFlat()
   if (config.findCommand(id) !== undefined) return
   if (argv.some((argument) => argument === '--help' || argument === '-h')) return
   if (config.findTopic(id) === undefined) fail(unknownCommand(config, id), argv)

@@ -16,7 +16,6 @@ import {BackupError} from '../../errors.js'
 import {BufferLender} from '../../lib/buffer-loan.js'
 import {printableName} from '../../lib/byte-names.js'
 import {closeFile, openForReading, readInto} from '../../lib/file-io.js'
-import {limitOldGenerationGrowth} from '../../lib/memory.js'
 import {ActivityWatchdog} from '../../lib/stall.js'
 import {mediaProviderFor} from '../../providers/media/index.js'
 import {BackupContext, Progress} from '../../services/context.js'
@@ -85,8 +84,6 @@ export async function backUpMediaPacks(
   },
 ): Promise<MediaPacksComponent> {
   const {env, reporter, signal} = context
-  // Like the tar format: many small files, each leaving a little behind in the old generation.
-  limitOldGenerationGrowth()
   const provider = mediaProviderFor(env.media!)
   // Both the index and the walk are in the provider's order, so that they merge as sorted streams.
   const order = provider.kind === 's3' ? keyOrder : (a: {path: string}, b: {path: string}) => walkOrder(a.path, b.path)

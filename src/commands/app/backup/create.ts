@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
 import {renderCreated} from '../../../cli/render.js'
-import {takeBackup, TakeBackupResult} from '../../../services/create.js'
+import {TakeBackupResult} from '../../../services/create.js'
 
 export type CreateResult = TakeBackupResult
 
@@ -40,7 +40,7 @@ Each component is streamed through SHA-256, age encryption and into the store; t
   async run(): Promise<CreateResult> {
     const {flags} = await this.parse(Create)
     const context = await this.context(flags)
-    const result = await takeBackup(context, {
+    const result = await this.onServiceThread('create', flags, {
       database: !flags['media-only'],
       media: !flags['db-only'],
       note: flags.note,

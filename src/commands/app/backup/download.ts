@@ -2,7 +2,7 @@ import {Args, Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
 import {renderFiles} from '../../../cli/render.js'
-import {downloadBackup, FilesResult} from '../../../services/download.js'
+import {FilesResult} from '../../../services/download.js'
 
 export type DownloadResult = FilesResult
 
@@ -31,7 +31,8 @@ Writes database.sqlite3 / database.dump / database.sql, media.tar and manifest.j
 
   async run(): Promise<DownloadResult> {
     const {args, flags} = await this.parse(Download)
-    const result = await downloadBackup(await this.context(flags), process.cwd(), {
+    const result = await this.onServiceThread('download', flags, {
+      cwd: process.cwd(),
       database: !flags['media-only'],
       media: !flags['db-only'],
       outputDir: flags.output,

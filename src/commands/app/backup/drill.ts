@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BackupCommand} from '../../../cli/base-command.js'
 import {renderDrill} from '../../../cli/render-status.js'
 import {drillFailure} from '../../../proof/receipt.js'
-import {drillBackup, DrillResult} from '../../../services/drill.js'
+import {DrillResult} from '../../../services/drill.js'
 
 export type DrillCommandResult = DrillResult
 
@@ -42,7 +42,7 @@ The database is restored into scratch, never the environment's own: a temp file 
 
   async run(): Promise<DrillCommandResult> {
     const {args, flags} = await this.parse(Drill)
-    const result = await drillBackup(await this.context(flags), {
+    const result = await this.onServiceThread('drill', flags, {
       mediaSamplePercent: flags['media-sample'],
       reference: args.id,
       scratchUrl: flags['scratch-url'],

@@ -2,7 +2,7 @@ import {Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
 import {renderExport} from '../../../cli/render.js'
-import {exportBackups, ExportResult} from '../../../services/export.js'
+import {ExportResult} from '../../../services/export.js'
 
 export type ExportCommandResult = ExportResult
 
@@ -37,7 +37,8 @@ An interrupted export resumes when run again: files already present and matching
 
   async run(): Promise<ExportCommandResult> {
     const {flags} = await this.parse(Export)
-    const result = await exportBackups(await this.context(flags), process.cwd(), {
+    const result = await this.onServiceThread('export', flags, {
+      cwd: process.cwd(),
       latest: flags.latest,
       outputDir: flags.output,
       raw: flags.raw,

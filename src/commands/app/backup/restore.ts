@@ -3,7 +3,7 @@ import {Args, Flags} from '@oclif/core'
 import {BackupCommand} from '../../../cli/base-command.js'
 import {renderRestored} from '../../../cli/render.js'
 import {confirmEnvironment} from '../../../cli/terminal.js'
-import {applyRestore, planRestore, RestoreResult, stageRestore} from '../../../services/restore.js'
+import {RestoreResult} from '../../../services/restore.js'
 
 export type RestoreCommandResult = RestoreResult
 
@@ -51,30 +51,24 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
 
   async run(): Promise<RestoreCommandResult> {
     const {args, flags} = await this.parse(Restore)
-    const source = await this.context(flags)
-    const target = flags['to-env'] ? await this.context({...flags, env: flags['to-env']}) : source
-    const options = {
-      allowRollback: flags['allow-rollback'],
-      clean: flags.clean,
-      database: !flags['media-only'],
-      media: !flags['db-only'],
-      reference: args.id,
-      safetyBackup: flags['safety-backup'],
-      trustWriters: flags['trust-writer'] ?? [],
-    }
-    const plan = await planRestore(source, target, options)
-    const confirmation = {action: plan.summary, confirm: flags.confirm, environment: target.env.name}
-    // A refusal that needs no download happens before the download.
-    const prompt = flags.confirm === undefined && process.stdin.isTTY && process.stderr.isTTY
-    if (!prompt) await confirmEnvironment(confirmation)
-    const staged = await stageRestore(source, target, plan)
-    try {
-      if (prompt) await confirmEnvironment(confirmation)
-      const result = await applyRestore(target, plan, staged, options)
-      this.log(renderRestored(result))
-      return result
-    } finally {
-      await staged.cleanup()
-    }
+    const result = await this.onServiceThread(
+      'restore',
+      flags,
+      {
+        allowRollback: flags['allow-rollback'],
+        clean: flags.clean,
+        confirm: flags.confirm,
+        database: !flags['media-only'],
+        media: !flags['db-only'],
+        prompt: flags.confirm === undefined && process.stdin.isTTY === true && process.stderr.isTTY === true,
+        reference: args.id,
+        safetyBackup: flags['safety-backup'],
+        toEnvironment: flags['to-env'],
+        trustWriters: flags['trust-writer'] ?? [],
+      },
+      confirmEnvironment,
+    )
+    this.log(renderRestored(result))
+    return result
   }
 }

@@ -4,7 +4,7 @@ import {BackupCommand} from '../../../cli/base-command.js'
 import {renderVerify, renderVerifySummary} from '../../../cli/render.js'
 import {countOf} from '../../../domain/format.js'
 import {BackupError} from '../../../errors.js'
-import {verifyAllBackups, verifyBackup, VerifyResult} from '../../../services/verify.js'
+import {VerifyResult} from '../../../services/verify.js'
 
 export type VerifyCommandResult = VerifyResult | VerifyResult[]
 
@@ -48,11 +48,10 @@ Exits non-zero (4) naming each bad object when anything does not match.`
       })
     }
 
-    const context = await this.context(flags)
     const options = {samplePercent: flags.sample}
     const results = flags.all
-      ? await verifyAllBackups(context, options)
-      : [await verifyBackup(context, args.id ?? 'latest', options)]
+      ? await this.onServiceThread('verify all', flags, options)
+      : [await this.onServiceThread('verify', flags, {...options, reference: args.id ?? 'latest'})]
     const bad = results.filter((result) => !result.ok)
     const damaged = bad.filter((result) => result.error === undefined)
     const unchecked = bad.filter((result) => result.error !== undefined)

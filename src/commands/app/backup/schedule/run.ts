@@ -5,7 +5,7 @@ import {renderDrill} from '../../../../cli/render-status.js'
 import {renderCreated} from '../../../../cli/render.js'
 import {formatInstant} from '../../../../domain/format.js'
 import {drillFailure} from '../../../../proof/receipt.js'
-import {runScheduleTick, ScheduleRunResult} from '../../../../services/schedule.js'
+import {ScheduleRunResult} from '../../../../services/schedule.js'
 
 export type ScheduleRunCommandResult = ScheduleRunResult
 
@@ -33,7 +33,7 @@ The current slot is the most recent scheduled time at or before now. Run it as o
   async run(): Promise<ScheduleRunCommandResult> {
     const {flags} = await this.parse(ScheduleRun)
     const context = await this.context(flags)
-    const result = await runScheduleTick(context, undefined, {drill: flags.drill})
+    const result = await this.onServiceThread('schedule run', flags, {drill: flags.drill})
     if (result.taken) this.log(renderCreated(result.taken, context.store.description))
     else
       this.log(`Nothing to take: backup ${result.existing} already covers the slot of ${formatInstant(result.slot)}.`)

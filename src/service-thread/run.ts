@@ -1,0 +1,187 @@
+import {Worker} from 'node:worker_threads'
+
+import {ContextRequest} from '../cli/context.js'
+import {BackupError} from '../errors.js'
+import {deferred} from '../lib/deferred.js'
+import {startModuleWorker} from '../lib/worker.js'
+import {Progress, Reporter} from '../services/context.js'
+import {RestoreConfirmation} from '../services/restore.js'
+import {FromServiceThread, receivedError, sendableError, ToServiceThread} from './protocol.js'
+import {ThreadServiceName, ThreadServiceOptions, ThreadServiceResult} from './services.js'
+
+/**
+ * The service thread's heap. V8 sizes a heap by what its thread has done: the young generation of a
+ * thread that walks a tree and streams for a while grows to 16 MiB semi-spaces, and the old generation
+ * may grow to about four times what it holds before its next full collection, less the smaller its
+ * limit. A plugin runs inside its host's process, whose V8 flags are not its own to set; a worker's
+ * resource limits are. A backup of 100,000 tiny files peaked at 176 MiB (Node.js 24) to 202 MiB (20)
+ * with its work on the main thread and nothing limited; here, at 124–156 MiB. With the old generation
+ * allowed 2 GiB instead, at 190 MiB. The largest work measured, an unchanged packed backup of
+ * 1,000,000 files, peaks at under 150 MiB for the whole process: 512 MiB of old generation leaves it
+ * room several times over, and a thread that runs out fails clearly (threadFailure).
+ */
+export const SERVICE_THREAD_LIMITS = {maxOldGenerationSizeMb: 512, maxYoungGenerationSizeMb: 3}
+
+/** Who runs a command's service: its own context, as the flags name it, and the command's reporter and signal. */
+export interface ServiceCaller {
+  /** Asks the person to confirm, at the terminal; throws if they do not (restore). */
+  confirm?: (confirmation: RestoreConfirmation) => Promise<void>
+  context: ContextRequest
+  reporter: Reporter
+  signal: AbortSignal
+  verbose: boolean
+}
+
+/**
+ * Runs a service that streams a backup's data on the service thread (service-worker.ts), whose heap
+ * the command bounds (SERVICE_THREAD_LIMITS), and resolves with its result or rejects with its error,
+ * as if it had run here. Its notices, details and progress reach the caller's reporter; the caller's
+ * signal reaches the service's context. The main thread only relays, so its own heap stays small.
+ *
+ * The thread is started on first use and kept, idle and never holding the process, for the next
+ * command in the same process (a host that runs several, or the tests): starting one and loading the
+ * services into it costs about 0.2 CPU-s. One service runs on it at a time.
+ */
+export async function onServiceThread<Name extends ThreadServiceName>(
+  service: Name,
+  options: ThreadServiceOptions<Name>,
+  caller: ServiceCaller,
+): Promise<ThreadServiceResult<Name>> {
+  const {reporter, signal} = caller
+  if (running) throw new BackupError('INTERNAL', `The ${service} cannot start: another service is still running here.`)
+  running = true
+  const worker = serviceThread()
+  const run = nextRun++
+  const outcome = deferred<ThreadServiceResult<Name>>()
+  const progress = new Map<number, Progress>()
+  const send = (message: ToServiceThread) => worker.postMessage(message)
+  const onMessage = (message: FromServiceThread) => {
+    if (message.run !== run) return
+    switch (message.kind) {
+      case 'advance': {
+        progress.get(message.progress)?.advance(message.bytes)
+        break
+      }
+
+      case 'confirm': {
+        const answer = (error?: unknown) =>
+          send({error: error === undefined ? undefined : sendableError(error), kind: 'confirmed', run})
+        const confirm =
+          caller.confirm ??
+          (() => Promise.reject(new BackupError('INTERNAL', `The ${service} asked for a confirmation it cannot get.`)))
+        confirm(message.confirmation).then(() => answer(), answer)
+        break
+      }
+
+      case 'detail': {
+        reporter.detail(message.message)
+        break
+      }
+
+      case 'done': {
+        progress.get(message.progress)?.done()
+        progress.delete(message.progress)
+        break
+      }
+
+      case 'error': {
+        outcome.reject(receivedError(message.error))
+        break
+      }
+
+      case 'expect': {
+        progress.get(message.progress)?.expect(message.totalBytes, {estimated: message.estimated})
+        break
+      }
+
+      case 'notice': {
+        reporter.notice(message.message)
+        break
+      }
+
+      case 'progress': {
+        progress.set(message.progress, reporter.progress(message.label, message.totalBytes))
+        break
+      }
+
+      case 'result': {
+        outcome.resolve(message.value as ThreadServiceResult<Name>)
+        break
+      }
+    }
+  }
+
+  const onError = (error: Error) => outcome.reject(threadFailure(service, error))
+  // After a result or an error this changes nothing: a deferred settles once.
+  const onExit = (code: number) =>
+    outcome.reject(
+      new BackupError('INTERNAL', `The ${service} stopped before it finished: its thread exited (code ${code}).`, {
+        suggestion: 'Run it again with DEBUG=* and report the output (check it for secrets first).',
+      }),
+    )
+  const stop = () => send({kind: 'abort', reason: sendableError(signal.reason), run})
+  worker.on('message', onMessage)
+  worker.on('error', onError)
+  worker.on('exit', onExit)
+  signal.addEventListener('abort', stop, {once: true})
+  worker.ref()
+  send({
+    context: caller.context,
+    cwd: process.cwd(),
+    interactive: reporter.interactive,
+    kind: 'run',
+    options,
+    run,
+    service,
+    variables: {...process.env},
+    verbose: caller.verbose,
+  })
+  if (signal.aborted) stop()
+  try {
+    return await outcome.promise
+  } finally {
+    signal.removeEventListener('abort', stop)
+    worker.off('message', onMessage)
+    worker.off('error', onError)
+    worker.off('exit', onExit)
+    // Idle, the thread never holds the process (after the listeners: adding one refs it again).
+    worker.unref()
+    running = false
+  }
+}
+
+let thread: undefined | Worker
+let running = false
+let nextRun = 1
+
+/** The service thread, started now unless it is already up. */
+function serviceThread(): Worker {
+  if (thread !== undefined) return thread
+  const started = startModuleWorker('service-thread/service-worker', {resourceLimits: SERVICE_THREAD_LIMITS})
+  // A thread that died (out of heap, say) is replaced by the next run; its own run has been told.
+  started.on('error', () => {})
+  started.once('exit', () => {
+    if (thread === started) thread = undefined
+  })
+  thread = started
+  return started
+}
+
+/** The thread itself failed (not the service, which answers with its error): out of heap, most likely. */
+function threadFailure(service: string, error: Error & {code?: string}): BackupError {
+  if (error.code === 'ERR_WORKER_OUT_OF_MEMORY') {
+    return new BackupError(
+      'INTERNAL',
+      `The ${service} stopped: its thread needed more than the ${SERVICE_THREAD_LIMITS.maxOldGenerationSizeMb} MiB of heap it is given.`,
+      {
+        suggestion:
+          'Nothing of a backup is committed before its manifest. Report this with the number of media files, and run it again with DEBUG=*.',
+      },
+    )
+  }
+
+  return new BackupError('INTERNAL', `Unexpected error on the ${service} thread: ${error.message}`, {
+    cause: error,
+    suggestion: 'Run it again with DEBUG=* and report the output (check it for secrets first).',
+  })
+}

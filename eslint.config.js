@@ -13,6 +13,19 @@ export default [
     rules: {'import/namespace': 'off', 'no-await-in-loop': 'off', 'no-undef': 'off'},
   },
   {
+    files: ['src/**/*.ts'],
+    rules: {
+      'no-restricted-syntax': [
+        'error',
+        {
+          message:
+            'Remove a tree with removeTree (src/lib/remove-tree.ts): a recursive fs.rm starts an unlink for every name at once, so its memory grows with the tree, and rmSync blocks the thread.',
+          selector: "CallExpression[callee.name=/^rm(Sync)?$/] ObjectExpression > Property[key.name='recursive']",
+        },
+      ],
+    },
+  },
+  {
     files: ['test/**/*.ts', 'scripts/**/*.ts'],
     rules: {
       '@typescript-eslint/no-unused-expressions': 'off',

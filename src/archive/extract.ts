@@ -1,6 +1,6 @@
 import {createHash} from 'node:crypto'
 import {createWriteStream} from 'node:fs'
-import {chmod, lstat, lutimes, mkdir, readlink, rm, symlink, unlink, utimes} from 'node:fs/promises'
+import {chmod, lstat, lutimes, mkdir, readlink, symlink, unlink, utimes} from 'node:fs/promises'
 import {dirname, isAbsolute, join, resolve} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -9,6 +9,7 @@ import {BackupError} from '../errors.js'
 import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
 import {readUmask} from '../lib/file-io.js'
 import {isInside} from '../lib/paths.js'
+import {removeTree} from '../lib/remove-tree.js'
 import {FileWriteError, SmallFileWriter} from './file-writer.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX} from './media-tar.js'
@@ -60,7 +61,7 @@ export async function extractMediaArchive(
     options.signal?.throwIfAborted()
     return await extractInto(tar, root)
   } catch (error) {
-    await rm(root, {force: true, recursive: true})
+    await removeTree(root)
     if (options.signal?.aborted && !(error instanceof BackupError && error.code === 'INTEGRITY')) {
       throw options.signal.reason
     }

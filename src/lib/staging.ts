@@ -1,5 +1,7 @@
-import {chmod, lstat, mkdtemp, readdir, readFile, readlink, rm} from 'node:fs/promises'
+import {chmod, lstat, mkdtemp, readdir, readFile, readlink} from 'node:fs/promises'
 import {join} from 'node:path'
+
+import {removeTree} from './remove-tree.js'
 
 /**
  * Staging folders hold plaintext: database snapshots, media listings, decrypted downloads. They are
@@ -88,7 +90,7 @@ export async function sweepStaleStaging(parent: string, now = Date.now()): Promi
     else continue
     if (verdict === 'keep' || (verdict === 'age rule' && !(await untouchedFor(path, AGE_RULE_MS, now)))) continue
     try {
-      await rm(path, {force: true, recursive: true})
+      await removeTree(path)
       removed.push(path)
     } catch {
       // Someone else's, or already gone: not ours to insist on.

@@ -1,11 +1,11 @@
 import {randomBytes} from 'node:crypto'
-import {rm} from 'node:fs/promises'
 
 import {signManifest} from '../domain/authenticity.js'
 import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
 import {DatabaseComponent, Manifest, MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, Trigger} from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
+import {removeTree} from '../lib/remove-tree.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {withinStallTimeout} from '../lib/stall.js'
 import {chooseMediaFormat} from '../media-format/index.js'
@@ -137,7 +137,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
     const leftovers = await removeUncommitted(context, written, manifestKey)
     throw failure(error, id, leftovers, signal)
   } finally {
-    await rm(tempDir, {force: true, recursive: true})
+    await removeTree(tempDir)
   }
 
   // Committed. Nothing below may remove any of it: a failure from here on is reported as what it is.

@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {link, lstat, rm, rmdir, unlink, writeFile} from 'node:fs/promises'
+import {link, lstat, rmdir, unlink, writeFile} from 'node:fs/promises'
 import {join, resolve} from 'node:path'
 
 import {Manifest, MANIFEST_NAME} from '../domain/manifest.js'
@@ -7,6 +7,7 @@ import {BackupError, describeIoError} from '../errors.js'
 import {createFileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
+import {removeTree} from '../lib/remove-tree.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject, StoredMedia} from '../media-format/port.js'
@@ -123,7 +124,7 @@ export async function downloadBackup(
     for (const path of placed) await unlink(path).catch(() => {})
     throw downloadFailure(error, manifest.id, outputDir)
   } finally {
-    await rm(staging, {force: true, recursive: true})
+    await removeTree(staging)
     if (createdOutput) await rmdir(outputDir).catch(() => {})
   }
 }

@@ -1,6 +1,5 @@
 import {randomInt} from 'node:crypto'
 import {createReadStream} from 'node:fs'
-import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 
@@ -13,6 +12,7 @@ import {BackupError} from '../errors.js'
 import {encodeName} from '../lib/byte-names.js'
 import {SmallFileReader} from '../lib/file-reader.js'
 import {startReaper} from '../lib/process.js'
+import {removeTree} from '../lib/remove-tree.js'
 import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {compareFacts} from '../proof/compare.js'
 import {DrillCheck, DrillReceipt, receiptName, signReceipt} from '../proof/receipt.js'
@@ -83,7 +83,7 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
     if (context.signal.aborted) throw context.signal.reason
     throw error
   } finally {
-    await rm(scratch, {force: true, recursive: true})
+    await removeTree(scratch)
     guard.release()
   }
 

@@ -9,6 +9,7 @@ import {Manifest, MANIFEST_NAME, objectsOf} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
+import {removeTree} from '../lib/remove-tree.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {exportPacks} from '../media-format/packs/export.js'
@@ -169,7 +170,7 @@ function builtMediaFile(
         await rm(path, {force: true})
         return await build(context, identities, path, tempDir)
       } finally {
-        await rm(tempDir, {force: true, recursive: true})
+        await removeTree(tempDir)
       }
     },
   }

@@ -1,5 +1,5 @@
 import {createReadStream} from 'node:fs'
-import {rm, stat} from 'node:fs/promises'
+import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {extractMediaArchive} from '../archive/extract.js'
@@ -7,6 +7,7 @@ import {formatInstant} from '../domain/format.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {printableName} from '../lib/byte-names.js'
+import {removeTree} from '../lib/remove-tree.js'
 import {makeStagingDir} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {TarStream} from '../media-format/port.js'
@@ -167,7 +168,7 @@ export async function stageRestore(
   plan: RestorePlan,
 ): Promise<StagedRestore> {
   const staging = await makeStagingDir(source.tempRoot, 'restore')
-  const cleanup = () => rm(staging, {force: true, recursive: true})
+  const cleanup = () => removeTree(staging)
   const streamed = plan.media && mediaProviderFor(target.env.media!).prepare !== undefined
   try {
     const folder = join(staging, 'files')
@@ -288,7 +289,7 @@ export async function applyRestore(
     return result
   } finally {
     await media?.prepared?.discard()
-    await rm(tempDir, {force: true, recursive: true})
+    await removeTree(tempDir)
   }
 }
 
@@ -328,7 +329,7 @@ async function prepareMedia(
     if (target.signal.aborted) throw target.signal.reason
     throw untouched(error, plan.manifest.id, provider.location, check === undefined)
   } finally {
-    if (check) await rm(check, {force: true, recursive: true})
+    if (check) await removeTree(check)
   }
 
   return {prepared, provider}

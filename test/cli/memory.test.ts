@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {bigTreeParent} from '../helpers/big-tree.js'
@@ -23,18 +23,20 @@ async function peakRssOfCreate(fill: (media: string) => void, under?: string): P
 
 async function measure(project: Project, fill: (media: string) => void): Promise<number> {
   fill(join(project.root, 'media'))
+  return peakRss(project, ['create', '--media-only'])
+}
 
+/** Peak RSS (MiB) of one command, in a process of its own: its peak RSS is what is measured. */
+async function peakRss(project: Project, args: string[]): Promise<number> {
   const report = join(project.root, 'rss.txt')
-  // A process of its own: its peak RSS is what is measured.
   const result = await cli(
     project,
-    ['create', '--media-only'],
+    args,
     {NODE_OPTIONS: `--import=${join(repoRoot, 'test', 'fixtures', 'report-rss.mjs')}`, RSS_REPORT: report},
     {process: true},
   )
   expect(result.status, result.stderr).to.equal(0)
-  const peak = Number(readFileSync(report, 'utf8')) / 1024
-  return peak
+  return Number(readFileSync(report, 'utf8')) / 1024
 }
 
 /** Fills a media folder with `files` sparse files of `size` bytes each. */
@@ -55,20 +57,36 @@ describe('memory', () => {
     expect(large).to.be.lessThan(150)
   })
 
-  it('peak RSS of create stays under 150 MiB over 100,000 tiny files', async function () {
-    const peak = await peakRssOfCreate(
-      (media) => {
+  it('peak RSS of create, and of a restore in place, stays under 150 MiB over 100,000 tiny files', async function () {
+    // In memory where it can be: making and removing 100,000 files on a disk is seconds of system
+    // time, and the peak RSS of the commands does not depend on it.
+    const under = mkdtempSync(join(bigTreeParent(), 'divio-memory-'))
+    try {
+      const project = makeProject({under})
+      const created = await measure(project, (media) => {
         for (let index = 0; index < 100_000; index++) {
           const folder = join(media, String(index % 100))
           if (index < 100) mkdirSync(folder)
           writeFileSync(join(folder, `f${index}`), String(index))
         }
-        // In memory where it can be: making and removing 100,000 files on a disk is seconds of system
-        // time, and the peak RSS of the create does not depend on it.
-      },
-      mkdtempSync(join(bigTreeParent(), 'divio-memory-')),
-    )
-    console.log(`      peak RSS: ${peak.toFixed(0)} MiB over 100,000 tiny files`)
-    expect(peak).to.be.lessThan(150)
+      })
+      console.log(`      peak RSS: ${created.toFixed(0)} MiB over 100,000 tiny files`)
+      expect(created).to.be.lessThan(150)
+      // The restore extracts beside the media, swaps, then removes the media it replaced: all 100,000
+      // files again (a recursive fs.rm, which unlinks every name at once, took this to 280 MiB).
+      const restored = await peakRss(project, [
+        'restore',
+        'latest',
+        '--media-only',
+        '--confirm',
+        'local',
+        '--no-safety-backup',
+      ])
+      console.log(`      peak RSS: ${restored.toFixed(0)} MiB restoring them in place`)
+      expect(restored).to.be.lessThan(150)
+      expect(readdirSync(join(project.root, 'media', '7'))).to.have.length(1000)
+    } finally {
+      rmSync(under, {force: true, recursive: true})
+    }
   })
 })

@@ -3,6 +3,7 @@ import {join} from 'node:path'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {isPacked, Manifest} from '../../domain/manifest.js'
+import {removeTree} from '../../lib/remove-tree.js'
 import {makeStagingDir} from '../../lib/staging.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
@@ -332,7 +333,7 @@ async function blobsInvolving(
       }
     }
   } finally {
-    await rm(tempDir, {force: true, recursive: true})
+    await removeTree(tempDir)
   }
 
   return [...involved.values()]

@@ -10,6 +10,7 @@ import {isPacked, Manifest, MediaPacksComponent, StoredObject} from '../../domai
 import {BackupError} from '../../errors.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncPath} from '../../lib/fsync.js'
+import {removeTree} from '../../lib/remove-tree.js'
 import {makeStagingDir} from '../../lib/staging.js'
 import {BackupContext} from '../../services/context.js'
 import {readSmallObject} from '../../services/objects.js'
@@ -176,6 +177,6 @@ async function checkRebuildScripts(context: BackupContext, manifests: readonly M
       }
     }
   } finally {
-    await rm(tempDir, {force: true, recursive: true})
+    await removeTree(tempDir)
   }
 }

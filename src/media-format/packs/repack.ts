@@ -6,6 +6,7 @@ import {Readable} from 'node:stream'
 import {parseRecipient, X25519Identity} from '../../archive/age-keys.js'
 import {readTar} from '../../archive/tar-reader.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
+import {removeTree} from '../../lib/remove-tree.js'
 import {makeStagingDir} from '../../lib/staging.js'
 import {canCompress} from '../../lib/zstd.js'
 import {Catalog} from '../../services/catalog.js'
@@ -97,7 +98,7 @@ export async function repackPacks(
       into: [...new Set(copied.map(({to}) => to.name))].sort(),
     }
   } finally {
-    await rm(tempDir, {force: true, recursive: true})
+    await removeTree(tempDir)
   }
 }
 

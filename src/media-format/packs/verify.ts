@@ -1,5 +1,4 @@
 import {randomInt} from 'node:crypto'
-import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -8,6 +7,7 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {checkMediaArchive} from '../../archive/archive-check.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
+import {removeTree} from '../../lib/remove-tree.js'
 import {makeStagingDir} from '../../lib/staging.js'
 import {BackupContext} from '../../services/context.js'
 import {rememberFailedPacks} from '../../services/machine-state.js'
@@ -48,7 +48,7 @@ export async function verifyPacks(
     await rememberFailed(context, error)
     return [{detail: `${error.objectName}: ${error.message}`, name, ok: false}]
   } finally {
-    await rm(tempDir, {force: true, recursive: true})
+    await removeTree(tempDir)
   }
 }
 
@@ -165,6 +165,6 @@ export async function verifyPackSample(
     await rememberFailed(context, error)
     return [{detail: `${error.objectName}: ${error.message}`, name, ok: false}]
   } finally {
-    await rm(tempDir, {force: true, recursive: true})
+    await removeTree(tempDir)
   }
 }

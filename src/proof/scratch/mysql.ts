@@ -1,10 +1,11 @@
 import {createReadStream, existsSync} from 'node:fs'
-import {chmod, chown, mkdir, rm} from 'node:fs/promises'
+import {chmod, chown, mkdir} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {BackupError} from '../../errors.js'
 import {run, startReaper, startServer} from '../../lib/process.js'
+import {removeTree} from '../../lib/remove-tree.js'
 import {MysqlProvider} from '../../providers/database/mysql.js'
 import {ScratchDatabase} from './port.js'
 import {systemUser} from './system-user.js'
@@ -45,7 +46,7 @@ export async function mysqlScratch(folder: string, dumpPath: string, signal: Abo
       {env: {PATH: `${process.env.PATH}:/usr/sbin`, TMPDIR: folder}, signal},
     )
   } catch (error) {
-    await rm(folder, {force: true, recursive: true})
+    await removeTree(folder)
     guard.release()
     throw unavailable(error)
   }
@@ -64,7 +65,7 @@ export async function mysqlScratch(folder: string, dumpPath: string, signal: Abo
   ])
   const stop = async () => {
     await server.stop()
-    await rm(folder, {force: true, recursive: true})
+    await removeTree(folder)
     guard.release()
   }
 

@@ -1,9 +1,10 @@
 import {createReadStream, existsSync, readdirSync} from 'node:fs'
-import {chmod, chown, mkdir, rm} from 'node:fs/promises'
+import {chmod, chown, mkdir} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
 import {BackupError} from '../../errors.js'
 import {run, startReaper} from '../../lib/process.js'
+import {removeTree} from '../../lib/remove-tree.js'
 import {PostgresProvider} from '../../providers/database/postgres.js'
 import {ScratchDatabase} from './port.js'
 import {systemUser} from './system-user.js'
@@ -48,7 +49,7 @@ export async function postgresScratch(
   )
   const stop = async () => {
     await asServer('pg_ctl', ['-D', dataDir, '-m', 'immediate', 'stop']).catch(() => {})
-    await rm(folder, {force: true, recursive: true})
+    await removeTree(folder)
     guard.release()
   }
 

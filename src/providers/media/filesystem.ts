@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {chmod, lstat, readlink, realpath, rename, rm} from 'node:fs/promises'
+import {chmod, lstat, readlink, realpath, rename} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, join, posix} from 'node:path'
 import {Readable} from 'node:stream'
 
@@ -10,6 +10,7 @@ import {decodeName, encodeName, isUtf8Name, printableName} from '../../lib/byte-
 import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncFileSystem, syncPath} from '../../lib/fsync.js'
+import {removeTree} from '../../lib/remove-tree.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
@@ -71,7 +72,7 @@ export class FilesystemMediaProvider implements MediaProvider {
         )
       })
     } catch (error) {
-      await rm(fresh, {force: true, recursive: true})
+      await removeTree(fresh)
       throw error instanceof BackupError
         ? new BackupError(error.code, `${error.message} The media folder ${target} was not changed.`, {
             cause: error,
@@ -93,16 +94,16 @@ export class FilesystemMediaProvider implements MediaProvider {
           await rename(fresh, target)
         } catch (error) {
           if (existed) await rename(previous, target)
-          await rm(fresh, {force: true, recursive: true})
+          await removeTree(fresh)
           throw error
         }
 
         // The renames on disk before the previous media goes.
         await syncPath(parent)
-        if (existed) await rm(previous, {force: true, recursive: true})
+        if (existed) await removeTree(previous)
         return {...extracted, deleted: 0}
       },
-      discard: () => rm(fresh, {force: true, recursive: true}),
+      discard: () => removeTree(fresh),
     }
   }
 

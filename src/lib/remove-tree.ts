@@ -1,0 +1,78 @@
+import {lstat, opendir, rmdir, unlink} from 'node:fs/promises'
+
+/** Unlinks in flight at once, within one folder: enough to keep the thread pool's four threads busy. */
+const IN_FLIGHT = 16
+
+const SLASH = Buffer.from('/')
+
+/**
+ * Removes `path` and everything under it, as `rm -rf` does, in memory that does not grow with the
+ * tree: folders one at a time, depth first, each read as a stream of names, and at most IN_FLIGHT
+ * unlinks waiting at once. Nothing there is not an error.
+ *
+ * Why not fs.promises.rm: its recursive removal starts an unlink for every name of every folder at
+ * once. Over 100,000 files in 100 folders it peaked 190 MiB above where it started (rmSync: 10 MiB),
+ * which put a media restore, which removes the media it replaced, at 280 MiB.
+ *
+ * Names are bytes, so that names that are not UTF-8 are removed too; a link is removed, never followed.
+ */
+export async function removeTree(path: string): Promise<void> {
+  const root = Buffer.from(path)
+  const stats = await lstat(root).catch(missingIsUndefined)
+  if (stats === undefined) return
+  await (stats.isDirectory() ? removeFolder(root) : unlink(root).catch(missingIsUndefined))
+}
+
+async function removeFolder(folder: Buffer): Promise<void> {
+  const inFlight = new Set<Promise<void>>()
+  const failures: unknown[] = []
+  const folders: Buffer[] = []
+  // Removing names while the folder is read is safe: a name not yet read stays readable.
+  // Node.js gives names as bytes for the 'buffer' encoding, which its types do not list for opendir.
+  const names = {bufferSize: 128, encoding: 'buffer' as BufferEncoding}
+  for await (const entry of await opendir(folder, names)) {
+    const child = Buffer.concat([folder, SLASH, entry.name as unknown as Buffer])
+    if (entry.isDirectory()) {
+      folders.push(child)
+      continue
+    }
+
+    const removal = removeEntry(child).then(
+      () => {
+        inFlight.delete(removal)
+      },
+      (error: unknown) => {
+        inFlight.delete(removal)
+        failures.push(error)
+      },
+    )
+    inFlight.add(removal)
+    if (inFlight.size >= IN_FLIGHT) await Promise.race(inFlight)
+    if (failures.length > 0) break
+  }
+
+  await Promise.all(inFlight)
+  if (failures.length > 0) throw failures[0]
+  // Only this folder's subfolders are remembered, never a whole level of the tree.
+  for (const subfolder of folders) await removeFolder(subfolder)
+  await rmdir(folder).catch(missingIsUndefined)
+}
+
+/** Unlinks a name that the folder's listing did not say is a folder: one whose type it did not know may be. */
+async function removeEntry(path: Buffer): Promise<void> {
+  try {
+    await unlink(path)
+  } catch (error) {
+    const {code} = error as NodeJS.ErrnoException
+    if (code === 'ENOENT') return
+    if (code !== 'EISDIR' && code !== 'EPERM') throw error
+    const stats = await lstat(path).catch(missingIsUndefined)
+    if (stats?.isDirectory()) await removeFolder(path)
+    else if (stats !== undefined) throw error
+  }
+}
+
+function missingIsUndefined(error: unknown): undefined {
+  if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+  throw error
+}

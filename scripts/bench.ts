@@ -288,6 +288,25 @@ async function main(): Promise<void> {
       scenario: `memory: ${tiny.toLocaleString('en')} tiny files`,
       target: '≤ 150 MB',
     })
+    // Reading that backup back: verify checks every member against the listing as it streams by, and
+    // download writes media.tar; both work per member, as create does per file.
+    const readBack = [
+      ['verify', 'verify latest'],
+      ['download', `download latest --media-only -o ${join(many, 'download')}`],
+    ]
+    for (const [command, args] of readBack) {
+      const reading = measure(`${cliCommand(args)} >/dev/null`, {
+        cwd: many,
+        env: {...env, DIVIO_BACKUP_STORE: join(many, 'store')},
+      })
+      row({
+        ours: {...reading, command},
+        scenario: `memory: ${tiny.toLocaleString('en')} tiny files, ${command}`,
+        target: '≤ 150 MB',
+      })
+    }
+
+    rmSync(join(many, 'download'), {force: true, recursive: true})
     // The same tree incrementally: the first backup, then an unchanged one (it merges the previous
     // index with the walk, both of every file).
     const packedMany = {...env, DIVIO_BACKUP_MEDIA_FORMAT: 'packs', DIVIO_BACKUP_STORE: join(many, 'packs-store')}

@@ -38,9 +38,10 @@ export interface ServiceCaller {
  * as if it had run here. Its notices, details and progress reach the caller's reporter; the caller's
  * signal reaches the service's context. The main thread only relays, so its own heap stays small.
  *
- * The thread is started on first use and kept, idle and never holding the process, for the next
- * command in the same process (a host that runs several, or the tests): starting one and loading the
- * services into it costs about 0.2 CPU-s. One service runs on it at a time.
+ * A thread runs one service at a time. Once it has answered, it is kept, idle and never holding the
+ * process, for the next command in the same process (a host that runs several, or the tests): starting
+ * one and loading the services into it costs about 0.2 CPU-s. A command that starts while another
+ * runs gets a thread of its own.
  */
 export async function onServiceThread<Name extends ThreadServiceName>(
   service: Name,
@@ -48,9 +49,8 @@ export async function onServiceThread<Name extends ThreadServiceName>(
   caller: ServiceCaller,
 ): Promise<ThreadServiceResult<Name>> {
   const {reporter, signal} = caller
-  if (running) throw new BackupError('INTERNAL', `The ${service} cannot start: another service is still running here.`)
-  running = true
-  const worker = serviceThread()
+  const worker = idleThread ?? startServiceThread()
+  idleThread = undefined
   const run = nextRun++
   const outcome = deferred<ThreadServiceResult<Name>>()
   const progress = new Map<number, Progress>()
@@ -146,25 +146,31 @@ export async function onServiceThread<Name extends ThreadServiceName>(
     worker.off('exit', onExit)
     // Idle, the thread never holds the process (after the listeners: adding one refs it again).
     worker.unref()
-    running = false
+    keepOrEnd(worker)
   }
 }
 
-let thread: undefined | Worker
-let running = false
+/** The thread kept for the next run, if one is. */
+let idleThread: undefined | Worker
+const ended = new WeakSet<Worker>()
 let nextRun = 1
 
-/** The service thread, started now unless it is already up. */
-function serviceThread(): Worker {
-  if (thread !== undefined) return thread
+function startServiceThread(): Worker {
   const started = startModuleWorker('service-thread/service-worker', {resourceLimits: SERVICE_THREAD_LIMITS})
-  // A thread that died (out of heap, say) is replaced by the next run; its own run has been told.
+  // A thread that died (out of heap, say) is not kept; its own run has been told why.
   started.on('error', () => {})
   started.once('exit', () => {
-    if (thread === started) thread = undefined
+    ended.add(started)
+    if (idleThread === started) idleThread = undefined
   })
-  thread = started
   return started
+}
+
+/** One idle thread is kept; a second (from commands that ran side by side) ends. */
+function keepOrEnd(worker: Worker): void {
+  if (ended.has(worker)) return
+  if (idleThread === undefined) idleThread = worker
+  else worker.terminate().catch(() => {})
 }
 
 /** The thread itself failed (not the service, which answers with its error): out of heap, most likely. */

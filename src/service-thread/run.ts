@@ -1,5 +1,6 @@
-import {Worker} from 'node:worker_threads'
+import {MessageChannel, Worker} from 'node:worker_threads'
 
+import {serveCipherRequests} from '../archive/cipher-server.js'
 import {ContextRequest} from '../cli/context.js'
 import {BackupError} from '../errors.js'
 import {deferred} from '../lib/deferred.js'
@@ -156,7 +157,15 @@ const ended = new WeakSet<Worker>()
 let nextRun = 1
 
 function startServiceThread(): Worker {
-  const started = startModuleWorker('service-thread/service-worker', {resourceLimits: SERVICE_THREAD_LIMITS})
+  // The thread's cipher work is done here, where the thread's command only waits (serveCipherFrom).
+  const {port1: here, port2: there} = new MessageChannel()
+  serveCipherRequests(here)
+  here.unref()
+  const started = startModuleWorker('service-thread/service-worker', {
+    resourceLimits: SERVICE_THREAD_LIMITS,
+    transferList: [there],
+    workerData: {cipher: there},
+  })
   // A thread that died (out of heap, say) is not kept; its own run has been told why.
   started.on('error', () => {})
   started.once('exit', () => {

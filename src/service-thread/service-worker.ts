@@ -1,5 +1,6 @@
-import {parentPort} from 'node:worker_threads'
+import {MessagePort, parentPort, workerData} from 'node:worker_threads'
 
+import {serveCipherFrom} from '../archive/cipher-thread.js'
 import {serviceContext, serviceSetup} from '../cli/context.js'
 import {deferred, Deferred} from '../lib/deferred.js'
 import {BackupContext, noProgress, Progress, Reporter} from '../services/context.js'
@@ -14,6 +15,7 @@ import {ThreadCaller, ThreadServiceName, threadServices} from './services.js'
  */
 
 const port = parentPort!
+serveCipherFrom((workerData as {cipher: MessagePort}).cipher)
 
 /** The run under way: its signal, and the confirmation it asked for and has no answer to yet. */
 let current: undefined | {confirming?: Deferred<void>; run: number; stop: AbortController}

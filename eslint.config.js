@@ -22,6 +22,11 @@ export default [
             'Remove a tree with removeTree (src/lib/remove-tree.ts): a recursive fs.rm starts an unlink for every name at once, so its memory grows with the tree, and rmSync blocks the thread.',
           selector: "CallExpression[callee.name=/^rm(Sync)?$/] ObjectExpression > Property[key.name='recursive']",
         },
+        {
+          message:
+            "Write a stream's data to a file with createFileSink (src/lib/file-sink.ts): fs.createWriteStream waits for each 16 KiB it is given to be written, and never gives lent buffers back.",
+          selector: "CallExpression[callee.name='createWriteStream']",
+        },
       ],
     },
   },

@@ -1,5 +1,4 @@
 import {createHash} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
 import {chmod, lstat, lutimes, mkdir, readlink, symlink, unlink, utimes} from 'node:fs/promises'
 import {dirname, isAbsolute, join, resolve} from 'node:path'
 import {Readable, Transform} from 'node:stream'
@@ -8,6 +7,7 @@ import {pipeline} from 'node:stream/promises'
 import {BackupError} from '../errors.js'
 import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
 import {readUmask} from '../lib/file-io.js'
+import {createFileSink} from '../lib/file-sink.js'
 import {isInside} from '../lib/paths.js'
 import {removeTree} from '../lib/remove-tree.js'
 import {FileWriteError, SmallFileWriter} from './file-writer.js'
@@ -330,7 +330,7 @@ async function writeLargeFile(member: TarMember, destination: Buffer): Promise<s
     },
   })
   // "wx" fails on any existing name, a symlink included, so nothing is written through one.
-  await pipeline(member.body, hashing, createWriteStream(destination, {flags: 'wx', mode: 0o600})).catch(
+  await pipeline(member.body, hashing, createFileSink(destination, {flags: 'wx', mode: 0o600})).catch(
     (error: NodeJS.ErrnoException) => {
       if (error.code === 'EEXIST' || error.code === 'EISDIR') {
         throw unsafe(member, 'a file, folder or link of that name was already extracted')

@@ -1,12 +1,12 @@
 import {createHash} from 'node:crypto'
 import {once} from 'node:events'
-import {createWriteStream, WriteStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
-import {Readable} from 'node:stream'
+import {Readable, Writable} from 'node:stream'
 
 import {BackupError} from '../errors.js'
+import {createFileSink} from '../lib/file-sink.js'
 import {LISTING_MEMBER, ListingRow, ListingSink} from './media-tar.js'
 
 export const LISTING_FORMAT = 'divio-media-listing'
@@ -18,7 +18,7 @@ const SPOOL_BYTES = 64 * 1024
  */
 export function createListingFile(folder: string): ListingSink {
   const path = join(folder, 'MANIFEST.json')
-  const output: WriteStream = createWriteStream(path, {flags: 'wx', mode: 0o600})
+  const output: Writable = createFileSink(path, {flags: 'wx', mode: 0o600})
   let failure: Error | undefined
   output.on('error', (error) => {
     failure = error

@@ -1,3 +1,4 @@
+import {PathLike} from 'node:fs'
 import {FileHandle, open} from 'node:fs/promises'
 import {Writable} from 'node:stream'
 
@@ -30,7 +31,7 @@ export function fileSink(handle: FileHandle): Writable {
  * A new file at `path` as a stream's sink, like fs.createWriteStream with `flags` and `mode`, but
  * writing as {@link fileSink} does. The file is closed when the stream finishes or is destroyed.
  */
-export function createFileSink(path: string, options: {flags: string; mode: number}): Writable {
+export function createFileSink(path: PathLike, options: {flags: string; mode: number}): Writable {
   let handle: FileHandle | undefined
   const close = async () => {
     const opened = handle

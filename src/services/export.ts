@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {createReadStream, createWriteStream} from 'node:fs'
+import {createReadStream} from 'node:fs'
 import {rename, rm, stat, writeFile} from 'node:fs/promises'
 import {dirname, join, relative, resolve} from 'node:path'
 import {pipeline} from 'node:stream/promises'
@@ -7,6 +7,7 @@ import {pipeline} from 'node:stream/promises'
 import {HashingStream} from '../archive/hash.js'
 import {Manifest, MANIFEST_NAME, objectsOf} from '../domain/manifest.js'
 import {BackupError, describeIoError} from '../errors.js'
+import {createFileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {removeTree} from '../lib/remove-tree.js'
@@ -140,7 +141,7 @@ function plainFiles(
         identities,
         object: content.object,
         plaintext: content.plaintext,
-        sink: createWriteStream(path, {mode: 0o600}),
+        sink: createFileSink(path, {flags: 'w', mode: 0o600}),
       }),
   })
   return [
@@ -187,7 +188,7 @@ function rawFiles(context: BackupContext, manifest: Manifest): PlannedFile[] {
         const progress = context.reporter.progress(object.name, object.bytes)
         const hashing = new HashingStream()
         hashing.on('data', (chunk: Buffer) => progress.advance(chunk.length))
-        await pipeline(source, hashing, createWriteStream(path, {mode: 0o600}), {signal: context.signal})
+        await pipeline(source, hashing, createFileSink(path, {flags: 'w', mode: 0o600}), {signal: context.signal})
         progress.done()
       },
     })),

@@ -19,6 +19,7 @@ import {Readable} from 'node:stream'
 import {extractMediaArchive} from '../../src/archive/extract.js'
 import {BackupError} from '../../src/errors.js'
 import {craftTar, listingFor, CraftedMember as Member} from '../helpers/crafted-tar.js'
+import {lendingSource} from '../helpers/lending-source.js'
 import {snapshotTree} from '../helpers/project.js'
 
 describe('media extraction', () => {
@@ -43,6 +44,32 @@ describe('media extraction', () => {
     expect(await extractMediaArchive(Readable.from([tar]), target)).to.deep.equal({bytes: 5, files: 1, skipped: []})
     expect(readFileSync(join(target, 'a', 'one.txt'), 'utf8')).to.equal('hello')
     expect(readlinkSync(join(target, 'latest'))).to.equal('a/one.txt')
+  })
+
+  it('writes large files right from lent chunks, and gives the chunks back', async () => {
+    const text = (seed: number, length: number) =>
+      Array.from({length}, (_, index) => String.fromCodePoint(97 + ((index * 7919 + seed) % 26))).join('')
+    // Above and below the size at which files stream instead of going to the writer thread.
+    const files = [
+      {body: text(1, 700_000), path: 'big/one.bin'},
+      {body: 'small', path: 'small.txt'},
+      {body: text(2, 300_000), path: 'big/two.bin'},
+      {body: text(3, 1_000_001), path: 'three.bin'},
+    ]
+    const tar = craftTar([
+      {path: 'media/', type: 'Directory'},
+      {path: 'media/big/', type: 'Directory'},
+      ...files.map(({body, path}) => ({body, path: `media/${path}`, type: 'File' as const})),
+      listingFor(files),
+    ])
+    // A chunk the size of age's, and one that straddles every member boundary.
+    for (const chunkBytes of [64 * 1024, 100_003]) {
+      rmSync(target, {force: true, recursive: true})
+      const source = lendingSource(tar, chunkBytes)
+      await extractMediaArchive(source.stream, target)
+      for (const {body, path} of files) expect(readFileSync(join(target, path), 'latin1'), path).to.equal(body)
+      expect(source.reused(), 'chunks given back').to.be.greaterThan(0)
+    }
   })
 
   // Every kind of mode a file can have: the ones the umask leaves whole, and the ones it does not.

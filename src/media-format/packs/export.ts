@@ -1,4 +1,4 @@
-import {createReadStream, createWriteStream} from 'node:fs'
+import {createReadStream} from 'node:fs'
 import {rename, rm, stat, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
 import {PassThrough} from 'node:stream'
@@ -8,6 +8,7 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {HashingStream} from '../../archive/hash.js'
 import {isPacked, Manifest, MediaPacksComponent, StoredObject} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
+import {createFileSink} from '../../lib/file-sink.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncPath} from '../../lib/fsync.js'
 import {removeTree} from '../../lib/remove-tree.js'
@@ -125,7 +126,7 @@ async function exportPack(
   const partial = `${path}.partial`
   const hashing = new HashingStream()
   try {
-    await pipeline(await context.store.get(key), hashing, createWriteStream(partial, {mode: 0o600}), {
+    await pipeline(await context.store.get(key), hashing, createFileSink(partial, {flags: 'w', mode: 0o600}), {
       signal: context.signal,
     })
     if (!matchesSigned(hashing)) throw refuse()

@@ -1,4 +1,3 @@
-import {createWriteStream} from 'node:fs'
 import {pipeline as pipelineCallback, Transform} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
 
@@ -6,6 +5,7 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {HashingStream} from '../../archive/hash.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
+import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
 import {catalogOf} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
@@ -149,7 +149,7 @@ async function writePackedMedia(
   const {checked, stream} = await openPackedMedia(context, manifest, options)
   const hashing = new HashingStream()
   await Promise.all([
-    pipeline(stream, hashing, createWriteStream(options.path, {flags: 'wx', mode: 0o600}), {signal: context.signal}),
+    pipeline(stream, hashing, createFileSink(options.path, {flags: 'wx', mode: 0o600}), {signal: context.signal}),
     checked,
   ])
   await syncPath(options.path)

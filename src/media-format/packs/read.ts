@@ -1,5 +1,5 @@
 import {createHash} from 'node:crypto'
-import {createReadStream, createWriteStream} from 'node:fs'
+import {createReadStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
@@ -12,6 +12,7 @@ import {createListingFile} from '../../archive/listing.js'
 import {createMediaTar, MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
+import {createFileSink} from '../../lib/file-sink.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {readPackTrust} from './check.js'
@@ -35,7 +36,7 @@ export async function readIndexFile(
   path: string,
 ): Promise<void> {
   const {index} = manifest.components.media as MediaPacksComponent
-  const file = createWriteStream(path, {flags: 'wx', mode: 0o600})
+  const file = createFileSink(path, {flags: 'wx', mode: 0o600})
   if (index.encoding !== 'gzip') {
     await readVerified(context, manifest, {
       hashHere: true,

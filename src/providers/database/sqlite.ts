@@ -1,11 +1,11 @@
 import {randomBytes} from 'node:crypto'
-import {createWriteStream} from 'node:fs'
 import {open, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../../errors.js'
+import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
 import {canCompress} from '../../lib/zstd.js'
 import {sqliteFacts} from './facts.js'
@@ -37,7 +37,7 @@ export class SqliteProvider implements DatabaseProvider {
     const fresh = join(dirname(this.path), `.${basename(this.path)}.restore-${randomBytes(6).toString('hex')}`)
     const mode = (await stat(this.path).catch(() => {}))?.mode ?? 0o644
     try {
-      await pipeline(dump, createWriteStream(fresh, {flags: 'wx', mode: mode % 0o1000}), {signal: options.signal})
+      await pipeline(dump, createFileSink(fresh, {flags: 'wx', mode: mode % 0o1000}), {signal: options.signal})
       await syncPath(fresh)
       const result = await (await sqliteEngine()).quickCheck(fresh, {signal: options.signal})
       if (result !== 'ok') throw new Error(`quick_check says ${result}`)

@@ -1,6 +1,7 @@
 import {createHash} from 'node:crypto'
 import {Readable} from 'node:stream'
 
+import {giveBack} from '../lib/buffer-loan.js'
 import {printableName} from '../lib/byte-names.js'
 import {describeType, safePath, symlinkTarget, unsafe} from './extract.js'
 import {ListingCheck} from './listing.js'
@@ -70,7 +71,12 @@ export async function checkMediaArchive(
       case 'file': {
         if (hashContents) {
           const hash = createHash('sha256')
-          for await (const chunk of member.body) hash.update(chunk as Buffer)
+          for await (const chunk of member.body) {
+            hash.update(chunk as Buffer)
+            // The last to read it: a decrypted chunk's memory is freed now, not at a collection.
+            giveBack(chunk as Buffer)
+          }
+
           check.add(path, hash.digest('hex'))
         }
 

@@ -6,6 +6,7 @@ import {AgeError, createDecryptStream} from '../archive/age.js'
 import {HashingStream, OffThreadHashingStream} from '../archive/hash.js'
 import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
+import {giveBack} from '../lib/buffer-loan.js'
 import {ProcessError} from '../lib/process.js'
 import {isZstdDataError, zstdDecompressor} from '../lib/zstd.js'
 import {ObjectNotFoundError} from '../store/port.js'
@@ -125,7 +126,8 @@ function wrongIdentity(context: BackupContext, manifest: Manifest): BackupError 
 
 function discard(): Writable {
   return new Writable({
-    write(_chunk, _encoding, callback) {
+    write(chunk: Buffer, _encoding, callback) {
+      giveBack(chunk)
       callback()
     },
   })

@@ -9,6 +9,7 @@ import {checkMediaArchive} from '../../src/archive/archive-check.js'
 import {extractMediaArchive} from '../../src/archive/extract.js'
 import {PathKind, PathTable} from '../../src/archive/path-table.js'
 import {craftTar, listingFor} from '../helpers/crafted-tar.js'
+import {lendingSource} from '../helpers/lending-source.js'
 
 type MemberType = 'Directory' | 'File' | 'SymbolicLink'
 
@@ -98,6 +99,36 @@ describe('media archive check (verify)', () => {
       )
     }
   })
+})
+
+describe('media archive check, on chunks that go round', () => {
+  const text = (seed: number, length: number) =>
+    Array.from({length}, (_, index) => String.fromCodePoint(97 + ((index * 7919 + seed) % 26))).join('')
+  const files = [
+    {body: text(1, 700_000), path: 'one.bin'},
+    {body: 'small', path: 'small.txt'},
+    {body: text(2, 1_000_001), path: 'two.bin'},
+  ]
+  const members = (bodies: string[]) =>
+    craftTar([
+      {path: 'media/', type: 'Directory'},
+      ...files.map(({path}, index) => ({body: bodies[index], path: `media/${path}`, type: 'File' as const})),
+      listingFor(files),
+    ])
+
+  // What it hashes is given back once hashed: a source that refills given-back buffers must not change the verdict.
+  for (const chunkBytes of [64 * 1024, 100_003]) {
+    it(`passes an archive that matches its listing, fails one that does not, and gives chunks back (${chunkBytes} a chunk)`, async () => {
+      const good = lendingSource(members(files.map(({body}) => body)), chunkBytes)
+      expect(await checkMediaArchive(good.stream, 'filesystem')).to.deep.equal({bytes: 1_700_006, files: 3})
+      expect(good.reused(), 'chunks given back').to.be.greaterThan(0)
+
+      const changed = files.map(({body}) => body)
+      changed[2] = `${changed[2].slice(0, 900_000)}X${changed[2].slice(900_001)}`
+      const bad = lendingSource(members(changed), chunkBytes)
+      expect(await verdict(() => checkMediaArchive(bad.stream, 'filesystem'))).to.match(/do not match/)
+    })
+  }
 })
 
 describe('path table', () => {

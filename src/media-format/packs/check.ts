@@ -6,6 +6,7 @@ import {HashingStream} from '../../archive/hash.js'
 import {readTar} from '../../archive/tar-reader.js'
 import {isPacked, Manifest, PackObject, StoredObject} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
+import {giveBack} from '../../lib/buffer-loan.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError} from '../../services/read.js'
 import {ObjectNotFoundError} from '../../store/port.js'
@@ -90,7 +91,11 @@ export async function checkPack(
     tar = opened.tar
     for await (const member of readTar(tar)) {
       const hash = createHash('sha256')
-      for await (const chunk of member.body) hash.update(chunk as Buffer)
+      for await (const chunk of member.body) {
+        hash.update(chunk as Buffer)
+        giveBack(chunk as Buffer)
+      }
+
       if (hash.digest('hex') !== member.path)
         throw new ObjectCheckError(where, `blob ${member.path.slice(0, 12)}… does not match its id`)
       ids.add(member.path)

@@ -9,6 +9,7 @@ import {LISTING_MEMBER, MEDIA_PREFIX, MediaEntry} from '../../archive/media-tar.
 import {readTar, TarMember} from '../../archive/tar-reader.js'
 import {S3Location} from '../../config/s3-location.js'
 import {BackupError} from '../../errors.js'
+import {giveBack} from '../../lib/buffer-loan.js'
 import {isUtf8Name} from '../../lib/byte-names.js'
 import {createS3Client, getObject, s3Failure} from '../../lib/s3.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary} from './port.js'
@@ -135,7 +136,11 @@ export class S3MediaProvider implements MediaProvider {
         const hash = createHash('sha256')
         if (!isUtf8Name(path)) {
           // An S3 key is UTF-8: this name has no key. Its content is still checked against the listing.
-          for await (const chunk of member.body) hash.update(chunk as Buffer)
+          for await (const chunk of member.body) {
+            hash.update(chunk as Buffer)
+            giveBack(chunk as Buffer)
+          }
+
           check.add(path, hash.digest('hex'))
           const why = 'its name is not UTF-8, and an S3 key must be'
           skipped.push({path, why})

@@ -2,7 +2,7 @@ import {createHash, Hash} from 'node:crypto'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 
-import {BufferLender} from '../lib/buffer-loan.js'
+import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
 import {closeFile, openForReading, readInto} from '../lib/file-io.js'
 import {encodeTarHeader} from './tar-header.js'
@@ -307,6 +307,8 @@ async function* copyStreamed(entry: MediaEntry, hash: Hash | undefined, out: Bat
       remaining -= part.length
       hash?.update(part)
       out.append(part)
+      // Copied: a chunk lent by the stages before (a decrypted one, from a pack) is done with.
+      giveBack(chunk)
       if (out.ready.length > 0) yield* out.take()
       // Stop early only for a file that grew; otherwise let the stream end by itself, because an
       // iterator left early destroys it with an AbortError, whose stack trace costs more than a read.

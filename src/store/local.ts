@@ -6,7 +6,7 @@ import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
-import {BufferLender} from '../lib/buffer-loan.js'
+import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
@@ -40,6 +40,13 @@ export interface LocalStoreOptions {
 export class LocalStore implements Store {
   readonly description: string
   readonly local = true
+  /**
+   * Full-size read buffers given back, shared by the files this store reads: a packed download or
+   * restore reads one pack after another, and each pack's stream made its own (161 MiB of new buffers
+   * for the 42 packs of the bench tree). The store's, so that a host's process keeps none once the
+   * command that opened it is done.
+   */
+  private readonly fullReads = new BufferLender(4)
   private rootChecked = false
 
   constructor(
@@ -67,7 +74,7 @@ export class LocalStore implements Store {
     assertValidKey(key)
     if (!(await this.rootExists())) throw new ObjectNotFoundError(key)
     try {
-      return new FileSource(await open(this.pathOf(key), constants.O_RDONLY))
+      return new FileSource(await open(this.pathOf(key), constants.O_RDONLY), this.fullReads)
     } catch (error) {
       if (isMissing(error)) throw new ObjectNotFoundError(key)
       throw error
@@ -275,14 +282,18 @@ function storeTime(info: {ctimeMs: number; mtimeMs: number}): Date {
  * Reads a file in chunks lent (buffer-loan.ts): a chunk given back reads a later one. The first read
  * is small and each full one doubles the next, up to READ_CHUNK: most objects read whole are small
  * (manifests), and a buffer of READ_CHUNK for each of a thousand of them made V8 collect its whole
- * heap dozens of times in a `list`. The file is closed before the stream says 'close', so nothing of
- * it is open once a command is done.
+ * heap dozens of times in a `list`. A full-size buffer that another file of the store gave back
+ * (`fullReads`) is used at once, since it costs nothing new. The file is closed before the stream says 'close', so nothing of it is
+ * open once a command is done.
  */
 class FileSource extends Readable {
   private readonly lender = new BufferLender(4)
   private nextRead = FIRST_READ
 
-  constructor(private readonly handle: FileHandle) {
+  constructor(
+    private readonly handle: FileHandle,
+    private readonly fullReads: BufferLender,
+  ) {
     super({highWaterMark: READ_CHUNK})
   }
 
@@ -294,15 +305,25 @@ class FileSource extends Readable {
   }
 
   override _read(): void {
-    const wanted = this.nextRead
-    const spare = this.lender.borrowBack()
+    const shared = this.fullReads.borrowBack()
+    const wanted = shared === undefined ? this.nextRead : READ_CHUNK
+    const lender = wanted === READ_CHUNK ? this.fullReads : this.lender
+    const spare = shared ?? this.lender.borrowBack()
     const buffer =
       spare !== undefined && spare.byteLength >= wanted ? Buffer.from(spare) : Buffer.allocUnsafeSlow(wanted)
     this.handle.read(buffer, 0, wanted, null).then(
       ({bytesRead}) => {
         if (this.destroyed) return
         if (bytesRead === wanted) this.nextRead = Math.min(2 * wanted, READ_CHUNK)
-        this.push(bytesRead === 0 ? null : this.lender.lend(buffer.subarray(0, bytesRead)))
+        const chunk = lender.lend(buffer.subarray(0, bytesRead))
+        if (bytesRead > 0) {
+          this.push(chunk)
+          return
+        }
+
+        // The end: the buffer read nothing, and goes back for the next file.
+        giveBack(chunk)
+        this.push(null)
       },
       (error: Error) => this.destroy(error),
     )

@@ -5,6 +5,7 @@ import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
+import {freeNow} from '../lib/buffer-loan.js'
 import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
 import {readUmask} from '../lib/file-io.js'
 import {createFileSink} from '../lib/file-sink.js'
@@ -311,7 +312,10 @@ async function extractFile(
   {check, destination, path, writer}: {check: ListingCheck; destination: Buffer; path: string; writer: SmallFileWriter},
 ): Promise<void> {
   if (member.size <= SMALL_FILE_BYTES) {
-    await writer.add(path, destination, await member.contents(), {mode: member.mode % 0o1_0000, mtime: member.mtime})
+    const contents = await member.contents()
+    await writer.add(path, destination, contents, {mode: member.mode % 0o1_0000, mtime: member.mtime})
+    // Copied into the writer's batch; a buffer of its own, freed now rather than at a collection.
+    freeNow(contents)
     return
   }
 

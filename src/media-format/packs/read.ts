@@ -12,6 +12,7 @@ import {createListingFile} from '../../archive/listing.js'
 import {createMediaTar, MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
+import {freeNow} from '../../lib/buffer-loan.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
@@ -183,7 +184,8 @@ function smallFileContent(reader: PackReader, entry: IndexEntry, indexName: stri
       throw new ObjectCheckError(indexName, `${entry.path}: its blob holds ${content.length} bytes, not ${entry.size}`)
     }
 
-    return {content, sha256: blob}
+    // The archive copies it, then releases it: a buffer of its own, freed then rather than at a collection.
+    return {content, release: () => freeNow(content), sha256: blob}
   })()
   // Settled by the archive; this only keeps a read that a stopped archive never awaits from being an
   // unhandled rejection.

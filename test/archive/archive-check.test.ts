@@ -8,7 +8,7 @@ import {Readable} from 'node:stream'
 import {checkMediaArchive} from '../../src/archive/archive-check.js'
 import {extractMediaArchive} from '../../src/archive/extract.js'
 import {PathKind, PathTable} from '../../src/archive/path-table.js'
-import {craftTar, listingFor} from '../helpers/crafted-tar.js'
+import {craftTar, letters, listingFor} from '../helpers/crafted-tar.js'
 import {lendingSource} from '../helpers/lending-source.js'
 
 type MemberType = 'Directory' | 'File' | 'SymbolicLink'
@@ -102,12 +102,10 @@ describe('media archive check (verify)', () => {
 })
 
 describe('media archive check, on chunks that go round', () => {
-  const text = (seed: number, length: number) =>
-    Array.from({length}, (_, index) => String.fromCodePoint(97 + ((index * 7919 + seed) % 26))).join('')
   const files = [
-    {body: text(1, 700_000), path: 'one.bin'},
+    {body: letters(1, 700_000), path: 'one.bin'},
     {body: 'small', path: 'small.txt'},
-    {body: text(2, 1_000_001), path: 'two.bin'},
+    {body: letters(2, 1_000_001), path: 'two.bin'},
   ]
   const members = (bodies: string[]) =>
     craftTar([

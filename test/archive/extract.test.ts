@@ -18,7 +18,7 @@ import {Readable} from 'node:stream'
 
 import {extractMediaArchive} from '../../src/archive/extract.js'
 import {BackupError} from '../../src/errors.js'
-import {craftTar, listingFor, CraftedMember as Member} from '../helpers/crafted-tar.js'
+import {craftTar, letters, listingFor, CraftedMember as Member} from '../helpers/crafted-tar.js'
 import {lendingSource} from '../helpers/lending-source.js'
 import {snapshotTree} from '../helpers/project.js'
 
@@ -47,14 +47,12 @@ describe('media extraction', () => {
   })
 
   it('writes large files right from lent chunks, and gives the chunks back', async () => {
-    const text = (seed: number, length: number) =>
-      Array.from({length}, (_, index) => String.fromCodePoint(97 + ((index * 7919 + seed) % 26))).join('')
     // Above and below the size at which files stream instead of going to the writer thread.
     const files = [
-      {body: text(1, 700_000), path: 'big/one.bin'},
+      {body: letters(1, 700_000), path: 'big/one.bin'},
       {body: 'small', path: 'small.txt'},
-      {body: text(2, 300_000), path: 'big/two.bin'},
-      {body: text(3, 1_000_001), path: 'three.bin'},
+      {body: letters(2, 300_000), path: 'big/two.bin'},
+      {body: letters(3, 1_000_001), path: 'three.bin'},
     ]
     const tar = craftTar([
       {path: 'media/', type: 'Directory'},

@@ -10,6 +10,11 @@ export interface CraftedMember {
   type: 'CharacterDevice' | 'Directory' | 'FIFO' | 'File' | 'Link' | 'SymbolicLink'
 }
 
+/** `length` lowercase letters that vary with `seed`: a body large enough to stream, whose bytes show any mix-up. */
+export function letters(seed: number, length: number): string {
+  return Array.from({length}, (_, index) => String.fromCodePoint(97 + ((index * 7919 + seed) % 26))).join('')
+}
+
 /** A tar built member by member, the way an attacker would: any path, any type, in any order. */
 export function craftTar(members: CraftedMember[]): Buffer {
   const blocks: Buffer[] = []

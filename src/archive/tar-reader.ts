@@ -1,5 +1,6 @@
 import {Readable} from 'node:stream'
 
+import {giveBack} from '../lib/buffer-loan.js'
 import {decodeName} from '../lib/byte-names.js'
 
 /** One member of a tar archive, as {@link readTar} yields it. */
@@ -293,6 +294,7 @@ class ChunkInput {
       const chunk = await this.chunk(Number.POSITIVE_INFINITY)
       if (chunk === undefined) return
       if (!isZero(chunk)) throw new Error('the archive is damaged: data follows its end-of-archive block')
+      giveBack(chunk)
     }
   }
 
@@ -329,6 +331,8 @@ class ChunkInput {
       const chunk = await this.chunk(left)
       if (chunk === undefined) throw truncated('the archive ends inside a member')
       left -= chunk.length
+      // Skipped, so read last here: a lent chunk goes back to its stage (buffer-loan.ts).
+      giveBack(chunk)
     }
   }
 }
@@ -372,6 +376,7 @@ class Member implements TarMember {
       const chunk = await this.input.chunk(this.size - filled)
       if (chunk === undefined) throw truncated(`${this.path} is cut short`)
       filled += chunk.copy(data, filled)
+      giveBack(chunk)
     }
 
     return data
@@ -424,6 +429,7 @@ class MemberBody extends Readable {
       const chunk = await this.input.chunk(this.left)
       if (chunk === undefined) throw this.shortError()
       this.left -= chunk.length
+      giveBack(chunk)
     }
 
     if (!this.destroyed) this.destroy()

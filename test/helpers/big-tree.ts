@@ -108,9 +108,11 @@ export function bigTree(): BigTree {
   }
 
   // A few large files, over one 1 MiB blob and several archive batches: two that compress, and two
-  // like videos, which do not (a deterministic keystream), so that packs of both kinds are made.
+  // like videos, which do not (a deterministic keystream), so that packs of both kinds are made. The
+  // last has a name that is not UTF-8: large files stream to a path given as bytes.
   for (let index = 0; index < 4; index++) {
-    const path = join(root, 'alpha', `large-${index}.bin`)
+    const name = index === 3 ? latin1(`large-${index}-\u00E9.bin`) : `large-${index}.bin`
+    const path = at(root, 'alpha', name)
     const block = createHash('sha256').update(String(index)).digest()
     const size = (3 + index) * 1024 * 1024 + 17
     const keystream = () =>

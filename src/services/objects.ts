@@ -1,5 +1,6 @@
 import {Readable} from 'node:stream'
 
+import {giveBack} from '../lib/buffer-loan.js'
 import {Store} from '../store/port.js'
 
 const SMALL_OBJECT_LIMIT = 16 * 1024 * 1024
@@ -16,7 +17,10 @@ export async function readSmallObject(store: Store, key: string): Promise<Buffer
     chunks.push(chunk as Buffer)
   }
 
-  return Buffer.concat(chunks)
+  const whole = Buffer.concat(chunks)
+  // Copied: the store's read buffers go back to it for the next object (buffer-loan.ts).
+  for (const chunk of chunks) giveBack(chunk)
+  return whole
 }
 
 export async function putSmallObject(store: Store, key: string, data: Buffer | string): Promise<void> {

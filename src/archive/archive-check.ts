@@ -44,7 +44,7 @@ export async function checkMediaArchive(
   let bytes = 0
   let listed = false
   let parent: string | undefined
-  for await (const member of readTar(tar)) {
+  for await (const member of readTar(tar, {keepsNoBody: true})) {
     if (listed) throw unsafe(member, `it follows ${LISTING_MEMBER}, which is the last member`)
     if (member.path === LISTING_MEMBER) {
       // Unread, a member's body is skipped.

@@ -90,7 +90,7 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
   let bytes = 0
   let listed = false
   try {
-    for await (const member of readTar(tar)) {
+    for await (const member of readTar(tar, {keepsNoBody: true})) {
       if (listed) throw unsafe(member, `it follows ${LISTING_MEMBER}, which is the last member`)
       if (member.path === LISTING_MEMBER) {
         await writer.drain()

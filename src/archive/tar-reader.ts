@@ -26,6 +26,16 @@ export interface TarMember {
 
 const BLOCK = 512
 
+export interface ReadTarOptions {
+  /**
+   * The consumer keeps no view of a member's body once it asks for the next member: it hashed,
+   * copied or wrote every chunk. The reader then gives back (buffer-loan.ts) each source chunk that it
+   * split between members, once the member that used its last part is done. Without this, a chunk
+   * that holds many small members goes to no stage whole, so nothing ever gives it back.
+   */
+  keepsNoBody?: boolean
+}
+
 /**
  * Reads a tar stream member by member. A damaged or truncated archive is an error, never a shorter list:
  * every header's checksum is checked, a member's body must have all its bytes, and the archive must
@@ -39,12 +49,11 @@ const BLOCK = 512
  *
  * @yields each member in archive order
  */
-export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
-  const input = new ChunkInput(source)
+export async function* readTar(source: Readable, options: ReadTarOptions = {}): AsyncGenerator<TarMember> {
+  const input = new ChunkInput(source, options.keepsNoBody === true)
   let completed = false
   try {
-    let local: PaxRecords = {}
-    let global: PaxRecords = {}
+    const extended: ExtendedHeaders = {global: {}, local: {}}
     for (;;) {
       const block = await input.read(BLOCK)
       if (block.length < BLOCK) throw truncated('the archive ends before its end-of-archive blocks')
@@ -59,32 +68,12 @@ export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
           truncated(`the archive ends inside a ${header.rawType}`),
         )
         await input.skip(padding(header.size))
-        switch (header.typeFlag) {
-          case 'g': {
-            global = {...global, ...parsePax(data)}
-            break
-          }
-
-          case 'L': {
-            local = {...local, path: untilNul(data)}
-            break
-          }
-
-          case 'x': {
-            local = {...local, ...parsePax(data)}
-            break
-          }
-
-          default: {
-            local = {...local, linkpath: untilNul(data)}
-          }
-        }
-
+        applyExtended(extended, header.typeFlag, data)
         continue
       }
 
-      const records = {...global, ...local}
-      local = {}
+      const records = {...extended.global, ...extended.local}
+      extended.local = {}
       const size = records.size === undefined ? header.size : numberRecord('size', records.size)
       const mtime =
         records.mtime === undefined ? header.mtime : new Date(numberRecord('mtime', records.mtime, true) * 1000)
@@ -102,11 +91,43 @@ export async function* readTar(source: Readable): AsyncGenerator<TarMember> {
       yield member
       await member.finish()
       await input.skip(padding(bodySize))
+      input.giveBackSplit()
     }
 
+    input.giveBackSplit()
     completed = true
   } finally {
     if (!completed) input.abandon()
+  }
+}
+
+/** The pax records and GNU long names in force: global ones until replaced, local ones for the next member. */
+interface ExtendedHeaders {
+  global: PaxRecords
+  local: PaxRecords
+}
+
+function applyExtended(extended: ExtendedHeaders, typeFlag: 'g' | 'K' | 'L' | 'x', data: Buffer): void {
+  switch (typeFlag) {
+    case 'g': {
+      extended.global = {...extended.global, ...parsePax(data)}
+      break
+    }
+
+    case 'K': {
+      extended.local = {...extended.local, linkpath: untilNul(data)}
+      break
+    }
+
+    case 'L': {
+      extended.local = {...extended.local, path: untilNul(data)}
+      break
+    }
+
+    case 'x': {
+      extended.local = {...extended.local, ...parsePax(data)}
+      break
+    }
   }
 }
 
@@ -187,8 +208,9 @@ function parsePax(data: Buffer): PaxRecords {
     const equals = record.indexOf(0x3d)
     if (equals === -1) throw new Error('the archive is damaged: a pax record has no "="')
     const key = record.toString('utf8', 0, equals)
+    // A copy: a global record outlives the chunk it came in, which may be given back.
     if (key === 'path' || key === 'linkpath' || key === 'size' || key === 'mtime')
-      records[key] = record.subarray(equals + 1)
+      records[key] = Buffer.from(record.subarray(equals + 1))
     offset += length
   }
 
@@ -257,8 +279,17 @@ class ChunkInput {
   private ended = false
   private readonly iterator: AsyncIterator<Buffer>
   private pending: Buffer = Buffer.alloc(0)
+  /** Chunks split between members and read to their end, kept until the member using them is done. */
+  private readonly spent: Buffer[] = []
+  /** Whether a part of `whole` less than all of it was handed out (a header, a small member's body). */
+  private split = false
+  /** The source's last chunk, of which `pending` is what is left. */
+  private whole: Buffer | undefined
 
-  constructor(private readonly source: Readable) {
+  constructor(
+    private readonly source: Readable,
+    private readonly keepsNoBody: boolean,
+  ) {
     this.iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
   }
 
@@ -280,11 +311,15 @@ class ChunkInput {
         return undefined
       }
 
+      this.retire()
       this.pending = next.value
+      this.whole = next.value
     }
 
     const taken = this.pending.length <= limit ? this.pending : this.pending.subarray(0, limit)
     this.pending = this.pending.subarray(taken.length)
+    // A chunk handed out whole is its taker's to give back; a part of one is the reader's (retire).
+    if (taken !== this.whole) this.split = true
     return taken
   }
 
@@ -298,11 +333,22 @@ class ChunkInput {
     }
   }
 
+  /**
+   * Gives back the chunks that were split between members (see ReadTarOptions.keepsNoBody): called
+   * where the consumer is done with every member so far, between members and at the end.
+   */
+  giveBackSplit(): void {
+    if (this.ended) this.retire()
+    for (const chunk of this.spent) giveBack(chunk)
+    this.spent.length = 0
+  }
+
   /** Exactly `size` bytes, or fewer only at the end of the source. */
   async read(size: number): Promise<Buffer> {
     if (this.pending.length >= size) {
       const taken = this.pending.subarray(0, size)
       this.pending = this.pending.subarray(size)
+      this.split = true
       return taken
     }
 
@@ -315,7 +361,11 @@ class ChunkInput {
       total += chunk.length
     }
 
-    return parts.length === 1 ? parts[0] : Buffer.concat(parts, total)
+    if (parts.length === 1) return parts[0]
+    const joined = Buffer.concat(parts, total)
+    // Copied, so read last here (a part of a split chunk is not lent whole, and stays).
+    for (const part of parts) giveBack(part)
+    return joined
   }
 
   async readExactly(size: number, short: () => Error): Promise<Buffer> {
@@ -334,6 +384,16 @@ class ChunkInput {
       // Skipped, so read last here: a lent chunk goes back to its stage (buffer-loan.ts).
       giveBack(chunk)
     }
+  }
+
+  /** Sets the last chunk aside for giveBackSplit once it has been read to its end, if it was split. */
+  private retire(): void {
+    if (this.keepsNoBody && this.split && this.whole !== undefined && this.pending.length === 0) {
+      this.spent.push(this.whole)
+    }
+
+    this.whole = undefined
+    this.split = false
   }
 }
 

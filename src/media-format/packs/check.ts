@@ -89,7 +89,7 @@ export async function checkPack(
   try {
     const opened = await packPlaintext(source, identities, ciphertext)
     tar = opened.tar
-    for await (const member of readTar(tar)) {
+    for await (const member of readTar(tar, {keepsNoBody: true})) {
       const hash = createHash('sha256')
       for await (const chunk of member.body) {
         hash.update(chunk as Buffer)

@@ -2,7 +2,7 @@ import {ChildProcess, spawn} from 'node:child_process'
 import {Duplex, Readable, Transform, Writable} from 'node:stream'
 
 import {redactDsn} from '../config/dsn.js'
-import {giveBack} from './buffer-loan.js'
+import {giveBack, lendToFree} from './buffer-loan.js'
 
 /**
  * The one place that starts external programs (pg_dump, pg_restore, psql, …).
@@ -291,7 +291,9 @@ function start(
     },
     highWaterMark: 1024 * 1024,
     transform(chunk: Buffer, _encoding, callback) {
-      callback(null, chunk)
+      // Node.js reads each chunk from the pipe into a buffer of its own: the stage that reads it last
+      // may free it at once (buffer-loan.ts), as it does the cipher's output.
+      callback(null, lendToFree(chunk))
     },
   })
   done.catch((error: Error) => gate.destroy(error))

@@ -2,6 +2,7 @@ import {Errors, Hook, Interfaces} from '@oclif/core'
 
 import {nearestName} from '../../cli/nearest.js'
 import {BackupError} from '../../errors.js'
+import {SERVICE_THREAD_COMMANDS} from '../../service-thread/commands.js'
 
 const TOPIC = 'app:backup'
 
@@ -19,8 +20,15 @@ const TOPIC = 'app:backup'
  */
 const hook: Hook.Init = async function ({argv, config, id}) {
   if (id === undefined || !(id === TOPIC || id.startsWith(`${TOPIC}:`))) return
-  if (config.findCommand(id) !== undefined) return
-  if (argv.some((argument) => argument === '--help' || argument === '-h')) return
+  const help = argv.some((argument) => argument === '--help' || argument === '-h')
+  if (config.findCommand(id) !== undefined) {
+    // Loaded only here: the hook runs for every command of the host.
+    if (SERVICE_THREAD_COMMANDS.has(id) && !help)
+      (await import('../../service-thread/run.js')).startServiceThreadAhead()
+    return
+  }
+
+  if (help) return
   if (config.findTopic(id) === undefined) fail(unknownCommand(config, id), argv)
   if (argv.length > 0) fail(misplacedFlags(config, id, argv), argv)
 }

@@ -7,11 +7,10 @@ import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
 
-import {X25519Identity} from '../../archive/age-keys.js'
 import {MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
-import {isPacked, Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
+import {Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {BufferLender} from '../../lib/buffer-loan.js'
 import {printableName} from '../../lib/byte-names.js'
@@ -35,7 +34,7 @@ import {
   REBUILD_NAME,
   walkOrder,
 } from './media-index.js'
-import {readIndexFile, readIndexLines} from './read.js'
+import {previousIndex} from './previous-index.js'
 import {rebuildScriptHeader, rebuildScriptLine} from './rebuild-script.js'
 import {PackWriter} from './writer.js'
 
@@ -125,6 +124,21 @@ export async function backUpMediaPacks(
     before !== undefined &&
     isUnchanged(before, describe(current)) &&
     before.blobs!.every(([, pack]) => usable.has(pack))
+  /**
+   * The previous backup's larger blobs, so that a file renamed or copied since is read but not stored
+   * again: collected before the first file is read, so that a backup that reads none (nothing changed)
+   * reads the index once instead of twice.
+   */
+  let knownBlobs: Promise<void> | undefined
+  const collectKnownBlobs = async () => {
+    for await (const entry of previous.entries()) {
+      for (const [position, [id, pack]] of (entry.blobs ?? []).entries()) {
+        if (stored.size < DEDUPE_MAX_BLOBS && usable.has(pack) && blobSize(entry.size, position) >= DEDUPE_MIN_BYTES)
+          stored.set(blobKey(id), pack)
+      }
+    }
+  }
+
   /** A file's index line: the previous blobs when it is unchanged, else what reading it stored; undefined when it is gone. */
   const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
     let line: IndexEntry
@@ -136,6 +150,8 @@ export async function backUpMediaPacks(
       // A changed file keeps the blobs of its previous version that are still in it (an edit in place
       // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
       const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => usable.has(pack)))
+      knownBlobs ??= collectKnownBlobs()
+      await knownBlobs
       const read = await storeFile(entry, packs, {buffers: blobBuffers, known, stored}, options.progress, watchdog)
       if (read === undefined) {
         reporter.notice(
@@ -159,18 +175,8 @@ export async function backUpMediaPacks(
     return line
   }
 
-  // The previous backup's larger blobs, so that a file renamed or copied since is read but not stored again.
-  for await (const entry of previous.entries()) {
-    for (const [position, [id, pack]] of (entry.blobs ?? []).entries()) {
-      if (stored.size < DEDUPE_MAX_BLOBS && usable.has(pack) && blobSize(entry.size, position) >= DEDUPE_MIN_BYTES)
-        stored.set(blobKey(id), pack)
-    }
-  }
-
-  // A second cursor over the previous index, for the provider's read-ahead: an S3 object that will be
-  // reused is not downloaded.
-  const ahead = previous.cursor(order)
-  const current = previous.cursor(order)
+  // The ahead cursor is for the provider's read-ahead: an S3 object that will be reused is not downloaded.
+  const {ahead, current} = previous.cursors(order)
   const needsContent = async (entry: MediaEntry) => !reusable(await ahead.seek(entry), entry)
   try {
     await index.add(indexHeaderLine())
@@ -523,84 +529,4 @@ export async function* cutIntoBlobs(stream: AsyncIterable<Buffer>): AsyncGenerat
   }
 
   if (filled > 0 || size === 0) yield buffer.subarray(0, filled)
-}
-
-interface IndexCursor {
-  /** The previous entry of this path and type's place, if any; entries must be asked for in order. */
-  seek(entry: {path: string; type: string}): Promise<IndexEntry | undefined>
-}
-
-interface PreviousIndex {
-  close(): Promise<void>
-  /** A new cursor from the start of the index, which is in `order`. */
-  cursor(order: (a: {path: string; type: string}, b: {path: string; type: string}) => number): IndexCursor
-  /** Every entry, once through, in the index's order. */
-  entries(): AsyncGenerator<IndexEntry, void>
-}
-
-const NO_PREVIOUS: PreviousIndex = {
-  async close() {},
-  cursor: () => ({seek: async () => undefined as IndexEntry | undefined}),
-  async *entries() {},
-}
-
-/** The previous backup's index, decrypted to a temp file, read by cursors that move forward with the walk. */
-async function previousIndex(
-  context: BackupContext,
-  previous: Manifest | undefined,
-  identity: X25519Identity,
-  tempDir: string,
-): Promise<PreviousIndex> {
-  const media = previous?.components.media
-  if (previous === undefined || media === undefined || !isPacked(media)) return NO_PREVIOUS
-  const path = join(tempDir, 'previous.index')
-  try {
-    await readIndexFile(context, previous, [identity], path)
-  } catch (error) {
-    // Not fatal: without the previous index every file is read, and the backup is still whole.
-    await rm(path, {force: true})
-    context.reporter.notice(
-      `warning: the index of backup ${previous.id} could not be read (${(error as Error).message}); every media file is read again.`,
-    )
-    return NO_PREVIOUS
-  }
-
-  const readers: AsyncGenerator<IndexEntry, void>[] = []
-  return {
-    async close() {
-      for (const lines of readers) await lines.return()
-      await rm(path, {force: true})
-    },
-    cursor(order) {
-      const lines = readIndexLines(path)
-      readers.push(lines)
-      let pending: IndexEntry | undefined
-      let done = false
-      return {
-        async seek(target) {
-          while (!done) {
-            if (pending === undefined) {
-              const next = await lines.next()
-              if (next.done) {
-                done = true
-                break
-              }
-
-              pending = next.value
-            }
-
-            const position = order(pending, target)
-            if (position === 0) return pending
-            if (position > 0) return
-            pending = undefined
-          }
-        },
-      }
-    },
-    entries() {
-      const lines = readIndexLines(path)
-      readers.push(lines)
-      return lines
-    },
-  }
 }

@@ -329,6 +329,17 @@ export class SmallWorkHere implements ReaderRoute {
   }
 
   /**
+   * Starts the thread now, for work known to be larger than the budget: the work goes on here until
+   * the thread is up, within the budget, instead of the thread starting only once the budget is spent.
+   */
+  expectLargeWork(): void {
+    // A route without a budget does everything here, whatever comes.
+    if (!Number.isFinite(this.startAt)) return
+    this.left = Math.min(this.left, this.startAt)
+    this.spend(0)
+  }
+
+  /**
    * Listings here go one at a time, though a walk asks for the next folders ahead (FoldersAhead):
    * listHere holds one pool thread at a time (see there), and each listing spends from what the one
    * before left of the budget.
@@ -392,6 +403,16 @@ const SMALL_WORK_UNITS = 2000
 const UNIT_BYTES = 64 * 1024
 
 let processRoute: SmallWorkHere | undefined
+
+/**
+ * Tells the reader that a walk of about `names` names is coming (the previous backup's count): past
+ * the budget of work here, the thread starts at once. In an unchanged packed backup of the bench tree
+ * (16,002 files), the walk otherwise listed its first 2,000 names here, an lstat at a time, for about
+ * a third of a second before the thread took over.
+ */
+export function expectWalk(names: number): void {
+  if (names > SMALL_WORK_UNITS) smallWorkHere().expectLargeWork()
+}
 
 /** The process's route: one budget for the whole command. */
 function smallWorkHere(): SmallWorkHere {

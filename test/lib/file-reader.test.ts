@@ -219,6 +219,20 @@ describe('the reader of a command: small work on this thread, the rest on the re
     expect(route.onThread).to.equal(false)
   })
 
+  it('told of a large walk, starts the thread at once, and works here only until it is up', async () => {
+    for (let index = 0; index < 10; index++) writeFileSync(join(root, `f${index}`), Buffer.alloc(10, index))
+    const route = new SmallWorkHere(100)
+    route.expectLargeWork()
+    // Before the thread is up (or, in this process, at once), the work is done here and is the same.
+    expect((await listFolder(root, route)).count).to.equal(10)
+    const thread = RequestThread.of('lib/file-reader-worker')
+    for (let waited = 0; !thread.online && waited < 200; waited++) await delay(50)
+    expect(thread.online).to.equal(true)
+    // 10 names of a budget of 100: without the hint, this listing would be done here (the test above).
+    expect((await listFolder(root, route)).count).to.equal(10)
+    expect(route.onThread).to.equal(true)
+  })
+
   it('lists a folder wider than twice its budget on the thread', async () => {
     for (let index = 0; index < 250; index++) closeSync(openSync(join(root, `f${index}`), 'w'))
     const route = new SmallWorkHere(100)

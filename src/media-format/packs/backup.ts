@@ -86,6 +86,7 @@ export async function backUpMediaPacks(
   const provider = mediaProviderFor(env.media!)
   // Both the index and the walk are in the provider's order, so that they merge as sorted streams.
   const order = provider.kind === 's3' ? keyOrder : (a: {path: string}, b: {path: string}) => walkOrder(a.path, b.path)
+  provider.expectEntries?.(options.previous?.components.media?.files ?? 0)
   const prefix = packsPrefix(env.app, env.name)
   const usable = await usablePacks(context, prefix, options.previous)
   const previous = await previousIndex(context, options.previous, options.writer.ageIdentity, options.tempDir)

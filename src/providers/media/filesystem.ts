@@ -7,7 +7,7 @@ import {extractMediaArchive} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 import {BackupError, describeCause} from '../../errors.js'
 import {decodeName, encodeName, isUtf8Name, printableName} from '../../lib/byte-names.js'
-import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
+import {EntryKind, expectWalk, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncFileSystem, syncPath} from '../../lib/fsync.js'
 import {removeTree} from '../../lib/remove-tree.js'
@@ -44,6 +44,10 @@ export class FilesystemMediaProvider implements MediaProvider {
     let bytes = TAR_END_BYTES
     for await (const entry of this.walk(signal)) bytes += TAR_HEADER_BYTES + Math.ceil(entry.size / 512) * 512
     return bytes
+  }
+
+  expectEntries(count: number): void {
+    expectWalk(count)
   }
 
   /** Extracts and checks the archive into a new folder beside the media folder; see restore. */

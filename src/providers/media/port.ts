@@ -47,6 +47,11 @@ export interface MediaProvider {
    * progress only; may be off when the tree changes). Absent where that costs more than it helps.
    */
   estimateArchiveBytes?(signal: AbortSignal): Promise<number>
+  /**
+   * A hint, before `entries`: the walk will find about `count` entries (the previous backup's files).
+   * A provider whose walk needs a thread of its own for a large tree starts it now.
+   */
+  expectEntries?(count: number): void
   readonly kind: 'filesystem' | 's3'
   /** The location, without credentials, for messages. */
   readonly location: string

@@ -73,6 +73,28 @@ describe('media index', () => {
   })
 
   describe('walkOrder', () => {
+    it('orders paths segment by segment, each segment as a string (property)', () => {
+      const bySegments = (a: string, b: string) => {
+        const left = a.split('/')
+        const right = b.split('/')
+        for (let index = 0; index < Math.min(left.length, right.length); index++) {
+          if (left[index] !== right[index]) return left[index] < right[index] ? -1 : 1
+        }
+
+        return left.length - right.length
+      }
+
+      // Code units around '/' (0x2f) matter most: '.' and '-' sort below it, '0' above.
+      const unit = fc.constantFrom('/', '.', '-', '0', 'a', 'B', ' ', '\uDCE9', 'ü', '🦊')
+      const path = fc.array(unit, {maxLength: 8}).map((units) => units.join(''))
+      fc.assert(
+        fc.property(path, path, (a, b) => {
+          expect(Math.sign(walkOrder(a, b)), `${a} vs ${b}`).to.equal(Math.sign(bySegments(a, b)))
+        }),
+        {numRuns: 5000},
+      )
+    })
+
     it('is the order in which the media folder is walked (property, on real trees)', async () => {
       const segment = fc.constantFrom('a', 'b', 'a.b', 'a-b', 'B', 'ü', '文', '🦊', 'z0')
       await fc.assert(

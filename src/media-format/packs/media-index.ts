@@ -176,14 +176,26 @@ export function isUnchanged(previous: IndexEntry, current: Omit<IndexEntry, 'blo
  * merged with the walk as two sorted streams, in constant memory.
  */
 export function walkOrder(a: string, b: string): number {
-  const left = a.split('/')
-  const right = b.split('/')
-  for (let index = 0; index < Math.min(left.length, right.length); index++) {
-    if (left[index] !== right[index]) return left[index] < right[index] ? -1 : 1
+  // The order of the paths' segments, compared without splitting them (this runs for every file of
+  // every backup, several times): where two paths first differ, a `/` ends the one segment while the
+  // other goes on, so it sorts first; elsewhere, code units compare as the segments' strings do.
+  const length = Math.min(a.length, b.length)
+  for (let index = 0; index < length; index++) {
+    // Code units, not code points: the walk sorts names as strings, by UTF-16 code unit.
+    // eslint-disable-next-line unicorn/prefer-code-point
+    const left = a.charCodeAt(index)
+    // eslint-disable-next-line unicorn/prefer-code-point
+    const right = b.charCodeAt(index)
+    if (left === right) continue
+    if (left === SLASH) return -1
+    if (right === SLASH) return 1
+    return left < right ? -1 : 1
   }
 
-  return left.length - right.length
+  return a.length - b.length
 }
+
+const SLASH = 0x2f
 
 /**
  * The order of an S3 listing: by key, as UTF-8 bytes (a folder marker's key ends in `/`). An S3 media

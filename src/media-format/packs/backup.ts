@@ -121,10 +121,9 @@ export async function backUpMediaPacks(
   const stored = new Map<string, string>()
   // This backup's own: a host process keeps no buffers of it once the command is done.
   const blobBuffers = new BufferLender(4)
-  const reusable = (before: IndexEntry | undefined, current: MediaEntry): boolean =>
-    before !== undefined &&
-    isUnchanged(before, describe(current)) &&
-    before.blobs!.every(([, pack]) => usable.has(pack))
+  /** Whether the file `described` (its index line without content) keeps the blobs of `before`. */
+  const reusable = (before: IndexEntry, described: IndexEntry): boolean =>
+    isUnchanged(before, described) && before.blobs!.every(([, pack]) => usable.has(pack))
   /**
    * The previous backup's larger blobs, so that a file renamed or copied since is read but not stored
    * again: collected before the first file is read, so that a backup that reads none (nothing changed)
@@ -142,9 +141,8 @@ export async function backUpMediaPacks(
 
   /** A file's index line: the previous blobs when it is unchanged, else what reading it stored; undefined when it is gone. */
   const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
-    let line: IndexEntry
-    if (before !== undefined && reusable(before, entry)) {
-      line = describe(entry)
+    let line = describe(entry)
+    if (before !== undefined && reusable(before, line)) {
       line.blobs = before.blobs
       if (before.sha256 !== undefined) line.sha256 = before.sha256
     } else {
@@ -178,7 +176,11 @@ export async function backUpMediaPacks(
 
   // The ahead cursor is for the provider's read-ahead: an S3 object that will be reused is not downloaded.
   const {ahead, current} = previous.cursors(order)
-  const needsContent = async (entry: MediaEntry) => !reusable(await ahead.seek(entry), entry)
+  const needsContent = async (entry: MediaEntry) => {
+    const before = await ahead.seek(entry)
+    return before === undefined || !reusable(before, describe(entry))
+  }
+
   try {
     await index.add(indexHeaderLine())
     await script.add(rebuildScriptHeader())
@@ -205,8 +207,10 @@ export async function backUpMediaPacks(
         line = describe(entry)
       }
 
-      await index.add(indexLine(line))
-      await script.add(rebuildScriptLine(line))
+      const indexing = index.add(indexLine(line))
+      if (indexing) await indexing
+      const scripting = script.add(rebuildScriptLine(line))
+      if (scripting) await scripting
     }
 
     watchdog.stop()
@@ -318,14 +322,16 @@ class LineSpool {
     })
   }
 
-  /** A line of text, or of bytes (a rebuild script line, whose file names need not be UTF-8). */
-  async add(line: Buffer | string): Promise<void> {
+  /**
+   * A line of text, or of bytes (a rebuild script line, whose file names need not be UTF-8). Returns a
+   * promise only when the line waits for a write (the spool was full): most lines are only copied,
+   * and a promise a line, awaited, cost an unchanged backup of 16,002 files more than the copies.
+   */
+  add(line: Buffer | string): Promise<void> | undefined {
     if (this.failure) throw this.failure
     const bytes = typeof line === 'string' ? Buffer.byteLength(line) : line.length
-    if (SPOOL_BYTES - this.filled < bytes) await this.flush()
-    if (bytes > SPOOL_BYTES) await this.write(typeof line === 'string' ? Buffer.from(line) : line)
-    else if (typeof line === 'string') this.filled += this.buffer.write(line, this.filled)
-    else this.filled += line.copy(this.buffer, this.filled)
+    if (SPOOL_BYTES - this.filled < bytes) return this.flushThenAdd(line, bytes)
+    this.copy(line)
   }
 
   async end(): Promise<void> {
@@ -336,12 +342,22 @@ class LineSpool {
     })
   }
 
+  private copy(line: Buffer | string): void {
+    this.filled += typeof line === 'string' ? this.buffer.write(line, this.filled) : line.copy(this.buffer, this.filled)
+  }
+
   private async flush(): Promise<void> {
     if (this.filled === 0) return
     const full = this.buffer.subarray(0, this.filled)
     this.buffer = Buffer.allocUnsafe(SPOOL_BYTES)
     this.filled = 0
     await this.write(full)
+  }
+
+  private async flushThenAdd(line: Buffer | string, bytes: number): Promise<void> {
+    await this.flush()
+    if (bytes > SPOOL_BYTES) await this.write(typeof line === 'string' ? Buffer.from(line) : line)
+    else this.copy(line)
   }
 
   private async write(data: Buffer): Promise<void> {

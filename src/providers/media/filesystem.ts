@@ -136,33 +136,13 @@ export class FilesystemMediaProvider implements MediaProvider {
   }
 
   /**
-   * The file system path of a media path (byte-names.ts form): a string when the name is UTF-8, as
-   * nearly all are, and bytes otherwise. Made for every file of every backup: two buffers a file, from
-   * Node.js's shared pool of small buffers, kept whole pool slabs alive while the file waited in the
-   * read-ahead window.
+   * A folder as the walk enters it: listed with each name's lstat on the reader thread (a hung mount
+   * blocks that thread, never this one, so the stall watchdog and SIGTERM still work), its names as
+   * strings (byte-names.ts) in the order walkOrder() expects, and its subfolders told to `ahead`.
+   * Memory follows the widest folders, not the whole tree.
    */
-  private pathOf(relative: string): Buffer | string {
-    if (relative === '') return this.root
-    return isUtf8Name(relative) ? `${this.root}/${relative}` : Buffer.concat([this.rootPrefix, encodeName(relative)])
-  }
-
-  /** Every entry under the media folder, depth first, each folder's names in walkOrder(). */
-  private walk(
-    signal: AbortSignal,
-    onSkip?: (path: string, why: string) => void,
-    onWarning?: (path: string, what: string) => void,
-  ): AsyncIterable<MediaEntry> {
-    const ahead = new FoldersAhead((folder) => listFolder(this.pathOf(folder)))
-    return this.walkFolder('', {ahead, onSkip, onWarning, signal})
-  }
-
-  private async *walkFolder(relative: string, walk: Walk): AsyncIterable<MediaEntry> {
-    const {ahead, onSkip, onWarning, signal} = walk
+  private async openFolder(relative: string, ahead: FoldersAhead, signal: AbortSignal): Promise<FolderInWalk> {
     signal.throwIfAborted()
-    // One folder at a time, listed with each name's lstat on the reader thread: a hung mount blocks
-    // that thread, never the main thread, so the stall watchdog and SIGTERM still work. Memory follows
-    // the widest folders, not the whole tree. Names are bytes (byte-names.ts), sorted as strings, the
-    // order walkOrder() expects.
     const listed = await ahead.take(relative)
     const names = Array.from({length: listed.count}, (_, index) => decodeName(listed.name(index)))
     const order = Uint32Array.from(names.keys()).sort((one, other) =>
@@ -176,63 +156,117 @@ export class FilesystemMediaProvider implements MediaProvider {
     }
 
     ahead.enter(subfolders)
-    try {
-      for (const index of order) {
-        const name = names[index]
-        const info = listed.info(index)
-        const path = relative === '' ? name : `${relative}/${name}`
-        if (info.kind === EntryKind.Gone) {
-          onSkip?.(path, 'deleted while the backup ran')
-          continue
+    return {listed, names, next: 0, order, relative}
+  }
+
+  /**
+   * The file system path of a media path (byte-names.ts form): a string when the name is UTF-8, as
+   * nearly all are, and bytes otherwise. Made for every file of every backup: two buffers a file, from
+   * Node.js's shared pool of small buffers, kept whole pool slabs alive while the file waited in the
+   * read-ahead window.
+   */
+  private pathOf(relative: string): Buffer | string {
+    if (relative === '') return this.root
+    return isUtf8Name(relative) ? `${this.root}/${relative}` : Buffer.concat([this.rootPrefix, encodeName(relative)])
+  }
+
+  /**
+   * Every entry under the media folder, depth first, each folder's names in walkOrder().
+   *
+   * @yields each folder, file and symlink, a folder right before its contents
+   */
+  private async *walk(
+    signal: AbortSignal,
+    onSkip?: (path: string, why: string) => void,
+    onWarning?: (path: string, what: string) => void,
+  ): AsyncIterable<MediaEntry> {
+    const ahead = new FoldersAhead((folder) => listFolder(this.pathOf(folder)))
+    // One generator and a stack of the folders being walked, rather than a generator a folder: each
+    // entry would otherwise pass through a generator of every folder above it, a promise at each.
+    const walking = [await this.openFolder('', ahead, signal)]
+    for (let folder = walking.at(-1); folder !== undefined; folder = walking.at(-1)) {
+      if (folder.next === folder.order.length) {
+        walking.pop()
+        ahead.leave()
+        continue
+      }
+
+      const index = folder.order[folder.next++]
+      const name = folder.names[index]
+      const info = folder.listed.info(index)
+      const path = folder.relative === '' ? name : `${folder.relative}/${name}`
+      switch (info.kind) {
+        case EntryKind.Directory: {
+          yield {
+            ctimeMs: info.ctimeMs,
+            ino: info.ino,
+            mode: info.mode,
+            mtime: new Date(info.mtimeMs),
+            path,
+            size: 0,
+            type: 'directory',
+          }
+          walking.push(await this.openFolder(path, ahead, signal))
+          break
         }
 
-        const absolute = this.pathOf(path)
-        const common = {ctimeMs: info.ctimeMs, ino: info.ino, mode: info.mode, mtime: new Date(info.mtimeMs), path}
-        switch (info.kind) {
-          case EntryKind.Directory: {
-            yield {...common, size: 0, type: 'directory'}
-            yield* this.walkFolder(path, walk)
+        case EntryKind.File: {
+          yield {
+            ctimeMs: info.ctimeMs,
+            ino: info.ino,
+            localPath: this.pathOf(path),
+            mode: info.mode,
+            mtime: new Date(info.mtimeMs),
+            path,
+            size: info.size,
+            type: 'file',
+          }
+          break
+        }
 
-            break
+        case EntryKind.Gone: {
+          onSkip?.(path, 'deleted while the backup ran')
+          break
+        }
+
+        case EntryKind.Symlink: {
+          const absolute = this.pathOf(path)
+          const linkTarget = decodeName(await readlink(absolute, {encoding: 'buffer'}))
+          if (onWarning && (await this.leadsOutside(path, linkTarget))) {
+            onWarning(
+              path,
+              `is a symlink to ${JSON.stringify(printableName(linkTarget))}, outside the media folder: the backup keeps the link, and restore leaves it out`,
+            )
           }
 
-          case EntryKind.File: {
-            yield {...common, localPath: absolute, size: info.size, type: 'file'}
-
-            break
+          yield {
+            ctimeMs: info.ctimeMs,
+            ino: info.ino,
+            linkTarget,
+            mode: info.mode,
+            mtime: new Date(info.mtimeMs),
+            path,
+            size: 0,
+            type: 'symlink',
           }
+          break
+        }
 
-          case EntryKind.Symlink: {
-            const linkTarget = decodeName(await readlink(absolute, {encoding: 'buffer'}))
-            if (onWarning && (await this.leadsOutside(path, linkTarget))) {
-              onWarning(
-                path,
-                `is a symlink to ${JSON.stringify(printableName(linkTarget))}, outside the media folder: the backup keeps the link, and restore leaves it out`,
-              )
-            }
-
-            yield {...common, linkTarget, size: 0, type: 'symlink'}
-
-            break
-          }
-
-          default: {
-            onSkip?.(path, 'not a regular file, folder or symlink')
-          }
+        default: {
+          onSkip?.(path, 'not a regular file, folder or symlink')
         }
       }
-    } finally {
-      ahead.leave()
     }
   }
 }
 
-/** What every folder of one walk shares. */
-interface Walk {
-  ahead: FoldersAhead
-  onSkip?: (path: string, why: string) => void
-  onWarning?: (path: string, what: string) => void
-  signal: AbortSignal
+/** A folder the walk is in: its listing, and the place in it of the next name. */
+interface FolderInWalk {
+  listed: ListedFolder
+  names: string[]
+  next: number
+  order: Uint32Array
+  relative: string
 }
 
 /**

@@ -2,7 +2,7 @@ import {pipeline as pipelineCallback, Transform} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
-import {HashingStream} from '../../archive/hash.js'
+import {OffThreadHashingStream} from '../../archive/hash.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
@@ -147,7 +147,8 @@ async function writePackedMedia(
   options: {identities: readonly X25519Identity[]; path: string; tempDir: string},
 ): Promise<{bytes: number; sha256: string}> {
   const {checked, stream} = await openPackedMedia(context, manifest, options)
-  const hashing = new HashingStream()
+  // On the cipher thread: this one decrypts the packs and checks every blob against its id.
+  const hashing = new OffThreadHashingStream()
   await Promise.all([
     pipeline(stream, hashing, createFileSink(options.path, {flags: 'wx', mode: 0o600}), {signal: context.signal}),
     checked,

@@ -334,7 +334,7 @@ async function writeLargeFile(member: TarMember, destination: Buffer): Promise<s
     },
   })
   // "wx" fails on any existing name, a symlink included, so nothing is written through one.
-  await pipeline(member.body, hashing, createFileSink(destination, {flags: 'wx', mode: 0o600})).catch(
+  await pipeline(member.body, hashing, createFileSink(destination, {flags: 'wx', mode: 0o600, syncs: true})).catch(
     (error: NodeJS.ErrnoException) => {
       if (error.code === 'EEXIST' || error.code === 'EISDIR') {
         throw unsafe(member, 'a file, folder or link of that name was already extracted')

@@ -27,13 +27,39 @@ export function fileSink(handle: FileHandle): Writable {
   })
 }
 
+/** Bytes written between two flushes of a sink that `syncs` (see createFileSink). */
+const SYNC_EVERY_BYTES = 32 * 1024 * 1024
+
 /**
  * A new file at `path` as a stream's sink, like fs.createWriteStream with `flags` and `mode`, but
  * writing as {@link fileSink} does. The file is closed when the stream finishes or is destroyed.
+ *
+ * `syncs`: the caller will flush the file to disk once it is written (a download, an export, a file
+ * a restore extracts, which its `sync -f` flushes with the rest of the tree). The sink then
+ * flushes what it has written every {@link SYNC_EVERY_BYTES}, in the background and one flush at a
+ * time, so that the disk writes while the stream runs: otherwise the kernel holds the whole file in
+ * memory until that fsync, and the command waits for all of it at the end (about 0.4 s for the
+ * 706 MiB media.tar of the bench tree).
  */
-export function createFileSink(path: PathLike, options: {flags: string; mode: number}): Writable {
+export function createFileSink(path: PathLike, options: {flags: string; mode: number; syncs?: boolean}): Writable {
   let handle: FileHandle | undefined
+  let unsynced = 0
+  let syncing: Promise<void> | undefined
+  const syncAhead = (bytes: number) => {
+    unsynced += bytes
+    if (!options.syncs || unsynced < SYNC_EVERY_BYTES || syncing !== undefined || handle === undefined) return
+    unsynced = 0
+    // Its failure is the final fsync's to report, which the caller makes.
+    syncing = handle
+      .datasync()
+      .catch(() => {})
+      .finally(() => {
+        syncing = undefined
+      })
+  }
+
   const close = async () => {
+    await syncing
     const opened = handle
     handle = undefined
     await opened?.close()
@@ -57,13 +83,22 @@ export function createFileSink(path: PathLike, options: {flags: string; mode: nu
     },
     highWaterMark: HIGH_WATER_MARK,
     write(chunk: Buffer, _encoding, callback) {
-      writeAll(handle!, [chunk]).then(() => callback(), callback)
+      const bytes = chunk.length
+      writeAll(handle!, [chunk]).then(() => {
+        syncAhead(bytes)
+        callback()
+      }, callback)
     },
     writev(chunks, callback) {
+      let bytes = 0
+      for (const {chunk} of chunks) bytes += (chunk as Buffer).length
       writeAll(
         handle!,
         chunks.map(({chunk}) => chunk as Buffer),
-      ).then(() => callback(), callback)
+      ).then(() => {
+        syncAhead(bytes)
+        callback()
+      }, callback)
     },
   })
 }

@@ -98,7 +98,7 @@ export async function downloadBackup(
         identities,
         object: file.content.object,
         plaintext: file.content.plaintext,
-        sink: createFileSink(stagedPath, {flags: 'wx', mode: 0o600}),
+        sink: createFileSink(stagedPath, {flags: 'wx', mode: 0o600, syncs: true}),
       })
       await syncPath(stagedPath)
       files.push({

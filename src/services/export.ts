@@ -141,7 +141,7 @@ function plainFiles(
         identities,
         object: content.object,
         plaintext: content.plaintext,
-        sink: createFileSink(path, {flags: 'w', mode: 0o600}),
+        sink: createFileSink(path, {flags: 'w', mode: 0o600, syncs: true}),
       }),
   })
   return [
@@ -188,7 +188,9 @@ function rawFiles(context: BackupContext, manifest: Manifest): PlannedFile[] {
         const progress = context.reporter.progress(object.name, object.bytes)
         const hashing = new HashingStream()
         hashing.on('data', (chunk: Buffer) => progress.advance(chunk.length))
-        await pipeline(source, hashing, createFileSink(path, {flags: 'w', mode: 0o600}), {signal: context.signal})
+        await pipeline(source, hashing, createFileSink(path, {flags: 'w', mode: 0o600, syncs: true}), {
+          signal: context.signal,
+        })
         progress.done()
       },
     })),

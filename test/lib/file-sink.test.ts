@@ -1,11 +1,12 @@
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
-import {mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
-import {FileHandle} from 'node:fs/promises'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync} from 'node:fs'
+import {FileHandle, open} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
+import {setTimeout as delay} from 'node:timers/promises'
 
 import {BufferLender} from '../../src/lib/buffer-loan.js'
 import {createFileSink, writeAll} from '../../src/lib/file-sink.js'
@@ -54,6 +55,55 @@ describe('file sink', () => {
         sink.once('close', resolve)
       })
     expect(openFiles()).to.equal(before)
+  })
+
+  it('that syncs, flushes as it writes, one flush at a time, and closes its file only after the last flush', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'file-sink-'))
+    const probe = await open(join(folder, 'probe'), 'w')
+    const prototype = Object.getPrototypeOf(probe) as {datasync: () => Promise<void>}
+    await probe.close()
+    const {datasync} = prototype
+    const mebibyte = randomBytes(1024 * 1024)
+    /** Writes 100 MiB through a sink that syncs, each flush taking `flushMs`; the first flush fails. */
+    const write = async (name: string, flushMs: number) => {
+      const events: string[] = []
+      let running = 0
+      let most = 0
+      prototype.datasync = async function (this: FileHandle) {
+        running++
+        most = Math.max(most, running)
+        events.push('sync')
+        if (flushMs > 0) await delay(flushMs)
+        // Closed meanwhile, the sink would have reported the stream finished with the file unflushed.
+        if (this.fd === -1) events.push('closed while syncing')
+        running--
+        // A flush ahead is only a head start: the caller's own fsync is the one that reports.
+        if (events.filter((event) => event === 'sync').length === 1) throw new Error('EIO')
+      }
+
+      const path = join(folder, name)
+      await pipeline(
+        Readable.from(Array.from({length: 100}, () => mebibyte)),
+        createFileSink(path, {flags: 'wx', mode: 0o600, syncs: true}),
+      )
+      // Finished only once its flushes are done: none is left running on a closed file.
+      expect(running, 'flushes still running when the sink finished').to.equal(0)
+      expect(statSync(path).size).to.equal(100 * 1024 * 1024)
+      return {events, most, syncs: events.filter((event) => event === 'sync').length}
+    }
+
+    try {
+      // Flushes that take no time: one each 32 MiB written.
+      expect((await write('quick', 0)).syncs).to.be.within(2, 3)
+      // Flushes slower than the writes: never two at once, and the file closes after the last.
+      const slow = await write('slow', 50)
+      expect(slow.syncs).to.be.at.least(1)
+      expect(slow.most, 'flushes at once').to.equal(1)
+      expect(slow.events).to.not.include('closed while syncing')
+    } finally {
+      prototype.datasync = datasync
+      rmSync(folder, {force: true, recursive: true})
+    }
   })
 
   it('fails, instead of looping for ever, on a file system that writes nothing and says no error', async () => {

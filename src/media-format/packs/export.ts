@@ -126,9 +126,14 @@ async function exportPack(
   const partial = `${path}.partial`
   const hashing = new HashingStream()
   try {
-    await pipeline(await context.store.get(key), hashing, createFileSink(partial, {flags: 'w', mode: 0o600}), {
-      signal: context.signal,
-    })
+    await pipeline(
+      await context.store.get(key),
+      hashing,
+      createFileSink(partial, {flags: 'w', mode: 0o600, syncs: true}),
+      {
+        signal: context.signal,
+      },
+    )
     if (!matchesSigned(hashing)) throw refuse()
   } catch (error) {
     await rm(partial, {force: true})

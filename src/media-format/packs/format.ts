@@ -150,7 +150,9 @@ async function writePackedMedia(
   // On the cipher thread: this one decrypts the packs and checks every blob against its id.
   const hashing = new OffThreadHashingStream()
   await Promise.all([
-    pipeline(stream, hashing, createFileSink(options.path, {flags: 'wx', mode: 0o600}), {signal: context.signal}),
+    pipeline(stream, hashing, createFileSink(options.path, {flags: 'wx', mode: 0o600, syncs: true}), {
+      signal: context.signal,
+    }),
     checked,
   ])
   await syncPath(options.path)

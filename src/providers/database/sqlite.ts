@@ -37,7 +37,9 @@ export class SqliteProvider implements DatabaseProvider {
     const fresh = join(dirname(this.path), `.${basename(this.path)}.restore-${randomBytes(6).toString('hex')}`)
     const mode = (await stat(this.path).catch(() => {}))?.mode ?? 0o644
     try {
-      await pipeline(dump, createFileSink(fresh, {flags: 'wx', mode: mode % 0o1000}), {signal: options.signal})
+      await pipeline(dump, createFileSink(fresh, {flags: 'wx', mode: mode % 0o1000, syncs: true}), {
+        signal: options.signal,
+      })
       await syncPath(fresh)
       const result = await (await sqliteEngine()).quickCheck(fresh, {signal: options.signal})
       if (result !== 'ok') throw new Error(`quick_check says ${result}`)

@@ -18,11 +18,21 @@ const SPOOL_BYTES = 64 * 1024
  */
 export function createListingFile(folder: string): ListingSink {
   const path = join(folder, 'MANIFEST.json')
-  const output: Writable = createFileSink(path, {flags: 'wx', mode: 0o600})
   let failure: Error | undefined
-  output.on('error', (error) => {
-    failure = error
-  })
+  // Opened with the first row: an archive stopped before it starts (its reader gone at once) never
+  // runs the code that would close it, and a file opened here would stay open until a collection.
+  let file: undefined | Writable
+  const output = (): Writable => {
+    if (file === undefined) {
+      file = createFileSink(path, {flags: 'wx', mode: 0o600})
+      file.on('error', (error) => {
+        failure = error
+      })
+    }
+
+    return file
+  }
+
   // Rows are copied into buffers of SPOOL_BYTES, written when full: one write per row cost more than
   // the row, and gathering them in one string kept every row's string alive until the write, long
   // enough to be promoted to V8's old generation (tens of MiB of garbage for 100,000 files).
@@ -32,7 +42,8 @@ export function createListingFile(folder: string): ListingSink {
 
   async function write(data: Buffer | string): Promise<void> {
     if (failure) throw failure
-    if (!output.write(data)) await once(output, 'drain')
+    const sink = output()
+    if (!sink.write(data)) await once(sink, 'drain')
   }
 
   function flush(): Promise<void> | undefined {
@@ -46,6 +57,7 @@ export function createListingFile(folder: string): ListingSink {
   return {
     add(row: ListingRow) {
       if (failure) throw failure
+      output()
       const text = `${separator}${JSON.stringify(row)}`
       separator = ',\n'
       const bytes = Buffer.byteLength(text)
@@ -64,16 +76,18 @@ export function createListingFile(folder: string): ListingSink {
       return Promise.all([flushed, write(text)]).then(() => {})
     },
     async discard() {
-      output.destroy()
-      if (!output.closed) await once(output, 'close')
+      if (file === undefined) return
+      file.destroy()
+      if (!file.closed) await once(file, 'close')
     },
     async finish() {
       await flush()
       await write(`${separator === '' ? '' : '\n'}]}\n`)
-      output.end()
+      const sink = output()
+      sink.end()
       // 'close', not 'finish': the file is closed before its folder can be removed, so no descriptor
       // of a deleted plaintext file outlives the command in a host's process.
-      await once(output, 'close')
+      await once(sink, 'close')
       if (failure) throw failure
       return {bytes: (await stat(path)).size, path}
     },

@@ -5,6 +5,7 @@ import {mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync} fro
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
+import {setTimeout as delay} from 'node:timers/promises'
 
 import {createListingFile} from '../../src/archive/listing.js'
 import {createMediaTar, MediaEntry} from '../../src/archive/media-tar.js'
@@ -140,5 +141,17 @@ describe('media tar', () => {
       stopped.stream.once('close', resolve)
     })
     expect(openUnder(folder), 'stopped').to.deep.equal([])
+
+    // Stopped before it starts: a transfer that failed at once (its store down) destroys the archive
+    // before reading it, so the archive's own clean-up never runs.
+    const unread = createMediaTar(fromArray(many), createListingFile(mkdtempSync(join(folder, 'unread-'))))
+    unread.summary.catch(() => {})
+    unread.stream.destroy()
+    await new Promise((resolve) => {
+      unread.stream.once('close', resolve)
+    })
+    // What an open started by then would take to finish: a few round trips through the thread pool.
+    for (let round = 0; round < 20; round++) await delay(5)
+    expect(openUnder(folder), 'stopped before it started').to.deep.equal([])
   })
 })

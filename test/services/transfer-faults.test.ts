@@ -49,7 +49,11 @@ function faultyTransform(fault: Fault, label: string): Transform {
 }
 
 function faultySource(fault: Fault, inner: Readable): Readable {
-  return inner.pipe(faultyTransform(fault, 'source'))
+  const faulty = faultyTransform(fault, 'source')
+  // Stopped with the transfer, as a real source is: pipe() alone would leave the inner archive paused
+  // half-way, its listing file open until a collection.
+  faulty.once('close', () => inner.destroy())
+  return inner.pipe(faulty)
 }
 
 /** A store that fails or stalls in front of a real one. A stalled put never reads again and never settles. */

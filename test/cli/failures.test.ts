@@ -126,10 +126,19 @@ describe('failures name their location and cause, with the documented exit code,
 
   // The store's file system fails, whichever stage of the transfer sees it first: exit 7, naming the
   // store and the object, never a stage that only passed the error on.
-  for (const format of ['tar', 'packs']) {
-    it(`a full store (ENOSPC), ${format} media: exit 7 naming the store and the object, not encryption`, async function () {
+  // Packs of both kinds: photos go into stored framing, text into zstd.
+  for (const [format, content] of [
+    ['tar', 'random'],
+    ['packs', 'random'],
+    ['packs', 'text'],
+  ] as const) {
+    it(`a full store (ENOSPC), ${format} media of ${content} bytes: exit 7 naming the store and the object, not encryption`, async function () {
       const project = makeProject()
-      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      const bytes = randomBytes(3 * 1024 * 1024)
+      writeFileSync(
+        join(project.root, 'media', 'large.bin'),
+        content === 'random' ? bytes : bytes.toString('base64').slice(0, bytes.length),
+      )
       const full = mountTmpfs(this, join(project.root, '..', 'full-store'), 'size=1m')
       try {
         const store = full

@@ -6,6 +6,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {generateIdentity} from '../../src/archive/age-keys.js'
+import {STORED_MAGIC} from '../../src/lib/zstd-stored.js'
 import {BlobCheckError, PackReader} from '../../src/media-format/packs/reader.js'
 import {PackWriter, WrittenPack} from '../../src/media-format/packs/writer.js'
 import {LocalStore} from '../../src/store/local.js'
@@ -71,11 +72,11 @@ describe('packs: blobs in age-encrypted tars', function () {
     expect(new Set(blobs.map((blob) => blob.pack))).to.deep.equal(new Set(written.map((pack) => pack.name)))
   })
 
-  it('puts blobs that compress into zstd packs and the rest into plain ones, and records which is which', () => {
+  it('puts blobs that compress into zstd packs and the rest into stored framing, and records which is which', () => {
     const codecOf = new Map(written.map((pack) => [pack.name, pack.codec]))
     for (const [index, blob] of blobs.entries()) {
       const small = blob.data.length < 512
-      if (!small) expect(codecOf.get(blob.pack), `blob ${index}`).to.equal(index % 2 === 0 ? 'none' : 'zstd')
+      if (!small) expect(codecOf.get(blob.pack), `blob ${index}`).to.equal(index % 2 === 0 ? 'stored' : 'zstd')
     }
 
     for (const pack of written) {
@@ -99,12 +100,21 @@ describe('packs: blobs in age-encrypted tars', function () {
     const packs = readdirSync(join(folder, PREFIX, 'packs'))
     const out = join(folder, 'extracted')
     mkdirSync(out)
+    let storedPacks = 0
     for (const pack of packs) {
       const plaintext = execFileSync('age', ['-d', '-i', identityFile, join(folder, PREFIX, 'packs', pack)])
       const tar = execFileSync('zstd', ['-dcqf'], {input: plaintext})
       execFileSync('tar', ['-x', '-C', out], {input: tar})
+      if (plaintext.subarray(0, 4).equals(STORED_MAGIC)) {
+        // The framing costs at most 200 bytes a blob, against a tar's 512 of header and up to 511 of padding.
+        const members = execFileSync('tar', ['-t'], {input: tar}).toString().trim().split('\n').length
+        const blobBytes = blobs.filter((blob) => blob.pack === pack).reduce((sum, blob) => sum + blob.data.length, 0)
+        expect(plaintext.length).to.be.below(blobBytes + 200 * members + 100)
+        storedPacks++
+      }
     }
 
+    expect(storedPacks).to.be.at.least(1)
     const extracted = readdirSync(out).sort()
     expect(extracted).to.deep.equal(blobs.map((blob) => blob.id).sort())
     for (const id of extracted) {
@@ -173,5 +183,41 @@ describe('packs: blobs in age-encrypted tars', function () {
     const names = readdirSync(join(folder, PREFIX, 'packs'))
     for (const name of names) expect(name).to.match(/^[\da-f]{32}\.age$/)
     for (const blob of blobs) expect(names.join(' ')).to.not.include(blob.id.slice(0, 16))
+  })
+})
+
+describe('packs written as plain tars, before the stored framing', () => {
+  it('read as before, by this tool and by the stock tools', async function () {
+    requireTool(this, 'age', 'age')
+    requireTool(this, 'zstd', 'zstd')
+    const {fileContents, identity} = generateIdentity()
+    const folder = mkdtempSync(join(tmpdir(), 'divio-packs-plain-'))
+    const store = new LocalStore(folder)
+    const writer = new PackWriter({
+      codec: 'none',
+      prefix: PREFIX,
+      recipients: [identity.publicKey],
+      signal: new AbortController().signal,
+      stallTimeoutMs: 30_000,
+      store,
+    })
+    const blobs = [1, 3, 5].map((seed) => blobOf(seed))
+    const packs: string[] = []
+    // One at a time, as backups add them.
+    for (const blob of blobs) packs.push(await writer.add(blob.id, blob.data))
+    const [pack] = await writer.close()
+    expect(pack.codec).to.equal('none')
+    const reader = new PackReader({identities: [identity], prefix: PREFIX, store})
+    for (const [index, blob] of blobs.entries())
+      expect((await reader.read(packs[index], blob.id)).equals(blob.data)).to.equal(true)
+    await reader.close()
+
+    const identityFile = join(folder, 'identity.txt')
+    writeFileSync(identityFile, fileContents(new Date()), {mode: 0o600})
+    const plaintext = execFileSync('age', ['-d', '-i', identityFile, join(folder, PREFIX, 'packs', pack.name)])
+    // A plain tar begins with its first blob's hex name.
+    expect(plaintext.subarray(0, 64).toString()).to.equal(blobs[0].id)
+    const listed = execFileSync('tar', ['-t'], {input: execFileSync('zstd', ['-dcqf'], {input: plaintext})})
+    expect(listed.toString().trim().split('\n')).to.deep.equal(blobs.map((blob) => blob.id))
   })
 })

@@ -1,12 +1,12 @@
 import {createHash} from 'node:crypto'
-import {PassThrough, Readable, Transform} from 'node:stream'
+import {Duplex, PassThrough, Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {createDecryptStream} from '../../archive/age.js'
 import {readTar, TarMember} from '../../archive/tar-reader.js'
-import {BackupError} from '../../errors.js'
-import {ZSTD_MAGIC, zstdDecompressor, zstdImplementation} from '../../lib/zstd.js'
+import {STORED_MAGIC, StoredFrameDecoder} from '../../lib/zstd-stored.js'
+import {cannotDecompress, ZSTD_MAGIC, zstdDecompressor, zstdImplementation} from '../../lib/zstd.js'
 import {ObjectNotFoundError, Store} from '../../store/port.js'
 import {packKey} from './writer.js'
 
@@ -189,20 +189,26 @@ export async function packPlaintext(
   const decrypting = pipeline(source, ciphertext, createDecryptStream(identities), decrypted)
   decrypting.catch((error: Error) => decrypted.destroy(error))
   const head = await peek(decrypted, ZSTD_MAGIC.length)
+  if (head.equals(STORED_MAGIC)) return decodedBy(new StoredFrameDecoder(), decrypted, decrypting)
   if (!head.equals(ZSTD_MAGIC)) return {done: decrypting, tar: decrypted}
   if (zstdImplementation() === undefined) {
     decrypted.destroy()
-    throw new BackupError(
-      'SOURCE_UNAVAILABLE',
-      'This backup has packs compressed with zstd, and this machine cannot decompress them: the zstd program is not on PATH, and this Node.js has no zstd of its own.',
-      {suggestion: 'Install zstd (apt-get install zstd), or run the command with Node.js 22.15 or later.'},
-    )
+    throw cannotDecompress('packs')
   }
 
+  return decodedBy(zstdDecompressor(), decrypted, decrypting)
+}
+
+/** The tar that `decoder` makes of the decrypted pack; `done` settles when both stages have. */
+function decodedBy(
+  decoder: Duplex,
+  decrypted: Readable,
+  decrypting: Promise<void>,
+): {done: Promise<void>; tar: Readable} {
   const tar = new PassThrough()
-  const decompressing = pipeline(decrypted, zstdDecompressor(), tar)
-  decompressing.catch((error: Error) => tar.destroy(error))
-  const done = Promise.all([decrypting, decompressing]).then(() => {})
+  const decoding = pipeline(decrypted, decoder, tar)
+  decoding.catch((error: Error) => tar.destroy(error))
+  const done = Promise.all([decrypting, decoding]).then(() => {})
   done.catch(() => {})
   return {done, tar}
 }

@@ -197,7 +197,7 @@ async function copyLiveBlobs(
   const {context, prefix} = job
   const writer = new PackWriter({
     // One codec, so that each old pack's blobs go into one new pack: zstd costs little on what does not shrink.
-    codec: canCompress() ? 'zstd' : 'none',
+    codec: canCompress() ? 'zstd' : 'stored',
     // Packs are closed here, between old packs, never inside one.
     packBytes: Number.POSITIVE_INFINITY,
     prefix,

@@ -5,6 +5,15 @@ import {encodeTarHeader} from '../../archive/tar-header.js'
 import {PackObject} from '../../domain/manifest.js'
 import {BufferLender} from '../../lib/buffer-loan.js'
 import {looksCompressible} from '../../lib/compressibility.js'
+import {
+  MAX_BLOCK,
+  rawBlockHeader,
+  storedBlocksBound,
+  storedFrameStart,
+  writeBlockHeader,
+  writeStoredBlocks,
+  zeroBlocks,
+} from '../../lib/zstd-stored.js'
 import {canCompress} from '../../lib/zstd.js'
 import {noProgress} from '../../services/context.js'
 import {transferComponent} from '../../services/transfer.js'
@@ -15,10 +24,12 @@ import {Store} from '../../store/port.js'
  * about PACK_TARGET_BYTES instead of one per file (S3 Standard-IA bills at least 128 KiB an object).
  *
  * A pack is an age-encrypted tar whose members are blobs, each named by the SHA-256 of its content
- * (hex); the tar is compressed with zstd when its blobs are (see PackWriter). Anyone with the
- * identity opens one with `age -d -i KEY PACK | zstd -dcf | tar -x`, without this tool (`-f` passes an
- * uncompressed tar through). Readers tell the two apart by the zstd magic number: a tar of blobs
- * begins with a blob's hex name, never with it. The manifest records which packs are compressed.
+ * (hex), in a zstd stream: compressed when its blobs are, and otherwise in zstd's stored framing
+ * (src/lib/zstd-stored.ts), which holds the blobs' bytes as they are and only shrinks the tar's
+ * headers and padding. Anyone with the identity opens one with `age -d -i KEY PACK | zstd -dcf | tar -x`,
+ * without this tool (`-f` passes the plain tars of older packs through). Readers tell the three apart by
+ * the first four bytes: zstd's magic number, the stored framing's marker, or a blob's hex name. The
+ * manifest records which packs are compressed.
  * The pack's own name is random, so a listing of the store shows neither names nor content hashes.
  */
 
@@ -27,6 +38,8 @@ export const PACK_TARGET_BYTES = 16 * 1024 * 1024
 const BLOCK = 512
 const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK)
 const ZEROS = Buffer.alloc(BLOCK)
+/** The tar's end in stored framing, in the frame's last block. */
+const STORED_END_OF_ARCHIVE = zeroBlocks(2 * BLOCK, true)
 /** Small blobs and headers are written in batches of this size. */
 const BATCH_BYTES = 128 * 1024
 /** Batches given back by the uploads and kept for reuse: about as many as the uploads going at once (up to three) hold. */
@@ -43,8 +56,12 @@ export function newPackName(): string {
   return `${randomBytes(16).toString('hex')}.age`
 }
 
-/** How a pack's plaintext (a tar of blobs) is stored inside its age encryption. */
-export type PackCodec = 'none' | 'zstd'
+/**
+ * How a pack's plaintext (a tar of blobs) is stored inside its age encryption: compressed with zstd,
+ * in zstd's stored framing, or as it is (`none`: how packs were written before the framing; kept so
+ * that tests can write them).
+ */
+export type PackCodec = 'none' | 'stored' | 'zstd'
 
 interface OpenPack {
   /** Headers and small blobs, gathered before they are written. */
@@ -68,8 +85,8 @@ export interface WrittenPack {
 /**
  * Appends blobs into packs and uploads each pack as it fills, while the previous one may still be
  * completing. With `codec: 'auto'` (backups), blobs that look compressible go into zstd packs and the
- * rest (photos, videos, archives) into plain ones, so that no CPU goes into compressing what does not
- * shrink: two packs may be open at once, one of each kind. Memory holds at most the blob being
+ * rest (photos, videos, archives) into packs in stored framing, so that no CPU goes into compressing
+ * what does not shrink: two packs may be open at once, one of each kind. Memory holds at most the blob being
  * written, the open packs' batches and their uploads' buffers.
  *
  * `add` resolves once the blob is accepted (the pack it lands in is not durable until `close` or the
@@ -127,17 +144,18 @@ export class PackWriter {
     const pack = this.current.get(codec) ?? this.open(codec)
     const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size: data.length, type: 'File'})
     const padding = (BLOCK - (data.length % BLOCK)) % BLOCK
-    // Small blobs are gathered into batches: a stream write per tiny file (and a message to the
-    // encryption thread for each) cost more than the file. A large blob goes as it is, uncopied.
-    await this.append(pack, header)
-    if (data.length >= BATCH_BYTES / 2) {
-      await this.flushBatch(pack)
-      await write(pack.input, options.borrowed ? Buffer.from(data) : data)
-    } else {
-      await this.append(pack, data)
+    try {
+      await (pack.codec === 'stored'
+        ? this.writeStored(pack, header, data, padding, options)
+        : this.writeMember(pack, header, data, padding, options))
+    } catch (error) {
+      // The pack's input fails because its upload did, whose error names the stage and the store.
+      throw await pack.upload.then(
+        () => error,
+        (uploadError: unknown) => uploadError,
+      )
     }
 
-    if (padding > 0) await this.append(pack, ZEROS.subarray(0, padding))
     pack.blobs++
     pack.bytes += header.length + data.length + padding
     if (pack.bytes >= (this.options.packBytes ?? PACK_TARGET_BYTES)) await this.finish(pack)
@@ -156,6 +174,56 @@ export class PackWriter {
     for (const pack of this.current.values()) await this.finish(pack)
   }
 
+  /**
+   * Writes a member of a tar. Small blobs are gathered into batches: a stream write per tiny file (and
+   * a message to the encryption thread for each) cost more than the file. A large blob goes as it is,
+   * uncopied.
+   */
+  private async writeMember(
+    pack: OpenPack,
+    header: Buffer,
+    data: Buffer,
+    padding: number,
+    options: {borrowed?: boolean},
+  ): Promise<void> {
+    await this.append(pack, header)
+    if (data.length >= BATCH_BYTES / 2) {
+      await this.flushBatch(pack)
+      await write(pack.input, options.borrowed ? Buffer.from(data) : data)
+    } else {
+      await this.append(pack, data)
+    }
+
+    if (padding > 0) await this.append(pack, ZEROS.subarray(0, padding))
+  }
+
+  /** The same member in stored framing: the header's zero runs and the padding as RLE blocks. */
+  private async writeStored(
+    pack: OpenPack,
+    header: Buffer,
+    data: Buffer,
+    padding: number,
+    options: {borrowed?: boolean},
+  ): Promise<void> {
+    if (BATCH_BYTES - pack.filled < storedBlocksBound(header.length)) await this.flushBatch(pack)
+    pack.filled = writeStoredBlocks(header, pack.batch, pack.filled)
+    if (data.length >= BATCH_BYTES / 2) {
+      await this.flushBatch(pack)
+      const whole = options.borrowed ? Buffer.from(data) : data
+      for (let start = 0; start < whole.length; start += MAX_BLOCK) {
+        const piece = whole.subarray(start, start + MAX_BLOCK)
+        await write(pack.input, rawBlockHeader(piece.length))
+        await write(pack.input, piece)
+      }
+    } else if (data.length > 0) {
+      if (BATCH_BYTES - pack.filled < 3 + data.length) await this.flushBatch(pack)
+      pack.filled = writeBlockHeader(pack.batch, pack.filled, {size: data.length, type: 'raw'})
+      pack.filled += data.copy(pack.batch, pack.filled)
+    }
+
+    if (padding > 0) await this.append(pack, zeroBlocks(padding))
+  }
+
   private async append(pack: OpenPack, bytes: Buffer): Promise<void> {
     if (BATCH_BYTES - pack.filled < bytes.length) await this.flushBatch(pack)
     pack.filled += bytes.copy(pack.batch, pack.filled)
@@ -164,7 +232,7 @@ export class PackWriter {
   private async finish(pack: OpenPack): Promise<void> {
     this.current.delete(pack.codec)
     await this.flushBatch(pack)
-    pack.input.end(END_OF_ARCHIVE)
+    pack.input.end(pack.codec === 'stored' ? STORED_END_OF_ARCHIVE : END_OF_ARCHIVE)
     this.finishing.push(pack.upload)
     // One pack may complete in the background while the next one fills: its last writes (and the
     // store's fsync) overlap the reading of the next blobs, instead of stalling them at every pack.
@@ -189,7 +257,7 @@ export class PackWriter {
     const name = newPackName()
     const input = new PassThrough({highWaterMark: 256 * 1024})
     const upload = transferComponent({
-      compression: codec,
+      compression: codec === 'zstd' ? 'zstd' : 'none',
       key: packKey(prefix, name),
       location: 'a pack of media blobs',
       name,
@@ -208,6 +276,7 @@ export class PackWriter {
     // A rejected upload is reported by finish(); until then the rejection must not go unhandled.
     upload.catch(() => {})
     const pack = {batch: this.newBatch(), blobs: 0, bytes: 0, codec, filled: 0, input, name, upload}
+    if (codec === 'stored') pack.filled = storedFrameStart().copy(pack.batch)
     this.current.set(codec, pack)
     return pack
   }
@@ -215,7 +284,7 @@ export class PackWriter {
 
 /** zstd for what looks compressible, when this process can write zstd at all (see canCompress). */
 function autoCodec(data: Buffer): PackCodec {
-  return canCompress() && looksCompressible(data) ? 'zstd' : 'none'
+  return canCompress() && looksCompressible(data) ? 'zstd' : 'stored'
 }
 
 async function write(stream: PassThrough, chunk: Buffer): Promise<void> {

@@ -75,6 +75,15 @@ interface OpenPack {
   upload: Promise<WrittenPack>
 }
 
+/** A blob as a tar member: its header, its bytes, and the zeros that pad it to a 512-byte block. */
+interface TarMember {
+  /** The caller reuses `data` once the write resolves: a large one is copied, never held. */
+  borrowed: boolean
+  data: Buffer
+  header: Buffer
+  padding: number
+}
+
 export interface WrittenPack {
   blobs: number
   codec: PackCodec
@@ -145,9 +154,8 @@ export class PackWriter {
     const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size: data.length, type: 'File'})
     const padding = (BLOCK - (data.length % BLOCK)) % BLOCK
     try {
-      await (pack.codec === 'stored'
-        ? this.writeStored(pack, header, data, padding, options)
-        : this.writeMember(pack, header, data, padding, options))
+      const member = {borrowed: options.borrowed ?? false, data, header, padding}
+      await (pack.codec === 'stored' ? this.writeStored(pack, member) : this.writeMember(pack, member))
     } catch (error) {
       // The pack's input fails because its upload did, whose error names the stage and the store.
       throw await pack.upload.then(
@@ -172,56 +180,6 @@ export class PackWriter {
   /** Finishes the open packs now, whatever their size: the next blob starts a new one. */
   async rollover(): Promise<void> {
     for (const pack of this.current.values()) await this.finish(pack)
-  }
-
-  /**
-   * Writes a member of a tar. Small blobs are gathered into batches: a stream write per tiny file (and
-   * a message to the encryption thread for each) cost more than the file. A large blob goes as it is,
-   * uncopied.
-   */
-  private async writeMember(
-    pack: OpenPack,
-    header: Buffer,
-    data: Buffer,
-    padding: number,
-    options: {borrowed?: boolean},
-  ): Promise<void> {
-    await this.append(pack, header)
-    if (data.length >= BATCH_BYTES / 2) {
-      await this.flushBatch(pack)
-      await write(pack.input, options.borrowed ? Buffer.from(data) : data)
-    } else {
-      await this.append(pack, data)
-    }
-
-    if (padding > 0) await this.append(pack, ZEROS.subarray(0, padding))
-  }
-
-  /** The same member in stored framing: the header's zero runs and the padding as RLE blocks. */
-  private async writeStored(
-    pack: OpenPack,
-    header: Buffer,
-    data: Buffer,
-    padding: number,
-    options: {borrowed?: boolean},
-  ): Promise<void> {
-    if (BATCH_BYTES - pack.filled < storedBlocksBound(header.length)) await this.flushBatch(pack)
-    pack.filled = writeStoredBlocks(header, pack.batch, pack.filled)
-    if (data.length >= BATCH_BYTES / 2) {
-      await this.flushBatch(pack)
-      const whole = options.borrowed ? Buffer.from(data) : data
-      for (let start = 0; start < whole.length; start += MAX_BLOCK) {
-        const piece = whole.subarray(start, start + MAX_BLOCK)
-        await write(pack.input, rawBlockHeader(piece.length))
-        await write(pack.input, piece)
-      }
-    } else if (data.length > 0) {
-      if (BATCH_BYTES - pack.filled < 3 + data.length) await this.flushBatch(pack)
-      pack.filled = writeBlockHeader(pack.batch, pack.filled, {size: data.length, type: 'raw'})
-      pack.filled += data.copy(pack.batch, pack.filled)
-    }
-
-    if (padding > 0) await this.append(pack, zeroBlocks(padding))
   }
 
   private async append(pack: OpenPack, bytes: Buffer): Promise<void> {
@@ -279,6 +237,44 @@ export class PackWriter {
     if (codec === 'stored') pack.filled = storedFrameStart().copy(pack.batch)
     this.current.set(codec, pack)
     return pack
+  }
+
+  /**
+   * Writes a member of a tar. Small blobs are gathered into batches: a stream write per tiny file (and
+   * a message to the encryption thread for each) cost more than the file. A large blob goes as it is,
+   * uncopied.
+   */
+  private async writeMember(pack: OpenPack, {borrowed, data, header, padding}: TarMember): Promise<void> {
+    await this.append(pack, header)
+    if (data.length >= BATCH_BYTES / 2) {
+      await this.flushBatch(pack)
+      await write(pack.input, borrowed ? Buffer.from(data) : data)
+    } else {
+      await this.append(pack, data)
+    }
+
+    if (padding > 0) await this.append(pack, ZEROS.subarray(0, padding))
+  }
+
+  /** The same member in stored framing: the header's zero runs and the padding as RLE blocks. */
+  private async writeStored(pack: OpenPack, {borrowed, data, header, padding}: TarMember): Promise<void> {
+    if (BATCH_BYTES - pack.filled < storedBlocksBound(header.length)) await this.flushBatch(pack)
+    pack.filled = writeStoredBlocks(header, pack.batch, pack.filled)
+    if (data.length >= BATCH_BYTES / 2) {
+      await this.flushBatch(pack)
+      const whole = borrowed ? Buffer.from(data) : data
+      for (let start = 0; start < whole.length; start += MAX_BLOCK) {
+        const piece = whole.subarray(start, start + MAX_BLOCK)
+        await write(pack.input, rawBlockHeader(piece.length))
+        await write(pack.input, piece)
+      }
+    } else if (data.length > 0) {
+      if (BATCH_BYTES - pack.filled < 3 + data.length) await this.flushBatch(pack)
+      pack.filled = writeBlockHeader(pack.batch, pack.filled, {size: data.length, type: 'raw'})
+      pack.filled += data.copy(pack.batch, pack.filled)
+    }
+
+    if (padding > 0) await this.append(pack, zeroBlocks(padding))
   }
 }
 

@@ -83,8 +83,15 @@ export const mediaPacksComponentSchema = z.object({
   packObjects: z.array(packObjectSchema).optional(),
   /** Every pack the index refers to: what prune must keep, readable without a key. Random names only. */
   packs: z.array(z.string().regex(/^[\da-f]{32}\.age$/)),
-  /** The index as an sh script that rebuilds the tree from extracted packs (export --raw). */
-  rebuild: z.object({object: storedObjectSchema, plaintext: contentSchema}),
+  /**
+   * The index as an sh script that rebuilds the tree from extracted packs (export --raw). `zstd`: it is
+   * compressed (absent in backups before it was, or written where zstd was not).
+   */
+  rebuild: z.object({
+    compression: z.literal('zstd').optional(),
+    object: storedObjectSchema,
+    plaintext: contentSchema,
+  }),
   source: z.enum(['filesystem', 's3']),
   /** What this backup added: bytes of new blobs, and files whose content was read. */
   stored: z.object({blobBytes: z.number().int().nonnegative(), filesRead: z.number().int().nonnegative()}),

@@ -4,6 +4,7 @@ import {delimiter, join} from 'node:path'
 import {Duplex} from 'node:stream'
 import zlib from 'node:zlib'
 
+import {BackupError} from '../errors.js'
 import {through} from './process.js'
 
 /**
@@ -68,6 +69,18 @@ function programOnPath(): boolean {
  */
 export function canCompress(): boolean {
   return zstdImplementation() !== undefined
+}
+
+/**
+ * The error for a machine that must decompress `what` (say, "packs") and cannot: it says what to
+ * install. Not the data's fault, so not an integrity failure.
+ */
+export function cannotDecompress(what: string): BackupError {
+  return new BackupError(
+    'SOURCE_UNAVAILABLE',
+    `This backup has ${what} compressed with zstd, and this machine cannot decompress them: the zstd program is not on PATH, and this Node.js has no zstd of its own.`,
+    {suggestion: 'Install zstd (apt-get install zstd), or run the command with Node.js 22.15 or later.'},
+  )
 }
 
 /** The first four bytes of every zstd frame. */

@@ -276,9 +276,10 @@ The files are age-encrypted exactly as they were stored. Decrypt each with the s
 media.manifest.json.age is the media listing on its own; media.tar holds the same as MANIFEST.json.
 
 Incremental media (a backup with media.index.gz.age instead of media.tar.age): the file contents are in
-<environment>/packs/, age-encrypted tars of blobs shared by backups (compressed with zstd when their
-content compresses: age -d -i KEY PACK | zstd -dcf | tar -x opens either kind), and media.rebuild.sh.age is an sh
-script that puts one backup's media folder back together from them. Save this as rebuild-media.sh in
+<environment>/packs/, age-encrypted tars of blobs shared by backups, in zstd streams (compressed when
+their content compresses: age -d -i KEY PACK | zstd -dcf | tar -x opens every kind), and
+media.rebuild.sh.age is an sh script, compressed with zstd, that puts one backup's media folder back
+together from them. Save this as rebuild-media.sh in
 the export's folder, set its first line to your identity file, the backup and its environment, and
 run \`sh rebuild-media.sh\`; it rebuilds the media into $OUT:
 

@@ -8,7 +8,7 @@ import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {giveBack} from '../lib/buffer-loan.js'
 import {ProcessError} from '../lib/process.js'
-import {isZstdDataError, zstdDecompressor} from '../lib/zstd.js'
+import {cannotDecompress, isZstdDataError, zstdDecompressor, zstdImplementation} from '../lib/zstd.js'
 import {ObjectNotFoundError} from '../store/port.js'
 import {objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
@@ -55,6 +55,7 @@ interface ReadItem {
 
 async function readVerifiedObject(context: BackupContext, manifest: Manifest, item: ReadItem): Promise<void> {
   const {compression = 'none', identities, object, plaintext, sink = discard()} = item
+  if (compression === 'zstd' && zstdImplementation() === undefined) throw cannotDecompress('objects')
   const key = objectKey(manifest.app, manifest.environment, manifest.id, object.name)
   let source
   try {

@@ -17,7 +17,7 @@ export interface BackupUrls {
    * blobs (`packs/<pack>`) and each signed forward that leads to one (`packs/<from>.to.<to>.json`).
    */
   objects: {bytes: number; name: string; url: string}[]
-  /** Incremental media: an sh script that fetches the links and rebuilds the media (age, tar, sh). */
+  /** Incremental media: an sh script that fetches the links and rebuilds the media (age, zstd, tar, sh). */
   recipe?: string
 }
 

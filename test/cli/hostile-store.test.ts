@@ -235,7 +235,9 @@ describe('a hostile store writer', function () {
     const {b2, project} = await twoBackups()
     const folder = join(project.store, 'shop', 'local', b2)
     const stored = join(folder, 'media.rebuild.sh.age')
-    const script = execFileSync('age', ['-d', '-i', project.identityFile, stored])
+    const script = execFileSync('zstd', ['-dcqf'], {
+      input: execFileSync('age', ['-d', '-i', project.identityFile, stored]),
+    })
     const evil = Buffer.concat([script, Buffer.from('touch "$T/../planted"\n')])
     const encrypted = encryptToOwner(project, evil)
     writeFileSync(stored, encrypted)

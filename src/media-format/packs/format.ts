@@ -9,7 +9,7 @@ import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
 import {catalogOf} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
-import {readVerified} from '../../services/read.js'
+import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {BackUpJob, LinkTarget, MediaFormat, StoredMedia, TarStream} from '../port.js'
 import {backUpMediaPacks} from './backup.js'
 import {readPackTrust} from './check.js'
@@ -27,8 +27,8 @@ export const packsFormat: MediaFormat = {
     return backUpMediaPacks(context, {
       previous: await previousPacked(context, job.writer.id),
       progress: context.reporter.progress('media'),
-      put: (name, source, progress, to, bytes) =>
-        job.put(name, source, progress, {bytes, location: `the media index in ${job.tempDir}`, to}),
+      put: (name, source, progress, options) =>
+        job.put(name, source, progress, {...options, location: `the media index in ${job.tempDir}`}),
       recipients: job.recipients,
       tempDir: job.tempDir,
       writer: job.writer,
@@ -149,12 +149,18 @@ async function writePackedMedia(
   const {checked, stream} = await openPackedMedia(context, manifest, options)
   // On the cipher thread: this one decrypts the packs and checks every blob against its id.
   const hashing = new OffThreadHashingStream()
-  await Promise.all([
+  const [written, read] = await Promise.allSettled([
     pipeline(stream, hashing, createFileSink(options.path, {flags: 'wx', mode: 0o600, syncs: true}), {
       signal: context.signal,
     }),
     checked,
   ])
+  // Both settled: a read that fails first must not return while the file is still being written, in
+  // a folder the caller is about to remove. A failed read says why better than the broken stream.
+  if (read.status === 'rejected' && (read.reason instanceof ObjectCheckError || read.reason instanceof BackupError))
+    throw read.reason
+  if (written.status === 'rejected') throw written.reason
+  if (read.status === 'rejected') throw read.reason
   await syncPath(options.path)
   return {bytes: hashing.bytes, sha256: hashing.sha256}
 }

@@ -10,7 +10,7 @@ import {IndexEntry} from './media-index.js'
  * (`export --raw`'s README):
  *
  *     mkdir blobs/<pack>; age -d -i KEY packs/<pack> | zstd -dcf | tar -x -C blobs/<pack>     (each pack)
- *     age -d -i KEY media.rebuild.sh.age > rebuild.sh && sh rebuild.sh blobs media
+ *     age -d -i KEY media.rebuild.sh.age | zstd -dcf > rebuild.sh && sh rebuild.sh blobs media
  *
  * It is code that the machine that holds the identity runs, written by a create machine, which holds
  * no more than a writer key. So it is never trusted: it is a function of the index, and `verify`

@@ -7,8 +7,8 @@
  *    repacked pack), and every pack must hold nothing but files named by a SHA-256, checked for all
  *    packs before any is extracted: a planted pack cannot make tar write outside the folder;
  * 2. each pack is extracted into a folder of its own, under a temporary folder (blobs are plaintext);
- * 3. the backup's rebuild script puts the media together (verify checks that it is the one its index
- *    derives).
+ * 3. the backup's rebuild script, decompressed, puts the media together (verify checks that it is the
+ *    one its index derives).
  */
 const CORE = [
   'B=$(mktemp -d)',
@@ -30,7 +30,9 @@ const CORE = [
   '  dir=$(dirname "$tar")/$(basename "$tar" .tar)',
   '  mkdir "$dir" && tar -xf "$tar" -C "$dir" && rm "$tar"',
   'done',
-  'age -d -i "$KEY" -o "$B/rebuild.sh" "$R/$ENV/$ID/media.rebuild.sh.age"',
+  // Compressed since backups are; -f passes the plain script of an older backup through.
+  'age -d -i "$KEY" -o "$B/rebuild.sh.zst" "$R/$ENV/$ID/media.rebuild.sh.age"',
+  'zstd -dcqf "$B/rebuild.sh.zst" > "$B/rebuild.sh"',
   'sh "$B/rebuild.sh" "$B" "$OUT"',
 ]
 

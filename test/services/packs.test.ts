@@ -1,11 +1,12 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
-import {createHash, randomBytes} from 'node:crypto'
+import {createHash, randomBytes, randomFillSync} from 'node:crypto'
 import {mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {generateIdentity} from '../../src/archive/age-keys.js'
+import {BufferLender} from '../../src/lib/buffer-loan.js'
 import {STORED_MAGIC} from '../../src/lib/zstd-stored.js'
 import {BlobCheckError, PackReader} from '../../src/media-format/packs/reader.js'
 import {PackWriter, WrittenPack} from '../../src/media-format/packs/writer.js'
@@ -219,5 +220,44 @@ describe('packs written as plain tars, before the stored framing', () => {
     expect(plaintext.subarray(0, 64).toString()).to.equal(blobs[0].id)
     const listed = execFileSync('tar', ['-t'], {input: execFileSync('zstd', ['-dcqf'], {input: plaintext})})
     expect(listed.toString().trim().split('\n')).to.deep.equal(blobs.map((blob) => blob.id))
+  })
+})
+
+describe('the pack writer and the buffers it is lent', () => {
+  it('gives a blob back to its lender once framed, never a borrowed one, and keeps no view of either', async () => {
+    const {identity} = generateIdentity()
+    const store = new LocalStore(mkdtempSync(join(tmpdir(), 'divio-packs-lent-')))
+    const writer = new PackWriter({
+      codec: 'stored',
+      prefix: PREFIX,
+      recipients: [identity.publicKey],
+      signal: new AbortController().signal,
+      stallTimeoutMs: 30_000,
+      store,
+    })
+    const lender = new BufferLender(8)
+    const written: {id: string; original: Buffer; pack: string}[] = []
+    for (const [size, borrowed] of [
+      [1024 * 1024, false],
+      [1024 * 1024, true],
+      [5000, false],
+      [5000, true],
+    ] as const) {
+      const buffer = Buffer.allocUnsafeSlow(size)
+      randomFillSync(buffer)
+      const original = Buffer.from(buffer)
+      const id = createHash('sha256').update(buffer).digest('hex')
+      const pack = await writer.add(id, lender.lend(buffer), {borrowed})
+      const back = lender.borrowBack()
+      expect(back !== undefined, `${size} bytes, borrowed: ${borrowed}`).to.equal(!borrowed)
+      // The caller writes its next bytes into it, as a reader does: the pack must not change.
+      buffer.fill(0xee)
+      written.push({id, original, pack})
+    }
+
+    await writer.close()
+    const reader = new PackReader({identities: [identity], prefix: PREFIX, store})
+    for (const {id, original, pack} of written) expect((await reader.read(pack, id)).equals(original)).to.equal(true)
+    await reader.close()
   })
 })

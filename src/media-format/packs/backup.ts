@@ -437,14 +437,16 @@ async function storeFile(
   let newBytes = 0
   for await (const blob of watched(source, watchdog)) {
     watchdog.touch()
-    size += blob.length
-    progress.advance(blob.length)
+    // Taken now: the pack writer may give the blob back to its reader.
+    const bytes = blob.length
+    size += bytes
+    progress.advance(bytes)
     const id = createHash('sha256').update(blob).digest('hex')
-    let pack = blobs.known.get(id) ?? (blob.length >= DEDUPE_MIN_BYTES ? blobs.stored.get(blobKey(id)) : undefined)
+    let pack = blobs.known.get(id) ?? (bytes >= DEDUPE_MIN_BYTES ? blobs.stored.get(blobKey(id)) : undefined)
     if (pack === undefined) {
       pack = await packs.add(id, blob)
-      newBytes += blob.length
-      if (blob.length >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS) blobs.stored.set(blobKey(id), pack)
+      newBytes += bytes
+      if (bytes >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS) blobs.stored.set(blobKey(id), pack)
     }
 
     content.push([id, pack])
@@ -464,21 +466,21 @@ async function storePrefetched(
   blobs: {known: ReadonlyMap<string, string>; stored: Map<string, string>},
   progress: Progress,
 ): Promise<{blobs: [string, string][]; newBytes: number; sha256: string; size: number}> {
+  // Taken now: content that is not borrowed may go back to its lender once the pack writer has it.
+  const size = content.length
   try {
-    if (content.length === 0) return {blobs: [], newBytes: 0, sha256: EMPTY_SHA256, size: 0}
-    progress.advance(content.length)
-    let pack =
-      blobs.known.get(sha256) ?? (content.length >= DEDUPE_MIN_BYTES ? blobs.stored.get(blobKey(sha256)) : undefined)
+    if (size === 0) return {blobs: [], newBytes: 0, sha256: EMPTY_SHA256, size: 0}
+    progress.advance(size)
+    let pack = blobs.known.get(sha256) ?? (size >= DEDUPE_MIN_BYTES ? blobs.stored.get(blobKey(sha256)) : undefined)
     let newBytes = 0
     if (pack === undefined) {
       // Borrowed: the reader reuses the content's buffer once it is released below.
       pack = await packs.add(sha256, content, {borrowed: release !== undefined})
-      newBytes = content.length
-      if (content.length >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS)
-        blobs.stored.set(blobKey(sha256), pack)
+      newBytes = size
+      if (size >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS) blobs.stored.set(blobKey(sha256), pack)
     }
 
-    return {blobs: [[sha256, pack]], newBytes, sha256, size: content.length}
+    return {blobs: [[sha256, pack]], newBytes, sha256, size}
   } finally {
     release?.()
   }

@@ -3,11 +3,10 @@ import {PassThrough} from 'node:stream'
 
 import {encodeTarHeader} from '../../archive/tar-header.js'
 import {PackObject} from '../../domain/manifest.js'
-import {BufferLender} from '../../lib/buffer-loan.js'
+import {BufferLender, giveBack} from '../../lib/buffer-loan.js'
 import {looksCompressible} from '../../lib/compressibility.js'
 import {
   MAX_BLOCK,
-  rawBlockHeader,
   storedBlocksBound,
   storedFrameStart,
   writeBlockHeader,
@@ -18,6 +17,7 @@ import {canCompress} from '../../lib/zstd.js'
 import {noProgress} from '../../services/context.js'
 import {transferComponent} from '../../services/transfer.js'
 import {Store} from '../../store/port.js'
+import {BLOB_BYTES} from './media-index.js'
 
 /**
  * Packs (docs/storage.md): immutable objects that hold many blobs, so that the store sees a few objects of
@@ -44,6 +44,10 @@ const STORED_END_OF_ARCHIVE = zeroBlocks(2 * BLOCK, true)
 const BATCH_BYTES = 128 * 1024
 /** Batches given back by the uploads and kept for reuse: about as many as the uploads going at once (up to three) hold. */
 const SPARE_BATCHES = 16
+/** A blob of BLOB_BYTES in stored framing: its bytes and a block header for each 128 KiB. */
+const FRAMED_BLOB_BYTES = BLOB_BYTES + 3 * Math.ceil(BLOB_BYTES / MAX_BLOCK)
+/** Framed blobs given back and kept for reuse: the upload holds one or two at a time. */
+const SPARE_FRAMED = 4
 /** The blobs' mtime in the tar: constant, so that a pack says nothing about when files changed. */
 const EPOCH = new Date(0)
 
@@ -108,6 +112,8 @@ export class PackWriter {
   private readonly current = new Map<PackCodec, OpenPack>()
   /** Packs ended and still being stored, oldest first. */
   private readonly finishing: Promise<WrittenPack>[] = []
+  /** The same for the large blobs of stored packs, each framed into one buffer. */
+  private readonly framed = new BufferLender(SPARE_FRAMED)
   private readonly written: WrittenPack[] = []
 
   constructor(
@@ -146,13 +152,17 @@ export class PackWriter {
 
   /**
    * Adds one blob, whose id is the SHA-256 of `data` (hex); returns the name of the pack it goes into.
-   * `borrowed`: the caller reuses `data` once this resolves, so it is copied, never held.
+   * `borrowed`: the caller reuses `data` once this resolves, so it is copied, never held. Otherwise
+   * the writer is its last consumer: it may give `data` back to its lender (buffer-loan.ts), and the
+   * caller must not read it once this resolves.
    */
   async add(id: string, data: Buffer, options: {borrowed?: boolean} = {}): Promise<string> {
     const codec = this.options.codec === 'auto' ? autoCodec(data) : this.options.codec
     const pack = this.current.get(codec) ?? this.open(codec)
-    const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size: data.length, type: 'File'})
-    const padding = (BLOCK - (data.length % BLOCK)) % BLOCK
+    // Taken now: once written, `data` may have gone back to its lender.
+    const size = data.length
+    const header = encodeTarHeader({mode: 0o10_0600, mtime: EPOCH, path: id, size, type: 'File'})
+    const padding = (BLOCK - (size % BLOCK)) % BLOCK
     try {
       const member = {borrowed: options.borrowed ?? false, data, header, padding}
       await (pack.codec === 'stored' ? this.writeStored(pack, member) : this.writeMember(pack, member))
@@ -165,7 +175,7 @@ export class PackWriter {
     }
 
     pack.blobs++
-    pack.bytes += header.length + data.length + padding
+    pack.bytes += header.length + size + padding
     if (pack.bytes >= (this.options.packBytes ?? PACK_TARGET_BYTES)) await this.finish(pack)
     return pack.name
   }
@@ -262,16 +272,30 @@ export class PackWriter {
     pack.filled = writeStoredBlocks(header, pack.batch, pack.filled)
     if (data.length >= BATCH_BYTES / 2) {
       await this.flushBatch(pack)
-      const whole = borrowed ? Buffer.from(data) : data
-      for (let start = 0; start < whole.length; start += MAX_BLOCK) {
-        const piece = whole.subarray(start, start + MAX_BLOCK)
-        await write(pack.input, rawBlockHeader(piece.length))
-        await write(pack.input, piece)
+      // Framed into a buffer of its own, which goes round a loop (lent to the upload, which gives it
+      // back), while the blob goes back to its reader at once: written as its 128 KiB blocks, a blob
+      // never went back whole, and the reader faulted in a new MiB for every one, which made a backup
+      // of the bench tree 20% slower.
+      const framedBytes = data.length + 3 * Math.ceil(data.length / MAX_BLOCK)
+      const spare = this.framed.borrowBack()
+      const framed =
+        spare !== undefined && spare.byteLength >= framedBytes
+          ? Buffer.from(spare)
+          : Buffer.allocUnsafeSlow(Math.max(framedBytes, FRAMED_BLOB_BYTES))
+      let filled = 0
+      for (let start = 0; start < data.length; start += MAX_BLOCK) {
+        const end = Math.min(data.length, start + MAX_BLOCK)
+        filled = writeBlockHeader(framed, filled, {size: end - start, type: 'raw'})
+        filled += data.copy(framed, filled, start, end)
       }
+
+      if (!borrowed) giveBack(data)
+      await write(pack.input, this.framed.lend(framed.subarray(0, filled)))
     } else if (data.length > 0) {
       if (BATCH_BYTES - pack.filled < 3 + data.length) await this.flushBatch(pack)
       pack.filled = writeBlockHeader(pack.batch, pack.filled, {size: data.length, type: 'raw'})
       pack.filled += data.copy(pack.batch, pack.filled)
+      if (!borrowed) giveBack(data)
     }
 
     if (padding > 0) await this.append(pack, zeroBlocks(padding))

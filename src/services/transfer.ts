@@ -142,9 +142,12 @@ export async function transferComponent(options: TransferOptions): Promise<Trans
   }
 }
 
-/** zstd level 3 (its default): the output is a standard .zst that `zstd -d` reads. */
+/** zstd's own default: what every compressed object of a backup is written with. */
+export const COMPRESSION_LEVEL = 3
+
+/** The output is a standard .zst that `zstd -d` reads. */
 function compressor(): Duplex {
-  return zstdCompressor(3)
+  return zstdCompressor(COMPRESSION_LEVEL)
 }
 
 /** Errors of the file system written to, not of the data or the program. */

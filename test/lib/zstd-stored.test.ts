@@ -174,6 +174,25 @@ describe('zstd stored framing: raw and RLE blocks, read without a decompressor',
     }
   })
 
+  it('damaged anywhere, a stream decodes to some bytes or fails with a StoredFramingError, never anything else', async () => {
+    const stream = frame([Buffer.from('hello'), Buffer.alloc(600), randomBytes(3000), Buffer.alloc(MAX_BLOCK + 7)])
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.record({at: fc.nat(stream.length - 1), byte: fc.integer({max: 255, min: 0})}), {
+          maxLength: 4,
+          minLength: 1,
+        }),
+        async (edits) => {
+          const damaged = Buffer.from(stream)
+          for (const {at, byte} of edits) damaged[at] = byte
+          const outcome = await decode(damaged, [777]).catch((error: unknown) => error)
+          if (!Buffer.isBuffer(outcome)) expect(outcome).to.be.instanceOf(StoredFramingError)
+        },
+      ),
+      {numRuns: 300},
+    )
+  })
+
   it('checks a content size in the frame header against what the frame holds', async () => {
     // A window of 128 KiB and a 2-byte content size of 300 (stored as 300 - 256), then one raw block of 5 bytes.
     const header = Buffer.from('28b52ffd40382c00', 'hex')

@@ -9,7 +9,7 @@ import {generateIdentity} from '../../src/archive/age-keys.js'
 import {BufferLender} from '../../src/lib/buffer-loan.js'
 import {STORED_MAGIC} from '../../src/lib/zstd-stored.js'
 import {BlobCheckError, PackReader} from '../../src/media-format/packs/reader.js'
-import {PackWriter, WrittenPack} from '../../src/media-format/packs/writer.js'
+import {PackCodec, PackWriter, WrittenPack} from '../../src/media-format/packs/writer.js'
 import {LocalStore} from '../../src/store/local.js'
 import {Store} from '../../src/store/port.js'
 import {requireTool} from '../helpers/tools.js'
@@ -26,6 +26,22 @@ function blobOf(seed: number): {data: Buffer; id: string} {
           `{"row": ${seed}, "name": "customer ${seed}", "note": "lorem ipsum"}\n`.repeat(size / 60 + 1),
         ).subarray(0, size)
   return {data, id: createHash('sha256').update(data).digest('hex')}
+}
+
+/** A pack writer into `store`, encrypted to `identity`, as a backup makes one. */
+function packWriter(
+  store: Store,
+  identity: {publicKey: Uint8Array},
+  options: {codec: 'auto' | PackCodec; packBytes?: number},
+): PackWriter {
+  return new PackWriter({
+    ...options,
+    prefix: PREFIX,
+    recipients: [identity.publicKey],
+    signal: new AbortController().signal,
+    stallTimeoutMs: 30_000,
+    store,
+  })
 }
 
 /** A store that counts how often each object is opened for reading. */
@@ -52,15 +68,7 @@ describe('packs: blobs in age-encrypted tars', function () {
   before(async () => {
     folder = mkdtempSync(join(tmpdir(), 'divio-packs-'))
     store = new LocalStore(folder)
-    const writer = new PackWriter({
-      codec: 'auto',
-      packBytes: 128 * 1024,
-      prefix: PREFIX,
-      recipients: [identity.publicKey],
-      signal: new AbortController().signal,
-      stallTimeoutMs: 30_000,
-      store,
-    })
+    const writer = packWriter(store, identity, {codec: 'auto', packBytes: 128 * 1024})
     blobs = []
     for (let seed = 1; seed <= 40; seed++) {
       const blob = blobOf(seed)
@@ -194,14 +202,7 @@ describe('packs written as plain tars, before the stored framing', () => {
     const {fileContents, identity} = generateIdentity()
     const folder = mkdtempSync(join(tmpdir(), 'divio-packs-plain-'))
     const store = new LocalStore(folder)
-    const writer = new PackWriter({
-      codec: 'none',
-      prefix: PREFIX,
-      recipients: [identity.publicKey],
-      signal: new AbortController().signal,
-      stallTimeoutMs: 30_000,
-      store,
-    })
+    const writer = packWriter(store, identity, {codec: 'none'})
     const blobs = [1, 3, 5].map((seed) => blobOf(seed))
     const packs: string[] = []
     // One at a time, as backups add them.
@@ -227,14 +228,7 @@ describe('the pack writer and the buffers it is lent', () => {
   it('gives a blob back to its lender once framed, never a borrowed one, and keeps no view of either', async () => {
     const {identity} = generateIdentity()
     const store = new LocalStore(mkdtempSync(join(tmpdir(), 'divio-packs-lent-')))
-    const writer = new PackWriter({
-      codec: 'stored',
-      prefix: PREFIX,
-      recipients: [identity.publicKey],
-      signal: new AbortController().signal,
-      stallTimeoutMs: 30_000,
-      store,
-    })
+    const writer = packWriter(store, identity, {codec: 'stored'})
     const lender = new BufferLender(8)
     const written: {id: string; original: Buffer; pack: string}[] = []
     for (const [size, borrowed] of [

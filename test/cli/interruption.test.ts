@@ -1,5 +1,6 @@
 import {expect} from 'chai'
-import {readdirSync, statSync, truncateSync, writeFileSync} from 'node:fs'
+import {randomBytes} from 'node:crypto'
+import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -78,5 +79,48 @@ describe('interrupted create', () => {
     expect(stderr).to.match(/Interrupted: backup \S+ was not committed/)
     expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
     expect((await cli(project, ['list', '--all', '--json'])).json()).to.deep.equal([])
+  })
+
+  it('SIGINT stops a packed create whose zstd has stopped reading: exit 130, nothing committed, no zstd left', async () => {
+    const project = makeProject()
+    // Photos only: no pack needs zstd, so the one zstd that runs is the rebuild script's, and it stops.
+    const photos = join(project.root, 'media', 'photos')
+    mkdirSync(photos)
+    for (let index = 0; index < 3000; index++) writeFileSync(join(photos, `photo-${index}.jpg`), randomBytes(64))
+    const bin = join(project.root, 'stuck-bin')
+    mkdirSync(bin)
+    const started = join(project.root, 'zstd-started')
+    writeFileSync(join(bin, 'zstd'), `#!/bin/sh\necho $$ > '${started}'\nexec sleep 600\n`, {mode: 0o755})
+    const child = cliAsync(
+      {...project, env: {...project.env, DIVIO_BACKUP_MEDIA_FORMAT: 'packs', PATH: `${bin}:${project.env.PATH}`}},
+      ['create', '--media-only'],
+    )
+    let stderr = ''
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString()
+    })
+    const exited = new Promise<null | number>((resolve) => {
+      child.on('exit', (code) => resolve(code))
+    })
+    // Polled without a deadline of its own: the suite's timeout is the bound.
+    while (!existsSync(started) || readFileSync(started, 'utf8').trim() === '') await sleep(20)
+    const pid = Number.parseInt(readFileSync(started, 'utf8'), 10)
+    // Long enough for the walk to fill the pipe to the stopped zstd and wait on it.
+    await sleep(1000)
+    child.kill('SIGINT')
+    expect(await exited, stderr).to.equal(130)
+    expect(stderr).to.match(/Interrupted: backup \S+ was not committed/)
+    expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+    const alive = () => {
+      try {
+        process.kill(pid, 0)
+        return true
+      } catch {
+        return false
+      }
+    }
+
+    while (alive()) await sleep(20)
+    expect(alive()).to.equal(false)
   })
 })

@@ -124,12 +124,16 @@ export async function backUpMediaPacks(
   const scriptCompression = canCompress() ? 'zstd' : 'none'
   const scriptPath = join(options.tempDir, scriptCompression === 'zstd' ? 'media.rebuild.sh.zst' : 'media.rebuild.sh')
   const scriptPlaintext = new HashingStream()
-  const scriptWritten = pipeline([
-    scriptPlaintext,
-    ...(scriptCompression === 'zstd' ? [zstdCompressor(COMPRESSION_LEVEL)] : []),
-    // eslint-disable-next-line no-restricted-syntax -- small lines, like the index's
-    createWriteStream(scriptPath, {flags: 'wx', mode: 0o600}),
-  ])
+  // With the command's signal: a zstd that stopped would otherwise hold the backup past Ctrl-C.
+  const scriptWritten = pipeline(
+    [
+      scriptPlaintext,
+      ...(scriptCompression === 'zstd' ? [zstdCompressor(COMPRESSION_LEVEL)] : []),
+      // eslint-disable-next-line no-restricted-syntax -- small lines, like the index's
+      createWriteStream(scriptPath, {flags: 'wx', mode: 0o600}),
+    ],
+    {signal},
+  )
   scriptWritten.catch(() => {})
   const script = new LineSpool(scriptPlaintext)
   const stats = {blobBytes: 0, files: 0, filesRead: 0, totalFileBytes: 0}

@@ -4,6 +4,7 @@ import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, truncateSync
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import {isAlive, untilGone, watch} from '../helpers/processes.js'
 import {cli, cliAsync, listFiles, makeProject} from '../helpers/project.js'
 
 describe('interrupted create', () => {
@@ -95,32 +96,17 @@ describe('interrupted create', () => {
       {...project, env: {...project.env, DIVIO_BACKUP_MEDIA_FORMAT: 'packs', PATH: `${bin}:${project.env.PATH}`}},
       ['create', '--media-only'],
     )
-    let stderr = ''
-    child.stderr.on('data', (chunk: Buffer) => {
-      stderr += chunk.toString()
-    })
-    const exited = new Promise<null | number>((resolve) => {
-      child.on('exit', (code) => resolve(code))
-    })
+    const {exited, output} = watch(child)
     // Polled without a deadline of its own: the suite's timeout is the bound.
     while (!existsSync(started) || readFileSync(started, 'utf8').trim() === '') await sleep(20)
     const pid = Number.parseInt(readFileSync(started, 'utf8'), 10)
     // Long enough for the walk to fill the pipe to the stopped zstd and wait on it.
     await sleep(1000)
     child.kill('SIGINT')
-    expect(await exited, stderr).to.equal(130)
-    expect(stderr).to.match(/Interrupted: backup \S+ was not committed/)
+    expect(await exited, output().stderr).to.equal(130)
+    expect(output().stderr).to.match(/Interrupted: backup \S+ was not committed/)
     expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
-    const alive = () => {
-      try {
-        process.kill(pid, 0)
-        return true
-      } catch {
-        return false
-      }
-    }
-
-    while (alive()) await sleep(20)
-    expect(alive()).to.equal(false)
+    await untilGone(pid)
+    expect(isAlive(pid)).to.equal(false)
   })
 })

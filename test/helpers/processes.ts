@@ -30,6 +30,21 @@ export async function waitForProcess(
   return undefined
 }
 
+/** Whether a process with this pid is alive (or a zombie not yet reaped). */
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** Resolves once `pid` has gone. Polled without a deadline of its own: the test's timeout is the bound. */
+export async function untilGone(pid: number): Promise<void> {
+  while (isAlive(pid)) await sleep(20)
+}
+
 /** Collects what a child prints; `exited` resolves with its exit code. */
 export function watch(child: ChildProcess): {
   exited: Promise<null | number>

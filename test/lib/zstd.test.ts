@@ -8,6 +8,7 @@ import {pipeline} from 'node:stream/promises'
 import {through} from '../../src/lib/process.js'
 import {isZstdDataError, zstdCompressor, zstdDecompressor, zstdImplementations} from '../../src/lib/zstd.js'
 import {lendingSource} from '../helpers/lending-source.js'
+import {isAlive, untilGone} from '../helpers/processes.js'
 import {requireTool} from '../helpers/tools.js'
 
 async function run(stage: () => NodeJS.ReadWriteStream, input: Buffer): Promise<Buffer> {
@@ -98,20 +99,7 @@ describe('a program as a stream stage', () => {
     for (let chunk = 0; chunk < 64 && input.write(Buffer.alloc(64 * 1024)); chunk++);
     // As a reader that stops early does: the last stream goes, the pipeline destroys the rest.
     output.destroy()
-    // Polled without a deadline of its own: the suite's timeout is the bound.
-    const alive = () => {
-      try {
-        process.kill(pid, 0)
-        return true
-      } catch {
-        return false
-      }
-    }
-
-    while (alive())
-      await new Promise((resolve) => {
-        setTimeout(resolve, 20)
-      })
-    expect(alive()).to.equal(false)
+    await untilGone(pid)
+    expect(isAlive(pid)).to.equal(false)
   })
 })

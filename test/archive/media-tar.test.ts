@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {mkdtempSync, readdirSync, readFileSync, readlinkSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -9,6 +9,7 @@ import {setTimeout as delay} from 'node:timers/promises'
 
 import {createListingFile} from '../../src/archive/listing.js'
 import {createMediaTar, MediaEntry} from '../../src/archive/media-tar.js'
+import {openUnder} from '../helpers/processes.js'
 import {collect, requireTool} from '../helpers/tools.js'
 
 function fileEntry(path: string, data: Buffer, declaredSize = data.length): MediaEntry {
@@ -24,18 +25,6 @@ function fileEntry(path: string, data: Buffer, declaredSize = data.length): Medi
 
 async function* fromArray(entries: MediaEntry[]): AsyncIterable<MediaEntry> {
   yield* entries
-}
-
-/** This process's open descriptors on files under `folder`: a host's process outlives the command. */
-function openUnder(folder: string): string[] {
-  return readdirSync('/proc/self/fd').flatMap((fd) => {
-    try {
-      const target = readlinkSync(`/proc/self/fd/${fd}`)
-      return target.startsWith(`${folder}/`) ? [target] : []
-    } catch {
-      return []
-    }
-  })
 }
 
 describe('media tar', () => {

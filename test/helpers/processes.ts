@@ -1,5 +1,5 @@
 import {ChildProcess, spawnSync} from 'node:child_process'
-import {readdirSync, readFileSync} from 'node:fs'
+import {readdirSync, readFileSync, readlinkSync} from 'node:fs'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 /**
@@ -28,6 +28,18 @@ export async function waitForProcess(
   }
 
   return undefined
+}
+
+/** This process's open descriptors on files under `folder`: a host's process outlives the command. */
+export function openUnder(folder: string): string[] {
+  return readdirSync('/proc/self/fd').flatMap((fd) => {
+    try {
+      const target = readlinkSync(`/proc/self/fd/${fd}`)
+      return target.startsWith(`${folder}/`) ? [target] : []
+    } catch {
+      return []
+    }
+  })
 }
 
 /** Whether a process with this pid is alive (or a zombie not yet reaped). */

@@ -9,6 +9,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  renameSync,
   rmSync,
   writeFileSync,
 } from 'node:fs'
@@ -22,6 +23,7 @@ import {BackupContext} from '../../src/services/context.js'
 import {createBackup} from '../../src/services/create.js'
 import {ObjectCheckError, readVerified} from '../../src/services/read.js'
 import {contextFor} from '../helpers/context.js'
+import {openUnder} from '../helpers/processes.js'
 import {cli, makeProject, Project, snapshotTree, writerKeyFile} from '../helpers/project.js'
 
 /**
@@ -117,6 +119,33 @@ for (const format of ['tar', 'packs'] as const) {
       expect(execFileSync('tar', ['-tf', path], {encoding: 'utf8'})).to.equal(
         execFileSync('tar', ['-tf', join(project.root, `media-${format}.tar`)], {encoding: 'utf8'}),
       )
+    })
+
+    it('a media.tar built from parts, whose read fails at once, returns only once its file is closed', async () => {
+      const {tar} = media
+      // The tar format stores media.tar whole: there is nothing to build, and a reader streams the object.
+      if (!('build' in tar)) {
+        expect(tar.object.object.name).to.match(/^media\.tar/)
+        return
+      }
+
+      // The last own object goes missing: its read fails at once, while media.tar is being written.
+      const [own] = media.ownObjects.slice(-1)
+      const stored = join(project.store, 'shop', 'local', manifest.id, own.object.name)
+      const aside = `${stored}.aside`
+      renameSync(stored, aside)
+      try {
+        const folder = join(project.root, `failing-build-${format}`)
+        mkdirSync(folder)
+        const outcome = await tar
+          .build(context, await identities(), join(folder, 'media.tar'), folder)
+          .catch((error: unknown) => error)
+        expect(outcome).to.be.instanceOf(ObjectCheckError)
+        // The caller removes the folder next: the file must not still be open, or being opened, there.
+        expect(openUnder(folder).filter((path) => path.endsWith('/media.tar'))).to.deep.equal([])
+      } finally {
+        renameSync(aside, stored)
+      }
     })
 
     it('a consumer that stops reading settles the check, rather than leaving it hanging', async () => {

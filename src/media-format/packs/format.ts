@@ -1,4 +1,4 @@
-import {pipeline as pipelineCallback, Transform} from 'node:stream'
+import {pipeline as pipelineCallback, Transform, Writable} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
@@ -135,7 +135,9 @@ async function openPackedMedia(
   )
   summary.catch(() => {})
   script.catch(() => {})
-  // A failure reaches a consumer that is still reading, by the stream, as in the tar format.
+  // A failure reaches a consumer that is still reading, by the stream, as in the tar format. The
+  // archive's own clean-up is not awaited: it may wait on a pack read that a hung mount holds, and an
+  // interruption must be reported while it does.
   checked.catch((error: unknown) => stream.destroy(error as Error))
   return {checked, stream}
 }
@@ -149,12 +151,12 @@ async function writePackedMedia(
   const {checked, stream} = await openPackedMedia(context, manifest, options)
   // On the cipher thread: this one decrypts the packs and checks every blob against its id.
   const hashing = new OffThreadHashingStream()
-  const [written, read] = await Promise.allSettled([
-    pipeline(stream, hashing, createFileSink(options.path, {flags: 'wx', mode: 0o600, syncs: true}), {
-      signal: context.signal,
-    }),
-    checked,
-  ])
+  const sink = createFileSink(options.path, {flags: 'wx', mode: 0o600, syncs: true})
+  const sinkClosed = closeOf(sink)
+  const [written, read] = await Promise.allSettled([pipeline(stream, hashing, sink, {signal: context.signal}), checked])
+  // A failed pipeline settles as soon as it has destroyed its streams, before the file is closed: the
+  // caller removes its folder next, and a file still being opened there made that fail (ENOTEMPTY).
+  await sinkClosed
   // Both settled: a read that fails first must not return while the file is still being written, in
   // a folder the caller is about to remove. A failed read says why better than the broken stream.
   if (read.status === 'rejected' && (read.reason instanceof ObjectCheckError || read.reason instanceof BackupError))
@@ -163,4 +165,12 @@ async function writePackedMedia(
   if (read.status === 'rejected') throw read.reason
   await syncPath(options.path)
   return {bytes: hashing.bytes, sha256: hashing.sha256}
+}
+
+/** Resolves once `stream` has closed, whether it ended or failed (events.once would reject on its error). */
+async function closeOf(stream: Writable): Promise<void> {
+  if (stream.closed) return
+  await new Promise<void>((resolve) => {
+    stream.once('close', () => resolve())
+  })
 }

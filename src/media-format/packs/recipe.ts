@@ -30,7 +30,7 @@ const CORE = [
   '  dir=$(dirname "$tar")/$(basename "$tar" .tar)',
   '  mkdir "$dir" && tar -xf "$tar" -C "$dir" && rm "$tar"',
   'done',
-  // Compressed since backups are; -f passes the plain script of an older backup through.
+  // Compressed in backups since this tool compressed it; -f passes an older, plain script through.
   'age -d -i "$KEY" -o "$B/rebuild.sh.zst" "$R/$ENV/$ID/media.rebuild.sh.age"',
   'zstd -dcqf "$B/rebuild.sh.zst" > "$B/rebuild.sh"',
   'sh "$B/rebuild.sh" "$B" "$OUT"',

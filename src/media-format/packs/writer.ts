@@ -15,7 +15,7 @@ import {
 } from '../../lib/zstd-stored.js'
 import {canCompress} from '../../lib/zstd.js'
 import {noProgress} from '../../services/context.js'
-import {transferComponent} from '../../services/transfer.js'
+import {transferObject} from '../../services/transfer.js'
 import {Store} from '../../store/port.js'
 import {BLOB_BYTES} from './media-index.js'
 
@@ -224,7 +224,7 @@ export class PackWriter {
     const {prefix, recipients, signal, stallTimeoutMs, store} = this.options
     const name = newPackName()
     const input = new PassThrough({highWaterMark: 256 * 1024})
-    const upload = transferComponent({
+    const upload = transferObject({
       compression: codec === 'zstd' ? 'zstd' : 'none',
       key: packKey(prefix, name),
       location: 'a pack of media blobs',
@@ -235,7 +235,7 @@ export class PackWriter {
       source: input,
       stallTimeoutMs,
       store,
-    }).then(({object}): WrittenPack => ({
+    }).then((object): WrittenPack => ({
       blobs: 0,
       codec,
       name,

@@ -7,9 +7,12 @@ import {join} from 'node:path'
 
 import {generateIdentity} from '../../src/archive/age-keys.js'
 import {BufferLender} from '../../src/lib/buffer-loan.js'
+import {ActivityWatchdog} from '../../src/lib/stall.js'
 import {STORED_MAGIC} from '../../src/lib/zstd-stored.js'
+import {storeFile} from '../../src/media-format/packs/backup.js'
 import {BlobCheckError, PackReader} from '../../src/media-format/packs/reader.js'
 import {PackCodec, PackWriter, WrittenPack} from '../../src/media-format/packs/writer.js'
+import {noProgress} from '../../src/services/context.js'
 import {LocalStore} from '../../src/store/local.js'
 import {Store} from '../../src/store/port.js'
 import {requireTool} from '../helpers/tools.js'
@@ -253,5 +256,73 @@ describe('the pack writer and the buffers it is lent', () => {
     const reader = new PackReader({identities: [identity], prefix: PREFIX, store})
     for (const {id, original, pack} of written) expect((await reader.read(pack, id)).equals(original)).to.equal(true)
     await reader.close()
+  })
+})
+
+describe('a backup reading a file into blobs', () => {
+  /** A lender that counts the buffers given back to it. */
+  class CountingLender extends BufferLender {
+    received = 0
+
+    override receive(buffer: ArrayBuffer): void {
+      this.received++
+      super.receive(buffer)
+    }
+  }
+
+  /** Reads `path` (of `size` bytes) into blobs as a backup does, the blobs already stored in `known` not stored again. */
+  async function readIntoBlobs(
+    writer: PackWriter,
+    path: string,
+    size: number,
+    known: ReadonlyMap<string, string>,
+  ): Promise<{blobs: [string, string][]; lender: CountingLender; newBytes: number}> {
+    const lender = new CountingLender(8)
+    const watchdog = new ActivityWatchdog({source: 'the test file', timeoutMs: 30_000})
+    try {
+      const entry = {localPath: path, mode: 0o644, mtime: new Date(), path: 'file', size, type: 'file' as const}
+      const read = await storeFile(entry, writer, {buffers: lender, known, stored: new Map()}, noProgress, watchdog)
+      return {blobs: read!.blobs, lender, newBytes: read!.newBytes}
+    } finally {
+      watchdog.stop()
+    }
+  }
+
+  it('gives every blob it reads back to the reader, whether it stores it or has it already', async () => {
+    const {identity} = generateIdentity()
+    const folder = mkdtempSync(join(tmpdir(), 'divio-packs-read-'))
+    const store = new LocalStore(join(folder, 'store'))
+    mkdirSync(join(folder, 'store'))
+    // Three whole blobs and a short one, of bytes that do not compress (stored packs).
+    const size = 3 * 1024 * 1024 + 5000
+    const path = join(folder, 'clip.bin')
+    const content = randomBytes(size)
+    writeFileSync(path, content)
+
+    const writer = packWriter(store, identity, {codec: 'auto'})
+    const first = await readIntoBlobs(writer, path, size, new Map())
+    expect(first.blobs).to.have.length(4)
+    expect(first.newBytes).to.equal(size)
+    expect(first.lender.received, 'stored blobs, given back by the pack writer').to.equal(4)
+
+    // One byte changed in the second blob: the other three are known, read and given back here.
+    content[1024 * 1024 + 10] ^= 0xff
+    writeFileSync(path, content)
+    const again = await readIntoBlobs(writer, path, size, new Map(first.blobs))
+    expect(again.newBytes).to.equal(1024 * 1024)
+    expect(again.blobs.filter(([id], index) => id === first.blobs[index][0])).to.have.length(3)
+    expect(again.lender.received, 'every blob, stored or known').to.equal(4)
+
+    // Nothing changed: no blob is stored, and every one still goes back.
+    const unchanged = await readIntoBlobs(writer, path, size, new Map(again.blobs))
+    expect(unchanged.newBytes).to.equal(0)
+    expect(unchanged.lender.received).to.equal(4)
+
+    await writer.close()
+    const reader = new PackReader({identities: [identity], prefix: PREFIX, store})
+    const parts = []
+    for (const [id, pack] of again.blobs) parts.push(await reader.read(pack, id))
+    await reader.close()
+    expect(Buffer.concat(parts).equals(content)).to.equal(true)
   })
 })

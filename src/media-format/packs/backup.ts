@@ -13,7 +13,7 @@ import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
 import {Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
-import {BufferLender} from '../../lib/buffer-loan.js'
+import {BufferLender, giveBack} from '../../lib/buffer-loan.js'
 import {printableName} from '../../lib/byte-names.js'
 import {closeFile, openForReading, readInto} from '../../lib/file-io.js'
 import {ActivityWatchdog} from '../../lib/stall.js'
@@ -426,9 +426,11 @@ const EMPTY_SHA256 = createHash('sha256').digest('hex')
 
 /**
  * Reads one file into blobs. Resolves undefined when the file is gone. A file that changes while it is
- * read is stored as read (its SHA-256 is of what was stored), like tar does.
+ * read is stored as read (its SHA-256 is of what was stored), like tar does. Every blob read into a
+ * buffer of `blobs.buffers` goes back to it: through the pack writer when it is stored, here when it
+ * was stored already (`known`, or `stored` by this run).
  */
-async function storeFile(
+export async function storeFile(
   entry: MediaEntry,
   packs: PackWriter,
   blobs: {buffers: BufferLender; known: ReadonlyMap<string, string>; stored: Map<string, string>},
@@ -467,6 +469,11 @@ async function storeFile(
       pack = await packs.add(id, blob)
       newBytes += bytes
       if (bytes >= DEDUPE_MIN_BYTES && blobs.stored.size < DEDUPE_MAX_BLOBS) blobs.stored.set(blobKey(id), pack)
+    } else {
+      // Stored already, so this is its last reader: the file's next blob is read into it. Dropped, the
+      // 1 MiB buffers of a large file's unchanged blobs waited for a collection, and a backup that read
+      // one changed 128 MiB file again peaked about 30 MiB above an unchanged one.
+      giveBack(blob)
     }
 
     content.push([id, pack])

@@ -101,7 +101,7 @@ async function statusOf(
     const catalog = await storeCall(
       context,
       'its listing',
-      (async () => readCatalog(store, env.app, env.name, await keys.trustedWriters()))(),
+      (async () => readCatalog(store, {app: env.app, environment: env.name}, await keys.trustedWriters()))(),
     )
     const drills = await storeCall(context, 'a read', lastDrills({keys, store}, catalog))
     return {...row, ...freshnessOf(catalog, now, maxAgeSeconds, drills)}

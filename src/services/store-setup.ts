@@ -48,7 +48,12 @@ export async function refuseNewIdentity(context: StoreSetupContext): Promise<voi
   const catalog = await storeCall(
     context,
     'its listing',
-    (async () => readCatalog(context.store, context.env.app, context.env.name, await context.keys.trustedWriters()))(),
+    (async () =>
+      readCatalog(
+        context.store,
+        {app: context.env.app, environment: context.env.name},
+        await context.keys.trustedWriters(),
+      ))(),
   )
   const backups = catalog.complete.length + catalog.damaged.length
   if (backups === 0) return

@@ -1,5 +1,5 @@
 import {ChildProcess, spawn} from 'node:child_process'
-import {Duplex, Readable, Transform, Writable} from 'node:stream'
+import {Duplex, Readable, Transform} from 'node:stream'
 
 import {redactDsn} from '../config/dsn.js'
 import {giveBack, lendToFree} from './buffer-loan.js'
@@ -109,33 +109,40 @@ export function streamFrom(
 /** A program as a stream stage (zstd, for example): bytes in through stdin, out through stdout, checked like streamFrom. */
 export function through(command: string, args: readonly string[], options: RunOptions = {}): Duplex {
   const {child, output} = start(command, args, options, 'pipe')
-  const stage = Duplex.from({readable: output, writable: givingBack(child.stdin!)})
-  // A stage destroyed before its end (its reader stopped early) ends the program too: left waiting
-  // for input, it would keep this process alive.
-  stage.once('close', () => {
-    output.destroy()
-    child.stdin?.destroy()
-  })
-  return stage
-}
-
-/** A pipe to a program, as a writable that gives each chunk back once the pipe has taken it (buffer-loan.ts). */
-function givingBack(stdin: Writable): Writable {
-  return new Writable({
+  const stdin = child.stdin!
+  // Each chunk of stdout is passed on as it came, a buffer of its own that the stage reading it last
+  // may free (see start). (Duplex.from read its readable side with read(), which joined whatever was
+  // buffered into a new buffer: a copy of every byte the program wrote, and garbage.)
+  const stage = new Duplex({
     destroy(error, callback) {
+      // Destroyed before its end (its reader stopped early), the program ends too: left waiting for
+      // input, it would keep this process alive.
+      output.destroy()
       stdin.destroy()
       callback(error)
     },
     final(callback) {
       stdin.end(callback)
     },
+    read() {
+      output.resume()
+    },
+    readableHighWaterMark: 1024 * 1024,
     write(chunk: Buffer, _encoding, callback) {
+      // Given back once the pipe has taken it (buffer-loan.ts).
       stdin.write(chunk, (error) => {
         if (!error) giveBack(chunk)
         callback(error)
       })
     },
   })
+  output.on('data', (chunk: Buffer) => {
+    if (!stage.push(chunk)) output.pause()
+  })
+  output.once('end', () => stage.push(null))
+  output.once('error', (error) => stage.destroy(error))
+  output.pause()
+  return stage
 }
 
 /**

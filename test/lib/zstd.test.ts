@@ -5,6 +5,7 @@ import {once} from 'node:events'
 import {PassThrough, Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import {isLent} from '../../src/lib/buffer-loan.js'
 import {through} from '../../src/lib/process.js'
 import {isZstdDataError, zstdCompressor, zstdDecompressor, zstdImplementations} from '../../src/lib/zstd.js'
 import {lendingSource} from '../helpers/lending-source.js'
@@ -83,6 +84,28 @@ describe('a program as a stream stage', () => {
     )
     expect(Buffer.concat(chunks).toString().split(' ')[0]).to.equal(createHash('sha256').update(data).digest('hex'))
     expect(source.reused()).to.be.greaterThan(32)
+  })
+
+  it("passes on each chunk of the program's output as it was read, for its last reader to free, never joined into a copy", async function () {
+    requireTool(this, 'cat', 'coreutils')
+    const data = randomBytes(4 * 1024 * 1024 + 7)
+    const chunks: Buffer[] = []
+    await pipeline(
+      Readable.from([data.subarray(0, 1024 * 1024), data.subarray(1024 * 1024)]),
+      through('cat', []),
+      new Writable({
+        // A slow reader: the program's output piles up in between, as it does in a busy backup.
+        highWaterMark: 1,
+        write(chunk: Buffer, _encoding, callback) {
+          chunks.push(chunk)
+          setImmediate(callback)
+        },
+      }),
+    )
+    expect(Buffer.concat(chunks).equals(data)).to.equal(true)
+    // A pipe is read 64 KiB at a time at most; a larger chunk is buffered ones joined.
+    const joined = chunks.filter((chunk) => chunk.length > 64 * 1024 || !isLent(chunk))
+    expect(joined.length, `${joined.length} of ${chunks.length} chunks joined`).to.equal(0)
   })
 
   it('ends with its reader: a stage destroyed mid-stream leaves no process behind to hold the CLI open', async () => {

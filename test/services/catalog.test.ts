@@ -5,24 +5,9 @@ import {join} from 'node:path'
 import {catalogOf} from '../../src/services/catalog.js'
 import {takeBackup} from '../../src/services/create.js'
 import {LocalStore} from '../../src/store/local.js'
-import {Store} from '../../src/store/port.js'
 import {contextFor} from '../helpers/context.js'
+import {countingGets} from '../helpers/counting-store.js'
 import {cli, makeProject, Project, writerKeyFile} from '../helpers/project.js'
-
-/** The local store of `project`, counting how often each object is opened for reading. */
-function countingStore(project: Project): {gets: Map<string, number>; store: Store} {
-  const store = new LocalStore(project.store)
-  const gets = new Map<string, number>()
-  return {
-    gets,
-    store: Object.assign(Object.create(store) as Store, {
-      async get(key: string) {
-        gets.set(key, (gets.get(key) ?? 0) + 1)
-        return store.get(key)
-      },
-    }),
-  }
-}
 
 describe("a command's reads of its environment's catalog", () => {
   let project: Project
@@ -44,7 +29,7 @@ describe("a command's reads of its environment's catalog", () => {
   })
 
   it('a create reads each manifest once, though it reads the catalog for the previous backup, its listing and retention', async () => {
-    const {gets, store} = countingStore(project)
+    const {gets, store} = countingGets(new LocalStore(project.store))
     const taken = await takeBackup(contextFor(project, variables, store), {
       database: true,
       media: true,
@@ -58,7 +43,7 @@ describe("a command's reads of its environment's catalog", () => {
   })
 
   it('reads a manifest again once the store shows it changed, and a forged one is damaged, not the copy it read before', async () => {
-    const {gets, store} = countingStore(project)
+    const {gets, store} = countingGets(new LocalStore(project.store))
     const context = contextFor(project, variables, store)
     const before = await catalogOf(context)
     const [newest] = before.complete

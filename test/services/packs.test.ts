@@ -15,6 +15,7 @@ import {PackCodec, PackWriter, WrittenPack} from '../../src/media-format/packs/w
 import {noProgress} from '../../src/services/context.js'
 import {LocalStore} from '../../src/store/local.js'
 import {Store} from '../../src/store/port.js'
+import {countingGets} from '../helpers/counting-store.js'
 import {requireTool} from '../helpers/tools.js'
 
 const PREFIX = 'shop/live'
@@ -45,20 +46,6 @@ function packWriter(
     stallTimeoutMs: 30_000,
     store,
   })
-}
-
-/** A store that counts how often each object is opened for reading. */
-function counting(store: Store): {gets: Map<string, number>; store: Store} {
-  const gets = new Map<string, number>()
-  return {
-    gets,
-    store: Object.assign(Object.create(store) as Store, {
-      async get(key: string) {
-        gets.set(key, (gets.get(key) ?? 0) + 1)
-        return store.get(key)
-      },
-    }),
-  }
 }
 
 describe('packs: blobs in age-encrypted tars', function () {
@@ -139,7 +126,7 @@ describe('packs: blobs in age-encrypted tars', function () {
   })
 
   it('reads every blob back; in the order written, each pack is opened once', async () => {
-    const {gets, store: counted} = counting(store)
+    const {gets, store: counted} = countingGets(store)
     const reader = new PackReader({identities: [identity], prefix: PREFIX, store: counted})
     for (const blob of blobs) {
       expect((await reader.read(blob.pack, blob.id)).equals(blob.data)).to.equal(true)

@@ -343,7 +343,6 @@ async function main(): Promise<void> {
     }
 
     rmSync(many, {force: true, recursive: true})
-
   } finally {
     rmSync(work, {force: true, recursive: true})
   }

@@ -14,7 +14,9 @@ import {
   writeFileSync,
 } from 'node:fs'
 import {join} from 'node:path'
+import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Manifest} from '../../src/domain/manifest.js'
 import {storedMedia} from '../../src/media-format/index.js'
@@ -22,6 +24,7 @@ import {StoredMedia} from '../../src/media-format/port.js'
 import {BackupContext} from '../../src/services/context.js'
 import {createBackup} from '../../src/services/create.js'
 import {ObjectCheckError, readVerified} from '../../src/services/read.js'
+import {Store} from '../../src/store/port.js'
 import {contextFor} from '../helpers/context.js'
 import {openUnder} from '../helpers/processes.js'
 import {cli, makeProject, Project, snapshotTree, writerKeyFile} from '../helpers/project.js'
@@ -160,6 +163,42 @@ for (const format of ['tar', 'packs'] as const) {
         () => 'rejected',
       )
       expect(outcome).to.equal('rejected')
+      // What the read staged there (a packed backup's decrypted index) is closed by then: the caller
+      // removes the folder next, and an open descriptor would keep the plaintext on disk.
+      expect(openUnder(tempDir)).to.deep.equal([])
+    })
+
+    it('a consumer that stops while a read of the store hangs settles the check, with nothing left open', async () => {
+      const tempDir = join(project.root, `hung-temp-${format}`)
+      mkdirSync(tempDir)
+      // The store answers every read but those of the media's content, which never send a byte: a
+      // hung mount, or a network that went quiet.
+      const hung: Readable[] = []
+      const {store} = context
+      const stalled: BackupContext = {
+        ...context,
+        store: Object.assign(Object.create(store) as Store, {
+          async get(key: string) {
+            if (!key.includes('/packs/') && !key.endsWith('/media.tar.age')) return store.get(key)
+            const never = new Readable({read() {}})
+            hung.push(never)
+            return never
+          },
+        }),
+      }
+      const {checked, stream} = await media.openTar(stalled, await identities(), tempDir)
+      stream.resume()
+      while (hung.length === 0) await sleep(10)
+      stream.destroy()
+      const outcome = await checked.then(
+        () => 'resolved',
+        () => 'rejected',
+      )
+      expect(outcome).to.equal('rejected')
+      // The read still hangs, and what the read staged in tempDir (a packed backup's decrypted index,
+      // the listing being built) is closed all the same.
+      expect(hung.every((read) => !read.destroyed || read.readableLength === 0)).to.equal(true)
+      expect(openUnder(tempDir)).to.deep.equal([])
     })
 
     it('links only to objects the store holds', async () => {

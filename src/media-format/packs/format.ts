@@ -1,4 +1,4 @@
-import {pipeline as pipelineCallback, Transform, Writable} from 'node:stream'
+import {pipeline as pipelineCallback, Transform} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
@@ -7,6 +7,7 @@ import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
+import {closeOf} from '../../lib/stream-close.js'
 import {catalogOf} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
@@ -122,23 +123,31 @@ async function openPackedMedia(
   })
   // Destroying what the consumer holds (the meter) stops the archive too, through the pipeline.
   const stream = pipelineCallback(archive, meter, () => {})
-  // The archive's summary settles only when the archive is read to its end; a consumer that stops
-  // early destroys the stream, which settles `checked` with a premature close.
   // The rebuild script is not part of the tar, but damage to it still fails whatever reads the backup.
   const script = readVerified(context, manifest, {...media.rebuild, identities: options.identities})
-  const checked = Promise.all([summary, finished(stream), script]).then(
-    () => progress.done(),
-    (error: unknown) => {
-      progress.done()
-      throw error
-    },
-  )
-  summary.catch(() => {})
   script.catch(() => {})
-  // A failure reaches a consumer that is still reading, by the stream, as in the tar format. The
-  // archive's own clean-up is not awaited: it may wait on a pack read that a hung mount holds, and an
-  // interruption must be reported while it does.
-  checked.catch((error: unknown) => stream.destroy(error as Error))
+  // The archive settles once it has been read to its end, or once it stopped and closed the files it
+  // made in tempDir (its listing and the decrypted index). That waits on nothing in the store, not even
+  // a pack read that a hung mount holds, so an interruption is still reported at once.
+  const archived = Promise.allSettled([summary, finished(stream)]).then(([made, read]) => {
+    if (made.status === 'rejected') throw made.reason
+    if (read.status === 'rejected') throw read.reason
+  })
+  const checked = (async () => {
+    try {
+      await Promise.all([archived, script])
+    } catch (error) {
+      // A failure reaches a consumer that is still reading, by the stream, as in the tar format; the
+      // check settles once the archive's files are closed, so that the caller may remove tempDir.
+      stream.destroy(error as Error)
+      await archived.catch(() => {})
+      throw error
+    } finally {
+      progress.done()
+    }
+  })()
+  // Marked handled: a consumer that failed on its own may never await it.
+  checked.catch(() => {})
   return {checked, stream}
 }
 
@@ -165,12 +174,4 @@ async function writePackedMedia(
   if (read.status === 'rejected') throw read.reason
   await syncPath(options.path)
   return {bytes: hashing.bytes, sha256: hashing.sha256}
-}
-
-/** Resolves once `stream` has closed, whether it ended or failed (events.once would reject on its error). */
-async function closeOf(stream: Writable): Promise<void> {
-  if (stream.closed) return
-  await new Promise<void>((resolve) => {
-    stream.once('close', () => resolve())
-  })
 }

@@ -4,7 +4,7 @@ import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
 import {Readable} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
+import {finished, pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
 
 import {X25519Identity} from '../../archive/age-keys.js'
@@ -14,6 +14,7 @@ import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {freeNow} from '../../lib/buffer-loan.js'
 import {createFileSink} from '../../lib/file-sink.js'
+import {closeOf} from '../../lib/stream-close.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {readPackTrust} from './check.js'
@@ -71,22 +72,41 @@ export async function readIndexFile(
 }
 
 /**
- * The entries of a decrypted index file, one at a time, after checking its header.
- *
- * @yields each entry, in archive order
+ * The entries of a decrypted index file, one at a time in archive order, after checking its header;
+ * the file is closed when they end, however they end.
  */
-export async function* readIndexLines(path: string): AsyncGenerator<IndexEntry, void> {
-  const lines = createInterface({crlfDelay: Number.POSITIVE_INFINITY, input: createReadStream(path)})
-  let first = true
-  for await (const line of lines) {
-    if (first) {
-      checkIndexHeader(line)
-      first = false
-      continue
-    }
+export function readIndexLines(path: string): AsyncGenerator<IndexEntry, void> {
+  return openIndexLines(path).entries
+}
 
-    if (line !== '') yield parseIndexLine(line)
+/**
+ * The entries of a decrypted index file, and a way to close it while they are being read. The file is
+ * closed when the entries end, however they end: readline leaves its input open when a loop over it
+ * stops early (a consumer that breaks, a damaged line), and an open descriptor keeps the decrypted
+ * index on disk after its folder is removed. `close` closes it at once, even while the consumer waits
+ * on something else.
+ */
+function openIndexLines(path: string): {close(): Promise<void>; entries: AsyncGenerator<IndexEntry, void>} {
+  const input = createReadStream(path)
+  const close = () => closeOf(input, {destroy: true})
+  async function* entries(): AsyncGenerator<IndexEntry, void> {
+    try {
+      let first = true
+      for await (const line of createInterface({crlfDelay: Number.POSITIVE_INFINITY, input})) {
+        if (first) {
+          checkIndexHeader(line)
+          first = false
+          continue
+        }
+
+        if (line !== '') yield parseIndexLine(line)
+      }
+    } finally {
+      await close()
+    }
   }
+
+  return {close, entries: entries()}
 }
 
 /**
@@ -116,9 +136,10 @@ export async function packedMediaTar(
     store: context.store,
   })
 
+  const index = openIndexLines(indexPath)
   async function* entries(): AsyncGenerator<MediaEntry> {
     try {
-      for await (const entry of readIndexLines(indexPath)) {
+      for await (const entry of index.entries) {
         options.onEntry?.(entry)
         const common = {
           ...(entry.etag === undefined ? {} : {etag: entry.etag}),
@@ -152,7 +173,20 @@ export async function packedMediaTar(
     }
   }
 
-  return createMediaTar(entries(), createListingFile(options.tempDir))
+  const archive = createMediaTar(entries(), createListingFile(options.tempDir))
+  // A consumer that stops reading closes the decrypted index at once, and the summary settles once it
+  // is closed: the entries' own clean-up runs only when they next run, which a pack read that a hung
+  // mount holds can put off indefinitely. (The archive closes its listing file the same way.)
+  const indexClosed = finished(archive.stream)
+    .catch(() => {})
+    .then(() => index.close())
+  const summary = Promise.allSettled([archive.summary, indexClosed]).then(([made]) => {
+    if (made.status === 'rejected') throw made.reason
+    return made.value
+  })
+  // Marked handled, as the archive's own: a consumer that fails first may never await it.
+  summary.catch(() => {})
+  return {stream: archive.stream, summary}
 }
 
 /**

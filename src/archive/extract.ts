@@ -1,4 +1,4 @@
-import {createHash} from 'node:crypto'
+import {createHash, Hash} from 'node:crypto'
 import {chmod, lstat, lutimes, mkdir, readlink, symlink, unlink, utimes} from 'node:fs/promises'
 import {dirname, isAbsolute, join, resolve} from 'node:path'
 import {Readable, Transform} from 'node:stream'
@@ -54,13 +54,46 @@ export async function extractMediaArchive(
   target: string,
   options: {signal?: AbortSignal} = {},
 ): Promise<ExtractSummary> {
+  return extractMedia(
+    {checkedBy: 'listing', members: readTar(tar, {keepsNoBody: true}), stop: (reason) => tar.destroy(reason)},
+    target,
+    options,
+  )
+}
+
+/**
+ * Members to extract, as a media archive holds them (`media/` paths, the listing last when there is
+ * one), from a tar or from elsewhere (a packed backup's index and blobs).
+ */
+export interface MediaMembers {
+  /**
+   * What checks the files' contents: `listing`, the archive's MANIFEST.json, against which every file
+   * is hashed as it is written; `source`, the source itself, as it reads each member (a packed
+   * backup's blobs against their ids), so that hashing them again here would check nothing more.
+   */
+  checkedBy: 'listing' | 'source'
+  /** A consumer that keeps no view of a body past its member reads these (`keepsNoBody`). */
+  members: AsyncIterable<TarMember>
+  /** Stops the source, so that a member being read, or awaited, fails at once: on SIGINT or SIGTERM. */
+  stop(reason: Error): void
+}
+
+/**
+ * Extracts media members into `target`, as {@link extractMediaArchive} extracts an archive's, with the
+ * same refusals; a source that checks what it reads (`checkedBy: 'source'`) needs no listing.
+ */
+export async function extractMedia(
+  source: MediaMembers,
+  target: string,
+  options: {signal?: AbortSignal} = {},
+): Promise<ExtractSummary> {
   const root = resolve(target)
   await mkdir(root, {mode: 0o700})
-  const abort = () => tar.destroy(options.signal?.reason as Error)
+  const abort = () => source.stop(options.signal?.reason as Error)
   options.signal?.addEventListener('abort', abort, {once: true})
   try {
     options.signal?.throwIfAborted()
-    return await extractInto(tar, root)
+    return await extractInto(source, root)
   } catch (error) {
     await removeTree(root)
     if (options.signal?.aborted && !(error instanceof BackupError && error.code === 'INTEGRITY')) {
@@ -79,9 +112,9 @@ interface FolderTimes {
   mtime: Date
 }
 
-async function extractInto(tar: Readable, root: string): Promise<ExtractSummary> {
-  const check = new ListingCheck()
-  const writer = new SmallFileWriter(await readUmask(), (path, sha256) => check.add(path, sha256))
+async function extractInto({checkedBy, members}: MediaMembers, root: string): Promise<ExtractSummary> {
+  const check = checkedBy === 'listing' ? new ListingCheck() : undefined
+  const writer = new SmallFileWriter(await readUmask(), (path, sha256) => check?.add(path, sha256))
   const parents = new Set<string>()
   const links: PendingLink[] = []
   const folders: FolderTimes[] = []
@@ -90,9 +123,9 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
   let bytes = 0
   let listed = false
   try {
-    for await (const member of readTar(tar, {keepsNoBody: true})) {
+    for await (const member of members) {
       if (listed) throw unsafe(member, `it follows ${LISTING_MEMBER}, which is the last member`)
-      if (member.path === LISTING_MEMBER) {
+      if (member.path === LISTING_MEMBER && check) {
         await writer.drain()
         await check.verify(member.body)
         listed = true
@@ -142,7 +175,7 @@ async function extractInto(tar: Readable, root: string): Promise<ExtractSummary>
   }
 
   // The listing is the last member: an archive without one is incomplete.
-  if (!listed) await check.verify()
+  if (!listed) await check?.verify()
   await createLinks(root, links, skipped)
   // Deepest first, so that setting a folder's time is the last change inside its parent.
   for (const {destination, mode, mtime} of folders.reverse()) {
@@ -306,10 +339,18 @@ async function mkdirNoFollow(destination: Buffer, member: TarMember): Promise<vo
 /** Files up to this size are read whole and written on the writer thread; larger ones stream. */
 const SMALL_FILE_BYTES = 256 * 1024
 
-/** Writes a file member: a small one on the writer thread, a large one streamed, both checked in archive order. */
+/**
+ * Writes a file member: a small one on the writer thread, a large one streamed, both checked in archive
+ * order against the listing, when there is one.
+ */
 async function extractFile(
   member: TarMember,
-  {check, destination, path, writer}: {check: ListingCheck; destination: Buffer; path: string; writer: SmallFileWriter},
+  {
+    check,
+    destination,
+    path,
+    writer,
+  }: {check: ListingCheck | undefined; destination: Buffer; path: string; writer: SmallFileWriter},
 ): Promise<void> {
   if (member.size <= SMALL_FILE_BYTES) {
     const contents = await member.contents()
@@ -319,22 +360,31 @@ async function extractFile(
     return
   }
 
+  if (check === undefined) {
+    await writeLargeFile(member, destination)
+    return
+  }
+
   // The small files before this one are checked first.
   await writer.drain()
-  check.add(path, await writeLargeFile(member, destination))
+  const hash = createHash('sha256')
+  await writeLargeFile(member, destination, hash)
+  check.add(path, hash.digest('hex'))
 }
 
-/** Streams a large file that must not exist yet (never through a link), returning its SHA-256. */
-async function writeLargeFile(member: TarMember, destination: Buffer): Promise<string> {
-  const hash = createHash('sha256')
-  const hashing = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      hash.update(chunk)
-      callback(null, chunk)
-    },
-  })
+/** Streams a large file that must not exist yet (never through a link), through `hash` when given. */
+async function writeLargeFile(member: TarMember, destination: Buffer, hash?: Hash): Promise<void> {
+  const sink = createFileSink(destination, {flags: 'wx', mode: 0o600, syncs: true})
+  const hashing = hash
+    ? new Transform({
+        transform(chunk: Buffer, _encoding, callback) {
+          hash.update(chunk)
+          callback(null, chunk)
+        },
+      })
+    : undefined
   // "wx" fails on any existing name, a symlink included, so nothing is written through one.
-  await pipeline(member.body, hashing, createFileSink(destination, {flags: 'wx', mode: 0o600, syncs: true})).catch(
+  await (hashing ? pipeline(member.body, hashing, sink) : pipeline(member.body, sink)).catch(
     (error: NodeJS.ErrnoException) => {
       if (error.code === 'EEXIST' || error.code === 'EISDIR') {
         throw unsafe(member, 'a file, folder or link of that name was already extracted')
@@ -346,7 +396,6 @@ async function writeLargeFile(member: TarMember, destination: Buffer): Promise<s
   // The exact mode, whatever the umask; then the time, which the writes above would otherwise change.
   await chmod(destination, member.mode % 0o1_0000)
   await utimes(destination, member.mtime, member.mtime)
-  return hash.digest('hex')
 }
 
 /** What a failure while extracting means for the user: the archive is damaged or unsafe, unless it was stopped. */

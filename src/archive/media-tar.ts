@@ -5,6 +5,7 @@ import {Readable} from 'node:stream'
 import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
 import {closeFile, openForReading, readInto} from '../lib/file-io.js'
+import {streamOf} from '../lib/generator-stream.js'
 import {encodeTarHeader} from './tar-header.js'
 
 /**
@@ -192,49 +193,6 @@ export function createMediaTar(
   // remove the folder.
   stream.once('close', () => summary.reject(failure ?? new Error('the media archive was stopped before its end')))
   return {stream, summary: summary.promise}
-}
-
-/**
- * The archive's chunks as a stream, like Readable.from, except when it is stopped. Readable.from
- * closes a destroyed stream only once the generator has returned, which waits on whatever the
- * generator awaits: a read that a hung mount holds, indefinitely. This stream runs `stop` (closing the
- * files the archive made) and closes then; the generator returns whenever it next runs.
- */
-function streamOf(chunks: AsyncGenerator<Buffer, void>, stop: () => Promise<void>): Readable {
-  let pulling = false
-  return new Readable({
-    destroy(error, callback) {
-      chunks.return().catch(() => {})
-      stop()
-        .catch(() => {})
-        .then(() => callback(error))
-    },
-    highWaterMark: 1,
-    read() {
-      if (pulling) return
-      pulling = true
-      const pull = async () => {
-        try {
-          for (;;) {
-            const {done, value} = await chunks.next()
-            if (this.destroyed) return
-            if (done) {
-              this.push(null)
-              return
-            }
-
-            if (!this.push(value)) return
-          }
-        } catch (error) {
-          this.destroy(error as Error)
-        } finally {
-          pulling = false
-        }
-      }
-
-      pull().catch(() => {})
-    },
-  })
 }
 
 /** Batches given back by the stages after the archive, kept for reuse: about as many as those stages hold. */

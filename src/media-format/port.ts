@@ -1,6 +1,7 @@
 import {Readable, Writable} from 'node:stream'
 
 import {X25519Identity} from '../archive/age-keys.js'
+import {ExtractSummary} from '../archive/extract.js'
 import {WriterKey} from '../archive/writer-key.js'
 import {Manifest, MediaComponent, StoredObject} from '../domain/manifest.js'
 import {BackupContext, Progress} from '../services/context.js'
@@ -88,6 +89,19 @@ export interface StoredMedia {
     identities: readonly X25519Identity[],
     options: {samplePercent?: number},
   ): Promise<CheckReport[]>
+  /**
+   * Writes the backup's media into `folder`, a new folder, as restore must: every file checked (against
+   * the archive's listing, or each blob against its id), tar safety held, and whatever else the media
+   * is read from checked too; progress is drawn as media.tar's. Rejects with ObjectCheckError when the
+   * backup is damaged; the folder is removed on any failure, and nothing the read staged in `tempDir`
+   * (the caller's) is left open.
+   */
+  extract(
+    context: BackupContext,
+    identities: readonly X25519Identity[],
+    folder: string,
+    tempDir: string,
+  ): Promise<ExtractSummary>
   /** Objects outside the backup's folder that `url` links to, and the sh recipe that uses the links. */
   links(
     context: BackupContext,

@@ -2,13 +2,14 @@ import {createReadStream} from 'node:fs'
 import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
-import {extractMediaArchive} from '../archive/extract.js'
+import {ExtractSummary} from '../archive/extract.js'
 import {formatInstant} from '../domain/format.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {printableName} from '../lib/byte-names.js'
 import {removeTree} from '../lib/remove-tree.js'
 import {makeStagingDir} from '../lib/staging.js'
+import {extractTarStream} from '../media-format/extract-tar.js'
 import {storedMedia} from '../media-format/index.js'
 import {TarStream} from '../media-format/port.js'
 import {databaseProviderFor} from '../providers/database/index.js'
@@ -147,11 +148,13 @@ export async function planRestore(
   }
 }
 
-/** What a restore applies: the database downloaded and checked, and the media archive to extract. */
+/** What a restore applies: the database downloaded and checked, and the media to write. */
 export interface StagedRestore {
   cleanup(): Promise<void>
   database?: string
-  /** Opens media.tar: a staged copy, or the backup's own, read from the store as it is extracted. */
+  /** A folder target's media: written, checked, into a new folder, straight from the store. */
+  extractMedia?: (folder: string) => Promise<ExtractSummary>
+  /** A bucket target's media: the staged media.tar, checked in full before the first upload. */
   media?: () => Promise<TarStream>
 }
 
@@ -189,7 +192,7 @@ export async function stageRestore(
     }
     if (streamed) {
       const media = storedMedia(plan.manifest)!
-      staged.media = async () => media.openTar(source, await source.keys.identities(), staging)
+      staged.extractMedia = async (folder) => media.extract(source, await source.keys.identities(), folder, staging)
     } else if (plan.media) {
       staged.media = async () => ({checked: Promise.resolve(), stream: createReadStream(join(folder, 'media.tar'))})
     }
@@ -294,9 +297,9 @@ export async function applyRestore(
 }
 
 /**
- * Extracts and checks the media archive before anything else happens: tar safety, every file against
- * MANIFEST.json, and everything the archive was read from. A folder target keeps the extraction, ready
- * to swap in; for a bucket, the check runs in a staging folder that is removed again.
+ * Writes and checks the media before anything else happens: tar safety, every file, and everything it
+ * was read from. A folder target keeps what was written, ready to swap in; for a bucket, the staged
+ * archive is checked in a staging folder that is removed again.
  */
 async function prepareMedia(
   target: BackupContext,
@@ -305,34 +308,18 @@ async function prepareMedia(
 ): Promise<{prepared?: PreparedMediaRestore; provider: MediaProvider}> {
   const provider = mediaProviderFor(target.env.media!)
   const check = provider.prepare ? undefined : await makeStagingDir(target.tempRoot, 'restore-apply')
-  let prepared: PreparedMediaRestore | undefined
   try {
-    const {checked, stream} = await staged.media!()
-    try {
-      if (provider.prepare) prepared = await provider.prepare(stream, {signal: target.signal})
-      else await extractMediaArchive(stream, join(check!, 'media'), {signal: target.signal})
-    } catch (error) {
-      // A read that failed explains it better: damage in the backup, or a store that went away,
-      // reaches the extraction as a broken stream, and the read says where. Once the stream is
-      // destroyed, a read that had not failed ends with a premature close, which says nothing.
-      stream.destroy()
-      await checked.catch((error_: unknown) => {
-        if (error_ instanceof ObjectCheckError || error_ instanceof BackupError) throw error_
-      })
-      throw error
-    }
-
-    await checked
+    if (provider.prepare)
+      return {prepared: await provider.prepare(staged.extractMedia!, {signal: target.signal}), provider}
+    await extractTarStream(await staged.media!(), join(check!, 'media'), target.signal)
+    return {provider}
   } catch (error) {
-    await prepared?.discard()
     // Stopped by SIGINT/SIGTERM: whatever broke on the way down, the user asked to stop.
     if (target.signal.aborted) throw target.signal.reason
     throw untouched(error, plan.manifest.id, provider.location, check === undefined)
   } finally {
     if (check) await removeTree(check)
   }
-
-  return {prepared, provider}
 }
 
 /** A failure of the media check, saying that nothing was changed (a folder's provider says so itself). */

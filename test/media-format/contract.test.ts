@@ -11,6 +11,7 @@ import {
   readFileSync,
   renameSync,
   rmSync,
+  statSync,
   writeFileSync,
 } from 'node:fs'
 import {join} from 'node:path'
@@ -19,6 +20,7 @@ import {pipeline} from 'node:stream/promises'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Manifest} from '../../src/domain/manifest.js'
+import {BackupError} from '../../src/errors.js'
 import {storedMedia} from '../../src/media-format/index.js'
 import {StoredMedia} from '../../src/media-format/port.js'
 import {BackupContext} from '../../src/services/context.js'
@@ -124,6 +126,22 @@ for (const format of ['tar', 'packs'] as const) {
       )
     })
 
+    it('writes the media into a new folder, the same tree, with nothing left open in its temp folder', async () => {
+      const tempDir = join(project.root, `extract-temp-${format}`)
+      mkdirSync(tempDir)
+      const folder = join(project.root, `written-${format}`)
+      const summary = await media.extract(context, await identities(), folder, tempDir)
+      expect(snapshotTree(folder)).to.deep.equal(snapshotTree(join(project.root, 'media')))
+      const files = readdirSync(join(project.root, 'media'), {recursive: true, withFileTypes: true}).filter((entry) =>
+        entry.isFile(),
+      )
+      expect(summary.files).to.equal(files.length)
+      expect(summary.bytes).to.equal(
+        files.reduce((total, entry) => total + statSync(join(entry.parentPath, entry.name)).size, 0),
+      )
+      expect(openUnder(tempDir)).to.deep.equal([])
+    })
+
     it('a media.tar built from parts, whose read fails at once, returns only once its file is closed', async () => {
       const {tar} = media
       // The tar format stores media.tar whole: there is nothing to build, and a reader streams the object.
@@ -197,7 +215,23 @@ for (const format of ['tar', 'packs'] as const) {
       expect(outcome).to.equal('rejected')
       // The read still hangs, and what the read staged in tempDir (a packed backup's decrypted index,
       // the listing being built) is closed all the same.
-      expect(hung.every((read) => !read.destroyed || read.readableLength === 0)).to.equal(true)
+      expect(openUnder(tempDir)).to.deep.equal([])
+
+      // Writing the media into a folder, stopped (SIGINT) while a read hangs, ends with the stop, and
+      // leaves neither the folder nor anything open.
+      const stop = new AbortController()
+      const folder = join(project.root, `hung-extract-${format}`)
+      const stopping = {...stalled, signal: stop.signal}
+      const reads = hung.length
+      const extracting = media.extract(stopping, await identities(), folder, tempDir).then(
+        () => 'resolved',
+        (error: unknown) => error,
+      )
+      while (hung.length === reads) await sleep(10)
+      const reason = new BackupError('INTERRUPTED', 'Interrupted by SIGINT.')
+      stop.abort(reason)
+      expect(await extracting).to.equal(reason)
+      expect(existsSync(folder)).to.equal(false)
       expect(openUnder(tempDir)).to.deep.equal([])
     })
 
@@ -250,6 +284,16 @@ for (const format of ['tar', 'packs'] as const) {
             (error: unknown) => error,
           )
           expect(checkFailure, path).to.be.instanceOf(ObjectCheckError)
+          // Written into a folder (restore), the damage fails it by name too, and the folder is gone.
+          const extractTemp = mkdtempSync(join(project.root, 'damaged-extract-'))
+          const folder = join(extractTemp, 'media')
+          const extractFailure = await media.extract(context, await identities(), folder, extractTemp).then(
+            () => {},
+            (error: unknown) => error,
+          )
+          expect(extractFailure, path).to.be.instanceOf(ObjectCheckError)
+          expect(existsSync(folder), path).to.equal(false)
+          expect(openUnder(extractTemp), path).to.deep.equal([])
         } finally {
           writeFileSync(path, original)
           // A pack that failed is remembered on this machine; the next check starts afresh.

@@ -45,6 +45,17 @@ export class PackReader {
     },
   ) {}
 
+  /**
+   * Stops reading at once, without waiting for a read in progress (one that a hung mount holds): every
+   * open pack's streams are destroyed, its decompressor with them, and a read in progress fails.
+   */
+  abandon(): void {
+    for (const pack of this.open.splice(0)) {
+      pack.tar.destroy()
+      pack.members.return().catch(() => {})
+    }
+  }
+
   async close(): Promise<void> {
     for (const pack of this.open.splice(0)) await release(pack)
   }

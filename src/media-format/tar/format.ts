@@ -13,6 +13,7 @@ import {printableName} from '../../lib/byte-names.js'
 import {mediaProviderFor} from '../../providers/media/index.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
+import {extractTarStream} from '../extract-tar.js'
 import {BackUpJob, MediaFormat, OwnObject, StoredMedia} from '../port.js'
 
 /**
@@ -32,7 +33,7 @@ export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredM
     object: media.object,
     plaintext: media.plaintext,
   }
-  return {
+  const stored: StoredMedia = {
     // The archive is one of the own objects, read and checked whole, members and listing included
     // (archiveContentCheck), before this is called: there is nothing further, and no share of it to sample. Said, so that --sample is not taken for a sample.
     async checkContent(_context, _identities, {samplePercent}) {
@@ -44,6 +45,9 @@ export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredM
           ok: true,
         },
       ]
+    },
+    async extract(context, identities, folder, tempDir) {
+      return extractTarStream(await stored.openTar(context, identities, tempDir), folder, context.signal)
     },
     async links() {
       return {targets: []}
@@ -65,6 +69,7 @@ export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredM
     // The listing is not written out (the tar holds it as MANIFEST.json), but damage to it still fails.
     tar: {alsoCheck: [media.listing], object: archive},
   }
+  return stored
 }
 
 async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<MediaTarComponent> {

@@ -3,7 +3,7 @@ import {chmod, lstat, readlink, realpath, rename} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, join, posix} from 'node:path'
 import {Readable} from 'node:stream'
 
-import {extractMediaArchive} from '../../archive/extract.js'
+import {extractMediaArchive, ExtractSummary} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 import {BackupError, describeCause} from '../../errors.js'
 import {decodeName, encodeName, isUtf8Name, printableName} from '../../lib/byte-names.js'
@@ -51,7 +51,10 @@ export class FilesystemMediaProvider implements MediaProvider {
   }
 
   /** Extracts and checks the archive into a new folder beside the media folder; see restore. */
-  async prepare(tar: Readable, options: {signal?: AbortSignal} = {}): Promise<PreparedMediaRestore> {
+  async prepare(
+    fill: (folder: string) => Promise<ExtractSummary>,
+    options: {signal?: AbortSignal} = {},
+  ): Promise<PreparedMediaRestore> {
     const target = await realpath(this.root).catch(() => this.root)
     const parent = dirname(target)
     const suffix = randomBytes(6).toString('hex')
@@ -60,7 +63,7 @@ export class FilesystemMediaProvider implements MediaProvider {
     await makeFolders(parent)
     let summary
     try {
-      summary = await extractMediaArchive(tar, fresh, options)
+      summary = await fill(fresh)
       // On disk before the swap: the previous media is removed right after it, and a crash must not
       // leave a media folder of files whose contents were still only in memory.
       await syncFileSystem(fresh, options.signal).catch((error: unknown) => {
@@ -117,7 +120,7 @@ export class FilesystemMediaProvider implements MediaProvider {
    * its link, and the folder it points to is the one replaced.
    */
   async restore(tar: Readable, options: {signal?: AbortSignal} = {}): Promise<MediaRestoreSummary> {
-    return (await this.prepare(tar, options)).commit()
+    return (await this.prepare((folder) => extractMediaArchive(tar, folder, options), options)).commit()
   }
 
   /**

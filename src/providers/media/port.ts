@@ -1,5 +1,6 @@
 import {Readable} from 'node:stream'
 
+import {ExtractSummary} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 
 export interface MediaRestoreSummary {
@@ -56,11 +57,15 @@ export interface MediaProvider {
   /** The location, without credentials, for messages. */
   readonly location: string
   /**
-   * Where the target allows it (a folder), does all the work of a restore but the final swap: the
-   * archive is extracted and checked beside the target, which is not touched. A refused or damaged
-   * archive rejects here, so that nothing (not even a safety backup) happens before it is known good.
+   * Where the target allows it (a folder), does all the work of a restore but the final swap: `fill`
+   * writes the media, checked, into a new folder beside the target (it must create it: extract.ts does),
+   * and the target is not touched. A refused or damaged backup rejects here, so that nothing (not even a
+   * safety backup) happens before it is known good.
    */
-  prepare?(tar: Readable, options?: {signal?: AbortSignal}): Promise<PreparedMediaRestore>
+  prepare?(
+    fill: (folder: string) => Promise<ExtractSummary>,
+    options?: {signal?: AbortSignal},
+  ): Promise<PreparedMediaRestore>
   /**
    * Puts the media of an archive (as createMediaTar writes it) in place, checked against its listing.
    * A folder is replaced whole by an atomic swap, so a failure before the swap leaves it as it was;

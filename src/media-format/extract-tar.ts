@@ -1,0 +1,38 @@
+import {extractMediaArchive, ExtractSummary} from '../archive/extract.js'
+import {BackupError} from '../errors.js'
+import {removeTree} from '../lib/remove-tree.js'
+import {ObjectCheckError} from '../services/read.js'
+import {TarStream} from './port.js'
+
+/**
+ * Extracts media.tar as it is read from the store (or a staged copy) into `folder`, a new folder, and
+ * waits for everything behind the bytes to check out; the folder is removed on any failure. A read
+ * that failed explains it better than the extraction: damage in the backup, or a store that went
+ * away, reaches the extraction as a broken stream, and the read says where. Once the stream is
+ * destroyed, a read that had not failed ends with a premature close, which says nothing.
+ */
+export async function extractTarStream(
+  {checked, stream}: TarStream,
+  folder: string,
+  signal: AbortSignal,
+): Promise<ExtractSummary> {
+  let summary: ExtractSummary
+  try {
+    summary = await extractMediaArchive(stream, folder, {signal})
+  } catch (error) {
+    stream.destroy()
+    await checked.catch((error_: unknown) => {
+      if (error_ instanceof ObjectCheckError || error_ instanceof BackupError) throw error_
+    })
+    throw error
+  }
+
+  try {
+    await checked
+  } catch (error) {
+    await removeTree(folder)
+    throw error
+  }
+
+  return summary
+}

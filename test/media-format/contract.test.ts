@@ -5,6 +5,7 @@ import {once} from 'node:events'
 import {
   createWriteStream,
   existsSync,
+  lstatSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -30,6 +31,17 @@ import {Store} from '../../src/store/port.js'
 import {contextFor} from '../helpers/context.js'
 import {openUnder} from '../helpers/processes.js'
 import {cli, makeProject, Project, snapshotTree, writerKeyFile} from '../helpers/project.js'
+
+/** Each entry's mode and mtime (whole seconds) below `root` (a link's own), by path. */
+function metadataOf(root: string): Record<string, string> {
+  const entries = readdirSync(root, {recursive: true}).map(String).sort()
+  return Object.fromEntries(
+    entries.map((path) => {
+      const info = lstatSync(join(root, path))
+      return [path, `${(info.mode & 0o7777).toString(8)} ${Math.floor(info.mtimeMs / 1000)}`]
+    }),
+  )
+}
 
 /**
  * The media-format port's contract: what verify, download, export, url and info rely on, held by
@@ -132,6 +144,12 @@ for (const format of ['tar', 'packs'] as const) {
       const folder = join(project.root, `written-${format}`)
       const summary = await media.extract(context, await identities(), folder, tempDir)
       expect(snapshotTree(folder)).to.deep.equal(snapshotTree(join(project.root, 'media')))
+      // The same modes, and times to the second, as stock tar gives the media.tar the format gives back
+      // (whose headers hold whole seconds unless a name needs a pax header).
+      const byTar = join(tempDir, 'by-tar')
+      mkdirSync(byTar)
+      execFileSync('tar', ['-xf', join(project.root, `media-${format}.tar`), '-C', byTar])
+      expect(metadataOf(folder)).to.deep.equal(metadataOf(join(byTar, 'media')))
       const files = readdirSync(join(project.root, 'media'), {recursive: true, withFileTypes: true}).filter((entry) =>
         entry.isFile(),
       )

@@ -321,6 +321,9 @@ function member(
   stream: (entry: IndexEntry) => Readable,
 ): TarMember {
   const path = `${MEDIA_PREFIX}${entry.path}${entry.type === 'directory' ? '/' : ''}`
+  // The time the index records, to the millisecond: closer than media.tar's headers, which hold whole
+  // seconds unless a name needs a pax header (utimes takes it as floating-point seconds, which can
+  // come back a microsecond off).
   const common = {linkTarget: entry.linkTarget, mode: entry.mode, mtime: new Date(entry.mtimeMs), path}
   if (entry.type !== 'file') {
     return {

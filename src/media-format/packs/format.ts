@@ -2,13 +2,11 @@ import {pipeline as pipelineCallback, Transform} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
-import {extractMedia, ExtractSummary} from '../../archive/extract.js'
 import {OffThreadHashingStream} from '../../archive/hash.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
-import {removeTree} from '../../lib/remove-tree.js'
 import {closeOf} from '../../lib/stream-close.js'
 import {catalogOf} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
@@ -16,8 +14,9 @@ import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {BackUpJob, LinkTarget, MediaFormat, StoredMedia, TarStream} from '../port.js'
 import {backUpMediaPacks} from './backup.js'
 import {readPackTrust} from './check.js'
+import {extractPackedMedia} from './extract.js'
 import {forwardKey, locatePacks, packsPrefix} from './folder.js'
-import {packedMediaTar, PackedMembers, packedMembers} from './read.js'
+import {packedMediaTar} from './read.js'
 import {linkRecipe} from './recipe.js'
 import {verifyPacks, verifyPackSample} from './verify.js'
 
@@ -153,50 +152,6 @@ async function openPackedMedia(
   // Marked handled: a consumer that failed on its own may never await it.
   checked.catch(() => {})
   return {checked, stream}
-}
-
-/**
- * Writes a packed backup's media into `folder` straight from its blobs, without building media.tar and
- * reading it back: the extraction's checks are the same, and each blob is checked against its id as it
- * is read (the files need no listing, nor a hash of their own). The rebuild script is not written,
- * but damage to it still fails the restore, as it fails whatever reads the backup.
- */
-async function extractPackedMedia(
-  context: BackupContext,
-  manifest: Manifest,
-  options: {folder: string; identities: readonly X25519Identity[]; tempDir: string},
-): Promise<ExtractSummary> {
-  const media = manifest.components.media as MediaPacksComponent
-  const progress = context.reporter.progress('media.tar', media.totalFileBytes)
-  const script = readVerified(context, manifest, {...media.rebuild, identities: options.identities})
-  script.catch(() => {})
-  let source: PackedMembers | undefined
-  try {
-    source = await packedMembers(context, manifest, {
-      advance: (bytes) => progress.advance(bytes),
-      identities: options.identities,
-      tempDir: options.tempDir,
-    })
-    let summary: ExtractSummary
-    try {
-      summary = await extractMedia(source, options.folder, {signal: context.signal})
-    } catch (error) {
-      // A read that failed says why better than the broken extraction it caused (not when stopped).
-      throw context.signal.aborted ? error : (source.failure ?? error)
-    }
-
-    try {
-      await script
-    } catch (error) {
-      await removeTree(options.folder)
-      throw error
-    }
-
-    return summary
-  } finally {
-    progress.done()
-    await source?.close()
-  }
 }
 
 /** Writes a packed backup's media.tar, checking every blob and file; resolves with its size and SHA-256. */

@@ -8,15 +8,12 @@ import {finished, pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
 
 import {X25519Identity} from '../../archive/age-keys.js'
-import {MediaMembers} from '../../archive/extract.js'
 import {createListingFile} from '../../archive/listing.js'
-import {createMediaTar, MEDIA_PREFIX, MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
-import {TarMember} from '../../archive/tar-reader.js'
+import {createMediaTar, MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {freeNow} from '../../lib/buffer-loan.js'
 import {createFileSink} from '../../lib/file-sink.js'
-import {streamOf} from '../../lib/generator-stream.js'
 import {closeOf} from '../../lib/stream-close.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
@@ -89,7 +86,7 @@ export function readIndexLines(path: string): AsyncGenerator<IndexEntry, void> {
  * index on disk after its folder is removed. `close` closes it at once, even while the consumer waits
  * on something else.
  */
-function openIndexLines(path: string): {close(): Promise<void>; entries: AsyncGenerator<IndexEntry, void>} {
+export function openIndexLines(path: string): {close(): Promise<void>; entries: AsyncGenerator<IndexEntry, void>} {
   const input = createReadStream(path)
   const close = () => closeOf(input, {destroy: true})
   async function* entries(): AsyncGenerator<IndexEntry, void> {
@@ -178,8 +175,9 @@ export async function packedMediaTar(
 
   const archive = createMediaTar(entries(), createListingFile(options.tempDir))
   // A consumer that stops reading closes and removes the decrypted index at once, and the summary
-  // settles once it is gone: the entries' own clean-up runs only when they next run, which a pack read that a hung
-  // mount holds can put off indefinitely. (The archive closes its listing file the same way.)
+  // settles once it is gone: the entries' own clean-up runs only when they next run, which a pack
+  // read that a hung mount holds can put off indefinitely. (The archive closes its listing file the
+  // same way.)
   const indexClosed = finished(archive.stream)
     .catch(() => {})
     .then(async () => {
@@ -195,166 +193,11 @@ export async function packedMediaTar(
   return {stream: archive.stream, summary}
 }
 
-/** A packed backup's media as members to extract, and what became of reading them: see {@link packedMembers}. */
-export interface PackedMembers extends MediaMembers {
-  /**
-   * Ends the reading: the decrypted index is closed and removed, and the packs are closed (waited for
-   * once everything was read; otherwise abandoned, since a read that a hung mount holds may never end).
-   */
-  close(): Promise<void>
-  /** The first failure of a read (a blob that does not check, a pack that is missing), which says why. */
-  readonly failure: Error | undefined
-}
-
-/**
- * A packed backup's media as members to extract (extract.ts), straight from its index and its blobs,
- * without building media.tar and reading it back. Every blob is authenticated by age and checked
- * against its id as it is read, and every file against its size (and its recorded SHA-256), so the
- * files need no listing and no second hash (`checkedBy: 'source'`). `advance` counts the bytes read.
- */
-export async function packedMembers(
-  context: BackupContext,
-  manifest: Manifest,
-  options: {advance(bytes: number): void; identities: readonly X25519Identity[]; tempDir: string},
-): Promise<PackedMembers> {
-  const media = manifest.components.media as MediaPacksComponent
-  const indexName = media.index.object.name
-  const indexPath = join(options.tempDir, `${manifest.id}.index`)
-  await readIndexFile(context, manifest, options.identities, indexPath)
-  const reader = new PackReader({
-    forwards: (await readPackTrust(context, {app: manifest.app, environment: manifest.environment})).targets,
-    identities: options.identities,
-    prefix: packsPrefix(manifest.app, manifest.environment),
-    store: context.store,
-  })
-  const index = openIndexLines(indexPath)
-  let failure: Error | undefined
-  let finished = false
-  // `stop` fails every read still waiting, so that one a hung mount holds does not hold the extraction.
-  // (Not a race with one promise that `stop` rejects: every race would leave it a reaction to keep.)
-  let stoppedBy: Error | undefined
-  const waiting = new Set<(reason: Error) => void>()
-  const stoppable = <T>(work: Promise<T>): Promise<T> =>
-    new Promise<T>((resolve, reject) => {
-      if (stoppedBy) {
-        work.catch(() => {})
-        reject(stoppedBy)
-        return
-      }
-
-      waiting.add(reject)
-      work.then(resolve, reject).finally(() => waiting.delete(reject))
-    })
-  const bodies = new Set<Readable>()
-  // What the reads found wrong with the backup (or the store); not the stop, nor what it broke.
-  const noted = (error: unknown) => {
-    if (error instanceof ObjectCheckError || error instanceof BackupError) failure ??= error
-    return error
-  }
-
-  const gather = async (entry: IndexEntry): Promise<Buffer> => {
-    if (isSmallWholeBlob(entry)) return (await smallFileContent(reader, entry, indexName)).content
-    const chunks: Buffer[] = []
-    for await (const chunk of fileContent(reader, entry, indexName)) chunks.push(Buffer.from(chunk))
-    return Buffer.concat(chunks)
-  }
-
-  const read = async (entry: IndexEntry): Promise<Buffer> => {
-    try {
-      const content = await stoppable(gather(entry))
-      options.advance(content.length)
-      return content
-    } catch (error) {
-      throw noted(error)
-    }
-  }
-
-  const stream = (entry: IndexEntry): Readable => {
-    async function* counted(): AsyncGenerator<Buffer> {
-      try {
-        for await (const chunk of fileContent(reader, entry, indexName)) {
-          options.advance(chunk.length)
-          yield chunk
-        }
-      } catch (error) {
-        throw noted(error)
-      }
-    }
-
-    // Not Readable.from: destroyed while a read hangs, it would not close until the read ended.
-    const body = streamOf(counted())
-    bodies.add(body)
-    body.once('close', () => bodies.delete(body))
-    return body
-  }
-
-  async function* members(): AsyncGenerator<TarMember, void> {
-    for await (const entry of index.entries) yield member(entry, read, stream)
-    finished = true
-  }
-
-  return {
-    checkedBy: 'source',
-    async close() {
-      await index.close()
-      await rm(indexPath, {force: true})
-      if (finished) await reader.close()
-      else reader.abandon()
-    },
-    get failure() {
-      return failure
-    },
-    members: members(),
-    stop(reason) {
-      stoppedBy ??= reason
-      for (const reject of waiting) reject(reason)
-      for (const body of bodies) body.destroy(reason)
-      reader.abandon()
-    },
-  }
-}
-
-/** An index entry as the member of media.tar it stands for, its contents read when they are asked for. */
-function member(
-  entry: IndexEntry,
-  read: (entry: IndexEntry) => Promise<Buffer>,
-  stream: (entry: IndexEntry) => Readable,
-): TarMember {
-  const path = `${MEDIA_PREFIX}${entry.path}${entry.type === 'directory' ? '/' : ''}`
-  // The time the index records, to the millisecond: closer than media.tar's headers, which hold whole
-  // seconds unless a name needs a pax header (utimes takes it as floating-point seconds, which can
-  // come back a microsecond off).
-  const common = {linkTarget: entry.linkTarget, mode: entry.mode, mtime: new Date(entry.mtimeMs), path}
-  if (entry.type !== 'file') {
-    return {
-      ...common,
-      get body() {
-        return Readable.from([])
-      },
-      contents: async () => Buffer.alloc(0),
-      rawType: entry.type === 'directory' ? 'Directory' : 'SymbolicLink',
-      size: 0,
-      type: entry.type,
-    }
-  }
-
-  return {
-    ...common,
-    get body() {
-      return stream(entry)
-    },
-    contents: () => read(entry),
-    rawType: 'File',
-    size: entry.size,
-    type: 'file',
-  }
-}
-
 /**
  * Most media files are one small blob: read whole, with no stream of their own (a stream and its
  * generators cost more than the bytes of a file of a few KiB).
  */
-function isSmallWholeBlob(entry: IndexEntry): boolean {
+export function isSmallWholeBlob(entry: IndexEntry): boolean {
   return entry.blobs!.length === 1 && entry.size <= WHOLE_BLOB_BYTES
 }
 
@@ -363,7 +206,7 @@ function isSmallWholeBlob(entry: IndexEntry): boolean {
  * takes the entry, which awaits it before it asks for the next: one read at a time, in order, as the
  * reader needs.
  */
-function smallFileContent(reader: PackReader, entry: IndexEntry, indexName: string): Promise<PrefetchedFile> {
+export function smallFileContent(reader: PackReader, entry: IndexEntry, indexName: string): Promise<PrefetchedFile> {
   const [[blob, pack]] = entry.blobs!
   const reading = (async () => {
     checkRecordedDigest(entry, indexName)
@@ -388,7 +231,7 @@ function smallFileContent(reader: PackReader, entry: IndexEntry, indexName: stri
   return reading
 }
 
-async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: string): AsyncGenerator<Buffer> {
+export async function* fileContent(reader: PackReader, entry: IndexEntry, indexName: string): AsyncGenerator<Buffer> {
   const blobs = entry.blobs!
   // Each blob is checked against its id. A recorded SHA-256 of a one-blob file is that id; one of a
   // larger file (older indexes record it) is checked over the whole.

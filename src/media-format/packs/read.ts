@@ -3,7 +3,7 @@ import {createReadStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {createInterface} from 'node:readline'
-import {Readable} from 'node:stream'
+import {Readable, Writable} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
 
@@ -39,36 +39,34 @@ export async function readIndexFile(
 ): Promise<void> {
   const {index} = manifest.components.media as MediaPacksComponent
   const file = createFileSink(path, {flags: 'wx', mode: 0o600})
-  if (index.encoding !== 'gzip') {
-    await readVerified(context, manifest, {
+  const read = (sink: Writable) =>
+    readVerified(context, manifest, {
       hashHere: true,
       identities,
       object: index.object,
       plaintext: index.plaintext,
-      sink: file,
+      sink,
     })
-    return
-  }
-
-  const gunzip = createGunzip()
-  const unzipped = pipeline(gunzip, file)
-  unzipped.catch(() => {})
   try {
-    await readVerified(context, manifest, {
-      hashHere: true,
-      identities,
-      object: index.object,
-      plaintext: index.plaintext,
-      sink: gunzip,
-    })
+    if (index.encoding === 'gzip') {
+      const gunzip = createGunzip()
+      const unzipped = pipeline(gunzip, file)
+      unzipped.catch(() => {})
+      await read(gunzip)
+      await unzipped.catch((error: Error) => {
+        throw new ObjectCheckError(index.object.name, `not a gzipped index: ${error.message}`)
+      })
+    } else {
+      await read(file)
+    }
   } catch (error) {
-    file.destroy()
+    // Closed before this settles, whatever failed: the caller removes the folder next, and an open
+    // descriptor would keep the part of the index already decrypted on disk.
+    await closeOf(file, {destroy: true})
     throw error
   }
 
-  await unzipped.catch((error: Error) => {
-    throw new ObjectCheckError(index.object.name, `not a gzipped index: ${error.message}`)
-  })
+  await closeOf(file)
 }
 
 /**

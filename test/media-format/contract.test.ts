@@ -23,7 +23,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {Manifest} from '../../src/domain/manifest.js'
 import {BackupError} from '../../src/errors.js'
 import {storedMedia} from '../../src/media-format/index.js'
-import {StoredMedia} from '../../src/media-format/port.js'
+import {StoredMedia, TarStream} from '../../src/media-format/port.js'
 import {BackupContext} from '../../src/services/context.js'
 import {createBackup} from '../../src/services/create.js'
 import {ObjectCheckError, readVerified} from '../../src/services/read.js'
@@ -41,6 +41,22 @@ function metadataOf(root: string): Record<string, string> {
       return [path, `${(info.mode & 0o7777).toString(8)} ${Math.floor(info.mtimeMs / 1000)}`]
     }),
   )
+}
+
+/**
+ * Stops reading media.tar, and expects its check to settle (a hang fails the test by its timeout), as
+ * failed, with nothing the read staged in `tempDir` (a packed backup's decrypted index, the listing
+ * being built) still open: the caller removes the folder next, and an open descriptor would keep the
+ * plaintext on disk.
+ */
+async function stopReading({checked, stream}: TarStream, tempDir: string): Promise<void> {
+  stream.destroy()
+  const outcome = await checked.then(
+    () => 'resolved',
+    () => 'rejected',
+  )
+  expect(outcome).to.equal('rejected')
+  expect(openUnder(tempDir)).to.deep.equal([])
 }
 
 /**
@@ -192,16 +208,7 @@ for (const format of ['tar', 'packs'] as const) {
       mkdirSync(tempDir)
       const {checked, stream} = await media.openTar(context, await identities(), tempDir)
       await once(stream, 'readable')
-      stream.destroy()
-      // Settling at all is the point: a hang fails the test by its timeout.
-      const outcome = await checked.then(
-        () => 'resolved',
-        () => 'rejected',
-      )
-      expect(outcome).to.equal('rejected')
-      // What the read staged there (a packed backup's decrypted index) is closed by then: the caller
-      // removes the folder next, and an open descriptor would keep the plaintext on disk.
-      expect(openUnder(tempDir)).to.deep.equal([])
+      await stopReading({checked, stream}, tempDir)
     })
 
     it('a consumer that stops while a read of the store hangs settles the check, with nothing left open', async () => {
@@ -225,15 +232,8 @@ for (const format of ['tar', 'packs'] as const) {
       const {checked, stream} = await media.openTar(stalled, await identities(), tempDir)
       stream.resume()
       while (hung.length === 0) await sleep(10)
-      stream.destroy()
-      const outcome = await checked.then(
-        () => 'resolved',
-        () => 'rejected',
-      )
-      expect(outcome).to.equal('rejected')
-      // The read still hangs, and what the read staged in tempDir (a packed backup's decrypted index,
-      // the listing being built) is closed all the same.
-      expect(openUnder(tempDir)).to.deep.equal([])
+      // The read still hangs, and what the read staged in tempDir is closed all the same.
+      await stopReading({checked, stream}, tempDir)
 
       // Writing the media into a folder, stopped (SIGINT) while a read hangs, ends with the stop, and
       // leaves neither the folder nor anything open.

@@ -1,10 +1,13 @@
 import {expect} from 'chai'
+import * as fc from 'fast-check'
 import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
 import {lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {decodeName, encodeName, isUtf8Name} from '../../src/lib/byte-names.js'
+import {shellQuote} from '../../src/lib/shell.js'
 import {IndexEntry} from '../../src/media-format/packs/media-index.js'
 import {
   RebuildScriptCheck,
@@ -31,7 +34,7 @@ function rebuild(
   for (const [name, data] of blobs) writeFileSync(join(blobFolder, name), data)
   const script = Buffer.concat([
     Buffer.from(rebuildScriptHeader()),
-    ...entries.map((entry) => rebuildScriptLine(entry)),
+    ...entries.map((entry) => Buffer.from(rebuildScriptLine(entry))),
   ])
   writeFileSync(join(root, 'rebuild.sh'), script)
   const target = join(root, 'media')
@@ -95,7 +98,7 @@ describe('the rebuild script of a packed backup', () => {
 
   it("verify's check accepts the script a backup holds, and the scripts of earlier versions", () => {
     const entries = [folder('a'), file('a/x', 0o644), file('a/y', 0o755)]
-    const lines = Buffer.concat(entries.map((entry) => rebuildScriptLine(entry)))
+    const lines = Buffer.concat(entries.map((entry) => Buffer.from(rebuildScriptLine(entry))))
     const current = Buffer.concat([Buffer.from(rebuildScriptHeader()), lines])
     const versionTwo = Buffer.concat([
       Buffer.from(
@@ -126,5 +129,40 @@ describe('the rebuild script of a packed backup', () => {
     const check = new RebuildScriptCheck()
     for (const entry of entries) check.add(entry)
     expect(check.matches(sha256(Buffer.concat([current, Buffer.from('rm -rf "$T"\n')])))).to.equal(false)
+  })
+})
+
+describe('a rebuild script line', () => {
+  it('is the bytes of its names, as text when they are UTF-8 and as bytes when they are not (property)', () => {
+    const name = fc
+      .uint8Array({maxLength: 12, minLength: 1})
+      .map((bytes) => decodeName(Buffer.from(bytes.map((byte) => (byte === 0 || byte === 0x2f ? 0x61 : byte)))))
+    const hex = fc.uint8Array({maxLength: 32, minLength: 32}).map((bytes) => Buffer.from(bytes).toString('hex'))
+    fc.assert(
+      fc.property(
+        name,
+        name,
+        fc.constantFrom('directory', 'file', 'symlink'),
+        fc.array(hex, {maxLength: 3}),
+        (path, target, type, blobIds) => {
+          const entry: IndexEntry =
+            type === 'file'
+              ? {blobs: blobIds.map((id) => [id, PACK]), mode: 0o10_0644, mtimeMs: 0, path, size: 1, type}
+              : type === 'symlink'
+                ? {linkTarget: target, mode: 0o12_0777, mtimeMs: 0, path, size: 0, type}
+                : {mode: 0o4_0755, mtimeMs: 0, path, size: 0, type}
+          const expected =
+            type === 'file'
+              ? `f ${shellQuote(path)} 644${blobIds.map((id) => ` ${id}`).join('')}\n`
+              : type === 'symlink'
+                ? `l ${shellQuote(path)} ${shellQuote(target)}\n`
+                : `d ${shellQuote(path)} 755\n`
+          const line = rebuildScriptLine(entry)
+          expect(typeof line === 'string').to.equal(isUtf8Name(path) && (type !== 'symlink' || isUtf8Name(target)))
+          expect(Buffer.from(line)).to.deep.equal(encodeName(expected))
+        },
+      ),
+      {numRuns: 500},
+    )
   })
 })

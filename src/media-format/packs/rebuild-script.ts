@@ -1,6 +1,6 @@
 import {createHash, Hash} from 'node:crypto'
 
-import {encodeName} from '../../lib/byte-names.js'
+import {encodeName, isUtf8Name} from '../../lib/byte-names.js'
 import {shellQuote} from '../../lib/shell.js'
 import {IndexEntry} from './media-index.js'
 
@@ -80,13 +80,23 @@ export function rebuildScriptHeader(): string {
   return HEADER
 }
 
-/** One entry's line, as bytes. */
-export function rebuildScriptLine(entry: IndexEntry): Buffer {
+/**
+ * One entry's line: as text when its names are UTF-8, which is then also its bytes, and as bytes
+ * otherwise. (A buffer a line, made for every file of every backup, cost more than writing the text.)
+ */
+export function rebuildScriptLine(entry: IndexEntry): Buffer | string {
   const mode = (entry.mode % 0o1_0000).toString(8)
   const path = shellQuote(entry.path)
-  if (entry.type === 'directory') return encodeName(`d ${path} ${mode}\n`)
-  if (entry.type === 'symlink') return encodeName(`l ${path} ${shellQuote(entry.linkTarget ?? '')}\n`)
-  return encodeName(`f ${path} ${mode}${entry.blobs!.map(([blob]) => ` ${blob}`).join('')}\n`)
+  let line: string
+  if (entry.type === 'directory') line = `d ${path} ${mode}\n`
+  else if (entry.type === 'symlink') line = `l ${path} ${shellQuote(entry.linkTarget ?? '')}\n`
+  else {
+    line = `f ${path} ${mode}`
+    for (const [blob] of entry.blobs!) line += ` ${blob}`
+    line += '\n'
+  }
+
+  return isUtf8Name(line) ? line : encodeName(line)
 }
 
 function sha256Of(text: string): Hash {

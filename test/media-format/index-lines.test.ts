@@ -1,10 +1,11 @@
 import {expect} from 'chai'
+import * as fc from 'fast-check'
 import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {indexHeaderLine, indexLine} from '../../src/media-format/packs/media-index.js'
-import {readIndexLines} from '../../src/media-format/packs/read.js'
+import {IndexEntry, indexHeaderLine, indexLine} from '../../src/media-format/packs/media-index.js'
+import {openIndexLines, readIndexLines} from '../../src/media-format/packs/read.js'
 import {openUnder} from '../helpers/processes.js'
 
 /**
@@ -56,6 +57,55 @@ describe('the lines of a decrypted index', () => {
       for await (const entry of readIndexLines(damaged)) expect(entry.path).to.equal('a')
     })().catch((error: Error) => error)
     expect(failure).to.be.instanceOf(Error)
+    expect(openUnder(folder)).to.deep.equal([])
+  })
+
+  it("are the entries written, whatever characters fall across the file's reads (property)", async () => {
+    // Names of several-byte characters (and escaped non-UTF-8 bytes), long enough that lines and
+    // characters straddle the reads of the file; the last line with or without its newline.
+    const name = fc
+      .array(fc.constantFrom('a', 'ä', '€', '😀', '\uDCE9', ' ', '"', '\\'), {
+        maxLength: 400,
+        minLength: 100,
+        size: 'max',
+      })
+      .map((parts) => parts.join(''))
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(name, {maxLength: 200, minLength: 20, size: 'max'}),
+        fc.boolean(),
+        async (names, endsWithNewline) => {
+          const entries: IndexEntry[] = names.map((path, index) => ({
+            mode: 0o755,
+            mtimeMs: index,
+            path,
+            size: 0,
+            type: 'directory',
+          }))
+          const file = join(folder, 'property.index')
+          const text = indexHeaderLine() + entries.map((entry) => indexLine(entry)).join('')
+          writeFileSync(file, endsWithNewline ? text : text.replace(/\n$/, ''))
+          const read: IndexEntry[] = []
+          for await (const entry of readIndexLines(file)) read.push(entry)
+          expect(read).to.deep.equal(entries)
+          const batched: IndexEntry[] = []
+          for await (const batch of openIndexLines(file).batches) batched.push(...batch)
+          expect(batched).to.deep.equal(entries)
+          expect(openUnder(folder)).to.deep.equal([])
+        },
+      ),
+      // Without shrinking: cases this size shrink for minutes, and the seed replays one.
+      {endOnFailure: true, numRuns: 40},
+    )
+  })
+
+  it('refuse a file whose first line is not the header', async () => {
+    const headless = join(folder, 'headless.index')
+    writeFileSync(headless, indexLine({mode: 0o755, mtimeMs: 0, path: 'a', size: 0, type: 'directory'}))
+    const failure = await (async () => {
+      for await (const entry of readIndexLines(headless)) expect(entry).to.equal(undefined)
+    })().catch((error: Error) => error.message)
+    expect(failure).to.match(/not a divio media index/)
     expect(openUnder(folder)).to.deep.equal([])
   })
 })

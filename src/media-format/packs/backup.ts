@@ -159,46 +159,50 @@ export async function backUpMediaPacks(
     }
   }
 
-  /** A file's index line: the previous blobs when it is unchanged, else what reading it stored; undefined when it is gone. */
-  const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
-    let line = describe(entry)
-    if (before !== undefined && reusable(before, line)) {
-      line.blobs = before.blobs
-      if (before.sha256 !== undefined) line.sha256 = before.sha256
-    } else {
-      // A changed file keeps the blobs of its previous version that are still in it (an edit in place
-      // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
-      const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => usable.has(pack)))
-      knownBlobs ??= collectKnownBlobs()
-      await knownBlobs
-      const read = await storeFile(entry, packs, {buffers: blobBuffers, known, stored}, options.progress, watchdog)
-      if (read === undefined) {
-        reporter.notice(
-          `warning: media ${JSON.stringify(printableName(entry.path))} skipped: deleted while the backup ran`,
-        )
-        return undefined
-      }
+  /**
+   * An unchanged file's index line, with its previous blobs; undefined when it has to be read. Apart
+   * from fileLine, which reads: most files of most backups are unchanged, and need no promise.
+   */
+  const unchangedLine = (entry: MediaEntry, before: IndexEntry | undefined): IndexEntry | undefined => {
+    if (before === undefined) return undefined
+    const line = describe(entry)
+    if (!reusable(before, line)) return undefined
+    line.blobs = before.blobs
+    if (before.sha256 !== undefined) line.sha256 = before.sha256
+    return line
+  }
 
-      stats.filesRead++
-      stats.blobBytes += read.newBytes
-      // describe() after reading: an S3 object replaced since the listing is recorded as read.
-      line = describe(entry)
-      line.blobs = read.blobs
-      line.size = read.size
-      if (read.sha256 !== undefined) line.sha256 = read.sha256
+  /** A changed or new file's index line, with what reading it stored; undefined when it is gone. */
+  const fileLine = async (entry: MediaEntry, before: IndexEntry | undefined): Promise<IndexEntry | undefined> => {
+    // A changed file keeps the blobs of its previous version that are still in it (an edit in place
+    // stores the blobs it touched); blobs of condemned or superseded packs are stored again.
+    const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => usable.has(pack)))
+    knownBlobs ??= collectKnownBlobs()
+    await knownBlobs
+    const read = await storeFile(entry, packs, {buffers: blobBuffers, known, stored}, options.progress, watchdog)
+    if (read === undefined) {
+      reporter.notice(
+        `warning: media ${JSON.stringify(printableName(entry.path))} skipped: deleted while the backup ran`,
+      )
+      return undefined
     }
 
-    for (const [, pack] of line.blobs!) referenced.add(pack)
-    stats.files++
-    stats.totalFileBytes += line.size
+    stats.filesRead++
+    stats.blobBytes += read.newBytes
+    // describe() after reading: an S3 object replaced since the listing is recorded as read.
+    const line = describe(entry)
+    line.blobs = read.blobs
+    line.size = read.size
+    if (read.sha256 !== undefined) line.sha256 = read.sha256
     return line
   }
 
   // The ahead cursor is for the provider's read-ahead: an S3 object that will be reused is not downloaded.
   const {ahead, current} = previous.cursors(order)
-  const needsContent = async (entry: MediaEntry) => {
-    const before = await ahead.seek(entry)
-    return before === undefined || !reusable(before, describe(entry))
+  const needsContent = (entry: MediaEntry): boolean | Promise<boolean> => {
+    const before = ahead.seek(entry)
+    const needs = (found: IndexEntry | undefined) => found === undefined || !reusable(found, describe(entry))
+    return before instanceof Promise ? before.then(needs) : needs(before)
   }
 
   try {
@@ -218,11 +222,15 @@ export async function backUpMediaPacks(
       if (next.done) break
       watchdog.touch()
       const entry = next.value
-      const before = await current.seek(entry)
+      let before = current.seek(entry)
+      if (before instanceof Promise) before = await before
       let line: IndexEntry | undefined
       if (entry.type === 'file') {
-        line = await fileLine(entry, before)
+        line = unchangedLine(entry, before) ?? (await fileLine(entry, before))
         if (line === undefined) continue
+        for (const [, pack] of line.blobs!) referenced.add(pack)
+        stats.files++
+        stats.totalFileBytes += line.size
       } else {
         line = describe(entry)
       }

@@ -2,9 +2,9 @@ import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {createInterface} from 'node:readline'
 import {Readable, Writable} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
+import {StringDecoder} from 'node:string_decoder'
 import {createGunzip} from 'node:zlib'
 
 import {X25519Identity} from '../../archive/age-keys.js'
@@ -77,34 +77,78 @@ export function readIndexLines(path: string): AsyncGenerator<IndexEntry, void> {
   return openIndexLines(path).entries
 }
 
+/** An opened index file: its entries, one at a time or as read, and a way to close it early. */
+export interface IndexLines {
+  /** The entries in the order of the file, as many as each read of it holds (a few hundred). */
+  batches: AsyncGenerator<IndexEntry[], void>
+  /** Closes the file at once, even while the consumer waits on something else. */
+  close(): Promise<void>
+  /** The same entries, one at a time. Take one of the two, not both. */
+  entries: AsyncGenerator<IndexEntry, void>
+}
+
 /**
  * The entries of a decrypted index file, and a way to close it while they are being read. The file is
- * closed when the entries end, however they end: readline leaves its input open when a loop over it
- * stops early (a consumer that breaks, a damaged line), and an open descriptor keeps the decrypted
- * index on disk after its folder is removed. `close` closes it at once, even while the consumer waits
- * on something else.
+ * closed when the entries end, however they end: a loop that stops early (a consumer that breaks, a
+ * damaged line) must not leave it open, since an open descriptor keeps the decrypted index on disk
+ * after its folder is removed.
+ *
+ * Lines are split here, a read of the file at a time, rather than by readline: a line event and a
+ * promise for each line were a tenth of what an unchanged backup of 16,002 files allocated.
  */
-export function openIndexLines(path: string): {close(): Promise<void>; entries: AsyncGenerator<IndexEntry, void>} {
-  const input = createReadStream(path)
+export function openIndexLines(path: string): IndexLines {
+  const input = createReadStream(path, {highWaterMark: 16 * 1024})
   const close = () => closeOf(input, {destroy: true})
-  async function* entries(): AsyncGenerator<IndexEntry, void> {
+  async function* batches(): AsyncGenerator<IndexEntry[], void> {
     try {
+      const decoder = new StringDecoder('utf8')
       let first = true
-      for await (const line of createInterface({crlfDelay: Number.POSITIVE_INFINITY, input})) {
-        if (first) {
-          checkIndexHeader(line)
-          first = false
+      let rest = ''
+      const parse = (lines: string[]): IndexEntry[] => {
+        const parsed: IndexEntry[] = []
+        for (const line of lines) {
+          if (first) {
+            checkIndexHeader(line)
+            first = false
+          } else if (line !== '') {
+            parsed.push(parseIndexLine(line))
+          }
+        }
+
+        return parsed
+      }
+
+      for await (const chunk of input as AsyncIterable<Buffer>) {
+        const text = rest + decoder.write(chunk)
+        const end = text.lastIndexOf('\n')
+        if (end === -1) {
+          rest = text
           continue
         }
 
-        if (line !== '') yield parseIndexLine(line)
+        rest = text.slice(end + 1)
+        const parsed = parse(text.slice(0, end).split('\n'))
+        if (parsed.length > 0) yield parsed
       }
+
+      const last = rest + decoder.end()
+      const parsed = parse(last === '' ? [] : [last])
+      if (parsed.length > 0) yield parsed
     } finally {
       await close()
     }
   }
 
-  return {close, entries: entries()}
+  const read = batches()
+  async function* entries(): AsyncGenerator<IndexEntry, void> {
+    try {
+      for await (const batch of read) yield* batch
+    } finally {
+      await read.return()
+    }
+  }
+
+  return {batches: read, close, entries: entries()}
 }
 
 /**

@@ -329,7 +329,7 @@ export class FoldersAhead<Listing = ListedFolder> {
  */
 async function* readAhead(
   entries: AsyncIterable<MediaEntry>,
-  needsContent: ((entry: MediaEntry) => Promise<boolean>) | undefined,
+  needsContent: EntriesOptions['needsContent'],
 ): AsyncGenerator<MediaEntry> {
   const reader = new SmallFileReader()
   const window: MediaEntry[] = []
@@ -356,21 +356,20 @@ async function fillWindow(
   window: MediaEntry[],
   entries: AsyncIterator<MediaEntry>,
   reader: SmallFileReader,
-  needsContent: ((entry: MediaEntry) => Promise<boolean>) | undefined,
+  needsContent: EntriesOptions['needsContent'],
 ): Promise<boolean> {
   while (window.length < READ_AHEAD_FILES) {
     const next = await entries.next()
     if (next.done) return true
     const entry = next.value
-    if (
-      entry.type === 'file' &&
-      entry.localPath !== undefined &&
-      entry.size <= READ_AHEAD_MAX_BYTES &&
-      (needsContent === undefined || (await needsContent(entry)))
-    ) {
-      entry.prefetched = reader.read(entry.localPath, entry.size)
-      // Awaited by the consumer; one left behind by an abandoned walk must not go unhandled.
-      entry.prefetched.catch(() => {})
+    if (entry.type === 'file' && entry.localPath !== undefined && entry.size <= READ_AHEAD_MAX_BYTES) {
+      let wanted = needsContent?.(entry) ?? true
+      if (wanted instanceof Promise) wanted = await wanted
+      if (wanted) {
+        entry.prefetched = reader.read(entry.localPath, entry.size)
+        // Awaited by the consumer; one left behind by an abandoned walk must not go unhandled.
+        entry.prefetched.catch(() => {})
+      }
     }
 
     window.push(entry)

@@ -24,9 +24,10 @@ export interface EntriesOptions {
   /**
    * Asked once for each file, in the order of the listing, before the provider reads it ahead of
    * `open`: a file for which it resolves false is read only if it is opened. An incremental backup
-   * answers false for what it will not read (an unchanged S3 object is then never downloaded).
+   * answers false for what it will not read (an unchanged S3 object is then never downloaded). The
+   * answer comes as a promise only when it has to wait: most come at once, and a promise a file costs.
    */
-  needsContent?: (entry: MediaEntry) => Promise<boolean>
+  needsContent?: (entry: MediaEntry) => boolean | Promise<boolean>
   onSkip?: (path: string, why: string) => void
   /** An entry that is backed up, but that the user should know about (a symlink that restore leaves out). */
   onWarning?: (path: string, what: string) => void

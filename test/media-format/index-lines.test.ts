@@ -99,6 +99,24 @@ describe('the lines of a decrypted index', () => {
     )
   })
 
+  it('read a line that spans many reads of the file: a file of 30,000 blobs', async () => {
+    const blob = (index: number): [string, string] => [index.toString(16).padStart(64, '0'), `${'a'.repeat(32)}.age`]
+    const large: IndexEntry = {
+      blobs: Array.from({length: 30_000}, (_, index) => blob(index)),
+      mode: 0o644,
+      mtimeMs: 0,
+      path: 'large.bin',
+      size: 30_000 * 1024 * 1024,
+      type: 'file',
+    }
+    const small: IndexEntry = {mode: 0o755, mtimeMs: 1, path: 'z', size: 0, type: 'directory'}
+    const file = join(folder, 'large.index')
+    writeFileSync(file, indexHeaderLine() + indexLine(large) + indexLine(small))
+    const read: IndexEntry[] = []
+    for await (const entry of readIndexLines(file)) read.push(entry)
+    expect(read).to.deep.equal([large, small])
+  })
+
   it('refuse a file whose first line is not the header', async () => {
     const headless = join(folder, 'headless.index')
     writeFileSync(headless, indexLine({mode: 0o755, mtimeMs: 0, path: 'a', size: 0, type: 'directory'}))

@@ -119,15 +119,18 @@ export function openIndexLines(path: string): IndexLines {
       }
 
       for await (const chunk of input as AsyncIterable<Buffer>) {
-        const text = rest + decoder.write(chunk)
+        // Only the new text is searched: a line of a file of many blobs spans many reads, and searching
+        // all of it again at each read would cost the square of its length.
+        const text = decoder.write(chunk)
         const end = text.lastIndexOf('\n')
         if (end === -1) {
-          rest = text
+          rest += text
           continue
         }
 
+        const lines = (rest + text.slice(0, end)).split('\n')
         rest = text.slice(end + 1)
-        const parsed = parse(text.slice(0, end).split('\n'))
+        const parsed = parse(lines)
         if (parsed.length > 0) yield parsed
       }
 

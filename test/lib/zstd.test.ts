@@ -103,9 +103,15 @@ describe('a program as a stream stage', () => {
       }),
     )
     expect(Buffer.concat(chunks).equals(data)).to.equal(true)
-    // A pipe is read 64 KiB at a time at most; a larger chunk is buffered ones joined.
-    const joined = chunks.filter((chunk) => chunk.length > 64 * 1024 || !isLent(chunk))
+    // A pipe is read 64 KiB at a time at most: a larger chunk is buffered ones joined, and so is one
+    // that is a whole buffer of its own but not lent. A read that Node.js keeps as a view of its larger
+    // read buffer (Node.js 24 does, under load) is passed on as it came, and not lent, since only a
+    // whole buffer can be freed.
+    const joined = chunks.filter(
+      (chunk) => chunk.length > 64 * 1024 || (!isLent(chunk) && chunk.byteLength === chunk.buffer.byteLength),
+    )
     expect(joined.length, `${joined.length} of ${chunks.length} chunks joined`).to.equal(0)
+    expect(chunks.filter((chunk) => isLent(chunk)).length, 'chunks lent').to.be.greaterThan(chunks.length / 2)
   })
 
   it('ends with its reader: a stage destroyed mid-stream leaves no process behind to hold the CLI open', async () => {

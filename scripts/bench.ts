@@ -241,11 +241,14 @@ async function main(): Promise<void> {
     rmSync(join(work, 'dl'), {force: true, recursive: true})
 
     // 2b. Incremental media (packs) against restic, on the same tree.
-    incrementalScenario(work, project, env, bytes, {
-      backup: baseline,
-      restore: restoreBase,
-      storedBytes: statSync(join(work, 'baseline.tar.zst.age')).size,
-    })
+    incrementalScenario(
+      {bytes, env, project, work},
+      {
+        backup: baseline,
+        restore: restoreBase,
+        storedBytes: statSync(join(work, 'baseline.tar.zst.age')).size,
+      },
+    )
 
     // 3. Database backup.
     await databaseScenario(work, env, quick ? 50 : 500)
@@ -367,13 +370,15 @@ interface Pipeline {
   storedBytes: number
 }
 
-function incrementalScenario(
-  work: string,
-  project: string,
-  env: NodeJS.ProcessEnv,
-  bytes: number,
-  pipeline: Pipeline,
-): void {
+/** The bench tree: its project folder, its size, the CLI's environment, and the run's work folder. */
+interface BenchTree {
+  bytes: number
+  env: NodeJS.ProcessEnv
+  project: string
+  work: string
+}
+
+function incrementalScenario({bytes, env, project, work}: BenchTree, pipeline: Pipeline): void {
   const store = join(work, 'packs-store')
   const packed = {...env, DIVIO_BACKUP_MEDIA_FORMAT: 'packs', DIVIO_BACKUP_STORE: store}
   const first = measure(cliCommand('create --media-only'), {cwd: project, env: packed})

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import fc from 'fast-check'
+import * as fc from 'fast-check'
 import {randomBytes} from 'node:crypto'
 import {readFileSync} from 'node:fs'
 import {gzipSync} from 'node:zlib'

@@ -268,7 +268,12 @@ describe('a backup reading a file into blobs', () => {
     const watchdog = new ActivityWatchdog({source: 'the test file', timeoutMs: 30_000})
     try {
       const entry = {localPath: path, mode: 0o644, mtime: new Date(), path: 'file', size, type: 'file' as const}
-      const read = await storeFile(entry, writer, {buffers: lender, known, stored: new Map()}, noProgress, watchdog)
+      const read = await storeFile(
+        entry,
+        writer,
+        {buffers: lender, known, stored: new Map()},
+        {progress: noProgress, watchdog},
+      )
       return {blobs: read!.blobs, lender, newBytes: read!.newBytes}
     } finally {
       watchdog.stop()

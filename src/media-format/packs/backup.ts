@@ -39,7 +39,6 @@ import {rebuildScriptHeader, rebuildScriptLine} from './rebuild-script.js'
 import {DEDUPE_MAX_BLOBS, DEDUPE_MIN_BYTES, storeFile} from './store-file.js'
 import {PackWriter} from './writer.js'
 
-
 /** Uploads one staged file as a backup object (the caller's put: it records what to undo on failure). */
 export type PutFile = (
   name: string,
@@ -165,7 +164,12 @@ export async function backUpMediaPacks(
     const known = new Map((before?.type === 'file' ? before.blobs! : []).filter(([, pack]) => usable.has(pack)))
     knownBlobs ??= collectKnownBlobs()
     await knownBlobs
-    const read = await storeFile(entry, packs, {buffers: blobBuffers, known, stored}, options.progress, watchdog)
+    const read = await storeFile(
+      entry,
+      packs,
+      {buffers: blobBuffers, known, stored},
+      {progress: options.progress, watchdog},
+    )
     if (read === undefined) {
       reporter.notice(
         `warning: media ${JSON.stringify(printableName(entry.path))} skipped: deleted while the backup ran`,

@@ -25,7 +25,11 @@ export const DEDUPE_MIN_BYTES = 16 * 1024
  */
 export const DEDUPE_MAX_BLOBS = 65_536
 
-/** Each item of `source` as the watchdog allows: a read that hangs fails as a stall. */
+/**
+ * Each item of `source` as the watchdog allows: a read that hangs fails as a stall.
+ *
+ * @yields each item, once it has come within the watchdog's time
+ */
 async function* watched<T>(source: AsyncIterable<T> | Iterable<T>, watchdog: ActivityWatchdog): AsyncGenerator<T> {
   const iterator =
     Symbol.asyncIterator in source ? source[Symbol.asyncIterator]() : (source as Iterable<T>)[Symbol.iterator]()
@@ -54,8 +58,7 @@ export async function storeFile(
   entry: MediaEntry,
   packs: PackWriter,
   blobs: {buffers: BufferLender; known: ReadonlyMap<string, string>; stored: Map<string, string>},
-  progress: Progress,
-  watchdog: ActivityWatchdog,
+  {progress, watchdog}: {progress: Progress; watchdog: ActivityWatchdog},
 ): Promise<undefined | {blobs: [string, string][]; newBytes: number; sha256?: string; size: number}> {
   let source: AsyncIterable<Buffer> | Iterable<Buffer> | undefined
   if (entry.prefetched) {

@@ -80,26 +80,7 @@ async function readVerifiedObject(context: BackupContext, manifest: Manifest, it
         })
       : pipeline(source, meter, sealed, createDecryptStream(identities), plain, sink, {signal: context.signal}))
   } catch (error) {
-    if (error instanceof AgeError) {
-      if (error.kind === 'no-match') throw wrongIdentity(context, manifest)
-      throw new ObjectCheckError(object.name, `decryption failed: ${error.message}`)
-    }
-
-    if (error instanceof ProcessError) {
-      // The data authenticated, so zstd failing means it is missing here, or the stored content is not zstd.
-      if (error.exitCode === null && error.signal === null) {
-        throw new BackupError('SOURCE_UNAVAILABLE', `Cannot decompress ${object.name}: ${error.lastStderrLine}.`, {
-          suggestion: 'Install zstd (apt-get install zstd) and run the command again.',
-        })
-      }
-
-      throw new ObjectCheckError(object.name, `decompression failed: ${error.message}`)
-    }
-
-    if (isZstdDataError(error))
-      throw new ObjectCheckError(object.name, `decompression failed: ${(error as Error).message}`)
-
-    throw error
+    throw readFailure(error, context, manifest, object.name)
   } finally {
     progress.done()
   }
@@ -113,6 +94,28 @@ async function readVerifiedObject(context: BackupContext, manifest: Manifest, it
   if (plain.bytes !== plaintext.bytes || plain.sha256 !== plaintext.sha256) {
     throw new ObjectCheckError(object.name, 'decrypted content does not match the manifest checksum')
   }
+}
+
+/** What a failed read of object `name` means to the user: the wrong key, damage, or a missing zstd. */
+function readFailure(error: unknown, context: BackupContext, manifest: Manifest, name: string): unknown {
+  if (error instanceof AgeError) {
+    if (error.kind === 'no-match') return wrongIdentity(context, manifest)
+    return new ObjectCheckError(name, `decryption failed: ${error.message}`)
+  }
+
+  if (error instanceof ProcessError) {
+    // The data authenticated, so zstd failing means it is missing here, or the stored content is not zstd.
+    if (error.exitCode === null && error.signal === null) {
+      return new BackupError('SOURCE_UNAVAILABLE', `Cannot decompress ${name}: ${error.lastStderrLine}.`, {
+        suggestion: 'Install zstd (apt-get install zstd) and run the command again.',
+      })
+    }
+
+    return new ObjectCheckError(name, `decompression failed: ${error.message}`)
+  }
+
+  if (isZstdDataError(error)) return new ObjectCheckError(name, `decompression failed: ${(error as Error).message}`)
+  return error
 }
 
 function wrongIdentity(context: BackupContext, manifest: Manifest): BackupError {

@@ -279,9 +279,8 @@ export async function applyRestore(
                 signal: target.signal,
               }),
         )
-        if (prepared) {
-          for (const {path, why} of summary.skipped) target.reporter.notice(skippedWarning(path, why))
-        }
+        // A restore through the provider reported what it skipped as it went (onSkip); a prepared one did not.
+        for (const {path, why} of prepared ? summary.skipped : []) target.reporter.notice(skippedWarning(path, why))
 
         result.media = {...summary, location: provider.location}
       } catch (error) {

@@ -1,9 +1,10 @@
 import {expect} from 'chai'
 import * as fc from 'fast-check'
-import {DateTime} from 'luxon'
+import {DateTime, Settings} from 'luxon'
 
 import {
   applyRetention,
+  isValidTimeZone,
   projectExpiry,
   RetentionCandidate,
   RetentionPolicies,
@@ -396,5 +397,35 @@ describe('expiry projection', () => {
       keptAtLeastUntil: null,
       note: 'depends on future scheduled backups; configure a schedule to project it',
     })
+  })
+})
+
+describe('retention without a schedule', () => {
+  it('never asks Intl for a date format in UTC, whose time-zone data costs a thread 20-30 ms and MiB, and answers as in Etc/UTC', () => {
+    const Original = Intl.DateTimeFormat
+    let asked = 0
+    const counting = function (this: unknown, ...args: ConstructorParameters<typeof Intl.DateTimeFormat>) {
+      asked++
+      return new Original(...args)
+    }
+
+    Object.assign(counting, Original)
+    // luxon keeps what it asked Intl once (the system's locale, zones) for the whole process.
+    Settings.resetCaches()
+    ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = counting
+    // Without a schedule, every backup is on demand, and retention runs in UTC.
+    const history = irregularHistory().map((backup) => ({...backup, trigger: 'on-demand' as const}))
+    let result: RetentionResult
+    try {
+      expect(isValidTimeZone('UTC')).to.equal(true)
+      result = applyRetention(history, DEFAULTS, NOW, 'UTC')
+    } finally {
+      ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = Original
+    }
+
+    expect(asked).to.equal(0)
+    expect(result.keep.length).to.be.greaterThan(3)
+    expect(result).to.deep.equal(applyRetention(history, DEFAULTS, NOW, 'Etc/UTC'))
+    expect(isValidTimeZone('Nowhere/Atlantis')).to.equal(false)
   })
 })

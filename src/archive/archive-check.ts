@@ -71,11 +71,12 @@ export async function checkMediaArchive(
       case 'file': {
         if (hashContents) {
           const hash = createHash('sha256')
-          for await (const chunk of member.body) {
-            hash.update(chunk as Buffer)
-            // The last to read it: a decrypted chunk's memory is freed now, not at a collection.
-            giveBack(chunk as Buffer)
-          }
+          // The last to read each chunk: a decrypted chunk's memory is freed now, not at a collection.
+          const hashing = member.eachChunk((chunk) => {
+            hash.update(chunk)
+            giveBack(chunk)
+          })
+          if (hashing) await hashing
 
           check.add(path, hash.digest('hex'))
         }

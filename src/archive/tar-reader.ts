@@ -9,9 +9,17 @@ export interface TarMember {
   readonly body: Readable
   /**
    * The member's contents whole, in a buffer of its own: for a small member, instead of `body`, which
-   * costs a stream a member. Use one or the other.
+   * costs a stream a member. Use one of `body`, `contents` and `eachChunk`.
    */
   contents(): Promise<Buffer>
+  /**
+   * Passes the member's contents to `take` in the chunks the archive holds them in, for a consumer that
+   * only hashes or copies them: without a stream, and at once (undefined) when the chunk at hand holds
+   * them all, as it does for most small members; else a promise, which the consumer awaits before it
+   * asks for the next member. The chunks are the consumer's as those of `body` are. Use one of `body`,
+   * `contents` and `eachChunk`.
+   */
+  eachChunk(take: (chunk: Buffer) => void): Promise<void> | undefined
   /** A symlink's or hard link's target, in the string form of byte-names.ts. */
   linkTarget?: string
   mode: number
@@ -25,6 +33,11 @@ export interface TarMember {
 }
 
 const BLOCK = 512
+
+type PaxRecords = Partial<Record<'linkpath' | 'mtime' | 'path' | 'size', Buffer>>
+
+/** No records: never changed, since applyExtended makes a new object for every change. */
+const NO_RECORDS: Readonly<PaxRecords> = Object.freeze({})
 
 export interface ReadTarOptions {
   /**
@@ -53,9 +66,10 @@ export async function* readTar(source: Readable, options: ReadTarOptions = {}): 
   const input = new ChunkInput(source, options.keepsNoBody === true)
   let completed = false
   try {
-    const extended: ExtendedHeaders = {global: {}, local: {}}
+    const extended: ExtendedHeaders = {global: NO_RECORDS, local: NO_RECORDS}
     for (;;) {
-      const block = await input.read(BLOCK)
+      // Most headers are in the chunk at hand: taken without a promise, as are most paddings below.
+      const block = input.readPending(BLOCK) ?? (await input.read(BLOCK))
       if (block.length < BLOCK) throw truncated('the archive ends before its end-of-archive blocks')
       if (isZero(block)) {
         await input.expectZerosToEnd()
@@ -72,25 +86,13 @@ export async function* readTar(source: Readable, options: ReadTarOptions = {}): 
         continue
       }
 
-      const records = {...extended.global, ...extended.local}
-      extended.local = {}
-      const size = records.size === undefined ? header.size : numberRecord('size', records.size)
-      const mtime =
-        records.mtime === undefined ? header.mtime : new Date(numberRecord('mtime', records.mtime, true) * 1000)
-      const path = decodeName(records.path ?? header.path)
-      const linkBytes = records.linkpath ?? header.linkpath
-      const hasBody = header.typeFlag !== '1' && header.typeFlag !== '2' && header.typeFlag !== '5'
-      const bodySize = hasBody ? size : 0
-      const member = new Member(input, bodySize, path, {
-        linkTarget: linkBytes.length > 0 ? decodeName(linkBytes) : undefined,
-        mode: header.mode,
-        mtime,
-        rawType: header.rawType,
-        type: typeOf(header.typeFlag),
-      })
+      const member = memberOf(input, header, extended)
+      extended.local = NO_RECORDS
       yield member
-      await member.finish()
-      await input.skip(padding(bodySize))
+      const finishing = member.finish()
+      if (finishing) await finishing
+      const skipping = input.skip(padding(member.size))
+      if (skipping) await skipping
       input.giveBackSplit()
     }
 
@@ -99,6 +101,28 @@ export async function* readTar(source: Readable, options: ReadTarOptions = {}): 
   } finally {
     if (!completed) input.abandon()
   }
+}
+
+/** The member a header (and the extended records in force) describes. */
+function memberOf(input: ChunkInput, header: Header, extended: ExtendedHeaders): Member {
+  // Most members have no records: no object is made for them.
+  const records =
+    extended.local === NO_RECORDS
+      ? extended.global
+      : extended.global === NO_RECORDS
+        ? extended.local
+        : {...extended.global, ...extended.local}
+  const size = records.size === undefined ? header.size : numberRecord('size', records.size)
+  const mtime = records.mtime === undefined ? header.mtime : new Date(numberRecord('mtime', records.mtime, true) * 1000)
+  const linkBytes = records.linkpath ?? header.linkpath
+  const hasBody = header.typeFlag !== '1' && header.typeFlag !== '2' && header.typeFlag !== '5'
+  return new Member(input, hasBody ? size : 0, decodeName(records.path ?? header.path), {
+    linkTarget: linkBytes.length > 0 ? decodeName(linkBytes) : undefined,
+    mode: header.mode,
+    mtime,
+    rawType: header.rawType,
+    type: typeOf(header.typeFlag),
+  })
 }
 
 /** The pax records and GNU long names in force: global ones until replaced, local ones for the next member. */
@@ -141,8 +165,6 @@ interface Header {
   typeFlag: string
 }
 
-type PaxRecords = Partial<Record<'linkpath' | 'mtime' | 'path' | 'size', Buffer>>
-
 function parseHeader(block: Buffer): Header {
   const stored = parseNumber(block, 148, 8)
   let unsigned = 8 * 0x20
@@ -158,39 +180,55 @@ function parseHeader(block: Buffer): Header {
   }
 
   const typeFlag = block[156] === 0 ? '\0' : String.fromCodePoint(block[156])
-  const name = untilNul(block.subarray(0, 100))
-  const ustar = block.toString('latin1', 257, 262) === 'ustar'
-  const prefix = ustar ? untilNul(block.subarray(345, 500)) : Buffer.alloc(0)
+  // Views of the block, not copies: readTar decodes the names before the block can be given back.
+  const name = nulTerminated(block, 0, 100)
+  const prefix = block.compare(USTAR, 0, USTAR.length, 257, 262) === 0 ? nulTerminated(block, 345, 500) : undefined
   return {
-    linkpath: untilNul(block.subarray(157, 257)),
+    linkpath: nulTerminated(block, 157, 257),
     mode: parseNumber(block, 100, 8),
     mtime: new Date(parseNumber(block, 136, 12) * 1000),
-    path: prefix.length > 0 ? Buffer.concat([prefix, Buffer.from('/'), name]) : name,
+    path: prefix !== undefined && prefix.length > 0 ? Buffer.concat([prefix, SLASH, name]) : name,
     rawType: TYPE_NAMES[typeFlag] ?? `unknown type ${JSON.stringify(typeFlag)}`,
     size: parseNumber(block, 124, 12),
     typeFlag,
   }
 }
 
-/** An octal field (digits, then spaces or NULs), or a base-256 one (first byte's high bit set). */
+/**
+ * An octal field (leading spaces, digits, then spaces or NULs), or a base-256 one (first byte's high
+ * bit set). Read from the bytes as they are: four fields a member, so no text is made of them.
+ */
 function parseNumber(block: Buffer, offset: number, length: number): number {
-  const field = block.subarray(offset, offset + length)
-  if (field[0] >= 0x80) {
-    if (field[0] !== 0x80) throw new Error('the archive is damaged: a header holds a negative number')
+  const end = offset + length
+  if (block[offset] >= 0x80) {
+    if (block[offset] !== 0x80) throw new Error('the archive is damaged: a header holds a negative number')
     let value = 0
-    for (let index = 1; index < length; index++) value = value * 256 + field[index]
+    for (let index = offset + 1; index < end; index++) value = value * 256 + block[index]
     if (!Number.isSafeInteger(value)) throw new Error('the archive is damaged: a header number is too large')
     return value
   }
 
-  const text = field
-    .toString('latin1')
-    .replace(/[\0 ]+$/, '')
-    .replace(/^ +/, '')
-  if (text === '') return 0
-  if (!/^[0-7]+$/.test(text)) throw new Error('the archive is damaged: a header field is not a number')
-  return Number.parseInt(text, 8)
+  let index = offset
+  while (index < end && block[index] === SPACE) index++
+  let value = 0
+  let digits = 0
+  for (; index < end && block[index] >= DIGIT_0 && block[index] <= DIGIT_7; index++, digits++) {
+    value = value * 8 + block[index] - DIGIT_0
+  }
+
+  for (; index < end; index++) {
+    if (block[index] !== SPACE && block[index] !== 0) {
+      throw new Error('the archive is damaged: a header field is not a number')
+    }
+  }
+
+  // Twelve octal digits are at most 2^36: always exact. Padding alone (no digits) reads as 0.
+  return digits === 0 ? 0 : value
 }
+
+const SPACE = 0x20
+const DIGIT_0 = 0x30
+const DIGIT_7 = 0x37
 
 /** Pax records, `LENGTH KEY=VALUE\n` each; values stay bytes. */
 function parsePax(data: Buffer): PaxRecords {
@@ -228,10 +266,20 @@ function numberRecord(key: string, value: Buffer, fraction = false): number {
   return number
 }
 
+/** A copy of the bytes before the first NUL: a GNU long name outlives the chunk it came in. */
 function untilNul(bytes: Buffer): Buffer {
   const end = bytes.indexOf(0)
   return Buffer.from(end === -1 ? bytes : bytes.subarray(0, end))
 }
+
+/** The bytes of block[start, end) before the first NUL, as a view. */
+function nulTerminated(block: Buffer, start: number, end: number): Buffer {
+  const nul = block.indexOf(0, start)
+  return block.subarray(start, nul === -1 || nul > end ? end : nul)
+}
+
+const USTAR = Buffer.from('ustar', 'latin1')
+const SLASH = Buffer.from('/')
 
 function isZero(block: Buffer): boolean {
   for (const byte of block) if (byte !== 0) return false
@@ -316,11 +364,7 @@ class ChunkInput {
       this.whole = next.value
     }
 
-    const taken = this.pending.length <= limit ? this.pending : this.pending.subarray(0, limit)
-    this.pending = this.pending.subarray(taken.length)
-    // A chunk handed out whole is its taker's to give back; a part of one is the reader's (retire).
-    if (taken !== this.whole) this.split = true
-    return taken
+    return this.takePending(limit)
   }
 
   /** Reads the rest of the source, which must be zeros (end-of-archive blocks and record padding). */
@@ -345,12 +389,8 @@ class ChunkInput {
 
   /** Exactly `size` bytes, or fewer only at the end of the source. */
   async read(size: number): Promise<Buffer> {
-    if (this.pending.length >= size) {
-      const taken = this.pending.subarray(0, size)
-      this.pending = this.pending.subarray(size)
-      this.split = true
-      return taken
-    }
+    const ready = this.readPending(size)
+    if (ready) return ready
 
     const parts: Buffer[] = []
     let total = 0
@@ -375,15 +415,25 @@ class ChunkInput {
     return data
   }
 
-  async skip(size: number): Promise<void> {
-    let left = size
-    while (left > 0) {
-      const chunk = await this.chunk(left)
-      if (chunk === undefined) throw truncated('the archive ends inside a member')
-      left -= chunk.length
-      // Skipped, so read last here: a lent chunk goes back to its stage (buffer-loan.ts).
-      giveBack(chunk)
-    }
+  /** Exactly `size` bytes if the chunk at hand holds them, else undefined (and nothing is taken). */
+  readPending(size: number): Buffer | undefined {
+    if (this.pending.length < size) return undefined
+    const taken = this.pending.subarray(0, size)
+    this.pending = this.pending.subarray(size)
+    this.split = true
+    return taken
+  }
+
+  /** Skips `size` bytes: at once when the chunk at hand holds them (undefined), else a promise. */
+  skip(size: number): Promise<void> | undefined {
+    if (this.pending.length < size) return this.skipAcrossChunks(size)
+    // Skipped, so read last here: a lent chunk goes back to its stage (buffer-loan.ts).
+    if (size > 0) giveBack(this.takePending(size))
+  }
+
+  /** Up to `limit` bytes of the chunk at hand; undefined when it is used up (and nothing is taken). */
+  takeFromHand(limit: number): Buffer | undefined {
+    return this.pending.length === 0 ? undefined : this.takePending(limit)
   }
 
   /** Sets the last chunk aside for giveBackSplit once it has been read to its end, if it was split. */
@@ -395,6 +445,25 @@ class ChunkInput {
     this.whole = undefined
     this.split = false
   }
+
+  private async skipAcrossChunks(size: number): Promise<void> {
+    let left = size
+    while (left > 0) {
+      const chunk = await this.chunk(left)
+      if (chunk === undefined) throw truncated('the archive ends inside a member')
+      left -= chunk.length
+      giveBack(chunk)
+    }
+  }
+
+  /** Up to `limit` bytes of the chunk at hand, which must not be empty. */
+  private takePending(limit: number): Buffer {
+    const taken = this.pending.length <= limit ? this.pending : this.pending.subarray(0, limit)
+    this.pending = this.pending.subarray(taken.length)
+    // A chunk handed out whole is its taker's to give back; a part of one is the reader's (retire).
+    if (taken !== this.whole) this.split = true
+    return taken
+  }
 }
 
 /** A member as readTar yields it: its body is made only when it is asked for. */
@@ -404,8 +473,14 @@ class Member implements TarMember {
   readonly mtime: Date
   readonly rawType: string
   readonly type: TarMember['type']
+  /** Set once the archive reader has moved past the member: nothing more of it may be read. */
+  private finished = false
   private opened: MemberBody | undefined
+  /** A read by eachChunk across chunks, under way or done. */
+  private reading: Promise<void> | undefined
   private taken = false
+  /** What `contents` or `eachChunk` left unread, for finish() to skip. */
+  private unread: number
 
   constructor(
     private readonly input: ChunkInput,
@@ -418,6 +493,7 @@ class Member implements TarMember {
     this.mtime = fields.mtime
     this.rawType = fields.rawType
     this.type = fields.type
+    this.unread = size
   }
 
   get body(): Readable {
@@ -427,25 +503,57 @@ class Member implements TarMember {
   }
 
   async contents(): Promise<Buffer> {
-    if (this.opened || this.taken) throw new Error(`${this.path}: its contents were already read`)
-    this.taken = true
+    this.take()
     // A copy: what the input holds may be a view of a buffer that its source goes on to reuse.
     const data = Buffer.allocUnsafeSlow(this.size)
-    let filled = 0
-    while (filled < this.size) {
-      const chunk = await this.input.chunk(this.size - filled)
+    while (this.unread > 0) {
+      const chunk = await this.input.chunk(this.unread)
       if (chunk === undefined) throw truncated(`${this.path} is cut short`)
-      filled += chunk.copy(data, filled)
+      this.unread -= chunk.copy(data, this.size - this.unread)
       giveBack(chunk)
     }
 
     return data
   }
 
-  /** Skips whatever the consumer left of the contents. */
-  async finish(): Promise<void> {
-    if (this.opened) await this.opened.finish()
-    else if (!this.taken) await this.input.skip(this.size)
+  eachChunk(take: (chunk: Buffer) => void): Promise<void> | undefined {
+    this.take()
+    while (this.unread > 0) {
+      const chunk = this.input.takeFromHand(this.unread)
+      if (chunk === undefined) {
+        this.reading = this.eachChunkAsRead(take)
+        return this.reading
+      }
+
+      this.unread -= chunk.length
+      take(chunk)
+    }
+  }
+
+  /**
+   * Skips whatever the consumer left of the contents: at once (undefined) when the chunk at hand holds
+   * it. A consumer that did not wait for eachChunk is waited for, so that two never read at once.
+   */
+  finish(): Promise<void> | undefined {
+    this.finished = true
+    if (this.opened) return this.opened.finish()
+    if (this.reading) return this.reading.then(() => this.input.skip(this.unread))
+    return this.input.skip(this.unread)
+  }
+
+  private async eachChunkAsRead(take: (chunk: Buffer) => void): Promise<void> {
+    while (this.unread > 0) {
+      if (this.finished) throw new Error(`${this.path}: read after the archive moved on`)
+      const chunk = await this.input.chunk(this.unread)
+      if (chunk === undefined) throw truncated(`${this.path} is cut short`)
+      this.unread -= chunk.length
+      take(chunk)
+    }
+  }
+
+  private take(): void {
+    if (this.opened || this.taken) throw new Error(`${this.path}: its contents were already read`)
+    this.taken = true
   }
 }
 

@@ -7,7 +7,7 @@ import {setImmediate as setImmediatePromise} from 'node:timers/promises'
 import {HeaderData, Pax} from 'tar'
 
 import {encodeTarHeader} from '../../src/archive/tar-header.js'
-import {readTar} from '../../src/archive/tar-reader.js'
+import {readTar, TarMember} from '../../src/archive/tar-reader.js'
 import {lendingSource} from '../helpers/lending-source.js'
 
 function archive(members: {data: Buffer; path: string}[]): Buffer {
@@ -48,7 +48,7 @@ describe('tar reader', () => {
   it('gives every member whole, by body, by contents or skipped, in any mix and any chunking (property)', async () => {
     const member = fc.record({
       data: fc.uint8Array({maxLength: 3000}).map((bytes) => Buffer.from(bytes)),
-      read: fc.constantFrom('body', 'contents', 'skip'),
+      read: fc.constantFrom('body', 'contents', 'eachChunk', 'skip'),
     })
     await fc.assert(
       fc.asyncProperty(fc.array(member, {maxLength: 8}), fc.integer({max: 1500, min: 1}), async (members, chunk) => {
@@ -59,6 +59,7 @@ describe('tar reader', () => {
           expect(read.size).to.equal(data.length)
           if (how === 'contents') expect((await read.contents()).equals(data)).to.equal(true)
           if (how === 'body') expect(Buffer.concat(await read.body.toArray()).equals(data)).to.equal(true)
+          if (how === 'eachChunk') expect((await eachChunkJoined(read)).equals(data)).to.equal(true)
         }
 
         expect(index).to.equal(members.length)
@@ -74,7 +75,7 @@ describe('tar reader', () => {
       // chunk, and none gets it whole). One it still needed shows as wrong bytes in a member after it.
       const member = fc.record({
         data: fc.uint8Array({maxLength: 3000}).map((bytes) => Buffer.from(bytes)),
-        read: fc.constantFrom('body', 'contents', 'skip'),
+        read: fc.constantFrom('body', 'contents', 'eachChunk', 'skip'),
       })
       let reused = 0
       await fc.assert(
@@ -87,6 +88,7 @@ describe('tar reader', () => {
             expect(read.path).to.equal(`m${index - 1}`)
             if (how === 'contents') expect((await read.contents()).equals(data)).to.equal(true)
             if (how === 'body') expect(Buffer.concat(await read.body.toArray()).equals(data)).to.equal(true)
+            if (how === 'eachChunk') expect((await eachChunkJoined(read)).equals(data)).to.equal(true)
           }
 
           expect(index).to.equal(members.length)
@@ -129,6 +131,94 @@ describe('tar reader', () => {
     for await (const read of readTar(source.stream, {keepsNoBody: true})) times.add(read.mtime.getTime())
     expect(source.reused(), 'chunks given back').to.be.greaterThan(100)
     expect([...times]).to.deep.equal([1_600_000_000_000])
+  })
+
+  it('passes small members to eachChunk at once, and fails a consumer that moves on before a read across chunks ends', async () => {
+    const members = [
+      {data: randomBytes(100), path: 'small'},
+      {data: randomBytes(200_000), path: 'large'},
+      {data: randomBytes(3000), path: 'after'},
+    ]
+    const seen: string[] = []
+    const reading = (async () => {
+      for await (const member of readTar(inChunks(archive(members), 64 * 1024))) {
+        seen.push(member.path)
+        const parts: Buffer[] = []
+        const read = member.eachChunk((chunk) => parts.push(Buffer.from(chunk)))
+        // The first member is in the source's first chunk: no promise, and all of it passed already.
+        if (member.path === 'small') {
+          expect(read).to.equal(undefined)
+          expect(Buffer.concat(parts).equals(members[0].data)).to.equal(true)
+        }
+
+        // The large one spans chunks; not waiting for it would let two reads take the archive at once.
+        if (member.path === 'large') expect(read).to.be.a('promise')
+        read?.catch(() => {})
+      }
+    })()
+    await reading.then(
+      () => expect.fail('a member was read on while the one before was still being read'),
+      (error: Error) => expect(error.message).to.equal('large: read after the archive moved on'),
+    )
+    expect(seen).to.deep.equal(['small', 'large'])
+  })
+
+  it('reads header numbers as the octal text they are: padding, digits, padding; anything else refused (property)', async () => {
+    // The reference is the field as text, stripped and matched as tar(5) describes it.
+    const reference = (field: Buffer): number | undefined => {
+      const text = field
+        .toString('latin1')
+        .replace(/[\0 ]+$/, '')
+        .replace(/^ +/, '')
+      if (text === '') return 0
+      return /^[0-7]+$/.test(text) ? Number.parseInt(text, 8) : undefined
+    }
+
+    // Fields of the shape tar writes (spaces, octal digits, spaces or NULs), half of them with one byte
+    // changed to another printable one, a NUL or a space: random bytes alone are almost never valid.
+    const padding = fc.array(fc.constantFrom(0x00, 0x20), {maxLength: 8})
+    const wellFormed = fc
+      .tuple(
+        fc.array(fc.constant(0x20), {maxLength: 3}),
+        fc.array(fc.integer({max: 0x37, min: 0x30}), {maxLength: 8}),
+        padding,
+      )
+      .map(([spaces, digits, end]) => Buffer.from([...spaces, ...digits, ...end, 0, 0, 0, 0, 0, 0, 0, 0].slice(0, 8)))
+    const changed = fc
+      .tuple(wellFormed, fc.nat({max: 7}), fc.oneof(fc.integer({max: 0x7e, min: 0x20}), fc.constant(0)))
+      .map(([field, at, byte]) => {
+        field[at] = byte
+        return field
+      })
+    await fc.assert(
+      fc.asyncProperty(fc.oneof(wellFormed, changed), async (field) => {
+        const header = encodeTarHeader({mode: 0o10_0644, mtime: new Date(0), path: 'm', size: 0, type: 'File'})
+        field.copy(header, 100)
+        // The checksum, recomputed over the changed header with its own field taken as spaces.
+        header.fill(0x20, 148, 156)
+        let sum = 0
+        for (const byte of header) sum += byte
+        header.write(`${sum.toString(8).padStart(6, '0')}\0 `, 148, 'latin1')
+        const read = async () => {
+          const modes: number[] = []
+          for await (const member of readTar(Readable.from([Buffer.concat([header, Buffer.alloc(1024)])]))) {
+            modes.push(member.mode)
+          }
+
+          return modes[0]
+        }
+
+        const expected = reference(field)
+        const actual = await read().catch((error: Error) => error)
+        if (expected === undefined)
+          expect(actual)
+            .to.be.an('error')
+            .with.property('message')
+            .that.matches(/not a number/)
+        else expect(actual).to.equal(expected)
+      }),
+      {numRuns: 500},
+    )
   })
 
   it('a member cut short fails its contents, naming it', async () => {
@@ -228,6 +318,13 @@ describe('tar reader', () => {
     expect(paths).to.deep.equal([short, long])
   })
 })
+
+async function eachChunkJoined(member: TarMember): Promise<Buffer> {
+  const parts: Buffer[] = []
+  // Copied as they come: a consumer that keeps no body keeps no view past its member.
+  await member.eachChunk((part) => parts.push(Buffer.from(part)))
+  return Buffer.concat(parts)
+}
 
 function* chunks(bytes: Buffer, size: number): Generator<Buffer> {
   for (let offset = 0; offset < bytes.length; offset += size) yield bytes.subarray(offset, offset + size)

@@ -91,10 +91,10 @@ export async function checkPack(
     tar = opened.tar
     for await (const member of readTar(tar, {keepsNoBody: true})) {
       const hash = createHash('sha256')
-      for await (const chunk of member.body) {
-        hash.update(chunk as Buffer)
-        giveBack(chunk as Buffer)
-      }
+      await member.eachChunk((chunk) => {
+        hash.update(chunk)
+        giveBack(chunk)
+      })
 
       if (hash.digest('hex') !== member.path)
         throw new ObjectCheckError(where, `blob ${member.path.slice(0, 12)}… does not match its id`)

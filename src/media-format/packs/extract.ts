@@ -204,6 +204,7 @@ function member(
         return Readable.from([])
       },
       contents: async () => Buffer.alloc(0),
+      eachChunk(): undefined {},
       rawType: entry.type === 'directory' ? 'Directory' : 'SymbolicLink',
       size: 0,
       type: entry.type,
@@ -216,6 +217,9 @@ function member(
       return stream(entry)
     },
     contents: () => read(entry),
+    async eachChunk(take) {
+      for await (const chunk of stream(entry)) take(chunk as Buffer)
+    },
     rawType: 'File',
     size: entry.size,
     type: 'file',

@@ -136,10 +136,10 @@ export class S3MediaProvider implements MediaProvider {
         const hash = createHash('sha256')
         if (!isUtf8Name(path)) {
           // An S3 key is UTF-8: this name has no key. Its content is still checked against the listing.
-          for await (const chunk of member.body) {
-            hash.update(chunk as Buffer)
-            giveBack(chunk as Buffer)
-          }
+          await member.eachChunk((chunk) => {
+            hash.update(chunk)
+            giveBack(chunk)
+          })
 
           check.add(path, hash.digest('hex'))
           const why = 'its name is not UTF-8, and an S3 key must be'

@@ -2,11 +2,11 @@ import {createHash} from 'node:crypto'
 import {once} from 'node:events'
 import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
-import {createInterface} from 'node:readline'
 import {Readable, Writable} from 'node:stream'
 
 import {BackupError} from '../errors.js'
 import {createFileSink} from '../lib/file-sink.js'
+import {lineBatches} from '../lib/line-batches.js'
 import {LISTING_MEMBER, ListingRow, ListingSink} from './media-tar.js'
 
 export const LISTING_FORMAT = 'divio-media-listing'
@@ -95,6 +95,25 @@ export function createListingFile(folder: string): ListingSink {
 }
 
 /**
+ * The rows of a MANIFEST.json as it streams by, in constant memory: as many as each chunk completes.
+ * The first line (the format) and the last (closing the list) are not rows; every row but the last
+ * ends in a comma.
+ *
+ * @yields the rows each chunk completes, in archive order
+ */
+export async function* listingRowBatches(listing: AsyncIterable<Buffer>): AsyncGenerator<ListingRow[], void> {
+  for await (const lines of lineBatches(listing)) {
+    const rows: ListingRow[] = []
+    for (const line of lines) {
+      const text = line.endsWith(',') ? line.slice(0, -1) : line
+      if (text.startsWith('{') && !text.startsWith('{"format"')) rows.push(JSON.parse(text) as ListingRow)
+    }
+
+    if (rows.length > 0) yield rows
+  }
+}
+
+/**
  * Checks extracted files against an archive's MANIFEST.json in constant memory: both sides are folded
  * into a digest of (path, SHA-256) in archive order, which is the order the listing was written in.
  */
@@ -119,13 +138,12 @@ export class ListingCheck {
     const expected = createHash('sha256')
     let listed = 0
     try {
-      for await (const line of createInterface({crlfDelay: Infinity, input: listing})) {
-        const text = line.replace(/,$/, '')
-        if (!text.startsWith('{') || text.startsWith(`{"format"`)) continue
-        const row = JSON.parse(text) as ListingRow
-        if (row.type !== 'file') continue
-        expected.update(`${JSON.stringify(row.path)} ${row.sha256}\n`)
-        listed++
+      for await (const rows of listingRowBatches(listing)) {
+        for (const row of rows) {
+          if (row.type !== 'file') continue
+          expected.update(`${JSON.stringify(row.path)} ${row.sha256}\n`)
+          listed++
+        }
       }
     } catch (error) {
       throw new BackupError('INTEGRITY', `The media archive's ${LISTING_MEMBER} cannot be read.`, {

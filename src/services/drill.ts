@@ -1,9 +1,9 @@
 import {randomInt} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {join} from 'node:path'
-import {createInterface} from 'node:readline'
 
 import {extractMediaArchive} from '../archive/extract.js'
+import {listingRowBatches} from '../archive/listing.js'
 import {LISTING_MEMBER, ListingRow} from '../archive/media-tar.js'
 import {readTar} from '../archive/tar-reader.js'
 import {DatabaseSource, parseDatabaseDsn, redactDsn} from '../config/dsn.js'
@@ -299,9 +299,6 @@ async function drillMedia(
 async function* listingRows(tarPath: string): AsyncGenerator<ListingRow> {
   for await (const member of readTar(createReadStream(tarPath))) {
     if (member.path !== LISTING_MEMBER) continue
-    for await (const line of createInterface({crlfDelay: Infinity, input: member.body})) {
-      const text = line.replace(/,$/, '')
-      if (text.startsWith('{') && !text.startsWith('{"format"')) yield JSON.parse(text) as ListingRow
-    }
+    for await (const rows of listingRowBatches(member.body)) yield* rows
   }
 }

@@ -4,7 +4,6 @@ import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
-import {StringDecoder} from 'node:string_decoder'
 import {createGunzip} from 'node:zlib'
 
 import {X25519Identity} from '../../archive/age-keys.js'
@@ -14,6 +13,7 @@ import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {freeNow} from '../../lib/buffer-loan.js'
 import {createFileSink} from '../../lib/file-sink.js'
+import {lineBatches} from '../../lib/line-batches.js'
 import {closeOf} from '../../lib/stream-close.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
@@ -93,18 +93,15 @@ export interface IndexLines {
  * damaged line) must not leave it open, since an open descriptor keeps the decrypted index on disk
  * after its folder is removed.
  *
- * Lines are split here, a read of the file at a time, rather than by readline: a line event and a
- * promise for each line were a tenth of what an unchanged backup of 16,002 files allocated.
+ * Lines are split a read of the file at a time (lineBatches), and parsed a batch at a time.
  */
 export function openIndexLines(path: string): IndexLines {
   const input = createReadStream(path, {highWaterMark: 16 * 1024})
   const close = () => closeOf(input, {destroy: true})
   async function* batches(): AsyncGenerator<IndexEntry[], void> {
     try {
-      const decoder = new StringDecoder('utf8')
       let first = true
-      let rest = ''
-      const parse = (lines: string[]): IndexEntry[] => {
+      for await (const lines of lineBatches(input as AsyncIterable<Buffer>)) {
         const parsed: IndexEntry[] = []
         for (const line of lines) {
           if (first) {
@@ -115,28 +112,8 @@ export function openIndexLines(path: string): IndexLines {
           }
         }
 
-        return parsed
-      }
-
-      for await (const chunk of input as AsyncIterable<Buffer>) {
-        // Only the new text is searched: a line of a file of many blobs spans many reads, and searching
-        // all of it again at each read would cost the square of its length.
-        const text = decoder.write(chunk)
-        const end = text.lastIndexOf('\n')
-        if (end === -1) {
-          rest += text
-          continue
-        }
-
-        const lines = (rest + text.slice(0, end)).split('\n')
-        rest = text.slice(end + 1)
-        const parsed = parse(lines)
         if (parsed.length > 0) yield parsed
       }
-
-      const last = rest + decoder.end()
-      const parsed = parse(last === '' ? [] : [last])
-      if (parsed.length > 0) yield parsed
     } finally {
       await close()
     }

@@ -5,7 +5,7 @@ import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
-import {freeNow} from '../lib/buffer-loan.js'
+import {freeNow, giveBack} from '../lib/buffer-loan.js'
 import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
 import {readUmask} from '../lib/file-io.js'
 import {createFileSink} from '../lib/file-sink.js'
@@ -337,7 +337,7 @@ async function mkdirNoFollow(destination: Buffer, member: TarMember): Promise<vo
 }
 
 /** Files up to this size are read whole and written on the writer thread; larger ones stream. */
-const SMALL_FILE_BYTES = 256 * 1024
+export const SMALL_FILE_BYTES = 256 * 1024
 
 /**
  * Writes a file member: a small one on the writer thread, a large one streamed, both checked in archive
@@ -353,10 +353,15 @@ async function extractFile(
   }: {check: ListingCheck | undefined; destination: Buffer; path: string; writer: SmallFileWriter},
 ): Promise<void> {
   if (member.size <= SMALL_FILE_BYTES) {
-    const contents = await member.contents()
+    // Views of what the archive reader holds until the next member is asked for: a file in one piece
+    // (most small files) is copied once, into the writer's batch, and never into a buffer of its own.
+    const pieces: Buffer[] = []
+    const reading = member.eachChunk((piece) => pieces.push(piece))
+    if (reading) await reading
+    const contents = pieces.length === 1 ? pieces[0] : Buffer.concat(pieces, member.size)
     await writer.add(path, destination, contents, {mode: member.mode % 0o1_0000, mtime: member.mtime})
-    // Copied into the writer's batch; a buffer of its own, freed now rather than at a collection.
-    freeNow(contents)
+    if (pieces.length !== 1) freeNow(contents)
+    for (const piece of pieces) giveBack(piece)
     return
   }
 

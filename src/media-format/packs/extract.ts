@@ -3,11 +3,12 @@ import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {X25519Identity} from '../../archive/age-keys.js'
-import {extractMedia, ExtractSummary, MediaMembers} from '../../archive/extract.js'
+import {extractMedia, ExtractSummary, MediaMembers, SMALL_FILE_BYTES} from '../../archive/extract.js'
 import {MEDIA_PREFIX} from '../../archive/media-tar.js'
 import {TarMember} from '../../archive/tar-reader.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
+import {lendToFree} from '../../lib/buffer-loan.js'
 import {streamOf} from '../../lib/generator-stream.js'
 import {removeTree} from '../../lib/remove-tree.js'
 import {BackupContext} from '../../services/context.js'
@@ -218,6 +219,13 @@ function member(
     },
     contents: () => read(entry),
     async eachChunk(take) {
+      if (entry.size <= SMALL_FILE_BYTES) {
+        // What extraction takes whole: one piece, read and checked like `contents`; lent, so that the
+        // consumer that gives it back frees it.
+        take(lendToFree(await read(entry)))
+        return
+      }
+
       for await (const chunk of stream(entry)) take(chunk as Buffer)
     },
     rawType: 'File',

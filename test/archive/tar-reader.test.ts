@@ -221,49 +221,56 @@ describe('tar reader', () => {
     )
   })
 
-  it('a member cut short fails its contents, naming it', async () => {
-    const bytes = archive([{data: randomBytes(5000), path: 'photo.jpg'}])
-    const reading = (async () => {
-      for await (const member of readTar(Readable.from([bytes.subarray(0, 3000)]))) await member.contents()
-    })()
-    await reading.then(
-      () => expect.fail('a member cut short was read whole'),
-      (error: Error) => expect(error.message).to.equal('the archive is truncated: photo.jpg is cut short'),
-    )
-  })
-
-  it('a source that fails at any byte fails the reader promptly, even in the middle of a member body', async function () {
-    const members = [
-      {data: randomBytes(3000), path: 'a'},
-      {data: randomBytes(70_000), path: 'b'},
-      {data: randomBytes(10), path: 'c'},
-    ]
-    const bytes = archive(members)
-    for (let cut = 0; cut < bytes.length - 1024; cut += 509) {
-      const read = (async () => {
-        const seen: string[] = []
-        for await (const member of readTar(failingAt(bytes, cut))) {
-          const chunks: Buffer[] = []
-          for await (const chunk of member.body) chunks.push(chunk as Buffer)
-          expect(Buffer.concat(chunks).equals(members.find((m) => m.path === member.path)!.data)).to.equal(true)
-          seen.push(member.path)
+  for (const how of ['contents', 'eachChunk'] as const) {
+    it(`a member cut short fails its ${how}, naming it`, async () => {
+      const bytes = archive([{data: randomBytes(5000), path: 'photo.jpg'}])
+      const reading = (async () => {
+        for await (const member of readTar(Readable.from([bytes.subarray(0, 3000)]))) {
+          await (how === 'contents' ? member.contents() : member.eachChunk(() => {}))
         }
-
-        return seen
       })()
-      const outcome = await Promise.race([
-        read.then(
-          () => 'finished',
-          (error: Error) => error.message,
-        ),
-        new Promise<string>((resolve) => {
-          // A hang guard far above the microseconds this takes: the answer, not the time, is checked.
-          setTimeout(() => resolve('hung'), 60_000).unref()
-        }),
-      ])
-      expect(outcome, `cut at ${cut}`).to.equal(`source failed at byte ${cut}`)
-    }
-  })
+      await reading.then(
+        () => expect.fail('a member cut short was read whole'),
+        (error: Error) => expect(error.message).to.equal('the archive is truncated: photo.jpg is cut short'),
+      )
+    })
+  }
+
+  for (const how of ['body', 'eachChunk'] as const) {
+    it(`a source that fails at any byte fails the reader promptly, even in the middle of a member read by ${how}`, async () => {
+      const members = [
+        {data: randomBytes(3000), path: 'a'},
+        {data: randomBytes(70_000), path: 'b'},
+        {data: randomBytes(10), path: 'c'},
+      ]
+      const bytes = archive(members)
+      for (let cut = 0; cut < bytes.length - 1024; cut += 509) {
+        const read = (async () => {
+          const seen: string[] = []
+          for await (const member of readTar(failingAt(bytes, cut))) {
+            const chunks: Buffer[] = []
+            if (how === 'body') for await (const chunk of member.body) chunks.push(chunk as Buffer)
+            else await member.eachChunk((chunk) => chunks.push(chunk))
+            expect(Buffer.concat(chunks).equals(members.find((m) => m.path === member.path)!.data)).to.equal(true)
+            seen.push(member.path)
+          }
+
+          return seen
+        })()
+        const outcome = await Promise.race([
+          read.then(
+            () => 'finished',
+            (error: Error) => error.message,
+          ),
+          new Promise<string>((resolve) => {
+            // A hang guard far above the microseconds this takes: the answer, not the time, is checked.
+            setTimeout(() => resolve('hung'), 60_000).unref()
+          }),
+        ])
+        expect(outcome, `cut at ${cut}`).to.equal(`source failed at byte ${cut}`)
+      }
+    })
+  }
 
   it('a consumer that stops early (restore at MANIFEST.json) destroys the source, and leaves no error unheard', async () => {
     // The shape of the restore crash: many members, read from a file stream behind a pipeline, and

@@ -11,6 +11,7 @@ import {Manifest, MediaTarComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {printableName} from '../../lib/byte-names.js'
 import {mediaProviderFor} from '../../providers/media/index.js'
+import {catalogOf} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
 import {extractTarStream} from '../extract-tar.js'
@@ -89,6 +90,8 @@ async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<M
     )
   }
 
+  const walk = {done: false}
+  expectAsManyAsLastTime(context, provider, walk)
   const listingSink = createListingFile(tempDir)
   const entries = provider.entries({
     onSkip: (path, why) =>
@@ -99,7 +102,10 @@ async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<M
   const {stream, summary} = createMediaTar(entries, listingSink)
   const archive = await put('media.tar.age', stream, progress, {
     location: `the media ${provider.location}`,
-  }).finally(() => estimating.abort())
+  }).finally(() => {
+    estimating.abort()
+    walk.done = true
+  })
   const {files, totalFileBytes} = await summary
   const listingPath = join(tempDir, 'MANIFEST.json')
   const listing = await put(
@@ -112,6 +118,29 @@ async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<M
     },
   )
   return {compression: 'none', files, listing, ...archive, source: provider.kind, totalFileBytes}
+}
+
+/**
+ * Tells the provider how many entries the newest backup held, as a packed backup does: past the
+ * reader's budget, a large tree's reads go to the reader thread as soon as it is up, instead of after
+ * the first 2,000 names are read on this thread, an lstat at a time. A tar-format backup of the bench
+ * tree (16,002 files) took 3.57-3.74 s against 4.03-4.71 s, and one of 9,000 small files 1.40-1.57 s
+ * against 1.67-1.88 s. Not awaited: the walk starts at once, the hint comes when the catalog has been
+ * read (the retention after the backup reads it again from what this read keeps), and a catalog that
+ * cannot be read, or a walk already done, gives none.
+ */
+function expectAsManyAsLastTime(
+  context: BackupContext,
+  provider: ReturnType<typeof mediaProviderFor>,
+  walk: {done: boolean},
+): void {
+  if (provider.expectEntries === undefined) return
+  catalogOf(context)
+    .then(({complete}) => {
+      if (!walk.done) provider.expectEntries?.(complete[0]?.manifest.components.media?.files ?? 0)
+    })
+    // Only a hint: without it the walk starts the reader thread once its budget here is spent.
+    .catch(() => {})
 }
 
 /**

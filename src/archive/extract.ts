@@ -11,7 +11,7 @@ import {readUmask} from '../lib/file-io.js'
 import {createFileSink} from '../lib/file-sink.js'
 import {isInside} from '../lib/paths.js'
 import {removeTree} from '../lib/remove-tree.js'
-import {FileWriteError, SmallFileWriter} from './file-writer.js'
+import {expectWrites, FileWriteError, SmallFileWriter} from './file-writer.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX} from './media-tar.js'
 import {readTar, TarMember} from './tar-reader.js'
@@ -52,7 +52,7 @@ export interface SkippedMember {
 export async function extractMediaArchive(
   tar: Readable,
   target: string,
-  options: {signal?: AbortSignal} = {},
+  options: ExtractOptions = {},
 ): Promise<ExtractSummary> {
   return extractMedia(
     {checkedBy: 'listing', members: readTar(tar, {keepsNoBody: true}), stop: (reason) => tar.destroy(reason)},
@@ -85,8 +85,9 @@ export interface MediaMembers {
 export async function extractMedia(
   source: MediaMembers,
   target: string,
-  options: {signal?: AbortSignal} = {},
+  options: ExtractOptions = {},
 ): Promise<ExtractSummary> {
+  if (options.expectedFiles !== undefined) expectWrites(options.expectedFiles)
   const root = resolve(target)
   await mkdir(root, {mode: 0o700})
   const abort = () => source.stop(options.signal?.reason as Error)
@@ -104,6 +105,15 @@ export async function extractMedia(
   } finally {
     options.signal?.removeEventListener('abort', abort)
   }
+}
+
+export interface ExtractOptions {
+  /**
+   * How many files the source holds, where it is known (a backup's count): a large extraction starts
+   * its writer thread at once (see expectWrites).
+   */
+  expectedFiles?: number
+  signal?: AbortSignal
 }
 
 interface FolderTimes {

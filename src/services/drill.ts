@@ -74,7 +74,10 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
     }
 
     if (downloaded.check.ok && manifest.components.media !== undefined) {
-      const result = await drillMedia(context, join(scratch, 'files', 'media.tar'), join(scratch, 'media'), options)
+      const result = await drillMedia(context, join(scratch, 'files', 'media.tar'), join(scratch, 'media'), {
+        ...options,
+        expectedFiles: manifest.components.media.files,
+      })
       checks.push(...result.checks)
       mediaSummary = result.summary
     }
@@ -228,10 +231,13 @@ async function drillMedia(
   context: BackupContext,
   tarPath: string,
   target: string,
-  options: DrillOptions,
+  options: DrillOptions & {expectedFiles: number},
 ): Promise<{checks: DrillCheck[]; summary: DrillReceipt['media']}> {
   try {
-    const summary = await extractMediaArchive(createReadStream(tarPath), target, {signal: context.signal})
+    const summary = await extractMediaArchive(createReadStream(tarPath), target, {
+      expectedFiles: options.expectedFiles,
+      signal: context.signal,
+    })
     const percent = options.mediaSamplePercent ?? 100
     let listed = 0
     let reread = 0

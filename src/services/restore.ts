@@ -310,7 +310,10 @@ async function prepareMedia(
   try {
     if (provider.prepare)
       return {prepared: await provider.prepare(staged.extractMedia!, {signal: target.signal}), provider}
-    await extractTarStream(await staged.media!(), join(check!, 'media'), target.signal)
+    await extractTarStream(await staged.media!(), join(check!, 'media'), {
+      expectedFiles: plan.manifest.components.media?.files,
+      signal: target.signal,
+    })
     return {provider}
   } catch (error) {
     // Stopped by SIGINT/SIGTERM: whatever broke on the way down, the user asked to stop.

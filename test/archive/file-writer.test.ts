@@ -115,6 +115,22 @@ describe('the writer of a command: a small restore on this thread, the rest on t
     }
   })
 
+  it('told of a large extraction, starts the thread at once and sends it every batch', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'file-writer-'))
+    try {
+      const route = new SmallWritesHere(100)
+      route.expectLargeWork()
+      // 20 files of a budget of 100: without the hint, they would be written here (the test below).
+      expect(route.onThread).to.equal(true)
+      const written = await writeFiles(root, route, 20)
+      expect(written.get('f19')).to.equal(sha256(Buffer.alloc(100, 19)))
+      expect(readFileSync(join(root, 'f19'))).to.deep.equal(Buffer.alloc(100, 19))
+      expect(RequestThread.of('archive/file-writer-worker').online).to.equal(true)
+    } finally {
+      rmSync(root, {force: true, recursive: true})
+    }
+  })
+
   it('a small restore never starts the thread', async () => {
     const root = mkdtempSync(join(tmpdir(), 'file-writer-'))
     try {

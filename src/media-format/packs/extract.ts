@@ -48,7 +48,7 @@ export async function extractPackedMedia(
     })
     let summary: ExtractSummary
     try {
-      summary = await extractMedia(source, options.folder, {signal: context.signal})
+      summary = await extractMedia(source, options.folder, {expectedFiles: media.files, signal: context.signal})
     } catch (error) {
       // A read that failed says why better than the broken extraction it caused (not when stopped).
       throw context.signal.aborted ? error : (source.failure ?? error)

@@ -48,7 +48,10 @@ export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredM
       ]
     },
     async extract(context, identities, folder, tempDir) {
-      return extractTarStream(await stored.openTar(context, identities, tempDir), folder, context.signal)
+      return extractTarStream(await stored.openTar(context, identities, tempDir), folder, {
+        expectedFiles: media.files,
+        signal: context.signal,
+      })
     },
     async links() {
       return {targets: []}

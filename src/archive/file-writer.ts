@@ -218,8 +218,8 @@ let processRoute: SmallWritesHere | undefined
  * past the budget of work here, the thread starts at once and writes them all. A restore of the bench
  * tree (16,002 files) otherwise wrote its first 2,000 files here, a file at a time, each an open, a
  * write, a utimes and a close through the thread pool, for more than a second before the thread took
- * over. Told, it took 3.58 s against 4.20 s (tar format) in the last of three rounds taken in turn
- * (each round faster with the hint), at the same peak RSS.
+ * over. Told, it took 3.48–3.55 s against 3.92–4.54 s (tar format) and 4.06–4.22 s against
+ * 4.45–4.73 s (packs), in three pairs each taken in turn, at the same peak RSS.
  */
 export function expectWrites(files: number): void {
   if (files > SMALL_WORK_UNITS) smallWorkHere().expectLargeWork()

@@ -1,7 +1,7 @@
 import type {CompletedPart, S3Client, StorageClass} from '@aws-sdk/client-s3'
 import type {Readable} from 'node:stream'
 
-import {giveBack} from '../lib/buffer-loan.js'
+import {freeNow, giveBack} from '../lib/buffer-loan.js'
 
 const MiB = 1024 * 1024
 
@@ -46,6 +46,8 @@ export interface StreamUpload {
   /** Parts in flight at once; memory is about concurrency × the current part size. */
   concurrency: number
   key: string
+  /** Part buffers shared with the store's other uploads (SharedParts); a pool of its own when absent. */
+  parts?: SharedParts
   settings: ObjectSettings
   signal?: AbortSignal
   source: Readable
@@ -68,7 +70,7 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
   const {bucket, client, key, settings, signal, source} = upload
   const {AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand} =
     await import('@aws-sdk/client-s3')
-  const buffers = new PartBuffers(partSizeFor)
+  const buffers = new PartBuffers(partSizeFor, upload.parts)
   const iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
   let bytes = 0
   /** The parts the next chunk completed, or undefined at the end of the stream. */
@@ -95,6 +97,8 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
       new PutObjectCommand({Body: body, Bucket: bucket, ContentLength: body.length, Key: key, ...settings}),
       {abortSignal: signal},
     )
+    buffers.release(body)
+    buffers.retire()
     return {bytes}
   }
 
@@ -151,6 +155,7 @@ export async function uploadStream(upload: StreamUpload): Promise<{bytes: number
       new CompleteMultipartUploadCommand({Bucket: bucket, Key: key, MultipartUpload: {Parts: completed}, UploadId}),
       {abortSignal: signal},
     )
+    buffers.retire()
     return {bytes}
   } catch (error) {
     cancel.abort(error)
@@ -193,9 +198,32 @@ async function sendPart(
 }
 
 /**
+ * Part buffers that finished uploads gave back, for the next upload through the same store: a packed
+ * backup stores a pack every 16 MiB or so, each a multipart upload of its own, and each upload's
+ * buffers, left to V8, waited for a collection. Only buffers of the first part size are kept, as many
+ * as one upload uses at once ({@link SHARED_PARTS}); the others are freed at once. The store holds it,
+ * so that nothing outlives the command (a host's process runs many).
+ */
+export class SharedParts {
+  private readonly parts: Buffer[] = []
+
+  /** Keeps a buffer of the first part size for the next upload; frees it when enough are kept. */
+  giveBack(buffer: Buffer): void {
+    if (buffer.length === FIRST_PART_SIZE && this.parts.length < SHARED_PARTS) this.parts.push(buffer)
+    else freeNow(buffer)
+  }
+
+  take(size: number): Buffer | undefined {
+    return size === FIRST_PART_SIZE ? this.parts.pop() : undefined
+  }
+}
+
+/**
  * Copies a stream's chunks into part-sized buffers, and takes back the buffers of sent parts for the
  * next ones. Memory stays at one buffer per part in flight and no garbage is made per part, which keeps
- * the process's peak RSS flat however long the stream is.
+ * the process's peak RSS flat however long the stream is. A buffer goes to the next upload once this
+ * one has succeeded (`retire`), when every request that read it has been answered; after a failure,
+ * a request cut short may not be done with its body, so nothing is kept or freed then.
  */
 class PartBuffers {
   private current: Buffer | undefined
@@ -203,7 +231,10 @@ class PartBuffers {
   private produced = 0
   private spare: Buffer[] = []
 
-  constructor(private readonly sizeOf: (partNumber: number) => number) {}
+  constructor(
+    private readonly sizeOf: (partNumber: number) => number,
+    private readonly shared = new SharedParts(),
+  ) {}
 
   /** Copies `chunk` in; returns the parts it completed (usually none, sometimes one). */
   fill(chunk: Buffer): Buffer[] {
@@ -225,9 +256,14 @@ class PartBuffers {
     return full
   }
 
-  /** Takes back a part's buffer once it has been sent. */
+  /**
+   * Takes back a part's buffer once it has been sent: the whole of it, for a last part, which fills
+   * only its start.
+   */
   release(part: Buffer): void {
-    if (part.byteOffset === 0 && part.length === part.buffer.byteLength) this.spare.push(part)
+    if (part.byteOffset === 0 && part.buffer.byteLength > 0) {
+      this.spare.push(Buffer.from(part.buffer as ArrayBuffer, 0, part.buffer.byteLength))
+    }
   }
 
   /** The bytes of the part being filled (possibly none). */
@@ -238,9 +274,17 @@ class PartBuffers {
     return rest
   }
 
+  /** After a successful upload: the spare buffers go to the next upload, or are freed now. */
+  retire(): void {
+    for (const buffer of this.spare.splice(0)) this.shared.giveBack(buffer)
+  }
+
   private acquire(size: number): Buffer {
     // Parts only grow: spares of another size will not be used again.
     this.spare = this.spare.filter((buffer) => buffer.length === size)
-    return this.spare.pop() ?? Buffer.allocUnsafeSlow(size)
+    return this.spare.pop() ?? this.shared.take(size) ?? Buffer.allocUnsafeSlow(size)
   }
 }
+
+/** Buffers kept for the next upload: as many as one upload holds at once (its parts in flight, and one filling). */
+const SHARED_PARTS = 3

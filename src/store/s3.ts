@@ -5,7 +5,7 @@ import {Readable} from 'node:stream'
 import {MINIMUM_STORAGE_DAYS, S3Location} from '../config/s3-location.js'
 import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
-import {ObjectSettings, uploadStream} from './s3-upload.js'
+import {ObjectSettings, SharedParts, uploadStream} from './s3-upload.js'
 
 /** Parts of one object in flight (or being filled) at once: 2 × 5 MiB of memory. */
 const UPLOAD_CONCURRENCY = 2
@@ -28,6 +28,8 @@ export class S3Store implements Store {
   readonly local = false
   readonly minimumStorageDays: number
   private clientPromise: Promise<S3Client> | undefined
+  /** Part buffers that one upload passes to the next (a packed backup uploads a pack every 16 MiB). */
+  private readonly parts = new SharedParts()
   private readonly settings: ObjectSettings
 
   constructor(
@@ -133,6 +135,7 @@ export class S3Store implements Store {
         client,
         concurrency: UPLOAD_CONCURRENCY,
         key: this.keyOf(key),
+        parts: this.parts,
         // JSON is served as JSON, so that a browser or `curl` of a manifest shows it as text.
         settings: key.endsWith('.json') ? {...this.settings, ContentType: 'application/json'} : this.settings,
         signal: options.signal,

@@ -1,6 +1,18 @@
-import {expect} from 'chai'
+import type {S3Client} from '@aws-sdk/client-s3'
 
-import {FIRST_PART_SIZE, MAX_PART_SIZE, MAX_PARTS, MIN_PART_SIZE, partSizeFor} from '../../src/store/s3-upload.js'
+import {expect} from 'chai'
+import {randomBytes} from 'node:crypto'
+import {Readable} from 'node:stream'
+
+import {
+  FIRST_PART_SIZE,
+  MAX_PART_SIZE,
+  MAX_PARTS,
+  MIN_PART_SIZE,
+  partSizeFor,
+  SharedParts,
+  uploadStream,
+} from '../../src/store/s3-upload.js'
 
 const MiB = 1024 ** 2
 const TiB = 1024 ** 4
@@ -42,5 +54,77 @@ describe('S3 part-size schedule', () => {
     // 10 GB, the top of the range where memory must stay flat, still uses the smallest parts.
     expect(partsFor(10 * 1000 ** 3).largest).to.equal(FIRST_PART_SIZE)
     expect(partsFor(11 * 1024 * MiB).largest).to.equal(2 * FIRST_PART_SIZE)
+  })
+})
+
+/**
+ * A client that answers every request at once and keeps each part's bytes, as S3 would, and which
+ * ArrayBuffer each body was sent from. `failPart` fails that part number of every upload.
+ */
+function recordingClient(options: {failPart?: number} = {}) {
+  const bodies: Array<{buffer: ArrayBuffer; bytes: Buffer; part: number}> = []
+  const client = {
+    async send(command: {constructor: {name: string}; input: {Body?: Buffer; PartNumber?: number}}) {
+      const {Body, PartNumber} = command.input
+      switch (command.constructor.name) {
+        case 'CreateMultipartUploadCommand': {
+          return {UploadId: 'upload'}
+        }
+
+        case 'PutObjectCommand':
+        case 'UploadPartCommand': {
+          if (PartNumber !== undefined && PartNumber === options.failPart) throw new Error('part refused')
+          bodies.push({buffer: Body!.buffer as ArrayBuffer, bytes: Buffer.from(Body!), part: PartNumber ?? 0})
+          return {ETag: `"${PartNumber}"`}
+        }
+
+        default: {
+          return {}
+        }
+      }
+    },
+  }
+  return {bodies, client: client as unknown as S3Client}
+}
+
+function upload(client: S3Client, bytes: Buffer, parts: SharedParts) {
+  return uploadStream({
+    bucket: 'b',
+    client,
+    concurrency: 2,
+    key: 'k',
+    parts,
+    settings: {},
+    source: Readable.from([bytes.subarray(0, bytes.length / 2), bytes.subarray(bytes.length / 2)]),
+  })
+}
+
+describe('S3 part buffers', () => {
+  it("pass from one upload to the next of a store, and each part is still the stream's bytes", async () => {
+    const {bodies, client} = recordingClient()
+    const parts = new SharedParts()
+    // Three and a half parts, as a pack of 16 MiB is.
+    const first = randomBytes(3.5 * FIRST_PART_SIZE)
+    const second = randomBytes(3.5 * FIRST_PART_SIZE)
+    await upload(client, first, parts)
+    const used = new Set(bodies.map(({buffer}) => buffer))
+    await upload(client, second, parts)
+    const again = bodies.slice(4).filter(({buffer}) => used.has(buffer))
+    expect(again.length, 'buffers of the first upload sent again by the second').to.be.at.least(2)
+    expect(Buffer.concat(bodies.slice(0, 4).map(({bytes}) => bytes)).equals(first)).to.equal(true)
+    expect(Buffer.concat(bodies.slice(4).map(({bytes}) => bytes)).equals(second)).to.equal(true)
+  })
+
+  it('keeps nothing from an upload that failed: a request cut short may still read its body', async () => {
+    const failing = recordingClient({failPart: 3})
+    const parts = new SharedParts()
+    const error = await upload(failing.client, randomBytes(3.5 * FIRST_PART_SIZE), parts).catch(
+      (error_: unknown) => error_,
+    )
+    expect(error).to.be.instanceOf(Error)
+    const {bodies, client} = recordingClient()
+    await upload(client, randomBytes(3.5 * FIRST_PART_SIZE), parts)
+    const before = new Set(failing.bodies.map(({buffer}) => buffer))
+    expect(bodies.filter(({buffer}) => before.has(buffer))).to.have.length(0)
   })
 })

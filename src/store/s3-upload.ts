@@ -43,11 +43,11 @@ export interface ObjectSettings {
 export interface StreamUpload {
   bucket: string
   client: S3Client
-  /** Parts in flight at once; memory is about concurrency × the current part size. */
+  /** Buffers of this object's parts at once, in flight or being filled: memory is about concurrency × the part size. */
   concurrency: number
   key: string
-  /** Part buffers shared with the store's other uploads (SharedParts); a pool of its own when absent. */
-  parts?: SharedParts
+  /** The store's budget of part buffers, shared by its uploads (see {@link PartBudget}); one of its own when absent. */
+  parts?: PartBudget
   settings: ObjectSettings
   signal?: AbortSignal
   source: Readable
@@ -67,111 +67,220 @@ export interface StreamUpload {
  * limit at 5 TiB or a flat memory footprint, not both.
  */
 export async function uploadStream(upload: StreamUpload): Promise<{bytes: number}> {
-  const {bucket, client, key, settings, signal, source} = upload
-  const {AbortMultipartUploadCommand, CompleteMultipartUploadCommand, CreateMultipartUploadCommand, PutObjectCommand} =
-    await import('@aws-sdk/client-s3')
-  const buffers = new PartBuffers(partSizeFor, upload.parts)
+  const {signal, source} = upload
+  const writer = new MultipartWriter(upload, await import('@aws-sdk/client-s3'))
+  const onAbort = () => writer.cancel(signal?.reason)
+  signal?.addEventListener('abort', onAbort, {once: true})
   const iterator = (source as AsyncIterable<Buffer>)[Symbol.asyncIterator]()
   let bytes = 0
-  /** The parts the next chunk completed, or undefined at the end of the stream. */
-  const read = async (): Promise<Buffer[] | undefined> => {
-    const {done, value} = await iterator.next()
-    if (done) return undefined
-    bytes += value.length
-    const parts = buffers.fill(value)
-    // Copied into the part: the stage that lent it may write its next bytes into it.
-    giveBack(value)
-    return parts
-  }
-
-  // A stream that ends before the first part is full goes up as one plain PUT.
-  let ready: Buffer[] | undefined = []
-  while (ready?.length === 0) {
-    signal?.throwIfAborted()
-    ready = await read()
-  }
-
-  if (ready === undefined) {
-    const body = buffers.rest()
-    await client.send(
-      new PutObjectCommand({Body: body, Bucket: bucket, ContentLength: body.length, Key: key, ...settings}),
-      {abortSignal: signal},
-    )
-    buffers.release(body)
-    buffers.retire()
-    return {bytes}
-  }
-
-  const {UploadId} = await client.send(new CreateMultipartUploadCommand({Bucket: bucket, Key: key, ...settings}), {
-    abortSignal: signal,
-  })
-  const cancel = new AbortController()
-  const onAbort = () => cancel.abort(signal?.reason)
-  signal?.addEventListener('abort', onAbort, {once: true})
-  const completed: CompletedPart[] = []
-  const inFlight = new Set<Promise<void>>()
-  let failure: unknown
-  let partNumber = 0
-  const send = async (body: Buffer) => {
-    // Backpressure: read no further while every slot is busy.
-    while (inFlight.size >= upload.concurrency) await Promise.race(inFlight)
-    if (failure !== undefined) throw failure
-    if (++partNumber > MAX_PARTS) throw new Error(`the stream needs more than ${MAX_PARTS} parts`)
-    const target = {bucket, key, partNumber, uploadId: UploadId!}
-    const tracked: Promise<void> = sendPart(client, target, body, cancel.signal)
-      .then(
-        (part) => {
-          completed.push(part)
-        },
-        (error: unknown) => {
-          failure ??= error
-          cancel.abort(error)
-        },
-      )
-      .finally(() => {
-        inFlight.delete(tracked)
-        buffers.release(body)
-      })
-    inFlight.add(tracked)
-  }
-
   try {
-    while (ready !== undefined) {
-      for (const body of ready) await send(body)
-      // Fill the next part only once a slot is free: `concurrency` buffers in all, not one more.
-      while (inFlight.size >= upload.concurrency) await Promise.race(inFlight)
-      if (failure !== undefined) throw failure
-      cancel.signal.throwIfAborted()
-      ready = await read()
+    signal?.throwIfAborted()
+    // The signal ends a wait for the source too: a stalled source cannot hold the command.
+    const cancelled = writer.cancelledSignal
+    for (
+      let next = await untilCancelled(iterator.next(), cancelled);
+      !next.done;
+      next = await untilCancelled(iterator.next(), cancelled)
+    ) {
+      bytes += next.value.length
+      await writer.write(next.value)
+      // Copied into parts: the stage that lent it may write its next bytes into it.
+      giveBack(next.value)
     }
 
-    const last = buffers.rest()
-    if (last.length > 0) await send(last)
-    await Promise.all(inFlight)
-    if (failure !== undefined) throw failure
     signal?.throwIfAborted()
-    completed.sort((a, b) => a.PartNumber! - b.PartNumber!)
-    await client.send(
-      new CompleteMultipartUploadCommand({Bucket: bucket, Key: key, MultipartUpload: {Parts: completed}, UploadId}),
-      {abortSignal: signal},
-    )
-    buffers.retire()
+    await writer.end()
     return {bytes}
   } catch (error) {
-    cancel.abort(error)
-    await Promise.allSettled(inFlight)
-    // Aborting must work even when the caller's signal has fired, so it gets a signal of its own: a
-    // bounded one, so that an endpoint that stopped answering cannot hold the command. An upload left
-    // open is listed, and prune aborts it.
-    await client
-      .send(new AbortMultipartUploadCommand({Bucket: bucket, Key: key, UploadId}), {
-        abortSignal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS),
-      })
-      .catch(() => {})
+    // As the iterator's return would, but at once: it waits for a read still pending on the source.
+    source.destroy()
+    await writer.abort(error)
     throw error
   } finally {
     signal?.removeEventListener('abort', onAbort)
     await iterator.return?.().catch(() => {})
+  }
+}
+
+type S3Module = typeof import('@aws-sdk/client-s3')
+
+/** `promise`, or the signal's reason once it fires first. */
+function untilCancelled<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason)
+    signal.addEventListener('abort', onAbort, {once: true})
+    promise.then(resolve, reject).finally(() => signal.removeEventListener('abort', onAbort))
+  })
+}
+
+/**
+ * One object's upload: copies the stream into part buffers from the store's budget, sends each part as
+ * it fills, and creates the multipart upload only once a first part is full.
+ */
+class MultipartWriter {
+  private readonly budget: PartBudget
+  private readonly cancelled = new AbortController()
+  private readonly completed: CompletedPart[] = []
+  /** The part being filled: a buffer of the budget's, and how much of it holds the stream's bytes. */
+  private current: Buffer | undefined
+  private failure: unknown
+  private filled = 0
+  private readonly inFlight = new Set<Promise<void>>()
+  private partNumber = 0
+  private uploadId: string | undefined
+
+  constructor(
+    private readonly upload: StreamUpload,
+    private readonly s3: S3Module,
+  ) {
+    this.budget = upload.parts ?? new PartBudget()
+  }
+
+  /** Fires once the upload is cancelled: by the caller's signal, or by a part that failed. */
+  get cancelledSignal(): AbortSignal {
+    return this.cancelled.signal
+  }
+
+  /** After any failure: settles what is in flight, returns the buffers, and aborts the multipart upload. */
+  async abort(error: unknown): Promise<void> {
+    this.cancel(error)
+    await Promise.allSettled(this.inFlight)
+    // The part being filled was never sent, so no request can still be reading it.
+    if (this.current !== undefined) this.budget.release(this.current, {reusable: true})
+    this.current = undefined
+    if (this.uploadId === undefined) return
+    const {bucket, client, key} = this.upload
+    // Aborting must work even when the caller's signal has fired, so it gets a signal of its own: a
+    // bounded one, so that an endpoint that stopped answering cannot hold the command. An upload left
+    // open is listed, and prune aborts it.
+    await client
+      .send(new this.s3.AbortMultipartUploadCommand({Bucket: bucket, Key: key, UploadId: this.uploadId}), {
+        abortSignal: AbortSignal.timeout(CLEANUP_TIMEOUT_MS),
+      })
+      .catch(() => {})
+  }
+
+  /** Cancels the upload: the parts in flight, and a wait for a buffer or a slot. */
+  cancel(reason: unknown): void {
+    this.cancelled.abort(reason)
+  }
+
+  /** Sends the part being filled and completes the upload; or puts the whole stream, if it is that short. */
+  async end(): Promise<void> {
+    const {bucket, client, key, settings} = this.upload
+    const last = this.current
+    const length = this.filled
+    this.current = undefined
+    if (this.uploadId === undefined) {
+      const body = last?.subarray(0, length) ?? Buffer.alloc(0)
+      let reusable = false
+      try {
+        await client.send(
+          new this.s3.PutObjectCommand({Body: body, Bucket: bucket, ContentLength: length, Key: key, ...settings}),
+          {abortSignal: this.cancelled.signal},
+        )
+        reusable = true
+      } finally {
+        if (last !== undefined) this.budget.release(last, {reusable})
+      }
+
+      return
+    }
+
+    if (last !== undefined) await this.send(last, length)
+    await Promise.all(this.inFlight)
+    this.throwIfFailed()
+    this.completed.sort((a, b) => a.PartNumber! - b.PartNumber!)
+    await client.send(
+      new this.s3.CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        MultipartUpload: {Parts: this.completed},
+        UploadId: this.uploadId,
+      }),
+      {abortSignal: this.cancelled.signal},
+    )
+  }
+
+  /** Copies `chunk` into parts, sending each one that fills; resolves once all of it is copied. */
+  async write(chunk: Buffer): Promise<void> {
+    let offset = 0
+    while (offset < chunk.length) {
+      // A part is filled only once a slot is free: `concurrency` buffers an upload, not one more.
+      if (this.current === undefined) await this.slot()
+      this.current ??= await this.budget.acquire(partSizeFor(this.partNumber + 1), {
+        // A buffer is waited for only while parts of this object are in flight, whose buffers will
+        // come back: an upload with none always gets one, so uploads fed in turn by one writer (a
+        // packed backup's) cannot wait on one another.
+        canWait: () => this.inFlight.size > 0,
+        signal: this.cancelled.signal,
+      })
+      const copied = chunk.copy(this.current, this.filled, offset)
+      offset += copied
+      this.filled += copied
+      if (this.filled === this.current.length) {
+        const full = this.current
+        this.current = undefined
+        this.filled = 0
+        await this.send(full, full.length)
+      }
+    }
+  }
+
+  private async create(): Promise<string> {
+    const {bucket, client, key, settings} = this.upload
+    const {UploadId} = await client.send(
+      new this.s3.CreateMultipartUploadCommand({Bucket: bucket, Key: key, ...settings}),
+      {abortSignal: this.cancelled.signal},
+    )
+    if (!UploadId) throw new Error('S3 returned no upload id')
+    return UploadId
+  }
+
+  /** Sends `length` bytes of `buffer` as the next part once a slot is free; the budget gets it back after. */
+  private async send(buffer: Buffer, length: number): Promise<void> {
+    try {
+      await this.slot()
+      if (this.partNumber >= MAX_PARTS) throw new Error(`the stream needs more than ${MAX_PARTS} parts`)
+      this.uploadId ??= await this.create()
+    } catch (error) {
+      this.budget.release(buffer, {reusable: true})
+      throw error
+    }
+
+    const {bucket, client, key} = this.upload
+    const target = {bucket, key, partNumber: ++this.partNumber, uploadId: this.uploadId}
+    let reusable = false
+    const tracked: Promise<void> = sendPart(client, target, buffer.subarray(0, length), this.cancelled.signal)
+      .then(
+        (part) => {
+          this.completed.push(part)
+          // Answered: no request reads this buffer any more.
+          reusable = true
+        },
+        (error: unknown) => {
+          this.failure ??= error
+          this.cancel(error)
+        },
+      )
+      .finally(() => {
+        this.inFlight.delete(tracked)
+        // After the slot is freed, so that a wait for a buffer woken by this release sees it free.
+        this.budget.release(buffer, {reusable})
+      })
+    this.inFlight.add(tracked)
+  }
+
+  /** Waits until fewer than `concurrency` parts are in flight; throws once the upload has failed. */
+  private async slot(): Promise<void> {
+    while (this.inFlight.size >= this.upload.concurrency) await Promise.race(this.inFlight)
+    this.throwIfFailed()
+    this.cancelled.signal.throwIfAborted()
+  }
+
+  private throwIfFailed(): void {
+    if (this.failure !== undefined) throw this.failure
   }
 }
 
@@ -197,94 +306,69 @@ async function sendPart(
   return {ETag, PartNumber: target.partNumber}
 }
 
-/**
- * Part buffers that finished uploads gave back, for the next upload through the same store: a packed
- * backup stores a pack every 16 MiB or so, each a multipart upload of its own, and each upload's
- * buffers, left to V8, waited for a collection. Only buffers of the first part size are kept, as many
- * as one upload uses at once ({@link SHARED_PARTS}); the others are freed at once. The store holds it,
- * so that nothing outlives the command (a host's process runs many).
- */
-export class SharedParts {
-  private readonly parts: Buffer[] = []
-
-  /** Keeps a buffer of the first part size for the next upload; frees it when enough are kept. */
-  giveBack(buffer: Buffer): void {
-    if (buffer.length === FIRST_PART_SIZE && this.parts.length < SHARED_PARTS) this.parts.push(buffer)
-    else freeNow(buffer)
-  }
-
-  take(size: number): Buffer | undefined {
-    return size === FIRST_PART_SIZE ? this.parts.pop() : undefined
-  }
-}
+/** Part buffers a store's uploads hold between them (see {@link PartBudget}): 15 MiB of first-size parts. */
+export const STORE_PART_BUFFERS = 3
 
 /**
- * Copies a stream's chunks into part-sized buffers, and takes back the buffers of sent parts for the
- * next ones. Memory stays at one buffer per part in flight and no garbage is made per part, which keeps
- * the process's peak RSS flat however long the stream is. A buffer goes to the next upload once this
- * one has succeeded (`retire`), when every request that read it has been answered; after a failure,
- * a request cut short may not be done with its body, so nothing is kept or freed then.
+ * The part buffers of a store's uploads, in one budget. A packed backup stores a pack every 16 MiB or
+ * so, up to three at once, each a multipart upload of its own: with two buffers each, and the buffers
+ * kept between uploads, they held up to 45 MiB of parts.
+ *
+ * - An upload waits for a buffer while the store's uploads hold {@link STORE_PART_BUFFERS} and parts of
+ *   its own are in flight. One with no part in flight gets a buffer at once, over the budget if need
+ *   be: its progress never depends on another upload's, whose source may be waiting on it.
+ * - Buffers given back after a part was answered go to the next part of any upload; a store keeps as
+ *   many as its budget and frees the rest at once. A buffer whose request failed is only counted back:
+ *   a request cut short may not be done with its body, so it is left to V8, never written again.
+ * - The store holds it, so nothing outlives the command (a host's process runs many).
  */
-class PartBuffers {
-  private current: Buffer | undefined
-  private filled = 0
-  private produced = 0
-  private spare: Buffer[] = []
+export class PartBudget {
+  private held = 0
+  private readonly idle: Buffer[] = []
+  private waiting: Array<() => void> = []
 
-  constructor(
-    private readonly sizeOf: (partNumber: number) => number,
-    private readonly shared = new SharedParts(),
-  ) {}
+  constructor(private readonly limit = STORE_PART_BUFFERS) {}
 
-  /** Copies `chunk` in; returns the parts it completed (usually none, sometimes one). */
-  fill(chunk: Buffer): Buffer[] {
-    const full: Buffer[] = []
-    let offset = 0
-    while (offset < chunk.length) {
-      this.current ??= this.acquire(this.sizeOf(this.produced + 1))
-      const copied = chunk.copy(this.current, this.filled, offset)
-      offset += copied
-      this.filled += copied
-      if (this.filled === this.current.length) {
-        full.push(this.current)
-        this.produced++
-        this.current = undefined
-        this.filled = 0
-      }
-    }
-
-    return full
+  /** Buffers the uploads hold now, filling or in flight. */
+  get inUse(): number {
+    return this.held
   }
 
   /**
-   * Takes back a part's buffer once it has been sent: the whole of it, for a last part, which fills
-   * only its start.
+   * A buffer of `size` bytes; waits while the budget is spent and `canWait()` (asked again each time
+   * a buffer comes back) says the caller will get one of its own back.
    */
-  release(part: Buffer): void {
-    if (part.byteOffset === 0 && part.buffer.byteLength > 0) {
-      this.spare.push(Buffer.from(part.buffer as ArrayBuffer, 0, part.buffer.byteLength))
+  async acquire(size: number, options: {canWait: () => boolean; signal: AbortSignal}): Promise<Buffer> {
+    const {canWait, signal} = options
+    while (this.held >= this.limit && canWait()) {
+      signal.throwIfAborted()
+
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          signal.removeEventListener('abort', wake)
+          resolve()
+        }
+
+        signal.addEventListener('abort', wake, {once: true})
+        this.waiting.push(wake)
+      })
     }
+
+    signal.throwIfAborted()
+    this.held++
+    return (size === FIRST_PART_SIZE ? this.idle.pop() : undefined) ?? Buffer.allocUnsafeSlow(size)
   }
 
-  /** The bytes of the part being filled (possibly none). */
-  rest(): Buffer {
-    const rest = this.current?.subarray(0, this.filled) ?? Buffer.alloc(0)
-    this.current = undefined
-    this.filled = 0
-    return rest
-  }
+  /** Gives back a buffer that `acquire` returned; `reusable`: no request can still be reading it. */
+  release(buffer: Buffer, {reusable}: {reusable: boolean}): void {
+    this.held--
+    if (reusable) {
+      if (buffer.length === FIRST_PART_SIZE && this.held + this.idle.length < this.limit) this.idle.push(buffer)
+      else freeNow(buffer)
+    }
 
-  /** After a successful upload: the spare buffers go to the next upload, or are freed now. */
-  retire(): void {
-    for (const buffer of this.spare.splice(0)) this.shared.giveBack(buffer)
-  }
-
-  private acquire(size: number): Buffer {
-    // Parts only grow: spares of another size will not be used again.
-    this.spare = this.spare.filter((buffer) => buffer.length === size)
-    return this.spare.pop() ?? this.shared.take(size) ?? Buffer.allocUnsafeSlow(size)
+    const woken = this.waiting
+    this.waiting = []
+    for (const wake of woken) wake()
   }
 }
-
-/** Buffers kept for the next upload: as many as one upload holds at once (its parts in flight, and one filling). */
-const SHARED_PARTS = 3

@@ -5,7 +5,7 @@ import {Readable} from 'node:stream'
 import {MINIMUM_STORAGE_DAYS, S3Location} from '../config/s3-location.js'
 import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
-import {ObjectSettings, SharedParts, uploadStream} from './s3-upload.js'
+import {ObjectSettings, PartBudget, uploadStream} from './s3-upload.js'
 
 /** Parts of one object in flight (or being filled) at once: 2 × 5 MiB of memory. */
 const UPLOAD_CONCURRENCY = 2
@@ -28,8 +28,8 @@ export class S3Store implements Store {
   readonly local = false
   readonly minimumStorageDays: number
   private clientPromise: Promise<S3Client> | undefined
-  /** Part buffers that one upload passes to the next (a packed backup uploads a pack every 16 MiB). */
-  private readonly parts = new SharedParts()
+  /** The part buffers of this store's uploads, in one budget (a packed backup uploads up to three packs at once). */
+  private readonly parts = new PartBudget()
   private readonly settings: ObjectSettings
 
   constructor(

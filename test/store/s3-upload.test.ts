@@ -2,15 +2,16 @@ import type {S3Client} from '@aws-sdk/client-s3'
 
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
-import {Readable} from 'node:stream'
+import {once} from 'node:events'
+import {PassThrough, Readable} from 'node:stream'
 
 import {
   FIRST_PART_SIZE,
   MAX_PART_SIZE,
   MAX_PARTS,
   MIN_PART_SIZE,
+  PartBudget,
   partSizeFor,
-  SharedParts,
   uploadStream,
 } from '../../src/store/s3-upload.js'
 
@@ -57,24 +58,49 @@ describe('S3 part-size schedule', () => {
   })
 })
 
+interface RecordedPart {
+  buffer: ArrayBuffer
+  bytes: Buffer
+  key: string
+  part: number
+}
+
 /**
- * A client that answers every request at once and keeps each part's bytes, as S3 would, and which
- * ArrayBuffer each body was sent from. `failPart` fails that part number of every upload.
+ * A client that keeps each part's bytes, as S3 would, and which ArrayBuffer each body was sent from.
+ * `failPart` refuses that part number of every upload. `answer` is awaited before each part is
+ * answered (by default at once); a request whose signal fires is cut short, as the SDK's is.
  */
-function recordingClient(options: {failPart?: number} = {}) {
-  const bodies: Array<{buffer: ArrayBuffer; bytes: Buffer; part: number}> = []
+function recordingClient(options: {answer?: () => Promise<void>; failPart?: number} = {}) {
+  const bodies: RecordedPart[] = []
+  const refused: ArrayBuffer[] = []
   const client = {
-    async send(command: {constructor: {name: string}; input: {Body?: Buffer; PartNumber?: number}}) {
-      const {Body, PartNumber} = command.input
+    async send(
+      command: {constructor: {name: string}; input: {Body?: Buffer; Key?: string; PartNumber?: number}},
+      sendOptions: {abortSignal?: AbortSignal} = {},
+    ) {
+      const {Body, Key, PartNumber} = command.input
       switch (command.constructor.name) {
         case 'CreateMultipartUploadCommand': {
-          return {UploadId: 'upload'}
+          return {UploadId: `upload of ${Key}`}
         }
 
         case 'PutObjectCommand':
         case 'UploadPartCommand': {
-          if (PartNumber !== undefined && PartNumber === options.failPart) throw new Error('part refused')
-          bodies.push({buffer: Body!.buffer as ArrayBuffer, bytes: Buffer.from(Body!), part: PartNumber ?? 0})
+          if (PartNumber !== undefined && PartNumber === options.failPart) {
+            refused.push(Body!.buffer as ArrayBuffer)
+            throw new Error('part refused')
+          }
+
+          const answered = options.answer?.() ?? Promise.resolve()
+          await (sendOptions.abortSignal === undefined
+            ? answered
+            : Promise.race([answered, rejectOn(sendOptions.abortSignal)]))
+          bodies.push({
+            buffer: Body!.buffer as ArrayBuffer,
+            bytes: Buffer.from(Body!),
+            key: Key!,
+            part: PartNumber ?? 0,
+          })
           return {ETag: `"${PartNumber}"`}
         }
 
@@ -84,7 +110,14 @@ function recordingClient(options: {failPart?: number} = {}) {
       }
     },
   }
-  return {bodies, client: client as unknown as S3Client}
+  return {bodies, client: client as unknown as S3Client, refused}
+}
+
+function rejectOn(signal: AbortSignal): Promise<never> {
+  return new Promise((_, reject) => {
+    if (signal.aborted) reject(signal.reason)
+    signal.addEventListener('abort', () => reject(signal.reason), {once: true})
+  })
 }
 
 /**
@@ -95,22 +128,56 @@ function inPartOrder(bodies: Array<{bytes: Buffer; part: number}>): Buffer {
   return Buffer.concat(bodies.toSorted((a, b) => a.part - b.part).map(({bytes}) => bytes))
 }
 
-function upload(client: S3Client, bytes: Buffer, parts: SharedParts) {
+function upload(
+  client: S3Client,
+  source: Buffer | Readable,
+  parts: PartBudget,
+  options: {key?: string; signal?: AbortSignal} = {},
+) {
   return uploadStream({
     bucket: 'b',
     client,
     concurrency: 2,
-    key: 'k',
+    key: options.key ?? 'k',
     parts,
     settings: {},
-    source: Readable.from([bytes.subarray(0, bytes.length / 2), bytes.subarray(bytes.length / 2)]),
+    signal: options.signal,
+    source: Buffer.isBuffer(source)
+      ? Readable.from([source.subarray(0, source.length / 2), source.subarray(source.length / 2)])
+      : source,
   })
 }
 
+/**
+ * Feeds `objects` to as many uploads in turn, a 1 MiB chunk each time and waiting for each write to be
+ * taken, as a packed backup's one writer feeds its open packs: an upload that waits for a buffer
+ * stops the writer, and with it every other upload's source.
+ */
+async function feedInTurn(objects: Buffer[], start: (index: number, source: PassThrough) => Promise<unknown>) {
+  const sources = objects.map(() => new PassThrough({highWaterMark: MiB}))
+  const uploads = sources.map(async (source, index) => start(index, source))
+  for (let offset = 0; offset < objects[0].length; offset += MiB) {
+    for (const [index, source] of sources.entries()) {
+      if (!source.write(objects[index].subarray(offset, offset + MiB))) await once(source, 'drain')
+    }
+  }
+
+  for (const source of sources) source.end()
+  return Promise.all(uploads)
+}
+
+/** Answers after a few turns of the event loop, so that parts of several uploads are in flight at once. */
+async function answerLater(): Promise<void> {
+  for (let turn = 0; turn < 5; turn++)
+    await new Promise((resolve) => {
+      setImmediate(resolve)
+    })
+}
+
 describe('S3 part buffers', () => {
-  it("pass from one upload to the next of a store, and each part is still the stream's bytes", async () => {
+  it("go from one upload to the next of a store, and each part is still the stream's bytes", async () => {
     const {bodies, client} = recordingClient()
-    const parts = new SharedParts()
+    const parts = new PartBudget()
     // Three and a half parts, as a pack of 16 MiB is.
     const first = randomBytes(3.5 * FIRST_PART_SIZE)
     const second = randomBytes(3.5 * FIRST_PART_SIZE)
@@ -121,18 +188,66 @@ describe('S3 part buffers', () => {
     expect(again.length, 'buffers of the first upload sent again by the second').to.be.at.least(2)
     expect(inPartOrder(bodies.slice(0, 4)).equals(first)).to.equal(true)
     expect(inPartOrder(bodies.slice(4)).equals(second)).to.equal(true)
+    expect(parts.inUse).to.equal(0)
   })
 
-  it('keeps nothing from an upload that failed: a request cut short may still read its body', async () => {
+  it('never sends the buffer of a refused part again, and counts it back: a request cut short may still read its body', async () => {
     const failing = recordingClient({failPart: 3})
-    const parts = new SharedParts()
+    const parts = new PartBudget()
     const error = await upload(failing.client, randomBytes(3.5 * FIRST_PART_SIZE), parts).catch(
       (error_: unknown) => error_,
     )
     expect(error).to.be.instanceOf(Error)
+    expect(failing.refused).to.have.length(1)
+    expect(parts.inUse).to.equal(0)
     const {bodies, client} = recordingClient()
-    await upload(client, randomBytes(3.5 * FIRST_PART_SIZE), parts)
-    const before = new Set(failing.bodies.map(({buffer}) => buffer))
-    expect(bodies.filter(({buffer}) => before.has(buffer))).to.have.length(0)
+    const object = randomBytes(3.5 * FIRST_PART_SIZE)
+    await upload(client, object, parts)
+    expect(bodies.filter(({buffer}) => buffer === failing.refused[0])).to.have.length(0)
+    expect(inPartOrder(bodies).equals(object)).to.equal(true)
+  })
+
+  it('hold at most the budget and one for each other upload, when more uploads than it are fed in turn by one writer', async function () {
+    // A deadlock would otherwise hold the suite for mocha's whole timeout; this takes about a second.
+    this.timeout(120_000)
+    const {bodies, client} = recordingClient({answer: answerLater})
+    // Three uploads and a budget of two: were an upload to wait for a buffer while the others hold
+    // theirs, waiting on the writer it stops, none would end.
+    const budget = 2
+    const parts = new PartBudget(budget)
+    let peak = 0
+    const watched = {
+      send(...args: Parameters<S3Client['send']>) {
+        peak = Math.max(peak, parts.inUse)
+        return client.send(...args)
+      },
+    } as unknown as S3Client
+    const objects = [0, 1, 2].map(() => randomBytes(3.5 * FIRST_PART_SIZE))
+    await feedInTurn(objects, (index, source) => upload(watched, source, parts, {key: `pack-${index}`}))
+    for (const [index, object] of objects.entries()) {
+      expect(inPartOrder(bodies.filter(({key}) => key === `pack-${index}`)).equals(object)).to.equal(true)
+    }
+
+    // Without the budget, three uploads of two buffers each hold six.
+    expect(peak).to.be.at.most(budget + objects.length - 1)
+    expect(parts.inUse).to.equal(0)
+  })
+
+  it('lets an upload that waits for a buffer end when its signal fires, and counts its buffers back', async () => {
+    const stopped = new AbortController()
+    // Parts in flight are answered only when cut short: the upload's next buffer never comes back.
+    const {client} = recordingClient({answer: () => new Promise(() => {})})
+    const parts = new PartBudget(1)
+    const source = new PassThrough()
+    const waiting = upload(client, source, parts, {signal: stopped.signal})
+    source.write(randomBytes(FIRST_PART_SIZE + 1))
+    while (parts.inUse < 1)
+      await new Promise((resolve) => {
+        setImmediate(resolve)
+      })
+    stopped.abort(new Error('stopped by the user'))
+    const error = await waiting.catch((error_: unknown) => error_)
+    expect((error as Error).message).to.equal('stopped by the user')
+    expect(parts.inUse).to.equal(0)
   })
 })

@@ -106,7 +106,12 @@ type S3Module = typeof import('@aws-sdk/client-s3')
 
 /** `promise`, or the signal's reason once it fires first. */
 function untilCancelled<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason)
+  if (signal.aborted) {
+    // Settled later by the source's destruction, with nobody waiting for it.
+    promise.catch(() => {})
+    return Promise.reject(signal.reason)
+  }
+
   return new Promise<T>((resolve, reject) => {
     const onAbort = () => reject(signal.reason)
     signal.addEventListener('abort', onAbort, {once: true})
@@ -191,6 +196,7 @@ class MultipartWriter {
     if (last !== undefined) await this.send(last, length)
     await Promise.all(this.inFlight)
     this.throwIfFailed()
+    this.cancelled.signal.throwIfAborted()
     this.completed.sort((a, b) => a.PartNumber! - b.PartNumber!)
     await client.send(
       new this.s3.CompleteMultipartUploadCommand({

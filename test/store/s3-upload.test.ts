@@ -1,6 +1,7 @@
 import type {S3Client} from '@aws-sdk/client-s3'
 
 import {expect} from 'chai'
+import * as fc from 'fast-check'
 import {randomBytes} from 'node:crypto'
 import {once} from 'node:events'
 import {PassThrough, Readable} from 'node:stream'
@@ -67,10 +68,13 @@ interface RecordedPart {
 
 /**
  * A client that keeps each part's bytes, as S3 would, and which ArrayBuffer each body was sent from.
- * `failPart` refuses that part number of every upload. `answer` is awaited before each part is
+ * `refuse` picks the parts (by key and part number) it fails. `answer` is awaited before each part is
  * answered (by default at once); a request whose signal fires is cut short, as the SDK's is.
+ * `onPart` sees each part as it is sent.
  */
-function recordingClient(options: {answer?: () => Promise<void>; failPart?: number} = {}) {
+function recordingClient(
+  options: {answer?: () => Promise<void>; onPart?: () => void; refuse?: (key: string, part: number) => boolean} = {},
+) {
   const bodies: RecordedPart[] = []
   const refused: ArrayBuffer[] = []
   const client = {
@@ -86,7 +90,8 @@ function recordingClient(options: {answer?: () => Promise<void>; failPart?: numb
 
         case 'PutObjectCommand':
         case 'UploadPartCommand': {
-          if (PartNumber !== undefined && PartNumber === options.failPart) {
+          options.onPart?.()
+          if (PartNumber !== undefined && options.refuse?.(Key!, PartNumber)) {
             refused.push(Body!.buffer as ArrayBuffer)
             throw new Error('part refused')
           }
@@ -95,12 +100,9 @@ function recordingClient(options: {answer?: () => Promise<void>; failPart?: numb
           await (sendOptions.abortSignal === undefined
             ? answered
             : Promise.race([answered, rejectOn(sendOptions.abortSignal)]))
-          bodies.push({
-            buffer: Body!.buffer as ArrayBuffer,
-            bytes: Buffer.from(Body!),
-            key: Key!,
-            part: PartNumber ?? 0,
-          })
+          const buffer = Body!.buffer as ArrayBuffer
+          if (refused.includes(buffer)) throw new Error('the buffer of a refused part was sent again')
+          bodies.push({buffer, bytes: Buffer.from(Body!), key: Key!, part: PartNumber ?? 0})
           return {ETag: `"${PartNumber}"`}
         }
 
@@ -149,21 +151,33 @@ function upload(
 }
 
 /**
- * Feeds `objects` to as many uploads in turn, a 1 MiB chunk each time and waiting for each write to be
+ * Feeds `objects` to as many uploads in turn, a chunk each time and waiting for each write to be
  * taken, as a packed backup's one writer feeds its open packs: an upload that waits for a buffer
- * stops the writer, and with it every other upload's source.
+ * stops the writer, and with it every other upload's source. An upload that failed is skipped.
+ * `written` hears of each chunk written.
  */
-async function feedInTurn(objects: Buffer[], start: (index: number, source: PassThrough) => Promise<unknown>) {
+async function feedInTurn(
+  objects: Buffer[],
+  start: (index: number, source: PassThrough) => Promise<unknown>,
+  options: {chunk?: number; written?: (index: number, chunks: number) => void} = {},
+): Promise<Array<PromiseSettledResult<unknown>>> {
+  const chunk = options.chunk ?? MiB
   const sources = objects.map(() => new PassThrough({highWaterMark: MiB}))
   const uploads = sources.map(async (source, index) => start(index, source))
-  for (let offset = 0; offset < objects[0].length; offset += MiB) {
+  const longest = Math.max(...objects.map((object) => object.length))
+  for (let chunks = 1, offset = 0; offset < longest; offset += chunk, chunks++) {
     for (const [index, source] of sources.entries()) {
-      if (!source.write(objects[index].subarray(offset, offset + MiB))) await once(source, 'drain')
+      if (offset >= objects[index].length || source.destroyed) continue
+      if (!source.write(objects[index].subarray(offset, offset + chunk))) {
+        await Promise.race([once(source, 'drain'), once(source, 'close')]).catch(() => {})
+      }
+
+      options.written?.(index, chunks)
     }
   }
 
   for (const source of sources) source.end()
-  return Promise.all(uploads)
+  return Promise.allSettled(uploads)
 }
 
 /** Answers after a few turns of the event loop, so that parts of several uploads are in flight at once. */
@@ -192,7 +206,7 @@ describe('S3 part buffers', () => {
   })
 
   it('never sends the buffer of a refused part again, and counts it back: a request cut short may still read its body', async () => {
-    const failing = recordingClient({failPart: 3})
+    const failing = recordingClient({refuse: (_, part) => part === 3})
     const parts = new PartBudget()
     const error = await upload(failing.client, randomBytes(3.5 * FIRST_PART_SIZE), parts).catch(
       (error_: unknown) => error_,
@@ -223,7 +237,8 @@ describe('S3 part buffers', () => {
       },
     } as unknown as S3Client
     const objects = [0, 1, 2].map(() => randomBytes(3.5 * FIRST_PART_SIZE))
-    await feedInTurn(objects, (index, source) => upload(watched, source, parts, {key: `pack-${index}`}))
+    const settled = await feedInTurn(objects, (index, source) => upload(watched, source, parts, {key: `pack-${index}`}))
+    expect(settled.map(({status}) => status)).to.deep.equal(['fulfilled', 'fulfilled', 'fulfilled'])
     for (const [index, object] of objects.entries()) {
       expect(inPartOrder(bodies.filter(({key}) => key === `pack-${index}`)).equals(object)).to.equal(true)
     }
@@ -249,5 +264,84 @@ describe('S3 part buffers', () => {
     const error = await waiting.catch((error_: unknown) => error_)
     expect((error as Error).message).to.equal('stopped by the user')
     expect(parts.inUse).to.equal(0)
+  })
+})
+
+describe('S3 part budget, property', () => {
+  // One pool of bytes that every object is cut from: each object is checked under its own key.
+  const pool = randomBytes(2.5 * FIRST_PART_SIZE + 1)
+  const size = fc.oneof(
+    fc.constantFrom(0, 1, FIRST_PART_SIZE - 1, FIRST_PART_SIZE, FIRST_PART_SIZE + 1, 2 * FIRST_PART_SIZE),
+    fc.integer({max: 2.5 * FIRST_PART_SIZE, min: 0}),
+  )
+  const uploadCase = fc.record({
+    /** Aborted by its caller after this many of its chunks were written, if it has more. */
+    abortAfter: fc.option(fc.integer({max: 6, min: 1}), {nil: undefined}),
+    offset: fc.nat(FIRST_PART_SIZE),
+    refusePart: fc.option(fc.integer({max: 3, min: 1}), {nil: undefined}),
+    size,
+  })
+
+  it('under any sizes, refusals, cancels and answer orders, each upload is its object or fails, and every buffer comes back', async function () {
+    // A deadlock would otherwise hold the suite for mocha's whole timeout.
+    this.timeout(300_000)
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({
+          budget: fc.integer({max: 4, min: 1}),
+          chunk: fc.constantFrom(64 * 1024, MiB, 3 * MiB),
+          turns: fc.array(fc.nat(4), {maxLength: 16, minLength: 1}),
+          uploads: fc.array(uploadCase, {maxLength: 4, minLength: 1}),
+        }),
+        async ({budget, chunk, turns, uploads}) => {
+          const objects = uploads.map(({offset, size}) =>
+            pool.subarray(Math.min(offset, pool.length - size)).subarray(0, size),
+          )
+          const parts = new PartBudget(budget)
+          let peak = 0
+          let answers = 0
+          const {bodies, client} = recordingClient({
+            async answer() {
+              for (let turn = turns[answers++ % turns.length]; turn > 0; turn--) await new Promise(setImmediate)
+            },
+            onPart() {
+              peak = Math.max(peak, parts.inUse)
+            },
+            refuse: (key, part) => uploads[Number(key)].refusePart === part,
+          })
+          const stops = uploads.map(() => new AbortController())
+          const settled = await feedInTurn(
+            objects,
+            (index, source) => upload(client, source, parts, {key: String(index), signal: stops[index].signal}),
+            {
+              chunk,
+              written(index, chunks) {
+                if (chunks === uploads[index].abortAfter && chunks * chunk < objects[index].length) {
+                  stops[index].abort(new Error('stopped'))
+                }
+              },
+            },
+          )
+
+          for (const [index, {abortAfter, refusePart}] of uploads.entries()) {
+            const object = objects[index]
+            const partCount = object.length < FIRST_PART_SIZE ? 0 : Math.ceil(object.length / FIRST_PART_SIZE)
+            const refused = refusePart !== undefined && refusePart <= partCount
+            const stopped = abortAfter !== undefined && abortAfter * chunk < object.length
+            if (refused || stopped) {
+              expect(settled[index].status, `upload ${index}`).to.equal('rejected')
+            } else {
+              expect(settled[index].status, `upload ${index}`).to.equal('fulfilled')
+              const sent = bodies.filter(({key}) => key === String(index))
+              expect(inPartOrder(sent).equals(object), `object ${index}`).to.equal(true)
+            }
+          }
+
+          expect(parts.inUse, 'buffers still held').to.equal(0)
+          expect(peak, 'buffers held at once').to.be.at.most(budget + uploads.length - 1)
+        },
+      ),
+      {numRuns: 40},
+    )
   })
 })

@@ -1,4 +1,5 @@
-import {Readable} from 'node:stream'
+import {Readable, Writable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 
 import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 
@@ -35,10 +36,14 @@ export class MemoryStore implements Store {
   async put(key: string, source: Readable, options: {signal?: AbortSignal} = {}): Promise<{bytes: number}> {
     assertValidKey(key)
     const chunks: Buffer[] = []
-    for await (const chunk of source) {
-      options.signal?.throwIfAborted()
-      chunks.push(Buffer.from(chunk as Buffer))
-    }
+    const collect = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        chunks.push(Buffer.from(chunk))
+        callback()
+      },
+    })
+    // The signal ends the write even while the source has nothing to give (the store contract).
+    await pipeline(source, collect, {signal: options.signal})
 
     const data = Buffer.concat(chunks)
     this.objects.set(key, {data, modifiedAt: this.clock()})

@@ -124,6 +124,24 @@ export function storeContract(name: string, makeStore: () => Promise<Store>, opt
       expect(await store.stat('a/aborted')).to.equal(undefined)
     })
 
+    it('ends when the write is aborted while its source has stalled, and leaves no object', async () => {
+      const controller = new AbortController()
+      // A source that gives one chunk and then nothing, as a read from a hung mount would.
+      const stalled = new Readable({
+        read() {
+          if (this.readableLength === 0 && !controller.signal.aborted) {
+            this.push(Buffer.alloc(64 * 1024))
+            setImmediate(() => controller.abort(new Error('stopped by the user')))
+          }
+        },
+      })
+      const error = await store
+        .put('a/stalled', stalled, {signal: controller.signal})
+        .catch((error_: unknown) => error_)
+      expect(error).to.be.instanceOf(Error)
+      expect(await store.stat('a/stalled')).to.equal(undefined)
+    })
+
     it('refuses keys that could escape the store', async () => {
       for (const key of ['../x', 'a/../../x', '/abs', 'a//b', '']) {
         const error = await store.put(key, Readable.from([Buffer.from('x')])).catch((error_: unknown) => error_)

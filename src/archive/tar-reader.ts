@@ -1,7 +1,19 @@
 import {Readable} from 'node:stream'
 
 import {giveBack} from '../lib/buffer-loan.js'
-import {decodeName} from '../lib/byte-names.js'
+import {
+  applyExtended,
+  TAR_BLOCK as BLOCK,
+  describeMember,
+  endLocalRecords,
+  isExtendedHeader,
+  isZero,
+  MemberDescription,
+  noExtendedHeaders,
+  padding,
+  parseHeader,
+  TarEntryType,
+} from './tar-header-parse.js'
 
 /** One member of a tar archive, as {@link readTar} yields it. */
 export interface TarMember {
@@ -29,15 +41,8 @@ export interface TarMember {
   /** node-tar's name for the member type (`File`, `Link`, `CharacterDevice`, …), for messages. */
   rawType: string
   size: number
-  type: 'directory' | 'file' | 'other' | 'symlink'
+  type: TarEntryType
 }
-
-const BLOCK = 512
-
-type PaxRecords = Partial<Record<'linkpath' | 'mtime' | 'path' | 'size', Buffer>>
-
-/** No records: never changed, since applyExtended makes a new object for every change. */
-const NO_RECORDS: Readonly<PaxRecords> = Object.freeze({})
 
 export interface ReadTarOptions {
   /**
@@ -66,7 +71,7 @@ export async function* readTar(source: Readable, options: ReadTarOptions = {}): 
   const input = new ChunkInput(source, options.keepsNoBody === true)
   let completed = false
   try {
-    const extended: ExtendedHeaders = {global: NO_RECORDS, local: NO_RECORDS}
+    const extended = noExtendedHeaders()
     for (;;) {
       // Most headers are in the chunk at hand: taken without a promise, as are most paddings below.
       const block = input.readPending(BLOCK) ?? (await input.read(BLOCK))
@@ -77,7 +82,7 @@ export async function* readTar(source: Readable, options: ReadTarOptions = {}): 
       }
 
       const header = parseHeader(block)
-      if (header.typeFlag === 'x' || header.typeFlag === 'g' || header.typeFlag === 'L' || header.typeFlag === 'K') {
+      if (isExtendedHeader(header.typeFlag)) {
         const data = await input.readExactly(header.size, () =>
           truncated(`the archive ends inside a ${header.rawType}`),
         )
@@ -86,8 +91,9 @@ export async function* readTar(source: Readable, options: ReadTarOptions = {}): 
         continue
       }
 
-      const member = memberOf(input, header, extended)
-      extended.local = NO_RECORDS
+      const description = describeMember(header, extended)
+      const member = new Member(input, description)
+      endLocalRecords(extended)
       yield member
       const finishing = member.finish()
       if (finishing) await finishing
@@ -101,222 +107,6 @@ export async function* readTar(source: Readable, options: ReadTarOptions = {}): 
   } finally {
     if (!completed) input.abandon()
   }
-}
-
-/** The member a header (and the extended records in force) describes. */
-function memberOf(input: ChunkInput, header: Header, extended: ExtendedHeaders): Member {
-  // Most members have no records: no object is made for them.
-  const records =
-    extended.local === NO_RECORDS
-      ? extended.global
-      : extended.global === NO_RECORDS
-        ? extended.local
-        : {...extended.global, ...extended.local}
-  const size = records.size === undefined ? header.size : numberRecord('size', records.size)
-  const mtime = records.mtime === undefined ? header.mtime : new Date(numberRecord('mtime', records.mtime, true) * 1000)
-  const linkBytes = records.linkpath ?? header.linkpath
-  const hasBody = header.typeFlag !== '1' && header.typeFlag !== '2' && header.typeFlag !== '5'
-  return new Member(input, hasBody ? size : 0, decodeName(records.path ?? header.path), {
-    linkTarget: linkBytes.length > 0 ? decodeName(linkBytes) : undefined,
-    mode: header.mode,
-    mtime,
-    rawType: header.rawType,
-    type: typeOf(header.typeFlag),
-  })
-}
-
-/** The pax records and GNU long names in force: global ones until replaced, local ones for the next member. */
-interface ExtendedHeaders {
-  global: PaxRecords
-  local: PaxRecords
-}
-
-function applyExtended(extended: ExtendedHeaders, typeFlag: 'g' | 'K' | 'L' | 'x', data: Buffer): void {
-  switch (typeFlag) {
-    case 'g': {
-      extended.global = {...extended.global, ...parsePax(data)}
-      break
-    }
-
-    case 'K': {
-      extended.local = {...extended.local, linkpath: untilNul(data)}
-      break
-    }
-
-    case 'L': {
-      extended.local = {...extended.local, path: untilNul(data)}
-      break
-    }
-
-    case 'x': {
-      extended.local = {...extended.local, ...parsePax(data)}
-      break
-    }
-  }
-}
-
-interface Header {
-  linkpath: Buffer
-  mode: number
-  mtime: Date
-  path: Buffer
-  rawType: string
-  size: number
-  typeFlag: string
-}
-
-function parseHeader(block: Buffer): Header {
-  const stored = parseNumber(block, 148, 8)
-  let unsigned = 8 * 0x20
-  let signed = 8 * 0x20
-  for (let index = 0; index < BLOCK; index++) {
-    if (index >= 148 && index < 156) continue
-    unsigned += block[index]
-    signed += block[index] > 127 ? block[index] - 256 : block[index]
-  }
-
-  if (stored !== unsigned && stored !== signed) {
-    throw new Error('the archive is damaged: a header fails its checksum (not a tar archive, or corrupted)')
-  }
-
-  const typeFlag = block[156] === 0 ? '\0' : String.fromCodePoint(block[156])
-  // Views of the block, not copies: readTar decodes the names before the block can be given back.
-  const name = nulTerminated(block, 0, 100)
-  const prefix = block.compare(USTAR, 0, USTAR.length, 257, 262) === 0 ? nulTerminated(block, 345, 500) : undefined
-  return {
-    linkpath: nulTerminated(block, 157, 257),
-    mode: parseNumber(block, 100, 8),
-    mtime: new Date(parseNumber(block, 136, 12) * 1000),
-    path: prefix !== undefined && prefix.length > 0 ? Buffer.concat([prefix, SLASH, name]) : name,
-    rawType: TYPE_NAMES[typeFlag] ?? `unknown type ${JSON.stringify(typeFlag)}`,
-    size: parseNumber(block, 124, 12),
-    typeFlag,
-  }
-}
-
-/**
- * An octal field (leading spaces, digits, then spaces or NULs), or a base-256 one (first byte's high
- * bit set). Read from the bytes as they are: four fields a member, so no text is made of them.
- */
-function parseNumber(block: Buffer, offset: number, length: number): number {
-  const end = offset + length
-  if (block[offset] >= 0x80) {
-    if (block[offset] !== 0x80) throw new Error('the archive is damaged: a header holds a negative number')
-    let value = 0
-    for (let index = offset + 1; index < end; index++) value = value * 256 + block[index]
-    if (!Number.isSafeInteger(value)) throw new Error('the archive is damaged: a header number is too large')
-    return value
-  }
-
-  let index = offset
-  while (index < end && block[index] === SPACE) index++
-  let value = 0
-  let digits = 0
-  for (; index < end && block[index] >= DIGIT_0 && block[index] <= DIGIT_7; index++, digits++) {
-    value = value * 8 + block[index] - DIGIT_0
-  }
-
-  for (; index < end; index++) {
-    if (block[index] !== SPACE && block[index] !== 0) {
-      throw new Error('the archive is damaged: a header field is not a number')
-    }
-  }
-
-  // Twelve octal digits are at most 2^36: always exact. Padding alone (no digits) reads as 0.
-  return digits === 0 ? 0 : value
-}
-
-const SPACE = 0x20
-const DIGIT_0 = 0x30
-const DIGIT_7 = 0x37
-
-/** Pax records, `LENGTH KEY=VALUE\n` each; values stay bytes. */
-function parsePax(data: Buffer): PaxRecords {
-  const records: PaxRecords = {}
-  let offset = 0
-  while (offset < data.length) {
-    const space = data.indexOf(0x20, offset)
-    const length = space === -1 ? Number.NaN : Number(data.toString('latin1', offset, space))
-    if (!Number.isSafeInteger(length) || length <= space - offset || offset + length > data.length) {
-      throw new Error('the archive is damaged: a pax extended header is malformed')
-    }
-
-    const record = data.subarray(space + 1, offset + length - 1)
-    if (data[offset + length - 1] !== 0x0a) throw new Error('the archive is damaged: a pax record is malformed')
-    const equals = record.indexOf(0x3d)
-    if (equals === -1) throw new Error('the archive is damaged: a pax record has no "="')
-    const key = record.toString('utf8', 0, equals)
-    // A copy: a global record outlives the chunk it came in, which may be given back.
-    if (key === 'path' || key === 'linkpath' || key === 'size' || key === 'mtime')
-      records[key] = Buffer.from(record.subarray(equals + 1))
-    offset += length
-  }
-
-  return records
-}
-
-function numberRecord(key: string, value: Buffer, fraction = false): number {
-  const text = value.toString('latin1')
-  const valid = fraction ? /^-?\d+(\.\d+)?$/ : /^\d+$/
-  const number = Number(text)
-  if (!valid.test(text) || !Number.isFinite(number) || (!fraction && !Number.isSafeInteger(number))) {
-    throw new Error(`the archive is damaged: its pax "${key}" is not a number`)
-  }
-
-  return number
-}
-
-/** A copy of the bytes before the first NUL: a GNU long name outlives the chunk it came in. */
-function untilNul(bytes: Buffer): Buffer {
-  const end = bytes.indexOf(0)
-  return Buffer.from(end === -1 ? bytes : bytes.subarray(0, end))
-}
-
-/** The bytes of block[start, end) before the first NUL, as a view. */
-function nulTerminated(block: Buffer, start: number, end: number): Buffer {
-  const nul = block.indexOf(0, start)
-  return block.subarray(start, nul === -1 || nul > end ? end : nul)
-}
-
-const USTAR = Buffer.from('ustar', 'latin1')
-const SLASH = Buffer.from('/')
-
-function isZero(block: Buffer): boolean {
-  for (const byte of block) if (byte !== 0) return false
-  return true
-}
-
-function padding(size: number): number {
-  const remainder = size % BLOCK
-  return remainder === 0 ? 0 : BLOCK - remainder
-}
-
-function truncated(what: string): Error {
-  return new Error(`the archive is truncated: ${what}`)
-}
-
-/** node-tar's names for the type flags, which messages and callers use. */
-const TYPE_NAMES: Record<string, string> = {
-  '\0': 'OldFile',
-  '0': 'File',
-  '1': 'Link',
-  '2': 'SymbolicLink',
-  '3': 'CharacterDevice',
-  '4': 'BlockDevice',
-  '5': 'Directory',
-  '6': 'FIFO',
-  '7': 'ContiguousFile',
-  g: 'GlobalExtendedHeader',
-  K: 'NextFileHasLongLinkpath',
-  L: 'NextFileHasLongPath',
-  x: 'ExtendedHeader',
-}
-
-function typeOf(typeFlag: string): TarMember['type'] {
-  if (typeFlag === '0' || typeFlag === '\0' || typeFlag === '7') return 'file'
-  if (typeFlag === '5') return 'directory'
-  if (typeFlag === '2') return 'symlink'
-  return 'other'
 }
 
 /**
@@ -471,8 +261,10 @@ class Member implements TarMember {
   readonly linkTarget: string | undefined
   readonly mode: number
   readonly mtime: Date
+  readonly path: string
   readonly rawType: string
-  readonly type: TarMember['type']
+  readonly size: number
+  readonly type: TarEntryType
   /** Set once the archive reader has moved past the member: nothing more of it may be read. */
   private finished = false
   private opened: MemberBody | undefined
@@ -484,16 +276,16 @@ class Member implements TarMember {
 
   constructor(
     private readonly input: ChunkInput,
-    readonly size: number,
-    readonly path: string,
-    fields: Pick<TarMember, 'linkTarget' | 'mode' | 'mtime' | 'rawType' | 'type'>,
+    description: MemberDescription,
   ) {
-    this.linkTarget = fields.linkTarget
-    this.mode = fields.mode
-    this.mtime = fields.mtime
-    this.rawType = fields.rawType
-    this.type = fields.type
-    this.unread = size
+    this.linkTarget = description.linkTarget
+    this.mode = description.mode
+    this.mtime = description.mtime
+    this.path = description.path
+    this.rawType = description.rawType
+    this.size = description.size
+    this.type = description.type
+    this.unread = description.size
   }
 
   get body(): Readable {
@@ -630,4 +422,8 @@ class MemberBody extends Readable {
   private shortError(): Error {
     return truncated(`${this.path} is cut short`)
   }
+}
+
+function truncated(what: string): Error {
+  return new Error(`the archive is truncated: ${what}`)
 }

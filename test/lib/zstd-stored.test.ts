@@ -9,15 +9,14 @@ import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {encodeTarHeader} from '../../src/archive/tar-header.js'
+import {StoredFrameDecoder, StoredFramingError} from '../../src/lib/zstd-stored-decoder.js'
 import {
   MAX_BLOCK,
   rawBlockHeader,
   STORED_MAGIC,
   STORED_MARKER,
   storedBlocksBound,
-  StoredFrameDecoder,
   storedFrameStart,
-  StoredFramingError,
   writeStoredBlocks,
   zeroBlocks,
 } from '../../src/lib/zstd-stored.js'

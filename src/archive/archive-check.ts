@@ -3,11 +3,11 @@ import {Readable} from 'node:stream'
 
 import {giveBack} from '../lib/buffer-loan.js'
 import {printableName} from '../lib/byte-names.js'
-import {describeType, safePath, symlinkTarget, unsafe} from './extract.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER} from './media-tar.js'
 import {PathKind, PathTable} from './path-table.js'
 import {readTar, TarMember} from './tar-reader.js'
+import {describeType, safePath, symlinkTarget, unsafe} from './unsafe-members.js'
 
 /** What a media archive holds, once it checked out. */
 export interface ArchiveSummary {

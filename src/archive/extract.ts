@@ -1,31 +1,29 @@
 import {createHash, Hash} from 'node:crypto'
-import {chmod, lstat, lutimes, mkdir, readlink, symlink, unlink, utimes} from 'node:fs/promises'
-import {dirname, isAbsolute, join, resolve} from 'node:path'
+import {chmod, lstat, mkdir, utimes} from 'node:fs/promises'
+import {resolve} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
 import {freeNow, giveBack} from '../lib/buffer-loan.js'
-import {decodeName, encodeName, printableName} from '../lib/byte-names.js'
+import {fsPathBelow, printableName} from '../lib/byte-names.js'
 import {readUmask} from '../lib/file-io.js'
 import {createFileSink} from '../lib/file-sink.js'
-import {isInside} from '../lib/paths.js'
 import {removeTree} from '../lib/remove-tree.js'
+import {createLinks, PendingLink, plannedLink, SkippedMember} from './extract-links.js'
 import {expectWrites, FileWriteError, SmallFileWriter} from './file-writer.js'
 import {ListingCheck} from './listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX} from './media-tar.js'
 import {readTar, TarMember} from './tar-reader.js'
+import {describeType, safePath, unsafe} from './unsafe-members.js'
+
+export type {SkippedMember} from './extract-links.js'
 
 export interface ExtractSummary {
   bytes: number
   files: number
   /** Members left out, each with the reason (symlinks that lead outside the media folder). */
   skipped: SkippedMember[]
-}
-
-export interface SkippedMember {
-  path: string
-  why: string
 }
 
 /**
@@ -144,7 +142,7 @@ async function extractInto({checkedBy, members}: MediaMembers, root: string): Pr
 
       const path = safePath(member)
       if (path === '') continue
-      const destination = fsPath(root, path)
+      const destination = fsPathBelow(root, path)
       await ensureParents(root, path, parents)
       switch (member.type) {
         case 'directory': {
@@ -161,14 +159,9 @@ async function extractInto({checkedBy, members}: MediaMembers, root: string): Pr
         }
 
         case 'symlink': {
-          const linkTarget = symlinkTarget(member)
-          const resolved = resolve(dirname(join(root, path)), linkTarget)
-          if (isAbsolute(linkTarget) || !isInside(resolved, root)) {
-            skipped.push({path, why: leadsOutside(linkTarget)})
-          } else {
-            links.push({destination, member, path, target: linkTarget})
-          }
-
+          const link = plannedLink(root, path, destination, member)
+          if ('why' in link) skipped.push(link)
+          else links.push(link)
           break
         }
 
@@ -186,7 +179,7 @@ async function extractInto({checkedBy, members}: MediaMembers, root: string): Pr
 
   // The listing is the last member: an archive without one is incomplete.
   if (!listed) await check?.verify()
-  await createLinks(root, links, skipped)
+  skipped.push(...(await createLinks(root, links)))
   // Deepest first, so that setting a folder's time is the last change inside its parent.
   for (const {destination, mode, mtime} of folders.reverse()) {
     await chmod(destination, mode)
@@ -194,124 +187,6 @@ async function extractInto({checkedBy, members}: MediaMembers, root: string): Pr
   }
 
   return {bytes, files, skipped}
-}
-
-interface PendingLink {
-  destination: Buffer
-  member: TarMember
-  path: string
-  target: string
-}
-
-/**
- * Creates the links, then removes, and reports, each one that leads outside the root through other
- * links. Removing one can change where another leads, so the check repeats until nothing changes.
- */
-async function createLinks(root: string, links: PendingLink[], skipped: SkippedMember[]): Promise<void> {
-  for (const {destination, member, target} of links) {
-    await symlink(encodeName(target), destination).catch((error: NodeJS.ErrnoException) => {
-      if (error.code === 'EEXIST') throw unsafe(member, 'a file, folder or link of that name was already extracted')
-      throw error
-    })
-  }
-
-  let remaining = links
-  for (let changed = true; changed;) {
-    changed = false
-    const kept: PendingLink[] = []
-    for (const link of remaining) {
-      if (await staysInside(root, dirname(link.path), link.target)) {
-        kept.push(link)
-      } else {
-        await unlink(link.destination)
-        skipped.push({path: link.path, why: `${leadsOutside(link.target)}, through other links`})
-        changed = true
-      }
-    }
-
-    remaining = kept
-  }
-
-  for (const {destination, member} of remaining) {
-    await lutimes(destination, member.mtime, member.mtime)
-  }
-}
-
-function leadsOutside(target: string): string {
-  return `it is a symlink to ${JSON.stringify(printableName(target))}, which leads outside the media folder`
-}
-
-/** How many links one resolution may follow; the kernel gives up at 40 (ELOOP), and so do we. */
-const MAX_LINK_HOPS = 40
-
-/**
- * Whether `target`, read as a symlink in the folder `from` (relative to `root`; `.` for the top),
- * resolves inside `root` when the kernel follows it: segment by segment, each link replaced by its own
- * target, `..` applied to where a link led rather than to the text. Past a name that does not exist the
- * rest is read as text, since whatever is created there later must not lead outside either. A loop
- * resolves nowhere, which is safe.
- */
-async function staysInside(root: string, from: string, target: string): Promise<boolean> {
-  let hops = 0
-  const walk = async (start: string[], text: string): Promise<string[] | undefined> => {
-    const parts = [...start]
-    let missing = false
-    for (const segment of text.split('/')) {
-      if (segment === '' || segment === '.') continue
-      if (segment === '..') {
-        if (parts.length === 0) return undefined
-        parts.pop()
-        continue
-      }
-
-      if (missing) {
-        parts.push(segment)
-        continue
-      }
-
-      const path = fsPath(root, [...parts, segment].join('/'))
-      const info = await lstat(path).catch(() => {})
-      if (info === undefined) {
-        missing = true
-        parts.push(segment)
-      } else if (info.isSymbolicLink()) {
-        if (++hops > MAX_LINK_HOPS) return parts
-        const next = decodeName(await readlink(path, {encoding: 'buffer'}))
-        if (isAbsolute(next)) return undefined
-        const resolved = await walk(parts, next)
-        if (resolved === undefined) return undefined
-        parts.splice(0, parts.length, ...resolved)
-      } else {
-        parts.push(segment)
-      }
-    }
-
-    return parts
-  }
-
-  return (await walk(from === '.' ? [] : from.split('/'), target)) !== undefined
-}
-
-/** The member's path below `media/`, or throws when it could reach outside the target. */
-export function safePath(member: TarMember): string {
-  const raw = member.path
-  if (!raw.startsWith(MEDIA_PREFIX) && `${raw}/` !== MEDIA_PREFIX) {
-    throw unsafe(member, 'it is outside media/')
-  }
-
-  const path = raw.slice(MEDIA_PREFIX.length).replace(/\/$/, '')
-  if (path === '') return ''
-  if (path.includes('\0')) throw unsafe(member, 'its name holds a NUL')
-  if (path.split('/').some((segment) => segment === '' || segment === '.' || segment === '..')) {
-    throw unsafe(member, 'its path has an empty, "." or ".." segment')
-  }
-
-  return path
-}
-
-/** The file system path of `relative` (in the string form of byte-names.ts) below `root`, as bytes. */
-function fsPath(root: string, relative: string): Buffer {
-  return relative === '' ? Buffer.from(root) : Buffer.concat([Buffer.from(`${root}/`), encodeName(relative)])
 }
 
 /** Creates the member's parent folders, refusing any existing component that is not a real folder. */
@@ -323,7 +198,7 @@ async function ensureParents(root: string, path: string, known: Set<string>): Pr
   for (let index = 1; index <= segments.length; index++) {
     const relativeFolder = segments.slice(0, index).join('/')
     if (known.has(relativeFolder)) continue
-    const current = fsPath(root, relativeFolder)
+    const current = fsPathBelow(root, relativeFolder)
     const info = await lstat(current).catch(() => {})
     if (info === undefined) {
       await mkdir(current, {mode: 0o700})
@@ -425,33 +300,4 @@ function extractionError(error: Error): Error {
     cause: error,
     suggestion: 'Restore from another backup; `divio app backup verify` checks them all.',
   })
-}
-
-/** A symlink member's target, or throws when it has none a link could hold. */
-export function symlinkTarget(member: TarMember): string {
-  const target = member.linkTarget ?? ''
-  if (target === '' || target.includes('\0')) throw unsafe(member, 'it is a symlink with no target')
-  return target
-}
-
-export function unsafe(member: string | TarMember, why: string): BackupError {
-  const name = typeof member === 'string' ? member : member.path
-  return new BackupError(
-    'INTEGRITY',
-    `The media archive is unsafe: member ${JSON.stringify(printableName(name))} is refused: ${why}.`,
-    {
-      suggestion:
-        'Nothing was written outside the target. The archive was crafted or damaged; restore from another backup.',
-    },
-  )
-}
-
-export function describeType(rawType: string): string {
-  const names: Record<string, string> = {
-    BlockDevice: 'block device',
-    CharacterDevice: 'character device',
-    FIFO: 'FIFO',
-    Link: 'hard link',
-  }
-  return names[rawType] ?? `"${rawType}" member`
 }

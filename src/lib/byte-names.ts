@@ -106,3 +106,8 @@ function utf8SequenceLength(bytes: Uint8Array, index: number): number {
 
   return length
 }
+
+/** The file system path of `relative` (in the string form above) below `root`, as bytes. */
+export function fsPathBelow(root: string, relative: string): Buffer {
+  return relative === '' ? Buffer.from(root) : Buffer.concat([Buffer.from(`${root}/`), encodeName(relative)])
+}

@@ -41,12 +41,12 @@ export function isExtendedHeader(typeFlag: string): typeFlag is 'g' | 'K' | 'L' 
 /** What a member is, from its header and the extended records in force; its body is the reader's. */
 export interface MemberDescription {
   /** A symlink's or hard link's target, in the string form of byte-names.ts. */
-  linkTarget: string | undefined
+  linkTarget?: string
   mode: number
   mtime: Date
-  /** The member's name, byte for byte, in the string form of byte-names.ts. */
+  /** The member's name, byte for byte, in the string form of byte-names.ts (folders end in `/`). */
   path: string
-  /** node-tar's name for the member type, for messages. */
+  /** node-tar's name for the member type (`File`, `Link`, `CharacterDevice`, …), for messages. */
   rawType: string
   /** The bytes of its body that follow the header: none for links and folders, whatever their size says. */
   size: number

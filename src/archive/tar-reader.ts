@@ -16,7 +16,7 @@ import {
 } from './tar-header-parse.js'
 
 /** One member of a tar archive, as {@link readTar} yields it. */
-export interface TarMember {
+export interface TarMember extends MemberDescription {
   /** The member's contents. Read it or leave it; the reader skips what is left when asked for the next member. */
   readonly body: Readable
   /**
@@ -32,16 +32,6 @@ export interface TarMember {
    * `contents` and `eachChunk`.
    */
   eachChunk(take: (chunk: Buffer) => void): Promise<void> | undefined
-  /** A symlink's or hard link's target, in the string form of byte-names.ts. */
-  linkTarget?: string
-  mode: number
-  mtime: Date
-  /** The member's name, byte for byte, in the string form of byte-names.ts (folders end in `/`). */
-  path: string
-  /** node-tar's name for the member type (`File`, `Link`, `CharacterDevice`, …), for messages. */
-  rawType: string
-  size: number
-  type: TarEntryType
 }
 
 export interface ReadTarOptions {

@@ -1,5 +1,4 @@
 import {deferred, Deferred} from './deferred.js'
-import {listHere, readHere} from './file-reader-inline.js'
 import {
   ENTRY_FIELDS,
   EntryKind,
@@ -9,7 +8,7 @@ import {
   ReadBatch,
   ReadReply,
 } from './file-reader-protocol.js'
-import {RequestThread} from './worker.js'
+import {ReaderRoute, smallWorkHere} from './file-reader-route.js'
 
 export {EntryKind} from './file-reader-protocol.js'
 
@@ -101,7 +100,7 @@ const BATCHES_IN_FLIGHT = 2
 /**
  * Reads small files whole on the reader thread, in batches: for tens of thousands of small files, one
  * message a batch costs the main thread far less than an open, a read and a close each on the thread
- * pool (a small tree's are read here, with the pool: see {@link SmallWorkHere}). Like the thread pool,
+ * pool (a small tree's are read here, with the pool: see SmallWorkHere in file-reader-route.ts). Like the thread pool,
  * a read that hangs (a dead mount) blocks that thread, never the main one, where the stall watchdog and
  * the signal handlers run.
  *
@@ -271,155 +270,3 @@ function sizeClass(bytes: number, least: number): number {
 const MIN_CONTENT_BYTES = 256 * 1024
 const MIN_PATH_BYTES = 16 * 1024
 const MAX_SPARE_BYTES = 2 * 1024 * 1024
-
-/** The worker holds a batch or two at a time: a small heap is plenty. */
-const WORKER_LIMITS = {maxOldGenerationSizeMb: 8, maxYoungGenerationSizeMb: 1}
-
-/** Who answers the reader's requests: the reader thread, or this thread (file-reader-inline.ts). */
-export interface ReaderRoute {
-  list(request: ListRequest): Promise<FolderListing>
-  read(batch: ReadBatch): Promise<ReadReply>
-}
-
-/** Always the reader thread (file-reader-worker.ts), started on first use and shared by the process. */
-export const onTheReaderThread: ReaderRoute = {
-  async list(request) {
-    return (await readerThread().request(request, [request.folder])) as FolderListing
-  },
-  async read(batch) {
-    return (await readerThread().request(batch, [batch.contents, batch.paths])) as ReadReply
-  },
-}
-
-/** Always this thread, with asynchronous calls (what {@link SmallWorkHere} does within its budget): for tests. */
-export const onThisThread: ReaderRoute = {
-  async list(request) {
-    return (await listHere(request, Number.POSITIVE_INFINITY))!
-  },
-  read: readHere,
-}
-
-/**
- * The work of a small tree costs less on this thread than starting the reader thread does (about
- * 0.1 CPU-s and 8 MiB, which every backup of a small app would pay). Names listed and files read are
- * counted against a budget (a file read also a unit per 64 KiB; a file hashed whole, whose size the
- * request does not say, one); the request that would spend past it, and
- * every one after it, goes to the thread. A folder wider than what is left of the budget is listed on
- * the thread, never held here as an object a name.
- *
- * The thread takes about 0.1 s to start, which the walk would wait for: so once the budget is spent,
- * the thread starts in the background, and the work goes on here until it is up, within as much again.
- */
-export class SmallWorkHere implements ReaderRoute {
-  /** Units that may still be spent here: the budget, then as much again while the thread starts. */
-  private left: number
-  /** Settles when the last listing asked for here is done. */
-  private listing: Promise<void> = Promise.resolve()
-  private readonly startAt: number
-  private started = false
-
-  constructor(budget = SMALL_WORK_UNITS) {
-    this.left = 2 * budget
-    this.startAt = Number.isFinite(budget) ? budget : Number.NEGATIVE_INFINITY
-  }
-
-  /** Whether requests now go to the reader thread. */
-  get onThread(): boolean {
-    return this.left <= 0
-  }
-
-  /**
-   * Starts the thread now, for work known to be larger than the budget: the work goes on here until
-   * the thread is up, within the budget, instead of the thread starting only once the budget is spent.
-   */
-  expectLargeWork(): void {
-    // A route without a budget does everything here, whatever comes.
-    if (!Number.isFinite(this.startAt)) return
-    this.left = Math.min(this.left, this.startAt)
-    this.spend(0)
-  }
-
-  /**
-   * Listings here go one at a time, though a walk asks for the next folders ahead (FoldersAhead):
-   * listHere holds one pool thread at a time (see there), and each listing spends from what the one
-   * before left of the budget.
-   */
-  async list(request: ListRequest): Promise<FolderListing> {
-    const before = this.listing
-    const done = deferred<void>()
-    this.listing = done.promise
-    try {
-      await before
-      if (this.here()) {
-        const listing = await listHere(request, this.left)
-        if (listing !== undefined) {
-          this.spend(Math.max(listing.count, 1))
-          return listing
-        }
-
-        this.left = 0
-      }
-    } finally {
-      done.resolve()
-    }
-
-    return onTheReaderThread.list(request)
-  }
-
-  async read(batch: ReadBatch): Promise<ReadReply> {
-    const units = batch.sizes.reduce((sum, size) => sum + 1 + Math.floor(Math.max(size, 0) / UNIT_BYTES), 0)
-    if (this.here() && units <= this.left) {
-      this.spend(units)
-      return readHere(batch)
-    }
-
-    this.left = 0
-    return onTheReaderThread.read(batch)
-  }
-
-  /** Whether the next request is done here: units are left, and the thread is not up yet. */
-  private here(): boolean {
-    if (this.started && readerThread().online) this.left = 0
-    return this.left > 0
-  }
-
-  private spend(units: number): void {
-    this.left -= units
-    if (this.left <= this.startAt && !this.started) {
-      this.started = true
-      readerThread()
-    }
-  }
-}
-
-/**
- * About where listing and reading here costs the main thread as much as the reader thread's start. A
- * name listed here counts one unit, though the walk waits for each one's lstat: counted three, so that
- * the thread started sooner, an unchanged packed backup of the bench tree took 1.76 s instead of 1.87,
- * but a backup that read one changed 128 MiB file again peaked at up to 166 MiB instead of 140 (more
- * of its work in flight at once).
- */
-const SMALL_WORK_UNITS = 2000
-const UNIT_BYTES = 64 * 1024
-
-let processRoute: SmallWorkHere | undefined
-
-/**
- * Tells the reader that a walk of about `names` names is coming (the previous backup's count): past
- * the budget of work here, the thread starts at once. In an unchanged packed backup of the bench tree
- * (16,002 files), the walk otherwise listed its first 2,000 names here, an lstat at a time, for about
- * a third of a second before the thread took over.
- */
-export function expectWalk(names: number): void {
-  if (names > SMALL_WORK_UNITS) smallWorkHere().expectLargeWork()
-}
-
-/** The process's route: one budget for the whole command. */
-function smallWorkHere(): SmallWorkHere {
-  processRoute ??= new SmallWorkHere()
-  return processRoute
-}
-
-function readerThread(): RequestThread<ListRequest | ReadBatch, FolderListing | ReadReply> {
-  return RequestThread.of('lib/file-reader-worker', {resourceLimits: WORKER_LIMITS})
-}

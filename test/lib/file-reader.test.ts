@@ -5,16 +5,8 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as delay} from 'node:timers/promises'
 
-import {
-  EntryKind,
-  listFolder,
-  onTheReaderThread,
-  onThisThread,
-  ReaderRoute,
-  ReadFile,
-  SmallFileReader,
-  SmallWorkHere,
-} from '../../src/lib/file-reader.js'
+import {onTheReaderThread, onThisThread, ReaderRoute, SmallWorkHere} from '../../src/lib/file-reader-route.js'
+import {EntryKind, listFolder, ReadFile, SmallFileReader} from '../../src/lib/file-reader.js'
 import {RequestThread} from '../../src/lib/worker.js'
 import {bigTreeParent} from '../helpers/big-tree.js'
 

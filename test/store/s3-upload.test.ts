@@ -3,7 +3,6 @@ import type {S3Client} from '@aws-sdk/client-s3'
 import {expect} from 'chai'
 import * as fc from 'fast-check'
 import {randomBytes} from 'node:crypto'
-import {once} from 'node:events'
 import {PassThrough, Readable} from 'node:stream'
 
 import {
@@ -164,13 +163,13 @@ async function feedInTurn(
   const chunk = options.chunk ?? MiB
   const sources = objects.map(() => new PassThrough({highWaterMark: MiB}))
   const uploads = sources.map(async (source, index) => start(index, source))
+  // Settled together at the end: one that fails while the others are fed is not unhandled meanwhile.
+  for (const upload of uploads) upload.catch(() => {})
   const longest = Math.max(...objects.map((object) => object.length))
   for (let chunks = 1, offset = 0; offset < longest; offset += chunk, chunks++) {
     for (const [index, source] of sources.entries()) {
       if (offset >= objects[index].length || source.destroyed) continue
-      if (!source.write(objects[index].subarray(offset, offset + chunk))) {
-        await Promise.race([once(source, 'drain'), once(source, 'close')]).catch(() => {})
-      }
+      if (!source.write(objects[index].subarray(offset, offset + chunk))) await drainedOrClosed(source)
 
       options.written?.(index, chunks)
     }
@@ -178,6 +177,20 @@ async function feedInTurn(
 
   for (const source of sources) source.end()
   return Promise.allSettled(uploads)
+}
+
+/** Waits until `stream` takes writes again, or is closed (its upload failed); leaves no listener behind. */
+function drainedOrClosed(stream: PassThrough): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
+    }
+
+    stream.on('drain', done)
+    stream.on('close', done)
+  })
 }
 
 /** Answers after a few turns of the event loop, so that parts of several uploads are in flight at once. */

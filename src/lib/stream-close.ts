@@ -13,3 +13,21 @@ export async function closeOf(stream: Readable | Writable, {destroy = false} = {
     stream.once('close', () => resolve())
   })
 }
+
+/**
+ * Resolves once a stream that refused a write takes writes again, or is closed (its consumer failed):
+ * whichever comes first. Both listeners go, so that a long stream written many times does not pile
+ * them up, as events.once for each would.
+ */
+export async function drainedOrClosed(stream: Writable): Promise<void> {
+  await new Promise<void>((resolve) => {
+    const done = () => {
+      stream.off('drain', done)
+      stream.off('close', done)
+      resolve()
+    }
+
+    stream.on('drain', done)
+    stream.on('close', done)
+  })
+}

@@ -5,6 +5,7 @@ import * as fc from 'fast-check'
 import {randomBytes} from 'node:crypto'
 import {PassThrough, Readable} from 'node:stream'
 
+import {drainedOrClosed} from '../../src/lib/stream-close.js'
 import {
   FIRST_PART_SIZE,
   MAX_PART_SIZE,
@@ -177,20 +178,6 @@ async function feedInTurn(
 
   for (const source of sources) source.end()
   return Promise.allSettled(uploads)
-}
-
-/** Waits until `stream` takes writes again, or is closed (its upload failed); leaves no listener behind. */
-function drainedOrClosed(stream: PassThrough): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      stream.off('drain', done)
-      stream.off('close', done)
-      resolve()
-    }
-
-    stream.on('drain', done)
-    stream.on('close', done)
-  })
 }
 
 /** Answers after a few turns of the event loop, so that parts of several uploads are in flight at once. */

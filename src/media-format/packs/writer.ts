@@ -5,6 +5,7 @@ import {encodeTarHeader} from '../../archive/tar-header.js'
 import {PackObject} from '../../domain/manifest.js'
 import {BufferLender, giveBack} from '../../lib/buffer-loan.js'
 import {looksCompressible} from '../../lib/compressibility.js'
+import {drainedOrClosed} from '../../lib/stream-close.js'
 import {
   MAX_BLOCK,
   storedBlocksBound,
@@ -310,16 +311,6 @@ function autoCodec(data: Buffer): PackCodec {
 async function write(stream: PassThrough, chunk: Buffer): Promise<void> {
   if (stream.destroyed) throw stream.errored ?? new Error('the pack upload stopped')
   if (stream.write(chunk)) return
-  // Whichever comes first; both listeners go, so that a long pack does not pile them up.
-  await new Promise<void>((resolve) => {
-    const done = () => {
-      stream.off('drain', done)
-      stream.off('close', done)
-      resolve()
-    }
-
-    stream.on('drain', done)
-    stream.on('close', done)
-  })
+  await drainedOrClosed(stream)
   if (stream.destroyed) throw stream.errored ?? new Error('the pack upload stopped')
 }

@@ -2,7 +2,7 @@ import {BackupView, viewOfComplete, viewOfDamaged, viewOfIncomplete} from '../do
 import {countOf} from '../domain/format.js'
 import {newestFirst} from '../domain/ids.js'
 import {MANIFEST_NAME} from '../domain/manifest.js'
-import {projectExpiry} from '../domain/retention.js'
+import {projectExpiry} from '../domain/retention-projection.js'
 import {nextSlot} from '../domain/schedule.js'
 import {describeReceipt, readReceipt} from '../proof/receipt.js'
 import {Catalog, catalogOf, objectKey} from './catalog.js'

@@ -1,5 +1,5 @@
 import {Tier} from '../domain/backup.js'
-import {simulateDailySchedule} from '../domain/retention.js'
+import {simulateDailySchedule} from '../domain/retention-projection.js'
 import {nextSlot, Schedule} from '../domain/schedule.js'
 import {BackupContext} from './context.js'
 

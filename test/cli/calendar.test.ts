@@ -2,7 +2,8 @@ import {expect} from 'chai'
 
 import {colourFor, renderCalendar, renderSparkline} from '../../src/cli/calendar.js'
 import {renderPrune} from '../../src/cli/render.js'
-import {RetentionPolicies, simulateDailySchedule} from '../../src/domain/retention.js'
+import {simulateDailySchedule} from '../../src/domain/retention-projection.js'
+import {RetentionPolicies} from '../../src/domain/retention.js'
 import {nextSlot} from '../../src/domain/schedule.js'
 import {expectGolden} from '../helpers/golden.js'
 

@@ -2,14 +2,13 @@ import {expect} from 'chai'
 import * as fc from 'fast-check'
 import {DateTime, Settings} from 'luxon'
 
+import {projectExpiry, simulateDailySchedule} from '../../src/domain/retention-projection.js'
 import {
   applyRetention,
   isValidTimeZone,
-  projectExpiry,
   RetentionCandidate,
   RetentionPolicies,
   RetentionResult,
-  simulateDailySchedule,
 } from '../../src/domain/retention.js'
 import {nextSlot} from '../../src/domain/schedule.js'
 import {expectGolden} from '../helpers/golden.js'

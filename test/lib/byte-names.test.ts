@@ -9,7 +9,7 @@ import {Readable} from 'node:stream'
 
 import {createMediaTar, ListingSink, MediaEntry} from '../../src/archive/media-tar.js'
 import {readTar} from '../../src/archive/tar-reader.js'
-import {decodeName, encodeName, isUtf8Name, printableName} from '../../src/lib/byte-names.js'
+import {decodeName, encodeName, fsPathBelow, isUtf8Name, printableName} from '../../src/lib/byte-names.js'
 import {describeTree, treeDifferences} from '../helpers/big-tree.js'
 import {cli, makeProject, writeEnvironments} from '../helpers/project.js'
 import {collect, requireTool} from '../helpers/tools.js'
@@ -51,6 +51,22 @@ describe('byte names (PEP 383 surrogateescape)', () => {
       fc.property(fc.string({unit: 'binary'}), (text) => {
         expect(decodeName(encodeName(text))).to.equal(text)
         expect(isUtf8Name(text)).to.equal(true)
+      }),
+      {numRuns: 2000},
+    )
+  })
+
+  it("a path below a folder is its bytes, a slash and the name's bytes, in a buffer of its own (property)", () => {
+    fc.assert(
+      fc.property(fc.string({unit: 'grapheme'}), fc.array(segment, {maxLength: 4}), (root, segments) => {
+        const relative = segments.map((bytes) => decodeName(bytes)).join('/')
+        const path = fsPathBelow(root, relative)
+        const expected =
+          relative === '' ? Buffer.from(root) : Buffer.concat([Buffer.from(`${root}/`), encodeName(relative)])
+        expect(path.equals(expected)).to.equal(true)
+        // Not a slice of Node's shared pool, whose slabs outlive the paths cut from them.
+        expect(path.byteOffset).to.equal(0)
+        expect(path.buffer.byteLength).to.equal(path.length)
       }),
       {numRuns: 2000},
     )

@@ -348,7 +348,6 @@ export class PartBudget {
     const {canWait, signal} = options
     while (this.held >= this.limit && canWait()) {
       signal.throwIfAborted()
-
       await new Promise<void>((resolve) => {
         const wake = () => {
           signal.removeEventListener('abort', wake)

@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {readdirSync, readFileSync, statSync, utimesSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {catalogOf} from '../../src/services/catalog.js'
@@ -53,7 +53,16 @@ describe("a command's reads of its environment's catalog", () => {
     // Rewritten as it was: a new time in the store, so it is read again, and is still authentic.
     const path = join(project.store, key)
     const text = readFileSync(path, 'utf8')
-    writeFileSync(path, text)
+    // Each write is given a time of its own, a second after the last: two writes within one tick of
+    // the kernel's clock (a few ms) would otherwise show the same time, however quick the machine.
+    let time = statSync(path).mtimeMs / 1000
+    const rewrite = (contents: string) => {
+      writeFileSync(path, contents)
+      time += 1
+      utimesSync(path, time, time)
+    }
+
+    rewrite(text)
     const again = await catalogOf(context)
     expect(gets.get(key)).to.equal(2)
     expect(again.complete.map(({manifest}) => manifest.id)).to.deep.equal(
@@ -61,13 +70,13 @@ describe("a command's reads of its environment's catalog", () => {
     )
 
     // Edited to the same size without the key: damaged, whatever was read before.
-    writeFileSync(path, text.replace(/"note": null/, '"note": "xx"'))
+    rewrite(text.replace(/"note": null/, '"note": "xx"'))
     expect(readFileSync(path).length).to.equal(Buffer.byteLength(text))
     const forged = await catalogOf(context)
     expect(gets.get(key)).to.equal(3)
     expect(forged.complete.map(({manifest}) => manifest.id)).to.not.include(newest.manifest.id)
     expect(forged.damaged.map(({id}) => id)).to.include(newest.manifest.id)
-    writeFileSync(path, text)
+    rewrite(text)
 
     // Unchanged ones are not read again.
     const others = readdirSync(join(project.store, newest.manifest.app, newest.manifest.environment)).filter(

@@ -56,6 +56,17 @@ export interface BackupContext {
   /** Where snapshots are staged before upload (TMPDIR by default). */
   tempRoot: string
   toolVersion: string
+  /**
+   * The real time in ms, which file times are compared with (Date.now when unset): not `now`, which
+   * DIVIO_BACKUP_NOW may set, since the kernel stamps files with the real time. Tests set it to place
+   * a walk's start against the times of the files it reads.
+   */
+  wallClockMs?: () => number
+}
+
+/** The real time in ms (see BackupContext.wallClockMs). */
+export function wallTimeMs(context: Pick<BackupContext, 'wallClockMs'>): number {
+  return context.wallClockMs === undefined ? Date.now() : context.wallClockMs()
 }
 
 /**

@@ -7,7 +7,15 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import zlib from 'node:zlib'
 
 import {killAfter, startCli} from '../helpers/kill.js'
-import {cli, cliInBackground, makeProject, Project, snapshotTree, writeConfig} from '../helpers/project.js'
+import {
+  cli,
+  cliInBackground,
+  makeProject,
+  Project,
+  settleChangeTimes,
+  snapshotTree,
+  writeConfig,
+} from '../helpers/project.js'
 import {followRawRecipe} from '../helpers/raw-recipe.js'
 import {requireTool} from '../helpers/tools.js'
 
@@ -114,6 +122,7 @@ describe('incremental media (packs)', function () {
   it('an unchanged re-backup reads no file and stores no blob; a 1 KiB change stores one blob; a rename or copy stores none', async () => {
     const project = makeProject()
     writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(8 * MiB))
+    await settleChangeTimes()
     const first = counters((await create(project)).stderr)
     expect(first.unchanged).to.equal(0)
     expect(first.read).to.be.greaterThan(0)
@@ -184,6 +193,7 @@ describe('incremental media (packs)', function () {
 
   it('never reuses a blob of a condemned pack: the file is read and stored again', async () => {
     const project = makeProject()
+    await settleChangeTimes()
     const {id} = await create(project)
     const packs = join(project.store, 'shop', 'local', 'packs')
     // One pack of compressed blobs, one of the rest.

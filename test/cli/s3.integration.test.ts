@@ -9,7 +9,16 @@ import {promisify} from 'node:util'
 
 import {Fault, FaultyProxy, ProxiedRequest} from '../helpers/faulty-proxy.js'
 import {watch} from '../helpers/processes.js'
-import {cli, cliAsync, cliInBackground, makeProject, Project, repoRoot, snapshotTree} from '../helpers/project.js'
+import {
+  cli,
+  cliAsync,
+  cliInBackground,
+  makeProject,
+  Project,
+  repoRoot,
+  settleChangeTimes,
+  snapshotTree,
+} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
 import {requireTool} from '../helpers/tools.js'
@@ -236,6 +245,7 @@ describe('S3 store through the CLI (s3rver)', function () {
   it('incremental media (packs) in an S3 store: an unchanged re-backup uploads no pack, and both restore', async () => {
     const {bucket, project} = await s3Project()
     const packed = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
+    await settleChangeTimes()
     const first = await cli(project, ['create', '--media-only', '--json'], packed)
     expect(first.status, first.stderr).to.equal(0)
     const packsAfterFirst = (await s3.keys(bucket)).filter((key) => key.includes('/packs/'))

@@ -11,11 +11,13 @@ import {
 } from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join, resolve} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
 import {parseWriterKey} from '../../src/archive/writer-key.js'
 import {signManifest} from '../../src/domain/authenticity.js'
 import {Manifest} from '../../src/domain/manifest.js'
+import {CHANGE_TIME_WINDOW_MS} from '../../src/media-format/packs/media-index.js'
 import {runInThisProcess} from './in-process.js'
 import {openTestDatabase} from './sqlite.js'
 
@@ -68,6 +70,16 @@ export function makeProject(options: {name?: string; under?: string} = {}): Proj
     root,
     store: join(root, '.divio', 'backups'),
   }
+}
+
+/**
+ * Waits until every file written so far changed longer ago than a packed backup's window, so that a
+ * backup started next knows them by their change times and the one after it does not read them again
+ * (a file read within the window is read again: changeTimeSettled). A wait on the clock, whatever the
+ * machine's speed.
+ */
+export async function settleChangeTimes(): Promise<void> {
+  await sleep(CHANGE_TIME_WINDOW_MS + 100)
 }
 
 export interface CliResult {

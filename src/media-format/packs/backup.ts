@@ -17,7 +17,7 @@ import {LineSpool} from '../../lib/line-spool.js'
 import {ActivityWatchdog} from '../../lib/stall.js'
 import {canCompress, zstdCompressor} from '../../lib/zstd.js'
 import {mediaProviderFor} from '../../providers/media/index.js'
-import {BackupContext, Progress} from '../../services/context.js'
+import {BackupContext, Progress, wallTimeMs} from '../../services/context.js'
 import {failedPacks} from '../../services/machine-state.js'
 import {COMPRESSION_LEVEL} from '../../services/transfer.js'
 import {packObjectsOf} from './check.js'
@@ -25,6 +25,7 @@ import {packsForCreate, packsPrefix} from './folder.js'
 import {
   blobKey,
   blobSize,
+  changeTimeSettled,
   INDEX_NAME,
   IndexEntry,
   indexHeaderLine,
@@ -57,9 +58,11 @@ export type PutFile = (
 /**
  * Backs up a media folder incrementally. The previous backup of this writer is read through its
  * index, merged with the walk (both are in walk order, so memory stays flat): a file whose size, mtime,
- * inode and ctime are unchanged keeps its blobs and is not opened. Everything else is read, cut into
- * blobs of BLOB_BYTES, and only blobs this run has not stored yet go into new packs. Packs that prune
- * has condemned, or copied elsewhere (superseded), are never reused. The index goes last, encrypted to the owner and to this writer.
+ * inode and ctime are unchanged keeps its blobs and is not opened (a file read too close to its last
+ * change is read again: changeTimeSettled). Everything else is read, cut into blobs of BLOB_BYTES,
+ * and only blobs this run has not stored yet go into new packs. Packs that prune has condemned, or
+ * copied elsewhere (superseded), are never reused. The index goes last, encrypted to the owner and
+ * to this writer.
  */
 export async function backUpMediaPacks(
   context: BackupContext,
@@ -126,6 +129,8 @@ export async function backUpMediaPacks(
   const stored = new Map<string, string>()
   // This backup's own: a host process keeps no buffers of it once the command is done.
   const blobBuffers = new BufferLender(4)
+  // Before the walk's first stat, so before every read: what change times are judged against.
+  const walkStartedMs = wallTimeMs(context)
   /** Whether the file `described` (its index line without content) keeps the blobs of `before`. */
   const reusable = (before: IndexEntry, described: IndexEntry): boolean =>
     isUnchanged(before, described) && before.blobs!.every(([, pack]) => usable.has(pack))
@@ -179,8 +184,8 @@ export async function backUpMediaPacks(
 
     stats.filesRead++
     stats.blobBytes += read.newBytes
-    // describe() after reading: an S3 object replaced since the listing is recorded as read.
-    const line = describe(entry)
+    // Described after reading: an S3 object replaced since the listing is recorded as read.
+    const line = describeRead(entry, walkStartedMs)
     line.blobs = read.blobs
     line.size = read.size
     if (read.sha256 !== undefined) line.sha256 = read.sha256
@@ -324,6 +329,17 @@ async function checkPacksStillThere(context: BackupContext, prefix: string, need
         'Take the backup again: it does not reuse a pack that is missing, and stores those files anew. If packs keep disappearing, look for a lifecycle rule or another tool deleting from the store.',
     },
   )
+}
+
+/**
+ * The index line of a file just read, in a walk that started at `walkStartedMs`. A file read too close
+ * to its last change could change again unseen: it is recorded without its change time, so that the
+ * next backup reads it again.
+ */
+function describeRead(entry: MediaEntry, walkStartedMs: number): IndexEntry {
+  const line = describe(entry)
+  if (line.ctimeMs !== undefined && !changeTimeSettled(line.ctimeMs, walkStartedMs)) delete line.ctimeMs
+  return line
 }
 
 /** An entry's index line without its content: what an unchanged file is known by. */

@@ -153,7 +153,8 @@ export function checkIndexHeader(line: string): void {
  *
  * - A file in a folder: same type, size, modification time, inode and change time. The change time
  *   moves on any write or metadata change, and cannot be set back by the app, so an edit that restores
- *   the mtime is still seen.
+ *   the mtime is still seen. A file read too close to its last change was recorded without a change
+ *   time (changeTimeSettled), and is read again.
  * - An S3 object: same size and ETag. S3 gives a rewritten object a new ETag (for a multipart upload,
  *   too: it is computed over the parts' digests).
  */
@@ -168,6 +169,26 @@ export function isUnchanged(previous: IndexEntry, current: Omit<IndexEntry, 'blo
     previous.ctimeMs !== undefined &&
     previous.ctimeMs === current.ctimeMs
   )
+}
+
+/**
+ * How long before a walk starts a file's change time must lie to be trusted next time (the rule of
+ * changeTimeSettled). File times come from the kernel's coarse clock (a tick of up to 10 ms on Linux,
+ * 15.6 ms on Windows) and are cut to the file system's granularity (a whole second on some, two on
+ * FAT); 3 s covers both, and a file server's clock a little apart from this one.
+ */
+export const CHANGE_TIME_WINDOW_MS = 3000
+
+/**
+ * Whether a file read in a walk that started at `walkStartedMs` (the real clock) may be known by its
+ * change time next time. A file written again within the tick of its change time keeps that change
+ * time, and a write at the same size then keeps everything isUnchanged compares: git calls such
+ * entries racily clean. A change time well before the walk's start cannot be repeated by a write after
+ * it, since every read comes after the start; a later one, or one too close to call, is not recorded,
+ * so that the next backup reads the file again.
+ */
+export function changeTimeSettled(ctimeMs: number, walkStartedMs: number): boolean {
+  return ctimeMs < walkStartedMs - CHANGE_TIME_WINDOW_MS
 }
 
 /**

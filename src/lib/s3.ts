@@ -30,6 +30,9 @@ export async function createS3Client(location: S3Location, maxSockets = 32): Pro
     credentials: location.credentials,
     endpoint: location.endpoint,
     forcePathStyle: location.forcePathStyle,
+    // The SDK's default logger writes to the console when a request with a streamed body fails, which
+    // it cannot retry (a staged file: the store retries it itself, and reports what is left).
+    logger: SILENT_LOGGER,
     maxAttempts: S3_MAX_ATTEMPTS,
     region: location.region ?? process.env.AWS_REGION ?? process.env.AWS_DEFAULT_REGION ?? defaultRegion(location),
     // S3-compatible services often reject the newer CRC checksum headers; our own SHA-256 of every
@@ -40,6 +43,8 @@ export async function createS3Client(location: S3Location, maxSockets = 32): Pro
     retryMode: 'standard',
   })
 }
+
+const SILENT_LOGGER = {debug() {}, error() {}, info() {}, trace() {}, warn() {}}
 
 function defaultRegion(location: S3Location): string | undefined {
   // S3-compatible services ignore the region but the signer needs one.

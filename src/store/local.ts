@@ -10,7 +10,7 @@ import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
-import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
 const READ_CHUNK = 1024 * 1024
@@ -128,6 +128,14 @@ export class LocalStore implements Store {
       await rm(partial, {force: true})
       throw error
     }
+  }
+
+  putFile(
+    key: string,
+    path: string,
+    options: {onProgress?: (bytes: number) => void; signal?: AbortSignal} = {},
+  ): Promise<{bytes: number}> {
+    return this.put(key, fileSource(path, options.onProgress), options)
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

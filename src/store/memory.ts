@@ -1,7 +1,7 @@
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
 
 /** An in-process store for tests of the services; it keeps whole objects in memory. */
 export class MemoryStore implements Store {
@@ -48,6 +48,14 @@ export class MemoryStore implements Store {
     const data = Buffer.concat(chunks)
     this.objects.set(key, {data, modifiedAt: this.clock()})
     return {bytes: data.length}
+  }
+
+  putFile(
+    key: string,
+    path: string,
+    options: {onProgress?: (bytes: number) => void; signal?: AbortSignal} = {},
+  ): Promise<{bytes: number}> {
+    return this.put(key, fileSource(path, options.onProgress), options)
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

@@ -1,3 +1,4 @@
+import {createReadStream} from 'node:fs'
 import {Readable} from 'node:stream'
 
 /** One stored object as listed. */
@@ -26,7 +27,7 @@ export class ObjectNotFoundError extends Error {
  * Contract, checked for every implementation by test/store/contract.ts:
  * - `put` is atomic: readers see either no object or the whole of it, never a prefix. When the
  *   source stream fails (or `signal` aborts), `put` rejects with that error and no object appears
- *   under `key`. Writing an existing key replaces it.
+ *   under `key`. Writing an existing key replaces it. `putFile` is the same, from a file.
  * - `get` resolves to a stream of the whole object, or rejects with {@link ObjectNotFoundError}.
  * - `stat` resolves to undefined for a missing key.
  * - `list(prefix)` yields every object whose key starts with `prefix`, in ascending key order. It may
@@ -52,7 +53,8 @@ export interface Store {
   /**
    * True when puts go to a file system on this machine, which takes data as fast as it can be
    * encrypted: `create` then encrypts on a second thread. A remote store is bound by the network and
-   * needs memory for its upload buffers, so the work stays on one thread.
+   * needs memory for its upload buffers, so the work stays on one thread, and an object of a known
+   * small size (a pack) is better staged in a file and given to putFile.
    */
   readonly local: boolean
   /**
@@ -67,7 +69,35 @@ export interface Store {
    */
   presign?(key: string, options: {expiresInSeconds: number}): Promise<string>
   put(key: string, source: Readable, options?: {signal?: AbortSignal}): Promise<{bytes: number}>
+  /**
+   * Stores the file at `path` under `key`, as put stores a stream; the file stays the caller's. A
+   * store sends it the cheapest way it has (S3: one request read from the file, with no part buffers,
+   * each try reading it anew). `onProgress` hears of the bytes as they leave, so that a slow upload is
+   * not taken for a stalled one.
+   */
+  putFile(
+    key: string,
+    path: string,
+    options?: {onProgress?: (bytes: number) => void; signal?: AbortSignal},
+  ): Promise<{bytes: number}>
   stat(key: string): Promise<ObjectInfo | undefined>
+}
+
+/**
+ * A file as the source of a put, for the stores that send a file as they send any stream. It opens the
+ * file only once read, so that a file that cannot be opened fails the put that reads it, and tells
+ * `onProgress` of its bytes as they are taken.
+ */
+export function fileSource(path: string, onProgress?: (bytes: number) => void): Readable {
+  return Readable.from(
+    (async function* () {
+      for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
+        onProgress?.(chunk.length)
+        yield chunk
+      }
+    })(),
+    {objectMode: false},
+  )
 }
 
 export function assertValidKey(key: string): void {

@@ -1,10 +1,12 @@
 import type {S3Client} from '@aws-sdk/client-s3'
 
+import {stat} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 
 import {MINIMUM_STORAGE_DAYS, S3Location} from '../config/s3-location.js'
 import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
-import {assertValidKey, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+import {MAX_SINGLE_PUT_BYTES, putFileInOneRequest} from './s3-put-file.js'
 import {ObjectSettings, PartBudget, uploadStream} from './s3-upload.js'
 
 /** Parts of one object in flight (or being filled) at once: 2 × 5 MiB of memory. */
@@ -136,13 +138,39 @@ export class S3Store implements Store {
         concurrency: UPLOAD_CONCURRENCY,
         key: this.keyOf(key),
         parts: this.parts,
-        // JSON is served as JSON, so that a browser or `curl` of a manifest shows it as text.
-        settings: key.endsWith('.json') ? {...this.settings, ContentType: 'application/json'} : this.settings,
+        settings: this.settingsFor(key),
         signal: options.signal,
         source,
       })
     } catch (error) {
       if (error === sourceError || options.signal?.aborted) throw error
+      throw s3Failure(error, `write ${key}`, this.description)
+    }
+  }
+
+  async putFile(
+    key: string,
+    path: string,
+    options: {onProgress?: (bytes: number) => void; signal?: AbortSignal} = {},
+  ): Promise<{bytes: number}> {
+    assertValidKey(key)
+    const {size} = await stat(path)
+    if (size > MAX_SINGLE_PUT_BYTES) return this.put(key, fileSource(path, options.onProgress), options)
+    const client = await this.client()
+    try {
+      await putFileInOneRequest({
+        bucket: this.location.bucket,
+        bytes: size,
+        client,
+        key: this.keyOf(key),
+        onProgress: options.onProgress,
+        path,
+        settings: this.settingsFor(key),
+        signal: options.signal,
+      })
+      return {bytes: size}
+    } catch (error) {
+      if (options.signal?.aborted) throw options.signal.reason
       throw s3Failure(error, `write ${key}`, this.description)
     }
   }
@@ -189,6 +217,11 @@ export class S3Store implements Store {
 
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
     } while (ContinuationToken)
+  }
+
+  /** JSON is served as JSON, so that a browser or `curl` of a manifest shows it as text. */
+  private settingsFor(key: string): ObjectSettings {
+    return key.endsWith('.json') ? {...this.settings, ContentType: 'application/json'} : this.settings
   }
 
   /** Multipart uploads under the prefix, as partial objects in key order. Few exist, so they are read at once. */

@@ -5,12 +5,13 @@ import {
   ListObjectsV2Command,
   S3Client,
 } from '@aws-sdk/client-s3'
+import {createHash, randomUUID} from 'node:crypto'
 import {mkdtempSync} from 'node:fs'
-import {readdir, readFile, rm, stat} from 'node:fs/promises'
+import {mkdir, readdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {createRequire} from 'node:module'
 import {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import S3rver from 's3rver'
 
@@ -81,6 +82,7 @@ export class TestS3 {
     // Before the router, after the XML encoder: a plain object body is sent as XML.
     const {store} = server as unknown as {store: FilesystemStore}
     sortListings(store)
+    atomicPuts(store)
     middleware.splice(-1, 0, missingOperations(root, store))
     const address = (await server.run()) as AddressInfo
     return new TestS3(server, root, address.port, requests)
@@ -153,10 +155,19 @@ interface StoredObject {
   size: number
 }
 interface FilesystemStore {
+  getResourcePath(bucket: string, key: string, resource: string): string
   listObjects(
     bucket: string,
     options: ListOptions,
   ): Promise<{commonPrefixes: string[]; isTruncated: boolean; objects: StoredObject[]}>
+  putMetadata(bucket: string, key: string, metadata: unknown, md5: string): Promise<void>
+  putObject(object: {
+    bucket: string
+    content: Buffer | Readable
+    key: string
+    metadata: unknown
+  }): Promise<{md5: string; size: number}>
+  readonly rootDirectory: string
 }
 
 /**
@@ -190,6 +201,28 @@ function sortListings(store: FilesystemStore): void {
     }
 
     return {commonPrefixes: [...commonPrefixes].sort(), isTruncated, objects: page}
+  }
+}
+
+/**
+ * S3 stores an object (a PutObject, a completed multipart upload) only once all of it came, and
+ * answers only once it is stored. s3rver opens the object's file as the request starts, so a request
+ * cut short (an aborted upload) left an object of what had come, and it answers before the file is
+ * written, so a read right after could see part of it. Here the body is read whole, written beside
+ * the bucket and renamed into place before the answer: as on S3, a request that breaks stores nothing,
+ * and a stored object is whole.
+ */
+function atomicPuts(store: FilesystemStore): void {
+  store.putObject = async (object) => {
+    const content = Buffer.isBuffer(object.content) ? object.content : await collect(object.content)
+    const objectPath = store.getResourcePath(object.bucket, object.key, 'object')
+    const writing = join(store.rootDirectory, `.writing-${randomUUID()}`)
+    await writeFile(writing, content)
+    await mkdir(dirname(objectPath), {recursive: true})
+    await rename(writing, objectPath)
+    const md5 = createHash('md5').update(content).digest('hex')
+    await store.putMetadata(object.bucket, object.key, object.metadata, md5)
+    return {md5, size: content.length}
   }
 }
 

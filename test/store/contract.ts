@@ -1,6 +1,9 @@
 /* eslint-disable mocha/no-exports -- a shared suite, run by each store's own test file */
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {ObjectNotFoundError, Store} from '../../src/store/port.js'
@@ -15,6 +18,20 @@ import {collect} from '../helpers/tools.js'
 export function storeContract(name: string, makeStore: () => Promise<Store>, options: {givesBack: boolean}): void {
   describe(`store contract: ${name}`, () => {
     let store: Store
+    /** Files for putFile, as a command stages them. */
+    let folder: string
+    let files = 0
+    const fileOf = (data: Buffer): string => {
+      const path = join(folder, `staged-${++files}`)
+      writeFileSync(path, data)
+      return path
+    }
+
+    before(() => {
+      folder = mkdtempSync(join(tmpdir(), 'store-contract-'))
+    })
+
+    after(() => rmSync(folder, {force: true, recursive: true}))
 
     beforeEach(async () => {
       store = await makeStore()
@@ -146,7 +163,46 @@ export function storeContract(name: string, makeStore: () => Promise<Store>, opt
       for (const key of ['../x', 'a/../../x', '/abs', 'a//b', '']) {
         const error = await store.put(key, Readable.from([Buffer.from('x')])).catch((error_: unknown) => error_)
         expect(error, key).to.be.instanceOf(Error)
+        const fromFile = await store.putFile(key, fileOf(Buffer.from('x'))).catch((error_: unknown) => error_)
+        expect(fromFile, key).to.be.instanceOf(Error)
       }
+    })
+
+    describe('putFile', () => {
+      it('stores the bytes of the file, leaves the file as it was, and tells of every byte', async () => {
+        for (const size of [0, 1, 3 * 1024 * 1024 + 7]) {
+          const data = randomBytes(size)
+          const path = fileOf(data)
+          let told = 0
+          const {bytes} = await store.putFile(`app/env/id/staged-${size}.age`, path, {
+            onProgress(count) {
+              told += count
+            },
+          })
+          expect(bytes).to.equal(size)
+          expect((await collect(await store.get(`app/env/id/staged-${size}.age`))).equals(data)).to.equal(true)
+          expect(readFileSync(path).equals(data)).to.equal(true)
+          expect(told).to.equal(size)
+        }
+      })
+
+      it('rejects a missing file, and leaves no object', async () => {
+        const error = await store.putFile('a/missing', join(folder, 'not-there')).catch((error_: unknown) => error_)
+        expect(error).to.be.instanceOf(Error)
+        expect(await store.stat('a/missing')).to.equal(undefined)
+      })
+
+      it('leaves no object when the write is aborted', async () => {
+        const controller = new AbortController()
+        const error = await store
+          .putFile('a/aborted', fileOf(randomBytes(2 * 1024 * 1024)), {
+            onProgress: () => controller.abort(new Error('stopped by the user')),
+            signal: controller.signal,
+          })
+          .catch((error_: unknown) => error_)
+        expect(error).to.be.instanceOf(Error)
+        expect(await store.stat('a/aborted')).to.equal(undefined)
+      })
     })
   })
 }

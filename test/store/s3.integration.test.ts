@@ -1,11 +1,17 @@
 import {CreateMultipartUploadCommand} from '@aws-sdk/client-s3'
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
+import {mkdtempSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {parseS3Location} from '../../src/config/s3-location.js'
+import {BackupError} from '../../src/errors.js'
+import {createS3Client, S3_MAX_ATTEMPTS} from '../../src/lib/s3.js'
+import {putFileInOneRequest} from '../../src/store/s3-put-file.js'
 import {S3Store} from '../../src/store/s3.js'
-import {FaultyProxy} from '../helpers/faulty-proxy.js'
+import {Fault, FaultyProxy} from '../helpers/faulty-proxy.js'
 import {RecordedRequest, TestS3} from '../helpers/s3.js'
 import {collect} from '../helpers/tools.js'
 import {storeContract} from './contract.js'
@@ -153,6 +159,109 @@ describe('S3 store (s3rver)', () => {
     } finally {
       await proxy.stop()
     }
+  })
+
+  describe('putFile: one PutObject read from the file', () => {
+    let folder: string
+
+    before(() => {
+      folder = mkdtempSync(join(tmpdir(), 'put-file-'))
+    })
+
+    after(() => rmSync(folder, {force: true, recursive: true}))
+
+    /** A store behind a proxy that answers each PutObject of an object as `faults` says, in turn. */
+    async function storeWithFaults(faults: Fault[]) {
+      const {bucket} = await freshStore()
+      let puts = 0
+      const proxy = await FaultyProxy.start(s3.port, ({method, query}) =>
+        method === 'PUT' && !query.has('partNumber') ? faults[puts++] : undefined,
+      )
+      const url = new URL(s3.dsn(bucket, 'backups/', {endpoint: proxy.endpoint}))
+      return {bucket, proxy, puts: () => puts, store: new S3Store(parseS3Location(url, 'store'), 'the test store')}
+    }
+
+    it('sends a pack-sized file in one request, with no multipart upload', async () => {
+      const {bucket, store} = await freshStore()
+      const data = randomBytes(17 * 1024 * 1024)
+      const path = join(folder, 'large')
+      writeFileSync(path, data)
+      const before = s3.requests.length
+      expect(await store.putFile('app/live/packs/large.age', path)).to.deep.equal({bytes: data.length})
+      const sent = s3.requests.slice(before)
+      expect(sent).to.have.length(1)
+      expect(sent[0].method).to.equal('PUT')
+      expect(sent[0].query).to.not.have.any.keys('uploads', 'uploadId', 'partNumber')
+      expect((await s3.read(bucket, 'backups/app/live/packs/large.age')).equals(data)).to.equal(true)
+    })
+
+    it('rides out a reset, SlowDown and a 500, reading the file anew for each try', async () => {
+      const {bucket, proxy, puts, store} = await storeWithFaults([
+        'reset',
+        {code: 'SlowDown', status: 503},
+        {code: 'InternalError', status: 500},
+      ])
+      try {
+        const data = randomBytes(3 * 1024 * 1024 + 11)
+        const path = join(folder, 'faults')
+        writeFileSync(path, data)
+        let told = 0
+        const {bytes} = await store.putFile('app/live/packs/faults.age', path, {
+          onProgress(count) {
+            told += count
+          },
+        })
+        expect(bytes).to.equal(data.length)
+        expect(puts()).to.equal(4)
+        expect((await s3.read(bucket, 'backups/app/live/packs/faults.age')).equals(data)).to.equal(true)
+        // Each try read the file from its start: a try that failed had read some or all of it.
+        expect(told).to.be.above(data.length)
+      } finally {
+        await proxy.stop()
+      }
+    })
+
+    it('gives up at once on an error that a retry cannot mend, with the store error and no object', async () => {
+      const {bucket, proxy, puts, store} = await storeWithFaults([{code: 'AccessDenied', status: 403}])
+      try {
+        const path = join(folder, 'denied')
+        writeFileSync(path, randomBytes(1024))
+        const error = await store.putFile('app/live/packs/denied.age', path).catch((error_: unknown) => error_)
+        expect(error).to.be.instanceOf(BackupError)
+        expect((error as BackupError).exitCode).to.equal(7)
+        expect((error as BackupError).message).to.match(/refused the credentials/)
+        expect(puts()).to.equal(1)
+        expect(await s3.keys(bucket)).to.deep.equal([])
+      } finally {
+        await proxy.stop()
+      }
+    })
+
+    it('stops at the last try when every one fails, and leaves no object', async () => {
+      const {bucket, proxy, puts} = await storeWithFaults(
+        Array.from({length: S3_MAX_ATTEMPTS + 2}, (): Fault => ({code: 'SlowDown', status: 503})),
+      )
+      try {
+        const path = join(folder, 'busy')
+        writeFileSync(path, randomBytes(1024))
+        const location = parseS3Location(new URL(s3.dsn(bucket, '', {endpoint: proxy.endpoint})), 'store')
+        const error = await putFileInOneRequest({
+          bucket,
+          bytes: 1024,
+          client: await createS3Client(location),
+          key: 'busy.age',
+          path,
+          // The backoff's own waits add up to about 13 s; the number of tries is what is checked here.
+          retryDelayMs: () => 1,
+          settings: {},
+        }).catch((error_: unknown) => error_)
+        expect((error as {name?: string}).name).to.equal('SlowDown')
+        expect(puts()).to.equal(S3_MAX_ATTEMPTS)
+        expect(await s3.keys(bucket)).to.deep.equal([])
+      } finally {
+        await proxy.stop()
+      }
+    })
   })
 
   it('names the bucket that does not exist, without the secret', async () => {

@@ -32,11 +32,12 @@ export class StallWatchdog {
   readonly sink: Probe
   /** Place right after the source. */
   readonly source: Probe
-  private lastActivity = Date.now()
-  private readonly timer: NodeJS.Timeout
-  private readonly touch = (): void => {
+  /** Progress seen elsewhere: a staged object's upload, which passes neither probe, calls it. */
+  readonly touch = (): void => {
     this.lastActivity = Date.now()
   }
+  private lastActivity = Date.now()
+  private readonly timer: NodeJS.Timeout
 
   constructor(
     private readonly options: {

@@ -1,3 +1,5 @@
+import {rm} from 'node:fs/promises'
+import {join} from 'node:path'
 import {Duplex, PassThrough, Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
@@ -6,6 +8,7 @@ import {createSealStream, Sealing} from '../archive/seal.js'
 import {StoredObject} from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
 import {deferred} from '../lib/deferred.js'
+import {createFileSink} from '../lib/file-sink.js'
 import {StallWatchdog} from '../lib/stall.js'
 import {zstdCompressor} from '../lib/zstd.js'
 import {Store} from '../store/port.js'
@@ -34,6 +37,12 @@ export interface TransferOptions {
   recipients: readonly Uint8Array[]
   signal: AbortSignal
   source: Readable
+  /**
+   * A private folder (the command's staging folder) where an object bound for a remote store is
+   * staged whole and then given to putFile, which sends it without part buffers: for objects of a
+   * bounded size (a pack, about 16 MiB). A local store takes the stream as it comes.
+   */
+  stageIn?: string
   /** Replaces a stage; for fault injection in tests. */
   stages?: {compressor?: () => Duplex; encryption?: (seal: Sealing) => Duplex}
   stallTimeoutMs: number
@@ -73,7 +82,7 @@ async function transfer(
   options: TransferOptions,
   {hashPlaintext}: {hashPlaintext: boolean},
 ): Promise<{object: StoredObject; plaintext: {bytes: number; sha256?: string}}> {
-  const {compression, key, location, name, progress, signal, source, store} = options
+  const {compression, location, name, progress, signal, source, store} = options
   const meter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
       progress.advance(chunk.length)
@@ -131,13 +140,14 @@ async function transfer(
     watchdog.sink,
     output,
   ]
-  const stored = store
-    .put(key, output, {signal: AbortSignal.any([signal, stopStore.signal])})
-    .catch((error: unknown) => {
-      failures.note('store', error)
-      output.destroy(error as Error)
-      throw error
-    })
+  const stored = putOutput(options, output, {
+    onProgress: watchdog.touch,
+    signal: AbortSignal.any([signal, stopStore.signal]),
+  }).catch((error: unknown) => {
+    failures.note('store', error)
+    output.destroy(error as Error)
+    throw error
+  })
   const [piped, storedResult] = await Promise.allSettled([
     Promise.race([pipeline(streams as unknown as [Readable, ...Duplex[]], {signal}), stalled.promise]),
     Promise.race([stored, stalled.promise]),
@@ -158,6 +168,25 @@ async function transfer(
   return {
     object: {bytes, name, sha256: sealed.sealed.sha256},
     plaintext: plain ? {bytes: plain.bytes, sha256: plain.sha256} : sealed.plaintext,
+  }
+}
+
+/**
+ * Stores the transfer's output: as a stream, or staged in a file of its own first, which is then given
+ * to putFile (see TransferOptions.stageIn). The file is removed however it ends; it holds ciphertext.
+ */
+async function putOutput(
+  {key, name, stageIn, store}: TransferOptions,
+  output: Readable,
+  {onProgress, signal}: {onProgress: () => void; signal: AbortSignal},
+): Promise<{bytes: number}> {
+  if (stageIn === undefined || store.local) return store.put(key, output, {signal})
+  const path = join(stageIn, `${name}.staged`)
+  try {
+    await pipeline(output, createFileSink(path, {flags: 'wx', mode: 0o600}), {signal})
+    return await store.putFile(key, path, {onProgress, signal})
+  } finally {
+    await rm(path, {force: true})
   }
 }
 
@@ -191,7 +220,7 @@ class FirstFailure {
     if (STORAGE_ERRORS.has((error as NodeJS.ErrnoException)?.code ?? '')) {
       const {path} = error as NodeJS.ErrnoException
       const elsewhere =
-        path !== undefined && where.storeIsLocal && !path.startsWith(where.store) && !where.store.startsWith(path)
+        path !== undefined && (!where.storeIsLocal || (!path.startsWith(where.store) && !where.store.startsWith(path)))
       return describeIoError(
         error,
         elsewhere ? `a temp file for ${where.name}` : `${where.name} to the store ${where.store}`,

@@ -250,6 +250,10 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(first.status, first.stderr).to.equal(0)
     const packsAfterFirst = (await s3.keys(bucket)).filter((key) => key.includes('/packs/'))
     expect(packsAfterFirst.length).to.be.at.least(2)
+    // Each pack was staged in a file and sent in one PutObject, with no part buffers.
+    const packRequests = s3.requests.filter(({path}) => path.includes('/packs/'))
+    expect(packRequests.filter(({query}) => 'uploads' in query || 'partNumber' in query)).to.deep.equal([])
+    expect(packRequests.filter(({method}) => method === 'PUT').length).to.be.at.least(packsAfterFirst.length)
     const second = await cli(project, ['create', '--media-only', '--json', '--verbose'], packed)
     expect(second.status, second.stderr).to.equal(0)
     expect(second.stderr).to.match(/ 0 read, \d+ unchanged and not read; 0 B of new blobs in 0 new pack/)

@@ -152,7 +152,8 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
 
   const stages: Stage[] = ['source', 'compressor', 'encryption', 'store']
   const faults: Fault[] = ['at once', 'mid-stream', 'stalls']
-  for (const storeKind of ['local', 's3'] as const) {
+  // A pack bound for S3 is staged in a file, then put from it (TransferOptions.stageIn).
+  for (const storeKind of ['local', 's3', 's3, staged'] as const) {
     for (const path of ['database', 'media'] as const) {
       for (const stage of stages) {
         // Media is not compressed: there is no compressor stage on that path.
@@ -160,7 +161,8 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
         for (const fault of faults) {
           it(`${storeKind} store, ${path}: ${stage} ${fault}`, async function () {
             if (stage === 'compressor' && !hasTool('zstd')) this.skip()
-            const store = await realStore(storeKind)
+            const store = await realStore(storeKind === 'local' ? 'local' : 's3')
+            const stageIn = storeKind === 's3, staged' ? mkdtempSync(join(root, 'staging-')) : undefined
             const inner = path === 'database' ? databaseSource() : mediaSource()
             const source = stage === 'source' ? faultySource(fault, inner) : inner
             const location = path === 'database' ? 'the mysql database shop@db.internal' : `the media ${media}`
@@ -174,6 +176,7 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
               recipients: [recipient],
               signal: new AbortController().signal,
               source,
+              stageIn,
               stages: {
                 compressor:
                   stage === 'compressor' ? () => Duplex.from(faultyTransform(fault, 'compressor')) : undefined,
@@ -220,6 +223,10 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
             const left: string[] = []
             for await (const object of store.list('shop/')) left.push(object.key)
             expect(left.filter((key) => !key.includes('.partial-'))).to.deep.equal([])
+            // Nor in the staging folder; a store that never settles (and ignores its signal) holds its
+            // file until the command removes its staging folder.
+            if (stageIn !== undefined && !(stage === 'store' && fault === 'stalls'))
+              expect(readdirSync(stageIn)).to.deep.equal([])
           })
         }
       }
@@ -244,52 +251,58 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
       return new S3Store(parseS3Location(url, 'store'), 's3://hang/backups/')
     }
 
-    it('an S3 endpoint that accepts and never answers fails as a stall of the store, promptly', async () => {
-      const started = Date.now()
-      const store = s3At(blackHole.endpoint)
-      const error = await transferComponent({
-        compression: 'none',
-        key: 'shop/live/20261202T000000Z-aaaaaa/database.sqlite3.age',
-        location: 'the sqlite database db.sqlite3',
-        name: 'database.sqlite3.age',
-        progress: {advance() {}, done() {}, expect() {}},
-        recipients: [recipient],
-        signal: new AbortController().signal,
-        source: databaseSource(),
-        stallTimeoutMs: STALL_MS,
-        store,
-      }).then(
-        () => {},
-        (error_: unknown) => error_,
-      )
-      expect(error).to.be.instanceOf(BackupError)
-      expect((error as BackupError).exitCode).to.equal(7)
-      expect((error as BackupError).message).to.match(/^Stalled: the store s3:\/\/hang\/backups\//)
-      expect(Date.now() - started).to.be.below(BOUND_MS)
-    })
+    for (const staged of [false, true]) {
+      const title = staged ? ', staged in a file first' : ''
+      const stageIn = () => (staged ? mkdtempSync(join(root, 'staging-')) : undefined)
+      it(`an S3 endpoint that accepts and never answers fails as a stall of the store, promptly${title}`, async () => {
+        const started = Date.now()
+        const store = s3At(blackHole.endpoint)
+        const error = await transferComponent({
+          compression: 'none',
+          key: 'shop/live/20261202T000000Z-aaaaaa/database.sqlite3.age',
+          location: 'the sqlite database db.sqlite3',
+          name: 'database.sqlite3.age',
+          progress: {advance() {}, done() {}, expect() {}},
+          recipients: [recipient],
+          signal: new AbortController().signal,
+          source: databaseSource(),
+          stageIn: stageIn(),
+          stallTimeoutMs: STALL_MS,
+          store,
+        }).then(
+          () => {},
+          (error_: unknown) => error_,
+        )
+        expect(error).to.be.instanceOf(BackupError)
+        expect((error as BackupError).exitCode).to.equal(7)
+        expect((error as BackupError).message).to.match(/^Stalled: the store s3:\/\/hang\/backups\//)
+        expect(Date.now() - started).to.be.below(BOUND_MS)
+      })
 
-    it('an abort (SIGINT/SIGTERM) settles a transfer whose store hangs, at once', async () => {
-      const controller = new AbortController()
-      const started = Date.now()
-      setTimeout(() => controller.abort(new BackupError('INTERRUPTED', 'Interrupted by SIGTERM.')), 300)
-      const error = await transferComponent({
-        compression: 'none',
-        key: 'shop/live/20261202T000000Z-aaaaaa/media.tar.age',
-        location: `the media ${media}`,
-        name: 'media.tar.age',
-        progress: {advance() {}, done() {}, expect() {}},
-        recipients: [recipient],
-        signal: controller.signal,
-        source: mediaSource(),
-        stallTimeoutMs: 60_000,
-        store: s3At(blackHole.endpoint),
-      }).then(
-        () => {},
-        (error_: unknown) => error_,
-      )
-      expect(error).to.be.instanceOf(Error)
-      expect(Date.now() - started).to.be.below(3000)
-    })
+      it(`an abort (SIGINT/SIGTERM) settles a transfer whose store hangs, at once${title}`, async () => {
+        const controller = new AbortController()
+        const started = Date.now()
+        setTimeout(() => controller.abort(new BackupError('INTERRUPTED', 'Interrupted by SIGTERM.')), 300)
+        const error = await transferComponent({
+          compression: 'none',
+          key: 'shop/live/20261202T000000Z-aaaaaa/media.tar.age',
+          location: `the media ${media}`,
+          name: 'media.tar.age',
+          progress: {advance() {}, done() {}, expect() {}},
+          recipients: [recipient],
+          signal: controller.signal,
+          source: mediaSource(),
+          stageIn: stageIn(),
+          stallTimeoutMs: 60_000,
+          store: s3At(blackHole.endpoint),
+        }).then(
+          () => {},
+          (error_: unknown) => error_,
+        )
+        expect(error).to.be.instanceOf(Error)
+        expect(Date.now() - started).to.be.below(3000)
+      })
+    }
   })
 
   it('seals an object it knows to be small on this thread, and any other for a local store on the cipher thread', async () => {

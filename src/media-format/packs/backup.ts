@@ -88,6 +88,8 @@ export async function backUpMediaPacks(
     prefix,
     recipients: options.recipients,
     signal,
+    // A remote store's streamed puts hold part buffers; a staged pack goes up without any.
+    stageIn: options.tempDir,
     stallTimeoutMs: context.stallTimeoutMs,
     store: context.store,
   })

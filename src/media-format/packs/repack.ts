@@ -53,8 +53,8 @@ export async function repackPacks(
   const manifests = catalog.complete
     .map(({manifest}) => manifest)
     .filter((manifest): manifest is PackedManifest => !options.removing.has(manifest.id) && hasPacks(manifest))
-  const job: RepackJob = {context, identities: options.identities, prefix}
   const tempDir = await makeStagingDir(context.tempRoot, 'repack')
+  const job: RepackJob = {context, identities: options.identities, prefix, tempDir}
   try {
     let live: LiveBlobs
     try {
@@ -120,6 +120,8 @@ interface RepackJob {
   context: BackupContext
   identities: readonly X25519Identity[]
   prefix: string
+  /** The repack's staging folder: decrypted indexes, and new packs staged for a remote store. */
+  tempDir: string
 }
 
 async function liveBlobs(
@@ -203,6 +205,7 @@ async function copyLiveBlobs(
     prefix,
     recipients,
     signal: context.signal,
+    stageIn: job.tempDir,
     stallTimeoutMs: context.stallTimeoutMs,
     store: context.store,
   })

@@ -126,6 +126,8 @@ export class PackWriter {
       prefix: string
       recipients: readonly Uint8Array[]
       signal: AbortSignal
+      /** Where a pack bound for a remote store is staged whole (see TransferOptions.stageIn). */
+      stageIn?: string
       stallTimeoutMs: number
       store: Store
     },
@@ -222,7 +224,7 @@ export class PackWriter {
   }
 
   private open(codec: PackCodec): OpenPack {
-    const {prefix, recipients, signal, stallTimeoutMs, store} = this.options
+    const {prefix, recipients, signal, stageIn, stallTimeoutMs, store} = this.options
     const name = newPackName()
     const input = new PassThrough({highWaterMark: 256 * 1024})
     const upload = transferObject({
@@ -234,6 +236,7 @@ export class PackWriter {
       recipients,
       signal,
       source: input,
+      stageIn,
       stallTimeoutMs,
       store,
     }).then((object): WrittenPack => ({

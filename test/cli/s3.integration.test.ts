@@ -426,6 +426,33 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(head.ContentLength).to.be.greaterThan(512 * MiB)
     rmSync(join(project.root, '..'), {force: true, recursive: true})
   })
+
+  // Both kinds of pack open at once (text compresses, random bytes do not), a dozen of each stored.
+  it('peak RSS stays under 150 MiB while a first packed backup of 384 MiB goes to S3', async () => {
+    const {bucket, project} = await s3Project()
+    const media = join(project.root, 'media', 'mixed')
+    mkdirSync(media)
+    for (let index = 0; index < 24; index++) {
+      writeFileSync(join(media, `photo-${index}.bin`), randomBytes(8 * MiB))
+      // Lines that differ, so that no two blobs are the same and each is stored.
+      const lines = Array.from({length: 8 * 16_384}, (_, line) => `${index} ${line} ${'text '.repeat(10)}\n`)
+      writeFileSync(join(media, `notes-${index}.txt`), lines.join('').slice(0, 8 * MiB))
+    }
+
+    const report = join(project.root, 'rss.txt')
+    const created = await cliInBackground(project, ['create', '--media-only', '--json'], {
+      DIVIO_BACKUP_MEDIA_FORMAT: 'packs',
+      NODE_OPTIONS: `--import=${join(repoRoot, 'test', 'fixtures', 'report-rss.mjs')}`,
+      RSS_REPORT: report,
+    })
+    expect(created.status, created.stderr).to.equal(0)
+    const peak = Number(readFileSync(report, 'utf8')) / 1024
+    console.log(`      peak RSS: ${peak.toFixed(0)} MiB for a first packed backup of 384 MiB to S3`)
+    expect(peak).to.be.lessThan(150)
+    const packs = (await s3.keys(bucket)).filter((key) => key.includes('/packs/'))
+    expect(packs.length).to.be.at.least(16)
+    rmSync(join(project.root, '..'), {force: true, recursive: true})
+  })
 })
 
 /** The S3 operation a request is. */

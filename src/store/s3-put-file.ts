@@ -20,8 +20,6 @@ export interface FileUpload {
   key: string
   onProgress?: (bytes: number) => void
   path: string
-  /** The wait before try `attempt + 1`; the SDK's standard backoff when unset. */
-  retryDelayMs?: (attempt: number) => number
   settings: ObjectSettings
   signal?: AbortSignal
 }
@@ -56,7 +54,7 @@ export async function putFileInOneRequest(upload: FileUpload): Promise<void> {
       body.destroy()
     }
 
-    await sleep((upload.retryDelayMs ?? backoffMs)(attempt), undefined, {signal})
+    await sleep(backoffMs(attempt), undefined, {signal})
   }
 }
 

@@ -2,7 +2,7 @@ import {CreateMultipartUploadCommand, HeadObjectCommand} from '@aws-sdk/client-s
 import {expect} from 'chai'
 import {execFile, execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {promisify} from 'node:util'
@@ -402,6 +402,38 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(await s3.uploads(bucket)).to.deep.equal([])
     expect((await s3.keys(bucket)).filter((key) => key.endsWith('manifest.json'))).to.deep.equal([])
     rmSync(join(project.root, '..'), {force: true, recursive: true})
+  })
+
+  it('SIGINT while a staged pack goes up: exit 130 at once, nothing committed, nothing left staged', async () => {
+    const {bucket, project} = await s3Project()
+    // Every PutObject of a pack is read whole and never answered.
+    const proxy = await FaultyProxy.start(s3.port, ({method, path}) =>
+      method === 'PUT' && path.includes('/packs/') ? 'hang' : undefined,
+    )
+    try {
+      const staging = join(project.root, 'staging')
+      mkdirSync(staging)
+      Object.assign(project.env, {
+        DIVIO_BACKUP_MEDIA_FORMAT: 'packs',
+        DIVIO_BACKUP_STORE: s3.dsn(bucket, 'divio', {endpoint: proxy.endpoint}),
+        DIVIO_BACKUP_TMPDIR: staging,
+      })
+      const run = watch(cliAsync(project, ['create', '--media-only', '--json']))
+      for (let waited = 0; proxy.injected.length === 0 && waited < 60_000; waited += 20) await sleep(20)
+      expect(proxy.injected.length, 'no pack was ever sent').to.be.above(0)
+      const interrupted = Date.now()
+      process.kill(run.pid!, 'SIGINT')
+      expect(await run.exited).to.equal(130)
+      expect(Date.now() - interrupted).to.be.below(5000)
+      const {error} = JSON.parse(run.output().stdout) as {error: {code: string}}
+      expect(error.code).to.equal('INTERRUPTED')
+      expect((await s3.keys(bucket)).filter((key) => key.endsWith('manifest.json'))).to.deep.equal([])
+      // The staged packs (and the backup's other staged files) went with the command's staging folder.
+      expect(readdirSync(staging)).to.deep.equal([])
+    } finally {
+      await proxy.stop()
+      rmSync(join(project.root, '..'), {force: true, recursive: true})
+    }
   })
 
   // 512 MiB is a hundred parts: enough to show that what is held does not grow with what is sent.

@@ -6,9 +6,10 @@ import {AddressInfo} from 'node:net'
  * - `reset`: read a little of it, then drop the connection (ECONNRESET on the client);
  * - `cut`: forward it, then drop the connection half-way through the response body;
  * - `{status, code}`: answer with that S3 error without forwarding;
+ * - `hang`: read all of it, and never answer (a service that stopped responding);
  * - undefined: forward it untouched.
  */
-export type Fault = 'cut' | 'reset' | undefined | {code: string; status: number}
+export type Fault = 'cut' | 'hang' | 'reset' | undefined | {code: string; status: number}
 
 export interface ProxiedRequest {
   method: string
@@ -42,6 +43,11 @@ export class FaultyProxy {
       if (fault === 'reset') {
         incoming.once('data', () => incoming.socket.destroy())
         incoming.once('end', () => incoming.socket.destroy())
+        return
+      }
+
+      if (fault === 'hang') {
+        incoming.resume()
         return
       }
 

@@ -10,7 +10,7 @@ import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
-import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
 const READ_CHUNK = 1024 * 1024
@@ -130,11 +130,7 @@ export class LocalStore implements Store {
     }
   }
 
-  putFile(
-    key: string,
-    path: string,
-    options: {onProgress?: (bytes: number) => void; signal?: AbortSignal} = {},
-  ): Promise<{bytes: number}> {
+  putFile(key: string, path: string, options: PutFileOptions = {}): Promise<{bytes: number}> {
     return this.put(key, fileSource(path, options.onProgress), options)
   }
 

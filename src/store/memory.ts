@@ -1,7 +1,7 @@
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
 
 /** An in-process store for tests of the services; it keeps whole objects in memory. */
 export class MemoryStore implements Store {
@@ -50,11 +50,7 @@ export class MemoryStore implements Store {
     return {bytes: data.length}
   }
 
-  putFile(
-    key: string,
-    path: string,
-    options: {onProgress?: (bytes: number) => void; signal?: AbortSignal} = {},
-  ): Promise<{bytes: number}> {
+  putFile(key: string, path: string, options: PutFileOptions = {}): Promise<{bytes: number}> {
     return this.put(key, fileSource(path, options.onProgress), options)
   }
 

@@ -21,6 +21,12 @@ export class ObjectNotFoundError extends Error {
   }
 }
 
+export interface PutFileOptions {
+  /** Hears of the file's bytes as they leave: a slow upload is still progress. */
+  onProgress?: (bytes: number) => void
+  signal?: AbortSignal
+}
+
 /**
  * Where backups live: a flat namespace of immutable objects addressed by `/`-separated keys.
  *
@@ -75,11 +81,7 @@ export interface Store {
    * each try reading it anew). `onProgress` hears of the bytes as they leave, so that a slow upload is
    * not taken for a stalled one.
    */
-  putFile(
-    key: string,
-    path: string,
-    options?: {onProgress?: (bytes: number) => void; signal?: AbortSignal},
-  ): Promise<{bytes: number}>
+  putFile(key: string, path: string, options?: PutFileOptions): Promise<{bytes: number}>
   stat(key: string): Promise<ObjectInfo | undefined>
 }
 

@@ -5,7 +5,7 @@ import {Readable} from 'node:stream'
 
 import {MINIMUM_STORAGE_DAYS, S3Location} from '../config/s3-location.js'
 import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
-import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, Store} from './port.js'
+import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
 import {MAX_SINGLE_PUT_BYTES, putFileInOneRequest} from './s3-put-file.js'
 import {ObjectSettings, PartBudget, uploadStream} from './s3-upload.js'
 
@@ -148,11 +148,7 @@ export class S3Store implements Store {
     }
   }
 
-  async putFile(
-    key: string,
-    path: string,
-    options: {onProgress?: (bytes: number) => void; signal?: AbortSignal} = {},
-  ): Promise<{bytes: number}> {
+  async putFile(key: string, path: string, options: PutFileOptions = {}): Promise<{bytes: number}> {
     assertValidKey(key)
     const {size} = await stat(path)
     if (size > MAX_SINGLE_PUT_BYTES) return this.put(key, fileSource(path, options.onProgress), options)

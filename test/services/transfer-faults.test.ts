@@ -13,7 +13,7 @@ import {BackupError} from '../../src/errors.js'
 import {FilesystemMediaProvider} from '../../src/providers/media/filesystem.js'
 import {transferComponent} from '../../src/services/transfer.js'
 import {LocalStore} from '../../src/store/local.js'
-import {fileSource, ObjectInfo, Store} from '../../src/store/port.js'
+import {fileSource, ObjectInfo, PutFileOptions, Store} from '../../src/store/port.js'
 import {S3Store} from '../../src/store/s3.js'
 import {BlackHole} from '../helpers/black-hole.js'
 import {TestS3} from '../helpers/s3.js'
@@ -99,7 +99,7 @@ class FaultyStore implements Store {
     return this.inner.put(key, source.pipe(faultyTransform('mid-stream', 'store')), options)
   }
 
-  putFile(key: string, path: string, options?: {signal?: AbortSignal}): Promise<{bytes: number}> {
+  putFile(key: string, path: string, options?: PutFileOptions): Promise<{bytes: number}> {
     return this.put(key, fileSource(path), options)
   }
 

@@ -22,7 +22,6 @@ const COMMON_TAIL = ['set -eu', 'B=$1', 'T=$2', 'mkdir -p "$T"', 'd() { mkdir -p
 
 /**
  * Each pack extracted into a folder of its own under BLOBS; a blob is found in whichever holds it.
- * Fixed text: verify compares a backup's script byte for byte with the one it derives.
  *
  * A file its owner may write, with no execute or special bit (nearly every media file), gets its mode
  * as it is created, from the umask (shell builtins only: `case`, parameter and arithmetic expansion);
@@ -30,11 +29,7 @@ const COMMON_TAIL = ['set -eu', 'B=$1', 'T=$2', 'mkdir -p "$T"', 'd() { mkdir -p
  * files cost a `chmod` process: for tens of thousands of files that halves the run, since `cat` is the
  * only other program a file costs. A file that is already there keeps its mode, so it takes `chmod` too.
  */
-const HEADER = [
-  ...COMMON_HEAD,
-  '# Rebuilds the media of one backup from the blobs of its packs. Usage: sh rebuild.sh BLOBS TARGET',
-  '# BLOBS: a folder with one folder a pack, where the pack was extracted (age -d -i KEY PACK | tar -x -C BLOBS/PACK).',
-  ...COMMON_TAIL,
+const UMASK_FUNCTIONS = [
   'U=$(umask)',
   'blob() { for x in "$B"/*/"$1"; do cat -- "$x"; return; done; }',
   'w() { : > "$T/$p"; for b in "$@"; do blob "$b" >> "$T/$p"; done; }',
@@ -51,7 +46,33 @@ const HEADER = [
   '}',
   'l() { ln -s -- "$2" "$T/$1"; }',
   '',
-].join('\n')
+]
+
+/**
+ * The script's head: its usage, what BLOBS holds, and the functions its lines call. Fixed text: verify
+ * compares a backup's script byte for byte with the one it derives (RebuildScriptCheck).
+ */
+const HEADER = headerSaying(
+  '# BLOBS: a folder with one folder a pack, where the pack was extracted (age -d -i KEY PACK | zstd -dcf | tar -x -C BLOBS/PACK).',
+)
+
+/**
+ * What backups written before the comment named `zstd -dcf` carry (packs are compressed, or in zstd's
+ * stored framing, since before then): the same script.
+ */
+const HEADER_V3 = headerSaying(
+  '# BLOBS: a folder with one folder a pack, where the pack was extracted (age -d -i KEY PACK | tar -x -C BLOBS/PACK).',
+)
+
+function headerSaying(blobsComment: string): string {
+  return [
+    ...COMMON_HEAD,
+    '# Rebuilds the media of one backup from the blobs of its packs. Usage: sh rebuild.sh BLOBS TARGET',
+    blobsComment,
+    ...COMMON_TAIL,
+    ...UMASK_FUNCTIONS,
+  ].join('\n')
+}
 
 /** What backups written before files got their mode from the umask carry: a `chmod` for every file. */
 const HEADER_V2 = [
@@ -108,7 +129,7 @@ function sha256Of(text: string): Hash {
  * written: a stored script matches one of them, or it is not the index's.
  */
 export class RebuildScriptCheck {
-  private readonly hashes: Hash[] = [sha256Of(HEADER), sha256Of(HEADER_V2), sha256Of(HEADER_V1)]
+  private readonly hashes = [sha256Of(HEADER), sha256Of(HEADER_V3), sha256Of(HEADER_V2), sha256Of(HEADER_V1)]
 
   add(entry: IndexEntry): void {
     const line = rebuildScriptLine(entry)

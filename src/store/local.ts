@@ -10,7 +10,8 @@ import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
-import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
+import {putFileAsStream} from './file-source.js'
+import {assertValidKey, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
 const READ_CHUNK = 1024 * 1024
@@ -131,7 +132,7 @@ export class LocalStore implements Store {
   }
 
   putFile(key: string, path: string, options: PutFileOptions = {}): Promise<{bytes: number}> {
-    return this.put(key, fileSource(path, options.onProgress), options)
+    return putFileAsStream(this, key, path, options)
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

@@ -1,7 +1,8 @@
 import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
+import {putFileAsStream} from './file-source.js'
+import {assertValidKey, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
 
 /** An in-process store for tests of the services; it keeps whole objects in memory. */
 export class MemoryStore implements Store {
@@ -51,7 +52,7 @@ export class MemoryStore implements Store {
   }
 
   putFile(key: string, path: string, options: PutFileOptions = {}): Promise<{bytes: number}> {
-    return this.put(key, fileSource(path, options.onProgress), options)
+    return putFileAsStream(this, key, path, options)
   }
 
   async stat(key: string): Promise<ObjectInfo | undefined> {

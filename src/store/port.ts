@@ -1,4 +1,3 @@
-import {createReadStream} from 'node:fs'
 import {Readable} from 'node:stream'
 
 /** One stored object as listed. */
@@ -83,23 +82,6 @@ export interface Store {
    */
   putFile(key: string, path: string, options?: PutFileOptions): Promise<{bytes: number}>
   stat(key: string): Promise<ObjectInfo | undefined>
-}
-
-/**
- * A file as the source of a put, for the stores that send a file as they send any stream. It opens the
- * file only once read, so that a file that cannot be opened fails the put that reads it, and tells
- * `onProgress` of its bytes as they are taken.
- */
-export function fileSource(path: string, onProgress?: (bytes: number) => void): Readable {
-  return Readable.from(
-    (async function* () {
-      for await (const chunk of createReadStream(path) as AsyncIterable<Buffer>) {
-        onProgress?.(chunk.length)
-        yield chunk
-      }
-    })(),
-    {objectMode: false},
-  )
 }
 
 export function assertValidKey(key: string): void {

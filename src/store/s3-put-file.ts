@@ -3,7 +3,8 @@ import type {S3Client} from '@aws-sdk/client-s3'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {S3_MAX_ATTEMPTS} from '../lib/s3.js'
-import {fileSource} from './port.js'
+import {closeOf} from '../lib/stream-close.js'
+import {fileSource} from './file-source.js'
 import {ObjectSettings} from './s3-upload.js'
 
 /** The largest object one PutObject may carry; a larger file goes up in parts. */
@@ -51,7 +52,8 @@ export async function putFileInOneRequest(upload: FileUpload): Promise<void> {
     } catch (error) {
       if (signal?.aborted || attempt >= S3_MAX_ATTEMPTS || !retryable(error)) throw error
     } finally {
-      body.destroy()
+      // Closed before the next try, and before the caller removes the file.
+      await closeOf(body, {destroy: true})
     }
 
     await sleep(backoffMs(attempt), undefined, {signal})

@@ -5,7 +5,8 @@ import {Readable} from 'node:stream'
 
 import {MINIMUM_STORAGE_DAYS, S3Location} from '../config/s3-location.js'
 import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
-import {assertValidKey, fileSource, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
+import {putFileAsStream} from './file-source.js'
+import {assertValidKey, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
 import {MAX_SINGLE_PUT_BYTES, putFileInOneRequest} from './s3-put-file.js'
 import {ObjectSettings, PartBudget, uploadStream} from './s3-upload.js'
 
@@ -151,7 +152,7 @@ export class S3Store implements Store {
   async putFile(key: string, path: string, options: PutFileOptions = {}): Promise<{bytes: number}> {
     assertValidKey(key)
     const {size} = await stat(path)
-    if (size > MAX_SINGLE_PUT_BYTES) return this.put(key, fileSource(path, options.onProgress), options)
+    if (size > MAX_SINGLE_PUT_BYTES) return putFileAsStream(this, key, path, options)
     const client = await this.client()
     try {
       await putFileInOneRequest({

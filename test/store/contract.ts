@@ -8,6 +8,7 @@ import {Readable} from 'node:stream'
 
 import {ObjectNotFoundError, Store} from '../../src/store/port.js'
 import {lendingSource} from '../helpers/lending-source.js'
+import {openUnder} from '../helpers/processes.js'
 import {collect} from '../helpers/tools.js'
 
 /**
@@ -184,6 +185,9 @@ export function storeContract(name: string, makeStore: () => Promise<Store>, opt
           expect(readFileSync(path).equals(data)).to.equal(true)
           expect(told).to.equal(size)
         }
+
+        // The command removes its staged files next: one left open would keep its bytes on disk.
+        expect(openUnder(folder)).to.deep.equal([])
       })
 
       it('rejects a missing file, and leaves no object', async () => {
@@ -202,6 +206,7 @@ export function storeContract(name: string, makeStore: () => Promise<Store>, opt
           .catch((error_: unknown) => error_)
         expect(error).to.be.instanceOf(Error)
         expect(await store.stat('a/aborted')).to.equal(undefined)
+        expect(openUnder(folder)).to.deep.equal([])
       })
     })
   })

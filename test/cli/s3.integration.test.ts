@@ -289,6 +289,9 @@ describe('S3 store through the CLI (s3rver)', function () {
     const month = await prune({DIVIO_BACKUP_NOW: new Date(Date.now() + 31 * 86_400_000).toISOString()})
     expect(month).to.include({deferred: 0})
     expect(month.from).to.have.length(1)
+    // The copy went up staged in a file, as a create's packs do, and what is left reads back whole.
+    const verified = await cli(project, ['verify', '--all', '--json'], packed)
+    expect(verified.status, verified.stderr).to.equal(0)
   })
 
   it('transient 500, 503 SlowDown and connection resets: the backup still completes and verifies', async () => {

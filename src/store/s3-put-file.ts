@@ -27,7 +27,7 @@ export interface FileUpload {
 
 /**
  * Sends a file as one PutObject, its body read from the file: no part buffers, whatever its size (a
- * pack staged by `create`). The SDK does not retry a request whose body is a stream, which it cannot
+ * pack staged by `create` or by `prune`'s repacking). The SDK does not retry a request whose body is a stream, which it cannot
  * read twice; this does, with a new read of the file each try, for the errors the SDK's standard
  * strategy retries (throttling, timeouts, resets, 5xx), with its backoff, up to S3_MAX_ATTEMPTS tries.
  * The object exists only once S3 answered a try in full, so a failed one leaves nothing.

@@ -6,13 +6,14 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3'
 import {createHash, randomUUID} from 'node:crypto'
-import {mkdtempSync} from 'node:fs'
-import {mkdir, readdir, readFile, rename, rm, stat, writeFile} from 'node:fs/promises'
+import {createWriteStream, mkdtempSync} from 'node:fs'
+import {mkdir, readdir, readFile, rename, rm, stat} from 'node:fs/promises'
 import {createRequire} from 'node:module'
 import {AddressInfo} from 'node:net'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
-import {Readable} from 'node:stream'
+import {Readable, Transform} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 import S3rver from 's3rver'
 
 import {collect} from './tools.js'
@@ -208,21 +209,35 @@ function sortListings(store: FilesystemStore): void {
  * S3 stores an object (a PutObject, a completed multipart upload) only once all of it came, and
  * answers only once it is stored. s3rver opens the object's file as the request starts, so a request
  * cut short (an aborted upload) left an object of what had come, and it answers before the file is
- * written, so a read right after could see part of it. Here the body is read whole, written beside
- * the bucket and renamed into place before the answer: as on S3, a request that breaks stores nothing,
- * and a stored object is whole.
+ * written, so a read right after could see part of it. Here the body streams into a file beside the
+ * bucket, which is renamed into place once all of it is written, before the answer: as on S3, a
+ * request that breaks stores nothing, and a stored object is whole.
  */
 function atomicPuts(store: FilesystemStore): void {
   store.putObject = async (object) => {
-    const content = Buffer.isBuffer(object.content) ? object.content : await collect(object.content)
-    const objectPath = store.getResourcePath(object.bucket, object.key, 'object')
     const writing = join(store.rootDirectory, `.writing-${randomUUID()}`)
-    await writeFile(writing, content)
-    await mkdir(dirname(objectPath), {recursive: true})
-    await rename(writing, objectPath)
-    const md5 = createHash('md5').update(content).digest('hex')
-    await store.putMetadata(object.bucket, object.key, object.metadata, md5)
-    return {md5, size: content.length}
+    const md5 = createHash('md5')
+    let size = 0
+    const count = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        md5.update(chunk)
+        size += chunk.length
+        callback(null, chunk)
+      },
+    })
+    try {
+      const source = Buffer.isBuffer(object.content) ? Readable.from([object.content]) : object.content
+      await pipeline(source, count, createWriteStream(writing))
+      const objectPath = store.getResourcePath(object.bucket, object.key, 'object')
+      await mkdir(dirname(objectPath), {recursive: true})
+      await rename(writing, objectPath)
+    } finally {
+      await rm(writing, {force: true})
+    }
+
+    const digest = md5.digest('hex')
+    await store.putMetadata(object.bucket, object.key, object.metadata, digest)
+    return {md5: digest, size}
   }
 }
 

@@ -1,71 +1,60 @@
 import {PathLike} from 'node:fs'
 import {FileHandle, open} from 'node:fs/promises'
-import {Writable} from 'node:stream'
+import {Writable, WritableOptions} from 'node:stream'
 
 import {giveBack} from './buffer-loan.js'
 
 /** Bytes a sink takes in before its writer waits: a few of the chunks that stream through it. */
 const HIGH_WATER_MARK = 1024 * 1024
 
+/** Bytes written between two flushes of a sink that `syncs` (see createFileSink). */
+const SYNC_EVERY_BYTES = 32 * 1024 * 1024
+
+/** What a sink needs beyond its chunks: `syncs` (see createFileSink). */
+export interface FileSinkOptions {
+  syncs?: boolean
+}
+
 /**
  * Writes a stream's chunks to `handle` in order, through the thread pool, and gives each back once
  * it is written (buffer-loan.ts): a lent buffer goes round again, and node:crypto's output is freed
- * at once. Chunks that wait together go in one writev. The caller closes the handle.
+ * at once. Chunks that wait together go in one writev. The caller closes the handle, once the
+ * stream has finished or been destroyed (a background flush is settled by then).
  */
-export function fileSink(handle: FileHandle): Writable {
-  return new Writable({
-    highWaterMark: HIGH_WATER_MARK,
-    write(chunk: Buffer, _encoding, callback) {
-      writeAll(handle, [chunk]).then(() => callback(), callback)
+export function fileSink(handle: FileHandle, options: FileSinkOptions = {}): Writable {
+  const flushes = new FlushAhead(options)
+  return sinkWritable(() => handle, flushes, {
+    destroy(error, callback) {
+      flushes.settled().then(() => callback(error))
     },
-    writev(chunks, callback) {
-      writeAll(
-        handle,
-        chunks.map(({chunk}) => chunk as Buffer),
-      ).then(() => callback(), callback)
+    final(callback) {
+      flushes.settled().then(() => callback())
     },
   })
 }
-
-/** Bytes written between two flushes of a sink that `syncs` (see createFileSink). */
-const SYNC_EVERY_BYTES = 32 * 1024 * 1024
 
 /**
  * A new file at `path` as a stream's sink, like fs.createWriteStream with `flags` and `mode`, but
  * writing as {@link fileSink} does. The file is closed when the stream finishes or is destroyed.
  *
- * `syncs`: the caller will flush the file to disk once it is written (a download, an export, a file
- * a restore extracts, which its `sync -f` flushes with the rest of the tree). The sink then
- * flushes what it has written every {@link SYNC_EVERY_BYTES}, in the background and one flush at a
- * time, so that the disk writes while the stream runs: otherwise the kernel holds the whole file in
- * memory until that fsync, and the command waits for all of it at the end (about 0.4 s for the
- * 706 MiB media.tar of the bench tree).
+ * `syncs`: the caller will flush the file to disk once it is written (a store's put, a download, an
+ * export, a file a restore extracts, which its `sync -f` flushes with the rest of the tree). The
+ * sink then flushes what it has written every {@link SYNC_EVERY_BYTES}, in the background and one
+ * flush at a time, so that the disk writes while the stream runs: otherwise the kernel holds the
+ * whole file in memory until that fsync, and the command waits for all of it at the end (about
+ * 0.4 s for the 706 MiB media.tar of the bench tree).
  */
-export function createFileSink(path: PathLike, options: {flags: string; mode: number; syncs?: boolean}): Writable {
+export function createFileSink(path: PathLike, options: FileSinkOptions & {flags: string; mode: number}): Writable {
   let handle: FileHandle | undefined
-  let unsynced = 0
-  let syncing: Promise<void> | undefined
-  const syncAhead = (bytes: number) => {
-    unsynced += bytes
-    if (!options.syncs || unsynced < SYNC_EVERY_BYTES || syncing !== undefined || handle === undefined) return
-    unsynced = 0
-    // Its failure is the final fsync's to report, which the caller makes.
-    syncing = handle
-      .datasync()
-      .catch(() => {})
-      .finally(() => {
-        syncing = undefined
-      })
-  }
-
+  const flushes = new FlushAhead(options)
   const close = async () => {
-    await syncing
+    await flushes.settled()
     const opened = handle
     handle = undefined
     await opened?.close()
   }
 
-  return new Writable({
+  return sinkWritable(() => handle!, flushes, {
     construct(callback) {
       open(path, options.flags, options.mode).then((opened) => {
         handle = opened
@@ -81,11 +70,48 @@ export function createFileSink(path: PathLike, options: {flags: string; mode: nu
     final(callback) {
       close().then(() => callback(), callback)
     },
+  })
+}
+
+/** The flushes a sink that `syncs` starts as it writes: one at a time, each after SYNC_EVERY_BYTES. */
+class FlushAhead {
+  private syncing: Promise<void> | undefined
+  private unsynced = 0
+
+  constructor(private readonly options: FileSinkOptions) {}
+
+  /** Settles once no flush is running; never rejects. */
+  settled(): Promise<void> {
+    return this.syncing ?? Promise.resolve()
+  }
+
+  wrote(handle: FileHandle, bytes: number): void {
+    this.unsynced += bytes
+    if (!this.options.syncs || this.unsynced < SYNC_EVERY_BYTES || this.syncing !== undefined) return
+    this.unsynced = 0
+    // Its failure is the final fsync's to report, which the caller makes.
+    this.syncing = handle
+      .datasync()
+      .catch(() => {})
+      .finally(() => {
+        this.syncing = undefined
+      })
+  }
+}
+
+function sinkWritable(
+  handleOf: () => FileHandle,
+  flushes: FlushAhead,
+  ends: Pick<WritableOptions, 'construct' | 'destroy' | 'final'>,
+): Writable {
+  const wrote = (bytes: number) => flushes.wrote(handleOf(), bytes)
+  return new Writable({
+    ...ends,
     highWaterMark: HIGH_WATER_MARK,
     write(chunk: Buffer, _encoding, callback) {
       const bytes = chunk.length
-      writeAll(handle!, [chunk]).then(() => {
-        syncAhead(bytes)
+      writeAll(handleOf(), [chunk]).then(() => {
+        wrote(bytes)
         callback()
       }, callback)
     },
@@ -93,10 +119,10 @@ export function createFileSink(path: PathLike, options: {flags: string; mode: nu
       let bytes = 0
       for (const {chunk} of chunks) bytes += (chunk as Buffer).length
       writeAll(
-        handle!,
+        handleOf(),
         chunks.map(({chunk}) => chunk as Buffer),
       ).then(() => {
-        syncAhead(bytes)
+        wrote(bytes)
         callback()
       }, callback)
     },

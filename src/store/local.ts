@@ -35,8 +35,10 @@ export interface LocalStoreOptions {
  * (see {@link LocalStoreOptions.createRoot} for the one exception), rather than listing nothing.
  *
  * Durability: a put writes `<key>.partial-<random>`, fsyncs it, renames it over the key and fsyncs the
- * folder, so a crash leaves either the old state or the new one. Partial files left by a killed process
- * are listed under their own names, so that prune can collect them; they never shadow a real key.
+ * folder, so a crash leaves either the old state or the new one. A large object is flushed as it is
+ * written (file-sink.ts), so that its last fsync waits for the last few MiB, not the whole object.
+ * Partial files left by a killed process are listed under their own names, so that prune can collect
+ * them; they never shadow a real key.
  */
 export class LocalStore implements Store {
   readonly description: string
@@ -116,7 +118,7 @@ export class LocalStore implements Store {
     const handle = await openPartial(folder, partial)
     try {
       try {
-        await pipeline(source, counter, fileSink(handle), {signal: options.signal})
+        await pipeline(source, counter, fileSink(handle, {syncs: true}), {signal: options.signal})
       } finally {
         await handle.close()
       }

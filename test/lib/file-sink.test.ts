@@ -9,7 +9,7 @@ import {pipeline} from 'node:stream/promises'
 import {setTimeout as delay} from 'node:timers/promises'
 
 import {BufferLender} from '../../src/lib/buffer-loan.js'
-import {createFileSink, writeAll} from '../../src/lib/file-sink.js'
+import {createFileSink, fileSink, writeAll} from '../../src/lib/file-sink.js'
 
 const openFiles = () => readdirSync('/proc/self/fd').length
 
@@ -57,51 +57,83 @@ describe('file sink', () => {
     expect(openFiles()).to.equal(before)
   })
 
-  it('that syncs, flushes as it writes, one flush at a time, and closes its file only after the last flush', async () => {
-    const folder = mkdtempSync(join(tmpdir(), 'file-sink-'))
-    const probe = await open(join(folder, 'probe'), 'w')
-    const prototype = Object.getPrototypeOf(probe) as {datasync: () => Promise<void>}
-    await probe.close()
-    const {datasync} = prototype
-    const mebibyte = randomBytes(1024 * 1024)
-    /** Writes 100 MiB through a sink that syncs, each flush taking `flushMs`; the first flush fails. */
-    const write = async (name: string, flushMs: number) => {
-      const events: string[] = []
-      let running = 0
-      let most = 0
-      prototype.datasync = async function (this: FileHandle) {
-        running++
-        most = Math.max(most, running)
-        events.push('sync')
-        if (flushMs > 0) await delay(flushMs)
-        // Closed meanwhile, the sink would have reported the stream finished with the file unflushed.
-        if (this.fd === -1) events.push('closed while syncing')
-        running--
-        // A flush ahead is only a head start: the caller's own fsync is the one that reports.
-        if (events.filter((event) => event === 'sync').length === 1) throw new Error('EIO')
+  // Both sinks: the one that opens its file, and the one a store's put hands its open file.
+  for (const kind of ['a file it opens', 'a handle it is given'] as const) {
+    it(`that syncs, into ${kind}: flushes as it writes, one flush at a time, and finishes only after the last flush`, async () => {
+      const folder = mkdtempSync(join(tmpdir(), 'file-sink-'))
+      const probe = await open(join(folder, 'probe'), 'w')
+      const prototype = Object.getPrototypeOf(probe) as {datasync: () => Promise<void>}
+      await probe.close()
+      const {datasync} = prototype
+      const mebibyte = randomBytes(1024 * 1024)
+      /** Writes 100 MiB through a sink that syncs, each flush taking `flushMs`; the first flush fails. */
+      const write = async (name: string, flushMs: number) => {
+        const events: string[] = []
+        let running = 0
+        let most = 0
+        prototype.datasync = async function (this: FileHandle) {
+          running++
+          most = Math.max(most, running)
+          events.push('sync')
+          if (flushMs > 0) await delay(flushMs)
+          // Closed meanwhile, the sink would have reported the stream finished with the file unflushed.
+          if (this.fd === -1) events.push('closed while syncing')
+          running--
+          // A flush ahead is only a head start: the caller's own fsync is the one that reports.
+          if (events.filter((event) => event === 'sync').length === 1) throw new Error('EIO')
+        }
+
+        const path = join(folder, name)
+        const source = Readable.from(Array.from({length: 100}, () => mebibyte))
+        if (kind === 'a file it opens') {
+          await pipeline(source, createFileSink(path, {flags: 'wx', mode: 0o600, syncs: true}))
+        } else {
+          const handle = await open(path, 'wx', 0o600)
+          try {
+            await pipeline(source, fileSink(handle, {syncs: true}))
+          } finally {
+            await handle.close()
+          }
+        }
+
+        // Finished only once its flushes are done: none is left running on a closed file.
+        expect(running, 'flushes still running when the sink finished').to.equal(0)
+        expect(statSync(path).size).to.equal(100 * 1024 * 1024)
+        return {events, most, syncs: events.filter((event) => event === 'sync').length}
       }
 
-      const path = join(folder, name)
-      await pipeline(
-        Readable.from(Array.from({length: 100}, () => mebibyte)),
-        createFileSink(path, {flags: 'wx', mode: 0o600, syncs: true}),
-      )
-      // Finished only once its flushes are done: none is left running on a closed file.
-      expect(running, 'flushes still running when the sink finished').to.equal(0)
-      expect(statSync(path).size).to.equal(100 * 1024 * 1024)
-      return {events, most, syncs: events.filter((event) => event === 'sync').length}
+      try {
+        // Flushes that take no time: one each 32 MiB written.
+        expect((await write('quick', 0)).syncs).to.be.within(2, 3)
+        // Flushes slower than the writes: never two at once, and the file closes after the last.
+        const slow = await write('slow', 50)
+        expect(slow.syncs).to.be.at.least(1)
+        expect(slow.most, 'flushes at once').to.equal(1)
+        expect(slow.events).to.not.include('closed while syncing')
+      } finally {
+        prototype.datasync = datasync
+        rmSync(folder, {force: true, recursive: true})
+      }
+    })
+  }
+
+  it('into a handle it is given, without syncs, never flushes: the caller decides', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'file-sink-'))
+    const handle = await open(join(folder, 'out'), 'wx', 0o600)
+    const prototype = Object.getPrototypeOf(handle) as {datasync: () => Promise<void>}
+    const {datasync} = prototype
+    let syncs = 0
+    prototype.datasync = async () => {
+      syncs++
     }
 
     try {
-      // Flushes that take no time: one each 32 MiB written.
-      expect((await write('quick', 0)).syncs).to.be.within(2, 3)
-      // Flushes slower than the writes: never two at once, and the file closes after the last.
-      const slow = await write('slow', 50)
-      expect(slow.syncs).to.be.at.least(1)
-      expect(slow.most, 'flushes at once').to.equal(1)
-      expect(slow.events).to.not.include('closed while syncing')
+      const mebibyte = randomBytes(1024 * 1024)
+      await pipeline(Readable.from(Array.from({length: 40}, () => mebibyte)), fileSink(handle))
+      expect(syncs).to.equal(0)
     } finally {
       prototype.datasync = datasync
+      await handle.close()
       rmSync(folder, {force: true, recursive: true})
     }
   })

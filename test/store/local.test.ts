@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdtempSync, readdirSync, readlinkSync, statSync, writeFileSync} from 'node:fs'
+import {FileHandle, open} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -23,6 +24,41 @@ describe('local store', () => {
         store.put(`env/packs/${round}`, Readable.from([Buffer.from(String(round))])),
       ])
       expect((await collect(await store.get(`env/packs/${round}`))).toString()).to.equal(String(round))
+    }
+  })
+
+  it('flushes a large put to disk as it writes it, before its own fsync; a small one only then', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'store-local-'))
+    const store = new LocalStore(root)
+    const probe = await open(join(root, 'probe'), 'w')
+    const prototype = Object.getPrototypeOf(probe) as {datasync: () => Promise<void>; sync: () => Promise<void>}
+    await probe.close()
+    const {datasync, sync} = prototype
+    const events: string[] = []
+    prototype.datasync = async function (this: FileHandle) {
+      events.push('flush ahead')
+      return datasync.call(this)
+    }
+
+    prototype.sync = async function (this: FileHandle) {
+      events.push('fsync')
+      return sync.call(this)
+    }
+
+    try {
+      const mebibyte = randomBytes(1024 * 1024)
+      await store.put('env/big', Readable.from(Array.from({length: 70}, () => mebibyte)))
+      // 70 MiB: a flush while it is written (one each 32 MiB, or fewer where one is still running),
+      // then the file's and the folder's fsync.
+      const ahead = events.filter((event) => event === 'flush ahead').length
+      expect(ahead).to.be.within(1, 2)
+      expect(events).to.deep.equal([...Array.from({length: ahead}, () => 'flush ahead'), 'fsync', 'fsync'])
+      const before = events.length
+      await store.put('env/small', Readable.from([mebibyte]))
+      expect(events.slice(before)).to.deep.equal(['fsync', 'fsync'])
+    } finally {
+      prototype.datasync = datasync
+      prototype.sync = sync
     }
   })
 

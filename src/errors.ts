@@ -199,6 +199,26 @@ export function describeIoError(
 }
 
 /** An error's message as a clause: for "…failed: <cause>." */
+/**
+ * A file that a command writes into its temp folder (DIVIO_BACKUP_TMPDIR) could not be written. That
+ * folder is the one to blame, not the source the data came from or the store it goes to, so the
+ * message names it, and says what it needs room for (`room`). A write to an open file reports no path,
+ * which is why the caller, which knows where it was writing, says so.
+ */
+export function tempFolderFailure(error: unknown, what: string, folder: string, room: string): BackupError {
+  const full = /FULL|ENOSPC|EDQUOT/.test(String((error as undefined | {code?: unknown})?.code ?? ''))
+  return new BackupError(
+    'SOURCE_UNAVAILABLE',
+    `Cannot write ${what} into the temp folder ${folder}: ${full ? 'the disk is full' : describeCause(error)}.`,
+    {
+      cause: error,
+      suggestion: full
+        ? `Free space there, or point DIVIO_BACKUP_TMPDIR at a folder with room for ${room}.`
+        : 'Check that the temp folder is writable, or point DIVIO_BACKUP_TMPDIR elsewhere.',
+    },
+  )
+}
+
 export function describeCause(error: unknown): string {
   return error instanceof Error ? error.message.replace(/\.$/, '') : String(error)
 }

@@ -44,8 +44,11 @@ export class StallWatchdog {
       middle: string
       onStall: (error: BackupError) => void
       source: string
+      /** Who confirms the write at the end. */
       store: string
       timeoutMs: number
+      /** Who takes the bytes, where that is not the store (a file staged for it); the store by default. */
+      writer?: string
     },
   ) {
     this.sink = this.probe()
@@ -64,11 +67,11 @@ export class StallWatchdog {
     if (idle < this.options.timeoutMs) return
     this.stop()
     const seconds = Math.round(idle / 1000)
-    const {middle, source, store} = this.options
+    const {middle, source, store, writer = store} = this.options
     const [where, what] = this.sink.writableEnded
       ? [store, `did not confirm the write within ${seconds} s of the last byte`]
       : this.sink.blocked
-        ? [store, `accepted no data for ${seconds} s`]
+        ? [writer, `accepted no data for ${seconds} s`]
         : this.source.blocked
           ? [middle, `passed no data on for ${seconds} s`]
           : [source, `sent no data for ${seconds} s`]

@@ -1,12 +1,12 @@
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {Duplex, PassThrough, Readable, Transform} from 'node:stream'
+import {Duplex, PassThrough, Readable, Transform, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {HashingStream} from '../archive/hash.js'
 import {createSealStream, Sealing} from '../archive/seal.js'
 import {StoredObject} from '../domain/manifest.js'
-import {BackupError, describeCause, describeIoError} from '../errors.js'
+import {BackupError, describeCause, describeIoError, tempFolderFailure} from '../errors.js'
 import {deferred} from '../lib/deferred.js'
 import {createFileSink} from '../lib/file-sink.js'
 import {StallWatchdog} from '../lib/stall.js'
@@ -44,7 +44,7 @@ export interface TransferOptions {
    */
   stageIn?: string
   /** Replaces a stage; for fault injection in tests. */
-  stages?: {compressor?: () => Duplex; encryption?: (seal: Sealing) => Duplex}
+  stages?: {compressor?: () => Duplex; encryption?: (seal: Sealing) => Duplex; stagingSink?: (path: string) => Writable}
   stallTimeoutMs: number
   store: Store
 }
@@ -122,6 +122,7 @@ async function transfer(
     source: location,
     store: `the store ${store.description}`,
     timeoutMs: options.stallTimeoutMs,
+    writer: staged(options) ? `the temp folder ${options.stageIn}` : undefined,
   })
   const stages: Array<[Stage, Duplex | Readable]> = [
     ['source', source],
@@ -142,6 +143,7 @@ async function transfer(
   ]
   const stored = putOutput(options, output, {
     onProgress: watchdog.touch,
+    onStagingFailure: (error) => failures.note('staging', error),
     signal: AbortSignal.any([signal, stopStore.signal]),
   }).catch((error: unknown) => {
     failures.note('store', error)
@@ -157,7 +159,13 @@ async function transfer(
   })
   if (piped.status === 'rejected' || storedResult.status === 'rejected') {
     const fallback = piped.status === 'rejected' ? piped.reason : (storedResult as PromiseRejectedResult).reason
-    throw failures.explain(fallback, {location, name, store: store.description, storeIsLocal: store.local})
+    throw failures.explain(fallback, {
+      location,
+      name,
+      stageIn: options.stageIn,
+      store: store.description,
+      storeIsLocal: store.local,
+    })
   }
 
   const sealed = await seal.result
@@ -176,18 +184,31 @@ async function transfer(
  * to putFile (see TransferOptions.stageIn). The file is removed however it ends; it holds ciphertext.
  */
 async function putOutput(
-  {key, name, stageIn, store}: TransferOptions,
+  options: TransferOptions,
   output: Readable,
-  {onProgress, signal}: {onProgress: () => void; signal: AbortSignal},
+  {
+    onProgress,
+    onStagingFailure,
+    signal,
+  }: {onProgress: () => void; onStagingFailure: (error: Error) => void; signal: AbortSignal},
 ): Promise<{bytes: number}> {
-  if (stageIn === undefined || store.local) return store.put(key, output, {signal})
-  const path = join(stageIn, `${name}.staged`)
+  const {key, name, stageIn, stages, store} = options
+  if (!staged(options)) return store.put(key, output, {signal})
+  const path = join(stageIn!, `${name}.staged`)
   try {
-    await pipeline(output, createFileSink(path, {flags: 'wx', mode: 0o600}), {signal})
+    const sink = stages?.stagingSink?.(path) ?? createFileSink(path, {flags: 'wx', mode: 0o600})
+    // Before the pipeline's own listener, which passes the error on to every stage.
+    sink.once('error', onStagingFailure)
+    await pipeline(output, sink, {signal})
     return await store.putFile(key, path, {onProgress, signal})
   } finally {
     await rm(path, {force: true})
   }
+}
+
+/** Whether the transfer stages its object in a file before the store takes it (TransferOptions.stageIn). */
+function staged({stageIn, store}: TransferOptions): boolean {
+  return stageIn !== undefined && !store.local
 }
 
 /** zstd's own default: what every compressed object of a backup is written with. */
@@ -201,7 +222,7 @@ function compressor(): Duplex {
 /** Errors of the file system written to, not of the data or the program. */
 const STORAGE_ERRORS = new Set(['EDQUOT', 'ENOSPC', 'EROFS'])
 
-type Stage = 'compressor' | 'encryption' | 'source' | 'stall' | 'store'
+type Stage = 'compressor' | 'encryption' | 'source' | 'staging' | 'stall' | 'store'
 
 /**
  * Remembers which stage of a transfer failed first. Once one stage fails, the others fail as a
@@ -211,9 +232,20 @@ class FirstFailure {
   private first: undefined | {error: unknown; stage: Stage}
 
   /** The user-facing error: the cause, named by the location that failed. */
-  explain(fallback: unknown, where: {location: string; name: string; store: string; storeIsLocal?: boolean}): unknown {
+  explain(
+    fallback: unknown,
+    where: {location: string; name: string; stageIn?: string; store: string; storeIsLocal?: boolean},
+  ): unknown {
     const {error, stage} = this.first ?? {error: fallback, stage: 'source' as Stage}
     if (error instanceof BackupError) return error
+    // Writing the staged file (which reports no path): the temp folder's failure, not the store's.
+    if (stage === 'staging')
+      return tempFolderFailure(
+        error,
+        `${where.name} (staged for the store)`,
+        where.stageIn!,
+        'a few packs (about 50 MiB)',
+      )
     const cause = describeCause(error)
     // A full or read-only file system is the store's, whichever stage saw it first (the encryption
     // stage, when its write to the store is what failed); a temp file that fails this way says so.

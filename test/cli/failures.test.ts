@@ -5,6 +5,7 @@ import {mkdirSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 
 import {BlackHole} from '../helpers/black-hole.js'
+import {mountTmpfs} from '../helpers/mounts.js'
 import {cli, makeProject, Project, runJs} from '../helpers/project.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
 import {requireTool} from '../helpers/tools.js'
@@ -16,17 +17,6 @@ function growDatabase(project: Project): void {
   const insert = database.prepare('INSERT INTO filler (data) VALUES (?)')
   for (let index = 0; index < 600; index++) insert.run(randomBytes(1000))
   database.close()
-}
-
-/** A small tmpfs at `folder`, to make a full or read-only file system; skips (saying why) where mounting is not allowed. */
-function mountTmpfs(context: Mocha.Context, folder: string, options: string): string {
-  mkdirSync(folder)
-  if (spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', folder]).status !== 0) {
-    console.log('      (skipped: mounting a tmpfs needs root; CI runs the suite as root)')
-    context.skip()
-  }
-
-  return folder
 }
 
 async function timed(project: Project, args: string[], env: NodeJS.ProcessEnv = {}) {

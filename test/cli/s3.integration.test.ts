@@ -1,6 +1,6 @@
 import {CreateMultipartUploadCommand, HeadObjectCommand} from '@aws-sdk/client-s3'
 import {expect} from 'chai'
-import {execFile, execFileSync} from 'node:child_process'
+import {execFile, execFileSync, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
@@ -8,6 +8,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {promisify} from 'node:util'
 
 import {Fault, FaultyProxy, ProxiedRequest} from '../helpers/faulty-proxy.js'
+import {mountTmpfs} from '../helpers/mounts.js'
 import {watch} from '../helpers/processes.js'
 import {
   cli,
@@ -435,6 +436,32 @@ describe('S3 store through the CLI (s3rver)', function () {
       expect(readdirSync(staging)).to.deep.equal([])
     } finally {
       await proxy.stop()
+      rmSync(join(project.root, '..'), {force: true, recursive: true})
+    }
+  })
+
+  it('a full staging folder while a pack is staged: exit 7 naming the temp folder, not S3; nothing committed, nothing left open', async function () {
+    const {bucket, project} = await s3Project()
+    // Room for the backup's small staged files, not for a 16 MiB pack of the 20 MiB video.
+    const staging = mountTmpfs(this, join(project.root, '..', 'full-staging'), 'size=2m')
+    try {
+      Object.assign(project.env, {DIVIO_BACKUP_MEDIA_FORMAT: 'packs', DIVIO_BACKUP_TMPDIR: staging})
+      for (const json of [false, true]) {
+        const result = await cli(project, ['create', '--media-only', ...(json ? ['--json'] : [])])
+        expect(result.status, result.stderr).to.equal(7)
+        const message = json ? (result.json() as {error: {message: string}}).error.message : result.stderr
+        expect(message).to.include(`temp folder ${staging}`)
+        expect(message).to.include('the disk is full')
+        expect(message).to.not.match(/S3|s3:\/\/|Encrypting|BACKUP_FAILED/)
+      }
+
+      expect((await s3.keys(bucket)).filter((key) => key.endsWith('manifest.json'))).to.deep.equal([])
+      expect(readdirSync(staging)).to.deep.equal([])
+      // Nothing of the commands holds a file open there.
+      const unmounted = spawnSync('umount', [staging], {encoding: 'utf8'})
+      expect(unmounted.status, `umount: ${unmounted.stderr}`).to.equal(0)
+    } finally {
+      spawnSync('umount', [staging])
       rmSync(join(project.root, '..'), {force: true, recursive: true})
     }
   })

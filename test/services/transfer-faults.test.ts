@@ -1,9 +1,9 @@
 import {expect} from 'chai'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, mkdtempSync, readdirSync, writeFileSync} from 'node:fs'
+import {closeSync, mkdirSync, mkdtempSync, openSync, readdirSync, writeFileSync, writeSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {Duplex, Readable, Transform} from 'node:stream'
+import {Duplex, Readable, Transform, Writable} from 'node:stream'
 
 import {generateIdentity} from '../../src/archive/age-keys.js'
 import {createListingFile} from '../../src/archive/listing.js'
@@ -33,7 +33,7 @@ const BOUND_MS = STALL_MS + 8000
 const FAULT_AFTER = 512 * 1024
 
 type Fault = 'at once' | 'mid-stream' | 'stalls'
-type Stage = 'compressor' | 'encryption' | 'source' | 'store'
+type Stage = 'compressor' | 'encryption' | 'source' | 'staging' | 'store'
 
 /** Passes data through, then fails or stops as told. */
 function faultyTransform(fault: Fault, label: string): Transform {
@@ -111,6 +111,68 @@ class FaultyStore implements Store {
   }
 }
 
+/**
+ * The file a staged transfer writes before the store takes it, failing or stopping as told: a full or
+ * failing temp folder, or one on a hung mount. It is a real file, which the transfer must remove.
+ */
+function faultyStagingSink(fault: Fault, path: string): Writable {
+  let descriptor: number | undefined
+  let seen = 0
+  return new Writable({
+    construct(callback) {
+      descriptor = openSync(path, 'wx', 0o600)
+      callback()
+    },
+    destroy(error, callback) {
+      if (descriptor !== undefined) closeSync(descriptor)
+      descriptor = undefined
+      callback(error)
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      // A write to an open file reports no path, as here.
+      if (fault === 'at once')
+        return callback(Object.assign(new Error('ENOSPC: injected, no space left'), {code: 'ENOSPC'}))
+      seen += chunk.length
+      if (seen > FAULT_AFTER && fault === 'mid-stream')
+        return callback(Object.assign(new Error('EIO: injected staging failure'), {code: 'EIO'}))
+      if (seen > FAULT_AFTER && fault === 'stalls') return
+      writeSync(descriptor!, chunk)
+      callback()
+    },
+  })
+}
+
+const escaped = (text: string) => text.replaceAll(/[.*+?^${}()|[\]\\]/g, String.raw`\$&`)
+
+/** The error names the stage that failed, or the one a stall was found at, with its exit code. */
+function expectExplained(
+  {exitCode, message}: BackupError,
+  where: {fault: Fault; location: string; stage: Stage; stageIn?: string; store: string},
+): void {
+  const {fault, stage} = where
+  const expected = {
+    compressor: {code: 1, where: /compressor \(zstd\)/},
+    encryption: {code: 1, where: /encrypt/i},
+    source: {code: 7, where: new RegExp(escaped(where.location))},
+    // The temp folder, never the store it was bound for.
+    staging: {code: 7, where: new RegExp(`temp folder ${escaped(where.stageIn ?? '')}`)},
+    store: {code: 7, where: new RegExp(`store ${escaped(where.store)}`)},
+  }[stage]
+  if (fault === 'stalls') {
+    // A stall is reported as one, with the stage it was found at, and exit 7 (unavailable).
+    expect(exitCode, message).to.equal(7)
+    expect(message).to.match(/^Stalled: /)
+    if (stage === 'compressor' || stage === 'encryption') expect(message).to.match(/compressor|encryption/)
+    else expect(message).to.match(expected.where)
+  } else {
+    expect(exitCode, message).to.equal(expected.code)
+    expect(message).to.match(expected.where)
+    expect(message).to.match(/injected|EIO|disk is full/)
+  }
+
+  if (stage === 'staging') expect(message).to.not.include(where.store)
+}
+
 const recipient = generateIdentity().identity.publicKey
 
 describe('a fault in any stage settles the whole transfer promptly, naming where it failed', function () {
@@ -153,7 +215,7 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
     return createMediaTar(provider.entries({signal: new AbortController().signal}), listing).stream
   }
 
-  const stages: Stage[] = ['source', 'compressor', 'encryption', 'store']
+  const stages: Stage[] = ['source', 'compressor', 'encryption', 'staging', 'store']
   const faults: Fault[] = ['at once', 'mid-stream', 'stalls']
   // A pack bound for S3 is staged in a file, then put from it (TransferOptions.stageIn).
   for (const storeKind of ['local', 's3', 's3, staged'] as const) {
@@ -161,6 +223,8 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
       for (const stage of stages) {
         // Media is not compressed: there is no compressor stage on that path.
         if (stage === 'compressor' && path === 'media') continue
+        // Only a staged transfer writes a file before the store.
+        if (stage === 'staging' && storeKind !== 's3, staged') continue
         for (const fault of faults) {
           it(`${storeKind} store, ${path}: ${stage} ${fault}`, async function () {
             if (stage === 'compressor' && !hasTool('zstd')) this.skip()
@@ -190,6 +254,7 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
                         return faultyTransform(fault, 'encryption')
                       }
                     : undefined,
+                stagingSink: stage === 'staging' ? (file) => faultyStagingSink(fault, file) : undefined,
               },
               stallTimeoutMs: STALL_MS,
               store: stage === 'store' ? new FaultyStore(store, fault) : store,
@@ -199,28 +264,8 @@ describe('a fault in any stage settles the whole transfer promptly, naming where
             )
             const elapsed = Date.now() - started
             expect(error, 'the transfer must fail').to.be.instanceOf(BackupError)
-            const {exitCode, message} = error as BackupError
-            expect(elapsed, message).to.be.below(BOUND_MS)
-            const expected = {
-              compressor: {code: 1, where: /compressor \(zstd\)/},
-              encryption: {code: 1, where: /encrypt/i},
-              source: {code: 7, where: new RegExp(location.replaceAll(/[.*+?^${}()|[\]\\]/g, String.raw`\$&`))},
-              store: {
-                code: 7,
-                where: new RegExp(`store ${store.description.replaceAll(/[.*+?^${}()|[\]\\]/g, String.raw`\$&`)}`),
-              },
-            }[stage]
-            if (fault === 'stalls') {
-              // A stall is reported as one, with the stage it was found at, and exit 7 (unavailable).
-              expect(exitCode, message).to.equal(7)
-              expect(message).to.match(/^Stalled: /)
-              if (stage === 'source' || stage === 'store') expect(message).to.match(expected.where)
-              else expect(message).to.match(/compressor|encryption/)
-            } else {
-              expect(exitCode, message).to.equal(expected.code)
-              expect(message).to.match(expected.where)
-              expect(message).to.match(/injected|EIO/)
-            }
+            expect(elapsed, (error as BackupError).message).to.be.below(BOUND_MS)
+            expectExplained(error as BackupError, {fault, location, stage, stageIn, store: store.description})
 
             // Nothing is left under the backup's key: a failed transfer stores no object.
             const left: string[] = []

@@ -4,7 +4,7 @@ import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {BackupError} from '../../errors.js'
+import {BackupError, tempFolderFailure} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
 import {canCompress} from '../../lib/zstd.js'
@@ -136,15 +136,5 @@ export class SqliteProvider implements DatabaseProvider {
 }
 
 function stagingFailure(error: unknown, tempDir: string): BackupError {
-  const full = /FULL|ENOSPC|EDQUOT/.test(String((error as {code?: unknown}).code ?? ''))
-  return new BackupError(
-    'SOURCE_UNAVAILABLE',
-    `Cannot write the database snapshot into the temp folder ${tempDir}: ${full ? 'the disk is full' : (error as Error).message}.`,
-    {
-      cause: error,
-      suggestion: full
-        ? 'Free space there, or point DIVIO_BACKUP_TMPDIR at a folder with room for a copy of the database.'
-        : 'Check that the temp folder is writable, or point DIVIO_BACKUP_TMPDIR elsewhere.',
-    },
-  )
+  return tempFolderFailure(error, 'the database snapshot', tempDir, 'a copy of the database')
 }

@@ -3,11 +3,12 @@ import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 import {redactDsn} from '../config/load.js'
 import {BackupError} from '../errors.js'
 import {traceProcesses} from '../lib/process.js'
+import {tempFolderError} from '../lib/staging.js'
 import {onServiceThread} from '../service-thread/run.js'
 import {ThreadServiceName, ThreadServiceOptions, ThreadServiceResult} from '../service-thread/services.js'
 import {BackupContext, ServiceSetup} from '../services/context.js'
 import {RestoreConfirmation} from '../services/restore.js'
-import {ContextRequest, serviceContext, serviceSetup} from './context.js'
+import {ContextRequest, serviceContext, serviceSetup, tempRootOf} from './context.js'
 import {spellCommands} from './host.js'
 import {nearestName} from './nearest.js'
 import {terminalReporter} from './terminal.js'
@@ -55,7 +56,8 @@ export abstract class BackupCommand extends Command {
       this.abort.signal.aborted && !(error instanceof BackupError && error.code === 'INTERRUPTED')
         ? (this.abort.signal.reason as BackupError)
         : undefined
-    const mapped = interrupted ?? this.usageError(error) ?? toUserError(error)
+    const mapped =
+      interrupted ?? this.usageError(error) ?? toUserError(tempFolderError(error, tempRootOf(process.env)) ?? error)
     if (mapped === undefined) return super.catch(error)
     this.report(mapped)
     if (process.env.DEBUG && error.stack) process.stderr.write(`${error.stack}\n`)

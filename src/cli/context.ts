@@ -69,7 +69,12 @@ export function serviceContext(setup: ServiceSetup, request: ContextRequest): Ba
     stallTimeoutMs: setup.stallTimeoutMs,
     statePath: stateFilePath(variables),
     store: openStore(env.store, env.root),
-    tempRoot: variables.DIVIO_BACKUP_TMPDIR || tmpdir(),
+    tempRoot: tempRootOf(variables),
     toolVersion: request.toolVersion,
   }
+}
+
+/** Where commands make their staging folders: DIVIO_BACKUP_TMPDIR, or the system temp folder. */
+export function tempRootOf(variables: NodeJS.ProcessEnv): string {
+  return variables.DIVIO_BACKUP_TMPDIR || tmpdir()
 }

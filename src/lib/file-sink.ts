@@ -70,6 +70,8 @@ export function createFileSink(path: PathLike, options: FileSinkOptions & {flags
     final(callback) {
       close().then(() => callback(), callback)
     },
+    // A failed write reports no path; this sink knows it.
+    path,
   })
 }
 
@@ -102,9 +104,11 @@ class FlushAhead {
 function sinkWritable(
   handleOf: () => FileHandle,
   flushes: FlushAhead,
-  ends: Pick<WritableOptions, 'construct' | 'destroy' | 'final'>,
+  {path, ...ends}: Pick<WritableOptions, 'construct' | 'destroy' | 'final'> & {path?: PathLike},
 ): Writable {
   const wrote = (bytes: number) => flushes.wrote(handleOf(), bytes)
+  const failed = (callback: (error?: Error | null) => void) => (error: Error) =>
+    callback(path === undefined ? error : withPath(error, path))
   return new Writable({
     ...ends,
     highWaterMark: HIGH_WATER_MARK,
@@ -113,7 +117,7 @@ function sinkWritable(
       writeAll(handleOf(), [chunk]).then(() => {
         wrote(bytes)
         callback()
-      }, callback)
+      }, failed(callback))
     },
     writev(chunks, callback) {
       let bytes = 0
@@ -124,9 +128,20 @@ function sinkWritable(
       ).then(() => {
         wrote(bytes)
         callback()
-      }, callback)
+      }, failed(callback))
     },
   })
+}
+
+/**
+ * A file system error with the path of the file it happened to, where it had none: a write to an open
+ * file reports only its code, and the message that explains it needs to say where (a full temp folder
+ * is not a full store).
+ */
+export function withPath(error: Error, path: PathLike): Error {
+  const failure = error as NodeJS.ErrnoException
+  if (typeof failure.code === 'string' && failure.path === undefined) failure.path = path.toString()
+  return error
 }
 
 /**

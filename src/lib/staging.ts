@@ -1,6 +1,7 @@
 import {chmod, lstat, mkdtemp, readdir, readFile, readlink} from 'node:fs/promises'
-import {join} from 'node:path'
+import {basename, dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
 
+import {BackupError, tempFolderFailure} from '../errors.js'
 import {removeTree} from './remove-tree.js'
 
 /**
@@ -69,6 +70,37 @@ export async function makeStagingDir(parent: string, purpose: StagingPurpose, hi
   // mkdtemp already uses 0700; say so explicitly, whatever the platform's default.
   await chmod(folder, 0o700)
   return folder
+}
+
+/** What each command's staging folder needs room for, for the message when it has none. */
+const ROOM: Record<StagingPurpose, string> = {
+  backup: "the backup's temp files",
+  download: 'a decrypted copy of the backup',
+  drill: 'a decrypted copy of the backup',
+  export: 'the decrypted index of a backup',
+  repack: 'the decrypted indexes of the backups and a few packs',
+  restore: 'a decrypted copy of the backup',
+  'restore-apply': 'a decrypted copy of the backup',
+  verify: 'the decrypted index of a backup',
+}
+
+/**
+ * A file system error on a file in one of this command's staging folders under `tempRoot`, explained
+ * as the temp folder's (full, read-only, failing): neither the source nor the store nor the output
+ * folder is to blame, and the user needs to hear about DIVIO_BACKUP_TMPDIR. Undefined for any other
+ * error, and for a path elsewhere (a download's hidden staging folder inside its output folder is the
+ * output's).
+ */
+export function tempFolderError(error: unknown, tempRoot: string): BackupError | undefined {
+  const {code, path} = (error ?? {}) as NodeJS.ErrnoException
+  if (error instanceof BackupError || typeof code !== 'string' || typeof path !== 'string') return undefined
+  const inside = relative(resolve(tempRoot), resolve(path))
+  const [folder, ...rest] = inside.split(sep)
+  const purpose = /^divio-([a-z-]+?)-\d+-/.exec(folder ?? '')?.[1] as StagingPurpose | undefined
+  if (rest.length === 0 || inside.startsWith('..') || isAbsolute(inside) || !OWNED_PATTERN.test(folder))
+    return undefined
+  const room = (purpose && ROOM[purpose]) ?? 'its temp files'
+  return tempFolderFailure(error, `the temp file ${basename(path)}`, dirname(path), room)
 }
 
 /**

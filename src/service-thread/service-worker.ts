@@ -3,6 +3,7 @@ import {MessagePort, parentPort, workerData} from 'node:worker_threads'
 import {serveCipherFrom} from '../archive/cipher-thread.js'
 import {serviceContext, serviceSetup} from '../cli/context.js'
 import {deferred, Deferred} from '../lib/deferred.js'
+import {tempFolderError} from '../lib/staging.js'
 import {BackupContext, noProgress, Progress, Reporter} from '../services/context.js'
 import {FromServiceThread, receivedError, sendableError, ToServiceThread} from './protocol.js'
 import {ThreadCaller, ThreadServiceName, threadServices} from './services.js'
@@ -77,7 +78,11 @@ async function runService(request: Extract<ToServiceThread, {kind: 'run'}>, sign
     options: unknown,
     caller: ThreadCaller,
   ) => Promise<unknown>
-  return service(context, request.options, caller)
+  // A file system error crosses to the main thread as its message alone: one on a temp file is
+  // explained here, while its code and path are known.
+  return service(context, request.options, caller).catch((error: unknown) => {
+    throw tempFolderError(error, context.tempRoot) ?? error
+  })
 }
 
 type Sent = FromServiceThread extends infer Message ? (Message extends unknown ? Omit<Message, 'run'> : never) : never

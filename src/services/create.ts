@@ -6,7 +6,7 @@ import {newBackupId} from '../domain/ids.js'
 import {DatabaseComponent, Manifest, MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, Trigger} from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
 import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
+import {makeStagingDir, sweepStaleStaging, tempFolderError} from '../lib/staging.js'
 import {withinStallTimeout} from '../lib/stall.js'
 import {chooseMediaFormat} from '../media-format/index.js'
 import {PutObject} from '../media-format/port.js'
@@ -135,7 +135,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
     )
   } catch (error) {
     const leftovers = await removeUncommitted(context, written, manifestKey)
-    throw failure(error, id, leftovers, signal)
+    throw failure(tempFolderError(error, context.tempRoot) ?? error, id, leftovers, signal)
   } finally {
     await removeTree(tempDir)
   }

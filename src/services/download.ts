@@ -8,7 +8,7 @@ import {createFileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir} from '../lib/staging.js'
+import {makeStagingDir, tempFolderError} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject, StoredMedia} from '../media-format/port.js'
 import {Catalog, catalogOf, findBackup} from './catalog.js'
@@ -67,7 +67,7 @@ export async function downloadBackup(
   const staging = await makeFolders(outputDir)
     .then(() => makeStagingDir(outputDir, 'download', true))
     .catch((error: unknown) => {
-      throw downloadFailure(error, manifest.id, outputDir)
+      throw downloadFailure(error, manifest.id, outputDir, context.tempRoot)
     })
   const placed: string[] = []
   try {
@@ -122,7 +122,7 @@ export async function downloadBackup(
     return {files}
   } catch (error) {
     for (const path of placed) await unlink(path).catch(() => {})
-    throw downloadFailure(error, manifest.id, outputDir)
+    throw downloadFailure(error, manifest.id, outputDir, context.tempRoot)
   } finally {
     await removeTree(staging)
     if (createdOutput) await rmdir(outputDir).catch(() => {})
@@ -160,7 +160,7 @@ export function extensionOf(format: 'custom' | 'sql' | 'sqlite3'): string {
   return format === 'custom' ? 'dump' : format
 }
 
-function downloadFailure(error: unknown, id: string, outputDir: string): unknown {
+function downloadFailure(error: unknown, id: string, outputDir: string, tempRoot: string): unknown {
   if (error instanceof ObjectCheckError) {
     return new BackupError(
       'INTEGRITY',
@@ -181,7 +181,12 @@ function downloadFailure(error: unknown, id: string, outputDir: string): unknown
     )
   }
 
-  return describeIoError(error, `the download into ${outputDir}`, 'OUTPUT_UNAVAILABLE') ?? error
+  // A drill downloads into its scratch folder, in the temp folder: that folder is to blame then.
+  return (
+    tempFolderError(error, tempRoot) ??
+    describeIoError(error, `the download into ${outputDir}`, 'OUTPUT_UNAVAILABLE') ??
+    error
+  )
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -11,7 +11,7 @@ import {createFileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir} from '../lib/staging.js'
+import {makeStagingDir, tempFolderError} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {exportPacks} from '../media-format/packs/export.js'
 import {exportRecipe} from '../media-format/packs/recipe.js'
@@ -104,7 +104,7 @@ export async function exportBackups(
     const index = await writeIndex(context, {files, manifests, outputDir, raw: options.raw})
     return {files, index, outputDir}
   } catch (error) {
-    throw exportFailure(error, outputDir)
+    throw exportFailure(error, outputDir, context.tempRoot)
   }
 }
 
@@ -324,7 +324,7 @@ Media (media.tar, a POSIX tar):
 `
 }
 
-function exportFailure(error: unknown, outputDir: string): unknown {
+function exportFailure(error: unknown, outputDir: string, tempRoot: string): unknown {
   if (error instanceof ObjectCheckError) {
     return new BackupError(
       'INTEGRITY',
@@ -336,6 +336,8 @@ function exportFailure(error: unknown, outputDir: string): unknown {
   }
 
   if (error instanceof BackupError) return error
+  const temp = tempFolderError(error, tempRoot)
+  if (temp) return temp
   const io = describeIoError(error, `the export into ${outputDir}`, 'OUTPUT_UNAVAILABLE')
   if (io) {
     return new BackupError(io.code, io.message, {

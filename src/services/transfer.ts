@@ -1,5 +1,5 @@
 import {rm} from 'node:fs/promises'
-import {join} from 'node:path'
+import {basename, dirname, join} from 'node:path'
 import {Duplex, PassThrough, Readable, Transform, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
@@ -253,10 +253,14 @@ class FirstFailure {
       const {path} = error as NodeJS.ErrnoException
       const elsewhere =
         path !== undefined && (!where.storeIsLocal || (!path.startsWith(where.store) && !where.store.startsWith(path)))
-      return describeIoError(
-        error,
-        elsewhere ? `a temp file for ${where.name}` : `${where.name} to the store ${where.store}`,
-      )
+      return elsewhere
+        ? tempFolderFailure(
+            error,
+            `the temp file ${basename(path)} (for ${where.name})`,
+            dirname(path),
+            "the backup's temp files",
+          )
+        : describeIoError(error, `${where.name} to the store ${where.store}`)
     }
 
     switch (stage) {

@@ -1,12 +1,12 @@
 import {expect} from 'chai'
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readdirSync, writeFileSync} from 'node:fs'
 import {dirname, join} from 'node:path'
 
 import {BlackHole} from '../helpers/black-hole.js'
 import {mountTmpfs} from '../helpers/mounts.js'
-import {cli, makeProject, Project, runJs} from '../helpers/project.js'
+import {cli, makeProject, Project, runJs, snapshotTree} from '../helpers/project.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
 import {requireTool} from '../helpers/tools.js'
 
@@ -113,6 +113,55 @@ describe('failures name their location and cause, with the documented exit code,
       spawnSync('umount', [tmp])
     }
   })
+
+  // Every command that writes temp files, on a temp folder with no room left: the folder is named as
+  // the culprit (never the store, the output folder, or the data as damaged), with exit 7 and what to
+  // set instead, and nothing is left in it or open there.
+  const tempWriters = {
+    packs: ['create', 'verify', 'drill', 'restore', 'export'],
+    tar: ['create', 'drill'],
+  } as const
+  for (const format of ['tar', 'packs'] as const) {
+    it(`a full temp folder, ${format} format: ${tempWriters[format].join(', ')} blame it, exit 7, and leave nothing there`, async function () {
+      const project = makeProject()
+      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
+      const created = await cli(project, ['create'])
+      expect(created.status, created.stderr).to.equal(0)
+      const before = snapshotTree(join(project.root, 'media'))
+      const tmp = mountTmpfs(this, join(project.root, '..', 'full-tmp'), 'size=256k')
+      try {
+        // Every byte taken: folders can still be made, no file can grow.
+        spawnSync('sh', ['-c', `cat /dev/zero > ${tmp}/filler`])
+        const out = join(project.root, '..', 'exported')
+        const args = {
+          create: ['create'],
+          drill: ['drill', 'latest'],
+          export: ['export', '-o', out],
+          restore: ['restore', 'latest', '--media-only', '--confirm', 'local', '--no-safety-backup'],
+          verify: ['verify', 'latest'],
+        }
+        for (const command of tempWriters[format]) {
+          const result = await cli(project, args[command], {DIVIO_BACKUP_TMPDIR: tmp})
+          expect(result.status, `${command}: ${result.stderr}`).to.equal(7)
+          expect(result.stderr, command).to.include(
+            `temp folder ${tmp}/divio-${command === 'create' ? 'backup' : command}-`,
+          )
+          expect(result.stderr, command).to.include('the disk is full')
+          expect(result.stderr, command).to.include('DIVIO_BACKUP_TMPDIR')
+          expect(result.stderr, command).to.not.match(/Unexpected|to the store|failed verification|damaged|export into/)
+          expect(readdirSync(tmp), command).to.deep.equal(['filler'])
+        }
+
+        expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(before)
+        // Nothing of the commands holds a file open there.
+        const unmounted = spawnSync('umount', [tmp], {encoding: 'utf8'})
+        expect(unmounted.status, `umount: ${unmounted.stderr}`).to.equal(0)
+      } finally {
+        spawnSync('umount', [tmp])
+      }
+    })
+  }
 
   // The store's file system fails, whichever stage of the transfer sees it first: exit 7, naming the
   // store and the object, never a stage that only passed the error on.

@@ -4,7 +4,8 @@ import {mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync,
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {makeStagingDir, STAGING_PURPOSES, sweepStaleStaging} from '../../src/lib/staging.js'
+import {BackupError} from '../../src/errors.js'
+import {makeStagingDir, STAGING_PURPOSES, sweepStaleStaging, tempFolderError} from '../../src/lib/staging.js'
 import {repoRoot} from '../helpers/project.js'
 
 const DAY = 24 * 3_600_000
@@ -112,4 +113,47 @@ describe('staging folders', () => {
       expect(readdirSync(live)).to.deep.equal(['snapshot.sqlite3'])
     }),
   )
+})
+
+describe('a file system error in a staging folder', () => {
+  const root = '/var/tmp/divio'
+  const enospc = (path?: string) =>
+    Object.assign(new Error('ENOSPC: no space left on device, write'), {code: 'ENOSPC', ...(path ? {path} : {})})
+
+  it('is explained as the temp folder’s, naming the folder, what it needs room for, and DIVIO_BACKUP_TMPDIR', () => {
+    for (const purpose of STAGING_PURPOSES) {
+      const folder = `${root}/divio-${purpose}-41-4026531836-2386958-zCigs1`
+      const error = tempFolderError(enospc(`${folder}/deep/er/file.bin`), root)
+      expect(error, purpose).to.be.instanceOf(BackupError)
+      expect(error!.exitCode).to.equal(7)
+      expect(error!.message).to.equal(
+        `Cannot write the temp file file.bin into the temp folder ${folder}/deep/er: the disk is full.`,
+      )
+      expect(error!.suggestion).to.match(/^Free space there, or point DIVIO_BACKUP_TMPDIR at a folder with room for \S/)
+    }
+
+    const readOnly = Object.assign(new Error('EROFS: read-only file system, open'), {
+      code: 'EROFS',
+      path: `${root}/divio-backup-41-4026531836-2386958-zCigs1/x`,
+    })
+    expect(tempFolderError(readOnly, `${root}/`)!.message).to.match(/: EROFS: read-only file system, open\.$/)
+    expect(tempFolderError(readOnly, `${root}/`)!.suggestion).to.match(/writable, or point DIVIO_BACKUP_TMPDIR/)
+  })
+
+  it('is left alone anywhere else: no path, outside the temp root, not in a staging folder, or already explained', () => {
+    const staged = `${root}/divio-backup-41-4026531836-2386958-zCigs1/file`
+    for (const error of [
+      enospc(),
+      enospc(`${root}/not-ours/file`),
+      enospc(`${root}/divio-backup-41-4026531836-2386958-zCigs1`),
+      // A download's hidden staging folder sits in its output folder: the output's to answer for.
+      enospc(`/home/me/out/.divio-download-41-4026531836-2386958-zCigs1/media.tar`),
+      enospc(`${root}/../divio-backup-41-4026531836-2386958-zCigs1/file`),
+      enospc(`/var/tmp/divio-other/divio-backup-41-4026531836-2386958-zCigs1/file`),
+      new BackupError('STORE_UNAVAILABLE', 'already explained'),
+      Object.assign(new Error('no code'), {path: staged}),
+      undefined,
+    ])
+      expect(tempFolderError(error, root), String((error as Error | undefined)?.message)).to.equal(undefined)
+  })
 })

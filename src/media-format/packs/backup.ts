@@ -1,7 +1,7 @@
 import {createReadStream, createWriteStream} from 'node:fs'
 import {rm, stat} from 'node:fs/promises'
 import {join} from 'node:path'
-import {Readable} from 'node:stream'
+import {Readable, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
 
@@ -13,6 +13,7 @@ import {Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../dom
 import {BackupError} from '../../errors.js'
 import {BufferLender} from '../../lib/buffer-loan.js'
 import {printableName} from '../../lib/byte-names.js'
+import {withPath} from '../../lib/file-sink.js'
 import {LineSpool} from '../../lib/line-spool.js'
 import {ActivityWatchdog} from '../../lib/stall.js'
 import {canCompress, zstdCompressor} from '../../lib/zstd.js'
@@ -103,8 +104,7 @@ export async function backUpMediaPacks(
   // instead of waiting at every 16 KiB, saved 0.1 s of an unchanged backup of the bench tree, but a
   // backup that read one changed 128 MiB file again then peaked at up to 158 MiB instead of 140.
   const gzip = createGzip()
-  // eslint-disable-next-line no-restricted-syntax -- its default buffers, on purpose: see above
-  const indexWritten = pipeline(gzip, createWriteStream(indexPath, {flags: 'wx', mode: 0o600}))
+  const indexWritten = pipeline(gzip, tempFile(indexPath))
   indexWritten.catch(() => {})
   const index = new LineSpool(gzip)
   // The rebuild script is compressed where this machine can: a line a file, with the hex ids of its
@@ -119,8 +119,7 @@ export async function backUpMediaPacks(
     [
       scriptPlaintext,
       ...(scriptCompression === 'zstd' ? [zstdCompressor(COMPRESSION_LEVEL)] : []),
-      // eslint-disable-next-line no-restricted-syntax -- small lines, like the index's
-      createWriteStream(scriptPath, {flags: 'wx', mode: 0o600}),
+      tempFile(scriptPath),
     ],
     {signal},
   )
@@ -360,4 +359,17 @@ function describe(entry: MediaEntry): IndexEntry {
   if (entry.key !== undefined) line.key = entry.key
   if (entry.linkTarget !== undefined) line.linkTarget = entry.linkTarget
   return line
+}
+
+/**
+ * A temp file of the backup (the index, the rebuild script), with a write stream's default buffers
+ * (see the index's above). A failed write names the file, which a write stream's error does not, so
+ * that a full temp folder is not reported as the store's.
+ */
+function tempFile(path: string): Writable {
+  // eslint-disable-next-line no-restricted-syntax -- its default buffers, on purpose: see the index's
+  const file = createWriteStream(path, {flags: 'wx', mode: 0o600})
+  // Before the pipeline's own listener, which passes the error on to every stage.
+  file.once('error', (error) => withPath(error, path))
+  return file
 }

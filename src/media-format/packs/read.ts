@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
-import {join} from 'node:path'
+import {basename, dirname, join} from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
@@ -10,7 +10,7 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {createListingFile} from '../../archive/listing.js'
 import {createMediaTar, MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
-import {BackupError} from '../../errors.js'
+import {BackupError, tempFolderFailure} from '../../errors.js'
 import {freeNow} from '../../lib/buffer-loan.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {lineBatches} from '../../lib/line-batches.js'
@@ -39,6 +39,11 @@ export async function readIndexFile(
 ): Promise<void> {
   const {index} = manifest.components.media as MediaPacksComponent
   const file = createFileSink(path, {flags: 'wx', mode: 0o600})
+  // A write that fails is the temp folder's (full, read-only), never a sign that the index is damaged.
+  let unwritten: Error | undefined
+  file.once('error', (error) => {
+    unwritten = error
+  })
   const read = (sink: Writable) =>
     readVerified(context, manifest, {
       hashHere: true,
@@ -63,7 +68,9 @@ export async function readIndexFile(
     // Closed before this settles, whatever failed: the caller removes the folder next, and an open
     // descriptor would keep the part of the index already decrypted on disk.
     await closeOf(file, {destroy: true})
-    throw error
+    throw unwritten && !(error instanceof BackupError)
+      ? tempFolderFailure(unwritten, `the decrypted index ${basename(path)}`, dirname(path), 'the index of a backup')
+      : error
   }
 
   await closeOf(file)

@@ -197,8 +197,11 @@ async function putOutput(
   const path = join(stageIn!, `${name}.staged`)
   try {
     const sink = stages?.stagingSink?.(path) ?? createFileSink(path, {flags: 'wx', mode: 0o600})
-    // Before the pipeline's own listener, which passes the error on to every stage.
-    sink.once('error', onStagingFailure)
+    // Before the pipeline's own listener, which passes the error on to every stage. The sink's own
+    // failures name its path; an error it is destroyed with (another stage's) does not.
+    sink.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.path === path) onStagingFailure(error)
+    })
     await pipeline(output, sink, {signal})
     return await store.putFile(key, path, {onProgress, signal})
   } finally {

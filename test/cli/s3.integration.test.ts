@@ -342,6 +342,37 @@ describe('S3 store through the CLI (s3rver)', function () {
     }
   })
 
+  it('packs that cannot be read for a broken connection: verify and restore exit 7 naming S3, never a damaged backup', async () => {
+    const {bucket, project} = await s3Project()
+    project.env.DIVIO_BACKUP_MEDIA_FORMAT = 'packs'
+    const created = await cli(project, ['create', '--media-only', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as Created
+    // Every read of a pack is cut half-way through its body, however often it is tried.
+    const proxy = await FaultyProxy.start(s3.port, ({method, path}) =>
+      method === 'GET' && path.includes('/packs/') ? 'cut' : undefined,
+    )
+    try {
+      const before = snapshotTree(join(project.root, 'media'))
+      project.env.DIVIO_BACKUP_STORE = s3.dsn(bucket, 'divio', {endpoint: proxy.endpoint})
+      // A sample reads whole packs (checkPack); a restore reads blobs through the pack reader.
+      for (const args of [
+        ['verify', id, '--sample', '100'],
+        ['restore', id, '--media-only', '--confirm', 'local', '--no-safety-backup'],
+      ]) {
+        const result = await cli(project, args)
+        expect(result.status, `${args[0]}: ${result.stderr}`).to.equal(7)
+        expect(result.stderr, args[0]).to.match(/s3:\/\//)
+        expect(result.stderr, args[0]).to.not.match(/failed verification|Verification failed|damaged|INTEGRITY/i)
+      }
+
+      expect(proxy.injected.length).to.be.above(0)
+      expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(before)
+    } finally {
+      await proxy.stop()
+    }
+  })
+
   it('a persistent failure: exit 7, a clear message, no manifest and no open multipart upload', async () => {
     const proxy = await FaultyProxy.start(s3.port, (request) =>
       operationOf(request) === 'part' && request.query.get('partNumber') === '2'

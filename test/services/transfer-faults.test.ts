@@ -129,12 +129,12 @@ function faultyStagingSink(fault: Fault, path: string): Writable {
       callback(error)
     },
     write(chunk: Buffer, _encoding, callback) {
-      // A write to an open file reports no path, as here.
+      // As the real sink does: a write to an open file reports no path, so it adds its own.
       if (fault === 'at once')
-        return callback(Object.assign(new Error('ENOSPC: injected, no space left'), {code: 'ENOSPC'}))
+        return callback(Object.assign(new Error('ENOSPC: injected, no space left'), {code: 'ENOSPC', path}))
       seen += chunk.length
       if (seen > FAULT_AFTER && fault === 'mid-stream')
-        return callback(Object.assign(new Error('EIO: injected staging failure'), {code: 'EIO'}))
+        return callback(Object.assign(new Error('EIO: injected staging failure'), {code: 'EIO', path}))
       if (seen > FAULT_AFTER && fault === 'stalls') return
       writeSync(descriptor!, chunk)
       callback()

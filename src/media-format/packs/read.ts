@@ -40,9 +40,10 @@ export async function readIndexFile(
   const {index} = manifest.components.media as MediaPacksComponent
   const file = createFileSink(path, {flags: 'wx', mode: 0o600})
   // A write that fails is the temp folder's (full, read-only), never a sign that the index is damaged.
+  // Its own failures name its path; an error it is destroyed with (the decryption's) does not.
   let unwritten: Error | undefined
-  file.once('error', (error) => {
-    unwritten = error
+  file.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.path === path) unwritten ??= error
   })
   const read = (sink: Writable) =>
     readVerified(context, manifest, {

@@ -199,6 +199,19 @@ export function describeIoError(
 }
 
 /** An error's message as a clause: for "…failed: <cause>." */
+/** Failures of a local file system written to: full, over quota, read-only, refused or failing. */
+const LOCAL_WRITE_FAULTS = new Set(['EACCES', 'EDQUOT', 'EIO', 'ENOSPC', 'EPERM', 'EROFS'])
+
+/**
+ * A failure of the local file system that a restore writes `what` into, named as such (exit 7):
+ * a full disk is not a damaged backup, nor an unexpected error. Undefined for any other failure.
+ */
+export function targetFailure(error: unknown, what: string): BackupError | undefined {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  if (code === undefined || !LOCAL_WRITE_FAULTS.has(code)) return undefined
+  return describeIoError(error, what, 'OUTPUT_UNAVAILABLE')
+}
+
 /**
  * A file that a command writes into its temp folder (DIVIO_BACKUP_TMPDIR) could not be written. That
  * folder is the one to blame, not the source the data came from or the store it goes to, so the

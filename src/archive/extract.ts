@@ -1,10 +1,10 @@
 import {createHash, Hash} from 'node:crypto'
 import {chmod, lstat, mkdir, utimes} from 'node:fs/promises'
-import {resolve} from 'node:path'
+import {dirname, resolve} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {BackupError} from '../errors.js'
+import {BackupError, targetFailure} from '../errors.js'
 import {freeNow, giveBack} from '../lib/buffer-loan.js'
 import {fsPathBelow, printableName} from '../lib/byte-names.js'
 import {readUmask} from '../lib/file-io.js'
@@ -87,7 +87,9 @@ export async function extractMedia(
 ): Promise<ExtractSummary> {
   if (options.expectedFiles !== undefined) expectWrites(options.expectedFiles)
   const root = resolve(target)
-  await mkdir(root, {mode: 0o700})
+  await mkdir(root, {mode: 0o700}).catch((error: Error) => {
+    throw targetFailure(error, `the media into ${dirname(root)}`) ?? error
+  })
   const abort = () => source.stop(options.signal?.reason as Error)
   options.signal?.addEventListener('abort', abort, {once: true})
   try {
@@ -174,7 +176,7 @@ async function extractInto({checkedBy, members}: MediaMembers, root: string): Pr
     await writer.drain()
   } catch (error) {
     await writer.settle()
-    throw extractionError(error as Error)
+    throw extractionError(error as Error, root)
   }
 
   // The listing is the last member: an archive without one is incomplete.
@@ -288,13 +290,19 @@ async function writeLargeFile(member: TarMember, destination: Buffer, hash?: Has
   await utimes(destination, member.mtime, member.mtime)
 }
 
-/** What a failure while extracting means for the user: the archive is damaged or unsafe, unless it was stopped. */
-function extractionError(error: Error): Error {
+/**
+ * What a failure while extracting means for the user: the archive is damaged or unsafe, unless it was
+ * stopped, or the file system it is written to failed (a full disk is not a damaged backup).
+ */
+function extractionError(error: Error, root: string): Error {
   // A source stopped by SIGINT/SIGTERM ends with an AbortError: the archive is not damaged.
   if (error instanceof BackupError || error.name === 'AbortError') return error
   if (error instanceof FileWriteError && (error.code === 'EEXIST' || error.code === 'EISDIR')) {
     return unsafe(`${MEDIA_PREFIX}${error.label}`, 'a file, folder or link of that name was already extracted')
   }
+
+  const target = targetFailure(error, `the media into ${dirname(root)}`)
+  if (target) return target
 
   return new BackupError('INTEGRITY', `The media archive is damaged: ${error.message}.`, {
     cause: error,

@@ -8,7 +8,7 @@ import {LISTING_MEMBER, ListingRow} from '../archive/media-tar.js'
 import {readTar} from '../archive/tar-reader.js'
 import {DatabaseSource, parseDatabaseDsn, redactDsn} from '../config/dsn.js'
 import {Manifest} from '../domain/manifest.js'
-import {BackupError} from '../errors.js'
+import {BackupError, tempFolderFailure} from '../errors.js'
 import {encodeName} from '../lib/byte-names.js'
 import {SmallFileReader} from '../lib/file-reader.js'
 import {startReaper} from '../lib/process.js'
@@ -84,6 +84,11 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
   } catch (error) {
     // Streams stopped by SIGINT/SIGTERM fail with their own AbortError; the user asked to stop.
     if (context.signal.aborted) throw context.signal.reason
+    // Everything a drill writes is in its scratch folder, in the temp folder: a restore into scratch
+    // that the file system refused is the temp folder's to answer for, and proves nothing either way
+    // about the backup, so no receipt is signed.
+    if (error instanceof BackupError && error.code === 'OUTPUT_UNAVAILABLE')
+      throw tempFolderFailure(error.cause ?? error, 'the restored copy', scratch, 'a decrypted copy of the backup')
     throw error
   } finally {
     await removeTree(scratch)

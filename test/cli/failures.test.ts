@@ -1,7 +1,8 @@
 import {expect} from 'chai'
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, readdirSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 
 import {BlackHole} from '../helpers/black-hole.js'
@@ -162,6 +163,93 @@ describe('failures name their location and cause, with the documented exit code,
       }
     })
   }
+
+  // Room in the temp folder for the drill's download, not for extracting it: the restore into scratch
+  // fails for want of room, which proves nothing about the backup, so no receipt is signed.
+  for (const format of ['tar', 'packs'] as const) {
+    it(`a drill whose scratch fills up while it extracts, ${format} format: exit 7 naming the temp folder, no receipt`, async function () {
+      const project = makeProject()
+      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
+      const created = await cli(project, ['create', '--json'])
+      expect(created.status, created.stderr).to.equal(0)
+      const {id} = created.json() as {id: string}
+      const tmp = mountTmpfs(this, join(project.root, '..', 'small-tmp'), 'size=5m')
+      try {
+        const result = await cli(project, ['drill', id], {DIVIO_BACKUP_TMPDIR: tmp})
+        expect(result.status, result.stderr).to.equal(7)
+        expect(result.stderr).to.include(`Cannot write the restored copy into the temp folder ${tmp}/divio-drill-`)
+        expect(result.stderr).to.include('the disk is full')
+        expect(result.stderr).to.include('DIVIO_BACKUP_TMPDIR')
+        expect(result.stderr).to.not.match(/damaged|failed|INTEGRITY/i)
+        const receipts = readdirSync(join(project.store, 'shop', 'local', id)).filter((name) =>
+          name.startsWith('drill-'),
+        )
+        expect(receipts).to.deep.equal([])
+        expect(readdirSync(tmp)).to.deep.equal([])
+        const unmounted = spawnSync('umount', [tmp], {encoding: 'utf8'})
+        expect(unmounted.status, `umount: ${unmounted.stderr}`).to.equal(0)
+      } finally {
+        spawnSync('umount', [tmp])
+      }
+    })
+  }
+
+  // A restore writes beside what it replaces: a full or read-only file system there is named as the
+  // target's (exit 7), never as a damaged backup or an unexpected error, and changes nothing.
+  it('a restore into a full, then a read-only, file system: exit 7 naming it, in both formats and for SQLite; nothing changed', async function () {
+    const disk = mountTmpfs(this, mkdtempSync(join(tmpdir(), 'restore-target-')) + '/disk', 'size=16m')
+    try {
+      const project = makeProject({under: disk})
+      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      const store = mkdtempSync(join(tmpdir(), 'restore-target-store-'))
+      const ids: Record<string, string> = {}
+      for (const format of ['tar', 'packs']) {
+        const created = await cli(project, ['create', '--json'], {
+          DIVIO_BACKUP_MEDIA_FORMAT: format,
+          DIVIO_BACKUP_STORE: store,
+        })
+        expect(created.status, created.stderr).to.equal(0)
+        ids[format] = (created.json() as {id: string}).id
+      }
+
+      const media = snapshotTree(join(project.root, 'media'))
+      const database = readFileSync(join(project.root, 'db.sqlite3'))
+      const contents = readdirSync(project.root).sort()
+      const restores = [
+        [ids.tar, '--media-only', /writing the media into /],
+        [ids.packs, '--media-only', /writing the media into /],
+        [ids.tar, '--db-only', /writing the restored database beside /],
+      ] as const
+      spawnSync('sh', ['-c', `cat /dev/zero > ${disk}/filler`])
+      for (const fault of ['full', 'read-only'] as const) {
+        if (fault === 'read-only') {
+          rmSync(join(disk, 'filler'))
+          const remounted = spawnSync('mount', ['-o', 'remount,ro', disk], {encoding: 'utf8'})
+          expect(remounted.status, remounted.stderr).to.equal(0)
+        }
+
+        for (const [id, only, what] of restores) {
+          const args = ['restore', id, only, '--confirm', 'local', '--no-safety-backup']
+          const result = await cli(project, args, {DIVIO_BACKUP_STORE: store})
+          const label = `${fault}, ${args.join(' ')}`
+          expect(result.status, `${label}: ${result.stderr}`).to.equal(7)
+          expect(result.stderr, label).to.match(what)
+          expect(result.stderr, label).to.include(project.root)
+          expect(result.stderr, label).to.include(fault === 'full' ? 'No space left' : 'read-only')
+          expect(result.stderr, label).to.not.match(/damaged|Unexpected|another backup/)
+          expect(result.stderr, label).to.match(/was not changed/)
+        }
+
+        expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(media)
+        expect(readFileSync(join(project.root, 'db.sqlite3')).equals(database)).to.equal(true)
+        // Nothing half-restored is left beside them.
+        expect(readdirSync(project.root).sort()).to.deep.equal(contents)
+      }
+    } finally {
+      spawnSync('umount', [disk])
+    }
+  })
 
   // The store's file system fails, whichever stage of the transfer sees it first: exit 7, naming the
   // store and the object, never a stage that only passed the error on.

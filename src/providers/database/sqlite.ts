@@ -4,7 +4,7 @@ import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {BackupError, tempFolderFailure} from '../../errors.js'
+import {BackupError, targetFailure, tempFolderFailure} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
 import {canCompress} from '../../lib/zstd.js'
@@ -47,6 +47,12 @@ export class SqliteProvider implements DatabaseProvider {
       await rename(fresh, this.path)
     } catch (error) {
       await rm(fresh, {force: true})
+      const target = targetFailure(error, `the restored database beside ${this.path}`)
+      if (target)
+        throw new BackupError(target.code, `${target.message} The database file was not changed.`, {
+          cause: error,
+          suggestion: target.suggestion,
+        })
       throw new BackupError(
         'BACKUP_FAILED',
         `The restore of ${this.path} failed before the swap: ${(error as Error).message}.`,

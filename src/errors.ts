@@ -198,7 +198,6 @@ export function describeIoError(
   }
 }
 
-/** An error's message as a clause: for "…failed: <cause>." */
 /** Failures of a local file system written to: full, over quota, read-only, refused or failing. */
 const LOCAL_WRITE_FAULTS = new Set(['EACCES', 'EDQUOT', 'EIO', 'ENOSPC', 'EPERM', 'EROFS'])
 
@@ -232,6 +231,7 @@ export function tempFolderFailure(error: unknown, what: string, folder: string, 
   )
 }
 
+/** An error's message as a clause: for "…failed: <cause>." */
 export function describeCause(error: unknown): string {
   return error instanceof Error ? error.message.replace(/\.$/, '') : String(error)
 }

@@ -68,7 +68,7 @@ export function serviceContext(setup: ServiceSetup, request: ContextRequest): Ba
     signal: setup.signal,
     stallTimeoutMs: setup.stallTimeoutMs,
     statePath: stateFilePath(variables),
-    store: openStore(env.store, env.root),
+    store: openStore(env.store, env.root, {signal: setup.signal, stallTimeoutMs: setup.stallTimeoutMs}),
     tempRoot: tempRootOf(variables),
     toolVersion: request.toolVersion,
   }

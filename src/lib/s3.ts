@@ -20,7 +20,10 @@ const READ_RESUMES = 5
  * attempts, drawing on the SDK's retry quota so that a service that is down fails fast instead of
  * being hammered.
  */
-export async function createS3Client(location: S3Location, maxSockets = 32): Promise<S3Client> {
+export async function createS3Client(
+  location: S3Location,
+  {maxSockets = 32, silenceMs}: {maxSockets?: number; silenceMs?: number} = {},
+): Promise<S3Client> {
   // The SDK warns on every run about Node versions it will stop supporting; users of a backup command
   // cannot act on it, and the SDK version is pinned by this package's lockfile.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
@@ -38,11 +41,23 @@ export async function createS3Client(location: S3Location, maxSockets = 32): Pro
     // S3-compatible services often reject the newer CRC checksum headers; our own SHA-256 of every
     // object, checked on read, is the integrity guarantee in any case.
     requestChecksumCalculation: location.endpoint === undefined ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
-    requestHandler: {connectionTimeout: 10_000, httpAgent: agent, httpsAgent: agent, requestTimeout: 60_000},
+    requestHandler: {
+      connectionTimeout: 10_000,
+      httpAgent: agent,
+      httpsAgent: agent,
+      // How long a request's socket may stay silent, each try, body included: a request to an endpoint
+      // that accepts and never answers fails in that time, and the SDK tries again. Not requestTimeout,
+      // which bounds a whole request (a part on a slow link may take longer), and only warns, on the
+      // console, unless told to throw.
+      socketTimeout: Math.min(SOCKET_TIMEOUT_MS, silenceMs ?? SOCKET_TIMEOUT_MS),
+    },
     responseChecksumValidation: location.endpoint === undefined ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
     retryMode: 'standard',
   })
 }
+
+/** The longest a request may stay silent, each try, whatever the stall timeout. */
+const SOCKET_TIMEOUT_MS = 60_000
 
 const SILENT_LOGGER = {debug() {}, error() {}, info() {}, trace() {}, warn() {}}
 
@@ -156,6 +171,20 @@ export function s3Failure(
       cause,
       suggestion: 'Add ?region=… to the S3 location, or set AWS_REGION.',
     })
+  }
+
+  // The socket stayed silent for its timeout, every try (an endpoint that accepts and never answers).
+  const silent = /socket timed out after (\d+) ms/.exec(detail)
+  if (status === undefined && silent) {
+    const seconds = Math.round(Number(silent[1]) / 1000)
+    return new BackupError(
+      code,
+      `Cannot ${what} at ${where}: S3 sent nothing for ${seconds} s, in each of ${S3_MAX_ATTEMPTS} tries.`,
+      {
+        cause,
+        suggestion: `Check the network and the S3 endpoint, then run the command again. DIVIO_BACKUP_STALL_SECONDS sets how long a request may stay silent (now ${seconds} s; at most ${SOCKET_TIMEOUT_MS / 1000}).`,
+      },
+    )
   }
 
   // Without an HTTP status no response came back (refused, reset, timed out): the network error says why.

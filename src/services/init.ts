@@ -58,7 +58,7 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
 
   const config = minimalConfig(options)
   const env = inTermsOfFlags(() => environmentFromConfig(config, configPath, {variables: setup.variables}))
-  const context = {...setup, env, keys: setup.keys(env), store: openStore(env.store, env.root)}
+  const context = {...setup, env, keys: setup.keys(env), store: openStore(env.store, env.root, setup)}
 
   const storeCreated = await prepareStore(context)
   let identityGenerated = false

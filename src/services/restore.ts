@@ -6,7 +6,7 @@ import {ExtractSummary} from '../archive/extract.js'
 import {BackupError} from '../errors.js'
 import {printableName} from '../lib/byte-names.js'
 import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir} from '../lib/staging.js'
+import {makeStagingDir, tempFolderError} from '../lib/staging.js'
 import {extractTarStream} from '../media-format/extract-tar.js'
 import {storedMedia} from '../media-format/index.js'
 import {TarStream} from '../media-format/port.js'
@@ -251,7 +251,10 @@ async function prepareMedia(
   } catch (error) {
     // Stopped by SIGINT/SIGTERM: whatever broke on the way down, the user asked to stop.
     if (target.signal.aborted) throw target.signal.reason
-    throw untouched(error, plan.manifest.id, provider.location, check === undefined)
+    // A full temp folder (the decrypted index of packs) comes as the file system's own error: named
+    // here, where the temp folder is known, and then said to have changed nothing, as a folder's is.
+    const inTemp = tempFolderError(error, target.tempRoot)
+    throw untouched(inTemp ?? error, plan.manifest.id, provider.location, check === undefined && !inTemp)
   } finally {
     if (check) await removeTree(check)
   }

@@ -88,7 +88,7 @@ async function statusOf(
     }
   }
 
-  const store = openStore(env.store, env.root)
+  const store = openStore(env.store, env.root, {signal: setup.signal, stallTimeoutMs: setup.stallTimeoutMs})
   const row = {
     app: env.app,
     environment: env.name,

@@ -15,6 +15,18 @@ const UPLOAD_CONCURRENCY = 2
 /** Multipart uploads in progress are listed under `<key>.partial-<upload id>`, like the local store's partial files. */
 const PARTIAL_MARKER = '.partial-'
 
+/** What the command that opens a store gives it for every request. */
+export interface S3StoreOptions {
+  /**
+   * The command's signal: SIGINT or SIGTERM aborts every request of the store at once, including
+   * those that take no signal of their own (listing, a HEAD), which an endpoint that accepts
+   * connections and never answers would otherwise hold for as long as its retries last.
+   */
+  signal?: AbortSignal
+  /** How long a request may move nothing (DIVIO_BACKUP_STALL_SECONDS), capped at the client's 60 s. */
+  stallTimeoutMs?: number
+}
+
 /**
  * A bucket and prefix on S3 or an S3-compatible service. Objects are `<prefix><key>`.
  *
@@ -25,6 +37,8 @@ const PARTIAL_MARKER = '.partial-'
  *   the time they started, so prune can see and collect them; deleting such a key aborts the upload.
  * - A read whose connection breaks resumes with a ranged GET pinned to the object's ETag.
  * - Failures of S3 itself (after the SDK's retries) are reported as BackupError STORE_UNAVAILABLE.
+ * - Every request ends with the command (S3StoreOptions.signal), and fails once it has moved nothing
+ *   for the stall timeout (each of the SDK's tries).
  */
 export class S3Store implements Store {
   readonly description: string
@@ -39,6 +53,7 @@ export class S3Store implements Store {
     private readonly location: S3Location,
     /** The DSN as shown to users, already redacted. */
     description: string,
+    private readonly options: S3StoreOptions = {},
   ) {
     this.description = description
     this.minimumStorageDays = MINIMUM_STORAGE_DAYS[location.storageClass]
@@ -58,7 +73,7 @@ export class S3Store implements Store {
     try {
       if (marker === -1) {
         await client.send(new DeleteObjectCommand({Bucket: this.location.bucket, Key: this.keyOf(key)}), {
-          abortSignal: options.signal,
+          abortSignal: this.signalFor(options.signal),
         })
         return
       }
@@ -70,7 +85,7 @@ export class S3Store implements Store {
           Key: this.keyOf(key.slice(0, marker)),
           UploadId,
         }),
-        {abortSignal: options.signal},
+        {abortSignal: this.signalFor(options.signal)},
       )
     } catch (error) {
       if (s3ErrorCode(error) === 'NoSuchUpload' || httpStatusOf(error) === 404) return
@@ -81,8 +96,11 @@ export class S3Store implements Store {
   async get(key: string): Promise<Readable> {
     assertValidKey(key)
     const client = await this.client()
-    const read = await getObject(client, {bucket: this.location.bucket, key: this.keyOf(key)}, (error) =>
-      s3Failure(error, `read ${key}`, this.description),
+    const read = await getObject(
+      client,
+      {bucket: this.location.bucket, key: this.keyOf(key)},
+      (error) => s3Failure(error, `read ${key}`, this.description),
+      this.signalFor(),
     )
     if (read === undefined) throw new ObjectNotFoundError(key)
     return read.body
@@ -92,7 +110,9 @@ export class S3Store implements Store {
     const {ListObjectsV2Command} = await import('@aws-sdk/client-s3')
     const client = await this.client()
     const page = await client
-      .send(new ListObjectsV2Command({Bucket: this.location.bucket, MaxKeys: 1, Prefix: this.keyOf('')}))
+      .send(new ListObjectsV2Command({Bucket: this.location.bucket, MaxKeys: 1, Prefix: this.keyOf('')}), {
+        abortSignal: this.signalFor(),
+      })
       .catch((error: unknown) => {
         throw s3Failure(error, 'list backups', this.description)
       })
@@ -140,11 +160,11 @@ export class S3Store implements Store {
         key: this.keyOf(key),
         parts: this.parts,
         settings: this.settingsFor(key),
-        signal: options.signal,
+        signal: this.signalFor(options.signal),
         source,
       })
     } catch (error) {
-      if (error === sourceError || options.signal?.aborted) throw error
+      if (error === sourceError || options.signal?.aborted || this.options.signal?.aborted) throw error
       throw s3Failure(error, `write ${key}`, this.description)
     }
   }
@@ -163,11 +183,12 @@ export class S3Store implements Store {
         onProgress: options.onProgress,
         path,
         settings: this.settingsFor(key),
-        signal: options.signal,
+        signal: this.signalFor(options.signal),
       })
       return {bytes: size}
     } catch (error) {
       if (options.signal?.aborted) throw options.signal.reason
+      if (this.options.signal?.aborted) throw this.options.signal.reason
       throw s3Failure(error, `write ${key}`, this.description)
     }
   }
@@ -177,7 +198,9 @@ export class S3Store implements Store {
     const {HeadObjectCommand} = await import('@aws-sdk/client-s3')
     const client = await this.client()
     try {
-      const head = await client.send(new HeadObjectCommand({Bucket: this.location.bucket, Key: this.keyOf(key)}))
+      const head = await client.send(new HeadObjectCommand({Bucket: this.location.bucket, Key: this.keyOf(key)}), {
+        abortSignal: this.signalFor(),
+      })
       return {bytes: head.ContentLength ?? 0, key, modifiedAt: head.LastModified ?? new Date(0)}
     } catch (error) {
       if (httpStatusOf(error) === 404) return undefined
@@ -186,7 +209,7 @@ export class S3Store implements Store {
   }
 
   private client(): Promise<S3Client> {
-    this.clientPromise ??= createS3Client(this.location)
+    this.clientPromise ??= createS3Client(this.location, {silenceMs: this.options.stallTimeoutMs})
     return this.clientPromise
   }
 
@@ -200,7 +223,9 @@ export class S3Store implements Store {
     let ContinuationToken: string | undefined
     do {
       const page = await client
-        .send(new ListObjectsV2Command({Bucket: this.location.bucket, ContinuationToken, Prefix: this.keyOf(prefix)}))
+        .send(new ListObjectsV2Command({Bucket: this.location.bucket, ContinuationToken, Prefix: this.keyOf(prefix)}), {
+          abortSignal: this.signalFor(),
+        })
         .catch((error: unknown) => {
           throw s3Failure(error, 'list backups', this.description)
         })
@@ -221,6 +246,12 @@ export class S3Store implements Store {
     return key.endsWith('.json') ? {...this.settings, ContentType: 'application/json'} : this.settings
   }
 
+  /** The command's signal, and the call's own where it has one. */
+  private signalFor(call?: AbortSignal): AbortSignal | undefined {
+    const signals = [this.options.signal, call].filter((signal) => signal !== undefined)
+    return signals.length > 1 ? AbortSignal.any(signals) : signals[0]
+  }
+
   /** Multipart uploads under the prefix, as partial objects in key order. Few exist, so they are read at once. */
   private async uploadsUnder(prefix: string): Promise<ObjectInfo[]> {
     const {ListMultipartUploadsCommand} = await import('@aws-sdk/client-s3')
@@ -238,6 +269,7 @@ export class S3Store implements Store {
             Prefix: this.keyOf(prefix),
             UploadIdMarker,
           }),
+          {abortSignal: this.signalFor()},
         )
       } catch (error) {
         // Without s3:ListBucketMultipartUploads the uploads stay invisible; a bucket lifecycle rule

@@ -341,8 +341,8 @@ describe('failures name their location and cause, with the documented exit code,
 
     after(() => blackHole?.stop())
 
-    function run(project: Project, env: NodeJS.ProcessEnv) {
-      const child = spawn(process.execPath, [runJs, 'app', 'backup', 'create', '--media-only'], {
+    function run(project: Project, env: NodeJS.ProcessEnv, args = ['create', '--media-only']) {
+      const child = spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
         cwd: project.root,
         env: {
           ...project.env,
@@ -372,6 +372,65 @@ describe('failures name their location and cause, with the documented exit code,
       expect(code, stderr).to.equal(7)
       expect(stderr).to.match(/Stalled: the store s3:\/\/backups\/shop/)
       expect(Date.now() - started).to.be.below(30_000)
+    })
+
+    // Every request of the store ends with the command: a packed backup first lists the store's packs,
+    // and other commands read its catalog, none of them with a stall watchdog of its own.
+    it('SIGTERM ends every command within seconds, wherever it waits on the store, with exit 130', async function () {
+      requireTool(this, 'age-keygen', 'age')
+      const project = makeProject()
+      mkdirSync(dirname(project.identityFile), {recursive: true})
+      execFileSync('age-keygen', ['-o', project.identityFile], {stdio: 'ignore'})
+      writeFileSync(join(project.root, 'media', 'big.bin'), randomBytes(8 * 1024 * 1024))
+      const commands = [
+        ['create', '--media-only'],
+        ['list'],
+        ['verify', '--all'],
+        ['restore', 'latest', '--confirm', 'local', '--no-safety-backup'],
+        ['prune', '--confirm', 'local'],
+        ['status'],
+      ]
+      const runs = commands.map((args) => run(project, {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}, args))
+      await new Promise((resolve) => {
+        setTimeout(resolve, 2500)
+      })
+      for (const {child} of runs) child.kill('SIGTERM')
+      // Within seconds, cleanup included; one that is still there then is killed, and named.
+      const deadline = new Promise<'still running'>((resolve) => {
+        setTimeout(() => resolve('still running'), 8000)
+      })
+      const ended = await Promise.all(runs.map(({exited}) => Promise.race([exited, deadline])))
+      for (const {child} of runs) child.kill('SIGKILL')
+      for (const [index, outcome] of ended.entries()) {
+        const command = commands[index].join(' ')
+        expect(outcome, command).to.not.equal('still running')
+        const {code, stderr} = outcome as {code: null | number; stderr: string}
+        expect(code, `${command}: ${stderr}`).to.equal(130)
+      }
+    })
+
+    it('a request that gets no answer fails after the stall timeout, each try: exit 7 naming S3 and the wait', async function () {
+      requireTool(this, 'age-keygen', 'age')
+      const project = makeProject()
+      // With a key in place, both go straight to listing the store, which no watchdog of theirs covers.
+      mkdirSync(dirname(project.identityFile), {recursive: true})
+      execFileSync('age-keygen', ['-o', project.identityFile], {stdio: 'ignore'})
+      const started = Date.now()
+      const runs = [['list'], ['create', '--media-only']].map((args) =>
+        run(project, {DIVIO_BACKUP_MEDIA_FORMAT: 'packs', DIVIO_BACKUP_STALL_SECONDS: '1'}, args),
+      )
+      for (const {exited} of runs) {
+        const {code, stderr} = await exited
+        expect(code, stderr).to.equal(7)
+        expect(stderr).to.match(
+          /Cannot list backups at s3:\/\/backups\/shop\S*: S3 sent nothing for 1 s, in each of 8 tries\./,
+        )
+        expect(stderr).to.include('DIVIO_BACKUP_STALL_SECONDS')
+        expect(stderr).to.not.match(/smithy|node-http-handler/)
+      }
+
+      // Eight silent tries of a second and the backoff between them, not the client's 60 s each.
+      expect(Date.now() - started).to.be.below(60_000)
     })
 
     it('SIGTERM ends it within seconds, with exit 130', async function () {

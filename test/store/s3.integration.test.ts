@@ -9,7 +9,8 @@ import {Readable} from 'node:stream'
 import {parseS3Location} from '../../src/config/s3-location.js'
 import {BackupError} from '../../src/errors.js'
 import {S3_MAX_ATTEMPTS} from '../../src/lib/s3.js'
-import {S3Store} from '../../src/store/s3.js'
+import {S3Store, S3StoreOptions} from '../../src/store/s3.js'
+import {BlackHole} from '../helpers/black-hole.js'
 import {Fault, FaultyProxy} from '../helpers/faulty-proxy.js'
 import {RecordedRequest, TestS3} from '../helpers/s3.js'
 import {collect} from '../helpers/tools.js'
@@ -264,5 +265,79 @@ describe('S3 store (s3rver)', () => {
     const error = await store.put('a/b', Readable.from([Buffer.from('x')])).catch((error_: Error) => error_)
     expect((error as Error).message).to.equal('Cannot write a/b: the bucket of s3://no-such-bucket/x/ does not exist.')
     expect(JSON.stringify(error)).to.not.include(TestS3.secretAccessKey)
+  })
+})
+
+describe('S3 store against an endpoint that accepts connections and never answers', () => {
+  let blackHole: BlackHole
+
+  before(async () => {
+    blackHole = await BlackHole.start()
+  })
+
+  after(() => blackHole?.stop())
+
+  function hungStore(options: S3StoreOptions): S3Store {
+    const url = new URL(
+      `s3://KEY:SECRET@hung/backups/?endpoint=${encodeURIComponent(blackHole.endpoint)}&forcePathStyle=true&region=us-east-1`,
+    )
+    return new S3Store(parseS3Location(url, 'store'), 's3://hung/backups/', options)
+  }
+
+  // Every operation, including those that take no signal of their own: the store's (the command's)
+  // ends them all.
+  const operations: Record<string, (store: S3Store) => Promise<unknown>> = {
+    delete: (store) => store.delete('env/x'),
+    get: (store) => store.get('env/x'),
+    isEmpty: (store) => store.isEmpty(),
+    async list(store) {
+      for await (const object of store.list('env/')) expect.fail(`listed ${object.key}`)
+    },
+    put: (store) => store.put('env/x', Readable.from([Buffer.from('x')])),
+    async putFile(store) {
+      const folder = mkdtempSync(join(tmpdir(), 'hung-put-file-'))
+      writeFileSync(join(folder, 'pack'), randomBytes(1024))
+      try {
+        await store.putFile('env/packs/x', join(folder, 'pack'))
+      } finally {
+        rmSync(folder, {force: true, recursive: true})
+      }
+    },
+    stat: (store) => store.stat('env/x'),
+  }
+  for (const [name, operation] of Object.entries(operations)) {
+    it(`${name} ends at once when the command's signal aborts`, async () => {
+      const command = new AbortController()
+      const store = hungStore({signal: command.signal})
+      const settled = operation(store).then(
+        () => 'resolved',
+        (error: unknown) => error,
+      )
+      setTimeout(() => command.abort(new Error('interrupted')), 300)
+      const started = Date.now()
+      const outcome = await Promise.race([
+        settled,
+        new Promise((resolve) => {
+          setTimeout(() => resolve('still waiting'), 5000)
+        }),
+      ])
+      expect(outcome, name).to.not.equal('still waiting')
+      expect(outcome, name).to.not.equal('resolved')
+      expect(Date.now() - started).to.be.below(5000)
+    })
+  }
+
+  it('a request that stays silent fails after the stall timeout, each try, and says so', async () => {
+    const store = hungStore({stallTimeoutMs: 1000})
+    const error = await store.stat('env/x').then(
+      () => {},
+      (error_: unknown) => error_,
+    )
+    expect(error).to.be.instanceOf(BackupError)
+    expect((error as BackupError).exitCode).to.equal(7)
+    expect((error as BackupError).message).to.equal(
+      `Cannot read env/x at s3://hung/backups/: S3 sent nothing for 1 s, in each of ${S3_MAX_ATTEMPTS} tries.`,
+    )
+    expect((error as BackupError).suggestion).to.match(/DIVIO_BACKUP_STALL_SECONDS .*\(now 1 s; at most 60\)/)
   })
 })

@@ -3,8 +3,9 @@ import {join} from 'node:path'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {isPacked, Manifest} from '../../domain/manifest.js'
+import {describeCause} from '../../errors.js'
 import {removeTree} from '../../lib/remove-tree.js'
-import {makeStagingDir} from '../../lib/staging.js'
+import {makeStagingDir, tempFolderError} from '../../lib/staging.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError} from '../../services/read.js'
@@ -326,7 +327,7 @@ async function blobsInvolving(
         for await (const entry of readIndexLines(path)) noteInvolved(entry, {failures, involved, places, where})
       } catch (error) {
         // What an unreadable index holds is not known: none of the candidates may go.
-        const why = `the index of backup ${manifest.id} could not be read (${(error as Error).message})`
+        const why = `the index of backup ${manifest.id} could not be read (${describeCause(tempFolderError(error, context.tempRoot) ?? error)})`
         for (const pack of failures.keys()) failures.set(pack, failures.get(pack) ?? why)
       } finally {
         await rm(path, {force: true})

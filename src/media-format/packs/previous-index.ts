@@ -3,6 +3,8 @@ import {join} from 'node:path'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {isPacked, Manifest} from '../../domain/manifest.js'
+import {describeCause} from '../../errors.js'
+import {tempFolderError} from '../../lib/staging.js'
 import {BackupContext} from '../../services/context.js'
 import {IndexEntry} from './media-index.js'
 import {IndexLines, openIndexLines, readIndexFile} from './read.js'
@@ -64,7 +66,7 @@ export async function previousIndex(
     // Not fatal: without the previous index every file is read, and the backup is still whole.
     await rm(path, {force: true})
     context.reporter.notice(
-      `warning: the index of backup ${previous.id} could not be read (${(error as Error).message}); every media file is read again.`,
+      `warning: the index of backup ${previous.id} could not be read (${describeCause(tempFolderError(error, context.tempRoot) ?? error)}); every media file is read again.`,
     )
     return NO_PREVIOUS
   }

@@ -1,7 +1,7 @@
 import {createHash} from 'node:crypto'
 import {createReadStream} from 'node:fs'
 import {rm} from 'node:fs/promises'
-import {basename, dirname, join} from 'node:path'
+import {join} from 'node:path'
 import {Readable, Writable} from 'node:stream'
 import {finished, pipeline} from 'node:stream/promises'
 import {createGunzip} from 'node:zlib'
@@ -10,7 +10,7 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {createListingFile} from '../../archive/listing.js'
 import {createMediaTar, MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
-import {BackupError, tempFolderFailure} from '../../errors.js'
+import {BackupError} from '../../errors.js'
 import {freeNow} from '../../lib/buffer-loan.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {lineBatches} from '../../lib/line-batches.js'
@@ -69,9 +69,9 @@ export async function readIndexFile(
     // Closed before this settles, whatever failed: the caller removes the folder next, and an open
     // descriptor would keep the part of the index already decrypted on disk.
     await closeOf(file, {destroy: true})
-    throw unwritten && !(error instanceof BackupError)
-      ? tempFolderFailure(unwritten, `the decrypted index ${basename(path)}`, dirname(path), 'the index of a backup')
-      : error
+    // The file system's own error, with its path, for the caller to name the folder it is in (the
+    // temp folder, or a download's output folder).
+    throw unwritten && !(error instanceof BackupError) ? unwritten : error
   }
 
   await closeOf(file)

@@ -6,8 +6,9 @@ import {Readable} from 'node:stream'
 import {parseRecipient, X25519Identity} from '../../archive/age-keys.js'
 import {readTar} from '../../archive/tar-reader.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
+import {describeCause} from '../../errors.js'
 import {removeTree} from '../../lib/remove-tree.js'
-import {makeStagingDir} from '../../lib/staging.js'
+import {makeStagingDir, tempFolderError} from '../../lib/staging.js'
 import {canCompress} from '../../lib/zstd.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
@@ -60,7 +61,10 @@ export async function repackPacks(
     try {
       live = await liveBlobs(job, manifests, trust, tempDir)
     } catch (error) {
-      return {...empty, skipped: `an index could not be read (${(error as Error).message})`}
+      return {
+        ...empty,
+        skipped: `an index could not be read (${describeCause(tempFolderError(error, context.tempRoot) ?? error)})`,
+      }
     }
 
     const mostlyDead = folder.packs.filter((pack) => {

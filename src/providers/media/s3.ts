@@ -192,7 +192,7 @@ export class S3MediaProvider implements MediaProvider {
 
   private client(): Promise<S3Client> {
     // Objects are fetched PREFETCH at a time, plus the listing.
-    this.clientPromise ??= createS3Client(this.s3, PREFETCH + UPLOADS_IN_FLIGHT + 2)
+    this.clientPromise ??= createS3Client(this.s3, {maxSockets: PREFETCH + UPLOADS_IN_FLIGHT + 2})
     return this.clientPromise
   }
 

@@ -164,6 +164,29 @@ describe('failures name their location and cause, with the documented exit code,
     })
   }
 
+  // A download stages its files in its output folder, not the temp folder: a full output folder is
+  // named as the download's, whichever file it was writing (for packs, first the decrypted index).
+  for (const format of ['tar', 'packs'] as const) {
+    it(`a download into a full folder, ${format} format: exit 7 naming the output folder, not the temp folder`, async function () {
+      const project = makeProject()
+      project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
+      const created = await cli(project, ['create'])
+      expect(created.status, created.stderr).to.equal(0)
+      const disk = mountTmpfs(this, join(project.root, '..', 'full-out'), 'size=256k')
+      try {
+        spawnSync('sh', ['-c', `cat /dev/zero > ${disk}/filler`])
+        const out = join(disk, 'download')
+        const result = await cli(project, ['download', 'latest', '-o', out])
+        expect(result.status, result.stderr).to.equal(7)
+        expect(result.stderr).to.include(`No space left on the device while writing the download into ${out}`)
+        expect(result.stderr).to.not.match(/temp folder|DIVIO_BACKUP_TMPDIR|damaged/)
+        expect(readdirSync(disk)).to.deep.equal(['filler'])
+      } finally {
+        spawnSync('umount', [disk])
+      }
+    })
+  }
+
   // Room in the temp folder for the drill's download, not for extracting it: the restore into scratch
   // fails for want of room, which proves nothing about the backup, so no receipt is signed.
   for (const format of ['tar', 'packs'] as const) {

@@ -76,29 +76,12 @@ export class LocalStore implements Store {
   async get(key: string): Promise<Readable> {
     assertValidKey(key)
     if (!(await this.rootExists())) throw new ObjectNotFoundError(key)
-    let handle: FileHandle
     try {
-      // Non-blocking: opening a FIFO planted under an object's name would otherwise wait for a writer,
-      // and hold the command (SIGTERM included) for good.
-      // eslint-disable-next-line no-bitwise -- open(2) flags; no string flag says O_NONBLOCK
-      handle = await open(this.pathOf(key), constants.O_RDONLY | constants.O_NONBLOCK)
+      return new FileSource(await open(this.pathOf(key), constants.O_RDONLY), this.fullReads)
     } catch (error) {
       if (isMissing(error)) throw new ObjectNotFoundError(key)
       throw error
     }
-
-    // Only a regular file is an object: a FIFO's read would never end, nor would a device's that a
-    // link leads to (/dev/zero). Something else under an object's name leaves the object missing.
-    const info = await handle.stat().catch(async (error: unknown) => {
-      await handle.close()
-      throw error
-    })
-    if (!info.isFile()) {
-      await handle.close()
-      throw new ObjectNotFoundError(key)
-    }
-
-    return new FileSource(handle, this.fullReads)
   }
 
   async isEmpty(): Promise<boolean> {

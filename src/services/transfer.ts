@@ -241,7 +241,7 @@ class FirstFailure {
   ): unknown {
     const {error, stage} = this.first ?? {error: fallback, stage: 'source' as Stage}
     if (error instanceof BackupError) return error
-    // Writing the staged file (which reports no path): the temp folder's failure, not the store's.
+    // Writing the staged file: the temp folder's failure, not the store's it was bound for.
     if (stage === 'staging')
       return tempFolderFailure(
         error,

@@ -2,8 +2,8 @@ import {Command, Errors, Flags, Interfaces} from '@oclif/core'
 
 import {redactDsn} from '../config/load.js'
 import {BackupError} from '../errors.js'
-import {traceProcesses} from '../lib/process.js'
-import {tempFolderError} from '../lib/staging.js'
+import {startStopDeadline, traceProcesses} from '../lib/process.js'
+import {ownStagingTag, tempFolderError} from '../lib/staging.js'
 import {onServiceThread} from '../service-thread/run.js'
 import {ThreadServiceName, ThreadServiceOptions, ThreadServiceResult} from '../service-thread/services.js'
 import {BackupContext, ServiceSetup} from '../services/context.js'
@@ -12,6 +12,12 @@ import {ContextRequest, serviceContext, serviceSetup, tempRootOf} from './contex
 import {spellCommands} from './host.js'
 import {nearestName} from './nearest.js'
 import {terminalReporter} from './terminal.js'
+
+/**
+ * How long a command has to stop cleanly after SIGINT/SIGTERM before it ends by the signal itself: a
+ * clean stop takes well under a second, unless a call into the kernel never returns (a hung mount).
+ */
+export const STOP_GRACE_MS = 10_000
 
 export type BaseFlags<T extends typeof Command> = Interfaces.InferredFlags<
   (typeof BackupCommand)['baseFlags'] & T['flags']
@@ -47,7 +53,9 @@ export abstract class BackupCommand extends Command {
   static override enableJsonFlag = true
   protected readonly abort = new AbortController()
   private drainHandler?: () => void
+  private reported = false
   private signalHandler?: (signal: NodeJS.Signals) => void
+  private stopAsked?: {at: number; signal: NodeJS.Signals}
 
   override async catch(error: Error & {exitCode?: number}): Promise<unknown> {
     // After SIGINT/SIGTERM, whatever a stage failed with on the way down (an AbortError, a stream cut
@@ -96,12 +104,13 @@ export abstract class BackupCommand extends Command {
 
   override async init(): Promise<void> {
     await super.init()
-    // The first signal asks the running operation to stop cleanly (abort uploads, write no manifest);
-    // a second one exits at once.
+    // The first signal asks the running operation to stop cleanly (abort uploads, write no manifest),
+    // and gives it STOP_GRACE_MS; a second one, or the deadline's, ends the process at once.
     this.signalHandler = (signal) => {
-      // eslint-disable-next-line n/no-process-exit, unicorn/no-process-exit -- the user asked twice to stop now
-      if (this.abort.signal.aborted) process.exit(130)
+      if (this.stopAsked) return this.stopNow(signal, this.stopAsked)
       process.stderr.write(`\nReceived ${signal}: stopping cleanly (press Ctrl-C again to exit at once)…\n`)
+      this.stopAsked = {at: Date.now(), signal}
+      startStopDeadline(signal, STOP_GRACE_MS, {root: tempRootOf(process.env), tag: ownStagingTag()})
       this.abort.abort(new BackupError('INTERRUPTED', `Interrupted by ${signal}.`))
     }
 
@@ -165,12 +174,42 @@ export abstract class BackupCommand extends Command {
       suggestion: unspelled.suggestion === undefined ? undefined : spellCommands(unspelled.suggestion, this.config),
     })
     process.exitCode = error.exitCode
+    this.reported = true
     if (this.jsonEnabled()) {
       this.logJson({error: error.toJSON()})
       return
     }
 
     process.stderr.write(`Error: ${error.message}\n${error.suggestion ? `Try this: ${error.suggestion}\n` : ''}`)
+  }
+
+  /**
+   * Ends the process by `signal`'s default action, now: the one way out while a thread waits in a call
+   * that never returns, where process.exit() would wait with it (startStopDeadline). The interruption is
+   * reported first if the command has not reported it; whatever had not finished is not committed (a
+   * backup is listed, and a restore swapped in, only once whole). A shell sees 128 + the signal's number.
+   */
+  private stopNow(signal: NodeJS.Signals, asked: {at: number; signal: NodeJS.Signals}): void {
+    const seconds = STOP_GRACE_MS / 1000
+    const late = Date.now() - asked.at >= STOP_GRACE_MS - 500
+    if (!this.reported) {
+      this.report(
+        new BackupError(
+          'INTERRUPTED',
+          late
+            ? `Interrupted by ${asked.signal}, and still running ${seconds} s later: a call to the file system has not returned (a hung mount, or a special file where a file was expected).`
+            : `Interrupted by ${asked.signal}, then stopped at once by ${signal}.`,
+          {
+            suggestion: late
+              ? 'Nothing unfinished was committed. Check the mounts of the store, the media and DIVIO_BACKUP_TMPDIR, then run the command again.'
+              : 'Nothing unfinished was committed. Run the command again when you are ready.',
+          },
+        ),
+      )
+    }
+
+    process.removeAllListeners(signal)
+    process.kill(process.pid, signal)
   }
 
   /**

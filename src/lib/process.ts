@@ -152,8 +152,34 @@ export function through(command: string, args: readonly string[], options: RunOp
  * The guard runs in its own process group, so that a signal to this one's group does not stop it.
  */
 export function startReaper(script: string, args: readonly string[]): {release(): void} {
-  traced('sh', ['-c', script, 'reaper', ...args], {})
-  const child = spawn('sh', ['-c', `read _ignored; ${script}`, 'reaper', ...args], {
+  return startGuard(`read _ignored; ${script}`, args)
+}
+
+/**
+ * Ends this process with `signal` if it still runs `graceMs` from now (SIGKILL 5 s later if that did
+ * not), and once it is gone, however it ended, removes what is left of its staging folders in
+ * `staging.root` (named `divio-<purpose>-<tag>-<random>`: staging.ts).
+ *
+ * For SIGINT and SIGTERM, which must end any command within seconds: Node.js cannot exit while one of
+ * its threads waits in a system call that does not return (a read from a hung mount, the open of a
+ * FIFO), since process.exit() first waits for its worker threads and its thread pool. Only a
+ * signal's default action ends such a process, and only another process can send it: by then this
+ * one's event loop may be gone. A guard, like the reaper: the timer stops when the pipe closes.
+ */
+export function startStopDeadline(signal: NodeJS.Signals, graceMs: number, staging: {root: string; tag: string}): void {
+  const script = [
+    '( sleep "$3"; kill -s "$2" "$1"; sleep 5; kill -s KILL "$1" ) 2>/dev/null & timer=$!',
+    'read _ignored',
+    'kill "$timer" 2>/dev/null',
+    'rm -rf -- "$4"/divio-*-"$5"-??????',
+  ].join('\n')
+  const seconds = String(Math.ceil(graceMs / 1000))
+  startGuard(script, [String(process.pid), signal.replace(/^SIG/, ''), seconds, staging.root, staging.tag])
+}
+
+function startGuard(script: string, args: readonly string[]): {release(): void} {
+  traced('sh', ['-c', script, 'guard', ...args], {})
+  const child = spawn('sh', ['-c', script, 'guard', ...args], {
     detached: true,
     stdio: ['pipe', 'ignore', 'ignore'],
   })

@@ -1,3 +1,4 @@
+import {readFileSync, readlinkSync} from 'node:fs'
 import {chmod, lstat, mkdtemp, readdir, readFile, readlink} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
 
@@ -50,16 +51,41 @@ function ownIdentity(): Promise<ProcessIdentity> {
 
 async function identityOf(pid: 'self' | number): Promise<ProcessIdentity> {
   const namespace = await readlink(`/proc/${pid}/ns/pid`)
-    .then((link) => /\[(\d+)]/.exec(link)?.[1] ?? '0')
+    .then((link) => namespaceOf(link))
     .catch(() => '0')
   return {namespace, startTime: (await startTimeOf(pid)) ?? '0'}
 }
 
-/** Field 22 of /proc/<pid>/stat, after the command name (which may hold spaces and parentheses). */
+function namespaceOf(link: string): string {
+  return /\[(\d+)]/.exec(link)?.[1] ?? '0'
+}
+
 async function startTimeOf(pid: 'self' | number): Promise<string | undefined> {
   const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => {})
-  if (stat === undefined) return undefined
+  return stat === undefined ? undefined : startTimeIn(stat)
+}
+
+/** Field 22 of /proc/<pid>/stat, after the command name (which may hold spaces and parentheses). */
+function startTimeIn(stat: string): string | undefined {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+}
+
+/**
+ * What follows the purpose in the names of this process's staging folders, `<pid>-<namespace>-<start
+ * time>`, read at once: for a watchdog that removes them once this process is gone. /proc answers
+ * without blocking, whatever mount hangs.
+ */
+export function ownStagingTag(): string {
+  let namespace = '0'
+  let startTime: string | undefined
+  try {
+    namespace = namespaceOf(readlinkSync('/proc/self/ns/pid'))
+    startTime = startTimeIn(readFileSync('/proc/self/stat', 'utf8'))
+  } catch {
+    // No /proc: the names hold zeros there too.
+  }
+
+  return `${process.pid}-${namespace}-${startTime ?? '0'}`
 }
 
 export async function makeStagingDir(parent: string, purpose: StagingPurpose, hidden = false): Promise<string> {

@@ -5,6 +5,7 @@ import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, 
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
 import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
 
 const MiB = 1024 * 1024
@@ -71,9 +72,9 @@ function holdHalfway(project: Project, format: 'packs' | 'tar', id: string) {
 }
 
 /**
- * The interruption is reported while the read still waits in the kernel; the process exits once the
- * kernel lets the read go (Node.js waits for its thread pool on the way out, and nothing in it can
- * end a read the kernel holds: the same holds for a hung mount).
+ * The interruption is reported while the read still waits in the kernel. Letting the read go then
+ * lets the process exit with 130 at once; held for good, it ends by the signal after the grace period
+ * (see the last test).
  */
 async function interrupted(run: ReturnType<typeof start>, object: {held: () => boolean; letGo: () => void}) {
   await until(() => /Error: Interrupted/.test(run.stderr()), 'the interruption is reported while the read waits')
@@ -150,6 +151,30 @@ describe('reading commands interrupted part-way through a backup', function () {
     })
 
     if (files > 0) continue
+    it(`restore, ${format} format, a read held for good, ${signal}: ends by the signal after the grace period, staging removed`, async () => {
+      const {id, project, tmp} = await backedUp(format)
+      const before = snapshotTree(join(project.root, 'media'))
+      const object = holdHalfway(project, format, id)
+      try {
+        const restore = start(project, ['restore', id, '--confirm', 'local', '--media-only'], STOP_GRACE_MS + 30_000)
+        await until(object.held, 'the restore read half of the object')
+        expect(readdirSync(tmp), 'the restore stages its files').to.have.length(1)
+        const signalled = Date.now()
+        restore.child.kill(signal)
+        await until(() => /Error: Interrupted/.test(restore.stderr()), 'the interruption is reported at once')
+        // Node.js cannot exit while a thread waits in a read the kernel holds; the signal ends it.
+        expect(await restore.exited).to.equal(null)
+        expect(restore.child.signalCode).to.equal(signal)
+        expect(object.held(), 'the read was held to the end').to.equal(true)
+        expect(Date.now() - signalled).to.be.within(STOP_GRACE_MS - 1000, STOP_GRACE_MS + 8000)
+        // What the process could not remove, its watchdog does once it is gone.
+        await until(() => readdirSync(tmp).length === 0, 'no staging folder is left')
+        expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(before)
+      } finally {
+        object.release()
+      }
+    })
+
     it(`verify, download, export and drill, ${format} format, SIGINT: exit 130, no staging left`, async () => {
       const {id, project, tmp} = await backedUp(format)
       const commands = [

@@ -1,0 +1,174 @@
+import {expect} from 'chai'
+import {ChildProcess, execFileSync} from 'node:child_process'
+import {
+  closeSync,
+  constants,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+} from 'node:fs'
+import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
+
+import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
+import {cli, cliAsync, makeProject, Project} from '../helpers/project.js'
+
+/** The process as it ended, with what it printed; or 'running' when it outlives `ms`. */
+function start(project: Project, args: string[], ms: number) {
+  const child: ChildProcess = cliAsync(project, args)
+  let stderr = ''
+  let stdout = ''
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => {
+    stderr += text
+  })
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    stdout += text
+  })
+  const ended = new Promise<'running' | {code: null | number; signal: NodeJS.Signals | null}>((resolve) => {
+    const timer = setTimeout(() => resolve('running'), ms)
+    child.on('close', (code, signal) => {
+      clearTimeout(timer)
+      resolve({code, signal})
+    })
+  })
+  return {child, ended, stderr: () => stderr, stdout: () => stdout}
+}
+
+/** Whether a thread of `pid` waits in the kernel function `wchan` (wait_for_partner: a FIFO's open). */
+function waitsIn(pid: number, wchan: string): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).some((task) => {
+      try {
+        return readFileSync(`/proc/${pid}/task/${task}/wchan`, 'utf8') === wchan
+      } catch {
+        return false
+      }
+    })
+  } catch {
+    return false
+  }
+}
+
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline && !condition()) await sleep(20)
+  expect(condition(), what).to.equal(true)
+}
+
+/** Whether a create has written the first MiB of its media archive into the store. */
+function uploading(project: Project): boolean {
+  const environment = join(project.store, 'shop', 'local')
+  return readdirSync(environment, {encoding: 'utf8', recursive: true}).some(
+    (path) => path.includes('media.tar.age.partial-') && statSync(join(environment, path)).size > 1024 * 1024,
+  )
+}
+
+/**
+ * A backup whose manifest is replaced by a FIFO with no writer: whoever opens it to read waits in the
+ * kernel, in open(2), and nothing in the process can cancel that call (a hung mount holds a process
+ * the same way). `release()` opens the FIFO for writing and closes it, which lets the reader go.
+ */
+async function storeWithAStuckManifest() {
+  const project = makeProject()
+  const tmp = join(project.root, '..', 'tmp')
+  mkdirSync(tmp, {mode: 0o700})
+  project.env.DIVIO_BACKUP_TMPDIR = tmp
+  const created = await cli(project, ['create', '--media-only', '--json'])
+  expect(created.status, created.stderr).to.equal(0)
+  const {id} = created.json() as {id: string}
+  const manifest = join(project.store, 'shop', 'local', id, 'manifest.json')
+  renameSync(manifest, `${manifest}.original`)
+  execFileSync('mkfifo', [manifest])
+  return {
+    project,
+    release() {
+      // O_NONBLOCK: opening for writing fails at once (ENXIO) when no reader waits.
+      try {
+        closeSync(openSync(manifest, constants.O_WRONLY | constants.O_NONBLOCK))
+      } catch {
+        // No reader waiting: nothing to let go.
+      }
+
+      rmSync(manifest)
+      renameSync(`${manifest}.original`, manifest)
+    },
+    tmp,
+  }
+}
+
+/**
+ * SIGINT/SIGTERM end every command within seconds, even while a call into the kernel never returns.
+ * Node.js cannot exit while a thread waits in such a call (process.exit() waits for it), so these
+ * commands used to stay for good, whatever signal came next but SIGKILL. The first signal now asks for
+ * a clean stop and gives it STOP_GRACE_MS; past that, or at a second signal, the process ends by the
+ * signal itself (a shell sees 128 + its number), after reporting the interruption, `--json` included.
+ */
+describe('a command that cannot stop cleanly', function () {
+  const bound = STOP_GRACE_MS + 8000
+
+  it('list waiting on a FIFO under a manifest: SIGTERM ends it after the grace period, reported, --json whole', async () => {
+    const {project, release, tmp} = await storeWithAStuckManifest()
+    try {
+      const list = start(project, ['list', '--json'], 60_000)
+      await until(() => waitsIn(list.child.pid!, 'wait_for_partner'), 'list waits in the open of the FIFO')
+      const signalled = Date.now()
+      list.child.kill('SIGTERM')
+      await until(() => /stopping cleanly/.test(list.stderr()), 'the signal is acknowledged at once')
+      const ended = await list.ended
+      const took = Date.now() - signalled
+      expect(ended, 'list ends although the open never returns').to.deep.equal({code: null, signal: 'SIGTERM'})
+      expect(took, 'not before the grace period').to.be.at.least(STOP_GRACE_MS - 1000)
+      expect(took, 'soon after it').to.be.below(bound)
+      const {error} = JSON.parse(list.stdout()) as {error: {code: string; message: string; suggestion: string}}
+      expect(error.code).to.equal('INTERRUPTED')
+      expect(error.message).to.match(/Interrupted by SIGTERM, and still running 10 s later: a call to the file system/)
+      expect(error.suggestion).to.match(/Check the mounts/)
+      expect(readdirSync(tmp), 'nothing staged').to.deep.equal([])
+    } finally {
+      release()
+    }
+  })
+
+  it('a second signal ends it at once, without waiting for the grace period', async () => {
+    const {project, release} = await storeWithAStuckManifest()
+    try {
+      const list = start(project, ['list'], 60_000)
+      await until(() => waitsIn(list.child.pid!, 'wait_for_partner'), 'list waits in the open of the FIFO')
+      list.child.kill('SIGINT')
+      await until(() => /stopping cleanly/.test(list.stderr()), 'the first signal is acknowledged')
+      const signalled = Date.now()
+      list.child.kill('SIGINT')
+      const ended = await list.ended
+      expect(ended).to.deep.equal({code: null, signal: 'SIGINT'})
+      expect(Date.now() - signalled, 'at once, far from the grace period').to.be.below(STOP_GRACE_MS / 2)
+      expect(list.stderr()).to.match(/Error: Interrupted by SIGINT, then stopped at once by SIGINT\./)
+    } finally {
+      release()
+    }
+  })
+
+  it('a command that stops cleanly still exits 130, and leaves no watchdog behind', async () => {
+    const {project, release} = await storeWithAStuckManifest()
+    release()
+    // A create with a large sparse file is busy long enough to be stopped in the middle.
+    execFileSync('truncate', ['-s', '2G', join(project.root, 'media', 'big.bin')])
+    const create = start(project, ['create', '--media-only', '--verbose'], 60_000)
+    await until(() => uploading(project), 'the create is writing its media')
+    create.child.kill('SIGTERM')
+    const ended = await create.ended
+    expect(ended, create.stderr()).to.deep.equal({code: 130, signal: null})
+    // The watchdog waits on a pipe from the command: it ends with it and sends nothing later.
+    const watchdogs = () =>
+      execFileSync('ps', ['-eo', 'args'], {encoding: 'utf8'})
+        .split('\n')
+        .filter((line) => line.includes(`guard ${create.child.pid} TERM`))
+    expect(create.stderr(), 'the signal started a watchdog (--verbose traces it)').to.include(
+      `guard ${create.child.pid} TERM ${STOP_GRACE_MS / 1000}`,
+    )
+    await until(() => watchdogs().length === 0, 'no watchdog outlives the command')
+  })
+})

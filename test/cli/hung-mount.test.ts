@@ -5,19 +5,10 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
+import {fuseAvailable, SYSTEM_PYTHON} from '../helpers/mounts.js'
 import {cliAsync, makeProject, Project} from '../helpers/project.js'
 
 const slowFs = fileURLToPath(new URL('../fixtures/slowfs.py', import.meta.url))
-const SYSTEM_PYTHON = '/usr/bin/python3'
-
-/** True when this machine can mount the test's FUSE file system (python3-fuse and /dev/fuse). */
-function fuseAvailable(): boolean {
-  return (
-    existsSync('/dev/fuse') &&
-    spawnSync(SYSTEM_PYTHON, ['-c', 'import fuse'], {stdio: 'ignore'}).status === 0 &&
-    spawnSync('fusermount', ['-V'], {stdio: 'ignore'}).status === 0
-  )
-}
 
 /** Waits until `condition` holds, checking often; a hang guard only, far above any honest wait. */
 async function until(what: string, condition: () => boolean): Promise<void> {

@@ -1,11 +1,12 @@
 import {expect} from 'chai'
-import {ChildProcess, execFileSync, spawn} from 'node:child_process'
+import {ChildProcess} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync} from 'node:fs'
-import {join} from 'node:path'
+import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
+import {join, relative} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
+import {fuseAvailable, holdStoreRead} from '../helpers/mounts.js'
 import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
 
 const MiB = 1024 * 1024
@@ -34,41 +35,17 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 }
 
 /**
- * A backup whose largest media object (the archive, or the pack that holds a video) is replaced by a
- * FIFO that gives the first half of it and then nothing: whatever reads the backup is held part-way
- * through, whatever the machine's speed. `held()` turns true once the reader has taken that half;
- * `letGo()` closes the FIFO, which ends the read that waits in the kernel.
+ * A backup whose largest media object (the archive, or the pack that holds a video) stops half-way
+ * (holdStoreRead): whatever reads the backup is held part-way through, whatever the machine's speed.
  */
-function holdHalfway(project: Project, format: 'packs' | 'tar', id: string) {
+async function holdHalfway(project: Project, format: 'packs' | 'tar', id: string) {
   const environment = join(project.store, 'shop', 'local')
   const candidates =
     format === 'tar'
       ? [join(environment, id, 'media.tar.age')]
       : readdirSync(join(environment, 'packs')).map((name) => join(environment, 'packs', name))
   const object = candidates.sort((a, b) => statSync(b).size - statSync(a).size)[0]
-  const original = `${object}.original`
-  renameSync(object, original)
-  execFileSync('mkfifo', [object])
-  const half = Math.floor(statSync(original).size / 2)
-  const marker = join(project.root, '..', 'half-read')
-  // `head` ends once the reader has taken all but a pipe's buffer of the half; the writer then stays.
-  const feeder = spawn('sh', [
-    '-c',
-    `{ head -c ${half} "$1"; touch "$3"; exec sleep 600; } > "$2"`,
-    'feeder',
-    original,
-    object,
-    marker,
-  ])
-  return {
-    held: () => existsSync(marker),
-    letGo: () => feeder.kill('SIGKILL'),
-    release() {
-      feeder.kill('SIGKILL')
-      execFileSync('rm', ['-f', object, marker])
-      renameSync(original, object)
-    },
-  }
+  return holdStoreRead(project.store, relative(project.store, object), Math.floor(statSync(object).size / 2))
 }
 
 /**
@@ -108,6 +85,13 @@ async function backedUp(format: 'packs' | 'tar', files = 0) {
  * no extraction beside it, and no safety backup.
  */
 describe('reading commands interrupted part-way through a backup', function () {
+  before(function () {
+    if (!fuseAvailable()) {
+      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
+      this.skip()
+    }
+  })
+
   // One signal a format: both go to the same handler. A small tree is written with the thread pool's
   // calls; past 2,000 files, as here before the video, on the writer thread (file-writer.ts).
   for (const [format, signal, files] of [
@@ -121,7 +105,7 @@ describe('reading commands interrupted part-way through a backup', function () {
       const {id, project, tmp} = await backedUp(format, files)
       writeFileSync(join(project.root, 'media', 'after-the-backup.txt'), 'the state to keep\n')
       const before = snapshotTree(join(project.root, 'media'))
-      const object = holdHalfway(project, format, id)
+      const object = await holdHalfway(project, format, id)
       try {
         const restore = start(project, ['restore', id, '--confirm', 'local', '--media-only'])
         const besideTarget = () => readdirSync(project.root).filter((name) => name.startsWith('.media.restore-'))
@@ -140,7 +124,7 @@ describe('reading commands interrupted part-way through a backup', function () {
           'no safety backup was taken',
         ).to.deep.equal([id])
       } finally {
-        object.release()
+        await object.release()
       }
 
       // With the object whole again, the same restore completes.
@@ -154,7 +138,7 @@ describe('reading commands interrupted part-way through a backup', function () {
     it(`restore, ${format} format, a read held for good, ${signal}: ends by the signal after the grace period, staging removed`, async () => {
       const {id, project, tmp} = await backedUp(format)
       const before = snapshotTree(join(project.root, 'media'))
-      const object = holdHalfway(project, format, id)
+      const object = await holdHalfway(project, format, id)
       try {
         const restore = start(project, ['restore', id, '--confirm', 'local', '--media-only'], STOP_GRACE_MS + 30_000)
         await until(object.held, 'the restore read half of the object')
@@ -171,7 +155,7 @@ describe('reading commands interrupted part-way through a backup', function () {
         await until(() => readdirSync(tmp).length === 0, 'no staging folder is left')
         expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(before)
       } finally {
-        object.release()
+        await object.release()
       }
     })
 
@@ -184,7 +168,7 @@ describe('reading commands interrupted part-way through a backup', function () {
         ['drill', id],
       ]
       for (const args of commands) {
-        const object = holdHalfway(project, format, id)
+        const object = await holdHalfway(project, format, id)
         try {
           const reader = start(project, args)
           await until(object.held, `${args[0]} read half of the object`)
@@ -193,7 +177,7 @@ describe('reading commands interrupted part-way through a backup', function () {
           expect(await reader.exited, `${args[0]} ends on the signal`).to.equal(130)
           expect(readdirSync(tmp), `${args[0]} leaves no staging folder`).to.deep.equal([])
         } finally {
-          object.release()
+          await object.release()
         }
       }
 

@@ -10,7 +10,7 @@ import {isBackupId, newestFirst, timeOfBackupId} from '../domain/ids.js'
 import {Manifest, MANIFEST_NAME, parseManifest, PIN_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {isReceiptName} from '../proof/receipt.js'
-import {ObjectInfo, ObjectNotFoundError, Store} from '../store/port.js'
+import {ObjectInfo, ObjectNotFoundError, ObjectUnreadableError, Store} from '../store/port.js'
 import {BackupContext} from './context.js'
 import {ObjectTooLargeError, readSmallObject} from './objects.js'
 
@@ -178,6 +178,8 @@ async function readManifest(
   try {
     text = (await readSmallObject(store, key)).toString('utf8')
   } catch (error) {
+    // Something else than a file under its name (planted, or left by a tool): listed, and unreadable.
+    if (error instanceof ObjectUnreadableError) return {kind: 'damaged', reason: `manifest unreadable: ${error.reason}`}
     // Deleted since the listing (a concurrent prune or delete): it no longer exists.
     if (error instanceof ObjectNotFoundError) return {kind: 'gone'}
     if (error instanceof ObjectTooLargeError) return {kind: 'damaged', reason: `manifest unreadable: ${error.message}`}

@@ -9,7 +9,7 @@ import {BackupError} from '../errors.js'
 import {giveBack} from '../lib/buffer-loan.js'
 import {ProcessError} from '../lib/process.js'
 import {cannotDecompress, isZstdDataError, zstdDecompressor, zstdImplementation} from '../lib/zstd.js'
-import {ObjectNotFoundError} from '../store/port.js'
+import {ObjectNotFoundError, ObjectUnreadableError} from '../store/port.js'
 import {objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
 
@@ -61,6 +61,7 @@ async function readVerifiedObject(context: BackupContext, manifest: Manifest, it
   try {
     source = await context.store.get(key)
   } catch (error) {
+    if (error instanceof ObjectUnreadableError) throw new ObjectCheckError(object.name, error.reason)
     if (error instanceof ObjectNotFoundError) throw new ObjectCheckError(object.name, 'missing from the store')
     throw error
   }

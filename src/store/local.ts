@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {constants, Dirent} from 'node:fs'
+import {constants, Dirent, Stats} from 'node:fs'
 import {FileHandle, open, opendir, readdir, rename, rm, rmdir, stat} from 'node:fs/promises'
 import {dirname, join, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
@@ -11,7 +11,7 @@ import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
 import {putFileAsStream} from './file-source.js'
-import {assertValidKey, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
+import {assertValidKey, ObjectInfo, ObjectNotFoundError, ObjectUnreadableError, PutFileOptions, Store} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
 const READ_CHUNK = 1024 * 1024
@@ -76,12 +76,29 @@ export class LocalStore implements Store {
   async get(key: string): Promise<Readable> {
     assertValidKey(key)
     if (!(await this.rootExists())) throw new ObjectNotFoundError(key)
+    let handle: FileHandle
     try {
-      return new FileSource(await open(this.pathOf(key), constants.O_RDONLY), this.fullReads)
+      // Non-blocking: opening a FIFO planted under an object's name would otherwise wait for a writer,
+      // and hold the command (SIGTERM included) for good.
+      // eslint-disable-next-line no-bitwise -- open(2) flags; no string flag says O_NONBLOCK
+      handle = await open(this.pathOf(key), constants.O_RDONLY | constants.O_NONBLOCK)
     } catch (error) {
       if (isMissing(error)) throw new ObjectNotFoundError(key)
       throw error
     }
+
+    // Only a regular file is an object: a FIFO's read would never end, nor would a device's that a
+    // link leads to (/dev/zero). Something else under an object's name leaves the object missing.
+    const info = await handle.stat().catch(async (error: unknown) => {
+      await handle.close()
+      throw error
+    })
+    if (!info.isFile()) {
+      await handle.close()
+      throw new ObjectUnreadableError(key, `${this.pathOf(key)} is ${kindOf(info)}, not a regular file`)
+    }
+
+    return new FileSource(handle, this.fullReads)
   }
 
   async isEmpty(): Promise<boolean> {
@@ -335,4 +352,11 @@ class FileSource extends Readable {
       (error: Error) => this.destroy(error),
     )
   }
+}
+
+function kindOf(info: Stats): string {
+  if (info.isFIFO()) return 'a FIFO'
+  if (info.isCharacterDevice() || info.isBlockDevice()) return 'a device'
+  if (info.isSocket()) return 'a socket'
+  return info.isDirectory() ? 'a folder' : 'not a file'
 }

@@ -20,6 +20,22 @@ export class ObjectNotFoundError extends Error {
   }
 }
 
+/**
+ * Raised by {@link Store.get} for a key under which the store holds something that is not an object (a
+ * FIFO or a device in a local store). It is as good as missing, and callers that only need to know
+ * that treat it so; `reason` says what is there, for those that report it.
+ */
+export class ObjectUnreadableError extends ObjectNotFoundError {
+  constructor(
+    key: string,
+    readonly reason: string,
+  ) {
+    super(key)
+    this.message = `object unreadable: ${key}: ${reason}`
+    this.name = 'ObjectUnreadableError'
+  }
+}
+
 export interface PutFileOptions {
   /** Hears of the file's bytes as they leave: a slow upload is still progress. */
   onProgress?: (bytes: number) => void

@@ -1,20 +1,11 @@
 import {expect} from 'chai'
 import {ChildProcess, execFileSync} from 'node:child_process'
-import {
-  closeSync,
-  constants,
-  mkdirSync,
-  openSync,
-  readdirSync,
-  readFileSync,
-  renameSync,
-  rmSync,
-  statSync,
-} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
+import {fuseAvailable, holdStoreRead} from '../helpers/mounts.js'
 import {cli, cliAsync, makeProject, Project} from '../helpers/project.js'
 
 /** The process as it ended, with what it printed; or 'running' when it outlives `ms`. */
@@ -38,21 +29,6 @@ function start(project: Project, args: string[], ms: number) {
   return {child, ended, stderr: () => stderr, stdout: () => stdout}
 }
 
-/** Whether a thread of `pid` waits in the kernel function `wchan` (wait_for_partner: a FIFO's open). */
-function waitsIn(pid: number, wchan: string): boolean {
-  try {
-    return readdirSync(`/proc/${pid}/task`).some((task) => {
-      try {
-        return readFileSync(`/proc/${pid}/task/${task}/wchan`, 'utf8') === wchan
-      } catch {
-        return false
-      }
-    })
-  } catch {
-    return false
-  }
-}
-
 async function until(condition: () => boolean, what: string): Promise<void> {
   const deadline = Date.now() + 60_000
   while (Date.now() < deadline && !condition()) await sleep(20)
@@ -62,15 +38,16 @@ async function until(condition: () => boolean, what: string): Promise<void> {
 /** Whether a create has written the first MiB of its media archive into the store. */
 function uploading(project: Project): boolean {
   const environment = join(project.store, 'shop', 'local')
+  if (!existsSync(environment)) return false
   return readdirSync(environment, {encoding: 'utf8', recursive: true}).some(
     (path) => path.includes('media.tar.age.partial-') && statSync(join(environment, path)).size > 1024 * 1024,
   )
 }
 
 /**
- * A backup whose manifest is replaced by a FIFO with no writer: whoever opens it to read waits in the
- * kernel, in open(2), and nothing in the process can cancel that call (a hung mount holds a process
- * the same way). `release()` opens the FIFO for writing and closes it, which lets the reader go.
+ * A backup whose manifest sits on a mount that hangs: the store is served by a FUSE mirror whose reads
+ * of the manifest wait until the test lets them go (holdStoreRead). Whoever reads it waits in the
+ * kernel, and nothing in the process can cancel that call.
  */
 async function storeWithAStuckManifest() {
   const project = makeProject()
@@ -80,47 +57,38 @@ async function storeWithAStuckManifest() {
   const created = await cli(project, ['create', '--media-only', '--json'])
   expect(created.status, created.stderr).to.equal(0)
   const {id} = created.json() as {id: string}
-  const manifest = join(project.store, 'shop', 'local', id, 'manifest.json')
-  renameSync(manifest, `${manifest}.original`)
-  execFileSync('mkfifo', [manifest])
-  return {
-    project,
-    release() {
-      // O_NONBLOCK: opening for writing fails at once (ENXIO) when no reader waits.
-      try {
-        closeSync(openSync(manifest, constants.O_WRONLY | constants.O_NONBLOCK))
-      } catch {
-        // No reader waiting: nothing to let go.
-      }
-
-      rmSync(manifest)
-      renameSync(`${manifest}.original`, manifest)
-    },
-    tmp,
-  }
+  const manifest = await holdStoreRead(project.store, `shop/local/${id}/manifest.json`, 0)
+  return {manifest, project, tmp}
 }
 
 /**
  * SIGINT/SIGTERM end every command within seconds, even while a call into the kernel never returns.
- * Node.js cannot exit while a thread waits in such a call (process.exit() waits for it), so these
- * commands used to stay for good, whatever signal came next but SIGKILL. The first signal now asks for
+ * Node.js cannot exit while a thread waits in such a call (process.exit() waits for it), so a command
+ * reading from a hung mount used to stay for good, whatever signal came next but SIGKILL. The first signal now asks for
  * a clean stop and gives it STOP_GRACE_MS; past that, or at a second signal, the process ends by the
  * signal itself (a shell sees 128 + its number), after reporting the interruption, `--json` included.
  */
 describe('a command that cannot stop cleanly', function () {
   const bound = STOP_GRACE_MS + 8000
 
-  it('list waiting on a FIFO under a manifest: SIGTERM ends it after the grace period, reported, --json whole', async () => {
-    const {project, release, tmp} = await storeWithAStuckManifest()
+  before(function () {
+    if (!fuseAvailable()) {
+      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
+      this.skip()
+    }
+  })
+
+  it('list waiting on a hung mount: SIGTERM ends it after the grace period, reported, --json whole', async () => {
+    const {manifest, project, tmp} = await storeWithAStuckManifest()
     try {
       const list = start(project, ['list', '--json'], 60_000)
-      await until(() => waitsIn(list.child.pid!, 'wait_for_partner'), 'list waits in the open of the FIFO')
+      await until(manifest.held, 'list waits in the read of the manifest')
       const signalled = Date.now()
       list.child.kill('SIGTERM')
       await until(() => /stopping cleanly/.test(list.stderr()), 'the signal is acknowledged at once')
       const ended = await list.ended
       const took = Date.now() - signalled
-      expect(ended, 'list ends although the open never returns').to.deep.equal({code: null, signal: 'SIGTERM'})
+      expect(ended, 'list ends although the read never returns').to.deep.equal({code: null, signal: 'SIGTERM'})
       expect(took, 'not before the grace period').to.be.at.least(STOP_GRACE_MS - 1000)
       expect(took, 'soon after it').to.be.below(bound)
       const {error} = JSON.parse(list.stdout()) as {error: {code: string; message: string; suggestion: string}}
@@ -129,15 +97,15 @@ describe('a command that cannot stop cleanly', function () {
       expect(error.suggestion).to.match(/Check the mounts/)
       expect(readdirSync(tmp), 'nothing staged').to.deep.equal([])
     } finally {
-      release()
+      await manifest.release()
     }
   })
 
   it('a second signal ends it at once, without waiting for the grace period', async () => {
-    const {project, release} = await storeWithAStuckManifest()
+    const {manifest, project} = await storeWithAStuckManifest()
     try {
       const list = start(project, ['list'], 60_000)
-      await until(() => waitsIn(list.child.pid!, 'wait_for_partner'), 'list waits in the open of the FIFO')
+      await until(manifest.held, 'list waits in the read of the manifest')
       list.child.kill('SIGINT')
       await until(() => /stopping cleanly/.test(list.stderr()), 'the first signal is acknowledged')
       const signalled = Date.now()
@@ -147,13 +115,12 @@ describe('a command that cannot stop cleanly', function () {
       expect(Date.now() - signalled, 'at once, far from the grace period').to.be.below(STOP_GRACE_MS / 2)
       expect(list.stderr()).to.match(/Error: Interrupted by SIGINT, then stopped at once by SIGINT\./)
     } finally {
-      release()
+      await manifest.release()
     }
   })
 
   it('a command that stops cleanly still exits 130, and leaves no watchdog behind', async () => {
-    const {project, release} = await storeWithAStuckManifest()
-    release()
+    const project = makeProject()
     // A create with a large sparse file is busy long enough to be stopped in the middle.
     execFileSync('truncate', ['-s', '2G', join(project.root, 'media', 'big.bin')])
     const create = start(project, ['create', '--media-only', '--verbose'], 60_000)
@@ -170,5 +137,44 @@ describe('a command that cannot stop cleanly', function () {
       `guard ${create.child.pid} TERM ${STOP_GRACE_MS / 1000}`,
     )
     await until(() => watchdogs().length === 0, 'no watchdog outlives the command')
+  })
+})
+
+describe("a FIFO planted under an object's name", () => {
+  it('is not waited on: list names it at once, and the backup as damaged', async () => {
+    const project = makeProject()
+    const created = await cli(project, ['create', '--media-only', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const manifest = join(project.store, 'shop', 'local', id, 'manifest.json')
+    rmSync(manifest)
+    execFileSync('mkfifo', [manifest])
+    // Before, list waited in open(2) for a writer, for good.
+    const list = start(project, ['list', '--json'], 30_000)
+    const ended = await list.ended
+    expect(ended, list.stderr()).to.deep.equal({code: 0, signal: null})
+    const rows = JSON.parse(list.stdout()) as Array<{id: string; status: string}>
+    const row = rows.find((backup) => backup.id === id)
+    expect(row).to.include({status: 'damaged'})
+    expect(JSON.stringify(row)).to.include(`${manifest} is a FIFO, not a regular file`)
+  })
+
+  it('in place of the media archive: verify, download and restore fail at once, naming it (exit 4)', async () => {
+    const project = makeProject()
+    const created = await cli(project, ['create', '--media-only', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const archive = join(project.store, 'shop', 'local', id, 'media.tar.age')
+    rmSync(archive)
+    execFileSync('mkfifo', [archive])
+    for (const args of [
+      ['verify', id],
+      ['download', id, '-o', join(project.root, '..', 'downloaded')],
+      ['restore', id, '--media-only', '--confirm', 'local', '--no-safety-backup'],
+    ]) {
+      const run = start(project, args, 30_000)
+      expect(await run.ended, `${args[0]}: ${run.stderr()}`).to.deep.equal({code: 4, signal: null})
+      expect(run.stdout() + run.stderr(), args[0]).to.include(`${archive} is a FIFO, not a regular file`)
+    }
   })
 })

@@ -1,6 +1,16 @@
 import {expect} from 'chai'
+import {execFileSync} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {existsSync, mkdtempSync, readdirSync, readlinkSync, statSync, writeFileSync} from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs'
 import {FileHandle, open} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -8,6 +18,7 @@ import {Readable} from 'node:stream'
 
 import {giveBack} from '../../src/lib/buffer-loan.js'
 import {LocalStore} from '../../src/store/local.js'
+import {ObjectNotFoundError, ObjectUnreadableError} from '../../src/store/port.js'
 import {collect} from '../helpers/tools.js'
 import {storeContract} from './contract.js'
 
@@ -60,6 +71,36 @@ describe('local store', () => {
       prototype.datasync = datasync
       prototype.sync = sync
     }
+  })
+
+  // Anything but a regular file under an object's name (planted, or left by a tool): a FIFO would block
+  // the open until a writer came, and a link to a device would never end.
+  it("reads only regular files: a FIFO, or a link to /dev/zero, under an object's name is an unreadable object, at once", async () => {
+    const root = mkdtempSync(join(tmpdir(), 'store-local-'))
+    const store = new LocalStore(root)
+    await store.put('env/id/manifest.json', Readable.from([Buffer.from('{}')]))
+    mkdirSync(join(root, 'env', 'other'), {recursive: true})
+    execFileSync('mkfifo', [join(root, 'env', 'other', 'manifest.json')])
+    symlinkSync('/dev/zero', join(root, 'env', 'other', 'media.tar.age'))
+    for (const key of ['env/other/manifest.json', 'env/other/media.tar.age']) {
+      const outcome = await Promise.race([
+        store.get(key).then(
+          () => 'read',
+          (error: unknown) => error,
+        ),
+        new Promise((resolve) => {
+          setTimeout(() => resolve('still waiting'), 5000)
+        }),
+      ])
+      // As good as missing to whoever only needs the object, and named for whoever reports it.
+      expect(outcome, key).to.be.instanceOf(ObjectNotFoundError)
+      expect((outcome as ObjectUnreadableError).reason, key).to.equal(
+        `${join(root, key)} is ${key.endsWith('.json') ? 'a FIFO' : 'a device'}, not a regular file`,
+      )
+    }
+
+    // A regular file still reads.
+    expect((await collect(await store.get('env/id/manifest.json'))).toString()).to.equal('{}')
   })
 
   it('lends the chunks of a get: a reader that gives them back has the rest read into them, and closes the file', async () => {

@@ -3,6 +3,7 @@ import {chmod, lstat, mkdtemp, readdir, readFile, readlink} from 'node:fs/promis
 import {basename, dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
 
 import {BackupError, tempFolderFailure} from '../errors.js'
+import {startReaper} from './process.js'
 import {removeTree} from './remove-tree.js'
 
 /**
@@ -95,7 +96,19 @@ export async function makeStagingDir(parent: string, purpose: StagingPurpose, hi
   )
   // mkdtemp already uses 0700; say so explicitly, whatever the platform's default.
   await chmod(folder, 0o700)
+  // It will hold plaintext: a guard removes it if this process dies first (SIGKILL, a crash, the OOM
+  // killer run no cleanup here), at once rather than at the next command's sweep.
+  guards.set(folder, startReaper('rm -rf -- "$1"', [folder]))
   return folder
+}
+
+const guards = new Map<string, {release(): void}>()
+
+/** Removes a folder made by makeStagingDir, and stands its guard down (which stays if removal fails). */
+export async function removeStagingDir(folder: string): Promise<void> {
+  await removeTree(folder)
+  guards.get(folder)?.release()
+  guards.delete(folder)
 }
 
 /** What each command's staging folder needs room for, for the message when it has none. */

@@ -5,8 +5,7 @@ import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
 import {DatabaseComponent, Manifest, MANIFEST_NAME, MANIFEST_SCHEMA_VERSION, Trigger} from '../domain/manifest.js'
 import {BackupError, describeCause, describeIoError} from '../errors.js'
-import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir, sweepStaleStaging, tempFolderError} from '../lib/staging.js'
+import {makeStagingDir, removeStagingDir, sweepStaleStaging, tempFolderError} from '../lib/staging.js'
 import {withinStallTimeout} from '../lib/stall.js'
 import {chooseMediaFormat} from '../media-format/index.js'
 import {PutObject} from '../media-format/port.js'
@@ -137,7 +136,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
     const leftovers = await removeUncommitted(context, written, manifestKey)
     throw failure(tempFolderError(error, context.tempRoot) ?? error, id, leftovers, signal)
   } finally {
-    await removeTree(tempDir)
+    await removeStagingDir(tempDir)
   }
 
   // Committed. Nothing below may remove any of it: a failure from here on is reported as what it is.

@@ -7,8 +7,7 @@ import {BackupError, describeIoError} from '../errors.js'
 import {createFileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
-import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir, tempFolderError} from '../lib/staging.js'
+import {makeStagingDir, removeStagingDir, tempFolderError} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject, StoredMedia} from '../media-format/port.js'
 import {Catalog, catalogOf, findBackup} from './catalog.js'
@@ -124,7 +123,7 @@ export async function downloadBackup(
     for (const path of placed) await unlink(path).catch(() => {})
     throw downloadFailure(error, manifest.id, outputDir, context.tempRoot)
   } finally {
-    await removeTree(staging)
+    await removeStagingDir(staging)
     if (createdOutput) await rmdir(outputDir).catch(() => {})
   }
 }

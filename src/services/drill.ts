@@ -11,9 +11,7 @@ import {Manifest} from '../domain/manifest.js'
 import {BackupError, tempFolderFailure} from '../errors.js'
 import {encodeName} from '../lib/byte-names.js'
 import {SmallFileReader} from '../lib/file-reader.js'
-import {startReaper} from '../lib/process.js'
-import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir, sweepStaleStaging} from '../lib/staging.js'
+import {makeStagingDir, removeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {compareFacts} from '../proof/compare.js'
 import {DrillCheck, DrillReceipt, receiptName, signReceipt} from '../proof/receipt.js'
 import {openScratch} from '../proof/scratch/index.js'
@@ -50,10 +48,8 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
   const given = scratchDatabase(context, options.scratchUrl)
   const writer = await context.keys.writerKey(startedAt)
   await sweepStaleStaging(context.tempRoot)
+  // It holds a plaintext copy of the backup: its guard (makeStagingDir) removes it even after SIGKILL.
   const scratch = await makeStagingDir(context.tempRoot, 'drill')
-  // The scratch holds a plaintext copy of the backup: a guard removes it even if this process is
-  // killed (SIGKILL runs no cleanup here), as the next command's sweep would, only at once.
-  const guard = startReaper('rm -rf "$1"', [scratch])
   const checks: DrillCheck[] = []
   const tools: Record<string, string> = {}
   let databaseSummary: DrillReceipt['database']
@@ -91,8 +87,7 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
       throw tempFolderFailure(error.cause ?? error, 'the restored copy', scratch, 'a decrypted copy of the backup')
     throw error
   } finally {
-    await removeTree(scratch)
-    guard.release()
+    await removeStagingDir(scratch)
   }
 
   const endedAt = context.now()

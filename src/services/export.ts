@@ -10,8 +10,7 @@ import {BackupError, describeIoError} from '../errors.js'
 import {createFileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
-import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir, tempFolderError} from '../lib/staging.js'
+import {makeStagingDir, removeStagingDir, tempFolderError} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {exportPacks} from '../media-format/packs/export.js'
 import {exportRecipe} from '../media-format/packs/recipe.js'
@@ -171,7 +170,7 @@ function builtMediaFile(
         await rm(path, {force: true})
         return await build(context, identities, path, tempDir)
       } finally {
-        await removeTree(tempDir)
+        await removeStagingDir(tempDir)
       }
     },
   }

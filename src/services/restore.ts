@@ -5,8 +5,7 @@ import {join} from 'node:path'
 import {ExtractSummary} from '../archive/extract.js'
 import {BackupError} from '../errors.js'
 import {printableName} from '../lib/byte-names.js'
-import {removeTree} from '../lib/remove-tree.js'
-import {makeStagingDir, tempFolderError} from '../lib/staging.js'
+import {makeStagingDir, removeStagingDir, tempFolderError} from '../lib/staging.js'
 import {extractTarStream} from '../media-format/extract-tar.js'
 import {storedMedia} from '../media-format/index.js'
 import {TarStream} from '../media-format/port.js'
@@ -104,7 +103,7 @@ export async function stageRestore(
   plan: RestorePlan,
 ): Promise<StagedRestore> {
   const staging = await makeStagingDir(source.tempRoot, 'restore')
-  const cleanup = () => removeTree(staging)
+  const cleanup = () => removeStagingDir(staging)
   const streamed = plan.media && mediaProviderFor(target.env.media!).prepare !== undefined
   try {
     const folder = join(staging, 'files')
@@ -224,7 +223,7 @@ export async function applyRestore(
     return result
   } finally {
     await media?.prepared?.discard()
-    await removeTree(tempDir)
+    await removeStagingDir(tempDir)
   }
 }
 
@@ -256,7 +255,7 @@ async function prepareMedia(
     const inTemp = tempFolderError(error, target.tempRoot)
     throw untouched(inTemp ?? error, plan.manifest.id, provider.location, check === undefined && !inTemp)
   } finally {
-    if (check) await removeTree(check)
+    if (check) await removeStagingDir(check)
   }
 }
 

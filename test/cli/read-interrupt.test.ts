@@ -185,3 +185,73 @@ describe('reading commands interrupted part-way through a backup', function () {
     })
   }
 })
+
+/**
+ * A restore killed with SIGKILL part-way (or by the OOM killer) runs no cleanup of its own, and what it
+ * had written so far is plaintext: in its staging folder, and beside the target (the media folder's
+ * extraction, the SQLite file's copy), where no later command would sweep it. Guards outside the
+ * process remove both once it is gone; the target is as it was.
+ */
+describe('restores killed with SIGKILL part-way', function () {
+  before(function () {
+    if (!fuseAvailable()) {
+      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
+      this.skip()
+    }
+  })
+
+  for (const format of ['tar', 'packs'] as const) {
+    it(`media, ${format} format: nothing left beside the media folder or in the temp folder`, async () => {
+      const {id, project, tmp} = await backedUp(format)
+      const before = snapshotTree(join(project.root, 'media'))
+      const object = await holdHalfway(project, format, id)
+      try {
+        const restore = start(project, ['restore', id, '--confirm', 'local', '--media-only', '--no-safety-backup'])
+        const beside = () => readdirSync(project.root).filter((name) => name.startsWith('.media.'))
+        await until(object.held, 'the restore read half of the object')
+        expect(beside(), 'the extraction is under way beside the target').to.have.length(1)
+        expect(readdirSync(tmp), 'and its staging folder').to.have.length(1)
+        restore.child.kill('SIGKILL')
+        await restore.exited
+        await until(() => beside().length === 0 && readdirSync(tmp).length === 0, 'no plaintext is left')
+        expect(snapshotTree(join(project.root, 'media'))).to.deep.equal(before)
+      } finally {
+        await object.release()
+      }
+    })
+  }
+
+  it('SQLite: nothing left beside the database file', async () => {
+    const project = makeProject()
+    const created = await cli(project, ['create', '--db-only', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const database = join(project.root, 'db.sqlite3')
+    const original = readFileSync(database)
+    // The copy beside the database is written, then checked with the sqlite3 program: a stand-in for
+    // it holds the check (recording its pid) while the copy is there, whatever the machine's speed.
+    const bin = join(project.root, '..', 'bin')
+    const checking = join(project.root, '..', 'checking')
+    mkdirSync(bin)
+    writeFileSync(
+      join(bin, 'sqlite3'),
+      `#!/bin/sh\ncase "$*" in *quick_check*) echo $$ > "${checking}"; exec sleep 600;; esac\nexec /usr/bin/sqlite3 "$@"\n`,
+      {mode: 0o755},
+    )
+    const restore = start(
+      {...project, env: {...project.env, DIVIO_BACKUP_SQLITE: 'cli', PATH: `${bin}:${process.env.PATH}`}},
+      ['restore', id, '--confirm', 'local', '--db-only', '--no-safety-backup'],
+    )
+    const beside = () => readdirSync(project.root).filter((entry) => entry.startsWith('.db.sqlite3.'))
+    try {
+      await until(() => existsSync(checking) && readFileSync(checking, 'utf8').endsWith('\n'), 'the copy is checked')
+      expect(beside(), 'the copy is beside the database').to.have.length(1)
+      restore.child.kill('SIGKILL')
+      await restore.exited
+      await until(() => beside().length === 0, 'no copy is left beside the database')
+      expect(readFileSync(database).equals(original), 'the database is as it was').to.equal(true)
+    } finally {
+      if (existsSync(checking)) process.kill(Number(readFileSync(checking, 'utf8')), 'SIGKILL')
+    }
+  })
+})

@@ -3,6 +3,7 @@ import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {BackupError} from '../../src/errors.js'
 import {makeStagingDir, STAGING_PURPOSES, sweepStaleStaging, tempFolderError} from '../../src/lib/staging.js'
@@ -37,7 +38,7 @@ function inNewPidNamespace(code: string): string {
   const script = join(mkdtempSync(join(tmpdir(), 'staging-ns-')), 'run.mts')
   writeFileSync(
     script,
-    `import {makeStagingDir, sweepStaleStaging} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'staging.ts'))}\n${code}\n`,
+    `import {makeStagingDir, ownStagingTag, sweepStaleStaging} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'staging.ts'))}\n${code}\n`,
   )
   try {
     return execFileSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, '--import', 'tsx', script], {
@@ -104,13 +105,63 @@ describe('staging folders', () => {
       expect(readdirSync(live)).to.deep.equal(['snapshot.sqlite3'])
 
       // The reverse: a process of another namespace made a folder and is gone. This side cannot tell.
-      const foreign = inNewPidNamespace(
-        `console.log(await makeStagingDir(${JSON.stringify(parent)}, 'restore'))`,
-      ).trim()
+      // (Named by that process, made here: its own folder's guard would remove it as it ends.)
+      const foreign = join(parent, `divio-restore-${inNewPidNamespace('console.log(ownStagingTag())').trim()}-abc123`)
+      mkdirSync(foreign)
       expect(foreign).to.not.include(`-${namespace}-`)
       expect(await sweepStaleStaging(parent)).to.deep.equal([])
       expect(await sweepStaleStaging(parent, Date.now() + DAY + 60_000)).to.deep.equal([foreign])
       expect(readdirSync(live)).to.deep.equal(['snapshot.sqlite3'])
+    }),
+  )
+})
+
+describe('the guard of a staging folder', () => {
+  it(
+    'removes the folder once its process is killed (SIGKILL), and stands down when the process removes it',
+    withParent(async (parent) => {
+      const script = join(parent, 'stage.mts')
+      writeFileSync(
+        script,
+        [
+          `import {writeFileSync} from 'node:fs'`,
+          `import {join} from 'node:path'`,
+          `import {makeStagingDir, removeStagingDir, STAGING_PURPOSES} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'staging.ts'))}`,
+          `const folders = []`,
+          `for (const purpose of STAGING_PURPOSES) folders.push(await makeStagingDir(${JSON.stringify(parent)}, purpose))`,
+          `for (const folder of folders) writeFileSync(join(folder, 'plaintext'), 'secret')`,
+          `await removeStagingDir(folders[0])`,
+          `console.log(JSON.stringify(folders))`,
+          `setInterval(() => {}, 60_000)`,
+        ].join('\n'),
+      )
+      const child = spawn(process.execPath, ['--import', 'tsx', script], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
+      const folders = JSON.parse(
+        await new Promise<string>((resolve) => {
+          child.stdout.setEncoding('utf8').once('data', resolve)
+        }),
+      ) as string[]
+      const guardsOf = (folder: string) =>
+        execFileSync('ps', ['-eo', 'args'], {encoding: 'utf8'})
+          .split('\n')
+          .filter((line) => line.includes(`guard ${folder}`))
+      const until = async (condition: () => boolean) => {
+        for (let waited = 0; !condition() && waited < 30_000; waited += 20) await sleep(20)
+      }
+
+      await until(() => guardsOf(folders[0]).length === 0)
+      expect(guardsOf(folders[0]), 'a removed folder’s guard has ended').to.deep.equal([])
+      expect(guardsOf(folders[1]), 'a folder in use keeps its guard').to.have.length(1)
+      expect(readdirSync(parent).sort()).to.deep.equal(
+        [...folders.slice(1).map((folder) => folder.slice(parent.length + 1)), 'stage.mts'].sort(),
+      )
+
+      child.kill('SIGKILL')
+      await until(() => readdirSync(parent).length === 1)
+      expect(readdirSync(parent), 'no plaintext outlives a killed process').to.deep.equal(['stage.mts'])
     }),
   )
 })

@@ -4,8 +4,7 @@ import {join} from 'node:path'
 import {X25519Identity} from '../../archive/age-keys.js'
 import {isPacked, Manifest} from '../../domain/manifest.js'
 import {describeCause} from '../../errors.js'
-import {removeTree} from '../../lib/remove-tree.js'
-import {makeStagingDir, tempFolderError} from '../../lib/staging.js'
+import {makeStagingDir, removeStagingDir, tempFolderError} from '../../lib/staging.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError} from '../../services/read.js'
@@ -334,7 +333,7 @@ async function blobsInvolving(
       }
     }
   } finally {
-    await removeTree(tempDir)
+    await removeStagingDir(tempDir)
   }
 
   return [...involved.values()]

@@ -11,8 +11,7 @@ import {BackupError} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncPath} from '../../lib/fsync.js'
-import {removeTree} from '../../lib/remove-tree.js'
-import {makeStagingDir} from '../../lib/staging.js'
+import {makeStagingDir, removeStagingDir} from '../../lib/staging.js'
 import {BackupContext} from '../../services/context.js'
 import {readSmallObject} from '../../services/objects.js'
 import {SHARED_PACKS} from '../port.js'
@@ -183,6 +182,6 @@ async function checkRebuildScripts(context: BackupContext, manifests: readonly M
       }
     }
   } finally {
-    await removeTree(tempDir)
+    await removeStagingDir(tempDir)
   }
 }

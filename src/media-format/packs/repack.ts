@@ -7,8 +7,7 @@ import {parseRecipient, X25519Identity} from '../../archive/age-keys.js'
 import {readTar} from '../../archive/tar-reader.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {describeCause} from '../../errors.js'
-import {removeTree} from '../../lib/remove-tree.js'
-import {makeStagingDir, tempFolderError} from '../../lib/staging.js'
+import {makeStagingDir, removeStagingDir, tempFolderError} from '../../lib/staging.js'
 import {canCompress} from '../../lib/zstd.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
@@ -102,7 +101,7 @@ export async function repackPacks(
       into: [...new Set(copied.map(({to}) => to.name))].sort(),
     }
   } finally {
-    await removeTree(tempDir)
+    await removeStagingDir(tempDir)
   }
 }
 

@@ -7,8 +7,7 @@ import {X25519Identity} from '../../archive/age-keys.js'
 import {checkMediaArchive} from '../../archive/archive-check.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
-import {removeTree} from '../../lib/remove-tree.js'
-import {makeStagingDir} from '../../lib/staging.js'
+import {makeStagingDir, removeStagingDir} from '../../lib/staging.js'
 import {BackupContext} from '../../services/context.js'
 import {rememberFailedPacks} from '../../services/machine-state.js'
 import {ObjectCheckError} from '../../services/read.js'
@@ -48,7 +47,7 @@ export async function verifyPacks(
     await rememberFailed(context, error)
     return [{detail: `${error.objectName}: ${error.message}`, name, ok: false}]
   } finally {
-    await removeTree(tempDir)
+    await removeStagingDir(tempDir)
   }
 }
 
@@ -165,6 +164,6 @@ export async function verifyPackSample(
     await rememberFailed(context, error)
     return [{detail: `${error.objectName}: ${error.message}`, name, ok: false}]
   } finally {
-    await removeTree(tempDir)
+    await removeStagingDir(tempDir)
   }
 }

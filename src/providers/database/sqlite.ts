@@ -7,6 +7,7 @@ import {pipeline} from 'node:stream/promises'
 import {BackupError, targetFailure, tempFolderFailure} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
+import {startReaper} from '../../lib/process.js'
 import {canCompress} from '../../lib/zstd.js'
 import {sqliteFacts} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
@@ -36,6 +37,9 @@ export class SqliteProvider implements DatabaseProvider {
   async restore(dump: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void> {
     const fresh = join(dirname(this.path), `.${basename(this.path)}.restore-${randomBytes(6).toString('hex')}`)
     const mode = (await stat(this.path).catch(() => {}))?.mode ?? 0o644
+    // A plaintext copy beside the target, which no later command sweeps: its guard removes it if this
+    // process dies before the rename (SIGKILL runs no cleanup); after the rename the name is free.
+    const guard = startReaper('rm -f -- "$1"', [fresh])
     try {
       await pipeline(dump, createFileSink(fresh, {flags: 'wx', mode: mode % 0o1000, syncs: true}), {
         signal: options.signal,
@@ -45,8 +49,10 @@ export class SqliteProvider implements DatabaseProvider {
       if (result !== 'ok') throw new Error(`quick_check says ${result}`)
 
       await rename(fresh, this.path)
+      guard.release()
     } catch (error) {
       await rm(fresh, {force: true})
+      guard.release()
       const target = targetFailure(error, `the restored database beside ${this.path}`)
       if (target)
         throw new BackupError(target.code, `${target.message} The database file was not changed.`, {

@@ -11,6 +11,7 @@ import {expectWalk} from '../../lib/file-reader-route.js'
 import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncFileSystem, syncPath} from '../../lib/fsync.js'
+import {startReaper} from '../../lib/process.js'
 import {removeTree} from '../../lib/remove-tree.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
@@ -62,6 +63,14 @@ export class FilesystemMediaProvider implements MediaProvider {
     const fresh = join(parent, `.${basename(target)}.restore-${suffix}`)
     const previous = join(parent, `.${basename(target)}.before-restore-${suffix}`)
     await makeFolders(parent)
+    // The extraction is plaintext outside any temp folder, and no later command sweeps it: a guard
+    // removes it if this process dies before it is swapped in or discarded (SIGKILL runs no cleanup).
+    const extraction = startReaper('rm -rf -- "$1"', [fresh])
+    const discard = async () => {
+      await removeTree(fresh)
+      extraction.release()
+    }
+
     let summary
     try {
       summary = await fill(fresh)
@@ -80,7 +89,7 @@ export class FilesystemMediaProvider implements MediaProvider {
         )
       })
     } catch (error) {
-      await removeTree(fresh)
+      await discard()
       throw error instanceof BackupError
         ? new BackupError(error.code, `${error.message} The media folder ${target} was not changed.`, {
             cause: error,
@@ -102,16 +111,21 @@ export class FilesystemMediaProvider implements MediaProvider {
           await rename(fresh, target)
         } catch (error) {
           if (existed) await rename(previous, target)
-          await removeTree(fresh)
+          await discard()
           throw error
         }
 
+        // Nothing is left under the extraction's name for its guard. Until the second rename, the
+        // previous media was the only copy of the folder's old contents: only now may a guard remove it.
+        extraction.release()
+        const replaced = existed ? startReaper('rm -rf -- "$1"', [previous]) : undefined
         // The renames on disk before the previous media goes.
         await syncPath(parent)
         if (existed) await removeTree(previous)
+        replaced?.release()
         return {...extracted, deleted: 0}
       },
-      discard: () => removeTree(fresh),
+      discard,
     }
   }
 

@@ -1,6 +1,7 @@
 import {expect} from 'chai'
+import {ChildProcess} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
-import {mkdirSync, readdirSync, statSync, truncateSync, writeFileSync} from 'node:fs'
+import {Dirent, mkdirSync, readdirSync, statSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -8,13 +9,29 @@ import {killAfter, startCli} from '../helpers/kill.js'
 import {cli, cliInBackground, makeProject, Project} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 
-/** Every file and folder under `root`, with its mode. */
+/** Every file and folder under `root`, with its mode; what a guard removes meanwhile is skipped. */
 function modes(root: string): Array<{mode: number; path: string}> {
   const found: Array<{mode: number; path: string}> = []
+  const gone = (error: unknown) => {
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+  }
+
   const visit = (folder: string) => {
-    for (const entry of readdirSync(folder, {withFileTypes: true})) {
+    let entries: Dirent[] = []
+    try {
+      entries = readdirSync(folder, {withFileTypes: true})
+    } catch (error) {
+      gone(error)
+    }
+
+    for (const entry of entries) {
       const path = join(folder, entry.name)
-      found.push({mode: statSync(path).mode & 0o777, path})
+      try {
+        found.push({mode: statSync(path).mode & 0o777, path})
+      } catch (error) {
+        gone(error)
+      }
+
       if (entry.isDirectory()) visit(path)
     }
   }
@@ -27,10 +44,18 @@ function start(project: Project, args: string[], tmp: string, extra: NodeJS.Proc
   return startCli(project, args, {DIVIO_BACKUP_TMPDIR: tmp, ...extra})
 }
 
+/** Waits for the guards of a killed process's staging folders to remove them (30 s at most). */
+async function guardsRemoved(child: ChildProcess, tmp: string, when: string): Promise<void> {
+  const own = () => readdirSync(tmp).filter((name) => name.includes(`-${child.pid}-`))
+  for (let waited = 0; own().length > 0 && waited < 30_000; waited += 20) await sleep(20)
+  expect(own(), `the staging of a create killed at ${when} is removed by its guard`).to.deep.equal([])
+}
+
 /**
  * SIGKILL at many points of `create` (from start-up to the commit) and of `prune`: whatever the point,
  * `list` never shows a partial backup, every backup it shows verifies, nothing in staging is readable by
- * other users, and the next create or prune removes the staging of the dead process, never a live one's.
+ * other users, the guards of the dead process's staging folders remove them, and a sweep by the next
+ * create or prune never removes a live one's.
  */
 describe('SIGKILL sweep: create and prune killed at many points', function () {
   it('leaves no partial backup in list, nothing unverifiable, and no readable plaintext in staging', async () => {
@@ -45,7 +70,8 @@ describe('SIGKILL sweep: create and prune killed at many points', function () {
 
     const points = [30, 200, 400, 650, 900, 1200, 1600, 2100]
     for (const ms of points) {
-      await killAfter(start(project, ['create'], tmp), ms)
+      const create = start(project, ['create'], tmp)
+      await killAfter(create, ms)
       for (const {mode, path} of modes(tmp)) {
         expect(
           mode & 0o077,
@@ -53,6 +79,7 @@ describe('SIGKILL sweep: create and prune killed at many points', function () {
         ).to.equal(0)
       }
 
+      await guardsRemoved(create, tmp, `${ms} ms`)
       const listed = await cli(project, ['list', '--json'], {DIVIO_BACKUP_TMPDIR: tmp})
       expect(listed.status, listed.stderr).to.equal(0)
       for (const backup of listed.json() as Array<{id: string; status: string}>)
@@ -112,8 +139,10 @@ describe('SIGKILL sweep against S3 (s3rver)', function () {
     expect(first.status, first.stderr).to.equal(0)
 
     for (const ms of [40, 250, 500, 800, 1100, 1500, 2000, 2600]) {
-      await killAfter(start(project, ['create'], tmp), ms)
+      const create = start(project, ['create'], tmp)
+      await killAfter(create, ms)
       for (const {mode, path} of modes(tmp)) expect(mode & 0o077, `${path} after a kill at ${ms} ms`).to.equal(0)
+      await guardsRemoved(create, tmp, `${ms} ms`)
       const listed = await cliInBackground(project, ['list', '--json'])
       expect(listed.status, listed.stderr).to.equal(0)
       for (const backup of listed.json() as Array<{status: string}>) expect(backup.status).to.equal('complete')

@@ -7,6 +7,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
 import {fuseAvailable, holdStoreRead} from '../helpers/mounts.js'
+import {waitsIn} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
 
 const MiB = 1024 * 1024
@@ -142,6 +143,8 @@ describe('reading commands interrupted part-way through a backup', function () {
       try {
         const restore = start(project, ['restore', id, '--confirm', 'local', '--media-only'], STOP_GRACE_MS + 30_000)
         await until(object.held, 'the restore read half of the object')
+        // Held for good only once a thread waits for the page: a read ahead can reach the middle first.
+        await until(() => waitsIn(restore.child.pid!, 'folio_wait_bit_common'), 'a read waits on the held page')
         expect(readdirSync(tmp), 'the restore stages its files').to.have.length(1)
         const signalled = Date.now()
         restore.child.kill(signal)

@@ -110,3 +110,22 @@ export async function drillStoppedOnceItsServerRuns(
 
   return code
 }
+
+/**
+ * Whether a thread of `pid` waits in one of the kernel functions `wchans` (the wchan of each task in /proc):
+ * wait_for_partner for the open of a FIFO, folio_wait_bit_common for a page a hung mount has not
+ * filled. A test that needs a call blocked in the kernel waits for this, not for time to pass.
+ */
+export function waitsIn(pid: number, ...wchans: string[]): boolean {
+  try {
+    return readdirSync(`/proc/${pid}/task`).some((task) => {
+      try {
+        return wchans.includes(readFileSync(`/proc/${pid}/task/${task}/wchan`, 'utf8'))
+      } catch {
+        return false
+      }
+    })
+  } catch {
+    return false
+  }
+}

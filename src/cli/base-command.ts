@@ -201,7 +201,7 @@ export abstract class BackupCommand extends Command {
             : `Interrupted by ${asked.signal}, then stopped at once by ${signal}.`,
           {
             suggestion: late
-              ? 'Nothing unfinished was committed. Check the mounts of the store, the media and DIVIO_BACKUP_TMPDIR, then run the command again.'
+              ? 'Nothing unfinished was committed. Check the mounts of the store, the media, the key files and DIVIO_BACKUP_TMPDIR, then run the command again.'
               : 'Nothing unfinished was committed. Run the command again when you are ready.',
           },
         ),

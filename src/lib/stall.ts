@@ -192,14 +192,7 @@ export async function withinStallTimeout<T>(
     onAbort = () => reject(signal.reason)
     if (signal.aborted) onAbort()
     signal.addEventListener('abort', onAbort, {once: true})
-    timer = setTimeout(() => {
-      const seconds = Math.round(timeoutMs / 1000)
-      reject(
-        new BackupError('STORE_UNAVAILABLE', `Stalled: ${where} did not answer ${what} within ${seconds} s.`, {
-          suggestion: `Check that ${where} is reachable and responding, then run the command again. DIVIO_BACKUP_STALL_SECONDS sets how long a stage may stall (now ${seconds} s).`,
-        }),
-      )
-    }, timeoutMs)
+    timer = setTimeout(() => reject(unanswered(where, what, timeoutMs)), timeoutMs)
     timer.unref()
   })
   try {
@@ -208,4 +201,12 @@ export async function withinStallTimeout<T>(
     clearTimeout(timer)
     signal.removeEventListener('abort', onAbort!)
   }
+}
+
+/** The failure of a call to `where` (a store) that has not answered `what` within `timeoutMs`. */
+export function unanswered(where: string, what: string, timeoutMs: number): BackupError {
+  const seconds = Math.round(timeoutMs / 1000)
+  return new BackupError('STORE_UNAVAILABLE', `Stalled: ${where} did not answer ${what} within ${seconds} s.`, {
+    suggestion: `Check that ${where} is reachable and responding, then run the command again. DIVIO_BACKUP_STALL_SECONDS sets how long a stage may stall (now ${seconds} s).`,
+  })
 }

@@ -1,18 +1,18 @@
 import {redactDsn, StoreLocation} from '../config/dsn.js'
 import {isInside} from '../lib/paths.js'
 import {LocalStore} from './local.js'
-import {Store} from './port.js'
-import {S3Store, S3StoreOptions} from './s3.js'
+import {Store, StoreCallOptions} from './port.js'
+import {S3Store} from './s3.js'
 
 /**
  * The store at `location`. A local store inside `appFolder` (the default `.divio/backups`) is made by
- * the first backup; anywhere else its folder must exist (see LocalStoreOptions.createRoot). A remote
- * store ends every request with the command, and fails one that stalls (S3StoreOptions).
+ * the first backup; anywhere else its folder must exist (see LocalStoreOptions.createRoot). Either
+ * store ends every call with the command, and fails one that stalls (StoreCallOptions).
  */
-export function openStore(location: StoreLocation, appFolder: string, options: S3StoreOptions = {}): Store {
+export function openStore(location: StoreLocation, appFolder: string, options: StoreCallOptions = {}): Store {
   switch (location.kind) {
     case 'local': {
-      return new LocalStore(location.path, {createRoot: isInside(location.path, appFolder)})
+      return new LocalStore(location.path, {...options, createRoot: isInside(location.path, appFolder)})
     }
 
     case 's3': {

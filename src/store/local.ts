@@ -10,8 +10,17 @@ import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
+import {unanswered} from '../lib/stall.js'
 import {putFileAsStream} from './file-source.js'
-import {assertValidKey, ObjectInfo, ObjectNotFoundError, ObjectUnreadableError, PutFileOptions, Store} from './port.js'
+import {
+  assertValidKey,
+  ObjectInfo,
+  ObjectNotFoundError,
+  ObjectUnreadableError,
+  PutFileOptions,
+  Store,
+  StoreCallOptions,
+} from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
 const READ_CHUNK = 1024 * 1024
@@ -19,7 +28,7 @@ const FIRST_READ = 16 * 1024
 /** Folders listed and files stat'ed at once while listing. */
 const PARALLEL_READS = 32
 
-export interface LocalStoreOptions {
+export interface LocalStoreOptions extends StoreCallOptions {
   /**
    * Whether a missing root folder may be made by the first put. Only for a store inside the app's own
    * folder (the default `.divio/backups`): anywhere else a missing root is most likely a disk or share
@@ -39,10 +48,17 @@ export interface LocalStoreOptions {
  * written (file-sink.ts), so that its last fsync waits for the last few MiB, not the whole object.
  * Partial files left by a killed process are listed under their own names, so that prune can collect
  * them; they never shadow a real key.
+ *
+ * A folder on a mount can hang (an NFS server gone away): each call into the file system is raced
+ * against the command's signal and the stall timeout (StoreCallOptions), so that the command fails
+ * with a stall of the store, or stops on SIGINT/SIGTERM, instead of waiting with it. The call itself
+ * stays with its thread until the kernel lets it go.
  */
 export class LocalStore implements Store {
   readonly description: string
   readonly local = true
+  /** The calls in flight that the signal fails (see call). */
+  private readonly calls = new Set<(error: unknown) => void>()
   /**
    * Full-size read buffers given back, shared by the files this store reads: a packed download or
    * restore reads one pack after another, and each pack's stream made its own (161 MiB of new buffers
@@ -57,13 +73,21 @@ export class LocalStore implements Store {
     private readonly options: LocalStoreOptions = {},
   ) {
     this.description = root
+    const {signal} = options
+    signal?.addEventListener(
+      'abort',
+      () => {
+        for (const fail of this.calls) fail(signal.reason)
+      },
+      {once: true},
+    )
   }
 
   async delete(key: string): Promise<void> {
     assertValidKey(key)
     if (!(await this.rootHoldsObjects())) return
     try {
-      await rm(this.pathOf(key), {force: true})
+      await this.call('a delete', rm(this.pathOf(key), {force: true}))
     } catch (error) {
       // A path through a file cannot hold the object: it is as absent as a missing one.
       if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return
@@ -81,7 +105,7 @@ export class LocalStore implements Store {
       // Non-blocking: opening a FIFO planted under an object's name would otherwise wait for a writer,
       // and hold the command (SIGTERM included) for good.
       // eslint-disable-next-line no-bitwise -- open(2) flags; no string flag says O_NONBLOCK
-      handle = await open(this.pathOf(key), constants.O_RDONLY | constants.O_NONBLOCK)
+      handle = await this.call('an open', open(this.pathOf(key), constants.O_RDONLY | constants.O_NONBLOCK))
     } catch (error) {
       if (isMissing(error)) throw new ObjectNotFoundError(key)
       throw error
@@ -89,8 +113,9 @@ export class LocalStore implements Store {
 
     // Only a regular file is an object: a FIFO's read would never end, nor would a device's that a
     // link leads to (/dev/zero). Something else under an object's name leaves the object missing.
-    const info = await handle.stat().catch(async (error: unknown) => {
-      await handle.close()
+    const statting = settling(handle.stat())
+    const info = await this.call('a stat', statting.work).catch(async (error: unknown) => {
+      await closeOnceSettled(handle, statting)
       throw error
     })
     if (!info.isFile()) {
@@ -98,17 +123,19 @@ export class LocalStore implements Store {
       throw new ObjectUnreadableError(key, `${this.pathOf(key)} is ${kindOf(info)}, not a regular file`)
     }
 
-    return new FileSource(handle, this.fullReads)
+    return new FileSource(handle, this.fullReads, (read) => this.call('a read', read))
   }
 
   async isEmpty(): Promise<boolean> {
     if (!(await this.rootExists())) return true
-    const folder = await opendir(this.root)
-    try {
-      return (await folder.read()) === null
-    } finally {
-      await folder.close()
-    }
+    const folder = await this.call('a listing', opendir(this.root))
+    const reading = settling(folder.read())
+    const first = await this.call('a listing', reading.work).catch(async (error: unknown) => {
+      await closeOnceSettled(folder, reading)
+      throw error
+    })
+    await folder.close()
+    return first === null
   }
 
   async *list(prefix: string): AsyncIterable<ObjectInfo> {
@@ -131,8 +158,8 @@ export class LocalStore implements Store {
         callback(null, chunk)
       },
     })
-    if (!(await this.rootExists())) await makeFolders(this.root)
-    const handle = await openPartial(folder, partial)
+    if (!(await this.rootExists())) await this.call('a new folder', makeFolders(this.root))
+    const handle = await this.call('a new file', openPartial(folder, partial))
     try {
       try {
         await pipeline(source, counter, fileSink(handle, {syncs: true}), {signal: options.signal})
@@ -140,9 +167,9 @@ export class LocalStore implements Store {
         await handle.close()
       }
 
-      await syncPath(partial)
-      await rename(partial, target)
-      await syncPath(folder)
+      await this.call('a flush', syncPath(partial))
+      await this.call('a rename', rename(partial, target))
+      await this.call('a flush', syncPath(folder))
       return {bytes}
     } catch (error) {
       await rm(partial, {force: true})
@@ -158,12 +185,45 @@ export class LocalStore implements Store {
     assertValidKey(key)
     if (!(await this.rootExists())) return undefined
     try {
-      const info = await stat(this.pathOf(key))
+      const info = await this.call('a stat', stat(this.pathOf(key)))
       return info.isFile() ? {bytes: info.size, key, modifiedAt: storeTime(info)} : undefined
     } catch (error) {
       if (isMissing(error)) return undefined
       throw error
     }
+  }
+
+  /**
+   * `work`, failing as a stall of this store once it has not answered for the stall timeout, or with
+   * the signal's reason when it aborts. One listener on the signal for the store, not one a call: a
+   * listing has dozens of calls in flight.
+   */
+  private call<T>(what: string, work: Promise<T>): Promise<T> {
+    const {signal, stallTimeoutMs} = this.options
+    if (signal === undefined && stallTimeoutMs === undefined) return work
+    if (signal?.aborted) return Promise.reject(signal.reason)
+    return new Promise<T>((resolve, reject) => {
+      const settle = () => {
+        clearTimeout(timer)
+        this.calls.delete(fail)
+      }
+
+      const fail = (error: unknown) => {
+        settle()
+        reject(error)
+      }
+
+      const timer =
+        stallTimeoutMs === undefined
+          ? undefined
+          : setTimeout(() => fail(unanswered(`the store folder ${this.root}`, what, stallTimeoutMs)), stallTimeoutMs)
+      timer?.unref()
+      this.calls.add(fail)
+      work.then((value) => {
+        settle()
+        resolve(value)
+      }, fail)
+    })
   }
 
   private pathOf(key: string): string {
@@ -187,7 +247,7 @@ export class LocalStore implements Store {
     if (this.rootChecked) return true
     let info
     try {
-      info = await stat(this.root)
+      info = await this.call('a stat', stat(this.root))
     } catch (error) {
       const {code} = error as NodeJS.ErrnoException
       if (code === 'ENOENT' && this.options.createRoot) return false
@@ -227,7 +287,10 @@ export class LocalStore implements Store {
   private async *walk(relative: string, prefix: string): AsyncIterable<ObjectInfo> {
     let entries: Dirent[]
     try {
-      entries = await readdir(relative === '' ? this.root : this.pathOf(relative), {withFileTypes: true})
+      entries = await this.call(
+        'a listing',
+        readdir(relative === '' ? this.root : this.pathOf(relative), {withFileTypes: true}),
+      )
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT' || (error as NodeJS.ErrnoException).code === 'ENOTDIR')
         return
@@ -256,7 +319,10 @@ export class LocalStore implements Store {
             return objects
           }
 
-          const info = await stat(this.pathOf(key)).catch(() => {})
+          const info = await this.call('a stat', stat(this.pathOf(key))).catch((error: unknown) => {
+            // Gone since the listing is no object; a stall or an interruption is the command's.
+            if (error instanceof BackupError || (error as Error).name === 'AbortError') throw error
+          })
           return info ? [{bytes: info.size, key, modifiedAt: storeTime(info)}] : []
         }),
       )
@@ -313,15 +379,26 @@ function storeTime(info: {ctimeMs: number; mtimeMs: number}): Date {
 class FileSource extends Readable {
   private readonly lender = new BufferLender(4)
   private nextRead = FIRST_READ
+  private reading: undefined | {settled(): boolean}
 
   constructor(
     private readonly handle: FileHandle,
     private readonly fullReads: BufferLender,
+    /** The store's bound on a call (LocalStore.call). */
+    private readonly bounded: <T>(read: Promise<T>) => Promise<T>,
   ) {
     super({highWaterMark: READ_CHUNK})
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // A read that stalled, or that SIGINT/SIGTERM gave up on, still waits in the kernel, and the
+    // close would wait for it: the error is the stream's now, and the file closes when the read ends.
+    if (this.reading?.settled() === false) {
+      this.handle.close().catch(() => {})
+      callback(error)
+      return
+    }
+
     this.handle.close().then(
       () => callback(error),
       (closeError: Error) => callback(error ?? closeError),
@@ -335,7 +412,9 @@ class FileSource extends Readable {
     const spare = shared ?? this.lender.borrowBack()
     const buffer =
       spare !== undefined && spare.byteLength >= wanted ? Buffer.from(spare) : Buffer.allocUnsafeSlow(wanted)
-    this.handle.read(buffer, 0, wanted, null).then(
+    const reading = settling(this.handle.read(buffer, 0, wanted, null))
+    this.reading = reading
+    this.bounded(reading.work).then(
       ({bytesRead}) => {
         if (this.destroyed) return
         if (bytesRead === wanted) this.nextRead = Math.min(2 * wanted, READ_CHUNK)
@@ -352,6 +431,26 @@ class FileSource extends Readable {
       (error: Error) => this.destroy(error),
     )
   }
+}
+
+/** `work`, and whether it has settled: a call that a stall or a signal gave up on may still wait in the kernel. */
+function settling<T>(work: Promise<T>): {settled(): boolean; work: Promise<T>} {
+  let settled = false
+  const mark = () => {
+    settled = true
+  }
+
+  work.then(mark, mark)
+  return {settled: () => settled, work}
+}
+
+/**
+ * Closes a file or folder after a call on it failed. A call that is still waiting in the kernel would
+ * hold the close too: the file then closes in the background, once the call ends.
+ */
+async function closeOnceSettled(opened: {close(): Promise<void>}, call: {settled(): boolean}): Promise<void> {
+  if (call.settled()) await opened.close()
+  else opened.close().catch(() => {})
 }
 
 function kindOf(info: Stats): string {

@@ -36,6 +36,21 @@ export class ObjectUnreadableError extends ObjectNotFoundError {
   }
 }
 
+/** What the command that opens a store gives it for every call. */
+export interface StoreCallOptions {
+  /**
+   * The command's signal: SIGINT or SIGTERM ends every call of the store at once, including those
+   * that take no signal of their own (a listing, a HEAD, a stat).
+   */
+  signal?: AbortSignal
+  /**
+   * How long one call may take without answering (DIVIO_BACKUP_STALL_SECONDS): an S3 endpoint that
+   * accepts connections and never answers, a local store on a mount that hangs. The call fails as a
+   * stall of the store (exit 7), not forever.
+   */
+  stallTimeoutMs?: number
+}
+
 export interface PutFileOptions {
   /** Hears of the file's bytes as they leave: a slow upload is still progress. */
   onProgress?: (bytes: number) => void

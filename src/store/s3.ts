@@ -6,7 +6,7 @@ import {Readable} from 'node:stream'
 import {MINIMUM_STORAGE_DAYS, S3Location} from '../config/s3-location.js'
 import {createS3Client, getObject, httpStatusOf, s3ErrorCode, s3Failure} from '../lib/s3.js'
 import {putFileAsStream} from './file-source.js'
-import {assertValidKey, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store} from './port.js'
+import {assertValidKey, ObjectInfo, ObjectNotFoundError, PutFileOptions, Store, StoreCallOptions} from './port.js'
 import {MAX_SINGLE_PUT_BYTES, putFileInOneRequest} from './s3-put-file.js'
 import {ObjectSettings, PartBudget, uploadStream} from './s3-upload.js'
 
@@ -14,18 +14,6 @@ import {ObjectSettings, PartBudget, uploadStream} from './s3-upload.js'
 const UPLOAD_CONCURRENCY = 2
 /** Multipart uploads in progress are listed under `<key>.partial-<upload id>`, like the local store's partial files. */
 const PARTIAL_MARKER = '.partial-'
-
-/** What the command that opens a store gives it for every request. */
-export interface S3StoreOptions {
-  /**
-   * The command's signal: SIGINT or SIGTERM aborts every request of the store at once, including
-   * those that take no signal of their own (listing, a HEAD), which an endpoint that accepts
-   * connections and never answers would otherwise hold for as long as its retries last.
-   */
-  signal?: AbortSignal
-  /** How long a request may move nothing (DIVIO_BACKUP_STALL_SECONDS), capped at the client's 60 s. */
-  stallTimeoutMs?: number
-}
 
 /**
  * A bucket and prefix on S3 or an S3-compatible service. Objects are `<prefix><key>`.
@@ -37,7 +25,7 @@ export interface S3StoreOptions {
  *   the time they started, so prune can see and collect them; deleting such a key aborts the upload.
  * - A read whose connection breaks resumes with a ranged GET pinned to the object's ETag.
  * - Failures of S3 itself (after the SDK's retries) are reported as BackupError STORE_UNAVAILABLE.
- * - Every request ends with the command (S3StoreOptions.signal), and fails once it has moved nothing
+ * - Every request ends with the command (StoreCallOptions.signal), and fails once it has moved nothing
  *   for the stall timeout (each of the SDK's tries).
  */
 export class S3Store implements Store {
@@ -53,7 +41,7 @@ export class S3Store implements Store {
     private readonly location: S3Location,
     /** The DSN as shown to users, already redacted. */
     description: string,
-    private readonly options: S3StoreOptions = {},
+    private readonly options: StoreCallOptions = {},
   ) {
     this.description = description
     this.minimumStorageDays = MINIMUM_STORAGE_DAYS[location.storageClass]

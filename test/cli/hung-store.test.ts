@@ -1,11 +1,12 @@
 import {expect} from 'chai'
 import {ChildProcess, execFileSync} from 'node:child_process'
-import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync} from 'node:fs'
+import {existsSync, mkdirSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
 import {fuseAvailable, holdStoreRead} from '../helpers/mounts.js'
+import {waitsIn} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project} from '../helpers/project.js'
 
 /** The process as it ended, with what it printed; or 'running' when it outlives `ms`. */
@@ -27,21 +28,6 @@ function start(project: Project, args: string[], ms: number) {
     })
   })
   return {child, ended, stderr: () => stderr, stdout: () => stdout}
-}
-
-/** Whether a thread of `pid` waits in the kernel function `wchan` (wait_for_partner: the open of a FIFO). */
-function waitsIn(pid: number, wchan: string): boolean {
-  try {
-    return readdirSync(`/proc/${pid}/task`).some((task) => {
-      try {
-        return readFileSync(`/proc/${pid}/task/${task}/wchan`, 'utf8') === wchan
-      } catch {
-        return false
-      }
-    })
-  } catch {
-    return false
-  }
 }
 
 async function until(condition: () => boolean, what: string): Promise<void> {
@@ -98,7 +84,10 @@ describe('a command that cannot stop cleanly', function () {
     const {manifest, project, tmp} = await storeWithAStuckManifest()
     try {
       const list = start(project, ['list', '--json'], 60_000)
-      await until(manifest.held, 'list waits in the read of the manifest')
+      await until(
+        () => manifest.held() && waitsIn(list.child.pid!, 'folio_wait_bit_common', 'request_wait_answer'),
+        'list waits in the read of the manifest',
+      )
       const signalled = Date.now()
       list.child.kill('SIGTERM')
       await until(() => list.stdout().includes('"code"'), 'the interruption is reported while the read still hangs')
@@ -120,7 +109,10 @@ describe('a command that cannot stop cleanly', function () {
     const {manifest, project} = await storeWithAStuckManifest()
     try {
       const list = start(project, ['list'], 60_000)
-      await until(manifest.held, 'list waits in the read of the manifest')
+      await until(
+        () => manifest.held() && waitsIn(list.child.pid!, 'folio_wait_bit_common', 'request_wait_answer'),
+        'list waits in the read of the manifest',
+      )
       list.child.kill('SIGINT')
       await until(() => /Error: Interrupted by SIGINT\./.test(list.stderr()), 'the interruption is reported at once')
       const signalled = Date.now()
@@ -234,7 +226,10 @@ describe('a local store on a mount that hangs, without a signal', function () {
     project.env.DIVIO_BACKUP_STALL_SECONDS = '2'
     try {
       const list = start(project, ['list', '--json'], 60_000)
-      await until(manifest.held, 'list waits in the read of the manifest')
+      await until(
+        () => manifest.held() && waitsIn(list.child.pid!, 'folio_wait_bit_common', 'request_wait_answer'),
+        'list waits in the read of the manifest',
+      )
       // Before, it waited with the read for as long as the mount hung.
       await until(() => list.stdout().includes('"code"'), 'the stall is reported while the read still hangs')
       const {error} = JSON.parse(list.stdout()) as {error: {code: string; message: string}}

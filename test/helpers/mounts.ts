@@ -33,8 +33,9 @@ const holdFs = fileURLToPath(new URL('../fixtures/holdfs.py', import.meta.url))
  * Serves the local store at `store` from a read-only FUSE mirror of itself (test/fixtures/holdfs.py)
  * whose reads of one object, from `offset` on, wait until the test lets them go: a store on a mount
  * that hangs, on demand, with the object still a regular file (the local store reads nothing else).
- * `held()` turns true once a read has reached the offset; `letGo()` lets every read go on;
- * `release()` unmounts the mirror and puts the store back.
+ * `held()` turns true once a read has reached the offset; `hang()` makes every later call wait, as
+ * on a mount whose server has gone away; `letGo()` lets every call go on; `release()` unmounts the
+ * mirror and puts the store back.
  */
 export async function holdStoreRead(store: string, object: string, offset: number) {
   const real = `${store}.real`
@@ -62,6 +63,7 @@ export async function holdStoreRead(store: string, object: string, offset: numbe
 
   const letGo = () => writeFileSync(join(control, 'release'), '')
   return {
+    hang: () => writeFileSync(join(control, 'hang'), ''),
     held: () => existsSync(join(control, 'held')),
     letGo,
     async release() {

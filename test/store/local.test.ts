@@ -15,10 +15,13 @@ import {FileHandle, open} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
 
+import {BackupError} from '../../src/errors.js'
 import {giveBack} from '../../src/lib/buffer-loan.js'
 import {LocalStore} from '../../src/store/local.js'
 import {ObjectNotFoundError, ObjectUnreadableError} from '../../src/store/port.js'
+import {fuseAvailable, holdStoreRead} from '../helpers/mounts.js'
 import {collect} from '../helpers/tools.js'
 import {storeContract} from './contract.js'
 
@@ -176,4 +179,114 @@ describe('local store', () => {
     expect(keys).to.deep.equal(['app/env/id/manifest.json', 'app/env/id/media.tar.age.partial-abc123'])
     expect(await store.stat('app/env/id/media.tar.age')).to.equal(undefined)
   })
+})
+
+/**
+ * A store folder on a mount whose server has gone away (a FUSE mirror that stops answering): every
+ * call of the store fails as a stall of the store once it has not answered for the stall timeout, and
+ * at once when the command's signal aborts, instead of waiting with the kernel. The calls themselves
+ * stay with their threads until the mount answers again, which the test lets it do at the end.
+ */
+describe('local store calls, bounded', () => {
+  it('a listing of many objects with a signal adds one listener to it, not one a call (no MaxListeners warning)', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'store-local-'))
+    const plain = new LocalStore(root)
+    for (let index = 0; index < 100; index++) {
+      await plain.put(`env/${String(index).padStart(3, '0')}/manifest.json`, Readable.from([Buffer.from('{}')]))
+    }
+
+    const warnings: Error[] = []
+    const onWarning = (warning: Error) => warnings.push(warning)
+    process.on('warning', onWarning)
+    try {
+      const stop = new AbortController()
+      const store = new LocalStore(root, {signal: stop.signal, stallTimeoutMs: 60_000})
+      let listed = 0
+      for await (const object of store.list('env/')) listed += object.key.endsWith('manifest.json') ? 1 : 0
+      expect(listed).to.equal(100)
+      await sleep(10)
+      expect(warnings.map((warning) => warning.message)).to.deep.equal([])
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+})
+
+describe('local store on a mount that hangs', function () {
+  const operations: Array<[string, (store: LocalStore) => Promise<unknown>]> = [
+    ['delete', (store) => store.delete('env/id/manifest.json')],
+    ['get', (store) => store.get('env/id/manifest.json')],
+    ['isEmpty', (store) => store.isEmpty()],
+    [
+      'list',
+      async (store) => {
+        for await (const object of store.list('env/')) expect(object).to.exist
+      },
+    ],
+    ['put', (store) => store.put('env/id/other.json', Readable.from([Buffer.from('{}')]))],
+    ['stat', (store) => store.stat('env/id/manifest.json')],
+  ]
+
+  before(function () {
+    if (!fuseAvailable()) {
+      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
+      this.skip()
+    }
+  })
+
+  async function hungStore(run: (root: string, mount: Awaited<ReturnType<typeof holdStoreRead>>) => Promise<void>) {
+    const root = join(mkdtempSync(join(tmpdir(), 'store-hung-')), 'store')
+    await new LocalStore(root, {createRoot: true}).put('env/id/manifest.json', Readable.from([Buffer.from('{"a":1}')]))
+    const mount = await holdStoreRead(root, 'env/id/manifest.json', 4)
+    try {
+      await run(root, mount)
+    } finally {
+      await mount.release()
+    }
+  }
+
+  /** What a call came to: its error, 'answered', or 'still waiting' far past every bound here. */
+  function outcomeOf(call: Promise<unknown>): Promise<unknown> {
+    return Promise.race([
+      call.then(
+        () => 'answered',
+        (error: unknown) => error,
+      ),
+      sleep(20_000).then(() => 'still waiting'),
+    ])
+  }
+
+  it('every call fails as a stall of the store after the stall timeout', () =>
+    hungStore(async (root, mount) => {
+      mount.hang()
+      for (const [name, call] of operations) {
+        const outcome = await outcomeOf(call(new LocalStore(root, {stallTimeoutMs: 500})))
+        expect(outcome, name).to.be.instanceOf(BackupError)
+        expect((outcome as BackupError).code, name).to.equal('STORE_UNAVAILABLE')
+        expect((outcome as BackupError).message, name).to.match(
+          new RegExp(`^Stalled: the store folder ${root} did not answer an? [a-z ]+ within 1 s\\.$`),
+        )
+      }
+    }))
+
+  it('a read that stops half-way fails as a stall too, and the stream ends with it', () =>
+    hungStore(async (root, mount) => {
+      const object = await new LocalStore(root, {stallTimeoutMs: 500}).get('env/id/manifest.json')
+      const outcome = await outcomeOf(collect(object))
+      expect(mount.held(), 'the read reached the held offset').to.equal(true)
+      expect((outcome as BackupError).message).to.equal(
+        `Stalled: the store folder ${root} did not answer a read within 1 s.`,
+      )
+    }))
+
+  it('every call ends at once when the signal aborts, with its reason', () =>
+    hungStore(async (root, mount) => {
+      mount.hang()
+      for (const [name, call] of operations) {
+        const stop = new AbortController()
+        const reason = new Error('stopped')
+        setTimeout(() => stop.abort(reason), 100)
+        expect(await outcomeOf(call(new LocalStore(root, {signal: stop.signal}))), name).to.equal(reason)
+      }
+    }))
 })

@@ -9,7 +9,8 @@ import {Readable} from 'node:stream'
 import {parseS3Location} from '../../src/config/s3-location.js'
 import {BackupError} from '../../src/errors.js'
 import {S3_MAX_ATTEMPTS} from '../../src/lib/s3.js'
-import {S3Store, S3StoreOptions} from '../../src/store/s3.js'
+import {StoreCallOptions} from '../../src/store/port.js'
+import {S3Store} from '../../src/store/s3.js'
 import {BlackHole} from '../helpers/black-hole.js'
 import {Fault, FaultyProxy} from '../helpers/faulty-proxy.js'
 import {RecordedRequest, TestS3} from '../helpers/s3.js'
@@ -277,7 +278,7 @@ describe('S3 store against an endpoint that accepts connections and never answer
 
   after(() => blackHole?.stop())
 
-  function hungStore(options: S3StoreOptions): S3Store {
+  function hungStore(options: StoreCallOptions): S3Store {
     const url = new URL(
       `s3://KEY:SECRET@hung/backups/?endpoint=${encodeURIComponent(blackHole.endpoint)}&forcePathStyle=true&region=us-east-1`,
     )

@@ -51,15 +51,29 @@ function uploading(project: Project): boolean {
  * kernel, and nothing in the process can cancel that call.
  */
 async function storeWithAStuckManifest() {
+  const {id, project, tmp} = await backedUpMedia()
+  const manifest = await holdStoreRead(project.store, `shop/local/${id}/manifest.json`, 0)
+  return {manifest, project, tmp}
+}
+
+/** A project with one media backup in its local store, and a temp folder of its own. */
+async function backedUpMedia() {
   const project = makeProject()
   const tmp = join(project.root, '..', 'tmp')
   mkdirSync(tmp, {mode: 0o700})
   project.env.DIVIO_BACKUP_TMPDIR = tmp
   const created = await cli(project, ['create', '--media-only', '--json'])
   expect(created.status, created.stderr).to.equal(0)
-  const {id} = created.json() as {id: string}
-  const manifest = await holdStoreRead(project.store, `shop/local/${id}/manifest.json`, 0)
-  return {manifest, project, tmp}
+  return {id: (created.json() as {id: string}).id, project, tmp}
+}
+
+/** A media backup one of whose objects is replaced by a FIFO that no one writes. */
+async function withFifoInPlaceOf(name: string) {
+  const {id, project} = await backedUpMedia()
+  const path = join(project.store, 'shop', 'local', id, name)
+  rmSync(path)
+  execFileSync('mkfifo', [path])
+  return {id, path, project}
 }
 
 /**
@@ -126,9 +140,7 @@ describe('a command that cannot stop cleanly', function () {
   })
 
   it('a call that no clean stop reaches (an identity from a FIFO whose writer never comes): reported as such, then ended by the signal', async () => {
-    const project = makeProject()
-    const created = await cli(project, ['create', '--media-only', '--json'])
-    expect(created.status, created.stderr).to.equal(0)
+    const {project} = await backedUpMedia()
     // `DIVIO_BACKUP_IDENTITY_FILE=<(password-manager read …)` is a FIFO: a writer that never comes (a
     // prompt no one answers) holds its open in the kernel, where no signal handler reaches it.
     const identity = join(project.root, '..', 'identity-fifo')
@@ -176,13 +188,7 @@ describe('a command that cannot stop cleanly', function () {
 
 describe("a FIFO planted under an object's name", () => {
   it('is not waited on: list names it at once, and the backup as damaged', async () => {
-    const project = makeProject()
-    const created = await cli(project, ['create', '--media-only', '--json'])
-    expect(created.status, created.stderr).to.equal(0)
-    const {id} = created.json() as {id: string}
-    const manifest = join(project.store, 'shop', 'local', id, 'manifest.json')
-    rmSync(manifest)
-    execFileSync('mkfifo', [manifest])
+    const {id, path: manifest, project} = await withFifoInPlaceOf('manifest.json')
     // Before, list waited in open(2) for a writer, for good.
     const list = start(project, ['list', '--json'], 30_000)
     const ended = await list.ended
@@ -194,13 +200,7 @@ describe("a FIFO planted under an object's name", () => {
   })
 
   it('in place of the media archive: verify, download and restore fail at once, naming it (exit 4)', async () => {
-    const project = makeProject()
-    const created = await cli(project, ['create', '--media-only', '--json'])
-    expect(created.status, created.stderr).to.equal(0)
-    const {id} = created.json() as {id: string}
-    const archive = join(project.store, 'shop', 'local', id, 'media.tar.age')
-    rmSync(archive)
-    execFileSync('mkfifo', [archive])
+    const {id, path: archive, project} = await withFifoInPlaceOf('media.tar.age')
     for (const args of [
       ['verify', id],
       ['download', id, '-o', join(project.root, '..', 'downloaded')],

@@ -112,7 +112,7 @@ export class LocalStore implements Store {
     }
 
     // Only a regular file is an object: a FIFO's read would never end, nor would a device's that a
-    // link leads to (/dev/zero). Something else under an object's name leaves the object missing.
+    // link leads to (/dev/zero). Something else under an object's name is unreadable, as good as missing.
     const statting = settling(handle.stat())
     const info = await this.call('a stat', statting.work).catch(async (error: unknown) => {
       await closeOnceSettled(handle, statting)
@@ -172,7 +172,8 @@ export class LocalStore implements Store {
       await this.call('a flush', syncPath(folder))
       return {bytes}
     } catch (error) {
-      await rm(partial, {force: true})
+      // Best effort, and bounded like the rest: a partial file left behind is prune's to collect.
+      await this.call('a delete', rm(partial, {force: true})).catch(() => {})
       throw error
     }
   }
@@ -234,7 +235,7 @@ export class LocalStore implements Store {
     let current = folder
     while (current.startsWith(this.root + sep)) {
       try {
-        await rmdir(current)
+        await this.call('a delete', rmdir(current))
       } catch {
         return
       }
@@ -243,6 +244,11 @@ export class LocalStore implements Store {
     }
   }
 
+  /**
+   * Whether the root folder is there. False only for a root that {@link LocalStoreOptions.createRoot}
+   * allows to be missing (a store with no backups yet); any other missing root, or a root that is no
+   * folder, is an error. Checked until it is seen once, since a put makes it.
+   */
   private async rootExists(): Promise<boolean> {
     if (this.rootChecked) return true
     let info
@@ -266,11 +272,6 @@ export class LocalStore implements Store {
     return true
   }
 
-  /**
-   * Whether the root folder is there. False only for a root that {@link LocalStoreOptions.createRoot}
-   * allows to be missing (a store with no backups yet); any other missing root, or a root that is no
-   * folder, is an error. Checked until it is seen once, since a put makes it.
-   */
   /**
    * Like rootExists, but a missing root is no error: it holds nothing, so there is nothing to
    * delete (a backup that failed because the store folder is missing left nothing there).
@@ -320,8 +321,8 @@ export class LocalStore implements Store {
           }
 
           const info = await this.call('a stat', stat(this.pathOf(key))).catch((error: unknown) => {
-            // Gone since the listing is no object; a stall or an interruption is the command's.
-            if (error instanceof BackupError || (error as Error).name === 'AbortError') throw error
+            // Gone (or unreadable) since the listing is no object; a stall or an interruption is the command's.
+            if (error instanceof BackupError || this.options.signal?.aborted) throw error
           })
           return info ? [{bytes: info.size, key, modifiedAt: storeTime(info)}] : []
         }),

@@ -51,9 +51,9 @@ export function serviceSetup(parts: {
 }
 
 /** The context of a service acting on the environment that `request` names (its config is read here). */
-export function serviceContext(setup: ServiceSetup, request: ContextRequest): BackupContext {
+export async function serviceContext(setup: ServiceSetup, request: ContextRequest): Promise<BackupContext> {
   const {variables} = setup
-  const env = loadEnvironment({
+  const env = await loadEnvironment({
     configPath: request.configPath,
     cwd: setup.cwd,
     environment: request.environment,

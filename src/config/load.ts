@@ -1,4 +1,4 @@
-import {existsSync, readFileSync, statSync} from 'node:fs'
+import {readFile, stat} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 
@@ -51,27 +51,33 @@ export interface LoadOptions {
   variables: NodeJS.ProcessEnv
 }
 
+/*
+ * Every file system call here is asynchronous, never on the calling thread: a media folder or a store
+ * on a mount that hangs (stat'ed for the defaults, followed through links for the store check) would
+ * otherwise hold the main thread, where SIGINT and SIGTERM are handled, before the command begins.
+ */
+
 /** Walks up from `cwd` to the nearest `.divio/backups.json`. */
-export function findConfigFile(cwd: string): string | undefined {
+export async function findConfigFile(cwd: string): Promise<string | undefined> {
   let folder = resolve(cwd)
   for (;;) {
     const candidate = join(folder, CONFIG_RELATIVE_PATH)
-    if (existsSync(candidate)) return candidate
+    if (await exists(candidate)) return candidate
     const parent = dirname(folder)
     if (parent === folder) return undefined
     folder = parent
   }
 }
 
-export function loadEnvironment(options: LoadOptions): ResolvedEnvironment {
-  const configPath = options.configPath ? resolve(options.cwd, options.configPath) : findConfigFile(options.cwd)
+export async function loadEnvironment(options: LoadOptions): Promise<ResolvedEnvironment> {
+  const configPath = options.configPath ? resolve(options.cwd, options.configPath) : await findConfigFile(options.cwd)
   if (configPath === undefined) return embeddedDefault(options)
   return fromFile(configPath, options)
 }
 
-function fromFile(configPath: string, options: LoadOptions): ResolvedEnvironment {
+async function fromFile(configPath: string, options: LoadOptions): Promise<ResolvedEnvironment> {
   return environmentFromConfig(
-    interpolateSelected(readConfigJson(configPath), options, configPath),
+    interpolateSelected(await readConfigJson(configPath), options, configPath),
     configPath,
     options,
   )
@@ -81,20 +87,20 @@ function fromFile(configPath: string, options: LoadOptions): ResolvedEnvironment
  * The names of the environments that `options` would choose from (`status` reports each), without
  * resolving any: one that needs a variable that is not set here must not hide the others.
  */
-export function environmentNames(options: Omit<LoadOptions, 'environment'>): string[] {
-  const configPath = options.configPath ? resolve(options.cwd, options.configPath) : findConfigFile(options.cwd)
+export async function environmentNames(options: Omit<LoadOptions, 'environment'>): Promise<string[]> {
+  const configPath = options.configPath ? resolve(options.cwd, options.configPath) : await findConfigFile(options.cwd)
   if (configPath === undefined) return [EMBEDDED_ENVIRONMENT]
-  const raw = readConfigJson(configPath) as null | {environments?: unknown}
+  const raw = (await readConfigJson(configPath)) as null | {environments?: unknown}
   const environments = raw?.environments
   return environments !== null && typeof environments === 'object' && !Array.isArray(environments)
     ? Object.keys(environments)
     : [EMBEDDED_ENVIRONMENT]
 }
 
-function readConfigJson(configPath: string): unknown {
+async function readConfigJson(configPath: string): Promise<unknown> {
   let text: string
   try {
-    text = readFileSync(configPath, 'utf8')
+    text = await readFile(configPath, 'utf8')
   } catch {
     throw new BackupError('CONFIG_NOT_FOUND', `Cannot read the config file ${configPath}.`, {
       suggestion: 'Check the --config path, or run without --config to use .divio/backups.json.',
@@ -114,11 +120,11 @@ function readConfigJson(configPath: string): unknown {
  * One environment of a config (parsed JSON, interpolated) that is, or is about to be, at `configPath`:
  * `init` checks a config this way before it writes it.
  */
-export function environmentFromConfig(
+export async function environmentFromConfig(
   raw: unknown,
   configPath: string,
   options: Pick<LoadOptions, 'environment' | 'variables'>,
-): ResolvedEnvironment {
+): Promise<ResolvedEnvironment> {
   const parsed = configSchema.safeParse(raw)
   if (!parsed.success) {
     const [issue] = parsed.error.issues
@@ -150,10 +156,10 @@ interface Resolution {
 }
 
 /** One environment of `config`, with every field the config leaves out set to its zero-config default. */
-function resolveEnvironment(
+async function resolveEnvironment(
   config: ConfigFile,
   {configSource, requested, root, variables}: Resolution,
-): ResolvedEnvironment {
+): Promise<ResolvedEnvironment> {
   const environments = config.environments ?? {[EMBEDDED_ENVIRONMENT]: environmentSchema.parse({})}
   const names = Object.keys(environments)
   const name = requested ?? config.defaultEnvironment ?? (names.length === 1 ? names[0] : undefined)
@@ -166,12 +172,12 @@ function resolveEnvironment(
   const settings = environments[name]
   if (settings === undefined) throw unknownEnvironment(name, names, configSource)
   const where = (key: string) => `environments.${name}.${key}`
-  const defaults = zeroConfigDefaults(root, variables)
+  const defaults = await zeroConfigDefaults(root, variables)
   const database = settings.database ?? defaults.database
   const mediaDsn = settings.media ?? defaults.media
   const media = mediaDsn ? parseMediaDsn(mediaDsn, root, where('media')) : undefined
   const store = parseStoreLocation(settings.store ?? defaults.store, root, where('store'))
-  refuseStoreInsideMedia(store, media)
+  await refuseStoreInsideMedia(store, media)
   return {
     app: config.app ?? defaults.app,
     configSource,
@@ -198,7 +204,7 @@ function resolveEnvironment(
  * ./db.sqlite3 if it exists; media is MEDIA_ROOT, else the platform's DEFAULT_STORAGE_DSN, else ./media
  * if it exists; the store is DIVIO_BACKUP_STORE, else ./.divio/backups.
  */
-function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
+async function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
   const sqlitePath = join(root, 'db.sqlite3')
   const mediaPath = join(root, 'media')
   const mediaFormat = variables.DIVIO_BACKUP_MEDIA_FORMAT || undefined
@@ -218,8 +224,9 @@ function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
         .replaceAll(/[^a-z0-9_-]+/gi, '-')
         .replace(/^[-_]+/, '')
         .slice(0, 63) || 'app',
-    database: variables.DATABASE_URL || (isFile(sqlitePath) ? 'sqlite:///db.sqlite3' : undefined),
-    media: variables.MEDIA_ROOT || variables.DEFAULT_STORAGE_DSN || (isFolder(mediaPath) ? mediaPath : undefined),
+    database: variables.DATABASE_URL || ((await isFile(sqlitePath)) ? 'sqlite:///db.sqlite3' : undefined),
+    media:
+      variables.MEDIA_ROOT || variables.DEFAULT_STORAGE_DSN || ((await isFolder(mediaPath)) ? mediaPath : undefined),
     mediaFormat: mediaFormat as 'packs' | 'tar' | undefined,
     store: variables.DIVIO_BACKUP_STORE || join(root, '.divio', 'backups'),
   }
@@ -230,8 +237,8 @@ function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
  * it), and a restore of the media would replace the store it reads from. On S3 "inside" is the same
  * service and bucket, under the media's prefix.
  */
-function refuseStoreInsideMedia(store: StoreLocation, media: MediaSource | undefined): void {
-  if (store.kind === 'local' && media?.kind === 'filesystem' && resolvesInside(store.path, media.path)) {
+async function refuseStoreInsideMedia(store: StoreLocation, media: MediaSource | undefined): Promise<void> {
+  if (store.kind === 'local' && media?.kind === 'filesystem' && (await resolvesInside(store.path, media.path))) {
     throw storeInsideMedia(store.path, media.path, 'folder')
   }
 
@@ -268,13 +275,13 @@ export function unknownEnvironment(name: string, known: readonly string[], confi
 }
 
 /** With no config file: the zero-config defaults, in the app folder found from the working folder. */
-function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
+async function embeddedDefault(options: LoadOptions): Promise<ResolvedEnvironment> {
   return resolveEnvironment(
     {},
     {
       configSource: EMBEDDED_CONFIG,
       requested: options.environment,
-      root: findAppFolder(options.cwd),
+      root: await findAppFolder(options.cwd),
       variables: options.variables,
     },
   )
@@ -288,12 +295,12 @@ function embeddedDefault(options: LoadOptions): ResolvedEnvironment {
  * the home folder, as git's ceiling does: a store kept in `~/.divio/backups` must not turn every
  * project under the home folder into one app.
  */
-export function findAppFolder(cwd: string, home = homedir()): string {
+export async function findAppFolder(cwd: string, home = homedir()): Promise<string> {
   const start = resolve(cwd)
   const ceiling = resolve(home)
   for (let folder = start; ; folder = dirname(folder)) {
     if (folder === ceiling && folder !== start) return start
-    if (isFolder(join(folder, '.divio', 'backups')) || isFile(join(folder, 'manage.py'))) return folder
+    if ((await isFolder(join(folder, '.divio', 'backups'))) || (await isFile(join(folder, 'manage.py')))) return folder
     if (dirname(folder) === folder) return start
   }
 }
@@ -360,20 +367,16 @@ function formatPath(path: readonly PropertyKey[]): string {
     .join('')
 }
 
-function isFile(path: string): boolean {
-  try {
-    return statSync(path).isFile()
-  } catch {
-    return false
-  }
+async function isFile(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => {}))?.isFile() ?? false
 }
 
-function isFolder(path: string): boolean {
-  try {
-    return statSync(path).isDirectory()
-  } catch {
-    return false
-  }
+async function isFolder(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => {}))?.isDirectory() ?? false
+}
+
+async function exists(path: string): Promise<boolean> {
+  return (await stat(path).catch(() => {})) !== undefined
 }
 
 export {redactDsn} from './dsn.js'

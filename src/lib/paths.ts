@@ -1,4 +1,4 @@
-import {realpathSync} from 'node:fs'
+import {realpath} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, join, relative, sep} from 'node:path'
 
 /** True for `folder` itself and anything below it, by the names alone. */
@@ -11,15 +11,15 @@ export function isInside(path: string, folder: string): boolean {
  * {@link isInside}, after following links: `./backups` that is a link into the media folder is inside
  * it. Parts of a path that do not exist yet are taken as named, below their nearest existing folder.
  */
-export function resolvesInside(path: string, folder: string): boolean {
-  return isInside(realPathSoFar(path), realPathSoFar(folder))
+export async function resolvesInside(path: string, folder: string): Promise<boolean> {
+  return isInside(await realPathSoFar(path), await realPathSoFar(folder))
 }
 
-function realPathSoFar(path: string): string {
+async function realPathSoFar(path: string): Promise<string> {
   try {
-    return realpathSync(path)
+    return await realpath(path)
   } catch {
     const parent = dirname(path)
-    return parent === path ? path : join(realPathSoFar(parent), basename(path))
+    return parent === path ? path : join(await realPathSoFar(parent), basename(path))
   }
 }

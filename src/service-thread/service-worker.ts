@@ -63,7 +63,7 @@ async function runService(request: Extract<ToServiceThread, {kind: 'run'}>, sign
     variables: request.variables,
     verbose: request.verbose,
   })
-  const context = serviceContext(setup, request.context)
+  const context = await serviceContext(setup, request.context)
   const caller: ThreadCaller = {
     confirm(confirmation) {
       const answer = deferred<void>()

@@ -12,7 +12,7 @@ export interface ThreadCaller {
   /** Asks the person to confirm (the main thread has the terminal); throws if they do not. */
   confirm(confirmation: RestoreConfirmation): Promise<void>
   /** The context of another environment of the same config (`restore --to-env`). */
-  contextOf(environment: string): BackupContext
+  contextOf(environment: string): Promise<BackupContext>
 }
 
 /**
@@ -26,14 +26,14 @@ export const threadServices = {
   drill: (context: BackupContext, options: DrillOptions) => drillBackup(context, options),
   export: (context: BackupContext, options: ExportOptions & {cwd: string}) =>
     exportBackups(context, options.cwd, options),
-  restore: (
+  restore: async (
     context: BackupContext,
     options: RestoreOptions & {confirm?: string; prompt: boolean; toEnvironment?: string},
     caller: ThreadCaller,
   ) =>
     restoreBackup(
       context,
-      options.toEnvironment === undefined ? context : caller.contextOf(options.toEnvironment),
+      options.toEnvironment === undefined ? context : await caller.contextOf(options.toEnvironment),
       options,
       (confirmation) => caller.confirm(confirmation),
     ),

@@ -47,8 +47,8 @@ export interface InitResult {
  * marker, and the next init or create uses it.
  */
 export async function initApp(setup: ServiceSetup, options: InitOptions): Promise<InitResult> {
-  const existing = findConfigFile(setup.cwd)
-  const root = existing === undefined ? findAppFolder(setup.cwd) : join(existing, '..', '..')
+  const existing = await findConfigFile(setup.cwd)
+  const root = existing === undefined ? await findAppFolder(setup.cwd) : join(existing, '..', '..')
   const configPath = existing ?? join(root, CONFIG_RELATIVE_PATH)
   if (existing !== undefined && !options.force) {
     throw new BackupError('OUTPUT_EXISTS', `${existing} already exists; nothing was changed.`, {
@@ -57,7 +57,7 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
   }
 
   const config = minimalConfig(options)
-  const env = inTermsOfFlags(() => environmentFromConfig(config, configPath, {variables: setup.variables}))
+  const env = await inTermsOfFlags(() => environmentFromConfig(config, configPath, {variables: setup.variables}))
   const context = {...setup, env, keys: setup.keys(env), store: openStore(env.store, env.root, setup)}
 
   const storeCreated = await prepareStore(context)
@@ -101,9 +101,9 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
  * error at `environments.live.schedule.at` is about --schedule, and names it, not a file that does not
  * exist yet.
  */
-function inTermsOfFlags<T>(check: () => T): T {
+async function inTermsOfFlags<T>(check: () => Promise<T>): Promise<T> {
   try {
-    return check()
+    return await check()
   } catch (error) {
     if (!(error instanceof BackupError) || error.code !== 'CONFIG_INVALID') throw error
     const flag = FLAG_OF_SETTING.find(([pattern]) => pattern.test(error.message))?.[1]

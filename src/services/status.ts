@@ -49,11 +49,11 @@ export interface StatusResult {
 export async function backupStatus(setup: ServiceSetup, options: StatusOptions): Promise<StatusResult> {
   const now = setup.now()
   const load = {configPath: options.configPath, cwd: setup.cwd, variables: setup.variables}
-  const names = options.environment === undefined ? environmentNames(load) : [options.environment]
+  const names = options.environment === undefined ? await environmentNames(load) : [options.environment]
   const environments: EnvironmentStatus[] = []
   for (const name of names) {
     // An unknown -e is a usage error, as for every other command; other failures are one row's.
-    if (options.environment !== undefined) loadEnvironment({...load, environment: name})
+    if (options.environment !== undefined) await loadEnvironment({...load, environment: name})
     environments.push(await statusOf(setup, {...load, environment: name}, now, options.maxAgeSeconds))
   }
 
@@ -75,7 +75,7 @@ async function statusOf(
 ): Promise<EnvironmentStatus> {
   let env
   try {
-    env = loadEnvironment(load)
+    env = await loadEnvironment(load)
   } catch (error) {
     if (!(error instanceof BackupError)) throw error
     return {

@@ -496,7 +496,7 @@ describe('a pack that goes while a create runs', function () {
       const store = losing(new LocalStore(project.store), (written) =>
         which === 'the pack it just wrote' ? written : p1,
       )
-      const context = contextFor(project, variables, store)
+      const context = await contextFor(project, variables, store)
       const before = readdirSync(join(project.store, 'shop', 'local')).sort()
       const failure = await createBackup(context, {database: false, media: true, trigger: 'on-demand'}).then(
         () => {},

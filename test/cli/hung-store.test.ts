@@ -243,3 +243,33 @@ describe('a local store on a mount that hangs, without a signal', function () {
     }
   })
 })
+
+describe('a store on a mount that stops answering altogether', function () {
+  before(function () {
+    if (!fuseAvailable()) {
+      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
+      this.skip()
+    }
+  })
+
+  // Every call into the mount waits, from the config's check that the store is not in the media
+  // folder (which follows links) on. That check ran on the main thread, synchronously: SIGTERM could
+  // not even be heard. A call that a FUSE server has taken is one the kernel waits out, SIGKILL
+  // included, so the process ends only once the mount answers: the test lets it, after the report.
+  it('SIGTERM is still heard: the interruption is reported while every call of the store hangs', async () => {
+    const {manifest, project} = await storeWithAStuckManifest()
+    manifest.hang()
+    try {
+      const list = start(project, ['list', '--json'], 60_000)
+      await until(() => waitsIn(list.child.pid!, 'request_wait_answer'), 'list waits on the mount')
+      list.child.kill('SIGTERM')
+      await until(() => list.stdout().includes('"code"'), 'the interruption is reported while the mount hangs')
+      const {error} = JSON.parse(list.stdout()) as {error: {code: string}}
+      expect(error.code).to.equal('INTERRUPTED')
+      manifest.letGo()
+      expect(await list.ended, 'it ends once the mount answers').to.not.equal('running')
+    } finally {
+      await manifest.release()
+    }
+  })
+})

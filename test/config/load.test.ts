@@ -17,9 +17,9 @@ function project(config?: unknown): string {
   return root
 }
 
-function failure(action: () => unknown): BackupError {
+async function failure(action: () => Promise<unknown>): Promise<BackupError> {
   try {
-    action()
+    await action()
   } catch (error) {
     expect(error).to.be.instanceOf(BackupError)
     return error as BackupError
@@ -38,10 +38,10 @@ const shop = {
 }
 
 describe('config', () => {
-  it('is found by walking up from a subfolder, with paths relative to the project root', () => {
+  it('is found by walking up from a subfolder, with paths relative to the project root', async () => {
     const root = project(shop)
     mkdirSync(join(root, 'app', 'templates'), {recursive: true})
-    const env = loadEnvironment({cwd: join(root, 'app', 'templates'), environment: 'test', variables: {}})
+    const env = await loadEnvironment({cwd: join(root, 'app', 'templates'), environment: 'test', variables: {}})
     expect(env.app).to.equal('shop')
     expect(env.store).to.deep.equal({kind: 'local', path: join(root, 'backups')})
     expect(env.database).to.deep.equal({engine: 'sqlite', path: '/srv/test.sqlite3'})
@@ -49,35 +49,35 @@ describe('config', () => {
     expect(env.retention.scheduled).to.deep.equal({daily: 7, monthly: 12, weekly: 4, yearly: 0})
   })
 
-  it('interpolates ${VAR} and picks defaultEnvironment', () => {
-    const env = loadEnvironment({cwd: project(shop), variables: {DATABASE_URL: 'postgres://u:p@db/shop'}})
+  it('interpolates ${VAR} and picks defaultEnvironment', async () => {
+    const env = await loadEnvironment({cwd: project(shop), variables: {DATABASE_URL: 'postgres://u:p@db/shop'}})
     expect(env.name).to.equal('live')
     expect(env.database?.engine).to.equal('postgres')
     expect(env.store.kind).to.equal('s3')
   })
 
-  it('reports an unset variable with its JSON path', () => {
-    const error = failure(() => loadEnvironment({cwd: project(shop), variables: {}}))
+  it('reports an unset variable with its JSON path', async () => {
+    const error = await failure(() => loadEnvironment({cwd: project(shop), variables: {}}))
     expect(error.code).to.equal('CONFIG_VARIABLE_UNSET')
     expect(error.message).to.include('environments.live.database uses ${DATABASE_URL}')
   })
 
-  it('names the JSON path of a wrong type, and of an unknown key', () => {
-    const wrongType = failure(() =>
+  it('names the JSON path of a wrong type, and of an unknown key', async () => {
+    const wrongType = await failure(() =>
       loadEnvironment({
         cwd: project({app: 'shop', environments: {live: {retention: {scheduled: {daily: 'seven'}}, store: 'x'}}}),
         variables: {},
       }),
     )
     expect(wrongType.message).to.match(/at environments\.live\.retention\.scheduled\.daily: .*expected number/)
-    const unknownKey = failure(() =>
+    const unknownKey = await failure(() =>
       loadEnvironment({cwd: project({app: 'shop', environments: {live: {store: 'x', stroe: 'y'}}}), variables: {}}),
     )
     expect(unknownKey.message).to.match(/environments\.live.*stroe/)
   })
 
-  it('refuses a retention policy that keeps nothing, and an unknown time zone', () => {
-    const keepsNothing = failure(() =>
+  it('refuses a retention policy that keeps nothing, and an unknown time zone', async () => {
+    const keepsNothing = await failure(() =>
       loadEnvironment({
         cwd: project({
           app: 'shop',
@@ -87,7 +87,7 @@ describe('config', () => {
       }),
     )
     expect(keepsNothing.message).to.match(/at environments\.live\.retention\.scheduled: this policy keeps nothing/)
-    const badZone = failure(() =>
+    const badZone = await failure(() =>
       loadEnvironment({
         cwd: project({
           app: 'shop',
@@ -99,38 +99,38 @@ describe('config', () => {
     expect(badZone.message).to.match(/at environments\.live\.schedule\.timezone: not an IANA time zone/)
   })
 
-  it('rejects malformed JSON with a hint', () => {
-    const error = failure(() => loadEnvironment({cwd: project('{"app": "shop",}'), variables: {}}))
+  it('rejects malformed JSON with a hint', async () => {
+    const error = await failure(() => loadEnvironment({cwd: project('{"app": "shop",}'), variables: {}}))
     expect(error.code).to.equal('CONFIG_INVALID')
     expect(error.suggestion).to.include('JSON syntax')
   })
 
-  it('lists the known environments for an unknown one, and asks for -e when there are several and no default', () => {
-    const unknown = failure(() =>
+  it('lists the known environments for an unknown one, and asks for -e when there are several and no default', async () => {
+    const unknown = await failure(() =>
       loadEnvironment({cwd: project(shop), environment: 'staging', variables: {DATABASE_URL: 'x'}}),
     )
     expect(unknown.code).to.equal('ENV_UNKNOWN')
     expect(unknown.suggestion).to.equal('Use one of: live, test.')
-    const ambiguous = failure(() =>
+    const ambiguous = await failure(() =>
       loadEnvironment({cwd: project({...shop, defaultEnvironment: undefined}), variables: {DATABASE_URL: 'x'}}),
     )
     expect(ambiguous.suggestion).to.include('-e/--env')
   })
 
-  it('takes --config instead of discovery', () => {
+  it('takes --config instead of discovery', async () => {
     const root = project()
     writeFileSync(join(root, 'other.json'), JSON.stringify({app: 'other', environments: {only: {store: 'b'}}}))
-    const env = loadEnvironment({configPath: 'other.json', cwd: root, variables: {}})
+    const env = await loadEnvironment({configPath: 'other.json', cwd: root, variables: {}})
     expect(env).to.include({app: 'other', name: 'only'})
     expect(env.store).to.deep.equal({kind: 'local', path: join(root, 'b')})
   })
 
   describe('embedded default (no config file)', () => {
-    it('uses env local, db.sqlite3 and ./media when they exist, and ./.divio/backups', () => {
+    it('uses env local, db.sqlite3 and ./media when they exist, and ./.divio/backups', async () => {
       const root = project()
       writeFileSync(join(root, 'db.sqlite3'), '')
       mkdirSync(join(root, 'media'))
-      const env = loadEnvironment({cwd: root, variables: {}})
+      const env = await loadEnvironment({cwd: root, variables: {}})
       expect(env.name).to.equal('local')
       expect(env.database).to.deep.equal({engine: 'sqlite', path: join(root, 'db.sqlite3')})
       expect(env.media).to.deep.equal({kind: 'filesystem', path: join(root, 'media')})
@@ -138,8 +138,8 @@ describe('config', () => {
       expect(env.configSource).to.equal('embedded default')
     })
 
-    it('prefers DATABASE_URL, MEDIA_ROOT and DIVIO_BACKUP_STORE', () => {
-      const env = loadEnvironment({
+    it('prefers DATABASE_URL, MEDIA_ROOT and DIVIO_BACKUP_STORE', async () => {
+      const env = await loadEnvironment({
         cwd: project(),
         variables: {DATABASE_URL: 'mysql://u:p@db/x', DIVIO_BACKUP_STORE: '/srv/backups', MEDIA_ROOT: '/srv/media'},
       })
@@ -148,34 +148,34 @@ describe('config', () => {
       expect(env.store).to.deep.equal({kind: 'local', path: '/srv/backups'})
     })
 
-    it("takes media from the platform's DEFAULT_STORAGE_DSN when MEDIA_ROOT is unset", () => {
+    it("takes media from the platform's DEFAULT_STORAGE_DSN when MEDIA_ROOT is unset", async () => {
       const dsn = 's3://AKIAKEY:se%2Fcret@shop-media.s3.eu-central-1.amazonaws.com/?auth=s3v4&domain=x.example'
-      const env = loadEnvironment({cwd: project(), variables: {DEFAULT_STORAGE_DSN: dsn}})
+      const env = await loadEnvironment({cwd: project(), variables: {DEFAULT_STORAGE_DSN: dsn}})
       expect(env.media?.kind).to.equal('s3')
       expect(env.media?.kind === 's3' && env.media.location).to.include({bucket: 'shop-media', region: 'eu-central-1'})
-      const preferred = loadEnvironment({
+      const preferred = await loadEnvironment({
         cwd: project(),
         variables: {DEFAULT_STORAGE_DSN: dsn, MEDIA_ROOT: '/srv/media'},
       })
       expect(preferred.media).to.deep.equal({kind: 'filesystem', path: '/srv/media'})
     })
 
-    it('has no database or media when neither exists, and refuses other env names', () => {
+    it('has no database or media when neither exists, and refuses other env names', async () => {
       const root = project()
-      const env = loadEnvironment({cwd: root, variables: {}})
+      const env = await loadEnvironment({cwd: root, variables: {}})
       expect(env.database).to.equal(undefined)
       expect(env.media).to.equal(undefined)
-      expect(failure(() => loadEnvironment({cwd: root, environment: 'live', variables: {}})).code).to.equal(
+      expect((await failure(() => loadEnvironment({cwd: root, environment: 'live', variables: {}}))).code).to.equal(
         'ENV_UNKNOWN',
       )
     })
   })
 
-  it('refuses a store inside the media bucket: same service and bucket, under the media prefix', () => {
+  it('refuses a store inside the media bucket: same service and bucket, under the media prefix', async () => {
     const media = 's3://AKIAKEY:secret@shop-media.s3.eu-central-1.amazonaws.com/?auth=s3v4&domain=x.example'
     const refused = ['s3://shop-media/backups/?region=eu-central-1', 's3://shop-media/?region=eu-central-1']
     for (const store of refused) {
-      const error = failure(() =>
+      const error = await failure(() =>
         loadEnvironment({cwd: project(), variables: {DEFAULT_STORAGE_DSN: media, DIVIO_BACKUP_STORE: store}}),
       )
       expect(error.code).to.equal('CONFIG_INVALID')
@@ -187,11 +187,13 @@ describe('config', () => {
 
     const prefixed = 's3://shop-media/media/?region=eu-central-1'
     expect(
-      failure(() =>
-        loadEnvironment({
-          cwd: project(),
-          variables: {DEFAULT_STORAGE_DSN: prefixed, DIVIO_BACKUP_STORE: 's3://shop-media/media/bk/'},
-        }),
+      (
+        await failure(() =>
+          loadEnvironment({
+            cwd: project(),
+            variables: {DEFAULT_STORAGE_DSN: prefixed, DIVIO_BACKUP_STORE: 's3://shop-media/media/bk/'},
+          }),
+        )
       ).code,
     ).to.equal('CONFIG_INVALID')
     const allowed = [
@@ -200,7 +202,7 @@ describe('config', () => {
       's3://shop-media/media/?endpoint=http://127.0.0.1:9000&forcePathStyle=true',
     ]
     for (const store of allowed) {
-      const env = loadEnvironment({
+      const env = await loadEnvironment({
         cwd: project(),
         variables: {DEFAULT_STORAGE_DSN: prefixed, DIVIO_BACKUP_STORE: store},
       })
@@ -209,19 +211,19 @@ describe('config', () => {
   })
 
   describe('the app folder, found upward', () => {
-    it('is the nearest folder with manage.py or .divio/backups, and stops below the home folder', () => {
+    it('is the nearest folder with manage.py or .divio/backups, and stops below the home folder', async () => {
       const home = project()
       mkdirSync(join(home, '.divio', 'backups'), {recursive: true})
       const app = join(home, 'code', 'shop')
       mkdirSync(join(app, 'media', 'uploads'), {recursive: true})
-      expect(findAppFolder(join(app, 'media', 'uploads'), home)).to.equal(join(app, 'media', 'uploads'))
+      expect(await findAppFolder(join(app, 'media', 'uploads'), home)).to.equal(join(app, 'media', 'uploads'))
       writeFileSync(join(app, 'manage.py'), '')
-      expect(findAppFolder(join(app, 'media', 'uploads'), home)).to.equal(app)
-      expect(findAppFolder(home, home)).to.equal(home)
+      expect(await findAppFolder(join(app, 'media', 'uploads'), home)).to.equal(app)
+      expect(await findAppFolder(home, home)).to.equal(home)
     })
   })
 
-  it('redacts passwords and secret query values from DSNs', () => {
+  it('redacts passwords and secret query values from DSNs', async () => {
     expect(redactDsn('postgres://shop:s3cret@db:5432/shop?sslmode=require')).to.equal(
       'postgres://shop:***@db:5432/shop?sslmode=require',
     )

@@ -8,9 +8,13 @@ import {Store} from '../../src/store/port.js'
 import {Project} from './project.js'
 
 /** A service context for a test project, as the CLI would build it from `variables`; `store` replaces its store. */
-export function contextFor(project: Project, variables: NodeJS.ProcessEnv, store?: Store): BackupContext {
+export async function contextFor(
+  project: Project,
+  variables: NodeJS.ProcessEnv,
+  store?: Store,
+): Promise<BackupContext> {
   return {
-    env: loadEnvironment({cwd: project.root, variables}),
+    env: await loadEnvironment({cwd: project.root, variables}),
     keys: new KeyRing({variables}),
     now: () => new Date(),
     reporter: silentReporter,

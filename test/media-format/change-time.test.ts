@@ -88,7 +88,7 @@ describe('change times close to a walk (racily clean files)', () => {
 
     /** Backs up the media with the walk starting at `walkStartedMs`, and returns how many files it read. */
     const filesReadWhenWalkStarts = async (walkStartedMs: number) => {
-      const context = {...contextFor(project, variables), wallClockMs: () => walkStartedMs}
+      const context = {...(await contextFor(project, variables)), wallClockMs: () => walkStartedMs}
       const {id} = await createBackup(context, {database: false, media: true, trigger: 'on-demand'})
       const manifest = JSON.parse(
         readFileSync(join(project.store, 'shop', 'local', id, 'manifest.json'), 'utf8'),

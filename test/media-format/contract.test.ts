@@ -87,7 +87,7 @@ for (const format of ['tar', 'packs'] as const) {
         DIVIO_BACKUP_MEDIA_FORMAT: format,
         DIVIO_BACKUP_WRITER_KEY_FILE: writerKeyFile(project),
       }
-      context = contextFor(project, variables)
+      context = await contextFor(project, variables)
       const {id} = await createBackup(context, {database: false, media: true, trigger: 'on-demand'})
       manifest = JSON.parse(readFileSync(join(project.store, 'shop', 'local', id, 'manifest.json'), 'utf8')) as Manifest
       media = storedMedia(manifest)!

@@ -30,7 +30,7 @@ describe("a command's reads of its environment's catalog", () => {
 
   it('a create reads each manifest once, though it reads the catalog for the previous backup, its listing and retention', async () => {
     const {gets, store} = countingGets(new LocalStore(project.store))
-    const taken = await takeBackup(contextFor(project, variables, store), {
+    const taken = await takeBackup(await contextFor(project, variables, store), {
       database: true,
       media: true,
       trigger: 'on-demand',
@@ -44,7 +44,7 @@ describe("a command's reads of its environment's catalog", () => {
 
   it('reads a manifest again once the store shows it changed, and a forged one is damaged, not the copy it read before', async () => {
     const {gets, store} = countingGets(new LocalStore(project.store))
-    const context = contextFor(project, variables, store)
+    const context = await contextFor(project, variables, store)
     const before = await catalogOf(context)
     const [newest] = before.complete
     const key = `${newest.manifest.app}/${newest.manifest.environment}/${newest.manifest.id}/manifest.json`

@@ -30,7 +30,7 @@ describe('the hint of list at the environments a store holds', () => {
         await store.put(`shop/live/20261201T020000Z-aaaa/${MANIFEST_NAME}`, Readable.from([Buffer.from('{}')]))
         const notices: string[] = []
         const context = {
-          ...contextFor(project, {}, store),
+          ...(await contextFor(project, {}, store)),
           reporter: {
             detail() {},
             interactive: false,

@@ -148,10 +148,11 @@ export function through(command: string, args: readonly string[], options: RunOp
 /**
  * A guard that cleans up after this process however it ends, SIGKILL included: `sh -c script` waits on
  * a pipe from this process and runs the rest of the script when the pipe closes, which the kernel does
- * when this process is gone. `release()` closes it on purpose, once the caller has cleaned up itself.
+ * when this process is gone. `release()` closes it on purpose, once the caller has cleaned up itself;
+ * `dismiss()` ends it without running the script (what it was to clean up is not this process's).
  * The guard runs in its own process group, so that a signal to this one's group does not stop it.
  */
-export function startReaper(script: string, args: readonly string[]): {release(): void} {
+export function startReaper(script: string, args: readonly string[]): Guard {
   return startGuard(`read _ignored; ${script}`, args)
 }
 
@@ -177,7 +178,14 @@ export function startStopDeadline(signal: NodeJS.Signals, graceMs: number, stagi
   startGuard(script, [String(process.pid), signal.replace(/^SIG/, ''), seconds, staging.root, staging.tag])
 }
 
-function startGuard(script: string, args: readonly string[]): {release(): void} {
+export interface Guard {
+  /** Stops the guard without running its script. */
+  dismiss(): void
+  /** Runs its script now, and ends the guard. */
+  release(): void
+}
+
+function startGuard(script: string, args: readonly string[]): Guard {
   traced('sh', ['-c', script, 'guard', ...args], {})
   const child = spawn('sh', ['-c', script, 'guard', ...args], {
     detached: true,
@@ -189,6 +197,9 @@ function startGuard(script: string, args: readonly string[]): {release(): void} 
   child.unref()
   ;(child.stdin as unknown as {unref?: () => void}).unref?.()
   return {
+    dismiss() {
+      child.kill('SIGKILL')
+    },
     release() {
       child.stdin!.end()
     },

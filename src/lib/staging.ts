@@ -1,9 +1,10 @@
+import {randomBytes} from 'node:crypto'
 import {readFileSync, readlinkSync} from 'node:fs'
-import {chmod, lstat, mkdtemp, readdir, readFile, readlink} from 'node:fs/promises'
+import {chmod, lstat, mkdir, readdir, readFile, readlink} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
 
 import {BackupError, tempFolderFailure} from '../errors.js'
-import {startReaper} from './process.js'
+import {Guard, startReaper} from './process.js'
 import {removeTree} from './remove-tree.js'
 
 /**
@@ -91,18 +92,30 @@ export function ownStagingTag(): string {
 
 export async function makeStagingDir(parent: string, purpose: StagingPurpose, hidden = false): Promise<string> {
   const {namespace, startTime} = await ownIdentity()
-  const folder = await mkdtemp(
-    join(parent, `${hidden ? '.' : ''}divio-${purpose}-${process.pid}-${namespace}-${startTime}-`),
-  )
-  // mkdtemp already uses 0700; say so explicitly, whatever the platform's default.
-  await chmod(folder, 0o700)
-  // It will hold plaintext: a guard removes it if this process dies first (SIGKILL, a crash, the OOM
-  // killer run no cleanup here), at once rather than at the next command's sweep.
-  guards.set(folder, startReaper('rm -rf -- "$1"', [folder]))
-  return folder
+  const prefix = join(parent, `${hidden ? '.' : ''}divio-${purpose}-${process.pid}-${namespace}-${startTime}-`)
+  for (;;) {
+    const folder = prefix + randomBytes(6).toString('base64url').slice(0, 6)
+    // It will hold plaintext: its guard removes it if this process dies (SIGKILL, a crash and the OOM
+    // killer run no cleanup here), at once rather than at the next command's sweep. The guard comes
+    // first, so that no moment is left where the folder exists and nothing would remove it.
+    const guard = startReaper('rm -rf -- "$1"', [folder])
+    try {
+      await mkdir(folder, {mode: 0o700})
+    } catch (error) {
+      // Nothing made here (or a name this process already holds): not the guard's to remove.
+      guard.dismiss()
+      if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue
+      throw error
+    }
+
+    guards.set(folder, guard)
+    // mkdir's mode passes through the umask; say 0700 explicitly, whatever the platform's default.
+    await chmod(folder, 0o700)
+    return folder
+  }
 }
 
-const guards = new Map<string, {release(): void}>()
+const guards = new Map<string, Guard>()
 
 /** Removes a folder made by makeStagingDir, and stands its guard down (which stays if removal fails). */
 export async function removeStagingDir(folder: string): Promise<void> {

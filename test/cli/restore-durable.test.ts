@@ -59,16 +59,23 @@ describe('restore of a media folder is on disk before the previous media goes', 
     const swapped = at('the rename of the extracted tree', (line) =>
       new RegExp(String.raw`rename(at2?)?\(.*"${parent}/\.media\.restore-[^"]*", .*"${parent}/media"`).test(line),
     )
+    // strace splits a call that another thread or process interrupts into "<unfinished ...>" and
+    // "<... fsync resumed>": the flush starts at the first, and is done at the second.
     const renamesSynced = at(
       'the fsync of the folder that holds both',
-      (line) => line.includes(`fsync(`) && line.includes(`<${parent}>)`),
+      (line) => line.includes(`fsync(`) && line.includes(`<${parent}>`),
     )
+    const pid = calls[renamesSynced].split(' ')[0]
+    const renamesSyncedDone = calls[renamesSynced].includes('<unfinished')
+      ? calls.findIndex((line, index) => index > renamesSynced && line.startsWith(`${pid} <... fsync resumed>`))
+      : renamesSynced
     const oldRemoved = at('the removal of the previous media', (line) =>
       /(unlink|unlinkat|rmdir)\(.*\.media\.before-restore-/.test(line),
     )
     expect(flushed).to.be.below(swapped)
     expect(swapped).to.be.below(renamesSynced)
-    expect(renamesSynced).to.be.below(oldRemoved)
+    expect(renamesSyncedDone).to.be.above(-1)
+    expect(renamesSyncedDone).to.be.below(oldRemoved)
   })
 })
 

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
-import {fuseAvailable, SYSTEM_PYTHON} from '../helpers/mounts.js'
+import {skipWithoutFuse, SYSTEM_PYTHON} from '../helpers/mounts.js'
 import {cliAsync, makeProject, Project} from '../helpers/project.js'
 
 const slowFs = fileURLToPath(new URL('../fixtures/slowfs.py', import.meta.url))
@@ -31,10 +31,7 @@ describe('a media file on a hung mount', () => {
   let server: ChildProcess | undefined
 
   before(function () {
-    if (!fuseAvailable()) {
-      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
-      this.skip()
-    }
+    skipWithoutFuse(this)
   })
 
   beforeEach(async () => {

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
-import {fuseAvailable, holdStoreRead} from '../helpers/mounts.js'
+import {holdStoreRead, skipWithoutFuse} from '../helpers/mounts.js'
 import {waitsIn} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project} from '../helpers/project.js'
 
@@ -88,10 +88,7 @@ describe('a command that cannot stop cleanly', function () {
   const bound = STOP_GRACE_MS + 8000
 
   before(function () {
-    if (!fuseAvailable()) {
-      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
-      this.skip()
-    }
+    skipWithoutFuse(this)
   })
 
   it('list reading from a hung mount: the interruption reported at once, then the end by SIGTERM once the grace is over', async () => {
@@ -215,10 +212,7 @@ describe("a FIFO planted under an object's name", () => {
 
 describe('a local store on a mount that hangs, without a signal', function () {
   before(function () {
-    if (!fuseAvailable()) {
-      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
-      this.skip()
-    }
+    skipWithoutFuse(this)
   })
 
   it('list fails as a stall of the store (exit 7) after DIVIO_BACKUP_STALL_SECONDS, reported while the read hangs', async () => {
@@ -246,10 +240,7 @@ describe('a local store on a mount that hangs, without a signal', function () {
 
 describe('a store on a mount that stops answering altogether', function () {
   before(function () {
-    if (!fuseAvailable()) {
-      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
-      this.skip()
-    }
+    skipWithoutFuse(this)
   })
 
   // Every call into the mount waits, from the config's check that the store is not in the media

@@ -6,7 +6,7 @@ import {join, relative} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
-import {fuseAvailable, holdStoreRead} from '../helpers/mounts.js'
+import {holdStoreRead, skipWithoutFuse} from '../helpers/mounts.js'
 import {waitsIn} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
 
@@ -87,10 +87,7 @@ async function backedUp(format: 'packs' | 'tar', files = 0) {
  */
 describe('reading commands interrupted part-way through a backup', function () {
   before(function () {
-    if (!fuseAvailable()) {
-      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
-      this.skip()
-    }
+    skipWithoutFuse(this)
   })
 
   // One signal a format: both go to the same handler. A small tree is written with the thread pool's
@@ -197,10 +194,7 @@ describe('reading commands interrupted part-way through a backup', function () {
  */
 describe('restores killed with SIGKILL part-way', function () {
   before(function () {
-    if (!fuseAvailable()) {
-      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
-      this.skip()
-    }
+    skipWithoutFuse(this)
   })
 
   for (const format of ['tar', 'packs'] as const) {

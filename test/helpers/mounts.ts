@@ -18,6 +18,13 @@ export function mountTmpfs(context: Mocha.Context, folder: string, options: stri
 /** The Python that has python3-fuse, for the suite's FUSE file systems (test/fixtures/*fs.py). */
 export const SYSTEM_PYTHON = '/usr/bin/python3'
 
+/** Skips the suite that calls it, saying why, where FUSE file systems cannot be mounted. */
+export function skipWithoutFuse(context: Mocha.Context): void {
+  if (fuseAvailable()) return
+  console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
+  context.skip()
+}
+
 /** Whether this machine can mount the suite's FUSE file systems (python3-fuse, fusermount and /dev/fuse). */
 export function fuseAvailable(): boolean {
   return (

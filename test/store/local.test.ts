@@ -21,7 +21,7 @@ import {BackupError} from '../../src/errors.js'
 import {giveBack} from '../../src/lib/buffer-loan.js'
 import {LocalStore} from '../../src/store/local.js'
 import {ObjectNotFoundError, ObjectUnreadableError} from '../../src/store/port.js'
-import {fuseAvailable, holdStoreRead} from '../helpers/mounts.js'
+import {holdStoreRead, skipWithoutFuse} from '../helpers/mounts.js'
 import {collect} from '../helpers/tools.js'
 import {storeContract} from './contract.js'
 
@@ -228,10 +228,7 @@ describe('local store on a mount that hangs', function () {
   ]
 
   before(function () {
-    if (!fuseAvailable()) {
-      console.log('      (skipped: needs /dev/fuse and python3-fuse: apt-get install -y python3-fuse fuse3)')
-      this.skip()
-    }
+    skipWithoutFuse(this)
   })
 
   async function hungStore(run: (root: string, mount: Awaited<ReturnType<typeof holdStoreRead>>) => Promise<void>) {

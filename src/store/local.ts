@@ -6,12 +6,13 @@ import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError} from '../errors.js'
-import {BufferLender, giveBack} from '../lib/buffer-loan.js'
+import {BufferLender} from '../lib/buffer-loan.js'
 import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
-import {unanswered} from '../lib/stall.js'
+import {BoundedCalls, closeOnceSettled, settling} from './bounded-calls.js'
 import {putFileAsStream} from './file-source.js'
+import {LocalReadStream} from './local-read-stream.js'
 import {
   assertValidKey,
   ObjectInfo,
@@ -23,8 +24,6 @@ import {
 } from './port.js'
 
 const PARTIAL_MARKER = '.partial-'
-const READ_CHUNK = 1024 * 1024
-const FIRST_READ = 16 * 1024
 /** Folders listed and files stat'ed at once while listing. */
 const PARALLEL_READS = 32
 
@@ -57,8 +56,8 @@ export interface LocalStoreOptions extends StoreCallOptions {
 export class LocalStore implements Store {
   readonly description: string
   readonly local = true
-  /** The calls in flight that the signal fails (see call). */
-  private readonly calls = new Set<(error: unknown) => void>()
+  /** Every call into the file system, bounded by the signal and the stall timeout. */
+  private readonly calls: BoundedCalls
   /**
    * Full-size read buffers given back, shared by the files this store reads: a packed download or
    * restore reads one pack after another, and each pack's stream made its own (161 MiB of new buffers
@@ -73,21 +72,14 @@ export class LocalStore implements Store {
     private readonly options: LocalStoreOptions = {},
   ) {
     this.description = root
-    const {signal} = options
-    signal?.addEventListener(
-      'abort',
-      () => {
-        for (const fail of this.calls) fail(signal.reason)
-      },
-      {once: true},
-    )
+    this.calls = new BoundedCalls(`the store folder ${root}`, options)
   }
 
   async delete(key: string): Promise<void> {
     assertValidKey(key)
     if (!(await this.rootHoldsObjects())) return
     try {
-      await this.call('a delete', rm(this.pathOf(key), {force: true}))
+      await this.calls.run('a delete', rm(this.pathOf(key), {force: true}))
     } catch (error) {
       // A path through a file cannot hold the object: it is as absent as a missing one.
       if ((error as NodeJS.ErrnoException).code === 'ENOTDIR') return
@@ -105,7 +97,7 @@ export class LocalStore implements Store {
       // Non-blocking: opening a FIFO planted under an object's name would otherwise wait for a writer,
       // and hold the command (SIGTERM included) for good.
       // eslint-disable-next-line no-bitwise -- open(2) flags; no string flag says O_NONBLOCK
-      handle = await this.call('an open', open(this.pathOf(key), constants.O_RDONLY | constants.O_NONBLOCK))
+      handle = await this.calls.run('an open', open(this.pathOf(key), constants.O_RDONLY | constants.O_NONBLOCK))
     } catch (error) {
       if (isMissing(error)) throw new ObjectNotFoundError(key)
       throw error
@@ -114,7 +106,7 @@ export class LocalStore implements Store {
     // Only a regular file is an object: a FIFO's read would never end, nor would a device's that a
     // link leads to (/dev/zero). Something else under an object's name is unreadable, as good as missing.
     const statting = settling(handle.stat())
-    const info = await this.call('a stat', statting.work).catch(async (error: unknown) => {
+    const info = await this.calls.run('a stat', statting.work).catch(async (error: unknown) => {
       await closeOnceSettled(handle, statting)
       throw error
     })
@@ -123,14 +115,14 @@ export class LocalStore implements Store {
       throw new ObjectUnreadableError(key, `${this.pathOf(key)} is ${kindOf(info)}, not a regular file`)
     }
 
-    return new FileSource(handle, this.fullReads, (read) => this.call('a read', read))
+    return new LocalReadStream(handle, this.fullReads, (read) => this.calls.run('a read', read))
   }
 
   async isEmpty(): Promise<boolean> {
     if (!(await this.rootExists())) return true
-    const folder = await this.call('a listing', opendir(this.root))
+    const folder = await this.calls.run('a listing', opendir(this.root))
     const reading = settling(folder.read())
-    const first = await this.call('a listing', reading.work).catch(async (error: unknown) => {
+    const first = await this.calls.run('a listing', reading.work).catch(async (error: unknown) => {
       await closeOnceSettled(folder, reading)
       throw error
     })
@@ -158,8 +150,8 @@ export class LocalStore implements Store {
         callback(null, chunk)
       },
     })
-    if (!(await this.rootExists())) await this.call('a new folder', makeFolders(this.root))
-    const handle = await this.call('a new file', openPartial(folder, partial))
+    if (!(await this.rootExists())) await this.calls.run('a new folder', makeFolders(this.root))
+    const handle = await this.calls.run('a new file', openPartial(folder, partial))
     try {
       try {
         await pipeline(source, counter, fileSink(handle, {syncs: true}), {signal: options.signal})
@@ -167,13 +159,13 @@ export class LocalStore implements Store {
         await handle.close()
       }
 
-      await this.call('a flush', syncPath(partial))
-      await this.call('a rename', rename(partial, target))
-      await this.call('a flush', syncPath(folder))
+      await this.calls.run('a flush', syncPath(partial))
+      await this.calls.run('a rename', rename(partial, target))
+      await this.calls.run('a flush', syncPath(folder))
       return {bytes}
     } catch (error) {
       // Best effort, and bounded like the rest: a partial file left behind is prune's to collect.
-      await this.call('a delete', rm(partial, {force: true})).catch(() => {})
+      await this.calls.run('a delete', rm(partial, {force: true})).catch(() => {})
       throw error
     }
   }
@@ -186,45 +178,12 @@ export class LocalStore implements Store {
     assertValidKey(key)
     if (!(await this.rootExists())) return undefined
     try {
-      const info = await this.call('a stat', stat(this.pathOf(key)))
+      const info = await this.calls.run('a stat', stat(this.pathOf(key)))
       return info.isFile() ? {bytes: info.size, key, modifiedAt: storeTime(info)} : undefined
     } catch (error) {
       if (isMissing(error)) return undefined
       throw error
     }
-  }
-
-  /**
-   * `work`, failing as a stall of this store once it has not answered for the stall timeout, or with
-   * the signal's reason when it aborts. One listener on the signal for the store, not one a call: a
-   * listing has dozens of calls in flight.
-   */
-  private call<T>(what: string, work: Promise<T>): Promise<T> {
-    const {signal, stallTimeoutMs} = this.options
-    if (signal === undefined && stallTimeoutMs === undefined) return work
-    if (signal?.aborted) return Promise.reject(signal.reason)
-    return new Promise<T>((resolve, reject) => {
-      const settle = () => {
-        clearTimeout(timer)
-        this.calls.delete(fail)
-      }
-
-      const fail = (error: unknown) => {
-        settle()
-        reject(error)
-      }
-
-      const timer =
-        stallTimeoutMs === undefined
-          ? undefined
-          : setTimeout(() => fail(unanswered(`the store folder ${this.root}`, what, stallTimeoutMs)), stallTimeoutMs)
-      timer?.unref()
-      this.calls.add(fail)
-      work.then((value) => {
-        settle()
-        resolve(value)
-      }, fail)
-    })
   }
 
   private pathOf(key: string): string {
@@ -235,7 +194,7 @@ export class LocalStore implements Store {
     let current = folder
     while (current.startsWith(this.root + sep)) {
       try {
-        await this.call('a delete', rmdir(current))
+        await this.calls.run('a delete', rmdir(current))
       } catch {
         return
       }
@@ -253,7 +212,7 @@ export class LocalStore implements Store {
     if (this.rootChecked) return true
     let info
     try {
-      info = await this.call('a stat', stat(this.root))
+      info = await this.calls.run('a stat', stat(this.root))
     } catch (error) {
       const {code} = error as NodeJS.ErrnoException
       if (code === 'ENOENT' && this.options.createRoot) return false
@@ -288,7 +247,7 @@ export class LocalStore implements Store {
   private async *walk(relative: string, prefix: string): AsyncIterable<ObjectInfo> {
     let entries: Dirent[]
     try {
-      entries = await this.call(
+      entries = await this.calls.run(
         'a listing',
         readdir(relative === '' ? this.root : this.pathOf(relative), {withFileTypes: true}),
       )
@@ -320,7 +279,7 @@ export class LocalStore implements Store {
             return objects
           }
 
-          const info = await this.call('a stat', stat(this.pathOf(key))).catch((error: unknown) => {
+          const info = await this.calls.run('a stat', stat(this.pathOf(key))).catch((error: unknown) => {
             // Gone (or unreadable) since the listing is no object; a stall or an interruption is the command's.
             if (error instanceof BackupError || this.options.signal?.aborted) throw error
           })
@@ -367,91 +326,6 @@ function isMissing(error: unknown): boolean {
  */
 function storeTime(info: {ctimeMs: number; mtimeMs: number}): Date {
   return new Date(Math.max(info.mtimeMs, info.ctimeMs))
-}
-
-/**
- * Reads a file in chunks lent (buffer-loan.ts): a chunk given back reads a later one. The first read
- * is small and each full one doubles the next, up to READ_CHUNK: most objects read whole are small
- * (manifests), and a buffer of READ_CHUNK for each of a thousand of them made V8 collect its whole
- * heap dozens of times in a `list`. A full-size buffer that another file of the store gave back
- * (`fullReads`) is used at once, since it costs nothing new. The file is closed before the stream says 'close', so nothing of it is
- * open once a command is done.
- */
-class FileSource extends Readable {
-  private readonly lender = new BufferLender(4)
-  private nextRead = FIRST_READ
-  private reading: undefined | {settled(): boolean}
-
-  constructor(
-    private readonly handle: FileHandle,
-    private readonly fullReads: BufferLender,
-    /** The store's bound on a call (LocalStore.call). */
-    private readonly bounded: <T>(read: Promise<T>) => Promise<T>,
-  ) {
-    super({highWaterMark: READ_CHUNK})
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    // A read that stalled, or that SIGINT/SIGTERM gave up on, still waits in the kernel, and the
-    // close would wait for it: the error is the stream's now, and the file closes when the read ends.
-    if (this.reading?.settled() === false) {
-      this.handle.close().catch(() => {})
-      callback(error)
-      return
-    }
-
-    this.handle.close().then(
-      () => callback(error),
-      (closeError: Error) => callback(error ?? closeError),
-    )
-  }
-
-  override _read(): void {
-    const shared = this.fullReads.borrowBack()
-    const wanted = shared === undefined ? this.nextRead : READ_CHUNK
-    const lender = wanted === READ_CHUNK ? this.fullReads : this.lender
-    const spare = shared ?? this.lender.borrowBack()
-    const buffer =
-      spare !== undefined && spare.byteLength >= wanted ? Buffer.from(spare) : Buffer.allocUnsafeSlow(wanted)
-    const reading = settling(this.handle.read(buffer, 0, wanted, null))
-    this.reading = reading
-    this.bounded(reading.work).then(
-      ({bytesRead}) => {
-        if (this.destroyed) return
-        if (bytesRead === wanted) this.nextRead = Math.min(2 * wanted, READ_CHUNK)
-        const chunk = lender.lend(buffer.subarray(0, bytesRead))
-        if (bytesRead > 0) {
-          this.push(chunk)
-          return
-        }
-
-        // The end: the buffer read nothing, and goes back for the next file.
-        giveBack(chunk)
-        this.push(null)
-      },
-      (error: Error) => this.destroy(error),
-    )
-  }
-}
-
-/** `work`, and whether it has settled: a call that a stall or a signal gave up on may still wait in the kernel. */
-function settling<T>(work: Promise<T>): {settled(): boolean; work: Promise<T>} {
-  let settled = false
-  const mark = () => {
-    settled = true
-  }
-
-  work.then(mark, mark)
-  return {settled: () => settled, work}
-}
-
-/**
- * Closes a file or folder after a call on it failed. A call that is still waiting in the kernel would
- * hold the close too: the file then closes in the background, once the call ends.
- */
-async function closeOnceSettled(opened: {close(): Promise<void>}, call: {settled(): boolean}): Promise<void> {
-  if (call.settled()) await opened.close()
-  else opened.close().catch(() => {})
 }
 
 function kindOf(info: Stats): string {

@@ -28,6 +28,7 @@ export type ExitCodeValue = (typeof ExitCode)[keyof typeof ExitCode]
 export type ErrorCode =
   | 'BACKUP_FAILED'
   | 'BACKUP_NOT_FOUND'
+  | 'CLOCK_UNTRUSTED'
   | 'CONFIG_INVALID'
   | 'CONFIG_NOT_FOUND'
   | 'CONFIG_VARIABLE_UNSET'

@@ -1,7 +1,7 @@
 import {tmpdir} from 'node:os'
 
 import {loadEnvironment} from '../config/load.js'
-import {clockFrom} from '../lib/clock.js'
+import {clockFrom, isSystemClock} from '../lib/clock.js'
 import {traceProcesses} from '../lib/process.js'
 import {stallTimeoutMs} from '../lib/stall.js'
 import {hookTimeoutMs} from '../proof/hooks.js'
@@ -46,6 +46,7 @@ export function serviceSetup(parts: {
     reporter,
     signal: parts.signal,
     stallTimeoutMs: stallTimeoutMs(variables),
+    systemClock: isSystemClock(variables),
     variables,
   }
 }
@@ -69,6 +70,7 @@ export async function serviceContext(setup: ServiceSetup, request: ContextReques
     stallTimeoutMs: setup.stallTimeoutMs,
     statePath: stateFilePath(variables),
     store: openStore(env.store, env.root, {signal: setup.signal, stallTimeoutMs: setup.stallTimeoutMs}),
+    systemClock: setup.systemClock,
     tempRoot: tempRootOf(variables),
     toolVersion: request.toolVersion,
   }

@@ -16,3 +16,8 @@ export function clockFrom(variables: NodeJS.ProcessEnv): () => Date {
 
   return () => new Date(instant)
 }
+
+/** Whether the commands read the system clock: not a simulation's DIVIO_BACKUP_NOW, which no store's clock agrees with. */
+export function isSystemClock(variables: NodeJS.ProcessEnv): boolean {
+  return !variables.DIVIO_BACKUP_NOW
+}

@@ -24,6 +24,11 @@ export interface Catalog {
   damaged: DamagedBackup[]
   /** Newest first. Backups without a manifest: still being written, or abandoned. */
   incomplete: IncompleteBackup[]
+  /**
+   * By backup id, the newest time the store gave any of its objects: for a complete backup, its
+   * commit. By the store's clock, which is this machine's for a folder (see Store.ownClock).
+   */
+  storedAt: ReadonlyMap<string, Date>
 }
 
 export function environmentPrefix(app: string, environment: string): string {
@@ -88,7 +93,9 @@ export async function readCatalog(
   const damaged: DamagedBackup[] = []
   const incomplete: IncompleteBackup[] = []
   const manifests: Array<{id: string; objects: ObjectInfo[]; pinned: boolean; receipts: string[]}> = []
+  const storedAt = new Map<string, Date>()
   for (const [id, objects] of groups) {
+    storedAt.set(id, new Date(Math.max(...objects.map((object) => object.modifiedAt.getTime()))))
     const names = new Set(objects.map((object) => object.key.slice(prefix.length + id.length + 1)))
     const pinned = names.has(PIN_NAME)
     if (names.has(MANIFEST_NAME)) {
@@ -100,7 +107,7 @@ export async function readCatalog(
         createdAt: timeOfBackupId(id),
         environment,
         id,
-        lastModifiedAt: new Date(Math.max(...objects.map((object) => object.modifiedAt.getTime()))),
+        lastModifiedAt: storedAt.get(id)!,
         objects: objects.map((object) => object.key),
         pinned,
       })
@@ -155,7 +162,7 @@ export async function readCatalog(
   complete.sort((a, b) => newestFirst(a.manifest, b.manifest))
   incomplete.sort((a, b) => b.id.localeCompare(a.id))
   damaged.sort((a, b) => b.id.localeCompare(a.id))
-  return {complete, damaged, incomplete}
+  return {complete, damaged, incomplete, storedAt}
 }
 
 function sameMembers(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {

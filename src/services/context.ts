@@ -36,6 +36,8 @@ export interface ServiceSetup {
   reporter: Reporter
   signal: AbortSignal
   stallTimeoutMs: number
+  /** Whether `now` is the system clock (see BackupContext.systemClock). */
+  systemClock?: boolean
   variables: NodeJS.ProcessEnv
 }
 
@@ -53,6 +55,11 @@ export interface BackupContext {
   /** This machine's memory of the stores it has seen (services/machine-state.ts). */
   statePath: string
   store: Store
+  /**
+   * Whether `now` is the system clock, which a store's own clock can vouch for (services/clock.ts):
+   * not when DIVIO_BACKUP_NOW sets it for a simulation. Unset: not compared with the store's.
+   */
+  systemClock?: boolean
   /** Where snapshots are staged before upload (TMPDIR by default). */
   tempRoot: string
   toolVersion: string

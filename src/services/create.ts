@@ -331,10 +331,12 @@ async function takeAndApplyRetention(context: BackupContext, options: CreateOpti
   const view = await createBackup(context, options)
   try {
     const removedByRetention = await timedStage(context.reporter, 'retention', () =>
-      retentionAfterCreate(context, options.trigger),
+      retentionAfterCreate(context, options.trigger, view.id),
     )
     return {...view, removedByRetention}
   } catch (error) {
+    // It says the backup is complete, and what to check.
+    if (error instanceof BackupError && error.code === 'CLOCK_UNTRUSTED') throw error
     throw new BackupError(
       'BACKUP_FAILED',
       `Backup ${view.id} is complete, but applying retention afterwards failed: ${(error as Error).message}`,

@@ -6,6 +6,7 @@ import {sweepStaleStaging} from '../lib/staging.js'
 import {collectPacks, PackCollectionResult, RepackResult} from '../media-format/packs/collection.js'
 import {repackPacks} from '../media-format/packs/repack.js'
 import {Catalog, catalogOf} from './catalog.js'
+import {assertClockTrusted} from './clock.js'
 import {BackupContext} from './context.js'
 import {deleteBackup} from './delete.js'
 
@@ -96,6 +97,11 @@ export function planPrune(context: BackupContext, catalog: Catalog): PruneResult
 export async function readPrunePlan(context: BackupContext, options: {dryRun?: boolean} = {}): Promise<PruneResult> {
   if (!options.dryRun) await sweepStaleStaging(context.tempRoot)
   const catalog = await catalogOf(context)
+  assertClockTrusted(
+    context,
+    catalog,
+    options.dryRun ? 'Prune cannot say what retention would remove' : 'Prune removed nothing',
+  )
   const plan = planPrune(context, catalog)
   const removing = new Set(plan.remove.map((decision) => decision.id))
   const packs = await collectPacks(context, catalog, {dryRun: true, removing})
@@ -157,13 +163,24 @@ async function repack(
 
 /**
  * The retention run that follows a successful create: the policy of that trigger only, so that an
- * on-demand backup never causes scheduled ones to be deleted, and the reverse.
+ * on-demand backup never causes scheduled ones to be deleted, and the reverse. `created`: the backup
+ * just committed, whose time in the store checks the clock too. Nothing is deleted on a clock that
+ * cannot be trusted (services/clock.ts).
  */
 export async function retentionAfterCreate(
   context: BackupContext,
   trigger: 'on-demand' | 'scheduled',
+  created?: string,
 ): Promise<PruneDecision[]> {
   const catalog = await catalogOf(context)
+  assertClockTrusted(
+    context,
+    catalog,
+    created === undefined
+      ? 'Retention was not applied'
+      : `Backup ${created} is complete, but retention was not applied`,
+    created,
+  )
   const triggers = new Map(catalog.complete.map(({manifest}) => [manifest.id, manifest.trigger]))
   const removals = decideRetention(context, catalog).remove.filter(({id}) => triggers.get(id) === trigger)
   for (const {id} of removals) await deleteBackup(context, id)

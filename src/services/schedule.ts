@@ -3,6 +3,7 @@ import {currentSlot, nextSlot, Schedule} from '../domain/schedule.js'
 import {BackupError} from '../errors.js'
 import {HookOutcome} from '../proof/hooks.js'
 import {catalogOf} from './catalog.js'
+import {clockDoubt, untrustedClock} from './clock.js'
 import {BackupContext} from './context.js'
 import {createBackup} from './create.js'
 import {drillBackup, DrillResult} from './drill.js'
@@ -77,11 +78,20 @@ async function tick(
 ): Promise<Omit<ScheduleRunResult, 'notifications'>> {
   const slot = currentSlot(scheduleOf(context), context.now())
   const catalog = await catalogOf(context)
+  const doubt = clockDoubt(context, catalog)
+  if (doubt !== undefined) {
+    // The slot is the clock's: on a clock behind the store's history every slot seems to hold a
+    // backup, and the tick would take none and succeed, hour after hour. The data comes first: take
+    // one, apply nothing the clock decides, and fail, so that whoever watches the job sees it.
+    const taken = await take(context)
+    throw untrustedClock(`Took backup ${taken.id}, but applied neither the schedule's slot nor retention`, doubt)
+  }
+
   const existing = catalog.complete.find(
     ({manifest}) => manifest.trigger === 'scheduled' && Date.parse(manifest.createdAt) >= slot.getTime(),
   )
   const taken = existing ? null : await take(context)
-  const removed = await retentionAfterCreate(context, 'scheduled')
+  const removed = await retentionAfterCreate(context, 'scheduled', taken?.id)
   const every = context.env.drill?.every
   const drill = options.drill || every ? await drillNewestScheduled(context, options.drill ? undefined : every) : null
   return {drill, existing: existing?.manifest.id ?? null, removed, slot: slot.toISOString(), taken}

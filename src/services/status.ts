@@ -6,6 +6,7 @@ import {Freshness, freshnessOf} from '../proof/freshness.js'
 import {renderMetrics} from '../proof/metrics.js'
 import {openStore} from '../store/index.js'
 import {readCatalog} from './catalog.js'
+import {clockDoubt} from './clock.js'
 import {ServiceSetup} from './context.js'
 import {lastDrills} from './list.js'
 import {storeCall} from './store-setup.js'
@@ -24,6 +25,11 @@ export interface StatusOptions {
 /** One environment in `status --json`. */
 export interface EnvironmentStatus extends Partial<Freshness> {
   app: string
+  /**
+   * Why this machine's clock cannot be trusted with the environment (services/clock.ts): its backups'
+   * ages cannot be judged, and with --max-age it is late.
+   */
+  clock?: string
   environment: string
   /** Why the environment could not be read (its config, or its store); then nothing else is known. */
   error?: {code: string; message: string}
@@ -104,7 +110,10 @@ async function statusOf(
       (async () => readCatalog(store, {app: env.app, environment: env.name}, await keys.trustedWriters()))(),
     )
     const drills = await storeCall(context, 'a read', lastDrills({keys, store}, catalog))
-    return {...row, ...freshnessOf(catalog, now, maxAgeSeconds, drills)}
+    const freshness = freshnessOf(catalog, now, maxAgeSeconds, drills)
+    const clock = clockDoubt({now: () => now, store, systemClock: setup.systemClock}, catalog)
+    if (clock === undefined) return {...row, ...freshness}
+    return {...row, ...freshness, clock, ...(maxAgeSeconds === undefined ? {} : {late: true})}
   } catch (error) {
     if (setup.signal.aborted) throw error
     return {...row, error: errorOf(error), ...(maxAgeSeconds === undefined ? {} : {late: true})}

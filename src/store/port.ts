@@ -99,6 +99,13 @@ export interface Store {
    */
   readonly minimumStorageDays?: number
   /**
+   * True when the times the store gives objects come from a clock of its own, which no one can set from
+   * here (S3's LastModified): commands that decide by the clock then check this machine's against it
+   * (domain/clock-check.ts). A folder's file times come from this machine's kernel, and anyone who can
+   * write the folder can set an mtime.
+   */
+  readonly ownClock?: boolean
+  /**
    * A URL that reads the object with a plain HTTP GET, without credentials, until `expiresInSeconds`
    * have passed (S3: a presigned GetObject). Only stores that can give such links implement it; the
    * URL is a bearer credential for that one object, so it is for the user, never for logs.

@@ -32,6 +32,7 @@ export class S3Store implements Store {
   readonly description: string
   readonly local = false
   readonly minimumStorageDays: number
+  readonly ownClock = true
   private clientPromise: Promise<S3Client> | undefined
   /** The part buffers of this store's uploads, in one budget (a packed backup uploads up to three packs at once). */
   private readonly parts = new PartBudget()

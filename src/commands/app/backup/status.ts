@@ -65,10 +65,11 @@ With --max-age it is a dead man's switch for cron and monitors: it exits 1 when 
     // With --json, stdout is the JSON result alone; --output still gets the metrics.
     else if (flags.output === undefined && !this.jsonEnabled()) process.stdout.write(renderMetrics(result.environments))
 
-    const late = result.environments.filter((status) => status.late === true || status.error !== undefined)
-    if (!result.ok && !this.jsonEnabled()) {
-      for (const status of late) process.stderr.write(`${lateLine(status, flags['max-age'])}\n`)
-    }
+    // What is late or unreadable fails the check and is said; a clock that cannot be trusted is said always.
+    const said = result.environments.filter(
+      (status) => status.clock !== undefined || (!result.ok && (status.late === true || status.error !== undefined)),
+    )
+    if (!this.jsonEnabled()) for (const status of said) process.stderr.write(`${lateLine(status, flags['max-age'])}\n`)
 
     // A dead man's switch: late or unknown is 1. Without --max-age an unreadable store is still a
     // failure, with the exit code of an unreachable store.
@@ -82,6 +83,7 @@ With --max-age it is a dead man's switch for cron and monitors: it exits 1 when 
 function lateLine(status: StatusResult['environments'][number], maxAge?: string): string {
   const name = `${status.app}/${status.environment}`
   if (status.error) return `Error: ${name}: ${status.error.message}`
+  if (status.clock) return `${status.late ? 'Late' : 'Warning'}: ${name}'s freshness cannot be judged: ${status.clock}.`
   if (status.newest === null || status.newest === undefined) return `Late: ${name} has no complete backup.`
   return `Late: ${name}'s newest complete backup is ${formatDuration(status.newest.ageSeconds)} old, older than --max-age ${maxAge}.`
 }

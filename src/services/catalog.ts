@@ -6,6 +6,7 @@ import {
   UNSIGNED_WRITER,
 } from '../domain/authenticity.js'
 import {CompleteBackup, DamagedBackup, IncompleteBackup} from '../domain/backup.js'
+import {countOf, formatInstant} from '../domain/format.js'
 import {isBackupId, newestFirst, timeOfBackupId} from '../domain/ids.js'
 import {Manifest, MANIFEST_NAME, parseManifest, PIN_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
@@ -252,6 +253,31 @@ export function findBackup(catalog: Catalog, reference: string, trustWriters: re
   throw new BackupError('BACKUP_NOT_FOUND', `No backup "${reference}".`, {
     suggestion: '`divio app backup list` shows the backups of this environment.',
   })
+}
+
+/**
+ * findBackup, and for `latest`, a notice of the newer backups it passed over because they could not be
+ * authenticated: on a machine that has not seen them (a new one, restoring after a loss) nothing else
+ * would say that "latest" is not the newest backup committed. Not a refusal, since anyone who can write
+ * the store could plant such a backup.
+ */
+export function findBackupFor(
+  context: Pick<BackupContext, 'reporter'>,
+  catalog: Catalog,
+  reference: string,
+  trustWriters: readonly string[] = [],
+): CompleteBackup {
+  const found = findBackup(catalog, reference, trustWriters)
+  if (reference !== 'latest') return found
+  const {id} = found.manifest
+  const taken = Date.parse(found.manifest.createdAt)
+  const newer = catalog.damaged.filter((backup) => backup.createdAt.getTime() > taken).map((backup) => backup.id)
+  if (newer.length === 0) return found
+  const named = newer.length > 3 ? `${newer.slice(0, 3).join(', ')} and ${newer.length - 3} more` : newer.join(', ')
+  context.reporter.notice(
+    `"latest" is ${id}, taken ${formatInstant(found.manifest.createdAt)}: ${countOf(newer.length, 'newer backup')} could not be authenticated and ${newer.length === 1 ? 'was' : 'were'} passed over (${named}). \`divio app backup verify ID\` says why.`,
+  )
+  return found
 }
 
 function trustedDamaged(backup: DamagedBackup, trustWriters: readonly string[]): CompleteBackup {

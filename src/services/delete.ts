@@ -1,6 +1,6 @@
 import {MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
-import {catalogOf, environmentPrefix, findBackup} from './catalog.js'
+import {catalogOf, environmentPrefix, findBackupFor} from './catalog.js'
 import {BackupContext} from './context.js'
 import {forgetDeleted} from './machine-state.js'
 
@@ -29,7 +29,7 @@ export async function resolveForDelete(
     })
   }
 
-  const backup = findBackup(catalog, reference)
+  const backup = findBackupFor(context, catalog, reference)
   return {id: backup.manifest.id, pinned: backup.pinned, status: 'complete'}
 }
 

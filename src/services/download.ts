@@ -10,7 +10,7 @@ import {syncPath} from '../lib/fsync.js'
 import {makeStagingDir, removeStagingDir, tempFolderError} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject, StoredMedia} from '../media-format/port.js'
-import {Catalog, catalogOf, findBackup} from './catalog.js'
+import {Catalog, catalogOf, findBackupFor} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
@@ -40,7 +40,7 @@ export async function downloadBackup(
   cwd: string,
   options: DownloadOptions,
 ): Promise<FilesResult> {
-  const {manifest} = options.manifest ?? findDownloadable(await catalogOf(context), options.reference)
+  const {manifest} = options.manifest ?? findDownloadable(context, await catalogOf(context), options.reference)
   const outputDir = resolve(cwd, options.outputDir ?? `backup-${manifest.id}`)
   const plan = planFiles(manifest, options)
   if (plan.length === 1) {
@@ -195,9 +195,13 @@ async function exists(path: string): Promise<boolean> {
   )
 }
 
-function findDownloadable(catalog: Catalog, reference: string): {manifest: Manifest} {
+function findDownloadable(
+  context: Pick<BackupContext, 'reporter'>,
+  catalog: Catalog,
+  reference: string,
+): {manifest: Manifest} {
   try {
-    return findBackup(catalog, reference)
+    return findBackupFor(context, catalog, reference)
   } catch (error) {
     if (!(error instanceof BackupError) || error.code !== 'INTEGRITY') throw error
     throw new BackupError(error.code, `${error.message} No files were written.`, {

@@ -15,7 +15,7 @@ import {makeStagingDir, removeStagingDir, sweepStaleStaging} from '../lib/stagin
 import {compareFacts} from '../proof/compare.js'
 import {DrillCheck, DrillReceipt, receiptName, signReceipt} from '../proof/receipt.js'
 import {openScratch} from '../proof/scratch/index.js'
-import {catalogOf, findBackup, objectKey} from './catalog.js'
+import {catalogOf, findBackupFor, objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
 import {downloadBackup, extensionOf} from './download.js'
 import {putSmallObject} from './objects.js'
@@ -43,7 +43,7 @@ export interface DrillResult extends DrillReceipt {
 export async function drillBackup(context: BackupContext, options: DrillOptions): Promise<DrillResult> {
   const startedAt = context.now()
   const started = performance.now()
-  const {manifest} = findBackup(await catalogOf(context), options.reference)
+  const {manifest} = findBackupFor(context, await catalogOf(context), options.reference)
   const {database} = manifest.components
   const given = scratchDatabase(context, options.scratchUrl)
   const writer = await context.keys.writerKey(startedAt)

@@ -1,7 +1,7 @@
 import {BackupView} from '../domain/backup.js'
 import {objectsOf} from '../domain/manifest.js'
 import {storedMedia} from '../media-format/index.js'
-import {catalogOf, findBackup} from './catalog.js'
+import {catalogOf, findBackupFor} from './catalog.js'
 import {BackupContext} from './context.js'
 import {lastDrills, viewsOf} from './list.js'
 
@@ -21,7 +21,7 @@ export interface Inspection {
 
 export async function inspectBackup(context: BackupContext, reference: string): Promise<Inspection> {
   const catalog = await catalogOf(context)
-  const {manifest} = findBackup(catalog, reference)
+  const {manifest} = findBackupFor(context, catalog, reference)
   const siblings = viewsOf(context, catalog, {all: false}, await lastDrills(context, catalog))
   const view = siblings.find((candidate) => candidate.id === manifest.id)!
   const {database} = manifest.components

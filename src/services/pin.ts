@@ -1,6 +1,6 @@
 import {BackupView} from '../domain/backup.js'
 import {PIN_NAME} from '../domain/manifest.js'
-import {catalogOf, findBackup, objectKey} from './catalog.js'
+import {catalogOf, findBackupFor, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {viewsOf} from './list.js'
 import {putSmallObject} from './objects.js'
@@ -14,7 +14,7 @@ export interface PinResult extends BackupView {
 export async function setPinned(context: BackupContext, reference: string, pinned: boolean): Promise<PinResult> {
   const {app, name} = context.env
   const catalog = await catalogOf(context)
-  const backup = findBackup(catalog, reference)
+  const backup = findBackupFor(context, catalog, reference)
   if (backup.pinned === pinned) {
     const view = viewsOf(context, catalog, {all: false}).find(({id}) => id === backup.manifest.id)!
     return {...view, changed: false}

@@ -5,7 +5,7 @@ import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
-import {Catalog, catalogOf, findBackup} from './catalog.js'
+import {Catalog, catalogOf, findBackupFor} from './catalog.js'
 import {BackupContext} from './context.js'
 import {acceptStoreState, checkForRollback} from './machine-state.js'
 
@@ -29,7 +29,7 @@ export async function planRestore(
 ): Promise<RestorePlan> {
   const catalog = await catalogOf(source)
   if (options.reference === 'latest') await refuseRollback(source, catalog, options.allowRollback === true)
-  const {manifest} = findBackup(catalog, options.reference, options.trustWriters)
+  const {manifest} = findBackupFor(source, catalog, options.reference, options.trustWriters)
   const {components} = manifest
   const database = options.database && components.database !== undefined
   const media = options.media && components.media !== undefined

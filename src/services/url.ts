@@ -2,7 +2,7 @@ import {objectsOf} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {storedMedia} from '../media-format/index.js'
 import {LinkTarget} from '../media-format/port.js'
-import {catalogOf, findBackup, objectKey} from './catalog.js'
+import {catalogOf, findBackupFor, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 
 /** The longest a link may live: SigV4 presigned URLs are valid for at most seven days. */
@@ -37,7 +37,7 @@ export async function backupUrls(
     })
   }
 
-  const {manifest} = findBackup(await catalogOf(context), reference)
+  const {manifest} = findBackupFor(context, await catalogOf(context), reference)
   const {app, environment, id} = manifest
   const expiresAt = new Date(context.now().getTime() + options.expiresInSeconds * 1000).toISOString()
   const sizes = new Map(objectsOf(manifest).map((object) => [object.name, object.bytes]))

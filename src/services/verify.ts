@@ -5,7 +5,7 @@ import {MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError, ErrorCode} from '../errors.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject} from '../media-format/port.js'
-import {catalogOf, findBackup} from './catalog.js'
+import {catalogOf, findBackupFor} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
@@ -36,7 +36,7 @@ export async function verifyBackup(
   const damaged = catalog.damaged.find((backup) => backup.id === reference)
   if (damaged) return damagedResult(damaged)
   try {
-    return await verifyManifest(context, findBackup(catalog, reference), options)
+    return await verifyManifest(context, findBackupFor(context, catalog, reference), options)
   } catch (error) {
     // A damaged backup found by prefix: report it like any other failed check.
     const prefixed = catalog.damaged.find((backup) => backup.id.startsWith(reference))

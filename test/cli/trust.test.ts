@@ -1,6 +1,7 @@
 import {expect} from 'chai'
 import {existsSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {cli, makeProject, Project, writerKeyFile} from '../helpers/project.js'
 
@@ -62,6 +63,41 @@ describe('trust: damaged and forged manifests', function () {
     const deleted = await cli(project, ['delete', damaged, '--confirm', 'local'])
     expect(deleted.status, deleted.stderr).to.equal(0)
     expect((await list(project)).map(({id}) => id)).to.deep.equal([good])
+  })
+
+  it('"latest" on a machine that has not seen the newer backups names those it passed over as damaged', async () => {
+    const project = makeProject()
+    const ids: string[] = []
+    for (let run = 0; run < 3; run++) {
+      const created = await cli(project, ['create', '--json'])
+      expect(created.status, created.stderr).to.equal(0)
+      ids.push((created.json() as {id: string}).id)
+      // Ids tell time to the second: the newer backups must be of a later one to be known as newer.
+      if (run === 0) await sleep(1100)
+    }
+
+    const [good, ...damaged] = ids
+    for (const id of damaged) {
+      const path = manifestPath(project, id)
+      writeFileSync(path, readFileSync(path, 'utf8').replace('"on-demand"', '"scheduled"'))
+    }
+
+    // A new machine, restoring after a loss: no memory of the backups it has seen to warn of a roll-back.
+    const newMachine = {DIVIO_BACKUP_STATE_FILE: join(project.root, 'new-machine-state.json')}
+    const notice = `"latest" is ${good}, taken `
+    const passedOver = `2 newer backups could not be authenticated and were passed over (${damaged.sort().reverse().join(', ')})`
+    for (const args of [
+      ['info', 'latest'],
+      ['download', 'latest', '--db-only', '-o', join(project.root, 'out')],
+      ['restore', 'latest', '--db-only', '--confirm', 'local', '--no-safety-backup'],
+    ]) {
+      const ran = await cli(project, args, newMachine)
+      expect(ran.status, ran.stderr).to.equal(0)
+      expect(ran.stderr, args[0]).to.contain(notice).and.to.contain(passedOver)
+    }
+
+    const named = await cli(project, ['info', good], newMachine)
+    expect(named.stderr, 'a backup named by its id needs no notice').to.not.contain('passed over')
   })
 
   it('an edited field (createdAt, trigger, note) breaks the signature: damaged, and prune does not act on it', async () => {

@@ -101,19 +101,38 @@ async function readConfigJson(configPath: string): Promise<unknown> {
   let text: string
   try {
     text = await readFile(configPath, 'utf8')
-  } catch {
-    throw new BackupError('CONFIG_NOT_FOUND', `Cannot read the config file ${configPath}.`, {
-      suggestion: 'Check the --config path, or run without --config to use .divio/backups.json.',
+  } catch (error) {
+    const {code} = error as NodeJS.ErrnoException
+    const why = code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a folder' : 'it does not exist'
+    throw new BackupError('CONFIG_NOT_FOUND', `Cannot read the config file ${configPath}: ${why}.`, {
+      suggestion:
+        code === 'EACCES'
+          ? `Let this user read it (ls -l '${configPath}'), or run as the user that owns it.`
+          : 'Check the --config path, or run without --config to use .divio/backups.json.',
     })
   }
 
+  // Editors on Windows start UTF-8 files with a byte order mark, which JSON.parse refuses.
+  const json = text.startsWith('\uFEFF') ? text.slice(1) : text
   try {
-    return JSON.parse(text)
+    return JSON.parse(json)
   } catch (error) {
-    throw new BackupError('CONFIG_INVALID', `${configPath} is not valid JSON: ${(error as Error).message}.`, {
-      suggestion: 'Fix the JSON syntax (a trailing comma or a missing quote is the usual cause).',
-    })
+    throw new BackupError(
+      'CONFIG_INVALID',
+      `${configPath} is not valid JSON: ${withLine((error as Error).message, json)}.`,
+      {
+        suggestion: 'Fix the JSON syntax (a trailing comma or a missing quote is the usual cause).',
+      },
+    )
   }
+}
+
+/** JSON.parse's message with the line and column of its position, which Node.js 20 gives only as an offset. */
+function withLine(message: string, text: string): string {
+  const position = /at position (\d+)$/.exec(message)
+  if (position === null) return message
+  const before = text.slice(0, Number(position[1])).split('\n')
+  return `${message} (line ${before.length} column ${before.at(-1)!.length + 1})`
 }
 
 /**

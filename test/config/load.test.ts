@@ -99,10 +99,36 @@ describe('config', () => {
     expect(badZone.message).to.match(/at environments\.live\.schedule\.timezone: not an IANA time zone/)
   })
 
-  it('rejects malformed JSON with a hint', async () => {
+  it('rejects malformed JSON with a hint, and the line and column of the fault', async () => {
     const error = await failure(() => loadEnvironment({cwd: project('{"app": "shop",}'), variables: {}}))
     expect(error.code).to.equal('CONFIG_INVALID')
     expect(error.suggestion).to.include('JSON syntax')
+    const trailing = await failure(() =>
+      loadEnvironment({
+        cwd: project('{\n  "app": "shop",\n  "environments": {"live": {"store": "b",}}\n}'),
+        variables: {},
+      }),
+    )
+    // Node.js 22 and later say the line themselves; 20 gives an offset, which is turned into one.
+    expect(trailing.message).to.match(/\(line 3 column 42\)\.$/)
+  })
+
+  it('reads a config that starts with a byte order mark, as editors on Windows save it', async () => {
+    const env = await loadEnvironment({
+      cwd: project(`\uFEFF${JSON.stringify(shop)}`),
+      variables: {DATABASE_URL: 'sqlite:////srv/live.sqlite3'},
+    })
+    expect(env).to.include({app: 'shop', name: 'live'})
+  })
+
+  it('says why a config file cannot be read: missing, a folder, or not readable by this user', async () => {
+    const root = project()
+    const missing = await failure(() => loadEnvironment({configPath: 'nope.json', cwd: root, variables: {}}))
+    expect(missing.message).to.equal(`Cannot read the config file ${join(root, 'nope.json')}: it does not exist.`)
+    mkdirSync(join(root, 'folder.json'))
+    const folder = await failure(() => loadEnvironment({configPath: 'folder.json', cwd: root, variables: {}}))
+    expect(folder.message).to.match(/: it is a folder\.$/)
+    expect(folder.suggestion).to.include('--config')
   })
 
   it('lists the known environments for an unknown one, and asks for -e when there are several and no default', async () => {

@@ -212,6 +212,7 @@ export function renderInfo(
     field('Created', formatInstant(info.createdAt)),
     field('Completed', info.completedAt ? formatInstant(info.completedAt) : '-'),
     field('Note', info.note ?? '-'),
+    ...(info.components.database ? [field('Database', databaseText(info.components.database))] : []),
     field('Retention', `${info.retention.keep ? 'keep' : 'remove'}: ${info.retention.reason}`),
     field('Kept until', keptUntilText),
     field('Drill', info.drill ? info.drill.summary : 'never drilled (`divio app backup drill`)'),
@@ -360,13 +361,16 @@ export function renderRestored(result: RestoreResult): string {
   ].join('\n')
 }
 
+/** `postgres 16 (custom)`: the engine, the server's major version where it has one, and the dump's format. */
+function databaseText(database: NonNullable<BackupView['components']['database']>): string {
+  return `${database.engine}${database.serverVersion === undefined ? '' : ` ${database.serverVersion}`} (${database.format})`
+}
+
 function componentLines(view: BackupView): string[] {
   const {database, media} = view.components
   return [
     ...(database
-      ? [
-          `  database  ${database.engine} (${database.format})  ${formatBytes(database.bytes)}  sha256 ${shortHash(database.sha256)}`,
-        ]
+      ? [`  database  ${databaseText(database)}  ${formatBytes(database.bytes)}  sha256 ${shortHash(database.sha256)}`]
       : []),
     ...(media
       ? [

@@ -10,7 +10,8 @@ export interface BackupView {
   app: string
   completedAt: null | string
   components: {
-    database?: {bytes: number; engine: string; format: string; sha256: string}
+    /** serverVersion: the major version of the server it was dumped from, where the engine has one. */
+    database?: {bytes: number; engine: string; format: string; serverVersion?: string; sha256: string}
     media?: {bytes: number; files: number; sha256: string}
   }
   createdAt: string
@@ -108,6 +109,7 @@ export function viewOfComplete(
               bytes: database.plaintext.bytes,
               engine: database.engine,
               format: database.format,
+              ...(database.serverVersion === undefined ? {} : {serverVersion: database.serverVersion}),
               sha256: database.plaintext.sha256,
             },
           }

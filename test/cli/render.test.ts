@@ -33,7 +33,13 @@ function view(overrides: Partial<BackupView> & {id: string}): BackupView {
 const views: BackupView[] = [
   view({
     components: {
-      database: {bytes: 5 * 1024 * 1024, engine: 'postgres', format: 'custom', sha256: 'b'.repeat(64)},
+      database: {
+        bytes: 5 * 1024 * 1024,
+        engine: 'postgres',
+        format: 'custom',
+        serverVersion: '16',
+        sha256: 'b'.repeat(64),
+      },
       media: {bytes: 3 * 1024 ** 3, files: 20_412, sha256: 'a'.repeat(64)},
     },
     id: '20261203T091500Z-k3m9qa',

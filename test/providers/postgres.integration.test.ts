@@ -436,6 +436,38 @@ describe('PostgreSQL (real server)', function () {
     expect(result.stderr).to.include(`postgresql-client-${Math.floor(server)}`)
   })
 
+  it('names a pg_restore older than the pg_dump that wrote the backup, and what to install; the target is unchanged', async () => {
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: pg.url('shop')}
+    const created = await cli(project, ['create', '--db-only', '--json'], env)
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const server = String(Math.floor(Number(pg.psql('postgres', 'SHOW server_version_num')) / 10_000))
+    const info = await cli(project, ['info', id], env)
+    expect(info.stdout).to.match(new RegExp(`^Database +postgres ${server} \\(custom\\)$`, 'm'))
+
+    // What a distribution's older client prints: nothing of the dump read, the header refused.
+    const oldBin = mkdtempSync(join(tmpdir(), 'old-pg-restore-'))
+    writeFileSync(
+      join(oldBin, 'pg_restore'),
+      '#!/bin/sh\nif [ "$1" = --version ]; then echo "pg_restore (PostgreSQL) 9.6.24"; exit 0; fi\ncat >/dev/null\necho "pg_restore: [archiver] unsupported version (1.16) in file header" >&2\nexit 1\n',
+      {mode: 0o755},
+    )
+    for (const tool of ['psql', 'pg_dump']) symlinkSync(join(binDir, tool), join(oldBin, tool))
+    const before = checksums(pg, 'shop')
+    const restored = await cli(project, ['restore', id, '--db-only', '--confirm', 'live', '--no-safety-backup'], {
+      ...env,
+      DIVIO_BACKUP_PG_BINDIR: oldBin,
+    })
+    expect(restored.status).to.equal(1)
+    expect(restored.stderr).to.match(
+      /^Error: pg_restore 9 cannot read the dump: a newer pg_dump wrote it \(archive format 1\.16\)\. Nothing was changed in postgres/m,
+    )
+    expect(restored.stderr).to.include('DIVIO_BACKUP_PG_BINDIR')
+    expect(checksums(pg, 'shop')).to.deep.equal(before)
+  })
+
   describe('drill: restored into a throwaway server the command starts itself', () => {
     it('passes on a good backup: pg_amcheck, every row count and the schema as recorded', async () => {
       const project = makeProject()

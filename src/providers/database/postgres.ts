@@ -107,6 +107,8 @@ export class PostgresProvider implements DatabaseProvider {
     try {
       await pipeline(stream, new PassThrough().resume())
     } catch (error) {
+      const tooNew = /unsupported version \((\d+\.\d+)\) in file header/.exec(describeToolError(error))
+      if (tooNew) throw await this.olderThanDump(tooNew[1], error)
       throw new BackupError(
         'BACKUP_FAILED',
         `The restore into ${this.location} failed and was rolled back: ${describeToolError(error)}`,
@@ -289,6 +291,24 @@ export class PostgresProvider implements DatabaseProvider {
       held.kill()
       throw this.factsFailure(error)
     }
+  }
+
+  /**
+   * A pg_restore older than the pg_dump that wrote the dump reads nothing of it, and says only that
+   * the archive's version is unsupported: name both, and what to install.
+   */
+  private async olderThanDump(archiveVersion: string, cause: unknown): Promise<BackupError> {
+    const version = await run(this.tool('pg_restore'), ['--version']).catch(() => '')
+    const major = /\s(\d+)(\.\d+)*\s*$/.exec(version.trim())?.[1]
+    return new BackupError(
+      'BACKUP_FAILED',
+      `${major === undefined ? 'This pg_restore' : `pg_restore ${major}`} cannot read the dump: a newer pg_dump wrote it (archive format ${archiveVersion}). Nothing was changed in ${this.location}.`,
+      {
+        cause,
+        suggestion:
+          'Install the PostgreSQL client of the server the backup was taken from, or newer (`divio app backup info ID` shows its version beside the engine), or point DIVIO_BACKUP_PG_BINDIR at its bin folder.',
+      },
+    )
   }
 
   private tool(name: string): string {

@@ -309,6 +309,9 @@ PostgreSQL (database.dump, pg_dump's custom format):
 
 MySQL / MariaDB (database.sql, a mysqldump/mariadb-dump script):
     mysql -h HOST -u USER -p DBNAME < database.sql
+    # MySQL's own client stops at the sandbox line that mariadb-dump writes first
+    # ("Unknown command '\\-'"); leave that line out for it:
+    sed '1{/enable the sandbox mode/d}' database.sql | mysql -h HOST -u USER -p DBNAME
 
 SQLite (database.sqlite3, an ordinary database file):
     sqlite3 database.sqlite3 'PRAGMA integrity_check'

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {spawn} from 'node:child_process'
-import {createReadStream, mkdtempSync, readdirSync, readFileSync} from 'node:fs'
+import {createReadStream, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
@@ -147,6 +147,41 @@ describe('MySQL/MariaDB (real server)', function () {
     expect(
       db.asRoot("SELECT GROUP_CONCAT(TABLE_NAME) FROM information_schema.TABLES WHERE TABLE_SCHEMA = 'broken'").trim(),
     ).to.equal('one')
+  })
+
+  it("restores with MySQL's own client, which stops at the sandbox line that mariadb-dump writes first", async () => {
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: db.url('shop')}
+    const created = await cli(project, ['create', '--json'], env)
+    expect(created.status, created.stderr).to.equal(0)
+    const out = join(project.root, 'out')
+    expect((await cli(project, ['download', '-o', out], env)).status).to.equal(0)
+    expect(readFileSync(join(out, 'database.sql'), 'utf8').split('\n')[0]).to.match(
+      /^\/\*M!999999\\- enable the sandbox mode \*\/ *$/,
+    )
+
+    // MySQL's client, as far as this goes: its --version, and "Unknown command" for the sandbox line,
+    // which the real one reads as a client command before anything reaches the server.
+    const mysqlBin = mkdtempSync(join(tmpdir(), 'mysql-client-'))
+    writeFileSync(
+      join(mysqlBin, 'mysql'),
+      [
+        '#!/bin/sh',
+        'if [ "$1" = --version ]; then echo "mysql  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)"; exit 0; fi',
+        'IFS= read -r first',
+        String.raw`case "$first" in *'enable the sandbox mode'*) echo "ERROR at line 1: Unknown command '\-'." >&2; exit 1;; esac`,
+        `{ printf '%s\\n' "$first"; cat; } | exec mariadb "$@"`,
+        '',
+      ].join('\n'),
+      {mode: 0o755},
+    )
+    db.asRoot('CREATE DATABASE by_mysql CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci')
+    await new MysqlProvider(new URL(db.url('by_mysql')), mysqlBin).restore(
+      createReadStream(join(out, 'database.sql')),
+      {tempDir: mkdtempSync(join(tmpdir(), 'mysql-restore-'))},
+    )
+    expect(checksums(db, 'by_mysql')).to.equal(checksums(db, 'shop'))
   })
 
   it('restore live → test through the CLI gives equal tables, after a safety backup of test', async () => {

@@ -9,6 +9,7 @@ import {BackupError} from '../../errors.js'
 import {run, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, mysqlSchemaStatements} from './facts.js'
+import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
 import {DatabaseProvider, DatabaseSnapshot} from './port.js'
 
 /**
@@ -131,11 +132,11 @@ export class MysqlProvider implements DatabaseProvider {
   async restore(sql: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void> {
     const defaults = await this.writeDefaults(options.tempDir)
     try {
-      const client = await this.pickTool(['mariadb', 'mysql'])
+      const client = await this.pickToolVersion(['mariadb', 'mysql'])
       const {stream} = streamFrom(
-        client,
+        client.path,
         [`--defaults-extra-file=${defaults}`, '--batch', '--default-character-set=utf8mb4', this.database],
-        {signal: options.signal, stdin: sql},
+        {signal: options.signal, stdin: readsSandboxLine(client.version) ? sql : withoutSandboxLine(sql)},
       )
       await pipeline(stream, new PassThrough().resume())
     } catch (error) {
@@ -225,15 +226,15 @@ export class MysqlProvider implements DatabaseProvider {
   }
 
   private async pickTool(names: string[]): Promise<string> {
+    return (await this.pickToolVersion(names)).path
+  }
+
+  /** The first of `names` that runs, and what its `--version` says. */
+  private async pickToolVersion(names: string[]): Promise<{path: string; version: string}> {
     for (const name of names) {
       const path = this.binDir ? join(this.binDir, name) : name
-      if (
-        await run(path, ['--version']).then(
-          () => true,
-          () => false,
-        )
-      )
-        return path
+      const version = await run(path, ['--version']).catch(() => null)
+      if (version !== null) return {path, version}
     }
 
     throw new BackupError('SOURCE_UNAVAILABLE', `Neither ${names.join(' nor ')} is installed.`, {

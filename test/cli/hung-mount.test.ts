@@ -6,17 +6,10 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
 import {skipWithoutFuse, SYSTEM_PYTHON} from '../helpers/mounts.js'
+import {until} from '../helpers/processes.js'
 import {cliAsync, makeProject, Project} from '../helpers/project.js'
 
 const slowFs = fileURLToPath(new URL('../fixtures/slowfs.py', import.meta.url))
-
-/** Waits until `condition` holds, checking often; a hang guard only, far above any honest wait. */
-async function until(what: string, condition: () => boolean): Promise<void> {
-  for (let waited = 0; !condition(); waited += 50) {
-    if (waited > 120_000) throw new Error(`gave up waiting for ${what}`)
-    await sleep(50)
-  }
-}
 
 /**
  * A media file on a mount whose reads hang (a FUSE file system that answers only when the test says
@@ -44,7 +37,7 @@ describe('a media file on a hung mount', () => {
       env: {...process.env, SLOWFS_CONTROL: control},
       stdio: 'ignore',
     })
-    await until('the FUSE mount', () => existsSync(join(mountpoint, 'slow.bin')))
+    await until(() => existsSync(join(mountpoint, 'slow.bin')), 'the FUSE mount')
   })
 
   afterEach(async () => {
@@ -89,8 +82,8 @@ describe('a media file on a hung mount', () => {
           DIVIO_BACKUP_MEDIA_FORMAT: format,
           DIVIO_BACKUP_STALL_SECONDS: '2',
         })
-        await until('the read to start', () => existsSync(join(control, 'reading')))
-        await until('the stall to be reported', () => /Stalled/.test(run.stderr()))
+        await until(() => existsSync(join(control, 'reading')), 'the read to start')
+        await until(() => /Stalled/.test(run.stderr()), 'the stall to be reported')
         // Reported while the read is still blocked: nothing was waiting on it but a pool thread.
         expect(existsSync(join(control, 'release'))).to.equal(false)
         writeFileSync(join(control, 'release'), '')
@@ -107,10 +100,11 @@ describe('a media file on a hung mount', () => {
           DIVIO_BACKUP_MEDIA_FORMAT: format,
           DIVIO_BACKUP_STALL_SECONDS: '3600',
         })
-        await until('the read to start', () => existsSync(join(control, 'reading')))
+        await until(() => existsSync(join(control, 'reading')), 'the read to start')
         run.child.kill('SIGTERM')
-        await until('the interruption to be reported', () =>
-          /Error: Interrupted: backup \S+ was not committed/.test(run.stderr()),
+        await until(
+          () => /Error: Interrupted: backup \S+ was not committed/.test(run.stderr()),
+          'the interruption to be reported',
         )
         expect(existsSync(join(control, 'release'))).to.equal(false)
         writeFileSync(join(control, 'release'), '')

@@ -2,11 +2,10 @@ import {expect} from 'chai'
 import {ChildProcess, execFileSync} from 'node:child_process'
 import {existsSync, mkdirSync, readdirSync, rmSync, statSync} from 'node:fs'
 import {join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
 import {holdStoreRead, skipWithoutFuse} from '../helpers/mounts.js'
-import {waitsIn} from '../helpers/processes.js'
+import {until, waitsIn} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project} from '../helpers/project.js'
 
 /** The process as it ended, with what it printed; or 'running' when it outlives `ms`. */
@@ -28,12 +27,6 @@ function start(project: Project, args: string[], ms: number) {
     })
   })
   return {child, ended, stderr: () => stderr, stdout: () => stdout}
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 60_000
-  while (Date.now() < deadline && !condition()) await sleep(20)
-  expect(condition(), what).to.equal(true)
 }
 
 /** Whether a create has written the first MiB of its media archive into the store. */

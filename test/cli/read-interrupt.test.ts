@@ -3,11 +3,10 @@ import {ChildProcess} from 'node:child_process'
 import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join, relative} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
 import {holdStoreRead, skipWithoutFuse} from '../helpers/mounts.js'
-import {waitsIn} from '../helpers/processes.js'
+import {until, waitsIn} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
 
 const MiB = 1024 * 1024
@@ -27,12 +26,6 @@ function start(project: Project, args: string[], ms = 120_000) {
     })
   })
   return {child, exited, stderr: () => stderr}
-}
-
-async function until(condition: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + 60_000
-  while (Date.now() < deadline && !condition()) await sleep(20)
-  expect(condition(), what).to.equal(true)
 }
 
 /**

@@ -129,3 +129,10 @@ export function waitsIn(pid: number, ...wchans: string[]): boolean {
     return false
   }
 }
+
+/** Waits until `condition` holds, checking often: a guard against a hang, far above any honest wait. */
+export async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 60_000
+  while (Date.now() < deadline && !condition()) await sleep(20)
+  if (!condition()) throw new Error(`gave up waiting: ${what}`)
+}

@@ -16,6 +16,32 @@ import {sqliteEngine} from './sqlite-engine.js'
 const READ_CHUNK = 1024 * 1024
 
 /**
+ * The restore's guard (see restore): $1 the restored copy, then each companion's aside and live names.
+ * The copy still there means the swap did not happen: the old database gets its -wal and -shm back.
+ */
+export const SWAP_GUARD = [
+  'if [ -e "$1" ]; then',
+  '  rm -f -- "$1"',
+  '  if [ -e "$2" ]; then mv -f -- "$2" "$3"; fi',
+  '  if [ -e "$4" ]; then mv -f -- "$4" "$5"; fi',
+  'else',
+  '  rm -f -- "$2" "$4"',
+  'fi',
+].join('\n')
+
+/** Renames each companion that exists to its aside name, adding it to `moved` (also when a later one fails). */
+async function moveAside<T extends {aside: string; live: string}>(companions: readonly T[], moved: T[]): Promise<void> {
+  for (const companion of companions) {
+    try {
+      await rename(companion.live, companion.aside)
+      moved.push(companion)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
+    }
+  }
+}
+
+/**
  * SQLite through its online backup API (node:sqlite, better-sqlite3 or the sqlite3 program; see
  * sqlite-engine.ts): the copy is consistent even while the app writes, and it is an ordinary database
  * file that `sqlite3` opens. The copy is checked with `PRAGMA quick_check` before
@@ -31,15 +57,29 @@ export class SqliteProvider implements DatabaseProvider {
 
   /**
    * Writes the restored database beside the target, checks it, and renames it over the target: readers
-   * see the old file or the new one, never a mix. The old file's -wal and -shm belong to the old
-   * database, so they are removed. The app should be stopped while its database is replaced.
+   * see the old file or the new one, never a mix. The app should be stopped while its database is
+   * replaced.
+   *
+   * The old file's -wal and -shm belong to the old database, and SQLite replays a -wal into whatever
+   * file bears its name: left beside the new file for a moment, by a kill or a power loss between the
+   * swap and their removal, they would be replayed into the restored database and corrupt it. So they
+   * are moved aside under names of their own before the swap, and removed after it. A guard puts them
+   * back if this process dies before the swap (the restored copy is still there), and removes them if
+   * it dies after.
    */
   async restore(dump: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void> {
-    const fresh = join(dirname(this.path), `.${basename(this.path)}.restore-${randomBytes(6).toString('hex')}`)
+    const folder = dirname(this.path)
+    const tag = randomBytes(6).toString('hex')
+    const fresh = join(folder, `.${basename(this.path)}.restore-${tag}`)
+    const companions = ['-wal', '-shm'].map((suffix) => ({
+      aside: join(folder, `.${basename(this.path)}${suffix}.replaced-${tag}`),
+      live: `${this.path}${suffix}`,
+    }))
     const mode = (await stat(this.path).catch(() => {}))?.mode ?? 0o644
     // A plaintext copy beside the target, which no later command sweeps: its guard removes it if this
     // process dies before the rename (SIGKILL runs no cleanup); after the rename the name is free.
-    const guard = startReaper('rm -f -- "$1"', [fresh])
+    const guard = startReaper(SWAP_GUARD, [fresh, ...companions.flatMap(({aside, live}) => [aside, live])])
+    const movedAside: typeof companions = []
     try {
       await pipeline(dump, createFileSink(fresh, {flags: 'wx', mode: mode % 0o1000, syncs: true}), {
         signal: options.signal,
@@ -48,9 +88,11 @@ export class SqliteProvider implements DatabaseProvider {
       const result = await (await sqliteEngine()).quickCheck(fresh, {signal: options.signal})
       if (result !== 'ok') throw new Error(`quick_check says ${result}`)
 
+      await moveAside(companions, movedAside)
+      await syncPath(folder)
       await rename(fresh, this.path)
-      guard.release()
     } catch (error) {
+      for (const {aside, live} of movedAside) await rename(aside, live).catch(() => {})
       await rm(fresh, {force: true})
       guard.release()
       const target = targetFailure(error, `the restored database beside ${this.path}`)
@@ -66,8 +108,9 @@ export class SqliteProvider implements DatabaseProvider {
       )
     }
 
-    await Promise.all([rm(`${this.path}-wal`, {force: true}), rm(`${this.path}-shm`, {force: true})])
-    await syncPath(dirname(this.path))
+    await Promise.all(movedAside.map(({aside}) => rm(aside, {force: true})))
+    guard.release()
+    await syncPath(folder)
   }
 
   async snapshot({

@@ -189,7 +189,11 @@ export async function applyRestore(
       const provider = databaseProviderFor(target.env.database!)
       try {
         await timedStage(target.reporter, 'apply database', () =>
-          provider.restore(createReadStream(staged.database!), {signal: target.signal, tempDir}),
+          provider.restore(createReadStream(staged.database!), {
+            lockWaitMs: target.stallTimeoutMs,
+            signal: target.signal,
+            tempDir,
+          }),
         )
       } catch (error) {
         throw stepFailure(error, `${kept} Nothing else was changed.`)

@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {freePort} from './postgres.js'
+import {freePort, holdingSession} from './postgres.js'
 
 export function hasMariadbServer(): boolean {
   return ['mariadbd', 'mariadb-install-db'].every(
@@ -102,6 +102,24 @@ export class TestMariadb {
         maxBuffer: 1 << 28,
       },
     ).toString()
+  }
+
+  /** Like TestPostgres.holding: a root session holding what `sql` took, in an open transaction. */
+  async holding(database: string, sql: string): Promise<{end(): Promise<void>}> {
+    const session = spawn(
+      'mariadb',
+      [
+        '--no-defaults',
+        `--socket=${this.socket}`,
+        '-uroot',
+        '--batch',
+        '--unbuffered',
+        '--skip-column-names',
+        database,
+      ],
+      {stdio: ['pipe', 'pipe', 'inherit']},
+    )
+    return holdingSession(session, `BEGIN;\n${sql};\nSELECT 'held';\n`, 'ROLLBACK;\n')
   }
 
   kill(): void {

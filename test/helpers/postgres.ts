@@ -1,4 +1,5 @@
-import {execFileSync, spawnSync} from 'node:child_process'
+import {ChildProcess, execFileSync, spawn, spawnSync} from 'node:child_process'
+import {once} from 'node:events'
 import {chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
@@ -66,6 +67,22 @@ export class TestPostgres {
     return server
   }
 
+  /**
+   * A session of the admin user that has run `sql` in an open transaction, and holds what it took (a
+   * lock) until `end()` rolls it back: the app's connection, as a restore meets it.
+   */
+  async holding(database: string, sql: string): Promise<{end(): Promise<void>}> {
+    const session = spawn(
+      join(this.binDir, 'psql'),
+      ['-XAtq', '-v', 'ON_ERROR_STOP=1', `--dbname=${this.url(database, false)}`],
+      {
+        env: {...process.env, PGPASSWORD: this.password},
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    )
+    return holdingSession(session, `BEGIN;\n${sql};\nSELECT 'held';\n`, 'ROLLBACK;\n')
+  }
+
   /** Kills the server at once, as a crash or an operator would. */
   kill(): void {
     this.asServer('pg_ctl', ['-D', this.dataDir, '-m', 'immediate', 'stop'], true)
@@ -113,5 +130,33 @@ export class TestPostgres {
       process.getuid?.() === 0 ? ['runuser', ['-u', 'postgres', '--', command, ...args]] : [command, args]
     const result = spawnSync(program, argv, {encoding: 'utf8'})
     if (result.status !== 0 && !tolerateFailure) throw new Error(`${tool} failed: ${result.stderr || result.stdout}`)
+  }
+}
+
+/** Runs `sql` in `session`, waits for the 'held' it ends with, and gives the way to end it. */
+export async function holdingSession(
+  session: ChildProcess,
+  sql: string,
+  ending: string,
+): Promise<{end(): Promise<void>}> {
+  let output = ''
+  session.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    output += text
+  })
+  const exited = once(session, 'exit')
+  session.stdin!.write(sql)
+  const deadline = Date.now() + 30_000
+  while (!output.includes('held')) {
+    if (Date.now() > deadline || session.exitCode !== null) throw new Error(`the session did not hold: ${output}`)
+    await new Promise((resolve) => {
+      setTimeout(resolve, 20)
+    })
+  }
+
+  return {
+    async end() {
+      session.stdin!.end(ending)
+      await exited
+    },
   }
 }

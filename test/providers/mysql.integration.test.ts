@@ -184,6 +184,31 @@ describe('MySQL/MariaDB (real server)', function () {
     expect(checksums(db, 'by_mysql')).to.equal(checksums(db, 'shop'))
   })
 
+  it("a restore that waits for a lock the app's session holds fails after the stall timeout, naming it", async () => {
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: db.url('shop'), DIVIO_BACKUP_STALL_SECONDS: '2'}
+    const created = await cli(project, ['create', '--db-only', '--json'], env)
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const before = checksums(db, 'shop')
+    // A transaction that has read the first table of the dump holds its metadata lock: DROP TABLE waits.
+    const session = await db.holding('shop', 'SELECT count(*) FROM audit')
+    try {
+      const restored = await Promise.race([
+        cli(project, ['restore', id, '--db-only', '--confirm', 'live', '--no-safety-backup'], env),
+        sleep(120_000).then(() => ({status: 'still waiting after 120 s', stderr: ''})),
+      ])
+      expect(restored.status).to.equal(1)
+      expect(restored.stderr).to.match(/stopped at the first error: .*Lock wait timeout exceeded/)
+      expect(restored.stderr).to.include('Another session held a lock on the target for 2 s')
+    } finally {
+      await session.end()
+    }
+
+    expect(checksums(db, 'shop')).to.equal(before)
+  })
+
   it('restore live → test through the CLI gives equal tables, after a safety backup of test', async () => {
     const project = makeProject()
     db.asRoot('CREATE DATABASE shop_test')

@@ -468,6 +468,33 @@ describe('PostgreSQL (real server)', function () {
     expect(checksums(pg, 'shop')).to.deep.equal(before)
   })
 
+  it("a restore that waits for a lock the app's session holds fails after the stall timeout, and changes nothing", async () => {
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_STALL_SECONDS: '2'}
+    const created = await cli(project, ['create', '--db-only', '--json'], env)
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const before = checksums(pg, 'shop')
+    // What an app in the middle of a transaction holds: DROP TABLE waits for it.
+    const session = await pg.holding('shop', 'SELECT count(*) FROM customers')
+    try {
+      const restored = await Promise.race([
+        cli(project, ['restore', id, '--db-only', '--confirm', 'live', '--no-safety-backup'], env),
+        sleep(120_000).then(() => ({status: 'still waiting after 120 s', stderr: ''})),
+      ])
+      expect(restored.status).to.equal(1)
+      expect(restored.stderr).to.match(
+        /waited [2-9] s for a lock held by \d+ \(psql, from 127\.0\.0\.1, idle in transaction\), and was rolled back\./,
+      )
+      expect(restored.stderr).to.include('Stop what uses it')
+    } finally {
+      await session.end()
+    }
+
+    expect(checksums(pg, 'shop')).to.deep.equal(before)
+  })
+
   describe('drill: restored into a throwaway server the command starts itself', () => {
     it('passes on a good backup: pg_amcheck, every row count and the schema as recorded', async () => {
       const project = makeProject()

@@ -10,7 +10,7 @@ import {run, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, mysqlSchemaStatements} from './facts.js'
 import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
-import {DatabaseProvider, DatabaseSnapshot} from './port.js'
+import {DatabaseProvider, DatabaseSnapshot, RestoreOptions} from './port.js'
 
 /**
  * MySQL and MariaDB through their own tools: `mariadb-dump` (or `mysqldump`) writes a SQL script that the
@@ -129,24 +129,33 @@ export class MysqlProvider implements DatabaseProvider {
   }
 
   /** Replays a SQL dump into the database; the client stops at the first error. */
-  async restore(sql: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void> {
+  async restore(sql: Readable, options: RestoreOptions): Promise<void> {
     const defaults = await this.writeDefaults(options.tempDir)
+    const waits =
+      options.lockWaitMs === undefined
+        ? []
+        : // Table locks (DROP TABLE waits for the app's open transactions) and InnoDB's row locks.
+          [
+            `--init-command=SET SESSION lock_wait_timeout=${seconds(options.lockWaitMs)}, innodb_lock_wait_timeout=${seconds(options.lockWaitMs)}`,
+          ]
     try {
       const client = await this.pickToolVersion(['mariadb', 'mysql'])
       const {stream} = streamFrom(
         client.path,
-        [`--defaults-extra-file=${defaults}`, '--batch', '--default-character-set=utf8mb4', this.database],
+        [`--defaults-extra-file=${defaults}`, '--batch', '--default-character-set=utf8mb4', ...waits, this.database],
         {signal: options.signal, stdin: readsSandboxLine(client.version) ? sql : withoutSandboxLine(sql)},
       )
       await pipeline(stream, new PassThrough().resume())
     } catch (error) {
+      const detail = describeToolError(error)
       throw new BackupError(
         'BACKUP_FAILED',
-        `The restore into ${this.location} stopped at the first error: ${describeToolError(error)}`,
+        `The restore into ${this.location} stopped at the first error: ${detail}`,
         {
           cause: error,
-          suggestion:
-            'Statements before the failing one were applied; restore into an empty database, or fix the cause and run it again.',
+          suggestion: /Lock wait timeout exceeded/.test(detail)
+            ? `Another session held a lock on the target for ${seconds(options.lockWaitMs ?? 0)} s (the app, a worker, a migration): stop it, then run the restore again; statements before the failing one were applied. DIVIO_BACKUP_STALL_SECONDS sets the wait.`
+            : 'Statements before the failing one were applied; restore into an empty database, or fix the cause and run it again.',
         },
       )
     } finally {
@@ -269,4 +278,9 @@ function quoteIdentifier(name: string): string {
 /** A value for a MySQL option file: double-quoted, with backslashes and quotes escaped. */
 function quote(value: string): string {
   return `"${value.replaceAll('\\', '\\\\').replaceAll('"', String.raw`\"`)}"`
+}
+
+/** Whole seconds, at least 1: what the servers' lock timeouts take. */
+function seconds(ms: number): number {
+  return Math.max(1, Math.ceil(ms / 1000))
 }

@@ -32,6 +32,12 @@ export interface DatabaseSnapshot {
  *   reached or read, with a message that names the database without its password.
  * - Credentials never appear in argv, messages or logs.
  */
+export interface RestoreOptions {
+  lockWaitMs?: number
+  signal?: AbortSignal
+  tempDir: string
+}
+
 export interface DatabaseProvider {
   readonly engine: 'mysql' | 'postgres' | 'sqlite'
   /** The location with any password replaced by `***`, for messages. */
@@ -41,8 +47,11 @@ export interface DatabaseProvider {
    * applies it in one transaction and SQLite swaps the file atomically, so a failure leaves the database
    * as it was; MySQL stops at the first error (statements before it stay applied). Rejects with a
    * BackupError that says which of these happened.
+   *
+   * `lockWaitMs`: how long a statement may wait for a lock that another session holds (the app, a
+   * worker, a migration) before the restore fails, instead of waiting with it for good.
    */
-  restore(dump: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void>
+  restore(dump: Readable, options: RestoreOptions): Promise<void>
   /** `countRows: false` leaves out the facts (config `database.facts: false`): for very large databases. */
   snapshot(options: {countRows?: boolean; signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot>
 }

@@ -1,3 +1,4 @@
+import {randomBytes} from 'node:crypto'
 import {join} from 'node:path'
 import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
@@ -8,7 +9,8 @@ import {BackupError} from '../../errors.js'
 import {run, Session, session, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, postgresSchemaStatements} from './facts.js'
-import {DatabaseProvider, DatabaseSnapshot} from './port.js'
+import {DatabaseProvider, DatabaseSnapshot, RestoreOptions} from './port.js'
+import {LockWatch, psqlQuery} from './postgres-locks.js'
 
 const CONNECT_TIMEOUT_SECONDS = '10'
 /** How long the server may take to open the transaction and export its snapshot. */
@@ -90,7 +92,9 @@ export class PostgresProvider implements DatabaseProvider {
   }
 
   /** Restores a custom-format dump into the database, in one transaction: all of it, or nothing. */
-  async restore(dump: Readable, options: {signal?: AbortSignal; tempDir?: string} = {}): Promise<void> {
+  async restore(dump: Readable, options: Partial<RestoreOptions> = {}): Promise<void> {
+    // Its own name, by which the lock watch finds its session.
+    const applicationName = `divio-app-backup restore ${randomBytes(6).toString('hex')}`
     const {stream} = streamFrom(
       this.tool('pg_restore'),
       [
@@ -102,11 +106,28 @@ export class PostgresProvider implements DatabaseProvider {
         '--exit-on-error',
         `--dbname=${this.uri}`,
       ],
-      {env: this.env(), signal: options.signal, stdin: dump},
+      {env: {...this.env(), PGAPPNAME: applicationName}, signal: options.signal, stdin: dump},
     )
+    const watch =
+      options.lockWaitMs === undefined
+        ? undefined
+        : new LockWatch(psqlQuery(this.tool('psql'), this.uri, this.env()), applicationName, options.lockWaitMs)
     try {
       await pipeline(stream, new PassThrough().resume())
     } catch (error) {
+      const waited = watch?.waited
+      if (waited !== undefined) {
+        throw new BackupError(
+          'BACKUP_FAILED',
+          `The restore into ${this.location} waited ${waited.seconds} s for a lock held by ${waited.holders}, and was rolled back.`,
+          {
+            cause: error,
+            suggestion:
+              'Nothing was changed in the target database. Stop what uses it (the app, its workers, a migration), then run the restore again; DIVIO_BACKUP_STALL_SECONDS sets the wait.',
+          },
+        )
+      }
+
       const tooNew = /unsupported version \((\d+\.\d+)\) in file header/.exec(describeToolError(error))
       if (tooNew) throw await this.olderThanDump(tooNew[1], error)
       throw new BackupError(
@@ -117,6 +138,8 @@ export class PostgresProvider implements DatabaseProvider {
           suggestion: 'Nothing was changed in the target database. Fix the cause above and run the restore again.',
         },
       )
+    } finally {
+      watch?.stop()
     }
   }
 

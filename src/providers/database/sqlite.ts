@@ -10,7 +10,7 @@ import {syncPath} from '../../lib/fsync.js'
 import {startReaper} from '../../lib/process.js'
 import {canCompress} from '../../lib/zstd.js'
 import {sqliteFacts} from './facts.js'
-import {DatabaseProvider, DatabaseSnapshot} from './port.js'
+import {DatabaseProvider, DatabaseSnapshot, RestoreOptions} from './port.js'
 import {sqliteEngine} from './sqlite-engine.js'
 
 const READ_CHUNK = 1024 * 1024
@@ -67,7 +67,7 @@ export class SqliteProvider implements DatabaseProvider {
    * back if this process dies before the swap (the restored copy is still there), and removes them if
    * it dies after.
    */
-  async restore(dump: Readable, options: {signal?: AbortSignal; tempDir: string}): Promise<void> {
+  async restore(dump: Readable, options: RestoreOptions): Promise<void> {
     const folder = dirname(this.path)
     const tag = randomBytes(6).toString('hex')
     const fresh = join(folder, `.${basename(this.path)}.restore-${tag}`)

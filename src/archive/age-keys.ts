@@ -22,7 +22,15 @@ export interface X25519Identity {
   readonly recipient: string
 }
 
-export class AgeKeyError extends Error {}
+export class AgeKeyError extends Error {
+  constructor(
+    message: string,
+    /** What to do instead, where the file is a kind of key this tool cannot use. */
+    readonly suggestion?: string,
+  ) {
+    super(message)
+  }
+}
 
 export function publicKeyObject(raw: Uint8Array): KeyObject {
   return createPublicKey({format: 'der', key: Buffer.concat([SPKI_PREFIX, raw]), type: 'spki'})
@@ -80,6 +88,8 @@ export function parseIdentity(text: string): X25519Identity {
 
 /** Parses an identity file as age-keygen writes it: `#` comments, blank lines, one key per line. */
 export function parseIdentityFile(contents: string): X25519Identity[] {
+  const foreign = foreignIdentity(contents)
+  if (foreign !== undefined) throw new AgeKeyError(foreign.what, foreign.suggestion)
   const identities = contents
     .split(/\r?\n/)
     .map((line) => line.trim())
@@ -100,6 +110,39 @@ export function generateIdentity(): {fileContents: (createdAt: Date) => string; 
       `# created: ${createdAt.toISOString().replace(/\.\d+Z$/, 'Z')}\n# public key: ${identity.recipient}\n${encoded}\n`,
     identity,
   }
+}
+
+/**
+ * The keys people point an identity file at that age reads and this tool does not, named, with what to
+ * do: a passphrase-protected identity (which would need scrypt at 256 MiB, more than a command may
+ * take), an SSH key, and a plugin's (a hardware key).
+ */
+function foreignIdentity(contents: string): undefined | {suggestion: string; what: string} {
+  const start = contents.trimStart()
+  if (start.startsWith('age-encryption.org/v1') || start.startsWith('-----BEGIN AGE ENCRYPTED FILE-----')) {
+    return {
+      suggestion:
+        'Decrypt it into a file only you can read, `(umask 077; age -d -o identity.txt FILE)`, point DIVIO_BACKUP_IDENTITY_FILE at identity.txt, and delete it when done.',
+      what: 'it is itself encrypted with age (a passphrase, age -p), and this tool does not ask for passphrases',
+    }
+  }
+
+  if (/^-----BEGIN (OPENSSH |RSA |EC |DSA )?PRIVATE KEY-----/.test(start) || /^ssh-(ed25519|rsa) /.test(start)) {
+    return {
+      suggestion:
+        'Use an age X25519 identity (age-keygen): the backups are encrypted to its public key, age1…, set in "recipients" or made on the first create.',
+      what: 'it is an SSH key, which age can use, but this tool cannot',
+    }
+  }
+
+  if (/^AGE-PLUGIN-/m.test(contents)) {
+    return {
+      suggestion: 'Use an age X25519 identity (age-keygen), kept in a file only you can read.',
+      what: "it names an age plugin's identity (a hardware key, AGE-PLUGIN-…), which this tool cannot use",
+    }
+  }
+
+  return undefined
 }
 
 function abbreviate(text: string): string {

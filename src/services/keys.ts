@@ -92,7 +92,9 @@ export class KeyRing {
         'IDENTITY_WRONG',
         `${this.identityPath} is not an age identity file: ${(error as AgeKeyError).message}.`,
         {
-          suggestion: 'Use a file as written by age-keygen (a line starting with AGE-SECRET-KEY-1).',
+          suggestion:
+            (error as AgeKeyError).suggestion ??
+            'Use a file as written by age-keygen (a line starting with AGE-SECRET-KEY-1).',
         },
       )
     }

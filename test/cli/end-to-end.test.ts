@@ -344,6 +344,31 @@ describe('clear errors with a suggestion and a non-zero exit', () => {
     expect(existsSync(join(other.root, 'x'))).to.equal(false)
   })
 
+  it('an identity file that age reads and this tool cannot (a passphrase, an SSH key, a plugin) says what to do', async () => {
+    const other = makeProject()
+    expect((await cli(other, ['create'])).status).to.equal(0)
+    const kinds = [
+      {
+        contents:
+          '-----BEGIN AGE ENCRYPTED FILE-----\nYWdlLWVuY3J5cHRpb24ub3JnL3YxCi0+IHNjcnlwdCBzYWx0IDE4Cg==\n-----END AGE ENCRYPTED FILE-----\n',
+        says: /encrypted with age \(a passphrase, age -p\).*\n.*age -d -o identity\.txt/,
+      },
+      {
+        contents: '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n',
+        says: /an SSH key/,
+      },
+      {contents: '# yubikey\nAGE-PLUGIN-YUBIKEY-1QQQQQQQQQQQQQQQQQQQQQQ\n', says: /age plugin's identity/},
+    ]
+    for (const [index, {contents, says}] of kinds.entries()) {
+      const file = join(other.home, `identity-${index}.txt`)
+      writeFileSync(file, contents, {mode: 0o600})
+      const result = await cli(other, ['verify'], {DIVIO_BACKUP_IDENTITY_FILE: file})
+      expect(result.status, result.stderr).to.equal(5)
+      expect(result.stderr).to.match(says)
+      expect(result.stderr).to.not.include(contents.split('\n')[1])
+    }
+  })
+
   it('a wrong identity names the recipients the backup needs', async () => {
     const other = makeProject()
     expect((await cli(other, ['create'])).status).to.equal(0)

@@ -4,7 +4,7 @@ import {Catalog} from './catalog.js'
 import {BackupContext} from './context.js'
 
 const SET_THE_CLOCK =
-  "Set this machine's clock right (`timedatectl status` shows it and whether it is synchronised; chrony or systemd-timesyncd keep it so), then run the command again. If a backup's time is wrong instead (made on a machine whose clock was ahead), delete that backup by hand with `divio app backup delete ID`."
+  "Set this machine's clock right (`timedatectl status` shows it and whether it is synchronised; chrony or systemd-timesyncd keep it so), then run the command again. If a backup's time is wrong instead (made on a machine whose clock was ahead), delete that backup by hand with `divio app backup delete ID`; an S3-compatible server of your own keeps a clock of its own, which may be the one that is off."
 
 /**
  * Why this machine's clock cannot be trusted with the environment that `catalog` lists, or undefined

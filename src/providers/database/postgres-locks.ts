@@ -17,9 +17,10 @@ export interface LockWait {
  * overrides any lock_timeout given from outside, so only another session can end the wait.
  */
 export class LockWatch {
-  /** Set once the watch has cancelled the restore's statement. */
-  waited: LockWait | undefined
+  private cancelling: Promise<boolean> | undefined
   private timer: NodeJS.Timeout | undefined
+  /** Set once the watch has cancelled the restore's statement. */
+  private waited: LockWait | undefined
   private waitingSince: number | undefined
 
   constructor(
@@ -28,6 +29,15 @@ export class LockWatch {
     private readonly limitMs: number,
   ) {
     this.schedule()
+  }
+
+  /**
+   * What the watch did, once a cancel it sent has been answered: the restore can fail from the cancel
+   * before psql has said it was sent.
+   */
+  async outcome(): Promise<LockWait | undefined> {
+    await this.cancelling
+    return this.waited
   }
 
   stop(): void {
@@ -49,8 +59,16 @@ export class LockWatch {
     const now = Date.now()
     this.waitingSince ??= now
     if (now - this.waitingSince < this.limitMs) return
-    this.waited = {holders: holders || 'another session', seconds: Math.round((now - this.waitingSince) / 1000)}
-    await this.psql(`SELECT pg_cancel_backend(${Number(pid)})`).catch(() => '')
+    // Only if it still waits: a statement that got its lock meanwhile goes on.
+    const waited = {holders: holders || 'another session', seconds: Math.round((now - this.waitingSince) / 1000)}
+    this.cancelling = this.psql(
+      `SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE pid = ${Number(pid)} AND wait_event_type = 'Lock'`,
+    ).then(
+      (answer) => answer.trim() === 't',
+      () => false,
+    )
+    if (!(await this.cancelling)) return
+    this.waited = waited
     this.stop()
   }
 

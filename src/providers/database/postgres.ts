@@ -115,7 +115,7 @@ export class PostgresProvider implements DatabaseProvider {
     try {
       await pipeline(stream, new PassThrough().resume())
     } catch (error) {
-      const waited = watch?.waited
+      const waited = await watch?.outcome()
       if (waited !== undefined) {
         throw new BackupError(
           'BACKUP_FAILED',

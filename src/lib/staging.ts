@@ -212,6 +212,16 @@ async function untouchedFor(path: string, ms: number, now: number): Promise<bool
   return now - Math.max(...times) >= ms
 }
 
+/**
+ * Whether the process a tag names (`<pid>-<pid namespace>-<start time>`, ownStagingTag) runs now: true
+ * or false where this process can tell, undefined for a process of another pid namespace.
+ */
+export async function isTagAlive(tag: string): Promise<boolean | undefined> {
+  const [pid, namespace, startTime] = tag.split('-')
+  const verdict = await judge(Number(pid), {namespace, startTime}, await ownIdentity())
+  return verdict === 'age rule' ? undefined : verdict === 'keep'
+}
+
 function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0)

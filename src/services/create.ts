@@ -11,6 +11,7 @@ import {chooseMediaFormat} from '../media-format/index.js'
 import {PutObject} from '../media-format/port.js'
 import {HookOutcome} from '../proof/hooks.js'
 import {databaseProviderFor} from '../providers/database/index.js'
+import {duringBackup} from './activity.js'
 import {objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
 import {identityCreatedNotice, writerKeyCreatedNotice} from './keys.js'
@@ -38,6 +39,10 @@ export interface CreateOptions {
  * and anything left is an incomplete backup that prune collects.
  */
 export async function createBackup(context: BackupContext, options: CreateOptions): Promise<BackupView> {
+  return duringBackup(context, () => takeNow(context, options))
+}
+
+async function takeNow(context: BackupContext, options: CreateOptions): Promise<BackupView> {
   const {env, reporter, signal, store} = context
   const wantDatabase = options.database && env.database !== undefined
   const wantMedia = options.media && env.media !== undefined

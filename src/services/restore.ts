@@ -12,6 +12,7 @@ import {TarStream} from '../media-format/port.js'
 import {databaseProviderFor} from '../providers/database/index.js'
 import {mediaProviderFor} from '../providers/media/index.js'
 import {MediaProvider, PreparedMediaRestore} from '../providers/media/port.js'
+import {duringRestore} from './activity.js'
 import {BackupContext, timedStage} from './context.js'
 import {createBackup} from './create.js'
 import {downloadBackup, extensionOf} from './download.js'
@@ -74,7 +75,7 @@ export async function restoreBackup(
   const staged = await stageRestore(source, target, plan)
   try {
     if (options.prompt) await confirm(confirmation)
-    return await applyRestore(target, plan, staged, options)
+    return await duringRestore(target, () => applyRestore(target, plan, staged, options))
   } finally {
     await staged.cleanup()
   }

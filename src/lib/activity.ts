@@ -1,0 +1,96 @@
+import {randomBytes} from 'node:crypto'
+import {lstat, mkdir, readdir, rm, rmdir, writeFile} from 'node:fs/promises'
+import {dirname, join} from 'node:path'
+
+import {startReaper} from './process.js'
+import {isTagAlive, ownStagingTag} from './staging.js'
+
+/**
+ * What runs on an environment on this machine now: a backup, or a restore. A backup that walks the
+ * media folder while a restore swaps a new one in would hold part of the old files and part of the new,
+ * a state that never was; so each marks what it does, in the app's `.divio/running/<env>/`, and looks
+ * for the other kind. A mark is a file named after its process (`<activity>-<pid>-<pid namespace>-<start
+ * time>-<random>`, as staging folders are): one whose process is gone counts for nothing, and a guard
+ * removes it when its process dies, SIGKILL included.
+ */
+export type Activity = 'backup' | 'restore'
+
+export interface ActivityMark {
+  release(): Promise<void>
+}
+
+/** A process doing the other kind of thing, as its mark says. */
+export interface RunningActivity {
+  pid: number
+  since: Date
+}
+
+const MARK = /^(backup|restore)-(\d+-\d+-\d+)-[\w-]{6}$/
+/** A mark of another pid namespace (a container sharing the app folder) counts while this young. */
+const FOREIGN_MARK_MS = 24 * 60 * 60 * 1000
+
+export function activityFolder(appFolder: string, environment: string): string {
+  return join(appFolder, '.divio', 'running', encodeURIComponent(environment))
+}
+
+/**
+ * Marks that this process does `activity` in `folder`. Best effort: where the app folder cannot be
+ * written (a read-only deployment), nothing is marked, and the work goes on.
+ */
+export async function markActivity(folder: string, activity: Activity): Promise<ActivityMark | undefined> {
+  const path = join(folder, `${activity}-${ownStagingTag()}-${randomBytes(6).toString('base64url').slice(0, 6)}`)
+  // Another process's release may remove the folder between the two calls: then it is made again.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      await mkdir(folder, {recursive: true})
+      await writeFile(path, `${new Date().toISOString()}\n`, {flag: 'wx'})
+      break
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) return undefined
+    }
+  }
+
+  // The environment's folder and `running/` go with the last mark: the app folder keeps no trace.
+  const folders = [folder, dirname(folder)]
+  const guard = startReaper('rm -f -- "$1"; rmdir -- "$2" "$3" 2>/dev/null', [path, ...folders])
+  return {
+    async release() {
+      await rm(path, {force: true})
+      guard.dismiss()
+      for (const made of folders) if (!(await removedIfEmpty(made))) break
+    },
+  }
+}
+
+/** The other processes whose marks in `folder` say they do `activity` now; marks of the dead are removed. */
+export async function othersDoing(folder: string, activity: Activity): Promise<RunningActivity[]> {
+  const names = await readdir(folder).catch(() => [] as string[])
+  const own = ownStagingTag()
+  const running: RunningActivity[] = []
+  for (const name of names) {
+    const parsed = MARK.exec(name)
+    if (parsed === null || parsed[1] !== activity || parsed[2] === own) continue
+    const path = join(folder, name)
+    const info = await lstat(path).catch(() => {})
+    if (info === undefined) continue
+    const alive = await isTagAlive(parsed[2])
+    if (alive === false) {
+      await rm(path, {force: true}).catch(() => {})
+      continue
+    }
+
+    if (alive === undefined && Date.now() - info.mtimeMs > FOREIGN_MARK_MS) continue
+    running.push({pid: Number(parsed[2].split('-')[0]), since: info.mtime})
+  }
+
+  return running
+}
+
+async function removedIfEmpty(folder: string): Promise<boolean> {
+  try {
+    await rmdir(folder)
+    return true
+  } catch {
+    return false
+  }
+}

@@ -366,14 +366,20 @@ function exited(child: ChildProcess, command: string): Promise<[null | number, N
 class StderrTail {
   private text = ''
 
-  /** The last line that reports an error (tools often follow it with a hint), else the last line. */
+  /**
+   * The last line that reports an error (tools often follow it with a hint), else the last line; with
+   * the detail that PostgreSQL's tools give on the next line (`pg_dump: detail: Query was: LOCK TABLE
+   * public.orders …`), which says what failed.
+   */
   lastLine(): string {
     const lines = this.text
       .split('\n')
       .map((line) => line.trim())
       .filter(Boolean)
-    const report = lines.findLast((line) => /error|fatal|failed|denied|refused/i.test(line))
-    return redactDsn(report ?? lines.at(-1) ?? '')
+    const at = lines.findLastIndex((line) => /error|fatal|failed|denied|refused/i.test(line))
+    if (at === -1) return redactDsn(lines.at(-1) ?? '')
+    const detail = lines[at + 1]
+    return redactDsn(detail !== undefined && /^[\w-]+: detail: /.test(detail) ? `${lines[at]}; ${detail}` : lines[at])
   }
 
   push(chunk: Buffer): void {

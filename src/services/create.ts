@@ -187,7 +187,13 @@ async function backUpDatabase(
   previous: PreviousSizes,
 ): Promise<DatabaseComponent> {
   const provider = databaseProviderFor(context.env.database!)
-  const snapshot = await provider.snapshot({countRows: context.env.countRows, signal: context.signal, tempDir})
+  const snapshot = await provider.snapshot({
+    countRows: context.env.countRows,
+    // Well within the stall timeout, which would otherwise fail the dump first, without a name.
+    lockWaitMs: context.stallTimeoutMs / 2,
+    signal: context.signal,
+    tempDir,
+  })
   try {
     const progress = context.reporter.progress('database', snapshot.bytes)
     if (snapshot.bytes === undefined) {

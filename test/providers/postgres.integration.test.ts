@@ -495,6 +495,29 @@ describe('PostgreSQL (real server)', function () {
     expect(checksums(pg, 'shop')).to.deep.equal(before)
   })
 
+  it('a backup that waits for a table a migration holds exclusively fails in half the stall timeout, naming the table', async () => {
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_STALL_SECONDS: '4'}
+    // What ALTER TABLE holds until its migration commits: pg_dump's own lock on the table waits for it.
+    const migration = await pg.holding('shop', 'LOCK TABLE documents IN ACCESS EXCLUSIVE MODE')
+    try {
+      const created = await Promise.race([
+        cli(project, ['create', '--db-only'], env),
+        sleep(120_000).then(() => ({status: 'still waiting after 120 s', stderr: ''})),
+      ])
+      expect(created.status).to.equal(1)
+      expect(created.stderr).to.match(
+        /^Error: Backup \S+ failed and was not committed: pg_dump waited 2 s to read table public\.documents of postgres\S+, which another session holds exclusively/m,
+      )
+      expect(created.stderr).to.not.match(/Stalled/)
+    } finally {
+      await migration.end()
+    }
+
+    expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+  })
+
   describe('drill: restored into a throwaway server the command starts itself', () => {
     it('passes on a good backup: pg_amcheck, every row count and the schema as recorded', async () => {
       const project = makeProject()

@@ -10,7 +10,7 @@ import {run, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, mysqlSchemaStatements} from './facts.js'
 import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
-import {DatabaseProvider, DatabaseSnapshot, RestoreOptions} from './port.js'
+import {DatabaseProvider, DatabaseSnapshot, RestoreOptions, SnapshotOptions} from './port.js'
 
 /**
  * MySQL and MariaDB through their own tools: `mariadb-dump` (or `mysqldump`) writes a SQL script that the
@@ -163,15 +163,7 @@ export class MysqlProvider implements DatabaseProvider {
     }
   }
 
-  async snapshot({
-    countRows = true,
-    signal,
-    tempDir,
-  }: {
-    countRows?: boolean
-    signal: AbortSignal
-    tempDir: string
-  }): Promise<DatabaseSnapshot> {
+  async snapshot({countRows = true, signal, tempDir}: SnapshotOptions): Promise<DatabaseSnapshot> {
     const defaults = await this.writeDefaults(tempDir)
     let version: string
     try {

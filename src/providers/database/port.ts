@@ -38,6 +38,17 @@ export interface RestoreOptions {
   tempDir: string
 }
 
+export interface SnapshotOptions {
+  countRows?: boolean
+  /**
+   * How long the dump may wait for a lock on a table that another session holds exclusively (a
+   * migration's ALTER TABLE), before it fails naming the table; where the dump tool can say.
+   */
+  lockWaitMs?: number
+  signal: AbortSignal
+  tempDir: string
+}
+
 export interface DatabaseProvider {
   readonly engine: 'mysql' | 'postgres' | 'sqlite'
   /** The location with any password replaced by `***`, for messages. */
@@ -53,5 +64,5 @@ export interface DatabaseProvider {
    */
   restore(dump: Readable, options: RestoreOptions): Promise<void>
   /** `countRows: false` leaves out the facts (config `database.facts: false`): for very large databases. */
-  snapshot(options: {countRows?: boolean; signal: AbortSignal; tempDir: string}): Promise<DatabaseSnapshot>
+  snapshot(options: SnapshotOptions): Promise<DatabaseSnapshot>
 }

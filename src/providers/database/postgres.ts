@@ -9,7 +9,7 @@ import {BackupError} from '../../errors.js'
 import {run, Session, session, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, postgresSchemaStatements} from './facts.js'
-import {DatabaseProvider, DatabaseSnapshot, RestoreOptions} from './port.js'
+import {DatabaseProvider, DatabaseSnapshot, RestoreOptions, SnapshotOptions} from './port.js'
 import {LockWatch, psqlQuery} from './postgres-locks.js'
 
 const CONNECT_TIMEOUT_SECONDS = '10'
@@ -167,14 +167,7 @@ export class PostgresProvider implements DatabaseProvider {
     return Math.floor(Number(output.trim()) / 10_000)
   }
 
-  async snapshot({
-    countRows = true,
-    signal,
-  }: {
-    countRows?: boolean
-    signal: AbortSignal
-    tempDir: string
-  }): Promise<DatabaseSnapshot> {
+  async snapshot({countRows = true, lockWaitMs, signal}: SnapshotOptions): Promise<DatabaseSnapshot> {
     const server = await this.serverMajorVersion(signal)
     const client = await this.dumpMajorVersion()
     if (client < server) {
@@ -191,7 +184,14 @@ export class PostgresProvider implements DatabaseProvider {
     const snapshotArgs = held ? [`--snapshot=${held.id}`] : []
     const {stream} = streamFrom(
       this.tool('pg_dump'),
-      ['--format=custom', '--no-password', ...snapshotArgs, `--dbname=${this.uri}`],
+      [
+        '--format=custom',
+        '--no-password',
+        // pg_dump locks every table it dumps first: one held exclusively fails it, named, in this time.
+        ...(lockWaitMs === undefined ? [] : [`--lock-wait-timeout=${Math.max(1, Math.round(lockWaitMs / 1000))}s`]),
+        ...snapshotArgs,
+        `--dbname=${this.uri}`,
+      ],
       {env: this.env(), signal},
     )
     // Counted while the dump runs, in the transaction whose snapshot the dump uses: the same rows.
@@ -221,7 +221,7 @@ export class PostgresProvider implements DatabaseProvider {
         : {}),
       format: 'custom',
       serverVersion: String(server),
-      stream: dumpStream(stream),
+      stream: dumpStream(stream, (detail) => this.lockedTable(detail, lockWaitMs)),
     }
   }
 
@@ -314,6 +314,20 @@ export class PostgresProvider implements DatabaseProvider {
       held.kill()
       throw this.factsFailure(error)
     }
+  }
+
+  /** A dump that gave up on a table's lock (pg_dump --lock-wait-timeout), named, or undefined. */
+  private lockedTable(detail: string, lockWaitMs: number | undefined): BackupError | undefined {
+    const table = /Query was: LOCK TABLE (\S+) IN ACCESS SHARE MODE/.exec(detail)?.[1]
+    if (table === undefined || !/canceling statement due to statement timeout/.test(detail)) return undefined
+    return new BackupError(
+      'BACKUP_FAILED',
+      `pg_dump waited ${Math.max(1, Math.round((lockWaitMs ?? 0) / 1000))} s to read table ${table} of ${this.location}, which another session holds exclusively (a migration's ALTER TABLE, a VACUUM FULL, a LOCK TABLE).`,
+      {
+        suggestion:
+          'Take the backup once that session has ended; `SELECT pid, application_name, query FROM pg_stat_activity` shows it. DIVIO_BACKUP_STALL_SECONDS (twice the wait) sets how long a backup waits.',
+      },
+    )
   }
 
   /**

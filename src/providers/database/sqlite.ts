@@ -10,7 +10,7 @@ import {syncPath} from '../../lib/fsync.js'
 import {startReaper} from '../../lib/process.js'
 import {canCompress} from '../../lib/zstd.js'
 import {sqliteFacts} from './facts.js'
-import {DatabaseProvider, DatabaseSnapshot, RestoreOptions} from './port.js'
+import {DatabaseProvider, DatabaseSnapshot, RestoreOptions, SnapshotOptions} from './port.js'
 import {sqliteEngine} from './sqlite-engine.js'
 
 const READ_CHUNK = 1024 * 1024
@@ -113,15 +113,7 @@ export class SqliteProvider implements DatabaseProvider {
     await syncPath(folder)
   }
 
-  async snapshot({
-    countRows = true,
-    signal,
-    tempDir,
-  }: {
-    countRows?: boolean
-    signal: AbortSignal
-    tempDir: string
-  }): Promise<DatabaseSnapshot> {
+  async snapshot({countRows = true, signal, tempDir}: SnapshotOptions): Promise<DatabaseSnapshot> {
     const info = await stat(this.path).catch(() => {})
     if (!info?.isFile()) {
       throw new BackupError('SOURCE_UNAVAILABLE', `The SQLite database ${this.path} does not exist.`, {

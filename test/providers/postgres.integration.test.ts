@@ -381,44 +381,30 @@ describe('PostgreSQL (real server)', function () {
     expect(result.stdout + result.stderr).to.not.include(pg.password)
   })
 
-  it('a dump that stalls (pg_dump waiting on a lock) fails as a stall of the database, with exit 7', async () => {
+  it('a dump that sends nothing fails as a stall of the database, with exit 7', async () => {
     const project = makeProject()
     configure(project)
-    const locker = spawn(join(binDir, 'psql'), ['-XAtq', `--dbname=${pg.url('shop', false)}`], {
-      env: {...process.env, PGPASSWORD: pg.password},
-      stdio: ['pipe', 'ignore', 'ignore'],
+    // A pg_dump that connects to nothing and writes nothing (a server that stopped answering, seen from
+    // here); its version, and the schema the row counts hash, come from the real one.
+    const stuckBin = mkdtempSync(join(tmpdir(), 'stuck-pg-dump-'))
+    writeFileSync(
+      join(stuckBin, 'pg_dump'),
+      `#!/bin/sh\ncase "$*" in *--version*|*--schema-only*) exec '${join(binDir, 'pg_dump')}' "$@";; esac\nexec sleep 600\n`,
+      {mode: 0o755},
+    )
+    symlinkSync(join(binDir, 'psql'), join(stuckBin, 'psql'))
+    const started = Date.now()
+    const result = await cli(project, ['create', '--db-only'], {
+      DATABASE_URL: pg.url('shop'),
+      DIVIO_BACKUP_PG_BINDIR: stuckBin,
+      DIVIO_BACKUP_STALL_SECONDS: '2',
     })
-    locker.stdin.write('BEGIN; LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(60);\n')
-    const locked = () =>
-      pg
-        .psql(
-          'shop',
-          "SELECT count(*) FROM pg_locks WHERE mode = 'AccessExclusiveLock' AND relation = 'bulk'::regclass",
-        )
-        .trim()
-    for (let tries = 0; tries < 100 && locked() === '0'; tries++) await sleep(100)
-    expect(locked(), 'the lock is held').to.equal('1')
-    try {
-      const started = Date.now()
-      const result = await cli(project, ['create', '--db-only'], {
-        DATABASE_URL: pg.url('shop'),
-        DIVIO_BACKUP_STALL_SECONDS: '2',
-      })
-      expect(result.status, result.stderr).to.equal(7)
-      expect(result.stderr).to.match(
-        /Stalled: the postgres database postgres:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop sent no data for \d+ s/,
-      )
-      expect(Date.now() - started).to.be.lessThan(30_000)
-      expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
-    } finally {
-      locker.kill()
-      // The server notices a client gone only when it next writes to it: end the sleeping session, and
-      // its lock, now, so that the next test does not wait for it.
-      pg.psql(
-        'postgres',
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(60)%' AND pid <> pg_backend_pid()",
-      )
-    }
+    expect(result.status, result.stderr).to.equal(7)
+    expect(result.stderr).to.match(
+      /Stalled: the postgres database postgres:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop sent no data for \d+ s/,
+    )
+    expect(Date.now() - started).to.be.lessThan(30_000)
+    expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
   })
 
   it('refuses a pg_dump older than the server, naming the version needed', async () => {
@@ -495,7 +481,7 @@ describe('PostgreSQL (real server)', function () {
     expect(checksums(pg, 'shop')).to.deep.equal(before)
   })
 
-  it('a backup that waits for a table a migration holds exclusively fails in half the stall timeout, naming the table', async () => {
+  it('a backup that waits for a table a migration holds exclusively fails in half the stall timeout, naming the table (exit 7)', async () => {
     const project = makeProject()
     configure(project)
     const env = {DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_STALL_SECONDS: '4'}
@@ -506,7 +492,7 @@ describe('PostgreSQL (real server)', function () {
         cli(project, ['create', '--db-only'], env),
         sleep(120_000).then(() => ({status: 'still waiting after 120 s', stderr: ''})),
       ])
-      expect(created.status).to.equal(1)
+      expect(created.status).to.equal(7)
       expect(created.stderr).to.match(
         /^Error: Backup \S+ failed and was not committed: pg_dump waited 2 s to read table public\.documents of postgres\S+, which another session holds exclusively/m,
       )

@@ -321,7 +321,7 @@ export class PostgresProvider implements DatabaseProvider {
     const table = /Query was: LOCK TABLE (\S+) IN ACCESS SHARE MODE/.exec(detail)?.[1]
     if (table === undefined || !/canceling statement due to statement timeout/.test(detail)) return undefined
     return new BackupError(
-      'BACKUP_FAILED',
+      'SOURCE_UNAVAILABLE',
       `pg_dump waited ${Math.max(1, Math.round((lockWaitMs ?? 0) / 1000))} s to read table ${table} of ${this.location}, which another session holds exclusively (a migration's ALTER TABLE, a VACUUM FULL, a LOCK TABLE).`,
       {
         suggestion:

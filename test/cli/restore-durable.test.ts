@@ -60,14 +60,17 @@ describe('restore of a media folder is on disk before the previous media goes', 
       new RegExp(String.raw`rename(at2?)?\(.*"${parent}/\.media\.restore-[^"]*", .*"${parent}/media"`).test(line),
     )
     // strace splits a call that another thread or process interrupts into "<unfinished ...>" and
-    // "<... fsync resumed>": the flush starts at the first, and is done at the second.
+    // "<... fsync resumed>": the flush starts at the first, and is done at the second. It pads the pid
+    // to the width of the widest it has printed ("4092  <... fsync resumed>" beside 5-digit pids).
     const renamesSynced = at(
       'the fsync of the folder that holds both',
       (line) => line.includes(`fsync(`) && line.includes(`<${parent}>`),
     )
     const pid = calls[renamesSynced].split(' ')[0]
     const renamesSyncedDone = calls[renamesSynced].includes('<unfinished')
-      ? calls.findIndex((line, index) => index > renamesSynced && line.startsWith(`${pid} <... fsync resumed>`))
+      ? calls.findIndex(
+          (line, index) => index > renamesSynced && new RegExp(`^${pid} +<\\.\\.\\. fsync resumed>`).test(line),
+        )
       : renamesSynced
     const oldRemoved = at('the removal of the previous media', (line) =>
       /(unlink|unlinkat|rmdir)\(.*\.media\.before-restore-/.test(line),

@@ -10,8 +10,8 @@ import {formatDuration} from './duration.js'
  *
  * The evidence is what the machine cannot set: the signed creation times of the backups that
  * authenticated (a clock behind the history of the store), and, where the store has a clock of its own
- * (S3's LastModified), the times it gave what it holds (a clock behind it), and the time it gave what
- * this command has just stored (a clock behind or ahead of it). A clock ahead of a store that shares it
+ * (S3's LastModified and Date), the times it gave what it holds (a clock behind it), the time it gave
+ * what this command has just stored, and the time of its last answer (a clock behind or ahead of it). A clock ahead of a store that shares it
  * (a folder on this machine) leaves no trace anywhere and cannot be caught.
  */
 
@@ -31,6 +31,8 @@ export interface ClockEvidence {
     justStored?: {at: Date; what: string}
     /** The newest time the store gave anything of the environment. */
     newest?: Date
+    /** The store's own time now (its last answer's). */
+    now?: Date
   }
 }
 
@@ -50,6 +52,12 @@ export function clockProblem(evidence: ClockEvidence): string | undefined {
     const ahead = now - at.getTime()
     if (Math.abs(ahead) > CLOCK_TOLERANCE_MS)
       return `${reads}, ${span(ahead)} ${ahead > 0 ? 'ahead of' : 'behind'} the store's clock, which stamped ${what} at ${at.toISOString()}`
+  }
+
+  if (store?.now !== undefined) {
+    const ahead = now - store.now.getTime()
+    if (Math.abs(ahead) > CLOCK_TOLERANCE_MS)
+      return `${reads}, ${span(ahead)} ${ahead > 0 ? 'ahead of' : 'behind'} the store's clock, which reads ${store.now.toISOString()}`
   }
 
   if (store?.newest !== undefined) {

@@ -27,6 +27,7 @@ export function clockDoubt(
       ? {
           justStored: stamped && {at: stamped, what: `backup ${justStored}`},
           newest: times.length > 0 ? new Date(Math.max(...times)) : undefined,
+          now: context.store.serverTime?.(),
         }
       : undefined,
   })

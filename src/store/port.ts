@@ -119,6 +119,12 @@ export interface Store {
    * not taken for a stalled one.
    */
   putFile(key: string, path: string, options?: PutFileOptions): Promise<{bytes: number}>
+  /**
+   * The store's own time now, from the last answer it gave (S3's Date header, advanced by the time
+   * since on this machine's monotonic clock); undefined before any answer, and for a store whose clock
+   * is not its own.
+   */
+  serverTime?(): Date | undefined
   stat(key: string): Promise<ObjectInfo | undefined>
 }
 

@@ -33,6 +33,8 @@ export class S3Store implements Store {
   readonly local = false
   readonly minimumStorageDays: number
   readonly ownClock = true
+  /** When the server last answered, by its Date header and by this machine's monotonic clock. */
+  private answered: undefined | {localMs: number; serverMs: number}
   private clientPromise: Promise<S3Client> | undefined
   /** The part buffers of this store's uploads, in one budget (a packed backup uploads up to three packs at once). */
   private readonly parts = new PartBudget()
@@ -182,6 +184,12 @@ export class S3Store implements Store {
     }
   }
 
+  serverTime(): Date | undefined {
+    return this.answered === undefined
+      ? undefined
+      : new Date(this.answered.serverMs + (performance.now() - this.answered.localMs))
+  }
+
   async stat(key: string): Promise<ObjectInfo | undefined> {
     assertValidKey(key)
     const {HeadObjectCommand} = await import('@aws-sdk/client-s3')
@@ -198,7 +206,20 @@ export class S3Store implements Store {
   }
 
   private client(): Promise<S3Client> {
-    this.clientPromise ??= createS3Client(this.location, {silenceMs: this.options.stallTimeoutMs})
+    this.clientPromise ??= createS3Client(this.location, {silenceMs: this.options.stallTimeoutMs}).then((client) => {
+      // Every answer's Date header: the server's clock, for serverTime.
+      client.middlewareStack.add(
+        (next) => async (args) => {
+          const result = await next(args)
+          const date = (result.response as {headers?: Record<string, string>}).headers?.date
+          const serverMs = date === undefined ? Number.NaN : Date.parse(date)
+          if (!Number.isNaN(serverMs)) this.answered = {localMs: performance.now(), serverMs}
+          return result
+        },
+        {name: 'serverTime', step: 'deserialize'},
+      )
+      return client
+    })
     return this.clientPromise
   }
 

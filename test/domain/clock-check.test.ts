@@ -34,6 +34,14 @@ describe('whether the clock can be trusted (clockProblem)', () => {
     )
   })
 
+  it("the time of the store's last answer says the clock is off either way", () => {
+    expect(clockProblem({now: NOW, store: {now: shifted(5 * MINUTE)}})).to.equal(undefined)
+    expect(clockProblem({now: NOW, store: {now: shifted(-90 * MINUTE)}})).to.equal(
+      "this machine's clock reads 2026-12-06T12:00:00.000Z, 1h 30m ahead of the store's clock, which reads 2026-12-06T10:30:00.000Z",
+    )
+    expect(clockProblem({now: NOW, store: {now: shifted(90 * MINUTE)}})).to.contain("1h 30m behind the store's clock")
+  })
+
   it("the store's newest stamp says only that the clock is behind: an old stamp is an environment left alone", () => {
     expect(clockProblem({now: NOW, store: {newest: shifted(-30 * 24 * 60 * MINUTE)}})).to.equal(undefined)
     expect(clockProblem({now: NOW, store: {newest: shifted(20 * MINUTE)}})).to.equal(
@@ -55,6 +63,7 @@ describe('whether the clock can be trusted (clockProblem)', () => {
       expect(clockProblem({now: NOW, store: {newest: shifted(ms)}}) !== undefined, `newest ${minutes}`).to.equal(
         ms > CLOCK_TOLERANCE_MS,
       )
+      expect(clockProblem({now: NOW, store: {now: shifted(ms)}}) !== undefined, `store now ${minutes}`).to.equal(past)
     }
   })
 })

@@ -74,7 +74,7 @@ describe("this machine's clock against the store's own (S3's LastModified, s3rve
     expect(kept).to.have.length(2)
   })
 
-  it('a clock hours behind is caught by the same stamp, and prune, which stores nothing, by the newest stamp', async () => {
+  it("a clock hours behind is caught by the same stamp, and prune, which stores nothing, by the store's last answer", async () => {
     const store = await newBucket()
     // Every backup made on the clock behind: its own history agrees with it, the store does not.
     const behind = await skewed(store, -3 * HOURS)
@@ -82,7 +82,16 @@ describe("this machine's clock against the store's own (S3's LastModified, s3rve
     expect(error?.message).to.match(/ (2h 59m|3h( \d+s)?) behind the store's clock/)
     const pruned = await refusal(readPrunePlan(await skewed(store, -3 * HOURS)))
     expect(pruned?.message).to.match(
-      /^Prune removed nothing: .* but the store stamped an object of this environment at /,
+      /^Prune removed nothing: .* (2h 59m|3h( \d+s)?) behind the store's clock, which reads /,
+    )
+  })
+
+  it("prune, which stores nothing, catches a clock ahead by the time of the store's last answer (its Date header)", async () => {
+    const store = await newBucket()
+    await create(await skewed(store, 0))
+    const error = await refusal(readPrunePlan(await skewed(store, 3 * HOURS)))
+    expect(error?.message).to.match(
+      /^Prune removed nothing: .* (2h 59m|3h( \d+s)?) ahead of the store's clock, which reads /,
     )
   })
 

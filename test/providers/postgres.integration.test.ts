@@ -509,7 +509,8 @@ describe('PostgreSQL (real server)', function () {
       const project = makeProject()
       configure(project)
       const env = {DATABASE_URL: pg.url('shop')}
-      expect((await cli(project, ['create', '--db-only'], env)).status).to.equal(0)
+      const created = await cli(project, ['create', '--db-only'], env)
+      expect(created.status, created.stderr).to.equal(0)
       const drilled = await cli(project, ['drill', '--json'], env)
       expect(drilled.status, drilled.stderr).to.equal(0)
       const result = drilled.json() as {

@@ -188,7 +188,7 @@ export class PostgresProvider implements DatabaseProvider {
         '--format=custom',
         '--no-password',
         // pg_dump locks every table it dumps first: one held exclusively fails it, named, in this time.
-        ...(lockWaitMs === undefined ? [] : [`--lock-wait-timeout=${Math.max(1, Math.round(lockWaitMs / 1000))}s`]),
+        ...(lockWaitMs === undefined ? [] : [`--lock-wait-timeout=${wholeSeconds(lockWaitMs)}s`]),
         ...snapshotArgs,
         `--dbname=${this.uri}`,
       ],
@@ -322,7 +322,7 @@ export class PostgresProvider implements DatabaseProvider {
     if (table === undefined || !/canceling statement due to statement timeout/.test(detail)) return undefined
     return new BackupError(
       'SOURCE_UNAVAILABLE',
-      `pg_dump waited ${Math.max(1, Math.round((lockWaitMs ?? 0) / 1000))} s to read table ${table} of ${this.location}, which another session holds exclusively (a migration's ALTER TABLE, a VACUUM FULL, a LOCK TABLE).`,
+      `pg_dump waited ${wholeSeconds(lockWaitMs ?? 0)} s to read table ${table} of ${this.location}, which another session holds exclusively (a migration's ALTER TABLE, a VACUUM FULL, a LOCK TABLE).`,
       {
         suggestion:
           'Take the backup once that session has ended; `SELECT pid, application_name, query FROM pg_stat_activity` shows it. DIVIO_BACKUP_STALL_SECONDS (twice the wait) sets how long a backup waits.',
@@ -365,4 +365,9 @@ async function withTimeout<T>(work: Promise<T>, ms: number, message: string): Pr
   } finally {
     clearTimeout(timer)
   }
+}
+
+/** Whole seconds, at least 1: what PostgreSQL's timeouts are given in here, and what messages say. */
+function wholeSeconds(ms: number): number {
+  return Math.max(1, Math.round(ms / 1000))
 }

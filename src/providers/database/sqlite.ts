@@ -92,9 +92,23 @@ export class SqliteProvider implements DatabaseProvider {
       await syncPath(folder)
       await rename(fresh, this.path)
     } catch (error) {
-      for (const {aside, live} of movedAside) await rename(aside, live).catch(() => {})
+      const stranded: string[] = []
+      for (const {aside, live} of movedAside) await rename(aside, live).catch(() => stranded.push(aside))
       await rm(fresh, {force: true})
-      guard.release()
+      // A companion that could not go back keeps its name, and the guard must not remove it.
+      if (stranded.length === 0) guard.release()
+      else guard.dismiss()
+      if (stranded.length > 0) {
+        throw new BackupError(
+          'BACKUP_FAILED',
+          `The restore of ${this.path} failed before the swap (${(error as Error).message}), and ${stranded.join(' and ')} could not be renamed back.`,
+          {
+            cause: error,
+            suggestion: `Rename ${stranded.join(' and ')} back (without the leading dot and the .replaced-… ending) before the app opens the database.`,
+          },
+        )
+      }
+
       const target = targetFailure(error, `the restored database beside ${this.path}`)
       if (target)
         throw new BackupError(target.code, `${target.message} The database file was not changed.`, {

@@ -4,8 +4,9 @@ import {Readable} from 'node:stream'
 
 import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {deferred} from '../lib/deferred.js'
-import {closeFile, openForReading, readInto} from '../lib/file-io.js'
+import {closeFile, readInto} from '../lib/file-io.js'
 import {streamOf} from '../lib/generator-stream.js'
+import {FileIdentity, openListed} from '../lib/listed-files.js'
 import {encodeTarHeader} from './tar-header.js'
 
 /**
@@ -32,6 +33,8 @@ export type MediaEntryType = 'directory' | 'file' | 'symlink'
 /** One thing to archive, as a media provider yields it. */
 export interface MediaEntry {
   ctimeMs?: number
+  /** A media folder: the device, with `ino` what a file read from `localPath` must still be (listed-files.ts). */
+  dev?: number
   /** S3 media: the object's ETag, recorded in the listing. */
   etag?: string
   /** A media folder: the inode and change time, by which an incremental backup knows an unchanged file. */
@@ -42,7 +45,7 @@ export interface MediaEntry {
   linkTarget?: string
   /**
    * A file on this machine: the archive opens and reads it itself, straight into its output. A file
-   * that has disappeared since it was listed is left out; one that grew is cut at `size`.
+   * that has disappeared or been replaced since it was listed is left out; one that grew is cut at `size`.
    */
   localPath?: Buffer | string
   mode: number
@@ -70,6 +73,14 @@ export interface MediaEntry {
   sha256?: string
   size: number
   type: MediaEntryType
+}
+
+/** Why a file that was listed is not in the backup: it was gone, or was no longer that file, when it was read. */
+export const CHANGED_WHILE_RUNNING = 'deleted or replaced while the backup ran'
+
+/** What a local file's listing said it was, which a read checks (listed-files.ts); undefined for S3 media. */
+export function listedIdentity(entry: MediaEntry): FileIdentity | undefined {
+  return entry.dev === undefined || entry.ino === undefined ? undefined : {dev: entry.dev, ino: entry.ino}
 }
 
 /** A small file read whole, with the SHA-256 of what was read. */
@@ -121,6 +132,7 @@ export interface MediaTarSummary {
 export function createMediaTar(
   entries: AsyncIterable<MediaEntry>,
   sink: ListingSink,
+  options: {onSkip?: (path: string, why: string) => void} = {},
 ): {stream: Readable; summary: Promise<MediaTarSummary>} {
   const summary = deferred<MediaTarSummary>()
 
@@ -139,7 +151,11 @@ export function createMediaTar(
             : entry.localPath === undefined
               ? yield* copyStreamed(entry, hash, out)
               : yield* copyLocal(entry, entry.localPath, hash ?? createHash('sha256'), out)
-          if (!included) continue
+          if (!included) {
+            options.onSkip?.(entry.path, CHANGED_WHILE_RUNNING)
+            continue
+          }
+
           out.append(padding(entry.size))
           files++
           totalFileBytes += entry.size
@@ -269,7 +285,7 @@ async function* copyLocal(
   hash: Hash,
   out: Batches,
 ): AsyncGenerator<Buffer, boolean> {
-  const file = await openForReading(path)
+  const file = await openListed(path, 'file', listedIdentity(entry))
   if (file === undefined) return false
   try {
     out.append(header(`${MEDIA_PREFIX}${entry.path}`, entry))

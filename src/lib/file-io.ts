@@ -1,23 +1,11 @@
-import {close, open, read, readFile} from 'node:fs'
+import {close, read, readFile} from 'node:fs'
 
 /**
  * Reads of media files through the thread pool, with the callback API: a hung mount blocks a pool
  * thread, never the main thread (where the stall watchdog and the signal handlers run). The callback
  * API costs a third of what FileHandle promises cost per call, which matters at one open, read and
- * close per file for tens of thousands of files.
+ * close per file for tens of thousands of files. Media files are opened by listed-files.ts.
  */
-
-/** Opens a file for reading; undefined when it does not exist (deleted since it was listed). */
-export function openForReading(path: Buffer | string): Promise<number | undefined> {
-  return new Promise((resolve, reject) => {
-    open(path, 'r', (error, descriptor) => {
-      // eslint-disable-next-line unicorn/no-useless-undefined -- undefined is the answer: no such file
-      if (error?.code === 'ENOENT') resolve(undefined)
-      else if (error) reject(error)
-      else resolve(descriptor)
-    })
-  })
-}
 
 /** Reads up to `length` bytes at the file's position into `buffer` at `offset`; 0 at the end. */
 export function readInto(descriptor: number, buffer: Buffer, offset: number, length: number): Promise<number> {

@@ -1,16 +1,17 @@
 import {createHash} from 'node:crypto'
-import {closeSync, lstatSync, opendirSync, openSync, readSync} from 'node:fs'
+import {closeSync, lstatSync, opendirSync, readSync} from 'node:fs'
 import {parentPort} from 'node:worker_threads'
 
 import {
   batchReads,
   ENTRY_FIELDS,
-  entryKind,
   FolderListing,
   ListRequest,
   ReadBatch,
   ReadReplyBuilder,
+  setEntryFields,
 } from './file-reader-protocol.js'
+import {namingFolder, openListedSync, pathThrough} from './listed-files.js'
 
 /**
  * The reader thread of file-reader.ts, with plain system calls: lists a folder with the lstat of each
@@ -33,55 +34,67 @@ port.on('message', (request: (ListRequest | ReadBatch) & {id: number}) => {
  * would collect only after tens of MiB. What goes to the main thread is an exact copy of each, transferred.
  */
 function list(request: ListRequest & {id: number}): void {
+  const folder = Buffer.from(request.folder)
   let reply: FolderListing
+  let through: Buffer = folder
   try {
-    const folder = Buffer.from(request.folder)
-    const path = scratch.path.start(folder)
-    scratch.names.start()
-    let count = 0
-    // Names as bytes: they need not be UTF-8. Node.js gives Buffer names for this encoding, as readdir
-    // does, though its types only name string encodings.
-    const directory = opendirSync(folder, {encoding: 'buffer' as BufferEncoding})
-    try {
-      for (let entry = directory.readSync(); entry !== null; entry = directory.readSync()) {
-        const name = entry.name as unknown as Buffer
-        scratch.room(count + 1)
-        scratch.names.append(name)
-        scratch.lengths[count] = name.length
-        const info = lstatSync(path.with(name), {throwIfNoEntry: false})
-        const at = count * ENTRY_FIELDS
-        const {fields} = scratch
-        fields[at] = entryKind(info)
-        if (info) {
-          fields[at + 1] = info.mode
-          fields[at + 2] = info.size
-          fields[at + 3] = info.mtimeMs
-          fields[at + 4] = info.ctimeMs
-          fields[at + 5] = info.ino
-        }
-
-        count++
-      }
-    } finally {
-      directory.closeSync()
+    // The folder the parent's listing named, or none: listed through its descriptor (listed-files.ts).
+    const descriptor = openListedSync(folder, request.expect ? 'folder' : 'root', request.expect)
+    if (descriptor === undefined) {
+      port.postMessage({...EMPTY_LISTING, gone: true, id: request.id})
+      return
     }
 
-    reply = {
-      count,
-      entries: scratch.fields.buffer.slice(0, count * ENTRY_FIELDS * 8),
-      id: request.id,
-      nameBytes: scratch.names.copy(),
-      nameLengths: scratch.lengths.buffer.slice(0, count * 4),
+    try {
+      through = pathThrough(descriptor, folder)
+      reply = {...listThrough(through), id: request.id}
+    } finally {
+      closeSync(descriptor)
     }
   } catch (error) {
     const {code, message, path} = error as NodeJS.ErrnoException
     // opendir's errors do not name the folder, as readdir's do.
-    const named = path === undefined ? `${message} '${Buffer.from(request.folder).toString()}'` : message
-    port.postMessage({failure: {code, message: named}, id: request.id})
+    const named = path === undefined ? `${message} '${folder.toString()}'` : message
+    port.postMessage({failure: {code, message: namingFolder(named, through, folder)}, id: request.id})
     return
   }
 
   port.postMessage(reply, [reply.entries, reply.nameBytes, reply.nameLengths])
+}
+
+const EMPTY_LISTING = {
+  count: 0,
+  entries: new ArrayBuffer(0),
+  nameBytes: new ArrayBuffer(0),
+  nameLengths: new ArrayBuffer(0),
+}
+
+function listThrough(folder: Buffer): Omit<FolderListing, 'id'> {
+  const path = scratch.path.start(folder)
+  scratch.names.start()
+  let count = 0
+  // Names as bytes: they need not be UTF-8. Node.js gives Buffer names for this encoding, as readdir
+  // does, though its types only name string encodings.
+  const directory = opendirSync(folder, {encoding: 'buffer' as BufferEncoding})
+  try {
+    for (let entry = directory.readSync(); entry !== null; entry = directory.readSync()) {
+      const name = entry.name as unknown as Buffer
+      scratch.room(count + 1)
+      scratch.names.append(name)
+      scratch.lengths[count] = name.length
+      setEntryFields(scratch.fields, count, lstatSync(path.with(name), {throwIfNoEntry: false}))
+      count++
+    }
+  } finally {
+    directory.closeSync()
+  }
+
+  return {
+    count,
+    entries: scratch.fields.buffer.slice(0, count * ENTRY_FIELDS * 8),
+    nameBytes: scratch.names.copy(),
+    nameLengths: scratch.lengths.buffer.slice(0, count * 4),
+  }
 }
 
 /** Bytes appended to a buffer that doubles when full, and is reused from one use to the next. */
@@ -158,13 +171,16 @@ const scratch = {
 
 function read(batch: ReadBatch & {id: number}): void {
   const answers = new ReadReplyBuilder()
-  for (const {index, into, path} of batchReads(batch)) {
+  for (const {expected, index, into, path} of batchReads(batch)) {
     try {
-      if (into === undefined) {
-        const {bytes, sha256} = hashWhole(path)
+      const descriptor = openListedSync(path, 'file', expected)
+      if (descriptor === undefined) {
+        answers.gone(index)
+      } else if (into === undefined) {
+        const {bytes, sha256} = hashWhole(descriptor)
         answers.read(index, bytes, sha256)
       } else {
-        const bytes = readWhole(path, into)
+        const bytes = readWhole(descriptor, into)
         answers.read(index, bytes, createHash('sha256').update(into.subarray(0, bytes)).digest('hex'))
       }
     } catch (error) {
@@ -175,9 +191,8 @@ function read(batch: ReadBatch & {id: number}): void {
   port.postMessage(answers.reply(batch, batch.id), [batch.contents, batch.paths])
 }
 
-/** Reads the file into `into`, up to its length (a file that grew is cut there); returns how many bytes it had. */
-function readWhole(path: Buffer, into: Buffer): number {
-  const descriptor = openSync(path, 'r')
+/** Reads the file into `into`, up to its length (a file that grew is cut there), and closes it; returns how many bytes it had. */
+function readWhole(descriptor: number, into: Buffer): number {
   try {
     let filled = 0
     while (filled < into.length) {
@@ -195,8 +210,8 @@ function readWhole(path: Buffer, into: Buffer): number {
 /** Read through, file after file: one buffer for the life of the thread. */
 const hashBuffer = Buffer.allocUnsafeSlow(256 * 1024)
 
-function hashWhole(path: Buffer): {bytes: number; sha256: string} {
-  const descriptor = openSync(path, 'r')
+/** Hashes the file, and closes it. */
+function hashWhole(descriptor: number): {bytes: number; sha256: string} {
   try {
     const hash = createHash('sha256')
     let bytes = 0

@@ -9,12 +9,14 @@ import {
   ReadReply,
 } from './file-reader-protocol.js'
 import {ReaderRoute, smallWorkHere} from './file-reader-route.js'
+import {FileIdentity} from './listed-files.js'
 
 export {EntryKind} from './file-reader-protocol.js'
 
 /** What lstat said of a name in a folder (kind Gone: deleted since the folder was read). */
 export interface EntryInfo {
   ctimeMs: number
+  dev: number
   ino: number
   kind: EntryKind
   mode: number
@@ -48,6 +50,7 @@ export class ListedFolder {
     const {fields} = this
     return {
       ctimeMs: fields[at + 4],
+      dev: fields[at + 6],
       ino: fields[at + 5],
       kind: fields[at] as EntryKind,
       mode: fields[at + 1],
@@ -61,16 +64,33 @@ export class ListedFolder {
   }
 }
 
-/** Lists a folder with each name's lstat: on the reader thread, one round trip instead of one a name. */
-export async function listFolder(folder: Buffer | string, route: ReaderRoute = smallWorkHere()): Promise<ListedFolder> {
+/**
+ * Lists a folder with each name's lstat: on the reader thread, one round trip instead of one a name.
+ * `expect`: the device and inode its parent's listing gave; the folder is listed only if it is still
+ * that one, and undefined is the answer when it is gone or is not (listed-files.ts). Without it, the
+ * folder is listed wherever its path leads, and its absence is an error.
+ */
+export async function listFolder(folder: Buffer | string, route?: ReaderRoute): Promise<ListedFolder>
+export async function listFolder(
+  folder: Buffer | string,
+  route: ReaderRoute | undefined,
+  expect: FileIdentity | undefined,
+): Promise<ListedFolder | undefined>
+export async function listFolder(
+  folder: Buffer | string,
+  route: ReaderRoute = smallWorkHere(),
+  expect?: FileIdentity,
+): Promise<ListedFolder | undefined> {
   const path = Buffer.from(folder)
-  const request: ListRequest = {folder: path.buffer.slice(path.byteOffset, path.byteOffset + path.length)}
+  const request: ListRequest = {expect, folder: path.buffer.slice(path.byteOffset, path.byteOffset + path.length)}
   const listing = await route.list(request)
   if (listing.failure) throw Object.assign(new Error(listing.failure.message), {code: listing.failure.code})
-  return new ListedFolder(listing)
+  return listing.gone ? undefined : new ListedFolder(listing)
 }
 
 interface Queued {
+  /** What the file's listing said it was (device and inode): read only if it still is. */
+  expected: FileIdentity | undefined
   /**
    * As the caller gave it, never copied: a copy a file, from Node.js's shared pool of small buffers,
    * outlived enough young collections to keep whole pool slabs (64 KiB on Node.js 24) alive until a
@@ -105,7 +125,8 @@ const BATCHES_IN_FLIGHT = 2
  * the signal handlers run.
  *
  * `read` queues a file and `flush` sends what is queued; a read resolves with the file's bytes (fewer
- * than `size` when it shrank, never more) and their SHA-256, or undefined when the file is gone.
+ * than `size` when it shrank, never more) and their SHA-256, or undefined when the file is gone or is
+ * no longer the one its listing named (never read through a symlink or a FIFO: listed-files.ts).
  * `hash` reads a file of any size, and resolves with its SHA-256. A file's content is a view of its
  * batch's buffer, which goes back to the reader thread for the next batch once every file of it has
  * been released (see ReadFile): the same few buffers carry every file of a tree, and no buffer is
@@ -143,6 +164,7 @@ export class SmallFileReader {
       offset += typeof path === 'string' ? pathBytes.write(path, offset) : path.copy(pathBytes, offset)
     const request: ReadBatch = {
       contents,
+      identities: batch.flatMap(({expected}) => (expected ? [expected.dev, expected.ino] : [Number.NaN, Number.NaN])),
       pathLengths: batch.map(({path}) => byteLength(path)),
       paths,
       sizes: batch.map(({size}) => size),
@@ -161,16 +183,17 @@ export class SmallFileReader {
       })
   }
 
-  /** Queues the SHA-256 of a whole file of any size; undefined when the file is gone. */
+  /** Queues the SHA-256 of a whole file of any size; undefined when the file is gone or not a regular file. */
   hash(path: Buffer | string): Promise<string | undefined> {
     const result = deferred<ReadFile | string | undefined>()
-    this.queued.push({path, result, size: HASH_WHOLE_FILE})
+    this.queued.push({expected: undefined, path, result, size: HASH_WHOLE_FILE})
     return result.promise as Promise<string | undefined>
   }
 
-  read(path: Buffer | string, size: number): Promise<ReadFile | undefined> {
+  /** `expected`: what the file's listing said it was; undefined is the answer when it no longer is. */
+  read(path: Buffer | string, size: number, expected?: FileIdentity): Promise<ReadFile | undefined> {
     const result = deferred<ReadFile | string | undefined>()
-    this.queued.push({path, result, size})
+    this.queued.push({expected, path, result, size})
     return result.promise as Promise<ReadFile | undefined>
   }
 

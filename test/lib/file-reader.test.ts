@@ -46,6 +46,7 @@ for (const [where, route] of routes)
       const stat = lstatSync(join(root, 'file'))
       expect(byName.get('file')).to.deep.equal({
         ctimeMs: stat.ctimeMs,
+        dev: stat.dev,
         ino: stat.ino,
         kind: EntryKind.File,
         mode: stat.mode,
@@ -79,7 +80,7 @@ for (const [where, route] of routes)
       expect(error.message).to.include('missing')
     })
 
-    it('reads files whole across batches: gone is undefined, a file that grew is cut, and a failure is its file alone', async () => {
+    it('reads files whole across batches: gone or not a file is undefined, a file that grew is cut, and a failure is its file alone', async () => {
       const reader = new SmallFileReader(route)
       const sizes = Array.from({length: 200}, (_, index) => (index * 977) % 5000)
       for (const [index, size] of sizes.entries()) writeFileSync(join(root, `f${index}`), Buffer.alloc(size, index))
@@ -94,6 +95,7 @@ for (const [where, route] of routes)
       const gone = reader.read(join(root, 'gone'), 10)
       const grew = reader.read(join(root, 'grew'), 6)
       const folder = reader.read(root, 10)
+      const tooLong = reader.read(join(root, 'x'.repeat(300)), 10)
       const shrank = reader.read(join(root, 'f1'), 5000)
       await reader.flush()
       const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex')
@@ -104,7 +106,8 @@ for (const [where, route] of routes)
 
       expect(await gone).to.equal(undefined)
       expect(contentOf(await grew)).to.deep.equal({content: Buffer.from('twelve'), sha256: sha256('twelve')})
-      expect(((await folder.catch((error: unknown) => error)) as NodeJS.ErrnoException).code).to.equal('EISDIR')
+      expect(await folder).to.equal(undefined)
+      expect(((await tooLong.catch((error: unknown) => error)) as NodeJS.ErrnoException).code).to.equal('ENAMETOOLONG')
       expect(contentOf(await shrank)).to.deep.equal({
         content: Buffer.alloc(977, 1),
         sha256: sha256(Buffer.alloc(977, 1)),

@@ -6,7 +6,7 @@ import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
 
 import {HashingStream} from '../../archive/hash.js'
-import {MediaEntry} from '../../archive/media-tar.js'
+import {CHANGED_WHILE_RUNNING, MediaEntry} from '../../archive/media-tar.js'
 import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
 import {Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
@@ -177,9 +177,7 @@ export async function backUpMediaPacks(
       {progress: options.progress, watchdog},
     )
     if (read === undefined) {
-      reporter.notice(
-        `warning: media ${JSON.stringify(printableName(entry.path))} skipped: deleted while the backup ran`,
-      )
+      reporter.notice(`warning: media ${JSON.stringify(printableName(entry.path))} skipped: ${CHANGED_WHILE_RUNNING}`)
       return undefined
     }
 

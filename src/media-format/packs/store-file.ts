@@ -1,8 +1,9 @@
 import {createHash} from 'node:crypto'
 
-import {MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
+import {listedIdentity, MediaEntry, PrefetchedFile} from '../../archive/media-tar.js'
 import {BufferLender, giveBack} from '../../lib/buffer-loan.js'
-import {closeFile, openForReading, readInto} from '../../lib/file-io.js'
+import {closeFile, readInto} from '../../lib/file-io.js'
+import {FileIdentity, openListed} from '../../lib/listed-files.js'
 import {ActivityWatchdog} from '../../lib/stall.js'
 import {Progress} from '../../services/context.js'
 import {BLOB_BYTES, blobKey} from './media-index.js'
@@ -73,7 +74,7 @@ export async function storeFile(
     const stream = await entry.open!()
     source = stream && cutIntoBlobs(stream)
   } else {
-    source = await watchdog.race(readLocal(entry.localPath, entry.size, blobs.buffers))
+    source = await watchdog.race(readLocal(entry.localPath, listedIdentity(entry), entry.size, blobs.buffers))
   }
 
   if (source === undefined) return undefined
@@ -141,14 +142,16 @@ async function storePrefetched(
  * does; one that shrank is stored as read): BLOB_BYTES each, the last one shorter; an empty file has
  * none. Each is read straight into a buffer of its own until the upload has taken it, which then reads
  * later blobs (`blobBuffers` lends them: buffer-loan.ts). Reads go through the thread pool, so a hung mount never blocks the main thread, where the
- * stall watchdog and the signal handlers run. Undefined when the file is gone.
+ * stall watchdog and the signal handlers run. Undefined when the file is gone, or is no longer the one
+ * its listing named (`expected`: listed-files.ts).
  */
 async function readLocal(
   path: Buffer | string,
+  expected: FileIdentity | undefined,
   listedSize: number,
   blobBuffers: BufferLender,
 ): Promise<AsyncIterable<Buffer> | undefined> {
-  const descriptor = await openForReading(path)
+  const descriptor = await openListed(path, 'file', expected)
   if (descriptor === undefined) return undefined
 
   return (async function* () {

@@ -96,13 +96,14 @@ async function backUpMediaTar(context: BackupContext, job: BackUpJob): Promise<M
   const walk = {done: false}
   expectAsManyAsLastTime(context, provider, walk)
   const listingSink = createListingFile(tempDir)
+  const onSkip = (path: string, why: string) =>
+    context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`)
   const entries = provider.entries({
-    onSkip: (path, why) =>
-      context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`),
+    onSkip,
     onWarning: (path, what) => context.reporter.notice(`warning: media ${JSON.stringify(printableName(path))} ${what}`),
     signal: context.signal,
   })
-  const {stream, summary} = createMediaTar(entries, listingSink)
+  const {stream, summary} = createMediaTar(entries, listingSink, {onSkip})
   const archive = await put('media.tar.age', stream, progress, {
     location: `the media ${provider.location}`,
   }).finally(() => {

@@ -4,13 +4,14 @@ import {basename, dirname, isAbsolute, join, posix} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {extractMediaArchive, ExtractSummary} from '../../archive/extract.js'
-import {MediaEntry} from '../../archive/media-tar.js'
+import {CHANGED_WHILE_RUNNING, listedIdentity, MediaEntry} from '../../archive/media-tar.js'
 import {BackupError, describeCause} from '../../errors.js'
 import {decodeName, encodeName, isUtf8Name, printableName} from '../../lib/byte-names.js'
 import {expectWalk} from '../../lib/file-reader-route.js'
 import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncFileSystem, syncPath} from '../../lib/fsync.js'
+import {FileIdentity} from '../../lib/listed-files.js'
 import {startReaper} from '../../lib/process.js'
 import {removeTree} from '../../lib/remove-tree.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
@@ -159,21 +160,29 @@ export class FilesystemMediaProvider implements MediaProvider {
    * strings (byte-names.ts) in the order walkOrder() expects, and its subfolders told to `ahead`.
    * Memory follows the widest folders, not the whole tree.
    */
-  private async openFolder(relative: string, ahead: FoldersAhead, signal: AbortSignal): Promise<FolderInWalk> {
-    signal.throwIfAborted()
-    const listed = await ahead.take(relative)
+  private async openFolder(relative: string, walk: WalkState): Promise<FolderInWalk> {
+    walk.signal.throwIfAborted()
+    let listed = await walk.ahead.take(relative)
+    if (listed === undefined) {
+      walk.onSkip?.(relative, CHANGED_WHILE_RUNNING)
+      listed = NOTHING_LISTED
+    }
+
     const names = Array.from({length: listed.count}, (_, index) => decodeName(listed.name(index)))
     const order = Uint32Array.from(names.keys()).sort((one, other) =>
       names[one] < names[other] ? -1 : names[one] > names[other] ? 1 : 0,
     )
     const subfolders: string[] = []
     for (const index of order) {
-      if (listed.info(index).kind === EntryKind.Directory) {
-        subfolders.push(relative === '' ? names[index] : `${relative}/${names[index]}`)
+      const {dev, ino, kind} = listed.info(index)
+      if (kind === EntryKind.Directory) {
+        const subfolder = relative === '' ? names[index] : `${relative}/${names[index]}`
+        subfolders.push(subfolder)
+        walk.listedFolders.set(subfolder, {dev, ino})
       }
     }
 
-    ahead.enter(subfolders)
+    walk.ahead.enter(subfolders)
     return {listed, names, next: 0, order, relative}
   }
 
@@ -198,10 +207,17 @@ export class FilesystemMediaProvider implements MediaProvider {
     onSkip?: (path: string, why: string) => void,
     onWarning?: (path: string, what: string) => void,
   ): AsyncIterable<MediaEntry> {
-    const ahead = new FoldersAhead((folder) => listFolder(this.pathOf(folder)))
+    // A folder is listed only if it is still the one its parent's listing named (listed-files.ts).
+    const listedFolders = new Map<string, FileIdentity>()
+    const ahead = new FoldersAhead((folder) => {
+      const expected = listedFolders.get(folder)
+      listedFolders.delete(folder)
+      return listFolder(this.pathOf(folder), undefined, expected)
+    })
+    const state: WalkState = {ahead, listedFolders, onSkip, signal}
     // One generator and a stack of the folders being walked, rather than a generator a folder: each
     // entry would otherwise pass through a generator of every folder above it, a promise at each.
-    const walking = [await this.openFolder('', ahead, signal)]
+    const walking = [await this.openFolder('', state)]
     for (let folder = walking.at(-1); folder !== undefined; folder = walking.at(-1)) {
       if (folder.next === folder.order.length) {
         walking.pop()
@@ -224,13 +240,14 @@ export class FilesystemMediaProvider implements MediaProvider {
             size: 0,
             type: 'directory',
           }
-          walking.push(await this.openFolder(path, ahead, signal))
+          walking.push(await this.openFolder(path, state))
           break
         }
 
         case EntryKind.File: {
           yield {
             ctimeMs: info.ctimeMs,
+            dev: info.dev,
             ino: info.ino,
             localPath: this.pathOf(path),
             mode: info.mode,
@@ -243,7 +260,7 @@ export class FilesystemMediaProvider implements MediaProvider {
         }
 
         case EntryKind.Gone: {
-          onSkip?.(path, 'deleted while the backup ran')
+          onSkip?.(path, CHANGED_WHILE_RUNNING)
           break
         }
 
@@ -277,6 +294,24 @@ export class FilesystemMediaProvider implements MediaProvider {
     }
   }
 }
+
+/** What a walk carries from folder to folder. */
+interface WalkState {
+  ahead: FoldersAhead<ListedFolder | undefined>
+  /** The device and inode of each subfolder listed and not yet entered, from its parent's listing. */
+  listedFolders: Map<string, FileIdentity>
+  onSkip?: (path: string, why: string) => void
+  signal: AbortSignal
+}
+
+/** A folder gone or replaced before its listing: the walk goes on past it. */
+const NOTHING_LISTED = new ListedFolder({
+  count: 0,
+  entries: new ArrayBuffer(0),
+  id: 0,
+  nameBytes: new ArrayBuffer(0),
+  nameLengths: new ArrayBuffer(0),
+})
 
 /** A folder the walk is in: its listing, and the place in it of the next name. */
 interface FolderInWalk {
@@ -381,7 +416,7 @@ async function fillWindow(
       let wanted = needsContent?.(entry) ?? true
       if (wanted instanceof Promise) wanted = await wanted
       if (wanted) {
-        entry.prefetched = reader.read(entry.localPath, entry.size)
+        entry.prefetched = reader.read(entry.localPath, entry.size, listedIdentity(entry))
         // Awaited by the consumer; one left behind by an abandoned walk must not go unhandled.
         entry.prefetched.catch(() => {})
       }

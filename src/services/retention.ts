@@ -1,7 +1,7 @@
 import {X25519Identity} from '../archive/age-keys.js'
 import {Tier} from '../domain/backup.js'
 import {applyRetention, RetentionCandidate, RetentionResult} from '../domain/retention.js'
-import {BackupError} from '../errors.js'
+import {BackupError, ExitCodeValue} from '../errors.js'
 import {sweepStaleStaging} from '../lib/staging.js'
 import {collectPacks, PackCollectionResult, RepackResult} from '../media-format/packs/collection.js'
 import {repackPacks} from '../media-format/packs/repack.js'
@@ -128,6 +128,28 @@ export async function executePrune(context: BackupContext, plan: PruneResult): P
     removing: new Set(),
   })
   return {...plan, dryRun: false, ...(packs ? {packs: {...packs, ...(repacked ? {repacked} : {})}} : {})}
+}
+
+/**
+ * The failure a prune ends with after doing the rest, when its pack work did not run for a fault (a
+ * damaged backup, an index that cannot be read): a store that would otherwise grow unseen, prune after
+ * prune, each exiting 0. Undefined when there is none; a setting of this machine (no identity, no
+ * writer key) is not one, and is only said.
+ */
+export function packWorkFailure(result: PruneResult): BackupError | undefined {
+  const {dryRun, packs} = result
+  const were = dryRun ? 'would be' : 'were'
+  const collection = packs?.fault ? {fault: packs.fault, what: `collected`, why: packs.skipped} : undefined
+  const repacking = packs?.repacked?.fault
+    ? {fault: packs.repacked.fault, what: 'repacked', why: packs.repacked.skipped}
+    : undefined
+  const failed = collection ?? repacking
+  if (failed === undefined) return undefined
+  const done = dryRun ? 'Retention would be applied' : 'Retention was applied'
+  return new BackupError(failed.fault.code, `${done}, but no packs ${were} ${failed.what}: ${failed.why}.`, {
+    exitCode: failed.fault.exitCode as ExitCodeValue,
+    suggestion: failed.fault.suggestion,
+  })
 }
 
 /** The identity, or why there is none: repacking and checking a copy need it; collecting does not. */

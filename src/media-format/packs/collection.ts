@@ -3,7 +3,7 @@ import {join} from 'node:path'
 
 import {X25519Identity} from '../../archive/age-keys.js'
 import {isPacked, Manifest} from '../../domain/manifest.js'
-import {describeCause} from '../../errors.js'
+import {describeCause, ErrorCode, ExitCode} from '../../errors.js'
 import {makeStagingDir, removeStagingDir, tempFolderError} from '../../lib/staging.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
@@ -24,10 +24,32 @@ import {CondemnMarker, planPackCollection} from './planner.js'
 import {readIndexFile, readIndexLines} from './read.js'
 import {packCandidates} from './reader.js'
 
+/**
+ * Why a step of the pack work did not run, when that is a fault to mend (a damaged backup, an index
+ * that cannot be read) rather than a setting of this machine (no identity, no writer key): the error's
+ * code, the exit code prune ends with once it has done the rest, and what to do.
+ */
+export interface PackWorkFault {
+  code: ErrorCode
+  exitCode: number
+  suggestion: string
+}
+
+/** A damaged backup that stops the pack work until it is checked, and deleted if it is damaged. */
+export function damagedBackupFault(id: string): PackWorkFault {
+  return {
+    code: 'INTEGRITY',
+    exitCode: ExitCode.Integrity,
+    suggestion: `Check it with \`divio app backup verify ${id}\`; if it is damaged, delete it with \`divio app backup delete ${id}\`, then prune again.`,
+  }
+}
+
 /** What prune did, or would do, with the packs of an environment. */
 export interface PackCollectionResult {
   condemned: string[]
   deleted: string[]
+  /** Set when nothing was collected because of a fault (see `skipped`). */
+  fault?: PackWorkFault
   /** Packs a prune would otherwise have condemned or deleted, and why it did not. */
   held: {pack: string; why: string}[]
   /** Markers and forwards that are not signed by a trusted writer: they decide nothing. */
@@ -45,6 +67,8 @@ export interface PackCollectionResult {
 export interface RepackResult {
   /** Mostly dead packs left for later: younger than the store's minimum storage duration (S3 Standard-IA: 30 days). */
   deferred: number
+  /** Set when repacking did not run because of a fault (see `skipped`). */
+  fault?: PackWorkFault
   /** Bytes of the superseded packs that are freed once they are deleted. */
   freedBytes: number
   /** The superseded packs. */
@@ -81,7 +105,11 @@ export async function collectPacks(
   const empty = {condemned: [], deleted: [], held: [], ignored: [], leftovers: [], pardoned: [], waiting: 0}
   const unreadable = catalog.damaged.find((backup) => backup.manifest === undefined)
   if (unreadable)
-    return {...empty, skipped: `backup ${unreadable.id} is damaged and its manifest unreadable, so any pack may be its`}
+    return {
+      ...empty,
+      fault: damagedBackupFault(unreadable.id),
+      skipped: `backup ${unreadable.id} is damaged and its manifest unreadable, so any pack may be its`,
+    }
 
   const {forwards, ignored, markers} = await readNotes(context, trust, scope)
   const graceMs = context.env.retention.incompleteGraceHours * 3_600_000

@@ -6,13 +6,14 @@ import {Readable} from 'node:stream'
 import {parseRecipient, X25519Identity} from '../../archive/age-keys.js'
 import {readTar} from '../../archive/tar-reader.js'
 import {isPacked, Manifest, MediaPacksComponent} from '../../domain/manifest.js'
-import {describeCause} from '../../errors.js'
+import {BackupError, describeCause, ExitCode} from '../../errors.js'
 import {makeStagingDir, removeStagingDir, tempFolderError} from '../../lib/staging.js'
 import {canCompress} from '../../lib/zstd.js'
 import {Catalog} from '../../services/catalog.js'
 import {BackupContext} from '../../services/context.js'
+import {ObjectCheckError} from '../../services/read.js'
 import {PackTrust, readPackTrust} from './check.js'
-import {RepackResult} from './collection.js'
+import {damagedBackupFault, PackWorkFault, RepackResult} from './collection.js'
 import {packsPrefix, writeForward} from './folder.js'
 import {blobKey, blobSize, IndexEntry} from './media-index.js'
 import {readIndexFile, readIndexLines} from './read.js'
@@ -49,7 +50,14 @@ export async function repackPacks(
   if (folder.packs.length === 0) return undefined
   const empty = {deferred: 0, freedBytes: 0, from: [], into: [], liveBytes: 0}
   const [damaged] = catalog.damaged
-  if (damaged) return {...empty, skipped: `backup ${damaged.id} is damaged, so what its blobs are is not known`}
+  if (damaged) {
+    return {
+      ...empty,
+      fault: damagedBackupFault(damaged.id),
+      skipped: `backup ${damaged.id} is damaged, so what its blobs are is not known`,
+    }
+  }
+
   const manifests = catalog.complete
     .map(({manifest}) => manifest)
     .filter((manifest): manifest is PackedManifest => !options.removing.has(manifest.id) && hasPacks(manifest))
@@ -60,9 +68,13 @@ export async function repackPacks(
     try {
       live = await liveBlobs(job, manifests, trust, tempDir)
     } catch (error) {
+      // Stopped, it is not a fault of the store: the prune ends as stopped.
+      context.signal.throwIfAborted()
+      const cause = tempFolderError(error, context.tempRoot) ?? error
       return {
         ...empty,
-        skipped: `an index could not be read (${describeCause(tempFolderError(error, context.tempRoot) ?? error)})`,
+        fault: unreadableIndexFault(cause),
+        skipped: `an index could not be read (${describeCause(cause)})`,
       }
     }
 
@@ -277,4 +289,20 @@ async function collect(stream: Readable): Promise<Buffer> {
   const chunks: Buffer[] = []
   for await (const chunk of stream) chunks.push(chunk as Buffer)
   return Buffer.concat(chunks)
+}
+
+/** An index that could not be read: damaged (exit 4), or a store or temp folder that failed (its own code). */
+function unreadableIndexFault(cause: unknown): PackWorkFault {
+  const find = 'Run `divio app backup verify --all` to find the backup whose index cannot be read, then prune again.'
+  if (cause instanceof BackupError) {
+    return {code: cause.code, exitCode: cause.exitCode, suggestion: cause.suggestion ?? find}
+  }
+
+  return cause instanceof ObjectCheckError
+    ? {code: 'INTEGRITY', exitCode: ExitCode.Integrity, suggestion: find}
+    : {
+        code: 'STORE_UNAVAILABLE',
+        exitCode: ExitCode.Unavailable,
+        suggestion: `Check that the store can be read. ${find}`,
+      }
 }

@@ -5,7 +5,7 @@ import {colourFor} from '../../../cli/calendar.js'
 import {renderPackCollection, renderPrune} from '../../../cli/render.js'
 import {confirmEnvironment} from '../../../cli/terminal.js'
 import {countOf} from '../../../domain/format.js'
-import {executePrune, PruneResult, readPrunePlan} from '../../../services/retention.js'
+import {executePrune, packWorkFailure, PruneResult, readPrunePlan} from '../../../services/retention.js'
 
 export type PruneCommandResult = PruneResult
 
@@ -44,8 +44,8 @@ Also removes incomplete backups that nothing has written to for the grace period
         (plan.packs.repacked?.from.length ?? 0)
       : 0
     if (flags['dry-run'] || (plan.remove.length === 0 && packWork === 0)) {
-      this.log(renderPrune(plan, flags['dry-run'] ? 'dry-run' : 'plan', calendar))
-      return {...plan, dryRun: flags['dry-run']}
+      const result = {...plan, dryRun: flags['dry-run']}
+      return this.ended(result, renderPrune(plan, flags['dry-run'] ? 'dry-run' : 'plan', calendar))
     }
 
     if (!this.jsonEnabled()) this.log(renderPrune(plan, 'plan', calendar))
@@ -59,9 +59,22 @@ Also removes incomplete backups that nothing has written to for the grace period
     })
     const result = await executePrune(context, plan)
     const removed = result.remove.map(({id}) => id)
-    this.log(
+    return this.ended(
+      result,
       `Removed ${countOf(removed.length, 'backup')}${removed.length > 0 ? `: ${removed.join(', ')}` : ''}.${result.packs ? ` ${renderPackCollection(result.packs, false)}` : ''}`,
     )
+  }
+
+  /** Prints the report, then fails if the pack work did not run for a fault: the report is printed either way. */
+  private ended(result: PruneResult, report: string): PruneCommandResult {
+    const failure = packWorkFailure(result)
+    if (failure && this.jsonEnabled()) {
+      process.exitCode = failure.exitCode
+      return result
+    }
+
+    this.log(report)
+    if (failure) throw failure
     return result
   }
 }

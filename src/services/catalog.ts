@@ -212,10 +212,22 @@ async function readManifest(
 }
 
 /**
+ * Refuses a backup reference that names nothing: an empty one is a prefix of every id, so it matched
+ * the only backup of an environment, and `delete "$ID" --confirm live` with ID unset deleted it.
+ */
+export function assertReference(reference: string): void {
+  if (reference.trim() !== '') return
+  throw new BackupError('USAGE', 'The backup id is empty.', {
+    suggestion: 'Give a backup id, a unique prefix of one, or `latest`; `divio app backup list` shows them.',
+  })
+}
+
+/**
  * Finds a backup by full id, unique prefix, or `latest`. A damaged backup is refused (INTEGRITY), unless
  * its manifest parsed and `trustWriters` names its writer (or `unsigned`): the user's explicit word.
  */
 export function findBackup(catalog: Catalog, reference: string, trustWriters: readonly string[] = []): CompleteBackup {
+  assertReference(reference)
   if (reference === 'latest') {
     const [latest] = catalog.complete
     if (latest === undefined) {

@@ -1,6 +1,6 @@
 import {MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
-import {catalogOf, environmentPrefix, findBackupFor} from './catalog.js'
+import {assertReference, catalogOf, environmentPrefix, findBackupFor} from './catalog.js'
 import {BackupContext} from './context.js'
 import {forgetDeleted} from './machine-state.js'
 
@@ -14,6 +14,7 @@ export async function resolveForDelete(
   context: BackupContext,
   reference: string,
 ): Promise<{id: string; pinned: boolean; status: 'complete' | 'damaged' | 'incomplete'}> {
+  assertReference(reference)
   const catalog = await catalogOf(context)
   const incomplete = catalog.incomplete.filter((backup) => backup.id.startsWith(reference))
   const damaged = catalog.damaged.filter((backup) => backup.id.startsWith(reference))

@@ -143,3 +143,38 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     expect(result.stderr).to.include('No backup "20261128T020000Z-k3m9qa"')
   })
 })
+
+describe('an empty backup id', () => {
+  // An empty id is a prefix of every id: with one backup in the environment, it matched that one, and
+  // `delete "$ID" --confirm live` with ID unset deleted it.
+  it('is refused by every command that takes one (exit 2), before anything is read or changed', async () => {
+    const project = makeProject()
+    const created = await cli(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const commands = [
+      ['delete', '--confirm', 'local'],
+      ['restore', '--confirm', 'local'],
+      ['info'],
+      ['verify'],
+      ['download', '-o', `${project.root}/out`],
+      ['pin'],
+      ['unpin'],
+      ['drill'],
+    ]
+    for (const command of commands) {
+      for (const empty of ['', ' ']) {
+        const [name, ...flags] = command
+        const result = await cli(project, [name, empty, ...flags])
+        expect(result.status, `${name} "${empty}": ${result.stderr}`).to.equal(2)
+        expect(result.stderr).to.equal(
+          'Error: The backup id is empty.\n' +
+            'Try this: Give a backup id, a unique prefix of one, or `latest`; `divio app backup list` shows them.\n',
+        )
+      }
+    }
+
+    const listed = (await cli(project, ['list', '--json'])).json() as Array<{id: string; pinned: boolean}>
+    expect(listed.map((backup) => [backup.id, backup.pinned])).to.deep.equal([[id, false]])
+  })
+})

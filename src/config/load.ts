@@ -1,4 +1,4 @@
-import {readFile, stat} from 'node:fs/promises'
+import {lstat, readFile, stat} from 'node:fs/promises'
 import {homedir} from 'node:os'
 import {basename, dirname, join, resolve} from 'node:path'
 
@@ -220,8 +220,8 @@ async function resolveEnvironment(
 /**
  * What a setting is when nobody set it: the app is named after its folder (so that two apps sharing
  * one store never see, or prune, each other's backups); the database is DATABASE_URL, else
- * ./db.sqlite3 if it exists; media is MEDIA_ROOT, else the platform's DEFAULT_STORAGE_DSN, else ./media
- * if it exists; the store is DIVIO_BACKUP_STORE, else ./.divio/backups.
+ * ./db.sqlite3 if it exists or is a link; media is MEDIA_ROOT, else the platform's DEFAULT_STORAGE_DSN,
+ * else ./media if it exists or is a link; the store is DIVIO_BACKUP_STORE, else ./.divio/backups.
  */
 async function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
   const sqlitePath = join(root, 'db.sqlite3')
@@ -243,9 +243,14 @@ async function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
         .replaceAll(/[^a-z0-9_-]+/gi, '-')
         .replace(/^[-_]+/, '')
         .slice(0, 63) || 'app',
-    database: variables.DATABASE_URL || ((await isFile(sqlitePath)) ? 'sqlite:///db.sqlite3' : undefined),
+    // A link counts even where it leads to nothing yet: a volume a new machine restores onto.
+    database:
+      variables.DATABASE_URL ||
+      ((await isFile(sqlitePath)) || (await isLink(sqlitePath)) ? 'sqlite:///db.sqlite3' : undefined),
     media:
-      variables.MEDIA_ROOT || variables.DEFAULT_STORAGE_DSN || ((await isFolder(mediaPath)) ? mediaPath : undefined),
+      variables.MEDIA_ROOT ||
+      variables.DEFAULT_STORAGE_DSN ||
+      ((await isFolder(mediaPath)) || (await isLink(mediaPath)) ? mediaPath : undefined),
     mediaFormat: mediaFormat as 'packs' | 'tar' | undefined,
     store: variables.DIVIO_BACKUP_STORE || join(root, '.divio', 'backups'),
   }
@@ -392,6 +397,10 @@ async function isFile(path: string): Promise<boolean> {
 
 async function isFolder(path: string): Promise<boolean> {
   return (await stat(path).catch(() => {}))?.isDirectory() ?? false
+}
+
+async function isLink(path: string): Promise<boolean> {
+  return (await lstat(path).catch(() => {}))?.isSymbolicLink() ?? false
 }
 
 async function exists(path: string): Promise<boolean> {

@@ -7,6 +7,7 @@ import {pipeline} from 'node:stream/promises'
 import {BackupError, targetFailure, tempFolderFailure} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
+import {restoreTarget} from '../../lib/paths.js'
 import {startReaper} from '../../lib/process.js'
 import {canCompress} from '../../lib/zstd.js'
 import {sqliteFacts} from './facts.js'
@@ -58,7 +59,8 @@ export class SqliteProvider implements DatabaseProvider {
   /**
    * Writes the restored database beside the target, checks it, and renames it over the target: readers
    * see the old file or the new one, never a mix. The app should be stopped while its database is
-   * replaced.
+   * replaced. Where the configured path is a symlink, the target is the file it leads to (which may
+   * not exist yet), and the link stays.
    *
    * The old file's -wal and -shm belong to the old database, and SQLite replays a -wal into whatever
    * file bears its name: left beside the new file for a moment, by a kill or a power loss between the
@@ -68,14 +70,16 @@ export class SqliteProvider implements DatabaseProvider {
    * it dies after.
    */
   async restore(dump: Readable, options: RestoreOptions): Promise<void> {
-    const folder = dirname(this.path)
+    // The file itself where the path is a link (to a volume, say): SQLite keeps the -wal beside it too.
+    const target = await restoreTarget(this.path, 'The database file')
+    const folder = dirname(target)
     const tag = randomBytes(6).toString('hex')
-    const fresh = join(folder, `.${basename(this.path)}.restore-${tag}`)
+    const fresh = join(folder, `.${basename(target)}.restore-${tag}`)
     const companions = ['-wal', '-shm'].map((suffix) => ({
-      aside: join(folder, `.${basename(this.path)}${suffix}.replaced-${tag}`),
-      live: `${this.path}${suffix}`,
+      aside: join(folder, `.${basename(target)}${suffix}.replaced-${tag}`),
+      live: `${target}${suffix}`,
     }))
-    const mode = (await stat(this.path).catch(() => {}))?.mode ?? 0o644
+    const mode = (await stat(target).catch(() => {}))?.mode ?? 0o644
     // A plaintext copy beside the target, which no later command sweeps: its guard removes it if this
     // process dies before the rename (SIGKILL runs no cleanup); after the rename the name is free.
     const guard = startReaper(SWAP_GUARD, [fresh, ...companions.flatMap(({aside, live}) => [aside, live])])
@@ -90,7 +94,7 @@ export class SqliteProvider implements DatabaseProvider {
 
       await moveAside(companions, movedAside)
       await syncPath(folder)
-      await rename(fresh, this.path)
+      await rename(fresh, target)
     } catch (error) {
       const stranded: string[] = []
       for (const {aside, live} of movedAside) await rename(aside, live).catch(() => stranded.push(aside))
@@ -109,11 +113,11 @@ export class SqliteProvider implements DatabaseProvider {
         )
       }
 
-      const target = targetFailure(error, `the restored database beside ${this.path}`)
-      if (target)
-        throw new BackupError(target.code, `${target.message} The database file was not changed.`, {
+      const failure = targetFailure(error, `the restored database beside ${target}`)
+      if (failure)
+        throw new BackupError(failure.code, `${failure.message} The database file was not changed.`, {
           cause: error,
-          suggestion: target.suggestion,
+          suggestion: failure.suggestion,
         })
       throw new BackupError(
         'BACKUP_FAILED',

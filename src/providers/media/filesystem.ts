@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {chmod, lstat, readlink, realpath, rename} from 'node:fs/promises'
+import {chmod, lstat, readlink, realpath, rename, stat} from 'node:fs/promises'
 import {basename, dirname, isAbsolute, join, posix} from 'node:path'
 import {Readable} from 'node:stream'
 
@@ -12,6 +12,7 @@ import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/fi
 import {makeFolders} from '../../lib/folders.js'
 import {syncFileSystem, syncPath} from '../../lib/fsync.js'
 import {FileIdentity} from '../../lib/listed-files.js'
+import {restoreTarget} from '../../lib/paths.js'
 import {startReaper} from '../../lib/process.js'
 import {removeTree} from '../../lib/remove-tree.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
@@ -33,7 +34,8 @@ export class FilesystemMediaProvider implements MediaProvider {
   }
 
   async *entries({needsContent, onSkip, onWarning, signal}: EntriesOptions): AsyncIterable<MediaEntry> {
-    const info = await lstat(this.root).catch(() => {})
+    // Followed: a media folder may be a link to where it lives (a volume).
+    const info = await stat(this.root).catch(() => {})
     if (!info?.isDirectory()) {
       throw new BackupError('SOURCE_UNAVAILABLE', `The media folder ${this.root} does not exist.`, {
         suggestion: 'Check MEDIA_ROOT (or "media" in the config), or use --db-only.',
@@ -58,7 +60,9 @@ export class FilesystemMediaProvider implements MediaProvider {
     fill: (folder: string) => Promise<ExtractSummary>,
     options: {signal?: AbortSignal} = {},
   ): Promise<PreparedMediaRestore> {
-    const target = await realpath(this.root).catch(() => this.root)
+    // A media folder that is a link (to a volume, say) keeps it: the folder it leads to is replaced,
+    // or made where a new machine's volume does not have it yet.
+    const target = await restoreTarget(this.root, 'The media folder')
     const parent = dirname(target)
     const suffix = randomBytes(6).toString('hex')
     const fresh = join(parent, `.${basename(target)}.restore-${suffix}`)

@@ -156,7 +156,8 @@ export async function applyRestore(
 ): Promise<RestoreResult> {
   const {manifest} = plan
   // Everything that can be checked is checked before the safety backup: a refused archive must not
-  // cost a backup of the target, let alone touch it.
+  // cost a backup of the target, let alone touch it; nor a target that cannot be replaced now.
+  if (plan.database) await databaseProviderFor(target.env.database!).restorable()
   const media = plan.media
     ? await timedStage(target.reporter, 'check media', () => prepareMedia(target, plan, staged))
     : undefined

@@ -128,6 +128,9 @@ export class MysqlProvider implements DatabaseProvider {
     }
   }
 
+  /** A server holds its own files: nothing here keeps a restore from replacing the database's contents. */
+  async restorable(): Promise<void> {}
+
   /** Replays a SQL dump into the database; the client stops at the first error. */
   async restore(sql: Readable, options: RestoreOptions): Promise<void> {
     const defaults = await this.writeDefaults(options.tempDir)

@@ -54,6 +54,11 @@ export interface DatabaseProvider {
   /** The location with any password replaced by `***`, for messages. */
   readonly location: string
   /**
+   * Refuses a target that a restore cannot replace safely now, before the restore takes its safety
+   * backup or changes anything: an SQLite file that another process has open. `restore` checks again.
+   */
+  restorable(): Promise<void>
+  /**
    * Replaces the database's contents with a dump in this provider's format (uncompressed). PostgreSQL
    * applies it in one transaction and SQLite swaps the file atomically, so a failure leaves the database
    * as it was; MySQL stops at the first error (statements before it stay applied). Rejects with a

@@ -91,6 +91,9 @@ export class PostgresProvider implements DatabaseProvider {
     return first === undefined || first === '' ? undefined : first.split('|')[0]
   }
 
+  /** A server holds its own files: nothing here keeps a restore from replacing the database's contents. */
+  async restorable(): Promise<void> {}
+
   /** Restores a custom-format dump into the database, in one transaction: all of it, or nothing. */
   async restore(dump: Readable, options: Partial<RestoreOptions> = {}): Promise<void> {
     // Its own name, by which the lock watch finds its session.

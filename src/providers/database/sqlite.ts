@@ -4,9 +4,10 @@ import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {BackupError, targetFailure, tempFolderFailure} from '../../errors.js'
+import {BackupError, ExitCode, targetFailure, tempFolderFailure} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
+import {processesHolding} from '../../lib/open-files.js'
 import {restoreTarget} from '../../lib/paths.js'
 import {startReaper} from '../../lib/process.js'
 import {canCompress} from '../../lib/zstd.js'
@@ -43,6 +44,32 @@ async function moveAside<T extends {aside: string; live: string}>(companions: re
 }
 
 /**
+ * An SQLite file that another process has open is not replaced: that process (the app, a worker, a
+ * shell) would go on reading and writing the file it opened, which the restore renames away and
+ * removes, until it reopens it; what it writes meanwhile is lost, and the app serves the old data.
+ * A restore into a running PostgreSQL or MySQL server does not have this problem: the server is the
+ * one process that holds the files.
+ */
+function refuseWhileOpen(path: string, target: string): void {
+  const holders = processesHolding([target, `${target}-wal`, `${target}-shm`])
+  if (holders.length === 0) return
+  const named = holders
+    .slice(0, 3)
+    .map(({command, pid}) => `${pid} (${command})`)
+    .join(', ')
+  const more = holders.length > 3 ? ` and ${holders.length - 3} more` : ''
+  throw new BackupError(
+    'ENV_BUSY',
+    `The database ${path} is open in process ${named}${more}: it would go on using the file the restore replaces, and what it writes would be lost.`,
+    {
+      exitCode: ExitCode.Unavailable,
+      suggestion:
+        'Stop the app and its workers (anything that has the database open), then run the restore again. Nothing was changed.',
+    },
+  )
+}
+
+/**
  * SQLite through its online backup API (node:sqlite, better-sqlite3 or the sqlite3 program; see
  * sqlite-engine.ts): the copy is consistent even while the app writes, and it is an ordinary database
  * file that `sqlite3` opens. The copy is checked with `PRAGMA quick_check` before
@@ -54,6 +81,10 @@ export class SqliteProvider implements DatabaseProvider {
 
   constructor(private readonly path: string) {
     this.location = path
+  }
+
+  async restorable(): Promise<void> {
+    refuseWhileOpen(this.path, await restoreTarget(this.path, 'The database file'))
   }
 
   /**
@@ -72,6 +103,8 @@ export class SqliteProvider implements DatabaseProvider {
   async restore(dump: Readable, options: RestoreOptions): Promise<void> {
     // The file itself where the path is a link (to a volume, say): SQLite keeps the -wal beside it too.
     const target = await restoreTarget(this.path, 'The database file')
+    // Again: the app may have been started since the restore began.
+    refuseWhileOpen(this.path, target)
     const folder = dirname(target)
     const tag = randomBytes(6).toString('hex')
     const fresh = join(folder, `.${basename(target)}.restore-${tag}`)

@@ -1,20 +1,15 @@
-import {randomBytes} from 'node:crypto'
-import {chmod, lstat, readlink, realpath, rename, stat} from 'node:fs/promises'
-import {basename, dirname, isAbsolute, join, posix} from 'node:path'
+import {readlink, realpath, stat} from 'node:fs/promises'
+import {isAbsolute, posix} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {extractMediaArchive, ExtractSummary} from '../../archive/extract.js'
 import {CHANGED_WHILE_RUNNING, listedIdentity, MediaEntry} from '../../archive/media-tar.js'
-import {BackupError, describeCause} from '../../errors.js'
+import {BackupError} from '../../errors.js'
 import {decodeName, encodeName, isUtf8Name, printableName} from '../../lib/byte-names.js'
 import {expectWalk} from '../../lib/file-reader-route.js'
 import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
-import {makeFolders} from '../../lib/folders.js'
-import {syncFileSystem, syncPath} from '../../lib/fsync.js'
 import {FileIdentity} from '../../lib/listed-files.js'
-import {restoreTarget} from '../../lib/paths.js'
-import {startReaper} from '../../lib/process.js'
-import {removeTree} from '../../lib/remove-tree.js'
+import {isRestoreWorkFolder, prepareFolderRestore} from './folder-restore.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
@@ -55,89 +50,18 @@ export class FilesystemMediaProvider implements MediaProvider {
     expectWalk(count)
   }
 
-  /** Extracts and checks the archive into a new folder beside the media folder; see restore. */
+  /** Extracts and checks the archive into a new folder, to be swapped in: see folder-restore.ts. */
   async prepare(
     fill: (folder: string) => Promise<ExtractSummary>,
     options: {signal?: AbortSignal} = {},
   ): Promise<PreparedMediaRestore> {
-    // A media folder that is a link (to a volume, say) keeps it: the folder it leads to is replaced,
-    // or made where a new machine's volume does not have it yet.
-    const target = await restoreTarget(this.root, 'The media folder')
-    const parent = dirname(target)
-    const suffix = randomBytes(6).toString('hex')
-    const fresh = join(parent, `.${basename(target)}.restore-${suffix}`)
-    const previous = join(parent, `.${basename(target)}.before-restore-${suffix}`)
-    await makeFolders(parent)
-    // The extraction is plaintext outside any temp folder, and no later command sweeps it: a guard
-    // removes it if this process dies before it is swapped in or discarded (SIGKILL runs no cleanup).
-    const extraction = startReaper('rm -rf -- "$1"', [fresh])
-    const discard = async () => {
-      await removeTree(fresh)
-      extraction.release()
-    }
-
-    let summary
-    try {
-      summary = await fill(fresh)
-      // On disk before the swap: the previous media is removed right after it, and a crash must not
-      // leave a media folder of files whose contents were still only in memory.
-      await syncFileSystem(fresh, options.signal).catch((error: unknown) => {
-        if (options.signal?.aborted) throw error
-        throw new BackupError(
-          'OUTPUT_UNAVAILABLE',
-          `The restored media could not be flushed to disk: ${describeCause(error)}.`,
-          {
-            cause: error,
-            suggestion:
-              'Check the disk that holds the media folder, and that `sync` is on PATH, then run the restore again.',
-          },
-        )
-      })
-    } catch (error) {
-      await discard()
-      throw error instanceof BackupError
-        ? new BackupError(error.code, `${error.message} The media folder ${target} was not changed.`, {
-            cause: error,
-            exitCode: error.exitCode,
-            suggestion: error.suggestion,
-          })
-        : error
-    }
-
-    const extracted = summary
-    return {
-      async commit() {
-        const before = await lstat(target).catch(() => {})
-        const existed = before !== undefined
-        // The extraction was private (0700) while it held plaintext; it takes the folder's own mode now.
-        await chmod(fresh, before?.isDirectory() ? before.mode % 0o1_0000 : 0o755)
-        if (existed) await rename(target, previous)
-        try {
-          await rename(fresh, target)
-        } catch (error) {
-          if (existed) await rename(previous, target)
-          await discard()
-          throw error
-        }
-
-        // Nothing is left under the extraction's name for its guard. Until the second rename, the
-        // previous media was the only copy of the folder's old contents: only now may a guard remove it.
-        extraction.release()
-        const replaced = existed ? startReaper('rm -rf -- "$1"', [previous]) : undefined
-        // The renames on disk before the previous media goes.
-        await syncPath(parent)
-        if (existed) await removeTree(previous)
-        replaced?.release()
-        return {...extracted, deleted: 0}
-      },
-      discard,
-    }
+    return prepareFolderRestore(this.root, fill, options)
   }
 
   /**
-   * Extracts the archive into a new folder beside the media folder, then swaps the two with renames and
-   * removes the old one. Until the swap the media folder is untouched; a symlinked media folder keeps
-   * its link, and the folder it points to is the one replaced.
+   * Extracts the archive into a new folder, swaps it in and removes the old media (folder-restore.ts).
+   * Until the swap the media folder is untouched; a symlinked media folder keeps its link, and the
+   * folder it points to is the one replaced.
    */
   async restore(tar: Readable, options: {signal?: AbortSignal} = {}): Promise<MediaRestoreSummary> {
     return (await this.prepare((folder) => extractMediaArchive(tar, folder, options), options)).commit()
@@ -173,7 +97,10 @@ export class FilesystemMediaProvider implements MediaProvider {
     }
 
     const names = Array.from({length: listed.count}, (_, index) => decodeName(listed.name(index)))
-    const order = Uint32Array.from(names.keys()).sort((one, other) =>
+    // A restore's work folders at the top of a media folder that is a mount point are not media.
+    const kept =
+      relative === '' ? [...names.keys()].filter((index) => !isRestoreWorkFolder(names[index])) : names.keys()
+    const order = Uint32Array.from(kept).sort((one, other) =>
       names[one] < names[other] ? -1 : names[one] > names[other] ? 1 : 0,
     )
     const subfolders: string[] = []

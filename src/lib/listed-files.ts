@@ -22,6 +22,12 @@ export interface FileIdentity {
 const {O_DIRECTORY, O_NOCTTY, O_NOFOLLOW, O_NONBLOCK, O_RDONLY} = constants
 /** Never through a symlink (the last component), never waiting on a FIFO, never a controlling terminal. */
 const FILE_FLAGS = O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY
+/**
+ * A file under another process's lease (a file server's, Samba's oplocks) answers a non-blocking open
+ * with EAGAIN: opened again waiting, as any reader does, until the holder lets go (the kernel gives it
+ * /proc/sys/fs/lease-break-time, 45 s). A FIFO never answers EAGAIN to a read-only open.
+ */
+const LEASED_FILE_FLAGS = O_RDONLY | O_NOFOLLOW | O_NOCTTY
 /** A folder the walk reached; the media folder itself, which may be a symlink to where it lives. */
 const FOLDER_FLAGS = O_RDONLY | O_DIRECTORY | O_NOFOLLOW
 const ROOT_FLAGS = O_RDONLY | O_DIRECTORY
@@ -41,7 +47,7 @@ export type Listed = 'file' | 'folder' | 'root'
  */
 export function openListed(path: Buffer | string, what: Listed, expected?: FileIdentity): Promise<number | undefined> {
   return new Promise((resolve, reject) => {
-    open(path, flagsFor(what), (error, descriptor) => {
+    const opened = (error: NodeJS.ErrnoException | null, descriptor: number) => {
       if (error) {
         // eslint-disable-next-line unicorn/no-useless-undefined -- undefined is the answer: not as listed
         if (isNotAsListed(error, what)) resolve(undefined)
@@ -58,6 +64,11 @@ export function openListed(path: Buffer | string, what: Listed, expected?: FileI
         // eslint-disable-next-line unicorn/no-useless-undefined -- undefined is the answer: not as listed
         close(descriptor, () => (statError ? reject(statError) : resolve(undefined)))
       })
+    }
+
+    open(path, flagsFor(what), (error, descriptor) => {
+      if (error && isLeased(error, what)) open(path, LEASED_FILE_FLAGS, opened)
+      else opened(error, descriptor)
     })
   })
 }
@@ -66,7 +77,12 @@ export function openListed(path: Buffer | string, what: Listed, expected?: FileI
 export function openListedSync(path: Buffer | string, what: Listed, expected?: FileIdentity): number | undefined {
   let descriptor: number
   try {
-    descriptor = openSync(path, flagsFor(what))
+    try {
+      descriptor = openSync(path, flagsFor(what))
+    } catch (error) {
+      if (!isLeased(error, what)) throw error
+      descriptor = openSync(path, LEASED_FILE_FLAGS)
+    }
   } catch (error) {
     if (isNotAsListed(error, what)) return undefined
     throw error
@@ -98,6 +114,11 @@ export function pathThrough(descriptor: number, folder: Buffer): Buffer {
 export function namingFolder(message: string, through: Buffer, folder: Buffer): string {
   const proc = through.toString()
   return proc === folder.toString() ? message : message.split(proc).join(folder.toString())
+}
+
+function isLeased(error: unknown, what: Listed): boolean {
+  const {code} = error as NodeJS.ErrnoException
+  return what === 'file' && (code === 'EAGAIN' || code === 'EWOULDBLOCK')
 }
 
 function isNotAsListed(error: unknown, what: Listed): boolean {

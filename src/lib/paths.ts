@@ -66,7 +66,7 @@ export async function restoreTarget(path: string, what: string): Promise<string>
     if ((error as NodeJS.ErrnoException).code !== 'ELOOP') throw error
     throw new BackupError('OUTPUT_UNAVAILABLE', `${what} ${path} is a chain of symbolic links that does not end.`, {
       cause: error,
-      suggestion: `Point the config at the ${what.replace(/^the /, '')} itself, or mend the links (\`ls -l ${path}\`); nothing was changed.`,
+      suggestion: `Point the config at the ${what.replace(/^the /i, '')} itself, or mend the links (\`ls -l ${path}\`); nothing was changed.`,
     })
   }
 }

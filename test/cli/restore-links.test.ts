@@ -99,6 +99,7 @@ describe('restore through a symlinked database file or media folder', () => {
     const refused = await cli(project, ['restore', 'latest', '--db-only', '--confirm', 'local', '--no-safety-backup'])
     expect(refused.status).to.equal(7)
     expect(refused.stderr).to.include(`The database file ${path} is a chain of symbolic links that does not end.`)
+    expect(refused.stderr).to.include('Try this: Point the config at the database file itself, or mend the links')
     expect(readlinkSync(path)).to.equal(join(volume, 'loop'))
     expect(readlinkSync(join(volume, 'loop'))).to.equal(path)
   })

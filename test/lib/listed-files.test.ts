@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {execFileSync} from 'node:child_process'
+import {execFileSync, spawn} from 'node:child_process'
 import {closeSync, lstatSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -8,6 +8,7 @@ import {closeFile, readInto} from '../../src/lib/file-io.js'
 import {onTheReaderThread, onThisThread, ReaderRoute} from '../../src/lib/file-reader-route.js'
 import {EntryKind, listFolder, SmallFileReader} from '../../src/lib/file-reader.js'
 import {FileIdentity, openListed, openListedSync} from '../../src/lib/listed-files.js'
+import {until} from '../helpers/processes.js'
 
 /**
  * A name in the media folder changes between the walk's lstat and the read, as the app (or whoever
@@ -219,3 +220,76 @@ for (const [where, route] of routes) {
     })
   })
 }
+
+/** Holds a write lease on `path` (as a file server does) until the kernel asks for it, then lets go. */
+const LEASE_HOLDER = `
+import fcntl, os, signal, sys
+fd = os.open(sys.argv[1], os.O_RDWR)
+def broken(signum, frame):
+    fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)
+    print("released", flush=True)
+signal.signal(signal.SIGIO, broken)
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+print("leased", flush=True)
+sys.stdin.read()
+`
+
+describe("a media file under another process's lease (a file server's)", () => {
+  let files: Layout
+
+  beforeEach(() => {
+    files = layout()
+  })
+
+  afterEach(() => rmSync(join(files.root, '..'), {force: true, recursive: true}))
+
+  async function leased(path: string): Promise<{end: () => Promise<void>; said: () => string}> {
+    const holder = spawn('/usr/bin/python3', ['-c', LEASE_HOLDER, path], {stdio: ['pipe', 'pipe', 'inherit']})
+    let said = ''
+    holder.stdout.setEncoding('utf8').on('data', (text: string) => {
+      said += text
+    })
+    const ended = new Promise((resolve) => {
+      holder.on('exit', resolve)
+    })
+    await until(() => said.includes('leased'), 'the lease is taken')
+    return {
+      async end() {
+        holder.stdin.end()
+        await ended
+      },
+      said: () => said,
+    }
+  }
+
+  const reads: Array<[string, (path: string, expected: FileIdentity) => Promise<string | undefined>]> = [
+    ...routes.map(([where, route]): [string, (path: string, expected: FileIdentity) => Promise<string | undefined>] => [
+      `read ${where}`,
+      async (path, expected) => {
+        const reader = new SmallFileReader(route)
+        const read = reader.read(path, CONTENT.length, expected)
+        await reader.flush()
+        return (await read)?.content.toString()
+      },
+    ]),
+    [
+      'opened for streaming',
+      async (path, expected) => {
+        const descriptor = await openListed(path, 'file', expected)
+        return descriptor === undefined ? undefined : readAll(descriptor)
+      },
+    ],
+  ]
+  for (const [how, read] of reads) {
+    it(`is ${how}, once the holder lets go, instead of failing with EAGAIN`, async () => {
+      const holder = await leased(files.file)
+      try {
+        expect(await read(files.file, identityOf(files.file))).to.equal(CONTENT)
+        // The open broke the lease: the holder was asked to let go, and did.
+        await until(() => holder.said().includes('released'), 'the holder let go')
+      } finally {
+        await holder.end()
+      }
+    })
+  }
+})

@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {chmod, lstat, mkdir, readdir, readFile, rename, rmdir} from 'node:fs/promises'
+import {chmod, lstat, mkdir, opendir, readFile, rename, rmdir} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {ExtractSummary} from '../../archive/extract.js'
@@ -139,36 +139,30 @@ async function swapFolders({fresh, previous, target}: SwapFolders, discard: () =
 
 /**
  * The entries at the top of a mount point swapped: the old ones into `previous`, then the new ones out
- * of `fresh`. A failure puts back what was moved, in reverse; an entry that cannot go back is named,
- * and `previous` is then kept. Names are bytes: they need not be UTF-8.
+ * of `fresh`. A failure moves them back by where they are (every entry of the target but the work
+ * folders is a new one once the old ones have all left); if an old entry cannot go back, `previous`
+ * is kept, and named. Each folder is read as a stream of names, which are bytes (they need not be
+ * UTF-8): memory does not grow with a media folder of a million files at its top.
  */
 async function swapEntries({fresh, previous, target}: SwapFolders, discard: () => Promise<void>): Promise<boolean> {
   const work = new Set([basename(fresh), basename(previous)])
   await mkdir(previous, {mode: 0o700})
-  const moved: Buffer[] = []
-  const placed: Buffer[] = []
-  const at = (folder: string, name: Buffer) => Buffer.concat([Buffer.from(`${folder}/`), name])
+  let placing = false
   try {
-    for (const name of await namesIn(target)) {
-      if (work.has(name.toString('latin1'))) continue
-      await rename(at(target, name), at(previous, name))
-      moved.push(name)
-    }
-
-    for (const name of await namesIn(fresh)) {
-      await rename(at(fresh, name), at(target, name))
-      placed.push(name)
-    }
+    await moveEntries(target, previous, work)
+    placing = true
+    await moveEntries(fresh, target)
   } catch (error) {
-    const stranded: string[] = []
-    for (const name of placed.reverse()) await rename(at(target, name), at(fresh, name)).catch(() => {})
-    for (const name of moved.reverse())
-      await rename(at(previous, name), at(target, name)).catch(() => stranded.push(name.toString()))
+    if (placing) await moveEntries(target, fresh, work).catch(() => {})
+    const back = await moveEntries(previous, target).then(
+      () => true,
+      () => false,
+    )
     await discard()
-    if (stranded.length > 0) {
+    if (!back) {
       throw new BackupError(
         'OUTPUT_UNAVAILABLE',
-        `The media swap in ${target} failed (${describeCause(error)}), and ${stranded.length} of its previous entries could not be moved back: they are in ${previous}.`,
+        `The media swap in ${target} failed (${describeCause(error)}), and some of its previous entries could not be moved back: they are in ${previous}.`,
         {cause: error, suggestion: `Move the entries of ${previous} back into ${target}.`},
       )
     }
@@ -181,9 +175,19 @@ async function swapEntries({fresh, previous, target}: SwapFolders, discard: () =
   return true
 }
 
-async function namesIn(folder: string): Promise<Buffer[]> {
-  // Node.js gives Buffer names for this encoding, though its types only name string encodings.
-  return (await readdir(folder, {encoding: 'buffer' as BufferEncoding})) as unknown as Buffer[]
+/** Moves every entry of `from` but those named in `skip` into `to`, one rename each. */
+async function moveEntries(from: string, to: string, skip: ReadonlySet<string> = new Set()): Promise<void> {
+  // A name not yet read stays readable while others leave the folder. Node.js gives Buffer names for
+  // this encoding, though its types only name string encodings.
+  for await (const entry of await opendir(from, {encoding: 'buffer' as BufferEncoding})) {
+    const name = entry.name as unknown as Buffer
+    if (skip.has(name.toString('latin1'))) continue
+    await rename(entryPath(from, name), entryPath(to, name))
+  }
+}
+
+function entryPath(folder: string, name: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${folder}/`), name])
 }
 
 /**

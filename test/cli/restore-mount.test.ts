@@ -3,8 +3,9 @@ import {execFileSync, spawnSync} from 'node:child_process'
 import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {cliUnderStrace} from '../helpers/kill.js'
 import {mountTmpfs} from '../helpers/mounts.js'
-import {cli, makeProject, Project, runJs, snapshotTree} from '../helpers/project.js'
+import {cli, makeProject, Project, snapshotTree} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
 /**
@@ -77,31 +78,10 @@ describe('restore into a media folder that is a mount point', () => {
     const changed = snapshotTree(media)
     // The move of the old uploads/ aside fails, after the entries listed before it have moved.
     const uploads = join(media, 'uploads')
-    const traced = spawnSync(
-      'strace',
-      [
-        '-f',
-        '-qq',
-        '-o',
-        '/dev/null',
-        '-P',
-        uploads,
-        '-e',
-        'trace=rename,renameat,renameat2',
-        '-e',
-        'inject=rename,renameat,renameat2:error=EIO:when=1',
-        process.execPath,
-        runJs,
-        'app',
-        'backup',
-        'restore',
-        id,
-        '--media-only',
-        '--confirm',
-        'local',
-        '--no-safety-backup',
-      ],
-      {cwd: project.root, encoding: 'utf8', env: project.env},
+    const traced = cliUnderStrace(
+      project,
+      ['restore', id, '--media-only', '--confirm', 'local', '--no-safety-backup'],
+      {inject: 'error=EIO', path: uploads, syscalls: 'rename,renameat,renameat2'},
     )
     expect(traced.status, traced.stderr).to.equal(7)
     expect(traced.stderr).to.include(`The restored media could not be swapped into ${media}: EIO`)

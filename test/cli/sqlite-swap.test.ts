@@ -5,8 +5,9 @@ import {existsSync, readdirSync, statSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {SWAP_GUARD} from '../../src/providers/database/sqlite.js'
+import {cliUnderStrace} from '../helpers/kill.js'
 import {until} from '../helpers/processes.js'
-import {cli, makeProject, Project, runJs} from '../helpers/project.js'
+import {cli, makeProject, Project} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
 const ROWS_BACKED_UP = 50
@@ -77,32 +78,11 @@ describe('restoring an SQLite database over one with a live -wal', function () {
       const old = users(database()) + ROWS_SINCE
       await withLiveWal(database())
       const before = statSync(database()).ino
-      const traced = spawnSync(
-        'strace',
-        [
-          '-f',
-          '-qq',
-          '-o',
-          '/dev/null',
-          '-P',
-          path(database()),
-          '-e',
-          `trace=${syscalls}`,
-          '-e',
-          `inject=${syscalls}:signal=KILL:when=1`,
-          process.execPath,
-          runJs,
-          'app',
-          'backup',
-          'restore',
-          id,
-          '--db-only',
-          '--confirm',
-          'local',
-          '--no-safety-backup',
-        ],
-        {cwd: project.root, encoding: 'utf8', env: project.env},
-      )
+      const traced = cliUnderStrace(project, ['restore', id, '--db-only', '--confirm', 'local', '--no-safety-backup'], {
+        inject: 'signal=KILL',
+        path: path(database()),
+        syscalls,
+      })
       // strace ends as its tracee did: by the signal.
       expect(traced.signal, `killed by the injected signal (${traced.stderr})`).to.equal('SIGKILL')
       // Its guard finishes what the kill interrupted, once the process is gone.

@@ -1,4 +1,4 @@
-import {ChildProcess, spawn} from 'node:child_process'
+import {ChildProcess, spawn, spawnSync, SpawnSyncReturns} from 'node:child_process'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Project, runJs} from './project.js'
@@ -24,4 +24,38 @@ export async function killAfter(child: ChildProcess, ms: number): Promise<void> 
   await sleep(ms)
   child.kill('SIGKILL')
   await exited
+}
+
+/**
+ * Runs `divio app backup ARGS` under strace, which makes the first of `syscalls` that names `path` do
+ * `inject` (strace's `signal=KILL`, `error=EIO`): a fault in one step's own system call, whatever the
+ * machine's speed.
+ */
+export function cliUnderStrace(
+  project: Pick<Project, 'env' | 'root'>,
+  args: string[],
+  fault: {inject: string; path: string; syscalls: string},
+): SpawnSyncReturns<string> {
+  const {inject, path, syscalls} = fault
+  return spawnSync(
+    'strace',
+    [
+      '-f',
+      '-qq',
+      '-o',
+      '/dev/null',
+      '-P',
+      path,
+      '-e',
+      `trace=${syscalls}`,
+      '-e',
+      `inject=${syscalls}:${inject}:when=1`,
+      process.execPath,
+      runJs,
+      'app',
+      'backup',
+      ...args,
+    ],
+    {cwd: project.root, encoding: 'utf8', env: project.env},
+  )
 }

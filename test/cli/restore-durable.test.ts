@@ -1,35 +1,24 @@
 import {expect} from 'chai'
-import {spawnSync} from 'node:child_process'
 import {mkdtempSync, readdirSync, readFileSync, realpathSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {cli, makeProject, runJs, snapshotTree} from '../helpers/project.js'
+import {straceCli} from '../helpers/kill.js'
+import {cli, makeProject, snapshotTree} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
 /** The system calls of one command and of the programs it starts, in order, with paths for descriptors. */
 function traceOf(project: {env: NodeJS.ProcessEnv; root: string}, args: string[]): string[] {
   const log = join(project.root, '..', 'strace.log')
-  const traced = spawnSync(
-    'strace',
-    [
-      '-f',
-      '-qq',
-      '-y',
-      '-s',
-      '4096',
-      '-e',
-      'trace=execve,rename,renameat,renameat2,fsync,unlink,unlinkat,rmdir',
-      '-o',
-      log,
-      process.execPath,
-      runJs,
-      'app',
-      'backup',
-      ...args,
-    ],
-    {cwd: project.root, encoding: 'utf8', env: project.env},
-  )
+  const traced = straceCli(project, args, [
+    '-y',
+    '-s',
+    '4096',
+    '-o',
+    log,
+    '-e',
+    'trace=execve,rename,renameat,renameat2,fsync,unlink,unlinkat,rmdir',
+  ])
   expect(traced.status, traced.stderr).to.equal(0)
   return readFileSync(log, 'utf8').split('\n')
 }

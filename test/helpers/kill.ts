@@ -37,25 +37,27 @@ export function cliUnderStrace(
   fault: {inject: string; path: string; syscalls: string},
 ): SpawnSyncReturns<string> {
   const {inject, path, syscalls} = fault
-  return spawnSync(
-    'strace',
-    [
-      '-f',
-      '-qq',
-      '-o',
-      '/dev/null',
-      '-P',
-      path,
-      '-e',
-      `trace=${syscalls}`,
-      '-e',
-      `inject=${syscalls}:${inject}:when=1`,
-      process.execPath,
-      runJs,
-      'app',
-      'backup',
-      ...args,
-    ],
-    {cwd: project.root, encoding: 'utf8', env: project.env},
-  )
+  return straceCli(project, args, [
+    '-o',
+    '/dev/null',
+    '-P',
+    path,
+    '-e',
+    `trace=${syscalls}`,
+    '-e',
+    `inject=${syscalls}:${inject}:when=1`,
+  ])
+}
+
+/** Runs `divio app backup ARGS` under strace with `options`, following the programs it starts. */
+export function straceCli(
+  project: Pick<Project, 'env' | 'root'>,
+  args: string[],
+  options: string[],
+): SpawnSyncReturns<string> {
+  return spawnSync('strace', ['-f', '-qq', ...options, process.execPath, runJs, 'app', 'backup', ...args], {
+    cwd: project.root,
+    encoding: 'utf8',
+    env: project.env,
+  })
 }

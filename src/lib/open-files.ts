@@ -2,13 +2,13 @@ import {readdirSync, readFileSync, readlinkSync} from 'node:fs'
 
 /** A process that has one of the files open. */
 export interface Holder {
-  /** Its command line, shortened: for a message. */
+  /**
+   * Its program's name (`comm`: gunicorn, python3, sqlite3), never its command line, which may carry
+   * a password.
+   */
   command: string
   pid: number
 }
-
-/** A command line is cut to this many characters in a message. */
-const COMMAND_CHARS = 80
 
 /**
  * The other processes that have any of `paths` open, by Linux's /proc/<pid>/fd: each descriptor's
@@ -52,10 +52,9 @@ function linkOf(path: string): string {
 }
 
 function commandOf(pid: number): string {
-  let line = ''
   try {
-    line = readFileSync(`/proc/${pid}/cmdline`).toString('utf8').split('\0').filter(Boolean).join(' ')
-  } catch {}
-
-  return line.length > COMMAND_CHARS ? `${line.slice(0, COMMAND_CHARS - 1)}…` : line || '?'
+    return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() || '?'
+  } catch {
+    return '?'
+  }
 }

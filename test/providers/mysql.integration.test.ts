@@ -234,6 +234,48 @@ describe('MySQL/MariaDB (real server)', function () {
     expect(listed.map((backup) => [backup.id, backup.note])).to.deep.equal([[safetyBackup, `before restore of ${id}`]])
   })
 
+  it('a restore into a database that does not exist yet (a new server) says to create it, before anything is taken', async () => {
+    const project = makeProject()
+    writeEnvironments(project, {
+      live: {database: '${LIVE_URL}', store: './.divio/backups'},
+      test: {database: '${TEST_URL}', store: './.divio/backups'},
+    })
+    Object.assign(project.env, {LIVE_URL: db.url('shop'), TEST_URL: db.url('shop_new_server')})
+    const created = await cli(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+
+    for (const flags of [[], ['--no-safety-backup']]) {
+      const refused = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json', ...flags])
+      expect(refused.status, refused.stderr).to.equal(7)
+      const {error} = refused.json() as {error: {code: string; message: string; suggestion: string}}
+      expect(error.code).to.equal('OUTPUT_UNAVAILABLE')
+      expect(error.message).to.match(
+        /^The database "shop_new_server" does not exist on the MySQL server at 127\.0\.0\.1:\d+, so there is nothing to restore into\. Nothing was changed\.$/,
+      )
+      expect(error.suggestion).to.include(
+        "CREATE DATABASE `shop_new_server` CHARACTER SET utf8mb4;`) and give the DSN's user (backup_admin)",
+      )
+      expect(refused.stdout + refused.stderr).to.not.include(db.password)
+    }
+
+    expect((await cli(project, ['list', '-e', 'test', '--json'])).json()).to.deep.equal([])
+    project.env.TEST_URL = `mysql://backup_admin:s3cret@127.0.0.1:${await freePort()}/shop`
+    const unreachable = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    expect(unreachable.status, unreachable.stderr).to.equal(7)
+    const {error} = unreachable.json() as {error: {message: string; suggestion: string}}
+    expect(error.message).to.match(
+      /^Cannot connect to the MySQL database mysql:\/\/backup_admin:\*\*\*@127\.0\.0\.1:\d+\/shop: .*Can't connect.* Nothing was changed\.$/,
+    )
+    expect(error.message + error.suggestion).to.not.match(/safety backup|s3cret/)
+
+    db.asRoot('CREATE DATABASE `shop_new_server` CHARACTER SET utf8mb4')
+    project.env.TEST_URL = db.url('shop_new_server')
+    const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test'])
+    expect(restored.status, restored.stderr).to.equal(0)
+    expect(checksums(db, 'shop_new_server')).to.equal(checksums(db, 'shop'))
+  })
+
   it('keeps the password out of argv and output, and fails cleanly when the server dies mid-dump', async () => {
     const project = makeProject()
     configure(project)

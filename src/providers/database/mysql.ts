@@ -10,7 +10,7 @@ import {run, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, mysqlSchemaStatements} from './facts.js'
 import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
-import {DatabaseProvider, DatabaseSnapshot, RestoreOptions, SnapshotOptions} from './port.js'
+import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
 
 /**
  * MySQL and MariaDB through their own tools: `mariadb-dump` (or `mysqldump`) writes a SQL script that the
@@ -128,8 +128,50 @@ export class MysqlProvider implements DatabaseProvider {
     }
   }
 
-  /** A server holds its own files: nothing here keeps a restore from replacing the database's contents. */
-  async restorable(): Promise<void> {}
+  /**
+   * The server answers, the login works, and the database exists (see PostgreSQL's): the client would
+   * fail on it only after the safety backup was tried and the media checked.
+   */
+  async restorable({signal, tempDir}: RestorableOptions): Promise<void> {
+    const defaults = await this.writeDefaults(tempDir)
+    try {
+      const client = await this.pickTool(['mariadb', 'mysql'])
+      await run(
+        client,
+        [`--defaults-extra-file=${defaults}`, '--connect-timeout=10', '-e', 'SELECT 1', this.database],
+        {
+          signal,
+          timeoutMs: 30_000,
+        },
+      )
+    } catch (error) {
+      if (error instanceof BackupError) throw error
+      const detail = describeToolError(error)
+      if (!/ERROR 1049 /.test(detail)) {
+        throw new BackupError(
+          'OUTPUT_UNAVAILABLE',
+          `Cannot connect to the MySQL database ${this.location}: ${detail} Nothing was changed.`,
+          {
+            cause: error,
+            suggestion:
+              'Check that the server is running and reachable, and the user, password and database name in the DSN.',
+          },
+        )
+      }
+
+      const user = this.url.username ? ` (${decodeURIComponent(this.url.username)})` : ''
+      throw new BackupError(
+        'OUTPUT_UNAVAILABLE',
+        `The database ${JSON.stringify(this.database)} does not exist on the MySQL server at ${this.url.hostname || 'localhost'}:${this.url.port || '3306'}, so there is nothing to restore into. Nothing was changed.`,
+        {
+          cause: error,
+          suggestion: `A restore fills a database; it does not create one. Create it as a user who may (\`CREATE DATABASE ${quoteIdentifier(this.database)} CHARACTER SET utf8mb4;\`) and give the DSN's user${user} every privilege on it, then run the restore again.`,
+        },
+      )
+    } finally {
+      await rm(defaults, {force: true})
+    }
+  }
 
   /** Replays a SQL dump into the database; the client stops at the first error. */
   async restore(sql: Readable, options: RestoreOptions): Promise<void> {

@@ -38,6 +38,12 @@ export interface RestoreOptions {
   tempDir: string
 }
 
+export interface RestorableOptions {
+  signal?: AbortSignal
+  /** A private folder for what the check needs to write (a MySQL client's options file). */
+  tempDir: string
+}
+
 export interface SnapshotOptions {
   countRows?: boolean
   /**
@@ -54,10 +60,13 @@ export interface DatabaseProvider {
   /** The location with any password replaced by `***`, for messages. */
   readonly location: string
   /**
-   * Refuses a target that a restore cannot replace safely now, before the restore takes its safety
-   * backup or changes anything: an SQLite file that another process has open. `restore` checks again.
+   * Refuses a target that a restore cannot fill now, before the restore takes its safety backup or
+   * changes anything, with a BackupError (exit 7) that says what to do: an SQLite file that another
+   * process has open (`restore` checks again); a server that cannot be reached or logged in to, or a
+   * database that does not exist on it (a new server: the restore fills a database, it does not
+   * create one).
    */
-  restorable(): Promise<void>
+  restorable(options: RestorableOptions): Promise<void>
   /**
    * Replaces the database's contents with a dump in this provider's format (uncompressed). PostgreSQL
    * applies it in one transaction and SQLite swaps the file atomically, so a failure leaves the database

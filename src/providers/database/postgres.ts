@@ -9,7 +9,7 @@ import {BackupError} from '../../errors.js'
 import {run, Session, session, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, postgresSchemaStatements} from './facts.js'
-import {DatabaseProvider, DatabaseSnapshot, RestoreOptions, SnapshotOptions} from './port.js'
+import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
 import {LockWatch, psqlQuery} from './postgres-locks.js'
 
 const CONNECT_TIMEOUT_SECONDS = '10'
@@ -91,8 +91,33 @@ export class PostgresProvider implements DatabaseProvider {
     return first === undefined || first === '' ? undefined : first.split('|')[0]
   }
 
-  /** A server holds its own files: nothing here keeps a restore from replacing the database's contents. */
-  async restorable(): Promise<void> {}
+  /**
+   * The server answers, the login works, and the database exists. A restore onto a new server meets a
+   * database that nobody has created yet: pg_restore would fail only after the safety backup was tried
+   * and the media checked, with the server's words alone.
+   */
+  async restorable({signal}: RestorableOptions): Promise<void> {
+    try {
+      await run(this.tool('psql'), ['-XAtq', '-c', 'SELECT 1', `--dbname=${this.uri}`], {
+        env: this.env(),
+        signal,
+        timeoutMs: 30_000,
+      })
+    } catch (error) {
+      const missing = /database "(.*)" does not exist/.exec(describeToolError(error))
+      if (!missing) throw this.cannotConnect(error, 'OUTPUT_UNAVAILABLE', ' Nothing was changed.')
+      const url = new URL(this.uri)
+      const owner = url.username ? ` OWNER ${quoteIdentifier(decodeURIComponent(url.username))}` : ''
+      throw new BackupError(
+        'OUTPUT_UNAVAILABLE',
+        `The database ${JSON.stringify(missing[1])} does not exist on the PostgreSQL server at ${serverAddress(url)}, so there is nothing to restore into. Nothing was changed.`,
+        {
+          cause: error,
+          suggestion: `A restore fills a database; it does not create one. Create it as a user who may (\`CREATE DATABASE ${quoteIdentifier(missing[1])}${owner};\`), then run the restore again.`,
+        },
+      )
+    }
+  }
 
   /** Restores a custom-format dump into the database, in one transaction: all of it, or nothing. */
   async restore(dump: Readable, options: Partial<RestoreOptions> = {}): Promise<void> {
@@ -156,15 +181,7 @@ export class PostgresProvider implements DatabaseProvider {
         timeoutMs: 30_000,
       })
     } catch (error) {
-      throw new BackupError(
-        'SOURCE_UNAVAILABLE',
-        `Cannot connect to the PostgreSQL database ${this.location}: ${describeToolError(error)}`,
-        {
-          cause: error,
-          suggestion:
-            'Check that the server is running and reachable, and the user, password and database name in the DSN.',
-        },
-      )
+      throw this.cannotConnect(error, 'SOURCE_UNAVAILABLE')
     }
 
     return Math.floor(Number(output.trim()) / 10_000)
@@ -226,6 +243,23 @@ export class PostgresProvider implements DatabaseProvider {
       serverVersion: String(server),
       stream: dumpStream(stream, (detail) => this.lockedTable(detail, lockWaitMs)),
     }
+  }
+
+  /** The server cannot be reached, or refuses the login: what to check, without the password. */
+  private cannotConnect(
+    error: unknown,
+    code: 'OUTPUT_UNAVAILABLE' | 'SOURCE_UNAVAILABLE',
+    afterwards = '',
+  ): BackupError {
+    return new BackupError(
+      code,
+      `Cannot connect to the PostgreSQL database ${this.location}: ${describeToolError(error)}${afterwards}`,
+      {
+        cause: error,
+        suggestion:
+          'Check that the server is running and reachable, and the user, password and database name in the DSN.',
+      },
+    )
   }
 
   /** Every table's rows, counted in the held transaction, and the schema, dumped in its snapshot. */
@@ -373,4 +407,16 @@ async function withTimeout<T>(work: Promise<T>, ms: number, message: string): Pr
 /** Whole seconds, at least 1: what PostgreSQL's timeouts are given in here, and what messages say. */
 function wholeSeconds(ms: number): number {
   return Math.max(1, Math.round(ms / 1000))
+}
+
+/** An SQL identifier in double quotes, as a user would type it into psql. */
+function quoteIdentifier(name: string): string {
+  return `"${name.replaceAll('"', '""')}"`
+}
+
+/** host:port for messages; "this machine's socket" where the DSN names no host. */
+function serverAddress(url: URL): string {
+  const socket = url.searchParams.get('host')
+  if (url.hostname === '') return socket ? `the socket in ${socket}` : "this machine's socket"
+  return `${url.hostname}:${url.port || '5432'}`
 }

@@ -9,7 +9,7 @@ import {decodeName, encodeName, isUtf8Name, printableName} from '../../lib/byte-
 import {expectWalk} from '../../lib/file-reader-route.js'
 import {EntryKind, ListedFolder, listFolder, SmallFileReader} from '../../lib/file-reader.js'
 import {FileIdentity} from '../../lib/listed-files.js'
-import {isRestoreWorkFolder, prepareFolderRestore} from './folder-restore.js'
+import {isRestoreWorkFolder, mediaMovedAside, prepareFolderRestore} from './folder-restore.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary, PreparedMediaRestore} from './port.js'
 
 /** Media in a folder: nested folders, any file names, empty files, and symlinks kept as symlinks. */
@@ -32,9 +32,18 @@ export class FilesystemMediaProvider implements MediaProvider {
     // Followed: a media folder may be a link to where it lives (a volume).
     const info = await stat(this.root).catch(() => {})
     if (!info?.isDirectory()) {
-      throw new BackupError('SOURCE_UNAVAILABLE', `The media folder ${this.root} does not exist.`, {
-        suggestion: 'Check MEDIA_ROOT (or "media" in the config), or use --db-only.',
-      })
+      const asideByRestore = info === undefined ? await mediaMovedAside(this.root) : undefined
+      throw new BackupError(
+        'SOURCE_UNAVAILABLE',
+        asideByRestore
+          ? `The media folder ${this.root} does not exist: a restore moved it aside to ${asideByRestore} and stopped before the new one took its place (the machine went down).`
+          : `The media folder ${this.root} does not exist.`,
+        {
+          suggestion: asideByRestore
+            ? `Rename ${asideByRestore} back to ${this.root}, then run the restore again if you still want it.`
+            : 'Check MEDIA_ROOT (or "media" in the config), or use --db-only.',
+        },
+      )
     }
 
     yield* readAhead(this.walk(signal, onSkip, onWarning), needsContent)

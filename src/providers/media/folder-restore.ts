@@ -1,5 +1,5 @@
 import {randomBytes} from 'node:crypto'
-import {chmod, lstat, mkdir, opendir, readFile, rename, rmdir} from 'node:fs/promises'
+import {chmod, lstat, mkdir, opendir, readdir, readFile, rename, rmdir} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {ExtractSummary} from '../../archive/extract.js'
@@ -32,19 +32,30 @@ export async function prepareFolderRestore(
   const target = await restoreTarget(root, 'The media folder')
   const suffix = randomBytes(6).toString('hex')
   const inside = await isMountPoint(target)
-  const [fresh, previous] = inside
-    ? [join(target, `${WORK_PREFIX}restore-${suffix}`), join(target, `${WORK_PREFIX}before-restore-${suffix}`)]
-    : [
-        join(dirname(target), `.${basename(target)}.restore-${suffix}`),
-        join(dirname(target), `.${basename(target)}.before-restore-${suffix}`),
-      ]
+  const folders: SwapFolders = inside
+    ? {
+        fresh: join(target, `${WORK_PREFIX}restore-${suffix}`),
+        inside,
+        placing: join(target, `${WORK_PREFIX}placing-${suffix}`),
+        previous: join(target, `${WORK_PREFIX}before-restore-${suffix}`),
+        target,
+      }
+    : {
+        fresh: join(dirname(target), `.${basename(target)}.restore-${suffix}`),
+        inside,
+        placing: join(dirname(target), `.${basename(target)}.placing-${suffix}`),
+        previous: join(dirname(target), `.${basename(target)}.before-restore-${suffix}`),
+        target,
+      }
+  const {fresh, previous} = folders
   await makeFolders(dirname(target))
-  // The extraction is plaintext outside any temp folder, and no later command sweeps it: a guard
-  // removes it if this process dies before it is swapped in or discarded (SIGKILL runs no cleanup).
-  const extraction = startReaper('rm -rf -- "$1"', [fresh])
+  // The extraction is plaintext outside any temp folder, and no later command sweeps it; and a swap
+  // that stops half-way leaves the media folder neither old nor new. A guard finishes either if this
+  // process dies first (SIGKILL runs no cleanup), by what it finds on disk: see SWAP_GUARD.
+  const guard = startReaper(SWAP_GUARD, [target, fresh, folders.placing, previous, inside ? 'inside' : 'beside'])
   const discard = async () => {
     await removeTree(fresh)
-    extraction.release()
+    guard.release()
   }
 
   let summary: ExtractSummary
@@ -75,31 +86,86 @@ export async function prepareFolderRestore(
       : error
   }
 
-  const folders = {fresh, previous, target}
   return {
     async commit() {
-      const replaced = await (inside ? swapEntries(folders, discard) : swapFolders(folders, discard)).catch(
-        (error: unknown) => {
-          if (error instanceof BackupError) throw error
-          throw new BackupError(
-            'OUTPUT_UNAVAILABLE',
-            `The restored media could not be swapped into ${target}: ${describeCause(error)}. The media folder was left as it was.`,
-            {cause: error, suggestion: 'Check the file system of the media folder, then run the restore again.'},
-          )
-        },
-      )
-      // Nothing is left under the extraction's name for its guard. Until the swap, the previous media
-      // was the only copy of the folder's old contents: only now may a guard remove it.
-      extraction.release()
-      const guard = replaced ? startReaper('rm -rf -- "$1"', [previous]) : undefined
-      // The renames on disk before the previous media goes.
+      const replaced = await (inside ? swapEntries(folders) : swapFolders(folders)).catch(async (error: unknown) => {
+        if (error instanceof SwapNotUndone) {
+          // Its previous entries are where the message says: not for the guard to remove.
+          guard.dismiss()
+          await removeTree(fresh)
+          await removeTree(folders.placing)
+          throw error.failure
+        }
+
+        await discard()
+        if (error instanceof BackupError) throw error
+        throw new BackupError(
+          'OUTPUT_UNAVAILABLE',
+          `The restored media could not be swapped into ${target}: ${describeCause(error)}. The media folder was left as it was.`,
+          {cause: error, suggestion: 'Check the file system of the media folder, then run the restore again.'},
+        )
+      })
+      // The renames on disk before the previous media goes. Until then a crash could bring the old
+      // entries' names back; after the swap, the guard removes the previous media if this process dies.
       await syncPath(inside ? target : dirname(target))
       if (replaced) await removeTree(previous)
-      guard?.release()
+      guard.release()
       return {...summary, deleted: 0}
     },
     discard,
   }
+}
+
+/**
+ * What the guard of a media restore does once the process is gone, decided by what is on disk, so
+ * that a kill at any moment leaves the media folder as it was, or as the restore made it, whole:
+ *
+ * - The new entries are being placed (`placing`, in a mount point), so every old entry is aside: the
+ *   new ones at the top go back into `placing`, which is renamed back to `fresh`; then as below.
+ * - The extraction (`fresh`) exists: the swap has not ended. Old entries already moved aside go back
+ *   (in a mount point, the entries of `previous`; beside it, `previous` itself where the target is
+ *   gone, between the two renames), and the extraction is removed.
+ * - Neither: the swap has ended, or never began; whatever is left of `previous` is removed.
+ *
+ * A move that fails stops the guard where it is, with every old entry either in place or in
+ * `previous`, which it removes only once empty. Names are moved by globs, which take any bytes; `mv
+ * -T` renames onto the name, never into a folder of that name. Arguments: target, fresh, placing,
+ * previous, and "inside" for a mount point.
+ */
+export const SWAP_GUARD = `
+target=$1 fresh=$2 placing=$3 previous=$4
+move_all() {
+  moved=0
+  for entry in "$1"/* "$1"/.[!.]* "$1"/..?*; do
+    [ -e "$entry" ] || [ -L "$entry" ] || continue
+    case "\${entry##*/}" in "\${fresh##*/}"|"\${placing##*/}"|"\${previous##*/}") continue ;; esac
+    mv -T -- "$entry" "$2/\${entry##*/}" || moved=1
+  done
+  return $moved
+}
+if [ -d "$placing" ]; then
+  move_all "$target" "$placing" && mv -T -- "$placing" "$fresh" || exit 1
+fi
+if [ -d "$fresh" ]; then
+  if [ "$5" = inside ]; then
+    [ ! -d "$previous" ] || { move_all "$previous" "$target" && rmdir -- "$previous"; }
+  elif [ ! -e "$target" ] && [ -d "$previous" ]; then
+    mv -T -- "$previous" "$target"
+  fi
+  rm -rf -- "$fresh"
+else
+  rm -rf -- "$previous"
+fi`
+
+/**
+ * Where a restore moved the media folder aside, when it is gone: the one moment a guard cannot mend,
+ * the machine going down between the swap's two renames. Undefined when nothing is there.
+ */
+export async function mediaMovedAside(root: string): Promise<string | undefined> {
+  const prefix = `.${basename(root)}.before-restore-`
+  const names = await readdir(dirname(root)).catch(() => [])
+  const aside = names.find((name) => name.startsWith(prefix) && /^[\da-f]{12}$/.test(name.slice(prefix.length)))
+  return aside === undefined ? undefined : join(dirname(root), aside)
 }
 
 /**
@@ -111,16 +177,27 @@ export function isRestoreWorkFolder(name: string): boolean {
 }
 
 const WORK_PREFIX = '.divio-'
-const WORK_FOLDER = /^\.divio-(?:before-)?restore-[\da-f]{12}$/
+/** The extraction, kept out of every backup; after a crash mid-swap the others hold media, and are kept. */
+const WORK_FOLDER = /^\.divio-restore-[\da-f]{12}$/
 
 interface SwapFolders {
   fresh: string
+  inside: boolean
+  /** Where the extraction is while its entries are moved into place (a mount point only). */
+  placing: string
   previous: string
   target: string
 }
 
+/** A swap that failed and could not move every old entry back: the guard must leave them be. */
+class SwapNotUndone extends Error {
+  constructor(readonly failure: BackupError) {
+    super(failure.message)
+  }
+}
+
 /** The new folder renamed into the target's place; true when there was a previous folder, now at `previous`. */
-async function swapFolders({fresh, previous, target}: SwapFolders, discard: () => Promise<void>): Promise<boolean> {
+async function swapFolders({fresh, previous, target}: SwapFolders): Promise<boolean> {
   const before = await lstat(target).catch(() => {})
   const existed = before !== undefined
   // The extraction was private (0700) while it held plaintext; it takes the folder's own mode now.
@@ -129,8 +206,18 @@ async function swapFolders({fresh, previous, target}: SwapFolders, discard: () =
   try {
     await rename(fresh, target)
   } catch (error) {
-    if (existed) await rename(previous, target)
-    await discard()
+    if (existed) {
+      await rename(previous, target).catch((undoError: unknown) => {
+        throw new SwapNotUndone(
+          new BackupError(
+            'OUTPUT_UNAVAILABLE',
+            `The restored media could not be swapped into ${target} (${describeCause(error)}), and the previous media could not be moved back (${describeCause(undoError)}): it is in ${previous}.`,
+            {cause: error, suggestion: `Rename ${previous} back to ${target}.`},
+          ),
+        )
+      })
+    }
+
     throw error
   }
 
@@ -138,32 +225,42 @@ async function swapFolders({fresh, previous, target}: SwapFolders, discard: () =
 }
 
 /**
- * The entries at the top of a mount point swapped: the old ones into `previous`, then the new ones out
- * of `fresh`. A failure moves them back by where they are (every entry of the target but the work
- * folders is a new one once the old ones have all left); if an old entry cannot go back, `previous`
- * is kept, and named. Each folder is read as a stream of names, which are bytes (they need not be
- * UTF-8): memory does not grow with a media folder of a million files at its top.
+ * The entries at the top of a mount point swapped: the old ones into `previous`, then the extraction
+ * renamed to `placing` (which tells the guard that every old entry is aside) and its entries moved
+ * into place. A failure undoes it in the same steps as the guard: the new entries back into
+ * `placing`, renamed back to `fresh`, then the old ones back from `previous`; if that cannot be done,
+ * `previous` is kept, and named. Each folder is read as a stream of names, which are bytes (they need
+ * not be UTF-8): memory does not grow with a media folder of a million files at its top.
  */
-async function swapEntries({fresh, previous, target}: SwapFolders, discard: () => Promise<void>): Promise<boolean> {
-  const work = new Set([basename(fresh), basename(previous)])
+async function swapEntries({fresh, placing, previous, target}: SwapFolders): Promise<boolean> {
+  const work = new Set([basename(fresh), basename(placing), basename(previous)])
   await mkdir(previous, {mode: 0o700})
-  let placing = false
+  let placed = false
   try {
     await moveEntries(target, previous, work)
-    placing = true
-    await moveEntries(fresh, target)
+    await rename(fresh, placing)
+    placed = true
+    await moveEntries(placing, target, work)
+    await rmdir(placing)
   } catch (error) {
-    if (placing) await moveEntries(target, fresh, work).catch(() => {})
-    const back = await moveEntries(previous, target).then(
+    const back = await (async () => {
+      if (placed) {
+        await moveEntries(target, placing, work)
+        await rename(placing, fresh)
+      }
+
+      await moveEntries(previous, target, work)
+    })().then(
       () => true,
       () => false,
     )
-    await discard()
     if (!back) {
-      throw new BackupError(
-        'OUTPUT_UNAVAILABLE',
-        `The media swap in ${target} failed (${describeCause(error)}), and some of its previous entries could not be moved back: they are in ${previous}.`,
-        {cause: error, suggestion: `Move the entries of ${previous} back into ${target}.`},
+      throw new SwapNotUndone(
+        new BackupError(
+          'OUTPUT_UNAVAILABLE',
+          `The media swap in ${target} failed (${describeCause(error)}), and some of its previous entries could not be moved back: they are in ${previous}.`,
+          {cause: error, suggestion: `Move the entries of ${previous} back into ${target}.`},
+        ),
       )
     }
 
@@ -171,7 +268,6 @@ async function swapEntries({fresh, previous, target}: SwapFolders, discard: () =
     throw error
   }
 
-  await rmdir(fresh)
   return true
 }
 

@@ -155,16 +155,15 @@ export async function applyRestore(
   options: RestoreOptions,
 ): Promise<RestoreResult> {
   const {manifest} = plan
-  const tempDir = await makeStagingDir(target.tempRoot, 'restore-apply')
-  let media: Awaited<ReturnType<typeof prepareMedia>> | undefined
+  // Everything that can be checked is checked before the safety backup: a refused archive must not
+  // cost a backup of the target, let alone touch it; nor a target that cannot be filled now.
+  if (plan.database) await checkDatabaseTarget(target)
+  const media = plan.media
+    ? await timedStage(target.reporter, 'check media', () => prepareMedia(target, plan, staged))
+    : undefined
+  let safetyBackup: null | string
   try {
-    // Everything that can be checked is checked before the safety backup: a refused archive must not
-    // cost a backup of the target, let alone touch it; nor a target that cannot be filled now.
-    if (plan.database) await databaseProviderFor(target.env.database!).restorable({signal: target.signal, tempDir})
-    media = plan.media
-      ? await timedStage(target.reporter, 'check media', () => prepareMedia(target, plan, staged))
-      : undefined
-    const safetyBackup = options.safetyBackup
+    safetyBackup = options.safetyBackup
       ? await timedStage(target.reporter, 'safety backup', () => {
           // The progress bars that follow are of the safety backup: say so, on a terminal.
           if (target.reporter.interactive)
@@ -172,15 +171,22 @@ export async function applyRestore(
           return takeSafetyBackup(target, plan)
         })
       : null
-    const kept = safetyBackup ? ` Its previous state is in backup ${safetyBackup}.` : ''
-    const result: RestoreResult = {
-      database: null,
-      from: manifest.environment,
-      id: manifest.id,
-      media: null,
-      safetyBackup,
-      to: target.env.name,
-    }
+  } catch (error) {
+    await media?.prepared?.discard()
+    throw error
+  }
+
+  const kept = safetyBackup ? ` Its previous state is in backup ${safetyBackup}.` : ''
+  const result: RestoreResult = {
+    database: null,
+    from: manifest.environment,
+    id: manifest.id,
+    media: null,
+    safetyBackup,
+    to: target.env.name,
+  }
+  const tempDir = await makeStagingDir(target.tempRoot, 'restore-apply')
+  try {
     if (plan.database) {
       const provider = databaseProviderFor(target.env.database!)
       try {
@@ -223,6 +229,16 @@ export async function applyRestore(
     return result
   } finally {
     await media?.prepared?.discard()
+    await removeStagingDir(tempDir)
+  }
+}
+
+/** The database port's own check of the target (restorable), with a staging folder of its own for it. */
+async function checkDatabaseTarget(target: BackupContext): Promise<void> {
+  const tempDir = await makeStagingDir(target.tempRoot, 'restore-apply')
+  try {
+    await databaseProviderFor(target.env.database!).restorable({signal: target.signal, tempDir})
+  } finally {
     await removeStagingDir(tempDir)
   }
 }

@@ -4,6 +4,7 @@ import {chmod, lstat, mkdir, readdir, readFile, readlink} from 'node:fs/promises
 import {basename, dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
 
 import {BackupError, tempFolderFailure} from '../errors.js'
+import {sharedFolderOn} from './private-folder.js'
 import {Guard, startReaper} from './process.js'
 import {removeTree} from './remove-tree.js'
 
@@ -91,6 +92,8 @@ export function ownStagingTag(): string {
 }
 
 export async function makeStagingDir(parent: string, purpose: StagingPurpose, hidden = false): Promise<string> {
+  // A download's staging folder is inside its output folder, which the download checks itself.
+  if (!hidden) await refuseSharedTempFolder(parent)
   const {namespace, startTime} = await ownIdentity()
   const prefix = join(parent, `${hidden ? '.' : ''}divio-${purpose}-${process.pid}-${namespace}-${startTime}-`)
   for (;;) {
@@ -113,6 +116,29 @@ export async function makeStagingDir(parent: string, purpose: StagingPurpose, hi
     await chmod(folder, 0o700)
     return folder
   }
+}
+
+/** The temp folders checked in this process, each once: a command makes several staging folders. */
+const checkedTempFolders = new Map<string, Promise<void>>()
+
+/** Refuses a temp folder that another user could change, before any plaintext is staged in it. */
+async function refuseSharedTempFolder(folder: string): Promise<void> {
+  let checked = checkedTempFolders.get(folder)
+  if (checked === undefined) {
+    checked = sharedFolderOn(folder).then((shared) => {
+      if (shared === undefined) return
+      throw new BackupError(
+        'SOURCE_UNAVAILABLE',
+        `The temp folder ${folder} is not safe for plaintext: ${shared.path} ${shared.why}, who could swap what is staged there for a link to a place of theirs, and read it. Nothing was staged.`,
+        {suggestion: 'Point DIVIO_BACKUP_TMPDIR at a folder that only you (and root) can change.'},
+      )
+    })
+    checkedTempFolders.set(folder, checked)
+    // A refusal is not kept: the folder may be mended before the next command in this process.
+    checked.catch(() => checkedTempFolders.delete(folder))
+  }
+
+  return checked
 }
 
 const guards = new Map<string, Guard>()

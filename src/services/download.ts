@@ -7,6 +7,7 @@ import {BackupError, describeIoError} from '../errors.js'
 import {createFileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
 import {syncPath} from '../lib/fsync.js'
+import {sharedFolderOn} from '../lib/private-folder.js'
 import {makeStagingDir, removeStagingDir, tempFolderError} from '../lib/staging.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject, StoredMedia} from '../media-format/port.js'
@@ -61,6 +62,7 @@ export async function downloadBackup(
     }
   }
 
+  await refuseSharedOutput(outputDir, 'download')
   const identities = await context.keys.identities()
   const createdOutput = !(await exists(outputDir))
   const staging = await makeFolders(outputDir)
@@ -209,4 +211,21 @@ function findDownloadable(
       suggestion: error.suggestion,
     })
   }
+}
+
+/**
+ * Refuses an output folder that another user could change under the command (private-folder.ts):
+ * what `download` and `export` write there is the backup, decrypted (or, raw, files that a link
+ * planted there would have a command run as root write over another file).
+ */
+export async function refuseSharedOutput(outputDir: string, command: 'download' | 'export'): Promise<void> {
+  const shared = await sharedFolderOn(outputDir)
+  if (shared === undefined) return
+  throw new BackupError(
+    'OUTPUT_UNAVAILABLE',
+    `Nothing was written into ${outputDir}: ${shared.path} ${shared.why}, who could swap what is written there for a link to a place of theirs, and read the decrypted backup.`,
+    {
+      suggestion: `Choose a folder with -o that only you (and root) can change, such as a new one in your home folder, then run the ${command} again.`,
+    },
+  )
 }

@@ -17,7 +17,7 @@ import {exportRecipe} from '../media-format/packs/recipe.js'
 import {OwnObject, StoredMedia} from '../media-format/port.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
-import {extensionOf} from './download.js'
+import {extensionOf, refuseSharedOutput} from './download.js'
 import {ObjectCheckError, readVerified} from './read.js'
 
 export interface ExportOptions {
@@ -76,6 +76,7 @@ export async function exportBackups(
 
   const manifests = (options.latest ? complete.slice(0, 1) : complete).map((backup) => backup.manifest).reverse()
   const outputDir = resolve(cwd, options.outputDir ?? `divio-export-${app}`)
+  await refuseSharedOutput(outputDir, 'export')
   const identities = options.raw ? [] : await context.keys.identities()
   const files: ExportResult['files'] = []
   try {

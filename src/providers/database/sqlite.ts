@@ -8,6 +8,7 @@ import {BackupError, ExitCode, targetFailure, tempFolderFailure} from '../../err
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
 import {processesHolding} from '../../lib/open-files.js'
+import {giveTo, restoredOwner} from '../../lib/owner.js'
 import {restoreTarget} from '../../lib/paths.js'
 import {startReaper} from '../../lib/process.js'
 import {canCompress} from '../../lib/zstd.js'
@@ -121,6 +122,9 @@ export class SqliteProvider implements DatabaseProvider {
       await pipeline(dump, createFileSink(fresh, {flags: 'wx', mode: mode % 0o1000, syncs: true}), {
         signal: options.signal,
       })
+      // The database's owner, not root's, where root restores: the app must go on writing it.
+      const owner = await restoredOwner(target)
+      if (owner) await giveTo(fresh, owner)
       await syncPath(fresh)
       const result = await (await sqliteEngine()).quickCheck(fresh, {signal: options.signal})
       if (result !== 'ok') throw new Error(`quick_check says ${result}`)

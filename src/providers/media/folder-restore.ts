@@ -6,6 +6,7 @@ import {ExtractSummary} from '../../archive/extract.js'
 import {BackupError, describeCause} from '../../errors.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncFileSystem, syncPath} from '../../lib/fsync.js'
+import {giveTo, restoredOwner} from '../../lib/owner.js'
 import {restoreTarget} from '../../lib/paths.js'
 import {startReaper} from '../../lib/process.js'
 import {removeTree} from '../../lib/remove-tree.js'
@@ -61,6 +62,9 @@ export async function prepareFolderRestore(
   let summary: ExtractSummary
   try {
     summary = await fill(fresh)
+    // The media's owner, not root's, where root restores: the app must go on writing uploads into it.
+    const owner = await restoredOwner(target)
+    if (owner) await giveTo(fresh, owner, {signal: options.signal, tree: true})
     // On disk before the swap: the previous media is removed right after it, and a crash must not
     // leave a media folder of files whose contents were still only in memory.
     await syncFileSystem(fresh, options.signal).catch((error: unknown) => {

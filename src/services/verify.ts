@@ -5,6 +5,7 @@ import {MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError, ErrorCode} from '../errors.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject} from '../media-format/port.js'
+import {ObjectReadError} from '../store/port.js'
 import {catalogOf, findBackupFor} from './catalog.js'
 import {BackupContext} from './context.js'
 import {ObjectCheckError, readVerified} from './read.js'
@@ -121,6 +122,11 @@ async function verifyManifest(
       })
       if (holds) objects.push({...holds, ok: true})
     } catch (error) {
+      if (error instanceof ObjectReadError) {
+        objects.push({detail: `could not be read: ${error.reason}`, name: object.name, ok: false})
+        continue
+      }
+
       if (!(error instanceof ObjectCheckError)) throw error
       objects.push({detail: error.message, name: object.name, ok: false})
     }

@@ -27,6 +27,8 @@ export class LocalReadStream extends Readable {
     private readonly fullReads: BufferLender,
     /** The store's bound on a call (BoundedCalls.run). */
     private readonly bounded: <T>(read: Promise<T>) => Promise<T>,
+    /** What a failed read means to the user (LocalStore.readFailure). */
+    private readonly failure: (error: unknown) => unknown = (error) => error,
   ) {
     super({highWaterMark: READ_CHUNK})
   }
@@ -69,7 +71,7 @@ export class LocalReadStream extends Readable {
         giveBack(chunk)
         this.push(null)
       },
-      (error: Error) => this.destroy(error),
+      (error: Error) => this.destroy(this.failure(error) as Error),
     )
   }
 }

@@ -17,6 +17,7 @@ import {
   assertValidKey,
   ObjectInfo,
   ObjectNotFoundError,
+  ObjectReadError,
   ObjectUnreadableError,
   PutFileOptions,
   Store,
@@ -100,7 +101,7 @@ export class LocalStore implements Store {
       handle = await this.calls.run('an open', open(this.pathOf(key), constants.O_RDONLY | constants.O_NONBLOCK))
     } catch (error) {
       if (isMissing(error)) throw new ObjectNotFoundError(key)
-      throw error
+      throw readFailure(error, key, this.pathOf(key))
     }
 
     // Only a regular file is an object: a FIFO's read would never end, nor would a device's that a
@@ -108,14 +109,20 @@ export class LocalStore implements Store {
     const statting = settling(handle.stat())
     const info = await this.calls.run('a stat', statting.work).catch(async (error: unknown) => {
       await closeOnceSettled(handle, statting)
-      throw error
+      throw readFailure(error, key, this.pathOf(key))
     })
     if (!info.isFile()) {
       await handle.close()
       throw new ObjectUnreadableError(key, `${this.pathOf(key)} is ${kindOf(info)}, not a regular file`)
     }
 
-    return new LocalReadStream(handle, this.fullReads, (read) => this.calls.run('a read', read))
+    const path = this.pathOf(key)
+    return new LocalReadStream(
+      handle,
+      this.fullReads,
+      (read) => this.calls.run('a read', read),
+      (error) => readFailure(error, key, path),
+    )
   }
 
   async isEmpty(): Promise<boolean> {
@@ -306,6 +313,26 @@ async function openPartial(folder: string, partial: string): Promise<FileHandle>
       if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw error
     }
   }
+}
+
+/**
+ * A read of an object that the file system refused, as the store's failure: named, with what to do.
+ * Left as it was, a disk's EIO read as "Unexpected error: EIO: i/o error, read". A stall or an
+ * interruption (a BackupError already) is the command's, and passes.
+ */
+function readFailure(error: unknown, key: string, path: string): unknown {
+  const errno = (error as NodeJS.ErrnoException | undefined)?.code
+  if (error instanceof BackupError || typeof errno !== 'string' || !errno.startsWith('E')) return error
+  const [why, suggestion] =
+    errno === 'EIO'
+      ? [
+          'an input/output error (EIO): the disk or file system that holds it could not read it',
+          'Check the disk that holds the store (dmesg, smartctl) and copy what still reads to another one; `divio app backup verify --all` tells which backups read whole.',
+        ]
+      : errno === 'EACCES' || errno === 'EPERM'
+        ? [`permission denied (${errno})`, "Check that this user may read the store's files."]
+        : [`${(error as Error).message}`, 'Check the file system that holds the store, then run the command again.']
+  return new ObjectReadError(key, why, path, {cause: error, suggestion})
 }
 
 function notAFolder(root: string, why: string): BackupError {

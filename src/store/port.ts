@@ -1,5 +1,7 @@
 import {Readable} from 'node:stream'
 
+import {BackupError} from '../errors.js'
+
 /** One stored object as listed. */
 export interface ObjectInfo {
   bytes: number
@@ -33,6 +35,25 @@ export class ObjectUnreadableError extends ObjectNotFoundError {
     super(key)
     this.message = `object unreadable: ${key}: ${reason}`
     this.name = 'ObjectUnreadableError'
+  }
+}
+
+/**
+ * Raised by a store's read (`get`, or the stream it gives) when the store holds the object but cannot
+ * read it: a disk's input/output error, a permission. Where a command needs the object it ends there
+ * (exit 7), naming it; a check of a backup (verify) counts the object as failed, since what it holds
+ * cannot be had from this store now, and goes on with the next.
+ */
+export class ObjectReadError extends BackupError {
+  constructor(
+    readonly key: string,
+    /** Why, as a clause: "an input/output error (EIO): …". */
+    readonly reason: string,
+    location: string,
+    options: {cause?: unknown; suggestion?: string},
+  ) {
+    super('STORE_UNAVAILABLE', `Cannot read ${location} from the store: ${reason}.`, options)
+    this.name = 'ObjectReadError'
   }
 }
 
@@ -72,7 +93,8 @@ export interface PutFileOptions {
  * - `delete` is idempotent: deleting a missing key succeeds.
  * - An error of the source stream, or the abort of `signal`, rejects `put` with that same error.
  * - Transient failures of the store itself are retried inside the store where it can (S3); what is
- *   left is reported as a BackupError (STORE_UNAVAILABLE) or, for the local store, the file system's error.
+ *   left is reported as a BackupError (STORE_UNAVAILABLE) or, for the local store, the file system's
+ *   error, except on reads: an object it holds but cannot read is an {@link ObjectReadError}.
  */
 export interface Store {
   /** `signal` bounds the call: an aborted delete rejects with the signal's reason, and may or may not have happened. */

@@ -11,6 +11,7 @@ import {makeStagingDir, removeStagingDir} from '../../lib/staging.js'
 import {BackupContext} from '../../services/context.js'
 import {rememberFailedPacks} from '../../services/machine-state.js'
 import {ObjectCheckError} from '../../services/read.js'
+import {ObjectReadError} from '../../store/port.js'
 import {CheckReport} from '../port.js'
 import {checkPack, readPackTrust} from './check.js'
 import {packsPrefix} from './folder.js'
@@ -43,9 +44,9 @@ export async function verifyPacks(
       {detail: `every blob of ${media.files} files authenticated and matches`, name, ok: true},
     ]
   } catch (error) {
-    if (!(error instanceof ObjectCheckError)) throw error
-    await rememberFailed(context, error)
-    return [{detail: `${error.objectName}: ${error.message}`, name, ok: false}]
+    const failed = failedPack(error)
+    await rememberFailed(context, failed)
+    return [{detail: `${failed.objectName}: ${failed.message}`, name, ok: false}]
   } finally {
     await removeStagingDir(tempDir)
   }
@@ -95,6 +96,18 @@ function scriptResult(media: MediaPacksComponent, script: RebuildScriptCheck): C
 }
 
 /** A pack that failed a check is remembered, so that this machine's creates store its files anew. */
+/**
+ * A check's failure as a failed object of the report, or the error itself where it is the command's (a
+ * store that is down, an interruption). A pack the store holds but cannot read (a disk's EIO) fails as
+ * a pack: it is remembered, and the next backup stores its files anew rather than build on it.
+ */
+function failedPack(error: unknown): ObjectCheckError {
+  if (error instanceof ObjectCheckError) return error
+  const pack = error instanceof ObjectReadError ? /packs\/[\da-f]{32}\.age$/.exec(error.key) : null
+  if (pack) return new ObjectCheckError(pack[0], `could not be read: ${(error as ObjectReadError).reason}`)
+  throw error
+}
+
 async function rememberFailed(context: BackupContext, error: ObjectCheckError): Promise<void> {
   const pack = /^packs\/([\da-f]{32}\.age)$/.exec(error.objectName)
   if (pack) await rememberFailedPacks(context, [pack[1]])
@@ -160,9 +173,9 @@ export async function verifyPackSample(
       },
     ]
   } catch (error) {
-    if (!(error instanceof ObjectCheckError)) throw error
-    await rememberFailed(context, error)
-    return [{detail: `${error.objectName}: ${error.message}`, name, ok: false}]
+    const failed = failedPack(error)
+    await rememberFailed(context, failed)
+    return [{detail: `${failed.objectName}: ${failed.message}`, name, ok: false}]
   } finally {
     await removeStagingDir(tempDir)
   }

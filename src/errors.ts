@@ -233,6 +233,23 @@ export function tempFolderFailure(error: unknown, what: string, folder: string, 
   )
 }
 
+/**
+ * Why a read of a file failed, as a clause, for the failures a disk gives: an input/output error (a
+ * failing sector, a network file system that went away) or a permission; else the system's words.
+ */
+export function describeReadError(error: unknown): string {
+  const {code} = error as NodeJS.ErrnoException
+  if (code === 'EIO') return 'an input/output error (EIO): the disk or file system that holds it could not read it'
+  if (code === 'EACCES' || code === 'EPERM') return `permission denied (${code})`
+  return describeCause(error)
+}
+
+/** Whether `error` is the system's own (an errno), not a program's or this tool's. */
+export function isSystemError(error: unknown): error is NodeJS.ErrnoException {
+  const {code} = (error ?? {}) as NodeJS.ErrnoException
+  return !(error instanceof BackupError) && typeof code === 'string' && /^E[A-Z]+$/.test(code)
+}
+
 /** An error's message as a clause: for "…failed: <cause>." */
 export function describeCause(error: unknown): string {
   return error instanceof Error ? error.message.replace(/\.$/, '') : String(error)

@@ -2,7 +2,9 @@ import {createHash, Hash} from 'node:crypto'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 
+import {BackupError, describeReadError, isSystemError} from '../errors.js'
 import {BufferLender, giveBack} from '../lib/buffer-loan.js'
+import {decodeName, printableName} from '../lib/byte-names.js'
 import {deferred} from '../lib/deferred.js'
 import {closeFile, readInto} from '../lib/file-io.js'
 import {streamOf} from '../lib/generator-stream.js'
@@ -78,6 +80,23 @@ export interface MediaEntry {
 /** Why a file that was listed is not in the backup: it was gone, or was no longer that file, when it was read. */
 export const CHANGED_WHILE_RUNNING = 'deleted or replaced while the backup ran'
 
+/**
+ * A media file that the file system would not let the backup read (a failing disk's EIO, a permission),
+ * named: the read's own error says "EIO: i/o error, read", with no path. Other failures pass.
+ */
+export function mediaReadFailure(error: unknown, entry: MediaEntry): unknown {
+  if (entry.localPath === undefined || !isSystemError(error)) return error
+  const {localPath} = entry
+  const path = printableName(typeof localPath === 'string' ? localPath : decodeName(localPath))
+  return new BackupError('SOURCE_UNAVAILABLE', `Cannot read the media file ${path}: ${describeReadError(error)}.`, {
+    cause: error,
+    suggestion:
+      error.code === 'EIO'
+        ? 'Check the disk that holds the media (dmesg, smartctl); put the file back from elsewhere, or remove it, then run the backup again.'
+        : 'Check that this user may read every file of the media folder, then run the backup again.',
+  })
+}
+
 /** What a local file's listing said it was, which a read checks (listed-files.ts); undefined for S3 media. */
 export function listedIdentity(entry: MediaEntry): FileIdentity | undefined {
   return entry.dev === undefined || entry.ino === undefined ? undefined : {dev: entry.dev, ino: entry.ino}
@@ -146,11 +165,17 @@ export function createMediaTar(
         if (entry.type === 'file') {
           const hash = entry.sha256 === undefined ? createHash('sha256') : undefined
           // Prefetched files were hashed as they were read; the others are hashed here.
-          const included = entry.prefetched
-            ? await copyPrefetched(entry, entry.prefetched, out)
-            : entry.localPath === undefined
-              ? yield* copyStreamed(entry, hash, out)
-              : yield* copyLocal(entry, entry.localPath, hash ?? createHash('sha256'), out)
+          let included: boolean | string
+          try {
+            included = entry.prefetched
+              ? await copyPrefetched(entry, entry.prefetched, out)
+              : entry.localPath === undefined
+                ? yield* copyStreamed(entry, hash, out)
+                : yield* copyLocal(entry, entry.localPath, hash ?? createHash('sha256'), out)
+          } catch (error) {
+            throw mediaReadFailure(error, entry)
+          }
+
           if (!included) {
             options.onSkip?.(entry.path, CHANGED_WHILE_RUNNING)
             continue

@@ -5,7 +5,7 @@ import {dirname, join, sep} from 'node:path'
 import {Readable, Transform} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {BackupError} from '../errors.js'
+import {BackupError, describeReadError, isSystemError} from '../errors.js'
 import {BufferLender} from '../lib/buffer-loan.js'
 import {fileSink} from '../lib/file-sink.js'
 import {makeFolders} from '../lib/folders.js'
@@ -321,18 +321,14 @@ async function openPartial(folder: string, partial: string): Promise<FileHandle>
  * interruption (a BackupError already) is the command's, and passes.
  */
 function readFailure(error: unknown, key: string, path: string): unknown {
-  const errno = (error as NodeJS.ErrnoException | undefined)?.code
-  if (error instanceof BackupError || typeof errno !== 'string' || !errno.startsWith('E')) return error
-  const [why, suggestion] =
-    errno === 'EIO'
-      ? [
-          'an input/output error (EIO): the disk or file system that holds it could not read it',
-          'Check the disk that holds the store (dmesg, smartctl) and copy what still reads to another one; `divio app backup verify --all` tells which backups read whole.',
-        ]
-      : errno === 'EACCES' || errno === 'EPERM'
-        ? [`permission denied (${errno})`, "Check that this user may read the store's files."]
-        : [`${(error as Error).message}`, 'Check the file system that holds the store, then run the command again.']
-  return new ObjectReadError(key, why, path, {cause: error, suggestion})
+  if (!isSystemError(error)) return error
+  const suggestion =
+    error.code === 'EIO'
+      ? 'Check the disk that holds the store (dmesg, smartctl) and copy what still reads to another one; `divio app backup verify --all` tells which backups read whole.'
+      : error.code === 'EACCES' || error.code === 'EPERM'
+        ? "Check that this user may read the store's files."
+        : 'Check the file system that holds the store, then run the command again.'
+  return new ObjectReadError(key, describeReadError(error), path, {cause: error, suggestion})
 }
 
 function notAFolder(root: string, why: string): BackupError {

@@ -101,3 +101,40 @@ describe('an object the store cannot read (EIO)', function () {
     expect(verified.stderr).to.include(`Error: Verification failed: ${first.id}/media.tar.age.`)
   })
 })
+
+/**
+ * A media file that the disk cannot read fails the backup, as every failure does, but named: the read's
+ * own error ("EIO: i/o error, read") says no path, and the backup said only that reading the media
+ * folder failed. Small files are read ahead on the reader thread, large ones streamed: both ways, both
+ * formats.
+ */
+describe('a media file the disk cannot read (EIO)', function () {
+  before(function () {
+    requireTool(this, 'strace', 'strace')
+  })
+
+  for (const format of ['tar', 'packs'] as const) {
+    for (const [size, kind] of [
+      [2000, 'a small file, read ahead'],
+      [3 * 1024 * 1024, 'a large file, streamed'],
+    ] as const) {
+      it(`${format} format, ${kind}: the backup fails naming the file, and stores nothing`, async () => {
+        const project = makeProject()
+        writeConfig(project, {media: 'media', mediaFormat: format, store: './.divio/backups'})
+        const file = join(project.root, 'media', 'uploads', 'failing.bin')
+        writeFileSync(file, randomBytes(size))
+        const result = straceCli(
+          project,
+          ['create'],
+          ['-o', '/dev/null', '-P', file, '-e', `trace=${READS}`, '-e', `inject=${READS}:error=EIO:when=1+`],
+        )
+        expect(result.status, result.stderr).to.equal(7)
+        expect(result.stderr).to.include(
+          `Cannot read the media file ${file}: an input/output error (EIO): the disk or file system that holds it could not read it.`,
+        )
+        expect(result.stderr).to.include('Try this: Check the disk that holds the media (dmesg, smartctl)')
+        expect(listFiles(project.store).filter((path) => path.endsWith('manifest.json'))).to.deep.equal([])
+      })
+    }
+  }
+})

@@ -559,7 +559,8 @@ describe('PostgreSQL (real server)', function () {
       const created = await cli(project, ['create', '--db-only'], env)
       expect(created.status, created.stderr).to.equal(0)
       const drilled = await cli(project, ['drill', '--json'], env)
-      expect(drilled.status, drilled.stderr).to.equal(0)
+      // With --json the error is on stdout: both, so that a failure names its cause.
+      expect(drilled.status, drilled.stdout + drilled.stderr).to.equal(0)
       const result = drilled.json() as {
         checks: Array<{detail: string; name: string; ok: boolean}>
         database: {engine: string; rows: number; tables: number}

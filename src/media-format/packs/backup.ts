@@ -6,7 +6,7 @@ import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
 
 import {HashingStream} from '../../archive/hash.js'
-import {CHANGED_WHILE_RUNNING, MediaEntry} from '../../archive/media-tar.js'
+import {CHANGED_WHILE_RUNNING, MediaEntry, mediaReadFailure} from '../../archive/media-tar.js'
 import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
 import {Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
@@ -175,7 +175,9 @@ export async function backUpMediaPacks(
       packs,
       {buffers: blobBuffers, known, stored},
       {progress: options.progress, watchdog},
-    )
+    ).catch((error: unknown) => {
+      throw mediaReadFailure(error, entry)
+    })
     if (read === undefined) {
       reporter.notice(`warning: media ${JSON.stringify(printableName(entry.path))} skipped: ${CHANGED_WHILE_RUNNING}`)
       return undefined

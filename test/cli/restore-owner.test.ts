@@ -4,6 +4,7 @@ import {chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync} from 'node:
 import {join} from 'node:path'
 
 import {cli, makeProject, Project, snapshotTree, writeEnvironments} from '../helpers/project.js'
+import {requireRoot} from '../helpers/tools.js'
 
 /** The app's user: anyone but root (nobody, on Debian). */
 const APP_UID = 65_534
@@ -32,10 +33,7 @@ describe("a restore run as root gives the restored files to the app's user", fun
   let project: Project
 
   before(function () {
-    if (process.getuid?.() !== 0) {
-      console.log('      (skipped: a restore gives files away only when run as root; CI runs the suite as root)')
-      this.skip()
-    }
+    requireRoot(this, 'giving restored files to another user')
   })
 
   beforeEach(() => {

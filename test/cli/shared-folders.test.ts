@@ -3,6 +3,7 @@ import {chmodSync, chownSync, mkdirSync, readdirSync, symlinkSync} from 'node:fs
 import {join} from 'node:path'
 
 import {cli, makeProject, Project} from '../helpers/project.js'
+import {requireRoot} from '../helpers/tools.js'
 
 const OTHER_UID = 65_534
 
@@ -18,10 +19,7 @@ describe('folders that another user could change are refused before any plaintex
   let id: string
 
   before(async function () {
-    if (process.getuid?.() !== 0) {
-      console.log('      (skipped: giving a folder to another user needs root; CI runs the suite as root)')
-      this.skip()
-    }
+    requireRoot(this, 'giving a folder to another user')
 
     project = makeProject()
     const created = await cli(project, ['create', '--json'])

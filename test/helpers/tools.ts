@@ -55,3 +55,10 @@ export function randomPieces(data: Buffer, batch: number): Buffer[] {
 
   return out
 }
+
+/** Skips the calling suite, saying why, unless it runs as root (CI runs the suite as root). */
+export function requireRoot(context: Mocha.Context, why: string): void {
+  if (process.getuid?.() === 0) return
+  console.log(`      (skipped: ${why} needs root; CI runs the suite as root)`)
+  context.skip()
+}

@@ -4,6 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {sharedFolderOn} from '../../src/lib/private-folder.js'
+import {requireRoot} from '../helpers/tools.js'
 
 /** A user that is neither this one nor root: nobody, on Debian. */
 const OTHER_UID = 65_534
@@ -17,10 +18,7 @@ describe('sharedFolderOn: a folder another user could change', function () {
   let root: string
 
   before(function () {
-    if (process.getuid?.() !== 0) {
-      console.log('      (skipped: giving a folder to another user needs root; CI runs the suite as root)')
-      this.skip()
-    }
+    requireRoot(this, 'giving a folder to another user')
   })
 
   beforeEach(() => {

@@ -174,56 +174,55 @@ describe('a media swap stopped at any step leaves the folder old or new, whole',
   const expectTree = (media: string, expected: Map<string, string>) =>
     expect(treeDifferences(shape(expected), shape(describeTree(media)))).to.deep.equal([])
 
+  /** Killed while it removes the media it replaced: the swap had ended, so the guard finishes the removal. */
+  function killedWhileRemoving(context: Mocha.Context, mounted: boolean, previous: string): void {
+    const media = makeMedia(context, mounted)
+    const outcome = restoreUnderFault(
+      media,
+      {inject: 'signal=KILL', paths: [join(previous, 'old-only.txt')], syscalls: 'unlink,unlinkat'},
+      scratch,
+    )
+    expect(outcome.signal, outcome.stderr).to.equal('SIGKILL')
+    expectTree(media, newTree)
+    expect(workFolders(mounted ? media : scratch)).to.deep.equal([])
+  }
+
   describe('in a media folder that is a mount point', () => {
     const media = () => join(scratch, 'media')
     const fresh = () => join(media(), `.divio-restore-${SUFFIX}`)
     const placing = () => join(media(), `.divio-placing-${SUFFIX}`)
     const previous = () => join(media(), `.divio-before-restore-${SUFFIX}`)
 
-    const killedAt: Array<[string, () => {paths: string[]; syscalls: string}]> = [
+    // Every step of the swap, each with both faults: killed there, the guard puts the old media back;
+    // failed there, the command itself does, and says so.
+    const steps: Array<[string, () => {paths: string[]; syscalls: string}]> = [
       ['moving an old entry aside', () => ({paths: [join(media(), 'old-only.txt')], syscalls: RENAMES})],
       ['renaming the extraction to mark that every old entry is aside', () => ({paths: [fresh()], syscalls: RENAMES})],
       ['moving a new entry into place', () => ({paths: [join(placing(), 'new-only.txt')], syscalls: RENAMES})],
       ['removing the emptied extraction, the last step of the swap', () => ({paths: [placing()], syscalls: 'rmdir'})],
     ]
-    for (const [step, fault] of killedAt) {
-      it(`SIGKILL while ${step}: the guard puts the old media back`, function () {
-        makeMedia(this, true)
-        const outcome = restoreUnderFault(media(), {inject: 'signal=KILL', ...fault()}, scratch)
-        expect(outcome.signal, outcome.stderr).to.equal('SIGKILL')
-        expectTree(media(), oldTree)
-        expect(workFolders(media())).to.deep.equal([])
-      })
+    for (const [step, fault] of steps) {
+      for (const inject of ['signal=KILL', 'error=EIO']) {
+        it(`${inject === 'signal=KILL' ? 'SIGKILL' : 'EIO'} while ${step}: the old media is back, whole`, function () {
+          makeMedia(this, true)
+          const outcome = restoreUnderFault(media(), {inject, ...fault()}, scratch)
+          if (inject === 'signal=KILL') {
+            expect(outcome.signal, outcome.stderr).to.equal('SIGKILL')
+          } else {
+            expect(outcome.error?.code, outcome.stderr).to.equal('OUTPUT_UNAVAILABLE')
+            expect(outcome.error?.message).to.include('EIO')
+            expect(outcome.error?.message).to.include('The media folder was left as it was.')
+          }
+
+          expectTree(media(), oldTree)
+          expect(workFolders(media())).to.deep.equal([])
+        })
+      }
     }
 
     it('SIGKILL while removing the previous media after the swap: the guard finishes the removal', function () {
-      makeMedia(this, true)
-      const outcome = restoreUnderFault(
-        media(),
-        {inject: 'signal=KILL', paths: [join(previous(), 'old-only.txt')], syscalls: 'unlink,unlinkat'},
-        scratch,
-      )
-      expect(outcome.signal, outcome.stderr).to.equal('SIGKILL')
-      expectTree(media(), newTree)
-      expect(workFolders(media())).to.deep.equal([])
+      killedWhileRemoving(this, true, previous())
     })
-
-    const failedAt: Array<[string, () => {paths: string[]; syscalls: string}]> = [
-      ['renaming the extraction', () => ({paths: [fresh()], syscalls: RENAMES})],
-      ['moving a new entry into place', () => ({paths: [join(placing(), 'new-only.txt')], syscalls: RENAMES})],
-      ['removing the emptied extraction', () => ({paths: [placing()], syscalls: 'rmdir'})],
-    ]
-    for (const [step, fault] of failedAt) {
-      it(`EIO while ${step}: every entry goes back, and the error says so`, function () {
-        makeMedia(this, true)
-        const outcome = restoreUnderFault(media(), {inject: 'error=EIO', ...fault()}, scratch)
-        expect(outcome.error?.code, outcome.stderr).to.equal('OUTPUT_UNAVAILABLE')
-        expect(outcome.error?.message).to.include('EIO')
-        expect(outcome.error?.message).to.include('The media folder was left as it was.')
-        expectTree(media(), oldTree)
-        expect(workFolders(media())).to.deep.equal([])
-      })
-    }
 
     it('EIO placing a new entry, then EIO moving an old one back: the old entries stay in the named folder, which nothing removes', function () {
       makeMedia(this, true)
@@ -269,15 +268,7 @@ describe('a media swap stopped at any step leaves the folder old or new, whole',
     })
 
     it('SIGKILL while removing the previous media after the swap: the guard finishes the removal', function () {
-      makeMedia(this, false)
-      const outcome = restoreUnderFault(
-        media(),
-        {inject: 'signal=KILL', paths: [join(previous(), 'old-only.txt')], syscalls: 'unlink,unlinkat'},
-        scratch,
-      )
-      expect(outcome.signal, outcome.stderr).to.equal('SIGKILL')
-      expectTree(media(), newTree)
-      expect(workFolders(scratch)).to.deep.equal([])
+      killedWhileRemoving(this, false, previous())
     })
 
     it('EIO on the second rename: the old folder goes back, and the error says so', function () {

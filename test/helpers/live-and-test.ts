@@ -1,0 +1,44 @@
+import {expect} from 'chai'
+
+import {cli, Project, writeEnvironments} from './project.js'
+
+export interface JsonError {
+  code: string
+  message: string
+  suggestion: string
+}
+
+/**
+ * Two environments of one server's databases, `live` and `test` (with `testMedia`, a media folder),
+ * and a backup of live: its id. The DSNs travel in LIVE_URL and TEST_URL, which a test may change.
+ */
+export async function backedUpLive(
+  project: Project,
+  urls: {live: string; test: string},
+  testMedia?: string,
+): Promise<string> {
+  writeEnvironments(project, {
+    live: {database: '${LIVE_URL}', store: './.divio/backups'},
+    test: {database: '${TEST_URL}', ...(testMedia ? {media: testMedia} : {}), store: './.divio/backups'},
+  })
+  Object.assign(project.env, {LIVE_URL: urls.live, TEST_URL: urls.test})
+  const created = await cli(project, ['create', '--json'])
+  expect(created.status, created.stderr).to.equal(0)
+  return (created.json() as {id: string}).id
+}
+
+/**
+ * `restore ID --to-env test` that the target refuses (exit 7), with `flags`: its JSON error. Nothing
+ * it prints may hold `secret`, the password of the target's DSN.
+ */
+export async function refusedRestore(
+  project: Project,
+  id: string,
+  flags: string[],
+  secret: string,
+): Promise<JsonError> {
+  const refused = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json', ...flags])
+  expect(refused.status, refused.stdout + refused.stderr).to.equal(7)
+  expect(refused.stdout + refused.stderr).to.not.include(secret)
+  return (refused.json() as {error: JsonError}).error
+}

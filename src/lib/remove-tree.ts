@@ -1,5 +1,7 @@
 import {lstat, opendir, rmdir, unlink} from 'node:fs/promises'
 
+import {mountsBelow} from './mounts.js'
+
 /** Unlinks in flight at once, within one folder: enough to keep the thread pool's four threads busy. */
 const IN_FLIGHT = 16
 
@@ -15,11 +17,22 @@ const SLASH = Buffer.from('/')
  * which put a media restore, which removes the media it replaced, at 280 MiB.
  *
  * Names are bytes, so that names that are not UTF-8 are removed too; a link is removed, never followed.
+ * A folder with another file system mounted inside it is refused whole, before anything is removed.
  */
 export async function removeTree(path: string): Promise<void> {
   const root = Buffer.from(path)
   const stats = await lstat(root).catch(missingIsUndefined)
   if (stats === undefined) return
+  // Never into another file system mounted inside (as `rm --one-file-system`): a volume that a media
+  // folder holds is not removed with the folder's previous contents.
+  const nested = stats.isDirectory() ? await mountsBelow(path) : []
+  if (nested.length > 0) {
+    throw Object.assign(new Error(`${path} holds another file system, mounted at ${nested[0]}: it was not removed`), {
+      code: 'EBUSY',
+      path: nested[0],
+    })
+  }
+
   await (stats.isDirectory() ? removeFolder(root) : unlink(root).catch(missingIsUndefined))
 }
 

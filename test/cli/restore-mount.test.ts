@@ -91,3 +91,57 @@ describe('restore into a media folder that is a mount point', () => {
     expect(isMounted()).to.equal(true)
   })
 })
+
+/**
+ * Another file system mounted inside the media folder (an uploads volume): the restore swapped the
+ * folder's contents by renaming them, so the restored files landed on the disk beneath, the volume's
+ * mount went with the previous media, and removing that emptied the volume ("Unexpected error: EBUSY").
+ * It is refused now, before the safety backup and before anything is written.
+ */
+describe('restore into a media folder that holds another mounted file system', () => {
+  let project: Project
+  let uploads: string
+
+  beforeEach(function () {
+    project = makeProject()
+    uploads = join(project.root, 'media', 'uploads')
+    const contents = join(project.root, '..', 'uploads-contents')
+    renameSync(uploads, contents)
+    mountTmpfs(this, uploads, 'size=16m')
+    execFileSync('cp', ['-a', `${contents}/.`, uploads])
+    rmSync(contents, {recursive: true})
+  })
+
+  afterEach(() => {
+    spawnSync('umount', [uploads])
+  })
+
+  it('is refused before the safety backup, naming the mount; the volume and the media stay as they were', async () => {
+    const created = await cli(project, ['create', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    writeFileSync(join(uploads, 'after-the-backup.txt'), 'on the volume')
+    const media = join(project.root, 'media')
+    const before = snapshotTree(media)
+
+    const refused = await cli(project, ['restore', id, '--confirm', 'local'])
+    expect(refused.status, refused.stderr).to.equal(7)
+    expect(refused.stderr).to.include(
+      `Error: The media folder ${media} holds another file system, mounted at ${uploads}: a restore swaps the folder's contents by renaming them, which cannot put files onto that file system. Nothing was changed.`,
+    )
+    expect(refused.stderr).to.include(`tar -xf DIR/media.tar --strip-components=1 -C ${media}`)
+    expect(snapshotTree(media)).to.deep.equal(before)
+    expect(readdirSync(project.root).filter((name) => name.startsWith('.media.'))).to.deep.equal([])
+    const listed = (await cli(project, ['list', '--json'])).json() as Array<{id: string}>
+    expect(
+      listed.map((backup) => backup.id),
+      'no safety backup was taken',
+    ).to.deep.equal([id])
+    expect(
+      readFileSync('/proc/self/mountinfo', 'utf8')
+        .split('\n')
+        .some((line) => line.split(' ')[4] === uploads),
+      'the volume is still mounted where it was',
+    ).to.equal(true)
+  })
+})

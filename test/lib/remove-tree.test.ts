@@ -1,4 +1,5 @@
 import {expect} from 'chai'
+import {spawnSync} from 'node:child_process'
 import {
   existsSync,
   mkdirSync,
@@ -13,6 +14,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {removeTree} from '../../src/lib/remove-tree.js'
+import {mountTmpfs} from '../helpers/mounts.js'
 
 describe('removeTree', () => {
   let root: string
@@ -78,5 +80,25 @@ describe('removeTree', () => {
     )
     expect(refused?.code).to.equal('EACCES')
     expect(refused?.message).to.include('/proc/sys/kernel/')
+  })
+
+  it('refuses a tree with another file system mounted inside, before removing anything of it', async function () {
+    const tree = join(root, 'tree')
+    mkdirSync(join(tree, 'a'), {recursive: true})
+    writeFileSync(join(tree, 'a', 'kept.txt'), 'kept')
+    const volume = mountTmpfs(this, join(tree, 'a', 'volume'), 'size=1m')
+    try {
+      writeFileSync(join(volume, 'on-the-volume.txt'), 'kept too')
+      const failure = await removeTree(tree).then(
+        () => {},
+        (error: NodeJS.ErrnoException) => error,
+      )
+      expect(failure?.code).to.equal('EBUSY')
+      expect(failure?.message).to.equal(`${tree} holds another file system, mounted at ${volume}: it was not removed`)
+      expect(readFileSync(join(tree, 'a', 'kept.txt'), 'utf8')).to.equal('kept')
+      expect(readFileSync(join(volume, 'on-the-volume.txt'), 'utf8')).to.equal('kept too')
+    } finally {
+      spawnSync('umount', [volume])
+    }
   })
 })

@@ -1,11 +1,12 @@
 import {randomBytes} from 'node:crypto'
-import {chmod, lstat, mkdir, opendir, readdir, readFile, rename, rmdir} from 'node:fs/promises'
+import {chmod, lstat, mkdir, opendir, readdir, rename, rmdir} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {ExtractSummary} from '../../archive/extract.js'
 import {BackupError, describeCause} from '../../errors.js'
 import {makeFolders} from '../../lib/folders.js'
 import {syncFileSystem, syncPath} from '../../lib/fsync.js'
+import {isMountPoint, mountsBelow} from '../../lib/mounts.js'
 import {giveTo, restoredOwner} from '../../lib/owner.js'
 import {restoreTarget} from '../../lib/paths.js'
 import {startReaper} from '../../lib/process.js'
@@ -31,6 +32,7 @@ export async function prepareFolderRestore(
   options: {signal?: AbortSignal} = {},
 ): Promise<PreparedMediaRestore> {
   const target = await restoreTarget(root, 'The media folder')
+  await refuseNestedMounts(target)
   const suffix = randomBytes(6).toString('hex')
   const inside = await isMountPoint(target)
   const folders: SwapFolders = inside
@@ -121,6 +123,25 @@ export async function prepareFolderRestore(
 }
 
 /**
+ * Refuses a media folder with another file system mounted inside it (an uploads volume): the swap
+ * moves the folder's contents by renaming them, which carries no file onto that file system. The
+ * restored files landed on the disk beneath, the app's later uploads with them, while the volume, its
+ * mount now under the previous media, was emptied as the previous media was removed.
+ */
+async function refuseNestedMounts(target: string): Promise<void> {
+  const nested = await mountsBelow(target)
+  if (nested.length === 0) return
+  const more = nested.length > 1 ? ` and ${nested.length - 1} more` : ''
+  throw new BackupError(
+    'OUTPUT_UNAVAILABLE',
+    `The media folder ${target} holds another file system, mounted at ${nested[0]}${more}: a restore swaps the folder's contents by renaming them, which cannot put files onto that file system. Nothing was changed.`,
+    {
+      suggestion: `Mount the volume as the media folder itself (a restore swaps a mount point's contents in place), or unmount it first; or extract by hand: \`divio app backup download ID --media-only -o DIR\`, then \`tar -xf DIR/media.tar --strip-components=1 -C ${target}\`.`,
+    },
+  )
+}
+
+/**
  * What the guard of a media restore does once the process is gone, decided by what is on disk, so
  * that a kill at any moment leaves the media folder as it was, or as the restore made it, whole:
  *
@@ -156,9 +177,9 @@ if [ -d "$fresh" ]; then
   elif [ ! -e "$target" ] && [ -d "$previous" ]; then
     mv -T -- "$previous" "$target"
   fi
-  rm -rf -- "$fresh"
+  rm -rf --one-file-system -- "$fresh"
 else
-  rm -rf -- "$previous"
+  rm -rf --one-file-system -- "$previous"
 fi`
 
 /**
@@ -288,23 +309,4 @@ async function moveEntries(from: string, to: string, skip: ReadonlySet<string> =
 
 function entryPath(folder: string, name: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${folder}/`), name])
-}
-
-/**
- * Whether `path` is where a file system is mounted: by the mount table where there is one (a bind
- * mount of a folder of the same file system has the same device number as its parent), else by the
- * device numbers.
- */
-async function isMountPoint(path: string): Promise<boolean> {
-  const table = await readFile('/proc/self/mountinfo', 'utf8').catch(() => {})
-  if (table !== undefined) return table.split('\n').some((line) => mountPointOf(line) === path)
-  const [own, parent] = await Promise.all([lstat(path).catch(() => {}), lstat(dirname(path)).catch(() => {})])
-  return own !== undefined && parent !== undefined && own.dev !== parent.dev
-}
-
-/** The fifth field of a line of /proc/self/mountinfo, with its octal escapes (`\040` a space) undone. */
-function mountPointOf(line: string): string {
-  return (line.split(' ')[4] ?? '').replaceAll(/\\([0-7]{3})/g, (_, octal: string) =>
-    String.fromCodePoint(Number.parseInt(octal, 8)),
-  )
 }

@@ -4,9 +4,10 @@ import {basename, dirname, join} from 'node:path'
 import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
-import {BackupError, ExitCode, targetFailure, tempFolderFailure} from '../../errors.js'
+import {BackupError, describeCause, ExitCode, targetFailure, tempFolderFailure} from '../../errors.js'
 import {createFileSink} from '../../lib/file-sink.js'
 import {syncPath} from '../../lib/fsync.js'
+import {isMountPoint} from '../../lib/mounts.js'
 import {processesHolding} from '../../lib/open-files.js'
 import {giveTo, restoredOwner} from '../../lib/owner.js'
 import {restoreTarget} from '../../lib/paths.js'
@@ -109,7 +110,11 @@ export class SqliteProvider implements DatabaseProvider {
     const folder = dirname(target)
     const tag = randomBytes(6).toString('hex')
     const fresh = join(folder, `.${basename(target)}.restore-${tag}`)
-    const companions = ['-wal', '-shm'].map((suffix) => ({
+    // A file mounted over the database's path (a container's single-file volume) cannot be renamed
+    // over: the restored copy is written into it by SQLite's own backup, in one transaction, which
+    // SQLite rolls back from its journal if it is cut short. Its -wal and -shm are SQLite's to keep.
+    const inPlace = await isMountPoint(target)
+    const companions = (inPlace ? [] : ['-wal', '-shm']).map((suffix) => ({
       aside: join(folder, `.${basename(target)}${suffix}.replaced-${tag}`),
       live: `${target}${suffix}`,
     }))
@@ -131,7 +136,7 @@ export class SqliteProvider implements DatabaseProvider {
 
       await moveAside(companions, movedAside)
       await syncPath(folder)
-      await rename(fresh, target)
+      await (inPlace ? (await sqliteEngine()).backup(fresh, target, {signal: options.signal}) : rename(fresh, target))
     } catch (error) {
       const stranded: string[] = []
       for (const {aside, live} of movedAside) await rename(aside, live).catch(() => stranded.push(aside))
@@ -142,7 +147,7 @@ export class SqliteProvider implements DatabaseProvider {
       if (stranded.length > 0) {
         throw new BackupError(
           'BACKUP_FAILED',
-          `The restore of ${this.path} failed before the swap (${(error as Error).message}), and ${stranded.join(' and ')} could not be renamed back.`,
+          `The restore of ${this.path} failed before the swap (${describeCause(error)}), and ${stranded.join(' and ')} could not be renamed back.`,
           {
             cause: error,
             suggestion: `Rename ${stranded.join(' and ')} back (without the leading dot and the .replaced-… ending) before the app opens the database.`,
@@ -158,12 +163,13 @@ export class SqliteProvider implements DatabaseProvider {
         })
       throw new BackupError(
         'BACKUP_FAILED',
-        `The restore of ${this.path} failed before the swap: ${(error as Error).message}.`,
+        `The restore of ${this.path} failed before the swap: ${describeCause(error)}.`,
         {cause: error, suggestion: 'The database file was not changed. Fix the cause above and run the restore again.'},
       )
     }
 
     await Promise.all(movedAside.map(({aside}) => rm(aside, {force: true})))
+    // Copied into the mounted file, the restored copy is left over: the guard removes it.
     guard.release()
     await syncPath(folder)
   }

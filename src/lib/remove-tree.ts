@@ -42,7 +42,10 @@ async function removeFolder(folder: Buffer): Promise<void> {
   // Removing names while the folder is read is safe: a name not yet read stays readable.
   // Node.js gives names as bytes for the 'buffer' encoding, which its types do not list for opendir.
   const names = {bufferSize: 128, encoding: 'buffer' as BufferEncoding}
-  for await (const entry of await opendir(folder, names)) {
+  // A folder removed meanwhile (by a guard, or another removal of the same tree) is removed.
+  const listing = await opendir(folder, names).catch(missingIsUndefined)
+  if (listing === undefined) return
+  for await (const entry of listing) {
     const child = Buffer.concat([folder, SLASH, entry.name as unknown as Buffer])
     if (entry.isDirectory()) {
       folders.push(child)

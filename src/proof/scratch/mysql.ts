@@ -47,7 +47,8 @@ export async function mysqlScratch(folder: string, dumpPath: string, signal: Abo
     )
   } catch (error) {
     await removeTree(folder)
-    guard.release()
+    // Stood down: its script removes the drill's whole staging folder (see stop).
+    guard.dismiss()
     throw unavailable(error)
   }
 
@@ -66,7 +67,9 @@ export async function mysqlScratch(folder: string, dumpPath: string, signal: Abo
   const stop = async () => {
     await server.stop()
     await removeTree(folder)
-    guard.release()
+    // Stood down, not run: its script removes the drill's whole staging folder, which the drill still
+    // uses (and removes itself); run here, it raced the drill's own removal of it.
+    guard.dismiss()
   }
 
   try {

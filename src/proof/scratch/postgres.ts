@@ -50,7 +50,9 @@ export async function postgresScratch(
   const stop = async () => {
     await asServer('pg_ctl', ['-D', dataDir, '-m', 'immediate', 'stop']).catch(() => {})
     await removeTree(folder)
-    guard.release()
+    // Stood down, not run: its script removes the drill's whole staging folder, which the drill still
+    // uses (and removes itself); run here, it raced the drill's own removal of it.
+    guard.dismiss()
   }
 
   try {

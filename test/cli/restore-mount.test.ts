@@ -1,10 +1,10 @@
 import {expect} from 'chai'
 import {execFileSync, spawnSync} from 'node:child_process'
-import {mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {cliUnderStrace} from '../helpers/kill.js'
-import {mountTmpfs} from '../helpers/mounts.js'
+import {mountOverFolder} from '../helpers/mounts.js'
 import {cli, makeProject, Project, snapshotTree} from '../helpers/project.js'
 import {requireTool} from '../helpers/tools.js'
 
@@ -21,11 +21,7 @@ describe('restore into a media folder that is a mount point', () => {
   beforeEach(function () {
     project = makeProject()
     media = join(project.root, 'media')
-    const contents = join(project.root, '..', 'media-contents')
-    renameSync(media, contents)
-    mountTmpfs(this, media, 'size=16m')
-    execFileSync('cp', ['-a', `${contents}/.`, media])
-    rmSync(contents, {recursive: true})
+    mountOverFolder(this, media)
   })
 
   afterEach(() => {
@@ -105,11 +101,7 @@ describe('restore into a media folder that holds another mounted file system', (
   beforeEach(function () {
     project = makeProject()
     uploads = join(project.root, 'media', 'uploads')
-    const contents = join(project.root, '..', 'uploads-contents')
-    renameSync(uploads, contents)
-    mountTmpfs(this, uploads, 'size=16m')
-    execFileSync('cp', ['-a', `${contents}/.`, uploads])
-    rmSync(contents, {recursive: true})
+    mountOverFolder(this, uploads)
   })
 
   afterEach(() => {

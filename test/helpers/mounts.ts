@@ -15,6 +15,18 @@ export function mountTmpfs(context: Mocha.Context, folder: string, options: stri
   return folder
 }
 
+/**
+ * Puts a small tmpfs where the folder `folder` is, holding what the folder held: a folder turned into
+ * a mount point (a volume, as containers mount one), contents and all. Skips as mountTmpfs does.
+ */
+export function mountOverFolder(context: Mocha.Context, folder: string): void {
+  const contents = `${folder}.contents`
+  renameSync(folder, contents)
+  mountTmpfs(context, folder, 'size=16m')
+  execFileSync('cp', ['-a', `${contents}/.`, folder])
+  rmSync(contents, {recursive: true})
+}
+
 /** The Python that has python3-fuse, for the suite's FUSE file systems (test/fixtures/*fs.py). */
 export const SYSTEM_PYTHON = '/usr/bin/python3'
 

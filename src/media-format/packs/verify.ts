@@ -95,7 +95,6 @@ function scriptResult(media: MediaPacksComponent, script: RebuildScriptCheck): C
       }
 }
 
-/** A pack that failed a check is remembered, so that this machine's creates store its files anew. */
 /**
  * A check's failure as a failed object of the report, or the error itself where it is the command's (a
  * store that is down, an interruption). A pack the store holds but cannot read (a disk's EIO) fails as
@@ -108,6 +107,7 @@ function failedPack(error: unknown): ObjectCheckError {
   throw error
 }
 
+/** A pack that failed a check is remembered, so that this machine's creates store its files anew. */
 async function rememberFailed(context: BackupContext, error: ObjectCheckError): Promise<void> {
   const pack = /^packs\/([\da-f]{32}\.age)$/.exec(error.objectName)
   if (pack) await rememberFailedPacks(context, [pack[1]])

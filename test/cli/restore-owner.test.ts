@@ -1,10 +1,10 @@
 import {expect} from 'chai'
-import {execFileSync} from 'node:child_process'
-import {chownSync, lstatSync, mkdirSync, readdirSync, writeFileSync} from 'node:fs'
+import {execFileSync, spawnSync} from 'node:child_process'
+import {chmodSync, chownSync, lstatSync, mkdirSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
-import {cli, makeProject, Project, snapshotTree, writeEnvironments} from '../helpers/project.js'
-import {requireRoot} from '../helpers/tools.js'
+import {cli, makeProject, Project, runJs, snapshotTree, writeConfig, writeEnvironments} from '../helpers/project.js'
+import {requireRoot, requireTool} from '../helpers/tools.js'
 
 /** The app's user: anyone but root (nobody, on Debian). */
 const APP_UID = 65_534
@@ -88,5 +88,56 @@ describe("a restore run as root gives the restored files to the app's user", fun
     expect(restored.stderr, 'nothing to give away: no chown ran').to.not.match(/run chown/)
     expect(lstatSync(join(project.root, 'media', 'uploads', 'readme.txt')).uid).to.equal(0)
     expect(lstatSync(join(project.root, 'db.sqlite3')).uid).to.equal(0)
+  })
+})
+
+/**
+ * The app's user owns its media folder, not the app folder it is in (the app's code is root's): a
+ * restore run as that user could make nothing beside the media folder, and failed with EACCES. The new
+ * tree is now made inside the media folder and swapped in entry by entry, as in a mount point. Root
+ * without its capabilities (setpriv) stands in for the app's user: the folders' modes then bind it.
+ */
+describe("a restore run by the media folder's owner, who may not change the app folder", function () {
+  it('restores the media inside the folder, and leaves nothing beside it', async function () {
+    requireRoot(this, 'dropping capabilities')
+    requireTool(this, 'setpriv', 'util-linux')
+    const project = makeProject()
+    // The store outside the app folder, where the safety backup can be written.
+    mkdirSync(join(project.root, '..', 'store'))
+    writeConfig(project, {media: 'media', store: join(project.root, '..', 'store')})
+    const created = await cli(project, ['create', '--json'])
+    expect(created.status, created.stdout).to.equal(0)
+    const {id} = created.json() as {id: string}
+    const media = join(project.root, 'media')
+    const tree = snapshotTree(media)
+    writeFileSync(join(media, 'added-since.txt'), 'not in the backup')
+    rmSync(join(media, 'uploads', 'readme.txt'))
+    const appFolder = readdirSync(project.root).sort()
+    chmodSync(project.root, 0o555)
+    try {
+      const restored = spawnSync(
+        'setpriv',
+        [
+          '--bounding-set=-all',
+          '--',
+          process.execPath,
+          runJs,
+          'app',
+          'backup',
+          'restore',
+          id,
+          '--media-only',
+          '--confirm',
+          'live',
+        ],
+        {cwd: project.root, encoding: 'utf8', env: {...project.env, DIVIO_BACKUP_TMPDIR: join(project.root, '..')}},
+      )
+      expect(restored.status, restored.stdout + restored.stderr).to.equal(0)
+    } finally {
+      chmodSync(project.root, 0o755)
+    }
+
+    expect(snapshotTree(media)).to.deep.equal(tree)
+    expect(readdirSync(project.root).sort(), 'nothing was made beside the media folder').to.deep.equal(appFolder)
   })
 })

@@ -1,5 +1,6 @@
 import {randomBytes} from 'node:crypto'
-import {chmod, lstat, mkdir, opendir, readdir, rename, rmdir} from 'node:fs/promises'
+import {constants} from 'node:fs'
+import {access, chmod, lstat, mkdir, opendir, readdir, rename, rmdir} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
 
 import {ExtractSummary} from '../../archive/extract.js'
@@ -23,6 +24,7 @@ import {PreparedMediaRestore} from './port.js'
  *   nothing beside it is on its file system. The new tree is made inside it, in a work folder, and the
  *   swap moves the entries at its top: the old ones into a second work folder, then the new ones into
  *   place. Each move is one rename; the swap is as many renames as the folder has top-level entries.
+ *   So is a media folder in a folder that this user may not change (ownsOnlyTheFolder).
  *
  * Either way, the previous media is removed once the new media is in place and on disk.
  */
@@ -34,7 +36,7 @@ export async function prepareFolderRestore(
   const target = await restoreTarget(root, 'The media folder')
   await refuseNestedMounts(target)
   const suffix = randomBytes(6).toString('hex')
-  const inside = await isMountPoint(target)
+  const inside = (await isMountPoint(target)) || (await ownsOnlyTheFolder(target))
   const folders: SwapFolders = inside
     ? {
         fresh: join(target, `${WORK_PREFIX}restore-${suffix}`),
@@ -120,6 +122,28 @@ export async function prepareFolderRestore(
     },
     discard,
   }
+}
+
+/**
+ * Whether this user may change the media folder but not the folder it is in: the app's user, on a
+ * server where the app's code is root's and only its media is the app's. Nothing can be made beside
+ * the media folder then, nor can it be renamed: the new tree is made inside it, as in a mount point.
+ */
+async function ownsOnlyTheFolder(target: string): Promise<boolean> {
+  return (
+    (await lstat(target).catch(() => {}))?.isDirectory() === true &&
+    (await mayChange(target)) &&
+    !(await mayChange(dirname(target)))
+  )
+}
+
+/** Whether this user may add and remove names in `folder`. */
+async function mayChange(folder: string): Promise<boolean> {
+  // W_OK and X_OK are bits of their own: their sum asks for both.
+  return access(folder, constants.W_OK + constants.X_OK).then(
+    () => true,
+    () => false,
+  )
 }
 
 /**

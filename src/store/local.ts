@@ -322,13 +322,23 @@ async function openPartial(folder: string, partial: string): Promise<FileHandle>
  */
 function readFailure(error: unknown, key: string, path: string): unknown {
   if (!isSystemError(error)) return error
-  const suggestion =
-    error.code === 'EIO'
-      ? 'Check the disk that holds the store (dmesg, smartctl) and copy what still reads to another one; `divio app backup verify --all` tells which backups read whole.'
-      : error.code === 'EACCES' || error.code === 'EPERM'
-        ? "Check that this user may read the store's files."
-        : 'Check the file system that holds the store, then run the command again.'
-  return new ObjectReadError(key, describeReadError(error), path, {cause: error, suggestion})
+  // Only an input/output error is the object's: verify counts it failed, and a pack is not built on
+  // again. A permission, or a machine out of file handles, is not: the command stops, naming it.
+  if (error.code === 'EIO') {
+    return new ObjectReadError(key, describeReadError(error), path, {
+      cause: error,
+      suggestion:
+        'Check the disk that holds the store (dmesg, smartctl) and copy what still reads to another one; `divio app backup verify --all` tells which backups read whole.',
+    })
+  }
+
+  return new BackupError('STORE_UNAVAILABLE', `Cannot read ${path} from the store: ${describeReadError(error)}.`, {
+    cause: error,
+    suggestion:
+      error.code === 'EACCES' || error.code === 'EPERM'
+        ? "Check that this user may read the store's files, then run the command again."
+        : 'Check the file system that holds the store, then run the command again.',
+  })
 }
 
 function notAFolder(root: string, why: string): BackupError {

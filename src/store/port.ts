@@ -40,7 +40,7 @@ export class ObjectUnreadableError extends ObjectNotFoundError {
 
 /**
  * Raised by a store's read (`get`, or the stream it gives) when the store holds the object but cannot
- * read it: a disk's input/output error, a permission. Where a command needs the object it ends there
+ * read it: a disk's input/output error. Where a command needs the object it ends there
  * (exit 7), naming it; a check of a backup (verify) counts the object as failed, since what it holds
  * cannot be had from this store now, and goes on with the next.
  */

@@ -83,6 +83,23 @@ describe('an object the store cannot read (EIO)', function () {
     })
   }
 
+  it("a read refused for another reason (a permission) is the command's failure, not the backup's", async () => {
+    const project = makeProject()
+    const {id} = (await cli(project, ['create', '--json'])).json() as {id: string}
+    const object = join(
+      project.store,
+      listFiles(project.store).find((path) => path.endsWith('/media.tar.age'))!,
+    )
+    const verified = straceCli(
+      project,
+      ['verify', id],
+      ['-o', '/dev/null', '-P', object, '-e', `trace=${READS}`, '-e', `inject=${READS}:error=EACCES:when=1+`],
+    )
+    expect(verified.status, verified.stderr).to.equal(7)
+    expect(verified.stderr).to.include(`Error: Cannot read ${object} from the store: permission denied (EACCES).`)
+    expect(verified.stdout, 'no backup is called failed for it').to.not.include('FAIL')
+  })
+
   it('verify --all reads on past the backup it cannot read, and reports both', async () => {
     const project = makeProject()
     const first = (await cli(project, ['create', '--json'])).json() as {id: string}

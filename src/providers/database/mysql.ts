@@ -145,6 +145,8 @@ export class MysqlProvider implements DatabaseProvider {
         },
       )
     } catch (error) {
+      // Stopped by SIGINT/SIGTERM: an interruption, not a server that cannot be reached.
+      signal?.throwIfAborted()
       if (error instanceof BackupError) throw error
       const detail = describeToolError(error)
       if (!/ERROR 1049 /.test(detail)) {

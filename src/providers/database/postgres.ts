@@ -104,6 +104,8 @@ export class PostgresProvider implements DatabaseProvider {
         timeoutMs: 30_000,
       })
     } catch (error) {
+      // Stopped by SIGINT/SIGTERM: an interruption, not a server that cannot be reached.
+      signal?.throwIfAborted()
       const missing = /database "(.*)" does not exist/.exec(describeToolError(error))
       if (!missing) throw this.cannotConnect(error, 'OUTPUT_UNAVAILABLE', ' Nothing was changed.')
       const url = new URL(this.uri)

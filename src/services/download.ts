@@ -223,7 +223,7 @@ export async function refuseSharedOutput(outputDir: string, command: 'download' 
   if (shared === undefined) return
   throw new BackupError(
     'OUTPUT_UNAVAILABLE',
-    `Nothing was written into ${outputDir}: ${shared.path} ${shared.why}, who could swap what is written there for a link to a place of theirs, and read the decrypted backup.`,
+    `Nothing was written into ${outputDir}: ${shared.path} ${shared.why}, who could swap what is written there for a link to a place of theirs, and read or redirect it.`,
     {
       suggestion: `Choose a folder with -o that only you (and root) can change, such as a new one in your home folder, then run the ${command} again.`,
     },

@@ -47,7 +47,7 @@ describe('folders that another user could change are refused before any plaintex
       const {error} = result.json() as {error: {code: string; message: string; suggestion: string}}
       expect(error.code).to.equal('OUTPUT_UNAVAILABLE')
       expect(error.message).to.equal(
-        `Nothing was written into ${output}: ${theirs} belongs to another user (uid ${OTHER_UID}), who could swap what is written there for a link to a place of theirs, and read the decrypted backup.`,
+        `Nothing was written into ${output}: ${theirs} belongs to another user (uid ${OTHER_UID}), who could swap what is written there for a link to a place of theirs, and read or redirect it.`,
       )
       expect(error.suggestion).to.match(/^Choose a folder with -o that only you \(and root\) can change/)
       expect(readdirSync(theirs)).to.deep.equal([])

@@ -169,7 +169,9 @@ export class SqliteProvider implements DatabaseProvider {
     }
 
     await Promise.all(movedAside.map(({aside}) => rm(aside, {force: true})))
-    // Copied into the mounted file, the restored copy is left over: the guard removes it.
+    // Copied into the mounted file, the restored copy is left over: removed here, before the command
+    // says it is done (the guard's removal would come a moment after).
+    if (inPlace) await rm(fresh, {force: true})
     guard.release()
     await syncPath(folder)
   }

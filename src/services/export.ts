@@ -15,6 +15,7 @@ import {storedMedia} from '../media-format/index.js'
 import {exportPacks} from '../media-format/packs/export.js'
 import {exportRecipe} from '../media-format/packs/recipe.js'
 import {OwnObject, StoredMedia} from '../media-format/port.js'
+import {DEFINERS_SED} from '../providers/database/mysql-definers.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf, refuseSharedOutput} from './download.js'
@@ -313,6 +314,11 @@ MySQL / MariaDB (database.sql, a mysqldump/mariadb-dump script):
     # MySQL's own client stops at the sandbox line that mariadb-dump writes first
     # ("Unknown command '\\-'"); leave that line out for it:
     sed '1{/enable the sandbox mode/d}' database.sql | mysql -h HOST -u USER -p DBNAME
+    # Its triggers, views, routines and events name the account that made them as their
+    # definer, which only a user with SUPER or SET USER may set ("Access denied; you need
+    # (at least one of) the SUPER, SET USER privilege(s)"); as another user, make yourself
+    # their definer, as \`divio app backup restore\` does:
+    ${DEFINERS_SED} database.sql | mysql -h HOST -u USER -p DBNAME
 
 SQLite (database.sqlite3, an ordinary database file):
     sqlite3 database.sqlite3 'PRAGMA integrity_check'

@@ -1,11 +1,12 @@
 import {expect} from 'chai'
-import {spawn} from 'node:child_process'
+import {spawn, spawnSync} from 'node:child_process'
 import {createReadStream, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import {DEFINERS_SED} from '../../src/providers/database/mysql-definers.js'
 import {MysqlProvider} from '../../src/providers/database/mysql.js'
 import {backedUpLive, refusedRestore} from '../helpers/live-and-test.js'
 import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
@@ -217,6 +218,70 @@ describe('MySQL/MariaDB (real server)', function () {
     const {safetyBackup} = restored.json() as {safetyBackup: string}
     const listed = (await cli(project, ['list', '-e', 'test', '--json'])).json() as Array<{id: string; note: string}>
     expect(listed.map((backup) => [backup.id, backup.note])).to.deep.equal([[safetyBackup, `before restore of ${id}`]])
+  })
+
+  it("restore live → test, each with a user of its own: the test user becomes the definer of live's triggers, views, routines and events", async () => {
+    const project = makeProject()
+    const users = {live: 'own_live', recipe: 'own_recipe', test: 'own_test'}
+    for (const name of Object.values(users)) {
+      db.asRoot(
+        `CREATE DATABASE ${name} CHARACTER SET utf8mb4; CREATE USER '${name}'@'127.0.0.1' IDENTIFIED BY '${name}-pw'; GRANT ALL ON ${name}.* TO '${name}'@'127.0.0.1'`,
+      )
+    }
+
+    // Made by the app's own user, as a migration would; root names it as their definer.
+    const definer = "DEFINER = 'own_live'@'127.0.0.1'"
+    db.asRoot(
+      `
+      CREATE TABLE t (id INT PRIMARY KEY, note VARCHAR(100)); CREATE TABLE a (id INT);
+      CREATE ${definer} TRIGGER t_audit AFTER INSERT ON t FOR EACH ROW INSERT INTO a VALUES (NEW.id);
+      CREATE ${definer} SQL SECURITY DEFINER VIEW v AS SELECT id FROM t;
+      CREATE ${definer} FUNCTION twice (x INT) RETURNS INT DETERMINISTIC RETURN x * 2;
+      CREATE ${definer} PROCEDURE count_t () SELECT COUNT(*) FROM t;
+      CREATE ${definer} EVENT nightly ON SCHEDULE EVERY 1 DAY DO DELETE FROM a;
+      INSERT INTO t VALUES (1, '/*!50017 DEFINER=\`x\`@\`y\`*/'), (2, 'CREATE DEFINER=\`x\`@\`y\` FUNCTION');
+      `,
+      users.live,
+    )
+    const url = (name: string) => `mysql://${name}:${name}-pw@127.0.0.1:${db.port}/${name}`
+    const id = await backedUpLive(project, {live: url(users.live), test: url(users.test)})
+
+    const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    expect(restored.status, restored.stdout + restored.stderr).to.equal(0)
+    const definers = (name: string) =>
+      db
+        .asRoot(
+          `SELECT DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = '${name}'
+           UNION ALL SELECT DEFINER FROM information_schema.VIEWS WHERE TABLE_SCHEMA = '${name}'
+           UNION ALL SELECT DEFINER FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = '${name}'
+           UNION ALL SELECT DEFINER FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '${name}'`,
+        )
+        .trim()
+        .split('\n')
+    expect(definers(users.test)).to.deep.equal(Array.from({length: 5}, () => 'own_test@127.0.0.1'))
+    // Each object works in test with test's user: a view of live's user would be refused its table.
+    db.asRoot('INSERT INTO t VALUES (3, NULL)', users.test)
+    expect(db.asRoot('SELECT GROUP_CONCAT(id ORDER BY id) FROM a', users.test).trim()).to.equal('1,2,3')
+    expect(db.asRoot('SELECT COUNT(*) FROM v', users.test).trim()).to.equal('3')
+    expect(db.asRoot('SELECT twice(21)', users.test).trim()).to.equal('42')
+    // Rows that read like a definer are data, and stay as they were.
+    expect(db.asRoot('SELECT note FROM t WHERE id < 3 ORDER BY id', users.test)).to.equal(
+      db.asRoot('SELECT note FROM t ORDER BY id', users.live),
+    )
+
+    // By hand, with the export recipe's sed and the stock client, as a third user.
+    const out = join(project.root, 'out')
+    expect((await cli(project, ['download', id, '-e', 'live', '-o', out])).status).to.equal(0)
+    const recipe = spawnSync(
+      'sh',
+      [
+        '-c',
+        `${DEFINERS_SED} database.sql | mariadb --no-defaults -h 127.0.0.1 -P ${db.port} -u ${users.recipe} ${users.recipe}`,
+      ],
+      {cwd: out, env: {...process.env, MYSQL_PWD: `${users.recipe}-pw`}},
+    )
+    expect(recipe.status, recipe.stderr.toString()).to.equal(0)
+    expect(definers(users.recipe)).to.deep.equal(Array.from({length: 5}, () => 'own_recipe@127.0.0.1'))
   })
 
   it('a restore into a database that does not exist yet (a new server) says to create it, before anything is taken', async () => {

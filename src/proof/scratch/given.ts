@@ -32,7 +32,7 @@ export async function givenScratch(
   }
 
   const provider = new MysqlProvider(url, process.env.DIVIO_BACKUP_MYSQL_BINDIR || undefined)
-  await provider.restore(createReadStream(paths.dumpPath), {signal, tempDir: paths.scratch})
+  await provider.restore(createReadStream(paths.dumpPath), {keepDefiners: true, signal, tempDir: paths.scratch})
   return {
     async close() {},
     facts: () => provider.facts(paths.scratch, signal),

@@ -85,7 +85,7 @@ export async function mysqlScratch(folder: string, dumpPath: string, signal: Abo
 
     await admin.firstValue('CREATE DATABASE drill CHARACTER SET utf8mb4', folder, signal)
     const provider = new MysqlProvider(url('drill'))
-    await provider.restore(createReadStream(dumpPath), {signal, tempDir: folder})
+    await provider.restore(createReadStream(dumpPath), {keepDefiners: true, signal, tempDir: folder})
     const version = (await admin.firstValue('SELECT VERSION()', folder, signal)) ?? 'unknown'
     return {
       close: stop,

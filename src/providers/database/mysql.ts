@@ -9,6 +9,7 @@ import {BackupError} from '../../errors.js'
 import {run, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, mysqlSchemaStatements} from './facts.js'
+import {withDefinersAsCurrentUser} from './mysql-definers.js'
 import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
 import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
 
@@ -187,10 +188,11 @@ export class MysqlProvider implements DatabaseProvider {
           ]
     try {
       const client = await this.pickToolVersion(['mariadb', 'mysql'])
+      const script = options.keepDefiners ? sql : withDefinersAsCurrentUser(sql)
       const {stream} = streamFrom(
         client.path,
         [`--defaults-extra-file=${defaults}`, '--batch', '--default-character-set=utf8mb4', ...waits, this.database],
-        {signal: options.signal, stdin: readsSandboxLine(client.version) ? sql : withoutSandboxLine(sql)},
+        {signal: options.signal, stdin: readsSandboxLine(client.version) ? script : withoutSandboxLine(script)},
       )
       await pipeline(stream, new PassThrough().resume())
     } catch (error) {

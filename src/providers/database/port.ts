@@ -33,6 +33,13 @@ export interface DatabaseSnapshot {
  * - Credentials never appear in argv, messages or logs.
  */
 export interface RestoreOptions {
+  /**
+   * Keeps the definers a MySQL dump names for its triggers, views, routines and events, which only a
+   * user with SUPER or SET USER may do: for a drill's own scratch server, where root restores and the
+   * schema is compared with the one recorded, definers included. Otherwise the user who restores
+   * becomes their definer, as PostgreSQL's restore (`--no-owner`) makes it every object's owner.
+   */
+  keepDefiners?: boolean
   lockWaitMs?: number
   signal?: AbortSignal
   tempDir: string

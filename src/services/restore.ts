@@ -191,7 +191,7 @@ export async function applyRestore(
       const provider = databaseProviderFor(target.env.database!)
       try {
         await timedStage(target.reporter, 'apply database', () =>
-          provider.restore(createReadStream(staged.database!), {
+          provider.restore(staged.database!, {
             lockWaitMs: target.stallTimeoutMs,
             signal: target.signal,
             tempDir,

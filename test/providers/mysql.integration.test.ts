@@ -1,9 +1,8 @@
 import {expect} from 'chai'
 import {spawn, spawnSync} from 'node:child_process'
-import {createReadStream, mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
-import {Readable} from 'node:stream'
+import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {DEFINERS_SED} from '../../src/providers/database/mysql-definers.js'
@@ -78,7 +77,7 @@ describe('MySQL/MariaDB (real server)', function () {
     expect(sql).to.include('0x00FF00FE')
 
     db.asRoot('CREATE DATABASE restored CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci')
-    await new MysqlProvider(new URL(db.url('restored'))).restore(createReadStream(join(out, 'database.sql')), {
+    await new MysqlProvider(new URL(db.url('restored'))).restore(join(out, 'database.sql'), {
       tempDir: mkdtempSync(join(tmpdir(), 'mysql-restore-')),
     })
     expect(checksums(db, 'restored')).to.equal(checksums(db, 'shop'))
@@ -132,9 +131,10 @@ describe('MySQL/MariaDB (real server)', function () {
 
   it('a restore stops at the first error', async () => {
     db.asRoot('CREATE DATABASE broken')
-    const script = 'CREATE TABLE one (x INT);\nINSERT INTO nowhere VALUES (1);\nCREATE TABLE two (x INT);\n'
+    const scriptFile = join(mkdtempSync(join(tmpdir(), 'mysql-restore-')), 'database.sql')
+    writeFileSync(scriptFile, 'CREATE TABLE one (x INT);\nINSERT INTO nowhere VALUES (1);\nCREATE TABLE two (x INT);\n')
     const error = await new MysqlProvider(new URL(db.url('broken')))
-      .restore(Readable.from([Buffer.from(script)]), {tempDir: mkdtempSync(join(tmpdir(), 'mysql-restore-'))})
+      .restore(scriptFile, {tempDir: dirname(scriptFile)})
       .catch((error_: Error) => error_)
     expect(error?.message).to.match(/stopped at the first error: .*nowhere/)
     expect(
@@ -170,10 +170,9 @@ describe('MySQL/MariaDB (real server)', function () {
       {mode: 0o755},
     )
     db.asRoot('CREATE DATABASE by_mysql CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci')
-    await new MysqlProvider(new URL(db.url('by_mysql')), mysqlBin).restore(
-      createReadStream(join(out, 'database.sql')),
-      {tempDir: mkdtempSync(join(tmpdir(), 'mysql-restore-'))},
-    )
+    await new MysqlProvider(new URL(db.url('by_mysql')), mysqlBin).restore(join(out, 'database.sql'), {
+      tempDir: mkdtempSync(join(tmpdir(), 'mysql-restore-')),
+    })
     expect(checksums(db, 'by_mysql')).to.equal(checksums(db, 'shop'))
   })
 

@@ -1,8 +1,8 @@
 import {expect} from 'chai'
-import {execFileSync, spawn} from 'node:child_process'
-import {createReadStream, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {PostgresProvider} from '../../src/providers/database/postgres.js'
@@ -118,9 +118,9 @@ describe('PostgreSQL (real server)', function () {
     }
 
     pg.psql('postgres', 'CREATE DATABASE restored')
-    await new PostgresProvider(new URL(pg.url('restored')), binDir).restore(
-      createReadStream(join(out, 'database.dump')),
-    )
+    await new PostgresProvider(new URL(pg.url('restored')), binDir).restore(join(out, 'database.dump'), {
+      tempDir: out,
+    })
     expect(checksums(pg, 'restored')).to.deep.equal(checksums(pg, 'shop'))
     expect(pg.psql('restored', 'SELECT last_value FROM invoice_numbers').trim()).to.equal('4242')
     expect(schema(binDir, pg, 'restored')).to.equal(schema(binDir, pg, 'shop'))
@@ -188,9 +188,9 @@ describe('PostgreSQL (real server)', function () {
     const out = join(project.root, 'out')
     expect((await cli(project, ['download', '-o', out], env)).status).to.equal(0)
     pg.psql('postgres', 'CREATE DATABASE facts_restored')
-    await new PostgresProvider(new URL(pg.url('facts_restored')), binDir).restore(
-      createReadStream(join(out, 'database.dump')),
-    )
+    await new PostgresProvider(new URL(pg.url('facts_restored')), binDir).restore(join(out, 'database.dump'), {
+      tempDir: out,
+    })
     expect(Number(pg.psql('facts_restored', 'SELECT count(*) FROM busy'))).to.equal(first.tables['public.busy'])
     expect(Number(pg.psql('facts', 'SELECT count(*) FROM busy')), 'writes went on during the dump').to.be.greaterThan(
       first.tables['public.busy'],
@@ -222,7 +222,7 @@ describe('PostgreSQL (real server)', function () {
       'CREATE TABLE keepme (x int); INSERT INTO keepme VALUES (1); CREATE FUNCTION customers() RETURNS int LANGUAGE sql AS $$SELECT 1$$; CREATE TYPE events AS (a int)',
     )
     const error = await new PostgresProvider(new URL(pg.url('half')), binDir)
-      .restore(createReadStream(dumpFile))
+      .restore(dumpFile, {tempDir: dirname(dumpFile)})
       .catch((error_: Error) => error_)
     expect(error?.message).to.match(/failed and was rolled back/)
     expect(
@@ -324,6 +324,80 @@ describe('PostgreSQL (real server)', function () {
       {env: {...process.env, PGPASSWORD: pg.password}},
     )
     expect(checksums(pg, 'shop_by_hand')).to.deep.equal(checksums(pg, 'shop'))
+  })
+
+  it('restore live → test, each with a user of its own: extensions an administrator made in test stay, and one test lacks is named', async () => {
+    const project = makeProject()
+    const url = (name: string) => `postgres://${name}:${name}-pw@127.0.0.1:${pg.port}/${name}`
+    for (const name of ['ext_live', 'ext_test']) {
+      pg.psql('postgres', `CREATE ROLE ${name} LOGIN PASSWORD '${name}-pw'`)
+      pg.psql('postgres', `CREATE DATABASE ${name} OWNER ${name}`)
+    }
+
+    // The platform's administrator made the extensions in test; live's user made its own (trusted) one.
+    pg.psql('ext_test', 'CREATE EXTENSION pg_trgm; CREATE EXTENSION citext; CREATE EXTENSION "uuid-ossp"')
+    execFileSync(
+      join(binDir, 'psql'),
+      [
+        '-XAtq',
+        '-v',
+        'ON_ERROR_STOP=1',
+        '-c',
+        `CREATE EXTENSION pg_trgm; CREATE EXTENSION citext; CREATE EXTENSION "uuid-ossp";
+         CREATE TABLE tags (id int PRIMARY KEY, name citext NOT NULL, uuid uuid DEFAULT uuid_generate_v4());
+         CREATE INDEX tags_name_trgm ON tags USING gin ((name::text) gin_trgm_ops);
+         INSERT INTO tags SELECT n, 'Tag ' || n FROM generate_series(1, 500) n;`,
+        `--dbname=${url('ext_live')}`,
+      ],
+      {env: {...process.env, PGPASSWORD: undefined}},
+    )
+    const id = await backedUpLive(project, {live: url('ext_live'), test: url('ext_test')})
+
+    const restored = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--json'])
+    expect(restored.status, restored.stdout + restored.stderr).to.equal(0)
+    expect(pg.psql('ext_test', "SELECT count(*) FROM tags WHERE name = 'TAG 7'").trim()).to.equal('1')
+    expect(pg.psql('ext_test', "SELECT indexname FROM pg_indexes WHERE tablename = 'tags' ORDER BY 1").trim()).to.equal(
+      'tags_name_trgm\ntags_pkey',
+    )
+    expect(
+      pg.psql('ext_test', "SELECT extname, extowner::regrole FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1"),
+    ).to.equal('citext|backup_admin\npg_trgm|backup_admin\nuuid-ossp|backup_admin\n')
+
+    // An extension only a superuser may create, which test lacks: named, with the statement to run.
+    pg.psql('ext_live', 'CREATE EXTENSION pageinspect')
+    const id2 = (await cli(project, ['create', '--env', 'live', '--db-only', '--json'])).json() as {id: string}
+    const refused = await cli(project, [
+      'restore',
+      id2.id,
+      '--to-env',
+      'test',
+      '--confirm',
+      'test',
+      '--no-safety-backup',
+      '--json',
+    ])
+    expect(refused.status).to.equal(1)
+    const {error} = refused.json() as {error: {message: string; suggestion: string}}
+    expect(error.message).to.match(/failed and was rolled back: .*permission denied to create extension "pageinspect"/)
+    expect(error.suggestion).to.include(
+      'ask an administrator to run `CREATE EXTENSION "pageinspect";` in the target database',
+    )
+    pg.psql('ext_test', 'CREATE EXTENSION pageinspect')
+    const again = await cli(project, ['restore', id2.id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup'])
+    expect(again.status, again.stderr).to.equal(0)
+
+    // By hand, as docs/restore.md says, with the stock tools.
+    const out = join(project.root, 'out')
+    expect((await cli(project, ['download', id2.id, '-e', 'live', '--db-only', '-o', out])).status).to.equal(0)
+    const recipe = readFileSync('docs/restore.md', 'utf8')
+      .split('\n')
+      .filter((line) => /^pg_restore (-l|.*--use-list)/.test(line))
+    expect(recipe).to.have.length(2)
+    const byHand = spawnSync('sh', ['-ec', recipe.join('\n')], {
+      cwd: out,
+      env: {...process.env, DATABASE_URL: url('ext_test'), PATH: `${binDir}:${process.env.PATH}`},
+    })
+    expect(byHand.status, byHand.stderr.toString()).to.equal(0)
   })
 
   it('a restore into a database that does not exist yet (a new server) says to create it, before anything is taken or changed', async () => {

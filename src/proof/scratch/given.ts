@@ -1,5 +1,3 @@
-import {createReadStream} from 'node:fs'
-
 import {MysqlProvider} from '../../providers/database/mysql.js'
 import {PostgresProvider} from '../../providers/database/postgres.js'
 import {ScratchDatabase} from './port.js'
@@ -18,7 +16,7 @@ export async function givenScratch(
 ): Promise<ScratchDatabase> {
   if (engine === 'postgres') {
     const provider = new PostgresProvider(url, process.env.DIVIO_BACKUP_PG_BINDIR || undefined)
-    await provider.restore(createReadStream(paths.dumpPath), {signal})
+    await provider.restore(paths.dumpPath, {signal, tempDir: paths.scratch})
     return {
       async close() {},
       facts: () => provider.facts(signal),
@@ -32,7 +30,7 @@ export async function givenScratch(
   }
 
   const provider = new MysqlProvider(url, process.env.DIVIO_BACKUP_MYSQL_BINDIR || undefined)
-  await provider.restore(createReadStream(paths.dumpPath), {keepDefiners: true, signal, tempDir: paths.scratch})
+  await provider.restore(paths.dumpPath, {keepDefiners: true, signal, tempDir: paths.scratch})
   return {
     async close() {},
     facts: () => provider.facts(paths.scratch, signal),

@@ -1,4 +1,4 @@
-import {createReadStream, existsSync} from 'node:fs'
+import {existsSync} from 'node:fs'
 import {chmod, chown, mkdir} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -85,7 +85,7 @@ export async function mysqlScratch(folder: string, dumpPath: string, signal: Abo
 
     await admin.firstValue('CREATE DATABASE drill CHARACTER SET utf8mb4', folder, signal)
     const provider = new MysqlProvider(url('drill'))
-    await provider.restore(createReadStream(dumpPath), {keepDefiners: true, signal, tempDir: folder})
+    await provider.restore(dumpPath, {keepDefiners: true, signal, tempDir: folder})
     const version = (await admin.firstValue('SELECT VERSION()', folder, signal)) ?? 'unknown'
     return {
       close: stop,

@@ -1,4 +1,4 @@
-import {createReadStream, existsSync, readdirSync} from 'node:fs'
+import {existsSync, readdirSync} from 'node:fs'
 import {chmod, chown, mkdir} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
@@ -87,7 +87,7 @@ export async function postgresScratch(
       new URL(`postgresql://divio_drill@localhost:5432/${database}?host=${encodeURIComponent(folder)}`)
     await new PostgresProvider(url('postgres'), binDir).firstValue('CREATE DATABASE drill', signal)
     const provider = new PostgresProvider(url('drill'), binDir)
-    await provider.restore(createReadStream(dumpPath), {signal})
+    await provider.restore(dumpPath, {signal, tempDir: folder})
     const version = (await run(join(binDir, 'postgres'), ['--version'])).trim()
     return {
       close: stop,

@@ -1,6 +1,7 @@
+import {createReadStream} from 'node:fs'
 import {rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {PassThrough, Readable} from 'node:stream'
+import {PassThrough} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
@@ -177,7 +178,7 @@ export class MysqlProvider implements DatabaseProvider {
   }
 
   /** Replays a SQL dump into the database; the client stops at the first error. */
-  async restore(sql: Readable, options: RestoreOptions): Promise<void> {
+  async restore(dumpPath: string, options: RestoreOptions): Promise<void> {
     const defaults = await this.writeDefaults(options.tempDir)
     const waits =
       options.lockWaitMs === undefined
@@ -188,6 +189,7 @@ export class MysqlProvider implements DatabaseProvider {
           ]
     try {
       const client = await this.pickToolVersion(['mariadb', 'mysql'])
+      const sql = createReadStream(dumpPath)
       const script = options.keepDefiners ? sql : withDefinersAsCurrentUser(sql)
       const {stream} = streamFrom(
         client.path,

@@ -75,7 +75,8 @@ export interface DatabaseProvider {
    */
   restorable(options: RestorableOptions): Promise<void>
   /**
-   * Replaces the database's contents with a dump in this provider's format (uncompressed). PostgreSQL
+   * Replaces the database's contents with the dump at `dumpPath`, a file in this provider's format
+   * (uncompressed; a file, since PostgreSQL reads its table of contents before it restores). PostgreSQL
    * applies it in one transaction and SQLite swaps the file atomically, so a failure leaves the database
    * as it was; MySQL stops at the first error (statements before it stay applied). Rejects with a
    * BackupError that says which of these happened.
@@ -83,7 +84,7 @@ export interface DatabaseProvider {
    * `lockWaitMs`: how long a statement may wait for a lock that another session holds (the app, a
    * worker, a migration) before the restore fails, instead of waiting with it for good.
    */
-  restore(dump: Readable, options: RestoreOptions): Promise<void>
+  restore(dumpPath: string, options: RestoreOptions): Promise<void>
   /** `countRows: false` leaves out the facts (config `database.facts: false`): for very large databases. */
   snapshot(options: SnapshotOptions): Promise<DatabaseSnapshot>
 }

@@ -1,6 +1,7 @@
 import {randomBytes} from 'node:crypto'
+import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {PassThrough, Readable} from 'node:stream'
+import {PassThrough} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
@@ -10,6 +11,7 @@ import {run, Session, session, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, postgresSchemaStatements} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
+import {EXTENSIONS_NOT_OURS, restoreListWithout, writeRestoreList} from './postgres-extensions.js'
 import {LockWatch, psqlQuery} from './postgres-locks.js'
 
 const CONNECT_TIMEOUT_SECONDS = '10'
@@ -121,55 +123,41 @@ export class PostgresProvider implements DatabaseProvider {
     }
   }
 
-  /** Restores a custom-format dump into the database, in one transaction: all of it, or nothing. */
-  async restore(dump: Readable, options: Partial<RestoreOptions> = {}): Promise<void> {
+  /**
+   * Restores a custom-format dump into the database, in one transaction: all of it, or nothing. The
+   * extensions that another role owns in the target stay as they are (see postgres-extensions).
+   */
+  async restore(dumpPath: string, options: RestoreOptions): Promise<void> {
     // Its own name, by which the lock watch finds its session.
     const applicationName = `divio-app-backup restore ${randomBytes(6).toString('hex')}`
-    const {stream} = streamFrom(
-      this.tool('pg_restore'),
-      [
-        '--clean',
-        '--if-exists',
-        '--no-owner',
-        '--no-privileges',
-        '--single-transaction',
-        '--exit-on-error',
-        `--dbname=${this.uri}`,
-      ],
-      {env: {...this.env(), PGAPPNAME: applicationName}, signal: options.signal, stdin: dump},
-    )
     const watch =
       options.lockWaitMs === undefined
         ? undefined
         : new LockWatch(psqlQuery(this.tool('psql'), this.uri, this.env()), applicationName, options.lockWaitMs)
+    let listPath: string | undefined
     try {
+      listPath = await this.restoreList(dumpPath, options)
+      const {stream} = streamFrom(
+        this.tool('pg_restore'),
+        [
+          '--clean',
+          '--if-exists',
+          '--no-owner',
+          '--no-privileges',
+          '--single-transaction',
+          '--exit-on-error',
+          ...(listPath ? [`--use-list=${listPath}`] : []),
+          `--dbname=${this.uri}`,
+          dumpPath,
+        ],
+        {env: {...this.env(), PGAPPNAME: applicationName}, signal: options.signal},
+      )
       await pipeline(stream, new PassThrough().resume())
     } catch (error) {
-      const waited = await watch?.outcome()
-      if (waited !== undefined) {
-        throw new BackupError(
-          'BACKUP_FAILED',
-          `The restore into ${this.location} waited ${waited.seconds} s for a lock held by ${waited.holders}, and was rolled back.`,
-          {
-            cause: error,
-            suggestion:
-              'Nothing was changed in the target database. Stop what uses it (the app, its workers, a migration), then run the restore again; DIVIO_BACKUP_STALL_SECONDS sets the wait.',
-          },
-        )
-      }
-
-      const tooNew = /unsupported version \((\d+\.\d+)\) in file header/.exec(describeToolError(error))
-      if (tooNew) throw await this.olderThanDump(tooNew[1], error)
-      throw new BackupError(
-        'BACKUP_FAILED',
-        `The restore into ${this.location} failed and was rolled back: ${describeToolError(error)}`,
-        {
-          cause: error,
-          suggestion: 'Nothing was changed in the target database. Fix the cause above and run the restore again.',
-        },
-      )
+      throw await this.restoreFailure(error, watch)
     } finally {
       watch?.stop()
+      if (listPath) await rm(listPath, {force: true})
     }
   }
 
@@ -247,7 +235,6 @@ export class PostgresProvider implements DatabaseProvider {
     }
   }
 
-  /** The server cannot be reached, or refuses the login: what to check, without the password. */
   private cannotConnect(
     error: unknown,
     code: 'OUTPUT_UNAVAILABLE' | 'SOURCE_UNAVAILABLE',
@@ -385,6 +372,51 @@ export class PostgresProvider implements DatabaseProvider {
           'Install the PostgreSQL client of the server the backup was taken from, or newer (`divio app backup info ID` shows its version beside the engine), or point DIVIO_BACKUP_PG_BINDIR at its bin folder.',
       },
     )
+  }
+
+  /** The server cannot be reached, or refuses the login: what to check, without the password. */
+  /** Why a restore failed, in words that say what to do; the transaction was rolled back. */
+  private async restoreFailure(error: unknown, watch: LockWatch | undefined): Promise<BackupError> {
+    const waited = await watch?.outcome()
+    if (waited !== undefined) {
+      return new BackupError(
+        'BACKUP_FAILED',
+        `The restore into ${this.location} waited ${waited.seconds} s for a lock held by ${waited.holders}, and was rolled back.`,
+        {
+          cause: error,
+          suggestion:
+            'Nothing was changed in the target database. Stop what uses it (the app, its workers, a migration), then run the restore again; DIVIO_BACKUP_STALL_SECONDS sets the wait.',
+        },
+      )
+    }
+
+    const detail = describeToolError(error)
+    const tooNew = /unsupported version \((\d+\.\d+)\) in file header/.exec(detail)
+    if (tooNew) return this.olderThanDump(tooNew[1], error)
+    const extension = /permission denied to create extension "([^"]+)"/.exec(detail)
+    return new BackupError('BACKUP_FAILED', `The restore into ${this.location} failed and was rolled back: ${detail}`, {
+      cause: error,
+      suggestion: extension
+        ? `Nothing was changed in the target database. The backup uses the extension ${extension[1]}, which only a superuser may create: ask an administrator to run \`CREATE EXTENSION ${quoteIdentifier(extension[1])};\` in the target database, then run the restore again.`
+        : 'Nothing was changed in the target database. Fix the cause above and run the restore again.',
+    })
+  }
+
+  /**
+   * The list of the dump's entries to restore, in a file for `--use-list`, where the target has
+   * extensions that another role owns (which the restore leaves alone); undefined where it has none.
+   */
+  private async restoreList(dumpPath: string, {signal, tempDir}: RestoreOptions): Promise<string | undefined> {
+    const owned = await run(
+      this.tool('psql'),
+      ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', EXTENSIONS_NOT_OURS, `--dbname=${this.uri}`],
+      {env: this.env(), signal},
+    )
+    const kept = new Set(owned.split('\n').filter(Boolean))
+    if (kept.size === 0) return undefined
+    const list = await run(this.tool('pg_restore'), ['--list', dumpPath], {signal})
+    const restored = restoreListWithout(list, kept)
+    return restored === list ? undefined : writeRestoreList(tempDir, restored)
   }
 
   private tool(name: string): string {

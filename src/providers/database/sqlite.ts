@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
+import {createReadStream} from 'node:fs'
 import {open, rename, rm, stat, writeFile} from 'node:fs/promises'
 import {basename, dirname, join} from 'node:path'
-import {Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {BackupError, describeCause, ExitCode, targetFailure, tempFolderFailure} from '../../errors.js'
@@ -102,7 +102,7 @@ export class SqliteProvider implements DatabaseProvider {
    * back if this process dies before the swap (the restored copy is still there), and removes them if
    * it dies after.
    */
-  async restore(dump: Readable, options: RestoreOptions): Promise<void> {
+  async restore(dumpPath: string, options: RestoreOptions): Promise<void> {
     // The file itself where the path is a link (to a volume, say): SQLite keeps the -wal beside it too.
     const target = await restoreTarget(this.path, 'The database file')
     // Again: the app may have been started since the restore began.
@@ -124,9 +124,13 @@ export class SqliteProvider implements DatabaseProvider {
     const guard = startReaper(SWAP_GUARD, [fresh, ...companions.flatMap(({aside, live}) => [aside, live])])
     const movedAside: typeof companions = []
     try {
-      await pipeline(dump, createFileSink(fresh, {flags: 'wx', mode: mode % 0o1000, syncs: true}), {
-        signal: options.signal,
-      })
+      await pipeline(
+        createReadStream(dumpPath),
+        createFileSink(fresh, {flags: 'wx', mode: mode % 0o1000, syncs: true}),
+        {
+          signal: options.signal,
+        },
+      )
       // The database's owner, not root's, where root restores: the app must go on writing it.
       const owner = await restoredOwner(target)
       if (owner) await giveTo(fresh, owner)

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
-import {spawn, spawnSync} from 'node:child_process'
-import {mkdtempSync, readdirSync, readFileSync, writeFileSync} from 'node:fs'
+import {execFileSync, spawn, spawnSync} from 'node:child_process'
+import {mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -174,6 +174,36 @@ describe('MySQL/MariaDB (real server)', function () {
       tempDir: mkdtempSync(join(tmpdir(), 'mysql-restore-')),
     })
     expect(checksums(db, 'by_mysql')).to.equal(checksums(db, 'shop'))
+  })
+
+  it("backs up with MySQL's own mysqldump: no GTIDs in the dump, and no column statistics from a server without them", async () => {
+    // MySQL's mysqldump 8, as far as this goes: its --version, and its two options, which it checks
+    // and takes out before MariaDB's dump tool does the rest.
+    const bin = mkdtempSync(join(tmpdir(), 'mysqldump-'))
+    const seen = join(bin, 'options')
+    writeFileSync(
+      join(bin, 'mysqldump'),
+      [
+        '#!/bin/sh',
+        'if [ "$1" = --version ]; then echo "mysqldump  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)"; exit 0; fi',
+        'for arg; do shift; case "$arg" in --set-gtid-purged=OFF|--column-statistics=0) echo "$arg" >> ' +
+          JSON.stringify(seen) +
+          ';; *) set -- "$@" "$arg";; esac; done',
+        'exec mariadb-dump "$@"',
+        '',
+      ].join('\n'),
+      {mode: 0o755},
+    )
+    symlinkSync(execFileSync('sh', ['-c', 'command -v mariadb']).toString().trim(), join(bin, 'mariadb'))
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: db.url('shop'), DIVIO_BACKUP_MYSQL_BINDIR: bin}
+    const created = await cli(project, ['create', '--db-only', '--json'], env)
+    expect(created.status, created.stderr).to.equal(0)
+    // Once for the dump, once for the schema the facts record.
+    expect(readFileSync(seen, 'utf8')).to.equal('--set-gtid-purged=OFF\n--column-statistics=0\n'.repeat(2))
+    const drilled = await cli(project, ['drill', '--json'], env)
+    expect(drilled.status, drilled.stdout + drilled.stderr).to.equal(0)
   })
 
   it("a restore that waits for a lock the app's session holds fails after the stall timeout, naming it", async () => {

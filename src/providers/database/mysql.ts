@@ -11,6 +11,7 @@ import {run, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, mysqlSchemaStatements} from './facts.js'
 import {withDefinersAsCurrentUser} from './mysql-definers.js'
+import {mysqldumpOptions} from './mysql-dump-options.js'
 import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
 import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
 
@@ -85,11 +86,12 @@ export class MysqlProvider implements DatabaseProvider {
         }
       }
 
-      const dumper = await this.pickTool(['mariadb-dump', 'mysqldump'])
+      const dumper = await this.dumpTool((await query('SELECT VERSION()')).trim())
       const schema = await run(
-        dumper,
+        dumper.path,
         [
           `--defaults-extra-file=${defaults}`,
+          ...dumper.options,
           '--no-data',
           '--skip-comments',
           '--skip-dump-date',
@@ -241,11 +243,12 @@ export class MysqlProvider implements DatabaseProvider {
       )
     }
 
-    const dumper = await this.pickTool(['mariadb-dump', 'mysqldump'])
+    const dumper = await this.dumpTool(version)
     const {stream} = streamFrom(
-      dumper,
+      dumper.path,
       [
         `--defaults-extra-file=${defaults}`,
+        ...dumper.options,
         '--single-transaction',
         '--routines',
         '--triggers',
@@ -275,6 +278,12 @@ export class MysqlProvider implements DatabaseProvider {
       serverVersion: version,
       stream: dumpStream(stream),
     }
+  }
+
+  /** mariadb-dump, or MySQL's mysqldump with the options it needs (see mysqldumpOptions). */
+  private async dumpTool(serverVersion: string): Promise<{options: string[]; path: string}> {
+    const {path, version} = await this.pickToolVersion(['mariadb-dump', 'mysqldump'])
+    return {options: mysqldumpOptions(version, serverVersion), path}
   }
 
   private async pickTool(names: string[]): Promise<string> {

@@ -8,6 +8,7 @@ import {
   DEFINER_LOOKAHEAD,
   definerAsCurrentUser,
   DEFINERS_SED,
+  definersIn,
   withDefinersAsCurrentUser,
 } from '../../src/providers/database/mysql-definers.js'
 import {collect} from '../helpers/tools.js'
@@ -126,6 +127,23 @@ describe("a MySQL dump's definers become the restoring user (withDefinersAsCurre
     const output = await collect(withDefinersAsCurrentUser(Readable.from([dump])))
     expect(output.equals(sed.stdout)).to.equal(true)
     expect(readFileSync('docs/restore.md', 'utf8')).to.include(DEFINERS_SED)
+  })
+
+  it('names every account a dump names as a definer, once each, as SQL can take it', async () => {
+    const dump = [
+      ...DEFINER_LINES.map((make) => make(account('live', '127.0.0.1'))),
+      DEFINER_LINES[0](account('zoë 🦊', '%')),
+      DEFINER_LINES[2](account('r1', null)),
+      DEFINER_LINES[3](account('we`ird', 'h`')),
+      DEFINER_LINES[4]('CURRENT_USER'),
+      ...LOOKALIKES,
+    ].join('\n')
+    expect(await definersIn(Readable.from([Buffer.from(dump, 'latin1')]))).to.deep.equal([
+      '`live`@`127.0.0.1`',
+      '`zoë 🦊`@`%`',
+      '`r1`',
+      '`we``ird`@`h```',
+    ])
   })
 
   it('holds no more of a long line than its look-ahead, and passes its chunks on as they come', async () => {

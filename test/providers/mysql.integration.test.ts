@@ -298,6 +298,11 @@ describe('MySQL/MariaDB (real server)', function () {
       db.asRoot('SELECT note FROM t ORDER BY id', users.live),
     )
 
+    // A drill makes live's user on its scratch server, where the views, routines and facts need it.
+    const drilled = await cli(project, ['drill', id, '--json'])
+    expect(drilled.status, drilled.stdout + drilled.stderr).to.equal(0)
+    expect((drilled.json() as {passed: boolean}).passed).to.equal(true)
+
     // By hand, with the export recipe's sed and the stock client, as a third user.
     const out = join(project.root, 'out')
     expect((await cli(project, ['download', id, '-e', 'live', '-o', out])).status).to.equal(0)

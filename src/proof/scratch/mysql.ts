@@ -1,4 +1,4 @@
-import {existsSync} from 'node:fs'
+import {createReadStream, existsSync} from 'node:fs'
 import {chmod, chown, mkdir} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -6,6 +6,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {BackupError} from '../../errors.js'
 import {run, startReaper, startServer} from '../../lib/process.js'
 import {removeTree} from '../../lib/remove-tree.js'
+import {definersIn} from '../../providers/database/mysql-definers.js'
 import {MysqlProvider} from '../../providers/database/mysql.js'
 import {ScratchDatabase} from './port.js'
 import {systemUser} from './system-user.js'
@@ -84,6 +85,14 @@ export async function mysqlScratch(folder: string, dumpPath: string, signal: Abo
     }
 
     await admin.firstValue('CREATE DATABASE drill CHARACTER SET utf8mb4', folder, signal)
+    // The accounts the dump names as definers, locked, so that its views and routines work here as they
+    // did where it was taken: a view whose definer does not exist can be neither read nor dumped.
+    for (const account of await definersIn(createReadStream(dumpPath))) {
+      const user = /^`(?:[^`]|``)*`@`(?:[^`]|``)*`$/.test(account)
+      const create = user ? `CREATE USER IF NOT EXISTS ${account} ACCOUNT LOCK` : `CREATE ROLE IF NOT EXISTS ${account}`
+      await admin.firstValue(`${create}; GRANT ALL ON drill.* TO ${account}`, folder, signal)
+    }
+
     const provider = new MysqlProvider(url('drill'))
     await provider.restore(dumpPath, {keepDefiners: true, signal, tempDir: folder})
     const version = (await admin.firstValue('SELECT VERSION()', folder, signal)) ?? 'unknown'

@@ -1,4 +1,5 @@
-import {Readable} from 'node:stream'
+import {PassThrough, Readable} from 'node:stream'
+import {pipeline} from 'node:stream/promises'
 
 /**
  * The account a dump names as the definer of each trigger, view, routine and event
@@ -16,7 +17,7 @@ import {Readable} from 'node:stream'
  * newline in a value escaped, so no line of data begins like one of these.
  */
 const DEFINER_CLAUSE =
-  /^(\/\*!50003 CREATE\*\/ \/\*!50017 |\/\*!50106 CREATE\*\/ \/\*!50117 |CREATE |\/\*!50013 |\/\*!50001 CREATE ALGORITHM=[A-Z]+ )DEFINER=(?:`(?:[^`]|``)*`(?:@`(?:[^`]|``)*`)?|CURRENT_USER(?:\(\))?)/
+  /^(?<start>\/\*!50003 CREATE\*\/ \/\*!50017 |\/\*!50106 CREATE\*\/ \/\*!50117 |CREATE |\/\*!50013 |\/\*!50001 CREATE ALGORITHM=[A-Z]+ )DEFINER=(?<account>`(?:[^`]|``)*`(?:@`(?:[^`]|``)*`)?|CURRENT_USER(?:\(\))?)/
 
 /**
  * The same rewrite with the stock tools, for restoring an exported dump by hand (`sed … | mysql`):
@@ -37,7 +38,25 @@ const NEWLINE = 0x0a
 
 /** `line` (its start, in latin1 so that any bytes round-trip) with its definer as CURRENT_USER. */
 export function definerAsCurrentUser(line: string): string {
-  return line.replace(DEFINER_CLAUSE, '$1DEFINER=CURRENT_USER')
+  return line.replace(DEFINER_CLAUSE, '$<start>DEFINER=CURRENT_USER')
+}
+
+/**
+ * Every account a dump names as a definer, as it names it (`` `shop`@`10.0.0.5` ``, or a MariaDB role,
+ * `` `editors` ``): quoted identifiers, which SQL can take as they are. A drill's scratch server makes
+ * them, so that the objects work there as they did where the dump was taken: a view whose definer does
+ * not exist cannot be read, nor dumped ("The user specified as a definer does not exist").
+ */
+export async function definersIn(sql: Readable): Promise<string[]> {
+  const accounts = new Set<string>()
+  const noted = (line: string) => {
+    const account = DEFINER_CLAUSE.exec(line)?.groups?.account
+    if (account !== undefined && !account.startsWith('CURRENT_USER')) accounts.add(account)
+    return line
+  }
+
+  await pipeline(rewritten(sql as AsyncIterable<Buffer>, noted), new PassThrough().resume())
+  return [...accounts].map((account) => Buffer.from(account, 'latin1').toString())
 }
 
 /**
@@ -45,19 +64,20 @@ export function definerAsCurrentUser(line: string): string {
  * stays bounded whatever the dump's lines: a line is looked at only as far as its definer can be.
  */
 export function withDefinersAsCurrentUser(sql: Readable): Readable {
-  return Readable.from(rewritten(sql as AsyncIterable<Buffer>), {objectMode: false})
+  return Readable.from(rewritten(sql as AsyncIterable<Buffer>, definerAsCurrentUser), {objectMode: false})
 }
 
-async function* rewritten(sql: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+// `sql` with the start of each line that may name a definer (its first look-ahead) through `rewrite`.
+async function* rewritten(sql: AsyncIterable<Buffer>, rewrite: (line: string) => string): AsyncGenerator<Buffer> {
   let held: Buffer | undefined
   let atLineStart = true
   for await (const input of sql) {
-    const scanned = scan(held === undefined ? input : Buffer.concat([held, input]), atLineStart)
+    const scanned = scan(held === undefined ? input : Buffer.concat([held, input]), atLineStart, rewrite)
     ;({atLineStart, held} = scanned)
     yield* scanned.pieces
   }
 
-  if (held !== undefined) yield Buffer.from(definerAsCurrentUser(held.toString('latin1')), 'latin1')
+  if (held !== undefined) yield Buffer.from(rewrite(held.toString('latin1')), 'latin1')
 }
 
 interface Scanned {
@@ -73,7 +93,7 @@ interface Scanned {
 }
 
 /** `chunk`, whose first byte starts a line if `atLineStart`, with the definers at its lines' starts rewritten. */
-function scan(chunk: Buffer, atLineStart: boolean): Scanned {
+function scan(chunk: Buffer, atLineStart: boolean, rewrite: (line: string) => string): Scanned {
   const pieces: Buffer[] = []
   let passed = 0
   let lineStart = atLineStart ? 0 : nextLine(chunk, 0)
@@ -87,7 +107,7 @@ function scan(chunk: Buffer, atLineStart: boolean): Scanned {
 
     const headEnd = Math.min(newline === -1 ? chunk.length : newline, lineStart + DEFINER_LOOKAHEAD)
     const head = chunk.toString('latin1', lineStart, headEnd)
-    const replaced = definerAsCurrentUser(head)
+    const replaced = rewrite(head)
     if (replaced === head) continue
     if (lineStart > passed) pieces.push(chunk.subarray(passed, lineStart))
     pieces.push(Buffer.from(replaced, 'latin1'))

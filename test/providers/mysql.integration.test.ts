@@ -206,6 +206,29 @@ describe('MySQL/MariaDB (real server)', function () {
     expect(drilled.status, drilled.stdout + drilled.stderr).to.equal(0)
   })
 
+  it("a backup locks no table: the app's open transaction neither holds it up nor waits for it", async () => {
+    const project = makeProject()
+    configure(project)
+    const env = {DATABASE_URL: db.url('shop'), DIVIO_BACKUP_STALL_SECONDS: '5'}
+    // The app in the middle of a transaction that wrote to a table: a lock for reading the whole table
+    // (LOCK TABLES ... READ) waits for it, and every write after it waits behind that.
+    const session = await db.holding('shop', 'UPDATE customers SET updated = updated + 1 WHERE id = 1')
+    try {
+      const created = await Promise.race([
+        cli(project, ['create', '--db-only', '--json'], env),
+        sleep(60_000).then(() => ({json: () => null, status: 'still waiting after 60 s', stderr: ''})),
+      ])
+      expect(created.status, created.stderr).to.equal(0)
+      const {id} = created.json() as {id: string}
+      const manifest = JSON.parse(readFileSync(join(project.store, 'shop', 'live', id, 'manifest.json'), 'utf8')) as {
+        components: {database: {facts: {tables: Record<string, number>}}}
+      }
+      expect(manifest.components.database.facts.tables).to.have.property('customers', 3003)
+    } finally {
+      await session.end()
+    }
+  })
+
   it("a restore that waits for a lock the app's session holds fails after the stall timeout, naming it", async () => {
     const project = makeProject()
     configure(project)

@@ -93,6 +93,7 @@ export class MysqlProvider implements DatabaseProvider {
           `--defaults-extra-file=${defaults}`,
           ...dumper.options,
           '--no-data',
+          '--single-transaction',
           '--skip-comments',
           '--skip-dump-date',
           '--routines',

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -232,6 +232,37 @@ describe('PostgreSQL (real server)', function () {
     ).to.equal('keepme')
   })
 
+  it("with a pg_restore older than the one that restricts psql, restores the archive's way: the backup's tables only", async () => {
+    // pg_restore before CVE-2025-8714's fix, as far as this goes: its script has no \restrict line.
+    const olderBin = mkdtempSync(join(tmpdir(), 'pg-older-'))
+    for (const tool of readdirSync(binDir)) symlinkSync(join(binDir, tool), join(olderBin, tool))
+    rmSync(join(olderBin, 'pg_restore'))
+    writeFileSync(
+      join(olderBin, 'pg_restore'),
+      [
+        '#!/bin/sh',
+        `case " $* " in *" --file=- "*) ;; *) exec ${JSON.stringify(join(binDir, 'pg_restore'))} "$@";; esac`,
+        `out=$(mktemp) && ${JSON.stringify(join(binDir, 'pg_restore'))} "$@" > "$out" || exit $?`,
+        String.raw`grep -v '^\\\(un\)\?restrict ' "$out"; rm -f "$out"`,
+        '',
+      ].join('\n'),
+      {mode: 0o755},
+    )
+    const dumpFile = join(mkdtempSync(join(tmpdir(), 'pg-dump-')), 'shop.dump')
+    execFileSync(
+      join(binDir, 'pg_dump'),
+      ['--format=custom', `--file=${dumpFile}`, `--dbname=${pg.url('shop', false)}`],
+      {
+        env: {...process.env, PGPASSWORD: pg.password},
+      },
+    )
+    pg.psql('postgres', 'CREATE DATABASE older_tools')
+    pg.psql('older_tools', 'CREATE TABLE added_later (x int)')
+    await new PostgresProvider(new URL(pg.url('older_tools')), olderBin).restore(dumpFile, {tempDir: dirname(dumpFile)})
+    expect(checksums(pg, 'older_tools')).to.deep.equal(checksums(pg, 'shop'))
+    expect(pg.psql('older_tools', "SELECT to_regclass('added_later') IS NOT NULL").trim()).to.equal('t')
+  })
+
   it('keeps the password out of argv, output, errors and --json, and fails cleanly when the server dies mid-dump', async () => {
     const project = makeProject()
     configure(project)
@@ -276,7 +307,7 @@ describe('PostgreSQL (real server)', function () {
     }
   })
 
-  it('restore live → test through the CLI: equal data, a safety backup, and a failure part-way rolled back', async () => {
+  it('restore live → test through the CLI: equal data, a safety backup, what a migration added replaced, and a failure rolled back', async () => {
     const project = makeProject()
     pg.psql('postgres', 'CREATE DATABASE shop_test')
     pg.psql(
@@ -294,19 +325,45 @@ describe('PostgreSQL (real server)', function () {
     expect(listed).to.have.length(1)
     expect(listed[0]).to.include({id: safetyBackup, note: `before restore of ${id}`})
 
-    // A view that pg_restore --clean cannot drop around makes the restore fail part-way through.
+    // A migration after the backup: a table that refers to a restored one, a view over both, a column.
+    // pg_restore --clean alone could drop none of the backup's tables around them, and failed whole.
     pg.psql(
       'shop_test',
-      "CREATE VIEW blocker AS SELECT count(*) AS n FROM bulk; UPDATE customers SET name = 'changed in test' WHERE id = 1",
+      `CREATE TABLE loyalty (id serial PRIMARY KEY, customer int NOT NULL REFERENCES customers (id));
+       INSERT INTO loyalty (customer) VALUES (1);
+       CREATE VIEW blocker AS SELECT count(*) AS n FROM bulk JOIN loyalty ON true;
+       ALTER TABLE customers ADD COLUMN tier int; UPDATE customers SET name = 'changed in test' WHERE id = 1`,
+    )
+    const tables = (database: string) =>
+      pg.psql(
+        database,
+        "SELECT string_agg(table_name, ',' ORDER BY table_name) FROM information_schema.tables WHERE table_schema = 'public'",
+      )
+    const again = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup'])
+    expect(again.status, again.stderr).to.equal(0)
+    expect(tables('shop_test')).to.equal(tables('shop'))
+    expect(schema(binDir, pg, 'shop_test')).to.equal(schema(binDir, pg, 'shop'))
+    expect(checksums(pg, 'shop_test')).to.deep.equal(checksums(pg, 'shop'))
+
+    // A failure at the restore's end (an event trigger refuses its last index) rolls back all of it,
+    // the drops first: test is as it was.
+    pg.psql(
+      'shop_test',
+      `CREATE TABLE loyalty (id serial PRIMARY KEY, customer int NOT NULL REFERENCES customers (id));
+       INSERT INTO loyalty (customer) VALUES (1); UPDATE customers SET name = 'changed in test' WHERE id = 1;
+       CREATE FUNCTION no_index() RETURNS event_trigger LANGUAGE plpgsql AS
+         $$BEGIN IF (SELECT count(*) FROM pg_indexes WHERE indexname = 'customers_name') > 0 THEN RAISE 'no more indexes'; END IF; END$$;
+       CREATE EVENT TRIGGER no_index ON ddl_command_end WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION no_index()`,
     )
     const before = checksums(pg, 'shop_test')
     const failed = await cli(project, ['restore', id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup'])
     expect(failed.status).to.equal(1)
     expect(failed.stderr).to.match(
-      /^Error: The restore into postgres(ql)?:\/\/backup_admin:\*\*\*@\S+ failed and was rolled back: pg_restore/m,
+      /^Error: The restore into postgres(ql)?:\/\/backup_admin:\*\*\*@\S+ failed and was rolled back: psql exited with status 3: .*no more indexes/m,
     )
     expect(checksums(pg, 'shop_test')).to.deep.equal(before)
-    expect(pg.psql('shop_test', 'SELECT n FROM blocker').trim()).to.equal('120000')
+    expect(pg.psql('shop_test', 'SELECT count(*) FROM loyalty').trim()).to.equal('1')
+    pg.psql('shop_test', 'DROP EVENT TRIGGER no_index')
 
     // Leaving: the exported database.dump goes back with the stock pg_restore alone.
     const out = join(project.root, 'export')

@@ -1,7 +1,7 @@
 import {randomBytes} from 'node:crypto'
 import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {PassThrough} from 'node:stream'
+import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
@@ -13,6 +13,7 @@ import {factsOf, postgresSchemaStatements} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
 import {EXTENSIONS_NOT_OURS, restoreListWithout, writeRestoreList} from './postgres-extensions.js'
 import {LockWatch, psqlQuery} from './postgres-locks.js'
+import {RestoreScript, restoreScript} from './postgres-script.js'
 
 const CONNECT_TIMEOUT_SECONDS = '10'
 /** How long the server may take to open the transaction and export its snapshot. */
@@ -125,7 +126,8 @@ export class PostgresProvider implements DatabaseProvider {
 
   /**
    * Restores a custom-format dump into the database, in one transaction: all of it, or nothing. The
-   * extensions that another role owns in the target stay as they are (see postgres-extensions).
+   * tables, views and sequences the user owns are replaced, not only the backup's (postgres-script);
+   * the extensions that another role owns in the target stay as they are (postgres-extensions).
    */
   async restore(dumpPath: string, options: RestoreOptions): Promise<void> {
     // Its own name, by which the lock watch finds its session.
@@ -135,28 +137,45 @@ export class PostgresProvider implements DatabaseProvider {
         ? undefined
         : new LockWatch(psqlQuery(this.tool('psql'), this.uri, this.env()), applicationName, options.lockWaitMs)
     let listPath: string | undefined
+    let script: RestoreScript | undefined
+    let archiveOutput: Readable | undefined
     try {
       listPath = await this.restoreList(dumpPath, options)
-      const {stream} = streamFrom(
-        this.tool('pg_restore'),
-        [
-          '--clean',
-          '--if-exists',
-          '--no-owner',
-          '--no-privileges',
-          '--single-transaction',
-          '--exit-on-error',
-          ...(listPath ? [`--use-list=${listPath}`] : []),
-          `--dbname=${this.uri}`,
-          dumpPath,
-        ],
-        {env: {...this.env(), PGAPPNAME: applicationName}, signal: options.signal},
-      )
+      const archive = [
+        '--clean',
+        '--if-exists',
+        '--no-owner',
+        '--no-privileges',
+        '--single-transaction',
+        '--exit-on-error',
+        ...(listPath ? [`--use-list=${listPath}`] : []),
+      ]
+      archiveOutput = streamFrom(this.tool('pg_restore'), [...archive, '--file=-', dumpPath], {
+        env: this.env(),
+        signal: options.signal,
+      }).stream
+      script = await restoreScript(archiveOutput)
+      const env = {...this.env(), PGAPPNAME: applicationName}
+      const {stream} = script
+        ? streamFrom(this.tool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', `--dbname=${this.uri}`], {
+            env,
+            signal: options.signal,
+            stdin: script.script,
+          })
+        : // An older pg_restore, whose script psql would replay unrestricted: the archive's way, as before.
+          streamFrom(this.tool('pg_restore'), [...archive, `--dbname=${this.uri}`, dumpPath], {
+            env,
+            signal: options.signal,
+          })
       await pipeline(stream, new PassThrough().resume())
+      const cutShort = script?.cutShort()
+      if (cutShort !== undefined) throw cutShort
     } catch (error) {
       throw await this.restoreFailure(error, watch)
     } finally {
       watch?.stop()
+      archiveOutput?.destroy()
+      script?.script.destroy()
       if (listPath) await rm(listPath, {force: true})
     }
   }

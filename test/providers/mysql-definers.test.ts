@@ -4,8 +4,8 @@ import {spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
 import {Readable} from 'node:stream'
 
+import {SCHEMA_LINE_LOOKAHEAD} from '../../src/providers/database/dump-schema-lines.js'
 import {
-  DEFINER_LOOKAHEAD,
   definerAsCurrentUser,
   DEFINERS_SED,
   definersIn,
@@ -60,7 +60,7 @@ const line = fc.oneof(
   fc.constantFrom(...LOOKALIKES),
   // A value or a view longer than the look-ahead, with or without a definer at its start.
   fc
-    .tuple(fc.constantFrom('CREATE DEFINER=`x`@`y` FUNCTION ', '(1,', '/*!50013 '), fc.nat(DEFINER_LOOKAHEAD * 2))
+    .tuple(fc.constantFrom('CREATE DEFINER=`x`@`y` FUNCTION ', '(1,', '/*!50013 '), fc.nat(SCHEMA_LINE_LOOKAHEAD * 2))
     .map(([start, length]) => start + 'v'.repeat(length)),
   fc.string({maxLength: 40}).map((text) => Buffer.from(text).toString('latin1')),
 )
@@ -98,7 +98,10 @@ describe("a MySQL dump's definers become the restoring user (withDefinersAsCurre
             dump
               .toString('latin1')
               .split('\n')
-              .map((text) => definerAsCurrentUser(text.slice(0, DEFINER_LOOKAHEAD)) + text.slice(DEFINER_LOOKAHEAD))
+              .map(
+                (text) =>
+                  definerAsCurrentUser(text.slice(0, SCHEMA_LINE_LOOKAHEAD)) + text.slice(SCHEMA_LINE_LOOKAHEAD),
+              )
               .join('\n'),
             'latin1',
           )
@@ -157,7 +160,7 @@ describe("a MySQL dump's definers become the restoring user (withDefinersAsCurre
     }
 
     expect(total).to.equal(7 + 64 * 1024 * 1024 + 1)
-    expect(largest).to.be.at.most(chunk.length + DEFINER_LOOKAHEAD)
+    expect(largest).to.be.at.most(chunk.length + SCHEMA_LINE_LOOKAHEAD)
   })
 
   it('passes a chunk with no definer on as the same buffer, so that its lender can have it back', async () => {

@@ -1,6 +1,8 @@
 import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
+import {mapSchemaLines} from './dump-schema-lines.js'
+
 /**
  * The account a dump names as the definer of each trigger, view, routine and event
  * (`DEFINER=`live`@`10.0.0.5``) becomes `CURRENT_USER`: the user who restores, as PostgreSQL's
@@ -26,16 +28,6 @@ const DEFINER_CLAUSE =
 export const DEFINERS_SED =
   "LC_ALL=C sed -E '/^(\\/\\*!50003 CREATE\\*\\/ \\/\\*!50017 |\\/\\*!50106 CREATE\\*\\/ \\/\\*!50117 |CREATE |\\/\\*!50013 |\\/\\*!50001 CREATE ALGORITHM=[A-Z]+ )DEFINER=/s/DEFINER=(`([^`]|``)*`(@`([^`]|``)*`)?|CURRENT_USER(\\(\\))?)/DEFINER=CURRENT_USER/'"
 
-/**
- * How far into a line its definer can be: the longest prefix above, and an account of 80 characters
- * and a host of 255, each up to four bytes a character, with every backtick doubled.
- */
-export const DEFINER_LOOKAHEAD = 4096
-
-const SLASH = 0x2f
-const CAPITAL_C = 0x43
-const NEWLINE = 0x0a
-
 /** `line` (its start, in latin1 so that any bytes round-trip) with its definer as CURRENT_USER. */
 export function definerAsCurrentUser(line: string): string {
   return line.replace(DEFINER_CLAUSE, '$<start>DEFINER=CURRENT_USER')
@@ -55,7 +47,7 @@ export async function definersIn(sql: Readable): Promise<string[]> {
     return line
   }
 
-  await pipeline(rewritten(sql as AsyncIterable<Buffer>, noted), new PassThrough().resume())
+  await pipeline(mapSchemaLines(sql, noted), new PassThrough().resume())
   return [...accounts].map((account) => Buffer.from(account, 'latin1').toString())
 }
 
@@ -64,63 +56,5 @@ export async function definersIn(sql: Readable): Promise<string[]> {
  * stays bounded whatever the dump's lines: a line is looked at only as far as its definer can be.
  */
 export function withDefinersAsCurrentUser(sql: Readable): Readable {
-  return Readable.from(rewritten(sql as AsyncIterable<Buffer>, definerAsCurrentUser), {objectMode: false})
-}
-
-// `sql` with the start of each line that may name a definer (its first look-ahead) through `rewrite`.
-async function* rewritten(sql: AsyncIterable<Buffer>, rewrite: (line: string) => string): AsyncGenerator<Buffer> {
-  let held: Buffer | undefined
-  let atLineStart = true
-  for await (const input of sql) {
-    const scanned = scan(held === undefined ? input : Buffer.concat([held, input]), atLineStart, rewrite)
-    ;({atLineStart, held} = scanned)
-    yield* scanned.pieces
-  }
-
-  if (held !== undefined) yield Buffer.from(rewrite(held.toString('latin1')), 'latin1')
-}
-
-interface Scanned {
-  /** Whether the next chunk starts a line. */
-  atLineStart: boolean
-  /**
-   * The start of a line that may hold a definer, which the chunk ended in: a copy, since the chunk may
-   * be lent and written over once passed on.
-   */
-  held?: Buffer
-  /** What to pass on: the chunk itself when nothing in it changed, so that its lender can have it back. */
-  pieces: Buffer[]
-}
-
-/** `chunk`, whose first byte starts a line if `atLineStart`, with the definers at its lines' starts rewritten. */
-function scan(chunk: Buffer, atLineStart: boolean, rewrite: (line: string) => string): Scanned {
-  const pieces: Buffer[] = []
-  let passed = 0
-  let lineStart = atLineStart ? 0 : nextLine(chunk, 0)
-  for (; lineStart !== -1 && lineStart < chunk.length; lineStart = nextLine(chunk, lineStart)) {
-    if (chunk[lineStart] !== SLASH && chunk[lineStart] !== CAPITAL_C) continue
-    const newline = chunk.indexOf(NEWLINE, lineStart)
-    if (newline === -1 && chunk.length - lineStart < DEFINER_LOOKAHEAD) {
-      if (lineStart > passed) pieces.push(chunk.subarray(passed, lineStart))
-      return {atLineStart: true, held: Buffer.from(chunk.subarray(lineStart)), pieces}
-    }
-
-    const headEnd = Math.min(newline === -1 ? chunk.length : newline, lineStart + DEFINER_LOOKAHEAD)
-    const head = chunk.toString('latin1', lineStart, headEnd)
-    const replaced = rewrite(head)
-    if (replaced === head) continue
-    if (lineStart > passed) pieces.push(chunk.subarray(passed, lineStart))
-    pieces.push(Buffer.from(replaced, 'latin1'))
-    passed = headEnd
-  }
-
-  if (passed === 0) pieces.push(chunk)
-  else if (passed < chunk.length) pieces.push(chunk.subarray(passed))
-  return {atLineStart: lineStart === chunk.length, pieces}
-}
-
-/** Where the line after the one at `from` starts, or -1 when the chunk ends in that line. */
-function nextLine(chunk: Buffer, from: number): number {
-  const newline = chunk.indexOf(NEWLINE, from)
-  return newline === -1 ? -1 : newline + 1
+  return Readable.from(mapSchemaLines(sql, definerAsCurrentUser), {objectMode: false})
 }

@@ -4,13 +4,8 @@ import {spawnSync} from 'node:child_process'
 import {readFileSync} from 'node:fs'
 import {Readable} from 'node:stream'
 
-import {SCHEMA_LINE_LOOKAHEAD} from '../../src/providers/database/dump-schema-lines.js'
-import {
-  definerAsCurrentUser,
-  DEFINERS_SED,
-  definersIn,
-  withDefinersAsCurrentUser,
-} from '../../src/providers/database/mysql-definers.js'
+import {mapSchemaLines, SCHEMA_LINE_LOOKAHEAD} from '../../src/providers/database/dump-schema-lines.js'
+import {definerAsCurrentUser, DEFINERS_SED, definersIn} from '../../src/providers/database/mysql-definers.js'
 import {collect} from '../helpers/tools.js'
 
 /** The lines of mariadb-dump 10.11 and mysqldump 8.0 that name a definer, with an account in them. */
@@ -65,7 +60,12 @@ const line = fc.oneof(
   fc.string({maxLength: 40}).map((text) => Buffer.from(text).toString('latin1')),
 )
 
-describe("a MySQL dump's definers become the restoring user (withDefinersAsCurrentUser)", () => {
+/** A dump as a restore sends it to the client: with every definer as CURRENT_USER. */
+function withDefinersAsCurrentUser(sql: Readable): Readable {
+  return Readable.from(mapSchemaLines(sql, definerAsCurrentUser), {objectMode: false})
+}
+
+describe("a MySQL dump's definers become the restoring user", () => {
   it('rewrites the definer of every statement that names one, and nothing else on its line', () => {
     for (const line of DEFINER_LINES) {
       for (const who of [

@@ -50,11 +50,3 @@ export async function definersIn(sql: Readable): Promise<string[]> {
   await pipeline(mapSchemaLines(sql, noted), new PassThrough().resume())
   return [...accounts].map((account) => Buffer.from(account, 'latin1').toString())
 }
-
-/**
- * `sql`, a dump, with every definer as CURRENT_USER (see above); all other bytes as they came. Memory
- * stays bounded whatever the dump's lines: a line is looked at only as far as its definer can be.
- */
-export function withDefinersAsCurrentUser(sql: Readable): Readable {
-  return Readable.from(mapSchemaLines(sql, definerAsCurrentUser), {objectMode: false})
-}

@@ -1,18 +1,20 @@
 import {createReadStream} from 'node:fs'
 import {rm, writeFile} from 'node:fs/promises'
 import {join} from 'node:path'
-import {PassThrough} from 'node:stream'
+import {PassThrough, Readable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
 import {DatabaseFacts} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {run, streamFrom} from '../../lib/process.js'
+import {mapSchemaLines} from './dump-schema-lines.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, mysqlSchemaStatements} from './facts.js'
-import {withDefinersAsCurrentUser} from './mysql-definers.js'
+import {definerAsCurrentUser} from './mysql-definers.js'
 import {mysqldumpOptions} from './mysql-dump-options.js'
 import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
+import {createdName, dropStatement} from './mysql-tables.js'
 import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
 
 /**
@@ -192,15 +194,24 @@ export class MysqlProvider implements DatabaseProvider {
           ]
     try {
       const client = await this.pickToolVersion(['mariadb', 'mysql'])
-      const sql = createReadStream(dumpPath)
-      const script = options.keepDefiners ? sql : withDefinersAsCurrentUser(sql)
+      const created = new Set<string>()
+      const script = Readable.from(
+        mapSchemaLines(createReadStream(dumpPath), (line) => {
+          const name = createdName(line)
+          if (name !== undefined) created.add(name)
+          return options.keepDefiners ? line : definerAsCurrentUser(line)
+        }),
+        {objectMode: false},
+      )
       const {stream} = streamFrom(
         client.path,
         [`--defaults-extra-file=${defaults}`, '--batch', '--default-character-set=utf8mb4', ...waits, this.database],
         {signal: options.signal, stdin: readsSandboxLine(client.version) ? script : withoutSandboxLine(script)},
       )
       await pipeline(stream, new PassThrough().resume())
+      await this.dropTablesBesides(created, {client: client.path, defaults, signal: options.signal, waits})
     } catch (error) {
+      if (error instanceof BackupError) throw error
       const detail = describeToolError(error)
       throw new BackupError(
         'BACKUP_FAILED',
@@ -278,6 +289,53 @@ export class MysqlProvider implements DatabaseProvider {
       format: 'sql',
       serverVersion: version,
       stream: dumpStream(stream),
+    }
+  }
+
+  /**
+   * Drops the tables, views and sequences that the replayed dump did not create (see mysql-tables):
+   * what a migration added since the backup. Only once the whole dump is in.
+   */
+  private async dropTablesBesides(
+    created: ReadonlySet<string>,
+    session: {client: string; defaults: string; signal?: AbortSignal; waits: string[]},
+  ): Promise<void> {
+    const login = [`--defaults-extra-file=${session.defaults}`, '--batch', '--skip-column-names']
+    let extra: Array<{name: string; type: string}> = []
+    try {
+      const listed = await run(
+        session.client,
+        [
+          ...login,
+          '-e',
+          'SELECT HEX(table_name), table_type FROM information_schema.tables WHERE table_schema = DATABASE()',
+          this.database,
+        ],
+        {signal: session.signal},
+      )
+      extra = listed
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => {
+          const [hex, type] = line.split('\t')
+          return {name: Buffer.from(hex, 'hex').toString(), type}
+        })
+        .filter(({name}) => !created.has(name))
+      if (extra.length > 0)
+        await run(session.client, [...login, ...session.waits, '-e', dropStatement(extra), this.database], {
+          signal: session.signal,
+        })
+    } catch (error) {
+      const names = extra.map(({name}) => JSON.stringify(name)).join(', ')
+      throw new BackupError(
+        'BACKUP_FAILED',
+        `The backup was restored into ${this.location}, but the tables it does not hold${names ? ` (${names})` : ''} could not be dropped: ${describeToolError(error)}`,
+        {
+          cause: error,
+          suggestion:
+            'Everything the backup holds is in. Drop those tables by hand, or fix the cause and run the restore again.',
+        },
+      )
     }
   }
 

@@ -78,8 +78,9 @@ export interface DatabaseProvider {
    * Replaces the database's contents with the dump at `dumpPath`, a file in this provider's format
    * (uncompressed; a file, since PostgreSQL reads its table of contents before it restores). PostgreSQL
    * applies it in one transaction and SQLite swaps the file atomically, so a failure leaves the database
-   * as it was; MySQL stops at the first error (statements before it stay applied). Rejects with a
-   * BackupError that says which of these happened.
+   * as it was; MySQL stops at the first error (statements before it stay applied). A restore that
+   * succeeds leaves the backup's tables, views and sequences, and none added since (on PostgreSQL, of
+   * those the user owns). Rejects with a BackupError that says which of these happened.
    *
    * `lockWaitMs`: how long a statement may wait for a lock that another session holds (the app, a
    * worker, a migration) before the restore fails, instead of waiting with it for good.

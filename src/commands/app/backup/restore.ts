@@ -15,7 +15,7 @@ export default class Restore extends BackupCommand {
 
 The backup's manifest must be signed by a trusted writer (see --trust-writer). The backup is downloaded, decrypted and checked in a staging folder first; a damaged backup stops there. Then the target environment is named and must be confirmed: by typing its name on a terminal, or with --confirm ENV. Before anything is overwritten, a safety backup of the target is taken (on-demand, note "before restore of ID").
 
-PostgreSQL is restored in one transaction, SQLite files and media folders are swapped in with an atomic rename, and S3 media is uploaded (objects the backup does not hold are deleted only with --clean). MySQL/MariaDB stops at the first error.`
+PostgreSQL is restored in one transaction, SQLite files and media folders are swapped in with an atomic rename, and S3 media is uploaded (objects the backup does not hold are deleted only with --clean). MySQL/MariaDB stops at the first error. The database then holds the backup's tables: those added since (by a migration) are dropped.`
   static override examples = [
     {
       command: '<%= config.bin %> <%= command.id %> latest -e live --to-env test --confirm test',

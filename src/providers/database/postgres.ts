@@ -1,8 +1,4 @@
-import {randomBytes} from 'node:crypto'
-import {rm} from 'node:fs/promises'
 import {join} from 'node:path'
-import {PassThrough, Readable} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
 
 import {redactDsn} from '../../config/dsn.js'
 import {DatabaseFacts} from '../../domain/manifest.js'
@@ -11,9 +7,7 @@ import {run, Session, session, streamFrom} from '../../lib/process.js'
 import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, postgresSchemaStatements} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
-import {EXTENSIONS_NOT_OURS, restoreListWithout, writeRestoreList} from './postgres-extensions.js'
-import {LockWatch, psqlQuery} from './postgres-locks.js'
-import {RestoreScript, restoreScript} from './postgres-script.js'
+import {quoteIdentifier, restoreDump} from './postgres-restore.js'
 
 const CONNECT_TIMEOUT_SECONDS = '10'
 /** How long the server may take to open the transaction and export its snapshot. */
@@ -125,59 +119,15 @@ export class PostgresProvider implements DatabaseProvider {
   }
 
   /**
-   * Restores a custom-format dump into the database, in one transaction: all of it, or nothing. The
-   * tables, views and sequences the user owns are replaced, not only the backup's (postgres-script);
-   * the extensions that another role owns in the target stay as they are (postgres-extensions).
+   * Restores a custom-format dump into the database, in one transaction: all of it, or nothing (see
+   * postgres-restore).
    */
   async restore(dumpPath: string, options: RestoreOptions): Promise<void> {
-    // Its own name, by which the lock watch finds its session.
-    const applicationName = `divio-app-backup restore ${randomBytes(6).toString('hex')}`
-    const watch =
-      options.lockWaitMs === undefined
-        ? undefined
-        : new LockWatch(psqlQuery(this.tool('psql'), this.uri, this.env()), applicationName, options.lockWaitMs)
-    let listPath: string | undefined
-    let script: RestoreScript | undefined
-    let archiveOutput: Readable | undefined
-    try {
-      listPath = await this.restoreList(dumpPath, options)
-      const archive = [
-        '--clean',
-        '--if-exists',
-        '--no-owner',
-        '--no-privileges',
-        '--single-transaction',
-        '--exit-on-error',
-        ...(listPath ? [`--use-list=${listPath}`] : []),
-      ]
-      archiveOutput = streamFrom(this.tool('pg_restore'), [...archive, '--file=-', dumpPath], {
-        env: this.env(),
-        signal: options.signal,
-      }).stream
-      script = await restoreScript(archiveOutput)
-      const env = {...this.env(), PGAPPNAME: applicationName}
-      const {stream} = script
-        ? streamFrom(this.tool('psql'), ['-X', '-q', '-v', 'ON_ERROR_STOP=1', `--dbname=${this.uri}`], {
-            env,
-            signal: options.signal,
-            stdin: script.script,
-          })
-        : // An older pg_restore, whose script psql would replay unrestricted: the archive's way, as before.
-          streamFrom(this.tool('pg_restore'), [...archive, `--dbname=${this.uri}`, dumpPath], {
-            env,
-            signal: options.signal,
-          })
-      await pipeline(stream, new PassThrough().resume())
-      const cutShort = script?.cutShort()
-      if (cutShort !== undefined) throw cutShort
-    } catch (error) {
-      throw await this.restoreFailure(error, watch)
-    } finally {
-      watch?.stop()
-      archiveOutput?.destroy()
-      script?.script.destroy()
-      if (listPath) await rm(listPath, {force: true})
-    }
+    await restoreDump(
+      {env: () => this.env(), location: this.location, tool: (name) => this.tool(name), uri: this.uri},
+      dumpPath,
+      options,
+    )
   }
 
   /** The server's major version, e.g. 15; also proves that the server is reachable and the login works. */
@@ -254,6 +204,7 @@ export class PostgresProvider implements DatabaseProvider {
     }
   }
 
+  /** The server cannot be reached, or refuses the login: what to check, without the password. */
   private cannotConnect(
     error: unknown,
     code: 'OUTPUT_UNAVAILABLE' | 'SOURCE_UNAVAILABLE',
@@ -379,65 +330,6 @@ export class PostgresProvider implements DatabaseProvider {
    * A pg_restore older than the pg_dump that wrote the dump reads nothing of it, and says only that
    * the archive's version is unsupported: name both, and what to install.
    */
-  private async olderThanDump(archiveVersion: string, cause: unknown): Promise<BackupError> {
-    const version = await run(this.tool('pg_restore'), ['--version']).catch(() => '')
-    const major = /\s(\d+)(\.\d+)*\s*$/.exec(version.trim())?.[1]
-    return new BackupError(
-      'BACKUP_FAILED',
-      `${major === undefined ? 'This pg_restore' : `pg_restore ${major}`} cannot read the dump: a newer pg_dump wrote it (archive format ${archiveVersion}). Nothing was changed in ${this.location}.`,
-      {
-        cause,
-        suggestion:
-          'Install the PostgreSQL client of the server the backup was taken from, or newer (`divio app backup info ID` shows its version beside the engine), or point DIVIO_BACKUP_PG_BINDIR at its bin folder.',
-      },
-    )
-  }
-
-  /** The server cannot be reached, or refuses the login: what to check, without the password. */
-  /** Why a restore failed, in words that say what to do; the transaction was rolled back. */
-  private async restoreFailure(error: unknown, watch: LockWatch | undefined): Promise<BackupError> {
-    const waited = await watch?.outcome()
-    if (waited !== undefined) {
-      return new BackupError(
-        'BACKUP_FAILED',
-        `The restore into ${this.location} waited ${waited.seconds} s for a lock held by ${waited.holders}, and was rolled back.`,
-        {
-          cause: error,
-          suggestion:
-            'Nothing was changed in the target database. Stop what uses it (the app, its workers, a migration), then run the restore again; DIVIO_BACKUP_STALL_SECONDS sets the wait.',
-        },
-      )
-    }
-
-    const detail = describeToolError(error)
-    const tooNew = /unsupported version \((\d+\.\d+)\) in file header/.exec(detail)
-    if (tooNew) return this.olderThanDump(tooNew[1], error)
-    const extension = /permission denied to create extension "([^"]+)"/.exec(detail)
-    return new BackupError('BACKUP_FAILED', `The restore into ${this.location} failed and was rolled back: ${detail}`, {
-      cause: error,
-      suggestion: extension
-        ? `Nothing was changed in the target database. The backup uses the extension ${extension[1]}, which only a superuser may create: ask an administrator to run \`CREATE EXTENSION ${quoteIdentifier(extension[1])};\` in the target database, then run the restore again.`
-        : 'Nothing was changed in the target database. Fix the cause above and run the restore again.',
-    })
-  }
-
-  /**
-   * The list of the dump's entries to restore, in a file for `--use-list`, where the target has
-   * extensions that another role owns (which the restore leaves alone); undefined where it has none.
-   */
-  private async restoreList(dumpPath: string, {signal, tempDir}: RestoreOptions): Promise<string | undefined> {
-    const owned = await run(
-      this.tool('psql'),
-      ['-XAtq', '-v', 'ON_ERROR_STOP=1', '-c', EXTENSIONS_NOT_OURS, `--dbname=${this.uri}`],
-      {env: this.env(), signal},
-    )
-    const kept = new Set(owned.split('\n').filter(Boolean))
-    if (kept.size === 0) return undefined
-    const list = await run(this.tool('pg_restore'), ['--list', dumpPath], {signal})
-    const restored = restoreListWithout(list, kept)
-    return restored === list ? undefined : writeRestoreList(tempDir, restored)
-  }
-
   private tool(name: string): string {
     return this.binDir ? join(this.binDir, name) : name
   }
@@ -463,9 +355,6 @@ function wholeSeconds(ms: number): number {
 }
 
 /** An SQL identifier in double quotes, as a user would type it into psql. */
-function quoteIdentifier(name: string): string {
-  return `"${name.replaceAll('"', '""')}"`
-}
 
 /** host:port for messages; "this machine's socket" where the DSN names no host. */
 function serverAddress(url: URL): string {

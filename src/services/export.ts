@@ -308,6 +308,11 @@ PostgreSQL (database.dump, pg_dump's custom format):
     pg_restore --clean --if-exists --no-owner --no-privileges --single-transaction \\
       --dbname=postgres://USER@HOST:5432/DBNAME database.dump
     pg_restore -l database.dump          # lists what it contains
+    # --clean drops only what the backup holds: drop first any table added since that refers to
+    # one of them. As a user who does not own the target's extensions (an administrator made
+    # them), leave them out of what is restored:
+    pg_restore -l database.dump | grep -v -E '^[0-9]+; [0-9]+ [0-9]+ (EXTENSION - |COMMENT - EXTENSION )' > restore.list
+    # then add --use-list=restore.list to the pg_restore above
 
 MySQL / MariaDB (database.sql, a mysqldump/mariadb-dump script):
     mysql -h HOST -u USER -p DBNAME < database.sql

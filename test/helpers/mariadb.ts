@@ -26,7 +26,8 @@ export class TestMariadb {
     private readonly socket: string,
   ) {}
 
-  static async start(): Promise<TestMariadb> {
+  /** `tls`: a certificate and its key, for a server that also takes TLS connections. */
+  static async start(tls?: {cert: string; key: string}): Promise<TestMariadb> {
     const root = mkdtempSync(join(tmpdir(), 'mariadb-test-'))
     const dataDir = join(root, 'data')
     mkdirSync(dataDir)
@@ -63,6 +64,7 @@ export class TestMariadb {
         `--tmpdir=${root}`,
         '--innodb-buffer-pool-size=64M',
         '--skip-log-bin',
+        ...(tls ? [`--ssl-cert=${tls.cert}`, `--ssl-key=${tls.key}`] : []),
       ],
       {stdio: 'ignore'},
     )

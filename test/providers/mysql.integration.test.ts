@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
+import {chmodSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -463,6 +463,86 @@ describe('MySQL/MariaDB (real server)', function () {
     )
     expect(result.stdout).to.not.include('s3cret')
     expect(Date.now() - started).to.be.lessThan(30_000)
+  })
+
+  describe("a DSN that asks for TLS (ssl-mode), with MariaDB's client tools", () => {
+    let tlsDb: TestMariadb
+    let cert: string
+
+    before(async () => {
+      const folder = mkdtempSync(join(tmpdir(), 'mariadb-tls-'))
+      chmodSync(folder, 0o755)
+      cert = join(folder, 'cert.pem')
+      const key = join(folder, 'key.pem')
+      execFileSync(
+        'openssl',
+        [
+          'req',
+          '-x509',
+          '-newkey',
+          'rsa:2048',
+          '-nodes',
+          '-keyout',
+          key,
+          '-out',
+          cert,
+          '-days',
+          '30',
+          '-subj',
+          '/CN=127.0.0.1',
+          '-addext',
+          'subjectAltName=IP:127.0.0.1',
+        ],
+        {stdio: 'ignore'},
+      )
+      chmodSync(key, 0o644)
+      tlsDb = await TestMariadb.start({cert, key})
+      // A user the server lets in over TLS alone.
+      tlsDb.asRoot(
+        "CREATE DATABASE shop; CREATE USER 'tls_only'@'127.0.0.1' IDENTIFIED BY 'tls-pw' REQUIRE SSL; GRANT ALL ON shop.* TO 'tls_only'@'127.0.0.1'",
+      )
+      tlsDb.asRoot('CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1), (2)', 'shop')
+    })
+
+    after(() => tlsDb?.stop())
+
+    it('backs up and restores over TLS, checking the certificate against the ssl-ca it names', async () => {
+      const project = makeProject()
+      configure(project)
+      const env = {
+        DATABASE_URL: `mysql://tls_only:tls-pw@127.0.0.1:${tlsDb.port}/shop?ssl-mode=REQUIRED&ssl-ca=${encodeURIComponent(cert)}`,
+      }
+      const created = await cli(project, ['create', '--db-only', '--json'], env)
+      expect(created.status, created.stdout + created.stderr).to.equal(0)
+      tlsDb.asRoot('INSERT INTO t VALUES (3)', 'shop')
+      const restored = await cli(project, ['restore', 'latest', '--confirm', 'live', '--no-safety-backup'], env)
+      expect(restored.status, restored.stderr).to.equal(0)
+      expect(tlsDb.asRoot('SELECT GROUP_CONCAT(id ORDER BY id) FROM t', 'shop').trim()).to.equal('1,2')
+    })
+
+    it('refuses a connection it cannot check, or one in the clear, rather than making it', async () => {
+      const project = makeProject()
+      configure(project)
+      const cases = [
+        [`mysql://tls_only:tls-pw@127.0.0.1:${tlsDb.port}/shop?ssl-mode=REQUIRED`, /self-signed certificate/],
+        [`${db.url('shop')}?ssl-mode=VERIFY_CA`, /SSL is required, but the server does not support it/],
+      ] as const
+      for (const [url, why] of cases) {
+        const refused = await cli(project, ['create', '--db-only', '--json'], {DATABASE_URL: url})
+        expect(refused.status, refused.stdout).to.equal(7)
+        const {error} = refused.json() as {error: {message: string}}
+        expect(error.message, error.message).to.match(/Cannot connect to the MySQL database /)
+        expect(error.message).to.match(why)
+      }
+
+      // In the clear, where the DSN allows it.
+      for (const mode of ['PREFERRED', 'DISABLED']) {
+        const created = await cli(project, ['create', '--db-only'], {
+          DATABASE_URL: `${db.url('shop')}?ssl-mode=${mode}`,
+        })
+        expect(created.status, created.stderr).to.equal(0)
+      }
+    })
   })
 
   describe('drill: restored into a throwaway server the command starts itself', () => {

@@ -13,6 +13,7 @@ import {describeToolError, dumpStream} from './dump-stream.js'
 import {factsOf, mysqlSchemaStatements} from './facts.js'
 import {definerAsCurrentUser} from './mysql-definers.js'
 import {mysqldumpOptions} from './mysql-dump-options.js'
+import {ClientFamily, clientOptions} from './mysql-options-file.js'
 import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
 import {createdName, dropStatement} from './mysql-tables.js'
 import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
@@ -25,6 +26,8 @@ import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, S
 export class MysqlProvider implements DatabaseProvider {
   readonly engine = 'mysql'
   readonly location: string
+  /** Whose client tools are installed, which the options file is written for. */
+  private family: Promise<ClientFamily> | undefined
 
   constructor(
     private readonly url: URL,
@@ -362,33 +365,20 @@ export class MysqlProvider implements DatabaseProvider {
     })
   }
 
-  /** The client options file: the only place the password is written, readable by this user alone. */
+  /** The client options file (see mysql-options-file), readable by this user alone. */
   private async writeDefaults(tempDir: string): Promise<string> {
+    this.family ??= this.pickToolVersion(['mariadb', 'mysql']).then(({version}) =>
+      readsSandboxLine(version) ? 'mariadb' : 'mysql',
+    )
+    const options = clientOptions(this.url, await this.family)
     const path = join(tempDir, `mysql-client-${process.pid}-${Date.now()}.cnf`)
-    const lines = [
-      '[client]',
-      `host=${quote(this.url.hostname || 'localhost')}`,
-      ...(this.url.port ? [`port=${this.url.port}`] : []),
-      ...(this.url.username ? [`user=${quote(decodeURIComponent(this.url.username))}`] : []),
-      ...(this.url.password ? [`password=${quote(decodeURIComponent(this.url.password))}`] : []),
-    ]
-    // A Unix socket (a drill's scratch server listens on nothing else).
-    const socket = this.url.searchParams.get('socket')
-    if (socket) lines.push(`socket=${quote(socket)}`)
-    const ssl = this.url.searchParams.get('ssl-mode') ?? this.url.searchParams.get('ssl_mode')
-    if (ssl) lines.push(`ssl-mode=${ssl}`)
-    await writeFile(path, `${lines.join('\n')}\n`, {flag: 'wx', mode: 0o600})
+    await writeFile(path, options, {flag: 'wx', mode: 0o600})
     return path
   }
 }
 
 function quoteIdentifier(name: string): string {
   return `\`${name.replaceAll('`', '``')}\``
-}
-
-/** A value for a MySQL option file: double-quoted, with backslashes and quotes escaped. */
-function quote(value: string): string {
-  return `"${value.replaceAll('\\', '\\\\').replaceAll('"', String.raw`\"`)}"`
 }
 
 /** Whole seconds, at least 1: what the servers' lock timeouts take. */

@@ -1,27 +1,36 @@
 import {expect} from 'chai'
 
-import {createdName, dropStatement} from '../../src/providers/database/mysql-tables.js'
+import {dropStatement, dumpedName} from '../../src/providers/database/mysql-tables.js'
 
 const latin1 = (text: string) => Buffer.from(text).toString('latin1')
 
 describe('the tables a MySQL dump creates, and the drop of the rest', () => {
-  it('names what each schema line creates: tables, both kinds of view stand-in, sequences', () => {
-    expect(createdName('CREATE TABLE `customers` (')).to.equal('customers')
-    expect(createdName('/*!50001 CREATE VIEW `v` AS SELECT')).to.equal('v')
-    expect(createdName('CREATE SEQUENCE `s` start with 1 minvalue 1')).to.equal('s')
-    expect(createdName(latin1('CREATE TABLE `we``ird 文件` ('))).to.equal('we`ird 文件')
+  it('names what each schema line drops or creates: tables, views and their stand-ins of each dump tool, sequences', () => {
+    const lines = {
+      '/*!50001 CREATE TABLE `v` (': 'v',
+      '/*!50001 CREATE VIEW `v` AS SELECT': 'v',
+      '/*!50001 DROP TABLE IF EXISTS `v`*/;': 'v',
+      '/*!50001 DROP VIEW IF EXISTS `v`*/;': 'v',
+      '/*!50001 VIEW `v` AS select 1 AS `one` */;': 'v',
+      'CREATE SEQUENCE `s` start with 1 minvalue 1': 's',
+      'CREATE TABLE `customers` (': 'customers',
+      'DROP SEQUENCE IF EXISTS `s`;': 's',
+      'DROP TABLE IF EXISTS `customers`;': 'customers',
+    }
+    for (const [line, name] of Object.entries(lines)) expect(dumpedName(line), line).to.equal(name)
+    expect(dumpedName(latin1('CREATE TABLE `we``ird 文件` ('))).to.equal('we`ird 文件')
   })
 
-  it('names nothing for lines that create nothing, or something else', () => {
+  it('names nothing for lines that drop or create no table, view or sequence', () => {
     for (const line of [
       'INSERT INTO `customers` VALUES (1)',
       "(1,'CREATE TABLE `x` (')",
-      '/*!50001 VIEW `v` AS select 1 AS `one` */;',
-      '/*!50001 DROP VIEW IF EXISTS `v`*/;',
       'CREATE DEFINER=`x`@`y` FUNCTION `f`()',
-      'DROP TABLE IF EXISTS `customers`;',
+      '/*!50003 DROP FUNCTION IF EXISTS `f` */;',
+      'DELIMITER ;;',
+      '/*!50003 CREATE*/ /*!50017 DEFINER=`x`@`y`*/ /*!50003 TRIGGER `t` AFTER INSERT ON `customers`',
     ])
-      expect(createdName(line), line).to.equal(undefined)
+      expect(dumpedName(line), line).to.equal(undefined)
   })
 
   it('drops views as views and the rest as tables, foreign keys notwithstanding, every name quoted', () => {

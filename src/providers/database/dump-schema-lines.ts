@@ -9,11 +9,13 @@ export const SCHEMA_LINE_LOOKAHEAD = 4096
 
 const SLASH = 0x2f
 const CAPITAL_C = 0x43
+const CAPITAL_D = 0x44
 const NEWLINE = 0x0a
 
 /**
  * `sql`, a dump, with the start of each line where a schema statement may start passed through `map`
- * (as latin1, so that any bytes round-trip): `CREATE …`, and MySQL's versioned comments (`/*!50001 …`).
+ * (as latin1, so that any bytes round-trip): `CREATE …`, `DROP …`, and MySQL's versioned comments
+ * (`/*!50001 …`).
  * Rows start with `(` or `INSERT`, and a newline in a value is written escaped, so no line of data is
  * looked at. Memory stays bounded whatever the dump's lines: a line is looked at only as far as
  * SCHEMA_LINE_LOOKAHEAD, and the rest of it passes through as it came.
@@ -50,7 +52,8 @@ function scan(chunk: Buffer, atLineStart: boolean, map: (lineStart: string) => s
   let passed = 0
   let lineStart = atLineStart ? 0 : nextLine(chunk, 0)
   for (; lineStart !== -1 && lineStart < chunk.length; lineStart = nextLine(chunk, lineStart)) {
-    if (chunk[lineStart] !== SLASH && chunk[lineStart] !== CAPITAL_C) continue
+    const first = chunk[lineStart]
+    if (first !== SLASH && first !== CAPITAL_C && first !== CAPITAL_D) continue
     const newline = chunk.indexOf(NEWLINE, lineStart)
     if (newline === -1 && chunk.length - lineStart < SCHEMA_LINE_LOOKAHEAD) {
       if (lineStart > passed) pieces.push(chunk.subarray(passed, lineStart))

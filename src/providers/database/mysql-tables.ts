@@ -1,18 +1,23 @@
 /**
- * The tables, views and sequences a MySQL/MariaDB dump creates, as its schema lines name them:
- * `CREATE TABLE `t` (`, a view's stand-in (`/*!50001 CREATE VIEW `v` AS SELECT`, or a table of the
- * same name, by older dump tools) and `CREATE SEQUENCE `s``.
+ * The tables, views and sequences a MySQL/MariaDB dump holds, as its schema lines name them: each is
+ * dropped (`DROP TABLE IF EXISTS `t``, `/*!50001 DROP VIEW IF EXISTS `v`*\/`) and then created
+ * (`CREATE TABLE `t` (`, a view's stand-in `/*!50001 CREATE VIEW `v` AS SELECT`, or by older dump
+ * tools `/*!50001 CREATE TABLE `v` (`, then the view itself, `/*!50001 VIEW `v` AS`, and
+ * `CREATE SEQUENCE `s``). A name any of them gives is the dump's: each object is named by two lines
+ * at least, so that one written in a form this does not know cannot alone get an object of the dump's
+ * dropped.
  *
  * Why: a restore replays the dump, which drops and creates only what it holds. A table that a
  * migration added after the backup stayed beside the restored ones, and the app's own record of its
  * migrations, restored, no longer told it (Django's `migrate` then stops at "Table 'loyalty' already
- * exists"). Once the whole dump is in, the restore drops whatever the dump did not create.
+ * exists"). Once the whole dump is in, the restore drops what is not the dump's.
  */
-const CREATED = /^(?:CREATE TABLE |CREATE SEQUENCE |\/\*!50001 CREATE VIEW )`((?:[^`]|``)+)`/
+const NAMED =
+  /^(?:DROP TABLE IF EXISTS |DROP SEQUENCE IF EXISTS |CREATE TABLE |CREATE SEQUENCE |\/\*!50001 (?:DROP VIEW IF EXISTS |DROP TABLE IF EXISTS |CREATE VIEW |CREATE TABLE |VIEW ))`((?:[^`]|``)+)`/
 
-/** The name a dump's line creates (its start, as latin1), or undefined. */
-export function createdName(lineStart: string): string | undefined {
-  const quoted = CREATED.exec(lineStart)?.[1]
+/** The table, view or sequence a dump's line drops or creates (its start, as latin1), or undefined. */
+export function dumpedName(lineStart: string): string | undefined {
+  const quoted = NAMED.exec(lineStart)?.[1]
   return quoted === undefined ? undefined : Buffer.from(quoted.replaceAll('``', '`'), 'latin1').toString()
 }
 

@@ -15,7 +15,7 @@ import {definerAsCurrentUser} from './mysql-definers.js'
 import {mysqldumpOptions} from './mysql-dump-options.js'
 import {ClientFamily, clientOptions} from './mysql-options-file.js'
 import {readsSandboxLine, withoutSandboxLine} from './mysql-sandbox.js'
-import {createdName, dropStatement} from './mysql-tables.js'
+import {dropStatement, dumpedName} from './mysql-tables.js'
 import {DatabaseProvider, DatabaseSnapshot, RestorableOptions, RestoreOptions, SnapshotOptions} from './port.js'
 
 /**
@@ -197,11 +197,11 @@ export class MysqlProvider implements DatabaseProvider {
           ]
     try {
       const client = await this.pickToolVersion(['mariadb', 'mysql'])
-      const created = new Set<string>()
+      const dumped = new Set<string>()
       const script = Readable.from(
         mapSchemaLines(createReadStream(dumpPath), (line) => {
-          const name = createdName(line)
-          if (name !== undefined) created.add(name)
+          const name = dumpedName(line)
+          if (name !== undefined) dumped.add(name)
           return options.keepDefiners ? line : definerAsCurrentUser(line)
         }),
         {objectMode: false},
@@ -212,7 +212,7 @@ export class MysqlProvider implements DatabaseProvider {
         {signal: options.signal, stdin: readsSandboxLine(client.version) ? script : withoutSandboxLine(script)},
       )
       await pipeline(stream, new PassThrough().resume())
-      await this.dropTablesBesides(created, {client: client.path, defaults, signal: options.signal, waits})
+      await this.dropTablesBesides(dumped, {client: client.path, defaults, signal: options.signal, waits})
     } catch (error) {
       if (error instanceof BackupError) throw error
       const detail = describeToolError(error)
@@ -296,11 +296,11 @@ export class MysqlProvider implements DatabaseProvider {
   }
 
   /**
-   * Drops the tables, views and sequences that the replayed dump did not create (see mysql-tables):
-   * what a migration added since the backup. Only once the whole dump is in.
+   * Drops the tables, views and sequences that are not the replayed dump's (see mysql-tables): what a
+   * migration added since the backup. Only once the whole dump is in.
    */
   private async dropTablesBesides(
-    created: ReadonlySet<string>,
+    dumped: ReadonlySet<string>,
     session: {client: string; defaults: string; signal?: AbortSignal; waits: string[]},
   ): Promise<void> {
     const login = [`--defaults-extra-file=${session.defaults}`, '--batch', '--skip-column-names']
@@ -323,12 +323,14 @@ export class MysqlProvider implements DatabaseProvider {
           const [hex, type] = line.split('\t')
           return {name: Buffer.from(hex, 'hex').toString(), type}
         })
-        .filter(({name}) => !created.has(name))
+        .filter(({name}) => !dumped.has(name))
       if (extra.length > 0)
         await run(session.client, [...login, ...session.waits, '-e', dropStatement(extra), this.database], {
           signal: session.signal,
         })
     } catch (error) {
+      // Stopped by SIGINT/SIGTERM: an interruption, not a drop that failed.
+      session.signal?.throwIfAborted()
       const names = extra.map(({name}) => JSON.stringify(name)).join(', ')
       throw new BackupError(
         'BACKUP_FAILED',

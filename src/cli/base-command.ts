@@ -91,10 +91,7 @@ export abstract class BackupCommand extends Command {
   }
 
   protected override async finally(error: Error | undefined): Promise<unknown> {
-    if (this.signalHandler) {
-      process.off('SIGINT', this.signalHandler)
-      process.off('SIGTERM', this.signalHandler)
-    }
+    this.releaseSignals()
 
     if (this.drainHandler) process.off('beforeExit', this.drainHandler)
     traceProcesses()
@@ -168,6 +165,13 @@ export abstract class BackupCommand extends Command {
     })
   }
 
+  /** Takes back the SIGINT/SIGTERM handlers: the host's own handling, or the signals' default, again. */
+  private releaseSignals(): void {
+    if (!this.signalHandler) return
+    process.off('SIGINT', this.signalHandler)
+    process.off('SIGTERM', this.signalHandler)
+  }
+
   private report(unspelled: BackupError): void {
     const error = new BackupError(unspelled.code, spellCommands(unspelled.message, this.config), {
       exitCode: unspelled.exitCode,
@@ -175,6 +179,10 @@ export abstract class BackupCommand extends Command {
     })
     process.exitCode = error.exitCode
     this.reported = true
+    // Interrupted, the command is on its way out: from here a signal ends it at once, by its default
+    // action. Left to `finally`, the handlers' removal could lose a second signal sent as soon as this
+    // is read (caught, but not yet passed to them), and the process then waited out the grace period.
+    if (this.stopAsked) this.releaseSignals()
     if (this.jsonEnabled()) {
       this.logJson({error: error.toJSON()})
       return

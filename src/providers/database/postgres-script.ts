@@ -14,8 +14,16 @@ import {Readable} from 'node:stream'
  * writes for the archive. Sequences that belong to a column go with their table. Functions, types and
  * schemas that the backup does not hold stay (nothing of the backup's depends on them); so does
  * whatever another role owns, which this user could not drop.
+ *
+ * It first sets the session's timeouts as pg_restore's script does for its own statements, after it:
+ * a timeout that the database or the role sets (platforms set `lock_timeout` for apps) would end the
+ * drops early, with "canceling statement due to lock timeout", where the restore's own lock watch is
+ * what bounds a wait, and names who holds the lock.
  */
-export const DROP_OWN_RELATIONS = `DO $divio_backup$
+export const DROP_OWN_RELATIONS = `SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+DO $divio_backup$
 DECLARE
   relation record;
 BEGIN

@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 
-import {cli, Project, writeEnvironments} from './project.js'
+import {cli, CliResult, cliWithin, Project, writeEnvironments} from './project.js'
 
 export interface JsonError {
   code: string
@@ -41,4 +41,24 @@ export async function refusedRestore(
   expect(refused.status, refused.stdout + refused.stderr).to.equal(7)
   expect(refused.stdout + refused.stderr).to.not.include(secret)
   return (refused.json() as {error: JsonError}).error
+}
+
+/**
+ * A database-only backup of the project's one environment, `url`, whose stages may wait `stallSeconds`:
+ * its id, and the environment that sets them, for the tests of a restore held up by the app's locks.
+ */
+export async function backedUpWithStall(
+  project: Project,
+  url: string,
+  stallSeconds: number,
+): Promise<{env: NodeJS.ProcessEnv; id: string}> {
+  const env = {DATABASE_URL: url, DIVIO_BACKUP_STALL_SECONDS: String(stallSeconds)}
+  const created = await cli(project, ['create', '--db-only', '--json'], env)
+  expect(created.status, created.stderr).to.equal(0)
+  return {env, id: (created.json() as {id: string}).id}
+}
+
+/** `restore ID --db-only` over live, without a safety backup; it must end within 120 s (see cliWithin). */
+export function restoredOverLive(project: Project, id: string, env: NodeJS.ProcessEnv): Promise<CliResult> {
+  return cliWithin(120_000, project, ['restore', id, '--db-only', '--confirm', 'live', '--no-safety-backup'], env)
 }

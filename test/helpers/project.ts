@@ -112,6 +112,28 @@ export async function cli(
   return {json: () => JSON.parse(stdout), status, stderr, stdout}
 }
 
+/**
+ * {@link cli}, or, where it has not ended within `ms`, a result that says so (status null): for a test
+ * of a wait that must end, which then fails at once instead of hanging until the suite's own timeout.
+ */
+export async function cliWithin(ms: number, ...call: Parameters<typeof cli>): Promise<CliResult> {
+  const waiting = `still waiting after ${ms / 1000} s`
+  const timer = new AbortController()
+  try {
+    return await Promise.race([
+      cli(...call),
+      sleep(ms, undefined, {signal: timer.signal}).then(() => ({
+        json: () => null,
+        status: null,
+        stderr: waiting,
+        stdout: waiting,
+      })),
+    ])
+  } finally {
+    timer.abort()
+  }
+}
+
 /** Like {@link cli}, always as a process of its own, which blocks this one until it exits. */
 export function cliInProcessOfItsOwn(
   project: Pick<Project, 'env' | 'root'>,

@@ -7,11 +7,11 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {DEFINERS_SED} from '../../src/providers/database/mysql-definers.js'
 import {MysqlProvider} from '../../src/providers/database/mysql.js'
-import {backedUpLive, refusedRestore} from '../helpers/live-and-test.js'
+import {backedUpLive, backedUpWithStall, refusedRestore, restoredOverLive} from '../helpers/live-and-test.js'
 import {hasMariadbServer, TestMariadb} from '../helpers/mariadb.js'
 import {freePort} from '../helpers/postgres.js'
 import {drillStoppedOnceItsServerRuns, waitForProcess, watch} from '../helpers/processes.js'
-import {cli, cliAsync, listFiles, makeProject, Project, runJs, writeConfig} from '../helpers/project.js'
+import {cli, cliAsync, cliWithin, listFiles, makeProject, Project, runJs, writeConfig} from '../helpers/project.js'
 
 const TABLES = ['customers', 'files', 'audit']
 
@@ -214,10 +214,7 @@ describe('MySQL/MariaDB (real server)', function () {
     // (LOCK TABLES ... READ) waits for it, and every write after it waits behind that.
     const session = await db.holding('shop', 'UPDATE customers SET updated = updated + 1 WHERE id = 1')
     try {
-      const created = await Promise.race([
-        cli(project, ['create', '--db-only', '--json'], env),
-        sleep(60_000).then(() => ({json: () => null, status: 'still waiting after 60 s', stderr: ''})),
-      ])
+      const created = await cliWithin(60_000, project, ['create', '--db-only', '--json'], env)
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as {id: string}
       const manifest = JSON.parse(readFileSync(join(project.store, 'shop', 'live', id, 'manifest.json'), 'utf8')) as {
@@ -232,18 +229,12 @@ describe('MySQL/MariaDB (real server)', function () {
   it("a restore that waits for a lock the app's session holds fails after the stall timeout, naming it", async () => {
     const project = makeProject()
     configure(project)
-    const env = {DATABASE_URL: db.url('shop'), DIVIO_BACKUP_STALL_SECONDS: '2'}
-    const created = await cli(project, ['create', '--db-only', '--json'], env)
-    expect(created.status, created.stderr).to.equal(0)
-    const {id} = created.json() as {id: string}
+    const {env, id} = await backedUpWithStall(project, db.url('shop'), 2)
     const before = checksums(db, 'shop')
     // A transaction that has read the first table of the dump holds its metadata lock: DROP TABLE waits.
     const session = await db.holding('shop', 'SELECT count(*) FROM audit')
     try {
-      const restored = await Promise.race([
-        cli(project, ['restore', id, '--db-only', '--confirm', 'live', '--no-safety-backup'], env),
-        sleep(120_000).then(() => ({status: 'still waiting after 120 s', stderr: ''})),
-      ])
+      const restored = await restoredOverLive(project, id, env)
       expect(restored.status).to.equal(1)
       expect(restored.stderr).to.match(/stopped at the first error: .*Lock wait timeout exceeded/)
       expect(restored.stderr).to.include('Another session held a lock on the target for 2 s')

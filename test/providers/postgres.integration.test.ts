@@ -6,10 +6,10 @@ import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {PostgresProvider} from '../../src/providers/database/postgres.js'
-import {backedUpLive, refusedRestore} from '../helpers/live-and-test.js'
+import {backedUpLive, backedUpWithStall, refusedRestore, restoredOverLive} from '../helpers/live-and-test.js'
 import {freePort, postgresBinDir, TestPostgres} from '../helpers/postgres.js'
 import {drillStoppedOnceItsServerRuns, waitForProcess, watch} from '../helpers/processes.js'
-import {cli, cliAsync, listFiles, makeProject, Project, runJs, writeConfig} from '../helpers/project.js'
+import {cli, cliAsync, cliWithin, listFiles, makeProject, Project, runJs, writeConfig} from '../helpers/project.js'
 
 const TABLES = ['customers', 'documents', 'events', 'bulk']
 
@@ -608,10 +608,7 @@ describe('PostgreSQL (real server)', function () {
   it("a restore that waits for a lock the app's session holds fails after the stall timeout, and changes nothing", async () => {
     const project = makeProject()
     configure(project)
-    const env = {DATABASE_URL: pg.url('shop'), DIVIO_BACKUP_STALL_SECONDS: '2'}
-    const created = await cli(project, ['create', '--db-only', '--json'], env)
-    expect(created.status, created.stderr).to.equal(0)
-    const {id} = created.json() as {id: string}
+    const {env, id} = await backedUpWithStall(project, pg.url('shop'), 2)
     const before = checksums(pg, 'shop')
     // What an app in the middle of a transaction holds: DROP TABLE waits for it. Again where the
     // database sets a lock timeout of its own, as platforms do for apps: the restore's wait is its own.
@@ -619,10 +616,7 @@ describe('PostgreSQL (real server)', function () {
       pg.psql('postgres', `ALTER DATABASE shop SET lock_timeout = '${lockTimeout}'`)
       const session = await pg.holding('shop', 'SELECT count(*) FROM customers')
       try {
-        const restored = await Promise.race([
-          cli(project, ['restore', id, '--db-only', '--confirm', 'live', '--no-safety-backup'], env),
-          sleep(120_000).then(() => ({status: 'still waiting after 120 s', stderr: ''})),
-        ])
+        const restored = await restoredOverLive(project, id, env)
         expect(restored.status).to.equal(1)
         expect(restored.stderr, `lock_timeout ${lockTimeout}`).to.match(
           /waited [2-9] s for a lock held by \d+ \(psql, from 127\.0\.0\.1, idle in transaction\), and was rolled back\./,
@@ -644,10 +638,7 @@ describe('PostgreSQL (real server)', function () {
     // What ALTER TABLE holds until its migration commits: pg_dump's own lock on the table waits for it.
     const migration = await pg.holding('shop', 'LOCK TABLE documents IN ACCESS EXCLUSIVE MODE')
     try {
-      const created = await Promise.race([
-        cli(project, ['create', '--db-only'], env),
-        sleep(120_000).then(() => ({status: 'still waiting after 120 s', stderr: ''})),
-      ])
+      const created = await cliWithin(120_000, project, ['create', '--db-only'], env)
       expect(created.status).to.equal(7)
       expect(created.stderr).to.match(
         /^Error: Backup \S+ failed and was not committed: pg_dump waited 2 s to read table public\.documents of postgres\S+, which another session holds exclusively/m,

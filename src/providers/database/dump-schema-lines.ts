@@ -15,10 +15,9 @@ const NEWLINE = 0x0a
 /**
  * `sql`, a dump, with the start of each line where a schema statement may start passed through `map`
  * (as latin1, so that any bytes round-trip): `CREATE …`, `DROP …`, and MySQL's versioned comments
- * (`/*!50001 …`).
- * Rows start with `(` or `INSERT`, and a newline in a value is written escaped, so no line of data is
- * looked at. Memory stays bounded whatever the dump's lines: a line is looked at only as far as
- * SCHEMA_LINE_LOOKAHEAD, and the rest of it passes through as it came.
+ * (`/*!50001 …`). Rows start with `(` or `INSERT`, and a newline in a value is written escaped, so no
+ * line of data is looked at. Memory stays bounded whatever the dump's lines: a line is looked at only
+ * as far as SCHEMA_LINE_LOOKAHEAD, and the rest of it passes through as it came.
  *
  * @yields The dump's bytes: each chunk as it came where `map` changed nothing in it.
  */
@@ -38,8 +37,8 @@ interface Scanned {
   /** Whether the next chunk starts a line. */
   atLineStart: boolean
   /**
-   * The start of a line that may start a schema statement, which the chunk ended in: a copy, since the chunk may
-   * be lent and written over once passed on.
+   * The start of a line that may start a schema statement, which the chunk ended in: a copy, since
+   * the chunk may be lent and written over once passed on.
    */
   held?: Buffer
   /** What to pass on: the chunk itself when nothing in it changed, so that its lender can have it back. */

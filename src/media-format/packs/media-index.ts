@@ -1,5 +1,7 @@
 import {z} from 'zod'
 
+import {keyOfPath} from '../../providers/media/s3-key-paths.js'
+
 /**
  * The media index of an incremental backup (docs/storage.md): one JSON line a media entry, in archive order
  * (the order a media.tar of the backup lists them), after a header line. It is stored gzipped and
@@ -226,8 +228,9 @@ export function keyOrder(a: {path: string; type: string}, b: {path: string; type
   return Buffer.compare(Buffer.from(keyOf(a)), Buffer.from(keyOf(b)))
 }
 
+/** The S3 key an entry stands for, which orders it in the listing (an encoded key's, too: s3-key-paths.ts). */
 function keyOf(entry: {path: string; type: string}): string {
-  return entry.type === 'directory' ? `${entry.path}/` : entry.path
+  return keyOfPath(entry.path, entry.type) ?? `${entry.path}/`
 }
 
 /**

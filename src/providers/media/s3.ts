@@ -13,6 +13,7 @@ import {giveBack} from '../../lib/buffer-loan.js'
 import {isUtf8Name} from '../../lib/byte-names.js'
 import {createS3Client, getObject, s3Failure} from '../../lib/s3.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary} from './port.js'
+import {keyOfPath, KeyPath, S3KeyPaths} from './s3-key-paths.js'
 
 /** Small objects downloaded ahead of the archive writer, at most this many at once. */
 const PREFETCH = 8
@@ -26,7 +27,10 @@ const UPLOADS_IN_FLIGHT = 8
 /**
  * Media in an S3 bucket under a prefix (the platform's DEFAULT_STORAGE_DSN). Every object becomes a
  * file member `media/<key without the prefix>`; zero-byte "folder" objects whose key ends in `/` become
- * folders. The archive's MANIFEST.json records each object's key, size, ETag, Last-Modified and SHA-256.
+ * folders. A key that names no path of its own (`report` beside `report/2024.pdf`, `a//b`) is a file
+ * under `media/.divio-s3-keys/`, named by its encoded key (s3-key-paths.ts), and a restore into a
+ * bucket puts it back under its key. The archive's MANIFEST.json records each object's key, size,
+ * ETag, Last-Modified and SHA-256.
  */
 export class S3MediaProvider implements MediaProvider {
   readonly kind = 's3'
@@ -122,7 +126,8 @@ export class S3MediaProvider implements MediaProvider {
         if (!member.path.startsWith(MEDIA_PREFIX)) continue
         const path = member.path.slice(MEDIA_PREFIX.length).replace(/\/$/, '')
         if (member.type === 'directory') {
-          if (path !== '') track(this.putSmall(`${path}/`, Buffer.alloc(0), options.signal))
+          const marker = folderObjectKey(path)
+          if (marker !== undefined) track(this.putSmall(marker, Buffer.alloc(0), options.signal))
           continue
         }
 
@@ -149,13 +154,14 @@ export class S3MediaProvider implements MediaProvider {
         }
 
         bytes += member.size
+        const key = keyOfPath(path, 'file')!
         if (member.size <= SMALL_OBJECT) {
           const body = await collect(member.body)
           check.add(path, hash.update(body).digest('hex'))
-          restored?.add(path)
+          restored?.add(key)
           objects++
           while (inFlight.size >= UPLOADS_IN_FLIGHT) await Promise.race(inFlight)
-          track(this.putSmall(path, body, options.signal))
+          track(this.putSmall(key, body, options.signal))
           continue
         }
 
@@ -167,13 +173,13 @@ export class S3MediaProvider implements MediaProvider {
         })
         const upload = new Upload({
           client,
-          params: {Body: hashing, Bucket: this.s3.bucket, ContentLength: member.size, Key: `${this.s3.prefix}${path}`},
+          params: {Body: hashing, Bucket: this.s3.bucket, ContentLength: member.size, Key: `${this.s3.prefix}${key}`},
         })
         await Promise.all([pipeline(member.body, hashing), upload.done()]).catch((error: unknown) => {
           throw this.failure(error, `restore ${path}`)
         })
         check.add(path, hash.digest('hex'))
-        restored?.add(path)
+        restored?.add(key)
         objects++
       }
 
@@ -202,7 +208,7 @@ export class S3MediaProvider implements MediaProvider {
     let deleted = 0
     const extras: string[] = []
     for await (const entry of this.list(signal ?? new AbortController().signal)) {
-      if (entry.type === 'file' && !keep.has(entry.path)) extras.push(entry.key!)
+      if (entry.type === 'file' && !keep.has(entry.key.slice(this.s3.prefix.length))) extras.push(entry.key)
     }
 
     for (const key of extras) {
@@ -252,6 +258,7 @@ export class S3MediaProvider implements MediaProvider {
   private async *list(signal: AbortSignal): AsyncIterable<MediaEntry & {key: string}> {
     const {ListObjectsV2Command} = await import('@aws-sdk/client-s3')
     const client = await this.client()
+    const paths = new S3KeyPaths()
     let ContinuationToken: string | undefined
     do {
       const page = await client
@@ -263,19 +270,38 @@ export class S3MediaProvider implements MediaProvider {
         })
       for (const object of page.Contents ?? []) {
         const key = object.Key!
-        const path = key.slice(this.s3.prefix.length)
-        if (path === '') continue
-        const common = {etag: object.ETag, key, mode: 0o644, mtime: object.LastModified ?? new Date(0)}
-        yield path.endsWith('/')
-          ? {...common, mode: 0o755, path: path.slice(0, -1), size: 0, type: 'directory'}
-          : {...common, path, size: object.Size ?? 0, type: 'file'}
+        const relative = key.slice(this.s3.prefix.length)
+        if (relative === '') continue
+        const size = object.Size ?? 0
+        const {path, type} = this.pathOf(paths, relative, size)
+        const common = {etag: object.ETag, key, mtime: object.LastModified ?? new Date(0), path}
+        yield type === 'directory'
+          ? {...common, mode: 0o755, size: 0, type: 'directory'}
+          : {...common, mode: 0o644, size, type: 'file'}
       }
 
       ContinuationToken = page.IsTruncated ? page.NextContinuationToken : undefined
     } while (ContinuationToken)
   }
 
-  private async putSmall(path: string, body: Buffer, signal?: AbortSignal): Promise<void> {
+  /** A key's path in the archive (s3-key-paths.ts); a listing out of key order fails the command. */
+  private pathOf(paths: S3KeyPaths, key: string, size: number): KeyPath {
+    try {
+      return paths.next(key, size)
+    } catch (error) {
+      throw new BackupError(
+        'CONFIG_INVALID',
+        `The media in ${this.location} cannot be read as an archive: ${(error as Error).message}.`,
+        {
+          suggestion:
+            'The backup needs a listing in key order, as S3 gives it (an S3 Express directory bucket does not): keep the media in a general purpose bucket.',
+        },
+      )
+    }
+  }
+
+  /** Puts one object; `key` is relative to the prefix. */
+  private async putSmall(key: string, body: Buffer, signal?: AbortSignal): Promise<void> {
     const {PutObjectCommand} = await import('@aws-sdk/client-s3')
     const client = await this.client()
     await client.send(
@@ -283,7 +309,7 @@ export class S3MediaProvider implements MediaProvider {
         Body: body,
         Bucket: this.s3.bucket,
         ContentLength: body.length,
-        Key: `${this.s3.prefix}${path}`,
+        Key: `${this.s3.prefix}${key}`,
       }),
       {abortSignal: signal},
     )
@@ -301,6 +327,14 @@ async function* readMediaArchive(tar: Readable): AsyncGenerator<TarMember> {
       suggestion: 'Nothing after the damage was restored; restore from another backup.',
     })
   }
+}
+
+/**
+ * The key of the folder object that a folder of the archive stands for: none for the media root, nor
+ * for the folders that only hold encoded keys (s3-key-paths.ts).
+ */
+function folderObjectKey(path: string): string | undefined {
+  return path === '' ? undefined : keyOfPath(path, 'directory')
 }
 
 async function collect(stream: Readable): Promise<Buffer> {

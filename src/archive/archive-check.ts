@@ -24,9 +24,10 @@ export interface ArchiveSummary {
  * manifest are right, can still list other contents than it holds.
  *
  * The media of a folder (`source` filesystem) is also checked as a tree, as extraction into a folder
- * finds it: no member below a file, and no file or link where a folder is. A bucket's keys may be both
- * (`photos` and `photos/1.jpg`), and go back to a bucket as they are. Every path is remembered in a
- * {@link PathTable}, 12 bytes each.
+ * finds it: no member below a file, and no file or link where a folder is. A bucket's keys go back to
+ * a bucket as they are: a backup made before keys were encoded (s3-key-paths.ts) may hold a key that is
+ * both (`photos` and `photos/1.jpg`), and a restore into a bucket checks it the same way. Every path is
+ * remembered in a {@link PathTable}, 12 bytes each.
  */
 export async function checkMediaArchive(
   tar: Readable,

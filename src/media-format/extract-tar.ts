@@ -1,3 +1,4 @@
+import {checkMediaArchive} from '../archive/archive-check.js'
 import {extractMediaArchive, ExtractOptions, ExtractSummary} from '../archive/extract.js'
 import {BackupError} from '../errors.js'
 import {removeTree} from '../lib/remove-tree.js'
@@ -35,4 +36,33 @@ export async function extractTarStream(
   }
 
   return summary
+}
+
+/**
+ * Checks media.tar as it is read, as verify checks it (checkMediaArchive), and writes nothing: for a
+ * target that takes the members back as keys (a bucket), where extracting the archive into a folder
+ * first would cost its whole size in plaintext, and refuse keys that are a file and the folder of
+ * others, which backups made before s3-key-paths.ts hold. A failed read is reported first, as above.
+ */
+export async function checkTarStream(
+  {checked, stream}: TarStream,
+  source: 'filesystem' | 's3',
+  signal: AbortSignal,
+): Promise<void> {
+  const stop = () => stream.destroy(signal.reason as Error)
+  signal.addEventListener('abort', stop, {once: true})
+  try {
+    signal.throwIfAborted()
+    await checkMediaArchive(stream, source)
+  } catch (error) {
+    stream.destroy()
+    await checked.catch((error_: unknown) => {
+      if (error_ instanceof ObjectCheckError || error_ instanceof BackupError) throw error_
+    })
+    throw signal.aborted ? signal.reason : error
+  } finally {
+    signal.removeEventListener('abort', stop)
+  }
+
+  await checked
 }

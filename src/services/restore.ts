@@ -6,7 +6,7 @@ import {ExtractSummary} from '../archive/extract.js'
 import {BackupError} from '../errors.js'
 import {printableName} from '../lib/byte-names.js'
 import {makeStagingDir, removeStagingDir, tempFolderError} from '../lib/staging.js'
-import {extractTarStream} from '../media-format/extract-tar.js'
+import {checkTarStream} from '../media-format/extract-tar.js'
 import {storedMedia} from '../media-format/index.js'
 import {TarStream} from '../media-format/port.js'
 import {databaseProviderFor} from '../providers/database/index.js'
@@ -245,8 +245,8 @@ async function checkDatabaseTarget(target: BackupContext): Promise<void> {
 
 /**
  * Writes and checks the media before anything else happens: tar safety, every file, and everything it
- * was read from. A folder target keeps what was written, ready to swap in; for a bucket, the staged
- * archive is checked in a staging folder that is removed again.
+ * was read from. A folder target keeps what was written, ready to swap in; for a bucket, which takes
+ * the members back as keys, the staged archive is read through and checked as verify checks it.
  */
 async function prepareMedia(
   target: BackupContext,
@@ -254,14 +254,10 @@ async function prepareMedia(
   staged: StagedRestore,
 ): Promise<{prepared?: PreparedMediaRestore; provider: MediaProvider}> {
   const provider = mediaProviderFor(target.env.media!)
-  const check = provider.prepare ? undefined : await makeStagingDir(target.tempRoot, 'restore-apply')
   try {
     if (provider.prepare)
       return {prepared: await provider.prepare(staged.extractMedia!, {signal: target.signal}), provider}
-    await extractTarStream(await staged.media!(), join(check!, 'media'), {
-      expectedFiles: plan.manifest.components.media?.files,
-      signal: target.signal,
-    })
+    await checkTarStream(await staged.media!(), provider.kind, target.signal)
     return {provider}
   } catch (error) {
     // Stopped by SIGINT/SIGTERM: whatever broke on the way down, the user asked to stop.
@@ -269,9 +265,7 @@ async function prepareMedia(
     // A full temp folder (the decrypted index of packs) comes as the file system's own error: named
     // here, where the temp folder is known, and then said to have changed nothing, as a folder's is.
     const inTemp = tempFolderError(error, target.tempRoot)
-    throw untouched(inTemp ?? error, plan.manifest.id, provider.location, check === undefined && !inTemp)
-  } finally {
-    if (check) await removeStagingDir(check)
+    throw untouched(inTemp ?? error, plan.manifest.id, provider.location, provider.prepare !== undefined && !inTemp)
   }
 }
 

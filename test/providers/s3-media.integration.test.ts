@@ -6,11 +6,15 @@ import {createReadStream, mkdirSync, readFileSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
+import {parseRecipient} from '../../src/archive/age-keys.js'
+import {createEncryptStream} from '../../src/archive/age.js'
 import {parseS3Location} from '../../src/config/s3-location.js'
 import {BackupError} from '../../src/errors.js'
 import {S3MediaProvider} from '../../src/providers/media/s3.js'
-import {cli, makeProject} from '../helpers/project.js'
+import {CraftedMember, craftTar, listingFor} from '../helpers/crafted-tar.js'
+import {cli, makeProject, writeSignedManifest} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
+import {collect} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
 
@@ -275,6 +279,50 @@ describe('S3 media (s3rver)', function () {
     const restored = await contentsOf(s3, bucket, 'media/')
     expect(restored.get('a.b')).to.equal(createHash('sha256').update('dot').digest('hex'))
     expect(restored.has('uploads/new.bin')).to.equal(true) // restore without --clean keeps what is new
+  })
+
+  it('a backup made before keys were encoded, with a key that is a file and the folder of others: verify passes it, and it restores into a bucket as keys', async () => {
+    const bucket = 'keys-before'
+    await s3.createBucket(bucket)
+    await putAll(s3, bucket, 'media/', new Map([['report', Buffer.from('placeholder')]]))
+    const project = makeProject()
+    project.env.DEFAULT_STORAGE_DSN = s3.dsn(bucket, 'media/')
+    const created = await cli(project, ['create', '--media-only', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    // The archive as backups wrote it before: each key under its own name.
+    const file = (path: string, body: string): CraftedMember => ({body, path, type: 'File'})
+    const tar = craftTar([
+      file('media/report', 'the report'),
+      file('media/report/2024.pdf', 'the report of 2024'),
+      listingFor([
+        {body: 'the report', path: 'report'},
+        {body: 'the report of 2024', path: 'report/2024.pdf'},
+      ]),
+    ])
+    const recipient = /# public key: (\S+)/.exec(readFileSync(project.identityFile, 'utf8'))![1]
+    const sealed = await collect(Readable.from([tar]).pipe(createEncryptStream([parseRecipient(recipient)])))
+    const folder = join(project.store, 'shop', 'local', id)
+    writeFileSync(join(folder, 'media.tar.age'), sealed)
+    const manifest = JSON.parse(readFileSync(join(folder, 'manifest.json'), 'utf8')) as {
+      components: {media: {object: {bytes: number; sha256: string}; plaintext: {bytes: number; sha256: string}}}
+    }
+    const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')
+    manifest.components.media.object = {...manifest.components.media.object, bytes: sealed.length, sha256: sha(sealed)}
+    manifest.components.media.plaintext = {bytes: tar.length, sha256: sha(tar)}
+    writeSignedManifest(project, join(folder, 'manifest.json'), manifest)
+
+    const verified = await cli(project, ['verify', id])
+    expect(verified.status, verified.stdout + verified.stderr).to.equal(0)
+    await s3.client().send(new DeleteObjectCommand({Bucket: bucket, Key: 'media/report'}))
+    const restored = await cli(project, ['restore', id, '--media-only', '--confirm', 'local', '--no-safety-backup'])
+    expect(restored.status, restored.stderr).to.equal(0)
+    expect(await contentsOf(s3, bucket, 'media/')).to.deep.equal(
+      new Map([
+        ['report', sha(Buffer.from('the report'))],
+        ['report/2024.pdf', sha(Buffer.from('the report of 2024'))],
+      ]),
+    )
   })
 
   for (const format of ['tar', 'packs'] as const) {

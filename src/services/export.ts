@@ -16,6 +16,7 @@ import {exportPacks} from '../media-format/packs/export.js'
 import {exportRecipe} from '../media-format/packs/recipe.js'
 import {OwnObject, StoredMedia} from '../media-format/port.js'
 import {DEFINERS_SED} from '../providers/database/mysql-definers.js'
+import {ENCODED_KEYS_SH, KEYS_FOLDER} from '../providers/media/s3-key-paths.js'
 import {catalogOf, objectKey} from './catalog.js'
 import {BackupContext} from './context.js'
 import {extensionOf, refuseSharedOutput} from './download.js'
@@ -334,7 +335,12 @@ Media (media.tar, a POSIX tar):
     tar -xf media.tar -C /path/to/parent media
     # MANIFEST.json lists every file with its size, mode, mtime and SHA-256
     # (and for media from S3, its key, ETag and Last-Modified).
-    # To put media back into a bucket: aws s3 sync /path/to/parent/media s3://BUCKET/PREFIX
+    # To put media back into a bucket:
+    aws s3 sync /path/to/parent/media s3://BUCKET/PREFIX --exclude '${KEYS_FOLDER}/*'
+    # A key that names no path of its own (a file that is also the folder of others, a folder
+    # object that holds bytes) is a file under media/${KEYS_FOLDER}/, named by the key with
+    # %, / and ~ written as %25, %2F and %7E, and a ~ at the end; to put those back:
+    ${ENCODED_KEYS_SH.replaceAll('\n', '\n    ')}
 `
 }
 

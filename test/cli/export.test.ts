@@ -4,6 +4,7 @@ import {existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writ
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import {ENCODED_KEYS_SH} from '../../src/providers/media/s3-key-paths.js'
 import {watch} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
 
@@ -54,6 +55,8 @@ describe('export', function () {
     expect(index.backups[0].files).to.have.length(3)
     const readme = readFileSync(join(out, 'README.txt'), 'utf8')
     for (const tool of ['pg_restore', 'mysql', 'sqlite3', 'tar -xf']) expect(readme).to.include(tool)
+    // The by-hand lines for a bucket's encoded keys, as the S3 media test runs them.
+    expect(readme).to.include(ENCODED_KEYS_SH.replaceAll('\n', '\n    '))
   })
 
   it('--raw exports the age objects as stored, which age -d, sqlite3 and tar turn back into the data', async () => {

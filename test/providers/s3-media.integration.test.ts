@@ -10,6 +10,7 @@ import {parseRecipient} from '../../src/archive/age-keys.js'
 import {createEncryptStream} from '../../src/archive/age.js'
 import {parseS3Location} from '../../src/config/s3-location.js'
 import {BackupError} from '../../src/errors.js'
+import {ENCODED_KEYS_SH} from '../../src/providers/media/s3-key-paths.js'
 import {S3MediaProvider} from '../../src/providers/media/s3.js'
 import {CraftedMember, craftTar, listingFor} from '../helpers/crafted-tar.js'
 import {cli, makeProject, writeSignedManifest} from '../helpers/project.js'
@@ -341,6 +342,8 @@ describe('S3 media (s3rver)', function () {
         ['report/2024.pdf', randomBytes(3000)],
         ['report/2024/q1.pdf', randomBytes(MiB + 3)],
         ['report/', Buffer.alloc(0)],
+        ['report/literal%2F.txt', Buffer.from('a literal %2F, which is no slash')],
+        [String.raw`report/50% ~off\x.pdf`, Buffer.from('escapes of its own')],
       ])
       await putAll(s3, bucket, 'media/', objects)
       const original = await contentsOf(s3, bucket, 'media/')
@@ -350,7 +353,7 @@ describe('S3 media (s3rver)', function () {
       const created = await cli(project, ['create', '--media-only', '--json'])
       expect(created.status, created.stderr).to.equal(0)
       // Every object is a file, but the folder markers `photos/` and `report/` (`report/` encoded: `report` is a file).
-      expect((created.json() as {components: {media: {files: number}}}).components.media.files).to.equal(8)
+      expect((created.json() as {components: {media: {files: number}}}).components.media.files).to.equal(10)
 
       const out = join(project.root, 'downloaded')
       expect((await cli(project, ['download', 'latest', '--media-only', '-o', out])).status).to.equal(0)
@@ -369,6 +372,28 @@ describe('S3 media (s3rver)', function () {
         if (key.endsWith('/') && body.length === 0) continue
         expect(readFileSync(join(tree, 'media', pathOf.get(key)!)).equals(body), key).to.equal(true)
       }
+
+      // By hand, as the export's README.txt says: the encoded keys go back under their own keys (an
+      // `aws` that records what it is asked to copy stands in for the AWS CLI).
+      const bin = join(project.root, 'bin')
+      mkdirSync(bin)
+      writeFileSync(
+        join(bin, 'aws'),
+        '#!/bin/sh\nprintf "%s %s\\n" "$4" "$(sha256sum < "$3" | cut -c1-64)" >> "$COPIED"\n',
+        {
+          mode: 0o755,
+        },
+      )
+      const recipe = ENCODED_KEYS_SH.replace('/path/to/parent', tree).replace('BUCKET/PREFIX', `${bucket}/media`)
+      const copied = join(project.root, 'copied.txt')
+      execFileSync('sh', ['-c', recipe], {env: {...process.env, COPIED: copied, PATH: `${bin}:${process.env.PATH}`}})
+      const byHand = readFileSync(copied, 'utf8').trim().split('\n').sort()
+      const encoded = [...objects].filter(([key]) => pathOf.get(key)?.startsWith('.divio-s3-keys/'))
+      expect(byHand).to.deep.equal(
+        encoded
+          .map(([key, body]) => `s3://${bucket}/media/${key} ${createHash('sha256').update(body).digest('hex')}`)
+          .sort(),
+      )
 
       expect((await cli(project, ['verify', 'latest'])).status).to.equal(0)
       // Into the emptied bucket, through the restore command's own checks: every key back, byte for byte.

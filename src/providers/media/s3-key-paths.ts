@@ -21,6 +21,17 @@
 
 /** The folder, under the media root, of the keys that are not paths. */
 export const KEYS_FOLDER = '.divio-s3-keys'
+
+/**
+ * Puts the encoded keys of an extracted media.tar back into a bucket by hand, with `sh`, `find`, `tr`,
+ * `sed` and the AWS CLI (export's README.txt): the folders are only where a name was cut, and `%25`
+ * is decoded last, so that what it gives back is not decoded again. A key with a line break or a NUL
+ * needs MANIFEST.json's `key` instead.
+ */
+export const ENCODED_KEYS_SH = `cd /path/to/parent/media/${KEYS_FOLDER} && find . -type f | while IFS= read -r file; do
+  key=$(printf '%s' "\${file#./}" | tr -d / | sed 's/~$//; s/%2F/\\//g; s/%7E/~/g; s/%25/%/g')
+  aws s3 cp "$file" "s3://BUCKET/PREFIX/$key"
+done`
 /** A segment of an encoded key, in bytes: under every file system's name limit, with room for a `~`. */
 const SEGMENT_BYTES = 200
 /** The longest segment a file system takes (NAME_MAX on Linux, and the limit of most others). */

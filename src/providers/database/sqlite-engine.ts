@@ -1,5 +1,7 @@
 import {createRequire} from 'node:module'
 import {basename, dirname, resolve} from 'node:path'
+import {performance} from 'node:perf_hooks'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {BackupError} from '../../errors.js'
 import {ProcessError, run} from '../../lib/process.js'
@@ -18,7 +20,7 @@ export interface SqliteEngine {
    * that its mode is the caller's). Rejects with the engine's error; `isWriteFailure` tells whether
    * the destination, rather than the source, was at fault.
    */
-  backup(source: string, destination: string, options: {signal?: AbortSignal}): Promise<void>
+  backup(source: string, destination: string, options: BackupOptions): Promise<void>
   /** Whether a failure of `backup` was in writing the copy (a full or unwritable folder). */
   isWriteFailure(error: unknown): boolean
   readonly name: SqliteEngineName
@@ -28,11 +30,68 @@ export interface SqliteEngine {
   rows(path: string, sql: string, options: {signal?: AbortSignal}): Promise<Record<string, unknown>[]>
 }
 
+export interface BackupOptions {
+  /**
+   * How long the copy waits for a lock that the app holds (its commits, in rollback-journal mode),
+   * before it fails with SQLite's "database is locked" (see isLocked): the app's commits take
+   * milliseconds; only something that holds the database longer (a migration, a VACUUM) makes it wait.
+   */
+  busyTimeoutMs: number
+  signal?: AbortSignal
+}
+
+/** Whether a failure of `backup` was SQLite's: another connection held the database past the busy timeout. */
+export function isLocked(error: unknown): boolean {
+  return /database is locked|SQLITE_BUSY/i.test(error instanceof Error ? error.message : String(error))
+}
+
 export type SqliteEngineName = 'better-sqlite3' | 'cli' | 'node'
 
 export const SQLITE_ENGINES: readonly SqliteEngineName[] = ['node', 'better-sqlite3', 'cli']
 
 const require = createRequire(import.meta.url)
+
+/**
+ * The whole copy is taken in one read transaction, opened on the connection that copies. SQLite's
+ * online backup, run in steps outside one, starts over whenever another connection commits: a database
+ * that the app writes to more often than a copy takes (a few times a second, for a few hundred MB) was
+ * copied again and again, for good; and in rollback-journal mode a step that met a commit failed the
+ * backup as locked. In one read transaction the copy is one snapshot: in WAL mode the app's writes go
+ * on beside it; in rollback-journal mode they wait for it, as for any reader.
+ */
+const SNAPSHOT_READ = 'SELECT count(*) FROM sqlite_master'
+/** How often an in-process engine tries again for a lock that another connection holds. */
+const LOCK_POLL_MS = 25
+
+/**
+ * Opens the copy's read transaction on an in-process connection. The lock is waited for here, between
+ * tries, and not by SQLite's busy handler, which sleeps inside the call: on this thread, a wait of a
+ * minute that no signal could end.
+ */
+async function beginSnapshot(
+  database: {exec(sql: string): void; prepare(sql: string): {all(): unknown[]}},
+  {busyTimeoutMs, signal}: BackupOptions,
+): Promise<void> {
+  database.exec('PRAGMA busy_timeout = 0; BEGIN')
+  const deadline = performance.now() + busyTimeoutMs
+  for (;;) {
+    try {
+      // Prepared each time: preparing reads the schema, which takes the lock too.
+      database.prepare(SNAPSHOT_READ).all()
+      return
+    } catch (error) {
+      if (!isLocked(error) || performance.now() >= deadline) throw error
+    }
+
+    await sleep(LOCK_POLL_MS, undefined, {signal})
+  }
+}
+
+/** The same for the sqlite3 program, whose busy handler may wait: it is a process of its own, which a signal stops. */
+function snapshotCommands(busyTimeoutMs: number): string[] {
+  const sql = `PRAGMA busy_timeout = ${Math.round(busyTimeoutMs)}; BEGIN; ${SNAPSHOT_READ};`
+  return ['-cmd', '.output /dev/null', '-cmd', sql, '-cmd', '.output']
+}
 
 /** SQLite's codes for a copy it could not write: the destination's fault, not the database's. */
 const WRITE_FAILURE_CODES = new Set([
@@ -49,6 +108,7 @@ interface NodeSqlite {
 }
 interface NodeSqliteDatabase {
   close(): void
+  exec(sql: string): void
   prepare(sql: string): {all(): Record<string, unknown>[]; get(): Record<string, unknown> | undefined}
 }
 
@@ -56,9 +116,10 @@ function nodeEngine(): SqliteEngine | undefined {
   const sqlite = loadQuietly<NodeSqlite>('node:sqlite')
   if (typeof sqlite?.backup !== 'function') return undefined
   return {
-    async backup(source, destination) {
+    async backup(source, destination, options) {
       const database = new sqlite.DatabaseSync(source, {readOnly: true})
       try {
+        await beginSnapshot(database, options)
         await sqlite.backup(database, destination)
       } finally {
         database.close()
@@ -93,6 +154,7 @@ interface BetterSqlite3 {
   ): {
     backup(path: string): Promise<unknown>
     close(): void
+    exec(sql: string): void
     pragma(source: string, options: {simple: true}): unknown
     prepare(sql: string): {all(): Record<string, unknown>[]}
   }
@@ -110,9 +172,10 @@ function betterSqlite3Engine(): SqliteEngine | undefined {
   }
 
   return {
-    async backup(source, destination) {
+    async backup(source, destination, options) {
       const database = new Database(source, {fileMustExist: true, readonly: true})
       try {
+        await beginSnapshot(database, options)
         await database.backup(destination)
       } finally {
         database.close()
@@ -147,12 +210,14 @@ async function cliEngine(): Promise<SqliteEngine | undefined> {
   }
 
   return {
-    async backup(source, destination, {signal}) {
+    async backup(source, destination, {busyTimeoutMs, signal}) {
       // The destination is named relative to its folder, so that no path needs quoting in a dot-command.
-      await run('sqlite3', ['-batch', '-bail', '-readonly', resolve(source), `.backup ${basename(destination)}`], {
-        cwd: dirname(destination),
-        signal,
-      })
+      const snapshot = snapshotCommands(busyTimeoutMs)
+      await run(
+        'sqlite3',
+        ['-batch', '-bail', '-readonly', ...snapshot, resolve(source), `.backup ${basename(destination)}`],
+        {cwd: dirname(destination), signal},
+      )
     },
     isWriteFailure: (error) =>
       error instanceof ProcessError &&

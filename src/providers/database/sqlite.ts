@@ -15,9 +15,11 @@ import {startReaper} from '../../lib/process.js'
 import {canCompress} from '../../lib/zstd.js'
 import {sqliteFacts} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot, RestoreOptions, SnapshotOptions} from './port.js'
-import {sqliteEngine} from './sqlite-engine.js'
+import {isLocked, sqliteEngine} from './sqlite-engine.js'
 
 const READ_CHUNK = 1024 * 1024
+/** How long a copy waits for a lock that another connection holds, where the caller does not say (half the default stall timeout). */
+const LOCK_WAIT_MS = 60_000
 
 /**
  * The restore's guard (see restore): $1 the restored copy, then each companion's aside and live names.
@@ -140,7 +142,12 @@ export class SqliteProvider implements DatabaseProvider {
 
       await moveAside(companions, movedAside)
       await syncPath(folder)
-      await (inPlace ? (await sqliteEngine()).backup(fresh, target, {signal: options.signal}) : rename(fresh, target))
+      await (inPlace
+        ? (await sqliteEngine()).backup(fresh, target, {
+            busyTimeoutMs: options.lockWaitMs ?? LOCK_WAIT_MS,
+            signal: options.signal,
+          })
+        : rename(fresh, target))
     } catch (error) {
       const stranded: string[] = []
       for (const {aside, live} of movedAside) await rename(aside, live).catch(() => stranded.push(aside))
@@ -180,7 +187,12 @@ export class SqliteProvider implements DatabaseProvider {
     await syncPath(folder)
   }
 
-  async snapshot({countRows = true, signal, tempDir}: SnapshotOptions): Promise<DatabaseSnapshot> {
+  async snapshot({
+    countRows = true,
+    lockWaitMs = LOCK_WAIT_MS,
+    signal,
+    tempDir,
+  }: SnapshotOptions): Promise<DatabaseSnapshot> {
     const info = await stat(this.path).catch(() => {})
     if (!info?.isFile()) {
       throw new BackupError('SOURCE_UNAVAILABLE', `The SQLite database ${this.path} does not exist.`, {
@@ -195,10 +207,22 @@ export class SqliteProvider implements DatabaseProvider {
     })
     const engine = await sqliteEngine()
     try {
-      await engine.backup(this.path, copyPath, {signal})
+      await engine.backup(this.path, copyPath, {busyTimeoutMs: lockWaitMs, signal})
     } catch (error) {
       await rm(copyPath, {force: true})
       if (engine.isWriteFailure(error)) throw stagingFailure(error, tempDir)
+      if (isLocked(error)) {
+        throw new BackupError(
+          'SOURCE_UNAVAILABLE',
+          `The SQLite database ${this.path} stayed locked by another connection for ${Math.round(lockWaitMs / 1000)} s: something held it the whole time (a migration, a VACUUM, a long transaction).`,
+          {
+            cause: error,
+            suggestion:
+              "Take the backup once that is done (the app's own commits only make it wait a moment each). DIVIO_BACKUP_STALL_SECONDS (twice the wait) sets how long a backup waits.",
+          },
+        )
+      }
+
       throw new BackupError(
         'SOURCE_UNAVAILABLE',
         `Cannot read the SQLite database ${this.path}: ${(error as Error).message}.`,

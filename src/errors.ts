@@ -244,6 +244,33 @@ export function describeReadError(error: unknown): string {
   return describeCause(error)
 }
 
+/** A source (a database, the media) that failed as it was read, for a cause this tool has no words of its own for. */
+export function sourceReadFailure(error: unknown, location: string): BackupError {
+  if ((error as NodeJS.ErrnoException | undefined)?.code === 'ENAMETOOLONG') return pathTooLong(error, location)
+  return new BackupError('SOURCE_UNAVAILABLE', `Reading ${location} failed: ${describeCause(error)}.`, {
+    cause: error,
+    suggestion: 'Check that the source is reachable and readable, then run the command again.',
+  })
+}
+
+/**
+ * A read under a path longer than the system names a file by (PATH_MAX): a tree nested that deep.
+ * The path is named by its start, not whole (it is some 4 KB long): `path`, else the error's own.
+ */
+export function pathTooLong(error: unknown, location: string, path?: string): BackupError {
+  const {message, path: errorPath} = error as NodeJS.ErrnoException
+  const named = path ?? (typeof errorPath === 'string' ? errorPath : /'([^']*)'/.exec(String(message))?.[1])
+  return new BackupError(
+    'SOURCE_UNAVAILABLE',
+    `Reading ${location} failed: a path in it is longer than this system names a file by (ENAMETOOLONG, 4,096 bytes on Linux)${named ? `: ${named.slice(0, 120)}…` : ''}.`,
+    {
+      cause: error,
+      suggestion:
+        'Move or rename the folders on the way to it, so that its whole path is shorter (a backup names every file by it), then run the command again.',
+    },
+  )
+}
+
 /** Whether `error` is the system's own (an errno), not a program's or this tool's. */
 export function isSystemError(error: unknown): error is NodeJS.ErrnoException {
   const {code} = (error ?? {}) as NodeJS.ErrnoException

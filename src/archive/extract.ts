@@ -303,6 +303,18 @@ function extractionError(error: Error, root: string): Error {
 
   const target = targetFailure(error, `the media into ${dirname(root)}`)
   if (target) return target
+  if ((error as NodeJS.ErrnoException).code === 'ENAMETOOLONG') {
+    // The path is not named: it is some 4 KB long.
+    return new BackupError(
+      'OUTPUT_UNAVAILABLE',
+      `A file of the backup cannot be extracted into ${dirname(root)}: its path there is longer than this system names a file by (ENAMETOOLONG, 4,096 bytes on Linux). The backup is not damaged.`,
+      {
+        cause: error,
+        suggestion:
+          'The restore extracts beside the media folder first, under a longer name than its own. Extract by hand, which names each file from its folder: `divio app backup download ID --media-only`, then `tar -xf media.tar --strip-components=1 -C <media folder>`, with the app stopped.',
+      },
+    )
+  }
 
   return new BackupError('INTEGRITY', `The media archive is damaged: ${error.message}.`, {
     cause: error,

@@ -2,7 +2,7 @@ import {createHash, Hash} from 'node:crypto'
 import {open} from 'node:fs/promises'
 import {Readable} from 'node:stream'
 
-import {BackupError, describeReadError, isSystemError} from '../errors.js'
+import {BackupError, describeReadError, isSystemError, pathTooLong} from '../errors.js'
 import {BufferLender, giveBack} from '../lib/buffer-loan.js'
 import {decodeName, printableName} from '../lib/byte-names.js'
 import {deferred} from '../lib/deferred.js'
@@ -88,6 +88,7 @@ export function mediaReadFailure(error: unknown, entry: MediaEntry): unknown {
   if (entry.localPath === undefined || !isSystemError(error)) return error
   const {localPath} = entry
   const path = printableName(typeof localPath === 'string' ? localPath : decodeName(localPath))
+  if (error.code === 'ENAMETOOLONG') return pathTooLong(error, 'the media', path)
   return new BackupError('SOURCE_UNAVAILABLE', `Cannot read the media file ${path}: ${describeReadError(error)}.`, {
     cause: error,
     suggestion:

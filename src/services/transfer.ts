@@ -6,7 +6,7 @@ import {pipeline} from 'node:stream/promises'
 import {HashingStream} from '../archive/hash.js'
 import {createSealStream, Sealing} from '../archive/seal.js'
 import {StoredObject} from '../domain/manifest.js'
-import {BackupError, describeCause, describeIoError, tempFolderFailure} from '../errors.js'
+import {BackupError, describeCause, describeIoError, sourceReadFailure, tempFolderFailure} from '../errors.js'
 import {deferred} from '../lib/deferred.js'
 import {createFileSink} from '../lib/file-sink.js'
 import {StallWatchdog} from '../lib/stall.js'
@@ -290,10 +290,7 @@ class FirstFailure {
       }
 
       default: {
-        return new BackupError('SOURCE_UNAVAILABLE', `Reading ${where.location} failed: ${cause}.`, {
-          cause: error,
-          suggestion: 'Check that the source is reachable and readable, then run the command again.',
-        })
+        return sourceReadFailure(error, where.location)
       }
     }
   }

@@ -239,4 +239,58 @@ describe('restore', function () {
       expect([...after].filter(([path]) => !staged(path))).to.deep.equal([...outside].filter(([path]) => !staged(path)))
       rmSync(join(project.root, '..'), {force: true, recursive: true})
     })
+
+  it('a file whose path fits where it is, but not where the restore extracts it: exit 7, not "damaged", the media as it was, and the by-hand extraction it names restores it', async () => {
+    const project = makeProject()
+    const media = join(project.root, 'media')
+    // Folders of 200 bytes, down to a file whose path is 4,094 bytes: the longest Linux names a file by.
+    let folder = media
+    while (Buffer.byteLength(folder) + 202 < 4085) folder = join(folder, `d${'x'.repeat(199)}`)
+    mkdirSync(folder, {recursive: true})
+    const leaf = join(folder, 'f'.repeat(4094 - Buffer.byteLength(folder) - 1))
+    writeFileSync(leaf, 'deep leaf')
+    const created = await cli(project, ['create', '--media-only', '--json'])
+    expect(created.status, created.stderr).to.equal(0)
+    const {id} = created.json() as {id: string}
+    expect((await cli(project, ['verify', id])).status).to.equal(0)
+    const before = snapshotTree(media)
+
+    const restored = await cli(project, ['restore', id, '--media-only', '--confirm', 'local', '--no-safety-backup'])
+    expect(restored.status, restored.stderr).to.equal(7)
+    expect(restored.stderr).to.include(
+      `A file of the backup cannot be extracted into ${project.root}: its path there is longer than this system names a file by (ENAMETOOLONG, 4,096 bytes on Linux). The backup is not damaged. The media folder ${media} was not changed.`,
+    )
+    expect(snapshotTree(media)).to.deep.equal(before)
+
+    // The suggestion, followed.
+    const out = join(project.root, 'out')
+    expect((await cli(project, ['download', id, '--media-only', '-o', out])).status).to.equal(0)
+    rmSync(leaf)
+    execFileSync('tar', ['-xf', join(out, 'media.tar'), '--strip-components=1', '-C', media])
+    expect(snapshotTree(media)).to.deep.equal(before)
+  })
+
+  for (const format of ['tar', 'packs'])
+    it(`a file nested past the longest path Linux names a file by: create fails as a source it cannot read, naming why, in the ${format} format`, async () => {
+      const project = makeProject()
+      let folder = join(project.root, 'media')
+      while (Buffer.byteLength(folder) < 4200) folder = join(folder, `d${'x'.repeat(199)}`)
+      // Made a folder at a time, from the one above: the whole path is past what one call may name.
+      const python =
+        'import os, sys\nfor name in sys.argv[2:]:\n    os.makedirs(name, exist_ok=True); os.chdir(name)\nopen("leaf.txt", "w").write("deep")'
+      const below = folder.slice(join(project.root, 'media').length + 1).split('/')
+      execFileSync('python3', ['-c', python, 'x', ...below], {cwd: join(project.root, 'media')})
+      try {
+        const created = await cli(project, ['create', '--media-only'], {DIVIO_BACKUP_MEDIA_FORMAT: format})
+        expect(created.status, created.stderr).to.equal(7)
+        expect(created.stderr).to.include(
+          `Reading the media ${join(project.root, 'media')} failed: a path in it is longer than this system names a file by (ENAMETOOLONG, 4,096 bytes on Linux): ${join(project.root, 'media', 'd')}`,
+        )
+        expect(created.stderr).to.include('Move or rename the folders on the way to it')
+        expect((await cli(project, ['list', '--json'])).json()).to.deep.equal([])
+      } finally {
+        // GNU rm walks a folder at a time; Node.js's rm names each file by its whole path, and cannot.
+        execFileSync('rm', ['-rf', join(project.root, 'media', below[0])])
+      }
+    })
 })

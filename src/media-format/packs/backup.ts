@@ -10,7 +10,7 @@ import {CHANGED_WHILE_RUNNING, MediaEntry, mediaReadFailure} from '../../archive
 import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
 import {Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
-import {BackupError} from '../../errors.js'
+import {BackupError, isSystemError, sourceReadFailure} from '../../errors.js'
 import {BufferLender} from '../../lib/buffer-loan.js'
 import {printableName} from '../../lib/byte-names.js'
 import {withPath} from '../../lib/file-sink.js'
@@ -214,7 +214,10 @@ export async function backUpMediaPacks(
       [Symbol.asyncIterator]()
     for (;;) {
       // Reads of the walk and of file contents are watched: a hung mount fails the backup as stalled.
-      const next = await watchdog.race(entries.next())
+      // A walk that fails says so as the tar format's does (its read is the transfer's source).
+      const next = await watchdog.race(entries.next()).catch((error: unknown) => {
+        throw isSystemError(error) ? sourceReadFailure(error, `the media ${provider.location}`) : error
+      })
       if (next.done) break
       watchdog.touch()
       const entry = next.value

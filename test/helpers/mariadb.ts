@@ -26,8 +26,11 @@ export class TestMariadb {
     private readonly socket: string,
   ) {}
 
-  /** `tls`: a certificate and its key, for a server that also takes TLS connections. */
-  static async start(tls?: {cert: string; key: string}): Promise<TestMariadb> {
+  /**
+   * `tls`: a certificate and its key, for a server that also takes TLS connections. `binaryLog`: a
+   * server that keeps one, as replicated and managed servers do (it restricts who may create routines).
+   */
+  static async start(tls?: {cert: string; key: string}, {binaryLog = false} = {}): Promise<TestMariadb> {
     const root = mkdtempSync(join(tmpdir(), 'mariadb-test-'))
     const dataDir = join(root, 'data')
     mkdirSync(dataDir)
@@ -63,7 +66,7 @@ export class TestMariadb {
         `--log-error=${join(root, 'error.log')}`,
         `--tmpdir=${root}`,
         '--innodb-buffer-pool-size=64M',
-        '--skip-log-bin',
+        ...(binaryLog ? [`--log-bin=${join(root, 'binlog')}`, '--server-id=1'] : ['--skip-log-bin']),
         ...(tls ? [`--ssl-cert=${tls.cert}`, `--ssl-key=${tls.key}`] : []),
       ],
       {stdio: 'ignore'},

@@ -456,6 +456,38 @@ describe('MySQL/MariaDB (real server)', function () {
     expect(Date.now() - started).to.be.lessThan(30_000)
   })
 
+  it("a server with a binary log lets only SUPER create functions: the restore as the app's user says what the administrator can do, and after it the restore goes through", async () => {
+    const logging = await TestMariadb.start(undefined, {binaryLog: true})
+    try {
+      const project = makeProject()
+      for (const name of ['logged_live', 'logged_test'])
+        logging.asRoot(
+          `CREATE DATABASE ${name}; CREATE USER '${name}'@'127.0.0.1' IDENTIFIED BY '${name}-pw'; GRANT ALL ON ${name}.* TO '${name}'@'127.0.0.1'`,
+        )
+      // Made by an administrator: while the server keeps a binary log, only SUPER may create a function.
+      logging.asRoot(
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1); CREATE DEFINER = 'logged_live'@'127.0.0.1' FUNCTION twice (x INT) RETURNS INT DETERMINISTIC RETURN x * 2",
+        'logged_live',
+      )
+      const url = (name: string) => `mysql://${name}:${name}-pw@127.0.0.1:${logging.port}/${name}`
+      const id = await backedUpLive(project, {live: url('logged_live'), test: url('logged_test')})
+      const restore = ['restore', id, '--to-env', 'test', '--confirm', 'test', '--no-safety-backup', '--json']
+
+      const refused = await cli(project, restore)
+      expect(refused.status, refused.stdout + refused.stderr).to.equal(1)
+      const {error} = refused.json() as {error: {message: string; suggestion: string}}
+      expect(error.message).to.include('ERROR 1419')
+      expect(error.suggestion).to.include('`SET GLOBAL log_bin_trust_function_creators = 1`')
+      // The suggestion, followed.
+      logging.asRoot('SET GLOBAL log_bin_trust_function_creators = 1')
+      const restored = await cli(project, restore)
+      expect(restored.status, restored.stdout + restored.stderr).to.equal(0)
+      expect(logging.asRoot('SELECT twice(21), COUNT(*) FROM t', 'logged_test').trim()).to.equal('42\t1')
+    } finally {
+      await logging.stop()
+    }
+  })
+
   describe("a DSN that asks for TLS (ssl-mode), with MariaDB's client tools", () => {
     let tlsDb: TestMariadb
     let cert: string

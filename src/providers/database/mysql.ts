@@ -221,9 +221,7 @@ export class MysqlProvider implements DatabaseProvider {
         `The restore into ${this.location} stopped at the first error: ${detail}`,
         {
           cause: error,
-          suggestion: /Lock wait timeout exceeded/.test(detail)
-            ? `Another session held a lock on the target for ${seconds(options.lockWaitMs ?? 0)} s (the app, a worker, a migration): stop it, then run the restore again; statements before the failing one were applied. DIVIO_BACKUP_STALL_SECONDS sets the wait.`
-            : 'Statements before the failing one were applied; restore into an empty database, or fix the cause and run it again.',
+          suggestion: restoreFailureSuggestion(detail, options.lockWaitMs),
         },
       )
     } finally {
@@ -386,4 +384,16 @@ function quoteIdentifier(name: string): string {
 /** Whole seconds, at least 1: what the servers' lock timeouts take. */
 function seconds(ms: number): number {
   return Math.max(1, Math.ceil(ms / 1000))
+}
+
+/** What to do about a restore that stopped at an error of the server's, in the words of that error. */
+function restoreFailureSuggestion(detail: string, lockWaitMs = 0): string {
+  if (/Lock wait timeout exceeded/.test(detail))
+    return `Another session held a lock on the target for ${seconds(lockWaitMs)} s (the app, a worker, a migration): stop it, then run the restore again; statements before the failing one were applied. DIVIO_BACKUP_STALL_SECONDS sets the wait.`
+  // ERROR 1419 (1418 for a function that says nothing of what it reads): while the server keeps a
+  // binary log, creating a function takes SUPER, unless log_bin_trust_function_creators is on; the
+  // definer's rewrite cannot help.
+  if (/ERROR 141[89] \(/.test(detail))
+    return "The server keeps a binary log, and while `log_bin_trust_function_creators` is off, only a user with SUPER may create the backup's functions (and only those declared DETERMINISTIC, NO SQL or READS SQL DATA). Ask an administrator to run `SET GLOBAL log_bin_trust_function_creators = 1` (on Amazon RDS, in the DB parameter group), then run the restore again. Statements before the failing one were applied."
+  return 'Statements before the failing one were applied; restore into an empty database, or fix the cause and run it again.'
 }

@@ -311,7 +311,7 @@ function extractionError(error: Error, root: string): Error {
       {
         cause: error,
         suggestion:
-          'The restore extracts beside the media folder first, under a longer name than its own. Extract by hand, which names each file from its folder: `divio app backup download ID --media-only`, then `tar -xf media.tar --strip-components=1 -C <media folder>`, with the app stopped.',
+          "The restore extracts into a work folder first, whose path is longer than the media folder's own. Extract by hand, which names each file from its folder: `divio app backup download ID --media-only`, then `tar -xf media.tar --strip-components=1 -C <media folder>`, with the app stopped.",
       },
     )
   }

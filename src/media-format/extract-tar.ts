@@ -21,11 +21,7 @@ export async function extractTarStream(
   try {
     summary = await extractMediaArchive(stream, folder, options)
   } catch (error) {
-    stream.destroy()
-    await checked.catch((error_: unknown) => {
-      if (error_ instanceof ObjectCheckError || error_ instanceof BackupError) throw error_
-    })
-    throw error
+    throw await readFailureFirst({checked, stream}, error)
   }
 
   try {
@@ -55,14 +51,22 @@ export async function checkTarStream(
     signal.throwIfAborted()
     await checkMediaArchive(stream, source)
   } catch (error) {
-    stream.destroy()
-    await checked.catch((error_: unknown) => {
-      if (error_ instanceof ObjectCheckError || error_ instanceof BackupError) throw error_
-    })
-    throw signal.aborted ? signal.reason : error
+    throw await readFailureFirst({checked, stream}, signal.aborted ? signal.reason : error)
   } finally {
     signal.removeEventListener('abort', stop)
   }
 
   await checked
+}
+
+/** Stops the read, and gives its own failure where it has one (see extractTarStream), else `error`. */
+async function readFailureFirst({checked, stream}: TarStream, error: unknown): Promise<unknown> {
+  stream.destroy()
+  try {
+    await checked
+  } catch (readError) {
+    if (readError instanceof ObjectCheckError || readError instanceof BackupError) return readError
+  }
+
+  return error
 }

@@ -33,6 +33,7 @@ const BUSY_WRITER = `
 import os, sqlite3, sys, time
 db = sqlite3.connect(sys.argv[1], timeout=120)
 writes = failures = 0
+announced = False
 while not os.path.exists(sys.argv[2]):
     try:
         db.execute('INSERT INTO filler (data) VALUES (?)', (b'w' * 512,))
@@ -41,8 +42,9 @@ while not os.path.exists(sys.argv[2]):
     except sqlite3.OperationalError as error:
         failures += 1
         print(error, file=sys.stderr)
-    if writes == 10:
+    if writes == 10 and not announced:
         print('writing', flush=True)
+        announced = True
     time.sleep(0.002)
 print(writes, failures, flush=True)
 `
@@ -130,7 +132,7 @@ for (const name of available) {
         clearTimeout(hang)
         writeFileSync(stop, '')
         await exited
-        const [writes, failures] = report.split('\n')[1].split(' ').map(Number)
+        const [writes, failures] = report.trim().split('\n').at(-1)!.split(' ').map(Number)
         expect(outcome).to.equal('copied')
         expect(outlasted, 'the copy ended while the app was still writing').to.equal(false)
         expect(failures, "the app's writes all went through").to.equal(0)

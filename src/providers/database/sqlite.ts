@@ -12,14 +12,15 @@ import {processesHolding} from '../../lib/open-files.js'
 import {giveTo, restoredOwner} from '../../lib/owner.js'
 import {restoreTarget} from '../../lib/paths.js'
 import {startReaper} from '../../lib/process.js'
+import {DEFAULT_STALL_SECONDS} from '../../lib/stall.js'
 import {canCompress} from '../../lib/zstd.js'
 import {sqliteFacts} from './facts.js'
 import {DatabaseProvider, DatabaseSnapshot, RestoreOptions, SnapshotOptions} from './port.js'
 import {isLocked, sqliteEngine} from './sqlite-engine.js'
 
 const READ_CHUNK = 1024 * 1024
-/** How long a copy waits for a lock that another connection holds, where the caller does not say (half the default stall timeout). */
-const LOCK_WAIT_MS = 60_000
+/** How long a copy waits for a lock that another connection holds, where the caller does not say: as a backup's would. */
+const LOCK_WAIT_MS = (DEFAULT_STALL_SECONDS * 1000) / 2
 
 /**
  * The restore's guard (see restore): $1 the restored copy, then each companion's aside and live names.

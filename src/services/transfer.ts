@@ -195,8 +195,9 @@ async function putOutput(
   const {key, name, stageIn, stages, store} = options
   if (!staged(options)) return store.put(key, output, {signal})
   const path = join(stageIn!, `${name}.staged`)
+  let sink: undefined | Writable
   try {
-    const sink = stages?.stagingSink?.(path) ?? createFileSink(path, {flags: 'wx', mode: 0o600})
+    sink = stages?.stagingSink?.(path) ?? createFileSink(path, {flags: 'wx', mode: 0o600})
     // Before the pipeline's own listener, which passes the error on to every stage. The sink's own
     // failures name its path; an error it is destroyed with (another stage's) does not.
     sink.on('error', (error: NodeJS.ErrnoException) => {
@@ -205,6 +206,15 @@ async function putOutput(
     await pipeline(output, sink, {signal})
     return await store.putFile(key, path, {onProgress, signal})
   } finally {
+    // A sink destroyed while its file is still being opened (a source that failed at once) creates
+    // the file after the pipeline has failed: removed before that, it would come back, and stay.
+    const opening = sink
+    if (opening !== undefined && !opening.closed) {
+      await new Promise((resolve) => {
+        opening.once('close', resolve)
+      })
+    }
+
     await rm(path, {force: true})
   }
 }

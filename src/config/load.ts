@@ -11,10 +11,15 @@ import {ConfigFile, configSchema, environmentSchema, RetentionPolicy} from './sc
 
 export const CONFIG_RELATIVE_PATH = join('.divio', 'backups.json')
 export const EMBEDDED_ENVIRONMENT = 'local'
-const EMBEDDED_CONFIG = 'embedded default'
+export const EMBEDDED_CONFIG = 'embedded default'
 
 /** Everything a command needs to know about one environment, with defaults applied and paths resolved. */
 export interface ResolvedEnvironment {
+  /**
+   * Where the database or the media is undefined, why: `none`, the config says so; `not found`, it
+   * names none and no default was found here (a variable unset, no db.sqlite3 or media folder).
+   */
+  absent: {database?: 'none' | 'not found'; media?: 'none' | 'not found'}
   app: string
   /** Where the settings came from: a config file path, or `embedded default`. */
   configSource: string
@@ -192,16 +197,17 @@ async function resolveEnvironment(
   if (settings === undefined) throw unknownEnvironment(name, names, configSource)
   const where = (key: string) => `environments.${name}.${key}`
   const defaults = await zeroConfigDefaults(root, variables)
-  const database = settings.database ?? defaults.database
-  const mediaDsn = settings.media ?? defaults.media
-  const media = mediaDsn ? parseMediaDsn(mediaDsn, root, where('media')) : undefined
+  const database = chosenSource(settings.database, defaults.database)
+  const mediaDsn = chosenSource(settings.media, defaults.media)
+  const media = mediaDsn.value ? parseMediaDsn(mediaDsn.value, root, where('media')) : undefined
   const store = parseStoreLocation(settings.store ?? defaults.store, root, where('store'))
   await refuseStoreInsideMedia(store, media)
   return {
+    absent: {database: database.absent, media: mediaDsn.absent},
     app: config.app ?? defaults.app,
     configSource,
     countRows: settings.countRows ?? true,
-    database: database ? parseDatabaseDsn(database, root, where('database')) : undefined,
+    database: database.value ? parseDatabaseDsn(database.value, root, where('database')) : undefined,
     drill: settings.drill,
     knownEnvironments: names,
     media,
@@ -217,6 +223,22 @@ async function resolveEnvironment(
   }
 }
 
+/** The value of `database` or `media` that says an environment has none. */
+export const NONE = 'none'
+
+/**
+ * The database's or the media's DSN: the config's, else the default found here. "none" says the
+ * environment has none on purpose, and a default found here is not taken.
+ */
+function chosenSource(
+  setting: string | undefined,
+  fallback: string | undefined,
+): {absent?: 'none' | 'not found'; value?: string} {
+  if (setting === NONE) return {absent: 'none'}
+  const value = setting ?? fallback
+  return value ? {value} : {absent: 'not found'}
+}
+
 /**
  * What a setting is when nobody set it: the app is named after its folder (so that two apps sharing
  * one store never see, or prune, each other's backups); the database is DATABASE_URL, else
@@ -224,8 +246,6 @@ async function resolveEnvironment(
  * else ./media if it exists or is a link; the store is DIVIO_BACKUP_STORE, else ./.divio/backups.
  */
 async function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
-  const sqlitePath = join(root, 'db.sqlite3')
-  const mediaPath = join(root, 'media')
   const mediaFormat = variables.DIVIO_BACKUP_MEDIA_FORMAT || undefined
   if (mediaFormat !== undefined && mediaFormat !== 'tar' && mediaFormat !== 'packs') {
     throw new BackupError(
@@ -237,6 +257,35 @@ async function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
     )
   }
 
+  const settings = await defaultSettings(root, variables)
+  // A setting that names a variable takes its value as it is: a DSN may itself hold "${".
+  const valueOf = (setting: string | undefined) => {
+    const variable = setting === undefined ? undefined : /^\$\{(\w+)\}$/.exec(setting)?.[1]
+    return variable === undefined ? setting : variables[variable]
+  }
+
+  return {
+    app: settings.app,
+    database: valueOf(settings.database),
+    media: valueOf(settings.media),
+    mediaFormat: mediaFormat as 'packs' | 'tar' | undefined,
+    store: valueOf(settings.store)!,
+  }
+}
+
+/**
+ * The zero-config defaults as a config file writes them: a variable by reference (its value may hold a
+ * password, and it is read where the command runs), a file by its path in the app folder. `init` writes
+ * them into the config it makes, so that a tick run by cron or systemd, which start without the
+ * shell's variables, backs up what `init` saw, or fails saying which variable it lacks.
+ */
+export async function defaultSettings(
+  root: string,
+  variables: NodeJS.ProcessEnv,
+): Promise<{app: string; database?: string; media?: string; store: string}> {
+  const sqlitePath = join(root, 'db.sqlite3')
+  const mediaPath = join(root, 'media')
+  const variable = (name: string) => (variables[name] ? `\${${name}}` : undefined)
   return {
     app:
       basename(root)
@@ -245,14 +294,13 @@ async function zeroConfigDefaults(root: string, variables: NodeJS.ProcessEnv) {
         .slice(0, 63) || 'app',
     // A link counts even where it leads to nothing yet: a volume a new machine restores onto.
     database:
-      variables.DATABASE_URL ||
+      variable('DATABASE_URL') ??
       ((await isFile(sqlitePath)) || (await isLink(sqlitePath)) ? 'sqlite:///db.sqlite3' : undefined),
     media:
-      variables.MEDIA_ROOT ||
-      variables.DEFAULT_STORAGE_DSN ||
-      ((await isFolder(mediaPath)) || (await isLink(mediaPath)) ? mediaPath : undefined),
-    mediaFormat: mediaFormat as 'packs' | 'tar' | undefined,
-    store: variables.DIVIO_BACKUP_STORE || join(root, '.divio', 'backups'),
+      variable('MEDIA_ROOT') ??
+      variable('DEFAULT_STORAGE_DSN') ??
+      ((await isFolder(mediaPath)) || (await isLink(mediaPath)) ? 'media' : undefined),
+    store: variable('DIVIO_BACKUP_STORE') ?? join('.divio', 'backups'),
   }
 }
 

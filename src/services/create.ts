@@ -16,6 +16,7 @@ import {objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
 import {identityCreatedNotice, writerKeyCreatedNotice} from './keys.js'
 import {listBackups} from './list.js'
+import {refuseMissingPart} from './missing-source.js'
 import {withHooks} from './notify.js'
 import {putSmallObject} from './objects.js'
 import {PruneDecision, retentionAfterCreate} from './retention.js'
@@ -60,11 +61,14 @@ async function takeNow(context: BackupContext, options: CreateOptions): Promise<
     },
   )
 
-  const writer = await context.keys.writerKey(context.now(), (path, writerId) =>
-    reporter.notice(writerKeyCreatedNotice(path, writerId)),
-  )
+  let writerKeyMade: string | undefined
+  const writer = await context.keys.writerKey(context.now(), (path, writerId) => {
+    writerKeyMade = path
+    reporter.notice(writerKeyCreatedNotice(path, writerId))
+  })
   const trusted = await context.keys.trustedWriters()
-  if (!trusted.has(writer.id)) throw untrustedWriter(context, writer.id)
+  if (!trusted.has(writer.id)) throw untrustedWriter(context, writer.id, writerKeyMade)
+  await refuseMissingPart(context, options)
 
   const createdAt = context.now()
   const id = newBackupId(createdAt, randomBytes(6))
@@ -257,12 +261,21 @@ async function removeUncommitted(
   return leftovers
 }
 
-function untrustedWriter(context: BackupContext, writerId: string): BackupError {
+/**
+ * `madeAt`: the key was made by this very command, which is what a tick run as another user than the
+ * one who set the app up meets (a systemd unit without User=, root's crontab): that is the likely fix.
+ */
+function untrustedWriter(context: BackupContext, writerId: string, madeAt: string | undefined): BackupError {
+  const {env} = context
+  const trustIt = `add ${writerId} to encryption.writers in ${env.configSource}${env.writers ? '' : ' (or to DIVIO_BACKUP_WRITERS)'}`
   return new BackupError(
     'IDENTITY_WRONG',
-    `This machine's writer key (${writerId}) is not a trusted writer of ${context.env.app}/${context.env.name}: its backups would be refused.`,
+    `This machine's writer key (${writerId}) is not a trusted writer of ${env.app}/${env.name}: its backups would be refused.`,
     {
-      suggestion: `Add ${writerId} to encryption.writers in ${context.env.configSource} (or to DIVIO_BACKUP_WRITERS), or use a trusted writer key (DIVIO_BACKUP_WRITER_KEY_FILE).`,
+      suggestion:
+        madeAt === undefined
+          ? `${trustIt[0].toUpperCase()}${trustIt.slice(1)}, or use a trusted writer key (DIVIO_BACKUP_WRITER_KEY_FILE).`
+          : `This user had no writer key, so one was made at ${madeAt}. Run as the user who holds a trusted one (cron: that user's crontab; systemd: User= in the unit), or point DIVIO_BACKUP_WRITER_KEY_FILE at it; or, to trust the new one, ${trustIt}.`,
     },
   )
 }

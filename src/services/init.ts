@@ -1,7 +1,14 @@
 import {writeFile} from 'node:fs/promises'
-import {join} from 'node:path'
+import {userInfo} from 'node:os'
+import {isAbsolute, join} from 'node:path'
 
-import {CONFIG_RELATIVE_PATH, environmentFromConfig, findAppFolder, findConfigFile} from '../config/load.js'
+import {
+  CONFIG_RELATIVE_PATH,
+  defaultSettings,
+  environmentFromConfig,
+  findAppFolder,
+  findConfigFile,
+} from '../config/load.js'
 import {BackupError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
 import {shellQuote} from '../lib/shell.js'
@@ -11,7 +18,7 @@ import {identityCreatedNotice, writerKeyCreatedNotice} from './keys.js'
 import {putSmallObject} from './objects.js'
 import {isEmptyStore, newStoreNotice, refuseNewIdentity, storeCall, StoreSetupContext} from './store-setup.js'
 
-/** What `init` was asked for; anything left out keeps its zero-config default and is not written. */
+/** What `init` was asked for; anything left out is written as its zero-config default resolves here. */
 export interface InitOptions {
   app?: string
   environment?: string
@@ -22,7 +29,7 @@ export interface InitOptions {
 }
 
 export interface InitResult {
-  /** The config file as written: only what was asked for. */
+  /** The config file as written: what was asked for, and what the rest resolved to here. */
   config: Record<string, unknown>
   configPath: string
   /** The lines to install, for the schedule (or for an hourly tick, once a schedule is set). */
@@ -37,14 +44,19 @@ export interface InitResult {
   }
   storeCreated: boolean
   systemd: {service: string; timer: string}
+  /** The variables the config reads, which the tick's environment must set too. */
+  variables: string[]
 }
 
 /**
- * Sets an app up in one step: a minimal config (only what was asked for; every other field keeps its
- * zero-config default), a store that is checked (and made, saying so), and keys (made if there are
- * none, refused if the store already holds backups that a lost key encrypted). The config is written
- * last, so that a failed check leaves no config behind; a store folder it made stays, holding only its
- * marker, and the next init or create uses it.
+ * Sets an app up in one step: a config, a store that is checked (and made, saying so), and keys (made
+ * if there are none, refused if the store already holds backups that a lost key encrypted). The config
+ * holds what was asked for and what everything else resolved to here: the database, the media, the
+ * store (a variable by reference), the recipients and the trusted writers. A scheduled tick runs under
+ * cron or systemd, without this shell's variables and maybe as another user, and a default resolved
+ * there instead would back up less than this (no DATABASE_URL: no database) or encrypt to a key made
+ * for that user. The config is written last, so that a failed check leaves no config behind; a store
+ * folder it made stays, holding only its marker, and the next init or create uses it.
  */
 export async function initApp(setup: ServiceSetup, options: InitOptions): Promise<InitResult> {
   const existing = await findConfigFile(setup.cwd)
@@ -56,8 +68,8 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
     })
   }
 
-  const config = minimalConfig(options)
-  const env = await inTermsOfFlags(() => environmentFromConfig(config, configPath, {variables: setup.variables}))
+  const asked = minimalConfig(options)
+  const env = await inTermsOfFlags(() => environmentFromConfig(asked, configPath, {variables: setup.variables}))
   const context = {...setup, env, keys: setup.keys(env), store: openStore(env.store, env.root, setup)}
 
   const storeCreated = await prepareStore(context)
@@ -77,13 +89,19 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
     writerKeyGenerated = true
     context.reporter.notice(writerKeyCreatedNotice(path, writerId))
   })
+  const config = pinnedConfig(asked, env.name, {
+    defaults: await defaultSettings(root, setup.variables),
+    mediaFormat: setup.variables.DIVIO_BACKUP_MEDIA_FORMAT ? env.mediaFormat : undefined,
+    recipients: recipients.names,
+    writers: [...(await context.keys.trustedWriters())],
+  })
 
   await makeFolders(join(configPath, '..'))
   await writeFile(configPath, `${JSON.stringify(config, null, 2)}\n`, {flag: options.force ? 'w' : 'wx'})
   return {
     config,
     configPath,
-    ...scheduleLines(root, env.name),
+    ...scheduleLines(root, env.name, {path: setup.variables.PATH, user: currentUser()}),
     environment: {app: env.app, name: env.name, store: context.store.description},
     keys: {
       identityFile: context.keys.identityPath,
@@ -93,6 +111,7 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
       writerKeyGenerated,
     },
     storeCreated,
+    variables: [...JSON.stringify(config).matchAll(/\$\{(\w+)\}/g)].map((match) => match[1]),
   }
 }
 
@@ -140,6 +159,41 @@ function minimalConfig(options: InitOptions): Record<string, unknown> {
 }
 
 /**
+ * The config to write: what was asked for, then every source and key as it resolved here. A variable
+ * stays a reference (`${DATABASE_URL}`: the value may hold a password, and an unset one fails the tick
+ * by name); recipients and writer ids are public, and are written as they are.
+ */
+function pinnedConfig(
+  asked: Record<string, unknown>,
+  name: string,
+  resolved: {
+    defaults: Awaited<ReturnType<typeof defaultSettings>>
+    mediaFormat: string | undefined
+    recipients: string[]
+    writers: string[]
+  },
+): Record<string, unknown> {
+  const {defaults} = resolved
+  const environments = (asked.environments ?? {}) as Record<string, Record<string, unknown>>
+  const {schedule, ...settings} = environments[name] ?? {}
+  return {
+    app: asked.app ?? defaults.app,
+    defaultEnvironment: name,
+    environments: {
+      [name]: {
+        ...(defaults.database === undefined ? {} : {database: defaults.database}),
+        ...(defaults.media === undefined ? {} : {media: defaults.media}),
+        store: defaults.store,
+        ...settings,
+        ...(resolved.mediaFormat === undefined ? {} : {mediaFormat: resolved.mediaFormat}),
+        ...(schedule === undefined ? {} : {schedule}),
+        encryption: {recipients: resolved.recipients, writers: resolved.writers},
+      },
+    },
+  }
+}
+
+/**
  * Checks that the store can be used, and makes a local store's folder where it is missing: init is the
  * command that says so. Returns whether the store is new (holds nothing yet).
  */
@@ -163,11 +217,34 @@ async function prepareStore(context: Pick<ServiceSetup, 'now' | 'reporter'> & St
 /** Written by init into the store it sets up. */
 const STORE_MARKER = 'divio-backup-store.json'
 
-/** The cron line and systemd units that run the hourly tick of `schedule run` for this app. */
-function scheduleLines(root: string, environment: string): Pick<InitResult, 'cron' | 'systemd'> {
+/** Who runs this init, for the systemd unit's User= (a uid where the account has no name). */
+function currentUser(): string | undefined {
+  try {
+    return userInfo().username
+  } catch {
+    return process.getuid?.()?.toString()
+  }
+}
+
+/**
+ * The cron line and systemd units that run the hourly tick of `schedule run` for this app. Both start
+ * the tick with little of this shell: cron with PATH=/usr/bin:/bin (no /usr/local/bin, no nvm), systemd
+ * as root unless told. So they carry this shell's PATH, which found node, divio and the dump tools
+ * here, and the unit runs as this user, whose home holds the keys.
+ */
+function scheduleLines(
+  root: string,
+  environment: string,
+  shell: {path: string | undefined; user: string | undefined},
+): Pick<InitResult, 'cron' | 'systemd'> {
   const command = `divio app backup schedule run -e ${environment}`
+  const path = [...new Set((shell.path ?? '').split(':').filter((entry) => isAbsolute(entry)))].join(':')
   return {
-    cron: `17 * * * * cd ${shellQuote(root)} && ${command}`,
+    // cron turns an unescaped % into a line break.
+    cron: `17 * * * * cd ${shellQuote(root)} && ${path ? `PATH=${shellQuote(path)} ` : ''}${command}`.replaceAll(
+      '%',
+      String.raw`\%`,
+    ),
     systemd: {
       service: [
         '# /etc/systemd/system/divio-backup.service',
@@ -176,7 +253,9 @@ function scheduleLines(root: string, environment: string): Pick<InitResult, 'cro
         '',
         '[Service]',
         'Type=oneshot',
-        `WorkingDirectory=${root}`,
+        ...(shell.user === undefined ? [] : [`User=${systemdValue(shell.user)}`]),
+        `WorkingDirectory=${systemdValue(root)}`,
+        ...(path ? [`Environment=${systemdQuote(`PATH=${path}`)}`] : []),
         `ExecStart=/usr/bin/env ${command}`,
       ].join('\n'),
       timer: [
@@ -194,4 +273,16 @@ function scheduleLines(root: string, environment: string): Pick<InitResult, 'cro
       ].join('\n'),
     },
   }
+}
+
+/** A value as systemd reads it literally: `%` starts a specifier, so it is doubled. */
+function systemdValue(text: string): string {
+  return text.replaceAll('%', '%%')
+}
+
+/** An Environment= assignment in double quotes, for values with spaces: `\` and `"` escaped. */
+function systemdQuote(assignment: string): string {
+  return `"${systemdValue(assignment)
+    .replaceAll('\\', '\\\\')
+    .replaceAll('"', String.raw`\"`)}"`
 }

@@ -6,14 +6,15 @@ import {cli, CliResult, makeProject, writeEnvironments} from '../helpers/project
 
 /**
  * The lines of human output wider than `width`, with the command that printed them. A crontab entry
- * is a line to copy as it is, so it is never wrapped, and is not counted.
+ * and a systemd unit's PATH are lines to copy as they are (neither may be split), so they are not
+ * wrapped, and are not counted.
  */
 function tooWide(args: string[], result: CliResult, width: number): string[] {
   expect(result.status, `${args.join(' ')}: ${result.stderr}`).to.equal(0)
   if (args.includes('--json')) return []
   return `${result.stdout}${result.stderr}`
     .split('\n')
-    .filter((line) => [...line].length > width && !/^ {2}\d+ \* \* \* \* /.test(line))
+    .filter((line) => [...line].length > width && !/^ {2}(?:\d+ \* \* \* \* |Environment="PATH=)/.test(line))
     .map((line) => `${args.join(' ')}: ${[...line].length} columns: ${line}`)
 }
 

@@ -9,9 +9,9 @@ import {initApp, InitResult} from '../../../services/init.js'
 export type InitCommandResult = InitResult
 
 export default class Init extends BackupCommand {
-  static override description = `Set up backups for this app in one step: write a minimal .divio/backups.json, check the store (and make its folder), make the keys if there are none, and print the cron line and the systemd timer for the schedule.
+  static override description = `Set up backups for this app in one step: write .divio/backups.json, check the store (and make its folder), make the keys if there are none, and print the cron line and the systemd timer for the schedule.
 
-Only what you give is written: every other setting keeps its zero-config default (the app named after its folder, the database from DATABASE_URL or ./db.sqlite3, the media from MEDIA_ROOT or ./media, the store ./.divio/backups). On a terminal, init asks for what the flags leave out.`
+What you do not give is written as it resolves here (the app named after its folder, the database from DATABASE_URL or ./db.sqlite3, the media from MEDIA_ROOT or ./media, the store ./.divio/backups; a variable as a reference, "\${DATABASE_URL}"), with the recipients and the trusted writer: a scheduled tick, which cron or systemd runs without this shell's variables and maybe as another user, then backs up the same, to the same key, or fails saying why. On a terminal, init asks for what the flags leave out.`
   static override examples = [
     {
       command: '<%= config.bin %> <%= command.id %> --env live --schedule 02:00 --timezone Europe/Zurich',

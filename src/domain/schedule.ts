@@ -2,8 +2,10 @@ import {DateTime} from 'luxon'
 
 /**
  * A daily schedule at a wall-clock time in an IANA time zone. A *slot* is one scheduled instant; the
- * current slot is the most recent one at or before now. Local times that do not exist or exist twice
- * on the days clocks change are resolved by luxon, so each calendar day has exactly one slot.
+ * current slot is the most recent one at or before now. Each calendar day has exactly one slot: a
+ * local time that does not exist on a day the clocks go forward is moved forward by the gap, and one
+ * that exists twice when they go back is taken at its later instant (luxon's choice for a date and
+ * time, whatever the offset of the instant it is asked from).
  */
 export interface Schedule {
   /** `HH:MM`, 24-hour. */
@@ -13,7 +15,9 @@ export interface Schedule {
 
 function slotOnDay(day: DateTime, at: string): DateTime {
   const [hour, minute] = at.split(':').map(Number)
-  return day.set({hour, millisecond: 0, minute, second: 0})
+  // From the date alone: day.set() kept day's own offset where it could, so that on the day clocks go
+  // back an instant before the change and one after it named two slots, and a tick took two backups.
+  return DateTime.fromObject({day: day.day, hour, minute, month: day.month, year: day.year}, {zone: day.zone})
 }
 
 export function currentSlot(schedule: Schedule, now: Date): Date {

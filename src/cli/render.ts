@@ -315,7 +315,7 @@ export function renderInit(result: InitResult): string {
 function variablesToPass(names: readonly string[]): string {
   const them = names.length === 1 ? 'it' : 'them'
   const listed = names.length === 1 ? names[0] : `${names.slice(0, -1).join(', ')} and ${names.at(-1)}`
-  return `The config reads ${listed} from the environment, which cron and systemd do not take from this shell: set ${them} in the crontab (NAME=value lines above the tick's) or in the unit (Environment= or EnvironmentFile=). A tick without ${them} fails, naming what it lacks.`
+  return `The tick reads ${listed} from the environment, which cron and systemd do not take from this shell: set ${them} in the crontab (NAME=value lines above the tick's) or in the unit (Environment= or EnvironmentFile=). A tick without ${them} fails, naming what it lacks.`
 }
 
 /** The closing line of `verify --all`: how many of the backups passed, failed, or could not be checked. */

@@ -6,6 +6,7 @@ import {BackupError} from '../errors.js'
 import {resolvesInside} from '../lib/paths.js'
 import {HookSettings} from '../proof/hooks.js'
 import {DatabaseSource, MediaSource, parseDatabaseDsn, parseMediaDsn, parseStoreLocation, StoreLocation} from './dsn.js'
+import {formatPath, interpolateSelected, UnsetVariables} from './interpolate.js'
 import {S3Location} from './s3-location.js'
 import {ConfigFile, configSchema, environmentSchema, RetentionPolicy} from './schema.js'
 
@@ -17,9 +18,10 @@ export const EMBEDDED_CONFIG = 'embedded default'
 export interface ResolvedEnvironment {
   /**
    * Where the database or the media is undefined, why: `none`, the config says so; `not found`, it
-   * names none and no default was found here (a variable unset, no db.sqlite3 or media folder).
+   * names none and no default was found here (a variable unset, no db.sqlite3 or media folder);
+   * `unset`, it names a variable that is not set here (see `unsetVariables`).
    */
-  absent: {database?: 'none' | 'not found'; media?: 'none' | 'not found'}
+  absent: {database?: 'none' | 'not found' | 'unset'; media?: 'none' | 'not found' | 'unset'}
   app: string
   /** Where the settings came from: a config file path, or `embedded default`. */
   configSource: string
@@ -43,8 +45,21 @@ export interface ResolvedEnvironment {
   root: string
   schedule?: {at: string; timezone: string}
   store: StoreLocation
+  /**
+   * The error of a `database` or `media` setting that names a variable not set here, raised by what
+   * needs that part (requireParts): listing, verifying or pruning backups needs neither, and a host
+   * that watches the store need not hold the app's DATABASE_URL.
+   */
+  unsetVariables: UnsetVariables
   /** Trusted writer ids from the config; undefined means "use the key ring's defaults". */
   writers?: string[]
+}
+
+/** Fails with the error of the parts asked for whose setting names a variable that is not set here. */
+export function requireParts(env: ResolvedEnvironment, parts: {database?: boolean; media?: boolean}): void {
+  const unset =
+    (parts.database ? env.unsetVariables.database : undefined) ?? (parts.media ? env.unsetVariables.media : undefined)
+  if (unset !== undefined) throw unset
 }
 
 export interface LoadOptions {
@@ -81,11 +96,8 @@ export async function loadEnvironment(options: LoadOptions): Promise<ResolvedEnv
 }
 
 async function fromFile(configPath: string, options: LoadOptions): Promise<ResolvedEnvironment> {
-  return environmentFromConfig(
-    interpolateSelected(await readConfigJson(configPath), options, configPath),
-    configPath,
-    options,
-  )
+  const {config, unsetVariables} = interpolateSelected(await readConfigJson(configPath), options, configPath)
+  return environmentFromConfig(config, configPath, {...options, unsetVariables})
 }
 
 /**
@@ -147,7 +159,7 @@ function withLine(message: string, text: string): string {
 export async function environmentFromConfig(
   raw: unknown,
   configPath: string,
-  options: Pick<LoadOptions, 'environment' | 'variables'>,
+  options: Partial<Pick<Resolution, 'unsetVariables'>> & Pick<LoadOptions, 'environment' | 'variables'>,
 ): Promise<ResolvedEnvironment> {
   const parsed = configSchema.safeParse(raw)
   if (!parsed.success) {
@@ -165,6 +177,7 @@ export async function environmentFromConfig(
     configSource: configPath,
     requested: options.environment,
     root,
+    unsetVariables: options.unsetVariables ?? {},
     variables: options.variables,
   })
 }
@@ -176,13 +189,15 @@ interface Resolution {
   requested: string | undefined
   /** The app folder: relative paths are relative to it, and the defaults are found in it. */
   root: string
+  /** The selected environment's `database` or `media` that names a variable not set here. */
+  unsetVariables: ResolvedEnvironment['unsetVariables']
   variables: NodeJS.ProcessEnv
 }
 
 /** One environment of `config`, with every field the config leaves out set to its zero-config default. */
 async function resolveEnvironment(
   config: ConfigFile,
-  {configSource, requested, root, variables}: Resolution,
+  {configSource, requested, root, unsetVariables, variables}: Resolution,
 ): Promise<ResolvedEnvironment> {
   const environments = config.environments ?? {[EMBEDDED_ENVIRONMENT]: environmentSchema.parse({})}
   const names = Object.keys(environments)
@@ -197,8 +212,8 @@ async function resolveEnvironment(
   if (settings === undefined) throw unknownEnvironment(name, names, configSource)
   const where = (key: string) => `environments.${name}.${key}`
   const defaults = await zeroConfigDefaults(root, variables)
-  const database = chosenSource(settings.database, defaults.database)
-  const mediaDsn = chosenSource(settings.media, defaults.media)
+  const database = chosenSource(settings.database, defaults.database, unsetVariables.database)
+  const mediaDsn = chosenSource(settings.media, defaults.media, unsetVariables.media)
   const media = mediaDsn.value ? parseMediaDsn(mediaDsn.value, root, where('media')) : undefined
   const store = parseStoreLocation(settings.store ?? defaults.store, root, where('store'))
   await refuseStoreInsideMedia(store, media)
@@ -219,6 +234,7 @@ async function resolveEnvironment(
     root,
     schedule: settings.schedule ? {at: settings.schedule.at, timezone: settings.schedule.timezone} : undefined,
     store,
+    unsetVariables,
     writers: settings.encryption?.writers,
   }
 }
@@ -228,12 +244,15 @@ export const NONE = 'none'
 
 /**
  * The database's or the media's DSN: the config's, else the default found here. "none" says the
- * environment has none on purpose, and a default found here is not taken.
+ * environment has none on purpose, and a setting whose variable is unset is no setting to fall back
+ * from: in neither case is a default found here taken.
  */
 function chosenSource(
   setting: string | undefined,
   fallback: string | undefined,
-): {absent?: 'none' | 'not found'; value?: string} {
+  unset: BackupError | undefined,
+): {absent?: ResolvedEnvironment['absent']['database']; value?: string} {
+  if (unset !== undefined) return {absent: 'unset'}
   if (setting === NONE) return {absent: 'none'}
   const value = setting ?? fallback
   return value ? {value} : {absent: 'not found'}
@@ -354,6 +373,7 @@ async function embeddedDefault(options: LoadOptions): Promise<ResolvedEnvironmen
       configSource: EMBEDDED_CONFIG,
       requested: options.environment,
       root: await findAppFolder(options.cwd),
+      unsetVariables: {},
       variables: options.variables,
     },
   )
@@ -375,68 +395,6 @@ export async function findAppFolder(cwd: string, home = homedir()): Promise<stri
     if ((await isFolder(join(folder, '.divio', 'backups'))) || (await isFile(join(folder, 'manage.py')))) return folder
     if (dirname(folder) === folder) return start
   }
-}
-
-/**
- * Interpolates the top-level settings and the selected environment only: acting on `test` must not
- * require the variables that only `live` uses.
- */
-function interpolateSelected(raw: unknown, options: LoadOptions, file: string): unknown {
-  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return raw
-  const {environments, ...top} = raw as Record<string, unknown>
-  const settings = interpolate(top, options.variables, [], file) as Record<string, unknown>
-  if (environments === null || typeof environments !== 'object' || Array.isArray(environments)) {
-    return {...settings, environments}
-  }
-
-  const names = Object.keys(environments)
-  const selected =
-    options.environment ??
-    (typeof settings.defaultEnvironment === 'string' ? settings.defaultEnvironment : undefined) ??
-    (names.length === 1 ? names[0] : undefined)
-  return {
-    ...settings,
-    environments: Object.fromEntries(
-      Object.entries(environments).map(([name, value]) => [
-        name,
-        name === selected ? interpolate(value, options.variables, ['environments', name], file) : value,
-      ]),
-    ),
-  }
-}
-
-/** Replaces `${VAR}` in every string of the config; an unset variable names the JSON path that needs it. */
-function interpolate(value: unknown, variables: NodeJS.ProcessEnv, path: (number | string)[], file: string): unknown {
-  if (typeof value === 'string') {
-    return value.replaceAll(/\$\{([A-Za-z_]\w*)\}/g, (_match, variable: string) => {
-      const replacement = variables[variable]
-      if (replacement === undefined || replacement === '') {
-        throw new BackupError(
-          'CONFIG_VARIABLE_UNSET',
-          `${file} at ${formatPath(path)} uses \${${variable}}, which is not set.`,
-          {suggestion: `Set the environment variable ${variable}, or change the config.`},
-        )
-      }
-
-      return replacement
-    })
-  }
-
-  if (Array.isArray(value)) return value.map((item, index) => interpolate(item, variables, [...path, index], file))
-  if (value !== null && typeof value === 'object') {
-    return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [key, interpolate(item, variables, [...path, key], file)]),
-    )
-  }
-
-  return value
-}
-
-function formatPath(path: readonly PropertyKey[]): string {
-  if (path.length === 0) return '(top level)'
-  return path
-    .map((part, index) => (typeof part === 'number' ? `[${part}]` : `${index === 0 ? '' : '.'}${String(part)}`))
-    .join('')
 }
 
 async function isFile(path: string): Promise<boolean> {

@@ -1,5 +1,6 @@
 import {randomBytes} from 'node:crypto'
 
+import {requireParts} from '../config/load.js'
 import {signManifest} from '../domain/authenticity.js'
 import {BackupView} from '../domain/backup.js'
 import {newBackupId} from '../domain/ids.js'
@@ -45,6 +46,7 @@ export async function createBackup(context: BackupContext, options: CreateOption
 
 async function takeNow(context: BackupContext, options: CreateOptions): Promise<BackupView> {
   const {env, reporter, signal, store} = context
+  requireParts(env, options)
   const wantDatabase = options.database && env.database !== undefined
   const wantMedia = options.media && env.media !== undefined
   if (!wantDatabase && !wantMedia) throw nothingToBackUp(context, options)

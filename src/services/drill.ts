@@ -7,6 +7,7 @@ import {listingRowBatches} from '../archive/listing.js'
 import {LISTING_MEMBER, ListingRow} from '../archive/media-tar.js'
 import {readTar} from '../archive/tar-reader.js'
 import {DatabaseSource, parseDatabaseDsn, redactDsn} from '../config/dsn.js'
+import {requireParts} from '../config/load.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError, tempFolderFailure} from '../errors.js'
 import {encodeName} from '../lib/byte-names.js'
@@ -141,6 +142,8 @@ async function restoreIntoScratch(
  */
 function scratchDatabase(context: BackupContext, url: string | undefined): DatabaseSource | undefined {
   if (url === undefined) return undefined
+  // Compared with the environment's own database, which must therefore be known.
+  requireParts(context.env, {database: true})
   const given = parseDatabaseDsn(url, context.env.root, '--scratch-url')
   const own = context.env.database
   const place = (source: DatabaseSource) =>

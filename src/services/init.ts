@@ -8,6 +8,7 @@ import {
   environmentFromConfig,
   findAppFolder,
   findConfigFile,
+  ResolvedEnvironment,
 } from '../config/load.js'
 import {BackupError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
@@ -44,7 +45,7 @@ export interface InitResult {
   }
   storeCreated: boolean
   systemd: {service: string; timer: string}
-  /** The variables the config reads, which the tick's environment must set too. */
+  /** The variables the tick reads (the config's, and the AWS chain's for a bucket), which its environment must set too. */
   variables: string[]
 }
 
@@ -111,7 +112,10 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
       writerKeyGenerated,
     },
     storeCreated,
-    variables: [...JSON.stringify(config).matchAll(/\$\{(\w+)\}/g)].map((match) => match[1]),
+    variables: [
+      ...[...JSON.stringify(config).matchAll(/\$\{(\w+)\}/g)].map((match) => match[1]),
+      ...awsVariablesUsed(env, setup.variables),
+    ],
   }
 }
 
@@ -216,6 +220,15 @@ async function prepareStore(context: Pick<ServiceSetup, 'now' | 'reporter'> & St
 
 /** Written by init into the store it sets up. */
 const STORE_MARKER = 'divio-backup-store.json'
+
+/** The AWS chain's variables set here, which a bucket without KEY:SECRET@ in its DSN takes its credentials from. */
+const AWS_VARIABLES = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_REGION']
+
+function awsVariablesUsed(env: ResolvedEnvironment, variables: NodeJS.ProcessEnv): string[] {
+  const buckets = [env.store, env.media].filter((location) => location?.kind === 's3')
+  if (!buckets.some((bucket) => bucket.location.credentials === undefined)) return []
+  return AWS_VARIABLES.filter((name) => variables[name])
+}
 
 /** Who runs this init, for the systemd unit's User= (a uid where the account has no name). */
 function currentUser(): string | undefined {

@@ -1,5 +1,6 @@
 import type {RestoreOptions} from './restore.js'
 
+import {requireParts} from '../config/load.js'
 import {formatInstant} from '../domain/format.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
@@ -40,6 +41,7 @@ export async function planRestore(
   }
 
   const to = target.env
+  requireParts(to, {database, media})
   const where = `environment "${to.name}" (${to.configSource})`
   if (database && to.database === undefined) {
     throw new BackupError('USAGE', `The ${where} has no database to restore into.`, {

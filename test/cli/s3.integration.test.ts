@@ -55,6 +55,30 @@ describe('S3 store through the CLI (s3rver)', function () {
     return {bucket, project}
   }
 
+  it("init names the AWS variables a bucket's credentials come from, which the tick needs too", async () => {
+    const bucket = `backups-${++buckets}`
+    await s3.createBucket(bucket)
+    const project = makeProject()
+    const aws = {AWS_ACCESS_KEY_ID: TestS3.accessKeyId, AWS_SECRET_ACCESS_KEY: TestS3.secretAccessKey}
+    const store = `s3://${bucket}/shop?${new URLSearchParams({endpoint: s3.endpoint, region: 'us-east-1'})}`
+    const init = await cli(project, ['init', '--env', 'live', '--store', store, '--schedule', '02:00'], aws)
+    expect(init.status, init.stderr).to.equal(0)
+    expect(init.stdout).to.include('The tick reads AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY from the environment')
+    const tick = await cli(project, ['schedule', 'run'], {AWS_ACCESS_KEY_ID: '', AWS_SECRET_ACCESS_KEY: ''})
+    expect(tick.status).to.equal(7)
+    expect(tick.stderr).to.include('no AWS credentials were found')
+
+    // A DSN that carries them needs none: only the variable that holds it.
+    const inline = makeProject()
+    const withCredentials = await cli(inline, ['init', '--env', 'live', '--force'], {
+      ...aws,
+      DIVIO_BACKUP_STORE: s3.dsn(bucket, 'inline'),
+    })
+    expect(withCredentials.status, withCredentials.stderr).to.equal(0)
+    expect(withCredentials.stdout).to.include('The tick reads DIVIO_BACKUP_STORE from the environment')
+    expect(withCredentials.stdout).to.not.include('AWS_ACCESS_KEY_ID')
+  })
+
   it('round trip: create, list, verify, download; objects named as docs/storage.md says and stored as STANDARD_IA', async () => {
     const {bucket, project} = await s3Project()
     const created = await cli(project, ['create', '--json'])

@@ -65,7 +65,7 @@ describe('setup: from zero to a schedule in one command', function () {
     expect(init.stdout).to.include(`WorkingDirectory=${project.root}`)
     expect(init.stdout).to.include(`\n  User=${userInfo().username}\n`)
     expect(init.stdout).to.include(`\n  Environment="PATH=${cron![2]}"\n`)
-    expect(init.stdout, 'no variable to pass on').to.not.include('The config reads')
+    expect(init.stdout, 'no variable to pass on').to.not.include('The tick reads')
 
     // The tick at 02:30 Zurich time takes the slot's backup, once.
     const clock = {DIVIO_BACKUP_NOW: '2026-12-03T01:30:00Z'}
@@ -182,7 +182,7 @@ describe('setup: from zero to a schedule in one command', function () {
       database: '${DATABASE_URL}',
       encryption: keysOf(init.stdout),
     })
-    expect(init.stdout).to.include('The config reads DATABASE_URL from the environment, which cron and systemd')
+    expect(init.stdout).to.include('The tick reads DATABASE_URL from the environment, which cron and systemd')
     const clock = {DIVIO_BACKUP_NOW: '2026-12-03T02:30:00Z'}
 
     // cron's environment has no DATABASE_URL: the tick fails, naming it, where it took the media alone.
@@ -207,8 +207,16 @@ describe('setup: from zero to a schedule in one command', function () {
     const tick = await cli(project, ['schedule', 'run'], signed)
     expect(tick.status, tick.stderr).to.equal(0)
     expect(tick.stdout).to.match(/^ {2}database {2}sqlite/m)
-    const verified = await cli(project, ['verify'], {...clock, DATABASE_URL})
-    expect(verified.status, verified.stderr).to.equal(0)
+    // A host that watches the store needs no DATABASE_URL; a restore does, and names it.
+    for (const args of [['verify'], ['status', '--max-age', '26h'], ['list']]) {
+      const watched = await cli(project, args, clock)
+      expect(watched.status, `${args.join(' ')}: ${watched.stderr}`).to.equal(0)
+    }
+
+    const restore = await cli(project, ['restore', 'latest', '--confirm', 'live'], clock)
+    expect(restore.status).to.equal(2)
+    expect(restore.stderr).to.include('uses ${DATABASE_URL}, which is not set.')
+    expect((await cli(project, ['restore', 'latest', '--confirm', 'live', '--media-only'], clock)).status).to.equal(0)
   })
 
   it('a backup that finds no database where earlier ones held one fails, naming what is missing, unless told', async () => {

@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {redactDsn} from '../../src/config/dsn.js'
-import {findAppFolder, loadEnvironment} from '../../src/config/load.js'
+import {findAppFolder, loadEnvironment, requireParts} from '../../src/config/load.js'
 import {BackupError} from '../../src/errors.js'
 
 function project(config?: unknown): string {
@@ -56,10 +56,25 @@ describe('config', () => {
     expect(env.store.kind).to.equal('s3')
   })
 
-  it('reports an unset variable with its JSON path', async () => {
-    const error = await failure(() => loadEnvironment({cwd: project(shop), variables: {}}))
+  it('reports an unset variable with its JSON path, for the database or media where a command needs it', async () => {
+    // Listing or verifying backups needs no database: the variable is asked for by what needs it.
+    const env = await loadEnvironment({cwd: project(shop), variables: {}})
+    expect(env.database).to.equal(undefined)
+    expect(env.absent.database).to.equal('unset')
+    expect(() => requireParts(env, {media: true})).to.not.throw()
+    const error = await failure(async () => requireParts(env, {database: true}))
     expect(error.code).to.equal('CONFIG_VARIABLE_UNSET')
     expect(error.message).to.include('environments.live.database uses ${DATABASE_URL}')
+    // Not a default in its place, even where one is found: db.sqlite3 is not the database it names.
+    const root = project(shop)
+    writeFileSync(join(root, 'db.sqlite3'), '')
+    expect((await loadEnvironment({cwd: root, variables: {}})).database).to.equal(undefined)
+    // Every command needs the store.
+    const store = await failure(() =>
+      loadEnvironment({cwd: project({environments: {live: {store: '${STORE}'}}}), variables: {}}),
+    )
+    expect(store.code).to.equal('CONFIG_VARIABLE_UNSET')
+    expect(store.message).to.include('environments.live.store uses ${STORE}')
   })
 
   it('names the JSON path of a wrong type, and of an unknown key', async () => {

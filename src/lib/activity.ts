@@ -6,17 +6,20 @@ import {startReaper} from './process.js'
 import {isTagAlive, ownStagingTag} from './staging.js'
 
 /**
- * What runs on an environment on this machine now: a backup, or a restore. A backup that walks the
- * media folder while a restore swaps a new one in would hold part of the old files and part of the new,
- * a state that never was; so each marks what it does, in the app's `.divio/running/<env>/`, and looks
- * for the other kind. A mark is a file named after its process (`<activity>-<pid>-<pid namespace>-<start
+ * What runs on an environment on this machine now: a backup, a restore, or a scheduled tick. A backup
+ * that walks the media folder while a restore swaps a new one in would hold part of the old files and
+ * part of the new, a state that never was; so each marks what it does, in the app's
+ * `.divio/running/<env>/`, and looks for the other kind. A tick looks for another tick: cron starts
+ * one every hour, whether the last has ended or not. A mark is a file named after its process (`<activity>-<pid>-<pid namespace>-<start
  * time>-<random>`, as staging folders are): one whose process is gone counts for nothing, and a guard
  * removes it when its process dies, SIGKILL included.
  */
-export type Activity = 'backup' | 'restore'
+export type Activity = 'backup' | 'restore' | 'tick'
 
 export interface ActivityMark {
   release(): Promise<void>
+  /** When the mark was made, by the file's time, as others' marks are dated. */
+  since: Date
 }
 
 /** A process doing the other kind of thing, as its mark says. */
@@ -25,7 +28,7 @@ export interface RunningActivity {
   since: Date
 }
 
-const MARK = /^(backup|restore)-(\d+-\d+-\d+)-[\w-]{6}$/
+const MARK = /^(backup|restore|tick)-(\d+-\d+-\d+)-[\w-]{6}$/
 /** A mark of another pid namespace (a container sharing the app folder) counts while this young. */
 const FOREIGN_MARK_MS = 24 * 60 * 60 * 1000
 
@@ -53,12 +56,17 @@ export async function markActivity(folder: string, activity: Activity): Promise<
   // The environment's folder and `running/` go with the last mark: the app folder keeps no trace.
   const folders = [folder, dirname(folder)]
   const guard = startReaper('rm -f -- "$1"; rmdir -- "$2" "$3" 2>/dev/null', [path, ...folders])
+  const since = await lstat(path).then(
+    (info) => info.mtime,
+    () => new Date(),
+  )
   return {
     async release() {
       await rm(path, {force: true})
       guard.dismiss()
       for (const made of folders) if (!(await removedIfEmpty(made))) break
     },
+    since,
   }
 }
 

@@ -63,6 +63,30 @@ export async function duringRestore<T>(context: BackupContext, work: () => Promi
   }
 }
 
+/**
+ * Runs a scheduled tick of the context's environment, marked as such, unless an earlier tick of it is
+ * still running on this machine (its backup takes longer than the hour between ticks): then nothing
+ * runs, and that tick is returned. Cron starts a tick every hour whether the last has ended or not, and
+ * ticks piling up behind a long backup would each dump the database and read the media again, each
+ * slowing the others. Of two ticks started at once, the one marked first runs.
+ */
+export async function duringTick<T>(
+  context: BackupContext,
+  work: () => Promise<T>,
+): Promise<{earlier: RunningActivity} | {result: T}> {
+  const folder = activityFolder(context.env.root, context.env.name)
+  const mark = await markActivity(folder, 'tick')
+  try {
+    const earlier = (await othersDoing(folder, 'tick'))
+      .filter(({since}) => mark !== undefined && since < mark.since)
+      .sort((a, b) => a.since.getTime() - b.since.getTime())
+    if (earlier.length > 0) return {earlier: earlier[0]}
+    return {result: await work()}
+  } finally {
+    await mark?.release()
+  }
+}
+
 function describe(activity: RunningActivity): string {
   return `process ${activity.pid}, since ${formatInstant(activity.since.toISOString())}`
 }

@@ -2,6 +2,7 @@ import {BackupView} from '../domain/backup.js'
 import {currentSlot, nextSlot, Schedule} from '../domain/schedule.js'
 import {BackupError} from '../errors.js'
 import {HookOutcome} from '../proof/hooks.js'
+import {duringTick} from './activity.js'
 import {catalogOf} from './catalog.js'
 import {clockDoubt, untrustedClock} from './clock.js'
 import {BackupContext} from './context.js'
@@ -27,6 +28,11 @@ export interface ScheduleRunResult {
   /** The notification hooks that ran, and how they fared (config `notify`). */
   notifications: HookOutcome[]
   removed: PruneDecision[]
+  /**
+   * An earlier tick of this environment still running on this machine, when this one took nothing for
+   * it (its backup, longer than the hour between ticks, is the slot's).
+   */
+  running: null | {pid: number; since: string}
   slot: string
   taken: BackupView | null
 }
@@ -77,6 +83,25 @@ async function tick(
   options: {drill?: boolean},
 ): Promise<Omit<ScheduleRunResult, 'notifications'>> {
   const slot = currentSlot(scheduleOf(context), context.now())
+  const ran = await duringTick(context, () => tickInSlot(context, slot, take, options))
+  if ('result' in ran) return ran.result
+  const {pid, since} = ran.earlier
+  return {
+    drill: null,
+    existing: null,
+    removed: [],
+    running: {pid, since: since.toISOString()},
+    slot: slot.toISOString(),
+    taken: null,
+  }
+}
+
+async function tickInSlot(
+  context: BackupContext,
+  slot: Date,
+  take: (context: BackupContext) => Promise<BackupView>,
+  options: {drill?: boolean},
+): Promise<Omit<ScheduleRunResult, 'notifications'>> {
   const catalog = await catalogOf(context)
   const doubt = clockDoubt(context, catalog)
   if (doubt !== undefined) {
@@ -94,7 +119,7 @@ async function tick(
   const removed = await retentionAfterCreate(context, 'scheduled', taken?.id)
   const every = context.env.drill?.every
   const drill = options.drill || every ? await drillNewestScheduled(context, options.drill ? undefined : every) : null
-  return {drill, existing: existing?.manifest.id ?? null, removed, slot: slot.toISOString(), taken}
+  return {drill, existing: existing?.manifest.id ?? null, removed, running: null, slot: slot.toISOString(), taken}
 }
 
 /** How long after a drill the `drill.every` setting waits before the next one. */

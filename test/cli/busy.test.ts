@@ -4,7 +4,7 @@ import {existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync} from '
 import {join} from 'node:path'
 
 import {until} from '../helpers/processes.js'
-import {cli, cliAsync, makeProject, Project} from '../helpers/project.js'
+import {cli, cliAsync, listFiles, makeProject, Project, writeEnvironments} from '../helpers/project.js'
 
 /**
  * The sqlite3 program, but one step of it held (its pid recorded in `held`) for as long as the test
@@ -108,5 +108,40 @@ describe('a backup and a restore of one environment on one machine', function ()
     const created = await cli(project, ['create', '--db-only'])
     expect(created.status, created.stderr).to.equal(0)
     expect(existsSync(stale)).to.equal(false)
+  })
+
+  it('a tick while an earlier tick of the environment still runs takes nothing, says which, and the next one takes the slot', async () => {
+    const project = makeProject()
+    writeEnvironments(project, {local: {schedule: {at: '02:00'}}})
+    const clock = {DIVIO_BACKUP_NOW: '2026-12-03T02:30:00Z'}
+    const {env, held} = holdingSqlite(project, 'backup')
+    const first = started(project, {...env, ...clock}, ['schedule', 'run'])
+    try {
+      await until(() => isHeld(held), "the first tick's backup is reading the database")
+      const storeFolder = join(project.store, 'shop', 'local')
+      const before = listFiles(storeFolder)
+      // Cron's next hour: the first backup is still running.
+      const next = await cli(project, ['schedule', 'run', '--json'], clock)
+      expect(next.status, next.stderr).to.equal(0)
+      const result = next.json() as {running: {pid: number}; taken: unknown}
+      expect(result.taken).to.equal(null)
+      expect(result.running.pid).to.equal(first.child.pid)
+      const said = await cli(project, ['schedule', 'run'], clock)
+      expect(said.stdout).to.match(
+        new RegExp(
+          `^Nothing to take: the tick that started at .+ \\(process ${first.child.pid}\\) is still running on this machine`,
+        ),
+      )
+      expect(listFiles(storeFolder), 'no backup was started').to.deep.equal(before)
+    } finally {
+      first.child.kill('SIGKILL')
+      await first.exited
+      if (existsSync(held)) process.kill(heldPid(held), 'SIGKILL')
+    }
+
+    await until(() => !marks(project), "the killed tick's marks are gone")
+    const after = await cli(project, ['schedule', 'run', '--json'], clock)
+    expect(after.status, after.stderr).to.equal(0)
+    expect((after.json() as {taken: unknown}).taken).to.not.equal(null)
   })
 })

@@ -12,7 +12,7 @@ export type ScheduleRunCommandResult = ScheduleRunResult
 export default class ScheduleRun extends BackupCommand {
   static override description = `One idempotent cron tick: take a scheduled backup if the current slot has none, then apply the scheduled retention policy.
 
-The current slot is the most recent scheduled time at or before now. Run it as often as you like (hourly is a good choice): a tick never takes a second backup for a slot it finds covered. Two ticks that run at the same time can each take one; let one run at a time (docs/retention-and-schedules.md).`
+The current slot is the most recent scheduled time at or before now. Run it as often as you like (hourly is a good choice): a tick never takes a second backup for a slot it finds covered. A tick that finds an earlier one still running on this machine (a backup longer than the hour) takes nothing; ticks on two machines can each take one (docs/retention-and-schedules.md).`
   static override examples = [
     {
       command: '<%= config.bin %> <%= command.id %> -e live',
@@ -35,6 +35,10 @@ The current slot is the most recent scheduled time at or before now. Run it as o
     const context = await this.context(flags)
     const result = await this.onServiceThread('schedule run', flags, {drill: flags.drill})
     if (result.taken) this.log(renderCreated(result.taken, context.store.description))
+    else if (result.running)
+      this.log(
+        `Nothing to take: the tick that started at ${formatInstant(result.running.since)} (process ${result.running.pid}) is still running on this machine, and takes the slot of ${formatInstant(result.slot)}.`,
+      )
     else
       this.log(`Nothing to take: backup ${result.existing} already covers the slot of ${formatInstant(result.slot)}.`)
     for (const {id, reason} of result.removed) this.log(`Retention removed ${id}: ${reason}.`)

@@ -371,8 +371,20 @@ async function* copyStreamed(entry: MediaEntry, hash: Hash | undefined, out: Bat
   return true
 }
 
-function shrank(path: string): Error {
-  return new Error(`media file ${path} shrank while it was being read; run the backup again`)
+/**
+ * A file cut shorter while it was read: its header, with the size it was listed at, is already in the
+ * stream, and bytes the file no longer has cannot be made up. The packed format stores a file as it
+ * was read instead, and is the way out for a file that an app rewrites all the time.
+ */
+function shrank(path: string): BackupError {
+  return new BackupError(
+    'SOURCE_UNAVAILABLE',
+    `The media file ${printableName(path)} shrank while it was being read: something rewrote it during the backup.`,
+    {
+      suggestion:
+        'Run the backup again (a scheduled tick does, at its next run). A file that is rewritten all the time, such as a log or a search index, is better kept out of the media folder; the incremental format ("mediaFormat": "packs") stores such a file as it was read.',
+    },
+  )
 }
 
 /** A member's padding to a whole block: a view of constant zeros, copied into the batch like any bytes. */

@@ -1,4 +1,6 @@
 import {expect} from 'chai'
+import {existsSync} from 'node:fs'
+import {join} from 'node:path'
 
 import {cli, makeProject, Project} from '../helpers/project.js'
 
@@ -128,6 +130,19 @@ describe('usage errors: exit 2, two lines, one JSON error', function () {
     expect(refused.stderr).to.match(
       /\nTry this: Read the files there directly, or run `divio app backup download latest` to decrypt and check them\.\n$/,
     )
+  })
+
+  it('-o - is no folder: download and export refuse it, and write nothing where nobody looks', async () => {
+    expect((await cli(project, ['create'])).status).to.equal(0)
+    for (const command of ['download', 'export']) {
+      const refused = await cli(project, [command, '-o', '-'])
+      expect(refused.status, refused.stderr).to.equal(2)
+      expect(refused.stderr).to.match(
+        /^Error: -o\/--output names a folder to write files into, and "-" is not standard/,
+      )
+      expect(refused.stderr).to.include('-o ./- for a folder of that name')
+      expect(existsSync(join(project.root, '-')), `${command} wrote a folder "-"`).to.equal(false)
+    }
   })
 
   it('restore takes the id after a --trust-writer value, instead of swallowing it', async () => {

@@ -1,6 +1,7 @@
 import {Args, Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
+import {outputFolder} from '../../../cli/output-folder.js'
 import {renderFiles} from '../../../cli/render.js'
 import {FilesResult} from '../../../services/download.js'
 
@@ -35,7 +36,7 @@ Writes database.sqlite3 / database.dump / database.sql, media.tar and manifest.j
       cwd: process.cwd(),
       database: !flags['media-only'],
       media: !flags['db-only'],
-      outputDir: flags.output,
+      outputDir: outputFolder(flags.output),
       reference: args.id,
     })
     this.log(renderFiles(result))

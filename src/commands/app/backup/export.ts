@@ -1,6 +1,7 @@
 import {Flags} from '@oclif/core'
 
 import {BackupCommand} from '../../../cli/base-command.js'
+import {outputFolder} from '../../../cli/output-folder.js'
 import {renderExport} from '../../../cli/render.js'
 import {ExportResult} from '../../../services/export.js'
 
@@ -40,7 +41,7 @@ An interrupted export resumes when run again: files already present and matching
     const result = await this.onServiceThread('export', flags, {
       cwd: process.cwd(),
       latest: flags.latest,
-      outputDir: flags.output,
+      outputDir: outputFolder(flags.output),
       raw: flags.raw,
     })
     this.log(renderExport(result))

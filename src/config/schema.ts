@@ -31,6 +31,12 @@ export const scheduledRetentionSchema = z
 
 export const retentionSchema = z
   .object({
+    /**
+     * Whether `create` and the scheduled tick apply the policy to their trigger's backups once theirs
+     * is committed. `false` leaves deleting to `prune`, run by a machine that may delete: a create
+     * machine with append-only store credentials, which a compromised app server cannot wipe with.
+     */
+    afterBackup: z.boolean().default(true),
     incompleteGraceHours: z.number().positive().default(24),
     onDemand: onDemandRetentionSchema.default({days: 30, keepOlder: 3}),
     scheduled: scheduledRetentionSchema.default({daily: 7, monthly: 12, weekly: 4, yearly: 0}),
@@ -92,6 +98,7 @@ export const environmentSchema = z
       .strict()
       .optional(),
     retention: retentionSchema.default({
+      afterBackup: true,
       incompleteGraceHours: 24,
       onDemand: {days: 30, keepOlder: 3},
       scheduled: {daily: 7, monthly: 12, weekly: 4, yearly: 0},

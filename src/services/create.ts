@@ -355,6 +355,7 @@ export async function takeBackup(
 
 async function takeAndApplyRetention(context: BackupContext, options: CreateOptions): Promise<TakeBackupResult> {
   const view = await createBackup(context, options)
+  if (!context.env.retention.afterBackup) return {...view, removedByRetention: []}
   try {
     const removedByRetention = await timedStage(context.reporter, 'retention', () =>
       retentionAfterCreate(context, options.trigger, view.id),
@@ -368,8 +369,7 @@ async function takeAndApplyRetention(context: BackupContext, options: CreateOpti
       `Backup ${view.id} is complete, but applying retention afterwards failed: ${(error as Error).message}`,
       {
         cause: error,
-        suggestion:
-          'The new backup is safe. Run `divio app backup prune --dry-run` to see what retention would do, then prune.',
+        suggestion: `The new backup is safe. Run \`divio app backup prune --dry-run\` to see what retention would do, then prune. If this machine may not delete (append-only store credentials), set "retention": {"afterBackup": false} for ${context.env.name} in ${context.env.configSource}, and prune from a machine that may.`,
       },
     )
   }

@@ -6,6 +6,8 @@ import {BackupContext} from './context.js'
 /** `retention` --json. */
 export interface RetentionReport {
   policies: {
+    /** Whether create and the tick apply the policy to their own trigger's backups (else only prune does). */
+    afterBackup: boolean
     incompleteGraceHours: number
     onDemand: {days: number; keepOlder: number}
     schedule: null | Schedule
@@ -37,10 +39,14 @@ export function describeRetention(context: BackupContext, simulateDays?: number)
     `Scheduled backups: ${tiers.join('; ')}. Days, weeks and months are counted in ${timezone}, and only periods that hold a backup count, so a paused schedule loses nothing.`,
     'Pinned backups are always kept and take no slot. The newest complete backup is never removed.',
     `Incomplete backups (never committed) are removed by prune once nothing has written to them for ${retention.incompleteGraceHours} h.`,
+    retention.afterBackup
+      ? 'create and schedule run apply the policy to their own kind of backup once theirs is complete; prune applies all of it.'
+      : 'create and schedule run delete nothing ("afterBackup": false): only prune applies the policy.',
   ]
   const assumed: Schedule = schedule ?? {at: '02:00', timezone}
   return {
     policies: {
+      afterBackup: retention.afterBackup,
       incompleteGraceHours: retention.incompleteGraceHours,
       onDemand: retention.onDemand,
       schedule: schedule ?? null,

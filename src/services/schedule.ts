@@ -116,7 +116,7 @@ async function tickInSlot(
     ({manifest}) => manifest.trigger === 'scheduled' && Date.parse(manifest.createdAt) >= slot.getTime(),
   )
   const taken = existing ? null : await take(context)
-  const removed = await retentionAfterCreate(context, 'scheduled', taken?.id)
+  const removed = context.env.retention.afterBackup ? await retentionAfterCreate(context, 'scheduled', taken?.id) : []
   const every = context.env.drill?.every
   const drill = options.drill || every ? await drillNewestScheduled(context, options.drill ? undefined : every) : null
   return {drill, existing: existing?.manifest.id ?? null, removed, running: null, slot: slot.toISOString(), taken}

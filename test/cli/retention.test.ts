@@ -172,6 +172,33 @@ describe('retention through the CLI', () => {
     expect(await ids(project, ['--all'])).to.deep.equal([])
   })
 
+  it('with "afterBackup": false, create and the tick delete nothing (append-only credentials); prune applies the policy', async () => {
+    const project = makeProject()
+    writeConfig(project, {
+      database: 'sqlite:///db.sqlite3',
+      media: 'media',
+      retention: {afterBackup: false, onDemand: {days: 1, keepOlder: 0}, scheduled: {daily: 1, monthly: 0, weekly: 0}},
+      schedule: {at: '02:00'},
+      store: './.divio/backups',
+    })
+    for (const day of ['01', '05', '09']) {
+      const now = at(`2026-03-${day}T12:00:00Z`)
+      const created = await cli(project, ['create', '--json'], now)
+      expect(created.status, created.stderr).to.equal(0)
+      expect((created.json() as {removedByRetention: unknown[]}).removedByRetention).to.deep.equal([])
+      const tick = await cli(project, ['schedule', 'run', '--json'], now)
+      expect(tick.status, tick.stderr).to.equal(0)
+      expect((tick.json() as {removed: unknown[]}).removed).to.deep.equal([])
+    }
+
+    expect(await ids(project)).to.have.length(6)
+    expect((await cli(project, ['retention'])).stdout).to.include('create and schedule run delete nothing')
+    // The machine that may delete prunes: the newest of each kind stays.
+    const pruned = await cli(project, ['prune', '--confirm', 'live', '--json'], at('2026-03-09T13:00:00Z'))
+    expect(pruned.status, pruned.stderr).to.equal(0)
+    expect(await ids(project)).to.have.length(2)
+  })
+
   it('retention prints the policy, and --simulate what a daily schedule would hold', async () => {
     const project = makeProject()
     configure(project)

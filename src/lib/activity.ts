@@ -25,6 +25,11 @@ export interface ActivityMark {
 /** A process doing the other kind of thing, as its mark says. */
 export interface RunningActivity {
   pid: number
+  /**
+   * Whether its process was seen alive, here; false for a mark of another pid namespace (a container
+   * sharing the app folder), which counts while young, though its process may have been killed.
+   */
+  seenAlive: boolean
   since: Date
 }
 
@@ -88,7 +93,7 @@ export async function othersDoing(folder: string, activity: Activity): Promise<R
     }
 
     if (alive === undefined && Date.now() - info.mtimeMs > FOREIGN_MARK_MS) continue
-    running.push({pid: Number(parsed[2].split('-')[0]), since: info.mtime})
+    running.push({pid: Number(parsed[2].split('-')[0]), seenAlive: alive === true, since: info.mtime})
   }
 
   return running

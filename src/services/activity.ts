@@ -77,8 +77,10 @@ export async function duringTick<T>(
   const folder = activityFolder(context.env.root, context.env.name)
   const mark = await markActivity(folder, 'tick')
   try {
+    // Only a tick seen alive: one of another container may have been killed with its guard, and a tick
+    // that took nothing for it would exit 0, hour after hour, with no backup taken.
     const earlier = (await othersDoing(folder, 'tick'))
-      .filter(({since}) => mark !== undefined && since < mark.since)
+      .filter(({seenAlive, since}) => seenAlive && mark !== undefined && since < mark.since)
       .sort((a, b) => a.since.getTime() - b.since.getTime())
     if (earlier.length > 0) return {earlier: earlier[0]}
     return {result: await work()}

@@ -144,4 +144,18 @@ describe('a backup and a restore of one environment on one machine', function ()
     expect(after.status, after.stderr).to.equal(0)
     expect((after.json() as {taken: unknown}).taken).to.not.equal(null)
   })
+
+  it("a tick is not held by another container's tick mark, whose process may have been killed with its guard", async () => {
+    const project = makeProject()
+    writeEnvironments(project, {local: {schedule: {at: '02:00'}}})
+    const folder = join(project.root, '.divio', 'running', 'local')
+    mkdirSync(folder, {recursive: true})
+    // A young mark of a pid namespace that is not this one: whether its process lives, nobody here can tell.
+    const foreign = join(folder, 'tick-4242-1-12345-abcdef')
+    writeFileSync(foreign, `${new Date().toISOString()}\n`)
+    const tick = await cli(project, ['schedule', 'run', '--json'], {DIVIO_BACKUP_NOW: '2026-12-03T02:30:00Z'})
+    expect(tick.status, tick.stderr).to.equal(0)
+    expect((tick.json() as {running: unknown; taken: unknown}).running).to.equal(null)
+    expect((tick.json() as {taken: unknown}).taken).to.not.equal(null)
+  })
 })

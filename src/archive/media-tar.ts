@@ -55,8 +55,8 @@ export interface MediaEntry {
   mtime: Date
   /**
    * Opens the file's contents; only called for files without `localPath`. The stream must yield `size` bytes.
-   * Resolves to undefined when the file has disappeared since it was listed: it is then left out.
-   * It may update `size`, `mtime` and `etag` to those of what it opened (an S3 object replaced since
+   * Resolves to undefined when the file is left out (deleted since it was listed, or archived), which
+   * the provider has reported with `onSkip`, saying why. It may update `size`, `mtime` and `etag` to those of what it opened (an S3 object replaced since
    * the listing); the archive records what was read.
    */
   open?: () => Promise<Readable | undefined>
@@ -178,7 +178,7 @@ export function createMediaTar(
           }
 
           if (!included) {
-            options.onSkip?.(entry.path, CHANGED_WHILE_RUNNING)
+            reportLeftOut(entry, options.onSkip)
             continue
           }
 
@@ -338,6 +338,14 @@ async function copyPrefetched(entry: MediaEntry, prefetched: Promise<PrefetchedF
   out.append(read.content)
   read.release?.()
   return read.sha256
+}
+
+/**
+ * Reports a file that was left out as it was read: one read here changed while it was read; what
+ * `open` leaves out, its provider has reported, with its reason (deleted, archived).
+ */
+export function reportLeftOut(entry: MediaEntry, onSkip: ((path: string, why: string) => void) | undefined): void {
+  if (entry.localPath !== undefined || entry.prefetched) onSkip?.(entry.path, CHANGED_WHILE_RUNNING)
 }
 
 /**

@@ -354,13 +354,22 @@ export function renderExport(result: ExportResult): string {
   ].join('\n')
 }
 
+/** What `--clean` did to a bucket: the extra objects deleted, and the archived ones it leaves alone. */
+function mediaCleaned({archivedKept = 0, deleted}: {archivedKept?: number; deleted: number}): string {
+  const parts = [
+    ...(deleted ? [`${countOf(deleted, 'extra object')} deleted`] : []),
+    ...(archivedKept ? [`${countOf(archivedKept, 'archived object')} the backup does not hold left in place`] : []),
+  ]
+  return parts.map((part) => `, ${part}`).join('')
+}
+
 export function renderRestored(result: RestoreResult): string {
   return [
     `Restored backup ${result.id} of ${result.from} into ${result.to}.`,
     ...(result.database ? [`  database  ${result.database.engine} ${result.database.location}`] : []),
     ...(result.media
       ? [
-          `  media     ${countOf(result.media.files, 'file')} into ${result.media.location}${result.media.deleted ? `, ${countOf(result.media.deleted, 'extra object')} deleted` : ''}`,
+          `  media     ${countOf(result.media.files, 'file')} into ${result.media.location}${mediaCleaned(result.media)}`,
         ]
       : []),
     result.safetyBackup

@@ -9,7 +9,21 @@ export type DatabaseSource =
   {engine: 'mysql'; url: URL} | {engine: 'postgres'; url: URL} | {engine: 'sqlite'; path: string}
 
 /** Where the media files live. */
-export type MediaSource = {kind: 'filesystem'; path: string} | {kind: 's3'; location: S3Location; url: URL}
+export type MediaSource =
+  | {
+      /** What a backup does with an object that S3 serves only after a restore request (Glacier, Deep Archive). */
+      archived: ArchivedObjects
+      kind: 's3'
+      location: S3Location
+      url: URL
+    }
+  | {kind: 'filesystem'; path: string}
+
+/**
+ * The config's `archivedMedia`. `fail` (the default): such an object fails the backup, which names it.
+ * `skip`: it is left out, named on every backup. Either way, `restore --clean` leaves archived objects.
+ */
+export type ArchivedObjects = 'fail' | 'skip'
 
 /** Where backups are written. */
 export type StoreLocation = {kind: 'local'; path: string} | {kind: 's3'; location: S3Location; url: URL}
@@ -57,10 +71,15 @@ export function parseDatabaseDsn(dsn: string, root: string, where: string): Data
   }
 }
 
-export function parseMediaDsn(dsn: string, root: string, where: string): MediaSource {
+export function parseMediaDsn(
+  dsn: string,
+  root: string,
+  where: string,
+  archived: ArchivedObjects = 'fail',
+): MediaSource {
   const scheme = schemeOf(dsn)
-  if (scheme === 's3') return {kind: 's3', ...parseS3(dsn, where)}
-  return {kind: 'filesystem', path: parsePath(dsn, root, where)}
+  if (scheme !== 's3') return {kind: 'filesystem', path: parsePath(dsn, root, where)}
+  return {archived, kind: 's3', ...parseS3(dsn, where)}
 }
 
 export function parseStoreLocation(dsn: string, root: string, where: string): StoreLocation {

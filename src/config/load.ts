@@ -214,7 +214,7 @@ async function resolveEnvironment(
   const defaults = await zeroConfigDefaults(root, variables)
   const database = chosenSource(settings.database, defaults.database, unsetVariables.database)
   const mediaDsn = chosenSource(settings.media, defaults.media, unsetVariables.media)
-  const media = mediaDsn.value ? parseMediaDsn(mediaDsn.value, root, where('media')) : undefined
+  const media = mediaDsn.value ? parseMediaDsn(mediaDsn.value, root, where('media'), settings.archivedMedia) : undefined
   const store = parseStoreLocation(settings.store ?? defaults.store, root, where('store'))
   await refuseStoreInsideMedia(store, media)
   return {

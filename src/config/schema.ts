@@ -55,6 +55,11 @@ const httpUrl = z.string().refine((text) => {
 export const environmentSchema = z
   .object({
     /**
+     * Media in S3: what a backup does with an object that S3 serves only after a restore request
+     * (Glacier, Deep Archive): `fail` (the default) or `skip` it, naming it (docs/s3.md).
+     */
+    archivedMedia: z.enum(['fail', 'skip']).optional(),
+    /**
      * Count every table's rows, and hash the schema, in the dump's snapshot and record them in the
      * manifest for drills (default true). Off for databases where counting costs too much.
      */

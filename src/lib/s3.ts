@@ -78,20 +78,49 @@ export function httpStatusOf(error: unknown): number | undefined {
   return (error as {$metadata?: {httpStatusCode?: number}})?.$metadata?.httpStatusCode
 }
 
+/** S3's answer to a read of an object in an archive storage class that has not been restored. */
+export function isArchivedObjectError(error: unknown): boolean {
+  const cause = error instanceof BackupError ? error.cause : error
+  return s3ErrorCode(cause) === 'InvalidObjectState'
+}
+
+/**
+ * A read that S3 refused because the object is archived: a lifecycle rule moved it to Glacier Flexible
+ * Retrieval or Deep Archive (or Intelligent-Tiering moved it to an archive tier), and S3 serves such an
+ * object only for a while after a restore request. Not a matter of credentials, though the status is 403.
+ */
+function archivedObjectFailure(error: unknown, what: string, code: ErrorCode): BackupError {
+  return new BackupError(
+    code,
+    `Cannot ${what}: the object is archived (InvalidObjectState). S3 serves an object in Glacier Flexible Retrieval or Deep Archive, or in an archive tier of Intelligent-Tiering, only after a restore request.`,
+    {
+      cause: error,
+      suggestion:
+        'Have S3 restore the archived objects (`aws s3api restore-object --bucket BUCKET --key KEY --restore-request Days=7`, for each; it takes minutes to hours, up to 48 for Deep Archive), then run the command again. A lifecycle rule on backups should move them to GLACIER_IR, which is read at once, not to GLACIER or DEEP_ARCHIVE.',
+    },
+  )
+}
+
 /**
  * A failed S3 request as a user-facing error: what failed, where, and what to check. `what` is a
  * phrase such as "write the backup".
  */
-export function s3Failure(
-  error: unknown,
-  what: string,
-  where: string,
-  code: ErrorCode = 'STORE_UNAVAILABLE',
-): BackupError {
-  if (error instanceof BackupError) return error
+const EXPIRED_CODES = new Set<string | undefined>(['ExpiredToken', 'ExpiredTokenException', 'TokenRefreshRequired'])
+const WRONG_REGION_CODES = new Set<string | undefined>([
+  'AuthorizationHeaderMalformed',
+  'IllegalLocationConstraintException',
+  'PermanentRedirect',
+])
+const THROTTLED_CODES = new Set<string | undefined>(['SlowDown', 'Throttling'])
+const REFUSED_CODES = new Set<string | undefined>(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch'])
+
+/**
+ * An error that S3 answered with and that says what is wrong (a missing bucket, a clock, expired or
+ * refused credentials, another region, throttling, an archived object), or undefined for the others.
+ */
+function answeredFailure(error: unknown, what: string, where: string, code: ErrorCode): BackupError | undefined {
   const s3Code = s3ErrorCode(error)
   const status = httpStatusOf(error)
-  const detail = describeNetworkError(error)
   const cause = error
   if (s3Code === 'NoSuchBucket') {
     return new BackupError(code, `Cannot ${what}: the bucket of ${where} does not exist.`, {
@@ -112,7 +141,7 @@ export function s3Failure(
     )
   }
 
-  if (s3Code === 'ExpiredToken' || s3Code === 'TokenRefreshRequired' || s3Code === 'ExpiredTokenException') {
+  if (EXPIRED_CODES.has(s3Code)) {
     return new BackupError(code, `Cannot ${what}: the S3 credentials for ${where} have expired (${s3Code}).`, {
       cause,
       suggestion:
@@ -120,12 +149,7 @@ export function s3Failure(
     })
   }
 
-  if (
-    s3Code === 'PermanentRedirect' ||
-    s3Code === 'AuthorizationHeaderMalformed' ||
-    s3Code === 'IllegalLocationConstraintException' ||
-    status === 301
-  ) {
+  if (WRONG_REGION_CODES.has(s3Code) || status === 301) {
     const region = regionOf(error)
     return new BackupError(
       'CONFIG_INVALID',
@@ -134,7 +158,7 @@ export function s3Failure(
     )
   }
 
-  if (s3Code === 'SlowDown' || s3Code === 'Throttling' || status === 503) {
+  if (THROTTLED_CODES.has(s3Code) || status === 503) {
     return new BackupError(
       code,
       `Cannot ${what}: S3 kept asking to slow down (${s3Code ?? 'HTTP 503'}) after ${S3_MAX_ATTEMPTS} attempts.`,
@@ -146,12 +170,9 @@ export function s3Failure(
     )
   }
 
-  if (
-    s3Code === 'AccessDenied' ||
-    s3Code === 'InvalidAccessKeyId' ||
-    s3Code === 'SignatureDoesNotMatch' ||
-    status === 403
-  ) {
+  if (s3Code === 'InvalidObjectState') return archivedObjectFailure(error, what, code)
+
+  if (REFUSED_CODES.has(s3Code) || status === 403) {
     return new BackupError(code, `Cannot ${what}: S3 refused the credentials for ${where} (${s3Code}).`, {
       cause,
       suggestion:
@@ -159,6 +180,22 @@ export function s3Failure(
     })
   }
 
+  return undefined
+}
+
+export function s3Failure(
+  error: unknown,
+  what: string,
+  where: string,
+  code: ErrorCode = 'STORE_UNAVAILABLE',
+): BackupError {
+  if (error instanceof BackupError) return error
+  const answered = answeredFailure(error, what, where, code)
+  if (answered !== undefined) return answered
+  const status = httpStatusOf(error)
+  const s3Code = s3ErrorCode(error)
+  const detail = describeNetworkError(error)
+  const cause = error
   if ((error as Error)?.name === 'CredentialsProviderError') {
     return new BackupError(code, `Cannot ${what}: no AWS credentials were found for ${where}.`, {
       cause,

@@ -39,6 +39,8 @@ export interface RestoreResult {
   id: string
   /** `skipped`: members of the backup left out, each with why (symlinks that lead outside the media folder). */
   media: null | {
+    /** With `--clean`: objects the backup does not hold, left in place since S3 has archived them. */
+    archivedKept?: number
     bytes: number
     deleted: number
     files: number

@@ -584,5 +584,6 @@ function operationOf({method, query}: ProxiedRequest): string {
 }
 
 function faultName(fault: Exclude<Fault, undefined>): string {
-  return typeof fault === 'object' ? fault.code : fault
+  if (typeof fault !== 'object') return fault
+  return 'code' in fault ? fault.code : 'answer'
 }

@@ -7,9 +7,17 @@ import {AddressInfo} from 'node:net'
  * - `cut`: forward it, then drop the connection half-way through the response body;
  * - `{status, code}`: answer with that S3 error without forwarding;
  * - `hang`: read all of it, and never answer (a service that stopped responding);
+ * - `{answer}`: forward it, and change the answer: its body (a listing that names storage classes
+ *   s3rver does not keep) and its headers;
  * - undefined: forward it untouched.
  */
-export type Fault = 'cut' | 'hang' | 'reset' | undefined | {code: string; status: number}
+export type Fault =
+  | 'cut'
+  | 'hang'
+  | 'reset'
+  | undefined
+  | {answer: {body?: (body: string) => string; headers?: Record<string, string>}}
+  | {code: string; status: number}
 
 export interface ProxiedRequest {
   method: string
@@ -51,6 +59,11 @@ export class FaultyProxy {
         return
       }
 
+      if (typeof fault === 'object' && 'answer' in fault) {
+        forward(incoming, response, targetPort, fault.answer)
+        return
+      }
+
       if (typeof fault === 'object') {
         incoming.resume()
         incoming.once('end', () => {
@@ -62,7 +75,7 @@ export class FaultyProxy {
         return
       }
 
-      forward(incoming, response, targetPort, fault === 'cut')
+      forward(incoming, response, targetPort, fault === 'cut' ? 'cut' : undefined)
     })
     await new Promise<void>((resolve) => {
       server.listen(0, '127.0.0.1', resolve)
@@ -82,10 +95,34 @@ export class FaultyProxy {
   }
 }
 
-function forward(incoming: IncomingMessage, response: ServerResponse, targetPort: number, cut: boolean): void {
+function forward(
+  incoming: IncomingMessage,
+  response: ServerResponse,
+  targetPort: number,
+  how: 'cut' | undefined | {body?: (body: string) => string; headers?: Record<string, string>},
+): void {
+  const cut = how === 'cut'
+  const change = typeof how === 'object' ? how : undefined
   const upstream = httpRequest(
     {headers: incoming.headers, host: '127.0.0.1', method: incoming.method, path: incoming.url, port: targetPort},
     (answer) => {
+      if (change) {
+        const chunks: Buffer[] = []
+        answer.on('data', (chunk: Buffer) => chunks.push(chunk))
+        answer.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8')
+          const body = Buffer.from(change.body ? change.body(text) : text)
+          response.writeHead(answer.statusCode ?? 502, {
+            ...answer.headers,
+            ...change.headers,
+            // A HEAD's length is the object's, and it has no body.
+            ...(incoming.method === 'HEAD' ? {} : {'content-length': String(body.length)}),
+          })
+          response.end(incoming.method === 'HEAD' ? undefined : body)
+        })
+        return
+      }
+
       response.writeHead(answer.statusCode ?? 502, answer.headers)
       if (!cut) {
         answer.pipe(response)

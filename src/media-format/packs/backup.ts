@@ -6,7 +6,7 @@ import {pipeline} from 'node:stream/promises'
 import {createGzip} from 'node:zlib'
 
 import {HashingStream} from '../../archive/hash.js'
-import {CHANGED_WHILE_RUNNING, MediaEntry, mediaReadFailure} from '../../archive/media-tar.js'
+import {MediaEntry, mediaReadFailure, reportLeftOut} from '../../archive/media-tar.js'
 import {WriterKey} from '../../archive/writer-key.js'
 import {formatBytes} from '../../domain/format.js'
 import {Manifest, MediaPacksComponent, PackObject, StoredObject} from '../../domain/manifest.js'
@@ -179,7 +179,9 @@ export async function backUpMediaPacks(
       throw mediaReadFailure(error, entry)
     })
     if (read === undefined) {
-      reporter.notice(`warning: media ${JSON.stringify(printableName(entry.path))} skipped: ${CHANGED_WHILE_RUNNING}`)
+      reportLeftOut(entry, (path, why) =>
+        reporter.notice(`warning: media ${JSON.stringify(printableName(path))} skipped: ${why}`),
+      )
       return undefined
     }
 

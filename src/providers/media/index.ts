@@ -10,7 +10,7 @@ export function mediaProviderFor(source: MediaSource): MediaProvider {
     }
 
     case 's3': {
-      return new S3MediaProvider(source.location, redactDsn(source.url.href))
+      return new S3MediaProvider(source.location, redactDsn(source.url.href), source.archived)
     }
   }
 }

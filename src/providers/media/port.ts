@@ -4,6 +4,8 @@ import {ExtractSummary} from '../../archive/extract.js'
 import {MediaEntry} from '../../archive/media-tar.js'
 
 export interface MediaRestoreSummary {
+  /** Objects the archive does not hold that `clean` left in place, since S3 has archived them (S3). */
+  archivedKept?: number
   bytes: number
   /** Files that were there before and that the archive does not hold, removed (S3 with `clean`). */
   deleted: number

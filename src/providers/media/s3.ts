@@ -7,11 +7,13 @@ import {pipeline} from 'node:stream/promises'
 import {ListingCheck} from '../../archive/listing.js'
 import {LISTING_MEMBER, MEDIA_PREFIX, MediaEntry} from '../../archive/media-tar.js'
 import {readTar, TarMember} from '../../archive/tar-reader.js'
+import {ArchivedObjects} from '../../config/dsn.js'
 import {S3Location} from '../../config/s3-location.js'
 import {BackupError} from '../../errors.js'
 import {giveBack} from '../../lib/buffer-loan.js'
 import {isUtf8Name} from '../../lib/byte-names.js'
-import {createS3Client, getObject, s3Failure} from '../../lib/s3.js'
+import {createS3Client, getObject, isArchivedObjectError, ObjectRead, s3Failure} from '../../lib/s3.js'
+import {shellQuote} from '../../lib/shell.js'
 import {EntriesOptions, MediaProvider, MediaRestoreSummary} from './port.js'
 import {keyOfPath, KeyPath, S3KeyPaths} from './s3-key-paths.js'
 
@@ -23,6 +25,11 @@ const PREFETCH = 8
  */
 const SMALL_OBJECT = 1024 * 1024
 const UPLOADS_IN_FLIGHT = 8
+/** The storage classes whose objects S3 serves only after a restore request, as the listing names them. */
+const ARCHIVE_CLASSES = new Set(['DEEP_ARCHIVE', 'GLACIER'])
+
+/** An object as listed: a media entry, with its key and storage class. */
+type ListedObject = MediaEntry & {key: string; storageClass?: string}
 
 /**
  * Media in an S3 bucket under a prefix (the platform's DEFAULT_STORAGE_DSN). Every object becomes a
@@ -41,6 +48,7 @@ export class S3MediaProvider implements MediaProvider {
     private readonly s3: S3Location,
     /** The DSN as shown to users, already redacted. */
     description: string,
+    private readonly archived: ArchivedObjects = 'fail',
   ) {
     this.location = description
   }
@@ -48,7 +56,7 @@ export class S3MediaProvider implements MediaProvider {
   async *entries({needsContent, onSkip, signal}: EntriesOptions): AsyncIterable<MediaEntry> {
     // Small objects are downloaded ahead, a few at a time, while the archive takes the current one:
     // on S3 a request's latency, not its bytes, is what makes many small files slow.
-    const window: Array<{entry: MediaEntry; prefetched?: Promise<Readable | undefined>; wanted: boolean}> = []
+    const window: Array<{entry: ListedObject; prefetched?: Promise<Readable | undefined>; wanted: boolean}> = []
     const listing = this.list(signal)[Symbol.asyncIterator]()
     let listed = false
     try {
@@ -192,8 +200,22 @@ export class S3MediaProvider implements MediaProvider {
 
     if (failure !== undefined) throw this.failure(failure, 'restore the media')
     if (!listed) await check.verify()
-    const deleted = restored ? await this.deleteExtras(restored, options.signal) : 0
-    return {bytes, deleted, files: objects, skipped}
+    const {archivedKept, deleted} = restored
+      ? await this.deleteExtras(restored, options.signal)
+      : {archivedKept: 0, deleted: 0}
+    return {archivedKept, bytes, deleted, files: objects, skipped}
+  }
+
+  /** An archived object that fails the backup (`"archivedMedia": "fail"`, the default): which, and the two ways on. */
+  private archivedFailure(entry: ListedObject, error: unknown): BackupError {
+    return new BackupError(
+      'SOURCE_UNAVAILABLE',
+      `Cannot read the media object ${JSON.stringify(entry.key)} in ${this.location}: it is ${archivedAs(entry)}, and S3 serves it only after a restore request (InvalidObjectState).`,
+      {
+        cause: error,
+        suggestion: `Have S3 restore the archived objects for some days (\`aws s3api restore-object --bucket ${this.s3.bucket} --key ${shellQuote(entry.key)} --restore-request Days=7\`, and the same for each: docs/s3.md says how to list them) and back up once they are readable, or set \`"archivedMedia": "skip"\` on the environment in the config to back up everything else: each backup then names the archived objects it leaves out, which only S3's archive holds.`,
+      },
+    )
   }
 
   private client(): Promise<S3Client> {
@@ -202,21 +224,33 @@ export class S3MediaProvider implements MediaProvider {
     return this.clientPromise
   }
 
-  private async deleteExtras(keep: Set<string>, signal?: AbortSignal): Promise<number> {
+  /**
+   * Deletes the objects under the prefix that the restore did not write (`--clean`), but never an
+   * archived one: no backup can hold what S3 would not serve it (`"archivedMedia": "skip"` left it
+   * out), and the archive may be its only copy. Those are counted and left in place.
+   */
+  private async deleteExtras(
+    keep: Set<string>,
+    signal?: AbortSignal,
+  ): Promise<{archivedKept: number; deleted: number}> {
     const {DeleteObjectCommand} = await import('@aws-sdk/client-s3')
     const client = await this.client()
-    let deleted = 0
+    const listingSignal = signal ?? new AbortController().signal
+    let archivedKept = 0
     const extras: string[] = []
-    for await (const entry of this.list(signal ?? new AbortController().signal)) {
-      if (entry.type === 'file' && !keep.has(entry.key.slice(this.s3.prefix.length))) extras.push(entry.key)
+    for await (const entry of this.list(listingSignal)) {
+      if (entry.type !== 'file' || keep.has(entry.key.slice(this.s3.prefix.length))) continue
+      if (await this.isArchived(entry, listingSignal)) archivedKept++
+      else extras.push(entry.key)
     }
 
+    let deleted = 0
     for (const key of extras) {
       await client.send(new DeleteObjectCommand({Bucket: this.s3.bucket, Key: key}), {abortSignal: signal})
       deleted++
     }
 
-    return deleted
+    return {archivedKept, deleted}
   }
 
   /**
@@ -225,17 +259,29 @@ export class S3MediaProvider implements MediaProvider {
    * since the listing (it is left out); when it was replaced, the entry takes the new size, ETag and date.
    */
   private async download(
-    entry: MediaEntry,
+    entry: ListedObject,
     onSkip: ((path: string, why: string) => void) | undefined,
     signal: AbortSignal,
   ): Promise<Readable | undefined> {
     const client = await this.client()
-    const read = await getObject(
-      client,
-      {bucket: this.s3.bucket, key: entry.key!},
-      (error) => this.failure(error, `read ${entry.key}`),
-      signal,
-    )
+    let read: ObjectRead | undefined
+    try {
+      read = await getObject(
+        client,
+        {bucket: this.s3.bucket, key: entry.key},
+        (error) => this.failure(error, `read ${entry.key}`),
+        signal,
+      )
+    } catch (error) {
+      if (!isArchivedObjectError(error)) throw error
+      if (this.archived === 'fail') throw this.archivedFailure(entry, error)
+      onSkip?.(
+        entry.path,
+        `${archivedAs(entry)}, and S3 serves it only after a restore request ("archivedMedia": "skip")`,
+      )
+      return undefined
+    }
+
     if (read === undefined) {
       onSkip?.(entry.path, 'deleted while the backup ran')
       return undefined
@@ -254,8 +300,22 @@ export class S3MediaProvider implements MediaProvider {
     return s3Failure(error, what, this.location, 'SOURCE_UNAVAILABLE')
   }
 
+  /** Glacier and Deep Archive show in the listing; Intelligent-Tiering's archive tiers only in the object's head. */
+  private async isArchived(entry: ListedObject, signal: AbortSignal): Promise<boolean> {
+    if (ARCHIVE_CLASSES.has(entry.storageClass ?? '')) return true
+    if (entry.storageClass !== 'INTELLIGENT_TIERING') return false
+    const {HeadObjectCommand} = await import('@aws-sdk/client-s3')
+    const client = await this.client()
+    const head = await client
+      .send(new HeadObjectCommand({Bucket: this.s3.bucket, Key: entry.key}), {abortSignal: signal})
+      .catch((error: unknown) => {
+        throw this.failure(error, `read the head of ${entry.key}`)
+      })
+    return head.ArchiveStatus !== undefined
+  }
+
   // Every object under the prefix, in key order, as media entries without contents.
-  private async *list(signal: AbortSignal): AsyncIterable<MediaEntry & {key: string}> {
+  private async *list(signal: AbortSignal): AsyncIterable<ListedObject> {
     const {ListObjectsV2Command} = await import('@aws-sdk/client-s3')
     const client = await this.client()
     const paths = new S3KeyPaths()
@@ -274,7 +334,13 @@ export class S3MediaProvider implements MediaProvider {
         if (relative === '') continue
         const size = object.Size ?? 0
         const {path, type} = this.pathOf(paths, relative, size)
-        const common = {etag: object.ETag, key, mtime: object.LastModified ?? new Date(0), path}
+        const common = {
+          etag: object.ETag,
+          key,
+          mtime: object.LastModified ?? new Date(0),
+          path,
+          storageClass: object.StorageClass,
+        }
         yield type === 'directory'
           ? {...common, mode: 0o755, size: 0, type: 'directory'}
           : {...common, mode: 0o644, size, type: 'file'}
@@ -314,6 +380,13 @@ export class S3MediaProvider implements MediaProvider {
       {abortSignal: signal},
     )
   }
+}
+
+/** How the listing names an archived object's storage class, for messages. */
+function archivedAs(entry: ListedObject): string {
+  return entry.storageClass && entry.storageClass !== 'STANDARD'
+    ? `archived (storage class ${entry.storageClass})`
+    : 'archived'
 }
 
 // The archive's members; a damaged or truncated archive is an integrity error.

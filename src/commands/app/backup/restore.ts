@@ -31,7 +31,9 @@ PostgreSQL is restored in one transaction, SQLite files and media folders are sw
       description:
         'Restore "latest" although the store shows less than this machine has seen (its newest backup gone or older): the store may have been rolled back.',
     }),
-    clean: Flags.boolean({description: 'S3 media: delete objects under the prefix that the backup does not hold.'}),
+    clean: Flags.boolean({
+      description: 'S3 media: delete objects under the prefix that the backup does not hold (never an archived one).',
+    }),
     confirm: Flags.string({description: 'Confirm without a prompt by naming the target environment.'}),
     'db-only': Flags.boolean({description: 'Restore only the database.', exclusive: ['media-only']}),
     'media-only': Flags.boolean({description: 'Restore only the media.', exclusive: ['db-only']}),

@@ -5,6 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {S3Location} from '../config/s3-location.js'
 import {BackupError, ErrorCode} from '../errors.js'
+import {trustedAuthorities, untrustedCertificateFailure} from './s3-tls.js'
 
 /** Attempts per request, the first included. The SDK's standard strategy backs off exponentially with jitter. */
 export const S3_MAX_ATTEMPTS = 8
@@ -27,7 +28,7 @@ export async function createS3Client(
   // The SDK warns on every run about Node versions it will stop supporting; users of a backup command
   // cannot act on it, and the SDK version is pinned by this package's lockfile.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const {S3Client} = await import('@aws-sdk/client-s3')
+  const [{S3Client}, ca] = await Promise.all([import('@aws-sdk/client-s3'), trustedAuthorities()])
   const agent = {keepAlive: true, maxSockets}
   return new S3Client({
     credentials: location.credentials,
@@ -44,7 +45,7 @@ export async function createS3Client(
     requestHandler: {
       connectionTimeout: 10_000,
       httpAgent: agent,
-      httpsAgent: agent,
+      httpsAgent: ca === undefined ? agent : {...agent, ca},
       // How long a request's socket may stay silent, each try, body included: a request to an endpoint
       // that accepts and never answers fails in that time, and the SDK tries again. Not requestTimeout,
       // which bounds a whole request (a part on a slow link may take longer), and only warns, on the
@@ -190,7 +191,7 @@ export function s3Failure(
   code: ErrorCode = 'STORE_UNAVAILABLE',
 ): BackupError {
   if (error instanceof BackupError) return error
-  const answered = answeredFailure(error, what, where, code)
+  const answered = answeredFailure(error, what, where, code) ?? untrustedCertificateFailure(error, what, where, code)
   if (answered !== undefined) return answered
   const status = httpStatusOf(error)
   const s3Code = s3ErrorCode(error)

@@ -1,0 +1,88 @@
+import {readFile} from 'node:fs/promises'
+import {rootCertificates} from 'node:tls'
+
+import {BackupError, ErrorCode} from '../errors.js'
+
+/**
+ * The certificate authorities an S3 client trusts: Node.js's own, and those of `AWS_CA_BUNDLE` (a PEM
+ * file), the variable through which the AWS CLI and the other AWS SDKs take a service's private CA (a
+ * self-hosted MinIO or Ceph, a proxy that inspects TLS). The AWS SDK for JavaScript does not read it.
+ * Undefined without the variable: the agent keeps Node.js's defaults, NODE_EXTRA_CA_CERTS included.
+ */
+export async function trustedAuthorities(): Promise<string[] | undefined> {
+  const bundle = process.env.AWS_CA_BUNDLE
+  if (!bundle) return undefined
+  let text: string
+  try {
+    text = await readFile(bundle, 'utf8')
+  } catch (error) {
+    throw new BackupError(
+      'CONFIG_INVALID',
+      `AWS_CA_BUNDLE names ${bundle}, which cannot be read (${(error as NodeJS.ErrnoException).code ?? (error as Error).message}).`,
+      {cause: error, suggestion: 'Point AWS_CA_BUNDLE at the PEM file of the certificate authority, or unset it.'},
+    )
+  }
+
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) {
+    throw new BackupError('CONFIG_INVALID', `AWS_CA_BUNDLE names ${bundle}, which holds no PEM certificate.`, {
+      suggestion:
+        'Point AWS_CA_BUNDLE at the certificate authority in PEM form (-----BEGIN CERTIFICATE-----), or unset it.',
+    })
+  }
+
+  return [...rootCertificates, text]
+}
+
+/** The codes of Node.js's TLS check for a certificate that is not trusted, and what each asks of the user. */
+const UNTRUSTED: Record<string, string> = {
+  CERT_HAS_EXPIRED:
+    "The certificate has expired, or this machine's clock is off: renew it on the service, or set the clock right.",
+  CERT_NOT_YET_VALID:
+    "The certificate is not valid yet, or this machine's clock is off: set the clock right (enable NTP).",
+  ERR_TLS_CERT_ALTNAME_INVALID:
+    "The certificate does not name the endpoint's host: use the host name it was issued for in the endpoint.",
+}
+const PRIVATE_AUTHORITY =
+  "A service with a certificate of its own authority (a self-hosted MinIO or Ceph, or a proxy that inspects TLS): point AWS_CA_BUNDLE at that authority's certificate (a PEM file), as for the AWS CLI, then run the command again. The check is never turned off."
+for (const code of [
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+])
+  UNTRUSTED[code] = PRIVATE_AUTHORITY
+
+/**
+ * A request that failed because the service's TLS certificate is not trusted here, as a user-facing
+ * error (no retry helps it, and "check the network" would not say what to do); undefined for others.
+ */
+export function untrustedCertificateFailure(
+  error: unknown,
+  what: string,
+  where: string,
+  code: ErrorCode,
+): BackupError | undefined {
+  const tlsCode = codeOfCause(error, (candidate) => candidate in UNTRUSTED)
+  if (tlsCode === undefined) return undefined
+  return new BackupError(
+    code,
+    `Cannot ${what} at ${where}: the service's TLS certificate is not trusted here (${tlsCode}).`,
+    {
+      cause: error,
+      suggestion: UNTRUSTED[tlsCode],
+    },
+  )
+}
+
+function codeOfCause(error: unknown, wanted: (code: string) => boolean, depth = 0): string | undefined {
+  if (depth > 4 || typeof error !== 'object' || error === null) return undefined
+  const {cause, code, errors} = error as {cause?: unknown; code?: unknown; errors?: unknown[]}
+  if (typeof code === 'string' && wanted(code)) return code
+  for (const inner of [...(errors ?? []), cause]) {
+    const found = codeOfCause(inner, wanted, depth + 1)
+    if (found !== undefined) return found
+  }
+
+  return undefined
+}

@@ -5,7 +5,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {S3Location} from '../config/s3-location.js'
 import {BackupError, ErrorCode} from '../errors.js'
-import {trustedAuthorities, untrustedCertificateFailure} from './s3-tls.js'
+import {agentOptions, proxyHint, untrustedCertificateFailure} from './s3-connection.js'
 
 /** Attempts per request, the first included. The SDK's standard strategy backs off exponentially with jitter. */
 export const S3_MAX_ATTEMPTS = 8
@@ -28,8 +28,7 @@ export async function createS3Client(
   // The SDK warns on every run about Node versions it will stop supporting; users of a backup command
   // cannot act on it, and the SDK version is pinned by this package's lockfile.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const [{S3Client}, ca] = await Promise.all([import('@aws-sdk/client-s3'), trustedAuthorities()])
-  const agent = {keepAlive: true, maxSockets}
+  const [{S3Client}, agents] = await Promise.all([import('@aws-sdk/client-s3'), agentOptions(maxSockets)])
   return new S3Client({
     credentials: location.credentials,
     endpoint: location.endpoint,
@@ -44,8 +43,8 @@ export async function createS3Client(
     requestChecksumCalculation: location.endpoint === undefined ? 'WHEN_SUPPORTED' : 'WHEN_REQUIRED',
     requestHandler: {
       connectionTimeout: 10_000,
-      httpAgent: agent,
-      httpsAgent: ca === undefined ? agent : {...agent, ca},
+      httpAgent: agents.http,
+      httpsAgent: agents.https,
       // How long a request's socket may stay silent, each try, body included: a request to an endpoint
       // that accepts and never answers fails in that time, and the SDK tries again. Not requestTimeout,
       // which bounds a whole request (a part on a slow link may take longer), and only warns, on the
@@ -226,13 +225,11 @@ export function s3Failure(
   }
 
   // Without an HTTP status no response came back (refused, reset, timed out): the network error says why.
-  const reason =
-    s3Code === undefined || status === undefined
-      ? `no response from S3: ${detail}`
-      : `${s3Code}${status ? ` (HTTP ${status})` : ''}`
+  const answeredNothing = s3Code === undefined || status === undefined
+  const reason = answeredNothing ? `no response from S3: ${detail}` : `${s3Code}${status ? ` (HTTP ${status})` : ''}`
   return new BackupError(code, `Cannot ${what} at ${where}: ${reason}.`, {
     cause,
-    suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.`,
+    suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.${answeredNothing ? proxyHint() : ''}`,
   })
 }
 

@@ -1,12 +1,13 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
-import {request as httpRequest} from 'node:http'
+import {createServer as createHttpServer, request as httpRequest} from 'node:http'
 import {createServer, Server} from 'node:https'
-import {AddressInfo} from 'node:net'
+import {AddressInfo, connect} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {agentsTakeProxies} from '../../src/lib/s3-connection.js'
 import {cli, makeProject} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 
@@ -15,11 +16,13 @@ interface Failed {
 }
 
 /**
- * An S3-compatible service on HTTPS with a certificate of its own authority (a self-hosted MinIO or
+ * How a command reaches S3: an S3-compatible service on HTTPS with a certificate of its own authority (a self-hosted MinIO or
  * Ceph, a proxy that inspects TLS): each way the check fails is named, with what to do, and
- * AWS_CA_BUNDLE, which the AWS CLI reads and the AWS SDK for JavaScript does not, makes it trusted.
+ * AWS_CA_BUNDLE, which the AWS CLI reads and the AWS SDK for JavaScript does not, makes it trusted;
+ * and the proxy of HTTPS_PROXY, which the AWS CLI takes, where Node.js can tunnel (the Node.js 22 and
+ * 24 lanes run this file too).
  */
-describe('S3 over TLS with a private certificate authority (s3rver behind HTTPS)', function () {
+describe('how S3 is reached: a private certificate authority, a proxy (s3rver behind HTTPS)', function () {
   let s3: TestS3
   let folder: string
   const servers: Server[] = []
@@ -101,6 +104,29 @@ describe('S3 over TLS with a private certificate authority (s3rver behind HTTPS)
     return `https://127.0.0.1:${(server.address() as AddressInfo).port}`
   }
 
+  /** A proxy that tunnels CONNECT requests, as corporate egress proxies do, and records where to. */
+  async function tunnellingProxy(): Promise<{tunnels: string[]; url: string}> {
+    const tunnels: string[] = []
+    const server = createHttpServer()
+    server.on('connect', (request, socket, head) => {
+      tunnels.push(request.url ?? '')
+      const [host, port] = (request.url ?? '').split(':')
+      const upstream = connect(Number(port), host, () => {
+        socket.write('HTTP/1.1 200 Connection Established\r\n\r\n')
+        upstream.write(head)
+        upstream.pipe(socket)
+        socket.pipe(upstream)
+      })
+      upstream.on('error', () => socket.destroy())
+      socket.on('error', () => upstream.destroy())
+    })
+    await new Promise<void>((resolve) => {
+      server.listen(0, '127.0.0.1', resolve)
+    })
+    servers.push(server as unknown as Server)
+    return {tunnels, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`}
+  }
+
   let buckets = 0
   async function projectOn(certificate: string) {
     const bucket = `tls-${++buckets}`
@@ -153,6 +179,46 @@ describe('S3 over TLS with a private certificate authority (s3rver behind HTTPS)
       const result = await cli(project, ['list', '--json'], {AWS_CA_BUNDLE: bundle})
       expect(result.status, result.stderr).to.equal(2)
       expect((result.json() as Failed).error.message).to.match(says)
+    }
+  })
+
+  it(`HTTPS_PROXY: ${agentsTakeProxies() ? 'every request goes through it, NO_PROXY excepted, and a failure names it' : 'unused on this Node.js line, which a failure says'}`, async () => {
+    const project = await projectOn('right')
+    const endpoint = new URL(new URL(project.env.DIVIO_BACKUP_STORE!).searchParams.get('endpoint')!)
+    const proxy = await tunnellingProxy()
+    const trusted = {AWS_CA_BUNDLE: join(folder, 'ca.pem'), HTTPS_PROXY: proxy.url}
+    const created = await cli(project, ['create', '--json'], trusted)
+    expect(created.status, created.stderr).to.equal(0)
+    // No retry waits: the SDK draws its backoff from Math.random, and the commands run in this process.
+    const {random} = Math
+    Math.random = () => 0
+    try {
+      if (agentsTakeProxies()) {
+        expect(proxy.tunnels.length, 'requests through the proxy').to.be.above(0)
+        expect(new Set(proxy.tunnels)).to.deep.equal(new Set([endpoint.host]))
+        const tunnels = proxy.tunnels.length
+        const direct = await cli(project, ['list', '--json'], {...trusted, NO_PROXY: '127.0.0.1'})
+        expect(direct.status, direct.stderr).to.equal(0)
+        expect(proxy.tunnels.length, 'NO_PROXY: no tunnel').to.equal(tunnels)
+        const deadProxy = await cli(project, ['list', '--json'], {...trusted, HTTPS_PROXY: 'http://127.0.0.1:9'})
+        expect(deadProxy.status, deadProxy.stderr).to.equal(7)
+        expect((deadProxy.json() as Failed).error.suggestion).to.include(
+          'Requests go through the proxy that HTTPS_PROXY names',
+        )
+      } else {
+        expect(proxy.tunnels).to.deep.equal([])
+        project.env.DIVIO_BACKUP_STORE = project.env.DIVIO_BACKUP_STORE!.replace(
+          encodeURIComponent(endpoint.origin),
+          encodeURIComponent('https://127.0.0.1:9'),
+        )
+        const unreachable = await cli(project, ['list', '--json'], trusted)
+        expect(unreachable.status, unreachable.stderr).to.equal(7)
+        expect((unreachable.json() as Failed).error.suggestion).to.include(
+          `HTTPS_PROXY is set, but Node.js ${process.version} sends S3 requests without a proxy: run the command on Node.js 22 or 24`,
+        )
+      }
+    } finally {
+      Math.random = random
     }
   })
 })

@@ -1,8 +1,9 @@
 import {readFile} from 'node:fs/promises'
-import {AgentOptions, Agent as HttpsAgent} from 'node:https'
+import {AgentOptions} from 'node:https'
 import {rootCertificates} from 'node:tls'
 
 import {BackupError, ErrorCode} from '../errors.js'
+import {proxyOption} from './proxy.js'
 
 /**
  * How an S3 client's sockets are made: kept alive, at most `maxSockets` at once, trusting
@@ -10,29 +11,9 @@ import {BackupError, ErrorCode} from '../errors.js'
  * where this Node.js's agents can tunnel (22.21 and 24.5 on), as the AWS CLI does.
  */
 export async function agentOptions(maxSockets: number): Promise<{http: AgentOptions; https: AgentOptions}> {
-  const http: AgentOptions = {keepAlive: true, maxSockets, ...(agentsTakeProxies() ? {proxyEnv: process.env} : {})}
+  const http: AgentOptions = {keepAlive: true, maxSockets, ...proxyOption()}
   const ca = await trustedAuthorities()
   return {http, https: ca === undefined ? http : {...http, ca}}
-}
-
-const PROXY_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']
-
-let agentsTunnel: boolean | undefined
-/** Whether this Node.js's agents tunnel through a proxy named in their `proxyEnv` option. */
-export function agentsTakeProxies(): boolean {
-  agentsTunnel ??= Object.getOwnPropertySymbols(
-    new HttpsAgent({proxyEnv: {HTTPS_PROXY: 'http://127.0.0.1:9'}} as AgentOptions),
-  ).some((symbol) => symbol.description === 'kProxyConfig')
-  return agentsTunnel
-}
-
-/** For a request that got no answer: the proxy it went through, or the one it could not use. */
-export function proxyHint(): string {
-  const variable = PROXY_VARIABLES.find((name) => process.env[name])
-  if (variable === undefined) return ''
-  return agentsTakeProxies()
-    ? ` Requests go through the proxy that ${variable} names (NO_PROXY lists the hosts that do not): check it too.`
-    : ` ${variable} is set, but Node.js ${process.version} sends S3 requests without a proxy: run the command on Node.js 22 or 24, which use it.`
 }
 
 /**

@@ -5,7 +5,8 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {S3Location} from '../config/s3-location.js'
 import {BackupError, ErrorCode} from '../errors.js'
-import {agentOptions, proxyHint, untrustedCertificateFailure} from './s3-connection.js'
+import {proxyHint} from './proxy.js'
+import {agentOptions, untrustedCertificateFailure} from './s3-connection.js'
 
 /** Attempts per request, the first included. The SDK's standard strategy backs off exponentially with jitter. */
 export const S3_MAX_ATTEMPTS = 8
@@ -229,7 +230,7 @@ export function s3Failure(
   const reason = answeredNothing ? `no response from S3: ${detail}` : `${s3Code}${status ? ` (HTTP ${status})` : ''}`
   return new BackupError(code, `Cannot ${what} at ${where}: ${reason}.`, {
     cause,
-    suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.${answeredNothing ? proxyHint() : ''}`,
+    suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.${answeredNothing ? proxyHint('Requests to S3') : ''}`,
   })
 }
 

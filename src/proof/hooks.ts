@@ -1,5 +1,6 @@
 import {setTimeout as sleep} from 'node:timers/promises'
 
+import {post} from '../lib/http-post.js'
 import {run} from '../lib/process.js'
 
 /**
@@ -14,6 +15,8 @@ import {run} from '../lib/process.js'
  * bounded in time, and what failed is returned (and said on stderr by the caller). URLs carry secrets
  * (a ping UUID, a token in the path or the query, a password), so every message names them redacted.
  */
+
+const USER_AGENT = 'divio-app-backup'
 
 export type HookEvent = 'drill-failed' | 'failure' | 'start' | 'success'
 export const HOOK_EVENTS: readonly HookEvent[] = ['start', 'success', 'failure', 'drill-failed']
@@ -86,7 +89,7 @@ export async function fireHooks(
     const url = settings.webhook
     calls.push(
       retried({event: body.event, kind: 'webhook', target: url}, limits, (signal) =>
-        post(url, json, 'application/json', signal),
+        post(url, json, {'content-type': 'application/json', 'user-agent': USER_AGENT}, signal),
       ),
     )
   }
@@ -96,7 +99,7 @@ export async function fireHooks(
     const text = body.error ? `${body.error.code}: ${body.error.message}` : body.event
     calls.push(
       retried({event: body.event, kind: 'ping', target: url}, limits, (signal) =>
-        post(url, text, 'text/plain', signal),
+        post(url, text, {'content-type': 'text/plain', 'user-agent': USER_AGENT}, signal),
       ),
     )
   }
@@ -166,24 +169,9 @@ async function retried(
   return {attempts: limits.attempts, error, event, kind, ok: false, target: shown}
 }
 
-async function post(url: string, body: string, contentType: string, signal: AbortSignal): Promise<void> {
-  // fetch is in Node.js 20 without a flag (the rule counts it as experimental until 21).
-  // eslint-disable-next-line n/no-unsupported-features/node-builtins
-  const response = await fetch(url, {
-    body,
-    headers: {'content-type': contentType, 'user-agent': 'divio-app-backup'},
-    method: 'POST',
-    redirect: 'follow',
-    signal,
-  })
-  // The body is not needed; reading it frees the connection.
-  await response.arrayBuffer().catch(() => {})
-  if (!response.ok) throw new Error(`HTTP ${response.status}`)
-}
-
 /** An error's words, with the hook's URL (or any part of it) taken out. */
 function describe(error: unknown, target: string): string {
-  const {cause} = error as {cause?: {code?: string; message?: string}}
-  const text = cause?.code ?? cause?.message ?? (error as Error).message ?? String(error)
+  const {cause, code} = error as {cause?: {code?: string; message?: string}; code?: string}
+  const text = code ?? cause?.code ?? cause?.message ?? (error as Error).message ?? String(error)
   return text.split(target).join('***')
 }

@@ -7,7 +7,7 @@ import {AddressInfo, connect} from 'node:net'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
-import {agentsTakeProxies} from '../../src/lib/s3-connection.js'
+import {agentsTakeProxies} from '../../src/lib/proxy.js'
 import {cli, makeProject} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 
@@ -203,7 +203,7 @@ describe('how S3 is reached: a private certificate authority, a proxy (s3rver be
         const deadProxy = await cli(project, ['list', '--json'], {...trusted, HTTPS_PROXY: 'http://127.0.0.1:9'})
         expect(deadProxy.status, deadProxy.stderr).to.equal(7)
         expect((deadProxy.json() as Failed).error.suggestion).to.include(
-          'Requests go through the proxy that HTTPS_PROXY names',
+          'Requests to S3 go through the proxy that HTTPS_PROXY names',
         )
       } else {
         expect(proxy.tunnels).to.deep.equal([])

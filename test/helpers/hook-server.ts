@@ -9,7 +9,7 @@ export interface ReceivedRequest {
 
 /**
  * An HTTP server on loopback that records what hooks send it. `answer` decides each response: a status
- * code, or `hang` to accept the request and never answer.
+ * code, a redirect (`{status, location}`), or `hang` to accept the request and never answer.
  */
 export class HookServer {
   readonly received: ReceivedRequest[] = []
@@ -34,7 +34,8 @@ export class HookServer {
   }
 
   static async start(
-    answer: (request: ReceivedRequest, index: number) => 'hang' | number = () => 200,
+    answer: (request: ReceivedRequest, index: number) => 'hang' | number | {location: string; status: number} = () =>
+      200,
   ): Promise<HookServer> {
     const self: {hooks?: HookServer} = {}
     const server = createServer((request: IncomingMessage, response: ServerResponse) => {
@@ -53,7 +54,8 @@ export class HookServer {
           return
         }
 
-        response.writeHead(status).end('ok')
+        if (typeof status === 'object') response.writeHead(status.status, {location: status.location}).end()
+        else response.writeHead(status).end('ok')
       })
     })
     await new Promise<void>((resolve) => {

@@ -3,6 +3,7 @@ import {mkdtempSync, readFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {agentsTakeProxies} from '../../src/lib/proxy.js'
 import {fireHooks, HookBody, pingUrl, redactTarget} from '../../src/proof/hooks.js'
 import {HookServer} from '../helpers/hook-server.js'
 
@@ -80,6 +81,58 @@ describe('notification hooks', () => {
     })
     expect(hung).to.deep.include({attempts: 2, error: 'no answer within 0.3 s', ok: false})
     expect(server.received).to.have.length(2)
+  })
+
+  it('follows redirects as fetch does: 307 and 308 with the POST and its body, 301 as a GET', async () => {
+    server = await HookServer.start(({path}) => {
+      if (path === '/kept') return {location: '/kept-here', status: 308}
+      if (path === '/moved') return {location: `${server!.url}/moved-here`, status: 301}
+      if (path === '/loop') return {location: '/loop', status: 307}
+      return 200
+    })
+    const [kept] = await fireHooks({webhook: `${server.url}/kept`}, body('success'), quick)
+    const [moved] = await fireHooks({ping: `${server.url}/moved`}, body('success'), quick)
+    expect([kept.ok, moved.ok]).to.deep.equal([true, true])
+    const seen = server.received.map(({body: text, method, path}) => ({empty: text === '', method, path}))
+    expect(seen).to.deep.equal([
+      {empty: false, method: 'POST', path: '/kept'},
+      {empty: false, method: 'POST', path: '/kept-here'},
+      {empty: false, method: 'POST', path: '/moved'},
+      {empty: true, method: 'GET', path: '/moved-here'},
+    ])
+    expect(server.received[1].body).to.equal(server.received[0].body)
+    const [loop] = await fireHooks({webhook: `${server.url}/loop`}, body('success'), {...quick, attempts: 1})
+    expect(loop).to.deep.include({error: 'HTTP 307', ok: false})
+  })
+
+  it(`${agentsTakeProxies() ? 'goes through the proxy of HTTP_PROXY' : 'goes direct (this Node.js line takes no proxy)'}, NO_PROXY excepted`, async () => {
+    server = await HookServer.start()
+    // A proxy gets the whole URL in its request line; this one answers for the hook.
+    const proxy = await HookServer.start()
+    const saved = {HTTP_PROXY: process.env.HTTP_PROXY, NO_PROXY: process.env.NO_PROXY}
+    process.env.HTTP_PROXY = proxy.url
+    try {
+      const target = `${server.url}/hook/${SECRET}`
+      expect((await fireHooks({webhook: target}, body('success'), quick))[0].ok).to.equal(true)
+      if (agentsTakeProxies()) {
+        expect(proxy.received.map(({path}) => path)).to.deep.equal([target])
+        expect(server.received).to.deep.equal([])
+      } else {
+        expect(proxy.received).to.deep.equal([])
+        expect(server.received.map(({path}) => path)).to.deep.equal([`/hook/${SECRET}`])
+      }
+
+      process.env.NO_PROXY = '127.0.0.1'
+      const through = proxy.received.length
+      expect((await fireHooks({webhook: target}, body('success'), quick))[0].ok).to.equal(true)
+      expect(proxy.received.length).to.equal(through)
+      expect(server.received.map(({path}) => path).at(-1)).to.equal(`/hook/${SECRET}`)
+    } finally {
+      for (const [name, value] of Object.entries(saved))
+        if (value === undefined) delete process.env[name]
+        else process.env[name] = value
+      await proxy.stop()
+    }
   })
 
   it('a refused connection is an outcome, not an exception; events outside `events` fire nothing', async () => {

@@ -1,0 +1,31 @@
+import {AgentOptions, Agent as HttpsAgent} from 'node:https'
+
+/**
+ * The environment's proxy, as the AWS CLI, curl and most tools take it: HTTPS_PROXY (HTTP_PROXY for
+ * plain HTTP) names it, and NO_PROXY the hosts to reach directly. Node.js's agents tunnel through it
+ * when given it as `proxyEnv` (22.21 and 24.5 on); a plugin cannot turn that on for its host's
+ * process as a whole (NODE_USE_ENV_PROXY is read at start-up), so each agent of ours is given it.
+ */
+export function proxyOption(): {proxyEnv?: NodeJS.ProcessEnv} {
+  return agentsTakeProxies() ? {proxyEnv: process.env} : {}
+}
+
+const PROXY_VARIABLES = ['HTTPS_PROXY', 'https_proxy', 'HTTP_PROXY', 'http_proxy']
+
+let agentsTunnel: boolean | undefined
+/** Whether this Node.js's agents tunnel through a proxy named in their `proxyEnv` option. */
+export function agentsTakeProxies(): boolean {
+  agentsTunnel ??= Object.getOwnPropertySymbols(
+    new HttpsAgent({proxyEnv: {HTTPS_PROXY: 'http://127.0.0.1:9'}} as AgentOptions),
+  ).some((symbol) => symbol.description === 'kProxyConfig')
+  return agentsTunnel
+}
+
+/** For a request that got no answer: the proxy it went through, or the one it could not use. */
+export function proxyHint(what: string): string {
+  const variable = PROXY_VARIABLES.find((name) => process.env[name])
+  if (variable === undefined) return ''
+  return agentsTakeProxies()
+    ? ` ${what} go through the proxy that ${variable} names (NO_PROXY lists the hosts that do not): check it too.`
+    : ` ${variable} is set, but Node.js ${process.version} sends ${what.toLowerCase()} without a proxy: run the command on Node.js 22 or 24, which use it.`
+}

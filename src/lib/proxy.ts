@@ -21,11 +21,11 @@ export function agentsTakeProxies(): boolean {
   return agentsTunnel
 }
 
-/** For a request that got no answer: the proxy it went through, or the one it could not use. */
+/** For a request that got no answer (`what`: "requests to S3"): the proxy it went through, or the one it could not use. */
 export function proxyHint(what: string): string {
   const variable = PROXY_VARIABLES.find((name) => process.env[name])
   if (variable === undefined) return ''
   return agentsTakeProxies()
-    ? ` ${what} go through the proxy that ${variable} names (NO_PROXY lists the hosts that do not): check it too.`
-    : ` ${variable} is set, but Node.js ${process.version} sends ${what.toLowerCase()} without a proxy: run the command on Node.js 22 or 24, which use it.`
+    ? ` ${what[0].toUpperCase()}${what.slice(1)} go through the proxy that ${variable} names (NO_PROXY lists the hosts that do not): check it too.`
+    : ` ${variable} is set, but Node.js ${process.version} sends ${what} without a proxy: run the command on Node.js 22 or 24, which use it.`
 }

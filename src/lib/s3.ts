@@ -230,7 +230,7 @@ export function s3Failure(
   const reason = answeredNothing ? `no response from S3: ${detail}` : `${s3Code}${status ? ` (HTTP ${status})` : ''}`
   return new BackupError(code, `Cannot ${what} at ${where}: ${reason}.`, {
     cause,
-    suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.${answeredNothing ? proxyHint('Requests to S3') : ''}`,
+    suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.${answeredNothing ? proxyHint('requests to S3') : ''}`,
   })
 }
 

@@ -214,7 +214,7 @@ describe('how S3 is reached: a private certificate authority, a proxy (s3rver be
         const unreachable = await cli(project, ['list', '--json'], trusted)
         expect(unreachable.status, unreachable.stderr).to.equal(7)
         expect((unreachable.json() as Failed).error.suggestion).to.include(
-          `HTTPS_PROXY is set, but Node.js ${process.version} sends S3 requests without a proxy: run the command on Node.js 22 or 24`,
+          `HTTPS_PROXY is set, but Node.js ${process.version} sends requests to S3 without a proxy: run the command on Node.js 22 or 24`,
         )
       }
     } finally {

@@ -113,7 +113,7 @@ const WRONG_REGION_CODES = new Set<string | undefined>([
   'PermanentRedirect',
 ])
 const THROTTLED_CODES = new Set<string | undefined>(['SlowDown', 'Throttling'])
-const REFUSED_CODES = new Set<string | undefined>(['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch'])
+const REFUSED_CODES = new Set<string | undefined>(['InvalidAccessKeyId', 'InvalidToken', 'SignatureDoesNotMatch'])
 
 /**
  * An error that S3 answered with and that says what is wrong (a missing bucket, a clock, expired or
@@ -173,12 +173,26 @@ function answeredFailure(error: unknown, what: string, where: string, code: Erro
 
   if (s3Code === 'InvalidObjectState') return archivedObjectFailure(error, what, code)
 
-  if (REFUSED_CODES.has(s3Code) || status === 403) {
+  if (REFUSED_CODES.has(s3Code)) {
     return new BackupError(code, `Cannot ${what}: S3 refused the credentials for ${where} (${s3Code}).`, {
       cause,
       suggestion:
         'Check the access key and secret (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the profile, or the DSN) and the bucket policy.',
     })
+  }
+
+  if (s3Code === 'AccessDenied' || status === 403) {
+    // S3 says which principal lacked which action on what, and which policy denied it: the way to the fix.
+    const said = serviceMessage(error)
+    return new BackupError(
+      code,
+      `Cannot ${what}: S3 denied access to ${where} (${s3Code ?? 'HTTP 403'})${said ? `: ${said}` : ''}.`,
+      {
+        cause,
+        suggestion:
+          'Grant the permission in the IAM policy or the bucket policy (docs/s3.md lists what a store and media need), or check that the credentials are the ones meant (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, the profile, or the DSN).',
+      },
+    )
   }
 
   return undefined
@@ -256,6 +270,13 @@ export function describeNetworkError(error: unknown): string {
   visit(error, 0)
   const text = [...seen].join('; ')
   return text === '' ? `${(error as Error)?.name ?? 'unknown error'} without details` : text
+}
+
+/** S3's own words for an error, where they say more than its code ("Access Denied" says nothing more). */
+function serviceMessage(error: unknown): string | undefined {
+  const text = (error as Error)?.message?.trim().replace(/\.$/, '')
+  if (!text || /^(access denied|unknownerror)$/i.test(text) || text === s3ErrorCode(error)) return undefined
+  return text
 }
 
 /** The bucket's real region, where S3 says it: the x-amz-bucket-region header, or a <Region> in the error. */

@@ -7,8 +7,8 @@ import {S3Store} from '../../src/store/s3.js'
 
 const ENDPOINT = 'http://s3.service.test'
 
-function errorXml(code: string, extra = ''): string {
-  return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${code} message</Message>${extra}<RequestId>r</RequestId></Error>`
+function errorXml(code: string, extra = '', message = `${code} message`): string {
+  return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message>${extra}<RequestId>r</RequestId></Error>`
 }
 
 async function failureOf(operation: (store: S3Store) => Promise<unknown>): Promise<BackupError> {
@@ -57,11 +57,36 @@ describe('S3 service errors, as S3 sends them (nock)', function () {
   }> = [
     {
       code: 7,
-      message: /S3 refused the credentials for s3:\/\/shop-backups\/live \(AccessDenied\)/,
+      message: /S3 denied access to s3:\/\/shop-backups\/live \(AccessDenied\)\.$/,
       name: 'AccessDenied',
-      reply: [403, errorXml('AccessDenied')],
+      reply: [403, errorXml('AccessDenied', '', 'Access Denied')],
       // Listing asks for open uploads first, where some services deny access; the listing itself then fails.
       times: 2,
+    },
+    {
+      code: 7,
+      // S3's own words say which principal lacked which action, and why: they are kept.
+      message:
+        /S3 denied access to s3:\/\/shop-backups\/live \(AccessDenied\): User: arn:aws:iam::111122223333:user\/backup is not authorized to perform: s3:ListBucket on resource: "arn:aws:s3:::shop-backups" because no identity-based policy allows the s3:ListBucket action\.$/,
+      name: 'AccessDenied, with the principal and the action',
+      reply: [
+        403,
+        errorXml(
+          'AccessDenied',
+          '',
+          'User: arn:aws:iam::111122223333:user/backup is not authorized to perform: s3:ListBucket on resource: &quot;arn:aws:s3:::shop-backups&quot; because no identity-based policy allows the s3:ListBucket action',
+        ),
+      ],
+      times: 2,
+    },
+    {
+      code: 7,
+      message: /S3 refused the credentials for s3:\/\/shop-backups\/live \(InvalidAccessKeyId\)/,
+      name: 'InvalidAccessKeyId',
+      reply: [
+        403,
+        errorXml('InvalidAccessKeyId', '', 'The AWS Access Key Id you provided does not exist in our records.'),
+      ],
     },
     {
       code: 7,

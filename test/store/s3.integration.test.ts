@@ -226,7 +226,9 @@ describe('S3 store (s3rver)', () => {
         const error = await store.putFile('app/live/packs/denied.age', path).catch((error_: unknown) => error_)
         expect(error).to.be.instanceOf(BackupError)
         expect((error as BackupError).exitCode).to.equal(7)
-        expect((error as BackupError).message).to.match(/refused the credentials/)
+        expect((error as BackupError).message).to.match(
+          /S3 denied access to .+ \(AccessDenied\): injected by the test\./,
+        )
         expect(puts()).to.equal(1)
         expect(await s3.keys(bucket)).to.deep.equal([])
       } finally {

@@ -240,11 +240,21 @@ export function s3Failure(
   }
 
   // Without an HTTP status no response came back (refused, reset, timed out): the network error says why.
-  const answeredNothing = s3Code === undefined || status === undefined
-  const reason = answeredNothing ? `no response from S3: ${detail}` : `${s3Code}${status ? ` (HTTP ${status})` : ''}`
-  return new BackupError(code, `Cannot ${what} at ${where}: ${reason}.`, {
+  if (s3Code === undefined || status === undefined) {
+    return new BackupError(code, `Cannot ${what} at ${where}: no response from S3: ${detail}.`, {
+      cause,
+      suggestion: `The request was tried up to ${S3_MAX_ATTEMPTS} times; check the network and the S3 service, then run the command again.${proxyHint('requests to S3')}`,
+    })
+  }
+
+  // An answer this code does not know: S3's own words say what it refused, and a refusal is not retried.
+  const said = serviceMessage(error)
+  return new BackupError(code, `Cannot ${what} at ${where}: ${s3Code} (HTTP ${status})${said ? `: ${said}` : ''}.`, {
     cause,
-    suggestion: `The request was retried ${S3_MAX_ATTEMPTS} times where that could help; check the network and the S3 service, then run the command again.${answeredNothing ? proxyHint('requests to S3') : ''}`,
+    suggestion:
+      status >= 500
+        ? `The request was tried ${S3_MAX_ATTEMPTS} times; check the S3 service, then run the command again.`
+        : 'S3 refused the request, as its message says; mend what it names (the bucket, its policy or encryption key, the location in the config), then run the command again.',
   })
 }
 

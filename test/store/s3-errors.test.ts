@@ -90,6 +90,16 @@ describe('S3 service errors, as S3 sends them (nock)', function () {
     },
     {
       code: 7,
+      message:
+        /Cannot list backups at s3:\/\/shop-backups\/live: KMS\.DisabledException \(HTTP 400\): The key arn:aws:kms:eu-central-1:111122223333:key\/k1 is disabled\.$/,
+      name: "an error this code does not know (a disabled KMS key): S3's words, not the network",
+      reply: [
+        400,
+        errorXml('KMS.DisabledException', '', 'The key arn:aws:kms:eu-central-1:111122223333:key/k1 is disabled.'),
+      ],
+    },
+    {
+      code: 7,
       message: /the bucket of s3:\/\/shop-backups\/live does not exist/,
       name: 'NoSuchBucket',
       reply: [404, errorXml('NoSuchBucket', '<BucketName>shop-backups</BucketName>')],
@@ -142,6 +152,7 @@ describe('S3 service errors, as S3 sends them (nock)', function () {
       expect(error.exitCode, error.message).to.equal(code)
       expect(error.message).to.match(message)
       expect(error.suggestion).to.be.a('string').and.not.equal('')
+      if (reply[0] < 500) expect(error.suggestion).to.not.match(/network/)
       expect(`${error.message} ${error.suggestion}`).to.not.include('s3cr3t')
       if (times <= 2) expect(scope.isDone(), 'the requests reached the service').to.equal(true)
       else expect(scope.pendingMocks().length, 'retried, then gave up').to.equal(1)

@@ -76,6 +76,18 @@ export function untrustedCertificateFailure(
   where: string,
   code: ErrorCode,
 ): BackupError | undefined {
+  if (plainHttpAnswer(error)) {
+    return new BackupError(
+      code,
+      `Cannot ${what} at ${where}: the endpoint did not answer in TLS (EPROTO, wrong version number); it may serve plain HTTP.`,
+      {
+        cause: error,
+        suggestion:
+          'Write the endpoint with http:// if the service takes plain HTTP (on a trusted network only), or with the port that serves HTTPS.',
+      },
+    )
+  }
+
   const tlsCode = codeOfCause(error, (candidate) => candidate in UNTRUSTED)
   if (tlsCode === undefined) return undefined
   return new BackupError(
@@ -86,6 +98,20 @@ export function untrustedCertificateFailure(
       suggestion: UNTRUSTED[tlsCode],
     },
   )
+}
+
+/** An https:// request answered by a server that speaks plain HTTP: OpenSSL's "wrong version number". */
+function plainHttpAnswer(error: unknown, depth = 0): boolean {
+  if (depth > 4 || typeof error !== 'object' || error === null) return false
+  const {cause, code, errors, message} = error as {
+    cause?: unknown
+    code?: unknown
+    errors?: unknown[]
+    message?: unknown
+  }
+  if ((code === 'EPROTO' || code === 'ERR_SSL_WRONG_VERSION_NUMBER') && /wrong version number/i.test(String(message)))
+    return true
+  return [...(errors ?? []), cause].some((inner) => plainHttpAnswer(inner, depth + 1))
 }
 
 function codeOfCause(error: unknown, wanted: (code: string) => boolean, depth = 0): string | undefined {

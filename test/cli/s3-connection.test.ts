@@ -160,6 +160,18 @@ describe('how S3 is reached: a private certificate authority, a proxy (s3rver be
     })
   }
 
+  it('an https:// endpoint that serves plain HTTP: exit 7, saying so, not the network', async () => {
+    const bucket = `tls-${++buckets}`
+    await s3.createBucket(bucket)
+    const project = makeProject()
+    project.env.DIVIO_BACKUP_STORE = s3.dsn(bucket, 'backups', {endpoint: s3.endpoint.replace('http:', 'https:')})
+    const result = await cli(project, ['list', '--json'])
+    expect(result.status, result.stderr).to.equal(7)
+    const {error} = result.json() as Failed
+    expect(error.message).to.include('the endpoint did not answer in TLS (EPROTO, wrong version number)')
+    expect(error.suggestion).to.include('http://')
+  })
+
   it('AWS_CA_BUNDLE trusts the authority: create, list and verify work; a bundle that cannot be read is named (exit 2)', async () => {
     for (const certificate of ['right', 'self']) {
       const project = await projectOn(certificate)

@@ -243,7 +243,7 @@ export function s3Failure(
   if (s3Code === undefined || status === undefined) {
     return new BackupError(code, `Cannot ${what} at ${where}: no response from S3: ${detail}.`, {
       cause,
-      suggestion: `The request was tried up to ${S3_MAX_ATTEMPTS} times; check the network and the S3 service, then run the command again.${proxyHint('requests to S3')}`,
+      suggestion: `${unansweredSuggestion(detail)}${proxyHint('requests to S3')}`,
     })
   }
 
@@ -266,12 +266,15 @@ export function describeNetworkError(error: unknown): string {
   const seen = new Set<string>()
   const visit = (value: unknown, depth: number): void => {
     if (depth > 4 || typeof value !== 'object' || value === null) return
-    const {address, cause, code, errors, message, port} = value as NodeJS.ErrnoException & {
+    const {address, cause, code, errors, hostname, message, port} = value as NodeJS.ErrnoException & {
       address?: string
       errors?: unknown[]
+      hostname?: string
       port?: number
     }
-    if (typeof code === 'string') seen.add(`${code}${address ? ` (${address}${port ? `:${port}` : ''})` : ''}`)
+    // A connection names the address it tried; a name lookup (ENOTFOUND, EAI_AGAIN), the host name.
+    const target = address ? `${address}${port ? `:${port}` : ''}` : hostname
+    if (typeof code === 'string') seen.add(`${code}${target ? ` (${target})` : ''}`)
     else if (message && message !== 'Error') seen.add(message)
     for (const inner of errors ?? []) visit(inner, depth + 1)
     visit(cause, depth + 1)
@@ -280,6 +283,15 @@ export function describeNetworkError(error: unknown): string {
   visit(error, 0)
   const text = [...seen].join('; ')
   return text === '' ? `${(error as Error)?.name ?? 'unknown error'} without details` : text
+}
+
+/** What to do about a request that got no answer, by what the network said. */
+function unansweredSuggestion(detail: string): string {
+  if (/\bENOTFOUND\b/.test(detail))
+    return "No such host: check the endpoint's host name, or the region (?region=… or AWS_REGION), which AWS's host names carry."
+  if (/\bEAI_AGAIN\b/.test(detail))
+    return "This machine's DNS did not answer: check it (/etc/resolv.conf), then run the command again."
+  return `The request was tried up to ${S3_MAX_ATTEMPTS} times; check the network and the S3 service, then run the command again.`
 }
 
 /** S3's own words for an error, where they say more than its code ("Access Denied" says nothing more). */

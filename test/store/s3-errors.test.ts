@@ -158,4 +158,26 @@ describe('S3 service errors, as S3 sends them (nock)', function () {
       else expect(scope.pendingMocks().length, 'retried, then gave up').to.equal(1)
     })
   }
+
+  for (const [code, says] of [
+    ['ENOTFOUND', /No such host: check the endpoint's host name, or the region/],
+    ['EAI_AGAIN', /This machine's DNS did not answer/],
+  ] as const) {
+    it(`a name that does not resolve (${code}): the host named, and what to check`, async () => {
+      const {random} = Math
+      Math.random = () => 0
+      const lookup = Object.assign(new Error(`getaddrinfo ${code} s3.service.test`), {
+        code,
+        hostname: 's3.service.test',
+        syscall: 'getaddrinfo',
+      })
+      nock(ENDPOINT).get(/.*/).times(20).replyWithError(lookup)
+      const error = await failureOf(listAll).finally(() => {
+        Math.random = random
+      })
+      expect(error.exitCode).to.equal(7)
+      expect(error.message).to.include(`no response from S3: ${code} (s3.service.test).`)
+      expect(error.suggestion).to.match(says)
+    })
+  }
 })

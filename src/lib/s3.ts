@@ -29,7 +29,10 @@ export async function createS3Client(
   // The SDK warns on every run about Node versions it will stop supporting; users of a backup command
   // cannot act on it, and the SDK version is pinned by this package's lockfile.
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true'
-  const [{S3Client}, agents] = await Promise.all([import('@aws-sdk/client-s3'), agentOptions(maxSockets)])
+  const [{S3Client}, agents] = await Promise.all([
+    import('@aws-sdk/client-s3'),
+    agentOptions(maxSockets, {secure: !location.endpoint?.startsWith('http:')}),
+  ])
   return new S3Client({
     credentials: location.credentials,
     endpoint: location.endpoint,

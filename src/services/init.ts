@@ -223,11 +223,24 @@ const STORE_MARKER = 'divio-backup-store.json'
 
 /** The AWS chain's variables set here, which a bucket without KEY:SECRET@ in its DSN takes its credentials from. */
 const AWS_VARIABLES = ['AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_SESSION_TOKEN', 'AWS_PROFILE', 'AWS_REGION']
+/** How this shell reaches S3: a private certificate authority, a proxy (docs/s3.md). */
+const CONNECTION_VARIABLES = [
+  'AWS_CA_BUNDLE',
+  'NODE_EXTRA_CA_CERTS',
+  'HTTPS_PROXY',
+  'https_proxy',
+  'HTTP_PROXY',
+  'http_proxy',
+  'NO_PROXY',
+  'no_proxy',
+]
 
+/** What a bucket of this environment is reached with here, which the tick needs as much as init did. */
 function awsVariablesUsed(env: ResolvedEnvironment, variables: NodeJS.ProcessEnv): string[] {
   const buckets = [env.store, env.media].filter((location) => location?.kind === 's3')
-  if (!buckets.some((bucket) => bucket.location.credentials === undefined)) return []
-  return AWS_VARIABLES.filter((name) => variables[name])
+  if (buckets.length === 0) return []
+  const credentials = buckets.some((bucket) => bucket.location.credentials === undefined) ? AWS_VARIABLES : []
+  return [...credentials, ...CONNECTION_VARIABLES].filter((name) => variables[name])
 }
 
 /** Who runs this init, for the systemd unit's User= (a uid where the account has no name). */

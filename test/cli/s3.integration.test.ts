@@ -5,6 +5,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdirSync, readdirSync, readFileSync, rmSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
+import {rootCertificates} from 'node:tls'
 import {promisify} from 'node:util'
 
 import {Fault, FaultyProxy, ProxiedRequest} from '../helpers/faulty-proxy.js'
@@ -59,7 +60,9 @@ describe('S3 store through the CLI (s3rver)', function () {
     const bucket = `backups-${++buckets}`
     await s3.createBucket(bucket)
     const project = makeProject()
-    const aws = {AWS_ACCESS_KEY_ID: TestS3.accessKeyId, AWS_SECRET_ACCESS_KEY: TestS3.secretAccessKey}
+    // Machines often set these to the system's bundle (this one does); here, none reaches S3 but the AWS chain.
+    const unset = {AWS_CA_BUNDLE: '', NODE_EXTRA_CA_CERTS: ''}
+    const aws = {...unset, AWS_ACCESS_KEY_ID: TestS3.accessKeyId, AWS_SECRET_ACCESS_KEY: TestS3.secretAccessKey}
     const store = `s3://${bucket}/shop?${new URLSearchParams({endpoint: s3.endpoint, region: 'us-east-1'})}`
     const init = await cli(project, ['init', '--env', 'live', '--store', store, '--schedule', '02:00'], aws)
     expect(init.status, init.stderr).to.equal(0)
@@ -77,6 +80,27 @@ describe('S3 store through the CLI (s3rver)', function () {
     expect(withCredentials.status, withCredentials.stderr).to.equal(0)
     expect(withCredentials.stdout).to.include('The tick reads DIVIO_BACKUP_STORE from the environment')
     expect(withCredentials.stdout).to.not.include('AWS_ACCESS_KEY_ID')
+
+    // How this shell reaches S3 (a private authority, a proxy) the tick needs too; a folder store does not.
+    const bundle = join(inline.root, 'ca.pem')
+    writeFileSync(bundle, rootCertificates[0])
+    const connection = {
+      ...unset,
+      AWS_CA_BUNDLE: bundle,
+      HTTPS_PROXY: 'http://proxy.example:3128',
+      NO_PROXY: '127.0.0.1',
+    }
+    const reached = await cli(inline, ['init', '--env', 'live', '--force'], {
+      ...connection,
+      DIVIO_BACKUP_STORE: s3.dsn(bucket, 'inline'),
+    })
+    expect(reached.status, reached.stderr).to.equal(0)
+    expect(reached.stdout).to.include(
+      'The tick reads DIVIO_BACKUP_STORE, AWS_CA_BUNDLE, HTTPS_PROXY and NO_PROXY from the environment',
+    )
+    const folder = await cli(makeProject(), ['init', '--env', 'live'], connection)
+    expect(folder.status, folder.stderr).to.equal(0)
+    expect(folder.stdout).to.not.match(/AWS_CA_BUNDLE|HTTPS_PROXY/)
   })
 
   it('round trip: create, list, verify, download; objects named as docs/storage.md says and stored as STANDARD_IA', async () => {

@@ -105,10 +105,6 @@ function archivedObjectFailure(error: unknown, what: string, code: ErrorCode): B
   )
 }
 
-/**
- * A failed S3 request as a user-facing error: what failed, where, and what to check. `what` is a
- * phrase such as "write the backup".
- */
 const EXPIRED_CODES = new Set<string | undefined>(['ExpiredToken', 'ExpiredTokenException', 'TokenRefreshRequired'])
 const WRONG_REGION_CODES = new Set<string | undefined>([
   'AuthorizationHeaderMalformed',
@@ -201,6 +197,10 @@ function answeredFailure(error: unknown, what: string, where: string, code: Erro
   return undefined
 }
 
+/**
+ * A failed S3 request as a user-facing error: what failed, where, and what to check. `what` is a
+ * phrase such as "write the backup".
+ */
 export function s3Failure(
   error: unknown,
   what: string,

@@ -148,16 +148,8 @@ describe('objects S3 has archived (s3rver, and a proxy that archives)', function
       const client = s3.client()
       for (const key of ['docs/cold.pdf', 'docs/extra.txt'])
         await client.send(new PutObjectCommand({Body: key, Bucket: bucket, Key: `media/${key}`}))
-      const restored = await cli(project, [
-        'restore',
-        id,
-        '--media-only',
-        '--clean',
-        '--confirm',
-        'local',
-        '--no-safety-backup',
-        '--json',
-      ])
+      const cleanRestore = ['restore', id, '--media-only', '--clean', '--confirm', 'local', '--no-safety-backup']
+      const restored = await cli(project, [...cleanRestore, '--json'])
       expect(restored.status, restored.stderr).to.equal(0)
       const {media} = restored.json() as {media: {archivedKept: number; deleted: number}}
       expect({archivedKept: media.archivedKept, deleted: media.deleted}).to.deep.equal({archivedKept: 3, deleted: 1})
@@ -165,15 +157,7 @@ describe('objects S3 has archived (s3rver, and a proxy that archives)', function
         [...Object.keys(READABLE), ...Object.keys(ARCHIVED), 'docs/cold.pdf'].map((key) => `media/${key}`).sort(),
       )
 
-      const again = await cli(project, [
-        'restore',
-        id,
-        '--media-only',
-        '--clean',
-        '--confirm',
-        'local',
-        '--no-safety-backup',
-      ])
+      const again = await cli(project, cleanRestore)
       expect(again.status, again.stderr).to.equal(0)
       expect(again.stdout).to.include(', 3 archived objects the backup does not hold left in place')
       expect(again.stdout).to.not.include('deleted')

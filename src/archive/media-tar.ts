@@ -57,8 +57,7 @@ export interface MediaEntry {
    * Opens the file's contents; only called for files without `localPath`. The stream must yield `size` bytes.
    * Resolves to undefined when the file is left out (deleted since it was listed, or archived), which
    * the provider has reported with `onSkip`, saying why. It may update `size`, `mtime` and `etag` to
-   * those of what it opened (an S3 object replaced since
-   * the listing); the archive records what was read.
+   * those of what it opened (an S3 object replaced since the listing); the archive records what was read.
    */
   open?: () => Promise<Readable | undefined>
   /** `/`-separated and relative to the media root; folders have no trailing slash. */

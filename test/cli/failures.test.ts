@@ -7,6 +7,7 @@ import {dirname, join} from 'node:path'
 
 import {BlackHole} from '../helpers/black-hole.js'
 import {mountTmpfs} from '../helpers/mounts.js'
+import {until} from '../helpers/processes.js'
 import {cli, makeProject, Project, runJs, snapshotTree} from '../helpers/project.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
 import {requireTool} from '../helpers/tools.js'
@@ -364,12 +365,16 @@ describe('failures name their location and cause, with the documented exit code,
 
     after(() => blackHole?.stop())
 
+    let runs = 0
     function run(project: Project, env: NodeJS.ProcessEnv, args = ['create', '--media-only']) {
+      // The SDK names this in each request's user agent (app/…): the black hole tells whose request came.
+      const appId = `run-${++runs}`
       const child = spawn(process.execPath, [runJs, 'app', 'backup', ...args], {
         cwd: project.root,
         env: {
           ...project.env,
           AWS_ACCESS_KEY_ID: 'test',
+          AWS_SDK_UA_APP_ID: appId,
           AWS_SECRET_ACCESS_KEY: 'test',
           DIVIO_BACKUP_STORE: `s3://backups/shop?endpoint=${encodeURIComponent(blackHole.endpoint)}&forcePathStyle=true&region=us-east-1`,
           ...env,
@@ -383,7 +388,11 @@ describe('failures name their location and cause, with the documented exit code,
       const exited = new Promise<{code: null | number; stderr: string}>((resolve) => {
         child.on('exit', (code) => resolve({code, stderr}))
       })
-      return {child, exited}
+      // Once a request of its own reaches the store, the command is past its start (its signal
+      // handlers are set) and waits on the store: what the SIGTERM tests need, however slow the start.
+      const waitsOnTheStore = () =>
+        until(() => blackHole.hasReceived(`app/${appId}`), `${args.join(' ')} sends a request to the store`)
+      return {child, exited, waitsOnTheStore}
     }
 
     it('fails as a stall of the store after DIVIO_BACKUP_STALL_SECONDS, with exit 7', async () => {
@@ -413,17 +422,15 @@ describe('failures name their location and cause, with the documented exit code,
         ['prune', '--confirm', 'local'],
         ['status'],
       ]
-      const runs = commands.map((args) => run(project, {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}, args))
-      await new Promise((resolve) => {
-        setTimeout(resolve, 2500)
-      })
-      for (const {child} of runs) child.kill('SIGTERM')
+      const started = commands.map((args) => run(project, {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}, args))
+      await Promise.all(started.map(({waitsOnTheStore}) => waitsOnTheStore()))
+      for (const {child} of started) child.kill('SIGTERM')
       // Within seconds, cleanup included; one that is still there then is killed, and named.
       const deadline = new Promise<'still running'>((resolve) => {
         setTimeout(() => resolve('still running'), 8000)
       })
-      const ended = await Promise.all(runs.map(({exited}) => Promise.race([exited, deadline])))
-      for (const {child} of runs) child.kill('SIGKILL')
+      const ended = await Promise.all(started.map(({exited}) => Promise.race([exited, deadline])))
+      for (const {child} of started) child.kill('SIGKILL')
       for (const [index, outcome] of ended.entries()) {
         const command = commands[index].join(' ')
         expect(outcome, command).to.not.equal('still running')
@@ -463,10 +470,8 @@ describe('failures name their location and cause, with the documented exit code,
       mkdirSync(dirname(project.identityFile), {recursive: true})
       execFileSync('age-keygen', ['-o', project.identityFile], {stdio: 'ignore'})
       writeFileSync(join(project.root, 'media', 'big.bin'), randomBytes(8 * 1024 * 1024))
-      const {child, exited} = run(project, {})
-      await new Promise((resolve) => {
-        setTimeout(resolve, 2500)
-      })
+      const {child, exited, waitsOnTheStore} = run(project, {})
+      await waitsOnTheStore()
       const signalled = Date.now()
       child.kill('SIGTERM')
       const {code, stderr} = await exited

@@ -77,20 +77,39 @@ const background = [
   inBackground('A Node.js lane', process.execPath, ['scripts/test-lane.js', '22', '24']),
 ]
 
+// The main run's report is shown as it comes, and kept: its failures are shown again at the very end,
+// after the other reports, where a reader of the log's last lines (a CI summary) finds them.
 const main = spawn(process.execPath, ['node_modules/mocha/bin/mocha.js', ...process.argv.slice(2), ...files], {
-  stdio: 'inherit',
+  stdio: ['inherit', 'pipe', 'inherit'],
+})
+let mainOutput = ''
+main.stdout.setEncoding('utf8').on('data', (text) => {
+  mainOutput += text
+  process.stdout.write(text)
 })
 const mainStatus = await new Promise((resolve) => {
   main.on('close', (status, signal) => resolve(status ?? signal))
 })
-let failed = mainStatus !== 0
-if (failed) console.error(`\nThe main test run failed (exit ${mainStatus}).`)
+const failures = []
+if (mainStatus !== 0) failures.push(`The main test run failed (exit ${mainStatus}).`)
+const reports = [mainOutput]
 for (const {name, output, status} of await Promise.all(background)) {
   process.stdout.write(`\n${output()}`)
-  if (status !== 0) {
-    console.error(`\n${name} failed (exit ${status}).`)
-    failed = true
-  }
+  reports.push(output())
+  if (status !== 0) failures.push(`${name} failed (exit ${status}).`)
 }
 
-process.exitCode = failed ? 1 : 0
+// What failed, and one closing line for all the runs: their summary reporters' lines, added up.
+const counts = {failed: 0, passed: 0, skipped: 0}
+for (const report of reports)
+  for (const [, passed, failed, skipped] of report.matchAll(/^tests: (\d+) passed, (\d+) failed, (\d+) skipped$/gm)) {
+    counts.passed += Number(passed)
+    counts.failed += Number(failed)
+    counts.skipped += Number(skipped)
+  }
+
+const mainFailures = /^ {2}\d+ failing$[\s\S]*?(?=^tests: )/m.exec(mainOutput)
+if (mainFailures) process.stdout.write(`\nThe main run's failures, again:\n\n${mainFailures[0].trimEnd()}\n`)
+for (const failure of failures) console.error(`\n${failure}`)
+process.stdout.write(`\ntests: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped\n`)
+process.exitCode = failures.length > 0 ? 1 : 0

@@ -110,7 +110,9 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
         )
         expect(created.stderr).to.not.match(/skipped/)
 
-        await run(['verify', id])
+        // On the local store, `verify --all` checks this backup at the end, after everything else has
+        // read it and prune has run: once is enough.
+        if (storeKind === 's3') await run(['verify', id])
 
         // download: media.tar, which stock tar extracts byte for byte, the outside link included.
         const out = join(project.root, 'downloaded')

@@ -4,7 +4,7 @@ import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
-import {freePort, holdingSession} from './postgres.js'
+import {freePort, HeldSession, holdingSession} from './postgres.js'
 
 export function hasMariadbServer(): boolean {
   return ['mariadbd', 'mariadb-install-db'].every(
@@ -110,7 +110,7 @@ export class TestMariadb {
   }
 
   /** Like TestPostgres.holding: a root session holding what `sql` took, in an open transaction. */
-  async holding(database: string, sql: string): Promise<{end(): Promise<void>}> {
+  async holding(database: string, sql: string): Promise<HeldSession> {
     const session = spawn(
       'mariadb',
       [

@@ -71,7 +71,7 @@ export class TestPostgres {
    * A session of the admin user that has run `sql` in an open transaction, and holds what it took (a
    * lock) until `end()` rolls it back: the app's connection, as a restore meets it.
    */
-  async holding(database: string, sql: string): Promise<{end(): Promise<void>}> {
+  async holding(database: string, sql: string): Promise<HeldSession> {
     const session = spawn(
       join(this.binDir, 'psql'),
       ['-XAtq', '-v', 'ON_ERROR_STOP=1', `--dbname=${this.url(database, false)}`],
@@ -133,12 +133,14 @@ export class TestPostgres {
   }
 }
 
-/** Runs `sql` in `session`, waits for the 'held' it ends with, and gives the way to end it. */
-export async function holdingSession(
-  session: ChildProcess,
-  sql: string,
-  ending: string,
-): Promise<{end(): Promise<void>}> {
+/** A session that holds what it took: `end` rolls back and waits; `kill` drops it (its server is gone). */
+export interface HeldSession {
+  end(): Promise<void>
+  kill(): void
+}
+
+/** Runs `sql` in `session`, waits for the 'held' it ends with, and gives the ways to end it. */
+export async function holdingSession(session: ChildProcess, sql: string, ending: string): Promise<HeldSession> {
   let output = ''
   session.stdout!.setEncoding('utf8').on('data', (text: string) => {
     output += text
@@ -157,6 +159,9 @@ export async function holdingSession(
     async end() {
       session.stdin!.end(ending)
       await exited
+    },
+    kill() {
+      session.kill()
     },
   }
 }

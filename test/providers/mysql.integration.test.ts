@@ -3,7 +3,6 @@ import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {chmodSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
-import {setTimeout as sleep} from 'node:timers/promises'
 
 import {DEFINERS_SED} from '../../src/providers/database/mysql-definers.js'
 import {MysqlProvider} from '../../src/providers/database/mysql.js'
@@ -385,12 +384,7 @@ describe('MySQL/MariaDB (real server)', function () {
     configure(project)
     project.env.DATABASE_URL = db.url('shop')
     // A write lock held by another session makes the dump wait inside the server: it can then be killed.
-    const locker = spawn('mariadb', ['--no-defaults', '-h', '127.0.0.1', `-P${db.port}`, `-u${db.user}`, 'shop'], {
-      env: {...process.env, MYSQL_PWD: db.password},
-      stdio: ['pipe', 'ignore', 'ignore'],
-    })
-    locker.stdin.write('LOCK TABLES files WRITE; SELECT SLEEP(120);\n')
-    await sleep(500)
+    const locker = await db.holding('shop', 'LOCK TABLES files WRITE')
 
     const run = watch(cliAsync(project, ['create', '--json']))
     const dump = await waitForProcess(

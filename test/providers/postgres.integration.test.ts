@@ -268,12 +268,7 @@ describe('PostgreSQL (real server)', function () {
     configure(project)
     project.env.DATABASE_URL = pg.url('shop')
     // Hold a lock so that pg_dump waits inside the dump: the server can then be killed while it runs.
-    const locker = spawn(join(binDir, 'psql'), ['-XAtq', `--dbname=${pg.url('shop', false)}`], {
-      env: {...process.env, PGPASSWORD: pg.password},
-      stdio: ['pipe', 'ignore', 'ignore'],
-    })
-    locker.stdin.write('BEGIN; LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(120);\n')
-    await sleep(500)
+    const locker = await pg.holding('shop', 'LOCK TABLE bulk IN ACCESS EXCLUSIVE MODE')
 
     const run = watch(cliAsync(project, ['create', '--json']))
     const dump = await waitForProcess(

@@ -110,11 +110,11 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
         )
         expect(created.stderr).to.not.match(/skipped/)
 
-        // `verify --all` checks this backup at the end, on the local store, after everything else has
-        // read it and prune has run. On S3, verify would read the same objects the same way as
-        // download below, which authenticates each and checks it against the manifest before it
-        // writes, and whose tree stock tar then extracts and compares: download stands for both there.
-        // download: media.tar, which stock tar extracts byte for byte, the outside link included.
+        // download: media.tar, which stock tar extracts byte for byte, the outside link included. It
+        // also stands for verify here, which would read the same objects the same way: download
+        // authenticates each and checks it against the manifest before it writes. On the local store,
+        // `verify --all` checks this backup at the end, once everything else has read it and prune
+        // has run.
         const out = join(project.root, 'downloaded')
         await run(['download', id, '-o', out])
         const extracted = join(project.root, 'extracted')

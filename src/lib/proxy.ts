@@ -21,7 +21,10 @@ export function agentsTakeProxies(): boolean {
   return agentsTunnel
 }
 
-/** For a request that got no answer (`what`: "requests to S3"): the proxy it went through, or the one it could not use. */
+/**
+ * For a request that got no answer (`what`: "requests to S3"): the proxy it went through, or the one it
+ * could not use.
+ */
 export function proxyHint(what: string): string {
   const variable = PROXY_VARIABLES.find((name) => process.env[name])
   if (variable === undefined) return ''

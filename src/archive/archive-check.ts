@@ -1,6 +1,8 @@
 import {createHash} from 'node:crypto'
 import {Readable} from 'node:stream'
 
+import type {MediaMembers} from './extract.js'
+
 import {giveBack} from '../lib/buffer-loan.js'
 import {printableName} from '../lib/byte-names.js'
 import {ListingCheck} from './listing.js'
@@ -19,9 +21,22 @@ export interface ArchiveSummary {
  * Checks a media archive the way extractMediaArchive (extract.ts) does as it extracts, without writing
  * anything: every member under `media/` with a safe path, of a type media holds, never below a symlink,
  * no name twice, MANIFEST.json last, and every file's SHA-256 against it. Verify runs it on every
- * backup's media.tar (a packed backup's as it is built from the index), so that an archive that
- * verifies also restores: one written by a holder of a writer key, whose checksums in the signed
- * manifest are right, can still list other contents than it holds.
+ * tar-format backup's media.tar, so that an archive that verifies also restores: one written by a
+ * holder of a writer key, whose checksums in the signed manifest are right, can still list other
+ * contents than it holds.
+ */
+export async function checkMediaArchive(tar: Readable, source: 'filesystem' | 's3'): Promise<ArchiveSummary> {
+  return checkMediaMembers(
+    {checkedBy: 'listing', members: readTar(tar, {keepsNoBody: true}), stop: (reason) => tar.destroy(reason)},
+    source,
+  )
+}
+
+/**
+ * Checks media members as extractMedia (extract.ts) checks them as it extracts, without writing
+ * anything: a media archive's (above), or a packed backup's, straight from its index and its blobs
+ * (`checkedBy: 'source'`), whose reads check every blob as the members' contents are taken, so that
+ * nothing needs a listing or a hash of its own here.
  *
  * The media of a folder (`source` filesystem) is also checked as a tree, as extraction into a folder
  * finds it: no member below a file, and no file or link where a folder is. A bucket's keys go back to
@@ -29,27 +44,21 @@ export interface ArchiveSummary {
  * both (`photos` and `photos/1.jpg`), and a restore into a bucket checks it the same way. Every path is
  * remembered in a {@link PathTable}, 12 bytes each.
  */
-export async function checkMediaArchive(
-  tar: Readable,
+export async function checkMediaMembers(
+  {checkedBy, members}: MediaMembers,
   source: 'filesystem' | 's3',
-  options: {
-    /** `checked`: the archive was built here from contents already checked; only its shape is left. */
-    contents?: 'check' | 'checked'
-  } = {},
 ): Promise<ArchiveSummary> {
-  const hashContents = options.contents !== 'checked'
-  const check = new ListingCheck()
+  const check = checkedBy === 'listing' ? new ListingCheck() : undefined
   const paths = new PathTable()
   const tree = source === 'filesystem'
   let files = 0
   let bytes = 0
   let listed = false
   let parent: string | undefined
-  for await (const member of readTar(tar, {keepsNoBody: true})) {
+  for await (const member of members) {
     if (listed) throw unsafe(member, `it follows ${LISTING_MEMBER}, which is the last member`)
-    if (member.path === LISTING_MEMBER) {
-      // Unread, a member's body is skipped.
-      if (hashContents) await check.verify(member.body)
+    if (member.path === LISTING_MEMBER && check) {
+      await check.verify(member.body)
       listed = true
       continue
     }
@@ -70,18 +79,15 @@ export async function checkMediaArchive(
       }
 
       case 'file': {
-        if (hashContents) {
-          const hash = createHash('sha256')
-          // The last to read each chunk: a decrypted chunk's memory is freed now, not at a collection.
-          const hashing = member.eachChunk((chunk) => {
-            hash.update(chunk)
-            giveBack(chunk)
-          })
-          if (hashing) await hashing
-
-          check.add(path, hash.digest('hex'))
-        }
-
+        // Taken even where nothing is hashed here: a source that checks what it reads checks it then.
+        const hash = check ? createHash('sha256') : undefined
+        // The last to read each chunk: a decrypted chunk's memory is freed now, not at a collection.
+        const taking = member.eachChunk((chunk) => {
+          hash?.update(chunk)
+          giveBack(chunk)
+        })
+        if (taking) await taking
+        if (hash) check!.add(path, hash.digest('hex'))
         files++
         bytes += member.size
         break
@@ -99,7 +105,7 @@ export async function checkMediaArchive(
   }
 
   // The listing is the last member: an archive without one is incomplete.
-  if (!listed) await check.verify()
+  if (!listed) await check?.verify()
   return {bytes, files}
 }
 

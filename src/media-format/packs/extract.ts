@@ -83,12 +83,19 @@ export interface PackedMembers extends MediaMembers {
  * A packed backup's media as members to extract (extract.ts), straight from its index and its blobs,
  * without building media.tar and reading it back. Every blob is authenticated by age and checked
  * against its id as it is read, and every file against its size (and its recorded SHA-256), so the
- * files need no listing and no second hash (`checkedBy: 'source'`). `advance` counts the bytes read.
+ * files need no listing and no second hash (`checkedBy: 'source'`). `advance` counts the bytes read;
+ * `onEntry` sees every entry of the index as its member is made (verify derives the rebuild script
+ * from them).
  */
 export async function packedMembers(
   context: BackupContext,
   manifest: Manifest,
-  options: {advance(bytes: number): void; identities: readonly X25519Identity[]; tempDir: string},
+  options: {
+    advance?(bytes: number): void
+    identities: readonly X25519Identity[]
+    onEntry?(entry: IndexEntry): void
+    tempDir: string
+  },
 ): Promise<PackedMembers> {
   const media = manifest.components.media as MediaPacksComponent
   const indexName = media.index.object.name
@@ -135,7 +142,7 @@ export async function packedMembers(
   const read = async (entry: IndexEntry): Promise<Buffer> => {
     try {
       const content = await stoppable(gather(entry))
-      options.advance(content.length)
+      options.advance?.(content.length)
       return content
     } catch (error) {
       throw noted(error)
@@ -146,7 +153,7 @@ export async function packedMembers(
     async function* counted(): AsyncGenerator<Buffer> {
       try {
         for await (const chunk of fileContent(reader, entry, indexName)) {
-          options.advance(chunk.length)
+          options.advance?.(chunk.length)
           yield chunk
         }
       } catch (error) {
@@ -162,7 +169,11 @@ export async function packedMembers(
   }
 
   async function* members(): AsyncGenerator<TarMember, void> {
-    for await (const entry of index.entries) yield member(entry, read, stream)
+    for await (const entry of index.entries) {
+      options.onEntry?.(entry)
+      yield member(entry, read, stream)
+    }
+
     finished = true
   }
 

@@ -148,12 +148,7 @@ export function openIndexLines(path: string): IndexLines {
 export async function packedMediaTar(
   context: BackupContext,
   manifest: Manifest,
-  options: {
-    identities: readonly X25519Identity[]
-    /** Sees every entry of the index as the archive is built (verify derives the rebuild script from them). */
-    onEntry?: (entry: IndexEntry) => void
-    tempDir: string
-  },
+  options: {identities: readonly X25519Identity[]; tempDir: string},
 ): Promise<{stream: Readable; summary: Promise<unknown>}> {
   const media = manifest.components.media as MediaPacksComponent
   const indexPath = join(options.tempDir, `${manifest.id}.index`)
@@ -170,7 +165,6 @@ export async function packedMediaTar(
   async function* entries(): AsyncGenerator<MediaEntry> {
     try {
       for await (const entry of index.entries) {
-        options.onEntry?.(entry)
         const common = {
           ...(entry.etag === undefined ? {} : {etag: entry.etag}),
           ...(entry.key === undefined ? {} : {key: entry.key}),

@@ -1,10 +1,8 @@
 import {randomInt} from 'node:crypto'
 import {join} from 'node:path'
-import {PassThrough, Readable} from 'node:stream'
-import {pipeline} from 'node:stream/promises'
 
 import {X25519Identity} from '../../archive/age-keys.js'
-import {checkMediaArchive} from '../../archive/archive-check.js'
+import {checkMediaMembers} from '../../archive/archive-check.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
 import {BackupError} from '../../errors.js'
 import {makeStagingDir, removeStagingDir} from '../../lib/staging.js'
@@ -14,16 +12,18 @@ import {ObjectCheckError} from '../../services/read.js'
 import {ObjectReadError} from '../../store/port.js'
 import {CheckReport} from '../port.js'
 import {checkPack, readPackTrust} from './check.js'
+import {PackedMembers, packedMembers} from './extract.js'
 import {packsPrefix} from './folder.js'
-import {blobKey, IndexEntry} from './media-index.js'
-import {packedMediaTar, readIndexFile, readIndexLines} from './read.js'
+import {blobKey} from './media-index.js'
+import {readIndexFile, readIndexLines} from './read.js'
 import {RebuildScriptCheck} from './rebuild-script.js'
 
 /**
- * A packed backup's media is checked by building its media.tar and throwing it away: every blob the
+ * A packed backup's media is checked as restore reads it, without writing anything: every blob the
  * index names is read from its pack, authenticated by age and checked against its id, and every file
- * against its SHA-256. The rebuild script is derived from the index on the way and compared with the
- * stored one: a script that does anything else was not written by this tool.
+ * against its size, and the index's entries are checked as extraction checks them (checkMediaMembers).
+ * The rebuild script is derived from the index on the way and compared with the stored one: a script
+ * that does anything else was not written by this tool.
  */
 export async function verifyPacks(
   context: BackupContext,
@@ -34,11 +34,10 @@ export async function verifyPacks(
   const name = `packs (${media.packs.length})`
   const tempDir = await makeStagingDir(context.tempRoot, 'verify')
   const script = new RebuildScriptCheck()
+  let source: PackedMembers | undefined
   try {
-    const onEntry = (entry: IndexEntry) => script.add(entry)
-    const {stream, summary} = await packedMediaTar(context, manifest, {identities, onEntry, tempDir})
-    await checkShape(stream, media, context.signal)
-    await summary
+    source = await packedMembers(context, manifest, {identities, onEntry: (entry) => script.add(entry), tempDir})
+    await checkShape(source, media, context.signal)
     return [
       scriptResult(media, script),
       {detail: `every blob of ${media.files} files authenticated and matches`, name, ok: true},
@@ -48,39 +47,36 @@ export async function verifyPacks(
     await rememberFailed(context, failed)
     return [{detail: `${failed.objectName}: ${failed.message}`, name, ok: false}]
   } finally {
+    await source?.close()
     await removeStagingDir(tempDir)
   }
 }
 
 /**
- * Reads the media.tar that restore would extract, and checks it as extraction does (checkMediaArchive):
- * an index signed with a writer key can name a file twice, or one below another file, and what
- * verifies must restore. Its contents were checked as it was built. Of the failures, a blob's (naming
- * its pack) is reported first, then what the check refused, then whatever stopped the stream.
+ * Reads the members that restore would extract, and checks them as extraction does: an index signed
+ * with a writer key can name a file twice, or one below another file, and what verifies must
+ * restore. Of the failures, a blob's (naming its pack) is reported first, then what the check
+ * refused (as the index's), then whatever stopped the reading.
  */
-async function checkShape(stream: Readable, media: MediaPacksComponent, signal: AbortSignal): Promise<void> {
-  const sink = new PassThrough()
-  const checked = checkMediaArchive(sink, media.source, {contents: 'checked'}).then(
-    () => {
-      // Whatever follows the end of the archive still has to flow for the build to finish.
-      sink.resume()
-    },
-    (error: Error) => {
-      // Stops the build, which would otherwise wait for a reader.
-      sink.destroy(error)
-      throw error
-    },
-  )
-  const outcomes = await Promise.allSettled([pipeline(stream, sink, {signal}), checked])
-  const failures = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as Error] : []))
-  if (failures.length === 0) return
-  // A stopped read is an interruption, whatever the half-read archive then looked like to the check.
-  if (signal.aborted) throw signal.reason
-  const unsafe = failures.find((error) => error instanceof BackupError && error.code === 'INTEGRITY')
-  throw (
-    failures.find((error) => error instanceof ObjectCheckError) ??
-    (unsafe ? new ObjectCheckError(media.index.object.name, unsafe.message) : failures[0])
-  )
+async function checkShape(source: PackedMembers, media: MediaPacksComponent, signal: AbortSignal): Promise<void> {
+  const stop = () => source.stop(signal.reason as Error)
+  signal.addEventListener('abort', stop, {once: true})
+  try {
+    signal.throwIfAborted()
+    await checkMediaMembers(source, media.source)
+  } catch (error) {
+    // A stopped read is an interruption, whatever the half-read members then looked like to the check.
+    if (signal.aborted) throw signal.reason
+    if (error instanceof ObjectCheckError) throw error
+    if (source.failure instanceof ObjectCheckError) throw source.failure
+    if (error instanceof BackupError && error.code === 'INTEGRITY') {
+      throw new ObjectCheckError(media.index.object.name, error.message)
+    }
+
+    throw source.failure ?? error
+  } finally {
+    signal.removeEventListener('abort', stop)
+  }
 }
 
 function scriptResult(media: MediaPacksComponent, script: RebuildScriptCheck): CheckReport {

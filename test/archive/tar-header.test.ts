@@ -27,7 +27,45 @@ const anyFields = fc.record({
   type: fc.constantFrom('Directory', 'File', 'SymbolicLink'),
 })
 
+// Names of uploads in other languages: UTF-8 that fits the ustar fields, with ASCII, control characters,
+// characters of two to four bytes, and the odd lone surrogate (which both write as U+FFFD).
+// Some near the field's 100 bytes, where the pax header's own name is cut.
+const unicodeName = fc.oneof(
+  fc.string({
+    maxLength: 40,
+    minLength: 1,
+    unit: fc.oneof(
+      fc.constantFrom(...'ab/. -é文😀\t\u00FF\uD800'),
+      fc.string({maxLength: 1, minLength: 1, unit: 'binary'}),
+    ),
+  }),
+  fc.tuple(fc.integer({max: 93, min: 80}), fc.nat(), fc.constantFrom('é', '文', '😀')).map(([length, at, wide]) => {
+    const name = 'a'.repeat(length - 1)
+    return name.slice(0, at % length) + wide + name.slice(at % length)
+  }),
+)
+const unicodeFields = fc.record({
+  linkpath: fc.option(unicodeName, {nil: undefined}),
+  mode: fc.integer({max: 0o7777, min: 0}),
+  mtime: fc.integer({max: 4_102_444_800_000, min: 0}).map((ms) => new Date(ms)),
+  path: unicodeName.map((name) => `media/${name}`),
+  size: fc.oneof(fc.integer({max: 1 << 20, min: 0}), fc.integer({max: 0o777_7777_7777, min: 0})),
+  type: fc.constantFrom('Directory', 'File', 'SymbolicLink'),
+})
+
 describe('tar headers', () => {
+  it('are node-tar’s bytes for names of any UTF-8, long, short, in folders and not', () => {
+    fc.assert(
+      fc.property(unicodeFields, fc.boolean(), (fields, deep) => {
+        // Some past 100 bytes, which take node-tar's own path (its prefix field).
+        const path = deep ? `${fields.path}/${'x'.repeat(60)}/${fields.path}` : fields.path
+        const member = {...fields, path}
+        expect(encodeTarHeader(member).equals(nodeTarHeader(member))).to.equal(true)
+      }),
+      {numRuns: 3000},
+    )
+  })
+
   it('are node-tar’s bytes for every field combination that fits ustar', () => {
     fc.assert(
       fc.property(anyFields, (fields) => {
@@ -67,6 +105,16 @@ describe('tar headers', () => {
       encodeTarHeader({mode: 0o640, mtime, path: 'media/docs/a.txt', size: 5, type: 'File'}),
       Buffer.concat([Buffer.from('hello'), Buffer.alloc(507)]),
       encodeTarHeader({linkpath: 'docs/a.txt', mode: 0o777, mtime, path: 'media/link', size: 0, type: 'SymbolicLink'}),
+      encodeTarHeader({mode: 0o600, mtime, path: 'media/docs/Zürich 文件.txt', size: 2, type: 'File'}),
+      Buffer.concat([Buffer.from('zh'), Buffer.alloc(510)]),
+      encodeTarHeader({
+        linkpath: 'Zürich 文件.txt',
+        mode: 0o777,
+        mtime,
+        path: 'media/docs/Übersicht',
+        size: 0,
+        type: 'SymbolicLink',
+      }),
       Buffer.alloc(1024),
     ]
     const archive = join(folder, 'a.tar')
@@ -75,6 +123,9 @@ describe('tar headers', () => {
     expect(listing[0]).to.match(/^drwxr-xr-x .* 0 2026-05-06 07:08 media\/docs\/$/)
     expect(listing[1]).to.match(/^-rw-r----- .* 5 2026-05-06 07:08 media\/docs\/a\.txt$/)
     expect(listing[2]).to.match(/^lrwxrwxrwx .* media\/link -> docs\/a\.txt$/)
+    expect(listing[3]).to.match(/^-rw------- .* 2 2026-05-06 07:08 media\/docs\/Zürich 文件\.txt$/)
+    expect(listing[4]).to.match(/^lrwxrwxrwx .* media\/docs\/Übersicht -> Zürich 文件\.txt$/)
     expect(execFileSync('tar', ['-xOf', archive, 'media/docs/a.txt']).toString()).to.equal('hello')
+    expect(execFileSync('tar', ['-xOf', archive, 'media/docs/Zürich 文件.txt']).toString()).to.equal('zh')
   })
 })

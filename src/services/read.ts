@@ -8,6 +8,7 @@ import {Manifest, StoredObject} from '../domain/manifest.js'
 import {BackupError} from '../errors.js'
 import {giveBack} from '../lib/buffer-loan.js'
 import {ProcessError} from '../lib/process.js'
+import {closeOf} from '../lib/stream-close.js'
 import {cannotDecompress, isZstdDataError, zstdDecompressor, zstdImplementation} from '../lib/zstd.js'
 import {ObjectNotFoundError, ObjectUnreadableError} from '../store/port.js'
 import {objectKey} from './catalog.js'
@@ -55,14 +56,17 @@ interface ReadItem {
 
 async function readVerifiedObject(context: BackupContext, manifest: Manifest, item: ReadItem): Promise<void> {
   const {compression = 'none', identities, object, plaintext, sink = discard()} = item
-  if (compression === 'zstd' && zstdImplementation() === undefined) throw cannotDecompress('objects')
   const key = objectKey(manifest.app, manifest.environment, manifest.id, object.name)
   let source
   try {
-    source = await context.store.get(key)
+    if (compression === 'zstd' && zstdImplementation() === undefined) throw cannotDecompress('objects')
+    source = await context.store.get(key).catch((error: unknown) => {
+      if (error instanceof ObjectUnreadableError) throw new ObjectCheckError(object.name, error.reason)
+      if (error instanceof ObjectNotFoundError) throw new ObjectCheckError(object.name, 'missing from the store')
+      throw error
+    })
   } catch (error) {
-    if (error instanceof ObjectUnreadableError) throw new ObjectCheckError(object.name, error.reason)
-    if (error instanceof ObjectNotFoundError) throw new ObjectCheckError(object.name, 'missing from the store')
+    await abandon(sink, error as Error)
     throw error
   }
 
@@ -127,6 +131,18 @@ function wrongIdentity(context: BackupContext, manifest: Manifest): BackupError 
       suggestion: `It was encrypted to ${manifest.encryption.recipients.join(', ')}; set DIVIO_BACKUP_IDENTITY_FILE to the matching AGE-SECRET-KEY-1 file.`,
     },
   )
+}
+
+/**
+ * A sink that no pipeline took (the object could not be opened): destroyed with the read's error, for a
+ * consumer reading it, and closed before the read rejects. A file sink has its file open from the
+ * start (a download's, in a staging folder that the caller removes next), and a descriptor left to a
+ * collection keeps the removed file on disk until then. The error is the read's to report.
+ */
+async function abandon(sink: Writable, error: Error): Promise<void> {
+  sink.on('error', () => {})
+  sink.destroy(error)
+  await closeOf(sink)
 }
 
 function discard(): Writable {

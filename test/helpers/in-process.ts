@@ -1,5 +1,8 @@
 import {run} from '@oclif/core'
 import {Exit, handle} from '@oclif/core/handle'
+import {readdirSync, readlinkSync} from 'node:fs'
+import {tmpdir} from 'node:os'
+import {setTimeout as sleep} from 'node:timers/promises'
 import {pathToFileURL} from 'node:url'
 
 /** What one command printed, and how it ended. */
@@ -22,7 +25,8 @@ let busy = false
  *
  * Besides saving a Node.js start per command (most of what a short command costs), this checks that
  * the plugin is a good guest: a command that leaves a signal or exit listener behind fails here, as it
- * would pile up in a long-lived host.
+ * would pile up in a long-lived host, and so does one that leaves a file open in its project or the
+ * temp folder.
  *
  * One command at a time: the working folder and the environment belong to the whole process. Tests of
  * signals, of commands running side by side and of the process boundary itself start real processes.
@@ -80,7 +84,45 @@ async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, 
     throw new Error(`divio ${argv.join(' ')} changed the process's ${left.join(', ')} listeners and left them so`)
   }
 
+  const open = await filesLeftOpen([cwd, env.TMPDIR ?? tmpdir()])
+  if (open.length > 0) throw new Error(`divio ${argv.join(' ')} left files open: ${open.join(', ')}`)
+
   return {status, stderr: stderr.text(), stdout: stdout.text()}
+}
+
+/**
+ * The files under `folders` that this process still has open, once any that close within a second have
+ * (a stream destroyed as a command failed may close just after it ends). A command that leaves one
+ * open for good leaves it to a collection, which in a host may come much later: its descriptor keeps a
+ * removed file's bytes on disk (a decrypted download's, in a staging folder), and a host that runs
+ * many commands runs out of descriptors. Only where /proc shows them (Linux).
+ */
+async function filesLeftOpen(folders: string[]): Promise<string[]> {
+  const under = folders.map((folder) => `${folder.replace(/\/$/, '')}/`)
+  const openNow = () => {
+    let descriptors: string[]
+    try {
+      descriptors = readdirSync('/proc/self/fd')
+    } catch {
+      return []
+    }
+
+    return descriptors.flatMap((descriptor) => {
+      try {
+        const target = readlinkSync(`/proc/self/fd/${descriptor}`)
+        return under.some((folder) => target.startsWith(folder)) ? [target] : []
+      } catch {
+        // Closed since it was listed (the listing's own descriptor, too).
+        return []
+      }
+    })
+  }
+
+  for (let waited = 0; ; waited += 20) {
+    const open = openNow()
+    if (open.length === 0 || waited >= 1000) return open
+    await sleep(20)
+  }
 }
 
 /** Sets the process's environment (the C-level one too, which os.homedir() reads) to `env` for a while. */

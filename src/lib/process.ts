@@ -1,5 +1,5 @@
 import {ChildProcess, spawn} from 'node:child_process'
-import {Duplex, Readable, Transform} from 'node:stream'
+import {Duplex, pipeline as pipelineCallback, Readable, Transform} from 'node:stream'
 
 import {redactDsn} from '../config/dsn.js'
 import {giveBack, lendToFree} from './buffer-loan.js'
@@ -102,7 +102,10 @@ export function streamFrom(
   options: RunOptions = {},
 ): {pid: number | undefined; stream: Readable} {
   const {child, output} = start(command, args, options, options.stdin ? 'pipe' : 'ignore')
-  if (options.stdin && child.stdin) options.stdin.pipe(child.stdin)
+  // Unlike pipe(), a program that exits before it has read all of its input (a restore that failed)
+  // stops the source as well: left paused, a file's read stream keeps the file open until a
+  // collection, and the file is a decrypted dump in a folder that is removed next.
+  if (options.stdin && child.stdin) pipelineCallback(options.stdin, child.stdin, () => {})
   return {pid: child.pid, stream: output}
 }
 

@@ -46,6 +46,8 @@ export async function runInThisProcess(executable: string, cwd: string, env: Nod
 
 async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, argv: string[]): Promise<Outcome> {
   const listeners = PROCESS_EVENTS.map((event) => process.listenerCount(event))
+  const folders = [cwd, env.TMPDIR ?? tmpdir()]
+  const filesBefore = openFilesUnder(folders)
   const previousCwd = process.cwd()
   // First: a folder that is not there throws here, before anything of the process has been changed.
   process.chdir(cwd)
@@ -84,45 +86,52 @@ async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, 
     throw new Error(`divio ${argv.join(' ')} changed the process's ${left.join(', ')} listeners and left them so`)
   }
 
-  const open = await filesLeftOpen([cwd, env.TMPDIR ?? tmpdir()])
+  const open = await filesLeftOpen(folders, filesBefore)
   if (open.length > 0) throw new Error(`divio ${argv.join(' ')} left files open: ${open.join(', ')}`)
 
   return {status, stderr: stderr.text(), stdout: stdout.text()}
 }
 
 /**
- * The files under `folders` that this process still has open, once any that close within a second have
- * (a stream destroyed as a command failed may close just after it ends). A command that leaves one
- * open for good leaves it to a collection, which in a host may come much later: its descriptor keeps a
- * removed file's bytes on disk (a decrypted download's, in a staging folder), and a host that runs
- * many commands runs out of descriptors. Only where /proc shows them (Linux).
+ * The files under `folders` that this process opened since `before` ({@link openFilesUnder}) and still
+ * has open, once any that close within a second have (a stream destroyed as a command failed may close
+ * just after it ends). A command that leaves one open for good leaves it to a collection, which in a
+ * host may come much later: its descriptor keeps a removed file's bytes on disk (a decrypted
+ * download's, in a staging folder), and a host that runs many commands runs out of descriptors.
  */
-async function filesLeftOpen(folders: string[]): Promise<string[]> {
-  const under = folders.map((folder) => `${folder.replace(/\/$/, '')}/`)
-  const openNow = () => {
-    let descriptors: string[]
-    try {
-      descriptors = readdirSync('/proc/self/fd')
-    } catch {
-      return []
-    }
+async function filesLeftOpen(folders: string[], before: Set<string>): Promise<string[]> {
+  for (let waited = 0; ; waited += 20) {
+    const open = [...openFilesUnder(folders)].filter((file) => !before.has(file))
+    if (open.length === 0 || waited >= 1000) return open.map((file) => file.slice(file.indexOf(' ') + 1))
+    await sleep(20)
+  }
+}
 
-    return descriptors.flatMap((descriptor) => {
+/**
+ * This process's open files under `folders`, as "descriptor path", where /proc shows them (Linux).
+ * The files of the S3 server that a test runs in this process (test/helpers/s3.ts) are the test's own.
+ */
+function openFilesUnder(folders: string[]): Set<string> {
+  const under = folders.map((folder) => `${folder.replace(/\/$/, '')}/`)
+  let descriptors: string[]
+  try {
+    descriptors = readdirSync('/proc/self/fd')
+  } catch {
+    return new Set()
+  }
+
+  return new Set(
+    descriptors.flatMap((descriptor) => {
       try {
         const target = readlinkSync(`/proc/self/fd/${descriptor}`)
-        return under.some((folder) => target.startsWith(folder)) ? [target] : []
+        const ours = under.some((folder) => target.startsWith(folder)) && !target.includes('/s3rver-')
+        return ours ? [`${descriptor} ${target}`] : []
       } catch {
         // Closed since it was listed (the listing's own descriptor, too).
         return []
       }
-    })
-  }
-
-  for (let waited = 0; ; waited += 20) {
-    const open = openNow()
-    if (open.length === 0 || waited >= 1000) return open
-    await sleep(20)
-  }
+    }),
+  )
 }
 
 /** Sets the process's environment (the C-level one too, which os.homedir() reads) to `env` for a while. */

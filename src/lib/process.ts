@@ -1,5 +1,5 @@
 import {ChildProcess, spawn} from 'node:child_process'
-import {Duplex, pipeline as pipelineCallback, Readable, Transform} from 'node:stream'
+import {Duplex, Readable, Transform} from 'node:stream'
 
 import {redactDsn} from '../config/dsn.js'
 import {giveBack, lendToFree} from './buffer-loan.js'
@@ -102,10 +102,19 @@ export function streamFrom(
   options: RunOptions = {},
 ): {pid: number | undefined; stream: Readable} {
   const {child, output} = start(command, args, options, options.stdin ? 'pipe' : 'ignore')
-  // Unlike pipe(), a program that exits before it has read all of its input (a restore that failed)
-  // stops the source as well: left paused, a file's read stream keeps the file open until a
-  // collection, and the file is a decrypted dump in a folder that is removed next.
-  if (options.stdin && child.stdin) pipelineCallback(options.stdin, child.stdin, () => {})
+  const input = options.stdin
+  if (input && child.stdin) {
+    input.pipe(child.stdin)
+    // pipe() leaves its source paused when the program stops reading (a restore that failed and
+    // exited): a file's read stream then keeps the file, a decrypted dump in a folder that is removed
+    // next, open until a collection. Stopped when the program's stdin closes, without an error: the
+    // program's exit says how it ended. (pipeline() would also end the program's input when the
+    // source fails, and a program that had read part of a script could then exit 0.)
+    child.stdin.once('close', () => {
+      if (!input.readableEnded) input.destroy()
+    })
+  }
+
   return {pid: child.pid, stream: output}
 }
 

@@ -94,15 +94,16 @@ async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, 
 
 /**
  * The files under `folders` that this process opened since `before` ({@link openFilesUnder}) and still
- * has open, once any that close within a second have (a stream destroyed as a command failed may close
- * just after it ends). A command that leaves one open for good leaves it to a collection, which in a
- * host may come much later: its descriptor keeps a removed file's bytes on disk (a decrypted
- * download's, in a staging folder), and a host that runs many commands runs out of descriptors.
+ * has open, once any that close within five seconds have (a stream destroyed as a command failed may
+ * close just after it ends, later on a loaded machine). A command that leaves one open for good leaves
+ * it to a collection, which in a host may come much later: its descriptor keeps a removed file's bytes
+ * on disk (a decrypted download's, in a staging folder), and a host that runs many commands runs out
+ * of descriptors.
  */
 async function filesLeftOpen(folders: string[], before: Set<string>): Promise<string[]> {
   for (let waited = 0; ; waited += 20) {
     const open = [...openFilesUnder(folders)].filter((file) => !before.has(file))
-    if (open.length === 0 || waited >= 1000) return open.map((file) => file.slice(file.indexOf(' ') + 1))
+    if (open.length === 0 || waited >= 5000) return open.map((file) => file.slice(file.indexOf(' ') + 1))
     await sleep(20)
   }
 }

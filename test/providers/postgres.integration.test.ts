@@ -566,6 +566,12 @@ describe('PostgreSQL (real server)', function () {
       `pg_dump 9 cannot dump a PostgreSQL ${Math.floor(server)} server: pg_dump ${Math.floor(server)} or newer is needed.`,
     )
     expect(result.stderr).to.include(`postgresql-client-${Math.floor(server)}`)
+    // The transaction that holds the dump's snapshot is opened beside the version checks: refused, it
+    // is closed, and no session of the command's is left on the server.
+    const sessions = () =>
+      pg.psql('postgres', "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'divio-app-backup'").trim()
+    for (let waited = 0; sessions() !== '0' && waited < 5000; waited += 50) await sleep(50)
+    expect(sessions()).to.equal('0')
   })
 
   it('names a pg_restore older than the pg_dump that wrote the backup, and what to install; the target is unchanged', async () => {

@@ -15,6 +15,12 @@ const SNAPSHOT_TIMEOUT_MS = 30_000
 /** The line psql prints after the last count. */
 const END_OF_COUNTS = 'divio-backup: end of counts'
 
+/** The value of a settled promise, or its reason thrown. */
+function fulfilled<T>(result: PromiseSettledResult<T>): T {
+  if (result.status === 'rejected') throw result.reason
+  return result.value
+}
+
 /**
  * PostgreSQL through its own tools: `pg_dump --format=custom`, which `pg_restore` reads without us.
  * The password travels in PGPASSWORD, never in argv; the rest of the DSN, query parameters such as
@@ -147,60 +153,33 @@ export class PostgresProvider implements DatabaseProvider {
   }
 
   async snapshot({countRows = true, lockWaitMs, signal}: SnapshotOptions): Promise<DatabaseSnapshot> {
-    const server = await this.serverMajorVersion(signal)
-    const client = await this.dumpMajorVersion()
-    if (client < server) {
-      throw new BackupError(
-        'SOURCE_UNAVAILABLE',
-        `pg_dump ${client} cannot dump a PostgreSQL ${server} server: pg_dump ${server} or newer is needed.`,
-        {
-          suggestion: `Install postgresql-client-${server} (or newer), or point DIVIO_BACKUP_PG_BINDIR at its bin folder.`,
-        },
-      )
-    }
+    // Three round trips that do not depend on each other, each a program started and, for two, a
+    // login: taken at once, the dump starts about 0.1 s sooner. What fails is named in this order, so
+    // that a server that cannot be reached is reported as such, not as rows that cannot be counted.
+    const [server, client, snapshot] = await Promise.allSettled([
+      this.serverMajorVersion(signal),
+      this.dumpMajorVersion(),
+      countRows ? this.holdSnapshot(signal) : undefined,
+    ])
+    const held = snapshot.status === 'fulfilled' ? snapshot.value : undefined
+    try {
+      const serverVersion = fulfilled(server)
+      const clientVersion = fulfilled(client)
+      if (clientVersion < serverVersion) {
+        throw new BackupError(
+          'SOURCE_UNAVAILABLE',
+          `pg_dump ${clientVersion} cannot dump a PostgreSQL ${serverVersion} server: pg_dump ${serverVersion} or newer is needed.`,
+          {
+            suggestion: `Install postgresql-client-${serverVersion} (or newer), or point DIVIO_BACKUP_PG_BINDIR at its bin folder.`,
+          },
+        )
+      }
 
-    const held = countRows ? await this.holdSnapshot(signal) : undefined
-    const snapshotArgs = held ? [`--snapshot=${held.id}`] : []
-    const {stream} = streamFrom(
-      this.tool('pg_dump'),
-      [
-        '--format=custom',
-        '--no-password',
-        // pg_dump locks every table it dumps first: one held exclusively fails it, named, in this time.
-        ...(lockWaitMs === undefined ? [] : [`--lock-wait-timeout=${wholeSeconds(lockWaitMs)}s`]),
-        ...snapshotArgs,
-        `--dbname=${this.uri}`,
-      ],
-      {env: this.env(), signal},
-    )
-    // Counted while the dump runs, in the transaction whose snapshot the dump uses: the same rows.
-    // Cleanup stops whatever counting is left (a table locked by someone else holds it).
-    const counting = new AbortController()
-    const facts = held ? this.countInSnapshot(held, AbortSignal.any([signal, counting.signal])) : undefined
-    facts?.catch(() => {})
-    return {
-      async cleanup() {
-        if (!stream.destroyed) stream.destroy()
-        counting.abort()
-        held?.session.kill()
-        await facts?.catch(() => {})
-      },
-      compression: 'none',
-      extension: 'dump',
-      ...(facts
-        ? {
-            async facts() {
-              const counted = await facts
-              // Only now may the transaction end: pg_dump has long imported its snapshot.
-              held!.session.send('COMMIT;\n')
-              await held!.session.close()
-              return counted
-            },
-          }
-        : {}),
-      format: 'custom',
-      serverVersion: String(server),
-      stream: dumpStream(stream, (detail) => this.lockedTable(detail, lockWaitMs)),
+      fulfilled(snapshot)
+      return this.dump(serverVersion, held, {lockWaitMs, signal})
+    } catch (error) {
+      held?.session.kill()
+      throw error
     }
   }
 
@@ -257,6 +236,56 @@ export class PostgresProvider implements DatabaseProvider {
     } catch (error) {
       held.session.kill()
       throw this.factsFailure(error)
+    }
+  }
+
+  /** The dump itself, in the held snapshot if there is one, with the rows counted beside it. */
+  private dump(
+    server: number,
+    held: undefined | {id: string; session: Session},
+    {lockWaitMs, signal}: Pick<SnapshotOptions, 'lockWaitMs' | 'signal'>,
+  ): DatabaseSnapshot {
+    const snapshotArgs = held ? [`--snapshot=${held.id}`] : []
+    const {stream} = streamFrom(
+      this.tool('pg_dump'),
+      [
+        '--format=custom',
+        '--no-password',
+        // pg_dump locks every table it dumps first: one held exclusively fails it, named, in this time.
+        ...(lockWaitMs === undefined ? [] : [`--lock-wait-timeout=${wholeSeconds(lockWaitMs)}s`]),
+        ...snapshotArgs,
+        `--dbname=${this.uri}`,
+      ],
+      {env: this.env(), signal},
+    )
+    // Counted while the dump runs, in the transaction whose snapshot the dump uses: the same rows.
+    // Cleanup stops whatever counting is left (a table locked by someone else holds it).
+    const counting = new AbortController()
+    const facts = held ? this.countInSnapshot(held, AbortSignal.any([signal, counting.signal])) : undefined
+    facts?.catch(() => {})
+    return {
+      async cleanup() {
+        if (!stream.destroyed) stream.destroy()
+        counting.abort()
+        held?.session.kill()
+        await facts?.catch(() => {})
+      },
+      compression: 'none',
+      extension: 'dump',
+      ...(facts
+        ? {
+            async facts() {
+              const counted = await facts
+              // Only now may the transaction end: pg_dump has long imported its snapshot.
+              held!.session.send('COMMIT;\n')
+              await held!.session.close()
+              return counted
+            },
+          }
+        : {}),
+      format: 'custom',
+      serverVersion: String(server),
+      stream: dumpStream(stream, (detail) => this.lockedTable(detail, lockWaitMs)),
     }
   }
 

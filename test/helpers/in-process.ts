@@ -1,6 +1,6 @@
 import {run} from '@oclif/core'
 import {Exit, handle} from '@oclif/core/handle'
-import {readdirSync, readlinkSync} from 'node:fs'
+import {readdirSync, readFileSync, readlinkSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {pathToFileURL} from 'node:url'
@@ -26,7 +26,7 @@ let busy = false
  * Besides saving a Node.js start per command (most of what a short command costs), this checks that
  * the plugin is a good guest: a command that leaves a signal or exit listener behind fails here, as it
  * would pile up in a long-lived host, and so does one that leaves a file open in its project or the
- * temp folder.
+ * temp folder, or a program it started still running.
  *
  * One command at a time: the working folder and the environment belong to the whole process. Tests of
  * signals, of commands running side by side and of the process boundary itself start real processes.
@@ -48,6 +48,7 @@ async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, 
   const listeners = PROCESS_EVENTS.map((event) => process.listenerCount(event))
   const folders = [cwd, env.TMPDIR ?? tmpdir()]
   const filesBefore = openFilesUnder(folders)
+  const childrenBefore = childProcesses()
   const previousCwd = process.cwd()
   // First: a folder that is not there throws here, before anything of the process has been changed.
   process.chdir(cwd)
@@ -88,6 +89,8 @@ async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, 
 
   const open = await filesLeftOpen(folders, filesBefore)
   if (open.length > 0) throw new Error(`divio ${argv.join(' ')} left files open: ${open.join(', ')}`)
+  const running = await processesLeftRunning(childrenBefore)
+  if (running.length > 0) throw new Error(`divio ${argv.join(' ')} left processes running: ${running.join('; ')}`)
 
   return {status, stderr: stderr.text(), stdout: stdout.text()}
 }
@@ -105,6 +108,59 @@ async function filesLeftOpen(folders: string[], before: Set<string>): Promise<st
     const open = [...openFilesUnder(folders)].filter((file) => !before.has(file))
     if (open.length === 0 || waited >= 5000) return open.map((file) => file.slice(file.indexOf(' ') + 1))
     await sleep(20)
+  }
+}
+
+/**
+ * The programs this process started since `before` ({@link childProcesses}) that still run, once any
+ * that end within five seconds have: a command that leaves one running (a database session, a guard,
+ * a compressor) leaves it to its host, which may run many commands and never end them. As the
+ * program's command line.
+ */
+async function processesLeftRunning(before: Set<number>): Promise<string[]> {
+  for (let waited = 0; ; waited += 20) {
+    const running = [...childProcesses()].filter((pid) => !before.has(pid))
+    if (running.length === 0 || waited >= 5000) return running.map((pid) => commandLine(pid))
+    await sleep(20)
+  }
+}
+
+/** The running children of this process (of any of its threads), as /proc shows them (Linux); zombies left out. */
+function childProcesses(): Set<number> {
+  const children = new Set<number>()
+  let tasks: string[]
+  try {
+    tasks = readdirSync('/proc/self/task')
+  } catch {
+    return children
+  }
+
+  for (const task of tasks) {
+    let listed = ''
+    try {
+      listed = readFileSync(`/proc/self/task/${task}/children`, 'utf8')
+    } catch {
+      // The thread has ended since it was listed.
+    }
+
+    for (const pid of listed.split(' ').filter(Boolean).map(Number)) {
+      try {
+        const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+        if (stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z') children.add(pid)
+      } catch {
+        // It has ended since.
+      }
+    }
+  }
+
+  return children
+}
+
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').trim()
+  } catch {
+    return `process ${pid}, ended since`
   }
 }
 

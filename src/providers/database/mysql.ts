@@ -28,6 +28,8 @@ export class MysqlProvider implements DatabaseProvider {
   readonly location: string
   /** Whose client tools are installed, which the options file is written for. */
   private family: Promise<ClientFamily> | undefined
+  /** The programs found, by the names they were asked by (pickToolVersion). */
+  private readonly picked = new Map<string, Promise<{path: string; version: string}>>()
 
   constructor(
     private readonly url: URL,
@@ -230,6 +232,9 @@ export class MysqlProvider implements DatabaseProvider {
   }
 
   async snapshot({countRows = true, signal, tempDir}: SnapshotOptions): Promise<DatabaseSnapshot> {
+    // Which dump program runs is asked while the server is: its answer is needed only after the
+    // server's, and a missing one is still named after a server that cannot be reached.
+    this.pickToolVersion(['mariadb-dump', 'mysqldump']).catch(() => {})
     const defaults = await this.writeDefaults(tempDir)
     let version: string
     try {
@@ -348,12 +353,7 @@ export class MysqlProvider implements DatabaseProvider {
     return {options: mysqldumpOptions(version, serverVersion), path}
   }
 
-  private async pickTool(names: string[]): Promise<string> {
-    return (await this.pickToolVersion(names)).path
-  }
-
-  /** The first of `names` that runs, and what its `--version` says. */
-  private async pickToolVersion(names: string[]): Promise<{path: string; version: string}> {
+  private async findTool(names: string[]): Promise<{path: string; version: string}> {
     for (const name of names) {
       const path = this.binDir ? join(this.binDir, name) : name
       const version = await run(path, ['--version']).catch(() => null)
@@ -363,6 +363,25 @@ export class MysqlProvider implements DatabaseProvider {
     throw new BackupError('SOURCE_UNAVAILABLE', `Neither ${names.join(' nor ')} is installed.`, {
       suggestion: 'Install the MariaDB or MySQL client tools (apt-get install mariadb-client).',
     })
+  }
+
+  private async pickTool(names: string[]): Promise<string> {
+    return (await this.pickToolVersion(names)).path
+  }
+
+  /**
+   * The first of `names` that runs, and what its `--version` says: asked once a command (a restore, a
+   * backup and its checks each ask for the client several times).
+   */
+  private async pickToolVersion(names: string[]): Promise<{path: string; version: string}> {
+    const key = names.join(' ')
+    let picked = this.picked.get(key)
+    if (picked === undefined) {
+      picked = this.findTool(names)
+      this.picked.set(key, picked)
+    }
+
+    return picked
   }
 
   /** The client options file (see mysql-options-file), readable by this user alone. */

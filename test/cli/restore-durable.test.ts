@@ -36,31 +36,39 @@ describe('restore of a media folder is on disk before the previous media goes', 
     expect(readFileSync(join(project.root, 'media', 'kept.txt'), 'utf8')).to.equal('the backed-up version\n')
 
     const parent = realpathSync(project.root)
-    const at = (what: string, matches: (line: string) => boolean) => {
-      const index = calls.findIndex((line) => matches(line))
+    const at = (what: string, matches: (line: string, index: number) => boolean) => {
+      const index = calls.findIndex((line, index) => matches(line, index))
       expect(index, `${what} in:\n${calls.join('\n')}`).to.be.above(-1)
       return index
     }
 
-    const flushed = at('syncfs of the extracted tree', (line) =>
-      new RegExp(String.raw`execve\("[^"]*sync", \["sync", "-f", "${parent}/\.media\.restore-.*= 0$`).test(line),
+    // strace splits a call that another thread or process interrupts into "<unfinished ...>" and
+    // "<... execve resumed>" (or fsync, and so on): the call starts at the first, and its result is on
+    // the second. It pads the pid to the width of the widest it has printed ("4092  <... fsync
+    // resumed>" beside 5-digit pids).
+    const resumedAfter = (index: number) => {
+      const pid = calls[index].split(' ')[0]
+      return calls[index].endsWith('<unfinished ...>')
+        ? calls.findIndex((line, later) => later > index && new RegExp(`^${pid} +<\\.\\.\\. \\w+ resumed>`).test(line))
+        : index
+    }
+
+    // sync is looked for along PATH: the attempts where it is not are calls of their own, which fail.
+    const flushed = at(
+      'syncfs of the extracted tree',
+      (line, index) =>
+        new RegExp(String.raw`execve\("[^"]*sync", \["sync", "-f", "${parent}/\.media\.restore-`).test(line) &&
+        (calls[resumedAfter(index)] ?? '').endsWith(' = 0'),
     )
     const swapped = at('the rename of the extracted tree', (line) =>
       new RegExp(String.raw`rename(at2?)?\(.*"${parent}/\.media\.restore-[^"]*", .*"${parent}/media"`).test(line),
     )
-    // strace splits a call that another thread or process interrupts into "<unfinished ...>" and
-    // "<... fsync resumed>": the flush starts at the first, and is done at the second. It pads the pid
-    // to the width of the widest it has printed ("4092  <... fsync resumed>" beside 5-digit pids).
+    // The flush starts at its call, and is done where its result is.
     const renamesSynced = at(
       'the fsync of the folder that holds both',
       (line) => line.includes(`fsync(`) && line.includes(`<${parent}>`),
     )
-    const pid = calls[renamesSynced].split(' ')[0]
-    const renamesSyncedDone = calls[renamesSynced].includes('<unfinished')
-      ? calls.findIndex(
-          (line, index) => index > renamesSynced && new RegExp(`^${pid} +<\\.\\.\\. fsync resumed>`).test(line),
-        )
-      : renamesSynced
+    const renamesSyncedDone = resumedAfter(renamesSynced)
     const oldRemoved = at('the removal of the previous media', (line) =>
       /(unlink|unlinkat|rmdir)\(.*\.media\.before-restore-/.test(line),
     )

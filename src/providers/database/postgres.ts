@@ -15,6 +15,24 @@ const SNAPSHOT_TIMEOUT_MS = 30_000
 /** The line psql prints after the last count. */
 const END_OF_COUNTS = 'divio-backup: end of counts'
 
+/** The transaction that holds a dump's snapshot, and the psql session it is open in. */
+interface HeldSnapshot {
+  id: string
+  session: Session
+}
+
+/** The server's major version, and the snapshot held, or why it could not be. */
+interface OpenedSnapshot {
+  failure?: BackupError
+  held?: HeldSnapshot
+  server: number
+}
+
+/** The major version in `server_version_num` (150004 is 15). */
+function majorVersion(versionNumber: string): number {
+  return Math.floor(Number(versionNumber.trim()) / 10_000)
+}
+
 /** The value of a settled promise, or its reason thrown. */
 function fulfilled<T>(result: PromiseSettledResult<T>): T {
   if (result.status === 'rejected') throw result.reason
@@ -149,34 +167,36 @@ export class PostgresProvider implements DatabaseProvider {
       throw this.cannotConnect(error, 'SOURCE_UNAVAILABLE')
     }
 
-    return Math.floor(Number(output.trim()) / 10_000)
+    return majorVersion(output)
   }
 
   async snapshot({countRows = true, lockWaitMs, signal}: SnapshotOptions): Promise<DatabaseSnapshot> {
-    // Three round trips that do not depend on each other, each a program started and, for two, a
-    // login: taken at once, the dump starts about 70 ms sooner. What fails is named in this order, so
-    // that a server that cannot be reached is reported as such, not as rows that cannot be counted.
-    const [server, client, snapshot] = await Promise.allSettled([
-      this.serverMajorVersion(signal),
+    // The server (its version and, for the counts, the transaction that holds the dump's snapshot, in
+    // one session) and pg_dump's version do not depend on each other: asked at once, the dump starts
+    // about 70 ms sooner. What fails is named in this order, so that a server that cannot be reached
+    // is reported as such, not as rows that cannot be counted.
+    const [opened, client] = await Promise.allSettled([
+      countRows
+        ? this.openSnapshot(signal)
+        : this.serverMajorVersion(signal).then((server): OpenedSnapshot => ({server})),
       this.dumpMajorVersion(),
-      countRows ? this.holdSnapshot(signal) : undefined,
     ])
-    const held = snapshot.status === 'fulfilled' ? snapshot.value : undefined
+    const held = opened.status === 'fulfilled' ? opened.value.held : undefined
     try {
-      const serverVersion = fulfilled(server)
+      const {failure, server} = fulfilled<OpenedSnapshot>(opened)
       const clientVersion = fulfilled(client)
-      if (clientVersion < serverVersion) {
+      if (clientVersion < server) {
         throw new BackupError(
           'SOURCE_UNAVAILABLE',
-          `pg_dump ${clientVersion} cannot dump a PostgreSQL ${serverVersion} server: pg_dump ${serverVersion} or newer is needed.`,
+          `pg_dump ${clientVersion} cannot dump a PostgreSQL ${server} server: pg_dump ${server} or newer is needed.`,
           {
-            suggestion: `Install postgresql-client-${serverVersion} (or newer), or point DIVIO_BACKUP_PG_BINDIR at its bin folder.`,
+            suggestion: `Install postgresql-client-${server} (or newer), or point DIVIO_BACKUP_PG_BINDIR at its bin folder.`,
           },
         )
       }
 
-      fulfilled(snapshot)
-      return this.dump(serverVersion, held, {lockWaitMs, signal})
+      if (failure) throw failure
+      return this.dump(server, held, {lockWaitMs, signal})
     } catch (error) {
       held?.session.kill()
       throw error
@@ -242,7 +262,7 @@ export class PostgresProvider implements DatabaseProvider {
   /** The dump itself, in the held snapshot if there is one, with the rows counted beside it. */
   private dump(
     server: number,
-    held: undefined | {id: string; session: Session},
+    held: HeldSnapshot | undefined,
     {lockWaitMs, signal}: Pick<SnapshotOptions, 'lockWaitMs' | 'signal'>,
   ): DatabaseSnapshot {
     const snapshotArgs = held ? [`--snapshot=${held.id}`] : []
@@ -325,20 +345,10 @@ export class PostgresProvider implements DatabaseProvider {
    * Opens a read-only repeatable-read transaction in psql and exports its snapshot; the transaction
    * stays open (psql waits on its input) until the facts are read.
    */
-  private async holdSnapshot(signal: AbortSignal): Promise<{id: string; session: Session}> {
-    const held = session(this.tool('psql'), ['-XAtq', '-v', 'ON_ERROR_STOP=1', `--dbname=${this.uri}`], {
-      env: this.env(),
-      signal,
-    })
-    try {
-      held.send('BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n')
-      const id = (await withTimeout(held.readLine(), SNAPSHOT_TIMEOUT_MS, 'no snapshot within 30 s')).trim()
-      if (!/^[\dA-F-]+$/i.test(id)) throw new Error(`psql answered "${id}" for a snapshot`)
-      return {id, session: held}
-    } catch (error) {
-      held.kill()
-      throw this.factsFailure(error)
-    }
+  private async holdSnapshot(signal: AbortSignal): Promise<HeldSnapshot> {
+    const {failure, held} = await this.openSnapshot(signal)
+    if (failure) throw failure
+    return held!
   }
 
   /** A dump that gave up on a table's lock (pg_dump --lock-wait-timeout), named, or undefined. */
@@ -353,6 +363,37 @@ export class PostgresProvider implements DatabaseProvider {
           'Take the backup once that session has ended; `SELECT pid, application_name, query FROM pg_stat_activity` shows it. DIVIO_BACKUP_STALL_SECONDS (twice the wait) sets how long a backup waits.',
       },
     )
+  }
+
+  /**
+   * What holdSnapshot opens, with the server's major version asked first in the same session: one login
+   * for both. Rejects when the server cannot be reached or refuses the login; when only the snapshot
+   * cannot be had, resolves with the failure, for the caller to name after what it checks first.
+   */
+  private async openSnapshot(signal: AbortSignal): Promise<OpenedSnapshot> {
+    const opened = session(this.tool('psql'), ['-XAtq', '-v', 'ON_ERROR_STOP=1', `--dbname=${this.uri}`], {
+      env: this.env(),
+      signal,
+    })
+    opened.send(
+      'SHOW server_version_num;\nBEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;\nSELECT pg_export_snapshot();\n',
+    )
+    let server: number
+    try {
+      server = majorVersion(await withTimeout(opened.readLine(), SNAPSHOT_TIMEOUT_MS, 'no answer within 30 s'))
+    } catch (error) {
+      opened.kill()
+      throw this.cannotConnect(error, 'SOURCE_UNAVAILABLE')
+    }
+
+    try {
+      const id = (await withTimeout(opened.readLine(), SNAPSHOT_TIMEOUT_MS, 'no snapshot within 30 s')).trim()
+      if (!/^[\dA-F-]+$/i.test(id)) throw new Error(`psql answered "${id}" for a snapshot`)
+      return {held: {id, session: opened}, server}
+    } catch (error) {
+      opened.kill()
+      return {failure: this.factsFailure(error), server}
+    }
   }
 
   /**

@@ -94,7 +94,7 @@ export async function extractMedia(
   options.signal?.addEventListener('abort', abort, {once: true})
   try {
     options.signal?.throwIfAborted()
-    return await extractInto(source, root)
+    return await extractInto(source, root, options.written)
   } catch (error) {
     await removeTree(root)
     if (options.signal?.aborted && !(error instanceof BackupError && error.code === 'INTEGRITY')) {
@@ -114,7 +114,15 @@ export interface ExtractOptions {
    */
   expectedFiles?: number
   signal?: AbortSignal
+  /**
+   * Told of every file once it is written, with the SHA-256 of the bytes written (which the source or
+   * the listing checked), for a caller that reads the files back (a drill). A promise it returns (its
+   * record of them is behind) is waited for before the next member.
+   */
+  written?: WrittenFile
 }
+
+export type WrittenFile = (path: string, sha256: string) => Promise<void> | undefined
 
 interface FolderTimes {
   destination: Buffer
@@ -122,9 +130,21 @@ interface FolderTimes {
   mtime: Date
 }
 
-async function extractInto({checkedBy, members}: MediaMembers, root: string): Promise<ExtractSummary> {
+async function extractInto(
+  {checkedBy, members}: MediaMembers,
+  root: string,
+  written: undefined | WrittenFile,
+): Promise<ExtractSummary> {
   const check = checkedBy === 'listing' ? new ListingCheck() : undefined
-  const writer = new SmallFileWriter(await readUmask(), (path, sha256) => check?.add(path, sha256))
+  // What `written` asked to be waited for: a batch of small files is reported at once.
+  const behind: Promise<void>[] = []
+  const record = (path: string, sha256: string) => {
+    check?.add(path, sha256)
+    const waiting = written?.(path, sha256)
+    if (waiting) behind.push(waiting)
+  }
+
+  const writer = new SmallFileWriter(await readUmask(), record)
   const parents = new Set<string>()
   const links: PendingLink[] = []
   const folders: FolderTimes[] = []
@@ -134,6 +154,7 @@ async function extractInto({checkedBy, members}: MediaMembers, root: string): Pr
   let listed = false
   try {
     for await (const member of members) {
+      if (behind.length > 0) await Promise.all(behind.splice(0))
       if (listed) throw unsafe(member, `it follows ${LISTING_MEMBER}, which is the last member`)
       if (member.path === LISTING_MEMBER && check) {
         await writer.drain()
@@ -154,7 +175,7 @@ async function extractInto({checkedBy, members}: MediaMembers, root: string): Pr
         }
 
         case 'file': {
-          await extractFile(member, {check, destination, path, writer})
+          await extractFile(member, {destination, hashed: check || written ? record : undefined, path, writer})
           files++
           bytes += member.size
           break
@@ -174,8 +195,10 @@ async function extractInto({checkedBy, members}: MediaMembers, root: string): Pr
     }
 
     await writer.drain()
+    await Promise.all(behind)
   } catch (error) {
     await writer.settle()
+    await Promise.allSettled(behind)
     throw extractionError(error as Error, root)
   }
 
@@ -227,17 +250,23 @@ async function mkdirNoFollow(destination: Buffer, member: TarMember): Promise<vo
 export const SMALL_FILE_BYTES = 256 * 1024
 
 /**
- * Writes a file member: a small one on the writer thread, a large one streamed, both checked in archive
- * order against the listing, when there is one.
+ * Writes a file member: a small one on the writer thread, which hashes every file, a large one
+ * streamed, and hashed only when `hashed` is to be told (the listing's check, or `written`). Either
+ * way `hashed` hears of the files in archive order.
  */
 async function extractFile(
   member: TarMember,
   {
-    check,
     destination,
+    hashed,
     path,
     writer,
-  }: {check: ListingCheck | undefined; destination: Buffer; path: string; writer: SmallFileWriter},
+  }: {
+    destination: Buffer
+    hashed: ((path: string, sha256: string) => void) | undefined
+    path: string
+    writer: SmallFileWriter
+  },
 ): Promise<void> {
   if (member.size <= SMALL_FILE_BYTES) {
     // Views of what the archive reader holds until the next member is asked for: a file in one piece
@@ -252,16 +281,16 @@ async function extractFile(
     return
   }
 
-  if (check === undefined) {
+  if (hashed === undefined) {
     await writeLargeFile(member, destination)
     return
   }
 
-  // The small files before this one are checked first.
+  // The small files before this one are told of first.
   await writer.drain()
   const hash = createHash('sha256')
   await writeLargeFile(member, destination, hash)
-  check.add(path, hash.digest('hex'))
+  hashed(path, hash.digest('hex'))
 }
 
 /** Streams a large file that must not exist yet (never through a link), through `hash` when given. */

@@ -1,7 +1,7 @@
 import {Readable, Writable} from 'node:stream'
 
 import {X25519Identity} from '../archive/age-keys.js'
-import {ExtractSummary} from '../archive/extract.js'
+import {ExtractSummary, WrittenFile} from '../archive/extract.js'
 import {WriterKey} from '../archive/writer-key.js'
 import {Manifest, MediaComponent, StoredObject} from '../domain/manifest.js'
 import {BackupContext, Progress} from '../services/context.js'
@@ -94,13 +94,12 @@ export interface StoredMedia {
    * the archive's listing, or each blob against its id), tar safety held, and whatever else the media
    * is read from checked too; progress is drawn as media.tar's. Rejects with ObjectCheckError when the
    * backup is damaged; the folder is removed on any failure, and nothing the read staged in `tempDir`
-   * (the caller's) is left open.
+   * (the caller's) is left open. `written` hears of every file written (see ExtractOptions).
    */
   extract(
     context: BackupContext,
     identities: readonly X25519Identity[],
-    folder: string,
-    tempDir: string,
+    into: {folder: string; tempDir: string; written?: WrittenFile},
   ): Promise<ExtractSummary>
   /** Objects outside the backup's folder that `url` links to, and the sh recipe that uses the links. */
   links(

@@ -1,17 +1,9 @@
-import {randomInt} from 'node:crypto'
-import {createReadStream} from 'node:fs'
 import {join} from 'node:path'
 
-import {extractMediaArchive} from '../archive/extract.js'
-import {listingRowBatches} from '../archive/listing.js'
-import {LISTING_MEMBER, ListingRow} from '../archive/media-tar.js'
-import {readTar} from '../archive/tar-reader.js'
 import {DatabaseSource, parseDatabaseDsn, redactDsn} from '../config/dsn.js'
 import {requireParts} from '../config/load.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError, tempFolderFailure} from '../errors.js'
-import {encodeName} from '../lib/byte-names.js'
-import {SmallFileReader} from '../lib/file-reader.js'
 import {makeStagingDir, removeStagingDir, sweepStaleStaging} from '../lib/staging.js'
 import {compareFacts} from '../proof/compare.js'
 import {DrillCheck, DrillReceipt, receiptName, signReceipt} from '../proof/receipt.js'
@@ -19,7 +11,9 @@ import {openScratch} from '../proof/scratch/index.js'
 import {catalogOf, findBackupFor, objectKey} from './catalog.js'
 import {BackupContext, timedStage} from './context.js'
 import {downloadBackup, extensionOf} from './download.js'
+import {readBackMedia, restoreMediaIntoScratch, ScratchMedia} from './drill-media.js'
 import {putSmallObject} from './objects.js'
+import {ObjectCheckError} from './read.js'
 
 export interface DrillOptions {
   /** Re-read this share of the extracted media files from disk (every file is checked as it is extracted). */
@@ -56,11 +50,11 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
   let databaseSummary: DrillReceipt['database']
   let mediaSummary: DrillReceipt['media']
   try {
-    const downloaded = await timedStage(context.reporter, 'restore into scratch', () =>
+    const restored = await timedStage(context.reporter, 'restore into scratch', () =>
       restoreIntoScratch(context, manifest, scratch),
     )
-    checks.push(downloaded.check)
-    if (downloaded.check.ok && database !== undefined) {
+    checks.push(restored.check)
+    if (restored.check.ok && database !== undefined) {
       const dumpPath = join(scratch, 'files', `database.${extensionOf(database.format)}`)
       const result = await timedStage(context.reporter, 'database drill', () =>
         drillDatabase(context, manifest, {dumpPath, scratch}, given),
@@ -70,13 +64,14 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
       Object.assign(tools, result.tools)
     }
 
-    if (downloaded.check.ok && manifest.components.media !== undefined) {
-      const result = await drillMedia(context, join(scratch, 'files', 'media.tar'), join(scratch, 'media'), {
-        ...options,
-        expectedFiles: manifest.components.media.files,
-      })
-      checks.push(...result.checks)
-      mediaSummary = result.summary
+    if (restored.media !== undefined) {
+      if ('failed' in restored.media) {
+        checks.push(restored.media.failed)
+      } else {
+        const read = await readBackMedia(context, restored.media, options.mediaSamplePercent ?? 100)
+        checks.push(read.check)
+        mediaSummary = {checkedFiles: restored.media.files, files: read.files}
+      }
     }
   } catch (error) {
     // Streams stopped by SIGINT/SIGTERM fail with their own AbortError; the user asked to stop.
@@ -112,28 +107,50 @@ export async function drillBackup(context: BackupContext, options: DrillOptions)
   return {...receipt, receiptKey}
 }
 
-/** The backup's files, decrypted and checked against the manifest (as `download` writes them). */
+/**
+ * The backup restored into scratch: the database's files as `download` writes them, and the media as
+ * `restore` writes it (drill-media.ts). An object that fails its check fails the `objects` check, and
+ * nothing is drilled; media that is unsafe or does not match its listing fails the `media` check.
+ */
 async function restoreIntoScratch(
   context: BackupContext,
   manifest: Manifest,
   scratch: string,
-): Promise<{check: DrillCheck}> {
+): Promise<{check: DrillCheck; media?: ScratchMedia | {failed: DrillCheck}}> {
   try {
-    await downloadBackup(context, scratch, {
-      database: true,
-      manifest: {manifest},
-      media: true,
-      outputDir: 'files',
-      reference: manifest.id,
-    })
-    return {check: {detail: 'every object decrypted and matched the manifest', name: 'objects', ok: true}}
-  } catch (error) {
-    if (error instanceof BackupError && error.code === 'INTEGRITY') {
-      return {check: {detail: error.message, name: 'objects', ok: false}}
+    if (manifest.components.database !== undefined) {
+      await downloadBackup(context, scratch, {
+        database: true,
+        manifest: {manifest},
+        media: false,
+        outputDir: 'files',
+        reference: manifest.id,
+      })
     }
 
+    let media: ScratchMedia | undefined | {failed: DrillCheck}
+    if (manifest.components.media !== undefined) {
+      try {
+        media = await restoreMediaIntoScratch(context, manifest, scratch)
+      } catch (error) {
+        if (!(error instanceof BackupError) || error.code !== 'INTEGRITY') throw error
+        media = {failed: {detail: error.message, name: 'media', ok: false}}
+      }
+    }
+
+    return {check: {detail: 'every object decrypted and matched the manifest', name: 'objects', ok: true}, media}
+  } catch (error) {
+    if (error instanceof ObjectCheckError) {
+      return objectsFailed(`Backup ${manifest.id} failed verification: ${error.objectName}: ${error.message}.`)
+    }
+
+    if (error instanceof BackupError && error.code === 'INTEGRITY') return objectsFailed(error.message)
     throw error
   }
+}
+
+function objectsFailed(detail: string): {check: DrillCheck} {
+  return {check: {detail, name: 'objects', ok: false}}
 }
 
 /**
@@ -223,91 +240,5 @@ async function userQuery(
     detail: ok ? `the query returned ${String(value)}` : `the query returned ${String(value)}, not ${drill.expect}`,
     name: 'query',
     ok,
-  }
-}
-
-/** How many files a drill hands the reader thread at once to read back from disk. */
-const REREAD_BATCH = 64
-
-/** Extracts media.tar (every file checked against its listing as it is written), then re-reads a share. */
-async function drillMedia(
-  context: BackupContext,
-  tarPath: string,
-  target: string,
-  options: DrillOptions & {expectedFiles: number},
-): Promise<{checks: DrillCheck[]; summary: DrillReceipt['media']}> {
-  try {
-    const summary = await extractMediaArchive(createReadStream(tarPath), target, {
-      expectedFiles: options.expectedFiles,
-      signal: context.signal,
-    })
-    const percent = options.mediaSamplePercent ?? 100
-    let listed = 0
-    let reread = 0
-    const differing: string[] = []
-    // Files are read back and hashed on the reader thread, a batch at a time: for tens of thousands of
-    // small files, a round trip each on the main thread cost more than the reading.
-    const reader = new SmallFileReader()
-    const reading = new Set<Promise<void>>()
-    // A read that fails (a file the drill cannot open) ends the drill, after the reads in flight settle.
-    let failure: unknown
-    for await (const row of listingRows(tarPath)) {
-      if (row.type !== 'file') continue
-      listed++
-      if (percent < 100 && randomInt(100) >= percent) continue
-      reread++
-      if (failure !== undefined || context.signal.aborted) break
-      const path = Buffer.concat([Buffer.from(`${target}/`), encodeName(row.path)])
-      const read: Promise<void> = reader
-        .hash(path)
-        .then(
-          (sha256) => {
-            if (sha256 !== row.sha256) differing.push(row.path)
-          },
-          (error: unknown) => {
-            failure ??= error
-          },
-        )
-        .finally(() => reading.delete(read))
-      reading.add(read)
-      if (reader.queuedCount >= REREAD_BATCH) await reader.flush()
-    }
-
-    await reader.flush()
-    await Promise.all(reading)
-    context.signal.throwIfAborted()
-    if (failure !== undefined) throw failure
-    differing.sort()
-    return {
-      checks: [
-        {
-          detail:
-            differing.length === 0
-              ? `${summary.files} files extracted and checked against ${LISTING_MEMBER}; ${reread} of ${listed} read back from disk`
-              : `read back from disk, ${differing.length} files differ from ${LISTING_MEMBER}: ${differing.slice(0, 3).join(', ')}`,
-          name: 'media',
-          ok: differing.length === 0,
-        },
-      ],
-      summary: {checkedFiles: summary.files, files: listed},
-    }
-  } catch (error) {
-    if (error instanceof BackupError && error.code === 'INTEGRITY') {
-      return {checks: [{detail: error.message, name: 'media', ok: false}], summary: undefined}
-    }
-
-    throw error
-  }
-}
-
-/**
- * The rows of a media tar's listing, its last member, read in constant memory.
- *
- * @yields each row of the listing, in archive order
- */
-async function* listingRows(tarPath: string): AsyncGenerator<ListingRow> {
-  for await (const member of readTar(createReadStream(tarPath))) {
-    if (member.path !== LISTING_MEMBER) continue
-    for await (const rows of listingRowBatches(member.body)) yield* rows
   }
 }

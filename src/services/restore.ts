@@ -127,7 +127,8 @@ export async function stageRestore(
     }
     if (streamed) {
       const media = storedMedia(plan.manifest)!
-      staged.extractMedia = async (folder) => media.extract(source, await source.keys.identities(), folder, staging)
+      staged.extractMedia = async (folder) =>
+        media.extract(source, await source.keys.identities(), {folder, tempDir: staging})
     } else if (plan.media) {
       staged.media = async () => ({checked: Promise.resolve(), stream: createReadStream(join(folder, 'media.tar'))})
     }

@@ -188,12 +188,12 @@ describe('failures name their location and cause, with the documented exit code,
     })
   }
 
-  // Room in the temp folder for the drill's download, not for extracting it: the restore into scratch
-  // fails for want of room, which proves nothing about the backup, so no receipt is signed.
+  // No room in the temp folder for the restored media: the restore into scratch fails for want of
+  // room, which proves nothing about the backup, so no receipt is signed.
   for (const format of ['tar', 'packs'] as const) {
     it(`a drill whose scratch fills up while it extracts, ${format} format: exit 7 naming the temp folder, no receipt`, async function () {
       const project = makeProject()
-      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(8 * 1024 * 1024))
       project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
       const created = await cli(project, ['create', '--json'])
       expect(created.status, created.stderr).to.equal(0)

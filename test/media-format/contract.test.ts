@@ -158,7 +158,7 @@ for (const format of ['tar', 'packs'] as const) {
       const tempDir = join(project.root, `extract-temp-${format}`)
       mkdirSync(tempDir)
       const folder = join(project.root, `written-${format}`)
-      const summary = await media.extract(context, await identities(), folder, tempDir)
+      const summary = await media.extract(context, await identities(), {folder, tempDir})
       expect(snapshotTree(folder)).to.deep.equal(snapshotTree(join(project.root, 'media')))
       // The same modes, and times to the second, as stock tar gives the media.tar the format gives back
       // (whose headers hold whole seconds unless a name needs a pax header).
@@ -241,7 +241,7 @@ for (const format of ['tar', 'packs'] as const) {
       const folder = join(project.root, `hung-extract-${format}`)
       const stopping = {...stalled, signal: stop.signal}
       const reads = hung.length
-      const extracting = media.extract(stopping, await identities(), folder, tempDir).then(
+      const extracting = media.extract(stopping, await identities(), {folder, tempDir}).then(
         () => 'resolved',
         (error: unknown) => error,
       )
@@ -305,7 +305,7 @@ for (const format of ['tar', 'packs'] as const) {
           // Written into a folder (restore), the damage fails it by name too, and the folder is gone.
           const extractTemp = mkdtempSync(join(project.root, 'damaged-extract-'))
           const folder = join(extractTemp, 'media')
-          const extractFailure = await media.extract(context, await identities(), folder, extractTemp).then(
+          const extractFailure = await media.extract(context, await identities(), {folder, tempDir: extractTemp}).then(
             () => {},
             (error: unknown) => error,
           )

@@ -3,7 +3,7 @@ import {join} from 'node:path'
 import {Readable} from 'node:stream'
 
 import {X25519Identity} from '../../archive/age-keys.js'
-import {extractMedia, ExtractSummary, MediaMembers, SMALL_FILE_BYTES} from '../../archive/extract.js'
+import {extractMedia, ExtractSummary, MediaMembers, SMALL_FILE_BYTES, WrittenFile} from '../../archive/extract.js'
 import {MEDIA_PREFIX} from '../../archive/media-tar.js'
 import {TarMember} from '../../archive/tar-reader.js'
 import {Manifest, MediaPacksComponent} from '../../domain/manifest.js'
@@ -33,7 +33,7 @@ import {PackReader} from './reader.js'
 export async function extractPackedMedia(
   context: BackupContext,
   manifest: Manifest,
-  options: {folder: string; identities: readonly X25519Identity[]; tempDir: string},
+  options: {folder: string; identities: readonly X25519Identity[]; tempDir: string; written?: WrittenFile},
 ): Promise<ExtractSummary> {
   const media = manifest.components.media as MediaPacksComponent
   const progress = context.reporter.progress('media.tar', media.totalFileBytes)
@@ -48,7 +48,11 @@ export async function extractPackedMedia(
     })
     let summary: ExtractSummary
     try {
-      summary = await extractMedia(source, options.folder, {expectedFiles: media.files, signal: context.signal})
+      summary = await extractMedia(source, options.folder, {
+        expectedFiles: media.files,
+        signal: context.signal,
+        written: options.written,
+      })
     } catch (error) {
       // A read that failed says why better than the broken extraction it caused (not when stopped).
       throw context.signal.aborted ? error : (source.failure ?? error)

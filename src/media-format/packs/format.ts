@@ -46,8 +46,7 @@ export function storedPacks(manifest: Manifest, media: MediaPacksComponent): Sto
         ? verifyPacks(context, manifest, identities)
         : verifyPackSample(context, manifest, identities, samplePercent)
     },
-    extract: (context, identities, folder, tempDir) =>
-      extractPackedMedia(context, manifest, {folder, identities, tempDir}),
+    extract: (context, identities, into) => extractPackedMedia(context, manifest, {...into, identities}),
     links: (context) => packLinks(context, manifest, media),
     manifest,
     openTar: (context, identities, tempDir) => openPackedMedia(context, manifest, {identities, tempDir}),

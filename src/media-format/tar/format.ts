@@ -47,10 +47,11 @@ export function storedTar(manifest: Manifest, media: MediaTarComponent): StoredM
         },
       ]
     },
-    async extract(context, identities, folder, tempDir) {
+    async extract(context, identities, {folder, tempDir, written}) {
       return extractTarStream(await stored.openTar(context, identities, tempDir), folder, {
         expectedFiles: media.files,
         signal: context.signal,
+        written,
       })
     },
     async links() {

@@ -16,7 +16,7 @@ export default class Drill extends BackupCommand {
   }
   static override description = `Prove that a backup restores: restore it into scratch, check it, and store a signed receipt.
 
-The database is restored into scratch, never the environment's own: a temp file for SQLite, a throwaway server that the drill starts and always stops for PostgreSQL and MariaDB. It is checked by the engine (integrity_check, pg_amcheck, mariadb-check), and its row counts and schema are compared with those recorded when the backup was taken; the query in the config's "drill" setting must return a value. The media is extracted into scratch and every file checked against the archive's listing. The receipt, pass or fail, is signed with this machine's writer key and stored beside the backup; list and info show it. A failed drill exits 4 and names what differed. The scratch files are removed on every exit path.`
+The database is restored into scratch, never the environment's own: a temp file for SQLite, a throwaway server that the drill starts and always stops for PostgreSQL and MariaDB. It is checked by the engine (integrity_check, pg_amcheck, mariadb-check), and its row counts and schema are compared with those recorded when the backup was taken; the query in the config's "drill" setting must return a value. The media is restored into scratch as restore writes it, every file checked as it is written, then read back from disk. The receipt, pass or fail, is signed with this machine's writer key and stored beside the backup; list and info show it. A failed drill exits 4 and names what differed. The scratch files are removed on every exit path.`
   static override examples = [
     {
       command: '<%= config.bin %> <%= command.id %>',

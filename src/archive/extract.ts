@@ -122,7 +122,7 @@ export interface ExtractOptions {
   written?: WrittenFile
 }
 
-export type WrittenFile = (path: string, sha256: string) => Promise<void> | undefined
+export type WrittenFile = (path: string, sha256: string) => Promise<void> | void
 
 interface FolderTimes {
   destination: Buffer
@@ -136,12 +136,25 @@ async function extractInto(
   written: undefined | WrittenFile,
 ): Promise<ExtractSummary> {
   const check = checkedBy === 'listing' ? new ListingCheck() : undefined
-  // What `written` asked to be waited for: a batch of small files is reported at once.
+  // What `written` asked to be waited for: a batch of small files is reported at once. It is told on
+  // the writer's reply, where a throw would be nobody's: a failure, thrown or a promise's, fails the
+  // extraction at the next member instead, as it is (the caller describes its own failures).
   const behind: Promise<void>[] = []
+  const observerFailures = new Set<unknown>()
   const record = (path: string, sha256: string) => {
     check?.add(path, sha256)
-    const waiting = written?.(path, sha256)
-    if (waiting) behind.push(waiting)
+    if (written === undefined) return
+    let waiting: Promise<void> | void
+    try {
+      waiting = written(path, sha256)
+    } catch (error) {
+      waiting = Promise.reject(error)
+    }
+
+    if (waiting === undefined) return
+    // Awaited with the next member: a rejection meanwhile is not an unhandled one.
+    waiting.catch((error: unknown) => observerFailures.add(error))
+    behind.push(waiting)
   }
 
   const writer = new SmallFileWriter(await readUmask(), record)
@@ -199,6 +212,7 @@ async function extractInto(
   } catch (error) {
     await writer.settle()
     await Promise.allSettled(behind)
+    if (observerFailures.has(error)) throw error
     throw extractionError(error as Error, root)
   }
 

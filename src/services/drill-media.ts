@@ -4,6 +4,7 @@ import {createReadStream} from 'node:fs'
 import {join} from 'node:path'
 
 import {Manifest} from '../domain/manifest.js'
+import {BackupError, describeCause} from '../errors.js'
 import {fsPathBelow} from '../lib/byte-names.js'
 import {SmallFileReader} from '../lib/file-reader.js'
 import {createFileSink} from '../lib/file-sink.js'
@@ -37,14 +38,30 @@ export async function restoreMediaIntoScratch(
   const record = join(scratch, 'written-files.txt')
   const sink = createFileSink(record, {flags: 'wx', mode: 0o600})
   const lines = new LineSpool(sink)
+  // The record is in scratch, in the temp folder: its failures are the temp folder's (see drill.ts).
+  const recordFailure = (error: unknown) =>
+    new BackupError('OUTPUT_UNAVAILABLE', `Cannot write ${record}: ${describeCause(error)}.`, {cause: error})
+  const recorded = (path: string, sha256: string) => {
+    try {
+      return lines.add(`${sha256} ${JSON.stringify(path)}\n`)?.catch((error: unknown) => {
+        throw recordFailure(error)
+      })
+    } catch (error) {
+      throw recordFailure(error)
+    }
+  }
+
   try {
     // The format's own temp files (a packed backup's decrypted index) go into scratch too.
-    const summary = await storedMedia(manifest)!.extract(context, await context.keys.identities(), {
+    const identities = await context.keys.identities()
+    const summary = await storedMedia(manifest)!.extract(context, identities, {
       folder,
       tempDir: scratch,
-      written: (path, sha256) => lines.add(`${sha256} ${JSON.stringify(path)}\n`),
+      written: recorded,
     })
-    await lines.end()
+    await lines.end().catch((error: unknown) => {
+      throw recordFailure(error)
+    })
     return {files: summary.files, folder, record}
   } finally {
     // Closed before scratch is removed: no descriptor of a deleted plaintext file outlives the command.

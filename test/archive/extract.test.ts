@@ -1,5 +1,6 @@
 import {expect} from 'chai'
 import * as fc from 'fast-check'
+import {createHash} from 'node:crypto'
 import {
   existsSync,
   lstatSync,
@@ -15,6 +16,7 @@ import {
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 import {Readable} from 'node:stream'
+import {setTimeout as sleep} from 'node:timers/promises'
 
 import {extractMediaArchive} from '../../src/archive/extract.js'
 import {BackupError} from '../../src/errors.js'
@@ -45,6 +47,59 @@ describe('media extraction', () => {
     expect(readFileSync(join(target, 'a', 'one.txt'), 'utf8')).to.equal('hello')
     expect(readlinkSync(join(target, 'latest'))).to.equal('a/one.txt')
   })
+
+  it('tells `written` of every file with the SHA-256 of what it wrote, small and large, in archive order', async () => {
+    const files = [
+      {body: 'small', path: 'a/small.txt'},
+      {body: letters(1, 700_000), path: 'a/large.bin'},
+      {body: '', path: 'empty.txt'},
+    ]
+    const tar = craftTar([
+      {path: 'media/', type: 'Directory'},
+      {path: 'media/a/', type: 'Directory'},
+      ...files.map(({body, path}) => ({body, path: `media/${path}`, type: 'File' as const})),
+      listingFor(files),
+    ])
+    const told: string[] = []
+    await extractMediaArchive(Readable.from([tar]), target, {
+      written(path, sha256) {
+        told.push(`${path} ${sha256}`)
+      },
+    })
+    expect(told).to.deep.equal(
+      files.map(({body, path}) => `${path} ${createHash('sha256').update(body).digest('hex')}`),
+    )
+  })
+
+  for (const how of ['throws', 'rejects'] as const) {
+    it(`fails with the error of a \`written\` that ${how}, without hanging, and leaves nothing`, async () => {
+      const files = Array.from({length: 50}, (_, index) => ({body: `file ${index}`, path: `f${index}.txt`}))
+      const tar = craftTar([
+        {path: 'media/', type: 'Directory'},
+        ...files.map(({body, path}) => ({body, path: `media/${path}`, type: 'File' as const})),
+        listingFor(files),
+      ])
+      const failure = new Error('the record is full')
+      let told = 0
+      const extracting = extractMediaArchive(Readable.from([tar]), target, {
+        written() {
+          if (++told < 10) return
+          if (how === 'throws') throw failure
+          return Promise.reject(failure)
+        },
+      })
+      // A throw on the writer's reply, with nobody to hear it, would leave the extraction waiting for ever.
+      const outcome = await Promise.race([
+        extracting.then(
+          () => 'extracted',
+          (error: unknown) => error,
+        ),
+        sleep(30_000, 'still waiting after 30 s', {ref: false}),
+      ])
+      expect(outcome).to.equal(failure)
+      expect(existsSync(target)).to.equal(false)
+    })
+  }
 
   it('writes large files right from lent chunks, and gives the chunks back', async () => {
     // Above and below the size at which files stream instead of going to the writer thread.

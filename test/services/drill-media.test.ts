@@ -3,6 +3,7 @@ import {randomBytes} from 'node:crypto'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {BackupError} from '../../src/errors.js'
 import {catalogOf, findBackupFor} from '../../src/services/catalog.js'
 import {readBackMedia, restoreMediaIntoScratch} from '../../src/services/drill-media.js'
 import {contextFor} from '../helpers/context.js'
@@ -63,6 +64,26 @@ describe("drill's media: restored as restore writes it, then read back against w
       expect(missing.check.detail).to.match(
         /^read back from disk, 3 files differ .*: caf\uDCE9\.txt, large\.bin, uploads\/readme\.txt$/,
       )
+
+      // A record that cannot be written (here: its name is taken) fails the restore into scratch as the
+      // temp folder's failure, whichever write meets it first: one during the extraction, as here (the
+      // record of 1,500 more files fills the spool), or its last one.
+      for (let index = 0; index < 1500; index++) writeFileSync(join(media, `thumb-${index}.jpg`), `thumbnail ${index}`)
+      const more = await cli(project, ['create', '--media-only'], env)
+      expect(more.status, more.stderr).to.equal(0)
+      const {manifest: larger} = findBackupFor(context, await catalogOf(context), 'latest')
+      for (const backup of [manifest, larger]) {
+        const taken = mkdtempSync(join(project.root, '..', 'scratch-'))
+        writeFileSync(join(taken, 'written-files.txt'), '')
+        const failed = await restoreMediaIntoScratch(context, backup, taken).then(
+          () => {},
+          (error: unknown) => error as BackupError,
+        )
+        expect(failed).to.be.instanceOf(BackupError)
+        expect(failed!.code).to.equal('OUTPUT_UNAVAILABLE')
+        expect(failed!.message).to.include('written-files.txt')
+        expect((failed!.cause as NodeJS.ErrnoException).code).to.equal('EEXIST')
+      }
     })
   }
 })

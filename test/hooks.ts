@@ -2,6 +2,8 @@ import {accessSync, chmodSync, constants, mkdtempSync, readdirSync, rmSync, stat
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
+import {isRunning} from '../src/lib/staging.js'
+
 // Every temp folder of a run (projects, stores, servers, the CLI's own staging) goes into one folder,
 // removed when the run ends: the suite writes a few GB, which must not pile up on the machine.
 // KEEP_TEST_FILES=1 keeps it for inspection. Servers run as other users, so it must be traversable.
@@ -55,16 +57,6 @@ export function removeRunsGone(parent: string): void {
   for (const name of names) {
     const maker = RUN_FOLDER.exec(name)?.[1]
     if (maker !== undefined && !isRunning(Number(maker))) rmSync(join(parent, name), {force: true, recursive: true})
-  }
-}
-
-function isRunning(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (error) {
-    // EPERM: running, as another user.
-    return (error as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
 

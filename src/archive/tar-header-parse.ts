@@ -53,6 +53,30 @@ export interface MemberDescription {
   type: TarEntryType
 }
 
+/**
+ * A member's description as fields of its own, for the classes of members to extend (an archive's, a
+ * packed backup's): one object a member, whose shape V8 knows, and no closures of its own.
+ */
+export abstract class DescribedMember implements MemberDescription {
+  readonly linkTarget: string | undefined
+  readonly mode: number
+  readonly mtime: Date
+  readonly path: string
+  readonly rawType: string
+  readonly size: number
+  readonly type: TarEntryType
+
+  constructor(description: MemberDescription) {
+    this.linkTarget = description.linkTarget
+    this.mode = description.mode
+    this.mtime = description.mtime
+    this.path = description.path
+    this.rawType = description.rawType
+    this.size = description.size
+    this.type = description.type
+  }
+}
+
 /** The member a header (and the extended records in force) describes. */
 export function describeMember(header: Header, extended: ExtendedHeaders): MemberDescription {
   // Most members have no records: no object is made for them.

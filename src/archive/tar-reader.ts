@@ -5,6 +5,7 @@ import {ChunkInput, truncated} from './tar-chunk-input.js'
 import {
   applyExtended,
   TAR_BLOCK as BLOCK,
+  DescribedMember,
   describeMember,
   endLocalRecords,
   isExtendedHeader,
@@ -13,7 +14,6 @@ import {
   noExtendedHeaders,
   padding,
   parseHeader,
-  TarEntryType,
 } from './tar-header-parse.js'
 
 /** One member of a tar archive, as {@link readTar} yields it. */
@@ -101,14 +101,7 @@ export async function* readTar(source: Readable, options: ReadTarOptions = {}): 
 }
 
 /** A member as readTar yields it: its body is made only when it is asked for. */
-class Member implements TarMember {
-  readonly linkTarget: string | undefined
-  readonly mode: number
-  readonly mtime: Date
-  readonly path: string
-  readonly rawType: string
-  readonly size: number
-  readonly type: TarEntryType
+class Member extends DescribedMember implements TarMember {
   /** Set once the archive reader has moved past the member: nothing more of it may be read. */
   private finished = false
   private opened: MemberBody | undefined
@@ -122,13 +115,7 @@ class Member implements TarMember {
     private readonly input: ChunkInput,
     description: MemberDescription,
   ) {
-    this.linkTarget = description.linkTarget
-    this.mode = description.mode
-    this.mtime = description.mtime
-    this.path = description.path
-    this.rawType = description.rawType
-    this.size = description.size
-    this.type = description.type
+    super(description)
     this.unread = description.size
   }
 

@@ -248,7 +248,8 @@ export async function isTagAlive(tag: string): Promise<boolean | undefined> {
   return verdict === 'age rule' ? undefined : verdict === 'keep'
 }
 
-function isRunning(pid: number): boolean {
+/** Whether process `pid` exists, as this user's or another's. */
+export function isRunning(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

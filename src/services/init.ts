@@ -10,6 +10,7 @@ import {
   findConfigFile,
   ResolvedEnvironment,
 } from '../config/load.js'
+import {pinnedConfig} from '../config/pinned.js'
 import {BackupError} from '../errors.js'
 import {makeFolders} from '../lib/folders.js'
 import {shellQuote} from '../lib/shell.js'
@@ -90,10 +91,10 @@ export async function initApp(setup: ServiceSetup, options: InitOptions): Promis
     writerKeyGenerated = true
     context.reporter.notice(writerKeyCreatedNotice(path, writerId))
   })
-  const config = pinnedConfig(asked, env.name, {
+  const config = pinnedConfig(asked, env, {
     defaults: await defaultSettings(root, setup.variables),
-    mediaFormat: setup.variables.DIVIO_BACKUP_MEDIA_FORMAT ? env.mediaFormat : undefined,
     recipients: recipients.names,
+    variables: setup.variables,
     writers: [...(await context.keys.trustedWriters())],
   })
 
@@ -159,41 +160,6 @@ function minimalConfig(options: InitOptions): Record<string, unknown> {
     ...(options.environment === undefined && Object.keys(environment).length === 0
       ? {}
       : {defaultEnvironment: name, environments: {[name]: environment}}),
-  }
-}
-
-/**
- * The config to write: what was asked for, then every source and key as it resolved here. A variable
- * stays a reference (`${DATABASE_URL}`: the value may hold a password, and an unset one fails the tick
- * by name); recipients and writer ids are public, and are written as they are.
- */
-function pinnedConfig(
-  asked: Record<string, unknown>,
-  name: string,
-  resolved: {
-    defaults: Awaited<ReturnType<typeof defaultSettings>>
-    mediaFormat: string | undefined
-    recipients: string[]
-    writers: string[]
-  },
-): Record<string, unknown> {
-  const {defaults} = resolved
-  const environments = (asked.environments ?? {}) as Record<string, Record<string, unknown>>
-  const {schedule, ...settings} = environments[name] ?? {}
-  return {
-    app: asked.app ?? defaults.app,
-    defaultEnvironment: name,
-    environments: {
-      [name]: {
-        ...(defaults.database === undefined ? {} : {database: defaults.database}),
-        ...(defaults.media === undefined ? {} : {media: defaults.media}),
-        store: defaults.store,
-        ...settings,
-        ...(resolved.mediaFormat === undefined ? {} : {mediaFormat: resolved.mediaFormat}),
-        ...(schedule === undefined ? {} : {schedule}),
-        encryption: {recipients: resolved.recipients, writers: resolved.writers},
-      },
-    },
   }
 }
 

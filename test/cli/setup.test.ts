@@ -97,6 +97,11 @@ describe('setup: from zero to a schedule in one command', function () {
     const result = forced.json() as {config: unknown; environment: {app: string; name: string}}
     expect(result.environment).to.deep.include({app: 'shop2', name: 'live'})
     expect(result.config).to.deep.equal(configOf(project))
+    // A media format is written only when a variable chose it, which the tick that cron starts lacks.
+    expect(configOf(project).environments.live).to.not.have.property('mediaFormat')
+    const packed = await cli(project, ['init', '--env', 'live', '--force'], {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'})
+    expect(packed.status, packed.stderr).to.equal(0)
+    expect(configOf(project).environments.live).to.include({mediaFormat: 'packs'})
   })
 
   it('init names the flag of a bad value, not the config file it did not write', async () => {

@@ -134,19 +134,21 @@ async function restoreIntoScratch(
         media = await restoreMediaIntoScratch(context, manifest, scratch)
       } catch (error) {
         if (!(error instanceof BackupError) || error.code !== 'INTEGRITY') throw error
-        media = {failed: {detail: error.message, name: 'media', ok: false}}
+        media = {failed: {detail: asDetail(error.message), name: 'media', ok: false}}
       }
     }
 
     return {check: {detail: 'every object decrypted and matched the manifest', name: 'objects', ok: true}, media}
   } catch (error) {
-    if (error instanceof ObjectCheckError) {
-      return objectsFailed(`Backup ${manifest.id} failed verification: ${error.objectName}: ${error.message}.`)
-    }
-
-    if (error instanceof BackupError && error.code === 'INTEGRITY') return objectsFailed(error.message)
+    if (error instanceof ObjectCheckError) return objectsFailed(asDetail(`${error.objectName}: ${error.message}`))
+    if (error instanceof BackupError && error.code === 'INTEGRITY') return objectsFailed(asDetail(error.message))
     throw error
   }
+}
+
+/** A message as a check's detail, which ends without a period: the report and the error put one after it. */
+function asDetail(message: string): string {
+  return message.replace(/\.$/, '')
 }
 
 function objectsFailed(detail: string): {check: DrillCheck} {

@@ -1,7 +1,16 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
 import {createHash} from 'node:crypto'
-import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, truncateSync, writeFileSync} from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
@@ -133,6 +142,22 @@ describe('drill: proof that a backup restores', function () {
     const drilled = await cli(project, ['drill'])
     expect(drilled.status).to.equal(4)
     expect(drilled.stderr).to.match(/^Error: The drill of backup \S+ failed: objects: .*media\.tar\.age/m)
+    expect(drilled.stderr).to.not.match(/\.\.$/m)
+  })
+
+  it('fails on a missing pack of incremental media, with exit 4 naming the pack', async () => {
+    const project = makeProject()
+    project.env.DIVIO_BACKUP_MEDIA_FORMAT = 'packs'
+    await created(project, ['--media-only'])
+    const packs = join(project.store, 'shop', 'local', 'packs')
+    const pack = readdirSync(packs).find((name) => name.endsWith('.age'))!
+    rmSync(join(packs, pack))
+    const drilled = await cli(project, ['drill'])
+    expect(drilled.status).to.equal(4)
+    expect(drilled.stdout).to.include(`FAILED  objects: packs/${pack}: object not found`)
+    expect(drilled.stderr).to.match(
+      new RegExp(`^Error: The drill of backup \\S+ failed: objects: packs/${pack}: .*\\.age\\.$`, 'm'),
+    )
   })
 
   it("fails when the config's query returns nothing, and passes when it returns the expected value", async () => {

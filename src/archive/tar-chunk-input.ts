@@ -15,6 +15,11 @@ export class ChunkInput {
   private readonly spent: Buffer[] = []
   /** Whether a part of `whole` less than all of it was handed out (a header, a small member's body). */
   private split = false
+  /**
+   * Whether a part of `whole` went to the consumer as a view of it (a body's chunk), which the consumer
+   * may keep: such a chunk is given back only to a consumer that keeps no body.
+   */
+  private viewed = false
   /** The source's last chunk, of which `pending` is what is left. */
   private whole: Buffer | undefined
 
@@ -33,7 +38,10 @@ export class ChunkInput {
     this.iterator.return?.().catch(() => {})
   }
 
-  /** Up to `limit` bytes, as soon as any are there; undefined at the end of the source. */
+  /**
+   * Up to `limit` bytes, as soon as any are there; undefined at the end of the source. For bytes the
+   * reader reads itself, skips, or copies before it asks for more: `chunkForConsumer` hands them on.
+   */
   async chunk(limit: number): Promise<Buffer | undefined> {
     if (this.pending.length === 0) {
       if (this.ended) return undefined
@@ -51,6 +59,13 @@ export class ChunkInput {
     return this.takePending(limit)
   }
 
+  /** `chunk`, for a member's body: the consumer may keep what it is given. */
+  async chunkForConsumer(limit: number): Promise<Buffer | undefined> {
+    const chunk = await this.chunk(limit)
+    if (chunk !== undefined) this.handedOut(chunk)
+    return chunk
+  }
+
   /** Reads the rest of the source, which must be zeros (end-of-archive blocks and record padding). */
   async expectZerosToEnd(): Promise<void> {
     for (;;) {
@@ -62,8 +77,10 @@ export class ChunkInput {
   }
 
   /**
-   * Gives back the chunks that were split between members (see ReadTarOptions.keepsNoBody): called
-   * where the consumer is done with every member so far, between members and at the end.
+   * Gives back the chunks that were split between members: called where the consumer is done with
+   * every member so far, between members and at the end. A chunk whose parts were only read here or
+   * copied goes back to any consumer; one of which the consumer got a view, only to a consumer that
+   * keeps no body (see ReadTarOptions.keepsNoBody).
    */
   giveBackSplit(): void {
     if (this.ended) this.retire()
@@ -115,19 +132,35 @@ export class ChunkInput {
     if (size > 0) giveBack(this.takePending(size))
   }
 
-  /** Up to `limit` bytes of the chunk at hand; undefined when it is used up (and nothing is taken). */
+  /**
+   * Up to `limit` bytes of the chunk at hand, for a member's body (the consumer may keep them); undefined
+   * when it is used up (and nothing is taken).
+   */
   takeFromHand(limit: number): Buffer | undefined {
-    return this.pending.length === 0 ? undefined : this.takePending(limit)
+    if (this.pending.length === 0) return undefined
+    const taken = this.takePending(limit)
+    this.handedOut(taken)
+    return taken
   }
 
-  /** Sets the last chunk aside for giveBackSplit once it has been read to its end, if it was split. */
+  /** Notes that the consumer holds `taken`: if it is a part of a chunk, the chunk may be in use. */
+  private handedOut(taken: Buffer): void {
+    if (taken !== this.whole) this.viewed = true
+  }
+
+  /**
+   * Sets the last chunk aside for giveBackSplit once it has been read to its end, if it was split and
+   * nothing of it may still be in the consumer's hands.
+   */
   private retire(): void {
-    if (this.keepsNoBody && this.split && this.whole !== undefined && this.pending.length === 0) {
+    const releasable = this.keepsNoBody || !this.viewed
+    if (releasable && this.split && this.whole !== undefined && this.pending.length === 0) {
       this.spent.push(this.whole)
     }
 
     this.whole = undefined
     this.split = false
+    this.viewed = false
   }
 
   private async skipAcrossChunks(size: number): Promise<void> {

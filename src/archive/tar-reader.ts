@@ -39,8 +39,10 @@ export interface ReadTarOptions {
   /**
    * The consumer keeps no view of a member's body once it asks for the next member: it hashed,
    * copied or wrote every chunk. The reader then gives back (buffer-loan.ts) each source chunk that it
-   * split between members, once the member that used its last part is done. Without this, a chunk
-   * that holds many small members goes to no stage whole, so nothing ever gives it back.
+   * split between members, once the member that used its last part is done (a chunk that holds many
+   * small members goes to no stage whole, so no stage after the reader can give it back). Without this,
+   * the reader gives back only the split chunks of which the consumer got no view: whose members it
+   * read with `contents` (a copy) or skipped.
    */
   keepsNoBody?: boolean
 }
@@ -167,7 +169,7 @@ class Member extends DescribedMember implements TarMember {
   private async eachChunkAsRead(take: (chunk: Buffer) => void): Promise<void> {
     while (this.unread > 0) {
       if (this.finished) throw new Error(`${this.path}: read after the archive moved on`)
-      const chunk = await this.input.chunk(this.unread)
+      const chunk = await this.input.chunkForConsumer(this.unread)
       if (chunk === undefined) throw truncated(`${this.path} is cut short`)
       this.unread -= chunk.length
       take(chunk)
@@ -237,7 +239,7 @@ class MemberBody extends Readable {
           return
         }
 
-        const chunk = await this.input.chunk(this.left)
+        const chunk = await this.input.chunkForConsumer(this.left)
         if (chunk === undefined) throw this.shortError()
         this.left -= chunk.length
         if (!this.destroyed) this.push(chunk)

@@ -232,6 +232,18 @@ function smallWorkHere(): SmallWritesHere {
   return processRoute
 }
 
+const WRITER_MODULE = 'archive/file-writer-worker'
+
 function writerThread(): RequestThread<WriteBatch, WrittenBatch> {
-  return RequestThread.of('archive/file-writer-worker', {resourceLimits: WORKER_LIMITS})
+  return RequestThread.of(WRITER_MODULE, {resourceLimits: WORKER_LIMITS})
+}
+
+/**
+ * Ends the writer thread, idle once an extraction is done, for a command that goes on to other work: a
+ * drill then reads every file back on the reader thread, with the writer's isolate idle beside it (a
+ * drill of 20,000 files peaked at 152–161 MiB on Node.js 24 with it ended, 165–166 MiB with it kept). A
+ * later extraction in the process starts it again.
+ */
+export async function stopWriterThread(): Promise<void> {
+  await RequestThread.stop(WRITER_MODULE)
 }

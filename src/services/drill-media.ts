@@ -3,6 +3,7 @@ import {once} from 'node:events'
 import {createReadStream} from 'node:fs'
 import {join} from 'node:path'
 
+import {stopWriterThread} from '../archive/file-writer.js'
 import {Manifest} from '../domain/manifest.js'
 import {BackupError, describeCause} from '../errors.js'
 import {fsPathBelow} from '../lib/byte-names.js'
@@ -62,6 +63,8 @@ export async function restoreMediaIntoScratch(
     await lines.end().catch((error: unknown) => {
       throw recordFailure(error)
     })
+    // What is left of the drill reads, on the reader thread: the writer's isolate goes now.
+    await stopWriterThread()
     return {files: summary.files, folder, record}
   } finally {
     // Closed before scratch is removed: no descriptor of a deleted plaintext file outlives the command.

@@ -1,9 +1,9 @@
 import {expect} from 'chai'
 import {createHash} from 'node:crypto'
-import {lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {setTimeout as delay} from 'node:timers/promises'
+import {setTimeout as delay, setImmediate as setImmediatePromise} from 'node:timers/promises'
 
 import {
   FileWriteError,
@@ -11,6 +11,7 @@ import {
   onThisThread,
   SmallFileWriter,
   SmallWritesHere,
+  stopWriterThread,
   WriterRoute,
 } from '../../src/archive/file-writer.js'
 import {RequestThread} from '../../src/lib/worker.js'
@@ -137,6 +138,36 @@ describe('the writer of a command: a small restore on this thread, the rest on t
       const route = new SmallWritesHere(100)
       await writeFiles(root, route, 50)
       expect(route.onThread).to.equal(false)
+    } finally {
+      rmSync(root, {force: true, recursive: true})
+    }
+  })
+
+  it('ends the writer thread when told, unless a batch is in flight; the next batch starts a new one', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'file-writer-'))
+    // The threads of this process: a worker is one of them.
+    const threads = () => readdirSync('/proc/self/task').length
+    try {
+      mkdirSync(join(root, 'a'))
+      mkdirSync(join(root, 'b'))
+      expect((await writeFiles(join(root, 'a'), onTheWriterThread, 10)).size).to.equal(10)
+      const first = RequestThread.of('archive/file-writer-worker')
+      // A batch in flight keeps it: the stop does nothing, and the batch is written.
+      const writing = writeFiles(join(root, 'b'), onTheWriterThread, 10)
+      await setImmediatePromise()
+      await stopWriterThread()
+      expect(RequestThread.of('archive/file-writer-worker')).to.equal(first)
+      expect((await writing).size).to.equal(10)
+
+      const before = threads()
+      await stopWriterThread()
+      expect(threads(), 'threads once it is stopped').to.be.at.most(before - 1)
+      rmSync(join(root, 'a'), {recursive: true})
+      mkdirSync(join(root, 'a'))
+      expect((await writeFiles(join(root, 'a'), onTheWriterThread, 10)).get('f9')).to.equal(
+        sha256(Buffer.alloc(100, 9)),
+      )
+      expect(RequestThread.of('archive/file-writer-worker')).not.to.equal(first)
     } finally {
       rmSync(root, {force: true, recursive: true})
     }

@@ -1,9 +1,10 @@
 import {expect} from 'chai'
 import {createHash} from 'node:crypto'
 import {lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
+import {stat} from 'node:fs/promises'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
-import {setTimeout as delay, setImmediate as setImmediatePromise} from 'node:timers/promises'
+import {setTimeout as delay} from 'node:timers/promises'
 
 import {
   FileWriteError,
@@ -152,13 +153,26 @@ describe('the writer of a command: a small restore on this thread, the rest on t
       mkdirSync(join(root, 'b'))
       expect((await writeFiles(join(root, 'a'), onTheWriterThread, 10)).size).to.equal(10)
       const first = RequestThread.of('archive/file-writer-worker')
-      // A batch in flight keeps it: the stop does nothing, and the batch is written.
-      const writing = writeFiles(join(root, 'b'), onTheWriterThread, 10)
-      await setImmediatePromise()
+      // A batch in flight keeps it: the stop does nothing, and the batch is written. drain() sends the
+      // batch before it first waits, so the stop comes while the thread has it.
+      const written = new Map<string, string>()
+      const writer = new SmallFileWriter(UMASK, (label, hash) => written.set(label, hash), onTheWriterThread)
+      for (let index = 0; index < 10; index++) {
+        await writer.add(`f${index}`, Buffer.from(join(root, 'b', `f${index}`)), Buffer.alloc(100, index), {
+          mode: 0o644,
+          mtime: new Date(0),
+        })
+      }
+
+      const draining = writer.drain()
       await stopWriterThread()
       expect(RequestThread.of('archive/file-writer-worker')).to.equal(first)
-      expect((await writing).size).to.equal(10)
+      await draining
+      expect(written.size).to.equal(10)
+      expect(readFileSync(join(root, 'b', 'f9'))).to.deep.equal(Buffer.alloc(100, 9))
 
+      // The thread pool starts its threads at its first call: started here, so that only the stop counts.
+      await stat(root)
       const before = threads()
       await stopWriterThread()
       expect(threads(), 'threads once it is stopped').to.be.at.most(before - 1)

@@ -178,6 +178,40 @@ describe('packs: blobs in age-encrypted tars', function () {
     expect(String(failure)).to.not.include('wrong data returned')
   })
 
+  it('a blob whose bytes are not its id fails its read and its stream, small or large, never wrong data', async () => {
+    // A pack that age authenticates (its writer had the recipient) holding a blob under another id.
+    const planted = mkdtempSync(join(tmpdir(), 'divio-packs-planted-'))
+    const plantedStore = new LocalStore(planted)
+    const writer = packWriter(plantedStore, identity, {codec: 'auto'})
+    const sizes = {large: 300 * 1024, small: 1000}
+    const named: Record<string, {id: string; pack: string}> = {}
+    for (const [kind, size] of Object.entries(sizes)) {
+      const id = createHash('sha256').update(kind).digest('hex')
+      named[kind] = {id, pack: await writer.add(id, randomBytes(size))}
+    }
+
+    await writer.close()
+    for (const {id, pack} of Object.values(named)) {
+      for (const how of ['read', 'stream'] as const) {
+        const reader = new PackReader({identities: [identity], prefix: PREFIX, store: plantedStore})
+        const chunks: Buffer[] = []
+        const failure = await (
+          how === 'read'
+            ? reader.read(pack, id)
+            : (async () => {
+                for await (const chunk of reader.stream(pack, id)) chunks.push(chunk)
+              })()
+        ).then(
+          () => new Error('read without a failure'),
+          (error: unknown) => error,
+        )
+        await reader.close().catch(() => {})
+        expect(failure, `${how} of ${id.slice(0, 8)}`).to.be.instanceOf(BlobCheckError)
+        expect(String(failure)).to.match(/its content hashes to [\da-f]{12}…/)
+      }
+    }
+  })
+
   it('the store shows no content hash: pack names are random', () => {
     const names = readdirSync(join(folder, PREFIX, 'packs'))
     for (const name of names) expect(name).to.match(/^[\da-f]{32}\.age$/)

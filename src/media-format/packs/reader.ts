@@ -61,9 +61,18 @@ export class PackReader {
     for (const pack of this.open.splice(0)) await release(pack)
   }
 
+  /** A blob's bytes whole, checked against its id. */
   async read(pack: string, blob: string): Promise<Buffer> {
+    const {member, stored} = await this.locate(pack, blob)
+    if (member.size <= WHOLE_BLOB_BYTES) {
+      // Most blobs are small files whole: read and checked with no stream or generator of their own.
+      const data = await member.contents()
+      checkBlob(stored, blob, createHash('sha256').update(data).digest('hex'))
+      return data
+    }
+
     const chunks: Buffer[] = []
-    for await (const chunk of this.stream(pack, blob)) chunks.push(chunk)
+    for await (const chunk of streamMember(member, stored, blob)) chunks.push(chunk)
     return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)
   }
 
@@ -76,21 +85,13 @@ export class PackReader {
    */
   async *stream(pack: string, blob: string): AsyncGenerator<Buffer> {
     const {member, stored} = await this.locate(pack, blob)
-    const hash = createHash('sha256')
     if (member.size <= WHOLE_BLOB_BYTES) {
-      // Most blobs are small files whole: one buffer, not a stream a blob.
       const data = await member.contents()
-      hash.update(data)
+      checkBlob(stored, blob, createHash('sha256').update(data).digest('hex'))
       yield data
     } else {
-      for await (const chunk of member.body) {
-        hash.update(chunk as Buffer)
-        yield chunk as Buffer
-      }
+      yield* streamMember(member, stored, blob)
     }
-
-    const actual = hash.digest('hex')
-    if (actual !== blob) throw new BlobCheckError(stored, blob, `its content hashes to ${actual.slice(0, 12)}…`)
   }
 
   private async drop(pack: OpenForReading): Promise<void> {
@@ -133,6 +134,26 @@ export class PackReader {
     this.open.splice(this.open.indexOf(pack), 1)
     this.open.push(pack)
   }
+}
+
+/** Fails a blob whose bytes hash to `actual`, not to its id. */
+function checkBlob(pack: string, blob: string, actual: string): void {
+  if (actual !== blob) throw new BlobCheckError(pack, blob, `its content hashes to ${actual.slice(0, 12)}…`)
+}
+
+/**
+ * A large blob's member body, chunk by chunk, checked against the blob's id at its end.
+ *
+ * @yields the blob's bytes, in order
+ */
+async function* streamMember(member: TarMember, pack: string, blob: string): AsyncGenerator<Buffer> {
+  const hashing = createHash('sha256')
+  for await (const chunk of member.body) {
+    hashing.update(chunk as Buffer)
+    yield chunk as Buffer
+  }
+
+  checkBlob(pack, blob, hashing.digest('hex'))
 }
 
 /**

@@ -44,56 +44,63 @@ function inChunks(bytes: Buffer, size: number): Readable {
   return Readable.from(chunks)
 }
 
+/** A member's contents, and how a consumer reads them. */
+const memberRead = fc.record({
+  data: fc.uint8Array({maxLength: 3000}).map((bytes) => Buffer.from(bytes)),
+  read: fc.constantFrom('body', 'contents', 'eachChunk', 'skip'),
+})
+
 describe('tar reader', () => {
   it('gives every member whole, by body, by contents or skipped, in any mix and any chunking (property)', async () => {
-    const member = fc.record({
-      data: fc.uint8Array({maxLength: 3000}).map((bytes) => Buffer.from(bytes)),
-      read: fc.constantFrom('body', 'contents', 'eachChunk', 'skip'),
-    })
     await fc.assert(
-      fc.asyncProperty(fc.array(member, {maxLength: 8}), fc.integer({max: 1500, min: 1}), async (members, chunk) => {
-        const bytes = archive(members.map(({data}, index) => ({data, path: `m${index}`})))
-        let index = 0
-        for await (const read of readTar(inChunks(bytes, chunk))) {
-          const {data, read: how} = members[index++]
-          expect(read.size).to.equal(data.length)
-          if (how === 'contents') expect((await read.contents()).equals(data)).to.equal(true)
-          if (how === 'body') expect(Buffer.concat(await read.body.toArray()).equals(data)).to.equal(true)
-          if (how === 'eachChunk') expect((await eachChunkJoined(read)).equals(data)).to.equal(true)
-        }
-
-        expect(index).to.equal(members.length)
-      }),
-      {numRuns: 200},
-    )
-  })
-
-  for (const keepsNoBody of [false, true]) {
-    it(`gives every member whole from a source that refills the chunks given back${keepsNoBody ? ', to a consumer that keeps no body' : ''} (property)`, async () => {
-      // What the reader skips or copies it gives back, and, to a consumer that keeps no body, each
-      // chunk it split between members once the last member in it is done (many members share a
-      // chunk, and none gets it whole). One it still needed shows as wrong bytes in a member after it.
-      const member = fc.record({
-        data: fc.uint8Array({maxLength: 3000}).map((bytes) => Buffer.from(bytes)),
-        read: fc.constantFrom('body', 'contents', 'eachChunk', 'skip'),
-      })
-      let reused = 0
-      await fc.assert(
-        fc.asyncProperty(fc.array(member, {maxLength: 12}), fc.integer({max: 6000, min: 1}), async (members, chunk) => {
+      fc.asyncProperty(
+        fc.array(memberRead, {maxLength: 8}),
+        fc.integer({max: 1500, min: 1}),
+        async (members, chunk) => {
           const bytes = archive(members.map(({data}, index) => ({data, path: `m${index}`})))
-          const source = lendingSource(bytes, chunk)
           let index = 0
-          for await (const read of readTar(source.stream, {keepsNoBody})) {
+          for await (const read of readTar(inChunks(bytes, chunk))) {
             const {data, read: how} = members[index++]
-            expect(read.path).to.equal(`m${index - 1}`)
+            expect(read.size).to.equal(data.length)
             if (how === 'contents') expect((await read.contents()).equals(data)).to.equal(true)
             if (how === 'body') expect(Buffer.concat(await read.body.toArray()).equals(data)).to.equal(true)
             if (how === 'eachChunk') expect((await eachChunkJoined(read)).equals(data)).to.equal(true)
           }
 
           expect(index).to.equal(members.length)
-          reused += source.reused()
-        }),
+        },
+      ),
+      {numRuns: 200},
+    )
+  })
+
+  for (const keepsNoBody of [false, true]) {
+    it(`gives every member whole from a source that refills the chunks given back${keepsNoBody ? ', to a consumer that keeps no body' : ''} (property)`, async () => {
+      // What the reader skips or copies it gives back, and each chunk it split between members once the
+      // last member in it is done (many members share a chunk, and none gets it whole): to any consumer
+      // those it handed no view of, to one that keeps no body all of them. One it still needed shows as
+      // wrong bytes in a member after it.
+      let reused = 0
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(memberRead, {maxLength: 12}),
+          fc.integer({max: 6000, min: 1}),
+          async (members, chunk) => {
+            const bytes = archive(members.map(({data}, index) => ({data, path: `m${index}`})))
+            const source = lendingSource(bytes, chunk)
+            let index = 0
+            for await (const read of readTar(source.stream, {keepsNoBody})) {
+              const {data, read: how} = members[index++]
+              expect(read.path).to.equal(`m${index - 1}`)
+              if (how === 'contents') expect((await read.contents()).equals(data)).to.equal(true)
+              if (how === 'body') expect(Buffer.concat(await read.body.toArray()).equals(data)).to.equal(true)
+              if (how === 'eachChunk') expect((await eachChunkJoined(read)).equals(data)).to.equal(true)
+            }
+
+            expect(index).to.equal(members.length)
+            reused += source.reused()
+          },
+        ),
         {numRuns: 200},
       )
       expect(reused, 'chunks given back').to.be.greaterThan(0)
@@ -104,32 +111,32 @@ describe('tar reader', () => {
     // A consumer that may keep a body (an upload in flight) holds each chunk it was given until the
     // end; the reader gives back only what was read whole or copied (contents, skipped members). A
     // chunk given back too soon is refilled by the source, and a view kept of it then reads wrong.
-    const member = fc.record({
-      data: fc.uint8Array({maxLength: 3000}).map((bytes) => Buffer.from(bytes)),
-      read: fc.constantFrom('body', 'contents', 'eachChunk', 'skip'),
-    })
     let reused = 0
     await fc.assert(
-      fc.asyncProperty(fc.array(member, {maxLength: 16}), fc.integer({max: 6000, min: 1}), async (members, chunk) => {
-        const bytes = archive(members.map(({data}, index) => ({data, path: `m${index}`})))
-        const source = lendingSource(bytes, chunk)
-        const kept: Array<{data: Buffer; parts: Buffer[]}> = []
-        let index = 0
-        for await (const read of readTar(source.stream)) {
-          const {data, read: how} = members[index++]
-          if (how === 'contents') expect((await read.contents()).equals(data)).to.equal(true)
-          if (how === 'body') kept.push({data, parts: await read.body.toArray()})
-          if (how === 'eachChunk') {
-            const parts: Buffer[] = []
-            await read.eachChunk((part) => parts.push(part))
-            kept.push({data, parts})
+      fc.asyncProperty(
+        fc.array(memberRead, {maxLength: 16}),
+        fc.integer({max: 6000, min: 1}),
+        async (members, chunk) => {
+          const bytes = archive(members.map(({data}, index) => ({data, path: `m${index}`})))
+          const source = lendingSource(bytes, chunk)
+          const kept: Array<{data: Buffer; parts: Buffer[]}> = []
+          let index = 0
+          for await (const read of readTar(source.stream)) {
+            const {data, read: how} = members[index++]
+            if (how === 'contents') expect((await read.contents()).equals(data)).to.equal(true)
+            if (how === 'body') kept.push({data, parts: await read.body.toArray()})
+            if (how === 'eachChunk') {
+              const parts: Buffer[] = []
+              await read.eachChunk((part) => parts.push(part))
+              kept.push({data, parts})
+            }
           }
-        }
 
-        expect(index).to.equal(members.length)
-        for (const {data, parts} of kept) expect(Buffer.concat(parts).equals(data)).to.equal(true)
-        reused += source.reused()
-      }),
+          expect(index).to.equal(members.length)
+          for (const {data, parts} of kept) expect(Buffer.concat(parts).equals(data)).to.equal(true)
+          reused += source.reused()
+        },
+      ),
       {numRuns: 300},
     )
     expect(reused, 'chunks given back').to.be.greaterThan(0)

@@ -3,6 +3,7 @@ import {stat} from 'node:fs/promises'
 import {join} from 'node:path'
 
 import {ExtractSummary} from '../archive/extract.js'
+import {stopWriterThread} from '../archive/file-writer.js'
 import {BackupError} from '../errors.js'
 import {printableName} from '../lib/byte-names.js'
 import {makeStagingDir, removeStagingDir, tempFolderError} from '../lib/staging.js'
@@ -164,6 +165,9 @@ export async function applyRestore(
   const media = plan.media
     ? await timedStage(target.reporter, 'check media', () => prepareMedia(target, plan, staged))
     : undefined
+  // The media is written: what follows (a safety backup, which reads on the reader thread, the swap)
+  // writes no file through the writer thread, whose isolate goes now.
+  await stopWriterThread()
   let safetyBackup: null | string
   try {
     safetyBackup = options.safetyBackup

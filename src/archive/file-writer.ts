@@ -239,10 +239,11 @@ function writerThread(): RequestThread<WriteBatch, WrittenBatch> {
 }
 
 /**
- * Ends the writer thread, idle once an extraction is done, for a command that goes on to other work: a
- * drill then reads every file back on the reader thread, with the writer's isolate idle beside it (a
- * drill of 20,000 files peaked at 152–161 MiB on Node.js 24 with it ended, 165–166 MiB with it kept). A
- * later extraction in the process starts it again.
+ * Ends the writer thread, idle once an extraction is done, for a command that goes on to other work on
+ * the reader thread, with the writer's isolate idle beside it: a drill reads every file back, a restore
+ * in place takes its safety backup (20,000 files on Node.js 24: a drill peaked at 152–161 MiB with it
+ * ended, 165–166 MiB with it kept; a restore in place at 155–162 MiB against 165–168). A later
+ * extraction in the process starts it again.
  */
 export async function stopWriterThread(): Promise<void> {
   await RequestThread.stop(WRITER_MODULE)

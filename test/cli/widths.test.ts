@@ -1,5 +1,5 @@
 import {expect} from 'chai'
-import {mkdirSync, mkdtempSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
 import {cli, CliResult, makeProject, writeEnvironments} from '../helpers/project.js'
@@ -25,8 +25,20 @@ function tooWide(args: string[], result: CliResult, width: number): string[] {
  * data, and one much longer than an app's usual folder can still take a line past the width.
  */
 describe('output fits a terminal', function () {
+  // Outside the run's own folder, whose path is longer (see above): removed here, with their keys.
+  const folders: string[] = []
+  const shortFolder = () => {
+    const folder = mkdtempSync('/tmp/w')
+    folders.push(folder)
+    return folder
+  }
+
+  after(() => {
+    for (const folder of folders) rmSync(folder, {force: true, recursive: true})
+  })
+
   it('every command fits 100 columns, and list fits 80', async () => {
-    const project = makeProject({under: mkdtempSync('/tmp/w')})
+    const project = makeProject({under: shortFolder()})
     writeEnvironments(project, {
       live: {media: 'media', schedule: {at: '02:00', timezone: 'Europe/Zurich'}, store: './.divio/backups'},
       test: {database: 'sqlite:///test.sqlite3', media: 'test-media', store: './.divio/backups'},
@@ -42,7 +54,7 @@ describe('output fits a terminal', function () {
     }
 
     const note = 'before the migration of the orders table to the new schema, with a long explanation'
-    const fresh = makeProject({under: mkdtempSync('/tmp/w')})
+    const fresh = makeProject({under: shortFolder()})
     const init = ['init', '--env', 'live', '--schedule', '02:00', '--timezone', 'Europe/Zurich']
     wide.push(...tooWide(init, await cli(fresh, init), 100))
     for (let day = 1; day <= 9; day++) await run(['schedule', 'run'], 100, clock(day))

@@ -1,6 +1,6 @@
 import {ChildProcess, execFileSync, spawn, spawnSync} from 'node:child_process'
 import {once} from 'node:events'
-import {chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, writeFileSync} from 'node:fs'
+import {chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
 import {createServer} from 'node:net'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
@@ -115,8 +115,10 @@ export class TestPostgres {
     ])
   }
 
+  /** Stops the server for good, and removes its folder: the bench's is in the temp folder, not a test run's. */
   stop(): void {
     this.asServer('pg_ctl', ['-D', this.dataDir, '-m', 'fast', 'stop'], true)
+    rmSync(dirname(this.dataDir), {force: true, recursive: true})
   }
 
   url(database: string, withPassword = true): string {

@@ -1,5 +1,5 @@
 import {deferred, Deferred} from '../lib/deferred.js'
-import {RequestThread} from '../lib/worker.js'
+import {RequestThread, SMALL_WORK_UNITS, UNIT_BYTES} from '../lib/worker.js'
 import {writeHere} from './file-writer-inline.js'
 import {FILE_FIELDS, WriteBatch, WrittenBatch} from './file-writer-protocol.js'
 
@@ -141,7 +141,7 @@ export const onTheWriterThread: WriterRoute = {
 
 /**
  * The writes of a small restore cost less on this thread than starting the writer thread does (about
- * 0.1 CPU-s and 8 MiB). Files are counted against a budget (a file also a unit per 64 KiB). Once it is
+ * 0.1 CPU-s and 8 MiB). Files are counted against a budget (SMALL_WORK_UNITS). Once it is
  * spent, the thread starts in the background (it takes about 0.1 s, which the restore would wait for),
  * and batches are written here until it is up, within as much again; then they go to the thread.
  *
@@ -207,20 +207,16 @@ export class SmallWritesHere implements WriterRoute {
 /** Always this thread, with asynchronous calls: for tests. */
 export const onThisThread: WriterRoute = new SmallWritesHere(Number.POSITIVE_INFINITY)
 
-/** About where writing here costs the main thread as much as the writer thread's start. */
-const SMALL_WORK_UNITS = 2000
-const UNIT_BYTES = 64 * 1024
-
 let processRoute: SmallWritesHere | undefined
 
 /**
  * Tells the writer that about `files` files are coming (the count of the backup an extraction writes):
  * past the budget of work here, the thread starts at once and writes them all. A restore of the bench
- * tree (16,002 files) otherwise wrote its first 2,000 files here, a file at a time, each an open, a
- * write, a utimes and a close through the thread pool, for more than a second before the thread took
- * over. Told, it took 3.48–3.55 s against 3.92–4.54 s (tar format) and 4.06–4.22 s against
- * 4.45–4.73 s (packs), in three pairs each taken in turn, at the same peak RSS (a restore of 100,000
- * tiny files peaked about 3 MiB higher: see docs/performance.md).
+ * tree (16,002 files) otherwise wrote its first files here, a file at a time, each an open, a write, a
+ * utimes and a close through the thread pool, before the thread took over (for more than a second, when
+ * the budget was 2,000 units). Told, it took 3.48–3.55 s against 3.92–4.54 s (tar format) and
+ * 4.06–4.22 s against 4.45–4.73 s (packs), in three pairs each taken in turn, at the same peak RSS (a
+ * restore of 100,000 tiny files peaked about 3 MiB higher: see docs/performance.md).
  */
 export function expectWrites(files: number): void {
   if (files > SMALL_WORK_UNITS) smallWorkHere().expectLargeWork()

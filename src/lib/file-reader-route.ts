@@ -1,7 +1,7 @@
 import {deferred} from './deferred.js'
 import {listHere, readHere} from './file-reader-inline.js'
 import {FolderListing, ListRequest, ReadBatch, ReadReply} from './file-reader-protocol.js'
-import {RequestThread} from './worker.js'
+import {RequestThread, SMALL_WORK_UNITS, UNIT_BYTES} from './worker.js'
 
 /**
  * Who answers the file reader's requests (file-reader.ts): the reader thread, or, for a small tree,
@@ -38,8 +38,8 @@ export const onThisThread: ReaderRoute = {
 /**
  * The work of a small tree costs less on this thread than starting the reader thread does (about
  * 0.1 CPU-s and 8 MiB, which every backup of a small app would pay). Names listed and files read are
- * counted against a budget (a file read also a unit per 64 KiB; a file hashed whole, whose size the
- * request does not say, one); the request that would spend past it, and
+ * counted against a budget (SMALL_WORK_UNITS: a file hashed whole, whose size the request does not
+ * say, one unit); the request that would spend past it, and
  * every one after it, goes to the thread. A folder wider than what is left of the budget is listed on
  * the thread, never held here as an object a name.
  *
@@ -128,23 +128,13 @@ export class SmallWorkHere implements ReaderRoute {
   }
 }
 
-/**
- * About where listing and reading here costs the main thread as much as the reader thread's start. A
- * name listed here counts one unit, though the walk waits for each one's lstat: counted three, so that
- * the thread started sooner, an unchanged packed backup of the bench tree took 1.76 s instead of 1.87,
- * but a backup that read one changed 128 MiB file again peaked at up to 166 MiB instead of 140 (more
- * of its work in flight at once).
- */
-const SMALL_WORK_UNITS = 2000
-const UNIT_BYTES = 64 * 1024
-
 let processRoute: SmallWorkHere | undefined
 
 /**
  * Tells the reader that a walk of about `names` names is coming (the previous backup's count): past
  * the budget of work here, the thread starts at once. In an unchanged packed backup of the bench tree
- * (16,002 files), the walk otherwise listed its first 2,000 names here, an lstat at a time, for about
- * a third of a second before the thread took over.
+ * (16,002 files), the walk otherwise listed its first names here, an lstat at a time, before the thread
+ * took over (about a third of a second, when the budget was 2,000 units).
  */
 export function expectWalk(names: number): void {
   if (names > SMALL_WORK_UNITS) smallWorkHere().expectLargeWork()

@@ -5,6 +5,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import {fileURLToPath} from 'node:url'
 
+import {SMALL_WORK_UNITS} from '../../src/lib/worker.js'
 import {skipWithoutFuse, SYSTEM_PYTHON} from '../helpers/mounts.js'
 import {until} from '../helpers/processes.js'
 import {cliAsync, makeProject, Project} from '../helpers/project.js'
@@ -65,7 +66,7 @@ describe('a media file on a hung mount', () => {
    */
   const trees = [
     {files: 0, label: 'a small tree'},
-    {files: 2500, label: 'past 2,000 files'},
+    {files: 4 * SMALL_WORK_UNITS, label: `${4 * SMALL_WORK_UNITS} files, past the budget of small work`},
   ]
   const fillTree = (files: number) => {
     if (files === 0) return

@@ -5,6 +5,7 @@ import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSyn
 import {join, relative} from 'node:path'
 
 import {STOP_GRACE_MS} from '../../src/cli/base-command.js'
+import {SMALL_WORK_UNITS} from '../../src/lib/worker.js'
 import {holdStoreRead, skipWithoutFuse} from '../helpers/mounts.js'
 import {until, waitsIn} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
@@ -84,14 +85,14 @@ describe('reading commands interrupted part-way through a backup', function () {
   })
 
   // One signal a format: both go to the same handler. A small tree is written with the thread pool's
-  // calls; past 2,000 files, as here before the video, on the writer thread (file-writer.ts).
+  // calls; past the budget of small work, as here before the video, on the writer thread (file-writer.ts).
   for (const [format, signal, files] of [
     ['tar', 'SIGINT', 0],
     ['packs', 'SIGTERM', 0],
-    ['tar', 'SIGTERM', 2500],
-    ['packs', 'SIGINT', 2500],
+    ['tar', 'SIGTERM', 4 * SMALL_WORK_UNITS],
+    ['packs', 'SIGINT', 4 * SMALL_WORK_UNITS],
   ] as const) {
-    const tree = files === 0 ? 'a small tree' : 'past 2,000 files'
+    const tree = files === 0 ? 'a small tree' : `${files} files, past the budget of small work`
     it(`restore, ${format} format, ${tree}, ${signal}: exit 130, the media folder as it was, nothing left beside it`, async () => {
       const {id, project, tmp} = await backedUp(format, files)
       writeFileSync(join(project.root, 'media', 'after-the-backup.txt'), 'the state to keep\n')

@@ -2,6 +2,7 @@ import {expect} from 'chai'
 import {mkdirSync, readdirSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {SMALL_WORK_UNITS} from '../../src/lib/worker.js'
 import {runInThisProcess} from '../helpers/in-process.js'
 import {makeProject, Project, runJs} from '../helpers/project.js'
 
@@ -29,12 +30,13 @@ async function threadsOf(project: Project, args: string[]): Promise<{after: numb
 
 describe('the writer thread, once a command has written its media', () => {
   it('is ended by a drill before its read-back, and by a restore before its safety backup', async () => {
-    // More files than a command writes on its own thread (2,000): their extraction uses the writer
-    // thread, which the service thread starts (or finds still running, if a command before left it).
+    // More files than a command writes on its own thread (SMALL_WORK_UNITS): their extraction uses the
+    // writer thread, which the service thread starts (or finds still running, if a command before left it).
     const project = makeProject()
     const many = join(project.root, 'media', 'many')
     mkdirSync(many)
-    for (let index = 0; index < 2100; index++) writeFileSync(join(many, `f${index}.txt`), `file ${index}\n`)
+    for (let index = 0; index < 4 * SMALL_WORK_UNITS; index++)
+      writeFileSync(join(many, `f${index}.txt`), `file ${index}\n`)
     await threadsOf(project, ['create', '--media-only'])
 
     // Ended, the process has a thread fewer than while the command ran; kept, as many.

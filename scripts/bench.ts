@@ -162,7 +162,11 @@ async function main(): Promise<void> {
   // The build writes oclif.manifest.json, as a packed plugin ships it: without it oclif loads every
   // command at start-up to learn their flags, which users of a release never pay for.
   execFileSync('npm', ['run', 'build'], {cwd: root, stdio: 'ignore'})
-  const work = mkdtempSync(join(process.env.BENCH_DIR ?? tmpdir(), 'divio-bench-'))
+  // BENCH_DIR: the folder the run's trees and stores go under (the temp folder unless named), made if
+  // it is not there.
+  const parent = process.env.BENCH_DIR ?? tmpdir()
+  mkdirSync(parent, {recursive: true})
+  const work = mkdtempSync(join(parent, 'divio-bench-'))
   const scale = Number(process.env.BENCH_SCALE ?? (quick ? 0.1 : 1))
   console.log(
     `${quick ? 'Quick' : 'Full'} run in ${work} (scale ${scale}); ratios are baseline time ÷ our time unless noted.\n`,

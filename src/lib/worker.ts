@@ -62,11 +62,11 @@ const LOADER_OPTIONS = new Set(['--experimental-loader', '--import', '--loader',
 /**
  * How much file system work a command does on its own thread, with the thread pool's asynchronous
  * calls, before it starts the reader or the writer thread for the rest: names listed, and files read or
- * written, each a unit (a file also a unit per {@link UNIT_BYTES}). Starting a thread costs about 0.1
- * CPU-s and 8 MiB (20 on Node.js 24); a file done here, a round trip through the thread pool for each
- * of its calls, about 0.35 ms. The two meet at about 300 files: past that, the thread costs less than
- * the calls it saves, and a backup of 1,600 files that read 2,000 units here before it started the
- * reader took 1.31–1.46 s against 1.14–1.16 s, its restore 1.94–2.43 s against 1.55–1.91 s.
+ * written, each a unit (a file also a unit per {@link UNIT_BYTES}). Starting a thread costs about
+ * 0.1 CPU-s and 8 MiB (20 MiB on Node.js 24); a file done here, a round trip through the thread pool
+ * for each of its calls, about 0.35 ms. The two meet at about 300 files: past that, the thread costs
+ * less than the calls it saves, and a backup of 1,600 files that read 2,000 units here before it
+ * started the reader took 1.31–1.46 s against 1.14–1.16 s, its restore 1.94–2.43 s against 1.55–1.91 s.
  */
 export const SMALL_WORK_UNITS = 256
 /** A file's bytes count a unit of {@link SMALL_WORK_UNITS} per this much. */

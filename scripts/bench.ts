@@ -256,9 +256,9 @@ async function main(): Promise<void> {
     })
     row({
       baseline: {...restoreBase, command: 'age -d | zstd -d | tar -x'},
-      ours: {...restoreCommand, command: 'restore --media-only (folder target)'},
+      ours: {...restoreCommand, command: 'restore --media-only (in place)'},
       ratio: restoreBase.seconds / restoreCommand.seconds,
-      scenario: 'restore command',
+      scenario: 'restore command, in place',
       target: '≥ 1.0×',
     })
     const intoEmpty = restoreIntoEmptyFolder(project, env)
@@ -541,7 +541,7 @@ async function incrementalScenario({bytes, env, project, work}: BenchTree, pipel
     baseline: {...pipeline.restore, command: 'age -d | zstd -d | tar -x'},
     ours: {...restoreCommand, command: 'restore --media-only (packs)'},
     ratio: pipeline.restore.seconds / restoreCommand.seconds,
-    scenario: 'restore command (packs) vs the pipeline',
+    scenario: 'restore command (packs), in place',
     target: '≥ 1.0×',
   })
   const packedIntoEmpty = restoreIntoEmptyFolder(project, packed)

@@ -66,7 +66,12 @@ export class TestS3 {
     readonly requests: RecordedRequest[],
   ) {}
 
-  static async start(): Promise<TestS3> {
+  /**
+   * `listPageSize`: the most keys a listing page holds (S3's own limit, 1,000, when not given). S3 may
+   * end a page before that, and a client follows the continuation token whatever the page's size, so a
+   * test of listings over several pages needs only a few times this many objects, not thousands.
+   */
+  static async start(options: {listPageSize?: number} = {}): Promise<TestS3> {
     const root = mkdtempSync(join(tmpdir(), 's3rver-'))
     const server = new S3rver({address: '127.0.0.1', directory: root, port: 0, silent: true})
     const {middleware} = server as unknown as {middleware: Middleware[]}
@@ -84,7 +89,7 @@ export class TestS3 {
     const {store} = server as unknown as {store: FilesystemStore}
     sortListings(store)
     atomicPuts(store)
-    middleware.splice(-1, 0, missingOperations(root, store))
+    middleware.splice(-1, 0, missingOperations(root, store, Math.min(1000, options.listPageSize ?? 1000)))
     const address = (await server.run()) as AddressInfo
     return new TestS3(server, root, address.port, requests)
   }
@@ -245,13 +250,13 @@ function atomicPuts(store: FilesystemStore): void {
  * What s3rver 3.7 lacks or gets wrong on Node 20: ListMultipartUploads, AbortMultipartUpload, and the
  * continuation tokens of ListObjectsV2 (it encrypts them with DES, which OpenSSL 3 no longer offers).
  */
-function missingOperations(root: string, store: FilesystemStore): Middleware {
+function missingOperations(root: string, store: FilesystemStore, listPageSize: number): Middleware {
   return async (context, next) => {
     const [, bucket, ...keyParts] = context.path.split('/')
     const key = decodeURIComponent(keyParts.join('/'))
     const uploads = join(root, bucket, '._S3rver_uploads')
     if (context.method === 'GET' && key === '' && context.query['list-type'] === '2') {
-      await listObjects(context, bucket, store)
+      await listObjects(context, bucket, store, listPageSize)
     } else if (context.method === 'GET' && key === '' && 'uploads' in context.query) {
       await listUploads(context, bucket, uploads)
     } else if (context.method === 'DELETE' && key !== '' && typeof context.query.uploadId === 'string') {
@@ -262,10 +267,15 @@ function missingOperations(root: string, store: FilesystemStore): Middleware {
   }
 }
 
-async function listObjects(context: KoaContext, bucket: string, store: FilesystemStore): Promise<void> {
+async function listObjects(
+  context: KoaContext,
+  bucket: string,
+  store: FilesystemStore,
+  listPageSize: number,
+): Promise<void> {
   const token = context.query['continuation-token']
   const prefix = String(context.query.prefix ?? '')
-  const maxKeys = Math.min(1000, Number(context.query['max-keys'] ?? 1000))
+  const maxKeys = Math.min(listPageSize, Number(context.query['max-keys'] ?? 1000))
   const startAfter =
     typeof token === 'string'
       ? Buffer.from(token, 'base64url').toString('utf8')

@@ -18,11 +18,16 @@ import {TestS3} from '../helpers/s3.js'
 import {collect} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
+/** The server's listing pages: what a bucket of several pages is made of, whatever S3's own 1,000. */
+const LIST_PAGE_SIZE = 100
 
-/** 1,100+ objects (more than one 1,000-key listing page): nested and unicode keys, empty objects, a folder marker, and one object of 17 MiB (streamed, and uploaded back in parts). */
+/**
+ * 250+ objects, listed in pages of {@link LIST_PAGE_SIZE} (three pages): nested and unicode keys, empty
+ * objects, a folder marker, and one object of 17 MiB (streamed, and uploaded back in parts).
+ */
 function mediaObjects(): Map<string, Buffer> {
   const objects = new Map<string, Buffer>()
-  for (let index = 0; index < 1100; index++) {
+  for (let index = 0; index < 250; index++) {
     const folder = `uploads/${index % 7}/${index % 13}`
     objects.set(`${folder}/file-${index}.bin`, randomBytes(index % 5000))
   }
@@ -67,26 +72,29 @@ describe('S3 media (s3rver)', function () {
   let s3: TestS3
 
   before(async () => {
-    s3 = await TestS3.start()
+    s3 = await TestS3.start({listPageSize: LIST_PAGE_SIZE})
   })
 
   after(async () => {
     await s3?.stop()
   })
 
-  it('backs up 1,100+ objects (two listing pages) into the media tar and restores them into an empty bucket, every key and byte equal', async () => {
+  it('backs up 250+ objects (three listing pages) into the media tar and restores them into an empty bucket, every key and byte equal', async () => {
     await s3.createBucket('shop-media')
     const objects = mediaObjects()
     await putAll(s3, 'shop-media', 'media/', objects)
     // Outside the prefix: not part of the app's media.
     await s3.client().send(new PutObjectCommand({Body: 'x', Bucket: 'shop-media', Key: 'static/app.css'}))
-    // What the bucket holds, from what was put: reading 1,100 objects back would test s3rver.
+    // What the bucket holds, from what was put: reading every object back would test s3rver.
     const original = new Map([...objects].map(([key, body]) => [key, createHash('sha256').update(body).digest('hex')]))
 
     const project = makeProject()
     project.env.DEFAULT_STORAGE_DSN = s3.dsn('shop-media', 'media/')
+    const listedBefore = listingsOf('shop-media')
     const created = await cli(project, ['create', '--media-only', '--json'])
     expect(created.status, created.stderr).to.equal(0)
+    // Every page of the listing was read: the second and third through continuation tokens.
+    expect(listingsOf('shop-media') - listedBefore).to.be.at.least(Math.ceil(objects.size / LIST_PAGE_SIZE))
     for (const secret of [TestS3.secretAccessKey, encodeURIComponent(TestS3.secretAccessKey)]) {
       expect(created.stdout + created.stderr).to.not.include(secret)
     }
@@ -167,6 +175,16 @@ describe('S3 media (s3rver)', function () {
       message: "The media files do not match the archive's listing (1 extracted, 1 listed, or different contents).",
     })
   })
+
+  /** How many listing pages (ListObjectsV2) of the bucket the server has served so far. */
+  function listingsOf(bucket: string): number {
+    return s3.requests.filter(
+      (request) =>
+        request.method === 'GET' &&
+        request.path.replace(/\/$/, '') === `/${bucket}` &&
+        request.query['list-type'] === '2',
+    ).length
+  }
 
   /** GetObject requests for media objects (not the listings, which are GETs too), from `since` on. */
   function objectReads(bucket: string, since: number): string[] {

@@ -6,7 +6,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {killAfter, startCli} from '../helpers/kill.js'
-import {cli, cliInBackground, makeProject, Project} from '../helpers/project.js'
+import {cli, makeProject, Project} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 
 /** Every file and folder under `root`, with its mode; what a guard removes meanwhile is skipped. */
@@ -135,7 +135,7 @@ describe('SIGKILL sweep against S3 (s3rver)', function () {
     project.env.DIVIO_BACKUP_STORE = s3.dsn('kill-sweep', 'divio')
     const tmp = join(project.root, '..', 'tmp')
     mkdirSync(tmp, {mode: 0o700})
-    const first = await cliInBackground(project, ['create'])
+    const first = await cli(project, ['create'])
     expect(first.status, first.stderr).to.equal(0)
 
     for (const ms of [40, 250, 500, 800, 1100, 1500, 2000, 2600]) {
@@ -143,7 +143,7 @@ describe('SIGKILL sweep against S3 (s3rver)', function () {
       await killAfter(create, ms)
       for (const {mode, path} of modes(tmp)) expect(mode & 0o077, `${path} after a kill at ${ms} ms`).to.equal(0)
       await guardsRemoved(create, tmp, `${ms} ms`)
-      const listed = await cliInBackground(project, ['list', '--json'])
+      const listed = await cli(project, ['list', '--json'])
       expect(listed.status, listed.stderr).to.equal(0)
       for (const backup of listed.json() as Array<{status: string}>) expect(backup.status).to.equal('complete')
     }
@@ -158,22 +158,20 @@ describe('SIGKILL sweep against S3 (s3rver)', function () {
 
     await killAfter(midUpload, 0)
 
-    const verify = await cliInBackground(project, ['verify', '--all'])
+    const verify = await cli(project, ['verify', '--all'])
     expect(verify.status, verify.stdout + verify.stderr).to.equal(0)
 
     // Past the grace period, prune collects every incomplete backup and open upload, and nothing else.
-    const complete = new Set(
-      ((await cliInBackground(project, ['list', '--json'])).json() as Array<{id: string}>).map(({id}) => id),
-    )
-    const before = (await cliInBackground(project, ['list', '--all', '--json'])).json() as Array<{status: string}>
+    const complete = new Set(((await cli(project, ['list', '--json'])).json() as Array<{id: string}>).map(({id}) => id))
+    const before = (await cli(project, ['list', '--all', '--json'])).json() as Array<{status: string}>
     expect(
       before.some(({status}) => status === 'incomplete'),
       'some kills landed mid-upload',
     ).to.equal(true)
     const later = {DIVIO_BACKUP_NOW: new Date(Date.now() + 48 * 3_600_000).toISOString(), DIVIO_BACKUP_TMPDIR: tmp}
-    const pruned = await cliInBackground({...project, env: {...project.env, ...later}}, ['prune', '--confirm', 'local'])
+    const pruned = await cli({...project, env: {...project.env, ...later}}, ['prune', '--confirm', 'local'])
     expect(pruned.status, pruned.stderr).to.equal(0)
-    const all = (await cliInBackground(project, ['list', '--all', '--json'])).json() as Array<{
+    const all = (await cli(project, ['list', '--all', '--json'])).json() as Array<{
       id: string
       status: string
     }>

@@ -570,8 +570,8 @@ describe('S3 store through the CLI (s3rver)', function () {
     rmSync(join(project.root, '..'), {force: true, recursive: true})
   })
 
-  // Both kinds of pack open at once (text compresses, random bytes do not), eight of each stored: more
-  // than the line, in packs that are each written and sent while the next fills.
+  // Both kinds of pack open at once (text compresses, random bytes do not), eight or more of each stored:
+  // more than the line goes to S3, each pack staged in a file and sent from it.
   it('peak RSS stays under 150 MiB while a first packed backup of 256 MiB goes to S3', async () => {
     const {bucket, project} = await s3Project()
     const media = join(project.root, 'media', 'mixed')

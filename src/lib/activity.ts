@@ -2,7 +2,7 @@ import {randomBytes} from 'node:crypto'
 import {lstat, mkdir, readdir, rm, rmdir, writeFile} from 'node:fs/promises'
 import {dirname, join} from 'node:path'
 
-import {startReaper} from './process.js'
+import {removeAtExit} from './exit-guard.js'
 import {isTagAlive, ownStagingTag} from './staging.js'
 
 /**
@@ -47,6 +47,9 @@ export function activityFolder(appFolder: string, environment: string): string {
  */
 export async function markActivity(folder: string, activity: Activity): Promise<ActivityMark | undefined> {
   const path = join(folder, `${activity}-${ownStagingTag()}-${randomBytes(6).toString('base64url').slice(0, 6)}`)
+  // The exit guard removes the mark if this process dies, and with the last mark the environment's
+  // folder and `running/`: the app folder keeps no trace. Told first, as for a staging folder.
+  const guard = await removeAtExit('mark', path)
   // Another process's release may remove the folder between the two calls: then it is made again.
   for (let attempt = 1; ; attempt++) {
     try {
@@ -54,13 +57,14 @@ export async function markActivity(folder: string, activity: Activity): Promise<
       await writeFile(path, `${new Date().toISOString()}\n`, {flag: 'wx'})
       break
     } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) return undefined
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) {
+        guard.forget()
+        return undefined
+      }
     }
   }
 
-  // The environment's folder and `running/` go with the last mark: the app folder keeps no trace.
   const folders = [folder, dirname(folder)]
-  const guard = startReaper('rm -f -- "$1"; rmdir -- "$2" "$3" 2>/dev/null', [path, ...folders])
   const since = await lstat(path).then(
     (info) => info.mtime,
     () => new Date(),
@@ -68,7 +72,7 @@ export async function markActivity(folder: string, activity: Activity): Promise<
   return {
     async release() {
       await rm(path, {force: true})
-      guard.dismiss()
+      guard.forget()
       for (const made of folders) if (!(await removedIfEmpty(made))) break
     },
     since,

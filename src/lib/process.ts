@@ -198,16 +198,7 @@ export interface Guard {
 }
 
 function startGuard(script: string, args: readonly string[]): Guard {
-  traced('sh', ['-c', script, 'guard', ...args], {})
-  const child = spawn('sh', ['-c', script, 'guard', ...args], {
-    detached: true,
-    stdio: ['pipe', 'ignore', 'ignore'],
-  })
-  child.on('error', () => {})
-  child.stdin!.on('error', () => {})
-  // It must not keep this process alive: it is there for when this process is gone.
-  child.unref()
-  ;(child.stdin as unknown as {unref?: () => void}).unref?.()
+  const child = spawnGuard(script, args, 'guard')
   return {
     dismiss() {
       child.kill('SIGKILL')
@@ -216,6 +207,51 @@ function startGuard(script: string, args: readonly string[]): Guard {
       child.stdin!.end()
     },
   }
+}
+
+/**
+ * A guard told what to clean up as it goes (exit-guard.ts): `sh -c script` reads lines from this
+ * process until the pipe closes, and then acts on all of them. Like the others, it runs in its own
+ * process group and never keeps this process alive; `name` is its `$0`, which `ps` shows.
+ */
+export interface ToldGuard {
+  /** Whether the guard has ended (killed from outside): what it was told is no longer guarded. */
+  readonly ended: boolean
+  /** Resolves once `line` is in the pipe, where the guard reads it even if this process is gone next. */
+  tell(line: string): Promise<void>
+}
+
+export function startToldGuard(script: string, name: string): ToldGuard {
+  const child = spawnGuard(script, [], name)
+  let ended = false
+  child.once('exit', () => {
+    ended = true
+  })
+  return {
+    get ended() {
+      return ended
+    },
+    tell(line) {
+      return new Promise((resolve) => {
+        // An error (the guard is gone) is the guard's `ended`, not the caller's to handle.
+        child.stdin!.write(`${line}\n`, () => resolve())
+      })
+    },
+  }
+}
+
+function spawnGuard(script: string, args: readonly string[], name: string): ChildProcess {
+  traced('sh', ['-c', script, name, ...args], {})
+  const child = spawn('sh', ['-c', script, name, ...args], {
+    detached: true,
+    stdio: ['pipe', 'ignore', 'ignore'],
+  })
+  child.on('error', () => {})
+  child.stdin!.on('error', () => {})
+  // It must not keep this process alive: it is there for when this process is gone.
+  child.unref()
+  ;(child.stdin as unknown as {unref?: () => void}).unref?.()
+  return child
 }
 
 /** A server started in the background (a drill's scratch database): stopped with `stop`, or by a guard. */

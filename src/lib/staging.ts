@@ -4,8 +4,8 @@ import {chmod, lstat, mkdir, readdir, readFile, readlink} from 'node:fs/promises
 import {basename, dirname, isAbsolute, join, relative, resolve, sep} from 'node:path'
 
 import {BackupError, tempFolderFailure} from '../errors.js'
+import {removeAtExit} from './exit-guard.js'
 import {sharedFolderOn} from './private-folder.js'
-import {Guard, startReaper} from './process.js'
 import {removeTree} from './remove-tree.js'
 
 /**
@@ -98,16 +98,16 @@ export async function makeStagingDir(parent: string, purpose: StagingPurpose, hi
   const prefix = join(parent, `${hidden ? '.' : ''}divio-${purpose}-${process.pid}-${namespace}-${startTime}-`)
   for (;;) {
     const folder = prefix + randomBytes(6).toString('base64url').slice(0, 6)
-    // It will hold plaintext: its guard removes it if this process dies (SIGKILL, a crash and the OOM
-    // killer run no cleanup here), at once rather than at the next command's sweep. The guard comes
-    // first, so that no moment is left where the folder exists and nothing would remove it.
-    const guard = startReaper('rm -rf -- "$1"', [folder])
+    // It will hold plaintext: the exit guard removes it if this process dies (SIGKILL, a crash and the
+    // OOM killer run no cleanup here), at once rather than at the next command's sweep. The guard is
+    // told first, so that no moment is left where the folder exists and nothing would remove it.
+    const guard = await removeAtExit('folder', folder)
     try {
       await mkdir(folder, {mode: 0o700})
     } catch (error) {
-      // Nothing made here (or a name this process already holds): not the guard's to remove.
-      guard.dismiss()
+      // Nothing made here, or a name this process already holds (whose guard stays).
       if ((error as NodeJS.ErrnoException).code === 'EEXIST') continue
+      guard.forget()
       throw error
     }
 
@@ -141,12 +141,12 @@ async function refuseSharedTempFolder(folder: string): Promise<void> {
   return checked
 }
 
-const guards = new Map<string, Guard>()
+const guards = new Map<string, {forget(): void}>()
 
-/** Removes a folder made by makeStagingDir, and stands its guard down (which stays if removal fails). */
+/** Removes a folder made by makeStagingDir; its guard forgets it (and keeps it if removal fails). */
 export async function removeStagingDir(folder: string): Promise<void> {
   await removeTree(folder)
-  guards.get(folder)?.release()
+  guards.get(folder)?.forget()
   guards.delete(folder)
 }
 

@@ -18,6 +18,14 @@ const PROCESS_EVENTS = ['SIGINT', 'SIGTERM', 'beforeExit', 'exit', 'uncaughtExce
 let busy = false
 
 /**
+ * A thread's exit guard (src/lib/exit-guard.ts) stays with its thread, by design: a command may leave
+ * one for the main thread and one for the service thread, and the process holds no more than those
+ * and the ones of the test's own modules (loaded from src/, apart from the bundle's).
+ */
+const EXIT_GUARD_NAME = 'divio-exit-guard'
+const EXIT_GUARDS_AT_MOST = 4
+
+/**
  * Runs one command of the built plugin inside this process, the way a host such as the divio CLI runs
  * it: oclif's `run` (on a config loaded afresh, from modules loaded once), then oclif's own error
  * handling, with its process exit turned into a status. The command gets `cwd` and exactly `env` as the process's working folder and
@@ -91,6 +99,13 @@ async function runWith(executable: string, cwd: string, env: NodeJS.ProcessEnv, 
   if (open.length > 0) throw new Error(`divio ${argv.join(' ')} left files open: ${open.join(', ')}`)
   const running = await processesLeftRunning(childrenBefore)
   if (running.length > 0) throw new Error(`divio ${argv.join(' ')} left processes running: ${running.join('; ')}`)
+  const guards = [...childProcesses()].filter((pid) => isExitGuard(pid))
+  const newGuards = guards.filter((pid) => !childrenBefore.has(pid))
+  if (newGuards.length > 2 || guards.length > EXIT_GUARDS_AT_MOST) {
+    throw new Error(
+      `divio ${argv.join(' ')} left ${newGuards.length} new exit guards, ${guards.length} in all: one a thread is enough`,
+    )
+  }
 
   return {status, stderr: stderr.text(), stdout: stdout.text()}
 }
@@ -112,14 +127,14 @@ async function filesLeftOpen(folders: string[], before: Set<string>): Promise<st
 }
 
 /**
- * The programs this process started since `before` ({@link childProcesses}) that still run, once any
- * that end within five seconds have: a command that leaves one running (a database session, a guard,
- * a compressor) leaves it to its host, which may run many commands and never end them. As the
- * program's command line.
+ * The programs this process started since `before` ({@link childProcesses}) that still run, exit guards
+ * aside, once any that end within five seconds have: a command that leaves one running (a database
+ * session, a guard of its own, a compressor) leaves it to its host, which may run many commands and
+ * never end them. As the program's command line.
  */
 async function processesLeftRunning(before: Set<number>): Promise<string[]> {
   for (let waited = 0; ; waited += 20) {
-    const running = [...childProcesses()].filter((pid) => !before.has(pid))
+    const running = [...childProcesses()].filter((pid) => !before.has(pid) && !isExitGuard(pid))
     if (running.length === 0 || waited >= 5000) return running.map((pid) => commandLine(pid))
     await sleep(20)
   }
@@ -154,6 +169,10 @@ function childProcesses(): Set<number> {
   }
 
   return children
+}
+
+function isExitGuard(pid: number): boolean {
+  return commandLine(pid).endsWith(` ${EXIT_GUARD_NAME}`)
 }
 
 function commandLine(pid: number): string {

@@ -2,7 +2,7 @@ import {expect} from 'chai'
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
 import {mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
-import {join} from 'node:path'
+import {basename, dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {BackupError} from '../../src/errors.js'
@@ -116,19 +116,23 @@ describe('staging folders', () => {
   )
 })
 
-describe('the guard of a staging folder', () => {
+describe('the guard of staging folders', () => {
   it(
-    'removes the folder once its process is killed (SIGKILL), and stands down when the process removes it',
+    'removes every folder once its process is killed (SIGKILL), one guard for them all, whatever the names',
     withParent(async (parent) => {
+      // A temp folder's name is the user's: spaces, quotes, a newline, shell syntax, non-ASCII.
+      const odd = join(parent, `tmp dir 'q' "qq" \\ $(touch x) * ? [a] \n ü 🗄`)
+      mkdirSync(odd)
       const script = join(parent, 'stage.mts')
       writeFileSync(
         script,
         [
           `import {writeFileSync} from 'node:fs'`,
-          `import {join} from 'node:path'`,
+          `import {basename, dirname, join} from 'node:path'`,
           `import {makeStagingDir, removeStagingDir, STAGING_PURPOSES} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'staging.ts'))}`,
           `const folders = []`,
           `for (const purpose of STAGING_PURPOSES) folders.push(await makeStagingDir(${JSON.stringify(parent)}, purpose))`,
+          `folders.push(await makeStagingDir(${JSON.stringify(odd)}, 'download', true))`,
           `for (const folder of folders) writeFileSync(join(folder, 'plaintext'), 'secret')`,
           `await removeStagingDir(folders[0])`,
           `console.log(JSON.stringify(folders))`,
@@ -144,24 +148,35 @@ describe('the guard of a staging folder', () => {
           child.stdout.setEncoding('utf8').once('data', resolve)
         }),
       ) as string[]
-      const guardsOf = (folder: string) =>
-        execFileSync('ps', ['-eo', 'args'], {encoding: 'utf8'})
+      // Each as "pid ppid"; a guard outlives its process, whose children go to init.
+      const guards = () =>
+        execFileSync('ps', ['-eo', 'pid=,ppid=,args='], {encoding: 'utf8'})
           .split('\n')
-          .filter((line) => line.includes(`guard ${folder}`))
+          .filter((line) => line.endsWith(' divio-exit-guard'))
+          .map((line) => line.trim().split(/\s+/).slice(0, 2).join(' '))
       const until = async (condition: () => boolean) => {
         for (let waited = 0; !condition() && waited < 30_000; waited += 20) await sleep(20)
       }
 
-      await until(() => guardsOf(folders[0]).length === 0)
-      expect(guardsOf(folders[0]), 'a removed folder’s guard has ended').to.deep.equal([])
-      expect(guardsOf(folders[1]), 'a folder in use keeps its guard').to.have.length(1)
-      expect(readdirSync(parent).sort()).to.deep.equal(
-        [...folders.slice(1).map((folder) => folder.slice(parent.length + 1)), 'stage.mts'].sort(),
-      )
+      const ours = guards().filter((line) => line.endsWith(` ${child.pid}`))
+      expect(ours, 'one guard for all of the process’s folders').to.have.length(1)
+      const guardPid = ours[0].split(' ')[0]
+      const guardRuns = () => guards().some((line) => line.startsWith(`${guardPid} `))
+      const present = (folder: string) => readdirSync(dirname(folder)).includes(basename(folder))
+      expect(present(folders[0]), 'a folder removed by its process').to.equal(false)
+      expect(
+        folders.slice(1).filter((folder) => !present(folder)),
+        'the folders in use',
+      ).to.deep.equal([])
 
       child.kill('SIGKILL')
-      await until(() => readdirSync(parent).length === 1)
-      expect(readdirSync(parent), 'no plaintext outlives a killed process').to.deep.equal(['stage.mts'])
+      await until(() => readdirSync(parent).length === 2 && readdirSync(odd).length === 0)
+      expect(readdirSync(parent).sort(), 'no plaintext outlives a killed process').to.deep.equal(
+        [basename(odd), 'stage.mts'].sort(),
+      )
+      expect(readdirSync(odd), 'nor in a folder of any name').to.deep.equal([])
+      await until(() => !guardRuns())
+      expect(guardRuns(), 'the guard has ended').to.equal(false)
     }),
   )
 })

@@ -1,4 +1,4 @@
-import {startToldGuard, ToldGuard} from './process.js'
+import {startToldGuard, ToldGuard} from './guards.js'
 
 /**
  * What must not outlive this process: staging folders, which hold plaintext (staging.ts), and the

@@ -57,6 +57,20 @@ export async function untilGone(pid: number): Promise<void> {
   while (isAlive(pid)) await sleep(20)
 }
 
+/**
+ * The first chunk a child writes to its stdout (as UTF-8): a helper script's "ready". Rejects if the
+ * child exits first, as a script that fails to start does (its error goes to the test's stderr), so
+ * that the test fails at once instead of waiting for its timeout.
+ */
+export function firstOutput(child: ChildProcess): Promise<string> {
+  return new Promise((resolve, reject) => {
+    child.stdout!.once('data', (chunk: Buffer) => resolve(chunk.toString()))
+    child.once('exit', (code, signal) =>
+      reject(new Error(`the helper process exited (${signal ?? `status ${code}`}) before it wrote anything`)),
+    )
+  })
+}
+
 /** Collects what a child prints; `exited` resolves with its exit code. */
 export function watch(child: ChildProcess): {
   exited: Promise<null | number>

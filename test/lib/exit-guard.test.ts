@@ -9,6 +9,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {pathToFileURL} from 'node:url'
 
 import {printfEscaped} from '../../src/lib/exit-guard.js'
+import {firstOutput} from '../helpers/processes.js'
 import {repoRoot} from '../helpers/project.js'
 
 /**
@@ -123,11 +124,7 @@ describe('the exit guard', () => {
         cwd: repoRoot,
         stdio: ['pipe', 'pipe', 'inherit'],
       })
-      const ready = await new Promise((resolve) => {
-        child.stdout.once('data', () => resolve(true))
-        child.once('exit', () => resolve(false))
-      })
-      expect(ready, 'the guarded process started (its error is above)').to.equal(true)
+      await firstOutput(child)
       const listed = (...path: string[]) => readdirSync(join(root, ...path)).sort()
       expect(listed('told')).to.have.length(names.length * 2)
       expect(listed()).to.include('thread')

@@ -7,6 +7,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {BackupError} from '../../src/errors.js'
 import {makeStagingDir, STAGING_PURPOSES, sweepStaleStaging, tempFolderError} from '../../src/lib/staging.js'
+import {firstOutput} from '../helpers/processes.js'
 import {repoRoot} from '../helpers/project.js'
 
 const DAY = 24 * 3_600_000
@@ -143,11 +144,7 @@ describe('the guard of staging folders', () => {
         cwd: repoRoot,
         stdio: ['ignore', 'pipe', 'inherit'],
       })
-      const folders = JSON.parse(
-        await new Promise<string>((resolve) => {
-          child.stdout.setEncoding('utf8').once('data', resolve)
-        }),
-      ) as string[]
+      const folders = JSON.parse(await firstOutput(child)) as string[]
       // Each as "pid ppid"; a guard outlives its process, whose children go to init.
       const guards = () =>
         execFileSync('ps', ['-eo', 'pid=,ppid=,args='], {encoding: 'utf8'})

@@ -6,6 +6,7 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 
 import {STAGING_PURPOSES} from '../../src/lib/staging.js'
+import {firstOutput} from '../helpers/processes.js'
 import {repoRoot} from '../helpers/project.js'
 
 /**
@@ -27,7 +28,7 @@ describe('the stop deadline', () => {
         script,
         [
           `import {readFile} from 'node:fs/promises'`,
-          `import {startStopDeadline} from ${source('process.ts')}`,
+          `import {startStopDeadline} from ${source('guards.ts')}`,
           `import {makeStagingDir, ownStagingTag, STAGING_PURPOSES} from ${source('staging.ts')}`,
           `const root = ${JSON.stringify(parent)}`,
           `for (const purpose of STAGING_PURPOSES) await makeStagingDir(root, purpose)`,
@@ -44,9 +45,7 @@ describe('the stop deadline', () => {
       const ended = new Promise<NodeJS.Signals | null>((resolve) => {
         child.on('exit', (_code, signal) => resolve(signal))
       })
-      await new Promise((resolve) => {
-        child.stdout.once('data', resolve)
-      })
+      await firstOutput(child)
       expect(readdirSync(parent)).to.have.length(others.length + STAGING_PURPOSES.length + 2)
 
       expect(await ended, 'ended by the signal, which nothing in it handles').to.equal('SIGTERM')

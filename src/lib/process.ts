@@ -159,9 +159,10 @@ export function through(command: string, args: readonly string[], options: RunOp
 
 /**
  * A guard (guards.ts): `sh -c script`, in a process group of its own so that a signal to this one's
- * group does not stop it, with a pipe from this process as its input, which the kernel closes when
- * this process (or the thread that started it) is gone. It never keeps this process alive. `name` is
- * its `$0`, which `ps` shows.
+ * group does not stop it, with a pipe from this process as its input. The pipe closes when this
+ * process is gone (the kernel closes it) and when the worker thread that started the guard ends
+ * (Node.js closes the thread's handles). It never keeps this process alive. `name` is its `$0`, which
+ * `ps` shows.
  */
 export function startGuardProcess(script: string, args: readonly string[], name: string): ChildProcess {
   traced('sh', ['-c', script, name, ...args], {})

@@ -129,7 +129,7 @@ describe('the guard of staging folders', () => {
         script,
         [
           `import {writeFileSync} from 'node:fs'`,
-          `import {basename, dirname, join} from 'node:path'`,
+          `import {join} from 'node:path'`,
           `import {makeStagingDir, removeStagingDir, STAGING_PURPOSES} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'staging.ts'))}`,
           `const folders = []`,
           `for (const purpose of STAGING_PURPOSES) folders.push(await makeStagingDir(${JSON.stringify(parent)}, purpose))`,
@@ -145,9 +145,10 @@ describe('the guard of staging folders', () => {
         stdio: ['ignore', 'pipe', 'inherit'],
       })
       const folders = JSON.parse(await firstOutput(child)) as string[]
-      // Each as "pid ppid"; a guard outlives its process, whose children go to init.
+      // Each as "pid ppid" (-ww: the whole command line, however wide); a guard outlives its process,
+      // whose children go to init.
       const guards = () =>
-        execFileSync('ps', ['-eo', 'pid=,ppid=,args='], {encoding: 'utf8'})
+        execFileSync('ps', ['-ww', '-eo', 'pid=,ppid=,args='], {encoding: 'utf8'})
           .split('\n')
           .filter((line) => line.endsWith(' divio-exit-guard'))
           .map((line) => line.trim().split(/\s+/).slice(0, 2).join(' '))

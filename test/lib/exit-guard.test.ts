@@ -1,7 +1,7 @@
 import {expect} from 'chai'
 import * as fc from 'fast-check'
 import {spawn, spawnSync} from 'node:child_process'
-import {mkdtempSync, readdirSync, rmSync, writeFileSync} from 'node:fs'
+import {mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {createRequire} from 'node:module'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
@@ -69,6 +69,53 @@ describe('the exit guard', () => {
       back.map((name) => name.slice(0, -1)),
       'each name as the shell writes it',
     ).to.deep.equal(names.map((name) => Buffer.from(name).toString('latin1')))
+  })
+
+  it('starts no program for what its owner removed itself', async () => {
+    const root = mkdtempSync(join(tmpdir(), 'exit-guard-'))
+    try {
+      // An `rm` first on the guard's PATH, which notes each start.
+      const bin = join(root, 'bin')
+      mkdirSync(bin)
+      const started = join(root, 'started')
+      writeFileSync(join(bin, 'rm'), `#!/bin/sh\necho rm >> '${started}'\nexec /bin/rm "$@"\n`, {mode: 0o755})
+      const script = join(root, 'owner.mts')
+      writeFileSync(
+        script,
+        [
+          `import {mkdirSync, rmSync} from 'node:fs'`,
+          `import {join} from 'node:path'`,
+          `import {removeAtExit} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'exit-guard.ts'))}`,
+          `process.env.PATH = ${JSON.stringify(bin)} + ':' + process.env.PATH`,
+          `const root = ${JSON.stringify(root)}`,
+          // A long-lived process: 200 folders made and removed by their owner, and one left over, whose
+          // name needs decoding.
+          `for (let index = 0; index < 200; index++) {`,
+          `  const folder = join(root, 'staging', 'divio-create-' + index)`,
+          `  await removeAtExit('folder', folder)`,
+          `  mkdirSync(folder, {recursive: true})`,
+          `  rmSync(folder, {recursive: true})`,
+          `}`,
+          `const left = join(root, 'staging', 'left over, café')`,
+          `await removeAtExit('folder', left)`,
+          `mkdirSync(left)`,
+          `console.log('ready')`,
+          `setInterval(() => {}, 60_000)`,
+        ].join('\n'),
+      )
+      const child = spawn(process.execPath, ['--import', 'tsx', script], {
+        cwd: repoRoot,
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
+      await firstOutput(child)
+      child.kill('SIGKILL')
+      await until(() => readdirSync(join(root, 'staging')).length === 0)
+      expect(readdirSync(join(root, 'staging')), 'the folder left over is removed').to.deep.equal([])
+      // It was told last: once it is gone, the guard has passed over every other.
+      expect(readFileSync(started, 'utf8'), 'one rm, for the one folder left').to.equal('rm\n')
+    } finally {
+      rmSync(root, {force: true, recursive: true})
+    }
   })
 
   it('removes what it was told when its process is killed, and only that; a worker thread’s as the thread ends', async () => {

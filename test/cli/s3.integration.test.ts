@@ -50,8 +50,8 @@ describe('S3 store through the CLI (s3rver)', function () {
     const bucket = `backups-${++buckets}`
     await s3.createBucket(bucket)
     const project = makeProject()
-    // Over one part, so that media goes up as a multipart upload.
-    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(20 * MiB))
+    // Over two parts (5 MiB each), so that media goes up as a multipart upload of three.
+    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(11 * MiB))
     project.env.DIVIO_BACKUP_STORE = s3.dsn(bucket, 'divio', endpoint ? {endpoint} : {})
     return {bucket, project}
   }
@@ -322,7 +322,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     const first = await cli(project, ['create', '--media-only', '--json'], packed)
     expect(first.status, first.stderr).to.equal(0)
     // The video is replaced: its old blobs die, and the pack they share with the small files is mostly dead.
-    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(20 * MiB))
+    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(11 * MiB))
     expect((await cli(project, ['create', '--media-only'], packed)).status).to.equal(0)
     const {id} = first.json() as Created
     expect((await cli(project, ['delete', id, '--confirm', 'local'])).status).to.equal(0)
@@ -521,7 +521,7 @@ describe('S3 store through the CLI (s3rver)', function () {
 
   it('a full staging folder while a pack is staged: exit 7 naming the temp folder, not S3; nothing committed, nothing left open', async function () {
     const {bucket, project} = await s3Project()
-    // Room for the backup's small staged files, not for a 16 MiB pack of the 20 MiB video.
+    // Room for the backup's small staged files, not for the pack of the video (11 MiB).
     const staging = mountTmpfs(this, join(project.root, '..', 'full-staging'), 'size=2m')
     try {
       Object.assign(project.env, {DIVIO_BACKUP_MEDIA_FORMAT: 'packs', DIVIO_BACKUP_TMPDIR: staging})

@@ -51,6 +51,24 @@ async function until(condition: () => boolean): Promise<void> {
   for (let waited = 0; !condition() && waited < 30_000; waited += 20) await sleep(20)
 }
 
+/** How a helper script imports the guard. */
+const IMPORT_GUARD = `import {removeAtExit} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'exit-guard.ts'))}`
+
+/**
+ * Runs `lines` as a module of its own in `root`, a process that holds what it told its guard (it
+ * ends only when killed); resolves once it has printed its first line.
+ */
+async function startGuarded(root: string, lines: string[], stdin: 'ignore' | 'pipe' = 'ignore') {
+  const script = join(root, 'guarded.mts')
+  writeFileSync(script, [...lines, `setInterval(() => {}, 60_000)`].join('\n'))
+  const child = spawn(process.execPath, ['--import', 'tsx', script], {
+    cwd: repoRoot,
+    stdio: [stdin, 'pipe', 'inherit'],
+  })
+  await firstOutput(child)
+  return child
+}
+
 describe('the exit guard', () => {
   it('gives the shell every name back byte for byte (printf %b)', () => {
     const names = [
@@ -79,35 +97,25 @@ describe('the exit guard', () => {
       mkdirSync(bin)
       const started = join(root, 'started')
       writeFileSync(join(bin, 'rm'), `#!/bin/sh\necho rm >> '${started}'\nexec /bin/rm "$@"\n`, {mode: 0o755})
-      const script = join(root, 'owner.mts')
-      writeFileSync(
-        script,
-        [
-          `import {mkdirSync, rmSync} from 'node:fs'`,
-          `import {join} from 'node:path'`,
-          `import {removeAtExit} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'exit-guard.ts'))}`,
-          `process.env.PATH = ${JSON.stringify(bin)} + ':' + process.env.PATH`,
-          `const root = ${JSON.stringify(root)}`,
-          // A long-lived process: 200 folders made and removed by their owner, and one left over, whose
-          // name needs decoding.
-          `for (let index = 0; index < 200; index++) {`,
-          `  const folder = join(root, 'staging', 'divio-create-' + index)`,
-          `  await removeAtExit('folder', folder)`,
-          `  mkdirSync(folder, {recursive: true})`,
-          `  rmSync(folder, {recursive: true})`,
-          `}`,
-          `const left = join(root, 'staging', 'left over, café')`,
-          `await removeAtExit('folder', left)`,
-          `mkdirSync(left)`,
-          `console.log('ready')`,
-          `setInterval(() => {}, 60_000)`,
-        ].join('\n'),
-      )
-      const child = spawn(process.execPath, ['--import', 'tsx', script], {
-        cwd: repoRoot,
-        stdio: ['ignore', 'pipe', 'inherit'],
-      })
-      await firstOutput(child)
+      const child = await startGuarded(root, [
+        `import {mkdirSync, rmSync} from 'node:fs'`,
+        `import {join} from 'node:path'`,
+        IMPORT_GUARD,
+        `process.env.PATH = ${JSON.stringify(bin)} + ':' + process.env.PATH`,
+        `const root = ${JSON.stringify(root)}`,
+        // A long-lived process: 200 folders made and removed by their owner, and one left over, whose
+        // name needs decoding.
+        `for (let index = 0; index < 200; index++) {`,
+        `  const folder = join(root, 'staging', 'divio-create-' + index)`,
+        `  await removeAtExit('folder', folder)`,
+        `  mkdirSync(folder, {recursive: true})`,
+        `  rmSync(folder, {recursive: true})`,
+        `}`,
+        `const left = join(root, 'staging', 'left over, café')`,
+        `await removeAtExit('folder', left)`,
+        `mkdirSync(left)`,
+        `console.log('ready')`,
+      ])
       child.kill('SIGKILL')
       await until(() => readdirSync(join(root, 'staging')).length === 0)
       expect(readdirSync(join(root, 'staging')), 'the folder left over is removed').to.deep.equal([])
@@ -128,21 +136,20 @@ describe('the exit guard', () => {
         [
           `import {mkdirSync} from 'node:fs'`,
           `import {parentPort} from 'node:worker_threads'`,
-          `import {removeAtExit} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'exit-guard.ts'))}`,
+          IMPORT_GUARD,
           `await removeAtExit('folder', ${JSON.stringify(join(root, 'thread'))})`,
           `mkdirSync(${JSON.stringify(join(root, 'thread'))})`,
           `parentPort.postMessage('made')`,
           `setInterval(() => {}, 60_000)`,
         ].join('\n'),
       )
-      const script = join(root, 'guarded.mts')
-      writeFileSync(
-        script,
+      const child = await startGuarded(
+        root,
         [
           `import {mkdirSync, writeFileSync} from 'node:fs'`,
           `import {join} from 'node:path'`,
           `import {Worker} from 'node:worker_threads'`,
-          `import {removeAtExit} from ${JSON.stringify(join(repoRoot, 'src', 'lib', 'exit-guard.ts'))}`,
+          IMPORT_GUARD,
           `const root = ${JSON.stringify(root)}`,
           `const guard = async (kind, path) => (await removeAtExit(kind, path), path)`,
           // Each told folder has a sibling that is not told, named to catch a glob or a split word.
@@ -164,19 +171,14 @@ describe('the exit guard', () => {
           `await new Promise((resolve) => worker.once('message', resolve))`,
           `console.log('ready')`,
           `process.stdin.once('data', () => worker.terminate())`,
-          `setInterval(() => {}, 60_000)`,
-        ].join('\n'),
+        ],
+        'pipe',
       )
-      const child = spawn(process.execPath, ['--import', 'tsx', script], {
-        cwd: repoRoot,
-        stdio: ['pipe', 'pipe', 'inherit'],
-      })
-      await firstOutput(child)
       const listed = (...path: string[]) => readdirSync(join(root, ...path)).sort()
       expect(listed('told')).to.have.length(names.length * 2)
       expect(listed()).to.include('thread')
 
-      child.stdin.write('end the thread\n')
+      child.stdin!.write('end the thread\n')
       await until(() => !listed().includes('thread'))
       expect(listed(), 'the thread’s folder, once the thread ended').to.not.include('thread')
       expect(listed('told'), 'the process’s folders, while it runs').to.have.length(names.length * 2)

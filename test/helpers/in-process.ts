@@ -128,13 +128,15 @@ async function filesLeftOpen(folders: string[], before: Set<string>): Promise<st
 
 /**
  * The programs this process started since `before` ({@link childProcesses}) that still run, exit guards
- * aside, once any that end within five seconds have: a command that leaves one running (a database
- * session, a guard of its own, a compressor) leaves it to its host, which may run many commands and
- * never end them. As the program's command line.
+ * and the test runner's compiler aside, once any that end within five seconds have: a command that
+ * leaves one running (a database session, a guard of its own, a compressor) leaves it to its host,
+ * which may run many commands and never end them. As the program's command line.
  */
 async function processesLeftRunning(before: Set<number>): Promise<string[]> {
   for (let waited = 0; ; waited += 20) {
-    const running = [...childProcesses()].filter((pid) => !before.has(pid) && !isExitGuard(pid))
+    const running = [...childProcesses()].filter(
+      (pid) => !before.has(pid) && !isExitGuard(pid) && !isTestCompiler(pid),
+    )
     if (running.length === 0 || waited >= 5000) return running.map((pid) => commandLine(pid))
     await sleep(20)
   }
@@ -173,6 +175,16 @@ function childProcesses(): Set<number> {
 
 function isExitGuard(pid: number): boolean {
   return commandLine(pid).endsWith(` ${EXIT_GUARD_NAME}`)
+}
+
+/**
+ * tsx's esbuild service, which compiles this process's TypeScript as it is imported: it starts with the
+ * first module that is not in tsx's cache, and runs as long as the process. When the only such module
+ * is one that a command imports lazily (a cache warm but for a module just edited), it starts during
+ * that command, which did not start it. The plugin itself never runs esbuild.
+ */
+function isTestCompiler(pid: number): boolean {
+  return /\/esbuild --service=[\d.]+ --ping$/.test(commandLine(pid))
 }
 
 function commandLine(pid: number): string {

@@ -263,6 +263,18 @@ describe('the packed plugin', () => {
     expect(existsSync(join(repoRoot, 'LICENSE'))).to.equal(true)
   })
 
+  it('is ASCII in every JavaScript file, which V8 keeps in one byte a character (scripts/build.js)', () => {
+    const files = readdirSync(join(repoRoot, 'dist'), {recursive: true, withFileTypes: true}).filter(
+      (entry) => entry.isFile() && entry.name.endsWith('.js'),
+    )
+    expect(files.length).to.be.greaterThan(20)
+    for (const file of files) {
+      const code = readFileSync(join(file.parentPath, file.name), 'latin1')
+      // eslint-disable-next-line no-control-regex -- the range is what ASCII is
+      expect(/[^\u0000-\u007F]/.exec(code)?.index, file.name).to.equal(undefined)
+    }
+  })
+
   it('ships the licenses of the code its bundle holds', () => {
     const notices = readFileSync(join(repoRoot, 'dist', 'THIRD-PARTY-NOTICES.txt'), 'utf8')
     for (const name of ['@aws-sdk/client-s3', '@inquirer/prompts', 'bech32', 'luxon', 'tar', 'zod']) {

@@ -134,9 +134,7 @@ async function filesLeftOpen(folders: string[], before: Set<string>): Promise<st
  */
 async function processesLeftRunning(before: Set<number>): Promise<string[]> {
   for (let waited = 0; ; waited += 20) {
-    const running = [...childProcesses()].filter(
-      (pid) => !before.has(pid) && !isExitGuard(pid) && !isTestCompiler(pid),
-    )
+    const running = [...childProcesses()].filter((pid) => !before.has(pid) && !isExitGuard(pid) && !isTestCompiler(pid))
     if (running.length === 0 || waited >= 5000) return running.map((pid) => commandLine(pid))
     await sleep(20)
   }

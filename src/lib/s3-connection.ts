@@ -1,6 +1,5 @@
 import {readFile} from 'node:fs/promises'
 import {AgentOptions} from 'node:https'
-import {createSecureContext, rootCertificates} from 'node:tls'
 
 import {BackupError, ErrorCode} from '../errors.js'
 import {proxyOption} from './proxy.js'
@@ -16,21 +15,24 @@ export async function agentOptions(
   {secure}: {secure: boolean},
 ): Promise<{http: AgentOptions; https: AgentOptions}> {
   const http: AgentOptions = {keepAlive: true, maxSockets, ...proxyOption()}
-  const ca = secure ? await trustedAuthorities() : undefined
+  if (!secure || !process.env.AWS_CA_BUNDLE) return {http, https: http}
+  // Imported here, not with this module, which every command loads: an ES module's import of node:tls
+  // makes Node.js read all of its exports, and the root certificates with them (6 ms, and their text
+  // kept in each thread that loads the module), which only a bundle needs.
+  const {createSecureContext, rootCertificates} = await import('node:tls')
+  const ca = [...rootCertificates, await readBundle(process.env.AWS_CA_BUNDLE)]
   // One context for every connection: given `ca`, each TLS connection would parse the whole bundle
   // again (50 ms for a system's bundle of 150 authorities, where Node.js's defaults take 0.2).
-  return {http, https: ca === undefined ? http : {...http, secureContext: createSecureContext({ca})}}
+  return {http, https: {...http, secureContext: createSecureContext({ca})}}
 }
 
 /**
- * The certificate authorities an S3 client trusts: Node.js's own, and those of `AWS_CA_BUNDLE` (a PEM
- * file), the variable through which the AWS CLI and the other AWS SDKs take a service's private CA (a
- * self-hosted MinIO or Ceph, a proxy that inspects TLS). The AWS SDK for JavaScript does not read it.
- * Undefined without the variable: the agent keeps Node.js's defaults, NODE_EXTRA_CA_CERTS included.
+ * The certificate authorities of `AWS_CA_BUNDLE` (a PEM file), which an S3 client trusts besides
+ * Node.js's own: the variable through which the AWS CLI and the other AWS SDKs take a service's private
+ * CA (a self-hosted MinIO or Ceph, a proxy that inspects TLS). The AWS SDK for JavaScript does not read
+ * it. Without the variable, the agent keeps Node.js's defaults, NODE_EXTRA_CA_CERTS included.
  */
-async function trustedAuthorities(): Promise<string[] | undefined> {
-  const bundle = process.env.AWS_CA_BUNDLE
-  if (!bundle) return undefined
+async function readBundle(bundle: string): Promise<string> {
   let text: string
   try {
     text = await readFile(bundle, 'utf8')
@@ -49,7 +51,7 @@ async function trustedAuthorities(): Promise<string[] | undefined> {
     })
   }
 
-  return [...rootCertificates, text]
+  return text
 }
 
 /** The codes of Node.js's TLS check for a certificate that is not trusted, and what each asks of the user. */

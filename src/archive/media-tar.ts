@@ -9,7 +9,7 @@ import {deferred} from '../lib/deferred.js'
 import {closeFile, readInto} from '../lib/file-io.js'
 import {streamOf} from '../lib/generator-stream.js'
 import {FileIdentity, openListed} from '../lib/listed-files.js'
-import {encodeTarHeader} from './tar-header.js'
+import {encodeTarHeader, loadTarEncoder} from './tar-header.js'
 
 /**
  * The media archive: a POSIX (pax) tar whose members are `media/<path>` for every file, folder and
@@ -162,6 +162,7 @@ export function createMediaTar(
     let totalFileBytes = 0
     let listed = false
     try {
+      await loadTarEncoder()
       for await (const entry of entries) {
         if (entry.type === 'file') {
           const hash = entry.sha256 === undefined ? createHash('sha256') : undefined

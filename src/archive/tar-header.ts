@@ -1,5 +1,4 @@
 import {basename} from 'node:path'
-import {Header, Pax} from 'tar'
 
 import {encodeName, isUtf8Name} from '../lib/byte-names.js'
 
@@ -27,6 +26,20 @@ TEMPLATE.write('ustar\u000000', 257, 'latin1')
 TEMPLATE.write('000000 \0', 329, 'latin1')
 TEMPLATE.write('000000 \0', 337, 'latin1')
 const ZEROS = Buffer.alloc(BLOCK)
+
+/** node-tar, for the headers this module does not write itself (see loadTarEncoder). */
+let nodeTar: typeof import('tar') | undefined
+
+/**
+ * Loads node-tar's encoder, which {@link encodeTarHeader} needs for a UTF-8 name of 100 bytes or more
+ * (or a time or size beyond the octal fields); whatever builds an archive of names it does not choose
+ * awaits it first (createMediaTar). It is not loaded with this module: node-tar, node:assert with it,
+ * costs a thread that loads it 20-35 ms and 3-5 MiB, and restore, verify, drill and the pack writer
+ * (whose members are named by their hex ids) never need it.
+ */
+export async function loadTarEncoder(): Promise<void> {
+  nodeTar ??= await import('tar')
+}
 
 /**
  * Encodes the header of one member, as node-tar's Header would, byte for byte; a pax extended header
@@ -190,6 +203,8 @@ function octal(value: number, width: number): string {
 }
 
 function headerWithPax(fields: TarHeaderFields): Buffer {
+  if (nodeTar === undefined) throw new Error(`${fields.path}: the tar encoder is not loaded (loadTarEncoder)`)
+  const {Header, Pax} = nodeTar
   const header = new Header(fields)
   // encode() returns true when a field does not fit the ustar header.
   if (!header.encode()) return header.block!

@@ -10,9 +10,10 @@ import {makeProject, runJs} from '../helpers/project.js'
  * Node.js modules that a command over a local store has no use for, and that every command loaded
  * with the chunk they share: node:https and TLS cost a thread that loads them about 15 ms and 3 MiB
  * (a `list` on Node.js 24 peaked 5 MiB lower without them), and the service thread loads that chunk
- * too. They are loaded where a request is made (a hook's, S3's).
+ * too. They are loaded where a request is made (a hook's, S3's). node:assert came with node-tar, which
+ * only what builds media.tar loads now (loadTarEncoder).
  */
-const UNNEEDED = ['_http_client', '_tls_wrap', 'http', 'https', 'tls']
+const UNNEEDED = ['_http_client', '_tls_wrap', 'assert', 'http', 'https', 'tls']
 
 describe('start-up', () => {
   it('a command over a local store loads neither HTTP(S) nor TLS', function () {

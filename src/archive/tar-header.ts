@@ -49,7 +49,8 @@ export async function loadTarEncoder(): Promise<void> {
  * each, which is seconds for a million files. Headers whose names fit the ustar fields (plain ASCII,
  * or UTF-8 with a pax header ahead) are therefore written here straight from a template, and so are
  * names that are not UTF-8, which node-tar cannot write; only names of 100 bytes or more go through
- * node-tar. Tests check that every path gives node-tar's bytes, and that system tar reads them.
+ * node-tar, which {@link loadTarEncoder} must have loaded. Tests check that every path gives node-tar's
+ * bytes, and that system tar reads them.
  */
 export function encodeTarHeader(fields: TarHeaderFields): Buffer {
   if (fitsUstar(fields)) return ustarHeader(fields, 'latin1')

@@ -1,5 +1,6 @@
+import type {AgentOptions} from 'node:https'
+
 import {readFile} from 'node:fs/promises'
-import {AgentOptions} from 'node:https'
 
 import {BackupError, ErrorCode} from '../errors.js'
 import {proxyOption} from './proxy.js'

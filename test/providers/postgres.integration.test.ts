@@ -1,6 +1,6 @@
 import {expect} from 'chai'
 import {execFileSync, spawn, spawnSync} from 'node:child_process'
-import {mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
+import {chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -653,13 +653,28 @@ describe('PostgreSQL (real server)', function () {
   })
 
   describe('drill: restored into a throwaway server the command starts itself', () => {
-    it('passes on a good backup: pg_amcheck, every row count and the schema as recorded', async () => {
+    it('passes on a good backup: pg_amcheck, every row count and the schema as recorded; nothing flushed to disk', async () => {
       const project = makeProject()
       configure(project)
       const env = {DATABASE_URL: pg.url('shop')}
       const created = await cli(project, ['create', '--db-only'], env)
       expect(created.status, created.stderr).to.equal(0)
-      const drilled = await cli(project, ['drill', '--json'], env)
+      // The server's programs, with an initdb that notes its arguments: a throwaway cluster is not
+      // flushed to disk (--no-sync), which on a busy disk costs a wait behind everyone's writes. As root
+      // the scratch server's programs run as the postgres user, who must read the folder and the note.
+      const recordingBin = mkdtempSync(join(tmpdir(), 'recording-pg-bin-'))
+      chmodSync(recordingBin, 0o755)
+      const initdbArguments = join(recordingBin, 'initdb.args')
+      writeFileSync(initdbArguments, '', {mode: 0o666})
+      chmodSync(initdbArguments, 0o666)
+      for (const program of readdirSync(binDir)) symlinkSync(join(binDir, program), join(recordingBin, program))
+      rmSync(join(recordingBin, 'initdb'))
+      writeFileSync(
+        join(recordingBin, 'initdb'),
+        `#!/bin/sh\necho "$*" >> '${initdbArguments}'\nexec '${join(binDir, 'initdb')}' "$@"\n`,
+        {mode: 0o755},
+      )
+      const drilled = await cli(project, ['drill', '--json'], {...env, DIVIO_BACKUP_PG_BINDIR: recordingBin})
       // With --json the error is on stdout: both, so that a failure names its cause.
       expect(drilled.status, drilled.stdout + drilled.stderr).to.equal(0)
       const result = drilled.json() as {
@@ -675,6 +690,10 @@ describe('PostgreSQL (real server)', function () {
       expect((await cli(project, ['info'], env)).stdout).to.match(
         /^Drill {7}drilled \S+: 4 tables, 127,500 rows match$/m,
       )
+      const initdbRuns = readFileSync(initdbArguments, 'utf8').trim().split('\n')
+      expect(initdbRuns).to.have.length(1)
+      expect(initdbRuns[0].split(' ')).to.include('--no-sync')
+      rmSync(recordingBin, {force: true, recursive: true})
     })
 
     it("--scratch-url restores into a database of the user's, and refuses the environment's own", async () => {

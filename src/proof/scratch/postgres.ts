@@ -13,8 +13,9 @@ import {systemUser} from './system-user.js'
 /**
  * A throwaway PostgreSQL server for a drill: initdb into the drill's staging folder, listening on a
  * Unix socket in that folder only (no TCP port, so nothing else on the machine can reach it), with
- * fsync off. The dump is restored into it with pg_restore, as `restore` would. A guard process stops
- * the server and removes its folder if this process is killed before it can.
+ * nothing flushed to disk (initdb's sync and the server's fsync off). The dump is restored into it with
+ * pg_restore, as `restore` would. A guard process stops the server and removes its folder if this
+ * process is killed before it can.
  *
  * As root (containers), the server runs as the `postgres` user, as the Debian packages arrange it:
  * PostgreSQL refuses to run as root.
@@ -57,7 +58,20 @@ export async function postgresScratch(
   }
 
   try {
-    await asServer('initdb', ['-D', dataDir, '-U', 'divio_drill', '--auth=trust', '--encoding=UTF8', '--locale=C'])
+    // --no-sync: initdb ends by flushing each of the thousand files it wrote, which a cluster thrown
+    // away after the drill does not need, as its server needs no fsync. The flush waits on the disk: on
+    // an idle one it took initdb from 0.9 s to 1.2 s; once, on a disk that a test run had just written
+    // to, to 131 s.
+    await asServer('initdb', [
+      '-D',
+      dataDir,
+      '-U',
+      'divio_drill',
+      '--auth=trust',
+      '--encoding=UTF8',
+      '--locale=C',
+      '--no-sync',
+    ])
     await asServer('pg_ctl', [
       '-D',
       dataDir,

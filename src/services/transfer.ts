@@ -82,22 +82,8 @@ async function transfer(
   options: TransferOptions,
   {hashPlaintext}: {hashPlaintext: boolean},
 ): Promise<{object: StoredObject; plaintext: {bytes: number; sha256?: string}}> {
-  const {compression, location, name, progress, signal, source, store} = options
-  const meter = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      progress.advance(chunk.length)
-      callback(null, chunk)
-    },
-  })
-  // Compressed data is hashed before it leaves for zstd; otherwise the seal stream hashes its input.
-  const plain = compression === 'zstd' && hashPlaintext ? new HashingStream() : undefined
-  const small = options.bytes !== undefined && options.bytes <= SEAL_HERE_MAX_BYTES
-  const seal = createSealStream(options.recipients, {
-    hashPlaintext: hashPlaintext && compression === 'none',
-    offThread: store.local && !small,
-  })
-  const encryption = options.stages?.encryption?.(seal) ?? seal
-  const zstd = compression === 'zstd' ? (options.stages?.compressor ?? compressor)() : undefined
+  const {location, name, progress, signal, source, store} = options
+  const {encryption, meter, plain, seal, zstd} = middleStages(options, {hashPlaintext})
   const output = new PassThrough({highWaterMark: 256 * 1024})
   // Its error is the store's, reported through `stored` and the pipeline; a store that fails before
   // the pipeline reaches it (a folder it cannot make) must not leave that error without a listener.
@@ -177,6 +163,33 @@ async function transfer(
     object: {bytes, name, sha256: sealed.sealed.sha256},
     plaintext: plain ? {bytes: plain.bytes, sha256: plain.sha256} : sealed.plaintext,
   }
+}
+
+/**
+ * The stages between the source and the store: a meter of progress, the plaintext's hash where the
+ * seal stream cannot take it (compressed data is hashed before it leaves for zstd; otherwise the seal
+ * stream hashes its input), zstd, and the encryption.
+ */
+function middleStages(
+  options: TransferOptions,
+  {hashPlaintext}: {hashPlaintext: boolean},
+): {encryption: Duplex; meter: Transform; plain?: HashingStream; seal: Sealing; zstd?: Duplex} {
+  const {compression, progress, stages, store} = options
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, callback) {
+      progress.advance(chunk.length)
+      callback(null, chunk)
+    },
+  })
+  const plain = compression === 'zstd' && hashPlaintext ? new HashingStream() : undefined
+  const small = options.bytes !== undefined && options.bytes <= SEAL_HERE_MAX_BYTES
+  const seal = createSealStream(options.recipients, {
+    hashPlaintext: hashPlaintext && compression === 'none',
+    offThread: store.local && !small,
+  })
+  const encryption = stages?.encryption?.(seal) ?? seal
+  const zstd = compression === 'zstd' ? (stages?.compressor ?? compressor)() : undefined
+  return {encryption, meter, plain, seal, zstd}
 }
 
 /**

@@ -320,11 +320,57 @@ describe('pack collection with repacking (forwards)', () => {
       for (const name of plan.dropMarkers) markers.delete(name)
     }
 
+    // The adversary: a forward that claims to account for every id in the listing, including creates
+    // still running.
+    const plantForward = (step: {at: number; to: number}) => {
+      const names = [...packs.keys()]
+      const from = names[step.at % names.length]
+      const to = names[step.to % names.length]
+      if (names.length < 2 || from === to) return
+      putForward({
+        accounted: new Set([...backups.keys(), ...pending.map((create) => create.id)]),
+        from,
+        signed: false,
+        to,
+      })
+    }
+
+    // A marker that claims any time; the store stamps it with its own clock.
+    const plantMarker = (step: {at: number; hoursAgo: number}) => {
+      const names = [...packs.keys()]
+      if (names.length === 0) return
+      markers.set(names[step.at % names.length], {signed: false, signedAt: now - step.hoursAgo * HOUR, storedAt: now})
+    }
+
+    // A signed marker or forward written earlier, written again.
+    const replay = (step: {at: number}) => {
+      const note = signedHistory[step.at % Math.max(1, signedHistory.length)]
+      if (note?.kind === 'marker') markers.set(note.pack, {signed: true, signedAt: note.at, storedAt: now})
+      else if (note?.kind === 'forward') putForward({...note, signed: true})
+    }
+
+    // A create starts: it reuses some blobs of an earlier backup (the newest of this writer, which need
+    // not be the newest, nor outlive the create), from packs a create may use, and stores new ones.
+    const start = (step: {keep: number}) => {
+      const ids = [...backups.keys()]
+      const previous = backups.get(ids[step.keep % Math.max(1, ids.length)]) ?? new Map<string, string>()
+      const blocked = unusable()
+      const reused = [...previous].filter(
+        ([, named], index) => packs.has(named) && !blocked.has(named) && ((step.keep >> index) & 1) === 0,
+      )
+      const fresh = [`blob-${serial}`, `blob-${serial + 1}`]
+      const stored = newPack(fresh)
+      pending.push({
+        blobs: new Map([...reused, ...fresh.map((blob) => [blob, stored] as [string, string])]),
+        id: `b${serial++}`,
+        startedAt: now,
+      })
+    }
+
     const first = newPack(['a', 'b', 'c'])
     backups.set('b0', new Map(['a', 'b', 'c'].map((blob) => [blob, first])))
     for (const step of ops) {
       const ids = [...backups.keys()]
-      const names = [...packs.keys()]
       switch (step.kind) {
         case 'commit': {
           if (pending.length > 0) commit(pending[step.at % pending.length])
@@ -338,30 +384,12 @@ describe('pack collection with repacking (forwards)', () => {
         }
 
         case 'plant-forward': {
-          // Claims to account for every id in the listing, including creates still running.
-          if (names.length > 1) {
-            const from = names[step.at % names.length]
-            const to = names[step.to % names.length]
-            if (from !== to)
-              putForward({
-                accounted: new Set([...ids, ...pending.map((create) => create.id)]),
-                from,
-                signed: false,
-                to,
-              })
-          }
-
+          plantForward(step)
           break
         }
 
         case 'plant-marker': {
-          // Any claimed time; the store stamps it with its own clock.
-          if (names.length > 0)
-            markers.set(names[step.at % names.length], {
-              signed: false,
-              signedAt: now - step.hoursAgo * HOUR,
-              storedAt: now,
-            })
+          plantMarker(step)
           break
         }
 
@@ -376,27 +404,12 @@ describe('pack collection with repacking (forwards)', () => {
         }
 
         case 'replay': {
-          const note = signedHistory[step.at % Math.max(1, signedHistory.length)]
-          if (note?.kind === 'marker') markers.set(note.pack, {signed: true, signedAt: note.at, storedAt: now})
-          else if (note?.kind === 'forward') putForward({...note, signed: true})
+          replay(step)
           break
         }
 
         case 'start': {
-          // Reuse some blobs of an earlier backup (the newest of this writer, which need not be the
-          // newest, nor outlive the create), from packs a create may use; store new ones.
-          const previous = backups.get(ids[step.keep % Math.max(1, ids.length)]) ?? new Map<string, string>()
-          const blocked = unusable()
-          const reused = [...previous].filter(
-            ([, named], index) => packs.has(named) && !blocked.has(named) && ((step.keep >> index) & 1) === 0,
-          )
-          const fresh = [`blob-${serial}`, `blob-${serial + 1}`]
-          const stored = newPack(fresh)
-          pending.push({
-            blobs: new Map([...reused, ...fresh.map((blob) => [blob, stored] as [string, string])]),
-            id: `b${serial++}`,
-            startedAt: now,
-          })
+          start(step)
           break
         }
 

@@ -100,7 +100,6 @@ export class S3MediaProvider implements MediaProvider {
     options: {clean?: boolean; onSkip?: (path: string, why: string) => void; signal?: AbortSignal},
   ): Promise<MediaRestoreSummary> {
     const client = await this.client()
-    const {Upload} = await import('@aws-sdk/lib-storage')
     const check = new ListingCheck()
     // Only `clean` needs the restored keys; without it, memory does not grow with the number of files.
     const restored = options.clean ? new Set<string>() : undefined
@@ -110,6 +109,11 @@ export class S3MediaProvider implements MediaProvider {
     let bytes = 0
     let listed = false
     const skipped: MediaRestoreSummary['skipped'] = []
+    const skip = (path: string, why: string) => {
+      skipped.push({path, why})
+      options.onSkip?.(path, why)
+    }
+
     const track = (upload: Promise<void>) => {
       const tracked: Promise<void> = upload
         .catch((error: unknown) => {
@@ -140,55 +144,30 @@ export class S3MediaProvider implements MediaProvider {
         }
 
         if (member.type !== 'file') {
-          const why = `a ${member.type} cannot be stored in S3`
-          skipped.push({path, why})
-          options.onSkip?.(path, why)
+          skip(path, `a ${member.type} cannot be stored in S3`)
           continue
         }
 
-        const hash = createHash('sha256')
         if (!isUtf8Name(path)) {
           // An S3 key is UTF-8: this name has no key. Its content is still checked against the listing.
-          await member.eachChunk((chunk) => {
-            hash.update(chunk)
-            giveBack(chunk)
-          })
-
-          check.add(path, hash.digest('hex'))
-          const why = 'its name is not UTF-8, and an S3 key must be'
-          skipped.push({path, why})
-          options.onSkip?.(path, why)
+          check.add(path, await contentHash(member))
+          skip(path, 'its name is not UTF-8, and an S3 key must be')
           continue
         }
 
         bytes += member.size
         const key = keyOfPath(path, 'file')!
+        restored?.add(key)
+        objects++
         if (member.size <= SMALL_OBJECT) {
           const body = await collect(member.body)
-          check.add(path, hash.update(body).digest('hex'))
-          restored?.add(key)
-          objects++
+          check.add(path, createHash('sha256').update(body).digest('hex'))
           while (inFlight.size >= UPLOADS_IN_FLIGHT) await Promise.race(inFlight)
           track(this.putSmall(key, body, options.signal))
           continue
         }
 
-        const hashing = new Transform({
-          transform(chunk: Buffer, _encoding, callback) {
-            hash.update(chunk)
-            callback(null, chunk)
-          },
-        })
-        const upload = new Upload({
-          client,
-          params: {Body: hashing, Bucket: this.s3.bucket, ContentLength: member.size, Key: `${this.s3.prefix}${key}`},
-        })
-        await Promise.all([pipeline(member.body, hashing), upload.done()]).catch((error: unknown) => {
-          throw this.failure(error, `restore ${path}`)
-        })
-        check.add(path, hash.digest('hex'))
-        restored?.add(key)
-        objects++
+        check.add(path, await this.uploadLarge(client, member, key, path))
       }
 
       await Promise.all(inFlight)
@@ -366,7 +345,6 @@ export class S3MediaProvider implements MediaProvider {
     }
   }
 
-  /** Puts one object; `key` is relative to the prefix. */
   private async putSmall(key: string, body: Buffer, signal?: AbortSignal): Promise<void> {
     const {PutObjectCommand} = await import('@aws-sdk/client-s3')
     const client = await this.client()
@@ -379,6 +357,27 @@ export class S3MediaProvider implements MediaProvider {
       }),
       {abortSignal: signal},
     )
+  }
+
+  /** Puts one object; `key` is relative to the prefix. */
+  /** A file larger than one request takes, streamed as a multipart upload; resolves with its SHA-256. */
+  private async uploadLarge(client: S3Client, member: TarMember, key: string, path: string): Promise<string> {
+    const {Upload} = await import('@aws-sdk/lib-storage')
+    const hash = createHash('sha256')
+    const hashing = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        hash.update(chunk)
+        callback(null, chunk)
+      },
+    })
+    const upload = new Upload({
+      client,
+      params: {Body: hashing, Bucket: this.s3.bucket, ContentLength: member.size, Key: `${this.s3.prefix}${key}`},
+    })
+    await Promise.all([pipeline(member.body, hashing), upload.done()]).catch((error: unknown) => {
+      throw this.failure(error, `restore ${path}`)
+    })
+    return hash.digest('hex')
   }
 }
 
@@ -408,6 +407,16 @@ async function* readMediaArchive(tar: Readable): AsyncGenerator<TarMember> {
  */
 function folderObjectKey(path: string): string | undefined {
   return path === '' ? undefined : keyOfPath(path, 'directory')
+}
+
+/** The SHA-256 of a member's content, read and let go a piece at a time. */
+async function contentHash(member: TarMember): Promise<string> {
+  const hash = createHash('sha256')
+  await member.eachChunk((chunk) => {
+    hash.update(chunk)
+    giveBack(chunk)
+  })
+  return hash.digest('hex')
 }
 
 async function collect(stream: Readable): Promise<Buffer> {

@@ -70,8 +70,8 @@ const files = [
 ]
 
 /** A command whose output is kept, and shown after the main run's. */
-function inBackground(name, command, args) {
-  const child = spawn(command, args, {stdio: ['ignore', 'pipe', 'pipe']})
+function inBackground(name, command, args, env = process.env) {
+  const child = spawn(command, args, {env, stdio: ['ignore', 'pipe', 'pipe']})
   let output = ''
   const gather = (text) => {
     output += text
@@ -85,7 +85,11 @@ function inBackground(name, command, args) {
 }
 
 const background = [
-  inBackground('The type check and the linters', 'sh', ['-c', 'npm run --silent typecheck && npm run --silent lint']),
+  // One V8 helper thread each, as the test workers have (.mocharc.cjs): the cores are full already.
+  inBackground('The type check and the linters', 'sh', ['-c', 'npm run --silent typecheck && npm run --silent lint'], {
+    ...process.env,
+    NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --v8-pool-size=1`.trim(),
+  }),
   inBackground('A Node.js lane', process.execPath, ['scripts/test-lane.js', '22', '24']),
 ]
 

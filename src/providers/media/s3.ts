@@ -345,6 +345,7 @@ export class S3MediaProvider implements MediaProvider {
     }
   }
 
+  /** Puts one object; `key` is relative to the prefix. */
   private async putSmall(key: string, body: Buffer, signal?: AbortSignal): Promise<void> {
     const {PutObjectCommand} = await import('@aws-sdk/client-s3')
     const client = await this.client()
@@ -359,7 +360,6 @@ export class S3MediaProvider implements MediaProvider {
     )
   }
 
-  /** Puts one object; `key` is relative to the prefix. */
   /** A file larger than one request takes, streamed as a multipart upload; resolves with its SHA-256. */
   private async uploadLarge(client: S3Client, member: TarMember, key: string, path: string): Promise<string> {
     const {Upload} = await import('@aws-sdk/lib-storage')

@@ -7,8 +7,9 @@
 // Each worker gets one V8 helper thread (--v8-pool-size=1) instead of four. The workers, the lanes and
 // the linters already fill every core with a process each, and V8's helpers (concurrent marking,
 // background compiling) only take turns with them: in two runs each, taken in turn on two cores, the
-// suite used about 3% less CPU with one (docs/performance.md). The commands the tests start as processes of their own (peak
-// RSS, signals) run as users run them: a worker's flags are not passed on to what it spawns.
+// suite used about 3% less CPU with one (docs/performance.md). The commands the tests start as
+// processes of their own (peak RSS, signals) run as users run them: a worker's flags are not passed on
+// to what it spawns.
 const {availableParallelism} = require('node:os')
 
 module.exports = {

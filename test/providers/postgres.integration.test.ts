@@ -653,7 +653,7 @@ describe('PostgreSQL (real server)', function () {
   })
 
   describe('drill: restored into a throwaway server the command starts itself', () => {
-    it('passes on a good backup: pg_amcheck, every row count and the schema as recorded; nothing flushed to disk', async () => {
+    it('passes on a good backup: pg_amcheck, every row count and the schema as recorded; its cluster made without a flush (initdb --no-sync)', async () => {
       const project = makeProject()
       configure(project)
       const env = {DATABASE_URL: pg.url('shop')}

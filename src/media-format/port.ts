@@ -5,6 +5,7 @@ import {ExtractSummary, WrittenFile} from '../archive/extract.js'
 import {WriterKey} from '../archive/writer-key.js'
 import {Manifest, MediaComponent, StoredObject} from '../domain/manifest.js'
 import {BackupContext, Progress} from '../services/context.js'
+import {CheckedContents} from './checked-contents.js'
 
 /**
  * What `export` names the objects that the backups of an environment share (the packs of incremental
@@ -83,11 +84,15 @@ export interface LinkTarget {
 
 /** The media of one backup, whatever its format: what verify, download, export, url and info need of it. */
 export interface StoredMedia {
-  /** Checks what the own objects lead to (every pack, or a sample of them), once those have checked out. */
+  /**
+   * Checks what the own objects lead to (every pack, or a sample of them), once those have checked
+   * out. `checked` is what this run of verify has read and checked so far, shared by every backup it
+   * checks: where backups share what they lead to, a run reads it about once.
+   */
   checkContent(
     context: BackupContext,
     identities: readonly X25519Identity[],
-    options: {samplePercent?: number},
+    options: {checked: CheckedContents; samplePercent?: number},
   ): Promise<CheckReport[]>
   /**
    * Writes the backup's media into `folder`, a new folder, as restore must: every file checked (against

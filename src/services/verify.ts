@@ -3,6 +3,7 @@ import {CompleteBackup, DamagedBackup} from '../domain/backup.js'
 import {formatBytes, shortHash, truncate} from '../domain/format.js'
 import {MANIFEST_NAME} from '../domain/manifest.js'
 import {BackupError, ErrorCode} from '../errors.js'
+import {CheckedContents} from '../media-format/checked-contents.js'
 import {storedMedia} from '../media-format/index.js'
 import {OwnObject} from '../media-format/port.js'
 import {ObjectReadError} from '../store/port.js'
@@ -37,7 +38,7 @@ export async function verifyBackup(
   const damaged = catalog.damaged.find((backup) => backup.id === reference)
   if (damaged) return damagedResult(damaged)
   try {
-    return await verifyManifest(context, findBackupFor(context, catalog, reference), options)
+    return await verifyManifest(context, findBackupFor(context, catalog, reference), options, new CheckedContents())
   } catch (error) {
     // A damaged backup found by prefix: report it like any other failed check.
     const prefixed = catalog.damaged.find((backup) => backup.id.startsWith(reference))
@@ -49,13 +50,15 @@ export async function verifyBackup(
 export async function verifyAllBackups(context: BackupContext, options: VerifyOptions = {}): Promise<VerifyResult[]> {
   const catalog = await catalogOf(context)
   const results: VerifyResult[] = catalog.damaged.map((backup) => damagedResult(backup))
+  // What one backup's check read and found whole, a later one that shares it does not read again.
+  const checked = new CheckedContents()
   // Each backup is checked whatever happened to the ones before: a key that opens only some of them
   // must not hide what the others hold.
   for (const backup of catalog.complete) {
     // The progress bars below are of this backup's objects: say which, on a terminal.
     if (context.reporter.interactive) context.reporter.notice(`Backup ${backup.manifest.id}:`)
     try {
-      results.push(await verifyManifest(context, backup, options))
+      results.push(await verifyManifest(context, backup, options, checked))
     } catch (error) {
       if (!(error instanceof BackupError) || !KEY_ERRORS.has(error.code)) throw error
       const {code, exitCode, message} = error
@@ -96,6 +99,7 @@ async function verifyManifest(
   context: BackupContext,
   backup: CompleteBackup,
   options: VerifyOptions,
+  checked: CheckedContents,
 ): Promise<VerifyResult> {
   const {manifest} = backup
   const identities = await context.keys.identities()
@@ -133,6 +137,6 @@ async function verifyManifest(
   }
 
   if (media && objects.every((object) => object.ok))
-    objects.push(...(await media.checkContent(context, identities, {samplePercent: options.samplePercent})))
+    objects.push(...(await media.checkContent(context, identities, {checked, samplePercent: options.samplePercent})))
   return {id: manifest.id, objects, ok: objects.every((object) => object.ok)}
 }

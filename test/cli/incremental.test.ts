@@ -6,10 +6,12 @@ import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
 import zlib from 'node:zlib'
 
+import {VerifyResult} from '../../src/services/verify.js'
 import {killAfter, startCli} from '../helpers/kill.js'
 import {
   cli,
   cliInBackground,
+  CliResult,
   makeProject,
   Project,
   settleChangeTimes,
@@ -87,6 +89,8 @@ describe('incremental media (packs)', function () {
     }
 
     await snapshot()
+    const packsFolder = join(project.store, 'shop', 'local', 'packs')
+    const firstPacks = readdirSync(packsFolder)
     // A new file, a file changed in place, a file deleted, a file renamed, bytes inserted mid-file.
     writeFileSync(join(media, 'uploads', 'new.txt'), 'a new file\n')
     const readme = join(media, 'uploads', 'readme.txt')
@@ -115,8 +119,31 @@ describe('incremental media (packs)', function () {
       expect(snapshotTree(media), `restore of backup ${index + 1}`).to.deep.equal(trees[index])
     }
 
+    // verify --all reads what the backups share once: each later backup's unchanged files were read
+    // and checked for the one before it (the newest is checked first).
     const verified = await cli(project, ['verify', '--all', '--json'], PACKS)
     expect(verified.status, verified.stderr).to.equal(0)
+    const packsLine = (result: CliResult) =>
+      (result.json() as VerifyResult[]).map(({objects}) => objects.find(({name}) => name.startsWith('packs'))!.detail)
+    const details = packsLine(verified)
+    expect(details[0]).to.not.include('checked already')
+    expect(details.slice(1).every((detail) => / \(\d+ of them checked already in this run/.test(detail))).to.equal(true)
+
+    // One byte of a blob that every backup shares, damaged (the first MiB of large.bin, at the start of
+    // the largest pack of the first backup): each backup fails, not just the first to read it, since
+    // nothing of a read that failed counts as checked.
+    const [shared] = firstPacks
+      .map((name) => ({name, size: statSync(join(packsFolder, name)).size}))
+      .sort((a, b) => b.size - a.size)
+    const packFile = join(packsFolder, shared.name)
+    const damaged = readFileSync(packFile)
+    damaged[Math.floor(damaged.length / 10)] ^= 0x01
+    writeFileSync(packFile, damaged)
+    const failed = await cli(project, ['verify', '--all', '--json'], PACKS)
+    expect(failed.status, failed.stderr).to.equal(4)
+    expect(packsLine(failed).map((detail) => detail.split(': ')[0])).to.deep.equal(
+      ids.map(() => `packs/${shared.name}`),
+    )
   })
 
   it('an unchanged re-backup reads no file and stores no blob; a 1 KiB change stores one blob; a rename or copy stores none', async () => {

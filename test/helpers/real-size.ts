@@ -4,6 +4,7 @@ import {execFileSync, spawnSync} from 'node:child_process'
 import {existsSync, mkdirSync, readdirSync, rmSync} from 'node:fs'
 import {join} from 'node:path'
 
+import {VerifyResult} from '../../src/services/verify.js'
 import {
   BIG_TREE_FILES,
   bigTree,
@@ -222,9 +223,17 @@ export function realSizeSuite(format: 'packs' | 'tar'): void {
           expect((pruned.json() as {remove: unknown[]}).remove).to.deep.equal([])
         }
 
-        const verified = (await run(['verify', '--all', '--json'])).json() as Array<{id: string; ok: boolean}>
+        const verified = (await run(['verify', '--all', '--json'])).json() as VerifyResult[]
         expect(verified.map((backup) => backup.ok)).to.deep.equal(verified.map(() => true))
         expect(verified.map((backup) => backup.id)).to.include.members([id, ...(safetyBackup ? [safetyBackup] : [])])
+        if (format === 'packs') {
+          // The safety backup holds the same tree, and was checked first: the older backup's files were
+          // read and checked for it, and not read again.
+          const older = verified.find((backup) => backup.id === id)!
+          const packs = older.objects.find(({name}) => name.startsWith('packs'))!.detail
+          expect(Number(/\((\d+) of them checked already/.exec(packs)?.[1]), packs).to.be.greaterThan(BIG_TREE_FILES)
+        }
+
         rmSync(join(project.root, '..'), {force: true, recursive: true})
       })
     }

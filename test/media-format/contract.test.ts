@@ -22,6 +22,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 
 import {Manifest} from '../../src/domain/manifest.js'
 import {BackupError} from '../../src/errors.js'
+import {CheckedContents} from '../../src/media-format/checked-contents.js'
 import {storedMedia} from '../../src/media-format/index.js'
 import {StoredMedia, TarStream} from '../../src/media-format/port.js'
 import {BackupContext} from '../../src/services/context.js'
@@ -29,6 +30,7 @@ import {createBackup} from '../../src/services/create.js'
 import {ObjectCheckError, readVerified} from '../../src/services/read.js'
 import {Store} from '../../src/store/port.js'
 import {contextFor} from '../helpers/context.js'
+import {countingGets} from '../helpers/counting-store.js'
 import {openUnder} from '../helpers/processes.js'
 import {cli, makeProject, Project, snapshotTree, writerKeyFile} from '../helpers/project.js'
 
@@ -109,7 +111,10 @@ for (const format of ['tar', 'packs'] as const) {
 
     it('checks out in full and by sample', async () => {
       for (const samplePercent of [undefined, 100]) {
-        const reports = await media.checkContent(context, await identities(), {samplePercent})
+        const reports = await media.checkContent(context, await identities(), {
+          checked: new CheckedContents(),
+          samplePercent,
+        })
         expect(
           reports.every((report) => report.ok),
           JSON.stringify(reports),
@@ -283,7 +288,7 @@ for (const format of ['tar', 'packs'] as const) {
           )
           const reports = ownFailed.includes(true)
             ? []
-            : await media.checkContent(context, await identities(), {samplePercent: undefined})
+            : await media.checkContent(context, await identities(), {checked: new CheckedContents()})
           expect(ownFailed.includes(true) || reports.some((report) => !report.ok), path).to.equal(true)
           // A stream of media.tar reads all of it: the damage fails the stream or its check, by name.
           const tempDir = mkdtempSync(join(project.root, 'damaged-'))
@@ -318,6 +323,34 @@ for (const format of ['tar', 'packs'] as const) {
           rmSync(context.statePath, {force: true})
         }
       }
+    })
+
+    it('a run that checks several backups reads what they share once', async () => {
+      // A second backup of the same tree, with a copy of one of its files.
+      const copy = join(project.root, 'media', 'notes copy.txt')
+      writeFileSync(copy, readFileSync(join(project.root, 'media', 'notes.txt')))
+      const {id} = await createBackup(context, {database: false, media: true, trigger: 'on-demand'})
+      rmSync(copy)
+      const second = storedMedia(
+        JSON.parse(readFileSync(join(project.store, 'shop', 'local', id, 'manifest.json'), 'utf8')) as Manifest,
+      )!
+      const {gets, store} = countingGets(context.store)
+      const checked = new CheckedContents()
+      for (const backup of [media, second]) {
+        const reports = await backup.checkContent({...context, store}, await identities(), {checked})
+        expect(
+          reports.every((report) => report.ok),
+          JSON.stringify(reports),
+        ).to.equal(true)
+      }
+
+      // What the backups lead to outside their own folders, each read at most once (their manifests,
+      // which a check reads to know which packs are trusted, aside).
+      const shared = [...gets].filter(
+        ([key]) => !key.endsWith('/manifest.json') && !key.includes(`/${manifest.id}/`) && !key.includes(`/${id}/`),
+      )
+      expect(shared.filter(([, count]) => count > 1)).to.deep.equal([])
+      if (format === 'packs') expect(shared.length).to.be.greaterThan(1)
     })
   })
 }

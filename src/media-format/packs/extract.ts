@@ -14,9 +14,10 @@ import {streamOf} from '../../lib/generator-stream.js'
 import {removeTree} from '../../lib/remove-tree.js'
 import {BackupContext} from '../../services/context.js'
 import {ObjectCheckError, readVerified} from '../../services/read.js'
+import {CheckedContents} from '../checked-contents.js'
 import {readPackTrust} from './check.js'
 import {packsPrefix} from './folder.js'
-import {IndexEntry} from './media-index.js'
+import {contentKey, IndexEntry} from './media-index.js'
 import {fileContent, isSmallWholeBlob, openIndexLines, readIndexFile, smallFileContent} from './read.js'
 import {PackReader} from './reader.js'
 
@@ -75,6 +76,8 @@ export async function extractPackedMedia(
 
 /** A packed backup's media as members to extract, and what became of reading them: see {@link packedMembers}. */
 export interface PackedMembers extends MediaMembers {
+  /** How many files were not read, their contents being checked already (see packedMembersToCheck). */
+  readonly checkedBefore: number
   /**
    * Ends the reading: the decrypted index is closed and removed, and the packs are closed (waited for
    * once everything was read; otherwise abandoned, since a read that a hung mount holds may never end).
@@ -92,15 +95,11 @@ export interface PackedMembers extends MediaMembers {
  * `onEntry` sees every entry of the index as its member is made (verify derives the rebuild script
  * from them).
  */
-export async function packedMembers(
+async function packedMembers(
   context: BackupContext,
   manifest: Manifest,
-  options: {
-    advance?(bytes: number): void
-    identities: readonly X25519Identity[]
-    onEntry?(entry: IndexEntry): void
-    tempDir: string
-  },
+  options: MemberOptions,
+  checked?: CheckedContents,
 ): Promise<PackedMembers> {
   const media = manifest.components.media as MediaPacksComponent
   const indexName = media.index.object.name
@@ -115,6 +114,7 @@ export async function packedMembers(
   const index = openIndexLines(indexPath)
   let failure: Error | undefined
   let finished = false
+  let checkedBefore = 0
   // `stop` fails every read still waiting, so that one a hung mount holds does not hold the extraction.
   // (Not a race with one promise that `stop` rejects: every race would leave it a reaction to keep.)
   let stoppedBy: Error | undefined
@@ -147,6 +147,7 @@ export async function packedMembers(
   const read = async (entry: IndexEntry): Promise<Buffer> => {
     try {
       const content = await stoppable(gather(entry))
+      checked?.add(contentKey(entry))
       options.advance?.(content.length)
       return content
     } catch (error) {
@@ -161,6 +162,8 @@ export async function packedMembers(
           options.advance?.(chunk.length)
           yield chunk
         }
+
+        checked?.add(contentKey(entry))
       } catch (error) {
         throw noted(error)
       }
@@ -173,7 +176,13 @@ export async function packedMembers(
     return body
   }
 
-  const reads: ContentReads = {read, stream}
+  const alreadyChecked = (entry: IndexEntry): boolean => {
+    if (checked === undefined || !checked.has(contentKey(entry))) return false
+    checkedBefore++
+    return true
+  }
+
+  const reads: ContentReads = {alreadyChecked, read, stream}
   async function* members(): AsyncGenerator<TarMember, void> {
     for await (const entry of index.entries) {
       options.onEntry?.(entry)
@@ -184,6 +193,9 @@ export async function packedMembers(
   }
 
   return {
+    get checkedBefore() {
+      return checkedBefore
+    },
     checkedBy: 'source',
     async close() {
       await index.close()
@@ -204,8 +216,32 @@ export async function packedMembers(
   }
 }
 
+interface MemberOptions {
+  advance?(bytes: number): void
+  identities: readonly X25519Identity[]
+  onEntry?(entry: IndexEntry): void
+  tempDir: string
+}
+
+/**
+ * The members of {@link packedMembers} for verify, which writes nothing: a file whose content (its
+ * blobs where the index places them, its size and recorded SHA-256) is in `checked` was read and
+ * checked already in this run, by an earlier backup or as a copy earlier in this one, and its member
+ * offers no chunks (never for an extraction, which would write it empty); its other checks (its path,
+ * its place in the tree) are made as for any other. Every file read and checked is added to `checked`.
+ */
+export function packedMembersToCheck(
+  context: BackupContext,
+  manifest: Manifest,
+  options: MemberOptions & {checked: CheckedContents},
+): Promise<PackedMembers> {
+  return packedMembers(context, manifest, options, options.checked)
+}
+
 /** How a packed member's contents are read: checked blob by blob (see packedMembers). */
 interface ContentReads {
+  /** Whether the file's content was read and checked already in this run: see packedMembersToCheck. */
+  alreadyChecked(entry: IndexEntry): boolean
   read(entry: IndexEntry): Promise<Buffer>
   stream(entry: IndexEntry): Readable
 }
@@ -245,7 +281,7 @@ class PackedMember extends DescribedMember implements TarMember {
   }
 
   eachChunk(take: (chunk: Buffer) => void): Promise<void> | undefined {
-    if (this.type !== 'file') return
+    if (this.type !== 'file' || this.reads.alreadyChecked(this.entry)) return
     return this.chunks(take)
   }
 

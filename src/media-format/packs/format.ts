@@ -41,9 +41,9 @@ export const packsFormat: MediaFormat = {
 /** A packed backup's media: its index and script, and the packs they lead to. */
 export function storedPacks(manifest: Manifest, media: MediaPacksComponent): StoredMedia {
   return {
-    async checkContent(context, identities, {samplePercent}) {
+    async checkContent(context, identities, {checked, samplePercent}) {
       return samplePercent === undefined
-        ? verifyPacks(context, manifest, identities)
+        ? verifyPacks(context, manifest, identities, checked)
         : verifyPackSample(context, manifest, identities, samplePercent)
     },
     extract: (context, identities, into) => extractPackedMedia(context, manifest, {...into, identities}),

@@ -1,3 +1,4 @@
+import {createHash} from 'node:crypto'
 import {z} from 'zod'
 
 import {keyOfPath} from '../../providers/media/s3-key-paths.js'
@@ -240,6 +241,18 @@ function keyOf(entry: {path: string; type: string}): string {
  */
 export function blobKey(id: string): string {
   return Buffer.from(id.slice(0, 32), 'hex').toString('latin1')
+}
+
+/**
+ * A file's content as a key of CheckedContents: the first 16 bytes of a SHA-256 of its size, its
+ * recorded SHA-256 (if any) and its blobs, each with the pack the index places it in. Everything a
+ * read of the file checks, and no more: two entries with one key read the same blobs from the same
+ * packs, and pass or fail the same checks, whatever their paths.
+ */
+export function contentKey(entry: IndexEntry): Buffer {
+  const hash = createHash('sha256').update(`${entry.size} ${entry.sha256 ?? '-'}`)
+  for (const [blob, pack] of entry.blobs ?? []) hash.update(` ${blob} ${pack}`)
+  return hash.digest().subarray(0, 16)
 }
 
 /** The size of a file's blob at `position`: BLOB_BYTES, the last one shorter. */

@@ -65,8 +65,21 @@ export function isValidTimeZone(zone: string): boolean {
   // UTC, the default without a schedule, needs no lookup: a thread's first one loads Intl's time-zone
   // data (20-30 ms, and 4-7 MiB at a create's peak), which every create and list paid to check it.
   // luxon takes UTC as a fixed offset, without Intl.
-  return zone === 'UTC' || IANAZone.isValidZone(zone)
+  if (zone === 'UTC') return true
+  // Every other answer is remembered: each asks Intl for a new formatter (about 2 ms), and a list's
+  // expiry projection applies retention once for every day it looks ahead.
+  let valid = knownZones.get(zone)
+  if (valid === undefined) {
+    valid = IANAZone.isValidZone(zone)
+    if (knownZones.size < KNOWN_ZONES_LIMIT) knownZones.set(zone, valid)
+  }
+
+  return valid
 }
+
+/** Zones come from the config, a few a process; the limit only bounds a caller that asks of many. */
+const KNOWN_ZONES_LIMIT = 64
+const knownZones = new Map<string, boolean>()
 
 export function applyRetention(
   backups: readonly RetentionCandidate[],

@@ -378,6 +378,43 @@ describe('expiry projection', () => {
     expect(expiry.get('monday')?.expiresAt).to.equal('2027-03-09T02:00:00.000Z')
   })
 
+  it('looks a year ahead in a time zone asking Intl for a formatter a few times, not once a day it replays', () => {
+    const zoned = {at: '02:00', timezone: 'Europe/Zurich'}
+    const backups: RetentionCandidate[] = Array.from({length: 40}, (_, day) => ({
+      createdAt: new Date(Date.UTC(2026, 0, 1 + day * 7, 1)).toISOString(),
+      id: `week-${day}`,
+      pinned: false,
+      trigger: 'scheduled',
+    }))
+    const Original = Intl.DateTimeFormat
+    let asked = 0
+    const counting = function (this: unknown, ...args: ConstructorParameters<typeof Intl.DateTimeFormat>) {
+      asked++
+      return new Original(...args)
+    }
+
+    Object.assign(counting, Original)
+    Settings.resetCaches()
+    ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = counting
+    let expiry: ReturnType<typeof projectExpiry>
+    try {
+      expiry = projectExpiry({
+        backups,
+        nextSlotAfter: (instant) => nextSlot(zoned, instant),
+        now: new Date('2026-10-08T12:00:00Z'),
+        policies: DEFAULTS,
+        timezone: zoned.timezone,
+      })
+    } finally {
+      ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = Original
+    }
+
+    // The projection replays retention for each of up to a year of days to come: each asked Intl for
+    // a formatter to check the zone: 369 in all.
+    expect([...expiry.values()].some(({expiresAt}) => expiresAt !== null)).to.equal(true)
+    expect(asked).to.be.lessThan(10)
+  })
+
   it('describes what cannot be dated', () => {
     const backups: RetentionCandidate[] = [
       {createdAt: '2026-03-01T00:00:00.000Z', id: 'pinned', pinned: true, trigger: 'scheduled'},

@@ -115,6 +115,13 @@ async function packedMembers(
   let failure: Error | undefined
   let finished = false
   let checkedBefore = 0
+  // The key of the entry asked about last: its read, which follows, adds the same key.
+  let keyed: undefined | {entry: IndexEntry; key: Buffer}
+  const keyOf = (entry: IndexEntry): Buffer => {
+    if (keyed?.entry !== entry) keyed = {entry, key: contentKey(entry)}
+    return keyed.key
+  }
+
   // `stop` fails every read still waiting, so that one a hung mount holds does not hold the extraction.
   // (Not a race with one promise that `stop` rejects: every race would leave it a reaction to keep.)
   let stoppedBy: Error | undefined
@@ -147,7 +154,7 @@ async function packedMembers(
   const read = async (entry: IndexEntry): Promise<Buffer> => {
     try {
       const content = await stoppable(gather(entry))
-      checked?.add(contentKey(entry))
+      checked?.add(keyOf(entry))
       options.advance?.(content.length)
       return content
     } catch (error) {
@@ -163,7 +170,7 @@ async function packedMembers(
           yield chunk
         }
 
-        checked?.add(contentKey(entry))
+        checked?.add(keyOf(entry))
       } catch (error) {
         throw noted(error)
       }
@@ -177,7 +184,7 @@ async function packedMembers(
   }
 
   const alreadyChecked = (entry: IndexEntry): boolean => {
-    if (checked === undefined || !checked.has(contentKey(entry))) return false
+    if (checked === undefined || !checked.has(keyOf(entry))) return false
     checkedBefore++
     return true
   }

@@ -250,9 +250,9 @@ export function blobKey(id: string): string {
  * packs, and pass or fail the same checks, whatever their paths.
  */
 export function contentKey(entry: IndexEntry): Buffer {
-  const hash = createHash('sha256').update(`${entry.size} ${entry.sha256 ?? '-'}`)
-  for (const [blob, pack] of entry.blobs ?? []) hash.update(` ${blob} ${pack}`)
-  return hash.digest().subarray(0, 16)
+  let text = `${entry.size} ${entry.sha256 ?? '-'}`
+  for (const [blob, pack] of entry.blobs ?? []) text += ` ${blob} ${pack}`
+  return createHash('sha256').update(text).digest().subarray(0, 16)
 }
 
 /** The size of a file's blob at `position`: BLOB_BYTES, the last one shorter. */

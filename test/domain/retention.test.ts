@@ -27,6 +27,28 @@ function policy(
 }
 
 const NOW = new Date('2026-01-01T00:00:00Z')
+
+/** What `run` returns, and how many date formats it (or luxon for it) asked Intl to build. */
+function countingDateFormats<T>(run: () => T): {asked: number; result: T} {
+  const Original = Intl.DateTimeFormat
+  let asked = 0
+  const counting = function (this: unknown, ...args: ConstructorParameters<typeof Intl.DateTimeFormat>) {
+    asked++
+    return new Original(...args)
+  }
+
+  Object.assign(counting, Original)
+  // luxon keeps what it asked Intl once (the system's locale, zones) for the whole process.
+  Settings.resetCaches()
+  ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = counting
+  try {
+    const result = run()
+    return {asked, result}
+  } finally {
+    ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = Original
+  }
+}
+
 const variants: {name: string; now?: Date; policies: RetentionPolicies; timezone: string}[] = [
   {name: 'defaults-utc', policies: DEFAULTS, timezone: 'UTC'},
   {name: 'defaults-zurich', policies: DEFAULTS, timezone: 'Europe/Zurich'},
@@ -386,28 +408,15 @@ describe('expiry projection', () => {
       pinned: false,
       trigger: 'scheduled',
     }))
-    const Original = Intl.DateTimeFormat
-    let asked = 0
-    const counting = function (this: unknown, ...args: ConstructorParameters<typeof Intl.DateTimeFormat>) {
-      asked++
-      return new Original(...args)
-    }
-
-    Object.assign(counting, Original)
-    Settings.resetCaches()
-    ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = counting
-    let expiry: ReturnType<typeof projectExpiry>
-    try {
-      expiry = projectExpiry({
+    const {asked, result: expiry} = countingDateFormats(() =>
+      projectExpiry({
         backups,
         nextSlotAfter: (instant) => nextSlot(zoned, instant),
         now: new Date('2026-10-08T12:00:00Z'),
         policies: DEFAULTS,
         timezone: zoned.timezone,
-      })
-    } finally {
-      ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = Original
-    }
+      }),
+    )
 
     // The projection replays retention for each of up to a year of days to come: each asked Intl for
     // a formatter to check the zone: 369 in all.
@@ -438,26 +447,12 @@ describe('expiry projection', () => {
 
 describe('retention without a schedule', () => {
   it('never asks Intl for a date format in UTC, whose time-zone data costs a thread 20-30 ms and MiB, and answers as in Etc/UTC', () => {
-    const Original = Intl.DateTimeFormat
-    let asked = 0
-    const counting = function (this: unknown, ...args: ConstructorParameters<typeof Intl.DateTimeFormat>) {
-      asked++
-      return new Original(...args)
-    }
-
-    Object.assign(counting, Original)
-    // luxon keeps what it asked Intl once (the system's locale, zones) for the whole process.
-    Settings.resetCaches()
-    ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = counting
     // Without a schedule, every backup is on demand, and retention runs in UTC.
     const history = irregularHistory().map((backup) => ({...backup, trigger: 'on-demand' as const}))
-    let result: RetentionResult
-    try {
+    const {asked, result} = countingDateFormats(() => {
       expect(isValidTimeZone('UTC')).to.equal(true)
-      result = applyRetention(history, DEFAULTS, NOW, 'UTC')
-    } finally {
-      ;(Intl as {DateTimeFormat: unknown}).DateTimeFormat = Original
-    }
+      return applyRetention(history, DEFAULTS, NOW, 'UTC')
+    })
 
     expect(asked).to.equal(0)
     expect(result.keep.length).to.be.greaterThan(3)

@@ -119,8 +119,8 @@ describe('incremental media (packs)', function () {
       expect(snapshotTree(media), `restore of backup ${index + 1}`).to.deep.equal(trees[index])
     }
 
-    // verify --all reads what the backups share once: each later backup's unchanged files were read
-    // and checked for the one before it (the newest is checked first).
+    // verify --all reads what the backups share once: the newest is checked first, and each older
+    // backup's files that a newer one holds unchanged were read and checked for that one.
     const verified = await cli(project, ['verify', '--all', '--json'], PACKS)
     expect(verified.status, verified.stderr).to.equal(0)
     const packsLine = (result: CliResult) =>

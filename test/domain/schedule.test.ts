@@ -15,8 +15,13 @@ const ZONES = ['Europe/Zurich', 'America/New_York', 'Australia/Lord_Howe', 'Amer
 /** Times that fall into the hours the clocks skip or repeat, in one zone or another. */
 const TIMES = ['00:00', '01:30', '02:00', '02:30', '03:00', '23:30']
 
-/** The instants in 2026 where `zone`'s offset changes (found hour by hour), or noon on 1 July if none. */
+/**
+ * The instants in 2026 where `zone`'s offset changes (found hour by hour, once a zone: each hour asks
+ * Intl for the offset), or noon on 1 July if none.
+ */
 function transitions(zone: string): number[] {
+  const known = transitionsOf.get(zone)
+  if (known) return known
   const found: number[] = []
   const start = Date.parse('2026-01-01T00:00:00Z')
   let {offset} = DateTime.fromMillis(start, {zone})
@@ -26,8 +31,12 @@ function transitions(zone: string): number[] {
     offset = next
   }
 
-  return found.length > 0 ? found : [Date.parse('2026-07-01T12:00:00Z')]
+  const answer = found.length > 0 ? found : [Date.parse('2026-07-01T12:00:00Z')]
+  transitionsOf.set(zone, answer)
+  return answer
 }
+
+const transitionsOf = new Map<string, number[]>()
 
 const localDay = (instant: number, zone: string) => DateTime.fromMillis(instant, {zone}).toISODate()
 

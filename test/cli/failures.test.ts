@@ -10,7 +10,7 @@ import {mountTmpfs} from '../helpers/mounts.js'
 import {until} from '../helpers/processes.js'
 import {cli, makeProject, Project, runJs, snapshotTree} from '../helpers/project.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
-import {requireTool} from '../helpers/tools.js'
+import {requireTool, writeRandomFile} from '../helpers/tools.js'
 
 /** An SQLite database of about 600 KB: more than every stream buffer between the source and the store. */
 function growDatabase(project: Project): void {
@@ -126,7 +126,7 @@ describe('failures name their location and cause, with the documented exit code,
   for (const format of ['tar', 'packs'] as const) {
     it(`a full temp folder, ${format} format: ${tempWriters[format].join(', ')} blame it, exit 7, and leave nothing there`, async function () {
       const project = makeProject()
-      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      writeRandomFile(join(project.root, 'media', 'large.bin'), 3 * 1024 * 1024)
       project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
       const created = await cli(project, ['create'])
       expect(created.status, created.stderr).to.equal(0)
@@ -193,7 +193,7 @@ describe('failures name their location and cause, with the documented exit code,
   for (const format of ['tar', 'packs'] as const) {
     it(`a drill whose scratch fills up while it extracts, ${format} format: exit 7 naming the temp folder, no receipt`, async function () {
       const project = makeProject()
-      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(8 * 1024 * 1024))
+      writeRandomFile(join(project.root, 'media', 'large.bin'), 8 * 1024 * 1024)
       project.env.DIVIO_BACKUP_MEDIA_FORMAT = format
       const created = await cli(project, ['create', '--json'])
       expect(created.status, created.stderr).to.equal(0)
@@ -225,7 +225,7 @@ describe('failures name their location and cause, with the documented exit code,
     const disk = mountTmpfs(this, mkdtempSync(join(tmpdir(), 'restore-target-')) + '/disk', 'size=16m')
     try {
       const project = makeProject({under: disk})
-      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      writeRandomFile(join(project.root, 'media', 'large.bin'), 3 * 1024 * 1024)
       const store = mkdtempSync(join(tmpdir(), 'restore-target-store-'))
       const ids: Record<string, string> = {}
       for (const format of ['tar', 'packs']) {
@@ -397,7 +397,7 @@ describe('failures name their location and cause, with the documented exit code,
 
     it('fails as a stall of the store after DIVIO_BACKUP_STALL_SECONDS, with exit 7', async () => {
       const project = makeProject()
-      writeFileSync(join(project.root, 'media', 'big.bin'), randomBytes(8 * 1024 * 1024))
+      writeRandomFile(join(project.root, 'media', 'big.bin'), 8 * 1024 * 1024)
       const started = Date.now()
       const {exited} = run(project, {DIVIO_BACKUP_STALL_SECONDS: '2'})
       const {code, stderr} = await exited
@@ -413,7 +413,7 @@ describe('failures name their location and cause, with the documented exit code,
       const project = makeProject()
       mkdirSync(dirname(project.identityFile), {recursive: true})
       execFileSync('age-keygen', ['-o', project.identityFile], {stdio: 'ignore'})
-      writeFileSync(join(project.root, 'media', 'big.bin'), randomBytes(8 * 1024 * 1024))
+      writeRandomFile(join(project.root, 'media', 'big.bin'), 8 * 1024 * 1024)
       const commands = [
         ['create', '--media-only'],
         ['list'],
@@ -469,7 +469,7 @@ describe('failures name their location and cause, with the documented exit code,
       // With a key in place, create goes straight to the uploads, which is where this test stops it.
       mkdirSync(dirname(project.identityFile), {recursive: true})
       execFileSync('age-keygen', ['-o', project.identityFile], {stdio: 'ignore'})
-      writeFileSync(join(project.root, 'media', 'big.bin'), randomBytes(8 * 1024 * 1024))
+      writeRandomFile(join(project.root, 'media', 'big.bin'), 8 * 1024 * 1024)
       const {child, exited, waitsOnTheStore} = run(project, {})
       await waitsOnTheStore()
       const signalled = Date.now()

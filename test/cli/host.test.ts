@@ -1,12 +1,11 @@
 import {expect} from 'chai'
 import {execFileSync, spawnSync} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, symlinkSync, writeFileSync} from 'node:fs'
 import {tmpdir} from 'node:os'
 import {join} from 'node:path'
 
 import {cli, CliResult, makeProject, Project, repoRoot} from '../helpers/project.js'
-import {requireTool} from '../helpers/tools.js'
+import {requireTool, writeRandomFile} from '../helpers/tools.js'
 
 /** The packages a host brings itself: real copies, so that the host's @oclif/core is not the plugin's. */
 const HOST_PACKAGES = ['core', 'plugin-help', 'plugin-plugins']
@@ -174,7 +173,7 @@ for (const {failures, full, install, name} of distributions) {
     it(`${full ? 'create, list, verify, download, restore, drill and status run' : 'create and verify run'} on a sample app`, async () => {
       // More media than one batch of the cipher (256 KiB), so that the linked plugin's create starts the
       // encryption thread too: a smaller stream is sealed on the main thread.
-      if (!full) writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(1024 * 1024))
+      if (!full) writeRandomFile(join(project.root, 'media', 'uploads', 'large.bin'), 1024 * 1024)
       const created = host.run(['app', 'backup', 'create', '--json'], project)
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as {id: string}

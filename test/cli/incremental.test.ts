@@ -19,7 +19,7 @@ import {
   writeConfig,
 } from '../helpers/project.js'
 import {followRawRecipe} from '../helpers/raw-recipe.js'
-import {requireTool} from '../helpers/tools.js'
+import {requireTool, writeRandomFile} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
 const PACKS = {DIVIO_BACKUP_MEDIA_FORMAT: 'packs'}
@@ -80,7 +80,7 @@ describe('incremental media (packs)', function () {
     const project = makeProject()
     const media = join(project.root, 'media')
     const large = join(media, 'uploads', 'large.bin')
-    writeFileSync(large, randomBytes(5 * MiB))
+    writeRandomFile(large, 5 * MiB)
     const trees: Map<string, string>[] = []
     const ids: string[] = []
     const snapshot = async () => {
@@ -148,7 +148,7 @@ describe('incremental media (packs)', function () {
 
   it('an unchanged re-backup reads no file and stores no blob; a 1 KiB change stores one blob; a rename or copy stores none', async () => {
     const project = makeProject()
-    writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(8 * MiB))
+    writeRandomFile(join(project.root, 'media', 'uploads', 'large.bin'), 8 * MiB)
     await settleChangeTimes()
     const first = counters((await create(project)).stderr)
     expect(first.unchanged).to.equal(0)
@@ -291,7 +291,7 @@ describe('incremental media (packs)', function () {
     rmSync(media, {recursive: true})
     mkdirSync(media)
     // 24 files of 1 MiB: two packs. Then half of them go, in two steps, and new ones come.
-    const write = (name: string) => writeFileSync(join(media, name), randomBytes(MiB))
+    const write = (name: string) => writeRandomFile(join(media, name), MiB)
     for (let index = 0; index < 24; index++) write(`a-${String(index).padStart(2, '0')}.bin`)
     const first = (await create(project)).id
     for (let index = 0; index < 24; index += 2) rmSync(join(media, `a-${String(index).padStart(2, '0')}.bin`))
@@ -360,10 +360,10 @@ describe('incremental media (packs)', function () {
     })
     const media = join(project.root, 'media')
     // First in the walk, so that its first pack holds nothing else.
-    writeFileSync(join(media, 'aaa-old.bin'), randomBytes(20 * MiB))
+    writeRandomFile(join(media, 'aaa-old.bin'), 20 * MiB)
     const old = (await create(project)).id
     rmSync(join(media, 'aaa-old.bin'))
-    writeFileSync(join(media, 'kept.bin'), randomBytes(20 * MiB))
+    writeRandomFile(join(media, 'kept.bin'), 20 * MiB)
     await create(project)
     expect((await cli(project, ['delete', old, '--confirm', 'live'])).status).to.equal(0)
     const condemned = await cli(project, ['prune', '--confirm', 'live', '--json'])
@@ -371,7 +371,7 @@ describe('incremental media (packs)', function () {
     await sleep(graceMs + 500)
 
     // A long create (new content to read and pack) and, while it runs, the prune that deletes.
-    writeFileSync(join(media, 'new.bin'), randomBytes(60 * MiB))
+    writeRandomFile(join(media, 'new.bin'), 60 * MiB)
     const running = cliInBackground(project, ['create', '--media-only', '--json'])
     await sleep(300)
     const deleting = await cliInBackground(project, ['prune', '--confirm', 'live', '--json'])
@@ -412,7 +412,7 @@ describe('incremental media (packs)', function () {
 
   it('verify --sample reads a share of the packs; a damaged pack fails verify, naming it, with exit 4', async () => {
     const project = makeProject()
-    writeFileSync(join(project.root, 'media', 'uploads', 'large.bin'), randomBytes(40 * MiB))
+    writeRandomFile(join(project.root, 'media', 'uploads', 'large.bin'), 40 * MiB)
     const {id} = await create(project)
     const sampled = await cli(project, ['verify', id, '--sample', '34', '--json'], PACKS)
     expect(sampled.status, sampled.stderr).to.equal(0)
@@ -481,14 +481,14 @@ describe('incremental media: SIGKILL sweep of create and prune', function () {
     requireTool(this, 'age', 'age')
     const project = makeProject()
     const media = join(project.root, 'media')
-    writeFileSync(join(media, 'base.bin'), randomBytes(40 * MiB))
+    writeRandomFile(join(media, 'base.bin'), 40 * MiB)
     const churn = join(media, 'churn.bin')
-    writeFileSync(churn, randomBytes(40 * MiB))
+    writeRandomFile(churn, 40 * MiB)
     expect((await cli(project, ['create'], PACKS)).status).to.equal(0)
 
     // New content each time, so that every create writes packs, and is killed while it does.
     for (const ms of [30, 200, 400, 650, 900, 1200, 1600, 2100]) {
-      writeFileSync(churn, randomBytes(40 * MiB))
+      writeRandomFile(churn, 40 * MiB)
       await killAfter(startCommand(project, ['create']), ms)
       const listed = await cli(project, ['list', '--all', '--json'], PACKS)
       expect(listed.status, listed.stderr).to.equal(0)

@@ -1,6 +1,5 @@
 import {expect} from 'chai'
 import {ChildProcess} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
 import {Dirent, mkdirSync, readdirSync, statSync, truncateSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 import {setTimeout as sleep} from 'node:timers/promises'
@@ -8,6 +7,7 @@ import {setTimeout as sleep} from 'node:timers/promises'
 import {killAfter, startCli} from '../helpers/kill.js'
 import {cli, makeProject, Project} from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
+import {writeRandomFile} from '../helpers/tools.js'
 
 /** Every file and folder under `root`, with its mode; what a guard removes meanwhile is skipped. */
 function modes(root: string): Array<{mode: number; path: string}> {
@@ -131,7 +131,7 @@ describe('SIGKILL sweep against S3 (s3rver)', function () {
     await s3.createBucket('kill-sweep')
     const project = makeProject()
     // Several parts, so that kills land before, during and after the multipart upload.
-    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(24 * 1024 * 1024))
+    writeRandomFile(join(project.root, 'media', 'video.bin'), 24 * 1024 * 1024)
     project.env.DIVIO_BACKUP_STORE = s3.dsn('kill-sweep', 'divio')
     const tmp = join(project.root, '..', 'tmp')
     mkdirSync(tmp, {mode: 0o700})

@@ -1,6 +1,5 @@
 import {expect} from 'chai'
 import {ChildProcess} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
 import {existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync} from 'node:fs'
 import {join, relative} from 'node:path'
 
@@ -9,6 +8,7 @@ import {SMALL_WORK_UNITS} from '../../src/lib/worker.js'
 import {holdStoreRead, skipWithoutFuse} from '../helpers/mounts.js'
 import {until, waitsIn} from '../helpers/processes.js'
 import {cli, cliAsync, makeProject, Project, snapshotTree} from '../helpers/project.js'
+import {writeRandomFile} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
 
@@ -61,7 +61,7 @@ async function backedUp(format: 'packs' | 'tar', files = 0) {
   const tmp = join(project.root, '..', 'tmp')
   mkdirSync(tmp, {mode: 0o700})
   project.env.DIVIO_BACKUP_TMPDIR = tmp
-  writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(8 * MiB))
+  writeRandomFile(join(project.root, 'media', 'video.bin'), 8 * MiB)
   if (files > 0) mkdirSync(join(project.root, 'media', 'aaa-many'))
   for (let index = 0; index < files; index++) {
     writeFileSync(join(project.root, 'media', 'aaa-many', `f${index}`), String(index))

@@ -23,7 +23,7 @@ import {
 } from '../helpers/project.js'
 import {TestS3} from '../helpers/s3.js'
 import {openTestDatabase} from '../helpers/sqlite.js'
-import {requireTool} from '../helpers/tools.js'
+import {requireTool, writeRandomFile} from '../helpers/tools.js'
 
 const MiB = 1024 * 1024
 const execFileAsync = promisify(execFile)
@@ -51,7 +51,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     await s3.createBucket(bucket)
     const project = makeProject()
     // Over two parts (5 MiB each), so that media goes up as a multipart upload of three.
-    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(11 * MiB))
+    writeRandomFile(join(project.root, 'media', 'video.bin'), 11 * MiB)
     project.env.DIVIO_BACKUP_STORE = s3.dsn(bucket, 'divio', endpoint ? {endpoint} : {})
     return {bucket, project}
   }
@@ -322,7 +322,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     const first = await cli(project, ['create', '--media-only', '--json'], packed)
     expect(first.status, first.stderr).to.equal(0)
     // The video is replaced: its old blobs die, and the pack they share with the small files is mostly dead.
-    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(11 * MiB))
+    writeRandomFile(join(project.root, 'media', 'video.bin'), 11 * MiB)
     expect((await cli(project, ['create', '--media-only'], packed)).status).to.equal(0)
     const {id} = first.json() as Created
     expect((await cli(project, ['delete', id, '--confirm', 'local'])).status).to.equal(0)
@@ -471,7 +471,7 @@ describe('S3 store through the CLI (s3rver)', function () {
 
   it('SIGINT during a multipart upload: exit 130, the upload aborted, nothing committed', async () => {
     const {bucket, project} = await s3Project()
-    writeFileSync(join(project.root, 'media', 'video.bin'), randomBytes(200 * MiB))
+    writeRandomFile(join(project.root, 'media', 'video.bin'), 200 * MiB)
     const seen = s3.requests.length
     const run = watch(cliAsync(project, ['create', '--json']))
     const partSent = () =>
@@ -577,7 +577,7 @@ describe('S3 store through the CLI (s3rver)', function () {
     const media = join(project.root, 'media', 'mixed')
     mkdirSync(media)
     for (let index = 0; index < 16; index++) {
-      writeFileSync(join(media, `photo-${index}.bin`), randomBytes(8 * MiB))
+      writeRandomFile(join(media, `photo-${index}.bin`), 8 * MiB)
       // Lines that differ, so that no two blobs are the same and each is stored.
       const lines = Array.from({length: 8 * 16_384}, (_, line) => `${index} ${line} ${'text '.repeat(10)}\n`)
       writeFileSync(join(media, `notes-${index}.txt`), lines.join('').slice(0, 8 * MiB))

@@ -5,7 +5,7 @@ import {join} from 'node:path'
 
 import {straceCli} from '../helpers/kill.js'
 import {cli, listFiles, makeProject, Project, snapshotTree, writeConfig} from '../helpers/project.js'
-import {requireTool} from '../helpers/tools.js'
+import {requireTool, writeRandomFile} from '../helpers/tools.js'
 
 const READS = 'read,pread64,readv,preadv,preadv2'
 
@@ -43,7 +43,7 @@ describe('an object the store cannot read (EIO)', function () {
         mediaFormat: format,
         store: './.divio/backups',
       })
-      writeFileSync(join(project.root, 'media', 'large.bin'), randomBytes(3 * 1024 * 1024))
+      writeRandomFile(join(project.root, 'media', 'large.bin'), 3 * 1024 * 1024)
       const created = await cli(project, ['create', '--json'])
       expect(created.status, created.stderr).to.equal(0)
       const {id} = created.json() as {id: string}

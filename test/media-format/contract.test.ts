@@ -1,6 +1,5 @@
 import {expect} from 'chai'
 import {execFileSync} from 'node:child_process'
-import {randomBytes} from 'node:crypto'
 import {once} from 'node:events'
 import {
   createWriteStream,
@@ -33,6 +32,7 @@ import {contextFor} from '../helpers/context.js'
 import {countingGets} from '../helpers/counting-store.js'
 import {openUnder} from '../helpers/processes.js'
 import {cli, makeProject, Project, snapshotTree, writerKeyFile} from '../helpers/project.js'
+import {writeRandomFile} from '../helpers/tools.js'
 
 /** Each entry's mode and mtime (whole seconds) below `root` (a link's own), by path. */
 function metadataOf(root: string): Record<string, string> {
@@ -82,7 +82,7 @@ for (const format of ['tar', 'packs'] as const) {
       mkdirSync(join(folder, 'photos'), {recursive: true})
       // Text, which compresses, and a "video", which does not: both kinds of pack, in the packs format.
       writeFileSync(join(folder, 'notes.txt'), 'A line of notes, again and again.\n'.repeat(20_000))
-      writeFileSync(join(folder, 'photos', 'clip.mp4'), randomBytes(3 * 1024 * 1024 + 5))
+      writeRandomFile(join(folder, 'photos', 'clip.mp4'), 3 * 1024 * 1024 + 5)
       const variables = {
         ...project.env,
         DIVIO_BACKUP_IDENTITY_FILE: project.identityFile,

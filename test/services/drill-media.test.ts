@@ -1,5 +1,4 @@
 import {expect} from 'chai'
-import {randomBytes} from 'node:crypto'
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs'
 import {join} from 'node:path'
 
@@ -8,6 +7,7 @@ import {catalogOf, findBackupFor} from '../../src/services/catalog.js'
 import {readBackMedia, restoreMediaIntoScratch} from '../../src/services/drill-media.js'
 import {contextFor} from '../helpers/context.js'
 import {cli, makeProject, writerKeyFile} from '../helpers/project.js'
+import {writeRandomFile} from '../helpers/tools.js'
 
 // A name that is not UTF-8 (Latin-1 "é"), as an old upload handler writes it.
 const LATIN1_NAME = Buffer.from('caf\u00E9.txt', 'latin1')
@@ -24,7 +24,7 @@ describe("drill's media: restored as restore writes it, then read back against w
       const project = makeProject()
       const media = join(project.root, 'media')
       writeFileSync(Buffer.concat([Buffer.from(`${media}/`), LATIN1_NAME]), 'bonjour\n')
-      writeFileSync(join(media, 'large.bin'), randomBytes(3 * 1024 * 1024))
+      writeRandomFile(join(media, 'large.bin'), 3 * 1024 * 1024)
       const env = {...project.env, DIVIO_BACKUP_MEDIA_FORMAT: format}
       const created = await cli(project, ['create', '--media-only'], env)
       expect(created.status, created.stderr).to.equal(0)

@@ -7,7 +7,6 @@ import {
   mkdirSync,
   mkdtempSync,
   readdirSync,
-  readFileSync,
   readlinkSync,
   rmSync,
   symlinkSync,
@@ -16,6 +15,8 @@ import {
 } from 'node:fs'
 import {tmpdir} from 'node:os'
 import {dirname, join} from 'node:path'
+
+import {hashFile} from './tools.js'
 
 /**
  * A media tree of ordinary size, made once per test run: 20,000+ files, mostly small, a few of several
@@ -168,7 +169,7 @@ export function describeTree(root: string): Map<string, string> {
         tree.set(key, `folder ${common}`)
         visit(path)
       } else {
-        tree.set(key, `file ${createHash('sha256').update(readFileSync(absolute)).digest('hex')} ${common}`)
+        tree.set(key, `file ${hashFile(absolute).sha256} ${common}`)
       }
     }
   }

@@ -1,5 +1,4 @@
 import {spawn, spawnSync} from 'node:child_process'
-import {createHash} from 'node:crypto'
 import {
   lstatSync,
   mkdirSync,
@@ -21,6 +20,7 @@ import {Manifest} from '../../src/domain/manifest.js'
 import {CHANGE_TIME_WINDOW_MS} from '../../src/media-format/packs/media-index.js'
 import {runInThisProcess} from './in-process.js'
 import {openTestDatabase} from './sqlite.js'
+import {hashFile} from './tools.js'
 
 export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..')
 export const runJs = join(repoRoot, 'bin', 'run.js')
@@ -216,8 +216,8 @@ export function snapshotTree(root: string): Map<string, string> {
         tree.set(path, 'folder')
         walk(path)
       } else {
-        const bytes = readFileSync(join(root, path))
-        tree.set(path, `file ${bytes.length} ${createHash('sha256').update(bytes).digest('hex')}`)
+        const {sha256, size} = hashFile(join(root, path))
+        tree.set(path, `file ${size} ${sha256}`)
       }
     }
   }

@@ -1,6 +1,6 @@
 import {execFileSync} from 'node:child_process'
-import {randomFillSync} from 'node:crypto'
-import {closeSync, openSync, writeSync} from 'node:fs'
+import {createHash, randomFillSync} from 'node:crypto'
+import {closeSync, openSync, readSync, writeSync} from 'node:fs'
 import {Readable, Transform, Writable} from 'node:stream'
 import {pipeline} from 'node:stream/promises'
 
@@ -67,6 +67,26 @@ export function writeRandomFile(path: string, size: number): void {
   } finally {
     closeSync(descriptor)
   }
+}
+
+/** Reused by hashFile, for every read. */
+const readChunk = Buffer.allocUnsafe(1024 * 1024)
+
+/** A file's size and SHA-256, read a MiB at a time into one buffer (see writeRandomFile for why). */
+export function hashFile(path: Buffer | string): {sha256: string; size: number} {
+  const hash = createHash('sha256')
+  let size = 0
+  const descriptor = openSync(path, 'r')
+  try {
+    for (let read = readSync(descriptor, readChunk); read > 0; read = readSync(descriptor, readChunk)) {
+      hash.update(readChunk.subarray(0, read))
+      size += read
+    }
+  } finally {
+    closeSync(descriptor)
+  }
+
+  return {sha256: hash.digest('hex'), size}
 }
 
 /** Cuts `data` into pieces of random sizes up to 1.5 × `batch`, so that some span a whole batch. */

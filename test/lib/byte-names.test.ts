@@ -79,12 +79,14 @@ describe('byte names (PEP 383 surrogateescape)', () => {
     // than the test's own work.
     const batch = mkdtempSync(join(tmpdir(), 'byte-names-'))
     const archives: Array<{folder: string; names: Buffer[]}> = []
+    // A folder for every run, the failing ones and fast-check's shrinking runs too.
+    let runs = 0
     try {
       await fc.assert(
         fc.asyncProperty(
           fc.uniqueArray(segment, {maxLength: 12, minLength: 1, selector: (bytes) => bytes.toString('hex')}),
           async (names) => {
-            const folder = join(batch, String(archives.length))
+            const folder = join(batch, String(runs++))
             mkdirSync(folder)
             const entries: MediaEntry[] = names.map((name, index) => ({
               mode: 0o644,

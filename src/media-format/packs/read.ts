@@ -164,32 +164,10 @@ export async function packedMediaTar(
   const index = openIndexLines(indexPath)
   async function* entries(): AsyncGenerator<MediaEntry> {
     try {
-      for await (const entry of index.entries) {
-        const common = {
-          ...(entry.etag === undefined ? {} : {etag: entry.etag}),
-          ...(entry.key === undefined ? {} : {key: entry.key}),
-          mode: entry.mode,
-          mtime: new Date(entry.mtimeMs),
-          path: entry.path,
-        }
-        if (entry.type === 'directory') yield {...common, size: 0, type: 'directory'}
-        else if (entry.type === 'symlink') yield {...common, linkTarget: entry.linkTarget, size: 0, type: 'symlink'}
-        else if (isSmallWholeBlob(entry))
-          yield {
-            ...common,
-            prefetched: smallFileContent(reader, entry, media.index.object.name),
-            size: entry.size,
-            type: 'file',
-          }
-        else
-          yield {
-            ...common,
-            open: async () => Readable.from(fileContent(reader, entry, media.index.object.name)),
-            // Checked by fileContent as the bytes go by: the archive need not hash them again.
-            sha256: entry.sha256 ?? (entry.blobs!.length === 1 ? entry.blobs![0][0] : undefined),
-            size: entry.size,
-            type: 'file',
-          }
+      // A batch of the index at a time: a generator of single entries between the two cost a few
+      // promises a file.
+      for await (const batch of index.batches) {
+        for (const entry of batch) yield mediaEntryOf(entry, reader, media.index.object.name)
       }
     } finally {
       await reader.close().catch(() => {})
@@ -215,6 +193,35 @@ export async function packedMediaTar(
   // Marked handled, as the archive's own: a consumer that fails first may never await it.
   summary.catch(() => {})
   return {stream: archive.stream, summary}
+}
+
+/**
+ * The archive's entry for an index entry, made as one object: spreading a shared part into each kind's
+ * object cost several allocations a file: a packed download of the real-size tree took 2.88-3.18 s
+ * against 3.05-3.29 s with them, and about 5% less CPU (six pairs, taken in turn).
+ */
+function mediaEntryOf(entry: IndexEntry, reader: PackReader, indexName: string): MediaEntry {
+  const {mode, path} = entry
+  const mtime = new Date(entry.mtimeMs)
+  let made: MediaEntry
+  if (entry.type === 'directory') made = {mode, mtime, path, size: 0, type: 'directory'}
+  else if (entry.type === 'symlink') made = {linkTarget: entry.linkTarget, mode, mtime, path, size: 0, type: 'symlink'}
+  else if (isSmallWholeBlob(entry))
+    made = {mode, mtime, path, prefetched: smallFileContent(reader, entry, indexName), size: entry.size, type: 'file'}
+  else
+    made = {
+      mode,
+      mtime,
+      open: async () => Readable.from(fileContent(reader, entry, indexName)),
+      path,
+      // Checked by fileContent as the bytes go by: the archive need not hash them again.
+      sha256: entry.sha256 ?? (entry.blobs!.length === 1 ? entry.blobs![0][0] : undefined),
+      size: entry.size,
+      type: 'file',
+    }
+  if (entry.etag !== undefined) made.etag = entry.etag
+  if (entry.key !== undefined) made.key = entry.key
+  return made
 }
 
 /**
